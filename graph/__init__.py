@@ -1,0 +1,66 @@
+"""The lineage graph: storage, traversal and analysis. Knows nothing of GraphQL or ML.
+
+>>> from lineagehub.graph import open_store, Node, Edge
+>>> store = open_store("sqlite://")
+>>> store.upsert_nodes([Node("d1", "DatasetVersion"), Node("r1", "Run")])
+2
+>>> store.upsert_edges([Edge("r1", "d1", "USED", {"role": "train"})])
+1
+>>> [n for n in store.traverse(["r1"], "UPSTREAM").nodes]
+['r1', 'd1']
+"""
+
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    ConflictError,
+    HubError,
+    NotFoundError,
+    PermissionDenied,
+    PolicyViolation,
+    ValidationError,
+)
+from .model import (
+    Adjacent,
+    Direction,
+    Edge,
+    Node,
+    Page,
+    SeriesPoint,
+    SeriesSummary,
+    Subgraph,
+    TraversedNode,
+    TruncationReason,
+    edge_id,
+)
+from .store import GraphStore
+from .uri import open_store, redact, register_backend, supported_schemes
+
+__all__ = [
+    "Adjacent",
+    "BackendError",
+    "BackendUnavailable",
+    "ConfigError",
+    "ConflictError",
+    "Direction",
+    "Edge",
+    "GraphStore",
+    "HubError",
+    "Node",
+    "NotFoundError",
+    "Page",
+    "PermissionDenied",
+    "PolicyViolation",
+    "SeriesPoint",
+    "SeriesSummary",
+    "Subgraph",
+    "TraversedNode",
+    "TruncationReason",
+    "ValidationError",
+    "edge_id",
+    "open_store",
+    "redact",
+    "register_backend",
+    "supported_schemes",
+]

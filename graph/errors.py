@@ -1,0 +1,101 @@
+"""The error tree every layer of LineageHub raises.
+
+::
+
+    HubError                      .code, .retryable
+    ├── NotFoundError             "NOT_FOUND"   (.ids: what could not be found)
+    ├── ConflictError             "CONFLICT"    (already exists, stale state, immutable field)
+    ├── ValidationError           "VALIDATION"  (.field: the offending field)
+    ├── PolicyViolation           "POLICY"      (.rules: every rule broken)
+    ├── PermissionDenied          "FORBIDDEN"
+    ├── ConfigError               "CONFIG"      (unsupported URI lists the supported schemes)
+    └── BackendError              "BACKEND"
+        └── BackendUnavailable    "BACKEND_UNAVAILABLE" (retryable)
+
+Backends translate their driver's errors into these at their boundary (``raise ... from e``),
+so callers never need to import ``sqlite3`` or ``neo4j`` to handle a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+class HubError(Exception):
+    """Base of every error LineageHub raises on purpose."""
+
+    code: str = "INTERNAL"
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description, as the API and the CLI's ``--json`` show it."""
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class NotFoundError(HubError):
+    code = "NOT_FOUND"
+
+    def __init__(self, message: str, ids: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.ids: list[str] = list(ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "ids": self.ids}
+
+
+class ConflictError(HubError):
+    code = "CONFLICT"
+
+
+class ValidationError(HubError):
+    code = "VALIDATION"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "field": self.field}
+
+
+class PolicyViolation(HubError):
+    code = "POLICY"
+
+    def __init__(self, message: str, rules: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.rules = list(rules)
+
+
+class PermissionDenied(HubError):
+    code = "FORBIDDEN"
+
+
+class ConfigError(HubError):
+    code = "CONFIG"
+
+
+class BackendError(HubError):
+    code = "BACKEND"
+
+
+class BackendUnavailable(BackendError):
+    code = "BACKEND_UNAVAILABLE"
+    retryable = True
+
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailable",
+    "ConfigError",
+    "ConflictError",
+    "HubError",
+    "NotFoundError",
+    "PermissionDenied",
+    "PolicyViolation",
+    "ValidationError",
+]

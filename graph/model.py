@@ -1,0 +1,330 @@
+"""The generic graph data the stores keep: nodes, edges, metric series, and traversal results.
+
+The graph layer knows labels, ids and JSON properties, nothing of ML. Every identifier that a
+backend may have to put into query text (labels, edge kinds, property keys and paths) is
+checked here, against one strict pattern, before any backend sees it.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import ValidationError
+
+# Labels are node kinds such as ``DatasetVersion``; edge kinds are relationship types such as
+# ``GENERATED_BY``. Both end up in Cypher text (Neo4j cannot take them as parameters), so they
+# are restricted to plain ASCII identifiers; nothing that could close a backtick or a string.
+LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+EDGE_KIND_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+# Top-level property keys. Names starting with "_" and the name "id" are the stores' own.
+PROPERTY_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# Later segments of a property path (``params.learning_rate``, ``metrics.val-auc``).
+PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$")
+RESERVED_KEYS = frozenset({"id"})
+# System fields that filters and orderings may name besides properties.
+SYSTEM_FIELDS = frozenset({"id", "_label", "_created_at", "_updated_at"})
+
+MAX_ID_LENGTH = 512
+MAX_PROPS_BYTES = 1_000_000  # one node's or edge's properties, as JSON
+
+
+def validate_label(label: str, field_name: str = "label") -> str:
+    if not isinstance(label, str) or not LABEL_RE.match(label):
+        raise ValidationError(
+            f"invalid {field_name} {label!r}: expected a letter followed by up to 63 letters, "
+            "digits or underscores",
+            field=field_name,
+        )
+    return label
+
+
+def validate_edge_kind(kind: str, field_name: str = "kind") -> str:
+    if not isinstance(kind, str) or not EDGE_KIND_RE.match(kind):
+        raise ValidationError(
+            f"invalid edge kind {kind!r}: expected UPPER_SNAKE_CASE (A-Z, 0-9, _), "
+            "up to 64 characters",
+            field=field_name,
+        )
+    return kind
+
+
+def validate_id(node_id: Any, field_name: str = "id") -> str:
+    if not isinstance(node_id, str) or not node_id or len(node_id) > MAX_ID_LENGTH:
+        raise ValidationError(
+            f"invalid {field_name} {node_id!r}: expected a non-empty string of at most "
+            f"{MAX_ID_LENGTH} characters",
+            field=field_name,
+        )
+    if "\x00" in node_id:
+        raise ValidationError(f"invalid {field_name}: NUL character", field=field_name)
+    return node_id
+
+
+def validate_path(path: str, field_name: str = "where") -> tuple[str, ...]:
+    """Check a dotted property path (or a system field) and split it into segments."""
+    if not isinstance(path, str):
+        raise ValidationError(f"property path must be a string, not {path!r}", field=field_name)
+    if path in SYSTEM_FIELDS:
+        return (path,)
+    parts = tuple(path.split("."))
+    if (
+        not PROPERTY_KEY_RE.match(parts[0])
+        or parts[0] in RESERVED_KEYS
+        or not all(PATH_SEGMENT_RE.match(p) for p in parts[1:])
+    ):
+        raise ValidationError(
+            f"invalid property path {path!r}: segments are letters, digits, '_' or '-', "
+            f"separated by '.'; system fields are {sorted(SYSTEM_FIELDS)}",
+            field=field_name,
+        )
+    return parts
+
+
+def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
+    if depth > 32:
+        raise ValidationError(f"{where}: nested deeper than 32 levels", field=where)
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(
+                f"{where}: {value!r} is not a JSON value (NaN and infinities are only "
+                "allowed in metric series)",
+                field=where,
+            )
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_json_value(v, f"{where}[{i}]", depth + 1)
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValidationError(f"{where}: key {k!r} is not a string", field=where)
+            _check_json_value(v, f"{where}.{k}", depth + 1)
+        return
+    raise ValidationError(
+        f"{where}: value of type {type(value).__name__} is not JSON-serializable", field=where
+    )
+
+
+def encode_props(props: Mapping[str, Any], owner: str) -> str:
+    """Validate a property map and return it as compact JSON.
+
+    Top-level keys must be plain identifiers (they may become Neo4j property names); values
+    must be JSON (no NaN, no infinities, no arbitrary objects).
+    """
+    if not isinstance(props, Mapping):
+        raise ValidationError(f"{owner}: properties must be a mapping", field="props")
+    for key in props:
+        if not isinstance(key, str) or not PROPERTY_KEY_RE.match(key) or key in RESERVED_KEYS:
+            raise ValidationError(
+                f"{owner}: invalid property key {key!r}: expected a letter followed by letters, "
+                "digits or '_' (and not 'id')",
+                field=f"props.{key}",
+            )
+    try:
+        text = json.dumps(props, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        # Slow path, only on failure: find the offending field to name it.
+        for key, value in props.items():
+            _check_json_value(value, f"props.{key}")
+        raise ValidationError(f"{owner}: properties are not JSON", field="props") from None
+    if len(text) > MAX_PROPS_BYTES:
+        raise ValidationError(
+            f"{owner}: properties are {len(text)} bytes as JSON; the limit is {MAX_PROPS_BYTES}",
+            field="props",
+        )
+    return text
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: dicts merge recursively, ``None`` removes a key.
+
+    The SQLite backend does the same in SQL with ``json_patch``; this is the Python twin for
+    backends without it.
+    """
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def strip_nulls(value: Any) -> Any:
+    """What a merge patch leaves of a document inserted into nothing (RFC 7396)."""
+    return merge_patch({}, value) if isinstance(value, dict) else value
+
+
+# --- time ---------------------------------------------------------------------------------
+
+_ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_iso(dt: datetime) -> str:
+    """Fixed-width UTC text, so that string order is time order in every backend."""
+    if not isinstance(dt, datetime):
+        raise ValidationError(f"expected a datetime, got {type(dt).__name__}", field="time")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).strftime(_ISO)
+
+
+def from_iso(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.strptime(text, _ISO).replace(tzinfo=timezone.utc)
+
+
+# --- the data -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A node of the lineage graph: an id, one label (its kind) and JSON properties.
+
+    ``created_at`` and ``updated_at`` are set by the store and ignored on write.
+    """
+
+    id: str
+    label: str
+    props: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+def edge_id(kind: str, source: str, target: str, discriminator: str = "") -> str:
+    """The deterministic id of an edge, so that re-sending the same fact is idempotent."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (kind, source, target, discriminator):
+        h.update(part.encode())
+        h.update(b"\x00")
+    return "e:" + h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A directed edge, pointing (as in W3C PROV) from the later thing to what it came from.
+
+    ``id`` defaults to a hash of (kind, source, target), so re-sending the same fact is
+    idempotent; give an explicit id (or use :func:`edge_id` with a discriminator) to keep
+    several edges of one kind between the same two nodes. ``event_time`` is when it happened
+    (default: when the store learned it), ``ingested_at`` when the store learned it (set by
+    the store on first write), ``asserted_by`` who said so.
+    """
+
+    source: str
+    target: str
+    kind: str
+    props: dict[str, Any] = field(default_factory=dict)
+    event_time: datetime | None = None
+    asserted_by: str | None = None
+    id: str = ""
+    ingested_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(
+                self, "id", edge_id(str(self.kind), str(self.source), str(self.target))
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """One point of a metric series: the value of ``key`` on node ``node_id`` at ``step``.
+
+    ``value`` may be NaN or ±inf: a diverging loss is a fact worth keeping.
+    """
+
+    node_id: str
+    key: str
+    step: int
+    value: float
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSummary:
+    key: str
+    count: int
+    last: float
+    last_step: int
+    min: float
+    max: float
+    first_timestamp: datetime | None
+    last_timestamp: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing; pass ``next_cursor`` as ``after`` to get the next one."""
+
+    items: list[Node]
+    next_cursor: str | None
+
+
+class Direction(str, enum.Enum):
+    """UPSTREAM follows edges forward (towards what a thing came from); DOWNSTREAM backward."""
+
+    UPSTREAM = "UPSTREAM"
+    DOWNSTREAM = "DOWNSTREAM"
+    BOTH = "BOTH"
+
+
+class TruncationReason(str, enum.Enum):
+    MAX_NODES = "MAX_NODES"
+    MAX_DEPTH = "MAX_DEPTH"
+    TIMEOUT = "TIMEOUT"
+
+
+@dataclass(frozen=True, slots=True)
+class Adjacent:
+    """A neighbour of a node: the edge that joins them and the node at its other end."""
+
+    edge: Edge
+    node: Node
+    direction: Direction
+
+
+@dataclass(slots=True)
+class TraversedNode:
+    node: Node
+    distance: int
+    reached_from: str | None
+    direction: Direction | None  # None for the start nodes
+
+
+@dataclass(slots=True)
+class Subgraph:
+    """What a traversal reached: nodes in discovery order, the edges between them.
+
+    ``truncated`` is true when a budget stopped the walk before it was complete; then
+    ``truncation_reason`` says which budget. A result never silently looks complete.
+    """
+
+    nodes: dict[str, TraversedNode]
+    edges: list[Edge]
+    truncated: bool = False
+    truncation_reason: TruncationReason | None = None
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self.nodes
+
+    def __len__(self) -> int:
+        return len(self.nodes)

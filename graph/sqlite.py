@@ -1,0 +1,626 @@
+"""The embedded default backend: one SQLite file (or memory), zero set-up.
+
+Several processes may write to one file at once (a hyper-parameter sweep of 8 workers logging
+into one hub loses nothing): the database runs in WAL mode, so readers never block writers;
+every write is an ``IMMEDIATE`` transaction, so two writers never deadlock upgrading read
+locks; and a busy timeout makes a writer wait its turn instead of failing. Batches are
+written with ``executemany`` inside one transaction.
+
+Nodes and edges are rows with their properties as JSON text (queried with SQLite's JSON
+functions); metric series live in a side table, one row per point, never as graph nodes.
+The schema is versioned (``PRAGMA user_version``) and migrated forward on open.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+)
+from .filters import And, Cmp, Expr, IsNull, Not, Or, SortKey, parse_where
+from .model import (
+    Edge,
+    Node,
+    SeriesPoint,
+    SeriesSummary,
+    merge_patch,
+    to_iso,
+    utcnow,
+    validate_id,
+    validate_label,
+)
+from .store import Expansion, GraphStore, _series_key
+
+# Each entry moves the schema one version forward; never edit one that has shipped.
+MIGRATIONS: list[str] = [
+    # 1: the graph
+    """
+    CREATE TABLE nodes (
+        id          TEXT PRIMARY KEY,
+        label       TEXT NOT NULL,
+        props       TEXT NOT NULL DEFAULT '{}',
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE INDEX nodes_label ON nodes(label, created_at);
+    CREATE TRIGGER nodes_label_immutable BEFORE UPDATE OF label ON nodes
+        WHEN old.label IS NOT new.label
+        BEGIN SELECT RAISE(ABORT, 'lineagehub: node label is immutable'); END;
+
+    CREATE TABLE edges (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        source      TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        target      TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        props       TEXT NOT NULL DEFAULT '{}',
+        event_time  TEXT NOT NULL,
+        ingested_at TEXT NOT NULL,
+        asserted_by TEXT
+    );
+    CREATE INDEX edges_source ON edges(source, kind);
+    CREATE INDEX edges_target ON edges(target, kind);
+    CREATE TRIGGER edges_ends_immutable BEFORE UPDATE OF kind, source, target ON edges
+        WHEN old.kind IS NOT new.kind OR old.source IS NOT new.source
+             OR old.target IS NOT new.target
+        BEGIN SELECT RAISE(ABORT, 'lineagehub: edge kind and ends are immutable'); END;
+    """,
+    # 2: metric series side table (NULL value = NaN: SQLite cannot store a NaN REAL),
+    #    and the store's own identity
+    """
+    CREATE TABLE series (
+        node_id  TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+        key      TEXT NOT NULL,
+        step     INTEGER NOT NULL,
+        ts       TEXT NOT NULL,
+        value    REAL,
+        PRIMARY KEY (node_id, key, step)
+    ) WITHOUT ROWID;
+    CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+BUSY_TIMEOUT_S = 60.0
+
+_NODE_COLS = "n.id, n.label, n.props, n.created_at, n.updated_at"
+_EDGE_COLS = "e.id, e.kind, e.source, e.target, e.props, e.event_time, e.ingested_at, e.asserted_by"
+_SYSTEM_COLUMNS = {
+    "id": "n.id",
+    "_label": "n.label",
+    "_created_at": "n.created_at",
+    "_updated_at": "n.updated_at",
+}
+_OPS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+
+
+def _dt(text: str | None) -> datetime | None:
+    # fromisoformat is implemented in C; strptime would dominate large traversals.
+    if text is None:
+        return None
+    return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
+
+
+def _node(row: Sequence[Any]) -> Node:
+    return Node(row[0], row[1], json.loads(row[2]), _dt(row[3]), _dt(row[4]))
+
+
+def _edge(row: Sequence[Any]) -> Edge:
+    return Edge(
+        source=row[2],
+        target=row[3],
+        kind=row[1],
+        props=json.loads(row[4]),
+        event_time=_dt(row[5]),
+        asserted_by=row[7],
+        id=row[0],
+        ingested_at=_dt(row[6]),
+    )
+
+
+class _SqlBuilder:
+    """Renders a filter tree to SQL with ``?`` parameters."""
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+
+    @staticmethod
+    def column(path: tuple[str, ...]) -> str:
+        if path[0] in _SYSTEM_COLUMNS:
+            return _SYSTEM_COLUMNS[path[0]]
+        # Segments were validated against a pattern that admits no quote of either kind.
+        return "json_extract(n.props, '$." + ".".join(f'"{p}"' for p in path) + "')"
+
+    def render(self, expr: Expr) -> str:
+        if isinstance(expr, Cmp):
+            col = self.column(expr.path)
+            if expr.op in ("in", "nin"):
+                self.params.append(json.dumps(list(expr.value)))
+                neg = "NOT " if expr.op == "nin" else ""
+                return f"{col} {neg}IN (SELECT value FROM json_each(?))"
+            self.params.append(expr.value)
+            return f"{col} {_OPS[expr.op]} ?"
+        if isinstance(expr, IsNull):
+            return f"{self.column(expr.path)} IS {'NOT ' if expr.negate else ''}NULL"
+        if isinstance(expr, And):
+            if not expr.items:
+                return "1"
+            return "(" + " AND ".join(self.render(e) for e in expr.items) + ")"
+        if isinstance(expr, Or):
+            if not expr.items:
+                return "0"
+            return "(" + " OR ".join(self.render(e) for e in expr.items) + ")"
+        if isinstance(expr, Not):
+            # IFNULL: a comparison with a missing property is unknown, and NOT unknown must
+            # not match either (Cypher agrees: NOT null is null).
+            return f"NOT IFNULL({self.render(expr.item)}, 1)"
+        raise TypeError(expr)  # pragma: no cover
+
+
+class _ThreadState(threading.local):
+    conn: sqlite3.Connection | None = None
+    depth: int = 0
+
+
+class SqliteStore(GraphStore):
+    """The embedded store. ``path`` is a file path or ``":memory:"``.
+
+    Open it with ``open_store("sqlite:///relative.db")``, ``sqlite:////absolute.db`` or
+    ``sqlite://`` (memory). Each thread gets its own connection to a file; an in-memory
+    database is one connection shared under a lock.
+    """
+
+    def __init__(self, path: str | Path = ":memory:", *, uri: str | None = None) -> None:
+        self.path = str(path)
+        self.memory = self.path == ":memory:"
+        self.uri = uri or ("sqlite://" if self.memory else f"sqlite:///{self.path}")
+        self._local = _ThreadState()
+        self._lock = threading.RLock()
+        self._shared: sqlite3.Connection | None = None
+        self._all: list[sqlite3.Connection] = []
+        self._closed = False
+        if not self.memory:
+            parent = Path(self.path).expanduser().parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"cannot create the folder for {self.path}: {e}") from e
+        self._migrate()
+
+    # --- connections and transactions ------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,  # we issue BEGIN IMMEDIATE ourselves
+                check_same_thread=False,
+            )
+            if not self.memory:
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA temp_store=MEMORY")
+        except sqlite3.DatabaseError as e:
+            raise ConfigError(f"cannot open SQLite database {self.path}: {e}") from e
+        self._all.append(conn)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise BackendError(f"{self!r} is closed")
+        if self.memory:
+            if self._shared is None:
+                self._shared = self._connect()
+            return self._shared
+        conn = self._local.conn
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock if self.memory else _nolock, _translate():
+            yield self._conn()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write: its own IMMEDIATE transaction, or a savepoint inside an open one, so a
+        failed write never leaves half of itself behind."""
+        with self._lock if self.memory else _nolock, _translate():
+            conn = self._conn()
+            if self._local.depth:
+                conn.execute("SAVEPOINT lh_write")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK TO lh_write")
+                    conn.execute("RELEASE lh_write")
+                    raise
+                conn.execute("RELEASE lh_write")
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        state = self._local
+        if state.depth:
+            state.depth += 1
+            try:
+                yield
+            finally:
+                state.depth -= 1
+            return
+        with self._lock if self.memory else _nolock:
+            conn = self._conn()
+            with _translate():
+                conn.execute("BEGIN IMMEDIATE")
+            state.depth = 1
+            try:
+                yield
+            except BaseException:
+                state.depth = 0
+                with _translate():
+                    conn.execute("ROLLBACK")
+                raise
+            state.depth = 0
+            with _translate():
+                conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._closed = True
+        for conn in self._all:
+            with suppress(sqlite3.Error):  # closing is best effort
+                conn.close()
+        self._all.clear()
+        self._shared = None
+
+    def _migrate(self) -> None:
+        with self._read() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == SCHEMA_VERSION:
+                return
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"{self.path} has schema version {version}, newer than this lineagehub "
+                f"understands ({SCHEMA_VERSION}); upgrade lineagehub"
+            )
+        with self._write() as conn:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number in range(version, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[number]):
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                if version < 2:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO store_meta VALUES ('store_id', ?)",
+                        (uuid.uuid4().hex,),
+                    )
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def upsert_nodes(self, nodes: Iterable[Node]) -> int:
+        rows = self._prepare_nodes(nodes)
+        if not rows:
+            return 0
+        now = to_iso(utcnow())
+        params = [
+            (node_id, label, _strip_nulls(props), props, now) for node_id, label, props in rows
+        ]
+        try:
+            with self._write() as conn:
+                conn.executemany(
+                    "INSERT INTO nodes (id, label, props, created_at, updated_at) "
+                    "VALUES (?1, ?2, ?3, ?5, ?5) ON CONFLICT(id) DO UPDATE SET "
+                    "label = ?2, props = json_patch(nodes.props, ?4), updated_at = ?5",
+                    params,
+                )
+        except sqlite3.IntegrityError as e:
+            if "label is immutable" in str(e):
+                raise self._label_conflict(rows) from e
+            raise BackendError(f"could not write nodes: {e}") from e
+        return len(rows)
+
+    def _label_conflict(self, rows: list[tuple[str, str, str]]) -> ConflictError:
+        existing = {n.id: n.label for n in self.get_nodes([r[0] for r in rows]) if n}
+        for node_id, label, _ in rows:
+            if node_id in existing and existing[node_id] != label:
+                return ConflictError(
+                    f"node {node_id!r} is a {existing[node_id]}; cannot make it a {label}"
+                )
+        return ConflictError("a node's label cannot change")
+
+    def upsert_edges(self, edges: Iterable[Edge]) -> int:
+        now = to_iso(utcnow())
+        rows = self._prepare_edges(edges, now)
+        if not rows:
+            return 0
+        params = [(*r[:4], _strip_nulls(r[4]), r[4], *r[5:]) for r in rows]
+        try:
+            with self._write() as conn:
+                conn.executemany(
+                    "INSERT INTO edges (id, kind, source, target, props, event_time, "
+                    "ingested_at, asserted_by) VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?8, ?9) "
+                    "ON CONFLICT(id) DO UPDATE SET kind = ?2, source = ?3, target = ?4, "
+                    "props = json_patch(edges.props, ?6)",
+                    params,
+                )
+        except sqlite3.IntegrityError as e:
+            if "FOREIGN KEY" in str(e):
+                ends = list(dict.fromkeys(x for r in rows for x in (r[2], r[3])))
+                missing = [i for i, n in zip(ends, self.get_nodes(ends)) if n is None]
+                raise NotFoundError(
+                    "edges refer to nodes that do not exist: " + ", ".join(map(repr, missing[:20])),
+                    ids=missing,
+                ) from e
+            if "immutable" in str(e):
+                raise ConflictError(
+                    "an edge's kind, source and target cannot change; give the new edge another id"
+                ) from e
+            raise BackendError(f"could not write edges: {e}") from e
+        return len(rows)
+
+    def delete_nodes(self, ids: Sequence[str]) -> int:
+        ids = [validate_id(i, "ids") for i in ids]
+        with self._write() as conn:
+            cur = conn.execute(
+                "DELETE FROM nodes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
+            )
+            return cur.rowcount
+
+    def delete_edges(self, ids: Sequence[str]) -> int:
+        ids = [validate_id(i, "ids") for i in ids]
+        with self._write() as conn:
+            cur = conn.execute(
+                "DELETE FROM edges WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
+            )
+            return cur.rowcount
+
+    def append_series(self, points: Iterable[SeriesPoint]) -> int:
+        rows = self._prepare_points(points, to_iso(utcnow()))
+        if not rows:
+            return 0
+        try:
+            with self._write() as conn:
+                conn.executemany(
+                    "INSERT INTO series (node_id, key, step, ts, value) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(node_id, key, step) DO UPDATE SET ts = excluded.ts, "
+                    "value = excluded.value",
+                    rows,
+                )
+        except sqlite3.IntegrityError as e:
+            ids = list(dict.fromkeys(r[0] for r in rows))
+            missing = [i for i, n in zip(ids, self.get_nodes(ids)) if n is None]
+            raise NotFoundError(
+                "metric points for nodes that do not exist: " + ", ".join(map(repr, missing)),
+                ids=missing,
+            ) from e
+        return len(rows)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get_nodes(self, ids: Sequence[str]) -> list[Node | None]:
+        ids = list(ids)
+        if not ids:
+            return []
+        for i in ids:
+            validate_id(i, "ids")
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_NODE_COLS} FROM json_each(?) f CROSS JOIN nodes n ON n.id = f.value",
+                (json.dumps(ids),),
+            ).fetchall()
+        found = {r[0]: r for r in rows}
+        return [_node(found[i]) if i in found else None for i in ids]
+
+    def get_edges(self, ids: Sequence[str]) -> list[Edge | None]:
+        ids = list(ids)
+        if not ids:
+            return []
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_EDGE_COLS} FROM json_each(?) f CROSS JOIN edges e ON e.id = f.value",
+                (json.dumps(ids),),
+            ).fetchall()
+        found = {r[0]: r for r in rows}
+        return [_edge(found[i]) if i in found else None for i in ids]
+
+    def _where(self, label: str | None, expr: Expr) -> tuple[str, list[Any]]:
+        builder = _SqlBuilder()
+        clauses = []
+        if label is not None:
+            clauses.append("n.label = ?")
+            builder.params.append(label)
+        clauses.append(builder.render(expr))
+        return " AND ".join(clauses), builder.params
+
+    def _find(
+        self, label: str | None, expr: Expr, order: Sequence[SortKey], limit: int
+    ) -> list[Node]:
+        where, params = self._where(label, expr)
+        order_sql = ", ".join(
+            f"({col} IS NULL), {col} {'DESC' if k.descending else 'ASC'}"
+            for k in order
+            for col in [_SqlBuilder.column(k.path)]
+        )
+        sql = f"SELECT {_NODE_COLS} FROM nodes n WHERE {where} ORDER BY {order_sql} LIMIT ?"
+        with self._read() as conn:
+            rows = conn.execute(sql, [*params, limit]).fetchall()
+        return [_node(r) for r in rows]
+
+    def _count(self, label: str | None, expr: Expr) -> int:
+        where, params = self._where(label, expr)
+        with self._read() as conn:
+            return int(
+                conn.execute(f"SELECT count(*) FROM nodes n WHERE {where}", params).fetchone()[0]
+            )
+
+    def count_nodes(self, label: str | None = None, where: Mapping[str, Any] | None = None) -> int:
+        if label is not None:
+            validate_label(label)
+        return self._count(label, parse_where(where))
+
+    def count_edges(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("SELECT count(*) FROM edges").fetchone()[0])
+
+    def _expand(
+        self,
+        frontier: Sequence[str],
+        forward: bool,
+        edge_kinds: Sequence[str] | None,
+        labels: Sequence[str] | None,
+        as_of: str | None,
+        limit: int | None = None,
+    ) -> list[Expansion]:
+        near, far = ("source", "target") if forward else ("target", "source")
+        sql = [
+            f"SELECT {_EDGE_COLS}, n.id, n.label FROM json_each(?) f "
+            f"CROSS JOIN edges e ON e.{near} = f.value CROSS JOIN nodes n ON n.id = e.{far}"
+        ]
+        params: list[Any] = [json.dumps(list(frontier))]
+        conds = []
+        if edge_kinds is not None:
+            conds.append("e.kind IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(edge_kinds)))
+        if labels is not None:
+            conds.append("n.label IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(labels)))
+        if as_of is not None:
+            conds.append("e.ingested_at <= ? AND n.created_at <= ?")
+            params += [as_of, as_of]
+        if conds:
+            sql.append("WHERE " + " AND ".join(conds))
+        if limit is not None:
+            sql.append("LIMIT ?")
+            params.append(limit)
+        with self._read() as conn:
+            rows = conn.execute(" ".join(sql), params).fetchall()
+        return [(_edge(r), r[8], r[9]) for r in rows]
+
+    def _read_series(self, node_id: str, key: str) -> list[SeriesPoint]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT step, ts, value FROM series WHERE node_id = ? AND key = ? ORDER BY step",
+                (node_id, key),
+            ).fetchall()
+        return [SeriesPoint(node_id, key, step, _nan(value), _dt(ts)) for step, ts, value in rows]
+
+    def series_summary(
+        self, node_ids: Sequence[str], keys: Sequence[str] | None = None
+    ) -> dict[str, dict[str, SeriesSummary]]:
+        node_ids = [validate_id(i, "node_ids") for i in node_ids]
+        result: dict[str, dict[str, SeriesSummary]] = {i: {} for i in node_ids}
+        if not node_ids:
+            return result
+        sql = (
+            "SELECT s.node_id, s.key, count(*), min(s.value), max(s.value), min(s.ts), "
+            "max(s.ts), max(s.step), (SELECT l.value FROM series l WHERE l.node_id = s.node_id "
+            "AND l.key = s.key ORDER BY l.step DESC LIMIT 1) "
+            "FROM json_each(?) f CROSS JOIN series s ON s.node_id = f.value"
+        )
+        params: list[Any] = [json.dumps(node_ids)]
+        if keys is not None:
+            sql += " WHERE s.key IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps([_series_key(k) for k in keys]))
+        sql += " GROUP BY s.node_id, s.key"
+        with self._read() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        for node_id, key, count, lo, hi, first_ts, last_ts, last_step, last in rows:
+            result[node_id][key] = SeriesSummary(
+                key=key,
+                count=count,
+                last=_nan(last),
+                last_step=last_step,
+                min=_nan(lo),
+                max=_nan(hi),
+                first_timestamp=_dt(first_ts),
+                last_timestamp=_dt(last_ts),
+            )
+        return result
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _strip_nulls(props_json: str) -> str:
+    """What to insert for a new row: a merge patch applied to nothing has no nulls."""
+    if "null" not in props_json:
+        return props_json
+    return json.dumps(
+        merge_patch({}, json.loads(props_json)), separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script on statement boundaries (triggers contain semicolons)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_nolock = _NoLock()
+
+
+@contextmanager
+def _translate() -> Iterator[None]:
+    """Driver errors become ours at this boundary."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        text = str(e)
+        if "locked" in text or "busy" in text:
+            raise BackendUnavailable(f"SQLite database is busy: {text}") from e
+        if "readonly" in text or "unable to open" in text or "disk" in text:
+            raise BackendError(f"SQLite: {text}") from e
+        raise BackendError(f"SQLite: {text}") from e
+    except sqlite3.DatabaseError as e:
+        if isinstance(e, sqlite3.IntegrityError):
+            raise
+        raise BackendError(f"SQLite: {e}") from e
+
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]

@@ -1,0 +1,440 @@
+"""``GraphStore``: the few primitives every backend implements, and what is built on them.
+
+A backend (SQLite, Neo4j) implements the abstract methods; traversal, neighbour look-ups,
+series downsampling and input validation are written once here so every backend means the
+same thing by them. The contract suite in ``tests/contract`` holds every backend to it.
+
+All methods are synchronous and batch-friendly: training code, the SDK and the CLI are
+synchronous, and the GraphQL layer calls a store from a thread pool.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+from .errors import NotFoundError, ValidationError
+from .filters import (
+    Expr,
+    SortKey,
+    decode_cursor,
+    encode_cursor,
+    keyset_after,
+    node_value,
+    parse_order,
+    parse_where,
+)
+from .model import (
+    Adjacent,
+    Direction,
+    Edge,
+    Node,
+    Page,
+    SeriesPoint,
+    SeriesSummary,
+    Subgraph,
+    TraversedNode,
+    encode_props,
+    to_iso,
+    validate_edge_kind,
+    validate_id,
+    validate_label,
+)
+
+MAX_PAGE = 1000
+MAX_DEPTH_CEILING = 50
+MAX_NODES_CEILING = 1_000_000
+MAX_SERIES_KEY = 250
+
+# A row from a backend's one-level expansion: the edge, the neighbour's id and its label.
+Expansion = tuple[Edge, str, str]
+
+
+class GraphStore(abc.ABC):
+    """A lineage graph: labelled nodes with JSON properties, typed directed edges with
+    provenance (``event_time``, ``ingested_at``, ``asserted_by``), and metric series.
+
+    Open one with :func:`lineagehub.graph.open_store`. Stores are context managers
+    (``with open_store(uri) as store:``) and safe to share between threads.
+    """
+
+    uri: str = ""
+
+    # --- primitives every backend implements -----------------------------------------------
+
+    @abc.abstractmethod
+    def upsert_nodes(self, nodes: Iterable[Node]) -> int:
+        """Create or update nodes, idempotent by id, in one transaction.
+
+        Properties are merged as an RFC 7396 merge patch: given keys replace (nested mappings
+        merge), ``None`` removes a key, absent keys are kept. Changing a node's label is a
+        :class:`ConflictError`. Returns the number of nodes written.
+        """
+
+    @abc.abstractmethod
+    def upsert_edges(self, edges: Iterable[Edge]) -> int:
+        """Create or update edges, idempotent by id, in one transaction.
+
+        Both ends must exist (else :class:`NotFoundError` naming the missing ids). On an
+        existing edge, properties merge as for nodes; ``ingested_at`` and ``event_time``
+        keep their first values; a different source, target or kind is a
+        :class:`ConflictError`.
+        """
+
+    @abc.abstractmethod
+    def get_nodes(self, ids: Sequence[str]) -> list[Node | None]:
+        """The nodes with these ids, in input order, ``None`` where there is none."""
+
+    @abc.abstractmethod
+    def get_edges(self, ids: Sequence[str]) -> list[Edge | None]:
+        """The edges with these ids, in input order, ``None`` where there is none."""
+
+    @abc.abstractmethod
+    def delete_nodes(self, ids: Sequence[str]) -> int:
+        """Delete nodes with their edges and metric series; returns how many existed."""
+
+    @abc.abstractmethod
+    def delete_edges(self, ids: Sequence[str]) -> int:
+        """Delete edges; returns how many existed."""
+
+    @abc.abstractmethod
+    def count_nodes(self, label: str | None = None, where: Mapping[str, Any] | None = None) -> int:
+        """How many nodes (of a label, matching a filter) the store holds."""
+
+    @abc.abstractmethod
+    def append_series(self, points: Iterable[SeriesPoint]) -> int:
+        """Append metric points (several nodes and keys at once) in one transaction.
+
+        A point at an existing (node, key, step) replaces it. Unknown nodes:
+        :class:`NotFoundError`.
+        """
+
+    @abc.abstractmethod
+    def series_summary(
+        self, node_ids: Sequence[str], keys: Sequence[str] | None = None
+    ) -> dict[str, dict[str, SeriesSummary]]:
+        """Per node and key: count, last value (at the highest step), min and max."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """``with store.transaction():`` makes every write inside commit or roll back
+        together. Nested blocks join the outer one."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. The store is unusable afterwards."""
+
+    @abc.abstractmethod
+    def _find(
+        self, label: str | None, expr: Expr, order: Sequence[SortKey], limit: int
+    ) -> list[Node]:
+        """Up to ``limit`` nodes matching ``expr``, sorted by ``order`` (nulls last)."""
+
+    @abc.abstractmethod
+    def _count(self, label: str | None, expr: Expr) -> int: ...
+
+    @abc.abstractmethod
+    def _read_series(self, node_id: str, key: str) -> list[SeriesPoint]:
+        """Every point of one series, ordered by step."""
+
+    @abc.abstractmethod
+    def _expand(
+        self,
+        frontier: Sequence[str],
+        forward: bool,
+        edge_kinds: Sequence[str] | None,
+        labels: Sequence[str] | None,
+        as_of: str | None,
+        limit: int | None = None,
+    ) -> list[Expansion]:
+        """One traversal level in one query: the edges leaving ``frontier`` (``forward``:
+        frontier is the source) or entering it, whose other end has one of ``labels``; with
+        ``as_of``, only edges ingested and nodes created by then."""
+
+    # --- built on the primitives ------------------------------------------------------------
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
+
+    def get_node(self, node_id: str) -> Node:
+        """The node with this id, or :class:`NotFoundError`."""
+        node = self.get_nodes([node_id])[0]
+        if node is None:
+            raise NotFoundError(f"no node with id {node_id!r}", ids=[node_id])
+        return node
+
+    def find_nodes(
+        self,
+        label: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> Page:
+        """Nodes of a label matching a filter, ordered, one page at a time.
+
+        ``where`` and ``order_by`` are described in :mod:`lineagehub.graph.filters`. Pass the
+        returned page's ``next_cursor`` as ``after`` for the next page; it is ``None`` on the
+        last page. Cursors are keyset cursors: stable while nodes are added.
+        """
+        if label is not None:
+            validate_label(label)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+        expr = parse_where(where)
+        order = parse_order(order_by)
+        if after is not None:
+            from .filters import And
+
+            expr = And((expr, keyset_after(order, decode_cursor(after, order))))
+        rows = self._find(label, expr, order, limit + 1)
+        items = rows[:limit]
+        cursor = None
+        if len(rows) > limit:
+            last = items[-1]
+            cursor = encode_cursor([node_value(last, k.path) for k in order])
+        return Page(items=items, next_cursor=cursor)
+
+    def iter_nodes(
+        self,
+        label: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        page_size: int = 500,
+    ) -> Iterator[Node]:
+        """Every matching node, fetched a page at a time."""
+        after = None
+        while True:
+            page = self.find_nodes(label, where, order_by, after, page_size)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            after = page.next_cursor
+
+    def neighbors(
+        self,
+        ids: Sequence[str],
+        direction: Direction | str = Direction.BOTH,
+        edge_kinds: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> dict[str, list[Adjacent]]:
+        """The nodes one edge away from each of ``ids`` (batched: one query per direction).
+
+        UPSTREAM follows edges forward, DOWNSTREAM backward. Returns a list per input id
+        (empty when it has none), in a stable order (edge kind, then neighbour id).
+        """
+        direction = _direction(direction)
+        ids = [validate_id(i, "ids") for i in ids]
+        kinds = _kinds(edge_kinds)
+        labels_ = _labels(labels)
+        result: dict[str, list[Adjacent]] = {i: [] for i in ids}
+        if not ids:
+            return result
+        found: list[tuple[str, Edge, str, Direction]] = []
+        for d in _directions(direction):
+            forward = d is Direction.UPSTREAM
+            for edge, other, _label in self._expand(ids, forward, kinds, labels_, None):
+                origin = edge.source if forward else edge.target
+                found.append((origin, edge, other, d))
+        others = list(dict.fromkeys(o for _, _, o, _ in found))
+        nodes = dict(zip(others, self.get_nodes(others)))
+        for origin, edge, other, d in sorted(found, key=lambda f: (f[1].kind, f[2], f[1].id)):
+            node = nodes.get(other)
+            if node is not None and origin in result:
+                result[origin].append(Adjacent(edge=edge, node=node, direction=d))
+        return result
+
+    def traverse(
+        self,
+        start_ids: Sequence[str] | str,
+        direction: Direction | str = Direction.UPSTREAM,
+        max_depth: int = 3,
+        *,
+        edge_kinds: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None,
+        max_nodes: int = 5000,
+        timeout: float | None = None,
+        as_of: datetime | None = None,
+    ) -> Subgraph:
+        """Walk the graph from several start nodes, level by level.
+
+        Each level is one query over the whole frontier (never an enumeration of paths,
+        which explodes on fan-in). UPSTREAM follows edges forward (towards what a thing came
+        from), DOWNSTREAM backward, BOTH does each from the start nodes. ``edge_kinds``
+        limits which edges are followed, ``labels`` which nodes may be entered (start nodes
+        are always included). Every returned node carries its distance and the node it was
+        first reached from; cycles are safe.
+
+        Budgets: ``max_depth`` levels, ``max_nodes`` nodes, ``timeout`` seconds. When one
+        stops the walk early, ``truncated`` is true and ``truncation_reason`` says which;
+        reaching ``max_depth`` with more to explore counts as truncation.
+        ``as_of`` answers as the store knew the graph then (edges ingested, nodes created).
+        """
+        from .traverse import walk
+
+        if isinstance(start_ids, str):
+            start_ids = [start_ids]
+        if not isinstance(max_depth, int) or not 0 <= max_depth <= MAX_DEPTH_CEILING:
+            raise ValidationError(
+                f"max_depth must be between 0 and {MAX_DEPTH_CEILING}", field="max_depth"
+            )
+        if not isinstance(max_nodes, int) or not 1 <= max_nodes <= MAX_NODES_CEILING:
+            raise ValidationError(
+                f"max_nodes must be between 1 and {MAX_NODES_CEILING}", field="max_nodes"
+            )
+        if timeout is not None and not timeout > 0:
+            raise ValidationError("timeout must be a positive number of seconds", field="timeout")
+        return walk(
+            self,
+            [validate_id(i, "start_ids") for i in start_ids],
+            _direction(direction),
+            max_depth,
+            _kinds(edge_kinds),
+            _labels(labels),
+            max_nodes,
+            None if timeout is None else time.monotonic() + timeout,
+            None if as_of is None else to_iso(as_of),
+        )
+
+    def read_series(
+        self, node_id: str, key: str, max_points: int | None = None
+    ) -> list[SeriesPoint]:
+        """One metric series, ordered by step; with ``max_points``, downsampled so that the
+        first and last points and each bucket's minimum and maximum are kept."""
+        validate_id(node_id, "node_id")
+        _series_key(key)
+        if max_points is not None and (not isinstance(max_points, int) or max_points < 2):
+            raise ValidationError("max_points must be at least 2", field="max_points")
+        points = self._read_series(node_id, key)
+        if max_points is None or len(points) <= max_points:
+            return points
+        return downsample(points, max_points)
+
+    # --- input checks shared by backends ------------------------------------------------------
+
+    @staticmethod
+    def _prepare_nodes(nodes: Iterable[Node]) -> list[tuple[str, str, str]]:
+        rows = []
+        for node in nodes:
+            if not isinstance(node, Node):
+                raise ValidationError(f"expected a Node, got {type(node).__name__}", field="nodes")
+            validate_id(node.id)
+            validate_label(node.label)
+            rows.append((node.id, node.label, encode_props(node.props, f"node {node.id!r}")))
+        return rows
+
+    @staticmethod
+    def _prepare_edges(edges: Iterable[Edge], now: str) -> list[tuple[Any, ...]]:
+        """(id, kind, source, target, props, event_time, ingested_at, asserted_by) rows."""
+        rows = []
+        for edge in edges:
+            if not isinstance(edge, Edge):
+                raise ValidationError(f"expected an Edge, got {type(edge).__name__}", field="edges")
+            validate_id(edge.id, "edge.id")
+            validate_id(edge.source, "edge.source")
+            validate_id(edge.target, "edge.target")
+            validate_edge_kind(edge.kind)
+            if edge.asserted_by is not None:
+                validate_id(edge.asserted_by, "edge.asserted_by")
+            props = encode_props(edge.props, f"edge {edge.id!r}")
+            event = to_iso(edge.event_time) if edge.event_time is not None else now
+            rows.append(
+                (edge.id, edge.kind, edge.source, edge.target, props, event, now, edge.asserted_by)
+            )
+        return rows
+
+    @staticmethod
+    def _prepare_points(points: Iterable[SeriesPoint], now: str) -> list[tuple[Any, ...]]:
+        """(node_id, key, step, timestamp, value) rows."""
+        rows = []
+        for p in points:
+            if not isinstance(p, SeriesPoint):
+                raise ValidationError(
+                    f"expected a SeriesPoint, got {type(p).__name__}", field="points"
+                )
+            validate_id(p.node_id, "node_id")
+            _series_key(p.key)
+            if not isinstance(p.step, int) or isinstance(p.step, bool):
+                raise ValidationError(f"{p.key}: step must be an integer", field="step")
+            if isinstance(p.value, bool) or not isinstance(p.value, (int, float)):
+                raise ValidationError(
+                    f"{p.key}: metric value must be a number, got {type(p.value).__name__}",
+                    field=p.key,
+                )
+            ts = to_iso(p.timestamp) if p.timestamp is not None else now
+            rows.append((p.node_id, p.key, p.step, ts, float(p.value)))
+        return rows
+
+
+def downsample(points: Sequence[SeriesPoint], max_points: int) -> list[SeriesPoint]:
+    """Keep the first and last points and, per bucket of steps, the minimum and maximum:
+    a downsampled curve keeps its spikes, unlike averaging or striding."""
+    import math
+
+    inner = points[1:-1]
+    buckets = max(1, (max_points - 2) // 2)
+    size = math.ceil(len(inner) / buckets)
+    kept: list[SeriesPoint] = [points[0]]
+    for start in range(0, len(inner), size):
+        bucket = inner[start : start + size]
+        # NaN compares false both ways; rank it as the lowest so it stays visible.
+        lo = min(bucket, key=lambda p: (not math.isnan(p.value), p.value))
+        hi = max(bucket, key=lambda p: (not math.isnan(p.value), p.value))
+        kept.extend(sorted({id(lo): lo, id(hi): hi}.values(), key=lambda p: p.step))
+    kept.append(points[-1])
+    return kept[:max_points]
+
+
+def _series_key(key: Any) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_SERIES_KEY or "\x00" in key:
+        raise ValidationError(
+            f"metric key must be a non-empty string of at most {MAX_SERIES_KEY} characters, "
+            f"got {key!r}",
+            field="key",
+        )
+    return key
+
+
+def _direction(direction: Direction | str) -> Direction:
+    try:
+        return Direction(direction)
+    except ValueError:
+        raise ValidationError(
+            f"direction must be one of {[d.value for d in Direction]}, got {direction!r}",
+            field="direction",
+        ) from None
+
+
+def _directions(direction: Direction) -> tuple[Direction, ...]:
+    if direction is Direction.BOTH:
+        return (Direction.UPSTREAM, Direction.DOWNSTREAM)
+    return (direction,)
+
+
+def _kinds(kinds: Sequence[str] | None) -> list[str] | None:
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    return [validate_edge_kind(k, "edge_kinds") for k in kinds]
+
+
+def _labels(labels: Sequence[str] | None) -> list[str] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        labels = [labels]
+    return [validate_label(x, "labels") for x in labels]
+
+
+__all__ = ["Expansion", "GraphStore", "TraversedNode", "downsample"]

@@ -1,0 +1,68 @@
+"""Settings: the only code that reads environment variables.
+
+Sources, highest precedence first: keyword arguments to ``Settings(...)``, then
+``LINEAGEHUB_*`` environment variables, then the defaults below. Every setting is listed in
+the README's configuration table (a test checks it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory (XDG on Linux, ~/Library on macOS, AppData on Windows)."""
+    return Path(platformdirs.user_data_dir("lineagehub", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """LineageHub's configuration. Environment variables are the field names, upper-cased,
+    with the ``LINEAGEHUB_`` prefix (``LINEAGEHUB_STORE``, ``LINEAGEHUB_NEO4J_PASSWORD``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LINEAGEHUB_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the embedded store (and by default the artifacts) live.",
+    )
+    store: str | None = Field(
+        default=None,
+        description="Graph store URI: sqlite:///path.db, sqlite://, neo4j://host:7687, "
+        "bolt://host:7687 (and +s / +ssc). Default: sqlite in data_dir/hub.db.",
+    )
+    neo4j_user: str = Field(default="neo4j", description="Neo4j user name.")
+    neo4j_password: SecretStr | None = Field(
+        default=None, description="Neo4j password (never logged)."
+    )
+    neo4j_database: str | None = Field(
+        default=None, description="Neo4j database name (default: the server's default)."
+    )
+    user: str | None = Field(
+        default=None, description="The agent recorded on writes (default: the OS user)."
+    )
+
+    @property
+    def store_uri(self) -> str:
+        """The graph store URI in force: ``store``, or the embedded default."""
+        if self.store:
+            return self.store
+        return f"sqlite:///{(self.data_dir / 'hub.db').expanduser().resolve()}"
+
+    def store_options(self) -> dict[str, Any]:
+        """Backend options for :func:`lineagehub.graph.open_store` (credentials for Neo4j)."""
+        from lineagehub.graph.uri import NEO4J_SCHEMES
+
+        scheme = self.store_uri.split(":", 1)[0].lower()
+        if scheme not in NEO4J_SCHEMES:
+            return {}
+        options: dict[str, Any] = {"user": self.neo4j_user}
+        if self.neo4j_password is not None:
+            options["password"] = self.neo4j_password.get_secret_value()
+        if self.neo4j_database:
+            options["database"] = self.neo4j_database
+        return options

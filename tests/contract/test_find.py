@@ -1,0 +1,149 @@
+"""find_nodes: property filters, ordering (nulls last), keyset cursors; count_nodes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from lineagehub.graph import GraphStore, Node, ValidationError
+
+RUNS = [
+    Node("r1", "Run", {"status": "FINISHED", "metrics": {"auc": 0.91}, "params": {"lr": 0.1}}),
+    Node("r2", "Run", {"status": "FINISHED", "metrics": {"auc": 0.85}, "params": {"lr": 0.01}}),
+    Node("r3", "Run", {"status": "FAILED", "metrics": {"auc": 0.95}, "tags": {"team": "growth"}}),
+    Node("r4", "Run", {"status": "RUNNING", "params": {"lr": 0.1}, "flag": True}),
+    Node("r5", "Run", {"status": "FINISHED", "metrics": {"auc": 0.91}, "flag": False}),
+    Node("d1", "Dataset", {"status": "FINISHED", "metrics": {"auc": 0.99}}),
+]
+
+
+@pytest.fixture
+def runs(store: GraphStore) -> GraphStore:
+    store.upsert_nodes(RUNS)
+    return store
+
+
+def ids(store: GraphStore, where: dict | None = None, order_by: object = None) -> list[str]:
+    return [n.id for n in store.find_nodes("Run", where, order_by, limit=100).items]
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        (None, ["r1", "r2", "r3", "r4", "r5"]),
+        ({"status": "FINISHED"}, ["r1", "r2", "r5"]),
+        ({"metrics.auc": {"$gte": 0.91}}, ["r1", "r3", "r5"]),
+        ({"metrics.auc": {"$gt": 0.85, "$lt": 0.95}}, ["r1", "r5"]),
+        ({"metrics.auc": {"$lte": 0.85}}, ["r2"]),
+        ({"status": {"$in": ["FAILED", "RUNNING"]}}, ["r3", "r4"]),
+        ({"status": {"$nin": ["FAILED", "RUNNING"]}}, ["r1", "r2", "r5"]),
+        ({"status": {"$ne": "FINISHED"}}, ["r3", "r4"]),
+        ({"params.lr": 0.1, "status": "FINISHED"}, ["r1"]),
+        ({"$or": [{"params.lr": 0.01}, {"tags.team": "growth"}]}, ["r2", "r3"]),
+        (
+            {"$and": [{"metrics.auc": {"$exists": True}}, {"status": "FINISHED"}]},
+            ["r1", "r2", "r5"],
+        ),
+        ({"metrics.auc": {"$exists": False}}, ["r4"]),
+        ({"metrics.auc": None}, ["r4"]),
+        ({"metrics.auc": {"$ne": None}}, ["r1", "r2", "r3", "r5"]),
+        ({"$not": {"status": "FINISHED"}}, ["r3", "r4"]),
+        # a comparison with a missing property matches neither it nor its negation
+        ({"$not": {"metrics.auc": {"$gt": 0.9}}}, ["r2"]),
+        ({"flag": True}, ["r4"]),
+        ({"flag": False}, ["r5"]),
+        ({"id": {"$in": ["r2", "r4", "zz"]}}, ["r2", "r4"]),
+        ({"_label": "Run", "status": "FAILED"}, ["r3"]),
+        ({"status": "NOPE"}, []),
+        ({"$or": []}, []),
+        ({"$and": []}, ["r1", "r2", "r3", "r4", "r5"]),
+    ],
+)
+def test_filters(runs: GraphStore, where: dict | None, expected: list[str]) -> None:
+    assert ids(runs, where) == expected
+    assert runs.count_nodes("Run", where) == len(expected)
+
+
+def test_no_label_searches_all_labels(runs: GraphStore) -> None:
+    page = runs.find_nodes(None, {"metrics.auc": {"$gte": 0.95}})
+    assert sorted(n.id for n in page.items) == ["d1", "r3"]
+    assert runs.count_nodes() == 6
+
+
+def test_ordering_with_nulls_last_both_ways(runs: GraphStore) -> None:
+    assert ids(runs, order_by=["-metrics.auc"]) == ["r3", "r1", "r5", "r2", "r4"]
+    assert ids(runs, order_by="metrics.auc") == ["r2", "r1", "r5", "r3", "r4"]
+    assert ids(runs, order_by=["status", "-id"]) == ["r3", "r5", "r2", "r1", "r4"]
+
+
+@pytest.mark.parametrize(
+    "order_by", [None, ["-metrics.auc"], ["metrics.auc"], ["status", "-metrics.auc"], ["-id"]]
+)
+def test_cursor_pages_cover_everything_once(runs: GraphStore, order_by: object) -> None:
+    everything = ids(runs, order_by=order_by)
+    seen: list[str] = []
+    after = None
+    for _ in range(10):
+        page = runs.find_nodes("Run", None, order_by, after=after, limit=2)  # type: ignore[arg-type]
+        seen += [n.id for n in page.items]
+        assert len(page.items) <= 2
+        if page.next_cursor is None:
+            break
+        after = page.next_cursor
+    assert seen == everything
+
+
+def test_cursor_is_stable_while_nodes_are_added(runs: GraphStore) -> None:
+    page = runs.find_nodes("Run", order_by="-metrics.auc", limit=2)
+    assert [n.id for n in page.items] == ["r3", "r1"]
+    # a node inserted before the cursor position does not shift the next page
+    runs.upsert_nodes([Node("r0", "Run", {"metrics": {"auc": 0.99}})])
+    nxt = runs.find_nodes("Run", order_by="-metrics.auc", after=page.next_cursor, limit=2)
+    assert [n.id for n in nxt.items] == ["r5", "r2"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"where": {"metrics.auc": {"$regex": "x"}}}, "where.metrics.auc.$regex"),
+        ({"where": {"$xor": []}}, "where"),
+        ({"where": {"x}) DETACH DELETE n //": 1}}, "where.x}) DETACH DELETE n //"),
+        ({"where": {"a.`b": 1}}, "where.a.`b"),
+        ({"where": {"a": {"$gt": float("nan")}}}, "where.a.$gt"),
+        ({"where": {"a": {"$in": "abc"}}}, "where.a.$in"),
+        ({"where": {"a": {"$gt": [1]}}}, "where.a.$gt"),
+        ({"where": {"a": {"$exists": 1}}}, "where.a.$exists"),
+        ({"where": "status = 'x'"}, "where"),
+        ({"order_by": ["metrics.auc; DROP TABLE nodes"]}, "order_by"),
+        ({"after": "not-a-cursor!!"}, "after"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 100_000}, "limit"),
+        ({"label": "Run) DETACH DELETE n"}, "label"),
+    ],
+)
+def test_bad_queries_are_rejected(runs: GraphStore, kwargs: dict, field: str) -> None:
+    args = {"label": "Run", **kwargs}
+    with pytest.raises(ValidationError) as info:
+        runs.find_nodes(**args)
+    assert info.value.field == field
+    assert runs.count_nodes() == 6
+
+
+def test_cursor_from_another_ordering_is_rejected(runs: GraphStore) -> None:
+    page = runs.find_nodes("Run", order_by=["-metrics.auc"], limit=1)
+    assert page.next_cursor
+    with pytest.raises(ValidationError, match="another ordering"):
+        runs.find_nodes("Run", order_by=None, after=page.next_cursor)
+
+
+def test_iter_nodes_walks_all_pages(runs: GraphStore) -> None:
+    got = [n.id for n in runs.iter_nodes("Run", order_by="-id", page_size=2)]
+    assert got == ["r5", "r4", "r3", "r2", "r1"]
+
+
+def test_order_by_created_at(store: GraphStore) -> None:
+    for i in range(3):
+        store.upsert_nodes([Node(f"n{2 - i}", "Run")])
+        time.sleep(0.002)
+    got = [n.id for n in store.find_nodes("Run", order_by="_created_at").items]
+    assert got == ["n2", "n1", "n0"]

@@ -1,0 +1,63 @@
+"""Several writes commit or roll back together."""
+
+from __future__ import annotations
+
+import pytest
+from lineagehub.graph import Edge, GraphStore, Node, NotFoundError, SeriesPoint
+
+
+class Boom(Exception):
+    pass
+
+
+def test_writes_in_a_transaction_commit_together(store: GraphStore) -> None:
+    with store.transaction():
+        store.upsert_nodes([Node("r", "Run"), Node("d", "DatasetVersion")])
+        store.upsert_edges([Edge("r", "d", "USED")])
+        store.append_series([SeriesPoint("r", "loss", 0, 1.0)])
+        # reads inside the transaction see its writes
+        assert store.get_node("r").label == "Run"
+    assert store.count_nodes() == 2
+    assert len(store.neighbors(["r"])["r"]) == 1
+
+
+def test_an_exception_rolls_everything_back(store: GraphStore) -> None:
+    store.upsert_nodes([Node("keep", "Run", {"v": 1})])
+    with pytest.raises(Boom), store.transaction():
+        store.upsert_nodes([Node("r", "Run"), Node("d", "DatasetVersion")])
+        store.upsert_nodes([Node("keep", "Run", {"v": 2})])
+        store.upsert_edges([Edge("r", "d", "USED")])
+        store.append_series([SeriesPoint("r", "loss", 0, 1.0)])
+        raise Boom
+    assert store.get_nodes(["r", "d"]) == [None, None]
+    assert store.get_node("keep").props == {"v": 1}
+    assert store.count_nodes() == 1
+
+
+def test_nested_blocks_join_the_outer_one(store: GraphStore) -> None:
+    with pytest.raises(Boom), store.transaction():
+        store.upsert_nodes([Node("a", "Run")])
+        with store.transaction():
+            store.upsert_nodes([Node("b", "Run")])
+        raise Boom
+    assert store.count_nodes() == 0
+
+
+def test_a_failed_write_inside_a_transaction_leaves_nothing_of_itself(store: GraphStore) -> None:
+    with store.transaction():
+        store.upsert_nodes([Node("a", "Run")])
+        with pytest.raises(NotFoundError):
+            store.upsert_edges([Edge("a", "a", "CHILD_OF", id="ok"), Edge("a", "zz", "USED")])
+        store.upsert_nodes([Node("b", "Run")])
+    assert store.count_nodes() == 2
+    assert store.get_edges(["ok"]) == [None]
+
+
+def test_the_store_is_usable_after_a_rollback(store: GraphStore) -> None:
+    with pytest.raises(Boom), store.transaction():
+        store.upsert_nodes([Node("a", "Run")])
+        raise Boom
+    store.upsert_nodes([Node("a", "Run")])
+    with store.transaction():
+        store.upsert_nodes([Node("b", "Run")])
+    assert store.count_nodes() == 2

@@ -1,0 +1,186 @@
+"""What is particular to the embedded SQLite backend: URIs, WAL, migrations, several
+processes and threads writing into one file, crashes mid-transaction."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from lineagehub.graph import (
+    ConfigError,
+    Edge,
+    Node,
+    SeriesPoint,
+    open_store,
+)
+from lineagehub.graph.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore
+
+
+def test_uri_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///rel/hub.db") as rel:
+        rel.upsert_nodes([Node("a", "Run")])
+    assert (tmp_path / "rel" / "hub.db").exists()
+    absolute = tmp_path / "abs.db"
+    with open_store(f"sqlite:///{absolute}") as s:  # sqlite:////tmp/... (four slashes)
+        assert isinstance(s, SqliteStore) and s.path == str(absolute)
+        s.upsert_nodes([Node("a", "Run")])
+    assert absolute.exists()
+    for memory in ("sqlite://", "sqlite:///:memory:"):
+        with open_store(memory) as m:
+            assert isinstance(m, SqliteStore) and m.memory
+    with pytest.raises(ConfigError, match=r"sqlite:///relative\.db"):
+        open_store("sqlite:/hub.db")
+
+
+def test_file_is_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'hub.db'}") as store:
+        store.upsert_nodes([Node("a", "Run")])
+    conn = sqlite3.connect(tmp_path / "hub.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_not_a_database_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "hub.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ConfigError, match=r"hub\.db"):
+        open_store(f"sqlite:///{bad}")
+
+
+def test_unwritable_location_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="cannot create the folder"):
+        open_store(f"sqlite:///{blocker / 'sub' / 'hub.db'}")
+
+
+def test_migrates_an_old_database_forward_keeping_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute(
+        "INSERT INTO nodes VALUES ('r', 'Run', '{\"a\": 1}', "
+        "'2024-01-01T00:00:00.000000Z', '2024-01-01T00:00:00.000000Z')"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with open_store(f"sqlite:///{path}") as store:
+        assert isinstance(store, SqliteStore)
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.get_node("r").props == {"a": 1}
+        store.append_series([SeriesPoint("r", "loss", 0, 1.0)])  # table from migration 2
+        assert len(store.read_series("r", "loss")) == 1
+    # opening again changes nothing
+    with open_store(f"sqlite:///{path}") as store:
+        assert store.get_node("r").props == {"a": 1}
+
+
+def test_refuses_a_database_from_a_newer_version(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    with open_store(f"sqlite:///{path}"):
+        pass
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigError, match="upgrade lineagehub"):
+        open_store(f"sqlite:///{path}")
+
+
+PER_PROCESS = 1000
+PROCESSES = 8
+
+
+def _writer(uri: str, worker: int, start: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+    """One process of a sweep: its nodes, edges and metric points in small batches,
+    interleaved, so that the processes contend for the write lock all along."""
+    store = open_store(uri)
+    start.wait()
+    ids = [f"w{worker}:n{i}" for i in range(PER_PROCESS)]
+    batch = 10
+    for lo in range(0, PER_PROCESS, batch):
+        chunk = ids[lo : lo + batch]
+        store.upsert_nodes([Node(i, "Run", {"worker": worker}) for i in chunk])
+        store.upsert_edges([Edge(i, "shared", "USED", {"w": worker}) for i in chunk])
+        store.append_series(
+            [SeriesPoint(f"w{worker}:n0", "loss", lo + j, float(j)) for j in range(batch)]
+        )
+    store.close()
+
+
+@pytest.mark.slow
+def test_eight_processes_write_into_one_file_and_nothing_is_lost(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'sweep.db'}"
+    with open_store(uri) as store:
+        store.upsert_nodes([Node("shared", "DatasetVersion")])
+    ctx = mp.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_writer, args=(uri, w, start)) for w in range(PROCESSES)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(timeout=240)
+    assert [p.exitcode for p in procs] == [0] * PROCESSES
+    with open_store(uri) as store:
+        assert isinstance(store, SqliteStore)
+        assert store.count_nodes("Run") == PROCESSES * PER_PROCESS
+        assert store.count_edges() == PROCESSES * PER_PROCESS
+        for w in range(PROCESSES):
+            assert store.count_nodes("Run", {"worker": w}) == PER_PROCESS
+            assert len(store.read_series(f"w{w}:n0", "loss")) == PER_PROCESS
+        users = store.neighbors(["shared"], "DOWNSTREAM")["shared"]
+        assert len(users) == PROCESSES * PER_PROCESS
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_threads_share_one_store(tmp_path: Path, where: str) -> None:
+    uri = "sqlite://" if where == "memory" else f"sqlite:///{tmp_path / 'threads.db'}"
+    errors: list[BaseException] = []
+    with open_store(uri) as store:
+
+        def work(t: int) -> None:
+            try:
+                for i in range(200):
+                    store.upsert_nodes([Node(f"t{t}:{i}", "Run")])
+                    with store.transaction():
+                        store.upsert_nodes([Node(f"t{t}:{i}:x", "Run")])
+                        store.upsert_edges([Edge(f"t{t}:{i}:x", f"t{t}:{i}", "CHILD_OF")])
+            except BaseException as e:  # surfaced by the assertion below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert errors == []
+        assert store.count_nodes() == 8 * 200 * 2
+        assert len(store.traverse(["t3:7:x"], "UPSTREAM").nodes) == 2
+
+
+def _crash_mid_transaction(uri: str) -> None:
+    store = open_store(uri)
+    with store.transaction():
+        store.upsert_nodes([Node(f"half{i}", "Run") for i in range(100)])
+        os._exit(17)  # the process dies before the transaction ends
+
+
+def test_a_crash_mid_transaction_leaves_nothing_half_written(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'crash.db'}"
+    with open_store(uri) as store:
+        store.upsert_nodes([Node("before", "Run")])
+    proc = mp.get_context("spawn").Process(target=_crash_mid_transaction, args=(uri,))
+    proc.start()
+    proc.join(timeout=60)
+    assert proc.exitcode == 17
+    with open_store(uri) as store:
+        assert store.count_nodes() == 1
+        store.upsert_nodes([Node("after", "Run")])  # and the file is writable again
+        assert store.count_nodes() == 2
