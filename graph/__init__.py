@@ -22,6 +22,7 @@ from .errors import (
     ValidationError,
 )
 from .model import (
+    DELETE,
     Adjacent,
     Direction,
     Edge,
@@ -38,6 +39,7 @@ from .store import GraphStore
 from .uri import open_store, redact, register_backend, supported_schemes
 
 __all__ = [
+    "DELETE",
     "Adjacent",
     "BackendError",
     "BackendUnavailable",

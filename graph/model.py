@@ -26,8 +26,8 @@ LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 EDGE_KIND_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 # Top-level property keys. Names starting with "_" and the name "id" are the stores' own.
 PROPERTY_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-# Later segments of a property path (``params.learning_rate``, ``metrics.val-auc``).
-PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,127}$")
+# Later segments of a property path (``params.learning_rate``, ``metrics.eval/loss``).
+PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-/]{0,127}$")
 RESERVED_KEYS = frozenset({"id"})
 # System fields that filters and orderings may name besides properties.
 SYSTEM_FIELDS = frozenset({"id", "_label", "_created_at", "_updated_at"})
@@ -88,10 +88,44 @@ def validate_path(path: str, field_name: str = "where") -> tuple[str, ...]:
     return parts
 
 
+class _Delete:
+    """The type of :data:`DELETE`."""
+
+    _instance: _Delete | None = None
+
+    def __new__(cls) -> _Delete:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = _Delete()
+"""As a property value in an upsert: remove this key (at any depth). ``None`` is a value
+like any other (``{"max_depth": None}`` is stored as null)."""
+
+# How DELETE travels inside JSON text between the store and its backend: an object whose only
+# key starts with NUL. Property keys containing NUL are refused, so no user data can look so.
+_DELETE_KEY = "\x00lineagehub.delete"
+_NUL_JSON = "\\u0000"
+
+
+def _json_default(value: Any) -> Any:
+    if value is DELETE:
+        return {_DELETE_KEY: True}
+    raise TypeError(type(value).__name__)
+
+
+def _is_delete(value: Any) -> bool:
+    return isinstance(value, dict) and _DELETE_KEY in value
+
+
 def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
     if depth > 32:
         raise ValidationError(f"{where}: nested deeper than 32 levels", field=where)
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or value is DELETE or isinstance(value, (str, bool, int)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -103,12 +137,16 @@ def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
         return
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
+            if v is DELETE:
+                raise ValidationError(f"{where}[{i}]: DELETE only removes keys", field=where)
             _check_json_value(v, f"{where}[{i}]", depth + 1)
         return
     if isinstance(value, Mapping):
         for k, v in value.items():
-            if not isinstance(k, str):
-                raise ValidationError(f"{where}: key {k!r} is not a string", field=where)
+            if not isinstance(k, str) or "\x00" in k:
+                raise ValidationError(
+                    f"{where}: key {k!r} is not a string without NUL characters", field=where
+                )
             _check_json_value(v, f"{where}.{k}", depth + 1)
         return
     raise ValidationError(
@@ -117,7 +155,8 @@ def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
 
 
 def encode_props(props: Mapping[str, Any], owner: str) -> str:
-    """Validate a property map and return it as compact JSON.
+    """Validate a property map and return it as compact JSON (a patch: :data:`DELETE`
+    markers included, for :func:`merge_patch` to apply).
 
     Top-level keys must be plain identifiers (they may become Neo4j property names); values
     must be JSON (no NaN, no infinities, no arbitrary objects).
@@ -132,12 +171,22 @@ def encode_props(props: Mapping[str, Any], owner: str) -> str:
                 field=f"props.{key}",
             )
     try:
-        text = json.dumps(props, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(
+            props,
+            allow_nan=False,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=_json_default,
+        )
     except (TypeError, ValueError):
         # Slow path, only on failure: find the offending field to name it.
         for key, value in props.items():
             _check_json_value(value, f"props.{key}")
         raise ValidationError(f"{owner}: properties are not JSON", field="props") from None
+    if _NUL_JSON in text:
+        # DELETE markers, or a key with NUL in it that could pass for one: look closer.
+        for key, value in props.items():
+            _check_json_value(value, f"props.{key}")
     if len(text) > MAX_PROPS_BYTES:
         raise ValidationError(
             f"{owner}: properties are {len(text)} bytes as JSON; the limit is {MAX_PROPS_BYTES}",
@@ -146,26 +195,35 @@ def encode_props(props: Mapping[str, Any], owner: str) -> str:
     return text
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7396 JSON merge patch: dicts merge recursively, ``None`` removes a key.
+def needs_merge(patch_json: str) -> bool:
+    """Whether a patch (from :func:`encode_props`) holds a DELETE marker or a null, where
+    the stores' merge differs from RFC 7396 (which SQLite's ``json_patch`` implements)."""
+    return _NUL_JSON in patch_json or "null" in patch_json
 
-    The SQLite backend does the same in SQL with ``json_patch``; this is the Python twin for
-    backends without it.
-    """
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """Merge a property patch into a document: mappings merge key by key (recursively);
+    any other value, ``None`` and lists included, replaces; a :data:`DELETE` marker removes
+    the key. Every backend applies exactly this (SQLite in SQL where it is equivalent)."""
     if not isinstance(patch, dict):
         return patch
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
-        if value is None:
+        if _is_delete(value):
             result.pop(key, None)
-        else:
+        elif isinstance(value, dict):
             result[key] = merge_patch(result.get(key), value)
+        else:
+            result[key] = value
     return result
 
 
-def strip_nulls(value: Any) -> Any:
-    """What a merge patch leaves of a document inserted into nothing (RFC 7396)."""
+def strip_deletes(value: Any) -> Any:
+    """A patch applied to nothing: the document a new node or edge starts with."""
     return merge_patch({}, value) if isinstance(value, dict) else value
+
+
+strip_nulls = strip_deletes  # the earlier name
 
 
 # --- time ---------------------------------------------------------------------------------
@@ -177,12 +235,21 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def to_iso(dt: datetime) -> str:
-    """Fixed-width UTC text, so that string order is time order in every backend."""
+def to_iso(dt: datetime, field_name: str = "time") -> str:
+    """Fixed-width UTC text, so that string order is time order in every backend.
+
+    A naive datetime is refused, not guessed: ``datetime.now()`` is local time and
+    ``datetime.utcnow()`` UTC, and both are naive."""
     if not isinstance(dt, datetime):
-        raise ValidationError(f"expected a datetime, got {type(dt).__name__}", field="time")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        raise ValidationError(
+            f"{field_name}: expected a datetime, got {type(dt).__name__}", field=field_name
+        )
+    if dt.tzinfo is None or dt.tzinfo.utcoffset(dt) is None:
+        raise ValidationError(
+            f"{field_name}: naive datetime {dt.isoformat()}; give a timezone "
+            "(e.g. datetime.now(timezone.utc))",
+            field=field_name,
+        )
     return dt.astimezone(timezone.utc).strftime(_ISO)
 
 

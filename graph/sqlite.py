@@ -38,6 +38,8 @@ from .model import (
     SeriesPoint,
     SeriesSummary,
     merge_patch,
+    needs_merge,
+    strip_deletes,
     to_iso,
     utcnow,
     validate_id,
@@ -215,6 +217,7 @@ class SqliteStore(GraphStore):
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA cache_size=-65536")
             conn.execute("PRAGMA temp_store=MEMORY")
+            conn.create_function("lh_merge", 2, _sql_merge, deterministic=True)
         except sqlite3.DatabaseError as e:
             raise ConfigError(f"cannot open SQLite database {self.path}: {e}") from e
         self._all.append(conn)
@@ -332,14 +335,16 @@ class SqliteStore(GraphStore):
             return 0
         now = to_iso(utcnow())
         params = [
-            (node_id, label, _strip_nulls(props), props, now) for node_id, label, props in rows
+            (node_id, label, _initial(props), props, now, needs_merge(props))
+            for node_id, label, props in rows
         ]
         try:
             with self._write() as conn:
                 conn.executemany(
                     "INSERT INTO nodes (id, label, props, created_at, updated_at) "
                     "VALUES (?1, ?2, ?3, ?5, ?5) ON CONFLICT(id) DO UPDATE SET "
-                    "label = ?2, props = json_patch(nodes.props, ?4), updated_at = ?5",
+                    f"label = ?2, props = {_MERGE.format(old='nodes.props', patch='?4', py='?6')}, "
+                    "updated_at = ?5",
                     params,
                 )
         except sqlite3.IntegrityError as e:
@@ -362,14 +367,14 @@ class SqliteStore(GraphStore):
         rows = self._prepare_edges(edges, now)
         if not rows:
             return 0
-        params = [(*r[:4], _strip_nulls(r[4]), r[4], *r[5:]) for r in rows]
+        params = [(*r[:4], _initial(r[4]), r[4], *r[5:], needs_merge(r[4])) for r in rows]
         try:
             with self._write() as conn:
                 conn.executemany(
                     "INSERT INTO edges (id, kind, source, target, props, event_time, "
                     "ingested_at, asserted_by) VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?8, ?9) "
                     "ON CONFLICT(id) DO UPDATE SET kind = ?2, source = ?3, target = ?4, "
-                    "props = json_patch(edges.props, ?6)",
+                    f"props = {_MERGE.format(old='edges.props', patch='?6', py='?10')}",
                     params,
                 )
         except sqlite3.IntegrityError as e:
@@ -571,13 +576,24 @@ def _nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _strip_nulls(props_json: str) -> str:
-    """What to insert for a new row: a merge patch applied to nothing has no nulls."""
-    if "null" not in props_json:
+# SQLite's json_patch (RFC 7396, in C) is our merge exactly when the patch holds no null and
+# no DELETE marker; otherwise the Python twin runs, for the rows that already exist only.
+_MERGE = "CASE WHEN {py} THEN lh_merge({old}, {patch}) ELSE json_patch({old}, {patch}) END"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sql_merge(old: str, patch: str) -> str:
+    return _dumps(merge_patch(json.loads(old), json.loads(patch)))
+
+
+def _initial(props_json: str) -> str:
+    """What a new row starts with: the patch applied to nothing (DELETE markers dropped)."""
+    if "\\u0000" not in props_json:
         return props_json
-    return json.dumps(
-        merge_patch({}, json.loads(props_json)), separators=(",", ":"), ensure_ascii=False
-    )
+    return _dumps(strip_deletes(json.loads(props_json)))
 
 
 def _statements(script: str) -> list[str]:

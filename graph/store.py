@@ -70,8 +70,9 @@ class GraphStore(abc.ABC):
     def upsert_nodes(self, nodes: Iterable[Node]) -> int:
         """Create or update nodes, idempotent by id, in one transaction.
 
-        Properties are merged as an RFC 7396 merge patch: given keys replace (nested mappings
-        merge), ``None`` removes a key, absent keys are kept. Changing a node's label is a
+        Properties merge: mappings merge key by key (recursively), other values (``None``
+        and lists included) replace, :data:`~lineagehub.graph.DELETE` removes a key, absent
+        keys are kept (:func:`~lineagehub.graph.model.merge_patch`). Changing a node's label is a
         :class:`ConflictError`. Returns the number of nodes written.
         """
 
@@ -303,7 +304,7 @@ class GraphStore(abc.ABC):
             _labels(labels),
             max_nodes,
             None if timeout is None else time.monotonic() + timeout,
-            None if as_of is None else to_iso(as_of),
+            None if as_of is None else to_iso(as_of, "as_of"),
         )
 
     def read_series(
@@ -347,7 +348,9 @@ class GraphStore(abc.ABC):
             if edge.asserted_by is not None:
                 validate_id(edge.asserted_by, "edge.asserted_by")
             props = encode_props(edge.props, f"edge {edge.id!r}")
-            event = to_iso(edge.event_time) if edge.event_time is not None else now
+            event = (
+                to_iso(edge.event_time, "edge.event_time") if edge.event_time is not None else now
+            )
             rows.append(
                 (edge.id, edge.kind, edge.source, edge.target, props, event, now, edge.asserted_by)
             )
@@ -371,7 +374,7 @@ class GraphStore(abc.ABC):
                     f"{p.key}: metric value must be a number, got {type(p.value).__name__}",
                     field=p.key,
                 )
-            ts = to_iso(p.timestamp) if p.timestamp is not None else now
+            ts = to_iso(p.timestamp, "timestamp") if p.timestamp is not None else now
             rows.append((p.node_id, p.key, p.step, ts, float(p.value)))
         return rows
 

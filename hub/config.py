@@ -42,9 +42,6 @@ class Settings(BaseSettings):
     neo4j_database: str | None = Field(
         default=None, description="Neo4j database name (default: the server's default)."
     )
-    user: str | None = Field(
-        default=None, description="The agent recorded on writes (default: the OS user)."
-    )
 
     @property
     def store_uri(self) -> str:

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from lineagehub.graph import GraphStore, open_store
 
 NEO4J_URI = os.environ.get("LINEAGEHUB_TEST_NEO4J_URI")

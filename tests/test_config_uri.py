@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lineagehub
 import pytest
+
+import lineagehub
 from lineagehub import Settings
 from lineagehub.graph import ConfigError, GraphStore, Node, open_store, redact, register_backend
 from lineagehub.graph.sqlite import SqliteStore

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from lineagehub.graph import (
     ConfigError,
     Edge,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from lineagehub.graph import GraphStore, Node, ValidationError
 
 RUNS = [

@@ -6,7 +6,9 @@ import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
 from lineagehub.graph import (
+    DELETE,
     ConflictError,
     Edge,
     GraphStore,
@@ -39,13 +41,26 @@ def test_upsert_is_idempotent_and_merges_properties(store: GraphStore) -> None:
     assert store.count_nodes() == 1
 
 
-def test_none_removes_a_property(store: GraphStore) -> None:
-    store.upsert_nodes([Node("r", "Run", {"note": "x", "params": {"a": 1, "b": 2}})])
-    store.upsert_nodes([Node("r", "Run", {"note": None, "params": {"a": None}})])
-    assert store.get_node("r").props == {"params": {"b": 2}}
-    # On a new node, None values are simply absent.
-    store.upsert_nodes([Node("s", "Run", {"note": None, "k": 1})])
-    assert store.get_node("s").props == {"k": 1}
+def test_delete_removes_a_property_and_none_is_a_value(store: GraphStore) -> None:
+    store.upsert_nodes([Node("r", "Run", {"note": "x", "params": {"a": 1, "b": 2, "c": 3}})])
+    store.upsert_nodes([Node("r", "Run", {"note": DELETE, "params": {"a": DELETE, "b": None}})])
+    assert store.get_node("r").props == {"params": {"b": None, "c": 3}}
+    # on a new node, DELETE is simply absent and None is kept, at any depth
+    store.upsert_nodes([Node("s", "Run", {"gone": DELETE, "k": None, "p": {"d": None}})])
+    assert store.get_node("s").props == {"k": None, "p": {"d": None}}
+    # a new sub-document written over a scalar keeps its values, drops its DELETEs
+    store.upsert_nodes([Node("s", "Run", {"k": {"x": DELETE, "y": None, "z": [1, None]}})])
+    assert store.get_node("s").props == {"k": {"y": None, "z": [1, None]}, "p": {"d": None}}
+    # edges merge the same way
+    store.upsert_edges([Edge("r", "s", "CHILD_OF", {"a": 1, "b": 2})])
+    store.upsert_edges([Edge("r", "s", "CHILD_OF", {"a": DELETE, "b": None})])
+    edge = store.get_edges([edge_id("CHILD_OF", "r", "s")])[0]
+    assert edge is not None and edge.props == {"b": None}
+
+
+def test_delete_is_only_for_keys(store: GraphStore) -> None:
+    with pytest.raises(ValidationError):
+        store.upsert_nodes([Node("r", "Run", {"xs": [1, DELETE]})])
 
 
 def test_duplicate_ids_in_one_batch_apply_in_order(store: GraphStore) -> None:
@@ -86,6 +101,7 @@ def test_unicode_and_nested_values_round_trip(store: GraphStore) -> None:
         ({"_props": "{}"}, "props._props"),
         ({"id": "other"}, "props.id"),
         ({1: "int key"}, "props.1"),
+        ({"m": {"\x00lineagehub.delete": True}}, "props.m"),
     ],
 )
 def test_bad_properties_are_rejected_naming_the_field(

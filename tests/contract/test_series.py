@@ -6,6 +6,7 @@ import math
 from datetime import datetime, timezone
 
 import pytest
+
 from lineagehub.graph import GraphStore, Node, NotFoundError, SeriesPoint, ValidationError
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from lineagehub.graph import Edge, GraphStore, Node, NotFoundError, SeriesPoint
 
 

@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+
 from lineagehub.graph import (
     Direction,
     Edge,

@@ -1,0 +1,103 @@
+"""The `lineagehub` command against a real SQLite file: output, --json, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lineagehub.cli import main
+
+
+@pytest.fixture
+def uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'hub.db'}"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_example_writes_a_graph_and_traces_it(capsys: pytest.CaptureFixture[str], uri: str) -> None:
+    code, out, _ = run(capsys, "example", "--store", uri)
+    assert code == 0
+    assert "Deployment deployment:example-prod" in out
+    assert "SERVES → ModelVersion mv:churn/2" in out
+    assert "← USED(train): Run run:example-train-1" in out
+    # idempotent: a second run adds nothing
+    code, out, _ = run(capsys, "doctor", "--store", uri, "--json")
+    first = json.loads(out)
+    run(capsys, "example", "--store", uri)
+    _, out, _ = run(capsys, "doctor", "--store", uri, "--json")
+    assert json.loads(out) == first
+    assert first["nodes"]["ModelVersion"] == 3 and first["totalNodes"] == 21
+
+
+def test_example_json(capsys: pytest.CaptureFixture[str], uri: str) -> None:
+    code, out, _ = run(capsys, "example", "--store", uri, "--json")
+    data = json.loads(out)
+    assert code == 0
+    up = {n["id"]: n for n in data["upstream"]["nodes"]}
+    assert up["mv:churn/2"]["distance"] == 1
+    assert up["mv:churn/2"]["reachedFrom"] == "deployment:example-prod"
+    assert data["ids"]["raw"] in up  # the deployment's data goes back to the raw version
+    assert not any(n["label"] == "Project" for n in up.values())  # grouping is not lineage
+    down = {n["id"] for n in data["downstream"]["nodes"]}
+    assert {"mv:churn/1", "mv:churn/3", "deployment:example-prod"} <= down
+
+
+def test_lineage_command(capsys: pytest.CaptureFixture[str], uri: str) -> None:
+    run(capsys, "example", "--store", uri)
+    code, out, _ = run(capsys, "lineage", "--store", uri, "mv:churn/1", "--depth", "1", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert {n["id"] for n in data["nodes"]} == {"mv:churn/1", "run:example-train-1", "model:churn"}
+    assert data["truncated"] is True and data["truncationReason"] == "MAX_DEPTH"
+    edge = next(e for e in data["edges"] if e["kind"] == "GENERATED_BY")
+    assert edge["source"] == "mv:churn/1" and edge["ingestedAt"]
+    code, out, _ = run(capsys, "lineage", "--store", uri, "run:example-prep", "--downstream",
+                       "--edge-kind", "GENERATED_BY")  # fmt: skip
+    assert code == 0 and "customers_clean" in out and "train" not in out
+    code, out, _ = run(capsys, "lineage", "--store", uri, "run:example-train-1", "--all-edges",
+                       "--depth", "1")  # fmt: skip
+    assert "Experiment experiment:churn/baseline" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "code_name"),
+    [
+        (["lineage", "ghost"], 3, "NOT_FOUND"),
+        (["lineage", "mv:churn/1", "--depth", "-1"], 2, "VALIDATION"),
+        (["lineage", "mv:churn/1", "--edge-kind", "USED]->() DETACH DELETE n"], 2, "VALIDATION"),
+    ],
+)
+def test_errors_have_exit_codes_and_one_line(
+    capsys: pytest.CaptureFixture[str], uri: str, argv: list[str], code: int, code_name: str
+) -> None:
+    run(capsys, "example", "--store", uri)
+    got, out, err = run(capsys, *argv, "--store", uri)
+    assert got == code and out == ""
+    assert err.startswith(f"lineagehub: error [{code_name}]") and err.count("\n") == 1
+    got, _, err = run(capsys, *argv, "--store", uri, "--json")
+    assert got == code and json.loads(err)["error"]["code"] == code_name
+
+
+def test_bad_store_uri_is_a_config_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "doctor", "--store", "postgres://db/hub")
+    assert code == 4 and "supported schemes" in err
+
+
+def test_installed_entry_point(uri: str) -> None:
+    exe = Path(sys.executable).parent / "lineagehub"
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("lineagehub ")
+    done = subprocess.run(
+        [sys.executable, "-m", "lineagehub", "doctor", "--store", uri],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0 and "ok" in done.stdout
