@@ -227,4 +227,7 @@ def node_value(node: Any, path: tuple[str, ...]) -> Any:
         if not isinstance(value, Mapping) or part not in value:
             return None
         value = value[part]
+    if isinstance(value, (Mapping, list)):
+        # Lists and objects compare as their JSON text, as SQLite's json_extract gives them.
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return value

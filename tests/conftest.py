@@ -48,3 +48,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore
         yield s
     finally:
         s.close()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if NEO4J_URI:
+        return "neo4j contract: LINEAGEHUB_TEST_NEO4J_URI is set; the Neo4j cases run"
+    return f"neo4j contract cases are skipped: {NEO4J_SKIP}"

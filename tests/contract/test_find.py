@@ -148,3 +148,18 @@ def test_order_by_created_at(store: GraphStore) -> None:
         time.sleep(0.002)
     got = [n.id for n in store.find_nodes("Run", order_by="_created_at").items]
     assert got == ["n2", "n1", "n0"]
+
+
+def test_paging_by_a_path_holding_lists_and_objects(store: GraphStore) -> None:
+    store.upsert_nodes(
+        [Node(f"n{i}", "Run", {"v": [i, "x"] if i % 2 else {"k": i}}) for i in range(5)]
+        + [Node("n9", "Run")]
+    )
+    seen, after = [], None
+    while True:
+        page = store.find_nodes("Run", order_by="-v", after=after, limit=2)
+        seen += [n.id for n in page.items]
+        if not page.next_cursor:
+            break
+        after = page.next_cursor
+    assert sorted(seen) == ["n0", "n1", "n2", "n3", "n4", "n9"] and seen[-1] == "n9"

@@ -1,0 +1,744 @@
+"""The Neo4j backend without a server: identifiers refused before any query, URIs and
+credentials, error translation, the pure merge/flatten/series logic, and the same scenarios
+run side by side on SQLite and on the Neo4j backend over an in-memory driver stand-in
+(``tests/cypher/neo4j_emulator.py``), which must agree.
+
+Against a real server the contract suite (``tests/contract``) holds the backend to the same
+behaviour when ``LINEAGEHUB_TEST_NEO4J_URI`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from neo4j.exceptions import AuthError, ServiceUnavailable, TransientError
+
+from lineagehub.graph import (
+    DELETE,
+    BackendUnavailable,
+    ConfigError,
+    ConflictError,
+    Direction,
+    Edge,
+    GraphStore,
+    Node,
+    NotFoundError,
+    SeriesPoint,
+    ValidationError,
+    cypher,
+    open_store,
+)
+from lineagehub.graph.filters import Cmp, IsNull, SortKey, parse_order, parse_where
+from lineagehub.graph.model import encode_props
+from lineagehub.graph.neo4j import (
+    Neo4jStore,
+    _dt,
+    chunk_stats,
+    merge_chunks,
+    parse_uri,
+    plan_edges,
+    plan_nodes,
+    plan_series,
+    summarize_chunks,
+)
+
+sys.path.insert(0, str(Path(__file__).parent / "cypher"))
+from neo4j_emulator import FakeDriver
+
+INJECTIONS = [
+    "x}) DETACH DELETE n //",
+    "x` DETACH DELETE n //",
+    "Run`) MATCH (m) DETACH DELETE m //",
+    "a b",
+    "a\nb",
+    "",
+    "_label2",
+]
+NOW = "2024-05-01T12:00:00.000000Z"
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def driver() -> FakeDriver:
+    return FakeDriver()
+
+
+@pytest.fixture
+def neo(driver: FakeDriver) -> Iterator[Neo4jStore]:
+    store = Neo4jStore.from_driver(driver, uri="neo4j://graph.example:7687")
+    yield store
+    store.close()
+
+
+# --- identifiers never reach the text unchecked ------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", INJECTIONS)
+def test_builders_refuse_bad_identifiers(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        cypher.ident(bad, "label")
+    with pytest.raises(ValidationError):
+        cypher.ident(bad, "type")
+    with pytest.raises(ValidationError):
+        cypher.ident(bad, "property")
+    with pytest.raises(ValidationError):
+        cypher.create_nodes(bad, [])
+    with pytest.raises(ValidationError):
+        cypher.relationship_index(bad)
+    with pytest.raises(ValidationError):
+        cypher.create_edges(bad, [])
+    with pytest.raises(ValidationError):
+        cypher.expand(["a"], True, ["USED", bad], None, None)
+    with pytest.raises(ValidationError):
+        cypher.lookup_edges(["e"], ["USED", bad])
+    # Filter trees built by hand (bypassing parse_where) are checked again when rendered.
+    with pytest.raises(ValidationError):
+        cypher.find_nodes(None, Cmp((bad,), "eq", 1), (SortKey(("id",)),), 10)
+    with pytest.raises(ValidationError):
+        cypher.count_nodes(None, IsNull((bad, "x")))
+    with pytest.raises(ValidationError):
+        cypher.find_nodes(None, parse_where(None), (SortKey((bad,)),), 10)
+
+
+def test_store_refuses_bad_identifiers_before_sending(neo: Neo4jStore, driver: FakeDriver) -> None:
+    driver.sent.clear()
+    bad = "x}) DETACH DELETE n //"
+    with pytest.raises(ValidationError):
+        neo.find_nodes(where={bad: 1})
+    with pytest.raises(ValidationError):
+        neo.find_nodes(order_by=[bad])
+    with pytest.raises(ValidationError):
+        neo.count_nodes(label=bad)
+    with pytest.raises(ValidationError):
+        neo.upsert_nodes([Node("n1", bad)])
+    with pytest.raises(ValidationError):
+        neo.upsert_nodes([Node("n1", "Run", {bad: 1})])
+    with pytest.raises(ValidationError):
+        neo.upsert_edges([Edge("a", "b", bad)])
+    with pytest.raises(ValidationError):
+        neo.traverse(["a"], edge_kinds=[bad])
+    with pytest.raises(ValidationError):
+        neo.neighbors(["a"], labels=[bad])
+    assert driver.sent == []
+
+
+def test_nested_keys_that_paths_cannot_name_are_not_flattened() -> None:
+    flat = cypher.flatten({"m": {"a.b": 1, "ok-1": 2, "x}) //": 3, "n": {"deep": True}}})
+    assert flat == {
+        "m": '{"a.b":1,"ok-1":2,"x}) //":3,"n":{"deep":true}}',
+        "m.ok-1": 2,
+        "m.n": '{"deep":true}',
+        "m.n.deep": True,
+    }
+
+
+# --- URIs, credentials, unreachable servers -------------------------------------------------
+
+
+def test_parse_uri_takes_credentials_and_database_from_the_uri() -> None:
+    t = parse_uri("neo4j+s://alice:p%40ss%3Aw0rd@db.example:7687/?database=lineage&policy=eu")
+    assert t.user == "alice"
+    assert t.password == "p@ss:w0rd"
+    assert t.database == "lineage"
+    assert t.driver_uri == "neo4j+s://db.example:7687/?policy=eu"
+    assert "p@ss" not in repr(t) and "w0rd" not in t.redacted_uri
+
+
+def test_parse_uri_options_win_and_bolt_keeps_no_query() -> None:
+    t = parse_uri("bolt://u:pw@127.0.0.1:7687?database=a", "bob", "other", "b")
+    assert (t.user, t.password, t.database) == ("bob", "other", "b")
+    assert t.driver_uri == "bolt://127.0.0.1:7687"
+    with pytest.raises(ConfigError, match="neo4j://"):
+        parse_uri("bolt://h:7687?policy=eu")
+    with pytest.raises(ConfigError, match="scheme"):
+        parse_uri("http://h:7474")
+    with pytest.raises(ConfigError):
+        parse_uri("neo4j://h:notaport")
+    with pytest.raises(ConfigError) as info:
+        parse_uri("neo4j://u:topsecret@h:notaport")
+    assert "topsecret" not in str(info.value)
+    assert parse_uri("bolt+ssc://[::1]:7687").driver_uri == "bolt+ssc://[::1]:7687"
+
+
+@pytest.mark.parametrize("scheme", ["bolt", "neo4j"])
+def test_unreachable_server_fails_fast_with_redacted_uri(scheme: str) -> None:
+    port = closed_port()
+    secret = "s3cret-Pa55word"
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable) as info:
+        open_store(
+            f"{scheme}://lineage:{secret}@127.0.0.1:{port}",
+            database="hub",
+            connection_timeout=2.0,
+        )
+    assert time.monotonic() - started < 10
+    err = info.value
+    assert err.retryable and err.code == "BACKEND_UNAVAILABLE"
+    assert f"{scheme}://lineage:***@127.0.0.1:{port}" in err.message
+    assert secret not in str(err) and secret not in repr(err.to_dict())
+
+
+def test_password_option_never_shows(driver: FakeDriver) -> None:
+    port = closed_port()
+    with pytest.raises(BackendUnavailable) as info:
+        Neo4jStore(f"bolt://127.0.0.1:{port}", user="u", password="hunter22", connection_timeout=1)
+    assert "hunter22" not in str(info.value)
+    with pytest.raises(ConfigError) as cfg:
+        Neo4jStore(f"bolt://127.0.0.1:{port}", user="u", password="hunter22", no_such_option=1)
+    assert "hunter22" not in str(cfg.value)
+
+
+def test_validation_comes_before_connection(neo: Neo4jStore, driver: FakeDriver) -> None:
+    driver.available = False  # the server went away after open
+    with pytest.raises(ValidationError):
+        neo.find_nodes(label="Not a label")
+    with pytest.raises(ValidationError):
+        neo.upsert_edges([Edge("a", "b", "lower_case")])
+    with pytest.raises(BackendUnavailable, match=re.escape("neo4j://graph.example:7687")):
+        neo.get_nodes(["a"])
+
+
+class _AuthFailingDriver(FakeDriver):
+    def verify_connectivity(self, **config: Any) -> None:
+        raise AuthError("The client is unauthorized due to authentication failure.")
+
+
+def test_errors_are_translated(driver: FakeDriver) -> None:
+    with pytest.raises(ConfigError, match="refused the credentials"):
+        Neo4jStore.from_driver(_AuthFailingDriver(), uri="bolt://u:pw1234@h:7687")
+    store = Neo4jStore.from_driver(driver, uri="bolt://h:7687")
+
+    def transient(*a: Any, **k: Any) -> Any:
+        raise TransientError("deadlock detected")
+
+    driver.execute = transient  # type: ignore[method-assign]
+    with pytest.raises(BackendUnavailable) as info:
+        store.get_nodes(["a"])
+    assert info.value.retryable and isinstance(info.value.__cause__, TransientError)
+
+    def gone(*a: Any, **k: Any) -> Any:
+        raise ServiceUnavailable("gone")
+
+    driver.execute = gone  # type: ignore[method-assign]
+    with pytest.raises(BackendUnavailable):
+        store.upsert_nodes([Node("a", "Run")])
+    store.close()
+    with pytest.raises(Exception, match="closed"):
+        store.get_nodes(["a"])
+
+
+def test_schema_at_open_and_relationship_index_once_per_kind(driver: FakeDriver) -> None:
+    store = Neo4jStore.from_driver(driver)
+    shapes = [s for s, _, _ in driver.sent]
+    assert shapes == [
+        "schema.node_id",
+        "schema.node_label",
+        "schema.node_created",
+        "schema.node_updated",
+        "schema.series_chunk",
+    ]
+    assert all("IF NOT EXISTS" in text for _, text, _ in driver.sent)
+    store.upsert_nodes([Node("a", "Run"), Node("b", "DatasetVersion")])
+    for _ in range(2):
+        store.upsert_edges([Edge("a", "b", "USED"), Edge("b", "a", "GENERATED_BY")])
+    index_texts = [t for s, t, _ in driver.sent if s == "schema.relationship_id"]
+    assert len(index_texts) == 2
+    assert "FOR ()-[r:`USED`]-() ON (r.id)" in index_texts[0]
+
+
+# --- pure logic ----------------------------------------------------------------------------
+
+
+def test_flatten_copies_scalars_and_json_text_of_containers() -> None:
+    flat = cypher.flatten(
+        {"status": "ok", "n": 2**70, "flag": False, "tags": ["a", 1], "params": {"lr": 0.1}}
+    )
+    assert flat == {
+        "status": "ok",
+        "n": float(2**70),
+        "flag": False,
+        "tags": '["a",1]',
+        "params": '{"lr":0.1}',
+        "params.lr": 0.1,
+    }
+    record = cypher.node_record("r1", "Run", {"a": {"b": 1}}, NOW, NOW)
+    assert record["_props"] == '{"a":{"b":1}}' and record["a.b"] == 1 and record["id"] == "r1"
+
+
+def test_plan_nodes_merges_in_order_and_refuses_label_changes() -> None:
+    existing = {"r1": {"label": "Run", "props": '{"a":1,"m":{"x":1}}', "created_at": "T0"}}
+    rows = [
+        ("r1", "Run", encode_props({"m": {"y": 2, "x": DELETE}, "a": DELETE}, "t")),
+        ("r2", "Run", encode_props({"k": DELETE, "v": 1, "n": None}, "t")),
+        ("r2", "Run", encode_props({"v": 2}, "t")),
+    ]
+    creates, updates = plan_nodes(rows, existing, NOW)
+    assert [u["_props"] for u in updates] == ['{"m":{"y":2}}']
+    assert updates[0]["_created_at"] == "T0" and updates[0]["_updated_at"] == NOW
+    assert "a" not in updates[0] and "m.x" not in updates[0] and updates[0]["m.y"] == 2
+    assert [c["_props"] for c in creates["Run"]] == ['{"v":2,"n":null}']
+    assert "n" not in creates["Run"][0]  # null is stored in _props, but not flattened
+    with pytest.raises(ConflictError, match="is a Run; cannot make it a Model"):
+        plan_nodes([("r1", "Model", "{}")], existing, NOW)
+    with pytest.raises(ConflictError):
+        plan_nodes([("n", "Run", "{}"), ("n", "Model", "{}")], {}, NOW)
+
+
+def test_plan_edges_keeps_first_times_and_checks_ends() -> None:
+    existing = {
+        "e1": {
+            "kind": "USED",
+            "source": "r",
+            "target": "d",
+            "props": '{"role":"train"}',
+            "event_time": "T0",
+            "ingested_at": "T0",
+            "asserted_by": "alice",
+        }
+    }
+    row = ("e1", "USED", "r", "d", '{"w":1}', "T9", "T9", "bob")
+    creates, updates = plan_edges([row], existing, {"r", "d"})
+    props = updates["USED"][0]["props"]
+    assert props["_props"] == '{"role":"train","w":1}'
+    assert (props["_event_time"], props["_ingested_at"], props["_asserted_by"]) == (
+        "T0",
+        "T0",
+        "alice",
+    )
+    assert not creates
+    with pytest.raises(ConflictError):
+        plan_edges([("e1", "USED", "r", "x", "{}", "T", "T", None)], existing, {"r", "x", "d"})
+    with pytest.raises(NotFoundError) as info:
+        plan_edges(
+            [
+                ("e2", "USED", "r", "m1", "{}", "T", "T", None),
+                ("e3", "USED", "m2", "d", "{}", "T", "T", None),
+            ],
+            {},
+            {"r", "d"},
+        )
+    assert info.value.ids == ["m1", "m2"]
+
+
+def test_series_plan_replaces_in_place_and_extends_the_tail() -> None:
+    def pts(*steps: int, v: float = 1.0) -> dict[int, tuple[str, float]]:
+        return {s: (NOW, v) for s in steps}
+
+    plan = plan_series({("r", "loss"): pts(0, 1, 2)}, [], [], chunk_points=2)
+    assert [c["steps"] for c in plan.write] == [[0, 1], [2]] and not plan.extend
+    stats = [
+        {"node_id": "r", "key": "loss", "seq": 0, **chunk_stats([0, 1], [NOW] * 2, [1.0, 1.0])},
+        {"node_id": "r", "key": "loss", "seq": 1, **chunk_stats([2], [NOW], [1.0])},
+    ]
+    arrays = [
+        {
+            "node_id": "r",
+            "key": "loss",
+            "seq": 0,
+            "steps": [0, 1],
+            "ts": [NOW] * 2,
+            "vals": [1.0, 1.0],
+        }
+    ]
+    plan = plan_series({("r", "loss"): {**pts(1, v=math.nan), **pts(3, 9)}}, stats, arrays, 2)
+    rewritten = next(c for c in plan.write if c["seq"] == 0)
+    assert math.isnan(rewritten["vals"][1]) and rewritten["max_value"] == 1.0
+    assert plan.extend[0]["seq"] == 1 and plan.extend[0]["steps"] == [3]
+    assert plan.extend[0]["stats"]["n_points"] == 2
+    assert [c["steps"] for c in plan.write if c["seq"] == 2] == [[9]]
+
+
+def test_summaries_ignore_nan_like_sqlite() -> None:
+    t1, t2, t3 = (f"2024-05-01T12:00:0{i}.000000Z" for i in (1, 2, 3))
+    rows = [
+        {"node_id": "r", "key": "k", "seq": 0, **chunk_stats([0, 1], [t2, t1], [math.nan, 2.0])},
+        {"node_id": "r", "key": "k", "seq": 1, **chunk_stats([5], [t3], [math.inf])},
+        {"node_id": "r", "key": "n", "seq": 0, **chunk_stats([0], [t1], [math.nan])},
+    ]
+    for r in rows:  # absent properties come back as null
+        r.setdefault("min_value", None)
+        r.setdefault("max_value", None)
+    out = summarize_chunks(rows)
+    k = out[("r", "k")]
+    assert (k.count, k.min, k.max, k.last, k.last_step) == (3, 2.0, math.inf, math.inf, 5)
+    assert (k.first_timestamp, k.last_timestamp) == (_dt(t1), _dt(t3))
+    n = out[("r", "n")]
+    assert math.isnan(n.min) and math.isnan(n.max) and math.isnan(n.last)
+    merged = merge_chunks(
+        "r",
+        "k",
+        [
+            {"seq": 1, "steps": [1], "ts": [NOW], "vals": [5.0]},
+            {"seq": 0, "steps": [1, 0], "ts": [NOW] * 2, "vals": [1.0, 0.0]},
+        ],
+    )
+    assert [(p.step, p.value) for p in merged] == [(0, 0.0), (1, 5.0)]
+
+
+# --- the same scenarios on SQLite and on the Neo4j backend (emulated driver) -------------------
+
+
+@pytest.fixture
+def pair(neo: Neo4jStore) -> Iterator[tuple[GraphStore, GraphStore]]:
+    sqlite = open_store("sqlite://")
+    yield sqlite, neo
+    sqlite.close()
+
+
+def _both(pair: tuple[GraphStore, GraphStore], fn: Any) -> tuple[Any, Any]:
+    return fn(pair[0]), fn(pair[1])
+
+
+def _catch(fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception as e:  # compared by type and ids
+        return (type(e).__name__, getattr(e, "ids", None))
+
+
+def _nodes(nodes: list[Node | None]) -> list[Any]:
+    return [None if n is None else (n.id, n.label, n.props) for n in nodes]
+
+
+def _edges(edges: list[Edge | None]) -> list[Any]:
+    return [
+        None if e is None else (e.id, e.kind, e.source, e.target, e.props, e.asserted_by)
+        for e in edges
+    ]
+
+
+def _seed(store: GraphStore) -> None:
+    runs = []
+    for i in range(30):
+        props: dict[str, Any] = {
+            "status": ["FINISHED", "FAILED", "RUNNING"][i % 3],
+            "kind": ["train", "evaluate", "deploy"][i % 3 if i % 4 else 0],
+            "params": {"lr": [0.1, 0.01, 0.001][i % 3], "epochs": i % 7, "dirty": i % 2 == 0},
+            "tags": {"team": "growth" if i % 5 else "core"},
+            "row_count": i * 100,
+            "labels_list": ["a", "b"] if i % 6 == 0 else ["c"],
+        }
+        if i % 4:
+            props["metrics"] = {"auc": round(0.5 + (i % 9) / 20, 3), "val-auc": i / 40}
+        if i % 3 == 0:
+            props["owner"] = f"user{i % 4}"
+        runs.append(Node(f"r{i:02d}", "Run", props))
+    store.upsert_nodes(runs)
+    store.upsert_nodes([Node(f"d{i}", "DatasetVersion", {"rows": i}) for i in range(6)])
+
+
+FILTERS: list[dict[str, Any] | None] = [
+    *cypher.EXAMPLE_FILTERS.values(),
+    {"tags": '{"team":"growth"}'},
+    {"labels_list": '["a","b"]'},
+    {"tags": {"$exists": True}},
+    {"$not": {"metrics.auc": {"$gt": 0.7}}},
+    {"$not": {"$or": [{"owner": "user0"}, {"metrics.auc": {"$lt": 0.6}}]}},
+    {"owner": {"$nin": []}},
+    {"owner": {"$nin": ["user0"]}},
+    {"params.dirty": False, "row_count": {"$gt": 500, "$lte": 2500}},
+    {"metrics.auc": {"$in": [0.55, 0.6, 1]}},
+]
+ORDERS = [*cypher.EXAMPLE_ORDERS.values(), ["owner"], ["-owner", "-params.lr"], ["tags.team"]]
+
+
+@pytest.mark.parametrize("where", FILTERS, ids=lambda w: str(w)[:60])
+def test_filters_match_sqlite(pair: tuple[GraphStore, GraphStore], where: Any) -> None:
+    for store in pair:
+        _seed(store)
+    a, b = _both(pair, lambda s: [n.id for n in s.iter_nodes(where=where, page_size=7)])
+    assert a == b
+    a, b = _both(pair, lambda s: (s.count_nodes("Run", where), s.count_nodes(None, where)))
+    assert a == b
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=str)
+def test_orderings_and_cursors_match_sqlite(
+    pair: tuple[GraphStore, GraphStore], order: list[str]
+) -> None:
+    for store in pair:
+        _seed(store)
+    for where in (None, {"status": {"$ne": "RUNNING"}}):
+        a, b = _both(
+            pair,
+            lambda s, w=where: [
+                n.id for n in s.iter_nodes("Run", where=w, order_by=order, page_size=4)
+            ],
+        )
+        assert a == b
+
+
+def test_writes_and_reads_match_sqlite(pair: tuple[GraphStore, GraphStore]) -> None:
+    for store in pair:
+        _seed(store)
+        store.upsert_nodes(
+            [Node("r01", "Run", {"params": {"lr": DELETE, "new": 1}, "status": None})]
+        )
+        store.upsert_nodes(
+            [Node("x", "Run", {"a": 1, "z": DELETE}), Node("x", "Run", {"b": {"c": None}})]
+        )
+    a, b = _both(pair, lambda s: _nodes(s.get_nodes(["r01", "nope", "x", "r01"])))
+    assert a == b
+    a, b = _both(
+        pair, lambda s: _catch(lambda: s.upsert_nodes([Node("d9", "Run"), Node("r00", "Model")]))
+    )
+    assert a == b == ("ConflictError", None)
+    assert _both(pair, lambda s: s.get_nodes(["d9"])) == ([None], [None])
+
+    event = datetime(2024, 1, 2, tzinfo=timezone.utc)
+    edges = [
+        Edge("r00", "d0", "USED", {"role": "train"}, event_time=event, asserted_by="ci"),
+        Edge("r00", "d1", "USED", {"role": "test"}),
+        Edge("d0", "r00", "GENERATED_BY", id="g1"),
+    ]
+    assert _both(pair, lambda s: s.upsert_edges(edges)) == (3, 3)
+    again = [Edge("r00", "d0", "USED", {"weight": 2, "role": None}, asserted_by="other")]
+    assert _both(pair, lambda s: s.upsert_edges(again)) == (1, 1)
+    ids = [edges[0].id, "g1", "nope", edges[1].id]
+    a, b = _both(pair, lambda s: s.get_edges(ids))
+    assert _edges(a) == _edges(b)
+    assert a[0].event_time == b[0].event_time == event
+    assert a[0].asserted_by == b[0].asserted_by == "ci"
+    cases = [
+        [Edge("r00", "zz", "USED"), Edge("yy", "d0", "USED")],
+        [Edge("r00", "d1", "DERIVED_FROM", id="g1")],
+        [Edge("r00", "d2", "GENERATED_BY", id="g1")],
+        [Edge("r00", "d5", "USED", id="fresh"), Edge("r00", "d4", "USED", id="fresh")],
+    ]
+    for batch in cases:
+        a, b = _both(pair, lambda s, e=batch: _catch(lambda: s.upsert_edges(e)))
+        assert a == b and a[0] in ("NotFoundError", "ConflictError")
+    assert _both(pair, lambda s: s.get_edges(["fresh"])) == ([None], [None])
+
+    a, b = _both(pair, lambda s: s.delete_edges(["g1", "g1", "nope"]))
+    assert a == b == 1
+    a, b = _both(pair, lambda s: s.delete_nodes(["d0", "d0", "nope"]))
+    assert a == b == 1
+    a, b = _both(pair, lambda s: _edges(s.get_edges([edges[0].id, edges[1].id])))
+    assert a == b and a[0] is None
+    assert _both(pair, lambda s: s.count_edges()) == (1, 1)
+
+
+def test_traversals_match_sqlite(pair: tuple[GraphStore, GraphStore]) -> None:
+    def build(store: GraphStore, stage: int) -> None:
+        if stage == 0:
+            store.upsert_nodes(
+                [Node(f"d{i}", "DatasetVersion") for i in range(4)]
+                + [Node(f"r{i}", "Run") for i in range(4)]
+                + [Node("m1", "ModelVersion"), Node("dep", "Deployment")]
+            )
+            store.upsert_edges(
+                [
+                    Edge("r0", "d0", "USED"),
+                    Edge("d1", "r0", "GENERATED_BY"),
+                    Edge("d1", "d0", "DERIVED_FROM"),
+                    Edge("r1", "d1", "USED"),
+                    Edge("m1", "r1", "GENERATED_BY"),
+                    Edge("dep", "m1", "SERVES"),
+                    Edge("r2", "d1", "USED"),
+                    Edge("r2", "r2", "CHILD_OF"),
+                ]
+            )
+        else:
+            store.upsert_nodes([Node("late", "Run")])
+            store.upsert_edges([Edge("late", "d0", "USED"), Edge("r3", "m1", "USED")])
+
+    for store in pair:
+        build(store, 0)
+    time.sleep(0.002)
+    as_of = datetime.now(timezone.utc)
+    time.sleep(0.002)
+    for store in pair:
+        build(store, 1)
+
+    def walk(s: GraphStore, **kw: Any) -> Any:
+        g = s.traverse(**kw)
+        nodes = [(i, t.distance, t.reached_from, t.direction) for i, t in g.nodes.items()]
+        return nodes, sorted(e.id for e in g.edges), g.truncated, g.truncation_reason
+
+    cases: list[dict[str, Any]] = [
+        {"start_ids": ["dep"], "direction": "UPSTREAM", "max_depth": 5},
+        {"start_ids": ["d0"], "direction": "DOWNSTREAM", "max_depth": 3},
+        {"start_ids": ["d1", "r2"], "direction": "BOTH", "max_depth": 1},
+        {"start_ids": ["dep"], "max_depth": 2},
+        {"start_ids": ["dep"], "max_depth": 9, "edge_kinds": ["SERVES", "GENERATED_BY"]},
+        {"start_ids": ["d0"], "direction": "DOWNSTREAM", "labels": ["Run"]},
+        {"start_ids": ["d0"], "direction": "DOWNSTREAM", "as_of": as_of, "max_depth": 6},
+        {"start_ids": ["d0"], "direction": "DOWNSTREAM", "max_nodes": 3},
+        {"start_ids": ["d0"], "edge_kinds": []},
+    ]
+    for kw in cases:
+        a, b = _both(pair, lambda s, kw=kw: _catch(lambda: walk(s, **kw)))
+        assert a == b, kw
+    a, b = _both(pair, lambda s: _catch(lambda: walk(s, start_ids=["late"], as_of=as_of)))
+    assert a == b == ("NotFoundError", ["late"])
+
+    def adj(s: GraphStore, **kw: Any) -> Any:
+        return {
+            k: [(x.edge.id, x.node.id, x.direction) for x in v]
+            for k, v in s.neighbors(**kw).items()
+        }
+
+    for kw in (
+        {"ids": ["d1", "m1", "nope"]},
+        {"ids": ["d1"], "direction": Direction.DOWNSTREAM, "edge_kinds": ["USED"]},
+        {"ids": ["r0"], "direction": "UPSTREAM", "labels": ["DatasetVersion"]},
+    ):
+        a, b = _both(pair, lambda s, kw=kw: adj(s, **kw))
+        assert a == b, kw
+
+
+def test_series_match_sqlite(pair: tuple[GraphStore, GraphStore]) -> None:
+    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+    def at(i: int) -> datetime:
+        return t0 + timedelta(seconds=i)
+
+    batches = [
+        [SeriesPoint("r", "loss", i, 1 / (i + 1), at(i)) for i in range(700)],
+        [SeriesPoint("r", "loss", i, float(i), at(i)) for i in range(690, 1300)],
+        [SeriesPoint("r", "loss", 5, math.nan, at(5)), SeriesPoint("r", "loss", 5, -1.0, at(6))],
+        [SeriesPoint("r", "loss", -3, math.inf, at(0)), SeriesPoint("r", "acc", 0, math.nan)],
+        [SeriesPoint("q", "acc", 2, 0.5, at(2)), SeriesPoint("q", "acc", 1, 0.7, at(1))],
+        [SeriesPoint("r", "loss", 1299, math.nan, at(9999))],
+    ]
+    for store in pair:
+        store.upsert_nodes([Node("r", "Run"), Node("q", "Run")])
+        for batch in batches:
+            store.append_series(batch)
+
+    def points(s: GraphStore, key: str, **kw: Any) -> list[Any]:
+        return [(p.step, repr(p.value), p.timestamp) for p in s.read_series("r", key, **kw)]
+
+    assert _both(pair, lambda s: points(s, "loss")) == _both(pair, lambda s: points(s, "loss"))
+    a, b = _both(pair, lambda s: points(s, "loss"))
+    assert a == b and len(a) == 1301
+    a, b = _both(pair, lambda s: points(s, "loss", max_points=50))
+    assert a == b
+    a, b = _both(pair, lambda s: [(p.step, repr(p.value)) for p in s.read_series("r", "acc")])
+    assert a == b
+
+    def summary(s: GraphStore, *args: Any) -> Any:
+        out = s.series_summary(*args)
+        return {
+            n: {
+                k: (v.count, repr(v.last), v.last_step, repr(v.min), repr(v.max))
+                + ((v.first_timestamp, v.last_timestamp) if k != "acc" or n == "q" else ())
+                for k, v in d.items()
+            }
+            for n, d in out.items()
+        }
+
+    for args in ((["r", "q", "none"],), (["r"], ["loss"]), (["q"], []), ([],)):
+        a, b = _both(pair, lambda s, args=args: summary(s, *args))
+        assert a == b, args
+    a, b = _both(
+        pair, lambda s: _catch(lambda: s.append_series([SeriesPoint("ghost", "x", 0, 1.0)]))
+    )
+    assert a == b == ("NotFoundError", ["ghost"])
+    assert _both(pair, lambda s: s.delete_nodes(["r"])) == (1, 1)
+    assert _both(pair, lambda s: s.read_series("r", "loss")) == ([], [])
+    assert _both(pair, lambda s: s.series_summary(["r"])) == ({"r": {}}, {"r": {}})
+
+
+def test_transactions_match_sqlite(pair: tuple[GraphStore, GraphStore]) -> None:
+    class Boom(Exception):
+        pass
+
+    for store in pair:
+        with pytest.raises(Boom), store.transaction():
+            store.upsert_nodes([Node("a", "Run")])
+            assert store.get_nodes(["a"])[0] is not None  # reads see the open transaction
+            raise Boom
+        assert store.get_nodes(["a"]) == [None]
+
+        with store.transaction():
+            store.upsert_nodes([Node("a", "Run"), Node("b", "DatasetVersion")])
+            try:
+                with store.transaction():  # nested: joins the outer one
+                    store.upsert_edges([Edge("a", "b", "USED")])
+                    raise Boom
+            except Boom:
+                pass
+            with pytest.raises(ConflictError):  # refused before writing: the rest stays
+                store.upsert_nodes([Node("c", "Run"), Node("b", "Run")])
+            with pytest.raises(NotFoundError):
+                store.upsert_edges([Edge("a", "ghost", "USED")])
+            store.append_series([SeriesPoint("a", "loss", 0, 1.0)])
+    a, b = _both(pair, lambda s: (_nodes(s.get_nodes(["a", "b", "c"])), s.count_edges()))
+    assert a == b
+    assert a[1] == 1 and a[0][2] is None
+
+
+def test_wipe_deletes_everything(neo: Neo4jStore, driver: FakeDriver) -> None:
+    _seed(neo)
+    neo.upsert_edges([Edge("r00", "d0", "USED")])
+    neo.append_series([SeriesPoint("r00", "loss", 0, 1.0)])
+    neo._wipe()
+    assert driver.graph.nodes == {} and driver.graph.rels == {} and driver.graph.chunks == {}
+    assert neo.count_nodes() == 0
+
+
+def test_creation_race_is_retried_and_merged(neo: Neo4jStore, driver: FakeDriver) -> None:
+    """Another writer creates the node between our lock-read and our create: the unique
+    constraint refuses our create, and the retry merges into what the other wrote."""
+    original = driver._node_lock
+    raced: list[bool] = []
+
+    def lock_then_race(text: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = original(text, params)
+        if not raced:
+            raced.append(True)
+            rec = cypher.node_record("n", "Run", {"theirs": 1}, NOW, NOW)
+            # The other writer committed: its node survives our rollback.
+            for graph in (driver.graph, *driver._snapshots):
+                graph.nodes["n"] = {"labels": {"Node", "Run"}, "props": dict(rec)}
+        return rows
+
+    driver._node_lock = lock_then_race  # type: ignore[method-assign]
+    neo.upsert_nodes([Node("n", "Run", {"ours": 2})])
+    assert neo.get_node("n").props == {"theirs": 1, "ours": 2}
+    assert neo.get_node("n").created_at == datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+
+
+def test_order_clause_puts_nulls_last_both_ways() -> None:
+    clause = cypher.order_clause(parse_order(["-metrics.auc", "owner"]))
+    assert clause == (
+        "n.`metrics.auc` IS NULL, n.`metrics.auc` DESC, n.`owner` IS NULL, n.`owner`, n.id"
+    )
+
+
+def test_pages_by_a_container_valued_path(neo: Neo4jStore) -> None:
+    """Ordering by a list or mapping orders by its JSON text (what SQLite's json_extract
+    yields); the cursor then holds the container and is compared as JSON text too."""
+    _seed(neo)
+    ids = [n.id for n in neo.iter_nodes("Run", order_by=["labels_list"], page_size=4)]
+    everything = neo.find_nodes("Run", order_by=["labels_list"], limit=100).items
+    assert ids == [n.id for n in everything] and len(ids) == 30
+    assert ids[:5] == ["r00", "r06", "r12", "r18", "r24"]  # '["a","b"]' < '["c"]'
+
+
+def test_relationship_index_waits_for_the_transaction(neo: Neo4jStore, driver: FakeDriver) -> None:
+    """Schema changes cannot share a transaction with data, and one from another session
+    could queue behind the open transaction's locks: it is made after the transaction."""
+    neo.upsert_nodes([Node("a", "Run"), Node("b", "DatasetVersion")])
+    driver.sent.clear()
+    with neo.transaction():
+        neo.upsert_edges([Edge("a", "b", "USED")])
+        assert "schema.relationship_id" not in [s for s, _, _ in driver.sent]
+    assert [s for s, _, _ in driver.sent][-1] == "schema.relationship_id"
