@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+
+import pytest
 
 from lineagehub import Settings
 from lineagehub.cli import build_parser
@@ -25,3 +28,19 @@ def test_every_cli_command_and_option_is_documented() -> None:
             for option in action.option_strings:
                 if option not in ("-h", "--help"):
                     assert option in README, f"{name} {option}"
+
+
+def test_the_readme_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("LINEAGEHUB_STORE", raising=False)
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        namespace: dict[str, object] = {}
+        exec(compile(block, "README.md", "exec"), namespace)
+        store = namespace.get("store")
+        if store is not None:
+            store.close()  # type: ignore[attr-defined]
+    assert (tmp_path / "data" / "hub.db").exists()
+    assert (tmp_path / "runs" / "hub.db").exists()
