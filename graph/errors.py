@@ -9,6 +9,7 @@
     ├── PolicyViolation           "POLICY"      (.rules: every rule broken)
     ├── PermissionDenied          "FORBIDDEN"
     ├── ConfigError               "CONFIG"      (unsupported URI lists the supported schemes)
+    ├── IntegrityError            "INTEGRITY"   (stored bytes do not match their digest)
     └── BackendError              "BACKEND"
         └── BackendUnavailable    "BACKEND_UNAVAILABLE" (retryable)
 
@@ -79,6 +80,12 @@ class ConfigError(HubError):
     code = "CONFIG"
 
 
+class IntegrityError(HubError):
+    """Stored content does not match its digest: corruption or tampering."""
+
+    code = "INTEGRITY"
+
+
 class BackendError(HubError):
     code = "BACKEND"
 
@@ -94,6 +101,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "HubError",
+    "IntegrityError",
     "NotFoundError",
     "PermissionDenied",
     "PolicyViolation",
