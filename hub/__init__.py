@@ -1,11 +1,22 @@
 """LineageHub: a model-management metadata hub that keeps runs, data, code, models,
 deployments and alerts as one lineage graph.
 
->>> import lineagehub
->>> store = lineagehub.open_store("sqlite://")     # or no argument: the configured store
+Training code uses the SDK (:mod:`lineagehub.ingest.client`)::
+
+    import lineagehub as lh
+
+    with lh.start_run(project="churn", name="gbm") as run:
+        run.log_params({"max_depth": 5})
+        run.log_metrics({"loss": 0.3}, step=1)
+
+Tools use the graph store directly::
+
+    store = lineagehub.open_store("sqlite://")     # or no argument: the configured store
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from lineagehub.graph import GraphStore
 from lineagehub.graph import open_store as _open_store
@@ -25,4 +36,27 @@ def open_store(uri: str | None = None, settings: Settings | None = None) -> Grap
     return _open_store(settings.store_uri, **settings.store_options())
 
 
-__all__ = ["GraphStore", "Settings", "__version__", "open_store"]
+# The SDK is imported on first use: `import lineagehub` stays light for tools and servers.
+_SDK = (
+    "ActiveRun",
+    "Client",
+    "active_run",
+    "client",
+    "connect",
+    "flush",
+    "log_metrics",
+    "log_params",
+    "set_tags",
+    "start_run",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SDK:
+        from lineagehub.ingest import client as sdk
+
+        return getattr(sdk, name)
+    raise AttributeError(f"module 'lineagehub' has no attribute {name!r}")
+
+
+__all__ = ["GraphStore", "Settings", "__version__", "open_store", *_SDK]

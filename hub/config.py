@@ -42,6 +42,27 @@ class Settings(BaseSettings):
     neo4j_database: str | None = Field(
         default=None, description="Neo4j database name (default: the server's default)."
     )
+    artifacts: str | None = Field(
+        default=None,
+        description="Artifact store URI: file:///path or s3://bucket/prefix. Default: an "
+        "'artifacts' folder beside the embedded store (data_dir/artifacts otherwise).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint for MinIO or another S3-compatible server."
+    )
+    user: str | None = Field(
+        default=None, description="The user recorded as a run's launcher (default: the OS user)."
+    )
+    heartbeat_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between a live run's heartbeats (buffered metrics flush with them).",
+    )
+    stale_after: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds without a heartbeat after which a RUNNING run counts as KILLED.",
+    )
 
     @property
     def store_uri(self) -> str:
@@ -49,6 +70,24 @@ class Settings(BaseSettings):
         if self.store:
             return self.store
         return f"sqlite:///{(self.data_dir / 'hub.db').expanduser().resolve()}"
+
+    @property
+    def artifact_uri(self) -> str:
+        """The artifact store URI in force: ``artifacts``, or a folder beside the embedded
+        store."""
+        if self.artifacts:
+            return self.artifacts
+        uri = self.store_uri
+        if uri.startswith("sqlite:///") and uri not in ("sqlite:///:memory:",):
+            db = Path(uri[len("sqlite:///") :]).expanduser().resolve()
+            return (db.parent / "artifacts").as_uri()
+        return (self.data_dir.expanduser().resolve() / "artifacts").as_uri()
+
+    def artifact_options(self) -> dict[str, Any]:
+        """Options for :func:`lineagehub.artifacts.open_artifact_store`."""
+        if self.artifact_uri.startswith("s3://") and self.s3_endpoint_url:
+            return {"endpoint_url": self.s3_endpoint_url}
+        return {}
 
     def store_options(self) -> dict[str, Any]:
         """Backend options for :func:`lineagehub.graph.open_store` (credentials for Neo4j)."""

@@ -159,6 +159,9 @@ __all__ = [
     "Severity",
     "Stage",
     "UsedRole",
+    "check_key",
+    "check_scalar",
+    "check_text",
     "from_node",
     "id_timestamp",
     "kind_of_id",
@@ -283,6 +286,10 @@ class ArtifactKind(str, enum.Enum):
     CHECKPOINT = "checkpoint"
     REPORT = "report"
     CONFUSION_MATRIX = "confusion-matrix"
+    CLASSIFICATION_REPORT = "classification-report"
+    ROC_CURVE = "roc-curve"
+    PR_CURVE = "pr-curve"
+    FEATURE_IMPORTANCES = "feature-importances"
     SHAP_VALUES = "shap-values"
     PLOT = "plot"
     NOTEBOOK = "notebook"
@@ -895,13 +902,22 @@ class Run(NodeModel):
     started_at: UtcDatetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     ended_at: UtcDatetime | None = None
     params: dict[Key, Scalar] = Field(default_factory=dict)
-    metrics: dict[Key, Number] = Field(default_factory=dict)
+    # The last value logged per metric key (null when it was NaN or infinite: the metric
+    # series keeps those faithfully, JSON properties cannot).
+    metrics: dict[Key, Number | None] = Field(default_factory=dict)
     user: Name | None = None
     host: Name | None = None
     entry_point: LongName | None = None
     error: Text | None = None
     description: Text | None = None
     tags: Tags = Field(default_factory=dict)
+    # Denormalized from the PART_OF and CHILD_OF edges, so runs can be filtered cheaply.
+    project: Name | None = None
+    experiment: Name | None = None
+    parent: RunId | None = None
+    # Refreshed while the run's process is alive; a RUNNING run whose heartbeat is stale was
+    # killed.
+    heartbeat_at: UtcDatetime | None = None
 
     @property
     def node_id(self) -> str:
@@ -1036,6 +1052,9 @@ class Artifact(NodeModel):
         "application/octet-stream"
     )
     kind: ArtifactKind = ArtifactKind.OTHER
+    # Evaluation results (a confusion matrix, a classification report, curves, importances)
+    # are kept here as data as well, so they can be queried, not only downloaded.
+    data: JsonObject | None = None
 
     @property
     def node_id(self) -> str:
@@ -1351,3 +1370,34 @@ def make_edge(
         asserted_by=asserted_by,
         **props,
     )
+
+
+# --- single-value checks, for hot paths that cannot build a model per value ----------------
+
+
+def check_key(key: Any, field: str) -> str:
+    """A params / metrics / tags key, as :data:`Key` accepts it; else ValidationError."""
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise ValidationError(
+            f"{field}: invalid key {key!r}: 1-250 letters, digits, '_', '-', '.', '/' or inner "
+            "spaces",
+            field=field,
+        )
+    return key
+
+
+def check_scalar(value: Any, field: str) -> str | bool | int | float | None:
+    """A JSON scalar (a param value, an alert value): numpy scalars are unwrapped, NaN,
+    infinities, oversized text and other types are refused naming ``field``."""
+    try:
+        return _json_scalar(value)
+    except _FieldError as e:
+        raise ValidationError(f"{field}: {e}", field=field) from None
+
+
+def check_text(value: Any, field: str) -> str:
+    """A text value (a tag): a string without NUL, at most 10,000 characters."""
+    try:
+        return _long_text(value)
+    except _FieldError as e:
+        raise ValidationError(f"{field}: {e}", field=field) from None

@@ -42,5 +42,10 @@ def test_the_readme_python_examples_run(tmp_path: Path, monkeypatch: pytest.Monk
         store = namespace.get("store")
         if store is not None:
             store.close()  # type: ignore[attr-defined]
+    from lineagehub.ingest import client as sdk
+
+    if sdk._default is not None:  # the SDK example connected the module-level client
+        sdk._default.close()
+        sdk._default = None
     assert (tmp_path / "data" / "hub.db").exists()
     assert (tmp_path / "runs" / "hub.db").exists()

@@ -1,0 +1,559 @@
+"""The tracking service: runs, params, metrics, datasets, artifacts and models as lineage.
+
+This is the hub's side of experiment tracking, over a :class:`~lineagehub.graph.GraphStore`
+and an :class:`~lineagehub.artifacts.ArtifactStore`. The SDK (:mod:`lineagehub.ingest.client`)
+calls it in embedded mode; the GraphQL API calls it for remote clients. Every method checks
+its input (errors name the field) and writes in one transaction: a call either happens whole
+or not at all.
+
+What a run records, as graph facts (edges point from the later thing to what it came from):
+
+- ``Run -PART_OF-> Experiment -PART_OF-> Project``; ``Run -CHILD_OF-> Run`` for sweeps
+- ``Run -RAN_CODE-> CodeCommit``, ``Run -RAN_IN-> Environment``,
+  ``Run -ASSOCIATED_WITH(launcher)-> Agent``
+- ``Run -USED(role)-> DatasetVersion -VERSION_OF-> Dataset``; outputs
+  ``DatasetVersion -GENERATED_BY-> Run`` and ``DERIVED_FROM`` the run's input data (kept on
+  write, so data-to-data questions skip the runs in between)
+- ``Artifact -GENERATED_BY-> Run`` (the name it was logged under on the edge)
+- ``ModelVersion -GENERATED_BY-> Run``, ``ModelVersion -VERSION_OF-> Model``
+
+Params are immutable once logged (logging the same value again is fine); metrics go to the
+store's series (NaN and infinities kept), with the last value per key on the run for search;
+a finished run takes no more writes. A run whose heartbeat is older than ``stale_after`` is
+reported, and recorded, as KILLED.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+from lineagehub.graph import (
+    ConflictError,
+    Direction,
+    Edge,
+    GraphStore,
+    Node,
+    NotFoundError,
+    SeriesPoint,
+    ValidationError,
+)
+from lineagehub.graph.model import to_iso
+
+from .vocabulary import (
+    Agent,
+    AgentKind,
+    Artifact,
+    ArtifactKind,
+    AssociationRole,
+    Dataset,
+    DatasetVersion,
+    EdgeKind,
+    Experiment,
+    Model,
+    ModelVersion,
+    NodeKind,
+    Project,
+    Run,
+    RunKind,
+    RunStatus,
+    UsedRole,
+    check_key,
+    check_scalar,
+    check_text,
+    from_node,
+    make_edge,
+)
+
+if TYPE_CHECKING:
+    from .artifacts import ArtifactInfo, ArtifactStore
+    from .capture import CodeState, EnvironmentState
+    from .datasets import DatasetFingerprint
+
+DEFAULT_STALE_AFTER = timedelta(minutes=5)
+MAX_BATCH_POINTS = 1_000_000
+
+
+class Metric(NamedTuple):
+    """One metric value at a step. ``value`` may be NaN or infinite."""
+
+    key: str
+    value: float
+    step: int
+    timestamp: datetime
+
+
+def check_metric(key: Any, value: Any, step: Any = 0) -> float:
+    """A metric value: a real number (numpy scalars too; NaN and infinities are kept)."""
+    field = f"metrics.{key}"
+    check_key(key, field)
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(
+            f"{field}: a metric is a number, got {type(value).__name__}", field=field
+        )
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise ValidationError(f"{field}: step must be an integer", field=f"{field}.step")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStart:
+    """What is known about a run when it starts, beyond the :class:`Run` itself."""
+
+    code: CodeState | None = None
+    environment: EnvironmentState | None = None
+
+
+class TrackingService:
+    """Experiment tracking over a graph store and an artifact store."""
+
+    def __init__(
+        self,
+        store: GraphStore,
+        artifacts: ArtifactStore,
+        *,
+        stale_after: timedelta = DEFAULT_STALE_AFTER,
+    ) -> None:
+        self.store = store
+        self.artifacts = artifacts
+        self.stale_after = stale_after
+        # Nodes that never change once written (projects, agents, commits, environments):
+        # written once per service, not once per run.
+        self._written: set[str] = set()
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def start_run(self, run: Run, start: RunStart | None = None) -> Run:
+        """Record a new run with its grouping, parent, code, environment and launcher."""
+        start = start or RunStart()
+        if run.status is not RunStatus.RUNNING:
+            raise ValidationError("a run starts RUNNING", field="status")
+        now = datetime.now(timezone.utc)
+        run = run.model_copy(update={"heartbeat_at": now})
+        nodes: list[Node] = [run.to_node()]
+        fixed: list[Node] = []
+        edges: list[Edge] = []
+        if run.project or run.experiment:
+            project = Project(name=run.project or "default")
+            experiment = Experiment(project=project.name, name=run.experiment or "default")
+            fixed += [project.to_node(), experiment.to_node()]
+            edges += [
+                make_edge(EdgeKind.PART_OF, run, experiment),
+                make_edge(EdgeKind.PART_OF, experiment, project),
+            ]
+        if run.user:
+            agent = Agent(name=run.user, kind=AgentKind.USER)
+            fixed.append(agent.to_node())
+            edges.append(
+                make_edge(EdgeKind.ASSOCIATED_WITH, run, agent, role=AssociationRole.LAUNCHER)
+            )
+        if start.code is not None:
+            commit = start.code.commit
+            if start.code.diff is not None:
+                self.artifacts.put_bytes(start.code.diff)
+            fixed.append(commit.to_node())
+            edges.append(make_edge(EdgeKind.RAN_CODE, run, commit))
+        if start.environment is not None:
+            env = start.environment.environment
+            if env.node_id not in self._written:
+                self.artifacts.put_bytes(start.environment.packages_text)
+            fixed.append(env.to_node())
+            edges.append(make_edge(EdgeKind.RAN_IN, run, env))
+        new_fixed = [n for n in fixed if n.id not in self._written]
+        with self.store.transaction():
+            if run.parent is not None:
+                parent = self._get(run.parent, NodeKind.RUN, "parent")
+                edges.append(Edge(run.id, parent.id, EdgeKind.CHILD_OF.value))
+            if self.store.get_nodes([run.id])[0] is not None:
+                raise ConflictError(f"run {run.id!r} already exists")
+            self.store.upsert_nodes(new_fixed + nodes)
+            self.store.upsert_edges(edges)
+        self._written.update(n.id for n in new_fixed)
+        return run
+
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Sequence[Metric] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Log params, metric points and tags in one transaction, and refresh the heartbeat.
+
+        Params are immutable: a key logged before with another value is a
+        :class:`ConflictError` (nothing of the batch is written). Metric points replace the
+        point at the same step of the same key."""
+        batch = _Batch.check(run_id, params, metrics, tags)
+        with self.store.transaction():
+            batch.apply(self.store, self._running(run_id), {})
+
+    def end_run(
+        self,
+        run_id: str,
+        status: RunStatus | str = RunStatus.FINISHED,
+        error: str | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Sequence[Metric] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Finish a run: FINISHED, FAILED (with the error) or KILLED, after a last batch of
+        params, metrics and tags, in one transaction. A run ends once."""
+        try:
+            status = RunStatus(status)
+        except ValueError:
+            raise ValidationError(
+                f"status must be one of {[s.value for s in RunStatus]}", field="status"
+            ) from None
+        if status is RunStatus.RUNNING:
+            raise ValidationError("a run cannot end RUNNING", field="status")
+        patch: dict[str, Any] = {
+            "status": status.value,
+            "ended_at": to_iso(datetime.now(timezone.utc)),
+        }
+        if error is not None:
+            patch["error"] = check_text(error[:10_000], "error")
+        batch = _Batch.check(run_id, params, metrics, tags)
+        with self.store.transaction():
+            batch.apply(self.store, self._running(run_id), patch)
+            node = self.store.get_node(run_id)
+        return _run(node)
+
+    def get_run(self, run_id: str) -> Run:
+        """The run, with a stale RUNNING run recorded as KILLED first."""
+        node = self._get(run_id, NodeKind.RUN, "run_id")
+        if self._is_stale(node):
+            self._kill_stale([node])
+            node = self.store.get_node(run_id)
+        return _run(node)
+
+    def mark_stale_runs(self) -> list[str]:
+        """Record every RUNNING run whose heartbeat is older than ``stale_after`` as KILLED;
+        returns their ids."""
+        cutoff = to_iso(datetime.now(timezone.utc) - self.stale_after)
+        stale = list(
+            self.store.iter_nodes(
+                NodeKind.RUN.value, {"status": "RUNNING", "heartbeat_at": {"$lt": cutoff}}
+            )
+        )
+        self._kill_stale(stale)
+        return [n.id for n in stale]
+
+    def search_runs(
+        self,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[Run], str | None]:
+        """Runs matching a filter (see :mod:`lineagehub.graph.filters`; e.g.
+        ``{"metrics.auc": {"$gte": 0.9}, "project": "churn"}``), ordered, one page."""
+        page = self.store.find_nodes(NodeKind.RUN.value, where, order_by, after, limit)
+        stale = [n for n in page.items if self._is_stale(n)]
+        if stale:
+            self._kill_stale(stale)
+            fresh = {n.id: n for n in self.store.get_nodes([n.id for n in stale]) if n}
+            items = [fresh.get(n.id, n) for n in page.items]
+        else:
+            items = page.items
+        return [_run(n) for n in items], page.next_cursor
+
+    def metric_history(
+        self, run_id: str, key: str, max_points: int | None = None
+    ) -> list[SeriesPoint]:
+        """One metric's points, by step (downsampled to ``max_points``, spikes kept)."""
+        self._get(run_id, NodeKind.RUN, "run_id")
+        return self.store.read_series(run_id, key, max_points)
+
+    # --- data, artifacts, models ---------------------------------------------------------------
+
+    def log_dataset(
+        self,
+        run_id: str,
+        fingerprint: DatasetFingerprint,
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+        role: UsedRole | str = UsedRole.TRAIN,
+        output: bool = False,
+        derived_from: Iterable[str] = (),
+        description: str | None = None,
+    ) -> DatasetVersion:
+        """Record a dataset version the run used (with a role) or, with ``output=True``,
+        generated. Its identity is (namespace, name, content digest): logging the same
+        content again is idempotent. Files default to OpenLineage's naming
+        (``file://<host>``, the absolute path); in-memory data needs a ``name``."""
+        namespace, name = _dataset_name(fingerprint, name, namespace)
+        version = DatasetVersion(
+            namespace=namespace,
+            name=name,
+            description=description,
+            **fingerprint.version_fields(),
+        )
+        dataset = Dataset(namespace=namespace, name=name)
+        sources = [str(s) for s in derived_from]
+        with self.store.transaction():
+            run = self._running(run_id)
+            for i, source in enumerate(sources):
+                self._get(source, NodeKind.DATASET_VERSION, f"derived_from[{i}]")
+            existing = self.store.get_nodes([version.node_id])[0]
+            if existing is None or existing.props.get("profile") is None:
+                self.store.upsert_nodes([dataset.to_node(), version.to_node()])
+            edges = [make_edge(EdgeKind.VERSION_OF, version, dataset)]
+            inputs, outputs = self._run_data(run.id)
+            if output:
+                edges.append(make_edge(EdgeKind.GENERATED_BY, version, run))
+                sources += [i for i in inputs if i != version.node_id]
+                edges += [
+                    Edge(version.node_id, s, EdgeKind.DERIVED_FROM.value)
+                    for s in dict.fromkeys(sources)
+                ]
+            else:
+                edges.append(make_edge(EdgeKind.USED, run, version, role=role))
+                edges += [
+                    Edge(o, version.node_id, EdgeKind.DERIVED_FROM.value)
+                    for o in outputs
+                    if o != version.node_id
+                ]
+                edges += [
+                    Edge(version.node_id, s, EdgeKind.DERIVED_FROM.value)
+                    for s in dict.fromkeys(sources)
+                ]
+            self.store.upsert_edges(edges)
+        return version
+
+    def log_artifact(
+        self,
+        run_id: str,
+        info: ArtifactInfo,
+        *,
+        name: str,
+        kind: ArtifactKind | str = ArtifactKind.OTHER,
+        media_type: str = "application/octet-stream",
+        data: Mapping[str, Any] | None = None,
+    ) -> Artifact:
+        """Record that the run generated an artifact already in the artifact store."""
+        if not self.artifacts.exists(info.digest):
+            raise NotFoundError(
+                f"artifact {info.digest} is not in the artifact store", ids=[info.digest]
+            )
+        artifact = Artifact(
+            digest=info.digest,
+            size=info.size,
+            media_type=media_type,
+            kind=ArtifactKind(kind),
+            data=dict(data) if data is not None else None,
+        )
+        with self.store.transaction():
+            run = self._running(run_id)
+            self.store.upsert_nodes([artifact.to_node()])
+            self.store.upsert_edges([make_edge(EdgeKind.GENERATED_BY, artifact, run, name=name)])
+        return artifact
+
+    def artifacts_of(self, run_id: str) -> list[tuple[str, Artifact]]:
+        """The artifacts a run generated, with the names they were logged under."""
+        self._get(run_id, NodeKind.RUN, "run_id")
+        found = self.store.neighbors([run_id], Direction.DOWNSTREAM, ["GENERATED_BY"], ["Artifact"])
+        result = []
+        for adj in found[run_id]:
+            artifact = from_node(adj.node)
+            assert isinstance(artifact, Artifact)
+            result.append((str(adj.edge.props.get("name", "")), artifact))
+        return sorted(result, key=lambda x: x[0])
+
+    def log_model(
+        self,
+        run_id: str,
+        info: ArtifactInfo,
+        *,
+        name: str,
+        flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Register the next version of model ``name``, generated by the run, with the run's
+        current metrics as its snapshot. Version numbers never repeat, also when several
+        processes register at once (the allocation happens under the model's write lock)."""
+        if not self.artifacts.exists(info.digest):
+            raise NotFoundError(
+                f"artifact {info.digest} is not in the artifact store", ids=[info.digest]
+            )
+        model = Model(name=name)
+        artifact = Artifact(digest=info.digest, size=info.size, kind=ArtifactKind.MODEL)
+        with self.store.transaction():
+            run_node = self._running(run_id)
+            run = _run(run_node)
+            existing = self.store.get_nodes([model.node_id])[0]
+            # Writing the model node first takes its write lock (SQLite: the transaction's;
+            # Neo4j: the node's) before the latest version is read.
+            self.store.upsert_nodes([Node(model.node_id, NodeKind.MODEL.value, {"name": name})])
+            if existing is None:
+                self.store.upsert_nodes([model.to_node()])
+            latest = self.store.find_nodes(
+                NodeKind.MODEL_VERSION.value, {"model": name}, order_by="-version", limit=1
+            ).items
+            number = int(latest[0].props["version"]) + 1 if latest else 1
+            version = ModelVersion(
+                model=name,
+                version=number,
+                artifact_digest=info.digest,
+                flavor=flavor,
+                signature=dict(signature) if signature is not None else None,
+                metrics={k: v for k, v in run.metrics.items() if v is not None},
+                description=description,
+            )
+            self.store.upsert_nodes([artifact.to_node(), version.to_node()])
+            self.store.upsert_edges(
+                [
+                    make_edge(EdgeKind.GENERATED_BY, version, run),
+                    make_edge(EdgeKind.VERSION_OF, version, model),
+                    make_edge(EdgeKind.GENERATED_BY, artifact, run, name=f"model:{name}"),
+                ]
+            )
+        return version
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _get(self, node_id: str, kind: NodeKind, field: str) -> Node:
+        node = self.store.get_nodes([node_id])[0]
+        if node is None:
+            raise NotFoundError(f"{field}: no {kind.value} with id {node_id!r}", ids=[node_id])
+        if node.label != kind.value:
+            raise ValidationError(
+                f"{field}: {node_id!r} is a {node.label}, not a {kind.value}", field=field
+            )
+        return node
+
+    def _running(self, run_id: str) -> Node:
+        node = self._get(run_id, NodeKind.RUN, "run_id")
+        status = node.props.get("status")
+        if status != RunStatus.RUNNING.value:
+            raise ConflictError(
+                f"run {run_id!r} is {status}; writes to a finished run are rejected"
+            )
+        return node
+
+    def _is_stale(self, node: Node) -> bool:
+        if node.props.get("status") != RunStatus.RUNNING.value:
+            return False
+        beat = node.props.get("heartbeat_at")
+        cutoff = to_iso(datetime.now(timezone.utc) - self.stale_after)
+        return isinstance(beat, str) and beat < cutoff
+
+    def _kill_stale(self, nodes: Sequence[Node]) -> None:
+        if not nodes:
+            return
+        patch = {
+            "status": RunStatus.KILLED.value,
+            "error": f"no heartbeat for {self.stale_after}: the process died",
+        }
+        with self.store.transaction():
+            current = self.store.get_nodes([n.id for n in nodes])
+            still = [n for n in current if n is not None and self._is_stale(n)]
+            self.store.upsert_nodes(
+                [
+                    Node(n.id, n.label, {**patch, "ended_at": n.props.get("heartbeat_at")})
+                    for n in still
+                ]
+            )
+
+    def _run_data(self, run_id: str) -> tuple[list[str], list[str]]:
+        """The dataset versions a run used and generated so far."""
+        found = self.store.neighbors(
+            [run_id], Direction.BOTH, ["USED", "GENERATED_BY"], ["DatasetVersion"]
+        )[run_id]
+        inputs = [a.node.id for a in found if a.direction is Direction.UPSTREAM]
+        outputs = [a.node.id for a in found if a.direction is Direction.DOWNSTREAM]
+        return inputs, outputs
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A checked batch of params, metric points and tags for one run."""
+
+    run_id: str
+    params: dict[str, Any]
+    tags: dict[str, str]
+    points: list[SeriesPoint]
+    last: dict[str, float | None]
+
+    @classmethod
+    def check(
+        cls,
+        run_id: str,
+        params: Mapping[str, Any] | None,
+        metrics: Sequence[Metric] | None,
+        tags: Mapping[str, Any] | None,
+    ) -> _Batch:
+        checked_params = {
+            k: check_scalar(v, f"params.{check_key(k, 'params')}")
+            for k, v in (params or {}).items()
+        }
+        checked_tags = {
+            k: check_text(v, f"tags.{check_key(k, 'tags')}") for k, v in (tags or {}).items()
+        }
+        metrics = metrics or ()
+        if len(metrics) > MAX_BATCH_POINTS:
+            raise ValidationError(
+                f"a batch holds at most {MAX_BATCH_POINTS} metric points", field="metrics"
+            )
+        steps: dict[str, int] = {}
+        last: dict[str, float | None] = {}
+        points = []
+        for m in metrics:
+            value = check_metric(m.key, m.value, m.step)
+            points.append(SeriesPoint(run_id, m.key, m.step, value, m.timestamp))
+            if m.key not in steps or m.step >= steps[m.key]:
+                steps[m.key] = m.step
+                last[m.key] = value if math.isfinite(value) else None
+        return cls(run_id, checked_params, checked_tags, points, last)
+
+    def apply(self, store: GraphStore, node: Node, patch: dict[str, Any]) -> None:
+        """Write the batch (and ``patch``) onto the run ``node``, inside a transaction."""
+        logged = node.props.get("params", {})
+        for key, value in self.params.items():
+            if key in logged and logged[key] != value:
+                raise ConflictError(
+                    f"param {key!r} of run {self.run_id!r} is {logged[key]!r}; params are "
+                    f"immutable, cannot log {value!r}"
+                )
+        patch = {"heartbeat_at": to_iso(datetime.now(timezone.utc)), **patch}
+        if self.params:
+            patch["params"] = self.params
+        if self.tags:
+            patch["tags"] = self.tags
+        if self.last:
+            patch["metrics"] = self.last
+        store.upsert_nodes([Node(self.run_id, NodeKind.RUN.value, patch)])
+        if self.points:
+            store.append_series(self.points)
+
+
+def _run(node: Node) -> Run:
+    run = from_node(node)
+    assert isinstance(run, Run)
+    return run
+
+
+def _dataset_name(
+    fp: DatasetFingerprint, name: str | None, namespace: str | None
+) -> tuple[str, str]:
+    if fp.uri and fp.uri.startswith("file://"):
+        path = unquote(urlsplit(fp.uri).path)
+        return namespace or f"file://{socket.gethostname()}", name or path
+    if not name:
+        raise ValidationError(
+            f"name: in-memory data ({fp.source}) needs a dataset name", field="name"
+        )
+    return namespace or "memory", name
+
+
+__all__ = ["Metric", "RunKind", "RunStart", "TrackingService", "check_metric"]

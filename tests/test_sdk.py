@@ -1,0 +1,455 @@
+"""The tracking SDK end to end, embedded: a real SQLite file and a real artifact folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import lineagehub as lh
+from lineagehub import Settings
+from lineagehub.graph import ConflictError, NotFoundError, ValidationError
+from lineagehub.ingest.client import Client
+from lineagehub.vocabulary import RunStatus
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Ann",
+    "GIT_AUTHOR_EMAIL": "ann@example.com",
+    "GIT_COMMITTER_NAME": "Ann",
+    "GIT_COMMITTER_EMAIL": "ann@example.com",
+}
+
+
+@pytest.fixture
+def hub_dir(tmp_path: Path) -> Path:
+    return tmp_path / "hub"
+
+
+@pytest.fixture
+def client(hub_dir: Path) -> Iterator[Client]:
+    c = Client(f"sqlite:///{hub_dir / 'hub.db'}", settings=Settings(user="ann"))
+    yield c
+    c.close()
+
+
+def test_a_run_end_to_end(client: Client) -> None:
+    with client.start_run(
+        "gbm", project="churn", experiment="baseline", tags={"team": "growth"}
+    ) as run:
+        assert lh.active_run() is run
+        run.log_params({"max_depth": 5, "learning_rate": 0.1, "max_leaf_nodes": None})
+        for step in range(3):
+            run.log_metrics({"loss": 1.0 / (step + 1), "auc": 0.8 + step / 100}, step=step)
+        run.set_tag("stage", "exploration")
+    assert lh.active_run() is None
+    got = client.get_run(run.id)
+    assert got.status is RunStatus.FINISHED and got.ended_at is not None
+    assert got.params == {"max_depth": 5, "learning_rate": 0.1, "max_leaf_nodes": None}
+    assert got.metrics == {"loss": pytest.approx(1 / 3), "auc": pytest.approx(0.82)}
+    assert got.tags == {"team": "growth", "stage": "exploration"}
+    assert (got.project, got.experiment, got.user) == ("churn", "baseline", "ann")
+    assert [p.value for p in client.metric_history(run.id, "loss")] == pytest.approx(
+        [1.0, 0.5, 1 / 3]
+    )
+    # the run's context is lineage
+    up = client.store.traverse([run.id], "UPSTREAM", 2)
+    labels = {t.node.label for t in up.nodes.values()}
+    assert {"Experiment", "Project", "Agent", "Environment"} <= labels
+    env = next(t.node for t in up.nodes.values() if t.node.label == "Environment")
+    assert env.props["python"].startswith(f"{sys.version_info.major}.{sys.version_info.minor}")
+    # the packages list is an artifact under the environment's digest
+    assert client.artifacts.exists(env.props["packages_digest"])
+
+
+def test_the_git_commit_is_captured(
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**os.environ, **GIT_ENV}
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True, env=env)
+    (repo / "train.py").write_text("print('v1')\n")
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True, env=env)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "v1"], check=True, env=env)
+    (repo / "train.py").write_text("print('v2, not committed')\n")
+    monkeypatch.chdir(repo)
+    client._code_cache = None
+    with client.start_run("dirty") as run:
+        pass
+    commits = client.store.neighbors([run.id], "UPSTREAM", ["RAN_CODE"])[run.id]
+    assert len(commits) == 1
+    commit = commits[0].node.props
+    assert commit["branch"] == "main" and commit["dirty"] is True
+    diff = client.artifacts.get_bytes(commit["diff_digest"])
+    assert b"not committed" in diff
+
+
+def test_nested_runs_and_explicit_parents(client: Client) -> None:
+    with client.start_run("sweep") as parent:
+        with client.start_run("trial-1") as child:
+            assert lh.active_run() is child
+        assert lh.active_run() is parent
+        other = client.start_run("trial-2", parent=parent.id)
+        other.end()
+    assert client.get_run(child.id).parent == parent.id
+    assert client.get_run(other.id).parent == parent.id
+    children = client.store.neighbors([parent.id], "DOWNSTREAM", ["CHILD_OF"])[parent.id]
+    assert sorted(a.node.id for a in children) == sorted([child.id, other.id])
+    with pytest.raises(NotFoundError):
+        client.start_run("orphan", parent="run:no-such-run")
+
+
+def test_a_failing_block_ends_failed_and_ctrl_c_killed(client: Client) -> None:
+    with pytest.raises(ZeroDivisionError), client.start_run("boom") as run:
+        run.log_metric("loss", 0.5)
+        _ = 1 / 0
+    got = client.get_run(run.id)
+    assert got.status is RunStatus.FAILED and "ZeroDivisionError" in (got.error or "")
+    assert got.metrics == {"loss": 0.5}  # what was logged before the failure is kept
+    with pytest.raises(KeyboardInterrupt), client.start_run("interrupted") as run2:
+        raise KeyboardInterrupt
+    assert client.get_run(run2.id).status is RunStatus.KILLED
+
+
+def test_writes_to_a_finished_run_are_rejected(client: Client) -> None:
+    with client.start_run("done") as run:
+        run.log_param("a", 1)
+    with pytest.raises(ConflictError, match="finished run"):
+        run.log_metric("late", 1.0)
+    with pytest.raises(ConflictError, match="finished run"):
+        run.log_params({"b": 2})
+    # also through the service, as another process would
+    with pytest.raises(ConflictError, match="FINISHED"):
+        client.tracking.log_batch(run.id, params={"b": 2})
+    assert client.get_run(run.id).params == {"a": 1}
+
+
+def test_params_are_immutable(client: Client) -> None:
+    with client.start_run("p") as run:
+        run.log_params({"lr": 0.1})
+        run.log_params({"lr": 0.1})  # the same value again is fine
+        with pytest.raises(ConflictError, match="lr"):
+            run.log_params({"batch": 32, "lr": 0.2})
+        run.flush()
+        # another writer: the whole batch is refused, nothing of it is written
+        with pytest.raises(ConflictError):
+            client.tracking.log_batch(run.id, params={"epochs": 3, "lr": 0.5})
+    assert client.get_run(run.id).params == {"lr": 0.1}
+
+
+def test_nan_and_infinities_are_kept(client: Client) -> None:
+    with client.start_run("diverged") as run:
+        run.log_metrics({"loss": 0.5}, step=0)
+        run.log_metrics({"loss": math.inf}, step=1)
+        run.log_metrics({"loss": math.nan}, step=2)
+    values = [p.value for p in client.metric_history(run.id, "loss")]
+    assert values[:2] == [0.5, math.inf] and math.isnan(values[2])
+    assert client.get_run(run.id).metrics == {"loss": None}  # JSON has no NaN; the series does
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda r: r.log_metric("acc", [0.1, 0.2]), "metrics.acc"),
+        (lambda r: r.log_metric("acc", "high"), "metrics.acc"),
+        (lambda r: r.log_metric("acc", True), "metrics.acc"),
+        (lambda r: r.log_metric("acc", 0.5, step=1.5), "metrics.acc.step"),
+        (lambda r: r.log_metric("bad key!", 0.5), "metrics.bad key!"),
+        (lambda r: r.log_params({"model": object()}), "params.model"),
+        (lambda r: r.log_params({"lr": math.nan}), "params.lr"),
+        (lambda r: r.log_params({"blob": "x" * 20_000}), "params.blob"),
+        (lambda r: r.log_params({"nested": {"a": 1}}), "params.nested"),
+        (lambda r: r.set_tags({"team": 3}), "tags.team"),
+        (lambda r: r.log_dataset([[1, 2]], name="x"), "data"),
+        (lambda r: r.log_confusion_matrix([[1, 2], [3]]), "matrix"),
+        (lambda r: r.log_dict({"when": object()}, "x.json"), "data"),
+        (lambda r: r.log_figure("not a figure", "f.png"), "figure"),
+    ],
+)
+def test_bad_input_names_the_field_and_writes_nothing(
+    client: Client, call: object, field: str
+) -> None:
+    with client.start_run("bad") as run:
+        run.log_param("ok", 1)
+        with pytest.raises(ValidationError) as info:
+            call(run)  # type: ignore[operator]
+        assert info.value.field == field
+    got = client.get_run(run.id)
+    assert got.params == {"ok": 1} and got.metrics == {} and got.status is RunStatus.FINISHED
+    assert client.store.count_nodes("Artifact") == 0
+
+
+def test_missing_files_and_unknown_runs(client: Client, tmp_path: Path) -> None:
+    with client.start_run("files") as run:
+        with pytest.raises(NotFoundError, match=r"nope\.txt"):
+            run.log_artifact(tmp_path / "nope.txt")
+        with pytest.raises(NotFoundError, match=r"nope\.csv"):
+            run.log_dataset(tmp_path / "nope.csv")
+        with pytest.raises(NotFoundError, match="no-model"):
+            run.log_model(tmp_path / "no-model", name="m")
+    with pytest.raises(NotFoundError):
+        client.get_run("run:does-not-exist")
+    with pytest.raises(NotFoundError):
+        client.tracking.log_batch("run:does-not-exist", params={"a": 1})
+
+
+def test_in_memory_data_needs_a_name(client: Client) -> None:
+    np = pytest.importorskip("numpy", reason="numpy (the [data] extra) is not installed")
+    with client.start_run("x") as run, pytest.raises(ValidationError) as info:
+        run.log_dataset(np.arange(10))
+    assert info.value.field == "name"
+
+
+def test_datasets_are_versioned_by_content(client: Client, tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas", reason="pandas (the [data] extra) is not installed")
+    raw = pd.DataFrame({"tenure": [1, 5, 7, 12], "plan": ["a", "b", "a", "c"]})
+    with client.start_run("prep", kind="transform") as prep:
+        v_raw = prep.log_dataset(raw, name="customers_raw", namespace="warehouse", role="input")
+        again = prep.log_dataset(raw.copy(), name="customers_raw", namespace="warehouse")
+        clean = raw[raw.tenure > 1]
+        v_clean = prep.log_output_dataset(clean, name="customers_clean", namespace="warehouse")
+    assert again.node_id == v_raw.node_id  # same content, same version
+    assert v_raw.row_count == 4 and v_clean.row_count == 3
+    assert [c.name for c in v_raw.columns or []] == ["tenure", "plan"]
+    assert v_raw.profile is not None and "tenure" in json.dumps(v_raw.profile)
+    with client.start_run("train") as train:
+        train.log_dataset(clean, name="customers_clean", namespace="warehouse", role="train")
+    # data-to-data lineage skips the runs
+    sub = client.store.traverse([v_clean.node_id], "UPSTREAM", 1, edge_kinds=["DERIVED_FROM"])
+    assert set(sub.nodes) == {v_clean.node_id, v_raw.node_id}
+    # who used the clean data, who made it
+    used_by = client.store.neighbors([v_clean.node_id], "DOWNSTREAM", ["USED"])[v_clean.node_id]
+    assert [a.node.id for a in used_by] == [train.id]
+    assert used_by[0].edge.props["role"] == "train"
+    made_by = client.store.neighbors([v_clean.node_id], "UPSTREAM", ["GENERATED_BY"])
+    assert [a.node.id for a in made_by[v_clean.node_id]] == [prep.id]
+
+
+def test_file_and_directory_datasets(client: Client, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.csv").write_text("x,y\n1,2\n3,4\n")
+    (data / "b.csv").write_text("x,y\n5,6\n")
+    with client.start_run("files") as run:
+        f = run.log_dataset(data / "a.csv")
+        d = run.log_dataset(data, role="validation", derived_from=[f])
+    assert f.name == str(data / "a.csv") and f.namespace.startswith("file://")
+    assert f.row_count == 2
+    assert d.node_id != f.node_id
+    derived = client.store.neighbors([d.node_id], "UPSTREAM", ["DERIVED_FROM"])[d.node_id]
+    assert [a.node.id for a in derived] == [f.node_id]
+
+
+def test_artifacts_and_evaluations_are_data(client: Client, tmp_path: Path) -> None:
+    report = tmp_path / "report.md"
+    report.write_text("# Findings\n")
+    with client.start_run("eval", kind="evaluate") as run:
+        a = run.log_artifact(report, kind="report")
+        run.log_dict({"threshold": 0.5}, "config.json")
+        run.log_text("hello", "notes.txt")
+        run.log_confusion_matrix([[50, 2], [3, 45]], labels=["stay", "churn"])
+        run.log_classification_report({"churn": {"precision": 0.96, "recall": 0.94}})
+        run.log_roc_curve([0.0, 0.1, 1.0], [0.0, 0.8, 1.0], [math.inf, 0.5, 0.0], auc=0.91)
+        run.log_pr_curve([1.0, 0.9], [0.0, 1.0], average_precision=0.88)
+        run.log_feature_importances(["tenure", "plan"], [0.7, 0.3])
+        run.log_feature_importances(["tenure", "plan"], [[0.1, -0.2], [0.3, 0.0]], shap=True)
+    assert client.artifacts.get_bytes(a.digest) == b"# Findings\n"
+    assert a.media_type == "text/markdown" and a.size == 11
+    names = [name for name, _ in run.evaluations()]
+    assert names == sorted(
+        [
+            "report.md", "config.json", "notes.txt", "confusion_matrix.json",
+            "classification_report.json", "roc_curve.json", "pr_curve.json",
+            "feature_importances.json", "shap_values.json",
+        ]
+    )  # fmt: skip
+    # evaluations can be queried as data, not only downloaded
+    cm = client.store.find_nodes("Artifact", {"kind": "confusion-matrix"}).items
+    assert cm[0].props["data"] == {"labels": ["stay", "churn"], "matrix": [[50, 2], [3, 45]]}
+    roc = client.store.find_nodes("Artifact", {"data.auc": {"$gte": 0.9}}).items
+    assert roc[0].props["data"]["thresholds"][0] is None  # inf is not JSON
+    shap = client.store.find_nodes("Artifact", {"kind": "shap-values"}).items[0]
+    assert shap.props["data"]["mean_abs"] == pytest.approx([0.2, 0.1])
+
+
+def test_figures(client: Client) -> None:
+    matplotlib = pytest.importorskip("matplotlib", reason="matplotlib (the [plots] extra)")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    with client.start_run("plot") as run:
+        art = run.log_figure(fig, "loss.png")
+    plt.close(fig)
+    assert art.media_type == "image/png"
+    assert client.artifacts.get_bytes(art.digest).startswith(b"\x89PNG")
+
+
+class TinyModel:
+    def __init__(self, w: float) -> None:
+        self.w = w
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TinyModel) and other.w == self.w
+
+
+def test_models_get_increasing_versions(client: Client, tmp_path: Path) -> None:
+    with client.start_run("train-1") as r1:
+        r1.log_metrics({"auc": 0.81})
+        v1 = r1.log_model(TinyModel(1.0), name="churn")
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "weights.bin").write_bytes(b"\x00\x01")
+    (folder / "sub" / "config.json").write_text("{}")
+    with client.start_run("train-2") as r2:
+        r2.log_metrics({"auc": 0.86})
+        v2 = r2.log_model(folder, name="churn", flavor="custom")
+        v2_again = r2.log_model(folder, name="churn", flavor="custom")
+    assert (v1.version, v2.version, v2_again.version) == (1, 2, 3)
+    assert v1.node_id == "mv:churn/1" and v1.flavor == "pickle"
+    assert v1.metrics == {"auc": 0.81} and v2.metrics == {"auc": 0.86}
+    assert v2.artifact_digest == v2_again.artifact_digest  # deterministic tar, stored once
+    model = pickle.loads(client.artifacts.get_bytes(v1.artifact_digest))
+    assert model == TinyModel(1.0)
+    trained_by = client.store.neighbors(["mv:churn/2"], "UPSTREAM", ["GENERATED_BY"])
+    assert [a.node.id for a in trained_by["mv:churn/2"]] == [r2.id]
+    with client.start_run("x") as r3, pytest.raises(ValidationError):
+        r3.log_model(lambda x: x, name="churn")
+
+
+def test_metrics_are_buffered_and_flushed(client: Client) -> None:
+    run = client.start_run("buffered")
+    for step in range(100):
+        run.log_metric("loss", 1.0 / (step + 1), step=step)
+    # nothing has reached the store yet: a training loop pays no database round trip
+    assert client.store.read_series(run.id, "loss") == []
+    run.flush()
+    assert len(client.store.read_series(run.id, "loss")) == 100
+    run.log_metrics({f"m{i}": float(i) for i in range(10_001)})  # over the buffer limit
+    assert client.store.series_summary([run.id])[run.id]["m10000"].count == 1
+    run.end()
+
+
+def test_the_heartbeat_flushes_and_search_finds_runs(hub_dir: Path) -> None:
+    settings = Settings(user="ann", heartbeat_interval=0.05)
+    with Client(f"sqlite:///{hub_dir / 'hub.db'}", settings=settings) as c:
+        runs = []
+        for i in range(5):
+            r = c.start_run(f"r{i}", project="p")
+            r.log_metrics({"auc": 0.7 + i / 20})
+            runs.append(r)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if all(c.store.series_summary([r.id])[r.id] for r in runs):
+                break
+            time.sleep(0.02)
+        assert all(c.store.series_summary([r.id])[r.id] for r in runs)
+        for r in runs:
+            r.end()
+        found, cursor = c.search_runs({"metrics.auc": {"$gte": 0.79}}, order_by="-metrics.auc")
+        assert [r.name for r in found] == ["r4", "r3", "r2"] and cursor is None
+
+
+SCRIPT = """
+import os, sys, lineagehub as lh
+client = lh.connect(sys.argv[1])
+run = lh.start_run(sys.argv[2])
+lh.log_params({"mode": sys.argv[2]})
+for step in range(50):
+    lh.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+print(run.id, flush=True)
+if sys.argv[2] == "crash":
+    raise RuntimeError("diverged")
+if sys.argv[2] == "killed":
+    run.flush()
+    os.kill(os.getpid(), 9)
+"""
+
+
+def _script(hub_dir: Path, mode: str) -> tuple[str, int]:
+    env = {**os.environ, "LINEAGEHUB_USER": "ann", "LINEAGEHUB_HEARTBEAT_INTERVAL": "60"}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SCRIPT), f"sqlite:///{hub_dir / 'hub.db'}", mode],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    return done.stdout.strip(), done.returncode
+
+
+def test_runs_left_open_end_at_exit(hub_dir: Path) -> None:
+    ok_id, code = _script(hub_dir, "exit")
+    assert code == 0
+    crash_id, code = _script(hub_dir, "crash")
+    assert code == 1
+    with Client(f"sqlite:///{hub_dir / 'hub.db'}") as c:
+        ok = c.get_run(ok_id)
+        assert ok.status is RunStatus.FINISHED and ok.params == {"mode": "exit"}
+        assert len(c.metric_history(ok_id, "loss")) == 50  # nothing buffered was lost
+        crashed = c.get_run(crash_id)
+        assert crashed.status is RunStatus.FAILED and "diverged" in (crashed.error or "")
+        assert len(c.metric_history(crash_id, "loss")) == 50
+
+
+def test_a_killed_process_leaves_a_run_that_turns_killed(hub_dir: Path) -> None:
+    run_id, code = _script(hub_dir, "killed")
+    assert code == -9
+    uri = f"sqlite:///{hub_dir / 'hub.db'}"
+    with Client(uri) as c:
+        assert c.get_run(run_id).status is RunStatus.RUNNING  # its heartbeat is still fresh
+    time.sleep(0.3)
+    with Client(uri, settings=Settings(stale_after=0.2)) as c:
+        got = c.get_run(run_id)
+        assert got.status is RunStatus.KILLED and "heartbeat" in (got.error or "")
+        assert len(c.metric_history(run_id, "loss")) == 50
+        assert c.tracking.mark_stale_runs() == []  # already recorded
+
+
+WORKER = """
+import sys, lineagehub as lh
+lh.connect(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    with lh.start_run(f"w{sys.argv[2]}-{i}", project="sweep") as run:
+        run.log_params({"worker": int(sys.argv[2]), "i": i})
+        for step in range(20):
+            run.log_metrics({"loss": step / 20}, step=step)
+        run.log_model({"w": i}, name="shared-model")
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_processes_lose_nothing(hub_dir: Path) -> None:
+    uri = f"sqlite:///{hub_dir / 'hub.db'}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(WORKER), uri, str(w), "15"],
+            env={**os.environ, "LINEAGEHUB_USER": "ann"},
+        )
+        for w in range(4)
+    ]
+    assert [p.wait(timeout=240) for p in procs] == [0] * 4
+    with Client(uri) as c:
+        runs = list(c.store.iter_nodes("Run", {"project": "sweep"}))
+        assert len(runs) == 60 and all(r.props["status"] == "FINISHED" for r in runs)
+        assert all(c.store.series_summary([r.id])[r.id]["loss"].count == 20 for r in runs)
+        versions = sorted(
+            n.props["version"]
+            for n in c.store.iter_nodes("ModelVersion", {"model": "shared-model"})
+        )
+        assert versions == list(range(1, 61))  # never the same number twice
+
+
+def test_module_level_api_without_an_active_run() -> None:
+    with pytest.raises(ValidationError, match="no active run"):
+        lh.log_metrics({"loss": 1.0})
