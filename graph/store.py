@@ -261,8 +261,12 @@ class GraphStore(abc.ABC):
         direction: Direction | str = Direction.UPSTREAM,
         max_depth: int = 3,
         *,
+        upstream_depth: int | None = None,
+        downstream_depth: int | None = None,
         edge_kinds: Sequence[str] | None = None,
         labels: Sequence[str] | None = None,
+        stop_at: Sequence[str] | None = None,
+        pass_through: Sequence[str] | None = None,
         max_nodes: int = 5000,
         timeout: float | None = None,
         as_of: datetime | None = None,
@@ -276,10 +280,18 @@ class GraphStore(abc.ABC):
         are always included). Every returned node carries its distance and the node it was
         first reached from; cycles are safe.
 
-        Budgets: ``max_depth`` levels, ``max_nodes`` nodes, ``timeout`` seconds. When one
+        ``upstream_depth`` and ``downstream_depth`` bound each direction separately (each
+        defaults to ``max_depth``). Nodes of a ``stop_at`` label are returned but not
+        expanded (start nodes always are). Nodes of a ``pass_through`` label are traversed
+        without counting as a hop: such a node gets the distance of the node it was reached
+        from and is expanded within the same level, so ``pass_through=["Run"]`` counts only
+        data-to-data hops (still one query per expansion round over the whole set).
+
+        Budgets: the depths (levels), ``max_nodes`` nodes, ``timeout`` seconds. When one
         stops the walk early, ``truncated`` is true and ``truncation_reason`` says which;
-        reaching ``max_depth`` with more to explore counts as truncation.
+        reaching a depth with more to explore beyond counts as truncation (``MAX_DEPTH``).
         ``as_of`` answers as the store knew the graph then (edges ingested, nodes created).
+        Invalid arguments raise :class:`ValidationError` naming the field.
         """
         from .traverse import walk
 
@@ -305,6 +317,10 @@ class GraphStore(abc.ABC):
             max_nodes,
             None if timeout is None else time.monotonic() + timeout,
             None if as_of is None else to_iso(as_of, "as_of"),
+            upstream_depth=upstream_depth,
+            downstream_depth=downstream_depth,
+            stop_at=stop_at,
+            pass_through=pass_through,
         )
 
     def read_series(
@@ -360,13 +376,18 @@ class GraphStore(abc.ABC):
     def _prepare_points(points: Iterable[SeriesPoint], now: str) -> list[tuple[Any, ...]]:
         """(node_id, key, step, timestamp, value) rows."""
         rows = []
+        checked: set[tuple[str, str]] = set()  # few (node, key) pairs, many points
+        last_dt: datetime | None = None
+        last_ts = now
         for p in points:
             if not isinstance(p, SeriesPoint):
                 raise ValidationError(
                     f"expected a SeriesPoint, got {type(p).__name__}", field="points"
                 )
-            validate_id(p.node_id, "node_id")
-            _series_key(p.key)
+            if (p.node_id, p.key) not in checked:
+                validate_id(p.node_id, "node_id")
+                _series_key(p.key)
+                checked.add((p.node_id, p.key))
             if not isinstance(p.step, int) or isinstance(p.step, bool):
                 raise ValidationError(f"{p.key}: step must be an integer", field="step")
             if isinstance(p.value, bool) or not isinstance(p.value, (int, float)):
@@ -374,7 +395,13 @@ class GraphStore(abc.ABC):
                     f"{p.key}: metric value must be a number, got {type(p.value).__name__}",
                     field=p.key,
                 )
-            ts = to_iso(p.timestamp, "timestamp") if p.timestamp is not None else now
+            if p.timestamp is None:
+                ts = now
+            elif p.timestamp is not last_dt:  # points logged together share one timestamp
+                last_dt, last_ts = p.timestamp, to_iso(p.timestamp, "timestamp")
+                ts = last_ts
+            else:
+                ts = last_ts
             rows.append((p.node_id, p.key, p.step, ts, float(p.value)))
         return rows
 

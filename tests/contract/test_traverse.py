@@ -199,6 +199,13 @@ def test_timeout_budget(store: GraphStore) -> None:
         ({"edge_kinds": ["USED]-() DETACH DELETE n //"]}, "edge_kinds"),
         ({"labels": ["Run`) DETACH DELETE n //"]}, "labels"),
         ({"timeout": 0}, "timeout"),
+        ({"upstream_depth": -1}, "upstream_depth"),
+        ({"downstream_depth": 10_000}, "downstream_depth"),
+        ({"upstream_depth": "3"}, "upstream_depth"),
+        ({"stop_at": ["Run`) DETACH DELETE n //"]}, "stop_at"),
+        ({"pass_through": ["Run OR 1=1"]}, "pass_through"),
+        ({"pass_through": 7}, "pass_through"),
+        ({"stop_at": ["Run"], "pass_through": ["Run"]}, "pass_through"),
     ],
 )
 def test_bad_traversal_arguments(lineage: GraphStore, kwargs: dict, field: str) -> None:
@@ -206,3 +213,185 @@ def test_bad_traversal_arguments(lineage: GraphStore, kwargs: dict, field: str) 
         lineage.traverse(["mv1"], **kwargs)
     assert info.value.field == field
     assert lineage.count_nodes() == 9
+
+
+# --- separate depths, stop-at, pass-through -------------------------------------------------
+
+
+def reached(sub: object) -> dict[str, str | None]:
+    return {i: t.reached_from for i, t in sub.nodes.items()}  # type: ignore[attr-defined]
+
+
+def count_expansions(store: GraphStore) -> list[int]:
+    """Count the backend's one-level expansion queries (and the frontier sizes they got)."""
+    calls: list[int] = []
+    original = store._expand
+
+    def counting(frontier, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(frontier))
+        return original(frontier, *args, **kwargs)
+
+    store._expand = counting  # type: ignore[method-assign]
+    return calls
+
+
+def test_separate_depths_per_direction(lineage: GraphStore) -> None:
+    sub = lineage.traverse(["clean"], "BOTH", upstream_depth=1, downstream_depth=3)
+    assert dist(sub) == {
+        "clean": 0, "prep": 1, "raw": 1, "train": 1, "eval": 1, "mv1": 2, "deploy": 3,
+    }  # fmt: skip
+    # BOTH walks each direction from the roots: what train ran is upstream of train, not of
+    # clean, and never reached going downstream from clean
+    assert not {"commit", "exp"} & set(sub.nodes)
+    assert not sub.truncated
+    # each direction defaults to max_depth
+    short = lineage.traverse(["clean"], "BOTH", max_depth=1, downstream_depth=2)
+    assert "mv1" in short.nodes and "deploy" not in short.nodes
+    assert short.truncated and short.truncation_reason is TruncationReason.MAX_DEPTH
+    # a depth of 0 in one direction keeps only the other's nodes, and says there was more
+    only_down = lineage.traverse(["clean"], "BOTH", upstream_depth=0, downstream_depth=5)
+    assert not {"prep", "raw"} & set(only_down.nodes) and "deploy" in only_down.nodes
+    assert only_down.truncation_reason is TruncationReason.MAX_DEPTH
+    # with one direction, its own depth overrides max_depth; the other's is ignored
+    up = lineage.traverse(["mv1"], "UPSTREAM", max_depth=1, upstream_depth=3, downstream_depth=0)
+    assert dist(up)["raw"] == 3 and not up.truncated
+
+
+def test_stop_at_returns_but_does_not_expand(lineage: GraphStore) -> None:
+    sub = lineage.traverse(["raw"], "DOWNSTREAM", 10, stop_at=["Run"])
+    assert dist(sub) == {"raw": 0, "prep": 1, "clean": 1, "train": 2, "eval": 2}
+    assert not sub.truncated  # stopping where asked is not a budget cut
+    # the walked edges to the stop nodes are there, none beyond them (clean -> prep is not
+    # walked: downstream it leaves the stop node prep)
+    assert {(e.source, e.target) for e in sub.edges} == {
+        ("prep", "raw"), ("clean", "raw"), ("train", "clean"), ("eval", "clean"),
+    }  # fmt: skip
+    models = lineage.traverse(["raw"], "DOWNSTREAM", 10, stop_at="ModelVersion")
+    assert "mv1" in models.nodes and "deploy" not in models.nodes
+    # start nodes are expanded whatever their label
+    from_run = lineage.traverse(["train"], "UPSTREAM", 10, stop_at=["Run", "DatasetVersion"])
+    assert dist(from_run) == {"train": 0, "clean": 1, "commit": 1, "exp": 1}
+
+
+def test_pass_through_counts_only_data_hops(lineage: GraphStore) -> None:
+    kinds = ["USED", "GENERATED_BY", "SERVES"]  # no DERIVED_FROM shortcut: through the runs
+    sub = lineage.traverse(["raw"], "DOWNSTREAM", 10, edge_kinds=kinds, pass_through=["Run"])
+    assert dist(sub) == {
+        "raw": 0, "prep": 0, "clean": 1, "train": 1, "eval": 1, "mv1": 2, "deploy": 3,
+    }  # fmt: skip
+    assert reached(sub) == {
+        "raw": None, "prep": "raw", "clean": "prep", "train": "clean", "eval": "clean",
+        "mv1": "train", "deploy": "mv1",
+    }  # fmt: skip
+    assert all(t.direction is Direction.DOWNSTREAM for i, t in sub.nodes.items() if i != "raw")
+    assert not sub.truncated
+    # every walked edge, with provenance
+    assert {(e.source, e.kind, e.target) for e in sub.edges} == {
+        ("prep", "USED", "raw"), ("clean", "GENERATED_BY", "prep"), ("train", "USED", "clean"),
+        ("eval", "USED", "clean"), ("mv1", "GENERATED_BY", "train"), ("eval", "USED", "mv1"),
+        ("deploy", "SERVES", "mv1"),
+    }  # fmt: skip
+    assert all(e.ingested_at is not None and e.event_time is not None for e in sub.edges)
+    # upstream: a model version's training data is one hop away, the raw data two
+    up = lineage.traverse(["mv1"], "UPSTREAM", 10, pass_through=["Run"])
+    assert dist(up) == {
+        "mv1": 0, "train": 0, "clean": 1, "commit": 1, "exp": 1, "prep": 1, "raw": 2,
+    }  # fmt: skip
+
+
+def test_pass_through_at_the_depth_limit(lineage: GraphStore) -> None:
+    kinds = ["USED", "GENERATED_BY", "SERVES"]
+    one = lineage.traverse(["raw"], "DOWNSTREAM", 1, edge_kinds=kinds, pass_through=["Run"])
+    # the runs at distance 1 are within the depth; what they lead to is not
+    assert dist(one) == {"raw": 0, "prep": 0, "clean": 1, "train": 1, "eval": 1}
+    assert one.truncated and one.truncation_reason is TruncationReason.MAX_DEPTH
+    zero = lineage.traverse(["raw"], "DOWNSTREAM", 0, edge_kinds=kinds, pass_through=["Run"])
+    assert dist(zero) == {"raw": 0, "prep": 0}
+    assert zero.truncation_reason is TruncationReason.MAX_DEPTH
+    exact = lineage.traverse(["raw"], "DOWNSTREAM", 3, edge_kinds=kinds, pass_through=["Run"])
+    assert "deploy" in exact.nodes and not exact.truncated
+
+
+def test_pass_through_with_stop_at_and_labels(lineage: GraphStore) -> None:
+    sub = lineage.traverse(
+        ["raw"], "DOWNSTREAM", 10, pass_through=["Run"], stop_at=["ModelVersion"],
+        labels=["Run", "DatasetVersion", "ModelVersion", "Deployment"],
+    )  # fmt: skip
+    assert "mv1" in sub.nodes and "deploy" not in sub.nodes and not sub.truncated
+    # a pass-through label that may not be entered is not entered
+    no_runs = lineage.traverse(
+        ["raw"], "DOWNSTREAM", 10, pass_through=["Run"], labels=["DatasetVersion"]
+    )
+    assert dist(no_runs) == {"raw": 0, "clean": 1}
+
+
+def test_pass_through_chains_cycles_and_budgets(store: GraphStore) -> None:
+    # d0 <-USED- r1 -CHILD_OF-> r2 -CHILD_OF-> r3 -CHILD_OF-> r1 (a cycle of runs); d1 made
+    # by r3. Downstream from d0 through runs: r1 (used d0), then r1's children...
+    store.upsert_nodes([Node("d0", "DatasetVersion"), Node("d1", "DatasetVersion")])
+    store.upsert_nodes([Node(f"r{i}", "Run") for i in (1, 2, 3)])
+    store.upsert_edges(
+        [
+            Edge("r1", "d0", "USED"),
+            Edge("r2", "r1", "CHILD_OF"),
+            Edge("r3", "r2", "CHILD_OF"),
+            Edge("r1", "r3", "CHILD_OF"),
+            Edge("d1", "r3", "GENERATED_BY"),
+        ]
+    )
+    calls = count_expansions(store)
+    sub = store.traverse(["d0"], "DOWNSTREAM", 5, pass_through=["Run"])
+    assert dist(sub) == {"d0": 0, "r1": 0, "r2": 0, "r3": 0, "d1": 1}
+    assert reached(sub)["r3"] == "r2" and reached(sub)["d1"] == "r3"
+    assert not sub.truncated and len(sub.edges) == 5
+    # one query per round: [d0], [r1], [r2], [r3], then level 1: [d1]
+    assert calls == [1, 1, 1, 1, 1]
+    capped = store.traverse(["d0"], "DOWNSTREAM", 5, pass_through=["Run"], max_nodes=3)
+    assert len(capped.nodes) == 3 and capped.truncation_reason is TruncationReason.MAX_NODES
+    timed = store.traverse(["d0"], "DOWNSTREAM", 5, pass_through=["Run"], timeout=1e-9)
+    assert timed.truncation_reason is TruncationReason.TIMEOUT
+
+
+def test_pass_through_is_one_query_per_round_on_fan_out(store: GraphStore) -> None:
+    # raw feeds 60 runs, each making its own clean version, each used by one training run
+    # making a model: downstream through runs, 4 levels of 60 nodes each.
+    n = 60
+    store.upsert_nodes([Node("raw", "DatasetVersion")])
+    store.upsert_nodes([Node(f"prep{i}", "Run") for i in range(n)])
+    store.upsert_nodes([Node(f"clean{i}", "DatasetVersion") for i in range(n)])
+    store.upsert_nodes([Node(f"train{i}", "Run") for i in range(n)])
+    store.upsert_nodes([Node(f"mv{i}", "ModelVersion") for i in range(n)])
+    edges = []
+    for i in range(n):
+        edges += [
+            Edge(f"prep{i}", "raw", "USED"),
+            Edge(f"clean{i}", f"prep{i}", "GENERATED_BY"),
+            Edge(f"train{i}", f"clean{i}", "USED"),
+            Edge(f"mv{i}", f"train{i}", "GENERATED_BY"),
+        ]
+    store.upsert_edges(edges)
+    calls = count_expansions(store)
+    sub = store.traverse(["raw"], "DOWNSTREAM", 2, pass_through=["Run"])
+    assert len(sub.nodes) == 1 + 4 * n and not sub.truncated
+    assert {sub.nodes[f"mv{i}"].distance for i in range(n)} == {2}
+    # level 0: [raw] then its 60 runs; level 1: 60 clean, then 60 runs; level 2 (the last):
+    # 60 models (only runs may be entered there), then the probe beyond
+    assert calls == [1, n, n, n, n, n]
+    calls.clear()
+    cut = store.traverse(["raw"], "DOWNSTREAM", 1, pass_through=["Run"])
+    assert cut.truncation_reason is TruncationReason.MAX_DEPTH
+    assert len(cut.nodes) == 1 + 3 * n
+    assert calls == [1, n, n, n, 2 * n]  # the probe covers the clean versions and their runs
+
+
+def test_pass_through_as_of(lineage: GraphStore) -> None:
+    time.sleep(0.01)
+    cut = datetime.now(timezone.utc)
+    time.sleep(0.01)
+    lineage.upsert_nodes([Node("clean2", "DatasetVersion"), Node("prep2", "Run")])
+    lineage.upsert_edges([Edge("prep2", "raw", "USED"), Edge("clean2", "prep2", "GENERATED_BY")])
+    now = lineage.traverse(["raw"], "DOWNSTREAM", 1, pass_through=["Run"])
+    assert dist(now)["clean2"] == 1 and dist(now)["prep2"] == 0
+    then = lineage.traverse(["raw"], "DOWNSTREAM", 1, pass_through=["Run"], as_of=cut)
+    assert not {"clean2", "prep2"} & set(then.nodes)
+    assert dist(then)["clean"] == 1
