@@ -380,6 +380,12 @@ class ArtifactStore(abc.ABC):
                 f"put_bytes takes bytes, got {type(data).__name__}; encode text first",
                 field="data",
             )
+        # In memory already: hash first, and skip the write when the content is stored.
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.exists(digest) and self.size(digest) == len(data):
+            return ArtifactInfo(
+                digest=digest, size=len(data), uri=self.uri_for(digest), created=False
+            )
         return self.put_stream(cast(BinaryIO, io.BytesIO(data)))
 
     def put_file(self, path: str | os.PathLike[str]) -> ArtifactInfo:

@@ -58,6 +58,7 @@ from .vocabulary import (
     Model,
     ModelVersion,
     NodeKind,
+    NodeModel,
     Project,
     Run,
     RunKind,
@@ -103,6 +104,13 @@ def check_metric(key: Any, value: Any, step: Any = 0) -> float:
     return float(value)
 
 
+def _metric_value(m: Metric) -> float:
+    value, step = m.value, m.step
+    if type(value) is float and type(step) is int:  # the common case, checked cheaply
+        return value
+    return check_metric(m.key, value, step)
+
+
 @dataclass(frozen=True, slots=True)
 class RunStart:
     """What is known about a run when it starts, beyond the :class:`Run` itself."""
@@ -137,43 +145,44 @@ class TrackingService:
             raise ValidationError("a run starts RUNNING", field="status")
         now = datetime.now(timezone.utc)
         run = run.model_copy(update={"heartbeat_at": now})
-        nodes: list[Node] = [run.to_node()]
-        fixed: list[Node] = []
+        fixed: list[NodeModel] = []  # nodes that never change once written
         edges: list[Edge] = []
         if run.project or run.experiment:
             project = Project(name=run.project or "default")
             experiment = Experiment(project=project.name, name=run.experiment or "default")
-            fixed += [project.to_node(), experiment.to_node()]
+            fixed += [project, experiment]
             edges += [
                 make_edge(EdgeKind.PART_OF, run, experiment),
                 make_edge(EdgeKind.PART_OF, experiment, project),
             ]
         if run.user:
             agent = Agent(name=run.user, kind=AgentKind.USER)
-            fixed.append(agent.to_node())
+            fixed.append(agent)
             edges.append(
                 make_edge(EdgeKind.ASSOCIATED_WITH, run, agent, role=AssociationRole.LAUNCHER)
             )
         if start.code is not None:
             commit = start.code.commit
-            if start.code.diff is not None:
+            # The commit's id carries the diff's digest: a known commit has its diff stored.
+            if start.code.diff is not None and commit.node_id not in self._written:
                 self.artifacts.put_bytes(start.code.diff)
-            fixed.append(commit.to_node())
+            fixed.append(commit)
             edges.append(make_edge(EdgeKind.RAN_CODE, run, commit))
         if start.environment is not None:
             env = start.environment.environment
-            if env.node_id not in self._written:
+            # Remote clients upload the package list themselves and send no bytes here.
+            if env.node_id not in self._written and start.environment.packages_text:
                 self.artifacts.put_bytes(start.environment.packages_text)
-            fixed.append(env.to_node())
+            fixed.append(env)
             edges.append(make_edge(EdgeKind.RAN_IN, run, env))
-        new_fixed = [n for n in fixed if n.id not in self._written]
+        new_fixed = [m.to_node() for m in fixed if m.node_id not in self._written]
         with self.store.transaction():
             if run.parent is not None:
                 parent = self._get(run.parent, NodeKind.RUN, "parent")
                 edges.append(Edge(run.id, parent.id, EdgeKind.CHILD_OF.value))
             if self.store.get_nodes([run.id])[0] is not None:
                 raise ConflictError(f"run {run.id!r} already exists")
-            self.store.upsert_nodes(new_fixed + nodes)
+            self.store.upsert_nodes([*new_fixed, run.to_node()])
             self.store.upsert_edges(edges)
         self._written.update(n.id for n in new_fixed)
         return run
@@ -508,8 +517,12 @@ class _Batch:
         steps: dict[str, int] = {}
         last: dict[str, float | None] = {}
         points = []
+        keys: set[str] = set()  # a run has a handful of keys and thousands of points
         for m in metrics:
-            value = check_metric(m.key, m.value, m.step)
+            if m.key not in keys:
+                check_key(m.key, f"metrics.{m.key}")
+                keys.add(m.key)
+            value = _metric_value(m)
             points.append(SeriesPoint(run_id, m.key, m.step, value, m.timestamp))
             if m.key not in steps or m.step >= steps[m.key]:
                 steps[m.key] = m.step
