@@ -191,6 +191,37 @@ def cmd_example(args: argparse.Namespace, store: GraphStore) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the API server (uvicorn) until interrupted; SIGINT/SIGTERM shut it down gracefully."""
+    import uvicorn
+
+    from .config import Settings
+
+    # Workers are separate processes: they read their settings from the environment.
+    if args.store:
+        os.environ["LINEAGEHUB_STORE"] = args.store
+    if args.artifacts:
+        os.environ["LINEAGEHUB_ARTIFACTS"] = args.artifacts
+    settings = Settings()
+    with open_store(settings=settings) as store:  # fail fast, with a clear error
+        uri = redact(store.uri)
+    print(
+        f"lineagehub {__version__}: GraphQL and GraphiQL at http://{args.host}:{args.port}/graphql"
+        f" (store {uri}, artifacts {redact(settings.artifact_uri)})",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        "lineagehub.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -234,12 +265,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--all-edges", action="store_true", help="also follow grouping edges (PART_OF)")
     p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("serve", help="serve the GraphQL API (GraphiQL at /graphql)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--store", metavar="URI", help="graph store URI (default: configured)")
+    p.add_argument("--artifacts", metavar="URI", help="artifact store URI (default: configured)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    p.set_defaults(func=cmd_serve, json=False, needs_store=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if not getattr(args, "needs_store", True):
+            return int(args.func(args))
         with open_store(args.store) as store:
             return int(args.func(args, store))
     except HubError as e:

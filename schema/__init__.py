@@ -1,0 +1,66 @@
+"""The GraphQL schema: a thin layer over the hub's services.
+
+``build_schema()`` returns the strawberry schema with its limits: query depth, tokens and
+aliases are bounded, every error carries a code (:mod:`lineagehub.schema.errors`), and page
+sizes are capped by the services (``max_page``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+
+from lineagehub.graph import HubError
+
+from .compare import CompareQuery
+from .context import Context, Services
+from .errors import HubErrors
+from .mutation import Mutation
+from .query import Query as BaseQuery
+from .scalars import SCALARS
+from .types import ALL_TYPES
+
+MAX_DEPTH = 12
+MAX_TOKENS = 5000
+MAX_ALIASES = 50
+
+
+Query = merge_types("Query", (BaseQuery, CompareQuery))
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # Expected failures (a HubError: not found, invalid input...) and the client's own
+        # query mistakes are answers, not server faults: only the rest is logged.
+        unexpected = [
+            e
+            for e in errors
+            if e.original_error is not None and not isinstance(e.original_error, HubError)
+        ]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+def build_schema() -> strawberry.Schema:
+    return _Schema(
+        query=Query,
+        mutation=Mutation,
+        types=ALL_TYPES,
+        config=StrawberryConfig(scalar_map=SCALARS),
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            HubErrors,
+        ],
+    )
+
+
+schema = build_schema()
+
+__all__ = ["Context", "Services", "build_schema", "schema"]

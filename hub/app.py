@@ -1,0 +1,231 @@
+"""The ASGI application: GraphQL (with GraphiQL) at ``/graphql``, artifact bytes at
+``/artifacts``, and a health check at ``/health``. Served by uvicorn (``lineagehub serve``).
+
+This is the one module that joins the hub and the GraphQL schema.
+
+Routes:
+
+- ``POST /graphql`` (and ``GET`` for queries): the API; a browser gets GraphiQL.
+- ``PUT /artifacts``: upload bytes (streamed to disk, then content-addressed); answers
+  ``{"digest", "size", "created"}``.
+- ``GET /artifacts/{digest}``: download, streamed; ``HEAD`` says whether it exists.
+- ``GET /health``: ``{"status": "ok", ...}`` once the store answers, else 503.
+
+Request bodies are bounded (``max_body_bytes`` for GraphQL); larger ones get 413.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from lineagehub.graph import GraphStore, HubError, redact
+
+from . import __version__
+from .artifacts import ArtifactStore, open_artifact_store, validate_digest
+from .config import Settings
+from .lineage import LineageService
+from .tracking import TrackingService
+
+log = logging.getLogger("lineagehub.server")
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+CHUNK = 1024 * 1024
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_STATUS = {
+    "NOT_FOUND": 404,
+    "VALIDATION": 400,
+    "CONFLICT": 409,
+    "FORBIDDEN": 403,
+    "INTEGRITY": 500,
+    "CONFIG": 500,
+    "BACKEND": 502,
+    "BACKEND_UNAVAILABLE": 503,
+}
+
+
+def _error(e: HubError) -> JSONResponse:
+    return JSONResponse({"error": e.to_dict()}, status_code=_STATUS.get(e.code, 500))
+
+
+class _GraphQL(GraphQL):
+    def __init__(self, services: Any, **kwargs: Any) -> None:
+        from lineagehub.schema import schema
+
+        super().__init__(schema, **kwargs)
+        self.services = services
+
+    async def get_context(self, request: Any, response: Any) -> Any:
+        from lineagehub.schema import Context
+
+        return Context(self.services, request=request, response=response)
+
+
+class _BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, also when chunked (no length)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "errors": [
+                    {
+                        "message": f"request body over {self.limit} bytes",
+                        "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+                    }
+                ]
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: GraphStore | None = None,
+    artifacts: ArtifactStore | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> Starlette:
+    """The hub as an ASGI app, over the configured stores (or the ones given).
+
+    A store passed in stays open when the app shuts down; one opened here is closed."""
+    from datetime import timedelta
+
+    from lineagehub import open_store
+    from lineagehub.schema import Services
+
+    settings = settings or Settings()
+    owned = store is None
+    store = store if store is not None else open_store(settings=settings)
+    artifacts = artifacts or open_artifact_store(
+        settings.artifact_uri, **settings.artifact_options()
+    )
+    services = Services(
+        store=store,
+        tracking=TrackingService(
+            store, artifacts, stale_after=timedelta(seconds=settings.stale_after)
+        ),
+        lineage=LineageService(store),
+        artifacts=artifacts,
+    )
+
+    async def health(request: Request) -> Response:
+        try:
+            await anyio.to_thread.run_sync(lambda: store.find_nodes(limit=1))
+        except HubError as e:
+            return JSONResponse({"status": "unavailable", "error": e.to_dict()}, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__, "store": redact(store.uri)})
+
+    async def upload(request: Request) -> Response:
+        with tempfile.TemporaryDirectory(prefix="lineagehub-upload-") as tmp:
+            path = Path(tmp) / "body"
+            async with await anyio.open_file(path, "wb") as f:
+                async for chunk in request.stream():
+                    await f.write(chunk)
+            try:
+                info = await anyio.to_thread.run_sync(artifacts.put_file, path)
+            except HubError as e:
+                return _error(e)
+        return JSONResponse({"digest": info.digest, "size": info.size, "created": info.created})
+
+    async def download(request: Request) -> Response:
+        try:
+            digest = request.path_params["digest"]
+            validate_digest(digest)
+            size = await anyio.to_thread.run_sync(artifacts.size, digest)
+        except HubError as e:
+            return _error(e)
+        headers = {"content-length": str(size), "x-content-digest": digest}
+        if request.method == "HEAD":
+            return Response(status_code=200, headers=headers)
+
+        async def body() -> AsyncIterator[bytes]:
+            reader = await anyio.to_thread.run_sync(artifacts.open, digest)
+            try:
+                while chunk := await anyio.to_thread.run_sync(reader.read, CHUNK):
+                    yield chunk
+            finally:
+                await anyio.to_thread.run_sync(reader.close)
+
+        return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log.info("lineagehub %s serving %s", __version__, redact(store.uri))
+        yield
+        if owned:
+            store.close()
+
+    graphql = _BodyLimit(_GraphQL(services, graphql_ide="graphiql"), max_body_bytes)
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/artifacts", upload, methods=["PUT", "POST"]),
+            Route("/artifacts/{digest}", download, methods=["GET", "HEAD"]),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app
+
+
+def app_from_env() -> Starlette:
+    """The factory ``lineagehub serve`` gives uvicorn (settings from the environment)."""
+    return create_app()

@@ -1,0 +1,265 @@
+"""The compound questions: impact, path, compareRuns, compareModelVersions.
+
+Thin mappings of :mod:`lineagehub.lineage`'s results; the service does the work in a bounded
+number of store queries.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from lineagehub.graph import Node
+
+from .query import TruncationReason
+from .types import I, LineageEdge, NodeInterface, wrap
+
+
+def _nodes(nodes: tuple[Node, ...]) -> list[NodeInterface]:
+    return [wrap(n) for n in nodes]
+
+
+def _json_float(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+@strawberry.type(description="Everything downstream of a dataset version, commit or any node.")
+class Impact:
+    root: strawberry.ID
+    model_versions: list[NodeInterface]
+    deployments: list[NodeInterface] = strawberry.field(
+        description="Deployments currently serving an affected model version."
+    )
+    open_alerts: list[NodeInterface]
+    runs: list[NodeInterface]
+    dataset_versions: list[NodeInterface]
+    owners: list[NodeInterface]
+    truncated: bool
+    truncation_reason: TruncationReason | None  # type: ignore[valid-type]
+
+
+@strawberry.type
+class LineagePath:
+    edges: list[LineageEdge]
+
+
+@strawberry.type(description="Why two nodes are related: the shortest paths between them.")
+class Paths:
+    relation: str | None = strawberry.field(
+        description='"upstream" (from is upstream of to), "downstream", "connected" or null.'
+    )
+    length: int | None
+    paths: list[LineagePath]
+    truncated: bool
+
+
+@strawberry.type
+class ParamDiff:
+    key: str
+    values: list[JSON | None] = strawberry.field(description="One per run, null if absent.")
+    differs: bool
+
+
+@strawberry.type
+class MetricComparison:
+    key: str
+    last: list[float | None] = strawberry.field(description="One per run (null: absent or NaN).")
+    min: list[float | None]
+    max: list[float | None]
+    differs: bool
+
+
+@strawberry.type
+class InputComparison:
+    node: NodeInterface
+    roles: list[list[str]] = strawberry.field(description="The roles each run used it in.")
+    used_by_all: bool
+
+
+@strawberry.type
+class RunComparison:
+    runs: list[NodeInterface]
+    params: list[ParamDiff]
+    metrics: list[MetricComparison]
+    inputs: list[InputComparison]
+    inputs_only_in: list[list[strawberry.ID]] = strawberry.field(
+        description="Per run: the inputs not every run used."
+    )
+    code: list[strawberry.ID | None]
+    code_differs: bool
+    environments: list[strawberry.ID | None]
+    environment_differs: bool
+
+
+@strawberry.type
+class NodeSetDiff:
+    added: list[NodeInterface]
+    removed: list[NodeInterface]
+
+
+@strawberry.type
+class PropertyChange:
+    path: str
+    a: JSON | None
+    b: JSON | None
+
+
+@strawberry.type
+class NodeChange:
+    label: str
+    key: str
+    a: NodeInterface
+    b: NodeInterface
+    properties: list[PropertyChange]
+
+
+@strawberry.type
+class ParamChange:
+    key: str
+    a: JSON | None
+    b: JSON | None
+
+
+@strawberry.type
+class MetricDelta:
+    key: str
+    a: float | None
+    b: float | None
+    delta: float | None
+
+
+@strawberry.type(description="The diff of two model versions' upstream graphs.")
+class LineageDiff:
+    a: NodeInterface
+    b: NodeInterface
+    added: list[NodeInterface]
+    removed: list[NodeInterface]
+    datasets: NodeSetDiff
+    commits: NodeSetDiff
+    environments: NodeSetDiff
+    runs: NodeSetDiff
+    changed: list[NodeChange]
+    params_added: list[ParamChange]
+    params_removed: list[ParamChange]
+    params_changed: list[ParamChange]
+    metric_deltas: list[MetricDelta]
+    truncated: bool
+
+
+def _set(diff: Any) -> NodeSetDiff:
+    return NodeSetDiff(added=_nodes(diff.added), removed=_nodes(diff.removed))
+
+
+def _params(rows: Any) -> list[ParamChange]:
+    return [ParamChange(key=r.key, a=r.a, b=r.b) for r in rows]
+
+
+@strawberry.type
+class CompareQuery:
+    @strawberry.field(
+        description="The model versions, deployments, open alerts, runs and owners downstream "
+        "of a dataset version, commit or any node."
+    )
+    async def impact(self, info: I, ref: str, depth: int = 10) -> Impact:
+        ctx = info.context
+        result = await ctx.call(ctx.services.lineage.impact, ref, depth)
+        return Impact(
+            root=strawberry.ID(result.root),
+            model_versions=_nodes(result.model_versions),
+            deployments=_nodes(result.deployments),
+            open_alerts=_nodes(result.open_alerts),
+            runs=_nodes(result.runs),
+            dataset_versions=_nodes(result.dataset_versions),
+            owners=_nodes(result.owners),
+            truncated=result.truncated,
+            truncation_reason=result.truncation_reason,
+        )
+
+    @strawberry.field(description="Why is `from` upstream of `to`: the shortest paths.")
+    async def path(
+        self,
+        info: I,
+        from_: Annotated[str, strawberry.argument(name="from")],
+        to: str,
+        max_depth: int = 8,
+    ) -> Paths:
+        ctx = info.context
+        result = await ctx.call(ctx.services.lineage.find_paths, from_, to, max_depth)
+        return Paths(
+            relation=result.relation,
+            length=result.length,
+            paths=[LineagePath(edges=[LineageEdge(raw=e) for e in p]) for p in result.paths],
+            truncated=result.truncated,
+        )
+
+    @strawberry.field(description="Params, metrics, inputs, code and environment side by side.")
+    async def compare_runs(self, info: I, ids: list[str]) -> RunComparison:
+        ctx = info.context
+        r = await ctx.call(ctx.services.lineage.compare_runs, ids)
+        return RunComparison(
+            runs=_nodes(r.runs),
+            params=[
+                ParamDiff(key=p.key, values=list(p.values), differs=p.differs) for p in r.params
+            ],
+            metrics=[
+                MetricComparison(
+                    key=m.key,
+                    last=[_json_float(v) for v in m.last],
+                    min=[_json_float(v) for v in m.min],
+                    max=[_json_float(v) for v in m.max],
+                    differs=m.differs,
+                )
+                for m in r.metrics
+            ],
+            inputs=[
+                InputComparison(
+                    node=wrap(i.node),
+                    roles=[list(roles) for roles in i.roles],
+                    used_by_all=i.used_by_all,
+                )
+                for i in r.inputs
+            ],
+            inputs_only_in=[[strawberry.ID(x) for x in only] for only in r.inputs_only_in],
+            code=[strawberry.ID(c) if c else None for c in r.code],
+            code_differs=r.code_differs,
+            environments=[strawberry.ID(e) if e else None for e in r.environments],
+            environment_differs=r.environment_differs,
+        )
+
+    @strawberry.field(
+        description="The diff of two model versions' upstream graphs: data, code, params, "
+        "environment added / removed / changed, and metric deltas."
+    )
+    async def compare_model_versions(self, info: I, a: str, b: str) -> LineageDiff:
+        ctx = info.context
+        d = await ctx.call(ctx.services.lineage.compare_model_versions, a, b)
+        return LineageDiff(
+            a=wrap(d.a),
+            b=wrap(d.b),
+            added=_nodes(d.added),
+            removed=_nodes(d.removed),
+            datasets=_set(d.datasets),
+            commits=_set(d.commits),
+            environments=_set(d.environments),
+            runs=_set(d.runs),
+            changed=[
+                NodeChange(
+                    label=c.label,
+                    key=c.key,
+                    a=wrap(c.a),
+                    b=wrap(c.b),
+                    properties=[PropertyChange(path=p.path, a=p.a, b=p.b) for p in c.properties],
+                )
+                for c in d.changed
+            ],
+            params_added=_params(d.params_added),
+            params_removed=_params(d.params_removed),
+            params_changed=_params(d.params_changed),
+            metric_deltas=[
+                MetricDelta(key=m.key, a=m.a, b=m.b, delta=m.delta) for m in d.metric_deltas
+            ],
+            truncated=d.truncated,
+        )

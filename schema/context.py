@@ -1,0 +1,100 @@
+"""Per-request context: the hub's services and fresh dataloaders.
+
+Resolvers are async; the stores are synchronous. Every store call goes through
+:meth:`Context.call`, which runs it in a worker thread, so the event loop never blocks on the
+database. Dataloaders batch what the resolvers of one request ask for (nodes by id,
+neighbours by id, metric summaries by run), so a page of 100 runs with their inputs, code and
+metrics costs a bounded number of store queries whatever the page size.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from strawberry.dataloader import DataLoader
+
+from lineagehub.graph import Adjacent, Direction, GraphStore, Node, SeriesSummary
+
+T = TypeVar("T")
+
+# (node id, direction, edge kinds, labels): one neighbour list
+AdjKey = tuple[str, Direction, tuple[str, ...] | None, tuple[str, ...] | None]
+
+
+@dataclass
+class Services:
+    """What the schema needs from the hub, built once per app."""
+
+    store: GraphStore
+    tracking: Any  # lineagehub.tracking.TrackingService
+    lineage: Any  # lineagehub.lineage.LineageService
+    artifacts: Any  # lineagehub.artifacts.ArtifactStore
+    max_page: int = 500
+
+
+@dataclass
+class Context:
+    services: Services
+    request: Any = None
+    response: Any = None
+    nodes: DataLoader[str, Node | None] = field(init=False)
+    adjacent: DataLoader[AdjKey, list[Adjacent]] = field(init=False)
+    summaries: DataLoader[str, dict[str, SeriesSummary]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.nodes = DataLoader(load_fn=self._load_nodes)
+        self.adjacent = DataLoader(load_fn=self._load_adjacent)
+        self.summaries = DataLoader(load_fn=self._load_summaries)
+
+    @property
+    def store(self) -> GraphStore:
+        return self.services.store
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a synchronous hub call in a worker thread."""
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+    async def _load_nodes(self, ids: Sequence[str]) -> list[Node | None]:
+        return await self.call(self.store.get_nodes, list(ids))
+
+    async def _load_adjacent(self, keys: Sequence[AdjKey]) -> list[list[Adjacent]]:
+        # One neighbours query per distinct (direction, kinds, labels), for all ids at once.
+        groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+        for node_id, direction, kinds, labels in keys:
+            groups[(direction, kinds, labels)].append(node_id)
+        found: dict[AdjKey, list[Adjacent]] = {}
+        for (direction, kinds, labels), ids in groups.items():
+            result = await self.call(
+                self.store.neighbors,
+                list(dict.fromkeys(ids)),
+                direction,
+                list(kinds) if kinds is not None else None,
+                list(labels) if labels is not None else None,
+            )
+            for node_id, adjacent in result.items():
+                found[(node_id, direction, kinds, labels)] = adjacent
+        return [found.get(k, []) for k in keys]
+
+    async def _load_summaries(self, ids: Sequence[str]) -> list[dict[str, SeriesSummary]]:
+        result = await self.call(self.store.series_summary, list(dict.fromkeys(ids)))
+        return [result.get(i, {}) for i in ids]
+
+    async def neighbours(
+        self,
+        node_id: str,
+        direction: Direction,
+        kinds: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> list[Adjacent]:
+        key: AdjKey = (
+            node_id,
+            direction,
+            tuple(kinds) if kinds is not None else None,
+            tuple(labels) if labels is not None else None,
+        )
+        return await self.adjacent.load(key)

@@ -1,0 +1,67 @@
+"""Errors as clients see them: a message and a code, never a stack trace.
+
+A :class:`~lineagehub.graph.HubError` raised by the hub becomes a GraphQL error whose
+``extensions`` carry ``code`` (``NOT_FOUND``, ``VALIDATION``, ``CONFLICT``, ``FORBIDDEN``,
+``CONFIG``, ``INTEGRITY``, ``BACKEND``, ``BACKEND_UNAVAILABLE``), ``retryable`` and, where
+known, ``field`` or ``ids``. GraphQL's own validation errors (a malformed query, a wrong type)
+keep their message with code ``GRAPHQL_VALIDATION``. Anything else is masked to
+"Unexpected error." with code ``INTERNAL`` (and logged on the server).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from lineagehub.graph import HubError
+
+log = logging.getLogger("lineagehub.api")
+
+
+class HubErrors(SchemaExtension):
+    """Give every error a code; mask the unexpected ones."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        result.errors = [self._shape(e) for e in result.errors]
+
+    @staticmethod
+    def _shape(error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if isinstance(original, HubError):
+            extensions: dict[str, Any] = original.to_dict()
+            extensions.pop("message", None)
+            return GraphQLError(
+                original.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions=extensions,
+            )
+        if original is None:
+            # Parsing and validation: the client's query is at fault; its message is safe.
+            return GraphQLError(
+                error.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": "GRAPHQL_VALIDATION", **(error.extensions or {})},
+            )
+        log.error("unexpected error in %s", error.path, exc_info=original)
+        return GraphQLError(
+            "Unexpected error.",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": "INTERNAL"},
+        )

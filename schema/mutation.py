@@ -1,0 +1,267 @@
+"""Mutations: everything the SDK does, so remote clients behave exactly like embedded ones.
+
+Artifact bytes never travel inside GraphQL: clients upload them to ``PUT /artifacts`` (streamed,
+content-addressed) and then name them here by digest.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from lineagehub.graph import ValidationError
+
+from .scalars import MetricValue
+from .types import Artifact, DatasetVersion, I, ModelVersion, Run, wrap
+
+
+@strawberry.input
+class MetricInput:
+    key: str
+    value: MetricValue
+    step: int = 0
+    timestamp: datetime | None = None
+
+
+@strawberry.input
+class StartRunInput:
+    name: str
+    id: str | None = strawberry.field(
+        default=None, description="A client-made run id (run:<uuid7>); default: the server's."
+    )
+    run_kind: str = "train"
+    project: str | None = None
+    experiment: str | None = None
+    tags: JSON | None = None
+    params: JSON | None = None
+    parent: strawberry.ID | None = None
+    user: str | None = None
+    host: str | None = None
+    entry_point: str | None = None
+    description: str | None = None
+    code: JSON | None = strawberry.field(
+        default=None,
+        description="The CodeCommit (repo, sha, branch, dirty, diff_digest); its diff bytes are "
+        "uploaded to /artifacts first.",
+    )
+    environment: JSON | None = strawberry.field(
+        default=None,
+        description="The Environment (python, platform, packages_digest, packages); the package "
+        "list bytes are uploaded to /artifacts first.",
+    )
+
+
+@strawberry.input
+class DatasetInput:
+    fingerprint: JSON = strawberry.field(
+        description="digest, uri, columns, row_count, profile and source, as computed by the "
+        "client (lineagehub.datasets.fingerprint)."
+    )
+    name: str | None = None
+    namespace: str | None = None
+    role: str = "train"
+    output: bool = False
+    derived_from: list[strawberry.ID] | None = None
+    description: str | None = None
+
+
+@strawberry.type
+class LogResult:
+    run_id: strawberry.ID
+    params: int
+    metric_points: int
+    tags: int
+
+
+def _metrics(metrics: list[MetricInput] | None) -> list[Any]:
+    from lineagehub.tracking import Metric
+
+    now = datetime.now(timezone.utc)
+    return [Metric(m.key, float(m.value), m.step, m.timestamp or now) for m in metrics or []]
+
+
+def _mapping(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{field} must be a JSON object", field=field)
+    return value
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Start a run (RUNNING).")
+    async def start_run(self, info: I, input: StartRunInput) -> Run:
+        from lineagehub.capture import CodeState, EnvironmentState
+        from lineagehub.tracking import RunStart
+        from lineagehub.vocabulary import CodeCommit, Environment, validate
+        from lineagehub.vocabulary import Run as RunModel
+
+        ctx = info.context
+        fields: dict[str, Any] = {
+            "name": input.name,
+            "kind": input.run_kind,
+            "project": input.project,
+            "experiment": input.experiment,
+            "tags": _mapping(input.tags, "tags"),
+            "params": _mapping(input.params, "params"),
+            "parent": input.parent,
+            "user": input.user,
+            "host": input.host,
+            "entry_point": input.entry_point,
+            "description": input.description,
+        }
+        if input.id is not None:
+            fields["id"] = input.id
+        run = validate(RunModel, {k: v for k, v in fields.items() if v is not None})
+        start = RunStart()
+        if input.code is not None:
+            commit = validate(CodeCommit, _mapping(input.code, "code"))
+            start = RunStart(code=CodeState(commit=commit, diff=None, toplevel=None))  # type: ignore[arg-type]
+        if input.environment is not None:
+            env = validate(Environment, _mapping(input.environment, "environment"))
+            start = RunStart(
+                code=start.code,
+                environment=EnvironmentState(environment=env, packages_text=b""),
+            )
+        started = await ctx.call(ctx.services.tracking.start_run, run, start)
+        node = await ctx.call(ctx.store.get_node, started.id)
+        return wrap(node)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Log params, metric points and tags in one transaction.")
+    async def log_batch(
+        self,
+        info: I,
+        run_id: strawberry.ID,
+        params: JSON | None = None,
+        metrics: list[MetricInput] | None = None,
+        tags: JSON | None = None,
+    ) -> LogResult:
+        ctx = info.context
+        p, t, m = _mapping(params, "params"), _mapping(tags, "tags"), _metrics(metrics)
+        await ctx.call(ctx.services.tracking.log_batch, str(run_id), params=p, metrics=m, tags=t)
+        return LogResult(run_id=run_id, params=len(p), metric_points=len(m), tags=len(t))
+
+    @strawberry.mutation(description="End a run after a last batch, in one transaction.")
+    async def end_run(
+        self,
+        info: I,
+        run_id: strawberry.ID,
+        status: str = "FINISHED",
+        error: str | None = None,
+        params: JSON | None = None,
+        metrics: list[MetricInput] | None = None,
+        tags: JSON | None = None,
+    ) -> Run:
+        ctx = info.context
+        await ctx.call(
+            ctx.services.tracking.end_run,
+            str(run_id),
+            status,
+            error,
+            params=_mapping(params, "params"),
+            metrics=_metrics(metrics),
+            tags=_mapping(tags, "tags"),
+        )
+        return wrap(await ctx.call(ctx.store.get_node, str(run_id)))  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Record a dataset version the run used or generated.")
+    async def log_dataset(
+        self, info: I, run_id: strawberry.ID, input: DatasetInput
+    ) -> DatasetVersion:
+        from lineagehub.datasets import DatasetFingerprint
+
+        ctx = info.context
+        fp = _mapping(input.fingerprint, "fingerprint")
+        try:
+            fingerprint = DatasetFingerprint(
+                digest=fp["digest"],
+                source=str(fp.get("source", "remote")),
+                uri=fp.get("uri"),
+                size_bytes=fp.get("size_bytes"),
+                file_count=fp.get("file_count"),
+                row_count=fp.get("row_count"),
+                columns=fp.get("columns"),
+                profile=fp.get("profile"),
+                format=fp.get("format"),
+            )
+        except (KeyError, TypeError) as e:
+            raise ValidationError(f"fingerprint: {e}", field="fingerprint") from None
+        version = await ctx.call(
+            ctx.services.tracking.log_dataset,
+            str(run_id),
+            fingerprint,
+            name=input.name,
+            namespace=input.namespace,
+            role=input.role,
+            output=input.output,
+            derived_from=[str(d) for d in input.derived_from or []],
+            description=input.description,
+        )
+        return wrap(await ctx.call(ctx.store.get_node, version.node_id))  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Record an uploaded artifact as generated by the run.")
+    async def log_artifact(
+        self,
+        info: I,
+        run_id: strawberry.ID,
+        digest: str,
+        name: str,
+        artifact_kind: str = "other",
+        media_type: str = "application/octet-stream",
+        data: JSON | None = None,
+    ) -> Artifact:
+        ctx = info.context
+        info_ = await ctx.call(_artifact_info, ctx.services.artifacts, digest)
+        artifact = await ctx.call(
+            ctx.services.tracking.log_artifact,
+            str(run_id),
+            info_,
+            name=name,
+            kind=artifact_kind,
+            media_type=media_type,
+            data=_mapping(data, "data") if data is not None else None,
+        )
+        return wrap(await ctx.call(ctx.store.get_node, artifact.node_id))  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Register the next version of a model from an upload.")
+    async def log_model(
+        self,
+        info: I,
+        run_id: strawberry.ID,
+        digest: str,
+        name: str,
+        flavor: str | None = None,
+        signature: JSON | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        ctx = info.context
+        info_ = await ctx.call(_artifact_info, ctx.services.artifacts, digest)
+        version = await ctx.call(
+            ctx.services.tracking.log_model,
+            str(run_id),
+            info_,
+            name=name,
+            flavor=flavor,
+            signature=_mapping(signature, "signature") if signature is not None else None,
+            description=description,
+        )
+        return wrap(await ctx.call(ctx.store.get_node, version.node_id))  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Record RUNNING runs with a stale heartbeat as KILLED.")
+    async def mark_stale_runs(self, info: I) -> list[strawberry.ID]:
+        ctx = info.context
+        ids = await ctx.call(ctx.services.tracking.mark_stale_runs)
+        return [strawberry.ID(i) for i in ids]
+
+
+def _artifact_info(artifacts: Any, digest: str) -> Any:
+    from lineagehub.artifacts import ArtifactInfo, validate_digest
+
+    validate_digest(digest)
+    return ArtifactInfo(
+        digest=digest, size=artifacts.size(digest), uri=artifacts.uri_for(digest), created=False
+    )

@@ -1,0 +1,262 @@
+"""Queries: look-ups, filtered listings (relay connections) and lineage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from lineagehub.graph import Node, Subgraph, ValidationError
+from lineagehub.graph import TruncationReason as GraphTruncation
+from lineagehub.graph.filters import encode_cursor, node_value, parse_order
+
+from .types import (
+    ALL_TYPES,
+    Alert,
+    Connection,
+    ConnectionEdge,
+    Dataset,
+    DatasetVersion,
+    Deployment,
+    EdgeKind,
+    I,
+    LineageDirection,
+    LineageEdge,
+    Model,
+    ModelVersion,
+    NodeInterface,
+    NodeKind,
+    PageInfo,
+    Run,
+    wrap,
+)
+
+
+async def _page(
+    info: I,
+    label: str,
+    where: JSON | None,
+    order_by: list[str] | None,
+    first: int,
+    after: str | None,
+) -> Connection[Any]:
+    ctx = info.context
+    if not 1 <= first <= ctx.services.max_page:
+        raise ValidationError(f"first must be between 1 and {ctx.services.max_page}", field="first")
+    if where is not None and not isinstance(where, dict):
+        raise ValidationError("where must be a JSON object", field="where")
+    page = await ctx.call(ctx.store.find_nodes, label, where, order_by, after, first)
+    order = parse_order(order_by)
+
+    def cursor(node: Node) -> str:
+        return encode_cursor([node_value(node, k.path) for k in order])
+
+    for node in page.items:  # prime the loader: relationship fields often come back to them
+        ctx.nodes.prime(node.id, node)
+    return Connection(
+        edges=[ConnectionEdge(cursor=cursor(n), node=wrap(n)) for n in page.items],
+        page_info=PageInfo(has_next_page=page.next_cursor is not None, end_cursor=page.next_cursor),
+    )
+
+
+_WHERE = strawberry.argument(
+    description='A filter: {"status": "FINISHED", "metrics.auc": {"$gte": 0.9}, '
+    '"params.max_depth": {"$in": [3, 5]}, "$or": [...]}. Operators: $eq $ne $lt $lte $gt '
+    "$gte $in $nin $exists; $and $or $not. Keys are property paths or id, _created_at."
+)
+_ORDER = strawberry.argument(
+    description='Property paths, "-" for descending: ["-metrics.auc", "_created_at"].'
+)
+
+
+@strawberry.type
+class LineageNode:
+    node: NodeInterface
+    distance: int
+    reached_from: strawberry.ID | None
+    direction: LineageDirection | None  # type: ignore[valid-type]
+
+
+TruncationReason = strawberry.enum(GraphTruncation, name="TruncationReason")
+
+
+@strawberry.type
+class Lineage:
+    nodes: list[LineageNode]
+    edges: list[LineageEdge]
+    truncated: bool
+    truncation_reason: TruncationReason | None  # type: ignore[valid-type]
+
+
+def lineage_result(sub: Subgraph) -> Lineage:
+    return Lineage(
+        nodes=[
+            LineageNode(
+                node=wrap(t.node),
+                distance=t.distance,
+                reached_from=strawberry.ID(t.reached_from) if t.reached_from else None,
+                direction=t.direction,
+            )
+            for t in sub.nodes.values()
+        ],
+        edges=[LineageEdge(raw=e) for e in sub.edges],
+        truncated=sub.truncated,
+        truncation_reason=sub.truncation_reason,
+    )
+
+
+@strawberry.input
+class LineageInput:
+    roots: list[str] = strawberry.field(
+        description='Ids or references ("model:churn@3", "dataset:warehouse/customers@latest").'
+    )
+    direction: LineageDirection = LineageDirection.UPSTREAM  # type: ignore[valid-type]
+    upstream_depth: int = 3
+    downstream_depth: int = 3
+    node_kinds: list[NodeKind] | None = strawberry.field(
+        default=None, description="Only nodes of these kinds are entered (roots always are)."
+    )
+    edge_kinds: list[EdgeKind] | None = strawberry.field(
+        default=None, description="Default: every lineage edge (grouping PART_OF is skipped)."
+    )
+    stop_at: list[NodeKind] | None = strawberry.field(
+        default=None, description="Nodes of these kinds are returned but not expanded."
+    )
+    pass_through: list[NodeKind] | None = strawberry.field(
+        default=None, description="Nodes of these kinds are walked through without counting a hop."
+    )
+    as_of: datetime | None = strawberry.field(
+        default=None, description="The graph as the hub knew it then."
+    )
+    max_nodes: int = 5000
+
+
+def _labels(kinds: list[NodeKind] | None) -> list[str] | None:
+    return [k.value for k in kinds] if kinds is not None else None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="One node by id or reference; null if there is none.")
+    async def node(self, info: I, ref: str) -> NodeInterface | None:
+        ctx = info.context
+        try:
+            node_id = await ctx.call(ctx.services.lineage.resolve, ref)
+        except Exception as e:  # an unknown ref is a null, not an error
+            from lineagehub.graph import NotFoundError
+
+            if isinstance(e, NotFoundError):
+                return None
+            raise
+        node = await ctx.nodes.load(node_id)
+        return wrap(node) if node is not None else None
+
+    @strawberry.field(description="Nodes by id, in order; null where there is none.")
+    async def nodes(self, info: I, ids: list[strawberry.ID]) -> list[NodeInterface | None]:
+        if len(ids) > info.context.services.max_page:
+            raise ValidationError("too many ids", field="ids")
+        found = await info.context.nodes.load_many([str(i) for i in ids])
+        return [wrap(n) if n is not None else None for n in found]
+
+    @strawberry.field(description="Runs, filtered and ordered, a page at a time.")
+    async def runs(
+        self,
+        info: I,
+        where: JSON | None = None,
+        order_by: list[str] | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Run]:
+        return await _page(info, "Run", where, order_by, first, after)
+
+    @strawberry.field
+    async def datasets(
+        self,
+        info: I,
+        where: JSON | None = None,
+        order_by: list[str] | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Dataset]:
+        return await _page(info, "Dataset", where, order_by, first, after)
+
+    @strawberry.field
+    async def dataset_versions(
+        self,
+        info: I,
+        where: JSON | None = None,
+        order_by: list[str] | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[DatasetVersion]:
+        return await _page(info, "DatasetVersion", where, order_by, first, after)
+
+    @strawberry.field
+    async def models(
+        self,
+        info: I,
+        where: JSON | None = None,
+        order_by: list[str] | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Model]:
+        return await _page(info, "Model", where, order_by, first, after)
+
+    @strawberry.field
+    async def model_versions(
+        self,
+        info: I,
+        where: JSON | None = None,
+        order_by: list[str] | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[ModelVersion]:
+        return await _page(info, "ModelVersion", where, order_by, first, after)
+
+    @strawberry.field
+    async def deployments(
+        self,
+        info: I,
+        where: JSON | None = None,
+        order_by: list[str] | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Deployment]:
+        return await _page(info, "Deployment", where, order_by, first, after)
+
+    @strawberry.field
+    async def alerts(
+        self,
+        info: I,
+        where: JSON | None = None,
+        order_by: list[str] | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Alert]:
+        return await _page(info, "Alert", where, order_by, first, after)
+
+    @strawberry.field(
+        description="The lineage of one or more nodes: every node with its distance and the "
+        "node it was reached from, every edge with its provenance, and an honest truncated flag."
+    )
+    async def lineage(self, info: I, input: LineageInput) -> Lineage:
+        ctx = info.context
+        sub = await ctx.call(
+            ctx.services.lineage.lineage,
+            input.roots,
+            direction=input.direction,
+            upstream_depth=input.upstream_depth,
+            downstream_depth=input.downstream_depth,
+            node_kinds=_labels(input.node_kinds),
+            edge_kinds=[k.value for k in input.edge_kinds] if input.edge_kinds else None,
+            stop_at=_labels(input.stop_at),
+            pass_through=_labels(input.pass_through),
+            as_of=input.as_of,
+            max_nodes=input.max_nodes,
+        )
+        return lineage_result(sub)
+
+
+__all__ = ["ALL_TYPES", "Lineage", "LineageInput", "Query", "lineage_result"]

@@ -1,0 +1,718 @@
+"""GraphQL types for every node kind, with their relationships as fields.
+
+Each object wraps one graph :class:`~lineagehub.graph.Node`: scalar facts are fields read from
+its properties; relationships (``run.inputs``, ``modelVersion.trainedBy``,
+``deployment.serves``...) resolve through the request's dataloaders.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, Generic, TypeVar, cast
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from lineagehub.graph import Adjacent, Direction, Edge, Node
+from lineagehub.graph.model import from_iso
+
+from .context import Context
+from .scalars import MetricValue
+
+I = Info[Context, None]  # noqa: E741
+
+
+@strawberry.enum
+class NodeKind(enum.Enum):
+    PROJECT = "Project"
+    EXPERIMENT = "Experiment"
+    RUN = "Run"
+    DATASET = "Dataset"
+    DATASET_VERSION = "DatasetVersion"
+    CODE_COMMIT = "CodeCommit"
+    ENVIRONMENT = "Environment"
+    ARTIFACT = "Artifact"
+    MODEL = "Model"
+    MODEL_VERSION = "ModelVersion"
+    DEPLOYMENT = "Deployment"
+    MONITORING_WINDOW = "MonitoringWindow"
+    ALERT = "Alert"
+    AGENT = "Agent"
+
+
+@strawberry.enum
+class EdgeKind(enum.Enum):
+    USED = "USED"
+    GENERATED_BY = "GENERATED_BY"
+    DERIVED_FROM = "DERIVED_FROM"
+    RAN_CODE = "RAN_CODE"
+    RAN_IN = "RAN_IN"
+    CHILD_OF = "CHILD_OF"
+    VERSION_OF = "VERSION_OF"
+    PART_OF = "PART_OF"
+    SERVES = "SERVES"
+    OBSERVED = "OBSERVED"
+    ABOUT = "ABOUT"
+    ASSOCIATED_WITH = "ASSOCIATED_WITH"
+    ATTRIBUTED_TO = "ATTRIBUTED_TO"
+
+
+LineageDirection = strawberry.enum(Direction, name="Direction")
+
+
+def _json(value: Any) -> JSON:
+    return cast(JSON, value)
+
+
+def _time(value: Any) -> datetime | None:
+    return from_iso(value) if isinstance(value, str) else None
+
+
+@strawberry.interface(name="Node", description="A node of the lineage graph.")
+class NodeInterface:
+    raw: strawberry.Private[Node]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.raw.id)
+
+    @strawberry.field
+    def kind(self) -> NodeKind:
+        return NodeKind(self.raw.label)
+
+    @strawberry.field
+    def created_at(self) -> datetime | None:
+        return self.raw.created_at
+
+    @strawberry.field
+    def updated_at(self) -> datetime | None:
+        return self.raw.updated_at
+
+    @strawberry.field(description="Every property, as stored.")
+    def properties(self) -> JSON:
+        return _json(self.raw.props)
+
+    @strawberry.field
+    def tags(self) -> JSON:
+        return _json(self.raw.props.get("tags", {}))
+
+    def _p(self, key: str) -> Any:
+        return self.raw.props.get(key)
+
+
+@strawberry.type(description="An edge with its provenance.")
+class LineageEdge:
+    raw: strawberry.Private[Edge]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.raw.id)
+
+    @strawberry.field
+    def source(self) -> strawberry.ID:
+        return strawberry.ID(self.raw.source)
+
+    @strawberry.field
+    def target(self) -> strawberry.ID:
+        return strawberry.ID(self.raw.target)
+
+    @strawberry.field
+    def kind(self) -> EdgeKind:
+        return EdgeKind(self.raw.kind)
+
+    @strawberry.field(description="When it happened.")
+    def event_time(self) -> datetime | None:
+        return self.raw.event_time
+
+    @strawberry.field(description="When the hub learned it.")
+    def ingested_at(self) -> datetime | None:
+        return self.raw.ingested_at
+
+    @strawberry.field(description="Who asserted it.")
+    def asserted_by(self) -> str | None:
+        return self.raw.asserted_by
+
+    @strawberry.field
+    def role(self) -> str | None:
+        role = self.raw.props.get("role")
+        return str(role) if role is not None else None
+
+    @strawberry.field
+    def properties(self) -> JSON:
+        return _json(self.raw.props)
+
+
+@strawberry.type
+class Link:
+    """A neighbour: the node at the other end of an edge, and the edge."""
+
+    node: NodeInterface
+    edge: LineageEdge
+
+
+def wrap(node: Node) -> NodeInterface:
+    """The GraphQL object for a graph node, by its label."""
+    cls = TYPES.get(node.label, GenericNode)
+    return cls(raw=node)
+
+
+async def _links(
+    info: I,
+    node_id: str,
+    direction: Direction,
+    kinds: list[str],
+    labels: list[str] | None = None,
+) -> list[Adjacent]:
+    return await info.context.neighbours(node_id, direction, kinds, labels)
+
+
+async def _one(
+    info: I, node_id: str, direction: Direction, kind: str, labels: list[str] | None = None
+) -> NodeInterface | None:
+    found = await _links(info, node_id, direction, [kind], labels)
+    return wrap(found[0].node) if found else None
+
+
+async def _many(
+    info: I, node_id: str, direction: Direction, kind: str, labels: list[str] | None = None
+) -> list[NodeInterface]:
+    return [wrap(a.node) for a in await _links(info, node_id, direction, [kind], labels)]
+
+
+def _link(a: Adjacent) -> Link:
+    return Link(node=wrap(a.node), edge=LineageEdge(raw=a.edge))
+
+
+UP, DOWN = Direction.UPSTREAM, Direction.DOWNSTREAM
+
+
+@strawberry.type
+class GenericNode(NodeInterface):
+    """A node of a label this API has no dedicated type for."""
+
+
+@strawberry.type
+class MetricSummary:
+    key: str
+    last: MetricValue
+    last_step: int
+    min: MetricValue
+    max: MetricValue
+    count: int
+
+
+@strawberry.type
+class MetricPoint:
+    step: int
+    value: MetricValue
+    timestamp: datetime | None
+
+
+@strawberry.type
+class Project(NodeInterface):
+    @strawberry.field
+    def name(self) -> str:
+        return str(self._p("name"))
+
+    @strawberry.field
+    def owner(self) -> str | None:
+        return self._p("owner")
+
+    @strawberry.field
+    def description(self) -> str | None:
+        return self._p("description")
+
+    @strawberry.field
+    async def experiments(self, info: I) -> list[Experiment]:
+        return await _many(info, self.raw.id, DOWN, "PART_OF", ["Experiment"])  # type: ignore[return-value]
+
+
+@strawberry.type
+class Experiment(NodeInterface):
+    @strawberry.field
+    def name(self) -> str:
+        return str(self._p("name"))
+
+    @strawberry.field
+    def owner(self) -> str | None:
+        return self._p("owner")
+
+    @strawberry.field
+    async def project(self, info: I) -> Project | None:
+        return await _one(info, self.raw.id, UP, "PART_OF", ["Project"])  # type: ignore[return-value]
+
+    @strawberry.field
+    async def runs(self, info: I) -> list[Run]:
+        return await _many(info, self.raw.id, DOWN, "PART_OF", ["Run"])  # type: ignore[return-value]
+
+
+@strawberry.type
+class Run(NodeInterface):
+    @strawberry.field
+    def name(self) -> str:
+        return str(self._p("name"))
+
+    @strawberry.field(name="runKind")
+    def run_kind(self) -> str:
+        return str(self._p("kind"))
+
+    @strawberry.field
+    def status(self) -> str:
+        return str(self._p("status"))
+
+    @strawberry.field
+    def started_at(self) -> datetime | None:
+        return _time(self._p("started_at"))
+
+    @strawberry.field
+    def ended_at(self) -> datetime | None:
+        return _time(self._p("ended_at"))
+
+    @strawberry.field(description="Typed values, not strings.")
+    def params(self) -> JSON:
+        return _json(self._p("params") or {})
+
+    @strawberry.field(description="The last value per metric key (null for NaN or infinite).")
+    def last_metrics(self) -> JSON:
+        return _json(self._p("metrics") or {})
+
+    @strawberry.field
+    def user(self) -> str | None:
+        return self._p("user")
+
+    @strawberry.field
+    def host(self) -> str | None:
+        return self._p("host")
+
+    @strawberry.field
+    def entry_point(self) -> str | None:
+        return self._p("entry_point")
+
+    @strawberry.field
+    def error(self) -> str | None:
+        return self._p("error")
+
+    @strawberry.field
+    def project_name(self) -> str | None:
+        return self._p("project")
+
+    @strawberry.field
+    def experiment_name(self) -> str | None:
+        return self._p("experiment")
+
+    @strawberry.field(description="Last, min, max and count per metric key.")
+    async def metrics(self, info: I) -> list[MetricSummary]:
+        summaries = await info.context.summaries.load(self.raw.id)
+        return [
+            MetricSummary(
+                key=s.key,
+                last=MetricValue(s.last),
+                last_step=s.last_step,
+                min=MetricValue(s.min),
+                max=MetricValue(s.max),
+                count=s.count,
+            )
+            for s in sorted(summaries.values(), key=lambda s: s.key)
+        ]
+
+    @strawberry.field(description="One metric's points by step, downsampled to maxPoints.")
+    async def metric_series(self, info: I, key: str, max_points: int = 500) -> list[MetricPoint]:
+        points = await info.context.call(
+            info.context.store.read_series, self.raw.id, key, max_points
+        )
+        return [
+            MetricPoint(step=p.step, value=MetricValue(p.value), timestamp=p.timestamp)
+            for p in points
+        ]
+
+    @strawberry.field(description="Data, models and artifacts the run used, with their role.")
+    async def inputs(self, info: I) -> list[Link]:
+        return [_link(a) for a in await _links(info, self.raw.id, UP, ["USED"])]
+
+    @strawberry.field(description="What the run generated.")
+    async def outputs(self, info: I) -> list[Link]:
+        return [_link(a) for a in await _links(info, self.raw.id, DOWN, ["GENERATED_BY"])]
+
+    @strawberry.field
+    async def code(self, info: I) -> CodeCommit | None:
+        return await _one(info, self.raw.id, UP, "RAN_CODE")  # type: ignore[return-value]
+
+    @strawberry.field
+    async def environment(self, info: I) -> Environment | None:
+        return await _one(info, self.raw.id, UP, "RAN_IN")  # type: ignore[return-value]
+
+    @strawberry.field
+    async def parent(self, info: I) -> Run | None:
+        return await _one(info, self.raw.id, UP, "CHILD_OF")  # type: ignore[return-value]
+
+    @strawberry.field
+    async def children(self, info: I) -> list[Run]:
+        return await _many(info, self.raw.id, DOWN, "CHILD_OF")  # type: ignore[return-value]
+
+    @strawberry.field
+    async def experiment(self, info: I) -> Experiment | None:
+        return await _one(info, self.raw.id, UP, "PART_OF", ["Experiment"])  # type: ignore[return-value]
+
+    @strawberry.field(description="Agents associated with the run (launcher, approvers...).")
+    async def agents(self, info: I) -> list[Link]:
+        return [_link(a) for a in await _links(info, self.raw.id, UP, ["ASSOCIATED_WITH"])]
+
+    @strawberry.field(description="Artifacts the run generated; evaluations carry their data.")
+    async def evaluations(self, info: I) -> list[Link]:
+        found = await _links(info, self.raw.id, DOWN, ["GENERATED_BY"], ["Artifact"])
+        return [_link(a) for a in found]
+
+
+@strawberry.type
+class Dataset(NodeInterface):
+    @strawberry.field
+    def namespace(self) -> str:
+        return str(self._p("namespace"))
+
+    @strawberry.field
+    def name(self) -> str:
+        return str(self._p("name"))
+
+    @strawberry.field
+    async def versions(self, info: I) -> list[DatasetVersion]:
+        found = await _many(info, self.raw.id, DOWN, "VERSION_OF")
+        return sorted(found, key=lambda n: n.raw.created_at or 0, reverse=True)  # type: ignore[arg-type]
+
+
+@strawberry.type
+class DatasetVersion(NodeInterface):
+    @strawberry.field
+    def namespace(self) -> str:
+        return str(self._p("namespace"))
+
+    @strawberry.field
+    def name(self) -> str:
+        return str(self._p("name"))
+
+    @strawberry.field
+    def digest(self) -> str:
+        return str(self._p("digest"))
+
+    @strawberry.field
+    def uri(self) -> str | None:
+        return self._p("uri")
+
+    @strawberry.field(name="schema", description="Columns and their types.")
+    def columns(self) -> JSON:
+        return _json(self._p("columns"))
+
+    @strawberry.field
+    def row_count(self) -> int | None:
+        return self._p("row_count")
+
+    @strawberry.field(description="Column profile: the drift reference.")
+    def profile(self) -> JSON:
+        return _json(self._p("profile"))
+
+    @strawberry.field
+    async def dataset(self, info: I) -> Dataset | None:
+        return await _one(info, self.raw.id, UP, "VERSION_OF")  # type: ignore[return-value]
+
+    @strawberry.field
+    async def generated_by(self, info: I) -> Run | None:
+        return await _one(info, self.raw.id, UP, "GENERATED_BY")  # type: ignore[return-value]
+
+    @strawberry.field
+    async def used_by(self, info: I) -> list[Link]:
+        return [_link(a) for a in await _links(info, self.raw.id, DOWN, ["USED"])]
+
+    @strawberry.field
+    async def derived_from(self, info: I) -> list[DatasetVersion]:
+        return await _many(info, self.raw.id, UP, "DERIVED_FROM", ["DatasetVersion"])  # type: ignore[return-value]
+
+    @strawberry.field
+    async def derivatives(self, info: I) -> list[DatasetVersion]:
+        return await _many(info, self.raw.id, DOWN, "DERIVED_FROM", ["DatasetVersion"])  # type: ignore[return-value]
+
+
+@strawberry.type
+class CodeCommit(NodeInterface):
+    @strawberry.field
+    def repo(self) -> str:
+        return str(self._p("repo"))
+
+    @strawberry.field
+    def sha(self) -> str:
+        return str(self._p("sha"))
+
+    @strawberry.field
+    def branch(self) -> str | None:
+        return self._p("branch")
+
+    @strawberry.field
+    def dirty(self) -> bool:
+        return bool(self._p("dirty"))
+
+    @strawberry.field
+    def diff_digest(self) -> str | None:
+        return self._p("diff_digest")
+
+    @strawberry.field
+    async def runs(self, info: I) -> list[Run]:
+        return await _many(info, self.raw.id, DOWN, "RAN_CODE")  # type: ignore[return-value]
+
+
+@strawberry.type
+class Environment(NodeInterface):
+    @strawberry.field
+    def python(self) -> str:
+        return str(self._p("python"))
+
+    @strawberry.field
+    def platform(self) -> str:
+        return str(self._p("platform"))
+
+    @strawberry.field
+    def packages_digest(self) -> str:
+        return str(self._p("packages_digest"))
+
+    @strawberry.field
+    def packages(self) -> JSON:
+        return _json(self._p("packages"))
+
+
+@strawberry.type
+class Artifact(NodeInterface):
+    @strawberry.field
+    def digest(self) -> str:
+        return str(self._p("digest"))
+
+    @strawberry.field
+    def size(self) -> float:
+        return float(self._p("size") or 0)
+
+    @strawberry.field
+    def media_type(self) -> str:
+        return str(self._p("media_type"))
+
+    @strawberry.field(name="artifactKind")
+    def artifact_kind(self) -> str:
+        return str(self._p("kind"))
+
+    @strawberry.field(description="Evaluation results as data (confusion matrix, curves...).")
+    def data(self) -> JSON:
+        return _json(self._p("data"))
+
+    @strawberry.field(description="Where to download it: GET this path on the server.")
+    def download_path(self) -> str:
+        return f"/artifacts/{self._p('digest')}"
+
+    @strawberry.field
+    async def generated_by(self, info: I) -> list[Link]:
+        return [_link(a) for a in await _links(info, self.raw.id, UP, ["GENERATED_BY"])]
+
+
+@strawberry.type
+class Model(NodeInterface):
+    @strawberry.field
+    def name(self) -> str:
+        return str(self._p("name"))
+
+    @strawberry.field
+    def owner(self) -> str | None:
+        return self._p("owner")
+
+    @strawberry.field
+    def description(self) -> str | None:
+        return self._p("description")
+
+    @strawberry.field(description="Newest first.")
+    async def versions(self, info: I) -> list[ModelVersion]:
+        found = await _many(info, self.raw.id, DOWN, "VERSION_OF")
+        ordered = sorted(found, key=lambda n: n.raw.props.get("version", 0), reverse=True)
+        return ordered  # type: ignore[return-value]
+
+
+@strawberry.type
+class ModelVersion(NodeInterface):
+    @strawberry.field
+    def model_name(self) -> str:
+        return str(self._p("model"))
+
+    @strawberry.field
+    def version(self) -> int:
+        return int(self._p("version"))
+
+    @strawberry.field
+    def artifact_digest(self) -> str:
+        return str(self._p("artifact_digest"))
+
+    @strawberry.field
+    def flavor(self) -> str | None:
+        return self._p("flavor")
+
+    @strawberry.field
+    def signature(self) -> JSON:
+        return _json(self._p("signature"))
+
+    @strawberry.field(description="The metrics of the producing run when it was registered.")
+    def metrics(self) -> JSON:
+        return _json(self._p("metrics") or {})
+
+    @strawberry.field
+    def stage(self) -> str | None:
+        return self._p("stage")
+
+    @strawberry.field
+    def aliases(self) -> list[str]:
+        return list(self._p("aliases") or [])
+
+    @strawberry.field
+    async def model(self, info: I) -> Model | None:
+        return await _one(info, self.raw.id, UP, "VERSION_OF")  # type: ignore[return-value]
+
+    @strawberry.field
+    async def trained_by(self, info: I) -> Run | None:
+        return await _one(info, self.raw.id, UP, "GENERATED_BY")  # type: ignore[return-value]
+
+    @strawberry.field
+    async def deployments(self, info: I) -> list[Link]:
+        return [_link(a) for a in await _links(info, self.raw.id, DOWN, ["SERVES"])]
+
+    @strawberry.field
+    async def used_by(self, info: I) -> list[Link]:
+        return [_link(a) for a in await _links(info, self.raw.id, DOWN, ["USED"])]
+
+
+@strawberry.type
+class Deployment(NodeInterface):
+    @strawberry.field
+    def name(self) -> str | None:
+        return self._p("name")
+
+    @strawberry.field
+    def environment(self) -> str:
+        return str(self._p("environment"))
+
+    @strawberry.field
+    def endpoint(self) -> str | None:
+        return self._p("endpoint")
+
+    @strawberry.field
+    def status(self) -> str:
+        return str(self._p("status"))
+
+    @strawberry.field(description="The versions it serves, with valid_from / valid_to.")
+    async def serves(self, info: I) -> list[Link]:
+        return [_link(a) for a in await _links(info, self.raw.id, UP, ["SERVES"])]
+
+    @strawberry.field
+    async def windows(self, info: I) -> list[MonitoringWindow]:
+        return await _many(info, self.raw.id, DOWN, "OBSERVED")  # type: ignore[return-value]
+
+    @strawberry.field
+    async def alerts(self, info: I) -> list[Alert]:
+        return await _many(info, self.raw.id, DOWN, "ABOUT")  # type: ignore[return-value]
+
+
+@strawberry.type
+class MonitoringWindow(NodeInterface):
+    @strawberry.field
+    def start(self) -> datetime | None:
+        return _time(self._p("start"))
+
+    @strawberry.field
+    def end(self) -> datetime | None:
+        return _time(self._p("end"))
+
+    @strawberry.field
+    def metrics(self) -> JSON:
+        return _json(self._p("metrics") or {})
+
+    @strawberry.field
+    def feature_stats(self) -> JSON:
+        return _json(self._p("feature_stats") or {})
+
+    @strawberry.field
+    async def deployment(self, info: I) -> Deployment | None:
+        return await _one(info, self.raw.id, UP, "OBSERVED")  # type: ignore[return-value]
+
+
+@strawberry.type
+class Alert(NodeInterface):
+    @strawberry.field
+    def rule(self) -> str:
+        return str(self._p("rule"))
+
+    @strawberry.field
+    def severity(self) -> str:
+        return str(self._p("severity"))
+
+    @strawberry.field
+    def state(self) -> str:
+        return str(self._p("state"))
+
+    @strawberry.field
+    def values(self) -> JSON:
+        return _json(self._p("values") or {})
+
+    @strawberry.field
+    def message(self) -> str | None:
+        return self._p("message")
+
+    @strawberry.field
+    async def about(self, info: I) -> list[NodeInterface]:
+        return await _many(info, self.raw.id, UP, "ABOUT")
+
+
+@strawberry.type
+class Agent(NodeInterface):
+    @strawberry.field
+    def name(self) -> str:
+        return str(self._p("name"))
+
+    @strawberry.field(name="agentKind")
+    def agent_kind(self) -> str:
+        return str(self._p("kind"))
+
+
+TYPES: dict[str, type[NodeInterface]] = {
+    "Project": Project,
+    "Experiment": Experiment,
+    "Run": Run,
+    "Dataset": Dataset,
+    "DatasetVersion": DatasetVersion,
+    "CodeCommit": CodeCommit,
+    "Environment": Environment,
+    "Artifact": Artifact,
+    "Model": Model,
+    "ModelVersion": ModelVersion,
+    "Deployment": Deployment,
+    "MonitoringWindow": MonitoringWindow,
+    "Alert": Alert,
+    "Agent": Agent,
+}
+ALL_TYPES: list[type] = [*TYPES.values(), GenericNode]
+
+N = TypeVar("N")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class ConnectionEdge(Generic[N]):
+    cursor: str | None
+    node: N
+
+
+@strawberry.type
+class Connection(Generic[N]):
+    """A relay-style page. Cursors are keyset cursors: stable while nodes are added."""
+
+    edges: list[ConnectionEdge[N]]
+    page_info: PageInfo
+
+    @strawberry.field
+    def nodes(self) -> list[N]:
+        return [e.node for e in self.edges]
