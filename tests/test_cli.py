@@ -101,3 +101,52 @@ def test_installed_entry_point(uri: str) -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0 and "ok" in done.stdout
+
+
+def test_serve_starts_answers_and_shuts_down_gracefully(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "lineagehub"
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--store", f"sqlite:///{tmp_path / 'hub.db'}",
+         "--artifacts", (tmp_path / "artifacts").as_uri(), "--log-level", "info"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        health = None
+        while time.monotonic() < deadline:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert health is not None and health["status"] == "ok"
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/graphql", json={"query": "{ runs { edges { cursor } } }"}
+        ).json()
+        assert answer == {"data": {"runs": {"edges": []}}}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells it
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "Application shutdown complete" in err
+    assert f"http://127.0.0.1:{port}/graphql" in err
+
+
+def test_serve_with_a_bad_store_fails_fast(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "lineagehub"
+    done = subprocess.run(
+        [str(exe), "serve", "--store", "postgres://nowhere/db"], capture_output=True, text=True
+    )
+    assert done.returncode == 4 and "supported schemes" in done.stderr
