@@ -15,7 +15,7 @@ from strawberry.scalars import JSON
 from lineagehub.graph import Node
 
 from .query import TruncationReason
-from .types import I, LineageEdge, NodeInterface, wrap
+from .types import I, LineageEdge, NodeInterface, edge_of, wrap
 
 
 def _nodes(nodes: tuple[Node, ...]) -> list[NodeInterface]:
@@ -191,7 +191,7 @@ class CompareQuery:
         return Paths(
             relation=result.relation,
             length=result.length,
-            paths=[LineagePath(edges=[LineageEdge(raw=e) for e in p]) for p in result.paths],
+            paths=[LineagePath(edges=[edge_of(e) for e in p]) for p in result.paths],
             truncated=result.truncated,
         )
 

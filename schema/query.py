@@ -30,6 +30,7 @@ from .types import (
     NodeKind,
     PageInfo,
     Run,
+    edge_of,
     wrap,
 )
 
@@ -101,7 +102,7 @@ def lineage_result(sub: Subgraph) -> Lineage:
             )
             for t in sub.nodes.values()
         ],
-        edges=[LineageEdge(raw=e) for e in sub.edges],
+        edges=[edge_of(e) for e in sub.edges],
         truncated=sub.truncated,
         truncation_reason=sub.truncation_reason,
     )

@@ -72,31 +72,15 @@ def _time(value: Any) -> datetime | None:
 
 @strawberry.interface(name="Node", description="A node of the lineage graph.")
 class NodeInterface:
+    # Plain attributes, not resolvers: a lineage answer carries thousands of nodes, and
+    # attribute fields skip strawberry's per-field resolver machinery.
     raw: strawberry.Private[Node]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.raw.id)
-
-    @strawberry.field
-    def kind(self) -> NodeKind:
-        return NodeKind(self.raw.label)
-
-    @strawberry.field
-    def created_at(self) -> datetime | None:
-        return self.raw.created_at
-
-    @strawberry.field
-    def updated_at(self) -> datetime | None:
-        return self.raw.updated_at
-
-    @strawberry.field(description="Every property, as stored.")
-    def properties(self) -> JSON:
-        return _json(self.raw.props)
-
-    @strawberry.field
-    def tags(self) -> JSON:
-        return _json(self.raw.props.get("tags", {}))
+    id: strawberry.ID
+    kind: NodeKind | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    properties: JSON = strawberry.field(description="Every property, as stored.")
+    tags: JSON
 
     def _p(self, key: str) -> Any:
         return self.raw.props.get(key)
@@ -105,43 +89,31 @@ class NodeInterface:
 @strawberry.type(description="An edge with its provenance.")
 class LineageEdge:
     raw: strawberry.Private[Edge]
+    id: strawberry.ID
+    source: strawberry.ID
+    target: strawberry.ID
+    kind: EdgeKind
+    event_time: datetime | None = strawberry.field(description="When it happened.")
+    ingested_at: datetime | None = strawberry.field(description="When the hub learned it.")
+    asserted_by: str | None = strawberry.field(description="Who asserted it.")
+    role: str | None
+    properties: JSON
 
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.raw.id)
 
-    @strawberry.field
-    def source(self) -> strawberry.ID:
-        return strawberry.ID(self.raw.source)
-
-    @strawberry.field
-    def target(self) -> strawberry.ID:
-        return strawberry.ID(self.raw.target)
-
-    @strawberry.field
-    def kind(self) -> EdgeKind:
-        return EdgeKind(self.raw.kind)
-
-    @strawberry.field(description="When it happened.")
-    def event_time(self) -> datetime | None:
-        return self.raw.event_time
-
-    @strawberry.field(description="When the hub learned it.")
-    def ingested_at(self) -> datetime | None:
-        return self.raw.ingested_at
-
-    @strawberry.field(description="Who asserted it.")
-    def asserted_by(self) -> str | None:
-        return self.raw.asserted_by
-
-    @strawberry.field
-    def role(self) -> str | None:
-        role = self.raw.props.get("role")
-        return str(role) if role is not None else None
-
-    @strawberry.field
-    def properties(self) -> JSON:
-        return _json(self.raw.props)
+def edge_of(e: Edge) -> LineageEdge:
+    role = e.props.get("role")
+    return LineageEdge(
+        raw=e,
+        id=strawberry.ID(e.id),
+        source=strawberry.ID(e.source),
+        target=strawberry.ID(e.target),
+        kind=EdgeKind(e.kind),
+        event_time=e.event_time,
+        ingested_at=e.ingested_at,
+        asserted_by=e.asserted_by,
+        role=str(role) if role is not None else None,
+        properties=_json(e.props),
+    )
 
 
 @strawberry.type
@@ -152,10 +124,21 @@ class Link:
     edge: LineageEdge
 
 
+_KINDS = {k.value: k for k in NodeKind}
+
+
 def wrap(node: Node) -> NodeInterface:
     """The GraphQL object for a graph node, by its label."""
     cls = TYPES.get(node.label, GenericNode)
-    return cls(raw=node)
+    return cls(
+        raw=node,
+        id=strawberry.ID(node.id),
+        kind=_KINDS.get(node.label),
+        created_at=node.created_at,
+        updated_at=node.updated_at,
+        properties=_json(node.props),
+        tags=_json(node.props.get("tags", {})),
+    )
 
 
 async def _links(
@@ -182,7 +165,7 @@ async def _many(
 
 
 def _link(a: Adjacent) -> Link:
-    return Link(node=wrap(a.node), edge=LineageEdge(raw=a.edge))
+    return Link(node=wrap(a.node), edge=edge_of(a.edge))
 
 
 UP, DOWN = Direction.UPSTREAM, Direction.DOWNSTREAM
