@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
@@ -175,9 +175,12 @@ def create_app(
     async def upload(request: Request) -> Response:
         with tempfile.TemporaryDirectory(prefix="lineagehub-upload-") as tmp:
             path = Path(tmp) / "body"
-            async with await anyio.open_file(path, "wb") as f:
-                async for chunk in request.stream():
-                    await f.write(chunk)
+            try:
+                async with await anyio.open_file(path, "wb") as f:
+                    async for chunk in request.stream():
+                        await f.write(chunk)
+            except ClientDisconnect:  # the client went away mid-upload: nothing is stored
+                return Response(status_code=400)
             try:
                 info = await anyio.to_thread.run_sync(artifacts.put_file, path)
             except HubError as e:
@@ -195,11 +198,20 @@ def create_app(
         if request.method == "HEAD":
             return Response(status_code=200, headers=headers)
 
-        async def body() -> AsyncIterator[bytes]:
+        # Read the first chunk before answering: an artifact that fits in it is verified
+        # whole, so a corrupt one gets a proper 500 INTEGRITY instead of a cut-off body.
+        try:
             reader = await anyio.to_thread.run_sync(artifacts.open, digest)
+            first = await anyio.to_thread.run_sync(reader.read, CHUNK)
+        except HubError as e:
+            return _error(e)
+
+        async def body() -> AsyncIterator[bytes]:
             try:
-                while chunk := await anyio.to_thread.run_sync(reader.read, CHUNK):
+                chunk = first
+                while chunk:
                     yield chunk
+                    chunk = await anyio.to_thread.run_sync(reader.read, CHUNK)
             finally:
                 await anyio.to_thread.run_sync(reader.close)
 

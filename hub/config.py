@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     neo4j_database: str | None = Field(
         default=None, description="Neo4j database name (default: the server's default)."
     )
+    url: str | None = Field(
+        default=None,
+        description="A hub server (http://host:8000) for the SDK's remote mode; when set, the SDK "
+        "talks to it instead of opening stores.",
+    )
     artifacts: str | None = Field(
         default=None,
         description="Artifact store URI: file:///path or s3://bucket/prefix. Default: an "

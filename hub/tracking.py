@@ -99,14 +99,17 @@ def check_metric(key: Any, value: Any, step: Any = 0) -> float:
         raise ValidationError(
             f"{field}: a metric is a number, got {type(value).__name__}", field=field
         )
-    if isinstance(step, bool) or not isinstance(step, int):
-        raise ValidationError(f"{field}: step must be an integer", field=f"{field}.step")
+    if isinstance(step, bool) or not isinstance(step, int) or not -(2**31) <= step < 2**31:
+        # 32 bits: GraphQL's Int, so that a step valid embedded is valid remotely too
+        raise ValidationError(
+            f"{field}: step must be an integer between -2**31 and 2**31-1", field=f"{field}.step"
+        )
     return float(value)
 
 
 def _metric_value(m: Metric) -> float:
     value, step = m.value, m.step
-    if type(value) is float and type(step) is int:  # the common case, checked cheaply
+    if type(value) is float and type(step) is int and -(2**31) <= step < 2**31:  # common case
         return value
     return check_metric(m.key, value, step)
 
@@ -266,14 +269,16 @@ class TrackingService:
         """Runs matching a filter (see :mod:`lineagehub.graph.filters`; e.g.
         ``{"metrics.auc": {"$gte": 0.9}, "project": "churn"}``), ordered, one page."""
         page = self.store.find_nodes(NodeKind.RUN.value, where, order_by, after, limit)
-        stale = [n for n in page.items if self._is_stale(n)]
-        if stale:
-            self._kill_stale(stale)
-            fresh = {n.id: n for n in self.store.get_nodes([n.id for n in stale]) if n}
-            items = [fresh.get(n.id, n) for n in page.items]
-        else:
-            items = page.items
-        return [_run(n) for n in items], page.next_cursor
+        return [_run(n) for n in self.refresh_stale(page.items)], page.next_cursor
+
+    def refresh_stale(self, nodes: Sequence[Node]) -> list[Node]:
+        """The same run nodes, with any stale RUNNING one recorded (and returned) as KILLED."""
+        stale = [n for n in nodes if self._is_stale(n)]
+        if not stale:
+            return list(nodes)
+        self._kill_stale(stale)
+        fresh = {n.id: n for n in self.store.get_nodes([n.id for n in stale]) if n}
+        return [fresh.get(n.id, n) for n in nodes]
 
     def metric_history(
         self, run_id: str, key: str, max_points: int | None = None
@@ -300,7 +305,7 @@ class TrackingService:
         generated. Its identity is (namespace, name, content digest): logging the same
         content again is idempotent. Files default to OpenLineage's naming
         (``file://<host>``, the absolute path); in-memory data needs a ``name``."""
-        namespace, name = _dataset_name(fingerprint, name, namespace)
+        namespace, name = dataset_name(fingerprint, name, namespace)
         version = DatasetVersion(
             namespace=namespace,
             name=name,
@@ -556,7 +561,7 @@ def _run(node: Node) -> Run:
     return run
 
 
-def _dataset_name(
+def dataset_name(
     fp: DatasetFingerprint, name: str | None, namespace: str | None
 ) -> tuple[str, str]:
     if fp.uri and fp.uri.startswith("file://"):

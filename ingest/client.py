@@ -25,8 +25,10 @@ pass ``parent=``). A ``with`` block that raises ends the run FAILED with the err
 it KILLED; a process that dies without ending its runs leaves them RUNNING with a heartbeat
 that goes stale, and they are reported KILLED after ``stale_after`` seconds.
 
-Embedded mode (a store URI, no server) is what this module does today: the client opens the
-graph store and the artifact store itself.
+Two modes, one behaviour: embedded (a store URI, no server: the client opens the graph store
+and the artifact store itself) and remote (``Client("http://hub:8000")``, ``lh.connect(url)``
+or ``LINEAGEHUB_URL``: the client talks to a hub server over HTTP, see
+:mod:`lineagehub.ingest.remote`). Both return the same models and raise the same errors.
 """
 
 from __future__ import annotations
@@ -49,13 +51,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lineagehub.artifacts import ArtifactInfo, ArtifactStore, open_artifact_store
 from lineagehub.capture import CodeState, capture_code, capture_context, capture_environment
 from lineagehub.config import Settings
 from lineagehub.datasets import fingerprint
 from lineagehub.graph import (
+    ConfigError,
     ConflictError,
     GraphStore,
     HubError,
@@ -78,17 +81,28 @@ from lineagehub.vocabulary import (
     check_text,
 )
 
+if TYPE_CHECKING:  # imported when a client is remote: embedded use does not load httpx
+    from lineagehub.ingest.remote import RemoteTracking
+
 FLUSH_POINTS = 10_000
 MAX_DATA_IN_GRAPH = 256 * 1024  # evaluation data above this stays in the artifact only
 CODE_CACHE_SECONDS = 5.0
 
 
 class Client:
-    """A connection to a hub: today an embedded one (a graph store and an artifact store).
+    """A connection to a hub: embedded (a graph store and an artifact store) or remote (a hub
+    server's URL).
 
-    ``Client()`` uses the settings (``LINEAGEHUB_STORE``, ``LINEAGEHUB_ARTIFACTS``, ...);
-    ``Client("sqlite:///runs/hub.db")`` a given store, with artifacts beside it.
+    ``Client()`` uses the settings (``LINEAGEHUB_URL``, else ``LINEAGEHUB_STORE``,
+    ``LINEAGEHUB_ARTIFACTS``, ...); ``Client("sqlite:///runs/hub.db")`` a given store, with
+    artifacts beside it; ``Client("http://hub:8000")`` a server (``store`` is then ``None``:
+    everything goes through :attr:`tracking` and :attr:`artifacts`).
     """
+
+    store: GraphStore | None
+    tracking: TrackingService | RemoteTracking
+    artifacts: ArtifactStore
+    url: str | None
 
     def __init__(
         self,
@@ -98,11 +112,38 @@ class Client:
         settings: Settings | None = None,
     ) -> None:
         settings = settings or Settings()
-        if isinstance(store, str):
+        url: str | None = None
+        if isinstance(store, str) and store.lower().startswith(("http://", "https://")):
+            url = store
+        elif store is None and not isinstance(artifacts, ArtifactStore):
+            url = getattr(settings, "url", None) or None
+        if isinstance(store, str) and url is None:
             settings = settings.model_copy(update={"store": store})
         if isinstance(artifacts, str):
             settings = settings.model_copy(update={"artifacts": artifacts})
         self.settings = settings
+        self.url = url
+        self._live: dict[str, ActiveRun] = {}
+        self._lock = threading.Lock()
+        self._heartbeat: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._code_cache: tuple[float, str, CodeState | None] | None = None
+        self._remote: RemoteTracking | None = None
+        if url is not None:
+            from lineagehub.ingest.remote import RemoteTracking
+
+            if artifacts is not None:
+                raise ConfigError(
+                    "a client of a hub server uses the server's artifact store; do not pass "
+                    "artifacts="
+                )
+            self._remote = RemoteTracking(url)
+            self.store = None
+            self._owns_store = False
+            self.tracking = self._remote
+            self.artifacts = self._remote.artifacts
+            _clients.add(self)
+            return
         if isinstance(store, GraphStore):
             self.store = store
             self._owns_store = False
@@ -122,12 +163,11 @@ class Client:
         self.tracking = TrackingService(
             self.store, self.artifacts, stale_after=timedelta(seconds=settings.stale_after)
         )
-        self._live: dict[str, ActiveRun] = {}
-        self._lock = threading.Lock()
-        self._heartbeat: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._code_cache: tuple[float, str, CodeState | None] | None = None
         _clients.add(self)
+
+    def __repr__(self) -> str:
+        where = self.url if self.url is not None else getattr(self.store, "uri", None)
+        return f"Client({where!r})"
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -220,13 +260,18 @@ class Client:
             run.flush()
 
     def close(self) -> None:
-        """Flush, end live runs FINISHED, stop the heartbeat, release the stores."""
+        """Flush, end live runs FINISHED, stop the heartbeat, release the stores (or the
+        connection to the server)."""
         self._stop.set()
-        for run in list(self._live.values()):
-            run.end(_exit_status())
-        if self._owns_store:
-            self.store.close()
-        _clients.discard(self)
+        try:
+            for run in list(self._live.values()):
+                run.end(_exit_status())
+        finally:
+            if self._owns_store and self.store is not None:
+                self.store.close()
+            if self._remote is not None:
+                self._remote.close()
+            _clients.discard(self)
 
     def __enter__(self) -> Client:
         return self
@@ -801,7 +846,8 @@ def connect(
     artifacts: str | ArtifactStore | None = None,
     settings: Settings | None = None,
 ) -> Client:
-    """Point the module-level API (``lh.start_run`` ...) at a store; returns the client."""
+    """Point the module-level API (``lh.start_run`` ...) at a store or a hub server's URL
+    (``lh.connect("http://hub:8000")``); returns the client."""
     global _default
     with _default_lock:
         old, _default = _default, Client(store, artifacts=artifacts, settings=settings)

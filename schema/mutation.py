@@ -42,6 +42,9 @@ class StartRunInput:
     host: str | None = None
     entry_point: str | None = None
     description: str | None = None
+    started_at: datetime | None = strawberry.field(
+        default=None, description="When the run started (default: now, on the server's clock)."
+    )
     code: JSON | None = strawberry.field(
         default=None,
         description="The CodeCommit (repo, sha, branch, dirty, diff_digest); its diff bytes are "
@@ -116,6 +119,8 @@ class Mutation:
         }
         if input.id is not None:
             fields["id"] = input.id
+        if input.started_at is not None:
+            fields["started_at"] = input.started_at
         run = validate(RunModel, {k: v for k, v in fields.items() if v is not None})
         start = RunStart()
         if input.code is not None:

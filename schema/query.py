@@ -49,15 +49,19 @@ async def _page(
     if where is not None and not isinstance(where, dict):
         raise ValidationError("where must be a JSON object", field="where")
     page = await ctx.call(ctx.store.find_nodes, label, where, order_by, after, first)
+    items = page.items
+    if label == "Run" and ctx.services.tracking is not None:
+        # a RUNNING run whose heartbeat is stale is reported (and recorded) as KILLED
+        items = await ctx.call(ctx.services.tracking.refresh_stale, items)
     order = parse_order(order_by)
 
     def cursor(node: Node) -> str:
         return encode_cursor([node_value(node, k.path) for k in order])
 
-    for node in page.items:  # prime the loader: relationship fields often come back to them
+    for node in items:  # prime the loader: relationship fields often come back to them
         ctx.nodes.prime(node.id, node)
     return Connection(
-        edges=[ConnectionEdge(cursor=cursor(n), node=wrap(n)) for n in page.items],
+        edges=[ConnectionEdge(cursor=cursor(n), node=wrap(n)) for n in items],
         page_info=PageInfo(has_next_page=page.next_cursor is not None, end_cursor=page.next_cursor),
     )
 
@@ -160,6 +164,15 @@ class Query:
             raise ValidationError("too many ids", field="ids")
         found = await info.context.nodes.load_many([str(i) for i in ids])
         return [wrap(n) if n is not None else None for n in found]
+
+    @strawberry.field(
+        description="One run by id (a stale RUNNING run is reported KILLED); error NOT_FOUND "
+        "when there is none."
+    )
+    async def run(self, info: I, id: strawberry.ID) -> Run:
+        ctx = info.context
+        run = await ctx.call(ctx.services.tracking.get_run, str(id))
+        return wrap(await ctx.call(ctx.store.get_node, run.id))  # type: ignore[return-value]
 
     @strawberry.field(description="Runs, filtered and ordered, a page at a time.")
     async def runs(

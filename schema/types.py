@@ -300,8 +300,12 @@ class Run(NodeInterface):
             for s in sorted(summaries.values(), key=lambda s: s.key)
         ]
 
-    @strawberry.field(description="One metric's points by step, downsampled to maxPoints.")
-    async def metric_series(self, info: I, key: str, max_points: int = 500) -> list[MetricPoint]:
+    @strawberry.field(
+        description="One metric's points by step, downsampled to maxPoints (null: every point)."
+    )
+    async def metric_series(
+        self, info: I, key: str, max_points: int | None = 500
+    ) -> list[MetricPoint]:
         points = await info.context.call(
             info.context.store.read_series, self.raw.id, key, max_points
         )

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from types import TracebackType
@@ -29,30 +28,28 @@ class HubServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> HubServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        # Port 0: the OS picks a free one, read back once listening. (A socket bound here and
+        # handed to uvicorn would have proto 0, and asyncio then leaves TCP_NODELAY off:
+        # every response would wait ~40 ms for a delayed ACK.)
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
-            port=port,
+            port=0,
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name=f"hub-server-{port}", daemon=True
-        )
+        thread = threading.Thread(target=server.run, name="hub-server", daemon=True)
         thread.start()
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
                 server.should_exit = True
-                sock.close()
-                raise RuntimeError(f"the test hub server on port {port} did not start")
+                thread.join(timeout=5)
+                raise RuntimeError("the test hub server did not start")
             time.sleep(0.005)
+        port = server.servers[0].sockets[0].getsockname()[1]
         self._server, self._thread = server, thread
         self.url = f"http://127.0.0.1:{port}"
         return self

@@ -320,3 +320,18 @@ def test_impact_path_and_comparisons(http: httpx.Client) -> None:
     assert auc["delta"] == pytest.approx(0.029)
     bad = gql(http, '{ compareRuns(ids: ["run:example-train-1", "run:nope"]) { codeDiffers } }')
     assert bad["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_a_corrupt_artifact_is_refused_not_served(
+    hub: tuple[HubServer, GraphStore], http: httpx.Client
+) -> None:
+    import os
+
+    info = http.put("/artifacts", content=b"precious bytes").json()
+    hexdigest = info["digest"].split(":", 1)[1]
+    folder = Path(hub[1].uri[len("sqlite:///") :]).parent / "artifacts"
+    (path,) = folder.rglob(hexdigest)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"tampered bytes")
+    got = http.get(f"/artifacts/{info['digest']}")
+    assert got.status_code == 500 and got.json()["error"]["code"] == "INTEGRITY"

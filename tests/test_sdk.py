@@ -1,25 +1,47 @@
-"""The tracking SDK end to end, embedded: a real SQLite file and a real artifact folder."""
+"""The tracking SDK end to end, in both modes: embedded (a real SQLite file and a real artifact
+folder) and remote (the same, behind a real uvicorn server the SDK talks to over HTTP).
+
+Checks look at the hub's database directly (``hub.store``): the data must be the same whichever
+way it was written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import pickle
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 import pytest
+from http_server import HubServer
 
 import lineagehub as lh
-from lineagehub import Settings
-from lineagehub.graph import ConflictError, NotFoundError, ValidationError
+from lineagehub import Settings, open_store
+from lineagehub.artifacts import ArtifactInfo, ArtifactStore, digest_bytes, open_artifact_store
+from lineagehub.graph import (
+    BackendUnavailable,
+    ConfigError,
+    ConflictError,
+    GraphStore,
+    HubError,
+    IntegrityError,
+    NotFoundError,
+    PermissionDenied,
+    ValidationError,
+)
 from lineagehub.ingest.client import Client
-from lineagehub.vocabulary import RunStatus
+from lineagehub.ingest.remote import HubConnection, RemoteArtifactStore, RemoteTracking
+from lineagehub.tracking import Metric, RunStart
+from lineagehub.vocabulary import Run, RunStatus
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Ann",
@@ -29,19 +51,68 @@ GIT_ENV = {
 }
 
 
-@pytest.fixture
-def hub_dir(tmp_path: Path) -> Path:
-    return tmp_path / "hub"
+class Hub:
+    """A hub for one test: a SQLite file and an artifact folder and, in remote mode, a server
+    over them. ``target`` is what a client connects to (the store URI or the server URL);
+    ``store`` and ``artifacts`` open the hub's own data, for checks."""
+
+    def __init__(self, mode: str, folder: Path, stack: contextlib.ExitStack) -> None:
+        self.mode = mode
+        self.folder = folder
+        self.uri = f"sqlite:///{folder / 'hub.db'}"
+        self._stack = stack
+        self.store: GraphStore = self._open_store()
+        self.artifacts: ArtifactStore = open_artifact_store(str(folder / "artifacts"))
+        self._servers: dict[float | None, str] = {}
+        self.target = self.uri if mode == "embedded" else self._server(None)
+
+    def _open_store(self) -> GraphStore:
+        store = open_store(self.uri)
+        self._stack.callback(store.close)
+        return store
+
+    def _server(self, stale_after: float | None) -> str:
+        """A server over the hub's data (one per ``stale_after``: a server setting)."""
+        if stale_after not in self._servers:
+            from lineagehub.app import create_app
+
+            settings = Settings() if stale_after is None else Settings(stale_after=stale_after)
+            app = create_app(settings, store=self._open_store(), artifacts=self.artifacts)
+            server = self._stack.enter_context(HubServer(app))
+            self._servers[stale_after] = server.url
+        return self._servers[stale_after]
+
+    def client(self, *, stale_after: float | None = None, **settings: object) -> Client:
+        """A client of this hub; ``stale_after`` applies where runs are judged: in the
+        client embedded, in the server remote."""
+        if stale_after is not None:
+            settings["stale_after"] = stale_after
+        config = Settings(**{"user": "ann", **settings})  # type: ignore[arg-type]
+        if self.mode == "embedded":
+            return Client(self.uri, settings=config)
+        return Client(self._server(stale_after), settings=config)
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
+    with contextlib.ExitStack() as stack:
+        yield Hub(request.param, tmp_path / "hub", stack)
 
 
 @pytest.fixture
-def client(hub_dir: Path) -> Iterator[Client]:
-    c = Client(f"sqlite:///{hub_dir / 'hub.db'}", settings=Settings(user="ann"))
+def remote_hub(tmp_path: Path) -> Iterator[Hub]:
+    with contextlib.ExitStack() as stack:
+        yield Hub("remote", tmp_path / "hub", stack)
+
+
+@pytest.fixture
+def client(hub: Hub) -> Iterator[Client]:
+    c = hub.client()
     yield c
     c.close()
 
 
-def test_a_run_end_to_end(client: Client) -> None:
+def test_a_run_end_to_end(client: Client, hub: Hub) -> None:
     with client.start_run(
         "gbm", project="churn", experiment="baseline", tags={"team": "growth"}
     ) as run:
@@ -61,7 +132,7 @@ def test_a_run_end_to_end(client: Client) -> None:
         [1.0, 0.5, 1 / 3]
     )
     # the run's context is lineage
-    up = client.store.traverse([run.id], "UPSTREAM", 2)
+    up = hub.store.traverse([run.id], "UPSTREAM", 2)
     labels = {t.node.label for t in up.nodes.values()}
     assert {"Experiment", "Project", "Agent", "Environment"} <= labels
     env = next(t.node for t in up.nodes.values() if t.node.label == "Environment")
@@ -71,7 +142,7 @@ def test_a_run_end_to_end(client: Client) -> None:
 
 
 def test_the_git_commit_is_captured(
-    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    client: Client, hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -82,10 +153,12 @@ def test_the_git_commit_is_captured(
     subprocess.run(["git", "-C", str(repo), "commit", "-qm", "v1"], check=True, env=env)
     (repo / "train.py").write_text("print('v2, not committed')\n")
     monkeypatch.chdir(repo)
+    # The code is found from the entry point script (here pytest's, in another repository).
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", str(repo / "train.py"), raising=False)
     client._code_cache = None
     with client.start_run("dirty") as run:
         pass
-    commits = client.store.neighbors([run.id], "UPSTREAM", ["RAN_CODE"])[run.id]
+    commits = hub.store.neighbors([run.id], "UPSTREAM", ["RAN_CODE"])[run.id]
     assert len(commits) == 1
     commit = commits[0].node.props
     assert commit["branch"] == "main" and commit["dirty"] is True
@@ -93,7 +166,7 @@ def test_the_git_commit_is_captured(
     assert b"not committed" in diff
 
 
-def test_nested_runs_and_explicit_parents(client: Client) -> None:
+def test_nested_runs_and_explicit_parents(client: Client, hub: Hub) -> None:
     with client.start_run("sweep") as parent:
         with client.start_run("trial-1") as child:
             assert lh.active_run() is child
@@ -102,7 +175,7 @@ def test_nested_runs_and_explicit_parents(client: Client) -> None:
         other.end()
     assert client.get_run(child.id).parent == parent.id
     assert client.get_run(other.id).parent == parent.id
-    children = client.store.neighbors([parent.id], "DOWNSTREAM", ["CHILD_OF"])[parent.id]
+    children = hub.store.neighbors([parent.id], "DOWNSTREAM", ["CHILD_OF"])[parent.id]
     assert sorted(a.node.id for a in children) == sorted([child.id, other.id])
     with pytest.raises(NotFoundError):
         client.start_run("orphan", parent="run:no-such-run")
@@ -176,7 +249,7 @@ def test_nan_and_infinities_are_kept(client: Client) -> None:
     ],
 )
 def test_bad_input_names_the_field_and_writes_nothing(
-    client: Client, call: object, field: str
+    client: Client, hub: Hub, call: object, field: str
 ) -> None:
     with client.start_run("bad") as run:
         run.log_param("ok", 1)
@@ -185,7 +258,7 @@ def test_bad_input_names_the_field_and_writes_nothing(
         assert info.value.field == field
     got = client.get_run(run.id)
     assert got.params == {"ok": 1} and got.metrics == {} and got.status is RunStatus.FINISHED
-    assert client.store.count_nodes("Artifact") == 0
+    assert hub.store.count_nodes("Artifact") == 0
 
 
 def test_missing_files_and_unknown_runs(client: Client, tmp_path: Path) -> None:
@@ -209,7 +282,7 @@ def test_in_memory_data_needs_a_name(client: Client) -> None:
     assert info.value.field == "name"
 
 
-def test_datasets_are_versioned_by_content(client: Client, tmp_path: Path) -> None:
+def test_datasets_are_versioned_by_content(client: Client, hub: Hub, tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas", reason="pandas (the [data] extra) is not installed")
     raw = pd.DataFrame({"tenure": [1, 5, 7, 12], "plan": ["a", "b", "a", "c"]})
     with client.start_run("prep", kind="transform") as prep:
@@ -224,17 +297,17 @@ def test_datasets_are_versioned_by_content(client: Client, tmp_path: Path) -> No
     with client.start_run("train") as train:
         train.log_dataset(clean, name="customers_clean", namespace="warehouse", role="train")
     # data-to-data lineage skips the runs
-    sub = client.store.traverse([v_clean.node_id], "UPSTREAM", 1, edge_kinds=["DERIVED_FROM"])
+    sub = hub.store.traverse([v_clean.node_id], "UPSTREAM", 1, edge_kinds=["DERIVED_FROM"])
     assert set(sub.nodes) == {v_clean.node_id, v_raw.node_id}
     # who used the clean data, who made it
-    used_by = client.store.neighbors([v_clean.node_id], "DOWNSTREAM", ["USED"])[v_clean.node_id]
+    used_by = hub.store.neighbors([v_clean.node_id], "DOWNSTREAM", ["USED"])[v_clean.node_id]
     assert [a.node.id for a in used_by] == [train.id]
     assert used_by[0].edge.props["role"] == "train"
-    made_by = client.store.neighbors([v_clean.node_id], "UPSTREAM", ["GENERATED_BY"])
+    made_by = hub.store.neighbors([v_clean.node_id], "UPSTREAM", ["GENERATED_BY"])
     assert [a.node.id for a in made_by[v_clean.node_id]] == [prep.id]
 
 
-def test_file_and_directory_datasets(client: Client, tmp_path: Path) -> None:
+def test_file_and_directory_datasets(client: Client, hub: Hub, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.csv").write_text("x,y\n1,2\n3,4\n")
@@ -245,11 +318,11 @@ def test_file_and_directory_datasets(client: Client, tmp_path: Path) -> None:
     assert f.name == str(data / "a.csv") and f.namespace.startswith("file://")
     assert f.row_count == 2
     assert d.node_id != f.node_id
-    derived = client.store.neighbors([d.node_id], "UPSTREAM", ["DERIVED_FROM"])[d.node_id]
+    derived = hub.store.neighbors([d.node_id], "UPSTREAM", ["DERIVED_FROM"])[d.node_id]
     assert [a.node.id for a in derived] == [f.node_id]
 
 
-def test_artifacts_and_evaluations_are_data(client: Client, tmp_path: Path) -> None:
+def test_artifacts_and_evaluations_are_data(client: Client, hub: Hub, tmp_path: Path) -> None:
     report = tmp_path / "report.md"
     report.write_text("# Findings\n")
     with client.start_run("eval", kind="evaluate") as run:
@@ -273,11 +346,11 @@ def test_artifacts_and_evaluations_are_data(client: Client, tmp_path: Path) -> N
         ]
     )  # fmt: skip
     # evaluations can be queried as data, not only downloaded
-    cm = client.store.find_nodes("Artifact", {"kind": "confusion-matrix"}).items
+    cm = hub.store.find_nodes("Artifact", {"kind": "confusion-matrix"}).items
     assert cm[0].props["data"] == {"labels": ["stay", "churn"], "matrix": [[50, 2], [3, 45]]}
-    roc = client.store.find_nodes("Artifact", {"data.auc": {"$gte": 0.9}}).items
+    roc = hub.store.find_nodes("Artifact", {"data.auc": {"$gte": 0.9}}).items
     assert roc[0].props["data"]["thresholds"][0] is None  # inf is not JSON
-    shap = client.store.find_nodes("Artifact", {"kind": "shap-values"}).items[0]
+    shap = hub.store.find_nodes("Artifact", {"kind": "shap-values"}).items[0]
     assert shap.props["data"]["mean_abs"] == pytest.approx([0.2, 0.1])
 
 
@@ -303,7 +376,7 @@ class TinyModel:
         return isinstance(other, TinyModel) and other.w == self.w
 
 
-def test_models_get_increasing_versions(client: Client, tmp_path: Path) -> None:
+def test_models_get_increasing_versions(client: Client, hub: Hub, tmp_path: Path) -> None:
     with client.start_run("train-1") as r1:
         r1.log_metrics({"auc": 0.81})
         v1 = r1.log_model(TinyModel(1.0), name="churn")
@@ -321,28 +394,27 @@ def test_models_get_increasing_versions(client: Client, tmp_path: Path) -> None:
     assert v2.artifact_digest == v2_again.artifact_digest  # deterministic tar, stored once
     model = pickle.loads(client.artifacts.get_bytes(v1.artifact_digest))
     assert model == TinyModel(1.0)
-    trained_by = client.store.neighbors(["mv:churn/2"], "UPSTREAM", ["GENERATED_BY"])
+    trained_by = hub.store.neighbors(["mv:churn/2"], "UPSTREAM", ["GENERATED_BY"])
     assert [a.node.id for a in trained_by["mv:churn/2"]] == [r2.id]
     with client.start_run("x") as r3, pytest.raises(ValidationError):
         r3.log_model(lambda x: x, name="churn")
 
 
-def test_metrics_are_buffered_and_flushed(client: Client) -> None:
+def test_metrics_are_buffered_and_flushed(client: Client, hub: Hub) -> None:
     run = client.start_run("buffered")
     for step in range(100):
         run.log_metric("loss", 1.0 / (step + 1), step=step)
     # nothing has reached the store yet: a training loop pays no database round trip
-    assert client.store.read_series(run.id, "loss") == []
+    assert hub.store.read_series(run.id, "loss") == []
     run.flush()
-    assert len(client.store.read_series(run.id, "loss")) == 100
+    assert len(hub.store.read_series(run.id, "loss")) == 100
     run.log_metrics({f"m{i}": float(i) for i in range(10_001)})  # over the buffer limit
-    assert client.store.series_summary([run.id])[run.id]["m10000"].count == 1
+    assert hub.store.series_summary([run.id])[run.id]["m10000"].count == 1
     run.end()
 
 
-def test_the_heartbeat_flushes_and_search_finds_runs(hub_dir: Path) -> None:
-    settings = Settings(user="ann", heartbeat_interval=0.05)
-    with Client(f"sqlite:///{hub_dir / 'hub.db'}", settings=settings) as c:
+def test_the_heartbeat_flushes_and_search_finds_runs(hub: Hub) -> None:
+    with hub.client(heartbeat_interval=0.05) as c:
         runs = []
         for i in range(5):
             r = c.start_run(f"r{i}", project="p")
@@ -350,10 +422,10 @@ def test_the_heartbeat_flushes_and_search_finds_runs(hub_dir: Path) -> None:
             runs.append(r)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            if all(c.store.series_summary([r.id])[r.id] for r in runs):
+            if all(hub.store.series_summary([r.id])[r.id] for r in runs):
                 break
             time.sleep(0.02)
-        assert all(c.store.series_summary([r.id])[r.id] for r in runs)
+        assert all(hub.store.series_summary([r.id])[r.id] for r in runs)
         for r in runs:
             r.end()
         found, cursor = c.search_runs({"metrics.auc": {"$gte": 0.79}}, order_by="-metrics.auc")
@@ -376,10 +448,10 @@ if sys.argv[2] == "killed":
 """
 
 
-def _script(hub_dir: Path, mode: str) -> tuple[str, int]:
+def _script(hub: Hub, mode: str) -> tuple[str, int]:
     env = {**os.environ, "LINEAGEHUB_USER": "ann", "LINEAGEHUB_HEARTBEAT_INTERVAL": "60"}
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SCRIPT), f"sqlite:///{hub_dir / 'hub.db'}", mode],
+        [sys.executable, "-c", textwrap.dedent(SCRIPT), hub.target, mode],
         capture_output=True,
         text=True,
         env=env,
@@ -388,12 +460,12 @@ def _script(hub_dir: Path, mode: str) -> tuple[str, int]:
     return done.stdout.strip(), done.returncode
 
 
-def test_runs_left_open_end_at_exit(hub_dir: Path) -> None:
-    ok_id, code = _script(hub_dir, "exit")
+def test_runs_left_open_end_at_exit(hub: Hub) -> None:
+    ok_id, code = _script(hub, "exit")
     assert code == 0
-    crash_id, code = _script(hub_dir, "crash")
+    crash_id, code = _script(hub, "crash")
     assert code == 1
-    with Client(f"sqlite:///{hub_dir / 'hub.db'}") as c:
+    with hub.client() as c:
         ok = c.get_run(ok_id)
         assert ok.status is RunStatus.FINISHED and ok.params == {"mode": "exit"}
         assert len(c.metric_history(ok_id, "loss")) == 50  # nothing buffered was lost
@@ -402,14 +474,13 @@ def test_runs_left_open_end_at_exit(hub_dir: Path) -> None:
         assert len(c.metric_history(crash_id, "loss")) == 50
 
 
-def test_a_killed_process_leaves_a_run_that_turns_killed(hub_dir: Path) -> None:
-    run_id, code = _script(hub_dir, "killed")
+def test_a_killed_process_leaves_a_run_that_turns_killed(hub: Hub) -> None:
+    run_id, code = _script(hub, "killed")
     assert code == -9
-    uri = f"sqlite:///{hub_dir / 'hub.db'}"
-    with Client(uri) as c:
+    with hub.client() as c:
         assert c.get_run(run_id).status is RunStatus.RUNNING  # its heartbeat is still fresh
     time.sleep(0.3)
-    with Client(uri, settings=Settings(stale_after=0.2)) as c:
+    with hub.client(stale_after=0.2) as c:
         got = c.get_run(run_id)
         assert got.status is RunStatus.KILLED and "heartbeat" in (got.error or "")
         assert len(c.metric_history(run_id, "loss")) == 50
@@ -429,25 +500,265 @@ for i in range(int(sys.argv[3])):
 
 
 @pytest.mark.slow
-def test_concurrent_processes_lose_nothing(hub_dir: Path) -> None:
-    uri = f"sqlite:///{hub_dir / 'hub.db'}"
+def test_concurrent_processes_lose_nothing(hub: Hub) -> None:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(WORKER), uri, str(w), "15"],
+            [sys.executable, "-c", textwrap.dedent(WORKER), hub.target, str(w), "15"],
             env={**os.environ, "LINEAGEHUB_USER": "ann"},
         )
         for w in range(4)
     ]
     assert [p.wait(timeout=240) for p in procs] == [0] * 4
-    with Client(uri) as c:
-        runs = list(c.store.iter_nodes("Run", {"project": "sweep"}))
-        assert len(runs) == 60 and all(r.props["status"] == "FINISHED" for r in runs)
-        assert all(c.store.series_summary([r.id])[r.id]["loss"].count == 20 for r in runs)
-        versions = sorted(
-            n.props["version"]
-            for n in c.store.iter_nodes("ModelVersion", {"model": "shared-model"})
+    runs = list(hub.store.iter_nodes("Run", {"project": "sweep"}))
+    assert len(runs) == 60 and all(r.props["status"] == "FINISHED" for r in runs)
+    assert all(hub.store.series_summary([r.id])[r.id]["loss"].count == 20 for r in runs)
+    versions = sorted(
+        n.props["version"] for n in hub.store.iter_nodes("ModelVersion", {"model": "shared-model"})
+    )
+    assert versions == list(range(1, 61))  # never the same number twice
+    with hub.client() as c:
+        found, _ = c.search_runs({"project": "sweep"}, limit=1000)
+        assert len(found) == 60
+
+
+def test_errors_are_the_same_in_both_modes(client: Client) -> None:
+    with pytest.raises(NotFoundError) as missing:
+        client.get_run("run:does-not-exist")
+    assert missing.value.ids == ["run:does-not-exist"]
+    with pytest.raises(NotFoundError) as missing:
+        client.tracking.log_batch("run:does-not-exist", tags={"a": "b"})
+    assert missing.value.ids == ["run:does-not-exist"]
+    with client.start_run("errors", project="default") as run:
+        with pytest.raises(ValidationError) as bad:
+            client.tracking.log_batch(run.id, params={"nested": {"a": 1}})
+        assert bad.value.field == "params.nested"
+        with pytest.raises(ValidationError) as bad:
+            client.tracking.log_batch(run.id, tags={"team": 3})
+        assert bad.value.field == "tags.team"
+        with pytest.raises(ValidationError) as bad:
+            client.tracking.end_run(run.id, "SOMEHOW")
+        assert bad.value.field == "status"
+        with pytest.raises(ValidationError) as bad:
+            client.metric_history(run.id, "loss", max_points=1)
+        assert bad.value.field == "max_points"
+    with pytest.raises(ValidationError) as bad:
+        client.search_runs(limit=0)
+    assert bad.value.field == "limit"
+    with pytest.raises(ValidationError) as bad:
+        client.get_run("project:default")  # not a run
+    assert bad.value.field == "run_id"
+    with pytest.raises(ConflictError, match="finished run"):
+        client.tracking.end_run(run.id)
+
+
+def test_search_runs_pages_through_everything(client: Client) -> None:
+    for i in range(7):
+        with client.start_run(f"r{i}", project="paged", capture=False) as run:
+            run.log_metric("auc", i / 10)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = client.search_runs(
+            {"project": "paged"}, order_by=["-metrics.auc"], after=cursor, limit=3
         )
-        assert versions == list(range(1, 61))  # never the same number twice
+        seen += [r.name for r in page]
+        if cursor is None:
+            break
+    assert seen == [f"r{i}" for i in reversed(range(7))]
+
+
+# --- remote mode only ----------------------------------------------------------------------
+
+
+def test_a_server_that_cannot_be_reached_is_backend_unavailable() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    tracking = RemoteTracking(url, retries=2, backoff=0.001)
+    with pytest.raises(BackendUnavailable) as down:
+        tracking.get_run("run:x")
+    assert down.value.retryable and url in str(down.value)
+    with pytest.raises(BackendUnavailable):
+        tracking.artifacts.put_bytes(b"x")
+    tracking.close()
+
+
+def test_retries_only_what_is_safe_to_repeat() -> None:
+    calls: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(json.loads(request.content)["query"])
+        if len(calls) <= 2:
+            return httpx.Response(503, json={"status": "unavailable"})
+        if len(calls) == 3:
+            error = {"message": "db busy", "extensions": {"code": "BACKEND_UNAVAILABLE"}}
+            return httpx.Response(200, json={"data": None, "errors": [error]})
+        return httpx.Response(200, json={"data": {"markStaleRuns": ["run:a"]}})
+
+    tracking = RemoteTracking(
+        "http://hub.test", transport=httpx.MockTransport(answer), retries=5, backoff=0.001
+    )
+    assert tracking.mark_stale_runs() == ["run:a"] and len(calls) == 4
+    calls.clear()
+    info = ArtifactInfo(digest="sha256:" + "0" * 64, size=1, uri="x", created=False)
+    with pytest.raises(BackendUnavailable):  # a second try would register a second version
+        tracking.log_model("run:a", info, name="m")
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "extensions", "error"),
+    [
+        ("NOT_FOUND", {"ids": ["run:x"]}, NotFoundError),
+        ("VALIDATION", {"field": "params.x"}, ValidationError),
+        ("CONFLICT", {}, ConflictError),
+        ("INTEGRITY", {}, IntegrityError),
+        ("CONFIG", {}, ConfigError),
+        ("INTERNAL", {}, HubError),
+    ],
+)
+def test_server_errors_become_the_same_exceptions(
+    code: str, extensions: dict[str, object], error: type[Exception]
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        ext = {"code": code, "retryable": False, **extensions}
+        return httpx.Response(
+            200, json={"data": None, "errors": [{"message": "no", "extensions": ext}]}
+        )
+
+    tracking = RemoteTracking("http://hub.test", transport=httpx.MockTransport(answer))
+    with pytest.raises(error) as raised:
+        tracking.log_batch("run:x", tags={"a": "b"})
+    assert type(raised.value) is error and getattr(raised.value, "code", None) == code
+    if "ids" in extensions:
+        assert raised.value.ids == extensions["ids"]  # type: ignore[attr-defined]
+    if "field" in extensions:
+        assert raised.value.field == extensions["field"]  # type: ignore[attr-defined]
+
+
+class LoseAnswers(httpx.BaseTransport):
+    """Forwards requests to the server but loses the first answer to the named operation,
+    as a dropped connection would: the work is done, the client does not know it."""
+
+    def __init__(self, operation: str) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.operation = operation.encode()
+        self.lost = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if not self.lost and self.operation in request.content:
+            response.read()
+            response.close()
+            self.lost += 1
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+
+@pytest.mark.parametrize("operation", ["StartRun", "EndRun", "LogBatch", "LogModel"])
+def test_a_lost_answer_is_reconciled_or_reported(remote_hub: Hub, operation: str) -> None:
+    transport = LoseAnswers(operation)
+    tracking = RemoteTracking(remote_hub.target, transport=transport, backoff=0.001)
+    run = tracking.start_run(Run(name="flaky"), RunStart())
+    metric = Metric("loss", 0.5, 0, datetime.now(timezone.utc))
+    tracking.log_batch(run.id, params={"a": 1}, metrics=[metric])
+    info = tracking.artifacts.put_bytes(b"weights")
+    if operation == "LogModel":  # not repeatable: reported, never registered twice
+        with pytest.raises(BackendUnavailable):
+            tracking.log_model(run.id, info, name="m")
+        assert remote_hub.store.count_nodes("ModelVersion") == 1
+    ended = tracking.end_run(run.id, RunStatus.FINISHED)
+    assert transport.lost == 1
+    assert ended.status is RunStatus.FINISHED and ended.params == {"a": 1}
+    assert len(remote_hub.store.read_series(run.id, "loss")) == 1
+    assert remote_hub.store.count_nodes("Run") == 1
+    tracking.close()
+
+
+def test_remote_artifacts_stream_and_are_verified(remote_hub: Hub, tmp_path: Path) -> None:
+    store = RemoteArtifactStore(remote_hub.target, chunk_size=64 * 1024)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1_000_000))
+    first = store.put_file(big)
+    assert first.created and first.size == 1_000_000
+    again = store.put_file(big)  # already there: not sent again
+    assert not again.created and again.digest == first.digest
+    assert remote_hub.artifacts.get_bytes(first.digest) == big.read_bytes()
+    with big.open("rb") as f:
+        streamed = store.put_stream(f)
+    assert streamed.digest == first.digest and not streamed.created
+    assert store.exists(first.digest) and store.size(first.digest) == 1_000_000
+    out = store.download(first.digest, tmp_path / "out" / "big.bin")
+    assert out.read_bytes() == big.read_bytes()
+    missing = "sha256:" + "0" * 64
+    assert not store.exists(missing)
+    with pytest.raises(NotFoundError) as nf:
+        store.get_bytes(missing)
+    assert nf.value.ids == [missing]
+    with pytest.raises(ValidationError) as bad:
+        store.exists("md5:abc")
+    assert bad.value.field == "digest"
+    with pytest.raises(PermissionDenied):
+        store.delete(first.digest)
+    # bytes damaged on the server: the server's own check cuts the download short
+    path = Path(remote_hub.artifacts.uri_for(first.digest).removeprefix("file://"))
+    path.chmod(0o644)
+    path.write_bytes(b"\0" * 1_000_000)
+    with pytest.raises(HubError):
+        store.download(first.digest, tmp_path / "bad.bin")
+    assert not (tmp_path / "bad.bin").exists()
+    store.close()
+
+
+def test_the_client_verifies_what_travels(tmp_path: Path) -> None:
+    sent = b"model weights"
+    digest = digest_bytes(sent)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":  # stored under another digest: damaged on the way
+            request.read()
+            return httpx.Response(
+                200, json={"digest": digest_bytes(b"x"), "size": len(sent), "created": True}
+            )
+        return httpx.Response(200, content=b"MODEL weights")  # damaged on the way back
+
+    store = RemoteArtifactStore(
+        HubConnection("http://hub.test", transport=httpx.MockTransport(answer))
+    )
+    with pytest.raises(IntegrityError):
+        store.put_bytes(sent)
+    with pytest.raises(IntegrityError):
+        store.get_bytes(digest)
+    with pytest.raises(IntegrityError):
+        store.download(digest, tmp_path / "weights.bin")
+    assert not (tmp_path / "weights.bin").exists()
+
+
+def test_remote_client_configuration(remote_hub: Hub) -> None:
+    for url in ("http://", "ftp://hub:21", "http://hub:8000/?x=1"):
+        with pytest.raises(ConfigError):
+            RemoteTracking(url)
+    with pytest.raises(ConfigError):
+        Client(remote_hub.target, artifacts="/tmp/elsewhere")
+    with Client(remote_hub.target + "/") as c:
+        assert c.store is None and c.url == remote_hub.target + "/"
+        assert isinstance(c.tracking, RemoteTracking)
+        assert isinstance(c.artifacts, RemoteArtifactStore)
+        assert c.search_runs() == ([], None)
+
+
+@pytest.mark.skipif(
+    "url" not in Settings.model_fields, reason="the url setting (LINEAGEHUB_URL) is not there yet"
+)
+def test_the_url_setting_makes_a_remote_client(
+    remote_hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LINEAGEHUB_URL", remote_hub.target)
+    with Client() as c:
+        assert c.store is None and c.url == remote_hub.target
+        with c.start_run("by-setting", capture=False) as run:
+            run.log_metric("loss", 0.1)
+    assert remote_hub.store.get_node(run.id).props["status"] == "FINISHED"
 
 
 def test_module_level_api_without_an_active_run() -> None:
