@@ -35,11 +35,11 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from graph_store import LineageGenerator, build, percentile  # noqa: E402
+from graph_store import LineageGenerator, build, percentile
 
-from lineagehub.app import create_app  # noqa: E402
-from lineagehub.artifacts import open_artifact_store  # noqa: E402
-from lineagehub.graph import GraphStore, open_store  # noqa: E402
+from lineagehub.app import create_app
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.graph import GraphStore, open_store
 
 LINEAGE = """query($root: String!) { lineage(input: {roots: [$root], upstreamDepth: 5,
   maxNodes: 2000}) { nodes { node { id kind } distance reachedFrom }
@@ -56,9 +56,7 @@ def serve(store: GraphStore, artifacts_dir: Path) -> tuple[uvicorn.Server, str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     while not server.started:
         time.sleep(0.01)
