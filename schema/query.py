@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -74,6 +74,22 @@ _WHERE = strawberry.argument(
 _ORDER = strawberry.argument(
     description='Property paths, "-" for descending: ["-metrics.auc", "_created_at"].'
 )
+
+
+def _listing(label: str, node_type: type, description: str) -> Any:
+    """A connection field listing nodes of one label (the same arguments for every kind)."""
+
+    async def resolver(
+        info: I,
+        where: Annotated[JSON | None, _WHERE] = None,
+        order_by: Annotated[list[str] | None, _ORDER] = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Any]:
+        return await _page(info, label, where, order_by, first, after)
+
+    resolver.__annotations__ = {**resolver.__annotations__, "return": Connection[node_type]}  # type: ignore[valid-type]
+    return strawberry.field(resolver=resolver, description=description)
 
 
 @strawberry.type
@@ -174,82 +190,13 @@ class Query:
         run = await ctx.call(ctx.services.tracking.get_run, str(id))
         return wrap(await ctx.call(ctx.store.get_node, run.id))  # type: ignore[return-value]
 
-    @strawberry.field(description="Runs, filtered and ordered, a page at a time.")
-    async def runs(
-        self,
-        info: I,
-        where: JSON | None = None,
-        order_by: list[str] | None = None,
-        first: int = 50,
-        after: str | None = None,
-    ) -> Connection[Run]:
-        return await _page(info, "Run", where, order_by, first, after)
-
-    @strawberry.field
-    async def datasets(
-        self,
-        info: I,
-        where: JSON | None = None,
-        order_by: list[str] | None = None,
-        first: int = 50,
-        after: str | None = None,
-    ) -> Connection[Dataset]:
-        return await _page(info, "Dataset", where, order_by, first, after)
-
-    @strawberry.field
-    async def dataset_versions(
-        self,
-        info: I,
-        where: JSON | None = None,
-        order_by: list[str] | None = None,
-        first: int = 50,
-        after: str | None = None,
-    ) -> Connection[DatasetVersion]:
-        return await _page(info, "DatasetVersion", where, order_by, first, after)
-
-    @strawberry.field
-    async def models(
-        self,
-        info: I,
-        where: JSON | None = None,
-        order_by: list[str] | None = None,
-        first: int = 50,
-        after: str | None = None,
-    ) -> Connection[Model]:
-        return await _page(info, "Model", where, order_by, first, after)
-
-    @strawberry.field
-    async def model_versions(
-        self,
-        info: I,
-        where: JSON | None = None,
-        order_by: list[str] | None = None,
-        first: int = 50,
-        after: str | None = None,
-    ) -> Connection[ModelVersion]:
-        return await _page(info, "ModelVersion", where, order_by, first, after)
-
-    @strawberry.field
-    async def deployments(
-        self,
-        info: I,
-        where: JSON | None = None,
-        order_by: list[str] | None = None,
-        first: int = 50,
-        after: str | None = None,
-    ) -> Connection[Deployment]:
-        return await _page(info, "Deployment", where, order_by, first, after)
-
-    @strawberry.field
-    async def alerts(
-        self,
-        info: I,
-        where: JSON | None = None,
-        order_by: list[str] | None = None,
-        first: int = 50,
-        after: str | None = None,
-    ) -> Connection[Alert]:
-        return await _page(info, "Alert", where, order_by, first, after)
+    runs = _listing("Run", Run, "Runs, filtered and ordered, a page at a time.")
+    datasets = _listing("Dataset", Dataset, "Logical datasets (namespace, name).")
+    dataset_versions = _listing("DatasetVersion", DatasetVersion, "Versions of datasets.")
+    models = _listing("Model", Model, "Registered models.")
+    model_versions = _listing("ModelVersion", ModelVersion, "Versions of models.")
+    deployments = _listing("Deployment", Deployment, "Deployments.")
+    alerts = _listing("Alert", Alert, "Monitoring alerts.")
 
     @strawberry.field(
         description="The lineage of one or more nodes: every node with its distance and the "

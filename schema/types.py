@@ -7,7 +7,6 @@ its properties; relationships (``run.inputs``, ``modelVersion.trainedBy``,
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
@@ -17,6 +16,7 @@ from strawberry.types import Info
 
 from lineagehub.graph import Adjacent, Direction, Edge, Node
 from lineagehub.graph.model import from_iso
+from lineagehub.vocabulary import EdgeKind, NodeKind
 
 from .context import Context
 from .scalars import MetricValue
@@ -24,41 +24,9 @@ from .scalars import MetricValue
 I = Info[Context, None]  # noqa: E741
 
 
-@strawberry.enum
-class NodeKind(enum.Enum):
-    PROJECT = "Project"
-    EXPERIMENT = "Experiment"
-    RUN = "Run"
-    DATASET = "Dataset"
-    DATASET_VERSION = "DatasetVersion"
-    CODE_COMMIT = "CodeCommit"
-    ENVIRONMENT = "Environment"
-    ARTIFACT = "Artifact"
-    MODEL = "Model"
-    MODEL_VERSION = "ModelVersion"
-    DEPLOYMENT = "Deployment"
-    MONITORING_WINDOW = "MonitoringWindow"
-    ALERT = "Alert"
-    AGENT = "Agent"
-
-
-@strawberry.enum
-class EdgeKind(enum.Enum):
-    USED = "USED"
-    GENERATED_BY = "GENERATED_BY"
-    DERIVED_FROM = "DERIVED_FROM"
-    RAN_CODE = "RAN_CODE"
-    RAN_IN = "RAN_IN"
-    CHILD_OF = "CHILD_OF"
-    VERSION_OF = "VERSION_OF"
-    PART_OF = "PART_OF"
-    SERVES = "SERVES"
-    OBSERVED = "OBSERVED"
-    ABOUT = "ABOUT"
-    ASSOCIATED_WITH = "ASSOCIATED_WITH"
-    ATTRIBUTED_TO = "ATTRIBUTED_TO"
-
-
+# The vocabulary's own enums, registered as GraphQL enums (one definition of the kinds).
+strawberry.enum(NodeKind, name="NodeKind")
+strawberry.enum(EdgeKind, name="EdgeKind")
 LineageDirection = strawberry.enum(Direction, name="Direction")
 
 
