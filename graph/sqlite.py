@@ -13,6 +13,7 @@ The schema is versioned (``PRAGMA user_version``) and migrated forward on open.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -38,7 +39,6 @@ from .model import (
     SeriesPoint,
     SeriesSummary,
     merge_patch,
-    needs_merge,
     strip_deletes,
     to_iso,
     utcnow,
@@ -93,6 +93,10 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 3: pages of one label in id order (the default ordering) without sorting the label
+    """
+    CREATE INDEX nodes_label_id ON nodes(label, id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_S = 60.0
@@ -108,15 +112,22 @@ _SYSTEM_COLUMNS = {
 _OPS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 
-def _dt(text: str | None) -> datetime | None:
-    # fromisoformat is implemented in C; strptime would dominate large traversals.
-    if text is None:
-        return None
+@functools.lru_cache(maxsize=65536)
+def _parse_dt(text: str) -> datetime:
+    # Many rows share a timestamp (one batch, one "now"): parse each text once.
     return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
 
 
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else _parse_dt(text)
+
+
+def _props(text: str) -> dict[str, Any]:
+    return {} if text == "{}" else json.loads(text)  # most edges have no properties
+
+
 def _node(row: Sequence[Any]) -> Node:
-    return Node(row[0], row[1], json.loads(row[2]), _dt(row[3]), _dt(row[4]))
+    return Node(row[0], row[1], _props(row[2]), _dt(row[3]), _dt(row[4]))
 
 
 def _edge(row: Sequence[Any]) -> Edge:
@@ -124,7 +135,7 @@ def _edge(row: Sequence[Any]) -> Edge:
         source=row[2],
         target=row[3],
         kind=row[1],
-        props=json.loads(row[4]),
+        props=_props(row[4]),
         event_time=_dt(row[5]),
         asserted_by=row[7],
         id=row[0],
@@ -218,6 +229,7 @@ class SqliteStore(GraphStore):
             conn.execute("PRAGMA cache_size=-65536")
             conn.execute("PRAGMA temp_store=MEMORY")
             conn.create_function("lh_merge", 2, _sql_merge, deterministic=True)
+            conn.create_function("lh_strip", 1, _sql_strip, deterministic=True)
         except sqlite3.DatabaseError as e:
             raise ConfigError(f"cannot open SQLite database {self.path}: {e}") from e
         self._all.append(conn)
@@ -334,19 +346,14 @@ class SqliteStore(GraphStore):
         if not rows:
             return 0
         now = to_iso(utcnow())
-        params = [
-            (node_id, label, _initial(props), props, now, needs_merge(props))
-            for node_id, label, props in rows
-        ]
         try:
             with self._write() as conn:
-                conn.executemany(
-                    "INSERT INTO nodes (id, label, props, created_at, updated_at) "
-                    "VALUES (?1, ?2, ?3, ?5, ?5) ON CONFLICT(id) DO UPDATE SET "
-                    f"label = ?2, props = {_MERGE.format(old='nodes.props', patch='?4', py='?6')}, "
-                    "updated_at = ?5",
-                    params,
-                )
+                for chunk in _chunks(rows):
+                    conn.execute(
+                        _node_sql(len(chunk)),
+                        [x for i, label, props in chunk for x in (i, label, props, now, now)],
+                    )
+                _strip_new(conn, "nodes", rows, 2)
         except sqlite3.IntegrityError as e:
             if "label is immutable" in str(e):
                 raise self._label_conflict(rows) from e
@@ -367,16 +374,11 @@ class SqliteStore(GraphStore):
         rows = self._prepare_edges(edges, now)
         if not rows:
             return 0
-        params = [(*r[:4], _initial(r[4]), r[4], *r[5:], needs_merge(r[4])) for r in rows]
         try:
             with self._write() as conn:
-                conn.executemany(
-                    "INSERT INTO edges (id, kind, source, target, props, event_time, "
-                    "ingested_at, asserted_by) VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?8, ?9) "
-                    "ON CONFLICT(id) DO UPDATE SET kind = ?2, source = ?3, target = ?4, "
-                    f"props = {_MERGE.format(old='edges.props', patch='?6', py='?10')}",
-                    params,
-                )
+                for chunk in _chunks(rows):
+                    conn.execute(_edge_sql(len(chunk)), [x for row in chunk for x in row])
+                _strip_new(conn, "edges", rows, 4)
         except sqlite3.IntegrityError as e:
             if "FOREIGN KEY" in str(e):
                 ends = list(dict.fromkeys(x for r in rows for x in (r[2], r[3])))
@@ -471,7 +473,10 @@ class SqliteStore(GraphStore):
     ) -> list[Node]:
         where, params = self._where(label, expr)
         order_sql = ", ".join(
-            f"({col} IS NULL), {col} {'DESC' if k.descending else 'ASC'}"
+            # system columns are never null: no null-ordering term, so indexes can serve
+            f"{col} {'DESC' if k.descending else 'ASC'}"
+            if k.path[0] in _SYSTEM_COLUMNS
+            else f"({col} IS NULL), {col} {'DESC' if k.descending else 'ASC'}"
             for k in order
             for col in [_SqlBuilder.column(k.path)]
         )
@@ -578,7 +583,54 @@ def _nan(value: float | None) -> float:
 
 # SQLite's json_patch (RFC 7396, in C) is our merge exactly when the patch holds no null and
 # no DELETE marker; otherwise the Python twin runs, for the rows that already exist only.
-_MERGE = "CASE WHEN {py} THEN lh_merge({old}, {patch}) ELSE json_patch({old}, {patch}) END"
+_MERGE = (
+    "CASE WHEN instr({patch}, 'null') OR instr({patch}, '\\u0000') "
+    "THEN lh_merge({old}, {patch}) ELSE json_patch({old}, {patch}) END"
+)
+# Rows per INSERT statement: one multi-row statement per chunk, not one per row. Inside a
+# savepoint each statement pays a statement journal; per row that dominated bulk writes.
+_CHUNK_ROWS = 500
+
+
+def _chunks(rows: list[Any]) -> Iterator[list[Any]]:
+    for lo in range(0, len(rows), _CHUNK_ROWS):
+        yield rows[lo : lo + _CHUNK_ROWS]
+
+
+@functools.lru_cache(maxsize=16)
+def _node_sql(n: int) -> str:
+    # A new row stores the patch as it is (DELETE markers are stripped after, see _strip_new);
+    # an existing row merges it. Later duplicates in one statement merge onto earlier ones.
+    return (
+        "INSERT INTO nodes (id, label, props, created_at, updated_at) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?)"] * n)
+        + " ON CONFLICT(id) DO UPDATE SET label = excluded.label, props = "
+        + _MERGE.format(old="nodes.props", patch="excluded.props")
+        + ", updated_at = excluded.updated_at"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _edge_sql(n: int) -> str:
+    return (
+        "INSERT INTO edges (id, kind, source, target, props, event_time, ingested_at, "
+        "asserted_by) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * n)
+        + " ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, source = excluded.source, "
+        + "target = excluded.target, props = "
+        + _MERGE.format(old="edges.props", patch="excluded.props")
+    )
+
+
+def _strip_new(conn: sqlite3.Connection, table: str, rows: list[Any], col: int) -> None:
+    """New rows were inserted with their patch as is: drop the DELETE markers from them."""
+    marked = [row[0] for row in rows if "\\u0000" in row[col]]
+    if marked:
+        conn.execute(
+            f"UPDATE {table} SET props = lh_strip(props) "
+            "WHERE id IN (SELECT value FROM json_each(?)) AND instr(props, '\\u0000')",
+            (json.dumps(marked),),
+        )
 
 
 def _dumps(value: Any) -> str:
@@ -589,11 +641,8 @@ def _sql_merge(old: str, patch: str) -> str:
     return _dumps(merge_patch(json.loads(old), json.loads(patch)))
 
 
-def _initial(props_json: str) -> str:
-    """What a new row starts with: the patch applied to nothing (DELETE markers dropped)."""
-    if "\\u0000" not in props_json:
-        return props_json
-    return _dumps(strip_deletes(json.loads(props_json)))
+def _sql_strip(props: str) -> str:
+    return _dumps(strip_deletes(json.loads(props)))
 
 
 def _statements(script: str) -> list[str]:
