@@ -940,6 +940,7 @@ class Neo4jStore(GraphStore):
         labels: Sequence[str] | None,
         as_of: str | None,
         limit: int | None = None,
+        need_labels: bool = True,  # labels come with the match at no extra cost
     ) -> list[Expansion]:
         if not frontier or (edge_kinds is not None and not edge_kinds):
             return []  # nothing to expand from, or no kind allowed: SQLite's empty IN ()

@@ -151,10 +151,13 @@ class GraphStore(abc.ABC):
         labels: Sequence[str] | None,
         as_of: str | None,
         limit: int | None = None,
+        need_labels: bool = True,
     ) -> list[Expansion]:
         """One traversal level in one query: the edges leaving ``frontier`` (``forward``:
         frontier is the source) or entering it, whose other end has one of ``labels``; with
-        ``as_of``, only edges ingested and nodes created by then."""
+        ``as_of``, only edges ingested and nodes created by then. With ``need_labels=False``
+        (and no ``labels`` or ``as_of``) a backend may leave the neighbour's label empty,
+        when reading it costs a join."""
 
     # --- built on the primitives ------------------------------------------------------------
 
@@ -244,7 +247,9 @@ class GraphStore(abc.ABC):
         found: list[tuple[str, Edge, str, Direction]] = []
         for d in _directions(direction):
             forward = d is Direction.UPSTREAM
-            for edge, other, _label in self._expand(ids, forward, kinds, labels_, None):
+            for edge, other, _label in self._expand(
+                ids, forward, kinds, labels_, None, need_labels=False
+            ):
                 origin = edge.source if forward else edge.target
                 found.append((origin, edge, other, d))
         others = list(dict.fromkeys(o for _, _, o, _ in found))

@@ -107,6 +107,7 @@ def walk(
             f"labels {sorted(stops & passes)} are both stop_at and pass_through",
             field="pass_through",
         )
+    need_labels = bool(stops or passes)  # only these read the neighbour's label
     # Pass-through labels that may be entered at all (``labels`` limits which nodes are).
     entering_passes = sorted(passes if labels is None else passes & set(labels))
 
@@ -154,7 +155,9 @@ def walk(
                         break
                     rows = store._expand(wave, forward, edge_kinds, entering_passes, as_of)
                 else:
-                    rows = store._expand(wave, forward, edge_kinds, labels, as_of)
+                    rows = store._expand(
+                        wave, forward, edge_kinds, labels, as_of, need_labels=need_labels
+                    )
                 order = {node_id: i for i, node_id in enumerate(wave)}
                 # Backends return rows in any order; sort so budgets cut deterministically.
                 rows.sort(
@@ -184,7 +187,9 @@ def walk(
                 break
             if last:
                 # Stopped by depth: is there anything beyond? One bounded query says.
-                probe = store._expand(expanded, forward, edge_kinds, labels, as_of, limit=max_nodes)
+                probe = store._expand(
+                    expanded, forward, edge_kinds, labels, as_of, limit=max_nodes, need_labels=False
+                )
                 if any(other not in seen for _, other, _ in probe) or len(probe) >= max_nodes:
                     depth_cut = True
                 break
