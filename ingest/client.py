@@ -85,6 +85,7 @@ if TYPE_CHECKING:  # imported when a client is remote: embedded use does not loa
     from lineagehub.ingest.remote import RemoteTracking
 
 FLUSH_POINTS = 10_000
+_I32 = 2**31
 MAX_DATA_IN_GRAPH = 256 * 1024  # evaluation data above this stays in the artifact only
 CODE_CACHE_SECONDS = 5.0
 
@@ -384,11 +385,16 @@ class ActiveRun:
         with self._lock:
             self._check_open()
             new = []
+            steps = self._steps
             for key, value in metrics.items():
-                at = self._steps.get(key, -1) + 1 if step is None else step
-                new.append(Metric(key, check_metric(key, value, at), at, ts))
+                at = steps.get(key, -1) + 1 if step is None else step
+                if type(value) is float and key in steps and type(at) is int and -_I32 <= at < _I32:
+                    new.append(Metric(key, value, at, ts))  # a known key and a plain float
+                else:
+                    new.append(Metric(key, check_metric(key, value, at), at, ts))
             for m in new:
-                self._steps[m.key] = max(m.step, self._steps.get(m.key, -1))
+                if m.step > steps.get(m.key, -1):
+                    steps[m.key] = m.step
             self._points.extend(new)
             full = len(self._points) >= FLUSH_POINTS
         if full:
