@@ -1,0 +1,599 @@
+"""Outgoing webhooks: registry events POSTed as signed JSON to configured URLs.
+
+::
+
+    dispatcher = WebhookDispatcher(
+        [WebhookConfig(url="https://ci.example/hooks", secret="s3cret", events={"alias.moved"})],
+        recorder=InMemoryRecorder(),
+    )
+    event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {"alias": "prod", "version": 3})
+    ...
+    dispatcher.close()
+
+Body (UTF-8 JSON)::
+
+    {"id": "<event uuid>", "event": "alias.moved", "created_at": "<ISO 8601 UTC>", "data": {...}}
+
+Headers: ``Content-Type: application/json``, ``X-LineageHub-Event`` (the event name),
+``X-LineageHub-Delivery`` (one id per event and endpoint, the same on every retry: receivers
+deduplicate on it) and ``X-LineageHub-Signature: t=<unix seconds>,v1=<hex>``, where ``v1`` is
+HMAC-SHA256 with the endpoint's secret over ``f"{t}."`` followed by the raw body. Receivers
+check it with :func:`verify_signature`, which also rejects timestamps older than a tolerance
+(replays). The timestamp is fresh on every attempt.
+
+Delivery happens on one background thread: :meth:`WebhookDispatcher.dispatch` only enqueues
+(it never blocks, never raises for a slow or broken receiver) and returns the event id. A 2xx
+answer is success. Connection errors, timeouts, 429 and 5xx are retried up to
+``max_attempts`` with exponential back-off and full jitter (a ``Retry-After`` in seconds or as
+an HTTP date is honoured, capped at ``backoff_max``); other answers fail at once. Every attempt
+is handed to a :class:`DeliveryRecorder` as a :class:`DeliveryAttempt` (outcome ``delivered``,
+``retrying`` or ``failed``). URLs in attempts and logs carry no user info and no query values;
+secrets never appear in reprs, logs or attempts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import heapq
+import hmac
+import itertools
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from lineagehub.graph.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-LineageHub-Signature"
+EVENT_HEADER = "X-LineageHub-Event"
+DELIVERY_HEADER = "X-LineageHub-Delivery"
+DEFAULT_TOLERANCE_S = 300
+DEFAULT_QUEUE_SIZE = 1000
+
+
+class WebhookEvent(str, enum.Enum):
+    """The registry events a webhook can subscribe to."""
+
+    MODEL_VERSION_CREATED = "model_version.created"
+    PROMOTION_REQUESTED = "promotion.requested"
+    PROMOTION_APPROVED = "promotion.approved"
+    PROMOTION_REJECTED = "promotion.rejected"
+    PROMOTION_DONE = "promotion.done"
+    ALIAS_MOVED = "alias.moved"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class DeliveryOutcome(str, enum.Enum):
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _event(value: WebhookEvent | str) -> WebhookEvent:
+    try:
+        return WebhookEvent(value)
+    except ValueError:
+        names = ", ".join(e.value for e in WebhookEvent)
+        raise ConfigError(f"unknown webhook event {value!r} (known: {names})") from None
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user info, fragment or query values (query keys are kept)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+    except ValueError:
+        return "<invalid url>"
+    query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _secret_bytes(secret: bytes | str) -> bytes:
+    return secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+
+
+@dataclass(frozen=True, repr=False)
+class WebhookConfig:
+    """One endpoint: where to POST, how to sign, which events, how hard to retry.
+
+    ``events`` is a set of event names (or :class:`WebhookEvent`) or ``"*"`` for all.
+    ``secret`` is kept as bytes; ``repr`` shows neither it nor the URL's credentials.
+    """
+
+    url: str
+    secret: bytes | str = field(repr=False)
+    events: frozenset[WebhookEvent] | str = "*"
+    max_attempts: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        try:
+            parts = urlsplit(self.url)
+            port = parts.port  # raises on a malformed port
+        except ValueError as e:
+            raise ConfigError(f"invalid webhook URL {redact_url(self.url)!r}: {e}") from None
+        del port
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"webhook URL must be http:// or https:// with a host, got {redact_url(self.url)!r}"
+            )
+        secret = _secret_bytes(self.secret)
+        if not secret:
+            raise ConfigError("webhook secret must not be empty")
+        object.__setattr__(self, "secret", secret)
+        if isinstance(self.events, str):
+            if self.events != "*":
+                object.__setattr__(self, "events", frozenset({_event(self.events)}))
+        else:
+            events = frozenset(_event(e) for e in self.events)
+            if not events:
+                raise ConfigError("webhook events must not be empty (use '*' for all)")
+            object.__setattr__(self, "events", events)
+        if self.max_attempts < 1:
+            raise ConfigError("webhook max_attempts must be at least 1")
+        if self.backoff_base < 0 or self.backoff_max < 0:
+            raise ConfigError("webhook back-off must not be negative")
+        if self.timeout <= 0:
+            raise ConfigError("webhook timeout must be positive")
+
+    def __repr__(self) -> str:
+        events = "*" if self.events == "*" else sorted(str(e) for e in self.events)
+        return (
+            f"WebhookConfig(url={self.safe_url!r}, events={events!r}, "
+            f"max_attempts={self.max_attempts}, backoff_base={self.backoff_base}, "
+            f"backoff_max={self.backoff_max}, timeout={self.timeout})"
+        )
+
+    @property
+    def safe_url(self) -> str:
+        """The URL as logs and attempts show it (see :func:`redact_url`)."""
+        return redact_url(self.url)
+
+    def matches(self, event: WebhookEvent | str) -> bool:
+        return self.events == "*" or WebhookEvent(event) in self.events
+
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): exponential,
+        capped at ``backoff_max``, with full jitter."""
+        cap = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        return (rng or random).uniform(0.0, cap)
+
+
+# --- signatures -------------------------------------------------------------------------------
+
+
+def _mac(secret: bytes | str, body: bytes, timestamp: int) -> str:
+    message = f"{timestamp}.".encode() + body
+    return hmac.new(_secret_bytes(secret), message, hashlib.sha256).hexdigest()
+
+
+def sign(secret: bytes | str, body: bytes, timestamp: int) -> str:
+    """The ``X-LineageHub-Signature`` value: ``t=<unix>,v1=<hex HMAC-SHA256>``."""
+    return f"t={int(timestamp)},v1={_mac(secret, body, int(timestamp))}"
+
+
+def verify_signature(
+    secret: bytes | str,
+    body: bytes,
+    header: str | None,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    *,
+    now: float | None = None,
+) -> bool:
+    """Whether ``header`` signs ``body`` with ``secret`` at a timestamp within
+    ``tolerance_s`` of ``now`` (default: the clock). Comparison is constant-time; several
+    ``v1=`` entries are allowed (any may match)."""
+    if not header:
+        return False
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                return False
+        elif key == "v1":
+            candidates.append(value)
+    if timestamp is None or not candidates:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_s:
+        return False
+    expected = _mac(secret, body, timestamp)
+    ok = False
+    for candidate in candidates:
+        ok |= hmac.compare_digest(expected.encode(), candidate.encode("utf-8", "replace"))
+    return ok
+
+
+# --- attempts and recorders -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """One POST of one event to one endpoint."""
+
+    delivery_id: str
+    event_id: str
+    event: WebhookEvent
+    url: str  # redacted: no user info, no query values
+    attempt: int  # 1-based
+    at: datetime  # when the attempt started (UTC)
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    outcome: DeliveryOutcome
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "delivery_id": self.delivery_id,
+            "event_id": self.event_id,
+            "event": self.event.value,
+            "url": self.url,
+            "attempt": self.attempt,
+            "at": self.at.isoformat(),
+            "status_code": self.status_code,
+            "error": self.error,
+            "duration_ms": self.duration_ms,
+            "outcome": self.outcome.value,
+        }
+
+
+@runtime_checkable
+class DeliveryRecorder(Protocol):
+    """Where attempts go (a graph-store-backed recorder comes later). Called from the
+    dispatcher's worker thread."""
+
+    def record(self, attempt: DeliveryAttempt) -> None: ...
+
+
+class InMemoryRecorder:
+    """A thread-safe list of attempts, in the order they were recorded."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._attempts: list[DeliveryAttempt] = []
+
+    def record(self, attempt: DeliveryAttempt) -> None:
+        with self._lock:
+            self._attempts.append(attempt)
+
+    def attempts(
+        self, event_id: str | None = None, url: str | None = None
+    ) -> list[DeliveryAttempt]:
+        """Recorded attempts, optionally for one event and/or one endpoint (``url`` is
+        compared in its redacted form, so the configured URL works)."""
+        wanted_url = redact_url(url) if url is not None else None
+        with self._lock:
+            return [
+                a
+                for a in self._attempts
+                if (event_id is None or a.event_id == event_id)
+                and (wanted_url is None or a.url == wanted_url)
+            ]
+
+
+# --- dispatcher -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Delivery:
+    delivery_id: str
+    event_id: str
+    event: WebhookEvent
+    body: bytes
+    config: WebhookConfig
+    attempt: int = 0  # attempts made so far
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _retryable_status(status: int) -> bool:
+    return status == 429 or 500 <= status <= 599
+
+
+class WebhookDispatcher:
+    """Delivers events to every matching :class:`WebhookConfig` from one background thread.
+
+    ``max_pending`` bounds the deliveries (event x endpoint) waiting or being retried; when it
+    is reached, new deliveries are dropped (logged, and recorded as a ``failed`` attempt 0)
+    rather than blocking the caller.
+    """
+
+    def __init__(
+        self,
+        configs: Iterable[WebhookConfig],
+        *,
+        recorder: DeliveryRecorder,
+        max_pending: int = DEFAULT_QUEUE_SIZE,
+        client: httpx.Client | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_pending < 1:
+            raise ConfigError("webhook max_pending must be at least 1")
+        self.configs: tuple[WebhookConfig, ...] = tuple(configs)
+        self.recorder = recorder
+        self.max_pending = max_pending
+        self._client = client or httpx.Client(follow_redirects=False)
+        self._owns_client = client is None
+        self._rng = rng or random.Random()
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Delivery]] = []
+        self._seq = itertools.count()
+        self._pending = 0  # queued + in flight
+        self._closed = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="lineagehub-webhooks", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"WebhookDispatcher(configs={list(self.configs)!r}, pending={self._pending})"
+
+    # -- public API
+
+    def dispatch(self, event: WebhookEvent | str, payload: Mapping[str, Any]) -> str:
+        """Queue ``event`` with ``payload`` (JSON-serialisable; other values become strings)
+        for every matching endpoint; returns the event id at once."""
+        name = _event(event)
+        event_id = str(uuid.uuid4())
+        body = json.dumps(
+            {
+                "id": event_id,
+                "event": name.value,
+                "created_at": datetime.now(timezone.utc).isoformat(),
+                "data": dict(payload),
+            },
+            default=str,
+            separators=(",", ":"),
+        ).encode("utf-8")
+        dropped: list[_Delivery] = []
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the webhook dispatcher is closed")
+            for config in self.configs:
+                if not config.matches(name):
+                    continue
+                delivery = _Delivery(str(uuid.uuid4()), event_id, name, body, config)
+                if self._pending >= self.max_pending:
+                    dropped.append(delivery)
+                    continue
+                self._pending += 1
+                heapq.heappush(self._heap, (time.monotonic(), next(self._seq), delivery))
+            self._cond.notify_all()
+        for delivery in dropped:
+            log.warning(
+                "webhook queue full: dropped %s for %s", name.value, delivery.config.safe_url
+            )
+            self._record(delivery, datetime.now(timezone.utc), None, "dropped: queue full", 0.0)
+        return event_id
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued delivery (retries included) is finished; ``False`` if
+        ``timeout`` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._pending:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Stop accepting events, finish what is queued for up to ``timeout`` seconds, then
+        stop the worker (deliveries still waiting are recorded as ``failed``)."""
+        with self._cond:
+            if self._closed and not self._thread.is_alive():
+                return
+            self._closed = True
+        self.flush(timeout)
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=max(5.0, max((c.timeout for c in self.configs), default=0)))
+        with self._cond:
+            abandoned = [d for _, _, d in self._heap]
+            self._heap.clear()
+            self._pending -= len(abandoned)
+            self._cond.notify_all()
+        for delivery in abandoned:
+            self._record(
+                delivery, datetime.now(timezone.utc), None, "abandoned: dispatcher closed", 0.0
+            )
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> WebhookDispatcher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- worker
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stop:
+                        return
+                    now = time.monotonic()
+                    if self._heap and self._heap[0][0] <= now:
+                        _, _, delivery = heapq.heappop(self._heap)
+                        break
+                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+            retry_in: float | None = None
+            try:
+                retry_in = self._attempt(delivery)
+            except Exception:  # pragma: no cover - a bug; keep the worker alive
+                log.exception("webhook delivery to %s crashed", delivery.config.safe_url)
+            with self._cond:
+                if retry_in is not None and not self._stop:
+                    due = time.monotonic() + retry_in
+                    heapq.heappush(self._heap, (due, next(self._seq), delivery))
+                else:
+                    self._pending -= 1
+                self._cond.notify_all()
+
+    def _attempt(self, delivery: _Delivery) -> float | None:
+        """POST once; record the attempt; return seconds until the retry, or ``None``."""
+        config = delivery.config
+        delivery.attempt += 1
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "LineageHub-Webhooks",
+            EVENT_HEADER: delivery.event.value,
+            DELIVERY_HEADER: delivery.delivery_id,
+            SIGNATURE_HEADER: sign(config.secret, delivery.body, int(time.time())),
+        }
+        started_at = datetime.now(timezone.utc)
+        started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
+        retry_after: float | None = None
+        try:
+            response = self._client.post(
+                config.url, content=delivery.body, headers=headers, timeout=config.timeout
+            )
+            status = response.status_code
+            if not 200 <= status <= 299:
+                error = f"HTTP {status}"
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+            retryable = _retryable_status(status)
+        except httpx.TimeoutException as e:
+            error, retryable = f"timeout: {type(e).__name__}", True
+        except httpx.TransportError as e:
+            error, retryable = self._error_text(e, config), True
+        except httpx.HTTPError as e:  # invalid URL and the like: retrying will not help
+            error, retryable = self._error_text(e, config), False
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        if error is None:
+            self._record(delivery, started_at, status, None, duration_ms)
+            return None
+        if not retryable or delivery.attempt >= config.max_attempts:
+            self._record(delivery, started_at, status, error, duration_ms)
+            log.warning(
+                "webhook %s to %s failed after %d attempt(s): %s",
+                delivery.event.value,
+                config.safe_url,
+                delivery.attempt,
+                error,
+            )
+            return None
+        self._record(delivery, started_at, status, error, duration_ms, retrying=True)
+        delay = config.backoff(delivery.attempt, self._rng)
+        if retry_after is not None:
+            delay = min(retry_after, config.backoff_max)
+        return delay
+
+    @staticmethod
+    def _error_text(exc: Exception, config: WebhookConfig) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        if config.url in text:
+            text = text.replace(config.url, config.safe_url)
+        secret = config.secret
+        if isinstance(secret, bytes):
+            with contextlib.suppress(UnicodeDecodeError):
+                decoded = secret.decode("utf-8")
+                if decoded:
+                    text = text.replace(decoded, "***")
+        return text
+
+    def _record(
+        self,
+        delivery: _Delivery,
+        at: datetime,
+        status: int | None,
+        error: str | None,
+        duration_ms: float,
+        *,
+        retrying: bool = False,
+    ) -> None:
+        if error is None:
+            outcome = DeliveryOutcome.DELIVERED
+        elif retrying:
+            outcome = DeliveryOutcome.RETRYING
+        else:
+            outcome = DeliveryOutcome.FAILED
+        attempt = DeliveryAttempt(
+            delivery_id=delivery.delivery_id,
+            event_id=delivery.event_id,
+            event=delivery.event,
+            url=delivery.config.safe_url,
+            attempt=delivery.attempt,
+            at=at,
+            status_code=status,
+            error=error,
+            duration_ms=round(duration_ms, 3),
+            outcome=outcome,
+        )
+        try:
+            self.recorder.record(attempt)
+        except Exception:
+            log.exception("recording a webhook attempt to %s failed", attempt.url)
+
+
+__all__ = [
+    "DELIVERY_HEADER",
+    "EVENT_HEADER",
+    "SIGNATURE_HEADER",
+    "DeliveryAttempt",
+    "DeliveryOutcome",
+    "DeliveryRecorder",
+    "InMemoryRecorder",
+    "WebhookConfig",
+    "WebhookDispatcher",
+    "WebhookEvent",
+    "redact_url",
+    "sign",
+    "verify_signature",
+]
