@@ -96,8 +96,23 @@ CHUNK_PROPS = (
     "last_value",
 )
 LOCK_PROP = "_lock"
+# The audit log: one node per entry, and a singleton head node writers lock to serialise.
+AUDIT_LABEL = "AuditEntry"
+AUDIT_HEAD_LABEL = "AuditHead"
+AUDIT_HEAD_NAME = "audit"
+AUDIT_PROPS = ("seq", "time", "actor", "action", "target", "payload_digest", "prev_hash", "hash")
+AUDIT_HEAD_PROPS = ("name",)
 PROPERTY_KEYS = tuple(
-    dict.fromkeys((*NODE_SYSTEM_PROPS, *EDGE_SYSTEM_PROPS, *CHUNK_PROPS, LOCK_PROP))
+    dict.fromkeys(
+        (
+            *NODE_SYSTEM_PROPS,
+            *EDGE_SYSTEM_PROPS,
+            *CHUNK_PROPS,
+            LOCK_PROP,
+            *AUDIT_PROPS,
+            *AUDIT_HEAD_PROPS,
+        )
+    )
 )
 
 # Filter paths that name the store's own node properties rather than flattened ones.
@@ -351,6 +366,8 @@ def schema_statements() -> list[Statement]:
     """Constraints and indexes created (idempotently) when a store opens."""
     node = ident(NODE_LABEL, "label")
     chunk = ident(CHUNK_LABEL, "label")
+    audit = ident(AUDIT_LABEL, "label")
+    head = ident(AUDIT_HEAD_LABEL, "label")
     return [
         _statement(
             "schema.node_id",
@@ -373,6 +390,24 @@ def schema_statements() -> list[Statement]:
             [
                 f"CREATE INDEX lh_series_chunk IF NOT EXISTS FOR (c:{chunk}) "
                 "ON (c.node_id, c.key, c.seq)"
+            ],
+        ),
+        _statement(
+            "schema.audit_seq",
+            [
+                f"CREATE CONSTRAINT lh_audit_seq IF NOT EXISTS FOR (a:{audit}) "
+                "REQUIRE a.seq IS UNIQUE"
+            ],
+        ),
+        _statement(
+            "schema.audit_target",
+            [f"CREATE INDEX lh_audit_target IF NOT EXISTS FOR (a:{audit}) ON (a.target)"],
+        ),
+        _statement(
+            "schema.audit_head",
+            [
+                f"CREATE CONSTRAINT lh_audit_head IF NOT EXISTS FOR (h:{head}) "
+                "REQUIRE h.name IS UNIQUE"
             ],
         ),
     ]
@@ -679,6 +714,68 @@ def series_stats(node_ids: Sequence[str], keys: Sequence[str] | None) -> Stateme
     return _statement("series.stats", lines, **params)
 
 
+# --- audit log ----------------------------------------------------------------------------
+
+_AUDIT_RETURN = "RETURN " + ", ".join(f"a.{p} AS {p}" for p in AUDIT_PROPS)
+
+
+def audit_lock() -> Statement:
+    """Write-lock the singleton head node (creating it the first time; its unique constraint
+    makes concurrent first creations meet on one node). Every append takes this lock before
+    reading the newest entry, so appends serialise and the chain has no fork or gap."""
+    return _statement(
+        "audit.lock",
+        [
+            f"MERGE (h:{ident(AUDIT_HEAD_LABEL, 'label')} {{name: $head}})",
+            "SET h._lock = true",
+            "REMOVE h._lock",
+            "RETURN count(h) AS locked",
+        ],
+        head=AUDIT_HEAD_NAME,
+    )
+
+
+def audit_head() -> Statement:
+    """The newest audit entry (the seq constraint's index serves the ordering)."""
+    return _statement(
+        "audit.head",
+        [
+            f"MATCH (a:{ident(AUDIT_LABEL, 'label')})",
+            _AUDIT_RETURN,
+            "ORDER BY a.seq DESC",
+            "LIMIT 1",
+        ],
+    )
+
+
+def audit_create(entry: Mapping[str, Any]) -> Statement:
+    return _statement(
+        "audit.create",
+        [f"CREATE (a:{ident(AUDIT_LABEL, 'label')})", "SET a = $entry"],
+        entry=dict(entry),
+    )
+
+
+def audit_read(after_seq: int, limit: int, target: str | None) -> Statement:
+    """Entries after ``after_seq`` (of one target), in seq order."""
+    where = "WHERE a.seq > $after_seq"
+    params: dict[str, Any] = {"after_seq": after_seq, "limit": limit}
+    if target is not None:
+        where += " AND a.target = $target"
+        params["target"] = target
+    return _statement(
+        "audit.read",
+        [
+            f"MATCH (a:{ident(AUDIT_LABEL, 'label')})",
+            where,
+            _AUDIT_RETURN,
+            "ORDER BY a.seq",
+            "LIMIT $limit",
+        ],
+        **params,
+    )
+
+
 # --- maintenance --------------------------------------------------------------------------
 
 
@@ -872,10 +969,27 @@ def statement_catalog() -> Iterator[tuple[str, str, dict[str, Any]]]:
     yield entry("one", read_series("r1", "loss"))
     yield entry("all_keys", series_stats(["r1", "r2"], None))
     yield entry("some_keys", series_stats(["r1"], ["loss", "acc"]))
+    yield entry("singleton", audit_lock())
+    yield entry("last", audit_head())
+    audit = {
+        "seq": 1,
+        "time": now,
+        "actor": "user:ann",
+        "action": "node.upsert",
+        "target": "r1",
+        "payload_digest": "sha256:" + "1" * 64,
+        "prev_hash": "sha256:" + "0" * 64,
+        "hash": "sha256:" + "2" * 64,
+    }
+    yield entry("entry", audit_create(audit))
+    yield entry("all", audit_read(0, 1000, None))
+    yield entry("target", audit_read(0, 1000, "r1"))
     yield entry("batch", wipe())
 
 
 __all__ = [
+    "AUDIT_HEAD_LABEL",
+    "AUDIT_LABEL",
     "CHUNK_POINTS",
     "FilterRenderer",
     "Statement",

@@ -59,6 +59,7 @@ from neo4j.exceptions import (
 )
 
 from . import cypher
+from .audit import AuditEntry, make_entry, prepare
 from .cypher import CHUNK_POINTS, INT64_MAX, INT64_MIN, Statement, statement_catalog
 from .errors import (
     BackendError,
@@ -500,6 +501,14 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
 
 
+def _audit_entry(row: Mapping[str, Any]) -> AuditEntry:
+    return AuditEntry(*(row[p] for p in cypher.AUDIT_PROPS))
+
+
+def _audit_record(entry: AuditEntry) -> dict[str, Any]:
+    return {p: getattr(entry, p) for p in cypher.AUDIT_PROPS}
+
+
 def _node(row: Mapping[str, Any]) -> Node:
     return Node(
         row["id"],
@@ -883,6 +892,22 @@ class Neo4jStore(GraphStore):
         self._write(work, "appending metric points")
         return len(rows)
 
+    def append_audit(
+        self, actor: str, action: str, target: str, payload: Mapping[str, Any]
+    ) -> AuditEntry:
+        actor, action, target, digest = prepare(actor, action, target, payload)
+
+        def work(tx: _Tx) -> AuditEntry:
+            # Lock the head first: the newest entry read after it cannot change until commit.
+            _run(tx, cypher.audit_lock())
+            rows = _run(tx, cypher.audit_head())
+            head = _audit_entry(rows[0]) if rows else None
+            entry = make_entry(head, to_iso(utcnow()), actor, action, target, digest)
+            _run(tx, cypher.audit_create(_audit_record(entry)))
+            return entry
+
+        return self._write(work, "appending an audit entry")
+
     def _wipe(self) -> None:
         """Delete everything in the database: for throwaway test databases only."""
         stmt = cypher.wipe()
@@ -911,6 +936,18 @@ class Neo4jStore(GraphStore):
         for r in rows:
             found.setdefault(r["id"], _edge(r, r["source"], r["target"]))
         return [found.get(i) if isinstance(i, str) else None for i in ids]
+
+    def read_audit(
+        self, after_seq: int = 0, limit: int = 1000, target: str | None = None
+    ) -> list[AuditEntry]:
+        self._audit_query(after_seq, limit, target)
+        stmt = cypher.audit_read(after_seq, limit, target)
+        rows = self._read(lambda tx: _run(tx, stmt), "reading the audit log")
+        return [_audit_entry(r) for r in rows]
+
+    def audit_head(self) -> AuditEntry | None:
+        rows = self._read(lambda tx: _run(tx, cypher.audit_head()), "reading the audit head")
+        return _audit_entry(rows[0]) if rows else None
 
     def count_nodes(self, label: str | None = None, where: Mapping[str, Any] | None = None) -> int:
         if label is not None:

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .audit import AuditEntry, make_entry, prepare
 from .errors import (
     BackendError,
     BackendUnavailable,
@@ -97,12 +98,27 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX nodes_label_id ON nodes(label, id);
     """,
+    # 4: the audit log, a hash chain (append-only by convention: verification shows edits)
+    """
+    CREATE TABLE audit (
+        seq             INTEGER PRIMARY KEY,
+        time            TEXT NOT NULL,
+        actor           TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        target          TEXT NOT NULL,
+        payload_digest  TEXT NOT NULL,
+        prev_hash       TEXT NOT NULL,
+        hash            TEXT NOT NULL
+    );
+    CREATE INDEX audit_target ON audit(target, seq);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_S = 60.0
 
 _NODE_COLS = "n.id, n.label, n.props, n.created_at, n.updated_at"
 _EDGE_COLS = "e.id, e.kind, e.source, e.target, e.props, e.event_time, e.ingested_at, e.asserted_by"
+_AUDIT_COLS = "seq, time, actor, action, target, payload_digest, prev_hash, hash"
 _SYSTEM_COLUMNS = {
     "id": "n.id",
     "_label": "n.label",
@@ -431,7 +447,56 @@ class SqliteStore(GraphStore):
             ) from e
         return len(rows)
 
+    def append_audit(
+        self, actor: str, action: str, target: str, payload: Mapping[str, Any]
+    ) -> AuditEntry:
+        actor, action, target, digest = prepare(actor, action, target, payload)
+        # The IMMEDIATE transaction (or the open one) holds the write lock: no other writer
+        # can append between reading the head and inserting after it.
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT {_AUDIT_COLS} FROM audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            head = None if row is None else AuditEntry(*row)
+            entry = make_entry(head, to_iso(utcnow()), actor, action, target, digest)
+            conn.execute(
+                f"INSERT INTO audit ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.seq,
+                    entry.time,
+                    entry.actor,
+                    entry.action,
+                    entry.target,
+                    entry.payload_digest,
+                    entry.prev_hash,
+                    entry.hash,
+                ),
+            )
+        return entry
+
     # --- reads ------------------------------------------------------------------------------
+
+    def read_audit(
+        self, after_seq: int = 0, limit: int = 1000, target: str | None = None
+    ) -> list[AuditEntry]:
+        self._audit_query(after_seq, limit, target)
+        sql = f"SELECT {_AUDIT_COLS} FROM audit WHERE seq > ?"
+        params: list[Any] = [after_seq]
+        if target is not None:
+            sql += " AND target = ?"
+            params.append(target)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        with self._read() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [AuditEntry(*r) for r in rows]
+
+    def audit_head(self) -> AuditEntry | None:
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_AUDIT_COLS} FROM audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else AuditEntry(*row)
 
     def get_nodes(self, ids: Sequence[str]) -> list[Node | None]:
         ids = list(ids)

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
+from .audit import AuditEntry, AuditVerification, verify_chain
 from .errors import NotFoundError, ValidationError
 from .filters import (
     Expr,
@@ -119,6 +120,30 @@ class GraphStore(abc.ABC):
         self, node_ids: Sequence[str], keys: Sequence[str] | None = None
     ) -> dict[str, dict[str, SeriesSummary]]:
         """Per node and key: count, last value (at the highest step), min and max."""
+
+    @abc.abstractmethod
+    def append_audit(
+        self, actor: str, action: str, target: str, payload: Mapping[str, Any]
+    ) -> AuditEntry:
+        """Append one entry to the audit chain (:mod:`lineagehub.graph.audit`) and return it.
+
+        The sequence number and previous hash are read inside the write transaction, so
+        concurrent writers serialise and the chain stays gap-free. Inside
+        ``store.transaction()`` the entry commits or rolls back with the block's other writes.
+        ``actor``, ``action`` and ``target`` are non-empty strings of at most 512 characters,
+        ``payload`` a JSON object (only its digest is stored); otherwise
+        :class:`ValidationError` naming the field.
+        """
+
+    @abc.abstractmethod
+    def read_audit(
+        self, after_seq: int = 0, limit: int = 1000, target: str | None = None
+    ) -> list[AuditEntry]:
+        """Up to ``limit`` audit entries with ``seq > after_seq`` (of one ``target``), by seq."""
+
+    @abc.abstractmethod
+    def audit_head(self) -> AuditEntry | None:
+        """The newest audit entry, or ``None`` while the log is empty."""
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
@@ -342,7 +367,32 @@ class GraphStore(abc.ABC):
             return points
         return downsample(points, max_points)
 
+    def iter_audit(self, page_size: int = MAX_PAGE) -> Iterator[AuditEntry]:
+        """Every audit entry in seq order, fetched a page at a time."""
+        after = 0
+        while True:
+            page = self.read_audit(after, page_size)
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1].seq
+
+    def verify_audit(self) -> AuditVerification:
+        """Check the whole audit chain (:func:`~lineagehub.graph.audit.verify_chain`)."""
+        return verify_chain(self.iter_audit())
+
     # --- input checks shared by backends ------------------------------------------------------
+
+    @staticmethod
+    def _audit_query(after_seq: Any, limit: Any, target: Any) -> None:
+        from .audit import validate_name
+
+        if not isinstance(after_seq, int) or isinstance(after_seq, bool) or after_seq < 0:
+            raise ValidationError("after_seq must be a non-negative integer", field="after_seq")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+        if target is not None:
+            validate_name(target, "target")
 
     @staticmethod
     def _prepare_nodes(nodes: Iterable[Node]) -> list[tuple[str, str, str]]:

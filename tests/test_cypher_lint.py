@@ -135,6 +135,11 @@ def _workload() -> FakeDriver:
     with store.transaction():
         store.upsert_nodes([Node("tx", "Run")])
         store.upsert_edges([Edge("tx", "d0", "USED")])
+        store.append_audit("user:ann", "node.upsert", "tx", {"label": "Run"})
+    store.append_audit("user:ann", "node.upsert", "r1", {"owner": "ann"})
+    store.read_audit()
+    store.read_audit(0, 1000, "r1")
+    store.audit_head()
     store.append_series([SeriesPoint("r0", "loss", i, 1 / (i + 1), t0) for i in range(600)])
     store.append_series(
         [SeriesPoint("r0", "loss", 600, math.nan), SeriesPoint("r0", "loss", 3, 9.0)]
@@ -252,7 +257,14 @@ def lint_report(sent: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
     node = _node_tools()
     statements = list(_statements(sent))
     schema = {
-        "labels": [cy.NODE_LABEL, cy.CHUNK_LABEL, *cy.EXAMPLE_LABELS, "ModelVersion"],
+        "labels": [
+            cy.NODE_LABEL,
+            cy.CHUNK_LABEL,
+            cy.AUDIT_LABEL,
+            cy.AUDIT_HEAD_LABEL,
+            *cy.EXAMPLE_LABELS,
+            "ModelVersion",
+        ],
         "relationshipTypes": list(cy.EXAMPLE_KINDS),
         "propertyKeys": sorted(
             {

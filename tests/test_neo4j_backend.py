@@ -251,6 +251,9 @@ def test_schema_at_open_and_relationship_index_once_per_kind(driver: FakeDriver)
         "schema.node_created",
         "schema.node_updated",
         "schema.series_chunk",
+        "schema.audit_seq",
+        "schema.audit_target",
+        "schema.audit_head",
     ]
     assert all("IF NOT EXISTS" in text for _, text, _ in driver.sent)
     store.upsert_nodes([Node("a", "Run"), Node("b", "DatasetVersion")])

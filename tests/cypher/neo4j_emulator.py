@@ -612,3 +612,55 @@ class FakeDriver:
             del self.graph.chunks[k]
         deleted = self._node_delete(text, {"ids": ids})[0]["deleted"]
         return [{"deleted": deleted + len(chunk_keys)}]
+
+
+# --- the audit log in the stand-in driver -----------------------------------------------------
+
+
+def _audit_rows(driver: FakeDriver) -> dict[int, dict[str, Any]]:
+    # On the graph object, so a transaction's rollback (a restored snapshot) undoes appends.
+    rows: dict[int, dict[str, Any]] = driver.graph.__dict__.setdefault("audit", {})
+    return rows
+
+
+def _emulate_audit() -> None:
+    def lock(self: FakeDriver, text: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"locked": 1}]
+
+    def head(self: FakeDriver, text: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = _audit_rows(self)
+        return [dict(rows[max(rows)])] if rows else []
+
+    def create(self: FakeDriver, text: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = _audit_rows(self)
+        assert params["entry"]["seq"] not in rows, "audit seq must be unique"
+        rows[params["entry"]["seq"]] = dict(params["entry"])
+        return []
+
+    def read(self: FakeDriver, text: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = _audit_rows(self)
+        out = [
+            dict(rows[s])
+            for s in sorted(rows)
+            if s > params["after_seq"]
+            and params.get("target", rows[s]["target"]) == rows[s]["target"]
+        ]
+        return out[: params["limit"]]
+
+    def schema(self: FakeDriver, text: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return []
+
+    for name, handler in {
+        "_audit_lock": lock,
+        "_audit_head": head,
+        "_audit_create": create,
+        "_audit_read": read,
+        "_schema_audit_seq": schema,
+        "_schema_audit_target": schema,
+        "_schema_audit_head": schema,
+    }.items():
+        if not hasattr(FakeDriver, name):
+            setattr(FakeDriver, name, handler)
+
+
+_emulate_audit()
