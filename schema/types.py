@@ -34,6 +34,24 @@ def _json(value: Any) -> JSON:
     return cast(JSON, value)
 
 
+def prop(
+    key: str,
+    typ: Any,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    default: Any = None,
+) -> Any:
+    """A field that reads one property of the node (``default`` when it is absent)."""
+
+    def resolver(root: NodeInterface) -> Any:
+        value = root.raw.props.get(key)
+        return default if value is None else value
+
+    resolver.__annotations__ = {"root": NodeInterface, "return": typ}
+    return strawberry.field(resolver=resolver, name=name, description=description)
+
+
 def _time(value: Any) -> datetime | None:
     return from_iso(value) if isinstance(value, str) else None
 
@@ -163,17 +181,11 @@ class MetricPoint:
 
 @strawberry.type
 class Project(NodeInterface):
-    @strawberry.field
-    def name(self) -> str:
-        return str(self._p("name"))
+    name = prop("name", str)
 
-    @strawberry.field
-    def owner(self) -> str | None:
-        return self._p("owner")
+    owner = prop("owner", str | None)
 
-    @strawberry.field
-    def description(self) -> str | None:
-        return self._p("description")
+    description = prop("description", str | None)
 
     @strawberry.field
     async def experiments(self, info: I) -> list[Experiment]:
@@ -182,13 +194,9 @@ class Project(NodeInterface):
 
 @strawberry.type
 class Experiment(NodeInterface):
-    @strawberry.field
-    def name(self) -> str:
-        return str(self._p("name"))
+    name = prop("name", str)
 
-    @strawberry.field
-    def owner(self) -> str | None:
-        return self._p("owner")
+    owner = prop("owner", str | None)
 
     @strawberry.field
     async def project(self, info: I) -> Project | None:
@@ -201,17 +209,11 @@ class Experiment(NodeInterface):
 
 @strawberry.type
 class Run(NodeInterface):
-    @strawberry.field
-    def name(self) -> str:
-        return str(self._p("name"))
+    name = prop("name", str)
 
-    @strawberry.field(name="runKind")
-    def run_kind(self) -> str:
-        return str(self._p("kind"))
+    run_kind = prop("kind", str, name="runKind")
 
-    @strawberry.field
-    def status(self) -> str:
-        return str(self._p("status"))
+    status = prop("status", str)
 
     @strawberry.field
     def started_at(self) -> datetime | None:
@@ -221,37 +223,23 @@ class Run(NodeInterface):
     def ended_at(self) -> datetime | None:
         return _time(self._p("ended_at"))
 
-    @strawberry.field(description="Typed values, not strings.")
-    def params(self) -> JSON:
-        return _json(self._p("params") or {})
+    params = prop("params", JSON, description="Typed values, not strings.", default={})
 
     @strawberry.field(description="The last value per metric key (null for NaN or infinite).")
     def last_metrics(self) -> JSON:
         return _json(self._p("metrics") or {})
 
-    @strawberry.field
-    def user(self) -> str | None:
-        return self._p("user")
+    user = prop("user", str | None)
 
-    @strawberry.field
-    def host(self) -> str | None:
-        return self._p("host")
+    host = prop("host", str | None)
 
-    @strawberry.field
-    def entry_point(self) -> str | None:
-        return self._p("entry_point")
+    entry_point = prop("entry_point", str | None)
 
-    @strawberry.field
-    def error(self) -> str | None:
-        return self._p("error")
+    error = prop("error", str | None)
 
-    @strawberry.field
-    def project_name(self) -> str | None:
-        return self._p("project")
+    project_name = prop("project", str | None)
 
-    @strawberry.field
-    def experiment_name(self) -> str | None:
-        return self._p("experiment")
+    experiment_name = prop("experiment", str | None)
 
     @strawberry.field(description="Last, min, max and count per metric key.")
     async def metrics(self, info: I) -> list[MetricSummary]:
@@ -322,13 +310,9 @@ class Run(NodeInterface):
 
 @strawberry.type
 class Dataset(NodeInterface):
-    @strawberry.field
-    def namespace(self) -> str:
-        return str(self._p("namespace"))
+    namespace = prop("namespace", str)
 
-    @strawberry.field
-    def name(self) -> str:
-        return str(self._p("name"))
+    name = prop("name", str)
 
     @strawberry.field
     async def versions(self, info: I) -> list[DatasetVersion]:
@@ -338,33 +322,19 @@ class Dataset(NodeInterface):
 
 @strawberry.type
 class DatasetVersion(NodeInterface):
-    @strawberry.field
-    def namespace(self) -> str:
-        return str(self._p("namespace"))
+    namespace = prop("namespace", str)
 
-    @strawberry.field
-    def name(self) -> str:
-        return str(self._p("name"))
+    name = prop("name", str)
 
-    @strawberry.field
-    def digest(self) -> str:
-        return str(self._p("digest"))
+    digest = prop("digest", str)
 
-    @strawberry.field
-    def uri(self) -> str | None:
-        return self._p("uri")
+    uri = prop("uri", str | None)
 
-    @strawberry.field(name="schema", description="Columns and their types.")
-    def columns(self) -> JSON:
-        return _json(self._p("columns"))
+    columns = prop("columns", JSON, name="schema", description="Columns and their types.")
 
-    @strawberry.field
-    def row_count(self) -> int | None:
-        return self._p("row_count")
+    row_count = prop("row_count", int | None)
 
-    @strawberry.field(description="Column profile: the drift reference.")
-    def profile(self) -> JSON:
-        return _json(self._p("profile"))
+    profile = prop("profile", JSON, description="Column profile: the drift reference.")
 
     @strawberry.field
     async def dataset(self, info: I) -> Dataset | None:
@@ -389,25 +359,15 @@ class DatasetVersion(NodeInterface):
 
 @strawberry.type
 class CodeCommit(NodeInterface):
-    @strawberry.field
-    def repo(self) -> str:
-        return str(self._p("repo"))
+    repo = prop("repo", str)
 
-    @strawberry.field
-    def sha(self) -> str:
-        return str(self._p("sha"))
+    sha = prop("sha", str)
 
-    @strawberry.field
-    def branch(self) -> str | None:
-        return self._p("branch")
+    branch = prop("branch", str | None)
 
-    @strawberry.field
-    def dirty(self) -> bool:
-        return bool(self._p("dirty"))
+    dirty = prop("dirty", bool, default=False)
 
-    @strawberry.field
-    def diff_digest(self) -> str | None:
-        return self._p("diff_digest")
+    diff_digest = prop("diff_digest", str | None)
 
     @strawberry.field
     async def runs(self, info: I) -> list[Run]:
@@ -416,40 +376,26 @@ class CodeCommit(NodeInterface):
 
 @strawberry.type
 class Environment(NodeInterface):
-    @strawberry.field
-    def python(self) -> str:
-        return str(self._p("python"))
+    python = prop("python", str)
 
-    @strawberry.field
-    def platform(self) -> str:
-        return str(self._p("platform"))
+    platform = prop("platform", str)
 
-    @strawberry.field
-    def packages_digest(self) -> str:
-        return str(self._p("packages_digest"))
+    packages_digest = prop("packages_digest", str)
 
-    @strawberry.field
-    def packages(self) -> JSON:
-        return _json(self._p("packages"))
+    packages = prop("packages", JSON)
 
 
 @strawberry.type
 class Artifact(NodeInterface):
-    @strawberry.field
-    def digest(self) -> str:
-        return str(self._p("digest"))
+    digest = prop("digest", str)
 
     @strawberry.field
     def size(self) -> float:
         return float(self._p("size") or 0)
 
-    @strawberry.field
-    def media_type(self) -> str:
-        return str(self._p("media_type"))
+    media_type = prop("media_type", str)
 
-    @strawberry.field(name="artifactKind")
-    def artifact_kind(self) -> str:
-        return str(self._p("kind"))
+    artifact_kind = prop("kind", str, name="artifactKind")
 
     @strawberry.field(description="Evaluation results as data (confusion matrix, curves...).")
     def data(self) -> JSON:
@@ -466,17 +412,11 @@ class Artifact(NodeInterface):
 
 @strawberry.type
 class Model(NodeInterface):
-    @strawberry.field
-    def name(self) -> str:
-        return str(self._p("name"))
+    name = prop("name", str)
 
-    @strawberry.field
-    def owner(self) -> str | None:
-        return self._p("owner")
+    owner = prop("owner", str | None)
 
-    @strawberry.field
-    def description(self) -> str | None:
-        return self._p("description")
+    description = prop("description", str | None)
 
     @strawberry.field(description="Newest first.")
     async def versions(self, info: I) -> list[ModelVersion]:
@@ -487,33 +427,26 @@ class Model(NodeInterface):
 
 @strawberry.type
 class ModelVersion(NodeInterface):
-    @strawberry.field
-    def model_name(self) -> str:
-        return str(self._p("model"))
+    model_name = prop("model", str)
 
     @strawberry.field
     def version(self) -> int:
         return int(self._p("version"))
 
-    @strawberry.field
-    def artifact_digest(self) -> str:
-        return str(self._p("artifact_digest"))
+    artifact_digest = prop("artifact_digest", str)
 
-    @strawberry.field
-    def flavor(self) -> str | None:
-        return self._p("flavor")
+    flavor = prop("flavor", str | None)
 
-    @strawberry.field
-    def signature(self) -> JSON:
-        return _json(self._p("signature"))
+    signature = prop("signature", JSON)
 
-    @strawberry.field(description="The metrics of the producing run when it was registered.")
-    def metrics(self) -> JSON:
-        return _json(self._p("metrics") or {})
+    metrics = prop(
+        "metrics",
+        JSON,
+        description="The metrics of the producing run when it was registered.",
+        default={},
+    )
 
-    @strawberry.field
-    def stage(self) -> str | None:
-        return self._p("stage")
+    stage = prop("stage", str | None)
 
     @strawberry.field
     def aliases(self) -> list[str]:
@@ -538,21 +471,13 @@ class ModelVersion(NodeInterface):
 
 @strawberry.type
 class Deployment(NodeInterface):
-    @strawberry.field
-    def name(self) -> str | None:
-        return self._p("name")
+    name = prop("name", str | None)
 
-    @strawberry.field
-    def environment(self) -> str:
-        return str(self._p("environment"))
+    environment = prop("environment", str)
 
-    @strawberry.field
-    def endpoint(self) -> str | None:
-        return self._p("endpoint")
+    endpoint = prop("endpoint", str | None)
 
-    @strawberry.field
-    def status(self) -> str:
-        return str(self._p("status"))
+    status = prop("status", str)
 
     @strawberry.field(description="The versions it serves, with valid_from / valid_to.")
     async def serves(self, info: I) -> list[Link]:
@@ -577,13 +502,9 @@ class MonitoringWindow(NodeInterface):
     def end(self) -> datetime | None:
         return _time(self._p("end"))
 
-    @strawberry.field
-    def metrics(self) -> JSON:
-        return _json(self._p("metrics") or {})
+    metrics = prop("metrics", JSON, default={})
 
-    @strawberry.field
-    def feature_stats(self) -> JSON:
-        return _json(self._p("feature_stats") or {})
+    feature_stats = prop("feature_stats", JSON, default={})
 
     @strawberry.field
     async def deployment(self, info: I) -> Deployment | None:
@@ -592,25 +513,15 @@ class MonitoringWindow(NodeInterface):
 
 @strawberry.type
 class Alert(NodeInterface):
-    @strawberry.field
-    def rule(self) -> str:
-        return str(self._p("rule"))
+    rule = prop("rule", str)
 
-    @strawberry.field
-    def severity(self) -> str:
-        return str(self._p("severity"))
+    severity = prop("severity", str)
 
-    @strawberry.field
-    def state(self) -> str:
-        return str(self._p("state"))
+    state = prop("state", str)
 
-    @strawberry.field
-    def values(self) -> JSON:
-        return _json(self._p("values") or {})
+    values = prop("values", JSON, default={})
 
-    @strawberry.field
-    def message(self) -> str | None:
-        return self._p("message")
+    message = prop("message", str | None)
 
     @strawberry.field
     async def about(self, info: I) -> list[NodeInterface]:
@@ -619,13 +530,9 @@ class Alert(NodeInterface):
 
 @strawberry.type
 class Agent(NodeInterface):
-    @strawberry.field
-    def name(self) -> str:
-        return str(self._p("name"))
+    name = prop("name", str)
 
-    @strawberry.field(name="agentKind")
-    def agent_kind(self) -> str:
-        return str(self._p("kind"))
+    agent_kind = prop("kind", str, name="agentKind")
 
 
 TYPES: dict[str, type[NodeInterface]] = {
