@@ -182,9 +182,7 @@ class MetricPoint:
 @strawberry.type
 class Project(NodeInterface):
     name = prop("name", str)
-
     owner = prop("owner", str | None)
-
     description = prop("description", str | None)
 
     @strawberry.field
@@ -195,7 +193,6 @@ class Project(NodeInterface):
 @strawberry.type
 class Experiment(NodeInterface):
     name = prop("name", str)
-
     owner = prop("owner", str | None)
 
     @strawberry.field
@@ -210,9 +207,7 @@ class Experiment(NodeInterface):
 @strawberry.type
 class Run(NodeInterface):
     name = prop("name", str)
-
     run_kind = prop("kind", str, name="runKind")
-
     status = prop("status", str)
 
     @strawberry.field
@@ -230,15 +225,10 @@ class Run(NodeInterface):
         return _json(self._p("metrics") or {})
 
     user = prop("user", str | None)
-
     host = prop("host", str | None)
-
     entry_point = prop("entry_point", str | None)
-
     error = prop("error", str | None)
-
     project_name = prop("project", str | None)
-
     experiment_name = prop("experiment", str | None)
 
     @strawberry.field(description="Last, min, max and count per metric key.")
@@ -311,7 +301,6 @@ class Run(NodeInterface):
 @strawberry.type
 class Dataset(NodeInterface):
     namespace = prop("namespace", str)
-
     name = prop("name", str)
 
     @strawberry.field
@@ -323,17 +312,11 @@ class Dataset(NodeInterface):
 @strawberry.type
 class DatasetVersion(NodeInterface):
     namespace = prop("namespace", str)
-
     name = prop("name", str)
-
     digest = prop("digest", str)
-
     uri = prop("uri", str | None)
-
     columns = prop("columns", JSON, name="schema", description="Columns and their types.")
-
     row_count = prop("row_count", int | None)
-
     profile = prop("profile", JSON, description="Column profile: the drift reference.")
 
     @strawberry.field
@@ -360,13 +343,9 @@ class DatasetVersion(NodeInterface):
 @strawberry.type
 class CodeCommit(NodeInterface):
     repo = prop("repo", str)
-
     sha = prop("sha", str)
-
     branch = prop("branch", str | None)
-
     dirty = prop("dirty", bool, default=False)
-
     diff_digest = prop("diff_digest", str | None)
 
     @strawberry.field
@@ -377,11 +356,8 @@ class CodeCommit(NodeInterface):
 @strawberry.type
 class Environment(NodeInterface):
     python = prop("python", str)
-
     platform = prop("platform", str)
-
     packages_digest = prop("packages_digest", str)
-
     packages = prop("packages", JSON)
 
 
@@ -394,7 +370,6 @@ class Artifact(NodeInterface):
         return float(self._p("size") or 0)
 
     media_type = prop("media_type", str)
-
     artifact_kind = prop("kind", str, name="artifactKind")
 
     @strawberry.field(description="Evaluation results as data (confusion matrix, curves...).")
@@ -413,9 +388,7 @@ class Artifact(NodeInterface):
 @strawberry.type
 class Model(NodeInterface):
     name = prop("name", str)
-
     owner = prop("owner", str | None)
-
     description = prop("description", str | None)
 
     @strawberry.field(description="Newest first.")
@@ -434,11 +407,8 @@ class ModelVersion(NodeInterface):
         return int(self._p("version"))
 
     artifact_digest = prop("artifact_digest", str)
-
     flavor = prop("flavor", str | None)
-
     signature = prop("signature", JSON)
-
     metrics = prop(
         "metrics",
         JSON,
@@ -472,11 +442,8 @@ class ModelVersion(NodeInterface):
 @strawberry.type
 class Deployment(NodeInterface):
     name = prop("name", str | None)
-
     environment = prop("environment", str)
-
     endpoint = prop("endpoint", str | None)
-
     status = prop("status", str)
 
     @strawberry.field(description="The versions it serves, with valid_from / valid_to.")
@@ -503,7 +470,6 @@ class MonitoringWindow(NodeInterface):
         return _time(self._p("end"))
 
     metrics = prop("metrics", JSON, default={})
-
     feature_stats = prop("feature_stats", JSON, default={})
 
     @strawberry.field
@@ -514,13 +480,9 @@ class MonitoringWindow(NodeInterface):
 @strawberry.type
 class Alert(NodeInterface):
     rule = prop("rule", str)
-
     severity = prop("severity", str)
-
     state = prop("state", str)
-
     values = prop("values", JSON, default={})
-
     message = prop("message", str | None)
 
     @strawberry.field
@@ -531,7 +493,6 @@ class Alert(NodeInterface):
 @strawberry.type
 class Agent(NodeInterface):
     name = prop("name", str)
-
     agent_kind = prop("kind", str, name="agentKind")
 
 
