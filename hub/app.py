@@ -159,7 +159,10 @@ def create_app(
     services = Services(
         store=store,
         tracking=TrackingService(
-            store, artifacts, stale_after=timedelta(seconds=settings.stale_after)
+            store,
+            artifacts,
+            stale_after=timedelta(seconds=settings.stale_after),
+            actor=settings.user,  # until requests are authenticated
         ),
         lineage=LineageService(store),
         artifacts=artifacts,

@@ -1,7 +1,9 @@
 """The ``lineagehub`` command.
 
 Exit codes scripts can rely on: 0 success, 1 unexpected error, 2 bad usage or invalid input,
-3 not found, 4 configuration error, 5 store unavailable or failing, 6 conflict.
+3 not found, 4 configuration error, 5 store unavailable or failing, 6 conflict,
+7 tampering found (``audit verify``, ``audit verify-export``: the audit log or an export of
+it fails verification).
 Errors are one line on stderr (``--json``: a JSON object with ``code`` and ``message``).
 """
 
@@ -25,7 +27,9 @@ EXIT_CODES = {
     "BACKEND": 5,
     "BACKEND_UNAVAILABLE": 5,
     "CONFLICT": 6,
+    "INTEGRITY": 7,
 }
+EXIT_TAMPERED = 7
 
 
 def lineage_edge_kinds() -> list[str]:
@@ -222,6 +226,85 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_key() -> bytes | None:
+    from .config import Settings
+
+    key = Settings().audit_key
+    return key.get_secret_value().encode("utf-8") if key is not None else None
+
+
+def _entry_text(e: Any) -> str:
+    return (
+        f"  seq {e.seq}  {e.time}  actor={e.actor}  action={e.action}  target={e.target}\n"
+        f"  payload {e.payload_digest}\n  prev    {e.prev_hash}\n  hash    {e.hash}"
+    )
+
+
+def cmd_audit_verify(args: argparse.Namespace, store: GraphStore) -> int:
+    from dataclasses import asdict
+
+    result = store.verify_audit()
+    head = store.audit_head()
+    data: dict[str, Any] = {
+        "ok": result.ok,
+        "checked": result.checked,
+        "head": asdict(head) if head is not None else None,
+        "firstBadSeq": result.first_bad_seq,
+        "kind": result.kind,
+        "problem": result.problem,
+        "entry": None,
+    }
+    if result.ok:
+        where = f"head seq {head.seq} {head.hash}" if head is not None else "empty log"
+        _emit(args, data, f"audit log intact: {result.checked} entries ({where})")
+        return 0
+    bad = result.first_bad_seq or 1
+    found = store.read_audit(bad - 1, 1)
+    entry = found[0] if found else None
+    data["entry"] = asdict(entry) if entry is not None else None
+    lines = [
+        f"audit log TAMPERED at seq {result.first_bad_seq} ({result.kind}): {result.problem}",
+        f"{result.checked} entries verified before it",
+    ]
+    if entry is not None:
+        label = "first bad entry" if entry.seq == bad else "next entry after the gap"
+        lines += [f"{label}:", _entry_text(entry)]
+    _emit(args, data, "\n".join(lines))
+    return EXIT_TAMPERED
+
+
+def cmd_audit_export(args: argparse.Namespace, store: GraphStore) -> int:
+    from .audit import export_jsonl
+
+    result = export_jsonl(store, args.output, _audit_key())
+    data = {"file": args.output, **result.to_dict()}
+    signed = "signed" if result.signed else "unsigned (set LINEAGEHUB_AUDIT_KEY to sign)"
+    _emit(
+        args,
+        data,
+        f"exported {result.count} audit entries to {args.output} (head seq {result.seq}, {signed})",
+    )
+    return 0
+
+
+def cmd_audit_verify_export(args: argparse.Namespace) -> int:
+    from .audit import verify_export
+
+    result = verify_export(args.file, _audit_key())
+    data = {"file": args.file, **result.to_dict()}
+    if result.ok:
+        sig = (
+            "signature verified"
+            if result.signature_verified
+            else "signature not checked (no LINEAGEHUB_AUDIT_KEY)"
+        )
+        _emit(args, data, f"export intact: {result.checked} entries, {sig}")
+        return 0
+    at = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
+    _emit(args, data, f"export TAMPERED{at} ({result.kind}): {result.problem}")
+    return EXIT_TAMPERED
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -265,6 +348,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--all-edges", action="store_true", help="also follow grouping edges (PART_OF)")
     p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("audit", help="verify or export the tamper-evident audit log")
+    audit = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    a = audit.add_parser(
+        "verify", parents=[common], help="check the audit chain (exit 7 when tampered)"
+    )
+    a.set_defaults(func=cmd_audit_verify)
+    a = audit.add_parser(
+        "export", parents=[common], help="write the audit log as JSON lines, with a checkpoint"
+    )
+    a.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="file to write (replaced whole)"
+    )
+    a.set_defaults(func=cmd_audit_export)
+    a = audit.add_parser(
+        "verify-export",
+        help="check an exported copy without the store (chain, checkpoint, signature)",
+    )
+    a.add_argument("file", metavar="FILE", help="the exported JSON lines file")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a.set_defaults(func=cmd_audit_verify_export, needs_store=False)
 
     p = sub.add_parser("serve", help="serve the GraphQL API (GraphiQL at /graphql)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     user: str | None = Field(
         default=None, description="The user recorded as a run's launcher (default: the OS user)."
     )
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="Key for signing audit log exports (HMAC-SHA256; never logged). "
+        "Unset: exports are unsigned.",
+    )
     heartbeat_interval: float = Field(
         default=30.0,
         gt=0,

@@ -21,10 +21,16 @@ Params are immutable once logged (logging the same value again is fine); metrics
 store's series (NaN and infinities kept), with the last value per key on the run for search;
 a finished run takes no more writes. A run whose heartbeat is older than ``stale_after`` is
 reported, and recorded, as KILLED.
+
+Every state change also appends one entry to the store's audit log
+(:mod:`lineagehub.graph.audit`) in the same transaction, naming the service's ``actor``:
+``run.start``, ``run.log``, ``run.end``, ``run.killed``, ``dataset.log``, ``artifact.log`` and
+``model_version.create``. A write that fails leaves no entry.
 """
 
 from __future__ import annotations
 
+import getpass
 import math
 import socket
 from collections.abc import Iterable, Mapping, Sequence
@@ -77,6 +83,7 @@ if TYPE_CHECKING:
     from .datasets import DatasetFingerprint
 
 DEFAULT_STALE_AFTER = timedelta(minutes=5)
+UNKNOWN_ACTOR = "unknown"
 MAX_BATCH_POINTS = 1_000_000
 
 
@@ -131,10 +138,13 @@ class TrackingService:
         artifacts: ArtifactStore,
         *,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
+        actor: str | None = None,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
         self.stale_after = stale_after
+        #: Who the audit log records as making this service's changes.
+        self.actor = actor or default_actor()
         # Nodes that never change once written (projects, agents, commits, environments):
         # written once per service, not once per run.
         self._written: set[str] = set()
@@ -187,6 +197,17 @@ class TrackingService:
                 raise ConflictError(f"run {run.id!r} already exists")
             self.store.upsert_nodes([*new_fixed, run.to_node()])
             self.store.upsert_edges(edges)
+            self._audit(
+                "run.start",
+                run.id,
+                {
+                    "name": run.name,
+                    "kind": _plain(run.kind),
+                    "project": run.project,
+                    "experiment": run.experiment,
+                    "parent": run.parent,
+                },
+            )
         self._written.update(n.id for n in new_fixed)
         return run
 
@@ -206,6 +227,7 @@ class TrackingService:
         batch = _Batch.check(run_id, params, metrics, tags)
         with self.store.transaction():
             batch.apply(self.store, self._running(run_id), {})
+            self._audit("run.log", run_id, batch.summary())
 
     def end_run(
         self,
@@ -236,6 +258,11 @@ class TrackingService:
         batch = _Batch.check(run_id, params, metrics, tags)
         with self.store.transaction():
             batch.apply(self.store, self._running(run_id), patch)
+            self._audit(
+                "run.end",
+                run_id,
+                {"status": status.value, "error": patch.get("error"), **batch.summary()},
+            )
             node = self.store.get_node(run_id)
         return _run(node)
 
@@ -314,6 +341,7 @@ class TrackingService:
         )
         dataset = Dataset(namespace=namespace, name=name)
         sources = [str(s) for s in derived_from]
+        given = list(sources)
         with self.store.transaction():
             run = self._running(run_id)
             for i, source in enumerate(sources):
@@ -342,6 +370,18 @@ class TrackingService:
                     for s in dict.fromkeys(sources)
                 ]
             self.store.upsert_edges(edges)
+            self._audit(
+                "dataset.log",
+                run.id,
+                {
+                    "version": version.node_id,
+                    "namespace": namespace,
+                    "name": name,
+                    "role": None if output else _plain(role),
+                    "output": output,
+                    "derived_from": list(dict.fromkeys(given)),
+                },
+            )
         return version
 
     def log_artifact(
@@ -370,6 +410,18 @@ class TrackingService:
             run = self._running(run_id)
             self.store.upsert_nodes([artifact.to_node()])
             self.store.upsert_edges([make_edge(EdgeKind.GENERATED_BY, artifact, run, name=name)])
+            self._audit(
+                "artifact.log",
+                run.id,
+                {
+                    "artifact": artifact.node_id,
+                    "digest": info.digest,
+                    "size": info.size,
+                    "name": name,
+                    "kind": _plain(artifact.kind),
+                    "media_type": media_type,
+                },
+            )
         return artifact
 
     def artifacts_of(self, run_id: str) -> list[tuple[str, Artifact]]:
@@ -432,9 +484,24 @@ class TrackingService:
                     make_edge(EdgeKind.GENERATED_BY, artifact, run, name=f"model:{name}"),
                 ]
             )
+            self._audit(
+                "model_version.create",
+                version.node_id,
+                {
+                    "model": name,
+                    "version": number,
+                    "run": run.id,
+                    "artifact_digest": info.digest,
+                    "flavor": flavor,
+                },
+            )
         return version
 
     # --- helpers ------------------------------------------------------------------------------
+
+    def _audit(self, action: str, target: str, payload: Mapping[str, Any]) -> None:
+        """One audit entry, inside the caller's write transaction."""
+        self.store.append_audit(self.actor, action, target, payload)
 
     def _get(self, node_id: str, kind: NodeKind, field: str) -> Node:
         node = self.store.get_nodes([node_id])[0]
@@ -478,6 +545,16 @@ class TrackingService:
                     for n in still
                 ]
             )
+            for n in still:
+                self._audit(
+                    "run.killed",
+                    n.id,
+                    {
+                        "status": patch["status"],
+                        "error": patch["error"],
+                        "heartbeat_at": n.props.get("heartbeat_at"),
+                    },
+                )
 
     def _run_data(self, run_id: str) -> tuple[list[str], list[str]]:
         """The dataset versions a run used and generated so far."""
@@ -498,6 +575,7 @@ class _Batch:
     tags: dict[str, str]
     points: list[SeriesPoint]
     last: dict[str, float | None]
+    counts: dict[str, int]
 
     @classmethod
     def check(
@@ -521,6 +599,7 @@ class _Batch:
             )
         steps: dict[str, int] = {}
         last: dict[str, float | None] = {}
+        counts: dict[str, int] = {}
         points = []
         keys: set[str] = set()  # a run has a handful of keys and thousands of points
         for m in metrics:
@@ -529,10 +608,25 @@ class _Batch:
                 keys.add(m.key)
             value = _metric_value(m)
             points.append(SeriesPoint(run_id, m.key, m.step, value, m.timestamp))
+            counts[m.key] = counts.get(m.key, 0) + 1
             if m.key not in steps or m.step >= steps[m.key]:
                 steps[m.key] = m.step
                 last[m.key] = value if math.isfinite(value) else None
-        return cls(run_id, checked_params, checked_tags, points, last)
+        return cls(run_id, checked_params, checked_tags, points, last, counts)
+
+    def summary(self) -> dict[str, Any]:
+        """What the audit log records of the batch: the params and tags themselves, and per
+        metric key its point count and last value (not every point)."""
+        return {
+            "counts": {
+                "params": len(self.params),
+                "metrics": len(self.points),
+                "tags": len(self.tags),
+            },
+            "params": self.params,
+            "tags": self.tags,
+            "metrics": {k: {"points": n, "last": self.last[k]} for k, n in self.counts.items()},
+        }
 
     def apply(self, store: GraphStore, node: Node, patch: dict[str, Any]) -> None:
         """Write the batch (and ``patch``) onto the run ``node``, inside a transaction."""
@@ -553,6 +647,28 @@ class _Batch:
         store.upsert_nodes([Node(self.run_id, NodeKind.RUN.value, patch)])
         if self.points:
             store.append_series(self.points)
+
+
+def default_actor() -> str:
+    """The actor a service records when none is given: ``LINEAGEHUB_USER``, else the OS
+    user."""
+    from .config import Settings
+
+    try:
+        user = Settings().user
+    except Exception:  # a broken environment elsewhere must not stop tracking
+        user = None
+    if user:
+        return user
+    try:
+        return getpass.getuser() or UNKNOWN_ACTOR
+    except Exception:  # no login name (some containers)
+        return UNKNOWN_ACTOR
+
+
+def _plain(value: Any) -> Any:
+    """An enum's value, anything else as is (for audit payloads)."""
+    return getattr(value, "value", value)
 
 
 def _run(node: Node) -> Run:

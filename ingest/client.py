@@ -162,7 +162,10 @@ class Client:
         from datetime import timedelta
 
         self.tracking = TrackingService(
-            self.store, self.artifacts, stale_after=timedelta(seconds=settings.stale_after)
+            self.store,
+            self.artifacts,
+            stale_after=timedelta(seconds=settings.stale_after),
+            actor=settings.user,
         )
         _clients.add(self)
 

@@ -1,0 +1,253 @@
+"""The audit log of tracking writes, over a real SQLite file: what is appended, by whom, that
+failed writes leave nothing, and that tampering with the file or an export is found."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from lineagehub import Settings, open_store
+from lineagehub.artifacts import FileArtifactStore
+from lineagehub.audit import export_jsonl, verify_export
+from lineagehub.cli import main
+from lineagehub.datasets import fingerprint
+from lineagehub.graph import ConflictError, GraphStore
+from lineagehub.graph.audit import payload_digest
+from lineagehub.ingest.client import Client
+from lineagehub.tracking import Metric, TrackingService
+from lineagehub.vocabulary import Run
+
+KEY = "s3cret-audit-key"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "hub.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[GraphStore]:
+    s = open_store(f"sqlite:///{db}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def tracking(store: GraphStore, tmp_path: Path) -> TrackingService:
+    return TrackingService(store, FileArtifactStore(tmp_path / "artifacts"), actor="bob")
+
+
+def actions(store: GraphStore) -> list[tuple[str, str, str]]:
+    return [(e.actor, e.action, e.target) for e in store.iter_audit()]
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def write_history(tracking: TrackingService) -> str:
+    """A run with every kind of write; returns its id."""
+    run = tracking.start_run(Run(name="fit", project="churn", user="bob"))
+    tracking.log_batch(
+        run.id,
+        params={"depth": 3},
+        metrics=[Metric("loss", 0.9, 0, now()), Metric("loss", 0.4, 1, now())],
+        tags={"team": "growth"},
+    )
+    tracking.log_dataset(run.id, fingerprint([{"x": 1}]), name="toy")
+    info = tracking.artifacts.put_bytes(b"weights")
+    tracking.log_artifact(run.id, info, name="weights")
+    tracking.log_model(run.id, info, name="toy-model")
+    tracking.end_run(run.id)
+    return run.id
+
+
+def test_every_tracking_write_appends_one_entry_in_order(
+    tracking: TrackingService, store: GraphStore
+) -> None:
+    run_id = write_history(tracking)
+    assert actions(store) == [
+        ("bob", "run.start", run_id),
+        ("bob", "run.log", run_id),
+        ("bob", "dataset.log", run_id),
+        ("bob", "artifact.log", run_id),
+        ("bob", "model_version.create", "mv:toy-model/1"),
+        ("bob", "run.end", run_id),
+    ]
+    # the payload is digested: whoever holds it can show what was logged
+    logged = store.read_audit(1, 1)[0]
+    expected = {
+        "counts": {"params": 1, "metrics": 2, "tags": 1},
+        "params": {"depth": 3},
+        "tags": {"team": "growth"},
+        "metrics": {"loss": {"points": 2, "last": 0.4}},
+    }
+    assert logged.payload_digest == payload_digest(expected)
+    assert store.verify_audit().ok and store.verify_audit().checked == 6
+
+
+def test_the_sdk_records_its_user_and_the_default_is_the_configured_user(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(f"sqlite:///{db}", artifacts=str(tmp_path / "a"), settings=Settings(user="ann"))
+    try:
+        with client.start_run("sdk", params={"lr": 0.1}) as run:
+            run.log_metrics({"auc": 0.8}, step=0)
+            run.log_metrics({"auc": 0.9}, step=1)
+        assert client.store is not None
+        got = actions(client.store)
+    finally:
+        client.close()
+    assert got[0] == ("ann", "run.start", run.id) and got[-1] == ("ann", "run.end", run.id)
+    assert {a for a, _, _ in got} == {"ann"} and {t for _, _, t in got} == {run.id}
+    assert len(got) <= 4  # one entry per call, not one per metric point
+
+    monkeypatch.setenv("LINEAGEHUB_USER", "carol")
+    with open_store(f"sqlite:///{db}") as store:
+        assert TrackingService(store, FileArtifactStore(tmp_path / "a")).actor == "carol"
+
+
+def test_a_failed_write_leaves_no_entry(tracking: TrackingService, store: GraphStore) -> None:
+    run = tracking.start_run(Run(name="p"))
+    tracking.log_batch(run.id, params={"lr": 0.1})
+    head = store.audit_head()
+    with pytest.raises(ConflictError):
+        tracking.log_batch(run.id, params={"epochs": 3, "lr": 0.5})
+    with pytest.raises(ConflictError):
+        tracking.start_run(Run(id=run.id, name="again"))
+    assert store.audit_head() == head
+    tracking.end_run(run.id)
+    head = store.audit_head()
+    with pytest.raises(ConflictError, match="finished"):
+        tracking.end_run(run.id)
+    assert store.audit_head() == head and store.verify_audit().ok
+
+
+def test_stale_kills_are_audited(store: GraphStore, tmp_path: Path) -> None:
+    tracking = TrackingService(
+        store, FileArtifactStore(tmp_path / "a"), stale_after=timedelta(0), actor="reaper"
+    )
+    run = tracking.start_run(Run(name="dies"))
+    time.sleep(0.01)
+    assert tracking.mark_stale_runs() == [run.id]
+    assert actions(store)[-1] == ("reaper", "run.killed", run.id)
+
+
+# --- tampering -------------------------------------------------------------------------------
+
+
+def tamper(db: Path, sql: str) -> None:
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(sql)
+    conn.close()
+
+
+def test_verify_finds_an_edited_and_a_deleted_entry(
+    tracking: TrackingService, store: GraphStore, db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_history(tracking)
+    uri = f"sqlite:///{db}"
+    code, out, _ = cli(capsys, "audit", "verify", "--store", uri)
+    assert code == 0 and "intact: 6 entries" in out
+
+    tamper(db, "UPDATE audit SET actor = 'mallory' WHERE seq = 4")
+    code, out, _ = cli(capsys, "audit", "verify", "--store", uri)
+    assert code == 7
+    assert "seq 4" in out and "altered" in out and "mallory" in out
+    code, out, _ = cli(capsys, "audit", "verify", "--store", uri, "--json")
+    data = json.loads(out)
+    assert code == 7 and data["ok"] is False
+    assert (data["firstBadSeq"], data["kind"], data["checked"]) == (4, "altered", 3)
+    assert data["entry"]["actor"] == "mallory"
+
+    tamper(db, "UPDATE audit SET actor = 'bob' WHERE seq = 4")  # put back
+    tamper(db, "DELETE FROM audit WHERE seq = 2")
+    code, out, _ = cli(capsys, "audit", "verify", "--store", uri, "--json")
+    data = json.loads(out)
+    assert code == 7 and (data["firstBadSeq"], data["kind"]) == (2, "deleted")
+    code, out, _ = cli(capsys, "audit", "verify", "--store", uri)
+    assert code == 7 and "seq 2" in out
+
+
+def test_export_and_verify_the_copy(
+    tracking: TrackingService,
+    store: GraphStore,
+    db: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_history(tracking)
+    monkeypatch.setenv("LINEAGEHUB_AUDIT_KEY", KEY)
+    out_file = tmp_path / "audit.jsonl"
+    code, out, _ = cli(
+        capsys, "audit", "export", "--store", f"sqlite:///{db}", "-o", str(out_file), "--json"
+    )
+    data = json.loads(out)
+    assert code == 0 and data["count"] == 6 and data["signed"] is True
+    lines = out_file.read_text().splitlines()
+    assert len(lines) == 7
+    trailer = json.loads(lines[-1])
+    assert trailer["checkpoint"]["seq"] == 6 and len(trailer["signature"]) == 64
+    assert trailer["checkpoint"]["hash"] == store.audit_head().hash  # type: ignore[union-attr]
+
+    code, out, _ = cli(capsys, "audit", "verify-export", str(out_file))
+    assert code == 0 and "signature verified" in out
+    assert verify_export(out_file, KEY.encode()).ok
+
+    # the wrong key
+    bad = verify_export(out_file, b"another key")
+    assert not bad.ok and bad.kind == "signature"
+
+    # an edited copy
+    copy = tmp_path / "edited.jsonl"
+    entry = json.loads(lines[2])
+    entry["actor"] = "mallory"
+    copy.write_text("\n".join([*lines[:2], json.dumps(entry), *lines[3:]]) + "\n")
+    code, out, _ = cli(capsys, "audit", "verify-export", str(copy), "--json")
+    data = json.loads(out)
+    assert code == 7 and (data["first_bad_seq"], data["kind"]) == (3, "altered")
+
+    # the newest entry cut off (the chain alone would still hold), checkpoint kept
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join([*lines[:5], lines[6]]) + "\n")
+    result = verify_export(cut, KEY.encode())
+    assert not result.ok and result.kind == "checkpoint"
+
+    # ... and the checkpoint rewritten to match: the signature no longer does
+    forged = dict(trailer)
+    last = json.loads(lines[4])
+    forged["checkpoint"] = {**trailer["checkpoint"], "seq": 5, "count": 5, "hash": last["hash"]}
+    cut.write_text("\n".join([*lines[:5], json.dumps(forged)]) + "\n")
+    result = verify_export(cut, KEY.encode())
+    assert not result.ok and result.kind == "signature"
+    code, _, _ = cli(capsys, "audit", "verify-export", str(cut))
+    assert code == 7
+
+
+def test_unsigned_export(store: GraphStore, tracking: TrackingService, tmp_path: Path) -> None:
+    write_history(tracking)
+    path = tmp_path / "plain.jsonl"
+    result = export_jsonl(store, path, None)
+    assert (result.count, result.signed) == (6, False)
+    plain = verify_export(path, None)
+    assert plain.ok and not plain.signature_verified
+    keyed = verify_export(path, KEY.encode())  # a key demands a signature
+    assert not keyed.ok and keyed.kind == "signature"
+    empty = tmp_path / "empty.db"
+    with open_store(f"sqlite:///{empty}") as fresh:
+        assert export_jsonl(fresh, tmp_path / "none.jsonl", KEY.encode()).count == 0
+    assert verify_export(tmp_path / "none.jsonl", KEY.encode()).ok
