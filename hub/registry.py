@@ -1,0 +1,931 @@
+"""The model registry: aliases, stages, their history, and governed promotions.
+
+References: ``churn/3``, ``churn@champion``, ``model:churn/3``, ``model:churn@production``
+or a version id ``mv:churn/3`` (resolved by :class:`~lineagehub.lineage.LineageService`).
+
+State lives on the :class:`~lineagehub.vocabulary.ModelVersion` node (``stage``,
+``aliases``). Every change is also an *activity*: a ``Run`` of kind ``promote`` that USED the
+version (role ``input``) and is ASSOCIATED_WITH its requester (and approvers). Such a run's
+``params`` describe the change, so the history of a stage or alias is one filtered query and
+:meth:`RegistryService.holder_at` at most two:
+
+- stage change: ``change="stage"``, ``model``, ``version``, ``from_stage``, ``to_stage``,
+  ``from_holders`` / ``to_holders`` (versions in those stages after the change, comma
+  separated, oldest entrant first) and ``to_before`` (in ``to_stage`` before it);
+- alias change: ``change="alias"``, ``model``, ``alias``, ``version``, ``from_version`` (the
+  previous holder, or null) and ``to_version`` (the new holder, null when removed);
+- promotion request: ``change="request"`` while pending (``RUNNING``) or rejected
+  (``FAILED``); on its final approval the request run itself becomes the stage change.
+
+Every change appends an audit entry (``store.append_audit``) in the same transaction.
+A promotion that breaks its :class:`Policy` returns a :class:`PolicyViolation` listing every
+broken rule (nothing is written).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .graph import Direction, GraphStore, Node
+from .graph import errors as _errors
+from .graph.errors import ConflictError, NotFoundError, ValidationError
+from .graph.model import to_iso
+from .lineage import LineageService
+from .vocabulary import (
+    Agent,
+    AssociationRole,
+    CodeCommit,
+    EdgeKind,
+    ModelVersion,
+    NodeKind,
+    Run,
+    RunKind,
+    RunStatus,
+    Stage,
+    UsedRole,
+    link,
+    make_edge,
+)
+
+__all__ = [
+    "HistoryEntry",
+    "ModelPromoted",
+    "Policy",
+    "PolicyViolation",
+    "PromotionPending",
+    "PromotionRejected",
+    "RegistryService",
+    "RuleBroken",
+    "Threshold",
+]
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """``metric op value`` on the version's metrics, e.g. ``Threshold("accuracy", ">=", 0.9)``."""
+
+    metric: str
+    op: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise ValidationError(
+                f"threshold op {self.op!r} is not one of {', '.join(_OPS)}", field="op"
+            )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a promotion to a stage requires.
+
+    ``thresholds``: metric rules (``Threshold`` or ``(metric, op, value)`` tuples);
+    ``require_lineage``: the training run used a dataset version (role train) and ran a code
+    commit; ``forbid_dirty_commit``: that commit is not dirty; ``approvals``: how many
+    approvals (0 = direct promotion allowed); ``approvers``: the agents holding the approver
+    role (``None``: anyone); ``separation_of_duties``: the requester and the training run's
+    author may not approve.
+    """
+
+    thresholds: Sequence[Threshold | tuple[str, str, float]] = ()
+    require_lineage: bool = False
+    forbid_dirty_commit: bool = False
+    approvals: int = 0
+    approvers: frozenset[str] | None = None
+    separation_of_duties: bool = False
+
+    def __post_init__(self) -> None:
+        rules = tuple(t if isinstance(t, Threshold) else Threshold(*t) for t in self.thresholds)
+        object.__setattr__(self, "thresholds", rules)
+        if self.approvers is not None:
+            object.__setattr__(self, "approvers", frozenset(self.approvers))
+        if not isinstance(self.approvals, int) or self.approvals < 0:
+            raise ValidationError("approvals must be a non-negative integer", field="approvals")
+
+    @property
+    def rules(self) -> tuple[Threshold, ...]:
+        return tuple(t for t in self.thresholds if isinstance(t, Threshold))
+
+
+@dataclass(frozen=True)
+class RuleBroken:
+    rule: str
+    message: str
+    expected: Any = None
+    actual: Any = None
+
+
+@dataclass(frozen=True)
+class PolicyViolation:
+    """A refused promotion or approval: every rule it broke. Nothing was written."""
+
+    version_id: str
+    to_stage: str
+    rules: tuple[RuleBroken, ...]
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [r.rule for r in self.rules]
+
+    def to_error(self) -> _errors.PolicyViolation:
+        text = "; ".join(r.message for r in self.rules)
+        return _errors.PolicyViolation(
+            f"promotion of {self.version_id} to {self.to_stage} refused: {text}",
+            rules=list(self.rules),
+        )
+
+
+@dataclass(frozen=True)
+class PromotionPending:
+    request_id: str
+    version_id: str
+    to_stage: str
+    approvals: tuple[str, ...]
+    needed: int
+
+
+@dataclass(frozen=True)
+class ModelPromoted:
+    run_id: str
+    version_id: str
+    from_stage: str
+    to_stage: str
+    archived: tuple[str, ...] = ()
+    approvals: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PromotionRejected:
+    request_id: str
+    version_id: str
+    to_stage: str
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One change of a stage or alias. For a stage: ``from_``/``to`` are stages; for an
+    alias: the previous and new holder's version numbers (``None`` for none)."""
+
+    version: int
+    from_: str | int | None
+    to: str | int | None
+    actor: str
+    reason: str | None
+    at: datetime
+    run_id: str
+    change: str
+    alias: str | None = None
+    approvals: tuple[str, ...] = field(default=())
+
+
+def _stage(value: Any, name: str = "to_stage") -> Stage:
+    if isinstance(value, Stage):
+        return value
+    if isinstance(value, str):
+        for s in Stage:
+            if s.value.lower() == value.strip().lower():
+                return s
+    raise ValidationError(
+        f"{name}: {value!r} is not a stage ({', '.join(s.value for s in Stage)})", field=name
+    )
+
+
+def _slot(value: Any) -> Stage | None:
+    """A stage if ``value`` is a stage's exact name (``Production``), else ``None`` (an alias:
+    aliases are lower case, so the alias ``production`` is not the stage)."""
+    if isinstance(value, Stage):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValidationError("expected a stage or an alias name", field="alias_or_stage")
+    for s in Stage:
+        if s.value == value:
+            return s
+    return None
+
+
+def _holders(text: Any) -> list[int]:
+    if not isinstance(text, str) or not text:
+        return []
+    return [int(v) for v in text.split(",")]
+
+
+def _text(values: Sequence[int]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def _check_actor(actor: Any) -> str:
+    if not isinstance(actor, str) or not actor.strip():
+        raise ValidationError("actor must be a non-empty name", field="actor")
+    return actor.strip()
+
+
+class RegistryService:
+    """Aliases, stages and promotions over a graph store (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: GraphStore,
+        *,
+        policies: Mapping[Any, Policy] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.policies: dict[Any, Policy] = dict(policies or {})
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.lineage = LineageService(store)
+
+    # --- look-ups ---------------------------------------------------------------------------
+
+    def policy_for(self, model: str, stage: Stage | str) -> Policy:
+        stage_value = _stage(stage).value
+        for key in ((model, stage_value), model, "*"):
+            if key in self.policies:
+                return self.policies[key]
+        return Policy()
+
+    def resolve(self, ref: str) -> ModelVersion:
+        """The model version a reference names (``NotFoundError`` if none)."""
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError("ref must be a model version reference", field="ref")
+        key = ref if ":" in ref else f"model:{ref}"
+        node_id = self.lineage.resolve(key)
+        node = self.store.get_node(node_id)
+        if node.label != NodeKind.MODEL_VERSION.value:
+            raise NotFoundError(f"{ref!r} does not name a model version", ids=[ref])
+        return ModelVersion.from_node(node)
+
+    def _versions(self, model: str) -> list[ModelVersion]:
+        nodes = self.store.iter_nodes(NodeKind.MODEL_VERSION.value, {"model": model}, "version")
+        return [ModelVersion.from_node(n) for n in nodes]
+
+    def _check_model(self, model: str) -> None:
+        if self.store.get_nodes([f"model:{model}"])[0] is None:
+            raise NotFoundError(f"no registered model {model!r}", ids=[f"model:{model}"])
+
+    def _now(self) -> datetime:
+        return self.clock()
+
+    # --- aliases ----------------------------------------------------------------------------
+
+    def set_alias(self, ref: str, alias: str, actor: str, reason: str | None = None) -> str:
+        """Point ``alias`` at the version; the previous holder loses it. Returns the id."""
+        actor = _check_actor(actor)
+        found = self.resolve(ref)
+        found.aliases = [*found.aliases, alias]  # validates the alias
+        with self.store.transaction():
+            mv = ModelVersion.from_node(self.store.get_node(found.node_id))
+            if alias in mv.aliases:
+                already = True
+            else:
+                already = False
+                mv.aliases = [*mv.aliases, alias]
+            previous = [
+                v
+                for v in self._versions(mv.model)
+                if alias in v.aliases and v.version != mv.version
+            ]
+            if already and not previous:
+                return mv.node_id
+            for old in previous:
+                old.aliases = [a for a in old.aliases if a != alias]
+                self.store.upsert_nodes([old.to_node()])
+            self.store.upsert_nodes([mv.to_node()])
+            prev_version = previous[-1].version if previous else None
+            self._record_alias(mv, alias, prev_version, mv.version, actor, reason)
+        return mv.node_id
+
+    def remove_alias(self, model: str, alias: str, actor: str, reason: str | None = None) -> None:
+        actor = _check_actor(actor)
+        self._check_model(model)
+        with self.store.transaction():
+            holders = [v for v in self._versions(model) if alias in v.aliases]
+            if not holders:
+                raise NotFoundError(f"model {model!r} has no alias {alias!r}", ids=[alias])
+            for mv in holders:
+                mv.aliases = [a for a in mv.aliases if a != alias]
+                self.store.upsert_nodes([mv.to_node()])
+            self._record_alias(holders[-1], alias, holders[-1].version, None, actor, reason)
+
+    def _record_alias(
+        self,
+        mv: ModelVersion,
+        alias: str,
+        from_version: int | None,
+        to_version: int | None,
+        actor: str,
+        reason: str | None,
+    ) -> None:
+        now = self._now()
+        action = "alias.set" if to_version is not None else "alias.removed"
+        run = Run(
+            name=f"{action} {mv.model}@{alias}",
+            kind=RunKind.PROMOTE,
+            status=RunStatus.FINISHED,
+            started_at=now,
+            ended_at=now,
+            user=actor,
+            description=reason,
+            params={
+                "change": "alias",
+                "model": mv.model,
+                "alias": alias,
+                "version": mv.version,
+                "from_version": from_version,
+                "to_version": to_version,
+            },
+        )
+        self._write_run(run, mv, actor, AssociationRole.REQUESTER)
+        self.store.append_audit(
+            actor,
+            action,
+            mv.node_id,
+            {
+                "model": mv.model,
+                "alias": alias,
+                "from_version": from_version,
+                "to_version": to_version,
+                "reason": reason,
+                "run": run.node_id,
+            },
+        )
+
+    # --- history ----------------------------------------------------------------------------
+
+    def history(
+        self, model: str, alias: str | None = None, stage: Stage | str | None = None
+    ) -> list[HistoryEntry]:
+        """Every stage or alias change of a model, oldest first (one alias, one stage or
+        all of them)."""
+        self._check_model(model)
+        where: dict[str, Any] = {"kind": RunKind.PROMOTE.value, "params.model": model}
+        if alias is not None:
+            where.update({"params.change": "alias", "params.alias": alias})
+        elif stage is not None:
+            s = _stage(stage, "stage").value
+            where.update(
+                {
+                    "params.change": "stage",
+                    "$or": [{"params.from_stage": s}, {"params.to_stage": s}],
+                }
+            )
+        else:
+            where["params.change"] = {"$in": ["stage", "alias"]}
+        where["status"] = RunStatus.FINISHED.value
+        nodes = self.store.iter_nodes(NodeKind.RUN.value, where, ["ended_at"])
+        return [self._entry(n) for n in nodes]
+
+    @staticmethod
+    def _entry(node: Node) -> HistoryEntry:
+        run = Run.from_node(node)
+        p = run.params
+        is_alias = p.get("change") == "alias"
+        approvals = tuple(a for a in str(p.get("approvals") or "").split(",") if a)
+        assert run.ended_at is not None
+        return HistoryEntry(
+            version=int(p["version"]),  # type: ignore[arg-type]
+            from_=p.get("from_version" if is_alias else "from_stage"),  # type: ignore[arg-type]
+            to=p.get("to_version" if is_alias else "to_stage"),  # type: ignore[arg-type]
+            actor=run.user or "",
+            reason=run.description,
+            at=run.ended_at,
+            run_id=run.node_id,
+            change=str(p.get("change")),
+            alias=str(p["alias"]) if is_alias else None,
+            approvals=approvals,
+        )
+
+    def _last_event(self, where: dict[str, Any], at: datetime | None) -> Node | None:
+        where = {"kind": RunKind.PROMOTE.value, "status": RunStatus.FINISHED.value, **where}
+        if at is not None:
+            where["ended_at"] = {"$lte": to_iso(at, "time")}
+        page = self.store.find_nodes(NodeKind.RUN.value, where, ["-ended_at", "-id"], limit=1)
+        return page.items[0] if page.items else None
+
+    def holders_at(self, model: str, alias_or_stage: str, time: datetime) -> list[int]:
+        """The versions holding an alias or stage at ``time`` (oldest entrant first); at most
+        two queries."""
+        self._check_model(model)
+        stage = _slot(alias_or_stage)
+        if stage is None:
+            event = self._last_event(
+                {"params.change": "alias", "params.model": model, "params.alias": alias_or_stage},
+                time,
+            )
+            if event is None or event.props["params"].get("to_version") is None:
+                return []
+            return [int(event.props["params"]["to_version"])]
+        base = {"params.change": "stage", "params.model": model}
+        entered = self._last_event({**base, "params.to_stage": stage.value}, time)
+        left = self._last_event({**base, "params.from_stage": stage.value}, time)
+        candidates = [n for n in (entered, left) if n is not None]
+        if not candidates:
+            return []
+        last = max(candidates, key=lambda n: (str(n.props.get("ended_at", "")), n.id))
+        params = last.props["params"]
+        key = "to_holders" if params.get("to_stage") == stage.value else "from_holders"
+        return _holders(params.get(key))
+
+    def holder_at(self, model: str, alias_or_stage: str, time: datetime) -> int | None:
+        """The version holding an alias or stage at ``time`` (for a stage several versions
+        may: the most recent entrant), or ``None``."""
+        holders = self.holders_at(model, alias_or_stage, time)
+        return holders[-1] if holders else None
+
+    # --- policy -----------------------------------------------------------------------------
+
+    def _training(self, mv: ModelVersion) -> tuple[list[Node], list[str]]:
+        """The runs that generated the version and their authors."""
+        adj = self.store.neighbors([mv.node_id], Direction.UPSTREAM, [EdgeKind.GENERATED_BY.value])
+        runs = [a.node for a in adj[mv.node_id] if a.node.label == NodeKind.RUN.value]
+        authors = {str(r.props["user"]) for r in runs if r.props.get("user")}
+        if runs:
+            agents = self.store.neighbors(
+                [r.id for r in runs], Direction.UPSTREAM, [EdgeKind.ASSOCIATED_WITH.value]
+            )
+            for items in agents.values():
+                for a in items:
+                    if a.edge.props.get("role") == AssociationRole.LAUNCHER.value:
+                        authors.add(str(a.node.props.get("name")))
+        return runs, sorted(authors)
+
+    def _check_rules(self, mv: ModelVersion, to_stage: Stage, policy: Policy) -> list[RuleBroken]:
+        broken: list[RuleBroken] = []
+        for t in policy.rules:
+            value = mv.metrics.get(t.metric)
+            if value is None:
+                broken.append(
+                    RuleBroken(
+                        f"metric.{t.metric}",
+                        f"metric {t.metric!r} is missing (needs {t.op} {t.value})",
+                        f"{t.op} {t.value}",
+                        None,
+                    )
+                )
+            elif not _OPS[t.op](value, t.value):
+                broken.append(
+                    RuleBroken(
+                        f"metric.{t.metric}",
+                        f"metric {t.metric!r} is {value}, needs {t.op} {t.value}",
+                        f"{t.op} {t.value}",
+                        value,
+                    )
+                )
+        dirty_check = policy.forbid_dirty_commit and to_stage is Stage.PRODUCTION
+        if policy.require_lineage or dirty_check:
+            runs, _ = self._training(mv)
+            datasets: list[str] = []
+            commits: list[CodeCommit] = []
+            if runs:
+                up = self.store.neighbors(
+                    [r.id for r in runs],
+                    Direction.UPSTREAM,
+                    [EdgeKind.USED.value, EdgeKind.RAN_CODE.value],
+                )
+                for items in up.values():
+                    for a in items:
+                        if (
+                            a.edge.kind == EdgeKind.USED.value
+                            and a.node.label == NodeKind.DATASET_VERSION.value
+                            and a.edge.props.get("role") == UsedRole.TRAIN.value
+                        ):
+                            datasets.append(a.node.id)
+                        elif a.node.label == NodeKind.CODE_COMMIT.value:
+                            commits.append(CodeCommit.from_node(a.node))
+            if policy.require_lineage:
+                if not runs:
+                    broken.append(
+                        RuleBroken(
+                            "lineage.training_run",
+                            f"{mv.node_id} has no training run (GENERATED_BY)",
+                            "a training run",
+                            None,
+                        )
+                    )
+                if not datasets:
+                    broken.append(
+                        RuleBroken(
+                            "lineage.dataset",
+                            f"{mv.node_id}'s training run used no dataset version (role train)",
+                            "a training dataset version",
+                            None,
+                        )
+                    )
+                if not commits:
+                    broken.append(
+                        RuleBroken(
+                            "lineage.commit",
+                            f"{mv.node_id}'s training run has no code commit",
+                            "a code commit",
+                            None,
+                        )
+                    )
+            if dirty_check:
+                dirty = [c.node_id for c in commits if c.dirty]
+                if dirty:
+                    broken.append(
+                        RuleBroken(
+                            "lineage.dirty_commit",
+                            f"{mv.node_id} was trained from a dirty working tree "
+                            f"({', '.join(dirty)}), not allowed for Production",
+                            "a clean commit",
+                            dirty,
+                        )
+                    )
+        return broken
+
+    def _approval_rules(
+        self, mv: ModelVersion, policy: Policy, actor: str, requester: str
+    ) -> list[RuleBroken]:
+        broken: list[RuleBroken] = []
+        if policy.approvers is not None and actor not in policy.approvers:
+            broken.append(
+                RuleBroken(
+                    "approver.role",
+                    f"{actor!r} does not hold the approver role",
+                    sorted(policy.approvers),
+                    actor,
+                )
+            )
+        if policy.separation_of_duties:
+            if actor == requester:
+                broken.append(
+                    RuleBroken(
+                        "separation_of_duties.requester",
+                        f"{actor!r} requested this promotion and may not approve it",
+                        f"an approver other than {requester!r}",
+                        actor,
+                    )
+                )
+            _, authors = self._training(mv)
+            if actor in authors:
+                broken.append(
+                    RuleBroken(
+                        "separation_of_duties.author",
+                        f"{actor!r} authored the training run of {mv.node_id} and may not "
+                        "approve its promotion",
+                        f"an approver other than {', '.join(authors)}",
+                        actor,
+                    )
+                )
+        return broken
+
+    # --- promotions -------------------------------------------------------------------------
+
+    def request_promotion(
+        self, ref: str, to_stage: Stage | str, actor: str, reason: str | None = None
+    ) -> PromotionPending | ModelPromoted | PolicyViolation:
+        """Ask to move a version to a stage: refused (every broken rule), pending (the policy
+        wants approvals) or done at once (it wants none)."""
+        actor = _check_actor(actor)
+        stage = _stage(to_stage)
+        mv = self.resolve(ref)
+        if mv.stage is stage:
+            raise ConflictError(f"{mv.node_id} is already in {stage.value}")
+        policy = self.policy_for(mv.model, stage)
+        broken = self._check_rules(mv, stage, policy)
+        if broken:
+            return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+        if policy.approvals == 0:
+            return self._promote(mv, stage, actor, reason, archive_previous=True)
+        now = self._now()
+        run = Run(
+            name=f"promote {mv.model}/{mv.version} to {stage.value}",
+            kind=RunKind.PROMOTE,
+            status=RunStatus.RUNNING,
+            started_at=now,
+            user=actor,
+            description=reason,
+            params={
+                "change": "request",
+                "model": mv.model,
+                "version": mv.version,
+                "to_stage": stage.value,
+                "needed": policy.approvals,
+                "approvals": "",
+            },
+        )
+        with self.store.transaction():
+            self._write_run(run, mv, actor, AssociationRole.REQUESTER)
+            self.store.append_audit(
+                actor,
+                "promotion.requested",
+                mv.node_id,
+                {"to_stage": stage.value, "reason": reason, "run": run.node_id},
+            )
+        return PromotionPending(run.node_id, mv.node_id, stage.value, (), policy.approvals)
+
+    def _pending(self, request_id: str) -> tuple[Run, ModelVersion]:
+        node = self.store.get_nodes([request_id])[0]
+        if node is None or node.label != NodeKind.RUN.value:
+            raise NotFoundError(f"no promotion request {request_id!r}", ids=[request_id])
+        run = Run.from_node(node)
+        if run.kind is not RunKind.PROMOTE or run.params.get("change") != "request":
+            raise NotFoundError(f"{request_id!r} is not a promotion request", ids=[request_id])
+        if run.status is not RunStatus.RUNNING:
+            raise ConflictError(
+                f"promotion request {request_id} is {run.status.value}, not pending"
+            )
+        mv = ModelVersion.from_node(
+            self.store.get_node(f"mv:{run.params['model']}/{run.params['version']}")
+        )
+        return run, mv
+
+    def approve(
+        self, request_id: str, actor: str, comment: str | None = None
+    ) -> PromotionPending | ModelPromoted | PolicyViolation:
+        """Approve a pending request; the last approval needed performs the promotion."""
+        actor = _check_actor(actor)
+        with self.store.transaction():
+            run, mv = self._pending(request_id)
+            stage = _stage(run.params["to_stage"])
+            policy = self.policy_for(mv.model, stage)
+            approvals = [a for a in str(run.params.get("approvals") or "").split(",") if a]
+            if actor in approvals:
+                raise ConflictError(f"{actor!r} already approved {request_id}")
+            broken = self._approval_rules(mv, policy, actor, run.user or "")
+            if broken:
+                return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+            approvals.append(actor)
+            needed = int(run.params.get("needed") or 0)
+            done = len(approvals) >= max(needed, policy.approvals)
+            if done:
+                broken = self._check_rules(mv, stage, policy)
+                if broken:
+                    return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+            self._associate(run.node_id, actor, AssociationRole.APPROVER)
+            run.params = {**run.params, "approvals": ",".join(approvals)}
+            self.store.upsert_nodes([run.to_node()])
+            self.store.append_audit(
+                actor,
+                "promotion.approved",
+                mv.node_id,
+                {"request": run.node_id, "comment": comment, "approvals": approvals},
+            )
+            if not done:
+                return PromotionPending(
+                    run.node_id, mv.node_id, stage.value, tuple(approvals), needed
+                )
+            return self._promote(
+                mv,
+                stage,
+                run.user or actor,
+                run.description,
+                archive_previous=True,
+                run=run,
+                approvals=tuple(approvals),
+            )
+
+    def reject(self, request_id: str, actor: str, reason: str) -> PromotionRejected:
+        actor = _check_actor(actor)
+        with self.store.transaction():
+            run, mv = self._pending(request_id)
+            now = self._now()
+            run.status = RunStatus.FAILED
+            run.ended_at = now
+            run.error = f"rejected by {actor}: {reason}"
+            self.store.upsert_nodes([run.to_node()])
+            self._associate(run.node_id, actor, AssociationRole.APPROVER)
+            self.store.append_audit(
+                actor, "promotion.rejected", mv.node_id, {"request": run.node_id, "reason": reason}
+            )
+        return PromotionRejected(
+            run.node_id, mv.node_id, str(run.params["to_stage"]), actor, reason
+        )
+
+    def promote(
+        self,
+        ref: str,
+        to_stage: Stage | str,
+        actor: str,
+        reason: str | None = None,
+        *,
+        archive_previous: bool = True,
+    ) -> ModelPromoted | PolicyViolation:
+        """Move a version to a stage at once, where its policy needs no approvals."""
+        actor = _check_actor(actor)
+        stage = _stage(to_stage)
+        mv = self.resolve(ref)
+        if mv.stage is stage:
+            raise ConflictError(f"{mv.node_id} is already in {stage.value}")
+        policy = self.policy_for(mv.model, stage)
+        broken = self._check_rules(mv, stage, policy)
+        if policy.approvals:
+            broken.append(
+                RuleBroken(
+                    "approvals",
+                    f"promotion to {stage.value} needs {policy.approvals} approval(s): "
+                    "use request_promotion",
+                    policy.approvals,
+                    0,
+                )
+            )
+        if broken:
+            return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+        return self._promote(mv, stage, actor, reason, archive_previous=archive_previous)
+
+    def _promote(
+        self,
+        mv: ModelVersion,
+        stage: Stage,
+        actor: str,
+        reason: str | None,
+        *,
+        archive_previous: bool,
+        run: Run | None = None,
+        approvals: tuple[str, ...] = (),
+    ) -> ModelPromoted:
+        with self.store.transaction():
+            mv = ModelVersion.from_node(self.store.get_node(mv.node_id))
+            if mv.stage is stage:
+                raise ConflictError(f"{mv.node_id} is already in {stage.value}")
+            from_stage = mv.stage
+            previous = [
+                v
+                for v in self._versions(mv.model)
+                if v.stage is Stage.PRODUCTION and v.version != mv.version
+            ]
+            main = self._move(mv, stage, actor, reason, "promotion", run=run, approvals=approvals)
+            archived: list[str] = []
+            if stage is Stage.PRODUCTION and archive_previous:
+                for old in previous:
+                    self._move(
+                        old,
+                        Stage.ARCHIVED,
+                        actor,
+                        f"archived by the promotion of {mv.node_id} ({main})",
+                        "archive",
+                        parent=main,
+                    )
+                    archived.append(old.node_id)
+        return ModelPromoted(
+            main, mv.node_id, from_stage.value, stage.value, tuple(archived), approvals
+        )
+
+    def _move(
+        self,
+        mv: ModelVersion,
+        stage: Stage,
+        actor: str,
+        reason: str | None,
+        action: str,
+        *,
+        run: Run | None = None,
+        parent: str | None = None,
+        approvals: tuple[str, ...] = (),
+    ) -> str:
+        """Put one version in a stage, recorded as a promote run; returns the run id."""
+        from_stage = mv.stage
+        versions = self._versions(mv.model)
+        to_before = [v.version for v in versions if v.stage is stage]
+        from_after = [
+            v.version for v in versions if v.stage is from_stage and v.version != mv.version
+        ]
+        to_after = [*to_before, mv.version]
+        # Oldest entrant first: keep the order of earlier holders from the latest record.
+        last = self._last_event(
+            {"params.change": "stage", "params.model": mv.model, "params.to_stage": stage.value},
+            None,
+        )
+        if last is not None:
+            order = _holders(last.props["params"].get("to_holders"))
+            rank = {v: i for i, v in enumerate(order)}
+            to_before.sort(key=lambda v: (rank.get(v, len(rank)), v))
+            to_after = [*to_before, mv.version]
+        mv.stage = stage
+        self.store.upsert_nodes([mv.to_node()])
+        now = self._now()
+        params: dict[str, Any] = {
+            "change": "stage",
+            "model": mv.model,
+            "version": mv.version,
+            "from_stage": from_stage.value,
+            "to_stage": stage.value,
+            "from_holders": _text(from_after),
+            "to_holders": _text(to_after),
+            "to_before": _text(to_before),
+            "action": action,
+        }
+        if run is None:
+            run = Run(
+                name=f"{action} {mv.model}/{mv.version} to {stage.value}",
+                kind=RunKind.PROMOTE,
+                status=RunStatus.FINISHED,
+                started_at=now,
+                ended_at=now,
+                user=actor,
+                description=reason,
+                parent=parent,
+                params=params,
+            )
+            self._write_run(run, mv, actor, AssociationRole.REQUESTER)
+        else:
+            run.params = {**run.params, **params, "approvals": ",".join(approvals)}
+            run.status = RunStatus.FINISHED
+            run.ended_at = now
+            self.store.upsert_nodes([run.to_node()])
+        self.store.append_audit(
+            actor,
+            f"stage.{action}",
+            mv.node_id,
+            {
+                "from_stage": from_stage.value,
+                "to_stage": stage.value,
+                "reason": reason,
+                "run": run.node_id,
+                "approvals": list(approvals),
+            },
+        )
+        return run.node_id
+
+    # --- rollback ---------------------------------------------------------------------------
+
+    def rollback(
+        self, model: str, stage_or_alias: str, actor: str, reason: str | None = None
+    ) -> list[str]:
+        """Put back the previous holder of a stage or alias (undoing its last change).
+        Returns the ids of the run(s) recording the rollback."""
+        actor = _check_actor(actor)
+        self._check_model(model)
+        stage = _slot(stage_or_alias)
+        with self.store.transaction():
+            if stage is None:
+                event = self._last_event(
+                    {
+                        "params.change": "alias",
+                        "params.model": model,
+                        "params.alias": stage_or_alias,
+                    },
+                    None,
+                )
+                if event is None:
+                    raise NotFoundError(
+                        f"alias {stage_or_alias!r} of {model!r} has no history", ids=[model]
+                    )
+                prev = event.props["params"].get("from_version")
+                if prev is None:
+                    self.remove_alias(model, stage_or_alias, actor, reason or "rollback")
+                else:
+                    self.set_alias(
+                        f"mv:{model}/{prev}", stage_or_alias, actor, reason or "rollback"
+                    )
+                last = self._last_event({"params.change": "alias", "params.model": model}, None)
+                return [last.id] if last is not None else []
+            event = self._last_event(
+                {"params.change": "stage", "params.model": model, "params.to_stage": stage.value},
+                None,
+            )
+            if event is None:
+                raise NotFoundError(f"stage {stage.value} of {model!r} has no history", ids=[model])
+            params = event.props["params"]
+            current = ModelVersion.from_node(self.store.get_node(f"mv:{model}/{params['version']}"))
+            runs: list[str] = []
+            why = reason or f"rollback of {event.id}"
+            if current.stage is stage:
+                back = _stage(params["from_stage"], "from_stage")
+                runs.append(self._move(current, back, actor, why, "rollback"))
+            for v in _holders(params.get("to_before")):
+                mv = ModelVersion.from_node(self.store.get_node(f"mv:{model}/{v}"))
+                if mv.stage is not stage:
+                    runs.append(self._move(mv, stage, actor, why, "rollback"))
+            return runs
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _associate(self, run_id: str, actor: str, role: AssociationRole) -> None:
+        agent = Agent(name=actor)
+        if self.store.get_nodes([agent.node_id])[0] is None:
+            self.store.upsert_nodes([agent.to_node()])
+        self.store.upsert_edges(
+            [
+                link(
+                    EdgeKind.ASSOCIATED_WITH,
+                    run_id,
+                    NodeKind.RUN,
+                    agent.node_id,
+                    NodeKind.AGENT,
+                    role=role,
+                )
+            ]
+        )
+
+    def _write_run(self, run: Run, mv: ModelVersion, actor: str, role: AssociationRole) -> None:
+        self.store.upsert_nodes([run.to_node()])
+        edges = [make_edge(EdgeKind.USED, run, mv, role=UsedRole.INPUT)]
+        if run.parent:
+            edges.append(link(EdgeKind.CHILD_OF, run.node_id, NodeKind.RUN, run.parent, "Run"))
+        self.store.upsert_edges(edges)
+        self._associate(run.node_id, actor, role)
