@@ -17,6 +17,7 @@ from strawberry.tools import merge_types
 
 from lineagehub.graph import HubError
 
+from .audit import AuditQuery
 from .compare import CompareQuery
 from .context import Context, Services
 from .errors import HubErrors
@@ -30,7 +31,7 @@ MAX_TOKENS = 5000
 MAX_ALIASES = 50
 
 
-Query = merge_types("Query", (BaseQuery, CompareQuery))
+Query = merge_types("Query", (BaseQuery, CompareQuery, AuditQuery))
 
 
 class _Schema(strawberry.Schema):

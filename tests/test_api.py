@@ -335,3 +335,49 @@ def test_a_corrupt_artifact_is_refused_not_served(
     path.write_bytes(b"tampered bytes")
     got = http.get(f"/artifacts/{info['digest']}")
     assert got.status_code == 500 and got.json()["error"]["code"] == "INTEGRITY"
+
+
+def test_audit_trail_and_verification(tmp_path: Path) -> None:
+    from lineagehub.tracking import Metric, TrackingService
+    from lineagehub.vocabulary import Run as RunModel
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    artifacts = open_artifact_store((tmp_path / "a").as_uri())
+    tracking = TrackingService(store, artifacts, actor="ann")
+    run = tracking.start_run(RunModel(name="audited"))
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc)
+    tracking.log_batch(run.id, params={"lr": 0.1}, metrics=[Metric("loss", 0.5, 0, now)])
+    tracking.end_run(run.id)
+    other = tracking.start_run(RunModel(name="other"))
+    with (
+        HubServer(create_app(store=store, artifacts=artifacts)) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        trail = data(
+            http,
+            "query($ref: String) { auditTrail(ref: $ref) { entries { seq actor action target "
+            "hash prevHash } nextAfter } }",
+            ref=run.id,
+        )["auditTrail"]
+        assert [e["action"] for e in trail["entries"]] == ["run.start", "run.log", "run.end"]
+        assert {e["actor"] for e in trail["entries"]} == {"ann"}
+        assert trail["entries"][1]["prevHash"] == trail["entries"][0]["hash"]
+        paged = data(http, "{ auditTrail(first: 2) { entries { target } nextAfter } }")
+        assert len(paged["auditTrail"]["entries"]) == 2 and paged["auditTrail"]["nextAfter"] == 2
+        rest = data(http, "{ auditTrail(after: 2) { entries { target } } }")["auditTrail"]
+        assert [e["target"] for e in rest["entries"]] == [run.id, other.id]
+        assert data(http, "{ verifyAuditLog { ok checked } }")["verifyAuditLog"] == {
+            "ok": True,
+            "checked": 4,
+        }
+        import sqlite3
+
+        conn = sqlite3.connect(tmp_path / "hub.db")
+        conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
+        conn.commit()
+        conn.close()
+        broken = data(http, "{ verifyAuditLog { ok firstBadSeq kind } }")["verifyAuditLog"]
+        assert broken == {"ok": False, "firstBadSeq": 2, "kind": "altered"}
+    store.close()
