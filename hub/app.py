@@ -17,10 +17,11 @@ Request bodies are bounded (``max_body_bytes`` for GraphQL); larger ones get 413
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ from . import __version__
 from .artifacts import ArtifactStore, open_artifact_store, validate_digest
 from .config import Settings
 from .lineage import LineageService
-from .tracking import TrackingService
+from .registry import Policy, RegistryService
+from .tracking import UNKNOWN_ACTOR, TrackingService
 
 log = logging.getLogger("lineagehub.server")
 
@@ -60,6 +62,13 @@ _STATUS = {
     "BACKEND": 502,
     "BACKEND_UNAVAILABLE": 503,
 }
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser() or UNKNOWN_ACTOR
+    except Exception:  # no login name (some containers)
+        return UNKNOWN_ACTOR
 
 
 def _error(e: HubError) -> JSONResponse:
@@ -141,8 +150,13 @@ def create_app(
     store: GraphStore | None = None,
     artifacts: ArtifactStore | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    registry_policies: Mapping[Any, Policy] | None = None,
 ) -> Starlette:
     """The hub as an ASGI app, over the configured stores (or the ones given).
+
+    ``registry_policies``: the model registry's promotion policies (see
+    :class:`~lineagehub.registry.RegistryService`). Registry changes are recorded as done by
+    ``settings.user``, else the OS user: requests are not authenticated yet.
 
     A store passed in stays open when the app shuts down; one opened here is closed."""
     from datetime import timedelta
@@ -166,6 +180,8 @@ def create_app(
         ),
         lineage=LineageService(store),
         artifacts=artifacts,
+        registry=RegistryService(store, policies=registry_policies),
+        registry_actor=settings.user or _os_user(),  # until requests are authenticated
     )
 
     async def health(request: Request) -> Response:

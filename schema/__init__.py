@@ -21,8 +21,9 @@ from .audit import AuditQuery
 from .compare import CompareQuery
 from .context import Context, Services
 from .errors import HubErrors
-from .mutation import Mutation
+from .mutation import Mutation as BaseMutation
 from .query import Query as BaseQuery
+from .registry import RegistryMutation, RegistryQuery
 from .scalars import SCALARS
 from .types import ALL_TYPES
 
@@ -31,7 +32,8 @@ MAX_TOKENS = 5000
 MAX_ALIASES = 50
 
 
-Query = merge_types("Query", (BaseQuery, CompareQuery, AuditQuery))
+Query = merge_types("Query", (BaseQuery, CompareQuery, AuditQuery, RegistryQuery))
+Mutation = merge_types("Mutation", (BaseMutation, RegistryMutation))
 
 
 class _Schema(strawberry.Schema):

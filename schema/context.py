@@ -35,6 +35,10 @@ class Services:
     lineage: Any  # lineagehub.lineage.LineageService
     artifacts: Any  # lineagehub.artifacts.ArtifactStore
     max_page: int = 500
+    registry: Any = None  # lineagehub.registry.RegistryService
+    #: Who registry mutations are recorded as done by. The server does not authenticate
+    #: requests yet: this is the server's configured user (LINEAGEHUB_USER, else the OS user).
+    registry_actor: str = "unknown"
 
 
 @dataclass

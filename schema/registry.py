@@ -1,0 +1,285 @@
+"""The model registry in the API: aliases, stages, governed promotions and their history.
+
+Thin mappings of :class:`lineagehub.registry.RegistryService`. Expected outcomes of a
+promotion are results (``union PromoteResult = ModelPromoted | PromotionPending |
+PolicyViolation``); a reference that names nothing, a request that is no longer pending and
+other failures stay coded errors (``NOT_FOUND``, ``CONFLICT``, ``VALIDATION``).
+
+Every mutation is recorded as done by the services' ``registry_actor`` (``LINEAGEHUB_USER``,
+else the server's OS user). The server does not authenticate requests yet, so that actor is
+the server's identity, not the caller's: approvals and separation of duties are only as
+meaningful as the deployment that sets it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from lineagehub.graph import ConfigError
+
+from .types import I, wrap
+from .types import ModelVersion as ModelVersionType
+
+
+def _registry(info: I) -> Any:
+    registry = info.context.services.registry
+    if registry is None:
+        raise ConfigError("this server has no model registry")
+    return registry
+
+
+def _actor(info: I) -> str:
+    return str(info.context.services.registry_actor)
+
+
+async def _version(info: I, node_id: str) -> ModelVersionType:
+    ctx = info.context
+    return wrap(await ctx.call(ctx.store.get_node, node_id))  # type: ignore[return-value]
+
+
+@strawberry.type(description="One rule a promotion or approval broke.")
+class BrokenRule:
+    rule: str = strawberry.field(
+        description='e.g. "metric.auc", "approvals", "separation_of_duties.requester".'
+    )
+    message: str
+    expected: JSON | None
+    actual: JSON | None
+
+
+@strawberry.type(description="A refused promotion or approval: every rule it broke.")
+class PolicyViolation:
+    version: ModelVersionType
+    stage: str = strawberry.field(description="The stage the version was to enter.")
+    rules: list[BrokenRule]
+
+
+@strawberry.type(description="A version moved to a stage.")
+class ModelPromoted:
+    version: ModelVersionType
+    from_stage: str
+    stage: str
+    archived: list[ModelVersionType] = strawberry.field(
+        description="The versions this promotion moved out of Production to Archived."
+    )
+    run_id: strawberry.ID = strawberry.field(description="The promote run recording it.")
+    approvals: list[str]
+
+
+@strawberry.type(description="A promotion request waiting for approvals.")
+class PromotionPending:
+    request_id: strawberry.ID
+    version: ModelVersionType
+    stage: str
+    approvals: list[str] = strawberry.field(description="Who approved so far.")
+    approvals_needed: int
+
+
+@strawberry.type(description="A promotion request that was rejected.")
+class PromotionRejected:
+    request_id: strawberry.ID
+    version: ModelVersionType
+    stage: str
+    by: str
+    reason: str
+
+
+@strawberry.type(description="What a rollback did: the runs recording it and the holders now.")
+class RollbackResult:
+    run_ids: list[strawberry.ID]
+    holders: list[ModelVersionType] = strawberry.field(
+        description="The versions holding the stage or alias after the rollback."
+    )
+
+
+@strawberry.type(description="One change of a stage or alias.")
+class RegistryChange:
+    change: str = strawberry.field(description='Either "stage" or "alias".')
+    version: ModelVersionType = strawberry.field(description="The version the change moved.")
+    alias: str | None
+    from_stage: str | None
+    to_stage: str | None
+    from_version: int | None = strawberry.field(description="An alias' previous holder.")
+    to_version: int | None = strawberry.field(description="Its new holder (null: removed).")
+    actor: str
+    reason: str | None
+    at: datetime
+    run_id: strawberry.ID
+    approvals: list[str]
+
+
+PromoteResult = Annotated[
+    ModelPromoted | PromotionPending | PolicyViolation, strawberry.union("PromoteResult")
+]
+
+
+async def _result(info: I, r: Any) -> Any:
+    from lineagehub import registry as reg
+
+    if isinstance(r, reg.ModelPromoted):
+        return ModelPromoted(
+            version=await _version(info, r.version_id),
+            from_stage=r.from_stage,
+            stage=r.to_stage,
+            archived=[await _version(info, a) for a in r.archived],
+            run_id=strawberry.ID(r.run_id),
+            approvals=list(r.approvals),
+        )
+    if isinstance(r, reg.PromotionPending):
+        return PromotionPending(
+            request_id=strawberry.ID(r.request_id),
+            version=await _version(info, r.version_id),
+            stage=r.to_stage,
+            approvals=list(r.approvals),
+            approvals_needed=r.needed,
+        )
+    return PolicyViolation(
+        version=await _version(info, r.version_id),
+        stage=r.to_stage,
+        rules=[
+            BrokenRule(rule=b.rule, message=b.message, expected=b.expected, actual=b.actual)
+            for b in r.rules
+        ],
+    )
+
+
+def _current(store: Any, model: str, stage_or_alias: str) -> list[Any]:
+    from lineagehub.vocabulary import NodeKind, Stage
+
+    nodes = store.iter_nodes(NodeKind.MODEL_VERSION.value, {"model": model}, "version")
+    if stage_or_alias in {s.value for s in Stage}:
+        return [n for n in nodes if n.props.get("stage") == stage_or_alias]
+    return [n for n in nodes if stage_or_alias in (n.props.get("aliases") or [])]
+
+
+@strawberry.type
+class RegistryMutation:
+    @strawberry.mutation(
+        description="Ask to move a version to a stage: refused, pending approvals, or done at "
+        "once when its policy needs none."
+    )
+    async def request_promotion(self, info: I, ref: str, to: str, reason: str) -> PromoteResult:
+        ctx = info.context
+        r = await ctx.call(_registry(info).request_promotion, ref, to, _actor(info), reason)
+        return await _result(info, r)
+
+    @strawberry.mutation(description="Approve a pending request; the last approval promotes.")
+    async def approve_promotion(
+        self, info: I, request_id: strawberry.ID, comment: str | None = None
+    ) -> PromoteResult:
+        ctx = info.context
+        r = await ctx.call(_registry(info).approve, str(request_id), _actor(info), comment)
+        return await _result(info, r)
+
+    @strawberry.mutation(description="Reject a pending promotion request.")
+    async def reject_promotion(
+        self, info: I, request_id: strawberry.ID, reason: str
+    ) -> PromotionRejected:
+        ctx = info.context
+        r = await ctx.call(_registry(info).reject, str(request_id), _actor(info), reason)
+        return PromotionRejected(
+            request_id=strawberry.ID(r.request_id),
+            version=await _version(info, r.version_id),
+            stage=r.to_stage,
+            by=r.by,
+            reason=r.reason,
+        )
+
+    @strawberry.mutation(
+        description="Move a version to a stage at once (where its policy needs no approvals); "
+        "promoting to Production archives the previous Production versions by default."
+    )
+    async def promote_model_version(
+        self, info: I, ref: str, to: str, reason: str, archive_previous: bool = True
+    ) -> PromoteResult:
+        ctx = info.context
+        r = await ctx.call(
+            _registry(info).promote,
+            ref,
+            to,
+            _actor(info),
+            reason,
+            archive_previous=archive_previous,
+        )
+        return await _result(info, r)
+
+    @strawberry.mutation(description="Point an alias at a version (its previous holder loses it).")
+    async def set_alias(
+        self, info: I, ref: str, alias: str, reason: str | None = None
+    ) -> ModelVersionType:
+        ctx = info.context
+        node_id = await ctx.call(_registry(info).set_alias, ref, alias, _actor(info), reason)
+        return await _version(info, node_id)
+
+    @strawberry.mutation(description="Remove an alias from a model.")
+    async def remove_alias(
+        self, info: I, model: str, alias: str, reason: str | None = None
+    ) -> bool:
+        ctx = info.context
+        await ctx.call(_registry(info).remove_alias, model, alias, _actor(info), reason)
+        return True
+
+    @strawberry.mutation(
+        description="Put back the previous holder of a stage (exact name, e.g. Production) or "
+        "alias, undoing its last change."
+    )
+    async def rollback(
+        self, info: I, model: str, stage_or_alias: str, reason: str
+    ) -> RollbackResult:
+        ctx = info.context
+        runs = await ctx.call(_registry(info).rollback, model, stage_or_alias, _actor(info), reason)
+        nodes = await ctx.call(_current, ctx.store, model, stage_or_alias)
+        return RollbackResult(
+            run_ids=[strawberry.ID(r) for r in runs],
+            holders=[wrap(n) for n in nodes],  # type: ignore[misc]
+        )
+
+
+@strawberry.type
+class RegistryQuery:
+    @strawberry.field(
+        description="Every stage and alias change of a model, oldest first (or of one alias or "
+        "one stage)."
+    )
+    async def model_history(
+        self, info: I, model: str, alias: str | None = None, stage: str | None = None
+    ) -> list[RegistryChange]:
+        ctx = info.context
+        entries = await ctx.call(_registry(info).history, model, alias, stage)
+        ids = [f"mv:{model}/{e.version}" for e in entries]
+        nodes = await ctx.call(ctx.store.get_nodes, list(dict.fromkeys(ids)))
+        by_id = {n.id: wrap(n) for n in nodes if n is not None}
+        return [
+            RegistryChange(
+                change=e.change,
+                version=by_id[f"mv:{model}/{e.version}"],  # type: ignore[arg-type]
+                alias=e.alias,
+                from_stage=None if e.alias is not None else e.from_,
+                to_stage=None if e.alias is not None else e.to,
+                from_version=e.from_ if e.alias is not None else None,
+                to_version=e.to if e.alias is not None else None,
+                actor=e.actor,
+                reason=e.reason,
+                at=e.at,
+                run_id=strawberry.ID(e.run_id),
+                approvals=list(e.approvals),
+            )
+            for e in entries
+        ]
+
+    @strawberry.field(
+        description="The version holding an alias or stage at a time (for a stage several "
+        "may: the most recent entrant); null when none."
+    )
+    async def holder_at(
+        self, info: I, model: str, alias_or_stage: str, time: datetime
+    ) -> ModelVersionType | None:
+        ctx = info.context
+        version = await ctx.call(_registry(info).holder_at, model, alias_or_stage, time)
+        if version is None:
+            return None
+        return await _version(info, f"mv:{model}/{version}")
