@@ -82,7 +82,16 @@ from lineagehub.vocabulary import (
 )
 
 if TYPE_CHECKING:  # imported when a client is remote: embedded use does not load httpx
-    from lineagehub.ingest.remote import RemoteTracking
+    from lineagehub.ingest.remote import RemoteRegistry, RemoteTracking
+    from lineagehub.registry import (
+        HistoryEntry,
+        ModelPromoted,
+        Policy,
+        PolicyViolation,
+        PromotionPending,
+        PromotionRejected,
+        RegistryService,
+    )
 
 FLUSH_POINTS = 10_000
 _I32 = 2**31
@@ -111,6 +120,7 @@ class Client:
         *,
         artifacts: str | ArtifactStore | None = None,
         settings: Settings | None = None,
+        registry_policies: Mapping[Any, Policy] | None = None,
     ) -> None:
         settings = settings or Settings()
         url: str | None = None
@@ -130,15 +140,22 @@ class Client:
         self._stop = threading.Event()
         self._code_cache: tuple[float, str, CodeState | None] | None = None
         self._remote: RemoteTracking | None = None
+        self._registry: RegistryService | RemoteRegistry | None = None
         if url is not None:
-            from lineagehub.ingest.remote import RemoteTracking
+            from lineagehub.ingest.remote import RemoteRegistry, RemoteTracking
 
             if artifacts is not None:
                 raise ConfigError(
                     "a client of a hub server uses the server's artifact store; do not pass "
                     "artifacts="
                 )
+            if registry_policies is not None:
+                raise ConfigError(
+                    "a client of a hub server uses the server's registry policies; do not pass "
+                    "registry_policies="
+                )
             self._remote = RemoteTracking(url)
+            self._registry = RemoteRegistry(self._remote.connection)
             self.store = None
             self._owns_store = False
             self.tracking = self._remote
@@ -167,6 +184,9 @@ class Client:
             stale_after=timedelta(seconds=settings.stale_after),
             actor=settings.user,
         )
+        from lineagehub.registry import RegistryService
+
+        self._registry = RegistryService(self.store, policies=registry_policies)
         _clients.add(self)
 
     def __repr__(self) -> str:
@@ -282,6 +302,118 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # --- model registry -----------------------------------------------------------------------
+    #
+    # The same calls and results in both modes. Embedded, changes are recorded as done by this
+    # client's user (``settings.user``, else the OS user) under the policies given as
+    # ``registry_policies=``; remote, the server decides both (its registry actor and its
+    # policies), as requests are not authenticated yet.
+
+    def _embedded_registry(self) -> tuple[RegistryService, str] | None:
+        from lineagehub.registry import RegistryService
+
+        if isinstance(self._registry, RegistryService):
+            from lineagehub.capture import _user
+
+            return self._registry, self.settings.user or _user() or "unknown"
+        return None
+
+    def _remote_registry(self) -> RemoteRegistry:
+        from lineagehub.ingest.remote import RemoteRegistry
+
+        if not isinstance(self._registry, RemoteRegistry):  # pragma: no cover - set in __init__
+            raise ConfigError("this client has no model registry")
+        return self._registry
+
+    def request_promotion(
+        self, ref: str, to: str, reason: str
+    ) -> PromotionPending | ModelPromoted | PolicyViolation:
+        """Ask to move a model version (``churn/3``, ``churn@champion``) to a stage: refused
+        (a :class:`~lineagehub.registry.PolicyViolation` listing every broken rule), pending
+        approvals, or done at once when its policy wants none."""
+        embedded = self._embedded_registry()
+        if embedded is not None:
+            registry, actor = embedded
+            return registry.request_promotion(ref, to, actor, reason)
+        return self._remote_registry().request_promotion(ref, to, reason)
+
+    def approve_promotion(
+        self, request_id: str, comment: str | None = None
+    ) -> PromotionPending | ModelPromoted | PolicyViolation:
+        """Approve a pending promotion request; the last approval needed promotes."""
+        embedded = self._embedded_registry()
+        if embedded is not None:
+            registry, actor = embedded
+            return registry.approve(request_id, actor, comment)
+        return self._remote_registry().approve(request_id, comment)
+
+    def reject_promotion(self, request_id: str, reason: str) -> PromotionRejected:
+        """Reject a pending promotion request."""
+        embedded = self._embedded_registry()
+        if embedded is not None:
+            registry, actor = embedded
+            return registry.reject(request_id, actor, reason)
+        return self._remote_registry().reject(request_id, reason)
+
+    def promote(
+        self, ref: str, to: str, reason: str, archive_previous: bool = True
+    ) -> ModelPromoted | PolicyViolation:
+        """Move a model version to a stage at once (where its policy needs no approvals);
+        promoting to Production archives the previous Production versions by default."""
+        embedded = self._embedded_registry()
+        if embedded is not None:
+            registry, actor = embedded
+            return registry.promote(ref, to, actor, reason, archive_previous=archive_previous)
+        remote = self._remote_registry()
+        return remote.promote(ref, to, reason, archive_previous=archive_previous)
+
+    def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion:
+        """Point ``alias`` at a model version (its previous holder loses it); returns the
+        version as it is now."""
+        embedded = self._embedded_registry()
+        if embedded is not None:
+            registry, actor = embedded
+            node_id = registry.set_alias(ref, alias, actor, reason)
+            return registry.resolve(node_id)
+        return self._remote_registry().set_alias(ref, alias, reason)
+
+    def remove_alias(self, model: str, alias: str, reason: str | None = None) -> None:
+        """Remove an alias from a model."""
+        embedded = self._embedded_registry()
+        if embedded is not None:
+            registry, actor = embedded
+            registry.remove_alias(model, alias, actor, reason)
+            return
+        self._remote_registry().remove_alias(model, alias, reason)
+
+    def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
+        """Put back the previous holder of a stage (its exact name, e.g. ``Production``) or
+        an alias, undoing its last change; returns the ids of the runs recording it."""
+        embedded = self._embedded_registry()
+        if embedded is not None:
+            registry, actor = embedded
+            return registry.rollback(model, stage_or_alias, actor, reason)
+        return self._remote_registry().rollback(model, stage_or_alias, reason)
+
+    def model_history(
+        self, model: str, alias: str | None = None, stage: str | None = None
+    ) -> list[HistoryEntry]:
+        """Every stage and alias change of a model, oldest first (or of one alias or stage)."""
+        embedded = self._embedded_registry()
+        if embedded is not None:
+            return embedded[0].history(model, alias, stage)
+        return self._remote_registry().history(model, alias, stage)
+
+    def holder_at(self, model: str, alias_or_stage: str, time: datetime) -> ModelVersion | None:
+        """The model version holding an alias or stage at ``time`` (for a stage several may:
+        the most recent entrant), or ``None``."""
+        embedded = self._embedded_registry()
+        if embedded is not None:
+            registry = embedded[0]
+            version = registry.holder_at(model, alias_or_stage, time)
+            return None if version is None else registry.resolve(f"mv:{model}/{version}")
+        return self._remote_registry().holder_at(model, alias_or_stage, time)
 
     # --- internals ----------------------------------------------------------------------------
 

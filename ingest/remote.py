@@ -1107,11 +1107,218 @@ class RemoteTracking:
         return _model(ModelVersion, data["logModel"])
 
 
+# --------------------------------------------------------------------------- registry
+
+_MV = f"{{ {_NODE} }}"
+_PROMOTE_RESULT = f"""
+__typename
+... on ModelPromoted {{ version {_MV} fromStage stage archived {_MV} runId approvals }}
+... on PromotionPending {{ requestId version {_MV} stage approvals approvalsNeeded }}
+... on PolicyViolation {{ version {_MV} stage rules {{ rule message expected actual }} }}
+"""
+_REQUEST_PROMOTION = f"""
+mutation RequestPromotion($ref: String!, $to: String!, $reason: String!) {{
+  requestPromotion(ref: $ref, to: $to, reason: $reason) {{ {_PROMOTE_RESULT} }}
+}}
+"""
+_APPROVE_PROMOTION = f"""
+mutation ApprovePromotion($requestId: ID!, $comment: String) {{
+  approvePromotion(requestId: $requestId, comment: $comment) {{ {_PROMOTE_RESULT} }}
+}}
+"""
+_REJECT_PROMOTION = f"""
+mutation RejectPromotion($requestId: ID!, $reason: String!) {{
+  rejectPromotion(requestId: $requestId, reason: $reason) {{
+    requestId version {_MV} stage by reason
+  }}
+}}
+"""
+_PROMOTE = f"""
+mutation Promote($ref: String!, $to: String!, $reason: String!, $archivePrevious: Boolean!) {{
+  promoteModelVersion(ref: $ref, to: $to, reason: $reason, archivePrevious: $archivePrevious) {{
+    {_PROMOTE_RESULT}
+  }}
+}}
+"""
+_SET_ALIAS = f"""
+mutation SetAlias($ref: String!, $alias: String!, $reason: String) {{
+  setAlias(ref: $ref, alias: $alias, reason: $reason) {_MV}
+}}
+"""
+_REMOVE_ALIAS = """
+mutation RemoveAlias($model: String!, $alias: String!, $reason: String) {
+  removeAlias(model: $model, alias: $alias, reason: $reason)
+}
+"""
+_ROLLBACK = """
+mutation Rollback($model: String!, $stageOrAlias: String!, $reason: String!) {
+  rollback(model: $model, stageOrAlias: $stageOrAlias, reason: $reason) { runIds }
+}
+"""
+_MODEL_HISTORY = f"""
+query ModelHistory($model: String!, $alias: String, $stage: String) {{
+  modelHistory(model: $model, alias: $alias, stage: $stage) {{
+    change version {_MV} alias fromStage toStage fromVersion toVersion actor reason at runId
+    approvals
+  }}
+}}
+"""
+_HOLDER_AT = f"""
+query HolderAt($model: String!, $aliasOrStage: String!, $time: DateTime!) {{
+  holderAt(model: $model, aliasOrStage: $aliasOrStage, time: $time) {_MV}
+}}
+"""
+
+
+def _promote_result(data: Any) -> Any:
+    """A ``PromoteResult`` answer as the registry's own dataclass (by its ``__typename``)."""
+    from lineagehub import registry as reg
+
+    if not isinstance(data, Mapping):
+        raise BackendError("the hub answered without a promotion result")
+    kind = data.get("__typename")
+    version = _model(ModelVersion, data.get("version"))
+    if kind == "ModelPromoted":
+        return reg.ModelPromoted(
+            run_id=str(data["runId"]),
+            version_id=version.node_id,
+            from_stage=str(data["fromStage"]),
+            to_stage=str(data["stage"]),
+            archived=tuple(_model(ModelVersion, a).node_id for a in data.get("archived") or []),
+            approvals=tuple(str(a) for a in data.get("approvals") or []),
+        )
+    if kind == "PromotionPending":
+        return reg.PromotionPending(
+            request_id=str(data["requestId"]),
+            version_id=version.node_id,
+            to_stage=str(data["stage"]),
+            approvals=tuple(str(a) for a in data.get("approvals") or []),
+            needed=int(data["approvalsNeeded"]),
+        )
+    if kind == "PolicyViolation":
+        return reg.PolicyViolation(
+            version_id=version.node_id,
+            to_stage=str(data["stage"]),
+            rules=tuple(
+                reg.RuleBroken(
+                    rule=str(r["rule"]),
+                    message=str(r["message"]),
+                    expected=r.get("expected"),
+                    actual=r.get("actual"),
+                )
+                for r in data.get("rules") or []
+            ),
+        )
+    raise BackendError(f"the hub answered an unknown promotion result {kind!r}")
+
+
+class RemoteRegistry:
+    """The model registry of a hub server (:class:`~lineagehub.registry.RegistryService`'s
+    operations, answered with its dataclasses). Every change is recorded as done by the
+    server's registry actor: the server decides who acts, not this client."""
+
+    def __init__(self, connection: HubConnection) -> None:
+        self.connection = connection
+
+    def _call(self, query: str, variables: Mapping[str, Any], *, idempotent: bool) -> Any:
+        return self.connection.graphql(query, variables, idempotent=idempotent)
+
+    def request_promotion(self, ref: str, to: str, reason: str) -> Any:
+        variables = {"ref": ref, "to": str(_enum_value(to)), "reason": reason}
+        data = self._call(_REQUEST_PROMOTION, variables, idempotent=False)
+        return _promote_result(data["requestPromotion"])
+
+    def approve(self, request_id: str, comment: str | None = None) -> Any:
+        variables = {"requestId": request_id, "comment": comment}
+        data = self._call(_APPROVE_PROMOTION, variables, idempotent=False)
+        return _promote_result(data["approvePromotion"])
+
+    def reject(self, request_id: str, reason: str) -> Any:
+        from lineagehub import registry as reg
+
+        variables = {"requestId": request_id, "reason": reason}
+        r = self._call(_REJECT_PROMOTION, variables, idempotent=False)["rejectPromotion"]
+        return reg.PromotionRejected(
+            request_id=str(r["requestId"]),
+            version_id=_model(ModelVersion, r["version"]).node_id,
+            to_stage=str(r["stage"]),
+            by=str(r["by"]),
+            reason=str(r["reason"]),
+        )
+
+    def promote(self, ref: str, to: str, reason: str, *, archive_previous: bool = True) -> Any:
+        variables = {
+            "ref": ref,
+            "to": str(_enum_value(to)),
+            "reason": reason,
+            "archivePrevious": bool(archive_previous),
+        }
+        data = self._call(_PROMOTE, variables, idempotent=False)
+        return _promote_result(data["promoteModelVersion"])
+
+    def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion:
+        variables = {"ref": ref, "alias": alias, "reason": reason}
+        data = self._call(_SET_ALIAS, variables, idempotent=False)
+        return _model(ModelVersion, data["setAlias"])
+
+    def remove_alias(self, model: str, alias: str, reason: str | None = None) -> None:
+        variables = {"model": model, "alias": alias, "reason": reason}
+        self._call(_REMOVE_ALIAS, variables, idempotent=False)
+
+    def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
+        variables = {"model": model, "stageOrAlias": str(_enum_value(stage_or_alias)),
+                     "reason": reason}  # fmt: skip
+        data = self._call(_ROLLBACK, variables, idempotent=False)
+        return [str(i) for i in data["rollback"]["runIds"]]
+
+    def history(self, model: str, alias: str | None = None, stage: str | None = None) -> Any:
+        from lineagehub import registry as reg
+
+        variables = {
+            "model": model,
+            "alias": alias,
+            "stage": str(_enum_value(stage)) if stage is not None else None,
+        }
+        entries = []
+        for e in self._call(_MODEL_HISTORY, variables, idempotent=True)["modelHistory"]:
+            is_alias = e.get("alias") is not None
+            at = _parse_time(e["at"])
+            if at is None:
+                raise BackendError("the hub answered a registry change without its time")
+            entries.append(
+                reg.HistoryEntry(
+                    version=_model(ModelVersion, e["version"]).version,
+                    from_=e["fromVersion"] if is_alias else e["fromStage"],
+                    to=e["toVersion"] if is_alias else e["toStage"],
+                    actor=str(e["actor"]),
+                    reason=e.get("reason"),
+                    at=at,
+                    run_id=str(e["runId"]),
+                    change=str(e["change"]),
+                    alias=e.get("alias"),
+                    approvals=tuple(str(a) for a in e.get("approvals") or []),
+                )
+            )
+        return entries
+
+    def holder_at(self, model: str, alias_or_stage: str, time: datetime) -> ModelVersion | None:
+        if not isinstance(time, datetime):
+            raise ValidationError("time must be a datetime", field="time")
+        variables = {
+            "model": model,
+            "aliasOrStage": str(_enum_value(alias_or_stage)),
+            "time": time.isoformat(),
+        }
+        found = self._call(_HOLDER_AT, variables, idempotent=True)["holderAt"]
+        return _model(ModelVersion, found) if found is not None else None
+
+
 __all__ = [
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT",
     "HubConnection",
     "RemoteArtifactStore",
+    "RemoteRegistry",
     "RemoteTracking",
     "check_url",
     "hub_error",

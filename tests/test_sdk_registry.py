@@ -1,0 +1,172 @@
+"""The model registry through the SDK, in both modes: embedded (a client on a SQLite file) and
+remote (a real server over the same data). Versions are registered through the SDK itself, so
+their lineage (run, metrics) is real; results are the registry's own dataclasses either way."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from http_server import HubServer
+
+from lineagehub import Settings, open_store
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.graph import GraphStore, NotFoundError
+from lineagehub.ingest.client import Client
+from lineagehub.registry import (
+    HistoryEntry,
+    ModelPromoted,
+    Policy,
+    PolicyViolation,
+    PromotionPending,
+    PromotionRejected,
+)
+from lineagehub.vocabulary import ModelVersion, Stage
+
+POLICIES = {("churn", "Production"): Policy(approvals=1, separation_of_duties=True)}
+
+
+class RegistryHub:
+    """A SQLite hub with the registry policies; ``client(user)`` acts as ``user``: embedded,
+    a client with that user; remote, a client of a server whose registry actor is ``user``."""
+
+    def __init__(self, mode: str, folder: Path, stack: contextlib.ExitStack) -> None:
+        self.mode = mode
+        self.uri = f"sqlite:///{folder / 'hub.db'}"
+        self.folder = folder
+        self._stack = stack
+        self._servers: dict[str, str] = {}
+
+    def _server(self, user: str) -> str:
+        if user not in self._servers:
+            from lineagehub.app import create_app
+
+            store: GraphStore = open_store(self.uri)
+            self._stack.callback(store.close)
+            app = create_app(
+                Settings(user=user),
+                store=store,
+                artifacts=open_artifact_store(str(self.folder / "artifacts")),
+                registry_policies=POLICIES,
+            )
+            self._servers[user] = self._stack.enter_context(HubServer(app)).url
+        return self._servers[user]
+
+    def client(self, user: str = "ann") -> Client:
+        settings = Settings(user=user, artifacts=str(self.folder / "artifacts"))
+        if self.mode == "embedded":
+            c = Client(self.uri, settings=settings, registry_policies=POLICIES)
+        else:
+            c = Client(self._server(user), settings=Settings(user=user))
+        self._stack.callback(c.close)
+        return c
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryHub]:
+    with contextlib.ExitStack() as stack:
+        yield RegistryHub(request.param, tmp_path / "hub", stack)
+
+
+def _train(client: Client, auc: float) -> ModelVersion:
+    with client.start_run("train", project="churn", capture=False) as run:
+        run.log_metrics({"auc": auc})
+        return run.log_model({"weights": [auc]}, name="churn")
+
+
+def test_direct_promotion_and_governed_promotion(hub: RegistryHub) -> None:
+    ann = hub.client("ann")
+    v1 = _train(ann, 0.8)
+    assert (v1.model, v1.version) == ("churn", 1)
+
+    done = ann.promote("churn/1", "Staging", "looks good")
+    assert isinstance(done, ModelPromoted)
+    assert (done.version_id, done.from_stage, done.to_stage) == (v1.node_id, "None", "Staging")
+
+    # Production needs one approval, not from the requester
+    pending = ann.request_promotion("churn/1", "Production", "ship it")
+    assert isinstance(pending, PromotionPending)
+    assert (pending.version_id, pending.to_stage, pending.needed) == (v1.node_id, "Production", 1)
+    assert pending.approvals == ()
+
+    refused = ann.approve_promotion(pending.request_id, "mine")
+    assert isinstance(refused, PolicyViolation)
+    assert "separation_of_duties.requester" in refused.rule_ids
+    assert refused.version_id == v1.node_id
+
+    bob = hub.client("bob")
+    promoted = bob.approve_promotion(pending.request_id, "fine by me")
+    assert isinstance(promoted, ModelPromoted)
+    assert (promoted.to_stage, promoted.approvals) == ("Production", ("bob",))
+    assert promoted.run_id == pending.request_id
+
+    # a second request, rejected
+    _train(ann, 0.85)
+    second = ann.request_promotion("churn/2", "Production", "better")
+    assert isinstance(second, PromotionPending)
+    rejected = bob.reject_promotion(second.request_id, "not yet")
+    assert rejected == PromotionRejected(
+        second.request_id, "mv:churn/2", "Production", "bob", "not yet"
+    )
+
+    history = ann.model_history("churn", stage="Production")
+    assert [(e.version, e.from_, e.to) for e in history] == [(1, "Staging", "Production")]
+    assert all(isinstance(e, HistoryEntry) for e in history)
+    assert (history[0].actor, history[0].approvals) == ("ann", ("bob",))
+
+
+def test_aliases_history_holder_at_and_rollback(hub: RegistryHub) -> None:
+    c = hub.client("ann")
+    _train(c, 0.8)
+    _train(c, 0.9)
+    v1 = c.set_alias("churn/1", "champion", "first")
+    assert isinstance(v1, ModelVersion) and v1.aliases == ["champion"]
+    between = datetime.now(timezone.utc)
+    v2 = c.set_alias("churn/2", "champion", "better")
+    assert v2.version == 2 and v2.aliases == ["champion"]
+
+    history = c.model_history("churn", alias="champion")
+    assert [(e.version, e.from_, e.to, e.change) for e in history] == [
+        (1, None, 1, "alias"),
+        (2, 1, 2, "alias"),
+    ]
+    assert [e.reason for e in history] == ["first", "better"]
+    assert {e.actor for e in history} == {"ann"}
+
+    then = c.holder_at("churn", "champion", between)
+    assert isinstance(then, ModelVersion) and then.version == 1
+    now = c.holder_at("churn", "champion", datetime.now(timezone.utc))
+    assert now is not None and now.version == 2
+    assert c.holder_at("churn", "Production", datetime.now(timezone.utc)) is None
+
+    runs = c.rollback("churn", "champion", "regression")
+    assert runs and all(isinstance(r, str) for r in runs)
+    back = c.holder_at("churn", "champion", datetime.now(timezone.utc))
+    assert back is not None and back.version == 1
+
+    c.remove_alias("churn", "champion", "retired")
+    assert c.holder_at("churn", "champion", datetime.now(timezone.utc)) is None
+    assert len(c.model_history("churn")) == 4
+
+    # a stage round trip: promote, then roll back
+    assert isinstance(c.promote("churn/2", Stage.STAGING.value, "try"), ModelPromoted)
+    c.rollback("churn", "Staging", "undo")
+    assert c.holder_at("churn", "Staging", datetime.now(timezone.utc)) is None
+
+
+def test_unknown_references(hub: RegistryHub) -> None:
+    c = hub.client("ann")
+    _train(c, 0.8)
+    with pytest.raises(NotFoundError):
+        c.promote("churn/9", "Staging", "nope")
+    with pytest.raises(NotFoundError):
+        c.request_promotion("nothing/1", "Production", "nope")
+    with pytest.raises(NotFoundError):
+        c.set_alias("churn@missing", "champion")
+    with pytest.raises(NotFoundError):
+        c.model_history("nothing")
+    with pytest.raises(NotFoundError):
+        c.holder_at("nothing", "champion", datetime.now(timezone.utc))
