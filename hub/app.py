@@ -41,6 +41,7 @@ from .config import Settings
 from .lineage import LineageService
 from .registry import Policy, RegistryService
 from .tracking import UNKNOWN_ACTOR, TrackingService
+from .webhooks import GraphRecorder, WebhookDispatcher
 
 log = logging.getLogger("lineagehub.server")
 
@@ -170,6 +171,15 @@ def create_app(
     artifacts = artifacts or open_artifact_store(
         settings.artifact_uri, **settings.artifact_options()
     )
+    webhook_configs = settings.webhook_configs()
+    dispatcher: WebhookDispatcher | None = None
+    if webhook_configs:
+        dispatcher = WebhookDispatcher(
+            webhook_configs,
+            recorder=GraphRecorder(store),
+            max_pending=settings.webhook_queue_size,
+        )
+    on_event = dispatcher.dispatch if dispatcher is not None else None
     services = Services(
         store=store,
         tracking=TrackingService(
@@ -177,10 +187,11 @@ def create_app(
             artifacts,
             stale_after=timedelta(seconds=settings.stale_after),
             actor=settings.user,  # until requests are authenticated
+            on_event=on_event,
         ),
         lineage=LineageService(store),
         artifacts=artifacts,
-        registry=RegistryService(store, policies=registry_policies),
+        registry=RegistryService(store, policies=registry_policies, on_event=on_event),
         registry_actor=settings.user or _os_user(),  # until requests are authenticated
     )
 
@@ -239,9 +250,15 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("lineagehub %s serving %s", __version__, redact(store.uri))
-        yield
-        if owned:
-            store.close()
+        try:
+            yield
+        finally:
+            if dispatcher is not None:
+                # waits (bounded) for queued deliveries, so they are recorded before the
+                # store closes
+                await anyio.to_thread.run_sync(dispatcher.close)
+            if owned:
+                store.close()
 
     graphql = _BodyLimit(_GraphQL(services, graphql_ide="graphiql"), max_body_bytes)
     app = Starlette(
@@ -254,6 +271,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.webhooks = dispatcher
     return app
 
 

@@ -7,12 +7,16 @@ the README's configuration table (a test checks it).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from .webhooks import WebhookConfig
 
 
 def default_data_dir() -> Path:
@@ -73,6 +77,51 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds without a heartbeat after which a RUNNING run counts as KILLED.",
     )
+
+    webhooks: SecretStr | None = Field(
+        default=None,
+        description="Outgoing webhooks: a JSON list of {url, secret, events, max_attempts, "
+        'backoff_base, backoff_max, timeout} ("events": a list of event names or "*"). '
+        "Secrets are never shown or logged.",
+    )
+    webhook_queue_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Webhook deliveries that may wait or be retried at once; beyond it new "
+        "ones are dropped (and recorded as failed).",
+    )
+
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _webhooks_json(cls, value: Any) -> Any:
+        # A list (of mappings or WebhookConfig) given in Python is kept as JSON text.
+        if isinstance(value, (list, tuple)):
+            from .webhooks import WebhookConfig
+
+            items = [
+                {
+                    "url": v.url,
+                    "secret": v.secret.decode() if isinstance(v.secret, bytes) else v.secret,
+                    "events": "*" if v.events == "*" else sorted(str(e) for e in v.events),
+                    "max_attempts": v.max_attempts,
+                    "backoff_base": v.backoff_base,
+                    "backoff_max": v.backoff_max,
+                    "timeout": v.timeout,
+                }
+                if isinstance(v, WebhookConfig)
+                else v
+                for v in value
+            ]
+            return json.dumps(items)
+        return value
+
+    def webhook_configs(self) -> list[WebhookConfig]:
+        """The configured endpoints (``ConfigError`` if ``webhooks`` is malformed)."""
+        from .webhooks import parse_webhooks
+
+        if self.webhooks is None:
+            return []
+        return parse_webhooks(self.webhooks.get_secret_value())
 
     @property
     def store_uri(self) -> str:

@@ -49,6 +49,7 @@ from .vocabulary import (
     link,
     make_edge,
 )
+from .webhooks import AfterCommit, EventSink, WebhookEvent
 
 __all__ = [
     "HistoryEntry",
@@ -242,8 +243,12 @@ class RegistryService:
         *,
         policies: Mapping[Any, Policy] | None = None,
         clock: Callable[[], datetime] | None = None,
+        on_event: EventSink | None = None,
     ) -> None:
         self.store = store
+        #: ``on_event(event, payload)`` once a change has committed (webhooks); see
+        #: :class:`~lineagehub.webhooks.WebhookEvent` for the events.
+        self._events = AfterCommit(store, on_event)
         self.policies: dict[Any, Policy] = dict(policies or {})
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.lineage = LineageService(store)
@@ -286,7 +291,7 @@ class RegistryService:
         actor = _check_actor(actor)
         found = self.resolve(ref)
         found.aliases = [*found.aliases, alias]  # validates the alias
-        with self.store.transaction():
+        with self._events.transaction():
             mv = ModelVersion.from_node(self.store.get_node(found.node_id))
             if alias in mv.aliases:
                 already = True
@@ -305,20 +310,48 @@ class RegistryService:
                 self.store.upsert_nodes([old.to_node()])
             self.store.upsert_nodes([mv.to_node()])
             prev_version = previous[-1].version if previous else None
-            self._record_alias(mv, alias, prev_version, mv.version, actor, reason)
+            run_id = self._record_alias(mv, alias, prev_version, mv.version, actor, reason)
+            self._alias_moved(mv.model, alias, prev_version, mv.version, actor, reason, run_id)
         return mv.node_id
 
     def remove_alias(self, model: str, alias: str, actor: str, reason: str | None = None) -> None:
         actor = _check_actor(actor)
         self._check_model(model)
-        with self.store.transaction():
+        with self._events.transaction():
             holders = [v for v in self._versions(model) if alias in v.aliases]
             if not holders:
                 raise NotFoundError(f"model {model!r} has no alias {alias!r}", ids=[alias])
             for mv in holders:
                 mv.aliases = [a for a in mv.aliases if a != alias]
                 self.store.upsert_nodes([mv.to_node()])
-            self._record_alias(holders[-1], alias, holders[-1].version, None, actor, reason)
+            version = holders[-1].version
+            run_id = self._record_alias(holders[-1], alias, version, None, actor, reason)
+            self._alias_moved(model, alias, version, None, actor, reason, run_id)
+
+    def _alias_moved(
+        self,
+        model: str,
+        alias: str,
+        from_version: int | None,
+        to_version: int | None,
+        actor: str,
+        reason: str | None,
+        run_id: str,
+    ) -> None:
+        self._events.emit(
+            WebhookEvent.ALIAS_MOVED,
+            {
+                "model": model,
+                "alias": alias,
+                "version": to_version,
+                "from_version": from_version,
+                "to_version": to_version,
+                "version_id": f"mv:{model}/{to_version}" if to_version is not None else None,
+                "actor": actor,
+                "reason": reason,
+                "run_id": run_id,
+            },
+        )
 
     def _record_alias(
         self,
@@ -328,7 +361,7 @@ class RegistryService:
         to_version: int | None,
         actor: str,
         reason: str | None,
-    ) -> None:
+    ) -> str:
         now = self._now()
         action = "alias.set" if to_version is not None else "alias.removed"
         run = Run(
@@ -362,6 +395,7 @@ class RegistryService:
                 "run": run.node_id,
             },
         )
+        return run.node_id
 
     # --- history ----------------------------------------------------------------------------
 
@@ -600,7 +634,11 @@ class RegistryService:
         if broken:
             return PolicyViolation(mv.node_id, stage.value, tuple(broken))
         if policy.approvals == 0:
-            return self._promote(mv, stage, actor, reason, archive_previous=True)
+            with self._events.transaction():
+                self._promotion_event(
+                    WebhookEvent.PROMOTION_REQUESTED, mv, stage, actor, reason, None, needed=0
+                )
+                return self._promote(mv, stage, actor, reason, archive_previous=True)
         now = self._now()
         run = Run(
             name=f"promote {mv.model}/{mv.version} to {stage.value}",
@@ -618,13 +656,22 @@ class RegistryService:
                 "approvals": "",
             },
         )
-        with self.store.transaction():
+        with self._events.transaction():
             self._write_run(run, mv, actor, AssociationRole.REQUESTER)
             self.store.append_audit(
                 actor,
                 "promotion.requested",
                 mv.node_id,
                 {"to_stage": stage.value, "reason": reason, "run": run.node_id},
+            )
+            self._promotion_event(
+                WebhookEvent.PROMOTION_REQUESTED,
+                mv,
+                stage,
+                actor,
+                reason,
+                run.node_id,
+                needed=policy.approvals,
             )
         return PromotionPending(run.node_id, mv.node_id, stage.value, (), policy.approvals)
 
@@ -649,7 +696,7 @@ class RegistryService:
     ) -> PromotionPending | ModelPromoted | PolicyViolation:
         """Approve a pending request; the last approval needed performs the promotion."""
         actor = _check_actor(actor)
-        with self.store.transaction():
+        with self._events.transaction():
             run, mv = self._pending(request_id)
             stage = _stage(run.params["to_stage"])
             policy = self.policy_for(mv.model, stage)
@@ -675,6 +722,17 @@ class RegistryService:
                 mv.node_id,
                 {"request": run.node_id, "comment": comment, "approvals": approvals},
             )
+            self._promotion_event(
+                WebhookEvent.PROMOTION_APPROVED,
+                mv,
+                stage,
+                actor,
+                comment,
+                run.node_id,
+                approvals=list(approvals),
+                needed=max(needed, policy.approvals),
+                requested_by=run.user,
+            )
             if not done:
                 return PromotionPending(
                     run.node_id, mv.node_id, stage.value, tuple(approvals), needed
@@ -691,7 +749,7 @@ class RegistryService:
 
     def reject(self, request_id: str, actor: str, reason: str) -> PromotionRejected:
         actor = _check_actor(actor)
-        with self.store.transaction():
+        with self._events.transaction():
             run, mv = self._pending(request_id)
             now = self._now()
             run.status = RunStatus.FAILED
@@ -701,6 +759,15 @@ class RegistryService:
             self._associate(run.node_id, actor, AssociationRole.APPROVER)
             self.store.append_audit(
                 actor, "promotion.rejected", mv.node_id, {"request": run.node_id, "reason": reason}
+            )
+            self._promotion_event(
+                WebhookEvent.PROMOTION_REJECTED,
+                mv,
+                _stage(run.params["to_stage"]),
+                actor,
+                reason,
+                run.node_id,
+                requested_by=run.user,
             )
         return PromotionRejected(
             run.node_id, mv.node_id, str(run.params["to_stage"]), actor, reason
@@ -748,7 +815,7 @@ class RegistryService:
         run: Run | None = None,
         approvals: tuple[str, ...] = (),
     ) -> ModelPromoted:
-        with self.store.transaction():
+        with self._events.transaction():
             mv = ModelVersion.from_node(self.store.get_node(mv.node_id))
             if mv.stage is stage:
                 raise ConflictError(f"{mv.node_id} is already in {stage.value}")
@@ -771,6 +838,18 @@ class RegistryService:
                         parent=main,
                     )
                     archived.append(old.node_id)
+            self._promotion_event(
+                WebhookEvent.PROMOTION_DONE,
+                mv,
+                stage,
+                actor,
+                reason,
+                run.node_id if run is not None else main,
+                from_stage=from_stage.value,
+                run_id=main,
+                archived=archived,
+                approvals=list(approvals),
+            )
         return ModelPromoted(
             main, mv.node_id, from_stage.value, stage.value, tuple(archived), approvals
         )
@@ -851,6 +930,30 @@ class RegistryService:
         )
         return run.node_id
 
+    def _promotion_event(
+        self,
+        event: WebhookEvent,
+        mv: ModelVersion,
+        stage: Stage,
+        actor: str,
+        reason: str | None,
+        request_id: str | None,
+        **extra: Any,
+    ) -> None:
+        self._events.emit(
+            event,
+            {
+                "version_id": mv.node_id,
+                "model": mv.model,
+                "version": mv.version,
+                "to_stage": stage.value,
+                "request_id": request_id,
+                "actor": actor,
+                "reason": reason,
+                **extra,
+            },
+        )
+
     # --- rollback ---------------------------------------------------------------------------
 
     def rollback(
@@ -861,7 +964,7 @@ class RegistryService:
         actor = _check_actor(actor)
         self._check_model(model)
         stage = _slot(stage_or_alias)
-        with self.store.transaction():
+        with self._events.transaction():
             if stage is None:
                 event = self._last_event(
                     {

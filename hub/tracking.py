@@ -76,6 +76,7 @@ from .vocabulary import (
     from_node,
     make_edge,
 )
+from .webhooks import AfterCommit, EventSink, WebhookEvent
 
 if TYPE_CHECKING:
     from .artifacts import ArtifactInfo, ArtifactStore
@@ -139,8 +140,12 @@ class TrackingService:
         *,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
         actor: str | None = None,
+        on_event: EventSink | None = None,
     ) -> None:
         self.store = store
+        #: ``on_event(event, payload)`` once a change has committed (webhooks):
+        #: ``model_version.created`` from :meth:`log_model`.
+        self._events = AfterCommit(store, on_event)
         self.artifacts = artifacts
         self.stale_after = stale_after
         #: Who the audit log records as making this service's changes.
@@ -454,7 +459,7 @@ class TrackingService:
             )
         model = Model(name=name)
         artifact = Artifact(digest=info.digest, size=info.size, kind=ArtifactKind.MODEL)
-        with self.store.transaction():
+        with self._events.transaction():
             run_node = self._running(run_id)
             run = _run(run_node)
             existing = self.store.get_nodes([model.node_id])[0]
@@ -493,6 +498,19 @@ class TrackingService:
                     "run": run.id,
                     "artifact_digest": info.digest,
                     "flavor": flavor,
+                },
+            )
+            self._events.emit(
+                WebhookEvent.MODEL_VERSION_CREATED,
+                {
+                    "version_id": version.node_id,
+                    "model": name,
+                    "version": number,
+                    "run_id": run.id,
+                    "artifact_digest": info.digest,
+                    "flavor": flavor,
+                    "actor": self.actor,
+                    "reason": description,
                 },
             )
         return version

@@ -45,7 +45,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -55,7 +56,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from lineagehub.graph import GraphStore, Node
 from lineagehub.graph.errors import ConfigError
+from lineagehub.graph.model import to_iso
 
 log = logging.getLogger(__name__)
 
@@ -582,17 +585,156 @@ class WebhookDispatcher:
             log.exception("recording a webhook attempt to %s failed", attempt.url)
 
 
+# --- hub events and their recording -----------------------------------------------------------
+
+#: What the hub's services call once a change has committed: ``on_event(event, payload)``.
+EventSink = Callable[[str, dict[str, Any]], object]
+
+#: The graph label of recorded delivery attempts (outside the lineage vocabulary).
+DELIVERY_LABEL = "WebhookDelivery"
+
+
+class AfterCommit:
+    """Events raised inside a service's (possibly nested) transactions, handed to ``sink``
+    only once the outermost one has committed: a rolled-back change sends nothing. A sink
+    that raises is logged, never propagated (the change has happened). (A service call made
+    inside a caller's own ``store.transaction()`` sends when the call returns: the store has
+    no commit hook.)"""
+
+    def __init__(self, store: GraphStore, sink: EventSink | None) -> None:
+        self.store = store
+        self.sink = sink
+        self._local = threading.local()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth == 0:
+            local.events = []
+        local.depth = depth + 1
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            local.depth = depth
+            if depth == 0:
+                local.events = []
+            raise
+        local.depth = depth
+        if depth == 0:
+            events, local.events = local.events, []
+            for event, payload in events:
+                self._send(event, payload)
+
+    def emit(self, event: WebhookEvent | str, payload: Mapping[str, Any]) -> None:
+        """Send ``event`` after the current transaction commits (at once outside one)."""
+        if self.sink is None:
+            return
+        name = _event(event).value
+        if getattr(self._local, "depth", 0):
+            self._local.events.append((name, dict(payload)))
+        else:
+            self._send(name, dict(payload))
+
+    def _send(self, event: str, payload: dict[str, Any]) -> None:
+        assert self.sink is not None
+        try:
+            self.sink(event, payload)
+        except Exception:
+            log.exception("handing the %s event to its sink failed", event)
+
+
+class GraphRecorder:
+    """Records attempts as ``WebhookDelivery`` nodes in the graph store (id
+    ``delivery:<delivery id>:<attempt>``), so they outlive the process and the API lists
+    them (:meth:`attempts`)."""
+
+    def __init__(self, store: GraphStore) -> None:
+        self.store = store
+
+    def record(self, attempt: DeliveryAttempt) -> None:
+        node_id = f"delivery:{attempt.delivery_id}:{attempt.attempt}"
+        props = {**attempt.to_dict(), "at": to_iso(attempt.at, "at")}  # sortable text
+        self.store.upsert_nodes([Node(node_id, DELIVERY_LABEL, props)])
+
+    def attempts(
+        self, event_id: str | None = None, url: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Recorded attempts (as :meth:`DeliveryAttempt.to_dict`), newest first."""
+        where: dict[str, Any] = {}
+        if event_id is not None:
+            where["event_id"] = event_id
+        if url is not None:
+            where["url"] = redact_url(url)
+        page = self.store.find_nodes(
+            DELIVERY_LABEL, where or None, ["-at", "-attempt", "-id"], limit=limit
+        )
+        return [dict(n.props) for n in page.items]
+
+
+def parse_webhooks(value: str | Iterable[Mapping[str, Any]] | None) -> list[WebhookConfig]:
+    """Endpoints from JSON (``[{"url", "secret", "events", "max_attempts", ...}]``) or from
+    a list of mappings; ``ConfigError`` names what is wrong (never the secret)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            items = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"webhooks must be a JSON list: {e.msg}") from None
+    else:
+        items = list(value)
+    if not isinstance(items, list):
+        raise ConfigError("webhooks must be a JSON list of objects")
+    known = {
+        "url",
+        "secret",
+        "events",
+        "max_attempts",
+        "backoff_base",
+        "backoff_max",
+        "timeout",
+    }
+    configs: list[WebhookConfig] = []
+    for i, item in enumerate(items):
+        if isinstance(item, WebhookConfig):
+            configs.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"webhooks[{i}] must be an object")
+        unknown = sorted(set(item) - known)
+        if unknown:
+            raise ConfigError(f"webhooks[{i}]: unknown keys {unknown}")
+        if "url" not in item or "secret" not in item:
+            raise ConfigError(f"webhooks[{i}] needs a url and a secret")
+        kwargs = dict(item)
+        events = kwargs.get("events", "*")
+        if isinstance(events, list):
+            kwargs["events"] = frozenset(events)
+        try:
+            configs.append(WebhookConfig(**kwargs))
+        except TypeError:
+            raise ConfigError(f"webhooks[{i}] has a value of the wrong type") from None
+    return configs
+
+
 __all__ = [
     "DELIVERY_HEADER",
+    "DELIVERY_LABEL",
     "EVENT_HEADER",
     "SIGNATURE_HEADER",
+    "AfterCommit",
     "DeliveryAttempt",
     "DeliveryOutcome",
     "DeliveryRecorder",
+    "EventSink",
+    "GraphRecorder",
     "InMemoryRecorder",
     "WebhookConfig",
     "WebhookDispatcher",
     "WebhookEvent",
+    "parse_webhooks",
     "redact_url",
     "sign",
     "verify_signature",

@@ -26,13 +26,14 @@ from .query import Query as BaseQuery
 from .registry import RegistryMutation, RegistryQuery
 from .scalars import SCALARS
 from .types import ALL_TYPES
+from .webhooks import WebhookQuery
 
 MAX_DEPTH = 12
 MAX_TOKENS = 5000
 MAX_ALIASES = 50
 
 
-Query = merge_types("Query", (BaseQuery, CompareQuery, AuditQuery, RegistryQuery))
+Query = merge_types("Query", (BaseQuery, CompareQuery, AuditQuery, RegistryQuery, WebhookQuery))
 Mutation = merge_types("Mutation", (BaseMutation, RegistryMutation))
 
 

@@ -1,0 +1,246 @@
+"""Webhooks wired to the hub's events, over real HTTP: a hub sends signed events to a real
+receiver once each change commits, and lists the delivery attempts in GraphQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from http_server import HubServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from lineagehub.app import create_app
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.config import Settings
+from lineagehub.example import build_example
+from lineagehub.graph import GraphStore, open_store
+from lineagehub.registry import Policy
+from lineagehub.webhooks import SIGNATURE_HEADER, verify_signature
+
+SECRET = "w3bh00k-s3cret"
+POLICIES = {("churn", "Production"): Policy(approvals=1)}
+
+
+@dataclass
+class Received:
+    event: str
+    body: dict[str, Any]
+    signed: bool
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received: list[Received] = []
+
+        async def hook(request: Request) -> Response:
+            raw = await request.body()
+            signed = verify_signature(SECRET, raw, request.headers.get(SIGNATURE_HEADER))
+            with self.lock:
+                self.received.append(
+                    Received(request.headers["X-LineageHub-Event"], json.loads(raw), signed)
+                )
+            return Response(status_code=204)
+
+        self.app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+
+    def events(self) -> list[Received]:
+        with self.lock:
+            return list(self.received)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.events()) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.events()
+
+
+@dataclass
+class Hub:
+    store: GraphStore
+    app: Any
+    http: httpx.Client
+    receiver: Receiver
+    hook_url: str
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    build_example(store)
+    artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
+    receiver = Receiver()
+    with HubServer(receiver.app) as rx:
+        hook_url = f"{rx.url}/hook"
+        settings = Settings(
+            user="alice",
+            data_dir=tmp_path,
+            webhooks=[{"url": hook_url, "secret": SECRET, "events": "*", "max_attempts": 2}],
+        )
+        app = create_app(settings, store=store, artifacts=artifacts, registry_policies=POLICIES)
+        with HubServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+            yield Hub(store, app, http, receiver, hook_url)
+    store.close()
+
+
+def data(http: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
+    response = http.post("/graphql", json={"query": query, "variables": variables})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    result: dict[str, Any] = body["data"]
+    return result
+
+
+def errors(http: httpx.Client, query: str, **variables: Any) -> list[dict[str, Any]]:
+    body = http.post("/graphql", json={"query": query, "variables": variables}).json()
+    found: list[dict[str, Any]] = body.get("errors") or []
+    return found
+
+
+SET_ALIAS = """mutation($ref: String!) {
+  setAlias(ref: $ref, alias: "champion", reason: "best auc") { id }
+}"""
+
+
+def test_registry_changes_send_signed_events_and_deliveries_are_listed(hub: Hub) -> None:
+    # a model version, through the upload + logModel path
+    digest = hub.http.put("/artifacts", content=b"model bytes").json()["digest"]
+    run_id = data(hub.http, 'mutation { startRun(input: {name: "train"}) { id } }')["startRun"][
+        "id"
+    ]
+    created = data(
+        hub.http,
+        """mutation($run: ID!, $digest: String!) {
+          logModel(runId: $run, digest: $digest, name: "churn", description: "v-next") { id }
+        }""",
+        run=run_id,
+        digest=digest,
+    )["logModel"]["id"]
+    got = hub.receiver.wait_for(1)
+    assert [r.event for r in got] == ["model_version.created"]
+    first = got[0].body
+    assert first["event"] == "model_version.created"
+    assert first["data"]["version_id"] == created and first["data"]["model"] == "churn"
+    assert first["data"]["actor"] == "alice" and first["data"]["run_id"] == run_id
+
+    data(hub.http, SET_ALIAS, ref="churn/2")
+    pending = data(
+        hub.http,
+        """mutation { requestPromotion(ref: "churn/2", to: "Production", reason: "ready") {
+          ... on PromotionPending { requestId } } }""",
+    )["requestPromotion"]
+    done = data(
+        hub.http,
+        """mutation($id: ID!) { approvePromotion(requestId: $id, comment: "lgtm") {
+          __typename } }""",
+        id=pending["requestId"],
+    )["approvePromotion"]
+    assert done["__typename"] == "ModelPromoted"
+
+    got = hub.receiver.wait_for(5)
+    assert [r.event for r in got] == [
+        "model_version.created",
+        "alias.moved",
+        "promotion.requested",
+        "promotion.approved",
+        "promotion.done",
+    ]
+    assert all(r.signed for r in got)
+    by_event = {r.event: r.body for r in got}
+    moved = by_event["alias.moved"]["data"]
+    assert moved["model"] == "churn" and moved["alias"] == "champion"
+    assert moved["version"] == 2 and moved["actor"] == "alice" and moved["reason"] == "best auc"
+    requested = by_event["promotion.requested"]["data"]
+    assert requested["request_id"] == pending["requestId"]
+    assert requested["to_stage"] == "Production" and requested["reason"] == "ready"
+    assert by_event["promotion.approved"]["data"]["reason"] == "lgtm"
+    assert by_event["promotion.done"]["data"]["version_id"] == "mv:churn/2"
+
+    # a refused change sends nothing
+    assert errors(hub.http, SET_ALIAS, ref="nosuch/9")
+    time.sleep(0.3)
+    assert len(hub.receiver.events()) == 5
+
+    # every attempt is recorded, newest first
+    assert hub.app.state.webhooks.flush(10)
+    query = """query($url: String, $eventId: String) {
+      webhookDeliveries(url: $url, eventId: $eventId) {
+        deliveryId eventId event url attempt at statusCode error outcome
+      }
+    }"""
+    deliveries = data(hub.http, query, url=hub.hook_url)["webhookDeliveries"]
+    assert [d["event"] for d in deliveries] == [r.event for r in reversed(got)]
+    assert {d["outcome"] for d in deliveries} == {"delivered"}
+    assert {d["statusCode"] for d in deliveries} == {204}
+    assert all(d["attempt"] == 1 and d["url"] == hub.hook_url for d in deliveries)
+    one = data(hub.http, query, eventId=first["id"])["webhookDeliveries"]
+    assert [d["event"] for d in one] == ["model_version.created"]
+    assert data(hub.http, query, url="http://elsewhere.example/")["webhookDeliveries"] == []
+
+
+def test_a_rejected_promotion_sends_its_event(hub: Hub) -> None:
+    pending = data(
+        hub.http,
+        """mutation { requestPromotion(ref: "churn/2", to: "Production", reason: "r") {
+          ... on PromotionPending { requestId } } }""",
+    )["requestPromotion"]
+    data(
+        hub.http,
+        """mutation($id: ID!) { rejectPromotion(requestId: $id, reason: "not yet") {
+          requestId } }""",
+        id=pending["requestId"],
+    )
+    got = hub.receiver.wait_for(2)
+    assert [r.event for r in got] == ["promotion.requested", "promotion.rejected"]
+    rejected = got[1].body["data"]
+    assert rejected["reason"] == "not yet" and rejected["actor"] == "alice"
+    assert rejected["request_id"] == pending["requestId"]
+
+
+def test_a_failed_transaction_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lineagehub.registry import RegistryService
+
+    store = open_store("sqlite://")
+    build_example(store)
+    sent: list[tuple[str, dict[str, Any]]] = []
+    registry = RegistryService(store, on_event=lambda e, p: sent.append((e, p)))
+    audit = store.append_audit
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        audit(*args, **kwargs)
+        raise RuntimeError("the commit fails")
+
+    monkeypatch.setattr(store, "append_audit", failing)
+    with pytest.raises(RuntimeError):
+        registry.set_alias("churn/2", "champion", "alice")
+    assert sent == []
+    monkeypatch.setattr(store, "append_audit", audit)
+    assert registry.resolve("churn/2").aliases == []  # rolled back
+    registry.set_alias("churn/2", "champion", "alice")
+    assert [e for e, _ in sent] == ["alias.moved"]
+    store.close()
+
+
+def test_webhook_secrets_stay_out_of_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = [{"url": "https://user:pw@ci.example/hook?token=t0k", "secret": SECRET}]
+    settings = Settings(webhooks=config)
+    for text in (repr(settings), str(settings), repr(settings.webhook_configs())):
+        assert SECRET not in text and "t0k" not in text and "pw@" not in text
+    monkeypatch.setenv("LINEAGEHUB_WEBHOOKS", json.dumps(config))
+    monkeypatch.setenv("LINEAGEHUB_WEBHOOK_QUEUE_SIZE", "7")
+    from_env = Settings()
+    assert SECRET not in repr(from_env)
+    assert from_env.webhook_queue_size == 7
+    (parsed,) = from_env.webhook_configs()
+    assert parsed.secret == SECRET.encode() and parsed.events == "*"
