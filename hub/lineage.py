@@ -317,6 +317,8 @@ class LineageService:
           ``@latest``, or no ``@`` (when that is not a Dataset's id): the most recently
           created version. The namespace may be written as in ids (``s3:%2F%2Flake``) or
           plainly (``s3://lake``); names may contain ``/``;
+        - ``<name>/<n>``, ``<name>@<alias|n|latest>`` (no prefix): the registry's short
+          form of the ``model:`` references;
         - ``run:<uuid7>``, ``commit:...``, any other id: as it is.
 
         Unknown: :class:`NotFoundError` (``ids=[ref]``); malformed or ambiguous:
@@ -347,6 +349,9 @@ class LineageService:
         return result
 
     def _resolve_key(self, ref: str, field: str) -> str | None:
+        if ":" not in ref and ("/" in ref or "@" in ref):
+            # the registry's short form: churn/3, churn@champion, churn@latest
+            return self._resolve_model(f"model:{ref}", ref, field)
         prefix, _, rest = ref.partition(":")
         if prefix in ("model", "mv"):
             return self._resolve_model(ref, rest, field)

@@ -518,7 +518,12 @@ class TrackingService:
     # --- helpers ------------------------------------------------------------------------------
 
     def _audit(self, action: str, target: str, payload: Mapping[str, Any]) -> None:
-        """One audit entry, inside the caller's write transaction."""
+        """One audit entry, inside the caller's write transaction; the actor is an Agent node
+        of the graph too (written once per service)."""
+        agent = Agent(name=self.actor[:256], kind=AgentKind.USER)
+        if agent.node_id not in self._written:
+            self.store.upsert_nodes([agent.to_node()])
+            self._written.add(agent.node_id)
         self.store.append_audit(self.actor, action, target, payload)
 
     def _get(self, node_id: str, kind: NodeKind, field: str) -> Node:

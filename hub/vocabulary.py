@@ -1077,6 +1077,7 @@ class Model(NodeModel):
     name: Annotated[ModelName, _IDENTITY]
     owner: Name | None = None
     description: Text | None = None
+    task: Name | None = None  # e.g. binary-classification, regression, ranking
     tags: Tags = Field(default_factory=dict)
 
     @property

@@ -251,3 +251,21 @@ def test_unsigned_export(store: GraphStore, tracking: TrackingService, tmp_path:
     with open_store(f"sqlite:///{empty}") as fresh:
         assert export_jsonl(fresh, tmp_path / "none.jsonl", KEY.encode()).count == 0
     assert verify_export(tmp_path / "none.jsonl", KEY.encode()).ok
+
+
+def test_every_actor_is_an_agent_node(tmp_path: Path) -> None:
+    from lineagehub.artifacts import open_artifact_store
+    from lineagehub.graph import open_store
+    from lineagehub.tracking import TrackingService
+    from lineagehub.vocabulary import Run
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    tracking = TrackingService(
+        store, open_artifact_store((tmp_path / "a").as_uri()), actor="ci-bot"
+    )
+    run = tracking.start_run(Run(name="r"))
+    tracking.end_run(run.id)
+    agent = store.get_node("agent:ci-bot")
+    assert agent.label == "Agent" and agent.props["name"] == "ci-bot"
+    assert {e.actor for e in store.read_audit()} == {"ci-bot"}
+    store.close()

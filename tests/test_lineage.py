@@ -811,3 +811,14 @@ def test_query_counts_do_not_grow_with_the_graph(sized: Any) -> None:
     big = svc.impact(large_ex["raw"])
     assert len(big.model_versions) == 203 and len(big.deployments) == 41
     assert len(big.open_alerts) == 41
+
+
+def test_registry_short_references(store: GraphStore) -> None:
+    from lineagehub.example import build_example
+
+    build_example(store)
+    service = LineageService(store)
+    assert service.resolve("churn/2") == "mv:churn/2"
+    assert service.resolve("churn@latest") == "mv:churn/3"
+    with pytest.raises(NotFoundError):
+        service.resolve("churn/9")

@@ -933,3 +933,9 @@ def test_edge_ends_must_be_what_they_claim() -> None:
     expect_invalid("kind", lambda: make_edge("LIKES", run, art))
     expect_invalid("source_kind", lambda: link("USED", run.node_id, "Job", art.node_id, "Artifact"))
     expect_invalid("source", lambda: make_edge(EdgeKind.USED, "run:1", art))
+
+
+def test_a_model_records_its_task() -> None:
+    model = Model(name="churn", task="binary-classification", owner="ann")
+    back = from_node(model.to_node())
+    assert isinstance(back, Model) and back.task == "binary-classification"
