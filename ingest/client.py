@@ -71,7 +71,9 @@ from lineagehub.vocabulary import (
     Artifact,
     ArtifactKind,
     DatasetVersion,
+    Model,
     ModelVersion,
+    NodeKind,
     Run,
     RunKind,
     RunStatus,
@@ -82,7 +84,7 @@ from lineagehub.vocabulary import (
 )
 
 if TYPE_CHECKING:  # imported when a client is remote: embedded use does not load httpx
-    from lineagehub.ingest.remote import RemoteRegistry, RemoteTracking
+    from lineagehub.ingest.remote import RemoteModels, RemoteRegistry, RemoteTracking
     from lineagehub.registry import (
         HistoryEntry,
         ModelPromoted,
@@ -414,6 +416,105 @@ class Client:
             version = registry.holder_at(model, alias_or_stage, time)
             return None if version is None else registry.resolve(f"mv:{model}/{version}")
         return self._remote_registry().holder_at(model, alias_or_stage, time)
+
+    # --- models: listing, search, comparison ------------------------------------------------
+
+    def _remote_models(self) -> RemoteModels | None:
+        if self._remote is None:
+            return None
+        from lineagehub.ingest.remote import RemoteModels
+
+        return RemoteModels(self._remote.connection)
+
+    def _embedded_store(self) -> GraphStore:
+        if self.store is None:  # pragma: no cover - remote clients never get here
+            raise ConfigError("this client has no graph store")
+        return self.store
+
+    def list_models(
+        self,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> tuple[list[Model], str | None]:
+        """Registered models matching a filter, ordered, one page: ``list_models({"owner":
+        "ann"}, order_by="name")``. Returns the models and the next cursor (``None`` at the
+        end)."""
+        remote = self._remote_models()
+        if remote is not None:
+            return remote.list_models(where, order_by, after, limit)
+        page = self._embedded_store().find_nodes(
+            NodeKind.MODEL.value, where, order_by, after, limit
+        )
+        return [Model.from_node(n) for n in page.items], page.next_cursor
+
+    def search_model_versions(
+        self,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> tuple[list[ModelVersion], str | None]:
+        """Model versions matching a filter, ordered, one page: ``search_model_versions(
+        {"model": "churn", "metrics.auc": {"$gte": 0.85}}, order_by="-version")``. Returns
+        the versions and the next cursor (``None`` at the end)."""
+        self.flush()
+        remote = self._remote_models()
+        if remote is not None:
+            return remote.search_model_versions(where, order_by, after, limit)
+        page = self._embedded_store().find_nodes(
+            NodeKind.MODEL_VERSION.value, where, order_by, after, limit
+        )
+        return [ModelVersion.from_node(n) for n in page.items], page.next_cursor
+
+    def get_model_version(self, ref: str) -> ModelVersion:
+        """The model version a reference names: ``"model:churn/2"``, ``"model:churn@champion"``,
+        ``"model:churn@latest"``, ``"mv:churn/2"``. :class:`NotFoundError` when there is none;
+        :class:`ValidationError` (``field="ref"``) when it names something else."""
+        remote = self._remote_models()
+        if remote is not None:
+            return remote.get_model_version(ref)
+        from lineagehub.lineage import LineageService
+
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError("ref must be a non-empty string", field="ref")
+        store = self._embedded_store()
+        node = store.get_node(LineageService(store).resolve(ref))
+        if node is None:
+            raise NotFoundError(f"no model version {ref!r}", ids=[ref])
+        if node.label != NodeKind.MODEL_VERSION.value:
+            raise ValidationError(f"{ref!r} is not a model version", field="ref")
+        return ModelVersion.from_node(node)
+
+    def compare_model_versions(self, a: str, b: str) -> dict[str, Any]:
+        """What changed from model version ``a`` to ``b`` (references as for
+        :meth:`get_model_version`), as a JSON-ready dict (see :func:`diff_summary`): the
+        training params changed / added / removed, the metric deltas, the dataset versions,
+        commits and environments upstream of only one of them, and whether the walk was
+        truncated."""
+        remote = self._remote_models()
+        if remote is not None:
+            return remote.compare_model_versions(a, b)
+        from lineagehub.lineage import LineageService
+
+        d = LineageService(self._embedded_store()).compare_model_versions(a, b)
+        return diff_summary(
+            d.a.id,
+            d.b.id,
+            {
+                name: (
+                    [n.id for n in getattr(d, name).added],
+                    [n.id for n in getattr(d, name).removed],
+                )
+                for name in ("datasets", "commits", "environments")
+            },
+            [(p.key, p.b) for p in d.params_added],
+            [(p.key, p.a) for p in d.params_removed],
+            [(p.key, p.a, p.b) for p in d.params_changed],
+            [(m.key, m.a, m.b, m.delta) for m in d.metric_deltas],
+            d.truncated,
+        )
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -968,6 +1069,44 @@ _local = threading.local()
 _uncaught: list[BaseException] = []
 
 
+def diff_summary(
+    a: str,
+    b: str,
+    sets: Mapping[str, tuple[Iterable[str], Iterable[str]]],
+    params_added: Iterable[tuple[str, Any]],
+    params_removed: Iterable[tuple[str, Any]],
+    params_changed: Iterable[tuple[str, Any, Any]],
+    metric_deltas: Iterable[tuple[str, Any, Any, Any]],
+    truncated: bool,
+) -> dict[str, Any]:
+    """The JSON-ready summary of a model version comparison that both modes answer: the
+    versions' ids; ``params_changed`` as ``(key, a, b)``; ``params_added`` /
+    ``params_removed`` as ``(key, value)``; ``metric_deltas`` as ``(key, a, b, delta)``
+    (non-finite numbers as ``None``); ``datasets`` / ``commits`` / ``environments`` as
+    ``{"added": [ids], "removed": [ids]}``; ``truncated``. Rows are sorted by key, ids by id."""
+
+    def num(value: Any) -> float | None:
+        if value is None or isinstance(value, str):  # "NaN", "Infinity": not finite
+            return None
+        value = float(value)
+        return value if math.isfinite(value) else None
+
+    summary: dict[str, Any] = {"a": a, "b": b}
+    for name, (added, removed) in sets.items():
+        summary[name] = {"added": sorted(added), "removed": sorted(removed)}
+    summary["params_added"] = sorted((str(k), v) for k, v in params_added)
+    summary["params_removed"] = sorted((str(k), v) for k, v in params_removed)
+    summary["params_changed"] = sorted(
+        ((str(k), va, vb) for k, va, vb in params_changed), key=lambda r: r[0]
+    )
+    summary["metric_deltas"] = sorted(
+        ((str(k), num(va), num(vb), num(d)) for k, va, vb, d in metric_deltas),
+        key=lambda r: r[0],
+    )
+    summary["truncated"] = bool(truncated)
+    return summary
+
+
 def _stack() -> list[ActiveRun]:
     stack: list[ActiveRun] | None = getattr(_local, "stack", None)
     if stack is None:
@@ -1078,6 +1217,7 @@ __all__ = [
     "active_run",
     "client",
     "connect",
+    "diff_summary",
     "flush",
     "log_metrics",
     "log_params",

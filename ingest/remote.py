@@ -82,6 +82,7 @@ from lineagehub.vocabulary import (
     Artifact,
     ArtifactKind,
     DatasetVersion,
+    Model,
     ModelVersion,
     NodeKind,
     NodeModel,
@@ -1313,11 +1314,131 @@ class RemoteRegistry:
         return _model(ModelVersion, found) if found is not None else None
 
 
+# --------------------------------------------------------------------------- models
+
+_LISTINGS = {
+    field: f"""
+query List($where: JSON, $orderBy: [String!], $first: Int!, $after: String) {{
+  {field}(where: $where, orderBy: $orderBy, first: $first, after: $after) {{
+    edges {{ node {{ {_NODE} }} }}
+    pageInfo {{ hasNextPage endCursor }}
+  }}
+}}
+"""
+    for field in ("models", "modelVersions")
+}
+_NODE_BY_REF = f"""
+query NodeByRef($ref: String!) {{ node(ref: $ref) {{ {_NODE} }} }}
+"""
+_SET_DIFF = "{ added { id } removed { id } }"
+_COMPARE_MODEL_VERSIONS = f"""
+query CompareModelVersions($a: String!, $b: String!) {{
+  compareModelVersions(a: $a, b: $b) {{
+    a {{ id }} b {{ id }}
+    datasets {_SET_DIFF} commits {_SET_DIFF} environments {_SET_DIFF}
+    paramsAdded {{ key a b }} paramsRemoved {{ key a b }} paramsChanged {{ key a b }}
+    metricDeltas {{ key a b delta }}
+    truncated
+  }}
+}}
+"""
+
+
+class RemoteModels:
+    """Model listing, search, look-up and comparison on a hub server."""
+
+    def __init__(self, connection: HubConnection) -> None:
+        self.connection = connection
+
+    def _call(self, query: str, variables: Mapping[str, Any]) -> Any:
+        return self.connection.graphql(query, variables, idempotent=True)
+
+    def _page(
+        self,
+        field: str,
+        where: Mapping[str, Any] | None,
+        order_by: Sequence[str] | str | None,
+        after: str | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+        if where is not None and not isinstance(where, Mapping):
+            raise ValidationError("where must be a mapping", field="where")
+        order = [order_by] if isinstance(order_by, str) else order_by
+        found: list[dict[str, Any]] = []
+        cursor = after
+        while True:
+            variables = {
+                "where": dict(where) if where is not None else None,
+                "orderBy": list(order) if order is not None else None,
+                "first": min(limit - len(found), _SERVER_PAGE),
+                "after": cursor,
+            }
+            page = self._call(_LISTINGS[field], variables)[field]
+            found += [e["node"] for e in page["edges"]]
+            more = bool(page["pageInfo"]["hasNextPage"])
+            cursor = page["pageInfo"]["endCursor"] if more else None
+            if not more or len(found) >= limit:
+                return found, cursor
+
+    def list_models(
+        self,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[Model], str | None]:
+        found, cursor = self._page("models", where, order_by, after, limit)
+        return [_model(Model, n) for n in found], cursor
+
+    def search_model_versions(
+        self,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[ModelVersion], str | None]:
+        found, cursor = self._page("modelVersions", where, order_by, after, limit)
+        return [_model(ModelVersion, n) for n in found], cursor
+
+    def get_model_version(self, ref: str) -> ModelVersion:
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError("ref must be a non-empty string", field="ref")
+        found = self._call(_NODE_BY_REF, {"ref": ref})["node"]
+        if found is None:
+            raise NotFoundError(f"no model version {ref!r}", ids=[ref])
+        if found.get("kind") not in (NodeKind.MODEL_VERSION.name, NodeKind.MODEL_VERSION.value):
+            raise ValidationError(f"{ref!r} is not a model version", field="ref")
+        return _model(ModelVersion, found)
+
+    def compare_model_versions(self, a: str, b: str) -> dict[str, Any]:
+        from lineagehub.ingest.client import diff_summary
+
+        d = self._call(_COMPARE_MODEL_VERSIONS, {"a": a, "b": b})["compareModelVersions"]
+
+        def ids(name: str) -> tuple[list[str], list[str]]:
+            part = d[name]
+            return [n["id"] for n in part["added"]], [n["id"] for n in part["removed"]]
+
+        return diff_summary(
+            d["a"]["id"],
+            d["b"]["id"],
+            {name: ids(name) for name in ("datasets", "commits", "environments")},
+            [(p["key"], p["b"]) for p in d["paramsAdded"]],
+            [(p["key"], p["a"]) for p in d["paramsRemoved"]],
+            [(p["key"], p["a"], p["b"]) for p in d["paramsChanged"]],
+            [(m["key"], m["a"], m["b"], m["delta"]) for m in d["metricDeltas"]],
+            d["truncated"],
+        )
+
+
 __all__ = [
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT",
     "HubConnection",
     "RemoteArtifactStore",
+    "RemoteModels",
     "RemoteRegistry",
     "RemoteTracking",
     "check_url",
