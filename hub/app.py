@@ -39,7 +39,7 @@ from . import __version__
 from .artifacts import ArtifactStore, open_artifact_store, validate_digest
 from .config import Settings
 from .lineage import LineageService
-from .registry import Policy, RegistryService
+from .registry import Policy, RegistryService, load_policies
 from .tracking import UNKNOWN_ACTOR, TrackingService
 from .webhooks import GraphRecorder, WebhookDispatcher
 
@@ -156,7 +156,8 @@ def create_app(
     """The hub as an ASGI app, over the configured stores (or the ones given).
 
     ``registry_policies``: the model registry's promotion policies (see
-    :class:`~lineagehub.registry.RegistryService`). Registry changes are recorded as done by
+    :class:`~lineagehub.registry.RegistryService`); when not given, those of the file
+    ``settings.policies`` names (:func:`~lineagehub.registry.load_policies`), if any. Registry changes are recorded as done by
     ``settings.user``, else the OS user: requests are not authenticated yet.
 
     A store passed in stays open when the app shuts down; one opened here is closed."""
@@ -166,6 +167,8 @@ def create_app(
     from lineagehub.schema import Services
 
     settings = settings or Settings()
+    if registry_policies is None and settings.policies is not None:
+        registry_policies = load_policies(settings.policies)  # ConfigError before opening
     owned = store is None
     store = store if store is not None else open_store(settings=settings)
     artifacts = artifacts or open_artifact_store(

@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         "ones are dropped (and recorded as failed).",
     )
 
+    policies: Path | None = Field(
+        default=None,
+        description="A TOML file (or .json) of model registry promotion policies for the "
+        "server ([[policy]] tables: model, stage, approvals, approvers, "
+        "separation_of_duties, require_lineage, forbid_dirty_commit, thresholds). "
+        "Unset: no policies.",
+    )
+
     @field_validator("webhooks", mode="before")
     @classmethod
     def _webhooks_json(cls, value: Any) -> Any:

@@ -24,14 +24,18 @@ broken rule (nothing is written).
 
 from __future__ import annotations
 
+import json
+import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from .graph import Direction, GraphStore, Node
 from .graph import errors as _errors
-from .graph.errors import ConflictError, NotFoundError, ValidationError
+from .graph.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from .graph.model import to_iso
 from .lineage import LineageService
 from .vocabulary import (
@@ -61,6 +65,7 @@ __all__ = [
     "RegistryService",
     "RuleBroken",
     "Threshold",
+    "load_policies",
 ]
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -118,6 +123,140 @@ class Policy:
     @property
     def rules(self) -> tuple[Threshold, ...]:
         return tuple(t for t in self.thresholds if isinstance(t, Threshold))
+
+
+_POLICY_KEYS = (
+    "model",
+    "stage",
+    "approvals",
+    "approvers",
+    "separation_of_duties",
+    "require_lineage",
+    "forbid_dirty_commit",
+    "thresholds",
+)
+
+
+def _read_policy_file(path: Path) -> Any:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(
+            f"policies file {str(path)!r} cannot be read: {e.strerror or e}"
+        ) from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise ConfigError(f"policies file {str(path)!r} is not valid JSON: {e}") from None
+    if sys.version_info < (3, 11):  # pragma: no cover - tomllib arrived in 3.11
+        raise ConfigError(
+            f"policies file {str(path)!r}: TOML needs Python 3.11 or later; use a .json file"
+        )
+    import tomllib
+
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"policies file {str(path)!r} is not valid TOML: {e}") from None
+
+
+def load_policies(path: str | Path) -> dict[Any, Policy]:
+    """Read promotion policies from a TOML file (or, with a ``.json`` suffix, JSON) into the
+    mapping :class:`RegistryService` takes: ``(model, stage)``, ``model`` or ``"*"`` keys.
+
+    The file holds a ``policy`` array of tables, each with ``model`` (a name or ``"*"``),
+    optional ``stage`` (all stages when absent; not allowed with ``"*"``), ``approvals``,
+    ``approvers`` (a list of agent names), ``separation_of_duties``, ``require_lineage``,
+    ``forbid_dirty_commit`` and ``thresholds`` (``[metric, op, value]`` lists). Any problem
+    raises :class:`~lineagehub.graph.errors.ConfigError` naming the file, the entry and the
+    field."""
+    path = Path(path).expanduser()
+    data = _read_policy_file(path)
+    where = f"policies file {str(path)!r}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table with a 'policy' array")
+    unknown = sorted(set(data) - {"policy"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (expected 'policy')")
+    entries = data.get("policy", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: 'policy' must be an array of tables ([[policy]])")
+    policies: dict[Any, Policy] = {}
+    for index, entry in enumerate(entries):
+        key, policy = _parse_policy(entry, f"{where}, policy #{index + 1}")
+        if key in policies:
+            raise ConfigError(f"{where}, policy #{index + 1}: duplicate policy for {key!r}")
+        policies[key] = policy
+    return policies
+
+
+def _parse_policy(entry: Any, where: str) -> tuple[Any, Policy]:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a table")
+    unknown = sorted(set(entry) - set(_POLICY_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field {unknown[0]!r} (known: {', '.join(_POLICY_KEYS)})"
+        )
+    model = entry.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"{where}: field 'model' must be a model name or \"*\"")
+    model = model.strip()
+    where = f"{where} (model {model!r})"
+    key: Any = model
+    if "stage" in entry:
+        if model == "*":
+            raise ConfigError(f"{where}: field 'stage' cannot be combined with model \"*\"")
+        try:
+            key = (model, _stage(entry["stage"], "stage").value)
+        except ValidationError as e:
+            raise ConfigError(f"{where}: field 'stage': {e.message}") from None
+
+    def flag(name: str) -> bool:
+        value = entry.get(name, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: field {name!r} must be true or false, not {value!r}")
+        return value
+
+    approvals = entry.get("approvals", 0)
+    if isinstance(approvals, bool) or not isinstance(approvals, int) or approvals < 0:
+        raise ConfigError(
+            f"{where}: field 'approvals' must be a non-negative integer, not {approvals!r}"
+        )
+    approvers: frozenset[str] | None = None
+    if "approvers" in entry:
+        names = entry["approvers"]
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"{where}: field 'approvers' must be a list of agent names")
+        approvers = frozenset(names)
+    thresholds = entry.get("thresholds", [])
+    if not isinstance(thresholds, list):
+        raise ConfigError(f"{where}: field 'thresholds' must be a list of [metric, op, value]")
+    rules: list[Threshold] = []
+    for i, rule in enumerate(thresholds):
+        at = f"{where}: field 'thresholds' entry #{i + 1}"
+        if not isinstance(rule, list) or len(rule) != 3:
+            raise ConfigError(f"{at} must be [metric, op, value], not {rule!r}")
+        metric, op, value = rule
+        if not isinstance(metric, str) or not metric:
+            raise ConfigError(f"{at}: metric must be a non-empty string, not {metric!r}")
+        if op not in _OPS:
+            raise ConfigError(f"{at}: operator {op!r} is not one of {', '.join(_OPS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{at}: value must be a number, not {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{at}: value must be finite, not {value!r}")
+        rules.append(Threshold(metric, op, float(value)))
+    policy = Policy(
+        thresholds=tuple(rules),
+        require_lineage=flag("require_lineage"),
+        forbid_dirty_commit=flag("forbid_dirty_commit"),
+        approvals=approvals,
+        approvers=approvers,
+        separation_of_duties=flag("separation_of_duties"),
+    )
+    return key, policy
 
 
 @dataclass(frozen=True)
