@@ -166,7 +166,7 @@ def load_policies(path: str | Path) -> dict[Any, Policy]:
     mapping :class:`RegistryService` takes: ``(model, stage)``, ``model`` or ``"*"`` keys.
 
     The file holds a ``policy`` array of tables, each with ``model`` (a name or ``"*"``),
-    optional ``stage`` (all stages when absent; not allowed with ``"*"``), ``approvals``,
+    optional ``stage`` (all stages when absent), ``approvals``,
     ``approvers`` (a list of agent names), ``separation_of_duties``, ``require_lineage``,
     ``forbid_dirty_commit`` and ``thresholds`` (``[metric, op, value]`` lists). Any problem
     raises :class:`~lineagehub.graph.errors.ConfigError` naming the file, the entry and the
@@ -206,8 +206,6 @@ def _parse_policy(entry: Any, where: str) -> tuple[Any, Policy]:
     where = f"{where} (model {model!r})"
     key: Any = model
     if "stage" in entry:
-        if model == "*":
-            raise ConfigError(f"{where}: field 'stage' cannot be combined with model \"*\"")
         try:
             key = (model, _stage(entry["stage"], "stage").value)
         except ValidationError as e:
@@ -396,7 +394,9 @@ class RegistryService:
 
     def policy_for(self, model: str, stage: Stage | str) -> Policy:
         stage_value = _stage(stage).value
-        for key in ((model, stage_value), model, "*"):
+        # most specific first: this model at this stage, this model, every model at this
+        # stage, every model
+        for key in ((model, stage_value), model, ("*", stage_value), "*"):
             if key in self.policies:
                 return self.policies[key]
         return Policy()

@@ -82,7 +82,6 @@ def test_a_json_file_and_an_empty_file_load(tmp_path: Path) -> None:
         ("[[policy]]\nmodel = 'churn'\ncolour = 'red'", "'colour'"),
         ("[[policy]]\nstage = 'Production'", "'model'"),
         ("[[policy]]\nmodel = 'churn'\nstage = 'Prod'", "'stage'"),
-        ("[[policy]]\nmodel = '*'\nstage = 'Production'", "'stage'"),
         ("[[policy]]\nmodel = 'churn'\napprovals = '2'", "'approvals'"),
         ("[[policy]]\nmodel = 'churn'\napprovals = -1", "'approvals'"),
         ("[[policy]]\nmodel = 'churn'\napprovers = 'alice'", "'approvers'"),
@@ -183,3 +182,15 @@ def test_a_served_hub_enforces_the_configured_policies(tmp_path: Path) -> None:
             assert done["version"] == {"id": "mv:churn/2", "stage": "Production"}
     finally:
         store.close()
+
+
+def test_every_model_at_one_stage(tmp_path: Path) -> None:
+    from lineagehub.graph import open_store
+    from lineagehub.registry import RegistryService
+
+    doc = "[[policy]]\nmodel = '*'\nstage = 'Production'\napprovals = 2\n"
+    policies = load_policies(write(tmp_path, doc))
+    assert policies == {("*", "Production"): Policy(approvals=2)}
+    service = RegistryService(open_store("sqlite://"), policies=policies)
+    assert service.policy_for("churn", "Production").approvals == 2
+    assert service.policy_for("churn", "Staging").approvals == 0
