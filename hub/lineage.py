@@ -1015,38 +1015,30 @@ def _check_int(value: Any, field: str, low: int, high: int) -> int:
     return value
 
 
-def _node_kinds(kinds: Sequence[NodeKind | str] | None, field: str) -> list[str] | None:
-    if kinds is None:
-        return None
-    if isinstance(kinds, (str, NodeKind)):
+def _members(enum: Any, kinds: Any, field: str, what: str) -> list[str]:
+    """Validate kinds (one, or a list) against ``enum``, naming ``field`` on a bad one."""
+    if isinstance(kinds, (str, enum)):
         kinds = [kinds]
     result = []
     for k in kinds:
         try:
-            result.append(NodeKind(k).value)
+            result.append(enum(k).value)
         except ValueError:
             raise ValidationError(
-                f"{field}: {k!r:.100} is not a node kind ({', '.join(x.value for x in NodeKind)})",
+                f"{field}: {k!r:.100} is not {what} ({', '.join(x.value for x in enum)})",
                 field=field,
             ) from None
     return result
+
+
+def _node_kinds(kinds: Sequence[NodeKind | str] | None, field: str) -> list[str] | None:
+    return None if kinds is None else _members(NodeKind, kinds, field, "a node kind")
 
 
 def _edge_kinds(kinds: Sequence[EdgeKind | str] | None, field: str) -> list[str]:
     if kinds is None:
         return list(_LINEAGE_KINDS)
-    if isinstance(kinds, (str, EdgeKind)):
-        kinds = [kinds]
-    result = []
-    for k in kinds:
-        try:
-            result.append(EdgeKind(k).value)
-        except ValueError:
-            raise ValidationError(
-                f"{field}: {k!r:.100} is not an edge kind ({', '.join(x.value for x in EdgeKind)})",
-                field=field,
-            ) from None
-    return result
+    return _members(EdgeKind, kinds, field, "an edge kind")
 
 
 def _unescape(component: str) -> str:
