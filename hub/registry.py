@@ -24,6 +24,7 @@ broken rule (nothing is written).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -42,6 +43,8 @@ from .vocabulary import (
     Agent,
     AssociationRole,
     CodeCommit,
+    Deployment,
+    DeploymentStatus,
     EdgeKind,
     ModelVersion,
     NodeKind,
@@ -52,6 +55,7 @@ from .vocabulary import (
     UsedRole,
     link,
     make_edge,
+    validate,
 )
 from .webhooks import AfterCommit, EventSink, WebhookEvent
 
@@ -1144,6 +1148,147 @@ class RegistryService:
                 if mv.stage is not stage:
                     runs.append(self._move(mv, stage, actor, why, "rollback"))
             return runs
+
+    # --- deployments ------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        ref: str,
+        environment: str,
+        actor: str,
+        *,
+        name: str | None = None,
+        endpoint: str | None = None,
+        status: DeploymentStatus | str = DeploymentStatus.ACTIVE,
+        require_stage: Stage | str | None = None,
+        reason: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Deployment:
+        """Record that a model version is served in ``environment`` (``name`` defaults to
+        the model's name). A deployment is identified by its name and environment: deploying
+        again under the same ones ends the current serving interval (its ``SERVES`` edge gets
+        ``valid_to``) and starts a new one, so the hub can say what was served when.
+        ``require_stage`` refuses (``POLICY``) a version that is not in that stage.
+        Each record is a ``deploy`` run that USED the version, associated with ``actor``, and
+        an audit entry."""
+        actor = _check_actor(actor)
+        mv = self.resolve(ref)
+        if require_stage is not None:
+            stage = _stage(require_stage, "require_stage")
+            if mv.stage is not stage:
+                broken = RuleBroken(
+                    "stage",
+                    f"{mv.node_id} is in {mv.stage.value}, not {stage.value}",
+                    stage.value,
+                    mv.stage.value,
+                )
+                raise PolicyViolation(mv.node_id, stage.value, (broken,)).to_error()
+        now = self._now()
+        with self._events.transaction():
+            found = self.store.find_nodes(
+                NodeKind.DEPLOYMENT.value,
+                {"name": name or mv.model, "environment": environment},
+                limit=1,
+            ).items
+            fields: dict[str, Any] = {
+                "name": name or mv.model,
+                "environment": environment,
+                "endpoint": endpoint,
+                "status": status,
+                "tags": dict(tags or {}),
+            }
+            if found:
+                current = Deployment.from_node(found[0])
+                fields["id"] = current.id
+                if endpoint is None:
+                    fields["endpoint"] = current.endpoint
+                fields["tags"] = {**current.tags, **fields["tags"]}
+            deployment = validate(Deployment, fields)
+            ended = self._end_serving(deployment.id, now) if found else []
+            self.store.upsert_nodes([deployment.to_node()])
+            self.store.upsert_edges([make_edge(EdgeKind.SERVES, deployment, mv, valid_from=now)])
+            run = Run(
+                name=f"deploy {mv.model}/{mv.version} to {deployment.environment}",
+                kind=RunKind.DEPLOY,
+                status=RunStatus.FINISHED,
+                started_at=now,
+                ended_at=now,
+                user=actor,
+                description=reason,
+                params={
+                    "deployment": deployment.id,
+                    "environment": deployment.environment,
+                    "model": mv.model,
+                    "version": mv.version,
+                    "endpoint": deployment.endpoint,
+                    "status": deployment.status.value,
+                    "replaced": ",".join(ended),
+                },
+            )
+            self._write_run(run, mv, actor, AssociationRole.LAUNCHER)
+            self.store.append_audit(
+                actor,
+                "deployment.record",
+                deployment.id,
+                {
+                    "model_version": mv.node_id,
+                    "environment": deployment.environment,
+                    "endpoint": deployment.endpoint,
+                    "status": deployment.status.value,
+                    "replaced": ended,
+                    "reason": reason,
+                    "run": run.node_id,
+                },
+            )
+            self._events.emit(
+                WebhookEvent.DEPLOYMENT_RECORDED,
+                {
+                    "deployment_id": deployment.id,
+                    "name": deployment.name,
+                    "environment": deployment.environment,
+                    "version_id": mv.node_id,
+                    "model": mv.model,
+                    "version": mv.version,
+                    "actor": actor,
+                    "reason": reason,
+                },
+            )
+        return deployment
+
+    def retire_deployment(
+        self, deployment_id: str, actor: str, reason: str | None = None
+    ) -> Deployment:
+        """Mark a deployment RETIRED and end its serving interval."""
+        actor = _check_actor(actor)
+        if not isinstance(deployment_id, str) or not deployment_id.startswith("deployment:"):
+            raise ValidationError("give a deployment id (deployment:...)", field="deployment_id")
+        now = self._now()
+        with self._events.transaction():
+            deployment = Deployment.from_node(self.store.get_node(deployment_id))
+            if deployment.status is DeploymentStatus.RETIRED:
+                raise ConflictError(f"{deployment_id} is already retired")
+            ended = self._end_serving(deployment.id, now)
+            deployment.status = DeploymentStatus.RETIRED
+            self.store.upsert_nodes([deployment.to_node()])
+            self.store.append_audit(
+                actor,
+                "deployment.retire",
+                deployment.id,
+                {"ended": ended, "reason": reason},
+            )
+        return deployment
+
+    def _end_serving(self, deployment_id: str, now: datetime) -> list[str]:
+        """Close every open ``SERVES`` interval of a deployment; returns the versions' ids."""
+        adjacent = self.store.neighbors(
+            [deployment_id], Direction.UPSTREAM, [EdgeKind.SERVES.value]
+        )[deployment_id]
+        closing = [a for a in adjacent if a.edge.props.get("valid_to") is None]
+        if closing:
+            self.store.upsert_edges(
+                [dataclasses.replace(a.edge, props={"valid_to": to_iso(now)}) for a in closing]
+            )
+        return [a.node.id for a in closing]
 
     # --- writing ----------------------------------------------------------------------------
 

@@ -78,6 +78,7 @@ class WebhookEvent(str, enum.Enum):
     PROMOTION_REJECTED = "promotion.rejected"
     PROMOTION_DONE = "promotion.done"
     ALIAS_MOVED = "alias.moved"
+    DEPLOYMENT_RECORDED = "deployment.recorded"
 
     def __str__(self) -> str:
         return self.value

@@ -21,6 +21,7 @@ from strawberry.scalars import JSON
 
 from lineagehub.graph import ConfigError
 
+from .types import Deployment as DeploymentType
 from .types import I, wrap
 from .types import ModelVersion as ModelVersionType
 
@@ -36,9 +37,13 @@ def _actor(info: I) -> str:
     return str(info.context.services.registry_actor)
 
 
-async def _version(info: I, node_id: str) -> ModelVersionType:
+async def _node(info: I, node_id: str) -> Any:
     ctx = info.context
-    return wrap(await ctx.call(ctx.store.get_node, node_id))  # type: ignore[return-value]
+    return wrap(await ctx.call(ctx.store.get_node, node_id))
+
+
+async def _version(info: I, node_id: str) -> ModelVersionType:
+    return await _node(info, node_id)  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="One rule a promotion or approval broke.")
@@ -237,6 +242,46 @@ class RegistryMutation:
             run_ids=[strawberry.ID(r) for r in runs],
             holders=[wrap(n) for n in nodes],  # type: ignore[misc]
         )
+
+    @strawberry.mutation(
+        description="Record that a version is served in an environment. Deploying again under "
+        "the same name and environment ends the current serving interval and starts a new "
+        "one. requireStage refuses (POLICY) a version not in that stage."
+    )
+    async def record_deployment(
+        self,
+        info: I,
+        ref: str,
+        environment: str,
+        name: str | None = None,
+        endpoint: str | None = None,
+        status: str = "active",
+        require_stage: str | None = None,
+        reason: str | None = None,
+        tags: JSON | None = None,
+    ) -> DeploymentType:
+        ctx = info.context
+        d = await ctx.call(
+            _registry(info).deploy,
+            ref,
+            environment,
+            _actor(info),
+            name=name,
+            endpoint=endpoint,
+            status=status,
+            require_stage=require_stage,
+            reason=reason,
+            tags=tags,
+        )
+        return await _node(info, d.id)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Mark a deployment retired and end its serving interval.")
+    async def retire_deployment(
+        self, info: I, id: strawberry.ID, reason: str | None = None
+    ) -> DeploymentType:
+        ctx = info.context
+        d = await ctx.call(_registry(info).retire_deployment, str(id), _actor(info), reason)
+        return await _node(info, d.id)  # type: ignore[return-value]
 
 
 @strawberry.type
