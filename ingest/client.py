@@ -60,10 +60,12 @@ from lineagehub.datasets import fingerprint
 from lineagehub.graph import (
     ConfigError,
     ConflictError,
+    Direction,
     GraphStore,
     HubError,
     NotFoundError,
     SeriesPoint,
+    Subgraph,
     ValidationError,
 )
 from lineagehub.tracking import Metric, RunStart, TrackingService, check_metric
@@ -515,6 +517,105 @@ class Client:
             [(m.key, m.a, m.b, m.delta) for m in d.metric_deltas],
             d.truncated,
         )
+
+    # --- lineage and run comparison ----------------------------------------------------------
+
+    def lineage(
+        self,
+        roots: Sequence[str],
+        direction: Direction | str = "UPSTREAM",
+        upstream_depth: int = 3,
+        downstream_depth: int = 3,
+        *,
+        node_kinds: Sequence[NodeKind | str] | None = None,
+        edge_kinds: Sequence[str] | None = None,
+        stop_at: Sequence[NodeKind | str] | None = None,
+        pass_through: Sequence[NodeKind | str] | None = None,
+        as_of: datetime | None = None,
+        max_nodes: int = 5000,
+    ) -> Subgraph:
+        """The lineage graph around ``roots`` (ids or references: ``"model:churn@champion"``,
+        ``"dataset:warehouse/customers@latest"``), as :meth:`lineagehub.lineage.LineageService.
+        lineage` answers it: UPSTREAM (what they came from), DOWNSTREAM (what came from them)
+        or BOTH, each with its depth; ``node_kinds`` limits the nodes entered, ``edge_kinds``
+        the edges followed (default: every lineage edge, not the grouping ``PART_OF``);
+        ``stop_at`` kinds are returned but not expanded, ``pass_through`` kinds do not count a
+        hop; ``as_of`` the graph as the hub knew it then. Every node keeps its distance, the
+        node it was reached from and the direction; every edge its provenance; ``truncated``
+        says whether a budget cut the walk. Remote, the same over the GraphQL ``lineage``
+        query."""
+        self.flush()
+        options: dict[str, Any] = {
+            "node_kinds": node_kinds,
+            "edge_kinds": edge_kinds,
+            "stop_at": stop_at,
+            "pass_through": pass_through,
+            "as_of": as_of,
+            "max_nodes": max_nodes,
+        }
+        if self._remote is not None:
+            from lineagehub.ingest.remote import RemoteLineage
+
+            remote = RemoteLineage(self._remote.connection)
+            sub: Subgraph = remote.lineage(
+                roots, direction, upstream_depth, downstream_depth, **options
+            )
+            return sub
+        from lineagehub.lineage import LineageService
+
+        return LineageService(self._embedded_store()).lineage(
+            roots, direction, upstream_depth, downstream_depth, **options
+        )
+
+    def compare_runs(self, run_ids: Sequence[str]) -> dict[str, Any]:
+        """Two to fifty runs side by side, as a JSON-ready dict: ``runs`` (their ids, in the
+        order asked); ``params``: ``{"key", "values" (one per run, ``None`` where absent),
+        "differs"}``; ``metrics``: ``{"key", "last", "min", "max" (one per run; ``None`` where
+        absent or not finite), "differs"}``; ``inputs``: ``{"id", "label", "roles" (per run),
+        "used_by_all"}``; ``inputs_only_in`` (per run); ``code`` / ``environments`` (per run,
+        an id or ``None``) with ``code_differs`` / ``environment_differs``. Rows are sorted by
+        key. Unknown runs: :class:`NotFoundError`."""
+        self.flush()
+        if self._remote is not None:
+            from lineagehub.ingest.remote import RemoteLineage
+
+            return RemoteLineage(self._remote.connection).compare_runs(run_ids)
+        from lineagehub.lineage import LineageService
+
+        def num(value: float | None) -> float | None:
+            return value if value is not None and math.isfinite(value) else None
+
+        r = LineageService(self._embedded_store()).compare_runs(run_ids)
+        return {
+            "runs": [n.id for n in r.runs],
+            "params": [
+                {"key": p.key, "values": list(p.values), "differs": p.differs} for p in r.params
+            ],
+            "metrics": [
+                {
+                    "key": m.key,
+                    "last": [num(v) for v in m.last],
+                    "min": [num(v) for v in m.min],
+                    "max": [num(v) for v in m.max],
+                    "differs": m.differs,
+                }
+                for m in r.metrics
+            ],
+            "inputs": [
+                {
+                    "id": i.node.id,
+                    "label": i.node.label,
+                    "roles": [list(x) for x in i.roles],
+                    "used_by_all": i.used_by_all,
+                }
+                for i in r.inputs
+            ],
+            "inputs_only_in": [list(x) for x in r.inputs_only_in],
+            "code": list(r.code),
+            "code_differs": r.code_differs,
+            "environments": list(r.environments),
+            "environment_differs": r.environment_differs,
+        }
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -1433,11 +1433,177 @@ class RemoteModels:
         )
 
 
+_LINEAGE = """
+query Lineage($input: LineageInput!) {
+  lineage(input: $input) {
+    nodes {
+      node { id kind createdAt updatedAt properties }
+      distance reachedFrom direction
+    }
+    edges { id source target kind eventTime ingestedAt assertedBy properties }
+    truncated truncationReason
+  }
+}
+"""
+_COMPARE_RUNS = """
+query CompareRuns($ids: [String!]!) {
+  compareRuns(ids: $ids) {
+    runs { id }
+    params { key values differs }
+    metrics { key last min max differs }
+    inputs { node { id kind } roles usedByAll }
+    inputsOnlyIn code codeDiffers environments environmentDiffers
+  }
+}
+"""
+
+
+def _kind_names(kinds: Sequence[Any] | None, enum_type: Any, field: str) -> list[str] | None:
+    """GraphQL enum names for node or edge kinds given as enum members, labels or names; an
+    unknown one is a :class:`ValidationError` here, as the embedded service raises."""
+    if kinds is None:
+        return None
+    if isinstance(kinds, str) or not isinstance(kinds, Sequence):
+        raise ValidationError(f"{field} must be a list of kinds", field=field)
+    names = []
+    for kind in kinds:
+        value = kind.value if isinstance(kind, enum_type) else kind
+        member = next((k for k in enum_type if value in (k.value, k.name)), None)
+        if member is None:
+            known = ", ".join(k.value for k in enum_type)
+            raise ValidationError(f"{field}: unknown kind {value!r:.60} (known: {known})", field)
+        names.append(member.name)
+    return names
+
+
+def _full_node(data: Mapping[str, Any]) -> Node:
+    node = _node(data)
+    return dataclasses.replace(
+        node,
+        created_at=_parse_time(data.get("createdAt")),
+        updated_at=_parse_time(data.get("updatedAt")),
+    )
+
+
+class RemoteLineage:
+    """Lineage traces and run comparisons on a hub server, answered as the embedded
+    :class:`~lineagehub.lineage.LineageService` answers them."""
+
+    def __init__(self, connection: HubConnection) -> None:
+        self.connection = connection
+
+    def lineage(
+        self,
+        roots: Sequence[str],
+        direction: Any = "UPSTREAM",
+        upstream_depth: int = 3,
+        downstream_depth: int = 3,
+        *,
+        node_kinds: Sequence[Any] | None = None,
+        edge_kinds: Sequence[Any] | None = None,
+        stop_at: Sequence[Any] | None = None,
+        pass_through: Sequence[Any] | None = None,
+        as_of: datetime | None = None,
+        max_nodes: int = 5000,
+    ) -> Any:
+        from lineagehub.graph import Direction, Edge, Subgraph, TraversedNode, TruncationReason
+        from lineagehub.vocabulary import EdgeKind
+
+        if isinstance(roots, str) or not isinstance(roots, Sequence) or not roots:
+            raise ValidationError("roots: give at least one reference", field="roots")
+        try:
+            way = Direction(_enum_value(direction))
+        except ValueError:
+            raise ValidationError(
+                f"direction must be one of {[d.value for d in Direction]}, got {direction!r:.50}",
+                field="direction",
+            ) from None
+        variables = {
+            "input": {
+                "roots": [str(r) for r in roots],
+                "direction": way.value,
+                "upstreamDepth": upstream_depth,
+                "downstreamDepth": downstream_depth,
+                "nodeKinds": _kind_names(node_kinds, NodeKind, "node_kinds"),
+                "edgeKinds": _kind_names(edge_kinds, EdgeKind, "edge_kinds"),
+                "stopAt": _kind_names(stop_at, NodeKind, "stop_at"),
+                "passThrough": _kind_names(pass_through, NodeKind, "pass_through"),
+                "asOf": as_of.isoformat() if as_of is not None else None,
+                "maxNodes": max_nodes,
+            }
+        }
+        data = self.connection.graphql(_LINEAGE, variables, idempotent=True)["lineage"]
+        edge_kinds_by_name = {k.name: k.value for k in EdgeKind}
+        nodes: dict[str, TraversedNode] = {}
+        for item in data["nodes"]:
+            node = _full_node(item["node"])
+            reached = item.get("reachedFrom")
+            way_in = item.get("direction")
+            nodes[node.id] = TraversedNode(
+                node=node,
+                distance=int(item["distance"]),
+                reached_from=str(reached) if reached is not None else None,
+                direction=Direction(way_in) if way_in is not None else None,
+            )
+        edges = [
+            Edge(
+                source=str(e["source"]),
+                target=str(e["target"]),
+                kind=edge_kinds_by_name.get(e["kind"], str(e["kind"])),
+                props=dict(e.get("properties") or {}),
+                event_time=_parse_time(e.get("eventTime")),
+                asserted_by=e.get("assertedBy"),
+                id=str(e["id"]),
+                ingested_at=_parse_time(e.get("ingestedAt")),
+            )
+            for e in data["edges"]
+        ]
+        reason = data.get("truncationReason")
+        return Subgraph(
+            nodes=nodes,
+            edges=edges,
+            truncated=bool(data["truncated"]),
+            truncation_reason=TruncationReason(reason) if reason is not None else None,
+        )
+
+    def compare_runs(self, run_ids: Sequence[str]) -> dict[str, Any]:
+        if isinstance(run_ids, str) or not isinstance(run_ids, Sequence):
+            raise ValidationError("run_ids must be a list of run ids", field="run_ids")
+        r = self.connection.graphql(_COMPARE_RUNS, {"ids": list(run_ids)}, idempotent=True)[
+            "compareRuns"
+        ]
+        return {
+            "runs": [n["id"] for n in r["runs"]],
+            "params": [
+                {"key": p["key"], "values": list(p["values"]), "differs": p["differs"]}
+                for p in r["params"]
+            ],
+            "metrics": [
+                {k: m[k] for k in ("key", "last", "min", "max", "differs")} for m in r["metrics"]
+            ],
+            "inputs": [
+                {
+                    "id": i["node"]["id"],
+                    "label": _LABELS.get(i["node"]["kind"], i["node"]["kind"]),
+                    "roles": [list(x) for x in i["roles"]],
+                    "used_by_all": i["usedByAll"],
+                }
+                for i in r["inputs"]
+            ],
+            "inputs_only_in": [list(x) for x in r["inputsOnlyIn"]],
+            "code": list(r["code"]),
+            "code_differs": r["codeDiffers"],
+            "environments": list(r["environments"]),
+            "environment_differs": r["environmentDiffers"],
+        }
+
+
 __all__ = [
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT",
     "HubConnection",
     "RemoteArtifactStore",
+    "RemoteLineage",
     "RemoteModels",
     "RemoteRegistry",
     "RemoteTracking",
