@@ -10,6 +10,8 @@ Routes:
   ``{"digest", "size", "created"}``.
 - ``GET /artifacts/{digest}``: download, streamed; ``HEAD`` says whether it exists.
 - ``GET /health``: ``{"status": "ok", ...}`` once the store answers, else 503.
+- ``GET /export/lineage/{ref}.{ext}``: the lineage around ``ref`` as a picture or a file
+  (:mod:`lineagehub.export`); the query string takes the lineage query's options.
 
 Request bodies are bounded (``max_body_bytes`` for GraphQL); larger ones get 413.
 """
@@ -20,6 +22,7 @@ import contextlib
 import getpass
 import json
 import logging
+import re
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
@@ -33,14 +36,16 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
-from lineagehub.graph import GraphStore, HubError, redact
+from lineagehub.graph import GraphStore, HubError, ValidationError, redact
 
 from . import __version__
 from .artifacts import ArtifactStore, open_artifact_store, validate_digest
 from .config import Settings
+from .export import DEFAULT_COLLAPSE_ABOVE, FORMATS, export_lineage
 from .lineage import LineageService
 from .registry import Policy, RegistryService, load_policies
 from .tracking import UNKNOWN_ACTOR, TrackingService
+from .vocabulary import EdgeKind, NodeKind
 from .webhooks import GraphRecorder, WebhookDispatcher
 
 log = logging.getLogger("lineagehub.server")
@@ -250,6 +255,33 @@ def create_app(
 
         return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
 
+    async def export(request: Request) -> Response:
+        try:
+            ref, fmt = _export_target(request.path_params["target"])
+            options, render = _export_options(request.query_params.multi_items())
+        except HubError as e:
+            return _error(e)
+
+        def work() -> tuple[bytes, bool]:
+            sub = services.lineage.lineage([ref], **options)
+            focus = render.pop("focus", None)
+            if focus:
+                focus = services.lineage.resolve_many(focus, "focus")
+            else:
+                focus = [node_id for node_id, t in sub.nodes.items() if t.distance == 0]
+            return export_lineage(sub, fmt, focus=focus, **render), sub.truncated
+
+        try:
+            body, truncated = await anyio.to_thread.run_sync(work)
+        except HubError as e:
+            return _error(e)
+        filename = "lineage-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", ref).strip("_.")[:100] or "x")
+        headers = {
+            "content-disposition": f'inline; filename="{filename}.{_EXPORT_EXT[fmt]}"',
+            "x-lineage-truncated": "true" if truncated else "false",
+        }
+        return Response(body, media_type=FORMATS[fmt], headers=headers)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("lineagehub %s serving %s", __version__, redact(store.uri))
@@ -270,12 +302,136 @@ def create_app(
             Route("/artifacts", upload, methods=["PUT", "POST"]),
             Route("/artifacts/{digest}", download, methods=["GET", "HEAD"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/export/lineage/{target:path}", export, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
     app.state.services = services
     app.state.webhooks = dispatcher
     return app
+
+
+# The extension after the last "." of an export URL -> format (a ref may hold dots itself).
+_EXPORT_FORMATS = {
+    "svg": "svg",
+    "png": "png",
+    "pdf": "pdf",
+    "dot": "dot",
+    "gv": "dot",
+    "mmd": "mmd",
+    "graphml": "graphml",
+    "json": "json",
+    "prov": "prov",
+    "jsonl": "openlineage",
+    "openlineage": "openlineage",
+}
+_EXPORT_EXT = {"openlineage": "jsonl", "prov": "prov.json"}
+_EXPORT_EXT.update({fmt: fmt for fmt in FORMATS if fmt not in _EXPORT_EXT})
+_LIST_OPTIONS = {
+    "nodeKinds": ("node_kinds", NodeKind),
+    "edgeKinds": ("edge_kinds", EdgeKind),
+    "stopAt": ("stop_at", NodeKind),
+    "passThrough": ("pass_through", NodeKind),
+}
+_INT_OPTIONS = {
+    "depth": "depth",
+    "upstreamDepth": "upstream_depth",
+    "downstreamDepth": "downstream_depth",
+    "maxNodes": "max_nodes",
+}
+_EXPORT_OPTIONS = sorted(
+    {*_LIST_OPTIONS, *_INT_OPTIONS, "direction", "asOf", "cluster", "collapseAbove", "focus"}
+    | {"title"}
+)
+
+
+def _export_target(target: str) -> tuple[str, str]:
+    """``<ref>.<ext>`` -> (ref, format): the extension is what follows the last dot."""
+    ref, dot, ext = target.rpartition(".")
+    fmt = _EXPORT_FORMATS.get(ext.lower()) if dot else None
+    if fmt is None or not ref:
+        raise ValidationError(
+            f"give the export format as the extension: /export/lineage/<ref>.<ext> with ext "
+            f"one of {', '.join(_EXPORT_FORMATS)}",
+            field="format",
+        )
+    return ref, fmt
+
+
+def _kind(enum: Any, value: str, name: str) -> str:
+    """``Run``, ``RUN``, ``run``, ``dataset_version`` and ``DatasetVersion`` all name a kind."""
+    wanted = value.strip().replace("_", "").lower()
+    for member in enum:
+        if wanted in (member.value.replace("_", "").lower(), member.name.replace("_", "").lower()):
+            return str(member.value)
+    known = ", ".join(m.value for m in enum)
+    raise ValidationError(f"{name}: {value!r:.60} is not one of {known}", field=name)
+
+
+def _export_options(items: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The query string of an export: (lineage options, export options), checked."""
+    from datetime import datetime
+
+    lineage: dict[str, Any] = {}
+    render: dict[str, Any] = {"collapse_above": DEFAULT_COLLAPSE_ABOVE}
+    lists: dict[str, list[str]] = {}
+    for name, value in items:
+        if name in _LIST_OPTIONS or name == "focus":
+            lists.setdefault(name, []).extend(v.strip() for v in value.split(",") if v.strip())
+        elif name in _INT_OPTIONS:
+            try:
+                lineage[_INT_OPTIONS[name]] = int(value)
+            except ValueError:
+                raise ValidationError(f"{name} must be an integer", field=name) from None
+        elif name == "direction":
+            lineage["direction"] = value.strip().upper()
+        elif name == "asOf":
+            try:
+                when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                when = None
+            if when is None or when.tzinfo is None:
+                raise ValidationError(
+                    "asOf must be an ISO time with a timezone (2026-03-03T00:00:00Z)",
+                    field="asOf",
+                )
+            lineage["as_of"] = when
+        elif name == "cluster":
+            flag = value.strip().lower()
+            if flag not in ("", "1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValidationError("cluster must be true or false", field="cluster")
+            render["cluster"] = flag in ("", "1", "true", "yes", "on")
+        elif name == "collapseAbove":
+            text = value.strip().lower()
+            if text in ("never", "none", "off"):
+                render["collapse_above"] = None
+            elif text.isdigit():
+                render["collapse_above"] = int(text)
+            else:
+                raise ValidationError(
+                    "collapseAbove must be a number of nodes, or never", field="collapseAbove"
+                )
+        elif name == "title":
+            render["title"] = value
+        else:
+            raise ValidationError(
+                f"unknown option {name!r:.60}; the options are {', '.join(_EXPORT_OPTIONS)}",
+                field=name,
+            )
+    for name, (key, enum) in _LIST_OPTIONS.items():
+        if name in lists:
+            lineage[key] = [_kind(enum, v, name) for v in lists[name]]
+    if "focus" in lists:
+        render["focus"] = lists["focus"]
+    depth = lineage.pop("depth", None)
+    if depth is not None:
+        lineage.setdefault("upstream_depth", depth)
+        lineage.setdefault("downstream_depth", depth)
+    if lineage.get("direction", "UPSTREAM") not in ("UPSTREAM", "DOWNSTREAM", "BOTH"):
+        raise ValidationError(
+            "direction must be UPSTREAM, DOWNSTREAM or BOTH (any case)", field="direction"
+        )
+    return lineage, render
 
 
 def app_from_env() -> Starlette:
