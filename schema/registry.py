@@ -43,7 +43,7 @@ async def _node(info: I, node_id: str) -> Any:
 
 
 async def _version(info: I, node_id: str) -> ModelVersionType:
-    return await _node(info, node_id)  # type: ignore[no-any-return]
+    return await _node(info, node_id)
 
 
 @strawberry.type(description="One rule a promotion or approval broke.")
@@ -273,7 +273,7 @@ class RegistryMutation:
             reason=reason,
             tags=tags,
         )
-        return await _node(info, d.id)  # type: ignore[return-value]
+        return await _node(info, d.id)
 
     @strawberry.mutation(description="Mark a deployment retired and end its serving interval.")
     async def retire_deployment(
@@ -281,7 +281,7 @@ class RegistryMutation:
     ) -> DeploymentType:
         ctx = info.context
         d = await ctx.call(_registry(info).retire_deployment, str(id), _actor(info), reason)
-        return await _node(info, d.id)  # type: ignore[return-value]
+        return await _node(info, d.id)
 
 
 @strawberry.type
