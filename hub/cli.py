@@ -1,9 +1,15 @@
 """The ``lineagehub`` command.
 
+Commands that read or write the hub work on an embedded store (``--store URI``, default the
+configured one) or on a hub server (``--url URL``, default ``LINEAGEHUB_URL``) through the SDK's
+:class:`~lineagehub.ingest.client.Client`, so both answer the same. Human output is rich tables
+(no colour when not a terminal or with ``NO_COLOR``; never cut ids short when piped);
+``--json`` prints machine-readable JSON on stdout instead.
+
 Exit codes scripts can rely on: 0 success, 1 unexpected error, 2 bad usage or invalid input,
-3 not found, 4 configuration error, 5 store unavailable or failing, 6 conflict,
+3 not found, 4 configuration error, 5 store or server unavailable or failing, 6 conflict,
 7 tampering found (``audit verify``, ``audit verify-export``: the audit log or an export of
-it fails verification).
+it fails verification), 8 refused by a promotion policy (``promote``, ``approve``).
 Errors are one line on stderr (``--json``: a JSON object with ``code`` and ``message``).
 """
 
@@ -11,14 +17,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
-from lineagehub.graph import Direction, GraphStore, HubError, Node, Subgraph, redact
+from lineagehub.graph import (
+    ConfigError,
+    Direction,
+    GraphStore,
+    HubError,
+    Node,
+    NotFoundError,
+    Subgraph,
+    ValidationError,
+    redact,
+)
 
 from . import __version__, open_store
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from lineagehub.ingest.client import Client
+    from lineagehub.vocabulary import ModelVersion, Run
 
 EXIT_CODES = {
     "VALIDATION": 2,
@@ -28,8 +55,10 @@ EXIT_CODES = {
     "BACKEND_UNAVAILABLE": 5,
     "CONFLICT": 6,
     "INTEGRITY": 7,
+    "POLICY": 8,
 }
 EXIT_TAMPERED = 7
+EXIT_REFUSED = 8
 
 
 def lineage_edge_kinds() -> list[str]:
@@ -150,19 +179,6 @@ def cmd_doctor(args: argparse.Namespace, store: GraphStore) -> int:
         ]
     )
     _emit(args, data, text)
-    return 0
-
-
-def cmd_lineage(args: argparse.Namespace, store: GraphStore) -> int:
-    kinds = args.edge_kind or (None if args.all_edges else lineage_edge_kinds())
-    sub = store.traverse(
-        args.ids,
-        args.direction,
-        args.depth,
-        edge_kinds=kinds,
-        max_nodes=args.max_nodes,
-    )
-    _emit(args, subgraph_json(sub), render_tree(sub))
     return 0
 
 
@@ -305,29 +321,882 @@ def cmd_audit_verify_export(args: argparse.Namespace) -> int:
     return EXIT_TAMPERED
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--store", metavar="URI", help="graph store URI (default: LINEAGEHUB_STORE or embedded)"
+# --- output ---------------------------------------------------------------------------------
+
+#: Width of the console when output is not a terminal: wide enough that no table is squeezed,
+#: so ids are never wrapped or cut when piped (nothing here expands to the full width).
+PIPE_WIDTH = 10_000
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr): colour only on a terminal and without NO_COLOR;
+    when piped, no wrapping and no ellipses."""
+    from rich.console import Console
+
+    file = sys.stderr if stderr else sys.stdout
+    tty = file.isatty()
+    return Console(
+        file=file,
+        width=None if tty else PIPE_WIDTH,
+        no_color=bool(os.environ.get("NO_COLOR")) or None,
+        highlight=False,
+        soft_wrap=not tty,
+        emoji=False,
     )
-    common.add_argument("--json", action="store_true", help="machine-readable output")
 
-    parser = argparse.ArgumentParser(
-        prog="lineagehub", description="LineageHub: model-management metadata as lineage."
+
+def _table(title: str | None, *columns: str, ids: Sequence[str] = ()) -> Any:
+    """A table whose ``ids`` columns never wrap or shorten (an id is copied as a whole)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
     )
-    parser.add_argument("--version", action="version", version=f"lineagehub {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for col in columns:
+        if col in ids:
+            table.add_column(col, no_wrap=True, overflow="ignore", min_width=len(col))
+        else:
+            table.add_column(col, overflow="fold")
+    return table
 
-    p = sub.add_parser("doctor", parents=[common], help="check the store and show what it holds")
-    p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser(
-        "example", parents=[common], help="write a small example lineage graph and trace it"
+def _text(value: Any, style: str = "") -> Any:
+    from rich.text import Text
+
+    return Text("-" if value is None or value == "" else str(value), style=style)
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return f"{value:.6g}"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _num(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "-"
+    seconds = max((end - start).total_seconds(), 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"
+
+
+_STATUS_STYLE = {"FINISHED": "green", "FAILED": "red", "KILLED": "red", "RUNNING": "cyan"}
+_STAGE_STYLE = {"Production": "green bold", "Staging": "yellow", "Archived": "dim"}
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str, allow_nan=False))
+
+
+def _jsonable(value: Any) -> Any:
+    """Non-finite floats as None: --json output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# --- the hub: an embedded store or a server ------------------------------------------------
+
+
+@contextmanager
+def hub_client(args: argparse.Namespace) -> Iterator[Client]:
+    """The SDK client for ``--url`` (a server), ``--store`` (an embedded store) or, with
+    neither, the settings (``LINEAGEHUB_URL``, else ``LINEAGEHUB_STORE``). Embedded, the
+    registry applies the promotion policies ``LINEAGEHUB_POLICIES`` names, as a server does."""
+    from lineagehub.ingest.client import Client
+
+    from .config import Settings
+
+    settings = Settings()
+    url = getattr(args, "url", None)
+    if url is not None and not url.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"--url must be an http:// or https:// URL, got {url!r}")
+    remote = url is not None or (args.store is None and bool(settings.url))
+    policies = None
+    if not remote and settings.policies is not None:
+        from .registry import load_policies
+
+        policies = load_policies(settings.policies)
+    client = Client(url or args.store, settings=settings, registry_policies=policies)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def parse_where(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        where = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValidationError(f"--where is not valid JSON: {e}", field="where") from None
+    if not isinstance(where, dict):
+        raise ValidationError("--where must be a JSON object", field="where")
+    return where
+
+
+def _and(*filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    parts = [dict(f) for f in filters if f]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def _run_json(run: Run) -> dict[str, Any]:
+    data: dict[str, Any] = _jsonable(run.model_dump(mode="json"))
+    return data
+
+
+def cmd_runs_list(args: argparse.Namespace, client: Client) -> int:
+    from lineagehub.vocabulary import RunStatus
+
+    simple: dict[str, Any] = {}
+    if args.project:
+        simple["project"] = args.project
+    if args.experiment:
+        simple["experiment"] = args.experiment
+    if args.kind:
+        simple["kind"] = args.kind.lower()
+    if args.status:
+        try:
+            simple["status"] = RunStatus(args.status.upper()).value
+        except ValueError:
+            known = ", ".join(s.value for s in RunStatus)
+            raise ValidationError(
+                f"--status must be one of {known}, got {args.status!r}", field="status"
+            ) from None
+    where = _and(simple, parse_where(args.where))
+    order = args.order_by or ["-started_at"]
+    runs, cursor = client.search_runs(where, order, limit=args.limit)
+    if args.json:
+        _print_json({"runs": [_run_json(r) for r in runs], "next_cursor": cursor})
+        return 0
+    keys = sorted({k for r in runs for k in r.metrics})[: args.metrics]
+    table = _table(
+        None, "id", "name", "kind", "experiment", "status", "started", "duration", *keys,
+        ids=("id",),
+    )  # fmt: skip
+    now = datetime.now(timezone.utc)
+    for r in runs:
+        end = r.ended_at or (now if r.status.value == "RUNNING" else None)
+        table.add_row(
+            _text(r.id),
+            _text(r.name),
+            _text(r.kind.value),
+            _text(r.experiment),
+            _text(r.status.value, _STATUS_STYLE.get(r.status.value, "")),
+            _text(_when(r.started_at)),
+            _text(_duration(r.started_at, end)),
+            *(_text(_num(r.metrics.get(k))) for k in keys),
+        )
+    console = make_console()
+    if runs:
+        console.print(table)
+    more = " (more: raise --limit)" if cursor else ""
+    console.print(f"{len(runs)} run{'s' if len(runs) != 1 else ''}{more}")
+    return 0
+
+
+def _run_links(client: Client, run_id: str) -> dict[str, Any]:
+    """What a run used and generated, and its code and environment (one lineage hop)."""
+    sub = client.lineage(
+        [run_id],
+        "BOTH",
+        1,
+        1,
+        edge_kinds=["USED", "GENERATED_BY", "RAN_CODE", "RAN_IN"],
     )
-    p.set_defaults(func=cmd_example)
+    inputs, outputs = [], []
+    code = environment = None
+    for e in sorted(sub.edges, key=lambda e: (e.kind, e.id)):
+        if e.kind == "USED" and e.source == run_id and e.target in sub.nodes:
+            node = sub.nodes[e.target].node
+            inputs.append(_link(node, e.props.get("role")))
+        elif e.kind == "GENERATED_BY" and e.target == run_id and e.source in sub.nodes:
+            outputs.append(_link(sub.nodes[e.source].node, None))
+        elif e.kind == "RAN_CODE" and e.source == run_id:
+            code = e.target
+        elif e.kind == "RAN_IN" and e.source == run_id:
+            environment = e.target
+    return {"inputs": inputs, "outputs": outputs, "code": code, "environment": environment}
 
-    p = sub.add_parser("lineage", parents=[common], help="trace lineage from one or more nodes")
-    p.add_argument("ids", nargs="+", metavar="ID", help="node ids to start from")
+
+def _link(node: Node, role: Any) -> dict[str, Any]:
+    return {"id": node.id, "label": node.label, "name": display_name(node) or None, "role": role}
+
+
+def cmd_runs_show(args: argparse.Namespace, client: Client) -> int:
+    run = client.get_run(args.run)
+    links = _run_links(client, run.id)
+    if args.json:
+        _print_json({"run": _run_json(run), **links})
+        return 0
+    from rich.table import Table
+
+    console = make_console()
+    end = run.ended_at
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column(no_wrap=True, overflow="ignore")
+    rows: list[tuple[str, Any]] = [
+        ("id", run.id),
+        ("name", run.name),
+        ("kind", run.kind.value),
+        ("status", _text(run.status.value, _STATUS_STYLE.get(run.status.value, ""))),
+        ("project", run.project),
+        ("experiment", run.experiment),
+        ("parent", run.parent),
+        ("user", run.user),
+        ("host", run.host),
+        ("entry point", run.entry_point),
+        ("started", _when(run.started_at)),
+        ("ended", _when(end)),
+        ("duration", _duration(run.started_at, end)),
+        ("code", links["code"]),
+        ("environment", links["environment"]),
+        ("error", run.error),
+        ("description", run.description),
+    ]
+    for key, value in rows:
+        if value is not None:
+            facts.add_row(key, value if not isinstance(value, str) else _text(value))
+    console.print(facts)
+    sections: list[tuple[str, Mapping[str, Any]]] = [
+        ("params", run.params),
+        ("metrics", run.metrics),
+        ("tags", run.tags),
+    ]
+    for title, values in sections:
+        if values:
+            table = _table(title, "key", "value", ids=("key",))
+            for k in sorted(values):
+                table.add_row(_text(k), _text(_value(values[k])))
+            console.print(table)
+    for title in ("inputs", "outputs"):
+        if links[title]:
+            table = _table(title, "id", "kind", "name", "role", ids=("id",))
+            for item in links[title]:
+                table.add_row(
+                    _text(item["id"]),
+                    _text(item["label"]),
+                    _text(item["name"]),
+                    _text(item["role"]),
+                )
+            console.print(table)
+    return 0
+
+
+# --- models ---------------------------------------------------------------------------------
+
+_ALL = 1000  # one page of the largest size: a model with more versions shows the newest
+
+
+def _mv_json(mv: ModelVersion) -> dict[str, Any]:
+    data: dict[str, Any] = _jsonable(mv.model_dump(mode="json"))
+    data["id"] = mv.node_id
+    return data
+
+
+def _model_summary(client: Client, model: Any) -> dict[str, Any]:
+    versions, _ = client.search_model_versions({"model": model.name}, "-version", limit=_ALL)
+    stages: dict[str, list[int]] = {}
+    aliases: dict[str, int] = {}
+    for mv in versions:
+        if mv.stage.value != "None":
+            stages.setdefault(mv.stage.value, []).append(mv.version)
+        for alias in mv.aliases:
+            aliases[alias] = mv.version
+    return {
+        "id": model.node_id,
+        "name": model.name,
+        "owner": model.owner,
+        "task": model.task,
+        "description": model.description,
+        "versions": len(versions),
+        "latest": versions[0].version if versions else None,
+        "stages": {k: sorted(v) for k, v in sorted(stages.items())},
+        "aliases": dict(sorted(aliases.items())),
+    }
+
+
+def cmd_models_list(args: argparse.Namespace, client: Client) -> int:
+    models, cursor = client.list_models(parse_where(args.where), "name", limit=args.limit)
+    summaries = [_model_summary(client, m) for m in models]
+    if args.json:
+        _print_json({"models": summaries, "next_cursor": cursor})
+        return 0
+    table = _table(None, "model", "latest", "versions", "stages", "aliases", "task", ids=("model",))
+    for m in summaries:
+        stages = ", ".join(
+            f"{s}: " + ",".join(f"v{v}" for v in vs) for s, vs in m["stages"].items()
+        )
+        aliases = ", ".join(f"{a}→v{v}" for a, v in m["aliases"].items())
+        table.add_row(
+            _text(m["name"]),
+            _text(f"v{m['latest']}" if m["latest"] else None),
+            _text(m["versions"]),
+            _text(stages),
+            _text(aliases),
+            _text(m["task"]),
+        )
+    console = make_console()
+    console.print(table)
+    console.print(f"{len(summaries)} model{'s' if len(summaries) != 1 else ''}")
+    return 0
+
+
+def _is_version_ref(ref: str) -> bool:
+    return ref.startswith("mv:") or "@" in ref or "/" in ref
+
+
+def _history_json(e: Any) -> dict[str, Any]:
+    return {
+        "change": e.change,
+        "version": e.version,
+        "alias": e.alias,
+        "from": e.from_,
+        "to": e.to,
+        "actor": e.actor,
+        "reason": e.reason,
+        "at": e.at.isoformat() if e.at else None,
+        "run_id": e.run_id,
+        "approvals": list(e.approvals),
+    }
+
+
+def cmd_models_show(args: argparse.Namespace, client: Client) -> int:
+    ref: str = args.ref
+    console = make_console()
+    if _is_version_ref(ref):
+        mv = client.get_model_version(ref)
+        history = [_history_json(e) for e in client.model_history(mv.model)]
+        mine = [h for h in history if h["version"] == mv.version]
+        if args.json:
+            _print_json({"version": _mv_json(mv), "history": mine})
+            return 0
+        from rich.table import Table
+
+        facts = Table.grid(padding=(0, 2))
+        facts.add_column(style="bold", no_wrap=True)
+        facts.add_column(no_wrap=True, overflow="ignore")
+        for key, value in [
+            ("id", mv.node_id),
+            ("model", mv.model),
+            ("version", mv.version),
+            ("stage", _text(mv.stage.value, _STAGE_STYLE.get(mv.stage.value, ""))),
+            ("aliases", ", ".join(mv.aliases) or None),
+            ("flavor", mv.flavor),
+            ("artifact", mv.artifact_digest),
+            ("description", mv.description),
+        ]:
+            if value is not None:
+                facts.add_row(key, _text(value) if not hasattr(value, "style") else value)
+        console.print(facts)
+        if mv.metrics:
+            table = _table("metrics", "key", "value", ids=("key",))
+            for k in sorted(mv.metrics):
+                table.add_row(_text(k), _text(_num(mv.metrics[k])))
+            console.print(table)
+        table = _table("history", "at", "change", "from", "to", "actor", "reason")
+        for h in mine:
+            table.add_row(
+                _text(h["at"][:19].replace("T", " ") if h["at"] else None),
+                _text(h["change"] + (f" {h['alias']}" if h["alias"] else "")),
+                _text(h["from"]),
+                _text(h["to"]),
+                _text(h["actor"]),
+                _text(h["reason"]),
+            )
+        console.print(table if mine else "no stage or alias changes")
+        return 0
+    name = ref.removeprefix("model:")
+    models, _ = client.list_models({"name": name}, limit=1)
+    if not models:
+        raise NotFoundError(f"no model {name!r}", ids=[ref])
+    summary = _model_summary(client, models[0])
+    versions, _ = client.search_model_versions({"model": name}, "-version", limit=_ALL)
+    if args.json:
+        _print_json({"model": summary, "versions": [_mv_json(v) for v in versions]})
+        return 0
+    keys = sorted({k for v in versions for k in v.metrics})[: args.metrics]
+    title = f"model {name}" + (f" ({summary['task']})" if summary["task"] else "")
+    table = _table(title, "version", "id", "stage", "aliases", "flavor", *keys, ids=("id",))
+    for v in versions:
+        table.add_row(
+            _text(v.version),
+            _text(v.node_id),
+            _text(v.stage.value, _STAGE_STYLE.get(v.stage.value, "")),
+            _text(", ".join(v.aliases)),
+            _text(v.flavor),
+            *(_text(_num(v.metrics.get(k))) for k in keys),
+        )
+    console.print(table)
+    return 0
+
+
+# --- lineage and exports --------------------------------------------------------------------
+
+
+def _trace(args: argparse.Namespace, client: Client) -> Subgraph:
+    kinds = args.edge_kind or (None if not args.all_edges else [*lineage_edge_kinds(), "PART_OF"])
+    return client.lineage(
+        args.refs,
+        args.direction,
+        args.depth,
+        args.depth,
+        edge_kinds=kinds,
+        max_nodes=args.max_nodes,
+    )
+
+
+def _export_module() -> Any:
+    try:
+        from . import export
+    except ImportError as e:  # pragma: no cover - the module ships with the package
+        raise ConfigError(f"lineage exports are not available: {e}") from None
+    return export
+
+
+def _format(args: argparse.Namespace, path: str | None) -> str:
+    """The export format: --format, else the file's suffix."""
+    export = _export_module()
+    fmt = args.format
+    if fmt is None:
+        if path is None or path == "-":
+            raise ValidationError("give --format when writing to stdout", field="format")
+        fmt = export.format_for_path(path)
+        if fmt is None:
+            raise ValidationError(
+                f"cannot tell the format from {path!r}: give --format "
+                f"({', '.join(export.FORMATS)})",
+                field="format",
+            )
+    if fmt not in export.FORMATS:
+        raise ValidationError(
+            f"unknown format {fmt!r}: one of {', '.join(export.FORMATS)}", field="format"
+        )
+    return str(fmt)
+
+
+def write_atomic(path: str, write: Callable[[IO[bytes]], object]) -> None:
+    """Write a file whole or not at all: into a temporary file beside it, then renamed over
+    it, so a failure (or Ctrl-C) never leaves half a file."""
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as e:
+        raise ValidationError(f"cannot write {path}: {e.strerror or e}", field="output") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an export is an ordinary file
+        os.replace(tmp, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_output(path: str, data: str | bytes) -> None:
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if path == "-":
+        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # pragma: no cover - a text-only stdout
+            sys.stdout.write(raw.decode("utf-8", errors="replace"))
+        else:
+            buffer.write(raw)
+            buffer.flush()
+        return
+    write_atomic(path, lambda f: f.write(raw))
+
+
+def _export_lineage(args: argparse.Namespace, sub: Subgraph, path: str) -> int:
+    fmt = _format(args, path)
+    export = _export_module()
+    focus = [node_id for node_id, t in sub.nodes.items() if t.reached_from is None]
+    if path == "-" and sys.stdout.isatty() and fmt in ("png", "pdf"):
+        raise ValidationError(f"{fmt} is binary: write it to a file with -o", field="output")
+    data = export.export_lineage(sub, fmt, focus=focus, cluster=args.cluster)
+    _write_output(path, data)
+    summary = {
+        "file": None if path == "-" else path,
+        "format": fmt,
+        "nodes": len(sub.nodes),
+        "edges": len(sub.edges),
+        "truncated": sub.truncated,
+    }
+    if path != "-":
+        if args.json:
+            _print_json(summary)
+        elif not getattr(args, "quiet", False):
+            cut = " (truncated: raise --depth or --max-nodes)" if sub.truncated else ""
+            print(f"wrote {path} ({fmt}): {len(sub.nodes)} nodes, {len(sub.edges)} edges{cut}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace, client: Client) -> int:
+    sub = _trace(args, client)
+    if args.output is not None or args.format is not None:
+        return _export_lineage(args, sub, args.output or "-")
+    if args.json:
+        _print_json(subgraph_json(sub))
+    else:
+        print(render_tree(sub))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, client: Client) -> int:
+    if args.all:
+        if args.refs:
+            raise ValidationError("export --all takes no references", field="refs")
+        if client.store is None:
+            raise ConfigError(
+                "export --all reads the store itself: give --store (the embedded store), not --url"
+            )
+        return _export_all(args, client.store)
+    if not args.refs:
+        raise ValidationError("give the references to export, or --all", field="refs")
+    return _export_lineage(args, _trace(args, client), args.output)
+
+
+def _node_line(node: Node) -> dict[str, Any]:
+    return {
+        "type": "node",
+        "id": node.id,
+        "label": node.label,
+        "props": node.props,
+        "created_at": node.created_at.isoformat() if node.created_at else None,
+        "updated_at": node.updated_at.isoformat() if node.updated_at else None,
+    }
+
+
+def _edge_line(e: Any) -> dict[str, Any]:
+    return {
+        "type": "edge",
+        "id": e.id,
+        "source": e.source,
+        "target": e.target,
+        "kind": e.kind,
+        "props": e.props,
+        "event_time": e.event_time.isoformat() if e.event_time else None,
+        "ingested_at": e.ingested_at.isoformat() if e.ingested_at else None,
+        "asserted_by": e.asserted_by,
+    }
+
+
+def _line(data: Mapping[str, Any]) -> bytes:
+    return (json.dumps(data, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+
+
+EXPORT_PAGE = 1000
+
+
+def _export_all(args: argparse.Namespace, store: GraphStore) -> int:
+    """Every node, then every edge, as JSON lines. Edges are read page by page of node ids as
+    the edges leaving them: each edge has one source, so each appears exactly once."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    path = args.output
+    if path == "-":
+        raise ValidationError("export --all writes a file: give -o FILE.jsonl", field="output")
+    total = store.count_nodes()
+    quiet = args.json or args.quiet or not sys.stderr.isatty()
+    counts = {"nodes": 0, "edges": 0}
+
+    def write(f: IO[bytes]) -> None:
+        with (
+            tempfile.TemporaryFile() as edges,
+            Progress(
+                TextColumn("exporting"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("nodes"),
+                console=make_console(stderr=True),
+                disable=quiet,
+                transient=True,
+            ) as progress,
+        ):
+            task = progress.add_task("nodes", total=total)
+            after = None
+            while True:
+                page = store.find_nodes(None, None, None, after, EXPORT_PAGE)
+                for node in page.items:
+                    f.write(_line(_node_line(node)))
+                ids = [n.id for n in page.items]
+                found = store._expand(ids, True, None, None, None, need_labels=False) if ids else []
+                for edge, _, _ in sorted(found, key=lambda x: x[0].id):
+                    edges.write(_line(_edge_line(edge)))
+                counts["nodes"] += len(ids)
+                counts["edges"] += len(found)
+                progress.advance(task, len(ids))
+                if page.next_cursor is None:
+                    break
+                after = page.next_cursor
+            edges.seek(0)
+            while chunk := edges.read(1 << 20):
+                f.write(chunk)
+
+    write_atomic(path, write)
+    if args.json:
+        _print_json({"file": path, "format": "jsonl", **counts})
+    elif not args.quiet:
+        print(f"wrote {path}: {counts['nodes']} nodes, {counts['edges']} edges")
+    return 0
+
+
+# --- compare --------------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace, client: Client) -> int:
+    refs: list[str] = args.refs
+    runs = [r.startswith("run:") for r in refs]
+    if all(runs):
+        return _compare_runs(args, client, refs)
+    if any(runs):
+        raise ValidationError("compare runs with runs, or two model versions", field="refs")
+    if len(refs) != 2:
+        raise ValidationError("compare exactly two model versions", field="refs")
+    return _compare_versions(args, client, refs[0], refs[1])
+
+
+def _compare_runs(args: argparse.Namespace, client: Client, ids: list[str]) -> int:
+    c = client.compare_runs(ids)
+    if args.json:
+        _print_json(_jsonable({"kind": "runs", **c}))
+        return 0
+    console = make_console()
+    two = len(ids) == 2
+    table = _table("params", "", "key", *c["runs"], ids=("key", *c["runs"]))
+    for p in c["params"]:
+        style = "bold yellow" if p["differs"] else ""
+        table.add_row(
+            _text("≠" if p["differs"] else " ", style),
+            _text(p["key"], style),
+            *(_text(_value(v) if v is not None else None, style) for v in p["values"]),
+        )
+    console.print(table)
+    cols = [*c["runs"], *(["Δ"] if two else [])]
+    table = _table("metrics (last value)", "", "key", *cols, ids=("key", *c["runs"]))
+    for m in c["metrics"]:
+        style = "bold yellow" if m["differs"] else ""
+        delta = []
+        if two:
+            a, b = m["last"]
+            delta = [_text(f"{b - a:+.6g}" if a is not None and b is not None else None, style)]
+        table.add_row(
+            _text("≠" if m["differs"] else " ", style),
+            _text(m["key"], style),
+            *(_text(_num(v), style) for v in m["last"]),
+            *delta,
+        )
+    console.print(table)
+    if c["inputs"]:
+        table = _table("inputs (roles per run)", "", "id", *c["runs"], ids=("id",))
+        for i in c["inputs"]:
+            style = "" if i["used_by_all"] else "bold yellow"
+            table.add_row(
+                _text(" " if i["used_by_all"] else "≠", style),
+                _text(i["id"], style),
+                *(_text(",".join(r) or None, style) for r in i["roles"]),
+            )
+        console.print(table)
+    table = _table("code and environment", "", "what", *c["runs"], ids=("what",))
+    for what, values, differs in (
+        ("code", c["code"], c["code_differs"]),
+        ("environment", c["environments"], c["environment_differs"]),
+    ):
+        style = "bold yellow" if differs else ""
+        table.add_row(
+            _text("≠" if differs else " ", style),
+            _text(what, style),
+            *(_text(v, style) for v in values),
+        )
+    console.print(table)
+    return 0
+
+
+def _compare_versions(args: argparse.Namespace, client: Client, a: str, b: str) -> int:
+    d = client.compare_model_versions(a, b)
+    if args.json:
+        _print_json(_jsonable({"kind": "model_versions", **d}))
+        return 0
+    console = make_console()
+    console.print(f"{d['a']} → {d['b']}" + ("  (truncated walk)" if d["truncated"] else ""))
+    table = _table("params", "", "key", d["a"], d["b"], ids=("key", d["a"], d["b"]))
+    for key, va, vb in d["params_changed"]:
+        table.add_row(_text("≠", "bold yellow"), _text(key), _text(_value(va)), _text(_value(vb)))
+    for key, vb in d["params_added"]:
+        table.add_row(_text("+", "green"), _text(key), _text(None), _text(_value(vb)))
+    for key, va in d["params_removed"]:
+        table.add_row(_text("-", "red"), _text(key), _text(_value(va)), _text(None))
+    console.print(table if table.row_count else "params: no change")
+    table = _table("metrics", "key", d["a"], d["b"], "Δ", ids=("key",))
+    for key, va, vb, delta in d["metric_deltas"]:
+        style = "green" if delta and delta > 0 else "red" if delta and delta < 0 else ""
+        shown = f"{delta:+.6g}" if delta is not None else None
+        table.add_row(_text(key), _text(_num(va)), _text(_num(vb)), _text(shown, style))
+    console.print(table if table.row_count else "metrics: none")
+    table = _table("upstream differences", "", "kind", "id", ids=("id",))
+    for name in ("datasets", "commits", "environments"):
+        for node_id in d[name]["added"]:
+            table.add_row(_text("+", "green"), _text(name), _text(node_id))
+        for node_id in d[name]["removed"]:
+            table.add_row(_text("-", "red"), _text(name), _text(node_id))
+    console.print(table if table.row_count else "upstream: same data, code and environment")
+    return 0
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+
+def outcome_json(result: Any) -> dict[str, Any]:
+    """A registry result as JSON: ``outcome`` is promoted, pending, refused or rejected."""
+    from .registry import ModelPromoted, PolicyViolation, PromotionPending, PromotionRejected
+
+    if isinstance(result, ModelPromoted):
+        return {
+            "outcome": "promoted",
+            "version": result.version_id,
+            "from_stage": result.from_stage,
+            "to_stage": result.to_stage,
+            "archived": list(result.archived),
+            "approvals": list(result.approvals),
+            "run_id": result.run_id,
+        }
+    if isinstance(result, PromotionPending):
+        return {
+            "outcome": "pending",
+            "request_id": result.request_id,
+            "version": result.version_id,
+            "to_stage": result.to_stage,
+            "approvals": list(result.approvals),
+            "needed": result.needed,
+        }
+    if isinstance(result, PolicyViolation):
+        return {
+            "outcome": "refused",
+            "version": result.version_id,
+            "to_stage": result.to_stage,
+            "rules": [
+                {"rule": r.rule, "message": r.message, "expected": r.expected, "actual": r.actual}
+                for r in result.rules
+            ],
+        }
+    if isinstance(result, PromotionRejected):
+        return {
+            "outcome": "rejected",
+            "request_id": result.request_id,
+            "version": result.version_id,
+            "to_stage": result.to_stage,
+            "by": result.by,
+            "reason": result.reason,
+        }
+    raise TypeError(f"not a registry result: {result!r}")  # pragma: no cover
+
+
+def _show_outcome(args: argparse.Namespace, result: Any) -> int:
+    data = outcome_json(result)
+    code = EXIT_REFUSED if data["outcome"] == "refused" else 0
+    if args.json:
+        _print_json(_jsonable(data))
+        return code
+    console = make_console()
+    outcome = data["outcome"]
+    if outcome == "promoted":
+        line = f"promoted {data['version']}: {data['from_stage']} → {data['to_stage']}"
+        if data["approvals"]:
+            line += f" (approved by {', '.join(data['approvals'])})"
+        console.print(_text(line, "green"))
+        for archived in data["archived"]:
+            console.print(f"archived {archived}")
+    elif outcome == "pending":
+        got = len(data["approvals"])
+        console.print(
+            _text(
+                f"pending: request {data['request_id']} to move {data['version']} to "
+                f"{data['to_stage']} needs {data['needed'] - got} more approval(s) "
+                f"({got}/{data['needed']})",
+                "yellow",
+            )
+        )
+        console.print(f"approve with: lineagehub approve {data['request_id']}")
+    elif outcome == "rejected":
+        console.print(f"rejected request {data['request_id']} ({data['version']} to "
+                      f"{data['to_stage']}) by {data['by']}: {data['reason']}")  # fmt: skip
+    else:
+        console.print(
+            _text(
+                f"refused: {data['version']} may not go to {data['to_stage']}; rules broken:",
+                "red bold",
+            )
+        )
+        table = _table(None, "rule", "message", "expected", "actual", ids=("rule",))
+        for r in data["rules"]:
+            table.add_row(
+                _text(r["rule"]),
+                _text(r["message"]),
+                _text(_value(r["expected"]) if r["expected"] is not None else None),
+                _text(_value(r["actual"]) if r["actual"] is not None else None),
+            )
+        console.print(table)
+    return code
+
+
+def cmd_promote(args: argparse.Namespace, client: Client) -> int:
+    if args.alias is not None:
+        mv = client.set_alias(args.ref, args.alias, args.reason)
+        data = {"outcome": "aliased", "version": mv.node_id, "alias": args.alias,
+                "aliases": list(mv.aliases)}  # fmt: skip
+        if args.json:
+            _print_json(data)
+        else:
+            make_console().print(_text(f"{args.alias} → {mv.node_id}", "green"))
+        return 0
+    return _show_outcome(args, client.request_promotion(args.ref, args.stage, args.reason or ""))
+
+
+def cmd_approve(args: argparse.Namespace, client: Client) -> int:
+    return _show_outcome(args, client.approve_promotion(args.request_id, args.comment))
+
+
+def cmd_reject(args: argparse.Namespace, client: Client) -> int:
+    return _show_outcome(args, client.reject_promotion(args.request_id, args.reason))
+
+
+def _lineage_options(p: argparse.ArgumentParser) -> None:
     direction = p.add_mutually_exclusive_group()
     direction.add_argument(
         "--upstream", dest="direction", action="store_const", const="UPSTREAM",
@@ -347,7 +1216,136 @@ def build_parser() -> argparse.ArgumentParser:
         "--edge-kind", action="append", metavar="KIND", help="follow only these kinds (repeat)"
     )
     p.add_argument("--all-edges", action="store_true", help="also follow grouping edges (PART_OF)")
-    p.set_defaults(func=cmd_lineage)
+    p.add_argument(
+        "--format",
+        metavar="FMT",
+        help="dot, svg, png, pdf, mmd, graphml, json, prov or openlineage (default: from -o)",
+    )
+    p.add_argument(
+        "--cluster", action="store_true", help="group nodes by kind in the picture (dot/svg/...)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    json_opt = argparse.ArgumentParser(add_help=False)
+    json_opt.add_argument("--json", action="store_true", help="machine-readable output")
+    common = argparse.ArgumentParser(add_help=False, parents=[json_opt])
+    common.add_argument(
+        "--store", metavar="URI", help="graph store URI (default: LINEAGEHUB_STORE or embedded)"
+    )
+    # Commands that go through the SDK: an embedded store or a hub server.
+    hub = argparse.ArgumentParser(add_help=False, parents=[json_opt])
+    where = hub.add_mutually_exclusive_group()
+    where.add_argument(
+        "--store", metavar="URI", help="graph store URI (default: LINEAGEHUB_STORE or embedded)"
+    )
+    where.add_argument(
+        "--url",
+        metavar="URL",
+        help="a hub server, http(s)://host:port (default: LINEAGEHUB_URL when --store is absent)",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="lineagehub", description="LineageHub: model-management metadata as lineage."
+    )
+    parser.add_argument("--version", action="version", version=f"lineagehub {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("doctor", parents=[common], help="check the store and show what it holds")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser(
+        "example", parents=[common], help="write a small example lineage graph and trace it"
+    )
+    p.set_defaults(func=cmd_example)
+
+    p = sub.add_parser("runs", help="list runs or show one")
+    runs = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    r = runs.add_parser("list", parents=[hub], help="runs, filtered and ordered, newest first")
+    r.add_argument("--project", help="only runs of this project")
+    r.add_argument("--experiment", help="only runs of this experiment")
+    r.add_argument("--kind", help="train, evaluate, transform, promote, deploy or monitor")
+    r.add_argument("--status", help="RUNNING, FINISHED, FAILED or KILLED")
+    r.add_argument("--where", metavar="JSON", help='a filter: \'{"metrics.auc": {"$gte": 0.9}}\'')
+    r.add_argument(
+        "--order-by", action="append", metavar="KEY",
+        help='property path, "-" for descending (repeat; default -started_at)',
+    )  # fmt: skip
+    r.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    r.add_argument("--metrics", type=int, default=4, help="metric columns shown (default 4)")
+    r.set_defaults(func=cmd_runs_list, needs_client=True)
+    r = runs.add_parser("show", parents=[hub], help="one run: params, metrics, inputs, outputs")
+    r.add_argument("run", metavar="RUN", help="the run id")
+    r.set_defaults(func=cmd_runs_show, needs_client=True)
+
+    p = sub.add_parser("models", help="list registered models or show one")
+    models = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    m = models.add_parser("list", parents=[hub], help="models with latest version, stages, aliases")
+    m.add_argument("--where", metavar="JSON", help='a filter: \'{"owner": "ann"}\'')
+    m.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    m.set_defaults(func=cmd_models_list, needs_client=True)
+    m = models.add_parser(
+        "show", parents=[hub], help="a model's versions, or one version with its history"
+    )
+    m.add_argument(
+        "ref", metavar="MODEL_OR_VERSION",
+        help="churn or model:churn (a model); churn/3, churn@champion, mv:churn/3 (a version)",
+    )  # fmt: skip
+    m.add_argument("--metrics", type=int, default=4, help="metric columns shown (default 4)")
+    m.set_defaults(func=cmd_models_show, needs_client=True)
+
+    p = sub.add_parser(
+        "lineage", parents=[hub], help="trace lineage from one or more nodes (or export it)"
+    )
+    p.add_argument("refs", nargs="+", metavar="REF", help="node ids or references to start from")
+    _lineage_options(p)
+    p.add_argument(
+        "-o", "--output", metavar="FILE",
+        help="write the trace as a file (format from --format or the suffix; - for stdout)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_lineage, needs_client=True)
+
+    p = sub.add_parser(
+        "export", parents=[hub], help="write a lineage trace, or the whole store, to a file"
+    )
+    p.add_argument("refs", nargs="*", metavar="REF", help="node ids or references to trace")
+    _lineage_options(p)
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="file to write (- for stdout)"
+    )
+    p.add_argument(
+        "--all", action="store_true",
+        help="every node and edge of the store as JSON lines (embedded store only)",
+    )  # fmt: skip
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_export, needs_client=True)
+
+    p = sub.add_parser("compare", parents=[hub], help="compare runs, or two model versions")
+    p.add_argument(
+        "refs", nargs="+", metavar="REF",
+        help="two or more run ids, or two model versions (churn/2 churn/3)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_compare, needs_client=True)
+
+    p = sub.add_parser(
+        "promote", parents=[hub], help="request a stage for a model version, or move an alias"
+    )
+    p.add_argument("ref", metavar="REF", help="the model version: churn/3, churn@champion")
+    to = p.add_mutually_exclusive_group(required=True)
+    to.add_argument("--stage", help="Staging, Production, Archived or None (policies apply)")
+    to.add_argument("--alias", metavar="NAME", help="point this alias at the version")
+    p.add_argument("--reason", help="why (kept in the history and the audit log)")
+    p.set_defaults(func=cmd_promote, needs_client=True)
+
+    p = sub.add_parser("approve", parents=[hub], help="approve a pending promotion request")
+    p.add_argument("request_id", metavar="REQUEST_ID")
+    p.add_argument("--comment", help="a note kept with the approval")
+    p.set_defaults(func=cmd_approve, needs_client=True)
+
+    p = sub.add_parser("reject", parents=[hub], help="reject a pending promotion request")
+    p.add_argument("request_id", metavar="REQUEST_ID")
+    p.add_argument("--reason", required=True, help="why")
+    p.set_defaults(func=cmd_reject, needs_client=True)
 
     p = sub.add_parser("audit", help="verify or export the tamper-evident audit log")
     audit = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -383,18 +1381,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(args: argparse.Namespace, code: str, message: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": {"code": code, "message": message}}), file=sys.stderr)
+    else:
+        print(f"lineagehub: error [{code}]: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "needs_client", False):
+            with hub_client(args) as client:
+                return int(args.func(args, client))
         if not getattr(args, "needs_store", True):
             return int(args.func(args))
         with open_store(args.store) as store:
             return int(args.func(args, store))
     except HubError as e:
         if args.json:
-            print(json.dumps({"error": e.to_dict()}), file=sys.stderr)
+            print(json.dumps({"error": e.to_dict()}, default=str), file=sys.stderr)
         else:
-            print(f"lineagehub: error [{e.code}]: {e.message}", file=sys.stderr)
+            message = " ".join(str(e.message).split())  # one line, whatever the message holds
+            print(f"lineagehub: error [{e.code}]: {message}", file=sys.stderr)
         return EXIT_CODES.get(e.code, 1)
     except KeyboardInterrupt:
         return 130

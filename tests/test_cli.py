@@ -71,7 +71,8 @@ def test_lineage_command(capsys: pytest.CaptureFixture[str], uri: str) -> None:
 @pytest.mark.parametrize(
     ("argv", "code", "code_name"),
     [
-        (["lineage", "ghost"], 3, "NOT_FOUND"),
+        (["lineage", "run:ghost"], 3, "NOT_FOUND"),
+        (["lineage", "ghost"], 2, "VALIDATION"),
         (["lineage", "mv:churn/1", "--depth", "-1"], 2, "VALIDATION"),
         (["lineage", "mv:churn/1", "--edge-kind", "USED]->() DETACH DELETE n"], 2, "VALIDATION"),
     ],

@@ -1,0 +1,445 @@
+"""The people's commands (runs, models, lineage, export, compare, promote) against a real
+SQLite hub filled through the SDK, embedded (``--store``) and through a real server
+(``--url``): human tables, ``--json``, exit codes, files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from http_server import HubServer
+
+from lineagehub import Settings, open_store
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.cli import main
+from lineagehub.ingest.client import Client
+
+
+def _frame(rows: int) -> pd.DataFrame:
+    return pd.DataFrame({"x": list(range(rows)), "y": [i % 2 for i in range(rows)]})
+
+
+class Hub:
+    """A SQLite hub (a file and its artifacts) with two trained churn versions, a failed run,
+    churn/1 in Staging and churn@champion on churn/2; a server over it on demand."""
+
+    def __init__(self, folder: Path, stack: contextlib.ExitStack) -> None:
+        self.folder = folder
+        self.store = f"sqlite:///{folder / 'hub.db'}"
+        self._stack = stack
+        self._url: str | None = None
+        self.ids: dict[str, str] = {}
+
+    def client(self) -> Client:
+        c = Client(self.store, settings=Settings(user="ann", artifacts=str(self.folder / "art")))
+        self._stack.callback(c.close)
+        return c
+
+    def fill(self) -> Hub:
+        c = self.client()
+        for key, experiment, params, auc, rows in (
+            ("a", "baseline", {"max_depth": 3, "lr": 0.1}, 0.81, 20),
+            ("b", "tuned", {"max_depth": 5, "lr": 0.1, "seed": 1}, 0.86, 30),
+        ):
+            with c.start_run(f"train-{key}", project="churn", experiment=experiment,
+                             capture=False) as run:  # fmt: skip
+                run.log_params(params)
+                run.log_metrics({"auc": auc, "loss": round(1 - auc, 2)})
+                dv = run.log_dataset(_frame(rows), name="customers", namespace="wh", role="train")
+                mv = run.log_model({"w": auc}, name="churn")
+            self.ids[key] = run.id
+            self.ids[f"dv_{key}"] = dv.node_id
+            self.ids[f"mv_{key}"] = mv.node_id
+        failed = c.start_run("broken", project="churn", experiment="baseline", capture=False)
+        failed.end("FAILED", "boom")
+        self.ids["failed"] = failed.id
+        c.promote("churn/1", "Staging", "first look")
+        c.set_alias("churn/2", "champion", "better auc")
+        return self
+
+    def url(self, policies: Any = None) -> str:
+        if self._url is None:
+            from lineagehub.app import create_app
+
+            store = open_store(self.store)
+            self._stack.callback(store.close)
+            app = create_app(
+                Settings(user="srv"),
+                store=store,
+                artifacts=open_artifact_store(str(self.folder / "art")),
+                registry_policies=policies,
+            )
+            self._url = self._stack.enter_context(HubServer(app)).url
+        return self._url
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("LINEAGEHUB_URL", "LINEAGEHUB_POLICIES", "LINEAGEHUB_STORE", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LINEAGEHUB_USER", "cli-user")
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    with contextlib.ExitStack() as stack:
+        yield Hub(tmp_path_factory.mktemp("hub"), stack).fill()
+
+
+@pytest.fixture(params=["store", "url"])
+def target(request: pytest.FixtureRequest, hub: Hub) -> list[str]:
+    """``--store URI`` or ``--url URL`` over the same hub."""
+    if request.param == "store":
+        return ["--store", hub.store]
+    return ["--url", hub.url()]
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def ok_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    code, out, err = cli(capsys, *argv, "--json")
+    assert code == 0, err
+    assert err == ""
+    return json.loads(out)
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+def test_runs_list(capsys: pytest.CaptureFixture[str], hub: Hub, target: list[str]) -> None:
+    data = ok_json(capsys, "runs", "list", *target, "--kind", "train")
+    assert [r["id"] for r in data["runs"]] == [hub.ids["failed"], hub.ids["b"], hub.ids["a"]]
+    assert data["runs"][1]["metrics"] == {"auc": 0.86, "loss": 0.14}
+    assert data["next_cursor"] is None
+    code, out, err = cli(capsys, "runs", "list", *target, "--project", "churn")
+    assert code == 0 and err == ""
+    assert "\x1b[" not in out  # no colour when not a terminal
+    for key in ("a", "b", "failed"):  # whole ids, never wrapped or cut, one per line
+        assert any(line.startswith(hub.ids[key]) for line in out.splitlines()), out
+    assert "train-b" in out and "tuned" in out and "FINISHED" in out and "0.86" in out
+    assert "3 runs" in out
+    # filters
+    got = ok_json(capsys, "runs", "list", *target, "--experiment", "baseline")
+    assert {r["id"] for r in got["runs"]} == {hub.ids["a"], hub.ids["failed"]}
+    got = ok_json(capsys, "runs", "list", *target, "--status", "failed")
+    assert [r["id"] for r in got["runs"]] == [hub.ids["failed"]]
+    got = ok_json(capsys, "runs", "list", *target, "--where", '{"metrics.auc": {"$gte": 0.85}}')
+    assert [r["id"] for r in got["runs"]] == [hub.ids["b"]]
+    got = ok_json(capsys, "runs", "list", *target, "--order-by", "metrics.auc", "--limit", "1")
+    assert [r["id"] for r in got["runs"]] == [hub.ids["a"]] and got["next_cursor"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "name"),
+    [
+        (["runs", "list", "--where", "{not json"], 2, "VALIDATION"),
+        (["runs", "list", "--where", "[1]"], 2, "VALIDATION"),
+        (["runs", "list", "--status", "SLEEPING"], 2, "VALIDATION"),
+        (["runs", "show", "run:0190aaaa-0000-7000-8000-000000000000"], 3, "NOT_FOUND"),
+        (["models", "show", "ghost"], 3, "NOT_FOUND"),
+        (["models", "show", "churn/9"], 3, "NOT_FOUND"),
+        (["lineage", "run:ghost"], 3, "NOT_FOUND"),
+        (["compare", "churn/1", "run:x"], 2, "VALIDATION"),
+        (["promote", "churn/1", "--stage", "Staging"], 6, "CONFLICT"),  # already there
+        (["approve", "run:0190aaaa-0000-7000-8000-000000000000"], 3, "NOT_FOUND"),
+    ],
+)
+def test_errors(
+    capsys: pytest.CaptureFixture[str], hub: Hub, argv: list[str], code: int, name: str
+) -> None:
+    got, out, err = cli(capsys, *argv, "--store", hub.store)
+    assert (got, out) == (code, "")
+    assert err.startswith(f"lineagehub: error [{name}]: ") and err.count("\n") == 1
+    got, out, err = cli(capsys, *argv, "--store", hub.store, "--json")
+    assert (got, out) == (code, "") and json.loads(err)["error"]["code"] == name
+
+
+def test_runs_show(capsys: pytest.CaptureFixture[str], hub: Hub, target: list[str]) -> None:
+    data = ok_json(capsys, "runs", "show", hub.ids["b"], *target)
+    assert data["run"]["params"] == {"max_depth": 5, "lr": 0.1, "seed": 1}
+    assert data["run"]["status"] == "FINISHED" and data["run"]["experiment"] == "tuned"
+    assert data["inputs"] == [
+        {"id": hub.ids["dv_b"], "label": "DatasetVersion", "name": "customers", "role": "train"}
+    ]
+    assert hub.ids["mv_b"] in [o["id"] for o in data["outputs"]]  # with the model's artifact
+    code, out, _ = cli(capsys, "runs", "show", hub.ids["b"], *target)
+    assert code == 0
+    for text in (hub.ids["b"], "max_depth", "seed", "auc", hub.ids["dv_b"], "mv:churn/2", "train"):
+        assert text in out
+    _, out, _ = cli(capsys, "runs", "show", hub.ids["failed"], "--store", hub.store)
+    assert "FAILED" in out and "boom" in out
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+def test_models_list(capsys: pytest.CaptureFixture[str], hub: Hub) -> None:
+    data = ok_json(capsys, "models", "list", "--store", hub.store)
+    (churn,) = data["models"]
+    assert churn["name"] == "churn" and churn["latest"] == 2 and churn["versions"] == 2
+    assert churn["stages"] == {"Staging": [1]} and churn["aliases"] == {"champion": 2}
+    code, out, _ = cli(capsys, "models", "list", "--store", hub.store)
+    assert code == 0 and "churn" in out and "champion→v2" in out and "Staging: v1" in out
+
+
+def test_models_show(capsys: pytest.CaptureFixture[str], hub: Hub, target: list[str]) -> None:
+    data = ok_json(capsys, "models", "show", "churn", *target)
+    assert data["model"]["aliases"] == {"champion": 2}
+    assert [(v["id"], v["stage"], v["aliases"]) for v in data["versions"]] == [
+        ("mv:churn/2", "None", ["champion"]),
+        ("mv:churn/1", "Staging", []),
+    ]
+    code, out, _ = cli(capsys, "models", "show", "model:churn", *target)
+    assert code == 0 and "mv:churn/1" in out and "mv:churn/2" in out and "champion" in out
+    data = ok_json(capsys, "models", "show", "churn@champion", *target)
+    assert data["version"]["id"] == "mv:churn/2" and data["version"]["metrics"]["auc"] == 0.86
+    assert [(h["change"], h["alias"], h["reason"]) for h in data["history"]] == [
+        ("alias", "champion", "better auc")
+    ]
+    code, out, _ = cli(capsys, "models", "show", "churn/1", *target)
+    assert code == 0 and "Staging" in out and "first look" in out and "ann" in out
+
+
+# --- lineage and exports ----------------------------------------------------------------------
+
+
+def test_lineage_tree_and_json(
+    capsys: pytest.CaptureFixture[str], hub: Hub, target: list[str]
+) -> None:
+    code, out, _ = cli(capsys, "lineage", "churn@champion", *target, "--depth", "2")
+    assert code == 0
+    assert out.startswith("ModelVersion mv:churn/2")
+    assert f"GENERATED_BY → Run {hub.ids['b']}" in out
+    assert f"USED(train) → DatasetVersion {hub.ids['dv_b']}" in out
+    data = ok_json(capsys, "lineage", hub.ids["dv_a"], "--downstream", *target)
+    nodes = {n["id"]: n for n in data["nodes"]}
+    assert nodes["mv:churn/1"]["distance"] == 2 and nodes["mv:churn/1"]["direction"] == "DOWNSTREAM"
+    assert nodes[hub.ids["a"]]["reachedFrom"] == hub.ids["dv_a"]
+
+
+def test_lineage_pictures_and_files(
+    capsys: pytest.CaptureFixture[str], hub: Hub, target: list[str], tmp_path: Path
+) -> None:
+    svg = tmp_path / "churn.svg"
+    code, out, _ = cli(capsys, "lineage", "churn/2", *target, "-o", str(svg), "--cluster")
+    assert code == 0 and f"wrote {svg} (svg)" in out
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg") and "churn" in svg.read_text()
+    assert not list(tmp_path.glob(".*.part"))  # the temporary file was renamed
+    data = ok_json(capsys, "lineage", "churn/2", *target, "-o", str(tmp_path / "g.graphml"))
+    assert data["format"] == "graphml" and data["nodes"] >= 4
+    ET.parse(tmp_path / "g.graphml")
+    code, out, _ = cli(capsys, "lineage", "churn/2", *target, "--format", "mmd")
+    assert code == 0 and out.startswith(("flowchart", "graph")) and "churn" in out
+    code, out, _ = cli(capsys, "lineage", "churn/2", *target, "-o", "-", "--format", "json")
+    assert code == 0 and json.loads(out)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-o", "picture.bogus"],
+        ["-o", "picture.svg", "--format", "bogus"],
+        ["-o", "-"],
+        ["-o", "no/such/dir/x.svg"],
+    ],
+)
+def test_lineage_bad_formats_and_paths(
+    capsys: pytest.CaptureFixture[str],
+    hub: Hub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "lineage", "churn/2", "--store", hub.store, *argv)
+    assert code == 2 and out == "" and "[VALIDATION]" in err
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_export_refs(capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path) -> None:
+    out_file = tmp_path / "prov.json"
+    code, out, _ = cli(capsys, "export", "churn/1", "churn/2", "--store", hub.store,
+                       "-o", str(out_file), "--format", "prov")  # fmt: skip
+    assert code == 0 and "wrote" in out
+    assert "mv:churn/1" in out_file.read_text() and json.loads(out_file.read_text())
+    code, _, err = cli(capsys, "export", "--store", hub.store, "-o", str(out_file))
+    assert code == 2 and "--all" in err
+
+
+def test_export_all(capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path) -> None:
+    path = tmp_path / "all.jsonl"
+    data = ok_json(capsys, "export", "--all", "--store", hub.store, "-o", str(path))
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    nodes = [x for x in lines if x["type"] == "node"]
+    edges = [x for x in lines if x["type"] == "edge"]
+    assert lines[: len(nodes)] == nodes  # nodes first, then edges
+    assert (data["nodes"], data["edges"]) == (len(nodes), len(edges))
+    with open_store(hub.store) as store:
+        assert len(nodes) == store.count_nodes()
+        every = store.traverse([n["id"] for n in nodes], "BOTH", 1, max_nodes=100_000)
+        assert {e.id for e in every.edges} == {e["id"] for e in edges}
+    assert len({e["id"] for e in edges}) == len(edges)  # each edge once
+    ids = {n["id"] for n in nodes}
+    assert all(e["source"] in ids and e["target"] in ids for e in edges)
+    gen = next(e for e in edges if e["source"] == "mv:churn/1" and e["kind"] == "GENERATED_BY")
+    assert gen["target"] == hub.ids["a"] and gen["ingested_at"]
+    code, _, err = cli(capsys, "export", "--all", "--url", hub.url(), "-o", str(path))
+    assert code == 4 and "--store" in err
+
+
+# --- compare ----------------------------------------------------------------------------------
+
+
+def test_compare_runs(capsys: pytest.CaptureFixture[str], hub: Hub) -> None:
+    a, b = hub.ids["a"], hub.ids["b"]
+    data = ok_json(capsys, "compare", a, b, "--store", hub.store)
+    assert data["kind"] == "runs" and data["runs"] == [a, b]
+    params = {p["key"]: p for p in data["params"]}
+    assert params["max_depth"]["values"] == [3, 5] and params["max_depth"]["differs"]
+    assert params["lr"]["differs"] is False and params["seed"]["values"] == [None, 1]
+    auc = next(m for m in data["metrics"] if m["key"] == "auc")
+    assert auc["last"] == [0.81, 0.86]
+    code, out, _ = cli(capsys, "compare", a, b, "--store", hub.store)
+    assert code == 0 and a in out and b in out
+    line = next(x for x in out.splitlines() if "max_depth" in x)
+    assert "≠" in line and "3" in line and "5" in line
+    assert "+0.05" in next(x for x in out.splitlines() if " auc " in f" {x} ")
+
+
+def test_compare_model_versions(
+    capsys: pytest.CaptureFixture[str], hub: Hub, target: list[str]
+) -> None:
+    data = ok_json(capsys, "compare", "churn/1", "churn@champion", *target)
+    assert data["kind"] == "model_versions" and (data["a"], data["b"]) == (
+        "mv:churn/1",
+        "mv:churn/2",
+    )
+    assert data["params_changed"] == [["max_depth", 3, 5]]
+    assert data["params_added"] == [["seed", 1]]
+    assert data["datasets"] == {"added": [hub.ids["dv_b"]], "removed": [hub.ids["dv_a"]]}
+    code, out, _ = cli(capsys, "compare", "churn/1", "churn/2", *target)
+    assert code == 0 and "max_depth" in out and hub.ids["dv_b"] in out and "+0.05" in out
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+POLICY = {
+    "policy": [
+        {"model": "churn", "stage": "Production", "approvals": 1},
+        {"model": "churn", "stage": "Staging", "thresholds": [["auc", ">=", 0.99]]},
+    ]
+}
+
+
+@pytest.fixture
+def policy_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
+    path = tmp_path / "policies.json"
+    path.write_text(json.dumps(POLICY))
+    monkeypatch.setenv("LINEAGEHUB_POLICIES", str(path))
+    with contextlib.ExitStack() as stack:
+        hub = Hub(tmp_path / "p", stack)
+        c = hub.client()
+        for auc in (0.8, 0.9):
+            with c.start_run("t", capture=False) as run:
+                run.log_metrics({"auc": auc})
+                run.log_model({"w": auc}, name="churn")
+        c.close()
+        yield hub
+
+
+@pytest.mark.parametrize("mode", ["store", "url"])
+def test_promote_pending_approve_refuse(
+    capsys: pytest.CaptureFixture[str], policy_hub: Hub, mode: str
+) -> None:
+    from lineagehub.registry import load_policies
+
+    if mode == "store":
+        where = ["--store", policy_hub.store]
+    else:
+        where = ["--url", policy_hub.url(load_policies(os.environ["LINEAGEHUB_POLICIES"]))]
+    data = ok_json(capsys, "promote", "churn/2", "--stage", "Production", "--reason", "go", *where)
+    assert data["outcome"] == "pending" and data["needed"] == 1 and data["approvals"] == []
+    request = data["request_id"]
+    code, out, _ = cli(capsys, "promote", "churn/1", "--stage", "Production", *where)
+    assert code == 0 and "pending" in out and "lineagehub approve" in out
+    other = out.split("lineagehub approve ")[1].split()[0]
+    data = ok_json(capsys, "approve", request, "--comment", "lgtm", *where)
+    assert data["outcome"] == "promoted" and data["to_stage"] == "Production"
+    assert data["version"] == "mv:churn/2"
+    code, out, _ = cli(capsys, "reject", other, "--reason", "not this one", *where)
+    assert code == 0 and "rejected" in out
+    # refused by the policy: every broken rule, exit 8
+    code, out, err = cli(capsys, "promote", "churn/1", "--stage", "Staging", *where)
+    assert code == 8 and err == ""
+    assert "refused" in out and "auc" in out and "0.99" in out
+    code, out, _ = cli(capsys, "promote", "churn/1", "--stage", "Staging", *where, "--json")
+    refused = json.loads(out)
+    assert code == 8 and refused["outcome"] == "refused"
+    assert [r["rule"] for r in refused["rules"]] and refused["rules"][0]["expected"] is not None
+    data = ok_json(capsys, "promote", "churn/1", "--alias", "challenger", *where)
+    assert data == {"outcome": "aliased", "version": "mv:churn/1", "alias": "challenger",
+                    "aliases": ["challenger"]}  # fmt: skip
+    shown = ok_json(capsys, "models", "show", "churn/2", *where)
+    assert shown["version"]["stage"] == "Production"
+    assert [h["to"] for h in shown["history"] if h["change"] == "stage"] == ["Production"]
+
+
+# --- the process: exit codes, stdout and stderr -----------------------------------------------
+
+
+def _lh(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, **(env or {})}
+    full.pop("LINEAGEHUB_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "lineagehub", *argv], capture_output=True, text=True, env=full
+    )
+
+
+def test_subprocess_streams_and_exit_codes(hub: Hub) -> None:
+    done = _lh("runs", "list", "--store", hub.store, "--json")
+    assert done.returncode == 0 and done.stderr == ""
+    assert len(json.loads(done.stdout)["runs"]) == 5  # 3 trained, 2 registry changes
+    done = _lh("models", "show", "churn", "--store", hub.store, env={"NO_COLOR": "1"})
+    assert done.returncode == 0 and "mv:churn/2" in done.stdout and "\x1b[" not in done.stdout
+    done = _lh("runs", "show", "run:0190aaaa-0000-7000-8000-000000000000", "--store", hub.store)
+    assert done.returncode == 3 and done.stdout == ""
+    assert done.stderr.startswith("lineagehub: error [NOT_FOUND]") and done.stderr.count("\n") == 1
+    done = _lh("runs", "list", "--limit", "many", "--store", hub.store)
+    assert done.returncode == 2 and done.stdout == "" and "usage:" in done.stderr
+    done = _lh("runs", "list", "--store", hub.store, "--url", "http://127.0.0.1:9")
+    assert done.returncode == 2  # --store and --url exclude each other
+
+
+def test_unreachable_url_is_exit_5(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lineagehub.ingest.remote import HubConnection
+
+    monkeypatch.setattr(HubConnection, "_sleep", lambda self, attempt: None)
+    code, out, err = cli(capsys, "runs", "list", "--url", "http://127.0.0.1:9")
+    assert code == 5 and out == "" and "[BACKEND_UNAVAILABLE]" in err
+    code, _, err = cli(capsys, "runs", "list", "--url", "hub:8000")
+    assert code == 4 and "--url" in err
+
+
+def test_url_from_the_environment(
+    capsys: pytest.CaptureFixture[str], hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LINEAGEHUB_URL", hub.url())
+    data = ok_json(capsys, "models", "list")
+    assert [m["name"] for m in data["models"]] == ["churn"]
