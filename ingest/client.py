@@ -73,6 +73,8 @@ from lineagehub.vocabulary import (
     Artifact,
     ArtifactKind,
     DatasetVersion,
+    Deployment,
+    DeploymentStatus,
     Model,
     ModelVersion,
     NodeKind,
@@ -390,6 +392,57 @@ class Client:
             registry.remove_alias(model, alias, actor, reason)
             return
         self._remote_registry().remove_alias(model, alias, reason)
+
+    def deploy(
+        self,
+        ref: str,
+        environment: str,
+        *,
+        name: str | None = None,
+        endpoint: str | None = None,
+        status: DeploymentStatus | str = DeploymentStatus.ACTIVE,
+        require_stage: str | None = None,
+        reason: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Deployment:
+        """Record that a model version (``churn/3``, ``churn@champion``) is served in
+        ``environment``. The deployment is identified by ``name`` (default: the model's name)
+        and environment: deploying another version under them ends the current serving
+        interval and starts a new one. ``require_stage="Production"`` refuses
+        (:class:`~lineagehub.graph.errors.PolicyViolation`, nothing written) a version that
+        is not in that stage."""
+        embedded = self._embedded_registry()
+        if embedded is not None:
+            registry, actor = embedded
+            return registry.deploy(
+                ref,
+                environment,
+                actor,
+                name=name,
+                endpoint=endpoint,
+                status=status,
+                require_stage=require_stage,
+                reason=reason,
+                tags=tags,
+            )
+        return self._remote_registry().deploy(
+            ref,
+            environment,
+            name=name,
+            endpoint=endpoint,
+            status=str(getattr(status, "value", status)),
+            require_stage=require_stage,
+            reason=reason,
+            tags=tags,
+        )
+
+    def retire_deployment(self, deployment_id: str, reason: str | None = None) -> Deployment:
+        """Mark a deployment retired and end its serving interval."""
+        embedded = self._embedded_registry()
+        if embedded is not None:
+            registry, actor = embedded
+            return registry.retire_deployment(deployment_id, actor, reason)
+        return self._remote_registry().retire_deployment(deployment_id, reason)
 
     def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
         """Put back the previous holder of a stage (its exact name, e.g. ``Production``) or

@@ -82,6 +82,7 @@ from lineagehub.vocabulary import (
     Artifact,
     ArtifactKind,
     DatasetVersion,
+    Deployment,
     Model,
     ModelVersion,
     NodeKind,
@@ -1146,6 +1147,20 @@ mutation SetAlias($ref: String!, $alias: String!, $reason: String) {{
   setAlias(ref: $ref, alias: $alias, reason: $reason) {_MV}
 }}
 """
+_RECORD_DEPLOYMENT = f"""
+mutation RecordDeployment($ref: String!, $environment: String!, $name: String,
+                          $endpoint: String, $status: String!, $requireStage: String,
+                          $reason: String, $tags: JSON) {{
+  recordDeployment(ref: $ref, environment: $environment, name: $name, endpoint: $endpoint,
+                   status: $status, requireStage: $requireStage, reason: $reason,
+                   tags: $tags) {_MV}
+}}
+"""
+_RETIRE_DEPLOYMENT = f"""
+mutation RetireDeployment($id: ID!, $reason: String) {{
+  retireDeployment(id: $id, reason: $reason) {_MV}
+}}
+"""
 _REMOVE_ALIAS = """
 mutation RemoveAlias($model: String!, $alias: String!, $reason: String) {
   removeAlias(model: $model, alias: $alias, reason: $reason)
@@ -1265,6 +1280,36 @@ class RemoteRegistry:
     def remove_alias(self, model: str, alias: str, reason: str | None = None) -> None:
         variables = {"model": model, "alias": alias, "reason": reason}
         self._call(_REMOVE_ALIAS, variables, idempotent=False)
+
+    def deploy(
+        self,
+        ref: str,
+        environment: str,
+        *,
+        name: str | None = None,
+        endpoint: str | None = None,
+        status: str = "active",
+        require_stage: str | None = None,
+        reason: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Deployment:
+        variables = {
+            "ref": ref,
+            "environment": environment,
+            "name": name,
+            "endpoint": endpoint,
+            "status": str(_enum_value(status)),
+            "requireStage": str(_enum_value(require_stage)) if require_stage else None,
+            "reason": reason,
+            "tags": _tags(tags),
+        }
+        data = self._call(_RECORD_DEPLOYMENT, variables, idempotent=False)
+        return _model(Deployment, data["recordDeployment"])
+
+    def retire_deployment(self, deployment_id: str, reason: str | None = None) -> Deployment:
+        variables = {"id": deployment_id, "reason": reason}
+        data = self._call(_RETIRE_DEPLOYMENT, variables, idempotent=False)
+        return _model(Deployment, data["retireDeployment"])
 
     def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
         variables = {"model": model, "stageOrAlias": str(_enum_value(stage_or_alias)),

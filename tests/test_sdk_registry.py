@@ -15,6 +15,7 @@ from http_server import HubServer
 from lineagehub import Settings, open_store
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import GraphStore, NotFoundError
+from lineagehub.graph.errors import PolicyViolation as PolicyError
 from lineagehub.ingest.client import Client
 from lineagehub.registry import (
     HistoryEntry,
@@ -170,3 +171,23 @@ def test_unknown_references(hub: RegistryHub) -> None:
         c.model_history("nothing")
     with pytest.raises(NotFoundError):
         c.holder_at("nothing", "champion", datetime.now(timezone.utc))
+
+
+def test_deployments_in_both_modes(hub: RegistryHub) -> None:
+    ann = hub.client("ann")
+    v1 = _train(ann, 0.8)
+    v2 = _train(ann, 0.9)
+    with pytest.raises(PolicyError) as refused:
+        ann.deploy("churn/1", "production", require_stage="Production")
+    assert refused.value.code == "POLICY"
+    first = ann.deploy("churn/1", "production", endpoint="https://m.acme/churn", tags={"t": "1"})
+    assert (first.name, first.environment) == ("churn", "production")
+    assert first.endpoint == "https://m.acme/churn" and first.tags == {"t": "1"}
+    second = ann.deploy(v2.node_id, "production", reason="v2 is better")
+    assert second.id == first.id and second.endpoint == first.endpoint
+    retired = ann.retire_deployment(first.id, "decommissioned")
+    assert retired.status.value == "retired"
+    with pytest.raises(NotFoundError):
+        ann.deploy("churn/7", "production")
+    sub = ann.lineage([first.id], "UPSTREAM", upstream_depth=1)
+    assert {v1.node_id, v2.node_id} <= set(sub.nodes)
