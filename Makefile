@@ -5,9 +5,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
+RUNSTAMP := $(VENV)/.installed-run
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
 CYPHER := tests/cypher/node_modules/.package-lock.json
 
-.PHONY: run test lint bench bench-small clean venv
+.PHONY: run demo test lint bench bench-small clean venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ needed"'
@@ -18,12 +21,26 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The main job needs only the runtime and scikit-learn (for the demo's real training).
+$(RUNSTAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[sklearn]'
+	touch $(RUNSTAMP)
+
 # Neo4j's own Cypher front end, to check every statement the Neo4j backend can send.
 $(CYPHER): tests/cypher/package.json tests/cypher/package-lock.json
 	npm ci --prefix tests/cypher --no-audit --no-fund --loglevel=error
 
-run: $(STAMP)
-	$(PY) -m lineagehub example
+# The demo (real training on scikit-learn's bundled data, a governed promotion, a deployment,
+# a lineage picture), then the server with GraphiQL on http://$(HOST):$(PORT)/graphql.
+run: $(RUNSTAMP)
+	$(PY) -m lineagehub demo
+	$(PY) -m lineagehub serve --host $(HOST) --port $(PORT)
+
+demo: $(RUNSTAMP)
+	$(PY) -m lineagehub demo
 
 test: $(STAMP) $(CYPHER)
 	$(PY) -m pytest

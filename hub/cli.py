@@ -1226,6 +1226,89 @@ def _lineage_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+# --- demo -----------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Real training on scikit-learn's bundled data, a governed promotion, a deployment and a
+    lineage picture, all through the SDK into the (embedded) hub."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .config import Settings
+    from .demo import STEPS, clients, queries, run_demo
+
+    out = Path(args.out) if args.out else Settings().data_dir / "demo"
+    quiet = args.json or args.quiet or not sys.stderr.isatty()
+    with (
+        clients(args.store, args.artifacts) as (trainer, reviewer),
+        Progress(
+            TextColumn("{task.description:<48}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=make_console(stderr=True),
+            disable=quiet,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task("demo", total=STEPS)
+
+        def step(message: str) -> None:
+            progress.update(task, description=message, advance=1)
+            if args.quiet or args.json:
+                return
+            if quiet:  # no bar (not a terminal): one line per step on stderr
+                print(f"demo: {message}", file=sys.stderr)
+
+        result = run_demo(trainer, reviewer, out, step=step)
+        progress.update(task, completed=STEPS)
+        assert trainer.store is not None
+        store_uri = redact(trainer.store.uri)
+        artifacts = redact(trainer.settings.artifact_uri)
+    asked = queries(result)
+    if args.json:
+        _print_json(
+            _jsonable(
+                {
+                    "store": store_uri,
+                    "artifacts": artifacts,
+                    "result": result.to_dict(),
+                    "queries": [{"question": q, "query": t} for q, t in asked],
+                }
+            )
+        )
+        return 0
+    if args.quiet:
+        return 0
+    console = make_console()
+    best = result.metrics[result.best]
+    lines = [
+        f"Demo lineage written to {store_uri}",
+        f"  raw extract      {result.raw}",
+        f"  cleaned data     {result.clean}",
+        *(
+            f"  trained          {v}  test_roc_auc={result.metrics[v].get('test_roc_auc', 0):.4f}"
+            for v in result.versions
+        ),
+        f"  in Production    {result.best} (approved by the reviewer; alias champion;"
+        f" test_accuracy={best.get('test_accuracy', 0):.4f})",
+        f"  deployment       {result.deployment}",
+        f"  picture          {result.picture}",
+        "",
+        "Next: `lineagehub serve` and open http://127.0.0.1:8000/graphql, then try:",
+    ]
+    console.print("\n".join(lines), markup=False)
+    for question, query in asked:
+        console.print(f"\n# {question}", markup=False, style="bold")
+        console.print(query, markup=False)
+    console.print(
+        "\nOr from the shell: lineagehub runs list --experiment breast-cancer · "
+        f"lineagehub models show tumor-classifier · lineagehub lineage {result.deployment} "
+        "--depth 8 -o lineage.svg",
+        markup=False,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     json_opt = argparse.ArgumentParser(add_help=False)
     json_opt.add_argument("--json", action="store_true", help="machine-readable output")
@@ -1258,6 +1341,20 @@ def build_parser() -> argparse.ArgumentParser:
         "example", parents=[common], help="write a small example lineage graph and trace it"
     )
     p.set_defaults(func=cmd_example)
+
+    p = sub.add_parser(
+        "demo",
+        help="train three scikit-learn models on bundled data, promote one through approval, "
+        "deploy it, draw its lineage",
+    )
+    p.add_argument("--store", metavar="URI", help="graph store URI (default: configured)")
+    p.add_argument("--artifacts", metavar="URI", help="artifact store URI (default: configured)")
+    p.add_argument(
+        "--out", metavar="DIR", help="where the raw CSV and lineage.svg go (default: DATA_DIR/demo)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    p.set_defaults(func=cmd_demo, needs_store=False)
 
     p = sub.add_parser("runs", help="list runs or show one")
     runs = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")

@@ -1,0 +1,148 @@
+"""``lineagehub demo``: real training on scikit-learn's bundled data, through the SDK, into a
+real SQLite file; then the queries it prints, asked of a real server on that file."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from http_server import HubServer
+
+pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the sklearn extra)")
+
+from lineagehub.app import create_app
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.cli import main
+from lineagehub.config import Settings
+from lineagehub.demo import CONFIGS, MODEL, REVIEWER, queries
+from lineagehub.graph import Direction, GraphStore, open_store
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], Path]]:
+    """The demo, run once through the CLI (``--json``) into a fresh data directory."""
+    root = tmp_path_factory.mktemp("demo")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LINEAGEHUB_DATA_DIR", str(root))
+    mp.setenv("LINEAGEHUB_USER", "ann")
+    for name in ("LINEAGEHUB_STORE", "LINEAGEHUB_URL", "LINEAGEHUB_ARTIFACTS"):
+        mp.delenv(name, raising=False)
+    out = root / "out"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["demo", "--json", "--out", str(out)])
+    assert code == 0
+    result = json.loads(buf.getvalue())
+    yield result, root
+    mp.undo()
+
+
+@pytest.fixture
+def store(demo: tuple[dict[str, Any], Path]) -> Iterator[GraphStore]:
+    result, _ = demo
+    s = open_store(result["store"])
+    yield s
+    s.close()
+
+
+def test_the_demo_graph_is_what_the_issue_describes(
+    demo: tuple[dict[str, Any], Path], store: GraphStore
+) -> None:
+    r = demo[0]["result"]
+    # raw -> clean, written by the prepare run
+    assert store.get_node(r["clean"]).label == "DatasetVersion"
+    derived = store.neighbors([r["clean"]], Direction.UPSTREAM, ["DERIVED_FROM"])[r["clean"]]
+    assert [a.node.id for a in derived] == [r["raw"]]
+    # three training runs with different hyper-parameters, each USED the clean data and
+    # generated one version of the model
+    assert len(r["runs"]) == len(CONFIGS) == len(r["versions"])
+    seen = []
+    for run_id, version in zip(r["runs"], r["versions"]):
+        run = store.get_node(run_id)
+        seen.append((run.props["params"]["n_estimators"], run.props["params"]["max_depth"]))
+        used = store.neighbors([run_id], Direction.UPSTREAM, ["USED"])[run_id]
+        assert r["clean"] in [a.node.id for a in used]
+        made = store.neighbors([version], Direction.UPSTREAM, ["GENERATED_BY"])[version]
+        assert [a.node.id for a in made] == [run_id]
+        assert "test_roc_auc" in store.get_node(version).props["metrics"]
+    assert seen == [(c["n_estimators"], c["max_depth"]) for c in CONFIGS]
+    # the best one went to Production through an approval by someone else
+    best = store.get_node(r["best"])
+    aucs = {v: r["metrics"][v]["test_roc_auc"] for v in r["versions"]}
+    assert r["best"] == max(aucs, key=lambda v: aucs[v])
+    assert best.props["stage"] == "Production"
+    assert "champion" in best.props.get("aliases", [])
+    approvers = [e.actor for e in store.iter_audit() if e.action.startswith("promotion.approve")]
+    assert approvers == [REVIEWER]
+    # the deployment serves it
+    serves = store.neighbors([r["deployment"]], Direction.UPSTREAM, ["SERVES"])
+    assert [a.node.id for a in serves[r["deployment"]]] == [r["best"]]
+    assert store.verify_audit().ok
+
+
+def test_the_picture_shows_the_deployment_back_to_the_raw_data(
+    demo: tuple[dict[str, Any], Path],
+) -> None:
+    r = demo[0]["result"]
+    svg = Path(r["picture"]).read_text()
+    root = ET.fromstring(svg)
+    text = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    for expected in ("breast_cancer_clean", "breast_cancer_raw", MODEL, "production"):
+        assert expected in text, expected
+
+
+def test_the_printed_queries_answer_on_a_real_server(
+    demo: tuple[dict[str, Any], Path], store: GraphStore
+) -> None:
+    result, root = demo
+    from lineagehub.demo import DemoResult
+
+    r = DemoResult(**result["result"])
+    app = create_app(
+        Settings(data_dir=root),
+        store=store,
+        artifacts=open_artifact_store((root / "artifacts").as_uri()),
+    )
+    with HubServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        answers = {}
+        for question, query in queries(r):
+            body = http.post("/graphql", json={"query": query}).json()
+            assert "errors" not in body, (question, body.get("errors"))
+            answers[question] = body["data"]
+    lineage = answers["Where did the deployed model come from?"]["lineage"]
+    ids = {n["node"]["id"] for n in lineage["nodes"]}
+    assert {r.deployment, r.best, r.clean, r.raw} <= ids
+    impact = answers["Which runs, models and deployments does the raw extract affect?"]["impact"]
+    assert {d["id"] for d in impact["deployments"]} == {r.deployment}
+    assert {v["id"] for v in impact["modelVersions"]} == set(r.versions)
+    assert result["queries"] == [{"question": q, "query": t} for q, t in queries(r)]
+
+
+def test_a_second_demo_run_adds_a_round_and_moves_production(
+    demo: tuple[dict[str, Any], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-running is a team retraining: new runs and versions, the previous Production version
+    archived, the same deployment serving the new one. Done on a copy of the first hub."""
+    import shutil
+
+    result, root = demo
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("out"))
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(copy))
+    monkeypatch.setenv("LINEAGEHUB_USER", "ann")
+    store_uri = f"sqlite:///{copy / Path(result['store'].removeprefix('sqlite:///')).name}"
+    assert main(["demo", "--store", store_uri, "--out", str(tmp_path / "out"), "--json"]) == 0
+    with open_store(store_uri) as s:
+        assert s.count_nodes("ModelVersion", {"model": MODEL}) == 2 * len(CONFIGS)
+        assert s.count_nodes("Deployment") == 1
+        stages = [n.props["stage"] for n in s.iter_nodes("ModelVersion", {"model": MODEL})]
+        assert stages.count("Production") == 1
+        assert s.verify_audit().ok
