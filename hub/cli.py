@@ -1222,7 +1222,9 @@ def _lineage_options(p: argparse.ArgumentParser) -> None:
         help="dot, svg, png, pdf, mmd, graphml, json, prov or openlineage (default: from -o)",
     )
     p.add_argument(
-        "--cluster", action="store_true", help="group nodes by kind in the picture (dot/svg/...)"
+        "--cluster",
+        action="store_true",
+        help="box the runs of each experiment (and what they made) in pictures",
     )
 
 

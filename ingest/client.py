@@ -967,6 +967,24 @@ class ActiveRun:
             data["average_precision"] = _float(average_precision, "average_precision")
         return self._evaluation(ArtifactKind.PR_CURVE, data, name)
 
+    def log_evaluation(
+        self, data: Mapping[str, Any], name: str, *, kind: ArtifactKind | str = ArtifactKind.REPORT
+    ) -> Artifact:
+        """Any other evaluation result (residual statistics, calibration, fairness metrics),
+        a JSON object kept as data on its artifact node like the confusion matrix is, and as
+        JSON in the artifact store."""
+        if not isinstance(data, Mapping):
+            raise ValidationError("data must be a JSON object (a mapping)", field="data")
+        check_text(name, "name")
+        try:
+            artifact_kind = ArtifactKind(kind)
+        except ValueError:
+            known = ", ".join(k.value for k in ArtifactKind)
+            raise ValidationError(
+                f"kind {kind!r:.40} is not one of {known}", field="kind"
+            ) from None
+        return self._evaluation(artifact_kind, _jsonable(dict(data)), name)
+
     def log_feature_importances(
         self,
         features: Sequence[str],

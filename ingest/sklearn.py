@@ -593,9 +593,7 @@ def residual_stats(residuals: Any) -> dict[str, Any]:
 
 
 def _log_evaluation_dict(run: ActiveRun, data: dict[str, Any], name: str) -> None:
-    # The SDK keeps confusion matrices, reports and curves as data on the artifact node; it has
-    # no public call for other evaluation data yet, so use its helper for that (same package).
-    run._evaluation(ArtifactKind.REPORT, data, name)
+    run.log_evaluation(data, name, kind=ArtifactKind.REPORT)
 
 
 def _log_feature_importances(run: ActiveRun, model: Any) -> None:

@@ -335,6 +335,10 @@ def test_artifacts_and_evaluations_are_data(client: Client, hub: Hub, tmp_path: 
         run.log_pr_curve([1.0, 0.9], [0.0, 1.0], average_precision=0.88)
         run.log_feature_importances(["tenure", "plan"], [0.7, 0.3])
         run.log_feature_importances(["tenure", "plan"], [[0.1, -0.2], [0.3, 0.0]], shap=True)
+        run.log_evaluation({"residuals": {"mean": 0.01, "max_abs": math.inf}}, "residuals.json")
+        with pytest.raises(ValidationError) as bad:
+            run.log_evaluation({"x": 1}, "x.json", kind="horoscope")
+        assert bad.value.field == "kind"
     assert client.artifacts.get_bytes(a.digest) == b"# Findings\n"
     assert a.media_type == "text/markdown" and a.size == 11
     names = [name for name, _ in run.evaluations()]
@@ -342,7 +346,7 @@ def test_artifacts_and_evaluations_are_data(client: Client, hub: Hub, tmp_path: 
         [
             "report.md", "config.json", "notes.txt", "confusion_matrix.json",
             "classification_report.json", "roc_curve.json", "pr_curve.json",
-            "feature_importances.json", "shap_values.json",
+            "feature_importances.json", "shap_values.json", "residuals.json",
         ]
     )  # fmt: skip
     # evaluations can be queried as data, not only downloaded
@@ -352,6 +356,8 @@ def test_artifacts_and_evaluations_are_data(client: Client, hub: Hub, tmp_path: 
     assert roc[0].props["data"]["thresholds"][0] is None  # inf is not JSON
     shap = hub.store.find_nodes("Artifact", {"kind": "shap-values"}).items[0]
     assert shap.props["data"]["mean_abs"] == pytest.approx([0.2, 0.1])
+    report_data = hub.store.find_nodes("Artifact", {"data.residuals.mean": 0.01}).items
+    assert report_data[0].props["data"]["residuals"]["max_abs"] is None
 
 
 def test_figures(client: Client) -> None:
