@@ -21,7 +21,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from hashlib import sha256
@@ -90,10 +90,15 @@ def _entries_upto(store: GraphStore, last_seq: int) -> Iterator[AuditEntry]:
 
 
 def export_jsonl(
-    store: GraphStore, path_or_file: str | os.PathLike[str] | IO[str], key: bytes | None
+    store: GraphStore,
+    path_or_file: str | os.PathLike[str] | IO[str],
+    key: bytes | None,
+    progress: Callable[[int], None] | None = None,
 ) -> ExportResult:
     """Write the audit log as JSON lines plus a checkpoint line (signed when ``key`` is
-    given) to a path or a text file object. A path is written whole or not at all."""
+    given) to a path or a text file object. A path is written whole or not at all.
+    ``progress(n)`` is called as entries are written (``n`` more each time, up to the head's
+    sequence number)."""
     head = store.audit_head()
     last_seq = head.seq if head is not None else 0
     if isinstance(path_or_file, (str, os.PathLike)):
@@ -101,19 +106,29 @@ def export_jsonl(
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-                result = _write(store, f, last_seq, key)
+                result = _write(store, f, last_seq, key, progress)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
         return result
-    return _write(store, path_or_file, last_seq, key)
+    return _write(store, path_or_file, last_seq, key, progress)
 
 
-def _write(store: GraphStore, f: IO[str], last_seq: int, key: bytes | None) -> ExportResult:
+def _write(
+    store: GraphStore,
+    f: IO[str],
+    last_seq: int,
+    key: bytes | None,
+    progress: Callable[[int], None] | None = None,
+) -> ExportResult:
     count, last = 0, None
     for e in _entries_upto(store, last_seq):
         f.write(json.dumps(asdict(e), ensure_ascii=False, sort_keys=True) + "\n")
         count, last = count + 1, e
+        if progress is not None and count % 1000 == 0:
+            progress(1000)
+    if progress is not None and count % 1000:
+        progress(count % 1000)
     seq = last.seq if last is not None else 0
     head_hash = last.hash if last is not None else None
     stamp = to_iso(datetime.now(timezone.utc))

@@ -289,10 +289,31 @@ def cmd_audit_verify(args: argparse.Namespace, store: GraphStore) -> int:
     return EXIT_TAMPERED
 
 
+@contextmanager
+def progress_bar(what: str, total: int | None, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (only on a terminal, and not when ``quiet``); yields
+    ``advance(n)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    quiet = quiet or not sys.stderr.isatty()
+    with Progress(
+        TextColumn(what),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=make_console(stderr=True),
+        disable=quiet,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
 def cmd_audit_export(args: argparse.Namespace, store: GraphStore) -> int:
     from .audit import export_jsonl
 
-    result = export_jsonl(store, args.output, _audit_key())
+    head = store.audit_head()
+    with progress_bar("exporting the audit log", head.seq if head else 0, args.json) as advance:
+        result = export_jsonl(store, args.output, _audit_key(), advance)
     data = {"file": args.output, **result.to_dict()}
     signed = "signed" if result.signed else "unsigned (set LINEAGEHUB_AUDIT_KEY to sign)"
     _emit(

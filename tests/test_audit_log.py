@@ -241,8 +241,10 @@ def test_export_and_verify_the_copy(
 def test_unsigned_export(store: GraphStore, tracking: TrackingService, tmp_path: Path) -> None:
     write_history(tracking)
     path = tmp_path / "plain.jsonl"
-    result = export_jsonl(store, path, None)
+    reported: list[int] = []
+    result = export_jsonl(store, path, None, reported.append)
     assert (result.count, result.signed) == (6, False)
+    assert sum(reported) == 6  # the progress callback saw every entry
     plain = verify_export(path, None)
     assert plain.ok and not plain.signature_verified
     keyed = verify_export(path, KEY.encode())  # a key demands a signature
