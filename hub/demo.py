@@ -194,13 +194,9 @@ def run_demo(
     result.deployment = deployment.id
 
     step("drawing where the deployment came from")
-    from lineagehub.export import export_lineage
-
     sub = client.lineage([deployment.id], "UPSTREAM", upstream_depth=8)
-    picture = out_dir / "lineage.svg"
     title = "Where did the production deployment come from?"
-    _write_atomic(picture, export_lineage(sub, "svg", focus=[deployment.id], title=title))
-    result.picture = str(picture)
+    result.picture = _draw(out_dir / "lineage.svg", sub, [deployment.id], title)
     # and everything the raw extract went into: the three runs, their versions, the deployment
     down = client.lineage(
         [raw_version.node_id],
@@ -208,10 +204,8 @@ def run_demo(
         downstream_depth=8,
         node_kinds=["DatasetVersion", "Run", "ModelVersion", "Deployment"],
     )
-    impact = out_dir / "impact.svg"
     title = "What did the raw extract go into?"
-    _write_atomic(impact, export_lineage(down, "svg", focus=[raw_version.node_id], title=title))
-    result.impact_picture = str(impact)
+    result.impact_picture = _draw(out_dir / "impact.svg", down, [raw_version.node_id], title)
     return result
 
 
@@ -226,6 +220,20 @@ def policies() -> dict[Any, Any]:
             thresholds=[THRESHOLD], approvals=1, separation_of_duties=True
         )
     }
+
+
+def _draw(path: Path, sub: Any, focus: list[str], title: str) -> str:
+    """Write the picture; without Graphviz's ``dot`` program, the DOT source beside it (render
+    it later with ``dot -Tsvg``), so the demo still completes. Returns the file written."""
+    from lineagehub.export import export_lineage
+
+    try:
+        data = export_lineage(sub, "svg", focus=focus, title=title)
+    except ConfigError:
+        path = path.with_suffix(".dot")
+        data = export_lineage(sub, "dot", focus=focus, title=title)
+    _write_atomic(path, data)
+    return str(path)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -146,3 +146,22 @@ def test_a_second_demo_run_adds_a_round_and_moves_production(
         stages = [n.props["stage"] for n in s.iter_nodes("ModelVersion", {"model": MODEL})]
         assert stages.count("Production") == 1
         assert s.verify_audit().ok
+
+
+def test_without_graphviz_the_demo_completes_and_leaves_dot_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No `dot` program on PATH (graphviz not installed): the pictures are left as DOT source
+    to render later, and everything else is written."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "hub"))
+    for name in ("LINEAGEHUB_STORE", "LINEAGEHUB_URL", "LINEAGEHUB_ARTIFACTS"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "out"
+    assert main(["demo", "--quiet", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "breast_cancer_raw.csv",
+        "impact.dot",
+        "lineage.dot",
+    ]
+    assert "tumor-classifier" in (out / "lineage.dot").read_text()
