@@ -12,22 +12,23 @@ CYPHER := tests/cypher/node_modules/.package-lock.json
 
 .PHONY: run demo test lint bench bench-small clean venv
 
-$(STAMP): pyproject.toml
+# The virtual environment with LineageHub installed (editable) with the extras $(1).
+define install
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(PY) -m pip install --quiet -e '.[$(1)]'
+	touch $@
+endef
+
+$(STAMP): pyproject.toml
+	$(call install,dev)
 
 venv: $(STAMP)
 
 # The main job needs only the runtime and scikit-learn (for the demo's real training).
 $(RUNSTAMP): pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ needed"'
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[sklearn]'
-	touch $(RUNSTAMP)
+	$(call install,sklearn)
 
 # Neo4j's own Cypher front end, to check every statement the Neo4j backend can send.
 $(CYPHER): tests/cypher/package.json tests/cypher/package-lock.json

@@ -369,6 +369,29 @@ def _text(values: Sequence[int]) -> str:
     return ",".join(str(v) for v in values)
 
 
+def _done_run(
+    name: str,
+    kind: RunKind,
+    now: datetime,
+    actor: str,
+    reason: str | None,
+    params: dict[str, Any],
+    parent: str | None = None,
+) -> Run:
+    """A registry change as a run that started and finished at ``now``, by ``actor``."""
+    return Run(
+        name=name,
+        kind=kind,
+        status=RunStatus.FINISHED,
+        started_at=now,
+        ended_at=now,
+        user=actor,
+        description=reason,
+        parent=parent,
+        params=params,
+    )
+
+
 def _check_actor(actor: Any) -> str:
     if not isinstance(actor, str) or not actor.strip():
         raise ValidationError("actor must be a non-empty name", field="actor")
@@ -507,15 +530,13 @@ class RegistryService:
     ) -> str:
         now = self._now()
         action = "alias.set" if to_version is not None else "alias.removed"
-        run = Run(
-            name=f"{action} {mv.model}@{alias}",
-            kind=RunKind.PROMOTE,
-            status=RunStatus.FINISHED,
-            started_at=now,
-            ended_at=now,
-            user=actor,
-            description=reason,
-            params={
+        run = _done_run(
+            f"{action} {mv.model}@{alias}",
+            RunKind.PROMOTE,
+            now,
+            actor,
+            reason,
+            {
                 "change": "alias",
                 "model": mv.model,
                 "alias": alias,
@@ -1042,16 +1063,14 @@ class RegistryService:
             "action": action,
         }
         if run is None:
-            run = Run(
-                name=f"{action} {mv.model}/{mv.version} to {stage.value}",
-                kind=RunKind.PROMOTE,
-                status=RunStatus.FINISHED,
-                started_at=now,
-                ended_at=now,
-                user=actor,
-                description=reason,
+            run = _done_run(
+                f"{action} {mv.model}/{mv.version} to {stage.value}",
+                RunKind.PROMOTE,
+                now,
+                actor,
+                reason,
+                params,
                 parent=parent,
-                params=params,
             )
             self._write_run(run, mv, actor, AssociationRole.REQUESTER)
         else:
@@ -1207,15 +1226,13 @@ class RegistryService:
             ended = self._end_serving(deployment.id, now) if found else []
             self.store.upsert_nodes([deployment.to_node()])
             self.store.upsert_edges([make_edge(EdgeKind.SERVES, deployment, mv, valid_from=now)])
-            run = Run(
-                name=f"deploy {mv.model}/{mv.version} to {deployment.environment}",
-                kind=RunKind.DEPLOY,
-                status=RunStatus.FINISHED,
-                started_at=now,
-                ended_at=now,
-                user=actor,
-                description=reason,
-                params={
+            run = _done_run(
+                f"deploy {mv.model}/{mv.version} to {deployment.environment}",
+                RunKind.DEPLOY,
+                now,
+                actor,
+                reason,
+                {
                     "deployment": deployment.id,
                     "environment": deployment.environment,
                     "model": mv.model,
