@@ -1,4 +1,5 @@
-# The two commands: `make run` (the main job on the embedded default store) and `make test`.
+# The two commands: `make run` (the main job: the demo, then the server, on the embedded default
+# store) and `make test`.
 # Each creates its own virtual environment in .venv and installs what it needs.
 
 PYTHON ?= python3
@@ -37,8 +38,7 @@ $(CYPHER): tests/cypher/package.json tests/cypher/package-lock.json
 # The demo (real training on scikit-learn's bundled data, a governed promotion, a deployment,
 # a lineage picture), then the server with GraphiQL on http://$(HOST):$(PORT)/graphql.
 run: $(RUNSTAMP)
-	$(PY) -m lineagehub demo
-	$(PY) -m lineagehub serve --host $(HOST) --port $(PORT)
+	$(PY) -m lineagehub demo --serve --host $(HOST) --port $(PORT)
 
 demo: $(RUNSTAMP)
 	$(PY) -m lineagehub demo

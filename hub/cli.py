@@ -1258,12 +1258,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from .config import Settings
-    from .demo import STEPS, clients, queries, run_demo
+    from .demo import STEPS, clients, queries, run_demo, write_policies
 
     out = Path(args.out) if args.out else Settings().data_dir / "demo"
     quiet = args.json or args.quiet or not sys.stderr.isatty()
+    policy_file = write_policies(out)
     with (
-        clients(args.store, args.artifacts) as (trainer, reviewer),
+        clients(args.store, args.artifacts, policy_file) as (trainer, reviewer),
         Progress(
             TextColumn("{task.description:<48}"),
             BarColumn(),
@@ -1283,11 +1284,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"demo: {message}", file=sys.stderr)
 
         result = run_demo(trainer, reviewer, out, step=step)
+        result.policies = str(policy_file)
         progress.update(task, completed=STEPS)
         assert trainer.store is not None
         store_uri = redact(trainer.store.uri)
         artifacts = redact(trainer.settings.artifact_uri)
     asked = queries(result)
+    if args.serve:  # the server applies the demo's policies too
+        os.environ["LINEAGEHUB_POLICIES"] = str(policy_file)
     if args.json:
         _print_json(
             _jsonable(
@@ -1299,9 +1303,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 }
             )
         )
-        return 0
+        return _serve_after_demo(args)
     if args.quiet:
-        return 0
+        return _serve_after_demo(args)
     console = make_console()
     best = result.metrics[result.best]
     lines = [
@@ -1315,9 +1319,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  in Production    {result.best} (approved by the reviewer; alias champion;"
         f" test_accuracy={best.get('test_accuracy', 0):.4f})",
         f"  deployment       {result.deployment}",
-        f"  picture          {result.picture}",
+        f"  pictures         {result.picture}, {result.impact_picture}",
+        f"  policies         {result.policies}  (LINEAGEHUB_POLICIES=this file: the server"
+        " and the CLI apply them)",
         "",
-        "Next: `lineagehub serve` and open http://127.0.0.1:8000/graphql, then try:",
+        "Next: `lineagehub serve` and open http://127.0.0.1:8000/graphql, then try:"
+        if not args.serve
+        else f"Serving on http://{args.host}:{args.port}/graphql (Ctrl-C stops); try:",
     ]
     console.print("\n".join(lines), markup=False)
     for question, query in asked:
@@ -1329,7 +1337,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "--depth 8 -o lineage.svg",
         markup=False,
     )
-    return 0
+    return _serve_after_demo(args)
+
+
+def _serve_after_demo(args: argparse.Namespace) -> int:
+    if not args.serve:
+        return 0
+    sys.stdout.flush()
+    serve = argparse.Namespace(
+        host=args.host,
+        port=args.port,
+        store=args.store,
+        artifacts=args.artifacts,
+        workers=1,
+        log_level="info",
+    )
+    return cmd_serve(serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1377,6 +1400,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    p.add_argument(
+        "--serve", action="store_true", help="then serve the API, with the demo's policies"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="with --serve: address (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="with --serve: port (default 8000)")
     p.set_defaults(func=cmd_demo, needs_store=False)
 
     p = sub.add_parser("runs", help="list runs or show one")

@@ -12,8 +12,8 @@ and the graph is what a real project produces:
    registering a version of model ``tumor-classifier`` (the git commit and environment are
    captured where there is one);
 4. the best version (held-out ROC AUC) asked for Production under a policy (a metric
-   threshold, one approval, separation of duties), approved by a second person, and given
-   the alias ``champion``;
+   threshold, one approval, separation of duties; written to ``policies.toml`` so a server
+   can apply it too), approved by a second person, and given the alias ``champion``;
 5. a deployment record for it, a picture of where the deployment came from
    (``lineage.svg``) and one of everything the raw extract went into (``impact.svg``).
 
@@ -61,6 +61,7 @@ class DemoResult:
     picture: str = ""
     impact_picture: str = ""
     raw_file: str = ""
+    policies: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -209,17 +210,28 @@ def run_demo(
     return result
 
 
-def policies() -> dict[Any, Any]:
-    """The demo's promotion policy for Production: held-out ROC AUC of at least 0.9, one
-    approval, by someone other than the requester and the trainer. (Not ``require_lineage``:
-    the demo may run outside a git checkout, where there is no commit to require.)"""
-    from lineagehub.registry import Policy
+POLICY_FILE = "policies.toml"
+#: The demo's promotion policy, as a policies file (the format of ``LINEAGEHUB_POLICIES``).
+POLICY_TOML = f"""\
+# Promotion policies of the LineageHub demo (LINEAGEHUB_POLICIES=<this file>)
+[[policy]]
+model = "{MODEL}"
+stage = "Production"
+approvals = 1
+separation_of_duties = true
+thresholds = [["{THRESHOLD[0]}", "{THRESHOLD[1]}", {THRESHOLD[2]}]]
+"""
 
-    return {
-        (MODEL, "Production"): Policy(
-            thresholds=[THRESHOLD], approvals=1, separation_of_duties=True
-        )
-    }
+
+def write_policies(out_dir: Path) -> Path:
+    """Write the demo's policies file into ``out_dir`` and return its path: held-out ROC AUC of
+    at least 0.9, one approval, by someone other than the requester and the trainer. (Not
+    ``require_lineage``: the demo may run outside a git checkout, where there is no commit to
+    require.)"""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / POLICY_FILE
+    _write_atomic(path, POLICY_TOML.encode())
+    return path
 
 
 def _draw(path: Path, sub: Any, focus: list[str], title: str) -> str:
@@ -243,18 +255,22 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def clients(store_uri: str | None, artifacts: str | None) -> Iterator[tuple[Any, Any]]:
-    """The demo's two people on one embedded hub: the trainer (the configured user) and
-    :data:`REVIEWER`, sharing one store and one artifact store."""
+def clients(
+    store_uri: str | None, artifacts: str | None, policy_file: Path
+) -> Iterator[tuple[Any, Any]]:
+    """The demo's two people on one embedded hub, under the policies in ``policy_file``: the
+    trainer (the configured user) and :data:`REVIEWER`, sharing one store and one artifact
+    store."""
     from lineagehub.config import Settings
     from lineagehub.ingest.client import Client
+    from lineagehub.registry import load_policies
 
     settings = Settings()
     if store_uri:
         settings = settings.model_copy(update={"store": store_uri})
     if artifacts:
         settings = settings.model_copy(update={"artifacts": artifacts})
-    rules = policies()
+    rules = load_policies(policy_file)
     with Client(settings=settings.model_copy(update={"url": None}), registry_policies=rules) as a:
         assert a.store is not None
         reviewer_settings = settings.model_copy(update={"user": REVIEWER, "url": None})
@@ -298,4 +314,4 @@ def queries(result: DemoResult) -> list[tuple[str, str]]:
     ]
 
 
-__all__ = ["CONFIGS", "DemoResult", "clients", "policies", "queries", "run_demo"]
+__all__ = ["CONFIGS", "DemoResult", "clients", "queries", "run_demo", "write_policies"]

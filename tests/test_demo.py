@@ -163,5 +163,86 @@ def test_without_graphviz_the_demo_completes_and_leaves_dot_files(
         "breast_cancer_raw.csv",
         "impact.dot",
         "lineage.dot",
+        "policies.toml",
     ]
     assert "tumor-classifier" in (out / "lineage.dot").read_text()
+
+
+def test_the_policies_file_governs_the_cli_afterwards(
+    demo: tuple[dict[str, Any], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With LINEAGEHUB_POLICIES naming the demo's file, a promotion to Production from the
+    command line needs an approval too (done on a copy of the hub)."""
+    import shutil
+
+    result, root = demo
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("out"))
+    store_uri = f"sqlite:///{copy / Path(result['store'].removeprefix('sqlite:///')).name}"
+    monkeypatch.setenv("LINEAGEHUB_POLICIES", result["result"]["policies"])
+    monkeypatch.setenv("LINEAGEHUB_USER", "ann")
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["promote", f"{MODEL}/1", "--stage", "Production", "--store", store_uri])
+    assert code == 0
+    data_out = buf.getvalue()
+    assert "pending" in data_out
+    with open_store(store_uri) as s:
+        assert s.get_node(f"mv:{MODEL}/1").props["stage"] != "Production"
+
+
+def test_demo_then_serve_is_the_main_job(tmp_path: Path) -> None:
+    """`make run`'s command in a real process: the demo, then the API on 127.0.0.1, applying
+    the demo's policies (a promotion request is pending, not done)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "LINEAGEHUB_DATA_DIR": str(tmp_path), "LINEAGEHUB_USER": "ann"}
+    for name in (
+        "LINEAGEHUB_STORE",
+        "LINEAGEHUB_URL",
+        "LINEAGEHUB_ARTIFACTS",
+        "LINEAGEHUB_POLICIES",
+    ):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lineagehub", "demo", "--serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.3)
+        query = """mutation { requestPromotion(ref: "tumor-classifier/1", to: "Production",
+                   reason: "try") { __typename ... on PromotionPending { approvalsNeeded } } }"""
+        body = httpx.post(f"{url}/graphql", json={"query": query}, timeout=30).json()
+        assert body["data"]["requestPromotion"] == {
+            "__typename": "PromotionPending",
+            "approvalsNeeded": 1,
+        }
+        page = httpx.get(f"{url}/graphql", headers={"Accept": "text/html"}, timeout=10)
+        assert "GraphiQL" in page.text
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0].decode()
+    assert "Serving on http://127.0.0.1:" in output
+    assert (tmp_path / "demo" / "lineage.svg").is_file()
