@@ -788,12 +788,29 @@ def cmd_models_show(args: argparse.Namespace, client: Client) -> int:
 
 def _trace(args: argparse.Namespace, client: Client) -> Subgraph:
     kinds = args.edge_kind or (None if not args.all_edges else [*lineage_edge_kinds(), "PART_OF"])
+    as_of = None
+    if args.as_of is not None:
+        try:
+            as_of = datetime.fromisoformat(args.as_of.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError(
+                f"--as-of {args.as_of!r:.40} is not an ISO 8601 time (2026-03-01T12:00:00Z)",
+                field="as_of",
+            ) from None
+        if as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=timezone.utc)
+    up = args.upstream_depth if args.upstream_depth is not None else args.depth
+    down = args.downstream_depth if args.downstream_depth is not None else args.depth
     return client.lineage(
         args.refs,
         args.direction,
-        args.depth,
-        args.depth,
+        up,
+        down,
+        node_kinds=args.node_kind,
         edge_kinds=kinds,
+        stop_at=args.stop_at,
+        pass_through=args.pass_through,
+        as_of=as_of,
         max_nodes=args.max_nodes,
     )
 
@@ -870,7 +887,15 @@ def _export_lineage(args: argparse.Namespace, sub: Subgraph, path: str) -> int:
     focus = [node_id for node_id, t in sub.nodes.items() if t.reached_from is None]
     if path == "-" and sys.stdout.isatty() and fmt in ("png", "pdf"):
         raise ValidationError(f"{fmt} is binary: write it to a file with -o", field="output")
-    data = export.export_lineage(sub, fmt, focus=focus, cluster=args.cluster)
+    collapse = export.DEFAULT_COLLAPSE_ABOVE if args.collapse_above is None else args.collapse_above
+    data = export.export_lineage(
+        sub,
+        fmt,
+        focus=focus,
+        cluster=args.cluster,
+        collapse_above=None if collapse == 0 else collapse,
+        title=args.title,
+    )
     _write_output(path, data)
     summary = {
         "file": None if path == "-" else path,
@@ -1232,10 +1257,25 @@ def _lineage_options(p: argparse.ArgumentParser) -> None:
     )
     p.set_defaults(direction="UPSTREAM")
     p.add_argument("--depth", type=int, default=3, help="levels to follow (default 3)")
+    p.add_argument("--upstream-depth", type=int, metavar="N", help="with --both: levels up")
+    p.add_argument("--downstream-depth", type=int, metavar="N", help="with --both: levels down")
     p.add_argument("--max-nodes", type=int, default=5000, help="node budget (default 5000)")
     p.add_argument(
         "--edge-kind", action="append", metavar="KIND", help="follow only these kinds (repeat)"
     )
+    p.add_argument(
+        "--node-kind", action="append", metavar="KIND", help="enter only these kinds (repeat)"
+    )
+    p.add_argument(
+        "--stop-at", action="append", metavar="KIND", help="show but do not expand (repeat)"
+    )
+    p.add_argument(
+        "--pass-through",
+        action="append",
+        metavar="KIND",
+        help="walk through without counting a level (repeat; e.g. Run)",
+    )
+    p.add_argument("--as-of", metavar="TIME", help="the graph as the hub knew it then (ISO 8601)")
     p.add_argument("--all-edges", action="store_true", help="also follow grouping edges (PART_OF)")
     p.add_argument(
         "--format",
@@ -1247,6 +1287,13 @@ def _lineage_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="box the runs of each experiment (and what they made) in pictures",
     )
+    p.add_argument(
+        "--collapse-above",
+        type=int,
+        metavar="N",
+        help="pictures: above N nodes, one node per experiment's runs (default 60; 0: never)",
+    )
+    p.add_argument("--title", metavar="TEXT", help="a caption for pictures")
 
 
 # --- demo -----------------------------------------------------------------------------------

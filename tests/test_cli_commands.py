@@ -249,6 +249,39 @@ def test_lineage_pictures_and_files(
     assert code == 0 and json.loads(out)
 
 
+def test_lineage_takes_every_option_of_the_lineage_query(
+    capsys: pytest.CaptureFixture[str], hub: Hub, target: list[str], tmp_path: Path
+) -> None:
+    def ids(*argv: str) -> set[str]:
+        return {n["id"] for n in ok_json(capsys, "lineage", *argv, *target)["nodes"]}
+
+    everything = ids("churn/2", "--depth", "2")
+    assert hub.ids["dv_b"] in everything
+    # only model versions and runs may be entered: no dataset version
+    kinds = ids("churn/2", "--depth", "2", "--node-kind", "Run", "--node-kind", "ModelVersion")
+    assert hub.ids["b"] in kinds and hub.ids["dv_b"] not in kinds
+    # runs walked through without counting: one data-to-data hop reaches the data
+    assert hub.ids["dv_b"] in ids("churn/2", "--depth", "1", "--pass-through", "Run")
+    assert hub.ids["dv_b"] not in ids("churn/2", "--depth", "1")
+    # stop at runs: the run is shown, what it used is not
+    stopped = ids("churn/2", "--depth", "3", "--stop-at", "Run")
+    assert hub.ids["b"] in stopped and hub.ids["dv_b"] not in stopped
+    # separate depths with --both
+    both = ids(hub.ids["b"], "--both", "--upstream-depth", "0", "--downstream-depth", "1")
+    assert "mv:churn/2" in both and hub.ids["dv_b"] not in both
+    # as the hub knew it: now, everything; before anything was written, not even the root
+    assert ids("churn/2", "--depth", "2", "--as-of", "2100-01-01T00:00:00Z") == everything
+    code, _, err = cli(capsys, "lineage", "churn/2", *target, "--as-of", "2000-01-01")
+    assert code == 3 and "NOT_FOUND" in err
+    code, _, err = cli(capsys, "lineage", "churn/2", *target, "--as-of", "yesterday")
+    assert code == 2 and "--as-of" in err
+    # picture options: a title, and collapsing turned off
+    svg = tmp_path / "t.svg"
+    cli(capsys, "lineage", "churn/2", *target, "-o", str(svg), "--title", "Churn v2 <audit>",
+        "--collapse-above", "0")  # fmt: skip
+    assert "Churn v2 &lt;audit&gt;" in svg.read_text()
+
+
 @pytest.mark.parametrize(
     "argv",
     [
