@@ -522,3 +522,25 @@ def test_openlineage_events(whole: Subgraph, tmp_path: Path) -> None:
 def whole_digest(whole: Subgraph) -> str:
     node = next(t.node for t in whole.nodes.values() if t.node.props.get("name") == "customers_clean" and t.node.label == "DatasetVersion")  # fmt: skip
     return str(node.props["digest"])
+
+
+@needs_dot
+def test_pictures_keep_the_nodes_nearest_the_roots_within_the_budget(tmp_path: Path) -> None:
+    """A result larger than MAX_PICTURE_NODES (collapsing turned off): the picture keeps the
+    roots and the nearest nodes, says so, and lays out quickly; the data formats keep all."""
+    from lineagehub.export import MAX_PICTURE_NODES
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    root = _sweep(store, 200)  # 1 dataset, 200 runs (distance 1), 200 versions (distance 2)
+    sub = LineageService(store).lineage([root], "DOWNSTREAM", 2, 2, max_nodes=1000)
+    assert len(sub.nodes) == 401
+    source = export_lineage(sub, "dot", focus=[root], collapse_above=None).decode()
+    kept = dot_nodes(source)
+    assert len(kept) == MAX_PICTURE_NODES
+    assert "showing the 300 nodes nearest the roots of 401" in source
+    labels = " ".join(kept.values())
+    assert "sweep" in labels and labels.count('label="Run (') == 200  # every distance-1 run
+    assert len(export_lineage(sub, "svg", focus=[root], collapse_above=None)) > 0
+    graph = nx.read_graphml(io.BytesIO(export_lineage(sub, "graphml")))
+    assert graph.number_of_nodes() == 401
+    store.close()
