@@ -22,11 +22,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from graph_store import LineageGenerator, build, percentile  # noqa: E402
+from graph_store import LineageGenerator, build, percentile
 
-from lineagehub.export import export_lineage  # noqa: E402
-from lineagehub.graph import Direction, open_store  # noqa: E402
-from lineagehub.vocabulary import LINEAGE_EDGE_KINDS  # noqa: E402
+from lineagehub.export import export_lineage
+from lineagehub.graph import Direction, open_store
+from lineagehub.vocabulary import LINEAGE_EDGE_KINDS
 
 FORMATS = ("dot", "svg", "png", "mmd", "graphml", "json", "prov", "openlineage")
 
@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     ups += [n.id for n in store.iter_nodes("Deployment", page_size=1000)]
     downs = [n.id for n in store.iter_nodes("DatasetVersion", page_size=1000)]
     traces = [
-        ("upstream d5", store.traverse([r], Direction.UPSTREAM, 5, edge_kinds=kinds, max_nodes=2000))
+        (
+            "upstream d5",
+            store.traverse([r], Direction.UPSTREAM, 5, edge_kinds=kinds, max_nodes=2000),
+        )
         for r in rng.sample(ups, min(args.samples, len(ups)))
     ] + [
         (
