@@ -1242,6 +1242,41 @@ def cmd_reject(args: argparse.Namespace, client: Client) -> int:
     return _show_outcome(args, client.reject_promotion(args.request_id, args.reason))
 
 
+def _show_deployment(args: argparse.Namespace, d: Any, verb: str) -> int:
+    data = {
+        "outcome": verb,
+        "deployment": d.id,
+        "name": d.name,
+        "environment": d.environment,
+        "endpoint": d.endpoint,
+        "status": d.status.value,
+    }
+    if args.json:
+        _print_json(data)
+    else:
+        where = f" at {d.endpoint}" if d.endpoint else ""
+        make_console().print(
+            _text(f"{verb} {d.id}: {d.name} in {d.environment}{where} ({d.status.value})", "green")
+        )
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace, client: Client) -> int:
+    d = client.deploy(
+        args.ref,
+        args.environment,
+        name=args.name,
+        endpoint=args.endpoint,
+        require_stage=args.require_stage,
+        reason=args.reason,
+    )
+    return _show_deployment(args, d, "deployed")
+
+
+def cmd_retire(args: argparse.Namespace, client: Client) -> int:
+    return _show_deployment(args, client.retire_deployment(args.deployment, args.reason), "retired")
+
+
 def _lineage_options(p: argparse.ArgumentParser) -> None:
     direction = p.add_mutually_exclusive_group()
     direction.add_argument(
@@ -1541,6 +1576,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("request_id", metavar="REQUEST_ID")
     p.add_argument("--reason", required=True, help="why")
     p.set_defaults(func=cmd_reject, needs_client=True)
+
+    p = sub.add_parser(
+        "deploy", parents=[hub], help="record that a model version is served in an environment"
+    )
+    p.add_argument("ref", metavar="REF", help="the model version: churn/3, churn@champion")
+    p.add_argument(
+        "--environment", "--env", required=True, metavar="ENV", help="e.g. production, staging"
+    )
+    p.add_argument("--name", help="the deployment's name (default: the model's name)")
+    p.add_argument("--endpoint", metavar="URL", help="where it answers")
+    p.add_argument(
+        "--require-stage",
+        metavar="STAGE",
+        help="refuse (exit 8) unless the version is in this stage, e.g. Production",
+    )
+    p.add_argument("--reason", help="why (kept in the audit log)")
+    p.set_defaults(func=cmd_deploy, needs_client=True)
+
+    p = sub.add_parser("retire", parents=[hub], help="mark a deployment retired")
+    p.add_argument("deployment", metavar="DEPLOYMENT_ID", help="deployment:...")
+    p.add_argument("--reason", help="why (kept in the audit log)")
+    p.set_defaults(func=cmd_retire, needs_client=True)
 
     p = sub.add_parser("audit", help="verify or export the tamper-evident audit log")
     audit = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

@@ -476,3 +476,24 @@ def test_url_from_the_environment(
     monkeypatch.setenv("LINEAGEHUB_URL", hub.url())
     data = ok_json(capsys, "models", "list")
     assert [m["name"] for m in data["models"]] == ["churn"]
+
+
+def test_deploy_and_retire(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Deployments from the command line, embedded and through a server."""
+    with contextlib.ExitStack() as stack:
+        hub = Hub(tmp_path / "hub", stack).fill()
+        for target in (["--store", hub.store], ["--url", hub.url()]):
+            env = "prod-" + target[0].strip("-")
+            code, _, err = cli(capsys, "deploy", "churn/2", "--env", env, *target,
+                               "--require-stage", "Production")  # fmt: skip
+            assert code == 8 and "POLICY" in err  # churn/2 is not in Production
+            d = ok_json(capsys, "deploy", "churn@champion", "--environment", env, *target,
+                        "--endpoint", "https://m.acme/churn", "--reason", "rollout")  # fmt: skip
+            assert (d["outcome"], d["name"], d["environment"]) == ("deployed", "churn", env)
+            assert d["status"] == "active" and d["deployment"].startswith("deployment:")
+            code, out, _ = cli(capsys, "retire", d["deployment"], *target)
+            assert code == 0 and "retired" in out
+            code, _, err = cli(capsys, "retire", d["deployment"], *target)
+            assert code == 6 and "CONFLICT" in err
+        with open_store(hub.store) as s:
+            assert s.count_nodes("Deployment", {"status": "retired"}) == 2
