@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -103,16 +104,59 @@ class LineageNode:
 TruncationReason = strawberry.enum(GraphTruncation, name="TruncationReason")
 
 
+@strawberry.enum(description="Text formats of a lineage result (binary ones: /export/lineage).")
+class ExportFormat(enum.Enum):
+    DOT = "dot"
+    SVG = "svg"
+    MERMAID = "mmd"
+    GRAPHML = "graphml"
+    CYTOSCAPE_JSON = "json"
+    PROV_JSON = "prov"
+    OPENLINEAGE = "openlineage"
+
+
 @strawberry.type
 class Lineage:
     nodes: list[LineageNode]
     edges: list[LineageEdge]
     truncated: bool
     truncation_reason: TruncationReason | None  # type: ignore[valid-type]
+    sub: strawberry.Private[Subgraph | None] = None
+
+    @strawberry.field(
+        description="This result as a file's text: a picture (DOT, SVG, Mermaid; the roots "
+        "highlighted, sibling runs collapsed above collapseAbove nodes, null: never) or data "
+        "(GraphML, Cytoscape JSON, PROV-JSON, OpenLineage events as JSON lines)."
+    )
+    async def export(
+        self,
+        info: I,
+        format: ExportFormat,
+        cluster: bool = False,
+        collapse_above: int | None = 60,
+        title: str | None = None,
+    ) -> str:
+        from lineagehub.export import export_lineage
+
+        sub = self.sub
+        if sub is None:  # pragma: no cover - every Lineage is built from a result
+            raise ValidationError("this lineage result cannot be exported", field="format")
+        roots = [i for i, t in sub.nodes.items() if t.reached_from is None]
+        data = await info.context.call(
+            export_lineage,
+            sub,
+            format.value,
+            focus=roots,
+            cluster=cluster,
+            collapse_above=collapse_above,
+            title=title,
+        )
+        return data.decode("utf-8")
 
 
 def lineage_result(sub: Subgraph) -> Lineage:
     return Lineage(
+        sub=sub,
         nodes=[
             LineageNode(
                 node=wrap(t.node),

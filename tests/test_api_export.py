@@ -175,3 +175,30 @@ def test_errors_are_coded_json(http: httpx.Client) -> None:
     assert (
         error(http.get("/export/lineage/mv:churn/2.svg?focus=run:nope"), 404)["code"] == "NOT_FOUND"
     )
+
+
+def test_the_lineage_query_exports_itself(http: httpx.Client) -> None:
+    """`Lineage.export(format:)` in GraphQL: the same result as text, in each text format."""
+    query = """query($f: ExportFormat!) {
+      lineage(input: {roots: ["deployment:example-prod"], upstreamDepth: 8}) {
+        nodes { node { id } } export(format: $f, title: "audit <2026>") } }"""
+
+    def export(fmt: str) -> tuple[list[str], str]:
+        body = http.post("/graphql", json={"query": query, "variables": {"f": fmt}}).json()
+        assert "errors" not in body, body
+        lineage = body["data"]["lineage"]
+        return [n["node"]["id"] for n in lineage["nodes"]], lineage["export"]
+
+    ids, svg = export("SVG")
+    root = ET.fromstring(svg)
+    assert "audit <2026>" in " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
+    _, graphml = export("GRAPHML")
+    assert sorted(nx.read_graphml(io.StringIO(graphml)).nodes) == sorted(ids)
+    _, cy = export("CYTOSCAPE_JSON")
+    assert sorted(n["data"]["id"] for n in json.loads(cy)["elements"]["nodes"]) == sorted(ids)
+    _, mermaid = export("MERMAID")
+    assert "flowchart LR" in mermaid
+    _, events = export("OPENLINEAGE")
+    assert all(json.loads(line)["eventType"] for line in events.splitlines())
+    bad = http.post("/graphql", json={"query": query, "variables": {"f": "PNG"}}).json()
+    assert bad["errors"]  # binary formats are not text: /export/lineage/{ref}.png
