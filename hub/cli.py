@@ -21,7 +21,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
@@ -1038,6 +1038,16 @@ def cmd_compare(args: argparse.Namespace, client: Client) -> int:
     return _compare_versions(args, client, refs[0], refs[1])
 
 
+def _marked_row(table: Any, differs: bool, key: str, cells: Iterable[str | None]) -> None:
+    """A row whose first cell is ``≠`` (and the whole row highlighted) where values differ."""
+    style = "bold yellow" if differs else ""
+    table.add_row(
+        _text("≠" if differs else " ", style),
+        _text(key, style),
+        *(_text(cell, style) for cell in cells),
+    )
+
+
 def _compare_runs(args: argparse.Namespace, client: Client, ids: list[str]) -> int:
     c = client.compare_runs(ids)
     if args.json:
@@ -1047,49 +1057,30 @@ def _compare_runs(args: argparse.Namespace, client: Client, ids: list[str]) -> i
     two = len(ids) == 2
     table = _table("params", "", "key", *c["runs"], ids=("key", *c["runs"]))
     for p in c["params"]:
-        style = "bold yellow" if p["differs"] else ""
-        table.add_row(
-            _text("≠" if p["differs"] else " ", style),
-            _text(p["key"], style),
-            *(_text(_value(v) if v is not None else None, style) for v in p["values"]),
-        )
+        cells = [_value(v) if v is not None else None for v in p["values"]]
+        _marked_row(table, p["differs"], p["key"], cells)
     console.print(table)
     cols = [*c["runs"], *(["Δ"] if two else [])]
     table = _table("metrics (last value)", "", "key", *cols, ids=("key", *c["runs"]))
     for m in c["metrics"]:
-        style = "bold yellow" if m["differs"] else ""
-        delta = []
+        cells = [_num(v) for v in m["last"]]
         if two:
             a, b = m["last"]
-            delta = [_text(f"{b - a:+.6g}" if a is not None and b is not None else None, style)]
-        table.add_row(
-            _text("≠" if m["differs"] else " ", style),
-            _text(m["key"], style),
-            *(_text(_num(v), style) for v in m["last"]),
-            *delta,
-        )
+            cells.append(f"{b - a:+.6g}" if a is not None and b is not None else None)
+        _marked_row(table, m["differs"], m["key"], cells)
     console.print(table)
     if c["inputs"]:
         table = _table("inputs (roles per run)", "", "id", *c["runs"], ids=("id",))
         for i in c["inputs"]:
-            style = "" if i["used_by_all"] else "bold yellow"
-            table.add_row(
-                _text(" " if i["used_by_all"] else "≠", style),
-                _text(i["id"], style),
-                *(_text(",".join(r) or None, style) for r in i["roles"]),
-            )
+            roles = [",".join(r) or None for r in i["roles"]]
+            _marked_row(table, not i["used_by_all"], i["id"], roles)
         console.print(table)
     table = _table("code and environment", "", "what", *c["runs"], ids=("what",))
     for what, values, differs in (
         ("code", c["code"], c["code_differs"]),
         ("environment", c["environments"], c["environment_differs"]),
     ):
-        style = "bold yellow" if differs else ""
-        table.add_row(
-            _text("≠" if differs else " ", style),
-            _text(what, style),
-            *(_text(v, style) for v in values),
-        )
+        _marked_row(table, differs, what, values)
     console.print(table)
     return 0
 
