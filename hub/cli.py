@@ -913,10 +913,26 @@ def _export_lineage(args: argparse.Namespace, sub: Subgraph, path: str) -> int:
     return 0
 
 
+@contextmanager
+def working(message: str, quiet: bool) -> Iterator[None]:
+    """A spinner with ``message`` on stderr while slow work runs (only on a terminal, and not
+    when ``quiet``)."""
+    if quiet or not sys.stderr.isatty():
+        yield
+        return
+    with make_console(stderr=True).status(message):
+        yield
+
+
+def _trace_and_export(args: argparse.Namespace, client: Client, path: str) -> int:
+    with working("tracing and drawing the lineage…", args.json or path == "-"):
+        return _export_lineage(args, _trace(args, client), path)
+
+
 def cmd_lineage(args: argparse.Namespace, client: Client) -> int:
-    sub = _trace(args, client)
     if args.output is not None or args.format is not None:
-        return _export_lineage(args, sub, args.output or "-")
+        return _trace_and_export(args, client, args.output or "-")
+    sub = _trace(args, client)
     if args.json:
         _print_json(subgraph_json(sub))
     else:
@@ -935,7 +951,7 @@ def cmd_export(args: argparse.Namespace, client: Client) -> int:
         return _export_all(args, client.store)
     if not args.refs:
         raise ValidationError("give the references to export, or --all", field="refs")
-    return _export_lineage(args, _trace(args, client), args.output)
+    return _trace_and_export(args, client, args.output)
 
 
 def _node_line(node: Node) -> dict[str, Any]:
