@@ -19,6 +19,7 @@ with a key the signature.
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import IO, Any
 
+from lineagehub.files import write_atomic
 from lineagehub.graph import GraphStore, NotFoundError
 from lineagehub.graph.audit import AuditEntry, canonical_json, verify_chain
 from lineagehub.graph.model import to_iso
@@ -102,15 +104,16 @@ def export_jsonl(
     head = store.audit_head()
     last_seq = head.seq if head is not None else 0
     if isinstance(path_or_file, (str, os.PathLike)):
-        path = Path(path_or_file)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-                result = _write(store, f, last_seq, key, progress)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return result
+        results: list[ExportResult] = []
+
+        def write(raw: IO[bytes]) -> None:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
+            results.append(_write(store, text, last_seq, key, progress))
+            text.flush()
+            text.detach()  # the file is closed (and synced) by write_atomic
+
+        write_atomic(path_or_file, write, field="output")
+        return results[0]
     return _write(store, path_or_file, last_seq, key, progress)
 
 

@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -40,6 +40,8 @@ from lineagehub.graph import (
 )
 
 from . import __version__, open_store
+from .export import DEFAULT_COLLAPSE_ABOVE, export_lineage, format_for_path
+from .files import write_atomic
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -290,14 +292,14 @@ def cmd_audit_verify(args: argparse.Namespace, store: GraphStore) -> int:
 
 
 @contextmanager
-def progress_bar(what: str, total: int | None, quiet: bool) -> Iterator[Callable[[int], None]]:
+def progress_bar(what: str, total: int | None, quiet: bool) -> Iterator[Callable[..., None]]:
     """A progress bar on stderr (only on a terminal, and not when ``quiet``); yields
-    ``advance(n)``."""
+    ``advance(n=1, description=None)``, which also replaces the bar's text when given one."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     quiet = quiet or not sys.stderr.isatty()
     with Progress(
-        TextColumn(what),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         console=make_console(stderr=True),
@@ -305,7 +307,14 @@ def progress_bar(what: str, total: int | None, quiet: bool) -> Iterator[Callable
         transient=True,
     ) as progress:
         task = progress.add_task(what, total=total)
-        yield lambda n: progress.advance(task, n)
+
+        def advance(n: int = 1, description: str | None = None) -> None:
+            if description is None:
+                progress.advance(task, n)
+            else:
+                progress.update(task, advance=n, description=description)
+
+        yield advance
 
 
 def cmd_audit_export(args: argparse.Namespace, store: GraphStore) -> int:
@@ -815,56 +824,13 @@ def _trace(args: argparse.Namespace, client: Client) -> Subgraph:
     )
 
 
-def _export_module() -> Any:
-    try:
-        from . import export
-    except ImportError as e:  # pragma: no cover - the module ships with the package
-        raise ConfigError(f"lineage exports are not available: {e}") from None
-    return export
-
-
-def _format(args: argparse.Namespace, path: str | None) -> str:
-    """The export format: --format, else the file's suffix."""
-    export = _export_module()
-    fmt = args.format
-    if fmt is None:
-        if path is None or path == "-":
-            raise ValidationError("give --format when writing to stdout", field="format")
-        fmt = export.format_for_path(path)
-        if fmt is None:
-            raise ValidationError(
-                f"cannot tell the format from {path!r}: give --format "
-                f"({', '.join(export.FORMATS)})",
-                field="format",
-            )
-    if fmt not in export.FORMATS:
-        raise ValidationError(
-            f"unknown format {fmt!r}: one of {', '.join(export.FORMATS)}", field="format"
-        )
-    return str(fmt)
-
-
-def write_atomic(path: str, write: Callable[[IO[bytes]], object]) -> None:
-    """Write a file whole or not at all: into a temporary file beside it, then renamed over
-    it, so a failure (or Ctrl-C) never leaves half a file."""
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    except OSError as e:
-        raise ValidationError(f"cannot write {path}: {e.strerror or e}", field="output") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an export is an ordinary file
-        os.replace(tmp, target)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
+def _format(args: argparse.Namespace, path: str) -> str:
+    """The export format: --format (checked by the export), else the file's suffix."""
+    if args.format is not None:
+        return str(args.format)
+    if path == "-":
+        raise ValidationError("give --format when writing to stdout", field="format")
+    return format_for_path(path)
 
 
 def _write_output(path: str, data: str | bytes) -> None:
@@ -878,17 +844,16 @@ def _write_output(path: str, data: str | bytes) -> None:
             buffer.write(raw)
             buffer.flush()
         return
-    write_atomic(path, lambda f: f.write(raw))
+    write_atomic(path, lambda f: f.write(raw), field="output")
 
 
 def _export_lineage(args: argparse.Namespace, sub: Subgraph, path: str) -> int:
     fmt = _format(args, path)
-    export = _export_module()
     focus = [node_id for node_id, t in sub.nodes.items() if t.reached_from is None]
     if path == "-" and sys.stdout.isatty() and fmt in ("png", "pdf"):
         raise ValidationError(f"{fmt} is binary: write it to a file with -o", field="output")
-    collapse = export.DEFAULT_COLLAPSE_ABOVE if args.collapse_above is None else args.collapse_above
-    data = export.export_lineage(
+    collapse = DEFAULT_COLLAPSE_ABOVE if args.collapse_above is None else args.collapse_above
+    data = export_lineage(
         sub,
         fmt,
         focus=focus,
@@ -989,41 +954,32 @@ EXPORT_PAGE = 1000
 def _export_all(args: argparse.Namespace, store: GraphStore) -> int:
     """Every node, then every edge, as JSON lines. Edges are read page by page of node ids as
     the edges leaving them: each edge has one source, so each appears exactly once."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     path = args.output
     if path == "-":
         raise ValidationError("export --all writes a file: give -o FILE.jsonl", field="output")
     total = store.count_nodes()
-    quiet = args.json or args.quiet or not sys.stderr.isatty()
     counts = {"nodes": 0, "edges": 0}
 
     def write(f: IO[bytes]) -> None:
         with (
             tempfile.TemporaryFile() as edges,
-            Progress(
-                TextColumn("exporting"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("nodes"),
-                console=make_console(stderr=True),
-                disable=quiet,
-                transient=True,
-            ) as progress,
+            progress_bar("exporting nodes", total, args.json or args.quiet) as advance,
         ):
-            task = progress.add_task("nodes", total=total)
             after = None
             while True:
                 page = store.find_nodes(None, None, None, after, EXPORT_PAGE)
                 for node in page.items:
                     f.write(_line(_node_line(node)))
                 ids = [n.id for n in page.items]
-                found = store._expand(ids, True, None, None, None, need_labels=False) if ids else []
-                for edge, _, _ in sorted(found, key=lambda x: x[0].id):
+                leaving = store.neighbors(ids, Direction.UPSTREAM)  # edges from these sources
+                found = sorted(
+                    (a.edge for adj in leaving.values() for a in adj), key=lambda e: e.id
+                )
+                for edge in found:
                     edges.write(_line(_edge_line(edge)))
                 counts["nodes"] += len(ids)
                 counts["edges"] += len(found)
-                progress.advance(task, len(ids))
+                advance(len(ids))
                 if page.next_cursor is None:
                     break
                 after = page.next_cursor
@@ -1031,7 +987,7 @@ def _export_all(args: argparse.Namespace, store: GraphStore) -> int:
             while chunk := edges.read(1 << 20):
                 f.write(chunk)
 
-    write_atomic(path, write)
+    write_atomic(path, write, field="output")
     if args.json:
         _print_json({"file": path, "format": "jsonl", **counts})
     elif not args.quiet:
@@ -1344,37 +1300,24 @@ def _lineage_options(p: argparse.ArgumentParser) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Real training on scikit-learn's bundled data, a governed promotion, a deployment and a
     lineage picture, all through the SDK into the (embedded) hub."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from .config import Settings
     from .demo import STEPS, clients, queries, run_demo, write_policies
 
     out = Path(args.out) if args.out else Settings().data_dir / "demo"
-    quiet = args.json or args.quiet or not sys.stderr.isatty()
+    silent = args.json or args.quiet
     policy_file = write_policies(out)
     with (
         clients(args.store, args.artifacts, policy_file) as (trainer, reviewer),
-        Progress(
-            TextColumn("{task.description:<48}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=make_console(stderr=True),
-            disable=quiet,
-            transient=True,
-        ) as progress,
+        progress_bar("demo", STEPS, silent) as advance,
     ):
-        task = progress.add_task("demo", total=STEPS)
 
         def step(message: str) -> None:
-            progress.update(task, description=message, advance=1)
-            if args.quiet or args.json:
-                return
-            if quiet:  # no bar (not a terminal): one line per step on stderr
+            advance(1, f"{message:<48}")
+            if not silent and not sys.stderr.isatty():  # no bar: one line per step
                 print(f"demo: {message}", file=sys.stderr)
 
         result = run_demo(trainer, reviewer, out, step=step)
         result.policies = str(policy_file)
-        progress.update(task, completed=STEPS)
         assert trainer.store is not None
         store_uri = redact(trainer.store.uri)
         artifacts = redact(trainer.settings.artifact_uri)

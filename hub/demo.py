@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lineagehub.files import write_atomic
 from lineagehub.graph import ConfigError
 
 PROJECT = "demo"
@@ -230,7 +231,7 @@ def write_policies(out_dir: Path) -> Path:
     require.)"""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / POLICY_FILE
-    _write_atomic(path, POLICY_TOML.encode())
+    write_atomic(path, lambda f: f.write(POLICY_TOML.encode()))
     return path
 
 
@@ -244,14 +245,8 @@ def _draw(path: Path, sub: Any, focus: list[str], title: str) -> str:
     except ConfigError:
         path = path.with_suffix(".dot")
         data = export_lineage(sub, "dot", focus=focus, title=title)
-    _write_atomic(path, data)
+    write_atomic(path, lambda f: f.write(data))
     return str(path)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 @contextlib.contextmanager

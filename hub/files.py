@@ -1,0 +1,38 @@
+"""Writing files whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from lineagehub.graph import ValidationError
+
+
+def write_atomic(
+    path: str | os.PathLike[str], write: Callable[[IO[bytes]], object], field: str = "path"
+) -> None:
+    """Write a file whole or not at all: ``write(f)`` fills a temporary file beside ``path``,
+    which is synced and renamed over it, so a failure (or Ctrl-C) never leaves half a file.
+    A folder that cannot be written is a :class:`ValidationError` naming ``field``."""
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as e:
+        raise ValidationError(f"cannot write {path}: {e.strerror or e}", field=field) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; these are ordinary files
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
