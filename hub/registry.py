@@ -24,7 +24,6 @@ broken rule (nothing is written).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -1203,14 +1202,13 @@ class RegistryService:
                 )
                 raise PolicyViolation(mv.node_id, stage.value, (broken,)).to_error()
         now = self._now()
+        name = name or mv.model
         with self._events.transaction():
             found = self.store.find_nodes(
-                NodeKind.DEPLOYMENT.value,
-                {"name": name or mv.model, "environment": environment},
-                limit=1,
+                NodeKind.DEPLOYMENT.value, {"name": name, "environment": environment}, limit=1
             ).items
             fields: dict[str, Any] = {
-                "name": name or mv.model,
+                "name": name,
                 "environment": environment,
                 "endpoint": endpoint,
                 "status": status,
@@ -1301,9 +1299,20 @@ class RegistryService:
             [deployment_id], Direction.UPSTREAM, [EdgeKind.SERVES.value]
         )[deployment_id]
         closing = [a for a in adjacent if a.edge.props.get("valid_to") is None]
-        if closing:
+        if closing:  # the same edges (their id is kept by valid_from), now with an end
             self.store.upsert_edges(
-                [dataclasses.replace(a.edge, props={"valid_to": to_iso(now)}) for a in closing]
+                [
+                    link(
+                        EdgeKind.SERVES,
+                        deployment_id,
+                        NodeKind.DEPLOYMENT,
+                        a.node.id,
+                        NodeKind.MODEL_VERSION,
+                        valid_from=a.edge.props["valid_from"],
+                        valid_to=now,
+                    )
+                    for a in closing
+                ]
             )
         return [a.node.id for a in closing]
 
