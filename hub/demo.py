@@ -70,15 +70,14 @@ class DemoResult:
         return asdict(self)
 
 
-def _needs_sklearn() -> Any:
+def _needs_sklearn() -> None:
     try:
         import pandas  # noqa: F401
-        import sklearn
+        import sklearn  # noqa: F401
     except ImportError:
         raise ConfigError(
             "the demo trains scikit-learn models: pip install 'lineagehub[sklearn]'"
         ) from None
-    return sklearn
 
 
 def raw_table(seed: int = 7) -> Any:
