@@ -406,5 +406,10 @@ class Subgraph:
     def __contains__(self, node_id: object) -> bool:
         return node_id in self.nodes
 
+    @property
+    def roots(self) -> list[str]:
+        """The ids the traversal started from (reached from nothing), in order."""
+        return [node_id for node_id, t in self.nodes.items() if t.reached_from is None]
+
     def __len__(self) -> int:
         return len(self.nodes)

@@ -849,7 +849,7 @@ def _write_output(path: str, data: str | bytes) -> None:
 
 def _export_lineage(args: argparse.Namespace, sub: Subgraph, path: str) -> int:
     fmt = _format(args, path)
-    focus = [node_id for node_id, t in sub.nodes.items() if t.reached_from is None]
+    focus = sub.roots
     if path == "-" and sys.stdout.isatty() and fmt in ("png", "pdf"):
         raise ValidationError(f"{fmt} is binary: write it to a file with -o", field="output")
     collapse = DEFAULT_COLLAPSE_ABOVE if args.collapse_above is None else args.collapse_above

@@ -430,7 +430,7 @@ class Client:
             environment,
             name=name,
             endpoint=endpoint,
-            status=str(getattr(status, "value", status)),
+            status=status,
             require_stage=require_stage,
             reason=reason,
             tags=tags,

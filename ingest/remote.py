@@ -1288,7 +1288,7 @@ class RemoteRegistry:
         *,
         name: str | None = None,
         endpoint: str | None = None,
-        status: str = "active",
+        status: Any = "active",
         require_stage: str | None = None,
         reason: str | None = None,
         tags: Mapping[str, str] | None = None,

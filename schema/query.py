@@ -121,7 +121,7 @@ class Lineage:
     edges: list[LineageEdge]
     truncated: bool
     truncation_reason: TruncationReason | None  # type: ignore[valid-type]
-    sub: strawberry.Private[Subgraph | None] = None
+    sub: strawberry.Private[Subgraph]
 
     @strawberry.field(
         description="This result as a file's text: a picture (DOT, SVG, Mermaid; the roots "
@@ -138,15 +138,11 @@ class Lineage:
     ) -> str:
         from lineagehub.export import export_lineage
 
-        sub = self.sub
-        if sub is None:  # pragma: no cover - every Lineage is built from a result
-            raise ValidationError("this lineage result cannot be exported", field="format")
-        roots = [i for i, t in sub.nodes.items() if t.reached_from is None]
         data = await info.context.call(
             export_lineage,
-            sub,
+            self.sub,
             format.value,
-            focus=roots,
+            focus=self.sub.roots,
             cluster=cluster,
             collapse_above=collapse_above,
             title=title,

@@ -68,6 +68,8 @@ def test_upstream_follows_edges_forward(lineage: GraphStore) -> None:
     t = sub.nodes["clean"]
     assert t.reached_from == "train" and t.direction is Direction.UPSTREAM
     assert sub.nodes["mv1"].reached_from is None and sub.nodes["mv1"].direction is None
+    assert sub.roots == ["mv1"]
+    assert lineage.traverse(["raw", "mv1"], Direction.BOTH, max_depth=1).roots == ["raw", "mv1"]
     assert sub.nodes["train"].node.props == {"kind": "train"}
     # every edge among the returned nodes that was walked, with provenance
     kinds = sorted((e.source, e.kind, e.target) for e in sub.edges)
