@@ -262,6 +262,20 @@ def from_iso(text: str | None) -> datetime | None:
     return datetime.strptime(text, _ISO).replace(tzinfo=timezone.utc)
 
 
+def parse_time(text: str, field_name: str) -> datetime:
+    """A time a person typed: ISO 8601 (``2026-03-01``, ``2026-03-01T12:00:00Z``,
+    ``...+02:00``); without a timezone it is UTC. Anything else is a :class:`ValidationError`
+    naming ``field_name``."""
+    try:
+        parsed = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(
+            f"{field_name}: {text!r:.40} is not an ISO 8601 time (2026-03-01T12:00:00Z)",
+            field=field_name,
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
 # --- the data -----------------------------------------------------------------------------
 
 

@@ -37,11 +37,12 @@ from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
 from lineagehub.graph import GraphStore, HubError, ValidationError, redact
+from lineagehub.graph.model import parse_time
 
 from . import __version__
 from .artifacts import ArtifactStore, open_artifact_store, validate_digest
 from .config import Settings
-from .export import DEFAULT_COLLAPSE_ABOVE, FORMATS, export_lineage
+from .export import DEFAULT_COLLAPSE_ABOVE, FORMATS, SUFFIXES, export_lineage
 from .lineage import LineageService
 from .registry import Policy, RegistryService, load_policies
 from .tracking import UNKNOWN_ACTOR, TrackingService
@@ -264,11 +265,8 @@ def create_app(
 
         def work() -> tuple[bytes, bool]:
             sub = services.lineage.lineage([ref], **options)
-            focus = render.pop("focus", None)
-            if focus:
-                focus = services.lineage.resolve_many(focus, "focus")
-            else:
-                focus = [node_id for node_id, t in sub.nodes.items() if t.distance == 0]
+            asked = render.pop("focus", None)
+            focus = services.lineage.resolve_many(asked, "focus") if asked else sub.roots
             return export_lineage(sub, fmt, focus=focus, **render), sub.truncated
 
         try:
@@ -311,19 +309,11 @@ def create_app(
     return app
 
 
-# The extension after the last "." of an export URL -> format (a ref may hold dots itself).
+# The extension after the last "." of an export URL -> format (a ref may hold dots itself):
+# the one-dot file suffixes, and the format names themselves (svg, prov, openlineage, ...).
 _EXPORT_FORMATS = {
-    "svg": "svg",
-    "png": "png",
-    "pdf": "pdf",
-    "dot": "dot",
-    "gv": "dot",
-    "mmd": "mmd",
-    "graphml": "graphml",
-    "json": "json",
-    "prov": "prov",
-    "jsonl": "openlineage",
-    "openlineage": "openlineage",
+    **{suffix[1:]: fmt for suffix, fmt in SUFFIXES.items() if suffix.count(".") == 1},
+    **{fmt: fmt for fmt in FORMATS},
 }
 _EXPORT_EXT = {"openlineage": "jsonl", "prov": "prov.json"}
 _EXPORT_EXT.update({fmt: fmt for fmt in FORMATS if fmt not in _EXPORT_EXT})
@@ -370,8 +360,6 @@ def _kind(enum: Any, value: str, name: str) -> str:
 
 def _export_options(items: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The query string of an export: (lineage options, export options), checked."""
-    from datetime import datetime
-
     lineage: dict[str, Any] = {}
     render: dict[str, Any] = {"collapse_above": DEFAULT_COLLAPSE_ABOVE}
     lists: dict[str, list[str]] = {}
@@ -386,16 +374,7 @@ def _export_options(items: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[
         elif name == "direction":
             lineage["direction"] = value.strip().upper()
         elif name == "asOf":
-            try:
-                when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-            except ValueError:
-                when = None
-            if when is None or when.tzinfo is None:
-                raise ValidationError(
-                    "asOf must be an ISO time with a timezone (2026-03-03T00:00:00Z)",
-                    field="asOf",
-                )
-            lineage["as_of"] = when
+            lineage["as_of"] = parse_time(value, "asOf")
         elif name == "cluster":
             flag = value.strip().lower()
             if flag not in ("", "1", "true", "yes", "on", "0", "false", "no", "off"):

@@ -38,6 +38,7 @@ from lineagehub.graph import (
     ValidationError,
     redact,
 )
+from lineagehub.graph.model import parse_time
 
 from . import __version__, open_store
 from .export import DEFAULT_COLLAPSE_ABOVE, export_lineage, format_for_path
@@ -797,17 +798,7 @@ def cmd_models_show(args: argparse.Namespace, client: Client) -> int:
 
 def _trace(args: argparse.Namespace, client: Client) -> Subgraph:
     kinds = args.edge_kind or (None if not args.all_edges else [*lineage_edge_kinds(), "PART_OF"])
-    as_of = None
-    if args.as_of is not None:
-        try:
-            as_of = datetime.fromisoformat(args.as_of.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValidationError(
-                f"--as-of {args.as_of!r:.40} is not an ISO 8601 time (2026-03-01T12:00:00Z)",
-                field="as_of",
-            ) from None
-        if as_of.tzinfo is None:
-            as_of = as_of.replace(tzinfo=timezone.utc)
+    as_of = parse_time(args.as_of, "--as-of") if args.as_of is not None else None
     up = args.upstream_depth if args.upstream_depth is not None else args.depth
     down = args.downstream_depth if args.downstream_depth is not None else args.depth
     return client.lineage(

@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import quote
 
 from lineagehub.graph import ConfigError, Edge, HubError, Node, Subgraph, ValidationError
+from lineagehub.graph.model import parse_time
 
 __all__ = [
     "DEFAULT_COLLAPSE_ABOVE",
@@ -820,10 +821,9 @@ def _time(value: Any) -> datetime | None:
         return value
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            return parse_time(value, "time")
+        except ValidationError:
             return None
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
     return None
 
 

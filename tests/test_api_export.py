@@ -115,6 +115,8 @@ def test_query_options_change_the_graph(http: httpx.Client) -> None:
     assert later == node_ids(http, "/export/lineage/mv:churn/2.json")
     before = http.get("/export/lineage/mv:churn/2.json", params={"asOf": "2000-01-01T00:00:00Z"})
     assert before.status_code == 404  # the hub did not know the version then
+    naive = http.get("/export/lineage/mv:churn/2.json", params={"asOf": "2000-01-01"})
+    assert naive.status_code == 404  # a date without a timezone is UTC
 
 
 def test_truncation_cluster_collapse_and_title(http: httpx.Client) -> None:
