@@ -11,7 +11,9 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 CYPHER := tests/cypher/node_modules/.package-lock.json
 
-.PHONY: run demo test lint bench bench-small clean venv
+NEO4J  := $(PY) tests/neo4j/launch.py
+
+.PHONY: run demo test neo4j lint bench bench-small clean venv
 
 # The virtual environment with LineageHub installed (editable) with the extras $(1).
 define install
@@ -43,8 +45,15 @@ run: $(RUNSTAMP)
 demo: $(RUNSTAMP)
 	$(PY) -m lineagehub demo
 
+# The tests, on SQLite and on a real Neo4j: unless LINEAGEHUB_TEST_NEO4J_URI names a server,
+# Neo4j Community 5.26 (Maven Central, cached in ~/.m2) is started on 127.0.0.1 for the run
+# and stopped afterwards.
 test: $(STAMP) $(CYPHER)
-	$(PY) -m pytest
+	$(NEO4J) run -- $(PY) -m pytest
+
+# A throw-away Neo4j for running single tests by hand: prints the variables to export.
+neo4j: $(STAMP)
+	$(NEO4J) serve
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -57,4 +66,4 @@ bench-small: $(STAMP)
 	$(PY) benchmarks/graph_store.py --nodes 100000
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info tests/cypher/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info tests/cypher/node_modules tests/neo4j/target .pytest_cache .mypy_cache .ruff_cache

@@ -414,14 +414,23 @@ def schema_statements() -> list[Statement]:
 
 
 def relationship_index(kind: str) -> Statement:
-    """The id index of one relationship type, created the first time a store writes it
-    (Neo4j indexes relationships per type only)."""
+    """The uniqueness constraint (and so the index) on the id of one relationship type,
+    created the first time a store writes it (Neo4j indexes relationships per type only).
+    Two writers creating one edge id with different ends hold different node locks; the
+    constraint makes the second fail, and its retry then reports the conflict."""
     rel = ident(kind, "type")
-    name = ident(f"lh_rel_id_{kind}", "index")
+    name = ident(f"lh_rel_uid_{kind}", "index")
     return _statement(
         "schema.relationship_id",
-        [f"CREATE INDEX {name} IF NOT EXISTS FOR ()-[r:{rel}]-() ON (r.id)"],
+        [f"CREATE CONSTRAINT {name} IF NOT EXISTS FOR ()-[r:{rel}]-() REQUIRE r.id IS UNIQUE"],
     )
+
+
+def drop_relationship_index(kind: str) -> Statement:
+    """Drop the plain id index that stores made before the uniqueness constraint (it would
+    keep the constraint from being created on the same property)."""
+    name = ident(f"lh_rel_id_{kind}", "index")
+    return _statement("schema.relationship_id_old", [f"DROP INDEX {name} IF EXISTS"])
 
 
 # --- nodes --------------------------------------------------------------------------------
@@ -880,6 +889,7 @@ def statement_catalog() -> Iterator[tuple[str, str, dict[str, Any]]]:
         yield entry("open", stmt)
     for kind in EXAMPLE_KINDS[:1]:
         yield entry(kind, relationship_index(kind))
+        yield entry(kind, drop_relationship_index(kind))
 
     yield entry("ids", lock_nodes(["r2", "r1"]))
     for label in EXAMPLE_LABELS:

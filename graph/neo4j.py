@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from neo4j import GraphDatabase, Query
+from neo4j import GraphDatabase, unit_of_work
 from neo4j.exceptions import (
     AuthError,
     ConfigurationError,
@@ -107,6 +107,24 @@ class _Tx(Protocol):
 def _run(tx: _Tx, stmt: Statement) -> list[dict[str, Any]]:
     """Run one built statement; every query the store sends passes here."""
     return list(tx.run(stmt.text, stmt.params).data())
+
+
+def _schema_change(
+    session: Any, text: str, params: dict[str, Any], timeout: float | None = None
+) -> None:
+    """One idempotent schema statement in a managed transaction, so the driver retries the
+    deadlocks that stores opening at once run into. Two of them can both pass ``IF NOT
+    EXISTS``; the loser is told the rule exists, which is all it wanted."""
+
+    @unit_of_work(timeout=timeout)
+    def work(tx: _Tx) -> None:
+        tx.run(text, params).consume()
+
+    try:
+        session.execute_write(work)
+    except Neo4jError as e:
+        if "AlreadyExists" not in (e.code or ""):
+            raise
 
 
 # --- URI and credentials ---------------------------------------------------------------------
@@ -748,13 +766,7 @@ class Neo4jStore(GraphStore):
     def _ensure_schema(self) -> None:
         with self._translate("creating constraints and indexes"), self._session() as session:
             for stmt in cypher.schema_statements():
-                try:
-                    session.run(stmt.text, stmt.params).consume()
-                except Neo4jError as e:
-                    # Two stores opening at once can race past IF NOT EXISTS; the loser is
-                    # told the rule exists, which is all it wanted.
-                    if "AlreadyExists" not in (e.code or ""):
-                        raise
+                _schema_change(session, stmt.text, stmt.params)
 
     def _ensure_kind_indexes(self, kinds: Iterable[str]) -> None:
         """Create the id index of relationship types this store instance has not written
@@ -768,10 +780,13 @@ class Neo4jStore(GraphStore):
             pending.extend(todo)
             return
         for kind in todo:
-            stmt = cypher.relationship_index(kind)
             try:
                 with self._session() as session:
-                    session.run(Query(stmt.text, timeout=INDEX_TIMEOUT_S), stmt.params).consume()
+                    for stmt in (
+                        cypher.drop_relationship_index(kind),
+                        cypher.relationship_index(kind),
+                    ):
+                        _schema_change(session, stmt.text, stmt.params, INDEX_TIMEOUT_S)
             except (DriverError, Neo4jError) as e:
                 # The index only speeds up id look-ups; the write itself will report a real
                 # outage. Try again on the next write of this kind.

@@ -1,30 +1,64 @@
+"""Backends for the suites: SQLite (memory and file) and the real Neo4j that ``make test``
+starts (``tests/neo4j/launch.py``) or that ``LINEAGEHUB_TEST_NEO4J_URI`` names.
+
+There is one Neo4j database: each fixture that hands it out empties it first, and tests that
+use it run one at a time (the suite is not run in parallel).
+"""
+
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pytest
 
 from lineagehub.graph import GraphStore, open_store
 
 NEO4J_URI = os.environ.get("LINEAGEHUB_TEST_NEO4J_URI")
+NEO4J_USER = os.environ.get("LINEAGEHUB_TEST_NEO4J_USER", "neo4j")
+NEO4J_PASSWORD = os.environ.get("LINEAGEHUB_TEST_NEO4J_PASSWORD", "lineagehub-test")
 NEO4J_SKIP = (
-    "Neo4j backend contract: set LINEAGEHUB_TEST_NEO4J_URI (and LINEAGEHUB_TEST_NEO4J_USER / "
-    "LINEAGEHUB_TEST_NEO4J_PASSWORD) to a Neo4j 5 server, e.g. after `docker compose up neo4j`"
+    "needs a Neo4j 5 server: `make test` starts the bundled one (Java 17 and Maven), or set "
+    "LINEAGEHUB_TEST_NEO4J_URI (and _USER / _PASSWORD) to a throw-away server"
 )
 
 
+def neo4j_uri() -> str:
+    """The test server's URI with its credentials as userinfo, so one string opens it anywhere
+    a store URI is taken (``open_store``, ``Client``, ``--store``, ``LINEAGEHUB_STORE``)."""
+    if not NEO4J_URI:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs every backend: LINEAGEHUB_TEST_NEO4J_URI is not set")
+        pytest.skip(NEO4J_SKIP)
+    parts = urlsplit(NEO4J_URI)
+    userinfo = f"{quote(NEO4J_USER, safe='')}:{quote(NEO4J_PASSWORD, safe='')}@"
+    return parts._replace(netloc=userinfo + parts.netloc).geturl()
+
+
 def neo4j_test_store() -> GraphStore:
-    """A Neo4j store on the test server, emptied first: the server must be a throwaway."""
-    assert NEO4J_URI
-    store = open_store(
-        NEO4J_URI,
-        user=os.environ.get("LINEAGEHUB_TEST_NEO4J_USER", "neo4j"),
-        password=os.environ.get("LINEAGEHUB_TEST_NEO4J_PASSWORD", "lineagehub-test"),
-    )
+    """A Neo4j store on the test server, emptied first: the server must be a throw-away."""
+    store = open_store(neo4j_uri())
     store._wipe()  # type: ignore[attr-defined]
     return store
+
+
+def fresh_store_uri(backend: str, folder: Path) -> str:
+    """A store URI for ``backend`` ("sqlite" or "neo4j") with nothing in it."""
+    if backend == "neo4j":
+        neo4j_test_store().close()
+        return neo4j_uri()
+    return f"sqlite:///{folder / 'hub.db'}"
+
+
+BACKENDS = ["sqlite", pytest.param("neo4j", marks=pytest.mark.neo4j)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store's URI on each backend, for suites that open stores by URI."""
+    return fresh_store_uri(request.param, tmp_path)
 
 
 @pytest.fixture(
@@ -41,8 +75,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore
     elif request.param == "sqlite-file":
         s = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
     else:
-        if not NEO4J_URI:
-            pytest.skip(NEO4J_SKIP)
         s = neo4j_test_store()
     try:
         yield s
@@ -52,5 +84,5 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GraphStore
 
 def pytest_report_header(config: pytest.Config) -> str:
     if NEO4J_URI:
-        return "neo4j contract: LINEAGEHUB_TEST_NEO4J_URI is set; the Neo4j cases run"
-    return f"neo4j contract cases are skipped: {NEO4J_SKIP}"
+        return f"neo4j: the Neo4j cases run against {NEO4J_URI}"
+    return f"neo4j: the Neo4j cases are skipped; they {NEO4J_SKIP}"

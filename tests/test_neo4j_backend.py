@@ -1,10 +1,8 @@
-"""The Neo4j backend without a server: identifiers refused before any query, URIs and
-credentials, error translation, the pure merge/flatten/series logic, and the same scenarios
-run side by side on SQLite and on the Neo4j backend over an in-memory driver stand-in
-(``tests/cypher/neo4j_emulator.py``), which must agree.
-
-Against a real server the contract suite (``tests/contract``) holds the backend to the same
-behaviour when ``LINEAGEHUB_TEST_NEO4J_URI`` is set.
+"""The Neo4j backend: identifiers refused before any query, URIs and credentials, error
+translation, the pure merge/flatten/series logic, its schema, races between writers, and the
+same scenarios run side by side on SQLite and on the real Neo4j server that ``make test``
+starts (``tests/neo4j``), which must agree. The contract suite (``tests/contract``) holds
+both backends to the same behaviour too.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import socket
-import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -20,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from neo4j.exceptions import AuthError, ServiceUnavailable, TransientError
 
 from lineagehub.graph import (
     DELETE,
@@ -40,6 +37,7 @@ from lineagehub.graph import (
 from lineagehub.graph.filters import Cmp, IsNull, SortKey, parse_order, parse_where
 from lineagehub.graph.model import encode_props
 from lineagehub.graph.neo4j import (
+    RACE_RETRIES,
     Neo4jStore,
     _dt,
     chunk_stats,
@@ -51,8 +49,7 @@ from lineagehub.graph.neo4j import (
     summarize_chunks,
 )
 
-sys.path.insert(0, str(Path(__file__).parent / "cypher"))
-from neo4j_emulator import FakeDriver
+from conftest import neo4j_test_store, neo4j_uri
 
 INJECTIONS = [
     "x}) DETACH DELETE n //",
@@ -74,15 +71,22 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def driver() -> FakeDriver:
-    return FakeDriver()
-
-
-@pytest.fixture
-def neo(driver: FakeDriver) -> Iterator[Neo4jStore]:
-    store = Neo4jStore.from_driver(driver, uri="neo4j://graph.example:7687")
+def neo() -> Iterator[Neo4jStore]:
+    """The real test server, emptied."""
+    store = neo4j_test_store()
+    assert isinstance(store, Neo4jStore)
     yield store
     store.close()
+
+
+def schema_names(store: Neo4jStore) -> dict[str, str]:
+    """Constraint and index names on the server, with their kind."""
+    with store._driver.session() as session:
+        names = {r["name"]: r["type"] for r in session.run("SHOW CONSTRAINTS YIELD name, type")}
+        for r in session.run("SHOW INDEXES YIELD name, type, owningConstraint"):
+            if r["owningConstraint"] is None:
+                names[r["name"]] = r["type"]
+    return names
 
 
 # --- identifiers never reach the text unchecked ------------------------------------------------
@@ -115,8 +119,8 @@ def test_builders_refuse_bad_identifiers(bad: str) -> None:
         cypher.find_nodes(None, parse_where(None), (SortKey((bad,)),), 10)
 
 
-def test_store_refuses_bad_identifiers_before_sending(neo: Neo4jStore, driver: FakeDriver) -> None:
-    driver.sent.clear()
+def test_store_refuses_bad_identifiers_before_sending(neo: Neo4jStore) -> None:
+    neo.upsert_nodes([Node("keep", "Run", {"a": 1})])
     bad = "x}) DETACH DELETE n //"
     with pytest.raises(ValidationError):
         neo.find_nodes(where={bad: 1})
@@ -134,7 +138,7 @@ def test_store_refuses_bad_identifiers_before_sending(neo: Neo4jStore, driver: F
         neo.traverse(["a"], edge_kinds=[bad])
     with pytest.raises(ValidationError):
         neo.neighbors(["a"], labels=[bad])
-    assert driver.sent == []
+    assert neo.count_nodes() == 1 and neo.get_node("keep").props == {"a": 1}
 
 
 def test_nested_keys_that_paths_cannot_name_are_not_flattened() -> None:
@@ -193,7 +197,7 @@ def test_unreachable_server_fails_fast_with_redacted_uri(scheme: str) -> None:
     assert secret not in str(err) and secret not in repr(err.to_dict())
 
 
-def test_password_option_never_shows(driver: FakeDriver) -> None:
+def test_password_option_never_shows() -> None:
     port = closed_port()
     with pytest.raises(BackendUnavailable) as info:
         Neo4jStore(f"bolt://127.0.0.1:{port}", user="u", password="hunter22", connection_timeout=1)
@@ -203,65 +207,79 @@ def test_password_option_never_shows(driver: FakeDriver) -> None:
     assert "hunter22" not in str(cfg.value)
 
 
-def test_validation_comes_before_connection(neo: Neo4jStore, driver: FakeDriver) -> None:
-    driver.available = False  # the server went away after open
-    with pytest.raises(ValidationError):
-        neo.find_nodes(label="Not a label")
-    with pytest.raises(ValidationError):
-        neo.upsert_edges([Edge("a", "b", "lower_case")])
-    with pytest.raises(BackendUnavailable, match=re.escape("neo4j://graph.example:7687")):
+def test_wrong_password_is_a_clear_error_at_connect() -> None:
+    good = neo4j_uri()
+    scheme, rest = good.split("://", 1)
+    hostport = rest.split("@", 1)[1]
+    with pytest.raises(ConfigError, match="refused the credentials as 'neo4j'") as info:
+        open_store(f"{scheme}://neo4j:not-the-password-42@{hostport}")
+    assert "not-the-password-42" not in str(info.value)
+    assert f"{scheme}://neo4j:***@{hostport}" in str(info.value)
+
+
+def test_a_closed_store_refuses_work(neo: Neo4jStore) -> None:
+    neo.close()
+    neo.close()  # twice is fine
+    with pytest.raises(Exception, match="closed"):
         neo.get_nodes(["a"])
 
 
-class _AuthFailingDriver(FakeDriver):
-    def verify_connectivity(self, **config: Any) -> None:
-        raise AuthError("The client is unauthorized due to authentication failure.")
+def test_schema_is_created_idempotently_by_concurrent_openers(neo: Neo4jStore) -> None:
+    """Constraints and indexes exist after open; stores opening at once on a database without
+    them all succeed, and each rule exists once; a relationship type gets its id constraint
+    when first written."""
+    expected = {
+        "lh_node_id", "lh_node_label", "lh_node_created", "lh_node_updated",
+        "lh_series_chunk", "lh_audit_seq", "lh_audit_target", "lh_audit_head",
+    }  # fmt: skip
+    assert expected <= set(schema_names(neo))
+    with neo._driver.session() as session:
+        for name in schema_names(neo):
+            kind = (
+                "CONSTRAINT" if name in ("lh_node_id", "lh_audit_seq", "lh_audit_head") else "INDEX"
+            )
+            if name.startswith("lh_rel_uid_"):
+                kind = "CONSTRAINT"
+            session.run(f"DROP {kind} {name} IF EXISTS").consume()
+    assert not expected & set(schema_names(neo))
+    errors: list[BaseException] = []
+    opened: list[GraphStore] = []
 
+    def open_one() -> None:
+        try:
+            opened.append(open_store(neo4j_uri()))
+        except BaseException as e:  # collected and asserted below
+            errors.append(e)
 
-def test_errors_are_translated(driver: FakeDriver) -> None:
-    with pytest.raises(ConfigError, match="refused the credentials"):
-        Neo4jStore.from_driver(_AuthFailingDriver(), uri="bolt://u:pw1234@h:7687")
-    store = Neo4jStore.from_driver(driver, uri="bolt://h:7687")
-
-    def transient(*a: Any, **k: Any) -> Any:
-        raise TransientError("deadlock detected")
-
-    driver.execute = transient  # type: ignore[method-assign]
-    with pytest.raises(BackendUnavailable) as info:
-        store.get_nodes(["a"])
-    assert info.value.retryable and isinstance(info.value.__cause__, TransientError)
-
-    def gone(*a: Any, **k: Any) -> Any:
-        raise ServiceUnavailable("gone")
-
-    driver.execute = gone  # type: ignore[method-assign]
-    with pytest.raises(BackendUnavailable):
-        store.upsert_nodes([Node("a", "Run")])
-    store.close()
-    with pytest.raises(Exception, match="closed"):
-        store.get_nodes(["a"])
-
-
-def test_schema_at_open_and_relationship_index_once_per_kind(driver: FakeDriver) -> None:
-    store = Neo4jStore.from_driver(driver)
-    shapes = [s for s, _, _ in driver.sent]
-    assert shapes == [
-        "schema.node_id",
-        "schema.node_label",
-        "schema.node_created",
-        "schema.node_updated",
-        "schema.series_chunk",
-        "schema.audit_seq",
-        "schema.audit_target",
-        "schema.audit_head",
-    ]
-    assert all("IF NOT EXISTS" in text for _, text, _ in driver.sent)
-    store.upsert_nodes([Node("a", "Run"), Node("b", "DatasetVersion")])
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in opened:
+        s.close()
+    assert errors == [] and len(opened) == 4
+    names = schema_names(neo)
+    assert expected <= set(names)
+    neo.upsert_nodes([Node("a", "Run"), Node("b", "DatasetVersion")])
     for _ in range(2):
-        store.upsert_edges([Edge("a", "b", "USED"), Edge("b", "a", "GENERATED_BY")])
-    index_texts = [t for s, t, _ in driver.sent if s == "schema.relationship_id"]
-    assert len(index_texts) == 2
-    assert "FOR ()-[r:`USED`]-() ON (r.id)" in index_texts[0]
+        neo.upsert_edges([Edge("a", "b", "USED"), Edge("b", "a", "GENERATED_BY")])
+    names = schema_names(neo)
+    assert names["lh_rel_uid_USED"] == "RELATIONSHIP_UNIQUENESS"
+    assert names["lh_rel_uid_GENERATED_BY"] == "RELATIONSHIP_UNIQUENESS"
+
+
+def test_an_old_plain_relationship_index_is_replaced(neo: Neo4jStore) -> None:
+    with neo._driver.session() as session:
+        session.run(
+            "CREATE INDEX lh_rel_id_SERVES IF NOT EXISTS FOR ()-[r:SERVES]-() ON (r.id)"
+        ).consume()
+    with open_store(neo4j_uri()) as fresh:
+        fresh.upsert_nodes([Node("d", "Deployment"), Node("m", "ModelVersion")])
+        fresh.upsert_edges([Edge("d", "m", "SERVES")])
+    names = schema_names(neo)
+    assert "lh_rel_id_SERVES" not in names
+    assert names["lh_rel_uid_SERVES"] == "RELATIONSHIP_UNIQUENESS"
 
 
 # --- pure logic ----------------------------------------------------------------------------
@@ -393,7 +411,7 @@ def test_summaries_ignore_nan_like_sqlite() -> None:
     assert [(p.step, p.value) for p in merged] == [(0, 0.0), (1, 5.0)]
 
 
-# --- the same scenarios on SQLite and on the Neo4j backend (emulated driver) -------------------
+# --- the same scenarios on SQLite and on the real Neo4j ------------------------------------------
 
 
 @pytest.fixture
@@ -688,35 +706,88 @@ def test_transactions_match_sqlite(pair: tuple[GraphStore, GraphStore]) -> None:
     assert a[1] == 1 and a[0][2] is None
 
 
-def test_wipe_deletes_everything(neo: Neo4jStore, driver: FakeDriver) -> None:
+def test_wipe_deletes_everything(neo: Neo4jStore) -> None:
     _seed(neo)
     neo.upsert_edges([Edge("r00", "d0", "USED")])
     neo.append_series([SeriesPoint("r00", "loss", 0, 1.0)])
+    neo.append_audit("ann", "test", "r00", {})
     neo._wipe()
-    assert driver.graph.nodes == {} and driver.graph.rels == {} and driver.graph.chunks == {}
-    assert neo.count_nodes() == 0
+    with neo._driver.session() as session:
+        assert session.run("MATCH (n) RETURN count(n) AS c").single()["c"] == 0
+    assert neo.count_nodes() == 0 and neo.count_edges() == 0
 
 
-def test_creation_race_is_retried_and_merged(neo: Neo4jStore, driver: FakeDriver) -> None:
-    """Another writer creates the node between our lock-read and our create: the unique
-    constraint refuses our create, and the retry merges into what the other wrote."""
-    original = driver._node_lock
-    raced: list[bool] = []
+def _race(n: int, work: Any) -> list[BaseException | None]:
+    """Run ``work(i)`` in ``n`` threads released together; each thread's error or None."""
+    barrier = threading.Barrier(n)
+    out: list[BaseException | None] = [None] * n
 
-    def lock_then_race(text: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = original(text, params)
-        if not raced:
-            raced.append(True)
-            rec = cypher.node_record("n", "Run", {"theirs": 1}, NOW, NOW)
-            # The other writer committed: its node survives our rollback.
-            for graph in (driver.graph, *driver._snapshots):
-                graph.nodes["n"] = {"labels": {"Node", "Run"}, "props": dict(rec)}
-        return rows
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            work(i)
+        except BaseException as e:  # collected for the assertions
+            out[i] = e
 
-    driver._node_lock = lock_then_race  # type: ignore[method-assign]
-    neo.upsert_nodes([Node("n", "Run", {"ours": 2})])
-    assert neo.get_node("n").props == {"theirs": 1, "ours": 2}
-    assert neo.get_node("n").created_at == datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_creation_race_is_retried_and_merged(neo: Neo4jStore) -> None:
+    """Writers creating one node id at once: the unique constraint refuses all but one
+    create, and the retries merge into what the first wrote; nothing is lost."""
+    stores = [open_store(neo4j_uri()) for _ in range(6)]
+    try:
+        for round_ in range(5):
+            node_id = f"n{round_}"
+            errors = _race(
+                6, lambda i: stores[i].upsert_nodes([Node(node_id, "Run", {f"k{i}": i})])
+            )
+            assert errors == [None] * 6
+            assert neo.get_node(node_id).props == {f"k{i}": i for i in range(6)}
+    finally:
+        for st in stores:
+            st.close()
+    assert neo.count_nodes("Run") == 5
+    assert RACE_RETRIES >= 1
+
+
+def test_one_edge_id_with_different_ends_from_two_writers(neo: Neo4jStore) -> None:
+    """Two writers create one edge id between different nodes at once (their node locks do
+    not overlap): one edge is stored, the other writer gets a ConflictError, never a second
+    relationship with the same id."""
+    neo.upsert_nodes(
+        [Node(f"r{i}", "Run") for i in range(8)]
+        + [Node(f"d{i}", "DatasetVersion") for i in range(8)]
+    )
+    neo.upsert_nodes([Node("x0", "Run"), Node("y0", "DatasetVersion")])
+    neo.upsert_edges([Edge("x0", "y0", "USED", id="warm")])  # the type's constraint exists
+    stores = [open_store(neo4j_uri()) for _ in range(2)]
+    try:
+        for round_ in range(4):
+            edge_id = f"e{round_}"
+            errors = _race(
+                2,
+                lambda i: stores[i].upsert_edges(
+                    [Edge(f"r{2 * round_ + i}", f"d{2 * round_ + i}", "USED", id=edge_id)]
+                ),
+            )
+            assert sorted(type(e).__name__ for e in errors if e is not None) in (
+                [],
+                ["ConflictError"],
+            )
+            with neo._driver.session() as session:
+                count = session.run(
+                    "MATCH ()-[r]->() WHERE r.id = $id RETURN count(r) AS c", id=edge_id
+                ).single()["c"]
+            assert count == 1
+    finally:
+        for st in stores:
+            st.close()
 
 
 def test_order_clause_puts_nulls_last_both_ways() -> None:
@@ -736,12 +807,13 @@ def test_pages_by_a_container_valued_path(neo: Neo4jStore) -> None:
     assert ids[:5] == ["r00", "r06", "r12", "r18", "r24"]  # '["a","b"]' < '["c"]'
 
 
-def test_relationship_index_waits_for_the_transaction(neo: Neo4jStore, driver: FakeDriver) -> None:
+def test_relationship_constraint_waits_for_the_transaction(neo: Neo4jStore) -> None:
     """Schema changes cannot share a transaction with data, and one from another session
     could queue behind the open transaction's locks: it is made after the transaction."""
     neo.upsert_nodes([Node("a", "Run"), Node("b", "DatasetVersion")])
-    driver.sent.clear()
+    with neo._driver.session() as session:
+        session.run("DROP CONSTRAINT lh_rel_uid_CHILD_OF IF EXISTS").consume()
     with neo.transaction():
-        neo.upsert_edges([Edge("a", "b", "USED")])
-        assert "schema.relationship_id" not in [s for s, _, _ in driver.sent]
-    assert [s for s, _, _ in driver.sent][-1] == "schema.relationship_id"
+        neo.upsert_edges([Edge("a", "b", "CHILD_OF")])
+        assert "lh_rel_uid_CHILD_OF" not in schema_names(neo)
+    assert schema_names(neo)["lh_rel_uid_CHILD_OF"] == "RELATIONSHIP_UNIQUENESS"
