@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import NEO4J_URI, neo4j_test_store
 
 from lineagehub.graph import DELETE, Edge, Node, SeriesPoint

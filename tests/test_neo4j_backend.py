@@ -8,16 +8,15 @@ both backends to the same behaviour too.
 from __future__ import annotations
 
 import math
-import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import neo4j_test_store, neo4j_uri
 
 from lineagehub.graph import (
     DELETE,
@@ -48,8 +47,6 @@ from lineagehub.graph.neo4j import (
     plan_series,
     summarize_chunks,
 )
-
-from conftest import neo4j_test_store, neo4j_uri
 
 INJECTIONS = [
     "x}) DETACH DELETE n //",
@@ -745,7 +742,7 @@ def test_creation_race_is_retried_and_merged(neo: Neo4jStore) -> None:
         for round_ in range(5):
             node_id = f"n{round_}"
             errors = _race(
-                6, lambda i: stores[i].upsert_nodes([Node(node_id, "Run", {f"k{i}": i})])
+                6, lambda i, n=node_id: stores[i].upsert_nodes([Node(n, "Run", {f"k{i}": i})])
             )
             assert errors == [None] * 6
             assert neo.get_node(node_id).props == {f"k{i}": i for i in range(6)}
@@ -772,8 +769,8 @@ def test_one_edge_id_with_different_ends_from_two_writers(neo: Neo4jStore) -> No
             edge_id = f"e{round_}"
             errors = _race(
                 2,
-                lambda i: stores[i].upsert_edges(
-                    [Edge(f"r{2 * round_ + i}", f"d{2 * round_ + i}", "USED", id=edge_id)]
+                lambda i, r=round_, e=edge_id: stores[i].upsert_edges(
+                    [Edge(f"r{2 * r + i}", f"d{2 * r + i}", "USED", id=e)]
                 ),
             )
             assert sorted(type(e).__name__ for e in errors if e is not None) in (
