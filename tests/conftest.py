@@ -56,9 +56,16 @@ BACKENDS = ["sqlite", pytest.param("neo4j", marks=pytest.mark.neo4j)]
 
 
 @pytest.fixture(params=BACKENDS)
-def backend_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """Each backend by name, for suites that build their hubs themselves
+    (with :func:`fresh_store_uri`)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def backend_uri(store_backend: str, tmp_path: Path) -> str:
     """An empty store's URI on each backend, for suites that open stores by URI."""
-    return fresh_store_uri(request.param, tmp_path)
+    return fresh_store_uri(store_backend, tmp_path)
 
 
 @pytest.fixture(

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import BACKENDS, fresh_store_uri
 from http_server import HubServer
 
 from lineagehub.app import create_app
@@ -21,10 +22,12 @@ from lineagehub.schema import schema
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubServer, GraphStore]]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[HubServer, GraphStore]]:
     folder = tmp_path_factory.mktemp("api")
-    store = open_store(f"sqlite:///{folder / 'hub.db'}")
+    store = open_store(fresh_store_uri(request.param, folder))
     build_example(store)
     store.append_series(
         [
@@ -34,6 +37,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubServer, G
     )
     artifacts = open_artifact_store((folder / "artifacts").as_uri())
     with HubServer(create_app(store=store, artifacts=artifacts)) as server:
+        server.artifacts_dir = folder / "artifacts"  # type: ignore[attr-defined]
         yield server, store
     store.close()
 
@@ -58,9 +62,9 @@ def data(http: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
     return result
 
 
-def test_health(http: httpx.Client) -> None:
+def test_health(hub: tuple[HubServer, GraphStore], http: httpx.Client) -> None:
     body = http.get("/health").json()
-    assert body["status"] == "ok" and body["store"].startswith("sqlite:///")
+    assert body["status"] == "ok" and body["store"] == hub[1].uri
 
 
 def test_graphiql_is_served_to_browsers(http: httpx.Client) -> None:
@@ -329,8 +333,7 @@ def test_a_corrupt_artifact_is_refused_not_served(
 
     info = http.put("/artifacts", content=b"precious bytes").json()
     hexdigest = info["digest"].split(":", 1)[1]
-    folder = Path(hub[1].uri[len("sqlite:///") :]).parent / "artifacts"
-    (path,) = folder.rglob(hexdigest)
+    (path,) = hub[0].artifacts_dir.rglob(hexdigest)  # type: ignore[attr-defined]
     os.chmod(path, 0o644)
     path.write_bytes(b"tampered bytes")
     got = http.get(f"/artifacts/{info['digest']}")

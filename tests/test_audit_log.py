@@ -27,13 +27,14 @@ KEY = "s3cret-audit-key"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "hub.db"
+def db(backend_uri: str) -> str:
+    """The hub's store URI, on each backend."""
+    return backend_uri
 
 
 @pytest.fixture
-def store(db: Path) -> Iterator[GraphStore]:
-    s = open_store(f"sqlite:///{db}")
+def store(db: str) -> Iterator[GraphStore]:
+    s = open_store(db)
     yield s
     s.close()
 
@@ -99,9 +100,9 @@ def test_every_tracking_write_appends_one_entry_in_order(
 
 
 def test_the_sdk_records_its_user_and_the_default_is_the_configured_user(
-    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = Client(f"sqlite:///{db}", artifacts=str(tmp_path / "a"), settings=Settings(user="ann"))
+    client = Client(db, artifacts=str(tmp_path / "a"), settings=Settings(user="ann"))
     try:
         with client.start_run("sdk", params={"lr": 0.1}) as run:
             run.log_metrics({"auc": 0.8}, step=0)
@@ -115,7 +116,7 @@ def test_the_sdk_records_its_user_and_the_default_is_the_configured_user(
     assert len(got) <= 4  # one entry per call, not one per metric point
 
     monkeypatch.setenv("LINEAGEHUB_USER", "carol")
-    with open_store(f"sqlite:///{db}") as store:
+    with open_store(db) as store:
         assert TrackingService(store, FileArtifactStore(tmp_path / "a")).actor == "carol"
 
 
@@ -148,22 +149,31 @@ def test_stale_kills_are_audited(store: GraphStore, tmp_path: Path) -> None:
 # --- tampering -------------------------------------------------------------------------------
 
 
-def tamper(db: Path, sql: str) -> None:
-    conn = sqlite3.connect(db)
-    with conn:
-        conn.execute(sql)
-    conn.close()
+def tamper(db: str, sql: str, cypher: str) -> None:
+    """Edit the audit log behind the hub's back: SQL on the SQLite file, Cypher on Neo4j."""
+    if db.startswith("sqlite:///"):
+        conn = sqlite3.connect(db.removeprefix("sqlite:///"))
+        with conn:
+            conn.execute(sql)
+        conn.close()
+        return
+    with open_store(db) as store, store._driver.session() as session:  # type: ignore[attr-defined]
+        session.run(cypher).consume()
 
 
 def test_verify_finds_an_edited_and_a_deleted_entry(
-    tracking: TrackingService, store: GraphStore, db: Path, capsys: pytest.CaptureFixture[str]
+    tracking: TrackingService, store: GraphStore, db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_history(tracking)
-    uri = f"sqlite:///{db}"
+    uri = db
     code, out, _ = cli(capsys, "audit", "verify", "--store", uri)
     assert code == 0 and "intact: 6 entries" in out
 
-    tamper(db, "UPDATE audit SET actor = 'mallory' WHERE seq = 4")
+    tamper(
+        db,
+        "UPDATE audit SET actor = 'mallory' WHERE seq = 4",
+        "MATCH (a:AuditEntry {seq: 4}) SET a.actor = 'mallory'",
+    )
     code, out, _ = cli(capsys, "audit", "verify", "--store", uri)
     assert code == 7
     assert "seq 4" in out and "altered" in out and "mallory" in out
@@ -173,8 +183,12 @@ def test_verify_finds_an_edited_and_a_deleted_entry(
     assert (data["firstBadSeq"], data["kind"], data["checked"]) == (4, "altered", 3)
     assert data["entry"]["actor"] == "mallory"
 
-    tamper(db, "UPDATE audit SET actor = 'bob' WHERE seq = 4")  # put back
-    tamper(db, "DELETE FROM audit WHERE seq = 2")
+    tamper(  # put back
+        db,
+        "UPDATE audit SET actor = 'bob' WHERE seq = 4",
+        "MATCH (a:AuditEntry {seq: 4}) SET a.actor = 'bob'",
+    )
+    tamper(db, "DELETE FROM audit WHERE seq = 2", "MATCH (a:AuditEntry {seq: 2}) DELETE a")
     code, out, _ = cli(capsys, "audit", "verify", "--store", uri, "--json")
     data = json.loads(out)
     assert code == 7 and (data["firstBadSeq"], data["kind"]) == (2, "deleted")
@@ -193,9 +207,7 @@ def test_export_and_verify_the_copy(
     write_history(tracking)
     monkeypatch.setenv("LINEAGEHUB_AUDIT_KEY", KEY)
     out_file = tmp_path / "audit.jsonl"
-    code, out, _ = cli(
-        capsys, "audit", "export", "--store", f"sqlite:///{db}", "-o", str(out_file), "--json"
-    )
+    code, out, _ = cli(capsys, "audit", "export", "--store", db, "-o", str(out_file), "--json")
     data = json.loads(out)
     assert code == 0 and data["count"] == 6 and data["signed"] is True
     lines = out_file.read_text().splitlines()

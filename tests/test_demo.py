@@ -4,6 +4,7 @@ real SQLite file; then the queries it prints, asked of a real server on that fil
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import BACKENDS, fresh_store_uri
 from http_server import HubServer
 
 pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the sklearn extra)")
@@ -23,15 +25,21 @@ from lineagehub.demo import CONFIGS, MODEL, REVIEWER, queries
 from lineagehub.graph import Direction, GraphStore, open_store
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], Path]]:
-    """The demo, run once through the CLI (``--json``) into a fresh data directory."""
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[dict[str, Any], Path]]:
+    """The demo, run once through the CLI (``--json``) into a fresh data directory, with the
+    default store there (SQLite) or with ``LINEAGEHUB_STORE`` naming the test Neo4j."""
     root = tmp_path_factory.mktemp("demo")
     mp = pytest.MonkeyPatch()
     mp.setenv("LINEAGEHUB_DATA_DIR", str(root))
     mp.setenv("LINEAGEHUB_USER", "ann")
     for name in ("LINEAGEHUB_STORE", "LINEAGEHUB_URL", "LINEAGEHUB_ARTIFACTS"):
         mp.delenv(name, raising=False)
+    neo4j = request.param == "neo4j"
+    if neo4j:
+        mp.setenv("LINEAGEHUB_STORE", fresh_store_uri("neo4j", root))
     out = root / "out"
     import contextlib
     import io
@@ -41,6 +49,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, A
         code = main(["demo", "--json", "--out", str(out)])
     assert code == 0
     result = json.loads(buf.getvalue())
+    # What opens the hub's store: the file, or Neo4j with its credentials (the demo prints
+    # the URI redacted).
+    result["store_uri"] = os.environ["LINEAGEHUB_STORE"] if neo4j else result["store"]
     yield result, root
     mp.undo()
 
@@ -48,7 +59,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, A
 @pytest.fixture
 def store(demo: tuple[dict[str, Any], Path]) -> Iterator[GraphStore]:
     result, _ = demo
-    s = open_store(result["store"])
+    s = open_store(result["store_uri"])
     yield s
     s.close()
 
@@ -126,19 +137,28 @@ def test_the_printed_queries_answer_on_a_real_server(
     assert result["queries"] == [{"question": q, "query": t} for q, t in queries(r)]
 
 
-def test_a_second_demo_run_adds_a_round_and_moves_production(
-    demo: tuple[dict[str, Any], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Re-running is a team retraining: new runs and versions, the previous Production version
-    archived, the same deployment serving the new one. Done on a copy of the first hub."""
+def hub_copy(demo: tuple[dict[str, Any], Path], tmp_path: Path) -> str:
+    """A copy of the demo's hub to change: its data folder copied, with the SQLite store in
+    it; Neo4j holds one database, so there the demo's own store is changed (these tests are
+    the module's last to use it)."""
     import shutil
 
     result, root = demo
     copy = tmp_path / "copy"
     shutil.copytree(root, copy, ignore=shutil.ignore_patterns("out"))
-    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(copy))
+    if not result["store"].startswith("sqlite:///"):
+        return str(result["store_uri"])
+    return f"sqlite:///{copy / Path(result['store'].removeprefix('sqlite:///')).name}"
+
+
+def test_a_second_demo_run_adds_a_round_and_moves_production(
+    demo: tuple[dict[str, Any], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-running is a team retraining: new runs and versions, the previous Production version
+    archived, the same deployment serving the new one. Done on a copy of the first hub."""
+    store_uri = hub_copy(demo, tmp_path)
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "copy"))
     monkeypatch.setenv("LINEAGEHUB_USER", "ann")
-    store_uri = f"sqlite:///{copy / Path(result['store'].removeprefix('sqlite:///')).name}"
     assert main(["demo", "--store", store_uri, "--out", str(tmp_path / "out"), "--json"]) == 0
     with open_store(store_uri) as s:
         assert s.count_nodes("ModelVersion", {"model": MODEL}) == 2 * len(CONFIGS)
@@ -173,12 +193,8 @@ def test_the_policies_file_governs_the_cli_afterwards(
 ) -> None:
     """With LINEAGEHUB_POLICIES naming the demo's file, a promotion to Production from the
     command line needs an approval too (done on a copy of the hub)."""
-    import shutil
-
-    result, root = demo
-    copy = tmp_path / "copy"
-    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("out"))
-    store_uri = f"sqlite:///{copy / Path(result['store'].removeprefix('sqlite:///')).name}"
+    result, _ = demo
+    store_uri = hub_copy(demo, tmp_path)
     monkeypatch.setenv("LINEAGEHUB_POLICIES", result["result"]["policies"])
     monkeypatch.setenv("LINEAGEHUB_USER", "ann")
     import contextlib

@@ -20,8 +20,8 @@ from lineagehub.vocabulary import DeploymentStatus, Stage
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> GraphStore:
-    s = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+def store(backend_uri: str) -> GraphStore:
+    s = open_store(backend_uri)
     yield s  # type: ignore[misc]
     s.close()
 

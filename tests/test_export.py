@@ -15,6 +15,7 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+from conftest import BACKENDS, fresh_store_uri
 
 from lineagehub import open_store
 from lineagehub.example import build_example
@@ -46,10 +47,11 @@ DASH, TIMES = "\u2013", "\u00d7"
 EVIL = 'evil "]; x [label="pwned"] <b>bold</b> & #quot; `tick` |pipe|; \\N \\G\nnext line'
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GraphStore]:
-    path = tmp_path_factory.mktemp("export") / "hub.db"
-    store = open_store(f"sqlite:///{path}")
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GraphStore]:
+    store = open_store(fresh_store_uri(request.param, tmp_path_factory.mktemp("export")))
     build_example(store)
     yield store
     store.close()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import fresh_store_uri
 from http_server import HubServer
 
 import lineagehub as lh
@@ -52,14 +53,18 @@ GIT_ENV = {
 
 
 class Hub:
-    """A hub for one test: a SQLite file and an artifact folder and, in remote mode, a server
-    over them. ``target`` is what a client connects to (the store URI or the server URL);
-    ``store`` and ``artifacts`` open the hub's own data, for checks."""
+    """A hub for one test: a store (a SQLite file or the test Neo4j) and an artifact folder
+    and, in remote mode, a server over them. ``target`` is what a client connects to (the
+    store URI or the server URL); ``store`` and ``artifacts`` open the hub's own data, for
+    checks."""
 
-    def __init__(self, mode: str, folder: Path, stack: contextlib.ExitStack) -> None:
+    def __init__(
+        self, mode: str, folder: Path, stack: contextlib.ExitStack, backend: str = "sqlite"
+    ) -> None:
         self.mode = mode
         self.folder = folder
-        self.uri = f"sqlite:///{folder / 'hub.db'}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.uri = fresh_store_uri(backend, folder)
         self._stack = stack
         self.store: GraphStore = self._open_store()
         self.artifacts: ArtifactStore = open_artifact_store(str(folder / "artifacts"))
@@ -94,9 +99,14 @@ class Hub:
 
 
 @pytest.fixture(params=["embedded", "remote"])
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def hub(mode: str, store_backend: str, tmp_path: Path) -> Iterator[Hub]:
     with contextlib.ExitStack() as stack:
-        yield Hub(request.param, tmp_path / "hub", stack)
+        yield Hub(mode, tmp_path / "hub", stack, store_backend)
 
 
 @pytest.fixture

@@ -75,8 +75,8 @@ class Hub:
 
 
 @pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+def hub(backend_uri: str, tmp_path: Path) -> Iterator[Hub]:
+    store = open_store(backend_uri)
     build_example(store)
     artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
     receiver = Receiver()
