@@ -32,6 +32,12 @@ and depth-3 DOWNSTREAM impact traces from partitions of the most popular raw sou
     python benchmarks/graph_store.py --nodes 100000 --store sqlite:////tmp/bench.db
     python benchmarks/graph_store.py --nodes 100000 --profile traverse
     python benchmarks/graph_store.py --nodes 100000 --rows-per-transaction 100000
+    python benchmarks/graph_store.py --nodes 100000 --with-neo4j   # SQLite and Neo4j side by side
+    python benchmarks/graph_store.py --nodes 100000 --store 'bolt://neo4j:PW@host:7687' --wipe
+
+``--with-neo4j`` starts the Neo4j Community that the tests use (``tests/neo4j``: Java and Maven
+needed) with a larger heap and page cache, runs every size on it after the embedded store, and
+prints the query plans (``PROFILE``) of the lineage and search statements.
 
 Not part of the test run.
 """
@@ -873,9 +879,8 @@ def summarize(
     }
 
 
-def run_size(n_nodes: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_size(n_nodes: int, uri: str | None, args: argparse.Namespace) -> dict[str, Any]:
     tmpdir = None
-    uri = args.store
     if uri is None:
         tmpdir = tempfile.mkdtemp(prefix="lineagehub-bench-")
         uri = f"sqlite:///{tmpdir}/graph-{n_nodes}.db"
@@ -885,8 +890,14 @@ def run_size(n_nodes: int, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"nodes_target": n_nodes, "store": uri}
     try:
         store = _open(uri)
+        if args.wipe and hasattr(store, "_wipe"):
+            store._wipe()
         if store.count_nodes() or store.count_edges():
-            raise SystemExit(f"{uri} is not empty; the benchmark needs an empty store")
+            raise SystemExit(
+                f"{store.uri} is not empty; the benchmark needs an empty store (--wipe empties "
+                "a Neo4j store first)"
+            )
+        result["store"] = store.uri  # redacted
         gen = LineageGenerator(n_nodes, seed=args.seed)
         profiler = cProfile.Profile() if args.profile == "build" else None
         if profiler:
@@ -940,6 +951,8 @@ def run_size(n_nodes: int, args: argparse.Namespace) -> dict[str, Any]:
         result["downstream"] = summarize(
             time_traces(store, down_starts, down, 3, DOWNSTREAM_BUDGET), down, 3, DOWNSTREAM_BUDGET
         )
+        if hasattr(store, "_driver"):
+            result["plans"] = neo4j_plans(store, starts[:1])
         store.close()
     finally:
         if tmpdir and not args.keep:
@@ -966,6 +979,67 @@ def run_size(n_nodes: int, args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     return result
+
+
+# Operators that must not appear on a hot path: a scan of every node, or a cross product.
+BAD_OPERATORS = ("AllNodesScan", "CartesianProduct")
+
+
+def _operators(plan: Any) -> list[dict[str, Any]]:
+    """A profiled plan as a flat list, depth-first, with rows and database hits."""
+    out: list[dict[str, Any]] = []
+
+    def walk(p: Any, depth: int) -> None:
+        args = p.get("args", {})
+        out.append(
+            {
+                "depth": depth,
+                "operator": str(p.get("operatorType", "")).split("@")[0],
+                "details": str(args.get("Details", ""))[:120],
+                "rows": args.get("Rows"),
+                "db_hits": args.get("DbHits"),
+            }
+        )
+        for c in p.get("children", []):
+            walk(c, depth + 1)
+
+    walk(plan, 0)
+    return out
+
+
+def neo4j_plans(store: Any, starts: list[str]) -> dict[str, Any]:
+    """``PROFILE`` of the statements behind a lineage trace (one level's expansion, both
+    directions, with and without an as-of time) and behind searches (a filtered, ordered page
+    of runs; a count), on the built graph."""
+    from lineagehub.graph import cypher
+    from lineagehub.graph.filters import parse_order, parse_where
+
+    now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    statements = {
+        "lineage: expand upstream": cypher.expand(starts, True, None, None, None),
+        "lineage: expand downstream, kinds, as of": cypher.expand(
+            starts, False, ["USED", "GENERATED_BY", "DERIVED_FROM"], None, now
+        ),
+        "lineage: get nodes": cypher.get_nodes(starts),
+        "search: runs by a param, ordered by a metric": cypher.find_nodes(
+            "Run",
+            parse_where({"status": "FINISHED", "params.lr": {"$gte": 0.001}}),
+            parse_order(["-metrics.auc"]),
+            100,
+        ),
+        "search: count runs of a kind": cypher.count_nodes("Run", parse_where({"kind": "train"})),
+    }
+    plans: dict[str, Any] = {}
+    with store._driver.session(database=store._database) as session:
+        for name, stmt in statements.items():
+            summary = session.run("PROFILE " + stmt.text, stmt.params).consume()
+            ops = _operators(summary.profile)
+            plans[name] = {
+                "operators": ops,
+                "db_hits": sum(o["db_hits"] or 0 for o in ops),
+                "bad": sorted({o["operator"] for o in ops if o["operator"] in BAD_OPERATORS}),
+            }
+    return plans
 
 
 def _open(uri: str) -> GraphStore:
@@ -1009,6 +1083,15 @@ def print_report(env: dict[str, Any], results: list[dict[str, Any]]) -> None:
     )
     for r in results:
         b, up, down = r["build"], r["upstream"], r["downstream"]
+        if r.get("plans"):
+            p(f"\n== query plans (PROFILE) on {r['nodes_target']:,} nodes — {r['store']} ==")
+            for name, plan in r["plans"].items():
+                bad = ", ".join(plan["bad"]) or "none"
+                p(f"{name}: {plan['db_hits']:,} db hits; AllNodesScan/CartesianProduct: {bad}")
+                for o in plan["operators"]:
+                    p(
+                        f"    {'  ' * o['depth']}{o['operator']:<28} rows {o['rows']!s:>6}  {o['details']}"
+                    )
         p(f"\n== {r['nodes_target']:,} nodes — {r['store']} ==")
         p(
             f"graph: {b['nodes']:,} nodes, {b['edges']:,} edges ({b['edges'] / b['nodes']:.1f}/node)"
@@ -1069,6 +1152,28 @@ def print_report(env: dict[str, Any], results: list[dict[str, Any]]) -> None:
         )
 
 
+_SERVER: Any = None
+
+
+def _bundled_neo4j(args: argparse.Namespace) -> str:
+    """Start the tests' Neo4j (``tests/neo4j/launch.py``) for this run; its URI."""
+    global _SERVER
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "neo4j"))
+    from launch import Neo4jServer
+
+    _SERVER = Neo4jServer(heap=args.neo4j_heap, pagecache_mib=args.neo4j_pagecache)
+    started = time.perf_counter()
+    uri = _SERVER.start()
+    if not args.quiet:
+        print(f"neo4j: {uri} ready in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return str(uri).replace("bolt://", f"bolt://{_SERVER.user}:{_SERVER.password}@")
+
+
+def _stop_bundled_neo4j() -> None:
+    if _SERVER is not None:
+        _SERVER.cleanup()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -1079,8 +1184,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--store",
-        help="store URI (default: a fresh SQLite file in a temp dir); "
-        "'{nodes}' in it is replaced by the size; the store must be empty",
+        action="append",
+        help="store URI, repeatable (default: a fresh SQLite file in a temp dir); "
+        "'{nodes}' in it is replaced by the size; the store must be empty (see --wipe)",
+    )
+    ap.add_argument(
+        "--with-neo4j",
+        action="store_true",
+        help="also run on the bundled Neo4j (tests/neo4j; needs Java and Maven), started "
+        "for the run with --neo4j-heap and --neo4j-pagecache",
+    )
+    ap.add_argument("--neo4j-heap", default="4g", help="heap of the bundled Neo4j (default 4g)")
+    ap.add_argument(
+        "--neo4j-pagecache", type=int, default=4096, metavar="MIB", help="its page cache"
+    )
+    ap.add_argument(
+        "--wipe", action="store_true", help="empty a Neo4j store before each size (throw-away!)"
     )
     ap.add_argument("--json", action="store_true", help="print machine-readable results only")
     ap.add_argument("--save", metavar="PATH", help="also write the JSON results to PATH")
@@ -1106,14 +1225,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress line")
     args = ap.parse_args(argv)
     sizes = args.nodes or list(DEFAULT_SIZES)
-    if args.store and len(sizes) > 1 and "{nodes}" not in args.store:
-        ap.error("with several sizes, put '{nodes}' in --store so each size gets its own store")
+    stores: list[str | None] = list(args.store or [None])
+    for uri in stores:
+        neo4j = bool(uri) and not str(uri).startswith("sqlite")
+        if uri and len(sizes) > 1 and "{nodes}" not in uri and not (neo4j and args.wipe):
+            ap.error(f"with several sizes, put '{{nodes}}' in {uri!r} (or --wipe a Neo4j store)")
     env = environment()
     results = []
-    for n in sizes:
-        res = run_size(n, args)
-        res["build"]["batch"] = args.batch
-        results.append(res)
+    try:
+        if args.with_neo4j:
+            stores.append(_bundled_neo4j(args))
+            args.wipe = True
+        for n in sizes:
+            for uri in stores:
+                res = run_size(n, uri, args)
+                res["build"]["batch"] = args.batch
+                results.append(res)
+    finally:
+        _stop_bundled_neo4j()
     doc = {"environment": env, "args": vars(args), "results": results}
     if args.save:
         with open(args.save, "w") as f:
@@ -1124,7 +1253,33 @@ def main(argv: list[str] | None = None) -> int:
         print()
     else:
         print_report(env, results)
+        print_side_by_side(results)
     return 0
+
+
+def print_side_by_side(results: list[dict[str, Any]]) -> None:
+    """One line per size and store, with ratios to the first store (the embedded one)."""
+    if len({r["store"].split(":", 1)[0] for r in results}) < 2:
+        return
+    print("\n== side by side ==")
+    print(
+        f"{'nodes':>10}  {'store':<8}{'rows/s':>10}{'ratio':>8}{'up p50':>9}{'up p95':>9}"
+        f"{'ratio':>8}{'down p95':>10}"
+    )
+    by_size: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        by_size.setdefault(r["nodes_target"], []).append(r)
+    for n, rows in by_size.items():
+        base = rows[0]
+        for r in rows:
+            kind = r["store"].split(":", 1)[0]
+            tput = r["build"]["combined_per_s"]
+            p95 = r["upstream"]["p95_ms"]
+            print(
+                f"{n:>10,}  {kind:<8}{tput:>10,.0f}{tput / base['build']['combined_per_s']:>7.2f}x"
+                f"{r['upstream']['p50_ms']:>9.1f}{p95:>9.1f}"
+                f"{p95 / base['upstream']['p95_ms']:>7.2f}x{r['downstream']['p95_ms']:>10.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import fresh_store_uri
 from http_server import HubServer
 
 from lineagehub import Settings, open_store
@@ -22,10 +23,11 @@ from lineagehub.vocabulary import Model, ModelVersion
 
 
 class Hub:
-    """A SQLite hub; ``client()`` is embedded or a client of a server over the same files."""
+    """A hub (SQLite or the test Neo4j); ``client()`` is embedded or a client of a server over the same files."""
 
-    def __init__(self, folder: Path, stack: contextlib.ExitStack) -> None:
-        self.uri = f"sqlite:///{folder / 'hub.db'}"
+    def __init__(self, folder: Path, stack: contextlib.ExitStack, backend: str = "sqlite") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.uri = fresh_store_uri(backend, folder)
         self.folder = folder
         self._stack = stack
         self._url: str | None = None
@@ -57,9 +59,9 @@ class Hub:
 
 
 @pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
+def hub(store_backend: str, tmp_path: Path) -> Iterator[Hub]:
     with contextlib.ExitStack() as stack:
-        yield Hub(tmp_path / "hub", stack)
+        yield Hub(tmp_path / "hub", stack, store_backend)
 
 
 @pytest.fixture(params=["embedded", "remote"])

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from conftest import fresh_store_uri
 from http_server import HubServer
 
 from lineagehub import Settings, open_store
@@ -31,12 +32,15 @@ POLICIES = {("churn", "Production"): Policy(approvals=1, separation_of_duties=Tr
 
 
 class RegistryHub:
-    """A SQLite hub with the registry policies; ``client(user)`` acts as ``user``: embedded,
+    """A hub (SQLite or the test Neo4j) with the registry policies; ``client(user)`` acts as ``user``: embedded,
     a client with that user; remote, a client of a server whose registry actor is ``user``."""
 
-    def __init__(self, mode: str, folder: Path, stack: contextlib.ExitStack) -> None:
+    def __init__(
+        self, mode: str, folder: Path, stack: contextlib.ExitStack, backend: str = "sqlite"
+    ) -> None:
         self.mode = mode
-        self.uri = f"sqlite:///{folder / 'hub.db'}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.uri = fresh_store_uri(backend, folder)
         self.folder = folder
         self._stack = stack
         self._servers: dict[str, str] = {}
@@ -67,9 +71,11 @@ class RegistryHub:
 
 
 @pytest.fixture(params=["embedded", "remote"])
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryHub]:
+def hub(
+    request: pytest.FixtureRequest, store_backend: str, tmp_path: Path
+) -> Iterator[RegistryHub]:
     with contextlib.ExitStack() as stack:
-        yield RegistryHub(request.param, tmp_path / "hub", stack)
+        yield RegistryHub(request.param, tmp_path / "hub", stack, store_backend)
 
 
 def _train(client: Client, auc: float) -> ModelVersion:

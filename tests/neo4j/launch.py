@@ -99,10 +99,12 @@ class Neo4jServer:
         port: int = 0,
         password: str | None = None,
         heap: str = HEAP,
+        pagecache_mib: int = 256,
     ) -> None:
         self.password = password or secrets.token_urlsafe(18)
         self.port = port
         self.heap = heap
+        self.pagecache_mib = pagecache_mib
         self._own_home = home is None
         self.home = home or Path(tempfile.mkdtemp(prefix="lineagehub-neo4j-"))
         self.uri: str | None = None
@@ -123,7 +125,8 @@ class Neo4jServer:
             "java", f"-Xmx{self.heap}", "-Xms256m", "-XX:+UseParallelGC",
             "-cp", classpath, MAIN_CLASS,
             "--home", str(self.home / "neo4j"), "--password", "-",
-            "--port", str(self.port), "--uri-file", str(uri_file), "--keep",
+            "--port", str(self.port), "--uri-file", str(uri_file),
+            "--pagecache", str(self.pagecache_mib), "--keep",
         ]  # fmt: skip
         env = {**os.environ, "NEO4J_TEST_PASSWORD": self.password}
         log = self.log_path.open("ab")

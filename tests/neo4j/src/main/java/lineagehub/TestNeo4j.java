@@ -24,7 +24,8 @@ import org.neo4j.kernel.internal.GraphDatabaseAPI;
  * authentication on: the real server the test suite runs against.
  *
  * <pre>
- * java -Xmx1g -cp ... lineagehub.TestNeo4j --home DIR --password PW [--port N] [--uri-file F] [--keep]
+ * java -Xmx1g -cp ... lineagehub.TestNeo4j --home DIR --password PW [--port N] [--uri-file F]
+ *      [--pagecache MIB] [--keep]
  * </pre>
  *
  * Port 0 (the default) takes a free port. When Bolt accepts logins the URI is printed as
@@ -33,11 +34,23 @@ import org.neo4j.kernel.internal.GraphDatabaseAPI;
  * and deletes its home folder unless {@code --keep} is given.
  */
 public final class TestNeo4j {
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) {
+        try {
+            run(args);
+        } catch (Throwable e) {
+            // Neo4j's own threads would keep the JVM alive after main ends: exit, so the
+            // launcher sees the failure instead of waiting for a server that never comes.
+            e.printStackTrace();
+            System.exit(1);
+        }
+    }
+
+    private static void run(String[] args) throws Exception {
         Path home = null;
         Path uriFile = null;
         String password = null;
         int port = 0;
+        long pagecacheMiB = 256;
         boolean keep = false;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
@@ -45,6 +58,7 @@ public final class TestNeo4j {
                 case "--uri-file" -> uriFile = Path.of(args[++i]);
                 case "--password" -> password = args[++i];
                 case "--port" -> port = Integer.parseInt(args[++i]);
+                case "--pagecache" -> pagecacheMiB = Long.parseLong(args[++i]);
                 case "--keep" -> keep = true;
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
             }
@@ -64,7 +78,7 @@ public final class TestNeo4j {
                 .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.DISABLED)
                 .setConfig(HttpConnector.enabled, false)
                 .setConfig(GraphDatabaseSettings.auth_enabled, true)
-                .setConfig(GraphDatabaseSettings.pagecache_memory, 256L * 1024 * 1024)
+                .setConfig(GraphDatabaseSettings.pagecache_memory, pagecacheMiB * 1024 * 1024)
                 .build();
         CountDownLatch stop = new CountDownLatch(1);
         final Path homeDir = home;
@@ -76,9 +90,18 @@ public final class TestNeo4j {
             }
         }));
 
-        // The default user must not have to change its password at first login.
-        dbms.database("system").executeTransactionally(
-                "ALTER USER neo4j SET PASSWORD $pw CHANGE NOT REQUIRED", Map.of("pw", password));
+        // On a new home the default user gets our password, with no change required at first
+        // login; a restart on the same home keeps the password it has.
+        var system = dbms.database("system");
+        boolean fresh = system.executeTransactionally(
+                "SHOW USERS YIELD user, passwordChangeRequired WHERE user = 'neo4j' "
+                        + "RETURN passwordChangeRequired AS fresh",
+                Map.of(),
+                result -> result.hasNext() && (Boolean) result.next().get("fresh"));
+        if (fresh) {
+            system.executeTransactionally(
+                    "ALTER USER neo4j SET PASSWORD $pw CHANGE NOT REQUIRED", Map.of("pw", password));
+        }
         GraphDatabaseAPI db = (GraphDatabaseAPI) dbms.database("neo4j");
         var bolt = db.getDependencyResolver()
                 .resolveDependency(ConnectorPortRegister.class)
