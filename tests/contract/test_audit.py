@@ -130,26 +130,55 @@ def test_bad_read_arguments(store: GraphStore) -> None:
     assert info.value.field == "limit"
 
 
-# --- tampering, shown on SQLite where the test can reach under the store ------------------------
+# --- tampering: reaching under the store, as someone with access to the database would --------
+
+FIELDS = ("seq", "time", "actor", "action", "target", "payload_digest", "prev_hash", "hash")
 
 
-def _sqlite_file(store: GraphStore) -> str:
-    if not isinstance(store, SqliteStore) or store.memory:
-        pytest.skip("tampering is done with sqlite3 on the database file: SQLite file store only")
-    return store.path
+class Tamper:
+    """Edits the audit log behind the store's back: sqlite3 on the file, Cypher on Neo4j."""
 
+    def __init__(self, store: GraphStore) -> None:
+        self.store = store
+        if isinstance(store, SqliteStore) and store.memory:
+            pytest.skip("an in-memory SQLite database cannot be reached from outside the store")
 
-def _tamper(path: str, sql: str, params: tuple[Any, ...] = ()) -> None:
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute(sql, params)
-    conn.close()
+    def _sql(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        assert isinstance(self.store, SqliteStore)
+        conn = sqlite3.connect(self.store.path)
+        with conn:
+            conn.execute(sql, params)
+        conn.close()
+
+    def _cypher(self, text: str, **params: Any) -> None:
+        with self.store._driver.session() as session:  # type: ignore[attr-defined]
+            session.run(text, params).consume()
+
+    def set_actor(self, seq: int, actor: str) -> None:
+        if isinstance(self.store, SqliteStore):
+            self._sql("UPDATE audit SET actor = ? WHERE seq = ?", (actor, seq))
+        else:
+            self._cypher(
+                "MATCH (a:AuditEntry {seq: $seq}) SET a.actor = $actor", seq=seq, actor=actor
+            )
+
+    def delete(self, seq: int) -> None:
+        if isinstance(self.store, SqliteStore):
+            self._sql("DELETE FROM audit WHERE seq = ?", (seq,))
+        else:
+            self._cypher("MATCH (a:AuditEntry {seq: $seq}) DELETE a", seq=seq)
+
+    def insert(self, *values: Any) -> None:
+        if isinstance(self.store, SqliteStore):
+            self._sql("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+        else:
+            self._cypher("CREATE (a:AuditEntry) SET a = $props", props=dict(zip(FIELDS, values)))
 
 
 def test_an_edited_entry_is_reported_as_altered(store: GraphStore) -> None:
-    path = _sqlite_file(store)
+    tamper = Tamper(store)
     _append(store, 5)
-    _tamper(path, "UPDATE audit SET actor = 'user:mallory' WHERE seq = 3")
+    tamper.set_actor(3, "user:mallory")
     result = store.verify_audit()
     assert not result.ok
     assert (result.first_bad_seq, result.kind, result.checked) == (3, "altered", 2)
@@ -157,41 +186,33 @@ def test_an_edited_entry_is_reported_as_altered(store: GraphStore) -> None:
 
 
 def test_a_deleted_entry_is_reported(store: GraphStore) -> None:
-    path = _sqlite_file(store)
+    tamper = Tamper(store)
     _append(store, 5)
-    _tamper(path, "DELETE FROM audit WHERE seq = 3")
+    tamper.delete(3)
     result = store.verify_audit()
     assert not result.ok
     assert (result.first_bad_seq, result.kind) == (3, "deleted")
 
 
 def test_a_forged_entry_is_reported(store: GraphStore) -> None:
-    path = _sqlite_file(store)
+    tamper = Tamper(store)
     entries = _append(store, 4)
     # A well-formed entry (its own hash is right) that links to entry 2, not to entry 4.
     seq, time, digest = 5, entries[-1].time, payload_digest({"forged": True})
     forged = entry_hash(seq, time, "user:mallory", "approve", "m1", digest, entries[1].hash)
-    _tamper(
-        path,
-        "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, time, "user:mallory", "approve", "m1", digest, entries[1].hash, forged),
-    )
+    tamper.insert(seq, time, "user:mallory", "approve", "m1", digest, entries[1].hash, forged)
     result = store.verify_audit()
     assert not result.ok
     assert (result.first_bad_seq, result.kind) == (5, "inserted")
 
 
 def test_a_forged_entry_put_in_a_deleted_ones_place_is_reported(store: GraphStore) -> None:
-    path = _sqlite_file(store)
+    tamper = Tamper(store)
     entries = _append(store, 4)
-    _tamper(path, "DELETE FROM audit WHERE seq = 2")
+    tamper.delete(2)
     time, digest = entries[1].time, payload_digest({"forged": True})
     own = entry_hash(2, time, "user:mallory", "approve", "m1", digest, entries[0].hash)
-    _tamper(
-        path,
-        "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (2, time, "user:mallory", "approve", "m1", digest, entries[0].hash, own),
-    )
+    tamper.insert(2, time, "user:mallory", "approve", "m1", digest, entries[0].hash, own)
     result = store.verify_audit()
     assert not result.ok
     assert (result.first_bad_seq, result.kind) == (3, "inserted")  # 3 no longer links to 2
