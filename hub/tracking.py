@@ -75,6 +75,7 @@ from .vocabulary import (
     check_text,
     from_node,
     make_edge,
+    member,
 )
 from .webhooks import AfterCommit, EventSink, WebhookEvent
 
@@ -246,12 +247,7 @@ class TrackingService:
     ) -> Run:
         """Finish a run: FINISHED, FAILED (with the error) or KILLED, after a last batch of
         params, metrics and tags, in one transaction. A run ends once."""
-        try:
-            status = RunStatus(status)
-        except ValueError:
-            raise ValidationError(
-                f"status must be one of {[s.value for s in RunStatus]}", field="status"
-            ) from None
+        status = member(RunStatus, status, "status")
         if status is RunStatus.RUNNING:
             raise ValidationError("a run cannot end RUNNING", field="status")
         patch: dict[str, Any] = {
@@ -408,7 +404,7 @@ class TrackingService:
             digest=info.digest,
             size=info.size,
             media_type=media_type,
-            kind=ArtifactKind(kind),
+            kind=member(ArtifactKind, kind, "kind"),
             data=dict(data) if data is not None else None,
         )
         with self.store.transaction():

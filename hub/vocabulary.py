@@ -167,6 +167,7 @@ __all__ = [
     "kind_of_id",
     "link",
     "make_edge",
+    "member",
     "new_id",
     "packages_digest",
     "uuid7",
@@ -1374,6 +1375,20 @@ def make_edge(
 
 
 # --- single-value checks, for hot paths that cannot build a model per value ----------------
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def member(vocabulary: type[E], value: Any, field: str) -> E:
+    """``value`` as a member of a closed vocabulary (``RunKind``, ``ArtifactKind``...);
+    else a :class:`ValidationError` naming ``field`` and listing the allowed values."""
+    try:
+        return vocabulary(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in vocabulary)
+        raise ValidationError(
+            f"{field}: {value!r:.60} is not one of {allowed}", field=field
+        ) from None
 
 
 def check_key(key: Any, field: str) -> str:

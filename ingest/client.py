@@ -85,6 +85,7 @@ from lineagehub.vocabulary import (
     check_key,
     check_scalar,
     check_text,
+    member,
 )
 
 if TYPE_CHECKING:  # imported when a client is remote: embedded use does not load httpx
@@ -222,12 +223,13 @@ class Client:
             parent_id = current.id if current is not None else None
         else:
             parent_id = parent.id if isinstance(parent, ActiveRun) else parent
+        run_kind = member(RunKind, kind, "kind")
         code = self._code() if capture else None
         context = capture_context(code=code) if capture else None
         user = self.settings.user or (context.user if context else None)
         run = Run(
             name=name or _default_name(context),
-            kind=RunKind(kind),
+            kind=run_kind,
             project=project,
             experiment=experiment,
             tags=dict(tags or {}),
@@ -855,6 +857,7 @@ class ActiveRun:
         """Store a file in the artifact store (streamed, content-addressed) as an artifact
         the run generated."""
         p = Path(path)
+        artifact_kind = member(ArtifactKind, kind, "kind")  # before any bytes are stored
         if not p.is_file():
             raise NotFoundError(f"path: no file {str(p)!r}", ids=[str(p)])
         self._check_open()
@@ -864,7 +867,7 @@ class ActiveRun:
             self.id,
             info,
             name=name or p.name,
-            kind=kind,
+            kind=artifact_kind,
             media_type=media_type or guessed or "application/octet-stream",
         )
 
@@ -976,13 +979,7 @@ class ActiveRun:
         if not isinstance(data, Mapping):
             raise ValidationError("data must be a JSON object (a mapping)", field="data")
         check_text(name, "name")
-        try:
-            artifact_kind = ArtifactKind(kind)
-        except ValueError:
-            known = ", ".join(k.value for k in ArtifactKind)
-            raise ValidationError(
-                f"kind {kind!r:.40} is not one of {known}", field="kind"
-            ) from None
+        artifact_kind = member(ArtifactKind, kind, "kind")
         return self._evaluation(artifact_kind, _jsonable(dict(data)), name)
 
     def log_feature_importances(
@@ -1143,10 +1140,11 @@ class ActiveRun:
         media_type: str,
         data: Mapping[str, Any] | None = None,
     ) -> Artifact:
+        artifact_kind = member(ArtifactKind, kind, "kind")  # before any bytes are stored
         self._check_open()
         info = self.client.artifacts.put_bytes(raw)
         return self.client.tracking.log_artifact(
-            self.id, info, name=name, kind=kind, media_type=media_type, data=data
+            self.id, info, name=name, kind=artifact_kind, media_type=media_type, data=data
         )
 
     def _evaluation(self, kind: ArtifactKind, data: dict[str, Any], name: str) -> Artifact:

@@ -94,6 +94,7 @@ from lineagehub.vocabulary import (
     check_scalar,
     check_text,
     from_node,
+    member,
 )
 
 if TYPE_CHECKING:
@@ -1066,7 +1067,7 @@ class RemoteTracking:
             "runId": run_id,
             "digest": info.digest,
             "name": name,
-            "artifactKind": ArtifactKind(kind).value,
+            "artifactKind": member(ArtifactKind, kind, "kind").value,
             "mediaType": media_type,
             "data": dict(data) if data is not None else None,
         }

@@ -246,6 +246,9 @@ def test_nan_and_infinities_are_kept(client: Client) -> None:
         (lambda r: r.log_confusion_matrix([[1, 2], [3]]), "matrix"),
         (lambda r: r.log_dict({"when": object()}, "x.json"), "data"),
         (lambda r: r.log_figure("not a figure", "f.png"), "figure"),
+        (lambda r: r.log_dict({"a": 1}, "stats.json", kind="feature-stats"), "kind"),
+        (lambda r: r.log_evaluation({"a": 1}, "stats", kind="feature-stats"), "kind"),
+        (lambda r: r.log_dataset([{"a": 1}], name="x", role="holdout"), "role"),
     ],
 )
 def test_bad_input_names_the_field_and_writes_nothing(
@@ -259,6 +262,25 @@ def test_bad_input_names_the_field_and_writes_nothing(
     got = client.get_run(run.id)
     assert got.params == {"ok": 1} and got.metrics == {} and got.status is RunStatus.FINISHED
     assert hub.store.count_nodes("Artifact") == 0
+
+
+def test_closed_vocabularies_list_the_allowed_values(
+    client: Client, hub: Hub, tmp_path: Path
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        client.start_run("p", kind="pipeline")
+    assert info.value.field == "kind"
+    assert "'pipeline'" in str(info.value) and "'train', 'evaluate', 'transform'" in str(info.value)
+    assert hub.store.count_nodes("Run") == 0
+    stats = tmp_path / "stats.json"
+    stats.write_text("{}")
+    with client.start_run("a") as run, pytest.raises(ValidationError) as info:
+        run.log_artifact(stats, kind="feature-stats")
+    assert info.value.field == "kind" and "'feature-importances'" in str(info.value)
+    assert hub.store.count_nodes("Artifact") == 0
+    with client.start_run("b") as run, pytest.raises(ValidationError) as info:
+        run.end("DONE")
+    assert info.value.field == "status" and "'FINISHED'" in str(info.value)
 
 
 def test_missing_files_and_unknown_runs(client: Client, tmp_path: Path) -> None:
