@@ -506,16 +506,34 @@ def _run_json(run: Run) -> dict[str, Any]:
     return data
 
 
+# The registry's own activities: every promotion, approval, alias move and deployment is a
+# run, which would crowd out the training runs people look for; `--kind` (or a --where on
+# kind) shows them.
+_HIDDEN_RUN_KINDS = ("promote", "deploy")
+
+
+def _names_key(where: Any, key: str) -> bool:
+    """Whether a filter says anything about ``key`` (at any nesting of $and/$or/$not)."""
+    if isinstance(where, Mapping):
+        return any(k == key or _names_key(v, key) for k, v in where.items())
+    if isinstance(where, list):
+        return any(_names_key(v, key) for v in where)
+    return False
+
+
 def cmd_runs_list(args: argparse.Namespace, client: Client) -> int:
-    from lineagehub.vocabulary import RunStatus
+    from lineagehub.vocabulary import RunKind, RunStatus, member
 
     simple: dict[str, Any] = {}
     if args.project:
         simple["project"] = args.project
     if args.experiment:
         simple["experiment"] = args.experiment
-    if args.kind:
-        simple["kind"] = args.kind.lower()
+    if args.kind and args.kind.lower() != "all":
+        simple["kind"] = member(RunKind, args.kind.lower(), "kind").value
+    where = parse_where(args.where)
+    if not args.kind and not _names_key(where, "kind"):
+        simple["kind"] = {"$nin": list(_HIDDEN_RUN_KINDS)}
     if args.status:
         try:
             simple["status"] = RunStatus(args.status.upper()).value
@@ -524,7 +542,7 @@ def cmd_runs_list(args: argparse.Namespace, client: Client) -> int:
             raise ValidationError(
                 f"--status must be one of {known}, got {args.status!r}", field="status"
             ) from None
-    where = _and(simple, parse_where(args.where))
+    where = _and(simple, where)
     order = args.order_by or ["-started_at"]
     runs, cursor = client.search_runs(where, order, limit=args.limit)
     if args.json:
@@ -1435,7 +1453,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = runs.add_parser("list", parents=[hub], help="runs, filtered and ordered, newest first")
     r.add_argument("--project", help="only runs of this project")
     r.add_argument("--experiment", help="only runs of this experiment")
-    r.add_argument("--kind", help="train, evaluate, transform, promote, deploy or monitor")
+    r.add_argument(
+        "--kind",
+        help="train, evaluate, transform, promote, deploy, monitor or all "
+        "(default: all but promote and deploy)",
+    )
     r.add_argument("--status", help="RUNNING, FINISHED, FAILED or KILLED")
     r.add_argument("--where", metavar="JSON", help='a filter: \'{"metrics.auc": {"$gte": 0.9}}\'')
     r.add_argument(
@@ -1581,8 +1603,37 @@ def _report(args: argparse.Namespace, code: str, message: str) -> None:
         print(f"lineagehub: error [{code}]: {message}", file=sys.stderr)
 
 
+# Options whose values may start with "-" (a descending ordering): argparse would take
+# ``--order-by -metrics.auc`` for two options, so such a value is joined to its option.
+_DASH_VALUE_OPTIONS = frozenset({"--order-by"})
+
+
+def _join_dash_values(argv: Sequence[str]) -> list[str]:
+    """``--order-by -metrics.auc`` as ``--order-by=-metrics.auc``, so the spelling people
+    type works; short options (``-o``, ``-q``) and ``--long`` ones are left alone."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        value = argv[i + 1] if i + 1 < len(argv) else None
+        if (
+            token in _DASH_VALUE_OPTIONS
+            and value is not None
+            and value.startswith("-")
+            and not value.startswith("--")
+            and len(value) > 2
+        ):
+            out.append(f"{token}={value}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_join_dash_values(argv))
     try:
         if getattr(args, "needs_client", False):
             with hub_client(args) as client:
