@@ -55,6 +55,7 @@ __all__ = [
     "CAUSAL_EDGE_KINDS",
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_NODES",
+    "DEFAULT_TIMEOUT",
     "Impact",
     "InputRow",
     "LineageDiff",
@@ -70,8 +71,11 @@ __all__ = [
     "RunComparison",
 ]
 
-DEFAULT_MAX_DEPTH = 20
-"""The default ceiling on any depth a caller may ask for."""
+DEFAULT_MAX_DEPTH = 100_000
+"""The default ceiling on any depth a caller may ask for: generous, since walks are bounded
+by their work (``max_nodes`` and the time budget), not by how deep the history goes."""
+DEFAULT_TIMEOUT = 30.0
+"""The default time budget of a walk, in seconds (a walk it stops is truncated ``TIMEOUT``)."""
 DEFAULT_MAX_NODES = 100_000
 """The default ceiling on any node budget a caller may ask for."""
 MAX_ROOTS = 1000
@@ -287,7 +291,8 @@ class LineageService:
     """Lineage questions over a graph store (any backend).
 
     ``max_depth`` and ``max_nodes`` are the ceilings callers may ask for (a depth or budget
-    beyond them is a :class:`ValidationError`), as the deployment configures them.
+    beyond them is a :class:`ValidationError`), as the deployment configures them;
+    ``timeout`` is the time budget (seconds) of every walk that does not give its own.
     """
 
     def __init__(
@@ -296,14 +301,17 @@ class LineageService:
         *,
         max_depth: int = DEFAULT_MAX_DEPTH,
         max_nodes: int = DEFAULT_MAX_NODES,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         from lineagehub.graph.store import MAX_DEPTH_CEILING, MAX_NODES_CEILING
 
         _check_int(max_depth, "max_depth", 1, MAX_DEPTH_CEILING)
         _check_int(max_nodes, "max_nodes", 1, MAX_NODES_CEILING)
+        _check_timeout(timeout)
         self.store = store
         self.max_depth = max_depth
         self.max_nodes = max_nodes
+        self.timeout = float(timeout)
 
     # --- references ------------------------------------------------------------------------
 
@@ -556,10 +564,8 @@ class LineageService:
                 f"direction must be one of {[d.value for d in Direction]}, got {direction!r:.50}",
                 field="direction",
             ) from None
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
-        ):
-            raise ValidationError("timeout must be a positive number of seconds", field="timeout")
+        if timeout is not None:
+            _check_timeout(timeout)
         ids = self.resolve_many(list(roots), "roots")
         return self.store.traverse(
             ids,
@@ -572,7 +578,7 @@ class LineageService:
             stop_at=stops,
             pass_through=passes,
             max_nodes=budget,
-            timeout=timeout,
+            timeout=self.timeout if timeout is None else timeout,
             as_of=as_of,
             causal=CAUSAL_EDGE_KINDS if causal else None,
         )
@@ -598,6 +604,7 @@ class LineageService:
             depth,
             edge_kinds=_IMPACT_KINDS,
             max_nodes=budget,
+            timeout=self.timeout,
             causal=CAUSAL_EDGE_KINDS,
         )
         by_label: dict[str, list[Node]] = {}
@@ -940,6 +947,7 @@ class LineageService:
                 depth,
                 edge_kinds=_LINEAGE_KINDS,
                 max_nodes=budget,
+                timeout=self.timeout,
                 causal=CAUSAL_EDGE_KINDS,
             )
             for i in (a_id, b_id)
@@ -1028,6 +1036,12 @@ def _check_ref(ref: Any, field: str) -> str:
             field=field,
         )
     return ref
+
+
+def _check_timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValidationError("timeout must be a positive number of seconds", field="timeout")
+    return float(value)
 
 
 def _check_int(value: Any, field: str, low: int, high: int) -> int:
