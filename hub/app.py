@@ -267,7 +267,9 @@ def create_app(
             sub = services.lineage.lineage([ref], **options)
             asked = render.pop("focus", None)
             focus = services.lineage.resolve_many(asked, "focus") if asked else sub.roots
-            return export_lineage(sub, fmt, focus=focus, **render), sub.truncated
+            policies = services.registry.policies if services.registry is not None else None
+            data = export_lineage(sub, fmt, focus=focus, policies=policies, **render)
+            return data, sub.truncated
 
         try:
             body, truncated = await anyio.to_thread.run_sync(work)

@@ -512,6 +512,28 @@ def _run_json(run: Run) -> dict[str, Any]:
 _HIDDEN_RUN_KINDS = ("promote", "deploy")
 
 
+def _metric_columns(
+    items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], str | None]],
+    limit: int,
+    policies: Mapping[Any, Any],
+) -> list[str]:
+    """The metric columns of a table of runs or versions ``(metrics, tags, model)``: their
+    headline metrics first (lineagehub.headline, the rule pictures and GraphQL use; the most
+    common first), then the others by name; at most ``limit``."""
+    from collections import Counter
+
+    from lineagehub.headline import headline_metric, policy_metrics
+
+    heads: Counter[str] = Counter()
+    for metrics, tags, model in items:
+        found = headline_metric({"metrics": metrics, "tags": tags}, policy_metrics(policies, model))
+        if found is not None:
+            heads[found[0]] += 1
+    first = [k for k, _ in heads.most_common()]
+    rest = sorted({k for metrics, _, _ in items for k in metrics} - set(first))
+    return (first + rest)[:limit]
+
+
 def _names_key(where: Any, key: str) -> bool:
     """Whether a filter says anything about ``key`` (at any nesting of $and/$or/$not)."""
     if isinstance(where, Mapping):
@@ -548,7 +570,7 @@ def cmd_runs_list(args: argparse.Namespace, client: Client) -> int:
     if args.json:
         _print_json({"runs": [_run_json(r) for r in runs], "next_cursor": cursor})
         return 0
-    keys = sorted({k for r in runs for k in r.metrics})[: args.metrics]
+    keys = _metric_columns([(r.metrics, r.tags, None) for r in runs], args.metrics, {})
     table = _table(
         None, "id", "name", "kind", "experiment", "status", "started", "duration", *keys,
         ids=("id",),
@@ -795,7 +817,9 @@ def cmd_models_show(args: argparse.Namespace, client: Client) -> int:
     if args.json:
         _print_json({"model": summary, "versions": [_mv_json(v) for v in versions]})
         return 0
-    keys = sorted({k for v in versions for k in v.metrics})[: args.metrics]
+    keys = _metric_columns(
+        [(v.metrics, v.tags, v.model) for v in versions], args.metrics, client.registry_policies
+    )
     title = f"model {name}" + (f" ({summary['task']})" if summary["task"] else "")
     table = _table(title, "version", "id", "stage", "aliases", "flavor", *keys, ids=("id",))
     for v in versions:
@@ -856,7 +880,9 @@ def _write_output(path: str, data: str | bytes) -> None:
     write_atomic(path, lambda f: f.write(raw), field="output")
 
 
-def _export_lineage(args: argparse.Namespace, sub: Subgraph, path: str) -> int:
+def _export_lineage(
+    args: argparse.Namespace, sub: Subgraph, path: str, policies: Mapping[Any, Any]
+) -> int:
     fmt = _format(args, path)
     focus = sub.roots
     if path == "-" and sys.stdout.isatty() and fmt in ("png", "pdf"):
@@ -869,6 +895,7 @@ def _export_lineage(args: argparse.Namespace, sub: Subgraph, path: str) -> int:
         cluster=args.cluster,
         collapse_above=None if collapse == 0 else collapse,
         title=args.title,
+        policies=policies,
     )
     _write_output(path, data)
     summary = {
@@ -900,7 +927,7 @@ def working(message: str, quiet: bool) -> Iterator[None]:
 
 def _trace_and_export(args: argparse.Namespace, client: Client, path: str) -> int:
     with working("tracing and drawing the lineage…", args.json or path == "-"):
-        return _export_lineage(args, _trace(args, client), path)
+        return _export_lineage(args, _trace(args, client), path, client.registry_policies)
 
 
 def cmd_lineage(args: argparse.Namespace, client: Client) -> int:
@@ -1348,17 +1375,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.quiet:
         return _serve_after_demo(args)
     console = make_console()
-    best = result.metrics[result.best]
+    from lineagehub.headline import headline_metric
+
+    def headline(version: str) -> str:
+        found = headline_metric({"metrics": result.metrics[version]})
+        return f"{found[0]}={found[1]:.4f}" if found is not None else "no metrics"
+
     lines = [
         f"Demo lineage written to {store_uri}",
         f"  raw extract      {result.raw}",
         f"  cleaned data     {result.clean}",
-        *(
-            f"  trained          {v}  test_roc_auc={result.metrics[v].get('test_roc_auc', 0):.4f}"
-            for v in result.versions
-        ),
+        *(f"  trained          {v}  {headline(v)}" for v in result.versions),
         f"  in Production    {result.best} (approved by the reviewer; alias champion;"
-        f" test_accuracy={best.get('test_accuracy', 0):.4f})",
+        f" {headline(result.best)})",
         f"  deployment       {result.deployment}",
         f"  pictures         {result.picture}, {result.impact_picture}",
         f"  policies         {result.policies}  (LINEAGEHUB_POLICIES=this file: the server"

@@ -41,6 +41,8 @@ from urllib.parse import quote
 from lineagehub.graph import ConfigError, Edge, HubError, Node, Subgraph, ValidationError
 from lineagehub.graph.model import parse_time
 
+from .headline import RANKED_METRICS, headline_metric, policy_metrics
+
 __all__ = [
     "DEFAULT_COLLAPSE_ABOVE",
     "FORMATS",
@@ -129,11 +131,9 @@ _MERMAID_SHAPES: dict[str, tuple[str, str]] = {
     "Agent": ("((", "))"),
 }
 
-KEY_METRICS = (
-    "auc", "roc_auc", "accuracy", "acc", "f1", "f1_score", "precision", "recall", "r2",
-    "rmse", "mae", "mse", "map", "ndcg", "bleu", "perplexity", "val_loss", "loss",
-)  # fmt: skip
-"""The metric a label shows: the first of these a node has (else its first metric by name)."""
+KEY_METRICS = RANKED_METRICS
+"""The common metric names a label's headline metric is chosen from (see
+:mod:`lineagehub.headline` for the whole rule)."""
 
 _ACTIVITIES = frozenset({"Run", "Deployment", "MonitoringWindow"})
 _AGENTS = frozenset({"Agent"})
@@ -167,6 +167,7 @@ def export_lineage(
     cluster: bool = False,
     collapse_above: int | None = DEFAULT_COLLAPSE_ABOVE,
     title: str | None = None,
+    policies: Mapping[Any, Any] | None = None,
 ) -> bytes:
     """A lineage result (:meth:`LineageService.lineage`) in format ``fmt`` (a key of
     :data:`FORMATS`), as bytes.
@@ -176,7 +177,9 @@ def export_lineage(
     experiment, with what they generated, in a labelled box; results of more than
     ``collapse_above`` nodes (``None``: never) collapse sibling runs into group nodes;
     ``title`` heads the picture. A truncated result says so in the picture and in every
-    data format that can hold it.
+    data format that can hold it. Each node's label shows its headline metric
+    (:mod:`lineagehub.headline`); ``policies`` (the registry's promotion policies) let the
+    metric a policy names win for model versions.
 
     An unknown format is a :class:`ValidationError` (``field="format"``); ``svg``, ``png``
     and ``pdf`` without Graphviz's ``dot`` program, and ``openlineage`` without
@@ -197,7 +200,7 @@ def export_lineage(
         )
     focus_ids = [f for f in dict.fromkeys(focus) if f in sub.nodes]
     if fmt in _PICTURES or fmt == "mmd":
-        view = _build_view(sub, focus_ids, cluster, collapse_above, title)
+        view = _build_view(sub, focus_ids, cluster, collapse_above, title, policies)
         if fmt == "mmd":
             return _mermaid(view).encode()
         return _graphviz(view, fmt)
@@ -219,25 +222,11 @@ def _clean(value: Any, limit: int = _MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _key_metric(metrics: Any) -> tuple[str, float] | None:
-    if not isinstance(metrics, Mapping) or not metrics:
-        return None
-    numeric = {
-        str(k): float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    if not numeric:
-        return None
-    by_lower = {k.lower(): k for k in numeric}
-    for name in KEY_METRICS:
-        if name in by_lower:
-            return by_lower[name], numeric[by_lower[name]]
-        for lower, key in by_lower.items():  # "eval/auc", "val.accuracy"
-            if re.split(r"[/.]", lower)[-1] == name:
-                return key, numeric[key]
-    key = sorted(numeric)[0]
-    return key, numeric[key]
+def _key_metric(node: Node, policies: Mapping[Any, Any] | None = None) -> tuple[str, float] | None:
+    """The node's headline metric (:func:`lineagehub.headline.headline_metric`)."""
+    props = node.props
+    model = props.get("model") if node.label == "ModelVersion" else None
+    return headline_metric(props, policy_metrics(policies or {}, model))
 
 
 def _num(value: float) -> str:
@@ -249,7 +238,7 @@ def _short_digest(value: Any) -> str:
     return text.split(":", 1)[-1][:12] if text else ""
 
 
-def _describe(node: Node) -> list[str]:
+def _describe(node: Node, policies: Mapping[Any, Any] | None = None) -> list[str]:
     """The lines of a node's label: its kind, its name (with version), a detail or two."""
     p = node.props
     kind = node.label
@@ -298,7 +287,7 @@ def _describe(node: Node) -> list[str]:
         lines.append(f"{p['project']}/{p.get('name', '')}")
     else:
         lines.append(p.get("name") or node.id)
-    metric = _key_metric(p.get("metrics"))
+    metric = _key_metric(node, policies)
     if metric is not None:
         lines.append(f"{metric[0]} {_num(metric[1])}")
     return [_clean(head)] + [_clean(line) for line in lines if line]
@@ -364,6 +353,7 @@ def _build_view(
     cluster: bool,
     collapse_above: int | None,
     title: str | None,
+    policies: Mapping[Any, Any] | None = None,
 ) -> _View:
     keys = {node_id: f"n{i}" for i, node_id in enumerate(sub.nodes)}
     focused = set(focus)
@@ -381,11 +371,13 @@ def _build_view(
         key = rep[node_id]
         if key != keys[node_id]:
             continue
-        nodes[key] = _VNode(key, t.node.label, _describe(t.node), focus=node_id in focused)
+        nodes[key] = _VNode(
+            key, t.node.label, _describe(t.node, policies), focus=node_id in focused
+        )
     for gkey, members in groups.items():
         kind, experiment = group_label[gkey]
         nodes[gkey] = _VNode(
-            gkey, kind, _group_lines(sub, kind, experiment, members), members=len(members)
+            gkey, kind, _group_lines(sub, kind, experiment, members, policies), members=len(members)
         )
 
     edges: dict[tuple[str, str, str], _VEdge] = {}
@@ -503,7 +495,13 @@ def _collapse(
             rep[m] = key
 
 
-def _group_lines(sub: Subgraph, kind: str, experiment: str | None, members: list[str]) -> list[str]:
+def _group_lines(
+    sub: Subgraph,
+    kind: str,
+    experiment: str | None,
+    members: list[str],
+    policies: Mapping[Any, Any] | None = None,
+) -> list[str]:
     noun = "runs" if kind == "Run" else f"{kind} nodes"
     if kind == "Run" and experiment:
         lines = [_clean(f"Experiment {experiment}: {len(members)} runs")]
@@ -513,7 +511,7 @@ def _group_lines(sub: Subgraph, kind: str, experiment: str | None, members: list
         lines = [f"{len(members)} {noun}"]
     values: dict[str, list[float]] = {}
     for m in members:
-        metric = _key_metric(sub.nodes[m].node.props.get("metrics"))
+        metric = _key_metric(sub.nodes[m].node, policies)
         if metric is not None:
             values.setdefault(metric[0], []).append(metric[1])
     if values:

@@ -146,6 +146,7 @@ class Lineage:
             cluster=cluster,
             collapse_above=collapse_above,
             title=title,
+            policies=getattr(info.context.services.registry, "policies", None),
         )
         return data.decode("utf-8")
 

@@ -97,6 +97,8 @@ def test_the_picture_shows_the_deployment_back_to_the_raw_data(
     text = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
     for expected in ("breast_cancer_clean", "breast_cancer_raw", MODEL, "production"):
         assert expected in text, expected
+    # the headline metric is the held-out ROC AUC the promotion was judged on, everywhere
+    assert "test_roc_auc" in text and "test_accuracy" not in text
 
 
 def test_the_printed_queries_answer_on_a_real_server(
