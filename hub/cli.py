@@ -1337,7 +1337,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Real training on scikit-learn's bundled data, a governed promotion, a deployment and a
     lineage picture, all through the SDK into the (embedded) hub."""
     from .config import Settings
-    from .demo import STEPS, clients, queries, run_demo, write_policies
+    from .demo import STEPS, clients, queries, render_hint, run_demo, write_policies
 
     out = Path(args.out) if args.out else Settings().data_dir / "demo"
     silent = args.json or args.quiet
@@ -1358,6 +1358,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         store_uri = redact(trainer.store.uri)
         artifacts = redact(trainer.settings.artifact_uri)
     asked = queries(result)
+    hint = render_hint([result.picture, result.impact_picture])
+    if hint is not None and (args.json or args.quiet):
+        print(f"lineagehub: {hint}", file=sys.stderr)  # a left-over step, even when quiet
     if args.serve:  # the server applies the demo's policies too
         os.environ["LINEAGEHUB_POLICIES"] = str(policy_file)
     if args.json:
@@ -1390,6 +1393,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f" {headline(result.best)})",
         f"  deployment       {result.deployment}",
         f"  pictures         {result.picture}, {result.impact_picture}",
+        *([f"                   {hint}"] if hint is not None else []),
         f"  policies         {result.policies}  (LINEAGEHUB_POLICIES=this file: the server"
         " and the CLI apply them)",
         "",

@@ -151,7 +151,7 @@ def test_a_second_demo_run_adds_a_round_and_moves_production(
 
 
 def test_without_graphviz_the_demo_completes_and_leaves_dot_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No `dot` program on PATH (graphviz not installed): the pictures are left as DOT source
     to render later, and everything else is written."""
@@ -161,6 +161,10 @@ def test_without_graphviz_the_demo_completes_and_leaves_dot_files(
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "out"
     assert main(["demo", "--quiet", "--out", str(out)]) == 0
+    # it says how to render them, even when quiet
+    err = capsys.readouterr().err
+    assert "apt-get install graphviz" in err
+    assert f"dot -Tsvg {out / 'lineage.dot'} -o {out / 'lineage.svg'}" in err
     assert sorted(p.name for p in out.iterdir()) == [
         "breast_cancer_raw.csv",
         "impact.dot",
