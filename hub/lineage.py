@@ -1080,14 +1080,27 @@ def _edge_kinds(kinds: Sequence[EdgeKind | str] | None, field: str) -> list[str]
 
 
 def _unescape(component: str) -> str:
-    """The inverse of the vocabulary's ``_esc`` (``%2F`` -> ``/``, ``%25`` -> ``%``)."""
-    return re.sub(r"%(25|2[Ff])", lambda m: "%" if m[1] == "25" else "/", component)
+    """The inverse of the vocabulary's ``_esc`` (``%2F`` -> ``/``, ``%3A`` -> ``:``,
+    ``%25`` -> ``%``)."""
+    plain = {"25": "%", "2F": "/", "3A": ":"}
+    return re.sub(r"%(25|2[Ff]|3[Aa])", lambda m: plain[m[1].upper()], component)
+
+
+# ``file://host/abs/path``: a URI-named dataset (the namespace is scheme and authority).
+_URI_KEY_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/%]+)(/.+)$")
 
 
 def _dataset_candidates(key: str) -> list[tuple[str, str]]:
     """The (namespace, name) pairs ``<namespace>/<name>`` may mean, cleaned as the vocabulary
     cleans them: namespaces and names may both contain ``/``."""
     result: dict[tuple[str, str], None] = {}
+    uri = _URI_KEY_RE.match(key)
+    if uri is not None:
+        try:
+            ds = Dataset(namespace=uri[1], name=uri[2])
+            result[(ds.namespace, ds.name)] = None
+        except ValidationError:
+            pass
     for i, ch in enumerate(key):
         if ch != "/":
             continue

@@ -69,7 +69,9 @@ Agent              ``agent:<name>``                                name
 =================  ==============================================  ==========================
 
 In a leading component (a dataset's namespace, an experiment's project) ``%`` and ``/`` are
-percent-encoded, so ids stay unambiguous while readable (``dataset:s3:%2F%2Flake/customers``).
+percent-encoded, so ids stay unambiguous while readable (``dataset:s3:%2F%2Flake/customers``);
+a file's dataset (namespace ``file://<host>``, an absolute path as name) reads as its URI,
+``dsv:file://host/data/customers.csv@sha256:...``.
 A dataset version's id keeps its dataset: the same bytes registered under two datasets are two
 versions (each a version *of* its dataset); the shared ``digest`` property still finds them.
 A dirty working tree is a different code state from its commit, so its id carries the diff
@@ -611,8 +613,23 @@ def _repo_key(repo: str) -> str:
 
 
 def _esc(component: str) -> str:
-    """Percent-encode ``%`` and ``/`` so that a leading id component cannot swallow the next."""
-    return component.replace("%", "%25").replace("/", "%2F")
+    """Percent-encode ``%`` and ``/`` so that a leading id component cannot swallow the next
+    (and a trailing ``:``, so that no escaped namespace reads as a URI's scheme)."""
+    text = component.replace("%", "%25").replace("/", "%2F")
+    return text[:-1] + "%3A" if text.endswith(":") else text
+
+
+# A namespace that is a URI's scheme and authority (``file://host``, ``s3://bucket``).
+_URI_NAMESPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/%]+$")
+
+
+def _dataset_key(namespace: str, name: str) -> str:
+    """``<namespace>/<name>`` in a dataset (version) id. A file's dataset, OpenLineage-named
+    ``file://<host>`` + an absolute path, reads as its URI (``file://host/data/x.csv``); an
+    escaped namespace never contains ``/``, so the two forms cannot meet."""
+    if name.startswith("/") and _URI_NAMESPACE_RE.match(namespace):
+        return namespace + name
+    return f"{_esc(namespace)}/{name}"
 
 
 UtcDatetime = Annotated[
@@ -944,7 +961,7 @@ class Dataset(NodeModel):
 
     @property
     def node_id(self) -> str:
-        return f"dataset:{_esc(self.namespace)}/{self.name}"
+        return f"dataset:{_dataset_key(self.namespace, self.name)}"
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> Dataset:
@@ -978,7 +995,7 @@ class DatasetVersion(NodeModel):
 
     @property
     def node_id(self) -> str:
-        return f"dsv:{_esc(self.namespace)}/{self.name}@{self.digest}"
+        return f"dsv:{_dataset_key(self.namespace, self.name)}@{self.digest}"
 
     @property
     def dataset_id(self) -> str:

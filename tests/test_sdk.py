@@ -338,6 +338,11 @@ def test_file_and_directory_datasets(client: Client, hub: Hub, tmp_path: Path) -
         f = run.log_dataset(data / "a.csv")
         d = run.log_dataset(data, role="validation", derived_from=[f])
     assert f.name == str(data / "a.csv") and f.namespace.startswith("file://")
+    # the id reads as the file's URI, and that is a reference too
+    assert f.node_id == f"dsv:{f.namespace}{data / 'a.csv'}@{f.digest}"
+    assert f.dataset_id == f"dataset:{f.namespace}{data / 'a.csv'}"
+    assert "%2F" not in f.node_id
+    assert client.lineage([f"dataset:{f.namespace}{data / 'a.csv'}@latest"]).roots == [f.node_id]
     assert f.row_count == 2
     assert d.node_id != f.node_id
     derived = hub.store.neighbors([d.node_id], "UPSTREAM", ["DERIVED_FROM"])[d.node_id]
