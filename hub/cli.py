@@ -896,6 +896,7 @@ def _export_lineage(
         collapse_above=None if collapse == 0 else collapse,
         title=args.title,
         policies=policies,
+        context_nodes=args.context_nodes,
     )
     _write_output(path, data)
     summary = {
@@ -1320,6 +1321,12 @@ def _lineage_options(p: argparse.ArgumentParser) -> None:
         "--cluster",
         action="store_true",
         help="box the runs of each experiment (and what they made) in pictures",
+    )
+    p.add_argument(
+        "--context-nodes",
+        action="store_true",
+        help="pictures: draw agents, environments and commits as nodes "
+        "(default: folded into the runs' labels)",
     )
     p.add_argument(
         "--collapse-above",

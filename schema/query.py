@@ -93,8 +93,8 @@ async def _page(
     ctx = info.context
     if not 1 <= first <= ctx.services.max_page:
         raise ValidationError(f"first must be between 1 and {ctx.services.max_page}", field="first")
-    where = _filter(where, conditions)
-    page = await ctx.call(ctx.store.find_nodes, label, where, order_by, after, first)
+    condition = _filter(where, conditions)
+    page = await ctx.call(ctx.store.find_nodes, label, condition, order_by, after, first)
     items = page.items
     if label == "Run" and ctx.services.tracking is not None:
         # a RUNNING run whose heartbeat is stale is reported (and recorded) as KILLED
@@ -116,7 +116,7 @@ _WHERE = strawberry.argument(
     description='A filter: {"status": "FINISHED", "metrics.auc": {"$gte": 0.9}, '
     '"params.max_depth": {"$in": [3, 5]}, "$or": [...]}. Operators: $eq $ne $lt $lte $gt '
     "$gte $in $nin $exists; $and $or $not. Keys are property paths or id, _created_at. "
-    "A JSON variable, an inline object when the keys are plain names ({experiment: \"x\"}), "
+    'A JSON variable, an inline object when the keys are plain names ({experiment: "x"}), '
     'or the same JSON as text, typed inline as a block string: """{"metrics.auc": '
     '{"$gte": 0.9}}""".'
 )
@@ -178,7 +178,8 @@ class Lineage:
 
     @strawberry.field(
         description="This result as a file's text: a picture (DOT, SVG, Mermaid; the roots "
-        "highlighted, sibling runs collapsed above collapseAbove nodes, null: never) or data "
+        "highlighted, sibling runs collapsed above collapseAbove nodes, null: never; agents, "
+        "environments and commits folded into the runs' labels unless contextNodes) or data "
         "(GraphML, Cytoscape JSON, PROV-JSON, OpenLineage events as JSON lines)."
     )
     async def export(
@@ -188,6 +189,7 @@ class Lineage:
         cluster: bool = False,
         collapse_above: int | None = 60,
         title: str | None = None,
+        context_nodes: bool = False,
     ) -> str:
         from lineagehub.export import export_lineage
 
@@ -200,6 +202,7 @@ class Lineage:
             collapse_above=collapse_above,
             title=title,
             policies=getattr(info.context.services.registry, "policies", None),
+            context_nodes=context_nodes,
         )
         return data.decode("utf-8")
 
