@@ -1121,8 +1121,36 @@ def _compare_versions(args: argparse.Namespace, client: Client, a: str, b: str) 
             table.add_row(_text("+", "green"), _text(name), _text(node_id))
         for node_id in d[name]["removed"]:
             table.add_row(_text("-", "red"), _text(name), _text(node_id))
+    # The training runs' own code and environment, which the sets above may not show (both
+    # commits can be upstream of both versions): never "same code" when they differ.
+    for what, a_value, b_value in _trainers_context(client, d["a"], d["b"]):
+        table.add_row(_text("≠", "bold yellow"), _text(f"training {what}"), _text(a_value))
+        table.add_row(_text("", ""), _text(""), _text(b_value))
     console.print(table if table.row_count else "upstream: same data, code and environment")
     return 0
+
+
+def _trainers_context(client: Client, a: str, b: str) -> list[tuple[str, str, str]]:
+    """``(what, a's, b's)`` for the code and the environment of the runs that generated
+    model versions ``a`` and ``b``, where they differ."""
+    sub = client.lineage([a, b], "UPSTREAM", 1, edge_kinds=["GENERATED_BY"])
+    trainers = []
+    for version in (a, b):
+        runs = sorted(
+            e.target for e in sub.edges if e.source == version and e.kind == "GENERATED_BY"
+        )
+        trainers.append(runs[0] if runs else None)
+    if None in trainers or trainers[0] == trainers[1]:
+        return []
+    runs = client.compare_runs([t for t in trainers if t is not None])
+    return [
+        (what, str(values[0] or "-"), str(values[1] or "-"))
+        for what, values, differs in (
+            ("code", runs["code"], runs["code_differs"]),
+            ("environment", runs["environments"], runs["environment_differs"]),
+        )
+        if differs
+    ]
 
 
 # --- the registry ---------------------------------------------------------------------------

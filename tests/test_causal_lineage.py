@@ -119,5 +119,7 @@ def test_compare_reports_each_version_s_own_code(
     out = capsys.readouterr().out
     assert "same data, code and environment" not in out
     assert added[0] in out
+    # the training runs' own commits, side by side
+    assert "training code" in out and out.count(added[0]) == 2
     assert main(["compare", "churn/1", "churn/2", "--store", history["store"], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["commits"]["added"] == added
