@@ -1134,20 +1134,20 @@ def _trainers_context(client: Client, a: str, b: str) -> list[tuple[str, str, st
     """``(what, a's, b's)`` for the code and the environment of the runs that generated
     model versions ``a`` and ``b``, where they differ."""
     sub = client.lineage([a, b], "UPSTREAM", 1, edge_kinds=["GENERATED_BY"])
-    trainers = []
+    trainers: list[str | None] = []
     for version in (a, b):
-        runs = sorted(
+        made_by = sorted(
             e.target for e in sub.edges if e.source == version and e.kind == "GENERATED_BY"
         )
-        trainers.append(runs[0] if runs else None)
+        trainers.append(made_by[0] if made_by else None)
     if None in trainers or trainers[0] == trainers[1]:
         return []
-    runs = client.compare_runs([t for t in trainers if t is not None])
+    both = client.compare_runs([t for t in trainers if t is not None])
     return [
         (what, str(values[0] or "-"), str(values[1] or "-"))
         for what, values, differs in (
-            ("code", runs["code"], runs["code_differs"]),
-            ("environment", runs["environments"], runs["environment_differs"]),
+            ("code", both["code"], both["code_differs"]),
+            ("environment", both["environments"], both["environment_differs"]),
         )
         if differs
     ]
