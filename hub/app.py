@@ -267,7 +267,9 @@ def create_app(
             sub = services.lineage.lineage([ref], **options)
             asked = render.pop("focus", None)
             focus = services.lineage.resolve_many(asked, "focus") if asked else sub.roots
-            return export_lineage(sub, fmt, focus=focus, **render), sub.truncated
+            policies = services.registry.policies if services.registry is not None else None
+            data = export_lineage(sub, fmt, focus=focus, policies=policies, **render)
+            return data, sub.truncated
 
         try:
             body, truncated = await anyio.to_thread.run_sync(work)
@@ -330,7 +332,16 @@ _INT_OPTIONS = {
     "maxNodes": "max_nodes",
 }
 _EXPORT_OPTIONS = sorted(
-    {*_LIST_OPTIONS, *_INT_OPTIONS, "direction", "asOf", "cluster", "collapseAbove", "focus"}
+    {
+        *_LIST_OPTIONS,
+        *_INT_OPTIONS,
+        "direction",
+        "asOf",
+        "cluster",
+        "contextNodes",
+        "collapseAbove",
+        "focus",
+    }
     | {"title"}
 )
 
@@ -375,11 +386,17 @@ def _export_options(items: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[
             lineage["direction"] = value.strip().upper()
         elif name == "asOf":
             lineage["as_of"] = parse_time(value, "asOf")
-        elif name == "cluster":
+        elif name in ("cluster", "contextNodes"):
             flag = value.strip().lower()
             if flag not in ("", "1", "true", "yes", "on", "0", "false", "no", "off"):
-                raise ValidationError("cluster must be true or false", field="cluster")
-            render["cluster"] = flag in ("", "1", "true", "yes", "on")
+                raise ValidationError(f"{name} must be true or false", field=name)
+            render["cluster" if name == "cluster" else "context_nodes"] = flag in (
+                "",
+                "1",
+                "true",
+                "yes",
+                "on",
+            )
         elif name == "collapseAbove":
             text = value.strip().lower()
             if text in ("never", "none", "off"):

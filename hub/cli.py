@@ -506,16 +506,56 @@ def _run_json(run: Run) -> dict[str, Any]:
     return data
 
 
+# The registry's own activities: every promotion, approval, alias move and deployment is a
+# run, which would crowd out the training runs people look for; `--kind` (or a --where on
+# kind) shows them.
+_HIDDEN_RUN_KINDS = ("promote", "deploy")
+
+
+def _metric_columns(
+    items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any], str | None]],
+    limit: int,
+    policies: Mapping[Any, Any],
+) -> list[str]:
+    """The metric columns of a table of runs or versions ``(metrics, tags, model)``: their
+    headline metrics first (lineagehub.headline, the rule pictures and GraphQL use; the most
+    common first), then the others by name; at most ``limit``."""
+    from collections import Counter
+
+    from lineagehub.headline import headline_metric, policy_metrics
+
+    heads: Counter[str] = Counter()
+    for metrics, tags, model in items:
+        found = headline_metric({"metrics": metrics, "tags": tags}, policy_metrics(policies, model))
+        if found is not None:
+            heads[found[0]] += 1
+    first = [k for k, _ in heads.most_common()]
+    rest = sorted({k for metrics, _, _ in items for k in metrics} - set(first))
+    return (first + rest)[:limit]
+
+
+def _names_key(where: Any, key: str) -> bool:
+    """Whether a filter says anything about ``key`` (at any nesting of $and/$or/$not)."""
+    if isinstance(where, Mapping):
+        return any(k == key or _names_key(v, key) for k, v in where.items())
+    if isinstance(where, list):
+        return any(_names_key(v, key) for v in where)
+    return False
+
+
 def cmd_runs_list(args: argparse.Namespace, client: Client) -> int:
-    from lineagehub.vocabulary import RunStatus
+    from lineagehub.vocabulary import RunKind, RunStatus, member
 
     simple: dict[str, Any] = {}
     if args.project:
         simple["project"] = args.project
     if args.experiment:
         simple["experiment"] = args.experiment
-    if args.kind:
-        simple["kind"] = args.kind.lower()
+    if args.kind and args.kind.lower() != "all":
+        simple["kind"] = member(RunKind, args.kind.lower(), "kind").value
+    where = parse_where(args.where)
+    if not args.kind and not _names_key(where, "kind"):
+        simple["kind"] = {"$nin": list(_HIDDEN_RUN_KINDS)}
     if args.status:
         try:
             simple["status"] = RunStatus(args.status.upper()).value
@@ -524,13 +564,13 @@ def cmd_runs_list(args: argparse.Namespace, client: Client) -> int:
             raise ValidationError(
                 f"--status must be one of {known}, got {args.status!r}", field="status"
             ) from None
-    where = _and(simple, parse_where(args.where))
+    where = _and(simple, where)
     order = args.order_by or ["-started_at"]
     runs, cursor = client.search_runs(where, order, limit=args.limit)
     if args.json:
         _print_json({"runs": [_run_json(r) for r in runs], "next_cursor": cursor})
         return 0
-    keys = sorted({k for r in runs for k in r.metrics})[: args.metrics]
+    keys = _metric_columns([(r.metrics, r.tags, None) for r in runs], args.metrics, {})
     table = _table(
         None, "id", "name", "kind", "experiment", "status", "started", "duration", *keys,
         ids=("id",),
@@ -777,7 +817,9 @@ def cmd_models_show(args: argparse.Namespace, client: Client) -> int:
     if args.json:
         _print_json({"model": summary, "versions": [_mv_json(v) for v in versions]})
         return 0
-    keys = sorted({k for v in versions for k in v.metrics})[: args.metrics]
+    keys = _metric_columns(
+        [(v.metrics, v.tags, v.model) for v in versions], args.metrics, client.registry_policies
+    )
     title = f"model {name}" + (f" ({summary['task']})" if summary["task"] else "")
     table = _table(title, "version", "id", "stage", "aliases", "flavor", *keys, ids=("id",))
     for v in versions:
@@ -838,7 +880,9 @@ def _write_output(path: str, data: str | bytes) -> None:
     write_atomic(path, lambda f: f.write(raw), field="output")
 
 
-def _export_lineage(args: argparse.Namespace, sub: Subgraph, path: str) -> int:
+def _export_lineage(
+    args: argparse.Namespace, sub: Subgraph, path: str, policies: Mapping[Any, Any]
+) -> int:
     fmt = _format(args, path)
     focus = sub.roots
     if path == "-" and sys.stdout.isatty() and fmt in ("png", "pdf"):
@@ -851,6 +895,8 @@ def _export_lineage(args: argparse.Namespace, sub: Subgraph, path: str) -> int:
         cluster=args.cluster,
         collapse_above=None if collapse == 0 else collapse,
         title=args.title,
+        policies=policies,
+        context_nodes=args.context_nodes,
     )
     _write_output(path, data)
     summary = {
@@ -882,7 +928,7 @@ def working(message: str, quiet: bool) -> Iterator[None]:
 
 def _trace_and_export(args: argparse.Namespace, client: Client, path: str) -> int:
     with working("tracing and drawing the lineage…", args.json or path == "-"):
-        return _export_lineage(args, _trace(args, client), path)
+        return _export_lineage(args, _trace(args, client), path, client.registry_policies)
 
 
 def cmd_lineage(args: argparse.Namespace, client: Client) -> int:
@@ -1075,8 +1121,36 @@ def _compare_versions(args: argparse.Namespace, client: Client, a: str, b: str) 
             table.add_row(_text("+", "green"), _text(name), _text(node_id))
         for node_id in d[name]["removed"]:
             table.add_row(_text("-", "red"), _text(name), _text(node_id))
+    # The training runs' own code and environment, which the sets above may not show (both
+    # commits can be upstream of both versions): never "same code" when they differ.
+    for what, a_value, b_value in _trainers_context(client, d["a"], d["b"]):
+        table.add_row(_text("≠", "bold yellow"), _text(f"training {what}"), _text(a_value))
+        table.add_row(_text("", ""), _text(""), _text(b_value))
     console.print(table if table.row_count else "upstream: same data, code and environment")
     return 0
+
+
+def _trainers_context(client: Client, a: str, b: str) -> list[tuple[str, str, str]]:
+    """``(what, a's, b's)`` for the code and the environment of the runs that generated
+    model versions ``a`` and ``b``, where they differ."""
+    sub = client.lineage([a, b], "UPSTREAM", 1, edge_kinds=["GENERATED_BY"])
+    trainers: list[str | None] = []
+    for version in (a, b):
+        made_by = sorted(
+            e.target for e in sub.edges if e.source == version and e.kind == "GENERATED_BY"
+        )
+        trainers.append(made_by[0] if made_by else None)
+    if None in trainers or trainers[0] == trainers[1]:
+        return []
+    both = client.compare_runs([t for t in trainers if t is not None])
+    return [
+        (what, str(values[0] or "-"), str(values[1] or "-"))
+        for what, values, differs in (
+            ("code", both["code"], both["code_differs"]),
+            ("environment", both["environments"], both["environment_differs"]),
+        )
+        if differs
+    ]
 
 
 # --- the registry ---------------------------------------------------------------------------
@@ -1277,6 +1351,12 @@ def _lineage_options(p: argparse.ArgumentParser) -> None:
         help="box the runs of each experiment (and what they made) in pictures",
     )
     p.add_argument(
+        "--context-nodes",
+        action="store_true",
+        help="pictures: draw agents, environments and commits as nodes "
+        "(default: folded into the runs' labels)",
+    )
+    p.add_argument(
         "--collapse-above",
         type=int,
         metavar="N",
@@ -1292,7 +1372,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Real training on scikit-learn's bundled data, a governed promotion, a deployment and a
     lineage picture, all through the SDK into the (embedded) hub."""
     from .config import Settings
-    from .demo import STEPS, clients, queries, run_demo, write_policies
+    from .demo import STEPS, clients, queries, render_hint, run_demo, write_policies
 
     out = Path(args.out) if args.out else Settings().data_dir / "demo"
     silent = args.json or args.quiet
@@ -1313,6 +1393,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         store_uri = redact(trainer.store.uri)
         artifacts = redact(trainer.settings.artifact_uri)
     asked = queries(result)
+    hint = render_hint([result.picture, result.impact_picture])
+    if hint is not None and (args.json or args.quiet):
+        print(f"lineagehub: {hint}", file=sys.stderr)  # a left-over step, even when quiet
     if args.serve:  # the server applies the demo's policies too
         os.environ["LINEAGEHUB_POLICIES"] = str(policy_file)
     if args.json:
@@ -1330,19 +1413,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.quiet:
         return _serve_after_demo(args)
     console = make_console()
-    best = result.metrics[result.best]
+    from lineagehub.headline import headline_metric
+
+    def headline(version: str) -> str:
+        found = headline_metric({"metrics": result.metrics[version]})
+        return f"{found[0]}={found[1]:.4f}" if found is not None else "no metrics"
+
     lines = [
         f"Demo lineage written to {store_uri}",
         f"  raw extract      {result.raw}",
         f"  cleaned data     {result.clean}",
-        *(
-            f"  trained          {v}  test_roc_auc={result.metrics[v].get('test_roc_auc', 0):.4f}"
-            for v in result.versions
-        ),
+        *(f"  trained          {v}  {headline(v)}" for v in result.versions),
         f"  in Production    {result.best} (approved by the reviewer; alias champion;"
-        f" test_accuracy={best.get('test_accuracy', 0):.4f})",
+        f" {headline(result.best)})",
         f"  deployment       {result.deployment}",
         f"  pictures         {result.picture}, {result.impact_picture}",
+        *([f"                   {hint}"] if hint is not None else []),
         f"  policies         {result.policies}  (LINEAGEHUB_POLICIES=this file: the server"
         " and the CLI apply them)",
         "",
@@ -1435,7 +1521,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = runs.add_parser("list", parents=[hub], help="runs, filtered and ordered, newest first")
     r.add_argument("--project", help="only runs of this project")
     r.add_argument("--experiment", help="only runs of this experiment")
-    r.add_argument("--kind", help="train, evaluate, transform, promote, deploy or monitor")
+    r.add_argument(
+        "--kind",
+        help="train, evaluate, transform, promote, deploy, monitor or all "
+        "(default: all but promote and deploy)",
+    )
     r.add_argument("--status", help="RUNNING, FINISHED, FAILED or KILLED")
     r.add_argument("--where", metavar="JSON", help='a filter: \'{"metrics.auc": {"$gte": 0.9}}\'')
     r.add_argument(
@@ -1581,8 +1671,37 @@ def _report(args: argparse.Namespace, code: str, message: str) -> None:
         print(f"lineagehub: error [{code}]: {message}", file=sys.stderr)
 
 
+# Options whose values may start with "-" (a descending ordering): argparse would take
+# ``--order-by -metrics.auc`` for two options, so such a value is joined to its option.
+_DASH_VALUE_OPTIONS = frozenset({"--order-by"})
+
+
+def _join_dash_values(argv: Sequence[str]) -> list[str]:
+    """``--order-by -metrics.auc`` as ``--order-by=-metrics.auc``, so the spelling people
+    type works; short options (``-o``, ``-q``) and ``--long`` ones are left alone."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        value = argv[i + 1] if i + 1 < len(argv) else None
+        if (
+            token in _DASH_VALUE_OPTIONS
+            and value is not None
+            and value.startswith("-")
+            and not value.startswith("--")
+            and len(value) > 2
+        ):
+            out.append(f"{token}={value}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_join_dash_values(argv))
     try:
         if getattr(args, "needs_client", False):
             with hub_client(args) as client:

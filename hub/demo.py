@@ -248,6 +248,20 @@ def _draw(path: Path, sub: Any, focus: list[str], title: str) -> str:
     return str(path)
 
 
+def render_hint(pictures: list[str]) -> str | None:
+    """What to do with pictures the demo left as DOT source (no Graphviz): how to install
+    Graphviz and the commands that render them; ``None`` when they are pictures already."""
+    sources = [p for p in pictures if p.endswith(".dot")]
+    if not sources:
+        return None
+    commands = "; ".join(f"dot -Tsvg {p} -o {p[: -len('.dot')]}.svg" for p in sources)
+    return (
+        "Graphviz's `dot` program was not found, so the pictures are DOT source. Install "
+        "Graphviz (apt-get install graphviz, brew install graphviz or conda install graphviz) "
+        f"and render them: {commands}"
+    )
+
+
 @contextlib.contextmanager
 def clients(
     store_uri: str | None, artifacts: str | None, policy_file: Path

@@ -41,6 +41,8 @@ from urllib.parse import quote
 from lineagehub.graph import ConfigError, Edge, HubError, Node, Subgraph, ValidationError
 from lineagehub.graph.model import parse_time
 
+from .headline import RANKED_METRICS, headline_metric, policy_metrics
+
 __all__ = [
     "DEFAULT_COLLAPSE_ABOVE",
     "FORMATS",
@@ -129,11 +131,9 @@ _MERMAID_SHAPES: dict[str, tuple[str, str]] = {
     "Agent": ("((", "))"),
 }
 
-KEY_METRICS = (
-    "auc", "roc_auc", "accuracy", "acc", "f1", "f1_score", "precision", "recall", "r2",
-    "rmse", "mae", "mse", "map", "ndcg", "bleu", "perplexity", "val_loss", "loss",
-)  # fmt: skip
-"""The metric a label shows: the first of these a node has (else its first metric by name)."""
+KEY_METRICS = RANKED_METRICS
+"""The common metric names a label's headline metric is chosen from (see
+:mod:`lineagehub.headline` for the whole rule)."""
 
 _ACTIVITIES = frozenset({"Run", "Deployment", "MonitoringWindow"})
 _AGENTS = frozenset({"Agent"})
@@ -167,6 +167,8 @@ def export_lineage(
     cluster: bool = False,
     collapse_above: int | None = DEFAULT_COLLAPSE_ABOVE,
     title: str | None = None,
+    policies: Mapping[Any, Any] | None = None,
+    context_nodes: bool = False,
 ) -> bytes:
     """A lineage result (:meth:`LineageService.lineage`) in format ``fmt`` (a key of
     :data:`FORMATS`), as bytes.
@@ -176,7 +178,12 @@ def export_lineage(
     experiment, with what they generated, in a labelled box; results of more than
     ``collapse_above`` nodes (``None``: never) collapse sibling runs into group nodes;
     ``title`` heads the picture. A truncated result says so in the picture and in every
-    data format that can hold it.
+    data format that can hold it. Each node's label shows its headline metric
+    (:mod:`lineagehub.headline`); ``policies`` (the registry's promotion policies) let the
+    metric a policy names win for model versions. Context (the agents, environments and
+    code commits of runs) is folded into the runs' labels (``code wt@1a2b3c4``, ``env python
+    3.11``, ``by ann``) unless ``context_nodes``; roots and focus nodes are always drawn.
+    Edges between the same two nodes are drawn once, with their kinds and a count.
 
     An unknown format is a :class:`ValidationError` (``field="format"``); ``svg``, ``png``
     and ``pdf`` without Graphviz's ``dot`` program, and ``openlineage`` without
@@ -197,7 +204,7 @@ def export_lineage(
         )
     focus_ids = [f for f in dict.fromkeys(focus) if f in sub.nodes]
     if fmt in _PICTURES or fmt == "mmd":
-        view = _build_view(sub, focus_ids, cluster, collapse_above, title)
+        view = _build_view(sub, focus_ids, cluster, collapse_above, title, policies, context_nodes)
         if fmt == "mmd":
             return _mermaid(view).encode()
         return _graphviz(view, fmt)
@@ -219,25 +226,11 @@ def _clean(value: Any, limit: int = _MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _key_metric(metrics: Any) -> tuple[str, float] | None:
-    if not isinstance(metrics, Mapping) or not metrics:
-        return None
-    numeric = {
-        str(k): float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    if not numeric:
-        return None
-    by_lower = {k.lower(): k for k in numeric}
-    for name in KEY_METRICS:
-        if name in by_lower:
-            return by_lower[name], numeric[by_lower[name]]
-        for lower, key in by_lower.items():  # "eval/auc", "val.accuracy"
-            if re.split(r"[/.]", lower)[-1] == name:
-                return key, numeric[key]
-    key = sorted(numeric)[0]
-    return key, numeric[key]
+def _key_metric(node: Node, policies: Mapping[Any, Any] | None = None) -> tuple[str, float] | None:
+    """The node's headline metric (:func:`lineagehub.headline.headline_metric`)."""
+    props = node.props
+    model = props.get("model") if node.label == "ModelVersion" else None
+    return headline_metric(props, policy_metrics(policies or {}, model))
 
 
 def _num(value: float) -> str:
@@ -249,7 +242,7 @@ def _short_digest(value: Any) -> str:
     return text.split(":", 1)[-1][:12] if text else ""
 
 
-def _describe(node: Node) -> list[str]:
+def _describe(node: Node, policies: Mapping[Any, Any] | None = None) -> list[str]:
     """The lines of a node's label: its kind, its name (with version), a detail or two."""
     p = node.props
     kind = node.label
@@ -298,7 +291,7 @@ def _describe(node: Node) -> list[str]:
         lines.append(f"{p['project']}/{p.get('name', '')}")
     else:
         lines.append(p.get("name") or node.id)
-    metric = _key_metric(p.get("metrics"))
+    metric = _key_metric(node, policies)
     if metric is not None:
         lines.append(f"{metric[0]} {_num(metric[1])}")
     return [_clean(head)] + [_clean(line) for line in lines if line]
@@ -358,12 +351,78 @@ def _experiments(sub: Subgraph) -> dict[str, tuple[str, str]]:
     return result
 
 
+CONTEXT_LABELS = frozenset({"Agent", "Environment", "CodeCommit"})
+"""Node kinds that are context of a run rather than lineage: folded into the labels of the
+nodes they are attached to unless a picture asks for ``context_nodes``."""
+
+
+def _context_line(node: Node, edge: Edge) -> str:
+    """How a context node reads inside the label of the node it is attached to."""
+    p = node.props
+    if node.label == "CodeCommit":
+        lines = _describe(node)
+        text = f"code {lines[1] if len(lines) > 1 else node.id}"
+        return text + (" (dirty)" if p.get("dirty") else "")
+    if node.label == "Environment":
+        return "env " + " ".join(_describe(node)[1:2])
+    name = str(p.get("name") or node.id.removeprefix("agent:"))
+    if edge.kind == "ATTRIBUTED_TO":
+        return f"owner {name}"
+    role = edge.props.get("role")
+    verb = {"launcher": "by", "requester": "requested by", "approver": "approved by"}
+    return f"{verb.get(str(role), str(role or 'with'))} {name}"
+
+
+def _fold_context(
+    sub: Subgraph,
+    focused: set[str],
+    rep: Mapping[str, str],
+    keys: Mapping[str, str],
+    groups: Mapping[str, list[str]],
+    nodes: dict[str, _VNode],
+) -> set[str]:
+    """Fold context nodes (:data:`CONTEXT_LABELS`) into the labels of the nodes they are
+    attached to; returns the ids folded. A root, a focus node, a node in a group, one
+    attached to a group or to other context, or one attached to nothing stays a node."""
+    touching: dict[str, list[tuple[Edge, str]]] = {}
+    for e in sub.edges:
+        for mine, other in ((e.source, e.target), (e.target, e.source)):
+            if mine in sub.nodes and other in sub.nodes:
+                touching.setdefault(mine, []).append((e, other))
+    folded: set[str] = set()
+    for node_id, t in sub.nodes.items():
+        if (
+            t.node.label not in CONTEXT_LABELS
+            or node_id in focused
+            or t.reached_from is None
+            or rep[node_id] != keys[node_id]
+            or not touching.get(node_id)
+        ):
+            continue
+        others = touching[node_id]
+        if any(
+            sub.nodes[o].node.label in CONTEXT_LABELS or rep[o] in groups or rep[o] not in nodes
+            for _, o in others
+        ):
+            continue
+        folded.add(node_id)
+        for e, o in sorted(others, key=lambda x: x[0].id):
+            line = _clean(_context_line(t.node, e))
+            target = nodes[rep[o]]
+            if line not in target.lines:
+                target.lines.append(line)
+        del nodes[keys[node_id]]
+    return folded
+
+
 def _build_view(
     sub: Subgraph,
     focus: Sequence[str],
     cluster: bool,
     collapse_above: int | None,
     title: str | None,
+    policies: Mapping[Any, Any] | None = None,
+    context_nodes: bool = False,
 ) -> _View:
     keys = {node_id: f"n{i}" for i, node_id in enumerate(sub.nodes)}
     focused = set(focus)
@@ -381,32 +440,42 @@ def _build_view(
         key = rep[node_id]
         if key != keys[node_id]:
             continue
-        nodes[key] = _VNode(key, t.node.label, _describe(t.node), focus=node_id in focused)
+        nodes[key] = _VNode(
+            key, t.node.label, _describe(t.node, policies), focus=node_id in focused
+        )
     for gkey, members in groups.items():
         kind, experiment = group_label[gkey]
         nodes[gkey] = _VNode(
-            gkey, kind, _group_lines(sub, kind, experiment, members), members=len(members)
+            gkey, kind, _group_lines(sub, kind, experiment, members, policies), members=len(members)
         )
 
-    edges: dict[tuple[str, str, str], _VEdge] = {}
+    folded: set[str] = set()
+    if not context_nodes:
+        folded = _fold_context(sub, focused, rep, keys, groups, nodes)
+
+    # One drawn edge per pair of drawn nodes: its kinds (with roles), and how many edges.
+    pairs: dict[tuple[str, str], dict[str, int]] = {}
     for e in sub.edges:
         if e.source not in rep or e.target not in rep:
+            continue
+        if e.source in folded or e.target in folded:
             continue
         # Drawn from what a thing came from to the thing: time flows left to right.
         tail, head = rep[e.target], rep[e.source]
         if tail == head and (tail in groups):
             continue  # an edge inside a group (a child run of a sibling)
-        label = _edge_label(e)
-        if collapsed and (tail in groups or head in groups):
-            existing = edges.get((tail, head, label))
-            if existing is not None:
-                existing.count += 1
-                continue
-            edges[(tail, head, label)] = _VEdge(tail, head, label)
-        else:
-            edges[(tail, head, f"{label}\x00{e.id}")] = _VEdge(tail, head, label)
+        labels = pairs.setdefault((tail, head), {})
+        labels[_edge_label(e)] = labels.get(_edge_label(e), 0) + 1
+    edges: list[_VEdge] = []
+    for (tail, head), labels in pairs.items():
+        if len(labels) == 1:
+            ((label, count),) = labels.items()
+            edges.append(_VEdge(tail, head, label, count))
+        else:  # several kinds between one pair: each named, with its own count
+            text = ", ".join(f"{k} {_TIMES}{n}" if n > 1 else k for k, n in sorted(labels.items()))
+            edges.append(_VEdge(tail, head, _clean(text, 120)))
 
-    view = _View(nodes, list(edges.values()))
+    view = _View(nodes, edges)
     shown_all = len(view.nodes)
     if shown_all > MAX_PICTURE_NODES:
         _keep_nearest(sub, view, rep, focused)
@@ -503,7 +572,13 @@ def _collapse(
             rep[m] = key
 
 
-def _group_lines(sub: Subgraph, kind: str, experiment: str | None, members: list[str]) -> list[str]:
+def _group_lines(
+    sub: Subgraph,
+    kind: str,
+    experiment: str | None,
+    members: list[str],
+    policies: Mapping[Any, Any] | None = None,
+) -> list[str]:
     noun = "runs" if kind == "Run" else f"{kind} nodes"
     if kind == "Run" and experiment:
         lines = [_clean(f"Experiment {experiment}: {len(members)} runs")]
@@ -513,7 +588,7 @@ def _group_lines(sub: Subgraph, kind: str, experiment: str | None, members: list
         lines = [f"{len(members)} {noun}"]
     values: dict[str, list[float]] = {}
     for m in members:
-        metric = _key_metric(sub.nodes[m].node.props.get("metrics"))
+        metric = _key_metric(sub.nodes[m].node, policies)
         if metric is not None:
             values.setdefault(metric[0], []).append(metric[1])
     if values:
@@ -563,6 +638,46 @@ def _dot_text(lines: Iterable[str]) -> str:
     return graphviz.nohtml("\\n".join(line.replace("\\", "\\\\") for line in lines))
 
 
+MAX_ASPECT = 3.0
+"""A picture laid out left to right that would be more than this many times wider than tall
+(a long chain of few nodes per step) is laid out top to bottom instead."""
+
+
+def _ranks(view: _View) -> tuple[int, int]:
+    """(how many ranks, most nodes on one rank) of the view laid out along its edges: each
+    node on the rank after its furthest predecessor (edges closing a cycle are ignored)."""
+    preds: dict[str, set[str]] = {key: set() for key in view.nodes}
+    for e in view.edges:
+        if e.tail in preds and e.head in preds and e.tail != e.head:
+            preds[e.head].add(e.tail)
+    rank: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def place(key: str) -> int:
+        if key in rank:
+            return rank[key]
+        visiting.add(key)
+        rank[key] = 1 + max((place(p) for p in preds[key] if p not in visiting), default=-1)
+        visiting.discard(key)
+        return rank[key]
+
+    for key in view.nodes:
+        place(key)
+    per_rank: dict[int, int] = {}
+    for r in rank.values():
+        per_rank[r] = per_rank.get(r, 0) + 1
+    return (max(per_rank) + 1, max(per_rank.values())) if per_rank else (0, 0)
+
+
+def _rankdir(view: _View) -> str:
+    """``LR`` (time flows left to right), or ``TB`` when that would be too wide for its
+    height (:data:`MAX_ASPECT`); estimated from ranks, about 190 x 70 pt per node."""
+    if len(view.nodes) > 120:
+        return "LR"  # large pictures are read by zooming; keep time left to right
+    ranks, widest = _ranks(view)
+    return "TB" if ranks * 190 > MAX_ASPECT * widest * 70 else "LR"
+
+
 def _graphviz(view: _View, fmt: str) -> bytes:
     import graphviz
 
@@ -570,7 +685,7 @@ def _graphviz(view: _View, fmt: str) -> bytes:
     graph = graphviz.Digraph(
         "lineage",
         graph_attr={
-            "rankdir": "LR",
+            "rankdir": _rankdir(view),
             "fontname": font,
             "fontsize": "12",
             "labelloc": "t",

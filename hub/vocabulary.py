@@ -69,7 +69,9 @@ Agent              ``agent:<name>``                                name
 =================  ==============================================  ==========================
 
 In a leading component (a dataset's namespace, an experiment's project) ``%`` and ``/`` are
-percent-encoded, so ids stay unambiguous while readable (``dataset:s3:%2F%2Flake/customers``).
+percent-encoded, so ids stay unambiguous while readable (``dataset:s3:%2F%2Flake/customers``);
+a file's dataset (namespace ``file://<host>``, an absolute path as name) reads as its URI,
+``dsv:file://host/data/customers.csv@sha256:...``.
 A dataset version's id keeps its dataset: the same bytes registered under two datasets are two
 versions (each a version *of* its dataset); the shared ``digest`` property still finds them.
 A dirty working tree is a different code state from its commit, so its id carries the diff
@@ -167,6 +169,7 @@ __all__ = [
     "kind_of_id",
     "link",
     "make_edge",
+    "member",
     "new_id",
     "packages_digest",
     "uuid7",
@@ -610,8 +613,23 @@ def _repo_key(repo: str) -> str:
 
 
 def _esc(component: str) -> str:
-    """Percent-encode ``%`` and ``/`` so that a leading id component cannot swallow the next."""
-    return component.replace("%", "%25").replace("/", "%2F")
+    """Percent-encode ``%`` and ``/`` so that a leading id component cannot swallow the next
+    (and a trailing ``:``, so that no escaped namespace reads as a URI's scheme)."""
+    text = component.replace("%", "%25").replace("/", "%2F")
+    return text[:-1] + "%3A" if text.endswith(":") else text
+
+
+# A namespace that is a URI's scheme and authority (``file://host``, ``s3://bucket``).
+_URI_NAMESPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/%]+$")
+
+
+def _dataset_key(namespace: str, name: str) -> str:
+    """``<namespace>/<name>`` in a dataset (version) id. A file's dataset, OpenLineage-named
+    ``file://<host>`` + an absolute path, reads as its URI (``file://host/data/x.csv``); an
+    escaped namespace never contains ``/``, so the two forms cannot meet."""
+    if name.startswith("/") and _URI_NAMESPACE_RE.match(namespace):
+        return namespace + name
+    return f"{_esc(namespace)}/{name}"
 
 
 UtcDatetime = Annotated[
@@ -943,7 +961,7 @@ class Dataset(NodeModel):
 
     @property
     def node_id(self) -> str:
-        return f"dataset:{_esc(self.namespace)}/{self.name}"
+        return f"dataset:{_dataset_key(self.namespace, self.name)}"
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> Dataset:
@@ -977,7 +995,7 @@ class DatasetVersion(NodeModel):
 
     @property
     def node_id(self) -> str:
-        return f"dsv:{_esc(self.namespace)}/{self.name}@{self.digest}"
+        return f"dsv:{_dataset_key(self.namespace, self.name)}@{self.digest}"
 
     @property
     def dataset_id(self) -> str:
@@ -1374,6 +1392,20 @@ def make_edge(
 
 
 # --- single-value checks, for hot paths that cannot build a model per value ----------------
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def member(vocabulary: type[E], value: Any, field: str) -> E:
+    """``value`` as a member of a closed vocabulary (``RunKind``, ``ArtifactKind``...);
+    else a :class:`ValidationError` naming ``field`` and listing the allowed values."""
+    try:
+        return vocabulary(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in vocabulary)
+        raise ValidationError(
+            f"{field}: {value!r:.60} is not one of {allowed}", field=field
+        ) from None
 
 
 def check_key(key: Any, field: str) -> str:

@@ -94,6 +94,7 @@ from lineagehub.vocabulary import (
     check_scalar,
     check_text,
     from_node,
+    member,
 )
 
 if TYPE_CHECKING:
@@ -678,11 +679,11 @@ mutation LogArtifact(
 _LOG_MODEL = f"""
 mutation LogModel(
   $runId: ID!, $digest: String!, $name: String!, $flavor: String, $signature: JSON,
-  $description: String
+  $description: String, $primaryMetric: String
 ) {{
   logModel(
     runId: $runId, digest: $digest, name: $name, flavor: $flavor, signature: $signature,
-    description: $description
+    description: $description, primaryMetric: $primaryMetric
   ) {{ {_NODE} }}
 }}
 """
@@ -1066,7 +1067,7 @@ class RemoteTracking:
             "runId": run_id,
             "digest": info.digest,
             "name": name,
-            "artifactKind": ArtifactKind(kind).value,
+            "artifactKind": member(ArtifactKind, kind, "kind").value,
             "mediaType": media_type,
             "data": dict(data) if data is not None else None,
         }
@@ -1094,6 +1095,7 @@ class RemoteTracking:
         flavor: str | None = None,
         signature: Mapping[str, Any] | None = None,
         description: str | None = None,
+        primary_metric: str | None = None,
     ) -> ModelVersion:
         """Register the next version of model ``name`` (not retried once sent: a repeat
         would register another version)."""
@@ -1104,6 +1106,7 @@ class RemoteTracking:
             "flavor": flavor,
             "signature": dict(signature) if signature is not None else None,
             "description": description,
+            "primaryMetric": primary_metric,
         }
         data = self._call(_LOG_MODEL, variables, idempotent=False)
         return _model(ModelVersion, data["logModel"])

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lineagehub.graph import ConfigError, ConflictError, ValidationError
+from lineagehub.headline import PRIMARY_METRIC_TAG
 from lineagehub.ingest.client import ActiveRun, Client, active_run
 from lineagehub.ingest.client import client as default_client
 from lineagehub.vocabulary import ArtifactKind, RunStatus, UsedRole
@@ -229,7 +230,18 @@ def evaluate(
             _data_with_target(X, y), name=dataset_name or prefix, namespace="sklearn", role=role
         )
     with _quiet():
-        return _evaluate(target, model, X, y, prefix)
+        metrics = _evaluate(target, model, X, y, prefix)
+        finite = {k for k, v in metrics.items() if math.isfinite(v)}
+        primary = next((f"{prefix}_{n}" for n in _PRIMARY if f"{prefix}_{n}" in finite), None)
+        if primary is not None:
+            # the held-out metric that stands for the run (lineagehub.headline)
+            target.set_tags({PRIMARY_METRIC_TAG: primary})
+        return metrics
+
+
+# The evaluation metric marked as a run's primary one, first computed wins: ROC AUC for
+# classifiers with probabilities, else accuracy; R² for regressors; else the model's score.
+_PRIMARY = ("roc_auc", "accuracy", "r2", "score")
 
 
 # --- the hook -----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ content-addressed) and then name them here by digest.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -242,6 +242,10 @@ class Mutation:
         flavor: str | None = None,
         signature: JSON | None = None,
         description: str | None = None,
+        primary_metric: Annotated[
+            str | None,
+            strawberry.argument(description="The version's headline metric (a metric's name)."),
+        ] = None,
     ) -> ModelVersion:
         ctx = info.context
         info_ = await ctx.call(_artifact_info, ctx.services.artifacts, digest)
@@ -253,6 +257,7 @@ class Mutation:
             flavor=flavor,
             signature=_mapping(signature, "signature") if signature is not None else None,
             description=description,
+            primary_metric=primary_metric,
         )
         return wrap(await ctx.call(ctx.store.get_node, version.node_id))  # type: ignore[return-value]
 

@@ -36,6 +36,51 @@ from .types import (
 )
 
 
+@strawberry.enum(description="A comparison of a filter condition.")
+class FilterOp(enum.Enum):
+    EQ = "$eq"
+    NE = "$ne"
+    LT = "$lt"
+    LTE = "$lte"
+    GT = "$gt"
+    GTE = "$gte"
+    IN = "$in"
+    NIN = "$nin"
+    EXISTS = "$exists"
+
+
+@strawberry.input(
+    description='One condition, typed inline: {path: "params.max_depth", op: GTE, value: 3}.'
+)
+class FilterCondition:
+    path: str = strawberry.field(
+        description='A property path ("metrics.auc", "params.max_depth") or id, _created_at.'
+    )
+    op: FilterOp = FilterOp.EQ
+    value: JSON | None = strawberry.field(
+        default=None, description="A JSON value (a list for IN and NIN, a boolean for EXISTS)."
+    )
+
+
+def _filter(where: Any, conditions: list[FilterCondition] | None) -> dict[str, Any] | None:
+    """The filter of a listing: ``where`` (a JSON object, or that object as text, e.g. a
+    block string) and every condition, all of which must hold."""
+    import json
+
+    if isinstance(where, str):
+        try:
+            where = json.loads(where)
+        except ValueError as e:
+            raise ValidationError(f"where: not a JSON object: {e}", field="where") from None
+    if where is not None and not isinstance(where, dict):
+        raise ValidationError("where must be a JSON object", field="where")
+    parts = [where] if where else []
+    parts += [{c.path: {c.op.value: c.value}} for c in conditions or ()]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
 async def _page(
     info: I,
     label: str,
@@ -43,13 +88,13 @@ async def _page(
     order_by: list[str] | None,
     first: int,
     after: str | None,
+    conditions: list[FilterCondition] | None = None,
 ) -> Connection[Any]:
     ctx = info.context
     if not 1 <= first <= ctx.services.max_page:
         raise ValidationError(f"first must be between 1 and {ctx.services.max_page}", field="first")
-    if where is not None and not isinstance(where, dict):
-        raise ValidationError("where must be a JSON object", field="where")
-    page = await ctx.call(ctx.store.find_nodes, label, where, order_by, after, first)
+    condition = _filter(where, conditions)
+    page = await ctx.call(ctx.store.find_nodes, label, condition, order_by, after, first)
     items = page.items
     if label == "Run" and ctx.services.tracking is not None:
         # a RUNNING run whose heartbeat is stale is reported (and recorded) as KILLED
@@ -70,7 +115,14 @@ async def _page(
 _WHERE = strawberry.argument(
     description='A filter: {"status": "FINISHED", "metrics.auc": {"$gte": 0.9}, '
     '"params.max_depth": {"$in": [3, 5]}, "$or": [...]}. Operators: $eq $ne $lt $lte $gt '
-    "$gte $in $nin $exists; $and $or $not. Keys are property paths or id, _created_at."
+    "$gte $in $nin $exists; $and $or $not. Keys are property paths or id, _created_at. "
+    'A JSON variable, an inline object when the keys are plain names ({experiment: "x"}), '
+    'or the same JSON as text, typed inline as a block string: """{"metrics.auc": '
+    '{"$gte": 0.9}}""".'
+)
+_CONDITIONS = strawberry.argument(
+    description="Conditions typed inline, all of which must hold (with where, too): "
+    '[{path: "params.max_depth", op: GTE, value: 3}, {path: "kind", value: "train"}].'
 )
 _ORDER = strawberry.argument(
     description='Property paths, "-" for descending: ["-metrics.auc", "_created_at"].'
@@ -83,11 +135,12 @@ def _listing(label: str, node_type: type, description: str) -> Any:
     async def resolver(
         info: I,
         where: Annotated[JSON | None, _WHERE] = None,
+        filter: Annotated[list[FilterCondition] | None, _CONDITIONS] = None,
         order_by: Annotated[list[str] | None, _ORDER] = None,
         first: int = 50,
         after: str | None = None,
     ) -> Connection[Any]:
-        return await _page(info, label, where, order_by, first, after)
+        return await _page(info, label, where, order_by, first, after, filter)
 
     resolver.__annotations__ = {**resolver.__annotations__, "return": Connection[node_type]}  # type: ignore[valid-type]
     return strawberry.field(resolver=resolver, description=description)
@@ -125,7 +178,8 @@ class Lineage:
 
     @strawberry.field(
         description="This result as a file's text: a picture (DOT, SVG, Mermaid; the roots "
-        "highlighted, sibling runs collapsed above collapseAbove nodes, null: never) or data "
+        "highlighted, sibling runs collapsed above collapseAbove nodes, null: never; agents, "
+        "environments and commits folded into the runs' labels unless contextNodes) or data "
         "(GraphML, Cytoscape JSON, PROV-JSON, OpenLineage events as JSON lines)."
     )
     async def export(
@@ -135,6 +189,7 @@ class Lineage:
         cluster: bool = False,
         collapse_above: int | None = 60,
         title: str | None = None,
+        context_nodes: bool = False,
     ) -> str:
         from lineagehub.export import export_lineage
 
@@ -146,6 +201,8 @@ class Lineage:
             cluster=cluster,
             collapse_above=collapse_above,
             title=title,
+            policies=getattr(info.context.services.registry, "policies", None),
+            context_nodes=context_nodes,
         )
         return data.decode("utf-8")
 

@@ -172,6 +172,25 @@ class MetricSummary:
     count: int
 
 
+@strawberry.type(
+    description="The one metric that stands for a run or a model version, chosen by the rule "
+    "of lineagehub.headline: the registration's choice, a metric the promotion policy names, "
+    "the adapter's primary evaluation metric, else common names (test_/val_ first)."
+)
+class HeadlineMetric:
+    key: str
+    value: float
+
+
+def _headline(info: I, props: dict[str, Any], model: str | None) -> HeadlineMetric | None:
+    from lineagehub.headline import headline_metric, policy_metrics
+
+    registry = getattr(info.context.services, "registry", None)
+    policies = getattr(registry, "policies", None) or {}
+    found = headline_metric(props, policy_metrics(policies, model))
+    return HeadlineMetric(key=found[0], value=found[1]) if found is not None else None
+
+
 @strawberry.type
 class MetricPoint:
     step: int
@@ -223,6 +242,10 @@ class Run(NodeInterface):
     @strawberry.field(description="The last value per metric key (null for NaN or infinite).")
     def last_metrics(self) -> JSON:
         return _json(self._p("metrics") or {})
+
+    @strawberry.field(description="The run's headline metric (see HeadlineMetric).")
+    def headline_metric(self, info: I) -> HeadlineMetric | None:
+        return _headline(info, self.raw.props, None)
 
     user = prop("user", str | None)
     host = prop("host", str | None)
@@ -415,6 +438,10 @@ class ModelVersion(NodeInterface):
         description="The metrics of the producing run when it was registered.",
         default={},
     )
+
+    @strawberry.field(description="The version's headline metric (see HeadlineMetric).")
+    def headline_metric(self, info: I) -> HeadlineMetric | None:
+        return _headline(info, self.raw.props, self._p("model"))
 
     stage = prop("stage", str | None)
 

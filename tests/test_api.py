@@ -384,3 +384,42 @@ def test_audit_trail_and_verification(tmp_path: Path) -> None:
         broken = data(http, "{ verifyAuditLog { ok firstBadSeq kind } }")["verifyAuditLog"]
         assert broken == {"ok": False, "firstBadSeq": 2, "kind": "altered"}
     store.close()
+
+
+@pytest.mark.anyio
+async def test_filters_typed_inline() -> None:
+    """A filter a person can type: conditions, or the JSON filter as a block string; the
+    JSON variable form keeps working; all of them mean the same."""
+    from lineagehub.schema import Context, Services
+
+    store = open_store("sqlite://")
+    build_example(store)
+    services = Services(store=store, tracking=None, lineage=None, artifacts=None)
+
+    async def ids(query: str, variables: dict[str, Any] | None = None) -> list[str]:
+        result = await schema.execute(
+            query, variable_values=variables, context_value=Context(services)
+        )
+        assert result.errors is None, result.errors
+        return [e["node"]["id"] for e in result.data["runs"]["edges"]]  # type: ignore[index]
+
+    expected = ["run:example-train-2", "run:example-train-3"]
+    typed = """{ runs(filter: [{path: "kind", value: "train"},
+                              {path: "params.max_depth", op: GTE, value: 5}],
+                      orderBy: ["-metrics.auc"]) { edges { node { id } } } }"""
+    assert await ids(typed) == expected
+    block = '''{ runs(where: """{"kind": "train", "params.max_depth": {"$gte": 5}}""",
+                      orderBy: ["-metrics.auc"]) { edges { node { id } } } }'''
+    assert await ids(block) == expected
+    variable = """query($w: JSON) { runs(where: $w, orderBy: ["-metrics.auc"]) {
+                      edges { node { id } } } }"""
+    w = {"kind": "train", "params.max_depth": {"$gte": 5}}
+    assert await ids(variable, {"w": w}) == expected
+    both = """{ runs(where: {kind: "train"}, filter: [{path: "params.max_depth", op: IN,
+                      value: [3, 8]}], orderBy: ["id"]) { edges { node { id } } } }"""
+    assert await ids(both) == ["run:example-train-1", "run:example-train-3"]
+    result = await schema.execute(
+        '{ runs(where: "{not json") { edges { node { id } } } }', context_value=Context(services)
+    )
+    assert result.errors and result.errors[0].extensions["field"] == "where"  # type: ignore[index]
+    store.close()

@@ -159,7 +159,8 @@ def test_errors_are_coded_json(http: httpx.Client) -> None:
         error(http.get("/export/lineage/model:churn/2.svg?depth=-1"), 400)["code"] == "VALIDATION"
     )
     assert (
-        error(http.get("/export/lineage/model:churn/2.svg?depth=999"), 400)["code"] == "VALIDATION"
+        error(http.get("/export/lineage/model:churn/2.svg?depth=1000000"), 400)["code"]
+        == "VALIDATION"
     )
     ext = error(http.get("/export/lineage/model:churn/2.txt"), 400)
     assert ext["field"] == "format" and "svg" in str(ext["message"])
@@ -204,3 +205,14 @@ def test_the_lineage_query_exports_itself(http: httpx.Client) -> None:
     assert all(json.loads(line)["eventType"] for line in events.splitlines())
     bad = http.post("/graphql", json={"query": query, "variables": {"f": "PNG"}}).json()
     assert bad["errors"]  # binary formats are not text: /export/lineage/{ref}.png
+
+
+def test_context_nodes_are_folded_unless_asked(http: httpx.Client) -> None:
+    url = "/export/lineage/model:churn/2.dot?depth=3"
+    folded = http.get(url)
+    assert folded.status_code == 200, folded.text
+    assert 'label="Agent' not in folded.text and "by ann" in folded.text
+    drawn = http.get(url + "&contextNodes=true")
+    assert drawn.status_code == 200 and 'label="Agent' in drawn.text
+    bad = error(http.get(url + "&contextNodes=maybe"), 400)
+    assert bad["field"] == "contextNodes"

@@ -141,6 +141,22 @@ def test_runs_list(capsys: pytest.CaptureFixture[str], hub: Hub, target: list[st
     assert [r["id"] for r in got["runs"]] == [hub.ids["b"]]
     got = ok_json(capsys, "runs", "list", *target, "--order-by", "metrics.auc", "--limit", "1")
     assert [r["id"] for r in got["runs"]] == [hub.ids["a"]] and got["next_cursor"]
+    # a descending key as people type it (argparse alone reads it as an option)
+    got = ok_json(capsys, "runs", "list", *target, "--order-by", "-metrics.auc", "--limit", "1")
+    assert [r["id"] for r in got["runs"]] == [hub.ids["b"]]
+
+
+def test_runs_list_hides_the_registry_s_runs(
+    capsys: pytest.CaptureFixture[str], hub: Hub, target: list[str]
+) -> None:
+    every = ok_json(capsys, "runs", "list", *target)["runs"]
+    assert {r["kind"] for r in every} == {"train"}
+    promotions = ok_json(capsys, "runs", "list", *target, "--kind", "promote")["runs"]
+    assert len(promotions) == 2 and {r["kind"] for r in promotions} == {"promote"}
+    everything = ok_json(capsys, "runs", "list", *target, "--kind", "all")["runs"]
+    assert len(everything) == len(every) + 2
+    asked = ok_json(capsys, "runs", "list", *target, "--where", '{"kind": "promote"}')["runs"]
+    assert len(asked) == 2
 
 
 @pytest.mark.parametrize(
@@ -149,6 +165,7 @@ def test_runs_list(capsys: pytest.CaptureFixture[str], hub: Hub, target: list[st
         (["runs", "list", "--where", "{not json"], 2, "VALIDATION"),
         (["runs", "list", "--where", "[1]"], 2, "VALIDATION"),
         (["runs", "list", "--status", "SLEEPING"], 2, "VALIDATION"),
+        (["runs", "list", "--kind", "pipeline"], 2, "VALIDATION"),
         (["runs", "show", "run:0190aaaa-0000-7000-8000-000000000000"], 3, "NOT_FOUND"),
         (["models", "show", "ghost"], 3, "NOT_FOUND"),
         (["models", "show", "churn/9"], 3, "NOT_FOUND"),
@@ -446,7 +463,7 @@ def _lh(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def test_subprocess_streams_and_exit_codes(hub: Hub) -> None:
     done = _lh("runs", "list", "--store", hub.store, "--json")
     assert done.returncode == 0 and done.stderr == ""
-    assert len(json.loads(done.stdout)["runs"]) == 5  # 3 trained, 2 registry changes
+    assert len(json.loads(done.stdout)["runs"]) == 3  # trained: registry changes are hidden
     done = _lh("models", "show", "churn", "--store", hub.store, env={"NO_COLOR": "1"})
     assert done.returncode == 0 and "mv:churn/2" in done.stdout and "\x1b[" not in done.stdout
     done = _lh("runs", "show", "run:0190aaaa-0000-7000-8000-000000000000", "--store", hub.store)

@@ -108,6 +108,8 @@ def test_the_picture_shows_the_deployment_back_to_the_raw_data(
     text = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
     for expected in ("breast_cancer_clean", "breast_cancer_raw", MODEL, "production"):
         assert expected in text, expected
+    # the headline metric is the held-out ROC AUC the promotion was judged on, everywhere
+    assert "test_roc_auc" in text and "test_accuracy" not in text
 
 
 def test_the_printed_queries_answer_on_a_real_server(
@@ -169,7 +171,7 @@ def test_a_second_demo_run_adds_a_round_and_moves_production(
 
 
 def test_without_graphviz_the_demo_completes_and_leaves_dot_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No `dot` program on PATH (graphviz not installed): the pictures are left as DOT source
     to render later, and everything else is written."""
@@ -179,6 +181,10 @@ def test_without_graphviz_the_demo_completes_and_leaves_dot_files(
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "out"
     assert main(["demo", "--quiet", "--out", str(out)]) == 0
+    # it says how to render them, even when quiet
+    err = capsys.readouterr().err
+    assert "apt-get install graphviz" in err
+    assert f"dot -Tsvg {out / 'lineage.dot'} -o {out / 'lineage.svg'}" in err
     assert sorted(p.name for p in out.iterdir()) == [
         "breast_cancer_raw.csv",
         "impact.dot",

@@ -127,7 +127,7 @@ def test_without_the_dot_program(whole: Subgraph, monkeypatch: pytest.MonkeyPatc
 
 @needs_dot
 def test_svg_holds_every_node_label_and_edge(whole: Subgraph) -> None:
-    root = svg_of(export_lineage(whole, "svg", collapse_above=None))
+    root = svg_of(export_lineage(whole, "svg", collapse_above=None, context_nodes=True))
     nodes, edges = groups(root, "node"), groups(root, "edge")
     assert len(nodes) == len(whole.nodes) == 16
     assert len(edges) == len(whole.edges)
@@ -146,8 +146,9 @@ def test_png_and_pdf_render(whole: Subgraph) -> None:
 
 
 def test_dot_left_to_right_with_shapes_and_colours_by_kind(whole: Subgraph) -> None:
-    source = export_lineage(whole, "dot", focus=["mv:churn/2"]).decode()
-    assert "rankdir=LR" in source
+    source = export_lineage(whole, "dot", focus=["mv:churn/2"], context_nodes=True).decode()
+    # 8 steps of at most 5 nodes: left to right it would be 1900 x 411 pt, so top to bottom
+    assert "rankdir=TB" in source
     nodes = dot_nodes(source)
     assert len(nodes) == len(whole.nodes)
     seen = set()
@@ -159,7 +160,7 @@ def test_dot_left_to_right_with_shapes_and_colours_by_kind(whole: Subgraph) -> N
         seen.add(kind.group(1))
     assert {"Run", "DatasetVersion", "ModelVersion", "Deployment", "Alert"} <= seen
     assert len({NODE_STYLES[k] for k in NODE_STYLES}) == len(NODE_STYLES)  # all distinct
-    # Time flows left to right: the data points at the run, the run at the model version.
+    # Time flows along the arrows: the data points at the run, the run at the model version.
     keys = {attrs.split("\\n")[1]: key for key, attrs in nodes.items()}
     assert re.search(rf"{keys['customers_clean']} -> {keys['gbm-depth5']} \[label=\"USED", source)
     assert re.search(rf"{keys['gbm-depth5']} -> {keys['churn v2']} \[label=GENERATED_BY", source)
@@ -345,7 +346,9 @@ def test_user_text_survives_the_data_formats(tmp_path: Path) -> None:
 
 
 def test_mermaid_structure(whole: Subgraph) -> None:
-    text = export_lineage(whole, "mmd", focus=["mv:churn/2"], title="Churn").decode()
+    text = export_lineage(
+        whole, "mmd", focus=["mv:churn/2"], title="Churn", context_nodes=True
+    ).decode()
     lines = text.splitlines()
     assert lines[:4] == ["---", 'title: "Churn"', "---", "flowchart LR"]
     declared = [line for line in lines if re.match(r"^\s+n\d+\W", line) and ":::" in line]

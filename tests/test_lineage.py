@@ -307,7 +307,7 @@ def test_lineage_as_of(store: GraphStore, svc: LineageService, ex: dict[str, str
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"upstream_depth": 21}, "upstream_depth"),
+        ({"upstream_depth": 100_001}, "upstream_depth"),
         ({"downstream_depth": -1}, "downstream_depth"),
         ({"max_nodes": 100_001}, "max_nodes"),
         ({"max_nodes": 0}, "max_nodes"),
@@ -342,7 +342,7 @@ def test_lineage_ceilings_are_configurable(store: GraphStore, ex: dict[str, str]
         small.impact(ex["raw"], depth=5)
     assert info.value.field == "depth"
     with pytest.raises(ValidationError) as info:
-        LineageService(store, max_depth=51)
+        LineageService(store, max_depth=1_000_001)
     assert info.value.field == "max_depth"
 
 
@@ -822,3 +822,23 @@ def test_registry_short_references(store: GraphStore) -> None:
     assert service.resolve("churn@latest") == "mv:churn/3"
     with pytest.raises(NotFoundError):
         service.resolve("churn/9")
+
+
+def test_a_history_a_thousand_days_deep_is_traced_to_its_origin(store: GraphStore) -> None:
+    """A dataset rebuilt daily from yesterday's, through the service's defaults (a generous
+    depth ceiling; node and time budgets as the guard)."""
+    from lineagehub.lineage import DEFAULT_TIMEOUT
+
+    store.upsert_nodes([Node(f"dsv:day{i}", "DatasetVersion") for i in range(1001)])
+    store.upsert_edges(
+        [Edge(f"dsv:day{i}", f"dsv:day{i - 1}", "DERIVED_FROM") for i in range(1, 1001)]
+    )
+    svc = LineageService(store)
+    sub = svc.lineage(["dsv:day1000"], upstream_depth=1000)
+    assert sub.nodes["dsv:day0"].distance == 1000 and not sub.truncated
+    assert svc.timeout == DEFAULT_TIMEOUT
+    cut = svc.lineage(["dsv:day1000"], upstream_depth=1000, timeout=1e-9)
+    assert cut.truncation_reason is TruncationReason.TIMEOUT
+    with pytest.raises(ValidationError) as info:
+        LineageService(store, timeout=0)
+    assert info.value.field == "timeout"

@@ -256,6 +256,9 @@ def test_nan_and_infinities_are_kept(client: Client) -> None:
         (lambda r: r.log_confusion_matrix([[1, 2], [3]]), "matrix"),
         (lambda r: r.log_dict({"when": object()}, "x.json"), "data"),
         (lambda r: r.log_figure("not a figure", "f.png"), "figure"),
+        (lambda r: r.log_dict({"a": 1}, "stats.json", kind="feature-stats"), "kind"),
+        (lambda r: r.log_evaluation({"a": 1}, "stats", kind="feature-stats"), "kind"),
+        (lambda r: r.log_dataset([{"a": 1}], name="x", role="holdout"), "role"),
     ],
 )
 def test_bad_input_names_the_field_and_writes_nothing(
@@ -269,6 +272,25 @@ def test_bad_input_names_the_field_and_writes_nothing(
     got = client.get_run(run.id)
     assert got.params == {"ok": 1} and got.metrics == {} and got.status is RunStatus.FINISHED
     assert hub.store.count_nodes("Artifact") == 0
+
+
+def test_closed_vocabularies_list_the_allowed_values(
+    client: Client, hub: Hub, tmp_path: Path
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        client.start_run("p", kind="pipeline")
+    assert info.value.field == "kind"
+    assert "'pipeline'" in str(info.value) and "'train', 'evaluate', 'transform'" in str(info.value)
+    assert hub.store.count_nodes("Run") == 0
+    stats = tmp_path / "stats.json"
+    stats.write_text("{}")
+    with client.start_run("a") as run, pytest.raises(ValidationError) as info:
+        run.log_artifact(stats, kind="feature-stats")
+    assert info.value.field == "kind" and "'feature-importances'" in str(info.value)
+    assert hub.store.count_nodes("Artifact") == 0
+    with client.start_run("b") as run, pytest.raises(ValidationError) as info:
+        run.end("DONE")
+    assert info.value.field == "status" and "'FINISHED'" in str(info.value)
 
 
 def test_missing_files_and_unknown_runs(client: Client, tmp_path: Path) -> None:
@@ -326,6 +348,11 @@ def test_file_and_directory_datasets(client: Client, hub: Hub, tmp_path: Path) -
         f = run.log_dataset(data / "a.csv")
         d = run.log_dataset(data, role="validation", derived_from=[f])
     assert f.name == str(data / "a.csv") and f.namespace.startswith("file://")
+    # the id reads as the file's URI, and that is a reference too
+    assert f.node_id == f"dsv:{f.namespace}{data / 'a.csv'}@{f.digest}"
+    assert f.dataset_id == f"dataset:{f.namespace}{data / 'a.csv'}"
+    assert "%2F" not in f.node_id
+    assert client.lineage([f"dataset:{f.namespace}{data / 'a.csv'}@latest"]).roots == [f.node_id]
     assert f.row_count == 2
     assert d.node_id != f.node_id
     derived = hub.store.neighbors([d.node_id], "UPSTREAM", ["DERIVED_FROM"])[d.node_id]

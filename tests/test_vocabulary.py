@@ -461,6 +461,13 @@ def test_readable_ids() -> None:
     dsv = DatasetVersion(namespace="s3://lake", name="a/b", digest=D1)
     assert dsv.node_id == f"dsv:s3:%2F%2Flake/a/b@{D1}"
     assert dsv.dataset_id == "dataset:s3:%2F%2Flake/a/b"
+    # files: the URI itself; no escaped namespace can read the same
+    f = DatasetVersion(namespace="file://vm", name="/data/x.csv", digest=D1)
+    assert f.node_id == f"dsv:file://vm/data/x.csv@{D1}"
+    odd = DatasetVersion(namespace="file:", name="/vm/data/x.csv", digest=D1)
+    assert odd.node_id == f"dsv:file%3A//vm/data/x.csv@{D1}" != f.node_id
+    relative = DatasetVersion(namespace="file://vm", name="data/x.csv", digest=D1)
+    assert relative.node_id == f"dsv:file:%2F%2Fvm/data/x.csv@{D1}"
     assert CodeCommit(repo="git@github.com:acme/churn.git", sha="abcdef1").node_id == (
         "commit:github.com/acme/churn@abcdef1"
     )
