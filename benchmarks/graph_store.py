@@ -1043,7 +1043,7 @@ def neo4j_plans(store: Any, starts: list[str]) -> dict[str, Any]:
 
 
 def _open(uri: str) -> GraphStore:
-    if uri.split(":", 1)[0].lower().startswith(("neo4j", "bolt")):
+    if uri.split(":", 1)[0].lower().startswith(("neo4j", "bolt")) and "@" not in uri:
         return open_store(
             uri,
             user=os.environ.get("LINEAGEHUB_NEO4J_USER", "neo4j"),

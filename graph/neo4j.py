@@ -592,6 +592,10 @@ class Neo4jStore(GraphStore):
         self._secret = target.password or ""
         self._user = target.user
         auth = (target.user, target.password or "") if target.user is not None else None
+        # "Property key does not exist" warnings come for every statement that reads a
+        # property no node has yet (a new database): noise in every log, not a problem.
+        if "notifications_min_severity" not in driver_options:
+            driver_options.setdefault("notifications_disabled_classifications", ["UNRECOGNIZED"])
         try:
             driver = GraphDatabase.driver(
                 target.driver_uri,

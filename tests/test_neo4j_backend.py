@@ -8,11 +8,13 @@ both backends to the same behaviour too.
 from __future__ import annotations
 
 import math
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -814,3 +816,27 @@ def test_relationship_constraint_waits_for_the_transaction(neo: Neo4jStore) -> N
         neo.upsert_edges([Edge("a", "b", "CHILD_OF")])
         assert "lh_rel_uid_CHILD_OF" not in schema_names(neo)
     assert schema_names(neo)["lh_rel_uid_CHILD_OF"] == "RELATIONSHIP_UNIQUENESS"
+
+
+def test_docker_compose_runs_the_neo4j_release_the_tests_run() -> None:
+    root = Path(__file__).resolve().parent.parent
+    pom = (root / "tests" / "neo4j" / "pom.xml").read_text()
+    version = re.search(r"<neo4j.version>([0-9.]+)</neo4j.version>", pom)
+    assert version and version.group(1).startswith("5.26.")
+    compose = (root / "docker-compose.yml").read_text()
+    assert f"image: neo4j:{version.group(1)}-community" in compose
+
+
+def test_a_new_database_logs_no_driver_warnings(
+    neo: Neo4jStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Statements that read properties nothing has yet (a fresh database) make the server
+    warn "property key does not exist"; the store asks the driver not to send those."""
+    with neo._driver.session() as session:
+        session.run("DROP CONSTRAINT lh_rel_uid_SERVES IF EXISTS").consume()
+    caplog.set_level("WARNING", logger="neo4j")
+    with open_store(neo4j_uri()) as fresh:
+        fresh.upsert_nodes([Node("d", "Deployment"), Node("m", "ModelVersion")])
+        fresh.upsert_edges([Edge("d", "m", "SERVES", {"x": 1})])
+        fresh.traverse(["d"], as_of=datetime.now(timezone.utc))
+    assert [r.getMessage()[:200] for r in caplog.records if r.name.startswith("neo4j")] == []
