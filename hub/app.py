@@ -47,6 +47,7 @@ from strawberry.http import GraphQLRequestData
 
 from lineagehub.graph import GraphStore, HubError, ValidationError, redact
 from lineagehub.graph.model import parse_time
+from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.limits import PREPARED, check_query, over_budget
 
 from . import __version__
@@ -194,12 +195,8 @@ def _prepare(
     data = _decode_request(body, params)
     document, errors = check_query(schema._schema, data["query"], budget)
     if errors:
-        shaped = []
-        for error in errors:
-            formatted = dict(error.formatted)
-            formatted["extensions"] = {"code": "GRAPHQL_VALIDATION", **(error.extensions or {})}
-            shaped.append(formatted)
-        raise _Refused(200, shaped)
+        # coded as the schema codes errors during execution (a literal's HubError keeps its own)
+        raise _Refused(200, [dict(HubErrors.shape(e).formatted) for e in errors])
     return data, document
 
 

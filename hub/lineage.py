@@ -38,7 +38,7 @@ from lineagehub.graph import (
     TruncationReason,
     ValidationError,
 )
-from lineagehub.graph.model import MAX_ID_LENGTH, to_iso
+from lineagehub.graph.model import MAX_ID_LENGTH, check_time, to_iso
 
 from .vocabulary import (
     ID_PREFIXES,
@@ -549,6 +549,8 @@ class LineageService:
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
         ):
             raise ValidationError("timeout must be a positive number of seconds", field="timeout")
+        if as_of is not None:
+            as_of = check_time(as_of, "as_of")
         ids = self.resolve_many(list(roots), "roots")
         return self.store.traverse(
             ids,

@@ -112,7 +112,12 @@ def check_metric(key: Any, value: Any, step: Any = 0) -> float:
         raise ValidationError(
             f"{field}: step must be an integer between -2**31 and 2**31-1", field=f"{field}.step"
         )
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond a float's range (10**400)
+        raise ValidationError(
+            f"{field}: {str(value)[:20]}... is too large for a float metric", field=field
+        ) from None
 
 
 def _metric_value(m: Metric) -> float:

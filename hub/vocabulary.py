@@ -123,7 +123,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
 
 from .graph.errors import ValidationError
-from .graph.model import MAX_ID_LENGTH, Edge, Node, edge_id, to_iso
+from .graph.model import MAX_ID_LENGTH, Edge, Node, check_time, edge_id, to_iso
 
 __all__ = [
     "EDGE_PROPS",
@@ -518,11 +518,10 @@ def _json_object(value: Any) -> dict[str, Any]:
 
 
 def _aware_utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise _FieldError(
-            "naive datetime: give a timezone-aware one, e.g. datetime.now(timezone.utc)"
-        )
-    return value.astimezone(timezone.utc)
+    try:
+        return check_time(value)
+    except ValidationError as e:
+        raise _FieldError(e.message.removeprefix("time: ")) from None
 
 
 def _secret_free_query(query: str) -> str:

@@ -68,6 +68,7 @@ from lineagehub.graph import (
     Subgraph,
     ValidationError,
 )
+from lineagehub.graph.model import check_time
 from lineagehub.tracking import Metric, RunStart, TrackingService, check_metric
 from lineagehub.vocabulary import (
     Artifact,
@@ -769,9 +770,9 @@ class ActiveRun:
         infinities are kept as they are."""
         if not isinstance(metrics, Mapping):
             raise ValidationError("metrics must be a mapping", field="metrics")
-        ts = timestamp or datetime.now(timezone.utc)
-        if ts.tzinfo is None:
-            raise ValidationError("timestamp must be timezone-aware", field="timestamp")
+        # Checked here, when logged: a bad value is refused now and never reaches the buffer,
+        # where it would fail every later flush.
+        ts = datetime.now(timezone.utc) if timestamp is None else check_time(timestamp, "timestamp")
         with self._lock:
             self._check_open()
             new = []

@@ -70,6 +70,7 @@ from lineagehub.graph.errors import (
     PolicyViolation,
     ValidationError,
 )
+from lineagehub.graph.model import to_iso
 from lineagehub.graph.store import MAX_PAGE
 from lineagehub.tracking import (
     MAX_BATCH_POINTS,
@@ -743,17 +744,12 @@ def _metrics(metrics: Sequence[Metric] | None) -> list[dict[str, Any]] | None:
         if type(value) is not float or type(m.step) is not int or m.key not in keys:
             value = check_metric(m.key, value, m.step)
             keys.add(m.key)
-        if not isinstance(m.timestamp, datetime) or m.timestamp.tzinfo is None:
-            raise ValidationError(
-                f"metrics.{m.key}: timestamp must be a timezone-aware datetime",
-                field="timestamp",
-            )
         out.append(
             {
                 "key": m.key,
                 "value": _metric_value(value),
                 "step": m.step,
-                "timestamp": m.timestamp.isoformat(),
+                "timestamp": to_iso(m.timestamp, f"metrics.{m.key}.timestamp"),
             }
         )
     return out
@@ -1353,7 +1349,7 @@ class RemoteRegistry:
         variables = {
             "model": model,
             "aliasOrStage": str(_enum_value(alias_or_stage)),
-            "time": time.isoformat(),
+            "time": to_iso(time, "time"),
         }
         found = self._call(_HOLDER_AT, variables, idempotent=True)["holderAt"]
         return _model(ModelVersion, found) if found is not None else None
@@ -1573,7 +1569,7 @@ class RemoteLineage:
                 "edgeKinds": _kind_names(edge_kinds, EdgeKind, "edge_kinds"),
                 "stopAt": _kind_names(stop_at, NodeKind, "stop_at"),
                 "passThrough": _kind_names(pass_through, NodeKind, "pass_through"),
-                "asOf": as_of.isoformat() if as_of is not None else None,
+                "asOf": to_iso(as_of, "as_of") if as_of is not None else None,
                 "maxNodes": max_nodes,
             }
         }

@@ -37,13 +37,17 @@ class _Schema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         # Expected failures (a HubError: not found, invalid input...) and the client's own
         # query mistakes are answers, not server faults: only the rest is logged.
-        unexpected = [
-            e
-            for e in errors
-            if e.original_error is not None and not isinstance(e.original_error, HubError)
-        ]
+        unexpected = [e for e in errors if _root_cause(e) is not None]
         if unexpected:
             super().process_errors(unexpected, execution_context)
+
+
+def _root_cause(error: GraphQLError) -> BaseException | None:
+    """The exception behind ``error`` unless it is a HubError or a client's mistake."""
+    original: BaseException | None = error.original_error
+    while isinstance(original, GraphQLError):  # a bad variable wraps the scalar's error
+        original = original.original_error
+    return None if isinstance(original, HubError) else original
 
 
 def build_schema() -> strawberry.Schema:

@@ -30,16 +30,22 @@ class HubErrors(SchemaExtension):
         result = self.execution_context.result
         if result is None or not result.errors:
             return
-        result.errors = [self._shape(e) for e in result.errors]
+        result.errors = [self.shape(e) for e in result.errors]
 
     @staticmethod
-    def _shape(error: GraphQLError) -> GraphQLError:
+    def shape(error: GraphQLError) -> GraphQLError:
+        """``error`` with a code (and masked, if unexpected)."""
         original = error.original_error
+        outer = None
+        # A bad variable: graphql-core wraps the scalar's error in its own, twice over.
+        while isinstance(original, GraphQLError):
+            outer = original
+            original = original.original_error
         if isinstance(original, HubError):
             extensions: dict[str, Any] = original.to_dict()
             extensions.pop("message", None)
             return GraphQLError(
-                original.message,
+                error.message if outer is not None else original.message,
                 nodes=error.nodes,
                 source=error.source,
                 positions=error.positions,

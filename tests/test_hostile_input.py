@@ -1,0 +1,132 @@
+"""Hostile values: times and numbers are checked where they enter (SDK, CLI, API), so a bad
+one is a ValidationError naming the field and never poisons what comes after it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from http_server import HubServer
+from test_sdk import Hub
+
+from lineagehub.app import create_app
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.example import build_example
+from lineagehub.graph import GraphStore, ValidationError, open_store
+from lineagehub.graph.model import check_time, parse_time, to_iso
+from lineagehub.vocabulary import RunStatus
+
+# 9999-12-31 23:00 at UTC-14 is 10000-01-01 13:00 UTC: past what datetime holds
+TOO_LATE = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14)))
+TOO_EARLY = "0001-01-01T00:30:00+01:00"  # 0000-12-31 23:30 UTC
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
+    with contextlib.ExitStack() as stack:
+        yield Hub(request.param, tmp_path / "hub", stack)
+
+
+def test_check_time_names_the_field_and_normalises_to_utc() -> None:
+    local = datetime(2026, 3, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    assert check_time(local, "at") == datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
+    assert check_time(local, "at").tzinfo is timezone.utc
+    for bad in (TOO_LATE, datetime.fromisoformat(TOO_EARLY), datetime(2026, 1, 1), "2026"):
+        with pytest.raises(ValidationError) as e:
+            check_time(bad, "at")
+        assert e.value.field == "at"
+    with pytest.raises(ValidationError) as e:
+        to_iso(TOO_LATE, "timestamp")
+    assert e.value.field == "timestamp"
+    with pytest.raises(ValidationError) as e:
+        parse_time(TOO_EARLY, "asOf")
+    assert e.value.field == "asOf"
+    assert parse_time("2026-03-01T12:00:00+02:00", "t").tzinfo is timezone.utc
+
+
+def test_a_bad_timestamp_is_refused_when_logged_and_the_run_goes_on(hub: Hub) -> None:
+    client = hub.client()
+    run = client.start_run("poisoned?")
+    run.log_metrics({"x": 1.0}, step=0)
+    with pytest.raises(ValidationError) as e:
+        run.log_metrics({"x": 2.0}, step=1, timestamp=TOO_LATE)
+    assert e.value.field == "timestamp"
+    with pytest.raises(ValidationError) as e:
+        run.log_metrics({"x": 10**400}, step=1)
+    assert e.value.field == "metrics.x"
+    with pytest.raises(ValidationError):
+        run.log_metric("x", 3.0, step=1, timestamp=datetime(2026, 1, 1))  # naive
+    run.log_metrics({"x": 3.0}, step=2)
+    run.flush()
+    ended = run.end()
+    assert ended.status is RunStatus.FINISHED
+    got = client.get_run(run.id)
+    assert got.status is RunStatus.FINISHED
+    assert [(p.step, p.value) for p in client.metric_history(run.id, "x")] == [(0, 1.0), (2, 3.0)]
+    client.close()
+
+
+def test_times_out_of_range_are_validation_errors_in_both_modes(hub: Hub) -> None:
+    client = hub.client()
+    with client.start_run("r") as run:
+        pass
+    for call in (
+        lambda: client.holder_at("m", "production", TOO_LATE),
+        lambda: client.lineage([run.id], as_of=TOO_LATE),
+    ):
+        with pytest.raises(ValidationError):
+            call()
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    folder = tmp_path_factory.mktemp("times")
+    store: GraphStore = open_store(f"sqlite:///{folder / 'hub.db'}")
+    build_example(store)
+    artifacts = open_artifact_store((folder / "artifacts").as_uri())
+    with (
+        HubServer(create_app(store=store, artifacts=artifacts)) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        yield client
+    store.close()
+
+
+QUERIES = {
+    "asOf": 'query($t: DateTime) { lineage(input: {roots: ["run:example-train-1"], asOf: $t}) '
+    "{ truncated } }",
+    "holderAt": 'query($t: DateTime!) { holderAt(model: "churn", aliasOrStage: "production", '
+    "time: $t) { id } }",
+    "auditTrail": "query($t: DateTime) { auditTrail(from: $t) { nextAfter } }",
+}
+
+
+@pytest.mark.parametrize("name", sorted(QUERIES))
+@pytest.mark.parametrize("time", [TOO_EARLY, TOO_LATE.isoformat(), "10000-01-01T00:00:00Z"])
+def test_api_times_are_checked_at_the_edge(http: httpx.Client, name: str, time: str) -> None:
+    response = http.post("/graphql", json={"query": QUERIES[name], "variables": {"t": time}})
+    assert response.status_code == 200
+    errors: list[dict[str, Any]] = response.json()["errors"]
+    assert errors[0]["extensions"]["code"] == "VALIDATION", errors
+    assert "Traceback" not in response.text
+
+
+def test_api_times_in_the_query_text_are_checked_too(http: httpx.Client) -> None:
+    query = '{ holderAt(model: "churn", aliasOrStage: "production", time: "%s") { id } }'
+    response = http.post("/graphql", json={"query": query % TOO_EARLY})
+    assert response.json()["errors"][0]["extensions"]["code"] == "VALIDATION"
+    fine = http.post("/graphql", json={"query": query % "2026-03-01T00:00:00"})
+    assert "errors" not in fine.json()  # without a timezone: UTC
+
+
+def test_export_route_times_are_checked(http: httpx.Client) -> None:
+    response = http.get("/export/lineage/run:example-train-1.json", params={"asOf": TOO_EARLY})
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"] == {"code": "VALIDATION", "retryable": False, "field": "asOf"}
