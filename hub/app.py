@@ -68,6 +68,8 @@ except ImportError:  # pragma: no cover - older strawberry
 log = logging.getLogger("lineagehub.server")
 
 CHUNK = 1024 * 1024
+HEALTH_TIMEOUT = 5.0
+_PROBE_DIGEST = "sha256:" + "0" * 64  # asked for by /health: any answer proves the store up
 #: The content types ``PUT /artifacts`` accepts.
 UPLOAD_TYPES = frozenset(
     {"application/octet-stream", "application/zip", "application/gzip", "application/x-tar"}
@@ -408,11 +410,34 @@ def create_app(
     )
 
     async def health(request: Request) -> Response:
+        # Both stores must answer: a hub whose artifact store is down cannot take uploads.
         try:
             await anyio.to_thread.run_sync(lambda: store.find_nodes(limit=1))
+            with anyio.fail_after(HEALTH_TIMEOUT):
+                await anyio.to_thread.run_sync(
+                    artifacts.exists, _PROBE_DIGEST, abandon_on_cancel=True
+                )
         except HubError as e:
             return JSONResponse({"status": "unavailable", "error": e.to_dict()}, status_code=503)
-        return JSONResponse({"status": "ok", "version": __version__, "store": redact(store.uri)})
+        except TimeoutError:
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "error": {
+                        "code": "BACKEND_UNAVAILABLE",
+                        "message": f"the artifact store did not answer within {HEALTH_TIMEOUT} s",
+                    },
+                },
+                status_code=503,
+            )
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "store": redact(store.uri),
+                "artifacts": redact(artifacts.uri),
+            }
+        )
 
     async def upload(request: Request) -> Response:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -142,6 +142,15 @@ class Settings(BaseSettings):
             return json.dumps(items)
         return value
 
+    def __repr_args__(self) -> Any:
+        # URLs may carry a password (http://user:pass@host): shown redacted, as in logs
+        from lineagehub.graph.uri import redact
+
+        for name, value in super().__repr_args__():
+            if isinstance(value, str) and name in ("store", "url", "artifacts", "s3_endpoint_url"):
+                value = redact(value)
+            yield name, value
+
     def allowed_host_names(self) -> list[str]:
         """``allowed_hosts`` as a list of names."""
         return [n.strip() for n in self.allowed_hosts.split(",") if n.strip()]
