@@ -37,12 +37,14 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
+from strawberry.asgi import HTTPException as StrawberryHTTPException
 from strawberry.http import GraphQLRequestData
 
 from lineagehub.graph import GraphStore, HubError, ValidationError, redact
@@ -59,11 +61,6 @@ from .registry import Policy, RegistryService, load_policies
 from .tracking import UNKNOWN_ACTOR, TrackingService
 from .vocabulary import EdgeKind, NodeKind
 from .webhooks import GraphRecorder, WebhookDispatcher
-
-try:  # where strawberry's views raise their HTTP errors from (since 0.28x)
-    from cross_web import HTTPException as StrawberryHTTPException
-except ImportError:  # pragma: no cover - older strawberry
-    from strawberry.http.exceptions import HTTPException as StrawberryHTTPException
 
 log = logging.getLogger("lineagehub.server")
 
@@ -146,6 +143,10 @@ def _json_depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
+def _formatted(error: GraphQLError) -> dict[str, Any]:
+    return dict(error.formatted)
+
+
 def _bad_request(message: str) -> _Refused:
     return _Refused(400, [_coded(message, "BAD_REQUEST")])
 
@@ -198,7 +199,7 @@ def _prepare(
     document, errors = check_query(schema._schema, data["query"], budget)
     if errors:
         # coded as the schema codes errors during execution (a literal's HubError keeps its own)
-        raise _Refused(200, [dict(HubErrors.shape(e).formatted) for e in errors])
+        raise _Refused(200, [_formatted(HubErrors.shape(e)) for e in errors])
     return data, document
 
 
@@ -260,7 +261,7 @@ class _GraphQL(GraphQL):
                 extensions=data.get("extensions"),
                 protocol="http",
             )
-        raise _Refused(200, [over_budget(self.budget).formatted])
+        raise _Refused(200, [_formatted(over_budget(self.budget))])
 
 
 class _BodyLimit:

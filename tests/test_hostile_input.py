@@ -130,3 +130,52 @@ def test_export_route_times_are_checked(http: httpx.Client) -> None:
     assert response.status_code == 400
     error = response.json()["errors"][0]
     assert error["extensions"] == {"code": "VALIDATION", "retryable": False, "field": "asOf"}
+
+
+def test_deeply_nested_filters_are_validation_errors(http: httpx.Client) -> None:
+    store = open_store("sqlite://")
+    nots: dict[str, Any] = {"name": "x"}
+    for _ in range(30):
+        nots = {"$not": nots}
+    ors: dict[str, Any] = {"name": "x"}
+    for _ in range(100):
+        ors = {"$or": [ors]}
+    for where in (nots, ors):
+        with pytest.raises(ValidationError):
+            store.find_nodes("Run", where=where)
+    store.close()
+    query = "query($w: JSON) { runs(where: $w) { edges { cursor } } }"
+    response = http.post("/graphql", json={"query": query, "variables": {"w": nots}})
+    assert response.json()["errors"][0]["extensions"]["code"] == "VALIDATION"
+
+
+def test_names_refuse_controls_and_bidirectional_overrides() -> None:
+    from lineagehub.ingest.client import Client
+
+    client = Client("sqlite://")
+    for name in ("evil\u202etxt.exe", "a\x1b[31mred", "bell\x07", "c1\x9b"):
+        with pytest.raises(ValidationError) as e:
+            client.start_run(name)
+        assert e.value.field == "name"
+    client.close()
+
+
+def test_the_cli_never_prints_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lineagehub.cli import main, safe_text
+    from lineagehub.ingest.client import Client
+
+    assert safe_text("a\x1b[31mb\rc\x07d\u202ee\n") == "a\\x1b[31mb\\rc\\x07d\\u202ee\\n"
+    uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    client = Client(uri)
+    hostile = "ok\x1b]0;pwned\x07\x1b[2J\rfake\u202e"
+    with client.start_run("r", tags={"note": hostile}) as run:
+        run.log_params({"p": hostile})
+    client.close()
+    for argv in (["runs", "show", run.id], ["runs", "list"], ["lineage", run.id]):
+        assert main([*argv, "--store", uri]) == 0
+        out = capsys.readouterr().out
+        assert not any(c in out for c in "\x1b\x07\r\u202e"), (argv, out)
+    main(["runs", "show", run.id, "--store", uri])
+    assert "\\x1b]0;pwned\\x07" in capsys.readouterr().out
