@@ -263,6 +263,11 @@ def _audit_key() -> bytes | None:
     from .config import Settings
 
     key = Settings().audit_key
+    if key is not None and not key.get_secret_value().strip():
+        raise ConfigError(
+            "LINEAGEHUB_AUDIT_KEY is set but empty: set a key to sign and verify exports, "
+            "or unset it for unsigned ones"
+        )
     return key.get_secret_value().encode("utf-8") if key is not None else None
 
 
@@ -735,7 +740,8 @@ def cmd_models_list(args: argparse.Namespace, client: Client) -> int:
 
 
 def _is_version_ref(ref: str) -> bool:
-    return ref.startswith("mv:") or "@" in ref or "/" in ref
+    # model:NAME always names a model, even one whose name looks like a version ("amb/1")
+    return not ref.startswith("model:") and (ref.startswith("mv:") or "@" in ref or "/" in ref)
 
 
 def _history_json(e: Any) -> dict[str, Any]:
@@ -756,8 +762,15 @@ def _history_json(e: Any) -> dict[str, Any]:
 def cmd_models_show(args: argparse.Namespace, client: Client) -> int:
     ref: str = args.ref
     console = make_console()
+    mv = None
     if _is_version_ref(ref):
-        mv = client.get_model_version(ref)
+        try:
+            mv = client.get_model_version(ref)
+        except NotFoundError:
+            # "amb/1": version 1 of amb, else the model named amb/1
+            if ref.startswith("mv:") or "@" in ref or not client.list_models({"name": ref})[0]:
+                raise
+    if mv is not None:
         history = [_history_json(e) for e in client.model_history(mv.model)]
         mine = [h for h in history if h["version"] == mv.version]
         if args.json:

@@ -120,6 +120,17 @@ def check_metric(key: Any, value: Any, step: Any = 0) -> float:
         ) from None
 
 
+def mentions_status(value: Any) -> bool:
+    """Whether a filter (or an ordering) refers to the ``status`` property anywhere."""
+    if isinstance(value, Mapping):
+        return any(k == "status" or mentions_status(v) for k, v in value.items())
+    if isinstance(value, str):
+        return value.lstrip("+-") == "status"
+    if isinstance(value, (list, tuple)):
+        return any(mentions_status(v) for v in value)
+    return False
+
+
 def _metric_value(m: Metric) -> float:
     value, step = m.value, m.step
     if type(value) is float and type(step) is int and -(2**31) <= step < 2**31:  # common case
@@ -304,7 +315,12 @@ class TrackingService:
         limit: int = 100,
     ) -> tuple[list[Run], str | None]:
         """Runs matching a filter (see :mod:`lineagehub.graph.filters`; e.g.
-        ``{"metrics.auc": {"$gte": 0.9}, "project": "churn"}``), ordered, one page."""
+        ``{"metrics.auc": {"$gte": 0.9}, "project": "churn"}``), ordered, one page.
+
+        Stale RUNNING runs are shown as KILLED; a filter or an order on ``status`` sees them
+        so too (they are recorded as KILLED before the query)."""
+        if mentions_status(where) or mentions_status(order_by):
+            self.mark_stale_runs()
         page = self.store.find_nodes(NodeKind.RUN.value, where, order_by, after, limit)
         return [_run(n) for n in self.refresh_stale(page.items)], page.next_cursor
 

@@ -1166,7 +1166,16 @@ class ActiveRun:
         with tempfile.TemporaryFile() as tmp:
             with tarfile.open(fileobj=tmp, mode="w") as tar:
                 for path in sorted(folder.rglob("*")):
-                    info = tar.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
+                    rel = path.relative_to(folder).as_posix()
+                    if not (path.is_symlink() or path.is_file() or path.is_dir()):
+                        # a socket, FIFO or device: no content to version (tarfile skips
+                        # sockets silently, and would block reading a FIFO)
+                        raise ValidationError(
+                            f"{folder / rel} is not a file, folder or link: only those can "
+                            "be stored",
+                            field="model",
+                        )
+                    info = tar.gettarinfo(str(path), arcname=rel)
                     info.mtime = 0
                     info.uid = info.gid = 0
                     info.uname = info.gname = ""

@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from lineagehub.graph import Node, Subgraph, ValidationError
 from lineagehub.graph import TruncationReason as GraphTruncation
 from lineagehub.graph.filters import encode_cursor, node_value, parse_order
+from lineagehub.tracking import mentions_status
 
 from .types import (
     ALL_TYPES,
@@ -49,6 +50,9 @@ async def _page(
         raise ValidationError(f"first must be between 1 and {ctx.services.max_page}", field="first")
     if where is not None and not isinstance(where, dict):
         raise ValidationError("where must be a JSON object", field="where")
+    if label == "Run" and ctx.services.tracking is not None and mentions_status((where, order_by)):
+        # stale RUNNING runs are shown as KILLED: a filter on status must see them so too
+        await ctx.call(ctx.services.tracking.mark_stale_runs)
     page = await ctx.call(ctx.store.find_nodes, label, where, order_by, after, first)
     items = page.items
     if label == "Run" and ctx.services.tracking is not None:

@@ -19,7 +19,7 @@ from lineagehub.artifacts import open_artifact_store
 from lineagehub.example import build_example
 from lineagehub.graph import GraphStore, ValidationError, open_store
 from lineagehub.graph.model import check_time, parse_time, to_iso
-from lineagehub.vocabulary import RunStatus
+from lineagehub.vocabulary import Run, RunStatus
 
 # 9999-12-31 23:00 at UTC-14 is 10000-01-01 13:00 UTC: past what datetime holds
 TOO_LATE = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14)))
@@ -179,3 +179,86 @@ def test_the_cli_never_prints_control_characters(
         assert not any(c in out for c in "\x1b\x07\r\u202e"), (argv, out)
     main(["runs", "show", run.id, "--store", uri])
     assert "\\x1b]0;pwned\\x07" in capsys.readouterr().out
+
+
+def test_log_model_refuses_a_socket_in_the_folder(tmp_path: Path) -> None:
+    import socket
+
+    from lineagehub.ingest.client import Client
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"w")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(folder / "control.sock"))
+        client = Client(f"sqlite:///{tmp_path / 'hub.db'}")
+        with client.start_run("r") as run:
+            with pytest.raises(ValidationError) as e:
+                run.log_model(folder, name="m")
+            assert e.value.field == "model" and "control.sock" in e.value.message
+        client.close()
+
+
+def test_an_empty_audit_key_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lineagehub.audit import export_jsonl
+    from lineagehub.cli import main
+
+    uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    open_store(uri).close()
+    monkeypatch.setenv("LINEAGEHUB_AUDIT_KEY", "")
+    out = tmp_path / "audit.jsonl"
+    assert main(["audit", "export", "-o", str(out), "--store", uri]) == 4
+    assert "LINEAGEHUB_AUDIT_KEY" in capsys.readouterr().err and not out.exists()
+    with open_store(uri) as store, pytest.raises(ValidationError):
+        export_jsonl(store, out, b"")
+
+
+def test_runs_list_by_status_sees_stale_runs_as_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from lineagehub.cli import main
+    from lineagehub.graph import Node
+    from lineagehub.ingest.client import Client
+
+    uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    client = Client(uri)
+    run = client.tracking.start_run(Run(name="abandoned"))  # no live process behind it
+    with open_store(uri) as store:  # its last heartbeat was long ago
+        long_ago = "2001-01-01T00:00:00.000000Z"
+        store.upsert_nodes(
+            [Node(run.id, "Run", {"started_at": long_ago, "heartbeat_at": long_ago})]
+        )
+    assert main(["runs", "list", "--status", "RUNNING", "--store", uri, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == []
+    for status in ("KILLED", "killed"):
+        assert main(["runs", "list", "--status", status, "--store", uri, "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)["runs"]
+        assert [(r["id"], r["status"]) for r in listed] == [(run.id, "KILLED")]
+    assert main(["runs", "list", "--status", "RUNNING", "--store", uri, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == []
+    client.close()
+
+
+def test_a_model_named_like_a_version_can_be_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from lineagehub import Settings
+    from lineagehub.cli import main
+    from lineagehub.ingest.client import Client
+
+    uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    client = Client(uri, settings=Settings(artifacts=str(tmp_path / "art")))
+    with client.start_run("r") as run:
+        run.log_model({"w": 1}, name="amb/1")
+    client.close()
+    for ref in ("amb/1", "model:amb/1"):
+        assert main(["models", "show", ref, "--store", uri, "--json"]) == 0, ref
+        assert json.loads(capsys.readouterr().out)["model"]["name"] == "amb/1"
+    assert main(["models", "show", "amb/1/1", "--store", uri, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"]["model"] == "amb/1"
