@@ -47,7 +47,7 @@ from strawberry.asgi import GraphQL
 from strawberry.asgi import HTTPException as StrawberryHTTPException
 from strawberry.http import GraphQLRequestData
 
-from lineagehub.graph import GraphStore, HubError, ValidationError, redact
+from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
 from lineagehub.graph.model import parse_time
 from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.limits import PREPARED, check_query, over_budget
@@ -103,6 +103,12 @@ def _coded(message: str, code: str, **extensions: Any) -> dict[str, Any]:
 
 def _refusal(status: int, message: str, code: str, **extensions: Any) -> JSONResponse:
     return JSONResponse({"errors": [_coded(message, code, **extensions)]}, status_code=status)
+
+
+def _unavailable(e: HubError) -> JSONResponse:
+    """/health's 503: the status, and the error shaped as every other."""
+    body = json.loads(_error(e).body)
+    return JSONResponse({"status": "unavailable", **body}, status_code=503)
 
 
 def _error(e: HubError) -> JSONResponse:
@@ -419,17 +425,10 @@ def create_app(
                     artifacts.exists, _PROBE_DIGEST, abandon_on_cancel=True
                 )
         except HubError as e:
-            return JSONResponse({"status": "unavailable", "error": e.to_dict()}, status_code=503)
+            return _unavailable(e)
         except TimeoutError:
-            return JSONResponse(
-                {
-                    "status": "unavailable",
-                    "error": {
-                        "code": "BACKEND_UNAVAILABLE",
-                        "message": f"the artifact store did not answer within {HEALTH_TIMEOUT} s",
-                    },
-                },
-                status_code=503,
+            return _unavailable(
+                BackendUnavailable(f"the artifact store did not answer within {HEALTH_TIMEOUT} s")
             )
         return JSONResponse(
             {

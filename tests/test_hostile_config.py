@@ -79,5 +79,6 @@ def test_an_unreachable_s3_store_neither_leaks_nor_passes_for_healthy(
         assert "user:***@127.0.0.1" in put.text
         health = http.get("/health")
         assert health.status_code == 503 and health.json()["status"] == "unavailable"
+        assert health.json()["errors"][0]["extensions"]["code"] == "BACKEND_UNAVAILABLE"
         assert PASSWORD not in health.text
     store.close()
