@@ -107,18 +107,18 @@ def _refusal(status: int, message: str, code: str, **extensions: Any) -> JSONRes
 
 def _unavailable(e: HubError) -> JSONResponse:
     """/health's 503: the status, and the error shaped as every other."""
-    body = json.loads(_error(e).body)
-    return JSONResponse({"status": "unavailable", **body}, status_code=503)
+    return JSONResponse({"status": "unavailable", "errors": [_hub_error(e)]}, status_code=503)
+
+
+def _hub_error(e: HubError) -> dict[str, Any]:
+    extensions = e.to_dict()
+    message = str(extensions.pop("message", e.message))
+    return {"message": message, "extensions": extensions}
 
 
 def _error(e: HubError) -> JSONResponse:
     """A hub error as an HTTP answer, shaped as GraphQL errors are (the SDK reads both)."""
-    extensions = e.to_dict()
-    message = str(extensions.pop("message", e.message))
-    return JSONResponse(
-        {"errors": [{"message": message, "extensions": extensions}]},
-        status_code=_STATUS.get(e.code, 500),
-    )
+    return JSONResponse({"errors": [_hub_error(e)]}, status_code=_STATUS.get(e.code, 500))
 
 
 # The parsed request body of the /graphql request being served: decoded and checked in a
