@@ -230,3 +230,23 @@ def test_allowed_hosts_are_configurable(tmp_path: Any) -> None:
             assert client.get("/health", headers={"host": host}).status_code == 200
         assert client.get("/health", headers={"host": "example.org"}).status_code == 400
     store.close()
+
+
+def test_the_time_budget_refuses_what_it_cannot_finish(tmp_path: Any) -> None:
+    from lineagehub.schema.limits import check_query
+
+    _document, errors = check_query(schema._schema, fan_out(10), budget=0.0)
+    assert [e.extensions for e in errors] == [
+        {"code": "QUERY_TOO_COMPLEX", "limit": "time", "max": 0.0}
+    ]
+    store = open_store("sqlite://")
+    artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
+    settings = Settings(request_time_budget=1e-9, data_dir=tmp_path)
+    with (
+        HubServer(create_app(settings, store=store, artifacts=artifacts)) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        response = client.post("/graphql", json={"query": "{ __typename }"})
+        assert response.status_code == 200
+        assert response.json()["errors"][0]["extensions"]["limit"] == "time"
+    store.close()
