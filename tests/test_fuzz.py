@@ -141,15 +141,27 @@ def _valid(key: str, value: Any, when: datetime | None) -> bool:
     )
 
 
-@pytest.fixture(scope="module")
-def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+@pytest.fixture(scope="module", params=["embedded", "remote"])
+def sdk(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Client]:
     folder = tmp_path_factory.mktemp("buffer")
-    client = Client(f"sqlite:///{folder / 'hub.db'}")
-    yield client
-    client.close()
+    uri = f"sqlite:///{folder / 'hub.db'}"
+    if request.param == "embedded":
+        client = Client(uri)
+        yield client
+        client.close()
+        return
+    store = open_store(uri)
+    artifacts = open_artifact_store((folder / "artifacts").as_uri())
+    with HubServer(create_app(store=store, artifacts=artifacts)) as server:
+        client = Client(server.url)
+        yield client
+        client.close()
+    store.close()
 
 
-@settings(FUZZ, max_examples=40)
+@settings(FUZZ, max_examples=30)
 @given(calls=_calls)
 def test_the_buffer_stores_exactly_the_valid_calls(
     sdk: Client, calls: list[tuple[str, Any, datetime | None]]
