@@ -101,9 +101,10 @@ class Settings(BaseSettings):
 
     max_request_bytes: int = Field(
         default=1024 * 1024,
-        ge=1024,
-        description="The largest GraphQL request body the server reads (bytes); larger ones "
-        "get 413. Artifact uploads stream and are not bounded by it.",
+        ge=1024 * 1024,
+        description="The largest GraphQL request body the server reads (bytes, at least 1 MiB: "
+        "the SDK sends metric points in requests of up to 512 KiB); larger ones get 413. "
+        "Artifact uploads stream and are not bounded by it.",
     )
     request_time_budget: float = Field(
         default=2.0,

@@ -729,6 +729,31 @@ def _parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+#: The metric points one GraphQL request carries at most, as JSON: half the server's default
+#: request limit (``LINEAGEHUB_MAX_REQUEST_BYTES``, 1 MiB), leaving room for params and tags.
+REQUEST_POINTS_BYTES = 512 * 1024
+
+
+def _point_chunks(points: list[dict[str, Any]] | None) -> list[list[dict[str, Any]] | None]:
+    """``points`` in consecutive chunks of at most :data:`REQUEST_POINTS_BYTES` as JSON (one
+    ``None`` chunk for none)."""
+    if not points:
+        return [None]
+    chunks: list[list[dict[str, Any]] | None] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for point in points:
+        # key (escaped at most 6x), value, step, timestamp and punctuation
+        n = 6 * len(point["key"]) + 110
+        if current and size + n > REQUEST_POINTS_BYTES:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(point)
+        size += n
+    chunks.append(current)
+    return chunks
+
+
 def _metrics(metrics: Sequence[Metric] | None) -> list[dict[str, Any]] | None:
     """Metric points as ``MetricInput`` values, checked as the service checks them."""
     if not metrics:
@@ -883,11 +908,16 @@ class RemoteTracking:
         metrics: Sequence[Metric] | None = None,
         tags: Mapping[str, Any] | None = None,
     ) -> None:
-        """Log params, metric points and tags in one transaction, and refresh the heartbeat."""
+        """Log params, metric points and tags, and refresh the heartbeat: in one transaction
+        when the points fit one request (:data:`REQUEST_POINTS_BYTES`), else the points in
+        several, the params and tags with the last."""
+        *first, last = _point_chunks(_metrics(metrics))
+        for chunk in first:
+            self._call(_LOG_BATCH, {"runId": run_id, "metrics": chunk}, idempotent=True)
         variables = {
             "runId": run_id,
             "params": _params(params),
-            "metrics": _metrics(metrics),
+            "metrics": last,
             "tags": _tags(tags),
         }
         # Idempotent: the same params again are accepted, points replace the same step's.
@@ -914,12 +944,15 @@ class RemoteTracking:
                     return {"endRun": found}
             return None
 
+        *first, last = _point_chunks(_metrics(metrics))
+        for chunk in first:  # points beyond one request go ahead of the end
+            self._call(_LOG_BATCH, {"runId": run_id, "metrics": chunk}, idempotent=True)
         variables = {
             "runId": run_id,
             "status": status_text,
             "error": error,
             "params": _params(params),
-            "metrics": _metrics(metrics),
+            "metrics": last,
             "tags": _tags(tags),
         }
         data = self._call(_END_RUN, variables, idempotent=True, reconcile=reconcile)

@@ -262,3 +262,18 @@ def test_a_model_named_like_a_version_can_be_shown(
         assert json.loads(capsys.readouterr().out)["model"]["name"] == "amb/1"
     assert main(["models", "show", "amb/1/1", "--store", uri, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["version"]["model"] == "amb/1"
+
+
+def test_large_batches_fit_the_request_limit_in_remote_mode(hub: Hub) -> None:
+    """10,000 points under 250-character keys are ~3 MB of JSON: the remote SDK sends them in
+    requests under the server's 1 MiB limit; nothing is lost in either mode."""
+    client = hub.client()
+    keys = [f"{i}" + "k" * 249 for i in range(10)]
+    run = client.start_run("wide")
+    for step in range(500):
+        run.log_metrics({k: float(step) for k in keys}, step=step)
+    run.log_metrics({k: -1.0 for k in keys}, step=500)
+    run.end()
+    for key in keys:
+        assert [p.step for p in client.metric_history(run.id, key)] == list(range(501))
+    client.close()
