@@ -75,8 +75,14 @@ FALSE = Or(())
 
 
 def _scalar(value: Any, field: str) -> Any:
-    if isinstance(value, (bool, str, int)):
+    if isinstance(value, (bool, str)):
         return value
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**63:  # what SQLite and Neo4j store as an integer
+            return value
+        raise ValidationError(
+            f"{field}: {str(value)[:24]}... is beyond a 64-bit integer", field=field
+        )
     if isinstance(value, float):
         if math.isfinite(value):
             return value
