@@ -179,3 +179,34 @@ def test_the_buffer_stores_exactly_the_valid_calls(
     for key in ("loss", "acc"):
         stored = [(p.step, p.value) for p in sdk.metric_history(run.id, key)]
         assert stored == expected.get(key, [])
+
+
+# --- filters: the JSON a client may send as `where`, through variables (where "$gt" and the
+# other operators can be written, unlike in GraphQL literals)
+
+_filter_keys = st.sampled_from(
+    ["$and", "$or", "$not", "$gt", "$lte", "$in", "$nin", "$exists", "$eq", "$regex",
+     "name", "status", "metrics.auc", "params.max_depth", "tags.team", "_created_at", "id",
+     "a..b", "", "\x00"]
+)  # fmt: skip
+_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=10),
+)
+_filters = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(_filter_keys, inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(FUZZ, max_examples=150)
+@given(where=st.dictionaries(_filter_keys, _filters, max_size=4))
+def test_generated_filters(http: httpx.Client, where: dict[str, Any]) -> None:
+    query = "query($w: JSON) { runs(where: $w, first: 5) { edges { cursor } } }"
+    check(http.post("/graphql", json={"query": query, "variables": {"w": where}}))
