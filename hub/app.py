@@ -121,8 +121,8 @@ def _error(e: HubError) -> JSONResponse:
     return JSONResponse({"errors": [_hub_error(e)]}, status_code=_STATUS.get(e.code, 500))
 
 
-# The parsed request body of the /graphql request being served: decoded and checked in a
-# worker thread by _GraphQL.parse_http_body, so strawberry does not decode it again.
+# How deep a request's JSON may nest, variables included (graphql-core coerces variables
+# recursively; ~1,000 levels would exhaust its stack).
 _JSON_DEPTH = 64
 
 
