@@ -21,7 +21,7 @@ from .audit import AuditQuery
 from .compare import CompareQuery
 from .context import Context, Services
 from .errors import HubErrors
-from .limits import MAX_ALIASES, MAX_COST, MAX_DEPTH, MAX_TOKENS, Limits
+from .limits import MAX_ALIASES, MAX_COST, MAX_DEPTH, MAX_QUERY_LENGTH, MAX_TOKENS, Limits
 from .mutation import Mutation as BaseMutation
 from .query import Query as BaseQuery
 from .registry import RegistryMutation, RegistryQuery
@@ -66,6 +66,7 @@ __all__ = [
     "MAX_ALIASES",
     "MAX_COST",
     "MAX_DEPTH",
+    "MAX_QUERY_LENGTH",
     "MAX_TOKENS",
     "Context",
     "Services",

@@ -1,6 +1,7 @@
 """What a GraphQL request may cost: tokens, depth, fields, aliases and time.
 
-A query is parsed with at most :data:`MAX_TOKENS` tokens, then validated by graphql-core's
+A query of at most :data:`MAX_QUERY_LENGTH` characters is parsed with at most
+:data:`MAX_TOKENS` tokens, then validated by graphql-core's
 rules, after :func:`limit_errors` has measured every operation with its fragments expanded:
 
 - depth: the longest chain of nested fields (at most :data:`MAX_DEPTH`);
@@ -15,7 +16,7 @@ deadline; the server calls it in a worker thread (:mod:`lineagehub.app`), so the
 keeps answering while a hostile query is measured.
 
 Refusals are GraphQL errors with code ``QUERY_TOO_COMPLEX`` and ``extensions.limit``
-(``tokens``, ``depth``, ``cost``, ``aliases``, ``time``) and ``extensions.max``.
+(``length``, ``tokens``, ``depth``, ``cost``, ``aliases``, ``time``) and ``extensions.max``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 MAX_TOKENS = 5000
+#: Characters of query text: what 5,000 tokens need, with room for long strings. Beyond it
+#: graphql-core's lexer (a Python loop per character) would hold a worker ~2 ms per 10,000.
+MAX_QUERY_LENGTH = 100_000
 MAX_DEPTH = 12
 MAX_COST = 20_000
 MAX_ALIASES = 50
@@ -159,6 +163,15 @@ def check_query(
     """Parse and validate ``query``: (the document, []) when it may run, else (None or the
     document, the errors). Bounded in tokens, and in time by ``budget`` seconds."""
     deadline = time.monotonic() + budget
+    if len(query) > MAX_QUERY_LENGTH:
+        return None, [
+            refusal(
+                f"the query is {len(query)} characters long; the limit is {MAX_QUERY_LENGTH} "
+                "(pass data as variables)",
+                "length",
+                MAX_QUERY_LENGTH,
+            )
+        ]
     try:
         document = parse(query, max_tokens=MAX_TOKENS)
     except GraphQLError as e:
