@@ -11,6 +11,7 @@ keep their message with code ``GRAPHQL_VALIDATION``. Anything else is masked to
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,8 @@ from strawberry.extensions import SchemaExtension
 from lineagehub.graph import HubError
 
 log = logging.getLogger("lineagehub.api")
+
+_VARIABLE = re.compile(r"Variable '\$(?P<name>\w+)'")
 
 
 class HubErrors(SchemaExtension):
@@ -44,6 +47,10 @@ class HubErrors(SchemaExtension):
         if isinstance(original, HubError):
             extensions: dict[str, Any] = original.to_dict()
             extensions.pop("message", None)
+            variable = _VARIABLE.match(error.message) if outer is not None else None
+            if variable is not None and "field" in extensions:
+                # the scalar knows its type (DateTime), the client's name for it is the variable
+                extensions["field"] = variable["name"]
             return GraphQLError(
                 error.message if outer is not None else original.message,
                 nodes=error.nodes,

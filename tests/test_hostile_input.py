@@ -114,6 +114,7 @@ def test_api_times_are_checked_at_the_edge(http: httpx.Client, name: str, time: 
     assert response.status_code == 200
     errors: list[dict[str, Any]] = response.json()["errors"]
     assert errors[0]["extensions"]["code"] == "VALIDATION", errors
+    assert errors[0]["extensions"]["field"] == "t"  # the variable holding the time
     assert "Traceback" not in response.text
 
 
