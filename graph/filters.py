@@ -8,7 +8,8 @@ A filter is a mapping in the style of MongoDB queries::
      "kind": {"$in": ["train", "evaluate"]},
      "$or": [{"tags.team": "growth"}, {"owner": {"$exists": False}}]}
 
-Operators: ``$eq $ne $lt $lte $gt $gte $in $nin $exists``; combinators ``$and $or $not``.
+Operators: ``$eq $ne $lt $lte $gt $gte $in $nin $exists``; combinators ``$and $or $not``,
+nested at most :data:`MAX_NESTING` levels (database parsers run out of stack beyond).
 Keys are dotted property paths (``params.lr``) or the system fields ``id``, ``_label``,
 ``_created_at`` and ``_updated_at``. A missing property compares as null: it matches
 ``{"x": None}`` and ``{"x": {"$exists": False}}``, and no other comparison.
@@ -34,6 +35,8 @@ from .model import validate_path
 OPS = ("$eq", "$ne", "$lt", "$lte", "$gt", "$gte", "$in", "$nin", "$exists")
 MAX_IN = 10_000
 MAX_CLAUSES = 1_000
+#: How deep $and, $or and $not may nest.
+MAX_NESTING = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +75,14 @@ FALSE = Or(())
 
 
 def _scalar(value: Any, field: str) -> Any:
-    if isinstance(value, (bool, str, int)):
+    if isinstance(value, (bool, str)):
         return value
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**63:  # what SQLite and Neo4j store as an integer
+            return value
+        raise ValidationError(
+            f"{field}: {str(value)[:24]}... is beyond a 64-bit integer", field=field
+        )
     if isinstance(value, float):
         if math.isfinite(value):
             return value
@@ -88,9 +97,15 @@ class _Parser:
     def __init__(self) -> None:
         self.clauses = 0
 
-    def parse(self, where: Any, field: str = "where") -> Expr:
+    def parse(self, where: Any, field: str = "where", depth: int = 0) -> Expr:
         if not isinstance(where, Mapping):
             raise ValidationError(f"{field}: a filter must be a mapping", field=field)
+        if depth > MAX_NESTING:
+            # SQLite's parser (and Cypher's planner) run out of stack long before Python does
+            raise ValidationError(
+                f"{field}: $and, $or and $not nested more than {MAX_NESTING} levels deep",
+                field=field,
+            )
         items: list[Expr] = []
         for key, value in where.items():
             self.clauses += 1
@@ -99,10 +114,12 @@ class _Parser:
             if key in ("$and", "$or"):
                 if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
                     raise ValidationError(f"{field}.{key}: expected a list of filters", field=field)
-                parts = tuple(self.parse(v, f"{field}.{key}[{i}]") for i, v in enumerate(value))
+                parts = tuple(
+                    self.parse(v, f"{field}.{key}[{i}]", depth + 1) for i, v in enumerate(value)
+                )
                 items.append(And(parts) if key == "$and" else Or(parts))
             elif key == "$not":
-                items.append(Not(self.parse(value, f"{field}.$not")))
+                items.append(Not(self.parse(value, f"{field}.$not", depth + 1)))
             elif isinstance(key, str) and key.startswith("$"):
                 raise ValidationError(
                     f"{field}: unknown combinator {key!r} (use $and, $or, $not)", field=field

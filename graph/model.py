@@ -237,23 +237,51 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def to_iso(dt: datetime, field_name: str = "time") -> str:
-    """Fixed-width UTC text, so that string order is time order in every backend.
+#: The times the hub accepts, in UTC: datetime's own range less a day at each end, so that no
+#: timezone offset or day's arithmetic on an accepted time can leave it.
+MIN_TIME = datetime(1, 1, 2, tzinfo=timezone.utc)
+MAX_TIME = datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=timezone.utc)
 
-    A naive datetime is refused, not guessed: ``datetime.now()`` is local time and
-    ``datetime.utcnow()`` UTC, and both are naive."""
-    if not isinstance(dt, datetime):
+
+def check_time(value: Any, field_name: str = "time") -> datetime:
+    """A timezone-aware datetime between :data:`MIN_TIME` and :data:`MAX_TIME`, in UTC.
+
+    Everything the hub accepts as a time passes here first (the SDK, the CLI, the API), so a
+    bad one is a :class:`ValidationError` naming the field where it is given, never an
+    ``OverflowError`` later. A naive datetime is refused, not guessed:
+    ``datetime.now()`` is local time and ``datetime.utcnow()`` UTC, and both are naive."""
+    if not isinstance(value, datetime):
         raise ValidationError(
-            f"{field_name}: expected a datetime, got {type(dt).__name__}", field=field_name
+            f"{field_name}: expected a datetime, got {type(value).__name__}", field=field_name
         )
-    if dt.tzinfo is None or dt.tzinfo.utcoffset(dt) is None:
+    try:
+        offset = value.utcoffset()
+    except (ValueError, TypeError, OverflowError):  # a tzinfo that misbehaves
+        offset = None
+    if offset is None:
         raise ValidationError(
-            f"{field_name}: naive datetime {dt.isoformat()}; give a timezone "
+            f"{field_name}: naive datetime {value.isoformat()}; give a timezone "
             "(e.g. datetime.now(timezone.utc))",
             field=field_name,
         )
+    try:
+        utc = value.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not MIN_TIME <= utc <= MAX_TIME:
+        raise ValidationError(
+            f"{field_name}: {value.isoformat()} is outside the times the hub keeps "
+            f"({MIN_TIME.date().isoformat()} to {MAX_TIME.date().isoformat()} UTC)",
+            field=field_name,
+        )
+    return utc
+
+
+def to_iso(dt: datetime, field_name: str = "time") -> str:
+    """Fixed-width UTC text, so that string order is time order in every backend; the time
+    is checked as :func:`check_time` does."""
     # isoformat is implemented in C (strftime costs 3x more); always 4-digit years.
-    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+    return check_time(dt, field_name).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def from_iso(text: str | None) -> datetime | None:
@@ -264,8 +292,9 @@ def from_iso(text: str | None) -> datetime | None:
 
 def parse_time(text: str, field_name: str) -> datetime:
     """A time a person typed: ISO 8601 (``2026-03-01``, ``2026-03-01T12:00:00Z``,
-    ``...+02:00``); without a timezone it is UTC. Anything else is a :class:`ValidationError`
-    naming ``field_name``."""
+    ``...+02:00``); without a timezone it is UTC. The result is in UTC and checked as
+    :func:`check_time` does. Anything else is a :class:`ValidationError` naming
+    ``field_name``."""
     try:
         parsed = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
     except ValueError:
@@ -273,7 +302,9 @@ def parse_time(text: str, field_name: str) -> datetime:
             f"{field_name}: {text!r:.40} is not an ISO 8601 time (2026-03-01T12:00:00Z)",
             field=field_name,
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return check_time(parsed, field_name)
 
 
 # --- the data -----------------------------------------------------------------------------

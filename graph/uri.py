@@ -15,6 +15,7 @@ entry-point group (a name that is the scheme, a value that is a factory
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -81,6 +82,15 @@ def redact(uri: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return parts._replace(netloc=netloc).geturl()
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*):[^/@\s]*@")
+
+
+def scrub_credentials(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***`` (for messages from
+    libraries that quote URLs as given)."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
 
 
 def open_store(uri: str, **options: Any) -> GraphStore:

@@ -13,7 +13,13 @@ Routes:
 - ``GET /export/lineage/{ref}.{ext}``: the lineage around ``ref`` as a picture or a file
   (:mod:`lineagehub.export`); the query string takes the lineage query's options.
 
-Request bodies are bounded (``max_body_bytes`` for GraphQL); larger ones get 413.
+GraphQL request bodies are bounded (``Settings.max_request_bytes``, 1 MiB); larger ones get
+413. Each GraphQL request is decoded, parsed and validated in a worker thread within
+``Settings.request_time_budget`` (:mod:`lineagehub.schema.limits`), so ``/health`` keeps
+answering while a hostile one is measured. Every refusal, on every route, is shaped as GraphQL
+errors are: ``{"errors": [{"message", "extensions": {"code", ...}}]}``. Requests whose ``Host``
+is not one of ``Settings.allowed_hosts`` are refused; uploads must be
+``application/octet-stream``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import getpass
 import json
 import logging
 import re
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
@@ -30,14 +37,20 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from graphql import GraphQLError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
+from strawberry.asgi import HTTPException as StrawberryHTTPException
+from strawberry.http import GraphQLRequestData
 
-from lineagehub.graph import GraphStore, HubError, ValidationError, redact
+from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
 from lineagehub.graph.model import parse_time
+from lineagehub.schema.errors import HubErrors
+from lineagehub.schema.limits import PREPARED, check_query, over_budget
 
 from . import __version__
 from .artifacts import ArtifactStore, open_artifact_store, validate_digest
@@ -51,8 +64,13 @@ from .webhooks import GraphRecorder, WebhookDispatcher
 
 log = logging.getLogger("lineagehub.server")
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
 CHUNK = 1024 * 1024
+HEALTH_TIMEOUT = 5.0
+_PROBE_DIGEST = "sha256:" + "0" * 64  # asked for by /health: any answer proves the store up
+#: The content types ``PUT /artifacts`` accepts.
+UPLOAD_TYPES = frozenset(
+    {"application/octet-stream", "application/zip", "application/gzip", "application/x-tar"}
+)
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -78,21 +96,178 @@ def _os_user() -> str:
         return UNKNOWN_ACTOR
 
 
+def _coded(message: str, code: str, **extensions: Any) -> dict[str, Any]:
+    """One error as GraphQL shapes them: a message and ``extensions.code``."""
+    return {"message": message, "extensions": {"code": code, **extensions}}
+
+
+def _refusal(status: int, message: str, code: str, **extensions: Any) -> JSONResponse:
+    return JSONResponse({"errors": [_coded(message, code, **extensions)]}, status_code=status)
+
+
+def _unavailable(e: HubError) -> JSONResponse:
+    """/health's 503: the status, and the error shaped as every other."""
+    return JSONResponse({"status": "unavailable", "errors": [_hub_error(e)]}, status_code=503)
+
+
+def _hub_error(e: HubError) -> dict[str, Any]:
+    extensions = e.to_dict()
+    message = str(extensions.pop("message", e.message))
+    return {"message": message, "extensions": extensions}
+
+
 def _error(e: HubError) -> JSONResponse:
-    return JSONResponse({"error": e.to_dict()}, status_code=_STATUS.get(e.code, 500))
+    """A hub error as an HTTP answer, shaped as GraphQL errors are (the SDK reads both)."""
+    return JSONResponse({"errors": [_hub_error(e)]}, status_code=_STATUS.get(e.code, 500))
+
+
+# How deep a request's JSON may nest, variables included (graphql-core coerces variables
+# recursively; ~1,000 levels would exhaust its stack).
+_JSON_DEPTH = 64
+
+
+class _Refused(Exception):
+    """A /graphql request refused before execution: the answer is ready."""
+
+    def __init__(self, status: int, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["message"] if errors else "refused")
+        self.status = status
+        self.errors = errors
+
+
+def _json_depth_ok(value: Any, limit: int) -> bool:
+    # iterative: a deep document must not exhaust the stack here either
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+def _formatted(error: GraphQLError) -> dict[str, Any]:
+    return dict(error.formatted)
+
+
+def _bad_request(message: str) -> _Refused:
+    return _Refused(400, [_coded(message, "BAD_REQUEST")])
+
+
+def _decode_request(body: bytes | None, params: Mapping[str, str] | None) -> dict[str, Any]:
+    """A GraphQL request (``query``, ``variables``, ``operationName``, ``extensions``) from a
+    JSON body or GET parameters, with every part's type checked."""
+    if body is not None:
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _bad_request("the request body is not UTF-8") from None
+        except RecursionError:
+            raise _bad_request(f"the request body nests deeper than {_JSON_DEPTH} levels") from None
+        except ValueError as e:
+            raise _bad_request(f"the request body is not JSON: {e}") from None
+        if isinstance(data, list):
+            raise _bad_request("batched requests are not supported: send one operation")
+        if not isinstance(data, dict):
+            raise _bad_request(
+                'the request body must be a JSON object: {"query": ..., "variables": ...}'
+            )
+    else:
+        data = dict(params or {})
+        for key in ("variables", "extensions"):
+            if isinstance(data.get(key), str):
+                try:
+                    data[key] = json.loads(data[key])
+                except (ValueError, RecursionError):
+                    raise _bad_request(f"{key} is not JSON") from None
+    if not _json_depth_ok(data, _JSON_DEPTH):
+        raise _bad_request(f"the request nests deeper than {_JSON_DEPTH} levels")
+    query = data.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise _bad_request("no GraphQL query in the request: give query as a string")
+    for key in ("variables", "extensions"):
+        if not isinstance(data.get(key), (dict, type(None))):
+            raise _bad_request(f"{key} must be a JSON object or null")
+    if not isinstance(data.get("operationName"), (str, type(None))):
+        raise _bad_request("operationName must be a string or null")
+    return data
+
+
+def _prepare(
+    schema: Any, body: bytes | None, params: Mapping[str, str] | None, budget: float
+) -> tuple[dict[str, Any], Any]:
+    """Decode, parse and validate a request (in a worker thread): (request data, document);
+    :class:`_Refused` with the errors otherwise."""
+    data = _decode_request(body, params)
+    document, errors = check_query(schema._schema, data["query"], budget)
+    if errors:
+        # coded as the schema codes errors during execution (a literal's HubError keeps its own)
+        raise _Refused(200, [_formatted(HubErrors.shape(e)) for e in errors])
+    return data, document
 
 
 class _GraphQL(GraphQL):
-    def __init__(self, services: Any, **kwargs: Any) -> None:
+    """strawberry's ASGI view, with the request decoded, parsed and validated off the event
+    loop and within a time budget, and every refusal a GraphQL error with a code."""
+
+    def __init__(self, services: Any, budget: float, **kwargs: Any) -> None:
         from lineagehub.schema import schema
 
         super().__init__(schema, **kwargs)
         self.services = services
+        self.budget = budget
 
     async def get_context(self, request: Any, response: Any) -> Any:
         from lineagehub.schema import Context
 
         return Context(self.services, request=request, response=response)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # pragma: no cover - the route is HTTP only
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        response: Response
+        try:
+            response = await self.run(request)
+        except _Refused as e:
+            response = JSONResponse({"errors": e.errors}, status_code=e.status)
+        except StrawberryHTTPException as e:
+            response = _refusal(e.status_code, e.reason, "BAD_REQUEST")
+        await response(scope, receive, send)
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData:
+        if request.method == "GET":
+            body, params = None, dict(request.query_params)
+        else:
+            content_type = (request.content_type or "").split(";")[0].strip().lower()
+            if content_type != "application/json":
+                # also what keeps browsers' cross-origin "simple" requests out
+                raise _Refused(
+                    415,
+                    [
+                        _coded(
+                            "send the GraphQL request as application/json", "UNSUPPORTED_MEDIA_TYPE"
+                        )
+                    ],
+                )
+            body, params = await request.get_body(), None
+        with anyio.move_on_after(self.budget * 1.5):  # the check stops itself at the budget
+            data, document = await anyio.to_thread.run_sync(
+                _prepare, self.schema, body, params, self.budget, abandon_on_cancel=True
+            )
+            PREPARED.set((data["query"], document))
+            return GraphQLRequestData(
+                query=data["query"],
+                variables=data.get("variables"),
+                operation_name=data.get("operationName"),
+                extensions=data.get("extensions"),
+                protocol="http",
+            )
+        raise _Refused(200, [_formatted(over_budget(self.budget))])
 
 
 class _BodyLimit:
@@ -151,12 +326,47 @@ class _TooLarge(Exception):
     pass
 
 
+class _Hosts:
+    """Answer only requests whose ``Host`` is one of the configured names (DNS rebinding
+    would otherwise let any web page reach the API through a browser)."""
+
+    def __init__(self, app: ASGIApp, names: list[str]) -> None:
+        self.app = app
+        self.any = "*" in names
+        self.names = {n.lower() for n in names if not n.startswith("*.")}
+        self.suffixes = tuple(n[1:].lower() for n in names if n.startswith("*."))
+
+    def allowed(self, host: str) -> bool:
+        if self.any:
+            return True
+        host = host.strip().lower()
+        if host.startswith("["):  # [::1]:8000
+            name = host[1 : host.find("]")] if "]" in host else host
+        else:
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return name in self.names or (bool(self.suffixes) and name.endswith(self.suffixes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            if not self.allowed(host):
+                response = _refusal(
+                    400,
+                    f"host {host[:100]!r} is not one this hub answers to "
+                    "(LINEAGEHUB_ALLOWED_HOSTS)",
+                    "HOST_NOT_ALLOWED",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     store: GraphStore | None = None,
     artifacts: ArtifactStore | None = None,
-    max_body_bytes: int = MAX_BODY_BYTES,
+    max_body_bytes: int | None = None,
     registry_policies: Mapping[Any, Policy] | None = None,
 ) -> Starlette:
     """The hub as an ASGI app, over the configured stores (or the ones given).
@@ -165,6 +375,8 @@ def create_app(
     :class:`~lineagehub.registry.RegistryService`); when not given, those of the file
     ``settings.policies`` names (:func:`~lineagehub.registry.load_policies`), if any. Registry changes are recorded as done by
     ``settings.user``, else the OS user: requests are not authenticated yet.
+
+    ``max_body_bytes`` overrides ``settings.max_request_bytes``.
 
     A store passed in stays open when the app shuts down; one opened here is closed."""
     from datetime import timedelta
@@ -205,13 +417,39 @@ def create_app(
     )
 
     async def health(request: Request) -> Response:
+        # Both stores must answer: a hub whose artifact store is down cannot take uploads.
         try:
             await anyio.to_thread.run_sync(lambda: store.find_nodes(limit=1))
+            with anyio.fail_after(HEALTH_TIMEOUT):
+                await anyio.to_thread.run_sync(
+                    artifacts.exists, _PROBE_DIGEST, abandon_on_cancel=True
+                )
         except HubError as e:
-            return JSONResponse({"status": "unavailable", "error": e.to_dict()}, status_code=503)
-        return JSONResponse({"status": "ok", "version": __version__, "store": redact(store.uri)})
+            return _unavailable(e)
+        except TimeoutError:
+            return _unavailable(
+                BackendUnavailable(f"the artifact store did not answer within {HEALTH_TIMEOUT} s")
+            )
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "store": redact(store.uri),
+                "artifacts": redact(artifacts.uri),
+            }
+        )
 
     async def upload(request: Request) -> Response:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type not in UPLOAD_TYPES:
+            # A browser sends text/plain, forms and multipart across origins without asking
+            # first: none of them is accepted here.
+            return _refusal(
+                415,
+                f"upload artifact bytes as one of {', '.join(sorted(UPLOAD_TYPES))}, "
+                f"not {media_type or 'no content type'}",
+                "UNSUPPORTED_MEDIA_TYPE",
+            )
         with tempfile.TemporaryDirectory(prefix="lineagehub-upload-") as tmp:
             path = Path(tmp) / "body"
             try:
@@ -295,7 +533,10 @@ def create_app(
             if owned:
                 store.close()
 
-    graphql = _BodyLimit(_GraphQL(services, graphql_ide="graphiql"), max_body_bytes)
+    graphql = _BodyLimit(
+        _GraphQL(services, settings.request_time_budget, graphql_ide="graphiql"),
+        max_body_bytes or settings.max_request_bytes,
+    )
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
@@ -305,10 +546,25 @@ def create_app(
             Route("/export/lineage/{target:path}", export, methods=["GET"]),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.services = services
     app.state.webhooks = dispatcher
+    app.add_middleware(_Hosts, names=settings.allowed_host_names())
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (unknown path, wrong method), shaped as every other error."""
+    status = getattr(exc, "status_code", 400)
+    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+    detail = getattr(exc, "detail", None) or "bad request"
+    return _refusal(status, str(detail), codes.get(status, "BAD_REQUEST"))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _refusal(500, "Unexpected error.", "INTERNAL")
 
 
 # The extension after the last "." of an export URL -> format (a ref may hold dots itself):
@@ -431,5 +687,10 @@ def _export_options(items: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[
 
 
 def app_from_env() -> Starlette:
-    """The factory ``lineagehub serve`` gives uvicorn (settings from the environment)."""
+    """The factory ``lineagehub serve`` gives uvicorn (settings from the environment).
+
+    In a server process the event loop shares the interpreter with worker threads that may be
+    busy validating a large request: handing the interpreter over every millisecond (not
+    every 5) keeps ``/health`` and small requests answering quickly meanwhile."""
+    sys.setswitchinterval(0.001)
     return create_app()

@@ -69,7 +69,7 @@ from lineagehub.graph.errors import (
     NotFoundError,
     ValidationError,
 )
-from lineagehub.graph.uri import redact
+from lineagehub.graph.uri import redact, scrub_credentials
 
 MiB = 1024 * 1024
 #: Read and hash in chunks of this size: large enough that hashing dominates the per-call
@@ -843,6 +843,10 @@ class S3ArtifactStore(ArtifactStore):
 
         if isinstance(e, HubError):
             return e
+        # botocore's messages quote the endpoint URL as given, password included
+        detail = scrub_credentials(str(e))
+        if self._endpoint_url:
+            detail = detail.replace(self._endpoint_url, redact(self._endpoint_url))
         if isinstance(e, bx.ClientError):
             error = e.response.get("Error", {})
             code = str(error.get("Code", ""))
@@ -860,8 +864,8 @@ class S3ArtifactStore(ArtifactStore):
             if code in _S3_CREDENTIALS:
                 return ConfigError(f"S3 rejected the credentials for {self._where()}: {code}")
             if code in _S3_TRANSIENT or status == 429 or status >= 500:
-                return BackendUnavailable(f"S3 is unavailable ({op} on {self._where()}): {e}")
-            return BackendError(f"S3 {op} failed on {self._where()}: {e}")
+                return BackendUnavailable(f"S3 is unavailable ({op} on {self._where()}): {detail}")
+            return BackendError(f"S3 {op} failed on {self._where()}: {detail}")
         if isinstance(
             e,
             (
@@ -872,13 +876,15 @@ class S3ArtifactStore(ArtifactStore):
                 bx.NoRegionError,
             ),
         ):
-            return ConfigError(f"cannot use {self._where()}: {e}")
+            return ConfigError(f"cannot use {self._where()}: {detail}")
         if isinstance(e, bx.FlexibleChecksumError):
-            return IntegrityError(f"S3 transfer checksum mismatch ({op} on {self._where()}): {e}")
+            return IntegrityError(
+                f"S3 transfer checksum mismatch ({op} on {self._where()}): {detail}"
+            )
         if isinstance(e, (bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError)):
-            return BackendUnavailable(f"cannot reach S3 ({op} on {self._where()}): {e}")
+            return BackendUnavailable(f"cannot reach S3 ({op} on {self._where()}): {detail}")
         if isinstance(e, bx.BotoCoreError):
-            return BackendError(f"S3 {op} failed on {self._where()}: {e}")
+            return BackendError(f"S3 {op} failed on {self._where()}: {detail}")
         return None
 
     @contextlib.contextmanager

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from lineagehub.files import write_atomic
-from lineagehub.graph import GraphStore, NotFoundError
+from lineagehub.graph import GraphStore, NotFoundError, ValidationError
 from lineagehub.graph.audit import AuditEntry, canonical_json, verify_chain
 from lineagehub.graph.model import to_iso
 
@@ -91,6 +91,16 @@ def _entries_upto(store: GraphStore, last_seq: int) -> Iterator[AuditEntry]:
         after = page[-1].seq
 
 
+def _check_key(key: bytes | None) -> None:
+    # An empty key would sign nothing on export and then fail every verification.
+    if key is not None and not key.strip():
+        raise ValidationError(
+            "the audit key is empty: give a key to sign and verify exports, or none (None) "
+            "for unsigned ones",
+            field="key",
+        )
+
+
 def export_jsonl(
     store: GraphStore,
     path_or_file: str | os.PathLike[str] | IO[str],
@@ -101,6 +111,7 @@ def export_jsonl(
     given) to a path or a text file object. A path is written whole or not at all.
     ``progress(n)`` is called as entries are written (``n`` more each time, up to the head's
     sequence number)."""
+    _check_key(key)
     head = store.audit_head()
     last_seq = head.seq if head is not None else 0
     if isinstance(path_or_file, (str, os.PathLike)):
@@ -147,6 +158,7 @@ def verify_export(path: str | os.PathLike[str], key: bytes | None) -> ExportVeri
     """Re-check an exported copy without the store: the hash chain, the checkpoint against
     the entries, and with ``key`` the checkpoint's signature (an unsigned copy then fails).
     Without a key a signature is not checked (``signature_verified`` is false)."""
+    _check_key(key)
     p = Path(path)
     if not p.is_file():
         raise NotFoundError(f"no audit export at {str(p)!r}", ids=[str(p)])

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -157,7 +158,20 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     else:
-        print(text)
+        print("\n".join(safe_text(line) for line in text.split("\n")))
+
+
+# Characters that must never reach a terminal as they are: C0 and C1 controls (ESC starts
+# escape sequences that recolour, retitle or rewrite the screen; CR overwrites a line; BEL
+# rings) and the bidirectional overrides (U+202E shows "evil\u202etxt.exe" as "evilexe.txt").
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe_text(text: str) -> str:
+    """``text`` fit for a terminal: every control and bidirectional override character is
+    shown as its escape (``\\x1b``, ``\\u202e``), so stored values cannot act on the
+    terminal or disguise themselves."""
+    return _UNSAFE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def cmd_doctor(args: argparse.Namespace, store: GraphStore) -> int:
@@ -249,6 +263,11 @@ def _audit_key() -> bytes | None:
     from .config import Settings
 
     key = Settings().audit_key
+    if key is not None and not key.get_secret_value().strip():
+        raise ConfigError(
+            "LINEAGEHUB_AUDIT_KEY is set but empty: set a key to sign and verify exports, "
+            "or unset it for unsigned ones"
+        )
     return key.get_secret_value().encode("utf-8") if key is not None else None
 
 
@@ -381,7 +400,23 @@ def _table(title: str | None, *columns: str, ids: Sequence[str] = ()) -> Any:
     from rich import box
     from rich.table import Table
 
-    table = Table(
+    class SafeTable(Table):
+        """Cells given as text are made :func:`safe_text` (and never read as markup)."""
+
+        def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+            from rich.text import Text
+
+            cells = [
+                Text(safe_text(r))
+                if isinstance(r, str)
+                else Text(safe_text(r.plain), style=r.style)
+                if isinstance(r, Text) and _UNSAFE.search(r.plain)
+                else r
+                for r in renderables
+            ]
+            super().add_row(*cells, **kwargs)
+
+    table = SafeTable(
         title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
     )
     for col in columns:
@@ -395,7 +430,7 @@ def _table(title: str | None, *columns: str, ids: Sequence[str] = ()) -> Any:
 def _text(value: Any, style: str = "") -> Any:
     from rich.text import Text
 
-    return Text("-" if value is None or value == "" else str(value), style=style)
+    return Text("-" if value is None or value == "" else safe_text(str(value)), style=style)
 
 
 def _num(value: Any) -> str:
@@ -745,7 +780,8 @@ def cmd_models_list(args: argparse.Namespace, client: Client) -> int:
 
 
 def _is_version_ref(ref: str) -> bool:
-    return ref.startswith("mv:") or "@" in ref or "/" in ref
+    # model:NAME always names a model, even one whose name looks like a version ("amb/1")
+    return not ref.startswith("model:") and (ref.startswith("mv:") or "@" in ref or "/" in ref)
 
 
 def _history_json(e: Any) -> dict[str, Any]:
@@ -766,8 +802,15 @@ def _history_json(e: Any) -> dict[str, Any]:
 def cmd_models_show(args: argparse.Namespace, client: Client) -> int:
     ref: str = args.ref
     console = make_console()
+    mv = None
     if _is_version_ref(ref):
-        mv = client.get_model_version(ref)
+        try:
+            mv = client.get_model_version(ref)
+        except NotFoundError:
+            # "amb/1": version 1 of amb, else the model named amb/1
+            if ref.startswith("mv:") or "@" in ref or not client.list_models({"name": ref})[0]:
+                raise
+    if mv is not None:
         history = [_history_json(e) for e in client.model_history(mv.model)]
         mine = [h for h in history if h["version"] == mv.version]
         if args.json:
@@ -938,7 +981,7 @@ def cmd_lineage(args: argparse.Namespace, client: Client) -> int:
     if args.json:
         _print_json(subgraph_json(sub))
     else:
-        print(render_tree(sub))
+        print("\n".join(safe_text(line) for line in render_tree(sub).split("\n")))
     return 0
 
 

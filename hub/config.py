@@ -99,6 +99,26 @@ class Settings(BaseSettings):
         "Unset: no policies.",
     )
 
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024 * 1024,
+        description="The largest GraphQL request body the server reads (bytes, at least 1 MiB: "
+        "the SDK sends metric points in requests of up to 512 KiB); larger ones get 413. "
+        "Artifact uploads stream and are not bounded by it.",
+    )
+    request_time_budget: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds the server may spend parsing and validating one GraphQL request "
+        "(in a worker thread); past it the request is refused.",
+    )
+    allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,::1",
+        description="Comma-separated names the server answers to in the Host header "
+        "('*.example.com' for subdomains, '*' for any); other hosts get 400, which keeps "
+        "DNS-rebinding web pages out.",
+    )
+
     @field_validator("webhooks", mode="before")
     @classmethod
     def _webhooks_json(cls, value: Any) -> Any:
@@ -122,6 +142,19 @@ class Settings(BaseSettings):
             ]
             return json.dumps(items)
         return value
+
+    def __repr_args__(self) -> Any:
+        # URLs may carry a password (http://user:pass@host): shown redacted, as in logs
+        from lineagehub.graph.uri import redact
+
+        for name, value in super().__repr_args__():
+            if isinstance(value, str) and name in ("store", "url", "artifacts", "s3_endpoint_url"):
+                value = redact(value)
+            yield name, value
+
+    def allowed_host_names(self) -> list[str]:
+        """``allowed_hosts`` as a list of names."""
+        return [n.strip() for n in self.allowed_hosts.split(",") if n.strip()]
 
     def webhook_configs(self) -> list[WebhookConfig]:
         """The configured endpoints (``ConfigError`` if ``webhooks`` is malformed)."""

@@ -38,7 +38,7 @@ from lineagehub.graph import (
     TruncationReason,
     ValidationError,
 )
-from lineagehub.graph.model import MAX_ID_LENGTH, to_iso
+from lineagehub.graph.model import MAX_ID_LENGTH, check_time, to_iso
 
 from .vocabulary import (
     ID_PREFIXES,
@@ -566,6 +566,8 @@ class LineageService:
             ) from None
         if timeout is not None:
             _check_timeout(timeout)
+        if as_of is not None:
+            as_of = check_time(as_of, "as_of")
         ids = self.resolve_many(list(roots), "roots")
         return self.store.traverse(
             ids,

@@ -36,7 +36,7 @@ from typing import Any
 from .graph import Direction, GraphStore, Node
 from .graph import errors as _errors
 from .graph.errors import ConfigError, ConflictError, NotFoundError, ValidationError
-from .graph.model import to_iso
+from .graph.model import check_time, to_iso
 from .lineage import LineageService
 from .vocabulary import (
     Agent,
@@ -615,6 +615,7 @@ class RegistryService:
     def holders_at(self, model: str, alias_or_stage: str, time: datetime) -> list[int]:
         """The versions holding an alias or stage at ``time`` (oldest entrant first); at most
         two queries."""
+        time = check_time(time, "time")
         self._check_model(model)
         stage = _slot(alias_or_stage)
         if stage is None:

@@ -114,7 +114,23 @@ def check_metric(key: Any, value: Any, step: Any = 0) -> float:
         raise ValidationError(
             f"{field}: step must be an integer between -2**31 and 2**31-1", field=f"{field}.step"
         )
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond a float's range (10**400)
+        raise ValidationError(
+            f"{field}: {str(value)[:20]}... is too large for a float metric", field=field
+        ) from None
+
+
+def mentions_status(value: Any) -> bool:
+    """Whether a filter (or an ordering) refers to the ``status`` property anywhere."""
+    if isinstance(value, Mapping):
+        return any(k == "status" or mentions_status(v) for k, v in value.items())
+    if isinstance(value, str):
+        return value.lstrip("+-") == "status"
+    if isinstance(value, (list, tuple)):
+        return any(mentions_status(v) for v in value)
+    return False
 
 
 def _metric_value(m: Metric) -> float:
@@ -296,7 +312,12 @@ class TrackingService:
         limit: int = 100,
     ) -> tuple[list[Run], str | None]:
         """Runs matching a filter (see :mod:`lineagehub.graph.filters`; e.g.
-        ``{"metrics.auc": {"$gte": 0.9}, "project": "churn"}``), ordered, one page."""
+        ``{"metrics.auc": {"$gte": 0.9}, "project": "churn"}``), ordered, one page.
+
+        Stale RUNNING runs are shown as KILLED; a filter or an order on ``status`` sees them
+        so too (they are recorded as KILLED before the query)."""
+        if mentions_status(where) or mentions_status(order_by):
+            self.mark_stale_runs()
         page = self.store.find_nodes(NodeKind.RUN.value, where, order_by, after, limit)
         return [_run(n) for n in self.refresh_stale(page.items)], page.next_cursor
 

@@ -125,7 +125,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
 
 from .graph.errors import ValidationError
-from .graph.model import MAX_ID_LENGTH, Edge, Node, edge_id, to_iso
+from .graph.model import MAX_ID_LENGTH, Edge, Node, check_time, edge_id, to_iso
 
 __all__ = [
     "EDGE_PROPS",
@@ -400,7 +400,9 @@ def _translated(owner: str) -> Iterator[None]:
 
 # --- value types -----------------------------------------------------------------------------
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls, and the bidirectional marks and overrides that make a name display as
+# something else ("invoice\u202efdp.exe" shows as "invoiceexe.pdf").
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-./]([A-Za-z0-9_\-./ ]{0,248}[A-Za-z0-9_\-./])?$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
@@ -424,7 +426,9 @@ def _text(max_length: int, what: str = "a name") -> Any:
         if len(value) > max_length:
             raise _FieldError(f"{what} is {len(value)} characters long; the limit is {max_length}")
         if _CONTROL.search(value):
-            raise _FieldError(f"{what} must not contain control characters")
+            raise _FieldError(
+                f"{what} must not contain control characters or bidirectional overrides"
+            )
         return value
 
     return PlainValidator(check)
@@ -521,11 +525,10 @@ def _json_object(value: Any) -> dict[str, Any]:
 
 
 def _aware_utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise _FieldError(
-            "naive datetime: give a timezone-aware one, e.g. datetime.now(timezone.utc)"
-        )
-    return value.astimezone(timezone.utc)
+    try:
+        return check_time(value)
+    except ValidationError as e:
+        raise _FieldError(e.message.removeprefix("time: ")) from None
 
 
 def _secret_free_query(query: str) -> str:

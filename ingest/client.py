@@ -68,6 +68,7 @@ from lineagehub.graph import (
     Subgraph,
     ValidationError,
 )
+from lineagehub.graph.model import check_time
 from lineagehub.tracking import Metric, RunStart, TrackingService, check_metric
 from lineagehub.vocabulary import (
     Artifact,
@@ -777,9 +778,9 @@ class ActiveRun:
         infinities are kept as they are."""
         if not isinstance(metrics, Mapping):
             raise ValidationError("metrics must be a mapping", field="metrics")
-        ts = timestamp or datetime.now(timezone.utc)
-        if ts.tzinfo is None:
-            raise ValidationError("timestamp must be timezone-aware", field="timestamp")
+        # Checked here, when logged: a bad value is refused now and never reaches the buffer,
+        # where it would fail every later flush.
+        ts = datetime.now(timezone.utc) if timestamp is None else check_time(timestamp, "timestamp")
         with self._lock:
             self._check_open()
             new = []
@@ -1177,7 +1178,16 @@ class ActiveRun:
         with tempfile.TemporaryFile() as tmp:
             with tarfile.open(fileobj=tmp, mode="w") as tar:
                 for path in sorted(folder.rglob("*")):
-                    info = tar.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
+                    rel = path.relative_to(folder).as_posix()
+                    if not (path.is_symlink() or path.is_file() or path.is_dir()):
+                        # a socket, FIFO or device: no content to version (tarfile skips
+                        # sockets silently, and would block reading a FIFO)
+                        raise ValidationError(
+                            f"{folder / rel} is not a file, folder or link: only those can "
+                            "be stored",
+                            field="model",
+                        )
+                    info = tar.gettarinfo(str(path), arcname=rel)
                     info.mtime = 0
                     info.uid = info.gid = 0
                     info.uname = info.gname = ""

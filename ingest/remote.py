@@ -70,6 +70,7 @@ from lineagehub.graph.errors import (
     PolicyViolation,
     ValidationError,
 )
+from lineagehub.graph.model import to_iso
 from lineagehub.graph.store import MAX_PAGE
 from lineagehub.tracking import (
     MAX_BATCH_POINTS,
@@ -729,6 +730,31 @@ def _parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+#: The metric points one GraphQL request carries at most, as JSON: half the server's default
+#: request limit (``LINEAGEHUB_MAX_REQUEST_BYTES``, 1 MiB), leaving room for params and tags.
+REQUEST_POINTS_BYTES = 512 * 1024
+
+
+def _point_chunks(points: list[dict[str, Any]] | None) -> list[list[dict[str, Any]] | None]:
+    """``points`` in consecutive chunks of at most :data:`REQUEST_POINTS_BYTES` as JSON (one
+    ``None`` chunk for none)."""
+    if not points:
+        return [None]
+    chunks: list[list[dict[str, Any]] | None] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for point in points:
+        # key (escaped at most 6x), value, step, timestamp and punctuation
+        n = 6 * len(point["key"]) + 110
+        if current and size + n > REQUEST_POINTS_BYTES:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(point)
+        size += n
+    chunks.append(current)
+    return chunks
+
+
 def _metrics(metrics: Sequence[Metric] | None) -> list[dict[str, Any]] | None:
     """Metric points as ``MetricInput`` values, checked as the service checks them."""
     if not metrics:
@@ -744,17 +770,12 @@ def _metrics(metrics: Sequence[Metric] | None) -> list[dict[str, Any]] | None:
         if type(value) is not float or type(m.step) is not int or m.key not in keys:
             value = check_metric(m.key, value, m.step)
             keys.add(m.key)
-        if not isinstance(m.timestamp, datetime) or m.timestamp.tzinfo is None:
-            raise ValidationError(
-                f"metrics.{m.key}: timestamp must be a timezone-aware datetime",
-                field="timestamp",
-            )
         out.append(
             {
                 "key": m.key,
                 "value": _metric_value(value),
                 "step": m.step,
-                "timestamp": m.timestamp.isoformat(),
+                "timestamp": to_iso(m.timestamp, f"metrics.{m.key}.timestamp"),
             }
         )
     return out
@@ -888,11 +909,16 @@ class RemoteTracking:
         metrics: Sequence[Metric] | None = None,
         tags: Mapping[str, Any] | None = None,
     ) -> None:
-        """Log params, metric points and tags in one transaction, and refresh the heartbeat."""
+        """Log params, metric points and tags, and refresh the heartbeat: in one transaction
+        when the points fit one request (:data:`REQUEST_POINTS_BYTES`), else the points in
+        several, the params and tags with the last."""
+        *first, last = _point_chunks(_metrics(metrics))
+        for chunk in first:
+            self._call(_LOG_BATCH, {"runId": run_id, "metrics": chunk}, idempotent=True)
         variables = {
             "runId": run_id,
             "params": _params(params),
-            "metrics": _metrics(metrics),
+            "metrics": last,
             "tags": _tags(tags),
         }
         # Idempotent: the same params again are accepted, points replace the same step's.
@@ -919,12 +945,15 @@ class RemoteTracking:
                     return {"endRun": found}
             return None
 
+        *first, last = _point_chunks(_metrics(metrics))
+        for chunk in first:  # points beyond one request go ahead of the end
+            self._call(_LOG_BATCH, {"runId": run_id, "metrics": chunk}, idempotent=True)
         variables = {
             "runId": run_id,
             "status": status_text,
             "error": error,
             "params": _params(params),
-            "metrics": _metrics(metrics),
+            "metrics": last,
             "tags": _tags(tags),
         }
         data = self._call(_END_RUN, variables, idempotent=True, reconcile=reconcile)
@@ -1356,7 +1385,7 @@ class RemoteRegistry:
         variables = {
             "model": model,
             "aliasOrStage": str(_enum_value(alias_or_stage)),
-            "time": time.isoformat(),
+            "time": to_iso(time, "time"),
         }
         found = self._call(_HOLDER_AT, variables, idempotent=True)["holderAt"]
         return _model(ModelVersion, found) if found is not None else None
@@ -1576,7 +1605,7 @@ class RemoteLineage:
                 "edgeKinds": _kind_names(edge_kinds, EdgeKind, "edge_kinds"),
                 "stopAt": _kind_names(stop_at, NodeKind, "stop_at"),
                 "passThrough": _kind_names(pass_through, NodeKind, "pass_through"),
-                "asOf": as_of.isoformat() if as_of is not None else None,
+                "asOf": to_iso(as_of, "as_of") if as_of is not None else None,
                 "maxNodes": max_nodes,
             }
         }

@@ -1,8 +1,9 @@
 """The GraphQL schema: a thin layer over the hub's services.
 
-``build_schema()`` returns the strawberry schema with its limits: query depth, tokens and
-aliases are bounded, every error carries a code (:mod:`lineagehub.schema.errors`), and page
-sizes are capped by the services (``max_page``).
+``build_schema()`` returns the strawberry schema with its limits: tokens, depth, cost
+(fields with fragments expanded, each fragment measured once) and aliases are bounded
+(:mod:`lineagehub.schema.limits`), every error carries a code
+(:mod:`lineagehub.schema.errors`), and page sizes are capped by the services (``max_page``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
@@ -21,17 +21,13 @@ from .audit import AuditQuery
 from .compare import CompareQuery
 from .context import Context, Services
 from .errors import HubErrors
+from .limits import MAX_ALIASES, MAX_COST, MAX_DEPTH, MAX_QUERY_LENGTH, MAX_TOKENS, Limits
 from .mutation import Mutation as BaseMutation
 from .query import Query as BaseQuery
 from .registry import RegistryMutation, RegistryQuery
 from .scalars import SCALARS
 from .types import ALL_TYPES
 from .webhooks import WebhookQuery
-
-MAX_DEPTH = 12
-MAX_TOKENS = 5000
-MAX_ALIASES = 50
-
 
 Query = merge_types("Query", (BaseQuery, CompareQuery, AuditQuery, RegistryQuery, WebhookQuery))
 Mutation = merge_types("Mutation", (BaseMutation, RegistryMutation))
@@ -41,13 +37,17 @@ class _Schema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         # Expected failures (a HubError: not found, invalid input...) and the client's own
         # query mistakes are answers, not server faults: only the rest is logged.
-        unexpected = [
-            e
-            for e in errors
-            if e.original_error is not None and not isinstance(e.original_error, HubError)
-        ]
+        unexpected = [e for e in errors if _root_cause(e) is not None]
         if unexpected:
             super().process_errors(unexpected, execution_context)
+
+
+def _root_cause(error: GraphQLError) -> BaseException | None:
+    """The exception behind ``error`` unless it is a HubError or a client's mistake."""
+    original: BaseException | None = error.original_error
+    while isinstance(original, GraphQLError):  # a bad variable wraps the scalar's error
+        original = original.original_error
+    return None if isinstance(original, HubError) else original
 
 
 def build_schema() -> strawberry.Schema:
@@ -56,15 +56,20 @@ def build_schema() -> strawberry.Schema:
         mutation=Mutation,
         types=ALL_TYPES,
         config=StrawberryConfig(scalar_map=SCALARS),
-        extensions=[
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-            HubErrors,
-        ],
+        extensions=[Limits, HubErrors],
     )
 
 
 schema = build_schema()
 
-__all__ = ["Context", "Services", "build_schema", "schema"]
+__all__ = [
+    "MAX_ALIASES",
+    "MAX_COST",
+    "MAX_DEPTH",
+    "MAX_QUERY_LENGTH",
+    "MAX_TOKENS",
+    "Context",
+    "Services",
+    "build_schema",
+    "schema",
+]

@@ -11,6 +11,7 @@ keep their message with code ``GRAPHQL_VALIDATION``. Anything else is masked to
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,8 @@ from lineagehub.graph import HubError
 
 log = logging.getLogger("lineagehub.api")
 
+_VARIABLE = re.compile(r"Variable '\$(?P<name>\w+)'")
+
 
 class HubErrors(SchemaExtension):
     """Give every error a code; mask the unexpected ones."""
@@ -30,16 +33,26 @@ class HubErrors(SchemaExtension):
         result = self.execution_context.result
         if result is None or not result.errors:
             return
-        result.errors = [self._shape(e) for e in result.errors]
+        result.errors = [self.shape(e) for e in result.errors]
 
     @staticmethod
-    def _shape(error: GraphQLError) -> GraphQLError:
+    def shape(error: GraphQLError) -> GraphQLError:
+        """``error`` with a code (and masked, if unexpected)."""
         original = error.original_error
+        outer = None
+        # A bad variable: graphql-core wraps the scalar's error in its own, twice over.
+        while isinstance(original, GraphQLError):
+            outer = original
+            original = original.original_error
         if isinstance(original, HubError):
             extensions: dict[str, Any] = original.to_dict()
             extensions.pop("message", None)
+            variable = _VARIABLE.match(error.message) if outer is not None else None
+            if variable is not None and "field" in extensions:
+                # the scalar knows its type (DateTime), the client's name for it is the variable
+                extensions["field"] = variable["name"]
             return GraphQLError(
-                original.message,
+                error.message if outer is not None else original.message,
                 nodes=error.nodes,
                 source=error.source,
                 positions=error.positions,

@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from lineagehub.graph import Node, Subgraph, ValidationError
 from lineagehub.graph import TruncationReason as GraphTruncation
 from lineagehub.graph.filters import encode_cursor, node_value, parse_order
+from lineagehub.tracking import mentions_status
 
 from .types import (
     ALL_TYPES,
@@ -94,6 +95,13 @@ async def _page(
     if not 1 <= first <= ctx.services.max_page:
         raise ValidationError(f"first must be between 1 and {ctx.services.max_page}", field="first")
     condition = _filter(where, conditions)
+    if (
+        label == "Run"
+        and ctx.services.tracking is not None
+        and mentions_status((condition, order_by))
+    ):
+        # stale RUNNING runs are shown as KILLED: a filter on status must see them so too
+        await ctx.call(ctx.services.tracking.mark_stale_runs)
     page = await ctx.call(ctx.store.find_nodes, label, condition, order_by, after, first)
     items = page.items
     if label == "Run" and ctx.services.tracking is not None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any, NewType
 
+import dateutil.parser  # strawberry's own DateTime parser (python-dateutil is its dependency)
 import strawberry
 
 from lineagehub.graph import ValidationError
+from lineagehub.graph.model import check_time
 
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -41,4 +44,30 @@ METRIC_VALUE = strawberry.scalar(
     "a fact worth keeping, and GraphQL's Float cannot carry it.",
 )
 
-SCALARS: dict[object, Any] = {MetricValue: METRIC_VALUE}
+
+def _parse_datetime(value: Any) -> dt.datetime:
+    """An ISO 8601 time; without a timezone it is UTC; checked and normalised to UTC at entry
+    (:func:`~lineagehub.graph.model.check_time`), so no resolver sees an out-of-range time."""
+    if not isinstance(value, str):
+        raise ValidationError(
+            f"a DateTime is ISO 8601 text, got {type(value).__name__}", field="DateTime"
+        )
+    try:
+        parsed = dateutil.parser.isoparse(value)
+    except (ValueError, OverflowError):
+        raise ValidationError(
+            f"{value!r:.40} is not an ISO 8601 time (2026-03-01T12:00:00Z)", field="DateTime"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return check_time(parsed, "DateTime")
+
+
+DATETIME = strawberry.scalar(
+    name="DateTime",
+    description="Date with time (isoformat)",
+    serialize=dt.datetime.isoformat,
+    parse_value=_parse_datetime,
+)
+
+SCALARS: dict[object, Any] = {MetricValue: METRIC_VALUE, dt.datetime: DATETIME}

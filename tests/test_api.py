@@ -198,11 +198,14 @@ def test_oversized_requests_are_refused(http: httpx.Client) -> None:
 
 def test_artifacts_over_http(http: httpx.Client) -> None:
     payload = b"model weights " * 100_000
-    put = http.put("/artifacts", content=iter([payload[:500_000], payload[500_000:]]))
+    octets = {"content-type": "application/octet-stream"}
+    put = http.put(
+        "/artifacts", content=iter([payload[:500_000], payload[500_000:]]), headers=octets
+    )
     assert put.status_code == 200
     info = put.json()
     assert info["size"] == len(payload) and info["created"] is True
-    assert http.put("/artifacts", content=payload).json()["created"] is False
+    assert http.put("/artifacts", content=payload, headers=octets).json()["created"] is False
     head = http.head(f"/artifacts/{info['digest']}")
     assert head.status_code == 200 and int(head.headers["content-length"]) == len(payload)
     with http.stream("GET", f"/artifacts/{info['digest']}") as got:
@@ -210,7 +213,7 @@ def test_artifacts_over_http(http: httpx.Client) -> None:
     missing = "sha256:" + "0" * 64
     assert http.head(f"/artifacts/{missing}").status_code == 404
     bad = http.get("/artifacts/sha256:xyz")
-    assert bad.status_code == 400 and bad.json()["error"]["field"] == "digest"
+    assert bad.status_code == 400 and bad.json()["errors"][0]["extensions"]["field"] == "digest"
 
 
 class CountingStore:
@@ -331,13 +334,17 @@ def test_a_corrupt_artifact_is_refused_not_served(
 ) -> None:
     import os
 
-    info = http.put("/artifacts", content=b"precious bytes").json()
+    info = http.put(
+        "/artifacts",
+        content=b"precious bytes",
+        headers={"content-type": "application/octet-stream"},
+    ).json()
     hexdigest = info["digest"].split(":", 1)[1]
     (path,) = hub[0].artifacts_dir.rglob(hexdigest)  # type: ignore[attr-defined]
     os.chmod(path, 0o644)
     path.write_bytes(b"tampered bytes")
     got = http.get(f"/artifacts/{info['digest']}")
-    assert got.status_code == 500 and got.json()["error"]["code"] == "INTEGRITY"
+    assert got.status_code == 500 and got.json()["errors"][0]["extensions"]["code"] == "INTEGRITY"
 
 
 def test_audit_trail_and_verification(tmp_path: Path) -> None:

@@ -146,7 +146,8 @@ def test_refs_with_dots_slashes_and_at(http: httpx.Client) -> None:
 
 def error(response: httpx.Response, status: int) -> dict[str, object]:
     assert response.status_code == status, response.text
-    body: dict[str, object] = response.json()["error"]
+    error: dict[str, object] = response.json()["errors"][0]
+    body: dict[str, object] = {"message": error["message"], **error["extensions"]}  # type: ignore[dict-item]
     return body
 
 

@@ -115,7 +115,9 @@ SET_ALIAS = """mutation($ref: String!) {
 
 def test_registry_changes_send_signed_events_and_deliveries_are_listed(hub: Hub) -> None:
     # a model version, through the upload + logModel path
-    digest = hub.http.put("/artifacts", content=b"model bytes").json()["digest"]
+    digest = hub.http.put(
+        "/artifacts", content=b"model bytes", headers={"content-type": "application/octet-stream"}
+    ).json()["digest"]
     run_id = data(hub.http, 'mutation { startRun(input: {name: "train"}) { id } }')["startRun"][
         "id"
     ]

@@ -1,0 +1,236 @@
+"""What a GraphQL request may cost: tokens, depth, fields, aliases and time.
+
+A query of at most :data:`MAX_QUERY_LENGTH` characters is parsed with at most
+:data:`MAX_TOKENS` tokens, then validated by graphql-core's
+rules, after :func:`limit_errors` has measured every operation with its fragments expanded:
+
+- depth: the longest chain of nested fields (at most :data:`MAX_DEPTH`);
+- cost: the number of fields the query would resolve per parent object, fragments counted
+  every time they are spread (at most :data:`MAX_COST`);
+- aliases: the aliased fields, counted the same way (at most :data:`MAX_ALIASES`).
+
+Each fragment is measured once and its measure reused at every spread, so a fragment that
+spreads the next one twice, 30 levels deep, costs 30 steps to measure (and is refused: its
+expanded cost is 2**30), not 2**30 steps. :func:`check_query` runs all of it against a
+deadline; the server calls it in a worker thread (:mod:`lineagehub.app`), so the event loop
+keeps answering while a hostile query is measured.
+
+Refusals are GraphQL errors with code ``QUERY_TOO_COMPLEX`` and ``extensions.limit``
+(``length``, ``tokens``, ``depth``, ``cost``, ``aliases``, ``time``) and ``extensions.max``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    parse,
+    specified_rules,
+)
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+
+MAX_TOKENS = 5000
+#: Characters of query text: what 5,000 tokens need, with room for long strings. Beyond it
+#: graphql-core's lexer (a Python loop per character) would hold a worker ~2 ms per 10,000.
+MAX_QUERY_LENGTH = 100_000
+MAX_DEPTH = 12
+MAX_COST = 20_000
+MAX_ALIASES = 50
+#: Seconds that parsing and validating one request may take.
+TIME_BUDGET = 2.0
+# Nesting of selection sets (fields, inline fragments, spreads) beyond which measuring stops:
+# far past MAX_DEPTH, and well inside Python's recursion limit.
+_MAX_NESTING = 200
+
+TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+
+
+class OverBudget(Exception):
+    """Parsing and validation ran past their deadline."""
+
+
+def refusal(message: str, limit: str, maximum: float, **extra: Any) -> GraphQLError:
+    """The GraphQL error for a request over one of the limits."""
+    return GraphQLError(
+        message, extensions={"code": TOO_COMPLEX, "limit": limit, "max": maximum, **extra}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    depth: int = 0
+    cost: int = 0
+    aliases: int = 0
+
+
+class _TooNested(Exception):
+    pass
+
+
+def measure_operations(
+    document: DocumentNode, deadline: float | None = None
+) -> Iterator[tuple[OperationDefinitionNode, Measure]]:
+    """Each operation of ``document`` with its :class:`Measure` (fragments expanded, each
+    measured once). Unknown fragments and fragment cycles count as empty: other rules report
+    them. :class:`OverBudget` past ``deadline`` (a ``time.monotonic()`` value)."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    memo: dict[str, Measure] = {}
+    visiting: set[str] = set()
+
+    def selections(node: SelectionSetNode, nesting: int) -> Measure:
+        if nesting > _MAX_NESTING:
+            raise _TooNested
+        if deadline is not None and time.monotonic() > deadline:
+            raise OverBudget
+        depth = cost = aliases = 0
+        for sel in node.selections:
+            if isinstance(sel, FieldNode):
+                inner = (
+                    selections(sel.selection_set, nesting + 1) if sel.selection_set else Measure()
+                )
+                depth = max(depth, 1 + inner.depth)
+                cost += 1 + inner.cost
+                aliases += inner.aliases + (1 if sel.alias is not None else 0)
+                continue
+            if isinstance(sel, InlineFragmentNode):
+                inner = selections(sel.selection_set, nesting + 1)
+            elif isinstance(sel, FragmentSpreadNode):
+                name = sel.name.value
+                if name not in memo:
+                    if name in visiting or name not in fragments:
+                        continue
+                    visiting.add(name)
+                    memo[name] = selections(fragments[name].selection_set, nesting + 1)
+                    visiting.discard(name)
+                inner = memo[name]
+            else:  # pragma: no cover - graphql-core has no other selection
+                continue
+            depth = max(depth, inner.depth)
+            cost += inner.cost
+            aliases += inner.aliases
+        return Measure(depth, cost, aliases)
+
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            try:
+                found = selections(definition.selection_set, 0)
+            except _TooNested:
+                found = Measure(depth=_MAX_NESTING, cost=MAX_COST + 1)
+            yield definition, found
+
+
+def limit_errors(document: DocumentNode, deadline: float | None = None) -> list[GraphQLError]:
+    """The limits ``document``'s operations break (depth, cost, aliases), one error each."""
+    errors = []
+    for operation, found in measure_operations(document, deadline):
+        name = operation.name.value if operation.name else "the operation"
+        for limit, value, maximum, what in (
+            ("depth", found.depth, MAX_DEPTH, "fields deep"),
+            ("cost", found.cost, MAX_COST, "fields with its fragments expanded"),
+            ("aliases", found.aliases, MAX_ALIASES, "aliases with its fragments expanded"),
+        ):
+            if value > maximum:
+                verb = "is" if limit == "depth" else "resolves" if limit == "cost" else "has"
+                errors.append(
+                    GraphQLError(
+                        f"{name} {verb} {value} {what}; the limit is {maximum}",
+                        operation,
+                        extensions={"code": TOO_COMPLEX, "limit": limit, "max": maximum},
+                    )
+                )
+    return errors
+
+
+def check_query(
+    schema: GraphQLSchema, query: str, budget: float = TIME_BUDGET
+) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    """Parse and validate ``query``: (the document, []) when it may run, else (None or the
+    document, the errors). Bounded in tokens, and in time by ``budget`` seconds."""
+    deadline = time.monotonic() + budget
+    if len(query) > MAX_QUERY_LENGTH:
+        return None, [
+            refusal(
+                f"the query is {len(query)} characters long; the limit is {MAX_QUERY_LENGTH} "
+                "(pass data as variables)",
+                "length",
+                MAX_QUERY_LENGTH,
+            )
+        ]
+    try:
+        document = parse(query, max_tokens=MAX_TOKENS)
+    except GraphQLError as e:
+        if "tokens" in e.message and "Parsing aborted" in e.message:
+            return None, [
+                refusal(f"the query has more than {MAX_TOKENS} tokens", "tokens", MAX_TOKENS)
+            ]
+        if "nested too deeply" in e.message:
+            return None, [refusal("the query is nested too deeply to parse", "depth", MAX_DEPTH)]
+        return None, [e]
+    except RecursionError:
+        return None, [refusal("the query is nested too deeply to parse", "depth", MAX_DEPTH)]
+    try:
+        # The limits first: they take one pass over the document, where graphql-core's rules
+        # take many; a query over them is refused without the rest.
+        errors = limit_errors(document, deadline)
+        if not errors:
+            errors = list(validate_document(schema, document, tuple(specified_rules)))
+    except OverBudget:
+        return document, [over_budget(budget)]
+    except RecursionError:
+        return document, [refusal("the query is nested too deeply", "depth", MAX_DEPTH)]
+    if time.monotonic() > deadline:
+        return document, [over_budget(budget)]
+    return document, errors
+
+
+def over_budget(budget: float) -> GraphQLError:
+    return refusal(
+        f"parsing and validating the query took longer than {budget:g} s", "time", budget
+    )
+
+
+# The document the server already parsed and validated (in a worker thread) for the request
+# being executed; the extension below hands it to strawberry instead of parsing again.
+PREPARED: contextvars.ContextVar[tuple[str, DocumentNode] | None] = contextvars.ContextVar(
+    "lineagehub_prepared", default=None
+)
+
+
+class Limits(SchemaExtension):
+    """Parsing and validation with :func:`check_query`'s limits, once per request.
+
+    Over HTTP the server has done both already, off the event loop (:data:`PREPARED`);
+    in process (``schema.execute``) they run here."""
+
+    def on_parse(self) -> Iterator[None]:
+        ctx = self.execution_context
+        prepared = PREPARED.get()
+        if prepared is not None and ctx.graphql_document is None and prepared[0] == ctx.query:
+            ctx.graphql_document = prepared[1]
+            ctx.pre_execution_errors = []  # validated: strawberry skips its own pass
+        elif ctx.graphql_document is None and ctx.query:
+            document, errors = check_query(ctx.schema._schema, ctx.query)
+            if document is None:
+                # strawberry's parse raises the same syntax error, or the token limit
+                # (its parse options carry ours); the error is reported as usual
+                ctx.parse_options = {"max_tokens": MAX_TOKENS}
+            else:
+                ctx.graphql_document = document
+                ctx.pre_execution_errors = errors
+        yield
