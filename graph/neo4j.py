@@ -105,8 +105,11 @@ class _Tx(Protocol):
 
 
 def _run(tx: _Tx, stmt: Statement) -> list[dict[str, Any]]:
-    """Run one built statement; every query the store sends passes here."""
-    return list(tx.run(stmt.text, stmt.params).data())
+    """Run one built statement; every query the store sends passes here. Rows hold plain
+    values (never graph objects), so they need none of ``Record.data()``'s conversion."""
+    result = tx.run(stmt.text, stmt.params)
+    keys = result.keys()
+    return [dict(zip(keys, record)) for record in result]
 
 
 def _schema_change(
@@ -534,6 +537,22 @@ def _node(row: Mapping[str, Any]) -> Node:
         json.loads(row["props"]),
         _dt(row["created_at"]),
         _dt(row["updated_at"]),
+    )
+
+
+def _edge_of(values: Sequence[Any], source: str, target: str) -> Edge:
+    """An edge from the ``id, kind, props, event_time, ingested_at, asserted_by`` values of
+    an expansion row."""
+    edge_id, kind, props, event_time, ingested_at, asserted_by = values
+    return Edge(
+        source=source,
+        target=target,
+        kind=kind,
+        props=json.loads(props),
+        event_time=_dt(event_time),
+        asserted_by=asserted_by,
+        id=edge_id,
+        ingested_at=_dt(ingested_at),
     )
 
 
@@ -1005,9 +1024,9 @@ class Neo4jStore(GraphStore):
         stmt = cypher.expand(frontier, forward, edge_kinds, labels, as_of, limit)
         rows = self._read(lambda tx: _run(tx, stmt), "expanding a traversal level")
         out: list[Expansion] = []
-        for r in rows:
-            source, target = (r["near"], r["far"]) if forward else (r["far"], r["near"])
-            out.append((_edge(r, source, target), r["far"], r["far_label"]))
+        for near, far, far_label, *edge in rows[0]["rows"] if rows else ():
+            source, target = (near, far) if forward else (far, near)
+            out.append((_edge_of(edge, source, target), far, far_label))
         return out
 
     def _read_series(self, node_id: str, key: str) -> list[SeriesPoint]:
