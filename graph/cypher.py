@@ -332,10 +332,9 @@ def order_clause(order: Sequence[SortKey], var: str = "n") -> str:
     return ", ".join(items)
 
 
-_NODE_RETURN = (
-    "RETURN n.id AS id, n._label AS label, n._props AS props, "
-    "n._created_at AS created_at, n._updated_at AS updated_at"
-)
+# Nodes come back as one row holding a list per node (id, label, props, created_at,
+# updated_at), in the order of the rows before it: one message instead of one per node.
+_NODE_RETURN = "RETURN collect([n.id, n._label, n._props, n._created_at, n._updated_at]) AS rows"
 _EDGE_COLUMNS = (
     "r.id AS id, type(r) AS kind, s.id AS source, t.id AS target, r._props AS props, "
     "r._event_time AS event_time, r._ingested_at AS ingested_at, "

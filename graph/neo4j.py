@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from neo4j import GraphDatabase, unit_of_work
+from neo4j import READ_ACCESS, GraphDatabase, unit_of_work
 from neo4j.exceptions import (
     AuthError,
     ConfigurationError,
@@ -530,14 +530,12 @@ def _audit_record(entry: AuditEntry) -> dict[str, Any]:
     return {p: getattr(entry, p) for p in cypher.AUDIT_PROPS}
 
 
-def _node(row: Mapping[str, Any]) -> Node:
-    return Node(
-        row["id"],
-        row["label"],
-        json.loads(row["props"]),
-        _dt(row["created_at"]),
-        _dt(row["updated_at"]),
-    )
+def _nodes(rows: Sequence[Mapping[str, Any]]) -> list[Node]:
+    """The nodes of a statement that collects them (``cypher._NODE_RETURN``), in order."""
+    return [
+        Node(node_id, label, json.loads(props), _dt(created_at), _dt(updated_at))
+        for node_id, label, props, created_at, updated_at in (rows[0]["rows"] if rows else ())
+    ]
 
 
 def _edge_of(values: Sequence[Any], source: str, target: str) -> Edge:
@@ -708,10 +706,13 @@ class Neo4jStore(GraphStore):
 
     # --- sessions and transactions --------------------------------------------------------------
 
-    def _session(self) -> Any:
+    def _session(self, access_mode: str | None = None) -> Any:
         if self._closed:
             raise BackendError(f"{self!r} is closed")
-        return self._driver.session(database=self._database, bookmark_manager=self._bookmarks)
+        options = {} if access_mode is None else {"default_access_mode": access_mode}
+        return self._driver.session(
+            database=self._database, bookmark_manager=self._bookmarks, **options
+        )
 
     def _read(self, work: Callable[[_Tx], T], what: str) -> T:
         tx = self._local.tx
@@ -776,6 +777,33 @@ class Neo4jStore(GraphStore):
             session.close()
             if kinds:
                 self._ensure_kind_indexes(kinds)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """One read transaction for every read of a traversal: a consistent view, and one
+        round trip per level instead of a session and a commit each. Inside ``transaction()``
+        the reads join it."""
+        state = self._local
+        if state.tx is not None:
+            yield
+            return
+        with self._translate("beginning a read transaction"):
+            session = self._session(READ_ACCESS)
+            try:
+                tx = session.begin_transaction()
+            except BaseException:
+                session.close()
+                raise
+        state.tx = tx
+        try:
+            yield
+        finally:
+            state.tx = None
+            try:
+                tx.close()  # nothing to commit: a read transaction ends by closing
+            except (DriverError, Neo4jError) as e:
+                log.debug("closing a read transaction failed: %s", self._scrub(str(e)))
+            session.close()
 
     def close(self) -> None:
         if self._closed:
@@ -961,8 +989,8 @@ class Neo4jStore(GraphStore):
         for i in ids:
             validate_id(i, "ids")
         rows = self._read(lambda tx: _run(tx, cypher.get_nodes(ids)), "reading nodes")
-        found = {r["id"]: r for r in rows}
-        return [_node(found[i]) if i in found else None for i in ids]
+        found = {n.id: n for n in _nodes(rows)}
+        return [found.get(i) for i in ids]
 
     def get_edges(self, ids: Sequence[str]) -> list[Edge | None]:
         ids = list(ids)
@@ -1001,7 +1029,7 @@ class Neo4jStore(GraphStore):
         self, label: str | None, expr: Expr, order: Sequence[SortKey], limit: int
     ) -> list[Node]:
         stmt = cypher.find_nodes(label, expr, order, limit)
-        return [_node(r) for r in self._read(lambda tx: _run(tx, stmt), "finding nodes")]
+        return _nodes(self._read(lambda tx: _run(tx, stmt), "finding nodes"))
 
     def _count(self, label: str | None, expr: Expr) -> int:
         stmt = cypher.count_nodes(label, expr)
