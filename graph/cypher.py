@@ -464,10 +464,11 @@ def create_nodes(label: str, records: Sequence[Mapping[str, Any]]) -> Statement:
 
 
 def update_nodes(records: Sequence[Mapping[str, Any]]) -> Statement:
-    """Replace every property of existing nodes (labels never change)."""
+    """Change existing nodes (labels never change): each row holds the properties that
+    change, with null for those removed (see ``neo4j.record_changes``)."""
     return _statement(
         "node.update",
-        ["UNWIND $rows AS row", "MATCH (n:Node {id: row.id})", "SET n = row"],
+        ["UNWIND $rows AS row", "MATCH (n:Node {id: row.id})", "SET n += row"],
         rows=list(records),
     )
 
@@ -484,7 +485,7 @@ def delete_series_of(ids: Sequence[str]) -> Statement:
     """Series chunks are not connected to their node, so they are deleted by node id."""
     return _statement(
         "series.delete",
-        ["UNWIND $ids AS id", "MATCH (c:SeriesChunk {node_id: id})", "DELETE c"],
+        ["UNWIND $ids AS id", "MATCH (c:SeriesChunk {node_id: id})", _CHUNK_ALL_KEYS, "DELETE c"],
         ids=list(ids),
     )
 
@@ -651,6 +652,12 @@ EXPAND_COLUMNS = (
 # --- metric series ------------------------------------------------------------------------
 
 
+# Neo4j seeks a composite index only when every one of its properties has a predicate: these
+# always-true ones let the (node_id, key, seq) index serve look-ups by node, or node and key.
+_CHUNK_ALL_SEQS = "WHERE c.seq IS NOT NULL"
+_CHUNK_ALL_KEYS = "WHERE c.key IS NOT NULL AND c.seq IS NOT NULL"
+
+
 def series_chunk_stats(pairs: Sequence[Mapping[str, Any]]) -> Statement:
     """The per-chunk statistics (no arrays) of some (node_id, key) series."""
     return _statement(
@@ -658,6 +665,7 @@ def series_chunk_stats(pairs: Sequence[Mapping[str, Any]]) -> Statement:
         [
             "UNWIND $pairs AS p",
             "MATCH (c:SeriesChunk {node_id: p.node_id, key: p.key})",
+            _CHUNK_ALL_SEQS,
             f"RETURN {_CHUNK_STATS}",
         ],
         pairs=list(pairs),
@@ -712,6 +720,7 @@ def read_series(node_id: str, key: str) -> Statement:
         "series.read",
         [
             "MATCH (c:SeriesChunk {node_id: $node_id, key: $key})",
+            _CHUNK_ALL_SEQS,
             "RETURN c.seq AS seq, c.steps AS steps, c.ts AS ts, c.vals AS vals",
             "ORDER BY seq",
         ],
@@ -726,8 +735,10 @@ def series_stats(node_ids: Sequence[str], keys: Sequence[str] | None) -> Stateme
     lines = ["UNWIND $ids AS id", "MATCH (c:SeriesChunk {node_id: id})"]
     params: dict[str, Any] = {"ids": list(dict.fromkeys(node_ids))}
     if keys is not None:
-        lines.append("WHERE c.key IN $keys")
+        lines.append("WHERE c.key IN $keys AND c.seq IS NOT NULL")
         params["keys"] = list(keys)
+    else:
+        lines.append(_CHUNK_ALL_KEYS)
     lines.append(f"RETURN {_CHUNK_STATS}")
     return _statement("series.stats", lines, **params)
 
@@ -759,6 +770,7 @@ def audit_head() -> Statement:
         "audit.head",
         [
             f"MATCH (a:{ident(AUDIT_LABEL, 'label')})",
+            "WHERE a.seq IS NOT NULL",  # so the seq index serves the ordering
             _AUDIT_RETURN,
             "ORDER BY a.seq DESC",
             "LIMIT 1",

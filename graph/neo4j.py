@@ -200,6 +200,20 @@ class _NodeState:
     props: dict[str, Any]
     created_at: str
     exists: bool
+    stored: dict[str, Any] | None = None  # the stored props of an existing node
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def record_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``SET n += changes`` needs to turn the stored record ``old`` into ``new``: the
+    keys that differ, and ``None`` (which removes) for keys gone. A node with thousands of
+    flattened keys (a run's metric summaries) then changes only what changed."""
+    changes = {k: v for k, v in new.items() if not _same(old.get(k), v)}
+    changes.update((k, None) for k in old if k not in new)
+    return changes
 
 
 def plan_nodes(
@@ -217,8 +231,9 @@ def plan_nodes(
         cur = state.get(node_id)
         if cur is None and node_id in existing:
             old = existing[node_id]
+            text = old["props"] or "{}"
             cur = state[node_id] = _NodeState(
-                old["label"], json.loads(old["props"] or "{}"), old["created_at"], True
+                old["label"], json.loads(text), old["created_at"], True, json.loads(text)
             )
         if cur is None:
             state[node_id] = _NodeState(label, merge_patch({}, patch), now, False)
@@ -231,7 +246,8 @@ def plan_nodes(
     for node_id, st in state.items():
         record = cypher.node_record(node_id, st.label, st.props, st.created_at, now)
         if st.exists:
-            updates.append(record)
+            before = cypher.node_record(node_id, st.label, st.stored or {}, st.created_at, "")
+            updates.append({**record_changes(before, record), "id": node_id})
         else:
             creates.setdefault(st.label, []).append(record)
     return creates, updates

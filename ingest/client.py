@@ -306,6 +306,10 @@ class Client:
             for run in list(self._live.values()):
                 run.end(_exit_status())
         finally:
+            # A run that could not be ended (the hub refused or was unreachable) must not
+            # stay the thread's active run after its client is gone.
+            stack = _stack()
+            stack[:] = [r for r in stack if r.client is not self]
             if self._owns_store and self.store is not None:
                 self.store.close()
             if self._remote is not None:

@@ -308,9 +308,12 @@ def test_plan_nodes_merges_in_order_and_refuses_label_changes() -> None:
         ("r2", "Run", encode_props({"v": 2}, "t")),
     ]
     creates, updates = plan_nodes(rows, existing, NOW)
+    # An update carries only what changes: removed keys as None (``SET n += row`` removes
+    # them), unchanged ones (the creation time) not at all.
     assert [u["_props"] for u in updates] == ['{"m":{"y":2}}']
-    assert updates[0]["_created_at"] == "T0" and updates[0]["_updated_at"] == NOW
-    assert "a" not in updates[0] and "m.x" not in updates[0] and updates[0]["m.y"] == 2
+    assert "_created_at" not in updates[0] and updates[0]["_updated_at"] == NOW
+    assert updates[0]["a"] is None and updates[0]["m.x"] is None and updates[0]["m.y"] == 2
+    assert updates[0]["id"] == "r1" and "_label" not in updates[0]
     assert [c["_props"] for c in creates["Run"]] == ['{"v":2,"n":null}']
     assert "n" not in creates["Run"][0]  # null is stored in _props, but not flattened
     with pytest.raises(ConflictError, match="is a Run; cannot make it a Model"):
@@ -840,3 +843,32 @@ def test_a_new_database_logs_no_driver_warnings(
         fresh.upsert_edges([Edge("d", "m", "SERVES", {"x": 1})])
         fresh.traverse(["d"], as_of=datetime.now(timezone.utc))
     assert [r.getMessage()[:200] for r in caplog.records if r.name.startswith("neo4j")] == []
+
+
+def _operators(plan: Any) -> set[str]:
+    out = {str(plan["operatorType"]).split("@")[0]}
+    for child in plan.get("children", []):
+        out |= _operators(child)
+    return out
+
+
+def test_no_statement_scans_every_node_or_joins_a_cartesian_product(neo: Neo4jStore) -> None:
+    """Every statement shape the store sends, planned by the real server (``EXPLAIN``): none
+    scans all nodes or plans a cartesian product, except the two that mean to read
+    everything (wiping a test database; a search over every kind of node)."""
+    neo.upsert_nodes([Node("a", "Run"), Node("b", "DatasetVersion")])
+    for kind in cypher.EXAMPLE_KINDS:
+        neo.upsert_edges([Edge("a", "b", kind)])  # the relationship id constraints exist
+    bad: dict[str, set[str]] = {}
+    with neo._driver.session() as session:
+        for name, text, params in cypher.statement_catalog():
+            if name.startswith("schema.") or name.startswith("store.wipe"):
+                continue
+            every_kind = (
+                name.startswith(("node.count", "node.find")) and "_label = $label" not in text
+            )
+            plan = session.run("EXPLAIN " + text, params).consume().plan
+            found = _operators(plan) & {"AllNodesScan", "CartesianProduct"}
+            if found and not (every_kind and found == {"AllNodesScan"}):
+                bad[name] = found
+    assert bad == {}

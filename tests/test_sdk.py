@@ -807,3 +807,17 @@ def test_the_url_setting_makes_a_remote_client(
 def test_module_level_api_without_an_active_run() -> None:
     with pytest.raises(ValidationError, match="no active run"):
         lh.log_metrics({"loss": 1.0})
+
+
+def test_a_run_that_cannot_end_does_not_outlive_its_client(tmp_path: Path) -> None:
+    """Closing a client whose hub is gone raises, and leaves no active run behind for the
+    code that runs next in the thread."""
+    client = Client(f"sqlite:///{tmp_path / 'hub.db'}", settings=Settings(user="ann"))
+    run = client.start_run("orphan")
+    run.log_metrics({"loss": 1.0})
+    assert lh.active_run() is run
+    assert client.store is not None
+    client.store.close()  # the hub goes away under the client
+    with pytest.raises(HubError):
+        client.close()
+    assert lh.active_run() is None

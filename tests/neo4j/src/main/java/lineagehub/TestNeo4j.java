@@ -79,6 +79,9 @@ public final class TestNeo4j {
                 .setConfig(HttpConnector.enabled, false)
                 .setConfig(GraphDatabaseSettings.auth_enabled, true)
                 .setConfig(GraphDatabaseSettings.pagecache_memory, pagecacheMiB * 1024 * 1024)
+                // The heap bounds the server; a cap below it on transaction memory would refuse
+                // big but legitimate batches (a run logging thousands of metric keys at once).
+                .setConfig(GraphDatabaseSettings.memory_transaction_global_max_size, 0L)
                 .build();
         CountDownLatch stop = new CountDownLatch(1);
         final Path homeDir = home;
