@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import NEO4J_URI, fresh_store_uri
+from test_sdk import WORKER  # runs, metrics and a model version per iteration
 
 from lineagehub.graph import BackendUnavailable, GraphStore, Node, open_store
 
@@ -26,17 +27,6 @@ sys.path.insert(0, str(Path(__file__).parent / "neo4j"))
 from launch import Neo4jServer, java_missing
 
 pytestmark = pytest.mark.neo4j
-
-WORKER = """
-import sys, lineagehub as lh
-lh.connect(sys.argv[1])
-for i in range(int(sys.argv[3])):
-    with lh.start_run(f"w{sys.argv[2]}-{i}", project="sweep") as run:
-        run.log_params({"worker": int(sys.argv[2]), "i": i})
-        for step in range(20):
-            run.log_metrics({"loss": step / 20}, step=step)
-        run.log_model({"w": i}, name="shared-model")
-"""
 
 
 def test_eight_processes_write_runs_metrics_and_versions_into_one_neo4j(tmp_path: Path) -> None:
