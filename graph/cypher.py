@@ -234,8 +234,8 @@ def flatten(doc: Mapping[str, Any]) -> dict[str, Any]:
 def node_record(
     node_id: str, label: str, props: Mapping[str, Any], created_at: str, updated_at: str
 ) -> dict[str, Any]:
-    """Every property of a node as stored: ``SET n = record`` replaces them all, so flattened
-    copies of removed keys disappear with them."""
+    """Every property of a node as stored (an update writes the difference between two of
+    these, so flattened copies of removed keys disappear with them)."""
     record = flatten(props)
     record.update(
         id=node_id,

@@ -11,7 +11,8 @@ reference; the data model is described in :mod:`lineagehub.graph.cypher`):
 
 - Writes read what they change *after* write-locking it (nodes in id order), merge in Python
   (:func:`~lineagehub.graph.model.merge_patch`, the merge every backend applies), check conflicts, and only then write:
-  ``SET n = record`` replaces every property so flattened copies never go stale. A check that
+  a new node gets its whole record, an existing one the difference from its stored record
+  (:func:`record_changes`, removed keys as null) so flattened copies never go stale. A check that
   fails (label change, missing edge end, changed edge end) raises before anything is written,
   so inside ``store.transaction()`` the other writes of the block stay intact, as with SQLite's
   savepoints. Two writers creating the same node id at once: the unique constraint stops the
