@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpx
 import uvicorn
 
 STARTUP_TIMEOUT = 20.0
@@ -74,3 +78,25 @@ class HubServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def example_hub(folder: Path, timeout: float = 60) -> Iterator[httpx.Client]:
+    """The example graph (``build_example``) in a SQLite file under ``folder``, served, with
+    an HTTP client of it."""
+    from lineagehub.app import create_app
+    from lineagehub.artifacts import open_artifact_store
+    from lineagehub.example import build_example
+    from lineagehub.graph import open_store
+
+    store = open_store(f"sqlite:///{folder / 'hub.db'}")
+    try:
+        build_example(store)
+        artifacts = open_artifact_store((folder / "artifacts").as_uri())
+        with (
+            HubServer(create_app(store=store, artifacts=artifacts)) as server,
+            httpx.Client(base_url=server.url, timeout=timeout) as client,
+        ):
+            yield client
+    finally:
+        store.close()

@@ -14,15 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
-from http_server import HubServer
+from http_server import HubServer, example_hub
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, mutations, nodes, queries
 
 from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.example import build_example
-from lineagehub.graph import GraphStore, ValidationError, open_store
+from lineagehub.graph import ValidationError, open_store
 from lineagehub.ingest.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,16 +57,8 @@ SCALARS = {
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    folder = tmp_path_factory.mktemp("fuzz")
-    store: GraphStore = open_store(f"sqlite:///{folder / 'hub.db'}")
-    build_example(store)
-    artifacts = open_artifact_store((folder / "artifacts").as_uri())
-    with (
-        HubServer(create_app(store=store, artifacts=artifacts)) as server,
-        httpx.Client(base_url=server.url, timeout=60) as client,
-    ):
+    with example_hub(tmp_path_factory.mktemp("fuzz"), timeout=60) as client:
         yield client
-    store.close()
 
 
 def check(response: httpx.Response) -> None:

@@ -11,13 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from http_server import HubServer
+from http_server import example_hub
 from test_sdk import Hub
 
-from lineagehub.app import create_app
-from lineagehub.artifacts import open_artifact_store
-from lineagehub.example import build_example
-from lineagehub.graph import GraphStore, ValidationError, open_store
+from lineagehub.graph import ValidationError, open_store
 from lineagehub.graph.model import check_time, parse_time, to_iso
 from lineagehub.vocabulary import Run, RunStatus
 
@@ -86,16 +83,8 @@ def test_times_out_of_range_are_validation_errors_in_both_modes(hub: Hub) -> Non
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    folder = tmp_path_factory.mktemp("times")
-    store: GraphStore = open_store(f"sqlite:///{folder / 'hub.db'}")
-    build_example(store)
-    artifacts = open_artifact_store((folder / "artifacts").as_uri())
-    with (
-        HubServer(create_app(store=store, artifacts=artifacts)) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
-    ):
+    with example_hub(tmp_path_factory.mktemp("times"), timeout=30) as client:
         yield client
-    store.close()
 
 
 QUERIES = {
