@@ -28,7 +28,8 @@ that goes stale, and they are reported KILLED after ``stale_after`` seconds.
 Two modes, one behaviour: embedded (a store URI, no server: the client opens the graph store
 and the artifact store itself) and remote (``Client("http://hub:8000")``, ``lh.connect(url)``
 or ``LINEAGEHUB_URL``: the client talks to a hub server over HTTP, see
-:mod:`lineagehub.ingest.remote`). Both return the same models and raise the same errors.
+:mod:`lineagehub.ingest.remote`). Both are one :class:`~lineagehub.ingest.seam.Backend` to
+the client: the same calls, the same models back, the same errors.
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lineagehub.artifacts import ArtifactInfo, ArtifactStore, open_artifact_store
 from lineagehub.capture import CodeState, capture_code, capture_context, capture_environment
@@ -69,7 +70,9 @@ from lineagehub.graph import (
     ValidationError,
 )
 from lineagehub.graph.model import check_time
-from lineagehub.tracking import Metric, RunStart, TrackingService, check_metric
+from lineagehub.ingest.seam import Backend, LocalBackend, PromoteResult
+from lineagehub.registry import HistoryEntry, Policy, PromotionRejected
+from lineagehub.tracking import Metric, RunStart, check_metric, default_actor
 from lineagehub.vocabulary import (
     Artifact,
     ArtifactKind,
@@ -89,18 +92,6 @@ from lineagehub.vocabulary import (
     member,
 )
 
-if TYPE_CHECKING:  # imported when a client is remote: embedded use does not load httpx
-    from lineagehub.ingest.remote import RemoteModels, RemoteRegistry, RemoteTracking
-    from lineagehub.registry import (
-        HistoryEntry,
-        ModelPromoted,
-        Policy,
-        PolicyViolation,
-        PromotionPending,
-        PromotionRejected,
-        RegistryService,
-    )
-
 FLUSH_POINTS = 10_000
 _I32 = 2**31
 MAX_DATA_IN_GRAPH = 256 * 1024  # evaluation data above this stays in the artifact only
@@ -109,17 +100,17 @@ CODE_CACHE_SECONDS = 5.0
 
 class Client:
     """A connection to a hub: embedded (a graph store and an artifact store) or remote (a hub
-    server's URL).
+    server's URL), through one :class:`~lineagehub.ingest.seam.Backend`.
 
     ``Client()`` uses the settings (``LINEAGEHUB_URL``, else ``LINEAGEHUB_STORE``,
     ``LINEAGEHUB_ARTIFACTS``, ...); ``Client("sqlite:///runs/hub.db")`` a given store, with
-    artifacts beside it; ``Client("http://hub:8000")`` a server (``store`` is then ``None``:
-    everything goes through :attr:`tracking` and :attr:`artifacts`).
+    artifacts beside it; ``Client("http://hub:8000")`` a server (``store`` is then ``None``).
+    Embedded, changes are recorded as made by ``settings.user`` (else the OS user) under the
+    ``registry_policies`` given; remote, the server decides both.
     """
 
+    backend: Backend
     store: GraphStore | None
-    tracking: TrackingService | RemoteTracking
-    artifacts: ArtifactStore
     url: str | None
 
     def __init__(
@@ -147,61 +138,45 @@ class Client:
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
         self._code_cache: tuple[float, str, CodeState | None] | None = None
-        self._remote: RemoteTracking | None = None
-        self._registry: RegistryService | RemoteRegistry | None = None
         if url is not None:
-            from lineagehub.ingest.remote import RemoteRegistry, RemoteTracking
+            from lineagehub.ingest.remote import RemoteBackend
 
-            if artifacts is not None:
-                raise ConfigError(
-                    "a client of a hub server uses the server's artifact store; do not pass "
-                    "artifacts="
-                )
-            if registry_policies is not None:
-                raise ConfigError(
-                    "a client of a hub server uses the server's registry policies; do not pass "
-                    "registry_policies="
-                )
-            self._remote = RemoteTracking(url)
-            self._registry = RemoteRegistry(self._remote.connection)
+            for name, given in (("artifacts", artifacts), ("registry_policies", registry_policies)):
+                if given is not None:
+                    raise ConfigError(
+                        f"a client of a hub server uses the server's {name.replace('_', ' ')}; "
+                        f"do not pass {name}="
+                    )
             self.store = None
-            self._owns_store = False
-            self.tracking = self._remote
-            self.artifacts = self._remote.artifacts
-            _clients.add(self)
-            return
-        if isinstance(store, GraphStore):
-            self.store = store
-            self._owns_store = False
+            self.backend = RemoteBackend(url)
         else:
-            from lineagehub import open_store
+            if isinstance(store, GraphStore):
+                self.store, owned = store, False
+            else:
+                from lineagehub import open_store
 
-            self.store = open_store(settings=settings)
-            self._owns_store = True
-        if isinstance(artifacts, ArtifactStore):
-            self.artifacts = artifacts
-        else:
-            self.artifacts = open_artifact_store(
-                settings.artifact_uri, **settings.artifact_options()
+                self.store, owned = open_store(settings=settings), True
+            if not isinstance(artifacts, ArtifactStore):
+                artifacts = open_artifact_store(
+                    settings.artifact_uri, **settings.artifact_options()
+                )
+            self.backend = LocalBackend(
+                self.store,
+                artifacts,
+                actor=settings.user or default_actor(),
+                stale_after=timedelta(seconds=settings.stale_after),
+                policies=registry_policies,
+                owns_store=owned,
             )
-        from datetime import timedelta
-
-        self.tracking = TrackingService(
-            self.store,
-            self.artifacts,
-            stale_after=timedelta(seconds=settings.stale_after),
-            actor=settings.user,
-        )
-        from lineagehub.registry import RegistryService
-
-        self._registry = RegistryService(self.store, policies=registry_policies)
+        self.tracking = self.backend.tracking
+        self.artifacts = self.backend.artifacts
         _clients.add(self)
 
     @property
     def registry_policies(self) -> Mapping[Any, Policy]:
         """The promotion policies this client's registry applies (empty for a client of a
         hub server: the server applies its own)."""
-        return dict(getattr(self._registry, "policies", None) or {})
+        return dict(self.backend.policies)
 
     def __repr__(self) -> str:
         where = self.url if self.url is not None else getattr(self.store, "uri", None)
@@ -267,9 +242,7 @@ class Client:
 
     def get_run(self, run_id: str) -> Run:
         """The run as the hub has it (a stale RUNNING run is reported KILLED)."""
-        live = self._live.get(run_id)
-        if live is not None:
-            live.flush()
+        self._flush_run(run_id)
         return self.tracking.get_run(run_id)
 
     def search_runs(
@@ -288,9 +261,8 @@ class Client:
     def metric_history(
         self, run_id: str, key: str, max_points: int | None = None
     ) -> list[SeriesPoint]:
-        live = self._live.get(run_id)
-        if live is not None:
-            live.flush()
+        """One metric's points, by step (downsampled to ``max_points``, spikes kept)."""
+        self._flush_run(run_id)
         return self.tracking.metric_history(run_id, key, max_points)
 
     def flush(self) -> None:
@@ -310,10 +282,7 @@ class Client:
             # stay the thread's active run after its client is gone.
             stack = _stack()
             stack[:] = [r for r in stack if r.client is not self]
-            if self._owns_store and self.store is not None:
-                self.store.close()
-            if self._remote is not None:
-                self._remote.close()
+            self.backend.close()
             _clients.discard(self)
 
     def __enter__(self) -> Client:
@@ -323,88 +292,36 @@ class Client:
         self.close()
 
     # --- model registry -----------------------------------------------------------------------
-    #
-    # The same calls and results in both modes. Embedded, changes are recorded as done by this
-    # client's user (``settings.user``, else the OS user) under the policies given as
-    # ``registry_policies=``; remote, the server decides both (its registry actor and its
-    # policies), as requests are not authenticated yet.
 
-    def _embedded_registry(self) -> tuple[RegistryService, str] | None:
-        from lineagehub.registry import RegistryService
-
-        if isinstance(self._registry, RegistryService):
-            from lineagehub.capture import _user
-
-            return self._registry, self.settings.user or _user() or "unknown"
-        return None
-
-    def _remote_registry(self) -> RemoteRegistry:
-        from lineagehub.ingest.remote import RemoteRegistry
-
-        if not isinstance(self._registry, RemoteRegistry):  # pragma: no cover - set in __init__
-            raise ConfigError("this client has no model registry")
-        return self._registry
-
-    def request_promotion(
-        self, ref: str, to: str, reason: str
-    ) -> PromotionPending | ModelPromoted | PolicyViolation:
+    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult:
         """Ask to move a model version (``churn/3``, ``churn@champion``) to a stage: refused
         (a :class:`~lineagehub.registry.PolicyViolation` listing every broken rule), pending
         approvals, or done at once when its policy wants none."""
-        embedded = self._embedded_registry()
-        if embedded is not None:
-            registry, actor = embedded
-            return registry.request_promotion(ref, to, actor, reason)
-        return self._remote_registry().request_promotion(ref, to, reason)
+        return self.backend.registry.request_promotion(ref, to, reason)
 
-    def approve_promotion(
-        self, request_id: str, comment: str | None = None
-    ) -> PromotionPending | ModelPromoted | PolicyViolation:
+    def approve_promotion(self, request_id: str, comment: str | None = None) -> PromoteResult:
         """Approve a pending promotion request; the last approval needed promotes."""
-        embedded = self._embedded_registry()
-        if embedded is not None:
-            registry, actor = embedded
-            return registry.approve(request_id, actor, comment)
-        return self._remote_registry().approve(request_id, comment)
+        return self.backend.registry.approve(request_id, comment)
 
     def reject_promotion(self, request_id: str, reason: str) -> PromotionRejected:
         """Reject a pending promotion request."""
-        embedded = self._embedded_registry()
-        if embedded is not None:
-            registry, actor = embedded
-            return registry.reject(request_id, actor, reason)
-        return self._remote_registry().reject(request_id, reason)
+        return self.backend.registry.reject(request_id, reason)
 
     def promote(
         self, ref: str, to: str, reason: str, archive_previous: bool = True
-    ) -> ModelPromoted | PolicyViolation:
+    ) -> PromoteResult:
         """Move a model version to a stage at once (where its policy needs no approvals);
         promoting to Production archives the previous Production versions by default."""
-        embedded = self._embedded_registry()
-        if embedded is not None:
-            registry, actor = embedded
-            return registry.promote(ref, to, actor, reason, archive_previous=archive_previous)
-        remote = self._remote_registry()
-        return remote.promote(ref, to, reason, archive_previous=archive_previous)
+        return self.backend.registry.promote(ref, to, reason, archive_previous=archive_previous)
 
     def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion:
         """Point ``alias`` at a model version (its previous holder loses it); returns the
         version as it is now."""
-        embedded = self._embedded_registry()
-        if embedded is not None:
-            registry, actor = embedded
-            node_id = registry.set_alias(ref, alias, actor, reason)
-            return registry.resolve(node_id)
-        return self._remote_registry().set_alias(ref, alias, reason)
+        return self.backend.registry.set_alias(ref, alias, reason)
 
     def remove_alias(self, model: str, alias: str, reason: str | None = None) -> None:
         """Remove an alias from a model."""
-        embedded = self._embedded_registry()
-        if embedded is not None:
-            registry, actor = embedded
-            registry.remove_alias(model, alias, actor, reason)
-            return
-        self._remote_registry().remove_alias(model, alias, reason)
+        self.backend.registry.remove_alias(model, alias, reason)
 
     def deploy(
         self,
@@ -424,21 +341,7 @@ class Client:
         interval and starts a new one. ``require_stage="Production"`` refuses
         (:class:`~lineagehub.graph.errors.PolicyViolation`, nothing written) a version that
         is not in that stage."""
-        embedded = self._embedded_registry()
-        if embedded is not None:
-            registry, actor = embedded
-            return registry.deploy(
-                ref,
-                environment,
-                actor,
-                name=name,
-                endpoint=endpoint,
-                status=status,
-                require_stage=require_stage,
-                reason=reason,
-                tags=tags,
-            )
-        return self._remote_registry().deploy(
+        return self.backend.registry.deploy(
             ref,
             environment,
             name=name,
@@ -451,53 +354,25 @@ class Client:
 
     def retire_deployment(self, deployment_id: str, reason: str | None = None) -> Deployment:
         """Mark a deployment retired and end its serving interval."""
-        embedded = self._embedded_registry()
-        if embedded is not None:
-            registry, actor = embedded
-            return registry.retire_deployment(deployment_id, actor, reason)
-        return self._remote_registry().retire_deployment(deployment_id, reason)
+        return self.backend.registry.retire_deployment(deployment_id, reason)
 
     def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
         """Put back the previous holder of a stage (its exact name, e.g. ``Production``) or
         an alias, undoing its last change; returns the ids of the runs recording it."""
-        embedded = self._embedded_registry()
-        if embedded is not None:
-            registry, actor = embedded
-            return registry.rollback(model, stage_or_alias, actor, reason)
-        return self._remote_registry().rollback(model, stage_or_alias, reason)
+        return self.backend.registry.rollback(model, stage_or_alias, reason)
 
     def model_history(
         self, model: str, alias: str | None = None, stage: str | None = None
     ) -> list[HistoryEntry]:
         """Every stage and alias change of a model, oldest first (or of one alias or stage)."""
-        embedded = self._embedded_registry()
-        if embedded is not None:
-            return embedded[0].history(model, alias, stage)
-        return self._remote_registry().history(model, alias, stage)
+        return self.backend.registry.history(model, alias, stage)
 
     def holder_at(self, model: str, alias_or_stage: str, time: datetime) -> ModelVersion | None:
         """The model version holding an alias or stage at ``time`` (for a stage several may:
         the most recent entrant), or ``None``."""
-        embedded = self._embedded_registry()
-        if embedded is not None:
-            registry = embedded[0]
-            version = registry.holder_at(model, alias_or_stage, time)
-            return None if version is None else registry.resolve(f"mv:{model}/{version}")
-        return self._remote_registry().holder_at(model, alias_or_stage, time)
+        return self.backend.registry.holder_at(model, alias_or_stage, time)
 
     # --- models: listing, search, comparison ------------------------------------------------
-
-    def _remote_models(self) -> RemoteModels | None:
-        if self._remote is None:
-            return None
-        from lineagehub.ingest.remote import RemoteModels
-
-        return RemoteModels(self._remote.connection)
-
-    def _embedded_store(self) -> GraphStore:
-        if self.store is None:  # pragma: no cover - remote clients never get here
-            raise ConfigError("this client has no graph store")
-        return self.store
 
     def list_models(
         self,
@@ -509,13 +384,7 @@ class Client:
         """Registered models matching a filter, ordered, one page: ``list_models({"owner":
         "ann"}, order_by="name")``. Returns the models and the next cursor (``None`` at the
         end)."""
-        remote = self._remote_models()
-        if remote is not None:
-            return remote.list_models(where, order_by, after, limit)
-        page = self._embedded_store().find_nodes(
-            NodeKind.MODEL.value, where, order_by, after, limit
-        )
-        return [Model.from_node(n) for n in page.items], page.next_cursor
+        return self.backend.queries.find(Model, where, order_by, after, limit)
 
     def search_model_versions(
         self,
@@ -528,32 +397,13 @@ class Client:
         {"model": "churn", "metrics.auc": {"$gte": 0.85}}, order_by="-version")``. Returns
         the versions and the next cursor (``None`` at the end)."""
         self.flush()
-        remote = self._remote_models()
-        if remote is not None:
-            return remote.search_model_versions(where, order_by, after, limit)
-        page = self._embedded_store().find_nodes(
-            NodeKind.MODEL_VERSION.value, where, order_by, after, limit
-        )
-        return [ModelVersion.from_node(n) for n in page.items], page.next_cursor
+        return self.backend.queries.find(ModelVersion, where, order_by, after, limit)
 
     def get_model_version(self, ref: str) -> ModelVersion:
         """The model version a reference names: ``"model:churn/2"``, ``"model:churn@champion"``,
         ``"model:churn@latest"``, ``"mv:churn/2"``. :class:`NotFoundError` when there is none;
         :class:`ValidationError` (``field="ref"``) when it names something else."""
-        remote = self._remote_models()
-        if remote is not None:
-            return remote.get_model_version(ref)
-        from lineagehub.lineage import LineageService
-
-        if not isinstance(ref, str) or not ref:
-            raise ValidationError("ref must be a non-empty string", field="ref")
-        store = self._embedded_store()
-        node = store.get_node(LineageService(store).resolve(ref))
-        if node is None:
-            raise NotFoundError(f"no model version {ref!r}", ids=[ref])
-        if node.label != NodeKind.MODEL_VERSION.value:
-            raise ValidationError(f"{ref!r} is not a model version", field="ref")
-        return ModelVersion.from_node(node)
+        return self.backend.queries.model_version(ref)
 
     def compare_model_versions(self, a: str, b: str) -> dict[str, Any]:
         """What changed from model version ``a`` to ``b`` (references as for
@@ -561,21 +411,14 @@ class Client:
         training params changed / added / removed, the metric deltas, the dataset versions,
         commits and environments upstream of only one of them, and whether the walk was
         truncated."""
-        remote = self._remote_models()
-        if remote is not None:
-            return remote.compare_model_versions(a, b)
-        from lineagehub.lineage import LineageService
-
-        d = LineageService(self._embedded_store()).compare_model_versions(a, b)
+        d = self.backend.queries.compare_model_versions(a, b)
+        sets = {name: getattr(d, name) for name in ("datasets", "commits", "environments")}
         return diff_summary(
             d.a.id,
             d.b.id,
             {
-                name: (
-                    [n.id for n in getattr(d, name).added],
-                    [n.id for n in getattr(d, name).removed],
-                )
-                for name in ("datasets", "commits", "environments")
+                name: ([n.id for n in s.added], [n.id for n in s.removed])
+                for name, s in sets.items()
             },
             [(p.key, p.b) for p in d.params_added],
             [(p.key, p.a) for p in d.params_removed],
@@ -608,29 +451,19 @@ class Client:
         ``stop_at`` kinds are returned but not expanded, ``pass_through`` kinds do not count a
         hop; ``as_of`` the graph as the hub knew it then. Every node keeps its distance, the
         node it was reached from and the direction; every edge its provenance; ``truncated``
-        says whether a budget cut the walk. Remote, the same over the GraphQL ``lineage``
-        query."""
+        says whether a budget cut the walk."""
         self.flush()
-        options: dict[str, Any] = {
-            "node_kinds": node_kinds,
-            "edge_kinds": edge_kinds,
-            "stop_at": stop_at,
-            "pass_through": pass_through,
-            "as_of": as_of,
-            "max_nodes": max_nodes,
-        }
-        if self._remote is not None:
-            from lineagehub.ingest.remote import RemoteLineage
-
-            remote = RemoteLineage(self._remote.connection)
-            sub: Subgraph = remote.lineage(
-                roots, direction, upstream_depth, downstream_depth, **options
-            )
-            return sub
-        from lineagehub.lineage import LineageService
-
-        return LineageService(self._embedded_store()).lineage(
-            roots, direction, upstream_depth, downstream_depth, **options
+        return self.backend.queries.lineage(
+            roots,
+            direction,
+            upstream_depth,
+            downstream_depth,
+            node_kinds=node_kinds,
+            edge_kinds=edge_kinds,
+            stop_at=stop_at,
+            pass_through=pass_through,
+            as_of=as_of,
+            max_nodes=max_nodes,
         )
 
     def compare_runs(self, run_ids: Sequence[str]) -> dict[str, Any]:
@@ -642,16 +475,11 @@ class Client:
         an id or ``None``) with ``code_differs`` / ``environment_differs``. Rows are sorted by
         key. Unknown runs: :class:`NotFoundError`."""
         self.flush()
-        if self._remote is not None:
-            from lineagehub.ingest.remote import RemoteLineage
+        r = self.backend.queries.compare_runs(run_ids)
 
-            return RemoteLineage(self._remote.connection).compare_runs(run_ids)
-        from lineagehub.lineage import LineageService
+        def finite(values: tuple[float | None, ...]) -> list[float | None]:
+            return [v if v is not None and math.isfinite(v) else None for v in values]
 
-        def num(value: float | None) -> float | None:
-            return value if value is not None and math.isfinite(value) else None
-
-        r = LineageService(self._embedded_store()).compare_runs(run_ids)
         return {
             "runs": [n.id for n in r.runs],
             "params": [
@@ -660,9 +488,9 @@ class Client:
             "metrics": [
                 {
                     "key": m.key,
-                    "last": [num(v) for v in m.last],
-                    "min": [num(v) for v in m.min],
-                    "max": [num(v) for v in m.max],
+                    "last": finite(m.last),
+                    "min": finite(m.min),
+                    "max": finite(m.max),
                     "differs": m.differs,
                 }
                 for m in r.metrics
@@ -684,6 +512,11 @@ class Client:
         }
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _flush_run(self, run_id: str) -> None:
+        live = self._live.get(run_id)
+        if live is not None:
+            live.flush()
 
     def _code(self) -> CodeState | None:
         # A sweep starts thousands of runs from one checkout: ask git at most every few

@@ -29,19 +29,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
+import functools
 import hashlib
+import importlib.util
 import io
 import json
-import math
 import os
 import random
 import threading
 import time
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 from urllib.parse import urlsplit
 
+import graphql
 import httpx
 
 from lineagehub import __version__
@@ -57,7 +63,7 @@ from lineagehub.artifacts import (
     digest_bytes,
     validate_digest,
 )
-from lineagehub.graph import Node, SeriesPoint
+from lineagehub.graph import Direction, Edge, Node, SeriesPoint, Subgraph, TraversedNode
 from lineagehub.graph.errors import (
     BackendError,
     BackendUnavailable,
@@ -70,30 +76,31 @@ from lineagehub.graph.errors import (
     PolicyViolation,
     ValidationError,
 )
-from lineagehub.graph.model import to_iso
+from lineagehub.graph.model import TruncationReason, to_iso
 from lineagehub.graph.store import MAX_PAGE
-from lineagehub.tracking import (
-    MAX_BATCH_POINTS,
-    Metric,
-    RunStart,
-    check_metric,
-    dataset_name,
+from lineagehub.ingest.seam import Backend, PromoteResult
+from lineagehub.lineage import LineageDiff, RunComparison
+from lineagehub.registry import (
+    HistoryEntry,
+    ModelPromoted,
+    Policy,
+    PromotionPending,
+    PromotionRejected,
 )
+from lineagehub.registry import PolicyViolation as PromotionRefused
+from lineagehub.tracking import MAX_BATCH_POINTS, Metric, RunStart, check_metric, dataset_name
 from lineagehub.vocabulary import (
     Artifact,
     ArtifactKind,
     DatasetVersion,
     Deployment,
-    Model,
+    EdgeKind,
     ModelVersion,
     NodeKind,
     NodeModel,
     Run,
     RunStatus,
     UsedRole,
-    check_key,
-    check_scalar,
-    check_text,
     from_node,
     member,
 )
@@ -117,9 +124,7 @@ _ALL_POINTS = 2**31 - 1
 #: The server's page size limit (``Services.max_page``); longer pages are fetched in parts.
 _SERVER_PAGE = 500
 
-_NODE = "id kind properties"
 _LABELS = {**{k.name: k.value for k in NodeKind}, **{k.value: k.value for k in NodeKind}}
-_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 # --------------------------------------------------------------------------- errors
@@ -613,104 +618,36 @@ class RemoteArtifactStore(ArtifactStore):
             self.connection.close()
 
 
-# --------------------------------------------------------------------------- tracking
-
-_START_RUN = f"""
-mutation StartRun($input: StartRunInput!) {{ startRun(input: $input) {{ {_NODE} }} }}
-"""
-_LOG_BATCH = """
-mutation LogBatch($runId: ID!, $params: JSON, $metrics: [MetricInput!], $tags: JSON) {
-  logBatch(runId: $runId, params: $params, metrics: $metrics, tags: $tags) { runId }
-}
-"""
-_END_RUN = f"""
-mutation EndRun(
-  $runId: ID!, $status: String!, $error: String, $params: JSON, $metrics: [MetricInput!],
-  $tags: JSON
-) {{
-  endRun(
-    runId: $runId, status: $status, error: $error, params: $params, metrics: $metrics,
-    tags: $tags
-  ) {{ {_NODE} }}
-}}
-"""
-_NODES = f"""
-query Nodes($ids: [ID!]!) {{ nodes(ids: $ids) {{ {_NODE} }} }}
-"""
-_RUNS = f"""
-query Runs($where: JSON, $orderBy: [String!], $first: Int!, $after: String) {{
-  runs(where: $where, orderBy: $orderBy, first: $first, after: $after) {{
-    edges {{ node {{ {_NODE} }} }}
-    pageInfo {{ hasNextPage endCursor }}
-  }}
-}}
-"""
-_METRIC_SERIES = """
-query MetricSeries($ids: [ID!]!, $key: String!, $maxPoints: Int!) {
-  nodes(ids: $ids) {
-    id kind
-    ... on Run { metricSeries(key: $key, maxPoints: $maxPoints) { step value timestamp } }
-  }
-}
-"""
-_ARTIFACTS_OF = f"""
-query ArtifactsOf($ids: [ID!]!) {{
-  nodes(ids: $ids) {{
-    id kind
-    ... on Run {{ evaluations {{ node {{ {_NODE} }} edge {{ properties }} }} }}
-  }}
-}}
-"""
-_LOG_DATASET = f"""
-mutation LogDataset($runId: ID!, $input: DatasetInput!) {{
-  logDataset(runId: $runId, input: $input) {{ {_NODE} }}
-}}
-"""
-_LOG_ARTIFACT = f"""
-mutation LogArtifact(
-  $runId: ID!, $digest: String!, $name: String!, $artifactKind: String!, $mediaType: String!,
-  $data: JSON
-) {{
-  logArtifact(
-    runId: $runId, digest: $digest, name: $name, artifactKind: $artifactKind,
-    mediaType: $mediaType, data: $data
-  ) {{ {_NODE} }}
-}}
-"""
-_LOG_MODEL = f"""
-mutation LogModel(
-  $runId: ID!, $digest: String!, $name: String!, $flavor: String, $signature: JSON,
-  $description: String, $primaryMetric: String
-) {{
-  logModel(
-    runId: $runId, digest: $digest, name: $name, flavor: $flavor, signature: $signature,
-    description: $description, primaryMetric: $primaryMetric
-  ) {{ {_NODE} }}
-}}
-"""
-_MARK_STALE = "mutation MarkStaleRuns { markStaleRuns }"
+# --------------------------------------------------------------------------- answers
 
 
-def _node(data: Mapping[str, Any]) -> Node:
+def _parse_time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+
+
+def _full_node(data: Mapping[str, Any]) -> Node:
     kind = str(data.get("kind"))
-    props = data.get("properties")
     return Node(
         id=str(data["id"]),
         label=_LABELS.get(kind, kind),
-        props=dict(props) if isinstance(props, Mapping) else {},
+        props=dict(data.get("properties") or {}),
+        created_at=_parse_time(data.get("createdAt")),
+        updated_at=_parse_time(data.get("updatedAt")),
     )
 
 
 def _model(cls: type[M], data: Any) -> M:
     if not isinstance(data, Mapping):
         raise BackendError(f"the hub answered without the {cls.__name__}")
-    model = from_node(_node(data))
+    model = from_node(_full_node(data))
     if not isinstance(model, cls):
         raise BackendError(f"the hub answered a {type(model).__name__}, not a {cls.__name__}")
     return model
 
 
-def _metric_value(value: float) -> float | str:
+def metric_to_wire(value: float) -> float | str:  # TEMP until the shared codec lands
+    import math
+
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -718,80 +655,14 @@ def _metric_value(value: float) -> float | str:
     return value
 
 
-def _parse_value(value: Any) -> float:
-    if isinstance(value, str):
-        return _SPECIAL[value]
-    return float(value)
+def metric_from_wire(value: Any) -> float:  # TEMP
+    import math
 
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-#: The metric points one GraphQL request carries at most, as JSON: half the server's default
-#: request limit (``LINEAGEHUB_MAX_REQUEST_BYTES``, 1 MiB), leaving room for params and tags.
-REQUEST_POINTS_BYTES = 512 * 1024
-
-
-def _point_chunks(points: list[dict[str, Any]] | None) -> list[list[dict[str, Any]] | None]:
-    """``points`` in consecutive chunks of at most :data:`REQUEST_POINTS_BYTES` as JSON (one
-    ``None`` chunk for none)."""
-    if not points:
-        return [None]
-    chunks: list[list[dict[str, Any]] | None] = []
-    current: list[dict[str, Any]] = []
-    size = 0
-    for point in points:
-        # key (escaped at most 6x), value, step, timestamp and punctuation
-        n = 6 * len(point["key"]) + 110
-        if current and size + n > REQUEST_POINTS_BYTES:
-            chunks.append(current)
-            current, size = [], 0
-        current.append(point)
-        size += n
-    chunks.append(current)
-    return chunks
-
-
-def _metrics(metrics: Sequence[Metric] | None) -> list[dict[str, Any]] | None:
-    """Metric points as ``MetricInput`` values, checked as the service checks them."""
-    if not metrics:
-        return None
-    if len(metrics) > MAX_BATCH_POINTS:
-        raise ValidationError(
-            f"a batch holds at most {MAX_BATCH_POINTS} metric points", field="metrics"
-        )
-    out = []
-    keys: set[str] = set()  # a run has a handful of keys and thousands of points
-    for m in metrics:
-        value = m.value
-        if type(value) is not float or type(m.step) is not int or m.key not in keys:
-            value = check_metric(m.key, value, m.step)
-            keys.add(m.key)
-        out.append(
-            {
-                "key": m.key,
-                "value": _metric_value(value),
-                "step": m.step,
-                "timestamp": to_iso(m.timestamp, f"metrics.{m.key}.timestamp"),
-            }
-        )
-    return out
-
-
-def _params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Params checked (and numpy scalars unwrapped) as the service checks them."""
-    if not params:
-        return None
-    return {k: check_scalar(v, f"params.{check_key(k, 'params')}") for k, v in params.items()}
-
-
-def _tags(tags: Mapping[str, Any] | None) -> dict[str, str] | None:
-    if not tags:
-        return None
-    return {k: check_text(v, f"tags.{check_key(k, 'tags')}") for k, v in tags.items()}
+    return (
+        {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[value]
+        if isinstance(value, str)
+        else float(value)
+    )
 
 
 def _json_default(value: Any) -> Any:
@@ -801,15 +672,276 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
-def _enum_value(value: Any) -> Any:
-    return value.value if hasattr(value, "value") else value
+# --------------------------------------------------------------------------- the wire
+#
+# Each call names a root field of the committed schema (``schema.graphql``, shipped in the
+# package) and the Python type it answers with. The operation is derived from both: its
+# variables are declared with the field's argument types, its selection from the answer's
+# type (a vocabulary model: the node's id, kind and properties; a dataclass: its fields,
+# camel-cased, where :data:`_WIRE_NAMES` does not name them otherwise; a union: a fragment
+# per member), and the answer is decoded into that type by the same walk.
+
+_PROMOTION = (ModelPromoted, PromotionPending, PromotionRefused, PromotionRejected)
+#: Dataclass fields whose GraphQL name is not their camel-cased name; "a.b" selects ``a { b }``
+#: (over each item of a list).
+_WIRE_NAMES: dict[tuple[type, str], str] = {
+    **{(cls, "version_id"): "version.id" for cls in _PROMOTION},
+    **{(cls, "to_stage"): "stage" for cls in _PROMOTION},
+    (ModelPromoted, "archived"): "archived.id",
+    (PromotionPending, "needed"): "approvalsNeeded",
+}
+#: GraphQL type names that differ from the dataclass's.
+_TYPENAMES: dict[type, str] = {PromotionRefused: "PolicyViolation"}
+_NODE_FIELDS = "{ id kind properties createdAt updatedAt }"
+
+
+def _wire_value(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return to_iso(value, "time")
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.rstrip("_").split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+@functools.cache
+def _schema() -> graphql.GraphQLSchema:
+    spec = importlib.util.find_spec("lineagehub.schema")
+    if spec is None or spec.origin is None:  # pragma: no cover - part of the package
+        raise ConfigError("the package's GraphQL schema is missing")
+    return graphql.build_schema(Path(spec.origin).with_name("schema.graphql").read_text())
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _members(tp: Any) -> tuple[Any, ...]:
+    """The types of a union without ``None`` (the type itself if it is not a union)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return tuple(a for a in typing.get_args(tp) if a is not type(None))
+    return (tp,)
+
+
+def _is_node(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, (Node, NodeModel))
+
+
+def _selection(tp: Any) -> str:
+    members = _members(tp)
+    if len(members) > 1:
+        if not all(dataclasses.is_dataclass(m) for m in members):
+            return ""  # a union of scalars
+        parts = " ".join(f"... on {_TYPENAMES.get(m, m.__name__)} {_selection(m)}" for m in members)
+        return f"{{ __typename {parts} }}"
+    tp = members[0]
+    if typing.get_origin(tp) in (list, tuple):
+        return _selection(typing.get_args(tp)[0])
+    if _is_node(tp):
+        return _NODE_FIELDS
+    if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+        return ""
+    selected = []
+    for f in dataclasses.fields(tp):
+        *outer, leaf = _WIRE_NAMES.get((tp, f.name), _camel(f.name)).split(".")
+        text = f"{leaf} {_selection(_hints(tp)[f.name])}".strip()
+        for name in reversed(outer):
+            text = f"{name} {{ {text} }}"
+        selected.append(text)
+    return "{ " + " ".join(selected) + " }"
+
+
+def _decode(tp: Any, data: Any) -> Any:
+    """``data`` (the JSON of a GraphQL answer) as ``tp``."""
+    if data is None:
+        return None
+    members = _members(tp)
+    if len(members) > 1:
+        if not all(dataclasses.is_dataclass(m) for m in members):
+            return data
+        names = {_TYPENAMES.get(m, m.__name__): m for m in members}
+        if data.get("__typename") not in names:
+            raise BackendError(f"the hub answered an unknown {data.get('__typename')!r}")
+        return _decode(names[data["__typename"]], data)
+    tp = members[0]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list or (origin is tuple and args[-1:] == (...,)):
+        return origin(_decode(args[0], x) for x in data)
+    if origin is tuple:
+        return tuple(_decode(a, x) for a, x in zip(args, data))
+    if tp is Node:
+        return _full_node(data)
+    if isinstance(tp, type) and issubclass(tp, NodeModel):
+        return _model(tp, data)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        values = {}
+        for f in dataclasses.fields(tp):
+            value = data
+            for name in _WIRE_NAMES.get((tp, f.name), _camel(f.name)).split("."):
+                value = [v[name] for v in value] if isinstance(value, list) else value[name]
+            values[f.name] = _decode(_hints(tp)[f.name], value)
+        return tp(**values)
+    if tp is datetime:
+        return _parse_time(data)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp[data] if data in tp.__members__ else tp(data)
+    return data
+
+
+_PAGE = f"{{ edges {{ node {_NODE_FIELDS} }} pageInfo {{ hasNextPage endCursor }} }}"
+
+
+class _Wire:
+    """GraphQL calls on a hub connection, derived from the schema and the answer's type."""
+
+    def __init__(self, connection: HubConnection) -> None:
+        self.connection = connection
+
+    def raw(
+        self,
+        field: str,
+        selection: str,
+        *,
+        idempotent: bool,
+        reconcile: Callable[[HubError], dict[str, Any] | None] | None = None,
+        **args: Any,
+    ) -> Any:
+        """Call root field ``field`` with the arguments that are not ``None``, named as in
+        Python (``run_id``: ``runId``); its answer as JSON."""
+        variables = {_camel(k): _wire_value(v) for k, v in args.items() if v is not None}
+        query = _operation(field, selection, tuple(sorted(variables)))
+        return self.connection.graphql(
+            query, variables, idempotent=idempotent, reconcile=reconcile
+        )[field]
+
+    def call(self, field: str, returns: Any, **args: Any) -> Any:
+        """Call root field ``field``; its answer decoded as ``returns``."""
+        return _decode(returns, self.raw(field, _selection(returns), **args))
+
+    def page(
+        self,
+        field: str,
+        model: type[M],
+        where: Mapping[str, Any] | None,
+        order_by: Sequence[str] | str | None,
+        after: str | None,
+        limit: int,
+    ) -> tuple[list[M], str | None]:
+        """One page of a listing (``runs``, ``models`` ...), fetched in parts of the server's
+        page size."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+        if where is not None and not isinstance(where, Mapping):
+            raise ValidationError("where must be a mapping", field="where")
+        order = [order_by] if isinstance(order_by, str) else order_by
+        found: list[M] = []
+        cursor = after
+        while True:
+            page = self.raw(
+                field,
+                _PAGE,
+                idempotent=True,
+                where=dict(where) if where is not None else None,
+                orderBy=list(order) if order is not None else None,
+                first=min(limit - len(found), _SERVER_PAGE),
+                after=cursor,
+            )
+            found += [_model(model, e["node"]) for e in page["edges"]]
+            info = page["pageInfo"]
+            cursor = info["endCursor"] if info["hasNextPage"] else None
+            if cursor is None or len(found) >= limit:
+                return found, cursor
+
+
+@functools.cache
+def _operation(field: str, selection: str, variables: tuple[str, ...]) -> str:
+    schema = _schema()
+    mutation = schema.mutation_type
+    root = mutation if mutation is not None and field in mutation.fields else schema.query_type
+    assert root is not None
+    definition = root.fields[field]
+    # a variable is the field's argument, or one of a field of its answer (metricSeries' key)
+    inner = graphql.get_named_type(definition.type)
+    args = dict(definition.args)
+    for f in getattr(inner, "fields", {}).values():
+        args = {**f.args, **args}
+    declared = ", ".join(f"${v}: {args[v].type}" for v in variables)
+    passed = ", ".join(f"{v}: ${v}" for v in variables if v in definition.args)
+    name = field[0].upper() + field[1:]
+    call = f"{field}({passed})" if passed else field
+    head = f"{name}({declared})" if variables else name
+    return f"{'mutation' if root is mutation else 'query'} {head} {{ {call} {selection} }}"
+
+
+# --------------------------------------------------------------------------- tracking
+
+
+def _metrics(metrics: Sequence[Metric] | None) -> list[dict[str, Any]]:
+    """Metric points as ``MetricInput`` values, checked as the service checks them."""
+    if metrics is not None and len(metrics) > MAX_BATCH_POINTS:
+        raise ValidationError(
+            f"a batch holds at most {MAX_BATCH_POINTS} metric points", field="metrics"
+        )
+    out, keys = [], set()  # a run has a handful of keys and thousands of points
+    for m in metrics or ():
+        value = m.value
+        if type(value) is not float or type(m.step) is not int or m.key not in keys:
+            value = check_metric(m.key, value, m.step)
+            keys.add(m.key)
+        timestamp = to_iso(m.timestamp, f"metrics.{m.key}.timestamp")
+        out.append(
+            {"key": m.key, "value": metric_to_wire(value), "step": m.step, "timestamp": timestamp}
+        )
+    return out
+
+
+#: The metric points one GraphQL request carries at most, as JSON: half the server's default
+#: request limit (``LINEAGEHUB_MAX_REQUEST_BYTES``, 1 MiB), leaving room for params and tags.
+REQUEST_POINTS_BYTES = 512 * 1024
+
+
+def _point_chunks(points: list[dict[str, Any]]) -> list[list[dict[str, Any]] | None]:
+    """``points`` in consecutive chunks of at most :data:`REQUEST_POINTS_BYTES` as JSON (one
+    ``None`` chunk for none)."""
+    chunks: list[list[dict[str, Any]] | None] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for point in points:
+        n = 6 * len(point["key"]) + 110  # key (escaped at most 6x), value, step, time, commas
+        if current and size + n > REQUEST_POINTS_BYTES:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(point)
+        size += n
+    return [*chunks, current or None]
+
+
+#: Run fields sent to ``startRun`` (``StartRunInput``) under other names.
+_RUN_INPUT = {"kind": "runKind", "entry_point": "entryPoint"}
+_RUN_FIELDS = (
+    "id",
+    "name",
+    "kind",
+    "project",
+    "experiment",
+    "tags",
+    "params",
+    "parent",
+    "user",
+    "host",
+    "entry_point",
+    "description",
+)
 
 
 class RemoteTracking:
-    """:class:`~lineagehub.tracking.TrackingService`'s interface, served by a hub server.
-
-    ``RemoteTracking("http://hub:8000")``; ``artifacts`` is its
-    :class:`RemoteArtifactStore` (on the same connection)."""
+    """The tracking service's calls (:class:`~lineagehub.ingest.seam.Tracking`) served by a
+    hub server; ``artifacts`` is its :class:`RemoteArtifactStore`, on the same connection."""
 
     def __init__(
         self,
@@ -820,18 +952,16 @@ class RemoteTracking:
         backoff: float = DEFAULT_BACKOFF,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if isinstance(url, HubConnection):
-            self.connection = url
-        else:
-            self.connection = HubConnection(
+        if not isinstance(url, HubConnection):
+            url = HubConnection(
                 url, timeout=timeout, retries=retries, backoff=backoff, transport=transport
             )
-        self.url = self.connection.url
-        self.artifacts = RemoteArtifactStore(self.connection)
+        self.connection, self.url = url, url.url
+        self.wire = _Wire(url)
+        self.artifacts = RemoteArtifactStore(url)
         # Content this process already uploaded (package lists, code diffs): a sweep starts
         # thousands of runs from one checkout and one environment.
         self._uploaded: set[str] = set()
-        self._uploaded_lock = threading.Lock()
 
     def close(self) -> None:
         self.connection.close()
@@ -839,90 +969,64 @@ class RemoteTracking:
     def __repr__(self) -> str:
         return f"RemoteTracking({self.url!r})"
 
-    def _call(
-        self,
-        query: str,
-        variables: Mapping[str, Any] | None = None,
-        *,
-        idempotent: bool,
-        reconcile: Callable[[HubError], dict[str, Any] | None] | None = None,
-    ) -> dict[str, Any]:
-        return self.connection.graphql(query, variables, idempotent=idempotent, reconcile=reconcile)
+    def _upload_once(self, content: bytes) -> None:
+        digest = digest_bytes(content)
+        if digest not in self._uploaded:
+            self.artifacts.put_bytes(content)
+            self._uploaded.add(digest)
 
-    def _upload_once(self, digest: str | None, content: bytes) -> None:
-        key = digest or digest_bytes(content)
-        with self._uploaded_lock:
-            if key in self._uploaded:
-                return
-        self.artifacts.put_bytes(content)
-        with self._uploaded_lock:
-            self._uploaded.add(key)
+    def _reconcile(self, field: str, run_id: str, prop: str, value: Any) -> Callable[..., Any]:
+        """For a retry whose first attempt did arrive: a conflict is no error when the run is
+        already as asked (started with this name, ended with this status)."""
 
-    # --- runs -------------------------------------------------------------------------------
+        def reconcile(error: HubError) -> dict[str, Any] | None:
+            if isinstance(error, ConflictError):
+                found = self.wire.raw("nodes", _NODE_FIELDS, idempotent=True, ids=[run_id])[0]
+                if found is not None and found["properties"].get(prop) == value:
+                    return {field: found}
+            return None
+
+        return reconcile
 
     def start_run(self, run: Run, start: RunStart | None = None) -> Run:
-        """Record a new run with its grouping, parent, code, environment and launcher."""
         start = start or RunStart()
         if run.status is not RunStatus.RUNNING:
             raise ValidationError("a run starts RUNNING", field="status")
-        fields: dict[str, Any] = {
-            "id": run.id,
-            "name": run.name,
-            "runKind": run.kind.value,
-            "project": run.project,
-            "experiment": run.experiment,
-            "tags": dict(run.tags),
-            "params": dict(run.params),
-            "parent": run.parent,
-            "user": run.user,
-            "host": run.host,
-            "entryPoint": run.entry_point,
-            "description": run.description,
-        }
+        fields = {_RUN_INPUT.get(k, k): _wire_value(getattr(run, k)) for k in _RUN_FIELDS}
         if start.code is not None:
             if start.code.diff is not None:
-                self._upload_once(start.code.commit.diff_digest, start.code.diff)
+                self._upload_once(start.code.diff)
             fields["code"] = start.code.commit.model_dump(mode="json", exclude_none=True)
         if start.environment is not None:
-            env = start.environment.environment
             if start.environment.packages_text:
-                self._upload_once(env.packages_digest, start.environment.packages_text)
+                self._upload_once(start.environment.packages_text)
+            env = start.environment.environment
             fields["environment"] = env.model_dump(mode="json", exclude_none=True)
+        return self.wire.call(
+            "startRun",
+            Run,
+            idempotent=True,
+            input={k: v for k, v in fields.items() if v is not None},
+            reconcile=self._reconcile("startRun", run.id, "name", run.name),
+        )
 
-        def reconcile(error: HubError) -> dict[str, Any] | None:
-            # A retry whose first attempt did arrive finds the run already there.
-            if isinstance(error, ConflictError):
-                found = self._call(_NODES, {"ids": [run.id]}, idempotent=True)["nodes"][0]
-                if found is not None and found.get("properties", {}).get("name") == run.name:
-                    return {"startRun": found}
-            return None
-
-        variables = {"input": {k: v for k, v in fields.items() if v is not None}}
-        data = self._call(_START_RUN, variables, idempotent=True, reconcile=reconcile)
-        return _model(Run, data["startRun"])
-
-    def log_batch(
-        self,
-        run_id: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        metrics: Sequence[Metric] | None = None,
-        tags: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Log params, metric points and tags, and refresh the heartbeat: in one transaction
-        when the points fit one request (:data:`REQUEST_POINTS_BYTES`), else the points in
-        several, the params and tags with the last."""
+    def _batch(self, run_id: str, metrics: Sequence[Metric] | None) -> list[dict[str, Any]] | None:
+        """Sends all but the last request's worth of points; returns the last."""
         *first, last = _point_chunks(_metrics(metrics))
         for chunk in first:
-            self._call(_LOG_BATCH, {"runId": run_id, "metrics": chunk}, idempotent=True)
-        variables = {
-            "runId": run_id,
-            "params": _params(params),
-            "metrics": last,
-            "tags": _tags(tags),
-        }
-        # Idempotent: the same params again are accepted, points replace the same step's.
-        self._call(_LOG_BATCH, variables, idempotent=True)
+            self.wire.raw("logBatch", "{ runId }", idempotent=True, run_id=run_id, metrics=chunk)
+        return last
+
+    def log_batch(
+        self, run_id: str, *, metrics: Sequence[Metric] | None = None, **values: Any
+    ) -> None:
+        """In one transaction when the points fit one request (:data:`REQUEST_POINTS_BYTES`),
+        else the points in several, the params and tags with the last. Idempotent: the same
+        params again are accepted, points replace the same step's."""
+        last = self._batch(run_id, metrics)
+        self.wire.raw(
+            "logBatch", "{ runId }", idempotent=True, run_id=run_id, metrics=last, **values
+        )
 
     def end_run(
         self,
@@ -930,61 +1034,27 @@ class RemoteTracking:
         status: RunStatus | str = RunStatus.FINISHED,
         error: str | None = None,
         *,
-        params: Mapping[str, Any] | None = None,
         metrics: Sequence[Metric] | None = None,
-        tags: Mapping[str, Any] | None = None,
+        **values: Any,
     ) -> Run:
-        """Finish a run after a last batch, in one transaction. A run ends once."""
-        status_text = str(_enum_value(status))
-
-        def reconcile(e: HubError) -> dict[str, Any] | None:
-            # A retry whose first attempt did arrive finds the run ended as asked.
-            if isinstance(e, ConflictError):
-                found = self._call(_NODES, {"ids": [run_id]}, idempotent=True)["nodes"][0]
-                if found is not None and found.get("properties", {}).get("status") == status_text:
-                    return {"endRun": found}
-            return None
-
-        *first, last = _point_chunks(_metrics(metrics))
-        for chunk in first:  # points beyond one request go ahead of the end
-            self._call(_LOG_BATCH, {"runId": run_id, "metrics": chunk}, idempotent=True)
-        variables = {
-            "runId": run_id,
-            "status": status_text,
-            "error": error,
-            "params": _params(params),
-            "metrics": last,
-            "tags": _tags(tags),
-        }
-        data = self._call(_END_RUN, variables, idempotent=True, reconcile=reconcile)
-        return _model(Run, data["endRun"])
-
-    def _node_of(self, node_id: str, kind: NodeKind, field: str, query: str = _NODES,
-                 **variables: Any) -> dict[str, Any]:  # fmt: skip
-        if not isinstance(node_id, str):
-            raise ValidationError(f"{field}: expected an id, got {type(node_id).__name__}", field)
-        found = self._call(query, {"ids": [node_id], **variables}, idempotent=True)["nodes"][0]
-        if found is None:
-            raise NotFoundError(f"{field}: no {kind.value} with id {node_id!r}", ids=[node_id])
-        label = _LABELS.get(str(found.get("kind")), str(found.get("kind")))
-        if label != kind.value:
-            raise ValidationError(
-                f"{field}: {node_id!r} is a {label}, not a {kind.value}", field=field
-            )
-        return cast(dict[str, Any], found)
+        status = _wire_value(status)
+        return self.wire.call(
+            "endRun",
+            Run,
+            idempotent=True,
+            run_id=run_id,
+            status=status,
+            error=error,
+            metrics=self._batch(run_id, metrics),
+            **values,
+            reconcile=self._reconcile("endRun", run_id, "status", status),
+        )
 
     def get_run(self, run_id: str) -> Run:
-        """The run, with a stale RUNNING run recorded as KILLED first."""
-        run = _model(Run, self._node_of(run_id, NodeKind.RUN, "run_id"))
-        if run.status is RunStatus.RUNNING and run.id in self.mark_stale_runs():
-            run = _model(Run, self._node_of(run_id, NodeKind.RUN, "run_id"))
-        return run
+        return self.wire.call("run", Run, idempotent=True, id=run_id)
 
     def mark_stale_runs(self) -> list[str]:
-        """Record every RUNNING run whose heartbeat is older than the server's
-        ``stale_after`` as KILLED; returns their ids."""
-        data = self._call(_MARK_STALE, idempotent=True)
-        return [str(i) for i in data["markStaleRuns"]]
+        return self.wire.call("markStaleRuns", list[str], idempotent=True)
 
     def search_runs(
         self,
@@ -993,61 +1063,29 @@ class RemoteTracking:
         after: str | None = None,
         limit: int = 100,
     ) -> tuple[list[Run], str | None]:
-        """Runs matching a filter, ordered, one page (see
-        :meth:`lineagehub.tracking.TrackingService.search_runs`)."""
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
-            raise ValidationError(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-        order = [order_by] if isinstance(order_by, str) else order_by
-        found: list[dict[str, Any]] = []
-        cursor = after
-        while True:
-            first = min(limit - len(found), _SERVER_PAGE)
-            variables = {
-                "where": dict(where) if where is not None else None,
-                "orderBy": list(order) if order is not None else None,
-                "first": first,
-                "after": cursor,
-            }
-            page = self._call(_RUNS, variables, idempotent=True)["runs"]
-            found += [e["node"] for e in page["edges"]]
-            more = bool(page["pageInfo"]["hasNextPage"])
-            cursor = page["pageInfo"]["endCursor"] if more else None
-            if not more or len(found) >= limit:
-                break
-        runs = [_model(Run, n) for n in found]
-        if any(r.status is RunStatus.RUNNING for r in runs):
-            stale = set(self.mark_stale_runs())
-            ids = [r.id for r in runs if r.id in stale]
-            if ids:
-                fresh = self._call(_NODES, {"ids": ids}, idempotent=True)["nodes"]
-                by_id = {r.id: r for r in (_model(Run, n) for n in fresh if n is not None)}
-                runs = [by_id.get(r.id, r) for r in runs]
-        return runs, cursor
+        return self.wire.page("runs", Run, where, order_by, after, limit)
 
     def metric_history(
         self, run_id: str, key: str, max_points: int | None = None
     ) -> list[SeriesPoint]:
-        """One metric's points, by step (downsampled to ``max_points``, spikes kept)."""
         if max_points is not None and (
             not isinstance(max_points, int) or isinstance(max_points, bool) or max_points < 2
         ):
             raise ValidationError("max_points must be at least 2", field="max_points")
-        found = self._node_of(
-            run_id,
-            NodeKind.RUN,
-            "run_id",
-            _METRIC_SERIES,
+        series = self.wire.raw(
+            "run",
+            "{ metricSeries(key: $key, maxPoints: $maxPoints) { step value timestamp } }",
+            idempotent=True,
+            id=run_id,
             key=key,
-            maxPoints=min(max_points, _ALL_POINTS) if max_points is not None else _ALL_POINTS,
-        )
+            max_points=min(max_points or _ALL_POINTS, _ALL_POINTS),
+        )["metricSeries"]
         return [
             SeriesPoint(
-                run_id, key, int(p["step"]), _parse_value(p["value"]), _parse_time(p["timestamp"])
+                run_id, key, p["step"], metric_from_wire(p["value"]), _parse_time(p["timestamp"])
             )
-            for p in found.get("metricSeries") or []
+            for p in series
         ]
-
-    # --- data, artifacts, models ---------------------------------------------------------------
 
     def log_dataset(
         self,
@@ -1057,29 +1095,24 @@ class RemoteTracking:
         name: str | None = None,
         namespace: str | None = None,
         role: UsedRole | str = UsedRole.TRAIN,
-        output: bool = False,
         derived_from: Iterable[str] = (),
-        description: str | None = None,
+        **options: Any,
     ) -> DatasetVersion:
-        """Record a dataset version the run used (with a role) or, with ``output=True``,
-        generated. Files are named here, on the client: ``file://<this host>``, the path."""
-        # The client's host, not the server's: the file is where the client runs.
+        """Files are named here, on the client (``file://<this host>``, the path): the file is
+        where the client runs, not where the server does. Idempotent: the same content is the
+        same version, edges are upserted."""
         namespace, name = dataset_name(fingerprint, name, namespace)
-        variables = {
-            "runId": run_id,
-            "input": {
-                "fingerprint": dataclasses.asdict(fingerprint),
-                "name": name,
-                "namespace": namespace,
-                "role": str(_enum_value(role)),
-                "output": bool(output),
-                "derivedFrom": [str(s) for s in derived_from],
-                "description": description,
-            },
+        dataset = {
+            "fingerprint": dataclasses.asdict(fingerprint),
+            "name": name,
+            "namespace": namespace,
+            "role": _wire_value(role),
+            "derivedFrom": [str(s) for s in derived_from],
         }
-        # Idempotent: the same content is the same version, edges are upserted.
-        data = self._call(_LOG_DATASET, variables, idempotent=True)
-        return _model(DatasetVersion, data["logDataset"])
+        dataset.update({_camel(k): v for k, v in options.items()})
+        return self.wire.call(
+            "logDataset", DatasetVersion, idempotent=True, run_id=run_id, input=dataset
+        )
 
     def log_artifact(
         self,
@@ -1088,591 +1121,284 @@ class RemoteTracking:
         *,
         name: str,
         kind: ArtifactKind | str = ArtifactKind.OTHER,
-        media_type: str = "application/octet-stream",
-        data: Mapping[str, Any] | None = None,
+        **options: Any,
     ) -> Artifact:
-        """Record that the run generated an artifact already uploaded to the hub."""
-        variables = {
-            "runId": run_id,
-            "digest": info.digest,
-            "name": name,
-            "artifactKind": member(ArtifactKind, kind, "kind").value,
-            "mediaType": media_type,
-            "data": dict(data) if data is not None else None,
-        }
-        result = self._call(_LOG_ARTIFACT, variables, idempotent=True)
-        return _model(Artifact, result["logArtifact"])
+        return self.wire.call(
+            "logArtifact",
+            Artifact,
+            idempotent=True,
+            run_id=run_id,
+            digest=info.digest,
+            name=name,
+            artifact_kind=member(ArtifactKind, kind, "kind"),
+            **options,
+        )
 
     def artifacts_of(self, run_id: str) -> list[tuple[str, Artifact]]:
-        """The artifacts a run generated, with the names they were logged under."""
-        found = self._node_of(run_id, NodeKind.RUN, "run_id", _ARTIFACTS_OF)
-        result = [
-            (
-                str((link["edge"]["properties"] or {}).get("name", "")),
-                _model(Artifact, link["node"]),
-            )
-            for link in found.get("evaluations") or []
+        found = self.wire.raw(
+            "run",
+            f"{{ evaluations {{ node {_NODE_FIELDS} edge {{ properties }} }} }}",
+            idempotent=True,
+            id=run_id,
+        )["evaluations"]
+        named = [
+            (str(x["edge"]["properties"].get("name", "")), _model(Artifact, x["node"]))
+            for x in found
         ]
-        return sorted(result, key=lambda x: x[0])
+        return sorted(named, key=lambda x: x[0])
 
     def log_model(
-        self,
-        run_id: str,
-        info: ArtifactInfo,
-        *,
-        name: str,
-        flavor: str | None = None,
-        signature: Mapping[str, Any] | None = None,
-        description: str | None = None,
-        primary_metric: str | None = None,
+        self, run_id: str, info: ArtifactInfo, *, name: str, **options: Any
     ) -> ModelVersion:
-        """Register the next version of model ``name`` (not retried once sent: a repeat
-        would register another version)."""
-        variables = {
-            "runId": run_id,
-            "digest": info.digest,
-            "name": name,
-            "flavor": flavor,
-            "signature": dict(signature) if signature is not None else None,
-            "description": description,
-            "primaryMetric": primary_metric,
-        }
-        data = self._call(_LOG_MODEL, variables, idempotent=False)
-        return _model(ModelVersion, data["logModel"])
+        """Not retried once sent: a repeat would register another version."""
+        return self.wire.call(
+            "logModel",
+            ModelVersion,
+            idempotent=False,
+            run_id=run_id,
+            digest=info.digest,
+            name=name,
+            **options,
+        )
 
 
 # --------------------------------------------------------------------------- registry
 
-_MV = f"{{ {_NODE} }}"
-_PROMOTE_RESULT = f"""
-__typename
-... on ModelPromoted {{ version {_MV} fromStage stage archived {_MV} runId approvals }}
-... on PromotionPending {{ requestId version {_MV} stage approvals approvalsNeeded }}
-... on PolicyViolation {{ version {_MV} stage rules {{ rule message expected actual }} }}
-"""
-_REQUEST_PROMOTION = f"""
-mutation RequestPromotion($ref: String!, $to: String!, $reason: String!) {{
-  requestPromotion(ref: $ref, to: $to, reason: $reason) {{ {_PROMOTE_RESULT} }}
-}}
-"""
-_APPROVE_PROMOTION = f"""
-mutation ApprovePromotion($requestId: ID!, $comment: String) {{
-  approvePromotion(requestId: $requestId, comment: $comment) {{ {_PROMOTE_RESULT} }}
-}}
-"""
-_REJECT_PROMOTION = f"""
-mutation RejectPromotion($requestId: ID!, $reason: String!) {{
-  rejectPromotion(requestId: $requestId, reason: $reason) {{
-    requestId version {_MV} stage by reason
-  }}
-}}
-"""
-_PROMOTE = f"""
-mutation Promote($ref: String!, $to: String!, $reason: String!, $archivePrevious: Boolean!) {{
-  promoteModelVersion(ref: $ref, to: $to, reason: $reason, archivePrevious: $archivePrevious) {{
-    {_PROMOTE_RESULT}
-  }}
-}}
-"""
-_SET_ALIAS = f"""
-mutation SetAlias($ref: String!, $alias: String!, $reason: String) {{
-  setAlias(ref: $ref, alias: $alias, reason: $reason) {_MV}
-}}
-"""
-_RECORD_DEPLOYMENT = f"""
-mutation RecordDeployment($ref: String!, $environment: String!, $name: String,
-                          $endpoint: String, $status: String!, $requireStage: String,
-                          $reason: String, $tags: JSON) {{
-  recordDeployment(ref: $ref, environment: $environment, name: $name, endpoint: $endpoint,
-                   status: $status, requireStage: $requireStage, reason: $reason,
-                   tags: $tags) {_MV}
-}}
-"""
-_RETIRE_DEPLOYMENT = f"""
-mutation RetireDeployment($id: ID!, $reason: String) {{
-  retireDeployment(id: $id, reason: $reason) {_MV}
-}}
-"""
-_REMOVE_ALIAS = """
-mutation RemoveAlias($model: String!, $alias: String!, $reason: String) {
-  removeAlias(model: $model, alias: $alias, reason: $reason)
-}
-"""
-_ROLLBACK = """
-mutation Rollback($model: String!, $stageOrAlias: String!, $reason: String!) {
-  rollback(model: $model, stageOrAlias: $stageOrAlias, reason: $reason) { runIds }
-}
-"""
-_MODEL_HISTORY = f"""
-query ModelHistory($model: String!, $alias: String, $stage: String) {{
-  modelHistory(model: $model, alias: $alias, stage: $stage) {{
-    change version {_MV} alias fromStage toStage fromVersion toVersion actor reason at runId
-    approvals
-  }}
-}}
-"""
-_HOLDER_AT = f"""
-query HolderAt($model: String!, $aliasOrStage: String!, $time: DateTime!) {{
-  holderAt(model: $model, aliasOrStage: $aliasOrStage, time: $time) {_MV}
-}}
-"""
-
-
-def _promote_result(data: Any) -> Any:
-    """A ``PromoteResult`` answer as the registry's own dataclass (by its ``__typename``)."""
-    from lineagehub import registry as reg
-
-    if not isinstance(data, Mapping):
-        raise BackendError("the hub answered without a promotion result")
-    kind = data.get("__typename")
-    version = _model(ModelVersion, data.get("version"))
-    if kind == "ModelPromoted":
-        return reg.ModelPromoted(
-            run_id=str(data["runId"]),
-            version_id=version.node_id,
-            from_stage=str(data["fromStage"]),
-            to_stage=str(data["stage"]),
-            archived=tuple(_model(ModelVersion, a).node_id for a in data.get("archived") or []),
-            approvals=tuple(str(a) for a in data.get("approvals") or []),
-        )
-    if kind == "PromotionPending":
-        return reg.PromotionPending(
-            request_id=str(data["requestId"]),
-            version_id=version.node_id,
-            to_stage=str(data["stage"]),
-            approvals=tuple(str(a) for a in data.get("approvals") or []),
-            needed=int(data["approvalsNeeded"]),
-        )
-    if kind == "PolicyViolation":
-        return reg.PolicyViolation(
-            version_id=version.node_id,
-            to_stage=str(data["stage"]),
-            rules=tuple(
-                reg.RuleBroken(
-                    rule=str(r["rule"]),
-                    message=str(r["message"]),
-                    expected=r.get("expected"),
-                    actual=r.get("actual"),
-                )
-                for r in data.get("rules") or []
-            ),
-        )
-    raise BackendError(f"the hub answered an unknown promotion result {kind!r}")
-
 
 class RemoteRegistry:
-    """The model registry of a hub server (:class:`~lineagehub.registry.RegistryService`'s
-    operations, answered with its dataclasses). Every change is recorded as done by the
-    server's registry actor: the server decides who acts, not this client."""
+    """The model registry of a hub server (:class:`~lineagehub.ingest.seam.Registry`). Every
+    change is recorded as done by the server's registry actor: the server decides who acts."""
 
-    def __init__(self, connection: HubConnection) -> None:
-        self.connection = connection
+    def __init__(self, wire: _Wire) -> None:
+        self.wire = wire
 
-    def _call(self, query: str, variables: Mapping[str, Any], *, idempotent: bool) -> Any:
-        return self.connection.graphql(query, variables, idempotent=idempotent)
+    def _change(self, field: str, returns: Any, **args: Any) -> Any:
+        return self.wire.call(field, returns, idempotent=False, **args)
 
-    def request_promotion(self, ref: str, to: str, reason: str) -> Any:
-        variables = {"ref": ref, "to": str(_enum_value(to)), "reason": reason}
-        data = self._call(_REQUEST_PROMOTION, variables, idempotent=False)
-        return _promote_result(data["requestPromotion"])
+    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult:
+        return self._change("requestPromotion", PromoteResult, ref=ref, to=to, reason=reason)
 
-    def approve(self, request_id: str, comment: str | None = None) -> Any:
-        variables = {"requestId": request_id, "comment": comment}
-        data = self._call(_APPROVE_PROMOTION, variables, idempotent=False)
-        return _promote_result(data["approvePromotion"])
-
-    def reject(self, request_id: str, reason: str) -> Any:
-        from lineagehub import registry as reg
-
-        variables = {"requestId": request_id, "reason": reason}
-        r = self._call(_REJECT_PROMOTION, variables, idempotent=False)["rejectPromotion"]
-        return reg.PromotionRejected(
-            request_id=str(r["requestId"]),
-            version_id=_model(ModelVersion, r["version"]).node_id,
-            to_stage=str(r["stage"]),
-            by=str(r["by"]),
-            reason=str(r["reason"]),
+    def approve(self, request_id: str, comment: str | None = None) -> PromoteResult:
+        return self._change(
+            "approvePromotion", PromoteResult, request_id=request_id, comment=comment
         )
 
-    def promote(self, ref: str, to: str, reason: str, *, archive_previous: bool = True) -> Any:
-        variables = {
-            "ref": ref,
-            "to": str(_enum_value(to)),
-            "reason": reason,
-            "archivePrevious": bool(archive_previous),
-        }
-        data = self._call(_PROMOTE, variables, idempotent=False)
-        return _promote_result(data["promoteModelVersion"])
+    def reject(self, request_id: str, reason: str) -> PromotionRejected:
+        return self._change(
+            "rejectPromotion", PromotionRejected, request_id=request_id, reason=reason
+        )
+
+    def promote(self, ref: str, to: str, reason: str, **options: Any) -> PromoteResult:
+        return self._change(
+            "promoteModelVersion", PromoteResult, ref=ref, to=to, reason=reason, **options
+        )
 
     def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion:
-        variables = {"ref": ref, "alias": alias, "reason": reason}
-        data = self._call(_SET_ALIAS, variables, idempotent=False)
-        return _model(ModelVersion, data["setAlias"])
+        return self._change("setAlias", ModelVersion, ref=ref, alias=alias, reason=reason)
 
     def remove_alias(self, model: str, alias: str, reason: str | None = None) -> None:
-        variables = {"model": model, "alias": alias, "reason": reason}
-        self._call(_REMOVE_ALIAS, variables, idempotent=False)
+        self._change("removeAlias", bool, model=model, alias=alias, reason=reason)
 
-    def deploy(
-        self,
-        ref: str,
-        environment: str,
-        *,
-        name: str | None = None,
-        endpoint: str | None = None,
-        status: Any = "active",
-        require_stage: str | None = None,
-        reason: str | None = None,
-        tags: Mapping[str, str] | None = None,
-    ) -> Deployment:
-        variables = {
-            "ref": ref,
-            "environment": environment,
-            "name": name,
-            "endpoint": endpoint,
-            "status": str(_enum_value(status)),
-            "requireStage": str(_enum_value(require_stage)) if require_stage else None,
-            "reason": reason,
-            "tags": _tags(tags),
-        }
-        data = self._call(_RECORD_DEPLOYMENT, variables, idempotent=False)
-        return _model(Deployment, data["recordDeployment"])
+    def deploy(self, ref: str, environment: str, **options: Any) -> Deployment:
+        return self._change(
+            "recordDeployment", Deployment, ref=ref, environment=environment, **options
+        )
 
     def retire_deployment(self, deployment_id: str, reason: str | None = None) -> Deployment:
-        variables = {"id": deployment_id, "reason": reason}
-        data = self._call(_RETIRE_DEPLOYMENT, variables, idempotent=False)
-        return _model(Deployment, data["retireDeployment"])
+        return self._change("retireDeployment", Deployment, id=deployment_id, reason=reason)
 
     def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
-        variables = {"model": model, "stageOrAlias": str(_enum_value(stage_or_alias)),
-                     "reason": reason}  # fmt: skip
-        data = self._call(_ROLLBACK, variables, idempotent=False)
-        return [str(i) for i in data["rollback"]["runIds"]]
+        return self.wire.raw(
+            "rollback",
+            "{ runIds }",
+            idempotent=False,
+            model=model,
+            stage_or_alias=stage_or_alias,
+            reason=reason,
+        )["runIds"]
 
-    def history(self, model: str, alias: str | None = None, stage: str | None = None) -> Any:
-        from lineagehub import registry as reg
-
-        variables = {
-            "model": model,
-            "alias": alias,
-            "stage": str(_enum_value(stage)) if stage is not None else None,
-        }
-        entries = []
-        for e in self._call(_MODEL_HISTORY, variables, idempotent=True)["modelHistory"]:
-            is_alias = e.get("alias") is not None
-            at = _parse_time(e["at"])
-            if at is None:
-                raise BackendError("the hub answered a registry change without its time")
-            entries.append(
-                reg.HistoryEntry(
-                    version=_model(ModelVersion, e["version"]).version,
-                    from_=e["fromVersion"] if is_alias else e["fromStage"],
-                    to=e["toVersion"] if is_alias else e["toStage"],
-                    actor=str(e["actor"]),
-                    reason=e.get("reason"),
-                    at=at,
-                    run_id=str(e["runId"]),
-                    change=str(e["change"]),
-                    alias=e.get("alias"),
-                    approvals=tuple(str(a) for a in e.get("approvals") or []),
-                )
+    def history(
+        self, model: str, alias: str | None = None, stage: str | None = None
+    ) -> list[HistoryEntry]:
+        changes = self.wire.raw(
+            "modelHistory",
+            "{ change version { properties } alias fromStage toStage "
+            "fromVersion toVersion actor reason at runId approvals }",
+            idempotent=True,
+            model=model,
+            alias=alias,
+            stage=stage,
+        )
+        return [
+            HistoryEntry(
+                version=c["version"]["properties"]["version"],
+                from_=c["fromVersion"] if c["alias"] is not None else c["fromStage"],
+                to=c["toVersion"] if c["alias"] is not None else c["toStage"],
+                actor=c["actor"],
+                reason=c["reason"],
+                at=_decode(datetime, c["at"]),
+                run_id=c["runId"],
+                change=c["change"],
+                alias=c["alias"],
+                approvals=tuple(c["approvals"]),
             )
-        return entries
+            for c in changes
+        ]
 
     def holder_at(self, model: str, alias_or_stage: str, time: datetime) -> ModelVersion | None:
         if not isinstance(time, datetime):
             raise ValidationError("time must be a datetime", field="time")
-        variables = {
-            "model": model,
-            "aliasOrStage": str(_enum_value(alias_or_stage)),
-            "time": to_iso(time, "time"),
-        }
-        found = self._call(_HOLDER_AT, variables, idempotent=True)["holderAt"]
-        return _model(ModelVersion, found) if found is not None else None
-
-
-# --------------------------------------------------------------------------- models
-
-_LISTINGS = {
-    field: f"""
-query List($where: JSON, $orderBy: [String!], $first: Int!, $after: String) {{
-  {field}(where: $where, orderBy: $orderBy, first: $first, after: $after) {{
-    edges {{ node {{ {_NODE} }} }}
-    pageInfo {{ hasNextPage endCursor }}
-  }}
-}}
-"""
-    for field in ("models", "modelVersions")
-}
-_NODE_BY_REF = f"""
-query NodeByRef($ref: String!) {{ node(ref: $ref) {{ {_NODE} }} }}
-"""
-_SET_DIFF = "{ added { id } removed { id } }"
-_COMPARE_MODEL_VERSIONS = f"""
-query CompareModelVersions($a: String!, $b: String!) {{
-  compareModelVersions(a: $a, b: $b) {{
-    a {{ id }} b {{ id }}
-    datasets {_SET_DIFF} commits {_SET_DIFF} environments {_SET_DIFF}
-    paramsAdded {{ key a b }} paramsRemoved {{ key a b }} paramsChanged {{ key a b }}
-    metricDeltas {{ key a b delta }}
-    truncated
-  }}
-}}
-"""
-
-
-class RemoteModels:
-    """Model listing, search, look-up and comparison on a hub server."""
-
-    def __init__(self, connection: HubConnection) -> None:
-        self.connection = connection
-
-    def _call(self, query: str, variables: Mapping[str, Any]) -> Any:
-        return self.connection.graphql(query, variables, idempotent=True)
-
-    def _page(
-        self,
-        field: str,
-        where: Mapping[str, Any] | None,
-        order_by: Sequence[str] | str | None,
-        after: str | None,
-        limit: int,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
-            raise ValidationError(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-        if where is not None and not isinstance(where, Mapping):
-            raise ValidationError("where must be a mapping", field="where")
-        order = [order_by] if isinstance(order_by, str) else order_by
-        found: list[dict[str, Any]] = []
-        cursor = after
-        while True:
-            variables = {
-                "where": dict(where) if where is not None else None,
-                "orderBy": list(order) if order is not None else None,
-                "first": min(limit - len(found), _SERVER_PAGE),
-                "after": cursor,
-            }
-            page = self._call(_LISTINGS[field], variables)[field]
-            found += [e["node"] for e in page["edges"]]
-            more = bool(page["pageInfo"]["hasNextPage"])
-            cursor = page["pageInfo"]["endCursor"] if more else None
-            if not more or len(found) >= limit:
-                return found, cursor
-
-    def list_models(
-        self,
-        where: Mapping[str, Any] | None = None,
-        order_by: Sequence[str] | str | None = None,
-        after: str | None = None,
-        limit: int = 100,
-    ) -> tuple[list[Model], str | None]:
-        found, cursor = self._page("models", where, order_by, after, limit)
-        return [_model(Model, n) for n in found], cursor
-
-    def search_model_versions(
-        self,
-        where: Mapping[str, Any] | None = None,
-        order_by: Sequence[str] | str | None = None,
-        after: str | None = None,
-        limit: int = 100,
-    ) -> tuple[list[ModelVersion], str | None]:
-        found, cursor = self._page("modelVersions", where, order_by, after, limit)
-        return [_model(ModelVersion, n) for n in found], cursor
-
-    def get_model_version(self, ref: str) -> ModelVersion:
-        if not isinstance(ref, str) or not ref:
-            raise ValidationError("ref must be a non-empty string", field="ref")
-        found = self._call(_NODE_BY_REF, {"ref": ref})["node"]
-        if found is None:
-            raise NotFoundError(f"no model version {ref!r}", ids=[ref])
-        if found.get("kind") not in (NodeKind.MODEL_VERSION.name, NodeKind.MODEL_VERSION.value):
-            raise ValidationError(f"{ref!r} is not a model version", field="ref")
-        return _model(ModelVersion, found)
-
-    def compare_model_versions(self, a: str, b: str) -> dict[str, Any]:
-        from lineagehub.ingest.client import diff_summary
-
-        d = self._call(_COMPARE_MODEL_VERSIONS, {"a": a, "b": b})["compareModelVersions"]
-
-        def ids(name: str) -> tuple[list[str], list[str]]:
-            part = d[name]
-            return [n["id"] for n in part["added"]], [n["id"] for n in part["removed"]]
-
-        return diff_summary(
-            d["a"]["id"],
-            d["b"]["id"],
-            {name: ids(name) for name in ("datasets", "commits", "environments")},
-            [(p["key"], p["b"]) for p in d["paramsAdded"]],
-            [(p["key"], p["a"]) for p in d["paramsRemoved"]],
-            [(p["key"], p["a"], p["b"]) for p in d["paramsChanged"]],
-            [(m["key"], m["a"], m["b"], m["delta"]) for m in d["metricDeltas"]],
-            d["truncated"],
+        return self.wire.call(
+            "holderAt",
+            ModelVersion | None,
+            idempotent=True,
+            model=model,
+            alias_or_stage=alias_or_stage,
+            time=time,
         )
 
 
-_LINEAGE = """
-query Lineage($input: LineageInput!) {
-  lineage(input: $input) {
-    nodes {
-      node { id kind createdAt updatedAt properties }
-      distance reachedFrom direction
-    }
-    edges { id source target kind eventTime ingestedAt assertedBy properties }
-    truncated truncationReason
-  }
-}
-"""
-_COMPARE_RUNS = """
-query CompareRuns($ids: [String!]!) {
-  compareRuns(ids: $ids) {
-    runs { id }
-    params { key values differs }
-    metrics { key last min max differs }
-    inputs { node { id kind } roles usedByAll }
-    inputsOnlyIn code codeDiffers environments environmentDiffers
-  }
-}
-"""
+# --------------------------------------------------------------------------- queries
 
 
 def _kind_names(kinds: Sequence[Any] | None, enum_type: Any, field: str) -> list[str] | None:
-    """GraphQL enum names for node or edge kinds given as enum members, labels or names; an
-    unknown one is a :class:`ValidationError` here, as the embedded service raises."""
+    """GraphQL enum names for kinds given as enum members, values or names; an unknown one is
+    a :class:`ValidationError` here, as the embedded service raises."""
     if kinds is None:
         return None
     if isinstance(kinds, str) or not isinstance(kinds, Sequence):
         raise ValidationError(f"{field} must be a list of kinds", field=field)
     names = []
     for kind in kinds:
-        value = kind.value if isinstance(kind, enum_type) else kind
-        member = next((k for k in enum_type if value in (k.value, k.name)), None)
-        if member is None:
+        value = getattr(kind, "value", kind)
+        found = next((k for k in enum_type if value in (k.value, k.name)), None)
+        if found is None:
             known = ", ".join(k.value for k in enum_type)
             raise ValidationError(f"{field}: unknown kind {value!r:.60} (known: {known})", field)
-        names.append(member.name)
+        names.append(found.name)
     return names
 
 
-def _full_node(data: Mapping[str, Any]) -> Node:
-    node = _node(data)
-    return dataclasses.replace(
-        node,
-        created_at=_parse_time(data.get("createdAt")),
-        updated_at=_parse_time(data.get("updatedAt")),
-    )
+_LINEAGE = (
+    f"{{ nodes {{ node {_NODE_FIELDS} distance reachedFrom direction }} "
+    "edges { id source target kind eventTime ingestedAt assertedBy properties } "
+    "truncated truncationReason }"
+)
+_LISTINGS = {
+    NodeKind.RUN: "runs",
+    NodeKind.MODEL: "models",
+    NodeKind.MODEL_VERSION: "modelVersions",
+}
 
 
-class RemoteLineage:
-    """Lineage traces and run comparisons on a hub server, answered as the embedded
-    :class:`~lineagehub.lineage.LineageService` answers them."""
+class RemoteQueries:
+    """Look-ups, listings, lineage and comparisons on a hub server
+    (:class:`~lineagehub.ingest.seam.Queries`)."""
 
-    def __init__(self, connection: HubConnection) -> None:
-        self.connection = connection
+    def __init__(self, wire: _Wire) -> None:
+        self.wire = wire
+
+    def find(
+        self,
+        model: type[M],
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[M], str | None]:
+        return self.wire.page(_LISTINGS[model.node_kind], model, where, order_by, after, limit)
+
+    def model_version(self, ref: str) -> ModelVersion:
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError("ref must be a non-empty string", field="ref")
+        found = self.wire.raw("node", _NODE_FIELDS, idempotent=True, ref=ref)
+        if found is None:
+            raise NotFoundError(f"no model version {ref!r}", ids=[ref])
+        if found["kind"] != NodeKind.MODEL_VERSION.name:
+            raise ValidationError(f"{ref!r} is not a model version", field="ref")
+        return _model(ModelVersion, found)
 
     def lineage(
         self,
         roots: Sequence[str],
-        direction: Any = "UPSTREAM",
+        direction: Direction | str = Direction.UPSTREAM,
         upstream_depth: int = 3,
         downstream_depth: int = 3,
         *,
-        node_kinds: Sequence[Any] | None = None,
-        edge_kinds: Sequence[Any] | None = None,
-        stop_at: Sequence[Any] | None = None,
-        pass_through: Sequence[Any] | None = None,
+        node_kinds: Sequence[NodeKind | str] | None = None,
+        edge_kinds: Sequence[str] | None = None,
+        stop_at: Sequence[NodeKind | str] | None = None,
+        pass_through: Sequence[NodeKind | str] | None = None,
         as_of: datetime | None = None,
         max_nodes: int = 5000,
-    ) -> Any:
-        from lineagehub.graph import Direction, Edge, Subgraph, TraversedNode, TruncationReason
-        from lineagehub.vocabulary import EdgeKind
-
+    ) -> Subgraph:
         if isinstance(roots, str) or not isinstance(roots, Sequence) or not roots:
             raise ValidationError("roots: give at least one reference", field="roots")
-        try:
-            way = Direction(_enum_value(direction))
-        except ValueError:
-            raise ValidationError(
-                f"direction must be one of {[d.value for d in Direction]}, got {direction!r:.50}",
-                field="direction",
-            ) from None
-        variables = {
-            "input": {
-                "roots": [str(r) for r in roots],
-                "direction": way.value,
-                "upstreamDepth": upstream_depth,
-                "downstreamDepth": downstream_depth,
-                "nodeKinds": _kind_names(node_kinds, NodeKind, "node_kinds"),
-                "edgeKinds": _kind_names(edge_kinds, EdgeKind, "edge_kinds"),
-                "stopAt": _kind_names(stop_at, NodeKind, "stop_at"),
-                "passThrough": _kind_names(pass_through, NodeKind, "pass_through"),
-                "asOf": to_iso(as_of, "as_of") if as_of is not None else None,
-                "maxNodes": max_nodes,
-            }
+        query = {
+            "roots": [str(r) for r in roots],
+            "direction": (_kind_names([direction], Direction, "direction") or ["UPSTREAM"])[0],
+            "upstreamDepth": upstream_depth,
+            "downstreamDepth": downstream_depth,
+            "nodeKinds": _kind_names(node_kinds, NodeKind, "node_kinds"),
+            "edgeKinds": _kind_names(edge_kinds, EdgeKind, "edge_kinds"),
+            "stopAt": _kind_names(stop_at, NodeKind, "stop_at"),
+            "passThrough": _kind_names(pass_through, NodeKind, "pass_through"),
+            "asOf": to_iso(as_of, "as_of") if as_of is not None else None,
+            "maxNodes": max_nodes,
         }
-        data = self.connection.graphql(_LINEAGE, variables, idempotent=True)["lineage"]
-        edge_kinds_by_name = {k.name: k.value for k in EdgeKind}
-        nodes: dict[str, TraversedNode] = {}
-        for item in data["nodes"]:
-            node = _full_node(item["node"])
-            reached = item.get("reachedFrom")
-            way_in = item.get("direction")
-            nodes[node.id] = TraversedNode(
-                node=node,
-                distance=int(item["distance"]),
-                reached_from=str(reached) if reached is not None else None,
-                direction=Direction(way_in) if way_in is not None else None,
+        data = self.wire.raw("lineage", _LINEAGE, idempotent=True, input=query)
+        nodes = [
+            TraversedNode(
+                _full_node(n["node"]),
+                n["distance"],
+                n["reachedFrom"],
+                _decode(Direction | None, n["direction"]),
             )
+            for n in data["nodes"]
+        ]
         edges = [
             Edge(
-                source=str(e["source"]),
-                target=str(e["target"]),
-                kind=edge_kinds_by_name.get(e["kind"], str(e["kind"])),
-                props=dict(e.get("properties") or {}),
-                event_time=_parse_time(e.get("eventTime")),
-                asserted_by=e.get("assertedBy"),
-                id=str(e["id"]),
-                ingested_at=_parse_time(e.get("ingestedAt")),
+                e["source"],
+                e["target"],
+                EdgeKind[e["kind"]].value,
+                e["properties"] or {},
+                _parse_time(e["eventTime"]),
+                e["assertedBy"],
+                e["id"],
+                _parse_time(e["ingestedAt"]),
             )
             for e in data["edges"]
         ]
-        reason = data.get("truncationReason")
-        return Subgraph(
-            nodes=nodes,
-            edges=edges,
-            truncated=bool(data["truncated"]),
-            truncation_reason=TruncationReason(reason) if reason is not None else None,
-        )
+        reason = _decode(TruncationReason | None, data["truncationReason"])
+        return Subgraph({n.node.id: n for n in nodes}, edges, data["truncated"], reason)
 
-    def compare_runs(self, run_ids: Sequence[str]) -> dict[str, Any]:
+    def compare_runs(self, run_ids: Sequence[str]) -> RunComparison:
         if isinstance(run_ids, str) or not isinstance(run_ids, Sequence):
             raise ValidationError("run_ids must be a list of run ids", field="run_ids")
-        r = self.connection.graphql(_COMPARE_RUNS, {"ids": list(run_ids)}, idempotent=True)[
-            "compareRuns"
-        ]
-        return {
-            "runs": [n["id"] for n in r["runs"]],
-            "params": [
-                {"key": p["key"], "values": list(p["values"]), "differs": p["differs"]}
-                for p in r["params"]
-            ],
-            "metrics": [
-                {k: m[k] for k in ("key", "last", "min", "max", "differs")} for m in r["metrics"]
-            ],
-            "inputs": [
-                {
-                    "id": i["node"]["id"],
-                    "label": _LABELS.get(i["node"]["kind"], i["node"]["kind"]),
-                    "roles": [list(x) for x in i["roles"]],
-                    "used_by_all": i["usedByAll"],
-                }
-                for i in r["inputs"]
-            ],
-            "inputs_only_in": [list(x) for x in r["inputsOnlyIn"]],
-            "code": list(r["code"]),
-            "code_differs": r["codeDiffers"],
-            "environments": list(r["environments"]),
-            "environment_differs": r["environmentDiffers"],
-        }
+        return self.wire.call("compareRuns", RunComparison, idempotent=True, ids=list(run_ids))
+
+    def compare_model_versions(self, a: str, b: str) -> LineageDiff:
+        return self.wire.call("compareModelVersions", LineageDiff, idempotent=True, a=a, b=b)
+
+
+class RemoteBackend:
+    """A hub server as the SDK's :class:`~lineagehub.ingest.seam.Backend`: every call over
+    one connection; the server applies its own policies."""
+
+    policies: Mapping[Any, Policy] = {}
+
+    def __init__(self, url: str | HubConnection, **options: Any) -> None:
+        self.tracking = RemoteTracking(url, **options)
+        self.artifacts = self.tracking.artifacts
+        self.registry = RemoteRegistry(self.tracking.wire)
+        self.queries = RemoteQueries(self.tracking.wire)
+
+    def close(self) -> None:
+        self.tracking.close()
+
+
+def _contract(backend: RemoteBackend) -> Backend:  # mypy checks the backend against the contract
+    return backend
 
 
 __all__ = [
@@ -1680,8 +1406,8 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "HubConnection",
     "RemoteArtifactStore",
-    "RemoteLineage",
-    "RemoteModels",
+    "RemoteBackend",
+    "RemoteQueries",
     "RemoteRegistry",
     "RemoteTracking",
     "check_url",

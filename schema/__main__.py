@@ -1,4 +1,4 @@
-"""``python -m lineagehub.schema`` prints the SDL (committed as schema.graphql)."""
+"""``python -m lineagehub.schema`` prints the SDL (committed as schema/schema.graphql, which the SDK reads)."""
 
 from . import schema
 

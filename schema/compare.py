@@ -60,6 +60,9 @@ class Paths:
 class ParamDiff:
     key: str
     values: list[JSON | None] = strawberry.field(description="One per run, null if absent.")
+    present: list[bool] = strawberry.field(
+        description="One per run: whether it has the key (a logged null is present)."
+    )
     differs: bool
 
 
@@ -146,7 +149,11 @@ class LineageDiff:
     params_removed: list[ParamChange]
     params_changed: list[ParamChange]
     metric_deltas: list[MetricDelta]
+    training_runs: list[strawberry.ID | None] = strawberry.field(
+        description="The runs that generated a and b (null: none recorded)."
+    )
     truncated: bool
+    truncation_reason: TruncationReason | None  # type: ignore[valid-type]
 
 
 def _set(diff: Any) -> NodeSetDiff:
@@ -202,7 +209,10 @@ class CompareQuery:
         return RunComparison(
             runs=_nodes(r.runs),
             params=[
-                ParamDiff(key=p.key, values=list(p.values), differs=p.differs) for p in r.params
+                ParamDiff(
+                    key=p.key, values=list(p.values), present=list(p.present), differs=p.differs
+                )
+                for p in r.params
             ],
             metrics=[
                 MetricComparison(
@@ -261,5 +271,7 @@ class CompareQuery:
             metric_deltas=[
                 MetricDelta(key=m.key, a=m.a, b=m.b, delta=m.delta) for m in d.metric_deltas
             ],
+            training_runs=[strawberry.ID(r) if r else None for r in d.training_runs],
             truncated=d.truncated,
+            truncation_reason=d.truncation_reason,
         )

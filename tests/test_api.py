@@ -265,9 +265,9 @@ def test_a_page_of_runs_costs_a_bounded_number_of_queries(tmp_path: Path, runs: 
 
 
 def test_the_committed_sdl_matches_the_code() -> None:
-    committed = (ROOT / "schema.graphql").read_text()
+    committed = (ROOT / "schema" / "schema.graphql").read_text()
     assert committed == schema.as_str() + "\n", (
-        "the GraphQL schema changed: run `python -m lineagehub.schema > schema.graphql` and "
+        "the GraphQL schema changed: run `python -m lineagehub.schema > schema/schema.graphql` and "
         "commit the diff"
     )
 

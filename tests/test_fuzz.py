@@ -25,7 +25,7 @@ from lineagehub.graph import ValidationError, open_store
 from lineagehub.ingest.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
-SDL = (ROOT / "schema.graphql").read_text()
+SDL = (ROOT / "schema" / "schema.graphql").read_text()
 
 FUZZ = settings(
     derandomize=True,

@@ -1,0 +1,334 @@
+"""What the SDK needs from a hub, and the hub in this process.
+
+The SDK (:class:`~lineagehub.ingest.client.Client`) holds one :class:`Backend` and never asks
+which kind it is. Two implement it:
+
+- :class:`LocalBackend`: the services themselves over a graph store and an artifact store
+  opened in this process (embedded mode);
+- :class:`~lineagehub.ingest.remote.RemoteBackend`: the same calls over a hub server's
+  GraphQL API and artifact routes (remote mode).
+
+Both answer with the services' own types (vocabulary models, the registry's and the lineage
+service's dataclasses) and raise the same errors; mypy checks each against these Protocols,
+and the SDK test suites run against both. The actor is bound in the backend: embedded, the
+client's user; remote, the one the server records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from lineagehub.graph import Direction, GraphStore, SeriesPoint, Subgraph, ValidationError
+from lineagehub.lineage import LineageDiff, LineageService, RunComparison
+from lineagehub.registry import (
+    HistoryEntry,
+    ModelPromoted,
+    Policy,
+    PolicyViolation,
+    PromotionPending,
+    PromotionRejected,
+    RegistryService,
+)
+from lineagehub.tracking import Metric, RunStart, TrackingService
+from lineagehub.vocabulary import (
+    Artifact,
+    ArtifactKind,
+    DatasetVersion,
+    Deployment,
+    DeploymentStatus,
+    ModelVersion,
+    NodeKind,
+    NodeModel,
+    Run,
+    RunStatus,
+    UsedRole,
+)
+
+if TYPE_CHECKING:
+    from lineagehub.artifacts import ArtifactInfo, ArtifactStore
+    from lineagehub.datasets import DatasetFingerprint
+
+PromoteResult = ModelPromoted | PromotionPending | PolicyViolation
+M = TypeVar("M", bound=NodeModel)
+
+
+class Tracking(Protocol):
+    """Runs, their params, metrics and tags, and what they used and generated
+    (:class:`~lineagehub.tracking.TrackingService`)."""
+
+    def start_run(self, run: Run, start: RunStart | None = None) -> Run: ...
+
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Sequence[Metric] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    def end_run(
+        self,
+        run_id: str,
+        status: RunStatus | str = RunStatus.FINISHED,
+        error: str | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Sequence[Metric] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> Run: ...
+
+    def get_run(self, run_id: str) -> Run: ...
+
+    def mark_stale_runs(self) -> list[str]: ...
+
+    def search_runs(
+        self,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[Run], str | None]: ...
+
+    def metric_history(
+        self, run_id: str, key: str, max_points: int | None = None
+    ) -> list[SeriesPoint]: ...
+
+    def log_dataset(
+        self,
+        run_id: str,
+        fingerprint: DatasetFingerprint,
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+        role: UsedRole | str = UsedRole.TRAIN,
+        output: bool = False,
+        derived_from: Iterable[str] = (),
+        description: str | None = None,
+    ) -> DatasetVersion: ...
+
+    def log_artifact(
+        self,
+        run_id: str,
+        info: ArtifactInfo,
+        *,
+        name: str,
+        kind: ArtifactKind | str = ArtifactKind.OTHER,
+        media_type: str = "application/octet-stream",
+        data: Mapping[str, Any] | None = None,
+    ) -> Artifact: ...
+
+    def artifacts_of(self, run_id: str) -> list[tuple[str, Artifact]]: ...
+
+    def log_model(
+        self,
+        run_id: str,
+        info: ArtifactInfo,
+        *,
+        name: str,
+        flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        primary_metric: str | None = None,
+    ) -> ModelVersion: ...
+
+
+class Registry(Protocol):
+    """Stages, aliases, governed promotions and deployments
+    (:class:`~lineagehub.registry.RegistryService`, acting as the backend's actor)."""
+
+    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult: ...
+
+    def approve(self, request_id: str, comment: str | None = None) -> PromoteResult: ...
+
+    def reject(self, request_id: str, reason: str) -> PromotionRejected: ...
+
+    def promote(
+        self, ref: str, to: str, reason: str, *, archive_previous: bool = True
+    ) -> PromoteResult: ...
+
+    def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion: ...
+
+    def remove_alias(self, model: str, alias: str, reason: str | None = None) -> None: ...
+
+    def deploy(
+        self,
+        ref: str,
+        environment: str,
+        *,
+        name: str | None = None,
+        endpoint: str | None = None,
+        status: DeploymentStatus | str = DeploymentStatus.ACTIVE,
+        require_stage: str | None = None,
+        reason: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Deployment: ...
+
+    def retire_deployment(self, deployment_id: str, reason: str | None = None) -> Deployment: ...
+
+    def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]: ...
+
+    def history(
+        self, model: str, alias: str | None = None, stage: str | None = None
+    ) -> list[HistoryEntry]: ...
+
+    def holder_at(self, model: str, alias_or_stage: str, time: datetime) -> ModelVersion | None: ...
+
+
+class Queries(Protocol):
+    """Look-ups, listings, lineage and comparisons (:class:`~lineagehub.lineage.
+    LineageService` and the store's filtered listings)."""
+
+    def find(
+        self,
+        model: type[M],
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[M], str | None]:
+        """One page of the nodes of ``model``'s kind that match a filter, ordered."""
+
+    def model_version(self, ref: str) -> ModelVersion: ...
+
+    def lineage(
+        self,
+        roots: Sequence[str],
+        direction: Direction | str = Direction.UPSTREAM,
+        upstream_depth: int = 3,
+        downstream_depth: int = 3,
+        *,
+        node_kinds: Sequence[NodeKind | str] | None = None,
+        edge_kinds: Sequence[str] | None = None,
+        stop_at: Sequence[NodeKind | str] | None = None,
+        pass_through: Sequence[NodeKind | str] | None = None,
+        as_of: datetime | None = None,
+        max_nodes: int = 5000,
+    ) -> Subgraph: ...
+
+    def compare_runs(self, run_ids: Sequence[str]) -> RunComparison: ...
+
+    def compare_model_versions(self, a: str, b: str) -> LineageDiff: ...
+
+
+class Backend(Protocol):
+    """A hub as the SDK sees it."""
+
+    @property
+    def tracking(self) -> Tracking: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def queries(self) -> Queries: ...
+    @property
+    def artifacts(self) -> ArtifactStore: ...
+    @property
+    def policies(self) -> Mapping[Any, Policy]:
+        """The promotion policies applied in this process (none: a server applies its own)."""
+
+    def close(self) -> None: ...
+
+
+# --- the hub in this process ----------------------------------------------------------------
+
+
+class _ActingRegistry:
+    """The registry service, every change made as one actor."""
+
+    def __init__(self, service: RegistryService, actor: str) -> None:
+        self.service, self.actor = service, actor
+
+    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult:
+        return self.service.request_promotion(ref, to, self.actor, reason)
+
+    def approve(self, request_id: str, comment: str | None = None) -> PromoteResult:
+        return self.service.approve(request_id, self.actor, comment)
+
+    def reject(self, request_id: str, reason: str) -> PromotionRejected:
+        return self.service.reject(request_id, self.actor, reason)
+
+    def promote(
+        self, ref: str, to: str, reason: str, *, archive_previous: bool = True
+    ) -> PromoteResult:
+        return self.service.promote(ref, to, self.actor, reason, archive_previous=archive_previous)
+
+    def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion:
+        return self.service.resolve(self.service.set_alias(ref, alias, self.actor, reason))
+
+    def remove_alias(self, model: str, alias: str, reason: str | None = None) -> None:
+        self.service.remove_alias(model, alias, self.actor, reason)
+
+    def deploy(self, ref: str, environment: str, **options: Any) -> Deployment:
+        return self.service.deploy(ref, environment, self.actor, **options)
+
+    def retire_deployment(self, deployment_id: str, reason: str | None = None) -> Deployment:
+        return self.service.retire_deployment(deployment_id, self.actor, reason)
+
+    def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
+        return self.service.rollback(model, stage_or_alias, self.actor, reason)
+
+    def history(
+        self, model: str, alias: str | None = None, stage: str | None = None
+    ) -> list[HistoryEntry]:
+        return self.service.history(model, alias, stage)
+
+    def holder_at(self, model: str, alias_or_stage: str, time: datetime) -> ModelVersion | None:
+        version = self.service.holder_at(model, alias_or_stage, time)
+        return None if version is None else self.service.resolve(f"mv:{model}/{version}")
+
+
+class _LocalQueries(LineageService):
+    """The lineage service, with the listings the SDK offers."""
+
+    def find(
+        self,
+        model: type[M],
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[M], str | None]:
+        page = self.store.find_nodes(model.node_kind.value, where, order_by, after, limit)
+        return [model.from_node(n) for n in page.items], page.next_cursor
+
+    def model_version(self, ref: str) -> ModelVersion:
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError("ref must be a non-empty string", field="ref")
+        node = self.store.get_node(self.resolve(ref))
+        if node.label != NodeKind.MODEL_VERSION.value:
+            raise ValidationError(f"{ref!r} is not a model version", field="ref")
+        return ModelVersion.from_node(node)
+
+
+class LocalBackend:
+    """The services over stores opened in this process; changes are made as ``actor``."""
+
+    def __init__(
+        self,
+        store: GraphStore,
+        artifacts: ArtifactStore,
+        *,
+        actor: str,
+        stale_after: timedelta,
+        policies: Mapping[Any, Policy] | None = None,
+        owns_store: bool = False,
+    ) -> None:
+        self.store, self.artifacts, self._owns_store = store, artifacts, owns_store
+        self.tracking = TrackingService(store, artifacts, stale_after=stale_after, actor=actor)
+        service = RegistryService(store, policies=policies)
+        self.policies = service.policies
+        self.registry = _ActingRegistry(service, actor)
+        self.queries = _LocalQueries(store)
+
+    def close(self) -> None:
+        if self._owns_store:
+            self.store.close()
+
+
+def _contract(backend: LocalBackend) -> Backend:  # mypy checks the backend against the contract
+    return backend
+
+
+__all__ = ["Backend", "LocalBackend", "PromoteResult", "Queries", "Registry", "Tracking"]
