@@ -788,6 +788,8 @@ def _decode(tp: Any, data: Any) -> Any:
         return tp(**values)
     if tp is datetime:
         return _parse_time(data)
+    if tp is float:
+        return metric_from_wire(data)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp[data] if data in tp.__members__ else tp(data)
     return data

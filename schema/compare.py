@@ -6,7 +6,6 @@ number of store queries.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 import strawberry
@@ -15,15 +14,12 @@ from strawberry.scalars import JSON
 from lineagehub.graph import Node
 
 from .query import TruncationReason
+from .scalars import MetricValue
 from .types import I, LineageEdge, NodeInterface, edge_of, wrap
 
 
 def _nodes(nodes: tuple[Node, ...]) -> list[NodeInterface]:
     return [wrap(n) for n in nodes]
-
-
-def _json_float(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 @strawberry.type(description="Everything downstream of a dataset version, commit or any node.")
@@ -69,9 +65,11 @@ class ParamDiff:
 @strawberry.type
 class MetricComparison:
     key: str
-    last: list[float | None] = strawberry.field(description="One per run (null: absent or NaN).")
-    min: list[float | None]
-    max: list[float | None]
+    last: list[MetricValue | None] = strawberry.field(
+        description='One per run (null: absent; "NaN", "Infinity" as logged).'
+    )
+    min: list[MetricValue | None]
+    max: list[MetricValue | None]
     differs: bool
 
 
@@ -217,9 +215,9 @@ class CompareQuery:
             metrics=[
                 MetricComparison(
                     key=m.key,
-                    last=[_json_float(v) for v in m.last],
-                    min=[_json_float(v) for v in m.min],
-                    max=[_json_float(v) for v in m.max],
+                    last=[MetricValue(v) if v is not None else None for v in m.last],
+                    min=[MetricValue(v) if v is not None else None for v in m.min],
+                    max=[MetricValue(v) if v is not None else None for v in m.max],
                     differs=m.differs,
                 )
                 for m in r.metrics

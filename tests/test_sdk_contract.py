@@ -1,0 +1,240 @@
+"""The SDK's backend contract (:mod:`lineagehub.ingest.seam`), one script over both transports.
+
+The same script calls every operation of :class:`~lineagehub.ingest.seam.Backend` on the
+in-process backend and on the HTTP backend (a real uvicorn server over a store of the same
+kind), and the two transcripts must be equal: the same answers, of the same types, with the
+same values (times and the hub-side run ids of registry changes aside). A test also checks that
+the script reaches every operation the contract names, so an operation added to the contract
+and not to the script fails here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import inspect
+import math
+import re
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import fresh_store_uri
+from http_server import HubServer
+from pydantic import BaseModel
+
+from lineagehub import Settings, open_store
+from lineagehub.app import create_app
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.datasets import fingerprint
+from lineagehub.graph import Node, NotFoundError, ValidationError
+from lineagehub.ingest import seam
+from lineagehub.ingest.remote import RemoteBackend
+from lineagehub.registry import Policy
+from lineagehub.tracking import Metric, RunStart
+from lineagehub.vocabulary import Model, ModelVersion, Run, RunStatus
+
+POLICIES = {("churn", "Production"): Policy(approvals=1)}
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+CONTRACT = {
+    name: {m for m in vars(proto) if not m.startswith("_") and callable(getattr(proto, m))}
+    for name, proto in (
+        ("tracking", seam.Tracking),
+        ("registry", seam.Registry),
+        ("queries", seam.Queries),
+    )
+}
+
+
+class Recording:
+    """A part of a backend that records which of its operations were called."""
+
+    def __init__(self, inner: Any, called: set[str]) -> None:
+        self._inner, self._called = inner, called
+
+    def __getattr__(self, name: str) -> Any:
+        self._called.add(name)
+        return getattr(self._inner, name)
+
+
+@contextlib.contextmanager
+def backend(transport: str, store_backend: str, folder: Path) -> Iterator[seam.Backend]:
+    folder.mkdir(parents=True)
+    with contextlib.ExitStack() as stack:
+        store = open_store(fresh_store_uri(store_backend, folder))
+        stack.callback(store.close)
+        artifacts = open_artifact_store(str(folder / "artifacts"))
+        if transport == "in-process":
+            yield seam.LocalBackend(
+                store, artifacts, actor="ann", stale_after=timedelta(hours=1), policies=POLICIES
+            )
+            return
+        app = create_app(
+            Settings(user="ann"), store=store, artifacts=artifacts, registry_policies=POLICIES
+        )
+        remote = RemoteBackend(stack.enter_context(HubServer(app)).url)
+        stack.callback(remote.close)
+        yield remote
+
+
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def normal(value: Any) -> Any:
+    """A value with times and random ids (deployments, the runs recording registry changes)
+    made comparable; types kept by name."""
+    if isinstance(value, BaseModel):
+        return (
+            type(value).__name__,
+            normal(value.model_dump(exclude={"created_at", "updated_at"})),
+        )
+    if isinstance(value, Node):
+        return ("Node", normal(value.id), value.label, normal(value.props))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (
+            type(value).__name__,
+            {f.name: normal(getattr(value, f.name)) for f in dataclasses.fields(value)},
+        )
+    if isinstance(value, dict):  # keys may hold random ids: as a sorted list of pairs
+        pairs = [(normal(k), normal(v)) for k, v in value.items() if not k.endswith("_at")]
+        return sorted(pairs, key=repr)
+    if isinstance(value, (list, tuple)):
+        return [normal(v) for v in value]
+    if isinstance(value, datetime):
+        return "<time>"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, str):
+        return TIME.sub("<time>", UUID.sub("<uuid>", value))
+    return value
+
+
+def script(hub: seam.Backend, data: Path) -> list[Any]:
+    """Every operation of the contract, with answers and errors."""
+    t, r, q = hub.tracking, hub.registry, hub.queries
+    out: list[Any] = []
+
+    def log(*values: Any) -> None:
+        out.append(normal(values))
+
+    for n in (1, 2):
+        run = Run(
+            id=f"run:c{n}", name=f"train-{n}", project="churn", params={"lr": 0.1 * n}, user="ann"
+        )
+        log(t.start_run(run, RunStart()))
+        points = [Metric("loss", 1.0 / n, 0, T0), Metric("loss", math.nan, 1, T0)]
+        t.log_batch(run.id, params={"depth": n}, metrics=points, tags={"team": "a"})
+        log(t.metric_history(run.id, "loss"), t.metric_history(run.id, "loss", max_points=2))
+        log(t.log_dataset(run.id, fingerprint(data), name="customers", namespace="warehouse"))
+        info = hub.artifacts.put_bytes(b"weights %d" % n)
+        log(t.log_artifact(run.id, info, name="notes.txt", media_type="text/plain"))
+        log(t.artifacts_of(run.id))
+        log(t.log_model(run.id, info, name="churn", flavor="pickle", primary_metric="loss"))
+        log(t.end_run(run.id, RunStatus.FINISHED, metrics=[Metric("auc", 0.8 + n / 100, 0, T0)]))
+    log(t.get_run("run:c1"), t.search_runs({"project": "churn"}, "-name", None, 1))
+    log(t.mark_stale_runs())
+    for call in (lambda: t.get_run("run:nope"), lambda: t.search_runs(limit=0)):
+        with pytest.raises((NotFoundError, ValidationError)) as e:
+            call()
+        log(type(e.value).__name__, getattr(e.value, "field", None), getattr(e.value, "ids", None))
+
+    log(r.set_alias("churn/1", "champion", "first"), r.set_alias("churn/2", "challenger"))
+    log(r.remove_alias("churn", "challenger", "done"))
+    log(r.request_promotion("churn/1", "Staging", "looks good"))
+    pending = r.request_promotion("churn/1", "Production", "ship it")
+    log(pending)
+    assert isinstance(pending, seam.PromotionPending)
+    log(r.approve(pending.request_id, "ok"))
+    second = r.request_promotion("churn/2", "Production", "try")
+    assert isinstance(second, seam.PromotionPending)
+    log(r.reject(second.request_id, "not yet"))
+    log(r.promote("churn/2", "Staging", "direct", archive_previous=False))
+    log(r.rollback("churn", "Staging", "back"))
+    deployment = r.deploy("churn@champion", "prod", endpoint="http://svc", tags={"region": "eu"})
+    log(deployment, r.retire_deployment(deployment.id, "replaced"))
+    log(r.history("churn"), r.history("churn", alias="champion"))
+    log(r.holder_at("churn", "champion", datetime.now(timezone.utc)))
+    log(r.holder_at("churn", "champion", T0 - timedelta(days=1)))
+
+    log(q.find(Model), q.find(ModelVersion, {"model": "churn"}, "-version", None, 1))
+    log(q.model_version("model:churn@champion"))
+    with pytest.raises(ValidationError) as bad:
+        q.model_version("run:c1")
+    log(bad.value.field)
+    log(q.lineage(["model:churn@champion"], "BOTH", 3, 3, max_nodes=50))
+    log(
+        q.lineage(
+            ["run:c1"], node_kinds=["DatasetVersion", "Run"], as_of=datetime.now(timezone.utc)
+        )
+    )
+    log(q.compare_runs(["run:c1", "run:c2"]))
+    log(q.compare_model_versions("churn/1", "churn/2"))
+    return out
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    path = tmp_path / "customers.csv"
+    path.write_text("id,age\n1,30\n2,41\n")
+    return path
+
+
+def test_both_transports_answer_the_same(store_backend: str, tmp_path: Path, data: Path) -> None:
+    transcripts = {}
+    for transport in ("in-process", "http"):
+        with backend(transport, store_backend, tmp_path / transport) as hub:
+            transcripts[transport] = script(hub, data)
+    local, remote = transcripts["in-process"], transcripts["http"]
+    assert len(local) == len(remote)
+    for i, (a, b) in enumerate(zip(local, remote)):
+        assert a == b, f"step {i} differs"
+
+
+def test_the_script_calls_every_operation_of_the_contract(tmp_path: Path, data: Path) -> None:
+    called: dict[str, set[str]] = {part: set() for part in CONTRACT}
+    with backend("in-process", "sqlite", tmp_path / "hub") as hub:
+
+        class Recorded:
+            tracking = Recording(hub.tracking, called["tracking"])
+            registry = Recording(hub.registry, called["registry"])
+            queries = Recording(hub.queries, called["queries"])
+            artifacts = hub.artifacts
+
+        script(Recorded(), data)  # type: ignore[arg-type]
+    assert called == CONTRACT
+
+
+@pytest.mark.parametrize("part", sorted(CONTRACT))
+def test_both_transports_take_the_contract_s_arguments(part: str) -> None:
+    """mypy checks this statically; here for the record, at run time: every parameter of the
+    contract is accepted by both transports under its name (``**options`` takes keywords)."""
+    protocol = {"tracking": seam.Tracking, "registry": seam.Registry, "queries": seam.Queries}
+    from lineagehub.ingest import remote
+
+    local = {
+        "tracking": seam.TrackingService,
+        "registry": seam._ActingRegistry,
+        "queries": seam._LocalQueries,
+    }
+    over_http = {
+        "tracking": remote.RemoteTracking,
+        "registry": remote.RemoteRegistry,
+        "queries": remote.RemoteQueries,
+    }
+    for name in CONTRACT[part]:
+        wanted = inspect.signature(getattr(protocol[part], name)).parameters.values()
+        for impl in (local[part], over_http[part]):
+            got = inspect.signature(getattr(impl, name)).parameters
+            kwargs = any(p.kind is p.VAR_KEYWORD for p in got.values())
+            positional = [p for p in got.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+            for i, param in enumerate(wanted):
+                if param.kind is param.POSITIONAL_OR_KEYWORD:
+                    assert i < len(positional) or kwargs, f"{impl.__name__}.{name}: {param}"
+                else:
+                    assert param.name in got or kwargs, f"{impl.__name__}.{name}: {param}"
