@@ -54,6 +54,7 @@ from .vocabulary import (
     UsedRole,
     link,
     make_edge,
+    model_version_id,
     validate,
 )
 from .webhooks import AfterCommit, EventSink, WebhookEvent
@@ -511,7 +512,9 @@ class RegistryService:
                 "version": to_version,
                 "from_version": from_version,
                 "to_version": to_version,
-                "version_id": f"mv:{model}/{to_version}" if to_version is not None else None,
+                "version_id": model_version_id(model, to_version)
+                if to_version is not None
+                else None,
                 "actor": actor,
                 "reason": reason,
                 "run_id": run_id,
@@ -851,7 +854,7 @@ class RegistryService:
                 f"promotion request {request_id} is {run.status.value}, not pending"
             )
         mv = ModelVersion.from_node(
-            self.store.get_node(f"mv:{run.params['model']}/{run.params['version']}")
+            self.store.get_node(model_version_id(run.params["model"], run.params["version"]))
         )
         return run, mv
 
@@ -1145,7 +1148,7 @@ class RegistryService:
                     self.remove_alias(model, stage_or_alias, actor, reason or "rollback")
                 else:
                     self.set_alias(
-                        f"mv:{model}/{prev}", stage_or_alias, actor, reason or "rollback"
+                        model_version_id(model, prev), stage_or_alias, actor, reason or "rollback"
                     )
                 last = self._last_event({"params.change": "alias", "params.model": model}, None)
                 return [last.id] if last is not None else []
@@ -1156,14 +1159,16 @@ class RegistryService:
             if event is None:
                 raise NotFoundError(f"stage {stage.value} of {model!r} has no history", ids=[model])
             params = event.props["params"]
-            current = ModelVersion.from_node(self.store.get_node(f"mv:{model}/{params['version']}"))
+            current = ModelVersion.from_node(
+                self.store.get_node(model_version_id(model, params["version"]))
+            )
             runs: list[str] = []
             why = reason or f"rollback of {event.id}"
             if current.stage is stage:
                 back = _stage(params["from_stage"], "from_stage")
                 runs.append(self._move(current, back, actor, why, "rollback"))
             for v in _holders(params.get("to_before")):
-                mv = ModelVersion.from_node(self.store.get_node(f"mv:{model}/{v}"))
+                mv = ModelVersion.from_node(self.store.get_node(model_version_id(model, v)))
                 if mv.stage is not stage:
                     runs.append(self._move(mv, stage, actor, why, "rollback"))
             return runs

@@ -20,6 +20,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from lineagehub.graph import ConfigError
+from lineagehub.vocabulary import model_version_id
 
 from .types import Deployment as DeploymentType
 from .types import I, wrap
@@ -295,13 +296,13 @@ class RegistryQuery:
     ) -> list[RegistryChange]:
         ctx = info.context
         entries = await ctx.call(_registry(info).history, model, alias, stage)
-        ids = [f"mv:{model}/{e.version}" for e in entries]
+        ids = [model_version_id(model, e.version) for e in entries]
         nodes = await ctx.call(ctx.store.get_nodes, list(dict.fromkeys(ids)))
         by_id = {n.id: wrap(n) for n in nodes if n is not None}
         return [
             RegistryChange(
                 change=e.change,
-                version=by_id[f"mv:{model}/{e.version}"],  # type: ignore[arg-type]
+                version=by_id[model_version_id(model, e.version)],  # type: ignore[arg-type]
                 alias=e.alias,
                 from_stage=None if e.alias is not None else e.from_,
                 to_stage=None if e.alias is not None else e.to,
@@ -327,4 +328,4 @@ class RegistryQuery:
         version = await ctx.call(_registry(info).holder_at, model, alias_or_stage, time)
         if version is None:
             return None
-        return await _version(info, f"mv:{model}/{version}")
+        return await _version(info, model_version_id(model, version))

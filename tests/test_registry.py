@@ -29,6 +29,7 @@ from lineagehub.vocabulary import (
     Stage,
     UsedRole,
     make_edge,
+    model_version_id,
 )
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -97,7 +98,7 @@ def add_version(
 
 
 def stage_of(store: GraphStore, model: str, version: int) -> Stage:
-    return ModelVersion.from_node(store.get_node(f"mv:{model}/{version}")).stage
+    return ModelVersion.from_node(store.get_node(model_version_id(model, version))).stage
 
 
 RegistryFactory = Callable[..., RegistryService]
