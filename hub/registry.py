@@ -18,7 +18,7 @@ version (role ``input``) and is ASSOCIATED_WITH its requester (and approvers). S
   (``FAILED``); on its final approval the request run itself becomes the stage change.
 
 Every change appends an audit entry (``store.append_audit``) in the same transaction.
-A promotion that breaks its :class:`Policy` returns a :class:`PolicyViolation` listing every
+A promotion that breaks its :class:`Policy` returns a :class:`PromotionRefused` listing every
 broken rule (nothing is written).
 """
 
@@ -63,8 +63,8 @@ __all__ = [
     "HistoryEntry",
     "ModelPromoted",
     "Policy",
-    "PolicyViolation",
     "PromotionPending",
+    "PromotionRefused",
     "PromotionRejected",
     "RegistryService",
     "RuleBroken",
@@ -270,8 +270,12 @@ class RuleBroken:
 
 
 @dataclass(frozen=True)
-class PolicyViolation:
-    """A refused promotion or approval: every rule it broke. Nothing was written."""
+class PromotionRefused:
+    """A refused promotion or approval: every rule it broke. Nothing was written.
+
+    A result, not an error: :meth:`to_error` makes the
+    :class:`~lineagehub.graph.errors.PolicyViolation` to raise where a refusal must be one.
+    """
 
     version_id: str
     to_stage: str
@@ -287,6 +291,11 @@ class PolicyViolation:
             f"promotion of {self.version_id} to {self.to_stage} refused: {text}",
             rules=list(self.rules),
         )
+
+
+# The old name of PromotionRefused, for ingest/ only until it is switched (not exported: the
+# name is the exception's, lineagehub.graph.errors.PolicyViolation).
+PolicyViolation = PromotionRefused
 
 
 @dataclass(frozen=True)
@@ -788,7 +797,7 @@ class RegistryService:
 
     def request_promotion(
         self, ref: str, to_stage: Stage | str, actor: str, reason: str | None = None
-    ) -> PromotionPending | ModelPromoted | PolicyViolation:
+    ) -> PromotionPending | ModelPromoted | PromotionRefused:
         """Ask to move a version to a stage: refused (every broken rule), pending (the policy
         wants approvals) or done at once (it wants none)."""
         actor = _check_actor(actor)
@@ -799,7 +808,7 @@ class RegistryService:
         policy = self.policy_for(mv.model, stage)
         broken = self._check_rules(mv, stage, policy)
         if broken:
-            return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+            return PromotionRefused(mv.node_id, stage.value, tuple(broken))
         if policy.approvals == 0:
             with self._events.transaction():
                 self._promotion_event(
@@ -860,7 +869,7 @@ class RegistryService:
 
     def approve(
         self, request_id: str, actor: str, comment: str | None = None
-    ) -> PromotionPending | ModelPromoted | PolicyViolation:
+    ) -> PromotionPending | ModelPromoted | PromotionRefused:
         """Approve a pending request; the last approval needed performs the promotion."""
         actor = _check_actor(actor)
         with self._events.transaction():
@@ -872,14 +881,14 @@ class RegistryService:
                 raise ConflictError(f"{actor!r} already approved {request_id}")
             broken = self._approval_rules(mv, policy, actor, run.user or "")
             if broken:
-                return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+                return PromotionRefused(mv.node_id, stage.value, tuple(broken))
             approvals.append(actor)
             needed = int(run.params.get("needed") or 0)
             done = len(approvals) >= max(needed, policy.approvals)
             if done:
                 broken = self._check_rules(mv, stage, policy)
                 if broken:
-                    return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+                    return PromotionRefused(mv.node_id, stage.value, tuple(broken))
             self._associate(run.node_id, actor, AssociationRole.APPROVER)
             run.params = {**run.params, "approvals": ",".join(approvals)}
             self.store.upsert_nodes([run.to_node()])
@@ -948,7 +957,7 @@ class RegistryService:
         reason: str | None = None,
         *,
         archive_previous: bool = True,
-    ) -> ModelPromoted | PolicyViolation:
+    ) -> ModelPromoted | PromotionRefused:
         """Move a version to a stage at once, where its policy needs no approvals."""
         actor = _check_actor(actor)
         stage = _stage(to_stage)
@@ -968,7 +977,7 @@ class RegistryService:
                 )
             )
         if broken:
-            return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+            return PromotionRefused(mv.node_id, stage.value, tuple(broken))
         return self._promote(mv, stage, actor, reason, archive_previous=archive_previous)
 
     def _promote(
@@ -1206,7 +1215,7 @@ class RegistryService:
                     stage.value,
                     mv.stage.value,
                 )
-                raise PolicyViolation(mv.node_id, stage.value, (broken,)).to_error()
+                raise PromotionRefused(mv.node_id, stage.value, (broken,)).to_error()
         now = self._now()
         name = name or mv.model
         with self._events.transaction():

@@ -7,14 +7,15 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from lineagehub.graph import Direction, GraphStore
-from lineagehub.graph.errors import ConflictError, NotFoundError
+from lineagehub.graph.errors import ConflictError, NotFoundError, PolicyViolation
 from lineagehub.registry import (
     ModelPromoted,
     Policy,
-    PolicyViolation,
     PromotionPending,
+    PromotionRefused,
     PromotionRejected,
     RegistryService,
+    RuleBroken,
 )
 from lineagehub.vocabulary import (
     Agent,
@@ -168,7 +169,7 @@ def test_two_approvals_then_promoted_previous_production_archived(
     done = reg.promote("churn/1", "Staging", "ann", "smoke tests ok")
     assert isinstance(done, ModelPromoted) and done.to_stage == "Staging"
     refused = reg.promote("churn/1", "Production", "ann", "direct?")
-    assert isinstance(refused, PolicyViolation) and refused.rule_ids == ["approvals"]
+    assert isinstance(refused, PromotionRefused) and refused.rule_ids == ["approvals"]
 
     first = reg.request_promotion("churn/1", "production", "ann", "go live")
     assert isinstance(first, PromotionPending)
@@ -230,13 +231,13 @@ def test_separation_of_duties(store: GraphStore, registry: RegistryFactory) -> N
     req = reg.request_promotion("churn/1", "Production", "ann", "please")
     assert isinstance(req, PromotionPending)
     by_requester = reg.approve(req.request_id, "ann", "self-approve")
-    assert isinstance(by_requester, PolicyViolation)
+    assert isinstance(by_requester, PromotionRefused)
     assert by_requester.rule_ids == ["separation_of_duties.requester"]
     by_author = reg.approve(req.request_id, "trainer", "my own model")
-    assert isinstance(by_author, PolicyViolation)
+    assert isinstance(by_author, PromotionRefused)
     assert by_author.rule_ids == ["separation_of_duties.author"]
     outsider = reg.approve(req.request_id, "mallory", "sure")
-    assert isinstance(outsider, PolicyViolation) and outsider.rule_ids == ["approver.role"]
+    assert isinstance(outsider, PromotionRefused) and outsider.rule_ids == ["approver.role"]
     err = outsider.to_error()
     assert err.code == "POLICY" and err.rules == list(outsider.rules)
     assert stage_of(store, "churn", 1) is Stage.NONE
@@ -254,13 +255,13 @@ def test_every_broken_rule_reported_together(store: GraphStore, registry: Regist
     reg = registry(**{"*": policy})
     audit_before = store.audit_head()
     bad = reg.request_promotion("churn/1", "Production", "ann", "try")
-    assert isinstance(bad, PolicyViolation)
+    assert isinstance(bad, PromotionRefused)
     assert bad.rule_ids == ["metric.accuracy", "metric.f1", "lineage.dirty_commit"]
     acc = bad.rules[0]
     assert (acc.expected, acc.actual) == (">= 0.9", 0.8)
     assert bad.rules[1].actual is None
     no_lineage = reg.promote("churn/2", "Production", "ann", "try")
-    assert isinstance(no_lineage, PolicyViolation)
+    assert isinstance(no_lineage, PromotionRefused)
     assert no_lineage.rule_ids == [
         "metric.f1",
         "lineage.dataset",
@@ -343,3 +344,16 @@ def test_unknown_refs(store: GraphStore, registry: RegistryFactory) -> None:
     with pytest.raises(NotFoundError):
         reg.rollback("churn", "Production", "ann")
     assert store.audit_head() is None
+
+
+def test_a_refusal_result_is_not_named_after_the_policy_error() -> None:
+    import lineagehub.registry as registry
+
+    # One name, one thing: PolicyViolation is the exception (graph.errors); the result a
+    # refused promotion returns is PromotionRefused, and to_error() makes the exception.
+    assert "PromotionRefused" in registry.__all__
+    assert "PolicyViolation" not in registry.__all__
+    refused = PromotionRefused("mv:churn/1", "Production", (RuleBroken("approvals", "needs 1"),))
+    error = refused.to_error()
+    assert isinstance(error, PolicyViolation) and not isinstance(refused, PolicyViolation)
+    assert error.code == "POLICY" and "mv:churn/1" in str(error)
