@@ -863,7 +863,9 @@ class RegistryService:
                 f"promotion request {request_id} is {run.status.value}, not pending"
             )
         mv = ModelVersion.from_node(
-            self.store.get_node(model_version_id(run.params["model"], run.params["version"]))
+            self.store.get_node(
+                model_version_id(str(run.params["model"]), str(run.params["version"]))
+            )
         )
         return run, mv
 
