@@ -10,8 +10,9 @@ version (role ``input``) and is ASSOCIATED_WITH its requester (and approvers). S
 :meth:`RegistryService.holder_at` at most two:
 
 - stage change: ``change="stage"``, ``model``, ``version``, ``from_stage``, ``to_stage``,
-  ``from_holders`` / ``to_holders`` (versions in those stages after the change, comma
-  separated, oldest entrant first) and ``to_before`` (in ``to_stage`` before it);
+  ``from_holders`` / ``to_holders`` (versions in those stages after the change, oldest
+  entrant first) and ``to_before`` (in ``to_stage`` before it), each a JSON list as text
+  (params are scalars; stores written before hold them comma-joined, which still reads);
 - alias change: ``change="alias"``, ``model``, ``alias``, ``version``, ``from_version`` (the
   previous holder, or null) and ``to_version`` (the new holder, null when removed);
 - promotion request: ``change="request"`` while pending (``RUNNING``) or rejected
@@ -368,14 +369,29 @@ def _slot(value: Any) -> Stage | None:
     return None
 
 
-def _holders(text: Any) -> list[int]:
-    if not isinstance(text, str) or not text:
+def _list_param(values: Sequence[str] | Sequence[int]) -> str:
+    """A list as a run param (params are scalars): JSON text, so a name holding a comma is
+    still one name."""
+    return json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
+
+
+def _read_list(value: Any) -> list[str]:
+    """A list param as written by :func:`_list_param`; stores written before it hold the
+    comma-joined form (``"alice,bob"``, ``""``), which still reads."""
+    if not isinstance(value, str) or not value:
         return []
-    return [int(v) for v in text.split(",")]
+    if value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None  # an old comma-joined name that starts with "["
+        if isinstance(parsed, list):
+            return [str(v) for v in parsed]
+    return [v for v in value.split(",") if v]
 
 
-def _text(values: Sequence[int]) -> str:
-    return ",".join(str(v) for v in values)
+def _holders(value: Any) -> list[int]:
+    return [int(v) for v in _read_list(value)]
 
 
 def _done_run(
@@ -602,7 +618,7 @@ class RegistryService:
         run = Run.from_node(node)
         p = run.params
         is_alias = p.get("change") == "alias"
-        approvals = tuple(a for a in str(p.get("approvals") or "").split(",") if a)
+        approvals = tuple(_read_list(p.get("approvals")))
         assert run.ended_at is not None
         return HistoryEntry(
             version=int(p["version"]),  # type: ignore[arg-type]
@@ -829,7 +845,7 @@ class RegistryService:
                 "version": mv.version,
                 "to_stage": stage.value,
                 "needed": policy.approvals,
-                "approvals": "",
+                "approvals": _list_param([]),
             },
         )
         with self._events.transaction():
@@ -878,7 +894,7 @@ class RegistryService:
             run, mv = self._pending(request_id)
             stage = _stage(run.params["to_stage"])
             policy = self.policy_for(mv.model, stage)
-            approvals = [a for a in str(run.params.get("approvals") or "").split(",") if a]
+            approvals = _read_list(run.params.get("approvals"))
             if actor in approvals:
                 raise ConflictError(f"{actor!r} already approved {request_id}")
             broken = self._approval_rules(mv, policy, actor, run.user or "")
@@ -892,7 +908,7 @@ class RegistryService:
                 if broken:
                     return PromotionRefused(mv.node_id, stage.value, tuple(broken))
             self._associate(run.node_id, actor, AssociationRole.APPROVER)
-            run.params = {**run.params, "approvals": ",".join(approvals)}
+            run.params = {**run.params, "approvals": _list_param(approvals)}
             self.store.upsert_nodes([run.to_node()])
             self.store.append_audit(
                 actor,
@@ -1071,9 +1087,9 @@ class RegistryService:
             "version": mv.version,
             "from_stage": from_stage.value,
             "to_stage": stage.value,
-            "from_holders": _text(from_after),
-            "to_holders": _text(to_after),
-            "to_before": _text(to_before),
+            "from_holders": _list_param(from_after),
+            "to_holders": _list_param(to_after),
+            "to_before": _list_param(to_before),
             "action": action,
         }
         if run is None:
@@ -1088,7 +1104,7 @@ class RegistryService:
             )
             self._write_run(run, mv, actor, AssociationRole.REQUESTER)
         else:
-            run.params = {**run.params, **params, "approvals": ",".join(approvals)}
+            run.params = {**run.params, **params, "approvals": _list_param(approvals)}
             run.status = RunStatus.FINISHED
             run.ended_at = now
             self.store.upsert_nodes([run.to_node()])
@@ -1254,7 +1270,7 @@ class RegistryService:
                     "version": mv.version,
                     "endpoint": deployment.endpoint,
                     "status": deployment.status.value,
-                    "replaced": ",".join(ended),
+                    "replaced": _list_param(ended),
                 },
             )
             self._write_run(run, mv, actor, AssociationRole.LAUNCHER)

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from lineagehub.graph import Direction, GraphStore
+from lineagehub.graph import Direction, GraphStore, Node
 from lineagehub.graph.errors import ConflictError, NotFoundError, PolicyViolation
 from lineagehub.registry import (
     ModelPromoted,
@@ -357,3 +358,78 @@ def test_a_refusal_result_is_not_named_after_the_policy_error() -> None:
     error = refused.to_error()
     assert isinstance(error, PolicyViolation) and not isinstance(refused, PolicyViolation)
     assert error.code == "POLICY" and "mv:churn/1" in str(error)
+
+
+_LIST_PARAMS = ("approvals", "from_holders", "to_holders", "to_before")
+
+
+def _promote_runs(store: GraphStore) -> list[Node]:
+    return list(store.iter_nodes("Run", {"kind": "promote"}, "started_at"))
+
+
+def test_approvals_and_holders_are_json_lists_and_names_with_commas_round_trip(
+    store: GraphStore, registry: RegistryFactory, clock: Clock
+) -> None:
+    add_version(store, 1)
+    add_version(store, 2)
+    reg = registry(churn__Production=Policy(approvals=2))
+    reg.promote("churn/1", "Staging", "ann", "smoke tests ok")
+    reg.promote("churn/2", "Staging", "ann", "smoke tests ok")
+    req = reg.request_promotion("churn/1", "Production", "Smith, Ann", "go live")
+    assert isinstance(req, PromotionPending)
+    pending = reg.approve(req.request_id, "Doe, Jane", "ok")
+    assert isinstance(pending, PromotionPending) and pending.approvals == ("Doe, Jane",)
+    with pytest.raises(ConflictError):
+        reg.approve(req.request_id, "Doe, Jane", "again")
+    done = reg.approve(req.request_id, "Roe, Rick", "ok")
+    assert isinstance(done, ModelPromoted) and done.approvals == ("Doe, Jane", "Roe, Rick")
+    (entry,) = reg.history("churn", stage="Production")
+    assert entry.approvals == ("Doe, Jane", "Roe, Rick")
+    assert reg.holders_at("churn", "Staging", clock.now) == [2]
+    assert reg.holders_at("churn", "Production", clock.now) == [1]
+    # as stored: JSON lists (as text: run params are scalars), not comma-joined
+    params = Run.from_node(store.get_node(req.request_id)).params
+    assert json.loads(str(params["approvals"])) == ["Doe, Jane", "Roe, Rick"]
+    assert json.loads(str(params["from_holders"])) == [2]
+    assert json.loads(str(params["to_holders"])) == [1]
+    assert json.loads(str(params["to_before"])) == []
+
+
+def test_a_store_with_comma_joined_lists_still_reads(
+    store: GraphStore, registry: RegistryFactory, clock: Clock
+) -> None:
+    # Stores written before the lists were JSON hold them comma-joined: rewrite every list
+    # param of every promote run to that form, then read and go on through the service.
+    add_version(store, 1)
+    add_version(store, 2)
+    add_version(store, 3)
+    reg = registry(churn__Production=Policy(approvals=2))
+    reg.promote("churn/1", "Staging", "ann", "v1")
+    reg.promote("churn/2", "Staging", "ann", "v2 beside v1")
+    req = reg.request_promotion("churn/3", "Production", "ann", "v3")
+    assert isinstance(req, PromotionPending)
+    assert isinstance(reg.approve(req.request_id, "carol", "ok"), PromotionPending)
+    old = []
+    for node in _promote_runs(store):
+        params = dict(node.props["params"])
+        for key in _LIST_PARAMS:
+            if key in params:
+                params[key] = ",".join(str(v) for v in json.loads(params[key]))
+        old.append(Node(id=node.id, label=node.label, props={**node.props, "params": params}))
+    store.upsert_nodes(old)
+    stored = Run.from_node(store.get_node(req.request_id)).params
+    assert stored["approvals"] == "carol"
+    assert [n.props["params"].get("to_holders") for n in _promote_runs(store)][:2] == ["1", "1,2"]
+
+    assert reg.holders_at("churn", "Staging", clock.now) == [1, 2]
+    # a pending request approved before goes on from its old approvals
+    with pytest.raises(ConflictError):
+        reg.approve(req.request_id, "carol", "again")
+    done = reg.approve(req.request_id, "dave", "ok")
+    assert isinstance(done, ModelPromoted) and done.approvals == ("carol", "dave")
+    history = reg.history("churn", stage="Production")
+    assert [e.approvals for e in history] == [("carol", "dave")]
+    # rollback reads the old to_before of v2's promotion: v1 stays, v2 goes back
+    reg.rollback("churn", "Staging", "ann", "undo v2")
+    assert reg.holders_at("churn", "Staging", clock.now) == [1]
+    assert stage_of(store, "churn", 2) is Stage.NONE
