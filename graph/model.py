@@ -370,6 +370,42 @@ class Edge:
             )
 
 
+# --- metric values on the wire -------------------------------------------------------------
+#
+# JSON (and GraphQL's Float) cannot carry NaN or +-inf, and a diverging loss is a fact worth
+# keeping: on the wire the non-finite values are these three strings (the ``MetricValue``
+# scalar). The server and the remote client use this one pair of functions.
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def metric_to_wire(value: float) -> float | str:
+    """A metric value as JSON can carry it: the number, or ``"NaN"``, ``"Infinity"``,
+    ``"-Infinity"``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def metric_from_wire(value: object, field_name: str = "value") -> float:
+    """The float a wire metric value stands for: a number (not a bool) or exactly one of
+    ``"NaN"``, ``"Infinity"``, ``"-Infinity"``; anything else is a :class:`ValidationError`
+    naming ``field_name``."""
+    if isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:
+            pass  # an int beyond the float range
+    raise ValidationError(
+        f'a metric value is a number or "NaN", "Infinity", "-Infinity"; got {value!r:.60}',
+        field=field_name,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesPoint:
     """One point of a metric series: the value of ``key`` on node ``node_id`` at ``step``.

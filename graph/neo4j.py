@@ -40,7 +40,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
@@ -83,7 +83,7 @@ from .model import (
     validate_id,
     validate_label,
 )
-from .store import Expansion, GraphStore, _series_key
+from .store import Expansion, GraphStore, _series_key, nested_transaction
 from .uri import NEO4J_SCHEMES, redact
 
 log = logging.getLogger(__name__)
@@ -757,16 +757,15 @@ class Neo4jStore(GraphStore):
                     if attempt > RACE_RETRIES:
                         raise
 
+    def transaction(self) -> AbstractContextManager[None]:
+        return nested_transaction(self._local, self._outermost)
+
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def _outermost(self) -> Iterator[None]:
+        """The thread's outermost transaction: one session and one explicit transaction that
+        every write and read inside joins; relationship-type indexes it needs are created
+        once it has ended."""
         state = self._local
-        if state.depth:
-            state.depth += 1
-            try:
-                yield
-            finally:
-                state.depth -= 1
-            return
         with self._translate("beginning a transaction"):
             session = self._session()
             try:
@@ -774,23 +773,23 @@ class Neo4jStore(GraphStore):
             except BaseException:
                 session.close()
                 raise
-        state.session, state.tx, state.depth, state.pending_kinds = session, tx, 1, []
+        state.session, state.tx, state.pending_kinds = session, tx, []
         try:
             try:
                 yield
             except BaseException:
-                state.tx, state.depth = None, 0
+                state.tx = None
                 try:
                     tx.rollback()
                 except (DriverError, Neo4jError) as e:  # the original error matters more
                     log.debug("rollback failed: %s", self._scrub(str(e)))
                 raise
-            state.tx, state.depth = None, 0
+            state.tx = None
             with self._translate("committing a transaction"):
                 tx.commit()
         finally:
             kinds, state.pending_kinds = state.pending_kinds or [], None
-            state.tx, state.session, state.depth = None, None, 0
+            state.tx, state.session = None, None
             session.close()
             if kinds:
                 self._ensure_kind_indexes(kinds)

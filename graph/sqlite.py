@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from .model import (
     validate_id,
     validate_label,
 )
-from .store import Expansion, GraphStore, _series_key
+from .store import Expansion, GraphStore, _series_key, nested_transaction
 
 # Each entry moves the schema one version forward; never edit one that has shipped.
 MIGRATIONS: list[str] = [
@@ -292,29 +292,23 @@ class SqliteStore(GraphStore):
                 raise
             conn.execute("COMMIT")
 
+    def transaction(self) -> AbstractContextManager[None]:
+        return nested_transaction(self._local, self._outermost)
+
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        state = self._local
-        if state.depth:
-            state.depth += 1
-            try:
-                yield
-            finally:
-                state.depth -= 1
-            return
+    def _outermost(self) -> Iterator[None]:
+        """The thread's outermost transaction: IMMEDIATE (the write lock at once), holding
+        the in-memory database's lock until it ends."""
         with self._lock if self.memory else _nolock:
             conn = self._conn()
             with _translate():
                 conn.execute("BEGIN IMMEDIATE")
-            state.depth = 1
             try:
                 yield
             except BaseException:
-                state.depth = 0
                 with _translate():
                     conn.execute("ROLLBACK")
                 raise
-            state.depth = 0
             with _translate():
                 conn.execute("COMMIT")
 

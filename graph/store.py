@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from .audit import AuditEntry, AuditVerification, verify_chain
 from .errors import NotFoundError, ValidationError
@@ -520,6 +520,39 @@ def _direction(direction: Direction | str) -> Direction:
         ) from None
 
 
+class _Nesting(Protocol):
+    """Per-thread transaction state (a ``threading.local``): how deep the open blocks are."""
+
+    depth: int
+
+
+@contextmanager
+def nested_transaction(
+    state: _Nesting, outermost: Callable[[], AbstractContextManager[None]]
+) -> Iterator[None]:
+    """The nesting rule of every ``transaction()`` here: on a thread, the outermost block runs
+    ``outermost()`` (which begins, and commits on a normal exit or rolls back on an error);
+    blocks inside it only join, so the whole commits or rolls back together. An error caught
+    inside the outer block does not undo what the inner one wrote.
+
+    ``state.depth`` is the thread's count of open blocks; it is back to 0 before the
+    outermost block commits or rolls back, so code run by that commit starts afresh.
+    """
+    if state.depth:
+        state.depth += 1
+        try:
+            yield
+        finally:
+            state.depth -= 1
+        return
+    with outermost():
+        state.depth = 1
+        try:
+            yield
+        finally:
+            state.depth = 0
+
+
 def _directions(direction: Direction) -> tuple[Direction, ...]:
     if direction is Direction.BOTH:
         return (Direction.UPSTREAM, Direction.DOWNSTREAM)
@@ -542,4 +575,4 @@ def _labels(labels: Sequence[str] | None) -> list[str] | None:
     return [validate_label(x, "labels") for x in labels]
 
 
-__all__ = ["Expansion", "GraphStore", "TraversedNode", "downsample"]
+__all__ = ["Expansion", "GraphStore", "TraversedNode", "downsample", "nested_transaction"]

@@ -1201,7 +1201,7 @@ def _trainers_context(client: Client, a: str, b: str) -> list[tuple[str, str, st
 
 def outcome_json(result: Any) -> dict[str, Any]:
     """A registry result as JSON: ``outcome`` is promoted, pending, refused or rejected."""
-    from .registry import ModelPromoted, PolicyViolation, PromotionPending, PromotionRejected
+    from .registry import ModelPromoted, PromotionPending, PromotionRefused, PromotionRejected
 
     if isinstance(result, ModelPromoted):
         return {
@@ -1222,7 +1222,7 @@ def outcome_json(result: Any) -> dict[str, Any]:
             "approvals": list(result.approvals),
             "needed": result.needed,
         }
-    if isinstance(result, PolicyViolation):
+    if isinstance(result, PromotionRefused):
         return {
             "outcome": "refused",
             "version": result.version_id,

@@ -131,6 +131,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote, urlsplit
 
+from lineagehub.artifacts import hash_file
 from lineagehub.graph.errors import NotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -345,19 +346,9 @@ def _fingerprint_path(path: Path, opts: _Options) -> DatasetFingerprint:
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
-    """sha256 hex and size of a file, read in 1 MiB chunks into one reused buffer."""
-    h = hashlib.sha256()
-    buf = bytearray(CHUNK_BYTES)
-    view = memoryview(buf)
-    size = 0
-    try:
-        with open(path, "rb", buffering=0) as f:
-            while n := f.readinto(buf):
-                h.update(view[:n])
-                size += n
-    except OSError as e:
-        raise _data_error(f"cannot read {path}: {e.strerror or e}") from None
-    return h.hexdigest(), size
+    """sha256 hex (no prefix) and size of a file; a read error names the field ``"data"``."""
+    digest, size = hash_file(path, CHUNK_BYTES, field="data")
+    return digest.removeprefix("sha256:"), size
 
 
 def _file_format(path: Path) -> str | None:

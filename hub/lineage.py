@@ -49,6 +49,7 @@ from .vocabulary import (
     DeploymentStatus,
     EdgeKind,
     NodeKind,
+    model_version_id,
 )
 
 __all__ = [
@@ -387,7 +388,7 @@ class LineageService:
                     field=field,
                 )
             if _VERSION_RE.match(selector):
-                return self._existing(f"mv:{name}/{int(selector)}")
+                return self._existing(model_version_id(name, int(selector)))
             if selector == "latest":
                 page = self.store.find_nodes(
                     NodeKind.MODEL_VERSION.value, {"model": name}, "-version", limit=1
@@ -396,7 +397,7 @@ class LineageService:
             return self._resolve_alias(ref, name, selector, field)
         name, _, number = rest.rpartition("/")
         if name and _VERSION_RE.match(number):
-            return self._existing(f"mv:{name}/{int(number)}")
+            return self._existing(model_version_id(name, int(number)))
         if not rest:
             raise ValidationError(f"{field}: {ref!r}: no model name", field=field)
         return None

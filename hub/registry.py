@@ -10,15 +10,16 @@ version (role ``input``) and is ASSOCIATED_WITH its requester (and approvers). S
 :meth:`RegistryService.holder_at` at most two:
 
 - stage change: ``change="stage"``, ``model``, ``version``, ``from_stage``, ``to_stage``,
-  ``from_holders`` / ``to_holders`` (versions in those stages after the change, comma
-  separated, oldest entrant first) and ``to_before`` (in ``to_stage`` before it);
+  ``from_holders`` / ``to_holders`` (versions in those stages after the change, oldest
+  entrant first) and ``to_before`` (in ``to_stage`` before it), each a JSON list as text
+  (params are scalars; stores written before hold them comma-joined, which still reads);
 - alias change: ``change="alias"``, ``model``, ``alias``, ``version``, ``from_version`` (the
   previous holder, or null) and ``to_version`` (the new holder, null when removed);
 - promotion request: ``change="request"`` while pending (``RUNNING``) or rejected
   (``FAILED``); on its final approval the request run itself becomes the stage change.
 
 Every change appends an audit entry (``store.append_audit``) in the same transaction.
-A promotion that breaks its :class:`Policy` returns a :class:`PolicyViolation` listing every
+A promotion that breaks its :class:`Policy` returns a :class:`PromotionRefused` listing every
 broken rule (nothing is written).
 """
 
@@ -54,6 +55,7 @@ from .vocabulary import (
     UsedRole,
     link,
     make_edge,
+    model_version_id,
     validate,
 )
 from .webhooks import AfterCommit, EventSink, WebhookEvent
@@ -62,8 +64,8 @@ __all__ = [
     "HistoryEntry",
     "ModelPromoted",
     "Policy",
-    "PolicyViolation",
     "PromotionPending",
+    "PromotionRefused",
     "PromotionRejected",
     "RegistryService",
     "RuleBroken",
@@ -269,8 +271,12 @@ class RuleBroken:
 
 
 @dataclass(frozen=True)
-class PolicyViolation:
-    """A refused promotion or approval: every rule it broke. Nothing was written."""
+class PromotionRefused:
+    """A refused promotion or approval: every rule it broke. Nothing was written.
+
+    A result, not an error: :meth:`to_error` makes the
+    :class:`~lineagehub.graph.errors.PolicyViolation` to raise where a refusal must be one.
+    """
 
     version_id: str
     to_stage: str
@@ -286,6 +292,11 @@ class PolicyViolation:
             f"promotion of {self.version_id} to {self.to_stage} refused: {text}",
             rules=list(self.rules),
         )
+
+
+# The old name of PromotionRefused, for ingest/ only until it is switched (not exported: the
+# name is the exception's, lineagehub.graph.errors.PolicyViolation).
+PolicyViolation = PromotionRefused
 
 
 @dataclass(frozen=True)
@@ -358,14 +369,29 @@ def _slot(value: Any) -> Stage | None:
     return None
 
 
-def _holders(text: Any) -> list[int]:
-    if not isinstance(text, str) or not text:
+def _list_param(values: Sequence[str] | Sequence[int]) -> str:
+    """A list as a run param (params are scalars): JSON text, so a name holding a comma is
+    still one name."""
+    return json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
+
+
+def _read_list(value: Any) -> list[str]:
+    """A list param as written by :func:`_list_param`; stores written before it hold the
+    comma-joined form (``"alice,bob"``, ``""``), which still reads."""
+    if not isinstance(value, str) or not value:
         return []
-    return [int(v) for v in text.split(",")]
+    if value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None  # an old comma-joined name that starts with "["
+        if isinstance(parsed, list):
+            return [str(v) for v in parsed]
+    return [v for v in value.split(",") if v]
 
 
-def _text(values: Sequence[int]) -> str:
-    return ",".join(str(v) for v in values)
+def _holders(value: Any) -> list[int]:
+    return [int(v) for v in _read_list(value)]
 
 
 def _done_run(
@@ -511,7 +537,9 @@ class RegistryService:
                 "version": to_version,
                 "from_version": from_version,
                 "to_version": to_version,
-                "version_id": f"mv:{model}/{to_version}" if to_version is not None else None,
+                "version_id": model_version_id(model, to_version)
+                if to_version is not None
+                else None,
                 "actor": actor,
                 "reason": reason,
                 "run_id": run_id,
@@ -590,7 +618,7 @@ class RegistryService:
         run = Run.from_node(node)
         p = run.params
         is_alias = p.get("change") == "alias"
-        approvals = tuple(a for a in str(p.get("approvals") or "").split(",") if a)
+        approvals = tuple(_read_list(p.get("approvals")))
         assert run.ended_at is not None
         return HistoryEntry(
             version=int(p["version"]),  # type: ignore[arg-type]
@@ -785,7 +813,7 @@ class RegistryService:
 
     def request_promotion(
         self, ref: str, to_stage: Stage | str, actor: str, reason: str | None = None
-    ) -> PromotionPending | ModelPromoted | PolicyViolation:
+    ) -> PromotionPending | ModelPromoted | PromotionRefused:
         """Ask to move a version to a stage: refused (every broken rule), pending (the policy
         wants approvals) or done at once (it wants none)."""
         actor = _check_actor(actor)
@@ -796,7 +824,7 @@ class RegistryService:
         policy = self.policy_for(mv.model, stage)
         broken = self._check_rules(mv, stage, policy)
         if broken:
-            return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+            return PromotionRefused(mv.node_id, stage.value, tuple(broken))
         if policy.approvals == 0:
             with self._events.transaction():
                 self._promotion_event(
@@ -817,7 +845,7 @@ class RegistryService:
                 "version": mv.version,
                 "to_stage": stage.value,
                 "needed": policy.approvals,
-                "approvals": "",
+                "approvals": _list_param([]),
             },
         )
         with self._events.transaction():
@@ -851,34 +879,36 @@ class RegistryService:
                 f"promotion request {request_id} is {run.status.value}, not pending"
             )
         mv = ModelVersion.from_node(
-            self.store.get_node(f"mv:{run.params['model']}/{run.params['version']}")
+            self.store.get_node(
+                model_version_id(str(run.params["model"]), str(run.params["version"]))
+            )
         )
         return run, mv
 
     def approve(
         self, request_id: str, actor: str, comment: str | None = None
-    ) -> PromotionPending | ModelPromoted | PolicyViolation:
+    ) -> PromotionPending | ModelPromoted | PromotionRefused:
         """Approve a pending request; the last approval needed performs the promotion."""
         actor = _check_actor(actor)
         with self._events.transaction():
             run, mv = self._pending(request_id)
             stage = _stage(run.params["to_stage"])
             policy = self.policy_for(mv.model, stage)
-            approvals = [a for a in str(run.params.get("approvals") or "").split(",") if a]
+            approvals = _read_list(run.params.get("approvals"))
             if actor in approvals:
                 raise ConflictError(f"{actor!r} already approved {request_id}")
             broken = self._approval_rules(mv, policy, actor, run.user or "")
             if broken:
-                return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+                return PromotionRefused(mv.node_id, stage.value, tuple(broken))
             approvals.append(actor)
             needed = int(run.params.get("needed") or 0)
             done = len(approvals) >= max(needed, policy.approvals)
             if done:
                 broken = self._check_rules(mv, stage, policy)
                 if broken:
-                    return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+                    return PromotionRefused(mv.node_id, stage.value, tuple(broken))
             self._associate(run.node_id, actor, AssociationRole.APPROVER)
-            run.params = {**run.params, "approvals": ",".join(approvals)}
+            run.params = {**run.params, "approvals": _list_param(approvals)}
             self.store.upsert_nodes([run.to_node()])
             self.store.append_audit(
                 actor,
@@ -945,7 +975,7 @@ class RegistryService:
         reason: str | None = None,
         *,
         archive_previous: bool = True,
-    ) -> ModelPromoted | PolicyViolation:
+    ) -> ModelPromoted | PromotionRefused:
         """Move a version to a stage at once, where its policy needs no approvals."""
         actor = _check_actor(actor)
         stage = _stage(to_stage)
@@ -965,7 +995,7 @@ class RegistryService:
                 )
             )
         if broken:
-            return PolicyViolation(mv.node_id, stage.value, tuple(broken))
+            return PromotionRefused(mv.node_id, stage.value, tuple(broken))
         return self._promote(mv, stage, actor, reason, archive_previous=archive_previous)
 
     def _promote(
@@ -1057,9 +1087,9 @@ class RegistryService:
             "version": mv.version,
             "from_stage": from_stage.value,
             "to_stage": stage.value,
-            "from_holders": _text(from_after),
-            "to_holders": _text(to_after),
-            "to_before": _text(to_before),
+            "from_holders": _list_param(from_after),
+            "to_holders": _list_param(to_after),
+            "to_before": _list_param(to_before),
             "action": action,
         }
         if run is None:
@@ -1074,7 +1104,7 @@ class RegistryService:
             )
             self._write_run(run, mv, actor, AssociationRole.REQUESTER)
         else:
-            run.params = {**run.params, **params, "approvals": ",".join(approvals)}
+            run.params = {**run.params, **params, "approvals": _list_param(approvals)}
             run.status = RunStatus.FINISHED
             run.ended_at = now
             self.store.upsert_nodes([run.to_node()])
@@ -1145,7 +1175,7 @@ class RegistryService:
                     self.remove_alias(model, stage_or_alias, actor, reason or "rollback")
                 else:
                     self.set_alias(
-                        f"mv:{model}/{prev}", stage_or_alias, actor, reason or "rollback"
+                        model_version_id(model, prev), stage_or_alias, actor, reason or "rollback"
                     )
                 last = self._last_event({"params.change": "alias", "params.model": model}, None)
                 return [last.id] if last is not None else []
@@ -1156,14 +1186,16 @@ class RegistryService:
             if event is None:
                 raise NotFoundError(f"stage {stage.value} of {model!r} has no history", ids=[model])
             params = event.props["params"]
-            current = ModelVersion.from_node(self.store.get_node(f"mv:{model}/{params['version']}"))
+            current = ModelVersion.from_node(
+                self.store.get_node(model_version_id(model, params["version"]))
+            )
             runs: list[str] = []
             why = reason or f"rollback of {event.id}"
             if current.stage is stage:
                 back = _stage(params["from_stage"], "from_stage")
                 runs.append(self._move(current, back, actor, why, "rollback"))
             for v in _holders(params.get("to_before")):
-                mv = ModelVersion.from_node(self.store.get_node(f"mv:{model}/{v}"))
+                mv = ModelVersion.from_node(self.store.get_node(model_version_id(model, v)))
                 if mv.stage is not stage:
                     runs.append(self._move(mv, stage, actor, why, "rollback"))
             return runs
@@ -1201,7 +1233,7 @@ class RegistryService:
                     stage.value,
                     mv.stage.value,
                 )
-                raise PolicyViolation(mv.node_id, stage.value, (broken,)).to_error()
+                raise PromotionRefused(mv.node_id, stage.value, (broken,)).to_error()
         now = self._now()
         name = name or mv.model
         with self._events.transaction():
@@ -1238,7 +1270,7 @@ class RegistryService:
                     "version": mv.version,
                     "endpoint": deployment.endpoint,
                     "status": deployment.status.value,
-                    "replaced": ",".join(ended),
+                    "replaced": _list_param(ended),
                 },
             )
             self._write_run(run, mv, actor, AssociationRole.LAUNCHER)

@@ -170,6 +170,7 @@ __all__ = [
     "link",
     "make_edge",
     "member",
+    "model_version_id",
     "new_id",
     "packages_digest",
     "uuid7",
@@ -715,6 +716,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}:{uuid7()}"
 
 
+def model_version_id(name: str, version: int | str) -> str:
+    """The node id of version ``version`` of registered model ``name``: ``mv:<name>/<n>``."""
+    return f"mv:{name}/{int(version)}"
+
+
 def id_timestamp(node_id: str) -> datetime | None:
     """When a time-ordered id (``run:<uuid7>``...) was made; ``None`` for other ids."""
     _, _, rest = node_id.partition(":")
@@ -1133,7 +1139,7 @@ class ModelVersion(NodeModel):
 
     @property
     def node_id(self) -> str:
-        return f"mv:{self.model}/{self.version}"
+        return model_version_id(self.model, self.version)
 
     @property
     def model_id(self) -> str:

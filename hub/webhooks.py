@@ -46,7 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -59,6 +59,7 @@ import httpx
 from lineagehub.graph import GraphStore, Node
 from lineagehub.graph.errors import ConfigError
 from lineagehub.graph.model import to_iso
+from lineagehub.graph.store import nested_transaction
 
 log = logging.getLogger(__name__)
 
@@ -595,6 +596,14 @@ EventSink = Callable[[str, dict[str, Any]], object]
 DELIVERY_LABEL = "WebhookDelivery"
 
 
+class _Pending(threading.local):
+    depth: int = 0
+    events: list[tuple[str, dict[str, Any]]]
+
+    def __init__(self) -> None:
+        self.events = []
+
+
 class AfterCommit:
     """Events raised inside a service's (possibly nested) transactions, handed to ``sink``
     only once the outermost one has committed: a rolled-back change sends nothing. A sink
@@ -605,35 +614,32 @@ class AfterCommit:
     def __init__(self, store: GraphStore, sink: EventSink | None) -> None:
         self.store = store
         self.sink = sink
-        self._local = threading.local()
+        self._local = _Pending()
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """A store transaction whose events are sent once the outermost one commits."""
+        return nested_transaction(self._local, self._outermost)
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def _outermost(self) -> Iterator[None]:
         local = self._local
-        depth = getattr(local, "depth", 0)
-        if depth == 0:
-            local.events = []
-        local.depth = depth + 1
+        local.events = []
         try:
             with self.store.transaction():
                 yield
         except BaseException:
-            local.depth = depth
-            if depth == 0:
-                local.events = []
+            local.events = []
             raise
-        local.depth = depth
-        if depth == 0:
-            events, local.events = local.events, []
-            for event, payload in events:
-                self._send(event, payload)
+        events, local.events = local.events, []
+        for event, payload in events:
+            self._send(event, payload)
 
     def emit(self, event: WebhookEvent | str, payload: Mapping[str, Any]) -> None:
         """Send ``event`` after the current transaction commits (at once outside one)."""
         if self.sink is None:
             return
         name = _event(event).value
-        if getattr(self._local, "depth", 0):
+        if self._local.depth:
             self._local.events.append((name, dict(payload)))
         else:
             self._send(name, dict(payload))

@@ -34,6 +34,7 @@ from .types import (
     Run,
     edge_of,
     wrap,
+    wrap_as,
 )
 
 
@@ -293,7 +294,7 @@ class Query:
     async def run(self, info: I, id: strawberry.ID) -> Run:
         ctx = info.context
         run = await ctx.call(ctx.services.tracking.get_run, str(id))
-        return wrap(await ctx.call(ctx.store.get_node, run.id))  # type: ignore[return-value]
+        return wrap_as(await ctx.call(ctx.store.get_node, run.id), Run)
 
     runs = _listing("Run", Run, "Runs, filtered and ordered, a page at a time.")
     datasets = _listing("Dataset", Dataset, "Logical datasets (namespace, name).")

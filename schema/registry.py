@@ -20,9 +20,10 @@ import strawberry
 from strawberry.scalars import JSON
 
 from lineagehub.graph import ConfigError
+from lineagehub.vocabulary import model_version_id
 
 from .types import Deployment as DeploymentType
-from .types import I, wrap
+from .types import I, wrap, wrap_as
 from .types import ModelVersion as ModelVersionType
 
 
@@ -43,7 +44,8 @@ async def _node(info: I, node_id: str) -> Any:
 
 
 async def _version(info: I, node_id: str) -> ModelVersionType:
-    return await _node(info, node_id)
+    ctx = info.context
+    return wrap_as(await ctx.call(ctx.store.get_node, node_id), ModelVersionType)
 
 
 @strawberry.type(description="One rule a promotion or approval broke.")
@@ -240,7 +242,7 @@ class RegistryMutation:
         nodes = await ctx.call(_current, ctx.store, model, stage_or_alias)
         return RollbackResult(
             run_ids=[strawberry.ID(r) for r in runs],
-            holders=[wrap(n) for n in nodes],  # type: ignore[misc]
+            holders=[wrap_as(n, ModelVersionType) for n in nodes],
         )
 
     @strawberry.mutation(
@@ -295,13 +297,13 @@ class RegistryQuery:
     ) -> list[RegistryChange]:
         ctx = info.context
         entries = await ctx.call(_registry(info).history, model, alias, stage)
-        ids = [f"mv:{model}/{e.version}" for e in entries]
+        ids = [model_version_id(model, e.version) for e in entries]
         nodes = await ctx.call(ctx.store.get_nodes, list(dict.fromkeys(ids)))
-        by_id = {n.id: wrap(n) for n in nodes if n is not None}
+        by_id = {n.id: wrap_as(n, ModelVersionType) for n in nodes if n is not None}
         return [
             RegistryChange(
                 change=e.change,
-                version=by_id[f"mv:{model}/{e.version}"],  # type: ignore[arg-type]
+                version=by_id[model_version_id(model, e.version)],
                 alias=e.alias,
                 from_stage=None if e.alias is not None else e.from_,
                 to_stage=None if e.alias is not None else e.to,
@@ -327,4 +329,4 @@ class RegistryQuery:
         version = await ctx.call(_registry(info).holder_at, model, alias_or_stage, time)
         if version is None:
             return None
-        return await _version(info, f"mv:{model}/{version}")
+        return await _version(info, model_version_id(model, version))

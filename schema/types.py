@@ -137,17 +137,43 @@ async def _links(
     return await info.context.neighbours(node_id, direction, kinds, labels)
 
 
+T = TypeVar("T", bound=NodeInterface)
+
+
+def wrap_as(node: Node, cls: type[T]) -> T:
+    """:func:`wrap`, checked to be a ``cls`` (a resolver's declared type)."""
+    obj = wrap(node)
+    if not isinstance(obj, cls):
+        raise TypeError(f"{node.id} is a {node.label}, not a {cls.__name__}")
+    return obj
+
+
 async def _one(
-    info: I, node_id: str, direction: Direction, kind: str, labels: list[str] | None = None
-) -> NodeInterface | None:
-    found = await _links(info, node_id, direction, [kind], labels)
-    return wrap(found[0].node) if found else None
+    info: I,
+    node_id: str,
+    direction: Direction,
+    kind: str,
+    cls: type[T],
+    labels: list[str] | None = None,
+) -> T | None:
+    """The first neighbour over ``kind`` edges that is a ``cls`` (``None`` if there is none)."""
+    found = await _many(info, node_id, direction, kind, cls, labels)
+    return found[0] if found else None
 
 
 async def _many(
-    info: I, node_id: str, direction: Direction, kind: str, labels: list[str] | None = None
-) -> list[NodeInterface]:
-    return [wrap(a.node) for a in await _links(info, node_id, direction, [kind], labels)]
+    info: I,
+    node_id: str,
+    direction: Direction,
+    kind: str,
+    cls: type[T],
+    labels: list[str] | None = None,
+) -> list[T]:
+    """The neighbours over ``kind`` edges that are ``cls`` objects. The vocabulary's edge rules
+    fix the label at the other end; a node of another label (written around the services)
+    is left out rather than served under the wrong type."""
+    found = (wrap(a.node) for a in await _links(info, node_id, direction, [kind], labels))
+    return [obj for obj in found if isinstance(obj, cls)]
 
 
 def _link(a: Adjacent) -> Link:
@@ -206,7 +232,7 @@ class Project(NodeInterface):
 
     @strawberry.field
     async def experiments(self, info: I) -> list[Experiment]:
-        return await _many(info, self.raw.id, DOWN, "PART_OF", ["Experiment"])  # type: ignore[return-value]
+        return await _many(info, self.raw.id, DOWN, "PART_OF", Experiment, ["Experiment"])
 
 
 @strawberry.type
@@ -216,11 +242,11 @@ class Experiment(NodeInterface):
 
     @strawberry.field
     async def project(self, info: I) -> Project | None:
-        return await _one(info, self.raw.id, UP, "PART_OF", ["Project"])  # type: ignore[return-value]
+        return await _one(info, self.raw.id, UP, "PART_OF", Project, ["Project"])
 
     @strawberry.field
     async def runs(self, info: I) -> list[Run]:
-        return await _many(info, self.raw.id, DOWN, "PART_OF", ["Run"])  # type: ignore[return-value]
+        return await _many(info, self.raw.id, DOWN, "PART_OF", Run, ["Run"])
 
 
 @strawberry.type
@@ -293,23 +319,23 @@ class Run(NodeInterface):
 
     @strawberry.field
     async def code(self, info: I) -> CodeCommit | None:
-        return await _one(info, self.raw.id, UP, "RAN_CODE")  # type: ignore[return-value]
+        return await _one(info, self.raw.id, UP, "RAN_CODE", CodeCommit)
 
     @strawberry.field
     async def environment(self, info: I) -> Environment | None:
-        return await _one(info, self.raw.id, UP, "RAN_IN")  # type: ignore[return-value]
+        return await _one(info, self.raw.id, UP, "RAN_IN", Environment)
 
     @strawberry.field
     async def parent(self, info: I) -> Run | None:
-        return await _one(info, self.raw.id, UP, "CHILD_OF")  # type: ignore[return-value]
+        return await _one(info, self.raw.id, UP, "CHILD_OF", Run)
 
     @strawberry.field
     async def children(self, info: I) -> list[Run]:
-        return await _many(info, self.raw.id, DOWN, "CHILD_OF")  # type: ignore[return-value]
+        return await _many(info, self.raw.id, DOWN, "CHILD_OF", Run)
 
     @strawberry.field
     async def experiment(self, info: I) -> Experiment | None:
-        return await _one(info, self.raw.id, UP, "PART_OF", ["Experiment"])  # type: ignore[return-value]
+        return await _one(info, self.raw.id, UP, "PART_OF", Experiment, ["Experiment"])
 
     @strawberry.field(description="Agents associated with the run (launcher, approvers...).")
     async def agents(self, info: I) -> list[Link]:
@@ -328,8 +354,8 @@ class Dataset(NodeInterface):
 
     @strawberry.field
     async def versions(self, info: I) -> list[DatasetVersion]:
-        found = await _many(info, self.raw.id, DOWN, "VERSION_OF")
-        return sorted(found, key=lambda n: n.raw.created_at or 0, reverse=True)  # type: ignore[arg-type]
+        found = await _many(info, self.raw.id, DOWN, "VERSION_OF", DatasetVersion)
+        return sorted(found, key=lambda n: n.raw.created_at or 0, reverse=True)
 
 
 @strawberry.type
@@ -344,11 +370,11 @@ class DatasetVersion(NodeInterface):
 
     @strawberry.field
     async def dataset(self, info: I) -> Dataset | None:
-        return await _one(info, self.raw.id, UP, "VERSION_OF")  # type: ignore[return-value]
+        return await _one(info, self.raw.id, UP, "VERSION_OF", Dataset)
 
     @strawberry.field
     async def generated_by(self, info: I) -> Run | None:
-        return await _one(info, self.raw.id, UP, "GENERATED_BY")  # type: ignore[return-value]
+        return await _one(info, self.raw.id, UP, "GENERATED_BY", Run)
 
     @strawberry.field
     async def used_by(self, info: I) -> list[Link]:
@@ -356,11 +382,15 @@ class DatasetVersion(NodeInterface):
 
     @strawberry.field
     async def derived_from(self, info: I) -> list[DatasetVersion]:
-        return await _many(info, self.raw.id, UP, "DERIVED_FROM", ["DatasetVersion"])  # type: ignore[return-value]
+        return await _many(
+            info, self.raw.id, UP, "DERIVED_FROM", DatasetVersion, ["DatasetVersion"]
+        )
 
     @strawberry.field
     async def derivatives(self, info: I) -> list[DatasetVersion]:
-        return await _many(info, self.raw.id, DOWN, "DERIVED_FROM", ["DatasetVersion"])  # type: ignore[return-value]
+        return await _many(
+            info, self.raw.id, DOWN, "DERIVED_FROM", DatasetVersion, ["DatasetVersion"]
+        )
 
 
 @strawberry.type
@@ -373,7 +403,7 @@ class CodeCommit(NodeInterface):
 
     @strawberry.field
     async def runs(self, info: I) -> list[Run]:
-        return await _many(info, self.raw.id, DOWN, "RAN_CODE")  # type: ignore[return-value]
+        return await _many(info, self.raw.id, DOWN, "RAN_CODE", Run)
 
 
 @strawberry.type
@@ -416,9 +446,9 @@ class Model(NodeInterface):
 
     @strawberry.field(description="Newest first.")
     async def versions(self, info: I) -> list[ModelVersion]:
-        found = await _many(info, self.raw.id, DOWN, "VERSION_OF")
+        found = await _many(info, self.raw.id, DOWN, "VERSION_OF", ModelVersion)
         ordered = sorted(found, key=lambda n: n.raw.props.get("version", 0), reverse=True)
-        return ordered  # type: ignore[return-value]
+        return ordered
 
 
 @strawberry.type
@@ -451,11 +481,11 @@ class ModelVersion(NodeInterface):
 
     @strawberry.field
     async def model(self, info: I) -> Model | None:
-        return await _one(info, self.raw.id, UP, "VERSION_OF")  # type: ignore[return-value]
+        return await _one(info, self.raw.id, UP, "VERSION_OF", Model)
 
     @strawberry.field
     async def trained_by(self, info: I) -> Run | None:
-        return await _one(info, self.raw.id, UP, "GENERATED_BY")  # type: ignore[return-value]
+        return await _one(info, self.raw.id, UP, "GENERATED_BY", Run)
 
     @strawberry.field
     async def deployments(self, info: I) -> list[Link]:
@@ -479,11 +509,11 @@ class Deployment(NodeInterface):
 
     @strawberry.field
     async def windows(self, info: I) -> list[MonitoringWindow]:
-        return await _many(info, self.raw.id, DOWN, "OBSERVED")  # type: ignore[return-value]
+        return await _many(info, self.raw.id, DOWN, "OBSERVED", MonitoringWindow)
 
     @strawberry.field
     async def alerts(self, info: I) -> list[Alert]:
-        return await _many(info, self.raw.id, DOWN, "ABOUT")  # type: ignore[return-value]
+        return await _many(info, self.raw.id, DOWN, "ABOUT", Alert)
 
 
 @strawberry.type
@@ -501,7 +531,7 @@ class MonitoringWindow(NodeInterface):
 
     @strawberry.field
     async def deployment(self, info: I) -> Deployment | None:
-        return await _one(info, self.raw.id, UP, "OBSERVED")  # type: ignore[return-value]
+        return await _one(info, self.raw.id, UP, "OBSERVED", Deployment)
 
 
 @strawberry.type
@@ -514,7 +544,7 @@ class Alert(NodeInterface):
 
     @strawberry.field
     async def about(self, info: I) -> list[NodeInterface]:
-        return await _many(info, self.raw.id, UP, "ABOUT")
+        return await _many(info, self.raw.id, UP, "ABOUT", NodeInterface)
 
 
 @strawberry.type

@@ -37,6 +37,7 @@ from lineagehub.artifacts import (
     S3ArtifactStore,
     digest_bytes,
     digest_file,
+    hash_file,
     open_artifact_store,
     register_artifact_store,
     supported_artifact_schemes,
@@ -438,6 +439,27 @@ def test_local_file_errors_name_the_path(artifact_store: ArtifactStore, tmp_path
     assert caught.value.field == "path"
     with pytest.raises(ValidationError):
         digest_file(missing)
+
+
+def test_hash_file_is_the_one_file_digest(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4099  # not a multiple of any chunk size below
+    path = tmp_path / "weights.bin"
+    path.write_bytes(data)
+    for chunk_size in (1, 7, 4096, artifacts.CHUNK_SIZE, 10 * len(data)):
+        assert hash_file(path, chunk_size) == (digest_bytes(data), len(data))
+    assert hash_file(str(path)) == (digest_file(path), len(data))
+    (tmp_path / "empty").write_bytes(b"")
+    assert hash_file(tmp_path / "empty") == (digest_bytes(b""), 0)
+    # Dataset fingerprints hash files with the same function (without the prefix).
+    from lineagehub.datasets import fingerprint
+
+    assert fingerprint(path).digest == digest_bytes(data)
+    with pytest.raises(ValidationError, match=r"no-such-file") as caught:
+        hash_file(tmp_path / "no-such-file")
+    assert caught.value.field == "path"
+    with pytest.raises(ValidationError) as caught:
+        hash_file(tmp_path, field="data")
+    assert caught.value.field == "data"
 
 
 def test_text_is_refused(artifact_store: ArtifactStore) -> None:

@@ -1,20 +1,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from lineagehub.graph import Direction, GraphStore
-from lineagehub.graph.errors import ConflictError, NotFoundError
+from lineagehub.graph import Direction, GraphStore, Node
+from lineagehub.graph.errors import ConflictError, NotFoundError, PolicyViolation
 from lineagehub.registry import (
     ModelPromoted,
     Policy,
-    PolicyViolation,
     PromotionPending,
+    PromotionRefused,
     PromotionRejected,
     RegistryService,
+    RuleBroken,
 )
 from lineagehub.vocabulary import (
     Agent,
@@ -29,6 +31,7 @@ from lineagehub.vocabulary import (
     Stage,
     UsedRole,
     make_edge,
+    model_version_id,
 )
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -97,7 +100,7 @@ def add_version(
 
 
 def stage_of(store: GraphStore, model: str, version: int) -> Stage:
-    return ModelVersion.from_node(store.get_node(f"mv:{model}/{version}")).stage
+    return ModelVersion.from_node(store.get_node(model_version_id(model, version))).stage
 
 
 RegistryFactory = Callable[..., RegistryService]
@@ -167,7 +170,7 @@ def test_two_approvals_then_promoted_previous_production_archived(
     done = reg.promote("churn/1", "Staging", "ann", "smoke tests ok")
     assert isinstance(done, ModelPromoted) and done.to_stage == "Staging"
     refused = reg.promote("churn/1", "Production", "ann", "direct?")
-    assert isinstance(refused, PolicyViolation) and refused.rule_ids == ["approvals"]
+    assert isinstance(refused, PromotionRefused) and refused.rule_ids == ["approvals"]
 
     first = reg.request_promotion("churn/1", "production", "ann", "go live")
     assert isinstance(first, PromotionPending)
@@ -229,13 +232,13 @@ def test_separation_of_duties(store: GraphStore, registry: RegistryFactory) -> N
     req = reg.request_promotion("churn/1", "Production", "ann", "please")
     assert isinstance(req, PromotionPending)
     by_requester = reg.approve(req.request_id, "ann", "self-approve")
-    assert isinstance(by_requester, PolicyViolation)
+    assert isinstance(by_requester, PromotionRefused)
     assert by_requester.rule_ids == ["separation_of_duties.requester"]
     by_author = reg.approve(req.request_id, "trainer", "my own model")
-    assert isinstance(by_author, PolicyViolation)
+    assert isinstance(by_author, PromotionRefused)
     assert by_author.rule_ids == ["separation_of_duties.author"]
     outsider = reg.approve(req.request_id, "mallory", "sure")
-    assert isinstance(outsider, PolicyViolation) and outsider.rule_ids == ["approver.role"]
+    assert isinstance(outsider, PromotionRefused) and outsider.rule_ids == ["approver.role"]
     err = outsider.to_error()
     assert err.code == "POLICY" and err.rules == list(outsider.rules)
     assert stage_of(store, "churn", 1) is Stage.NONE
@@ -253,13 +256,13 @@ def test_every_broken_rule_reported_together(store: GraphStore, registry: Regist
     reg = registry(**{"*": policy})
     audit_before = store.audit_head()
     bad = reg.request_promotion("churn/1", "Production", "ann", "try")
-    assert isinstance(bad, PolicyViolation)
+    assert isinstance(bad, PromotionRefused)
     assert bad.rule_ids == ["metric.accuracy", "metric.f1", "lineage.dirty_commit"]
     acc = bad.rules[0]
     assert (acc.expected, acc.actual) == (">= 0.9", 0.8)
     assert bad.rules[1].actual is None
     no_lineage = reg.promote("churn/2", "Production", "ann", "try")
-    assert isinstance(no_lineage, PolicyViolation)
+    assert isinstance(no_lineage, PromotionRefused)
     assert no_lineage.rule_ids == [
         "metric.f1",
         "lineage.dataset",
@@ -342,3 +345,91 @@ def test_unknown_refs(store: GraphStore, registry: RegistryFactory) -> None:
     with pytest.raises(NotFoundError):
         reg.rollback("churn", "Production", "ann")
     assert store.audit_head() is None
+
+
+def test_a_refusal_result_is_not_named_after_the_policy_error() -> None:
+    import lineagehub.registry as registry
+
+    # One name, one thing: PolicyViolation is the exception (graph.errors); the result a
+    # refused promotion returns is PromotionRefused, and to_error() makes the exception.
+    assert "PromotionRefused" in registry.__all__
+    assert "PolicyViolation" not in registry.__all__
+    refused = PromotionRefused("mv:churn/1", "Production", (RuleBroken("approvals", "needs 1"),))
+    error = refused.to_error()
+    assert isinstance(error, PolicyViolation) and not isinstance(refused, PolicyViolation)
+    assert error.code == "POLICY" and "mv:churn/1" in str(error)
+
+
+_LIST_PARAMS = ("approvals", "from_holders", "to_holders", "to_before")
+
+
+def _promote_runs(store: GraphStore) -> list[Node]:
+    return list(store.iter_nodes("Run", {"kind": "promote"}, "started_at"))
+
+
+def test_approvals_and_holders_are_json_lists_and_names_with_commas_round_trip(
+    store: GraphStore, registry: RegistryFactory, clock: Clock
+) -> None:
+    add_version(store, 1)
+    add_version(store, 2)
+    reg = registry(churn__Production=Policy(approvals=2))
+    reg.promote("churn/1", "Staging", "ann", "smoke tests ok")
+    reg.promote("churn/2", "Staging", "ann", "smoke tests ok")
+    req = reg.request_promotion("churn/1", "Production", "Smith, Ann", "go live")
+    assert isinstance(req, PromotionPending)
+    pending = reg.approve(req.request_id, "Doe, Jane", "ok")
+    assert isinstance(pending, PromotionPending) and pending.approvals == ("Doe, Jane",)
+    with pytest.raises(ConflictError):
+        reg.approve(req.request_id, "Doe, Jane", "again")
+    done = reg.approve(req.request_id, "Roe, Rick", "ok")
+    assert isinstance(done, ModelPromoted) and done.approvals == ("Doe, Jane", "Roe, Rick")
+    (entry,) = reg.history("churn", stage="Production")
+    assert entry.approvals == ("Doe, Jane", "Roe, Rick")
+    assert reg.holders_at("churn", "Staging", clock.now) == [2]
+    assert reg.holders_at("churn", "Production", clock.now) == [1]
+    # as stored: JSON lists (as text: run params are scalars), not comma-joined
+    params = Run.from_node(store.get_node(req.request_id)).params
+    assert json.loads(str(params["approvals"])) == ["Doe, Jane", "Roe, Rick"]
+    assert json.loads(str(params["from_holders"])) == [2]
+    assert json.loads(str(params["to_holders"])) == [1]
+    assert json.loads(str(params["to_before"])) == []
+
+
+def test_a_store_with_comma_joined_lists_still_reads(
+    store: GraphStore, registry: RegistryFactory, clock: Clock
+) -> None:
+    # Stores written before the lists were JSON hold them comma-joined: rewrite every list
+    # param of every promote run to that form, then read and go on through the service.
+    add_version(store, 1)
+    add_version(store, 2)
+    add_version(store, 3)
+    reg = registry(churn__Production=Policy(approvals=2))
+    reg.promote("churn/1", "Staging", "ann", "v1")
+    reg.promote("churn/2", "Staging", "ann", "v2 beside v1")
+    req = reg.request_promotion("churn/3", "Production", "ann", "v3")
+    assert isinstance(req, PromotionPending)
+    assert isinstance(reg.approve(req.request_id, "carol", "ok"), PromotionPending)
+    old = []
+    for node in _promote_runs(store):
+        params = dict(node.props["params"])
+        for key in _LIST_PARAMS:
+            if key in params:
+                params[key] = ",".join(str(v) for v in json.loads(params[key]))
+        old.append(Node(id=node.id, label=node.label, props={**node.props, "params": params}))
+    store.upsert_nodes(old)
+    stored = Run.from_node(store.get_node(req.request_id)).params
+    assert stored["approvals"] == "carol"
+    assert [n.props["params"].get("to_holders") for n in _promote_runs(store)][:2] == ["1", "1,2"]
+
+    assert reg.holders_at("churn", "Staging", clock.now) == [1, 2]
+    # a pending request approved before goes on from its old approvals
+    with pytest.raises(ConflictError):
+        reg.approve(req.request_id, "carol", "again")
+    done = reg.approve(req.request_id, "dave", "ok")
+    assert isinstance(done, ModelPromoted) and done.approvals == ("carol", "dave")
+    history = reg.history("churn", stage="Production")
+    assert [e.approvals for e in history] == [("carol", "dave")]
+    # rollback reads the old to_before of v2's promotion: v1 stays, v2 goes back
+    reg.rollback("churn", "Staging", "ann", "undo v2")
+    assert reg.holders_at("churn", "Staging", clock.now) == [1]
+    assert stage_of(store, "churn", 2) is Stage.NONE

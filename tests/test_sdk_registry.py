@@ -16,14 +16,14 @@ from http_server import HubServer
 from lineagehub import Settings, open_store
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import GraphStore, NotFoundError
-from lineagehub.graph.errors import PolicyViolation as PolicyError
+from lineagehub.graph.errors import PolicyViolation
 from lineagehub.ingest.client import Client
 from lineagehub.registry import (
     HistoryEntry,
     ModelPromoted,
     Policy,
-    PolicyViolation,
     PromotionPending,
+    PromotionRefused,
     PromotionRejected,
 )
 from lineagehub.vocabulary import ModelVersion, Stage
@@ -100,7 +100,7 @@ def test_direct_promotion_and_governed_promotion(hub: RegistryHub) -> None:
     assert pending.approvals == ()
 
     refused = ann.approve_promotion(pending.request_id, "mine")
-    assert isinstance(refused, PolicyViolation)
+    assert isinstance(refused, PromotionRefused)
     assert "separation_of_duties.requester" in refused.rule_ids
     assert refused.version_id == v1.node_id
 
@@ -183,7 +183,7 @@ def test_deployments_in_both_modes(hub: RegistryHub) -> None:
     ann = hub.client("ann")
     v1 = _train(ann, 0.8)
     v2 = _train(ann, 0.9)
-    with pytest.raises(PolicyError) as refused:
+    with pytest.raises(PolicyViolation) as refused:
         ann.deploy("churn/1", "production", require_stage="Production")
     assert refused.value.code == "POLICY"
     first = ann.deploy("churn/1", "production", endpoint="https://m.acme/churn", tags={"t": "1"})

@@ -53,6 +53,7 @@ from lineagehub.vocabulary import (
     kind_of_id,
     link,
     make_edge,
+    model_version_id,
     new_id,
     packages_digest,
     uuid7,
@@ -475,6 +476,13 @@ def test_readable_ids() -> None:
         "commit:file:///home/me/proj@abcdef1"
     )
     assert ModelVersion(model="churn", version=3, artifact_digest=D1).model_id == "model:churn"
+
+
+def test_model_version_ids_have_one_spelling() -> None:
+    assert model_version_id("churn", 3) == "mv:churn/3"
+    assert model_version_id("churn", "3") == "mv:churn/3"  # a version read back from a param
+    mv = ModelVersion(model="fraud-v2", version=12, artifact_digest=D1)
+    assert mv.node_id == model_version_id("fraud-v2", 12)
 
 
 def test_ids_too_long_for_the_graph_are_refused_naming_a_field() -> None:

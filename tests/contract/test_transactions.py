@@ -62,3 +62,25 @@ def test_the_store_is_usable_after_a_rollback(store: GraphStore) -> None:
     with store.transaction():
         store.upsert_nodes([Node("b", "Run")])
     assert store.count_nodes() == 2
+
+
+def test_an_error_caught_inside_the_outer_block_keeps_the_inner_writes(store: GraphStore) -> None:
+    with store.transaction():
+        store.upsert_nodes([Node("a", "Run")])
+        with pytest.raises(Boom), store.transaction():
+            store.upsert_nodes([Node("b", "Run")])
+            raise Boom
+        store.upsert_nodes([Node("c", "Run")])
+    assert store.count_nodes() == 3
+
+
+def test_a_rollback_from_deep_inside_leaves_the_thread_outside_any_transaction(
+    store: GraphStore,
+) -> None:
+    with pytest.raises(Boom), store.transaction(), store.transaction(), store.transaction():
+        store.upsert_nodes([Node("a", "Run")])
+        raise Boom
+    # the next block is an outermost one again: it commits on its own
+    with store.transaction():
+        store.upsert_nodes([Node("b", "Run")])
+    assert store.get_nodes(["a", "b"])[0] is None and store.count_nodes() == 1
