@@ -152,7 +152,6 @@ def hash_file(
 
 
 # ingest/remote.py still imports the old private name.
-_hash_file = hash_file
 
 
 def _local_file(path: str | os.PathLike[str]) -> Path:

@@ -294,11 +294,6 @@ class PromotionRefused:
         )
 
 
-# The old name of PromotionRefused, for ingest/ only until it is switched (not exported: the
-# name is the exception's, lineagehub.graph.errors.PolicyViolation).
-PolicyViolation = PromotionRefused
-
-
 @dataclass(frozen=True)
 class PromotionPending:
     request_id: str

@@ -295,7 +295,7 @@ class Client:
 
     def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult:
         """Ask to move a model version (``churn/3``, ``churn@champion``) to a stage: refused
-        (a :class:`~lineagehub.registry.PolicyViolation` listing every broken rule), pending
+        (a :class:`~lineagehub.registry.PromotionRefused` listing every broken rule), pending
         approvals, or done at once when its policy wants none."""
         return self.backend.registry.request_promotion(ref, to, reason)
 

@@ -55,12 +55,12 @@ from lineagehub.artifacts import (
     CHUNK_SIZE,
     ArtifactInfo,
     ArtifactStore,
-    _hash_file,
     _local_file,
     _LocalFileReader,
     _open_local,
     _VerifyingReader,
     digest_bytes,
+    hash_file,
     validate_digest,
 )
 from lineagehub.graph import Direction, Edge, Node, SeriesPoint, Subgraph, TraversedNode
@@ -76,7 +76,7 @@ from lineagehub.graph.errors import (
     PolicyViolation,
     ValidationError,
 )
-from lineagehub.graph.model import TruncationReason, to_iso
+from lineagehub.graph.model import TruncationReason, metric_from_wire, metric_to_wire, to_iso
 from lineagehub.graph.store import MAX_PAGE
 from lineagehub.ingest.seam import Backend, PromoteResult
 from lineagehub.lineage import LineageDiff, RunComparison
@@ -85,9 +85,9 @@ from lineagehub.registry import (
     ModelPromoted,
     Policy,
     PromotionPending,
+    PromotionRefused,
     PromotionRejected,
 )
-from lineagehub.registry import PolicyViolation as PromotionRefused
 from lineagehub.tracking import MAX_BATCH_POINTS, Metric, RunStart, check_metric, dataset_name
 from lineagehub.vocabulary import (
     Artifact,
@@ -598,7 +598,7 @@ class RemoteArtifactStore(ArtifactStore):
     def put_file(self, path: str | os.PathLike[str]) -> ArtifactInfo:
         """Upload a local file, streamed; content the hub already has is not sent again."""
         p = _local_file(path)
-        digest, size = _hash_file(p, self.chunk_size)
+        digest, size = hash_file(p, self.chunk_size)
         if self._head(digest) == size:
             return ArtifactInfo(digest=digest, size=size, uri=self.uri_for(digest), created=False)
         sent: list[_StreamBody] = []
@@ -643,26 +643,6 @@ def _model(cls: type[M], data: Any) -> M:
     if not isinstance(model, cls):
         raise BackendError(f"the hub answered a {type(model).__name__}, not a {cls.__name__}")
     return model
-
-
-def metric_to_wire(value: float) -> float | str:  # TEMP until the shared codec lands
-    import math
-
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
-def metric_from_wire(value: Any) -> float:  # TEMP
-    import math
-
-    return (
-        {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[value]
-        if isinstance(value, str)
-        else float(value)
-    )
 
 
 def _json_default(value: Any) -> Any:

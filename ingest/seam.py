@@ -26,8 +26,8 @@ from lineagehub.registry import (
     HistoryEntry,
     ModelPromoted,
     Policy,
-    PolicyViolation,
     PromotionPending,
+    PromotionRefused,
     PromotionRejected,
     RegistryService,
 )
@@ -44,13 +44,14 @@ from lineagehub.vocabulary import (
     Run,
     RunStatus,
     UsedRole,
+    model_version_id,
 )
 
 if TYPE_CHECKING:
     from lineagehub.artifacts import ArtifactInfo, ArtifactStore
     from lineagehub.datasets import DatasetFingerprint
 
-PromoteResult = ModelPromoted | PromotionPending | PolicyViolation
+PromoteResult = ModelPromoted | PromotionPending | PromotionRefused
 M = TypeVar("M", bound=NodeModel)
 
 
@@ -276,7 +277,7 @@ class _ActingRegistry:
 
     def holder_at(self, model: str, alias_or_stage: str, time: datetime) -> ModelVersion | None:
         version = self.service.holder_at(model, alias_or_stage, time)
-        return None if version is None else self.service.resolve(f"mv:{model}/{version}")
+        return None if version is None else self.service.resolve(model_version_id(model, version))
 
 
 class _LocalQueries(LineageService):
