@@ -54,9 +54,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from lineagehub.artifacts import ArtifactInfo, ArtifactStore, open_artifact_store
-from lineagehub.capture import CodeState, capture_code, capture_context, capture_environment
 from lineagehub.config import Settings
-from lineagehub.datasets import fingerprint
 from lineagehub.graph import (
     ConfigError,
     ConflictError,
@@ -69,7 +67,9 @@ from lineagehub.graph import (
     ValidationError,
 )
 from lineagehub.graph.model import check_time
-from lineagehub.tracking import Metric, RunStart, TrackingService, check_metric
+from lineagehub.ingest.capture import CodeState, capture_code, capture_context, capture_environment
+from lineagehub.ingest.datasets import fingerprint
+from lineagehub.services.tracking import Metric, RunStart, TrackingService, check_metric
 from lineagehub.vocabulary import (
     Artifact,
     ArtifactKind,
@@ -91,7 +91,7 @@ from lineagehub.vocabulary import (
 
 if TYPE_CHECKING:  # imported when a client is remote: embedded use does not load httpx
     from lineagehub.ingest.remote import RemoteModels, RemoteRegistry, RemoteTracking
-    from lineagehub.registry import (
+    from lineagehub.services.registry import (
         HistoryEntry,
         ModelPromoted,
         Policy,
@@ -192,7 +192,7 @@ class Client:
             stale_after=timedelta(seconds=settings.stale_after),
             actor=settings.user,
         )
-        from lineagehub.registry import RegistryService
+        from lineagehub.services.registry import RegistryService
 
         self._registry = RegistryService(self.store, policies=registry_policies)
         _clients.add(self)
@@ -330,10 +330,10 @@ class Client:
     # policies), as requests are not authenticated yet.
 
     def _embedded_registry(self) -> tuple[RegistryService, str] | None:
-        from lineagehub.registry import RegistryService
+        from lineagehub.services.registry import RegistryService
 
         if isinstance(self._registry, RegistryService):
-            from lineagehub.capture import _user
+            from lineagehub.ingest.capture import _user
 
             return self._registry, self.settings.user or _user() or "unknown"
         return None
@@ -543,7 +543,7 @@ class Client:
         remote = self._remote_models()
         if remote is not None:
             return remote.get_model_version(ref)
-        from lineagehub.lineage import LineageService
+        from lineagehub.services.lineage import LineageService
 
         if not isinstance(ref, str) or not ref:
             raise ValidationError("ref must be a non-empty string", field="ref")
@@ -564,7 +564,7 @@ class Client:
         remote = self._remote_models()
         if remote is not None:
             return remote.compare_model_versions(a, b)
-        from lineagehub.lineage import LineageService
+        from lineagehub.services.lineage import LineageService
 
         d = LineageService(self._embedded_store()).compare_model_versions(a, b)
         return diff_summary(
@@ -627,7 +627,7 @@ class Client:
                 roots, direction, upstream_depth, downstream_depth, **options
             )
             return sub
-        from lineagehub.lineage import LineageService
+        from lineagehub.services.lineage import LineageService
 
         return LineageService(self._embedded_store()).lineage(
             roots, direction, upstream_depth, downstream_depth, **options
@@ -646,7 +646,7 @@ class Client:
             from lineagehub.ingest.remote import RemoteLineage
 
             return RemoteLineage(self._remote.connection).compare_runs(run_ids)
-        from lineagehub.lineage import LineageService
+        from lineagehub.services.lineage import LineageService
 
         def num(value: float | None) -> float | None:
             return value if value is not None and math.isfinite(value) else None

@@ -72,7 +72,7 @@ from lineagehub.graph.errors import (
 )
 from lineagehub.graph.model import to_iso
 from lineagehub.graph.store import MAX_PAGE
-from lineagehub.tracking import (
+from lineagehub.services.tracking import (
     MAX_BATCH_POINTS,
     Metric,
     RunStart,
@@ -99,7 +99,7 @@ from lineagehub.vocabulary import (
 )
 
 if TYPE_CHECKING:
-    from lineagehub.datasets import DatasetFingerprint
+    from lineagehub.ingest.datasets import DatasetFingerprint
 
 M = TypeVar("M", bound=NodeModel)
 
@@ -1220,7 +1220,7 @@ query HolderAt($model: String!, $aliasOrStage: String!, $time: DateTime!) {{
 
 def _promote_result(data: Any) -> Any:
     """A ``PromoteResult`` answer as the registry's own dataclass (by its ``__typename``)."""
-    from lineagehub import registry as reg
+    from lineagehub.services import registry as reg
 
     if not isinstance(data, Mapping):
         raise BackendError("the hub answered without a promotion result")
@@ -1282,7 +1282,7 @@ class RemoteRegistry:
         return _promote_result(data["approvePromotion"])
 
     def reject(self, request_id: str, reason: str) -> Any:
-        from lineagehub import registry as reg
+        from lineagehub.services import registry as reg
 
         variables = {"requestId": request_id, "reason": reason}
         r = self._call(_REJECT_PROMOTION, variables, idempotent=False)["rejectPromotion"]
@@ -1350,7 +1350,7 @@ class RemoteRegistry:
         return [str(i) for i in data["rollback"]["runIds"]]
 
     def history(self, model: str, alias: str | None = None, stage: str | None = None) -> Any:
-        from lineagehub import registry as reg
+        from lineagehub.services import registry as reg
 
         variables = {
             "model": model,

@@ -1,5 +1,5 @@
 """``python -m lineagehub.schema`` prints the SDL (committed as schema.graphql)."""
 
-from . import schema
+from lineagehub.schema import schema
 
 print(schema.as_str())

@@ -13,9 +13,8 @@ import strawberry
 from strawberry.scalars import JSON
 
 from lineagehub.graph import ValidationError
-
-from .scalars import MetricValue
-from .types import Artifact, DatasetVersion, I, ModelVersion, Run, wrap
+from lineagehub.schema.scalars import MetricValue
+from lineagehub.schema.types import Artifact, DatasetVersion, I, ModelVersion, Run, wrap
 
 
 @strawberry.input
@@ -80,7 +79,7 @@ class LogResult:
 
 
 def _metrics(metrics: list[MetricInput] | None) -> list[Any]:
-    from lineagehub.tracking import Metric
+    from lineagehub.services.tracking import Metric
 
     now = datetime.now(timezone.utc)
     return [Metric(m.key, float(m.value), m.step, m.timestamp or now) for m in metrics or []]
@@ -98,9 +97,14 @@ def _mapping(value: Any, field: str) -> dict[str, Any]:
 class Mutation:
     @strawberry.mutation(description="Start a run (RUNNING).")
     async def start_run(self, info: I, input: StartRunInput) -> Run:
-        from lineagehub.capture import CodeState, EnvironmentState
-        from lineagehub.tracking import RunStart
-        from lineagehub.vocabulary import CodeCommit, Environment, validate
+        from lineagehub.services.tracking import RunStart
+        from lineagehub.vocabulary import (
+            CodeCommit,
+            CodeState,
+            Environment,
+            EnvironmentState,
+            validate,
+        )
         from lineagehub.vocabulary import Run as RunModel
 
         ctx = info.context
@@ -177,7 +181,7 @@ class Mutation:
     async def log_dataset(
         self, info: I, run_id: strawberry.ID, input: DatasetInput
     ) -> DatasetVersion:
-        from lineagehub.datasets import DatasetFingerprint
+        from lineagehub.vocabulary import DatasetFingerprint
 
         ctx = info.context
         fp = _mapping(input.fingerprint, "fingerprint")

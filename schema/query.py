@@ -12,9 +12,7 @@ from strawberry.scalars import JSON
 from lineagehub.graph import Node, Subgraph, ValidationError
 from lineagehub.graph import TruncationReason as GraphTruncation
 from lineagehub.graph.filters import encode_cursor, node_value, parse_order
-from lineagehub.tracking import mentions_status
-
-from .types import (
+from lineagehub.schema.types import (
     ALL_TYPES,
     Alert,
     Connection,
@@ -35,6 +33,7 @@ from .types import (
     edge_of,
     wrap,
 )
+from lineagehub.services.tracking import mentions_status
 
 
 @strawberry.enum(description="A comparison of a filter condition.")
@@ -199,7 +198,7 @@ class Lineage:
         title: str | None = None,
         context_nodes: bool = False,
     ) -> str:
-        from lineagehub.export import export_lineage
+        from lineagehub.services.export import export_lineage
 
         data = await info.context.call(
             export_lineage,

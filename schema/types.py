@@ -16,10 +16,9 @@ from strawberry.types import Info
 
 from lineagehub.graph import Adjacent, Direction, Edge, Node
 from lineagehub.graph.model import from_iso
+from lineagehub.schema.context import Context
+from lineagehub.schema.scalars import MetricValue
 from lineagehub.vocabulary import EdgeKind, NodeKind
-
-from .context import Context
-from .scalars import MetricValue
 
 I = Info[Context, None]  # noqa: E741
 
@@ -183,7 +182,7 @@ class HeadlineMetric:
 
 
 def _headline(info: I, props: dict[str, Any], model: str | None) -> HeadlineMetric | None:
-    from lineagehub.headline import headline_metric, policy_metrics
+    from lineagehub.services.headline import headline_metric, policy_metrics
 
     registry = getattr(info.context.services, "registry", None)
     policies = getattr(registry, "policies", None) or {}

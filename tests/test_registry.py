@@ -8,7 +8,7 @@ import pytest
 
 from lineagehub.graph import Direction, GraphStore
 from lineagehub.graph.errors import ConflictError, NotFoundError
-from lineagehub.registry import (
+from lineagehub.services.registry import (
     ModelPromoted,
     Policy,
     PolicyViolation,

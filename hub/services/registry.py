@@ -33,12 +33,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .graph import Direction, GraphStore, Node
-from .graph import errors as _errors
-from .graph.errors import ConfigError, ConflictError, NotFoundError, ValidationError
-from .graph.model import check_time, to_iso
-from .lineage import LineageService
-from .vocabulary import (
+from lineagehub.graph import Direction, GraphStore, Node
+from lineagehub.graph import errors as _errors
+from lineagehub.graph.errors import ConfigError, ConflictError, NotFoundError, ValidationError
+from lineagehub.graph.model import check_time, to_iso
+from lineagehub.services.lineage import LineageService
+from lineagehub.services.webhooks import AfterCommit, EventSink, WebhookEvent
+from lineagehub.vocabulary import (
     Agent,
     AssociationRole,
     CodeCommit,
@@ -56,7 +57,6 @@ from .vocabulary import (
     make_edge,
     validate,
 )
-from .webhooks import AfterCommit, EventSink, WebhookEvent
 
 __all__ = [
     "HistoryEntry",

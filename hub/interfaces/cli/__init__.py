@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from lineagehub import __version__, open_store
+from lineagehub.files import write_atomic
 from lineagehub.graph import (
     ConfigError,
     Direction,
@@ -40,10 +42,7 @@ from lineagehub.graph import (
     redact,
 )
 from lineagehub.graph.model import parse_time
-
-from . import __version__, open_store
-from .export import DEFAULT_COLLAPSE_ABOVE, export_lineage, format_for_path
-from .files import write_atomic
+from lineagehub.services.export import DEFAULT_COLLAPSE_ABOVE, export_lineage, format_for_path
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,7 +66,7 @@ EXIT_REFUSED = 8
 
 def lineage_edge_kinds() -> list[str]:
     """Every edge kind but the grouping ones: what a lineage trace follows by default."""
-    from .vocabulary import LINEAGE_EDGE_KINDS
+    from lineagehub.vocabulary import LINEAGE_EDGE_KINDS
 
     return sorted(k.value for k in LINEAGE_EDGE_KINDS)
 
@@ -175,7 +174,7 @@ def safe_text(text: str) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace, store: GraphStore) -> int:
-    from .vocabulary import NodeKind
+    from lineagehub.vocabulary import NodeKind
 
     counts = {k.value: n for k in NodeKind if (n := store.count_nodes(k.value))}
     data: dict[str, Any] = {
@@ -200,7 +199,7 @@ def cmd_doctor(args: argparse.Namespace, store: GraphStore) -> int:
 
 
 def cmd_example(args: argparse.Namespace, store: GraphStore) -> int:
-    from .example import build_example
+    from lineagehub.samples.example import build_example
 
     ids = build_example(store)
     kinds = lineage_edge_kinds()
@@ -232,7 +231,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the API server (uvicorn) until interrupted; SIGINT/SIGTERM shut it down gracefully."""
     import uvicorn
 
-    from .config import Settings
+    from lineagehub.config import Settings
 
     # Workers are separate processes: they read their settings from the environment.
     if args.store:
@@ -248,7 +247,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     uvicorn.run(
-        "lineagehub.app:app_from_env",
+        "lineagehub.interfaces.server:app_from_env",
         factory=True,
         host=args.host,
         port=args.port,
@@ -260,7 +259,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _audit_key() -> bytes | None:
-    from .config import Settings
+    from lineagehub.config import Settings
 
     key = Settings().audit_key
     if key is not None and not key.get_secret_value().strip():
@@ -338,7 +337,7 @@ def progress_bar(what: str, total: int | None, quiet: bool) -> Iterator[Callable
 
 
 def cmd_audit_export(args: argparse.Namespace, store: GraphStore) -> int:
-    from .audit import export_jsonl
+    from lineagehub.services.audit import export_jsonl
 
     head = store.audit_head()
     with progress_bar("exporting the audit log", head.seq if head else 0, args.json) as advance:
@@ -354,7 +353,7 @@ def cmd_audit_export(args: argparse.Namespace, store: GraphStore) -> int:
 
 
 def cmd_audit_verify_export(args: argparse.Namespace) -> int:
-    from .audit import verify_export
+    from lineagehub.services.audit import verify_export
 
     result = verify_export(args.file, _audit_key())
     data = {"file": args.file, **result.to_dict()}
@@ -493,9 +492,8 @@ def hub_client(args: argparse.Namespace) -> Iterator[Client]:
     """The SDK client for ``--url`` (a server), ``--store`` (an embedded store) or, with
     neither, the settings (``LINEAGEHUB_URL``, else ``LINEAGEHUB_STORE``). Embedded, the
     registry applies the promotion policies ``LINEAGEHUB_POLICIES`` names, as a server does."""
+    from lineagehub.config import Settings
     from lineagehub.ingest.client import Client
-
-    from .config import Settings
 
     settings = Settings()
     url = getattr(args, "url", None)
@@ -504,7 +502,7 @@ def hub_client(args: argparse.Namespace) -> Iterator[Client]:
     remote = url is not None or (args.store is None and bool(settings.url))
     policies = None
     if not remote and settings.policies is not None:
-        from .registry import load_policies
+        from lineagehub.services.registry import load_policies
 
         policies = load_policies(settings.policies)
     client = Client(url or args.store, settings=settings, registry_policies=policies)
@@ -553,11 +551,11 @@ def _metric_columns(
     policies: Mapping[Any, Any],
 ) -> list[str]:
     """The metric columns of a table of runs or versions ``(metrics, tags, model)``: their
-    headline metrics first (lineagehub.headline, the rule pictures and GraphQL use; the most
+    headline metrics first (lineagehub.services.headline, the rule pictures and GraphQL use; the most
     common first), then the others by name; at most ``limit``."""
     from collections import Counter
 
-    from lineagehub.headline import headline_metric, policy_metrics
+    from lineagehub.services.headline import headline_metric, policy_metrics
 
     heads: Counter[str] = Counter()
     for metrics, tags, model in items:
@@ -1201,7 +1199,12 @@ def _trainers_context(client: Client, a: str, b: str) -> list[tuple[str, str, st
 
 def outcome_json(result: Any) -> dict[str, Any]:
     """A registry result as JSON: ``outcome`` is promoted, pending, refused or rejected."""
-    from .registry import ModelPromoted, PolicyViolation, PromotionPending, PromotionRejected
+    from lineagehub.services.registry import (
+        ModelPromoted,
+        PolicyViolation,
+        PromotionPending,
+        PromotionRejected,
+    )
 
     if isinstance(result, ModelPromoted):
         return {
@@ -1414,8 +1417,15 @@ def _lineage_options(p: argparse.ArgumentParser) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Real training on scikit-learn's bundled data, a governed promotion, a deployment and a
     lineage picture, all through the SDK into the (embedded) hub."""
-    from .config import Settings
-    from .demo import STEPS, clients, queries, render_hint, run_demo, write_policies
+    from lineagehub.config import Settings
+    from lineagehub.samples.demo import (
+        STEPS,
+        clients,
+        queries,
+        render_hint,
+        run_demo,
+        write_policies,
+    )
 
     out = Path(args.out) if args.out else Settings().data_dir / "demo"
     silent = args.json or args.quiet
@@ -1456,7 +1466,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.quiet:
         return _serve_after_demo(args)
     console = make_console()
-    from lineagehub.headline import headline_metric
+    from lineagehub.services.headline import headline_metric
 
     def headline(version: str) -> str:
         found = headline_metric({"metrics": result.metrics[version]})
