@@ -156,7 +156,8 @@ def test_the_cli_never_prints_control_characters(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from lineagehub.ingest.client import Client
-    from lineagehub.interfaces.cli import main, safe_text
+    from lineagehub.interfaces.cli import main
+    from lineagehub.interfaces.cli.common import safe_text
 
     assert safe_text("a\x1b[31mb\rc\x07d\u202ee\n") == "a\\x1b[31mb\\rc\\x07d\\u202ee\\n"
     uri = f"sqlite:///{tmp_path / 'hub.db'}"
