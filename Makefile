@@ -12,25 +12,36 @@ PORT   ?= 8000
 CYPHER := tests/cypher/node_modules/.package-lock.json
 
 NEO4J  := $(PY) tests/neo4j/launch.py
+# The modules of the package folders (pyproject's package-dir): the strict editable install
+# links each file, so a module added or removed needs a re-install. The list is rewritten only
+# when it changes, so editing a module does not re-install.
+MODULES := $(VENV)/.modules
 
-.PHONY: run demo test neo4j lint bench bench-small clean venv
+.PHONY: run demo test neo4j lint bench bench-small clean venv FORCE
 
-# The virtual environment with LineageHub installed (editable) with the extras $(1).
+# The virtual environment with LineageHub installed (editable) with the extras $(1). Strict
+# editable mode: the package is a tree of links to the source files, laid out as installed
+# (hub/ as lineagehub/, graph/ as lineagehub/graph/, ...), so tools can follow every import.
 define install
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(1)]'
+	$(PY) -m pip install --quiet -e '.[$(1)]' --config-settings editable_mode=strict
 	touch $@
 endef
 
-$(STAMP): pyproject.toml
+$(MODULES): FORCE
+	@mkdir -p $(VENV)
+	@find hub graph schema ingest -name '*.py' -not -path '*/__pycache__/*' | LC_ALL=C sort > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+$(STAMP): pyproject.toml $(MODULES)
 	$(call install,dev)
 
 venv: $(STAMP)
 
 # The main job needs only the runtime and scikit-learn (for the demo's real training).
-$(RUNSTAMP): pyproject.toml
+$(RUNSTAMP): pyproject.toml $(MODULES)
 	$(call install,sklearn)
 
 # Neo4j's own Cypher front end, to check every statement the Neo4j backend can send.

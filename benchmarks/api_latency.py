@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from graph_store import LineageGenerator, build, percentile
 
-from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import GraphStore, open_store
+from lineagehub.interfaces.server import create_app
 
 LINEAGE = """query($root: String!) { lineage(input: {roots: [$root], upstreamDepth: 5,
   maxNodes: 2000}) { nodes { node { id kind } distance reachedFrom }

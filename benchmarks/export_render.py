@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from graph_store import LineageGenerator, build, percentile
 
-from lineagehub.export import export_lineage
 from lineagehub.graph import Direction, open_store
+from lineagehub.services.export import export_lineage
 from lineagehub.vocabulary import LINEAGE_EDGE_KINDS
 
 FORMATS = ("dot", "svg", "png", "mmd", "graphml", "json", "prov", "openlineage")

@@ -646,7 +646,7 @@ def versions() -> dict[str, Any]:
 
 
 def code_state() -> dict[str, Any] | None:
-    from lineagehub.capture import capture_code
+    from lineagehub.ingest.capture import capture_code
 
     code = capture_code()
     if code is None:

@@ -10,7 +10,7 @@
 ['r1', 'd1']
 """
 
-from .errors import (
+from lineagehub.graph.errors import (
     BackendError,
     BackendUnavailable,
     ConfigError,
@@ -22,7 +22,7 @@ from .errors import (
     PolicyViolation,
     ValidationError,
 )
-from .model import (
+from lineagehub.graph.model import (
     DELETE,
     Adjacent,
     Direction,
@@ -36,8 +36,8 @@ from .model import (
     TruncationReason,
     edge_id,
 )
-from .store import GraphStore
-from .uri import open_store, redact, register_backend, supported_schemes
+from lineagehub.graph.store import GraphStore
+from lineagehub.graph.uri import open_store, redact, register_backend, supported_schemes
 
 __all__ = [
     "DELETE",

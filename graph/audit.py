@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import ValidationError
+from lineagehub.graph.errors import ValidationError
 
 HASH_PREFIX = "sha256:"
 GENESIS = HASH_PREFIX + "0" * 64

@@ -35,8 +35,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ValidationError
-from .filters import (
+from lineagehub.graph.errors import ValidationError
+from lineagehub.graph.filters import (
     FALSE,
     TRUE,
     And,
@@ -52,7 +52,7 @@ from .filters import (
     parse_order,
     parse_where,
 )
-from .model import (
+from lineagehub.graph.model import (
     EDGE_KIND_RE,
     LABEL_RE,
     PATH_SEGMENT_RE,

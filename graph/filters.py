@@ -29,8 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from .errors import ValidationError
-from .model import validate_path
+from lineagehub.graph.errors import ValidationError
+from lineagehub.graph.model import validate_path
 
 OPS = ("$eq", "$ne", "$lt", "$lte", "$gt", "$gte", "$in", "$nin", "$exists")
 MAX_IN = 10_000
@@ -229,7 +229,7 @@ def sort_values(order: Sequence[SortKey], get: Any) -> list[Any]:
 
 def node_value(node: Any, path: tuple[str, ...]) -> Any:
     """Read a filter path from a :class:`~lineagehub.graph.model.Node` (system fields too)."""
-    from .model import to_iso
+    from lineagehub.graph.model import to_iso
 
     head = path[0]
     if head == "id":

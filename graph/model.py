@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import ValidationError
+from lineagehub.graph.errors import ValidationError
 
 # Labels are node kinds such as ``DatasetVersion``; edge kinds are relationship types such as
 # ``GENERATED_BY``. Both end up in Cypher text (Neo4j cannot take them as parameters), so they

@@ -59,10 +59,10 @@ from neo4j.exceptions import (
     TransientError,
 )
 
-from . import cypher
-from .audit import AuditEntry, make_entry, prepare
-from .cypher import CHUNK_POINTS, INT64_MAX, INT64_MIN, Statement, statement_catalog
-from .errors import (
+from lineagehub.graph import cypher
+from lineagehub.graph.audit import AuditEntry, make_entry, prepare
+from lineagehub.graph.cypher import CHUNK_POINTS, INT64_MAX, INT64_MIN, Statement, statement_catalog
+from lineagehub.graph.errors import (
     BackendError,
     BackendUnavailable,
     ConfigError,
@@ -70,8 +70,8 @@ from .errors import (
     NotFoundError,
     ValidationError,
 )
-from .filters import Expr, SortKey, parse_where
-from .model import (
+from lineagehub.graph.filters import Expr, SortKey, parse_where
+from lineagehub.graph.model import (
     EDGE_KIND_RE,
     Edge,
     Node,
@@ -83,8 +83,8 @@ from .model import (
     validate_id,
     validate_label,
 )
-from .store import Expansion, GraphStore, _series_key, nested_transaction
-from .uri import NEO4J_SCHEMES, redact
+from lineagehub.graph.store import Expansion, GraphStore, _series_key, nested_transaction
+from lineagehub.graph.uri import NEO4J_SCHEMES, redact
 
 log = logging.getLogger(__name__)
 

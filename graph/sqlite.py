@@ -25,16 +25,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .audit import AuditEntry, make_entry, prepare
-from .errors import (
+from lineagehub.graph.audit import AuditEntry, make_entry, prepare
+from lineagehub.graph.errors import (
     BackendError,
     BackendUnavailable,
     ConfigError,
     ConflictError,
     NotFoundError,
 )
-from .filters import And, Cmp, Expr, IsNull, Not, Or, SortKey, parse_where
-from .model import (
+from lineagehub.graph.filters import And, Cmp, Expr, IsNull, Not, Or, SortKey, parse_where
+from lineagehub.graph.model import (
     Edge,
     Node,
     SeriesPoint,
@@ -46,7 +46,7 @@ from .model import (
     validate_id,
     validate_label,
 )
-from .store import Expansion, GraphStore, _series_key, nested_transaction
+from lineagehub.graph.store import Expansion, GraphStore, _series_key, nested_transaction
 
 # Each entry moves the schema one version forward; never edit one that has shipped.
 MIGRATIONS: list[str] = [

@@ -17,9 +17,9 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, Protocol
 
-from .audit import AuditEntry, AuditVerification, verify_chain
-from .errors import NotFoundError, ValidationError
-from .filters import (
+from lineagehub.graph.audit import AuditEntry, AuditVerification, verify_chain
+from lineagehub.graph.errors import NotFoundError, ValidationError
+from lineagehub.graph.filters import (
     Expr,
     SortKey,
     decode_cursor,
@@ -29,7 +29,7 @@ from .filters import (
     parse_order,
     parse_where,
 )
-from .model import (
+from lineagehub.graph.model import (
     Adjacent,
     Direction,
     Edge,
@@ -226,7 +226,7 @@ class GraphStore(abc.ABC):
         expr = parse_where(where)
         order = parse_order(order_by)
         if after is not None:
-            from .filters import And
+            from lineagehub.graph.filters import And
 
             expr = And((expr, keyset_after(order, decode_cursor(after, order))))
         rows = self._find(label, expr, order, limit + 1)
@@ -335,7 +335,7 @@ class GraphStore(abc.ABC):
         ``as_of`` answers as the store knew the graph then (edges ingested, nodes created).
         Invalid arguments raise :class:`ValidationError` naming the field.
         """
-        from .traverse import walk
+        from lineagehub.graph.traverse import walk
 
         if isinstance(start_ids, str):
             start_ids = [start_ids]
@@ -405,7 +405,7 @@ class GraphStore(abc.ABC):
 
     @staticmethod
     def _audit_query(after_seq: Any, limit: Any, target: Any) -> None:
-        from .audit import validate_name
+        from lineagehub.graph.audit import validate_name
 
         if not isinstance(after_seq, int) or isinstance(after_seq, bool) or after_seq < 0:
             raise ValidationError("after_seq must be a non-negative integer", field="after_seq")

@@ -45,8 +45,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .errors import NotFoundError, ValidationError
-from .model import (
+from lineagehub.graph.errors import NotFoundError, ValidationError
+from lineagehub.graph.model import (
     Direction,
     Edge,
     Subgraph,
@@ -57,7 +57,7 @@ from .model import (
 )
 
 if TYPE_CHECKING:
-    from .store import Expansion, GraphStore
+    from lineagehub.graph.store import Expansion, GraphStore
 
 
 def check_labels(labels: Sequence[str] | str | None, field_name: str) -> frozenset[str]:
@@ -105,7 +105,7 @@ def walk(
     and ``as_of`` (ISO text) arrive checked; the depths per direction, ``stop_at``,
     ``pass_through`` and ``causal`` (edge kinds) are checked here.
     """
-    from .store import MAX_DEPTH_CEILING
+    from lineagehub.graph.store import MAX_DEPTH_CEILING
 
     depths = {
         Direction.UPSTREAM: max_depth
@@ -258,7 +258,7 @@ def walk(
 
 
 def _check_kinds(kinds: Sequence[str] | None, field_name: str) -> frozenset[str]:
-    from .model import validate_edge_kind
+    from lineagehub.graph.model import validate_edge_kind
 
     if kinds is None:
         return frozenset()

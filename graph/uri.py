@@ -21,15 +21,15 @@ from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .errors import ConfigError
-from .store import GraphStore
+from lineagehub.graph.errors import ConfigError
+from lineagehub.graph.store import GraphStore
 
 Factory = Callable[..., GraphStore]
 NEO4J_SCHEMES = ("neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc")
 
 
 def _open_sqlite(uri: str, **options: Any) -> GraphStore:
-    from .sqlite import SqliteStore
+    from lineagehub.graph.sqlite import SqliteStore
 
     if options:
         raise ConfigError(f"sqlite stores take no options, got {sorted(options)}")
@@ -46,7 +46,7 @@ def _open_sqlite(uri: str, **options: Any) -> GraphStore:
 
 
 def _open_neo4j(uri: str, **options: Any) -> GraphStore:
-    from .neo4j import Neo4jStore
+    from lineagehub.graph.neo4j import Neo4jStore
 
     return Neo4jStore(uri, **options)
 

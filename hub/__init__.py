@@ -14,14 +14,25 @@ Tools use the graph store directly::
     store = lineagehub.open_store("sqlite://")     # or no argument: the configured store
 """
 
+# Where each package's files are (pyproject's package-dir; imports are absolute, so each
+# one names its file):
+#   hub/                 lineagehub              settings, vocabulary, files, artifacts
+#   hub/services/        lineagehub.services     tracking, registry, lineage, audit, webhooks,
+#                                                headline, export
+#   hub/interfaces/      lineagehub.interfaces   server (the ASGI app), cli/ (the command)
+#   hub/samples/         lineagehub.samples      demo, example
+#   graph/               lineagehub.graph        the graph store and its backends
+#   schema/              lineagehub.schema       the GraphQL schema
+#   ingest/              lineagehub.ingest       the SDK: client, remote, capture, datasets,
+#                                                framework adapters
+
 from __future__ import annotations
 
 from typing import Any
 
+from lineagehub.config import Settings
 from lineagehub.graph import GraphStore
 from lineagehub.graph import open_store as _open_store
-
-from .config import Settings
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
-    from .webhooks import WebhookConfig
+    from lineagehub.services.webhooks import WebhookConfig
 
 
 def default_data_dir() -> Path:
@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     def _webhooks_json(cls, value: Any) -> Any:
         # A list (of mappings or WebhookConfig) given in Python is kept as JSON text.
         if isinstance(value, (list, tuple)):
-            from .webhooks import WebhookConfig
+            from lineagehub.services.webhooks import WebhookConfig
 
             items = [
                 {
@@ -158,7 +158,7 @@ class Settings(BaseSettings):
 
     def webhook_configs(self) -> list[WebhookConfig]:
         """The configured endpoints (``ConfigError`` if ``webhooks`` is malformed)."""
-        from .webhooks import parse_webhooks
+        from lineagehub.services.webhooks import parse_webhooks
 
         if self.webhooks is None:
             return []

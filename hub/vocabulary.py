@@ -117,15 +117,17 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
 
-from .graph.errors import ValidationError
-from .graph.model import MAX_ID_LENGTH, Edge, Node, check_time, edge_id, to_iso
+from lineagehub.graph.errors import ValidationError
+from lineagehub.graph.model import MAX_ID_LENGTH, Edge, Node, check_time, edge_id, to_iso
 
 __all__ = [
     "EDGE_PROPS",
@@ -141,13 +143,16 @@ __all__ = [
     "ArtifactKind",
     "AssociationRole",
     "CodeCommit",
+    "CodeState",
     "Column",
     "Dataset",
+    "DatasetFingerprint",
     "DatasetVersion",
     "Deployment",
     "DeploymentStatus",
     "EdgeKind",
     "Environment",
+    "EnvironmentState",
     "Experiment",
     "Model",
     "ModelVersion",
@@ -1443,3 +1448,68 @@ def check_text(value: Any, field: str) -> str:
         return _long_text(value)
     except _FieldError as e:
         raise ValidationError(f"{field}: {e}", field=field) from None
+
+
+# --- what a client captures -----------------------------------------------------------
+# Computed in the SDK (lineagehub.ingest.capture, lineagehub.ingest.datasets) and taken by the
+# tracking service and the GraphQL mutations: defined here so the services never import the SDK.
+
+
+@dataclass(frozen=True)
+class CodeState:
+    """The git state of the code a run runs.
+
+    ``diff`` is ``None`` when the work tree is clean, and also when it is dirty but the diff
+    could not be made (then ``commit.diff_digest`` is ``None`` and the commit's id ends in
+    ``+dirty``). ``diff_truncated`` says that ``diff`` is not the whole change (see the
+    ``# lineagehub:`` lines at its end)."""
+
+    commit: CodeCommit
+    diff: bytes | None
+    toplevel: Path
+    diff_truncated: bool = False
+
+
+@dataclass(frozen=True)
+class EnvironmentState:
+    """The Python environment a run runs in. ``packages_text`` is the exact text whose
+    sha256 is ``environment.packages_digest`` (``name==version`` lines, sorted), so it can be
+    stored as an artifact under that digest."""
+
+    environment: Environment
+    packages_text: bytes
+
+
+@dataclass(frozen=True)
+class DatasetFingerprint:
+    """What is recorded about a dataset: its content digest, where it is, its schema and its
+    profile. ``columns`` entries have the fields of :class:`lineagehub.vocabulary.Column`."""
+
+    digest: str
+    """``"sha256:<64 hex>"``: the content identity (see the module docstring per source)."""
+    source: str
+    """``"file"``, ``"directory"``, ``"dataframe"``, ``"series"``, ``"ndarray"``, ``"records"``."""
+    uri: str | None = None
+    """Absolute ``file://`` URI of a file or directory; ``None`` for in-memory data."""
+    size_bytes: int | None = None
+    """Bytes hashed (files and directories)."""
+    file_count: int | None = None
+    """Files hashed (directories)."""
+    row_count: int | None = None
+    columns: list[dict[str, str]] | None = None
+    """``[{"name": ..., "dtype": ...}]`` in order; ``None`` when the format has no known schema."""
+    profile: dict[str, Any] | None = None
+    """Per-column statistics, JSON-ready; ``None`` when not asked for or not computable."""
+    format: str | None = None
+    """``"csv"``, ``"tsv"``, ``"jsonl"`` (each maybe ``".gz"``), ``"parquet"``, ``"npy"``."""
+
+    def version_fields(self) -> dict[str, Any]:
+        """The :class:`~lineagehub.vocabulary.DatasetVersion` fields this fingerprint fills:
+        ``DatasetVersion(namespace=..., name=..., **fp.version_fields())``."""
+        return {
+            "digest": self.digest,
+            "uri": self.uri,
+            "columns": None if self.columns is None else [dict(c) for c in self.columns],
+            "row_count": self.row_count,
+            "profile": self.profile,
+        }

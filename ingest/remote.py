@@ -1,7 +1,7 @@
 """The SDK's remote mode: the tracking service and the artifact store of a hub server, over HTTP.
 
 ``Client("http://hub:8000")`` (or ``LINEAGEHUB_URL``) uses these instead of opening the stores
-itself. They answer exactly as :class:`~lineagehub.tracking.TrackingService` and
+itself. They answer exactly as :class:`~lineagehub.services.tracking.TrackingService` and
 :class:`~lineagehub.artifacts.ArtifactStore` do in embedded mode: the same methods, the same
 vocabulary models back, the same errors (a ``NOT_FOUND`` from the server is a
 :class:`~lineagehub.graph.NotFoundError` here, with its ``ids``; a ``VALIDATION`` a
@@ -79,8 +79,8 @@ from lineagehub.graph.errors import (
 from lineagehub.graph.model import TruncationReason, metric_from_wire, metric_to_wire, to_iso
 from lineagehub.graph.store import MAX_PAGE
 from lineagehub.ingest.seam import Backend, PromoteResult
-from lineagehub.lineage import LineageDiff, RunComparison
-from lineagehub.registry import (
+from lineagehub.services.lineage import LineageDiff, RunComparison
+from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
     Policy,
@@ -88,7 +88,13 @@ from lineagehub.registry import (
     PromotionRefused,
     PromotionRejected,
 )
-from lineagehub.tracking import MAX_BATCH_POINTS, Metric, RunStart, check_metric, dataset_name
+from lineagehub.services.tracking import (
+    MAX_BATCH_POINTS,
+    Metric,
+    RunStart,
+    check_metric,
+    dataset_name,
+)
 from lineagehub.vocabulary import (
     Artifact,
     ArtifactKind,
@@ -106,7 +112,7 @@ from lineagehub.vocabulary import (
 )
 
 if TYPE_CHECKING:
-    from lineagehub.datasets import DatasetFingerprint
+    from lineagehub.vocabulary import DatasetFingerprint
 
 M = TypeVar("M", bound=NodeModel)
 

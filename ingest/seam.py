@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lineagehub.graph import Direction, GraphStore, SeriesPoint, Subgraph, ValidationError
-from lineagehub.lineage import LineageDiff, LineageService, RunComparison
-from lineagehub.registry import (
+from lineagehub.services.lineage import LineageDiff, LineageService, RunComparison
+from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
     Policy,
@@ -31,7 +31,7 @@ from lineagehub.registry import (
     PromotionRejected,
     RegistryService,
 )
-from lineagehub.tracking import Metric, RunStart, TrackingService
+from lineagehub.services.tracking import Metric, RunStart, TrackingService
 from lineagehub.vocabulary import (
     Artifact,
     ArtifactKind,
@@ -49,7 +49,7 @@ from lineagehub.vocabulary import (
 
 if TYPE_CHECKING:
     from lineagehub.artifacts import ArtifactInfo, ArtifactStore
-    from lineagehub.datasets import DatasetFingerprint
+    from lineagehub.vocabulary import DatasetFingerprint
 
 PromoteResult = ModelPromoted | PromotionPending | PromotionRefused
 M = TypeVar("M", bound=NodeModel)
@@ -57,7 +57,7 @@ M = TypeVar("M", bound=NodeModel)
 
 class Tracking(Protocol):
     """Runs, their params, metrics and tags, and what they used and generated
-    (:class:`~lineagehub.tracking.TrackingService`)."""
+    (:class:`~lineagehub.services.tracking.TrackingService`)."""
 
     def start_run(self, run: Run, start: RunStart | None = None) -> Run: ...
 
@@ -138,7 +138,7 @@ class Tracking(Protocol):
 
 class Registry(Protocol):
     """Stages, aliases, governed promotions and deployments
-    (:class:`~lineagehub.registry.RegistryService`, acting as the backend's actor)."""
+    (:class:`~lineagehub.services.registry.RegistryService`, acting as the backend's actor)."""
 
     def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult: ...
 
@@ -179,7 +179,7 @@ class Registry(Protocol):
 
 
 class Queries(Protocol):
-    """Look-ups, listings, lineage and comparisons (:class:`~lineagehub.lineage.
+    """Look-ups, listings, lineage and comparisons (:class:`~lineagehub.services.lineage.
     LineageService` and the store's filtered listings)."""
 
     def find(

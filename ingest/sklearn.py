@@ -54,9 +54,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lineagehub.graph import ConfigError, ConflictError, ValidationError
-from lineagehub.headline import PRIMARY_METRIC_TAG
 from lineagehub.ingest.client import ActiveRun, Client, active_run
 from lineagehub.ingest.client import client as default_client
+from lineagehub.services.headline import PRIMARY_METRIC_TAG
 from lineagehub.vocabulary import ArtifactKind, RunStatus, UsedRole
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def evaluate(
         finite = {k for k, v in metrics.items() if math.isfinite(v)}
         primary = next((f"{prefix}_{n}" for n in _PRIMARY if f"{prefix}_{n}" in finite), None)
         if primary is not None:
-            # the held-out metric that stands for the run (lineagehub.headline)
+            # the held-out metric that stands for the run (lineagehub.services.headline)
             target.set_tags({PRIMARY_METRIC_TAG: primary})
         return metrics
 

@@ -16,18 +16,24 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from lineagehub.graph import HubError
-
-from .audit import AuditQuery
-from .compare import CompareQuery
-from .context import Context, Services
-from .errors import HubErrors
-from .limits import MAX_ALIASES, MAX_COST, MAX_DEPTH, MAX_QUERY_LENGTH, MAX_TOKENS, Limits
-from .mutation import Mutation as BaseMutation
-from .query import Query as BaseQuery
-from .registry import RegistryMutation, RegistryQuery
-from .scalars import SCALARS
-from .types import ALL_TYPES
-from .webhooks import WebhookQuery
+from lineagehub.schema.audit import AuditQuery
+from lineagehub.schema.compare import CompareQuery
+from lineagehub.schema.context import Context, Services
+from lineagehub.schema.errors import HubErrors
+from lineagehub.schema.limits import (
+    MAX_ALIASES,
+    MAX_COST,
+    MAX_DEPTH,
+    MAX_QUERY_LENGTH,
+    MAX_TOKENS,
+    Limits,
+)
+from lineagehub.schema.mutation import Mutation as BaseMutation
+from lineagehub.schema.query import Query as BaseQuery
+from lineagehub.schema.registry import RegistryMutation, RegistryQuery
+from lineagehub.schema.scalars import SCALARS
+from lineagehub.schema.types import ALL_TYPES
+from lineagehub.schema.webhooks import WebhookQuery
 
 Query = merge_types("Query", (BaseQuery, CompareQuery, AuditQuery, RegistryQuery, WebhookQuery))
 Mutation = merge_types("Mutation", (BaseMutation, RegistryMutation))

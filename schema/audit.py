@@ -9,8 +9,7 @@ import strawberry
 
 from lineagehub.graph import ValidationError
 from lineagehub.graph.model import from_iso, to_iso
-
-from .types import I
+from lineagehub.schema.types import I
 
 
 @strawberry.type(description="One entry of the hash-chained audit log.")

@@ -1,6 +1,6 @@
 """The compound questions: impact, path, compareRuns, compareModelVersions.
 
-Thin mappings of :mod:`lineagehub.lineage`'s results; the service does the work in a bounded
+Thin mappings of :mod:`lineagehub.services.lineage`'s results; the service does the work in a bounded
 number of store queries.
 """
 
@@ -12,10 +12,9 @@ import strawberry
 from strawberry.scalars import JSON
 
 from lineagehub.graph import Node
-
-from .query import TruncationReason
-from .scalars import MetricValue
-from .types import I, LineageEdge, NodeInterface, edge_of, wrap
+from lineagehub.schema.query import TruncationReason
+from lineagehub.schema.scalars import MetricValue
+from lineagehub.schema.types import I, LineageEdge, NodeInterface, edge_of, wrap
 
 
 def _nodes(nodes: tuple[Node, ...]) -> list[NodeInterface]:

@@ -13,12 +13,18 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 from strawberry.dataloader import DataLoader
 
-from lineagehub.graph import Adjacent, Direction, GraphStore, Node, SeriesSummary
+from lineagehub.graph import Adjacent, ConfigError, Direction, GraphStore, Node, SeriesSummary
+
+if TYPE_CHECKING:
+    from lineagehub.artifacts import ArtifactStore
+    from lineagehub.services.lineage import LineageService
+    from lineagehub.services.registry import RegistryService
+    from lineagehub.services.tracking import TrackingService
 
 T = TypeVar("T")
 
@@ -31,14 +37,21 @@ class Services:
     """What the schema needs from the hub, built once per app."""
 
     store: GraphStore
-    tracking: Any  # lineagehub.tracking.TrackingService
-    lineage: Any  # lineagehub.lineage.LineageService
-    artifacts: Any  # lineagehub.artifacts.ArtifactStore
+    tracking: TrackingService | None
+    lineage: LineageService
+    artifacts: ArtifactStore | None
     max_page: int = 500
-    registry: Any = None  # lineagehub.registry.RegistryService
+    registry: RegistryService | None = None
     #: Who registry mutations are recorded as done by. The server does not authenticate
     #: requests yet: this is the server's configured user (LINEAGEHUB_USER, else the OS user).
     registry_actor: str = "unknown"
+
+    @property
+    def tracker(self) -> TrackingService:
+        """The tracking service (a :class:`ConfigError` for a schema served without one)."""
+        if self.tracking is None:
+            raise ConfigError("this hub serves no experiment tracking")
+        return self.tracking
 
 
 @dataclass

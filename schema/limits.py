@@ -12,7 +12,7 @@ rules, after :func:`limit_errors` has measured every operation with its fragment
 Each fragment is measured once and its measure reused at every spread, so a fragment that
 spreads the next one twice, 30 levels deep, costs 30 steps to measure (and is refused: its
 expanded cost is 2**30), not 2**30 steps. :func:`check_query` runs all of it against a
-deadline; the server calls it in a worker thread (:mod:`lineagehub.app`), so the event loop
+deadline; the server calls it in a worker thread (:mod:`lineagehub.interfaces.server`), so the event loop
 keeps answering while a hostile query is measured.
 
 Refusals are GraphQL errors with code ``QUERY_TOO_COMPLEX`` and ``extensions.limit``

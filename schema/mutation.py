@@ -13,9 +13,8 @@ import strawberry
 from strawberry.scalars import JSON
 
 from lineagehub.graph import ValidationError
-
-from .scalars import MetricValue
-from .types import Artifact, DatasetVersion, I, ModelVersion, Run, wrap_as
+from lineagehub.schema.scalars import MetricValue
+from lineagehub.schema.types import Artifact, DatasetVersion, I, ModelVersion, Run, wrap_as
 
 
 @strawberry.input
@@ -61,7 +60,7 @@ class StartRunInput:
 class DatasetInput:
     fingerprint: JSON = strawberry.field(
         description="digest, uri, columns, row_count, profile and source, as computed by the "
-        "client (lineagehub.datasets.fingerprint)."
+        "client (lineagehub.ingest.datasets.fingerprint)."
     )
     name: str | None = None
     namespace: str | None = None
@@ -80,7 +79,7 @@ class LogResult:
 
 
 def _metrics(metrics: list[MetricInput] | None) -> list[Any]:
-    from lineagehub.tracking import Metric
+    from lineagehub.services.tracking import Metric
 
     now = datetime.now(timezone.utc)
     return [Metric(m.key, float(m.value), m.step, m.timestamp or now) for m in metrics or []]
@@ -98,9 +97,14 @@ def _mapping(value: Any, field: str) -> dict[str, Any]:
 class Mutation:
     @strawberry.mutation(description="Start a run (RUNNING).")
     async def start_run(self, info: I, input: StartRunInput) -> Run:
-        from lineagehub.capture import CodeState, EnvironmentState
-        from lineagehub.tracking import RunStart
-        from lineagehub.vocabulary import CodeCommit, Environment, validate
+        from lineagehub.services.tracking import RunStart
+        from lineagehub.vocabulary import (
+            CodeCommit,
+            CodeState,
+            Environment,
+            EnvironmentState,
+            validate,
+        )
         from lineagehub.vocabulary import Run as RunModel
 
         ctx = info.context
@@ -132,7 +136,7 @@ class Mutation:
                 code=start.code,
                 environment=EnvironmentState(environment=env, packages_text=b""),
             )
-        started = await ctx.call(ctx.services.tracking.start_run, run, start)
+        started = await ctx.call(ctx.services.tracker.start_run, run, start)
         node = await ctx.call(ctx.store.get_node, started.id)
         return wrap_as(node, Run)
 
@@ -147,7 +151,7 @@ class Mutation:
     ) -> LogResult:
         ctx = info.context
         p, t, m = _mapping(params, "params"), _mapping(tags, "tags"), _metrics(metrics)
-        await ctx.call(ctx.services.tracking.log_batch, str(run_id), params=p, metrics=m, tags=t)
+        await ctx.call(ctx.services.tracker.log_batch, str(run_id), params=p, metrics=m, tags=t)
         return LogResult(run_id=run_id, params=len(p), metric_points=len(m), tags=len(t))
 
     @strawberry.mutation(description="End a run after a last batch, in one transaction.")
@@ -163,7 +167,7 @@ class Mutation:
     ) -> Run:
         ctx = info.context
         await ctx.call(
-            ctx.services.tracking.end_run,
+            ctx.services.tracker.end_run,
             str(run_id),
             status,
             error,
@@ -177,7 +181,7 @@ class Mutation:
     async def log_dataset(
         self, info: I, run_id: strawberry.ID, input: DatasetInput
     ) -> DatasetVersion:
-        from lineagehub.datasets import DatasetFingerprint
+        from lineagehub.vocabulary import DatasetFingerprint
 
         ctx = info.context
         fp = _mapping(input.fingerprint, "fingerprint")
@@ -196,7 +200,7 @@ class Mutation:
         except (KeyError, TypeError) as e:
             raise ValidationError(f"fingerprint: {e}", field="fingerprint") from None
         version = await ctx.call(
-            ctx.services.tracking.log_dataset,
+            ctx.services.tracker.log_dataset,
             str(run_id),
             fingerprint,
             name=input.name,
@@ -222,7 +226,7 @@ class Mutation:
         ctx = info.context
         info_ = await ctx.call(_artifact_info, ctx.services.artifacts, digest)
         artifact = await ctx.call(
-            ctx.services.tracking.log_artifact,
+            ctx.services.tracker.log_artifact,
             str(run_id),
             info_,
             name=name,
@@ -250,7 +254,7 @@ class Mutation:
         ctx = info.context
         info_ = await ctx.call(_artifact_info, ctx.services.artifacts, digest)
         version = await ctx.call(
-            ctx.services.tracking.log_model,
+            ctx.services.tracker.log_model,
             str(run_id),
             info_,
             name=name,
@@ -264,7 +268,7 @@ class Mutation:
     @strawberry.mutation(description="Record RUNNING runs with a stale heartbeat as KILLED.")
     async def mark_stale_runs(self, info: I) -> list[strawberry.ID]:
         ctx = info.context
-        ids = await ctx.call(ctx.services.tracking.mark_stale_runs)
+        ids = await ctx.call(ctx.services.tracker.mark_stale_runs)
         return [strawberry.ID(i) for i in ids]
 
 

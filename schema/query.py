@@ -12,9 +12,7 @@ from strawberry.scalars import JSON
 from lineagehub.graph import Node, Subgraph, ValidationError
 from lineagehub.graph import TruncationReason as GraphTruncation
 from lineagehub.graph.filters import encode_cursor, node_value, parse_order
-from lineagehub.tracking import mentions_status
-
-from .types import (
+from lineagehub.schema.types import (
     ALL_TYPES,
     Alert,
     Connection,
@@ -36,6 +34,7 @@ from .types import (
     wrap,
     wrap_as,
 )
+from lineagehub.services.tracking import mentions_status
 
 
 @strawberry.enum(description="A comparison of a filter condition.")
@@ -200,7 +199,7 @@ class Lineage:
         title: str | None = None,
         context_nodes: bool = False,
     ) -> str:
-        from lineagehub.export import export_lineage
+        from lineagehub.services.export import export_lineage
 
         data = await info.context.call(
             export_lineage,
@@ -293,7 +292,7 @@ class Query:
     )
     async def run(self, info: I, id: strawberry.ID) -> Run:
         ctx = info.context
-        run = await ctx.call(ctx.services.tracking.get_run, str(id))
+        run = await ctx.call(ctx.services.tracker.get_run, str(id))
         return wrap_as(await ctx.call(ctx.store.get_node, run.id), Run)
 
     runs = _listing("Run", Run, "Runs, filtered and ordered, a page at a time.")

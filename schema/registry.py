@@ -1,6 +1,6 @@
 """The model registry in the API: aliases, stages, governed promotions and their history.
 
-Thin mappings of :class:`lineagehub.registry.RegistryService`. Expected outcomes of a
+Thin mappings of :class:`lineagehub.services.registry.RegistryService`. Expected outcomes of a
 promotion are results (``union PromoteResult = ModelPromoted | PromotionPending |
 PolicyViolation``); a reference that names nothing, a request that is no longer pending and
 other failures stay coded errors (``NOT_FOUND``, ``CONFLICT``, ``VALIDATION``).
@@ -20,11 +20,10 @@ import strawberry
 from strawberry.scalars import JSON
 
 from lineagehub.graph import ConfigError
+from lineagehub.schema.types import Deployment as DeploymentType
+from lineagehub.schema.types import I, wrap, wrap_as
+from lineagehub.schema.types import ModelVersion as ModelVersionType
 from lineagehub.vocabulary import model_version_id
-
-from .types import Deployment as DeploymentType
-from .types import I, wrap, wrap_as
-from .types import ModelVersion as ModelVersionType
 
 
 def _registry(info: I) -> Any:
@@ -125,7 +124,7 @@ PromoteResult = Annotated[
 
 
 async def _result(info: I, r: Any) -> Any:
-    from lineagehub import registry as reg
+    from lineagehub.services import registry as reg
 
     if isinstance(r, reg.ModelPromoted):
         return ModelPromoted(

@@ -16,10 +16,9 @@ from strawberry.types import Info
 
 from lineagehub.graph import Adjacent, Direction, Edge, Node
 from lineagehub.graph.model import from_iso
+from lineagehub.schema.context import Context
+from lineagehub.schema.scalars import MetricValue
 from lineagehub.vocabulary import EdgeKind, NodeKind
-
-from .context import Context
-from .scalars import MetricValue
 
 I = Info[Context, None]  # noqa: E741
 
@@ -200,7 +199,7 @@ class MetricSummary:
 
 @strawberry.type(
     description="The one metric that stands for a run or a model version, chosen by the rule "
-    "of lineagehub.headline: the registration's choice, a metric the promotion policy names, "
+    "of lineagehub.services.headline: the registration's choice, a metric the promotion policy names, "
     "the adapter's primary evaluation metric, else common names (test_/val_ first)."
 )
 class HeadlineMetric:
@@ -209,7 +208,7 @@ class HeadlineMetric:
 
 
 def _headline(info: I, props: dict[str, Any], model: str | None) -> HeadlineMetric | None:
-    from lineagehub.headline import headline_metric, policy_metrics
+    from lineagehub.services.headline import headline_metric, policy_metrics
 
     registry = getattr(info.context.services, "registry", None)
     policies = getattr(registry, "policies", None) or {}

@@ -8,8 +8,7 @@ import strawberry
 
 from lineagehub.graph import ValidationError
 from lineagehub.graph.model import from_iso
-
-from .types import I
+from lineagehub.schema.types import I
 
 
 @strawberry.type(description="One attempt to deliver a webhook event to one endpoint.")
@@ -41,7 +40,7 @@ class WebhookQuery:
         url: str | None = None,
         first: int = 100,
     ) -> list[WebhookDelivery]:
-        from lineagehub.webhooks import GraphRecorder
+        from lineagehub.services.webhooks import GraphRecorder
 
         ctx = info.context
         if not 1 <= first <= ctx.services.max_page:

@@ -84,10 +84,10 @@ class HubServer:
 def example_hub(folder: Path, timeout: float = 60) -> Iterator[httpx.Client]:
     """The example graph (``build_example``) in a SQLite file under ``folder``, served, with
     an HTTP client of it."""
-    from lineagehub.app import create_app
     from lineagehub.artifacts import open_artifact_store
-    from lineagehub.example import build_example
     from lineagehub.graph import open_store
+    from lineagehub.interfaces.server import create_app
+    from lineagehub.samples.example import build_example
 
     store = open_store(f"sqlite:///{folder / 'hub.db'}")
     try:

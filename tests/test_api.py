@@ -13,10 +13,10 @@ import pytest
 from conftest import BACKENDS, fresh_store_uri
 from http_server import HubServer
 
-from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.example import build_example
 from lineagehub.graph import GraphStore, Node, SeriesPoint, open_store
+from lineagehub.interfaces.server import create_app
+from lineagehub.samples.example import build_example
 from lineagehub.schema import schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,7 +348,7 @@ def test_a_corrupt_artifact_is_refused_not_served(
 
 
 def test_audit_trail_and_verification(tmp_path: Path) -> None:
-    from lineagehub.tracking import Metric, TrackingService
+    from lineagehub.services.tracking import Metric, TrackingService
     from lineagehub.vocabulary import Run as RunModel
 
     store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")

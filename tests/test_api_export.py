@@ -14,11 +14,11 @@ import networkx as nx
 import pytest
 from http_server import HubServer
 
-from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.example import build_example
-from lineagehub.export import FORMATS
 from lineagehub.graph import GraphStore, open_store
+from lineagehub.interfaces.server import create_app
+from lineagehub.samples.example import build_example
+from lineagehub.services.export import FORMATS
 from lineagehub.vocabulary import DatasetVersion, EdgeKind, UsedRole, from_node, make_edge
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -15,12 +15,12 @@ import httpx
 import pytest
 from http_server import HubServer
 
-from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.config import Settings
-from lineagehub.example import build_example
 from lineagehub.graph import GraphStore, open_store
-from lineagehub.registry import Policy
+from lineagehub.interfaces.server import create_app
+from lineagehub.samples.example import build_example
+from lineagehub.services.registry import Policy
 
 POLICIES = {
     ("churn", "Production"): Policy(approvals=1, separation_of_duties=True),

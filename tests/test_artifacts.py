@@ -451,7 +451,7 @@ def test_hash_file_is_the_one_file_digest(tmp_path: Path) -> None:
     (tmp_path / "empty").write_bytes(b"")
     assert hash_file(tmp_path / "empty") == (digest_bytes(b""), 0)
     # Dataset fingerprints hash files with the same function (without the prefix).
-    from lineagehub.datasets import fingerprint
+    from lineagehub.ingest.datasets import fingerprint
 
     assert fingerprint(path).digest == digest_bytes(data)
     with pytest.raises(ValidationError, match=r"no-such-file") as caught:

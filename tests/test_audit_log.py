@@ -14,13 +14,13 @@ import pytest
 
 from lineagehub import Settings, open_store
 from lineagehub.artifacts import FileArtifactStore
-from lineagehub.audit import export_jsonl, verify_export
-from lineagehub.cli import main
-from lineagehub.datasets import fingerprint
 from lineagehub.graph import ConflictError, GraphStore
 from lineagehub.graph.audit import payload_digest
 from lineagehub.ingest.client import Client
-from lineagehub.tracking import Metric, TrackingService
+from lineagehub.ingest.datasets import fingerprint
+from lineagehub.interfaces.cli import main
+from lineagehub.services.audit import export_jsonl, verify_export
+from lineagehub.services.tracking import Metric, TrackingService
 from lineagehub.vocabulary import Run
 
 KEY = "s3cret-audit-key"
@@ -270,7 +270,7 @@ def test_unsigned_export(store: GraphStore, tracking: TrackingService, tmp_path:
 def test_every_actor_is_an_agent_node(tmp_path: Path) -> None:
     from lineagehub.artifacts import open_artifact_store
     from lineagehub.graph import open_store
-    from lineagehub.tracking import TrackingService
+    from lineagehub.services.tracking import TrackingService
     from lineagehub.vocabulary import Run
 
     store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")

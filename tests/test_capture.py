@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lineagehub import capture
-from lineagehub.capture import (
+from lineagehub.ingest import capture
+from lineagehub.ingest.capture import (
     CodeState,
     capture_code,
     capture_context,
@@ -222,7 +222,7 @@ def test_detached_head_has_no_branch(tmp_path: Path) -> None:
 def test_remote_credentials_are_dropped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     repo = make_repo(tmp_path)
     git(repo, "remote", "add", "origin", "https://user:token@github.com/org/repo.git")
-    with caplog.at_level(logging.DEBUG, logger="lineagehub.capture"):
+    with caplog.at_level(logging.DEBUG, logger="lineagehub.ingest.capture"):
         commit = code(repo).commit
     assert "token" not in commit.repo and "user" not in commit.repo
     assert "token" not in caplog.text
@@ -256,7 +256,7 @@ def test_local_path_remote(tmp_path: Path) -> None:
 def test_not_a_repository(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
-    with caplog.at_level(logging.DEBUG, logger="lineagehub.capture"):
+    with caplog.at_level(logging.DEBUG, logger="lineagehub.ingest.capture"):
         assert capture_code(plain) is None
         assert capture_code(tmp_path / "does-not-exist") is None
     assert "not" in caplog.text
@@ -269,7 +269,7 @@ def test_repository_without_commits_is_none(
     repo.mkdir()
     git(repo, "init", "-q")
     (repo / "a.py").write_text("x = 1\n")
-    with caplog.at_level(logging.DEBUG, logger="lineagehub.capture"):
+    with caplog.at_level(logging.DEBUG, logger="lineagehub.ingest.capture"):
         assert capture_code(repo) is None
     assert "no commits" in caplog.text
 
@@ -281,7 +281,7 @@ def test_git_missing(
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    with caplog.at_level(logging.DEBUG, logger="lineagehub.capture"):
+    with caplog.at_level(logging.DEBUG, logger="lineagehub.ingest.capture"):
         assert capture_code(repo) is None
     assert "no git program" in caplog.text
 
@@ -298,7 +298,7 @@ def test_git_hanging_times_out(
     (fake / "git").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     start = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="lineagehub.capture"):
+    with caplog.at_level(logging.WARNING, logger="lineagehub.ingest.capture"):
         assert capture_code(repo, timeout=0.3) is None
     assert time.perf_counter() - start < 2.0
     assert "longer than" in caplog.text
@@ -364,7 +364,7 @@ def test_platform_string_is_stable() -> None:
 
 _PRINT_CONTEXT = """\
 import json, sys
-from lineagehub.capture import capture_context
+from lineagehub.ingest.capture import capture_context
 ctx = capture_context()
 print(json.dumps({"user": ctx.user, "host": ctx.host, "entry_point": ctx.entry_point,
                   "argv": list(ctx.argv), "notebook": ctx.notebook_path is not None,

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from lineagehub import Settings
-from lineagehub.cli import main
 from lineagehub.ingest.client import Client
+from lineagehub.interfaces.cli import main
 
 
 def git(repo: Path, *args: str) -> str:

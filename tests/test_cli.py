@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lineagehub.cli import main
+from lineagehub.interfaces.cli import main
 
 
 @pytest.fixture

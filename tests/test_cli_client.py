@@ -31,7 +31,7 @@ def clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Clie
                 run.log_metrics({"loss": float("nan")})
                 run.log_dataset(frame, name="d", namespace="ns", role="train")
                 run.log_model({"w": auc}, name="m")
-        from lineagehub.app import create_app
+        from lineagehub.interfaces.server import create_app
 
         store = open_store(uri)
         stack.callback(store.close)

@@ -20,8 +20,8 @@ from http_server import HubServer
 
 from lineagehub import Settings, open_store
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.cli import main
 from lineagehub.ingest.client import Client
+from lineagehub.interfaces.cli import main
 
 
 def _frame(rows: int) -> pd.DataFrame:
@@ -68,7 +68,7 @@ class Hub:
 
     def url(self, policies: Any = None) -> str:
         if self._url is None:
-            from lineagehub.app import create_app
+            from lineagehub.interfaces.server import create_app
 
             store = open_store(self.store)
             self._stack.callback(store.close)
@@ -416,7 +416,7 @@ def policy_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]
 def test_promote_pending_approve_refuse(
     capsys: pytest.CaptureFixture[str], policy_hub: Hub, mode: str
 ) -> None:
-    from lineagehub.registry import load_policies
+    from lineagehub.services.registry import load_policies
 
     if mode == "store":
         where = ["--store", policy_hub.store]

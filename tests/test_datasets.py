@@ -21,14 +21,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lineagehub.datasets import (
+from lineagehub.graph.errors import NotFoundError, ValidationError
+from lineagehub.ingest.datasets import (
     DatasetFingerprint,
     DatasetWarning,
     _string_digests_arrow,
     _string_digests_python,
     fingerprint,
 )
-from lineagehub.graph.errors import NotFoundError, ValidationError
 from lineagehub.vocabulary import DatasetVersion
 
 
@@ -489,7 +489,7 @@ SCRIPT = textwrap.dedent(
     import json, sys
     from pathlib import Path
     import numpy as np, pandas as pd
-    from lineagehub.datasets import fingerprint
+    from lineagehub.ingest.datasets import fingerprint
 
     def digests(tmp):
         df = pd.DataFrame({
@@ -547,7 +547,7 @@ def test_plain_files_need_neither_pandas_nor_pyarrow(tmp_path: Path) -> None:
         import json, sys, warnings
         for name in ("numpy", "pandas", "pyarrow"):
             sys.modules[name] = None  # importing them now fails: as if not installed
-        from lineagehub.datasets import fingerprint
+        from lineagehub.ingest.datasets import fingerprint
         warnings.simplefilter("ignore")
         out = {{}}
         for p in ({str(csv_path)!r}, {str(parquet)!r}):
@@ -572,7 +572,7 @@ def test_importing_and_hashing_a_plain_file_imports_no_data_library(tmp_path: Pa
     path = tmp_path / "blob.bin"
     path.write_bytes(b"x" * 10)
     code = (
-        "import sys; from lineagehub.datasets import fingerprint; "
+        "import sys; from lineagehub.ingest.datasets import fingerprint; "
         f"fingerprint({str(path)!r}); fingerprint({str(tmp_path)!r}); "
         "print(sorted(m for m in ('numpy', 'pandas', 'pyarrow') if m in sys.modules))"
     )

@@ -17,12 +17,12 @@ from http_server import HubServer
 
 pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the sklearn extra)")
 
-from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.cli import main
 from lineagehub.config import Settings
-from lineagehub.demo import CONFIGS, MODEL, REVIEWER, queries
 from lineagehub.graph import Direction, GraphStore, open_store
+from lineagehub.interfaces.cli import main
+from lineagehub.interfaces.server import create_app
+from lineagehub.samples.demo import CONFIGS, MODEL, REVIEWER, queries
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -116,7 +116,7 @@ def test_the_printed_queries_answer_on_a_real_server(
     demo: tuple[dict[str, Any], Path], store: GraphStore
 ) -> None:
     result, root = demo
-    from lineagehub.demo import DemoResult
+    from lineagehub.samples.demo import DemoResult
 
     r = DemoResult(**result["result"])
     app = create_app(

@@ -10,12 +10,12 @@ import pytest
 from http_server import HubServer
 from test_registry import Clock, add_version
 
-from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.config import Settings
 from lineagehub.graph import Direction, GraphStore, open_store
 from lineagehub.graph.errors import ConflictError, NotFoundError, PolicyViolation
-from lineagehub.registry import RegistryService
+from lineagehub.interfaces.server import create_app
+from lineagehub.services.registry import RegistryService
 from lineagehub.vocabulary import DeploymentStatus, Stage
 
 

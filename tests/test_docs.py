@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lineagehub import Settings
-from lineagehub.cli import build_parser
+from lineagehub.interfaces.cli import build_parser
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -18,8 +18,9 @@ import pytest
 from conftest import BACKENDS, fresh_store_uri
 
 from lineagehub import open_store
-from lineagehub.example import build_example
-from lineagehub.export import (
+from lineagehub.graph import ConfigError, Edge, GraphStore, Node, Subgraph, ValidationError
+from lineagehub.samples.example import build_example
+from lineagehub.services.export import (
     DEFAULT_COLLAPSE_ABOVE,
     FORMATS,
     NODE_STYLES,
@@ -27,8 +28,7 @@ from lineagehub.export import (
     export_lineage,
     format_for_path,
 )
-from lineagehub.graph import ConfigError, Edge, GraphStore, Node, Subgraph, ValidationError
-from lineagehub.lineage import LineageService
+from lineagehub.services.lineage import LineageService
 from lineagehub.vocabulary import (
     DatasetVersion,
     EdgeKind,
@@ -533,7 +533,7 @@ def whole_digest(whole: Subgraph) -> str:
 def test_pictures_keep_the_nodes_nearest_the_roots_within_the_budget(tmp_path: Path) -> None:
     """A result larger than MAX_PICTURE_NODES (collapsing turned off): the picture keeps the
     roots and the nearest nodes, says so, and lays out quickly; the data formats keep all."""
-    from lineagehub.export import MAX_PICTURE_NODES
+    from lineagehub.services.export import MAX_PICTURE_NODES
 
     store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
     root = _sweep(store, 200)  # 1 dataset, 200 runs (distance 1), 200 versions (distance 2)

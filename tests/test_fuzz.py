@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, mutations, nodes, queries
 
-from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import ValidationError, open_store
 from lineagehub.ingest.client import Client
+from lineagehub.interfaces.server import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SDL = (ROOT / "schema" / "schema.graphql").read_text()

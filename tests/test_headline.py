@@ -1,4 +1,4 @@
-"""The headline metric: one documented rule (lineagehub.headline) for pictures, CLI tables and
+"""The headline metric: one documented rule (lineagehub.services.headline) for pictures, CLI tables and
 the GraphQL ``headlineMetric`` field."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from lineagehub import Settings
-from lineagehub.cli import main
-from lineagehub.export import export_lineage
 from lineagehub.graph import Direction
-from lineagehub.headline import headline_metric, policy_metrics
 from lineagehub.ingest.client import Client
-from lineagehub.registry import Policy
+from lineagehub.interfaces.cli import main
 from lineagehub.schema import schema
+from lineagehub.services.export import export_lineage
+from lineagehub.services.headline import headline_metric, policy_metrics
+from lineagehub.services.registry import Policy
 
 # What scikit-learn's autolog and evaluate() log for a binary classifier: v3 is the best on
 # held-out ROC AUC but not on accuracy.
@@ -110,9 +110,9 @@ def test_pictures_cli_and_graphql_agree(
 
 @pytest.mark.anyio
 async def test_the_graphql_field_follows_the_rule_and_the_server_s_policies(hub: Client) -> None:
-    from lineagehub.lineage import LineageService
-    from lineagehub.registry import RegistryService
     from lineagehub.schema import Context, Services
+    from lineagehub.services.lineage import LineageService
+    from lineagehub.services.registry import RegistryService
 
     assert hub.store is not None
     query = """{ modelVersions(first: 5, orderBy: ["version"]) { edges { node {

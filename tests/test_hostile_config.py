@@ -12,10 +12,10 @@ import pytest
 from http_server import HubServer
 
 from lineagehub import Settings
-from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import open_store
 from lineagehub.graph.uri import scrub_credentials
+from lineagehub.interfaces.server import create_app
 
 PASSWORD = "S3cretPASS"
 

@@ -13,9 +13,9 @@ import pytest
 from http_server import HubServer
 
 from lineagehub import Settings
-from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import GraphStore, open_store
+from lineagehub.interfaces.server import create_app
 from lineagehub.schema import MAX_ALIASES, MAX_COST, MAX_DEPTH, MAX_QUERY_LENGTH, MAX_TOKENS, schema
 
 LIMIT = 1024 * 1024  # the default Settings.max_request_bytes

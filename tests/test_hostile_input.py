@@ -155,8 +155,9 @@ def test_names_refuse_controls_and_bidirectional_overrides() -> None:
 def test_the_cli_never_prints_control_characters(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lineagehub.cli import main, safe_text
     from lineagehub.ingest.client import Client
+    from lineagehub.interfaces.cli import main
+    from lineagehub.interfaces.cli.common import safe_text
 
     assert safe_text("a\x1b[31mb\rc\x07d\u202ee\n") == "a\\x1b[31mb\\rc\\x07d\\u202ee\\n"
     uri = f"sqlite:///{tmp_path / 'hub.db'}"
@@ -194,8 +195,8 @@ def test_log_model_refuses_a_socket_in_the_folder(tmp_path: Path) -> None:
 def test_an_empty_audit_key_is_a_configuration_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lineagehub.audit import export_jsonl
-    from lineagehub.cli import main
+    from lineagehub.interfaces.cli import main
+    from lineagehub.services.audit import export_jsonl
 
     uri = f"sqlite:///{tmp_path / 'hub.db'}"
     open_store(uri).close()
@@ -212,9 +213,9 @@ def test_runs_list_by_status_sees_stale_runs_as_killed(
 ) -> None:
     import json
 
-    from lineagehub.cli import main
     from lineagehub.graph import Node
     from lineagehub.ingest.client import Client
+    from lineagehub.interfaces.cli import main
 
     uri = f"sqlite:///{tmp_path / 'hub.db'}"
     client = Client(uri)
@@ -241,8 +242,8 @@ def test_a_model_named_like_a_version_can_be_shown(
     import json
 
     from lineagehub import Settings
-    from lineagehub.cli import main
     from lineagehub.ingest.client import Client
+    from lineagehub.interfaces.cli import main
 
     uri = f"sqlite:///{tmp_path / 'hub.db'}"
     client = Client(uri, settings=Settings(artifacts=str(tmp_path / "art")))

@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 
 from lineagehub.artifacts import FileArtifactStore
-from lineagehub.datasets import fingerprint
-from lineagehub.example import T0, build_example
 from lineagehub.graph import (
     Direction,
     Edge,
@@ -26,8 +24,10 @@ from lineagehub.graph import (
     TruncationReason,
     ValidationError,
 )
-from lineagehub.lineage import LineageService
-from lineagehub.tracking import Metric, TrackingService
+from lineagehub.ingest.datasets import fingerprint
+from lineagehub.samples.example import T0, build_example
+from lineagehub.services.lineage import LineageService
+from lineagehub.services.tracking import Metric, TrackingService
 from lineagehub.vocabulary import (
     Agent,
     Alert,
@@ -814,7 +814,7 @@ def test_query_counts_do_not_grow_with_the_graph(sized: Any) -> None:
 
 
 def test_registry_short_references(store: GraphStore) -> None:
-    from lineagehub.example import build_example
+    from lineagehub.samples.example import build_example
 
     build_example(store)
     service = LineageService(store)
@@ -827,7 +827,7 @@ def test_registry_short_references(store: GraphStore) -> None:
 def test_a_history_a_thousand_days_deep_is_traced_to_its_origin(store: GraphStore) -> None:
     """A dataset rebuilt daily from yesterday's, through the service's defaults (a generous
     depth ceiling; node and time budgets as the guard)."""
-    from lineagehub.lineage import DEFAULT_TIMEOUT
+    from lineagehub.services.lineage import DEFAULT_TIMEOUT
 
     store.upsert_nodes([Node(f"dsv:day{i}", "DatasetVersion") for i in range(1001)])
     store.upsert_edges(

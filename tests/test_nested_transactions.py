@@ -12,7 +12,7 @@ import pytest
 
 from lineagehub.graph import GraphStore, Node, open_store
 from lineagehub.graph.store import nested_transaction
-from lineagehub.webhooks import AfterCommit
+from lineagehub.services.webhooks import AfterCommit
 
 
 class Boom(Exception):

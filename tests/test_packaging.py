@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,10 +16,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    # Built from a clean copy: setuptools builds in the tree, and a build/ folder left by an
+    # earlier build would put modules that no longer exist into the wheel.
+    source = tmp_path_factory.mktemp("source") / "lineagehub"
+    skip = ("build", "dist", ".venv", ".git", "*.egg-info", "node_modules", "target", "__pycache__")
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*skip))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)],
+         "-w", str(out), str(source)],
         check=True,
         capture_output=True,
     )  # fmt: skip
@@ -43,6 +49,17 @@ def test_wheel_installs_one_import_package(wheel: Path) -> None:
         assert f"lineagehub/{sub}/__init__.py" in names
     assert "lineagehub/graph/sqlite.py" in names
     assert "lineagehub/py.typed" in names
+    assert "lineagehub/schema/schema.graphql" in names  # the SDK derives its calls from it
+    # every module of the wheel is one of the source tree (see package-dir in pyproject.toml)
+    folders = {
+        "lineagehub": ROOT / "hub",
+        "lineagehub/graph": ROOT / "graph",
+        "lineagehub/schema": ROOT / "schema",
+        "lineagehub/ingest": ROOT / "ingest",
+    }
+    for name in (n for n in names if n.endswith(".py")):
+        prefix = max((p for p in folders if name.startswith(p + "/")), key=len)
+        assert (folders[prefix] / name[len(prefix) + 1 :]).is_file(), name
     assert not any(n.startswith("lineagehub/tests") for n in names)
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     with zipfile.ZipFile(wheel) as zf:

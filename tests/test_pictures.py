@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from lineagehub import Settings
-from lineagehub.export import CONTEXT_LABELS, export_lineage
 from lineagehub.graph import Subgraph
 from lineagehub.ingest.client import Client
+from lineagehub.services.export import CONTEXT_LABELS, export_lineage
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
 SVG = "{http://www.w3.org/2000/svg}"
@@ -96,7 +96,7 @@ def test_a_pipeline_s_trace_is_readable(pipeline: tuple[Client, str]) -> None:
 @needs_dot
 def test_the_demo_s_traces_are_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the sklearn extra)")
-    from lineagehub.cli import main
+    from lineagehub.interfaces.cli import main
 
     monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("LINEAGEHUB_USER", "ann")

@@ -10,11 +10,11 @@ import httpx
 import pytest
 from http_server import HubServer
 
-from lineagehub.app import create_app
 from lineagehub.config import Settings
-from lineagehub.example import build_example
 from lineagehub.graph.errors import ConfigError
-from lineagehub.registry import Policy, RegistryService, Threshold, load_policies
+from lineagehub.interfaces.server import create_app
+from lineagehub.samples.example import build_example
+from lineagehub.services.registry import Policy, RegistryService, Threshold, load_policies
 
 GOOD = """
 [[policy]]
@@ -186,7 +186,7 @@ def test_a_served_hub_enforces_the_configured_policies(tmp_path: Path) -> None:
 
 def test_every_model_at_one_stage(tmp_path: Path) -> None:
     from lineagehub.graph import open_store
-    from lineagehub.registry import RegistryService
+    from lineagehub.services.registry import RegistryService
 
     doc = "[[policy]]\nmodel = '*'\nstage = 'Production'\napprovals = 2\n"
     policies = load_policies(write(tmp_path, doc))

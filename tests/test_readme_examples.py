@@ -27,7 +27,7 @@ from http_server import HubServer
 
 pytest.importorskip("sklearn", reason="the demo needs scikit-learn (the sklearn extra)")
 
-from lineagehub.cli import main
+from lineagehub.interfaces.cli import main
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 # The deployment id the README's tour shows (a reader has their own).
@@ -130,11 +130,11 @@ def test_the_readme_has_graphql_queries_and_command_lines() -> None:
 
 
 def test_every_graphql_query_in_the_readme_runs(hub: tuple[Path, dict[str, Any]]) -> None:
-    from lineagehub.app import create_app
     from lineagehub.artifacts import open_artifact_store
     from lineagehub.config import Settings
     from lineagehub.graph import open_store
-    from lineagehub.registry import Policy
+    from lineagehub.interfaces.server import create_app
+    from lineagehub.services.registry import Policy
 
     data, result = hub
     ops = [op for block in readme_blocks("graphql") for op in graphql_operations(block)]

@@ -9,7 +9,7 @@ import pytest
 
 from lineagehub.graph import Direction, GraphStore, Node
 from lineagehub.graph.errors import ConflictError, NotFoundError, PolicyViolation
-from lineagehub.registry import (
+from lineagehub.services.registry import (
     ModelPromoted,
     Policy,
     PromotionPending,
@@ -348,7 +348,7 @@ def test_unknown_refs(store: GraphStore, registry: RegistryFactory) -> None:
 
 
 def test_a_refusal_result_is_not_named_after_the_policy_error() -> None:
-    import lineagehub.registry as registry
+    import lineagehub.services.registry as registry
 
     # One name, one thing: PolicyViolation is the exception (graph.errors); the result a
     # refused promotion returns is PromotionRefused, and to_error() makes the exception.

@@ -41,7 +41,7 @@ from lineagehub.graph import (
 )
 from lineagehub.ingest.client import Client
 from lineagehub.ingest.remote import HubConnection, RemoteArtifactStore, RemoteTracking
-from lineagehub.tracking import Metric, RunStart
+from lineagehub.services.tracking import Metric, RunStart
 from lineagehub.vocabulary import Run, RunStatus
 
 GIT_ENV = {
@@ -79,7 +79,7 @@ class Hub:
     def _server(self, stale_after: float | None) -> str:
         """A server over the hub's data (one per ``stale_after``: a server setting)."""
         if stale_after not in self._servers:
-            from lineagehub.app import create_app
+            from lineagehub.interfaces.server import create_app
 
             settings = Settings() if stale_after is None else Settings(stale_after=stale_after)
             app = create_app(settings, store=self._open_store(), artifacts=self.artifacts)

@@ -27,14 +27,14 @@ from http_server import HubServer
 from pydantic import BaseModel
 
 from lineagehub import Settings, open_store
-from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.datasets import fingerprint
 from lineagehub.graph import Node, NotFoundError, ValidationError
 from lineagehub.ingest import seam
+from lineagehub.ingest.datasets import fingerprint
 from lineagehub.ingest.remote import RemoteBackend
-from lineagehub.registry import Policy
-from lineagehub.tracking import Metric, RunStart
+from lineagehub.interfaces.server import create_app
+from lineagehub.services.registry import Policy
+from lineagehub.services.tracking import Metric, RunStart
 from lineagehub.vocabulary import Model, ModelVersion, Run, RunStatus
 
 POLICIES = {("churn", "Production"): Policy(approvals=1)}

@@ -40,7 +40,7 @@ class Hub:
 
     def remote(self) -> Client:
         if self._url is None:
-            from lineagehub.app import create_app
+            from lineagehub.interfaces.server import create_app
 
             store: GraphStore = open_store(self.uri)
             self._stack.callback(store.close)

@@ -18,7 +18,7 @@ from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import GraphStore, NotFoundError
 from lineagehub.graph.errors import PolicyViolation
 from lineagehub.ingest.client import Client
-from lineagehub.registry import (
+from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
     Policy,
@@ -47,7 +47,7 @@ class RegistryHub:
 
     def _server(self, user: str) -> str:
         if user not in self._servers:
-            from lineagehub.app import create_app
+            from lineagehub.interfaces.server import create_app
 
             store: GraphStore = open_store(self.uri)
             self._stack.callback(store.close)

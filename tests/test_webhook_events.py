@@ -19,13 +19,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lineagehub.app import create_app
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.config import Settings
-from lineagehub.example import build_example
 from lineagehub.graph import GraphStore, open_store
-from lineagehub.registry import Policy
-from lineagehub.webhooks import SIGNATURE_HEADER, verify_signature
+from lineagehub.interfaces.server import create_app
+from lineagehub.samples.example import build_example
+from lineagehub.services.registry import Policy
+from lineagehub.services.webhooks import SIGNATURE_HEADER, verify_signature
 
 SECRET = "w3bh00k-s3cret"
 POLICIES = {("churn", "Production"): Policy(approvals=1)}
@@ -211,7 +211,7 @@ def test_a_rejected_promotion_sends_its_event(hub: Hub) -> None:
 
 
 def test_a_failed_transaction_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lineagehub.registry import RegistryService
+    from lineagehub.services.registry import RegistryService
 
     store = open_store("sqlite://")
     build_example(store)

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lineagehub.graph.errors import ConfigError
-from lineagehub.webhooks import (
+from lineagehub.services.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
@@ -347,7 +347,7 @@ def test_bounded_queue_drops_instead_of_blocking(
 def test_secret_never_recorded_or_logged(
     receiver: Receiver, recorder: InMemoryRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="lineagehub.webhooks")
+    caplog.set_level(logging.DEBUG, logger="lineagehub.services.webhooks")
     receiver.fail("500", "500")
     url = f"http://hookuser:{SECRET}@127.0.0.1:{receiver.url.rsplit(':', 1)[1]}/s?key={SECRET}"
     config = WebhookConfig(url=url, secret=SECRET, max_attempts=2, **FAST)

@@ -133,6 +133,7 @@ from urllib.parse import unquote, urlsplit
 
 from lineagehub.artifacts import hash_file
 from lineagehub.graph.errors import NotFoundError, ValidationError
+from lineagehub.vocabulary import DatasetFingerprint
 
 if TYPE_CHECKING:
     import numpy as np
@@ -176,41 +177,6 @@ _SUPPORTED = (
     "a path (str, os.PathLike or file:// URI) to a file or directory, a pandas DataFrame or "
     "Series, a numpy ndarray, or a list of dicts (records)"
 )
-
-
-@dataclass(frozen=True)
-class DatasetFingerprint:
-    """What is recorded about a dataset: its content digest, where it is, its schema and its
-    profile. ``columns`` entries have the fields of :class:`lineagehub.vocabulary.Column`."""
-
-    digest: str
-    """``"sha256:<64 hex>"``: the content identity (see the module docstring per source)."""
-    source: str
-    """``"file"``, ``"directory"``, ``"dataframe"``, ``"series"``, ``"ndarray"``, ``"records"``."""
-    uri: str | None = None
-    """Absolute ``file://`` URI of a file or directory; ``None`` for in-memory data."""
-    size_bytes: int | None = None
-    """Bytes hashed (files and directories)."""
-    file_count: int | None = None
-    """Files hashed (directories)."""
-    row_count: int | None = None
-    columns: list[dict[str, str]] | None = None
-    """``[{"name": ..., "dtype": ...}]`` in order; ``None`` when the format has no known schema."""
-    profile: dict[str, Any] | None = None
-    """Per-column statistics, JSON-ready; ``None`` when not asked for or not computable."""
-    format: str | None = None
-    """``"csv"``, ``"tsv"``, ``"jsonl"`` (each maybe ``".gz"``), ``"parquet"``, ``"npy"``."""
-
-    def version_fields(self) -> dict[str, Any]:
-        """The :class:`~lineagehub.vocabulary.DatasetVersion` fields this fingerprint fills:
-        ``DatasetVersion(namespace=..., name=..., **fp.version_fields())``."""
-        return {
-            "digest": self.digest,
-            "uri": self.uri,
-            "columns": None if self.columns is None else [dict(c) for c in self.columns],
-            "row_count": self.row_count,
-            "profile": self.profile,
-        }
 
 
 def fingerprint(

@@ -2,7 +2,7 @@
 
 Three functions, each fast (a few milliseconds to tens of milliseconds) and none of them
 ever failing the run: a capture problem becomes ``None`` (or a reduced result) and a log
-record on the ``lineagehub.capture`` logger, never an exception::
+record on the ``lineagehub.ingest.capture`` logger, never an exception::
 
     code = capture_code()            # CodeState | None: the git state of the code
     env = capture_environment()      # EnvironmentState: python, platform, packages
@@ -75,7 +75,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .vocabulary import Agent, CodeCommit, Environment, packages_digest
+from lineagehub.vocabulary import (
+    Agent,
+    CodeCommit,
+    CodeState,
+    Environment,
+    EnvironmentState,
+    packages_digest,
+)
 
 __all__ = [
     "DEFAULT_GIT_TIMEOUT",
@@ -103,21 +110,6 @@ reading untracked files, a diff marked as truncated)."""
 REDACTED = "***"
 
 # --- code ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CodeState:
-    """The git state of the code a run runs.
-
-    ``diff`` is ``None`` when the work tree is clean, and also when it is dirty but the diff
-    could not be made (then ``commit.diff_digest`` is ``None`` and the commit's id ends in
-    ``+dirty``). ``diff_truncated`` says that ``diff`` is not the whole change (see the
-    ``# lineagehub:`` lines at its end)."""
-
-    commit: CodeCommit
-    diff: bytes | None
-    toplevel: Path
-    diff_truncated: bool = False
 
 
 class _GitMissing(Exception):
@@ -624,16 +616,6 @@ def _make_diff(top: Path, status: _Status, cap: int, deadline: float) -> tuple[b
 
 
 # --- environment ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EnvironmentState:
-    """The Python environment a run runs in. ``packages_text`` is the exact text whose
-    sha256 is ``environment.packages_digest`` (``name==version`` lines, sorted), so it can be
-    stored as an artifact under that digest."""
-
-    environment: Environment
-    packages_text: bytes
 
 
 _env_lock = threading.Lock()

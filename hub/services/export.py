@@ -3,7 +3,7 @@ Cytoscape.js JSON, W3C PROV-JSON and OpenLineage run events.
 
 ::
 
-    from lineagehub.export import export_lineage, format_for_path
+    from lineagehub.services.export import export_lineage, format_for_path
 
     sub = LineageService(store).lineage(["model:churn@champion"], "BOTH")
     svg = export_lineage(sub, "svg", focus=["mv:churn/2"], cluster=True)
@@ -40,8 +40,7 @@ from urllib.parse import quote
 
 from lineagehub.graph import ConfigError, Edge, HubError, Node, Subgraph, ValidationError
 from lineagehub.graph.model import parse_time
-
-from .headline import RANKED_METRICS, headline_metric, policy_metrics
+from lineagehub.services.headline import RANKED_METRICS, headline_metric, policy_metrics
 
 __all__ = [
     "DEFAULT_COLLAPSE_ABOVE",
@@ -133,7 +132,7 @@ _MERMAID_SHAPES: dict[str, tuple[str, str]] = {
 
 KEY_METRICS = RANKED_METRICS
 """The common metric names a label's headline metric is chosen from (see
-:mod:`lineagehub.headline` for the whole rule)."""
+:mod:`lineagehub.services.headline` for the whole rule)."""
 
 _ACTIVITIES = frozenset({"Run", "Deployment", "MonitoringWindow"})
 _AGENTS = frozenset({"Agent"})
@@ -179,7 +178,7 @@ def export_lineage(
     ``collapse_above`` nodes (``None``: never) collapse sibling runs into group nodes;
     ``title`` heads the picture. A truncated result says so in the picture and in every
     data format that can hold it. Each node's label shows its headline metric
-    (:mod:`lineagehub.headline`); ``policies`` (the registry's promotion policies) let the
+    (:mod:`lineagehub.services.headline`); ``policies`` (the registry's promotion policies) let the
     metric a policy names win for model versions. Context (the agents, environments and
     code commits of runs) is folded into the runs' labels (``code wt@1a2b3c4``, ``env python
     3.11``, ``by ann``) unless ``context_nodes``; roots and focus nodes are always drawn.
@@ -227,7 +226,7 @@ def _clean(value: Any, limit: int = _MAX_TEXT) -> str:
 
 
 def _key_metric(node: Node, policies: Mapping[Any, Any] | None = None) -> tuple[str, float] | None:
-    """The node's headline metric (:func:`lineagehub.headline.headline_metric`)."""
+    """The node's headline metric (:func:`lineagehub.services.headline.headline_metric`)."""
     props = node.props
     model = props.get("model") if node.label == "ModelVersion" else None
     return headline_metric(props, policy_metrics(policies or {}, model))

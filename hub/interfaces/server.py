@@ -11,7 +11,7 @@ Routes:
 - ``GET /artifacts/{digest}``: download, streamed; ``HEAD`` says whether it exists.
 - ``GET /health``: ``{"status": "ok", ...}`` once the store answers, else 503.
 - ``GET /export/lineage/{ref}.{ext}``: the lineage around ``ref`` as a picture or a file
-  (:mod:`lineagehub.export`); the query string takes the lineage query's options.
+  (:mod:`lineagehub.services.export`); the query string takes the lineage query's options.
 
 GraphQL request bodies are bounded (``Settings.max_request_bytes``, 1 MiB); larger ones get
 413. Each GraphQL request is decoded, parsed and validated in a worker thread within
@@ -47,20 +47,19 @@ from strawberry.asgi import GraphQL
 from strawberry.asgi import HTTPException as StrawberryHTTPException
 from strawberry.http import GraphQLRequestData
 
+from lineagehub import __version__
+from lineagehub.artifacts import ArtifactStore, open_artifact_store, validate_digest
+from lineagehub.config import Settings
 from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
 from lineagehub.graph.model import parse_time
 from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.limits import PREPARED, check_query, over_budget
-
-from . import __version__
-from .artifacts import ArtifactStore, open_artifact_store, validate_digest
-from .config import Settings
-from .export import DEFAULT_COLLAPSE_ABOVE, FORMATS, SUFFIXES, export_lineage
-from .lineage import LineageService
-from .registry import Policy, RegistryService, load_policies
-from .tracking import UNKNOWN_ACTOR, TrackingService
-from .vocabulary import EdgeKind, NodeKind
-from .webhooks import GraphRecorder, WebhookDispatcher
+from lineagehub.services.export import DEFAULT_COLLAPSE_ABOVE, FORMATS, SUFFIXES, export_lineage
+from lineagehub.services.lineage import LineageService
+from lineagehub.services.registry import Policy, RegistryService, load_policies
+from lineagehub.services.tracking import UNKNOWN_ACTOR, TrackingService
+from lineagehub.services.webhooks import GraphRecorder, WebhookDispatcher
+from lineagehub.vocabulary import EdgeKind, NodeKind
 
 log = logging.getLogger("lineagehub.server")
 
@@ -372,8 +371,8 @@ def create_app(
     """The hub as an ASGI app, over the configured stores (or the ones given).
 
     ``registry_policies``: the model registry's promotion policies (see
-    :class:`~lineagehub.registry.RegistryService`); when not given, those of the file
-    ``settings.policies`` names (:func:`~lineagehub.registry.load_policies`), if any. Registry changes are recorded as done by
+    :class:`~lineagehub.services.registry.RegistryService`); when not given, those of the file
+    ``settings.policies`` names (:func:`~lineagehub.services.registry.load_policies`), if any. Registry changes are recorded as done by
     ``settings.user``, else the OS user: requests are not authenticated yet.
 
     ``max_body_bytes`` overrides ``settings.max_request_bytes``.

@@ -39,8 +39,7 @@ from lineagehub.graph import (
     ValidationError,
 )
 from lineagehub.graph.model import MAX_ID_LENGTH, check_time, to_iso
-
-from .vocabulary import (
+from lineagehub.vocabulary import (
     ID_PREFIXES,
     LINEAGE_EDGE_KINDS,
     AssociationRole,

@@ -50,9 +50,9 @@ from lineagehub.graph import (
     ValidationError,
 )
 from lineagehub.graph.model import to_iso
-
-from .headline import PRIMARY_METRIC_TAG, RUN_PRIMARY_METRIC_TAG
-from .vocabulary import (
+from lineagehub.services.headline import PRIMARY_METRIC_TAG, RUN_PRIMARY_METRIC_TAG
+from lineagehub.services.webhooks import AfterCommit, EventSink, WebhookEvent
+from lineagehub.vocabulary import (
     Agent,
     AgentKind,
     Artifact,
@@ -78,12 +78,10 @@ from .vocabulary import (
     make_edge,
     member,
 )
-from .webhooks import AfterCommit, EventSink, WebhookEvent
 
 if TYPE_CHECKING:
-    from .artifacts import ArtifactInfo, ArtifactStore
-    from .capture import CodeState, EnvironmentState
-    from .datasets import DatasetFingerprint
+    from lineagehub.artifacts import ArtifactInfo, ArtifactStore
+    from lineagehub.vocabulary import CodeState, DatasetFingerprint, EnvironmentState
 
 DEFAULT_STALE_AFTER = timedelta(minutes=5)
 UNKNOWN_ACTOR = "unknown"
@@ -475,7 +473,7 @@ class TrackingService:
 
         ``primary_metric`` names the version's headline metric (kept as its
         ``primary_metric`` tag); the run's own ``primary_metric`` tag, which adapters set,
-        is kept as ``run_primary_metric`` (see :mod:`lineagehub.headline`)."""
+        is kept as ``run_primary_metric`` (see :mod:`lineagehub.services.headline`)."""
         if primary_metric is not None:
             check_key(primary_metric, "primary_metric")
         if not self.artifacts.exists(info.digest):
@@ -706,7 +704,7 @@ class _Batch:
 def default_actor() -> str:
     """The actor a service records when none is given: ``LINEAGEHUB_USER``, else the OS
     user."""
-    from .config import Settings
+    from lineagehub.config import Settings
 
     try:
         user = Settings().user

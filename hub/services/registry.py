@@ -1,7 +1,7 @@
 """The model registry: aliases, stages, their history, and governed promotions.
 
 References: ``churn/3``, ``churn@champion``, ``model:churn/3``, ``model:churn@production``
-or a version id ``mv:churn/3`` (resolved by :class:`~lineagehub.lineage.LineageService`).
+or a version id ``mv:churn/3`` (resolved by :class:`~lineagehub.services.lineage.LineageService`).
 
 State lives on the :class:`~lineagehub.vocabulary.ModelVersion` node (``stage``,
 ``aliases``). Every change is also an *activity*: a ``Run`` of kind ``promote`` that USED the
@@ -34,12 +34,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .graph import Direction, GraphStore, Node
-from .graph import errors as _errors
-from .graph.errors import ConfigError, ConflictError, NotFoundError, ValidationError
-from .graph.model import check_time, to_iso
-from .lineage import LineageService
-from .vocabulary import (
+from lineagehub.graph import Direction, GraphStore, Node
+from lineagehub.graph import errors as _errors
+from lineagehub.graph.errors import ConfigError, ConflictError, NotFoundError, ValidationError
+from lineagehub.graph.model import check_time, to_iso
+from lineagehub.services.lineage import LineageService
+from lineagehub.services.webhooks import AfterCommit, EventSink, WebhookEvent
+from lineagehub.vocabulary import (
     Agent,
     AssociationRole,
     CodeCommit,
@@ -58,7 +59,6 @@ from .vocabulary import (
     model_version_id,
     validate,
 )
-from .webhooks import AfterCommit, EventSink, WebhookEvent
 
 __all__ = [
     "HistoryEntry",
@@ -431,7 +431,7 @@ class RegistryService:
     ) -> None:
         self.store = store
         #: ``on_event(event, payload)`` once a change has committed (webhooks); see
-        #: :class:`~lineagehub.webhooks.WebhookEvent` for the events.
+        #: :class:`~lineagehub.services.webhooks.WebhookEvent` for the events.
         self._events = AfterCommit(store, on_event)
         self.policies: dict[Any, Policy] = dict(policies or {})
         self.clock = clock or (lambda: datetime.now(timezone.utc))

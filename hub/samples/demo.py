@@ -237,7 +237,7 @@ def write_policies(out_dir: Path) -> Path:
 def _draw(path: Path, sub: Any, focus: list[str], title: str) -> str:
     """Write the picture; without Graphviz's ``dot`` program, the DOT source beside it (render
     it later with ``dot -Tsvg``), so the demo still completes. Returns the file written."""
-    from lineagehub.export import export_lineage
+    from lineagehub.services.export import export_lineage
 
     try:
         data = export_lineage(sub, "svg", focus=focus, title=title)
@@ -271,7 +271,7 @@ def clients(
     store."""
     from lineagehub.config import Settings
     from lineagehub.ingest.client import Client
-    from lineagehub.registry import load_policies
+    from lineagehub.services.registry import load_policies
 
     settings = Settings()
     if store_uri:

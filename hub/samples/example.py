@@ -14,8 +14,7 @@ import math
 from datetime import datetime, timedelta, timezone
 
 from lineagehub.graph import GraphStore, SeriesPoint
-
-from .vocabulary import (
+from lineagehub.vocabulary import (
     Agent,
     AgentKind,
     Alert,

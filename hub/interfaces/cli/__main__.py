@@ -1,0 +1,7 @@
+"""``python -m lineagehub.interfaces.cli``: the ``lineagehub`` command."""
+
+import sys
+
+from lineagehub.interfaces.cli import main
+
+sys.exit(main())

@@ -1,0 +1,191 @@
+"""The store and the server: ``doctor``, ``example``, ``serve`` and ``audit``
+(``verify``, ``export``, ``verify-export``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from lineagehub import __version__, open_store
+from lineagehub.graph import ConfigError, Direction, GraphStore, redact
+from lineagehub.interfaces.cli.common import (
+    EXIT_TAMPERED,
+    _emit,
+    lineage_edge_kinds,
+    progress_bar,
+    render_tree,
+    subgraph_json,
+)
+
+
+def cmd_doctor(args: argparse.Namespace, store: GraphStore) -> int:
+    from lineagehub.vocabulary import NodeKind
+
+    counts = {k.value: n for k in NodeKind if (n := store.count_nodes(k.value))}
+    data: dict[str, Any] = {
+        "version": __version__,
+        "store": redact(store.uri),
+        "backend": type(store).__name__,
+        "schemaVersion": getattr(store, "schema_version", None),
+        "nodes": counts,
+        "totalNodes": store.count_nodes(),
+    }
+    text = "\n".join(
+        [
+            f"lineagehub {__version__}",
+            f"store    {data['store']} ({data['backend']}, schema {data['schemaVersion']})",
+            f"nodes    {data['totalNodes']}",
+            *(f"  {k:<18} {v}" for k, v in counts.items()),
+            "ok",
+        ]
+    )
+    _emit(args, data, text)
+    return 0
+
+
+def cmd_example(args: argparse.Namespace, store: GraphStore) -> int:
+    from lineagehub.samples.example import build_example
+
+    ids = build_example(store)
+    kinds = lineage_edge_kinds()
+    up = store.traverse([ids["deployment"]], Direction.UPSTREAM, 8, edge_kinds=kinds)
+    down = store.traverse([ids["raw"]], Direction.DOWNSTREAM, 8, edge_kinds=kinds)
+    data = {
+        "store": redact(store.uri),
+        "ids": ids,
+        "upstream": subgraph_json(up),
+        "downstream": subgraph_json(down),
+    }
+    text = "\n".join(
+        [
+            f"Example lineage written to {redact(store.uri)}",
+            "",
+            f"Where did the deployed model come from?  (lineagehub lineage {ids['deployment']})",
+            render_tree(up),
+            "",
+            f"Which runs, models and deployments does the raw data affect?  "
+            f"(lineagehub lineage --downstream {ids['raw']})",
+            render_tree(down),
+        ]
+    )
+    _emit(args, data, text)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the API server (uvicorn) until interrupted; SIGINT/SIGTERM shut it down gracefully."""
+    import uvicorn
+
+    from lineagehub.config import Settings
+
+    # Workers are separate processes: they read their settings from the environment.
+    if args.store:
+        os.environ["LINEAGEHUB_STORE"] = args.store
+    if args.artifacts:
+        os.environ["LINEAGEHUB_ARTIFACTS"] = args.artifacts
+    settings = Settings()
+    with open_store(settings=settings) as store:  # fail fast, with a clear error
+        uri = redact(store.uri)
+    print(
+        f"lineagehub {__version__}: GraphQL and GraphiQL at http://{args.host}:{args.port}/graphql"
+        f" (store {uri}, artifacts {redact(settings.artifact_uri)})",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        "lineagehub.interfaces.server:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _audit_key() -> bytes | None:
+    from lineagehub.config import Settings
+
+    key = Settings().audit_key
+    if key is not None and not key.get_secret_value().strip():
+        raise ConfigError(
+            "LINEAGEHUB_AUDIT_KEY is set but empty: set a key to sign and verify exports, "
+            "or unset it for unsigned ones"
+        )
+    return key.get_secret_value().encode("utf-8") if key is not None else None
+
+
+def _entry_text(e: Any) -> str:
+    return (
+        f"  seq {e.seq}  {e.time}  actor={e.actor}  action={e.action}  target={e.target}\n"
+        f"  payload {e.payload_digest}\n  prev    {e.prev_hash}\n  hash    {e.hash}"
+    )
+
+
+def cmd_audit_verify(args: argparse.Namespace, store: GraphStore) -> int:
+    from dataclasses import asdict
+
+    result = store.verify_audit()
+    head = store.audit_head()
+    data: dict[str, Any] = {
+        "ok": result.ok,
+        "checked": result.checked,
+        "head": asdict(head) if head is not None else None,
+        "firstBadSeq": result.first_bad_seq,
+        "kind": result.kind,
+        "problem": result.problem,
+        "entry": None,
+    }
+    if result.ok:
+        where = f"head seq {head.seq} {head.hash}" if head is not None else "empty log"
+        _emit(args, data, f"audit log intact: {result.checked} entries ({where})")
+        return 0
+    bad = result.first_bad_seq or 1
+    found = store.read_audit(bad - 1, 1)
+    entry = found[0] if found else None
+    data["entry"] = asdict(entry) if entry is not None else None
+    lines = [
+        f"audit log TAMPERED at seq {result.first_bad_seq} ({result.kind}): {result.problem}",
+        f"{result.checked} entries verified before it",
+    ]
+    if entry is not None:
+        label = "first bad entry" if entry.seq == bad else "next entry after the gap"
+        lines += [f"{label}:", _entry_text(entry)]
+    _emit(args, data, "\n".join(lines))
+    return EXIT_TAMPERED
+
+
+def cmd_audit_export(args: argparse.Namespace, store: GraphStore) -> int:
+    from lineagehub.services.audit import export_jsonl
+
+    head = store.audit_head()
+    with progress_bar("exporting the audit log", head.seq if head else 0, args.json) as advance:
+        result = export_jsonl(store, args.output, _audit_key(), advance)
+    data = {"file": args.output, **result.to_dict()}
+    signed = "signed" if result.signed else "unsigned (set LINEAGEHUB_AUDIT_KEY to sign)"
+    _emit(
+        args,
+        data,
+        f"exported {result.count} audit entries to {args.output} (head seq {result.seq}, {signed})",
+    )
+    return 0
+
+
+def cmd_audit_verify_export(args: argparse.Namespace) -> int:
+    from lineagehub.services.audit import verify_export
+
+    result = verify_export(args.file, _audit_key())
+    data = {"file": args.file, **result.to_dict()}
+    if result.ok:
+        sig = (
+            "signature verified"
+            if result.signature_verified
+            else "signature not checked (no LINEAGEHUB_AUDIT_KEY)"
+        )
+        _emit(args, data, f"export intact: {result.checked} entries, {sig}")
+        return 0
+    at = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
+    _emit(args, data, f"export TAMPERED{at} ({result.kind}): {result.problem}")
+    return EXIT_TAMPERED
