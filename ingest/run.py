@@ -1,0 +1,586 @@
+"""A run in progress: what training code logs to (``with lh.start_run() as run: ...``).
+
+Every logging call checks its input at once, so a mistake raises at the line that made it,
+and buffers it; the buffer is written through the client's backend in batches (see
+:mod:`lineagehub.ingest.client`). Evaluation results (confusion matrices, curves, reports,
+feature importances) are kept as data on their artifact nodes, and as JSON in the artifact
+store.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import mimetypes
+import os
+import pickle
+import tarfile
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from lineagehub.artifacts import ArtifactInfo
+from lineagehub.graph import ConflictError, NotFoundError, ValidationError
+from lineagehub.graph.model import check_time
+from lineagehub.ingest.datasets import fingerprint
+from lineagehub.services.tracking import Metric, check_metric
+from lineagehub.vocabulary import (
+    Artifact,
+    ArtifactKind,
+    DatasetVersion,
+    ModelVersion,
+    Run,
+    RunStatus,
+    UsedRole,
+    check_key,
+    check_scalar,
+    check_text,
+    member,
+)
+
+if TYPE_CHECKING:
+    from lineagehub.ingest.client import Client
+
+FLUSH_POINTS = 10_000
+_I32 = 2**31
+MAX_DATA_IN_GRAPH = 256 * 1024  # evaluation data above this stays in the artifact only
+
+
+class ActiveRun:
+    """A run in progress. Logging calls check their input at once and buffer it."""
+
+    def __init__(self, client: Client, run: Run) -> None:
+        self.client = client
+        self.info = run
+        self.id = run.id
+        self._lock = threading.Lock()
+        self._params: dict[str, Any] = {}
+        self._logged: dict[str, Any] = dict(run.params)
+        self._tags: dict[str, str] = {}
+        self._points: list[Metric] = []
+        self._steps: dict[str, int] = {}
+        self._ended = False
+
+    def __repr__(self) -> str:
+        return f"ActiveRun({self.id!r}, name={self.info.name!r})"
+
+    # --- params, metrics, tags ------------------------------------------------------------------
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log hyper-parameters: JSON scalars (str, int, float, bool, None). A param is
+        immutable: logging a key again with another value raises :class:`ConflictError`."""
+        if not isinstance(params, Mapping):
+            raise ValidationError("params must be a mapping", field="params")
+        checked = {
+            k: check_scalar(v, f"params.{check_key(k, 'params')}") for k, v in params.items()
+        }
+        with self._lock:
+            self._check_open()
+            for key, value in checked.items():
+                if key in self._logged and self._logged[key] != value:
+                    raise ConflictError(
+                        f"param {key!r} is already {self._logged[key]!r}; params are immutable"
+                    )
+            self._logged.update(checked)
+            self._params.update(checked)
+
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp: datetime | None = None
+    ) -> None:
+        self.log_metrics({key: value}, step=step, timestamp=timestamp)
+
+    def log_metrics(
+        self,
+        metrics: Mapping[str, float],
+        step: int | None = None,
+        timestamp: datetime | None = None,
+    ) -> None:
+        """Log metric values at a step (default: one past the key's last step). NaN and
+        infinities are kept as they are."""
+        if not isinstance(metrics, Mapping):
+            raise ValidationError("metrics must be a mapping", field="metrics")
+        # Checked here, when logged: a bad value is refused now and never reaches the buffer,
+        # where it would fail every later flush.
+        ts = datetime.now(timezone.utc) if timestamp is None else check_time(timestamp, "timestamp")
+        with self._lock:
+            self._check_open()
+            new = []
+            steps = self._steps
+            for key, value in metrics.items():
+                at = steps.get(key, -1) + 1 if step is None else step
+                if type(value) is float and key in steps and type(at) is int and -_I32 <= at < _I32:
+                    new.append(Metric(key, value, at, ts))  # a known key and a plain float
+                else:
+                    new.append(Metric(key, check_metric(key, value, at), at, ts))
+            for m in new:
+                if m.step > steps.get(m.key, -1):
+                    steps[m.key] = m.step
+            self._points.extend(new)
+            full = len(self._points) >= FLUSH_POINTS
+        if full:
+            self.flush()
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Set tags (strings; tags stay editable, unlike params)."""
+        checked = {k: check_text(v, f"tags.{check_key(k, 'tags')}") for k, v in tags.items()}
+        with self._lock:
+            self._check_open()
+            self._tags.update(checked)
+
+    def flush(self, heartbeat: bool = False) -> None:
+        """Write the buffered params, metrics and tags now (and refresh the heartbeat)."""
+        with self._lock:
+            if self._ended:
+                return
+            params, tags, points = self._take()
+            if not (params or tags or points or heartbeat):
+                return
+            try:
+                self.client.tracking.log_batch(self.id, params=params, metrics=points, tags=tags)
+            except BaseException:
+                self._put_back(params, tags, points)
+                raise
+
+    # --- data, artifacts, evaluations, models -----------------------------------------------
+
+    def log_dataset(
+        self,
+        data: Any,
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+        role: UsedRole | str = UsedRole.TRAIN,
+        derived_from: Iterable[DatasetVersion | str] = (),
+        profile: bool = True,
+    ) -> DatasetVersion:
+        """Record data the run used: a file, a directory, a pandas DataFrame or a numpy
+        array. Its content digest, schema, row count and column profile are computed here
+        (nothing is copied); the same content is the same :class:`DatasetVersion`."""
+        return self._dataset(data, name, namespace, role, False, derived_from, profile)
+
+    def log_output_dataset(
+        self,
+        data: Any,
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+        derived_from: Iterable[DatasetVersion | str] = (),
+        profile: bool = True,
+    ) -> DatasetVersion:
+        """Record data the run generated; it is DERIVED_FROM the run's input data (and
+        ``derived_from``)."""
+        return self._dataset(data, name, namespace, UsedRole.INPUT, True, derived_from, profile)
+
+    def log_artifact(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        kind: ArtifactKind | str = ArtifactKind.OTHER,
+        media_type: str | None = None,
+    ) -> Artifact:
+        """Store a file in the artifact store (streamed, content-addressed) as an artifact
+        the run generated."""
+        p = Path(path)
+        artifact_kind = member(ArtifactKind, kind, "kind")  # before any bytes are stored
+        if not p.is_file():
+            raise NotFoundError(f"path: no file {str(p)!r}", ids=[str(p)])
+        self._check_open()
+        info = self.client.artifacts.put_file(p)
+        guessed = mimetypes.guess_type(p.name)[0]
+        return self.client.tracking.log_artifact(
+            self.id,
+            info,
+            name=name or p.name,
+            kind=artifact_kind,
+            media_type=media_type or guessed or "application/octet-stream",
+        )
+
+    def log_dict(
+        self,
+        data: Mapping[str, Any] | Sequence[Any],
+        name: str,
+        *,
+        kind: ArtifactKind | str = ArtifactKind.REPORT,
+    ) -> Artifact:
+        """Store JSON-serializable data as an artifact (``name`` like ``config.json``)."""
+        try:
+            raw = json.dumps(data, indent=2, sort_keys=True, allow_nan=False).encode()
+        except (TypeError, ValueError) as e:
+            raise ValidationError(f"data: not JSON-serializable: {e}", field="data") from None
+        return self._log_bytes(raw, name=name, kind=kind, media_type="application/json")
+
+    def log_text(
+        self, text: str, name: str, *, kind: ArtifactKind | str = ArtifactKind.REPORT
+    ) -> Artifact:
+        """Store text as an artifact (``name`` like ``notes.md``)."""
+        if not isinstance(text, str):
+            raise ValidationError("text must be a string", field="text")
+        media = mimetypes.guess_type(name)[0] or "text/plain"
+        return self._log_bytes(text.encode(), name=name, kind=kind, media_type=media)
+
+    def log_figure(self, figure: Any, name: str, *, format: str = "png") -> Artifact:
+        """Store a matplotlib figure as an image artifact (``format``: png, svg or pdf)."""
+        if not hasattr(figure, "savefig"):
+            raise ValidationError(
+                f"figure: expected a matplotlib Figure, got {type(figure).__name__}",
+                field="figure",
+            )
+        media = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
+        if format not in media:
+            raise ValidationError(f"format must be one of {sorted(media)}", field="format")
+        buf = io.BytesIO()
+        figure.savefig(buf, format=format)
+        return self._log_bytes(
+            buf.getvalue(), name=name, kind=ArtifactKind.PLOT, media_type=media[format]
+        )
+
+    def log_confusion_matrix(
+        self,
+        matrix: Any,
+        labels: Sequence[Any] | None = None,
+        *,
+        name: str = "confusion_matrix.json",
+    ) -> Artifact:
+        """A confusion matrix (rows: true class, columns: predicted class), kept as data."""
+        rows = _matrix(matrix, "matrix")
+        if any(len(r) != len(rows) for r in rows):
+            raise ValidationError("matrix must be square", field="matrix")
+        names = (
+            [str(x) for x in labels] if labels is not None else [str(i) for i in range(len(rows))]
+        )
+        if len(names) != len(rows):
+            raise ValidationError(
+                f"labels: {len(names)} labels for a {len(rows)}x{len(rows)} matrix", field="labels"
+            )
+        return self._evaluation(
+            ArtifactKind.CONFUSION_MATRIX, {"labels": names, "matrix": rows}, name
+        )
+
+    def log_classification_report(
+        self, report: Mapping[str, Any], *, name: str = "classification_report.json"
+    ) -> Artifact:
+        """A classification report (e.g. scikit-learn's ``output_dict=True``), kept as data."""
+        if not isinstance(report, Mapping):
+            raise ValidationError("report must be a mapping", field="report")
+        return self._evaluation(ArtifactKind.CLASSIFICATION_REPORT, _jsonable(report), name)
+
+    def log_roc_curve(
+        self,
+        fpr: Sequence[float],
+        tpr: Sequence[float],
+        thresholds: Sequence[float] | None = None,
+        *,
+        auc: float | None = None,
+        name: str = "roc_curve.json",
+    ) -> Artifact:
+        """A ROC curve (false and true positive rates by threshold), kept as data."""
+        data = _curve({"fpr": fpr, "tpr": tpr, "thresholds": thresholds})
+        if auc is not None:
+            data["auc"] = _float(auc, "auc")
+        return self._evaluation(ArtifactKind.ROC_CURVE, data, name)
+
+    def log_pr_curve(
+        self,
+        precision: Sequence[float],
+        recall: Sequence[float],
+        thresholds: Sequence[float] | None = None,
+        *,
+        average_precision: float | None = None,
+        name: str = "pr_curve.json",
+    ) -> Artifact:
+        """A precision-recall curve, kept as data."""
+        data = _curve({"precision": precision, "recall": recall, "thresholds": thresholds})
+        if average_precision is not None:
+            data["average_precision"] = _float(average_precision, "average_precision")
+        return self._evaluation(ArtifactKind.PR_CURVE, data, name)
+
+    def log_evaluation(
+        self, data: Mapping[str, Any], name: str, *, kind: ArtifactKind | str = ArtifactKind.REPORT
+    ) -> Artifact:
+        """Any other evaluation result (residual statistics, calibration, fairness metrics),
+        a JSON object kept as data on its artifact node like the confusion matrix is, and as
+        JSON in the artifact store."""
+        if not isinstance(data, Mapping):
+            raise ValidationError("data must be a JSON object (a mapping)", field="data")
+        check_text(name, "name")
+        artifact_kind = member(ArtifactKind, kind, "kind")
+        return self._evaluation(artifact_kind, _jsonable(dict(data)), name)
+
+    def log_feature_importances(
+        self,
+        features: Sequence[str],
+        values: Any,
+        *,
+        shap: bool = False,
+        name: str | None = None,
+    ) -> Artifact:
+        """Feature importances (one value per feature), or SHAP values (``shap=True``: one
+        row per sample, one column per feature; the mean absolute value per feature is kept
+        as a summary). Kept as data."""
+        names = [str(f) for f in features]
+        if shap:
+            rows = _matrix(values, "values")
+            if any(len(r) != len(names) for r in rows):
+                raise ValidationError("values: one column per feature", field="values")
+            mean_abs = [
+                sum(abs(r[i]) for r in rows if r[i] is not None) / max(len(rows), 1)
+                for i in range(len(names))
+            ]
+            data: dict[str, Any] = {"features": names, "mean_abs": mean_abs, "values": rows}
+            kind = ArtifactKind.SHAP_VALUES
+        else:
+            flat = _floats(values, "values")
+            if len(flat) != len(names):
+                raise ValidationError(
+                    f"values: {len(flat)} values for {len(names)} features", field="values"
+                )
+            data = {"features": names, "importances": flat}
+            kind = ArtifactKind.FEATURE_IMPORTANCES
+        default = "shap_values.json" if shap else "feature_importances.json"
+        return self._evaluation(kind, data, name or default)
+
+    def evaluations(self) -> list[tuple[str, Artifact]]:
+        """The artifacts this run generated, with their names (evaluations carry ``data``)."""
+        return self.client.tracking.artifacts_of(self.id)
+
+    def log_model(
+        self,
+        model: Any,
+        *,
+        name: str,
+        flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        primary_metric: str | None = None,
+    ) -> ModelVersion:
+        """Register the next version of model ``name`` from a file, a directory (stored as
+        one deterministic tar) or a Python object (pickled; ``flavor`` defaults to
+        ``"pickle"``), generated by this run, with the run's metrics as its snapshot.
+        ``primary_metric`` names its headline metric (:mod:`lineagehub.services.headline`)."""
+        self._check_open()
+        self.flush()
+        if isinstance(model, (str, os.PathLike)):
+            path = Path(model)
+            if path.is_file():
+                info = self.client.artifacts.put_file(path)
+            elif path.is_dir():
+                info = self._put_tar(path)
+            else:
+                raise NotFoundError(f"model: no file or directory {str(path)!r}", ids=[str(path)])
+        else:
+            try:
+                raw = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as e:  # pickling runs arbitrary __reduce__ code
+                raise ValidationError(
+                    f"model: cannot pickle a {type(model).__name__}: {e}", field="model"
+                ) from None
+            info = self.client.artifacts.put_bytes(raw)
+            flavor = flavor or "pickle"
+        return self.client.tracking.log_model(
+            self.id,
+            info,
+            name=name,
+            flavor=flavor,
+            signature=signature,
+            description=description,
+            primary_metric=primary_metric,
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def end(self, status: RunStatus | str = RunStatus.FINISHED, error: str | None = None) -> Run:
+        """End the run (flushing what is buffered in the same transaction)."""
+        with self._lock:
+            if self._ended:
+                return self.info
+            params, tags, points = self._take()
+            try:
+                self.info = self.client.tracking.end_run(
+                    self.id, status, error, params=params, metrics=points, tags=tags
+                )
+            except BaseException:
+                self._put_back(params, tags, points)
+                raise
+            self._ended = True
+        self.client._ended(self)
+        return self.info
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.end(RunStatus.FINISHED)
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.end(RunStatus.KILLED, "KeyboardInterrupt")
+        else:
+            self.end(RunStatus.FAILED, f"{exc_type.__name__}: {exc}")
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise ConflictError(
+                f"run {self.id!r} has ended ({self.info.status.value}); writes to a finished "
+                "run are rejected"
+            )
+
+    def _take(self) -> tuple[dict[str, Any], dict[str, str], list[Metric]]:
+        taken = (self._params, self._tags, self._points)
+        self._params, self._tags, self._points = {}, {}, []
+        return taken
+
+    def _put_back(self, params: dict[str, Any], tags: dict[str, str], points: list[Metric]) -> None:
+        self._params = {**params, **self._params}
+        self._tags = {**tags, **self._tags}
+        self._points = points + self._points
+
+    def _dataset(
+        self,
+        data: Any,
+        name: str | None,
+        namespace: str | None,
+        role: UsedRole | str,
+        output: bool,
+        derived_from: Iterable[DatasetVersion | str],
+        profile: bool,
+    ) -> DatasetVersion:
+        self._check_open()
+        fp = fingerprint(data, profile=profile)
+        sources = [d.node_id if isinstance(d, DatasetVersion) else str(d) for d in derived_from]
+        return self.client.tracking.log_dataset(
+            self.id,
+            fp,
+            name=name,
+            namespace=namespace,
+            role=role,
+            output=output,
+            derived_from=sources,
+        )
+
+    def _log_bytes(
+        self,
+        raw: bytes,
+        *,
+        name: str,
+        kind: ArtifactKind | str,
+        media_type: str,
+        data: Mapping[str, Any] | None = None,
+    ) -> Artifact:
+        artifact_kind = member(ArtifactKind, kind, "kind")  # before any bytes are stored
+        self._check_open()
+        info = self.client.artifacts.put_bytes(raw)
+        return self.client.tracking.log_artifact(
+            self.id, info, name=name, kind=artifact_kind, media_type=media_type, data=data
+        )
+
+    def _evaluation(self, kind: ArtifactKind, data: dict[str, Any], name: str) -> Artifact:
+        raw = json.dumps(data, sort_keys=True, allow_nan=False).encode()
+        return self._log_bytes(
+            raw,
+            name=name,
+            kind=kind,
+            media_type="application/json",
+            data=data if len(raw) <= MAX_DATA_IN_GRAPH else None,
+        )
+
+    def _put_tar(self, folder: Path) -> ArtifactInfo:
+        # Deterministic: sorted members, no times or owners, so the same folder content
+        # always gives the same digest (and is stored once).
+        with tempfile.TemporaryFile() as tmp:
+            with tarfile.open(fileobj=tmp, mode="w") as tar:
+                for path in sorted(folder.rglob("*")):
+                    rel = path.relative_to(folder).as_posix()
+                    if not (path.is_symlink() or path.is_file() or path.is_dir()):
+                        # a socket, FIFO or device: no content to version (tarfile skips
+                        # sockets silently, and would block reading a FIFO)
+                        raise ValidationError(
+                            f"{folder / rel} is not a file, folder or link: only those can "
+                            "be stored",
+                            field="model",
+                        )
+                    info = tar.gettarinfo(str(path), arcname=rel)
+                    info.mtime = 0
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    if path.is_file():
+                        with path.open("rb") as f:
+                            tar.addfile(info, f)
+                    else:
+                        tar.addfile(info)
+            tmp.seek(0)
+            return self.client.artifacts.put_stream(tmp)
+
+
+# --- numbers to JSON ----------------------------------------------------------------------------
+
+
+def _float(value: Any, field: str) -> float | None:
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(
+            f"{field}: expected a number, got {type(value).__name__}", field=field
+        )
+    value = float(value)
+    return value if math.isfinite(value) else None  # JSON has no NaN; curves start at inf
+
+
+def _floats(values: Any, field: str) -> list[float | None]:
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValidationError(f"{field}: expected a sequence of numbers", field=field)
+    return [_float(v, f"{field}[{i}]") for i, v in enumerate(values)]
+
+
+def _matrix(values: Any, field: str) -> list[list[Any]]:
+    if hasattr(values, "tolist"):
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValidationError(f"{field}: expected a 2-D array", field=field)
+    return [_floats(row, f"{field}[{i}]") for i, row in enumerate(values)]
+
+
+def _curve(columns: Mapping[str, Any]) -> dict[str, Any]:
+    data = {k: _floats(v, k) for k, v in columns.items() if v is not None}
+    lengths = {len(v) for k, v in data.items() if k != "thresholds"}
+    if len(lengths) > 1:
+        raise ValidationError("curve coordinates must have equal lengths", field="curve")
+    return data
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    raise ValidationError(f"not JSON data: {type(value).__name__}", field="report")
+
+
+__all__ = ["FLUSH_POINTS", "MAX_DATA_IN_GRAPH", "ActiveRun"]
