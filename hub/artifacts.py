@@ -151,9 +151,6 @@ def hash_file(
     return "sha256:" + hasher.hexdigest(), size
 
 
-# ingest/remote.py still imports the old private name.
-
-
 def _local_file(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if not p.exists():

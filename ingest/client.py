@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
@@ -389,25 +389,30 @@ class Client:
 
     def compare_model_versions(self, a: str, b: str) -> dict[str, Any]:
         """What changed from model version ``a`` to ``b`` (references as for
-        :meth:`get_model_version`), as a JSON-ready dict (see :func:`diff_summary`): the
-        training params changed / added / removed, the metric deltas, the dataset versions,
-        commits and environments upstream of only one of them, and whether the walk was
-        truncated."""
+        :meth:`get_model_version`), as a JSON-ready dict: the versions' ids ``a`` and ``b``;
+        ``params_changed`` as ``(key, a, b)`` and ``params_added`` / ``params_removed`` as
+        ``(key, value)`` (the training runs' params); ``metric_deltas`` as ``(key, a, b,
+        delta)`` (non-finite numbers as ``None``); ``datasets`` / ``commits`` /
+        ``environments`` upstream of only one of them, as ``{"added": [ids], "removed":
+        [ids]}``; ``truncated``. Rows are sorted by key, ids by id."""
         d = self.backend.queries.compare_model_versions(a, b)
-        sets = {name: getattr(d, name) for name in ("datasets", "commits", "environments")}
-        return diff_summary(
-            d.a.id,
-            d.b.id,
-            {
-                name: ([n.id for n in s.added], [n.id for n in s.removed])
-                for name, s in sets.items()
-            },
-            [(p.key, p.b) for p in d.params_added],
-            [(p.key, p.a) for p in d.params_removed],
-            [(p.key, p.a, p.b) for p in d.params_changed],
-            [(m.key, m.a, m.b, m.delta) for m in d.metric_deltas],
-            d.truncated,
+        summary: dict[str, Any] = {"a": d.a.id, "b": d.b.id}
+        for name in ("datasets", "commits", "environments"):
+            part = getattr(d, name)
+            summary[name] = {
+                k: sorted(n.id for n in getattr(part, k)) for k in ("added", "removed")
+            }
+        summary["params_added"] = sorted((p.key, p.b) for p in d.params_added)
+        summary["params_removed"] = sorted((p.key, p.a) for p in d.params_removed)
+        summary["params_changed"] = sorted(
+            ((p.key, p.a, p.b) for p in d.params_changed), key=lambda r: r[0]
         )
+        summary["metric_deltas"] = sorted(
+            ((m.key, _finite(m.a), _finite(m.b), _finite(m.delta)) for m in d.metric_deltas),
+            key=lambda r: r[0],
+        )
+        summary["truncated"] = d.truncated
+        return summary
 
     # --- lineage and run comparison ----------------------------------------------------------
 
@@ -460,7 +465,7 @@ class Client:
         r = self.backend.queries.compare_runs(run_ids)
 
         def finite(values: tuple[float | None, ...]) -> list[float | None]:
-            return [v if v is not None and math.isfinite(v) else None for v in values]
+            return [_finite(v) for v in values]
 
         return {
             "runs": [n.id for n in r.runs],
@@ -550,42 +555,8 @@ _local = threading.local()
 _uncaught: list[BaseException] = []
 
 
-def diff_summary(
-    a: str,
-    b: str,
-    sets: Mapping[str, tuple[Iterable[str], Iterable[str]]],
-    params_added: Iterable[tuple[str, Any]],
-    params_removed: Iterable[tuple[str, Any]],
-    params_changed: Iterable[tuple[str, Any, Any]],
-    metric_deltas: Iterable[tuple[str, Any, Any, Any]],
-    truncated: bool,
-) -> dict[str, Any]:
-    """The JSON-ready summary of a model version comparison that both modes answer: the
-    versions' ids; ``params_changed`` as ``(key, a, b)``; ``params_added`` /
-    ``params_removed`` as ``(key, value)``; ``metric_deltas`` as ``(key, a, b, delta)``
-    (non-finite numbers as ``None``); ``datasets`` / ``commits`` / ``environments`` as
-    ``{"added": [ids], "removed": [ids]}``; ``truncated``. Rows are sorted by key, ids by id."""
-
-    def num(value: Any) -> float | None:
-        if value is None or isinstance(value, str):  # "NaN", "Infinity": not finite
-            return None
-        value = float(value)
-        return value if math.isfinite(value) else None
-
-    summary: dict[str, Any] = {"a": a, "b": b}
-    for name, (added, removed) in sets.items():
-        summary[name] = {"added": sorted(added), "removed": sorted(removed)}
-    summary["params_added"] = sorted((str(k), v) for k, v in params_added)
-    summary["params_removed"] = sorted((str(k), v) for k, v in params_removed)
-    summary["params_changed"] = sorted(
-        ((str(k), va, vb) for k, va, vb in params_changed), key=lambda r: r[0]
-    )
-    summary["metric_deltas"] = sorted(
-        ((str(k), num(va), num(vb), num(d)) for k, va, vb, d in metric_deltas),
-        key=lambda r: r[0],
-    )
-    summary["truncated"] = bool(truncated)
-    return summary
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _stack() -> list[ActiveRun]:
@@ -698,7 +669,6 @@ __all__ = [
     "active_run",
     "client",
     "connect",
-    "diff_summary",
     "flush",
     "log_metrics",
     "log_params",
