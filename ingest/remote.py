@@ -118,7 +118,10 @@ def _full_node(data: Mapping[str, Any]) -> Node:
 def _model(cls: type[M], data: Any) -> M:
     if not isinstance(data, Mapping):
         raise BackendError(f"the hub answered without the {cls.__name__}")
-    model = from_node(_full_node(data))
+    try:
+        model = from_node(_full_node(data))
+    except ValidationError as e:  # the hub's own data: not the caller's mistake
+        raise BackendError(f"the hub answered a malformed {cls.__name__}: {e}") from None
     if not isinstance(model, cls):
         raise BackendError(f"the hub answered a {type(model).__name__}, not a {cls.__name__}")
     return model
@@ -184,7 +187,9 @@ def _is_node(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, (Node, NodeModel))
 
 
+@functools.cache
 def _selection(tp: Any) -> str:
+    """The GraphQL selection that answers as ``tp``."""
     members = _members(tp)
     if len(members) > 1:
         if not all(dataclasses.is_dataclass(m) for m in members):
@@ -275,7 +280,11 @@ class _Wire:
 
     def call(self, field: str, returns: Any, **args: Any) -> Any:
         """Call root field ``field``; its answer decoded as ``returns``."""
-        return _decode(returns, self.raw(field, _selection(returns), **args))
+        answer = self.raw(field, _selection(returns), **args)
+        try:
+            return _decode(returns, answer)
+        except (KeyError, TypeError, ValueError) as e:  # not what the schema promises
+            raise BackendError(f"the hub's answer to {field} is malformed: {e!r:.200}") from None
 
     def page(
         self,

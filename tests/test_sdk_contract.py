@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import fresh_store_uri
 from http_server import HubServer
@@ -28,7 +29,7 @@ from pydantic import BaseModel
 
 from lineagehub import Settings, open_store
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.graph import Node, NotFoundError, ValidationError
+from lineagehub.graph import BackendError, Node, NotFoundError, ValidationError
 from lineagehub.ingest import seam
 from lineagehub.ingest.datasets import fingerprint
 from lineagehub.ingest.remote import RemoteBackend
@@ -238,3 +239,17 @@ def test_both_transports_take_the_contract_s_arguments(part: str) -> None:
                     assert i < len(positional) or kwargs, f"{impl.__name__}.{name}: {param}"
                 else:
                     assert param.name in got or kwargs, f"{impl.__name__}.{name}: {param}"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"id": "run:x"}, {"id": "run:x", "kind": "MODEL", "properties": {"name": "m"}}, [1, 2]],
+)
+def test_an_answer_that_breaks_the_schema_is_a_backend_error(answer: object) -> None:
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": {"run": answer}})
+
+    remote = RemoteBackend("http://hub.test", transport=httpx.MockTransport(reply))
+    with pytest.raises(BackendError, match="the hub"):
+        remote.tracking.get_run("run:x")
+    remote.close()
