@@ -19,6 +19,7 @@ import anyio.to_thread
 from strawberry.dataloader import DataLoader
 
 from lineagehub.graph import Adjacent, ConfigError, Direction, GraphStore, Node, SeriesSummary
+from lineagehub.services.access import Principal, open_principal
 
 if TYPE_CHECKING:
     from lineagehub.artifacts import ArtifactStore
@@ -59,11 +60,16 @@ class Context:
     services: Services
     request: Any = None
     response: Any = None
+    #: Who is asking (set by the server's authentication; a hub that does not authenticate
+    #: acts as its configured user, with every right).
+    principal: Principal | None = None
     nodes: DataLoader[str, Node | None] = field(init=False)
     adjacent: DataLoader[AdjKey, list[Adjacent]] = field(init=False)
     summaries: DataLoader[str, dict[str, SeriesSummary]] = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.principal is None:
+            self.principal = open_principal(self.services.registry_actor)
         self.nodes = DataLoader(load_fn=self._load_nodes)
         self.adjacent = DataLoader(load_fn=self._load_adjacent)
         self.summaries = DataLoader(load_fn=self._load_summaries)
@@ -71,6 +77,12 @@ class Context:
     @property
     def store(self) -> GraphStore:
         return self.services.store
+
+    @property
+    def actor(self) -> str:
+        """The name every change of this request is recorded under."""
+        assert self.principal is not None  # set in __post_init__
+        return self.principal.name
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a synchronous hub call in a worker thread."""

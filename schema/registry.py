@@ -34,7 +34,7 @@ def _registry(info: I) -> Any:
 
 
 def _actor(info: I) -> str:
-    return str(info.context.services.registry_actor)
+    return info.context.actor
 
 
 async def _node(info: I, node_id: str) -> Any:

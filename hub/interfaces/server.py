@@ -222,7 +222,9 @@ class _GraphQL(GraphQL):
     async def get_context(self, request: Any, response: Any) -> Any:
         from lineagehub.schema import Context
 
-        return Context(self.services, request=request, response=response)
+        # the principal the authentication put on the request, if any (else: open)
+        principal = getattr(getattr(request, "state", None), "principal", None)
+        return Context(self.services, request=request, response=response, principal=principal)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # pragma: no cover - the route is HTTP only
