@@ -52,6 +52,7 @@ from lineagehub.artifacts import ArtifactStore, open_artifact_store, validate_di
 from lineagehub.config import Settings
 from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
 from lineagehub.graph.model import parse_time
+from lineagehub.interfaces.auth import Authenticator, AuthMiddleware, SecurityAudit
 from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.limits import PREPARED, check_query, over_budget
 from lineagehub.services.export import DEFAULT_COLLAPSE_ABOVE, FORMATS, SUFFIXES, export_lineage
@@ -527,6 +528,7 @@ def create_app(
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(security.close)
             if dispatcher is not None:
                 # waits (bounded) for queued deliveries, so they are recorded before the
                 # store closes
@@ -551,6 +553,14 @@ def create_app(
     )
     app.state.services = services
     app.state.webhooks = dispatcher
+    # authentication (LINEAGEHUB_AUTH), rate limits, refusals in the audit log: interfaces/auth.py
+    security = SecurityAudit(store)
+    services.on_denied = security.denied
+    app.state.security_audit = security
+    authenticator = Authenticator(settings, store) if settings.auth_methods() else None
+    app.add_middleware(
+        AuthMiddleware, authenticator=authenticator, audit=security, rate_limit=settings.rate_limit
+    )
     app.add_middleware(_Hosts, names=settings.allowed_host_names())
     return app
 
