@@ -160,8 +160,8 @@ class HubConnection:
         self.url = check_url(url)
         self.retries = retries
         self.backoff = backoff
-        # The API token: given, else LINEAGEHUB_TOKEN / LINEAGEHUB_TOKEN_FILE. Kept only in the
-        # client's headers (httpx never shows header values in reprs or errors).
+        # The API token: given ("" for none), else LINEAGEHUB_TOKEN / LINEAGEHUB_TOKEN_FILE.
+        # Kept only in the client's headers (httpx never shows header values in reprs or errors).
         if token is None:
             from lineagehub.config import Settings
 

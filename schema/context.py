@@ -44,8 +44,9 @@ class Services:
     artifacts: ArtifactStore | None
     max_page: int = 500
     registry: RegistryService | None = None
-    #: Who registry mutations are recorded as done by. The server does not authenticate
-    #: requests yet: this is the server's configured user (LINEAGEHUB_USER, else the OS user).
+    #: Who changes are recorded as done by on a hub that does not authenticate (the open
+    #: principal's name): the server's configured user (LINEAGEHUB_USER, else the OS user).
+    #: An authenticated request acts as its principal (:attr:`Context.actor`).
     registry_actor: str = "unknown"
     #: Called with (principal, where, message) for each permission denial (FORBIDDEN), so
     #: the server can audit it.

@@ -220,6 +220,8 @@ def test_every_route_but_health_needs_a_credential(hub: Hub) -> None:
         assert_unauthenticated(bad)
         basic = anonymous.get("/export/lineage/x.json", headers={"authorization": "Basic eDp5"})
         assert_unauthenticated(basic)
+        page = anonymous.get("/graphql", headers={"accept": "text/html"})  # GraphiQL: no data
+        assert page.status_code == 200 and "graphiql" in page.text.lower()
         health = anonymous.get("/health")
         assert health.status_code == 200
         text = health.text
@@ -357,7 +359,12 @@ def test_the_sdk_sends_the_token_from_the_environment(
     client.close()
     launchers = hub.store.neighbors([run.id], "UPSTREAM", ["ASSOCIATED_WITH"])[run.id]
     assert [a.node.id for a in launchers] == ["agent:bob"]
-    connection = HubConnection(hub.url)
+    monkeypatch.delenv("LINEAGEHUB_TOKEN_FILE")
+    # a token in the settings given to the client (the environment has none now)
+    given = Client(hub.url, settings=Settings(token=hub.secrets["alice"]))
+    assert given.get_run(run.id).id == run.id
+    given.close()
+    connection = HubConnection(hub.url, token=hub.secrets["bob"])
     assert hub.secrets["bob"] not in repr(connection)
     connection.close()
 

@@ -274,6 +274,9 @@ class AuthMiddleware:
         self.limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.authenticator is not None:
+            await send({"type": "websocket.close", "code": 1008})  # no route takes them
+            return
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
             await self.app(scope, receive, send)
             return

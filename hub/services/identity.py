@@ -362,15 +362,14 @@ class IdentityService:
         state = token.state(now)
         if state != "active":
             raise AuthenticationError(f"the API token is {state}", reason=state, token_id=token_id)
-        try:
-            principal = self.principal(token.user, via="token")
-        except AuthenticationError as e:
-            e.token_id = token_id
-            raise
-        if self.find_user(token.user) is None:
+        user = self.find_user(token.user)
+        if user is None or user.disabled:
             raise AuthenticationError(
-                "the API token's user no longer exists", reason="unknown", token_id=token_id
+                f"the API token's user {'is disabled' if user else 'no longer exists'}",
+                reason="disabled" if user else "unknown",
+                token_id=token_id,
             )
+        principal = Principal(name=user.name, grants=dict(user.grants), via="token")
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
             props = {**node.props, "last_used_at": to_iso(now)}
             self.store.upsert_nodes([Node(node.id, TOKEN_LABEL, props)])
