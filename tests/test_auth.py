@@ -369,6 +369,19 @@ def test_the_sdk_sends_the_token_from_the_environment(
     connection.close()
 
 
+def test_the_cli_sends_the_token(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("LINEAGEHUB_TOKEN", raising=False)
+    monkeypatch.delenv("LINEAGEHUB_TOKEN_FILE", raising=False)
+    assert main(["runs", "list", "--url", hub.url]) == 4
+    err = capsys.readouterr().err
+    assert "UNAUTHENTICATED" in err and "Authorization: Bearer" in err
+    monkeypatch.setenv("LINEAGEHUB_TOKEN", hub.secrets["bob"])
+    assert main(["runs", "list", "--url", hub.url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+
+
 def test_token_file_permissions(tmp_path: Path) -> None:
     path = tmp_path / "t"
     path.write_text("lh_secret\n")
