@@ -119,6 +119,41 @@ class Settings(BaseSettings):
         "DNS-rebinding web pages out.",
     )
 
+    auth: str = Field(
+        default="none",
+        description="How the server authenticates requests: none, tokens (API tokens), oidc "
+        "(bearer JWTs), or tokens,oidc. 'none' is allowed on a loopback address only.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="With auth oidc: the issuer ('iss') tokens must name."
+    )
+    oidc_audience: str | None = Field(
+        default=None, description="With auth oidc: the audience ('aud') tokens must name."
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None, description="With auth oidc: the URL of the issuer's JWKS (signing keys)."
+    )
+    oidc_username_claim: str | None = Field(
+        default=None,
+        description="With auth oidc: the claim naming the user (default: preferred_username, "
+        "else sub); grants come from the hub's users of that name.",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="The API token the SDK and CLI send to a hub server (never shown or logged).",
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="A file holding the API token (mode 0600: refused when group or others can "
+        "read it); used when LINEAGEHUB_TOKEN is unset.",
+    )
+    rate_limit: int = Field(
+        default=0,
+        ge=0,
+        description="Requests per minute the server accepts from one principal (token or user); "
+        "beyond it 429 with Retry-After. 0: no limit.",
+    )
+
     @field_validator("webhooks", mode="before")
     @classmethod
     def _webhooks_json(cls, value: Any) -> Any:
@@ -202,3 +237,46 @@ class Settings(BaseSettings):
         if self.neo4j_database:
             options["database"] = self.neo4j_database
         return options
+
+    def auth_methods(self) -> frozenset[str]:
+        """``auth`` as a set of methods (empty: none); :class:`ConfigError` if malformed or
+        OIDC lacks its settings."""
+        from lineagehub.graph import ConfigError
+
+        words = {w.strip().lower() for w in self.auth.split(",") if w.strip()}
+        methods = frozenset(words - {"none"})
+        unknown = methods - {"tokens", "oidc"}
+        if unknown or ("none" in words and methods):
+            raise ConfigError(
+                f"LINEAGEHUB_AUTH must be none, tokens, oidc or tokens,oidc, not {self.auth!r:.60}"
+            )
+        if "oidc" in methods:
+            missing = [
+                f"LINEAGEHUB_OIDC_{name.upper()}"
+                for name in ("issuer", "audience", "jwks_url")
+                if not getattr(self, f"oidc_{name}")
+            ]
+            if missing:
+                raise ConfigError(f"LINEAGEHUB_AUTH=oidc needs {', '.join(missing)}")
+        return methods
+
+    def bearer_token(self) -> str | None:
+        """The API token to send: ``token``, else the content of ``token_file`` (a
+        :class:`ConfigError` when the file is missing or readable by group or others)."""
+        from lineagehub.graph import ConfigError
+
+        if self.token is not None:
+            return self.token.get_secret_value().strip() or None
+        if self.token_file is None:
+            return None
+        path = self.token_file.expanduser()
+        try:
+            mode = path.stat().st_mode
+            if mode & 0o077:
+                raise ConfigError(
+                    f"the token file {path} may be read by group or others (mode "
+                    f"{mode & 0o777:o}): chmod 600 it"
+                )
+            return path.read_text(encoding="utf-8").strip() or None
+        except OSError as e:
+            raise ConfigError(f"cannot read the token file {path}: {e.strerror}") from None

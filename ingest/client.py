@@ -130,7 +130,10 @@ class Client:
                         f"do not pass {name}="
                     )
             self.store = None
-            self.backend = RemoteBackend(url)
+            from lineagehub.ingest.http import HubConnection
+
+            # the settings' token ("" for none: the environment is not read again)
+            self.backend = RemoteBackend(HubConnection(url, token=settings.bearer_token() or ""))
         else:
             if isinstance(store, GraphStore):
                 self.store, owned = store, False

@@ -104,10 +104,12 @@ def hub_error(error: Mapping[str, Any], *, status: int | None = None) -> HubErro
 
 _STATUS_CODES = {
     400: "VALIDATION",
+    401: "UNAUTHENTICATED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
     409: "CONFLICT",
     413: "PAYLOAD_TOO_LARGE",
+    429: "RATE_LIMITED",
     502: "BACKEND",
     503: "BACKEND_UNAVAILABLE",
 }
@@ -153,14 +155,22 @@ class HubConnection:
         backoff: float = DEFAULT_BACKOFF,
         headers: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         self.url = check_url(url)
         self.retries = retries
         self.backoff = backoff
+        # The API token: given ("" for none), else LINEAGEHUB_TOKEN / LINEAGEHUB_TOKEN_FILE.
+        # Kept only in the client's headers (httpx never shows header values in reprs or errors).
+        if token is None:
+            from lineagehub.config import Settings
+
+            token = Settings().bearer_token()
+        auth = {"authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
-            headers={"user-agent": f"lineagehub-sdk/{__version__}", **(headers or {})},
+            headers={"user-agent": f"lineagehub-sdk/{__version__}", **auth, **(headers or {})},
             transport=transport,
             follow_redirects=False,
         )

@@ -20,6 +20,7 @@ from strawberry.dataloader import DataLoader
 
 from lineagehub.graph import Adjacent, ConfigError, Direction, GraphStore, Node, SeriesSummary
 from lineagehub.services.access import Principal, open_principal
+from lineagehub.services.identity import IDENTITY_LABELS
 
 if TYPE_CHECKING:
     from lineagehub.artifacts import ArtifactStore
@@ -43,9 +44,13 @@ class Services:
     artifacts: ArtifactStore | None
     max_page: int = 500
     registry: RegistryService | None = None
-    #: Who registry mutations are recorded as done by. The server does not authenticate
-    #: requests yet: this is the server's configured user (LINEAGEHUB_USER, else the OS user).
+    #: Who changes are recorded as done by on a hub that does not authenticate (the open
+    #: principal's name): the server's configured user (LINEAGEHUB_USER, else the OS user).
+    #: An authenticated request acts as its principal (:attr:`Context.actor`).
     registry_actor: str = "unknown"
+    #: Called with (principal, where, message) for each permission denial (FORBIDDEN), so
+    #: the server can audit it.
+    on_denied: Callable[[Principal | None, str, str], None] | None = None
 
     @property
     def tracker(self) -> TrackingService:
@@ -84,12 +89,25 @@ class Context:
         assert self.principal is not None  # set in __post_init__
         return self.principal.name
 
+    @property
+    def tracker(self) -> TrackingService:
+        """The tracking service, recording this request's changes under :attr:`actor`."""
+        return self.services.tracker.acting_as(self.actor)
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the caller proved who it is (a token or OIDC), not an open hub's default."""
+        assert self.principal is not None
+        return self.principal.via != "open"
+
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a synchronous hub call in a worker thread."""
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
 
     async def _load_nodes(self, ids: Sequence[str]) -> list[Node | None]:
-        return await self.call(self.store.get_nodes, list(ids))
+        found = await self.call(self.store.get_nodes, list(ids))
+        # users and tokens are never served (lineagehub.services.identity)
+        return [n if n is None or n.label not in IDENTITY_LABELS else None for n in found]
 
     async def _load_adjacent(self, keys: Sequence[AdjKey]) -> list[list[Adjacent]]:
         # One neighbours query per distinct (direction, kinds, labels), for all ids at once.
@@ -106,7 +124,9 @@ class Context:
                 list(labels) if labels is not None else None,
             )
             for node_id, adjacent in result.items():
-                found[(node_id, direction, kinds, labels)] = adjacent
+                found[(node_id, direction, kinds, labels)] = [
+                    a for a in adjacent if a.node.label not in IDENTITY_LABELS
+                ]
         return [found.get(k, []) for k in keys]
 
     async def _load_summaries(self, ids: Sequence[str]) -> list[dict[str, SeriesSummary]]:

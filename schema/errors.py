@@ -34,6 +34,7 @@ class HubErrors(SchemaExtension):
         if result is None or not result.errors:
             return
         result.errors = [self.shape(e) for e in result.errors]
+        _report_denials(self.execution_context.context, result.errors)
 
     @staticmethod
     def shape(error: GraphQLError) -> GraphQLError:
@@ -78,3 +79,18 @@ class HubErrors(SchemaExtension):
             path=error.path,
             extensions={"code": "INTERNAL"},
         )
+
+
+def _report_denials(context: Any, errors: list[GraphQLError]) -> None:
+    """Hand every FORBIDDEN error to the services' ``on_denied`` (the server audits them)."""
+    services = getattr(context, "services", None)
+    hook = getattr(services, "on_denied", None)
+    if hook is None:
+        return
+    for error in errors:
+        if (error.extensions or {}).get("code") == "FORBIDDEN":
+            where = "graphql:" + (".".join(str(p) for p in error.path or ()) or "?")
+            try:
+                hook(getattr(context, "principal", None), where, error.message)
+            except Exception:  # auditing a refusal must not turn it into another error
+                log.exception("could not record a permission denial")

@@ -116,7 +116,8 @@ class Mutation:
             "tags": _mapping(input.tags, "tags"),
             "params": _mapping(input.params, "params"),
             "parent": input.parent,
-            "user": input.user,
+            # with authentication the launcher is the caller, whatever the request says
+            "user": ctx.actor if ctx.authenticated else input.user,
             "host": input.host,
             "entry_point": input.entry_point,
             "description": input.description,
@@ -136,7 +137,7 @@ class Mutation:
                 code=start.code,
                 environment=EnvironmentState(environment=env, packages_text=b""),
             )
-        started = await ctx.call(ctx.services.tracker.start_run, run, start)
+        started = await ctx.call(ctx.tracker.start_run, run, start)
         node = await ctx.call(ctx.store.get_node, started.id)
         return wrap_as(node, Run)
 
@@ -151,7 +152,7 @@ class Mutation:
     ) -> LogResult:
         ctx = info.context
         p, t, m = _mapping(params, "params"), _mapping(tags, "tags"), _metrics(metrics)
-        await ctx.call(ctx.services.tracker.log_batch, str(run_id), params=p, metrics=m, tags=t)
+        await ctx.call(ctx.tracker.log_batch, str(run_id), params=p, metrics=m, tags=t)
         return LogResult(run_id=run_id, params=len(p), metric_points=len(m), tags=len(t))
 
     @strawberry.mutation(description="End a run after a last batch, in one transaction.")
@@ -167,7 +168,7 @@ class Mutation:
     ) -> Run:
         ctx = info.context
         await ctx.call(
-            ctx.services.tracker.end_run,
+            ctx.tracker.end_run,
             str(run_id),
             status,
             error,
@@ -200,7 +201,7 @@ class Mutation:
         except (KeyError, TypeError) as e:
             raise ValidationError(f"fingerprint: {e}", field="fingerprint") from None
         version = await ctx.call(
-            ctx.services.tracker.log_dataset,
+            ctx.tracker.log_dataset,
             str(run_id),
             fingerprint,
             name=input.name,
@@ -226,7 +227,7 @@ class Mutation:
         ctx = info.context
         info_ = await ctx.call(_artifact_info, ctx.services.artifacts, digest)
         artifact = await ctx.call(
-            ctx.services.tracker.log_artifact,
+            ctx.tracker.log_artifact,
             str(run_id),
             info_,
             name=name,
@@ -254,7 +255,7 @@ class Mutation:
         ctx = info.context
         info_ = await ctx.call(_artifact_info, ctx.services.artifacts, digest)
         version = await ctx.call(
-            ctx.services.tracker.log_model,
+            ctx.tracker.log_model,
             str(run_id),
             info_,
             name=name,
@@ -268,7 +269,7 @@ class Mutation:
     @strawberry.mutation(description="Record RUNNING runs with a stale heartbeat as KILLED.")
     async def mark_stale_runs(self, info: I) -> list[strawberry.ID]:
         ctx = info.context
-        ids = await ctx.call(ctx.services.tracker.mark_stale_runs)
+        ids = await ctx.call(ctx.tracker.mark_stale_runs)
         return [strawberry.ID(i) for i in ids]
 
 

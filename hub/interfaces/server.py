@@ -13,6 +13,10 @@ Routes:
 - ``GET /export/lineage/{ref}.{ext}``: the lineage around ``ref`` as a picture or a file
   (:mod:`lineagehub.services.export`); the query string takes the lineage query's options.
 
+With ``Settings.auth`` set, every route but ``/health`` takes ``Authorization: Bearer``
+(an API token or an OIDC JWT) and acts as its principal; 401 without one
+(:mod:`lineagehub.interfaces.auth`).
+
 GraphQL request bodies are bounded (``Settings.max_request_bytes``, 1 MiB); larger ones get
 413. Each GraphQL request is decoded, parsed and validated in a worker thread within
 ``Settings.request_time_budget`` (:mod:`lineagehub.schema.limits`), so ``/health`` keeps
@@ -52,6 +56,7 @@ from lineagehub.artifacts import ArtifactStore, open_artifact_store, validate_di
 from lineagehub.config import Settings
 from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
 from lineagehub.graph.model import parse_time
+from lineagehub.interfaces.auth import Authenticator, AuthMiddleware, SecurityAudit
 from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.limits import PREPARED, check_query, over_budget
 from lineagehub.services.export import DEFAULT_COLLAPSE_ABOVE, FORMATS, SUFFIXES, export_lineage
@@ -374,8 +379,9 @@ def create_app(
 
     ``registry_policies``: the model registry's promotion policies (see
     :class:`~lineagehub.services.registry.RegistryService`); when not given, those of the file
-    ``settings.policies`` names (:func:`~lineagehub.services.registry.load_policies`), if any. Registry changes are recorded as done by
-    ``settings.user``, else the OS user: requests are not authenticated yet.
+    ``settings.policies`` names (:func:`~lineagehub.services.registry.load_policies`), if any. Changes are recorded as done by the
+    authenticated caller (``settings.auth``, :mod:`lineagehub.interfaces.auth`); on a hub
+    that does not authenticate, by ``settings.user``, else the OS user.
 
     ``max_body_bytes`` overrides ``settings.max_request_bytes``.
 
@@ -408,13 +414,13 @@ def create_app(
             store,
             artifacts,
             stale_after=timedelta(seconds=settings.stale_after),
-            actor=settings.user,  # until requests are authenticated
+            actor=settings.user,  # per request: Context.tracker acts as the caller
             on_event=on_event,
         ),
         lineage=LineageService(store),
         artifacts=artifacts,
         registry=RegistryService(store, policies=registry_policies, on_event=on_event),
-        registry_actor=settings.user or _os_user(),  # until requests are authenticated
+        registry_actor=settings.user or _os_user(),  # the actor of an open hub
     )
 
     async def health(request: Request) -> Response:
@@ -527,6 +533,7 @@ def create_app(
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(security.close)
             if dispatcher is not None:
                 # waits (bounded) for queued deliveries, so they are recorded before the
                 # store closes
@@ -551,6 +558,14 @@ def create_app(
     )
     app.state.services = services
     app.state.webhooks = dispatcher
+    # authentication (LINEAGEHUB_AUTH), rate limits, refusals in the audit log: interfaces/auth.py
+    security = SecurityAudit(store)
+    services.on_denied = security.denied
+    app.state.security_audit = security
+    authenticator = Authenticator(settings, store) if settings.auth_methods() else None
+    app.add_middleware(
+        AuthMiddleware, authenticator=authenticator, audit=security, rate_limit=settings.rate_limit
+    )
     app.add_middleware(_Hosts, names=settings.allowed_host_names())
     return app
 

@@ -39,6 +39,7 @@ from lineagehub.graph import (
     ValidationError,
 )
 from lineagehub.graph.model import MAX_ID_LENGTH, check_time, to_iso
+from lineagehub.services.identity import IDENTITY_LABELS
 from lineagehub.vocabulary import (
     ID_PREFIXES,
     LINEAGE_EDGE_KINDS,
@@ -349,6 +350,11 @@ class LineageService:
         result: list[str] = []
         missing: list[str] = []
         for ref, node in zip(refs, existing):
+            if node is not None and node.label in IDENTITY_LABELS:
+                # users and tokens are not part of the lineage: as if absent
+                missing.append(ref)
+                result.append(ref)
+                continue
             if node is not None:
                 result.append(ref)
                 continue

@@ -30,6 +30,7 @@ Every state change also appends one entry to the store's audit log
 
 from __future__ import annotations
 
+import copy
 import getpass
 import math
 import socket
@@ -169,6 +170,16 @@ class TrackingService:
         # Nodes that never change once written (projects, agents, commits, environments):
         # written once per service, not once per run.
         self._written: set[str] = set()
+
+    def acting_as(self, actor: str) -> TrackingService:
+        """This service recording its changes (audit entries, a run's launcher) under
+        ``actor``: a shallow copy sharing the stores and caches (the server makes one per
+        request, for the authenticated caller)."""
+        if actor == self.actor:
+            return self
+        clone = copy.copy(self)
+        clone.actor = actor
+        return clone
 
     # --- runs -------------------------------------------------------------------------------
 

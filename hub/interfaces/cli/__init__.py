@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from lineagehub import __version__, open_store
 from lineagehub.graph import HubError
+from lineagehub.interfaces.cli.access import register as register_access
 from lineagehub.interfaces.cli.admin import (
     cmd_audit_export,
     cmd_audit_verify,
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("file", metavar="FILE", help="the exported JSON lines file")
     a.add_argument("--json", action="store_true", help="machine-readable output")
     a.set_defaults(func=cmd_audit_verify_export, needs_store=False)
+
+    register_access(sub, common)  # user ..., token ...
 
     p = sub.add_parser("serve", help="serve the GraphQL API (GraphiQL at /graphql)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

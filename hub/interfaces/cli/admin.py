@@ -86,6 +86,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.artifacts:
         os.environ["LINEAGEHUB_ARTIFACTS"] = args.artifacts
     settings = Settings()
+    from lineagehub.interfaces.auth import check_serve
+
+    notice = check_serve(args.host, settings)  # ConfigError: open on a non-loopback address
     with open_store(settings=settings) as store:  # fail fast, with a clear error
         uri = redact(store.uri)
     print(
@@ -93,6 +96,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f" (store {uri}, artifacts {redact(settings.artifact_uri)})",
         file=sys.stderr,
     )
+    if notice:
+        print(f"lineagehub: {notice}", file=sys.stderr)
     uvicorn.run(
         "lineagehub.interfaces.server:app_from_env",
         factory=True,

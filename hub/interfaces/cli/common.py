@@ -27,6 +27,7 @@ EXIT_CODES = {
     "VALIDATION": 2,
     "NOT_FOUND": 3,
     "CONFIG": 4,
+    "UNAUTHENTICATED": 4,  # no, or a bad, LINEAGEHUB_TOKEN: the client's configuration
     "BACKEND": 5,
     "BACKEND_UNAVAILABLE": 5,
     "CONFLICT": 6,

@@ -1,0 +1,644 @@
+"""Authentication over a real server: API tokens, OIDC JWTs (real PyJWT against a JWKS served
+by a local HTTP server), 401 vs 403, expiry, revocation, last use, rate limits, the actor
+recorded for changes, refusals in the audit log, and no secret in any log line or error."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from http_server import HubServer
+
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.config import Settings
+from lineagehub.graph import ConfigError, GraphStore, HubError, Node, open_store
+from lineagehub.graph.model import to_iso
+from lineagehub.ingest.http import HubConnection
+from lineagehub.interfaces.auth import SecurityAudit, check_serve
+from lineagehub.interfaces.cli import main
+from lineagehub.interfaces.server import create_app
+from lineagehub.samples.example import build_example
+from lineagehub.services.access import Role
+from lineagehub.services.identity import (
+    TOKEN_LABEL,
+    AuthenticationError,
+    IdentityService,
+)
+from lineagehub.services.registry import Policy
+
+POLICIES = {("churn", "Production"): Policy(approvals=1, separation_of_duties=True)}
+RESULT = """
+  __typename
+  ... on ModelPromoted { version { id stage } approvals }
+  ... on PromotionPending { requestId }
+  ... on PolicyViolation { rules { rule actual } }
+"""
+
+
+@dataclass
+class Hub:
+    store: GraphStore
+    url: str
+    identity: IdentityService
+    secrets: dict[str, str]
+    token_ids: dict[str, str]
+    app: Any
+
+    def client(self, who: str | None) -> httpx.Client:
+        headers = {"authorization": f"Bearer {self.secrets[who]}"} if who else {}
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[GraphStore]:
+    s = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    build_example(s)
+    yield s
+    s.close()
+
+
+def _serve(tmp_path: Path, store: GraphStore, **settings: Any) -> Any:
+    artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
+    config = Settings(user="hub-server", data_dir=tmp_path, **settings)
+    return create_app(config, store=store, artifacts=artifacts, registry_policies=POLICIES)
+
+
+@pytest.fixture
+def hub(tmp_path: Path, store: GraphStore) -> Iterator[Hub]:
+    identity = IdentityService(store, actor="root")
+    identity.add_user("alice", "approver")
+    identity.add_user("bob", "editor")
+    identity.add_user("nobody")  # no role
+    made = {u: identity.create_token(u, name="test") for u in ("alice", "bob", "nobody")}
+    app = _serve(tmp_path, store, auth="tokens")
+    with HubServer(app) as server:
+        yield Hub(
+            store,
+            server.url,
+            identity,
+            {u: t.secret for u, t in made.items()},
+            {u: t.token.id for u, t in made.items()},
+            app,
+        )
+
+
+def gql(http: httpx.Client, query: str, **variables: Any) -> httpx.Response:
+    return http.post("/graphql", json={"query": query, "variables": variables})
+
+
+def data(http: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
+    response = gql(http, query, **variables)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    result: dict[str, Any] = body["data"]
+    return result
+
+
+def audit_entries(hub: Hub) -> list[Any]:
+    hub.app.state.security_audit.flush()
+    return list(hub.store.iter_audit())
+
+
+def assert_unauthenticated(response: httpx.Response) -> str:
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    return str(error["message"])
+
+
+# --------------------------------------------------------------------------- the identity store
+
+
+def test_a_token_secret_is_shown_once_and_stored_only_as_its_hash(store: GraphStore) -> None:
+    identity = IdentityService(store, actor="root")
+    identity.add_user("alice", Role.ADMIN)
+    new = identity.create_token("alice", name="ci", expires_in=timedelta(days=30))
+    assert new.secret.startswith("lh_") and len(new.secret) > 40
+    assert new.secret not in repr(new)
+    node = store.get_node(f"token:{new.token.id}")
+    assert node.label == TOKEN_LABEL
+    assert new.secret not in json.dumps(node.props)
+    assert node.props["hash"] == hashlib.sha256(new.secret.encode()).hexdigest()
+    listed = identity.list_tokens("alice")
+    assert [t.id for t in listed] == [new.token.id]
+    assert "hash" not in listed[0].to_dict() and "secret" not in listed[0].to_dict()
+    principal, token = identity.authenticate(new.secret)
+    assert principal.name == "alice" and principal.via == "token"
+    assert principal.role() is Role.ADMIN
+    assert token.expires_at is not None and token.expires_at > datetime.now(timezone.utc)
+    # changes are audited under the admin who made them, never with the secret
+    actions = [(e.actor, e.action, e.target) for e in store.read_audit(0, 1000)]
+    assert ("root", "user.add", "user:alice") in actions
+    assert ("root", "token.create", f"token:{new.token.id}") in actions
+
+
+def test_last_used_is_written_at_most_once_a_minute(store: GraphStore) -> None:
+    identity = IdentityService(store)
+    identity.add_user("alice", "viewer")
+    secret = identity.create_token("alice").secret
+    t0 = datetime.now(timezone.utc)
+    _, first = identity.authenticate(secret, now=t0)
+    assert first.last_used_at == t0
+    _, again = identity.authenticate(secret, now=t0 + timedelta(seconds=30))
+    assert identity.get_token(first.id).last_used_at == t0  # not rewritten within a minute
+    assert again.last_used_at == t0
+    _, later = identity.authenticate(secret, now=t0 + timedelta(seconds=61))
+    assert identity.get_token(first.id).last_used_at == t0 + timedelta(seconds=61)
+    assert later.last_used_at == t0 + timedelta(seconds=61)
+
+
+def test_expired_revoked_unknown_and_disabled_are_refused(store: GraphStore) -> None:
+    identity = IdentityService(store)
+    identity.add_user("alice", "viewer")
+    short = identity.create_token("alice", expires_in=timedelta(hours=1))
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    with pytest.raises(AuthenticationError) as e:
+        identity.authenticate(short.secret, now=later)
+    assert e.value.reason == "expired" and e.value.token_id == short.token.id
+    revoked = identity.create_token("alice")
+    identity.revoke_token(revoked.token.id)
+    with pytest.raises(AuthenticationError) as e:
+        identity.authenticate(revoked.secret)
+    assert e.value.reason == "revoked"
+    with pytest.raises(AuthenticationError) as e:
+        identity.authenticate("lh_" + "x" * 43)
+    assert e.value.reason == "unknown" and e.value.token_id is None
+    ok = identity.create_token("alice")
+    identity.disable("alice")
+    with pytest.raises(AuthenticationError) as e:
+        identity.authenticate(ok.secret)
+    assert e.value.reason == "disabled"
+
+
+def test_grants_per_project(store: GraphStore) -> None:
+    identity = IdentityService(store)
+    identity.add_user("carol", "viewer")
+    identity.grant("carol", "approver", project="churn")
+    p = identity.principal("carol", via="oidc")
+    assert p.role() is Role.VIEWER and p.role("churn") is Role.APPROVER
+    identity.revoke("carol")
+    p = identity.principal("carol", via="oidc")
+    assert p.role() is None and p.role("churn") is Role.APPROVER
+    assert identity.principal("stranger", via="oidc").grants == {}
+
+
+# --------------------------------------------------------------------------- over the server
+
+
+def test_every_route_but_health_needs_a_credential(hub: Hub) -> None:
+    with hub.client(None) as anonymous:
+        assert_unauthenticated(gql(anonymous, "{ runs(first: 5) { nodes { id } } }"))
+        assert_unauthenticated(anonymous.get("/graphql", params={"query": "{ __typename }"}))
+        assert_unauthenticated(anonymous.get("/artifacts/sha256:" + "0" * 64))
+        assert_unauthenticated(
+            anonymous.put(
+                "/artifacts", content=b"x", headers={"content-type": "application/octet-stream"}
+            )
+        )
+        assert_unauthenticated(anonymous.get("/export/lineage/model:churn@latest.json"))
+        bad = anonymous.post(
+            "/graphql",
+            json={"query": "{ __typename }"},
+            headers={"authorization": "Bearer lh_not-a-real-token"},
+        )
+        assert_unauthenticated(bad)
+        basic = anonymous.get("/export/lineage/x.json", headers={"authorization": "Basic eDp5"})
+        assert_unauthenticated(basic)
+        page = anonymous.get("/graphql", headers={"accept": "text/html"})  # GraphiQL: no data
+        assert page.status_code == 200 and "graphiql" in page.text.lower()
+        health = anonymous.get("/health")
+        assert health.status_code == 200
+        text = health.text
+        assert all(secret not in text for secret in hub.secrets.values())
+        assert "token" not in text.lower()
+    with hub.client("alice") as alice:
+        assert data(alice, "{ runs(first: 5) { nodes { id } } }")["runs"]["nodes"]
+        exported = alice.get("/export/lineage/model:churn@latest.json")
+        assert exported.status_code == 200
+
+
+def test_401_for_bad_credentials_and_403_for_a_user_without_a_role(hub: Hub) -> None:
+    with hub.client("nobody") as nobody:
+        response = gql(nobody, "{ runs(first: 5) { nodes { id } } }")
+        assert response.status_code == 403
+        assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    denied = [e for e in audit_entries(hub) if e.action == "access.denied"]
+    assert denied and denied[-1].actor == "nobody"
+
+
+def test_a_revoked_or_expired_token_gets_401_and_the_failure_is_audited(hub: Hub) -> None:
+    with hub.client("bob") as bob:
+        assert data(bob, "{ __typename }")
+        hub.identity.revoke_token(hub.token_ids["bob"])
+        message = assert_unauthenticated(gql(bob, "{ __typename }"))
+        assert "revoked" in message
+    # an expiry reached (the record as time will have it)
+    node = hub.store.get_node(f"token:{hub.token_ids['alice']}")
+    past = to_iso(datetime.now(timezone.utc) - timedelta(seconds=1))
+    hub.store.upsert_nodes([Node(node.id, node.label, {**node.props, "expires_at": past})])
+    with hub.client("alice") as alice:
+        assert "expired" in assert_unauthenticated(gql(alice, "{ __typename }"))
+    failed = [e for e in audit_entries(hub) if e.action == "auth.failed"]
+    assert {e.target for e in failed} == {
+        f"token:{hub.token_ids['bob']}",
+        f"token:{hub.token_ids['alice']}",
+    }
+    assert all(e.actor == "anonymous" for e in failed)
+
+
+def test_last_used_is_recorded_through_the_server(hub: Hub) -> None:
+    assert hub.identity.get_token(hub.token_ids["alice"]).last_used_at is None
+    before = datetime.now(timezone.utc)
+    with hub.client("alice") as alice:
+        data(alice, "{ __typename }")
+        first = hub.identity.get_token(hub.token_ids["alice"]).last_used_at
+        assert first is not None and first >= before - timedelta(seconds=1)
+        data(alice, "{ __typename }")
+    assert hub.identity.get_token(hub.token_ids["alice"]).last_used_at == first
+
+
+def test_users_and_tokens_are_never_reachable_through_the_api(hub: Hub) -> None:
+    token = f"token:{hub.token_ids['alice']}"
+    with hub.client("alice") as alice:
+        found = data(
+            alice,
+            "query($a: String!, $b: String!, $ids: [ID!]!) "
+            "{ a: node(ref: $a) { id } b: node(ref: $b) { id } nodes(ids: $ids) { id } }",
+            a="user:alice",
+            b=token,
+            ids=["user:alice", token, "user:bob"],
+        )
+        assert found == {"a": None, "b": None, "nodes": [None, None, None]}
+        lineage = gql(
+            alice,
+            "query($r: [String!]!) { lineage(input: {roots: $r, direction: BOTH}) "
+            "{ nodes { node { id } } } }",
+            r=["user:alice"],
+        ).json()
+        assert lineage["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        assert alice.get("/export/lineage/user:alice.json").status_code == 404
+        assert alice.get(f"/export/lineage/{token}.json").status_code == 404
+        body = gql(alice, "{ runs(first: 500) { edges { node { id } } } }").text
+        assert "user:" not in body and "token:" not in body
+        audit = gql(alice, "{ auditTrail(first: 500) { entries { actor action target } } }").text
+        assert all(secret not in audit for secret in hub.secrets.values())
+        stored = hub.store.get_node(token).props["hash"]
+        assert stored not in audit
+
+
+def test_tracking_and_registry_changes_are_recorded_under_the_caller(hub: Hub) -> None:
+    with hub.client("bob") as bob, hub.client("alice") as alice:
+        run = data(
+            bob,
+            'mutation { startRun(input: {name: "r", project: "churn", user: "mallory"}) { id } }',
+        )["startRun"]["id"]
+        data(bob, f'mutation {{ endRun(runId: "{run}", status: "FINISHED") {{ id }} }}')
+        launchers = hub.store.neighbors([run], "UPSTREAM", ["ASSOCIATED_WITH"])[run]
+        assert [a.node.id for a in launchers] == ["agent:bob"]  # not the free-text user
+
+        def mutate(http: httpx.Client, name: str, args: str) -> dict[str, Any]:
+            query = f"mutation {{ {name}({args}) {{ {RESULT} }} }}"
+            return data(http, query)[name]
+
+        pending = mutate(
+            bob, "requestPromotion", 'ref: "churn/2", to: "Production", reason: "ready"'
+        )
+        assert pending["__typename"] == "PromotionPending"
+        rid = pending["requestId"]
+        own = mutate(bob, "approvePromotion", f'requestId: "{rid}"')
+        assert own["__typename"] == "PolicyViolation"
+        assert own["rules"][0] == {"rule": "separation_of_duties.requester", "actual": "bob"}
+        done = mutate(alice, "approvePromotion", f'requestId: "{rid}"')
+        assert done["__typename"] == "ModelPromoted" and done["approvals"] == ["alice"]
+    actions = {(e.actor, e.action) for e in audit_entries(hub)}
+    assert ("bob", "promotion.requested") in actions
+    assert ("alice", "promotion.approved") in actions
+    run_entries = [e for e in audit_entries(hub) if e.target == run]
+    assert run_entries and {e.actor for e in run_entries} == {"bob"}
+    assert not any(e.actor in ("hub-server", "mallory") for e in audit_entries(hub))
+
+
+def test_the_sdk_sends_the_token_from_the_environment(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from lineagehub.ingest.client import Client
+
+    monkeypatch.delenv("LINEAGEHUB_TOKEN", raising=False)
+    with pytest.raises(HubError) as e:
+        Client(hub.url).search_runs()
+    assert e.value.code == "UNAUTHENTICATED"
+    assert "lh_" not in str(e.value)
+
+    path = tmp_path / "token"
+    path.write_text(hub.secrets["bob"] + "\n")
+    path.chmod(0o644)
+    monkeypatch.setenv("LINEAGEHUB_TOKEN_FILE", str(path))
+    with pytest.raises(ConfigError) as refused:
+        HubConnection(hub.url)
+    assert "chmod 600" in str(refused.value) and hub.secrets["bob"] not in str(refused.value)
+    path.chmod(0o600)
+    client = Client(hub.url)
+    with client.start_run(name="sdk", project="churn") as run:
+        run.log_metric("loss", 0.5)
+    client.close()
+    launchers = hub.store.neighbors([run.id], "UPSTREAM", ["ASSOCIATED_WITH"])[run.id]
+    assert [a.node.id for a in launchers] == ["agent:bob"]
+    monkeypatch.delenv("LINEAGEHUB_TOKEN_FILE")
+    # a token in the settings given to the client (the environment has none now)
+    given = Client(hub.url, settings=Settings(token=hub.secrets["alice"]))
+    assert given.get_run(run.id).id == run.id
+    given.close()
+    connection = HubConnection(hub.url, token=hub.secrets["bob"])
+    assert hub.secrets["bob"] not in repr(connection)
+    connection.close()
+
+
+def test_the_cli_sends_the_token(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("LINEAGEHUB_TOKEN", raising=False)
+    monkeypatch.delenv("LINEAGEHUB_TOKEN_FILE", raising=False)
+    assert main(["runs", "list", "--url", hub.url]) == 4
+    err = capsys.readouterr().err
+    assert "UNAUTHENTICATED" in err and "Authorization: Bearer" in err
+    monkeypatch.setenv("LINEAGEHUB_TOKEN", hub.secrets["bob"])
+    assert main(["runs", "list", "--url", hub.url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)
+
+
+def test_token_file_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    path.write_text("lh_secret\n")
+    path.chmod(0o640)
+    with pytest.raises(ConfigError, match="group or others"):
+        Settings(token_file=path).bearer_token()
+    path.chmod(0o600)
+    assert Settings(token_file=path).bearer_token() == "lh_secret"
+    assert Settings(token="lh_env", token_file=path).bearer_token() == "lh_env"
+    assert "lh_env" not in repr(Settings(token="lh_env"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        Settings(token_file=tmp_path / "missing").bearer_token()
+
+
+def test_rate_limit_per_token(tmp_path: Path, store: GraphStore) -> None:
+    identity = IdentityService(store)
+    identity.add_user("alice", "viewer")
+    identity.add_user("bob", "viewer")
+    a, b = identity.create_token("alice").secret, identity.create_token("bob").secret
+    with HubServer(_serve(tmp_path, store, auth="tokens", rate_limit=3)) as server:
+        with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {a}"}) as alice:
+            for _ in range(3):
+                assert gql(alice, "{ __typename }").status_code == 200
+            limited = gql(alice, "{ __typename }")
+            assert limited.status_code == 429
+            assert int(limited.headers["retry-after"]) >= 1
+            assert limited.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        with httpx.Client(base_url=server.url, headers={"authorization": f"Bearer {b}"}) as bob:
+            assert gql(bob, "{ __typename }").status_code == 200
+        assert httpx.get(server.url + "/health").status_code == 200
+
+
+def test_refusals_in_the_audit_log_are_throttled(store: GraphStore) -> None:
+    now = [1000.0]
+    audit = SecurityAudit(store, per_minute=5, clock=lambda: now[0])
+    written = [audit.record("anonymous", "auth.failed", "/graphql", {}) for _ in range(50)]
+    audit.flush()
+    assert written.count(True) == 5
+    assert sum(e.action == "auth.failed" for e in store.read_audit(0, 1000)) == 5
+    now[0] += 61
+    assert audit.record("anonymous", "auth.failed", "/graphql", {"reason": "unknown"})
+    audit.close()
+    failed = [e for e in store.read_audit(0, 1000) if e.action == "auth.failed"]
+    assert len(failed) == 6  # the 45 left out are counted in the payload of the sixth
+
+
+def test_a_forbidden_graphql_error_is_audited(store: GraphStore) -> None:
+    """The schema's error shaping hands every FORBIDDEN error to the server's audit."""
+    import strawberry
+
+    from lineagehub.graph import PermissionDenied
+    from lineagehub.schema.errors import HubErrors
+    from lineagehub.services.access import Principal
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def secret(self) -> str:
+            raise PermissionDenied("'eve' may not read secret")
+
+    audit = SecurityAudit(store)
+
+    @dataclass
+    class Services:
+        on_denied: Any
+
+    @dataclass
+    class Context:
+        services: Services
+        principal: Principal
+
+    schema = strawberry.Schema(query=Query, extensions=[HubErrors])
+    context = Context(Services(audit.denied), Principal("eve", {}, via="token"))
+    result = schema.execute_sync("{ secret }", context_value=context)
+    assert result.errors and result.errors[0].extensions["code"] == "FORBIDDEN"
+    audit.close()
+    [entry] = [e for e in store.read_audit(0, 100) if e.action == "access.denied"]
+    assert entry.actor == "eve" and entry.target == "graphql:secret"
+
+
+# --------------------------------------------------------------------------- OIDC
+
+
+class _Jwks(BaseHTTPRequestHandler):
+    body = b"{}"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def jwks() -> Iterator[tuple[Any, str]]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    handler = type(
+        "Handler", (_Jwks,), {"body": json.dumps({"keys": [{**public, "kid": "k1"}]}).encode()}
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield key, f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    server.shutdown()
+    server.server_close()
+
+
+def _jwt(key: Any, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"iss": "https://idp.test", "aud": "lineagehub", "iat": now, "exp": now + 300}
+    payload.update(claims)
+    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": "k1"})
+
+
+def test_oidc_bearer_tokens_verified_against_the_jwks(
+    tmp_path: Path, store: GraphStore, jwks: tuple[Any, str]
+) -> None:
+    key, url = jwks
+    identity = IdentityService(store)
+    identity.add_user("alice", "editor")
+    app = _serve(
+        tmp_path,
+        store,
+        auth="tokens,oidc",
+        oidc_issuer="https://idp.test",
+        oidc_audience="lineagehub",
+        oidc_jwks_url=url,
+    )
+    api_token = identity.create_token("alice").secret
+    with HubServer(app) as server:
+
+        def call(credential: str) -> httpx.Response:
+            return httpx.post(
+                server.url + "/graphql",
+                json={"query": 'mutation { startRun(input: {name: "o"}) { id } }'},
+                headers={"authorization": f"Bearer {credential}"},
+            )
+
+        ok = call(_jwt(key, preferred_username="alice", sub="u-1"))
+        assert ok.status_code == 200 and "errors" not in ok.json(), ok.text
+        run = ok.json()["data"]["startRun"]["id"]
+        assert [e.actor for e in store.read_audit(0, 1000) if e.target == run] == ["alice"]
+        assert call(api_token).status_code == 200  # both methods
+        assert_unauthenticated(call(_jwt(key, preferred_username="alice", aud="other")))
+        assert_unauthenticated(call(_jwt(key, preferred_username="alice", iss="https://evil")))
+        expired = _jwt(key, preferred_username="alice", exp=int(time.time()) - 3600)
+        assert "expired" in assert_unauthenticated(call(expired))
+        other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        assert_unauthenticated(call(_jwt(other_key, preferred_username="alice")))
+        unsigned = jwt.encode(
+            {"iss": "https://idp.test", "aud": "lineagehub", "sub": "alice", "exp": 2**31},
+            "k" * 32,
+            algorithm="HS256",
+            headers={"kid": "k1"},
+        )
+        assert_unauthenticated(call(unsigned))
+        # known to the IdP but not to the hub: authenticated, no role
+        assert call(_jwt(key, sub="stranger")).status_code == 403
+
+
+def test_oidc_needs_its_settings() -> None:
+    with pytest.raises(ConfigError, match="LINEAGEHUB_OIDC_ISSUER"):
+        Settings(auth="oidc").auth_methods()
+    with pytest.raises(ConfigError, match="LINEAGEHUB_AUTH"):
+        Settings(auth="passwords").auth_methods()
+
+
+# --------------------------------------------------------------------------- serve and the CLI
+
+
+def test_serve_refuses_a_public_address_without_auth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("LINEAGEHUB_AUTH", raising=False)
+    monkeypatch.setenv("LINEAGEHUB_STORE", f"sqlite:///{tmp_path / 'hub.db'}")
+    assert main(["serve", "--host", "0.0.0.0"]) == 4
+    err = capsys.readouterr().err
+    assert "refusing to serve on 0.0.0.0 without authentication" in err
+    assert "LINEAGEHUB_AUTH=tokens" in err
+    notice = check_serve("127.0.0.1", Settings())
+    assert notice is not None and "authentication is off" in notice
+    assert check_serve("::1", Settings()) is not None
+    assert check_serve("0.0.0.0", Settings(auth="tokens")) is None
+
+
+def test_user_and_token_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LINEAGEHUB_USER", "root")
+    uri = f"sqlite:///{tmp_path / 'hub.db'}"
+
+    def run(*argv: str) -> tuple[int, str]:
+        code = main([*argv, "--store", uri])
+        return code, capsys.readouterr().out
+
+    assert run("user", "add", "alice", "--role", "admin")[0] == 0
+    assert run("user", "add", "bob")[0] == 0
+    assert run("user", "grant", "bob", "editor", "--project", "churn")[0] == 0
+    code, out = run("user", "list", "--json")
+    users = {u["name"]: u for u in json.loads(out)}
+    assert users["bob"]["grants"] == [{"project": "churn", "role": "editor"}]
+    assert users["alice"]["grants"] == [{"project": None, "role": "admin"}]
+    assert run("user", "add", "alice")[0] == 6  # exists: conflict
+
+    code, out = run(
+        "token", "create", "--user", "bob", "--name", "ci", "--expires", "30d", "--json"
+    )
+    created = json.loads(out)
+    assert code == 0 and created["secret"].startswith("lh_") and created["user"] == "bob"
+    code, out = run("token", "create", "--user", "alice")
+    assert code == 0 and "shown once" in out
+    code, out = run("token", "list", "--json")
+    assert len(json.loads(out)) == 2 and "lh_" not in out and "hash" not in out
+    code, out = run("token", "list", "--user", "bob")
+    assert created["id"] in out and created["secret"] not in out
+    assert run("token", "revoke", created["id"])[0] == 0
+    code, out = run("token", "list", "--user", "bob", "--json")
+    assert json.loads(out)[0]["state"] == "revoked"
+    assert run("token", "revoke", created["id"])[0] == 6
+    assert run("token", "create", "--user", "ghost")[0] == 3
+    assert run("token", "create", "--user", "bob", "--expires", "soon")[0] == 2
+    assert run("user", "revoke", "bob", "--project", "churn")[0] == 0
+    assert run("user", "disable", "bob")[0] == 0
+    code, out = run("user", "list")
+    assert "DISABLED" in out
+    store = open_store(uri)
+    actors = {e.actor for e in store.read_audit(0, 1000)}
+    store.close()
+    assert actors == {"root"}
+
+
+def test_no_secret_in_any_log_line_or_error(
+    hub: Hub, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    bodies = []
+    with hub.client("alice") as alice, hub.client("bob") as bob:
+        bodies.append(gql(alice, "{ runs(first: 5) { nodes { id } } }").text)
+        bodies.append(gql(alice, "{ nope }").text)
+        hub.identity.revoke_token(hub.token_ids["bob"])
+        bodies.append(gql(bob, "{ __typename }").text)
+    with hub.client("nobody") as nobody:
+        bodies.append(gql(nobody, "{ __typename }").text)
+    bodies.append(
+        httpx.post(
+            hub.url + "/graphql",
+            json={"query": "{ __typename }"},
+            headers={"authorization": f"Bearer {hub.secrets['alice']}x"},
+        ).text
+    )
+    text = caplog.text + "".join(bodies) + json.dumps([str(e) for e in audit_entries(hub)])
+    for secret in hub.secrets.values():
+        assert secret not in text
+        assert secret[3:20] not in text
+    assert os.environ.get("LINEAGEHUB_TOKEN") is None
