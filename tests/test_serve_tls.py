@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import signal
 import socket
 import ssl
@@ -24,6 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 EXE = Path(sys.executable).parent / "lineagehub"
+SDK = """
+import sys
+from lineagehub import Client
+client = Client(sys.argv[1])
+run = client.start_run("tls-run")
+run.end()
+print(client.get_run(run.id).name)
+client.close()
+"""
 
 
 def self_signed(folder: Path, name: str = "hub") -> tuple[Path, Path]:
@@ -93,6 +103,15 @@ def test_serve_answers_https_verified_against_its_certificate(tmp_path: Path) ->
             answer = client.post("/graphql", json={"query": "{ __typename }"})
             assert answer.json() == {"data": {"__typename": "Query"}}
             assert answer.http_version == "HTTP/1.1" and answer.url.scheme == "https"
+        # the SDK (and so the CLI) trusts a private CA through SSL_CERT_FILE
+        sdk = subprocess.run(
+            [sys.executable, "-c", SDK, f"https://127.0.0.1:{port}"],
+            env={**os.environ, "SSL_CERT_FILE": str(cert)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sdk.returncode == 0 and sdk.stdout.strip() == "tls-run", sdk.stderr
         # a client that does not trust the certificate refuses it; plain HTTP gets no answer
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             httpx.get(f"https://127.0.0.1:{port}/health", timeout=5)
