@@ -153,6 +153,16 @@ class Settings(BaseSettings):
         description="Requests per minute the server accepts from one principal (token or user); "
         "beyond it 429 with Retry-After. 0: no limit.",
     )
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins (https://app.example.com) whose web pages may call "
+        "the API from a browser (CORS). Unset: none, and browsers refuse cross-origin calls.",
+    )
+    graphiql: bool = Field(
+        default=True,
+        description="Serve GraphiQL (the in-browser query editor, from the package's own "
+        "files) at /graphql; false: the page and its assets answer 404.",
+    )
 
     @field_validator("webhooks", mode="before")
     @classmethod
@@ -190,6 +200,10 @@ class Settings(BaseSettings):
     def allowed_host_names(self) -> list[str]:
         """``allowed_hosts`` as a list of names."""
         return [n.strip() for n in self.allowed_hosts.split(",") if n.strip()]
+
+    def cors_origin_list(self) -> list[str]:
+        """``cors_origins`` as a list (trailing slashes dropped: an origin has no path)."""
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     def webhook_configs(self) -> list[WebhookConfig]:
         """The configured endpoints (``ConfigError`` if ``webhooks`` is malformed)."""

@@ -178,7 +178,7 @@ def test_malformed_bodies_get_coded_400s(http: httpx.Client, body: bytes) -> Non
 
 def test_strawberry_refusals_are_graphql_errors_too(http: httpx.Client) -> None:
     mutation = http.get("/graphql", params={"query": "mutation { __typename }"})
-    assert mutation.status_code == 400 and codes(mutation) == ["BAD_REQUEST"]
+    assert mutation.status_code == 405 and codes(mutation) == ["METHOD_NOT_ALLOWED"]
     no_query = http.get("/graphql", headers={"accept": "application/json"})
     assert no_query.status_code == 400 and codes(no_query) == ["BAD_REQUEST"]
     fine = http.get("/graphql", params={"query": "{ __typename }"})

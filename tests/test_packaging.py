@@ -50,6 +50,17 @@ def test_wheel_installs_one_import_package(wheel: Path) -> None:
     assert "lineagehub/graph/sqlite.py" in names
     assert "lineagehub/py.typed" in names
     assert "lineagehub/schema/schema.graphql" in names  # the SDK derives its calls from it
+    # GraphiQL's page and builds are served from the package (no CDN), with their licences
+    for name in (
+        "index.html",
+        "app.js",
+        "graphiql.min.js",
+        "react.production.min.js",
+        "react-dom.production.min.js",
+        "LICENSE.graphiql.txt",
+        "LICENSE.react.txt",
+    ):
+        assert f"lineagehub/interfaces/static/graphiql/{name}" in names, name
     # every module of the wheel is one of the source tree (see package-dir in pyproject.toml)
     folders = {
         "lineagehub": ROOT / "hub",

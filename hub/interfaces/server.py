@@ -5,7 +5,9 @@ This is the one module that joins the hub and the GraphQL schema.
 
 Routes:
 
-- ``POST /graphql`` (and ``GET`` for queries): the API; a browser gets GraphiQL.
+- ``POST /graphql`` (and ``GET`` for queries): the API; a browser gets GraphiQL, whose
+  scripts and styles are the package's own files under ``GET /graphiql/...`` (no CDN;
+  ``Settings.graphiql`` false: both answer 404).
 - ``PUT /artifacts``: upload bytes (streamed to disk, then content-addressed); answers
   ``{"digest", "size", "created"}``.
 - ``GET /artifacts/{digest}``: download, streamed; ``HEAD`` says whether it exists.
@@ -24,11 +26,16 @@ answering while a hostile one is measured. Every refusal, on every route, is sha
 errors are: ``{"errors": [{"message", "extensions": {"code", ...}}]}``. Requests whose ``Host``
 is not one of ``Settings.allowed_hosts`` are refused; uploads must be
 ``application/octet-stream``.
+
+Browser safety: a GraphQL POST must be ``application/json`` (415 otherwise) and a mutation
+over GET is refused (405), so no form, text post or link changes anything (CSRF); CORS is off
+unless ``Settings.cors_origins`` names origins (a refused preflight gets 400 ``CORS_REFUSED``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import json
 import logging
@@ -41,11 +48,18 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationType, get_operation_ast
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 from strawberry.asgi import HTTPException as StrawberryHTTPException
@@ -133,10 +147,13 @@ _JSON_DEPTH = 64
 class _Refused(Exception):
     """A /graphql request refused before execution: the answer is ready."""
 
-    def __init__(self, status: int, errors: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, status: int, errors: list[dict[str, Any]], headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(errors[0]["message"] if errors else "refused")
         self.status = status
         self.errors = errors
+        self.headers = headers
 
 
 def _json_depth_ok(value: Any, limit: int) -> bool:
@@ -210,6 +227,16 @@ def _prepare(
     if errors:
         # coded as the schema codes errors during execution (a literal's HubError keeps its own)
         raise _Refused(200, [_formatted(HubErrors.shape(e)) for e in errors])
+    if params is not None and document is not None:
+        operation = get_operation_ast(document, data.get("operationName"))
+        if operation is not None and operation.operation != OperationType.QUERY:
+            # a link or an <img> must never change anything (nor a GET-only CSRF)
+            kind = operation.operation.value
+            raise _Refused(
+                405,
+                [_coded(f"send a {kind} as a POST with application/json", "METHOD_NOT_ALLOWED")],
+                headers={"allow": "POST"},
+            )
     return data, document
 
 
@@ -240,10 +267,18 @@ class _GraphQL(GraphQL):
         try:
             response = await self.run(request)
         except _Refused as e:
-            response = JSONResponse({"errors": e.errors}, status_code=e.status)
+            response = JSONResponse({"errors": e.errors}, status_code=e.status, headers=e.headers)
         except StrawberryHTTPException as e:
-            response = _refusal(e.status_code, e.reason, "BAD_REQUEST")
+            code = _HTTP_CODES.get(e.status_code, "BAD_REQUEST")
+            response = _refusal(e.status_code, e.reason, code)
         await response(scope, receive, send)
+
+    @property
+    def graphql_ide_html(self) -> str:
+        return graphiql_page()
+
+    async def render_graphql_ide(self, request: Any) -> Response:
+        return HTMLResponse(self.graphql_ide_html, headers=GRAPHIQL_HEADERS)
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData:
         if request.method == "GET":
@@ -365,6 +400,63 @@ class _Hosts:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+#: GraphiQL's page and the browser builds it loads (React, ReactDOM, GraphiQL), vendored
+#: from npm with their licences (``scripts/refresh_graphiql.sh`` refreshes them).
+GRAPHIQL_DIR = Path(__file__).parent / "static" / "graphiql"
+#: The page runs only its own files: no inline script, nothing from another origin.
+GRAPHIQL_HEADERS = {
+    "content-security-policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
+@functools.cache
+def graphiql_page() -> str:
+    """The GraphiQL page (its assets are under ``/graphiql/``, relative to ``/graphql``)."""
+    return (GRAPHIQL_DIR / "index.html").read_text(encoding="utf-8")
+
+
+#: The files under ``/graphiql/`` (nothing else of the folder is served).
+GRAPHIQL_ASSETS = {
+    "react.production.min.js": "text/javascript",
+    "react-dom.production.min.js": "text/javascript",
+    "graphiql.min.js": "text/javascript",
+    "graphiql.min.css": "text/css",
+    "app.js": "text/javascript",
+    "page.css": "text/css",
+}
+
+
+async def _graphiql_asset(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in GRAPHIQL_ASSETS:
+        raise HTTPException(404, "Not Found")
+    return FileResponse(
+        GRAPHIQL_DIR / name,
+        media_type=GRAPHIQL_ASSETS[name],
+        headers={**GRAPHIQL_HEADERS, "cache-control": "public, max-age=3600"},
+    )
+
+
+class _CORS(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight coded as every other refusal."""
+
+    def preflight_response(self, request_headers: Any) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 200:
+            reason = bytes(response.body).decode("utf-8", "replace")
+            refusal = _refusal(response.status_code, reason, "CORS_REFUSED")
+            refusal.headers.update(
+                {k: v for k, v in response.headers.items() if k.startswith("vary")}
+            )
+            return refusal
+        return response
 
 
 def create_app(
@@ -542,17 +634,24 @@ def create_app(
                 store.close()
 
     graphql = _BodyLimit(
-        _GraphQL(services, settings.request_time_budget, graphql_ide="graphiql"),
+        _GraphQL(
+            services,
+            settings.request_time_budget,
+            graphql_ide="graphiql" if settings.graphiql else None,
+        ),
         max_body_bytes or settings.max_request_bytes,
     )
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/artifacts", upload, methods=["PUT", "POST"]),
+        Route("/artifacts/{digest}", download, methods=["GET", "HEAD"]),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/export/lineage/{target:path}", export, methods=["GET"]),
+    ]
+    if settings.graphiql:  # the page's scripts and styles, from the package (no CDN)
+        routes.append(Route("/graphiql/{name}", _graphiql_asset, methods=["GET", "HEAD"]))
     app = Starlette(
-        routes=[
-            Route("/health", health, methods=["GET"]),
-            Route("/artifacts", upload, methods=["PUT", "POST"]),
-            Route("/artifacts/{digest}", download, methods=["GET", "HEAD"]),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            Route("/export/lineage/{target:path}", export, methods=["GET"]),
-        ],
+        routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
     )
@@ -566,16 +665,28 @@ def create_app(
     app.add_middleware(
         AuthMiddleware, authenticator=authenticator, audit=security, rate_limit=settings.rate_limit
     )
+    origins = settings.cors_origin_list()
+    if origins:  # off unless configured: browsers then refuse every cross-origin call
+        app.add_middleware(
+            _CORS,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "HEAD"],
+            allow_headers=["authorization", "content-type"],
+            expose_headers=["x-content-digest", "x-lineage-truncated"],
+            max_age=600,
+        )
     app.add_middleware(_Hosts, names=settings.allowed_host_names())
     return app
+
+
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (unknown path, wrong method), shaped as every other error."""
     status = getattr(exc, "status_code", 400)
-    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
     detail = getattr(exc, "detail", None) or "bad request"
-    return _refusal(status, str(detail), codes.get(status, "BAD_REQUEST"))
+    return _refusal(status, str(detail), _HTTP_CODES.get(status, "BAD_REQUEST"))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

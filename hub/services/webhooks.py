@@ -102,6 +102,28 @@ def _event(value: WebhookEvent | str) -> WebhookEvent:
         raise ConfigError(f"unknown webhook event {value!r} (known: {names})") from None
 
 
+class _RedactedRequestLog(logging.Filter):
+    """httpx logs every request's full URL at INFO ("HTTP Request: POST http://user:pw@..."):
+    a webhook's URL may carry credentials or a token in its query, so the URL is shown as
+    :func:`redact_url` shows it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(
+                redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args
+            )
+        return True
+
+
+_HTTPX_LOG_FILTER = _RedactedRequestLog()
+
+
+def _redact_httpx_log() -> None:
+    logger = logging.getLogger("httpx")
+    if _HTTPX_LOG_FILTER not in logger.filters:
+        logger.addFilter(_HTTPX_LOG_FILTER)
+
+
 def redact_url(url: str) -> str:
     """``url`` without user info, fragment or query values (query keys are kept)."""
     try:
@@ -365,6 +387,7 @@ class WebhookDispatcher:
         self.max_pending = max_pending
         self._client = client or httpx.Client(follow_redirects=False)
         self._owns_client = client is None
+        _redact_httpx_log()
         self._rng = rng or random.Random()
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, _Delivery]] = []

@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS: the certificate (PEM chain)")
+    p.add_argument("--tls-key", metavar="FILE", help="with --tls-cert: its private key (PEM)")
     p.set_defaults(func=cmd_serve, json=False, needs_store=False)
     return parser
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from lineagehub import __version__, open_store
@@ -89,11 +90,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from lineagehub.interfaces.auth import check_serve
 
     notice = check_serve(args.host, settings)  # ConfigError: open on a non-loopback address
+    tls = _tls_options(getattr(args, "tls_cert", None), getattr(args, "tls_key", None))
     with open_store(settings=settings) as store:  # fail fast, with a clear error
         uri = redact(store.uri)
+    scheme = "https" if tls else "http"
     print(
-        f"lineagehub {__version__}: GraphQL and GraphiQL at http://{args.host}:{args.port}/graphql"
-        f" (store {uri}, artifacts {redact(settings.artifact_uri)})",
+        f"lineagehub {__version__}: GraphQL and GraphiQL at {scheme}://{args.host}:{args.port}"
+        f"/graphql (store {uri}, artifacts {redact(settings.artifact_uri)})",
         file=sys.stderr,
     )
     if notice:
@@ -106,8 +109,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
+        **tls,
     )
     return 0
+
+
+def _tls_options(cert: str | None, key: str | None) -> dict[str, Any]:
+    """uvicorn's TLS options for ``--tls-cert``/``--tls-key``, checked before the server starts
+    (a ConfigError names the file; no key material in it)."""
+    import ssl
+
+    if cert is None and key is None:
+        return {}
+    if cert is None or key is None:
+        raise ConfigError("give both --tls-cert and --tls-key (or neither, for plain HTTP)")
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not Path(path).is_file():
+            raise ConfigError(f"{flag}: no such file: {path}")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError, ValueError) as e:
+        # the reason (not the file's contents): a key that does not match, a password, ...
+        reason = getattr(e, "reason", None) or type(e).__name__
+        raise ConfigError(
+            f"--tls-cert/--tls-key: cannot load the certificate and key ({reason})"
+        ) from None
+    return {"ssl_certfile": cert, "ssl_keyfile": key}
 
 
 def _audit_key() -> bytes | None:
