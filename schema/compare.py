@@ -12,6 +12,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from lineagehub.graph import Node
+from lineagehub.schema.authz import viewable
 from lineagehub.schema.query import TruncationReason
 from lineagehub.schema.scalars import MetricValue
 from lineagehub.schema.types import I, LineageEdge, NodeInterface, edge_of, wrap
@@ -34,6 +35,9 @@ class Impact:
     owners: list[NodeInterface]
     truncated: bool
     truncation_reason: TruncationReason | None  # type: ignore[valid-type]
+    withheld: int = strawberry.field(
+        default=0, description="How many nodes were left out: the caller may not view them."
+    )
 
 
 @strawberry.type
@@ -49,6 +53,11 @@ class Paths:
     length: int | None
     paths: list[LineagePath]
     truncated: bool
+    withheld: int = strawberry.field(
+        default=0,
+        description="How many paths were left out: they pass through a node the caller may "
+        "not view.",
+    )
 
 
 @strawberry.type
@@ -170,16 +179,31 @@ class CompareQuery:
     async def impact(self, info: I, ref: str, depth: int = 10) -> Impact:
         ctx = info.context
         result = await ctx.call(ctx.services.lineage.impact, ref, depth)
+        lists = (
+            result.model_versions,
+            result.deployments,
+            result.open_alerts,
+            result.runs,
+            result.dataset_versions,
+            result.owners,
+        )
+        every = {n.id: n for nodes in lists for n in nodes}
+        ok = await ctx.call(viewable, ctx.services, ctx.principal, every.values())
+
+        def kept(nodes: tuple[Node, ...]) -> list[NodeInterface]:
+            return _nodes(nodes if ok is None else tuple(n for n in nodes if n.id in ok))
+
         return Impact(
             root=strawberry.ID(result.root),
-            model_versions=_nodes(result.model_versions),
-            deployments=_nodes(result.deployments),
-            open_alerts=_nodes(result.open_alerts),
-            runs=_nodes(result.runs),
-            dataset_versions=_nodes(result.dataset_versions),
-            owners=_nodes(result.owners),
+            model_versions=kept(result.model_versions),
+            deployments=kept(result.deployments),
+            open_alerts=kept(result.open_alerts),
+            runs=kept(result.runs),
+            dataset_versions=kept(result.dataset_versions),
+            owners=kept(result.owners),
             truncated=result.truncated,
             truncation_reason=result.truncation_reason,
+            withheld=0 if ok is None else len(every.keys() - ok),
         )
 
     @strawberry.field(description="Why is `from` upstream of `to`: the shortest paths.")
@@ -192,11 +216,19 @@ class CompareQuery:
     ) -> Paths:
         ctx = info.context
         result = await ctx.call(ctx.services.lineage.find_paths, from_, to, max_depth)
+        paths = list(result.paths)
+        if ctx.principal is not None and not ctx.principal.sees_everything:
+            ids = list(dict.fromkeys(i for p in paths for e in p for i in (e.source, e.target)))
+            nodes = await ctx.call(ctx.store.get_nodes, ids)
+            present = [n for n in nodes if n is not None]
+            ok = await ctx.call(viewable, ctx.services, ctx.principal, present) or set()
+            paths = [p for p in paths if all(e.source in ok and e.target in ok for e in p)]
         return Paths(
             relation=result.relation,
             length=result.length,
-            paths=[LineagePath(edges=[edge_of(e) for e in p]) for p in result.paths],
+            paths=[LineagePath(edges=[edge_of(e) for e in p]) for p in paths],
             truncated=result.truncated,
+            withheld=len(result.paths) - len(paths),
         )
 
     @strawberry.field(description="Params, metrics, inputs, code and environment side by side.")
