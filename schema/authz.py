@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, OperationType
-from graphql.execution.values import get_argument_values
+from graphql.execution.values import VariableValues, get_argument_values
 from strawberry.extensions import SchemaExtension
 
 from lineagehub.graph import Edge, HubError, Node, NotFoundError, Subgraph
@@ -320,9 +320,10 @@ def _arguments(info: Any, node: FieldNode) -> tuple[str, dict[str, Any]] | None:
     field_def = info.parent_type.fields.get(name)
     if field_def is None:
         return None
-    return f"{info.parent_type.name}.{name}", get_argument_values(
-        field_def, node, info.variable_values
-    )
+    variables = info.variable_values
+    if isinstance(variables, dict):  # graphql-core 3.3 wants its VariableValues
+        variables = VariableValues(sources={}, coerced=variables)
+    return f"{info.parent_type.name}.{name}", get_argument_values(field_def, node, variables)
 
 
 class Authorization(SchemaExtension):

@@ -1,0 +1,313 @@
+"""Roles and projects: every operation x every role, withholding, the approver rule.
+
+Every case runs the real schema over real services (``create_app``'s) on a real SQLite
+store; the principal is put on the context as the server's ``get_context`` does
+(``Context(services, principal=...)``). The REST routes are checked over real HTTP through
+a test-only ASGI wrapper that puts the principal on ``scope["state"]`` (where the
+authentication puts it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from http_server import HubServer
+
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.graph import open_store
+from lineagehub.interfaces.server import create_app
+from lineagehub.schema import Context, schema
+from lineagehub.schema.authz import RULES
+from lineagehub.services.access import Principal, Role, open_principal
+from lineagehub.services.registry import Policy
+
+V, E, A, ADMIN = Role.VIEWER, Role.EDITOR, Role.APPROVER, Role.ADMIN
+
+PRINCIPALS = {
+    "viewer": Principal("vera", {"alpha": V}),
+    "editor": Principal("ed", {"alpha": E}),
+    "approver": Principal("amy", {"alpha": A}),
+    "project-admin": Principal("pat", {"alpha": ADMIN}),
+    "admin": Principal("root", {None: ADMIN}),
+    "no-grant": Principal("nobody", {}),
+    "other-project": Principal("olga", {"beta": ADMIN}),
+}
+
+POLICIES = {
+    ("churn", "Production"): Policy(approvals=1),
+    ("churn", "Staging"): Policy(approvals=0),
+}
+
+
+def _digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Hub:
+    services: Any
+    ids: dict[str, str]
+
+    async def run(self, query: str, principal: Principal | None = None, **variables: Any) -> Any:
+        ctx = Context(self.services, principal=principal)
+        return await schema.execute(query, variable_values=variables, context_value=ctx)
+
+    async def ok(self, query: str, principal: Principal | None = None, **variables: Any) -> Any:
+        result = await self.run(query, principal, **variables)
+        assert result.errors is None, result.errors
+        return result.data
+
+
+def codes(result: Any) -> list[str]:
+    return [(e.extensions or {}).get("code", "?") for e in result.errors or []]
+
+
+async def build_hub(folder: Path, policies: dict[Any, Policy] | None = None) -> Hub:
+    """Two projects: alpha (run A, model churn) and beta (run B, model other), sharing an
+    input dataset; a pending promotion request and a deployment in alpha."""
+    store = open_store("sqlite://")
+    artifacts = open_artifact_store((folder / "artifacts").as_uri())
+    app = create_app(store=store, artifacts=artifacts, registry_policies=policies or POLICIES)
+    hub = Hub(app.state.services, {})
+    setup = open_principal("setup")
+    model_a = artifacts.put_bytes(b"model a").digest
+    model_b = artifacts.put_bytes(b"model b").digest
+    hub.ids["digest_a"], hub.ids["digest_b"] = model_a, model_b
+    hub.ids["report"] = artifacts.put_bytes(b"a report").digest
+    start = 'mutation($p: String) { startRun(input: {name: "r", project: $p}) { id } }'
+    for key, project in (("run_a", "alpha"), ("run_b", "beta"), ("run_a2", "alpha")):
+        hub.ids[key] = (await hub.ok(start, setup, p=project))["startRun"]["id"]
+    shared = {"digest": _digest("customers"), "uri": "s3://lake/customers"}
+    used = """mutation($run: ID!, $fp: JSON!) { logDataset(runId: $run,
+        input: {fingerprint: $fp, name: "customers", namespace: "warehouse"}) { id } }"""
+    for key in ("run_a", "run_b"):
+        hub.ids["dsv"] = (await hub.ok(used, setup, run=hub.ids[key], fp=shared))["logDataset"][
+            "id"
+        ]
+    log_model = """mutation($run: ID!, $d: String!, $n: String!) {
+        logModel(runId: $run, digest: $d, name: $n) { id } }"""
+    await hub.ok(log_model, setup, run=hub.ids["run_a"], d=model_a, n="churn")
+    await hub.ok(log_model, setup, run=hub.ids["run_b"], d=model_b, n="other")
+    request = """mutation { requestPromotion(ref: "churn@1", to: "Production", reason: "r") {
+        ... on PromotionPending { requestId } } }"""
+    hub.ids["request"] = (await hub.ok(request, setup))["requestPromotion"]["requestId"]
+    deploy = 'mutation { recordDeployment(ref: "churn@1", environment: "prod") { id } }'
+    hub.ids["deployment"] = (await hub.ok(deploy, setup))["recordDeployment"]["id"]
+    await hub.ok('mutation { setAlias(ref: "churn@1", alias: "champion") { id } }', setup)
+    return hub
+
+
+# --- the table -------------------------------------------------------------------------------
+
+IDS = Callable[[dict[str, str]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Op:
+    query: str
+    needs: Role
+    scope: str  # "alpha": the role in project alpha; "anywhere": in some project; "global"
+    variables: IDS = lambda ids: {}  # noqa: E731
+
+
+READS: dict[str, Op] = {
+    "node": Op(
+        "query($r: String!) { node(ref: $r) { id } }", V, "alpha", lambda i: {"r": i["run_a"]}
+    ),
+    "nodes": Op(
+        "query($r: [ID!]!) { nodes(ids: $r) { id } }", V, "alpha", lambda i: {"r": [i["run_a"]]}
+    ),
+    "run": Op("query($r: ID!) { run(id: $r) { id } }", V, "alpha", lambda i: {"r": i["run_a"]}),
+    "runs": Op("{ runs { withheld } }", V, "anywhere"),
+    "datasets": Op("{ datasets { withheld } }", V, "anywhere"),
+    "datasetVersions": Op("{ datasetVersions { withheld } }", V, "anywhere"),
+    "models": Op("{ models { withheld } }", V, "anywhere"),
+    "modelVersions": Op("{ modelVersions { withheld } }", V, "anywhere"),
+    "deployments": Op("{ deployments { withheld } }", V, "anywhere"),
+    "alerts": Op("{ alerts { withheld } }", V, "anywhere"),
+    "lineage": Op('{ lineage(input: {roots: ["churn@1"]}) { withheld } }', V, "alpha"),
+    "impact": Op(
+        "query($r: String!) { impact(ref: $r) { withheld } }",
+        V,
+        "alpha",
+        lambda i: {"r": i["run_a"]},
+    ),
+    "path": Op(
+        'query($r: String!) { path(from: $r, to: "churn@1") { withheld } }',
+        V,
+        "alpha",
+        lambda i: {"r": i["run_a"]},
+    ),
+    "compareRuns": Op(
+        "query($r: [String!]!) { compareRuns(ids: $r) { codeDiffers } }",
+        V,
+        "alpha",
+        lambda i: {"r": [i["run_a"], i["run_a2"]]},
+    ),
+    "compareModelVersions": Op(
+        '{ compareModelVersions(a: "churn@1", b: "churn@1") { truncated } }', V, "alpha"
+    ),
+    "modelHistory": Op('{ modelHistory(model: "churn") { change } }', V, "alpha"),
+    "holderAt": Op(
+        '{ holderAt(model: "churn", aliasOrStage: "champion", time: "2100-01-01T00:00:00Z") '
+        "{ id } }",
+        V,
+        "alpha",
+    ),
+    "auditTrail": Op("{ auditTrail { nextAfter } }", ADMIN, "global"),
+    "verifyAuditLog": Op("{ verifyAuditLog { ok } }", ADMIN, "global"),
+    "webhookDeliveries": Op("{ webhookDeliveries { url } }", ADMIN, "global"),
+}
+
+WRITES: dict[str, Op] = {
+    "startRun": Op(
+        'mutation { startRun(input: {name: "n", project: "alpha"}) { id } }', E, "alpha"
+    ),
+    "logBatch": Op(
+        "mutation($r: ID!) { logBatch(runId: $r, params: {x: 1}) { params } }",
+        E,
+        "alpha",
+        lambda i: {"r": i["run_a"]},
+    ),
+    "endRun": Op(
+        "mutation($r: ID!) { endRun(runId: $r) { id } }", E, "alpha", lambda i: {"r": i["run_a"]}
+    ),
+    "logDataset": Op(
+        "mutation($r: ID!, $fp: JSON!) { logDataset(runId: $r, input: {fingerprint: $fp, "
+        'name: "out", namespace: "w", output: true}) { id } }',
+        E,
+        "alpha",
+        lambda i: {"r": i["run_a"], "fp": {"digest": _digest("out")}},
+    ),
+    "logArtifact": Op(
+        'mutation($r: ID!, $d: String!) { logArtifact(runId: $r, digest: $d, name: "rep") { id } }',
+        E,
+        "alpha",
+        lambda i: {"r": i["run_a"], "d": i["report"]},
+    ),
+    "logModel": Op(
+        'mutation($r: ID!, $d: String!) { logModel(runId: $r, digest: $d, name: "churn") { id } }',
+        E,
+        "alpha",
+        lambda i: {"r": i["run_a"], "d": i["report"]},
+    ),
+    "markStaleRuns": Op("mutation { markStaleRuns }", E, "global"),
+    "requestPromotion": Op(
+        'mutation { requestPromotion(ref: "churn@1", to: "Production", reason: "r") '
+        "{ __typename } }",
+        E,
+        "alpha",
+    ),
+    "approvePromotion": Op(
+        "mutation($q: ID!) { approvePromotion(requestId: $q) { __typename } }",
+        A,
+        "alpha",
+        lambda i: {"q": i["request"]},
+    ),
+    "rejectPromotion": Op(
+        'mutation($q: ID!) { rejectPromotion(requestId: $q, reason: "no") { by } }',
+        A,
+        "alpha",
+        lambda i: {"q": i["request"]},
+    ),
+    "promoteModelVersion": Op(
+        'mutation { promoteModelVersion(ref: "churn@1", to: "Staging", reason: "r") '
+        "{ __typename } }",
+        A,
+        "alpha",
+    ),
+    "setAlias": Op('mutation { setAlias(ref: "churn@1", alias: "best") { id } }', E, "alpha"),
+    "removeAlias": Op('mutation { removeAlias(model: "churn", alias: "champion") }', E, "alpha"),
+    "rollback": Op(
+        'mutation { rollback(model: "churn", stageOrAlias: "champion", reason: "r") { runIds } }',
+        A,
+        "alpha",
+    ),
+    "recordDeployment": Op(
+        'mutation { recordDeployment(ref: "churn@1", environment: "staging") { id } }', E, "alpha"
+    ),
+    "retireDeployment": Op(
+        "mutation($d: ID!) { retireDeployment(id: $d) { id } }",
+        E,
+        "alpha",
+        lambda i: {"d": i["deployment"]},
+    ),
+}
+
+
+def allowed(principal: Principal, op: Op) -> bool:
+    """What the table expects, from the grants (written without the rule table)."""
+    grants = principal.grants
+    if op.scope == "global":
+        held = [grants.get(None)]
+    elif op.scope == "alpha":
+        held = [grants.get(None), grants.get("alpha")]
+    else:
+        held = list(grants.values())
+    return any(r is not None and r >= op.needs for r in held)
+
+
+def root_fields(type_name: str) -> set[str]:
+    graphql_type = schema._schema.get_type(type_name)
+    return set(graphql_type.fields)  # type: ignore[union-attr]
+
+
+def test_every_root_field_has_a_rule_and_a_row_in_the_table() -> None:
+    for type_name, table in (("Query", READS), ("Mutation", WRITES)):
+        fields = root_fields(type_name)
+        missing = sorted(f for f in fields if f"{type_name}.{f}" not in RULES)
+        assert not missing, f"root fields without an authorization rule: {missing}"
+        assert fields == set(table), f"the test table must cover every {type_name} field"
+
+
+def test_a_field_without_a_rule_needs_a_global_admin() -> None:
+    from lineagehub.graph.errors import PermissionDenied
+    from lineagehub.schema.authz import check
+
+    with pytest.raises(PermissionDenied):
+        check(None, PRINCIPALS["project-admin"], "Query.somethingNew", {})  # type: ignore[arg-type]
+    check(None, PRINCIPALS["admin"], "Query.somethingNew", {})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def read_hub(tmp_path_factory: pytest.TempPathFactory) -> Hub:
+    return await build_hub(tmp_path_factory.mktemp("authz-reads"))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("who", PRINCIPALS)
+@pytest.mark.parametrize("field", sorted(READS))
+async def test_read_table(read_hub: Hub, field: str, who: str) -> None:
+    op, principal = READS[field], PRINCIPALS[who]
+    result = await read_hub.run(op.query, principal, **op.variables(read_hub.ids))
+    if allowed(principal, op):
+        assert result.errors is None, result.errors
+    else:
+        assert codes(result) == ["FORBIDDEN"], result.errors
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("who", PRINCIPALS)
+@pytest.mark.parametrize("field", sorted(WRITES))
+async def test_write_table(tmp_path: Path, field: str, who: str) -> None:
+    hub = await build_hub(tmp_path)
+    op, principal = WRITES[field], PRINCIPALS[who]
+    audit_before = len(hub.services.store.read_audit(0, 1000, None))
+    result = await hub.run(op.query, principal, **op.variables(hub.ids))
+    if allowed(principal, op):
+        assert result.errors is None, result.errors
+    else:
+        assert codes(result) == ["FORBIDDEN"], result.errors
+        # refused before anything was written
+        assert len(hub.services.store.read_audit(0, 1000, None)) == audit_before
