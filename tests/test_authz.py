@@ -113,7 +113,7 @@ class Op:
     query: str
     needs: Role
     scope: str  # "alpha": the role in project alpha; "anywhere": in some project; "global"
-    variables: IDS = lambda ids: {}  # noqa: E731
+    variables: IDS = lambda ids: {}
 
 
 READS: dict[str, Op] = {
@@ -311,3 +311,187 @@ async def test_write_table(tmp_path: Path, field: str, who: str) -> None:
         assert codes(result) == ["FORBIDDEN"], result.errors
         # refused before anything was written
         assert len(hub.services.store.read_audit(0, 1000, None)) == audit_before
+
+
+# --- withholding ------------------------------------------------------------------------------
+
+LINEAGE = """query($r: [String!]!) { lineage(input: {roots: $r, direction: BOTH}) {
+    withheld nodes { node { id } } edges { source target } } }"""
+
+
+@pytest.mark.anyio
+async def test_lineage_withholds_other_projects_nodes_and_their_edges(read_hub: Hub) -> None:
+    roots = [read_hub.ids["dsv"]]  # the shared input: used by a run of each project
+    full = (await read_hub.ok(LINEAGE, PRINCIPALS["admin"], r=roots))["lineage"]
+    seen = (await read_hub.ok(LINEAGE, PRINCIPALS["viewer"], r=roots))["lineage"]
+    all_ids = {n["node"]["id"] for n in full["nodes"]}
+    ids = {n["node"]["id"] for n in seen["nodes"]}
+    assert full["withheld"] == 0
+    assert read_hub.ids["run_b"] in all_ids and "mv:other/1" in all_ids
+    assert read_hub.ids["run_a"] in ids and "mv:churn/1" in ids
+    assert read_hub.ids["run_b"] not in ids and "mv:other/1" not in ids
+    assert seen["withheld"] == len(all_ids) - len(ids) > 0
+    assert all(e["source"] in ids and e["target"] in ids for e in seen["edges"])
+    assert len(seen["edges"]) < len(full["edges"])
+    # the other project's principal sees the mirror image
+    beta = (await read_hub.ok(LINEAGE, PRINCIPALS["other-project"], r=roots))["lineage"]
+    beta_ids = {n["node"]["id"] for n in beta["nodes"]}
+    assert read_hub.ids["run_b"] in beta_ids and read_hub.ids["run_a"] not in beta_ids
+
+
+@pytest.mark.anyio
+async def test_listings_and_relationships_withhold(read_hub: Hub) -> None:
+    query = "{ runs(first: 50) { withheld nodes { id } } }"
+    full = (await read_hub.ok(query, PRINCIPALS["admin"]))["runs"]
+    seen = (await read_hub.ok(query, PRINCIPALS["viewer"]))["runs"]
+    ids = {n["id"] for n in seen["nodes"]}
+    assert read_hub.ids["run_b"] not in ids and read_hub.ids["run_a"] in ids
+    assert seen["withheld"] == len(full["nodes"]) - len(ids) > 0
+    used_by = """query($r: String!) { node(ref: $r) { ... on DatasetVersion {
+        usedBy { node { id } } } } }"""
+    links = (await read_hub.ok(used_by, PRINCIPALS["viewer"], r=read_hub.ids["dsv"]))["node"]
+    assert {x["node"]["id"] for x in links["usedBy"]} == {read_hub.ids["run_a"]}
+
+
+@pytest.mark.anyio
+async def test_impact_withholds(read_hub: Hub) -> None:
+    query = "query($r: String!) { impact(ref: $r) { withheld runs { id } } }"
+    full = (await read_hub.ok(query, PRINCIPALS["admin"], r=read_hub.ids["dsv"]))["impact"]
+    seen = (await read_hub.ok(query, PRINCIPALS["viewer"], r=read_hub.ids["dsv"]))["impact"]
+    assert read_hub.ids["run_b"] in {r["id"] for r in full["runs"]}
+    runs = {r["id"] for r in seen["runs"]}
+    assert read_hub.ids["run_a"] in runs and read_hub.ids["run_b"] not in runs
+    # the registry's runs (the promotion request, the deployment) are alpha's too
+    assert read_hub.ids["request"] in runs
+    beta = await read_hub.ok(query, PRINCIPALS["other-project"], r=read_hub.ids["dsv"])
+    assert {r["id"] for r in beta["impact"]["runs"]} == {read_hub.ids["run_b"]}
+    assert seen["withheld"] > 0 and full["withheld"] == 0
+
+
+@pytest.mark.anyio
+async def test_a_node_of_another_project_is_forbidden_not_null(read_hub: Hub) -> None:
+    result = await read_hub.run(
+        "query($r: String!) { node(ref: $r) { id } }", PRINCIPALS["viewer"], r="mv:other/1"
+    )
+    assert codes(result) == ["FORBIDDEN"]
+
+
+# --- mutations: checked before anything is written ------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_refused_field_leaves_the_whole_mutation_unwritten(tmp_path: Path) -> None:
+    hub = await build_hub(tmp_path)
+    both = """mutation($a: ID!, $b: ID!) {
+        first: logBatch(runId: $a, params: {written: 1}) { params }
+        second: logBatch(runId: $b, params: {written: 1}) { params } }"""
+    result = await hub.run(both, PRINCIPALS["editor"], a=hub.ids["run_a"], b=hub.ids["run_b"])
+    assert "FORBIDDEN" in codes(result)
+    run_a = hub.services.store.get_node(hub.ids["run_a"])
+    assert "written" not in (run_a.props.get("params") or {})
+
+
+@pytest.mark.anyio
+async def test_a_request_that_promotes_at_once_needs_the_approver_role(tmp_path: Path) -> None:
+    hub = await build_hub(tmp_path)
+    staging = (
+        'mutation { requestPromotion(ref: "churn@1", to: "Staging", reason: "r") { __typename } }'
+    )
+    assert codes(await hub.run(staging, PRINCIPALS["editor"])) == ["FORBIDDEN"]
+    done = await hub.ok(staging, PRINCIPALS["approver"])
+    assert done["requestPromotion"]["__typename"] == "ModelPromoted"
+
+
+# --- approvals need the approver role, and the policy's approvers ---------------------------
+
+
+@pytest.mark.anyio
+async def test_approvals_need_the_approver_role_and_the_policy_list(tmp_path: Path) -> None:
+    policies = {("churn", "Production"): Policy(approvals=1, approvers=["bob"])}
+    hub = await build_hub(tmp_path, policies)
+    approve = "mutation($q: ID!) { approvePromotion(requestId: $q) { __typename } }"
+    q = hub.ids["request"]
+    # on the policy's list, but only an editor in the model's project: refused
+    bob_editor = Principal("bob", {"alpha": E})
+    assert codes(await hub.run(approve, bob_editor, q=q)) == ["FORBIDDEN"]
+    # an approver of another project: refused
+    bob_beta = Principal("bob", {"beta": A})
+    assert codes(await hub.run(approve, bob_beta, q=q)) == ["FORBIDDEN"]
+    # the approver role, but not on the policy's list: the policy refuses it
+    carol = Principal("carol", {"alpha": A})
+    refused = await hub.ok(approve, carol, q=q)
+    assert refused["approvePromotion"]["__typename"] == "PolicyViolation"
+    # both: approved (and promoted)
+    bob = Principal("bob", {"alpha": A})
+    done = await hub.ok(approve, bob, q=q)
+    assert done["approvePromotion"]["__typename"] == "ModelPromoted"
+    assert hub.services.store.get_node("mv:churn/1").props["stage"] == "Production"
+
+
+# --- the REST routes, over real HTTP ------------------------------------------------------------
+
+
+class _As:
+    """Test only: puts the principal named by the ``x-test-as`` header on the request's
+    state, where the authentication puts it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            who = dict(scope["headers"]).get(b"x-test-as")
+            if who is not None:
+                scope.setdefault("state", {})["principal"] = PRINCIPALS[who.decode()]
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Hub]]:
+    import anyio
+
+    folder = tmp_path_factory.mktemp("authz-rest")
+    hub = anyio.run(build_hub, folder)
+    store, artifacts = hub.services.store, hub.services.artifacts
+    app = create_app(store=store, artifacts=artifacts, registry_policies=POLICIES)
+    with HubServer(_As(app)) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http, hub
+
+
+def _as(who: str) -> dict[str, str]:
+    return {"x-test-as": who}
+
+
+def test_uploads_need_an_editor(rest: tuple[httpx.Client, Hub]) -> None:
+    http, _ = rest
+    body, kind = b"new bytes", {"content-type": "application/octet-stream"}
+    refused = http.put("/artifacts", content=body, headers={**kind, **_as("viewer")})
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert http.put("/artifacts", content=body, headers={**kind, **_as("editor")}).is_success
+
+
+def test_downloads_need_the_viewer_role_in_the_holders_project(
+    rest: tuple[httpx.Client, Hub],
+) -> None:
+    http, hub = rest
+    url = f"/artifacts/{hub.ids['digest_a']}"
+    assert http.get(url, headers=_as("viewer")).content == b"model a"
+    for who in ("other-project", "no-grant"):
+        refused = http.get(url, headers=_as(who))
+        assert refused.status_code == 403, who
+        assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert http.get(url).content == b"model a"  # no principal: an open hub
+
+
+def test_exports_are_checked_and_withhold(rest: tuple[httpx.Client, Hub]) -> None:
+    http, hub = rest
+    assert (
+        http.get("/export/lineage/mv:churn/1.dot", headers=_as("other-project")).status_code == 403
+    )
+    url = f"/export/lineage/{hub.ids['dsv']}.json?direction=BOTH"
+    full = http.get(url, headers=_as("admin"))
+    seen = http.get(url, headers=_as("viewer"))
+    assert full.headers["x-lineage-withheld"] == "0"
+    assert int(seen.headers["x-lineage-withheld"]) > 0
+    assert hub.ids["run_b"] in full.text and hub.ids["run_b"] not in seen.text

@@ -103,6 +103,17 @@ _HOPS: dict[str, tuple[Direction, str]] = {
     "Alert": (Direction.UPSTREAM, "ABOUT"),
 }
 _MAX_HOPS = 5  # Alert -> Deployment -> ModelVersion -> Run is the longest chain
+#: The registry's own runs (a promotion, a deployment) carry no project: they belong to the
+#: project of the model version they used.
+_REGISTRY_RUNS = frozenset({"promote", "deploy"})
+
+
+def _hop(node: Node) -> tuple[Direction, str] | None:
+    if node.label == "Run" and not node.props.get("project"):
+        if node.props.get("kind") in _REGISTRY_RUNS:
+            return (Direction.UPSTREAM, "USED")
+        return None
+    return _HOPS.get(node.label)
 
 
 def _own_project(node: Node) -> str | None:
@@ -131,7 +142,7 @@ def projects_of(store: GraphStore, nodes: Iterable[Node]) -> dict[str, str | Non
             break
         hops: dict[tuple[Direction, str], list[str]] = defaultdict(list)
         for node_id, node in frontier.items():
-            hop = _HOPS.get(node.label)
+            hop = _hop(node)
             if hop is None:
                 for asking in waiting[node_id]:
                     found[asking] = _own_project(node)
