@@ -239,7 +239,6 @@ RULES: dict[str, Rule] = {
     "Query.compareModelVersions": Rule(V, refs("a", "b"), "compare these model versions"),
     "Query.modelHistory": Rule(V, models("model"), "read this model's history"),
     "Query.holderAt": Rule(V, models("model"), "read this model's history"),
-    "Query.pendingPromotions": Rule(V, anywhere, "list pending promotions"),
     # --- the audit log and the hub's own configuration: admins
     "Query.auditTrail": Rule(ADMIN, globally, "read the audit log"),
     "Query.verifyAuditLog": Rule(ADMIN, globally, "verify the audit log"),

@@ -160,10 +160,19 @@ class LineageDiff:
     )
     truncated: bool
     truncation_reason: TruncationReason | None  # type: ignore[valid-type]
+    withheld: int = strawberry.field(
+        default=0,
+        description="How many upstream nodes were left out: the caller may not view them.",
+    )
 
 
-def _set(diff: Any) -> NodeSetDiff:
-    return NodeSetDiff(added=_nodes(diff.added), removed=_nodes(diff.removed))
+def _set(diff: Any, ok: set[str] | None = None) -> NodeSetDiff:
+    return NodeSetDiff(added=_only(diff.added, ok), removed=_only(diff.removed, ok))
+
+
+def _only(nodes: tuple[Node, ...], ok: set[str] | None) -> list[NodeInterface]:
+    """``nodes`` without those not in ``ok`` (``None``: all may be viewed)."""
+    return _nodes(nodes if ok is None else tuple(n for n in nodes if n.id in ok))
 
 
 def _params(rows: Any) -> list[ParamChange]:
@@ -235,6 +244,7 @@ class CompareQuery:
     async def compare_runs(self, info: I, ids: list[str]) -> RunComparison:
         ctx = info.context
         r = await ctx.call(ctx.services.lineage.compare_runs, ids)
+        ok = await ctx.call(viewable, ctx.services, ctx.principal, (i.node for i in r.inputs))
         return RunComparison(
             runs=_nodes(r.runs),
             params=[
@@ -260,8 +270,12 @@ class CompareQuery:
                     used_by_all=i.used_by_all,
                 )
                 for i in r.inputs
+                if ok is None or i.node.id in ok
             ],
-            inputs_only_in=[[strawberry.ID(x) for x in only] for only in r.inputs_only_in],
+            inputs_only_in=[
+                [strawberry.ID(x) for x in only if ok is None or x in ok]
+                for only in r.inputs_only_in
+            ],
             code=[strawberry.ID(c) if c else None for c in r.code],
             code_differs=r.code_differs,
             environments=[strawberry.ID(e) if e else None for e in r.environments],
@@ -275,15 +289,24 @@ class CompareQuery:
     async def compare_model_versions(self, info: I, a: str, b: str) -> LineageDiff:
         ctx = info.context
         d = await ctx.call(ctx.services.lineage.compare_model_versions, a, b)
+        sets = (d.datasets, d.commits, d.environments, d.runs)
+        every = {
+            n.id: n
+            for nodes in (d.added, d.removed, *(x for s in sets for x in (s.added, s.removed)))
+            for n in nodes
+        }
+        every.update({n.id: n for c in d.changed for n in (c.a, c.b)})
+        ok = await ctx.call(viewable, ctx.services, ctx.principal, every.values())
         return LineageDiff(
             a=wrap(d.a),
             b=wrap(d.b),
-            added=_nodes(d.added),
-            removed=_nodes(d.removed),
-            datasets=_set(d.datasets),
-            commits=_set(d.commits),
-            environments=_set(d.environments),
-            runs=_set(d.runs),
+            added=_only(d.added, ok),
+            removed=_only(d.removed, ok),
+            datasets=_set(d.datasets, ok),
+            commits=_set(d.commits, ok),
+            environments=_set(d.environments, ok),
+            runs=_set(d.runs, ok),
+            withheld=0 if ok is None else len(every.keys() - ok),
             changed=[
                 NodeChange(
                     label=c.label,
@@ -293,6 +316,7 @@ class CompareQuery:
                     properties=[PropertyChange(path=p.path, a=p.a, b=p.b) for p in c.properties],
                 )
                 for c in d.changed
+                if ok is None or (c.a.id in ok and c.b.id in ok)
             ],
             params_added=_params(d.params_added),
             params_removed=_params(d.params_removed),

@@ -9,6 +9,7 @@ authentication puts it).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -495,3 +496,66 @@ def test_exports_are_checked_and_withhold(rest: tuple[httpx.Client, Hub]) -> Non
     assert full.headers["x-lineage-withheld"] == "0"
     assert int(seen.headers["x-lineage-withheld"]) > 0
     assert hub.ids["run_b"] in full.text and hub.ids["run_b"] not in seen.text
+
+
+@pytest.mark.anyio
+async def test_compare_model_versions_withholds_other_projects_upstream(tmp_path: Path) -> None:
+    hub = await build_hub(tmp_path)
+    setup = open_principal("setup")
+    # beta generates a dataset; alpha's second run trains churn v2 on it
+    log = """mutation($r: ID!, $fp: JSON!, $out: Boolean!) { logDataset(runId: $r,
+        input: {fingerprint: $fp, name: "features", namespace: "w", output: $out}) { id } }"""
+    fp = {"digest": _digest("features")}
+    await hub.ok(log, setup, r=hub.ids["run_b"], fp=fp, out=True)
+    await hub.ok(log, setup, r=hub.ids["run_a2"], fp=fp, out=False)
+    await hub.ok(
+        'mutation($r: ID!, $d: String!) { logModel(runId: $r, digest: $d, name: "churn") { id } }',
+        setup,
+        r=hub.ids["run_a2"],
+        d=hub.ids["report"],
+    )
+    query = """{ compareModelVersions(a: "churn@1", b: "churn@2") {
+        withheld added { id } removed { id } datasets { added { id } } runs { added { id } } } }"""
+    full = (await hub.ok(query, PRINCIPALS["admin"]))["compareModelVersions"]
+    seen = (await hub.ok(query, PRINCIPALS["viewer"]))["compareModelVersions"]
+
+    def ids(d: dict[str, Any]) -> set[str]:
+        return {n["id"] for key in ("added", "removed") for n in d[key]}
+
+    assert hub.ids["run_b"] in ids(full) and hub.ids["run_b"] not in ids(seen)
+    assert full["withheld"] == 0 and seen["withheld"] == len(ids(full)) - len(ids(seen)) > 0
+    assert hub.ids["run_b"] not in {n["id"] for n in seen["runs"]["added"]}
+
+
+def test_project_look_ups_are_batched(tmp_path: Path) -> None:
+    """Projects of many nodes cost a few neighbours queries (one per hop kind and level),
+    not one per node."""
+    import anyio
+
+    from lineagehub.services.access import projects_of
+
+    hub = anyio.run(build_hub, tmp_path)
+    store, setup = hub.services.store, open_principal("setup")
+    log_model = """mutation($r: ID!, $d: String!, $n: String!) {
+        logModel(runId: $r, digest: $d, name: $n) { id } }"""
+    for i in range(20):
+        args = {"r": hub.ids["run_a"], "d": hub.ids["digest_a"], "n": f"m{i}"}
+        anyio.run(functools.partial(hub.ok, log_model, setup, **args))
+    nodes = [
+        *store.iter_nodes("Model"),
+        *store.iter_nodes("ModelVersion"),
+        *store.iter_nodes("Run"),
+    ]
+    assert len(nodes) > 40
+
+    class Counting:  # counts the real store's neighbours queries
+        calls = 0
+
+        def neighbors(self, *args: Any, **kwargs: Any) -> Any:
+            Counting.calls += 1
+            return store.neighbors(*args, **kwargs)
+
+    projects = projects_of(Counting(), nodes)  # type: ignore[arg-type]
+    assert projects["mv:m7/1"] == projects["model:m7"] == "alpha"
+    assert projects["mv:other/1"] == "beta"
+    assert Counting.calls <= 4
