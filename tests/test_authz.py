@@ -559,3 +559,20 @@ def test_project_look_ups_are_batched(tmp_path: Path) -> None:
     assert projects["mv:m7/1"] == projects["model:m7"] == "alpha"
     assert projects["mv:other/1"] == "beta"
     assert Counting.calls <= 4
+
+
+def test_graphql_over_http_takes_the_requests_principal(rest: tuple[httpx.Client, Hub]) -> None:
+    http, hub = rest
+    query = """query($r: [String!]!) { lineage(input: {roots: $r, direction: BOTH}) {
+        withheld export(format: CYTOSCAPE_JSON) } }"""
+    body = {"query": query, "variables": {"r": [hub.ids["dsv"]]}}
+    seen = http.post("/graphql", json=body, headers=_as("viewer")).json()["data"]["lineage"]
+    assert seen["withheld"] > 0
+    assert hub.ids["run_a"] in seen["export"] and hub.ids["run_b"] not in seen["export"]
+    end = {"query": "mutation($r: ID!) { endRun(runId: $r) { id } }"}
+    refused = http.post(
+        "/graphql", json={**end, "variables": {"r": hub.ids["run_b"]}}, headers=_as("editor")
+    ).json()
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert "beta" in refused["errors"][0]["message"]
+    assert hub.services.store.get_node(hub.ids["run_b"]).props["status"] == "RUNNING"

@@ -185,6 +185,11 @@ def require_in(principal: Principal, needed: Role, project: str | None, *, actio
                 f"{principal.name!r} may not {action}: it needs the viewer role in some project"
             )
         return
+    if project is None and not principal.can(needed, None):
+        raise PermissionDenied(
+            f"{principal.name!r} may not {action}: it belongs to no project, which needs the "
+            f"{needed.name.lower()} role granted globally"
+        )
     principal.require(needed, project, action=action)
 
 
