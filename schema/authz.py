@@ -129,7 +129,9 @@ def refs(*paths: str) -> Where:
 
 
 def versions(*paths: str) -> Where:
-    """The projects of the model versions named (``churn@3``, ``model:churn@production``)."""
+    """The projects of the models of the versions named (``churn@3``,
+    ``model:churn@production``): the registry works per model, so a version's promotion,
+    aliases and deployments are governed in its model's project."""
 
     def where(services: Services, args: dict[str, Any]) -> list[Scope]:
         ids: list[str | None] = []
@@ -144,7 +146,7 @@ def _version_id(services: Services, ref: str) -> str | None:
     if services.registry is None:
         return None
     try:
-        return str(services.registry.resolve(ref).node_id)
+        return str(services.registry.resolve(ref).model_id)
     except HubError:
         return None
 
@@ -170,7 +172,7 @@ def existing_models(*paths: str) -> Where:
 
 
 def requests(path: str) -> Where:
-    """The project of the model version a promotion request is about."""
+    """The project of the model a promotion request is about."""
 
     def where(services: Services, args: dict[str, Any]) -> list[Scope]:
         request = _arg(args, path)
@@ -179,9 +181,7 @@ def requests(path: str) -> Where:
         model, version = params.get("model"), params.get("version")
         if node is None or node.label != "Run" or model is None or version is None:
             return [ANYWHERE]  # the resolver says NOT_FOUND
-        from lineagehub.vocabulary import model_version_id
-
-        return _scopes(services, [model_version_id(str(model), str(version))])
+        return _scopes(services, [f"model:{model}"])
 
     return where
 

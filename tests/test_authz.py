@@ -576,3 +576,21 @@ def test_graphql_over_http_takes_the_requests_principal(rest: tuple[httpx.Client
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert "beta" in refused["errors"][0]["message"]
     assert hub.services.store.get_node(hub.ids["run_b"]).props["status"] == "RUNNING"
+
+
+@pytest.mark.anyio
+async def test_a_model_is_governed_in_its_own_project(tmp_path: Path) -> None:
+    hub = await build_hub(tmp_path)
+    log_model = """mutation($r: ID!, $d: String!) {
+        logModel(runId: $r, digest: $d, name: "churn") { id } }"""
+    # beta's admin may not add a version to alpha's model from a beta run
+    beta = await hub.run(
+        log_model, PRINCIPALS["other-project"], r=hub.ids["run_b"], d=hub.ids["report"]
+    )
+    assert codes(beta) == ["FORBIDDEN"]
+    # someone editing both may; that version's registry changes are still alpha's to govern
+    both = Principal("bea", {"alpha": E, "beta": E})
+    assert (await hub.ok(log_model, both, r=hub.ids["run_b"], d=hub.ids["report"]))["logModel"]
+    alias = 'mutation { setAlias(ref: "churn@2", alias: "next") { id } }'
+    assert codes(await hub.run(alias, Principal("bo", {"beta": ADMIN}))) == ["FORBIDDEN"]
+    await hub.ok(alias, PRINCIPALS["editor"])
