@@ -244,7 +244,9 @@ RULES: dict[str, Rule] = {
     "Query.verifyAuditLog": Rule(ADMIN, globally, "verify the audit log"),
     "Query.webhookDeliveries": Rule(ADMIN, globally, "read webhook deliveries"),
     # --- tracking: editors of the run's project
-    "Mutation.startRun": Rule(E, project_arg("input.project"), "start a run"),
+    "Mutation.startRun": Rule(
+        E, all_of(project_arg("input.project"), refs("input.parent")), "start a run"
+    ),
     "Mutation.logBatch": Rule(E, refs("runId"), "log to this run"),
     "Mutation.endRun": Rule(E, refs("runId"), "end this run"),
     "Mutation.logDataset": Rule(E, refs("runId"), "log a dataset to this run"),

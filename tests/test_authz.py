@@ -594,3 +594,12 @@ async def test_a_model_is_governed_in_its_own_project(tmp_path: Path) -> None:
     alias = 'mutation { setAlias(ref: "churn@2", alias: "next") { id } }'
     assert codes(await hub.run(alias, Principal("bo", {"beta": ADMIN}))) == ["FORBIDDEN"]
     await hub.ok(alias, PRINCIPALS["editor"])
+
+
+@pytest.mark.anyio
+async def test_a_child_run_needs_the_editor_role_in_its_parents_project(tmp_path: Path) -> None:
+    hub = await build_hub(tmp_path)
+    start = """mutation($p: ID!) { startRun(input: {name: "c", project: "alpha", parent: $p})
+        { id } }"""
+    assert codes(await hub.run(start, PRINCIPALS["editor"], p=hub.ids["run_b"])) == ["FORBIDDEN"]
+    await hub.ok(start, PRINCIPALS["editor"], p=hub.ids["run_a"])
