@@ -17,6 +17,7 @@ from strawberry.tools import merge_types
 
 from lineagehub.graph import HubError
 from lineagehub.schema.audit import AuditQuery
+from lineagehub.schema.authz import Authorization
 from lineagehub.schema.compare import CompareQuery
 from lineagehub.schema.context import Context, Services
 from lineagehub.schema.errors import HubErrors
@@ -62,7 +63,7 @@ def build_schema() -> strawberry.Schema:
         mutation=Mutation,
         types=ALL_TYPES,
         config=StrawberryConfig(scalar_map=SCALARS),
-        extensions=[Limits, HubErrors],
+        extensions=[Limits, HubErrors, Authorization],
     )
 
 

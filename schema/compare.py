@@ -12,6 +12,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from lineagehub.graph import Node
+from lineagehub.schema.authz import viewable
 from lineagehub.schema.query import TruncationReason
 from lineagehub.schema.scalars import MetricValue
 from lineagehub.schema.types import I, LineageEdge, NodeInterface, edge_of, wrap
@@ -34,6 +35,9 @@ class Impact:
     owners: list[NodeInterface]
     truncated: bool
     truncation_reason: TruncationReason | None  # type: ignore[valid-type]
+    withheld: int = strawberry.field(
+        default=0, description="How many nodes were left out: the caller may not view them."
+    )
 
 
 @strawberry.type
@@ -49,6 +53,11 @@ class Paths:
     length: int | None
     paths: list[LineagePath]
     truncated: bool
+    withheld: int = strawberry.field(
+        default=0,
+        description="How many paths were left out: they pass through a node the caller may "
+        "not view.",
+    )
 
 
 @strawberry.type
@@ -151,10 +160,19 @@ class LineageDiff:
     )
     truncated: bool
     truncation_reason: TruncationReason | None  # type: ignore[valid-type]
+    withheld: int = strawberry.field(
+        default=0,
+        description="How many upstream nodes were left out: the caller may not view them.",
+    )
 
 
-def _set(diff: Any) -> NodeSetDiff:
-    return NodeSetDiff(added=_nodes(diff.added), removed=_nodes(diff.removed))
+def _set(diff: Any, ok: set[str] | None = None) -> NodeSetDiff:
+    return NodeSetDiff(added=_only(diff.added, ok), removed=_only(diff.removed, ok))
+
+
+def _only(nodes: tuple[Node, ...], ok: set[str] | None) -> list[NodeInterface]:
+    """``nodes`` without those not in ``ok`` (``None``: all may be viewed)."""
+    return _nodes(nodes if ok is None else tuple(n for n in nodes if n.id in ok))
 
 
 def _params(rows: Any) -> list[ParamChange]:
@@ -170,16 +188,31 @@ class CompareQuery:
     async def impact(self, info: I, ref: str, depth: int = 10) -> Impact:
         ctx = info.context
         result = await ctx.call(ctx.services.lineage.impact, ref, depth)
+        lists = (
+            result.model_versions,
+            result.deployments,
+            result.open_alerts,
+            result.runs,
+            result.dataset_versions,
+            result.owners,
+        )
+        every = {n.id: n for nodes in lists for n in nodes}
+        ok = await ctx.call(viewable, ctx.services, ctx.principal, every.values())
+
+        def kept(nodes: tuple[Node, ...]) -> list[NodeInterface]:
+            return _nodes(nodes if ok is None else tuple(n for n in nodes if n.id in ok))
+
         return Impact(
             root=strawberry.ID(result.root),
-            model_versions=_nodes(result.model_versions),
-            deployments=_nodes(result.deployments),
-            open_alerts=_nodes(result.open_alerts),
-            runs=_nodes(result.runs),
-            dataset_versions=_nodes(result.dataset_versions),
-            owners=_nodes(result.owners),
+            model_versions=kept(result.model_versions),
+            deployments=kept(result.deployments),
+            open_alerts=kept(result.open_alerts),
+            runs=kept(result.runs),
+            dataset_versions=kept(result.dataset_versions),
+            owners=kept(result.owners),
             truncated=result.truncated,
             truncation_reason=result.truncation_reason,
+            withheld=0 if ok is None else len(every.keys() - ok),
         )
 
     @strawberry.field(description="Why is `from` upstream of `to`: the shortest paths.")
@@ -192,17 +225,26 @@ class CompareQuery:
     ) -> Paths:
         ctx = info.context
         result = await ctx.call(ctx.services.lineage.find_paths, from_, to, max_depth)
+        paths = list(result.paths)
+        if ctx.principal is not None and not ctx.principal.sees_everything:
+            ids = list(dict.fromkeys(i for p in paths for e in p for i in (e.source, e.target)))
+            nodes = await ctx.call(ctx.store.get_nodes, ids)
+            present = [n for n in nodes if n is not None]
+            ok = await ctx.call(viewable, ctx.services, ctx.principal, present) or set()
+            paths = [p for p in paths if all(e.source in ok and e.target in ok for e in p)]
         return Paths(
             relation=result.relation,
             length=result.length,
-            paths=[LineagePath(edges=[edge_of(e) for e in p]) for p in result.paths],
+            paths=[LineagePath(edges=[edge_of(e) for e in p]) for p in paths],
             truncated=result.truncated,
+            withheld=len(result.paths) - len(paths),
         )
 
     @strawberry.field(description="Params, metrics, inputs, code and environment side by side.")
     async def compare_runs(self, info: I, ids: list[str]) -> RunComparison:
         ctx = info.context
         r = await ctx.call(ctx.services.lineage.compare_runs, ids)
+        ok = await ctx.call(viewable, ctx.services, ctx.principal, (i.node for i in r.inputs))
         return RunComparison(
             runs=_nodes(r.runs),
             params=[
@@ -228,8 +270,12 @@ class CompareQuery:
                     used_by_all=i.used_by_all,
                 )
                 for i in r.inputs
+                if ok is None or i.node.id in ok
             ],
-            inputs_only_in=[[strawberry.ID(x) for x in only] for only in r.inputs_only_in],
+            inputs_only_in=[
+                [strawberry.ID(x) for x in only if ok is None or x in ok]
+                for only in r.inputs_only_in
+            ],
             code=[strawberry.ID(c) if c else None for c in r.code],
             code_differs=r.code_differs,
             environments=[strawberry.ID(e) if e else None for e in r.environments],
@@ -243,15 +289,24 @@ class CompareQuery:
     async def compare_model_versions(self, info: I, a: str, b: str) -> LineageDiff:
         ctx = info.context
         d = await ctx.call(ctx.services.lineage.compare_model_versions, a, b)
+        sets = (d.datasets, d.commits, d.environments, d.runs)
+        every = {
+            n.id: n
+            for nodes in (d.added, d.removed, *(x for s in sets for x in (s.added, s.removed)))
+            for n in nodes
+        }
+        every.update({n.id: n for c in d.changed for n in (c.a, c.b)})
+        ok = await ctx.call(viewable, ctx.services, ctx.principal, every.values())
         return LineageDiff(
             a=wrap(d.a),
             b=wrap(d.b),
-            added=_nodes(d.added),
-            removed=_nodes(d.removed),
-            datasets=_set(d.datasets),
-            commits=_set(d.commits),
-            environments=_set(d.environments),
-            runs=_set(d.runs),
+            added=_only(d.added, ok),
+            removed=_only(d.removed, ok),
+            datasets=_set(d.datasets, ok),
+            commits=_set(d.commits, ok),
+            environments=_set(d.environments, ok),
+            runs=_set(d.runs, ok),
+            withheld=0 if ok is None else len(every.keys() - ok),
             changed=[
                 NodeChange(
                     label=c.label,
@@ -261,6 +316,7 @@ class CompareQuery:
                     properties=[PropertyChange(path=p.path, a=p.a, b=p.b) for p in c.properties],
                 )
                 for c in d.changed
+                if ok is None or (c.a.id in ok and c.b.id in ok)
             ],
             params_added=_params(d.params_added),
             params_removed=_params(d.params_removed),

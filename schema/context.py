@@ -71,6 +71,8 @@ class Context:
     nodes: DataLoader[str, Node | None] = field(init=False)
     adjacent: DataLoader[AdjKey, list[Adjacent]] = field(init=False)
     summaries: DataLoader[str, dict[str, SeriesSummary]] = field(init=False)
+    #: The authorization's state for this request (lineagehub.schema.authz).
+    authz: dict[str, Any] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.principal is None:
@@ -127,6 +129,15 @@ class Context:
                 found[(node_id, direction, kinds, labels)] = [
                     a for a in adjacent if a.node.label not in IDENTITY_LABELS
                 ]
+        # Neighbours in projects the caller may not view are left out (one look-up for all).
+        assert self.principal is not None
+        if not self.principal.sees_everything:
+            from lineagehub.schema.authz import viewable
+
+            reached = {a.node.id: a.node for adjacent in found.values() for a in adjacent}
+            ok = await self.call(viewable, self.services, self.principal, reached.values())
+            if ok is not None:
+                found = {k: [a for a in v if a.node.id in ok] for k, v in found.items()}
         return [found.get(k, []) for k in keys]
 
     async def _load_summaries(self, ids: Sequence[str]) -> list[dict[str, SeriesSummary]]:

@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from lineagehub.graph import Node, Subgraph, ValidationError
 from lineagehub.graph import TruncationReason as GraphTruncation
 from lineagehub.graph.filters import encode_cursor, node_value, parse_order
+from lineagehub.schema.authz import viewable, withhold_subgraph
 from lineagehub.schema.types import (
     ALL_TYPES,
     Alert,
@@ -112,11 +113,15 @@ async def _page(
     def cursor(node: Node) -> str:
         return encode_cursor([node_value(node, k.path) for k in order])
 
-    for node in items:  # prime the loader: relationship fields often come back to them
+    # nodes in projects the caller may not view are left out (the cursor still moves past them)
+    ok = await ctx.call(viewable, ctx.services, ctx.principal, items)
+    shown = items if ok is None else [n for n in items if n.id in ok]
+    for node in shown:  # prime the loader: relationship fields often come back to them
         ctx.nodes.prime(node.id, node)
     return Connection(
-        edges=[ConnectionEdge(cursor=cursor(n), node=wrap(n)) for n in items],
+        edges=[ConnectionEdge(cursor=cursor(n), node=wrap(n)) for n in shown],
         page_info=PageInfo(has_next_page=page.next_cursor is not None, end_cursor=page.next_cursor),
+        withheld=len(items) - len(shown),
     )
 
 
@@ -183,6 +188,11 @@ class Lineage:
     truncated: bool
     truncation_reason: TruncationReason | None  # type: ignore[valid-type]
     sub: strawberry.Private[Subgraph]
+    withheld: int = strawberry.field(
+        default=0,
+        description="How many nodes were left out (with their edges): the caller may not "
+        "view them.",
+    )
 
     @strawberry.field(
         description="This result as a file's text: a picture (DOT, SVG, Mermaid; the roots "
@@ -215,8 +225,9 @@ class Lineage:
         return data.decode("utf-8")
 
 
-def lineage_result(sub: Subgraph) -> Lineage:
+def lineage_result(sub: Subgraph, withheld: int = 0) -> Lineage:
     return Lineage(
+        withheld=withheld,
         sub=sub,
         nodes=[
             LineageNode(
@@ -322,7 +333,8 @@ class Query:
             as_of=input.as_of,
             max_nodes=input.max_nodes,
         )
-        return lineage_result(sub)
+        sub, withheld = await ctx.call(withhold_subgraph, ctx.services, ctx.principal, sub)
+        return lineage_result(sub, withheld)
 
 
 __all__ = ["ALL_TYPES", "Lineage", "LineageInput", "Query", "lineage_result"]

@@ -591,6 +591,10 @@ class Connection(Generic[N]):
 
     edges: list[ConnectionEdge[N]]
     page_info: PageInfo
+    withheld: int = strawberry.field(
+        default=0,
+        description="How many nodes of this page were left out: the caller may not view them.",
+    )
 
     @strawberry.field
     def nodes(self) -> list[N]:

@@ -321,6 +321,10 @@ def test_tracking_and_registry_changes_are_recorded_under_the_caller(hub: Hub) -
         )
         assert pending["__typename"] == "PromotionPending"
         rid = pending["requestId"]
+        # an editor may not approve at all; an approver may not approve their own request
+        refused = gql(bob, f'mutation {{ approvePromotion(requestId: "{rid}") {{ __typename }} }}')
+        assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        hub.identity.grant("bob", "approver")
         own = mutate(bob, "approvePromotion", f'requestId: "{rid}"')
         assert own["__typename"] == "PolicyViolation"
         assert own["rules"][0] == {"rule": "separation_of_duties.requester", "actual": "bob"}

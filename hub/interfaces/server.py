@@ -71,8 +71,10 @@ from lineagehub.config import Settings
 from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
 from lineagehub.graph.model import parse_time
 from lineagehub.interfaces.auth import Authenticator, AuthMiddleware, SecurityAudit
+from lineagehub.schema.authz import check, check_download, check_upload, withhold_subgraph
 from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.limits import PREPARED, check_query, over_budget
+from lineagehub.services.access import Principal, open_principal
 from lineagehub.services.export import DEFAULT_COLLAPSE_ABOVE, FORMATS, SUFFIXES, export_lineage
 from lineagehub.services.lineage import LineageService
 from lineagehub.services.registry import Policy, RegistryService, load_policies
@@ -538,7 +540,16 @@ def create_app(
             }
         )
 
+    def principal(request: Request) -> Principal:
+        # the principal the authentication put on the request (else: an open hub's)
+        found = getattr(request.state, "principal", None)
+        return found if found is not None else open_principal(services.registry_actor)
+
     async def upload(request: Request) -> Response:
+        try:
+            check_upload(principal(request))
+        except HubError as e:
+            return _error(e)
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type not in UPLOAD_TYPES:
             # A browser sends text/plain, forms and multipart across origins without asking
@@ -567,6 +578,7 @@ def create_app(
         try:
             digest = request.path_params["digest"]
             validate_digest(digest)
+            await anyio.to_thread.run_sync(check_download, services, principal(request), digest)
             size = await anyio.to_thread.run_sync(artifacts.size, digest)
         except HubError as e:
             return _error(e)
@@ -600,22 +612,27 @@ def create_app(
         except HubError as e:
             return _error(e)
 
-        def work() -> tuple[bytes, bool]:
+        caller = principal(request)
+
+        def work() -> tuple[bytes, bool, int]:
+            check(services, caller, "Query.lineage", {"input": {"roots": [ref]}})
             sub = services.lineage.lineage([ref], **options)
+            sub, withheld = withhold_subgraph(services, caller, sub)
             asked = render.pop("focus", None)
             focus = services.lineage.resolve_many(asked, "focus") if asked else sub.roots
             policies = services.registry.policies if services.registry is not None else None
             data = export_lineage(sub, fmt, focus=focus, policies=policies, **render)
-            return data, sub.truncated
+            return data, sub.truncated, withheld
 
         try:
-            body, truncated = await anyio.to_thread.run_sync(work)
+            body, truncated, withheld = await anyio.to_thread.run_sync(work)
         except HubError as e:
             return _error(e)
         filename = "lineage-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", ref).strip("_.")[:100] or "x")
         headers = {
             "content-disposition": f'inline; filename="{filename}.{_EXPORT_EXT[fmt]}"',
             "x-lineage-truncated": "true" if truncated else "false",
+            "x-lineage-withheld": str(withheld),
         }
         return Response(body, media_type=FORMATS[fmt], headers=headers)
 

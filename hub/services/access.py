@@ -19,9 +19,11 @@ project is the higher of its global grant and that project's.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from lineagehub.graph import Direction, GraphStore, Node
 from lineagehub.graph.errors import PermissionDenied, ValidationError
 
 
@@ -62,6 +64,15 @@ class Principal:
         held = self.role(project)
         return held is not None and held >= needed
 
+    def can_anywhere(self, needed: Role) -> bool:
+        """Whether some grant (global or for any project) is at least ``needed``."""
+        return any(r >= needed for r in self.grants.values())
+
+    @property
+    def sees_everything(self) -> bool:
+        """A global viewer (or more): nothing needs to be withheld from it."""
+        return self.can(Role.VIEWER, None)
+
     def require(self, needed: Role, project: str | None = None, *, action: str) -> None:
         """:class:`PermissionDenied` (code FORBIDDEN) unless the principal holds ``needed``."""
         if not self.can(needed, project):
@@ -76,4 +87,110 @@ def open_principal(name: str) -> Principal:
     return Principal(name=name, grants={None: Role.ADMIN}, via="open")
 
 
-__all__ = ["Principal", "Role", "open_principal"]
+# --- projects: which project a node belongs to ---------------------------------------------
+
+#: How a node's project is found, by label: runs and experiments carry ``project``, a project
+#: is its own; the others are reached over one edge (the first neighbour, in the store's stable
+#: order), then found the same way. A node with no way to a project (shared data: datasets,
+#: dataset versions nothing generated, commits, environments, agents) has project ``None``.
+_HOPS: dict[str, tuple[Direction, str]] = {
+    "ModelVersion": (Direction.UPSTREAM, "GENERATED_BY"),  # the run that trained it
+    "Artifact": (Direction.UPSTREAM, "GENERATED_BY"),
+    "DatasetVersion": (Direction.UPSTREAM, "GENERATED_BY"),  # an output of a run
+    "Model": (Direction.DOWNSTREAM, "VERSION_OF"),  # its first version
+    "Deployment": (Direction.UPSTREAM, "SERVES"),
+    "MonitoringWindow": (Direction.UPSTREAM, "OBSERVED"),
+    "Alert": (Direction.UPSTREAM, "ABOUT"),
+}
+_MAX_HOPS = 5  # Alert -> Deployment -> ModelVersion -> Run is the longest chain
+#: The registry's own runs (a promotion, a deployment) carry no project: they belong to the
+#: project of the model version they used.
+_REGISTRY_RUNS = frozenset({"promote", "deploy"})
+
+
+def _hop(node: Node) -> tuple[Direction, str] | None:
+    if node.label == "Run" and not node.props.get("project"):
+        if node.props.get("kind") in _REGISTRY_RUNS:
+            return (Direction.UPSTREAM, "USED")
+        return None
+    return _HOPS.get(node.label)
+
+
+def _own_project(node: Node) -> str | None:
+    if node.label == "Project":
+        name = node.props.get("name")
+    elif node.label in ("Run", "Experiment"):
+        name = node.props.get("project")
+    else:
+        return None
+    return name if isinstance(name, str) and name else None
+
+
+def projects_of(store: GraphStore, nodes: Iterable[Node]) -> dict[str, str | None]:
+    """The project of each node (``None``: it belongs to none), by id.
+
+    Batched: one neighbours query per hop kind and level (at most a handful for any number
+    of nodes), never one per node."""
+    found: dict[str, str | None] = {}
+    frontier: dict[str, Node] = {}
+    waiting: dict[str, list[str]] = defaultdict(list)  # node reached -> the ids asking
+    for node in nodes:
+        frontier[node.id] = node
+        waiting[node.id].append(node.id)
+    for _ in range(_MAX_HOPS):
+        if not frontier:
+            break
+        hops: dict[tuple[Direction, str], list[str]] = defaultdict(list)
+        for node_id, node in frontier.items():
+            hop = _hop(node)
+            if hop is None:
+                for asking in waiting[node_id]:
+                    found[asking] = _own_project(node)
+            else:
+                hops[hop].append(node_id)
+        next_frontier: dict[str, Node] = {}
+        next_waiting: dict[str, list[str]] = defaultdict(list)
+        for (direction, kind), ids in hops.items():
+            adjacent = store.neighbors(ids, direction, [kind])
+            for node_id in ids:
+                reached = adjacent.get(node_id) or []
+                if not reached:
+                    for asking in waiting[node_id]:
+                        found[asking] = None
+                    continue
+                first = reached[0].node
+                next_frontier[first.id] = first
+                next_waiting[first.id].extend(waiting[node_id])
+        frontier, waiting = next_frontier, next_waiting
+    for asking_ids in waiting.values():
+        for asking in asking_ids:
+            found.setdefault(asking, None)
+    return found
+
+
+def may_view(principal: Principal, project: str | None) -> bool:
+    """Whether ``principal`` may see a node of ``project``: the viewer role there, or, for a
+    node of no project (shared data), the viewer role anywhere."""
+    if project is None:
+        return principal.can_anywhere(Role.VIEWER)
+    return principal.can(Role.VIEWER, project)
+
+
+def require_in(principal: Principal, needed: Role, project: str | None, *, action: str) -> None:
+    """:meth:`Principal.require` for a node of ``project``. Reading a node of no project
+    needs the role anywhere; changing it needs the role globally."""
+    if project is None and needed is Role.VIEWER:
+        if not principal.can_anywhere(needed):
+            raise PermissionDenied(
+                f"{principal.name!r} may not {action}: it needs the viewer role in some project"
+            )
+        return
+    if project is None and not principal.can(needed, None):
+        raise PermissionDenied(
+            f"{principal.name!r} may not {action}: it belongs to no project, which needs the "
+            f"{needed.name.lower()} role granted globally"
+        )
+    principal.require(needed, project, action=action)
+
+
+__all__ = ["Principal", "Role", "may_view", "open_principal", "projects_of", "require_in"]

@@ -1,0 +1,448 @@
+"""Who may call what: the role every root field needs, and where its project is found.
+
+:data:`RULES` maps every ``Query`` and ``Mutation`` field to a :class:`Rule`: the role it
+needs and how the project that role is checked in is found from its arguments. A test
+generates the field list from the schema and fails for a field without a rule, so a new
+operation cannot ship unguarded; at run time a field without a rule needs the global admin
+role (which passes every rule anyway).
+
+How a project is found (:func:`lineagehub.services.access.projects_of`): runs and
+experiments carry ``project``; model versions, artifacts and output dataset versions belong
+to the project of the run that generated them; a model to the project of its first
+version; a deployment to that of the version it serves; alerts and monitoring windows to
+that of what they observe. Nodes of no project (shared data, commits, environments, agents)
+are readable with the viewer role anywhere; changing something of no project (a run started
+without a project) needs the role globally.
+
+:class:`Authorization` (a schema extension) checks each root field before its resolver runs.
+A mutation's root fields are all checked before the first one runs, so a refused field
+leaves nothing of the operation half-written. An open hub's principal is a global admin and
+skips every check (no look-ups).
+
+Results that mix projects are filtered field by field: listings, lineage, impact and paths
+omit the nodes the caller may not view (and say how many with ``withheld``), edges touching
+a withheld node are omitted too, and relationship fields (a run's inputs, a version's run)
+skip such neighbours (:meth:`lineagehub.schema.context.Context.neighbours`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, OperationType
+from graphql.execution.values import VariableValues, get_argument_values
+from strawberry.extensions import SchemaExtension
+
+from lineagehub.graph import Edge, HubError, Node, NotFoundError, Subgraph
+from lineagehub.graph.errors import PermissionDenied
+from lineagehub.services.access import Principal, Role, may_view, projects_of, require_in
+
+if TYPE_CHECKING:
+    from lineagehub.schema.context import Context, Services
+
+
+class _Anywhere:
+    """A scope meaning: the role held in some project (the result is filtered)."""
+
+    def __repr__(self) -> str:
+        return "ANYWHERE"
+
+
+ANYWHERE = _Anywhere()
+Scope = str | None | _Anywhere
+#: (services, the field's arguments by their GraphQL names) -> the scopes the role is needed in
+Where = Callable[["Services", dict[str, Any]], list[Scope]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``role`` is needed in every scope ``where`` finds; ``needs`` may raise it (a
+    promotion request that promotes at once needs what a promotion needs)."""
+
+    role: Role
+    where: Where
+    action: str
+    needs: Callable[[Services, dict[str, Any]], Role] | None = None
+
+
+# --- where a field's project is found --------------------------------------------------------
+
+
+def anywhere(services: Services, args: dict[str, Any]) -> list[Scope]:
+    """The role in some project: results are filtered to what the caller may view."""
+    return [ANYWHERE]
+
+
+def globally(services: Services, args: dict[str, Any]) -> list[Scope]:
+    """The role globally (for every project)."""
+    return [None]
+
+
+def _arg(args: dict[str, Any], path: str) -> Any:
+    value: Any = args
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _values(args: dict[str, Any], paths: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for path in paths:
+        value = _arg(args, path)
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, list):
+            out += [v for v in value if isinstance(v, str)]
+    return out
+
+
+def _scopes(services: Services, ids: Iterable[str | None]) -> list[Scope]:
+    """The projects of the nodes ``ids`` (one batched look-up); ANYWHERE for an id that names
+    nothing, so the resolver answers NOT_FOUND (or null) as it would for anyone."""
+    given = list(ids)
+    wanted = [i for i in given if i is not None]
+    scopes: list[Scope] = [ANYWHERE] if len(wanted) < len(given) else []
+    nodes = services.store.get_nodes(list(dict.fromkeys(wanted))) if wanted else []
+    present = [n for n in nodes if n is not None]
+    if len(present) < len(nodes):
+        scopes.append(ANYWHERE)
+    scopes += list(dict.fromkeys(projects_of(services.store, present).values()))
+    return scopes
+
+
+def refs(*paths: str) -> Where:
+    """The projects of the nodes named by these arguments (ids or references)."""
+
+    def where(services: Services, args: dict[str, Any]) -> list[Scope]:
+        ids: list[str | None] = []
+        for ref in _values(args, paths):
+            try:
+                ids.append(services.lineage.resolve(ref))
+            except (NotFoundError, HubError):
+                ids.append(None)
+        return _scopes(services, ids) if ids else [ANYWHERE]
+
+    return where
+
+
+def versions(*paths: str) -> Where:
+    """The projects of the models of the versions named (``churn@3``,
+    ``model:churn@production``): the registry works per model, so a version's promotion,
+    aliases and deployments are governed in its model's project."""
+
+    def where(services: Services, args: dict[str, Any]) -> list[Scope]:
+        ids: list[str | None] = []
+        for ref in _values(args, paths):
+            ids.append(_version_id(services, ref))
+        return _scopes(services, ids) if ids else [ANYWHERE]
+
+    return where
+
+
+def _version_id(services: Services, ref: str) -> str | None:
+    if services.registry is None:
+        return None
+    try:
+        return str(services.registry.resolve(ref).model_id)
+    except HubError:
+        return None
+
+
+def models(*paths: str) -> Where:
+    """The projects of the registered models named (a model's project: its first version's)."""
+
+    def where(services: Services, args: dict[str, Any]) -> list[Scope]:
+        return _scopes(services, [f"model:{m}" for m in _values(args, paths)])
+
+    return where
+
+
+def existing_models(*paths: str) -> Where:
+    """As :func:`models`, but a model not registered yet adds no scope."""
+
+    def where(services: Services, args: dict[str, Any]) -> list[Scope]:
+        ids = [f"model:{m}" for m in _values(args, paths)]
+        nodes = [n for n in services.store.get_nodes(ids) if n is not None] if ids else []
+        return list(dict.fromkeys(projects_of(services.store, nodes).values()))
+
+    return where
+
+
+def requests(path: str) -> Where:
+    """The project of the model a promotion request is about."""
+
+    def where(services: Services, args: dict[str, Any]) -> list[Scope]:
+        request = _arg(args, path)
+        node = services.store.get_nodes([str(request)])[0] if request is not None else None
+        params = node.props.get("params") or {} if node is not None else {}
+        model, version = params.get("model"), params.get("version")
+        if node is None or node.label != "Run" or model is None or version is None:
+            return [ANYWHERE]  # the resolver says NOT_FOUND
+        return _scopes(services, [f"model:{model}"])
+
+    return where
+
+
+def project_arg(path: str) -> Where:
+    """The project an argument names (none: the role is needed globally)."""
+
+    def where(services: Services, args: dict[str, Any]) -> list[Scope]:
+        value = _arg(args, path)
+        return [value if isinstance(value, str) and value else None]
+
+    return where
+
+
+def all_of(*wheres: Where) -> Where:
+    def where(services: Services, args: dict[str, Any]) -> list[Scope]:
+        return [s for w in wheres for s in w(services, args)]
+
+    return where
+
+
+def _promotes_at_once(services: Services, args: dict[str, Any]) -> Role:
+    """A request whose policy needs no approvals promotes at once: that needs an approver."""
+    registry = services.registry
+    if registry is None or not isinstance(args.get("ref"), str):
+        return Role.EDITOR
+    try:
+        version = registry.resolve(args["ref"])
+        policy = registry.policy_for(version.model, str(args.get("to")))
+    except HubError:
+        return Role.EDITOR  # the resolver refuses it with the service's error
+    return Role.APPROVER if policy.approvals == 0 else Role.EDITOR
+
+
+V, E, A, ADMIN = Role.VIEWER, Role.EDITOR, Role.APPROVER, Role.ADMIN
+
+#: Every root field: the role it needs and where. Listings and graph results need the
+#: viewer role anywhere and are filtered; look-ups of named nodes need it in their project.
+RULES: dict[str, Rule] = {
+    # --- reads
+    "Query.node": Rule(V, refs("ref"), "read this node"),
+    "Query.nodes": Rule(V, refs("ids"), "read these nodes"),
+    "Query.run": Rule(V, refs("id"), "read this run"),
+    "Query.runs": Rule(V, anywhere, "list runs"),
+    "Query.datasets": Rule(V, anywhere, "list datasets"),
+    "Query.datasetVersions": Rule(V, anywhere, "list dataset versions"),
+    "Query.models": Rule(V, anywhere, "list models"),
+    "Query.modelVersions": Rule(V, anywhere, "list model versions"),
+    "Query.deployments": Rule(V, anywhere, "list deployments"),
+    "Query.alerts": Rule(V, anywhere, "list alerts"),
+    "Query.lineage": Rule(V, refs("input.roots"), "read the lineage of these roots"),
+    "Query.impact": Rule(V, refs("ref"), "read the impact of this node"),
+    "Query.path": Rule(V, refs("from", "to"), "read paths between these nodes"),
+    "Query.compareRuns": Rule(V, refs("ids"), "compare these runs"),
+    "Query.compareModelVersions": Rule(V, refs("a", "b"), "compare these model versions"),
+    "Query.modelHistory": Rule(V, models("model"), "read this model's history"),
+    "Query.holderAt": Rule(V, models("model"), "read this model's history"),
+    # --- the audit log and the hub's own configuration: admins
+    "Query.auditTrail": Rule(ADMIN, globally, "read the audit log"),
+    "Query.verifyAuditLog": Rule(ADMIN, globally, "verify the audit log"),
+    "Query.webhookDeliveries": Rule(ADMIN, globally, "read webhook deliveries"),
+    # --- tracking: editors of the run's project
+    "Mutation.startRun": Rule(
+        E, all_of(project_arg("input.project"), refs("input.parent")), "start a run"
+    ),
+    "Mutation.logBatch": Rule(E, refs("runId"), "log to this run"),
+    "Mutation.endRun": Rule(E, refs("runId"), "end this run"),
+    "Mutation.logDataset": Rule(E, refs("runId"), "log a dataset to this run"),
+    "Mutation.logArtifact": Rule(E, refs("runId"), "log an artifact to this run"),
+    "Mutation.logModel": Rule(
+        E, all_of(refs("runId"), existing_models("name")), "register a model version"
+    ),
+    "Mutation.markStaleRuns": Rule(E, globally, "mark every project's stale runs"),
+    # --- the registry
+    "Mutation.requestPromotion": Rule(
+        E, versions("ref"), "request a promotion of this version", needs=_promotes_at_once
+    ),
+    "Mutation.approvePromotion": Rule(A, requests("requestId"), "approve this promotion"),
+    "Mutation.rejectPromotion": Rule(A, requests("requestId"), "reject this promotion"),
+    "Mutation.promoteModelVersion": Rule(A, versions("ref"), "promote this version"),
+    "Mutation.setAlias": Rule(E, versions("ref"), "set an alias on this version"),
+    "Mutation.removeAlias": Rule(E, models("model"), "remove an alias of this model"),
+    "Mutation.rollback": Rule(A, models("model"), "roll back this model"),
+    "Mutation.recordDeployment": Rule(E, versions("ref"), "deploy this version"),
+    "Mutation.retireDeployment": Rule(E, refs("id"), "retire this deployment"),
+}
+
+
+def check(services: Services, principal: Principal, key: str, args: dict[str, Any]) -> None:
+    """:class:`PermissionDenied` unless ``principal`` may call the root field ``key``
+    (``"Query.runs"``) with these arguments. Synchronous: it reads the store."""
+    if principal.can(Role.ADMIN, None):
+        return
+    rule = RULES.get(key)
+    if rule is None:  # fail closed: only a global admin may use a field without a rule
+        principal.require(Role.ADMIN, None, action=f"use {key.split('.')[-1]}")
+        return
+    needed = rule.needs(services, args) if rule.needs is not None else rule.role
+    for scope in dict.fromkeys(rule.where(services, args)):
+        if isinstance(scope, _Anywhere):
+            if not principal.can_anywhere(needed):
+                raise PermissionDenied(
+                    f"{principal.name!r} may not {rule.action}: it needs the "
+                    f"{needed.name.lower()} role"
+                )
+        else:
+            require_in(principal, needed, scope, action=rule.action)
+
+
+# --- the extension ------------------------------------------------------------------------
+
+
+def _root_fields(info: Any) -> list[FieldNode]:
+    """The operation's root fields (through fragments; @skip/@include not honoured, so a
+    skipped field is checked too: never fewer checks than fields run)."""
+    out: list[FieldNode] = []
+
+    def walk(selections: Iterable[Any]) -> None:
+        for s in selections:
+            if isinstance(s, FieldNode):
+                out.append(s)
+            elif isinstance(s, InlineFragmentNode):
+                walk(s.selection_set.selections)
+            elif isinstance(s, FragmentSpreadNode):
+                fragment = info.fragments.get(s.name.value)
+                if fragment is not None:
+                    walk(fragment.selection_set.selections)
+
+    walk(info.operation.selection_set.selections)
+    return out
+
+
+def _arguments(info: Any, node: FieldNode) -> tuple[str, dict[str, Any]] | None:
+    name = node.name.value
+    if name.startswith("__"):
+        return None  # introspection: the schema is public
+    field_def = info.parent_type.fields.get(name)
+    if field_def is None:
+        return None
+    variables = info.variable_values
+    if isinstance(variables, dict):  # graphql-core 3.3 wants its VariableValues
+        variables = VariableValues(sources={}, coerced=variables)
+    return f"{info.parent_type.name}.{name}", get_argument_values(field_def, node, variables)
+
+
+class Authorization(SchemaExtension):
+    """Checks every root field against :data:`RULES` before it runs."""
+
+    def resolve(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
+        if info.path.prev is not None or info.field_name.startswith("__"):
+            return _next(root, info, *args, **kwargs)
+        principal = getattr(info.context, "principal", None)
+        if principal is None or principal.can(Role.ADMIN, None):
+            return _next(root, info, *args, **kwargs)
+        return self._checked(_next, root, info, *args, **kwargs)
+
+    async def _checked(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
+        ctx: Context = info.context
+        state = ctx.authz
+        if info.operation.operation is OperationType.MUTATION:
+            # every root field of the mutation checked before the first one writes
+            if "refused" in state:
+                raise PermissionDenied(str(state["refused"]))
+            if "checked" not in state:
+                state["checked"] = True
+                wanted = [a for f in _root_fields(info) if (a := _arguments(info, f)) is not None]
+                try:
+                    await ctx.call(_check_all, ctx.services, ctx.principal, wanted)
+                except PermissionDenied as e:
+                    state["refused"] = e
+                    raise
+        else:
+            wanted = [a for a in [_arguments(info, info.field_nodes[0])] if a is not None]
+            await ctx.call(_check_all, ctx.services, ctx.principal, wanted)
+        result = _next(root, info, *args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+def _check_all(
+    services: Services, principal: Principal, wanted: list[tuple[str, dict[str, Any]]]
+) -> None:
+    for key, args in wanted:
+        check(services, principal, key, args)
+
+
+# --- the REST routes ---------------------------------------------------------------------
+
+
+def check_upload(principal: Principal) -> None:
+    """Uploading bytes needs the editor role somewhere: they belong to no project until a
+    run logs them (and logging checks the run's project)."""
+    if not principal.can_anywhere(Role.EDITOR):
+        raise PermissionDenied(
+            f"{principal.name!r} may not upload artifacts: it needs the editor role"
+        )
+
+
+def check_download(services: Services, principal: Principal, digest: str) -> None:
+    """Downloading bytes needs the viewer role in the project of a node holding them (an
+    artifact, a model version); bytes no such node holds (a diff, a package list) need it
+    anywhere."""
+    if principal.sees_everything:
+        return
+    action = "download this artifact"
+    holders = [n for n in services.store.get_nodes([f"artifact:{digest}"]) if n is not None]
+    holders += services.store.find_nodes(
+        "ModelVersion", {"artifact_digest": digest}, limit=100
+    ).items
+    if not holders:
+        require_in(principal, Role.VIEWER, None, action=action)
+        return
+    if not viewable(services, principal, holders):
+        projects = sorted({p or "" for p in projects_of(services.store, holders).values()})
+        require_in(principal, Role.VIEWER, projects[0] or None, action=action)
+
+
+# --- withholding what the caller may not view ------------------------------------------------
+
+
+def viewable(
+    services: Services, principal: Principal | None, nodes: Iterable[Node]
+) -> set[str] | None:
+    """The ids among ``nodes`` the principal may view; ``None`` when it may view everything
+    (a global viewer, or no principal: no look-up at all). One batched project look-up."""
+    if principal is None or principal.sees_everything:
+        return None
+    projects = projects_of(services.store, nodes)
+    return {i for i, p in projects.items() if may_view(principal, p)}
+
+
+def withhold_subgraph(
+    services: Services, principal: Principal | None, sub: Subgraph
+) -> tuple[Subgraph, int]:
+    """``sub`` without the nodes the principal may not view and the edges touching them,
+    with how many nodes were withheld."""
+    ok = viewable(services, principal, (t.node for t in sub.nodes.values()))
+    if ok is None:
+        return sub, 0
+    kept = Subgraph(
+        nodes={k: t for k, t in sub.nodes.items() if k in ok},
+        edges=[e for e in sub.edges if _edge_ok(e, ok)],
+        truncated=sub.truncated,
+        truncation_reason=sub.truncation_reason,
+    )
+    return kept, len(sub.nodes) - len(kept.nodes)
+
+
+def _edge_ok(edge: Edge, ok: set[str]) -> bool:
+    return edge.source in ok and edge.target in ok
+
+
+__all__ = [
+    "ANYWHERE",
+    "RULES",
+    "Authorization",
+    "Rule",
+    "check",
+    "check_download",
+    "check_upload",
+    "viewable",
+    "withhold_subgraph",
+]
