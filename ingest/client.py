@@ -62,7 +62,12 @@ from lineagehub.graph import (
 from lineagehub.ingest.capture import CodeState, capture_code, capture_context, capture_environment
 from lineagehub.ingest.run import ActiveRun
 from lineagehub.ingest.seam import Backend, LocalBackend, PromoteResult
-from lineagehub.services.registry import HistoryEntry, Policy, PromotionRejected
+from lineagehub.services.registry import (
+    HistoryEntry,
+    PendingPromotion,
+    Policy,
+    PromotionRejected,
+)
 from lineagehub.services.tracking import RunStart, default_actor
 from lineagehub.vocabulary import (
     ArtifactKind,
@@ -338,10 +343,26 @@ class Client:
         """Mark a deployment retired and end its serving interval."""
         return self.backend.registry.retire_deployment(deployment_id, reason)
 
-    def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
+    def rollback(
+        self, model: str, stage_or_alias: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> list[str]:
         """Put back the previous holder of a stage (its exact name, e.g. ``Production``) or
-        an alias, undoing its last change; returns the ids of the runs recording it."""
-        return self.backend.registry.rollback(model, stage_or_alias, reason)
+        an alias, undoing its last change; returns the ids of the runs recording it. A stage
+        rollback that would leave a live deployment serving a version outside the stage it
+        requires raises :class:`~lineagehub.graph.errors.PolicyViolation` naming them
+        (nothing written) unless ``on_deployments`` is ``"retire"`` or ``"repoint"`` (at the
+        version holding that stage after the rollback)."""
+        return self.backend.registry.rollback(
+            model, stage_or_alias, reason, on_deployments=on_deployments
+        )
+
+    def pending_promotions(
+        self, model: str | None = None, stage: str | None = None
+    ) -> list[PendingPromotion]:
+        """Promotion requests waiting for approvals, oldest first (of one model, to one
+        stage): each with its request id, version, stage, requester, reason, approvals so
+        far, approvals needed and time."""
+        return self.backend.registry.pending_promotions(model, stage)
 
     def model_history(
         self, model: str, alias: str | None = None, stage: str | None = None

@@ -25,6 +25,7 @@ from lineagehub.services.lineage import LineageDiff, LineageService, RunComparis
 from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
+    PendingPromotion,
     Policy,
     PromotionPending,
     PromotionRefused,
@@ -169,7 +170,13 @@ class Registry(Protocol):
 
     def retire_deployment(self, deployment_id: str, reason: str | None = None) -> Deployment: ...
 
-    def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]: ...
+    def rollback(
+        self, model: str, stage_or_alias: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> list[str]: ...
+
+    def pending_promotions(
+        self, model: str | None = None, stage: str | None = None
+    ) -> list[PendingPromotion]: ...
 
     def history(
         self, model: str, alias: str | None = None, stage: str | None = None
@@ -267,8 +274,17 @@ class _ActingRegistry:
     def retire_deployment(self, deployment_id: str, reason: str | None = None) -> Deployment:
         return self.service.retire_deployment(deployment_id, self.actor, reason)
 
-    def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
-        return self.service.rollback(model, stage_or_alias, self.actor, reason)
+    def rollback(
+        self, model: str, stage_or_alias: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> list[str]:
+        return self.service.rollback(
+            model, stage_or_alias, self.actor, reason, on_deployments=on_deployments
+        )
+
+    def pending_promotions(
+        self, model: str | None = None, stage: str | None = None
+    ) -> list[PendingPromotion]:
+        return self.service.pending_promotions(model, stage)
 
     def history(
         self, model: str, alias: str | None = None, stage: str | None = None
