@@ -280,11 +280,18 @@ class Client:
 
     # --- model registry -----------------------------------------------------------------------
 
-    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult:
+    def request_promotion(
+        self, ref: str, to: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> PromoteResult:
         """Ask to move a model version (``churn/3``, ``churn@champion``) to a stage: refused
         (a :class:`~lineagehub.services.registry.PromotionRefused` listing every broken rule), pending
-        approvals, or done at once when its policy wants none."""
-        return self.backend.registry.request_promotion(ref, to, reason)
+        approvals, or done at once when its policy wants none. A live deployment that requires
+        the stage a version would leave (the archived Production versions) refuses it (rule
+        ``deployment.stage``) unless ``on_deployments`` is ``"retire"`` or ``"repoint"`` (kept
+        with a pending request; applied at its last approval)."""
+        return self.backend.registry.request_promotion(
+            ref, to, reason, on_deployments=on_deployments
+        )
 
     def approve_promotion(self, request_id: str, comment: str | None = None) -> PromoteResult:
         """Approve a pending promotion request; the last approval needed promotes."""
@@ -295,11 +302,20 @@ class Client:
         return self.backend.registry.reject(request_id, reason)
 
     def promote(
-        self, ref: str, to: str, reason: str, archive_previous: bool = True
+        self,
+        ref: str,
+        to: str,
+        reason: str,
+        archive_previous: bool = True,
+        *,
+        on_deployments: str = "refuse",
     ) -> PromoteResult:
         """Move a model version to a stage at once (where its policy needs no approvals);
-        promoting to Production archives the previous Production versions by default."""
-        return self.backend.registry.promote(ref, to, reason, archive_previous=archive_previous)
+        promoting to Production archives the previous Production versions by default.
+        ``on_deployments``: as for :meth:`request_promotion`."""
+        return self.backend.registry.promote(
+            ref, to, reason, archive_previous=archive_previous, on_deployments=on_deployments
+        )
 
     def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion:
         """Point ``alias`` at a model version (its previous holder loses it); returns the

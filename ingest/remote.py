@@ -647,8 +647,17 @@ class RemoteRegistry:
     def _change(self, field: str, returns: Any, **args: Any) -> Any:
         return self.wire.call(field, returns, idempotent=False, **args)
 
-    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult:
-        return self._change("requestPromotion", PromoteResult, ref=ref, to=to, reason=reason)
+    def request_promotion(
+        self, ref: str, to: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> PromoteResult:
+        return self._change(
+            "requestPromotion",
+            PromoteResult,
+            ref=ref,
+            to=to,
+            reason=reason,
+            on_deployments=on_deployments,
+        )
 
     def approve(self, request_id: str, comment: str | None = None) -> PromoteResult:
         return self._change(

@@ -141,14 +141,22 @@ class Registry(Protocol):
     """Stages, aliases, governed promotions and deployments
     (:class:`~lineagehub.services.registry.RegistryService`, acting as the backend's actor)."""
 
-    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult: ...
+    def request_promotion(
+        self, ref: str, to: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> PromoteResult: ...
 
     def approve(self, request_id: str, comment: str | None = None) -> PromoteResult: ...
 
     def reject(self, request_id: str, reason: str) -> PromotionRejected: ...
 
     def promote(
-        self, ref: str, to: str, reason: str, *, archive_previous: bool = True
+        self,
+        ref: str,
+        to: str,
+        reason: str,
+        *,
+        archive_previous: bool = True,
+        on_deployments: str = "refuse",
     ) -> PromoteResult: ...
 
     def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion: ...
@@ -248,8 +256,12 @@ class _ActingRegistry:
     def __init__(self, service: RegistryService, actor: str) -> None:
         self.service, self.actor = service, actor
 
-    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult:
-        return self.service.request_promotion(ref, to, self.actor, reason)
+    def request_promotion(
+        self, ref: str, to: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> PromoteResult:
+        return self.service.request_promotion(
+            ref, to, self.actor, reason, on_deployments=on_deployments
+        )
 
     def approve(self, request_id: str, comment: str | None = None) -> PromoteResult:
         return self.service.approve(request_id, self.actor, comment)
@@ -258,9 +270,22 @@ class _ActingRegistry:
         return self.service.reject(request_id, self.actor, reason)
 
     def promote(
-        self, ref: str, to: str, reason: str, *, archive_previous: bool = True
+        self,
+        ref: str,
+        to: str,
+        reason: str,
+        *,
+        archive_previous: bool = True,
+        on_deployments: str = "refuse",
     ) -> PromoteResult:
-        return self.service.promote(ref, to, self.actor, reason, archive_previous=archive_previous)
+        return self.service.promote(
+            ref,
+            to,
+            self.actor,
+            reason,
+            archive_previous=archive_previous,
+            on_deployments=on_deployments,
+        )
 
     def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion:
         return self.service.resolve(self.service.set_alias(ref, alias, self.actor, reason))
