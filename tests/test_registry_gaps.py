@@ -3,14 +3,23 @@ and as events, and deployments kept consistent with stages (rollback and archive
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from http_server import HubServer
 from test_registry import Clock, add_version, stage_of
 
-from lineagehub.graph import Direction, GraphStore
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.config import Settings
+from lineagehub.graph import Direction, GraphStore, open_store
 from lineagehub.graph.audit import payload_digest
 from lineagehub.graph.errors import NotFoundError, PolicyViolation, ValidationError
+from lineagehub.interfaces.cli import main
+from lineagehub.interfaces.server import create_app
 from lineagehub.services.registry import (
     ModelPromoted,
     PendingPromotion,
@@ -18,6 +27,7 @@ from lineagehub.services.registry import (
     PromotionPending,
     PromotionRefused,
     RegistryService,
+    load_policies,
 )
 from lineagehub.vocabulary import Deployment, DeploymentStatus, EdgeKind, Stage
 
@@ -286,3 +296,219 @@ def test_a_rollback_can_retire_and_cannot_repoint_to_nothing(store: GraphStore) 
     assert deployment(store, dep).status is DeploymentStatus.RETIRED
     assert deployment(store, unrelated).status is DeploymentStatus.ACTIVE
     assert serving(store, unrelated) == ["mv:churn/1"]
+
+
+# --- the same through the GraphQL API, over HTTP ----------------------------------------------
+
+PROMOTED = """
+  __typename
+  ... on ModelPromoted { version { id stage } archived { id } deployments { id status } }
+  ... on PromotionPending { requestId }
+  ... on PolicyViolation { version { id } stage rules { rule message expected actual } }
+"""
+
+
+@pytest.fixture
+def api(backend_uri: str, tmp_path: Path) -> Iterator[tuple[GraphStore, httpx.Client]]:
+    store = open_store(backend_uri)
+    for v in (1, 2, 3):
+        add_version(store, v)
+    policies = {
+        ("churn", "Staging"): Policy(approvals=1),
+        ("churn", "Archived"): Policy(thresholds=[("accuracy", ">=", 0.99)]),
+    }
+    app = create_app(
+        Settings(user="alice", data_dir=tmp_path),
+        store=store,
+        artifacts=open_artifact_store((tmp_path / "artifacts").as_uri()),
+        registry_policies=policies,
+    )
+    with HubServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        yield store, http
+    store.close()
+
+
+def gql(http: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
+    response = http.post("/graphql", json={"query": query, "variables": variables})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def ok(http: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
+    body = gql(http, query, **variables)
+    assert "errors" not in body, body["errors"]
+    result: dict[str, Any] = body["data"]
+    return result
+
+
+def test_pending_promotions_query(api: tuple[GraphStore, httpx.Client]) -> None:
+    _, http = api
+    ask = """mutation($ref: String!) { requestPromotion(ref: $ref, to: "Staging", reason: "qa") {
+      ... on PromotionPending { requestId } } }"""
+    first = ok(http, ask, ref="churn/1")["requestPromotion"]["requestId"]
+    second = ok(http, ask, ref="churn/2")["requestPromotion"]["requestId"]
+    query = """query($model: String, $stage: String) {
+      pendingPromotions(model: $model, stage: $stage) {
+        requestId version { id } stage requestedBy reason approvals approvalsNeeded requestedAt
+      } }"""
+    listed = ok(http, query)["pendingPromotions"]
+    assert [p["requestId"] for p in listed] == [first, second]
+    assert listed[0] == {
+        "requestId": first,
+        "version": {"id": "mv:churn/1"},
+        "stage": "Staging",
+        "requestedBy": "alice",
+        "reason": "qa",
+        "approvals": [],
+        "approvalsNeeded": 1,
+        "requestedAt": listed[0]["requestedAt"],
+    }
+    assert ok(http, query, model="churn", stage="Production")["pendingPromotions"] == []
+    assert len(ok(http, query, stage="Staging")["pendingPromotions"]) == 2
+    bad = gql(http, query, stage="Live")
+    assert bad["errors"][0]["extensions"]["code"] == "VALIDATION"
+    missing = gql(http, query, model="nope")
+    assert missing["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+def test_refused_promotions_are_in_the_audit_trail(api: tuple[GraphStore, httpx.Client]) -> None:
+    _, http = api
+    promote = f"""mutation {{ promoteModelVersion(ref: "churn/1", to: "Archived", reason: "old")
+      {{ {PROMOTED} }} }}"""
+    refused = ok(http, promote)["promoteModelVersion"]
+    assert refused["__typename"] == "PolicyViolation"
+    trail = ok(http, '{ auditTrail(ref: "churn/1") { entries { actor action target } } }')
+    assert trail["auditTrail"]["entries"] == [
+        {
+            "actor": "alice",
+            "action": "promotion.refused:Archived:metric.accuracy",
+            "target": "mv:churn/1",
+        }
+    ]
+
+
+def test_archive_and_rollback_keep_deployments_consistent_over_the_api(
+    api: tuple[GraphStore, httpx.Client],
+) -> None:
+    store, http = api
+    promote = f"""mutation($ref: String!, $on: String!) {{
+      promoteModelVersion(ref: $ref, to: "Production", reason: "r", onDeployments: $on)
+      {{ {PROMOTED} }} }}"""
+    assert ok(http, promote, ref="churn/1", on="refuse")["promoteModelVersion"]["__typename"] == (
+        "ModelPromoted"
+    )
+    deploy = """mutation { recordDeployment(ref: "churn/1", environment: "prod",
+      requireStage: "Production") { id requireStage } }"""
+    dep = ok(http, deploy)["recordDeployment"]
+    assert dep["requireStage"] == "Production"
+
+    refused = ok(http, promote, ref="churn/2", on="refuse")["promoteModelVersion"]
+    assert refused["__typename"] == "PolicyViolation"
+    assert [r["rule"] for r in refused["rules"]] == ["deployment.stage"]
+    assert dep["id"] in refused["rules"][0]["message"]
+    repointed = ok(http, promote, ref="churn/2", on="repoint")["promoteModelVersion"]
+    assert repointed["__typename"] == "ModelPromoted"
+    assert repointed["archived"] == [{"id": "mv:churn/1"}]
+    assert repointed["deployments"] == [{"id": dep["id"], "status": "active"}]
+    assert serving(store, dep["id"]) == ["mv:churn/2"]
+
+    rollback = """mutation($on: String!) { rollback(model: "churn", stageOrAlias: "Production",
+      reason: "bad", onDeployments: $on) {
+        runIds holders { id } deployments { id status serves { node { id } } } } }"""
+    body = gql(http, rollback, on="refuse")
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "POLICY" and dep["id"] in error["message"]
+    assert stage_of(store, "churn", 2) is Stage.PRODUCTION
+    done = ok(http, rollback, on="repoint")["rollback"]
+    assert done["holders"] == [{"id": "mv:churn/1"}]
+    assert [d["id"] for d in done["deployments"]] == [dep["id"]]
+    assert serving(store, dep["id"]) == ["mv:churn/1"]
+
+    assert ok(http, promote, ref="churn/3", on="retire")["promoteModelVersion"]["deployments"] == [
+        {"id": dep["id"], "status": "retired"}
+    ]
+    bad = gql(http, promote, ref="churn/2", on="maybe")
+    assert bad["errors"][0]["extensions"]["code"] == "VALIDATION"
+    assert bad["errors"][0]["extensions"]["field"] == "on_deployments"
+
+
+# --- the CLI: approvals list and rollback, on a store or a server -----------------------------
+
+
+@pytest.fixture(params=["store", "url"])
+def where(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[str]]:
+    for name in ("LINEAGEHUB_URL", "LINEAGEHUB_POLICIES", "LINEAGEHUB_STORE", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LINEAGEHUB_USER", "cli-user")
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "data"))
+    policies = tmp_path / "policies.json"
+    policies.write_text('{"policy": [{"model": "churn", "stage": "Staging", "approvals": 1}]}')
+    monkeypatch.setenv("LINEAGEHUB_POLICIES", str(policies))
+    uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    store = open_store(uri)
+    for v in (1, 2):
+        add_version(store, v)
+    reg = make(store)
+    reg.promote("churn/1", "Production", "ann", "first")
+    reg.promote("churn/2", "Production", "ann", "second")  # churn/1 archived
+    reg.deploy("churn/2", "prod", "ann", require_stage="Production")
+    if request.param == "store":
+        store.close()
+        yield ["--store", uri]
+        return
+    app = create_app(
+        Settings(user="srv", data_dir=tmp_path),
+        store=store,
+        artifacts=open_artifact_store((tmp_path / "artifacts").as_uri()),
+        registry_policies=load_policies(policies),
+    )
+    with HubServer(app) as server:
+        yield ["--url", server.url]
+    store.close()
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_approvals_list(capsys: pytest.CaptureFixture[str], where: list[str]) -> None:
+    code, out, _ = cli(capsys, "approvals", "list", *where, "--json")
+    assert code == 0 and json.loads(out) == {"pending": []}
+    code, out, _ = cli(capsys, "promote", "churn/1", "--stage", "Staging", "--reason", "qa",
+                       *where, "--json")  # fmt: skip
+    request_id = json.loads(out)["request_id"]
+    code, out, _ = cli(capsys, "approvals", "list", "--model", "churn", *where, "--json")
+    (pending,) = json.loads(out)["pending"]
+    assert pending["request_id"] == request_id and pending["version"] == "mv:churn/1"
+    assert pending["to_stage"] == "Staging" and pending["reason"] == "qa"
+    assert pending["approvals"] == [] and pending["needed"] == 1
+    assert pending["requested_by"] in ("cli-user", "srv")  # the server records its own actor
+    code, out, _ = cli(capsys, "approvals", "list", "--stage", "Production", *where, "--json")
+    assert json.loads(out) == {"pending": []}
+    code, out, err = cli(capsys, "approvals", "list", *where)
+    assert code == 0 and err == ""
+    assert request_id in out and "0/1" in out and "1 pending request" in out
+    code, _, err = cli(capsys, "approvals", "list", "--stage", "Live", *where)
+    assert code == 2 and "VALIDATION" in err
+
+
+def test_cli_rollback(capsys: pytest.CaptureFixture[str], where: list[str]) -> None:
+    code, out, err = cli(capsys, "rollback", "churn", "Production", "--reason", "bad", *where)
+    assert code == 8 and out == ""  # refused: it would strand the prod deployment
+    assert "POLICY" in err and "deployment:" in err
+    code, out, _ = cli(capsys, "rollback", "churn", "Production", "--reason", "bad",
+                       "--deployments", "repoint", *where, "--json")  # fmt: skip
+    data = json.loads(out)
+    assert code == 0 and data["outcome"] == "rolled back" and len(data["run_ids"]) == 2
+    shown = json.loads(cli(capsys, "models", "show", "churn/1", *where, "--json")[1])
+    assert shown["version"]["stage"] == "Production"
+    code, out, _ = cli(capsys, "rollback", "churn", "champion", "--reason", "x", *where)
+    assert code == 3  # an alias without history
+    code, out, _ = cli(capsys, "promote", "churn/2", "--alias", "champion", *where)
+    code, out, err = cli(capsys, "rollback", "churn", "champion", "--reason", "undo", *where)
+    assert code == 0 and "rolled back churn champion" in out and err == ""
