@@ -1558,7 +1558,10 @@ class RegistryService:
         the model's name). A deployment is identified by its name and environment: deploying
         again under the same ones ends the current serving interval (its ``SERVES`` edge gets
         ``valid_to``) and starts a new one, so the hub can say what was served when.
-        ``require_stage`` refuses (``POLICY``) a version that is not in that stage.
+        ``require_stage`` refuses (``POLICY``) a version that is not in that stage, and is kept
+        on the deployment (a later deploy under the same name states its own): stage changes
+        that would break it are refused, or retire or re-point the deployment (see
+        :class:`OnDeployments`).
         Each record is a ``deploy`` run that USED the version, associated with ``actor``, and
         an audit entry."""
         actor = _check_actor(actor)
