@@ -419,6 +419,9 @@ def test_archive_and_rollback_keep_deployments_consistent_over_the_api(
     body = gql(http, rollback, on="refuse")
     (error,) = body["errors"]
     assert error["extensions"]["code"] == "POLICY" and dep["id"] in error["message"]
+    (rule,) = error["extensions"]["rules"]  # every rule broken, as the service raised it
+    assert rule["rule"] == "deployment.stage" and dep["id"] in rule["message"]
+    assert (rule["expected"], rule["actual"]) == ("Production", "None")
     assert stage_of(store, "churn", 2) is Stage.PRODUCTION
     done = ok(http, rollback, on="repoint")["rollback"]
     assert done["holders"] == [{"id": "mv:churn/1"}]

@@ -161,7 +161,7 @@ def script(hub: seam.Backend, data: Path) -> list[Any]:
     staged = r.deploy("churn/2", "qa", require_stage="Staging")
     with pytest.raises(PolicyViolation) as refused:  # it would strand the qa deployment
         r.rollback("churn", "Staging", "back")
-    log(str(refused.value).replace(staged.id, "<qa>"))
+    log(str(refused.value).replace(staged.id, "<qa>"), refused.value.rules)
     log(r.rollback("churn", "Staging", "back", on_deployments="retire"))
     deployment = r.deploy("churn@champion", "prod", endpoint="http://svc", tags={"region": "eu"})
     log(deployment, r.retire_deployment(deployment.id, "replaced"))
