@@ -19,7 +19,8 @@ so callers never need to import ``sqlite3`` or ``neo4j`` to handle a failure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -70,6 +71,17 @@ class PolicyViolation(HubError):
     def __init__(self, message: str, rules: Sequence[Any] = ()) -> None:
         super().__init__(message)
         self.rules = list(rules)
+
+    def to_dict(self) -> dict[str, Any]:
+        """With ``rules``: each as a JSON object (a dataclass' fields), so a client sees
+        every rule broken, as the code that raised it does."""
+        return {**super().to_dict(), "rules": [_plain(r) for r in self.rules]}
+
+
+def _plain(rule: Any) -> Any:
+    if dataclasses.is_dataclass(rule) and not isinstance(rule, type):
+        return dataclasses.asdict(rule)
+    return dict(rule) if isinstance(rule, Mapping) else str(rule)
 
 
 class PermissionDenied(HubError):

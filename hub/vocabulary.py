@@ -1162,6 +1162,9 @@ class Deployment(NodeModel):
     environment: Name
     endpoint: Url | None = None
     status: DeploymentStatus = DeploymentStatus.PENDING
+    #: The stage its version must be in (``deploy(require_stage=...)``): the registry keeps
+    #: it so (a stage change that would break it is refused, or retires or re-points it).
+    require_stage: Stage | None = None
     tags: Tags = Field(default_factory=dict)
 
     @property

@@ -62,7 +62,12 @@ from lineagehub.graph import (
 from lineagehub.ingest.capture import CodeState, capture_code, capture_context, capture_environment
 from lineagehub.ingest.run import ActiveRun
 from lineagehub.ingest.seam import Backend, LocalBackend, PromoteResult
-from lineagehub.services.registry import HistoryEntry, Policy, PromotionRejected
+from lineagehub.services.registry import (
+    HistoryEntry,
+    PendingPromotion,
+    Policy,
+    PromotionRejected,
+)
 from lineagehub.services.tracking import RunStart, default_actor
 from lineagehub.vocabulary import (
     ArtifactKind,
@@ -278,11 +283,18 @@ class Client:
 
     # --- model registry -----------------------------------------------------------------------
 
-    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult:
+    def request_promotion(
+        self, ref: str, to: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> PromoteResult:
         """Ask to move a model version (``churn/3``, ``churn@champion``) to a stage: refused
         (a :class:`~lineagehub.services.registry.PromotionRefused` listing every broken rule), pending
-        approvals, or done at once when its policy wants none."""
-        return self.backend.registry.request_promotion(ref, to, reason)
+        approvals, or done at once when its policy wants none. A live deployment that requires
+        the stage a version would leave (the archived Production versions) refuses it (rule
+        ``deployment.stage``) unless ``on_deployments`` is ``"retire"`` or ``"repoint"`` (kept
+        with a pending request; applied at its last approval)."""
+        return self.backend.registry.request_promotion(
+            ref, to, reason, on_deployments=on_deployments
+        )
 
     def approve_promotion(self, request_id: str, comment: str | None = None) -> PromoteResult:
         """Approve a pending promotion request; the last approval needed promotes."""
@@ -293,11 +305,20 @@ class Client:
         return self.backend.registry.reject(request_id, reason)
 
     def promote(
-        self, ref: str, to: str, reason: str, archive_previous: bool = True
+        self,
+        ref: str,
+        to: str,
+        reason: str,
+        archive_previous: bool = True,
+        *,
+        on_deployments: str = "refuse",
     ) -> PromoteResult:
         """Move a model version to a stage at once (where its policy needs no approvals);
-        promoting to Production archives the previous Production versions by default."""
-        return self.backend.registry.promote(ref, to, reason, archive_previous=archive_previous)
+        promoting to Production archives the previous Production versions by default.
+        ``on_deployments``: as for :meth:`request_promotion`."""
+        return self.backend.registry.promote(
+            ref, to, reason, archive_previous=archive_previous, on_deployments=on_deployments
+        )
 
     def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion:
         """Point ``alias`` at a model version (its previous holder loses it); returns the
@@ -341,10 +362,26 @@ class Client:
         """Mark a deployment retired and end its serving interval."""
         return self.backend.registry.retire_deployment(deployment_id, reason)
 
-    def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
+    def rollback(
+        self, model: str, stage_or_alias: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> list[str]:
         """Put back the previous holder of a stage (its exact name, e.g. ``Production``) or
-        an alias, undoing its last change; returns the ids of the runs recording it."""
-        return self.backend.registry.rollback(model, stage_or_alias, reason)
+        an alias, undoing its last change; returns the ids of the runs recording it. A stage
+        rollback that would leave a live deployment serving a version outside the stage it
+        requires raises :class:`~lineagehub.graph.errors.PolicyViolation` naming them
+        (nothing written) unless ``on_deployments`` is ``"retire"`` or ``"repoint"`` (at the
+        version holding that stage after the rollback)."""
+        return self.backend.registry.rollback(
+            model, stage_or_alias, reason, on_deployments=on_deployments
+        )
+
+    def pending_promotions(
+        self, model: str | None = None, stage: str | None = None
+    ) -> list[PendingPromotion]:
+        """Promotion requests waiting for approvals, oldest first (of one model, to one
+        stage): each with its request id, version, stage, requester, reason, approvals so
+        far, approvals needed and time."""
+        return self.backend.registry.pending_promotions(model, stage)
 
     def model_history(
         self, model: str, alias: str | None = None, stage: str | None = None

@@ -58,6 +58,7 @@ from lineagehub.graph.errors import (
     PolicyViolation,
     ValidationError,
 )
+from lineagehub.services.registry import RuleBroken
 
 #: Seconds to wait: for a connection, and for each read or write on it.
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -73,6 +74,15 @@ HEAD_FIRST_BYTES = 256 * 1024
 # --------------------------------------------------------------------------- errors
 
 
+def _rule(rule: Any) -> Any:
+    """A broken rule as the server raised it (a :class:`RuleBroken`), where it is one."""
+    if isinstance(rule, Mapping) and {"rule", "message"} <= set(rule):
+        return RuleBroken(
+            str(rule["rule"]), str(rule["message"]), rule.get("expected"), rule.get("actual")
+        )
+    return rule
+
+
 def hub_error(error: Mapping[str, Any], *, status: int | None = None) -> HubError:
     """The LineageHub exception for an error the server sent: a GraphQL error (``message``
     and ``extensions``) or an ``{"code", "message", ...}`` object of the artifact routes."""
@@ -86,7 +96,7 @@ def hub_error(error: Mapping[str, Any], *, status: int | None = None) -> HubErro
         field = info.get("field")
         return ValidationError(message, field=str(field) if field is not None else None)
     if code == "POLICY":
-        return PolicyViolation(message, rules=list(info.get("rules") or ()))
+        return PolicyViolation(message, rules=[_rule(r) for r in info.get("rules") or ()])
     simple: dict[str, type[HubError]] = {
         "CONFLICT": ConflictError,
         "FORBIDDEN": PermissionDenied,

@@ -56,6 +56,7 @@ from lineagehub.services.lineage import LineageDiff, RunComparison
 from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
+    PendingPromotion,
     Policy,
     PromotionPending,
     PromotionRefused,
@@ -136,14 +137,22 @@ def _model(cls: type[M], data: Any) -> M:
 # camel-cased, where :data:`_WIRE_NAMES` does not name them otherwise; a union: a fragment
 # per member), and the answer is decoded into that type by the same walk.
 
-_PROMOTION = (ModelPromoted, PromotionPending, PromotionRefused, PromotionRejected)
+_PROMOTION = (
+    ModelPromoted,
+    PromotionPending,
+    PromotionRefused,
+    PromotionRejected,
+    PendingPromotion,
+)
 #: Dataclass fields whose GraphQL name is not their camel-cased name; "a.b" selects ``a { b }``
 #: (over each item of a list).
 _WIRE_NAMES: dict[tuple[type, str], str] = {
     **{(cls, "version_id"): "version.id" for cls in _PROMOTION},
     **{(cls, "to_stage"): "stage" for cls in _PROMOTION},
     (ModelPromoted, "archived"): "archived.id",
+    (ModelPromoted, "deployments"): "deployments.id",
     (PromotionPending, "needed"): "approvalsNeeded",
+    (PendingPromotion, "needed"): "approvalsNeeded",
 }
 #: GraphQL type names that differ from the dataclass's.
 _TYPENAMES: dict[type, str] = {PromotionRefused: "PolicyViolation"}
@@ -638,8 +647,17 @@ class RemoteRegistry:
     def _change(self, field: str, returns: Any, **args: Any) -> Any:
         return self.wire.call(field, returns, idempotent=False, **args)
 
-    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult:
-        return self._change("requestPromotion", PromoteResult, ref=ref, to=to, reason=reason)
+    def request_promotion(
+        self, ref: str, to: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> PromoteResult:
+        return self._change(
+            "requestPromotion",
+            PromoteResult,
+            ref=ref,
+            to=to,
+            reason=reason,
+            on_deployments=on_deployments,
+        )
 
     def approve(self, request_id: str, comment: str | None = None) -> PromoteResult:
         return self._change(
@@ -670,7 +688,9 @@ class RemoteRegistry:
     def retire_deployment(self, deployment_id: str, reason: str | None = None) -> Deployment:
         return self._change("retireDeployment", Deployment, id=deployment_id, reason=reason)
 
-    def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
+    def rollback(
+        self, model: str, stage_or_alias: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> list[str]:
         return self.wire.raw(
             "rollback",
             "{ runIds }",
@@ -678,7 +698,19 @@ class RemoteRegistry:
             model=model,
             stage_or_alias=stage_or_alias,
             reason=reason,
+            on_deployments=on_deployments,
         )["runIds"]
+
+    def pending_promotions(
+        self, model: str | None = None, stage: str | None = None
+    ) -> list[PendingPromotion]:
+        return self.wire.call(
+            "pendingPromotions",
+            list[PendingPromotion],
+            idempotent=True,
+            model=model,
+            stage=stage,
+        )
 
     def history(
         self, model: str, alias: str | None = None, stage: str | None = None

@@ -25,6 +25,7 @@ from lineagehub.services.lineage import LineageDiff, LineageService, RunComparis
 from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
+    PendingPromotion,
     Policy,
     PromotionPending,
     PromotionRefused,
@@ -140,14 +141,22 @@ class Registry(Protocol):
     """Stages, aliases, governed promotions and deployments
     (:class:`~lineagehub.services.registry.RegistryService`, acting as the backend's actor)."""
 
-    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult: ...
+    def request_promotion(
+        self, ref: str, to: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> PromoteResult: ...
 
     def approve(self, request_id: str, comment: str | None = None) -> PromoteResult: ...
 
     def reject(self, request_id: str, reason: str) -> PromotionRejected: ...
 
     def promote(
-        self, ref: str, to: str, reason: str, *, archive_previous: bool = True
+        self,
+        ref: str,
+        to: str,
+        reason: str,
+        *,
+        archive_previous: bool = True,
+        on_deployments: str = "refuse",
     ) -> PromoteResult: ...
 
     def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion: ...
@@ -169,7 +178,13 @@ class Registry(Protocol):
 
     def retire_deployment(self, deployment_id: str, reason: str | None = None) -> Deployment: ...
 
-    def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]: ...
+    def rollback(
+        self, model: str, stage_or_alias: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> list[str]: ...
+
+    def pending_promotions(
+        self, model: str | None = None, stage: str | None = None
+    ) -> list[PendingPromotion]: ...
 
     def history(
         self, model: str, alias: str | None = None, stage: str | None = None
@@ -241,8 +256,12 @@ class _ActingRegistry:
     def __init__(self, service: RegistryService, actor: str) -> None:
         self.service, self.actor = service, actor
 
-    def request_promotion(self, ref: str, to: str, reason: str) -> PromoteResult:
-        return self.service.request_promotion(ref, to, self.actor, reason)
+    def request_promotion(
+        self, ref: str, to: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> PromoteResult:
+        return self.service.request_promotion(
+            ref, to, self.actor, reason, on_deployments=on_deployments
+        )
 
     def approve(self, request_id: str, comment: str | None = None) -> PromoteResult:
         return self.service.approve(request_id, self.actor, comment)
@@ -251,9 +270,22 @@ class _ActingRegistry:
         return self.service.reject(request_id, self.actor, reason)
 
     def promote(
-        self, ref: str, to: str, reason: str, *, archive_previous: bool = True
+        self,
+        ref: str,
+        to: str,
+        reason: str,
+        *,
+        archive_previous: bool = True,
+        on_deployments: str = "refuse",
     ) -> PromoteResult:
-        return self.service.promote(ref, to, self.actor, reason, archive_previous=archive_previous)
+        return self.service.promote(
+            ref,
+            to,
+            self.actor,
+            reason,
+            archive_previous=archive_previous,
+            on_deployments=on_deployments,
+        )
 
     def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion:
         return self.service.resolve(self.service.set_alias(ref, alias, self.actor, reason))
@@ -267,8 +299,17 @@ class _ActingRegistry:
     def retire_deployment(self, deployment_id: str, reason: str | None = None) -> Deployment:
         return self.service.retire_deployment(deployment_id, self.actor, reason)
 
-    def rollback(self, model: str, stage_or_alias: str, reason: str) -> list[str]:
-        return self.service.rollback(model, stage_or_alias, self.actor, reason)
+    def rollback(
+        self, model: str, stage_or_alias: str, reason: str, *, on_deployments: str = "refuse"
+    ) -> list[str]:
+        return self.service.rollback(
+            model, stage_or_alias, self.actor, reason, on_deployments=on_deployments
+        )
+
+    def pending_promotions(
+        self, model: str | None = None, stage: str | None = None
+    ) -> list[PendingPromotion]:
+        return self.service.pending_promotions(model, stage)
 
     def history(
         self, model: str, alias: str | None = None, stage: str | None = None

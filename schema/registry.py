@@ -74,6 +74,9 @@ class ModelPromoted:
     )
     run_id: strawberry.ID = strawberry.field(description="The promote run recording it.")
     approvals: list[str]
+    deployments: list[DeploymentType] = strawberry.field(
+        description="The deployments it retired or re-pointed (onDeployments)."
+    )
 
 
 @strawberry.type(description="A promotion request waiting for approvals.")
@@ -83,6 +86,20 @@ class PromotionPending:
     stage: str
     approvals: list[str] = strawberry.field(description="Who approved so far.")
     approvals_needed: int
+
+
+@strawberry.type(description="A promotion request still waiting for approvals.")
+class PendingPromotion:
+    request_id: strawberry.ID
+    version: ModelVersionType
+    stage: str = strawberry.field(description="The stage the version is to enter.")
+    requested_by: str
+    reason: str | None
+    approvals: list[str] = strawberry.field(description="Who approved so far.")
+    approvals_needed: int = strawberry.field(
+        description="Approvals its policy wants (the request's or today's, the larger)."
+    )
+    requested_at: datetime
 
 
 @strawberry.type(description="A promotion request that was rejected.")
@@ -99,6 +116,9 @@ class RollbackResult:
     run_ids: list[strawberry.ID]
     holders: list[ModelVersionType] = strawberry.field(
         description="The versions holding the stage or alias after the rollback."
+    )
+    deployments: list[DeploymentType] = strawberry.field(
+        description="The deployments it retired or re-pointed (onDeployments)."
     )
 
 
@@ -134,6 +154,7 @@ async def _result(info: I, r: Any) -> Any:
             archived=[await _version(info, a) for a in r.archived],
             run_id=strawberry.ID(r.run_id),
             approvals=list(r.approvals),
+            deployments=[await _node(info, d) for d in r.deployments],
         )
     if isinstance(r, reg.PromotionPending):
         return PromotionPending(
@@ -162,15 +183,32 @@ def _current(store: Any, model: str, stage_or_alias: str) -> list[Any]:
     return [n for n in nodes if stage_or_alias in (n.props.get("aliases") or [])]
 
 
+_ON_DEPLOYMENTS = (
+    "what to do with live deployments whose requireStage the change would break: refuse "
+    "(the default: the change is refused, naming them), retire, or repoint (at the version "
+    "holding that stage after the change)"
+)
+OnDeployments = Annotated[str, strawberry.argument(description=_ON_DEPLOYMENTS)]
+
+
 @strawberry.type
 class RegistryMutation:
     @strawberry.mutation(
         description="Ask to move a version to a stage: refused, pending approvals, or done at "
         "once when its policy needs none."
     )
-    async def request_promotion(self, info: I, ref: str, to: str, reason: str) -> PromoteResult:
+    async def request_promotion(
+        self, info: I, ref: str, to: str, reason: str, on_deployments: OnDeployments = "refuse"
+    ) -> PromoteResult:
         ctx = info.context
-        r = await ctx.call(_registry(info).request_promotion, ref, to, _actor(info), reason)
+        r = await ctx.call(
+            _registry(info).request_promotion,
+            ref,
+            to,
+            _actor(info),
+            reason,
+            on_deployments=on_deployments,
+        )
         return await _result(info, r)
 
     @strawberry.mutation(description="Approve a pending request; the last approval promotes.")
@@ -200,7 +238,13 @@ class RegistryMutation:
         "promoting to Production archives the previous Production versions by default."
     )
     async def promote_model_version(
-        self, info: I, ref: str, to: str, reason: str, archive_previous: bool = True
+        self,
+        info: I,
+        ref: str,
+        to: str,
+        reason: str,
+        archive_previous: bool = True,
+        on_deployments: OnDeployments = "refuse",
     ) -> PromoteResult:
         ctx = info.context
         r = await ctx.call(
@@ -210,6 +254,7 @@ class RegistryMutation:
             _actor(info),
             reason,
             archive_previous=archive_previous,
+            on_deployments=on_deployments,
         )
         return await _result(info, r)
 
@@ -231,17 +276,32 @@ class RegistryMutation:
 
     @strawberry.mutation(
         description="Put back the previous holder of a stage (exact name, e.g. Production) or "
-        "alias, undoing its last change."
+        "alias, undoing its last change. A stage rollback that would leave a live deployment "
+        "serving a version outside the stage it requires is refused (POLICY, naming the "
+        "deployments) unless onDeployments is retire or repoint."
     )
     async def rollback(
-        self, info: I, model: str, stage_or_alias: str, reason: str
+        self,
+        info: I,
+        model: str,
+        stage_or_alias: str,
+        reason: str,
+        on_deployments: OnDeployments = "refuse",
     ) -> RollbackResult:
         ctx = info.context
-        runs = await ctx.call(_registry(info).rollback, model, stage_or_alias, _actor(info), reason)
+        done = await ctx.call(
+            _registry(info).roll_back,
+            model,
+            stage_or_alias,
+            _actor(info),
+            reason,
+            on_deployments=on_deployments,
+        )
         nodes = await ctx.call(_current, ctx.store, model, stage_or_alias)
         return RollbackResult(
-            run_ids=[strawberry.ID(r) for r in runs],
+            run_ids=[strawberry.ID(r) for r in done.run_ids],
             holders=[wrap_as(n, ModelVersionType) for n in nodes],
+            deployments=[await _node(info, d) for d in done.deployments],
         )
 
     @strawberry.mutation(
@@ -287,6 +347,32 @@ class RegistryMutation:
 
 @strawberry.type
 class RegistryQuery:
+    @strawberry.field(
+        description="Promotion requests waiting for approvals, oldest first (of one model, to "
+        "one stage)."
+    )
+    async def pending_promotions(
+        self, info: I, model: str | None = None, stage: str | None = None
+    ) -> list[PendingPromotion]:
+        ctx = info.context
+        found = await ctx.call(_registry(info).pending_promotions, model, stage)
+        ids = list(dict.fromkeys(p.version_id for p in found))
+        nodes = await ctx.call(ctx.store.get_nodes, ids)
+        by_id = {n.id: wrap_as(n, ModelVersionType) for n in nodes if n is not None}
+        return [
+            PendingPromotion(
+                request_id=strawberry.ID(p.request_id),
+                version=by_id[p.version_id],
+                stage=p.to_stage,
+                requested_by=p.requested_by,
+                reason=p.reason,
+                approvals=list(p.approvals),
+                approvals_needed=p.needed,
+                requested_at=p.requested_at,
+            )
+            for p in found
+        ]
+
     @strawberry.field(
         description="Every stage and alias change of a model, oldest first (or of one alias or "
         "one stage)."

@@ -501,6 +501,12 @@ class Deployment(NodeInterface):
     environment = prop("environment", str)
     endpoint = prop("endpoint", str | None)
     status = prop("status", str)
+    require_stage = prop(
+        "require_stage",
+        str | None,
+        description="The stage its version must be in (recordDeployment's requireStage): "
+        "stage changes that would break it are refused, or retire or re-point it.",
+    )
 
     @strawberry.field(description="The versions it serves, with valid_from / valid_to.")
     async def serves(self, info: I) -> list[Link]:

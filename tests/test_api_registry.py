@@ -159,7 +159,11 @@ def test_direct_promotion_lists_every_broken_rule(hub: Hub) -> None:
     done = promote(hub.alice, "churn/2", "Staging")
     assert done["__typename"] == "ModelPromoted"
     assert done["version"] == {"id": "mv:churn/2", "stage": "Staging"}
-    assert [e["action"] for e in audit(hub.alice)] == ["stage.promotion"]
+    assert [e["action"] for e in audit(hub.alice)] == [
+        "promotion.refused:Staging:metric.auc",
+        "promotion.refused:Production:approvals",
+        "stage.promotion",
+    ]
     assert verified(hub.alice)
 
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from lineagehub import Settings, open_store
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.graph import BackendError, Node, NotFoundError, ValidationError
+from lineagehub.graph import BackendError, Node, NotFoundError, PolicyViolation, ValidationError
 from lineagehub.ingest import seam
 from lineagehub.ingest.datasets import fingerprint
 from lineagehub.ingest.remote import RemoteBackend
@@ -151,12 +151,18 @@ def script(hub: seam.Backend, data: Path) -> list[Any]:
     pending = r.request_promotion("churn/1", "Production", "ship it")
     log(pending)
     assert isinstance(pending, seam.PromotionPending)
+    log(r.pending_promotions(), r.pending_promotions("churn", "Staging"))
+    log(r.pending_promotions(model="churn", stage="Production"))
     log(r.approve(pending.request_id, "ok"))
     second = r.request_promotion("churn/2", "Production", "try")
     assert isinstance(second, seam.PromotionPending)
     log(r.reject(second.request_id, "not yet"))
     log(r.promote("churn/2", "Staging", "direct", archive_previous=False))
-    log(r.rollback("churn", "Staging", "back"))
+    staged = r.deploy("churn/2", "qa", require_stage="Staging")
+    with pytest.raises(PolicyViolation) as refused:  # it would strand the qa deployment
+        r.rollback("churn", "Staging", "back")
+    log(str(refused.value).replace(staged.id, "<qa>"), refused.value.rules)
+    log(r.rollback("churn", "Staging", "back", on_deployments="retire"))
     deployment = r.deploy("churn@champion", "prod", endpoint="http://svc", tags={"region": "eu"})
     log(deployment, r.retire_deployment(deployment.id, "replaced"))
     log(r.history("churn"), r.history("churn", alias="champion"))

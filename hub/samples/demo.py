@@ -173,8 +173,14 @@ def run_demo(
     best = max(result.versions, key=lambda v: result.metrics[v].get("test_roc_auc", 0.0))
     result.best = best
     ref = best.removeprefix("mv:")
+    # A second demo run archives the first one's Production version, which the production
+    # deployment (require_stage Production) serves: re-point it at the new version with the
+    # promotion (the registry refuses to leave it serving an archived version).
     outcome = client.request_promotion(
-        ref, "Production", f"best held-out ROC AUC of {len(CONFIGS)} random forests"
+        ref,
+        "Production",
+        f"best held-out ROC AUC of {len(CONFIGS)} random forests",
+        on_deployments="repoint",
     )
     request_id = getattr(outcome, "request_id", None)
     if request_id is None:

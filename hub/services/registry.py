@@ -19,12 +19,24 @@ version (role ``input``) and is ASSOCIATED_WITH its requester (and approvers). S
   (``FAILED``); on its final approval the request run itself becomes the stage change.
 
 Every change appends an audit entry (``store.append_audit``) in the same transaction.
-A promotion that breaks its :class:`Policy` returns a :class:`PromotionRefused` listing every
-broken rule (nothing is written).
+A promotion (or approval) that breaks its :class:`Policy` returns a :class:`PromotionRefused`
+listing every broken rule; nothing is written but its audit entry (action
+``promotion.refused:<stage>:<rule ids>``, or ``approval.refused:...``, by the caller, on the
+version; the payload names the requester and every rule) and the ``promotion.refused``
+webhook event, whose data is that payload.
+
+Deployments stay consistent with stages: a deployment recorded with ``require_stage`` keeps
+it (:attr:`~lineagehub.vocabulary.Deployment.require_stage`), and a stage change (a
+promotion, the archiving it does, a rollback) that would leave a live (pending or active)
+deployment serving a version no longer in that stage is refused unless the caller says what
+to do with such deployments (``on_deployments``, :class:`OnDeployments`): ``retire`` them
+or ``repoint`` them at the version that holds the stage after the change (a new serving
+interval, recorded as a deploy). The choice is made with the change and recorded with it.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import sys
@@ -63,11 +75,14 @@ from lineagehub.vocabulary import (
 __all__ = [
     "HistoryEntry",
     "ModelPromoted",
+    "OnDeployments",
+    "PendingPromotion",
     "Policy",
     "PromotionPending",
     "PromotionRefused",
     "PromotionRejected",
     "RegistryService",
+    "RolledBack",
     "RuleBroken",
     "Threshold",
     "load_policies",
@@ -311,6 +326,69 @@ class ModelPromoted:
     to_stage: str
     archived: tuple[str, ...] = ()
     approvals: tuple[str, ...] = ()
+    #: The deployments it retired or re-pointed (``on_deployments``).
+    deployments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PendingPromotion:
+    """A promotion request waiting for approvals (:meth:`RegistryService.pending_promotions`).
+    ``needed``: approvals its policy wants now (the larger of the request's and the current
+    policy's)."""
+
+    request_id: str
+    version_id: str
+    to_stage: str
+    requested_by: str
+    reason: str | None
+    approvals: tuple[str, ...]
+    needed: int
+    requested_at: datetime
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    """What :meth:`RegistryService.roll_back` did: the runs recording it and the deployments
+    it retired or re-pointed."""
+
+    run_ids: tuple[str, ...]
+    deployments: tuple[str, ...] = ()
+
+
+class OnDeployments(str, enum.Enum):
+    """What a stage change does with live deployments whose ``require_stage`` it would break:
+    ``refuse`` the change (the default), ``retire`` them, or ``repoint`` them at the version
+    holding that stage after the change."""
+
+    REFUSE = "refuse"
+    RETIRE = "retire"
+    REPOINT = "repoint"
+
+
+def _on_deployments(value: Any) -> OnDeployments:
+    if isinstance(value, OnDeployments):
+        return value
+    if isinstance(value, str):
+        for choice in OnDeployments:
+            if choice.value == value.strip().lower():
+                return choice
+    raise ValidationError(
+        f"on_deployments: {value!r} is not one of {', '.join(c.value for c in OnDeployments)}",
+        field="on_deployments",
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as the audit log's JSON takes it (no NaN or infinity, lists for tuples)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -804,28 +882,207 @@ class RegistryService:
                 )
         return broken
 
+    # --- refusals ---------------------------------------------------------------------------
+
+    def _refused(
+        self,
+        mv: ModelVersion,
+        stage: Stage,
+        broken: Sequence[RuleBroken],
+        actor: str,
+        reason: str | None,
+        *,
+        requester: str | None = None,
+        request_id: str | None = None,
+    ) -> PromotionRefused:
+        """A refusal, recorded: one audit entry (by ``actor``, on the version) and the
+        ``promotion.refused`` event, whose data is the entry's payload (its digest is the
+        entry's ``payload_digest``). Nothing else is written."""
+        refused = PromotionRefused(mv.node_id, stage.value, tuple(broken))
+        kind = "approval" if request_id is not None else "promotion"
+        payload: dict[str, Any] = {
+            "refused": kind,
+            "actor": actor,
+            "requested_by": requester or actor,
+            "request_id": request_id,
+            "version_id": mv.node_id,
+            "model": mv.model,
+            "version": mv.version,
+            "from_stage": mv.stage.value,
+            "to_stage": stage.value,
+            "reason": reason,
+            "rules": [
+                {
+                    "rule": r.rule,
+                    "message": r.message,
+                    "expected": _json_safe(r.expected),
+                    "actual": _json_safe(r.actual),
+                }
+                for r in broken
+            ],
+        }
+        # The entry's readable fields say what was refused; the payload (kept by the event's
+        # receivers) says everything, and the entry holds its digest.
+        action = f"{kind}.refused:{stage.value}:{','.join(refused.rule_ids)}"
+        if len(action) > 512:
+            action = action[:511] + "…"
+        with self._events.transaction():
+            self.store.append_audit(actor, action, mv.node_id, payload)
+            self._events.emit(WebhookEvent.PROMOTION_REFUSED, payload)
+        return refused
+
+    # --- pending requests -------------------------------------------------------------------
+
+    def pending_promotions(
+        self, model: str | None = None, stage: Stage | str | None = None
+    ) -> list[PendingPromotion]:
+        """The promotion requests waiting for approvals, oldest first (of one model, to one
+        stage)."""
+        where: dict[str, Any] = {
+            "kind": RunKind.PROMOTE.value,
+            "status": RunStatus.RUNNING.value,
+            "params.change": "request",
+        }
+        if model is not None:
+            if not isinstance(model, str) or not model:
+                raise ValidationError("model must be a model name", field="model")
+            self._check_model(model)
+            where["params.model"] = model
+        if stage is not None:
+            where["params.to_stage"] = _stage(stage, "stage").value
+        found: list[PendingPromotion] = []
+        for node in self.store.iter_nodes(NodeKind.RUN.value, where, ["started_at", "id"]):
+            run = Run.from_node(node)
+            p = run.params
+            to_stage = str(p["to_stage"])
+            policy = self.policy_for(str(p["model"]), to_stage)
+            found.append(
+                PendingPromotion(
+                    request_id=run.node_id,
+                    version_id=model_version_id(str(p["model"]), str(p["version"])),
+                    to_stage=to_stage,
+                    requested_by=run.user or "",
+                    reason=run.description,
+                    approvals=tuple(_read_list(p.get("approvals"))),
+                    needed=max(int(p.get("needed") or 0), policy.approvals),
+                    requested_at=run.started_at,
+                )
+            )
+        return found
+
+    # --- deployments kept consistent with stages --------------------------------------------
+
+    def _stranded(self, moves: Mapping[str, Stage]) -> list[tuple[Deployment, str, Stage, Stage]]:
+        """The live deployments that ``moves`` (version id: its new stage) would leave
+        serving a version outside the stage they require: (deployment, version id, required
+        stage, the version's new stage)."""
+        if not moves:
+            return []
+        served = self.store.neighbors(list(moves), Direction.DOWNSTREAM, [EdgeKind.SERVES.value])
+        found: list[tuple[Deployment, str, Stage, Stage]] = []
+        for version_id, new_stage in moves.items():
+            for a in served.get(version_id, []):
+                if a.node.label != NodeKind.DEPLOYMENT.value:
+                    continue
+                if a.edge.props.get("valid_to") is not None:
+                    continue
+                deployment = Deployment.from_node(a.node)
+                live = deployment.status in (DeploymentStatus.ACTIVE, DeploymentStatus.PENDING)
+                required = deployment.require_stage
+                if live and required is not None and required is not new_stage:
+                    found.append((deployment, version_id, required, new_stage))
+        return sorted(found, key=lambda x: (x[0].id, x[1]))
+
+    @staticmethod
+    def _stranded_rules(
+        stranded: Sequence[tuple[Deployment, str, Stage, Stage]],
+    ) -> list[RuleBroken]:
+        return [
+            RuleBroken(
+                "deployment.stage",
+                f"{d.id} ({d.name} in {d.environment}) serves {version_id} and requires "
+                f"{required.value}, which it would leave for {new.value}; retire or re-point "
+                "it (on_deployments: retire, repoint)",
+                required.value,
+                new.value,
+            )
+            for d, version_id, required, new in stranded
+        ]
+
+    def _settle(
+        self,
+        stranded: Sequence[tuple[Deployment, str, Stage, Stage]],
+        choice: OnDeployments,
+        actor: str,
+        why: str,
+    ) -> list[str]:
+        """Retire or re-point the stranded deployments (after the stage change, in its
+        transaction); returns their ids."""
+        changed: list[str] = []
+        verb = "retired" if choice is OnDeployments.RETIRE else "re-pointed"
+        why = f"{verb} by {why}"
+        for deployment, version_id, required, new in stranded:
+            if deployment.id in changed:
+                continue
+            if choice is OnDeployments.RETIRE:
+                self._retire(deployment, actor, why)
+            else:
+                model = ModelVersion.from_node(self.store.get_node(version_id)).model
+                holder = self.holder_at(model, required.value, self._now())
+                if holder is None:
+                    raise _errors.PolicyViolation(
+                        f"{deployment.id} cannot be re-pointed: no version of {model!r} is in "
+                        f"{required.value} after this change; retire it instead",
+                        rules=self._stranded_rules([(deployment, version_id, required, new)]),
+                    )
+                self.deploy(
+                    model_version_id(model, holder),
+                    deployment.environment,
+                    actor,
+                    name=deployment.name,
+                    status=deployment.status,
+                    require_stage=required,
+                    reason=why,
+                )
+            changed.append(deployment.id)
+        return changed
+
     # --- promotions -------------------------------------------------------------------------
 
     def request_promotion(
-        self, ref: str, to_stage: Stage | str, actor: str, reason: str | None = None
+        self,
+        ref: str,
+        to_stage: Stage | str,
+        actor: str,
+        reason: str | None = None,
+        *,
+        on_deployments: OnDeployments | str = OnDeployments.REFUSE,
     ) -> PromotionPending | ModelPromoted | PromotionRefused:
-        """Ask to move a version to a stage: refused (every broken rule), pending (the policy
-        wants approvals) or done at once (it wants none)."""
+        """Ask to move a version to a stage: refused (every broken rule, recorded in the
+        audit log), pending (the policy wants approvals) or done at once (it wants none).
+        ``on_deployments`` is kept with a pending request and applies at its last approval."""
         actor = _check_actor(actor)
         stage = _stage(to_stage)
+        choice = _on_deployments(on_deployments)
         mv = self.resolve(ref)
         if mv.stage is stage:
             raise ConflictError(f"{mv.node_id} is already in {stage.value}")
         policy = self.policy_for(mv.model, stage)
         broken = self._check_rules(mv, stage, policy)
+        if policy.approvals == 0:
+            stranded = self._stranded(self._moves(mv, stage, archive_previous=True))
+            if choice is OnDeployments.REFUSE:
+                broken += self._stranded_rules(stranded)
         if broken:
-            return PromotionRefused(mv.node_id, stage.value, tuple(broken))
+            return self._refused(mv, stage, broken, actor, reason)
         if policy.approvals == 0:
             with self._events.transaction():
                 self._promotion_event(
                     WebhookEvent.PROMOTION_REQUESTED, mv, stage, actor, reason, None, needed=0
                 )
-                return self._promote(mv, stage, actor, reason, archive_previous=True)
+                return self._promote(
+                    mv, stage, actor, reason, archive_previous=True, on_deployments=choice
+                )
         now = self._now()
         run = Run(
             name=f"promote {mv.model}/{mv.version} to {stage.value}",
@@ -841,6 +1098,7 @@ class RegistryService:
                 "to_stage": stage.value,
                 "needed": policy.approvals,
                 "approvals": _list_param([]),
+                "on_deployments": choice.value,
             },
         )
         with self._events.transaction():
@@ -892,16 +1150,30 @@ class RegistryService:
             approvals = _read_list(run.params.get("approvals"))
             if actor in approvals:
                 raise ConflictError(f"{actor!r} already approved {request_id}")
+            choice = _on_deployments(run.params.get("on_deployments") or "refuse")
             broken = self._approval_rules(mv, policy, actor, run.user or "")
             if broken:
-                return PromotionRefused(mv.node_id, stage.value, tuple(broken))
+                return self._refused(
+                    mv, stage, broken, actor, comment, requester=run.user, request_id=run.node_id
+                )
             approvals.append(actor)
             needed = int(run.params.get("needed") or 0)
             done = len(approvals) >= max(needed, policy.approvals)
             if done:
                 broken = self._check_rules(mv, stage, policy)
+                if choice is OnDeployments.REFUSE:
+                    moves = self._moves(mv, stage, archive_previous=True)
+                    broken += self._stranded_rules(self._stranded(moves))
                 if broken:
-                    return PromotionRefused(mv.node_id, stage.value, tuple(broken))
+                    return self._refused(
+                        mv,
+                        stage,
+                        broken,
+                        actor,
+                        comment,
+                        requester=run.user,
+                        request_id=run.node_id,
+                    )
             self._associate(run.node_id, actor, AssociationRole.APPROVER)
             run.params = {**run.params, "approvals": _list_param(approvals)}
             self.store.upsert_nodes([run.to_node()])
@@ -934,6 +1206,7 @@ class RegistryService:
                 archive_previous=True,
                 run=run,
                 approvals=tuple(approvals),
+                on_deployments=choice,
             )
 
     def reject(self, request_id: str, actor: str, reason: str) -> PromotionRejected:
@@ -970,10 +1243,13 @@ class RegistryService:
         reason: str | None = None,
         *,
         archive_previous: bool = True,
+        on_deployments: OnDeployments | str = OnDeployments.REFUSE,
     ) -> ModelPromoted | PromotionRefused:
-        """Move a version to a stage at once, where its policy needs no approvals."""
+        """Move a version to a stage at once, where its policy needs no approvals (a refusal
+        is recorded in the audit log)."""
         actor = _check_actor(actor)
         stage = _stage(to_stage)
+        choice = _on_deployments(on_deployments)
         mv = self.resolve(ref)
         if mv.stage is stage:
             raise ConflictError(f"{mv.node_id} is already in {stage.value}")
@@ -989,9 +1265,24 @@ class RegistryService:
                     0,
                 )
             )
+        if choice is OnDeployments.REFUSE:
+            moves = self._moves(mv, stage, archive_previous=archive_previous)
+            broken += self._stranded_rules(self._stranded(moves))
         if broken:
-            return PromotionRefused(mv.node_id, stage.value, tuple(broken))
-        return self._promote(mv, stage, actor, reason, archive_previous=archive_previous)
+            return self._refused(mv, stage, broken, actor, reason)
+        return self._promote(
+            mv, stage, actor, reason, archive_previous=archive_previous, on_deployments=choice
+        )
+
+    def _moves(self, mv: ModelVersion, stage: Stage, *, archive_previous: bool) -> dict[str, Stage]:
+        """The stage changes a promotion makes: the version, and the Production versions it
+        archives."""
+        moves = {mv.node_id: stage}
+        if stage is Stage.PRODUCTION and archive_previous:
+            for v in self._versions(mv.model):
+                if v.stage is Stage.PRODUCTION and v.version != mv.version:
+                    moves[v.node_id] = Stage.ARCHIVED
+        return moves
 
     def _promote(
         self,
@@ -1003,11 +1294,18 @@ class RegistryService:
         archive_previous: bool,
         run: Run | None = None,
         approvals: tuple[str, ...] = (),
+        on_deployments: OnDeployments = OnDeployments.REFUSE,
     ) -> ModelPromoted:
         with self._events.transaction():
             mv = ModelVersion.from_node(self.store.get_node(mv.node_id))
             if mv.stage is stage:
                 raise ConflictError(f"{mv.node_id} is already in {stage.value}")
+            stranded = self._stranded(self._moves(mv, stage, archive_previous=archive_previous))
+            if stranded and on_deployments is OnDeployments.REFUSE:
+                # checked by the callers before; here the state moved under them
+                raise PromotionRefused(
+                    mv.node_id, stage.value, tuple(self._stranded_rules(stranded))
+                ).to_error()
             from_stage = mv.stage
             previous = [
                 v
@@ -1027,6 +1325,9 @@ class RegistryService:
                         parent=main,
                     )
                     archived.append(old.node_id)
+            changed = self._settle(
+                stranded, on_deployments, actor, f"the promotion of {mv.node_id} ({main})"
+            )
             self._promotion_event(
                 WebhookEvent.PROMOTION_DONE,
                 mv,
@@ -1038,9 +1339,16 @@ class RegistryService:
                 run_id=main,
                 archived=archived,
                 approvals=list(approvals),
+                deployments=changed,
             )
         return ModelPromoted(
-            main, mv.node_id, from_stage.value, stage.value, tuple(archived), approvals
+            main,
+            mv.node_id,
+            from_stage.value,
+            stage.value,
+            tuple(archived),
+            approvals,
+            tuple(changed),
         )
 
     def _move(
@@ -1144,11 +1452,34 @@ class RegistryService:
     # --- rollback ---------------------------------------------------------------------------
 
     def rollback(
-        self, model: str, stage_or_alias: str, actor: str, reason: str | None = None
+        self,
+        model: str,
+        stage_or_alias: str,
+        actor: str,
+        reason: str | None = None,
+        *,
+        on_deployments: OnDeployments | str = OnDeployments.REFUSE,
     ) -> list[str]:
         """Put back the previous holder of a stage or alias (undoing its last change).
-        Returns the ids of the run(s) recording the rollback."""
+        Returns the ids of the run(s) recording the rollback (see :meth:`roll_back`)."""
+        done = self.roll_back(model, stage_or_alias, actor, reason, on_deployments=on_deployments)
+        return list(done.run_ids)
+
+    def roll_back(
+        self,
+        model: str,
+        stage_or_alias: str,
+        actor: str,
+        reason: str | None = None,
+        *,
+        on_deployments: OnDeployments | str = OnDeployments.REFUSE,
+    ) -> RolledBack:
+        """Put back the previous holder of a stage or alias (undoing its last change). A stage
+        rollback that would leave a live deployment serving a version outside the stage it
+        requires is refused (``PolicyViolation`` naming the deployments, nothing written)
+        unless ``on_deployments`` is ``retire`` or ``repoint``."""
         actor = _check_actor(actor)
+        choice = _on_deployments(on_deployments)
         self._check_model(model)
         stage = _slot(stage_or_alias)
         with self._events.transaction():
@@ -1173,7 +1504,7 @@ class RegistryService:
                         model_version_id(model, prev), stage_or_alias, actor, reason or "rollback"
                     )
                 last = self._last_event({"params.change": "alias", "params.model": model}, None)
-                return [last.id] if last is not None else []
+                return RolledBack((last.id,) if last is not None else ())
             event = self._last_event(
                 {"params.change": "stage", "params.model": model, "params.to_stage": stage.value},
                 None,
@@ -1184,16 +1515,29 @@ class RegistryService:
             current = ModelVersion.from_node(
                 self.store.get_node(model_version_id(model, params["version"]))
             )
-            runs: list[str] = []
             why = reason or f"rollback of {event.id}"
+            moves: list[tuple[ModelVersion, Stage]] = []
             if current.stage is stage:
-                back = _stage(params["from_stage"], "from_stage")
-                runs.append(self._move(current, back, actor, why, "rollback"))
+                moves.append((current, _stage(params["from_stage"], "from_stage")))
             for v in _holders(params.get("to_before")):
                 mv = ModelVersion.from_node(self.store.get_node(model_version_id(model, v)))
                 if mv.stage is not stage:
-                    runs.append(self._move(mv, stage, actor, why, "rollback"))
-            return runs
+                    moves.append((mv, stage))
+            stranded = self._stranded({mv.node_id: to for mv, to in moves})
+            if stranded and choice is OnDeployments.REFUSE:
+                rules = self._stranded_rules(stranded)
+                names = ", ".join(dict.fromkeys(d.id for d, *_ in stranded))
+                raise _errors.PolicyViolation(
+                    f"rollback of {model} {stage.value} refused: it would leave {names} serving "
+                    "a version outside the stage it requires; retire or re-point them "
+                    "(on_deployments: retire, repoint)",
+                    rules=rules,
+                )
+            runs = [self._move(mv, to, actor, why, "rollback") for mv, to in moves]
+            changed = self._settle(
+                stranded, choice, actor, f"the rollback of {model} {stage.value}"
+            )
+            return RolledBack(tuple(runs), tuple(changed))
 
     # --- deployments ------------------------------------------------------------------------
 
@@ -1214,11 +1558,15 @@ class RegistryService:
         the model's name). A deployment is identified by its name and environment: deploying
         again under the same ones ends the current serving interval (its ``SERVES`` edge gets
         ``valid_to``) and starts a new one, so the hub can say what was served when.
-        ``require_stage`` refuses (``POLICY``) a version that is not in that stage.
+        ``require_stage`` refuses (``POLICY``) a version that is not in that stage, and is kept
+        on the deployment (a later deploy under the same name states its own): stage changes
+        that would break it are refused, or retire or re-point the deployment (see
+        :class:`OnDeployments`).
         Each record is a ``deploy`` run that USED the version, associated with ``actor``, and
         an audit entry."""
         actor = _check_actor(actor)
         mv = self.resolve(ref)
+        stage: Stage | None = None
         if require_stage is not None:
             stage = _stage(require_stage, "require_stage")
             if mv.stage is not stage:
@@ -1240,6 +1588,7 @@ class RegistryService:
                 "environment": environment,
                 "endpoint": endpoint,
                 "status": status,
+                "require_stage": stage,
                 "tags": dict(tags or {}),
             }
             if found:
@@ -1265,6 +1614,7 @@ class RegistryService:
                     "version": mv.version,
                     "endpoint": deployment.endpoint,
                     "status": deployment.status.value,
+                    "require_stage": stage.value if stage is not None else None,
                     "replaced": _list_param(ended),
                 },
             )
@@ -1278,6 +1628,7 @@ class RegistryService:
                     "environment": deployment.environment,
                     "endpoint": deployment.endpoint,
                     "status": deployment.status.value,
+                    "require_stage": stage.value if stage is not None else None,
                     "replaced": ended,
                     "reason": reason,
                     "run": run.node_id,
@@ -1305,20 +1656,22 @@ class RegistryService:
         actor = _check_actor(actor)
         if not isinstance(deployment_id, str) or not deployment_id.startswith("deployment:"):
             raise ValidationError("give a deployment id (deployment:...)", field="deployment_id")
-        now = self._now()
         with self._events.transaction():
             deployment = Deployment.from_node(self.store.get_node(deployment_id))
             if deployment.status is DeploymentStatus.RETIRED:
                 raise ConflictError(f"{deployment_id} is already retired")
-            ended = self._end_serving(deployment.id, now)
-            deployment.status = DeploymentStatus.RETIRED
-            self.store.upsert_nodes([deployment.to_node()])
-            self.store.append_audit(
-                actor,
-                "deployment.retire",
-                deployment.id,
-                {"ended": ended, "reason": reason},
-            )
+            return self._retire(deployment, actor, reason)
+
+    def _retire(self, deployment: Deployment, actor: str, reason: str | None) -> Deployment:
+        ended = self._end_serving(deployment.id, self._now())
+        deployment.status = DeploymentStatus.RETIRED
+        self.store.upsert_nodes([deployment.to_node()])
+        self.store.append_audit(
+            actor,
+            "deployment.retire",
+            deployment.id,
+            {"ended": ended, "reason": reason},
+        )
         return deployment
 
     def _end_serving(self, deployment_id: str, now: datetime) -> list[str]:

@@ -78,6 +78,8 @@ class WebhookEvent(str, enum.Enum):
     PROMOTION_APPROVED = "promotion.approved"
     PROMOTION_REJECTED = "promotion.rejected"
     PROMOTION_DONE = "promotion.done"
+    #: A promotion or approval refused by policy (nothing changed; the audit log has it).
+    PROMOTION_REFUSED = "promotion.refused"
     ALIAS_MOVED = "alias.moved"
     DEPLOYMENT_RECORDED = "deployment.recorded"
 

@@ -37,11 +37,13 @@ from lineagehub.interfaces.cli.demo import cmd_demo
 from lineagehub.interfaces.cli.lineage import _lineage_options, cmd_export, cmd_lineage
 from lineagehub.interfaces.cli.models import cmd_models_list, cmd_models_show
 from lineagehub.interfaces.cli.registry import (
+    cmd_approvals_list,
     cmd_approve,
     cmd_deploy,
     cmd_promote,
     cmd_reject,
     cmd_retire,
+    cmd_rollback,
 )
 from lineagehub.interfaces.cli.runs import cmd_compare, cmd_runs_list, cmd_runs_show
 
@@ -178,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--stage", help="Staging, Production, Archived or None (policies apply)")
     to.add_argument("--alias", metavar="NAME", help="point this alias at the version")
     p.add_argument("--reason", help="why (kept in the history and the audit log)")
+    p.add_argument(
+        "--deployments", choices=["refuse", "retire", "repoint"], default="refuse",
+        help="live deployments requiring the stage a version leaves (the archived Production "
+        "versions): refuse the promotion (exit 8, the default), retire them, or repoint them "
+        "at the promoted version",
+    )  # fmt: skip
     p.set_defaults(func=cmd_promote, needs_client=True)
 
     p = sub.add_parser("approve", parents=[hub], help="approve a pending promotion request")
@@ -189,6 +197,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("request_id", metavar="REQUEST_ID")
     p.add_argument("--reason", required=True, help="why")
     p.set_defaults(func=cmd_reject, needs_client=True)
+
+    p = sub.add_parser("approvals", help="promotion requests waiting for approvals")
+    approvals = p.add_subparsers(dest="approvals_command", required=True, metavar="ACTION")
+    a = approvals.add_parser(
+        "list", parents=[hub], help="pending requests, oldest first: who asked, approvals so far"
+    )
+    a.add_argument("--model", help="only requests for this model")
+    a.add_argument("--stage", help="only requests to this stage, e.g. Production")
+    a.set_defaults(func=cmd_approvals_list, needs_client=True)
+
+    p = sub.add_parser(
+        "rollback", parents=[hub], help="put back the previous holder of a stage or alias"
+    )
+    p.add_argument("model", metavar="MODEL", help="the registered model, e.g. churn")
+    p.add_argument(
+        "stage_or_alias", metavar="STAGE_OR_ALIAS",
+        help="a stage by its exact name (Production, Staging) or an alias (champion)",
+    )  # fmt: skip
+    p.add_argument("--reason", required=True, help="why (kept in the history and the audit log)")
+    p.add_argument(
+        "--deployments", choices=["refuse", "retire", "repoint"], default="refuse",
+        help="live deployments requiring the stage a version leaves: refuse the rollback "
+        "(exit 8, the default), retire them, or repoint them at the version restored",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_rollback, needs_client=True)
 
     p = sub.add_parser(
         "deploy", parents=[hub], help="record that a model version is served in an environment"

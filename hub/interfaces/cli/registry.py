@@ -1,4 +1,5 @@
-"""The registry's actions: ``promote``, ``approve``, ``reject``, ``deploy`` and ``retire``."""
+"""The registry's actions: ``promote``, ``approve``, ``reject``, ``approvals list``,
+``rollback``, ``deploy`` and ``retire``."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def outcome_json(result: Any) -> dict[str, Any]:
             "to_stage": result.to_stage,
             "archived": list(result.archived),
             "approvals": list(result.approvals),
+            "deployments": list(result.deployments),
             "run_id": result.run_id,
         }
     if isinstance(result, PromotionPending):
@@ -84,6 +86,8 @@ def _show_outcome(args: argparse.Namespace, result: Any) -> int:
         console.print(_text(line, "green"))
         for archived in data["archived"]:
             console.print(f"archived {archived}")
+        for deployment in data["deployments"]:
+            console.print(f"deployment {deployment} retired or re-pointed (--deployments)")
     elif outcome == "pending":
         got = len(data["approvals"])
         console.print(
@@ -127,7 +131,10 @@ def cmd_promote(args: argparse.Namespace, client: Client) -> int:
         else:
             make_console().print(_text(f"{args.alias} → {mv.node_id}", "green"))
         return 0
-    return _show_outcome(args, client.request_promotion(args.ref, args.stage, args.reason or ""))
+    result = client.request_promotion(
+        args.ref, args.stage, args.reason or "", on_deployments=args.deployments
+    )
+    return _show_outcome(args, result)
 
 
 def cmd_approve(args: argparse.Namespace, client: Client) -> int:
@@ -171,3 +178,66 @@ def cmd_deploy(args: argparse.Namespace, client: Client) -> int:
 
 def cmd_retire(args: argparse.Namespace, client: Client) -> int:
     return _show_deployment(args, client.retire_deployment(args.deployment, args.reason), "retired")
+
+
+def pending_json(p: Any) -> dict[str, Any]:
+    """A pending promotion request as JSON."""
+    return {
+        "request_id": p.request_id,
+        "version": p.version_id,
+        "to_stage": p.to_stage,
+        "requested_by": p.requested_by,
+        "reason": p.reason,
+        "approvals": list(p.approvals),
+        "needed": p.needed,
+        "requested_at": p.requested_at.isoformat(),
+    }
+
+
+def cmd_approvals_list(args: argparse.Namespace, client: Client) -> int:
+    pending = [pending_json(p) for p in client.pending_promotions(args.model, args.stage)]
+    if args.json:
+        _print_json({"pending": pending})
+        return 0
+    table = _table(
+        None, "request", "version", "to", "requested by", "approvals", "reason", "requested at",
+        ids=("request", "version"),
+    )  # fmt: skip
+    for p in pending:
+        got = f"{len(p['approvals'])}/{p['needed']}"
+        if p["approvals"]:
+            got += f" ({', '.join(p['approvals'])})"
+        table.add_row(
+            _text(p["request_id"]),
+            _text(p["version"]),
+            _text(p["to_stage"]),
+            _text(p["requested_by"]),
+            _text(got),
+            _text(p["reason"]),
+            _text(p["requested_at"]),
+        )
+    console = make_console()
+    console.print(table)
+    n = len(pending)
+    console.print(f"{n} pending request{'s' if n != 1 else ''}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, client: Client) -> int:
+    runs = client.rollback(
+        args.model, args.stage_or_alias, args.reason, on_deployments=args.deployments
+    )
+    data = {
+        "outcome": "rolled back",
+        "model": args.model,
+        "stage_or_alias": args.stage_or_alias,
+        "run_ids": list(runs),
+    }
+    if args.json:
+        _print_json(data)
+        return 0
+    console = make_console()
+    console.print(_text(f"rolled back {args.model} {args.stage_or_alias}", "green"))
+    for run_id in runs:
+        console.print(f"recorded as {run_id}")
+    return 0
