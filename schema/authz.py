@@ -160,6 +160,17 @@ def models(*paths: str) -> Where:
     return where
 
 
+def model_or_anywhere(path: str) -> Where:
+    """The project of the model named, or (none named) some project: the result is then
+    filtered to what the caller may view."""
+    named = models(path)
+
+    def where(services: Services, args: dict[str, Any]) -> list[Scope]:
+        return named(services, args) if _arg(args, path) is not None else [ANYWHERE]
+
+    return where
+
+
 def existing_models(*paths: str) -> Where:
     """As :func:`models`, but a model not registered yet adds no scope."""
 
@@ -239,6 +250,7 @@ RULES: dict[str, Rule] = {
     "Query.compareModelVersions": Rule(V, refs("a", "b"), "compare these model versions"),
     "Query.modelHistory": Rule(V, models("model"), "read this model's history"),
     "Query.holderAt": Rule(V, models("model"), "read this model's history"),
+    "Query.pendingPromotions": Rule(V, model_or_anywhere("model"), "list pending promotions"),
     # --- the audit log and the hub's own configuration: admins
     "Query.auditTrail": Rule(ADMIN, globally, "read the audit log"),
     "Query.verifyAuditLog": Rule(ADMIN, globally, "verify the audit log"),

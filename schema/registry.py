@@ -20,6 +20,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from lineagehub.graph import ConfigError
+from lineagehub.schema.authz import viewable
 from lineagehub.schema.types import Deployment as DeploymentType
 from lineagehub.schema.types import I, wrap, wrap_as
 from lineagehub.schema.types import ModelVersion as ModelVersionType
@@ -357,8 +358,11 @@ class RegistryQuery:
         ctx = info.context
         found = await ctx.call(_registry(info).pending_promotions, model, stage)
         ids = list(dict.fromkeys(p.version_id for p in found))
-        nodes = await ctx.call(ctx.store.get_nodes, ids)
-        by_id = {n.id: wrap_as(n, ModelVersionType) for n in nodes if n is not None}
+        nodes = [n for n in await ctx.call(ctx.store.get_nodes, ids) if n is not None]
+        # requests of projects the caller may not view are left out
+        ok = await ctx.call(viewable, ctx.services, ctx.principal, nodes)
+        by_id = {n.id: wrap_as(n, ModelVersionType) for n in nodes if ok is None or n.id in ok}
+        found = [p for p in found if p.version_id in by_id]
         return [
             PendingPromotion(
                 request_id=strawberry.ID(p.request_id),

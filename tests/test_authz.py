@@ -155,6 +155,7 @@ READS: dict[str, Op] = {
         '{ compareModelVersions(a: "churn@1", b: "churn@1") { truncated } }', V, "alpha"
     ),
     "modelHistory": Op('{ modelHistory(model: "churn") { change } }', V, "alpha"),
+    "pendingPromotions": Op('{ pendingPromotions(model: "churn") { requestId } }', V, "alpha"),
     "holderAt": Op(
         '{ holderAt(model: "churn", aliasOrStage: "champion", time: "2100-01-01T00:00:00Z") '
         "{ id } }",
@@ -604,3 +605,24 @@ async def test_a_child_run_needs_the_editor_role_in_its_parents_project(tmp_path
         { id } }"""
     assert codes(await hub.run(start, PRINCIPALS["editor"], p=hub.ids["run_b"])) == ["FORBIDDEN"]
     await hub.ok(start, PRINCIPALS["editor"], p=hub.ids["run_a"])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("who", PRINCIPALS)
+async def test_pending_promotions_of_every_project_are_filtered(tmp_path: Path, who: str) -> None:
+    hub = await build_hub(tmp_path)
+    principal = PRINCIPALS[who]
+    mine = await hub.run("{ pendingPromotions { requestId } }", principal)
+    if not principal.can_anywhere(Role.VIEWER):
+        assert codes(mine) == ["FORBIDDEN"], mine.errors
+        return
+    assert mine.errors is None, mine.errors
+    every = await hub.run("{ pendingPromotions { requestId } }", PRINCIPALS["admin"])
+    assert every.data is not None and mine.data is not None
+    assert every.data["pendingPromotions"], "the hub has a pending promotion (project alpha)"
+    seen = mine.data["pendingPromotions"]
+    assert seen == (
+        every.data["pendingPromotions"]
+        if principal.can_anywhere(Role.VIEWER) and (principal.can(Role.VIEWER, "alpha"))
+        else []
+    )
