@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+# The S3 API server of the artifact tests (moto's, on 127.0.0.1) and its credentials.
+from test_artifacts import aws_env, s3_admin, s3_endpoint  # noqa: F401
+
 from lineagehub import open_store
 from lineagehub.artifacts import FileArtifactStore
 from lineagehub.graph import GraphStore
@@ -421,3 +424,43 @@ def test_every_write_path_of_tracking_and_the_registry_leaves_records_that_verif
     code, data, text = verify(capsys, db)
     assert code == 0, text
     assert data["unaudited_nodes"] == 0 and data["records_checked"] > 40
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_heads_are_copied_to_an_s3_object_lock_bucket(
+    sqlite_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Against a real S3 API server (moto's, on 127.0.0.1): a head per object, which object
+    lock keeps from being deleted; a log cut short is caught from the bucket alone."""
+    import uuid
+
+    import botocore.exceptions
+
+    admin, endpoint = (
+        request.getfixturevalue("s3_admin"),
+        request.getfixturevalue("s3_endpoint"),
+    )
+    bucket = f"lineagehub-heads-{uuid.uuid4().hex[:12]}"
+    admin.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    admin.put_object_lock_configuration(
+        Bucket=bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
+        },
+    )
+    monkeypatch.setenv("LINEAGEHUB_AUDIT_HEADS", f"s3://{bucket}/hub")
+    monkeypatch.setenv("LINEAGEHUB_S3_ENDPOINT_URL", endpoint)
+    with open_store(sqlite_db) as store:
+        write_history(store, tmp_path)
+    listed = admin.list_object_versions(Bucket=bucket, Prefix="hub/heads/")["Versions"]
+    assert sorted(v["Key"] for v in listed) == [f"hub/heads/{n:020d}.json" for n in (1, 5, 9)]
+    with pytest.raises(botocore.exceptions.ClientError):  # locked: not even the owner
+        admin.delete_object(Bucket=bucket, Key=listed[0]["Key"], VersionId=listed[0]["VersionId"])
+    run_sql(sqlite_db, "DELETE FROM audit WHERE seq > 6", "DELETE FROM audit_checkpoints")
+    code, data, text = verify(capsys, sqlite_db)
+    assert code == 9 and data["firstBadSeq"] == 7 and f"s3://{bucket}/hub" in text
