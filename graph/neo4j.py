@@ -541,7 +541,9 @@ def _dt(text: str | None) -> datetime | None:
 
 def _audit_entry(row: Mapping[str, Any]) -> AuditEntry:
     # Entries written before records were digested have no ``records`` property.
-    return AuditEntry(*(row[p] if p != "records" else row[p] or "" for p in cypher.AUDIT_PROPS))
+    values: list[Any] = [row[p] for p in cypher.AUDIT_PROPS]
+    values[cypher.AUDIT_PROPS.index("records")] = row["records"] or ""
+    return AuditEntry(*values)
 
 
 def _tree_head(row: Mapping[str, Any]) -> TreeHead:

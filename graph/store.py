@@ -506,7 +506,8 @@ class GraphStore(abc.ABC):
         if head is None or hook is None:
             return
         pending = getattr(state, "after_commit", None) if state is not None else None
-        if pending is not None and getattr(state, "depth", 0):
+        depth: int = getattr(state, "depth", 0) if state is not None else 0
+        if pending is not None and depth:
             pending.append(lambda: hook(head))
             return
         hook(head)

@@ -650,8 +650,8 @@ def _check_records(
         for k, rec in zip(chunk, found, strict=True):
             _compare(store, k, rec, last[k], result)
     for chunk in _chunks(edge_keys, 500):
-        found = store.get_edges([k[5:] for k in chunk])
-        for k, edge in zip(chunk, found, strict=True):
+        edges = store.get_edges([k[5:] for k in chunk])
+        for k, edge in zip(chunk, edges, strict=True):
             if edge is None and last[k][1] is not None:
                 # Deleting a node deletes its edges: only an edge whose ends remain is missing.
                 srcs = _edge_ends(store, k, last[k][0])
