@@ -407,10 +407,15 @@ def test_every_write_path_of_tracking_and_the_registry_leaves_records_that_verif
     """Runs, datasets, artifacts, models, aliases, promotions (with approvals), rollbacks and
     deployments: every record they change is in an entry with its digest, so the untouched
     store verifies record by record, and nothing the hub wrote is left unaudited."""
-    from lineagehub.services.registry import RegistryService
+    from lineagehub.services.registry import Policy, PromotionPending, RegistryService
 
     write_history(store, tmp_path, runs=3)
-    registry = RegistryService(store)
+    registry = RegistryService(
+        store,
+        policies={
+            ("toy-model", "Archived"): Policy(approvals=1, approvers=frozenset({"carol", "dave"}))
+        },
+    )
     registry.set_alias("toy-model/1", "champion", "ann")
     registry.set_alias("toy-model/2", "champion", "ann")
     registry.remove_alias("toy-model", "champion", "ann")
@@ -421,6 +426,12 @@ def test_every_write_path_of_tracking_and_the_registry_leaves_records_that_verif
     d = registry.deploy("toy-model/3", "production", "ops", endpoint="https://m.example/toy")
     registry.deploy("toy-model/2", "production", "ops")
     registry.retire_deployment(d.id, "ops", "done")
+    pending = registry.request_promotion("toy-model/1", "Archived", "ann", "old")
+    assert isinstance(pending, PromotionPending)
+    registry.approve(pending.request_id, "carol", "ok")
+    pending = registry.request_promotion("toy-model/2", "Archived", "ann", "old")
+    assert isinstance(pending, PromotionPending)
+    registry.reject(pending.request_id, "dave", "still serving")
     code, data, text = verify(capsys, db)
     assert code == 0, text
     assert data["unaudited_nodes"] == 0 and data["records_checked"] > 40
