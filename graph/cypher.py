@@ -1088,10 +1088,24 @@ def statement_catalog() -> Iterator[tuple[str, str, dict[str, Any]]]:
         "payload_digest": "sha256:" + "1" * 64,
         "prev_hash": "sha256:" + "0" * 64,
         "hash": "sha256:" + "2" * 64,
+        "records": "",
     }
     yield entry("entry", audit_create(audit))
     yield entry("all", audit_read(0, 1000, None))
     yield entry("target", audit_read(0, 1000, "r1"))
+    yield entry("max", audit_max_seq())
+    yield entry("span", audit_range(0, 2))
+    yield entry("newest", checkpoint_last())
+    yield entry("page", checkpoint_read(-1, 1000))
+    head = {
+        "tree_size": 2,
+        "root_hash": "sha256:" + "3" * 64,
+        "head_hash": "sha256:" + "2" * 64,
+        "time": now,
+        "mac": "4" * 64,
+        "frontier": '["' + "5" * 64 + '"]',
+    }
+    yield entry("head", checkpoint_create(head))
     yield entry("batch", wipe())
 
 
