@@ -72,11 +72,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Write a signed tree head of the audit log after this many entries.",
     )
-    audit_checkpoint_seconds: float | None = Field(
+    audit_checkpoint_seconds: float = Field(
         default=300.0,
-        gt=0,
+        ge=0,
         description="Also write one on the first entry this many seconds after the last head "
-        "(unset: by count only).",
+        "(0: by count only).",
     )
     audit_heads: str | None = Field(
         default=None,

@@ -472,7 +472,7 @@ def audit_policy(settings: Any) -> CheckpointPolicy:
         on_checkpoint = _copier(copy)
     return CheckpointPolicy(
         every=settings.audit_checkpoint_every,
-        seconds=settings.audit_checkpoint_seconds,
+        seconds=settings.audit_checkpoint_seconds or None,
         key=secret or None,
         on_checkpoint=on_checkpoint,
     )
