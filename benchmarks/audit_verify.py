@@ -34,7 +34,7 @@ from lineagehub.services.audit import verify_log
 
 KEY = b"benchmark-key"
 PER_TRANSACTION = 5000
-NO_HEADS = CheckpointPolicy(every=10**12, key=KEY)
+NO_HEADS = CheckpointPolicy(every=None, key=KEY)
 
 
 def build(store: SqliteStore, entries: int, records: int) -> float:

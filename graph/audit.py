@@ -416,11 +416,12 @@ def next_head(
 @dataclass(frozen=True, slots=True)
 class CheckpointPolicy:
     """When the store writes a tree head as the log grows: after ``every`` entries since the
-    last one, or on the first append ``seconds`` or more after it (``None``: no time rule);
+    last one (``None``: no count rule), or on the first append ``seconds`` or more after it
+    (``None``: no time rule); with neither, only :meth:`GraphStore.checkpoint_audit` does;
     signed with ``key`` (``None``: unsigned). ``on_checkpoint`` is called with each head
     after the write that made it commits, outside any transaction (to copy it elsewhere)."""
 
-    every: int = 1000
+    every: int | None = 1000
     seconds: float | None = None
     key: bytes | None = None
     on_checkpoint: Callable[[TreeHead], None] | None = None
@@ -428,7 +429,7 @@ class CheckpointPolicy:
     def due(self, size: int, last_size: int, last_time: float | None, now: float) -> bool:
         if size <= last_size:
             return False
-        if size - last_size >= self.every:
+        if self.every is not None and size - last_size >= self.every:
             return True
         return self.seconds is not None and (last_time is None or now - last_time >= self.seconds)
 

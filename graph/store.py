@@ -412,13 +412,15 @@ class GraphStore(abc.ABC):
 
     # --- audit checkpoints and record digests (shared by backends) ------------------------------
 
-    audit_policy: CheckpointPolicy = CheckpointPolicy()
+    # Heads are the hub's (lineagehub.open_store configures them from the settings); a store
+    # opened on its own writes them only when asked (checkpoint_audit).
+    audit_policy: CheckpointPolicy = CheckpointPolicy(every=None)
     _checkpoint_state: tuple[int, float | None] | None = None
 
     def configure_audit(self, policy: CheckpointPolicy) -> None:
         """Set when tree heads are written, the key that signs them and where they are
         copied (:class:`~lineagehub.graph.audit.CheckpointPolicy`; the default: unsigned,
-        every 1000 entries)."""
+        only when :meth:`checkpoint_audit` is called)."""
         self.audit_policy = policy
         self._checkpoint_state = None
 
