@@ -421,6 +421,17 @@ class S3Heads(HeadCopy):
                 heads += _parse_lines(body.decode("utf-8"), f"{self.uri} {obj['Key']}")
         return sorted(heads, key=lambda h: h.tree_size)
 
+    def last_size(self) -> int:
+        """From the keys alone (one listing, no object read)."""
+        last = -1
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key()):
+            for obj in page.get("Contents", []):
+                stem = obj["Key"].rsplit("/", 1)[-1].removesuffix(".json")
+                if stem.isdigit():
+                    last = max(last, int(stem))
+        return last
+
     def append(self, heads: Sequence[TreeHead]) -> None:
         for h in heads:
             self.client.put_object(
