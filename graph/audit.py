@@ -339,7 +339,8 @@ class TreeHead:
     """A checkpoint of the log: its ``tree_size`` (entries 1..tree_size), the Merkle
     ``root_hash`` over them, the ``head_hash`` of entry ``tree_size`` (``None`` when empty),
     the ``time`` it was made and its ``mac``: HMAC-SHA256 hex under the audit key over the
-    canonical JSON of the other four (:meth:`signed_body`), ``None`` when made without a key.
+    canonical JSON of the other four (:meth:`signed_body`), ``None`` when made without a key;
+    ``signature``: an Ed25519 signature (hex) of the same bytes when the hub has a signing key.
     ``frontier`` lets the next head be computed from this one (not signed: a wrong frontier
     only makes the later heads disagree with the log, which verification reports)."""
 
@@ -349,6 +350,7 @@ class TreeHead:
     time: str
     mac: str | None = None
     frontier: tuple[str, ...] = ()
+    signature: str | None = None
 
     def signed_body(self) -> dict[str, Any]:
         return {
@@ -360,7 +362,10 @@ class TreeHead:
 
     def to_dict(self) -> dict[str, Any]:
         """The exported form (a head file, a line of an external copy): no frontier."""
-        return {**self.signed_body(), "mac": self.mac}
+        out = {**self.signed_body(), "mac": self.mac}
+        if self.signature is not None:
+            out["signature"] = self.signature
+        return out
 
     @classmethod
     def from_dict(cls, obj: Any) -> TreeHead:
@@ -379,9 +384,10 @@ class TreeHead:
             and (head is None or isinstance(head, str))
             and (mac is None or isinstance(mac, str))
         )
-        if not ok:
+        signature = obj.get("signature")
+        if not ok or not (signature is None or isinstance(signature, str)):
             raise ValidationError("not an audit tree head (wrong field types)", field="head")
-        return cls(size, root, head, time, mac)
+        return cls(size, root, head, time, mac, (), signature)
 
     def mac_ok(self, key: bytes) -> bool:
         return self.mac is not None and hmac.compare_digest(self.mac, head_mac(self, key))
@@ -395,7 +401,11 @@ def head_mac(head: TreeHead, key: bytes) -> str:
 
 
 def next_head(
-    prev: TreeHead | None, entries: Iterable[AuditEntry], time: str, key: bytes | None
+    prev: TreeHead | None,
+    entries: Iterable[AuditEntry],
+    time: str,
+    key: bytes | None,
+    signer: Callable[[bytes], str] | None = None,
 ) -> TreeHead:
     """The head after ``prev`` grown by ``entries`` (the ones following it, in seq order)."""
     frontier = Frontier() if prev is None else Frontier(prev.tree_size, prev.frontier)
@@ -410,6 +420,8 @@ def next_head(
     head = TreeHead(frontier.size, frontier.root(), head_hash, time, None, tuple(frontier.roots()))
     if key:
         head = replace(head, mac=head_mac(head, key))
+    if signer is not None:
+        head = replace(head, signature=signer(canonical_json(head.signed_body())))
     return head
 
 
@@ -419,12 +431,14 @@ class CheckpointPolicy:
     last one (``None``: no count rule), or on the first append ``seconds`` or more after it
     (``None``: no time rule); with neither, only :meth:`GraphStore.checkpoint_audit` does;
     signed with ``key`` (``None``: unsigned). ``on_checkpoint`` is called with each head
-    after the write that made it commits, outside any transaction (to copy it elsewhere)."""
+    after the write that made it commits, outside any transaction (to copy it elsewhere).
+    ``signer`` returns a signature (hex) of a head's signed bytes (Ed25519, from the hub)."""
 
     every: int | None = 1000
     seconds: float | None = None
     key: bytes | None = None
     on_checkpoint: Callable[[TreeHead], None] | None = None
+    signer: Callable[[bytes], str] | None = None
 
     def due(self, size: int, last_size: int, last_time: float | None, now: float) -> bool:
         if size <= last_size:

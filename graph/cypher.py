@@ -113,7 +113,7 @@ AUDIT_PROPS = (
 )
 AUDIT_HEAD_PROPS = ("name",)
 CHECKPOINT_LABEL = "AuditCheckpoint"
-CHECKPOINT_PROPS = ("tree_size", "root_hash", "head_hash", "time", "mac", "frontier")
+CHECKPOINT_PROPS = ("tree_size", "root_hash", "head_hash", "time", "mac", "frontier", "signature")
 PROPERTY_KEYS = tuple(
     dict.fromkeys(
         (
@@ -1104,6 +1104,7 @@ def statement_catalog() -> Iterator[tuple[str, str, dict[str, Any]]]:
         "time": now,
         "mac": "4" * 64,
         "frontier": '["' + "5" * 64 + '"]',
+        "signature": "6" * 128,
     }
     yield entry("head", checkpoint_create(head))
     yield entry("batch", wipe())

@@ -554,6 +554,7 @@ def _tree_head(row: Mapping[str, Any]) -> TreeHead:
         row["time"],
         row["mac"],
         tuple(json.loads(row["frontier"] or "[]")),
+        row["signature"],
     )
 
 

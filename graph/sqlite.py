@@ -121,7 +121,8 @@ MIGRATIONS: list[str] = [
         head_hash   TEXT,
         time        TEXT NOT NULL,
         mac         TEXT,
-        frontier    TEXT NOT NULL
+        frontier    TEXT NOT NULL,
+        signature   TEXT
     );
     """,
 ]
@@ -131,7 +132,7 @@ BUSY_TIMEOUT_S = 60.0
 _NODE_COLS = "n.id, n.label, n.props, n.created_at, n.updated_at"
 _EDGE_COLS = "e.id, e.kind, e.source, e.target, e.props, e.event_time, e.ingested_at, e.asserted_by"
 _AUDIT_COLS = "seq, time, actor, action, target, payload_digest, prev_hash, hash, records"
-_HEAD_COLS = "tree_size, root_hash, head_hash, time, mac, frontier"
+_HEAD_COLS = "tree_size, root_hash, head_hash, time, mac, frontier, signature"
 _SYSTEM_COLUMNS = {
     "id": "n.id",
     "_label": "n.label",
@@ -509,8 +510,16 @@ class SqliteStore(GraphStore):
 
         def insert(h: TreeHead) -> None:
             conn.execute(
-                f"INSERT INTO audit_checkpoints ({_HEAD_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (h.tree_size, h.root_hash, h.head_hash, h.time, h.mac, json.dumps(h.frontier)),
+                f"INSERT INTO audit_checkpoints ({_HEAD_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    h.tree_size,
+                    h.root_hash,
+                    h.head_hash,
+                    h.time,
+                    h.mac,
+                    json.dumps(h.frontier),
+                    h.signature,
+                ),
             )
 
         return self._maybe_checkpoint(seq, load_last, load_after, insert, force)
@@ -780,8 +789,8 @@ def _sql_strip(props: str) -> str:
 
 
 def _tree_head(row: Sequence[Any]) -> TreeHead:
-    size, root, head_hash, time, mac, frontier = row
-    return TreeHead(size, root, head_hash, time, mac, tuple(json.loads(frontier)))
+    size, root, head_hash, time, mac, frontier, signature = row
+    return TreeHead(size, root, head_hash, time, mac, tuple(json.loads(frontier)), signature)
 
 
 def _statements(script: str) -> list[str]:

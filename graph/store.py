@@ -495,7 +495,7 @@ class GraphStore(abc.ABC):
             self._checkpoint_state = (last.tree_size, _epoch(last.time))
             return last if force else None
         entries = load_after(last.tree_size if last is not None else 0)
-        head = next_head(last, entries, to_iso(utcnow()), policy.key)
+        head = next_head(last, entries, to_iso(utcnow()), policy.key, policy.signer)
         insert(head)
         self._checkpoint_state = (head.tree_size, now)
         return head

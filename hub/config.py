@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         description="Also write one on the first entry this many seconds after the last head "
         "(0: by count only).",
     )
+    audit_signing_key: Path | None = Field(
+        default=None,
+        description="An Ed25519 private key (PEM file) to sign tree heads with as well, so "
+        "anyone with the public key can check them (needs the cryptography package).",
+    )
     audit_heads: str | None = Field(
         default=None,
         description="Copy every tree head outside the store: file:///heads.jsonl (append-only "

@@ -475,3 +475,50 @@ def test_heads_are_copied_to_an_s3_object_lock_bucket(
     run_sql(sqlite_db, "DELETE FROM audit WHERE seq > 6", "DELETE FROM audit_checkpoints")
     code, data, text = verify(capsys, sqlite_db)
     assert code == 9 and data["firstBadSeq"] == 7 and f"s3://{bucket}/hub" in text
+
+
+def test_heads_signed_with_ed25519_are_checked_with_the_public_key(
+    sqlite_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "signing.pem"
+    key_file.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public_file = tmp_path / "public.pem"
+    public_file.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    monkeypatch.setenv("LINEAGEHUB_AUDIT_SIGNING_KEY", str(key_file))
+    with open_store(sqlite_db) as store:
+        write_history(store, tmp_path)
+        assert all(h.signature for h in store.iter_checkpoints())
+    export_head(capsys, sqlite_db, tmp_path / "head.json")
+    assert json.loads((tmp_path / "head.json").read_text())["signature"]
+    # An auditor with the public key only (no HMAC key, no private key).
+    monkeypatch.delenv("LINEAGEHUB_AUDIT_SIGNING_KEY")
+    monkeypatch.delenv("LINEAGEHUB_AUDIT_KEY")
+    code, data, _ = verify(capsys, sqlite_db, "--public-key", str(public_file))
+    assert code == 0 and data["ok"]
+    # A head re-signed with another key is caught.
+    other = Ed25519PrivateKey.generate()
+    with SqliteStore(sqlite_db.removeprefix("sqlite:///")) as raw:
+        h = raw.audit_checkpoints(4)[0]
+    forged = other.sign(json.dumps(h.signed_body(), sort_keys=True, separators=(",", ":")).encode())
+    run_sql(
+        sqlite_db, f"UPDATE audit_checkpoints SET signature = '{forged.hex()}' WHERE tree_size = 5"
+    )
+    code, data, text = verify(capsys, sqlite_db, "--public-key", str(public_file))
+    assert code == 11 and data["firstBadSeq"] == 5 and "bad signature" in text

@@ -481,12 +481,79 @@ def audit_policy(settings: Any) -> CheckpointPolicy:
     if settings.audit_heads:
         copy = head_copy(settings.audit_heads, settings.s3_endpoint_url)
         on_checkpoint = _copier(copy)
+    signer = None
+    if settings.audit_signing_key is not None:
+        private = load_signing_key(settings.audit_signing_key)
+
+        def signer(data: bytes) -> str:
+            return str(private.sign(data).hex())
+
     return CheckpointPolicy(
+        signer=signer,
         every=settings.audit_checkpoint_every,
         seconds=settings.audit_checkpoint_seconds or None,
         key=secret or None,
         on_checkpoint=on_checkpoint,
     )
+
+
+def _crypto() -> Any:
+    try:
+        from cryptography.hazmat.primitives import serialization
+    except ImportError as e:  # pragma: no cover - a dependency of the dev and server installs
+        raise ConfigError(
+            "Ed25519 audit signatures need the cryptography package: pip install cryptography"
+        ) from e
+    return serialization
+
+
+def load_signing_key(path: str | os.PathLike[str]) -> Any:
+    """The Ed25519 private key in a PEM file (unencrypted); :class:`ConfigError` otherwise
+    (never showing the file's content)."""
+    serialization = _crypto()
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as e:
+        raise ConfigError(
+            f"LINEAGEHUB_AUDIT_SIGNING_KEY {str(path)!r}: not a readable, unencrypted PEM private "
+            f"key ({type(e).__name__})"
+        ) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"LINEAGEHUB_AUDIT_SIGNING_KEY {str(path)!r}: not an Ed25519 key")
+    return key
+
+
+def load_public_key(path: str | os.PathLike[str]) -> Any:
+    """An Ed25519 public key from a PEM file, or derived from a private key file."""
+    serialization = _crypto()
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    data = Path(path).read_bytes() if Path(path).is_file() else b""
+    if b"PRIVATE KEY" in data:
+        return load_signing_key(path).public_key()
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        raise ValidationError(
+            f"{str(path)!r} is not a PEM public key", field="public_key"
+        ) from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValidationError(f"{str(path)!r} is not an Ed25519 public key", field="public_key")
+    return key
+
+
+def _signature_ok(head: TreeHead, public_key: Any) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    if not head.signature:
+        return False
+    try:
+        public_key.verify(bytes.fromhex(head.signature), canonical_json(head.signed_body()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def _copier(copy: HeadCopy) -> Callable[[TreeHead], None]:
@@ -556,12 +623,14 @@ def verify_log(
     key: bytes | None,
     heads: Sequence[tuple[str, TreeHead]] = (),
     check_records: bool = True,
+    public_key: Any | None = None,
 ) -> LogVerification:
     """Check the audit log and the records it covers: the chain; every head (the store's
     own and ``heads``, ``(where, head)`` pairs from a head file or a copy) signed with
     ``key`` (when given) and matching the log's Merkle root at its size; then, unless
     ``check_records`` is false, every record's current state against its last entry.
-    Reads the log once, a page at a time; memory grows with the number of records."""
+    With ``public_key`` (Ed25519, :func:`load_public_key`) every head's signature is checked
+    too. Reads the log once, a page at a time; memory grows with the number of records."""
     _check_key(key)
     all_heads = [("the store", h) for h in store.iter_checkpoints()] + list(heads)
     result = LogVerification(
@@ -588,6 +657,16 @@ def verify_log(
                     h.tree_size + 1 if h.tree_size == 0 else h.tree_size,
                     f"the tree head at size {h.tree_size} from {where} {what} (wrong key, "
                     "forged or replaced)",
+                )
+    if public_key is not None:
+        for where, h in all_heads:
+            if not _signature_ok(h, public_key):
+                what = "has no Ed25519 signature" if not h.signature else "has a bad signature"
+                return fail(
+                    "head",
+                    max(h.tree_size, 1),
+                    f"the tree head at size {h.tree_size} from {where} {what} (forged or "
+                    "replaced, or signed with another key)",
                 )
     sizes = {h.tree_size for _, h in all_heads}
     roots: dict[int, tuple[str, str | None]] = {}
@@ -738,6 +817,8 @@ __all__ = [
     "copy_heads",
     "export_jsonl",
     "head_copy",
+    "load_public_key",
+    "load_signing_key",
     "read_head_file",
     "sign",
     "verify_export",

@@ -235,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a copy of the heads (file:///, git:///, s3://) besides LINEAGEHUB_AUDIT_HEADS",
     )
     a.add_argument("--no-records", action="store_true", help="check the log only, not the records")
+    a.add_argument(
+        "--public-key",
+        metavar="PEM_FILE",
+        help="check every head's Ed25519 signature with this public key (default: the one of "
+        "LINEAGEHUB_AUDIT_SIGNING_KEY, when set)",
+    )
     a.set_defaults(func=cmd_audit_verify)
     a = audit.add_parser(
         "head",

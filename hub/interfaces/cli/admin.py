@@ -130,7 +130,12 @@ def cmd_audit_verify(args: argparse.Namespace, store: GraphStore) -> int:
     from dataclasses import asdict
 
     from lineagehub.config import Settings
-    from lineagehub.services.audit import head_copy, read_head_file, verify_log
+    from lineagehub.services.audit import (
+        head_copy,
+        load_public_key,
+        read_head_file,
+        verify_log,
+    )
 
     settings = Settings()
     heads = [(f"head file {f}", h) for f in args.against or () for h in read_head_file(f)]
@@ -138,7 +143,14 @@ def cmd_audit_verify(args: argparse.Namespace, store: GraphStore) -> int:
     for uri in copies:
         copy = head_copy(uri, settings.s3_endpoint_url)
         heads += [(f"copy {copy.uri}", h) for h in copy.read()]
-    result = verify_log(store, _audit_key(), heads, check_records=not args.no_records)
+    public = args.public_key or settings.audit_signing_key
+    result = verify_log(
+        store,
+        _audit_key(),
+        heads,
+        check_records=not args.no_records,
+        public_key=load_public_key(public) if public else None,
+    )
     head = store.audit_head()
     data: dict[str, Any] = {
         **result.to_dict(),
