@@ -18,13 +18,15 @@ head hash elsewhere (:meth:`~lineagehub.graph.store.GraphStore.audit_head`) cove
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from lineagehub.graph.errors import ValidationError
+from lineagehub.graph.model import Edge, Node
 
 HASH_PREFIX = "sha256:"
 GENESIS = HASH_PREFIX + "0" * 64
@@ -47,6 +49,7 @@ class AuditEntry:
     payload_digest: str
     prev_hash: str
     hash: str
+    records: str = ""
 
     def computed_hash(self) -> str:
         """The hash this entry's fields give (equal to ``hash`` unless it was tampered with)."""
@@ -58,6 +61,7 @@ class AuditEntry:
             self.target,
             self.payload_digest,
             self.prev_hash,
+            self.records,
         )
 
 
@@ -105,21 +109,23 @@ def entry_hash(
     target: str,
     payload_digest: str,
     prev_hash: str,
+    records: str = "",
 ) -> str:
-    """``sha256:<hex>`` over the canonical JSON of an entry's fields (all but its hash)."""
-    return digest(
-        canonical_json(
-            {
-                "seq": seq,
-                "time": time,
-                "actor": actor,
-                "action": action,
-                "target": target,
-                "payload_digest": payload_digest,
-                "prev_hash": prev_hash,
-            }
-        )
-    )
+    """``sha256:<hex>`` over the canonical JSON of an entry's fields (all but its hash).
+    ``records`` (the record digests, :func:`records_field`) is hashed only when there are
+    some, so entries written before records were digested keep their hashes."""
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "time": time,
+        "actor": actor,
+        "action": action,
+        "target": target,
+        "payload_digest": payload_digest,
+        "prev_hash": prev_hash,
+    }
+    if records:
+        fields["records"] = records
+    return digest(canonical_json(fields))
 
 
 def validate_name(value: Any, field: str) -> str:
@@ -150,12 +156,13 @@ def make_entry(
     action: str,
     target: str,
     payload_digest: str,
+    records: str = "",
 ) -> AuditEntry:
     """The entry that follows ``prev`` (``None``: the first entry)."""
     seq = 1 if prev is None else prev.seq + 1
     prev_hash = GENESIS if prev is None else prev.hash
-    own = entry_hash(seq, time, actor, action, target, payload_digest, prev_hash)
-    return AuditEntry(seq, time, actor, action, target, payload_digest, prev_hash, own)
+    own = entry_hash(seq, time, actor, action, target, payload_digest, prev_hash, records)
+    return AuditEntry(seq, time, actor, action, target, payload_digest, prev_hash, own, records)
 
 
 def verify_chain(
@@ -203,6 +210,244 @@ def verify_chain(
     return AuditVerification(ok=True, checked=checked)
 
 
+# --- record digests ----------------------------------------------------------------------------
+#
+# An entry carries the state of the records (nodes and edges) its change produced, as
+# ``records``: the canonical JSON of ``{"node:<id>" | "edge:<id>": {"digest": "sha256:…",
+# "fields": {field: <16 hex>}, "ends": [source, target] (edges)} | null}`` (``null``: the record was deleted). ``digest`` covers
+# the record's identity and properties (:func:`record_state`), not its timestamps, so SQLite
+# and Neo4j give the same digest; ``fields`` holds a short digest per property, so a
+# verification can name the field that changed.
+
+FIELD_DIGEST_HEX = 16
+
+
+def record_key(kind: Literal["node", "edge"], record_id: str) -> str:
+    return f"{kind}:{record_id}"
+
+
+def record_state(record: Node | Edge) -> dict[str, Any]:
+    """What a record's digest covers: ``id``, ``label`` (a node) or ``kind``, ``source`` and
+    ``target`` (an edge), and ``props``."""
+    if isinstance(record, Node):
+        return {"id": record.id, "label": record.label, "props": record.props}
+    return {
+        "id": record.id,
+        "kind": record.kind,
+        "source": record.source,
+        "target": record.target,
+        "props": record.props,
+    }
+
+
+def record_digest(record: Node | Edge) -> dict[str, Any]:
+    """``{"digest": …, "fields": {…}}`` of a record's current state."""
+    state = record_state(record)
+    fields = {k: v for k, v in state.items() if k != "props"}
+    fields.update({f"props.{k}": v for k, v in state["props"].items()})
+    out: dict[str, Any] = {
+        "digest": digest(canonical_json(state)),
+        "fields": {
+            k: hashlib.sha256(canonical_json(v)).hexdigest()[:FIELD_DIGEST_HEX]
+            for k, v in fields.items()
+        },
+    }
+    if isinstance(record, Edge):
+        out["ends"] = [record.source, record.target]  # deleting a node deletes its edges
+    return out
+
+
+def records_field(records: Mapping[str, dict[str, Any] | None]) -> str:
+    """The ``records`` text of an entry (``""`` when it covers none)."""
+    return canonical_json(dict(records)).decode("utf-8") if records else ""
+
+
+def parse_records(text: str) -> dict[str, dict[str, Any] | None]:
+    return json.loads(text) if text else {}
+
+
+def changed_fields(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The fields whose short digests differ between a recorded and a current state (added
+    and removed fields included), sorted."""
+    old, new = recorded.get("fields", {}), current.get("fields", {})
+    return sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+
+
+# --- Merkle tree heads (RFC 9162 section 2.1) -----------------------------------------------
+#
+# The leaves are the entries' hashes in seq order (the UTF-8 text ``sha256:<hex>``); leaf
+# hash ``SHA-256(0x00 || leaf)``, interior ``SHA-256(0x01 || left || right)``, and a tree of
+# n leaves splits at the largest power of two below n. A :class:`Frontier` keeps the roots of
+# the perfect subtrees the size decomposes into (at most log2 n of them), so a head at size
+# n2 follows from the head at n1 and the entries n1+1..n2 alone, and a later issue can serve
+# inclusion and consistency proofs over the same tree.
+
+
+def leaf_hash(entry_hash: str) -> bytes:
+    return hashlib.sha256(b"\x00" + entry_hash.encode("utf-8")).digest()
+
+
+def _interior(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+EMPTY_ROOT = HASH_PREFIX + hashlib.sha256(b"").hexdigest()
+
+
+class Frontier:
+    """The perfect-subtree roots of a Merkle tree being grown leaf by leaf."""
+
+    __slots__ = ("_stack", "size")
+
+    def __init__(self, size: int = 0, roots: Iterable[str] = ()) -> None:
+        # (height, hash) from the left; heights strictly decrease.
+        self.size = size
+        self._stack: list[tuple[int, bytes]] = []
+        heights = [h for h in range(size.bit_length(), -1, -1) if size >> h & 1]
+        hashes = [bytes.fromhex(r) for r in roots]
+        if len(hashes) != len(heights):
+            raise ValidationError(
+                f"a frontier of size {size} has {len(heights)} roots, got {len(hashes)}",
+                field="frontier",
+            )
+        self._stack = list(zip(heights, hashes, strict=True))
+
+    def push(self, entry_hash: str) -> None:
+        node, height = leaf_hash(entry_hash), 0
+        stack = self._stack
+        while stack and stack[-1][0] == height:
+            node = _interior(stack.pop()[1], node)
+            height += 1
+        stack.append((height, node))
+        self.size += 1
+
+    def root(self) -> str:
+        """``sha256:<hex>`` of the tree's root (of the empty string for an empty tree)."""
+        if not self._stack:
+            return EMPTY_ROOT
+        node = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            node = _interior(left, node)
+        return HASH_PREFIX + node.hex()
+
+    def roots(self) -> list[str]:
+        return [h.hex() for _, h in self._stack]
+
+
+@dataclass(frozen=True, slots=True)
+class TreeHead:
+    """A checkpoint of the log: its ``tree_size`` (entries 1..tree_size), the Merkle
+    ``root_hash`` over them, the ``head_hash`` of entry ``tree_size`` (``None`` when empty),
+    the ``time`` it was made and its ``mac``: HMAC-SHA256 hex under the audit key over the
+    canonical JSON of the other four (:meth:`signed_body`), ``None`` when made without a key;
+    ``signature``: an Ed25519 signature (hex) of the same bytes when the hub has a signing key.
+    ``frontier`` lets the next head be computed from this one (not signed: a wrong frontier
+    only makes the later heads disagree with the log, which verification reports)."""
+
+    tree_size: int
+    root_hash: str
+    head_hash: str | None
+    time: str
+    mac: str | None = None
+    frontier: tuple[str, ...] = ()
+    signature: str | None = None
+
+    def signed_body(self) -> dict[str, Any]:
+        return {
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "head_hash": self.head_hash,
+            "time": self.time,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The exported form (a head file, a line of an external copy): no frontier."""
+        out = {**self.signed_body(), "mac": self.mac}
+        if self.signature is not None:
+            out["signature"] = self.signature
+        return out
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> TreeHead:
+        """A head from its exported form; :class:`ValidationError` (field ``head``) if it is
+        not one."""
+        keys = {"tree_size", "root_hash", "head_hash", "time", "mac"}
+        if not isinstance(obj, dict) or not keys <= set(obj):
+            raise ValidationError("not an audit tree head (wrong fields)", field="head")
+        size, root, head, time, mac = (obj[k] for k in sorted(keys, key=_HEAD_ORDER.index))
+        ok = (
+            isinstance(size, int)
+            and not isinstance(size, bool)
+            and size >= 0
+            and isinstance(root, str)
+            and isinstance(time, str)
+            and (head is None or isinstance(head, str))
+            and (mac is None or isinstance(mac, str))
+        )
+        signature = obj.get("signature")
+        if not ok or not (signature is None or isinstance(signature, str)):
+            raise ValidationError("not an audit tree head (wrong field types)", field="head")
+        return cls(size, root, head, time, mac, (), signature)
+
+    def mac_ok(self, key: bytes) -> bool:
+        return self.mac is not None and hmac.compare_digest(self.mac, head_mac(self, key))
+
+
+_HEAD_ORDER = ("tree_size", "root_hash", "head_hash", "time", "mac")
+
+
+def head_mac(head: TreeHead, key: bytes) -> str:
+    return hmac.new(key, canonical_json(head.signed_body()), hashlib.sha256).hexdigest()
+
+
+def next_head(
+    prev: TreeHead | None,
+    entries: Iterable[AuditEntry],
+    time: str,
+    key: bytes | None,
+    signer: Callable[[bytes], str] | None = None,
+) -> TreeHead:
+    """The head after ``prev`` grown by ``entries`` (the ones following it, in seq order)."""
+    frontier = Frontier() if prev is None else Frontier(prev.tree_size, prev.frontier)
+    head_hash = None if prev is None else prev.head_hash
+    for e in entries:
+        if e.seq != frontier.size + 1:
+            raise ValidationError(
+                f"entry {e.seq} does not follow the checkpoint at {frontier.size}", field="seq"
+            )
+        frontier.push(e.hash)
+        head_hash = e.hash
+    head = TreeHead(frontier.size, frontier.root(), head_hash, time, None, tuple(frontier.roots()))
+    if key:
+        head = replace(head, mac=head_mac(head, key))
+    if signer is not None:
+        head = replace(head, signature=signer(canonical_json(head.signed_body())))
+    return head
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointPolicy:
+    """When the store writes a tree head as the log grows: after ``every`` entries since the
+    last one (``None``: no count rule), or on the first append ``seconds`` or more after it
+    (``None``: no time rule); with neither, only :meth:`GraphStore.checkpoint_audit` does;
+    signed with ``key`` (``None``: unsigned). ``on_checkpoint`` is called with each head
+    after the write that made it commits, outside any transaction (to copy it elsewhere).
+    ``signer`` returns a signature (hex) of a head's signed bytes (Ed25519, from the hub)."""
+
+    every: int | None = 1000
+    seconds: float | None = None
+    key: bytes | None = None
+    on_checkpoint: Callable[[TreeHead], None] | None = None
+    signer: Callable[[bytes], str] | None = None
+
+    def due(self, size: int, last_size: int, last_time: float | None, now: float) -> bool:
+        if size <= last_size:
+            return False
+        if self.every is not None and size - last_size >= self.every:
+            return True
+        return self.seconds is not None and (last_time is None or now - last_time >= self.seconds)
+
+
 def _bad(checked: int, seq: int, kind: Problem, problem: str) -> AuditVerification:
     return AuditVerification(
         ok=False, checked=checked, first_bad_seq=seq, problem=problem, kind=kind
@@ -234,13 +479,24 @@ def _check_json(value: Any, path: str, depth: int) -> None:
 
 
 __all__ = [
+    "EMPTY_ROOT",
     "GENESIS",
     "AuditEntry",
     "AuditVerification",
+    "CheckpointPolicy",
+    "Frontier",
+    "TreeHead",
     "canonical_json",
+    "changed_fields",
     "entry_hash",
+    "head_mac",
     "make_entry",
+    "next_head",
+    "parse_records",
     "payload_digest",
     "prepare",
+    "record_digest",
+    "record_key",
+    "records_field",
     "verify_chain",
 ]

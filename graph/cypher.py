@@ -100,8 +100,20 @@ LOCK_PROP = "_lock"
 AUDIT_LABEL = "AuditEntry"
 AUDIT_HEAD_LABEL = "AuditHead"
 AUDIT_HEAD_NAME = "audit"
-AUDIT_PROPS = ("seq", "time", "actor", "action", "target", "payload_digest", "prev_hash", "hash")
+AUDIT_PROPS = (
+    "seq",
+    "time",
+    "actor",
+    "action",
+    "target",
+    "payload_digest",
+    "prev_hash",
+    "hash",
+    "records",
+)
 AUDIT_HEAD_PROPS = ("name",)
+CHECKPOINT_LABEL = "AuditCheckpoint"
+CHECKPOINT_PROPS = ("tree_size", "root_hash", "head_hash", "time", "mac", "frontier", "signature")
 PROPERTY_KEYS = tuple(
     dict.fromkeys(
         (
@@ -111,6 +123,7 @@ PROPERTY_KEYS = tuple(
             LOCK_PROP,
             *AUDIT_PROPS,
             *AUDIT_HEAD_PROPS,
+            *CHECKPOINT_PROPS,
         )
     )
 )
@@ -806,6 +819,70 @@ def audit_read(after_seq: int, limit: int, target: str | None) -> Statement:
     )
 
 
+_CHECKPOINT_RETURN = "RETURN " + ", ".join(f"c.{p} AS {p}" for p in CHECKPOINT_PROPS)
+
+
+def checkpoint_last() -> Statement:
+    return _statement(
+        "audit.checkpoint_last",
+        [
+            f"MATCH (c:{ident(CHECKPOINT_LABEL, 'label')})",
+            "WHERE c.tree_size IS NOT NULL",
+            _CHECKPOINT_RETURN,
+            "ORDER BY c.tree_size DESC",
+            "LIMIT 1",
+        ],
+    )
+
+
+def checkpoint_read(after_size: int, limit: int) -> Statement:
+    return _statement(
+        "audit.checkpoint_read",
+        [
+            f"MATCH (c:{ident(CHECKPOINT_LABEL, 'label')})",
+            "WHERE c.tree_size > $after",
+            _CHECKPOINT_RETURN,
+            "ORDER BY c.tree_size",
+            "LIMIT $limit",
+        ],
+        after=after_size,
+        limit=limit,
+    )
+
+
+def checkpoint_create(record: Mapping[str, Any]) -> Statement:
+    return _statement(
+        "audit.checkpoint_create",
+        [
+            f"MERGE (c:{ident(CHECKPOINT_LABEL, 'label')} {{tree_size: $record.tree_size}})",
+            "SET c = $record",
+        ],
+        record=dict(record),
+    )
+
+
+def audit_range(after_seq: int, upto_seq: int) -> Statement:
+    """Entries ``after_seq < seq <= upto_seq`` in seq order (a head's new leaves)."""
+    return _statement(
+        "audit.range",
+        [
+            f"MATCH (a:{ident(AUDIT_LABEL, 'label')})",
+            "WHERE a.seq > $after AND a.seq <= $upto",
+            _AUDIT_RETURN,
+            "ORDER BY a.seq",
+        ],
+        after=after_seq,
+        upto=upto_seq,
+    )
+
+
+def audit_max_seq() -> Statement:
+    return _statement(
+        "audit.max_seq",
+        [f"MATCH (a:{ident(AUDIT_LABEL, 'label')})", "RETURN max(a.seq) AS seq"],
+    )
+
+
 # --- maintenance --------------------------------------------------------------------------
 
 
@@ -1011,16 +1088,32 @@ def statement_catalog() -> Iterator[tuple[str, str, dict[str, Any]]]:
         "payload_digest": "sha256:" + "1" * 64,
         "prev_hash": "sha256:" + "0" * 64,
         "hash": "sha256:" + "2" * 64,
+        "records": "",
     }
     yield entry("entry", audit_create(audit))
     yield entry("all", audit_read(0, 1000, None))
     yield entry("target", audit_read(0, 1000, "r1"))
+    yield entry("max", audit_max_seq())
+    yield entry("span", audit_range(0, 2))
+    yield entry("newest", checkpoint_last())
+    yield entry("page", checkpoint_read(-1, 1000))
+    head = {
+        "tree_size": 2,
+        "root_hash": "sha256:" + "3" * 64,
+        "head_hash": "sha256:" + "2" * 64,
+        "time": now,
+        "mac": "4" * 64,
+        "frontier": '["' + "5" * 64 + '"]',
+        "signature": "6" * 128,
+    }
+    yield entry("head", checkpoint_create(head))
     yield entry("batch", wipe())
 
 
 __all__ = [
     "AUDIT_HEAD_LABEL",
     "AUDIT_LABEL",
+    "CHECKPOINT_LABEL",
     "CHUNK_POINTS",
     "FilterRenderer",
     "Statement",

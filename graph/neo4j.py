@@ -60,7 +60,7 @@ from neo4j.exceptions import (
 )
 
 from lineagehub.graph import cypher
-from lineagehub.graph.audit import AuditEntry, make_entry, prepare
+from lineagehub.graph.audit import AuditEntry, TreeHead, make_entry, prepare
 from lineagehub.graph.cypher import CHUNK_POINTS, INT64_MAX, INT64_MIN, Statement, statement_catalog
 from lineagehub.graph.errors import (
     BackendError,
@@ -540,7 +540,22 @@ def _dt(text: str | None) -> datetime | None:
 
 
 def _audit_entry(row: Mapping[str, Any]) -> AuditEntry:
-    return AuditEntry(*(row[p] for p in cypher.AUDIT_PROPS))
+    # Entries written before records were digested have no ``records`` property.
+    values: list[Any] = [row[p] for p in cypher.AUDIT_PROPS]
+    values[cypher.AUDIT_PROPS.index("records")] = row["records"] or ""
+    return AuditEntry(*values)
+
+
+def _tree_head(row: Mapping[str, Any]) -> TreeHead:
+    return TreeHead(
+        row["tree_size"],
+        row["root_hash"],
+        row["head_hash"],
+        row["time"],
+        row["mac"],
+        tuple(json.loads(row["frontier"] or "[]")),
+        row["signature"],
+    )
 
 
 def _audit_record(entry: AuditEntry) -> dict[str, Any]:
@@ -591,6 +606,8 @@ class _ThreadState(threading.local):
     session: Any = None
     tx: Any = None
     depth: int = 0
+    touched: dict[tuple[str, str], None] | None = None
+    after_commit: list[Callable[[], None]] | None = None
     # Relationship types written inside the open transaction whose id index this store has
     # not created yet: created after it ends, never while it holds locks.
     pending_kinds: list[str] | None = None
@@ -879,6 +896,7 @@ class Neo4jStore(GraphStore):
         rows = self._prepare_nodes(nodes)
         if not rows:
             return 0
+        self._touch("node", (r[0] for r in rows))
 
         def work(tx: _Tx) -> None:
             now = to_iso(utcnow())
@@ -897,6 +915,7 @@ class Neo4jStore(GraphStore):
         rows = self._prepare_edges(edges, now)
         if not rows:
             return 0
+        self._touch("edge", (r[0] for r in rows))
         self._ensure_kind_indexes(r[1] for r in rows)
 
         def work(tx: _Tx) -> None:
@@ -920,6 +939,7 @@ class Neo4jStore(GraphStore):
         ids = list(dict.fromkeys(validate_id(i, "ids") for i in ids))
         if not ids:
             return 0
+        self._touch("node", ids)
 
         def work(tx: _Tx) -> int:
             _run(tx, cypher.delete_series_of(ids))
@@ -931,6 +951,7 @@ class Neo4jStore(GraphStore):
         ids = list(dict.fromkeys(validate_id(i, "ids") for i in ids))
         if not ids:
             return 0
+        self._touch("edge", ids)
 
         def work(tx: _Tx) -> int:
             by_kind: dict[str, set[str]] = {}
@@ -978,17 +999,51 @@ class Neo4jStore(GraphStore):
         self, actor: str, action: str, target: str, payload: Mapping[str, Any]
     ) -> AuditEntry:
         actor, action, target, digest = prepare(actor, action, target, payload)
+        records = self._take_records()
 
-        def work(tx: _Tx) -> AuditEntry:
+        def work(tx: _Tx) -> tuple[AuditEntry, TreeHead | None]:
             # Lock the head first: the newest entry read after it cannot change until commit.
             _run(tx, cypher.audit_lock())
             rows = _run(tx, cypher.audit_head())
             head = _audit_entry(rows[0]) if rows else None
-            entry = make_entry(head, to_iso(utcnow()), actor, action, target, digest)
+            entry = make_entry(head, to_iso(utcnow()), actor, action, target, digest, records)
             _run(tx, cypher.audit_create(_audit_record(entry)))
-            return entry
+            return entry, self._checkpoint_in(tx, entry.seq)
 
-        return self._write(work, "appending an audit entry")
+        entry, tree_head = self._write(work, "appending an audit entry")
+        self._published(tree_head)
+        return entry
+
+    def _checkpoint_in(self, tx: _Tx, seq: int, force: bool = False) -> TreeHead | None:
+        def load_last() -> TreeHead | None:
+            rows = _run(tx, cypher.checkpoint_last())
+            return _tree_head(rows[0]) if rows else None
+
+        def load_after(size: int) -> list[AuditEntry]:
+            return [_audit_entry(r) for r in _run(tx, cypher.audit_range(size, seq))]
+
+        def insert(h: TreeHead) -> None:
+            record = {p: getattr(h, p) for p in cypher.CHECKPOINT_PROPS if p != "frontier"}
+            _run(tx, cypher.checkpoint_create({**record, "frontier": json.dumps(h.frontier)}))
+
+        return self._maybe_checkpoint(seq, load_last, load_after, insert, force)
+
+    def checkpoint_audit(self) -> TreeHead:
+        def work(tx: _Tx) -> TreeHead | None:
+            _run(tx, cypher.audit_lock())
+            seq = _run(tx, cypher.audit_max_seq())[0]["seq"] or 0
+            return self._checkpoint_in(tx, int(seq), force=True)
+
+        head = self._write(work, "writing an audit checkpoint")
+        assert head is not None  # forced: the newest head, or a new one
+        self._published(head)
+        return head
+
+    def audit_checkpoints(self, after_size: int = -1, limit: int = 1000) -> list[TreeHead]:
+        self._audit_query(after_size + 1, limit, None)
+        stmt = cypher.checkpoint_read(after_size, limit)
+        rows = self._read(lambda tx: _run(tx, stmt), "reading audit checkpoints")
+        return [_tree_head(r) for r in rows]
 
     def _wipe(self) -> None:
         """Delete everything in the database: for throwaway test databases only."""

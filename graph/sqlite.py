@@ -19,13 +19,13 @@ import math
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lineagehub.graph.audit import AuditEntry, make_entry, prepare
+from lineagehub.graph.audit import AuditEntry, TreeHead, make_entry, prepare
 from lineagehub.graph.errors import (
     BackendError,
     BackendUnavailable,
@@ -112,13 +112,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_target ON audit(target, seq);
     """,
+    # 5: record digests on entries; the log's signed Merkle tree heads
+    """
+    ALTER TABLE audit ADD COLUMN records TEXT NOT NULL DEFAULT '';
+    CREATE TABLE audit_checkpoints (
+        tree_size   INTEGER PRIMARY KEY,
+        root_hash   TEXT NOT NULL,
+        head_hash   TEXT,
+        time        TEXT NOT NULL,
+        mac         TEXT,
+        frontier    TEXT NOT NULL,
+        signature   TEXT
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_S = 60.0
 
 _NODE_COLS = "n.id, n.label, n.props, n.created_at, n.updated_at"
 _EDGE_COLS = "e.id, e.kind, e.source, e.target, e.props, e.event_time, e.ingested_at, e.asserted_by"
-_AUDIT_COLS = "seq, time, actor, action, target, payload_digest, prev_hash, hash"
+_AUDIT_COLS = "seq, time, actor, action, target, payload_digest, prev_hash, hash, records"
+_HEAD_COLS = "tree_size, root_hash, head_hash, time, mac, frontier, signature"
 _SYSTEM_COLUMNS = {
     "id": "n.id",
     "_label": "n.label",
@@ -201,6 +215,8 @@ class _SqlBuilder:
 class _ThreadState(threading.local):
     conn: sqlite3.Connection | None = None
     depth: int = 0
+    touched: dict[tuple[str, str], None] | None = None
+    after_commit: list[Callable[[], None]] | None = None
 
 
 class SqliteStore(GraphStore):
@@ -355,6 +371,7 @@ class SqliteStore(GraphStore):
         rows = self._prepare_nodes(nodes)
         if not rows:
             return 0
+        self._touch("node", (r[0] for r in rows))
         now = to_iso(utcnow())
         try:
             with self._write() as conn:
@@ -384,6 +401,7 @@ class SqliteStore(GraphStore):
         rows = self._prepare_edges(edges, now)
         if not rows:
             return 0
+        self._touch("edge", (r[0] for r in rows))
         try:
             with self._write() as conn:
                 for chunk in _chunks(rows):
@@ -406,6 +424,7 @@ class SqliteStore(GraphStore):
 
     def delete_nodes(self, ids: Sequence[str]) -> int:
         ids = [validate_id(i, "ids") for i in ids]
+        self._touch("node", ids)
         with self._write() as conn:
             cur = conn.execute(
                 "DELETE FROM nodes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
@@ -414,6 +433,7 @@ class SqliteStore(GraphStore):
 
     def delete_edges(self, ids: Sequence[str]) -> int:
         ids = [validate_id(i, "ids") for i in ids]
+        self._touch("edge", ids)
         with self._write() as conn:
             cur = conn.execute(
                 "DELETE FROM edges WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
@@ -445,6 +465,7 @@ class SqliteStore(GraphStore):
         self, actor: str, action: str, target: str, payload: Mapping[str, Any]
     ) -> AuditEntry:
         actor, action, target, digest = prepare(actor, action, target, payload)
+        records = self._take_records()
         # The IMMEDIATE transaction (or the open one) holds the write lock: no other writer
         # can append between reading the head and inserting after it.
         with self._write() as conn:
@@ -452,9 +473,9 @@ class SqliteStore(GraphStore):
                 f"SELECT {_AUDIT_COLS} FROM audit ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             head = None if row is None else AuditEntry(*row)
-            entry = make_entry(head, to_iso(utcnow()), actor, action, target, digest)
+            entry = make_entry(head, to_iso(utcnow()), actor, action, target, digest, records)
             conn.execute(
-                f"INSERT INTO audit ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO audit ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.seq,
                     entry.time,
@@ -464,9 +485,63 @@ class SqliteStore(GraphStore):
                     entry.payload_digest,
                     entry.prev_hash,
                     entry.hash,
+                    entry.records,
                 ),
             )
+            tree_head = self._checkpoint_in(conn, entry.seq)
+        self._published(tree_head)
         return entry
+
+    def _checkpoint_in(
+        self, conn: sqlite3.Connection, seq: int, force: bool = False
+    ) -> TreeHead | None:
+        def load_last() -> TreeHead | None:
+            row = conn.execute(
+                f"SELECT {_HEAD_COLS} FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1"
+            ).fetchone()
+            return None if row is None else _tree_head(row)
+
+        def load_after(size: int) -> Iterator[AuditEntry]:
+            cur = conn.execute(
+                f"SELECT {_AUDIT_COLS} FROM audit WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (size, seq),
+            )
+            return (AuditEntry(*r) for r in cur)
+
+        def insert(h: TreeHead) -> None:
+            conn.execute(
+                f"INSERT INTO audit_checkpoints ({_HEAD_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    h.tree_size,
+                    h.root_hash,
+                    h.head_hash,
+                    h.time,
+                    h.mac,
+                    json.dumps(h.frontier),
+                    h.signature,
+                ),
+            )
+
+        return self._maybe_checkpoint(seq, load_last, load_after, insert, force)
+
+    def checkpoint_audit(self) -> TreeHead:
+        with self._write() as conn:
+            row = conn.execute("SELECT max(seq) FROM audit").fetchone()
+            seq = int(row[0] or 0)
+            head = self._checkpoint_in(conn, seq, force=True)
+        assert head is not None  # forced: the newest head, or a new one
+        self._published(head)
+        return head
+
+    def audit_checkpoints(self, after_size: int = -1, limit: int = 1000) -> list[TreeHead]:
+        self._audit_query(after_size + 1, limit, None)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_HEAD_COLS} FROM audit_checkpoints WHERE tree_size > ? "
+                "ORDER BY tree_size LIMIT ?",
+                (after_size, limit),
+            ).fetchall()
+        return [_tree_head(r) for r in rows]
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -711,6 +786,11 @@ def _sql_merge(old: str, patch: str) -> str:
 
 def _sql_strip(props: str) -> str:
     return _dumps(strip_deletes(json.loads(props)))
+
+
+def _tree_head(row: Sequence[Any]) -> TreeHead:
+    size, root, head_hash, time, mac, frontier, signature = row
+    return TreeHead(size, root, head_hash, time, mac, tuple(json.loads(frontier)), signature)
 
 
 def _statements(script: str) -> list[str]:

@@ -17,7 +17,17 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, Protocol
 
-from lineagehub.graph.audit import AuditEntry, AuditVerification, verify_chain
+from lineagehub.graph.audit import (
+    AuditEntry,
+    AuditVerification,
+    CheckpointPolicy,
+    TreeHead,
+    next_head,
+    record_digest,
+    record_key,
+    records_field,
+    verify_chain,
+)
 from lineagehub.graph.errors import NotFoundError, ValidationError
 from lineagehub.graph.filters import (
     Expr,
@@ -40,7 +50,9 @@ from lineagehub.graph.model import (
     Subgraph,
     TraversedNode,
     encode_props,
+    from_iso,
     to_iso,
+    utcnow,
     validate_edge_kind,
     validate_id,
     validate_label,
@@ -147,6 +159,17 @@ class GraphStore(abc.ABC):
     @abc.abstractmethod
     def audit_head(self) -> AuditEntry | None:
         """The newest audit entry, or ``None`` while the log is empty."""
+
+    @abc.abstractmethod
+    def audit_checkpoints(self, after_size: int = -1, limit: int = 1000) -> list[TreeHead]:
+        """Up to ``limit`` stored tree heads (:class:`~lineagehub.graph.audit.TreeHead`) with
+        ``tree_size > after_size`` (the default ``-1``: from the head of the empty log), by
+        size."""
+
+    @abc.abstractmethod
+    def checkpoint_audit(self) -> TreeHead:
+        """Write a tree head at the current end of the log now (signed under the policy's
+        key) and return it; the newest head when the log has not grown since."""
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
@@ -387,6 +410,110 @@ class GraphStore(abc.ABC):
             return points
         return downsample(points, max_points)
 
+    # --- audit checkpoints and record digests (shared by backends) ------------------------------
+
+    # Heads are the hub's (lineagehub.open_store configures them from the settings); a store
+    # opened on its own writes them only when asked (checkpoint_audit).
+    audit_policy: CheckpointPolicy = CheckpointPolicy(every=None)
+    _checkpoint_state: tuple[int, float | None] | None = None
+
+    def configure_audit(self, policy: CheckpointPolicy) -> None:
+        """Set when tree heads are written, the key that signs them and where they are
+        copied (:class:`~lineagehub.graph.audit.CheckpointPolicy`; the default: unsigned,
+        only when :meth:`checkpoint_audit` is called)."""
+        self.audit_policy = policy
+        self._checkpoint_state = None
+
+    def iter_checkpoints(self) -> Iterator[TreeHead]:
+        after = -1
+        while True:
+            page = self.audit_checkpoints(after, MAX_PAGE)
+            yield from page
+            if len(page) < MAX_PAGE:
+                return
+            after = page[-1].tree_size
+
+    def _touch(self, kind: str, ids: Iterable[str]) -> None:
+        """Note records written inside the open transaction: the next audit entry appended
+        in it carries their digests. Writes outside a transaction are not noted (their
+        entry, if any, is a separate transaction that cannot see them atomically)."""
+        state: Any = getattr(self, "_local", None)
+        if state is None or not getattr(state, "depth", 0):
+            return
+        touched = getattr(state, "touched", None)
+        if touched is None:
+            touched = state.touched = {}
+        for i in ids:
+            touched[(kind, i)] = None
+
+    def _take_records(self) -> str:
+        """The ``records`` text for the entry being appended: the current state of every
+        record noted since the last entry of this transaction."""
+        state: Any = getattr(self, "_local", None)
+        touched = getattr(state, "touched", None) if state is not None else None
+        if not touched:
+            return ""
+        state.touched = None
+        node_ids = [i for k, i in touched if k == "node"]
+        edge_ids = [i for k, i in touched if k == "edge"]
+        records: dict[str, Any] = {}
+        for i, n in zip(node_ids, self.get_nodes(node_ids), strict=True):
+            records[record_key("node", i)] = record_digest(n) if n is not None else None
+        for i, e in zip(edge_ids, self.get_edges(edge_ids), strict=True):
+            records[record_key("edge", i)] = record_digest(e) if e is not None else None
+        return records_field(records)
+
+    def _maybe_checkpoint(
+        self,
+        seq: int,
+        load_last: Callable[[], TreeHead | None],
+        load_after: Callable[[int], Iterable[AuditEntry]],
+        insert: Callable[[TreeHead], None],
+        force: bool = False,
+    ) -> TreeHead | None:
+        """Inside an append's write transaction: write a tree head when the policy says one is
+        due (decided from an in-memory note of the last head; re-checked against the stored
+        one before writing, as another process may have written it). One extra read and one
+        extra write per head, none per entry."""
+        policy = self.audit_policy
+        now = time.time()
+        if self._checkpoint_state is None and not force:
+            last = load_last()
+            self._checkpoint_state = (
+                (last.tree_size, _epoch(last.time)) if last is not None else (0, None)
+            )
+        if not force:
+            size, stamp = self._checkpoint_state or (0, None)
+            if not policy.due(seq, size, stamp, now):
+                return None
+        last = load_last()
+        stale = last is not None and (
+            last.tree_size >= seq
+            or (not force and not policy.due(seq, last.tree_size, _epoch(last.time), now))
+        )
+        if last is not None and stale:
+            self._checkpoint_state = (last.tree_size, _epoch(last.time))
+            return last if force else None
+        entries = load_after(last.tree_size if last is not None else 0)
+        head = next_head(last, entries, to_iso(utcnow()), policy.key, policy.signer)
+        insert(head)
+        self._checkpoint_state = (head.tree_size, now)
+        return head
+
+    def _published(self, head: TreeHead | None) -> None:
+        """Hand a new head to the policy's ``on_checkpoint`` once it is committed: now, or
+        when the open transaction commits (never if it rolls back)."""
+        state: Any = getattr(self, "_local", None)
+        hook = self.audit_policy.on_checkpoint
+        if head is None or hook is None:
+            return
+        pending = getattr(state, "after_commit", None) if state is not None else None
+        depth: int = getattr(state, "depth", 0) if state is not None else 0
+        if pending is not None and depth:
+            pending.append(lambda: hook(head))
+            return
+        hook(head)
+
     def iter_audit(self, page_size: int = MAX_PAGE) -> Iterator[AuditEntry]:
         """Every audit entry in seq order, fetched a page at a time."""
         after = 0
@@ -524,6 +651,8 @@ class _Nesting(Protocol):
     """Per-thread transaction state (a ``threading.local``): how deep the open blocks are."""
 
     depth: int
+    touched: dict[tuple[str, str], None] | None
+    after_commit: list[Callable[[], None]] | None
 
 
 @contextmanager
@@ -537,6 +666,7 @@ def nested_transaction(
 
     ``state.depth`` is the thread's count of open blocks; it is back to 0 before the
     outermost block commits or rolls back, so code run by that commit starts afresh.
+    ``state.after_commit`` collects what to run once the outermost block has committed.
     """
     if state.depth:
         state.depth += 1
@@ -545,12 +675,27 @@ def nested_transaction(
         finally:
             state.depth -= 1
         return
+    committed: list[Callable[[], None]] = []
     with outermost():
         state.depth = 1
+        state.touched = None  # records noted for the next audit entry (GraphStore._touch)
+        state.after_commit = committed
         try:
             yield
         finally:
             state.depth = 0
+            state.touched = None
+            state.after_commit = None
+    for hook in committed:  # only once the block has committed
+        hook()
+
+
+def _epoch(text: str) -> float | None:
+    try:
+        dt = from_iso(text)
+    except (TypeError, ValueError):
+        return None
+    return dt.timestamp() if dt is not None else None
 
 
 def _directions(direction: Direction) -> tuple[Direction, ...]:

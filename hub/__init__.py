@@ -44,7 +44,11 @@ def open_store(uri: str | None = None, settings: Settings | None = None) -> Grap
     settings = settings or Settings()
     if uri is not None:
         settings = settings.model_copy(update={"store": uri})
-    return _open_store(settings.store_uri, **settings.store_options())
+    store = _open_store(settings.store_uri, **settings.store_options())
+    from lineagehub.services.audit import audit_policy
+
+    store.configure_audit(audit_policy(settings))
+    return store
 
 
 # The SDK is imported on first use: `import lineagehub` stays light for tools and servers.

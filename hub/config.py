@@ -64,8 +64,30 @@ class Settings(BaseSettings):
     )
     audit_key: SecretStr | None = Field(
         default=None,
-        description="Key for signing audit log exports (HMAC-SHA256; never logged). "
-        "Unset: exports are unsigned.",
+        description="Key for signing audit log exports and tree heads (HMAC-SHA256; never "
+        "logged). Unset: exports and heads are unsigned.",
+    )
+    audit_checkpoint_every: int = Field(
+        default=1000,
+        ge=1,
+        description="Write a signed tree head of the audit log after this many entries.",
+    )
+    audit_checkpoint_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Also write one on the first entry this many seconds after the last head "
+        "(0: by count only).",
+    )
+    audit_signing_key: Path | None = Field(
+        default=None,
+        description="An Ed25519 private key (PEM file) to sign tree heads with as well, so "
+        "anyone with the public key can check them (needs the cryptography package).",
+    )
+    audit_heads: str | None = Field(
+        default=None,
+        description="Copy every tree head outside the store: file:///heads.jsonl (append-only "
+        "JSON lines), git:///path/to/repo (a commit per head) or s3://bucket/prefix (an object "
+        "per head; use a bucket with object lock).",
     )
     heartbeat_interval: float = Field(
         default=30.0,

@@ -190,6 +190,8 @@ def _workload() -> Sent:
     store.read_audit()
     store.read_audit(0, 1000, "r1")
     store.audit_head()
+    store.checkpoint_audit()
+    store.audit_checkpoints()
     store.append_series([SeriesPoint("r0", "loss", i, 1 / (i + 1), t0) for i in range(600)])
     store.append_series(
         [SeriesPoint("r0", "loss", 600, math.nan), SeriesPoint("r0", "loss", 3, 9.0)]
@@ -324,6 +326,7 @@ def lint_report(recorded: Sent) -> dict[str, Any]:
             cy.CHUNK_LABEL,
             cy.AUDIT_LABEL,
             cy.AUDIT_HEAD_LABEL,
+            cy.CHECKPOINT_LABEL,
             *cy.EXAMPLE_LABELS,
             "ModelVersion",
         ],

@@ -170,7 +170,11 @@ class Tamper:
 
     def insert(self, *values: Any) -> None:
         if isinstance(self.store, SqliteStore):
-            self._sql("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+            self._sql(
+                "INSERT INTO audit (seq, time, actor, action, target, payload_digest, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
         else:
             self._cypher("CREATE (a:AuditEntry) SET a = $props", props=dict(zip(FIELDS, values)))
 

@@ -9,7 +9,10 @@ configured one) or on a hub server (``--url URL``, default ``LINEAGEHUB_URL``) t
 Exit codes scripts can rely on: 0 success, 1 unexpected error, 2 bad usage or invalid input,
 3 not found, 4 configuration error, 5 store or server unavailable or failing, 6 conflict,
 7 tampering found (``audit verify``, ``audit verify-export``: the audit log or an export of
-it fails verification), 8 refused by a promotion policy (``promote``, ``approve``).
+it fails verification; for ``audit verify`` also a record changed outside the hub),
+8 refused by a promotion policy (``promote``, ``approve``); ``audit verify`` also: 9 entries
+cut off the end of the log, 10 entries changed and the chain recomputed, 11 a tree head not
+signed with the key (forged or replaced).
 Errors are one line on stderr (``--json``: a JSON object with ``code`` and ``message``).
 """
 
@@ -26,6 +29,7 @@ from lineagehub.graph import HubError
 from lineagehub.interfaces.cli.access import register as register_access
 from lineagehub.interfaces.cli.admin import (
     cmd_audit_export,
+    cmd_audit_head,
     cmd_audit_verify,
     cmd_audit_verify_export,
     cmd_doctor,
@@ -248,9 +252,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="verify or export the tamper-evident audit log")
     audit = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     a = audit.add_parser(
-        "verify", parents=[common], help="check the audit chain (exit 7 when tampered)"
+        "verify",
+        parents=[common],
+        help="check the audit chain, its tree heads and the records (exit 7, 9, 10, 11)",
+    )
+    a.add_argument(
+        "--against",
+        action="append",
+        metavar="HEAD_FILE",
+        help="a head exported earlier (audit head -o) or a JSON-lines copy; repeatable",
+    )
+    a.add_argument(
+        "--heads",
+        action="append",
+        metavar="URI",
+        help="a copy of the heads (file:///, git:///, s3://) besides LINEAGEHUB_AUDIT_HEADS",
+    )
+    a.add_argument("--no-records", action="store_true", help="check the log only, not the records")
+    a.add_argument(
+        "--public-key",
+        metavar="PEM_FILE",
+        help="check every head's Ed25519 signature with this public key (default: the one of "
+        "LINEAGEHUB_AUDIT_SIGNING_KEY, when set)",
     )
     a.set_defaults(func=cmd_audit_verify)
+    a = audit.add_parser(
+        "head",
+        parents=[common],
+        help="write a signed tree head of the log now; -o exports it for verify --against",
+    )
+    a.add_argument("-o", "--output", metavar="FILE", help="file to write the head to")
+    a.set_defaults(func=cmd_audit_head)
     a = audit.add_parser(
         "export", parents=[common], help="write the audit log as JSON lines, with a checkpoint"
     )

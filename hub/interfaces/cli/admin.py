@@ -1,5 +1,5 @@
 """The store and the server: ``doctor``, ``example``, ``serve`` and ``audit``
-(``verify``, ``export``, ``verify-export``)."""
+(``verify``, ``head``, ``export``, ``verify-export``)."""
 
 from __future__ import annotations
 
@@ -157,36 +157,101 @@ def _entry_text(e: Any) -> str:
 
 
 def cmd_audit_verify(args: argparse.Namespace, store: GraphStore) -> int:
+    """The chain, every tree head (the store's, ``--against`` files, the configured copy and
+    ``--heads`` copies) and, unless ``--no-records``, every record against its last entry."""
     from dataclasses import asdict
 
-    result = store.verify_audit()
+    from lineagehub.config import Settings
+    from lineagehub.services.audit import (
+        head_copy,
+        load_public_key,
+        read_head_file,
+        verify_log,
+    )
+
+    settings = Settings()
+    heads = [(f"head file {f}", h) for f in args.against or () for h in read_head_file(f)]
+    copies = [*([settings.audit_heads] if settings.audit_heads else []), *(args.heads or ())]
+    for uri in copies:
+        copy = head_copy(uri, settings.s3_endpoint_url)
+        heads += [(f"copy {copy.uri}", h) for h in copy.read()]
+    public = args.public_key or settings.audit_signing_key
+    result = verify_log(
+        store,
+        _audit_key(),
+        heads,
+        check_records=not args.no_records,
+        public_key=load_public_key(public) if public else None,
+    )
     head = store.audit_head()
     data: dict[str, Any] = {
-        "ok": result.ok,
-        "checked": result.checked,
+        **result.to_dict(),
         "head": asdict(head) if head is not None else None,
         "firstBadSeq": result.first_bad_seq,
-        "kind": result.kind,
-        "problem": result.problem,
         "entry": None,
     }
+    notes = [f"note: {n}" for n in result.notes]
     if result.ok:
         where = f"head seq {head.seq} {head.hash}" if head is not None else "empty log"
-        _emit(args, data, f"audit log intact: {result.checked} entries ({where})")
+        records = (
+            f"; {result.records_checked} records match their last entry"
+            f" ({result.unaudited_nodes} nodes have none)"
+            if not args.no_records
+            else ""
+        )
+        text = (
+            f"audit log intact: {result.checked} entries ({where}), "
+            f"{result.heads_checked} tree heads{records}"
+        )
+        _emit(args, data, "\n".join([text, *notes]))
         return 0
     bad = result.first_bad_seq or 1
-    found = store.read_audit(bad - 1, 1)
+    found = store.read_audit(bad - 1, 1) if result.kind not in ("truncated", "record") else []
     entry = found[0] if found else None
     data["entry"] = asdict(entry) if entry is not None else None
     lines = [
         f"audit log TAMPERED at seq {result.first_bad_seq} ({result.kind}): {result.problem}",
-        f"{result.checked} entries verified before it",
+        f"{result.checked} entries verified in the chain",
     ]
+    for r in result.records[:20]:
+        lines.append(f"  {r.record}: {', '.join(r.fields) or 'whole record'} (entry {r.seq})")
+    if len(result.records) > 20:
+        lines.append(f"  ... and {len(result.records) - 20} more (--json lists all)")
     if entry is not None:
         label = "first bad entry" if entry.seq == bad else "next entry after the gap"
         lines += [f"{label}:", _entry_text(entry)]
-    _emit(args, data, "\n".join(lines))
-    return EXIT_TAMPERED
+    _emit(args, data, "\n".join([*lines, *notes]))
+    return result.exit_code
+
+
+def cmd_audit_head(args: argparse.Namespace, store: GraphStore) -> int:
+    """Write a tree head at the end of the log now, copy it where configured, and export it
+    (``-o FILE``) for ``audit verify --against FILE``."""
+    import json
+
+    from lineagehub.config import Settings
+    from lineagehub.files import write_atomic
+    from lineagehub.services.audit import copy_heads, head_copy
+
+    settings = Settings()
+    head = store.checkpoint_audit()
+    copied = None
+    if settings.audit_heads:
+        copy = head_copy(settings.audit_heads, settings.s3_endpoint_url)
+        copied = copy_heads(store, copy)
+    body = json.dumps(head.to_dict(), sort_keys=True) + "\n"
+    if args.output:
+        write_atomic(args.output, lambda f: f.write(body.encode("utf-8")), field="output")
+    data = {**head.to_dict(), "file": args.output, "copied": copied}
+    signed = "signed" if head.mac else "UNSIGNED (set LINEAGEHUB_AUDIT_KEY to sign)"
+    where = f" written to {args.output}" if args.output else ""
+    _emit(
+        args,
+        data,
+        f"tree head at size {head.tree_size}, root {head.root_hash}, {signed}{where}"
+        + (f"\n{body.strip()}" if not args.output else ""),
+    )
+    return 0
 
 
 def cmd_audit_export(args: argparse.Namespace, store: GraphStore) -> int:
