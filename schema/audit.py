@@ -10,6 +10,7 @@ import strawberry
 from lineagehub.graph import ValidationError
 from lineagehub.graph.model import from_iso, to_iso
 from lineagehub.schema.types import I
+from lineagehub.services.audit import verify_log
 
 
 @strawberry.type(description="One entry of the hash-chained audit log.")
@@ -37,8 +38,20 @@ class AuditVerification:
     ok: bool
     checked: int
     first_bad_seq: int | None
-    kind: str | None = strawberry.field(description='"altered", "deleted" or "inserted".')
+    kind: str | None = strawberry.field(
+        description='"altered", "deleted" or "inserted" (the chain), "truncated" (entries cut '
+        'off the end), "rewritten" (a tree head\'s root differs), "head" (a head not signed '
+        'with the server\'s key) or "record" (records changed outside the hub).'
+    )
     problem: str | None
+    heads_checked: int = strawberry.field(description="Signed tree heads checked.")
+    heads_signed: bool = strawberry.field(
+        description="Whether the heads' signatures were checked (the server has the key)."
+    )
+    records_checked: int = strawberry.field(description="Records compared with their last entry.")
+    records: list[str] = strawberry.field(
+        description="Each record changed outside the hub: the record, its fields, the entry."
+    )
 
 
 @strawberry.type
@@ -83,16 +96,24 @@ class AuditQuery:
         last = found[-1].seq if found else None
         return AuditPage(entries=found, next_after=last if more and last is not None else None)
 
-    @strawberry.field(description="Recompute the whole hash chain; name the first bad entry.")
-    async def verify_audit_log(self, info: I) -> AuditVerification:
+    @strawberry.field(
+        description="Check the audit log as `lineagehub audit verify` does: the hash chain, "
+        "every stored tree head (signatures too, with the server's key), then (records: "
+        "true) every record's current state against its last entry; name the first bad entry."
+    )
+    async def verify_audit_log(self, info: I, records: bool = True) -> AuditVerification:
         ctx = info.context
-        v = await ctx.call(ctx.store.verify_audit)
+        v = await ctx.call(verify_log, ctx.store, ctx.services.audit_key, check_records=records)
         return AuditVerification(
             ok=v.ok,
             checked=v.checked,
             first_bad_seq=v.first_bad_seq,
             kind=v.kind,
             problem=v.problem,
+            heads_checked=v.heads_checked,
+            heads_signed=v.heads_signed,
+            records_checked=v.records_checked,
+            records=[f"{r.record}: {', '.join(r.fields)} (entry {r.seq})" for r in v.records],
         )
 
 

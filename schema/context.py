@@ -48,6 +48,8 @@ class Services:
     #: principal's name): the server's configured user (LINEAGEHUB_USER, else the OS user).
     #: An authenticated request acts as its principal (:attr:`Context.actor`).
     registry_actor: str = "unknown"
+    #: The key the audit log's tree heads are signed with (LINEAGEHUB_AUDIT_KEY), if any.
+    audit_key: bytes | None = None
     #: Called with (principal, where, message) for each permission denial (FORBIDDEN), so
     #: the server can audit it.
     on_denied: Callable[[Principal | None, str, str], None] | None = None

@@ -385,6 +385,21 @@ def test_audit_trail_and_verification(tmp_path: Path) -> None:
         import sqlite3
 
         conn = sqlite3.connect(tmp_path / "hub.db")
+        # a record edited behind the hub's back is named, with its field
+        conn.execute(
+            f"UPDATE nodes SET props = json_set(props, '$.status', 'FAILED') WHERE id = '{run.id}'"
+        )
+        conn.commit()
+        edited = data(http, "{ verifyAuditLog { ok kind recordsChecked records headsChecked } }")[
+            "verifyAuditLog"
+        ]
+        assert edited["ok"] is False and edited["kind"] == "record"
+        assert edited["recordsChecked"] > 0 and len(edited["records"]) == 1
+        assert (
+            edited["records"][0].startswith(f"node:{run.id}: ") and "status" in edited["records"][0]
+        )
+        chain_only = data(http, "{ verifyAuditLog(records: false) { ok } }")["verifyAuditLog"]
+        assert chain_only == {"ok": True}
         conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
         conn.commit()
         conn.close()

@@ -515,6 +515,11 @@ def create_app(
         artifacts=artifacts,
         registry=RegistryService(store, policies=registry_policies, on_event=on_event),
         registry_actor=settings.user or _os_user(),  # the actor of an open hub
+        audit_key=(
+            settings.audit_key.get_secret_value().encode("utf-8")
+            if settings.audit_key is not None and settings.audit_key.get_secret_value().strip()
+            else None
+        ),
     )
 
     async def health(request: Request) -> Response:
