@@ -66,6 +66,8 @@ class Rule:
     where: Where
     action: str
     needs: Callable[[Services, dict[str, Any]], Role] | None = None
+    #: Records the operation reads besides (a dataset version's sources): viewer needed there.
+    reads: Where | None = None
 
 
 # --- where a field's project is found --------------------------------------------------------
@@ -261,7 +263,9 @@ RULES: dict[str, Rule] = {
     ),
     "Mutation.logBatch": Rule(E, refs("runId"), "log to this run"),
     "Mutation.endRun": Rule(E, refs("runId"), "end this run"),
-    "Mutation.logDataset": Rule(E, refs("runId"), "log a dataset to this run"),
+    "Mutation.logDataset": Rule(
+        E, refs("runId"), "log a dataset to this run", reads=refs("input.derivedFrom")
+    ),
     "Mutation.logArtifact": Rule(E, refs("runId"), "log an artifact to this run"),
     "Mutation.logModel": Rule(
         E, all_of(refs("runId"), existing_models("name")), "register a model version"
@@ -301,6 +305,9 @@ def check(services: Services, principal: Principal, key: str, args: dict[str, An
                 )
         else:
             require_in(principal, needed, scope, action=rule.action)
+    for scope in dict.fromkeys(rule.reads(services, args) if rule.reads is not None else ()):
+        if not isinstance(scope, _Anywhere):
+            require_in(principal, Role.VIEWER, scope, action=f"{rule.action}: read its sources")
 
 
 # --- the extension ------------------------------------------------------------------------

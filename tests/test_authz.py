@@ -626,3 +626,29 @@ async def test_pending_promotions_of_every_project_are_filtered(tmp_path: Path, 
         if principal.can_anywhere(Role.VIEWER) and (principal.can(Role.VIEWER, "alpha"))
         else []
     )
+
+
+@pytest.mark.anyio
+async def test_deriving_a_dataset_needs_to_read_its_sources(tmp_path: Path) -> None:
+    hub = await build_hub(tmp_path)
+    made = """mutation($run: ID!, $fp: JSON!, $from: [ID!]) { logDataset(runId: $run,
+        input: {fingerprint: $fp, name: "features", namespace: "lab", output: true,
+                derivedFrom: $from}) { id } }"""
+    setup = open_principal("setup")
+    beta_only = (
+        await hub.ok(
+            made, setup, run=hub.ids["run_b"], fp={"digest": _digest("beta")}, **{"from": []}
+        )
+    )["logDataset"]["id"]
+    editor = PRINCIPALS["editor"]  # editor in alpha, nothing in beta
+    refused = await hub.run(
+        made, editor, run=hub.ids["run_a"], fp={"digest": _digest("mine")}, **{"from": [beta_only]}
+    )
+    assert codes(refused) == ["FORBIDDEN"], refused.errors
+    assert "sources" in str(refused.errors)
+    assert not hub.services.store.find_nodes("DatasetVersion", {"digest": _digest("mine")}).items
+    shared = await hub.run(
+        made, editor, run=hub.ids["run_a"], fp={"digest": _digest("mine")},
+        **{"from": [hub.ids["dsv"]]},
+    )  # fmt: skip
+    assert shared.errors is None, shared.errors
