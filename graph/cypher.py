@@ -380,6 +380,7 @@ def schema_statements() -> list[Statement]:
     chunk = ident(CHUNK_LABEL, "label")
     audit = ident(AUDIT_LABEL, "label")
     head = ident(AUDIT_HEAD_LABEL, "label")
+    checkpoint = ident(CHECKPOINT_LABEL, "label")
     return [
         _statement(
             "schema.node_id",
@@ -420,6 +421,13 @@ def schema_statements() -> list[Statement]:
             [
                 f"CREATE CONSTRAINT lh_audit_head IF NOT EXISTS FOR (h:{head}) "
                 "REQUIRE h.name IS UNIQUE"
+            ],
+        ),
+        _statement(
+            "schema.audit_checkpoint",
+            [
+                f"CREATE CONSTRAINT lh_audit_checkpoint IF NOT EXISTS FOR (c:{checkpoint}) "
+                "REQUIRE c.tree_size IS UNIQUE"
             ],
         ),
     ]

@@ -229,12 +229,15 @@ def test_schema_is_created_idempotently_by_concurrent_openers(neo: Neo4jStore) -
     expected = {
         "lh_node_id", "lh_node_label", "lh_node_created", "lh_node_updated",
         "lh_series_chunk", "lh_audit_seq", "lh_audit_target", "lh_audit_head",
+        "lh_audit_checkpoint",
     }  # fmt: skip
     assert expected <= set(schema_names(neo))
     with neo._driver.session() as session:
         for name in schema_names(neo):
             kind = (
-                "CONSTRAINT" if name in ("lh_node_id", "lh_audit_seq", "lh_audit_head") else "INDEX"
+                "CONSTRAINT"
+                if name in ("lh_node_id", "lh_audit_seq", "lh_audit_head", "lh_audit_checkpoint")
+                else "INDEX"
             )
             if name.startswith("lh_rel_uid_"):
                 kind = "CONSTRAINT"
