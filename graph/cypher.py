@@ -398,6 +398,19 @@ def schema_statements() -> list[Statement]:
             "schema.node_updated",
             [f"CREATE INDEX lh_node_updated IF NOT EXISTS FOR (n:{node}) ON (n._updated_at)"],
         ),
+        # the registry's look-ups (a model's versions; a model's promote runs), as SQLite's
+        # nodes_model and nodes_params_model: equality on both properties seeks them
+        _statement(
+            "schema.node_model",
+            [f"CREATE INDEX lh_node_model IF NOT EXISTS FOR (n:{node}) ON (n._label, n.model)"],
+        ),
+        _statement(
+            "schema.node_params_model",
+            [
+                f"CREATE INDEX lh_node_params_model IF NOT EXISTS FOR (n:{node}) "
+                "ON (n._label, n.`params.model`)"
+            ],
+        ),
         _statement(
             "schema.series_chunk",
             [

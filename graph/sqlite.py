@@ -125,6 +125,20 @@ MIGRATIONS: list[str] = [
         signature   TEXT
     );
     """,
+    # 6: the registry's look-ups: a model's versions (by stage, by alias holder, the latest)
+    #    and a model's promote runs (its last stage or alias change) seek these instead of
+    #    reading every node of the label (the expressions are the ones filters render; the
+    #    runs' index is in the order of their latest first, so that query stops at one row)
+    """
+    CREATE INDEX nodes_model ON nodes(label, json_extract(props, '$."model"'));
+    CREATE INDEX nodes_params_model ON nodes(
+        label,
+        json_extract(props, '$."params"."model"'),
+        (json_extract(props, '$."ended_at"') IS NULL),
+        json_extract(props, '$."ended_at"') DESC,
+        id DESC
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_S = 60.0

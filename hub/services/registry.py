@@ -40,7 +40,7 @@ import enum
 import json
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -537,9 +537,29 @@ class RegistryService:
             raise NotFoundError(f"{ref!r} does not name a model version", ids=[ref])
         return ModelVersion.from_node(node)
 
-    def _versions(self, model: str) -> list[ModelVersion]:
-        nodes = self.store.iter_nodes(NodeKind.MODEL_VERSION.value, {"model": model}, "version")
-        return [ModelVersion.from_node(n) for n in nodes]
+    def _stage_nodes(self, model: str, stage: Stage) -> Iterator[Node]:
+        """The nodes of the versions of ``model`` in ``stage``, by version: one filtered
+        query (the store indexes ``model``), not a read of every version."""
+        where: dict[str, Any] = {"model": model, "stage": stage.value}
+        if stage is Stage.NONE:  # a version written without the property is in None
+            where = {"model": model, "$or": [{"stage": stage.value}, {"stage": None}]}
+        return self.store.iter_nodes(NodeKind.MODEL_VERSION.value, where, "version")
+
+    def _in_stage(self, model: str, stage: Stage) -> list[ModelVersion]:
+        return [ModelVersion.from_node(n) for n in self._stage_nodes(model, stage)]
+
+    def _stage_holders(self, model: str, stage: Stage) -> list[int]:
+        """The version numbers in ``stage`` (no validation of versions not changed here)."""
+        return [int(n.props["version"]) for n in self._stage_nodes(model, stage)]
+
+    def _with_alias(self, model: str, alias: str) -> list[ModelVersion]:
+        """The versions of ``model`` holding ``alias``, by version. The query returns only
+        the versions holding some alias (a list property compares as its compact JSON
+        text on both backends, so ``[]`` is no alias); the alias is picked here."""
+        where = {"model": model, "aliases": {"$ne": "[]"}}
+        nodes = self.store.iter_nodes(NodeKind.MODEL_VERSION.value, where, "version")
+        holders = [n for n in nodes if alias in (n.props.get("aliases") or ())]
+        return [ModelVersion.from_node(n) for n in holders]
 
     def _check_model(self, model: str) -> None:
         if self.store.get_nodes([f"model:{model}"])[0] is None:
@@ -562,11 +582,7 @@ class RegistryService:
             else:
                 already = False
                 mv.aliases = [*mv.aliases, alias]
-            previous = [
-                v
-                for v in self._versions(mv.model)
-                if alias in v.aliases and v.version != mv.version
-            ]
+            previous = [v for v in self._with_alias(mv.model, alias) if v.version != mv.version]
             if already and not previous:
                 return mv.node_id
             for old in previous:
@@ -582,7 +598,7 @@ class RegistryService:
         actor = _check_actor(actor)
         self._check_model(model)
         with self._events.transaction():
-            holders = [v for v in self._versions(model) if alias in v.aliases]
+            holders = self._with_alias(model, alias)
             if not holders:
                 raise NotFoundError(f"model {model!r} has no alias {alias!r}", ids=[alias])
             for mv in holders:
@@ -1279,8 +1295,8 @@ class RegistryService:
         archives."""
         moves = {mv.node_id: stage}
         if stage is Stage.PRODUCTION and archive_previous:
-            for v in self._versions(mv.model):
-                if v.stage is Stage.PRODUCTION and v.version != mv.version:
+            for v in self._in_stage(mv.model, Stage.PRODUCTION):
+                if v.version != mv.version:
                     moves[v.node_id] = Stage.ARCHIVED
         return moves
 
@@ -1308,9 +1324,7 @@ class RegistryService:
                 ).to_error()
             from_stage = mv.stage
             previous = [
-                v
-                for v in self._versions(mv.model)
-                if v.stage is Stage.PRODUCTION and v.version != mv.version
+                v for v in self._in_stage(mv.model, Stage.PRODUCTION) if v.version != mv.version
             ]
             main = self._move(mv, stage, actor, reason, "promotion", run=run, approvals=approvals)
             archived: list[str] = []
@@ -1365,11 +1379,8 @@ class RegistryService:
     ) -> str:
         """Put one version in a stage, recorded as a promote run; returns the run id."""
         from_stage = mv.stage
-        versions = self._versions(mv.model)
-        to_before = [v.version for v in versions if v.stage is stage]
-        from_after = [
-            v.version for v in versions if v.stage is from_stage and v.version != mv.version
-        ]
+        to_before = self._stage_holders(mv.model, stage)
+        from_after = [v for v in self._stage_holders(mv.model, from_stage) if v != mv.version]
         to_after = [*to_before, mv.version]
         # Oldest entrant first: keep the order of earlier holders from the latest record.
         last = self._last_event(
