@@ -59,6 +59,20 @@ def test_aliases_moved_back_and_forth(store: GraphStore, reg: RegistryService) -
     assert alias_holders(store, "churn", "champ") == []
     assert alias_holders(store, "churn", "champion") == [30]
     assert alias_holders(store, "other", "champ") == [3]
+    # each change of "champ" names the version that held it, not a holder of "champion"
+    champ = [(h.from_, h.to) for h in reg.history("churn", alias="champ")]
+    assert champ == [
+        (None, 30),
+        (30, 2),
+        (2, 17),
+        (17, 1),
+        (1, 30),
+        (30, 5),
+        (5, 17),
+        (17, 5),
+        (5, 30),
+        (30, None),
+    ]
 
 
 def test_several_production_holders_then_one_archives_them(
