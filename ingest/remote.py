@@ -586,6 +586,19 @@ class RemoteTracking:
             "logDataset", DatasetVersion, idempotent=True, run_id=run_id, input=dataset
         )
 
+    def log_input_model(
+        self, run_id: str, ref: str, *, role: UsedRole | str = UsedRole.BASE_MODEL
+    ) -> ModelVersion:
+        """Idempotent: the one USED edge is upserted."""
+        return self.wire.call(
+            "logInputModel",
+            ModelVersion,
+            idempotent=True,
+            run_id=run_id,
+            ref=ref,
+            role=_wire_value(role),
+        )
+
     def log_artifact(
         self,
         run_id: str,

@@ -182,6 +182,17 @@ class ActiveRun:
         ``derived_from``)."""
         return self._dataset(data, name, namespace, UsedRole.INPUT, True, derived_from, profile)
 
+    def log_input_model(
+        self, ref: ModelVersion | str, *, role: UsedRole | str = UsedRole.BASE_MODEL
+    ) -> ModelVersion:
+        """Record that this run used a registered model version (``churn@3``,
+        ``churn@champion``, a :class:`ModelVersion`): the base model it fine-tunes, the one it
+        evaluates or distils (``role``: ``base-model`` by default, ``input``, ``test``...).
+        Lineage then shows the version upstream of the run."""
+        self._check_open()
+        key = ref.node_id if isinstance(ref, ModelVersion) else ref
+        return self.client.tracking.log_input_model(self.id, key, role=role)
+
     def log_artifact(
         self,
         path: str | os.PathLike[str],

@@ -111,6 +111,10 @@ class Tracking(Protocol):
         description: str | None = None,
     ) -> DatasetVersion: ...
 
+    def log_input_model(
+        self, run_id: str, ref: str, *, role: UsedRole | str = UsedRole.BASE_MODEL
+    ) -> ModelVersion: ...
+
     def log_artifact(
         self,
         run_id: str,

@@ -267,6 +267,9 @@ RULES: dict[str, Rule] = {
         E, refs("runId"), "log a dataset to this run", reads=refs("input.derivedFrom")
     ),
     "Mutation.logArtifact": Rule(E, refs("runId"), "log an artifact to this run"),
+    "Mutation.logInputModel": Rule(
+        E, refs("runId"), "log a model version this run used", reads=refs("ref")
+    ),
     "Mutation.logModel": Rule(
         E, all_of(refs("runId"), existing_models("name")), "register a model version"
     ),

@@ -443,6 +443,35 @@ def test_models_get_increasing_versions(client: Client, hub: Hub, tmp_path: Path
         r3.log_model(lambda x: x, name="churn")
 
 
+def test_a_run_records_the_model_versions_it_used(client: Client, hub: Hub) -> None:
+    """Fine-tuning from a registered version: lineage (causal by default) sees the version
+    upstream of the run and of what the run registered; the use is audited."""
+    with client.start_run("pretrain") as r1:
+        base = r1.log_model(TinyModel(1.0), name="base")
+    with client.start_run("finetune") as r2:
+        used = r2.log_input_model("base@1")
+        assert r2.log_input_model(base, role="test") == used  # a second role, a second edge
+        r2.log_input_model("base@latest")  # the same version and role: the same edge
+        tuned = r2.log_model(TinyModel(2.0), name="tuned")
+        with pytest.raises(NotFoundError):
+            r2.log_input_model("base@7")
+        with pytest.raises(ValidationError) as bad:
+            r2.log_input_model("base@1", role="teacher")
+        assert bad.value.field == "role"
+    assert used.node_id == "mv:base/1" and used.artifact_digest == base.artifact_digest
+    with pytest.raises(ConflictError):
+        r2.log_input_model("base@1")  # the run has ended
+    edges = hub.store.neighbors([r2.id], "UPSTREAM", ["USED"], ["ModelVersion"])[r2.id]
+    roles = sorted((a.node.id, a.edge.props["role"]) for a in edges)
+    assert roles == [("mv:base/1", "base-model"), ("mv:base/1", "test")]
+    upstream = client.lineage([tuned.node_id], "UPSTREAM", 3)
+    assert {"mv:base/1", r1.id, r2.id} <= set(upstream.nodes)
+    downstream = client.lineage(["model:base@1"], "DOWNSTREAM", downstream_depth=2)
+    assert {r2.id, tuned.node_id} <= set(downstream.nodes)
+    uses = [e.target for e in hub.store.read_audit(0, 1000) if e.action == "model_version.use"]
+    assert uses == [r2.id] * 3
+
+
 def test_metrics_are_buffered_and_flushed(client: Client, hub: Hub) -> None:
     run = client.start_run("buffered")
     for step in range(100):

@@ -133,6 +133,11 @@ def script(hub: seam.Backend, data: Path) -> list[Any]:
         t.log_batch(run.id, params={"depth": n}, metrics=points, tags={"team": "a"})
         log(t.metric_history(run.id, "loss"), t.metric_history(run.id, "loss", max_points=2))
         log(t.log_dataset(run.id, fingerprint(data), name="customers", namespace="warehouse"))
+        if n == 2:  # fine-tuned from the first run's version
+            log(t.log_input_model(run.id, "churn@1"), t.log_input_model(run.id, "mv:churn/1"))
+            with pytest.raises(NotFoundError) as absent:
+                t.log_input_model(run.id, "churn@9", role="test")
+            log(absent.value.ids)
         info = hub.artifacts.put_bytes(b"weights %d" % n)
         log(t.log_artifact(run.id, info, name="notes.txt", media_type="text/plain"))
         log(t.artifacts_of(run.id))

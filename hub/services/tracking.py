@@ -24,8 +24,8 @@ reported, and recorded, as KILLED.
 
 Every state change also appends one entry to the store's audit log
 (:mod:`lineagehub.graph.audit`) in the same transaction, naming the service's ``actor``:
-``run.start``, ``run.log``, ``run.end``, ``run.killed``, ``dataset.log``, ``artifact.log`` and
-``model_version.create``. A write that fails leaves no entry.
+``run.start``, ``run.log``, ``run.end``, ``run.killed``, ``dataset.log``, ``artifact.log``,
+``model_version.create`` and ``model_version.use``. A write that fails leaves no entry.
 """
 
 from __future__ import annotations
@@ -412,6 +412,39 @@ class TrackingService:
                     "role": None if output else _plain(role),
                     "output": output,
                     "derived_from": list(dict.fromkeys(given)),
+                },
+            )
+        return version
+
+    def log_input_model(
+        self, run_id: str, ref: str, *, role: UsedRole | str = UsedRole.BASE_MODEL
+    ) -> ModelVersion:
+        """Record that the run USED a registered model version (fine-tuning from it,
+        evaluating or distilling it): ``ref`` is any model version reference (``churn@3``,
+        ``churn@champion``, ``mv:churn/3``). One edge per version and role: logging the same
+        again is idempotent."""
+        from lineagehub.services.lineage import LineageService
+
+        used_role = member(UsedRole, role, "role")
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError("ref must be a model version reference", field="ref")
+        with self.store.transaction():
+            run = self._running(run_id)
+            key = ref if ":" in ref else f"model:{ref}"  # as the registry reads references
+            version_id = LineageService(self.store).resolve(key)
+            node = self.store.get_nodes([version_id])[0]
+            if node is None or node.label != NodeKind.MODEL_VERSION.value:
+                raise NotFoundError(f"ref: {ref!r} does not name a model version", ids=[ref])
+            version = ModelVersion.from_node(node)
+            self.store.upsert_edges([make_edge(EdgeKind.USED, run, version, role=used_role)])
+            self._audit(
+                "model_version.use",
+                run.id,
+                {
+                    "version": version.node_id,
+                    "model": version.model,
+                    "number": version.version,
+                    "role": _plain(used_role),
                 },
             )
         return version
