@@ -119,6 +119,7 @@ import json
 import math
 import numbers
 import os
+import re
 import stat
 import struct
 import sys
@@ -145,6 +146,7 @@ __all__ = [
     "DatasetFingerprint",
     "DatasetWarning",
     "fingerprint",
+    "reference_fingerprint",
 ]
 
 CHUNK_BYTES = 1 << 20
@@ -161,6 +163,7 @@ QUANTILES = (0.01, 0.05, 0.25, 0.50, 0.75, 0.95, 0.99)
 MAX_VALUE_CHARS = 256
 PROFILE_VERSION = 1
 
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _ROWS_PER_CHUNK = 1 << 16  # elements per piece where values are encoded one by one
 _COMPRESSED = {".gz": "gz"}
 _FORMATS = {
@@ -227,6 +230,50 @@ def fingerprint(
     if isinstance(data, (list, tuple)):
         what += " whose items are not all mappings"
     raise ValidationError(f"cannot fingerprint a {what}: expected {_SUPPORTED}", field="data")
+
+
+def reference_fingerprint(
+    uri: str,
+    digest: str,
+    *,
+    schema: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
+    row_count: int | None = None,
+    size_bytes: int | None = None,
+) -> DatasetFingerprint:
+    """The fingerprint of data known by reference (``source="reference"``): nothing is read;
+    ``digest`` is taken as given (``sha256:<64 lowercase hex>``), ``schema`` as
+    ``{"column": "dtype"}`` or ``[{"name", "dtype"}]``."""
+    if not isinstance(uri, str) or not uri.strip():
+        raise ValidationError("uri must be a non-empty string", field="uri")
+    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+        raise ValidationError(
+            f"digest: {digest!r:.80} is not 'sha256:' and 64 lowercase hex digits",
+            field="digest",
+        )
+    for value, field in ((row_count, "row_count"), (size_bytes, "size_bytes")):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise ValidationError(f"{field} must be a non-negative integer", field=field)
+    columns: list[dict[str, str]] | None = None
+    if isinstance(schema, Mapping):
+        columns = [{"name": str(k), "dtype": str(v)} for k, v in schema.items()]
+    elif schema is not None:
+        if isinstance(schema, str) or not all(
+            isinstance(c, Mapping) and isinstance(c.get("name"), str) for c in schema
+        ):
+            raise ValidationError(
+                "schema must be {column: dtype} or [{'name': ..., 'dtype': ...}]", field="schema"
+            )
+        columns = [{"name": c["name"], "dtype": str(c.get("dtype", "unknown"))} for c in schema]
+    return DatasetFingerprint(
+        digest=digest,
+        source="reference",
+        uri=uri,
+        size_bytes=size_bytes,
+        row_count=row_count,
+        columns=columns,
+    )
 
 
 @dataclass(frozen=True)

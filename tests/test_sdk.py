@@ -339,6 +339,63 @@ def test_datasets_are_versioned_by_content(client: Client, hub: Hub, tmp_path: P
     assert [a.node.id for a in made_by[v_clean.node_id]] == [prep.id]
 
 
+def test_datasets_by_reference(client: Client, hub: Hub, tmp_path: Path) -> None:
+    """A URI and a digest, no data read: the version logging the data gives when the digest
+    matches; data logged later adds its schema and profile to it."""
+    from lineagehub.ingest.datasets import fingerprint
+
+    path = tmp_path / "customers.csv"
+    path.write_text("tenure,plan\n1,a\n5,b\n")
+    later = tmp_path / "later.csv"
+    later.write_text("x\n1\n2\n3\n")
+    records = [{"x": 1, "y": "a"}, {"x": 2, "y": "b"}]
+    with client.start_run("prep") as prep:
+        by_data = prep.log_dataset(path)
+        by_data_lean = prep.log_dataset(records, name="toy", namespace="lab", profile=False)
+    digest_later = fingerprint(later).digest
+    with client.start_run("train") as train:
+        ref = train.log_dataset_ref(path.as_uri(), by_data.digest, role="validation")
+        lean_ref = train.log_dataset_ref("mem://toy", fingerprint(records).digest,
+                                         name="toy", namespace="lab")  # fmt: skip
+        first = train.log_dataset_ref(later.as_uri(), digest_later, schema={"x": "int64"})
+        lake = train.log_dataset_ref(
+            "s3://lake/events/2026.parquet",
+            "sha256:" + "ab" * 32,
+            schema=[{"name": "ts", "dtype": "datetime64[ns]"}],
+            row_count=10,
+            size_bytes=2048,
+        )
+        made = train.log_dataset_ref(
+            "s3://lake/out.parquet", "sha256:" + "cd" * 32, output=True, derived_from=[lake]
+        )
+        for bad, field in (
+            (dict(uri="s3://x/y", digest="sha256:ABC"), "digest"),
+            (dict(uri="", digest="sha256:" + "0" * 64), "uri"),
+            (dict(uri="s3://x/y", digest="sha256:" + "0" * 64, row_count=-1), "row_count"),
+            (dict(uri="s3://x/y", digest="sha256:" + "0" * 64, schema="x int"), "schema"),
+        ):
+            with pytest.raises(ValidationError) as e:
+                train.log_dataset_ref(**bad)  # type: ignore[arg-type]
+            assert e.value.field == field
+        with pytest.raises(ValidationError) as unnamed:
+            train.log_dataset_ref("mem://x", "sha256:" + "0" * 64)  # no host: no naming
+        assert unnamed.value.field == "name"
+    with client.start_run("profile") as again:
+        profiled = again.log_dataset(later)
+    assert ref.node_id == by_data.node_id and ref.profile == by_data.profile is not None
+    assert lean_ref.node_id == by_data_lean.node_id
+    assert [c.name for c in lean_ref.columns or []] == ["x", "y"]  # kept, not erased
+    assert profiled.node_id == first.node_id and first.profile is None
+    assert profiled.profile is not None and profiled.row_count == 3
+    assert (lake.namespace, lake.name, lake.row_count) == ("s3://lake", "events/2026.parquet", 10)
+    assert [(c.name, c.dtype) for c in lake.columns or []] == [("ts", "datetime64[ns]")]
+    used = hub.store.neighbors([train.id], "UPSTREAM", ["USED"])[train.id]
+    roles = {a.node.id: a.edge.props["role"] for a in used}
+    assert roles[by_data.node_id] == "validation" and roles[lake.node_id] == "train"
+    sources = hub.store.neighbors([made.node_id], "UPSTREAM", ["DERIVED_FROM", "GENERATED_BY"])
+    assert {a.node.id for a in sources[made.node_id]} >= {lake.node_id, train.id}
+
+
 def test_file_and_directory_datasets(client: Client, hub: Hub, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -379,8 +379,17 @@ class TrackingService:
             for i, source in enumerate(sources):
                 self._get(source, NodeKind.DATASET_VERSION, f"derived_from[{i}]")
             existing = self.store.get_nodes([version.node_id])[0]
-            if existing is None or existing.props.get("profile") is None:
+            if existing is None:
                 self.store.upsert_nodes([dataset.to_node(), version.to_node()])
+            else:
+                if existing.props.get("profile") is None:
+                    # What is known stays known: a reference (no schema, no profile) or an
+                    # unprofiled logging adds what it has and erases nothing.
+                    node = version.to_node()
+                    props = {k: v for k, v in node.props.items() if v is not None}
+                    self.store.upsert_nodes([Node(node.id, node.label, props)])
+                    existing = self.store.get_nodes([version.node_id])[0] or existing
+                version = DatasetVersion.from_node(existing)
             edges = [make_edge(EdgeKind.VERSION_OF, version, dataset)]
             inputs, outputs = self._run_data(run.id)
             if output:
