@@ -646,6 +646,20 @@ class RemoteTracking:
             **options,
         )
 
+    def register_model_version(
+        self, name: str, info: ArtifactInfo, *, run_id: str | None = None, **options: Any
+    ) -> ModelVersion:
+        """Not retried once sent: a repeat would register another version."""
+        return self.wire.call(
+            "registerModelVersion",
+            ModelVersion,
+            idempotent=False,
+            name=name,
+            digest=info.digest,
+            run_id=run_id,
+            **options,
+        )
+
 
 # --------------------------------------------------------------------------- registry
 

@@ -140,6 +140,18 @@ class Tracking(Protocol):
         primary_metric: str | None = None,
     ) -> ModelVersion: ...
 
+    def register_model_version(
+        self,
+        name: str,
+        info: ArtifactInfo,
+        *,
+        run_id: str | None = None,
+        flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        primary_metric: str | None = None,
+    ) -> ModelVersion: ...
+
 
 class Registry(Protocol):
     """Stages, aliases, governed promotions and deployments

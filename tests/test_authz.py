@@ -205,6 +205,13 @@ WRITES: dict[str, Op] = {
         "alpha",
         lambda i: {"r": i["run_a"], "d": i["report"]},
     ),
+    "registerModelVersion": Op(
+        "mutation($r: ID!, $d: String!) { registerModelVersion(runId: $r, digest: $d, "
+        'name: "churn") { id } }',
+        E,
+        "alpha",
+        lambda i: {"r": i["run_a"], "d": i["report"]},
+    ),
     "markStaleRuns": Op("mutation { markStaleRuns }", E, "global"),
     "requestPromotion": Op(
         'mutation { requestPromotion(ref: "churn@1", to: "Production", reason: "r") '
@@ -677,3 +684,21 @@ async def test_using_a_model_version_needs_to_read_it(tmp_path: Path) -> None:
     both = Principal("bo", {"alpha": E, "beta": V})
     used = await hub.ok(use, both, run=hub.ids["run_a2"], ref="other@1")
     assert used["logInputModel"]["id"] == "mv:other/1"
+
+
+@pytest.mark.anyio
+async def test_a_version_no_run_generated_needs_the_role_globally(tmp_path: Path) -> None:
+    """Registered from a stored artifact with no run, a version belongs to no project: an
+    editor of alpha needs the editor role globally, and a run of beta's needs beta's."""
+    hub = await build_hub(tmp_path)
+    register = """mutation($d: String!, $n: String!, $r: ID) {
+        registerModelVersion(digest: $d, name: $n, runId: $r) { id trainedBy { id } } }"""
+    editor = PRINCIPALS["editor"]
+    alone = await hub.run(register, editor, d=hub.ids["report"], n="fresh", r=None)
+    assert codes(alone) == ["FORBIDDEN"], alone.errors
+    elsewhere = await hub.run(register, editor, d=hub.ids["report"], n="fresh", r=hub.ids["run_b"])
+    assert codes(elsewhere) == ["FORBIDDEN"], elsewhere.errors
+    assert hub.services.store.get_nodes(["model:fresh"]) == [None]
+    everywhere = Principal("gil", {None: E})
+    made = await hub.ok(register, everywhere, d=hub.ids["report"], n="fresh", r=None)
+    assert made["registerModelVersion"] == {"id": "mv:fresh/1", "trainedBy": None}

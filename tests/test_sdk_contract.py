@@ -143,6 +143,12 @@ def script(hub: seam.Backend, data: Path) -> list[Any]:
         log(t.artifacts_of(run.id))
         log(t.log_model(run.id, info, name="churn", flavor="pickle", primary_metric="loss"))
         log(t.end_run(run.id, RunStatus.FINISHED, metrics=[Metric("auc", 0.8 + n / 100, 0, T0)]))
+    weights = hub.artifacts.put_bytes(b"weights 1")  # stored already: the same content
+    log(t.register_model_version("churn", weights, run_id="run:c1", flavor="onnx"))
+    log(t.register_model_version("distilled", weights, description="no run", primary_metric="f1"))
+    with pytest.raises(NotFoundError) as no_run:
+        t.register_model_version("churn", weights, run_id="run:nope")
+    log(no_run.value.ids)
     log(t.get_run("run:c1"), t.search_runs({"project": "churn"}, "-name", None, 1))
     log(t.mark_stale_runs())
     for call in (lambda: t.get_run("run:nope"), lambda: t.search_runs(limit=0)):
