@@ -55,6 +55,7 @@ from lineagehub.graph import (
     Direction,
     GraphStore,
     HubError,
+    NotFoundError,
     SeriesPoint,
     Subgraph,
     ValidationError,
@@ -318,6 +319,56 @@ class Client:
         ``on_deployments``: as for :meth:`request_promotion`."""
         return self.backend.registry.promote(
             ref, to, reason, archive_previous=archive_previous, on_deployments=on_deployments
+        )
+
+    def register_model_version(
+        self,
+        name: str,
+        *,
+        digest: str | None = None,
+        run_id: str | None = None,
+        artifact: str | None = None,
+        flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        primary_metric: str | None = None,
+    ) -> ModelVersion:
+        """Register the next version of model ``name`` from content already in the artifact
+        store, as MLflow's ``create_model_version(source=...)``: ``digest`` names it, or
+        ``artifact`` names one the run ``run_id`` logged (``"model.pkl"``). The version is
+        ``GENERATED_BY`` that run (finished runs too; its metrics are the snapshot) or, with
+        no ``run_id``, by no run. Numbers, audit entry and webhook as ``run.log_model``."""
+        from lineagehub.artifacts import ArtifactInfo, validate_digest
+
+        if (digest is None) == (artifact is None):
+            raise ValidationError("give either digest or artifact", field="digest")
+        if artifact is not None:
+            if run_id is None:
+                raise ValidationError(
+                    "artifact names a run's artifact: give run_id", field="run_id"
+                )
+            logged = dict(self.backend.tracking.artifacts_of(run_id))
+            if artifact not in logged:
+                raise NotFoundError(
+                    f"artifact: run {run_id!r} logged no artifact named {artifact!r}",
+                    ids=[artifact],
+                )
+            digest = logged[artifact].digest
+        assert digest is not None
+        validate_digest(digest)
+        store = self.backend.artifacts
+        info = ArtifactInfo(
+            digest=digest, size=store.size(digest), uri=store.uri_for(digest), created=False
+        )
+        self.flush()  # the run's buffered metrics belong in the snapshot
+        return self.backend.tracking.register_model_version(
+            name,
+            info,
+            run_id=run_id,
+            flavor=flavor,
+            signature=signature,
+            description=description,
+            primary_metric=primary_metric,
         )
 
     def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion:

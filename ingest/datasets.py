@@ -108,6 +108,7 @@ deterministically) is a :class:`~lineagehub.graph.errors.ValidationError` with
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as _dt
 import decimal
@@ -115,10 +116,12 @@ import gzip
 import hashlib
 import heapq
 import importlib
+import importlib.util
 import json
 import math
 import numbers
 import os
+import re
 import stat
 import struct
 import sys
@@ -145,6 +148,7 @@ __all__ = [
     "DatasetFingerprint",
     "DatasetWarning",
     "fingerprint",
+    "reference_fingerprint",
 ]
 
 CHUNK_BYTES = 1 << 20
@@ -161,6 +165,7 @@ QUANTILES = (0.01, 0.05, 0.25, 0.50, 0.75, 0.95, 0.99)
 MAX_VALUE_CHARS = 256
 PROFILE_VERSION = 1
 
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _ROWS_PER_CHUNK = 1 << 16  # elements per piece where values are encoded one by one
 _COMPRESSED = {".gz": "gz"}
 _FORMATS = {
@@ -227,6 +232,50 @@ def fingerprint(
     if isinstance(data, (list, tuple)):
         what += " whose items are not all mappings"
     raise ValidationError(f"cannot fingerprint a {what}: expected {_SUPPORTED}", field="data")
+
+
+def reference_fingerprint(
+    uri: str,
+    digest: str,
+    *,
+    schema: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
+    row_count: int | None = None,
+    size_bytes: int | None = None,
+) -> DatasetFingerprint:
+    """The fingerprint of data known by reference (``source="reference"``): nothing is read;
+    ``digest`` is taken as given (``sha256:<64 lowercase hex>``), ``schema`` as
+    ``{"column": "dtype"}`` or ``[{"name", "dtype"}]``."""
+    if not isinstance(uri, str) or not uri.strip():
+        raise ValidationError("uri must be a non-empty string", field="uri")
+    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+        raise ValidationError(
+            f"digest: {digest!r:.80} is not 'sha256:' and 64 lowercase hex digits",
+            field="digest",
+        )
+    for value, field in ((row_count, "row_count"), (size_bytes, "size_bytes")):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise ValidationError(f"{field} must be a non-negative integer", field=field)
+    columns: list[dict[str, str]] | None = None
+    if isinstance(schema, Mapping):
+        columns = [{"name": str(k), "dtype": str(v)} for k, v in schema.items()]
+    elif schema is not None:
+        if isinstance(schema, str) or not all(
+            isinstance(c, Mapping) and isinstance(c.get("name"), str) for c in schema
+        ):
+            raise ValidationError(
+                "schema must be {column: dtype} or [{'name': ..., 'dtype': ...}]", field="schema"
+            )
+        columns = [{"name": c["name"], "dtype": str(c.get("dtype", "unknown"))} for c in schema]
+    return DatasetFingerprint(
+        digest=digest,
+        source="reference",
+        uri=uri,
+        size_bytes=size_bytes,
+        row_count=row_count,
+        columns=columns,
+    )
 
 
 @dataclass(frozen=True)
@@ -1079,8 +1128,12 @@ def _fingerprint_records(
             infer.add(record)
     infer.rows = len(records)
     prof = None
-    if opts.profile and _optional("pandas") is not None:
-        prof = _profile_records(records, opts)
+    if opts.profile and _installed("pandas"):
+        # Small tables of plain columns are profiled in Python (microseconds, no imports);
+        # the profile is the one pandas gives (a test compares them).
+        prof = _profile_records_small(records, opts)
+        if prof is None:
+            prof = _profile_records(records, opts)
     return DatasetFingerprint(
         digest=_digest(h),
         source="records",
@@ -1097,6 +1150,179 @@ def _profile_records(records: Sequence[Mapping[Any, Any]], opts: _Options) -> di
     rows = records if idx is None else [records[int(i)] for i in idx]
     df = pd.DataFrame(list(rows))
     return _profile_columns(len(records), len(rows), idx is not None, _frame_items(df))
+
+
+def _installed(name: str) -> bool:
+    """Whether a module can be imported, without importing it (answered once)."""
+    known = _INSTALLED.get(name)
+    if known is None:
+        known = name in sys.modules or importlib.util.find_spec(name) is not None
+        _INSTALLED[name] = known
+    return known
+
+
+_INSTALLED: dict[str, bool] = {}
+_ABSENT = object()
+SMALL_PROFILE_VALUES = 5_000
+"""Records of at most this many values (rows x columns) whose columns are plain (see
+:func:`_profile_records_small`) are profiled in pure Python, without pandas or numpy."""
+
+
+def _profile_records_small(
+    records: Sequence[Mapping[Any, Any]], opts: _Options
+) -> dict[str, Any] | None:
+    """The profile :func:`_profile_records` gives, computed in Python, for small records
+    whose every column is plain: only strings (and ``None``), only bools (and ``None``), only
+    64-bit ints, or ints and floats with ``None`` or missing keys (as pandas builds them: a
+    float64 column, ``None`` and NaN null). ``None`` for anything else (pandas decides)."""
+    n = len(records)
+    if opts.sample_rows is not None and opts.sample_rows < n:
+        return None
+    names: dict[str, None] = {}
+    for record in records:
+        if type(record) is not dict:
+            return None
+        names.update(dict.fromkeys(record))
+        if n * len(names) > SMALL_PROFILE_VALUES:
+            return None
+    columns = []
+    for name in names:
+        if type(name) is not str:
+            return None
+        stats = _plain_column([record.get(name, _ABSENT) for record in records])
+        if stats is None:
+            return None
+        columns.append({"name": name, **stats})
+    # Plain Python values, non-finite ones already None: JSON-ready as built.
+    return {
+        "version": PROFILE_VERSION,
+        "row_count": n,
+        "profiled_rows": n,
+        "sample_seed": None,
+        "columns": columns,
+    }
+
+
+def _plain_column(values: list[Any]) -> dict[str, Any] | None:
+    """One column's profile as pandas gives it, or ``None`` when the column is not plain
+    (``_ABSENT``: the record has no such key, which pandas reads as NaN)."""
+    present = [v for v in values if v is not None and v is not _ABSENT]
+    kinds = {type(v) for v in present}
+    if not kinds and _ABSENT in values:
+        return None  # nulls only, some NaN: pandas' inference decides the kind
+    base: dict[str, Any] = {"count": len(values), "null_count": len(values) - len(present)}
+    if kinds <= {str} or kinds == {bool}:  # object (or bool) columns: counted values
+        return _categorical(base, Counter(present))
+    if not kinds <= {int, float} or any(
+        type(v) is int and not -(2**63) <= v < 2**63 for v in present
+    ):
+        return None  # anything else, and ints beyond 64 bits: pandas decides
+    if kinds == {int} and not base["null_count"]:  # int64
+        return _numeric_py({"kind": "numeric", **base}, present, True)
+    # float64: None, missing keys and NaN are the missing values
+    floats = [float(v) for v in present if v == v]
+    if any(v == 0.0 and math.copysign(1.0, v) < 0 for v in floats):
+        return None  # which zero is the minimum is numpy's to say
+    nulls = len(values) - len(floats)
+    out = {"kind": "numeric", "count": len(values), "null_count": nulls, "nan_count": nulls}
+    return _numeric_py(out, floats, False)
+
+
+def _numeric_py(base: dict[str, Any], present: list[Any], ints: bool) -> dict[str, Any]:
+    """:func:`_numeric` in Python, with numpy's arithmetic (its pairwise summation, its
+    quantile interpolation and histogram edges): the same floats to the last bit."""
+    out = dict(base)
+    if ints:
+        out["nan_count"] = 0
+        out["inf_count"] = 0
+        finite = [float(v) for v in present]
+    else:
+        out["inf_count"] = sum(1 for v in present if math.isinf(v))
+        finite = [v for v in present if not math.isinf(v)]
+    if not finite:
+        empty = {"mean": None, "std": None, "min": None, "max": None, "quantiles": None}
+        return {**out, **empty, "histogram": None}
+    if ints:
+        lo_exact: Any = _int_or_float(min(present))
+        hi_exact: Any = _int_or_float(max(present))
+    else:
+        lo_exact, hi_exact = min(finite), max(finite)
+    n = len(finite)
+    mean = _pairwise_sum(finite, 0, n) / n
+    std = None
+    if n > 1:
+        squares = [(v - mean) * (v - mean) for v in finite]
+        std = math.sqrt(_pairwise_sum(squares, 0, n) / (n - 1))
+    ordered = sorted(finite)
+    quantiles = {}
+    for q in QUANTILES:
+        virtual = (n - 1) * q
+        below = math.floor(virtual)
+        if virtual >= n - 1:
+            a = b = ordered[-1]
+        else:
+            a, b = ordered[int(below)], ordered[int(below) + 1]
+        t = virtual - below
+        diff = b - a
+        x = b - diff * (1 - t) if t >= 0.5 else a + diff * t
+        quantiles[f"p{round(q * 100):02d}"] = _finite(x)
+    out.update(
+        mean=_finite(mean),
+        std=_finite(std),
+        min=lo_exact,
+        max=hi_exact,
+        quantiles=quantiles,
+        histogram=_histogram_py(ordered),
+    )
+    return out
+
+
+def _pairwise_sum(values: list[float], start: int, n: int) -> float:
+    """numpy's float64 ``add.reduce`` over ``values[start:start + n]``: eight accumulators
+    in blocks of 128, halved above (``pairwise_sum`` in its umath loops)."""
+    if n < 8:
+        total = -0.0
+        for i in range(start, start + n):
+            total += values[i]
+        return total
+    if n <= 128:
+        r = values[start : start + 8]
+        i = 8
+        while i < n - (n % 8):
+            for j in range(8):
+                r[j] += values[start + i + j]
+            i += 8
+        total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for k in range(i, n):
+            total += values[start + k]
+        return total
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(values, start, half) + _pairwise_sum(values, start + half, n - half)
+
+
+def _histogram_py(ordered: list[float]) -> dict[str, list[Any]]:
+    """:func:`_histogram` over sorted finite values, with numpy's ``linspace`` edges."""
+    lo, hi = ordered[0], ordered[-1]
+    if lo == hi:
+        return {"edges": [lo, hi], "counts": [len(ordered)]}
+    bins = HISTOGRAM_BINS
+    if math.isfinite(hi - lo):
+        delta = hi - lo
+        step = delta / bins
+        if step == 0:
+            edges = [(i / bins) * delta + lo for i in range(bins + 1)]
+        else:
+            edges = [i * step + lo for i in range(bins + 1)]
+    else:
+        t = [i * (1.0 / bins) + 0.0 for i in range(bins + 1)]
+        t[-1] = 1.0
+        edges = [lo * (1.0 - x) + hi * x for x in t]
+    edges[0], edges[-1] = lo, hi
+    counts = [0] * bins
+    for v in ordered:
+        counts[min(max(bisect.bisect_right(edges, v) - 1, 0), bins - 1)] += 1
+    return {"edges": edges, "counts": counts}
 
 
 # --------------------------------------------------------------------------------------------

@@ -586,6 +586,19 @@ class RemoteTracking:
             "logDataset", DatasetVersion, idempotent=True, run_id=run_id, input=dataset
         )
 
+    def log_input_model(
+        self, run_id: str, ref: str, *, role: UsedRole | str = UsedRole.BASE_MODEL
+    ) -> ModelVersion:
+        """Idempotent: the one USED edge is upserted."""
+        return self.wire.call(
+            "logInputModel",
+            ModelVersion,
+            idempotent=True,
+            run_id=run_id,
+            ref=ref,
+            role=_wire_value(role),
+        )
+
     def log_artifact(
         self,
         run_id: str,
@@ -630,6 +643,20 @@ class RemoteTracking:
             run_id=run_id,
             digest=info.digest,
             name=name,
+            **options,
+        )
+
+    def register_model_version(
+        self, name: str, info: ArtifactInfo, *, run_id: str | None = None, **options: Any
+    ) -> ModelVersion:
+        """Not retried once sent: a repeat would register another version."""
+        return self.wire.call(
+            "registerModelVersion",
+            ModelVersion,
+            idempotent=False,
+            name=name,
+            digest=info.digest,
+            run_id=run_id,
             **options,
         )
 

@@ -23,11 +23,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from lineagehub.artifacts import ArtifactInfo
 from lineagehub.graph import ConflictError, NotFoundError, ValidationError
 from lineagehub.graph.model import check_time
-from lineagehub.ingest.datasets import fingerprint
+from lineagehub.ingest.datasets import fingerprint, reference_fingerprint
 from lineagehub.services.tracking import Metric, check_metric
 from lineagehub.vocabulary import (
     Artifact,
@@ -181,6 +182,59 @@ class ActiveRun:
         """Record data the run generated; it is DERIVED_FROM the run's input data (and
         ``derived_from``)."""
         return self._dataset(data, name, namespace, UsedRole.INPUT, True, derived_from, profile)
+
+    def log_input_model(
+        self, ref: ModelVersion | str, *, role: UsedRole | str = UsedRole.BASE_MODEL
+    ) -> ModelVersion:
+        """Record that this run used a registered model version (``churn@3``,
+        ``churn@champion``, a :class:`ModelVersion`): the base model it fine-tunes, the one it
+        evaluates or distils (``role``: ``base-model`` by default, ``input``, ``test``...).
+        Lineage then shows the version upstream of the run."""
+        self._check_open()
+        key = ref.node_id if isinstance(ref, ModelVersion) else ref
+        return self.client.tracking.log_input_model(self.id, key, role=role)
+
+    def log_dataset_ref(
+        self,
+        uri: str,
+        digest: str,
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+        schema: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
+        row_count: int | None = None,
+        size_bytes: int | None = None,
+        role: UsedRole | str = UsedRole.TRAIN,
+        output: bool = False,
+        derived_from: Iterable[DatasetVersion | str] = (),
+    ) -> DatasetVersion:
+        """Record data by reference, reading none of it: where it is (``uri``) and its content
+        digest (``sha256:<64 hex>``, as :func:`~lineagehub.ingest.datasets.fingerprint` gives
+        it), with an optional ``schema`` (``{"column": "dtype"}`` or ``[{"name", "dtype"}]``)
+        and row count. The run USED it (``role``) or, with ``output=True``, generated it.
+        Naming follows OpenLineage: ``file://`` URIs as :meth:`log_dataset` names files (so
+        a matching digest is the very version logging the file gives), other URIs
+        ``scheme://host`` and the path (``s3://lake/customers.parquet``: namespace
+        ``s3://lake``, name ``customers.parquet``) unless ``name``/``namespace`` are given.
+        Data logged later with the same digest adds its profile to the same version."""
+        self._check_open()
+        fp = reference_fingerprint(uri, digest, schema=schema, row_count=row_count,
+                                   size_bytes=size_bytes)  # fmt: skip
+        if not uri.startswith("file://"):
+            parts = urlsplit(uri)
+            if parts.scheme and parts.netloc:
+                namespace = namespace or f"{parts.scheme}://{parts.netloc}"
+                name = name or unquote(parts.path).lstrip("/") or None
+        sources = [d.node_id if isinstance(d, DatasetVersion) else str(d) for d in derived_from]
+        return self.client.tracking.log_dataset(
+            self.id,
+            fp,
+            name=name,
+            namespace=namespace,
+            role=UsedRole.INPUT if output else role,
+            output=output,
+            derived_from=sources,
+        )
 
     def log_artifact(
         self,

@@ -111,6 +111,10 @@ class Tracking(Protocol):
         description: str | None = None,
     ) -> DatasetVersion: ...
 
+    def log_input_model(
+        self, run_id: str, ref: str, *, role: UsedRole | str = UsedRole.BASE_MODEL
+    ) -> ModelVersion: ...
+
     def log_artifact(
         self,
         run_id: str,
@@ -130,6 +134,18 @@ class Tracking(Protocol):
         info: ArtifactInfo,
         *,
         name: str,
+        flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        primary_metric: str | None = None,
+    ) -> ModelVersion: ...
+
+    def register_model_version(
+        self,
+        name: str,
+        info: ArtifactInfo,
+        *,
+        run_id: str | None = None,
         flavor: str | None = None,
         signature: Mapping[str, Any] | None = None,
         description: str | None = None,

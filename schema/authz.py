@@ -209,6 +209,17 @@ def project_arg(path: str) -> Where:
     return where
 
 
+def run_or_globally(path: str) -> Where:
+    """The project of the run named; none named, globally (what no run generated belongs
+    to no project)."""
+    named = refs(path)
+
+    def where(services: Services, args: dict[str, Any]) -> list[Scope]:
+        return named(services, args) if _arg(args, path) is not None else [None]
+
+    return where
+
+
 def all_of(*wheres: Where) -> Where:
     def where(services: Services, args: dict[str, Any]) -> list[Scope]:
         return [s for w in wheres for s in w(services, args)]
@@ -267,8 +278,14 @@ RULES: dict[str, Rule] = {
         E, refs("runId"), "log a dataset to this run", reads=refs("input.derivedFrom")
     ),
     "Mutation.logArtifact": Rule(E, refs("runId"), "log an artifact to this run"),
+    "Mutation.logInputModel": Rule(
+        E, refs("runId"), "log a model version this run used", reads=refs("ref")
+    ),
     "Mutation.logModel": Rule(
         E, all_of(refs("runId"), existing_models("name")), "register a model version"
+    ),
+    "Mutation.registerModelVersion": Rule(
+        E, all_of(run_or_globally("runId"), existing_models("name")), "register a model version"
     ),
     "Mutation.markStaleRuns": Rule(E, globally, "mark every project's stale runs"),
     # --- the registry

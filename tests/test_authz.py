@@ -193,8 +193,21 @@ WRITES: dict[str, Op] = {
         "alpha",
         lambda i: {"r": i["run_a"], "d": i["report"]},
     ),
+    "logInputModel": Op(
+        'mutation($r: ID!) { logInputModel(runId: $r, ref: "churn@1") { id } }',
+        E,
+        "alpha",
+        lambda i: {"r": i["run_a2"]},
+    ),
     "logModel": Op(
         'mutation($r: ID!, $d: String!) { logModel(runId: $r, digest: $d, name: "churn") { id } }',
+        E,
+        "alpha",
+        lambda i: {"r": i["run_a"], "d": i["report"]},
+    ),
+    "registerModelVersion": Op(
+        "mutation($r: ID!, $d: String!) { registerModelVersion(runId: $r, digest: $d, "
+        'name: "churn") { id } }',
         E,
         "alpha",
         lambda i: {"r": i["run_a"], "d": i["report"]},
@@ -652,3 +665,40 @@ async def test_deriving_a_dataset_needs_to_read_its_sources(tmp_path: Path) -> N
         **{"from": [hub.ids["dsv"]]},
     )  # fmt: skip
     assert shared.errors is None, shared.errors
+
+
+@pytest.mark.anyio
+async def test_using_a_model_version_needs_to_read_it(tmp_path: Path) -> None:
+    """A run may use a version of another project only where the caller may view it: an
+    editor of alpha cannot record (nor learn of) beta's model as alpha's base model."""
+    hub = await build_hub(tmp_path)
+    use = """mutation($run: ID!, $ref: String!) {
+        logInputModel(runId: $run, ref: $ref) { id } }"""
+    editor = PRINCIPALS["editor"]  # editor in alpha, nothing in beta
+    refused = await hub.run(use, editor, run=hub.ids["run_a2"], ref="other@1")
+    assert codes(refused) == ["FORBIDDEN"], refused.errors
+    store = hub.services.store
+    assert not store.neighbors([hub.ids["run_a2"]], "UPSTREAM", ["USED"], ["ModelVersion"])[
+        hub.ids["run_a2"]
+    ]
+    both = Principal("bo", {"alpha": E, "beta": V})
+    used = await hub.ok(use, both, run=hub.ids["run_a2"], ref="other@1")
+    assert used["logInputModel"]["id"] == "mv:other/1"
+
+
+@pytest.mark.anyio
+async def test_a_version_no_run_generated_needs_the_role_globally(tmp_path: Path) -> None:
+    """Registered from a stored artifact with no run, a version belongs to no project: an
+    editor of alpha needs the editor role globally, and a run of beta's needs beta's."""
+    hub = await build_hub(tmp_path)
+    register = """mutation($d: String!, $n: String!, $r: ID) {
+        registerModelVersion(digest: $d, name: $n, runId: $r) { id trainedBy { id } } }"""
+    editor = PRINCIPALS["editor"]
+    alone = await hub.run(register, editor, d=hub.ids["report"], n="fresh", r=None)
+    assert codes(alone) == ["FORBIDDEN"], alone.errors
+    elsewhere = await hub.run(register, editor, d=hub.ids["report"], n="fresh", r=hub.ids["run_b"])
+    assert codes(elsewhere) == ["FORBIDDEN"], elsewhere.errors
+    assert hub.services.store.get_nodes(["model:fresh"]) == [None]
+    everywhere = Principal("gil", {None: E})
+    made = await hub.ok(register, everywhere, d=hub.ids["report"], n="fresh", r=None)
+    assert made["registerModelVersion"] == {"id": "mv:fresh/1", "trainedBy": None}

@@ -753,3 +753,108 @@ def test_version_fields_fill_a_dataset_version(tmp_path: Path, frame: pd.DataFra
     assert dsv.digest == fp.digest and dsv.row_count == 4 and dsv.uri == fp.uri
     assert " " not in (dsv.uri or "")
     assert dsv.node_id.endswith("@" + fp.digest)
+
+
+# --- small records: profiled in Python, the same profile as pandas gives ----------------------
+
+
+def _plain_tables() -> list[list[dict[str, Any]]]:
+    """Random small tables of every plain column kind, with the edges that matter: nulls
+    (None and missing keys), NaN and infinities, ties at the top-20 cut, one value, huge and
+    tiny magnitudes, int64 limits, lengths around numpy's summation blocks."""
+    import random
+
+    rng = random.Random(16)
+
+    def column(kind: str, n: int) -> list[Any]:
+        pick = {
+            "int": lambda: rng.randint(-(10 ** rng.randint(0, 18)), 10 ** rng.randint(0, 18)),
+            "small_int": lambda: rng.randint(0, 30),
+            "float": lambda: rng.uniform(-1, 1) * 10.0 ** rng.randint(-300, 300),
+            "unit": lambda: rng.random(),
+            "str": lambda: rng.choice("abcdefghijklmnopqrstuvwxyz") * rng.randint(1, 3),
+            "bool": lambda: rng.random() < 0.3,
+        }[kind.split("+")[0]]
+        values = [pick() for _ in range(n)]
+        if "+odd" in kind:  # floats only
+            values = [rng.choice([math.nan, math.inf, -math.inf, v]) for v in values]
+        if "+mixed" in kind:
+            values = [int(v * 100) if rng.random() < 0.5 else v for v in values]
+        if "+null" in kind:
+            values = [None if rng.random() < 0.2 else v for v in values]
+        return values
+
+    kinds = ["int", "small_int", "small_int+null", "float", "unit", "unit+null", "float+odd",
+             "unit+mixed", "unit+mixed+null", "str", "str+null", "bool", "bool+null"]  # fmt: skip
+    tables = []
+    for n in (0, 1, 2, 3, 7, 8, 9, 17, 64, 129, 130, 257, 400):
+        for _ in range(3):
+            chosen = rng.sample(kinds, 4)
+            cols = {f"c{i}_{k}": column(k, n) for i, k in enumerate(chosen)}
+            rows = []
+            for r in range(n):
+                row = {name: values[r] for name, values in cols.items()}
+                if rng.random() < 0.1 and row:  # a missing key (pandas: NaN)
+                    del row[rng.choice(list(row))]
+                rows.append(row)
+            tables.append(rows)
+    tables.append([{"x": 2**63 - 1, "y": -(2**63)}, {"x": 0, "y": 1}])  # int64 limits
+    tables.append([{"x": 1.5, "s": None}, {"x": 1.5, "s": None}])  # constant, all null
+    tables.append([{"x": 1e308, "y": 1}, {"x": -1e308, "y": 1.0}])  # max - min overflows
+    tables.append([{"x": 5e-324}, {"x": 1e-323}, {"x": 0.0}])  # a step that is zero
+    return tables
+
+
+def test_small_records_are_profiled_in_python_as_pandas_profiles_them() -> None:
+    from lineagehub.ingest.datasets import _Options, _profile_records, _profile_records_small
+
+    opts = _Options(True, None, 0, frozenset())
+    for table in _plain_tables():
+        fast = _profile_records_small(table, opts)
+        assert fast is not None, table
+        slow = _profile_records(table, opts)
+        assert json.dumps(fast, allow_nan=False) == json.dumps(slow, allow_nan=False), table
+
+
+def test_records_that_are_not_plain_are_profiled_by_pandas() -> None:
+    import datetime
+
+    from lineagehub.ingest.datasets import _Options, _profile_records, _profile_records_small
+
+    opts = _Options(True, None, 0, frozenset())
+    for table in (
+        [{"when": datetime.date(2026, 1, 1)}],
+        [{"x": 1}, {"x": "a"}],  # mixed kinds
+        [{"x": True}, {"x": 1}],
+        [{"x": 2**64}],
+        [{"x": -0.0}, {"x": 0.0}],
+        [{"x": None}, {}],  # nulls only, one of them NaN: pandas makes it float64
+        [{"x": np.float64(1.0)}],
+        [{1: "non-string key"}],
+        [{"x": i} for i in range(6000)],  # not small
+    ):
+        assert _profile_records_small(table, opts) is None, table
+    sampled = _Options(True, 2, 0, frozenset())
+    assert _profile_records_small([{"x": i} for i in range(5)], sampled) is None
+    # they still get pandas' profile
+    mixed = [{"when": datetime.datetime(2026, 1, 1), "x": 1}]
+    fp = fingerprint(mixed)
+    assert fp.profile == _profile_records(mixed, opts)
+    assert fp.profile is not None and fp.profile["columns"][0]["kind"] == "datetime"
+
+
+def test_small_records_import_neither_pandas_nor_numpy() -> None:
+    """A tiny table costs microseconds: the first call imports nothing heavy."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from lineagehub.ingest.datasets import fingerprint
+        fp = fingerprint([{"x": 1, "y": 0.5, "s": "a"}, {"x": 2, "y": None, "s": "b"}])
+        assert fp.profile["columns"][1]["null_count"] == 1, fp.profile
+        print(sorted(m for m in ("pandas", "numpy") if m in sys.modules))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    skipped = fingerprint([{"x": 1}], profile=False)
+    assert skipped.profile is None and skipped.columns == [{"name": "x", "dtype": "int64"}]

@@ -339,6 +339,63 @@ def test_datasets_are_versioned_by_content(client: Client, hub: Hub, tmp_path: P
     assert [a.node.id for a in made_by[v_clean.node_id]] == [prep.id]
 
 
+def test_datasets_by_reference(client: Client, hub: Hub, tmp_path: Path) -> None:
+    """A URI and a digest, no data read: the version logging the data gives when the digest
+    matches; data logged later adds its schema and profile to it."""
+    from lineagehub.ingest.datasets import fingerprint
+
+    path = tmp_path / "customers.csv"
+    path.write_text("tenure,plan\n1,a\n5,b\n")
+    later = tmp_path / "later.csv"
+    later.write_text("x\n1\n2\n3\n")
+    records = [{"x": 1, "y": "a"}, {"x": 2, "y": "b"}]
+    with client.start_run("prep") as prep:
+        by_data = prep.log_dataset(path)
+        by_data_lean = prep.log_dataset(records, name="toy", namespace="lab", profile=False)
+    digest_later = fingerprint(later).digest
+    with client.start_run("train") as train:
+        ref = train.log_dataset_ref(path.as_uri(), by_data.digest, role="validation")
+        lean_ref = train.log_dataset_ref("mem://toy", fingerprint(records).digest,
+                                         name="toy", namespace="lab")  # fmt: skip
+        first = train.log_dataset_ref(later.as_uri(), digest_later, schema={"x": "int64"})
+        lake = train.log_dataset_ref(
+            "s3://lake/events/2026.parquet",
+            "sha256:" + "ab" * 32,
+            schema=[{"name": "ts", "dtype": "datetime64[ns]"}],
+            row_count=10,
+            size_bytes=2048,
+        )
+        made = train.log_dataset_ref(
+            "s3://lake/out.parquet", "sha256:" + "cd" * 32, output=True, derived_from=[lake]
+        )
+        for bad, field in (
+            (dict(uri="s3://x/y", digest="sha256:ABC"), "digest"),
+            (dict(uri="", digest="sha256:" + "0" * 64), "uri"),
+            (dict(uri="s3://x/y", digest="sha256:" + "0" * 64, row_count=-1), "row_count"),
+            (dict(uri="s3://x/y", digest="sha256:" + "0" * 64, schema="x int"), "schema"),
+        ):
+            with pytest.raises(ValidationError) as e:
+                train.log_dataset_ref(**bad)  # type: ignore[arg-type]
+            assert e.value.field == field
+        with pytest.raises(ValidationError) as unnamed:
+            train.log_dataset_ref("mem://x", "sha256:" + "0" * 64)  # no host: no naming
+        assert unnamed.value.field == "name"
+    with client.start_run("profile") as again:
+        profiled = again.log_dataset(later)
+    assert ref.node_id == by_data.node_id and ref.profile == by_data.profile is not None
+    assert lean_ref.node_id == by_data_lean.node_id
+    assert [c.name for c in lean_ref.columns or []] == ["x", "y"]  # kept, not erased
+    assert profiled.node_id == first.node_id and first.profile is None
+    assert profiled.profile is not None and profiled.row_count == 3
+    assert (lake.namespace, lake.name, lake.row_count) == ("s3://lake", "events/2026.parquet", 10)
+    assert [(c.name, c.dtype) for c in lake.columns or []] == [("ts", "datetime64[ns]")]
+    used = hub.store.neighbors([train.id], "UPSTREAM", ["USED"])[train.id]
+    roles = {a.node.id: a.edge.props["role"] for a in used}
+    assert roles[by_data.node_id] == "validation" and roles[lake.node_id] == "train"
+    sources = hub.store.neighbors([made.node_id], "UPSTREAM", ["DERIVED_FROM", "GENERATED_BY"])
+    assert {a.node.id for a in sources[made.node_id]} >= {lake.node_id, train.id}
+
+
 def test_file_and_directory_datasets(client: Client, hub: Hub, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -441,6 +498,79 @@ def test_models_get_increasing_versions(client: Client, hub: Hub, tmp_path: Path
     assert [a.node.id for a in trained_by["mv:churn/2"]] == [r2.id]
     with client.start_run("x") as r3, pytest.raises(ValidationError):
         r3.log_model(lambda x: x, name="churn")
+
+
+def test_a_run_records_the_model_versions_it_used(client: Client, hub: Hub) -> None:
+    """Fine-tuning from a registered version: lineage (causal by default) sees the version
+    upstream of the run and of what the run registered; the use is audited."""
+    with client.start_run("pretrain") as r1:
+        base = r1.log_model(TinyModel(1.0), name="base")
+    with client.start_run("finetune") as r2:
+        used = r2.log_input_model("base@1")
+        assert r2.log_input_model(base, role="test") == used  # a second role, a second edge
+        r2.log_input_model("base@latest")  # the same version and role: the same edge
+        tuned = r2.log_model(TinyModel(2.0), name="tuned")
+        with pytest.raises(NotFoundError):
+            r2.log_input_model("base@7")
+        with pytest.raises(ValidationError) as bad:
+            r2.log_input_model("base@1", role="teacher")
+        assert bad.value.field == "role"
+    assert used.node_id == "mv:base/1" and used.artifact_digest == base.artifact_digest
+    with pytest.raises(ConflictError):
+        r2.log_input_model("base@1")  # the run has ended
+    edges = hub.store.neighbors([r2.id], "UPSTREAM", ["USED"], ["ModelVersion"])[r2.id]
+    roles = sorted((a.node.id, a.edge.props["role"]) for a in edges)
+    assert roles == [("mv:base/1", "base-model"), ("mv:base/1", "test")]
+    upstream = client.lineage([tuned.node_id], "UPSTREAM", 3)
+    assert {"mv:base/1", r1.id, r2.id} <= set(upstream.nodes)
+    downstream = client.lineage(["model:base@1"], "DOWNSTREAM", downstream_depth=2)
+    assert {r2.id, tuned.node_id} <= set(downstream.nodes)
+    uses = [e.target for e in hub.store.read_audit(0, 1000) if e.action == "model_version.use"]
+    assert uses == [r2.id] * 3
+
+
+def test_versions_registered_from_stored_artifacts(
+    client: Client, hub: Hub, tmp_path: Path
+) -> None:
+    """A finished run's output, or content already in the artifact store, registered later:
+    numbered after log_model's versions, generated by that run or by none, audited."""
+    weights = tmp_path / "model.onnx"
+    weights.write_bytes(b"onnx weights")
+    with client.start_run("train") as run:
+        run.log_metrics({"auc": 0.9})
+        first = run.log_model(TinyModel(1.0), name="churn")
+        run.log_artifact(weights)
+    from_run = client.register_model_version(
+        "churn", run_id=run.id, artifact="model.onnx", flavor="onnx", primary_metric="auc"
+    )
+    stored = client.artifacts.put_bytes(b"imported from elsewhere")
+    alone = client.register_model_version("imported", digest=stored.digest, description="hf")
+    assert (first.version, from_run.version, alone.version) == (1, 2, 1)
+    assert from_run.metrics == {"auc": 0.9} and from_run.flavor == "onnx"
+    assert from_run.artifact_digest == client.artifacts.put_file(weights).digest
+    assert alone.metrics == {} and alone.description == "hf"
+    made_by = hub.store.neighbors(["mv:churn/2", "mv:imported/1"], "UPSTREAM", ["GENERATED_BY"])
+    assert [a.node.id for a in made_by["mv:churn/2"]] == [run.id]
+    assert made_by["mv:imported/1"] == []
+    assert client.get_model_version("imported@latest").node_id == alone.node_id
+    created = [
+        e.target for e in hub.store.read_audit(0, 1000) if e.action == "model_version.create"
+    ]
+    assert created == ["mv:churn/1", "mv:churn/2", "mv:imported/1"]
+    missing = "sha256:" + "0" * 64
+    for call, error in (
+        (lambda: client.register_model_version("x", digest=missing), NotFoundError),
+        (lambda: client.register_model_version("x", run_id=run.id, artifact="nope"), NotFoundError),
+        (
+            lambda: client.register_model_version("x", digest=stored.digest, run_id="run:0"),
+            NotFoundError,
+        ),
+        (lambda: client.register_model_version("x"), ValidationError),
+        (lambda: client.register_model_version("x", digest="sha256:zz"), ValidationError),
+    ):
+        with pytest.raises(error):
+            call()
+    assert hub.store.get_nodes(["model:x"]) == [None]
 
 
 def test_metrics_are_buffered_and_flushed(client: Client, hub: Hub) -> None:

@@ -133,11 +133,22 @@ def script(hub: seam.Backend, data: Path) -> list[Any]:
         t.log_batch(run.id, params={"depth": n}, metrics=points, tags={"team": "a"})
         log(t.metric_history(run.id, "loss"), t.metric_history(run.id, "loss", max_points=2))
         log(t.log_dataset(run.id, fingerprint(data), name="customers", namespace="warehouse"))
+        if n == 2:  # fine-tuned from the first run's version
+            log(t.log_input_model(run.id, "churn@1"), t.log_input_model(run.id, "mv:churn/1"))
+            with pytest.raises(NotFoundError) as absent:
+                t.log_input_model(run.id, "churn@9", role="test")
+            log(absent.value.ids)
         info = hub.artifacts.put_bytes(b"weights %d" % n)
         log(t.log_artifact(run.id, info, name="notes.txt", media_type="text/plain"))
         log(t.artifacts_of(run.id))
         log(t.log_model(run.id, info, name="churn", flavor="pickle", primary_metric="loss"))
         log(t.end_run(run.id, RunStatus.FINISHED, metrics=[Metric("auc", 0.8 + n / 100, 0, T0)]))
+    weights = hub.artifacts.put_bytes(b"weights 1")  # stored already: the same content
+    log(t.register_model_version("churn", weights, run_id="run:c1", flavor="onnx"))
+    log(t.register_model_version("distilled", weights, description="no run", primary_metric="f1"))
+    with pytest.raises(NotFoundError) as no_run:
+        t.register_model_version("churn", weights, run_id="run:nope")
+    log(no_run.value.ids)
     log(t.get_run("run:c1"), t.search_runs({"project": "churn"}, "-name", None, 1))
     log(t.mark_stale_runs())
     for call in (lambda: t.get_run("run:nope"), lambda: t.search_runs(limit=0)):

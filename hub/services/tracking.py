@@ -24,8 +24,9 @@ reported, and recorded, as KILLED.
 
 Every state change also appends one entry to the store's audit log
 (:mod:`lineagehub.graph.audit`) in the same transaction, naming the service's ``actor``:
-``run.start``, ``run.log``, ``run.end``, ``run.killed``, ``dataset.log``, ``artifact.log`` and
-``model_version.create``. A write that fails leaves no entry.
+``run.start``, ``run.log``, ``run.end``, ``run.killed``, ``dataset.log``, ``artifact.log``,
+``model_version.create`` (:meth:`~TrackingService.log_model` and
+:meth:`~TrackingService.register_model_version`) and ``model_version.use``. A write that fails leaves no entry.
 """
 
 from __future__ import annotations
@@ -379,8 +380,17 @@ class TrackingService:
             for i, source in enumerate(sources):
                 self._get(source, NodeKind.DATASET_VERSION, f"derived_from[{i}]")
             existing = self.store.get_nodes([version.node_id])[0]
-            if existing is None or existing.props.get("profile") is None:
+            if existing is None:
                 self.store.upsert_nodes([dataset.to_node(), version.to_node()])
+            else:
+                if existing.props.get("profile") is None:
+                    # What is known stays known: a reference (no schema, no profile) or an
+                    # unprofiled logging adds what it has and erases nothing.
+                    node = version.to_node()
+                    props = {k: v for k, v in node.props.items() if v is not None}
+                    self.store.upsert_nodes([Node(node.id, node.label, props)])
+                    existing = self.store.get_nodes([version.node_id])[0] or existing
+                version = DatasetVersion.from_node(existing)
             edges = [make_edge(EdgeKind.VERSION_OF, version, dataset)]
             inputs, outputs = self._run_data(run.id)
             if output:
@@ -412,6 +422,39 @@ class TrackingService:
                     "role": None if output else _plain(role),
                     "output": output,
                     "derived_from": list(dict.fromkeys(given)),
+                },
+            )
+        return version
+
+    def log_input_model(
+        self, run_id: str, ref: str, *, role: UsedRole | str = UsedRole.BASE_MODEL
+    ) -> ModelVersion:
+        """Record that the run USED a registered model version (fine-tuning from it,
+        evaluating or distilling it): ``ref`` is any model version reference (``churn@3``,
+        ``churn@champion``, ``mv:churn/3``). One edge per version and role: logging the same
+        again is idempotent."""
+        from lineagehub.services.lineage import LineageService
+
+        used_role = member(UsedRole, role, "role")
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError("ref must be a model version reference", field="ref")
+        with self.store.transaction():
+            run = self._running(run_id)
+            key = ref if ":" in ref else f"model:{ref}"  # as the registry reads references
+            version_id = LineageService(self.store).resolve(key)
+            node = self.store.get_nodes([version_id])[0]
+            if node is None or node.label != NodeKind.MODEL_VERSION.value:
+                raise NotFoundError(f"ref: {ref!r} does not name a model version", ids=[ref])
+            version = ModelVersion.from_node(node)
+            self.store.upsert_edges([make_edge(EdgeKind.USED, run, version, role=used_role)])
+            self._audit(
+                "model_version.use",
+                run.id,
+                {
+                    "version": version.node_id,
+                    "model": version.model,
+                    "number": version.version,
+                    "role": _plain(used_role),
                 },
             )
         return version
@@ -485,6 +528,56 @@ class TrackingService:
         ``primary_metric`` names the version's headline metric (kept as its
         ``primary_metric`` tag); the run's own ``primary_metric`` tag, which adapters set,
         is kept as ``run_primary_metric`` (see :mod:`lineagehub.services.headline`)."""
+        return self._register(
+            info,
+            name=name,
+            run_id=run_id,
+            finished_ok=False,
+            flavor=flavor,
+            signature=signature,
+            description=description,
+            primary_metric=primary_metric,
+        )
+
+    def register_model_version(
+        self,
+        name: str,
+        info: ArtifactInfo,
+        *,
+        run_id: str | None = None,
+        flavor: str | None = None,
+        signature: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        primary_metric: str | None = None,
+    ) -> ModelVersion:
+        """Register the next version of model ``name`` from an artifact already in the
+        artifact store (as MLflow's ``create_model_version(source=...)``): ``GENERATED_BY``
+        the run ``run_id`` when given (a finished run too: its output registered later, with
+        its metrics as the snapshot), else by no run. Numbering, audit entry
+        (``model_version.create``) and webhook as :meth:`log_model`."""
+        return self._register(
+            info,
+            name=name,
+            run_id=run_id,
+            finished_ok=True,
+            flavor=flavor,
+            signature=signature,
+            description=description,
+            primary_metric=primary_metric,
+        )
+
+    def _register(
+        self,
+        info: ArtifactInfo,
+        *,
+        name: str,
+        run_id: str | None,
+        finished_ok: bool,
+        flavor: str | None,
+        signature: Mapping[str, Any] | None,
+        description: str | None,
+        primary_metric: str | None,
+    ) -> ModelVersion:
         if primary_metric is not None:
             check_key(primary_metric, "primary_metric")
         if not self.artifacts.exists(info.digest):
@@ -494,8 +587,14 @@ class TrackingService:
         model = Model(name=name)
         artifact = Artifact(digest=info.digest, size=info.size, kind=ArtifactKind.MODEL)
         with self._events.transaction():
-            run_node = self._running(run_id)
-            run = _run(run_node)
+            run: Run | None = None
+            if run_id is not None or not finished_ok:
+                run_node = (
+                    self._get(str(run_id), NodeKind.RUN, "run_id")
+                    if finished_ok
+                    else self._running(str(run_id))
+                )
+                run = _run(run_node)
             existing = self.store.get_nodes([model.node_id])[0]
             # Writing the model node first takes its write lock (SQLite: the transaction's;
             # Neo4j: the node's) before the latest version is read.
@@ -509,33 +608,36 @@ class TrackingService:
             tags = {}
             if primary_metric is not None:
                 tags[PRIMARY_METRIC_TAG] = primary_metric
-            if run.tags.get(PRIMARY_METRIC_TAG):
+            if run is not None and run.tags.get(PRIMARY_METRIC_TAG):
                 tags[RUN_PRIMARY_METRIC_TAG] = run.tags[PRIMARY_METRIC_TAG]
+            metrics = run.metrics if run is not None else {}
             version = ModelVersion(
                 model=name,
                 version=number,
                 artifact_digest=info.digest,
                 flavor=flavor,
                 signature=dict(signature) if signature is not None else None,
-                metrics={k: v for k, v in run.metrics.items() if v is not None},
+                metrics={k: v for k, v in metrics.items() if v is not None},
                 description=description,
                 tags=tags,
             )
             self.store.upsert_nodes([artifact.to_node(), version.to_node()])
-            self.store.upsert_edges(
-                [
+            edges = [make_edge(EdgeKind.VERSION_OF, version, model)]
+            if run is not None:
+                edges = [
                     make_edge(EdgeKind.GENERATED_BY, version, run),
-                    make_edge(EdgeKind.VERSION_OF, version, model),
+                    *edges,
                     make_edge(EdgeKind.GENERATED_BY, artifact, run, name=f"model:{name}"),
                 ]
-            )
+            self.store.upsert_edges(edges)
+            run_ref = run.id if run is not None else None
             self._audit(
                 "model_version.create",
                 version.node_id,
                 {
                     "model": name,
                     "version": number,
-                    "run": run.id,
+                    "run": run_ref,
                     "artifact_digest": info.digest,
                     "flavor": flavor,
                 },
@@ -546,7 +648,7 @@ class TrackingService:
                     "version_id": version.node_id,
                     "model": name,
                     "version": number,
-                    "run_id": run.id,
+                    "run_id": run_ref,
                     "artifact_digest": info.digest,
                     "flavor": flavor,
                     "actor": self.actor,
