@@ -147,6 +147,18 @@ def serve_process(store_uri: str, artifacts: Path, workers: int) -> tuple[Any, s
     return proc, url
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` so far; NaN without Linux's /proc. Less
+    sensitive than wall-clock latency to what else runs on the machine."""
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: Any) -> None:
     proc.terminate()
     try:
@@ -205,14 +217,17 @@ def overhead(
             for _ in range(50):  # warm-up: connection, caches
                 call()
             lat = []
+            cpu = cpu_seconds(proc.pid)
             for _ in range(samples):
                 t = time.perf_counter()
                 call()
                 lat.append((time.perf_counter() - t) * 1000)
+            cpu = cpu_seconds(proc.pid) - cpu
             result["latency"][name] = {
                 "n": samples,
                 "p50_ms": percentile(lat, 0.5),
                 "p95_ms": percentile(lat, 0.95),
+                "server_cpu_ms": cpu / samples * 1000,
             }
         connection.close()
     finally:
@@ -241,9 +256,12 @@ def print_overhead(store_uri: str, r: dict[str, Any]) -> None:
         f"Server overhead: lineagehub serve over {store_uri.split(':')[0]}, SDK HubConnection "
         "(httpx keep-alive), 127.0.0.1"
     )
-    print(f"{'call':<22}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}")
+    print(f"{'call':<22}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'server CPU ms':>15}")
     for name, x in r["latency"].items():
-        print(f"{name:<22}{x['n']:>6}{x['p50_ms']:>9.2f}{x['p95_ms']:>9.2f}")
+        print(
+            f"{name:<22}{x['n']:>6}{x['p50_ms']:>9.2f}{x['p95_ms']:>9.2f}"
+            f"{x['server_cpu_ms']:>15.2f}"
+        )
     print("throughput, 8 concurrent clients (requests/s)")
     print(f"{'workers':<10}{'run by id':>12}{'logBatch':>12}")
     for workers, per in r["throughput"].items():
