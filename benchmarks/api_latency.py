@@ -16,7 +16,7 @@ Prints p50 / p95 / max in milliseconds and the mean result sizes; ``--json`` for
 ``lineagehub serve`` subprocess through the SDK's :class:`HubConnection` (httpx, keep-alive):
 p50 / p95 at the client of ``{ __typename }``, a small read (one run by id) and a small
 mutation (``logBatch`` with one param); then throughput with ``--workers`` 1, 2 and 4 and 8
-concurrent clients (each its own connection), reads and writes. ``--store-uri`` serves another
+concurrent clients (each its own process and connection), reads and writes. ``--store-uri`` serves another
 store (e.g. ``neo4j://...``); the default is a fresh SQLite file.
 
     python benchmarks/api_latency.py --nodes 100000
@@ -180,15 +180,21 @@ def overhead_calls(connection: Any, run_id: str) -> dict[str, Any]:
     }
 
 
-def calls_for(connection: Any, run_id: str, name: str, seconds: float) -> int:
-    """How many ``name`` calls one client made in ``seconds`` (after 20 to warm up)."""
+def calls_for(url: str, run_id: str, name: str, start: float, seconds: float) -> int:
+    """How many ``name`` calls one client (its own process and connection) made from the
+    wall-clock time ``start`` for ``seconds`` (after 20 to warm up): all clients at once."""
+    from lineagehub.ingest.http import HubConnection
+
+    connection = HubConnection(url, token="")
     call = overhead_calls(connection, run_id)[name]
     for _ in range(20):
         call()
-    n, end = 0, time.perf_counter() + seconds
-    while time.perf_counter() < end:
+    time.sleep(max(0.0, start - time.time()))
+    n, end = 0, start + seconds
+    while time.time() < end:
         call()
         n += 1
+    connection.close()
     return n
 
 
@@ -204,7 +210,7 @@ def new_run(connection: Any) -> str:
 def overhead(
     store_uri: str, tmp: Path, samples: int, worker_counts: list[int], seconds: float
 ) -> dict[str, Any]:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor
 
     from lineagehub.ingest.http import HubConnection
 
@@ -235,17 +241,16 @@ def overhead(
     for workers in worker_counts:
         proc, url = serve_process(store_uri, tmp / "artifacts", workers)
         try:
-            clients = [HubConnection(url, token="") for _ in range(8)]
-            runs = [new_run(c) for c in clients]
+            connection = HubConnection(url, token="")
+            runs = [new_run(connection) for _ in range(8)]  # one run per client
+            connection.close()
             per = {}
             for name in ("run by id", "logBatch (1 param)"):
-                with ThreadPoolExecutor(8) as pool:
-                    t = time.perf_counter()
-                    counts = pool.map(calls_for, clients, runs, [name] * 8, [seconds] * 8)
-                    per[name] = sum(counts) / (time.perf_counter() - t)
+                with ProcessPoolExecutor(8) as pool:  # processes: no shared GIL on this side
+                    start = [time.time() + 3] * 8  # the clients' start-up is not timed
+                    counts = pool.map(calls_for, [url] * 8, runs, [name] * 8, start, [seconds] * 8)
+                    per[name] = sum(counts) / seconds
             result["throughput"][workers] = per
-            for c in clients:
-                c.close()
         finally:
             stop(proc)
     return result
