@@ -253,3 +253,30 @@ def test_the_time_budget_refuses_what_it_cannot_finish(tmp_path: Any) -> None:
         assert response.status_code == 200
         assert response.json()["errors"][0]["extensions"]["limit"] == "time"
     store.close()
+
+
+def test_a_remembered_query_passes_every_check_again(http: httpx.Client, tmp_path: Any) -> None:
+    """Queries that passed are remembered (parsed and validated once): what is remembered is
+    only what passed, and the method rule and the time budget still apply to it."""
+    from lineagehub.schema.limits import check_query, checked_document
+
+    deep = "{ " + "runs { edges { node { " * 4 + "id" + " } } }" * 4 + " }"
+    assert check_query(schema._schema, deep)[1] and checked_document(schema._schema, deep) is None
+    mutation = 'mutation { startRun(input: {name: "remembered"}) { id } }'
+    assert http.post("/graphql", json={"query": mutation}).json()["data"]["startRun"]["id"]
+    document = checked_document(schema._schema, mutation)
+    assert document is not None and check_query(schema._schema, mutation) == (document, [])
+    response = http.get("/graphql", params={"query": mutation})  # the known text, over GET
+    assert response.status_code == 405 and codes(response) == ["METHOD_NOT_ALLOWED"]
+    response = http.post("/graphql", json={"query": deep})  # refused again, not remembered
+    assert codes(response) == ["QUERY_TOO_COMPLEX"]
+    store = open_store("sqlite://")
+    artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
+    settings = Settings(request_time_budget=1e-9, data_dir=tmp_path)
+    with (
+        HubServer(create_app(settings, store=store, artifacts=artifacts)) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        response = client.post("/graphql", json={"query": mutation})
+        assert response.json()["errors"][0]["extensions"]["limit"] == "time"
+    store.close()
