@@ -2,7 +2,8 @@
 functions and under ``TYPE_CHECKING`` count as much as those at the top):
 
 - ``lineagehub.graph`` (graph/) imports nothing of lineagehub outside itself;
-- ``lineagehub.services`` never imports the interfaces, the samples or the SDK (ingest/);
+- ``lineagehub.services`` never imports the interfaces, the GraphQL schema, the samples or the
+  SDK (ingest/);
 - ``lineagehub.ingest`` (the SDK) never imports the interfaces or the GraphQL schema (the server);
 - ``lineagehub.schema`` never imports the interfaces.
 """
@@ -30,7 +31,12 @@ FOLDERS = {
 # the importer's package
 RULES: dict[str, tuple[str, ...] | None] = {
     "lineagehub.graph": None,
-    "lineagehub.services": ("lineagehub.interfaces", "lineagehub.samples", "lineagehub.ingest"),
+    "lineagehub.services": (
+        "lineagehub.interfaces",
+        "lineagehub.schema",
+        "lineagehub.samples",
+        "lineagehub.ingest",
+    ),
     "lineagehub.ingest": ("lineagehub.interfaces", "lineagehub.schema"),
     "lineagehub.schema": ("lineagehub.interfaces",),
 }
@@ -154,6 +160,11 @@ def test_the_layers_are_kept() -> None:
             "lineagehub.services.registry",
             "from lineagehub.interfaces import cli\n",
             "lineagehub.interfaces.cli",
+        ),
+        (
+            "lineagehub.services.access",
+            "from lineagehub.schema.context import Context\n",
+            "lineagehub.schema.context.Context",
         ),
         (
             "lineagehub.services.lineage",
