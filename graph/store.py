@@ -503,16 +503,22 @@ class GraphStore(abc.ABC):
     def _published(self, head: TreeHead | None) -> None:
         """Hand a new head to the policy's ``on_checkpoint`` once it is committed: now, or
         when the open transaction commits (never if it rolls back)."""
-        state: Any = getattr(self, "_local", None)
         hook = self.audit_policy.on_checkpoint
         if head is None or hook is None:
             return
+        self.after_commit(lambda: hook(head))
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once what this thread wrote is committed: now outside a transaction,
+        when the outermost block commits inside one (never if it rolls back). For caches of
+        what is known to be stored, which a rolled-back write must not fill."""
+        state: Any = getattr(self, "_local", None)
         pending = getattr(state, "after_commit", None) if state is not None else None
         depth: int = getattr(state, "depth", 0) if state is not None else 0
         if pending is not None and depth:
-            pending.append(lambda: hook(head))
+            pending.append(fn)
             return
-        hook(head)
+        fn()
 
     def iter_audit(self, page_size: int = MAX_PAGE) -> Iterator[AuditEntry]:
         """Every audit entry in seq order, fetched a page at a time."""

@@ -60,6 +60,7 @@ from lineagehub.graph import (
     Subgraph,
     ValidationError,
 )
+from lineagehub.ingest.batch import Batch
 from lineagehub.ingest.capture import CodeState, capture_code, capture_context, capture_environment
 from lineagehub.ingest.run import ActiveRun
 from lineagehub.ingest.seam import Backend, LocalBackend, PromoteResult
@@ -230,6 +231,18 @@ class Client:
         _stack().append(active)
         self._ensure_heartbeat()
         return active
+
+    def batch(self) -> Batch:
+        """Many writes in one transaction (and, remote, one request): runs, their params and
+        data, model versions, aliases, stages, deployments. All or nothing; results once the
+        block ends (:mod:`lineagehub.ingest.batch`)::
+
+            with client.batch() as batch:
+                run = batch.start_run("prepare", project="churn")
+                batch.log_dataset_ref(run, "s3://lake/raw.parquet", digest)
+                batch.end_run(run)
+        """
+        return Batch(self.backend, user=self.settings.user)
 
     def get_run(self, run_id: str) -> Run:
         """The run as the hub has it (a stale RUNNING run is reported KILLED)."""

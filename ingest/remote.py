@@ -15,13 +15,15 @@ The connection, its retries and the artifact routes are :mod:`lineagehub.ingest.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import enum
 import functools
 import importlib.util
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -51,7 +53,7 @@ from lineagehub.ingest.http import (
     hub_error,
     is_url,
 )
-from lineagehub.ingest.seam import Backend, PromoteResult
+from lineagehub.ingest.seam import Backend, BatchTarget, PromoteResult, node_ref
 from lineagehub.services.lineage import LineageDiff, RunComparison
 from lineagehub.services.registry import (
     HistoryEntry,
@@ -903,6 +905,101 @@ class RemoteQueries:
         return self.wire.call("compareModelVersions", LineageDiff, idempotent=True, a=a, b=b)
 
 
+class _Deferred:
+    """A batched call's answer, known once the batch is written."""
+
+    __slots__ = ("answer", "index", "returns", "written")
+
+    def __init__(self, index: int, returns: Any) -> None:
+        self.index, self.returns = index, returns
+        self.answer: Any = None
+        self.written = False
+
+
+class _RecordingWire(_Wire):
+    """A wire that records mutations for one ``writeBatch`` instead of sending them."""
+
+    def __init__(self, connection: HubConnection) -> None:
+        super().__init__(connection)
+        self.operations: list[dict[str, Any]] = []
+        self.deferred: list[_Deferred] = []
+
+    def raw(self, field: str, selection: str, *, idempotent: bool, **args: Any) -> Any:
+        return self._record(field, None, args)
+
+    def call(self, field: str, returns: Any, **args: Any) -> Any:
+        return self._record(field, returns, args)
+
+    def _record(self, field: str, returns: Any, args: dict[str, Any]) -> _Deferred:
+        args.pop("idempotent", None)
+        args.pop("reconcile", None)
+        variables = {_camel(k): _wire_value(v) for k, v in args.items() if v is not None}
+        self.operations.append({"call": field, "args": variables})
+        deferred = _Deferred(len(self.deferred), returns)
+        self.deferred.append(deferred)
+        return deferred
+
+    def send(self) -> None:
+        """Write the recorded calls in one request (one transaction on the hub)."""
+        if not self.operations:
+            return
+        answers = self.connection.graphql(
+            _WRITE_BATCH, {"operations": self.operations}, idempotent=False
+        )["writeBatch"]
+        if not isinstance(answers, list) or len(answers) != len(self.deferred):
+            raise BackendError("the hub's answer to writeBatch does not match the batch")
+        for deferred, answer in zip(self.deferred, answers):
+            try:
+                if deferred.returns is bool:
+                    deferred.answer = True
+                elif deferred.returns is PromoteResult:
+                    deferred.answer = _decode(PromoteResult, answer["promotion"])
+                elif deferred.returns is not None:
+                    deferred.answer = _decode(deferred.returns, answer["node"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise BackendError(
+                    f"the hub's answer to writeBatch is malformed: {e!r:.200}"
+                ) from None
+            deferred.written = True
+
+
+_WRITE_BATCH = (
+    "mutation WriteBatch($operations: [WriteOperation!]!) { writeBatch(operations: $operations) "
+    f"{{ node {_NODE_FIELDS} promotion {_selection(PromoteResult)} }} }}"
+)
+
+
+class _RemoteBatch:
+    """A batch for a hub server: the calls are recorded, then sent as one ``writeBatch``."""
+
+    def __init__(self, tracking: RemoteTracking, wire: _RecordingWire) -> None:
+        self.wire = wire
+        self.tracking = copy.copy(tracking)
+        self.tracking.wire = wire
+        self.registry = RemoteRegistry(wire)
+
+    def ref(self, answer: Any) -> str:
+        if isinstance(answer, _Deferred):
+            if answer.returns is Run:  # a run's id is made here, not on the hub
+                raise ValidationError("name a batched run by its id", field="ref")
+            return f"${answer.index}"
+        return node_ref(answer)
+
+    def artifact(self, digest: str) -> ArtifactInfo:
+        """The hub checks the content is there (and its size) when it writes the batch."""
+        from lineagehub.artifacts import validate_digest
+
+        validate_digest(digest)
+        return ArtifactInfo(digest=digest, size=0, uri="", created=False)
+
+    def value(self, answer: Any) -> Any:
+        if isinstance(answer, _Deferred):
+            if not answer.written:
+                raise ValidationError("the batch is not written yet", field="batch")
+            return answer.answer
+        return answer
+
+
 class RemoteBackend:
     """A hub server as the SDK's :class:`~lineagehub.ingest.seam.Backend`: every call over
     one connection; the server applies its own policies."""
@@ -915,12 +1012,22 @@ class RemoteBackend:
         self.registry = RemoteRegistry(self.tracking.wire)
         self.queries = RemoteQueries(self.tracking.wire)
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[_RemoteBatch]:
+        wire = _RecordingWire(self.tracking.connection)
+        yield _RemoteBatch(self.tracking, wire)
+        wire.send()  # only when the block ended without an error
+
     def close(self) -> None:
         self.tracking.close()
 
 
 def _contract(backend: RemoteBackend) -> Backend:  # mypy checks the backend against the contract
     return backend
+
+
+def _batch_contract(batch: _RemoteBatch) -> BatchTarget:
+    return batch
 
 
 __all__ = [

@@ -16,7 +16,9 @@ client's user; remote, the one the server records.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -245,6 +247,27 @@ class Queries(Protocol):
     def compare_model_versions(self, a: str, b: str) -> LineageDiff: ...
 
 
+class BatchTarget(Protocol):
+    """Where the writes of one batch go (:meth:`Backend.batch`). Its calls answer either the
+    value itself (in process: written at once, inside the batch's transaction) or a stand-in
+    known once the batch is written; :meth:`ref` names either in a later call of the batch,
+    and :meth:`value` is what it stood for, once the batch is written."""
+
+    @property
+    def tracking(self) -> Tracking: ...
+    @property
+    def registry(self) -> Registry: ...
+
+    def ref(self, answer: Any) -> str:
+        """How a later call of the batch names the node ``answer`` stands for."""
+
+    def value(self, answer: Any) -> Any:
+        """What ``answer`` stood for (after the batch is written)."""
+
+    def artifact(self, digest: str) -> ArtifactInfo:
+        """Content already in the artifact store, to register as a model version."""
+
+
 class Backend(Protocol):
     """A hub as the SDK sees it."""
 
@@ -259,6 +282,10 @@ class Backend(Protocol):
     @property
     def policies(self) -> Mapping[Any, Policy]:
         """The promotion policies applied in this process (none: a server applies its own)."""
+
+    def batch(self) -> AbstractContextManager[BatchTarget]:
+        """Writes made through the target inside the block are written together, in one
+        transaction, when the block ends without an error (else none of them)."""
 
     def close(self) -> None: ...
 
@@ -380,13 +407,67 @@ class LocalBackend:
         self.registry = _ActingRegistry(service, actor)
         self.queries = _LocalQueries(store)
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[_LocalBatch]:
+        with self.store.transaction():
+            yield _LocalBatch(self.tracking, self.registry, self.artifacts)
+
     def close(self) -> None:
         if self._owns_store:
             self.store.close()
+
+
+class _LocalBatch:
+    """A batch in process: each call is made at once, inside the batch's transaction."""
+
+    def __init__(
+        self, tracking: TrackingService, registry: _ActingRegistry, artifacts: ArtifactStore
+    ) -> None:
+        self.tracking, self.registry, self.artifacts = tracking, registry, artifacts
+
+    def artifact(self, digest: str) -> ArtifactInfo:
+        from lineagehub.artifacts import ArtifactInfo, validate_digest
+
+        validate_digest(digest)
+        store = self.artifacts
+        return ArtifactInfo(
+            digest=digest, size=store.size(digest), uri=store.uri_for(digest), created=False
+        )
+
+    def ref(self, answer: Any) -> str:
+        return node_ref(answer)
+
+    def value(self, answer: Any) -> Any:
+        return answer
+
+
+def node_ref(value: Any) -> str:
+    """The id of the node a service answer is (a run, a version...), or a string as it is."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, NodeModel):
+        return value.node_id
+    version_id = getattr(value, "version_id", None)  # a promotion's outcome: its version
+    if isinstance(version_id, str):
+        return version_id
+    raise ValidationError(f"{type(value).__name__} names no node", field="ref")
 
 
 def _contract(backend: LocalBackend) -> Backend:  # mypy checks the backend against the contract
     return backend
 
 
-__all__ = ["Backend", "LocalBackend", "PromoteResult", "Queries", "Registry", "Tracking"]
+def _batch_contract(batch: _LocalBatch) -> BatchTarget:
+    return batch
+
+
+__all__ = [
+    "Backend",
+    "BatchTarget",
+    "LocalBackend",
+    "PromoteResult",
+    "Queries",
+    "Registry",
+    "Tracking",
+    "node_ref",
+]

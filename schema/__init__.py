@@ -18,6 +18,7 @@ from strawberry.tools import merge_types
 from lineagehub.graph import HubError
 from lineagehub.schema.audit import AuditQuery
 from lineagehub.schema.authz import Authorization
+from lineagehub.schema.batch import BatchMutation
 from lineagehub.schema.compare import CompareQuery
 from lineagehub.schema.context import Context, Services
 from lineagehub.schema.errors import HubErrors
@@ -37,7 +38,7 @@ from lineagehub.schema.types import ALL_TYPES
 from lineagehub.schema.webhooks import WebhookQuery
 
 Query = merge_types("Query", (BaseQuery, CompareQuery, AuditQuery, RegistryQuery, WebhookQuery))
-Mutation = merge_types("Mutation", (BaseMutation, RegistryMutation))
+Mutation = merge_types("Mutation", (BaseMutation, RegistryMutation, BatchMutation))
 
 
 class _Schema(strawberry.Schema):

@@ -288,6 +288,8 @@ RULES: dict[str, Rule] = {
         E, all_of(run_or_globally("runId"), existing_models("name")), "register a model version"
     ),
     "Mutation.markStaleRuns": Rule(E, globally, "mark every project's stale runs"),
+    # each operation is checked by its own mutation's rule when it runs (schema/batch.py)
+    "Mutation.writeBatch": Rule(E, anywhere, "write a batch"),
     # --- the registry
     "Mutation.requestPromotion": Rule(
         E, versions("ref"), "request a promotion of this version", needs=_promotes_at_once

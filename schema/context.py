@@ -9,8 +9,11 @@ metrics costs a bounded number of store queries whatever the page size.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -75,6 +78,8 @@ class Context:
     summaries: DataLoader[str, dict[str, SeriesSummary]] = field(init=False)
     #: The authorization's state for this request (lineagehub.schema.authz).
     authz: dict[str, Any] = field(init=False, default_factory=dict)
+    #: The worker thread holding this request's transaction (:meth:`transaction`), if any.
+    _pinned: ThreadPoolExecutor | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.principal is None:
@@ -105,8 +110,39 @@ class Context:
         return self.principal.via != "open"
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a synchronous hub call in a worker thread."""
+        """Run a synchronous hub call in a worker thread (inside :meth:`transaction`: on the
+        one thread that holds it)."""
+        if self._pinned is not None:
+            return await asyncio.wrap_future(self._pinned.submit(partial(fn, *args, **kwargs)))
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """One store transaction around every :meth:`call` made inside the block: they run on
+        one worker thread of their own (the stores' transactions belong to a thread), and
+        commit together when the block ends, or roll back together on an error (or when the
+        request is cancelled)."""
+        if self._pinned is not None:  # already inside one: join it
+            yield
+            return
+        pinned = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineagehub-tx")
+        block = self.store.transaction()
+        try:
+            await asyncio.wrap_future(pinned.submit(block.__enter__))
+            self._pinned = pinned
+            try:
+                yield
+            except BaseException as e:
+                self._pinned = None
+                # the thread runs one thing at a time: this waits for a call still under way
+                exit_ = partial(block.__exit__, type(e), e, e.__traceback__)
+                await asyncio.shield(asyncio.wrap_future(pinned.submit(exit_)))
+                raise
+            self._pinned = None
+            await asyncio.wrap_future(pinned.submit(block.__exit__, None, None, None))
+        finally:
+            self._pinned = None
+            pinned.shutdown(wait=False)
 
     async def _load_nodes(self, ids: Sequence[str]) -> list[Node | None]:
         found = await self.call(self.store.get_nodes, list(ids))

@@ -31,6 +31,7 @@ from lineagehub import Settings, open_store
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import BackendError, Node, NotFoundError, PolicyViolation, ValidationError
 from lineagehub.ingest import seam
+from lineagehub.ingest.batch import Batch
 from lineagehub.ingest.datasets import fingerprint
 from lineagehub.ingest.remote import RemoteBackend
 from lineagehub.interfaces.server import create_app
@@ -180,6 +181,26 @@ def script(hub: seam.Backend, data: Path) -> list[Any]:
     log(r.holder_at("churn", "champion", datetime.now(timezone.utc)))
     log(r.holder_at("churn", "champion", T0 - timedelta(days=1)))
 
+    # a batch: the writes above, together, in one transaction (one request over HTTP)
+    with Batch(hub, user="ann") as batch:
+        run_b = batch.start_run("batched", project="churn", params={"lr": 0.3})
+        batch.log(run_b, metrics={"auc": 0.9}, step=3, tags={"via": "batch"})
+        raw = batch.log_dataset_ref(run_b, "s3://lake/raw.parquet", "sha256:" + "3" * 64)
+        out_ds = batch.log_dataset_ref(
+            run_b, "s3://lake/out.parquet", "sha256:" + "4" * 64, output=True, derived_from=[raw]
+        )
+        batch.log_input_model(run_b, "churn@champion")
+        ended = batch.end_run(run_b)
+        version = batch.register_model_version("churn", digest=weights.digest, run=run_b)
+        alias = batch.set_alias(version, "batched", "from a batch")
+        staged_b = batch.promote(version, "Staging", "batch")
+        served = batch.deploy(version, "batch-env")
+    log(ended.result(), raw.result(), out_ds.result(), version.result(), alias.result())
+    log(staged_b.result(), served.result().environment)
+    with pytest.raises(ValidationError), Batch(hub, user="ann") as batch:
+        batch.set_alias(batch.register_model_version("churn", digest=weights.digest), "no!")
+    log(q.find(ModelVersion, {"model": "churn"}, "-version", None, 1))  # none of it written
+
     log(q.find(Model), q.find(ModelVersion, {"model": "churn"}, "-version", None, 1))
     log(q.model_version("model:churn@champion"))
     with pytest.raises(ValidationError) as bad:
@@ -223,6 +244,7 @@ def test_the_script_calls_every_operation_of_the_contract(tmp_path: Path, data: 
             registry = Recording(hub.registry, called["registry"])
             queries = Recording(hub.queries, called["queries"])
             artifacts = hub.artifacts
+            batch = hub.batch
 
         script(Recorded(), data)  # type: ignore[arg-type]
     assert called == CONTRACT

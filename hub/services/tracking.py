@@ -241,7 +241,8 @@ class TrackingService:
                     "parent": run.parent,
                 },
             )
-        self._written.update(n.id for n in new_fixed)
+        written = [n.id for n in new_fixed]
+        self.store.after_commit(lambda: self._written.update(written))  # not if rolled back
         return run
 
     def log_batch(
@@ -665,7 +666,7 @@ class TrackingService:
         agent = Agent(name=self.actor[:256], kind=AgentKind.USER)
         if agent.node_id not in self._written:
             self.store.upsert_nodes([agent.to_node()])
-            self._written.add(agent.node_id)
+            self.store.after_commit(lambda: self._written.add(agent.node_id))
         self.store.append_audit(self.actor, action, target, payload)
 
     def _get(self, node_id: str, kind: NodeKind, field: str) -> Node:

@@ -1,0 +1,311 @@
+"""Batches: many writes in one transaction (and, through a server, one ``writeBatch``
+request), on both stores and both transports: what a batch writes, that a failure anywhere
+leaves nothing written (audit log included), references between its writes, its limits and
+its refusals, and a client killed in the middle of one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import fresh_store_uri
+from http_server import HubServer
+
+from lineagehub import Client, Settings, open_store
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.graph import GraphStore, NotFoundError, ValidationError
+from lineagehub.interfaces.server import create_app
+from lineagehub.services.registry import ModelPromoted
+from lineagehub.vocabulary import DatasetVersion, ModelVersion, Run, RunStatus
+
+D1 = "sha256:" + "1" * 64
+D2 = "sha256:" + "2" * 64
+
+
+@pytest.fixture(params=["embedded", "server"])
+def hub(
+    request: pytest.FixtureRequest, store_backend: str, tmp_path: Path
+) -> Iterator[tuple[Client, GraphStore]]:
+    """A client (embedded, or of a real server on the same kind of store) and the store."""
+    uri = fresh_store_uri(store_backend, tmp_path)
+    store = open_store(uri)
+    artifacts = (tmp_path / "artifacts").as_uri()
+    settings = Settings(user="alice", data_dir=tmp_path)
+    if request.param == "embedded":
+        client = Client(store, artifacts=artifacts, settings=settings)
+        yield client, store
+        client.close()
+    else:
+        app = create_app(settings, store=store, artifacts=open_artifact_store(artifacts))
+        with HubServer(app) as server:
+            client = Client(server.url)
+            yield client, store
+            client.close()
+    store.close()
+
+
+def counts(store: GraphStore) -> tuple[int, int, int, int]:
+    """Runs, model versions, dataset versions and audit entries in the store."""
+    head = store.audit_head()
+    return (
+        len(store.find_nodes("Run", limit=1000).items),
+        len(store.find_nodes("ModelVersion", limit=1000).items),
+        len(store.find_nodes("DatasetVersion", limit=1000).items),
+        head.seq if head is not None else 0,
+    )
+
+
+def test_a_batch_writes_a_lineage_with_references_between_its_writes(
+    hub: tuple[Client, GraphStore],
+) -> None:
+    client, _store = hub
+    weights = client.backend.artifacts.put_bytes(b"weights").digest
+    with client.batch() as batch:
+        prep = batch.start_run("prepare", project="churn", params={"split": 0.2})
+        raw = batch.log_dataset_ref(prep, "s3://lake/raw.parquet", D1, row_count=10)
+        clean = batch.log_dataset_ref(
+            prep, "s3://lake/clean.parquet", D2, output=True, derived_from=[raw]
+        )
+        batch.end_run(prep)
+        train = batch.start_run("train", project="churn", parent=prep)
+        batch.log_dataset_ref(train, "s3://lake/clean.parquet", D2)
+        batch.log(train, params={"lr": 0.1}, metrics={"auc": 0.91}, tags={"team": "a"})
+        ended = batch.end_run(train)
+        version = batch.register_model_version("churn", digest=weights, run=train)
+        alias = batch.set_alias(version, "champion", reason="best so far")
+        promoted = batch.promote(version, "Staging", reason="auc ok")
+        deployment = batch.deploy(version, "staging", name="churn-api")
+        with pytest.raises(ValidationError, match="not written yet"):
+            version.result()
+    assert batch.written and batch.size == 12
+
+    mv = version.result()
+    assert isinstance(mv, ModelVersion) and (mv.model, mv.version) == ("churn", 1)
+    assert alias.result().aliases == ["champion"]
+    outcome = promoted.result()
+    assert isinstance(outcome, ModelPromoted) and outcome.to_stage == "Staging"
+    assert deployment.result().environment == "staging"
+    run = ended.result()
+    assert isinstance(run, Run) and run.status is RunStatus.FINISHED
+    assert run.params == {"lr": 0.1} and run.tags == {"team": "a"}
+    assert run.parent == prep.id
+    assert isinstance(clean.result(), DatasetVersion)
+
+    # the hub holds exactly that: the version's lineage reaches the raw data through both runs
+    found = client.get_model_version("churn@champion")
+    assert found.stage == "Staging" and found.node_id == mv.node_id
+    upstream = client.lineage([found.node_id], upstream_depth=6)
+    ids = set(upstream.nodes)
+    assert {train.id, prep.id, raw.result().node_id, clean.result().node_id} <= ids
+    assert client.get_run(train.id).metrics["auc"] == pytest.approx(0.91)
+
+
+def test_a_failing_write_leaves_none_of_the_batch_written(
+    hub: tuple[Client, GraphStore],
+) -> None:
+    client, store = hub
+    weights = client.backend.artifacts.put_bytes(b"weights").digest
+    before = counts(store)
+    with pytest.raises(ValidationError) as caught, client.batch() as batch:
+        run = batch.start_run("train", project="churn")
+        batch.log(run, params={"lr": 0.1})
+        version = batch.register_model_version("churn", digest=weights, run=run)
+        batch.set_alias(version, "not an alias!")  # refused by the registry
+        batch.end_run(run)
+    assert "alias" in str(caught.value)
+    assert counts(store) == before  # no run, no version, not one audit entry
+    with pytest.raises(NotFoundError):
+        client.get_run(run.id)
+    # an error in the block itself: nothing written either
+    with pytest.raises(RuntimeError), client.batch() as batch:
+        batch.start_run("train", project="churn")
+        raise RuntimeError("the pipeline failed")
+    assert counts(store) == before and not batch.written
+    # and the hub goes on as if the batches had never been: same writes, an intact audit chain
+    with client.batch() as batch:
+        run = batch.start_run("train", project="churn")
+        batch.end_run(run)
+    assert client.get_run(run.id).status is RunStatus.FINISHED
+    assert store.verify_audit().ok
+
+
+def test_references_name_only_earlier_writes(hub: tuple[Client, GraphStore]) -> None:
+    client, _store = hub
+    with client.batch() as batch:
+        run = batch.start_run("train")
+        batch.end_run(run)
+    with pytest.raises(ValidationError, match="write inside"):
+        batch.start_run("late")
+    with pytest.raises(ValidationError, match="used once"), batch:
+        pass
+    assert client.get_run(run.id).status is RunStatus.FINISHED
+
+
+def test_an_empty_batch_writes_nothing(hub: tuple[Client, GraphStore]) -> None:
+    client, store = hub
+    before = counts(store)
+    with client.batch() as batch:
+        pass
+    assert batch.written and batch.size == 0 and counts(store) == before
+
+
+# --- the mutation itself, as any GraphQL client sends it --------------------------------------
+
+WRITE = (
+    "mutation($ops: [WriteOperation!]!) { writeBatch(operations: $ops) "
+    "{ call node { id kind } promotion { __typename } } }"
+)
+
+
+@pytest.fixture
+def server(backend_uri: str, tmp_path: Path) -> Iterator[tuple[httpx.Client, GraphStore]]:
+    store = open_store(backend_uri)
+    artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
+    app = create_app(Settings(user="alice", data_dir=tmp_path), store=store, artifacts=artifacts)
+    with HubServer(app) as s, httpx.Client(base_url=s.url, timeout=60) as http:
+        yield http, store
+    store.close()
+
+
+def write(http: httpx.Client, ops: Any) -> dict[str, Any]:
+    response = http.post("/graphql", json={"query": WRITE, "variables": {"ops": ops}})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def start(name: str) -> dict[str, Any]:
+    return {"call": "startRun", "args": {"input": {"name": name}}}
+
+
+@pytest.mark.parametrize(
+    ("ops", "message"),
+    [
+        ([{"call": "deleteEverything", "args": {}}], "cannot be batched"),
+        ([{"call": "markStaleRuns"}], "cannot be batched"),
+        ([{"call": "startRun", "args": [1, 2]}], "args must be a JSON object"),
+        ([{"call": "startRun", "args": {"input": {"name": 5}}}], "input.name"),
+        ([{"call": "startRun", "args": {}}], "'input' is required"),
+        ([{"call": "startRun", "args": {"input": {"name": "x"}, "evil": 1}}], "unknown argument"),
+        ([start("a"), {"call": "endRun", "args": {"runId": "$1"}}], "only earlier ones"),
+        ([start("a"), {"call": "endRun", "args": {"runId": "$7"}}], "only earlier ones"),
+        (
+            [
+                start("a"),
+                {"call": "logBatch", "args": {"runId": "$0"}},
+                {"call": "endRun", "args": {"runId": "$1"}},
+            ],
+            "wrote no node",
+        ),
+        ([start("a"), {"call": "endRun", "args": {"runId": "run:nope"}}], "operations[1]"),
+        ([start("a"), {"call": "setAlias", "args": {"ref": "$0", "alias": "x"}}], "operations[1]"),
+    ],
+)
+def test_bad_operations_get_a_coded_error_naming_them_and_write_nothing(
+    server: tuple[httpx.Client, GraphStore], ops: list[dict[str, Any]], message: str
+) -> None:
+    http, store = server
+    before = counts(store)
+    answer = write(http, ops)
+    assert answer["data"] is None
+    error = answer["errors"][0]
+    assert message in error["message"]
+    assert error["extensions"]["code"] in {"VALIDATION", "NOT_FOUND"}
+    assert counts(store) == before
+
+
+def test_a_batch_has_a_size_limit(server: tuple[httpx.Client, GraphStore]) -> None:
+    from lineagehub.schema.batch import MAX_OPERATIONS
+
+    http, _store = server
+    ops = [{"call": "removeAlias"}] * (MAX_OPERATIONS + 1)
+    answer = write(http, ops)
+    assert answer["errors"][0]["extensions"]["code"] in {"VALIDATION", "PAYLOAD_TOO_LARGE"}
+    assert str(MAX_OPERATIONS) in answer["errors"][0]["message"]
+
+
+def test_each_write_of_a_batch_is_authorized_as_its_own_mutation(tmp_path: Path) -> None:
+    """An editor of one project may batch writes there, not in another project: the refusal
+    comes when that write's turn comes, and nothing of the batch is written."""
+    from lineagehub.services.access import Role
+    from lineagehub.services.identity import IdentityService
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    identity = IdentityService(store, actor="admin")
+    identity.add_user("erin", Role.EDITOR, project="churn")
+    token = identity.create_token("erin", name="ci").secret
+    settings = Settings(user="admin", data_dir=tmp_path, auth="tokens")
+    artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
+    app = create_app(settings, store=store, artifacts=artifacts)
+    headers = {"authorization": f"Bearer {token}"}
+    ok = [
+        {"call": "startRun", "args": {"input": {"name": "a", "project": "churn"}}},
+        {"call": "endRun", "args": {"runId": "$0"}},
+    ]
+    other = [*ok, {"call": "startRun", "args": {"input": {"name": "b", "project": "fraud"}}}]
+    with HubServer(app) as s, httpx.Client(base_url=s.url, headers=headers) as http:
+        before = counts(store)
+        refused = write(http, other)
+        assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert "operations[2]" in refused["errors"][0]["message"]
+        assert counts(store)[0] == before[0]  # not even the allowed run
+        done = write(http, ok)
+        assert [r["call"] for r in done["data"]["writeBatch"]] == ["startRun", "endRun"]
+        run = store.get_node(done["data"]["writeBatch"][0]["node"]["id"])
+        assert run.props["user"] == "erin" and run.props["status"] == "FINISHED"
+    store.close()
+
+
+# --- a client killed in the middle of a batch ------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from lineagehub import Client
+    client = Client(sys.argv[1], artifacts=sys.argv[2])
+    with client.batch() as batch:
+        for i in range(50):
+            run = batch.start_run(f"run-{i}", project="p")
+            batch.log(run, params={"i": i}, metrics={"m": i / 10})
+            batch.end_run(run)
+        print("half-way", flush=True)
+        sys.stdin.readline()  # killed here, never answered
+        for i in range(50, 100):
+            batch.start_run(f"run-{i}", project="p")
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs kill -9 (POSIX signals)")
+def test_a_client_killed_mid_batch_leaves_nothing(backend_uri: str, tmp_path: Path) -> None:
+    store = open_store(backend_uri)
+    before = counts(store)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, backend_uri, (tmp_path / "a").as_uri()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "LINEAGEHUB_USER": "ci"},
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "half-way"  # 150 writes made, uncommitted
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    reopened = open_store(backend_uri)  # a new connection: what the database really holds
+    assert counts(reopened) == before
+    with reopened.transaction():  # and the database is not left locked
+        reopened.upsert_nodes([Run(name="after").to_node()])
+    assert counts(reopened)[0] == before[0] + 1
+    reopened.close()
+    store.close()
