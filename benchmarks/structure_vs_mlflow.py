@@ -1,0 +1,346 @@
+#!/usr/bin/env python
+"""Writes of structure, LineageHub against MLflow: registering versions and building lineage.
+
+The tracking benchmark (``tracking_vs_mlflow.py``) times params, metrics and search; this one
+times what a hub spends its life on, side by side on the same workload, embedded (both on a
+SQLite file in this process) and through a server (``lineagehub serve`` and ``mlflow server``,
+each a subprocess on 127.0.0.1 with one worker over a SQLite file):
+
+(e) **register**: N versions of one model (default 200), each from a run of its own (started
+    and finished), then aliased ``champion`` and moved to stage ``Staging``. MLflow:
+    ``create_run`` + ``set_terminated`` + ``create_model_version(source, run_id)`` +
+    ``set_registered_model_alias`` + ``transition_model_version_stage``. LineageHub, one call
+    each (``start_run``/``end``, ``register_model_version``, ``set_alias``, ``promote``), and
+    the same as one ``client.batch()`` per version (one transaction; one request).
+(f) **alias**: fetch the version by its alias (the median of 200): ``get_model_version_by_
+    alias`` against ``get_model_version("m@champion")``.
+(g) **lineage**: a chain of S steps (default 1,250, about 5,000 nodes): each a run that reads
+    two new datasets and the previous step's model version and registers a version. MLflow
+    has no "a run used a model version" edge: its side records the previous version as a tag
+    (less work than an edge, in its favour); datasets are ``log_inputs`` of ``DatasetInput``
+    entities. LineageHub: ``log_dataset_ref`` x2, ``log_input_model``,
+    ``register_model_version``, one call each, and one batch per step.
+
+Every store is new and empty; the model and the experiment are created before the clock
+starts, and each system does a throw-away warm-up. After each workload both sides are read
+back and checked (counts, the alias's holder, the lineage's length). Ratios are MLflow's time
+over LineageHub's: above 1, LineageHub is faster. Goal (issue 16): 10x on each line.
+
+    python benchmarks/structure_vs_mlflow.py                  # embedded and server
+    python benchmarks/structure_vs_mlflow.py --mode embedded --versions 50 --steps 200
+    python benchmarks/structure_vs_mlflow.py --json
+
+Needs the ``bench`` extra (mlflow-skinny) and, for ``--mode server``, MLflow's server
+dependencies (``pip install mlflow-skinny flask aiohttp huey``). Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+warnings.filterwarnings("ignore")
+logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+MODEL = "bench-model"
+DIGEST_IN = "sha256:" + "a" * 64
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"{what} did not start (exit {proc.poll()})")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def lineagehub_server(folder: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "LINEAGEHUB_RATE_LIMIT": "0"}
+    env.pop("LINEAGEHUB_AUTH", None)
+    argv = [sys.executable, "-m", "lineagehub", "serve", "--store", f"sqlite:///{folder}/hub.db",
+            "--artifacts", (folder / "artifacts").as_uri(), "--port", str(port),
+            "--log-level", "warning"]  # fmt: skip
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", proc, "lineagehub serve")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path) -> Iterator[str]:
+    port = free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    argv = [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+            "--default-artifact-root", (folder / "mlartifacts").as_uri(), "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", proc, "mlflow server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# --- the sides ---------------------------------------------------------------------------------
+
+
+class LineageHub:
+    def __init__(self, target: str, folder: Path) -> None:
+        from lineagehub.ingest.client import Client
+
+        if target.startswith("http"):
+            self.client = Client(target)
+        else:
+            self.client = Client(target, artifacts=(folder / "artifacts").as_uri())
+        self.weights = self.client.backend.artifacts.put_bytes(b"model weights").digest
+
+    def register_calls(self, i: int) -> None:
+        c = self.client
+        with c.start_run(f"train-{i}", project="bench", capture=False) as run:
+            pass
+        mv = c.register_model_version(MODEL, digest=self.weights, run_id=run.id)
+        c.set_alias(mv.node_id, "champion", reason="bench")
+        c.promote(mv.node_id, "Staging", reason="bench")
+
+    def register_batch(self, i: int) -> None:
+        with self.client.batch() as b:
+            run = b.start_run(f"train-{i}", project="bench")
+            b.end_run(run)
+            mv = b.register_model_version(MODEL, digest=self.weights, run=run)
+            b.set_alias(mv, "champion", reason="bench")
+            b.promote(mv, "Staging", reason="bench")
+
+    def alias(self) -> Any:
+        return self.client.get_model_version(f"{MODEL}@champion")
+
+    def step_calls(self, i: int, previous: Any) -> Any:
+        c = self.client
+        with c.start_run(f"step-{i}", project="bench", capture=False) as run:
+            for k in range(2):
+                run.log_dataset_ref(f"s3://lake/step-{i}-{k}.parquet", digest(i, k))
+            if previous is not None:
+                run.log_input_model(previous)
+        return c.register_model_version(MODEL, digest=self.weights, run_id=run.id).node_id
+
+    def step_batch(self, i: int, previous: Any) -> Any:
+        with self.client.batch() as b:
+            run = b.start_run(f"step-{i}", project="bench")
+            for k in range(2):
+                b.log_dataset_ref(run, f"s3://lake/step-{i}-{k}.parquet", digest(i, k))
+            if previous is not None:
+                b.log_input_model(run, previous)
+            b.end_run(run)
+            mv = b.register_model_version(MODEL, digest=self.weights, run=run)
+        return mv.result().node_id
+
+    def check(self, versions: int, alias_version: int) -> None:
+        found = self.client.get_model_version(f"{MODEL}@champion")
+        check(found.version == alias_version, f"LineageHub alias holder {found.version}")
+        latest = self.client.get_model_version(f"{MODEL}/{versions}")
+        check(latest.version == versions, "LineageHub version count")
+
+    def lineage_length(self, last: str) -> int:
+        graph = self.client.lineage([last], upstream_depth=12, max_nodes=50_000)
+        return sum(1 for n in graph.nodes.values() if n.node.label == "ModelVersion")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class Mlflow:
+    def __init__(self, target: str, folder: Path) -> None:
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=target, registry_uri=target)
+        self.experiment = self.client.create_experiment(
+            f"bench-{time.monotonic_ns()}", artifact_location=(folder / "mlartifacts").as_uri()
+        )
+        self.client.create_registered_model(MODEL)
+        self.source = (folder / "mlartifacts" / "model").as_uri()
+
+    def register_calls(self, i: int) -> None:
+        c = self.client
+        run = c.create_run(self.experiment, run_name=f"train-{i}").info.run_id
+        c.set_terminated(run)
+        mv = c.create_model_version(MODEL, self.source, run_id=run)
+        c.set_registered_model_alias(MODEL, "champion", mv.version)
+        c.transition_model_version_stage(MODEL, mv.version, "Staging")
+
+    def alias(self) -> Any:
+        return self.client.get_model_version_by_alias(MODEL, "champion")
+
+    def step_calls(self, i: int, previous: Any) -> Any:
+        from mlflow.entities import Dataset, DatasetInput
+
+        c = self.client
+        tags = {"previous_model_version": str(previous)} if previous is not None else None
+        run = c.create_run(self.experiment, run_name=f"step-{i}", tags=tags).info.run_id
+        inputs = [
+            DatasetInput(
+                Dataset(f"step-{i}-{k}", digest(i, k)[7:23], "s3", f"s3://lake/step-{i}-{k}")
+            )
+            for k in range(2)
+        ]
+        c.log_inputs(run, inputs)
+        c.set_terminated(run)
+        return c.create_model_version(MODEL, self.source, run_id=run).version
+
+    def check(self, versions: int, alias_version: int) -> None:
+        found = self.alias()
+        check(int(found.version) == alias_version, f"MLflow alias holder {found.version}")
+        latest = self.client.get_latest_versions(MODEL, stages=["None", "Staging"])
+        check(max(int(v.version) for v in latest) == versions, "MLflow version count")
+
+    def close(self) -> None:
+        pass
+
+
+def digest(i: int, k: int) -> str:
+    return "sha256:" + f"{i:08x}{k:04x}".rjust(64, "0")
+
+
+def check(ok: bool, what: str) -> None:
+    if not ok:
+        print(f"CHECK FAILED: {what}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def timed(fn: Callable[[int], Any], n: int) -> float:
+    started = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return time.perf_counter() - started
+
+
+def chain(step: Callable[[int, Any], Any], n: int) -> tuple[float, Any]:
+    started = time.perf_counter()
+    previous = None
+    for i in range(n):
+        previous = step(i, previous)
+    return time.perf_counter() - started, previous
+
+
+# --- one mode ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sides(mode: str, root: Path, name: str) -> Iterator[tuple[LineageHub, Mlflow]]:
+    """Both systems on fresh stores (and, in server mode, fresh servers)."""
+    lh_dir, ml_dir = root / f"{name}-lh", root / f"{name}-ml"
+    lh_dir.mkdir(parents=True)
+    ml_dir.mkdir(parents=True)
+    with contextlib.ExitStack() as stack:
+        if mode == "server":
+            lh_target = stack.enter_context(lineagehub_server(lh_dir))
+            ml_target = stack.enter_context(mlflow_server(ml_dir))
+        else:
+            lh_target, ml_target = f"sqlite:///{lh_dir}/hub.db", f"sqlite:///{ml_dir}/mlflow.db"
+        lh, ml = LineageHub(lh_target, lh_dir), Mlflow(ml_target, ml_dir)
+        yield lh, ml
+        lh.close()
+        ml.close()
+
+
+def run_mode(mode: str, args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def row(workload: str, lh_line: str, lh: float, ml: float, unit: str = "s") -> None:
+        rows.append({"mode": mode, "workload": workload, "lineagehub": lh_line, "unit": unit,
+                     "lineagehub_time": lh, "mlflow_time": ml, "ratio": ml / lh})  # fmt: skip
+        print(f"  {mode:8} {workload:10} {lh_line:22} LH {lh:8.3f} {unit}  MLflow {ml:8.3f} "
+              f"{unit}  x{ml / lh:5.1f}", file=sys.stderr, flush=True)  # fmt: skip
+
+    n, steps = args.versions, args.steps
+    with sides(mode, root, f"{mode}-warm") as (lh, ml):  # imports and first-use caches
+        lh.register_calls(0), lh.register_batch(1), ml.register_calls(0)
+        lh.step_calls(0, None), lh.step_batch(1, None), ml.step_calls(0, None)
+    # (e) registration, one call each; (f) the alias, on that store
+    with sides(mode, root, f"{mode}-e") as (lh, ml):
+        t_lh, t_ml = timed(lh.register_calls, n), timed(ml.register_calls, n)
+        lh.check(n, n), ml.check(n, n)
+        row("register", "one call each", t_lh, t_ml)
+        a_lh = statistics.median(timed(lambda _: lh.alias(), 1) for _ in range(args.fetches))
+        a_ml = statistics.median(timed(lambda _: ml.alias(), 1) for _ in range(args.fetches))
+        row("alias", "get_model_version", a_lh * 1e3, a_ml * 1e3, "ms")
+    with sides(mode, root, f"{mode}-e2") as (lh, ml):
+        t_lh = timed(lh.register_batch, n)
+        lh.check(n, n)
+        row("register", "a batch per version", t_lh, t_ml)
+    # (g) lineage
+    with sides(mode, root, f"{mode}-g") as (lh, ml):
+        (t_lh, last), (t_ml, _) = chain(lh.step_calls, steps), chain(ml.step_calls, steps)
+        check(lh.lineage_length(last) == min(steps, 7), "LineageHub lineage chain")
+        row("lineage", "one call each", t_lh, t_ml)
+    with sides(mode, root, f"{mode}-g2") as (lh, ml):
+        t_lh, last = chain(lh.step_batch, steps)
+        check(lh.lineage_length(last) == min(steps, 7), "LineageHub lineage chain (batch)")
+        row("lineage", "a batch per step", t_lh, t_ml)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--mode", choices=["embedded", "server", "both"], default="both")
+    p.add_argument("--versions", type=int, default=200, help="versions registered, (e)")
+    p.add_argument("--steps", type=int, default=1250, help="lineage steps, (g): ~4 nodes each")
+    p.add_argument("--fetches", type=int, default=200, help="alias fetches, (f): the median")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = p.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="lh-structure-bench-"))
+    rows: list[dict[str, Any]] = []
+    try:
+        for mode in ("embedded", "server") if args.mode == "both" else (args.mode,):
+            rows += run_mode(mode, args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print("| mode | workload | LineageHub | LineageHub | MLflow | MLflow / LineageHub |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            u = r["unit"]
+            print(f"| {r['mode']} | {r['workload']} | {r['lineagehub']} | "
+                  f"{r['lineagehub_time']:.3f} {u} | {r['mlflow_time']:.3f} {u} | "
+                  f"{r['ratio']:.1f}x |")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
