@@ -21,6 +21,10 @@ each a subprocess on 127.0.0.1 with one worker over a SQLite file):
     entities. LineageHub: ``log_dataset_ref`` x2, ``log_input_model``,
     ``register_model_version``, one call each, and one batch per step.
 
+With ``--mlmd-python`` (a Python with ``ml-metadata``: it pins its own protobuf, so it lives
+in a virtual environment of its own), ML Metadata's times for the same workloads
+(``mlmd_side.py``, in process) are printed beside, for the embedded lines.
+
 Every store is new and empty; the model and the experiment are created before the clock
 starts, and each system does a throw-away warm-up. After each workload both sides are read
 back and checked (counts, the alias's holder, the lineage's length). Ratios are MLflow's time
@@ -192,13 +196,12 @@ class Mlflow:
             f"bench-{time.monotonic_ns()}", artifact_location=(folder / "mlartifacts").as_uri()
         )
         self.client.create_registered_model(MODEL)
-        self.source = (folder / "mlartifacts" / "model").as_uri()
 
     def register_calls(self, i: int) -> None:
         c = self.client
         run = c.create_run(self.experiment, run_name=f"train-{i}").info.run_id
         c.set_terminated(run)
-        mv = c.create_model_version(MODEL, self.source, run_id=run)
+        mv = c.create_model_version(MODEL, f"runs:/{run}/model", run_id=run)
         c.set_registered_model_alias(MODEL, "champion", mv.version)
         c.transition_model_version_stage(MODEL, mv.version, "Staging")
 
@@ -219,7 +222,7 @@ class Mlflow:
         ]
         c.log_inputs(run, inputs)
         c.set_terminated(run)
-        return c.create_model_version(MODEL, self.source, run_id=run).version
+        return c.create_model_version(MODEL, f"runs:/{run}/model", run_id=run).version
 
     def check(self, versions: int, alias_version: int) -> None:
         found = self.alias()
@@ -280,11 +283,16 @@ def sides(mode: str, root: Path, name: str) -> Iterator[tuple[LineageHub, Mlflow
 def run_mode(mode: str, args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
+    mlmd = mlmd_times(args) if mode == "embedded" else {}
+
     def row(workload: str, lh_line: str, lh: float, ml: float, unit: str = "s") -> None:
+        md = mlmd.get("alias_ms" if workload == "alias" else workload)
         rows.append({"mode": mode, "workload": workload, "lineagehub": lh_line, "unit": unit,
-                     "lineagehub_time": lh, "mlflow_time": ml, "ratio": ml / lh})  # fmt: skip
+                     "lineagehub_time": lh, "mlflow_time": ml, "ratio": ml / lh,
+                     "mlmd_time": md, "mlmd_ratio": md / lh if md else None})  # fmt: skip
         print(f"  {mode:8} {workload:10} {lh_line:22} LH {lh:8.3f} {unit}  MLflow {ml:8.3f} "
-              f"{unit}  x{ml / lh:5.1f}", file=sys.stderr, flush=True)  # fmt: skip
+              f"{unit}  x{ml / lh:5.1f}" + (f"  MLMD {md:8.3f} {unit} x{md / lh:5.1f}" if md else ""),
+              file=sys.stderr, flush=True)  # fmt: skip
 
     n, steps = args.versions, args.steps
     with sides(mode, root, f"{mode}-warm") as (lh, ml):  # imports and first-use caches
@@ -314,6 +322,20 @@ def run_mode(mode: str, args: argparse.Namespace, root: Path) -> list[dict[str, 
     return rows
 
 
+def mlmd_times(args: argparse.Namespace) -> dict[str, float]:
+    """ML Metadata's times for the same workloads, from ``mlmd_side.py`` run with its own
+    Python (``--mlmd-python``), or none."""
+    if not args.mlmd_python:
+        return {}
+    argv = [args.mlmd_python, str(Path(__file__).with_name("mlmd_side.py")),
+            "--versions", str(args.versions), "--steps", str(args.steps),
+            "--fetches", str(args.fetches)]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"mlmd_side.py failed:\n{done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--mode", choices=["embedded", "server", "both"], default="both")
@@ -321,24 +343,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1250, help="lineage steps, (g): ~4 nodes each")
     p.add_argument("--fetches", type=int, default=200, help="alias fetches, (f): the median")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--mlmd-python",
+        metavar="PATH",
+        help="a Python with ml-metadata installed: ML Metadata's times beside, embedded",
+    )
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="lh-structure-bench-"))
     rows: list[dict[str, Any]] = []
     try:
-        for mode in ("embedded", "server") if args.mode == "both" else (args.mode,):
-            rows += run_mode(mode, args, root)
+        # MLflow's client prints a line per finished run to stdout: keep it out of the table
+        with contextlib.redirect_stdout(sys.stderr):
+            for mode in ("embedded", "server") if args.mode == "both" else (args.mode,):
+                rows += run_mode(mode, args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print("| mode | workload | LineageHub | LineageHub | MLflow | MLflow / LineageHub |")
-        print("|---|---|---|---|---|---|")
+        print("| mode | workload | LineageHub | LineageHub | MLflow | MLflow / LineageHub "
+              "| ML Metadata | MLMD / LineageHub |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
         for r in rows:
             u = r["unit"]
+            md = (f"{r['mlmd_time']:.3f} {u} | {r['mlmd_ratio']:.1f}x" if r["mlmd_time"]
+                  else "- | -")  # fmt: skip
             print(f"| {r['mode']} | {r['workload']} | {r['lineagehub']} | "
                   f"{r['lineagehub_time']:.3f} {u} | {r['mlflow_time']:.3f} {u} | "
-                  f"{r['ratio']:.1f}x |")  # fmt: skip
+                  f"{r['ratio']:.1f}x | {md} |")  # fmt: skip
     return 0
 
 

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 from lineagehub.graph import ValidationError
 from lineagehub.ingest.datasets import reference_fingerprint
-from lineagehub.services.tracking import Metric, RunStart
+from lineagehub.services.tracking import Metric, RunStart, check_metric
 from lineagehub.vocabulary import (
     DatasetVersion,
     Deployment,
@@ -43,6 +43,9 @@ from lineagehub.vocabulary import (
     RunKind,
     RunStatus,
     UsedRole,
+    check_key,
+    check_scalar,
+    check_text,
     member,
 )
 
@@ -179,12 +182,20 @@ class Batch:
         step: int = 0,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """Params, metric values (at ``step``) and tags of a run."""
+        """Params, metric values (at ``step``) and tags of a run, checked here as a run's
+        ``log_params``/``log_metrics``/``set_tags`` check them: a bad value raises at this
+        line, in both modes, and the batch can go on without it."""
+        for name, value in (("params", params), ("metrics", metrics), ("tags", tags)):
+            if value is not None and not isinstance(value, Mapping):
+                raise ValidationError(f"{name} must be a mapping", field=name)
+        checked = {k: check_scalar(v, f"params.{check_key(k, 'params')}")
+                   for k, v in (params or {}).items()}  # fmt: skip
+        labels = {k: check_text(v, f"tags.{check_key(k, 'tags')}") for k, v in (tags or {}).items()}
         now = datetime.now(timezone.utc)
-        points = [Metric(k, v, step, now) for k, v in (metrics or {}).items()]
-        self._t().tracking.log_batch(
-            self._ref(run), params=params or {}, metrics=points, tags=tags or {}
-        )
+        points = [
+            Metric(k, check_metric(k, v, step), step, now) for k, v in (metrics or {}).items()
+        ]
+        self._t().tracking.log_batch(self._ref(run), params=checked, metrics=points, tags=labels)
 
     def end_run(
         self, run: RunRef, status: RunStatus | str = RunStatus.FINISHED, error: str | None = None

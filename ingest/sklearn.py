@@ -453,32 +453,31 @@ def _log_search(config: _Config, run: ActiveRun, search: Any) -> None:
     hub = run.client
     base = getattr(search, "estimator", None)
     base_name = type(base).__name__ if base is not None else "candidate"
-    for i in order:
-        child = hub.start_run(
-            f"{base_name}-candidate-{i}",
-            parent=run,
-            project=run.info.project,
-            experiment=run.info.experiment,
-            capture=False,  # the parent run holds the commit and the environment
-        )
-        try:
-            _log_params(child, {k: _param_value(v) for k, v in results["params"][i].items()})
-            child.log_metrics(
-                {
+    # the candidates in one batch: one transaction (one request to a hub server)
+    with hub.batch() as batch:
+        for i in order:
+            child = batch.start_run(
+                f"{base_name}-candidate-{i}",
+                parent=run.id,
+                project=run.info.project,
+                experiment=run.info.experiment,
+            )
+            params = {k: _param_value(v) for k, v in results["params"][i].items()}
+            batch.log(
+                child,
+                params={k: v for k, v in params.items() if _valid_key(k)},
+                metrics={
                     key: float(values[i])
                     for key, values in results.items()
                     if key.startswith(("mean_", "std_", "rank_")) and _valid_key(key)
-                }
-            )
-            child.set_tags(
-                {
+                },
+                tags={
                     "best": "true" if i == best else "false",
                     "candidate_index": str(i),
                     "estimator_name": base_name,
-                }
+                },
             )
-        finally:
-            child.end(RunStatus.FINISHED)
+            batch.end_run(child, RunStatus.FINISHED)
 
 
 def _rank_key(search: Any, results: Mapping[str, Any]) -> str | None:

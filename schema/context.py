@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,27 @@ T = TypeVar("T")
 
 # (node id, direction, edge kinds, labels): one neighbour list
 AdjKey = tuple[str, Direction, tuple[str, ...] | None, tuple[str, ...] | None]
+
+
+#: Idle single-thread executors for :meth:`Context.transaction`, kept so their threads (and the
+#: stores' per-thread database connections) live on from one transaction to the next: a new
+#: thread a request would open, and close, a connection each time (~several ms on SQLite).
+_IDLE: queue.SimpleQueue[ThreadPoolExecutor] = queue.SimpleQueue()
+_KEEP_IDLE = 8
+
+
+def _take_thread() -> ThreadPoolExecutor:
+    try:
+        return _IDLE.get_nowait()
+    except queue.Empty:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineagehub-tx")
+
+
+def _give_back(executor: ThreadPoolExecutor) -> None:
+    if _IDLE.qsize() < _KEEP_IDLE:
+        _IDLE.put(executor)
+    else:
+        executor.shutdown(wait=False)
 
 
 @dataclass
@@ -125,7 +147,7 @@ class Context:
         if self._pinned is not None:  # already inside one: join it
             yield
             return
-        pinned = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lineagehub-tx")
+        pinned = _take_thread()
         block = self.store.transaction()
         try:
             await asyncio.wrap_future(pinned.submit(block.__enter__))
@@ -142,7 +164,7 @@ class Context:
             await asyncio.wrap_future(pinned.submit(block.__exit__, None, None, None))
         finally:
             self._pinned = None
-            pinned.shutdown(wait=False)
+            _give_back(pinned)
 
     async def _load_nodes(self, ids: Sequence[str]) -> list[Node | None]:
         found = await self.call(self.store.get_nodes, list(ids))

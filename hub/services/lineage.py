@@ -414,11 +414,13 @@ class LineageService:
                 "alias (a-z, 0-9, '_', '-')",
                 field=field,
             )
-        # Aliases are a list property, which filters cannot look into: scan the model's
-        # versions, newest first, a page at a time (the registry keeps an alias on one
-        # version, so this is one query in practice).
+        # Aliases are a list property, which filters cannot look into; but a list compares
+        # as its compact JSON text on both backends, so asking for the versions whose list is
+        # not ``[]`` reads only the few versions that hold some alias (the registry keeps an
+        # alias on one version), not every version of the model.
+        where = {"model": name, "aliases": {"$ne": "[]"}}
         for node in self.store.iter_nodes(
-            NodeKind.MODEL_VERSION.value, {"model": name}, "-version", page_size=1000
+            NodeKind.MODEL_VERSION.value, where, "-version", page_size=1000
         ):
             aliases = node.props.get("aliases")
             if isinstance(aliases, list) and alias in aliases:
