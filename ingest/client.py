@@ -242,7 +242,7 @@ class Client:
                 batch.log_dataset_ref(run, "s3://lake/raw.parquet", digest)
                 batch.end_run(run)
         """
-        return Batch(self.backend, user=self.settings.user)
+        return Batch(self.backend, user=self.settings.user or default_actor())
 
     def get_run(self, run_id: str) -> Run:
         """The run as the hub has it (a stale RUNNING run is reported KILLED)."""

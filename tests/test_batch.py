@@ -46,7 +46,7 @@ def hub(
     else:
         app = create_app(settings, store=store, artifacts=open_artifact_store(artifacts))
         with HubServer(app) as server:
-            client = Client(server.url)
+            client = Client(server.url, settings=settings)
             yield client, store
             client.close()
     store.close()
@@ -97,6 +97,7 @@ def test_a_batch_writes_a_lineage_with_references_between_its_writes(
     assert isinstance(run, Run) and run.status is RunStatus.FINISHED
     assert run.params == {"lr": 0.1} and run.tags == {"team": "a"}
     assert run.parent == prep.id
+    assert run.user == "alice"  # the launcher, as a run the client starts
     assert isinstance(clean.result(), DatasetVersion)
 
     # the hub holds exactly that: the version's lineage reaches the raw data through both runs
