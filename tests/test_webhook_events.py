@@ -246,3 +246,35 @@ def test_webhook_secrets_stay_out_of_settings_repr(monkeypatch: pytest.MonkeyPat
     assert from_env.webhook_queue_size == 7
     (parsed,) = from_env.webhook_configs()
     assert parsed.secret == SECRET.encode() and parsed.events == "*"
+
+
+BATCH = """mutation($ops: [WriteOperation!]!) {
+  writeBatch(operations: $ops) { node { id } }
+}"""
+
+
+def test_a_batch_sends_its_events_once_it_has_committed_and_a_failed_one_none(hub: Hub) -> None:
+    digest = hub.http.put(
+        "/artifacts", content=b"model bytes", headers={"content-type": "application/octet-stream"}
+    ).json()["digest"]
+
+    def ops(alias: str) -> list[dict[str, Any]]:
+        return [
+            {"call": "startRun", "args": {"input": {"name": "train"}}},
+            {"call": "logModel", "args": {"runId": "$0", "digest": digest, "name": "churn"}},
+            {"call": "setAlias", "args": {"ref": "$1", "alias": alias}},
+            {"call": "endRun", "args": {"runId": "$0"}},
+        ]
+
+    refused = errors(hub.http, BATCH, ops=ops("not an alias!"))
+    assert refused and refused[0]["extensions"]["code"] == "VALIDATION"
+    written = data(hub.http, BATCH, ops=ops("champion"))["writeBatch"]
+    version = written[1]["node"]["id"]
+    # one queue, in order: had the failed batch sent anything, it would come first
+    got = hub.receiver.wait_for(2)
+    assert [(r.event, r.body["data"]["version_id"]) for r in got] == [
+        ("model_version.created", version),
+        ("alias.moved", version),
+    ]
+    assert hub.app.state.webhooks.flush(10)
+    assert len(hub.receiver.events()) == 2

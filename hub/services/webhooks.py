@@ -632,9 +632,9 @@ class _Pending(threading.local):
 class AfterCommit:
     """Events raised inside a service's (possibly nested) transactions, handed to ``sink``
     only once the outermost one has committed: a rolled-back change sends nothing. A sink
-    that raises is logged, never propagated (the change has happened). (A service call made
-    inside a caller's own ``store.transaction()`` sends when the call returns: the store has
-    no commit hook.)"""
+    that raises is logged, never propagated (the change has happened). A service call made
+    inside a caller's own ``store.transaction()`` (a batch) sends when that transaction
+    commits, and nothing if it rolls back (:meth:`GraphStore.after_commit`)."""
 
     def __init__(self, store: GraphStore, sink: EventSink | None) -> None:
         self.store = store
@@ -656,6 +656,10 @@ class AfterCommit:
             local.events = []
             raise
         events, local.events = local.events, []
+        if events:  # now, or when a caller's own transaction around the call commits
+            self.store.after_commit(lambda: self._send_all(events))
+
+    def _send_all(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         for event, payload in events:
             self._send(event, payload)
 
