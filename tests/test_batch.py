@@ -310,3 +310,97 @@ def test_a_client_killed_mid_batch_leaves_nothing(backend_uri: str, tmp_path: Pa
     assert counts(reopened)[0] == before[0] + 1
     reopened.close()
     store.close()
+
+
+SERVE = textwrap.dedent(
+    """
+    import sys
+    import uvicorn
+    from lineagehub import Settings, open_store
+    from lineagehub.artifacts import open_artifact_store
+    from lineagehub.interfaces.server import create_app
+    store = open_store(sys.argv[1])
+    app = create_app(Settings(user="ci"), store=store,
+                     artifacts=open_artifact_store(sys.argv[2]))
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    original = server.startup
+
+    async def startup(sockets=None):
+        await original(sockets)
+        print(server.servers[0].sockets[0].getsockname()[1], flush=True)
+
+    server.startup = startup
+    server.run()
+    """
+)
+
+
+def assert_write_lock_taken(db: Path, deadline: float = 60.0) -> None:
+    """Return once another connection holds the database's write lock (the batch's open
+    transaction), polling; fail after ``deadline`` seconds."""
+    import sqlite3
+    import time
+
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        probe = sqlite3.connect(db, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+        except sqlite3.OperationalError:  # locked: the batch is being written
+            return
+        finally:
+            probe.close()
+    pytest.fail("the server never began the batch")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs kill -9 (POSIX signals)")
+def test_a_server_killed_during_a_batch_writes_all_of_it_or_none(
+    backend_uri: str, tmp_path: Path
+) -> None:
+    """A server killed (kill -9) once it has a 3,000-write batch: after, the store holds all
+    of the batch or none of it, and takes writes."""
+    import socket
+
+    store = open_store(backend_uri)
+    before = counts(store)[0]
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE, backend_uri, (tmp_path / "a").as_uri()],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        ops = [{"call": "startRun", "args": {"input": {"name": f"r{i}"}}} for i in range(3000)]
+        body = httpx.Request(
+            "POST",
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": WRITE, "variables": {"ops": ops}},
+        )
+        raw = b"".join([
+            f"POST /graphql HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n".encode(),
+            b"content-type: application/json\r\n",
+            f"content-length: {len(body.read())}\r\n\r\n".encode(),
+            body.read(),
+        ])  # fmt: skip
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(raw)
+            if backend_uri.startswith("sqlite:///"):  # wait until the batch holds the lock
+                assert_write_lock_taken(Path(backend_uri.removeprefix("sqlite:///")))
+            os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    reopened = open_store(backend_uri)
+    after = counts(reopened)[0]
+    assert after in (before, before + 3000)
+    if backend_uri.startswith("sqlite:///"):
+        assert after == before  # killed with the transaction open: none of it
+    assert reopened.verify_audit().ok
+    with reopened.transaction():
+        reopened.upsert_nodes([Run(name="after").to_node()])
+    reopened.close()
+    store.close()
