@@ -213,6 +213,13 @@ WRITES: dict[str, Op] = {
         lambda i: {"r": i["run_a"], "d": i["report"]},
     ),
     "markStaleRuns": Op("mutation { markStaleRuns }", E, "global"),
+    # each write of a batch is checked as its own mutation: here a run in alpha
+    "writeBatch": Op(
+        'mutation { writeBatch(operations: [{call: "startRun", args: {input: {name: "n", '
+        'project: "alpha"}}}, {call: "endRun", args: {runId: "$0"}}]) { call } }',
+        E,
+        "alpha",
+    ),
     "requestPromotion": Op(
         'mutation { requestPromotion(ref: "churn@1", to: "Production", reason: "r") '
         "{ __typename } }",
