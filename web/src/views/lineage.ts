@@ -1,0 +1,278 @@
+// The interactive lineage graph (Cytoscape.js): upstream / downstream / both, depth, node
+// kinds, as-of time; click a node to see it, double-click (or "Expand") to add its
+// neighbours, pick two nodes to highlight the path between them, export the picture as PNG.
+// Layout is computed here, in columns by signed distance from the roots (upstream to the
+// left), so a few hundred nodes draw at once without an iterative layout.
+import cytoscape from "cytoscape";
+import { gql } from "../api";
+import { announce, errorBox, h, kindName, label, show } from "../dom";
+
+const KINDS = [
+  "RUN", "DATASET", "DATASET_VERSION", "CODE_COMMIT", "ENVIRONMENT", "ARTIFACT", "MODEL",
+  "MODEL_VERSION", "DEPLOYMENT", "MONITORING_WINDOW", "ALERT", "AGENT", "EXPERIMENT", "PROJECT",
+];
+const COLORS: Record<string, string> = {
+  RUN: "#e07b39", DATASET: "#3a86c8", DATASET_VERSION: "#4aa3df", CODE_COMMIT: "#7a7a7a",
+  ENVIRONMENT: "#9b9b9b", ARTIFACT: "#b07cc6", MODEL: "#2a9d5c", MODEL_VERSION: "#3cbf72",
+  DEPLOYMENT: "#c0392b", MONITORING_WINDOW: "#d4a017", ALERT: "#e63946", AGENT: "#8d6e63",
+  EXPERIMENT: "#607d8b", PROJECT: "#455a64",
+};
+const QUERY = `query Lineage($input: LineageInput!) {
+  lineage(input: $input) {
+    nodes { distance direction reachedFrom node { id kind properties } }
+    edges { id source target kind role }
+    truncated truncationReason withheld
+  }
+}`;
+
+type Options = { direction: string; depth: number; kinds: string[]; asOf: string };
+
+export async function lineageView(root: string, q: URLSearchParams): Promise<void> {
+  const opts: Options = {
+    direction: q.get("direction") ?? "UPSTREAM",
+    depth: Math.min(Math.max(Number(q.get("depth") ?? 3) || 3, 1), 10),
+    kinds: (q.get("kinds") ?? "").split(",").filter((k) => KINDS.includes(k)),
+    asOf: q.get("asOf") ?? "",
+  };
+  const direction = h(
+    "select",
+    { id: "direction", name: "direction" },
+    ...["UPSTREAM", "DOWNSTREAM", "BOTH"].map((d) => h("option", { value: d, selected: d === opts.direction }, d.toLowerCase())),
+  );
+  const depth = h("input", { id: "depth", name: "depth", type: "number", min: 1, max: 10, value: opts.depth });
+  const asOf = h("input", { id: "asof", name: "asOf", type: "datetime-local", step: 1, value: opts.asOf });
+  const kindBoxes = KINDS.map((k) =>
+    h("label", { class: "check" }, h("input", { type: "checkbox", name: "kind", value: k, checked: opts.kinds.includes(k) }), kindName(k)),
+  );
+  const form = h(
+    "form",
+    { class: "controls", "aria-label": "Lineage options" },
+    h("label", { for: "direction" }, "Direction"), direction,
+    h("label", { for: "depth" }, "Depth"), depth,
+    h("label", { for: "asof" }, "As of (UTC)"), asOf,
+    h("details", {}, h("summary", {}, "Node kinds"), h("fieldset", {}, h("legend", {}, "Only these kinds (none: all)"), ...kindBoxes)),
+    h("button", { type: "submit" }, "Apply"),
+  );
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams({ direction: direction.value, depth: depth.value });
+    const kinds = kindBoxes.map((l) => l.querySelector("input")!).filter((i) => i.checked).map((i) => i.value);
+    if (kinds.length) p.set("kinds", kinds.join(","));
+    if (asOf.value) p.set("asOf", asOf.value);
+    location.hash = `#/lineage/${encodeURIComponent(root)}?${p}`;
+  });
+  const canvas = h("div", {
+    id: "graph",
+    class: "graph",
+    role: "img",
+    "aria-label": `Lineage graph of ${root}; the list beside it holds the same nodes`,
+  });
+  const panel = h("aside", { class: "panel", "aria-label": "Selected node" }, h("p", { class: "muted" }, "Select a node."));
+  const list = h("ul", { class: "nodelist", id: "nodelist", "aria-label": "Nodes in the graph" });
+  const info = h("p", { class: "muted", id: "lineage-info" }, "Loading…");
+  const exportButton = h("button", { type: "button", id: "export-png" }, "Export PNG");
+  const fitButton = h("button", { type: "button" }, "Fit");
+  const clearButton = h("button", { type: "button" }, "Clear highlight");
+  show(
+    "Lineage",
+    h("h1", {}, "Lineage of ", h("a", { href: `#/node/${encodeURIComponent(root)}` }, root)),
+    form,
+    h("p", { class: "actions" }, exportButton, fitButton, clearButton, info),
+    h("div", { class: "graph-layout" }, canvas, h("div", { class: "side" }, panel, h("h2", {}, "Nodes"), list)),
+  );
+
+  const input: Record<string, unknown> = {
+    roots: [root],
+    direction: opts.direction,
+    upstreamDepth: opts.depth,
+    downstreamDepth: opts.depth,
+    maxNodes: 2000,
+  };
+  if (opts.kinds.length) input.nodeKinds = opts.kinds;
+  if (opts.asOf) input.asOf = new Date(opts.asOf + "Z").toISOString();
+  let result: any;
+  try {
+    result = (await gql(QUERY, { input })).lineage;
+  } catch (e) {
+    info.replaceChildren(errorBox(e));
+    return;
+  }
+  const started = performance.now();
+  const column = new Map<string, number>();
+  const nodes = new Map<string, any>();
+  const cy = cytoscape({
+    container: canvas,
+    elements: [],
+    style: style(),
+    wheelSensitivity: 0.3,
+    minZoom: 0.05,
+    maxZoom: 3,
+    boxSelectionEnabled: false,
+  });
+  (window as any).__lineage = cy; // for the browser test and the curious
+
+  function add(lin: any, from?: string): number {
+    let added = 0;
+    const base = from ? column.get(from) ?? 0 : 0;
+    for (const n of lin.nodes) {
+      if (nodes.has(n.node.id)) continue;
+      nodes.set(n.node.id, n.node);
+      const sign = n.direction === "DOWNSTREAM" ? 1 : -1;
+      column.set(n.node.id, base + sign * n.distance);
+      cy.add({ group: "nodes", data: { id: n.node.id, label: label(n.node), kind: n.node.kind ?? "" } });
+      added++;
+    }
+    for (const e of lin.edges) {
+      if (cy.getElementById(e.id).nonempty() || !nodes.has(e.source) || !nodes.has(e.target)) continue;
+      cy.add({ group: "edges", data: { id: e.id, source: e.source, target: e.target, label: e.kind.toLowerCase() } });
+    }
+    layout();
+    renderList();
+    return added;
+  }
+
+  /** The whole graph in view, never magnified past 1.2 (a handful of nodes stays readable). */
+  function fit(): void {
+    cy.fit(undefined, 30);
+    if (cy.zoom() > 1.2) {
+      cy.zoom(1.2);
+      cy.center();
+    }
+  }
+
+  function layout(): void {
+    const cols = new Map<number, string[]>();
+    for (const [id, c] of column) cols.set(c, [...(cols.get(c) ?? []), id]);
+    for (const [c, ids] of cols) {
+      ids.sort((a, b) => (nodes.get(a).kind + label(nodes.get(a))).localeCompare(nodes.get(b).kind + label(nodes.get(b))));
+      ids.forEach((id, i) => cy.getElementById(id).position({ x: c * 240, y: (i - (ids.length - 1) / 2) * 64 }));
+    }
+    cy.getElementById(root).addClass("root");
+  }
+
+  function renderList(): void {
+    const items = [...nodes.values()].sort((a, b) => (column.get(a.id)! - column.get(b.id)!) || label(a).localeCompare(label(b)));
+    list.replaceChildren(
+      ...items.map((n) =>
+        h("li", {}, h("button", { type: "button", class: "linkish", "data-id": n.id, onclick: () => select(n.id) }, label(n)), " ", h("span", { class: "badge" }, kindName(n.kind))),
+      ),
+    );
+  }
+
+  let pathFrom: string | null = null;
+  function select(id: string): void {
+    const n = nodes.get(id);
+    if (!n) return;
+    if (pathFrom && pathFrom !== id) {
+      highlight(pathFrom, id);
+      pathFrom = null;
+    }
+    cy.elements().unselect();
+    const el = cy.getElementById(id);
+    el.select();
+    cy.animate({ center: { eles: el } }, { duration: 150 });
+    const expand = h("button", { type: "button", id: "expand", onclick: () => void expandNode(id) }, "Expand neighbours");
+    const pathButton = h("button", { type: "button", id: "path-from", onclick: () => {
+      pathFrom = id;
+      announce(`Path from ${label(n)}: now pick the other node.`);
+      pathButton.textContent = "Now pick the other node…";
+    } }, "Highlight path to…");
+    panel.replaceChildren(
+      h("h2", {}, label(n)),
+      h("p", {}, h("span", { class: "badge" }, kindName(n.kind)), " ", h("code", { class: "small" }, n.id)),
+      h("p", { class: "actions" },
+        h("a", { class: "button", href: `#/node/${encodeURIComponent(id)}` }, "Open"),
+        h("a", { class: "button", href: `#/lineage/${encodeURIComponent(id)}?direction=BOTH&depth=2` }, "Recentre"),
+        expand, pathButton),
+    );
+  }
+
+  function highlight(a: string, b: string): void {
+    cy.elements().removeClass("path");
+    const found = cy.elements().aStar({ root: cy.getElementById(a), goal: cy.getElementById(b), directed: false });
+    if (found.found) {
+      found.path.addClass("path");
+      info.textContent = `Path of ${found.distance} hop(s) highlighted.`;
+      announce(info.textContent);
+    } else {
+      info.textContent = "No path between them in the drawn graph: expand more nodes.";
+    }
+  }
+
+  async function expandNode(id: string): Promise<void> {
+    const input = { roots: [id], direction: "BOTH", upstreamDepth: 1, downstreamDepth: 1, maxNodes: 500 };
+    try {
+      const more = (await gql(QUERY, { input })).lineage;
+      const added = add(more, id);
+      info.textContent = `${nodes.size} nodes, ${cy.edges().length} edges (${added} added).`;
+      announce(info.textContent);
+      document.querySelector<HTMLButtonElement>(`#nodelist button[data-id="${CSS.escape(id)}"]`)?.focus();
+    } catch (e) {
+      info.replaceChildren(errorBox(e));
+    }
+  }
+
+  add(result);
+  fit();
+  const drawnIn = performance.now() - started;
+  canvas.dataset.drawMs = drawnIn.toFixed(0);
+  info.textContent = `${nodes.size} nodes, ${cy.edges().length} edges${result.truncated ? ` (truncated: ${result.truncationReason})` : ""}${result.withheld ? `, ${result.withheld} withheld` : ""}.`;
+  canvas.dataset.ready = "true";
+  cy.on("tap", "node", (ev) => select(ev.target.id()));
+  cy.on("dbltap", "node", (ev) => void expandNode(ev.target.id()));
+  fitButton.addEventListener("click", fit);
+  clearButton.addEventListener("click", () => {
+    cy.elements().removeClass("path");
+    pathFrom = null;
+  });
+  exportButton.addEventListener("click", () => {
+    const dark = document.documentElement.dataset.theme === "dark";
+    const uri = cy.png({ full: true, scale: 2, bg: dark ? "#14171c" : "#ffffff", output: "base64uri" }) as string;
+    const a = h("a", { href: uri, download: `lineage-${root.replace(/[^\w.-]+/g, "_")}.png` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  });
+  window.addEventListener("themechange", () => cy.style(style()), { once: false });
+}
+
+function style(): any[] {
+  const css = getComputedStyle(document.documentElement);
+  const fg = css.getPropertyValue("--fg").trim() || "#222";
+  const muted = css.getPropertyValue("--muted").trim() || "#888";
+  const accent = css.getPropertyValue("--accent").trim() || "#f0a";
+  return [
+    {
+      selector: "node",
+      style: {
+        "background-color": (el: any) => COLORS[el.data("kind")] ?? "#888",
+        label: "data(label)",
+        color: fg,
+        "font-size": 11,
+        "text-valign": "bottom",
+        "text-margin-y": 4,
+        "text-max-width": "180px",
+        "text-wrap": "ellipsis",
+        width: 22,
+        height: 22,
+      },
+    },
+    { selector: "node.root", style: { "border-width": 3, "border-color": fg, width: 30, height: 30 } },
+    { selector: "node:selected", style: { "border-width": 4, "border-color": accent } },
+    {
+      selector: "edge",
+      style: {
+        width: 1.5,
+        "line-color": muted,
+        "target-arrow-color": muted,
+        "target-arrow-shape": "triangle",
+        "curve-style": "bezier",
+        label: "data(label)",
+        "font-size": 8,
+        color: muted,
+        "text-rotation": "autorotate",
+      },
+    },
+    { selector: ".path", style: { "line-color": accent, "target-arrow-color": accent, width: 4, "border-width": 4, "border-color": accent } },
+  ];
+}
