@@ -49,8 +49,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Routes anyone may call.
-OPEN_PATHS = frozenset({"/health"})
+#: Routes anyone may call: the health check, and the pages and files of GraphiQL and the
+#: explorer (the package's own files, no data: their calls to /graphql carry the token).
+OPEN_PATHS = frozenset({"/health", "/"})
+OPEN_PREFIXES = ("/graphiql/", "/explorer/")
 #: Refusals (failed logins, denials) written to the audit log per minute, at most.
 AUDIT_PER_MINUTE = 30
 #: The signature algorithms accepted for OIDC tokens (asymmetric only: never "none" or HS*).
@@ -277,7 +279,7 @@ class AuthMiddleware:
         if scope["type"] == "websocket" and self.authenticator is not None:
             await send({"type": "websocket.close", "code": 1008})  # no route takes them
             return
-        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+        if scope["type"] != "http" or _open(str(scope.get("path", ""))):
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", ""))
@@ -336,6 +338,10 @@ class AuthMiddleware:
             await send(message)
 
         await self.app(scope, receive, watched)
+
+
+def _open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def _graphiql_page(scope: Scope) -> bool:
