@@ -126,6 +126,7 @@ def test_explorer_walk_in_a_real_browser(served: dict[str, Any], tmp_path: Path)
             "TOKEN": served["tokens"]["reviewer"],
             "VIEWER_TOKEN": served["tokens"]["visitor"],
             "RUNS": ",".join(SWEEP),
+            "DEPLOYMENT": served["demo"]["result"]["deployment"],
         },
     )
     assert done.returncode == 0, done.stderr
@@ -152,6 +153,9 @@ def test_explorer_walk_in_a_real_browser(served: dict[str, Any], tmp_path: Path)
 
     # lineage: deeper and both ways finds more; expanding adds nodes; a path is highlighted
     assert 3 <= steps["lineageNodes"] < steps["lineageNodesDeep"]
+    assert steps["kindsShown"] == ["DATASET_VERSION", "MODEL_VERSION", "RUN"]
+    assert "NOT_FOUND" in steps["asOfBefore"]  # as of 2000 the hub knew no such version
+    assert "tumor-classifier v3" in steps["deployment"] and "No alerts." in steps["deployment"]
     before, after = steps["expanded"]
     assert after > before
     assert steps["pathElements"] >= 3  # at least two nodes and the edge between them

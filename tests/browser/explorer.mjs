@@ -119,6 +119,25 @@ try {
   await page.locator("#graph[data-ready]").waitFor(T);
   report.steps.lineageNodesDeep = await count();
   report.timings.lineageDrawMs = Number(await page.locator("#graph").getAttribute("data-draw-ms"));
+  // node kinds: only runs, dataset versions and model versions
+  await page.locator("details summary", { hasText: "Node kinds" }).click();
+  for (const kind of ["run", "dataset version", "model version"]) {
+    await page.getByRole("checkbox", { name: kind, exact: true }).check();
+  }
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.waitForFunction(() => location.hash.includes("kinds="), null, T);
+  await page.locator("#graph[data-ready]").waitFor(T);
+  report.steps.kindsShown = await page.evaluate(() => [...new Set(window.__lineage.nodes().map((n) => n.data("kind")))].sort());
+  // as of a time before the demo: the version was not known yet
+  await page.locator("#asof").fill("2000-01-01T00:00:00");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.waitForFunction(() => location.hash.includes("asOf="), null, T);
+  await page.locator("#lineage-info .error").waitFor(T);
+  report.steps.asOfBefore = await page.locator("#lineage-info").textContent();
+  // the deployment: what it serves, monitoring windows and alerts (none in the demo)
+  await page.goto(`${baseUrl}#/node/${encodeURIComponent(process.env.DEPLOYMENT)}`);
+  await page.locator("#deployment table").waitFor(T);
+  report.steps.deployment = await page.locator("#deployment").textContent();
   // expand: back to depth 1, then expand the training run from the node list
   await page.goto(`${baseUrl}#/lineage/${encodeURIComponent("tumor-classifier@champion")}?direction=UPSTREAM&depth=1`);
   await page.locator("#graph[data-ready]").waitFor(T);
