@@ -119,6 +119,8 @@ try {
   await page.locator("#graph[data-ready]").waitFor(T);
   report.steps.lineageNodesDeep = await count();
   report.timings.lineageDrawMs = Number(await page.locator("#graph").getAttribute("data-draw-ms"));
+  await page.locator("#nodelist button", { hasText: /^rf-/ }).first().click();  // selected: a panel
+  await shot(page, "lineage");
   // node kinds: only runs, dataset versions and model versions
   await page.locator("details summary", { hasText: "Node kinds" }).click();
   for (const kind of ["run", "dataset version", "model version"]) {
@@ -154,7 +156,7 @@ try {
   await page.waitForFunction(() => window.__lineage.$(".path").length > 0, null, T);
   report.steps.pathElements = await page.evaluate(() => window.__lineage.$(".path").length);
   report.unlabeled.lineage = await unlabeled(page);
-  await shot(page, "lineage");
+  await shot(page, "lineage-path");
   const [download] = await Promise.all([page.waitForEvent("download", T), page.locator("#export-png").click()]);
   await download.saveAs(join(shots, "lineage-export.png"));
   report.steps.exported = download.suggestedFilename();

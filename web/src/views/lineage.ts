@@ -204,6 +204,7 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
     try {
       const more = (await gql(QUERY, { input })).lineage;
       const added = add(more, id);
+      fit();
       info.textContent = `${nodes.size} nodes, ${cy.edges().length} edges (${added} added).`;
       announce(info.textContent);
       document.querySelector<HTMLButtonElement>(`#nodelist button[data-id="${CSS.escape(id)}"]`)?.focus();
@@ -273,6 +274,7 @@ function style(): any[] {
         "text-rotation": "autorotate",
       },
     },
-    { selector: ".path", style: { "line-color": accent, "target-arrow-color": accent, width: 4, "border-width": 4, "border-color": accent } },
+    { selector: "edge.path", style: { "line-color": accent, "target-arrow-color": accent, width: 4 } },
+    { selector: "node.path", style: { "border-width": 4, "border-color": accent } },
   ];
 }
