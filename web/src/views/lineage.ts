@@ -112,28 +112,32 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
   (window as any).__lineage = cy; // for the browser test and the curious
 
   function add(lin: any, from?: string): number {
-    let added = 0;
     const base = from ? column.get(from) ?? 0 : 0;
+    const fresh: any[] = [];
     for (const n of lin.nodes) {
       if (nodes.has(n.node.id)) continue;
       nodes.set(n.node.id, n.node);
       const sign = n.direction === "DOWNSTREAM" ? 1 : -1;
       column.set(n.node.id, base + sign * n.distance);
-      cy.add({ group: "nodes", data: { id: n.node.id, label: label(n.node), kind: n.node.kind ?? "" } });
-      added++;
+      fresh.push({ group: "nodes", data: { id: n.node.id, label: label(n.node), kind: n.node.kind ?? "" } });
     }
+    const known = new Set(cy.edges().map((e) => e.id()));
     for (const e of lin.edges) {
-      if (cy.getElementById(e.id).nonempty() || !nodes.has(e.source) || !nodes.has(e.target)) continue;
-      cy.add({ group: "edges", data: { id: e.id, source: e.source, target: e.target, label: e.kind.toLowerCase() } });
+      if (known.has(e.id) || !nodes.has(e.source) || !nodes.has(e.target)) continue;
+      known.add(e.id);
+      fresh.push({ group: "edges", data: { id: e.id, source: e.source, target: e.target, label: e.kind.toLowerCase() } });
     }
-    layout();
+    cy.batch(() => {
+      cy.add(fresh); // one insertion, one style pass, one render
+      layout();
+    });
     renderList();
-    return added;
+    return fresh.filter((f) => f.group === "nodes").length;
   }
 
   /** The whole graph in view, never magnified past 1.2 (a handful of nodes stays readable). */
   function fit(): void {
-    cy.fit(undefined, 30);
+    cy.fit(undefined, 50);
     if (cy.zoom() > 1.2) {
       cy.zoom(1.2);
       cy.center();
@@ -144,7 +148,8 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
     const cols = new Map<number, string[]>();
     for (const [id, c] of column) cols.set(c, [...(cols.get(c) ?? []), id]);
     for (const [c, ids] of cols) {
-      ids.sort((a, b) => (nodes.get(a).kind + label(nodes.get(a))).localeCompare(nodes.get(b).kind + label(nodes.get(b))));
+      const key = new Map(ids.map((id) => [id, `${nodes.get(id).kind} ${label(nodes.get(id))}`]));
+      ids.sort((a, b) => (key.get(a)! < key.get(b)! ? -1 : key.get(a)! > key.get(b)! ? 1 : 0));
       ids.forEach((id, i) => cy.getElementById(id).position({ x: c * 240, y: (i - (ids.length - 1) / 2) * 64 }));
     }
     cy.getElementById(root).addClass("root");
@@ -254,6 +259,7 @@ function style(): any[] {
         "text-margin-y": 4,
         "text-max-width": "180px",
         "text-wrap": "ellipsis",
+        "min-zoomed-font-size": 6,
         width: 22,
         height: 22,
       },
@@ -267,7 +273,8 @@ function style(): any[] {
         "line-color": muted,
         "target-arrow-color": muted,
         "target-arrow-shape": "triangle",
-        "curve-style": "bezier",
+        "curve-style": "straight",
+        "min-zoomed-font-size": 7, // labels only when readable: large graphs draw fast
         label: "data(label)",
         "font-size": 8,
         color: muted,

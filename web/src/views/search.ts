@@ -56,7 +56,8 @@ export async function searchView(q: string): Promise<void> {
   try {
     // an id or a reference opens its node; other text is not one (VALIDATION): no exact hit
     const exact = q ? gql(EXACT, { ref: q }).then((d) => d.node, () => null) : Promise.resolve(null);
-    data = { ...(await gql(QUERY, { n: SCAN })), exact: await exact };
+    // nothing asked: the newest few of each kind (a landing page that stays fast)
+    data = { ...(await gql(QUERY, { n: q ? SCAN : 8 })), exact: await exact };
   } catch (e) {
     if ((e as { code?: string }).code === "UNAUTHENTICATED") throw e;
     results.replaceChildren(errorBox(e));
@@ -81,7 +82,7 @@ export async function searchView(q: string): Promise<void> {
     const shown = needle ? found : found.slice(0, 8);
     sections.push(
       h("section", { "aria-labelledby": `g-${key}` },
-        h("h2", { id: `g-${key}` }, `${title} `, h("span", { class: "count" }, `(${found.length})`)),
+        h("h2", { id: `g-${key}` }, `${title} `, h("span", { class: "count" }, needle ? `(${found.length})` : "(newest)")),
         h("ul", { class: "hits" }, ...shown.map(hit))),
     );
   }
