@@ -158,7 +158,8 @@ def test_explorer_walk_in_a_real_browser(served: dict[str, Any], tmp_path: Path)
     assert "tumor-classifier v3" in steps["deployment"] and "No alerts." in steps["deployment"]
     before, after = steps["expanded"]
     assert after > before
-    assert steps["pathElements"] >= 3  # at least two nodes and the edge between them
+    assert steps["pathElements"] == 5  # version -> run -> clean data: 3 nodes, 2 edges
+    assert "tumor-classifier v3 is downstream of demo/breast_cancer_clean" in steps["pathInfo"]
     assert steps["exported"].endswith(".png")
     exported = (shots / "lineage-export.png").read_bytes()
     assert exported.startswith(b"\x89PNG") and len(exported) > 5_000

@@ -155,6 +155,7 @@ try {
   await page.locator("#nodelist button").filter({ hasText: "breast_cancer_clean@" }).first().click();
   await page.waitForFunction(() => window.__lineage.$(".path").length > 0, null, T);
   report.steps.pathElements = await page.evaluate(() => window.__lineage.$(".path").length);
+  report.steps.pathInfo = await page.locator("#lineage-info").textContent();
   report.unlabeled.lineage = await unlabeled(page);
   await shot(page, "lineage-path");
   const [download] = await Promise.all([page.waitForEvent("download", T), page.locator("#export-png").click()]);

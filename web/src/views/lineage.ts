@@ -25,6 +25,11 @@ const QUERY = `query Lineage($input: LineageInput!) {
   }
 }`;
 
+const PATH = `query Path($from: String!, $to: String!) {
+  path(from: $from, to: $to, maxDepth: 12) { relation length paths { edges { id source target kind role } } truncated }
+}`;
+const NODES = `query Nodes($ids: [ID!]!) { nodes(ids: $ids) { id kind properties } }`;
+
 type Options = { direction: string; depth: number; kinds: string[]; asOf: string };
 
 export async function lineageView(root: string, q: URLSearchParams): Promise<void> {
@@ -169,7 +174,7 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
     const n = nodes.get(id);
     if (!n) return;
     if (pathFrom && pathFrom !== id) {
-      highlight(pathFrom, id);
+      void highlight(pathFrom, id);
       pathFrom = null;
     }
     cy.elements().unselect();
@@ -192,16 +197,54 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
     );
   }
 
-  function highlight(a: string, b: string): void {
+  /** The hub's shortest lineage path between a and b (drawing any node of it not drawn yet);
+   *  when the hub knows none, the shortest undirected path in the drawn graph. */
+  async function highlight(a: string, b: string): Promise<void> {
     cy.elements().removeClass("path");
-    const found = cy.elements().aStar({ root: cy.getElementById(a), goal: cy.getElementById(b), directed: false });
-    if (found.found) {
-      found.path.addClass("path");
-      info.textContent = `Path of ${found.distance} hop(s) highlighted.`;
-      announce(info.textContent);
-    } else {
-      info.textContent = "No path between them in the drawn graph: expand more nodes.";
+    let found: any = null;
+    try {
+      found = (await gql(PATH, { from: a, to: b })).path;
+    } catch (e) {
+      info.replaceChildren(errorBox(e));
+      return;
     }
+    const edges: any[] = found.paths[0]?.edges ?? [];
+    if (edges.length) {
+      const missing = [...new Set(edges.flatMap((e) => [e.source, e.target]))].filter((id) => !nodes.has(id));
+      if (missing.length) {
+        const fetched = (await gql(NODES, { ids: missing })).nodes.filter(Boolean);
+        // place them by walking the path: each edge's target is one step upstream of its source
+        const col = new Map<string, number>([...column]);
+        for (let pass = 0; pass < edges.length; pass++) {
+          for (const e of edges) {
+            if (col.has(e.source) && !col.has(e.target)) col.set(e.target, col.get(e.source)! - 1);
+            if (col.has(e.target) && !col.has(e.source)) col.set(e.source, col.get(e.target)! + 1);
+          }
+        }
+        const lin = {
+          nodes: fetched.map((n: any) => ({ node: n, distance: Math.abs(col.get(n.id) ?? 0), direction: (col.get(n.id) ?? 0) > 0 ? "DOWNSTREAM" : "UPSTREAM" })),
+          edges,
+        };
+        add(lin);
+        fit();
+      } else {
+        add({ nodes: [], edges });
+      }
+      for (const e of edges) cy.getElementById(e.id).addClass("path");
+      for (const id of new Set(edges.flatMap((e) => [e.source, e.target]))) cy.getElementById(id).addClass("path");
+      const [la, lb] = [label(nodes.get(a)), label(nodes.get(b))];
+      const relation = found.relation === "connected" ? `${la} and ${lb} are connected` : `${la} is ${found.relation} of ${lb}`;
+      info.textContent = `${relation}: a path of ${found.length} hop(s) highlighted.`;
+    } else {
+      const drawn = cy.elements().aStar({ root: cy.getElementById(a), goal: cy.getElementById(b), directed: false });
+      if (drawn.found) {
+        drawn.path.addClass("path");
+        info.textContent = `Neither is upstream of the other; connected in the drawn graph by ${drawn.distance} hop(s).`;
+      } else {
+        info.textContent = "No path between them.";
+      }
+    }
+    announce(info.textContent ?? "");
   }
 
   async function expandNode(id: string): Promise<void> {
