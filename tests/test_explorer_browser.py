@@ -167,6 +167,7 @@ def test_explorer_walk_in_a_real_browser(served: dict[str, Any], tmp_path: Path)
     # runs: filtered to the sweep, sorted by name; compared: a chart per metric, params diff
     assert steps["runsRows"] >= 6 and steps["runsFiltered"] == 2
     assert steps["runsSortedByName"] == sorted(SWEEP)
+    assert steps["runsSortHash"] == "#/runs?sort=name&filter=sweep"  # a link to this view
     assert set(steps["charts"]) == {"loss", "accuracy"} and steps["chartCanvases"] >= 2
     diff = {row.split("0.")[0]: row for row in steps["paramsDiff"]}
     assert list(diff) == ["lr"] and "differs" in diff["lr"]  # epochs and optimizer are equal

@@ -168,7 +168,9 @@ try {
   report.steps.runsRows = await page.locator("#runs-table tbody tr").count();
   await page.locator("#run-filter").fill(runA.split("-")[0]);
   report.steps.runsFiltered = await page.locator("#runs-table tbody tr").count();
-  await page.locator("#runs-table th button", { hasText: "name" }).click();
+  await page.locator("#runs-table th button", { hasText: "name" }).click();  // the hub sorts
+  await page.locator("#runs-table th[aria-sort=ascending]", { hasText: "name" }).waitFor(T);
+  report.steps.runsSortHash = await page.evaluate(() => decodeURIComponent(location.hash));
   report.steps.runsSortedByName = await page.locator("#runs-table tbody tr td:nth-child(2)").allTextContents();
   for (const name of [runA, runB]) await page.getByRole("checkbox", { name: `select ${name}`, exact: true }).check();
   report.unlabeled.runs = await unlabeled(page);

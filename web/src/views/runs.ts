@@ -6,20 +6,23 @@ import "uplot/dist/uPlot.min.css";
 import { gql } from "../api";
 import { announce, errorBox, fmt, h, label, nodeLink, show, table, when } from "../dom";
 
-const RUNS = `query Runs($where: JSON, $n: Int!) {
-  runs(where: $where, first: $n, orderBy: ["-_created_at"]) {
+const RUNS = `query Runs($where: JSON, $n: Int!, $orderBy: [String!], $after: String) {
+  runs(where: $where, first: $n, orderBy: $orderBy, after: $after) {
     nodes { id kind properties name status runKind experimentName projectName user startedAt endedAt headlineMetric { key value } }
+    pageInfo { hasNextPage endCursor }
   }
 }`;
+const PAGE = 200;
 
-type Column = { title: string; value: (r: any) => string | number | null };
+/** A column: how to show it, and the property path the hub sorts by (none: sorted here). */
+type Column = { title: string; value: (r: any) => string | number | null; path?: string };
 const COLUMNS: Column[] = [
-  { title: "name", value: (r) => r.name },
-  { title: "status", value: (r) => r.status },
-  { title: "kind", value: (r) => r.runKind },
-  { title: "experiment", value: (r) => r.experimentName ?? "" },
-  { title: "user", value: (r) => r.user ?? "" },
-  { title: "started", value: (r) => r.startedAt ?? "" },
+  { title: "name", value: (r) => r.name, path: "name" },
+  { title: "status", value: (r) => r.status, path: "status" },
+  { title: "kind", value: (r) => r.runKind, path: "kind" },
+  { title: "experiment", value: (r) => r.experimentName ?? "", path: "experiment" },
+  { title: "user", value: (r) => r.user ?? "", path: "user" },
+  { title: "started", value: (r) => r.startedAt ?? "", path: "_created_at" },
   { title: "headline metric", value: (r) => r.headlineMetric?.value ?? null },
 ];
 
@@ -33,29 +36,58 @@ export async function runsView(q: URLSearchParams): Promise<void> {
   statusSelect.addEventListener("change", () => {
     location.hash = statusSelect.value ? `#/runs?status=${statusSelect.value}` : "#/runs";
   });
-  const text = h("input", { id: "run-filter", type: "search", placeholder: "filter by name, experiment, user, param…", "aria-label": "Filter runs" });
+  const text = h("input", { id: "run-filter", type: "search", value: q.get("filter") ?? "", placeholder: "filter by name, experiment, user, param…", "aria-label": "Filter runs" });
   const compare = h("button", { type: "button", id: "compare", disabled: true }, "Compare selected");
   const holder = h("div", { class: "scroll" }, h("p", { class: "muted" }, "Loading…"));
   show("Runs", h("h1", {}, "Runs"), h("div", { class: "controls" }, statusSelect, text, compare), holder);
 
-  const data = await gql(RUNS, { where: status ? { status } : null, n: 500 });
-  const runs: any[] = data.runs.nodes;
-  let sortBy = 5;
-  let descending = true;
+  // sorting by a column the hub can order by asks the hub (all runs, a page at a time);
+  // the headline metric is sorted among the runs loaded
+  const sortParam = q.get("sort") ?? "-started";
+  let descending = sortParam.startsWith("-");
+  let sortBy = Math.max(0, COLUMNS.findIndex((c) => c.title === sortParam.replace(/^-/, "")));
+  const path = COLUMNS[sortBy].path;
+  const vars = { where: status ? { status } : null, n: PAGE, orderBy: path ? [`${descending ? "-" : ""}${path}`, "-_created_at"] : ["-_created_at"] };
+  const first = (await gql(RUNS, vars)).runs;
+  const runs: any[] = [...first.nodes];
+  let next: string | null = first.pageInfo.hasNextPage ? first.pageInfo.endCursor : null;
+  const more = h("button", { type: "button", id: "more-runs" }, "Load more runs");
+  more.addEventListener("click", async () => {
+    const page = (await gql(RUNS, { ...vars, after: next })).runs;
+    runs.push(...page.nodes);
+    next = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
+    render();
+  });
   const chosen = new Set<string>();
+
+  function sortTo(i: number): void {
+    const down = i === sortBy ? !descending : false;
+    if (COLUMNS[i].path) {
+      const p = new URLSearchParams(status ? { status } : {});
+      p.set("sort", `${down ? "-" : ""}${COLUMNS[i].title}`);
+      if (text.value.trim()) p.set("filter", text.value.trim());
+      location.hash = `#/runs?${p}`;
+      return;
+    }
+    descending = down;
+    sortBy = i;
+    render();
+  }
 
   function render(): void {
     const needle = text.value.trim().toLowerCase();
     const shown = runs.filter((r) => !needle || JSON.stringify([r.name, r.experimentName, r.user, r.id, r.properties?.params]).toLowerCase().includes(needle));
     const col = COLUMNS[sortBy];
-    shown.sort((a, b) => {
-      const x = col.value(a), y = col.value(b);
-      const c = x === null ? 1 : y === null ? -1 : typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
-      return descending ? -c : c;
-    });
+    if (!col.path) {
+      shown.sort((a, b) => {
+        const x = col.value(a), y = col.value(b);
+        const c = x === null ? 1 : y === null ? -1 : typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+        return descending ? -c : c;
+      });
+    }
     const head = h("tr", {}, h("th", { scope: "col" }, h("span", { class: "sr-only" }, "select")),
       ...COLUMNS.map((c, i) => h("th", { scope: "col", "aria-sort": i === sortBy ? (descending ? "descending" : "ascending") : "none" },
-        h("button", { type: "button", class: "linkish sort", onclick: () => { descending = i === sortBy ? !descending : false; sortBy = i; render(); } },
+        h("button", { type: "button", class: "linkish sort", onclick: () => sortTo(i) },
           c.title, i === sortBy ? (descending ? " ▼" : " ▲") : ""))));
     const rows = shown.map((r) => {
       const box = h("input", { type: "checkbox", "aria-label": `select ${r.name}`, "data-id": r.id, checked: chosen.has(r.id) });
@@ -68,7 +100,10 @@ export async function runsView(q: URLSearchParams): Promise<void> {
         h("td", {}, r.runKind), h("td", {}, r.experimentName ?? ""), h("td", {}, r.user ?? ""), h("td", {}, when(r.startedAt)),
         h("td", {}, r.headlineMetric ? `${r.headlineMetric.key} ${fmt(r.headlineMetric.value)}` : "—"));
     });
-    holder.replaceChildren(h("table", { id: "runs-table" }, h("caption", {}, `${shown.length} of ${runs.length} runs`), h("thead", {}, head), h("tbody", {}, ...rows)));
+    holder.replaceChildren(
+      h("table", { id: "runs-table" }, h("caption", {}, `${shown.length} of ${runs.length} runs loaded${next ? " (more on the hub)" : ""}`), h("thead", {}, head), h("tbody", {}, ...rows)),
+      next ? more : "",
+    );
   }
   text.addEventListener("input", render);
   compare.addEventListener("click", () => {
