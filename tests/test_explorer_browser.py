@@ -97,13 +97,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     )
     try:
         assert server.stdout is not None
-        url = None
+        url, said = None, []
         for line in server.stdout:  # uvicorn names the port the OS chose
+            said.append(line)
             found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
             if found:
                 url = found.group(1)
                 break
         assert url, "lineagehub serve did not start"
+        assert any("the lineage explorer at http://127.0.0.1:0/" in line for line in said), said
         yield {"url": url, "tokens": tokens, "demo": demo, "folder": folder}
     finally:
         server.terminate()
@@ -153,6 +155,9 @@ def test_explorer_walk_in_a_real_browser(served: dict[str, Any], tmp_path: Path)
 
     # lineage: deeper and both ways finds more; expanding adds nodes; a path is highlighted
     assert 3 <= steps["lineageNodes"] < steps["lineageNodesDeep"]
+    champion = "mv:tumor-classifier/3"
+    assert steps["keyLeft"] and champion in steps["keyLeftNeighbours"]  # one hop upstream
+    assert steps["keyRight"] == champion and steps["keyEnter"].startswith("#/node/run:")
     assert steps["kindsShown"] == ["DATASET_VERSION", "MODEL_VERSION", "RUN"]
     assert "NOT_FOUND" in steps["asOfBefore"]  # as of 2000 the hub knew no such version
     assert "tumor-classifier v3" in steps["deployment"] and "No alerts." in steps["deployment"]

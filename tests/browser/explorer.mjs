@@ -119,8 +119,23 @@ try {
   await page.locator("#graph[data-ready]").waitFor(T);
   report.steps.lineageNodesDeep = await count();
   report.timings.lineageDrawMs = Number(await page.locator("#graph").getAttribute("data-draw-ms"));
+  // keys on the graph: left to an upstream neighbour, right back, Enter opens it
+  await page.locator("#graph").focus();
+  const selected = () => page.evaluate(() => window.__lineage.$("node:selected").id() ?? null);
+  await page.keyboard.press("ArrowLeft");
+  report.steps.keyLeft = await selected();
+  report.steps.keyLeftNeighbours = await page.evaluate(
+    () => window.__lineage.$("node:selected").neighborhood("node").map((n) => n.id()));
+  await page.keyboard.press("ArrowRight");
+  report.steps.keyRight = await selected();
   await page.locator("#nodelist button", { hasText: /^rf-/ }).first().click();  // selected: a panel
   await shot(page, "lineage");
+  await page.locator("#graph").focus();
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => location.hash.startsWith("#/node/run"), null, T);
+  report.steps.keyEnter = await page.evaluate(() => decodeURIComponent(location.hash));
+  await page.goBack();
+  await page.locator("#graph[data-ready]").waitFor(T);
   // node kinds: only runs, dataset versions and model versions
   await page.locator("details summary", { hasText: "Node kinds" }).click();
   for (const kind of ["run", "dataset version", "model version"]) {

@@ -69,9 +69,13 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
   const canvas = h("div", {
     id: "graph",
     class: "graph",
-    role: "img",
-    "aria-label": `Lineage graph of ${root}; the list beside it holds the same nodes`,
+    role: "application",
+    tabindex: 0,
+    "aria-label": `Lineage graph of ${root}. Arrow keys move between nodes (left: upstream, right: downstream, up and down: the same column), Enter opens the node (or ends a path), E expands it, P starts a path; the list beside it holds the same nodes`,
+    "aria-describedby": "graph-keys",
   });
+  const keys = h("p", { id: "graph-keys", class: "muted small" },
+    "Keys on the graph: ← upstream, → downstream, ↑ ↓ within a column, Enter opens (or ends a path started with P), E expands.");
   const panel = h("aside", { class: "panel", "aria-label": "Selected node" }, h("p", { class: "muted" }, "Select a node."));
   const list = h("ul", { class: "nodelist", id: "nodelist", "aria-label": "Nodes in the graph" });
   const info = h("p", { class: "muted", id: "lineage-info" }, "Loading…");
@@ -83,7 +87,7 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
     h("h1", {}, "Lineage of ", h("a", { href: `#/node/${encodeURIComponent(root)}` }, root)),
     form,
     h("p", { class: "actions" }, exportButton, fitButton, clearButton, info),
-    h("div", { class: "graph-layout" }, canvas, h("div", { class: "side" }, panel, h("h2", {}, "Nodes"), list)),
+    h("div", { class: "graph-layout" }, h("div", {}, canvas, keys), h("div", { class: "side" }, panel, h("h2", {}, "Nodes"), list)),
   );
 
   const input: Record<string, unknown> = {
@@ -170,10 +174,12 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
   }
 
   let pathFrom: string | null = null;
-  function select(id: string): void {
+  /** Show a node in the panel; choosing it (a click, the list, not an arrow key's move)
+   *  ends a path started with "Highlight path to…". */
+  function select(id: string, moveOnly = false): void {
     const n = nodes.get(id);
     if (!n) return;
-    if (pathFrom && pathFrom !== id) {
+    if (pathFrom && pathFrom !== id && !moveOnly) {
       void highlight(pathFrom, id);
       pathFrom = null;
     }
@@ -268,6 +274,39 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
   info.textContent = `${nodes.size} nodes, ${cy.edges().length} edges${result.truncated ? ` (truncated: ${result.truncationReason})` : ""}${result.withheld ? `, ${result.withheld} withheld` : ""}.`;
   canvas.dataset.ready = "true";
   cy.on("tap", "node", (ev) => select(ev.target.id()));
+  canvas.addEventListener("keydown", (ev) => {
+    const current = cy.$("node:selected").first().id() || root;
+    const here = cy.getElementById(current);
+    const col = column.get(current) ?? 0;
+    const step: Record<string, number> = { ArrowLeft: -1, ArrowRight: 1 };
+    let target: string | null = null;
+    if (ev.key in step || ev.key === "ArrowUp" || ev.key === "ArrowDown") {
+      const y = here.position("y");
+      const wanted = col + (step[ev.key] ?? 0);
+      const near = here.neighborhood("node").map((n) => n.id());
+      let candidates = [...column].filter(([id, c]) => c === wanted && id !== current).map(([id]) => id);
+      if (ev.key === "ArrowUp") candidates = candidates.filter((id) => cy.getElementById(id).position("y") < y);
+      if (ev.key === "ArrowDown") candidates = candidates.filter((id) => cy.getElementById(id).position("y") > y);
+      if (ev.key in step && candidates.some((id) => near.includes(id))) candidates = candidates.filter((id) => near.includes(id));
+      candidates.sort((a, b) => Math.abs(cy.getElementById(a).position("y") - y) - Math.abs(cy.getElementById(b).position("y") - y));
+      target = candidates[0] ?? null;
+    } else if (ev.key === "Enter") {
+      if (pathFrom && pathFrom !== current) select(current); // ends the path there
+      else location.hash = `#/node/${encodeURIComponent(current)}`;
+    } else if (ev.key === "e" || ev.key === "E") {
+      void expandNode(current);
+    } else if (ev.key === "p" || ev.key === "P") {
+      select(current);
+      document.getElementById("path-from")?.click();
+    } else {
+      return;
+    }
+    ev.preventDefault();
+    if (target) {
+      select(target, true);
+      announce(`${label(nodes.get(target))}, ${kindName(nodes.get(target).kind)}`);
+    }
+  });
   cy.on("dbltap", "node", (ev) => void expandNode(ev.target.id()));
   fitButton.addEventListener("click", fit);
   clearButton.addEventListener("click", () => {
