@@ -80,10 +80,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     demo = _cli(env, "demo", "--out", str(folder / "demo"), "-q")
     env["LINEAGEHUB_POLICIES"] = str(folder / "demo" / "policies.toml")
     _sweep(env)
-    # version 1 asked for Production again: waits for one approval by someone else
-    pending = _cli(env, "promote", "tumor-classifier/1", "--stage", "Production",
-                   "--reason", "the smaller forest", "--deployments", "repoint")  # fmt: skip
-    assert pending["outcome"] == "pending", pending
+    # versions 1 and 2 asked for Production: each waits for one approval by someone else
+    for version in ("1", "2"):
+        pending = _cli(env, "promote", f"tumor-classifier/{version}", "--stage", "Production",
+                       "--reason", "a smaller forest", "--deployments", "repoint")  # fmt: skip
+        assert pending["outcome"] == "pending", pending
     tokens = {}
     for user, role in (("reviewer", "approver"), ("visitor", "viewer")):
         _cli(env, "user", "add", user, "--role", role)
@@ -134,7 +135,11 @@ def test_explorer_walk_in_a_real_browser(served: dict[str, Any], tmp_path: Path)
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
     steps = report["steps"]
-    assert "error" not in report, (report.get("error"), steps)
+    assert "error" not in report, (
+        report.get("error"),
+        report.get("errorPage"),
+        report["consoleErrors"],
+    )
     assert report["blocked"] == [], "the page asked for something outside the hub"
     assert report["pageErrors"] == [], report["pageErrors"]
     # the one console error allowed: the browser logging the 401 that asks for a token
@@ -177,10 +182,12 @@ def test_explorer_walk_in_a_real_browser(served: dict[str, Any], tmp_path: Path)
     diff = {row.split("0.")[0]: row for row in steps["paramsDiff"]}
     assert list(diff) == ["lr"] and "differs" in diff["lr"]  # epochs and optimizer are equal
 
-    # the registry: a viewer is refused, the approver's approval promotes version 1
+    # the registry: a viewer is refused; the approver promotes version 1, rejects version 2
     assert "FORBIDDEN" in steps["viewerRefused"]
-    assert steps["pendingBefore"] == 1 and steps["pendingAfter"] == 0
+    assert steps["pendingBefore"] == 2 and steps["pendingBetween"] == 1
     assert "v1 is now Production" in steps["approved"]
+    assert steps["rejectWithoutReason"] == "Give a reason to reject."
+    assert steps["rejected"] == "Rejected the request for v2." and steps["pendingAfter"] == 0
     promoted = [r for r in steps["history"] if "v1" in r and "→ Production" in r]
     assert promoted and "reviewer" in promoted[0], steps["history"]  # its approver
 

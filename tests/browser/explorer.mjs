@@ -130,11 +130,12 @@ try {
   report.steps.keyRight = await selected();
   await page.locator("#nodelist button", { hasText: /^rf-/ }).first().click();  // selected: a panel
   await shot(page, "lineage");
+  const lineageUrl = page.url();
   await page.locator("#graph").focus();
   await page.keyboard.press("Enter");
   await page.waitForFunction(() => location.hash.startsWith("#/node/run"), null, T);
   report.steps.keyEnter = await page.evaluate(() => decodeURIComponent(location.hash));
-  await page.goBack();
+  await page.goto(lineageUrl);
   await page.locator("#graph[data-ready]").waitFor(T);
   // node kinds: only runs, dataset versions and model versions
   await page.locator("details summary", { hasText: "Node kinds" }).click();
@@ -214,11 +215,20 @@ try {
     await page.goto(`${baseUrl}#/models/tumor-classifier`);
     await page.locator("#pending article").first().waitFor(T);
   }
-  const card = page.locator("#pending article").first();
+  const card = page.locator("#pending article", { hasText: "tumor-classifier v1" });
   await card.locator("input").fill("checked in the explorer");
   await card.locator("button.approve").click();
   await page.locator("#pending .flash").waitFor(T);
   report.steps.approved = await page.locator("#pending .flash").textContent();
+  report.steps.pendingBetween = await page.locator("#pending article").count();
+  // rejecting needs a reason
+  const other = page.locator("#pending article", { hasText: "tumor-classifier v2" });
+  await other.locator("button.reject").click();
+  report.steps.rejectWithoutReason = await other.locator(".error").textContent();
+  await other.locator("input").fill("not better than the champion");
+  await other.locator("button.reject").click();
+  await page.locator("#pending .flash", { hasText: "Rejected" }).waitFor(T);
+  report.steps.rejected = await page.locator("#pending .flash").textContent();
   report.steps.pendingAfter = await page.locator("#pending article").count();
   report.steps.history = await page.locator("#hh ~ div table tbody tr").allTextContents();
 
@@ -240,6 +250,10 @@ try {
   report.steps.cookies = (await context.cookies()).length;
 } catch (e) {
   report.error = String(e.stack || e);
+  for (const p of browser.contexts().flatMap((c) => c.pages())) {
+    report.errorPage = await p.evaluate(() => location.hash + " " + document.querySelector("main")?.innerText.slice(0, 400)).catch(() => null);
+    await p.screenshot({ path: join(shots, "error.png") }).catch(() => {});
+  }
 } finally {
   await browser.close();
 }

@@ -27,6 +27,20 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   return el;
 }
 
+let generation = 0;
+
+/** A new page is being shown (main.ts calls it on every route change). */
+export function newRoute(): void {
+  generation++;
+}
+
+/** Taken when a view starts: false once the user has moved on, so a slow answer for an old
+ *  page does not replace the page now on screen. */
+export function stillCurrent(): () => boolean {
+  const mine = generation;
+  return () => mine === generation;
+}
+
 export function main(): HTMLElement {
   return document.getElementById("main") as HTMLElement;
 }

@@ -2,7 +2,7 @@
 // GraphQL only (api.ts).
 import "./style.css";
 import { ApiError, gql, setToken, token } from "./api";
-import { announce, errorBox, h, show } from "./dom";
+import { announce, errorBox, h, newRoute, show, stillCurrent } from "./dom";
 import { lineageView } from "./views/lineage";
 import { modelsView, modelView } from "./views/models";
 import { nodeView } from "./views/node";
@@ -23,6 +23,7 @@ const routes: [RegExp, Route][] = [
 
 async function route(): Promise<void> {
   announce("");
+  newRoute();
   const raw = location.hash.replace(/^#/, "") || "/";
   const [path, search = ""] = raw.split("?", 2);
   const query = new URLSearchParams(search);
@@ -33,11 +34,16 @@ async function route(): Promise<void> {
       if (a.dataset.nav === r.name) a.setAttribute("aria-current", "page");
       else a.removeAttribute("aria-current");
     }
+    const current = stillCurrent();
     try {
       await r.render(m.slice(1).map(decodeURIComponent), query);
     } catch (e) {
+      if (current !== undefined && !current()) return; // an old page's failure
       if (e instanceof ApiError && e.code === "UNAUTHENTICATED") signIn(e.message);
-      else show("Error", h("h1", {}, "Something went wrong"), errorBox(e));
+      else {
+        console.error(e);
+        show("Error", h("h1", {}, "Something went wrong"), errorBox(e));
+      }
     }
     return;
   }

@@ -30,6 +30,9 @@ const PATH = `query Path($from: String!, $to: String!) {
 }`;
 const NODES = `query Nodes($ids: [ID!]!) { nodes(ids: $ids) { id kind properties } }`;
 
+/** The graph on screen (one at a time). */
+let live: cytoscape.Core | null = null;
+
 type Options = { direction: string; depth: number; kinds: string[]; asOf: string };
 
 export async function lineageView(root: string, q: URLSearchParams): Promise<void> {
@@ -106,18 +109,21 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
     info.replaceChildren(errorBox(e));
     return;
   }
+  if (!canvas.isConnected) return; // the user has moved on
   const started = performance.now();
   const column = new Map<string, number>();
   const nodes = new Map<string, any>();
+  live?.destroy(); // the previous view's graph: its animations and listeners end with it
   const cy = cytoscape({
     container: canvas,
     elements: [],
+    layout: { name: "preset" }, // positions are ours (layout()); no grid layout at start
     style: style(),
-    wheelSensitivity: 0.3,
     minZoom: 0.05,
     maxZoom: 3,
     boxSelectionEnabled: false,
   });
+  live = cy;
   (window as any).__lineage = cy; // for the browser test and the curious
 
   function add(lin: any, from?: string): number {
@@ -321,7 +327,8 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
     a.click();
     a.remove();
   });
-  window.addEventListener("themechange", () => cy.style(style()), { once: false });
+  const restyle = () => (cy.destroyed() ? window.removeEventListener("themechange", restyle) : cy.style(style()));
+  window.addEventListener("themechange", restyle);
 }
 
 function style(): any[] {

@@ -2,7 +2,7 @@
 // history of stage and alias changes, and the promotion requests waiting for approval, with
 // Approve and Reject (the hub refuses them to anyone who is not an approver, and says so).
 import { gql } from "../api";
-import { announce, errorBox, fmt, h, nodeLink, show, table, when } from "../dom";
+import { announce, errorBox, fmt, h, stillCurrent, nodeLink, show, table, when } from "../dom";
 
 const MODELS = `{
   models(first: 500, orderBy: ["name"]) { nodes { id kind properties name owner description versions { version stage aliases } } }
@@ -31,7 +31,9 @@ const REJECT = `mutation Reject($id: ID!, $reason: String!) {
 }`;
 
 export async function modelsView(): Promise<void> {
+  const current = stillCurrent();
   const data = await gql(MODELS + PENDING);
+  if (!current()) return;
   const rows = data.models.nodes.map((m: any) => [
     h("a", { href: `#/models/${encodeURIComponent(m.name)}` }, m.name),
     m.owner ?? "—",
@@ -50,7 +52,9 @@ export async function modelsView(): Promise<void> {
 }
 
 export async function modelView(name: string): Promise<void> {
+  const current = stillCurrent();
   const data = await gql(MODEL + PENDING, { name, ref: `model:${name}` });
+  if (!current()) return;
   const model = data.node;
   if (!model || model.kind !== "MODEL") {
     show("Not found", h("h1", {}, "Not found"), h("p", {}, `No registered model “${name}”.`));

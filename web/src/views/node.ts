@@ -2,7 +2,7 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { gql } from "../api";
-import { fmt, h, kindName, label, nodeLink, show, table, when } from "../dom";
+import { fmt, h, stillCurrent, kindName, label, nodeLink, show, table, when } from "../dom";
 
 const QUERY = `query NodePage($ref: String!) {
   node(ref: $ref) { id kind createdAt updatedAt properties tags }
@@ -22,7 +22,9 @@ const NEIGHBOURS = `query Neighbours($id: String!) {
 }`;
 
 export async function nodeView(ref: string): Promise<void> {
+  const current = stillCurrent();
   const data = await gql(QUERY, { ref });
+  if (!current()) return;
   const node = data.node;
   if (!node) {
     show("Not found", h("h1", {}, "Not found"), h("p", {}, `The hub holds no node “${ref}”.`));

@@ -4,7 +4,7 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { gql } from "../api";
-import { announce, errorBox, fmt, h, label, nodeLink, show, table, when } from "../dom";
+import { announce, errorBox, fmt, h, stillCurrent, label, nodeLink, show, table, when } from "../dom";
 
 const RUNS = `query Runs($where: JSON, $n: Int!, $orderBy: [String!], $after: String) {
   runs(where: $where, first: $n, orderBy: $orderBy, after: $after) {
@@ -122,7 +122,9 @@ const COMPARE = `query Compare($ids: [String!]!) {
 }`;
 
 export async function compareView(ids: string[]): Promise<void> {
+  const current = stillCurrent();
   const data = (await gql(COMPARE, { ids })).compareRuns;
+  if (!current()) return;
   const runs: any[] = data.runs;
   const names = runs.map((r) => label(r));
   const charts = h("div", { class: "charts", id: "charts" }, h("p", { class: "muted" }, "Loading metric series…"));
