@@ -57,9 +57,10 @@ def test_the_page_and_its_files_come_from_the_package(serve: Serve) -> None:
     assert "frame-ancestors 'none'" in csp and page.headers["x-frame-options"] == "DENY"
     links = re.findall(r'(?:src|href)="([^"]+)"', page.text)
     assets = [link for link in links if link.startswith("/explorer/")]
-    # its own two files; every other link is a route of the app (#/...) or GraphiQL
+    # its own two files; every other link is a route of the app (#/...), GraphiQL, or the
+    # empty icon (data:, so the browser asks for no /favicon.ico)
     assert sorted(assets) == ["/explorer/explorer.css", "/explorer/explorer.js"]
-    assert set(links) - set(assets) <= {"#main", "#/", "#/runs", "#/models", "/graphql"}
+    assert set(links) - set(assets) <= {"#main", "#/", "#/runs", "#/models", "/graphql", "data:,"}
     assert "<script>" not in page.text  # no inline script: the CSP forbids them
     for link in assets:
         asset = http.get(link)

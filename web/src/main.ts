@@ -13,8 +13,8 @@ type Route = { name: string; render: (args: string[], query: URLSearchParams) =>
 
 const routes: [RegExp, Route][] = [
   [/^\/?$/, { name: "search", render: (_a, q) => searchView(q.get("q") ?? "") }],
-  [/^\/node\/(.+)$/, { name: "search", render: ([id]) => nodeView(id) }],
-  [/^\/lineage\/(.+)$/, { name: "search", render: ([id], q) => lineageView(id, q) }],
+  [/^\/node\/(.+)$/, { name: "", render: ([id]) => nodeView(id) }],
+  [/^\/lineage\/(.+)$/, { name: "", render: ([id], q) => lineageView(id, q) }],
   [/^\/runs$/, { name: "runs", render: (_a, q) => runsView(q) }],
   [/^\/compare\/(.+)$/, { name: "runs", render: ([ids]) => compareView(ids.split(",")) }],
   [/^\/models$/, { name: "models", render: () => modelsView() }],
@@ -111,7 +111,9 @@ document.getElementById("theme")!.addEventListener("click", () => {
   const dark = document.documentElement.dataset.theme !== "dark";
   localStorage.setItem("lineagehub.theme", dark ? "dark" : "light");
   theme();
-  window.dispatchEvent(new Event("themechange"));
+  window.dispatchEvent(new Event("themechange")); // the graph restyles itself
+  // charts take their colours when drawn: draw the pages that have them again
+  if (/^#\/(compare|node)\//.test(location.hash)) void route();
 });
 document.getElementById("signout")!.addEventListener("click", () => {
   setToken(null);
