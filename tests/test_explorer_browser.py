@@ -1,14 +1,15 @@
 """The lineage explorer in a real browser: headless Chromium (Debian's ``/usr/bin/chromium``,
 driven by npm ``playwright-core`` from ``tests/browser``) against a real ``lineagehub serve``
-(a subprocess on a free port, tokens required) of the demo's hub, with every request to
-anything but the hub blocked (offline).
+(a subprocess on a free port, tokens required) of the demo's hub, on SQLite and on Neo4j,
+with every request to anything but the hub blocked (offline).
 
 The walk (``tests/browser/explorer.mjs``): sign in with a token, search (keyboard only too),
 open the champion model version, walk its lineage (deeper, expand a node, highlight a path,
 export a PNG), filter, sort and compare two runs (metric charts over steps, params diff), try
 to approve a pending promotion as a viewer (refused) then as an approver (promoted), switch to
 the dark theme; labels and secrets are checked on the way. Screenshots go to
-``$EXPLORER_SHOTS`` (default: the test's temporary folder); docs/explorer/ holds the best.
+``$EXPLORER_SHOTS/<backend>/`` (default: the test's temporary folder); docs/explorer/ holds
+the best.
 
 Needs ``/usr/bin/chromium``, ``node`` and ``npm``; skips naming what is missing (under CI,
 which installs them, fails instead)."""
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import fresh_store_uri
 from test_graphiql_browser import CHROMIUM, HERE, _node
 
 pytest.importorskip("sklearn", reason="the demo trains scikit-learn models (the sklearn extra)")
@@ -65,15 +67,16 @@ with Client() as client:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The demo's hub, two swept runs, a pending promotion, a viewer and an approver with
-    tokens, served by ``lineagehub serve --port 0`` with tokens required."""
-    folder = tmp_path_factory.mktemp("explorer")
+@pytest.fixture
+def served(store_backend: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The demo's hub on each backend, two swept runs, pending promotions, a viewer and an
+    approver with tokens, served by ``lineagehub serve --port 0`` with tokens required."""
+    folder = tmp_path / "hub"
+    folder.mkdir()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("LINEAGEHUB_")},
         "LINEAGEHUB_DATA_DIR": str(folder),
-        "LINEAGEHUB_STORE": f"sqlite:///{folder / 'hub.db'}",
+        "LINEAGEHUB_STORE": fresh_store_uri(store_backend, folder),
         "LINEAGEHUB_ARTIFACTS": (folder / "artifacts").as_uri(),
         "LINEAGEHUB_USER": "trainer",
     }
@@ -114,9 +117,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 
 @pytest.mark.slow
-def test_explorer_walk_in_a_real_browser(served: dict[str, Any], tmp_path: Path) -> None:
+def test_explorer_walk_in_a_real_browser(
+    served: dict[str, Any], store_backend: str, tmp_path: Path
+) -> None:
     node = _node()
-    shots = Path(os.environ.get("EXPLORER_SHOTS") or tmp_path / "shots")
+    shots = Path(os.environ.get("EXPLORER_SHOTS") or tmp_path / "shots") / store_backend
     done = subprocess.run(
         [node, str(HERE / "explorer.mjs"), served["url"] + "/", str(CHROMIUM)],
         capture_output=True,
