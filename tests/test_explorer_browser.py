@@ -168,6 +168,7 @@ def test_explorer_walk_in_a_real_browser(
     champion = "mv:tumor-classifier/3"
     assert steps["keyLeft"] and champion in steps["keyLeftNeighbours"]  # one hop upstream
     assert steps["keyRight"] == champion and steps["keyEnter"].startswith("#/node/run:")
+    assert steps["oneRunCharts"] >= 5 and steps["oneRunParams"] >= 3  # rf-80-trees alone
     assert steps["kindsShown"] == ["DATASET_VERSION", "MODEL_VERSION", "RUN"]
     assert "NOT_FOUND" in steps["asOfBefore"]  # as of 2000 the hub knew no such version
     assert "tumor-classifier v3" in steps["deployment"] and "No alerts." in steps["deployment"]

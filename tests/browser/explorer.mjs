@@ -135,6 +135,11 @@ try {
   await page.keyboard.press("Enter");
   await page.waitForFunction(() => location.hash.startsWith("#/node/run"), null, T);
   report.steps.keyEnter = await page.evaluate(() => decodeURIComponent(location.hash));
+  // the run's own metrics (one run: its charts and params)
+  await page.getByRole("link", { name: "Metrics" }).click();
+  await page.locator("#charts[data-ready]").waitFor(T);
+  report.steps.oneRunCharts = await page.locator("#charts figure").count();
+  report.steps.oneRunParams = await page.locator("#params-diff tbody tr").count();
   await page.goto(lineageUrl);
   await page.locator("#graph[data-ready]").waitFor(T);
   // node kinds: only runs, dataset versions and model versions

@@ -121,14 +121,28 @@ const COMPARE = `query Compare($ids: [String!]!) {
   }
 }`;
 
+const ONE = `query OneRun($id: ID!) { run(id: $id) { id kind properties params metrics { key last min max } } }`;
+
+/** One run in the shape of a comparison (the API compares 2 to 50): its metrics and params. */
+async function oneRun(id: string): Promise<any> {
+  const run = (await gql(ONE, { id })).run;
+  return {
+    runs: [run],
+    params: Object.entries(run.params ?? {}).map(([key, v]) => ({ key, values: [v], differs: false })),
+    metrics: run.metrics.map((m: any) => ({ key: m.key, last: [m.last], min: [m.min], max: [m.max], differs: false })),
+    codeDiffers: false,
+    environmentDiffers: false,
+  };
+}
+
 export async function compareView(ids: string[]): Promise<void> {
   const current = stillCurrent();
-  const data = (await gql(COMPARE, { ids })).compareRuns;
+  const data = ids.length > 1 ? (await gql(COMPARE, { ids })).compareRuns : await oneRun(ids[0]);
   if (!current()) return;
   const runs: any[] = data.runs;
   const names = runs.map((r) => label(r));
   const charts = h("div", { class: "charts", id: "charts" }, h("p", { class: "muted" }, "Loading metric series…"));
-  const onlyDiff = h("input", { type: "checkbox", id: "only-diff", checked: true });
+  const onlyDiff = h("input", { type: "checkbox", id: "only-diff", checked: ids.length > 1 });
   const params = h("div", { class: "scroll" });
   function renderParams(): void {
     const rows = data.params.filter((p: any) => !onlyDiff.checked || p.differs)
@@ -144,7 +158,7 @@ export async function compareView(ids: string[]): Promise<void> {
     "Compare runs",
     h("h1", {}, runs.length > 1 ? `Comparing ${runs.length} runs` : `Run ${names[0]}`),
     h("ul", { class: "inline" }, ...runs.map((r) => h("li", {}, nodeLink(r)))),
-    h("p", {}, `Code ${data.codeDiffers ? "differs" : "is the same"}; environment ${data.environmentDiffers ? "differs" : "is the same"}.`),
+    runs.length > 1 ? h("p", {}, `Code ${data.codeDiffers ? "differs" : "is the same"}; environment ${data.environmentDiffers ? "differs" : "is the same"}.`) : null,
     h("section", { "aria-labelledby": "ch" }, h("h2", { id: "ch" }, "Metrics over steps"), charts),
     h("section", { "aria-labelledby": "pd" }, h("h2", { id: "pd" }, "Parameters"), h("label", { class: "check" }, onlyDiff, "only those that differ"), params),
     h("section", { "aria-labelledby": "md" }, h("h2", { id: "md" }, "Metrics"), h("div", { class: "scroll" }, metrics)),
