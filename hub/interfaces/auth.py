@@ -8,7 +8,7 @@ caller as the configured user, with every right (for a loopback address only: se
 :func:`check_serve`).
 
 :class:`AuthMiddleware` reads ``Authorization: Bearer <credential>`` on every route but
-``/health`` and puts the caller on ``request.state.principal``. A missing, malformed,
+``/health`` and the pages' files (:data:`OPEN_PATHS`, :data:`OPEN_PREFIXES`) and puts the caller on ``request.state.principal``. A missing, malformed,
 unknown, expired or revoked credential, or a disabled user, gets 401 with
 ``WWW-Authenticate: Bearer`` and the error shaped as GraphQL errors are (code
 ``UNAUTHENTICATED``); a caller over ``LINEAGEHUB_RATE_LIMIT`` requests a minute gets 429 with

@@ -18,7 +18,8 @@ Routes:
 - ``GET /export/lineage/{ref}.{ext}``: the lineage around ``ref`` as a picture or a file
   (:mod:`lineagehub.services.export`); the query string takes the lineage query's options.
 
-With ``Settings.auth`` set, every route but ``/health`` takes ``Authorization: Bearer``
+With ``Settings.auth`` set, every route but ``/health`` and the pages' own files (GraphiQL's,
+the explorer's: no data in them) takes ``Authorization: Bearer``
 (an API token or an OIDC JWT) and acts as its principal; 401 without one
 (:mod:`lineagehub.interfaces.auth`).
 
