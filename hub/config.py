@@ -185,6 +185,11 @@ class Settings(BaseSettings):
         description="Serve GraphiQL (the in-browser query editor, from the package's own "
         "files) at /graphql; false: the page and its assets answer 404.",
     )
+    explorer: bool = Field(
+        default=True,
+        description="Serve the lineage explorer (the web page for search, lineage, runs and "
+        "the registry, from the package's own files) at /; false: it answers 404.",
+    )
 
     @field_validator("webhooks", mode="before")
     @classmethod

@@ -61,6 +61,9 @@ def test_wheel_installs_one_import_package(wheel: Path) -> None:
         "LICENSE.react.txt",
     ):
         assert f"lineagehub/interfaces/static/graphiql/{name}" in names, name
+    # and the lineage explorer's build (web/), so a pip install serves it with no Node.js
+    for name in ("index.html", "explorer.js", "explorer.css", "LICENSES.txt", "build.json"):
+        assert f"lineagehub/interfaces/static/explorer/{name}" in names, name
     # every module of the wheel is one of the source tree (see package-dir in pyproject.toml)
     folders = {
         "lineagehub": ROOT / "hub",

@@ -8,7 +8,7 @@ caller as the configured user, with every right (for a loopback address only: se
 :func:`check_serve`).
 
 :class:`AuthMiddleware` reads ``Authorization: Bearer <credential>`` on every route but
-``/health`` and puts the caller on ``request.state.principal``. A missing, malformed,
+``/health`` and the pages' files (:data:`OPEN_PATHS`, :data:`OPEN_PREFIXES`) and puts the caller on ``request.state.principal``. A missing, malformed,
 unknown, expired or revoked credential, or a disabled user, gets 401 with
 ``WWW-Authenticate: Bearer`` and the error shaped as GraphQL errors are (code
 ``UNAUTHENTICATED``); a caller over ``LINEAGEHUB_RATE_LIMIT`` requests a minute gets 429 with
@@ -49,8 +49,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Routes anyone may call.
-OPEN_PATHS = frozenset({"/health"})
+#: Routes anyone may call: the health check, and the pages and files of GraphiQL and the
+#: explorer (the package's own files, no data: their calls to /graphql carry the token).
+OPEN_PATHS = frozenset({"/health", "/"})
+OPEN_PREFIXES = ("/graphiql/", "/explorer/")
 #: Refusals (failed logins, denials) written to the audit log per minute, at most.
 AUDIT_PER_MINUTE = 30
 #: The signature algorithms accepted for OIDC tokens (asymmetric only: never "none" or HS*).
@@ -277,7 +279,7 @@ class AuthMiddleware:
         if scope["type"] == "websocket" and self.authenticator is not None:
             await send({"type": "websocket.close", "code": 1008})  # no route takes them
             return
-        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+        if scope["type"] != "http" or _open(str(scope.get("path", ""))):
             await self.app(scope, receive, send)
             return
         path = str(scope.get("path", ""))
@@ -336,6 +338,10 @@ class AuthMiddleware:
             await send(message)
 
         await self.app(scope, receive, watched)
+
+
+def _open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def _graphiql_page(scope: Scope) -> bool:

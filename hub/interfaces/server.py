@@ -12,10 +12,14 @@ Routes:
   ``{"digest", "size", "created"}``.
 - ``GET /artifacts/{digest}``: download, streamed; ``HEAD`` says whether it exists.
 - ``GET /health``: ``{"status": "ok", ...}`` once the store answers, else 503.
+- ``GET /``: the lineage explorer, a single-page app built from ``web/`` into the package
+  (``static/explorer/``, its files under ``GET /explorer/...``); it holds no data and calls
+  ``/graphql`` with the token the user signs in with (``Settings.explorer`` false: 404).
 - ``GET /export/lineage/{ref}.{ext}``: the lineage around ``ref`` as a picture or a file
   (:mod:`lineagehub.services.export`); the query string takes the lineage query's options.
 
-With ``Settings.auth`` set, every route but ``/health`` takes ``Authorization: Bearer``
+With ``Settings.auth`` set, every route but ``/health`` and the pages' own files (GraphiQL's,
+the explorer's: no data in them) takes ``Authorization: Bearer``
 (an API token or an OIDC JWT) and acts as its principal; 401 without one
 (:mod:`lineagehub.interfaces.auth`).
 
@@ -481,6 +485,43 @@ async def _graphiql_asset(request: Request) -> Response:
     )
 
 
+#: The lineage explorer's build (``npm run build`` in ``web/`` writes it; see web/README.md).
+EXPLORER_DIR = Path(__file__).parent / "static" / "explorer"
+#: The files under ``/explorer/`` (nothing else of the folder is served).
+EXPLORER_ASSETS = {
+    "explorer.js": "text/javascript",
+    "explorer.css": "text/css",
+    "LICENSES.txt": "text/plain",
+}
+#: As GraphiQL's, with pictures from ``data:`` and ``blob:`` URLs (the graph's PNG export).
+EXPLORER_HEADERS = {
+    **GRAPHIQL_HEADERS,
+    "content-security-policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+}
+
+
+async def _explorer_page(request: Request) -> Response:
+    """The explorer's page (no data in it: the app asks ``/graphql`` once loaded)."""
+    return FileResponse(
+        EXPLORER_DIR / "index.html",
+        media_type="text/html",
+        headers={**EXPLORER_HEADERS, "cache-control": "no-cache"},
+    )
+
+
+async def _explorer_asset(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in EXPLORER_ASSETS:
+        raise HTTPException(404, "Not Found")
+    return FileResponse(
+        EXPLORER_DIR / name,
+        media_type=EXPLORER_ASSETS[name],
+        headers={**EXPLORER_HEADERS, "cache-control": "no-cache"},
+    )
+
+
 class _CORS(CORSMiddleware):
     """Starlette's CORS, with a refused preflight coded as every other refusal."""
 
@@ -707,6 +748,9 @@ def create_app(
     ]
     if settings.graphiql:  # the page's scripts and styles, from the package (no CDN)
         routes.append(Route("/graphiql/{name}", _graphiql_asset, methods=["GET", "HEAD"]))
+    if settings.explorer:  # the lineage explorer's page and files, from the package
+        routes.append(Route("/", _explorer_page, methods=["GET", "HEAD"]))
+        routes.append(Route("/explorer/{name}", _explorer_asset, methods=["GET", "HEAD"]))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

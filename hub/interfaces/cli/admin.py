@@ -99,6 +99,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"/graphql (store {uri}, artifacts {redact(settings.artifact_uri)})",
         file=sys.stderr,
     )
+    if settings.explorer:
+        print(
+            f"lineagehub: the lineage explorer at {scheme}://{args.host}:{args.port}/",
+            file=sys.stderr,
+        )
     if notice:
         print(f"lineagehub: {notice}", file=sys.stderr)
     uvicorn.run(
