@@ -1004,7 +1004,7 @@ def column_lineage(
     """Which columns depend on ``column`` of ``dataset`` (``downstream``), or which it
     depends on (upstream), over column-level ``DERIVED_FROM`` edges, ``depth`` hops at
     most. ``dataset`` is a dataset version id, a dataset id (``dataset:<ns>/<name>``:
-    every version of it) or ``<namespace>/<name>``'s dataset id parts."""
+    every version of it) or a reference to a version (``dataset:<ns>/<name>@latest``)."""
     if not isinstance(column, str) or not column:
         raise ValidationError("column: give a column name", field="column")
     if not 1 <= depth <= 20:
@@ -1063,6 +1063,10 @@ def _versions_of(store: GraphStore, ref: str) -> list[str]:
     if not isinstance(ref, str) or not ref:
         raise ValidationError("dataset: give a dataset or dataset version id", field="dataset")
     node = store.get_nodes([ref])[0]
+    if node is None:  # a reference: dataset:<ns>/<name>@latest, @sha256:..., @<prefix>
+        from lineagehub.services.lineage import LineageService
+
+        node = store.get_nodes([LineageService(store).resolve(ref)])[0]
     if node is None:
         raise NotFoundError(f"dataset: nothing with id {ref!r}", ids=[ref])
     if node.label == NodeKind.DATASET_VERSION.value:
