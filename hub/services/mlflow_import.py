@@ -48,6 +48,7 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -234,12 +235,14 @@ class MlflowImporter:
         copy_artifacts: bool = True,
         incremental: bool = True,
         progress: Progress | None = None,
+        workers: int = 8,
     ) -> ImportSummary:
         """Import everything ``source`` holds (see the module's table); returns the summary.
 
         ``copy_artifacts`` copies run, logged-model and model-version artifacts into the
         artifact store; ``False`` references them. ``incremental`` skips runs imported before
-        that had finished then (same status and end time)."""
+        that had finished then (same status and end time). ``workers`` threads read runs'
+        metric histories and artifact lists from MLflow at once."""
         client_cls = _mlflow()
         uri = tracking_uri(source)
         if uri.startswith("file:"):
@@ -287,9 +290,27 @@ class MlflowImporter:
             for n in self.store.get_nodes([f"run:mlflow-{r.info.run_id}" for _, r in runs])
             if n is not None
         }
-        for i, (experiment, r) in enumerate(runs):
-            tick("runs", i, len(runs))
-            self._run(client, summary, experiment, r, known, nodes, edges, points, copy_artifacts, incremental)  # fmt: skip
+
+        def read(item: tuple[Experiment, Any]) -> _Fetched | None:
+            # what a run needs from MLflow besides itself: one call per metric key and per
+            # artifact folder, made by several threads at once (a server's round trips
+            # overlap; a database answers several readers)
+            r = item[1]
+            if incremental and _unchanged(known.get(f"run:mlflow-{r.info.run_id}"), r):
+                return None
+            keys = [k for k in (r.data.metrics or {}) if _key_ok(k)]
+            history = {k: client.get_metric_history(r.info.run_id, k) for k in keys}
+            files, error = _list_files(client, r.info.run_id)
+            return _Fetched(history, files, error)
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for i, (item, fetched) in enumerate(zip(runs, pool.map(read, runs))):
+                tick("runs", i, len(runs))
+                experiment, r = item
+                if fetched is None:
+                    summary.runs_unchanged += 1
+                    continue
+                self._run(client, summary, experiment, r, fetched, nodes, edges, points, copy_artifacts)  # fmt: skip
         tick("runs", len(runs), len(runs))
         run_ids = {f"run:mlflow-{r.info.run_id}" for _, r in runs}
         for exp in experiments:
@@ -336,26 +357,16 @@ class MlflowImporter:
         summary: ImportSummary,
         experiment: Experiment,
         r: Any,
-        known: Mapping[str, Node],
+        fetched: _Fetched,
         nodes: dict[str, Node],
         edges: dict[str, Edge],
         points: list[SeriesPoint],
         copy_artifacts: bool,
-        incremental: bool,
     ) -> None:
         info, data = r.info, r.data
         run_id = f"run:mlflow-{info.run_id}"
         status = _STATUS.get(str(info.status), RunStatus.KILLED)
         ended = _time(info.end_time)
-        before = known.get(run_id)
-        if (
-            incremental
-            and before is not None
-            and before.props.get("status") == status.value != RunStatus.RUNNING.value
-            and before.props.get("ended_at") == (to_iso(ended) if ended else None)
-        ):
-            summary.runs_unchanged += 1
-            return
         tags = dict(data.tags or {})
         params: dict[str, Any] = {}
         for key, value in (data.params or {}).items():
@@ -410,7 +421,7 @@ class MlflowImporter:
             nodes.setdefault(commit.node_id, commit.to_node())
             edges_add(edges, _edge(EdgeKind.RAN_CODE, run_id, commit.node_id))
         for key in last:
-            for m in client.get_metric_history(info.run_id, key):
+            for m in fetched.history.get(key, ()):
                 points.append(
                     SeriesPoint(run_id, key, int(m.step), float(m.value), _time(m.timestamp))
                 )
@@ -419,7 +430,9 @@ class MlflowImporter:
             summary.skip("metric", f"{info.run_id}/{key}", "not a key the hub takes")
         for item in getattr(r.inputs, "dataset_inputs", None) or ():
             self._dataset_input(summary, run_id, item, nodes, edges)
-        self._run_artifacts(client, summary, info, run_id, nodes, edges, copy_artifacts)
+        if fetched.error is not None:
+            summary.skip("artifacts", info.run_id, f"could not be listed: {fetched.error}"[:300])
+        self._run_artifacts(summary, info, run_id, fetched.files, nodes, edges, copy_artifacts)
 
     def _dataset_input(
         self,
@@ -511,25 +524,14 @@ class MlflowImporter:
 
     def _run_artifacts(
         self,
-        client: Any,
         summary: ImportSummary,
         info: Any,
         run_id: str,
+        files: list[Any],
         nodes: dict[str, Node],
         edges: dict[str, Edge],
         copy_artifacts: bool,
     ) -> None:
-        stack = [None]
-        files: list[Any] = []
-        while stack:
-            path = stack.pop()
-            try:
-                listed = client.list_artifacts(info.run_id, path)
-            except Exception as e:
-                summary.skip("artifacts", info.run_id, f"could not be listed: {e}"[:300])
-                return
-            for f in listed:
-                (stack.append(f.path) if f.is_dir else files.append(f))
         for f in files:
             uri = f"{info.artifact_uri.rstrip('/')}/{f.path}"
             found = self._fetch(summary, uri, copy_artifacts)
@@ -693,6 +695,46 @@ class MlflowImporter:
             assert run_id is not None
             edges_add(edges, _edge(EdgeKind.GENERATED_BY, version.node_id, run_id))
             edges_add(edges, _edge(EdgeKind.GENERATED_BY, artifact.node_id, run_id, f"model:{model.name}", name=f"model:{model.name}"))  # fmt: skip
+
+
+@dataclass
+class _Fetched:
+    """What one run needs from MLflow besides the run itself."""
+
+    history: dict[str, list[Any]]
+    files: list[Any]
+    error: str | None
+
+
+def _unchanged(before: Node | None, r: Any) -> bool:
+    """Whether the hub has this run as it is: finished then, with the same end time."""
+    if before is None:
+        return False
+    status = _STATUS.get(str(r.info.status), RunStatus.KILLED)
+    ended = _time(r.info.end_time)
+    return before.props.get(
+        "status"
+    ) == status.value != RunStatus.RUNNING.value and before.props.get("ended_at") == (
+        to_iso(ended) if ended else None
+    )
+
+
+def _list_files(client: Any, run_id: str) -> tuple[list[Any], str | None]:
+    """Every artifact file of a run (folders walked); the error when they cannot be listed."""
+    stack: list[str | None] = [None]
+    files: list[Any] = []
+    while stack:
+        path = stack.pop()
+        try:
+            listed = client.list_artifacts(run_id, path)
+        except Exception as e:  # MLflow raises many kinds: a store down, a missing folder
+            return files, f"{type(e).__name__}: {e}"
+        for f in listed:
+            if f.is_dir:
+                stack.append(f.path)
+            else:
+                files.append(f)
+    return files, None
 
 
 def edges_add(edges: dict[str, Edge], edge: Edge) -> None:
