@@ -75,7 +75,6 @@ from lineagehub.vocabulary import (
     RunKind,
     RunStatus,
     UsedRole,
-    link,
 )
 
 if TYPE_CHECKING:
@@ -381,6 +380,12 @@ def _digest(*parts: str) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def _version_id(dataset: Dataset, digest: str) -> str:
+    """The id :class:`DatasetVersion` gives the version ``digest`` of ``dataset`` (built here
+    without the model: it is asked for several times an event)."""
+    return f"dsv:{dataset.node_id.removeprefix('dataset:')}@{digest}"
+
+
 def _prefixed(e: ValidationError, where: str) -> ValidationError:
     name = f"{where}.{e.field}" if e.field else where
     return ValidationError(f"{where}: {e.message}", field=name)
@@ -395,6 +400,8 @@ class _Batch:
         self.summary = IngestSummary()
         #: per run: the dataset version it used, by (namespace, name)
         self.used: dict[str, dict[tuple[str, str], str]] = {}
+        #: nodes read from the store in this call (every write of the call is in ``nodes``)
+        self.read: dict[str, Node | None] = {}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -518,6 +525,7 @@ class OpenLineageService:
             )
         batch = _Batch()
         with self.store.transaction():
+            self._prefetch(batch, events)
             for i, (event, kind) in enumerate(zip(events, kinds)):
                 where = f"events[{i}]" if many else ""
                 try:
@@ -582,7 +590,27 @@ class OpenLineageService:
     def _node(self, batch: _Batch, node_id: str) -> Node | None:
         if node_id in batch.nodes:
             return batch.nodes[node_id]
-        return self.store.get_nodes([node_id])[0]
+        if node_id not in batch.read:
+            batch.read[node_id] = self.store.get_nodes([node_id])[0]
+        return batch.read[node_id]
+
+    def _prefetch(self, batch: _Batch, events: Sequence[Mapping[str, Any]]) -> None:
+        """Read the runs, jobs and datasets the events name in one query, not one each."""
+        ids: list[str] = []
+        for e in events:
+            try:
+                if "run" in e:
+                    ids.append("run:" + str(uuid.UUID(e["run"]["runId"])))
+                job = e.get("job")
+                if job:
+                    ids.append(_job_models(job["namespace"], job["name"])[1].node_id)
+                for item in [*(e.get("inputs") or ()), *(e.get("outputs") or ())]:
+                    ids.append(_dataset_model(item["namespace"], item["name"]).node_id)
+            except (ValidationError, KeyError, TypeError, ValueError):
+                continue  # the mapping names the field
+        wanted = [i for i in dict.fromkeys(ids) if i not in batch.read]
+        for i, node in zip(wanted, self.store.get_nodes(wanted)):
+            batch.read[i] = node
 
     def _put(self, batch: _Batch, node: Node) -> None:
         batch.nodes[node.id] = node
@@ -800,16 +828,16 @@ class OpenLineageService:
         self, batch: _Batch, dataset: Dataset, digest: str, facets: Mapping[str, Any] | None
     ) -> str:
         """The id of the version ``digest`` of ``dataset``, written if new."""
-        version = DatasetVersion(namespace=dataset.namespace, name=dataset.name, digest=digest)
-        existing = self._node(batch, version.node_id)
-        if existing is None:
+        version_id = _version_id(dataset, digest)
+        if self._node(batch, version_id) is None:
+            version = DatasetVersion(namespace=dataset.namespace, name=dataset.name, digest=digest)
             node = version.to_node()
             if facets:
                 node.props["facets"] = dict(facets)
             self._put(batch, node)
             self._link(batch, _edge(EdgeKind.VERSION_OF, version.node_id, dataset.node_id))
             batch.summary.versions.append(version.node_id)
-        return version.node_id
+        return version_id
 
     def _input_version(
         self,
@@ -836,7 +864,7 @@ class OpenLineageService:
     def _output_id(dataset: Dataset, run_id: str, named: str | None) -> str:
         key = (dataset.namespace, dataset.name)
         digest = _digest(*key, "version", named) if named else _digest(*key, "run", run_id)
-        return DatasetVersion(namespace=dataset.namespace, name=dataset.name, digest=digest).node_id
+        return _version_id(dataset, digest)
 
     def _output(
         self,
@@ -961,10 +989,10 @@ class OpenLineageService:
         for target, columns in by_source.items():
             if target == version_id:
                 continue
-            self._link(
+            self._link(  # columns: JSON already checked with the event (check_json)
                 batch,
-                link(EdgeKind.DERIVED_FROM, version_id, "DatasetVersion", target,
-                     "DatasetVersion", event_time=when, asserted_by=producer, columns=columns),
+                _edge(EdgeKind.DERIVED_FROM, version_id, target, event_time=when,
+                      asserted_by=producer, columns=columns),
             )  # fmt: skip
             batch.summary.column_edges += 1
 
