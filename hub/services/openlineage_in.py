@@ -48,7 +48,7 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -271,45 +271,37 @@ def check_json(event: Any, where: str = "") -> None:
     """What the graph keeps must be JSON: no NaN or infinities, integers within 64 bits,
     string keys, nested at most :data:`_MAX_DEPTH` levels (one pass over the event, so the
     facets need no second check when they are stored)."""
+    name = where or "event"
     stack: list[tuple[Any, int]] = [(event, 0)]
     while stack:
         value, depth = stack.pop()
+        if depth >= _MAX_DEPTH:
+            raise ValidationError(f"{name}: nested deeper than {_MAX_DEPTH} levels", field=name)
         if isinstance(value, dict):
-            if depth >= _MAX_DEPTH:
-                raise ValidationError(
-                    f"{where or 'event'}: nested deeper than {_MAX_DEPTH} levels",
-                    field=where or "event",
-                )
-            for k, v in value.items():
-                if not isinstance(k, str):
+            for k in value:
+                if type(k) is not str:
+                    raise ValidationError(f"{name}: key {k!r:.40} is not a string", field=name)
+            items: Iterable[Any] = value.values()
+        else:
+            items = value
+        for v in items:
+            t = type(v)
+            if t is str or t is bool or v is None:
+                continue
+            if t is dict or t is list:
+                stack.append((v, depth + 1))
+            elif t is float:
+                if not math.isfinite(v):
+                    raise ValidationError(f"{name}: {v} is not a JSON number", field=name)
+            elif t is int:
+                if not _INT64[0] <= v <= _INT64[1]:
                     raise ValidationError(
-                        f"{where or 'event'}: key {k!r:.40} is not a string", field=where or "event"
+                        f"{name}: the integer {v} does not fit 64 bits", field=name
                     )
-                if isinstance(v, (dict, list)) or (
-                    isinstance(v, (float, int)) and not isinstance(v, bool)
-                ):
-                    stack.append((v, depth + 1))
-        elif isinstance(value, list):
-            if depth >= _MAX_DEPTH:
-                raise ValidationError(
-                    f"{where or 'event'}: nested deeper than {_MAX_DEPTH} levels",
-                    field=where or "event",
-                )
-            stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list, float, int)))
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ValidationError(
-                f"{where or 'event'}: {value} is not a JSON number", field=where or "event"
-            )
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if not _INT64[0] <= value <= _INT64[1]:
-                raise ValidationError(
-                    f"{where or 'event'}: the integer {value} does not fit 64 bits",
-                    field=where or "event",
-                )
-        elif value is not None and not isinstance(value, (str, bool)):
-            raise ValidationError(
-                f"{where or 'event'}: {type(value).__name__} is not JSON", field=where or "event"
-            )
+            elif isinstance(v, (dict, list, tuple)):  # built in process: subclasses too
+                stack.append((v, depth + 1))
+            else:
+                raise ValidationError(f"{name}: {t.__name__} is not JSON", field=name)
 
 
 def decode_events(body: bytes | str) -> list[dict[str, Any]]:
