@@ -192,6 +192,17 @@ def test_every_value_of_an_mlflow_store_arrives(
     assert {label: store.count_nodes(label) for label in counts} == counts
     assert len(store.read_series(f"run:mlflow-{first}", "loss")) == 20
 
+    # a run logged since: only it is read (incremental)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    new = client.create_run(client.get_experiment_by_name("churn").experiment_id)
+    client.log_metric(new.info.run_id, "loss", 0.5, step=0)
+    client.set_terminated(new.info.run_id)
+    later = importer.run(source)
+    assert (later.runs, later.runs_unchanged, later.metric_points) == (1, 3, 1)
+    assert store.get_node(f"run:mlflow-{new.info.run_id}").props["metrics"] == {"loss": 0.5}
+
 
 def test_what_cannot_be_mapped_is_reported_and_the_rest_imported(
     hub: tuple[GraphStore, Any], tmp_path: Path

@@ -490,3 +490,46 @@ def test_a_bad_event_in_process_is_a_validation_error_naming_the_field(hub: Hub)
         hub.service.ingest([_event(), bad])
     assert e.value.field == "events[1].outputs[0].facets.columnLineage.fields.x.inputFields"
     assert hub.store.count_nodes("Run") == 0
+
+
+def test_job_and_dataset_events_and_unknown_facets_are_kept(hub: Hub) -> None:
+    facet = {"_producer": PRODUCER, "_schemaURL": "https://acme.example/facets/Cost.json"}
+    job_event = {
+        "eventTime": T0.isoformat(),
+        "producer": PRODUCER,
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/JobEvent",
+        "job": {
+            "namespace": "dbt-prod",
+            "name": "marts.revenue",
+            "facets": {
+                "sql": {**facet, "query": "select 1"},
+                "acmeCost": {**facet, "dollars": 1.5},  # a facet no spec knows
+            },
+        },
+        "inputs": [{"namespace": PG, "name": "public.orders"}],
+        "outputs": [{"namespace": PG, "name": "marts.revenue"}],
+    }
+    dataset_event = {
+        "eventTime": T0.isoformat(),
+        "producer": PRODUCER,
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetEvent",
+        "dataset": {
+            "namespace": PG,
+            "name": "public.orders",
+            "facets": {
+                "dataSource": {**facet, "name": "warehouse", "uri": PG},
+                "acmeOwner": {**facet, "team": "sales"},
+            },
+        },
+    }
+    with hub.http("airflow") as http:
+        assert http.post("/api/v1/lineage", json=job_event).status_code == 201
+        assert http.post("/api/v1/lineage", json=dataset_event).status_code == 201
+    experiment = hub.store.get_node("experiment:dbt-prod/marts.revenue")
+    assert experiment.props["facets"]["acmeCost"]["dollars"] == 1.5
+    assert experiment.props["facets"]["sql"]["query"] == "select 1"
+    orders = hub.store.get_node(Dataset(namespace=PG, name="public.orders").node_id)
+    assert orders.props["facets"]["acmeOwner"]["team"] == "sales"
+    assert orders.props["facets"]["dataSource"]["name"] == "warehouse"
+    assert hub.store.get_nodes([Dataset(namespace=PG, name="marts.revenue").node_id])[0]
+    assert hub.store.count_nodes("Run") == 0  # no run: nothing ran
