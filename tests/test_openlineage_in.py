@@ -5,6 +5,7 @@ without loss; the kept events replayed into a fresh store."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -33,6 +34,7 @@ from openlineage.client.facet_v2 import (
     parent_run,
     processing_engine_run,
     schema_dataset,
+    source_code_job,
     source_code_location_job,
     sql_job,
 )
@@ -87,6 +89,7 @@ def column_lineage(
 
 
 PG = "postgres://warehouse:5432"
+SPARK_CODE = "df = spark.table('clean').groupBy('customer_id').sum('amount_eur')\n"
 S3 = "s3://lake"
 
 
@@ -175,7 +178,8 @@ def pipeline(day: int = 0) -> Pipeline:
 
     m = timedelta(minutes=1)
     spark_job = Job(namespace="spark://cluster", name="customer_revenue.execute_insert",
-                    facets={"sql": sql_job.SQLJobFacet(query="INSERT INTO features SELECT customer_id, sum(amount_eur) FROM clean GROUP BY 1")})  # fmt: skip
+                    facets={"sql": sql_job.SQLJobFacet(query="INSERT INTO features SELECT customer_id, sum(amount_eur) FROM clean GROUP BY 1"),
+                            "sourceCode": source_code_job.SourceCodeJobFacet(language="python", sourceCode=SPARK_CODE)})  # fmt: skip
     events = [
         ev(RunState.START, ids["dag"], dag_job, t),
         ev(RunState.START, ids["extract"], task("extract"), t + m, parent, [orders], [raw]),
@@ -277,6 +281,10 @@ def test_the_stock_client_sends_a_pipeline_and_the_hub_answers_lineage_questions
     ]
     assert [a.node.props["sha"] for a in code] == ["3f4e5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f"]
     assert code[0].node.props["branch"] == "main"
+    # a sourceCode facet alone: the code's sha256 is the commit
+    spark_code = hub.store.neighbors([f"run:{day.spark}"], "UPSTREAM", ["RAN_CODE"])
+    [spark_commit] = spark_code[f"run:{day.spark}"]
+    assert spark_commit.node.props["sha"] == hashlib.sha256(SPARK_CODE.encode()).hexdigest()
 
     # one version per output write, with its schema and row count; DERIVED_FROM from columns
     [raw] = dsv(hub, S3, "raw/orders")

@@ -24,6 +24,7 @@ output dataset                 one ``DatasetVersion`` per run and output (per ``
 columnLineage facet            ``DERIVED_FROM`` output version -> input version, with
                                ``columns`` {output column: [{field, transformations}]}
 sourceCodeLocation facet       ``Run -RAN_CODE-> CodeCommit`` (when ``version`` is a sha)
+sourceCode facet (alone)       ``Run -RAN_CODE-> CodeCommit`` whose sha is the code's sha256
 errorMessage facet             the run's ``error``
 every facet                    kept as data: ``Run.facets`` {"run", "job"},
                                ``Dataset.facets``, ``DatasetVersion.facets`` (known or not)
@@ -52,7 +53,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from lineagehub.artifacts import FileArtifactStore
 from lineagehub.graph import Direction, Edge, GraphStore, Node, NotFoundError, ValidationError
@@ -376,6 +377,21 @@ def _version_id(dataset: Dataset, digest: str) -> str:
     """The id :class:`DatasetVersion` gives the version ``digest`` of ``dataset`` (built here
     without the model: it is asked for several times an event)."""
     return f"dsv:{dataset.node_id.removeprefix('dataset:')}@{digest}"
+
+
+def _source_commit(facet: Any, job: Experiment) -> CodeCommit | None:
+    """A sourceCode facet without a location (a Spark job's or a dbt model's code as text):
+    the code state is the text itself, so the "commit" is its sha256 in a repository named
+    after the job (``file:///openlineage/<namespace>/<name>``): runs of the same code share
+    it, and a change of code is a new one. The text stays in the job's facets."""
+    if not isinstance(facet, Mapping) or not isinstance(facet.get("sourceCode"), str):
+        return None
+    sha = hashlib.sha256(facet["sourceCode"].encode("utf-8")).hexdigest()
+    repo = f"file:///openlineage/{quote(job.project, safe='')}/{quote(job.name, safe='')}"
+    try:
+        return CodeCommit(repo=repo, sha=sha)
+    except ValidationError:
+        return None
 
 
 def _prefixed(e: ValidationError, where: str) -> ValidationError:
@@ -731,7 +747,9 @@ class OpenLineageService:
         self._link(batch, _edge(EdgeKind.PART_OF, run_id, experiment.node_id))
         if parent_id is not None:
             self._link(batch, _edge(EdgeKind.CHILD_OF, run_id, parent_id))
-        commit = self._commit(job_facets.get("sourceCodeLocation"))
+        commit = self._commit(job_facets.get("sourceCodeLocation")) or _source_commit(
+            job_facets.get("sourceCode"), experiment
+        )
         if commit is not None:
             self._put(batch, commit.to_node())
             self._link(batch, _edge(EdgeKind.RAN_CODE, run_id, commit.node_id))
