@@ -180,9 +180,24 @@ def test_every_value_of_an_mlflow_store_arrives(
     with tarfile.open(fileobj=io.BytesIO(artifacts.get_bytes(v1.props["artifact_digest"]))) as t:
         assert sorted(t.getnames()) == ["MLmodel", "weights.bin"]
 
-    # one attributable change set
-    entries = [e for e in store.iter_audit() if e.action == AUDIT_ACTION]
-    assert [(e.actor, e.target) for e in entries] == [("migrator", f"mlflow:{summary.source}")]
+    # the registry's history knows the imported alias and stage
+    from datetime import datetime, timezone
+
+    from lineagehub.services.registry import RegistryService
+
+    registry = RegistryService(store)
+    now = datetime.now(timezone.utc)
+    assert registry.holder_at("churn-model", "champion", now) == 2
+    assert registry.holder_at("churn-model", "Production", now) == 1
+    changes = [(h.change, h.actor) for h in registry.history("churn-model")]
+    assert sorted(changes) == [("alias", "migrator"), ("stage", "migrator")]
+
+    # one transaction, attributable: the import's entry, then the registry's own (the alias
+    # and the stage it set), all by the importer
+    entries = [e for e in store.iter_audit() if e.actor == "migrator"]
+    assert entries[0].action == AUDIT_ACTION
+    assert entries[0].target == f"mlflow:{summary.source}"
+    assert sorted(e.action for e in entries[1:]) == ["alias.set", "stage.promotion"]
     assert store.verify_audit().ok
 
     # importing again changes nothing; the finished runs are not even read again
@@ -190,6 +205,7 @@ def test_every_value_of_an_mlflow_store_arrives(
     again = importer.run(source)
     assert again.runs == 0 and again.runs_unchanged == 3
     assert {label: store.count_nodes(label) for label in counts} == counts
+    assert len(registry.history("churn-model")) == 2  # nothing set again
     assert len(store.read_series(f"run:mlflow-{first}", "loss")) == 20
 
     # a run logged since: only it is read (incremental)
@@ -245,7 +261,9 @@ def test_the_cli_imports_with_a_summary(tmp_path: Path, monkeypatch: pytest.Monk
     assert summary["runs"] == 3 and summary["versions"] == 2 and summary["unmapped"] == []
     assert summary["artifactsCopied"] == 0 and summary["artifactsReferenced"] > 0
     with open_store(store_uri) as store:
-        assert store.count_nodes("Run") == 3
+        assert (
+            store.count_nodes("Run", {"kind": "train"}) == 3
+        )  # besides: the registry's promote runs
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["import", "mlflow", "--from", uri, "--store", store_uri]) == 0

@@ -28,9 +28,11 @@ artifacts                      copied into the artifact store (content-addressed
                                referenced (a small JSON document naming the MLflow URI)
 =============================  ===============================================================
 
-The import is one transaction and one audit entry (``mlflow.import``, target ``mlflow:<the
-tracking URI without credentials>``, under the importing actor): all of it or nothing, one
-attributable change set. Ids are deterministic, so importing again changes nothing; runs that
+The import is one transaction, all of it or nothing, under the importing actor: one audit
+entry (``mlflow.import``, target ``mlflow:<the tracking URI without credentials>``) for what
+it wrote, then the registry's own entries for the aliases and stages it set through
+:class:`~lineagehub.services.registry.RegistryService` (so the registry's history and
+``holderAt`` know them; only differences are set, so importing again records nothing). Ids are deterministic, so importing again changes nothing; runs that
 had already finished when imported, with the same end time, are skipped (``incremental``):
 only what is new or still running is read again. What cannot be mapped (a key our
 vocabulary refuses, a version number taken by another model version) is listed in the
@@ -220,6 +222,8 @@ class MlflowImporter:
         self.actor = actor or default_actor()
         self._tracking_uri: str | None = None
         self._registry_uri: str | None = None
+        #: (version id, MLflow's stage, MLflow's aliases) to apply through the registry
+        self._registry_state: list[tuple[str, Stage, list[str]]] = []
 
     def acting_as(self, actor: str) -> MlflowImporter:
         clone = copy.copy(self)
@@ -250,6 +254,7 @@ class MlflowImporter:
             # what an import is for (the variable only lifts that refusal)
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         client = client_cls(tracking_uri=uri, registry_uri=registry_uri or uri)
+        self._registry_state = []
         self._tracking_uri, self._registry_uri = uri, registry_uri or uri
         summary = ImportSummary(source=_redacted(uri))
         tick = progress or (lambda what, done, total: None)
@@ -347,7 +352,31 @@ class MlflowImporter:
                 {k: v for k, v in summary.to_dict().items() if k != "unmapped"}
                 | {"unmapped": len(summary.unmapped)},
             )
+            self._apply_registry_state(summary)
         return summary
+
+    def _apply_registry_state(self, summary: ImportSummary) -> None:
+        """MLflow's aliases and stages, set through the registry (inside the import's
+        transaction): each is a promote run and an audit entry by the importer, as if it had
+        been set here, so the registry's history and ``holderAt`` answer for imported models.
+        Only differences are applied: importing again records nothing."""
+        from lineagehub.services.registry import PromotionRefused, RegistryService
+
+        registry = RegistryService(self.store)  # no policies: the import mirrors MLflow
+        reason = f"imported from MLflow ({summary.source})"
+        for version_id, stage, aliases in self._registry_state:
+            node = self.store.get_node(version_id)
+            for alias in aliases:
+                if alias not in (node.props.get("aliases") or []):
+                    registry.set_alias(version_id, alias, self.actor, reason)
+            node = self.store.get_node(version_id)
+            if (node.props.get("stage") or Stage.NONE.value) != stage.value:
+                result = registry.promote(
+                    version_id, stage, self.actor, reason, archive_previous=False
+                )
+                if isinstance(result, PromotionRefused):
+                    rules = ", ".join(result.rule_ids)
+                    summary.skip("stage", version_id, f"{stage.value} refused: {rules}")
 
     # --- runs -----------------------------------------------------------------------------
 
@@ -676,8 +705,10 @@ class MlflowImporter:
                 model=model.name,
                 version=number,
                 artifact_digest=digest,
-                stage=Stage(stage),
-                aliases=[a.lower() for a in good],
+                # the stage and aliases the hub has now: MLflow's are applied through the
+                # registry afterwards, so its history (modelHistory, holderAt) knows them
+                stage=Stage((before.props.get("stage") or "None") if before else "None"),
+                aliases=list(before.props.get("aliases") or []) if before else [],
                 description=mv.description or None,
                 tags={k: v for k, v in (mv.tags or {}).items() if _key_ok(k)},
             )
@@ -687,6 +718,7 @@ class MlflowImporter:
         artifact = Artifact(digest=digest, size=size, media_type=media, kind=ArtifactKind.MODEL)
         nodes.setdefault(artifact.node_id, artifact.to_node())
         nodes[version.node_id] = version.to_node()
+        self._registry_state.append((version.node_id, Stage(stage), [a.lower() for a in good]))
         summary.versions += 1
         summary.aliases += len(good)
         edges_add(edges, _edge(EdgeKind.VERSION_OF, version.node_id, model.node_id))
