@@ -33,7 +33,10 @@ def build_mlflow_store(uri: str, folder: Path) -> dict[str, Any]:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    exp = client.create_experiment("churn", tags={"team": "growth"})
+    # artifacts under the test's folder (MLflow's default is ./mlruns in the working directory)
+    exp = client.create_experiment(
+        "churn", artifact_location=(folder / "mlflow-artifacts").as_uri(), tags={"team": "growth"}
+    )
     logged: dict[str, Any] = {"runs": {}}
     model_dir = folder / "model"
     model_dir.mkdir()
@@ -228,7 +231,7 @@ def test_what_cannot_be_mapped_is_reported_and_the_rest_imported(
     store, artifacts = hub
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    exp = client.create_experiment("odd")
+    exp = client.create_experiment("odd", artifact_location=(tmp_path / "art").as_uri())
     run = client.create_run(exp)
     client.log_param(run.info.run_id, "ok", "1")
     client.log_param(run.info.run_id, "has:colon", "2")
