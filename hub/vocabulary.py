@@ -22,8 +22,8 @@ USED               Run -> DatasetVersion | ModelVersion |        role (required)
                    Artifact                                      :class:`UsedRole`; name
 GENERATED_BY       DatasetVersion | ModelVersion | Artifact      name
                    -> Run
-DERIVED_FROM       DatasetVersion | ModelVersion ->
-                   DatasetVersion | ModelVersion
+DERIVED_FROM       DatasetVersion | ModelVersion ->              columns (column-level
+                   DatasetVersion | ModelVersion                 lineage)
 RAN_CODE           Run -> CodeCommit
 RAN_IN             Run -> Environment
 CHILD_OF           Run -> Run
@@ -911,6 +911,7 @@ class Experiment(_Grouping):
 
     node_kind: ClassVar[NodeKind] = NodeKind.EXPERIMENT
     project: Annotated[Name, _IDENTITY]
+    facets: JsonObject | None = None  # an OpenLineage job's facets, kept as data
 
     @property
     def node_id(self) -> str:
@@ -947,6 +948,9 @@ class Run(NodeModel):
     project: Name | None = None
     experiment: Name | None = None
     parent: RunId | None = None
+    # Facets an OpenLineage producer sent about the run and its job (kept as data:
+    # {"run": {...}, "job": {...}}; lineagehub.services.openlineage_in)
+    facets: JsonObject | None = None
     # Refreshed while the run's process is alive; a RUNNING run whose heartbeat is stale was
     # killed.
     heartbeat_at: UtcDatetime | None = None
@@ -972,6 +976,11 @@ class Dataset(NodeModel):
     owner: Name | None = None
     description: Text | None = None
     tags: Tags = Field(default_factory=dict)
+    facets: JsonObject | None = None  # OpenLineage dataset facets (dataSource...), as data
+    # The newest version written (by event time) and when: what a later reader of the
+    # dataset, naming no version, is taken to have read (OpenLineage ingestion)
+    head_version: LongName | None = None
+    head_at: UtcDatetime | None = None
 
     @property
     def node_id(self) -> str:
@@ -1006,6 +1015,7 @@ class DatasetVersion(NodeModel):
     profile: JsonObject | None = None
     description: Text | None = None
     tags: Tags = Field(default_factory=dict)
+    facets: JsonObject | None = None  # OpenLineage facets of the write, as data
 
     @property
     def node_id(self) -> str:
@@ -1258,6 +1268,12 @@ class _GeneratedProps(_EdgeProps):
     name: LongName | None = None  # the output's name in the run
 
 
+class _DerivedProps(_EdgeProps):
+    # Column-level lineage: {output column: [{"field": input column, "transformations":
+    # [...]}, ...]} (OpenLineage's columnLineage facet)
+    columns: JsonObject | None = None
+
+
 class _AssociatedProps(_EdgeProps):
     role: AssociationRole
 
@@ -1286,6 +1302,7 @@ EDGE_PROPS.update(
     {
         EdgeKind.USED: _UsedProps,
         EdgeKind.GENERATED_BY: _GeneratedProps,
+        EdgeKind.DERIVED_FROM: _DerivedProps,
         EdgeKind.ASSOCIATED_WITH: _AssociatedProps,
         EdgeKind.SERVES: _ServesProps,
     }

@@ -22,6 +22,7 @@ from lineagehub.schema.batch import BatchMutation
 from lineagehub.schema.compare import CompareQuery
 from lineagehub.schema.context import Context, Services
 from lineagehub.schema.errors import HubErrors
+from lineagehub.schema.interop import InteropQuery
 from lineagehub.schema.limits import (
     MAX_ALIASES,
     MAX_COST,
@@ -37,7 +38,9 @@ from lineagehub.schema.scalars import SCALARS
 from lineagehub.schema.types import ALL_TYPES
 from lineagehub.schema.webhooks import WebhookQuery
 
-Query = merge_types("Query", (BaseQuery, CompareQuery, AuditQuery, RegistryQuery, WebhookQuery))
+Query = merge_types(
+    "Query", (BaseQuery, CompareQuery, AuditQuery, RegistryQuery, WebhookQuery, InteropQuery)
+)
 Mutation = merge_types("Mutation", (BaseMutation, RegistryMutation, BatchMutation))
 
 

@@ -259,6 +259,7 @@ RULES: dict[str, Rule] = {
     "Query.lineage": Rule(V, refs("input.roots"), "read the lineage of these roots"),
     "Query.impact": Rule(V, refs("ref"), "read the impact of this node"),
     "Query.path": Rule(V, refs("from", "to"), "read paths between these nodes"),
+    "Query.columnLineage": Rule(V, refs("dataset"), "read the column lineage of this dataset"),
     "Query.compareRuns": Rule(V, refs("ids"), "compare these runs"),
     "Query.compareModelVersions": Rule(V, refs("a", "b"), "compare these model versions"),
     "Query.modelHistory": Rule(V, models("model"), "read this model's history"),

@@ -145,6 +145,12 @@ READS: dict[str, Op] = {
         "alpha",
         lambda i: {"r": i["run_a"]},
     ),
+    "columnLineage": Op(
+        'query($d: ID!) { columnLineage(dataset: $d, column: "x") { column } }',
+        V,
+        "anywhere",
+        lambda i: {"d": i["dsv"]},
+    ),
     "compareRuns": Op(
         "query($r: [String!]!) { compareRuns(ids: $r) { codeDiffers } }",
         V,

@@ -17,6 +17,7 @@ Routes:
   ``/graphql`` with the token the user signs in with (``Settings.explorer`` false: 404).
 - ``GET /export/lineage/{ref}.{ext}``: the lineage around ``ref`` as a picture or a file
   (:mod:`lineagehub.services.export`); the query string takes the lineage query's options.
+- ``POST /api/v1/lineage``: OpenLineage events in (:mod:`lineagehub.interfaces.lineage_api`).
 
 With ``Settings.auth`` set, every route but ``/health`` and the pages' own files (GraphiQL's,
 the explorer's: no data in them) takes ``Authorization: Bearer``
@@ -77,12 +78,14 @@ from lineagehub.config import Settings
 from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
 from lineagehub.graph.model import parse_time
 from lineagehub.interfaces.auth import Authenticator, AuthMiddleware, SecurityAudit
+from lineagehub.interfaces.lineage_api import lineage_routes
 from lineagehub.schema.authz import check, check_download, check_upload, withhold_subgraph
 from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.limits import PREPARED, check_query, checked_document, over_budget
 from lineagehub.services.access import Principal, open_principal
 from lineagehub.services.export import DEFAULT_COLLAPSE_ABOVE, FORMATS, SUFFIXES, export_lineage
 from lineagehub.services.lineage import LineageService
+from lineagehub.services.openlineage_in import OpenLineageService
 from lineagehub.services.registry import Policy, RegistryService, load_policies
 from lineagehub.services.tracking import UNKNOWN_ACTOR, TrackingService
 from lineagehub.services.webhooks import GraphRecorder, WebhookDispatcher
@@ -746,6 +749,13 @@ def create_app(
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/export/lineage/{target:path}", export, methods=["GET"]),
     ]
+    routes += lineage_routes(  # POST /api/v1/lineage: OpenLineage events in
+        OpenLineageService(store, artifacts, actor=services.registry_actor),
+        principal=principal,
+        error=_error,
+        max_bytes=max_body_bytes or settings.max_request_bytes,
+        on_denied=lambda *args: services.on_denied(*args) if services.on_denied else None,
+    )
     if settings.graphiql:  # the page's scripts and styles, from the package (no CDN)
         routes.append(Route("/graphiql/{name}", _graphiql_asset, methods=["GET", "HEAD"]))
     if settings.explorer:  # the lineage explorer's page and files, from the package

@@ -1,0 +1,297 @@
+"""MLflow histories imported: a store built with MLflow's own client (runs, metric histories,
+dataset inputs, artifacts, a registry with versions, aliases and stages), imported from a
+``sqlite:///`` file and from an ``mlruns`` folder, into each backend; every value checked;
+the import one audit entry; importing again changes nothing; the CLI command."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("mlflow", reason="needs MLflow's client: pip install 'lineagehub[mlflow]'")
+
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.graph import GraphStore, open_store
+from lineagehub.interfaces.cli import main
+from lineagehub.services.mlflow_import import AUDIT_ACTION, MlflowImporter
+from tests.conftest import fresh_store_uri
+
+
+def build_mlflow_store(uri: str, folder: Path) -> dict[str, Any]:
+    """Three runs (one a child, one failed) with params, tags, 20-step metric histories (a
+    NaN among them), a dataset input and artifacts; a registry with two versions, an alias
+    and a stage. Returns what was logged, for the checks."""
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # artifacts under the test's folder (MLflow's default is ./mlruns in the working directory)
+    exp = client.create_experiment(
+        "churn", artifact_location=(folder / "mlflow-artifacts").as_uri(), tags={"team": "growth"}
+    )
+    logged: dict[str, Any] = {"runs": {}}
+    model_dir = folder / "model"
+    model_dir.mkdir()
+    (model_dir / "MLmodel").write_text("flavors: {}\n")
+    (model_dir / "weights.bin").write_bytes(b"\x00\x01weights")
+    parent_id = None
+    for i, status in enumerate(["FINISHED", "FINISHED", "FAILED"]):
+        tags = {"mlflow.runName": f"fit-{i}", "owner": "ann"}
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        if i == 0:
+            tags.update(
+                {
+                    "mlflow.source.git.commit": "0123456789abcdef0123456789abcdef01234567",
+                    "mlflow.source.git.repoURL": "https://github.com/acme/churn.git",
+                }
+            )
+        run = client.create_run(exp, start_time=1_700_000_000_000 + i * 1000, tags=tags)
+        rid = run.info.run_id
+        parent_id = parent_id or rid
+        params = {"lr": str(0.1 * (i + 1)), "max_depth": str(i + 3)}
+        for k, v in params.items():
+            client.log_param(rid, k, v)
+        history = []
+        for step in range(20):
+            value = math.nan if (i == 2 and step == 19) else 1.0 / (step + 1 + i)
+            client.log_metric(rid, "loss", value, timestamp=1_700_000_000_000 + step, step=step)
+            history.append((step, value))
+        client.log_metric(rid, "auc", 0.80 + i / 100, step=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import mlflow.data
+
+            ds = mlflow.data.from_pandas(
+                pd.DataFrame({"age": [31, 45], "plan": ["a", "b"]}),
+                name="customers",
+                source="s3://lake/customers.csv",
+            )
+        from mlflow.entities import DatasetInput, InputTag
+
+        client.log_inputs(
+            rid,
+            datasets=[
+                DatasetInput(ds._to_mlflow_entity(), [InputTag("mlflow.data.context", "training")])
+            ],
+        )
+        client.log_text(rid, f"notes of run {i}", "notes/readme.txt")
+        client.log_artifacts(rid, str(model_dir), "model")
+        client.set_terminated(rid, status=status, end_time=1_700_000_100_000 + i * 1000)
+        logged["runs"][rid] = {"params": params, "history": history, "status": status, "i": i}
+    rids = list(logged["runs"])
+    # an MLflow 3 logged model of the first run, with its own artifacts
+    lm = client.create_logged_model(
+        experiment_id=exp, name="clf", source_run_id=rids[0], params={"alpha": "0.1"}
+    )
+    client.log_model_artifacts(lm.model_id, str(model_dir))
+    client.finalize_logged_model(lm.model_id, "READY")
+    logged["logged_model"] = lm.model_id
+    client.create_registered_model("churn-model", description="the churn model")
+    for rid in rids[:2]:
+        client.create_model_version("churn-model", f"runs:/{rid}/model", run_id=rid)
+    client.set_registered_model_alias("churn-model", "champion", "2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client.transition_model_version_stage("churn-model", "1", "Production")
+    logged["rids"] = rids
+    return logged
+
+
+@pytest.fixture
+def hub(store_backend: str, tmp_path: Path) -> Iterator[tuple[GraphStore, Any]]:
+    store = open_store(fresh_store_uri(store_backend, tmp_path))
+    artifacts = open_artifact_store((tmp_path / "hub-artifacts").as_uri())
+    try:
+        yield store, artifacts
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mlruns"])
+def test_every_value_of_an_mlflow_store_arrives(
+    hub: tuple[GraphStore, Any], tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, artifacts = hub
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 writes one only so
+    if kind == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        source = uri
+    else:
+        uri = (tmp_path / "mlruns").as_uri()
+        source = str(tmp_path / "mlruns")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logged = build_mlflow_store(uri, tmp_path)
+    importer = MlflowImporter(store, artifacts, actor="migrator")
+    summary = importer.run(source)
+    assert summary.unmapped == [], summary.unmapped
+    # MLflow makes a "Default" experiment besides ours
+    assert (summary.runs, summary.versions, summary.aliases, summary.experiments) == (3, 2, 1, 2)
+    assert summary.metric_points == 3 * 21
+
+    for rid, facts in logged["runs"].items():
+        node = store.get_node(f"run:mlflow-{rid}")
+        props = node.props
+        assert props["name"] == f"fit-{facts['i']}"
+        assert props["status"] == facts["status"]
+        assert props["params"] == facts["params"]
+        assert props["project"] == "mlflow" and props["experiment"] == "churn"
+        assert props["tags"]["owner"] == "ann"
+        assert props["started_at"].startswith("2023-11-14T22:13:2")
+        series = store.read_series(node.id, "loss")
+        got = [(p.step, p.value) for p in series]
+        want = facts["history"]
+        assert [s for s, _ in got] == [s for s, _ in want]
+        for (_, a), (_, b) in zip(got, want):
+            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b)
+        assert [p.value for p in store.read_series(node.id, "auc")] == [
+            pytest.approx(0.80 + facts["i"] / 100)
+        ]
+        used = store.neighbors([node.id], "UPSTREAM", ["USED"])[node.id]
+        assert [(a.edge.props["role"], a.node.props["name"]) for a in used] == [
+            ("train", "customers")
+        ]
+        assert [c["name"] for c in used[0].node.props["columns"]] == ["age", "plan"]
+        made = store.neighbors([node.id], "DOWNSTREAM", ["GENERATED_BY"])[node.id]
+        names = {a.edge.props.get("name") for a in made}
+        assert {"notes/readme.txt", "model/MLmodel", "model/weights.bin"} <= names
+    first, second, third = logged["rids"]
+    assert store.get_node(f"run:mlflow-{second}").props["parent"] == f"run:mlflow-{first}"
+    code = store.neighbors([f"run:mlflow-{first}"], "UPSTREAM", ["RAN_CODE"])
+    assert code[f"run:mlflow-{first}"][0].node.props["sha"].startswith("0123456789ab")
+    notes = [
+        a.node
+        for a in store.neighbors([f"run:mlflow-{third}"], "DOWNSTREAM", ["GENERATED_BY"])[
+            f"run:mlflow-{third}"
+        ]
+        if a.edge.props.get("name") == "notes/readme.txt"
+    ]
+    assert artifacts.get_bytes(notes[0].props["digest"]) == b"notes of run 2"
+
+    # the logged model: an Artifact of kind model, generated by its run, its files as a tar
+    assert summary.logged_models == 1
+    [clf] = [
+        a
+        for a in store.neighbors([f"run:mlflow-{first}"], "DOWNSTREAM", ["GENERATED_BY"])[
+            f"run:mlflow-{first}"
+        ]
+        if a.edge.props.get("name") == "model:clf"
+    ]
+    assert clf.node.props["kind"] == "model"
+    assert clf.node.props["data"]["mlflow_model_id"] == logged["logged_model"]
+    assert clf.node.props["data"]["params"] == {"alpha": "0.1"}
+
+    # the registry: versions with MLflow's numbers, the alias, the stage, the lineage
+    v1, v2 = store.get_node("mv:churn-model/1"), store.get_node("mv:churn-model/2")
+    assert v1.props["stage"] == "Production" and v2.props["stage"] == "None"
+    assert v2.props["aliases"] == ["champion"] and v1.props["aliases"] == []
+    assert store.get_node("model:churn-model").props["description"] == "the churn model"
+    gen = store.neighbors([v1.id], "UPSTREAM", ["GENERATED_BY"])[v1.id]
+    assert [a.node.id for a in gen] == [f"run:mlflow-{first}"]
+    # the model's files, copied content-addressed (a folder as a tar)
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(artifacts.get_bytes(v1.props["artifact_digest"]))) as t:
+        assert sorted(t.getnames()) == ["MLmodel", "weights.bin"]
+
+    # the registry's history knows the imported alias and stage
+    from datetime import datetime, timezone
+
+    from lineagehub.services.registry import RegistryService
+
+    registry = RegistryService(store)
+    now = datetime.now(timezone.utc)
+    assert registry.holder_at("churn-model", "champion", now) == 2
+    assert registry.holder_at("churn-model", "Production", now) == 1
+    changes = [(h.change, h.actor) for h in registry.history("churn-model")]
+    assert sorted(changes) == [("alias", "migrator"), ("stage", "migrator")]
+
+    # one transaction, attributable: the import's entry, then the registry's own (the alias
+    # and the stage it set), all by the importer
+    entries = [e for e in store.iter_audit() if e.actor == "migrator"]
+    assert entries[0].action == AUDIT_ACTION
+    assert entries[0].target == f"mlflow:{summary.source}"
+    assert sorted(e.action for e in entries[1:]) == ["alias.set", "stage.promotion"]
+    assert store.verify_audit().ok
+
+    # importing again changes nothing; the finished runs are not even read again
+    counts = {label: store.count_nodes(label) for label in ("Run", "ModelVersion", "Artifact")}
+    again = importer.run(source)
+    assert again.runs == 0 and again.runs_unchanged == 3
+    assert {label: store.count_nodes(label) for label in counts} == counts
+    assert len(registry.history("churn-model")) == 2  # nothing set again
+    assert len(store.read_series(f"run:mlflow-{first}", "loss")) == 20
+
+    # a run logged since: only it is read (incremental)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    new = client.create_run(client.get_experiment_by_name("churn").experiment_id)
+    client.log_metric(new.info.run_id, "loss", 0.5, step=0)
+    client.set_terminated(new.info.run_id)
+    later = importer.run(source)
+    assert (later.runs, later.runs_unchanged, later.metric_points) == (1, 3, 1)
+    assert store.get_node(f"run:mlflow-{new.info.run_id}").props["metrics"] == {"loss": 0.5}
+
+
+def test_what_cannot_be_mapped_is_reported_and_the_rest_imported(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("odd", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(exp)
+    client.log_param(run.info.run_id, "ok", "1")
+    client.log_param(run.info.run_id, "has:colon", "2")
+    client.set_terminated(run.info.run_id)
+    summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert summary.runs == 1
+    assert summary.unmapped == [
+        {
+            "what": "param",
+            "ref": f"{run.info.run_id}/has:colon",
+            "reason": "not a key the hub takes",
+        }
+    ]
+    assert store.get_node(f"run:mlflow-{run.info.run_id}").props["params"] == {"ok": "1"}
+
+
+def test_the_cli_imports_with_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_mlflow_store(uri, tmp_path)
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LINEAGEHUB_USER", "migrator")
+    store_uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["import", "mlflow", "--from", uri, "--store", store_uri, "--reference-artifacts", "--json"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(out.getvalue())
+    assert summary["runs"] == 3 and summary["versions"] == 2 and summary["unmapped"] == []
+    assert summary["artifactsCopied"] == 0 and summary["artifactsReferenced"] > 0
+    with open_store(store_uri) as store:
+        assert (
+            store.count_nodes("Run", {"kind": "train"}) == 3
+        )  # besides: the registry's promote runs
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["import", "mlflow", "--from", uri, "--store", store_uri]) == 0
+    assert "3 runs unchanged" in out.getvalue()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["import", "mlflow", "--from", str(tmp_path / "nowhere"), "--store", store_uri]) == 2  # fmt: skip
+    assert "from" in err.getvalue()

@@ -1,0 +1,543 @@
+"""OpenLineage events in: the stock ``openlineage-python`` client (HTTP transport, API key)
+posting to a real server on each backend, then the hub's lineage, impact and column-lineage
+queries over GraphQL; malformed events refused with the field named; a burst of 10,000 events
+without loss; the kept events replayed into a fresh store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openlineage.client import OpenLineageClient
+from openlineage.client.event_v2 import (
+    InputDataset,
+    Job,
+    OutputDataset,
+    Run,
+    RunEvent,
+    RunState,
+)
+from openlineage.client.facet_v2 import (
+    column_lineage_dataset,
+    error_message_run,
+    nominal_time_run,
+    output_statistics_output_dataset,
+    parent_run,
+    processing_engine_run,
+    schema_dataset,
+    source_code_job,
+    source_code_location_job,
+    sql_job,
+)
+from openlineage.client.serde import Serde
+from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
+
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.config import Settings
+from lineagehub.graph import GraphStore, ValidationError, open_store
+from lineagehub.interfaces.server import create_app
+from lineagehub.services.identity import IdentityService
+from lineagehub.services.openlineage_in import AUDIT_ACTION, OpenLineageService
+from lineagehub.vocabulary import Dataset
+from tests.conftest import fresh_store_uri
+from tests.http_server import HubServer
+
+PRODUCER = "https://github.com/apache/airflow/tree/providers-openlineage/2.0.0"
+T0 = datetime(2026, 3, 1, 6, 0, tzinfo=timezone.utc)
+
+
+def schema(*cols: tuple[str, str]) -> schema_dataset.SchemaDatasetFacet:
+    return schema_dataset.SchemaDatasetFacet(
+        fields=[schema_dataset.SchemaDatasetFacetFields(name=n, type=t) for n, t in cols]
+    )
+
+
+def column_lineage(
+    mapping: dict[str, list[tuple[str, str, str]]],
+) -> column_lineage_dataset.ColumnLineageDatasetFacet:
+    """{output column: [(input namespace, input name, input column)]}."""
+    return column_lineage_dataset.ColumnLineageDatasetFacet(
+        fields={
+            out: column_lineage_dataset.Fields(
+                inputFields=[
+                    column_lineage_dataset.InputField(
+                        namespace=ns,
+                        name=name,
+                        field=col,
+                        transformations=[
+                            column_lineage_dataset.Transformation(
+                                type="DIRECT",
+                                subtype="AGGREGATION" if out == "revenue" else "IDENTITY",
+                            )
+                        ],
+                    )
+                    for ns, name, col in sources
+                ]
+            )
+            for out, sources in mapping.items()
+        }
+    )
+
+
+PG = "postgres://warehouse:5432"
+SPARK_CODE = "df = spark.table('clean').groupBy('customer_id').sum('amount_eur')\n"
+S3 = "s3://lake"
+
+
+@dataclass
+class Pipeline:
+    """The events of one day's pipeline, in the order the test sends them."""
+
+    dag_run: str
+    extract: str
+    transform: str
+    load: str
+    spark: str
+    events: list[RunEvent]
+
+
+def pipeline(day: int = 0) -> Pipeline:
+    """An Airflow-like DAG (extract -> transform -> load, each a task run whose parent is the
+    DAG run) and a Spark job with column lineage reading the DAG's output."""
+    t = T0 + timedelta(days=day)
+    ids = {k: str(uuid.uuid4()) for k in ("dag", "extract", "transform", "load", "spark")}
+    dag_job = Job(namespace="airflow-prod", name="daily_sales")
+    parent = {
+        "parent": parent_run.ParentRunFacet(
+            run=parent_run.Run(runId=ids["dag"]),
+            job=parent_run.Job(namespace="airflow-prod", name="daily_sales"),
+        ),
+        "nominalTime": nominal_time_run.NominalTimeRunFacet(
+            nominalStartTime=t.isoformat(), nominalEndTime=(t + timedelta(days=1)).isoformat()
+        ),
+        "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
+            version="2.10.0", name="Airflow", openlineageAdapterVersion="2.0.0"
+        ),
+    }
+    code = source_code_location_job.SourceCodeLocationJobFacet(
+        type="git",
+        url="https://github.com/acme/pipelines/blob/3f4e5a6b/dags/daily_sales.py",
+        repoUrl="https://github.com/acme/pipelines.git",
+        path="dags/daily_sales.py",
+        version="3f4e5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f",
+        branch="main",
+    )
+
+    def task(name: str, sql: str | None = None) -> Job:
+        facets: dict[str, Any] = {"sourceCodeLocation": code}
+        if sql:
+            facets["sql"] = sql_job.SQLJobFacet(query=sql)
+        return Job(namespace="airflow-prod", name=f"daily_sales.{name}", facets=facets)
+
+    orders = InputDataset(
+        PG,
+        "public.orders",
+        facets={
+            "schema": schema(("order_id", "int"), ("amount", "decimal"), ("customer_id", "int"))
+        },
+    )
+    raw = OutputDataset(S3, "raw/orders", facets={"schema": schema(("order_id", "int"), ("amount", "decimal"), ("customer_id", "int"))},
+                        outputFacets={"outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(rowCount=1200)})  # fmt: skip
+    raw_in = InputDataset(S3, "raw/orders")
+    clean = OutputDataset(S3, "clean/orders", facets={
+        "schema": schema(("order_id", "int"), ("amount_eur", "decimal"), ("customer_id", "int")),
+        "columnLineage": column_lineage({"order_id": [(S3, "raw/orders", "order_id")],
+                                         "amount_eur": [(S3, "raw/orders", "amount")],
+                                         "customer_id": [(S3, "raw/orders", "customer_id")]}),
+    })  # fmt: skip
+    clean_in = InputDataset(S3, "clean/orders")
+    mart = OutputDataset(
+        PG, "mart.sales", facets={"schema": schema(("customer_id", "int"), ("revenue", "decimal"))}
+    )
+    spark_out = OutputDataset(S3, "features/customer_revenue", facets={
+        "schema": schema(("customer", "int"), ("revenue", "decimal")),
+        "columnLineage": column_lineage({"customer": [(S3, "clean/orders", "customer_id")],
+                                         "revenue": [(S3, "clean/orders", "amount_eur")]}),
+    })  # fmt: skip
+
+    def ev(state: RunState, run: str, job: Job, when: datetime, facets: dict[str, Any] | None = None,
+           inputs: list[InputDataset] | None = None, outputs: list[OutputDataset] | None = None) -> RunEvent:  # fmt: skip
+        return RunEvent(
+            eventType=state,
+            eventTime=when.isoformat(),
+            run=Run(runId=run, facets=facets or {}),
+            job=job,
+            producer=PRODUCER,
+            inputs=inputs or [],
+            outputs=outputs or [],
+        )
+
+    m = timedelta(minutes=1)
+    spark_job = Job(namespace="spark://cluster", name="customer_revenue.execute_insert",
+                    facets={"sql": sql_job.SQLJobFacet(query="INSERT INTO features SELECT customer_id, sum(amount_eur) FROM clean GROUP BY 1"),
+                            "sourceCode": source_code_job.SourceCodeJobFacet(language="python", sourceCode=SPARK_CODE)})  # fmt: skip
+    events = [
+        ev(RunState.START, ids["dag"], dag_job, t),
+        ev(RunState.START, ids["extract"], task("extract"), t + m, parent, [orders], [raw]),
+        ev(RunState.COMPLETE, ids["extract"], task("extract"), t + 2 * m, parent, [orders], [raw]),
+        # the transform's COMPLETE arrives before its START (any order must merge)
+        ev(RunState.COMPLETE, ids["transform"], task("transform", "SELECT ..."), t + 4 * m, parent, [raw_in], [clean]),
+        ev(RunState.START, ids["transform"], task("transform", "SELECT ..."), t + 3 * m, parent, [raw_in], [clean]),
+        ev(RunState.START, ids["load"], task("load"), t + 5 * m, parent, [clean_in], [mart]),
+        ev(RunState.FAIL, ids["load"], task("load"), t + 6 * m,
+           {**parent, "errorMessage": error_message_run.ErrorMessageRunFacet(message="duplicate key in mart.sales", programmingLanguage="python")},
+           [clean_in], [mart]),
+        ev(RunState.COMPLETE, ids["dag"], dag_job, t + 7 * m),
+        ev(RunState.START, ids["spark"], spark_job, t + 8 * m, None, [clean_in], [spark_out]),
+        ev(RunState.COMPLETE, ids["spark"], spark_job, t + 9 * m, None, [clean_in], [spark_out]),
+    ]  # fmt: skip
+    return Pipeline(ids["dag"], ids["extract"], ids["transform"], ids["load"], ids["spark"], events)
+
+
+@dataclass
+class Hub:
+    url: str
+    store: GraphStore
+    secrets: dict[str, str]
+    service: OpenLineageService
+
+    def http(self, who: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, timeout=60, headers={"authorization": f"Bearer {self.secrets[who]}"}
+        )
+
+    def client(self, who: str = "airflow") -> OpenLineageClient:
+        """The stock client with the stock HTTP transport and API key auth."""
+        config = HttpConfig(url=self.url, auth=ApiKeyTokenProvider({"apiKey": self.secrets[who]}))
+        return OpenLineageClient(transport=HttpTransport(config))
+
+    def gql(self, query: str, **variables: Any) -> dict[str, Any]:
+        with self.http("analyst") as http:
+            body = http.post("/graphql", json={"query": query, "variables": variables}).json()
+        assert "errors" not in body, body
+        return dict(body["data"])
+
+
+@pytest.fixture
+def hub(store_backend: str, tmp_path: Path) -> Iterator[Hub]:
+    store = open_store(fresh_store_uri(store_backend, tmp_path))
+    artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
+    identity = IdentityService(store, actor="root")
+    identity.add_user("airflow", "editor")  # the integration's service account
+    identity.add_user("analyst", "viewer")
+    secrets = {u: identity.create_token(u, name="ol").secret for u in ("airflow", "analyst")}
+    config = Settings(user="hub-server", data_dir=tmp_path, auth="tokens")
+    try:
+        with HubServer(create_app(config, store=store, artifacts=artifacts)) as server:
+            yield Hub(server.url, store, secrets, OpenLineageService(store, artifacts))
+    finally:
+        store.close()
+
+
+def dsv(hub: Hub, namespace: str, name: str) -> list[str]:
+    """The ids of a dataset's versions."""
+    return [
+        n.id for n in hub.store.iter_nodes("DatasetVersion", {"namespace": namespace, "name": name})
+    ]
+
+
+def test_the_stock_client_sends_a_pipeline_and_the_hub_answers_lineage_questions(
+    hub: Hub,
+) -> None:
+    day = pipeline()
+    client = hub.client()
+    for event in day.events:
+        client.emit(event)
+
+    # runs: statuses merged whatever the order, the parent, the error, the facets
+    runs = {r: hub.store.get_node(f"run:{r}") for r in (day.dag_run, day.extract, day.transform, day.load, day.spark)}  # fmt: skip
+    assert runs[day.dag_run].props["status"] == "FINISHED"
+    assert runs[day.transform].props["status"] == "FINISHED"  # COMPLETE came before START
+    assert runs[day.transform].props["started_at"] < runs[day.transform].props["ended_at"]
+    assert runs[day.load].props["status"] == "FAILED"
+    assert runs[day.load].props["error"] == "duplicate key in mart.sales"
+    assert runs[day.extract].props["parent"] == f"run:{day.dag_run}"
+    assert runs[day.extract].props["project"] == "airflow-prod"
+    assert runs[day.extract].props["experiment"] == "daily_sales.extract"
+    facets = runs[day.extract].props["facets"]
+    assert facets["run"]["processing_engine"]["name"] == "Airflow"
+    assert facets["run"]["nominalTime"]["nominalStartTime"].startswith("2026-03-01T06:00:00")
+    assert "sql" in runs[day.spark].props["facets"]["job"]
+
+    # facets are queryable: a filter on a facet's field over GraphQL
+    found = hub.gql(
+        "query($w: JSON) { runs(where: $w) { edges { node { id } } } }",
+        w={"facets.run.processing_engine.name": "Airflow", "status": "FAILED"},
+    )
+    assert [e["node"]["id"] for e in found["runs"]["edges"]] == [f"run:{day.load}"]
+
+    # sourceCodeLocation -> CodeCommit
+    code = hub.store.neighbors([f"run:{day.extract}"], "UPSTREAM", ["RAN_CODE"])[
+        f"run:{day.extract}"
+    ]
+    assert [a.node.props["sha"] for a in code] == ["3f4e5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f"]
+    assert code[0].node.props["branch"] == "main"
+    # a sourceCode facet alone: the code's sha256 is the commit
+    spark_code = hub.store.neighbors([f"run:{day.spark}"], "UPSTREAM", ["RAN_CODE"])
+    [spark_commit] = spark_code[f"run:{day.spark}"]
+    assert spark_commit.node.props["sha"] == hashlib.sha256(SPARK_CODE.encode()).hexdigest()
+
+    # one version per output write, with its schema and row count; DERIVED_FROM from columns
+    [raw] = dsv(hub, S3, "raw/orders")
+    [clean] = dsv(hub, S3, "clean/orders")
+    [features] = dsv(hub, S3, "features/customer_revenue")
+    [orders] = dsv(hub, PG, "public.orders")
+    raw_node = hub.store.get_node(raw)
+    assert raw_node.props["row_count"] == 1200
+    assert [c["name"] for c in raw_node.props["columns"]] == ["order_id", "amount", "customer_id"]
+    derived = hub.store.neighbors([clean], "UPSTREAM", ["DERIVED_FROM"])[clean]
+    assert [a.node.id for a in derived] == [raw]  # the transform read the version extract wrote
+
+    # lineage: the Spark features come from the raw extract and the warehouse's orders
+    lineage = hub.gql(
+        "query($r: [String!]!) { lineage(input: {roots: $r, upstreamDepth: 10}) "
+        "{ nodes { node { id } distance } } }",
+        r=[features],
+    )
+    reached = {n["node"]["id"] for n in lineage["lineage"]["nodes"]}
+    assert {clean, raw, orders, f"run:{day.spark}", f"run:{day.transform}"} <= reached
+
+    # impact: a bad warehouse table reaches the runs and every dataset version downstream
+    impact = hub.gql(
+        "query($r: String!) { impact(ref: $r) { runs { id } datasetVersions { id } } }",
+        r=orders,
+    )["impact"]
+    assert {raw, clean, features} <= {n["id"] for n in impact["datasetVersions"]}
+    assert {f"run:{day.extract}", f"run:{day.spark}"} <= {n["id"] for n in impact["runs"]}
+
+    # column lineage: which output columns depend on raw orders' amount (two hops)
+    columns = hub.gql(
+        "query($d: ID!, $c: String!) { columnLineage(dataset: $d, column: $c) "
+        "{ name column fromColumn distance transformations } }",
+        d=Dataset(namespace=S3, name="raw/orders").node_id,
+        c="amount",
+    )["columnLineage"]
+    assert [(c["name"], c["column"], c["fromColumn"], c["distance"]) for c in columns] == [
+        ("clean/orders", "amount_eur", "amount", 1),
+        ("features/customer_revenue", "revenue", "amount_eur", 2),
+    ]
+    assert columns[1]["transformations"][0]["subtype"] == "AGGREGATION"
+    upstream = hub.gql(
+        'query($d: ID!) { columnLineage(dataset: $d, column: "customer", direction: UPSTREAM) '
+        "{ name column } }",
+        d=features,
+    )["columnLineage"]
+    assert [(c["name"], c["column"]) for c in upstream] == [
+        ("clean/orders", "customer_id"),
+        ("raw/orders", "customer_id"),
+    ]
+
+    # replaying the same events changes nothing (idempotent), and a second day adds a
+    # version per output write
+    before = (hub.store.count_nodes("Run"), hub.store.count_nodes("DatasetVersion"))
+    for event in day.events:
+        client.emit(event)
+    assert (hub.store.count_nodes("Run"), hub.store.count_nodes("DatasetVersion")) == before
+    for event in pipeline(day=1).events:
+        client.emit(event)
+    assert len(dsv(hub, S3, "raw/orders")) == 2
+    assert hub.store.count_nodes("Run") == before[0] + 5
+
+    # every call is one audit entry under the caller
+    entries = [e for e in hub.store.iter_audit() if e.action == AUDIT_ACTION]
+    assert len(entries) == 3 * len(day.events)
+    assert {e.actor for e in entries} == {"airflow"}
+
+
+def test_the_kept_events_replay_into_a_fresh_store(hub: Hub, tmp_path: Path) -> None:
+    client = hub.client()
+    for event in pipeline().events:
+        client.emit(event)
+    fresh = open_store(f"sqlite:///{tmp_path / 'replayed.db'}")
+    try:
+        target = OpenLineageService(fresh, hub.service.artifacts)
+        assert hub.service.replay(target) == len(pipeline().events)
+        for label in ("Run", "DatasetVersion", "Dataset", "CodeCommit", "Experiment"):
+            assert fresh.count_nodes(label) == hub.store.count_nodes(label), label
+        original = {n.id: n.props for n in hub.store.iter_nodes("Run")}
+        assert {n.id: n.props for n in fresh.iter_nodes("Run")} == original
+    finally:
+        fresh.close()
+
+
+def _event(**changes: Any) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(Serde.to_json(pipeline().events[1]))
+    event.update(changes)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda e: e["run"].pop("runId"), "run.runId"),
+        (lambda e: e["run"].update(runId="not-a-uuid"), "run.runId"),
+        (lambda e: e.update(eventTime="yesterday"), "eventTime"),
+        (lambda e: e.update(eventType="DONE"), "eventType"),
+        (lambda e: e["job"].pop("namespace"), "job.namespace"),
+        (lambda e: e["inputs"][0]["facets"]["schema"].pop("_producer"), "inputs[0].facets.schema._producer"),
+        (lambda e: e["outputs"][0].update(name=""), "outputs[0].name"),
+        (lambda e: e.pop("producer"), "producer"),
+    ],
+)  # fmt: skip
+def test_malformed_events_get_400_naming_the_field_and_nothing_is_written(
+    hub: Hub, mutate: Any, field: str
+) -> None:
+    event = _event()
+    mutate(event)
+    with hub.http("airflow") as http:
+        response = http.post("/api/v1/lineage", json=event)
+    assert response.status_code == 400, response.text
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "VALIDATION"
+    assert error["extensions"]["field"] == field
+    assert field in error["message"]
+    assert hub.store.count_nodes("Run") == 0
+
+
+def test_a_batch_is_all_or_nothing_and_names_the_bad_event(hub: Hub) -> None:
+    good = _event()
+    bad = _event()
+    bad["run"]["runId"] = "nope"
+    with hub.http("airflow") as http:
+        response = http.post("/api/v1/lineage", json=[good, bad])
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["extensions"]["field"] == "events[1].run.runId"
+        assert hub.store.count_nodes("Run") == 0
+        response = http.post("/api/v1/lineage", json=[good, _event()])
+        assert response.status_code == 201
+        assert response.json()["events"] == 2
+
+
+def test_a_viewer_may_not_send_events_and_no_credential_gets_401(hub: Hub) -> None:
+    with hub.http("analyst") as http:
+        response = http.post("/api/v1/lineage", json=_event())
+    assert response.status_code == 403
+    assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    response = httpx.post(f"{hub.url}/api/v1/lineage", json=_event(), timeout=30)
+    assert response.status_code == 401
+    with hub.http("airflow") as http:
+        response = http.post(
+            "/api/v1/lineage", content=b"{}", headers={"content-type": "text/plain"}
+        )
+    assert response.status_code == 415
+    assert hub.store.count_nodes("Run") == 0
+
+
+def test_gzip_bodies_as_the_client_compresses_them(hub: Hub) -> None:
+    config = HttpConfig(
+        url=hub.url,
+        auth=ApiKeyTokenProvider({"apiKey": hub.secrets["airflow"]}),
+        compression="gzip",  # type: ignore[arg-type]
+    )
+    client = OpenLineageClient(transport=HttpTransport(config))
+    day = pipeline()
+    client.emit(day.events[0])
+    assert hub.store.get_node(f"run:{day.dag_run}").props["status"] == "RUNNING"
+
+
+def burst(n_runs: int) -> list[dict[str, Any]]:
+    """START and COMPLETE of ``n_runs`` Spark-like runs over a few tables, column lineage
+    included, as JSON (what arrives over the wire)."""
+    events: list[dict[str, Any]] = []
+    cl = column_lineage({"revenue": [(PG, "public.orders", "amount")]})
+    for i in range(n_runs):
+        run = str(uuid.uuid4())
+        job = Job(namespace="spark://cluster", name=f"job_{i % 50}")
+        inputs = [
+            InputDataset(PG, "public.orders", facets={"schema": schema(("amount", "decimal"))})
+        ]
+        outputs = [OutputDataset(S3, f"out/table_{i % 20}", facets={"columnLineage": cl})]
+        for k, state in enumerate((RunState.START, RunState.COMPLETE)):
+            event = RunEvent(
+                eventType=state,
+                eventTime=(T0 + timedelta(seconds=2 * i + k)).isoformat(),
+                run=Run(runId=run),
+                job=job,
+                producer=PRODUCER,
+                inputs=inputs,
+                outputs=outputs,
+            )
+            events.append(json.loads(Serde.to_json(event)))
+    return events
+
+
+@pytest.mark.slow
+def test_a_burst_of_10000_events_is_ingested_without_loss(hub: Hub) -> None:
+    events = burst(5_000)
+    assert len(events) == 10_000
+    start = time.perf_counter()
+    for i in range(0, len(events), 1_000):
+        hub.service.ingest(events[i : i + 1_000])
+    elapsed = time.perf_counter() - start
+    print(f"\nOpenLineage ingestion: {len(events) / elapsed:,.0f} events/s ({hub.store.uri})")
+    assert hub.store.count_nodes("Run", {"status": "FINISHED"}) == 5_000
+    assert hub.store.count_nodes("DatasetVersion") == 5_000 + 1  # one per write + the input
+    assert hub.store.count_nodes("Experiment") == 50
+    orders = Dataset(namespace=PG, name="public.orders").node_id
+    links = hub.service.column_lineage(orders, "amount")
+    assert len(links) == 5_000
+
+
+def test_a_bad_event_in_process_is_a_validation_error_naming_the_field(hub: Hub) -> None:
+    bad = _event()
+    bad["outputs"][0]["facets"]["columnLineage"] = {
+        "_producer": PRODUCER,
+        "_schemaURL": "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json",
+        "fields": {"x": {"inputFields": "nope"}},
+    }
+    with pytest.raises(ValidationError) as e:
+        hub.service.ingest([_event(), bad])
+    assert e.value.field == "events[1].outputs[0].facets.columnLineage.fields.x.inputFields"
+    assert hub.store.count_nodes("Run") == 0
+
+
+def test_job_and_dataset_events_and_unknown_facets_are_kept(hub: Hub) -> None:
+    facet = {"_producer": PRODUCER, "_schemaURL": "https://acme.example/facets/Cost.json"}
+    job_event = {
+        "eventTime": T0.isoformat(),
+        "producer": PRODUCER,
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/JobEvent",
+        "job": {
+            "namespace": "dbt-prod",
+            "name": "marts.revenue",
+            "facets": {
+                "sql": {**facet, "query": "select 1"},
+                "acmeCost": {**facet, "dollars": 1.5},  # a facet no spec knows
+            },
+        },
+        "inputs": [{"namespace": PG, "name": "public.orders"}],
+        "outputs": [{"namespace": PG, "name": "marts.revenue"}],
+    }
+    dataset_event = {
+        "eventTime": T0.isoformat(),
+        "producer": PRODUCER,
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetEvent",
+        "dataset": {
+            "namespace": PG,
+            "name": "public.orders",
+            "facets": {
+                "dataSource": {**facet, "name": "warehouse", "uri": PG},
+                "acmeOwner": {**facet, "team": "sales"},
+            },
+        },
+    }
+    with hub.http("airflow") as http:
+        assert http.post("/api/v1/lineage", json=job_event).status_code == 201
+        assert http.post("/api/v1/lineage", json=dataset_event).status_code == 201
+    experiment = hub.store.get_node("experiment:dbt-prod/marts.revenue")
+    assert experiment.props["facets"]["acmeCost"]["dollars"] == 1.5
+    assert experiment.props["facets"]["sql"]["query"] == "select 1"
+    orders = hub.store.get_node(Dataset(namespace=PG, name="public.orders").node_id)
+    assert orders.props["facets"]["acmeOwner"]["team"] == "sales"
+    assert orders.props["facets"]["dataSource"]["name"] == "warehouse"
+    assert hub.store.get_nodes([Dataset(namespace=PG, name="marts.revenue").node_id])[0]
+    assert hub.store.count_nodes("Run") == 0  # no run: nothing ran
