@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -155,7 +156,7 @@ class Client:
             self.backend = LocalBackend(
                 self.store,
                 artifacts,
-                actor=settings.user or default_actor(),
+                actor=self._user,
                 stale_after=timedelta(seconds=settings.stale_after),
                 policies=registry_policies,
                 owns_store=owned,
@@ -163,6 +164,12 @@ class Client:
         self.tracking = self.backend.tracking
         self.artifacts = self.backend.artifacts
         _clients.add(self)
+
+    @functools.cached_property
+    def _user(self) -> str:
+        """Who this client acts as: ``settings.user``, else the OS user (read once: building
+        the settings again costs milliseconds)."""
+        return self.settings.user or default_actor()
 
     @property
     def registry_policies(self) -> Mapping[Any, Policy]:
@@ -242,7 +249,7 @@ class Client:
                 batch.log_dataset_ref(run, "s3://lake/raw.parquet", digest)
                 batch.end_run(run)
         """
-        return Batch(self.backend, user=self.settings.user or default_actor())
+        return Batch(self.backend, user=self._user)
 
     def get_run(self, run_id: str) -> Run:
         """The run as the hub has it (a stale RUNNING run is reported KILLED)."""
