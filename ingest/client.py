@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lineagehub.artifacts import ArtifactStore, open_artifact_store
 from lineagehub.config import Settings
@@ -82,6 +82,9 @@ from lineagehub.vocabulary import (
     RunStatus,
     member,
 )
+
+if TYPE_CHECKING:
+    from lineagehub.ingest.monitor import Monitor
 
 CODE_CACHE_SECONDS = 5.0
 
@@ -413,6 +416,19 @@ class Client:
         """Mark a deployment retired and end its serving interval."""
         return self.backend.registry.retire_deployment(deployment_id, reason)
 
+    def monitor(self, deployment: str, **options: Any) -> Monitor:
+        """A :class:`~lineagehub.ingest.monitor.Monitor` of ``deployment`` (its id, name or
+        ``name@environment``) for a serving process: ``log_predictions``, ``log_labels``,
+        ``log_latency``, aggregated into windows and reported in the background. Options:
+        ``dataset`` (the drift reference instead of the training data), ``window`` (seconds,
+        default 3600), ``instance``, ``flush_interval`` (seconds; ``None``: only on
+        ``flush()``), ``prediction_column``, ``task``, ``feature_names``, ``max_windows``,
+        ``max_pending_labels``, ``strict``. An unknown deployment raises
+        :class:`~lineagehub.graph.errors.NotFoundError` here, once, at start-up."""
+        from lineagehub.ingest.monitor import Monitor
+
+        return Monitor(self.backend.monitoring, deployment, **options)
+
     def rollback(
         self, model: str, stage_or_alias: str, reason: str, *, on_deployments: str = "refuse"
     ) -> list[str]:
@@ -691,6 +707,11 @@ def client() -> Client:
 def start_run(name: str | None = None, **kwargs: Any) -> ActiveRun:
     """Start a run on the module-level client; see :meth:`Client.start_run`."""
     return client().start_run(name, **kwargs)
+
+
+def monitor(deployment: str, **options: Any) -> Monitor:
+    """Monitor a deployment on the module-level client; see :meth:`Client.monitor`."""
+    return client().monitor(deployment, **options)
 
 
 def active_run() -> ActiveRun | None:

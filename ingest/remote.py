@@ -53,6 +53,7 @@ from lineagehub.ingest.http import (
 )
 from lineagehub.ingest.seam import Backend, PromoteResult
 from lineagehub.services.lineage import LineageDiff, RunComparison
+from lineagehub.services.monitoring import MonitoringReference
 from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
@@ -76,6 +77,7 @@ from lineagehub.vocabulary import (
     Deployment,
     EdgeKind,
     ModelVersion,
+    MonitoringWindow,
     NodeKind,
     NodeModel,
     Run,
@@ -903,6 +905,61 @@ class RemoteQueries:
         return self.wire.call("compareModelVersions", LineageDiff, idempotent=True, a=a, b=b)
 
 
+# --------------------------------------------------------------------------- monitoring
+
+
+class RemoteMonitoring:
+    """Monitoring windows reported to a hub server (:class:`~lineagehub.ingest.seam.
+    Monitoring`)."""
+
+    def __init__(self, wire: _Wire) -> None:
+        self.wire = wire
+
+    def reference(self, deployment: str, dataset: str | None = None) -> MonitoringReference:
+        return self.wire.call(
+            "monitoringReference",
+            MonitoringReference,
+            idempotent=True,
+            deployment=deployment,
+            dataset=dataset,
+        )
+
+    def report_window(
+        self,
+        deployment: str,
+        start: datetime,
+        end: datetime,
+        sketch: Mapping[str, Any],
+        *,
+        instance: str = "default",
+        reference: str | None = None,
+    ) -> MonitoringWindow:
+        """Idempotent (the window's id is deterministic): retried like a read."""
+        if not isinstance(start, datetime) or not isinstance(end, datetime):
+            raise ValidationError("start and end must be datetimes", field="start")
+        if not isinstance(sketch, Mapping):
+            raise ValidationError("sketch must be a JSON object", field="sketch")
+        return self.wire.call(
+            "reportMonitoringWindow",
+            MonitoringWindow,
+            idempotent=True,
+            input={
+                "deployment": deployment,
+                "start": to_iso(start, "start"),
+                "end": to_iso(end, "end"),
+                "sketch": dict(sketch),
+                "instance": instance,
+                "reference": reference,
+            },
+        )
+
+    def window(self, window_id: str) -> MonitoringWindow | None:
+        if not isinstance(window_id, str) or not window_id.startswith("window:"):
+            raise ValidationError("give a window id (window:...)", field="window_id")
+        found = self.wire.raw("nodes", _NODE_FIELDS, idempotent=True, ids=[window_id])[0]
+        return None if found is None else _model(MonitoringWindow, found)
+
+
 class RemoteBackend:
     """A hub server as the SDK's :class:`~lineagehub.ingest.seam.Backend`: every call over
     one connection; the server applies its own policies."""
@@ -914,6 +971,7 @@ class RemoteBackend:
         self.artifacts = self.tracking.artifacts
         self.registry = RemoteRegistry(self.tracking.wire)
         self.queries = RemoteQueries(self.tracking.wire)
+        self.monitoring = RemoteMonitoring(self.tracking.wire)
 
     def close(self) -> None:
         self.tracking.close()
@@ -929,6 +987,7 @@ __all__ = [
     "HubConnection",
     "RemoteArtifactStore",
     "RemoteBackend",
+    "RemoteMonitoring",
     "RemoteQueries",
     "RemoteRegistry",
     "RemoteTracking",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lineagehub.graph import Direction, GraphStore, SeriesPoint, Subgraph, ValidationError
 from lineagehub.services.lineage import LineageDiff, LineageService, RunComparison
+from lineagehub.services.monitoring import MonitoringReference, MonitoringService
 from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
@@ -40,6 +41,7 @@ from lineagehub.vocabulary import (
     Deployment,
     DeploymentStatus,
     ModelVersion,
+    MonitoringWindow,
     NodeKind,
     NodeModel,
     Run,
@@ -245,6 +247,26 @@ class Queries(Protocol):
     def compare_model_versions(self, a: str, b: str) -> LineageDiff: ...
 
 
+class Monitoring(Protocol):
+    """What a serving process reports (:class:`~lineagehub.services.monitoring.
+    MonitoringService`): the reference it sketches against, and its windows."""
+
+    def reference(self, deployment: str, dataset: str | None = None) -> MonitoringReference: ...
+
+    def report_window(
+        self,
+        deployment: str,
+        start: datetime,
+        end: datetime,
+        sketch: Mapping[str, Any],
+        *,
+        instance: str = "default",
+        reference: str | None = None,
+    ) -> MonitoringWindow: ...
+
+    def window(self, window_id: str) -> MonitoringWindow | None: ...
+
+
 class Backend(Protocol):
     """A hub as the SDK sees it."""
 
@@ -254,6 +276,8 @@ class Backend(Protocol):
     def registry(self) -> Registry: ...
     @property
     def queries(self) -> Queries: ...
+    @property
+    def monitoring(self) -> Monitoring: ...
     @property
     def artifacts(self) -> ArtifactStore: ...
     @property
@@ -379,6 +403,7 @@ class LocalBackend:
         self.policies = service.policies
         self.registry = _ActingRegistry(service, actor)
         self.queries = _LocalQueries(store)
+        self.monitoring = MonitoringService(store)
 
     def close(self) -> None:
         if self._owns_store:
@@ -389,4 +414,12 @@ def _contract(backend: LocalBackend) -> Backend:  # mypy checks the backend agai
     return backend
 
 
-__all__ = ["Backend", "LocalBackend", "PromoteResult", "Queries", "Registry", "Tracking"]
+__all__ = [
+    "Backend",
+    "LocalBackend",
+    "Monitoring",
+    "PromoteResult",
+    "Queries",
+    "Registry",
+    "Tracking",
+]

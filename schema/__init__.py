@@ -29,6 +29,7 @@ from lineagehub.schema.limits import (
     MAX_TOKENS,
     Limits,
 )
+from lineagehub.schema.monitoring import MonitoringMutation, MonitoringQuery
 from lineagehub.schema.mutation import Mutation as BaseMutation
 from lineagehub.schema.query import Query as BaseQuery
 from lineagehub.schema.registry import RegistryMutation, RegistryQuery
@@ -36,8 +37,11 @@ from lineagehub.schema.scalars import SCALARS
 from lineagehub.schema.types import ALL_TYPES
 from lineagehub.schema.webhooks import WebhookQuery
 
-Query = merge_types("Query", (BaseQuery, CompareQuery, AuditQuery, RegistryQuery, WebhookQuery))
-Mutation = merge_types("Mutation", (BaseMutation, RegistryMutation))
+Query = merge_types(
+    "Query",
+    (BaseQuery, CompareQuery, AuditQuery, RegistryQuery, WebhookQuery, MonitoringQuery),
+)
+Mutation = merge_types("Mutation", (BaseMutation, RegistryMutation, MonitoringMutation))
 
 
 class _Schema(strawberry.Schema):
