@@ -85,6 +85,7 @@ from lineagehub.vocabulary import (
 
 if TYPE_CHECKING:
     from lineagehub.ingest.monitor import Monitor
+    from lineagehub.services.monitoring import MonitoringSummary
 
 CODE_CACHE_SECONDS = 5.0
 
@@ -428,6 +429,14 @@ class Client:
         from lineagehub.ingest.monitor import Monitor
 
         return Monitor(self.backend.monitoring, deployment, **options)
+
+    def monitoring(
+        self, deployment: str, start: datetime | None = None, end: datetime | None = None
+    ) -> MonitoringSummary:
+        """A deployment's monitoring windows that start in ``[start, end)``, with the drift
+        (per feature, Benjamini-Hochberg adjusted) and the performance of their merged
+        sketches."""
+        return self.backend.monitoring.summary(deployment, start, end)
 
     def rollback(
         self, model: str, stage_or_alias: str, reason: str, *, on_deployments: str = "refuse"

@@ -53,7 +53,7 @@ from lineagehub.ingest.http import (
 )
 from lineagehub.ingest.seam import Backend, PromoteResult
 from lineagehub.services.lineage import LineageDiff, RunComparison
-from lineagehub.services.monitoring import MonitoringReference
+from lineagehub.services.monitoring import MonitoringReference, MonitoringSummary
 from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
@@ -908,6 +908,20 @@ class RemoteQueries:
 # --------------------------------------------------------------------------- monitoring
 
 
+_SUMMARY = (
+    "query Summary($ref: String!, $from: DateTime, $to: DateTime) { node(ref: $ref) { "
+    "... on Deployment { monitoring(from: $from, to: $to) { "
+    f"windows {_NODE_FIELDS} sampleCount rejected "
+    "drift { feature state test statistic pValue pAdjusted psi jensenShannon wasserstein "
+    "count referenceCount missing } "
+    "performance { task count accuracy f1 auc mae rmse baseline delta } } } } }"
+)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
 class RemoteMonitoring:
     """Monitoring windows reported to a hub server (:class:`~lineagehub.ingest.seam.
     Monitoring`)."""
@@ -958,6 +972,39 @@ class RemoteMonitoring:
             raise ValidationError("give a window id (window:...)", field="window_id")
         found = self.wire.raw("nodes", _NODE_FIELDS, idempotent=True, ids=[window_id])[0]
         return None if found is None else _model(MonitoringWindow, found)
+
+    def summary(
+        self, deployment: str, start: datetime | None = None, end: datetime | None = None
+    ) -> MonitoringSummary:
+        """``Deployment.monitoring``: not a root field, so the operation is written here."""
+        reference = self.reference(deployment)  # resolves names; NOT_FOUND as embedded
+        data = self.wire.connection.graphql(
+            _SUMMARY,
+            {
+                "ref": reference.deployment_id,
+                "from": None if start is None else to_iso(start, "start"),
+                "to": None if end is None else to_iso(end, "end"),
+            },
+            idempotent=True,
+        )
+        found = (data.get("node") or {}).get("monitoring")
+        if not isinstance(found, Mapping):
+            raise BackendError("the hub answered without the deployment's monitoring")
+        drift = {}
+        for row in found["drift"]:
+            row = {_snake(k): v for k, v in row.items() if v is not None}
+            drift[row.pop("feature")] = row
+        perf = found["performance"]
+        return MonitoringSummary(
+            reference.deployment_id,
+            start,
+            end,
+            [_model(MonitoringWindow, w) for w in found["windows"]],
+            drift,
+            None if perf is None else {_snake(k): v for k, v in perf.items() if v is not None},
+            found["sampleCount"],
+            dict(found["rejected"]),
+        )
 
 
 class RemoteBackend:

@@ -22,7 +22,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lineagehub.graph import Direction, GraphStore, SeriesPoint, Subgraph, ValidationError
 from lineagehub.services.lineage import LineageDiff, LineageService, RunComparison
-from lineagehub.services.monitoring import MonitoringReference, MonitoringService
+from lineagehub.services.monitoring import (
+    MonitoringReference,
+    MonitoringService,
+    MonitoringSummary,
+)
 from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
@@ -265,6 +269,10 @@ class Monitoring(Protocol):
     ) -> MonitoringWindow: ...
 
     def window(self, window_id: str) -> MonitoringWindow | None: ...
+
+    def summary(
+        self, deployment: str, start: datetime | None = None, end: datetime | None = None
+    ) -> MonitoringSummary: ...
 
 
 class Backend(Protocol):

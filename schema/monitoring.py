@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -132,7 +132,7 @@ async def monitoring_summary(
         drift=drift_rows(summary.drift),
         performance=performance_of(summary.performance),
         sample_count=summary.sample_count,
-        rejected=summary.rejected,
+        rejected=cast(JSON, summary.rejected),
     )
 
 
@@ -167,8 +167,8 @@ class MonitoringQuery:
             dataset_version=(
                 None if ref.dataset_version is None else strawberry.ID(ref.dataset_version)
             ),
-            features=ref.features,
-            metrics=ref.metrics,
+            features=cast(JSON, ref.features),
+            metrics=cast(JSON, ref.metrics),
         )
 
 

@@ -131,6 +131,12 @@ READS: dict[str, Op] = {
     "models": Op("{ models { withheld } }", V, "anywhere"),
     "modelVersions": Op("{ modelVersions { withheld } }", V, "anywhere"),
     "deployments": Op("{ deployments { withheld } }", V, "anywhere"),
+    "monitoringReference": Op(
+        "query($d: String!) { monitoringReference(deployment: $d) { deploymentId } }",
+        V,
+        "alpha",
+        lambda i: {"d": i["deployment"]},
+    ),
     "alerts": Op("{ alerts { withheld } }", V, "anywhere"),
     "lineage": Op('{ lineage(input: {roots: ["churn@1"]}) { withheld } }', V, "alpha"),
     "impact": Op(
@@ -249,6 +255,13 @@ WRITES: dict[str, Op] = {
     ),
     "retireDeployment": Op(
         "mutation($d: ID!) { retireDeployment(id: $d) { id } }",
+        E,
+        "alpha",
+        lambda i: {"d": i["deployment"]},
+    ),
+    "reportMonitoringWindow": Op(
+        """mutation($d: String!) { reportMonitoringWindow(input: {deployment: $d,
+        start: "2026-03-01T10:00:00Z", end: "2026-03-01T11:00:00Z", sketch: {}}) { id } }""",
         E,
         "alpha",
         lambda i: {"d": i["deployment"]},

@@ -784,6 +784,9 @@ class MonitoringService:
         if dataset is not None:
             dsv = self.lineage.resolve(dataset)
             node = self.store.get_node(dsv)
+            if node.label == NodeKind.DATASET.value:  # a dataset: its latest version
+                dsv = self.lineage.resolve(f"{dsv}@latest")
+                node = self.store.get_node(dsv)
             if node.label != NodeKind.DATASET_VERSION.value:
                 raise ValidationError(f"{dataset!r} is not a dataset version", field="dataset")
             candidates = [dsv]

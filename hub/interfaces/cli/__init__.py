@@ -40,6 +40,7 @@ from lineagehub.interfaces.cli.common import EXIT_CODES, hub_client
 from lineagehub.interfaces.cli.demo import cmd_demo
 from lineagehub.interfaces.cli.lineage import _lineage_options, cmd_export, cmd_lineage
 from lineagehub.interfaces.cli.models import cmd_models_list, cmd_models_show
+from lineagehub.interfaces.cli.monitor import register as register_monitor
 from lineagehub.interfaces.cli.registry import (
     cmd_approvals_list,
     cmd_approve,
@@ -299,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_audit_verify_export, needs_store=False)
 
     register_access(sub, common)  # user ..., token ...
+    register_monitor(sub, hub)  # monitor status
 
     p = sub.add_parser("serve", help="serve the GraphQL API (GraphiQL at /graphql)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
