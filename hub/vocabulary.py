@@ -260,6 +260,10 @@ class AssociationRole(str, enum.Enum):
 
 
 class AlertState(str, enum.Enum):
+    """pending (the condition holds, not yet for the rule's ``for``) -> firing (notified)
+    -> acknowledged (someone is on it; still open) -> resolved."""
+
+    PENDING = "pending"
     FIRING = "firing"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
@@ -1222,7 +1226,12 @@ class MonitoringWindow(NodeModel):
 
 
 class Alert(NodeModel):
-    """A monitoring rule that fired. Id: ``alert:<uuid7>``."""
+    """A monitoring rule that fired (one node per firing: a later firing of the same rule on
+    the same deployment is another node with the same ``fingerprint``). Id: ``alert:<uuid7>``.
+
+    ``source`` is ``rule`` (a hub alert rule) or ``alertmanager`` (received from a
+    Prometheus Alertmanager); ``active_since`` is when the condition started to hold,
+    ``last_true_at`` when it last held (``keep_firing_for`` counts from there)."""
 
     node_kind: ClassVar[NodeKind] = NodeKind.ALERT
     id: AlertId = _id_factory(NodeKind.ALERT)
@@ -1233,6 +1242,17 @@ class Alert(NodeModel):
     message: Text | None = None
     fired_at: UtcDatetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     resolved_at: UtcDatetime | None = None
+    fingerprint: Annotated[str, _text(64, "a fingerprint")] | None = None
+    source: Identifier | None = None
+    deployment: DeploymentId | None = None
+    model_version: Name | None = None
+    labels: dict[Key, Annotated[str, PlainValidator(_long_text)]] = Field(default_factory=dict)
+    annotations: dict[Key, Annotated[str, PlainValidator(_long_text)]] = Field(default_factory=dict)
+    active_since: UtcDatetime | None = None
+    last_true_at: UtcDatetime | None = None
+    acknowledged_by: Name | None = None
+    acknowledged_at: UtcDatetime | None = None
+    silenced_until: UtcDatetime | None = None
 
     @property
     def node_id(self) -> str:

@@ -71,6 +71,7 @@ from lineagehub.services.registry import (
 )
 from lineagehub.services.tracking import RunStart, default_actor
 from lineagehub.vocabulary import (
+    Alert,
     ArtifactKind,
     Deployment,
     DeploymentStatus,
@@ -162,6 +163,7 @@ class Client:
                 stale_after=timedelta(seconds=settings.stale_after),
                 policies=registry_policies,
                 owns_store=owned,
+                alert_rules=_alert_rules(settings),
             )
         self.tracking = self.backend.tracking
         self.artifacts = self.backend.artifacts
@@ -430,6 +432,21 @@ class Client:
 
         return Monitor(self.backend.monitoring, deployment, **options)
 
+    def alerts(
+        self, deployment: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[Alert]:
+        """Alerts, newest first; ``state`` one of pending, firing, acknowledged, resolved or
+        ``open`` (all but resolved)."""
+        return self.backend.monitoring.list_alerts(deployment, state, limit)
+
+    def acknowledge_alert(self, alert_id: str, comment: str | None = None) -> Alert:
+        """Mark a firing alert acknowledged: someone is on it (it stays open)."""
+        return self.backend.monitoring.acknowledge_alert(alert_id, comment)
+
+    def silence_alert(self, alert_id: str, until: datetime) -> Alert:
+        """No notifications about an alert until ``until``."""
+        return self.backend.monitoring.silence_alert(alert_id, until)
+
     def monitoring(
         self, deployment: str, start: datetime | None = None, end: datetime | None = None
     ) -> MonitoringSummary:
@@ -669,6 +686,15 @@ _default_lock = threading.Lock()
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 _local = threading.local()
 _uncaught: list[BaseException] = []
+
+
+def _alert_rules(settings: Settings) -> list[Any]:
+    """The alert rules ``LINEAGEHUB_ALERT_RULES`` names (embedded: evaluated in this process)."""
+    if settings.alert_rules is None:
+        return []
+    from lineagehub.services.alerts import load_alert_rules
+
+    return load_alert_rules(settings.alert_rules)
 
 
 def _finite(value: float | None) -> float | None:

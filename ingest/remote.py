@@ -71,6 +71,8 @@ from lineagehub.services.tracking import (
     dataset_name,
 )
 from lineagehub.vocabulary import (
+    Alert,
+    AlertState,
     Artifact,
     ArtifactKind,
     DatasetVersion,
@@ -305,9 +307,10 @@ class _Wire:
         order_by: Sequence[str] | str | None,
         after: str | None,
         limit: int,
+        **extra: Any,
     ) -> tuple[list[M], str | None]:
         """One page of a listing (``runs``, ``models`` ...), fetched in parts of the server's
-        page size."""
+        page size; ``extra``: the listing's own arguments (``alerts``' ``state``)."""
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"limit must be between 1 and {MAX_PAGE}", field="limit")
         if where is not None and not isinstance(where, Mapping):
@@ -324,6 +327,7 @@ class _Wire:
                 orderBy=list(order) if order is not None else None,
                 first=min(limit - len(found), _SERVER_PAGE),
                 after=cursor,
+                **extra,
             )
             found += [_model(model, e["node"]) for e in page["edges"]]
             info = page["pageInfo"]
@@ -972,6 +976,27 @@ class RemoteMonitoring:
             raise ValidationError("give a window id (window:...)", field="window_id")
         found = self.wire.raw("nodes", _NODE_FIELDS, idempotent=True, ids=[window_id])[0]
         return None if found is None else _model(MonitoringWindow, found)
+
+    def list_alerts(
+        self, deployment: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[Alert]:
+        where = None
+        if deployment is not None:
+            where = {"deployment": self.reference(deployment).deployment_id}
+        if state is not None and state != "open":
+            member(AlertState, state, "state")
+        found, _ = self.wire.page("alerts", Alert, where, "-fired_at", None, limit, state=state)
+        return found
+
+    def acknowledge_alert(self, alert_id: str, comment: str | None = None) -> Alert:
+        return self.wire.call(
+            "acknowledgeAlert", Alert, idempotent=True, id=alert_id, comment=comment
+        )
+
+    def silence_alert(self, alert_id: str, until: datetime) -> Alert:
+        if not isinstance(until, datetime) or until.tzinfo is None:
+            raise ValidationError("until must be a timezone-aware time", field="until")
+        return self.wire.call("silenceAlert", Alert, idempotent=True, id=alert_id, until=until)
 
     def summary(
         self, deployment: str, start: datetime | None = None, end: datetime | None = None

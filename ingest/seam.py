@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lineagehub.graph import Direction, GraphStore, SeriesPoint, Subgraph, ValidationError
+from lineagehub.services.alerts import AlertRule, AlertService
 from lineagehub.services.lineage import LineageDiff, LineageService, RunComparison
 from lineagehub.services.monitoring import (
     MonitoringReference,
@@ -39,6 +40,7 @@ from lineagehub.services.registry import (
 )
 from lineagehub.services.tracking import Metric, RunStart, TrackingService
 from lineagehub.vocabulary import (
+    Alert,
     Artifact,
     ArtifactKind,
     DatasetVersion,
@@ -274,6 +276,14 @@ class Monitoring(Protocol):
         self, deployment: str, start: datetime | None = None, end: datetime | None = None
     ) -> MonitoringSummary: ...
 
+    def list_alerts(
+        self, deployment: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[Alert]: ...
+
+    def acknowledge_alert(self, alert_id: str, comment: str | None = None) -> Alert: ...
+
+    def silence_alert(self, alert_id: str, until: datetime) -> Alert: ...
+
 
 class Backend(Protocol):
     """A hub as the SDK sees it."""
@@ -404,6 +414,7 @@ class LocalBackend:
         stale_after: timedelta,
         policies: Mapping[Any, Policy] | None = None,
         owns_store: bool = False,
+        alert_rules: Sequence[AlertRule] = (),
     ) -> None:
         self.store, self.artifacts, self._owns_store = store, artifacts, owns_store
         self.tracking = TrackingService(store, artifacts, stale_after=stale_after, actor=actor)
@@ -411,7 +422,8 @@ class LocalBackend:
         self.policies = service.policies
         self.registry = _ActingRegistry(service, actor)
         self.queries = _LocalQueries(store)
-        self.monitoring = MonitoringService(store)
+        self.monitoring = MonitoringService(store, actor=actor)
+        AlertService(self.monitoring, alert_rules)  # evaluated on every window reported
 
     def close(self) -> None:
         if self._owns_store:

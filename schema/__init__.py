@@ -29,7 +29,12 @@ from lineagehub.schema.limits import (
     MAX_TOKENS,
     Limits,
 )
-from lineagehub.schema.monitoring import MonitoringMutation, MonitoringQuery
+from lineagehub.schema.monitoring import (
+    AlertMutation,
+    AlertQuery,
+    MonitoringMutation,
+    MonitoringQuery,
+)
 from lineagehub.schema.mutation import Mutation as BaseMutation
 from lineagehub.schema.query import Query as BaseQuery
 from lineagehub.schema.registry import RegistryMutation, RegistryQuery
@@ -39,9 +44,19 @@ from lineagehub.schema.webhooks import WebhookQuery
 
 Query = merge_types(
     "Query",
-    (BaseQuery, CompareQuery, AuditQuery, RegistryQuery, WebhookQuery, MonitoringQuery),
+    (
+        BaseQuery,
+        CompareQuery,
+        AuditQuery,
+        RegistryQuery,
+        WebhookQuery,
+        MonitoringQuery,
+        AlertQuery,
+    ),
 )
-Mutation = merge_types("Mutation", (BaseMutation, RegistryMutation, MonitoringMutation))
+Mutation = merge_types(
+    "Mutation", (BaseMutation, RegistryMutation, MonitoringMutation, AlertMutation)
+)
 
 
 class _Schema(strawberry.Schema):

@@ -323,6 +323,11 @@ RULES: dict[str, Rule] = {
     "Mutation.reportMonitoringWindow": Rule(
         E, deployments("input.deployment"), "report a monitoring window of this deployment"
     ),
+    "Query.alertRules": Rule(V, anywhere, "list alert rules"),
+    "Mutation.acknowledgeAlert": Rule(E, refs("id"), "acknowledge this alert"),
+    "Mutation.silenceAlert": Rule(E, refs("id"), "silence this alert"),
+    "Mutation.setAlertRule": Rule(ADMIN, globally, "set an alert rule"),
+    "Mutation.deleteAlertRule": Rule(ADMIN, globally, "delete an alert rule"),
 }
 
 

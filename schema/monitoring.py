@@ -10,12 +10,31 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
-from lineagehub.schema.types import I, MonitoringWindow, wrap_as
+from lineagehub.schema.query import (
+    _CONDITIONS,
+    _ORDER,
+    _WHERE,
+    FilterCondition,
+    FilterOp,
+    _page,
+)
+from lineagehub.schema.types import (
+    Alert,
+    CodeCommit,
+    Connection,
+    DatasetVersion,
+    Deployment,
+    I,
+    ModelVersion,
+    MonitoringWindow,
+    Run,
+    wrap_as,
+)
 
 
 @strawberry.type(description="What a deployment is monitored against.")
@@ -192,3 +211,179 @@ class MonitoringMutation:
             reference=input.reference,
         )
         return wrap_as(await ctx.call(ctx.store.get_node, window.id), MonitoringWindow)
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+
+@strawberry.type(
+    description="Where an alert leads: what was served, trained on what, from which code."
+)
+class AlertLineage:
+    deployment: Deployment | None
+    model_version: ModelVersion | None
+    training_runs: list[Run]
+    training_data: list[DatasetVersion]
+    code_commits: list[CodeCommit]
+
+
+async def alert_lineage(info: I, alert_id: str) -> AlertLineage:
+    """The resolver of ``Alert.lineage``: one service call, then the nodes in one batch."""
+    ctx = info.context
+    service = ctx.services.monitor._alert_service()
+    alert = await ctx.call(service.get, alert_id)
+    found = await ctx.call(service.lineage, alert)
+    ids = [
+        i
+        for i in (
+            found["deployment"],
+            found["model_version"],
+            *found["training_runs"],
+            *found["training_data"],
+            *found["code_commits"],
+        )
+        if i
+    ]
+    nodes = {n.id: n for n in await ctx.nodes.load_many(ids) if n is not None}
+
+    def many(keys: list[str], cls: type[Any]) -> list[Any]:
+        return [wrap_as(nodes[k], cls) for k in keys if k in nodes]
+
+    dep, mv = found["deployment"], found["model_version"]
+    return AlertLineage(
+        deployment=wrap_as(nodes[dep], Deployment) if dep in nodes else None,
+        model_version=wrap_as(nodes[mv], ModelVersion) if mv in nodes else None,
+        training_runs=many(found["training_runs"], Run),
+        training_data=many(found["training_data"], DatasetVersion),
+        code_commits=many(found["code_commits"], CodeCommit),
+    )
+
+
+@strawberry.type(description="A monitoring alert rule.")
+class AlertRuleInfo:
+    name: str
+    expr: str
+    for_seconds: float
+    keep_firing_for_seconds: float
+    severity: str
+    deployment: str | None
+    labels: JSON
+    annotations: JSON
+
+
+def _rule_info(rule: Any) -> AlertRuleInfo:
+    d = rule.to_dict()
+    return AlertRuleInfo(
+        name=d["name"],
+        expr=d["expr"],
+        for_seconds=d["for"],
+        keep_firing_for_seconds=d["keep_firing_for"],
+        severity=d["severity"],
+        deployment=d["deployment"],
+        labels=d["labels"],
+        annotations=d["annotations"],
+    )
+
+
+@strawberry.input(description="An alert rule (as a [[rule]] table of the rules file).")
+class AlertRuleInput:
+    name: str
+    expr: str = strawberry.field(description="e.g. 'drift.features_drifted >= 1 or accuracy < 0.8'")
+    for_: str | None = strawberry.field(
+        default=None, name="for", description="How long it must hold first: 30s, 5m, 2h."
+    )
+    keep_firing_for: str | None = None
+    severity: str = "warning"
+    deployment: str | None = None
+    labels: JSON | None = None
+    annotations: JSON | None = None
+
+
+@strawberry.type
+class AlertQuery:
+    @strawberry.field(description="Monitoring alerts, newest first by default.")
+    async def alerts(
+        self,
+        info: I,
+        where: Annotated[JSON | None, _WHERE] = None,
+        filter: Annotated[list[FilterCondition] | None, _CONDITIONS] = None,
+        order_by: Annotated[list[str] | None, _ORDER] = None,
+        first: int = 50,
+        after: str | None = None,
+        state: Annotated[
+            str | None,
+            strawberry.argument(
+                description="pending, firing, acknowledged, resolved, or open (all but resolved)."
+            ),
+        ] = None,
+    ) -> Connection[Alert]:
+        from lineagehub.vocabulary import AlertState, member
+
+        conditions = list(filter or [])
+        if state == "open":
+            from lineagehub.services.alerts import OPEN
+
+            conditions.append(FilterCondition(path="state", op=FilterOp.IN, value=list(OPEN)))
+        elif state is not None:
+            value = member(AlertState, state, "state").value
+            conditions.append(FilterCondition(path="state", op=FilterOp.EQ, value=value))
+        return await _page(
+            info, "Alert", where, order_by or ["-fired_at"], first, after, conditions
+        )
+
+    @strawberry.field(description="The alert rules the hub evaluates on monitoring windows.")
+    async def alert_rules(self, info: I) -> list[AlertRuleInfo]:
+        service = info.context.services.monitor._alert_service()
+        return [_rule_info(r) for r in sorted(service.rules.values(), key=lambda r: r.name)]
+
+
+@strawberry.type
+class AlertMutation:
+    @strawberry.mutation(
+        description="Acknowledge a firing alert: someone is on it (it stays open)."
+    )
+    async def acknowledge_alert(
+        self, info: I, id: strawberry.ID, comment: str | None = None
+    ) -> Alert:
+        ctx = info.context
+        service = ctx.services.monitor._alert_service()
+        alert = await ctx.call(service.acknowledge, str(id), ctx.actor, comment)
+        return wrap_as(await ctx.call(ctx.store.get_node, alert.id), Alert)
+
+    @strawberry.mutation(description="No notifications about an alert until a time.")
+    async def silence_alert(self, info: I, id: strawberry.ID, until: datetime) -> Alert:
+        ctx = info.context
+        service = ctx.services.monitor._alert_service()
+        alert = await ctx.call(service.silence, str(id), until, ctx.actor)
+        return wrap_as(await ctx.call(ctx.store.get_node, alert.id), Alert)
+
+    @strawberry.mutation(
+        description="Add or replace an alert rule (until the server restarts: the rules file "
+        "is read at start-up). Audited."
+    )
+    async def set_alert_rule(self, info: I, input: AlertRuleInput) -> AlertRuleInfo:
+        from lineagehub.services.alerts import parse_rule
+
+        ctx = info.context
+        entry: dict[str, Any] = {
+            "name": input.name,
+            "expr": input.expr,
+            "severity": input.severity,
+            "deployment": input.deployment,
+            "labels": input.labels or {},
+            "annotations": input.annotations or {},
+        }
+        if input.for_ is not None:
+            entry["for"] = input.for_
+        if input.keep_firing_for is not None:
+            entry["keep_firing_for"] = input.keep_firing_for
+        rule = parse_rule(entry, "input")
+        service = ctx.services.monitor._alert_service()
+        return _rule_info(await ctx.call(service.set_rule, rule, ctx.actor))
+
+    @strawberry.mutation(description="Remove an alert rule. Audited.")
+    async def delete_alert_rule(self, info: I, name: str) -> bool:
+        ctx = info.context
+        service = ctx.services.monitor._alert_service()
+        await ctx.call(service.delete_rule, name, ctx.actor)
+        return True

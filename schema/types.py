@@ -21,7 +21,7 @@ from lineagehub.schema.scalars import MetricValue
 from lineagehub.vocabulary import EdgeKind, NodeKind
 
 if TYPE_CHECKING:
-    from lineagehub.schema.monitoring import MonitoringSummary
+    from lineagehub.schema.monitoring import AlertLineage, MonitoringSummary
 
 I = Info[Context, None]  # noqa: E741
 
@@ -574,9 +574,41 @@ class Alert(NodeInterface):
     values = prop("values", JSON, default={})
     message = prop("message", str | None)
 
+    fingerprint = prop(
+        "fingerprint", str | None, description="Firings of one rule on one deployment share it."
+    )
+    source = prop("source", str | None, description="rule (a hub rule) or alertmanager.")
+    labels = prop("labels", JSON, default={})
+    annotations = prop("annotations", JSON, default={})
+    deployment_id = prop("deployment", str | None, name="deploymentId")
+    acknowledged_by = prop("acknowledged_by", str | None)
+
+    @strawberry.field
+    def fired_at(self) -> datetime | None:
+        return _time(self._p("fired_at"))
+
+    @strawberry.field
+    def resolved_at(self) -> datetime | None:
+        return _time(self._p("resolved_at"))
+
+    @strawberry.field
+    def silenced_until(self) -> datetime | None:
+        return _time(self._p("silenced_until"))
+
     @strawberry.field
     async def about(self, info: I) -> list[NodeInterface]:
         return await _many(info, self.raw.id, UP, "ABOUT", NodeInterface)
+
+    @strawberry.field(
+        description="This alert -> the deployment, the version it served, the run that trained "
+        "it, its training data and code commit, in one query."
+    )
+    async def lineage(
+        self, info: I
+    ) -> Annotated[AlertLineage, strawberry.lazy("lineagehub.schema.monitoring")]:
+        from lineagehub.schema.monitoring import alert_lineage
+
+        return await alert_lineage(info, self.raw.id)
 
 
 @strawberry.type

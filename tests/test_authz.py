@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import pytest
 from http_server import HubServer
@@ -101,6 +102,14 @@ async def build_hub(folder: Path, policies: dict[Any, Policy] | None = None) -> 
     deploy = 'mutation { recordDeployment(ref: "churn@1", environment: "prod") { id } }'
     hub.ids["deployment"] = (await hub.ok(deploy, setup))["recordDeployment"]["id"]
     await hub.ok('mutation { setAlias(ref: "churn@1", alias: "champion") { id } }', setup)
+    # a firing alert about the deployment (from a Prometheus Alertmanager)
+    received = await anyio.to_thread.run_sync(
+        lambda: hub.services.monitor._alert_service().receive_alertmanager(
+            {"alerts": [{"labels": {"alertname": "a", "deployment": hub.ids["deployment"]}}]},
+            "setup",
+        )
+    )
+    hub.ids["alert"] = received[0].id
     return hub
 
 
@@ -131,6 +140,7 @@ READS: dict[str, Op] = {
     "models": Op("{ models { withheld } }", V, "anywhere"),
     "modelVersions": Op("{ modelVersions { withheld } }", V, "anywhere"),
     "deployments": Op("{ deployments { withheld } }", V, "anywhere"),
+    "alertRules": Op("{ alertRules { name } }", V, "anywhere"),
     "monitoringReference": Op(
         "query($d: String!) { monitoringReference(deployment: $d) { deploymentId } }",
         V,
@@ -258,6 +268,29 @@ WRITES: dict[str, Op] = {
         E,
         "alpha",
         lambda i: {"d": i["deployment"]},
+    ),
+    "acknowledgeAlert": Op(
+        'mutation($a: ID!) { acknowledgeAlert(id: $a, comment: "on it") { id } }',
+        E,
+        "alpha",
+        lambda i: {"a": i["alert"]},
+    ),
+    "silenceAlert": Op(
+        'mutation($a: ID!) { silenceAlert(id: $a, until: "2030-01-01T00:00:00Z") { id } }',
+        E,
+        "alpha",
+        lambda i: {"a": i["alert"]},
+    ),
+    "setAlertRule": Op(
+        'mutation { setAlertRule(input: {name: "r", expr: "accuracy < 0.5"}) { name } }',
+        ADMIN,
+        "global",
+    ),
+    "deleteAlertRule": Op(
+        'mutation { setAlertRule(input: {name: "r", expr: "accuracy < 0.5"}) { name } '
+        'deleteAlertRule(name: "r") }',
+        ADMIN,
+        "global",
     ),
     "reportMonitoringWindow": Op(
         """mutation($d: String!) { reportMonitoringWindow(input: {deployment: $d,

@@ -215,6 +215,7 @@ def script(hub: seam.Backend, data: Path) -> list[Any]:
     log(window.id == expected, window.model_dump(exclude={"id"}))
     found = m.window(expected)
     log(found is not None and found.id == expected, m.window("window:absent"))
+    log(m.list_alerts(), m.list_alerts("churn@serving", "open", 10))
     summary = m.summary("churn@serving", T0, T0 + timedelta(hours=1))
     log(
         [w.id == expected for w in summary.windows],
@@ -225,6 +226,9 @@ def script(hub: seam.Backend, data: Path) -> list[Any]:
         lambda: m.reference("no-such-deployment"),
         lambda: m.report_window(serving.id, T0, T0, sketch),
         lambda: m.summary("no-such-deployment"),
+        lambda: m.acknowledge_alert("alert:absent", "on it"),
+        lambda: m.silence_alert("alert:absent", T0),
+        lambda: m.list_alerts(state="sleeping"),
         lambda: m.report_window(serving.id, T0, T0 + timedelta(hours=1), {"features": 1}),
     ):
         with pytest.raises((NotFoundError, ValidationError)) as e:

@@ -79,6 +79,7 @@ from lineagehub.schema.limits import PREPARED, check_query, checked_document, ov
 from lineagehub.services.access import Principal, open_principal
 from lineagehub.services.export import DEFAULT_COLLAPSE_ABOVE, FORMATS, SUFFIXES, export_lineage
 from lineagehub.services.lineage import LineageService
+from lineagehub.services.monitoring import MonitoringService
 from lineagehub.services.registry import Policy, RegistryService, load_policies
 from lineagehub.services.tracking import UNKNOWN_ACTOR, TrackingService
 from lineagehub.services.webhooks import GraphRecorder, WebhookDispatcher
@@ -496,6 +497,18 @@ class _CORS(CORSMiddleware):
         return response
 
 
+def monitoring_service(
+    store: GraphStore, settings: Settings, on_event: Any = None
+) -> MonitoringService:
+    """Monitoring with the alert rules of ``settings.alert_rules``, notifying ``on_event``."""
+    from lineagehub.services.alerts import AlertService, load_alert_rules
+
+    rules = load_alert_rules(settings.alert_rules) if settings.alert_rules else []
+    service = MonitoringService(store)
+    AlertService(service, rules, on_event=on_event)
+    return service
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -549,6 +562,7 @@ def create_app(
         lineage=LineageService(store),
         artifacts=artifacts,
         registry=RegistryService(store, policies=registry_policies, on_event=on_event),
+        monitoring=monitoring_service(store, settings, on_event),
         registry_actor=settings.user or _os_user(),  # the actor of an open hub
         audit_key=(
             settings.audit_key.get_secret_value().encode("utf-8")

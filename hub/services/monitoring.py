@@ -58,7 +58,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lineagehub.graph import (
     ConfigError,
@@ -70,6 +70,7 @@ from lineagehub.graph import (
 from lineagehub.graph.model import to_iso
 from lineagehub.services.lineage import LineageService
 from lineagehub.vocabulary import (
+    Alert,
     Deployment,
     DeploymentStatus,
     EdgeKind,
@@ -80,6 +81,9 @@ from lineagehub.vocabulary import (
     make_edge,
     monitoring_window_id,
 )
+
+if TYPE_CHECKING:
+    from lineagehub.services.alerts import AlertService
 
 SKETCH_VERSION = 1
 PSI_EPSILON = 1e-4
@@ -705,10 +709,15 @@ class MonitoringService:
         *,
         alpha: float = DEFAULT_ALPHA,
         min_count: int = DEFAULT_MIN_COUNT,
+        actor: str = "system",
     ) -> None:
         self.store = store
+        #: Who acknowledges and silences alerts through this service's own methods.
+        self.actor = actor
         self.lineage = LineageService(store)
         self.alpha, self.min_count = alpha, min_count
+        #: The alert rules evaluated on each window reported (set by the AlertService).
+        self.alerts: AlertService | None = None
 
     # --- look-ups ---------------------------------------------------------------------------
 
@@ -864,6 +873,8 @@ class MonitoringService:
         with self.store.transaction():
             self.store.upsert_nodes([window.to_node()])
             self.store.upsert_edges([make_edge(EdgeKind.OBSERVED, window, dep, event_time=end)])
+            if self.alerts is not None:
+                self.alerts.evaluate(dep, window)
         return window
 
     # --- reading ----------------------------------------------------------------------------
@@ -917,6 +928,30 @@ class MonitoringService:
             sum(w.sample_count or 0 for w in windows),
             merged.get("rejected", {}),
         )
+
+    # --- alerts (through the AlertService, as this service's actor) ----------------------
+
+    def _alert_service(self) -> AlertService:
+        if self.alerts is None:
+            from lineagehub.services.alerts import AlertService
+
+            AlertService(self)  # sets self.alerts
+        assert self.alerts is not None
+        return self.alerts
+
+    def list_alerts(
+        self, deployment: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[Alert]:
+        """Alerts, newest first (``state``: pending, firing, acknowledged, resolved or open)."""
+        return self._alert_service().list(deployment, state, limit)
+
+    def acknowledge_alert(self, alert_id: str, comment: str | None = None) -> Alert:
+        """Mark a firing alert acknowledged (someone is on it)."""
+        return self._alert_service().acknowledge(alert_id, self.actor, comment)
+
+    def silence_alert(self, alert_id: str, until: datetime) -> Alert:
+        """No notifications about the alert until ``until``."""
+        return self._alert_service().silence(alert_id, until, self.actor)
 
     def active_deployments(self) -> list[Deployment]:
         """Deployments that are active (what ``/metrics`` reports on)."""

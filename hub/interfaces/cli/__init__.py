@@ -36,6 +36,7 @@ from lineagehub.interfaces.cli.admin import (
     cmd_example,
     cmd_serve,
 )
+from lineagehub.interfaces.cli.alerts import register as register_alerts
 from lineagehub.interfaces.cli.common import EXIT_CODES, hub_client
 from lineagehub.interfaces.cli.demo import cmd_demo
 from lineagehub.interfaces.cli.lineage import _lineage_options, cmd_export, cmd_lineage
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_access(sub, common)  # user ..., token ...
     register_monitor(sub, hub)  # monitor status
+    register_alerts(sub, hub)  # alerts list, alerts ack
 
     p = sub.add_parser("serve", help="serve the GraphQL API (GraphiQL at /graphql)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
