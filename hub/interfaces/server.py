@@ -73,6 +73,8 @@ from lineagehub.config import Settings
 from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
 from lineagehub.graph.model import parse_time
 from lineagehub.interfaces.auth import Authenticator, AuthMiddleware, SecurityAudit
+from lineagehub.interfaces.metrics import RequestMetrics, hub_metrics
+from lineagehub.interfaces.metrics import routes as metrics_routes
 from lineagehub.schema.authz import check, check_download, check_upload, withhold_subgraph
 from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.limits import PREPARED, check_query, checked_document, over_budget
@@ -719,6 +721,8 @@ def create_app(
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/export/lineage/{target:path}", export, methods=["GET"]),
     ]
+    metrics = hub_metrics(services)  # GET /metrics, POST /api/v1/alerts: interfaces/metrics.py
+    routes += metrics_routes(services, metrics)
     if settings.graphiql:  # the page's scripts and styles, from the package (no CDN)
         routes.append(Route("/graphiql/{name}", _graphiql_asset, methods=["GET", "HEAD"]))
     app = Starlette(
@@ -736,6 +740,7 @@ def create_app(
     app.add_middleware(
         AuthMiddleware, authenticator=authenticator, audit=security, rate_limit=settings.rate_limit
     )
+    app.add_middleware(RequestMetrics, metrics=metrics)
     origins = settings.cors_origin_list()
     if origins:  # off unless configured: browsers then refuse every cross-origin call
         app.add_middleware(
