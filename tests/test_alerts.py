@@ -167,6 +167,10 @@ def test_a_rule_goes_pending_firing_resolved_with_one_alert_node_and_notificatio
     assert len(lineage["training_runs"]) == 1
     assert received[1][1]["status"] == "resolved"
     assert received[1][1]["alerts"][0]["endsAt"].startswith("2026-03-01T07:00:00")
+    # every change of the alert is in the audit log, and the log verifies
+    actions = [e.action for e in store.iter_audit() if e.target == alert.id]
+    assert actions[0] == "alert.open" and "alert.fire" in actions and actions[-1] == "alert.resolve"
+    assert store.verify_audit().ok
 
 
 def test_pending_that_recovers_leaves_no_alert_and_a_new_firing_is_a_new_node(
@@ -175,6 +179,7 @@ def test_pending_that_recovers_leaves_no_alert_and_a_new_firing_is_a_new_node(
     client: Client = served["client"]
     report_hours(client, [25, 0])  # pending one hour, then recovered: never fired
     assert client.alerts("churn") == []
+    assert served["store"].verify_audit().ok
     first_pod = client.monitor("churn", flush_interval=None, instance="pod-2")
     for hour in range(2, 6):
         ts = np.full(400, T0.timestamp() + hour * HOUR + 1)

@@ -126,7 +126,7 @@ def test_windows_observe_the_deployment_with_drift_and_performance(
 def test_a_restarted_process_adds_to_its_windows_and_nothing_counts_twice(
     mode: str, store_backend: str, tmp_path: Path
 ) -> None:
-    with hub(mode, store_backend, tmp_path) as (client, _):
+    with hub(mode, store_backend, tmp_path) as (client, service):
         ts = np.full(100, T0.timestamp() + 5)
         first = client.monitor("churn", flush_interval=None, instance="pod-a")
         first.log_predictions(live_frame(100, 0, 1), np.zeros(100), timestamps=ts)
@@ -152,6 +152,7 @@ def test_a_restarted_process_adds_to_its_windows_and_nothing_counts_twice(
             "churn", T0, T0 + timedelta(hours=1), mine.feature_stats, instance="pod-a"
         )
         assert again.id == window and again.sample_count == 150
+        assert service.store.verify_audit().ok  # windows are observations, not audited records
 
 
 def test_bad_input_is_a_counted_rejection_never_an_exception(

@@ -347,9 +347,12 @@ class AlertService:
         if found is None:
             if alert is None:
                 return None
-            if alert.state is AlertState.PENDING:
+            if alert.state is AlertState.PENDING:  # it never fired: dropped (and audited)
                 with self._events.transaction():
                     self.store.delete_nodes([alert.id])
+                    self.store.append_audit(
+                        "system", "alert.drop", alert.id, {"state": "pending", "rule": rule.name}
+                    )
                 return None
             last = alert.last_true_at or alert.fired_at
             if t - last < rule.keep_firing_for or t <= last:
@@ -358,7 +361,8 @@ class AlertService:
             return self._save(alert, "alert.resolve", WebhookEvent.ALERT_RESOLVED, "system")
         values = {k: (None if not math.isfinite(v) else v) for k, v in found.items()}
         if alert is None:
-            state = AlertState.FIRING if rule.for_ <= timedelta(0) else AlertState.PENDING
+            held = t - window.start  # the window is the first evidence: it held throughout
+            state = AlertState.FIRING if held >= rule.for_ else AlertState.PENDING
             alert = Alert(
                 rule=rule.name,
                 severity=rule.severity,
@@ -384,9 +388,8 @@ class AlertService:
         if alert.state is AlertState.PENDING and t - since >= rule.for_:
             alert.state, alert.fired_at = AlertState.FIRING, max(t, alert.fired_at)
             return self._save(alert, "alert.fire", WebhookEvent.ALERT_FIRING, "system")
-        with self._events.transaction():
-            self.store.upsert_nodes([alert.to_node()])
-        return alert
+        # still holding: the values and the time it last held (every change audited)
+        return self._save(alert, "alert.observe", None, "system")
 
     def _save(
         self,
@@ -634,10 +637,10 @@ class AlertService:
             alert.resolved_at = max(item["ends"] or datetime.now(timezone.utc), alert.fired_at)
             return self._save(alert, "alert.resolve", None, actor)
         if alert is not None:  # the same firing again (Alertmanager repeats): de-duplicated
+            if alert.annotations == item["annotations"]:
+                return alert
             alert.annotations = item["annotations"]
-            with self._events.transaction():
-                self.store.upsert_nodes([alert.to_node()])
-            return alert
+            return self._save(alert, "alert.receive", None, actor)
         return self._save(self._am_node(item, dep), "alert.receive", None, actor, new=True)
 
     def _am_node(self, item: dict[str, Any], dep: Deployment) -> Alert:

@@ -761,8 +761,13 @@ class MonitoringService:
             serving = start <= when and (end is None or when < str(end))
             if serving and (best is None or start > best[0]):
                 best = (start, a.node.id)
-        if best is None and adjacent:  # a time before the first interval: the first version
-            best = min((str(a.edge.props.get("valid_from", "")), a.node.id) for a in adjacent)
+        if best is None and adjacent:
+            # a time no interval covers (traffic replayed or back-filled from before the
+            # deployment was recorded): the version it serves now, else its latest
+            current = [a for a in adjacent if a.edge.props.get("valid_to") is None]
+            best = max(
+                (str(a.edge.props.get("valid_from", "")), a.node.id) for a in current or adjacent
+            )
         return best[1] if best else None
 
     def training_data(self, version_id: str) -> list[str]:
@@ -873,8 +878,10 @@ class MonitoringService:
         with self.store.transaction():
             self.store.upsert_nodes([window.to_node()])
             self.store.upsert_edges([make_edge(EdgeKind.OBSERVED, window, dep, event_time=end)])
-            if self.alerts is not None:
-                self.alerts.evaluate(dep, window)
+        # Alerts after the window is stored, in their own (audited) transactions: a window is
+        # an observation, replaced by the next report, never a record of the audit log.
+        if self.alerts is not None:
+            self.alerts.evaluate(dep, window)
         return window
 
     # --- reading ----------------------------------------------------------------------------
