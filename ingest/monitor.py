@@ -35,6 +35,7 @@ once need two instances.
 from __future__ import annotations
 
 import atexit
+import bisect
 import contextlib
 import logging
 import math
@@ -68,6 +69,9 @@ log = logging.getLogger("lineagehub.monitor")
 #: Distinct values a categorical feature without reference values (or a prediction) keeps
 #: before the rest count as "other".
 MAX_LEARNED_VALUES = 50
+#: Batches of at most this many rows are counted value by value in Python (numpy and pandas
+#: cost more per call than they save below it).
+SMALL_BATCH = 16
 #: Names of features not in the reference remembered (for :attr:`Monitor.unknown_features`).
 MAX_UNKNOWN_NAMES = 100
 
@@ -110,6 +114,40 @@ def _category_keys(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(out, dtype=str), np.asarray(missing, dtype=bool)
 
 
+def _value_counts(values: np.ndarray) -> tuple[int, list[tuple[str, int]]]:
+    """How many values are missing, and the count of each category key (as the reference
+    writes them): numbers counted by numpy, other values hashed by pandas when it is there."""
+    np = _numpy()
+    kind = values.dtype.kind
+    if kind in "biu":
+        uniq, counts = np.unique(values, return_counts=True)
+        return 0, [(str(int(u)), int(n)) for u, n in zip(uniq.tolist(), counts.tolist())]
+    if kind == "f":
+        finite = values[np.isfinite(values)]
+        uniq, counts = np.unique(finite, return_counts=True)
+        keys = [str(int(u)) if u.is_integer() else str(u) for u in uniq.tolist()]
+        return len(values) - len(finite), list(zip(keys, counts.tolist()))
+    try:
+        import pandas as pd
+    except ImportError:
+        keys, missing = _category_keys(values)
+        uniq, counts = np.unique(keys[~missing], return_counts=True)
+        return int(missing.sum()), list(zip(uniq.tolist(), counts.tolist()))
+    series = pd.Series(values, copy=False)
+    found = series.value_counts(dropna=True)
+    pairs: dict[str, int] = {}
+    for value, n in zip(found.index.tolist(), found.tolist()):
+        key = _key(value)
+        pairs[key] = pairs.get(key, 0) + int(n)
+    return len(values) - int(found.sum()), list(pairs.items())
+
+
+def _key(v: Any) -> str:
+    if isinstance(v, bool) or (isinstance(v, float) and v.is_integer()):
+        return str(int(v))
+    return str(v)
+
+
 def _as_float(values: np.ndarray) -> np.ndarray | None:
     np = _numpy()
     if values.dtype.kind in "biuf":
@@ -126,6 +164,7 @@ class _Numeric:
     def __init__(self, edges: Sequence[float] | None) -> None:
         np = _numpy()
         self.edges = None if edges is None else np.asarray(edges, dtype=float)
+        self.edges_list = None if edges is None else [float(e) for e in edges]
         self.counts = None if edges is None else np.zeros(len(edges) + 1, dtype=np.int64)
         self.missing = self.count = 0
         self.sum = self.sumsq = 0.0
@@ -149,6 +188,35 @@ class _Numeric:
             idx[present == self.edges[-1]] = len(self.edges) - 1  # the last bin is closed
             self.counts += np.bincount(idx, minlength=len(self.counts))
 
+    def add_small(self, values: list[Any]) -> bool:
+        """A few values, in Python (cheaper than numpy below a few dozen); ``False`` when
+        one is not a number (nothing is counted then)."""
+        floats = []
+        for v in values:
+            if v is None:
+                floats.append(math.nan)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                floats.append(float(v))
+            elif hasattr(v, "item") and isinstance(v.item(), (int, float)):  # numpy scalar
+                floats.append(float(v.item()))
+            else:
+                return False
+        edges = self.edges_list
+        last = len(edges) - 1 if edges is not None else 0
+        self.count += len(floats)
+        for v in floats:
+            if not math.isfinite(v):
+                self.missing += 1
+                continue
+            self.sum += v
+            self.sumsq += v * v
+            self.min = v if math.isnan(self.min) else min(self.min, v)
+            self.max = v if math.isnan(self.max) else max(self.max, v)
+            if edges is not None and self.counts is not None:
+                i = bisect.bisect_right(edges, v)
+                self.counts[last if v == edges[last] else i] += 1
+        return True
+
     def sketch(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": "numeric", "missing": self.missing, "count": self.count}
         if self.edges is not None and self.counts is not None:
@@ -171,18 +239,31 @@ class _Categorical:
         self.missing = self.count = 0
 
     def add(self, values: np.ndarray) -> None:
-        np = _numpy()
-        keys, missing = _category_keys(values)
         self.count += len(values)
-        self.missing += int(missing.sum())
-        uniq, counts = np.unique(keys[~missing], return_counts=True)
-        for key, n in zip(uniq.tolist(), counts.tolist()):
-            i = self.index.get(key)
-            if i is None and self.learn and len(self.values) < MAX_LEARNED_VALUES:
-                i = self.index[key] = len(self.values)
-                self.values.append(key)
-                self.counts.insert(i, 0)
-            self.counts[i if i is not None else -1] += n
+        missing, pairs = _value_counts(values)
+        self.missing += missing
+        for key, n in pairs:
+            self._count(key, n)
+
+    def add_small(self, values: list[Any]) -> bool:
+        """A few values, in Python."""
+        self.count += len(values)
+        for v in values:
+            if hasattr(v, "item") and not isinstance(v, str):
+                v = v.item()  # a numpy scalar
+            if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                self.missing += 1
+                continue
+            self._count(_key(v), 1)
+        return True
+
+    def _count(self, key: str, n: int) -> None:
+        i = self.index.get(key)
+        if i is None and self.learn and len(self.values) < MAX_LEARNED_VALUES:
+            i = self.index[key] = len(self.values)
+            self.values.append(key)
+            self.counts.insert(i, 0)
+        self.counts[i if i is not None else -1] += n
 
     def sketch(self) -> dict[str, Any]:
         return {
@@ -394,6 +475,8 @@ class Monitor:
         """Features as named 1-D arrays (DataFrame, mapping of columns, 2-D array, records)."""
         np = _numpy()
         if hasattr(features, "columns") and hasattr(features, "iloc"):  # a DataFrame
+            if len(features) <= SMALL_BATCH:  # a request or two: plain values, no arrays
+                return {str(k): v for k, v in features.to_dict("list").items()}
             return {str(c): features[c].to_numpy() for c in features.columns}
         if isinstance(features, Mapping):
             return {str(k): np.asarray(v) for k, v in features.items()}
@@ -411,6 +494,8 @@ class Monitor:
             if not all(isinstance(r, Mapping) for r in rows):
                 raise ValidationError("records must be mappings", field="features")
             names = list(dict.fromkeys(k for r in rows for k in r))
+            if len(rows) <= SMALL_BATCH:
+                return {str(k): [r.get(k) for r in rows] for k in names}
             return {str(k): np.asarray([r.get(k) for r in rows], dtype=object) for k in names}
         raise ValidationError(
             f"features must be a DataFrame, a mapping of columns, a 2-D array or records, "
@@ -489,7 +574,12 @@ class Monitor:
                 w = self._window(start)
                 w.dirty = True
                 for name, values in columns.items():
-                    part = values if whole else values[mask]
+                    if whole:
+                        part = values
+                    elif isinstance(values, list):
+                        part = [v for v, keep in zip(values, mask.tolist()) if keep]
+                    else:
+                        part = values[mask]
                     self._add_feature(w, name, part)
                 if preds is not None:
                     self._add_prediction(w, preds if whole else preds[mask])
@@ -521,9 +611,21 @@ class Monitor:
             if ref["kind"] == "numeric":
                 return _Numeric(ref["edges"])
             return _Categorical(ref["values"])
+        if isinstance(values, list):
+            numeric = all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                for v in values
+            )
+            return _Numeric(None) if numeric else _Categorical(None)
         return _Numeric(None) if values.dtype.kind in "biuf" else _Categorical(None)
 
     def _add(self, w: _Window, name: str, acc: _Numeric | _Categorical, values: Any) -> None:
+        if isinstance(values, list):  # a small batch: counted value by value
+            if not acc.add_small(values):
+                self._reject(
+                    w, "not_numeric", len(values), f"feature {name!r} has non-numeric values"
+                )
+            return
         if isinstance(acc, _Numeric):
             floats = _as_float(values)
             if floats is None:

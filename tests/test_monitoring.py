@@ -329,3 +329,32 @@ def test_monitor_status_on_the_command_line(
         assert main(["monitor", "status", "nope", "--url", client.url]) == 3  # not found
     assert sparkline([0.0, 1.0, None, 0.5]) == "▁█·▄"
     assert sparkline([0.8, 0.9], zero=False) == "▁█"
+
+
+def test_small_batches_count_exactly_as_large_ones(tmp_path: Path) -> None:
+    """Requests of a row or two are counted value by value in Python, large batches with
+    numpy and pandas: the sketches must be the same."""
+    with hub("embedded", "sqlite", tmp_path) as (client, _):
+        whole = client.monitor("churn", flush_interval=None, instance="whole")
+        rows = client.monitor("churn", flush_interval=None, instance="rows")
+        frame = live_frame(40, 5, 9)
+        top = whole.reference.features["age"]["edges"][-1]
+        frame.loc[0, "age"] = np.nan
+        frame.loc[1, "age"] = top  # the closed end of the last bin
+        frame.loc[2, "age"] = top + 100  # above every bin
+        frame.loc[3, "plan"] = None
+        frame.loc[4, "plan"] = "gold"  # not a reference value: "other"
+        ts = np.full(40, T0.timestamp())
+        whole.log_predictions(frame, np.arange(40) % 2, timestamps=ts)
+        for i in range(40):
+            rows.log_predictions(frame.iloc[[i]], [i % 2], timestamps=ts[:1])
+        a = whole._sketch(whole._windows[int(T0.timestamp())])
+        b = rows._sketch(rows._windows[int(T0.timestamp())])
+        for name in ("age", "plan"):
+            x, y = a["features"][name], b["features"][name]
+            assert x["counts"] == y["counts"] and x["missing"] == y["missing"], name
+            assert x["count"] == y["count"] == 40
+        assert a["features"]["age"]["sum"] == pytest.approx(b["features"]["age"]["sum"])
+        assert a["prediction"]["counts"] == b["prediction"]["counts"]
+        whole._stop.set()
+        rows._stop.set()

@@ -70,6 +70,16 @@ def test_ks_equals_scipy_ks_2samp_on_the_raw_values(pair: tuple[np.ndarray, ...]
     assert p == pytest.approx(raw.pvalue, rel=1e-9)
 
 
+def test_ks_p_values_of_large_samples_stay_within_a_few_percent_of_scipy() -> None:
+    rng = np.random.default_rng(8)
+    ref, r = samples(rng, 60_000, 0.0)
+    cur, c = samples(rng, 5_000, 0.05)
+    d, p = ks_binned(r, c)  # effective n ~ 4,600: Kolmogorov's limit distribution
+    raw = stats.ks_2samp(ref, cur, method="asymp")
+    assert d == pytest.approx(raw.statistic, abs=1e-12)
+    assert p == pytest.approx(raw.pvalue, rel=3e-2)
+
+
 def test_chi_square_equals_the_hand_computed_statistic() -> None:
     r, c = [400, 300, 200, 100, 0], [90, 120, 60, 30, 0]
     stat, p = chi_square(r, c)

@@ -89,6 +89,8 @@ SKETCH_VERSION = 1
 PSI_EPSILON = 1e-4
 DEFAULT_ALPHA = 0.05
 DEFAULT_MIN_COUNT = 100
+#: Effective sample size up to which K-S p-values use the finite-n distribution.
+KS_EXACT_MAX_N = 1000
 #: Score bins over [0, 1] for ROC AUC.
 SCORE_BINS = 100
 #: Latency histogram edges in seconds (Prometheus' default buckets).
@@ -131,62 +133,111 @@ def _np() -> Any:
 # --- statistics on binned counts -----------------------------------------------------------
 
 
-def _proportions(counts: Sequence[float], eps: float = 0.0) -> Any:
+def _rows(counts: Any) -> Any:
+    """Counts as a float matrix, one feature per row."""
     np = _np()
-    c = np.asarray(counts, dtype=float)
-    total = c.sum()
-    p = c / total if total > 0 else np.zeros_like(c)
-    return np.where(p == 0, eps, p) if eps else p
+    a = np.asarray(counts, dtype=float)
+    return a.reshape(1, -1) if a.ndim == 1 else a
+
+
+def _shares(counts: Any) -> Any:
+    np = _np()
+    total = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+
+
+def psi_many(reference: Any, current: Any, eps: float = PSI_EPSILON) -> Any:
+    """PSI of each row pair (features x bins), empty bins taken as ``eps``."""
+    np = _np()
+    r, c = _shares(_rows(reference)), _shares(_rows(current))
+    r, c = np.where(r == 0, eps, r), np.where(c == 0, eps, c)
+    return np.sum((c - r) * np.log(c / r), axis=1)
+
+
+def jensen_shannon_many(reference: Any, current: Any) -> Any:
+    """Jensen-Shannon distance (base 2) of each row pair."""
+    np = _np()
+    p, q = _shares(_rows(reference)), _shares(_rows(current))
+    m = (p + q) / 2
+
+    def kl(a: Any) -> Any:
+        safe = np.where(a > 0, a, 1.0) / np.where(m > 0, m, 1.0)
+        return np.sum(np.where(a > 0, a * np.log2(safe), 0.0), axis=1)
+
+    return np.sqrt(np.maximum((kl(p) + kl(q)) / 2, 0.0))
+
+
+def ks_many(reference: Any, current: Any) -> tuple[Any, Any]:
+    """Two-sample Kolmogorov-Smirnov of each row pair: the largest distance between the
+    binned CDFs (exact for data on the bins), and the asymptotic p-value
+    ``scipy.stats.ks_2samp(method="asymp")`` gives (``scipy.stats.kstwo`` at the effective
+    sample size ``n1 n2 / (n1 + n2)``); above :data:`KS_EXACT_MAX_N` Kolmogorov's limit
+    distribution (``scipy.stats.kstwobign``), which differs from it by a relative O(1/sqrt(n))
+    (a few percent of the p-value at n = 1,000, about 1 % at 10,000) and costs microseconds
+    instead of milliseconds."""
+    np = _np()
+    stats, _ = _scipy()
+    r, c = _rows(reference), _rows(current)
+    n1, n2 = r.sum(axis=1), c.sum(axis=1)
+    d = np.max(np.abs(np.cumsum(_shares(r), axis=1) - np.cumsum(_shares(c), axis=1)), axis=1)
+    en = n1 * n2 / (n1 + n2)
+    p = np.empty_like(d)
+    small = en <= KS_EXACT_MAX_N
+    if small.any():
+        p[small] = stats.kstwo.sf(d[small], np.round(en[small]))
+    if (~small).any():  # Kolmogorov's limit: the exact distribution costs ms per test there
+        p[~small] = stats.kstwobign.sf(d[~small] * np.sqrt(en[~small]))
+    return d, np.clip(p, 0, 1)
+
+
+def wasserstein_many(centers: Any, reference: Any, current: Any, std: Any) -> Any:
+    """Wasserstein-1 distance of each row pair (mass at the bins' representative values:
+    the area between the two CDFs), divided by the reference's standard deviation."""
+    np = _np()
+    x = _rows(centers)
+    gap = np.abs(
+        np.cumsum(_shares(_rows(reference)), axis=1) - np.cumsum(_shares(_rows(current)), axis=1)
+    )
+    w = np.sum(gap[:, :-1] * np.diff(x, axis=1), axis=1)
+    sd = np.asarray(std, dtype=float).reshape(-1)
+    return np.where(sd > 0, w / np.where(sd > 0, sd, 1.0), w)
 
 
 def psi(reference: Sequence[float], current: Sequence[float], eps: float = PSI_EPSILON) -> float:
     """Population stability index of two count vectors on the same bins."""
-    np = _np()
-    r, c = _proportions(reference, eps), _proportions(current, eps)
-    return float(np.sum((c - r) * np.log(c / r)))
+    return float(psi_many(reference, current, eps)[0])
 
 
 def ks_binned(reference: Sequence[float], current: Sequence[float]) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov on binned counts: the statistic is the largest distance
-    between the two CDFs at the bins' edges (exact for data on those bins), the p-value the
-    asymptotic one ``scipy.stats.ks_2samp(method="asymp")`` gives."""
-    np = _np()
-    stats, _ = _scipy()
-    r, c = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
-    n1, n2 = r.sum(), c.sum()
-    d = float(np.max(np.abs(np.cumsum(r) / n1 - np.cumsum(c) / n2)))
-    m, n = sorted([float(n1), float(n2)], reverse=True)
-    en = m * n / (m + n)
-    p = float(np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1))
-    return d, p
+    """:func:`ks_many` of one feature."""
+    d, p = ks_many(reference, current)
+    return float(d[0]), float(p[0])
 
 
 def chi_square(reference: Sequence[float], current: Sequence[float]) -> tuple[float, float]:
-    """Chi-square test of homogeneity of the 2 x k table (bins empty in both dropped)."""
+    """Chi-square test of homogeneity of the 2 x k table (bins empty in both dropped); the
+    p-value from ``scipy.stats.chi2``."""
     np = _np()
     stats, _ = _scipy()
     table = np.asarray([reference, current], dtype=float)
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
         return 0.0, 1.0
-    result = stats.chi2_contingency(table, correction=False)
-    return float(result[0]), float(result[1])
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
+    stat = float(np.sum((table - expected) ** 2 / expected))
+    return stat, float(stats.chi2.sf(stat, table.shape[1] - 1))
 
 
 def jensen_shannon(reference: Sequence[float], current: Sequence[float]) -> float:
     """Jensen-Shannon distance (base 2: 0 identical, 1 disjoint)."""
-    _, distance = _scipy()
-    return float(distance.jensenshannon(_proportions(reference), _proportions(current), base=2))
+    return float(jensen_shannon_many(reference, current)[0])
 
 
 def wasserstein_normed(
     centers: Sequence[float], reference: Sequence[float], current: Sequence[float], std: float
 ) -> float:
-    """Wasserstein-1 distance of the two binned distributions (mass at each bin's
-    representative value), divided by the reference's standard deviation (unit-free)."""
-    stats, _ = _scipy()
-    w = float(stats.wasserstein_distance(centers, centers, reference, current))
-    return w / std if std > 0 else w
+    """:func:`wasserstein_many` of one feature."""
+    return float(wasserstein_many(centers, reference, current, [std])[0])
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
@@ -484,36 +535,80 @@ def _merge_labels(a: dict[str, Any] | None, b: Mapping[str, Any]) -> dict[str, A
 # --- drift -----------------------------------------------------------------------------------
 
 
+def _prepare(
+    reference: Mapping[str, Any] | None, current: Mapping[str, Any], min_count: int
+) -> tuple[dict[str, Any], list[int] | None]:
+    """The counts' facts, and the current counts on the reference's bins (``None`` when
+    there is no verdict to compute: no reference, other bins, too few values)."""
+    n = int(sum(current.get("counts") or [])) if "counts" in current else 0
+    out: dict[str, Any] = {"count": n, "missing": current.get("missing", 0)}
+    if reference is None or "counts" not in current:
+        return {**out, "state": "no_reference"}, None
+    ref = reference["counts"]
+    out["reference_count"] = int(sum(ref))
+    cur = list(current["counts"])
+    if reference["kind"] == "categorical":
+        cur = _align(reference["values"], current.get("values", []), cur)
+    if len(cur) != len(ref) or (
+        reference["kind"] == "numeric" and current.get("edges") != reference.get("edges")
+    ):
+        return {**out, "state": "no_reference"}, None  # sketched on other bins
+    if n < min_count or out["reference_count"] < min_count:
+        return {**out, "state": "insufficient_data"}, None
+    return out, cur
+
+
+def _measure(
+    reference: Mapping[str, Any], todo: list[tuple[str, dict[str, Any], list[int]]]
+) -> None:
+    """Fill in the statistics of the features in ``todo`` (name, facts, counts), the
+    numeric ones with as many bins computed together."""
+    np = _np()
+    stats, _ = _scipy()
+    groups: dict[tuple[str, int], list[tuple[str, dict[str, Any], list[int]]]] = {}
+    for item in todo:
+        groups.setdefault((reference[item[0]]["kind"], len(item[2])), []).append(item)
+    for (kind, _), items in groups.items():
+        ref = np.asarray([reference[name]["counts"] for name, _, _ in items], dtype=float)
+        cur = np.asarray([c for _, _, c in items], dtype=float)
+        psis, jss = psi_many(ref, cur), jensen_shannon_many(ref, cur)
+        if kind == "numeric":
+            d, p = ks_many(ref, cur)
+            centers = [bin_centers(reference[name]["edges"]) for name, _, _ in items]
+            stds = [float(reference[name].get("std") or 0.0) for name, _, _ in items]
+            ws = wasserstein_many(centers, ref, cur, stds)
+            for i, (_, out, _) in enumerate(items):
+                out.update(test="ks", statistic=float(d[i]), p_value=float(p[i]))
+                out["wasserstein"] = float(ws[i])
+        else:
+            stat_df = []
+            for r_row, c_row in zip(ref, cur):
+                table = np.asarray([r_row, c_row])
+                table = table[:, table.sum(axis=0) > 0]
+                if table.shape[1] < 2:
+                    stat_df.append((0.0, 0))
+                    continue
+                expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
+                stat_df.append(
+                    (float(np.sum((table - expected) ** 2 / expected)), table.shape[1] - 1)
+                )
+            st = np.asarray([x for x, _ in stat_df])
+            dfs = np.asarray([k for _, k in stat_df])
+            ps = np.where(dfs > 0, stats.chi2.sf(st, np.maximum(dfs, 1)), 1.0)
+            for i, (_, out, _) in enumerate(items):
+                out.update(test="chi2", statistic=float(st[i]), p_value=float(ps[i]))
+        for i, (_, out, _) in enumerate(items):
+            out["psi"], out["jensen_shannon"] = float(psis[i]), float(jss[i])
+            out["state"] = "measured"
+
+
 def feature_drift(
     reference: Mapping[str, Any] | None, current: Mapping[str, Any], min_count: int
 ) -> dict[str, Any]:
     """The drift statistics of one feature's window sketch against its reference bins."""
-    n = int(sum(current.get("counts") or [])) if "counts" in current else 0
-    out: dict[str, Any] = {"count": n, "missing": current.get("missing", 0)}
-    if reference is None or "counts" not in current:
-        return {**out, "state": "no_reference"}
-    ref = reference["counts"]
-    out["reference_count"] = int(sum(ref))
-    if n < min_count or out["reference_count"] < min_count:
-        return {**out, "state": "insufficient_data"}
-    cur = current["counts"]
-    if reference["kind"] == "categorical":
-        cur = _align(reference["values"], current.get("values", []), cur)
-    if len(cur) != len(ref):
-        return {**out, "state": "no_reference"}  # sketched on other bins (another reference)
-    out["psi"] = psi(ref, cur)
-    out["jensen_shannon"] = jensen_shannon(ref, cur)
-    if reference["kind"] == "numeric":
-        out["test"] = "ks"
-        out["statistic"], out["p_value"] = ks_binned(ref, cur)
-        std = reference.get("std")
-        out["wasserstein"] = wasserstein_normed(
-            bin_centers(reference["edges"]), ref, cur, float(std) if std else 0.0
-        )
-    else:
-        out["test"] = "chi2"
-        out["statistic"], out["p_value"] = chi_square(ref, cur)
-    out["state"] = "measured"
+    out, cur = _prepare(reference, current, min_count)
+    if cur is not None and reference is not None:
+        _measure({"x": reference}, [("x", out, cur)])
     return out
 
 
@@ -535,15 +630,28 @@ def drift_report(
     min_count: int = DEFAULT_MIN_COUNT,
 ) -> dict[str, dict[str, Any]]:
     """Every feature's drift (and the prediction's, against the reference column the
-    sketch's prediction names in ``column``, e.g. the training label), with Benjamini-Hochberg adjusted p-values and a ``drifted`` verdict
-    (``state``: ``drift``, ``ok``, ``insufficient_data`` or ``no_reference``)."""
+    sketch's prediction names in ``column``, e.g. the training label), with
+    Benjamini-Hochberg adjusted p-values and a ``drifted`` verdict (``state``: ``drift``,
+    ``ok``, ``insufficient_data`` or ``no_reference``). Features with as many bins are
+    computed together (one scipy call per test for all of them)."""
     result: dict[str, dict[str, Any]] = {}
-    for name, current in (sketch.get("features") or {}).items():
-        result[name] = feature_drift(reference.get(name), current, min_count)
+    todo: list[tuple[str, dict[str, Any], list[int]]] = []
+    refs: dict[str, Any] = {}
+    items = list((sketch.get("features") or {}).items())
     if sketch.get("prediction") is not None:
         column = sketch["prediction"].get("column")
-        ref = reference.get(column) if column else None
-        result["prediction"] = feature_drift(ref, sketch["prediction"], min_count)
+        items.append(("prediction", sketch["prediction"]))
+        if column and column in reference:
+            refs["prediction"] = reference[column]
+    for name, current in items:
+        ref = refs.get(name) if name == "prediction" else reference.get(name)
+        out, cur = _prepare(ref, current, min_count)
+        result[name] = out
+        if cur is not None:
+            refs[name] = ref
+            todo.append((name, out, cur))
+    if todo:
+        _measure(refs, todo)
     measured = [k for k, v in result.items() if v["state"] == "measured"]
     adjusted = benjamini_hochberg([result[k]["p_value"] for k in measured])
     for k, p in zip(measured, adjusted):
