@@ -476,7 +476,8 @@ class Monitor:
         np = _numpy()
         if hasattr(features, "columns") and hasattr(features, "iloc"):  # a DataFrame
             if len(features) <= SMALL_BATCH:  # a request or two: plain values, no arrays
-                return {str(k): v for k, v in features.to_dict("list").items()}
+                columns = features.to_numpy(dtype=object).T.tolist()  # one conversion
+                return dict(zip(map(str, features.columns), columns))
             return {str(c): features[c].to_numpy() for c in features.columns}
         if isinstance(features, Mapping):
             return {str(k): np.asarray(v) for k, v in features.items()}
