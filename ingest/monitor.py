@@ -130,9 +130,9 @@ def _value_counts(values: np.ndarray) -> tuple[int, list[tuple[str, int]]]:
     try:
         import pandas as pd
     except ImportError:
-        keys, missing = _category_keys(values)
-        uniq, counts = np.unique(keys[~missing], return_counts=True)
-        return int(missing.sum()), list(zip(uniq.tolist(), counts.tolist()))
+        texts, gone = _category_keys(values)
+        uniq, counts = np.unique(texts[~gone], return_counts=True)
+        return int(gone.sum()), list(zip(uniq.tolist(), counts.tolist()))
     series = pd.Series(values, copy=False)
     found = series.value_counts(dropna=True)
     pairs: dict[str, int] = {}

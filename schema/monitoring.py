@@ -323,10 +323,14 @@ class AlertQuery:
         if state == "open":
             from lineagehub.services.alerts import OPEN
 
-            conditions.append(FilterCondition(path="state", op=FilterOp.IN, value=list(OPEN)))
+            conditions.append(
+                FilterCondition(path="state", op=FilterOp.IN, value=cast(JSON, list(OPEN)))
+            )
         elif state is not None:
             value = member(AlertState, state, "state").value
-            conditions.append(FilterCondition(path="state", op=FilterOp.EQ, value=value))
+            conditions.append(
+                FilterCondition(path="state", op=FilterOp.EQ, value=cast(JSON, value))
+            )
         return await _page(
             info, "Alert", where, order_by or ["-fired_at"], first, after, conditions
         )

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 import httpx
 import pytest
 from http_server import HubServer
@@ -103,11 +102,9 @@ async def build_hub(folder: Path, policies: dict[Any, Policy] | None = None) -> 
     hub.ids["deployment"] = (await hub.ok(deploy, setup))["recordDeployment"]["id"]
     await hub.ok('mutation { setAlias(ref: "churn@1", alias: "champion") { id } }', setup)
     # a firing alert about the deployment (from a Prometheus Alertmanager)
-    received = await anyio.to_thread.run_sync(
-        lambda: hub.services.monitor._alert_service().receive_alertmanager(
-            {"alerts": [{"labels": {"alertname": "a", "deployment": hub.ids["deployment"]}}]},
-            "setup",
-        )
+    received = hub.services.monitor._alert_service().receive_alertmanager(
+        {"alerts": [{"labels": {"alertname": "a", "deployment": hub.ids["deployment"]}}]},
+        "setup",
     )
     hub.ids["alert"] = received[0].id
     return hub

@@ -173,7 +173,7 @@ class _MonitoringCollector:
                     if value is not None:
                         perf.add_metric([*base, k], float(value))
             counts: dict[str, int] = {}
-            for a in alerts.list(dep.id, "open", limit=1000):
+            for a in alerts.find(dep.id, "open", limit=1000):
                 counts[a.severity.value] = counts.get(a.severity.value, 0) + 1
             for severity, n in sorted(counts.items()):
                 open_alerts.add_metric([*base, severity], float(n))

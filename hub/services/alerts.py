@@ -359,7 +359,9 @@ class AlertService:
                 return None
             alert.state, alert.resolved_at = AlertState.RESOLVED, max(t, alert.fired_at)
             return self._save(alert, "alert.resolve", WebhookEvent.ALERT_RESOLVED, "system")
-        values = {k: (None if not math.isfinite(v) else v) for k, v in found.items()}
+        values: dict[str, Any] = {
+            k: (None if not math.isfinite(v) else v) for k, v in found.items()
+        }
         if alert is None:
             held = t - window.start  # the window is the first evidence: it held throughout
             state = AlertState.FIRING if held >= rule.for_ else AlertState.PENDING
@@ -469,7 +471,7 @@ class AlertService:
             alert, "alert.silence", None, actor, payload={"until": to_iso(until, "until")}
         )
 
-    def list(
+    def find(
         self,
         deployment: str | None = None,
         state: str | None = None,

@@ -1058,7 +1058,7 @@ class MonitoringService:
         self, deployment: str | None = None, state: str | None = None, limit: int = 100
     ) -> list[Alert]:
         """Alerts, newest first (``state``: pending, firing, acknowledged, resolved or open)."""
-        return self._alert_service().list(deployment, state, limit)
+        return self._alert_service().find(deployment, state, limit)
 
     def acknowledge_alert(self, alert_id: str, comment: str | None = None) -> Alert:
         """Mark a firing alert acknowledged (someone is on it)."""
