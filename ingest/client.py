@@ -426,7 +426,8 @@ class Client:
         ``dataset`` (the drift reference instead of the training data), ``window`` (seconds,
         default 3600), ``instance``, ``flush_interval`` (seconds; ``None``: only on
         ``flush()``), ``prediction_column``, ``task``, ``feature_names``, ``max_windows``,
-        ``max_pending_labels``, ``strict``. An unknown deployment raises
+        ``max_pending_labels``, ``keep_rows`` (raw rows kept per window; none by default),
+        ``strict``. An unknown deployment raises
         :class:`~lineagehub.graph.errors.NotFoundError` here, once, at start-up."""
         from lineagehub.ingest.monitor import Monitor
 

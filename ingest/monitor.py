@@ -11,7 +11,8 @@ What is logged is aggregated here, in memory, into one sketch per window of ``wi
 seconds (aligned to the epoch, so every process cuts the same windows): counts on the
 reference's bins (the training data's column profile, fetched once), missing values, category
 counts, latency buckets, and for labelled predictions a confusion matrix and score histograms
-(classification) or error sums (regression). Raw rows are never kept or sent. A background
+(classification) or error sums (regression). Raw rows are not kept or sent, unless asked:
+``keep_rows=N`` keeps each window's first N rows (at most 1,000) with it. A background
 thread reports each changed window every ``flush_interval`` seconds
 (:meth:`~lineagehub.ingest.seam.Monitoring.report_window`), where the hub computes drift and
 performance.
@@ -69,6 +70,8 @@ log = logging.getLogger("lineagehub.monitor")
 #: Distinct values a categorical feature without reference values (or a prediction) keeps
 #: before the rest count as "other".
 MAX_LEARNED_VALUES = 50
+#: Raw rows a window may keep at most (``keep_rows``).
+MAX_KEPT_ROWS = 1000
 #: Batches of at most this many rows are counted value by value in Python (numpy and pandas
 #: cost more per call than they save below it).
 SMALL_BATCH = 16
@@ -140,6 +143,16 @@ def _value_counts(values: np.ndarray) -> tuple[int, list[tuple[str, int]]]:
         key = _key(value)
         pairs[key] = pairs.get(key, 0) + int(n)
     return len(values) - int(found.sum()), list(pairs.items())
+
+
+def _json_value(v: Any) -> Any:
+    if hasattr(v, "item") and not isinstance(v, str):
+        v = v.item()  # a numpy scalar
+    if v is None or isinstance(v, (bool, int, str)):
+        return v if not isinstance(v, str) else v[:1000]
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    return str(v)[:1000]
 
 
 def _key(v: Any) -> str:
@@ -330,6 +343,7 @@ class _Window:
         self.rejected: dict[str, int] = {}
         self.dirty = False
         self.reported = False
+        self.rows: list[dict[str, Any]] = []
 
     def sketch(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -346,6 +360,8 @@ class _Window:
                 "edges": list(LATENCY_EDGES),
                 "counts": list(self.latency),
             }
+        if self.rows:
+            out["rows"] = list(self.rows)
         if self.labels is not None and self.labels.count:
             out["labels"] = self.labels.sketch()
         return out
@@ -369,6 +385,7 @@ class Monitor:
         feature_names: Sequence[str] | None = None,
         max_windows: int = 48,
         max_pending_labels: int = 100_000,
+        keep_rows: int = 0,
         strict: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -396,6 +413,12 @@ class Monitor:
         self.task = task
         self.feature_names = list(feature_names) if feature_names is not None else None
         self.max_windows, self.max_pending = max_windows, max_pending_labels
+        if not isinstance(keep_rows, int) or not 0 <= keep_rows <= MAX_KEPT_ROWS:
+            raise ValidationError(
+                f"keep_rows must be between 0 and {MAX_KEPT_ROWS}", field="keep_rows"
+            )
+        #: Raw rows kept per window (the first ones), sent with it: none unless asked.
+        self.keep_rows = keep_rows
         self.strict, self.clock = strict, clock
         #: Values refused, by reason, since the monitor started.
         self.rejected: dict[str, int] = {}
@@ -584,9 +607,24 @@ class Monitor:
                     self._add_feature(w, name, part)
                 if preds is not None:
                     self._add_prediction(w, preds if whole else preds[mask])
+                if self.keep_rows and len(w.rows) < self.keep_rows:
+                    self._keep(w, columns, preds, id_list, mask)
             if id_list is not None and preds is not None:
                 self._remember(id_list, starts, preds, pred_keys, score_arr)
         return n
+
+    def _keep(self, w: _Window, columns: dict[str, Any], preds: Any, ids: Any, mask: Any) -> None:
+        """The window's first raw rows, as JSON (non-finite numbers as null), up to
+        ``keep_rows``: what the sketches cannot answer later (which requests?)."""
+        room = self.keep_rows - len(w.rows)
+        picked = [i for i, keep in enumerate(mask.tolist()) if keep][:room]
+        for i in picked:
+            row: dict[str, Any] = {k: _json_value(v[i]) for k, v in columns.items()}
+            if preds is not None:
+                row["prediction"] = _json_value(preds[i])
+            if ids is not None:
+                row["id"] = ids[i]
+            w.rows.append(row)
 
     def _add_feature(self, w: _Window, name: str, values: Any) -> None:
         acc = w.features.get(name)

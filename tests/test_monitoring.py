@@ -358,3 +358,26 @@ def test_small_batches_count_exactly_as_large_ones(tmp_path: Path) -> None:
         assert a["prediction"]["counts"] == b["prediction"]["counts"]
         whole._stop.set()
         rows._stop.set()
+
+
+def test_raw_rows_are_kept_only_when_asked(mode: str, tmp_path: Path) -> None:
+    with hub(mode, "sqlite", tmp_path) as (client, service):
+        ts = np.full(20, T0.timestamp())
+        frame = live_frame(20, 0, 3)
+        frame.loc[0, "age"] = np.nan
+        plain = client.monitor("churn", flush_interval=None, instance="plain")
+        plain.log_predictions(frame, np.ones(20, dtype=int), timestamps=ts)
+        plain.close()
+        kept = client.monitor("churn", flush_interval=None, instance="kept", keep_rows=5)
+        ids = [f"r{i}" for i in range(20)]
+        kept.log_predictions(frame, np.ones(20, dtype=int), ids=ids, timestamps=ts)
+        kept.log_predictions(frame.iloc[:2], [0, 0], ids=["x", "y"], timestamps=ts[:2])
+        kept.close()
+        by_instance = {w.instance: w for w in service.windows("churn")}
+        assert "rows" not in by_instance["plain"].feature_stats
+        rows = by_instance["kept"].feature_stats["rows"]
+        assert [r["id"] for r in rows] == ["r0", "r1", "r2", "r3", "r4"]
+        assert rows[0]["age"] is None and rows[1]["age"] == pytest.approx(frame["age"][1])
+        assert rows[1]["plan"] == frame["plan"][1] and rows[1]["prediction"] == 1
+        with pytest.raises(ValidationError, match="keep_rows"):
+            client.monitor("churn", flush_interval=None, keep_rows=10_000)

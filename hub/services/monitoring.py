@@ -21,7 +21,8 @@ processes, or several windows, add up to the sketch of their union (:func:`merge
      "labels": {"task": "classification", "count": n, "confusion": {"<pred>|<label>": n},
                 "scores": {"positive": [100 ints], "negative": [100 ints]}}
                | {"task": "regression", "count": n, "abs_err": s, "sq_err": s},
-     "rejected": {"<reason>": n}}
+     "rejected": {"<reason>": n},
+     "rows": [{"<feature>": value, ..., "prediction": value, "id": "..."}]}   # only if asked
 
 Numeric counts are on the reference histogram's bins (``edges`` e0..ek, as the profile has
 them) plus one open bin below e0 and one above ek: ``counts[0]`` is below, ``counts[i]`` is
@@ -78,6 +79,7 @@ from lineagehub.vocabulary import (
     MonitoringWindow,
     NodeKind,
     check_key,
+    check_scalar,
     make_edge,
     monitoring_window_id,
 )
@@ -96,6 +98,8 @@ SCORE_BINS = 100
 #: Latency histogram edges in seconds (Prometheus' default buckets).
 LATENCY_EDGES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MAX_FEATURES = 2_000
+#: Raw rows a window's sketch may carry (only when the serving side asks to keep them).
+MAX_ROWS = 1_000
 MAX_BINS = 1_000
 MAX_CLASSES = 100
 MAX_CONFUSION = MAX_CLASSES * MAX_CLASSES
@@ -409,6 +413,19 @@ def check_sketch(sketch: Any) -> dict[str, Any]:
         }
     if sketch.get("labels") is not None:
         out["labels"] = _check_labels(sketch["labels"])
+    rows = sketch.get("rows")
+    if rows is not None:
+        if not isinstance(rows, list) or len(rows) > MAX_ROWS:
+            raise ValidationError(
+                f"sketch.rows must be a list of at most {MAX_ROWS} rows", field="sketch.rows"
+            )
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping) or len(row) > MAX_FEATURES + 3:
+                raise ValidationError(f"sketch.rows[{i}] must be an object", field="sketch.rows")
+        out["rows"] = [
+            {str(k): check_scalar(v, f"sketch.rows[{i}].{k}") for k, v in row.items()}
+            for i, row in enumerate(rows)
+        ]
     rejected = sketch.get("rejected") or {}
     if not isinstance(rejected, Mapping) or len(rejected) > 100:
         raise ValidationError("sketch.rejected must map reasons to counts", field="sketch.rejected")
@@ -504,6 +521,9 @@ def merge_sketches(sketches: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             out["labels"] = _merge_labels(out.get("labels"), s["labels"])
         for reason, n in (s.get("rejected") or {}).items():
             out["rejected"][reason] = out["rejected"].get(reason, 0) + n
+        if s.get("rows"):
+            kept = out.setdefault("rows", [])
+            kept += list(s["rows"])[: MAX_ROWS - len(kept)]
     return out
 
 
