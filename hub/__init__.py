@@ -61,6 +61,7 @@ _SDK = (
     "flush",
     "log_metrics",
     "log_params",
+    "monitor",
     "set_tags",
     "start_run",
 )

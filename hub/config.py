@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         "Unset: no policies.",
     )
 
+    alert_rules: Path | None = Field(
+        default=None,
+        description="A TOML file (or .json) of monitoring alert rules ([[rule]] tables: name, "
+        "expr, for, keep_firing_for, severity, deployment, labels, annotations), evaluated on "
+        "every monitoring window reported. Unset: no rules.",
+    )
+
     max_request_bytes: int = Field(
         default=1024 * 1024,
         ge=1024 * 1024,

@@ -63,7 +63,8 @@ Artifact           ``artifact:sha256:<hex>``                       content diges
 Model              ``model:<name>``                                name
 ModelVersion       ``mv:<name>/<version>``                         model name + number
 Deployment         ``deployment:<uuid7>``                          time-ordered, unique
-MonitoringWindow   ``window:<uuid7>``                              time-ordered, unique
+MonitoringWindow   ``window:<32 hex>``                             deployment, instance, start
+                                                                   and length
 Alert              ``alert:<uuid7>``                               time-ordered, unique
 Agent              ``agent:<name>``                                name
 =================  ==============================================  ==========================
@@ -176,6 +177,7 @@ __all__ = [
     "make_edge",
     "member",
     "model_version_id",
+    "monitoring_window_id",
     "new_id",
     "packages_digest",
     "uuid7",
@@ -258,6 +260,10 @@ class AssociationRole(str, enum.Enum):
 
 
 class AlertState(str, enum.Enum):
+    """pending (the condition holds, not yet for the rule's ``for``) -> firing (notified)
+    -> acknowledged (someone is on it; still open) -> resolved."""
+
+    PENDING = "pending"
     FIRING = "firing"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
@@ -726,6 +732,15 @@ def model_version_id(name: str, version: int | str) -> str:
     return f"mv:{name}/{int(version)}"
 
 
+def monitoring_window_id(deployment_id: str, instance: str, start: datetime, seconds: int) -> str:
+    """The id of the window of ``seconds`` starting at ``start`` that serving process
+    ``instance`` reports for a deployment: ``window:<32 hex>`` of a hash of the four, so a
+    window reported again (a later flush, a restarted process) is the same node, never a
+    second count."""
+    facts = json.dumps([deployment_id, instance, to_iso(start, "start"), int(seconds)])
+    return "window:" + hashlib.sha256(facts.encode()).hexdigest()[:32]
+
+
 def id_timestamp(node_id: str) -> datetime | None:
     """When a time-ordered id (``run:<uuid7>``...) was made; ``None`` for other ids."""
     _, _, rest = node_id.partition(":")
@@ -1183,8 +1198,16 @@ class Deployment(NodeModel):
 
 
 class MonitoringWindow(NodeModel):
-    """Online metrics and feature statistics of a deployment over ``[start, end)``.
-    Id: ``window:<uuid7>``."""
+    """Online metrics and feature statistics of a deployment over ``[start, end)``, as one
+    serving process (``instance``) saw them. Id: ``window:<32 hex>``
+    (:func:`monitoring_window_id`), or a ``window:<uuid7>`` made on creation.
+
+    ``feature_stats`` holds the window's sketch (counts on the reference's bins, missing
+    values, category counts, latency and label counters: see
+    :mod:`lineagehub.services.monitoring`); ``drift`` and ``performance`` what the hub computed
+    from it against ``reference`` (a dataset version id) and the served version's evaluation
+    metrics; ``metrics`` the headline numbers (``sample_count``, ``drift.<feature>.psi``,
+    ``accuracy``...) that alert rules and ``/metrics`` read."""
 
     node_kind: ClassVar[NodeKind] = NodeKind.MONITORING_WINDOW
     id: WindowId = _id_factory(NodeKind.MONITORING_WINDOW)
@@ -1193,6 +1216,13 @@ class MonitoringWindow(NodeModel):
     sample_count: Count | None = None
     metrics: dict[Key, Number] = Field(default_factory=dict)
     feature_stats: JsonObject = Field(default_factory=dict)
+    # Denormalized from the OBSERVED edge, so a deployment's windows are one indexed listing.
+    deployment: DeploymentId | None = None
+    instance: Name | None = None
+    model_version: Name | None = None
+    reference: LongName | None = None
+    drift: JsonObject | None = None
+    performance: JsonObject | None = None
 
     @property
     def node_id(self) -> str:
@@ -1206,7 +1236,12 @@ class MonitoringWindow(NodeModel):
 
 
 class Alert(NodeModel):
-    """A monitoring rule that fired. Id: ``alert:<uuid7>``."""
+    """A monitoring rule that fired (one node per firing: a later firing of the same rule on
+    the same deployment is another node with the same ``fingerprint``). Id: ``alert:<uuid7>``.
+
+    ``source`` is ``rule`` (a hub alert rule) or ``alertmanager`` (received from a
+    Prometheus Alertmanager); ``active_since`` is when the condition started to hold,
+    ``last_true_at`` when it last held (``keep_firing_for`` counts from there)."""
 
     node_kind: ClassVar[NodeKind] = NodeKind.ALERT
     id: AlertId = _id_factory(NodeKind.ALERT)
@@ -1217,6 +1252,17 @@ class Alert(NodeModel):
     message: Text | None = None
     fired_at: UtcDatetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     resolved_at: UtcDatetime | None = None
+    fingerprint: Annotated[str, _text(64, "a fingerprint")] | None = None
+    source: Identifier | None = None
+    deployment: DeploymentId | None = None
+    model_version: Name | None = None
+    labels: dict[Key, Annotated[str, PlainValidator(_long_text)]] = Field(default_factory=dict)
+    annotations: dict[Key, Annotated[str, PlainValidator(_long_text)]] = Field(default_factory=dict)
+    active_since: UtcDatetime | None = None
+    last_true_at: UtcDatetime | None = None
+    acknowledged_by: Name | None = None
+    acknowledged_at: UtcDatetime | None = None
+    silenced_until: UtcDatetime | None = None
 
     @property
     def node_id(self) -> str:

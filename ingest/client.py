@@ -47,7 +47,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lineagehub.artifacts import ArtifactStore, open_artifact_store
 from lineagehub.config import Settings
@@ -73,6 +73,7 @@ from lineagehub.services.registry import (
 )
 from lineagehub.services.tracking import RunStart, default_actor
 from lineagehub.vocabulary import (
+    Alert,
     ArtifactKind,
     Deployment,
     DeploymentStatus,
@@ -84,6 +85,10 @@ from lineagehub.vocabulary import (
     RunStatus,
     member,
 )
+
+if TYPE_CHECKING:
+    from lineagehub.ingest.monitor import Monitor
+    from lineagehub.services.monitoring import MonitoringSummary
 
 CODE_CACHE_SECONDS = 5.0
 
@@ -160,6 +165,7 @@ class Client:
                 stale_after=timedelta(seconds=settings.stale_after),
                 policies=registry_policies,
                 owns_store=owned,
+                alert_rules=_alert_rules(settings),
             )
         self.tracking = self.backend.tracking
         self.artifacts = self.backend.artifacts
@@ -433,6 +439,43 @@ class Client:
         """Mark a deployment retired and end its serving interval."""
         return self.backend.registry.retire_deployment(deployment_id, reason)
 
+    def monitor(self, deployment: str, **options: Any) -> Monitor:
+        """A :class:`~lineagehub.ingest.monitor.Monitor` of ``deployment`` (its id, name or
+        ``name@environment``) for a serving process: ``log_predictions``, ``log_labels``,
+        ``log_latency``, aggregated into windows and reported in the background. Options:
+        ``dataset`` (the drift reference instead of the training data), ``window`` (seconds,
+        default 3600), ``instance``, ``flush_interval`` (seconds; ``None``: only on
+        ``flush()``), ``prediction_column``, ``task``, ``feature_names``, ``max_windows``,
+        ``max_pending_labels``, ``keep_rows`` (raw rows kept per window; none by default),
+        ``strict``. An unknown deployment raises
+        :class:`~lineagehub.graph.errors.NotFoundError` here, once, at start-up."""
+        from lineagehub.ingest.monitor import Monitor
+
+        return Monitor(self.backend.monitoring, deployment, **options)
+
+    def alerts(
+        self, deployment: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[Alert]:
+        """Alerts, newest first; ``state`` one of pending, firing, acknowledged, resolved or
+        ``open`` (all but resolved)."""
+        return self.backend.monitoring.list_alerts(deployment, state, limit)
+
+    def acknowledge_alert(self, alert_id: str, comment: str | None = None) -> Alert:
+        """Mark a firing alert acknowledged: someone is on it (it stays open)."""
+        return self.backend.monitoring.acknowledge_alert(alert_id, comment)
+
+    def silence_alert(self, alert_id: str, until: datetime) -> Alert:
+        """No notifications about an alert until ``until``."""
+        return self.backend.monitoring.silence_alert(alert_id, until)
+
+    def monitoring(
+        self, deployment: str, start: datetime | None = None, end: datetime | None = None
+    ) -> MonitoringSummary:
+        """A deployment's monitoring windows that start in ``[start, end)``, with the drift
+        (per feature, Benjamini-Hochberg adjusted) and the performance of their merged
+        sketches."""
+        return self.backend.monitoring.summary(deployment, start, end)
+
     def rollback(
         self, model: str, stage_or_alias: str, reason: str, *, on_deployments: str = "refuse"
     ) -> list[str]:
@@ -666,6 +709,15 @@ _local = threading.local()
 _uncaught: list[BaseException] = []
 
 
+def _alert_rules(settings: Settings) -> list[Any]:
+    """The alert rules ``LINEAGEHUB_ALERT_RULES`` names (embedded: evaluated in this process)."""
+    if settings.alert_rules is None:
+        return []
+    from lineagehub.services.alerts import load_alert_rules
+
+    return load_alert_rules(settings.alert_rules)
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -711,6 +763,11 @@ def client() -> Client:
 def start_run(name: str | None = None, **kwargs: Any) -> ActiveRun:
     """Start a run on the module-level client; see :meth:`Client.start_run`."""
     return client().start_run(name, **kwargs)
+
+
+def monitor(deployment: str, **options: Any) -> Monitor:
+    """Monitor a deployment on the module-level client; see :meth:`Client.monitor`."""
+    return client().monitor(deployment, **options)
 
 
 def active_run() -> ActiveRun | None:

@@ -55,6 +55,7 @@ from lineagehub.ingest.http import (
 )
 from lineagehub.ingest.seam import Backend, BatchTarget, PromoteResult, node_ref
 from lineagehub.services.lineage import LineageDiff, RunComparison
+from lineagehub.services.monitoring import MonitoringReference, MonitoringSummary
 from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
@@ -72,12 +73,15 @@ from lineagehub.services.tracking import (
     dataset_name,
 )
 from lineagehub.vocabulary import (
+    Alert,
+    AlertState,
     Artifact,
     ArtifactKind,
     DatasetVersion,
     Deployment,
     EdgeKind,
     ModelVersion,
+    MonitoringWindow,
     NodeKind,
     NodeModel,
     Run,
@@ -305,9 +309,10 @@ class _Wire:
         order_by: Sequence[str] | str | None,
         after: str | None,
         limit: int,
+        **extra: Any,
     ) -> tuple[list[M], str | None]:
         """One page of a listing (``runs``, ``models`` ...), fetched in parts of the server's
-        page size."""
+        page size; ``extra``: the listing's own arguments (``alerts``' ``state``)."""
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"limit must be between 1 and {MAX_PAGE}", field="limit")
         if where is not None and not isinstance(where, Mapping):
@@ -324,6 +329,7 @@ class _Wire:
                 orderBy=list(order) if order is not None else None,
                 first=min(limit - len(found), _SERVER_PAGE),
                 after=cursor,
+                **extra,
             )
             found += [_model(model, e["node"]) for e in page["edges"]]
             info = page["pageInfo"]
@@ -1000,6 +1006,129 @@ class _RemoteBatch:
         return answer
 
 
+# --------------------------------------------------------------------------- monitoring
+
+
+_SUMMARY = (
+    "query Summary($ref: String!, $from: DateTime, $to: DateTime) { node(ref: $ref) { "
+    "... on Deployment { monitoring(from: $from, to: $to) { "
+    f"windows {_NODE_FIELDS} sampleCount rejected "
+    "drift { feature state test statistic pValue pAdjusted psi jensenShannon wasserstein "
+    "count referenceCount missing } "
+    "performance { task count accuracy f1 auc mae rmse baseline delta } } } } }"
+)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+class RemoteMonitoring:
+    """Monitoring windows reported to a hub server (:class:`~lineagehub.ingest.seam.
+    Monitoring`)."""
+
+    def __init__(self, wire: _Wire) -> None:
+        self.wire = wire
+
+    def reference(self, deployment: str, dataset: str | None = None) -> MonitoringReference:
+        return self.wire.call(
+            "monitoringReference",
+            MonitoringReference,
+            idempotent=True,
+            deployment=deployment,
+            dataset=dataset,
+        )
+
+    def report_window(
+        self,
+        deployment: str,
+        start: datetime,
+        end: datetime,
+        sketch: Mapping[str, Any],
+        *,
+        instance: str = "default",
+        reference: str | None = None,
+    ) -> MonitoringWindow:
+        """Idempotent (the window's id is deterministic): retried like a read."""
+        if not isinstance(start, datetime) or not isinstance(end, datetime):
+            raise ValidationError("start and end must be datetimes", field="start")
+        if not isinstance(sketch, Mapping):
+            raise ValidationError("sketch must be a JSON object", field="sketch")
+        return self.wire.call(
+            "reportMonitoringWindow",
+            MonitoringWindow,
+            idempotent=True,
+            input={
+                "deployment": deployment,
+                "start": to_iso(start, "start"),
+                "end": to_iso(end, "end"),
+                "sketch": dict(sketch),
+                "instance": instance,
+                "reference": reference,
+            },
+        )
+
+    def window(self, window_id: str) -> MonitoringWindow | None:
+        if not isinstance(window_id, str) or not window_id.startswith("window:"):
+            raise ValidationError("give a window id (window:...)", field="window_id")
+        found = self.wire.raw("nodes", _NODE_FIELDS, idempotent=True, ids=[window_id])[0]
+        return None if found is None else _model(MonitoringWindow, found)
+
+    def list_alerts(
+        self, deployment: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[Alert]:
+        where = None
+        if deployment is not None:
+            where = {"deployment": self.reference(deployment).deployment_id}
+        if state is not None and state != "open":
+            member(AlertState, state, "state")
+        found, _ = self.wire.page("alerts", Alert, where, "-fired_at", None, limit, state=state)
+        return found
+
+    def acknowledge_alert(self, alert_id: str, comment: str | None = None) -> Alert:
+        return self.wire.call(
+            "acknowledgeAlert", Alert, idempotent=True, id=alert_id, comment=comment
+        )
+
+    def silence_alert(self, alert_id: str, until: datetime) -> Alert:
+        if not isinstance(until, datetime) or until.tzinfo is None:
+            raise ValidationError("until must be a timezone-aware time", field="until")
+        return self.wire.call("silenceAlert", Alert, idempotent=True, id=alert_id, until=until)
+
+    def summary(
+        self, deployment: str, start: datetime | None = None, end: datetime | None = None
+    ) -> MonitoringSummary:
+        """``Deployment.monitoring``: not a root field, so the operation is written here."""
+        reference = self.reference(deployment)  # resolves names; NOT_FOUND as embedded
+        data = self.wire.connection.graphql(
+            _SUMMARY,
+            {
+                "ref": reference.deployment_id,
+                "from": None if start is None else to_iso(start, "start"),
+                "to": None if end is None else to_iso(end, "end"),
+            },
+            idempotent=True,
+        )
+        found = (data.get("node") or {}).get("monitoring")
+        if not isinstance(found, Mapping):
+            raise BackendError("the hub answered without the deployment's monitoring")
+        drift = {}
+        for row in found["drift"]:
+            row = {_snake(k): v for k, v in row.items() if v is not None}
+            drift[row.pop("feature")] = row
+        perf = found["performance"]
+        return MonitoringSummary(
+            reference.deployment_id,
+            start,
+            end,
+            [_model(MonitoringWindow, w) for w in found["windows"]],
+            drift,
+            None if perf is None else {_snake(k): v for k, v in perf.items() if v is not None},
+            found["sampleCount"],
+            dict(found["rejected"]),
+        )
+
+
 class RemoteBackend:
     """A hub server as the SDK's :class:`~lineagehub.ingest.seam.Backend`: every call over
     one connection; the server applies its own policies."""
@@ -1011,6 +1140,7 @@ class RemoteBackend:
         self.artifacts = self.tracking.artifacts
         self.registry = RemoteRegistry(self.tracking.wire)
         self.queries = RemoteQueries(self.tracking.wire)
+        self.monitoring = RemoteMonitoring(self.tracking.wire)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[_RemoteBatch]:
@@ -1036,6 +1166,7 @@ __all__ = [
     "HubConnection",
     "RemoteArtifactStore",
     "RemoteBackend",
+    "RemoteMonitoring",
     "RemoteQueries",
     "RemoteRegistry",
     "RemoteTracking",

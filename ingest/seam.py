@@ -23,7 +23,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lineagehub.graph import Direction, GraphStore, SeriesPoint, Subgraph, ValidationError
+from lineagehub.services.alerts import AlertRule, AlertService
 from lineagehub.services.lineage import LineageDiff, LineageService, RunComparison
+from lineagehub.services.monitoring import (
+    MonitoringReference,
+    MonitoringService,
+    MonitoringSummary,
+)
 from lineagehub.services.registry import (
     HistoryEntry,
     ModelPromoted,
@@ -36,12 +42,14 @@ from lineagehub.services.registry import (
 )
 from lineagehub.services.tracking import Metric, RunStart, TrackingService
 from lineagehub.vocabulary import (
+    Alert,
     Artifact,
     ArtifactKind,
     DatasetVersion,
     Deployment,
     DeploymentStatus,
     ModelVersion,
+    MonitoringWindow,
     NodeKind,
     NodeModel,
     Run,
@@ -268,6 +276,38 @@ class BatchTarget(Protocol):
         """Content already in the artifact store, to register as a model version."""
 
 
+class Monitoring(Protocol):
+    """What a serving process reports (:class:`~lineagehub.services.monitoring.
+    MonitoringService`): the reference it sketches against, and its windows."""
+
+    def reference(self, deployment: str, dataset: str | None = None) -> MonitoringReference: ...
+
+    def report_window(
+        self,
+        deployment: str,
+        start: datetime,
+        end: datetime,
+        sketch: Mapping[str, Any],
+        *,
+        instance: str = "default",
+        reference: str | None = None,
+    ) -> MonitoringWindow: ...
+
+    def window(self, window_id: str) -> MonitoringWindow | None: ...
+
+    def summary(
+        self, deployment: str, start: datetime | None = None, end: datetime | None = None
+    ) -> MonitoringSummary: ...
+
+    def list_alerts(
+        self, deployment: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[Alert]: ...
+
+    def acknowledge_alert(self, alert_id: str, comment: str | None = None) -> Alert: ...
+
+    def silence_alert(self, alert_id: str, until: datetime) -> Alert: ...
+
+
 class Backend(Protocol):
     """A hub as the SDK sees it."""
 
@@ -277,6 +317,8 @@ class Backend(Protocol):
     def registry(self) -> Registry: ...
     @property
     def queries(self) -> Queries: ...
+    @property
+    def monitoring(self) -> Monitoring: ...
     @property
     def artifacts(self) -> ArtifactStore: ...
     @property
@@ -399,6 +441,7 @@ class LocalBackend:
         stale_after: timedelta,
         policies: Mapping[Any, Policy] | None = None,
         owns_store: bool = False,
+        alert_rules: Sequence[AlertRule] = (),
     ) -> None:
         self.store, self.artifacts, self._owns_store = store, artifacts, owns_store
         self.tracking = TrackingService(store, artifacts, stale_after=stale_after, actor=actor)
@@ -406,6 +449,8 @@ class LocalBackend:
         self.policies = service.policies
         self.registry = _ActingRegistry(service, actor)
         self.queries = _LocalQueries(store)
+        self.monitoring = MonitoringService(store, actor=actor)
+        AlertService(self.monitoring, alert_rules)  # evaluated on every window reported
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[_LocalBatch]:
@@ -465,6 +510,7 @@ __all__ = [
     "Backend",
     "BatchTarget",
     "LocalBackend",
+    "Monitoring",
     "PromoteResult",
     "Queries",
     "Registry",

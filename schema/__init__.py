@@ -31,6 +31,12 @@ from lineagehub.schema.limits import (
     MAX_TOKENS,
     Limits,
 )
+from lineagehub.schema.monitoring import (
+    AlertMutation,
+    AlertQuery,
+    MonitoringMutation,
+    MonitoringQuery,
+)
 from lineagehub.schema.mutation import Mutation as BaseMutation
 from lineagehub.schema.query import Query as BaseQuery
 from lineagehub.schema.registry import RegistryMutation, RegistryQuery
@@ -39,9 +45,21 @@ from lineagehub.schema.types import ALL_TYPES
 from lineagehub.schema.webhooks import WebhookQuery
 
 Query = merge_types(
-    "Query", (BaseQuery, CompareQuery, AuditQuery, RegistryQuery, WebhookQuery, InteropQuery)
+    "Query",
+    (
+        BaseQuery,
+        CompareQuery,
+        AuditQuery,
+        RegistryQuery,
+        WebhookQuery,
+        InteropQuery,
+        MonitoringQuery,
+        AlertQuery,
+    ),
 )
-Mutation = merge_types("Mutation", (BaseMutation, RegistryMutation, BatchMutation))
+Mutation = merge_types(
+    "Mutation", (BaseMutation, RegistryMutation, BatchMutation, MonitoringMutation, AlertMutation)
+)
 
 
 class _Schema(strawberry.Schema):

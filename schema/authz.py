@@ -242,6 +242,22 @@ def _promotes_at_once(services: Services, args: dict[str, Any]) -> Role:
 
 V, E, A, ADMIN = Role.VIEWER, Role.EDITOR, Role.APPROVER, Role.ADMIN
 
+
+def deployments(*paths: str) -> Where:
+    """The projects of the deployments named (an id, a name or name@environment)."""
+
+    def where(services: Services, args: dict[str, Any]) -> list[Scope]:
+        ids: list[str | None] = []
+        for ref in _values(args, paths):
+            try:
+                ids.append(services.monitor.deployment(ref).id)
+            except HubError:
+                ids.append(None)
+        return _scopes(services, ids) if ids else [ANYWHERE]
+
+    return where
+
+
 #: Every root field: the role it needs and where. Listings and graph results need the
 #: viewer role anywhere and are filtered; look-ups of named nodes need it in their project.
 RULES: dict[str, Rule] = {
@@ -303,6 +319,18 @@ RULES: dict[str, Rule] = {
     "Mutation.rollback": Rule(A, models("model"), "roll back this model"),
     "Mutation.recordDeployment": Rule(E, versions("ref"), "deploy this version"),
     "Mutation.retireDeployment": Rule(E, refs("id"), "retire this deployment"),
+    # --- monitoring: serving processes report into their deployment's project
+    "Query.monitoringReference": Rule(
+        V, deployments("deployment"), "read this deployment's monitoring reference"
+    ),
+    "Mutation.reportMonitoringWindow": Rule(
+        E, deployments("input.deployment"), "report a monitoring window of this deployment"
+    ),
+    "Query.alertRules": Rule(V, anywhere, "list alert rules"),
+    "Mutation.acknowledgeAlert": Rule(E, refs("id"), "acknowledge this alert"),
+    "Mutation.silenceAlert": Rule(E, refs("id"), "silence this alert"),
+    "Mutation.setAlertRule": Rule(ADMIN, globally, "set an alert rule"),
+    "Mutation.deleteAlertRule": Rule(ADMIN, globally, "delete an alert rule"),
 }
 
 

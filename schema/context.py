@@ -29,6 +29,7 @@ from lineagehub.services.identity import IDENTITY_LABELS
 if TYPE_CHECKING:
     from lineagehub.artifacts import ArtifactStore
     from lineagehub.services.lineage import LineageService
+    from lineagehub.services.monitoring import MonitoringService
     from lineagehub.services.registry import RegistryService
     from lineagehub.services.tracking import TrackingService
 
@@ -78,6 +79,21 @@ class Services:
     #: Called with (principal, where, message) for each permission denial (FORBIDDEN), so
     #: the server can audit it.
     on_denied: Callable[[Principal | None, str, str], None] | None = None
+    #: Monitoring windows, drift and performance (made over ``store`` when not given).
+    monitoring: MonitoringService | None = None
+
+    def __post_init__(self) -> None:
+        if self.monitoring is None and self.store is not None:
+            from lineagehub.services.monitoring import MonitoringService
+
+            self.monitoring = MonitoringService(self.store)
+
+    @property
+    def monitor(self) -> MonitoringService:
+        """The monitoring service (a :class:`ConfigError` for a schema served without one)."""
+        if self.monitoring is None:
+            raise ConfigError("this hub serves no monitoring")
+        return self.monitoring
 
     @property
     def tracker(self) -> TrackingService:

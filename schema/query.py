@@ -15,7 +15,6 @@ from lineagehub.graph.filters import encode_cursor, node_value, parse_order
 from lineagehub.schema.authz import viewable, withhold_subgraph
 from lineagehub.schema.types import (
     ALL_TYPES,
-    Alert,
     Connection,
     ConnectionEdge,
     Dataset,
@@ -312,7 +311,6 @@ class Query:
     models = _listing("Model", Model, "Registered models.")
     model_versions = _listing("ModelVersion", ModelVersion, "Versions of models.")
     deployments = _listing("Deployment", Deployment, "Deployments.")
-    alerts = _listing("Alert", Alert, "Monitoring alerts.")
 
     @strawberry.field(
         description="The lineage of one or more nodes: every node with its distance and the "

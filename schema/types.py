@@ -8,7 +8,7 @@ its properties; relationships (``run.inputs``, ``modelVersion.trainedBy``,
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -19,6 +19,9 @@ from lineagehub.graph.model import from_iso
 from lineagehub.schema.context import Context
 from lineagehub.schema.scalars import MetricValue
 from lineagehub.vocabulary import EdgeKind, NodeKind
+
+if TYPE_CHECKING:
+    from lineagehub.schema.monitoring import AlertLineage, MonitoringSummary
 
 I = Info[Context, None]  # noqa: E741
 
@@ -520,6 +523,20 @@ class Deployment(NodeInterface):
     async def alerts(self, info: I) -> list[Alert]:
         return await _many(info, self.raw.id, DOWN, "ABOUT", Alert)
 
+    @strawberry.field(
+        description="Its monitoring windows that start in [from, to), with drift and "
+        "performance of their merged sketches."
+    )
+    async def monitoring(
+        self,
+        info: I,
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+    ) -> Annotated[MonitoringSummary, strawberry.lazy("lineagehub.schema.monitoring")]:
+        from lineagehub.schema.monitoring import monitoring_summary
+
+        return await monitoring_summary(info, self.raw.id, from_, to)
+
 
 @strawberry.type
 class MonitoringWindow(NodeInterface):
@@ -533,6 +550,16 @@ class MonitoringWindow(NodeInterface):
 
     metrics = prop("metrics", JSON, default={})
     feature_stats = prop("feature_stats", JSON, default={})
+    sample_count = prop("sample_count", int | None)
+    instance = prop("instance", str | None, description="The serving process that observed it.")
+    model_version_id = prop(
+        "model_version", str | None, name="modelVersionId", description="The version served."
+    )
+    reference = prop(
+        "reference", str | None, description="The drift reference (a dataset version)."
+    )
+    drift = prop("drift", JSON | None, description="Per feature: the drift of this window.")
+    performance = prop("performance", JSON | None, description="Live performance, with labels.")
 
     @strawberry.field
     async def deployment(self, info: I) -> Deployment | None:
@@ -547,9 +574,41 @@ class Alert(NodeInterface):
     values = prop("values", JSON, default={})
     message = prop("message", str | None)
 
+    fingerprint = prop(
+        "fingerprint", str | None, description="Firings of one rule on one deployment share it."
+    )
+    source = prop("source", str | None, description="rule (a hub rule) or alertmanager.")
+    labels = prop("labels", JSON, default={})
+    annotations = prop("annotations", JSON, default={})
+    deployment_id = prop("deployment", str | None, name="deploymentId")
+    acknowledged_by = prop("acknowledged_by", str | None)
+
+    @strawberry.field
+    def fired_at(self) -> datetime | None:
+        return _time(self._p("fired_at"))
+
+    @strawberry.field
+    def resolved_at(self) -> datetime | None:
+        return _time(self._p("resolved_at"))
+
+    @strawberry.field
+    def silenced_until(self) -> datetime | None:
+        return _time(self._p("silenced_until"))
+
     @strawberry.field
     async def about(self, info: I) -> list[NodeInterface]:
         return await _many(info, self.raw.id, UP, "ABOUT", NodeInterface)
+
+    @strawberry.field(
+        description="This alert -> the deployment, the version it served, the run that trained "
+        "it, its training data and code commit, in one query."
+    )
+    async def lineage(
+        self, info: I
+    ) -> Annotated[AlertLineage, strawberry.lazy("lineagehub.schema.monitoring")]:
+        from lineagehub.schema.monitoring import alert_lineage
+
+        return await alert_lineage(info, self.raw.id)
 
 
 @strawberry.type

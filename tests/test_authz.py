@@ -101,6 +101,12 @@ async def build_hub(folder: Path, policies: dict[Any, Policy] | None = None) -> 
     deploy = 'mutation { recordDeployment(ref: "churn@1", environment: "prod") { id } }'
     hub.ids["deployment"] = (await hub.ok(deploy, setup))["recordDeployment"]["id"]
     await hub.ok('mutation { setAlias(ref: "churn@1", alias: "champion") { id } }', setup)
+    # a firing alert about the deployment (from a Prometheus Alertmanager)
+    received = hub.services.monitor._alert_service().receive_alertmanager(
+        {"alerts": [{"labels": {"alertname": "a", "deployment": hub.ids["deployment"]}}]},
+        "setup",
+    )
+    hub.ids["alert"] = received[0].id
     return hub
 
 
@@ -131,6 +137,13 @@ READS: dict[str, Op] = {
     "models": Op("{ models { withheld } }", V, "anywhere"),
     "modelVersions": Op("{ modelVersions { withheld } }", V, "anywhere"),
     "deployments": Op("{ deployments { withheld } }", V, "anywhere"),
+    "alertRules": Op("{ alertRules { name } }", V, "anywhere"),
+    "monitoringReference": Op(
+        "query($d: String!) { monitoringReference(deployment: $d) { deploymentId } }",
+        V,
+        "alpha",
+        lambda i: {"d": i["deployment"]},
+    ),
     "alerts": Op("{ alerts { withheld } }", V, "anywhere"),
     "lineage": Op('{ lineage(input: {roots: ["churn@1"]}) { withheld } }', V, "alpha"),
     "impact": Op(
@@ -262,6 +275,36 @@ WRITES: dict[str, Op] = {
     ),
     "retireDeployment": Op(
         "mutation($d: ID!) { retireDeployment(id: $d) { id } }",
+        E,
+        "alpha",
+        lambda i: {"d": i["deployment"]},
+    ),
+    "acknowledgeAlert": Op(
+        'mutation($a: ID!) { acknowledgeAlert(id: $a, comment: "on it") { id } }',
+        E,
+        "alpha",
+        lambda i: {"a": i["alert"]},
+    ),
+    "silenceAlert": Op(
+        'mutation($a: ID!) { silenceAlert(id: $a, until: "2030-01-01T00:00:00Z") { id } }',
+        E,
+        "alpha",
+        lambda i: {"a": i["alert"]},
+    ),
+    "setAlertRule": Op(
+        'mutation { setAlertRule(input: {name: "r", expr: "accuracy < 0.5"}) { name } }',
+        ADMIN,
+        "global",
+    ),
+    "deleteAlertRule": Op(
+        'mutation { setAlertRule(input: {name: "r", expr: "accuracy < 0.5"}) { name } '
+        'deleteAlertRule(name: "r") }',
+        ADMIN,
+        "global",
+    ),
+    "reportMonitoringWindow": Op(
+        """mutation($d: String!) { reportMonitoringWindow(input: {deployment: $d,
+        start: "2026-03-01T10:00:00Z", end: "2026-03-01T11:00:00Z", sketch: {}}) { id } }""",
         E,
         "alpha",
         lambda i: {"d": i["deployment"]},

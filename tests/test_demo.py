@@ -112,6 +112,34 @@ def test_the_picture_shows_the_deployment_back_to_the_raw_data(
     assert "test_roc_auc" in text and "test_accuracy" not in text
 
 
+def test_the_replayed_week_drifts_from_day_5_and_the_alert_points_to_the_training_data(
+    demo: tuple[dict[str, Any], Path], store: GraphStore
+) -> None:
+    from lineagehub.services.alerts import AlertService
+    from lineagehub.services.monitoring import MonitoringService
+    from lineagehub.vocabulary import Alert
+
+    r = demo[0]["result"]
+    monitoring = MonitoringService(store)
+    windows = monitoring.windows(r["deployment"])
+    assert [w.id for w in windows] == r["windows"] and len(windows) == 7
+    drifted = [w.metrics["drift.features_drifted"] for w in windows]
+    assert all(d < 3 for d in drifted[:4]) and all(d >= 3 for d in drifted[4:]), drifted
+    assert all(w.performance and w.performance["count"] == 400 for w in windows)
+    alert = Alert.from_node(store.get_node(r["alert"]))
+    assert alert.rule == "input-drift" and alert.state.value == "firing"
+    assert alert.fired_at == windows[4].end  # the first drifted day, as it ended
+    lineage = AlertService(monitoring).lineage(alert)
+    assert lineage["deployment"] == r["deployment"] and lineage["model_version"] == r["best"]
+    assert r["clean"] in lineage["training_data"]
+    svg = Path(r["alert_picture"]).read_text()
+    text = " ".join(
+        t.text or "" for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")
+    )
+    for expected in ("input-drift", "breast_cancer_clean", MODEL, "production"):
+        assert expected in text, expected
+
+
 def test_the_printed_queries_answer_on_a_real_server(
     demo: tuple[dict[str, Any], Path], store: GraphStore
 ) -> None:
@@ -186,6 +214,8 @@ def test_without_graphviz_the_demo_completes_and_leaves_dot_files(
     assert "apt-get install graphviz" in err
     assert f"dot -Tsvg {out / 'lineage.dot'} -o {out / 'lineage.svg'}" in err
     assert sorted(p.name for p in out.iterdir()) == [
+        "alert.dot",
+        "alerts.toml",
         "breast_cancer_raw.csv",
         "impact.dot",
         "lineage.dot",

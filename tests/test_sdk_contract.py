@@ -37,7 +37,7 @@ from lineagehub.ingest.remote import RemoteBackend
 from lineagehub.interfaces.server import create_app
 from lineagehub.services.registry import Policy
 from lineagehub.services.tracking import Metric, RunStart
-from lineagehub.vocabulary import Model, ModelVersion, Run, RunStatus
+from lineagehub.vocabulary import Model, ModelVersion, Run, RunStatus, monitoring_window_id
 
 POLICIES = {("churn", "Production"): Policy(approvals=1)}
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -47,6 +47,7 @@ CONTRACT = {
         ("tracking", seam.Tracking),
         ("registry", seam.Registry),
         ("queries", seam.Queries),
+        ("monitoring", seam.Monitoring),
     )
 }
 
@@ -119,7 +120,7 @@ def normal(value: Any) -> Any:
 
 def script(hub: seam.Backend, data: Path) -> list[Any]:
     """Every operation of the contract, with answers and errors."""
-    t, r, q = hub.tracking, hub.registry, hub.queries
+    t, r, q, m = hub.tracking, hub.registry, hub.queries, hub.monitoring
     out: list[Any] = []
 
     def log(*values: Any) -> None:
@@ -214,6 +215,46 @@ def script(hub: seam.Backend, data: Path) -> list[Any]:
     )
     log(q.compare_runs(["run:c1", "run:c2"]))
     log(q.compare_model_versions("churn/1", "churn/2"))
+
+    serving = r.deploy("churn@champion", "serving")
+    reference = m.reference("churn@serving")
+    log(reference, m.reference(serving.id, dataset="dataset:warehouse/customers"))
+    sketch = {
+        "features": {
+            "age": {
+                "kind": "numeric",
+                "edges": reference.features["age"]["edges"],
+                "counts": [0] * (len(reference.features["age"]["edges"]) + 1),
+                "missing": 1,
+                "count": 1,
+            }
+        },
+        "labels": {"task": "regression", "count": 2, "abs_err": 1.0, "sq_err": 0.5},
+    }
+    window = m.report_window(serving.id, T0, T0 + timedelta(hours=1), sketch, instance="pod")
+    expected = monitoring_window_id(serving.id, "pod", T0, 3600)
+    log(window.id == expected, window.model_dump(exclude={"id"}))
+    found = m.window(expected)
+    log(found is not None and found.id == expected, m.window("window:absent"))
+    log(m.list_alerts(), m.list_alerts("churn@serving", "open", 10))
+    summary = m.summary("churn@serving", T0, T0 + timedelta(hours=1))
+    log(
+        [w.id == expected for w in summary.windows],
+        dataclasses.replace(summary, windows=[]),
+        m.summary(serving.id, T0 + timedelta(hours=1)),
+    )
+    for call in (
+        lambda: m.reference("no-such-deployment"),
+        lambda: m.report_window(serving.id, T0, T0, sketch),
+        lambda: m.summary("no-such-deployment"),
+        lambda: m.acknowledge_alert("alert:absent", "on it"),
+        lambda: m.silence_alert("alert:absent", T0),
+        lambda: m.list_alerts(state="sleeping"),
+        lambda: m.report_window(serving.id, T0, T0 + timedelta(hours=1), {"features": 1}),
+    ):
+        with pytest.raises((NotFoundError, ValidationError)) as e:
+            call()
+        log(type(e.value).__name__, getattr(e.value, "field", None), getattr(e.value, "ids", None))
     return out
 
 
@@ -243,6 +284,7 @@ def test_the_script_calls_every_operation_of_the_contract(tmp_path: Path, data: 
             tracking = Recording(hub.tracking, called["tracking"])
             registry = Recording(hub.registry, called["registry"])
             queries = Recording(hub.queries, called["queries"])
+            monitoring = Recording(hub.monitoring, called["monitoring"])
             artifacts = hub.artifacts
             batch = hub.batch
 
@@ -254,18 +296,26 @@ def test_the_script_calls_every_operation_of_the_contract(tmp_path: Path, data: 
 def test_both_transports_take_the_contract_s_arguments(part: str) -> None:
     """mypy checks this statically; here for the record, at run time: every parameter of the
     contract is accepted by both transports under its name (``**options`` takes keywords)."""
-    protocol = {"tracking": seam.Tracking, "registry": seam.Registry, "queries": seam.Queries}
+    protocol = {
+        "tracking": seam.Tracking,
+        "registry": seam.Registry,
+        "queries": seam.Queries,
+        "monitoring": seam.Monitoring,
+    }
     from lineagehub.ingest import remote
+    from lineagehub.services.monitoring import MonitoringService
 
     local = {
         "tracking": seam.TrackingService,
         "registry": seam._ActingRegistry,
         "queries": seam._LocalQueries,
+        "monitoring": MonitoringService,
     }
     over_http = {
         "tracking": remote.RemoteTracking,
         "registry": remote.RemoteRegistry,
         "queries": remote.RemoteQueries,
+        "monitoring": remote.RemoteMonitoring,
     }
     for name in CONTRACT[part]:
         wanted = inspect.signature(getattr(protocol[part], name)).parameters.values()

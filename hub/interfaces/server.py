@@ -79,12 +79,15 @@ from lineagehub.graph import BackendUnavailable, GraphStore, HubError, Validatio
 from lineagehub.graph.model import parse_time
 from lineagehub.interfaces.auth import Authenticator, AuthMiddleware, SecurityAudit
 from lineagehub.interfaces.lineage_api import lineage_routes
+from lineagehub.interfaces.metrics import RequestMetrics, hub_metrics
+from lineagehub.interfaces.metrics import routes as metrics_routes
 from lineagehub.schema.authz import check, check_download, check_upload, withhold_subgraph
 from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.limits import PREPARED, check_query, checked_document, over_budget
 from lineagehub.services.access import Principal, open_principal
 from lineagehub.services.export import DEFAULT_COLLAPSE_ABOVE, FORMATS, SUFFIXES, export_lineage
 from lineagehub.services.lineage import LineageService
+from lineagehub.services.monitoring import MonitoringService
 from lineagehub.services.openlineage_in import OpenLineageService
 from lineagehub.services.registry import Policy, RegistryService, load_policies
 from lineagehub.services.tracking import UNKNOWN_ACTOR, TrackingService
@@ -540,6 +543,18 @@ class _CORS(CORSMiddleware):
         return response
 
 
+def monitoring_service(
+    store: GraphStore, settings: Settings, on_event: Any = None
+) -> MonitoringService:
+    """Monitoring with the alert rules of ``settings.alert_rules``, notifying ``on_event``."""
+    from lineagehub.services.alerts import AlertService, load_alert_rules
+
+    rules = load_alert_rules(settings.alert_rules) if settings.alert_rules else []
+    service = MonitoringService(store)
+    AlertService(service, rules, on_event=on_event)
+    return service
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -593,6 +608,7 @@ def create_app(
         lineage=LineageService(store),
         artifacts=artifacts,
         registry=RegistryService(store, policies=registry_policies, on_event=on_event),
+        monitoring=monitoring_service(store, settings, on_event),
         registry_actor=settings.user or _os_user(),  # the actor of an open hub
         audit_key=(
             settings.audit_key.get_secret_value().encode("utf-8")
@@ -756,6 +772,8 @@ def create_app(
         max_bytes=max_body_bytes or settings.max_request_bytes,
         on_denied=lambda *args: services.on_denied(*args) if services.on_denied else None,
     )
+    metrics = hub_metrics(services)  # GET /metrics, POST /api/v1/alerts: interfaces/metrics.py
+    routes += metrics_routes(services, metrics)
     if settings.graphiql:  # the page's scripts and styles, from the package (no CDN)
         routes.append(Route("/graphiql/{name}", _graphiql_asset, methods=["GET", "HEAD"]))
     if settings.explorer:  # the lineage explorer's page and files, from the package
@@ -776,6 +794,7 @@ def create_app(
     app.add_middleware(
         AuthMiddleware, authenticator=authenticator, audit=security, rate_limit=settings.rate_limit
     )
+    app.add_middleware(RequestMetrics, metrics=metrics)
     origins = settings.cors_origin_list()
     if origins:  # off unless configured: browsers then refuse every cross-origin call
         app.add_middleware(

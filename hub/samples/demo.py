@@ -15,7 +15,11 @@ and the graph is what a real project produces:
    threshold, one approval, separation of duties; written to ``policies.toml`` so a server
    can apply it too), approved by a second person, and given the alias ``champion``;
 5. a deployment record for it, a picture of where the deployment came from
-   (``lineage.svg``) and one of everything the raw extract went into (``impact.svg``).
+   (``lineage.svg``) and one of everything the raw extract went into (``impact.svg``);
+6. a week of served traffic replayed from the held-out data through the serving-side monitor
+   (one window a day, with labels), the imaging calibration drifting from day 5: the alert
+   rule of ``alerts.toml`` fires, and ``alert.svg`` shows the alert linked to the deployment,
+   the version, its training run and training data.
 
 Run it twice and you get a second round of runs and versions, as a team retraining would.
 """
@@ -23,8 +27,10 @@ Run it twice and you get a second round of runs and versions, as a team retraini
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +48,14 @@ CONFIGS: tuple[dict[str, Any], ...] = (
     {"n_estimators": 80, "max_depth": None},
 )
 THRESHOLD = ("test_roc_auc", ">=", 0.9)
-STEPS = 8
+STEPS = 10
+#: The replayed week: requests a day, the day the shift starts (0-based), the features that
+#: shift (a re-calibrated scanner measures sizes 25 % larger) and by how much.
+REQUESTS_PER_DAY = 400
+SHIFT_DAY = 4
+SHIFTED = ("mean radius", "mean perimeter", "mean area", "worst radius", "worst perimeter")
+SHIFT = 1.25
+DAY = 86_400
 
 
 @dataclass
@@ -63,6 +76,10 @@ class DemoResult:
     impact_picture: str = ""
     raw_file: str = ""
     policies: str = ""
+    alert_rules: str = ""
+    windows: list[str] = field(default_factory=list)
+    alert: str = ""
+    alert_picture: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -213,7 +230,74 @@ def run_demo(
     )
     title = "What did the raw extract go into?"
     result.impact_picture = _draw(out_dir / "impact.svg", down, [raw_version.node_id], title)
+
+    step("replaying a week of traffic (drift from day 5)")
+    replay_week(
+        client, deployment.id, best, model_for(best, x_train, y_train), x_test, y_test, result
+    )
+
+    step("drawing the alert's lineage")
+    if result.alert:
+        sub = client.lineage([result.alert], "UPSTREAM", upstream_depth=6)
+        title = "Which version, run and training data does the drift alert point to?"
+        result.alert_picture = _draw(out_dir / "alert.svg", sub, [result.alert], title)
     return result
+
+
+def model_for(version: str, x_train: Any, y_train: Any) -> Any:
+    """The version's model as the serving side has it (trained again the same way: the
+    forest is seeded, so it is the same model)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    n = int(version.rsplit("/", 1)[1])
+    config = CONFIGS[(n - 1) % len(CONFIGS)]
+    return RandomForestClassifier(random_state=0, **config).fit(x_train, y_train)
+
+
+def replay_week(
+    client: Any,
+    deployment: str,
+    version: str,
+    model: Any,
+    x_test: Any,
+    y_test: Any,
+    result: DemoResult,
+    *,
+    seed: int = 11,
+) -> None:
+    """A week of requests drawn from the held-out data, through ``client.monitor`` (one
+    window a day, labels joined by request id), with :data:`SHIFTED` features scaled by
+    :data:`SHIFT` from day :data:`SHIFT_DAY`; records the windows and the alert that fired."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    today = int(time.time()) // DAY * DAY
+    start = today - 7 * DAY
+    # one instance per served version: a second demo run replays its own week
+    mon = client.monitor(
+        deployment,
+        window=DAY,
+        flush_interval=None,
+        instance=f"replay-{version.removeprefix('mv:').replace('/', '-')}",
+        prediction_column="target",
+    )
+    for day in range(7):
+        rows = rng.choice(len(x_test), size=REQUESTS_PER_DAY, replace=True)
+        features = x_test.iloc[rows].reset_index(drop=True)
+        if day >= SHIFT_DAY:
+            for column in SHIFTED:
+                features[column] = features[column] * SHIFT
+        proba = model.predict_proba(features)[:, 1]
+        ids = [f"d{day}-{i}" for i in range(len(rows))]
+        stamps = start + day * DAY + np.sort(rng.uniform(0, DAY - 1, len(rows)))
+        mon.log_predictions(features, (proba > 0.5).astype(int), ids, stamps, proba)
+        mon.log_labels(ids, y_test.iloc[rows].to_numpy())
+        mon.flush()  # each day as it ends, so the rules see the days in order
+    mon.close()
+    summary = client.monitoring(deployment, datetime.fromtimestamp(start, tz=timezone.utc))
+    result.windows = [w.id for w in summary.windows]
+    fired = client.alerts(deployment, "open")
+    result.alert = fired[0].id if fired else ""
 
 
 POLICY_FILE = "policies.toml"
@@ -227,6 +311,30 @@ approvals = 1
 separation_of_duties = true
 thresholds = [["{THRESHOLD[0]}", "{THRESHOLD[1]}", {THRESHOLD[2]}]]
 """
+
+
+ALERT_RULES_FILE = "alerts.toml"
+#: The demo's alert rule, as a rules file (the format of ``LINEAGEHUB_ALERT_RULES``).
+ALERT_RULES_TOML = f"""\
+# Monitoring alert rules of the LineageHub demo (LINEAGEHUB_ALERT_RULES=<this file>)
+[[rule]]
+name = "input-drift"
+expr = "drift.features_drifted >= 3"
+for = "1d"
+keep_firing_for = "1d"
+severity = "critical"
+deployment = "{MODEL}"
+annotations = {{ summary = "Input drift on {{deployment}}: check the scanners' calibration" }}
+"""
+
+
+def write_alert_rules(out_dir: Path) -> Path:
+    """Write the demo's alert rules into ``out_dir`` and return the path: three or more
+    features drifted in a day's window fires a critical alert."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ALERT_RULES_FILE
+    write_atomic(path, lambda f: f.write(ALERT_RULES_TOML.encode()))
+    return path
 
 
 def write_policies(out_dir: Path) -> Path:
@@ -270,11 +378,14 @@ def render_hint(pictures: list[str]) -> str | None:
 
 @contextlib.contextmanager
 def clients(
-    store_uri: str | None, artifacts: str | None, policy_file: Path
+    store_uri: str | None,
+    artifacts: str | None,
+    policy_file: Path,
+    alert_rules: Path | None = None,
 ) -> Iterator[tuple[Any, Any]]:
-    """The demo's two people on one embedded hub, under the policies in ``policy_file``: the
-    trainer (the configured user) and :data:`REVIEWER`, sharing one store and one artifact
-    store."""
+    """The demo's two people on one embedded hub, under the policies in ``policy_file`` (and
+    the alert rules in ``alert_rules``): the trainer (the configured user) and
+    :data:`REVIEWER`, sharing one store and one artifact store."""
     from lineagehub.config import Settings
     from lineagehub.ingest.client import Client
     from lineagehub.services.registry import load_policies
@@ -284,6 +395,8 @@ def clients(
         settings = settings.model_copy(update={"store": store_uri})
     if artifacts:
         settings = settings.model_copy(update={"artifacts": artifacts})
+    if alert_rules is not None:
+        settings = settings.model_copy(update={"alert_rules": alert_rules})
     rules = load_policies(policy_file)
     with Client(settings=settings.model_copy(update={"url": None}), registry_policies=rules) as a:
         assert a.store is not None
@@ -321,6 +434,12 @@ def queries(result: DemoResult) -> list[tuple[str, str]]:
             " first: 5) {\n    edges { node { id name params metrics { key last } } } } }",
         ),
         (
+            "Which alerts are open, and where do they lead?",
+            '{ alerts(state: "open") { nodes { id rule state firedAt values\n'
+            "    lineage { deployment { id } modelVersion { id } trainingRuns { id name }\n"
+            "              trainingData { id } codeCommits { id } } } } }",
+        ),
+        (
             "Who moved what to Production, and when?",
             f'{{ modelHistory(model: "{MODEL}") {{ change version {{ id }} fromStage toStage '
             "alias actor at reason } }",
@@ -328,4 +447,13 @@ def queries(result: DemoResult) -> list[tuple[str, str]]:
     ]
 
 
-__all__ = ["CONFIGS", "DemoResult", "clients", "queries", "run_demo", "write_policies"]
+__all__ = [
+    "CONFIGS",
+    "DemoResult",
+    "clients",
+    "queries",
+    "replay_week",
+    "run_demo",
+    "write_alert_rules",
+    "write_policies",
+]

@@ -133,6 +133,7 @@ def build_example(store: GraphStore) -> dict[str, str]:
     window = MonitoringWindow(
         id="window:example-week-1", start=T0 + timedelta(days=7), end=T0 + timedelta(days=14),
         sample_count=52_000, metrics={"auc": 0.81, "psi_tenure": 0.27},
+        deployment="deployment:example-prod", instance="example", model_version="mv:churn/2",
     )  # fmt: skip
     alert = Alert(
         id="alert:example-drift", rule="psi_tenure > 0.2", severity=Severity.WARNING,

@@ -82,9 +82,16 @@ class WebhookEvent(str, enum.Enum):
     PROMOTION_REFUSED = "promotion.refused"
     ALIAS_MOVED = "alias.moved"
     DEPLOYMENT_RECORDED = "deployment.recorded"
+    #: A monitoring alert fired or resolved: the body is Alertmanager's webhook body
+    #: (version 4) with a ``lineage`` block, and this envelope's id, event and created_at.
+    ALERT_FIRING = "alert.firing"
+    ALERT_RESOLVED = "alert.resolved"
 
     def __str__(self) -> str:
         return self.value
+
+
+_ALERT_EVENTS = (WebhookEvent.ALERT_FIRING, WebhookEvent.ALERT_RESOLVED)
 
 
 class DeliveryOutcome(str, enum.Enum):
@@ -410,13 +417,19 @@ class WebhookDispatcher:
         for every matching endpoint; returns the event id at once."""
         name = _event(event)
         event_id = str(uuid.uuid4())
+        envelope = {
+            "id": event_id,
+            "event": name.value,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }
+        # Alert events are Alertmanager-shaped, so its receivers take them as they are.
+        content = (
+            {**payload, **envelope}
+            if name in _ALERT_EVENTS
+            else {**envelope, "data": dict(payload)}
+        )
         body = json.dumps(
-            {
-                "id": event_id,
-                "event": name.value,
-                "created_at": datetime.now(timezone.utc).isoformat(),
-                "data": dict(payload),
-            },
+            content,
             default=str,
             separators=(",", ":"),
         ).encode("utf-8")

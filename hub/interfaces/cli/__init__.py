@@ -36,11 +36,13 @@ from lineagehub.interfaces.cli.admin import (
     cmd_example,
     cmd_serve,
 )
+from lineagehub.interfaces.cli.alerts import register as register_alerts
 from lineagehub.interfaces.cli.common import EXIT_CODES, hub_client
 from lineagehub.interfaces.cli.demo import cmd_demo
 from lineagehub.interfaces.cli.imports import register as register_imports
 from lineagehub.interfaces.cli.lineage import _lineage_options, cmd_export, cmd_lineage
 from lineagehub.interfaces.cli.models import cmd_models_list, cmd_models_show
+from lineagehub.interfaces.cli.monitor import register as register_monitor
 from lineagehub.interfaces.cli.registry import (
     cmd_approvals_list,
     cmd_approve,
@@ -301,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_access(sub, common)  # user ..., token ...
     register_imports(sub, common)  # import mlflow
+    register_monitor(sub, hub)  # monitor status
+    register_alerts(sub, hub)  # alerts list, alerts ack
 
     p = sub.add_parser("serve", help="serve the GraphQL API (GraphiQL at /graphql)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -22,14 +22,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         queries,
         render_hint,
         run_demo,
+        write_alert_rules,
         write_policies,
     )
 
     out = Path(args.out) if args.out else Settings().data_dir / "demo"
     silent = args.json or args.quiet
     policy_file = write_policies(out)
+    rules_file = write_alert_rules(out)
     with (
-        clients(args.store, args.artifacts, policy_file) as (trainer, reviewer),
+        clients(args.store, args.artifacts, policy_file, rules_file) as (trainer, reviewer),
         progress_bar("demo", STEPS, silent) as advance,
     ):
 
@@ -40,15 +42,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         result = run_demo(trainer, reviewer, out, step=step)
         result.policies = str(policy_file)
+        result.alert_rules = str(rules_file)
         assert trainer.store is not None
         store_uri = redact(trainer.store.uri)
         artifacts = redact(trainer.settings.artifact_uri)
     asked = queries(result)
-    hint = render_hint([result.picture, result.impact_picture])
+    hint = render_hint(
+        [p for p in (result.picture, result.impact_picture, result.alert_picture) if p]
+    )
     if hint is not None and (args.json or args.quiet):
         print(f"lineagehub: {hint}", file=sys.stderr)  # a left-over step, even when quiet
-    if args.serve:  # the server applies the demo's policies too
+    if args.serve:  # the server applies the demo's policies and alert rules too
         os.environ["LINEAGEHUB_POLICIES"] = str(policy_file)
+        os.environ["LINEAGEHUB_ALERT_RULES"] = str(rules_file)
     if args.json:
         _print_json(
             _jsonable(
@@ -78,10 +84,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  in Production    {result.best} (approved by the reviewer; alias champion;"
         f" {headline(result.best)})",
         f"  deployment       {result.deployment}",
-        f"  pictures         {result.picture}, {result.impact_picture}",
+        f"  monitored        {len(result.windows)} daily windows replayed; "
+        + (f"alert {result.alert} fired" if result.alert else "no alert fired"),
+        f"  pictures         {result.picture}, {result.impact_picture}"
+        + (f", {result.alert_picture}" if result.alert_picture else ""),
         *([f"                   {hint}"] if hint is not None else []),
         f"  policies         {result.policies}  (LINEAGEHUB_POLICIES=this file: the server"
         " and the CLI apply them)",
+        f"  alert rules      {result.alert_rules}  (LINEAGEHUB_ALERT_RULES=this file)",
         "",
         "Next: `lineagehub serve` and open http://127.0.0.1:8000/graphql, then try:"
         if not args.serve
@@ -94,7 +104,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(
         "\nOr from the shell: lineagehub runs list --experiment breast-cancer · "
         f"lineagehub models show tumor-classifier · lineagehub lineage {result.deployment} "
-        "--depth 8 -o lineage.svg",
+        "--depth 8 -o lineage.svg · lineagehub monitor status tumor-classifier · "
+        "lineagehub alerts list",
         markup=False,
     )
     return _serve_after_demo(args)
