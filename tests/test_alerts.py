@@ -264,3 +264,16 @@ def test_alerts_in_embedded_mode_follow_the_same_rules(store_backend: str, tmp_p
         client.acknowledge_alert(resolved.id)
     client.close()
     store.close()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"labels": 5}, {"labels": ["team"]}, {"annotations": {"summary": 3}}, {"labels": {"a": None}}],
+)
+def test_a_rule_s_labels_and_annotations_must_map_names_to_strings(bad: dict[str, Any]) -> None:
+    from lineagehub.graph import ValidationError
+    from lineagehub.services.alerts import parse_rule
+
+    with pytest.raises(ValidationError) as refused:
+        parse_rule({"name": "r", "expr": "sample_count > 1", **bad}, "input")
+    assert refused.value.field == next(iter(bad))

@@ -171,7 +171,9 @@ def test_explorer_walk_in_a_real_browser(
     assert steps["oneRunCharts"] >= 5 and steps["oneRunParams"] >= 3  # rf-80-trees alone
     assert steps["kindsShown"] == ["DATASET_VERSION", "MODEL_VERSION", "RUN"]
     assert "NOT_FOUND" in steps["asOfBefore"]  # as of 2000 the hub knew no such version
-    assert "tumor-classifier v3" in steps["deployment"] and "No alerts." in steps["deployment"]
+    assert "tumor-classifier v3" in steps["deployment"]
+    assert steps["monitoringCharts"] >= 1  # the demo's monitoring windows, drawn
+    assert "No alerts." not in steps["deployment"] and "firing" in steps["deployment"]
     before, after = steps["expanded"]
     assert after > before
     assert steps["pathElements"] == 5  # version -> run -> clean data: 3 nodes, 2 edges

@@ -214,6 +214,15 @@ def parse_rule(entry: Any, where: str = "rule") -> AlertRule:
     for key in ("name", "expr"):
         if key not in entry:
             raise ValidationError(f"{where}: '{key}' is required", field=key)
+    for key in ("labels", "annotations"):
+        value = entry.get(key)
+        if value is not None and (
+            not isinstance(value, Mapping)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        ):
+            raise ValidationError(
+                f"{where}: {key} must map names to strings, got {value!r:.80}", field=key
+            )
     try:
         return AlertRule(
             name=entry["name"],

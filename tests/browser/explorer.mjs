@@ -157,10 +157,12 @@ try {
   await page.waitForFunction(() => location.hash.includes("asOf="), null, T);
   await page.locator("#lineage-info .error").waitFor(T);
   report.steps.asOfBefore = await page.locator("#lineage-info").textContent();
-  // the deployment: what it serves, monitoring windows and alerts (none in the demo)
+  // the deployment: what it serves, its monitoring windows as charts, its alerts (the demo
+  // replays a week of traffic that drifts from day 5)
   await page.goto(`${baseUrl}#/node/${encodeURIComponent(process.env.DEPLOYMENT)}`);
-  await page.locator("#deployment table").waitFor(T);
+  await page.locator("#deployment table").first().waitFor(T);
   report.steps.deployment = await page.locator("#deployment").textContent();
+  report.steps.monitoringCharts = await page.locator("#monitoring figure canvas").count();
   // expand: back to depth 1, then expand the training run from the node list
   await page.goto(`${baseUrl}#/lineage/${encodeURIComponent("tumor-classifier@champion")}?direction=UPSTREAM&depth=1`);
   await page.locator("#graph[data-ready]").waitFor(T);
