@@ -29,10 +29,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from lineagehub.graph import ValidationError
-from lineagehub.ingest.datasets import reference_fingerprint
+from lineagehub.ingest.datasets import reference_fingerprint, reference_name
 from lineagehub.services.tracking import Metric, RunStart, check_metric
 from lineagehub.vocabulary import (
     DatasetVersion,
@@ -224,11 +223,7 @@ class Batch:
         fp = reference_fingerprint(
             uri, digest, schema=schema, row_count=row_count, size_bytes=size_bytes
         )
-        if not uri.startswith("file://"):
-            parts = urlsplit(uri)
-            if parts.scheme and parts.netloc:
-                namespace = namespace or f"{parts.scheme}://{parts.netloc}"
-                name = name or unquote(parts.path).lstrip("/") or None
+        namespace, name = reference_name(uri, name, namespace)
         answer = target.tracking.log_dataset(
             self._ref(run),
             fp,

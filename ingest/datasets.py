@@ -234,6 +234,21 @@ def fingerprint(
     raise ValidationError(f"cannot fingerprint a {what}: expected {_SUPPORTED}", field="data")
 
 
+def reference_name(
+    uri: str, name: str | None = None, namespace: str | None = None
+) -> tuple[str | None, str | None]:
+    """(namespace, name) of data logged by reference, named as OpenLineage names it:
+    ``s3://lake/customers.parquet`` is namespace ``s3://lake``, name ``customers.parquet``,
+    unless given; ``file://`` URIs are left to :func:`~lineagehub.services.tracking.
+    dataset_name`, which names files as logging the file does."""
+    if not uri.startswith("file://"):
+        parts = urlsplit(uri)
+        if parts.scheme and parts.netloc:
+            namespace = namespace or f"{parts.scheme}://{parts.netloc}"
+            name = name or unquote(parts.path).lstrip("/") or None
+    return namespace, name
+
+
 def reference_fingerprint(
     uri: str,
     digest: str,

@@ -23,12 +23,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 from lineagehub.artifacts import ArtifactInfo
 from lineagehub.graph import ConflictError, NotFoundError, ValidationError
 from lineagehub.graph.model import check_time
-from lineagehub.ingest.datasets import fingerprint, reference_fingerprint
+from lineagehub.ingest.datasets import fingerprint, reference_fingerprint, reference_name
 from lineagehub.services.tracking import Metric, check_metric
 from lineagehub.vocabulary import (
     Artifact,
@@ -220,11 +219,7 @@ class ActiveRun:
         self._check_open()
         fp = reference_fingerprint(uri, digest, schema=schema, row_count=row_count,
                                    size_bytes=size_bytes)  # fmt: skip
-        if not uri.startswith("file://"):
-            parts = urlsplit(uri)
-            if parts.scheme and parts.netloc:
-                namespace = namespace or f"{parts.scheme}://{parts.netloc}"
-                name = name or unquote(parts.path).lstrip("/") or None
+        namespace, name = reference_name(uri, name, namespace)
         sources = [d.node_id if isinstance(d, DatasetVersion) else str(d) for d in derived_from]
         return self.client.tracking.log_dataset(
             self.id,
