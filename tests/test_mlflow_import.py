@@ -1,7 +1,8 @@
 """MLflow histories imported: a store built with MLflow's own client (runs, metric histories,
 dataset inputs, artifacts, a registry with versions, aliases and stages), imported from a
-``sqlite:///`` file and from an ``mlruns`` folder, into each backend; every value checked;
-the import one audit entry; importing again changes nothing; the CLI command."""
+``sqlite:///`` file, from an ``mlruns`` folder and from a real ``mlflow server``, into each
+backend; every value checked; the import one audit entry; importing again changes nothing;
+the CLI command."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,18 +118,71 @@ def hub(store_backend: str, tmp_path: Path) -> Iterator[tuple[GraphStore, Any]]:
         store.close()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "mlruns"])
+@contextlib.contextmanager
+def mlflow_server(folder: Path) -> Iterator[str]:
+    """``mlflow server`` over a SQLite file, in a subprocess on 127.0.0.1: its URL."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent))
+    if mlflow is None:
+        pytest.skip("needs the mlflow command (mlflow-skinny)")
+    with socket.socket() as sock:  # a port the OS says is free now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = [mlflow, "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+            "--default-artifact-root", (folder / "server-artifacts").as_uri(),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                error = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+                pytest.fail(f"mlflow server did not start: {error}")
+            time.sleep(0.05)  # polling the server's health, not standing in for a wait
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mlruns", "server"])
 def test_every_value_of_an_mlflow_store_arrives(
-    hub: tuple[GraphStore, Any], tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+    hub: tuple[GraphStore, Any],
+    tmp_path: Path,
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     store, artifacts = hub
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 writes one only so
+    server = contextlib.ExitStack()
+    request.addfinalizer(server.close)
     if kind == "sqlite":
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
         source = uri
-    else:
+    elif kind == "mlruns":
         uri = (tmp_path / "mlruns").as_uri()
         source = str(tmp_path / "mlruns")
+    else:  # an MLflow tracking server, through its REST API
+        uri = source = server.enter_context(mlflow_server(tmp_path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logged = build_mlflow_store(uri, tmp_path)
