@@ -309,6 +309,9 @@ class FilterRenderer:
             if expr.op in ("in", "nin"):
                 values = self.param([native(v) for v in expr.value])
                 return f"{col} IN {values}" if expr.op == "in" else f"NOT ({col} IN {values})"
+            if expr.op == "contains":  # in text (lists and mappings are kept as JSON text)
+                text = self.param(expr.value)
+                return f"({col} IS :: STRING AND toLower({col}) CONTAINS {text})"
             if expr.op not in _OPS:
                 raise ValidationError(f"unknown operator {expr.op!r}", field="where")
             value = expr.value
@@ -937,6 +940,8 @@ EXAMPLE_FILTERS: dict[str, dict[str, Any] | None] = {
     "gte": {"row_count": {"$gte": 1000}},
     "range": {"metrics.auc": {"$gte": 0.8, "$lt": 0.95}},
     "in": {"kind": {"$in": ["train", "evaluate"]}},
+    "contains": {"owner": {"$contains": "USER1"}},
+    "contains_id": {"id": {"$contains": "r0"}},
     "in_empty": {"kind": {"$in": []}},
     "nin": {"kind": {"$nin": ["deploy"]}},
     "exists": {"owner": {"$exists": True}},

@@ -32,7 +32,9 @@ from typing import Any, TypeAlias
 from lineagehub.graph.errors import ValidationError
 from lineagehub.graph.model import validate_path
 
-OPS = ("$eq", "$ne", "$lt", "$lte", "$gt", "$gte", "$in", "$nin", "$exists")
+OPS = ("$eq", "$ne", "$lt", "$lte", "$gt", "$gte", "$in", "$nin", "$exists", "$contains")
+#: The longest text ``$contains`` looks for.
+MAX_CONTAINS = 200
 MAX_IN = 10_000
 MAX_CLAUSES = 1_000
 #: How deep $and, $or and $not may nest.
@@ -41,7 +43,8 @@ MAX_NESTING = 16
 
 @dataclass(frozen=True, slots=True)
 class Cmp:
-    """``path op value`` with op one of eq, ne, lt, lte, gt, gte, in, nin."""
+    """``path op value`` with op one of eq, ne, lt, lte, gt, gte, in, nin, contains (a
+    lower-cased text, found in a text property whatever its case)."""
 
     path: tuple[str, ...]
     op: str
@@ -151,6 +154,14 @@ class _Parser:
                 raise ValidationError(f"{field}: more than {MAX_IN} values", field=field)
             values = tuple(_scalar(v, field) for v in value)
             return Cmp(path, op[1:], values)
+        if op == "$contains":
+            # a substring of a text property, case-insensitive (ASCII letters): search boxes
+            if not isinstance(value, str) or not value or len(value) > MAX_CONTAINS:
+                raise ValidationError(
+                    f"{field}: $contains takes a text of 1 to {MAX_CONTAINS} characters",
+                    field=field,
+                )
+            return Cmp(path, "contains", value.lower())
         if value is None and op in ("$eq", "$ne"):
             return IsNull(path, negate=(op == "$ne"))
         return Cmp(path, op[1:], _scalar(value, field))

@@ -208,6 +208,13 @@ class _SqlBuilder:
                 neg = "NOT " if expr.op == "nin" else ""
                 return f"{col} {neg}IN (SELECT value FROM json_each(?))"
             self.params.append(expr.value)
+            if expr.op == "contains":
+                # in text, or in a list's or mapping's compact JSON text (as Neo4j keeps
+                # them), never in a number or a boolean's rendering
+                if expr.path[0] in _SYSTEM_COLUMNS:
+                    return f"instr(lower({col}), ?) > 0"
+                typed = col.replace("json_extract(", "json_type(", 1)
+                return f"({typed} IN ('text', 'array', 'object') AND instr(lower({col}), ?) > 0)"
             return f"{col} {_OPS[expr.op]} ?"
         if isinstance(expr, IsNull):
             return f"{self.column(expr.path)} IS {'NOT ' if expr.negate else ''}NULL"

@@ -48,6 +48,7 @@ class FilterOp(enum.Enum):
     IN = "$in"
     NIN = "$nin"
     EXISTS = "$exists"
+    CONTAINS = "$contains"
 
 
 @strawberry.input(
@@ -127,7 +128,9 @@ async def _page(
 _WHERE = strawberry.argument(
     description='A filter: {"status": "FINISHED", "metrics.auc": {"$gte": 0.9}, '
     '"params.max_depth": {"$in": [3, 5]}, "$or": [...]}. Operators: $eq $ne $lt $lte $gt '
-    "$gte $in $nin $exists; $and $or $not. Keys are property paths or id, _created_at. "
+    "$gte $in $nin $exists $contains (text, case-insensitive: a search box's "
+    '{"name": {"$contains": "churn"}}); $and $or $not. Keys are property paths or id, '
+    "_created_at. "
     'A JSON variable, an inline object when the keys are plain names ({experiment: "x"}), '
     'or the same JSON as text, typed inline as a block string: """{"metrics.auc": '
     '{"$gte": 0.9}}""".'

@@ -156,6 +156,8 @@ def test_explorer_walk_in_a_real_browser(
     assert any(h.startswith("tumor-classifier v") for h in steps["searchHits"]), steps
     assert "tumor-classifier" in steps["searchHits"]
     assert steps["keyboardOpened"].startswith("#/node/")
+    # found by the hub ($contains) in a field the page does not show: the run's experiment
+    assert any(h.startswith("prepare") for h in steps["searchByExperiment"]), steps
     # the node page of the champion (v3 is the demo's best): properties, up- and downstream
     assert steps["nodeTitle"].startswith("tumor-classifier v")
     assert steps["properties"] >= 5

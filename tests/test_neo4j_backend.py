@@ -478,6 +478,12 @@ FILTERS: list[dict[str, Any] | None] = [
     {"owner": {"$nin": ["user0"]}},
     {"params.dirty": False, "row_count": {"$gt": 500, "$lte": 2500}},
     {"metrics.auc": {"$in": [0.55, 0.6, 1]}},
+    # $contains: in text and in lists' and mappings' JSON text, never in numbers or booleans
+    {"labels_list": {"$contains": "a"}},
+    {"tags": {"$contains": "GROW"}},
+    {"row_count": {"$contains": "1"}},
+    {"params.dirty": {"$contains": "t"}},
+    {"$not": {"status": {"$contains": "fail"}}},
 ]
 ORDERS = [*cypher.EXAMPLE_ORDERS.values(), ["owner"], ["-owner", "-params.lr"], ["tags.team"]]
 

@@ -185,3 +185,34 @@ def test_a_crash_mid_transaction_leaves_nothing_half_written(tmp_path: Path) -> 
         assert store.count_nodes() == 1
         store.upsert_nodes([Node("after", "Run")])  # and the file is writable again
         assert store.count_nodes() == 2
+
+
+def test_contains_finds_text_whatever_its_case(tmp_path: Path) -> None:
+    from lineagehub.graph import Node, ValidationError, open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    store.upsert_nodes(
+        [
+            Node("run:a", "Run", {"name": "Train-Churn", "n": 5, "tags": {"team": "growth"}}),
+            Node("run:b", "Run", {"name": "evaluate", "n": 15}),
+            Node("run:c", "Run", {"name": None, "n": 51}),
+        ]
+    )
+
+    def ids(where: dict[str, object]) -> list[str]:
+        return [n.id for n in store.iter_nodes("Run", where, "id")]
+
+    assert ids({"name": {"$contains": "churn"}}) == ["run:a"]
+    assert ids({"name": {"$contains": "A"}}) == ["run:a", "run:b"]
+    assert ids({"id": {"$contains": "RUN:B"}}) == ["run:b"]
+    assert ids({"n": {"$contains": "5"}}) == []  # numbers are not text
+    assert ids({"tags": {"$contains": "grow"}}) == ["run:a"]  # a mapping's JSON text
+    assert ids({"$or": [{"name": {"$contains": "eval"}}, {"id": {"$contains": ":c"}}]}) == [
+        "run:b",
+        "run:c",
+    ]
+    assert ids({"name": {"$contains": "%"}}) == []  # no wildcards: the text as it is
+    for bad in ("", 5, "x" * 201, None):
+        with pytest.raises(ValidationError):
+            ids({"name": {"$contains": bad}})
+    store.close()

@@ -96,6 +96,16 @@ try {
   await page.locator("#props").waitFor(T);
   report.steps.keyboardOpened = decodeURIComponent(focused);
 
+  // the hub searches every node's text fields, not only what the page shows: runs by the
+  // name of their experiment, whatever its case
+  await page.goto(`${baseUrl}#/?q=${encodeURIComponent("DATA-PREP")}`);
+  await page.waitForFunction(
+    () => document.querySelector("#q")?.value === "DATA-PREP" && document.querySelector("#results[data-total]"),
+    null,
+    T,
+  );
+  report.steps.searchByExperiment = await page.locator("#results a").allTextContents();
+
   // 3. an exact reference opens the champion version; its page has properties and neighbours
   await page.goto(`${baseUrl}#/?q=${encodeURIComponent("tumor-classifier@champion")}`);
   await page.locator("#g-exact").waitFor(T);
