@@ -386,6 +386,14 @@ class ArtifactStore(abc.ABC):
 
     # -- convenience, built on the primitives
 
+    def stored(self, digest: str) -> ArtifactInfo:
+        """What is stored under ``digest`` (checked; its size read), to name content already
+        here, as registering a version from it does. Unknown digest: :class:`NotFoundError`."""
+        validate_digest(digest)
+        return ArtifactInfo(
+            digest=digest, size=self.size(digest), uri=self.uri_for(digest), created=False
+        )
+
     def put_bytes(self, data: bytes | bytearray | memoryview) -> ArtifactInfo:
         """Store these bytes."""
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -364,8 +364,6 @@ class Client:
         ``artifact`` names one the run ``run_id`` logged (``"model.pkl"``). The version is
         ``GENERATED_BY`` that run (finished runs too; its metrics are the snapshot) or, with
         no ``run_id``, by no run. Numbers, audit entry and webhook as ``run.log_model``."""
-        from lineagehub.artifacts import ArtifactInfo, validate_digest
-
         if (digest is None) == (artifact is None):
             raise ValidationError("give either digest or artifact", field="digest")
         if artifact is not None:
@@ -381,11 +379,7 @@ class Client:
                 )
             digest = logged[artifact].digest
         assert digest is not None
-        validate_digest(digest)
-        store = self.backend.artifacts
-        info = ArtifactInfo(
-            digest=digest, size=store.size(digest), uri=store.uri_for(digest), created=False
-        )
+        info = self.backend.artifacts.stored(digest)
         self.flush()  # the run's buffered metrics belong in the snapshot
         return self.backend.tracking.register_model_version(
             name,

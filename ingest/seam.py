@@ -471,13 +471,7 @@ class _LocalBatch:
         self.tracking, self.registry, self.artifacts = tracking, registry, artifacts
 
     def artifact(self, digest: str) -> ArtifactInfo:
-        from lineagehub.artifacts import ArtifactInfo, validate_digest
-
-        validate_digest(digest)
-        store = self.artifacts
-        return ArtifactInfo(
-            digest=digest, size=store.size(digest), uri=store.uri_for(digest), created=False
-        )
+        return self.artifacts.stored(digest)
 
     def ref(self, answer: Any) -> str:
         return node_ref(answer)

@@ -96,6 +96,14 @@ class Services:
         return self.monitoring
 
     @property
+    def stored(self) -> Callable[[str], Any]:
+        """The artifact store's :meth:`~lineagehub.artifacts.ArtifactStore.stored` (a
+        :class:`ConfigError` for a schema served without a store)."""
+        if self.artifacts is None:
+            raise ConfigError("this hub serves no artifact store")
+        return self.artifacts.stored
+
+    @property
     def tracker(self) -> TrackingService:
         """The tracking service (a :class:`ConfigError` for a schema served without one)."""
         if self.tracking is None:

@@ -236,7 +236,7 @@ class Mutation:
         data: JSON | None = None,
     ) -> Artifact:
         ctx = info.context
-        info_ = await ctx.call(_artifact_info, ctx.services.artifacts, digest)
+        info_ = await ctx.call(ctx.services.stored, digest)
         artifact = await ctx.call(
             ctx.tracker.log_artifact,
             str(run_id),
@@ -264,7 +264,7 @@ class Mutation:
         ] = None,
     ) -> ModelVersion:
         ctx = info.context
-        info_ = await ctx.call(_artifact_info, ctx.services.artifacts, digest)
+        info_ = await ctx.call(ctx.services.stored, digest)
         version = await ctx.call(
             ctx.tracker.log_model,
             str(run_id),
@@ -293,7 +293,7 @@ class Mutation:
         primary_metric: str | None = None,
     ) -> ModelVersion:
         ctx = info.context
-        info_ = await ctx.call(_artifact_info, ctx.services.artifacts, digest)
+        info_ = await ctx.call(ctx.services.stored, digest)
         version = await ctx.call(
             ctx.tracker.register_model_version,
             name,
@@ -311,12 +311,3 @@ class Mutation:
         ctx = info.context
         ids = await ctx.call(ctx.tracker.mark_stale_runs)
         return [strawberry.ID(i) for i in ids]
-
-
-def _artifact_info(artifacts: Any, digest: str) -> Any:
-    from lineagehub.artifacts import ArtifactInfo, validate_digest
-
-    validate_digest(digest)
-    return ArtifactInfo(
-        digest=digest, size=artifacts.size(digest), uri=artifacts.uri_for(digest), created=False
-    )
