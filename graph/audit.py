@@ -242,18 +242,32 @@ def record_state(record: Node | Edge) -> dict[str, Any]:
 
 def record_digest(record: Node | Edge) -> dict[str, Any]:
     """``{"digest": …, "fields": {…}}`` of a record's current state."""
-    state = record_state(record)
-    fields = {k: v for k, v in state.items() if k != "props"}
-    fields.update({f"props.{k}": v for k, v in state["props"].items()})
+    return state_digest(record_state(record))
+
+
+def state_digest(state: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`record_digest` of a :func:`record_state`. Each field is encoded once: the
+    digest of the whole is taken over the canonical JSON assembled from the fields'
+    encodings (the same bytes as :func:`canonical_json` of the state, keys sorted)."""
+    encoded: dict[str, bytes] = {}
+    parts = []
+    for key in sorted(state):
+        if key == "props":
+            props = state["props"]
+            inner = []
+            for name in sorted(props):
+                value = encoded[f"props.{name}"] = canonical_json(props[name])
+                inner.append(canonical_json(name) + b":" + value)
+            value = b"{" + b",".join(inner) + b"}"
+        else:
+            value = encoded[key] = canonical_json(state[key])
+        parts.append(canonical_json(key) + b":" + value)
     out: dict[str, Any] = {
-        "digest": digest(canonical_json(state)),
-        "fields": {
-            k: hashlib.sha256(canonical_json(v)).hexdigest()[:FIELD_DIGEST_HEX]
-            for k, v in fields.items()
-        },
+        "digest": digest(b"{" + b",".join(parts) + b"}"),
+        "fields": {k: hashlib.sha256(v).hexdigest()[:FIELD_DIGEST_HEX] for k, v in encoded.items()},
     }
-    if isinstance(record, Edge):
-        out["ends"] = [record.source, record.target]  # deleting a node deletes its edges
+    if "source" in state:  # an edge
+        out["ends"] = [state["source"], state["target"]]  # deleting a node deletes its edges
     return out
 
 

@@ -139,6 +139,42 @@ MIGRATIONS: list[str] = [
         id DESC
     );
     """,
+    # 7: a model's versions by what the registry asks of them, seeking only the versions
+    #    concerned (partial indexes: other labels pay nothing on write): the latest (the
+    #    number the next registration takes: the index is in the order that query renders,
+    #    version descending, nulls last, then id), the holders of a stage, the holders of an
+    #    alias (the versions whose aliases are not "[]"; these two in version order). They
+    #    replace nodes_model, and nodes_params_model becomes partial too: every other node
+    #    written no longer pays for an entry in either
+    """
+    CREATE INDEX nodes_mv_latest ON nodes(
+        json_extract(props, '$."model"'),
+        (json_extract(props, '$."version"') IS NULL),
+        json_extract(props, '$."version"') DESC,
+        id
+    ) WHERE label = 'ModelVersion';
+    CREATE INDEX nodes_mv_stage ON nodes(
+        json_extract(props, '$."model"'),
+        json_extract(props, '$."stage"'),
+        (json_extract(props, '$."version"') IS NULL),
+        json_extract(props, '$."version"'),
+        id
+    ) WHERE label = 'ModelVersion';
+    CREATE INDEX nodes_mv_aliased ON nodes(
+        json_extract(props, '$."model"'),
+        (json_extract(props, '$."version"') IS NULL),
+        json_extract(props, '$."version"'),
+        id
+    ) WHERE label = 'ModelVersion' AND json_extract(props, '$."aliases"') != '[]';
+    DROP INDEX nodes_model;
+    CREATE INDEX nodes_run_params_model ON nodes(
+        json_extract(props, '$."params"."model"'),
+        (json_extract(props, '$."ended_at"') IS NULL),
+        json_extract(props, '$."ended_at"') DESC,
+        id DESC
+    ) WHERE label = 'Run';
+    DROP INDEX nodes_params_model;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_S = 60.0
@@ -306,11 +342,15 @@ class SqliteStore(GraphStore):
             yield self._conn()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, statements: int = 2) -> Iterator[sqlite3.Connection]:
         """One write: its own IMMEDIATE transaction, or a savepoint inside an open one, so a
-        failed write never leaves half of itself behind."""
+        failed write never leaves half of itself behind. A write of one statement needs no
+        savepoint: SQLite undoes a failed statement whole and the transaction goes on."""
         with self._lock if self.memory else _nolock, _translate():
             conn = self._conn()
+            if self._local.depth and statements == 1:
+                yield conn
+                return
             if self._local.depth:
                 conn.execute("SAVEPOINT lh_write")
                 try:
@@ -394,18 +434,28 @@ class SqliteStore(GraphStore):
             return 0
         self._touch("node", (r[0] for r in rows))
         now = to_iso(utcnow())
+        # Inside a transaction the audit entry to come digests the rows as stored: RETURNING
+        # gives them without a read back.
+        noting = self._noting()
+        returning = " RETURNING id, label, props" if noting else ""
+        stored: list[tuple[str, str, str]] = []
         try:
-            with self._write() as conn:
+            with self._write(_statements_of(rows, 2)) as conn:
                 for chunk in _chunks(rows):
-                    conn.execute(
-                        _node_sql(len(chunk)),
+                    stored += conn.execute(
+                        _node_sql(len(chunk)) + returning,
                         [x for i, label, props in chunk for x in (i, label, props, now, now)],
-                    )
+                    ).fetchall()
                 _strip_new(conn, "nodes", rows, 2)
         except sqlite3.IntegrityError as e:
             if "label is immutable" in str(e):
                 raise self._label_conflict(rows) from e
             raise BackendError(f"could not write nodes: {e}") from e
+        if noting and len(stored) == len({r[0] for r in rows}):  # else an id twice: read back
+            self._written(
+                "node",
+                {i: {"id": i, "label": lb, "props": _stored(props)} for i, lb, props in stored},
+            )
         return len(rows)
 
     def _label_conflict(self, rows: list[tuple[str, str, str]]) -> ConflictError:
@@ -423,10 +473,15 @@ class SqliteStore(GraphStore):
         if not rows:
             return 0
         self._touch("edge", (r[0] for r in rows))
+        noting = self._noting()
+        returning = " RETURNING id, kind, source, target, props" if noting else ""
+        stored: list[tuple[str, str, str, str, str]] = []
         try:
-            with self._write() as conn:
+            with self._write(_statements_of(rows, 4)) as conn:
                 for chunk in _chunks(rows):
-                    conn.execute(_edge_sql(len(chunk)), [x for row in chunk for x in row])
+                    stored += conn.execute(
+                        _edge_sql(len(chunk)) + returning, [x for row in chunk for x in row]
+                    ).fetchall()
                 _strip_new(conn, "edges", rows, 4)
         except sqlite3.IntegrityError as e:
             if "FOREIGN KEY" in str(e):
@@ -441,6 +496,14 @@ class SqliteStore(GraphStore):
                     "an edge's kind, source and target cannot change; give the new edge another id"
                 ) from e
             raise BackendError(f"could not write edges: {e}") from e
+        if noting and len(stored) == len({r[0] for r in rows}):  # else an id twice: read back
+            self._written(
+                "edge",
+                {
+                    i: {"id": i, "kind": k, "source": a, "target": b, "props": _stored(props)}
+                    for i, k, a, b, props in stored
+                },
+            )
         return len(rows)
 
     def delete_nodes(self, ids: Sequence[str]) -> int:
@@ -786,6 +849,13 @@ def _edge_sql(n: int) -> str:
     )
 
 
+def _statements_of(rows: list[Any], col: int) -> int:
+    """How many statements an upsert of ``rows`` runs: one per chunk, and one more when some
+    carry DELETE markers (:func:`_strip_new`)."""
+    chunks = -(-len(rows) // _CHUNK_ROWS)
+    return chunks + any("\\u0000" in row[col] for row in rows)
+
+
 def _strip_new(conn: sqlite3.Connection, table: str, rows: list[Any], col: int) -> None:
     """New rows were inserted with their patch as is: drop the DELETE markers from them."""
     marked = [row[0] for row in rows if "\\u0000" in row[col]]
@@ -799,6 +869,13 @@ def _strip_new(conn: sqlite3.Connection, table: str, rows: list[Any], col: int) 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _stored(props: str) -> dict[str, Any]:
+    """A row's properties as an upsert's RETURNING gave them: a new row's still carry the
+    DELETE markers :func:`_strip_new` removes after."""
+    value = _props(props)
+    return strip_deletes(value) if "\\u0000" in props else value
 
 
 def _sql_merge(old: str, patch: str) -> str:

@@ -23,9 +23,10 @@ from lineagehub.graph.audit import (
     CheckpointPolicy,
     TreeHead,
     next_head,
-    record_digest,
     record_key,
+    record_state,
     records_field,
+    state_digest,
     verify_chain,
 )
 from lineagehub.graph.errors import NotFoundError, ValidationError
@@ -436,7 +437,9 @@ class GraphStore(abc.ABC):
     def _touch(self, kind: str, ids: Iterable[str]) -> None:
         """Note records written inside the open transaction: the next audit entry appended
         in it carries their digests. Writes outside a transaction are not noted (their
-        entry, if any, is a separate transaction that cannot see them atomically)."""
+        entry, if any, is a separate transaction that cannot see them atomically). A noted
+        record's state is read back when the entry is appended, unless the write reported
+        it (:meth:`_written`)."""
         state: Any = getattr(self, "_local", None)
         if state is None or not getattr(state, "depth", 0):
             return
@@ -444,7 +447,25 @@ class GraphStore(abc.ABC):
         if touched is None:
             touched = state.touched = {}
         for i in ids:
-            touched[(kind, i)] = None
+            touched[(kind, i)] = _READ_BACK
+
+    def _noting(self) -> bool:
+        """Whether writes are being noted for an audit entry (inside a transaction)."""
+        state: Any = getattr(self, "_local", None)
+        return bool(getattr(state, "depth", 0)) if state is not None else False
+
+    def _written(self, kind: str, states: Mapping[str, dict[str, Any]]) -> None:
+        """The states (:func:`~lineagehub.graph.audit.record_state`) of records a write has
+        just stored, as the store now holds them: the next audit entry digests these instead
+        of reading the records back. Called only once the write succeeded; a record written
+        twice in one statement is left to be read back."""
+        state: Any = getattr(self, "_local", None)
+        touched = getattr(state, "touched", None) if state is not None else None
+        if not touched:
+            return
+        for i, record in states.items():
+            if (kind, i) in touched:
+                touched[(kind, i)] = record
 
     def _take_records(self) -> str:
         """The ``records`` text for the entry being appended: the current state of every
@@ -454,13 +475,17 @@ class GraphStore(abc.ABC):
         if not touched:
             return ""
         state.touched = None
-        node_ids = [i for k, i in touched if k == "node"]
-        edge_ids = [i for k, i in touched if k == "edge"]
+        node_ids = [i for (k, i), v in touched.items() if k == "node" and v is _READ_BACK]
+        edge_ids = [i for (k, i), v in touched.items() if k == "edge" and v is _READ_BACK]
+        read: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for i, n in zip(node_ids, self.get_nodes(node_ids) if node_ids else [], strict=True):
+            read[("node", i)] = None if n is None else record_state(n)
+        for i, e in zip(edge_ids, self.get_edges(edge_ids) if edge_ids else [], strict=True):
+            read[("edge", i)] = None if e is None else record_state(e)
         records: dict[str, Any] = {}
-        for i, n in zip(node_ids, self.get_nodes(node_ids), strict=True):
-            records[record_key("node", i)] = record_digest(n) if n is not None else None
-        for i, e in zip(edge_ids, self.get_edges(edge_ids), strict=True):
-            records[record_key("edge", i)] = record_digest(e) if e is not None else None
+        for key, noted in touched.items():
+            current = read[key] if noted is _READ_BACK else noted
+            records[record_key(*key)] = None if current is None else state_digest(current)
         return records_field(records)
 
     def _maybe_checkpoint(
@@ -694,6 +719,9 @@ def nested_transaction(
             state.after_commit = None
     for hook in committed:  # only once the block has committed
         hook()
+
+
+_READ_BACK: Any = object()  # a noted record whose state the audit entry reads back
 
 
 def _epoch(text: str) -> float | None:

@@ -522,3 +522,50 @@ def test_heads_signed_with_ed25519_are_checked_with_the_public_key(
     )
     code, data, text = verify(capsys, sqlite_db, "--public-key", str(public_file))
     assert code == 11 and data["firstBadSeq"] == 5 and "bad signature" in text
+
+
+def test_an_entry_digests_the_records_as_stored_whatever_the_write(store: GraphStore) -> None:
+    """The digests an entry carries are those of the records as the store holds them when it
+    is appended: a new node whose patch deletes a property, a merge onto an existing node,
+    one id written twice in one call, an edge created then merged onto, a deletion, and a
+    write that failed and was caught inside the transaction (its record keeps its state)."""
+    from lineagehub.graph.audit import parse_records, record_digest, record_key
+    from lineagehub.graph.errors import HubError
+    from lineagehub.graph.model import DELETE, Edge, Node
+
+    store.upsert_nodes([Node("old", "Thing", {"a": 1, "b": [1, 2], "gone": "x"})])
+    store.upsert_nodes([Node("doomed", "Thing", {})])
+    with store.transaction():
+        store.upsert_nodes([Node("new", "Thing", {"a": 1, "nothing": DELETE, "t": "é"})])
+        store.upsert_nodes([Node("old", "Thing", {"b": {"c": 2}, "gone": DELETE})])
+        store.upsert_nodes([Node("twice", "Thing", {"a": 1}), Node("twice", "Thing", {"b": 2})])
+        store.upsert_edges([Edge("new", "old", "LINKS", {"w": 1}, id="e1")])
+        store.upsert_edges([Edge("new", "old", "LINKS", {"x": [1, {"y": None}]}, id="e1")])
+        store.delete_nodes(["doomed"])
+        with pytest.raises(HubError):  # a label cannot change: nothing of the write is kept
+            store.upsert_nodes([Node("half", "Thing", {}), Node("old", "Other", {"a": 99})])
+        with pytest.raises(HubError):
+            store.upsert_edges(
+                [
+                    Edge("new", "old", "LINKS", {"w": 5}, id="e1"),
+                    Edge("new", "nowhere", "LINKS", id="e2"),
+                ]
+            )
+        assert store.get_nodes(["half"]) == [None]
+        entry = store.append_audit("ann", "test", "new", {})
+    records = parse_records(entry.records)
+    nodes = dict(zip(["new", "old", "twice"], store.get_nodes(["new", "old", "twice"])))
+    assert nodes["old"] is not None and nodes["old"].props == {"a": 1, "b": {"c": 2}}
+    for node_id, node in nodes.items():
+        assert node is not None
+        assert records[record_key("node", node_id)] == record_digest(node), node_id
+    [edge] = store.get_edges(["e1"])
+    assert edge is not None and edge.props == {"w": 1, "x": [1, {"y": None}]}
+    assert records[record_key("edge", "e1")] == record_digest(edge)
+    assert records[record_key("node", "doomed")] is None
+    assert store.get_edges(["e2"]) == [None]
+    assert set(records) == {
+        *("node:new", "node:old", "node:twice", "edge:e1", "node:doomed"),
+        *("node:half", "edge:e2"),  # noted by the failed writes: recorded as absent
+    }
+    assert records["node:half"] is None and records["edge:e2"] is None

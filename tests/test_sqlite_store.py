@@ -216,3 +216,46 @@ def test_contains_finds_text_whatever_its_case(tmp_path: Path) -> None:
         with pytest.raises(ValidationError):
             ids({"name": {"$contains": bad}})
     store.close()
+
+
+def test_the_registry_seeks_a_models_versions_instead_of_reading_them_all(
+    tmp_path: Path,
+) -> None:
+    """What the registry asks of a model's versions (the latest, for the next number; the
+    holders of a stage; the holders of an alias) is a seek of migration 7's indexes, not a
+    read (or a sort) of every version: each such query's plan, asked of SQLite itself."""
+    from lineagehub.ingest.client import Client
+
+    uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    with Client(uri, artifacts=(tmp_path / "artifacts").as_uri()) as client:
+        weights = client.backend.artifacts.put_bytes(b"weights").digest
+
+        def register(i: int) -> str:
+            with client.start_run(f"train-{i}", project="p", capture=False) as run:
+                pass
+            return client.register_model_version("m", digest=weights, run_id=run.id).node_id
+
+        for i in range(12):
+            register(i)
+        store = client.backend.store
+        assert isinstance(store, SqliteStore)
+        seen: list[str] = []
+        conn = store._conn()  # the writes below run on this thread's connection
+        conn.set_trace_callback(seen.append)
+        try:
+            version = register(12)
+            client.set_alias(version, "champion", reason="best")
+            client.promote(version, "Staging", reason="ok")
+            assert client.get_model_version("m@champion").version == 13
+        finally:
+            conn.set_trace_callback(None)
+        asked = [s for s in seen if s.startswith("SELECT") and "'ModelVersion'" in s]
+        assert len(asked) >= 4
+        for sql in asked:
+            plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
+            assert "USING INDEX nodes_mv_" in plan, (sql, plan)
+            assert "SCAN" not in plan and "TEMP B-TREE FOR ORDER BY" not in plan, (sql, plan)
+        # the model's last stage change: its promote runs, latest first, stopping at one
+        [last] = [s for s in seen if s.startswith("SELECT") and '$."params"."model"' in s]
+        plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + last))
+        assert "USING INDEX nodes_run_params_model" in plan and "TEMP" not in plan, plan

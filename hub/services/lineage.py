@@ -417,14 +417,18 @@ class LineageService:
         # Aliases are a list property, which filters cannot look into; but a list compares
         # as its compact JSON text on both backends, so asking for the versions whose list is
         # not ``[]`` reads only the few versions that hold some alias (the registry keeps an
-        # alias on one version), not every version of the model.
+        # alias on one version), not every version of the model. In version order, which
+        # SQLite's index of aliased versions is kept in; the newest holder wins.
         where = {"model": name, "aliases": {"$ne": "[]"}}
-        for node in self.store.iter_nodes(
-            NodeKind.MODEL_VERSION.value, where, "-version", page_size=1000
-        ):
-            aliases = node.props.get("aliases")
-            if isinstance(aliases, list) and alias in aliases:
-                return node.id
+        holders = [
+            node.id
+            for node in self.store.iter_nodes(
+                NodeKind.MODEL_VERSION.value, where, "version", page_size=1000
+            )
+            if isinstance(aliases := node.props.get("aliases"), list) and alias in aliases
+        ]
+        if holders:
+            return holders[-1]
         stage = _STAGES.get(alias.lower())
         if stage is None:
             return None
