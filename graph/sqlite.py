@@ -452,11 +452,20 @@ class SqliteStore(GraphStore):
                 raise self._label_conflict(rows) from e
             raise BackendError(f"could not write nodes: {e}") from e
         if noting and len(stored) == len({r[0] for r in rows}):  # else an id twice: read back
-            self._written(
-                "node",
-                {i: {"id": i, "label": lb, "props": _stored(props)} for i, lb, props in stored},
-            )
+            self._written("node", stored)
         return len(rows)
+
+    def _row_state(self, kind: str, row: tuple[Any, ...]) -> dict[str, Any]:
+        if kind == "node":  # RETURNING id, label, props
+            return {"id": row[0], "label": row[1], "props": _stored(row[2])}
+        # RETURNING id, kind, source, target, props
+        return {
+            "id": row[0],
+            "kind": row[1],
+            "source": row[2],
+            "target": row[3],
+            "props": _stored(row[4]),
+        }
 
     def _label_conflict(self, rows: list[tuple[str, str, str]]) -> ConflictError:
         existing = {n.id: n.label for n in self.get_nodes([r[0] for r in rows]) if n}
@@ -497,13 +506,7 @@ class SqliteStore(GraphStore):
                 ) from e
             raise BackendError(f"could not write edges: {e}") from e
         if noting and len(stored) == len({r[0] for r in rows}):  # else an id twice: read back
-            self._written(
-                "edge",
-                {
-                    i: {"id": i, "kind": k, "source": a, "target": b, "props": _stored(props)}
-                    for i, k, a, b, props in stored
-                },
-            )
+            self._written("edge", stored)
         return len(rows)
 
     def delete_nodes(self, ids: Sequence[str]) -> int:

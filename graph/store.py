@@ -454,18 +454,23 @@ class GraphStore(abc.ABC):
         state: Any = getattr(self, "_local", None)
         return bool(getattr(state, "depth", 0)) if state is not None else False
 
-    def _written(self, kind: str, states: Mapping[str, dict[str, Any]]) -> None:
-        """The states (:func:`~lineagehub.graph.audit.record_state`) of records a write has
-        just stored, as the store now holds them: the next audit entry digests these instead
-        of reading the records back. Called only once the write succeeded; a record written
-        twice in one statement is left to be read back."""
+    def _written(self, kind: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        """The rows a write has just stored, as the store now holds them (``(id, ...)``, as
+        the backend's :meth:`_row_state` reads them): the next audit entry digests these
+        instead of reading the records back, and decodes them only then. Called only once
+        the write succeeded; not for a write that stored one id twice."""
         state: Any = getattr(self, "_local", None)
         touched = getattr(state, "touched", None) if state is not None else None
         if not touched:
             return
-        for i, record in states.items():
-            if (kind, i) in touched:
-                touched[(kind, i)] = record
+        for row in rows:
+            if (kind, row[0]) in touched:
+                touched[(kind, row[0])] = row
+
+    def _row_state(self, kind: str, row: tuple[Any, ...]) -> dict[str, Any]:
+        """The :func:`~lineagehub.graph.audit.record_state` of a row given to :meth:`_written`
+        (only backends that call it implement it)."""
+        raise NotImplementedError
 
     def _take_records(self) -> str:
         """The ``records`` text for the entry being appended: the current state of every
@@ -484,7 +489,7 @@ class GraphStore(abc.ABC):
             read[("edge", i)] = None if e is None else record_state(e)
         records: dict[str, Any] = {}
         for key, noted in touched.items():
-            current = read[key] if noted is _READ_BACK else noted
+            current = read[key] if noted is _READ_BACK else self._row_state(key[0], noted)
             records[record_key(*key)] = None if current is None else state_digest(current)
         return records_field(records)
 
