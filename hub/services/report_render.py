@@ -120,7 +120,12 @@ def _section(key: str, report: Mapping[str, Any]) -> str:
         out = _table(("dataset version", "role", "digest", "rows", "schema", "sources"), rows)
         for d in r["data"]["datasets"]:
             if d.get("profile"):
-                out += f'<h3>Profile of {_e(d["id"])}</h3><p class="mono">{_e(d["profile"])}</p>'
+                text = json.dumps(d["profile"], sort_keys=True, default=str)
+                cut = f" … ({len(text)} characters in the JSON report)" if len(text) > 1500 else ""
+                out += (
+                    f"<h3>Profile of {_e(d['id'])}</h3>"
+                    f'<p class="mono">{html.escape(text[:1500])}{cut}</p>'
+                )
         return out
     if key == "training":
         t = r["training"]
