@@ -322,7 +322,7 @@ RULES: dict[str, Rule] = {
     # --- model cards, compliance reports, the inventory
     "Query.modelCard": Rule(V, versions("ref"), "read this version's model card"),
     "Query.complianceReport": Rule(V, versions("ref"), "read this version's compliance report"),
-    "Query.modelInventory": Rule(V, globally, "read the inventory of every production model"),
+    "Query.modelInventory": Rule(V, anywhere, "read the inventory of production models"),
     "Mutation.setModelCard": Rule(E, versions("ref"), "set this version's model card"),
     # --- monitoring: serving processes report into their deployment's project
     "Query.monitoringReference": Rule(

@@ -8,11 +8,12 @@ as JSON, with its audit proofs) and ``modelInventory``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
+from lineagehub.schema.authz import viewable
 from lineagehub.schema.types import I
 from lineagehub.services.cards import CardService, InventoryRow, ModelCard
 from lineagehub.services.dossier import compliance_report
@@ -54,7 +55,7 @@ def _card(card: ModelCard) -> ModelCardType:
         risk_tier=f.get("risk_tier"),
         validation_status=f.get("validation_status"),
         next_review_date=f.get("next_review_date"),
-        data=card.to_dict(),
+        data=cast(JSON, card.to_dict()),
     )
 
 
@@ -99,12 +100,18 @@ class DossierQuery:
 
     @strawberry.field(
         description="Every model version in Production or served by a live deployment: "
-        "owners, risk tier, validation status, next review and open alerts."
+        "owners, risk tier, validation status, next review and open alerts (of the models "
+        "the caller may view)."
     )
     async def model_inventory(self, info: I) -> list[InventoryEntry]:
         ctx = info.context
         rows = await ctx.call(CardService(ctx.store).inventory)
-        return [_row(r) for r in rows]
+        models = await ctx.call(
+            ctx.store.get_nodes, [f"model:{m}" for m in {r.model for r in rows}]
+        )
+        ok = await ctx.call(viewable, ctx.services, ctx.principal, [n for n in models if n])
+        # a model is governed in its project: its versions are listed to who may view it
+        return [_row(r) for r in rows if ok is None or f"model:{r.model}" in ok]
 
 
 @strawberry.type

@@ -181,6 +181,9 @@ READS: dict[str, Op] = {
         V,
         "alpha",
     ),
+    "modelCard": Op('{ modelCard(ref: "churn@1") { revision } }', V, "alpha"),
+    "complianceReport": Op('{ complianceReport(ref: "churn@1") }', V, "alpha"),
+    "modelInventory": Op("{ modelInventory { versionId } }", V, "anywhere"),
     "auditTrail": Op("{ auditTrail { nextAfter } }", ADMIN, "global"),
     "verifyAuditLog": Op("{ verifyAuditLog { ok } }", ADMIN, "global"),
     "webhookDeliveries": Op("{ webhookDeliveries { url } }", ADMIN, "global"),
@@ -264,6 +267,11 @@ WRITES: dict[str, Op] = {
         "alpha",
     ),
     "setAlias": Op('mutation { setAlias(ref: "churn@1", alias: "best") { id } }', E, "alpha"),
+    "setModelCard": Op(
+        'mutation { setModelCard(ref: "churn@1", card: {risk_tier: "high"}) { revision } }',
+        E,
+        "alpha",
+    ),
     "removeAlias": Op('mutation { removeAlias(model: "churn", alias: "champion") }', E, "alpha"),
     "rollback": Op(
         'mutation { rollback(model: "churn", stageOrAlias: "champion", reason: "r") { runIds } }',

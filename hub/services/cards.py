@@ -298,9 +298,9 @@ class CardService:
                 if a.edge.props.get("valid_to") is None:
                     serving.setdefault(a.node.id, []).append(dep_id)
         missing = [i for i in serving if i not in versions]
-        for node in self.store.get_nodes(missing):
-            if node is not None:
-                versions[node.id] = ModelVersion.from_node(node)
+        for found in self.store.get_nodes(missing):
+            if found is not None:
+                versions[found.id] = ModelVersion.from_node(found)
         open_alerts: dict[str, int] = {}
         open_states = [s.value for s in AlertState if s.value != "resolved"]
         for node in self.store.iter_nodes(

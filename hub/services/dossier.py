@@ -375,7 +375,7 @@ def _monitoring(
         )
         if len(windows) >= MAX_WINDOWS:
             break
-    alerts = []
+    alerts: list[dict[str, Any]] = []
     seen: set[str] = set()
     keys = [("model_version", vid)] + [("deployment", d) for d in deployments]
     for field, value in keys:
