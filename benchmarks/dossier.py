@@ -83,7 +83,8 @@ def best(fn: Any, repeat: int) -> tuple[float, Any]:
 
 
 def report_bench(runs: int, repeat: int, folder: Path) -> dict[str, Any]:
-    uri = build_lineage(folder, runs)
+    built = folder / "hub.db"
+    uri = f"sqlite:///{built}" if built.exists() else build_lineage(folder, runs)
     store = SqliteStore(uri.removeprefix("sqlite:///"))
     store.configure_audit(CheckpointPolicy(every=None, key=KEY.encode()))
     try:
@@ -177,9 +178,13 @@ def main() -> None:
     p.add_argument("--skip-report", action="store_true")
     p.add_argument("--skip-proofs", action="store_true")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--folder", help="keep the hub here, and reuse the one found there (built when absent)"
+    )
     args = p.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
-    folder = Path(tempfile.mkdtemp(prefix="lh-dossier-"))
+    folder = Path(args.folder or tempfile.mkdtemp(prefix="lh-dossier-"))
+    folder.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {}
     try:
         if not args.skip_report:
@@ -187,7 +192,8 @@ def main() -> None:
         if not args.skip_proofs:
             result["proofs"] = proof_bench(args.entries, args.synthetic, args.samples, folder)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if not args.folder:
+            shutil.rmtree(folder, ignore_errors=True)
     if args.json:
         print(json.dumps(result, indent=2))
         return

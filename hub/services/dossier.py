@@ -34,8 +34,16 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
 from typing import Any
 
-from lineagehub.graph import ConfigError, Direction, GraphStore, HubError, Node
-from lineagehub.graph.model import check_time, to_iso
+from lineagehub.graph import (
+    ConfigError,
+    Direction,
+    GraphStore,
+    HubError,
+    Node,
+    NotFoundError,
+    Subgraph,
+)
+from lineagehub.graph.model import TruncationReason, check_time, to_iso
 from lineagehub.services.cards import CARD_FIELDS, CardService
 from lineagehub.services.lineage import LineageService
 from lineagehub.services.proofs import prove_many
@@ -47,6 +55,8 @@ UPSTREAM_DEPTH = 8
 MAX_NODES = 5000
 MAX_WINDOWS = 200
 MAX_ALERTS = 500
+#: The lineage picture draws at most this many nodes (the nearest ones).
+PICTURE_MAX_NODES = 150
 
 #: Each section of the report, and what the three frameworks ask of it (the items are the
 #: report's fields that answer them: ``section.path``; a list: any one of them).
@@ -201,22 +211,44 @@ def checklist(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _svg(sub: Any, focus: str) -> tuple[str | None, str | None]:
+def _picture_part(sub: Subgraph) -> Subgraph:
+    """The nearest :data:`PICTURE_MAX_NODES` nodes of a large lineage (by distance), so the
+    picture stays readable and quick to lay out; the JSON keeps every node."""
+    if len(sub.nodes) <= PICTURE_MAX_NODES:
+        return sub
+    order = sorted(sub.nodes.items(), key=lambda kv: kv[1].distance)
+    kept = dict(order[:PICTURE_MAX_NODES])
+    edges = [e for e in sub.edges if e.source in kept and e.target in kept]
+    return Subgraph(kept, edges, True, TruncationReason.MAX_NODES)
+
+
+def _svg(sub: Subgraph, focus: str) -> tuple[str | None, str | None]:
     from lineagehub.services.export import export_lineage
 
+    part = _picture_part(sub)
     try:
-        svg = export_lineage(sub, "svg", focus=[focus], cluster=False).decode("utf-8")
+        svg = export_lineage(part, "svg", focus=[focus], cluster=False).decode("utf-8")
     except ConfigError as e:
         return None, e.message
     start = svg.find("<svg")
-    return (svg[start:] if start >= 0 else svg), None
+    note = (
+        f"the picture shows the nearest {len(part.nodes)} of {len(sub.nodes)} nodes"
+        if part is not sub
+        else None
+    )
+    return (svg[start:] if start >= 0 else svg), note
 
 
-def _datasheet(
-    store: GraphStore, sub: Any, run_id: str | None, as_of: datetime | None
-) -> dict[str, Any]:
+def _datasheet(sub: Any, run_id: str | None) -> dict[str, Any]:
+    out_edges: dict[str, list[str]] = {}
+    derived: dict[str, list[str]] = {}
     used: dict[str, str] = {}
+    lineage_kinds = (EdgeKind.GENERATED_BY.value, EdgeKind.USED.value, EdgeKind.DERIVED_FROM.value)
     for e in sub.edges:
+        if e.kind in lineage_kinds:
+            out_edges.setdefault(e.source, []).append(e.target)
+        if e.kind == EdgeKind.DERIVED_FROM.value and e.target in sub.nodes:
+            derived.setdefault(e.source, []).append(e.target)
         if e.kind == EdgeKind.USED.value and e.source == run_id:
             used[e.target] = str(e.props.get("role") or "input")
     datasets = []
@@ -225,13 +257,6 @@ def _datasheet(
         if t is None or t.node.label != NodeKind.DATASET_VERSION.value:
             continue
         n = t.node
-        sources = sorted(
-            e.target
-            for e in sub.edges
-            if e.kind == EdgeKind.DERIVED_FROM.value and e.source == vid and e.target in sub.nodes
-        )
-        # and everything further upstream of this version that is data
-        upstream = _upstream_data(sub, vid)
         datasets.append(
             {
                 "id": vid,
@@ -239,8 +264,9 @@ def _datasheet(
                 **_props(n, "namespace", "name", "digest", "uri", "row_count"),
                 "schema": n.props.get("columns"),
                 "profile": n.props.get("profile"),
-                "sources": sources,
-                "upstream_data": upstream,
+                "sources": sorted(derived.get(vid, [])),
+                # everything further upstream of this version that is data
+                "upstream_data": _upstream_data(sub, out_edges, vid),
             }
         )
     return {
@@ -251,15 +277,7 @@ def _datasheet(
     }
 
 
-def _upstream_data(sub: Any, start: str) -> list[str]:
-    out_edges: dict[str, list[str]] = {}
-    for e in sub.edges:
-        if e.kind in (
-            EdgeKind.GENERATED_BY.value,
-            EdgeKind.USED.value,
-            EdgeKind.DERIVED_FROM.value,
-        ):
-            out_edges.setdefault(e.source, []).append(e.target)
+def _upstream_data(sub: Any, out_edges: Mapping[str, list[str]], start: str) -> list[str]:
     seen, stack, found = {start}, [start], set()
     while stack:
         for nxt in out_edges.get(stack.pop(), []):
@@ -442,8 +460,6 @@ def compliance_report(
     notes: list[str] = []
     node = store.get_node(vid)
     if as_of is not None and node.created_at is not None and node.created_at > as_of:
-        from lineagehub.graph import NotFoundError
-
         raise NotFoundError(
             f"{vid} was registered at {to_iso(node.created_at)}, after {to_iso(as_of)}", ids=[vid]
         )
@@ -603,7 +619,7 @@ def compliance_report(
             "registered_at": _iso(node.created_at),
         },
         "card": card_section(card),
-        "data": _datasheet(store, sub, run_id, as_of),
+        "data": _datasheet(sub, run_id),
         "training": {"run": run, "code": code, "environment": env},
         "parameters": params,
         "evaluation": {"metrics": dict(mv.metrics), "slices": _slices(store, run_id)},

@@ -40,6 +40,9 @@ code, .mono { font-family: "DejaVu Sans Mono", monospace; font-size: 8.5pt; }
 section { page-break-inside: auto; }
 """
 
+#: Column profiles shown in the page (the JSON report holds all of them).
+MAX_PROFILES = 10
+
 SECTIONS = (
     ("identity", "Identity"),
     ("card", "Model card"),
@@ -118,7 +121,13 @@ def _section(key: str, report: Mapping[str, Any]) -> str:
             for d in r["data"]["datasets"]
         ]
         out = _table(("dataset version", "role", "digest", "rows", "schema", "sources"), rows)
-        for d in r["data"]["datasets"]:
+        profiled = [d for d in r["data"]["datasets"] if d.get("profile")]
+        if len(profiled) > MAX_PROFILES:
+            out += (
+                f'<p class="meta">Profiles of the first {MAX_PROFILES} of {len(profiled)} '
+                "dataset versions; the JSON report holds every one.</p>"
+            )
+        for d in profiled[:MAX_PROFILES]:
             if d.get("profile"):
                 text = json.dumps(d["profile"], sort_keys=True, default=str)
                 cut = f" … ({len(text)} characters in the JSON report)" if len(text) > 1500 else ""
@@ -248,7 +257,8 @@ def _section(key: str, report: Mapping[str, Any]) -> str:
             + "</p>"
         )
         if lin.get("svg"):
-            return meta + f'<div class="picture">{_safe_svg(lin["svg"])}</div>'
+            note = f'<p class="meta">{_e(lin["note"])}.</p>' if lin.get("note") else ""
+            return meta + note + f'<div class="picture">{_safe_svg(lin["svg"])}</div>'
         return meta + f'<p class="note">No picture: {_e(lin.get("note"))}</p>'
     if key == "checklist":
         return _table(

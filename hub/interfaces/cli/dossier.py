@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lineagehub.graph import ConfigError, GraphStore, ValidationError
+from lineagehub.graph import GraphStore, ValidationError
 from lineagehub.graph.model import parse_time
 from lineagehub.interfaces.cli.common import _jsonable, _print_json, _table, _text, make_console
 
@@ -393,4 +393,3 @@ def register(sub: Any, hub: argparse.ArgumentParser) -> None:
 
 
 __all__ = ["register", "register_audit_prove", "register_cards", "verify_report"]
-_ = ConfigError
