@@ -301,7 +301,7 @@ class CardService:
         for found in self.store.get_nodes(missing):
             if found is not None:
                 versions[found.id] = ModelVersion.from_node(found)
-        open_alerts: dict[str, int] = {}
+        open_alerts: dict[str, set[str]] = {}
         open_states = [s.value for s in AlertState if s.value != "resolved"]
         for node in self.store.iter_nodes(
             NodeKind.ALERT.value, {"state": {"$in": open_states}}, ["id"]
@@ -309,14 +309,17 @@ class CardService:
             p = node.props
             for key in {p.get("model_version"), p.get("deployment")}:
                 if key:
-                    open_alerts[key] = open_alerts.get(key, 0) + 1
+                    open_alerts.setdefault(key, set()).add(node.id)
         rows = []
         for vid, mv in sorted(versions.items(), key=lambda kv: (kv[1].model, kv[1].version)):
             revs = _revisions(mv)
             fields = (revs[-1]["fields"] if revs else {}) or {}
             review = fields.get("next_review_date")
             deps = sorted(serving.get(vid, []))
-            alerts = open_alerts.get(vid, 0) + sum(open_alerts.get(d, 0) for d in deps)
+            # an alert about the version and its deployment is one alert
+            alerts = len(
+                set().union(open_alerts.get(vid, set()), *(open_alerts.get(d, set()) for d in deps))
+            )
             rows.append(
                 InventoryRow(
                     model=mv.model,
