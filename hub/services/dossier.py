@@ -641,6 +641,13 @@ def compliance_report(
         },
     }
     report["audit"] = _audit(store, report, vid, mv.model, as_of, cards, proofs)
+    # refused promotions and approvals are audit entries on the version (their rules are in
+    # the entry's action; the full payload went to the webhook receivers)
+    governance["refusals"] = [
+        {k: e[k] for k in ("seq", "time", "actor", "action")}
+        for e in report["audit"]["entries"]
+        if ".refused:" in e["action"] and e["target"] == vid
+    ]
     report["checklist"] = checklist(report)
     if as_of is not None:
         notes += [

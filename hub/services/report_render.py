@@ -207,6 +207,11 @@ def _section(key: str, report: Mapping[str, Any]) -> str:
                 for h in g["history"]
             ],
         )  # fmt: skip
+        if g.get("refusals"):
+            out += "<h3>Refused promotions and approvals</h3>" + _table(
+                ("audit seq", "at", "actor", "what"),
+                [(x["seq"], x["time"], x["actor"], x["action"]) for x in g["refusals"]],
+            )
         if g["pending"]:
             out += "<h3>Pending requests</h3>" + _table(
                 ("request", "to", "by", "approvals", "needed", "reason"),
