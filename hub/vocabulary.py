@@ -1166,6 +1166,8 @@ class ModelVersion(NodeModel):
     ] = Field(default_factory=list)
     description: Text | None = None
     tags: Tags = Field(default_factory=dict)
+    #: The model card's revisions, oldest first (:mod:`lineagehub.services.cards`).
+    card: JsonObject | None = None
 
     @property
     def node_id(self) -> str:

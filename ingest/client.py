@@ -65,6 +65,7 @@ from lineagehub.ingest.batch import Batch
 from lineagehub.ingest.capture import CodeState, capture_code, capture_context, capture_environment
 from lineagehub.ingest.run import ActiveRun
 from lineagehub.ingest.seam import Backend, LocalBackend, PromoteResult
+from lineagehub.services.cards import InventoryRow, ModelCard
 from lineagehub.services.registry import (
     HistoryEntry,
     PendingPromotion,
@@ -501,6 +502,33 @@ class Client:
         """The model version holding an alias or stage at ``time`` (for a stage several may:
         the most recent entrant), or ``None``."""
         return self.backend.registry.holder_at(model, alias_or_stage, time)
+
+    # --- model cards, compliance reports, the inventory ------------------------------------
+
+    def set_model_card(
+        self, ref: str, card: Mapping[str, Any], reason: str | None = None
+    ) -> ModelCard:
+        """Set fields of a model version's card: ``intended_use``, ``out_of_scope_uses``,
+        ``limitations``, ``ethical_considerations``, ``owners``, ``risk_tier`` (minimal,
+        limited, high, unacceptable), ``validation_status`` (not-validated, in-validation,
+        validated, validated-with-findings, rejected), ``next_review_date`` (YYYY-MM-DD).
+        Fields not given stay, ``None`` removes one; each call is a new revision, audited
+        as done by this client's user. Returns the card after it."""
+        return self.backend.registry.set_model_card(ref, card, reason)
+
+    def model_card(self, ref: str, as_of: datetime | None = None) -> ModelCard:
+        """A model version's card, now or as it was at ``as_of`` (``revision`` 0: none)."""
+        return self.backend.registry.model_card(ref, as_of)
+
+    def compliance_report(self, ref: str, as_of: datetime | None = None) -> dict[str, Any]:
+        """The compliance report of a model version (:mod:`lineagehub.services.dossier`),
+        now or reconstructed at ``as_of``, as JSON-ready data."""
+        return self.backend.queries.compliance_report(ref, as_of)
+
+    def model_inventory(self) -> list[InventoryRow]:
+        """Every model version in production with its owners, risk tier, validation status,
+        next review date and open alerts."""
+        return self.backend.queries.model_inventory()
 
     # --- models: listing, search, comparison ------------------------------------------------
 

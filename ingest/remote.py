@@ -54,6 +54,7 @@ from lineagehub.ingest.http import (
     is_url,
 )
 from lineagehub.ingest.seam import Backend, BatchTarget, PromoteResult, node_ref
+from lineagehub.services.cards import InventoryRow, ModelCard
 from lineagehub.services.lineage import LineageDiff, RunComparison
 from lineagehub.services.monitoring import MonitoringReference, MonitoringSummary
 from lineagehub.services.registry import (
@@ -682,6 +683,18 @@ class RemoteRegistry:
     def _change(self, field: str, returns: Any, **args: Any) -> Any:
         return self.wire.call(field, returns, idempotent=False, **args)
 
+    def set_model_card(
+        self, ref: str, card: Mapping[str, Any], reason: str | None = None
+    ) -> ModelCard:
+        answer = self.wire.raw(
+            "setModelCard", "{ data }", idempotent=False, ref=ref, card=card, reason=reason
+        )
+        return ModelCard.from_dict(answer["data"])
+
+    def model_card(self, ref: str, as_of: datetime | None = None) -> ModelCard:
+        answer = self.wire.raw("modelCard", "{ data }", idempotent=True, ref=ref, as_of=as_of)
+        return ModelCard.from_dict(answer["data"])
+
     def request_promotion(
         self, ref: str, to: str, reason: str, *, on_deployments: str = "refuse"
     ) -> PromoteResult:
@@ -821,12 +834,31 @@ _LISTINGS = {
 }
 
 
+_INVENTORY = (
+    "{ model version versionId stage deployments owners riskTier validationStatus "
+    "nextReviewDate reviewOverdue openAlerts }"
+)
+
+
 class RemoteQueries:
     """Look-ups, listings, lineage and comparisons on a hub server
     (:class:`~lineagehub.ingest.seam.Queries`)."""
 
     def __init__(self, wire: _Wire) -> None:
         self.wire = wire
+
+    def compliance_report(self, ref: str, as_of: datetime | None = None) -> dict[str, Any]:
+        report: dict[str, Any] = self.wire.raw(
+            "complianceReport", "", idempotent=True, ref=ref, as_of=as_of
+        )
+        return report
+
+    def model_inventory(self) -> list[InventoryRow]:
+        rows = self.wire.raw("modelInventory", _INVENTORY, idempotent=True)
+        return [
+            InventoryRow(**{f: r[_camel(f)] for f in InventoryRow.__dataclass_fields__})
+            for r in rows
+        ]
 
     def find(
         self,

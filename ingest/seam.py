@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lineagehub.graph import Direction, GraphStore, SeriesPoint, Subgraph, ValidationError
 from lineagehub.services.alerts import AlertRule, AlertService
+from lineagehub.services.cards import CardService, InventoryRow, ModelCard
+from lineagehub.services.dossier import compliance_report
 from lineagehub.services.lineage import LineageDiff, LineageService, RunComparison
 from lineagehub.services.monitoring import (
     MonitoringReference,
@@ -218,6 +220,12 @@ class Registry(Protocol):
 
     def holder_at(self, model: str, alias_or_stage: str, time: datetime) -> ModelVersion | None: ...
 
+    def set_model_card(
+        self, ref: str, card: Mapping[str, Any], reason: str | None = None
+    ) -> ModelCard: ...
+
+    def model_card(self, ref: str, as_of: datetime | None = None) -> ModelCard: ...
+
 
 class Queries(Protocol):
     """Look-ups, listings, lineage and comparisons (:class:`~lineagehub.services.lineage.
@@ -253,6 +261,10 @@ class Queries(Protocol):
     def compare_runs(self, run_ids: Sequence[str]) -> RunComparison: ...
 
     def compare_model_versions(self, a: str, b: str) -> LineageDiff: ...
+
+    def compliance_report(self, ref: str, as_of: datetime | None = None) -> dict[str, Any]: ...
+
+    def model_inventory(self) -> list[InventoryRow]: ...
 
 
 class BatchTarget(Protocol):
@@ -405,6 +417,14 @@ class _ActingRegistry:
         version = self.service.holder_at(model, alias_or_stage, time)
         return None if version is None else self.service.resolve(model_version_id(model, version))
 
+    def set_model_card(
+        self, ref: str, card: Mapping[str, Any], reason: str | None = None
+    ) -> ModelCard:
+        return CardService(self.service.store).set_card(ref, card, self.actor, reason)
+
+    def model_card(self, ref: str, as_of: datetime | None = None) -> ModelCard:
+        return CardService(self.service.store).card(ref, as_of)
+
 
 class _LocalQueries(LineageService):
     """The lineage service, with the listings the SDK offers."""
@@ -427,6 +447,12 @@ class _LocalQueries(LineageService):
         if node.label != NodeKind.MODEL_VERSION.value:
             raise ValidationError(f"{ref!r} is not a model version", field="ref")
         return ModelVersion.from_node(node)
+
+    def compliance_report(self, ref: str, as_of: datetime | None = None) -> dict[str, Any]:
+        return compliance_report(self.store, ref, as_of, lineage=self)
+
+    def model_inventory(self) -> list[InventoryRow]:
+        return CardService(self.store).inventory()
 
 
 class LocalBackend:

@@ -49,7 +49,7 @@ import math
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,6 +185,8 @@ def evaluate(
     run: ActiveRun | None = None,
     log_dataset: bool = True,
     dataset_name: str | None = None,
+    slice_by: str | Sequence[Any] | None = None,
+    slice_name: str | None = None,
 ) -> dict[str, float]:
     """Evaluate a fitted estimator on held-out data and log the results; returns the metrics.
 
@@ -199,6 +201,10 @@ def evaluate(
     autologged run (already ended), call ``evaluate`` inside a run, e.g. fit and evaluate in
     one ``with lh.start_run(...)`` block, or pass ``run=``; otherwise it raises
     :class:`ValidationError` (``field="run"``).
+
+    ``slice_by``: also compute the metrics on each value of a column of ``X`` (its name), or
+    of a sequence of per-row values (named ``slice_name``, default ``slice``), kept with the
+    run as per-slice results (:func:`lineagehub.ingest.evaluation.log_slices`).
     """
     _sklearn()
     if not isinstance(prefix, str) or not prefix:
@@ -229,8 +235,18 @@ def evaluate(
         target.log_dataset(
             _data_with_target(X, y), name=dataset_name or prefix, namespace="sklearn", role=role
         )
+    slices = None
+    if slice_by is not None:
+        from lineagehub.ingest.evaluation import slice_values
+
+        slices = slice_values(X, slice_by)
+        if y is None or len(slices) != len(y):
+            raise ValidationError("slice_by needs y and one slice value per row", field="slice_by")
     with _quiet():
         metrics = _evaluate(target, model, X, y, prefix)
+        if slices is not None:
+            column = slice_by if isinstance(slice_by, str) else (slice_name or "slice")
+            _log_slices(target, model, X, y, prefix, column, slices)
         finite = {k for k, v in metrics.items() if math.isfinite(v)}
         primary = next((f"{prefix}_{n}" for n in _PRIMARY if f"{prefix}_{n}" in finite), None)
         if primary is not None:
@@ -505,6 +521,32 @@ def _evaluate(run: ActiveRun, model: Any, X: Any, y: Any, prefix: str) -> dict[s
     if predicted is not None:
         _log_evaluation_data(run, model, y, predicted, prefix)
     return metrics
+
+
+def _log_slices(
+    run: ActiveRun, model: Any, X: Any, y: Any, prefix: str, column: str, values: list[Any]
+) -> None:
+    """The evaluation metrics on each slice of the rows, kept with the run."""
+    import numpy as np
+
+    from lineagehub.ingest.evaluation import log_slices, slice_metrics
+
+    y_all = np.asarray(y)
+
+    def rows_of(data: Any, rows: list[int]) -> Any:
+        return data.iloc[rows] if hasattr(data, "iloc") else np.asarray(data)[rows]
+
+    def compute(rows: list[int]) -> dict[str, float]:
+        Xs, ys = rows_of(X, rows), y_all[rows]
+        try:
+            predicted = model.predict(Xs)
+        except Exception as e:
+            logger.debug("no %s slice metrics: predict failed: %s", prefix, e)
+            predicted = None
+        found = _metrics(model, Xs, ys, predicted, prefix)
+        return {k.removeprefix(f"{prefix}_"): v for k, v in found.items()}
+
+    log_slices(run, column, slice_metrics(values, compute), prefix=prefix)
 
 
 def _metrics(model: Any, X: Any, y: Any, predicted: Any, prefix: str) -> dict[str, float]:

@@ -21,6 +21,7 @@ from lineagehub.schema.authz import Authorization
 from lineagehub.schema.batch import BatchMutation
 from lineagehub.schema.compare import CompareQuery
 from lineagehub.schema.context import Context, Services
+from lineagehub.schema.dossier import DossierMutation, DossierQuery
 from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.interop import InteropQuery
 from lineagehub.schema.limits import (
@@ -55,10 +56,19 @@ Query = merge_types(
         InteropQuery,
         MonitoringQuery,
         AlertQuery,
+        DossierQuery,
     ),
 )
 Mutation = merge_types(
-    "Mutation", (BaseMutation, RegistryMutation, BatchMutation, MonitoringMutation, AlertMutation)
+    "Mutation",
+    (
+        BaseMutation,
+        RegistryMutation,
+        BatchMutation,
+        MonitoringMutation,
+        AlertMutation,
+        DossierMutation,
+    ),
 )
 
 

@@ -319,6 +319,11 @@ RULES: dict[str, Rule] = {
     "Mutation.rollback": Rule(A, models("model"), "roll back this model"),
     "Mutation.recordDeployment": Rule(E, versions("ref"), "deploy this version"),
     "Mutation.retireDeployment": Rule(E, refs("id"), "retire this deployment"),
+    # --- model cards, compliance reports, the inventory
+    "Query.modelCard": Rule(V, versions("ref"), "read this version's model card"),
+    "Query.complianceReport": Rule(V, versions("ref"), "read this version's compliance report"),
+    "Query.modelInventory": Rule(V, anywhere, "read the inventory of production models"),
+    "Mutation.setModelCard": Rule(E, versions("ref"), "set this version's model card"),
     # --- monitoring: serving processes report into their deployment's project
     "Query.monitoringReference": Rule(
         V, deployments("deployment"), "read this deployment's monitoring reference"

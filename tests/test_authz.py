@@ -181,6 +181,9 @@ READS: dict[str, Op] = {
         V,
         "alpha",
     ),
+    "modelCard": Op('{ modelCard(ref: "churn@1") { revision } }', V, "alpha"),
+    "complianceReport": Op('{ complianceReport(ref: "churn@1") }', V, "alpha"),
+    "modelInventory": Op("{ modelInventory { versionId } }", V, "anywhere"),
     "auditTrail": Op("{ auditTrail { nextAfter } }", ADMIN, "global"),
     "verifyAuditLog": Op("{ verifyAuditLog { ok } }", ADMIN, "global"),
     "webhookDeliveries": Op("{ webhookDeliveries { url } }", ADMIN, "global"),
@@ -264,6 +267,11 @@ WRITES: dict[str, Op] = {
         "alpha",
     ),
     "setAlias": Op('mutation { setAlias(ref: "churn@1", alias: "best") { id } }', E, "alpha"),
+    "setModelCard": Op(
+        'mutation { setModelCard(ref: "churn@1", card: {risk_tier: "high"}) { revision } }',
+        E,
+        "alpha",
+    ),
     "removeAlias": Op('mutation { removeAlias(model: "churn", alias: "champion") }', E, "alpha"),
     "rollback": Op(
         'mutation { rollback(model: "churn", stageOrAlias: "champion", reason: "r") { runIds } }',
@@ -758,3 +766,18 @@ async def test_a_version_no_run_generated_needs_the_role_globally(tmp_path: Path
     everywhere = Principal("gil", {None: E})
     made = await hub.ok(register, everywhere, d=hub.ids["report"], n="fresh", r=None)
     assert made["registerModelVersion"] == {"id": "mv:fresh/1", "trainedBy": None}
+
+
+@pytest.mark.anyio
+async def test_the_inventory_lists_the_models_the_caller_may_view(tmp_path: Path) -> None:
+    hub = await build_hub(tmp_path)
+    setup = open_principal("setup")
+    await hub.ok('mutation { recordDeployment(ref: "other@1", environment: "prod") { id } }', setup)
+    query = "{ modelInventory { versionId openAlerts deployments } }"
+    everything = (await hub.ok(query, PRINCIPALS["admin"]))["modelInventory"]
+    assert [r["versionId"] for r in everything] == ["mv:churn/1", "mv:other/1"]
+    assert everything[0]["openAlerts"] == 1  # the alert about churn's deployment
+    mine = (await hub.ok(query, PRINCIPALS["viewer"]))["modelInventory"]
+    assert [r["versionId"] for r in mine] == ["mv:churn/1"]
+    theirs = (await hub.ok(query, PRINCIPALS["other-project"]))["modelInventory"]
+    assert [r["versionId"] for r in theirs] == ["mv:other/1"]

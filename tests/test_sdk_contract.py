@@ -181,6 +181,8 @@ def script(hub: seam.Backend, data: Path) -> list[Any]:
     log(r.history("churn"), r.history("churn", alias="champion"))
     log(r.holder_at("churn", "champion", datetime.now(timezone.utc)))
     log(r.holder_at("churn", "champion", T0 - timedelta(days=1)))
+    card = r.set_model_card("churn/1", {"risk_tier": "high", "owners": ["ann"]}, "first")
+    log(card.fields, card.revision, r.model_card("churn/1").fields)
 
     # a batch: the writes above, together, in one transaction (one request over HTTP)
     with Batch(hub, user="ann") as batch:
@@ -215,6 +217,11 @@ def script(hub: seam.Backend, data: Path) -> list[Any]:
     )
     log(q.compare_runs(["run:c1", "run:c2"]))
     log(q.compare_model_versions("churn/1", "churn/2"))
+    report = q.compliance_report("churn/1")
+    log(
+        report["identity"], report["card"]["risk_tier"], [c["missing"] for c in report["checklist"]]
+    )
+    log([(row.version_id, row.risk_tier) for row in q.model_inventory()])
 
     serving = r.deploy("churn@champion", "serving")
     reference = m.reference("churn@serving")

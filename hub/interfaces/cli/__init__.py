@@ -39,6 +39,8 @@ from lineagehub.interfaces.cli.admin import (
 from lineagehub.interfaces.cli.alerts import register as register_alerts
 from lineagehub.interfaces.cli.common import EXIT_CODES, hub_client
 from lineagehub.interfaces.cli.demo import cmd_demo
+from lineagehub.interfaces.cli.dossier import register as register_dossier
+from lineagehub.interfaces.cli.dossier import register_audit_prove, register_cards
 from lineagehub.interfaces.cli.imports import register as register_imports
 from lineagehub.interfaces.cli.lineage import _lineage_options, cmd_export, cmd_lineage
 from lineagehub.interfaces.cli.models import cmd_models_list, cmd_models_show
@@ -145,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     m.add_argument("--metrics", type=int, default=4, help="metric columns shown (default 4)")
     m.set_defaults(func=cmd_models_show, needs_client=True)
+    register_cards(models, hub)  # models card set|show
 
     p = sub.add_parser(
         "lineage", parents=[hub], help="trace lineage from one or more nodes (or export it)"
@@ -300,11 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("file", metavar="FILE", help="the exported JSON lines file")
     a.add_argument("--json", action="store_true", help="machine-readable output")
     a.set_defaults(func=cmd_audit_verify_export, needs_store=False)
+    register_audit_prove(audit, common)  # audit prove
 
     register_access(sub, common)  # user ..., token ...
     register_imports(sub, common)  # import mlflow
     register_monitor(sub, hub)  # monitor status
     register_alerts(sub, hub)  # alerts list, alerts ack
+    register_dossier(sub, hub)  # report, report verify, inventory
 
     p = sub.add_parser("serve", help="serve the GraphQL API (GraphiQL at /graphql)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -1,0 +1,296 @@
+"""Model cards, compliance reports, the inventory and the audit proofs a report carries: through
+the SDK in both modes (embedded, and a real server over the same data) on both stores, with
+real scikit-learn training (per-slice evaluation) and a signed audit log."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import fresh_store_uri
+from http_server import HubServer
+
+from lineagehub import Settings, open_store
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.graph import GraphStore, NotFoundError, ValidationError
+from lineagehub.graph.audit import Frontier, TreeHead, leaf_hash
+from lineagehub.graph.merkle import MerkleTree, verify_consistency, verify_inclusion
+from lineagehub.ingest.client import Client
+from lineagehub.interfaces.cli.dossier import verify_report
+from lineagehub.services.proofs import check_consistency, check_inclusion, consistency, prove
+
+pytest.importorskip("sklearn", reason="per-slice evaluation trains scikit-learn models")
+
+KEY = "dossier-test-key"
+
+
+class Hub:
+    """A hub (SQLite or the test Neo4j) with a signed audit log; ``client(user)`` acts as
+    ``user``: embedded, a client with that user; remote, a client of a server whose actor is
+    ``user``."""
+
+    def __init__(self, mode: str, folder: Path, stack: contextlib.ExitStack, backend: str) -> None:
+        self.mode, self.folder, self._stack = mode, folder, stack
+        folder.mkdir(parents=True, exist_ok=True)
+        self.uri = fresh_store_uri(backend, folder)
+        self._servers: dict[str, str] = {}
+
+    def settings(self, user: str) -> Settings:
+        return Settings(user=user, artifacts=str(self.folder / "artifacts"), audit_key=KEY)
+
+    def store(self) -> GraphStore:
+        store = open_store(self.uri, self.settings("admin"))
+        self._stack.callback(store.close)
+        return store
+
+    def client(self, user: str = "ann") -> Client:
+        if self.mode == "embedded":
+            c = Client(self.uri, settings=self.settings(user))
+        else:
+            if user not in self._servers:
+                from lineagehub.interfaces.server import create_app
+
+                app = create_app(
+                    self.settings(user),
+                    store=self.store(),
+                    artifacts=open_artifact_store(str(self.folder / "artifacts")),
+                )
+                self._servers[user] = self._stack.enter_context(HubServer(app)).url
+            c = Client(self._servers[user], settings=Settings(user=user))
+        self._stack.callback(c.close)
+        return c
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def hub(request: pytest.FixtureRequest, store_backend: str, tmp_path: Path) -> Iterator[Hub]:
+    with contextlib.ExitStack() as stack:
+        yield Hub(request.param, tmp_path / "hub", stack, store_backend)
+
+
+def train(client: Client, c: float) -> Any:
+    """A real logistic regression on 120 rows of scikit-learn's breast-cancer data, evaluated
+    per region (a column that is not a feature)."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    from lineagehub.ingest import sklearn as lhsk
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X, y = X.iloc[:120, :4], y.iloc[:120]
+    region = ["north" if i % 3 else "south" for i in range(len(X))]
+    with client.start_run("train", project="onco", capture=False) as run:
+        run.log_params({"C": c})
+        run.log_dataset(X.assign(target=y), name="cancer", role="train")
+        model = LogisticRegression(C=c, max_iter=500).fit(X, y)
+        lhsk.evaluate(model, X, y, run=run, slice_by=region, slice_name="region")
+        return run.log_model(model, name="onco")
+
+
+CARD = {
+    "intended_use": "Research triage of biopsy results",
+    "out_of_scope_uses": ["diagnosis without a clinician"],
+    "limitations": "four features only",
+    "ethical_considerations": ["errors fall unevenly across regions"],
+    "owners": ["ann", "risk-team"],
+    "risk_tier": "high",
+    "validation_status": "in-validation",
+    "next_review_date": "2020-01-01",
+}
+
+
+def test_cards_reports_and_inventory(hub: Hub) -> None:
+    ann, bob = hub.client("ann"), hub.client("bob")
+    train(ann, 1.0)
+    train(ann, 0.5)
+
+    # bad cards are refused whole, naming the field
+    for bad, field in (
+        ({"risk_tier": "extreme"}, "risk_tier"),
+        ({"next_review_date": "soon"}, "next_review_date"),
+        ({"colour": "red"}, "colour"),
+        ({"owners": [""]}, "owners"),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            ann.set_model_card("onco/2", bad)
+        assert refused.value.field == field
+    with pytest.raises(NotFoundError):
+        ann.set_model_card("onco/9", {"risk_tier": "high"})
+    assert ann.model_card("onco/2").revision == 0
+
+    first = ann.set_model_card("onco/2", CARD, reason="first card")
+    assert (first.revision, first.updated_by) == (1, "ann")
+    assert first.fields["limitations"] == ["four features only"]
+    between = datetime.now(timezone.utc)
+    second = bob.set_model_card(
+        "onco/2", {"validation_status": "validated", "ethical_considerations": None}
+    )
+    assert (second.revision, second.updated_by) == (2, "bob")
+    assert second.fields["validation_status"] == "validated"
+    assert "ethical_considerations" not in second.fields
+    assert second.fields["owners"] == ["ann", "risk-team"]  # merged, not replaced
+    assert ann.model_card("onco/2", as_of=between).fields["validation_status"] == "in-validation"
+    assert ann.model_card("onco/2", as_of=between - timedelta(days=1)).revision == 0
+
+    ann.promote("onco/1", "Production", "first")
+    ann.promote("onco/2", "Production", "better on the south")
+    deployment = ann.deploy("onco/2", "production", endpoint="https://m.example/onco")
+
+    report = ann.compliance_report("onco/2")
+    assert report["identity"]["version_id"] == "mv:onco/2"
+    assert report["identity"]["stage"] == "Production"
+    assert (report["card"]["revision"], report["card"]["validation_status"]) == (2, "validated")
+    roles = {d["role"]: d for d in report["data"]["datasets"]}
+    assert set(roles) == {"train", "test"}  # the evaluation data too
+    data = roles["train"]
+    assert data["digest"].startswith("sha256:") and data["schema"] and data["profile"]
+    assert report["parameters"]["C"] == 0.5
+    [slices] = report["evaluation"]["slices"]
+    assert slices["slice_column"] == "region"
+    assert set(slices["slices"]) == {"north", "south"}
+    assert slices["slices"]["north"]["rows"] == 80
+    assert 0 <= slices["slices"]["south"]["metrics"]["accuracy"] <= 1
+    assert report["comparison"]["previous"] == "mv:onco/1"
+    assert [p["key"] for p in report["comparison"]["params_changed"]] == ["C"]
+    [promotion] = report["governance"]["history"]
+    assert (promotion["actor"], promotion["to"], promotion["reason"]) == (
+        "ann",
+        "Production",
+        "better on the south",
+    )
+    [dep] = report["deployments"]
+    assert dep["id"] == deployment.id and dep["live"]
+    assert {i["kind"] for i in report["open_issues"]} == {"review"}  # 2020-01-01 is past
+    assert report["lineage"]["runs_upstream"] == 1
+    by_title = {c["title"]: c for c in report["checklist"]}
+    assert by_title["Intended use and limitations"]["missing"] == ["card.ethical_considerations"]
+    assert by_title["Evaluation and per-slice results"]["complete"]
+    assert by_title["Post-market monitoring and alerts"]["missing"] == ["monitoring.windows"]
+    actions = [(e["action"], e["actor"]) for e in report["audit"]["entries"]]
+    assert ("card.set", "ann") in actions and ("card.set", "bob") in actions
+    assert report["audit"]["head"]["mac"]  # signed with the audit key
+    assert len(report["audit"]["proofs"]) == len(report["audit"]["entries"])
+
+    # proven offline, with the key
+    ok = verify_report(json.loads(json.dumps(report)), KEY.encode())
+    assert ok["ok"], ok
+    assert ok["checked"] == len(report["audit"]["entries"])
+
+    # the report as it was before the second revision and the promotions
+    past = ann.compliance_report("onco/2", as_of=between)
+    assert past["as_of"] is not None
+    assert (past["card"]["revision"], past["card"]["validation_status"]) == (1, "in-validation")
+    assert past["identity"]["stage"] == "None"
+    assert past["deployments"] == [] and past["governance"]["history"] == []
+    assert past["reconstruction"]["not_reconstructed"]
+    assert all(e["time"] <= past["as_of"] for e in past["audit"]["entries"])
+    assert verify_report(past, KEY.encode())["ok"]
+
+    [row] = ann.model_inventory()
+    assert (row.version_id, row.owners, row.risk_tier) == (
+        "mv:onco/2",
+        ["ann", "risk-team"],
+        "high",
+    )
+    assert row.validation_status == "validated" and row.review_overdue
+    assert row.deployments == [deployment.id] and row.open_alerts == 0
+
+
+@pytest.fixture
+def signed(store_backend: str, tmp_path: Path) -> Iterator[tuple[Client, GraphStore]]:
+    uri = fresh_store_uri(store_backend, tmp_path)
+    settings = Settings(user="ann", artifacts=str(tmp_path / "artifacts"), audit_key=KEY)
+    with Client(uri, settings=settings) as client, open_store(uri, settings) as store:
+        yield client, store
+
+
+def test_tampered_reports_fail_verification(signed: tuple[Client, GraphStore]) -> None:
+    client, _ = signed
+    train(client, 1.0)
+    client.set_model_card("onco/1", CARD)
+    report = client.compliance_report("onco/1")
+    assert verify_report(report, KEY.encode())["ok"]
+
+    def problems(changed: dict[str, Any], key: bytes | None = KEY.encode()) -> str:
+        result = verify_report(changed, key)
+        assert not result["ok"]
+        return " ".join(result["problems"])
+
+    # a changed entry: its fields no longer give its hash
+    r = copy.deepcopy(report)
+    r["audit"]["proofs"][0]["entry"]["actor"] = "mallory"
+    assert "was altered" in problems(r)
+    # the entry as shown differs from the one proven
+    r = copy.deepcopy(report)
+    r["audit"]["entries"][0]["actor"] = "mallory"
+    assert "differs from its proven entry: actor" in problems(r)
+    # a wrong proof
+    r = copy.deepcopy(report)
+    path = r["audit"]["proofs"][-1]["path"]
+    path[0] = "00" * 32
+    assert "is not proven in the tree head" in problems(r)
+    # a forged head: another root, the old MAC
+    r = copy.deepcopy(report)
+    r["audit"]["head"]["root_hash"] = "sha256:" + "ab" * 32
+    assert "does not match with the audit key" in problems(r)
+    # ... and without the key the proofs still do not lead to it
+    assert "is not proven in the tree head" in problems(r, None)
+    # the card shown is not the one the log recorded
+    r = copy.deepcopy(report)
+    r["card"]["risk_tier"] = "minimal"
+    assert "not the last revision the audit log recorded" in problems(r)
+    # a payload changed under its entry
+    r = copy.deepcopy(report)
+    [cited] = [e for e in r["audit"]["entries"] if e["action"] == "card.set"]
+    cited["payload"]["fields"]["risk_tier"] = "minimal"
+    assert "payload digest mismatch" in problems(r)
+
+
+def test_inclusion_and_consistency_proofs_from_the_store(signed: tuple[Client, GraphStore]) -> None:
+    client, store = signed
+    train(client, 1.0)
+    first = store.checkpoint_audit()
+    client.set_model_card("onco/1", {"risk_tier": "limited"})
+    size = store.audit_head()
+    assert size is not None
+    proof = prove(store, size.seq)
+    head = TreeHead.from_dict(proof["head"])
+    assert head.tree_size >= size.seq
+    assert check_inclusion(proof, head, key=KEY.encode()).ok
+    assert not check_inclusion(proof, head, key=b"another key").ok
+    with pytest.raises(NotFoundError):
+        prove(store, size.seq + 100)
+    with pytest.raises(ValidationError):
+        prove(store, 0)
+    c = consistency(store, first.tree_size)
+    assert c["second"]["tree_size"] == head.tree_size
+    assert check_consistency(c, key=KEY.encode()).ok
+    c["path"][0] = "11" * 32
+    assert "not consistent" in (check_consistency(c, key=KEY.encode()).problem or "")
+
+
+def test_merkle_tree_matches_the_checkpoints_and_rfc_verification() -> None:
+    for n in range(1, 34):
+        hashes = [f"sha256:{i:064x}" for i in range(n)]
+        tree = MerkleTree.of_entries(hashes)
+        frontier = Frontier()
+        for h in hashes:
+            frontier.push(h)
+        assert "sha256:" + tree.root().hex() == frontier.root()
+        for i in range(n):
+            path = tree.inclusion_proof(i)
+            assert verify_inclusion(leaf_hash(hashes[i]), i, n, path, tree.root()) is None
+            if path:
+                wrong = [bytes(32), *path[1:]]
+                assert verify_inclusion(leaf_hash(hashes[i]), i, n, wrong, tree.root())
+            assert verify_inclusion(leaf_hash("sha256:x"), i, n, path, tree.root())
+        for m in range(1, n + 1):
+            proof = tree.consistency_proof(m, n)
+            assert verify_consistency(m, n, tree.root(m), tree.root(n), proof) is None
+            if m < n:
+                assert verify_consistency(m, n, tree.root(m), bytes(32), proof)
