@@ -148,6 +148,8 @@ class Tracking(Protocol):
         signature: Mapping[str, Any] | None = None,
         description: str | None = None,
         primary_metric: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        custom_objects: Sequence[Mapping[str, Any]] | None = None,
     ) -> ModelVersion: ...
 
     def register_model_version(
@@ -160,6 +162,8 @@ class Tracking(Protocol):
         signature: Mapping[str, Any] | None = None,
         description: str | None = None,
         primary_metric: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        custom_objects: Sequence[Mapping[str, Any]] | None = None,
     ) -> ModelVersion: ...
 
 
