@@ -369,3 +369,35 @@ def test_capture_custom_objects_keeps_only_user_code() -> None:
         ("clip_features", "function"),
     ]
     assert found[1]["digest"].startswith("sha256:") and found[1]["module"] == __name__
+
+
+def test_the_download_command(
+    hub: Hub,
+    mode: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from lineagehub.interfaces.cli import main
+
+    monkeypatch.setenv("LINEAGEHUB_ARTIFACTS", str(hub.artifacts))
+    monkeypatch.setenv("LINEAGEHUB_USER", "ann")
+    client = hub.embedded()
+    stats = tmp_path / "stats"
+    stats.mkdir()
+    (stats / "a.txt").write_text("a")
+    with client.start_run("eval", capture=False) as run:
+        folder = run.log_artifact(stats)
+        run.log_model({"w": 1}, name="churn")
+    target = ["--store", hub.uri] if mode == "embedded" else ["--url", hub.serve().url]
+    assert main(["download", folder.digest, str(tmp_path / "out"), *target, "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer == {"ref": folder.digest, "path": str(tmp_path / "out"), "kind": "directory"}
+    assert (tmp_path / "out" / "a.txt").read_text() == "a"
+    assert main(["download", "churn@latest", str(tmp_path / "m.pkl"), *target]) == 0
+    assert "m.pkl (file)" in capsys.readouterr().out
+    assert pickle.loads((tmp_path / "m.pkl").read_bytes()) == {"w": 1}
+    assert main(["download", "nothing/3", str(tmp_path / "x"), *target]) == 3  # not found
+    assert "nothing" in capsys.readouterr().err
