@@ -9,7 +9,7 @@ variants, each timed from the call that trains to its return:
 ``plain``         the framework alone;
 ``callback``      LineageHub's per-step logging only: the adapter logs every step's metrics
                   into a run opened before the clock starts and ended after it stops (no
-                  model, no data): what training pays per step;
+                  model, data or importances): what training pays per step;
 ``autolog``       LineageHub's ``autolog()`` as a user has it: a run started and ended, the
                   params, per-step metrics, the training data fingerprinted, the model saved
                   and registered, importances (the run's start captures git and environment);
@@ -135,7 +135,13 @@ def _xgboost(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
     if variant == "callback":
         return _PerStep(
             client,
-            lambda run: train([lh_xgb.LineageCallback(run, log_model=False, log_datasets=False)]),
+            lambda run: train(
+                [
+                    lh_xgb.LineageCallback(
+                        run, log_model=False, log_datasets=False, log_importances=False
+                    )
+                ]
+            ),
         )
     if variant == "autolog":
 
@@ -174,7 +180,13 @@ def _lightgbm(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
     if variant == "callback":
         return _PerStep(
             client,
-            lambda run: train([lh_lgb.LineageCallback(run, log_model=False, log_datasets=False)]),
+            lambda run: train(
+                [
+                    lh_lgb.LineageCallback(
+                        run, log_model=False, log_datasets=False, log_importances=False
+                    )
+                ]
+            ),
         )
     if variant == "autolog":
 

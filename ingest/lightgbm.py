@@ -117,7 +117,8 @@ class LineageCallback:
     ``train_set`` / ``valid_sets``: data to record, as ``(data, label, name)`` or a
     ``lightgbm.Dataset`` whose raw data is still there; ``model_name``: the registered
     model (default ``lightgbm``; ``log_model=False`` registers none); ``custom_objects``:
-    functions the model needs; ``log_every``: log metrics every n-th iteration;
+    functions the model needs; ``log_importances``: the gain importances as data;
+    ``log_every``: log metrics every n-th iteration;
     ``finish_at_end``: :meth:`finish` at the last iteration (off: call it yourself)."""
 
     #: after LightGBM's own callbacks that record (log_evaluation 10, record_evaluation 20),
@@ -134,6 +135,7 @@ class LineageCallback:
         model_name: str = "lightgbm",
         log_model: bool = True,
         log_datasets: bool = True,
+        log_importances: bool = True,
         custom_objects: Sequence[Any] = (),
         log_every: int = 1,
         experiment: str | None = None,
@@ -158,6 +160,7 @@ class LineageCallback:
         self.model_name = model_name
         self.log_model = log_model
         self.log_datasets = log_datasets
+        self.log_importances = log_importances
         self.custom_objects = [c for c in custom_objects if c is not None]
         self.log_every = log_every
         self.started = False
@@ -227,7 +230,7 @@ class LineageCallback:
         if best:
             self.guard.log("log the best iteration", lambda r: r.log_metrics(best))
         try:
-            names = list(booster.feature_name())
+            names = list(booster.feature_name()) if self.log_importances else []
             gains = [float(v) for v in booster.feature_importance(importance_type="gain")]
         except Exception:
             names, gains = [], []

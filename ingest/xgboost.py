@@ -105,7 +105,8 @@ class LineageCallback(xgb.callback.TrainingCallback):
     ``params``: the training params to log; ``model_name``: the registered model (default
     ``xgboost``; ``log_model=False`` registers none); ``dtrain`` / ``evals``: the data to
     record (as given to ``xgb.train``); ``custom_objects``: functions the model needs (a
-    custom objective or metric); ``log_every``: log metrics every n-th iteration."""
+    custom objective or metric); ``log_importances``: the gain importances as data;
+    ``log_every``: log metrics every n-th iteration."""
 
     def __init__(
         self,
@@ -118,6 +119,7 @@ class LineageCallback(xgb.callback.TrainingCallback):
         model_name: str = "xgboost",
         log_model: bool = True,
         log_datasets: bool = True,
+        log_importances: bool = True,
         custom_objects: Sequence[Any] = (),
         log_every: int = 1,
         experiment: str | None = None,
@@ -141,6 +143,7 @@ class LineageCallback(xgb.callback.TrainingCallback):
         self.model_name = model_name
         self.log_model = log_model
         self.log_datasets = log_datasets
+        self.log_importances = log_importances
         self.custom_objects = [c for c in custom_objects if c is not None]
         self.log_every = log_every
         self.version: Any = None
@@ -201,7 +204,7 @@ class LineageCallback(xgb.callback.TrainingCallback):
         if best:
             self.guard.log("log the best iteration", lambda r: r.log_metrics(best))
         try:
-            scores = model.get_score(importance_type="gain")
+            scores = model.get_score(importance_type="gain") if self.log_importances else {}
         except Exception:  # a linear booster has no tree importances
             scores = {}
         if scores:
