@@ -23,7 +23,9 @@ USED               Run -> DatasetVersion | ModelVersion |        role (required)
 GENERATED_BY       DatasetVersion | ModelVersion | Artifact      name
                    -> Run
 DERIVED_FROM       DatasetVersion | ModelVersion ->              columns (column-level
-                   DatasetVersion | ModelVersion                 lineage)
+                   DatasetVersion | ModelVersion;                lineage)
+                   ModelVersion -> Artifact (the source of a
+                   custom object the model needs)
 RAN_CODE           Run -> CodeCommit
 RAN_IN             Run -> Environment
 CHILD_OF           Run -> Run
@@ -309,6 +311,9 @@ class ArtifactKind(str, enum.Enum):
     PLOT = "plot"
     NOTEBOOK = "notebook"
     DATA = "data"
+    #: the source of a user-defined class or function a model needs (``data``: name, module,
+    #: qualname, kind, source)
+    SOURCE_CODE = "source-code"
     OTHER = "other"
 
 
@@ -319,7 +324,9 @@ _VERSIONED = {_N.DATASET_VERSION, _N.MODEL_VERSION}
 EDGE_RULES: dict[EdgeKind, set[tuple[NodeKind, NodeKind]]] = {
     EdgeKind.USED: {(_N.RUN, t) for t in _ENTITIES},
     EdgeKind.GENERATED_BY: {(s, _N.RUN) for s in _ENTITIES},
-    EdgeKind.DERIVED_FROM: {(s, t) for s in _VERSIONED for t in _VERSIONED},
+    # a model version also derives from the source of the custom objects it needs
+    EdgeKind.DERIVED_FROM: {(s, t) for s in _VERSIONED for t in _VERSIONED}
+    | {(_N.MODEL_VERSION, _N.ARTIFACT)},
     EdgeKind.RAN_CODE: {(_N.RUN, _N.CODE_COMMIT)},
     EdgeKind.RAN_IN: {(_N.RUN, _N.ENVIRONMENT)},
     EdgeKind.CHILD_OF: {(_N.RUN, _N.RUN)},
@@ -1158,6 +1165,9 @@ class ModelVersion(NodeModel):
     artifact_digest: Annotated[Digest, _IDENTITY]
     flavor: Identifier | None = None
     signature: JsonObject | None = None
+    #: How to load it back (:mod:`lineagehub.ingest.flavors`): the flavor's own metadata,
+    #: the layout, the training environment and the custom objects it needs
+    metadata: JsonObject | None = None
     metrics: dict[Key, Number] = Field(default_factory=dict)
     stage: Stage = Stage.NONE
     aliases: Annotated[

@@ -40,6 +40,8 @@ import functools
 import math
 import os
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 import weakref
@@ -49,7 +51,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from lineagehub.artifacts import ArtifactStore, open_artifact_store
+from lineagehub.artifacts import ArtifactStore, open_artifact_store, validate_digest
 from lineagehub.config import Settings
 from lineagehub.graph import (
     ConfigError,
@@ -63,7 +65,8 @@ from lineagehub.graph import (
 )
 from lineagehub.ingest.batch import Batch
 from lineagehub.ingest.capture import CodeState, capture_code, capture_context, capture_environment
-from lineagehub.ingest.run import ActiveRun
+from lineagehub.ingest.flavors import extract_archive, load_from
+from lineagehub.ingest.run import DIRECTORY_MEDIA_TYPE, ActiveRun
 from lineagehub.ingest.seam import Backend, LocalBackend, PromoteResult
 from lineagehub.services.cards import InventoryRow, ModelCard
 from lineagehub.services.registry import (
@@ -391,6 +394,69 @@ class Client:
             description=description,
             primary_metric=primary_metric,
         )
+
+    # --- loading back ------------------------------------------------------------------------
+
+    def load_model(self, ref: str | ModelVersion) -> Any:
+        """The model object of a version (``"churn@champion"``, ``"churn/3"``,
+        ``"mv:churn/3"``, a :class:`ModelVersion`), loaded by the flavor it was saved with
+        (:mod:`lineagehub.ingest.flavors`). The stored bytes are checked against the
+        version's digest while downloaded (:class:`~lineagehub.graph.errors.IntegrityError`
+        when they do not match); an :class:`~lineagehub.ingest.flavors.
+        EnvironmentMismatchWarning` says when a package it was saved with has another
+        version here. Unpickling runs code: load only models of hubs you trust."""
+        version = ref if isinstance(ref, ModelVersion) else self.get_model_version(ref)
+        with tempfile.TemporaryDirectory(prefix="lineagehub-load-") as tmp:
+            path = self.artifacts.download(version.artifact_digest, Path(tmp) / "artifact")
+            return load_from(path, version.flavor, version.metadata, version.node_id)
+
+    def download(self, ref: str | ModelVersion, path: str | os.PathLike[str]) -> Path:
+        """Write an artifact to ``path``, verified against its digest: ``ref`` is a digest
+        (``sha256:<hex>``), an artifact id (``artifact:sha256:<hex>``) or a model version
+        reference (its stored model). A directory artifact (``run.log_artifact("stats/")``,
+        a model saved as a folder) is unpacked as a directory at ``path`` (which must not
+        exist, or be empty), safely: no member may lead outside it; anything else becomes
+        the file ``path``. Returns ``path``."""
+        digest, directory = self._download_target(ref)
+        dest = Path(path)
+        if not directory:
+            return self.artifacts.download(digest, dest)
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise ValidationError(
+                f"{str(dest)!r} exists and is not an empty folder: a directory artifact is "
+                "unpacked into a new folder",
+                field="path",
+            )
+        parent = dest.parent if dest.parent != Path("") else Path(".")
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".lineagehub-download-", dir=parent) as tmp:
+            archive = self.artifacts.download(digest, Path(tmp) / "archive.tar")
+            return extract_archive(archive, dest)
+
+    def _download_target(self, ref: str | ModelVersion) -> tuple[str, bool]:
+        if isinstance(ref, ModelVersion):
+            version = ref
+        elif isinstance(ref, str) and ref.startswith(("sha256:", "artifact:sha256:")):
+            digest = ref.removeprefix("artifact:")
+            validate_digest(digest)
+            node_id = f"artifact:{digest}"
+            try:  # the artifact node says how it was stored (content put only: a file)
+                sub = self.backend.queries.lineage([node_id], "UPSTREAM", 0, 0, max_nodes=1)
+                media = sub.nodes[node_id].node.props.get("media_type") if node_id in sub else None
+            except NotFoundError:
+                media = None
+            return digest, media == DIRECTORY_MEDIA_TYPE
+        elif isinstance(ref, str):
+            version = self.get_model_version(ref)
+        else:
+            raise ValidationError("ref must be a digest or a model version reference", "ref")
+        metadata = version.metadata or {}
+        if "layout" in metadata:
+            return version.artifact_digest, metadata["layout"] == "directory"
+        # a version logged from a folder, before flavors: a tar of it
+        with self.artifacts.open(version.artifact_digest) as reader:
+            head = reader.read(512)
+        return version.artifact_digest, _is_tar_header(head)
 
     def set_alias(self, ref: str, alias: str, reason: str | None = None) -> ModelVersion:
         """Point ``alias`` at a model version (its previous holder loses it); returns the
@@ -740,6 +806,17 @@ def _alert_rules(settings: Settings) -> list[Any]:
     return load_alert_rules(settings.alert_rules)
 
 
+def _is_tar_header(head: bytes) -> bool:
+    """Whether ``head`` (a file's first 512 bytes) is a tar header (checksum included)."""
+    if len(head) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
+    except tarfile.TarError:
+        return False
+    return True
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -790,6 +867,17 @@ def start_run(name: str | None = None, **kwargs: Any) -> ActiveRun:
 def monitor(deployment: str, **options: Any) -> Monitor:
     """Monitor a deployment on the module-level client; see :meth:`Client.monitor`."""
     return client().monitor(deployment, **options)
+
+
+def load_model(ref: str | ModelVersion) -> Any:
+    """Load a model version's object on the module-level client; see
+    :meth:`Client.load_model`."""
+    return client().load_model(ref)
+
+
+def download(ref: str | ModelVersion, path: str | os.PathLike[str]) -> Path:
+    """Download an artifact on the module-level client; see :meth:`Client.download`."""
+    return client().download(ref, path)
 
 
 def active_run() -> ActiveRun | None:
@@ -859,7 +947,9 @@ __all__ = [
     "active_run",
     "client",
     "connect",
+    "download",
     "flush",
+    "load_model",
     "log_metrics",
     "log_params",
     "set_tags",

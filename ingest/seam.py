@@ -150,6 +150,8 @@ class Tracking(Protocol):
         signature: Mapping[str, Any] | None = None,
         description: str | None = None,
         primary_metric: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        custom_objects: Sequence[Mapping[str, Any]] | None = None,
     ) -> ModelVersion: ...
 
     def register_model_version(
@@ -162,6 +164,8 @@ class Tracking(Protocol):
         signature: Mapping[str, Any] | None = None,
         description: str | None = None,
         primary_metric: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        custom_objects: Sequence[Mapping[str, Any]] | None = None,
     ) -> ModelVersion: ...
 
 

@@ -85,6 +85,16 @@ def _metrics(metrics: list[MetricInput] | None) -> list[Any]:
     return [Metric(m.key, float(m.value), m.step, m.timestamp or now) for m in metrics or []]
 
 
+_METADATA = (
+    "How to load the version back: its flavor's metadata, layout, training environment "
+    "(lineagehub.ingest.flavors)."
+)
+_CUSTOM_OBJECTS = (
+    "User-defined classes and functions the model needs: {name, module, qualname, kind "
+    "(class | function), source}; each becomes a source-code Artifact it is DERIVED_FROM."
+)
+
+
 def _mapping(value: Any, field: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -262,6 +272,10 @@ class Mutation:
             str | None,
             strawberry.argument(description="The version's headline metric (a metric's name)."),
         ] = None,
+        metadata: Annotated[JSON | None, strawberry.argument(description=_METADATA)] = None,
+        custom_objects: Annotated[
+            list[JSON] | None, strawberry.argument(description=_CUSTOM_OBJECTS)
+        ] = None,
     ) -> ModelVersion:
         ctx = info.context
         info_ = await ctx.call(ctx.services.stored, digest)
@@ -274,6 +288,8 @@ class Mutation:
             signature=_mapping(signature, "signature") if signature is not None else None,
             description=description,
             primary_metric=primary_metric,
+            metadata=_mapping(metadata, "metadata") if metadata is not None else None,
+            custom_objects=custom_objects,
         )
         return wrap_as(await ctx.call(ctx.store.get_node, version.node_id), ModelVersion)
 
@@ -291,6 +307,10 @@ class Mutation:
         signature: JSON | None = None,
         description: str | None = None,
         primary_metric: str | None = None,
+        metadata: Annotated[JSON | None, strawberry.argument(description=_METADATA)] = None,
+        custom_objects: Annotated[
+            list[JSON] | None, strawberry.argument(description=_CUSTOM_OBJECTS)
+        ] = None,
     ) -> ModelVersion:
         ctx = info.context
         info_ = await ctx.call(ctx.services.stored, digest)
@@ -303,6 +323,8 @@ class Mutation:
             signature=_mapping(signature, "signature") if signature is not None else None,
             description=description,
             primary_metric=primary_metric,
+            metadata=_mapping(metadata, "metadata") if metadata is not None else None,
+            custom_objects=custom_objects,
         )
         return wrap_as(await ctx.call(ctx.store.get_node, version.node_id), ModelVersion)
 

@@ -228,7 +228,8 @@ def test_edge_rules_are_the_design_table() -> None:
         (n.MODEL_VERSION, n.RUN),
         (n.ARTIFACT, n.RUN),
     }
-    assert len(EDGE_RULES[EdgeKind.DERIVED_FROM]) == 4
+    assert len(EDGE_RULES[EdgeKind.DERIVED_FROM]) == 5  # 4 version pairs; a version -> its code
+    assert (n.MODEL_VERSION, n.ARTIFACT) in EDGE_RULES[EdgeKind.DERIVED_FROM]
     assert EDGE_RULES[EdgeKind.VERSION_OF] == {
         (n.DATASET_VERSION, n.DATASET),
         (n.MODEL_VERSION, n.MODEL),
