@@ -47,7 +47,9 @@ from lineagehub.vocabulary import ModelVersion
 try:
     import keras
 except ImportError as e:  # an ImportError still: flavors name the extra to install
-    raise ImportError(f"the Keras adapter needs keras: pip install 'lineagehub[keras]' ({e})") from e
+    raise ImportError(
+        f"the Keras adapter needs keras: pip install 'lineagehub[keras]' ({e})"
+    ) from e
 
 FLAVOR_NAME = "keras"
 MODEL_FILE = "model.keras"
@@ -121,8 +123,9 @@ class LineageHubCallback(keras.callbacks.Callback):
             "could not log the model summary",
             lambda run: (
                 run.log_text(summary["text"], "model_summary.txt"),
-                run.log_evaluation({k: v for k, v in summary.items() if k != "text"},
-                                   "model_layers.json"),  # fmt: skip
+                run.log_evaluation(
+                    {k: v for k, v in summary.items() if k != "text"}, "model_layers.json"
+                ),
             ),
         )
         self._hub.log_data(self._train_data, role="train")
@@ -205,7 +208,8 @@ def custom_objects(model: Any) -> dict[str, str]:
     def add(obj: Any) -> None:
         if obj is None or isinstance(obj, str):
             return
-        target = obj if isinstance(obj, type) or callable(obj) and not hasattr(obj, "get_config") else type(obj)  # fmt: skip
+        plain = isinstance(obj, type) or (callable(obj) and not hasattr(obj, "get_config"))
+        target = obj if plain else type(obj)
         module = getattr(target, "__module__", "") or ""
         if module.startswith(("keras", "builtins")) or not hasattr(target, "__qualname__"):
             return

@@ -121,7 +121,9 @@ class LineageHubLogger(Logger):
         return self._start()
 
     @rank_zero_only
-    def log_hyperparams(self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]  # fmt: skip
+    def log_hyperparams(
+        self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any
+    ) -> None:  # type: ignore[override]
         values = vars(params) if isinstance(params, Namespace) else dict(params)
         flat = flat_params(values)
         if self._start() is not None and flat:

@@ -20,6 +20,7 @@ instead, and can be logged with ``run.log_dataset`` or ``log_dataset_ref``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -181,15 +182,13 @@ def param_value(value: Any) -> Any:
     """A value as a JSON scalar: scalars as they are, 0-d tensors and numpy scalars unwrapped,
     classes and functions as their name, anything else as its text."""
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
-        try:
+        with contextlib.suppress(Exception):
             value = value.item()
-        except Exception:
-            pass
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
-    if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
+    if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
         text = getattr(value, "__qualname__", None) or repr(value)
     elif isinstance(value, str):
         text = value
@@ -251,9 +250,12 @@ def as_data(data: Any) -> Any | None:
         return data.to_pandas()
     if isinstance(data, tuple) and data and all(_array_like(x) for x in data):
         return _table(tuple(_numpy(x) for x in data))
-    if isinstance(data, list) and data and len(data) <= MAX_DATA_ROWS:
-        if all(isinstance(r, Mapping) for r in data):
-            return [{k: _plain(v) for k, v in r.items()} for r in data]
+    if (
+        isinstance(data, list)
+        and 0 < len(data) <= MAX_DATA_ROWS
+        and all(isinstance(r, Mapping) for r in data)
+    ):
+        return [{k: _plain(v) for k, v in r.items()} for r in data]
     return None
 
 
@@ -358,7 +360,7 @@ __all__ = [
     "describe_data",
     "flat_params",
     "metric_values",
-    "parameter_counts",
     "param_value",
+    "parameter_counts",
     "run_status",
 ]

@@ -109,8 +109,9 @@ def module_summary(module: Any) -> dict[str, Any]:
     layers = []
     for layer_name, layer in module.named_modules():
         own = sum(int(p.numel()) for p in layer.parameters(recurse=False))
-        layers.append({"name": layer_name or "(root)", "class": type(layer).__name__,
-                       "parameters": own})  # fmt: skip
+        layers.append(
+            {"name": layer_name or "(root)", "class": type(layer).__name__, "parameters": own}
+        )
     return {
         "class": class_path(module),
         "parameters": total,
@@ -289,8 +290,9 @@ def load_module(
             "model with init_kwargs=, or load it with model_class=",
             field="init_kwargs",
         ) from None
-    state = torch.load(path / str(metadata.get("file") or STATE_FILE), map_location="cpu",
-                       weights_only=True)  # fmt: skip
+    state = torch.load(
+        path / str(metadata.get("file") or STATE_FILE), map_location="cpu", weights_only=True
+    )
     module.load_state_dict(state)
     module.eval()
     return module

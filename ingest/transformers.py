@@ -60,16 +60,23 @@ try:
     from transformers import TrainerCallback
 except ImportError as e:  # an ImportError still: flavors name the extra to install
     raise ImportError(
-        f"the transformers adapter needs transformers: pip install 'lineagehub[transformers]' "
-        f"({e})"
+        f"the transformers adapter needs transformers: pip install 'lineagehub[transformers]' ({e})"
     ) from e
 
 FLAVOR_NAME = "transformers"
 #: Training arguments that say where things go on this machine, not how the model was trained.
 SKIPPED_ARGS = frozenset(
-    {"output_dir", "logging_dir", "hub_token", "push_to_hub_token", "hub_model_id",
-     "push_to_hub_model_id", "push_to_hub_organization", "run_name"}
-)  # fmt: skip
+    {
+        "output_dir",
+        "logging_dir",
+        "hub_token",
+        "push_to_hub_token",
+        "hub_model_id",
+        "push_to_hub_model_id",
+        "push_to_hub_organization",
+        "run_name",
+    }
+)
 
 
 class Pretrained(NamedTuple):
@@ -146,9 +153,13 @@ class LineageHubCallback(TrainerCallback):  # type: ignore[misc]
             self._hub.log_data(kwargs.get("eval_dataloader"), role="validation")
 
     def on_log(
-        self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None,
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        logs: Mapping[str, Any] | None = None,
         **kwargs: Any,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if not state.is_world_process_zero or not logs or self._ended():
             return
         values = metric_values(logs)
