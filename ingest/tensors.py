@@ -122,17 +122,16 @@ class AdapterRun:
         """Record ``data`` (see the module's docstring) as a DatasetVersion the run USED with
         ``role``, once per role and name."""
         key = (role, name or "")
-        if key in self._logged_data or self.run is None:
+        if data is None or key in self._logged_data or self.run is None:
             return
         self._logged_data.add(key)
         content = as_data(data)
         if content is None:
-            if data is not None:
-                described = describe_data(data)
-                self.do(
-                    f"could not tag the {role} data",
-                    lambda run: run.set_tags({f"data.{role}": described}),
-                )
+            described = describe_data(data)
+            self.do(
+                f"could not tag the {role} data",
+                lambda run: run.set_tags({f"data.{role}": described}),
+            )
             return
         self.do(
             f"could not log the {role} data",
@@ -234,9 +233,8 @@ def as_data(data: Any) -> Any | None:
     had without running user code (or exceeds :data:`MAX_DATA_ROWS`)."""
     if data is None:
         return None
-    dataset = getattr(data, "dataset", None)
-    if dataset is not None and type(data).__name__ == "DataLoader":
-        return as_data(dataset)
+    if _is_loader(data):
+        return as_data(data.dataset)
     module = type(data).__module__
     if module.startswith("torch") and hasattr(data, "detach"):  # a tensor
         return _rows_ok(data.detach().cpu().numpy())
@@ -261,14 +259,23 @@ def as_data(data: Any) -> Any | None:
 
 def describe_data(data: Any) -> str:
     """A short description of data that is not fingerprinted: its class and length."""
-    inner = getattr(data, "dataset", None) if type(data).__name__ == "DataLoader" else None
-    target = inner if inner is not None else data
+    target = data.dataset if _is_loader(data) else data
     cls = type(target)
     try:
         size = f", {len(target)} items"
     except Exception:
         size = ""
     return f"{cls.__module__}.{cls.__qualname__}{size} (not fingerprinted)"
+
+
+def _is_loader(data: Any) -> bool:
+    """A torch ``DataLoader``, a subclass, or accelerate's wrapper of one (what ``Trainer``
+    hands its callbacks)."""
+    return hasattr(data, "dataset") and any(
+        (c.__name__ == "DataLoader" and c.__module__.startswith("torch"))
+        or c.__module__.startswith("accelerate.")
+        for c in type(data).__mro__
+    )
 
 
 def _array_like(x: Any) -> bool:
