@@ -51,7 +51,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from lineagehub.artifacts import ArtifactStore, open_artifact_store
+from lineagehub.artifacts import ArtifactStore, open_artifact_store, validate_digest
 from lineagehub.config import Settings
 from lineagehub.graph import (
     ConfigError,
@@ -77,7 +77,6 @@ from lineagehub.services.registry import (
 from lineagehub.services.tracking import RunStart, default_actor
 from lineagehub.vocabulary import (
     Alert,
-    Artifact,
     ArtifactKind,
     Deployment,
     DeploymentStatus,
@@ -438,8 +437,13 @@ class Client:
             version = ref
         elif isinstance(ref, str) and ref.startswith(("sha256:", "artifact:sha256:")):
             digest = ref.removeprefix("artifact:")
-            found, _ = self.backend.queries.find(Artifact, {"digest": digest}, limit=1)
-            media = found[0].media_type if found else None
+            validate_digest(digest)
+            node_id = f"artifact:{digest}"
+            try:  # the artifact node says how it was stored (content put only: a file)
+                sub = self.backend.queries.lineage([node_id], "UPSTREAM", 0, 0, max_nodes=1)
+                media = sub.nodes[node_id].node.props.get("media_type") if node_id in sub else None
+            except NotFoundError:
+                media = None
             return digest, media == DIRECTORY_MEDIA_TYPE
         elif isinstance(ref, str):
             version = self.get_model_version(ref)

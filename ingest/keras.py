@@ -24,7 +24,7 @@ What it records, through Keras' public ``keras.callbacks.Callback``:
   activations defined outside Keras) as ``module:QualName`` paths, imported again on load.
 
 The run: the active run when ``fit`` starts inside one, else one the callback starts and ends.
-Logging never breaks training (an :class:`~lineagehub.ingest.tensors.AdapterWarning`).
+Logging never breaks training (an :class:`~lineagehub.ingest.sklearn.AutologWarning`).
 A ``fit`` that raises never reaches ``on_train_end``: a run the callback started is then left
 RUNNING and reported KILLED once its heartbeat is stale.
 """

@@ -26,7 +26,7 @@ What it records, through Lightning's public ``Logger`` interface (``lightning.py
 The run: the active run when training starts inside one (``with lh.start_run(): ...``; it is
 not ended by the logger: use that for ``fit`` then ``test`` in one run), else a run the logger
 starts and ends when the trainer finalizes (``FAILED`` if training failed). Logging never
-breaks training: a failure is an :class:`~lineagehub.ingest.tensors.AdapterWarning` and
+breaks training: a failure is an :class:`~lineagehub.ingest.sklearn.AutologWarning` and
 training goes on; once the hub is unreachable nothing more is attempted.
 """
 

@@ -5,7 +5,8 @@ training going when logging fails, hyper-parameters and metrics as the hub takes
 data a framework hands over as what ``run.log_dataset`` fingerprints.
 
 The guard: an adapter's run (:class:`AdapterRun`) makes every write through :meth:`AdapterRun.do`,
-which turns an exception into an :class:`AdapterWarning` (or a debug log with ``silent=True``)
+which turns an exception into an :class:`~lineagehub.ingest.sklearn.AutologWarning` (the
+warning of every adapter; or a debug log with ``silent=True``)
 and returns ``None``. Once the hub has been unreachable (``BackendUnavailable``) the run stops
 writing for the rest of training, so a dead hub costs one timed-out request, not one per step.
 Training code never sees a logging failure.
@@ -31,6 +32,7 @@ from typing import Any, TypeVar
 from lineagehub.graph import BackendUnavailable, ValidationError
 from lineagehub.ingest.client import ActiveRun, Client, active_run
 from lineagehub.ingest.client import client as default_client
+from lineagehub.ingest.sklearn import AutologWarning
 from lineagehub.vocabulary import RunStatus, check_key, check_scalar
 
 logger = logging.getLogger(__name__)
@@ -41,10 +43,6 @@ MAX_DATA_ROWS = 1_000_000
 MAX_PARAM_CHARS = 1000
 
 T = TypeVar("T")
-
-
-class AdapterWarning(UserWarning):
-    """Something could not be logged; training went on unaffected."""
 
 
 class AdapterRun:
@@ -156,7 +154,7 @@ def warn(what: str, error: BaseException, *, silent: bool = False) -> None:
     if silent:
         logger.debug(message, exc_info=error)
     else:
-        warnings.warn(message, AdapterWarning, stacklevel=4)
+        warnings.warn(message, AutologWarning, stacklevel=4)
 
 
 # --- params and metrics -------------------------------------------------------------------------
@@ -361,7 +359,6 @@ def run_status(outcome: str | None) -> RunStatus:
 __all__ = [
     "MAX_DATA_ROWS",
     "AdapterRun",
-    "AdapterWarning",
     "as_data",
     "class_path",
     "describe_data",

@@ -29,7 +29,7 @@ class by its module path, builds it and loads the weights. A class that cannot b
 ``load_module(client.download(ref, path), version.metadata["data"], model_class=Net)``.
 
 Every helper logs into ``run`` (default: the active run). When the hub cannot be written to
-(a server that is down), a helper warns (:class:`~lineagehub.ingest.tensors.AdapterWarning`)
+(a server that is down), a helper warns (:class:`~lineagehub.ingest.sklearn.AutologWarning`)
 and returns ``None``: training goes on. Mistakes in what is logged still raise.
 """
 

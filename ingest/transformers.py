@@ -33,7 +33,7 @@ What it records, through the public ``transformers.TrainerCallback`` hooks:
 The run: the active run when training starts inside one (``with lh.start_run(): ...``; use that
 to keep ``trainer.evaluate()`` after training in the same run), else a run the callback starts
 when training begins and ends when it ends. Logging never breaks training (an
-:class:`~lineagehub.ingest.tensors.AdapterWarning`); only the main process logs.
+:class:`~lineagehub.ingest.sklearn.AutologWarning`); only the main process logs.
 """
 
 from __future__ import annotations

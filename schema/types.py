@@ -7,6 +7,7 @@ its properties; relationships (``run.inputs``, ``modelVersion.trainedBy``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, cast
 
@@ -464,6 +465,24 @@ class ModelVersion(NodeInterface):
     artifact_digest = prop("artifact_digest", str)
     flavor = prop("flavor", str | None)
     signature = prop("signature", JSON)
+    metadata = prop(
+        "metadata",
+        JSON,
+        description="How to load it back: the flavor's metadata (data), layout, training "
+        "environment (python, platform, framework package versions) and custom objects.",
+    )
+
+    @strawberry.field(
+        description="The source of the user-defined classes and functions the model needs "
+        "(the source-code artifacts it is DERIVED_FROM), by module and name."
+    )
+    async def custom_objects(self, info: I) -> list[CustomObject]:
+        found = await _many(
+            info, self.raw.id, UP, "DERIVED_FROM", Artifact, [NodeKind.ARTIFACT.value]
+        )
+        objects = [_custom_object(a.raw.props) for a in found]
+        return sorted((o for o in objects if o is not None), key=lambda o: (o.module, o.qualname))
+
     metrics = prop(
         "metrics",
         JSON,
@@ -496,6 +515,32 @@ class ModelVersion(NodeInterface):
     @strawberry.field
     async def used_by(self, info: I) -> list[Link]:
         return [_link(a) for a in await _links(info, self.raw.id, DOWN, ["USED"])]
+
+
+@strawberry.type(description="A user-defined class or function a model needs, with its source.")
+class CustomObject:
+    name: str
+    module: str
+    qualname: str
+    kind: str = strawberry.field(description="class or function")
+    digest: str = strawberry.field(description="sha256 of the source (UTF-8): its artifact")
+    source: str | None = strawberry.field(
+        description="The source text (absent when too long to keep as data: download it)"
+    )
+
+
+def _custom_object(props: Mapping[str, Any]) -> CustomObject | None:
+    data = props.get("data")
+    if props.get("kind") != "source-code" or not isinstance(data, Mapping):
+        return None
+    return CustomObject(
+        name=str(data.get("name", "")),
+        module=str(data.get("module", "")),
+        qualname=str(data.get("qualname", "")),
+        kind=str(data.get("kind", "")),
+        digest=str(props.get("digest", "")),
+        source=data.get("source") if isinstance(data.get("source"), str) else None,
+    )
 
 
 @strawberry.type

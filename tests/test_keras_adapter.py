@@ -18,7 +18,7 @@ from dl_support import TRANSPORTS, artifacts, open_hub, unreachable_client, used
 from lineagehub import Client
 from lineagehub.graph import ValidationError
 from lineagehub.ingest.keras import LineageHubCallback
-from lineagehub.ingest.tensors import AdapterWarning
+from lineagehub.ingest.sklearn import AutologWarning
 from lineagehub.vocabulary import RunStatus
 
 
@@ -136,7 +136,7 @@ def test_an_unreachable_hub_warns_and_training_goes_on(tmp_path: Path) -> None:
     model = tiny_model()
     before = [w.copy() for w in model.get_weights()]
     callback = LineageHubCallback(client=unreachable_client(tmp_path), train_data=(x, y))
-    with pytest.warns(AdapterWarning, match="unreachable"):
+    with pytest.warns(AutologWarning, match="unreachable"):
         history = model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
     assert len(history.history["loss"]) == 2
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))

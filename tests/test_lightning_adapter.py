@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lineagehub import Client
 from lineagehub.ingest.lightning import LineageHubLogger
-from lineagehub.ingest.tensors import AdapterWarning
+from lineagehub.ingest.sklearn import AutologWarning
 from lineagehub.vocabulary import RunStatus
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -154,7 +154,7 @@ def test_an_unreachable_hub_warns_and_training_goes_on(tmp_path: Path) -> None:
     logger = LineageHubLogger(client=unreachable_client(tmp_path))
     module = TinyModule()
     before = module.net[0].weight.detach().clone()
-    with pytest.warns(AdapterWarning, match="unreachable"):
+    with pytest.warns(AutologWarning, match="unreachable"):
         fit = trainer(logger, tmp_path / "pl", epochs=2)
         fit.fit(module, train, val)
     assert fit.current_epoch == 2 and not torch.equal(before, module.net[0].weight)

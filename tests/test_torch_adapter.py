@@ -19,7 +19,7 @@ from lineagehub import Client, Settings, open_store
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import BackendUnavailable, ValidationError
 from lineagehub.ingest import torch as lh_torch
-from lineagehub.ingest.tensors import AdapterWarning
+from lineagehub.ingest.sklearn import AutologWarning
 from lineagehub.interfaces.server import create_app
 
 
@@ -195,7 +195,7 @@ def test_when_the_hub_goes_away_the_helpers_warn_and_training_goes_on(tmp_path: 
             outcome["optimizer"] = lh_torch.log_optimizer(optimizer, run=run)
             outcome["model"] = lh_torch.log_model(net, name="doomed", run=run)
         outcome["trained"] = not torch.equal(before, net.head.weight)
-        outcome["warnings"] = [w for w in caught if issubclass(w.category, AdapterWarning)]
+        outcome["warnings"] = [w for w in caught if issubclass(w.category, AutologWarning)]
 
     thread = threading.Thread(target=training)
     thread.start()

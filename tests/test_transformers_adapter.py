@@ -22,7 +22,7 @@ from transformers import (
 )
 
 from lineagehub import Client
-from lineagehub.ingest.tensors import AdapterWarning
+from lineagehub.ingest.sklearn import AutologWarning
 from lineagehub.ingest.transformers import LineageHubCallback, Pretrained, training_params
 from lineagehub.vocabulary import RunStatus
 
@@ -158,7 +158,7 @@ def test_an_unreachable_hub_warns_and_training_goes_on(tmp_path: Path) -> None:
     model = tiny_bert(tok)
     before = model.classifier.weight.detach().clone()
     callback = LineageHubCallback(client=unreachable_client(tmp_path))
-    with pytest.warns(AdapterWarning, match="unreachable"):
+    with pytest.warns(AutologWarning, match="unreachable"):
         trainer = fine_tune(model, tok, callback, tmp_path / "out", epochs=1)
     assert trainer.state.global_step == 4
     assert not torch.equal(before, model.classifier.weight)

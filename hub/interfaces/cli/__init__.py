@@ -41,7 +41,7 @@ from lineagehub.interfaces.cli.common import EXIT_CODES, hub_client
 from lineagehub.interfaces.cli.demo import cmd_demo
 from lineagehub.interfaces.cli.imports import register as register_imports
 from lineagehub.interfaces.cli.lineage import _lineage_options, cmd_export, cmd_lineage
-from lineagehub.interfaces.cli.models import cmd_models_list, cmd_models_show
+from lineagehub.interfaces.cli.models import cmd_download, cmd_models_list, cmd_models_show
 from lineagehub.interfaces.cli.monitor import register as register_monitor
 from lineagehub.interfaces.cli.registry import (
     cmd_approvals_list,
@@ -171,6 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_export, needs_client=True)
+
+    p = sub.add_parser(
+        "download", parents=[hub], help="an artifact or a model version's files, verified"
+    )
+    p.add_argument(
+        "ref", metavar="REF_OR_DIGEST",
+        help="a digest (sha256:...), an artifact id, or a model version (churn@champion)",
+    )  # fmt: skip
+    p.add_argument(
+        "path", metavar="PATH",
+        help="where to write it (a directory artifact: a new or empty folder)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_download, needs_client=True)
 
     p = sub.add_parser("compare", parents=[hub], help="compare runs, or two model versions")
     p.add_argument(

@@ -177,3 +177,15 @@ def cmd_models_show(args: argparse.Namespace, client: Client) -> int:
         )
     console.print(table)
     return 0
+
+
+def cmd_download(args: argparse.Namespace, client: Client) -> int:
+    """``download REF_OR_DIGEST PATH``: an artifact or a model version's stored model,
+    verified; a directory artifact unpacked as a directory."""
+    path = client.download(args.ref, args.path)
+    kind = "directory" if path.is_dir() else "file"
+    if args.json:
+        _print_json({"ref": args.ref, "path": str(path), "kind": kind})
+        return 0
+    make_console().print(f"{args.ref} → {path} ({kind})")
+    return 0
