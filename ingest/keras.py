@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lineagehub.graph import ValidationError
-from lineagehub.ingest.client import Client
+from lineagehub.ingest.client import ActiveRun, Client
 from lineagehub.ingest.flavors import Flavor
 from lineagehub.ingest.tensors import AdapterRun, class_path, flat_params, metric_values
 from lineagehub.ingest.torch import import_object
@@ -119,15 +119,13 @@ class LineageHubCallback(keras.callbacks.Callback):
         params = {**fit_params(self.model, self.params)}
         summary = model_summary(self.model)
         self._hub.do("could not log the params", lambda run: run.log_params(params))
-        self._hub.do(
-            "could not log the model summary",
-            lambda run: (
-                run.log_text(summary["text"], "model_summary.txt"),
-                run.log_evaluation(
-                    {k: v for k, v in summary.items() if k != "text"}, "model_layers.json"
-                ),
-            ),
-        )
+        layers = {k: v for k, v in summary.items() if k != "text"}
+
+        def write(run: ActiveRun) -> None:
+            run.log_text(summary["text"], "model_summary.txt")
+            run.log_evaluation(layers, "model_layers.json")
+
+        self._hub.do("could not log the model summary", write)
         self._hub.log_data(self._train_data, role="train")
         self._hub.log_data(self._validation_data, role="validation")
 

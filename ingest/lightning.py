@@ -123,7 +123,7 @@ class LineageHubLogger(Logger):
     @rank_zero_only
     def log_hyperparams(
         self, params: Mapping[str, Any] | Namespace, *args: Any, **kwargs: Any
-    ) -> None:  # type: ignore[override]
+    ) -> None:
         values = vars(params) if isinstance(params, Namespace) else dict(params)
         flat = flat_params(values)
         if self._start() is not None and flat:
@@ -147,19 +147,18 @@ class LineageHubLogger(Logger):
         if self._start() is None:
             return
         summary = module_summary(model)
-        self._hub.do(
-            "could not log the module",
-            lambda run: (
-                run.log_params(
-                    {
-                        "model.class": summary["class"],
-                        "model.parameters": summary["parameters"],
-                        "model.trainable_parameters": summary["trainable_parameters"],
-                    }
-                ),
-                run.log_evaluation(summary, "model_layers.json"),
-            ),
-        )
+
+        def write(run: ActiveRun) -> None:
+            run.log_params(
+                {
+                    "model.class": summary["class"],
+                    "model.parameters": summary["parameters"],
+                    "model.trainable_parameters": summary["trainable_parameters"],
+                }
+            )
+            run.log_evaluation(summary, "model_layers.json")
+
+        self._hub.do("could not log the module", write)
 
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
@@ -175,10 +174,7 @@ class LineageHubLogger(Logger):
             if self._checkpoints.get(str(path)) == seen:
                 continue
             self._checkpoints[str(path)] = seen
-            self._hub.do(
-                f"could not store checkpoint {path.name}",
-                lambda run, p=path: run.log_artifact(p, kind=ArtifactKind.CHECKPOINT),
-            )
+            self._store_checkpoint(path)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -192,6 +188,12 @@ class LineageHubLogger(Logger):
         self._hub.end(outcome, error)
 
     # --- internals --------------------------------------------------------------------------
+
+    def _store_checkpoint(self, path: Path) -> None:
+        self._hub.do(
+            f"could not store checkpoint {path.name}",
+            lambda run: run.log_artifact(path, kind=ArtifactKind.CHECKPOINT),
+        )
 
     def _start(self) -> ActiveRun | None:
         return self._hub.start("lightning")
@@ -274,7 +276,7 @@ def load_checkpoint(
 ) -> Any:
     """The LightningModule of a ``lightning`` flavor folder: ``load_from_checkpoint`` of the
     class ``metadata`` records (or ``model_class``), on the CPU, in evaluation mode."""
-    cls = model_class if model_class is not None else import_class(str(metadata.get("class")))
+    cls: Any = model_class if model_class is not None else import_class(str(metadata["class"]))
     path = Path(folder) / str(metadata.get("file") or CHECKPOINT_FILE)
     module = cls.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
     module.eval()

@@ -129,7 +129,12 @@ def log_optimizer(
     its plain settings). Returns the params logged."""
     params = optimizer_params(optimizer, scheduler)
     target = _run(run)
-    return _guard("could not log the optimizer", lambda: (target.log_params(params), params)[1])
+
+    def write() -> dict[str, Any]:
+        target.log_params(params)
+        return params
+
+    return _guard("could not log the optimizer", write)
 
 
 def optimizer_params(optimizer: Any, scheduler: Any | None = None) -> dict[str, Any]:

@@ -87,7 +87,7 @@ class Pretrained(NamedTuple):
     tokenizer: Any
 
 
-class LineageHubCallback(TrainerCallback):  # type: ignore[misc]
+class LineageHubCallback(TrainerCallback):
     """A ``TrainerCallback`` logging training into LineageHub (see the module's docstring).
 
     - ``client``, ``run_name``, ``project``, ``experiment``, ``tags``: the run it starts.
