@@ -559,6 +559,11 @@ def extract_archive(
     except tarfile.TarError as e:
         _remove(target, created)
         raise ValidationError(f"archive: not a readable tar: {e}", field="archive") from None
+    except OSError as e:  # a member twice, a file where a folder is needed...
+        _remove(target, created)
+        raise ValidationError(
+            f"archive: cannot unpack into {str(target)!r}: {e}", field="archive"
+        ) from None
     except BaseException:
         _remove(target, created)
         raise

@@ -309,6 +309,8 @@ HOSTILE = {
     ),
     "hardlink": _tar((_member("a"), b"x"), (_member("b", tarfile.LNKTYPE, "/etc/passwd"), None)),
     "fifo": _tar((_member("pipe", tarfile.FIFOTYPE), None)),
+    "twice": _tar((_member("a"), b"x"), (_member("a"), b"y")),
+    "file-then-folder": _tar((_member("a"), b"x"), (_member("a/b"), b"y")),
     "device": _tar((_member("dev", tarfile.CHRTYPE), None)),
 }
 

@@ -1,0 +1,317 @@
+#!/usr/bin/env python
+"""Adapter overhead: training time with and without each framework adapter, and with MLflow's
+autolog for the same framework, side by side.
+
+Every workload trains the same small model on the same seeded data, sized so that training
+runs at about 100 steps (boosting rounds, epochs...) per second on one thread, in these
+variants, each timed from the call that trains to its return:
+
+``plain``         the framework alone;
+``callback``      LineageHub's per-step logging only: the adapter logs every step's metrics
+                  into a run already open (no model, no data): what training pays per step;
+``autolog``       LineageHub's ``autolog()`` as a user has it: a run started and ended, the
+                  params, per-step metrics, the training data fingerprinted, the model saved
+                  and registered, importances (the run's start captures git and environment);
+``mlflow``        MLflow's ``autolog()`` for that framework (mlflow-skinny, a SQLite tracking
+                  store and a local artifact folder), where MLflow has one.
+
+Overhead = variant / plain - 1, from the median of ``--repeat`` trainings of each variant
+(interleaved, after one warm-up training of each). The goal: ``callback`` within 2 % at about
+100 steps/s; ``autolog`` adds fixed per-training costs (a run, a dataset digest, a model), so
+its overhead shrinks as training gets longer.
+
+The workloads are a registry (:data:`WORKLOADS`): a framework adds its row with
+:func:`workload` — a function taking the variant name, a LineageHub client and an MLflow
+tracking URI, and returning a callable that trains once (``None`` when a variant does not
+apply, e.g. no MLflow autolog for it). Rows whose framework is not installed are skipped.
+
+    python benchmarks/adapters.py                   # every installed framework
+    python benchmarks/adapters.py --only xgboost --repeat 5 --json
+
+Needs the ``xgboost``, ``lightgbm``, ``sklearn`` and ``bench`` extras. Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+SEED = 20261202
+STEPS = 300  # at ~100 steps/s: ~3 s per training
+VARIANTS = ("plain", "callback", "autolog", "mlflow")
+
+Trainer = Callable[[], Any]
+#: (variant, lineagehub client, mlflow tracking uri) -> a callable that trains once, or None
+Builder = Callable[[str, Any, str], Trainer | None]
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    needs: tuple[str, ...]  # modules that must import for the row to run
+    build: Builder
+    steps: int = STEPS
+
+
+WORKLOADS: dict[str, Workload] = {}
+
+
+def workload(name: str, needs: tuple[str, ...], steps: int = STEPS) -> Callable[[Builder], Builder]:
+    """Register a workload row (see the module docstring)."""
+
+    def register(build: Builder) -> Builder:
+        WORKLOADS[name] = Workload(name, needs, build, steps)
+        return build
+
+    return register
+
+
+def _data(rows: int, cols: int) -> tuple[Any, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(SEED)
+    X = rng.random((rows, cols))
+    y = (X[:, 0] + 0.5 * X[:, 1] + rng.normal(0, 0.2, rows) > 0.75).astype(int)
+    return X, y
+
+
+@contextlib.contextmanager
+def _open_run(client: Any) -> Iterator[Any]:
+    with client.start_run("bench-callback", capture=False) as run:
+        yield run
+
+
+# --- XGBoost ------------------------------------------------------------------------------------
+
+
+@workload("xgboost", ("xgboost",))
+def _xgboost(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
+    import xgboost as xgb
+
+    from lineagehub.ingest import xgboost as lh_xgb
+
+    X, y = _data(6000, 20)
+    dtrain = xgb.DMatrix(X[:5000], label=y[:5000])
+    dvalid = xgb.DMatrix(X[5000:], label=y[5000:])
+    params = {"objective": "binary:logistic", "max_depth": 6, "nthread": 1, "eta": 0.05}
+    evals = [(dtrain, "train"), (dvalid, "valid")]
+
+    def train(callbacks: list[Any] | None = None) -> Any:
+        return xgb.train(params, dtrain, STEPS, evals=evals, verbose_eval=False,
+                         callbacks=callbacks)  # fmt: skip
+
+    if variant == "plain":
+        return train
+    if variant == "callback":
+
+        def with_callback() -> Any:
+            with _open_run(client) as run:
+                cb = lh_xgb.LineageCallback(run, log_model=False, log_datasets=False)
+                return train([cb])
+
+        return with_callback
+    if variant == "autolog":
+
+        def with_autolog() -> Any:
+            lh_xgb.autolog(client=client, model_name="bench-xgb")
+            try:
+                return train()
+            finally:
+                lh_xgb.disable()
+
+        return with_autolog
+    return _mlflow("xgboost", mlflow_uri, train)
+
+
+# --- LightGBM -----------------------------------------------------------------------------------
+
+
+@workload("lightgbm", ("lightgbm",))
+def _lightgbm(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
+    import lightgbm as lgb
+
+    from lineagehub.ingest import lightgbm as lh_lgb
+
+    X, y = _data(32000, 20)
+    params = {"objective": "binary", "num_leaves": 63, "num_threads": 1, "verbose": -1}
+
+    def train(callbacks: list[Any] | None = None) -> Any:
+        # Datasets are built per training: LightGBM frees their raw data once built
+        train_set = lgb.Dataset(X[:26000], label=y[:26000])
+        valid = lgb.Dataset(X[26000:], label=y[26000:], reference=train_set)
+        return lgb.train(params, train_set, STEPS, valid_sets=[valid], valid_names=["valid"],
+                         callbacks=callbacks)  # fmt: skip
+
+    if variant == "plain":
+        return train
+    if variant == "callback":
+
+        def with_callback() -> Any:
+            with _open_run(client) as run:
+                cb = lh_lgb.LineageCallback(run, log_model=False, log_datasets=False)
+                return train([cb])
+
+        return with_callback
+    if variant == "autolog":
+
+        def with_autolog() -> Any:
+            lh_lgb.autolog(client=client, model_name="bench-lgb")
+            try:
+                return train()
+            finally:
+                lh_lgb.disable()
+
+        return with_autolog
+    return _mlflow("lightgbm", mlflow_uri, train)
+
+
+# --- scikit-learn -------------------------------------------------------------------------------
+
+
+@workload("sklearn", ("sklearn",))
+def _sklearn(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from lineagehub.ingest import sklearn as lh_sklearn
+
+    X, y = _data(1300, 20)
+
+    def train() -> Any:
+        model = GradientBoostingClassifier(n_estimators=STEPS, max_depth=3, random_state=0)
+        return model.fit(X, y)
+
+    if variant == "plain":
+        return train
+    if variant == "callback":
+        return None  # scikit-learn has no per-step hook: a fit is one call
+    if variant == "autolog":
+
+        def with_autolog() -> Any:
+            lh_sklearn.autolog(client=client, registered_model_name="bench-sklearn")
+            try:
+                return train()
+            finally:
+                lh_sklearn.disable()
+
+        return with_autolog
+    return _mlflow("sklearn", mlflow_uri, train)
+
+
+def _mlflow(flavor: str, uri: str, train: Callable[[], Any]) -> Trainer | None:
+    try:
+        import importlib
+
+        import mlflow
+
+        module = importlib.import_module(f"mlflow.{flavor}")
+    except ImportError:
+        return None
+
+    def with_mlflow() -> Any:
+        mlflow.set_tracking_uri(uri)
+        module.autolog(silent=True)
+        try:
+            with mlflow.start_run():
+                return train()
+        finally:
+            module.autolog(disable=True)
+
+    return with_mlflow
+
+
+# --- the runner ---------------------------------------------------------------------------------
+
+
+def _available(w: Workload) -> bool:
+    import importlib
+
+    try:
+        for name in w.needs:
+            importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+def measure(w: Workload, repeat: int, folder: Path) -> dict[str, Any]:
+    from lineagehub import Settings
+    from lineagehub.ingest.client import Client
+
+    client = Client(
+        f"sqlite:///{folder / 'hub.db'}", settings=Settings(artifacts=str(folder / "art"))
+    )
+    mlflow_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    os.environ["MLFLOW_ARTIFACT_ROOT"] = str(folder / "mlartifacts")
+    try:
+        trainers = {v: w.build(v, client, mlflow_uri) for v in VARIANTS}
+        ready = {v: t for v, t in trainers.items() if t is not None}
+        times: dict[str, list[float]] = {v: [] for v in ready}
+        for trainer in ready.values():  # warm-up: imports, first-use caches, MLflow's schema
+            trainer()
+        for _ in range(repeat):
+            for v, trainer in ready.items():
+                start = time.perf_counter()
+                trainer()
+                times[v].append(time.perf_counter() - start)
+    finally:
+        client.close()
+    medians = {v: statistics.median(t) for v, t in times.items()}
+    plain = medians["plain"]
+    return {
+        "workload": w.name,
+        "steps": w.steps,
+        "steps_per_s": w.steps / plain,
+        "seconds": medians,
+        "overhead_pct": {v: 100 * (m / plain - 1) for v, m in medians.items() if v != "plain"},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append", help="a workload name (repeatable)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)
+    warnings.simplefilter("ignore")
+    rows = []
+    for name, w in WORKLOADS.items():
+        if args.only and name not in args.only:
+            continue
+        if not _available(w):
+            print(f"{name}: skipped ({', '.join(w.needs)} not installed)", file=sys.stderr)
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+            rows.append(measure(w, args.repeat, Path(tmp)))
+    if args.json:
+        print(json.dumps({"python": platform.python_version(), "rows": rows}, indent=2))
+        return 0
+    print(f"{'workload':<10} {'steps/s':>8} {'plain s':>8}  " + "  ".join(
+        f"{v + ' %':>11}" for v in VARIANTS[1:]))  # fmt: skip
+    for r in rows:
+        cells = []
+        for v in VARIANTS[1:]:
+            pct = r["overhead_pct"].get(v)
+            cells.append(f"{'—' if pct is None else f'{pct:+.1f}':>11}")
+        print(f"{r['workload']:<10} {r['steps_per_s']:>8.0f} {r['seconds']['plain']:>8.2f}  "
+              + "  ".join(cells))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
