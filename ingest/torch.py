@@ -316,13 +316,15 @@ def import_object(path: str) -> Any:
     module_name, _, qualname = path.partition(":")
     if not module_name or not qualname:
         raise ValidationError(f"class: {path!r} is not 'module:QualName'", field="class")
-    if module_name == "__main__" or "<locals>" in qualname:
+    if "<locals>" in qualname:
         raise ValidationError(
-            f"class: {path} was defined in a script or a function and cannot be imported "
-            "back: pass model_class=",
+            f"class: {path} was defined in a function and cannot be imported back: pass "
+            "model_class=",
             field="class",
         )
     try:
+        # __main__: the running script's or notebook's own (a class it defined); importing
+        # "__main__" gives exactly that, and in another process fails as it should
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
