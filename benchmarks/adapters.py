@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is first imported
 
 SEED = 20261202
 STEPS = 300  # at ~100 steps/s: ~3 s per training
@@ -342,7 +343,6 @@ def _lightning(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
 
 @workload("keras", ("keras",))
 def _keras(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
-    os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
 
     from lineagehub.ingest.keras import LineageHubCallback
@@ -380,6 +380,7 @@ def _keras(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
 def _transformers(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
     import torch
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
 
     from lineagehub.ingest.transformers import LineageHubCallback
 
@@ -400,6 +401,7 @@ def _transformers(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
         )  # fmt: skip
         trainer = Trainer(model=BertForSequenceClassification(config), args=args,
                           train_dataset=rows, callbacks=callbacks)  # fmt: skip
+        trainer.remove_callback(PrinterCallback)  # no line printed per step
         trainer.train()
         return trainer.model
 
@@ -417,7 +419,9 @@ def _transformers(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
         return lambda: train([LineageHubCallback(client=client, model_name="bench-bert")])
 
     def with_mlflow() -> Any:  # the Trainer's own MLflow integration (report_to="mlflow")
-        os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri
+        import mlflow
+
+        mlflow.set_tracking_uri(mlflow_uri)
         return train(report_to=["mlflow"])
 
     return with_mlflow
