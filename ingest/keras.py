@@ -105,6 +105,8 @@ class LineageHubCallback(keras.callbacks.Callback):
         self._validation_data = validation_data
         self._every = log_every_n_steps
         self._global_step = 0
+        if log_every_n_steps is not None:
+            self.on_train_batch_end = self._on_train_batch_end
         self.model_version: ModelVersion | None = None
 
     @property
@@ -129,7 +131,9 @@ class LineageHubCallback(keras.callbacks.Callback):
         self._hub.log_data(self._train_data, role="train")
         self._hub.log_data(self._validation_data, role="validation")
 
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+    def _on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        # Bound as on_train_batch_end only with log_every_n_steps: Keras skips the hook (and
+        # turning every batch's logs into numbers) for a callback that does not define it
         self._global_step += 1
         if self._every is None or self._global_step % self._every or not logs:
             return
