@@ -31,7 +31,8 @@ apply, e.g. no MLflow autolog for it). Rows whose framework is not installed are
     python benchmarks/adapters.py                   # every installed framework
     python benchmarks/adapters.py --only xgboost --repeat 5 --json
 
-Needs the ``xgboost``, ``lightgbm``, ``sklearn`` and ``bench`` extras. Not part of the test run.
+Needs the ``xgboost``, ``lightgbm``, ``sklearn``, ``torch``, ``lightning``, ``keras``,
+``transformers`` and ``bench`` extras (Keras on PyTorch's backend). Not part of the test run.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is first imported
 
 SEED = 20261202
 STEPS = 300  # at ~100 steps/s: ~3 s per training
@@ -231,6 +233,219 @@ def _sklearn(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
 
         return with_autolog
     return _mlflow("sklearn", mlflow_uri, train)
+
+
+# --- PyTorch, Lightning, Keras, transformers -----------------------------------------------------
+# One torch thread everywhere, as for the boosters: tiny models are slower on more threads of a
+# shared machine, and the ratio is what is measured.
+
+
+def _torch_data(rows: int = 4096) -> tuple[Any, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(SEED)
+    X = torch.randn(rows, 32, generator=generator)
+    return X, (X[:, 0] + 0.5 * X[:, 1] > 0).long()
+
+
+def _mlp() -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(32, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
+        torch.nn.Linear(256, 2),
+    )  # fmt: skip
+
+
+@workload("torch", ("torch",))
+def _torch(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lineagehub.ingest import torch as lh_torch
+
+    X, y = _torch_data()
+    loader = DataLoader(TensorDataset(X, y), batch_size=64)  # 64 batches an epoch
+
+    def train(log: Callable[[int, float], None] | None = None) -> Any:
+        net = _mlp()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
+        step = 0
+        while step < STEPS:
+            for xb, yb in loader:
+                loss = torch.nn.functional.cross_entropy(net(xb), yb)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if log is not None:
+                    log(step, loss.item())
+                step += 1
+                if step == STEPS:
+                    break
+        return net, optimizer
+
+    if variant == "plain":
+        return lambda: train()
+    if variant == "callback":
+
+        def with_metrics() -> Any:
+            with _open_run(client) as run:
+                return train(lambda step, loss: run.log_metrics({"loss": loss}, step=step))
+
+        return with_metrics
+    if variant == "autolog":
+
+        def with_helpers() -> Any:
+            with client.start_run("bench-torch") as run:
+                lh_torch.log_data(loader, run=run)
+                net, optimizer = train(lambda s, loss: run.log_metrics({"loss": loss}, step=s))
+                lh_torch.log_module(net, run=run, state_dict=False)
+                lh_torch.log_optimizer(optimizer, run=run)
+                lh_torch.log_model(net, name="bench-torch", run=run)
+                return net
+
+        return with_helpers
+    return None  # MLflow's pytorch autolog covers Lightning only (the next row)
+
+
+@workload("lightning", ("lightning",))
+def _lightning(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
+    import lightning.pytorch as pl
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lineagehub.ingest.lightning import LineageHubLogger
+
+    X, y = _torch_data()
+    loader = DataLoader(TensorDataset(X, y), batch_size=64)
+    root = tempfile.mkdtemp(prefix="bench-lightning-")
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _mlp()
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            xb, yb = batch
+            loss = torch.nn.functional.cross_entropy(self.net(xb), yb)
+            self.log("loss", loss)
+            return loss
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    def train(logger: Any = False, checkpoints: bool = False) -> Any:
+        trainer = pl.Trainer(
+            max_steps=STEPS, logger=logger, enable_checkpointing=checkpoints,
+            enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
+            accelerator="cpu", default_root_dir=root,
+        )  # fmt: skip
+        module = Module()
+        trainer.fit(module, loader)
+        return module
+
+    if variant == "plain":
+        return lambda: train(checkpoints=True)
+    if variant == "callback":
+
+        def with_logger() -> Any:
+            with _open_run(client):
+                logger = LineageHubLogger(client=client, log_model=False, log_checkpoints=False,
+                                          log_datasets=False)  # fmt: skip
+                return train(logger, checkpoints=True)
+
+        return with_logger
+    if variant == "autolog":
+        return lambda: train(LineageHubLogger(client=client, model_name="bench-lightning"), True)
+    return _mlflow("pytorch", mlflow_uri, lambda: train(checkpoints=True))
+
+
+@workload("keras", ("keras",))
+def _keras(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
+    import keras
+
+    from lineagehub.ingest.keras import LineageHubCallback
+
+    X, y = _data(STEPS * 32, 32)
+
+    def train(callbacks: list[Any] | None = None) -> Any:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([
+            keras.Input((32,)), keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(256, activation="relu"), keras.layers.Dense(1, activation="sigmoid"),
+        ])  # fmt: skip
+        model.compile(optimizer="sgd", loss="binary_crossentropy")
+        model.fit(X, y, batch_size=32, epochs=1, verbose=0, callbacks=callbacks)  # STEPS batches
+        return model
+
+    if variant == "plain":
+        return train
+    if variant == "callback":
+
+        def with_callback() -> Any:
+            with _open_run(client):
+                return train([LineageHubCallback(client=client, log_model=False,
+                                                 log_every_n_steps=1)])  # fmt: skip
+
+        return with_callback
+    if variant == "autolog":
+        return lambda: train(
+            [LineageHubCallback(client=client, model_name="bench-keras", train_data=(X, y))]
+        )
+    return _mlflow("keras", mlflow_uri, train)
+
+
+@workload("transformers", ("transformers",))
+def _transformers(variant: str, client: Any, mlflow_uri: str) -> Trainer | None:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+
+    from lineagehub.ingest.transformers import LineageHubCallback
+
+    torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(SEED)
+    ids = torch.randint(5, 64, (STEPS * 8, 16), generator=generator)
+    rows = [{"input_ids": ids[i], "labels": int(ids[i, 0] > 32)} for i in range(len(ids))]
+    out = tempfile.mkdtemp(prefix="bench-transformers-")
+
+    def train(callbacks: list[Any] | None = None, report_to: list[str] | None = None) -> Any:
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64,
+                            max_position_embeddings=16)  # fmt: skip
+        args = TrainingArguments(
+            output_dir=out, max_steps=STEPS, per_device_train_batch_size=8, logging_steps=1,
+            save_strategy="no", report_to=report_to or [], use_cpu=True, disable_tqdm=True,
+        )  # fmt: skip
+        trainer = Trainer(model=BertForSequenceClassification(config), args=args,
+                          train_dataset=rows, callbacks=callbacks)  # fmt: skip
+        trainer.remove_callback(PrinterCallback)  # no line printed per step
+        trainer.train()
+        return trainer.model
+
+    if variant == "plain":
+        return train
+    if variant == "callback":
+
+        def with_callback() -> Any:
+            with _open_run(client):
+                return train([LineageHubCallback(client=client, log_model=False,
+                                                 log_datasets=False)])  # fmt: skip
+
+        return with_callback
+    if variant == "autolog":
+        return lambda: train([LineageHubCallback(client=client, model_name="bench-bert")])
+
+    def with_mlflow() -> Any:  # the Trainer's own MLflow integration (report_to="mlflow")
+        import mlflow
+
+        mlflow.set_tracking_uri(mlflow_uri)
+        return train(report_to=["mlflow"])
+
+    return with_mlflow
 
 
 def _mlflow(flavor: str, uri: str, train: Callable[[], Any]) -> Trainer | None:

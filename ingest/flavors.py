@@ -195,6 +195,10 @@ BUILTIN_FLAVORS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sklearn": ("lineagehub.ingest.flavors:SKLEARN", ("sklearn",)),
     "xgboost": ("lineagehub.ingest.xgboost:FLAVOR", ("xgboost",)),
     "lightgbm": ("lineagehub.ingest.lightgbm:FLAVOR", ("lightgbm",)),
+    "torch": ("lineagehub.ingest.torch:FLAVOR", ("torch",)),
+    "lightning": ("lineagehub.ingest.lightning:FLAVOR", ("lightning",)),
+    "keras": ("lineagehub.ingest.keras:FLAVOR", ("keras",)),
+    "transformers": ("lineagehub.ingest.transformers:FLAVOR", ("transformers",)),
 }
 
 PICKLE = PickleFlavor()

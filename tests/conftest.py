@@ -16,6 +16,15 @@ import pytest
 
 from lineagehub.graph import GraphStore, open_store
 
+# The deep-learning adapters' tests: Keras on PyTorch's backend (TensorFlow is not installed),
+# and Hugging Face libraries that never download (every model is built from a config). Set
+# before any test module imports the frameworks; README examples run as subprocesses inherit it.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tiny models train several times faster on one OpenMP thread than on a busy machine's every
+# core (torch's pool waits for its threads longer than it computes): read when torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 NEO4J_URI = os.environ.get("LINEAGEHUB_TEST_NEO4J_URI")
 NEO4J_USER = os.environ.get("LINEAGEHUB_TEST_NEO4J_USER", "neo4j")
 NEO4J_PASSWORD = os.environ.get("LINEAGEHUB_TEST_NEO4J_PASSWORD", "lineagehub-test")
