@@ -38,6 +38,7 @@ Needs the ``xgboost``, ``lightgbm``, ``sklearn``, ``torch``, ``lightning``, ``ke
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,14 @@ class _PerStep:
     def cleanup(self) -> None:
         if self.run is not None:
             self.run.end()
+
+
+@contextlib.contextmanager
+def _open_run(client: Any) -> Iterator[Any]:
+    """The deep-learning rows' ``callback`` variant: a run open (and active) around the
+    training, opened and ended inside the clock."""
+    with client.start_run("bench-callback", capture=False) as run:
+        yield run
 
 
 # --- XGBoost ------------------------------------------------------------------------------------
