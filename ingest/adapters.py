@@ -12,13 +12,15 @@ buffer append.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from lineagehub.graph import ConflictError
+from lineagehub.graph import ConflictError, ValidationError
 from lineagehub.ingest.client import ActiveRun, Client, active_run
 from lineagehub.ingest.client import client as default_client
 from lineagehub.ingest.sklearn import AutologWarning
@@ -119,6 +121,60 @@ class GuardedRun:
             self.broken = True
 
 
+class TrainPatch:
+    """What ``autolog()`` does to a framework: its ``train`` function, in each of ``modules``,
+    replaced by one that adds the adapter's callback, until :meth:`disable`; the options of
+    the latest ``autolog()`` call, which the wrapper reads at each training."""
+
+    def __init__(self, modules: tuple[str, ...]) -> None:
+        self.modules = modules
+        self._lock = threading.Lock()
+        self._original: Callable[..., Any] | None = None
+        self._options: dict[str, Any] = {}
+
+    def enable(
+        self,
+        original: Callable[[], Callable[..., Any]],
+        wrap: Callable[[Callable[..., Any]], Callable[..., Any]],
+        *,
+        log_every: int,
+        **options: Any,
+    ) -> None:
+        """Patch (once: ``original()`` is the function patched, ``wrap`` makes its stand-in)
+        and set the options; calling it again replaces the options."""
+        if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 1:
+            raise ValidationError("log_every must be a positive integer", field="log_every")
+        with self._lock:
+            self._options = {**options, "log_every": log_every}
+            if self._original is None:
+                self._original = original()
+                wrapped = wrap(self._original)
+                for name in self.modules:
+                    vars(importlib.import_module(name))["train"] = wrapped
+
+    def disable(self) -> None:
+        """Put the original function back."""
+        with self._lock:
+            if self._original is not None:
+                for name in self.modules:
+                    vars(importlib.import_module(name))["train"] = self._original
+            self._original = None
+            self._options = {}
+
+    def options(self) -> dict[str, Any]:
+        """The options of the latest ``autolog()`` (empty when disabled)."""
+        return dict(self._options)
+
+
+def log_data(frame: Any, name: str, role: str, namespace: str) -> Callable[[ActiveRun], Any]:
+    """A :meth:`GuardedRun.log` step recording ``frame`` as a dataset the run used."""
+
+    def log(run: ActiveRun) -> Any:
+        return run.log_dataset(frame, name=name, namespace=namespace, role=role)
+
+    return log
+
+
 def log_params(run: ActiveRun, params: Mapping[str, Any], prefix: str = "") -> None:
     """Log ``params`` as JSON scalars (others as a short text); keys already logged with
     another value (several trainings in one run) keep their first value."""
@@ -193,6 +249,8 @@ __all__ = [
     "MAX_DATASET_CELLS",
     "AutologWarning",
     "GuardedRun",
+    "TrainPatch",
+    "log_data",
     "log_params",
     "param_value",
     "table",

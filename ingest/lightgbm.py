@@ -33,16 +33,14 @@ breaks training (:mod:`lineagehub.ingest.adapters`).
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import pickle
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lineagehub.graph import ValidationError
-from lineagehub.ingest.adapters import GuardedRun, log_params, table
+from lineagehub.ingest.adapters import GuardedRun, TrainPatch, log_data, log_params, table
 from lineagehub.ingest.client import ActiveRun, Client
 from lineagehub.ingest.flavors import Flavor, has_module_root
 
@@ -187,7 +185,7 @@ class LineageCallback:
                 if frame is None:
                     continue
                 role = "train" if name == "train" else "validation"
-                self.guard.log(f"log the {name} data", _log_data(frame, name, role, "lightgbm"))
+                self.guard.log(f"log the {name} data", log_data(frame, name, role, "lightgbm"))
 
     def __call__(self, env: Any) -> None:
         if not self.started:
@@ -250,19 +248,9 @@ class LineageCallback:
             )
 
 
-def _log_data(frame: Any, name: str, role: str, namespace: str) -> Callable[[ActiveRun], Any]:
-    def log(run: ActiveRun) -> Any:
-        return run.log_dataset(frame, name=name, namespace=namespace, role=role)
-
-    return log
-
-
 # --- autolog ------------------------------------------------------------------------------------
 
-_lock = threading.Lock()
-_original: Callable[..., Any] | None = None
-_options: dict[str, Any] = {}
-_PATCHED = ("lightgbm", "lightgbm.engine", "lightgbm.sklearn")
+_PATCH = TrainPatch(("lightgbm", "lightgbm.engine", "lightgbm.sklearn"))
 
 
 def autolog(
@@ -279,37 +267,23 @@ def autolog(
     """Log every ``lightgbm.train`` (and so every scikit-learn API ``fit``) with a
     :class:`LineageCallback`, until :func:`disable`. Calling it again replaces the
     options."""
-    global _original
-    if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 1:
-        raise ValidationError("log_every must be a positive integer", field="log_every")
-    with _lock:
-        _options.clear()
-        _options.update(
-            client=client,
-            model_name=model_name,
-            log_model=log_models,
-            log_datasets=log_datasets,
-            log_every=log_every,
-            experiment=experiment,
-            project=project,
-            silent=silent,
-        )
-        if _original is None:
-            _original = lgb.engine.train
-            wrapped = _wrap(_original)
-            for name in _PATCHED:
-                vars(importlib.import_module(name))["train"] = wrapped
+    _PATCH.enable(
+        lambda: lgb.engine.train,
+        _wrap,
+        client=client,
+        model_name=model_name,
+        log_model=log_models,
+        log_datasets=log_datasets,
+        log_every=log_every,
+        experiment=experiment,
+        project=project,
+        silent=silent,
+    )
 
 
 def disable() -> None:
     """Stop autologging: ``lightgbm.train`` is the original function again."""
-    global _original
-    with _lock:
-        if _original is not None:
-            for name in _PATCHED:
-                vars(importlib.import_module(name))["train"] = _original
-        _original = None
-        _options.clear()
+    _PATCH.disable()
 
 
 def _wrap(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -317,7 +291,7 @@ def _wrap(original: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(original)
     def train(*args: Any, **kwargs: Any) -> Any:
-        options = dict(_options)
+        options = _PATCH.options()
         if not options:
             return original(*args, **kwargs)
         try:

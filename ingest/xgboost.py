@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import functools
 import importlib
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lineagehub.graph import ValidationError
-from lineagehub.ingest.adapters import GuardedRun, log_params, table
+from lineagehub.ingest.adapters import GuardedRun, TrainPatch, log_data, log_params, table
 from lineagehub.ingest.client import ActiveRun, Client
 from lineagehub.ingest.flavors import Flavor, has_module_root
 
@@ -169,7 +168,7 @@ class LineageCallback(xgb.callback.TrainingCallback):
                 role = "train" if data is self.dtrain else "validation"
                 frame = _dmatrix_table(data)
                 if frame is not None:
-                    self.guard.log(f"log the {name} data", _log_data(frame, name, role, "xgboost"))
+                    self.guard.log(f"log the {name} data", log_data(frame, name, role, "xgboost"))
         return model
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
@@ -235,19 +234,9 @@ def _dmatrix_table(data: Any) -> Any:
     return table(matrix, label if len(label) else None, data.feature_names)
 
 
-def _log_data(frame: Any, name: str, role: str, namespace: str) -> Callable[[ActiveRun], Any]:
-    def log(run: ActiveRun) -> Any:
-        return run.log_dataset(frame, name=name, namespace=namespace, role=role)
-
-    return log
-
-
 # --- autolog ------------------------------------------------------------------------------------
 
-_lock = threading.Lock()
-_original: Callable[..., Any] | None = None
-_options: dict[str, Any] = {}
-_PATCHED = ("xgboost", "xgboost.training", "xgboost.sklearn")
+_PATCH = TrainPatch(("xgboost", "xgboost.training", "xgboost.sklearn"))
 
 
 def autolog(
@@ -264,43 +253,29 @@ def autolog(
     """Log every ``xgboost.train`` (and so every scikit-learn API ``fit``) with a
     :class:`LineageCallback`, until :func:`disable`. Calling it again replaces the
     options."""
-    global _original
-    if not isinstance(log_every, int) or isinstance(log_every, bool) or log_every < 1:
-        raise ValidationError("log_every must be a positive integer", field="log_every")
-    with _lock:
-        _options.clear()
-        _options.update(
-            client=client,
-            model_name=model_name,
-            log_model=log_models,
-            log_datasets=log_datasets,
-            log_every=log_every,
-            experiment=experiment,
-            project=project,
-            silent=silent,
-        )
-        if _original is None:
-            _original = xgb.training.train
-            wrapped = _wrap(_original)
-            for name in _PATCHED:
-                vars(importlib.import_module(name))["train"] = wrapped
+    _PATCH.enable(
+        lambda: xgb.training.train,
+        _wrap,
+        client=client,
+        model_name=model_name,
+        log_model=log_models,
+        log_datasets=log_datasets,
+        log_every=log_every,
+        experiment=experiment,
+        project=project,
+        silent=silent,
+    )
 
 
 def disable() -> None:
     """Stop autologging: ``xgboost.train`` is the original function again."""
-    global _original
-    with _lock:
-        if _original is not None:
-            for name in _PATCHED:
-                vars(importlib.import_module(name))["train"] = _original
-        _original = None
-        _options.clear()
+    _PATCH.disable()
 
 
 def _wrap(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def train(params: Mapping[str, Any], dtrain: Any, *args: Any, **kwargs: Any) -> Any:
-        options = dict(_options)
+        options = _PATCH.options()
         if not options:
             return original(params, dtrain, *args, **kwargs)
         bound = _bind(original, params, dtrain, args, kwargs)
