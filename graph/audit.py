@@ -301,7 +301,7 @@ def leaf_hash(entry_hash: str) -> bytes:
     return hashlib.sha256(b"\x00" + entry_hash.encode("utf-8")).digest()
 
 
-def _interior(left: bytes, right: bytes) -> bytes:
+def interior_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
@@ -330,7 +330,7 @@ class Frontier:
         node, height = leaf_hash(entry_hash), 0
         stack = self._stack
         while stack and stack[-1][0] == height:
-            node = _interior(stack.pop()[1], node)
+            node = interior_hash(stack.pop()[1], node)
             height += 1
         stack.append((height, node))
         self.size += 1
@@ -341,7 +341,7 @@ class Frontier:
             return EMPTY_ROOT
         node = self._stack[-1][1]
         for _, left in reversed(self._stack[:-1]):
-            node = _interior(left, node)
+            node = interior_hash(left, node)
         return HASH_PREFIX + node.hex()
 
     def roots(self) -> list[str]:

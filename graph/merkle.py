@@ -17,14 +17,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from lineagehub.graph.audit import HASH_PREFIX, leaf_hash
+from lineagehub.graph.audit import HASH_PREFIX, interior_hash, leaf_hash
 from lineagehub.graph.errors import ValidationError
 
 _H = 32
-
-
-def _interior(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
 
 
 def _split(n: int) -> int:
@@ -73,7 +69,7 @@ class MerkleTree:
         if n & (n - 1) == 0 and start % n == 0:
             return self._perfect(start, n.bit_length() - 1)
         k = _split(n)
-        return _interior(self.subtree(start, start + k), self.subtree(start + k, end))
+        return interior_hash(self.subtree(start, start + k), self.subtree(start + k, end))
 
     def root(self, size: int | None = None) -> bytes:
         """The root of the first ``size`` leaves (default: all)."""
@@ -146,13 +142,13 @@ def verify_inclusion(
         if sn == 0:
             return "the proof is longer than the tree is deep"
         if fn & 1 or fn == sn:
-            r = _interior(p, r)
+            r = interior_hash(p, r)
             if not fn & 1:
                 while not fn & 1 and fn != 0:
                     fn >>= 1
                     sn >>= 1
         else:
-            r = _interior(r, p)
+            r = interior_hash(r, p)
         fn >>= 1
         sn >>= 1
     if sn != 0:
@@ -187,14 +183,14 @@ def verify_consistency(
         if sn == 0:
             return "the proof is longer than the trees are deep"
         if fn & 1 or fn == sn:
-            fr = _interior(c, fr)
-            sr = _interior(c, sr)
+            fr = interior_hash(c, fr)
+            sr = interior_hash(c, sr)
             if not fn & 1:
                 while not fn & 1 and fn != 0:
                     fn >>= 1
                     sn >>= 1
         else:
-            sr = _interior(sr, c)
+            sr = interior_hash(sr, c)
         fn >>= 1
         sn >>= 1
     if sn != 0:

@@ -43,6 +43,7 @@ saved by the ``xgboost`` flavor); the fallback is ``pickle``.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import importlib
@@ -80,7 +81,7 @@ class EnvironmentMismatchWarning(UserWarning):
     missing): it may load differently, or not at all."""
 
 
-class Flavor:
+class Flavor(abc.ABC):
     """How models of one kind are saved to and loaded from a directory.
 
     ``name``: the flavor's name (``ModelVersion.flavor``); ``packages``: the distributions
@@ -96,12 +97,14 @@ class Flavor:
         """Whether ``model`` is of this flavor (for ``run.log_model`` without ``flavor=``)."""
         return False
 
+    @abc.abstractmethod
     def save(self, model: Any, directory: Path, **options: Any) -> dict[str, Any]:
         """Write ``model`` into the (empty, existing) ``directory``; return JSON-able
         metadata, handed back to :meth:`load`. ``options``: ``run.log_model``'s
         ``flavor_options``."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def load(self, directory: Path, metadata: Mapping[str, Any]) -> Any:
         """The model saved in ``directory`` (what :meth:`save` wrote, with its metadata)."""
         raise NotImplementedError

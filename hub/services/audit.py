@@ -544,7 +544,7 @@ def load_public_key(path: str | os.PathLike[str]) -> Any:
     return key
 
 
-def _signature_ok(head: TreeHead, public_key: Any) -> bool:
+def signature_ok(head: TreeHead, public_key: Any) -> bool:
     from cryptography.exceptions import InvalidSignature
 
     if not head.signature:
@@ -660,7 +660,7 @@ def verify_log(
                 )
     if public_key is not None:
         for where, h in all_heads:
-            if not _signature_ok(h, public_key):
+            if not signature_ok(h, public_key):
                 what = "has no Ed25519 signature" if not h.signature else "has a bad signature"
                 return fail(
                     "head",

@@ -27,7 +27,7 @@ from lineagehub.graph.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from lineagehub.services.audit import _signature_ok
+from lineagehub.services.audit import signature_ok
 
 ENTRY_FIELDS = tuple(AuditEntry.__dataclass_fields__)
 
@@ -144,7 +144,7 @@ def _head_checks(
             f"{what} at size {head.tree_size} {kind} with the audit key (forged or altered)",
             notes,
         )
-    if public_key is not None and not _signature_ok(head, public_key):
+    if public_key is not None and not signature_ok(head, public_key):
         return (
             f"{what} at size {head.tree_size} has no valid Ed25519 signature for this public "
             "key (forged or altered)",
