@@ -328,3 +328,31 @@ def test_a_records_digest_is_that_of_its_canonical_json(
         for k, v in fields.items()
     }
     assert ("ends" in got) == edge
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=_JSON | st.text() | st.integers(min_value=-(2**80), max_value=2**80))
+def test_canonical_json_is_json_dumps_with_sorted_keys_byte_for_byte(value: object) -> None:
+    """Digests already written were taken over ``json.dumps``'s bytes: the short paths for
+    scalars must give the same bytes (strings with quotes, escapes, control characters and
+    non-ASCII text included)."""
+    import json
+
+    from lineagehub.graph.audit import canonical_json
+
+    expected = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+    assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), [1.0, float("nan")]])
+def test_canonical_json_refuses_what_json_cannot_carry(value: object) -> None:
+    from lineagehub.graph.audit import canonical_json
+
+    with pytest.raises(ValueError):
+        canonical_json(value)
+    with pytest.raises(TypeError):
+        canonical_json({"x": object()})
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate has no UTF-8
+        canonical_json("\ud800")
