@@ -550,6 +550,21 @@ def find_nodes(label: str | None, expr: Expr, order: Sequence[SortKey], limit: i
     return _statement("node.find", lines, **params)
 
 
+def node_values(
+    label: str, expr: Expr, order: Sequence[SortKey], path: tuple[str, ...]
+) -> Statement:
+    """One property of every matching node, in order, as one list of one-item lists
+    (``collect`` drops nulls; a list holding null it keeps)."""
+    renderer = FilterRenderer("n")
+    lines = ["MATCH (n:Node)", *_node_where(label, expr, renderer)]
+    lines += [
+        "WITH n",
+        "ORDER BY " + order_clause(order, "n"),
+        f"RETURN collect([{renderer.column(path)}]) AS values",
+    ]
+    return _statement("node.values", lines, **dict(renderer.params, label=label))
+
+
 def count_nodes(label: str | None, expr: Expr) -> Statement:
     renderer = FilterRenderer("n")
     lines = ["MATCH (n:Node)", *_node_where(label, expr, renderer), "RETURN count(n) AS count"]
@@ -1031,6 +1046,8 @@ def statement_catalog() -> Iterator[tuple[str, str, dict[str, Any]]]:
     yield entry("false,label", count_nodes("Run", FALSE))
     for name, order_by in EXAMPLE_ORDERS.items():
         yield entry(f"order:{name}", find_nodes(None, TRUE, parse_order(order_by), 11))
+    stage = parse_where({"model": "churn", "stage": "Staging"})
+    yield entry("stage", node_values("ModelVersion", stage, parse_order("version"), ("version",)))
     cursors: dict[str, tuple[list[str], list[Any]]] = {
         "cursor:asc": (["metrics.auc"], [0.9, "r7"]),
         "cursor:desc": (["-metrics.auc"], [0.9, "r7"]),

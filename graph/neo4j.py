@@ -1102,6 +1102,13 @@ class Neo4jStore(GraphStore):
         stmt = cypher.find_nodes(label, expr, order, limit)
         return _nodes(self._read(lambda tx: _run(tx, stmt), "finding nodes"))
 
+    def _values(
+        self, label: str, expr: Expr, order: Sequence[SortKey], path: tuple[str, ...]
+    ) -> list[Any]:
+        stmt = cypher.node_values(label, expr, order, path)
+        rows = self._read(lambda tx: _run(tx, stmt), "reading node values")
+        return [v[0] for v in rows[0]["values"]] if rows else []
+
     def _count(self, label: str | None, expr: Expr) -> int:
         stmt = cypher.count_nodes(label, expr)
         return int(self._read(lambda tx: _run(tx, stmt), "counting nodes")[0]["count"])

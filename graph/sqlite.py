@@ -693,18 +693,19 @@ class SqliteStore(GraphStore):
         self, label: str | None, expr: Expr, order: Sequence[SortKey], limit: int
     ) -> list[Node]:
         where, params = self._where(label, expr)
-        order_sql = ", ".join(
-            # system columns are never null: no null-ordering term, so indexes can serve
-            f"{col} {'DESC' if k.descending else 'ASC'}"
-            if k.path[0] in _SYSTEM_COLUMNS
-            else f"({col} IS NULL), {col} {'DESC' if k.descending else 'ASC'}"
-            for k in order
-            for col in [_SqlBuilder.column(k.path)]
-        )
-        sql = f"SELECT {_NODE_COLS} FROM nodes n WHERE {where} ORDER BY {order_sql} LIMIT ?"
+        sql = f"SELECT {_NODE_COLS} FROM nodes n WHERE {where} ORDER BY {_order_sql(order)} LIMIT ?"
         with self._read() as conn:
             rows = conn.execute(sql, [*params, limit]).fetchall()
         return [_node(r) for r in rows]
+
+    def _values(
+        self, label: str, expr: Expr, order: Sequence[SortKey], path: tuple[str, ...]
+    ) -> list[Any]:
+        where, params = self._where(label, expr)
+        column = _SqlBuilder.column(path)
+        sql = f"SELECT {column} FROM nodes n WHERE {where} ORDER BY {_order_sql(order)}"
+        with self._read() as conn:
+            return [r[0] for r in conn.execute(sql, params)]
 
     def _count(self, label: str | None, expr: Expr) -> int:
         where, params = self._where(label, expr)
@@ -805,6 +806,17 @@ class SqliteStore(GraphStore):
                 last_timestamp=_dt(last_ts),
             )
         return result
+
+
+def _order_sql(order: Sequence[SortKey]) -> str:
+    return ", ".join(
+        # system columns are never null: no null-ordering term, so indexes can serve
+        f"{col} {'DESC' if k.descending else 'ASC'}"
+        if k.path[0] in _SYSTEM_COLUMNS
+        else f"({col} IS NULL), {col} {'DESC' if k.descending else 'ASC'}"
+        for k in order
+        for col in [_SqlBuilder.column(k.path)]
+    )
 
 
 def _nan(value: float | None) -> float:

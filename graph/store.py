@@ -57,6 +57,7 @@ from lineagehub.graph.model import (
     validate_edge_kind,
     validate_id,
     validate_label,
+    validate_path,
 )
 
 MAX_PAGE = 1000
@@ -191,6 +192,12 @@ class GraphStore(abc.ABC):
     def _count(self, label: str | None, expr: Expr) -> int: ...
 
     @abc.abstractmethod
+    def _values(
+        self, label: str, expr: Expr, order: Sequence[SortKey], path: tuple[str, ...]
+    ) -> list[Any]:
+        """The value at ``path`` of every node matching ``expr``, sorted by ``order``."""
+
+    @abc.abstractmethod
     def _read_series(self, node_id: str, key: str) -> list[SeriesPoint]:
         """Every point of one series, ordered by step."""
 
@@ -276,6 +283,20 @@ class GraphStore(abc.ABC):
             if page.next_cursor is None:
                 return
             after = page.next_cursor
+
+    def node_values(
+        self,
+        label: str,
+        field: str,
+        where: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+    ) -> list[Any]:
+        """One scalar property of every matching node, in order (``None`` where a node has
+        none): a projection, so no node is decoded. For short answers such as the version
+        numbers in a stage; ``where`` and ``order_by`` as for :meth:`find_nodes`."""
+        validate_label(label)
+        path = validate_path(field, "field")
+        return self._values(label, parse_where(where), parse_order(order_by), path)
 
     def neighbors(
         self,

@@ -447,7 +447,7 @@ class _LocalQueries(LineageService):
     def model_version(self, ref: str) -> ModelVersion:
         if not isinstance(ref, str) or not ref:
             raise ValidationError("ref must be a non-empty string", field="ref")
-        node = self.store.get_node(self.resolve(ref))
+        node = self.resolve_node(ref)
         if node.label != NodeKind.MODEL_VERSION.value:
             raise ValidationError(f"{ref!r} is not a model version", field="ref")
         return ModelVersion.from_node(node)

@@ -201,6 +201,7 @@ def _workload() -> Sent:
     for where in cy.EXAMPLE_FILTERS.values():
         store.count_nodes(None, where)
         store.find_nodes("Run", where, limit=100)
+    store.node_values("Run", "metrics.auc", {"status": "FINISHED"}, "-metrics.auc")
     for order in cy.EXAMPLE_ORDERS.values():
         list(store.iter_nodes(None, None, order, page_size=2))
         list(store.iter_nodes("Run", {"status": "FINISHED"}, order, page_size=3))

@@ -339,15 +339,25 @@ class LineageService:
         """
         return self.resolve_many([ref])[0]
 
+    def resolve_node(self, ref: str) -> Node:
+        """:meth:`resolve`, and the node it names: read once (a model version found by its
+        number, alias or stage is not read again)."""
+        found = self._resolve([ref], "ref")[0]
+        return found if isinstance(found, Node) else self.store.get_node(found)
+
     def resolve_many(self, refs: Sequence[str], field: str = "ref") -> list[str]:
         """:meth:`resolve` for several references at once (one query for those that are
         ids); unknown ones are named together in one :class:`NotFoundError`."""
+        return [r.id if isinstance(r, Node) else r for r in self._resolve(refs, field)]
+
+    def _resolve(self, refs: Sequence[str], field: str) -> list[Node | str]:
+        """What each reference names: its node where it was read, else its id."""
         if isinstance(refs, str) or not isinstance(refs, Sequence):
             raise ValidationError(f"{field} must be a list of references", field=field)
         for ref in refs:
             _check_ref(ref, field)
         existing = self.store.get_nodes(list(refs)) if refs else []
-        result: list[str] = []
+        result: list[Node | str] = []
         missing: list[str] = []
         for ref, node in zip(refs, existing):
             if node is not None and node.label in IDENTITY_LABELS:
@@ -356,7 +366,7 @@ class LineageService:
                 result.append(ref)
                 continue
             if node is not None:
-                result.append(ref)
+                result.append(node)
                 continue
             found = self._resolve_key(ref, field)
             if found is None:
@@ -366,7 +376,7 @@ class LineageService:
             raise NotFoundError(f"nothing found for {', '.join(map(repr, missing))}", ids=missing)
         return result
 
-    def _resolve_key(self, ref: str, field: str) -> str | None:
+    def _resolve_key(self, ref: str, field: str) -> Node | str | None:
         if ":" not in ref and ("/" in ref or "@" in ref):
             # the registry's short form: churn/3, churn@champion, churn@latest
             return self._resolve_model(f"model:{ref}", ref, field)
@@ -384,7 +394,7 @@ class LineageService:
             field=field,
         )
 
-    def _resolve_model(self, ref: str, rest: str, field: str) -> str | None:
+    def _resolve_model(self, ref: str, rest: str, field: str) -> Node | None:
         if "@" in rest:
             name, _, selector = rest.rpartition("@")
             if not name or not selector or "@" in name:
@@ -398,7 +408,7 @@ class LineageService:
                 page = self.store.find_nodes(
                     NodeKind.MODEL_VERSION.value, {"model": name}, "-version", limit=1
                 )
-                return page.items[0].id if page.items else None
+                return page.items[0] if page.items else None
             return self._resolve_alias(ref, name, selector, field)
         name, _, number = rest.rpartition("/")
         if name and _VERSION_RE.match(number):
@@ -407,7 +417,7 @@ class LineageService:
             raise ValidationError(f"{field}: {ref!r}: no model name", field=field)
         return None
 
-    def _resolve_alias(self, ref: str, name: str, alias: str, field: str) -> str | None:
+    def _resolve_alias(self, ref: str, name: str, alias: str, field: str) -> Node | None:
         if not _ALIAS_RE.match(alias.lower()):
             raise ValidationError(
                 f"{field}: {ref!r}: {alias!r} is neither a version number, 'latest' nor an "
@@ -421,7 +431,7 @@ class LineageService:
         # SQLite's index of aliased versions is kept in; the newest holder wins.
         where = {"model": name, "aliases": {"$ne": "[]"}}
         holders = [
-            node.id
+            node
             for node in self.store.iter_nodes(
                 NodeKind.MODEL_VERSION.value, where, "version", page_size=1000
             )
@@ -439,7 +449,7 @@ class LineageService:
             "-version",
             limit=1,
         )
-        return page.items[0].id if page.items else None
+        return page.items[0] if page.items else None
 
     def _resolve_dataset(self, ref: str, rest: str, field: str) -> str | None:
         key, selector = rest, None
@@ -510,8 +520,8 @@ class LineageService:
             )
         return known or candidates
 
-    def _existing(self, node_id: str) -> str | None:
-        return node_id if self.store.get_nodes([node_id])[0] is not None else None
+    def _existing(self, node_id: str) -> Node | None:
+        return self.store.get_nodes([node_id])[0]
 
     @staticmethod
     def _one(found: list[str], ref: str, field: str) -> str | None:

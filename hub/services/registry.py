@@ -463,6 +463,13 @@ def _read_list(value: Any) -> list[str]:
     return [v for v in value.split(",") if v]
 
 
+def _in(model: str, stage: Stage) -> dict[str, Any]:
+    """The filter of the versions of ``model`` in ``stage``."""
+    if stage is Stage.NONE:  # a version written without the property is in None
+        return {"model": model, "$or": [{"stage": stage.value}, {"stage": None}]}
+    return {"model": model, "stage": stage.value}
+
+
 def _holders(value: Any) -> list[int]:
     return [int(v) for v in _read_list(value)]
 
@@ -531,8 +538,7 @@ class RegistryService:
         if not isinstance(ref, str) or not ref:
             raise ValidationError("ref must be a model version reference", field="ref")
         key = ref if ":" in ref else f"model:{ref}"
-        node_id = self.lineage.resolve(key)
-        node = self.store.get_node(node_id)
+        node = self.lineage.resolve_node(key)
         if node.label != NodeKind.MODEL_VERSION.value:
             raise NotFoundError(f"{ref!r} does not name a model version", ids=[ref])
         return ModelVersion.from_node(node)
@@ -540,17 +546,18 @@ class RegistryService:
     def _stage_nodes(self, model: str, stage: Stage) -> Iterator[Node]:
         """The nodes of the versions of ``model`` in ``stage``, by version: one filtered
         query (the store indexes ``model``), not a read of every version."""
-        where: dict[str, Any] = {"model": model, "stage": stage.value}
-        if stage is Stage.NONE:  # a version written without the property is in None
-            where = {"model": model, "$or": [{"stage": stage.value}, {"stage": None}]}
-        return self.store.iter_nodes(NodeKind.MODEL_VERSION.value, where, "version")
+        return self.store.iter_nodes(NodeKind.MODEL_VERSION.value, _in(model, stage), "version")
 
     def _in_stage(self, model: str, stage: Stage) -> list[ModelVersion]:
         return [ModelVersion.from_node(n) for n in self._stage_nodes(model, stage)]
 
     def _stage_holders(self, model: str, stage: Stage) -> list[int]:
-        """The version numbers in ``stage`` (no validation of versions not changed here)."""
-        return [int(n.props["version"]) for n in self._stage_nodes(model, stage)]
+        """The version numbers in ``stage``: only the numbers are read (a stage record lists
+        the holders, and Staging may hold every version)."""
+        values = self.store.node_values(
+            NodeKind.MODEL_VERSION.value, "version", _in(model, stage), "version"
+        )
+        return [int(v) for v in values]
 
     def _with_alias(self, model: str, alias: str) -> list[ModelVersion]:
         """The versions of ``model`` holding ``alias``, by version. The query returns only

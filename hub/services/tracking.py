@@ -444,9 +444,8 @@ class TrackingService:
         with self.store.transaction():
             run = self._running(run_id)
             key = ref if ":" in ref else f"model:{ref}"  # as the registry reads references
-            version_id = LineageService(self.store).resolve(key)
-            node = self.store.get_nodes([version_id])[0]
-            if node is None or node.label != NodeKind.MODEL_VERSION.value:
+            node = LineageService(self.store).resolve_node(key)
+            if node.label != NodeKind.MODEL_VERSION.value:
                 raise NotFoundError(f"ref: {ref!r} does not name a model version", ids=[ref])
             version = ModelVersion.from_node(node)
             self.store.upsert_edges([make_edge(EdgeKind.USED, run, version, role=used_role)])

@@ -163,3 +163,30 @@ def test_paging_by_a_path_holding_lists_and_objects(store: GraphStore) -> None:
             break
         after = page.next_cursor
     assert sorted(seen) == ["n0", "n1", "n2", "n3", "n4", "n9"] and seen[-1] == "n9"
+
+
+def test_node_values_are_one_property_of_the_matches_in_order(runs: GraphStore) -> None:
+    """A projection answers as find_nodes would, property by property: the same filter and
+    order (nulls last), ``None`` for a node without the property, nothing of other labels."""
+    assert runs.node_values("Run", "metrics.auc", None, "-metrics.auc") == [
+        0.95,
+        0.91,
+        0.91,
+        0.85,
+        None,
+    ]
+    assert runs.node_values("Run", "id", {"status": "FINISHED"}, "-id") == ["r5", "r2", "r1"]
+    assert runs.node_values("Run", "params.lr", {"flag": {"$exists": True}}) == [0.1, None]
+    assert runs.node_values("Run", "status", {"status": "NOPE"}) == []
+    for where, expected in [({"params.lr": 0.1}, ["r1", "r4"]), (None, ["r1", "r2", "r3"])]:
+        got = runs.node_values("Run", "id", where)
+        assert got == ids(runs, where) and got[: len(expected)] == expected
+
+
+@pytest.mark.parametrize(
+    ("label", "field"),
+    [("Run", "a-b"), ("Run", "x') RETURN 1 //"), ("Bad Label", "id"), ("Run", "")],
+)
+def test_node_values_refuse_bad_names(runs: GraphStore, label: str, field: str) -> None:
+    with pytest.raises(ValidationError):
+        runs.node_values(label, field)
