@@ -82,7 +82,7 @@ class AuditVerification:
 _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 ).encode
-_STRING: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_STRING: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -101,6 +101,8 @@ def canonical_json(obj: Any) -> bytes:
         return b"true"
     if obj is False:
         return b"false"
+    if not obj and (kind is dict or kind is list):
+        return b"{}" if kind is dict else b"[]"
     return _CANONICAL(obj).encode("utf-8")
 
 
@@ -266,24 +268,25 @@ def record_digest(record: Node | Edge) -> dict[str, Any]:
 def state_digest(state: Mapping[str, Any]) -> dict[str, Any]:
     """:func:`record_digest` of a :func:`record_state`. Each field is encoded once: the
     digest of the whole is taken over the canonical JSON assembled from the fields'
-    encodings (the same bytes as :func:`canonical_json` of the state, keys sorted)."""
-    encoded: dict[str, bytes] = {}
+    encodings (the same bytes as :func:`canonical_json` of the state, keys sorted; keys are
+    strings, encoded as :func:`canonical_json` encodes them)."""
+    sha256, encode, n = hashlib.sha256, canonical_json, FIELD_DIGEST_HEX
+    fields: dict[str, str] = {}
     parts = []
     for key in sorted(state):
         if key == "props":
             props = state["props"]
             inner = []
             for name in sorted(props):
-                value = encoded[f"props.{name}"] = canonical_json(props[name])
-                inner.append(canonical_json(name) + b":" + value)
+                value = encode(props[name])
+                fields["props." + name] = sha256(value).hexdigest()[:n]
+                inner.append(_STRING(name).encode("utf-8") + b":" + value)
             value = b"{" + b",".join(inner) + b"}"
         else:
-            value = encoded[key] = canonical_json(state[key])
-        parts.append(canonical_json(key) + b":" + value)
-    out: dict[str, Any] = {
-        "digest": digest(b"{" + b",".join(parts) + b"}"),
-        "fields": {k: hashlib.sha256(v).hexdigest()[:FIELD_DIGEST_HEX] for k, v in encoded.items()},
-    }
+            value = encode(state[key])
+            fields[key] = sha256(value).hexdigest()[:n]
+        parts.append(_STRING(key).encode("utf-8") + b":" + value)
+    out: dict[str, Any] = {"digest": digest(b"{" + b",".join(parts) + b"}"), "fields": fields}
     if "source" in state:  # an edge
         out["ends"] = [state["source"], state["target"]]  # deleting a node deletes its edges
     return out

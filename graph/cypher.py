@@ -1046,8 +1046,8 @@ def statement_catalog() -> Iterator[tuple[str, str, dict[str, Any]]]:
     yield entry("false,label", count_nodes("Run", FALSE))
     for name, order_by in EXAMPLE_ORDERS.items():
         yield entry(f"order:{name}", find_nodes(None, TRUE, parse_order(order_by), 11))
-    stage = parse_where({"model": "churn", "stage": "Staging"})
-    yield entry("stage", node_values("ModelVersion", stage, parse_order("version"), ("version",)))
+    finished, by_auc = parse_where({"status": "FINISHED"}), parse_order("-metrics.auc")
+    yield entry("auc", node_values("Run", finished, by_auc, ("metrics", "auc")))
     cursors: dict[str, tuple[list[str], list[Any]]] = {
         "cursor:asc": (["metrics.auc"], [0.9, "r7"]),
         "cursor:desc": (["-metrics.auc"], [0.9, "r7"]),

@@ -336,10 +336,8 @@ class SqliteStore(GraphStore):
             conn = self._local.conn = self._connect()
         return conn
 
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock if self.memory else _nolock, _translate():
-            yield self._conn()
+    def _read(self) -> _Reading:
+        return _Reading(self)
 
     @contextmanager
     def _write(self, statements: int = 2) -> Iterator[sqlite3.Connection]:
@@ -931,22 +929,58 @@ class _NoLock:
 _nolock = _NoLock()
 
 
-@contextmanager
-def _translate() -> Iterator[None]:
-    """Driver errors become ours at this boundary."""
-    try:
-        yield
-    except sqlite3.OperationalError as e:
-        text = str(e)
-        if "locked" in text or "busy" in text:
-            raise BackendUnavailable(f"SQLite database is busy: {text}") from e
-        if "readonly" in text or "unable to open" in text or "disk" in text:
+class _Translate:
+    """Driver errors become ours at this boundary. (A class, not a generator: every store
+    call passes through it, several times a write.)"""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, _: Any) -> None:
+        if kind is None or not issubclass(kind, sqlite3.DatabaseError):
+            return
+        if issubclass(kind, sqlite3.OperationalError):
+            text = str(e)
+            if "locked" in text or "busy" in text:
+                raise BackendUnavailable(f"SQLite database is busy: {text}") from e
             raise BackendError(f"SQLite: {text}") from e
-        raise BackendError(f"SQLite: {text}") from e
-    except sqlite3.DatabaseError as e:
-        if isinstance(e, sqlite3.IntegrityError):
-            raise
+        if issubclass(kind, sqlite3.IntegrityError):
+            return
         raise BackendError(f"SQLite: {e}") from e
+
+
+_TRANSLATE = _Translate()
+
+
+def _translate() -> _Translate:
+    return _TRANSLATE
+
+
+class _Reading:
+    """``with store._read() as conn``: the thread's connection (under the lock of an
+    in-memory database), driver errors translated."""
+
+    __slots__ = ("store", "lock")
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.lock: Any = store._lock if store.memory else _nolock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.__enter__()
+        try:
+            return self.store._conn()
+        except BaseException:
+            self.lock.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
+        try:
+            _TRANSLATE.__exit__(kind, e, tb)
+        finally:
+            self.lock.__exit__(None, None, None)
 
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]
