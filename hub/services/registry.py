@@ -46,7 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lineagehub.graph import Direction, GraphStore, Node
+from lineagehub.graph import Direction, Edge, GraphStore, Node
 from lineagehub.graph import errors as _errors
 from lineagehub.graph.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from lineagehub.graph.model import check_time, to_iso
@@ -518,6 +518,7 @@ class RegistryService:
         #: ``on_event(event, payload)`` once a change has committed (webhooks); see
         #: :class:`~lineagehub.services.webhooks.WebhookEvent` for the events.
         self._events = AfterCommit(store, on_event)
+        self._agents: set[str] = set()  # Agent nodes known to be written (committed)
         self.policies: dict[Any, Policy] = dict(policies or {})
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.lineage = LineageService(store)
@@ -1330,9 +1331,11 @@ class RegistryService:
                     mv.node_id, stage.value, tuple(self._stranded_rules(stranded))
                 ).to_error()
             from_stage = mv.stage
-            previous = [
-                v for v in self._in_stage(mv.model, Stage.PRODUCTION) if v.version != mv.version
-            ]
+            previous = (
+                [v for v in self._in_stage(mv.model, Stage.PRODUCTION) if v.version != mv.version]
+                if stage is Stage.PRODUCTION and archive_previous
+                else []
+            )
             main = self._move(mv, stage, actor, reason, "promotion", run=run, approvals=approvals)
             archived: list[str] = []
             if stage is Stage.PRODUCTION and archive_previous:
@@ -1718,26 +1721,32 @@ class RegistryService:
     # --- writing ----------------------------------------------------------------------------
 
     def _associate(self, run_id: str, actor: str, role: AssociationRole) -> None:
+        agent, edge = self._association(run_id, actor, role)
+        if agent is not None:
+            self.store.upsert_nodes([agent])
+        self.store.upsert_edges([edge])
+
+    def _association(
+        self, run_id: str, actor: str, role: AssociationRole
+    ) -> tuple[Node | None, Edge]:
+        """The ``ASSOCIATED_WITH`` edge of a run to its actor, and the actor's Agent node when
+        the store does not hold it yet (looked up once per service and actor)."""
         agent = Agent(name=actor)
-        if self.store.get_nodes([agent.node_id])[0] is None:
-            self.store.upsert_nodes([agent.to_node()])
-        self.store.upsert_edges(
-            [
-                link(
-                    EdgeKind.ASSOCIATED_WITH,
-                    run_id,
-                    NodeKind.RUN,
-                    agent.node_id,
-                    NodeKind.AGENT,
-                    role=role,
-                )
-            ]
+        node = None
+        if agent.node_id not in self._agents:
+            if self.store.get_nodes([agent.node_id])[0] is None:
+                node = agent.to_node()
+            self.store.after_commit(lambda: self._agents.add(agent.node_id))
+        edge = link(
+            EdgeKind.ASSOCIATED_WITH, run_id, NodeKind.RUN, agent.node_id, NodeKind.AGENT, role=role
         )
+        return node, edge
 
     def _write_run(self, run: Run, mv: ModelVersion, actor: str, role: AssociationRole) -> None:
-        self.store.upsert_nodes([run.to_node()])
+        """A promote run, its edges and its actor: one write of nodes, one of edges."""
+        agent, associated = self._association(run.node_id, actor, role)
+        self.store.upsert_nodes([run.to_node()] if agent is None else [run.to_node(), agent])
         edges = [make_edge(EdgeKind.USED, run, mv, role=UsedRole.INPUT)]
         if run.parent:
             edges.append(link(EdgeKind.CHILD_OF, run.node_id, NodeKind.RUN, run.parent, "Run"))
-        self.store.upsert_edges(edges)
-        self._associate(run.node_id, actor, role)
+        self.store.upsert_edges([*edges, associated])
