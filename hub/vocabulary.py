@@ -118,8 +118,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -409,12 +408,22 @@ def _translate(owner: str, error: pydantic.ValidationError) -> ValidationError:
     return ValidationError(f"invalid {owner}: {text}", field=problems[0][0] or None)
 
 
-@contextmanager
-def _translated(owner: str) -> Iterator[None]:
-    try:
-        yield
-    except pydantic.ValidationError as e:
-        raise _translate(owner, e) from None
+class _translated:  # used as a function: ``with _translated(owner):``
+    """Pydantic's validation errors become ours, naming ``owner``. (A class, not a
+    generator: every model construction and assignment passes through it.)"""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, _: Any) -> None:
+        if kind is not None and issubclass(kind, pydantic.ValidationError):
+            assert isinstance(e, pydantic.ValidationError)
+            raise _translate(self.owner, e) from None
 
 
 # --- value types -----------------------------------------------------------------------------
