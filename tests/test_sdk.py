@@ -42,7 +42,7 @@ from lineagehub.graph import (
 from lineagehub.ingest.client import Client
 from lineagehub.ingest.remote import HubConnection, RemoteArtifactStore, RemoteTracking
 from lineagehub.services.tracking import Metric, RunStart
-from lineagehub.vocabulary import Run, RunStatus
+from lineagehub.vocabulary import DatasetVersion, Run, RunStatus
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Ann",
@@ -951,3 +951,22 @@ def test_a_run_that_cannot_end_does_not_outlive_its_client(tmp_path: Path) -> No
     with pytest.raises(HubError):
         client.close()
     assert lh.active_run() is None
+
+
+def test_outputs_and_inputs_are_joined_whichever_is_logged_first(client: Client, hub: Hub) -> None:
+    """A run's outputs are DERIVED_FROM its inputs: an output logged after the inputs, and an
+    input logged after an output, both make the edge (nothing else does)."""
+    digest = [f"sha256:{i:064x}" for i in range(4)]
+    with client.start_run("both orders") as run:
+        early = run.log_dataset_ref("s3://lake/early-output", digest[0], output=True)
+        first = run.log_dataset_ref("s3://lake/input-1", digest[1])
+        late = run.log_dataset_ref("s3://lake/late-output", digest[2], output=True)
+        second = run.log_dataset_ref("s3://lake/input-2", digest[3])
+
+    def sources(version: DatasetVersion) -> set[str]:
+        found = hub.store.neighbors([version.node_id], "UPSTREAM", ["DERIVED_FROM"])
+        return {a.node.id for a in found[version.node_id]}
+
+    both = {first.node_id, second.node_id}
+    assert sources(early) == both and sources(late) == both
+    assert sources(first) == sources(second) == set()

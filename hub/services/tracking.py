@@ -395,8 +395,8 @@ class TrackingService:
                     existing = self.store.get_nodes([version.node_id])[0] or existing
                 version = DatasetVersion.from_node(existing)
             edges = [make_edge(EdgeKind.VERSION_OF, version, dataset)]
-            inputs, outputs = self._run_data(run.id)
             if output:
+                inputs = self._run_data(run.id, Direction.UPSTREAM, EdgeKind.USED)
                 edges.append(make_edge(EdgeKind.GENERATED_BY, version, run))
                 sources += [i for i in inputs if i != version.node_id]
                 edges += [
@@ -404,6 +404,7 @@ class TrackingService:
                     for s in dict.fromkeys(sources)
                 ]
             else:
+                outputs = self._run_data(run.id, Direction.DOWNSTREAM, EdgeKind.GENERATED_BY)
                 edges.append(make_edge(EdgeKind.USED, run, version, role=role))
                 edges += [
                     Edge(o, version.node_id, EdgeKind.DERIVED_FROM.value)
@@ -779,14 +780,11 @@ class TrackingService:
                     },
                 )
 
-    def _run_data(self, run_id: str) -> tuple[list[str], list[str]]:
-        """The dataset versions a run used and generated so far."""
-        found = self.store.neighbors(
-            [run_id], Direction.BOTH, ["USED", "GENERATED_BY"], ["DatasetVersion"]
-        )[run_id]
-        inputs = [a.node.id for a in found if a.direction is Direction.UPSTREAM]
-        outputs = [a.node.id for a in found if a.direction is Direction.DOWNSTREAM]
-        return inputs, outputs
+    def _run_data(self, run_id: str, direction: Direction, kind: EdgeKind) -> list[str]:
+        """The dataset versions a run used (UPSTREAM, USED) or generated (DOWNSTREAM,
+        GENERATED_BY) so far: one direction, one query."""
+        found = self.store.neighbors([run_id], direction, [kind.value], ["DatasetVersion"])
+        return [a.node.id for a in found[run_id]]
 
 
 @dataclass(slots=True)
