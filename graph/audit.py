@@ -117,7 +117,8 @@ def payload_digest(payload: Mapping[str, Any]) -> str:
         raise ValidationError(
             f"payload must be a mapping, got {type(payload).__name__}", field="payload"
         )
-    _check_json(payload, "payload", 0)
+    if not _is_json(payload, 0):
+        _check_json(payload, "payload", 0)  # names what is wrong
     return digest(canonical_json(dict(payload)))
 
 
@@ -487,6 +488,19 @@ def _bad(checked: int, seq: int, kind: Problem, problem: str) -> AuditVerificati
     return AuditVerification(
         ok=False, checked=checked, first_bad_seq=seq, problem=problem, kind=kind
     )
+
+
+def _is_json(value: Any, depth: int) -> bool:
+    """:func:`_check_json` without naming the place: the common case, where nothing is."""
+    if depth > MAX_PAYLOAD_DEPTH:
+        return False
+    if value is None or type(value) in (str, int, bool):
+        return True
+    if isinstance(value, Mapping):
+        return all(type(k) is str and _is_json(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_is_json(v, depth + 1) for v in value)
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _check_json(value: Any, path: str, depth: int) -> None:

@@ -18,6 +18,7 @@ from lineagehub import Settings, open_store
 from lineagehub.artifacts import FileArtifactStore
 from lineagehub.graph import ConflictError, GraphStore
 from lineagehub.graph.audit import payload_digest
+from lineagehub.graph.errors import ValidationError
 from lineagehub.ingest.client import Client
 from lineagehub.ingest.datasets import fingerprint
 from lineagehub.interfaces.cli import main
@@ -356,3 +357,41 @@ def test_canonical_json_refuses_what_json_cannot_carry(value: object) -> None:
         canonical_json({"x": object()})
     with pytest.raises(UnicodeEncodeError):  # a lone surrogate has no UTF-8
         canonical_json("\ud800")
+
+
+@pytest.mark.parametrize(
+    ("payload", "where"),
+    [
+        ({"a": [1, {"b": float("nan")}]}, "payload.a[1].b"),
+        ({"a": {1: "x"}}, "payload.a"),
+        ({"a": object()}, "payload.a"),
+        ({"a": [1, 2, (3, {"b": float("-inf")})]}, "payload.a[2][1].b"),
+    ],
+)
+def test_a_payload_that_is_not_json_is_refused_naming_the_place(payload: dict, where: str) -> None:
+    from lineagehub.graph.audit import payload_digest
+
+    with pytest.raises(ValidationError) as e:
+        payload_digest(payload)
+    assert e.value.field == "payload" and str(e.value).startswith(where + ":")
+
+
+def test_a_payload_nested_too_deeply_is_refused_and_one_within_the_limit_is_not() -> None:
+    import enum
+
+    from lineagehub.graph.audit import MAX_PAYLOAD_DEPTH, payload_digest
+
+    def nest(levels: int) -> dict:
+        value: object = "leaf"
+        for _ in range(levels):
+            value = [value]
+        return {"a": value}
+
+    class Color(str, enum.Enum):
+        RED = "red"
+
+    assert payload_digest(nest(MAX_PAYLOAD_DEPTH - 1)).startswith("sha256:")
+    with pytest.raises(ValidationError, match="nested too deeply"):
+        payload_digest(nest(MAX_PAYLOAD_DEPTH))
+    # values of subclasses of the JSON types are JSON (checked the long way)
+    assert payload_digest({"c": Color.RED}) == payload_digest({"c": "red"})
