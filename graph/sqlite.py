@@ -659,11 +659,14 @@ class SqliteStore(GraphStore):
         for i in ids:
             validate_id(i, "ids")
         with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {_NODE_COLS} FROM json_each(?) f CROSS JOIN nodes n ON n.id = f.value",
-                (json.dumps(ids),),
-            ).fetchall()
-        found = {r[0]: r for r in rows}
+            if len(ids) == 1:  # most reads: a seek, without a JSON list to build and walk
+                rows = conn.execute(f"SELECT {_NODE_COLS} FROM nodes n WHERE n.id = ?", ids)
+            else:
+                rows = conn.execute(
+                    f"SELECT {_NODE_COLS} FROM json_each(?) f CROSS JOIN nodes n ON n.id = f.value",
+                    (json.dumps(ids),),
+                )
+            found = {r[0]: r for r in rows}
         return [_node(found[i]) if i in found else None for i in ids]
 
     def get_edges(self, ids: Sequence[str]) -> list[Edge | None]:
@@ -962,7 +965,7 @@ class _Reading:
     """``with store._read() as conn``: the thread's connection (under the lock of an
     in-memory database), driver errors translated."""
 
-    __slots__ = ("store", "lock")
+    __slots__ = ("lock", "store")
 
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
