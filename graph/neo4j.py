@@ -218,14 +218,18 @@ def record_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
 
 
 def plan_nodes(
-    rows: Sequence[tuple[str, str, str]], existing: Mapping[str, Mapping[str, Any]], now: str
+    rows: Sequence[tuple[str, str, str]],
+    existing: Mapping[str, Mapping[str, Any]],
+    now: str,
+    final: list[tuple[str, str, dict[str, Any]]] | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Apply node upserts in order to what exists; return (records to create per label,
     records to update). ``rows`` are ``(id, label, props_json)``; ``existing`` maps id to
     ``{label, props, created_at}`` as stored. Patches merge with
     :func:`~lineagehub.graph.model.merge_patch` (a new node starts from the patch applied to
     nothing, so DELETE markers vanish). A repeated id applies in order; a label change is a
-    :class:`ConflictError` raised before anything is written."""
+    :class:`ConflictError` raised before anything is written. ``final``, when given, gets
+    each node's state as it will be stored: ``(id, label, props)``."""
     state: dict[str, _NodeState] = {}
     for node_id, label, patch_text in rows:
         patch = json.loads(patch_text)
@@ -251,6 +255,8 @@ def plan_nodes(
             updates.append({**record_changes(before, record), "id": node_id})
         else:
             creates.setdefault(st.label, []).append(record)
+        if final is not None:
+            final.append((node_id, st.label, st.props))
     return creates, updates
 
 
@@ -270,6 +276,7 @@ def plan_edges(
     rows: Sequence[tuple[Any, ...]],
     existing: Mapping[str, Mapping[str, Any]],
     present: set[str],
+    final: list[tuple[str, str, str, str, dict[str, Any]]] | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
     """Apply edge upserts in order; return (creates per kind, updates per kind).
 
@@ -279,6 +286,8 @@ def plan_edges(
     is a :class:`NotFoundError` naming every missing end of the batch; a changed kind, source
     or target of an existing id is a :class:`ConflictError`; an update merges properties and
     keeps ``event_time``, ``ingested_at`` and ``asserted_by`` from the first write.
+    ``final``, when given, gets each edge's state as it will be stored: ``(id, kind, source,
+    target, props)``.
     """
     state: dict[str, _EdgeState] = {}
     for edge_id, kind, source, target, patch_text, event_time, now, asserted_by in rows:
@@ -326,6 +335,8 @@ def plan_edges(
             creates.setdefault(st.kind, []).append(
                 {"source": st.source, "target": st.target, "props": record}
             )
+        if final is not None:
+            final.append((edge_id, st.kind, st.source, st.target, st.props))
     return creates, updates
 
 
@@ -898,16 +909,21 @@ class Neo4jStore(GraphStore):
             return 0
         self._touch("node", (r[0] for r in rows))
 
+        final: list[tuple[str, str, dict[str, Any]]] = []
+
         def work(tx: _Tx) -> None:
             now = to_iso(utcnow())
             existing = {r["id"]: r for r in _run(tx, cypher.lock_nodes([r[0] for r in rows]))}
-            creates, updates = plan_nodes(rows, existing, now)
+            final.clear()  # (the driver may run this again)
+            creates, updates = plan_nodes(rows, existing, now, final)
             if updates:
                 _run(tx, cypher.update_nodes(updates))
             for label, records in creates.items():
                 _run(tx, cypher.create_nodes(label, records))
 
         self._write(work, "writing nodes")
+        if self._noting():  # the states written, read under the nodes' locks: no read-back
+            self._written("node", final)
         return len(rows)
 
     def upsert_edges(self, edges: Iterable[Edge]) -> int:
@@ -918,6 +934,8 @@ class Neo4jStore(GraphStore):
         self._touch("edge", (r[0] for r in rows))
         self._ensure_kind_indexes(r[1] for r in rows)
 
+        final: list[tuple[str, str, str, str, dict[str, Any]]] = []
+
         def work(tx: _Tx) -> None:
             ends = list(dict.fromkeys(x for r in rows for x in (r[2], r[3])))
             # Lock the ends first: a concurrent writer of the same edge holds them too, so the
@@ -926,14 +944,23 @@ class Neo4jStore(GraphStore):
             existing: dict[str, dict[str, Any]] = {}
             for r in self._lookup_edges(tx, list(dict.fromkeys(r[0] for r in rows))):
                 existing.setdefault(r["id"], r)
-            creates, updates = plan_edges(rows, existing, present)
+            final.clear()
+            creates, updates = plan_edges(rows, existing, present, final)
             for kind, records in updates.items():
                 _run(tx, cypher.update_edges(kind, records))
             for kind, records in creates.items():
                 _run(tx, cypher.create_edges(kind, records))
 
         self._write(work, "writing edges")
+        if self._noting():
+            self._written("edge", final)
         return len(rows)
+
+    def _row_state(self, kind: str, row: tuple[Any, ...]) -> dict[str, Any]:
+        if kind == "node":  # plan_nodes' final state: (id, label, props)
+            return {"id": row[0], "label": row[1], "props": row[2]}
+        # plan_edges': (id, kind, source, target, props)
+        return {"id": row[0], "kind": row[1], "source": row[2], "target": row[3], "props": row[4]}
 
     def delete_nodes(self, ids: Sequence[str]) -> int:
         ids = list(dict.fromkeys(validate_id(i, "ids") for i in ids))
