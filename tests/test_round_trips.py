@@ -1,9 +1,13 @@
 """Round trips through a real server, counted where they arrive: each SDK call of the write
 path is one request (a registration does not ask for the content first: the hub checks it
-when it registers), a batch is one request, and a refusal still comes back; on both stores."""
+when it registers), a batch is one request, and a refusal still comes back; and the one
+hand-off to a worker thread a batch makes on the server. On both stores."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +18,10 @@ from http_server import HubServer
 
 from lineagehub import Client, Settings, open_store
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.graph import GraphStore, NotFoundError
+from lineagehub.graph import GraphStore, Node, NotFoundError, ValidationError
 from lineagehub.interfaces.server import create_app
+from lineagehub.schema.context import Context, Services
+from lineagehub.services.lineage import LineageService
 from lineagehub.services.registry import ModelPromoted
 
 GRAPHQL = ("POST", "/graphql")
@@ -106,3 +112,44 @@ def test_a_batch_is_one_request(served: tuple[Client, Counted, GraphStore]) -> N
     assert (version.model, version.version) == ("churn", 1)
     now = store.get_node(version.node_id).props
     assert now["aliases"] == ["champion"] and now["stage"] == "Staging"
+
+
+def test_inline_work_runs_on_the_transactions_thread_all_or_nothing(backend_uri: str) -> None:
+    """What writeBatch runs on: the calls of inline work run on the thread holding the
+    transaction, at once, seeing the request's context; an error rolls all of it back."""
+    store = open_store(backend_uri)
+    marker: contextvars.ContextVar[str | None] = contextvars.ContextVar("marker", default=None)
+    nodes = [Node(id=f"dataset:n{i}", label="Dataset", props={"name": f"n{i}"}) for i in (1, 2)]
+
+    async def main() -> tuple[int, list[int], str | None, int]:
+        ctx = Context(Services(store, None, LineageService(store), None))
+        marker.set("the request's")
+        with pytest.raises(RuntimeError, match="inside a transaction"):
+            await ctx.inline(lambda: asyncio.sleep(0))
+        async with ctx.transaction():
+            holder = await ctx.call(threading.get_ident)
+
+            async def work() -> tuple[list[int], str | None, int]:
+                seen = [await ctx.call(threading.get_ident) for _ in range(3)]
+                await ctx.call(store.upsert_nodes, nodes[:1])
+                return seen, marker.get(), threading.get_ident()
+
+            seen, mark, ran_on = await ctx.inline(work)
+
+        async def fails() -> None:
+            await ctx.call(store.upsert_nodes, nodes[1:])
+            raise ValidationError("the second write is refused")
+
+        with pytest.raises(ValidationError):
+            async with ctx.transaction():
+                await ctx.inline(fails)
+        return holder, seen, mark, ran_on
+
+    try:
+        holder, seen, mark, ran_on = asyncio.run(main())
+        assert seen == [holder] * 3 and ran_on == holder
+        assert mark == "the request's"
+        first, second = store.get_nodes([n.id for n in nodes])
+        assert first is not None and second is None  # committed; rolled back
+    finally:
+        store.close()
