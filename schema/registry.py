@@ -170,7 +170,7 @@ def _result(decided: tuple[Any, dict[str, Any]]) -> Any:
             archived=[version(a) for a in r.archived],
             run_id=strawberry.ID(r.run_id),
             approvals=list(r.approvals),
-            deployments=[wrap(nodes[d]) for d in r.deployments],
+            deployments=[wrap_as(nodes[d], DeploymentType) for d in r.deployments],
         )
     if isinstance(r, reg.PromotionPending):
         return PromotionPending(
