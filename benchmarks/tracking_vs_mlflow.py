@@ -39,14 +39,22 @@ Method:
   search result), so neither side can be fast by being wrong. A failed check exits 2.
 * MLflow's telemetry is disabled (``MLFLOW_DISABLE_TELEMETRY``): this machine has no network.
 
+With ``--mode server`` the same workloads go through servers instead: ``lineagehub serve``
+(the SDK's ``Client(url)``) and ``mlflow server --workers 1`` (``MlflowClient`` with an
+``http://`` tracking URI), each a subprocess on 127.0.0.1 over a SQLite file of its own, a
+fresh server for every store; starting them is not timed. The checks read both back through
+their servers.
+
 Target: LineageHub at least 10x faster than MLflow on each primary line (PASS/MISS).
 
     python benchmarks/tracking_vs_mlflow.py
+    python benchmarks/tracking_vs_mlflow.py --mode server --repeat 3
     python benchmarks/tracking_vs_mlflow.py --json
     python benchmarks/tracking_vs_mlflow.py --runs 500 --repeat 1     # quicker
     python benchmarks/tracking_vs_mlflow.py --profile c               # cProfile LineageHub's (c)
 
-Needs ``mlflow>=3.17`` (the ``bench`` extra). Not part of the test run.
+Needs ``mlflow>=3.17`` (the ``bench`` extra) and, for ``--mode server``, MLflow's server
+dependencies (``pip install flask aiohttp huey``). Not part of the test run.
 """
 
 from __future__ import annotations
@@ -207,27 +215,47 @@ def make_sweep(rng: random.Random, n: int) -> list[SweepRun]:
 # --- the two systems ----------------------------------------------------------------------------
 
 
+#: "embedded" or "server" (``--mode``): where the sides below keep their stores.
+MODE = "embedded"
+#: MLflow's servers started in server mode, stopped when the benchmark ends.
+SERVERS = contextlib.ExitStack()
+
+
 class LineageHubSide:
-    """A LineageHub SDK client on a fresh SQLite file, artifacts beside it."""
+    """A LineageHub SDK client on a fresh SQLite file, artifacts beside it (server mode: a
+    client of a ``lineagehub serve`` over that file)."""
 
     def __init__(self, folder: Path) -> None:
         from lineagehub.ingest.client import Client
 
-        self.db = folder / "hub.db"
-        self.client = Client(f"sqlite:///{self.db}", artifacts=(folder / "artifacts").as_uri())
+        self.server = contextlib.ExitStack()
+        if MODE == "server":
+            from structure_vs_mlflow import lineagehub_server
+
+            self.client = Client(self.server.enter_context(lineagehub_server(folder)))
+        else:
+            db = folder / "hub.db"
+            self.client = Client(f"sqlite:///{db}", artifacts=(folder / "artifacts").as_uri())
 
     def close(self) -> None:
         self.client.close()
+        self.server.close()
 
 
 class MlflowSide:
-    """An ``MlflowClient`` on a fresh SQLite file; creating it runs MLflow's migrations."""
+    """An ``MlflowClient`` on a fresh SQLite file; creating it runs MLflow's migrations
+    (server mode: a client of an ``mlflow server`` over that file)."""
 
     def __init__(self, folder: Path, experiment: str) -> None:
         import mlflow
         from mlflow import MlflowClient
 
-        self.uri = f"sqlite:///{folder / 'mlflow.db'}"
+        if MODE == "server":
+            from structure_vs_mlflow import mlflow_server
+
+            self.uri = SERVERS.enter_context(mlflow_server(folder))
+        else:
+            self.uri = f"sqlite:///{folder / 'mlflow.db'}"
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         # The first use of the database file runs MLflow's Alembic migrations: untimed.
@@ -480,21 +508,20 @@ def lineagehub_sweep(bench: Bench, sweep: list[SweepRun], capture: bool) -> tupl
 
 
 def check_lineagehub_sweep(lh: LineageHubSide, sweep: list[SweepRun], capture: bool) -> None:
-    store = lh.client.store
     scope = {"project": "bench", "experiment": "sweep"}
     n = len(sweep)
     label = f"(c) LineageHub capture={capture}"
-    count = store.count_nodes("Run", scope)
-    check(count == n, f"{label}: {count} runs, not {n}")
-    done = store.count_nodes("Run", {**scope, "status": "FINISHED"})
-    check(done == n, f"{label}: {done} runs FINISHED, not {n}")
-    by_name = {}
+    runs: list[Any] = []
     cursor = None
     while True:
         page, cursor = lh.client.search_runs(scope, order_by="name", after=cursor, limit=1000)
-        by_name.update({run.name: run for run in page})
+        runs += page
         if cursor is None:
             break
+    check(len(runs) == n, f"{label}: {len(runs)} runs, not {n}")
+    done = sum(1 for run in runs if run.status.value == "FINISHED")
+    check(done == n, f"{label}: {done} runs FINISHED, not {n}")
+    by_name = {run.name: run for run in runs}
     check(len(by_name) == n, f"{label}: {len(by_name)} distinct run names, not {n}")
     for r in sweep:
         got = by_name[r.name]
@@ -670,7 +697,7 @@ def fmt_time(seconds: float) -> str:
 
 def print_table(bench: Bench, env: dict[str, Any]) -> None:
     print(
-        f"LineageHub {env['lineagehub']} vs MLflow {env['mlflow']} (SQLAlchemy "
+        f"{env['mode']}: LineageHub {env['lineagehub']} vs MLflow {env['mlflow']} (SQLAlchemy "
         f"{env['sqlalchemy']}), Python {env['python']}, SQLite {env['sqlite']}, "
         f"{env['cpus']} CPUs, {env['platform']}"
     )
@@ -734,6 +761,12 @@ WORKLOADS: dict[str, Callable[[Bench, random.Random], None]] = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--mode",
+        choices=["embedded", "server"],
+        default="embedded",
+        help="both in this process, or each through its server (a subprocess)",
+    )
     p.add_argument("--params", type=int, default=200, help="params on one run, (a)")
     p.add_argument("--points", type=int, default=10_000, help="metric points on one run, (b)")
     p.add_argument("--runs", type=int, default=2_000, help="runs, (c) and (d)")
@@ -762,21 +795,26 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     del mlflow
 
+    global MODE
+    MODE = args.mode
     root = Path(tempfile.mkdtemp(prefix="lh-bench-tracking-"))
     bench = Bench(args, root, profiler=cProfile.Profile() if args.profile else None)
     started = datetime.now(timezone.utc)
     try:
-        env = versions()
-        warm_up(bench)
-        for name, workload in WORKLOADS.items():
-            if args.only and name not in args.only:
-                continue
-            # Each workload gets its own data stream, the same for both systems.
-            workload(bench, random.Random(f"{SEED}-{name}"))
+        env = {"mode": args.mode, **versions()}
+        # MLflow's client prints a line per run to stdout with a server: keep the table clean
+        with contextlib.redirect_stdout(sys.stderr):
+            warm_up(bench)
+            for name, workload in WORKLOADS.items():
+                if args.only and name not in args.only:
+                    continue
+                # Each workload gets its own data stream, the same for both systems.
+                workload(bench, random.Random(f"{SEED}-{name}"))
     except CheckFailed as e:
         print(f"CORRECTNESS CHECK FAILED: {e}", file=sys.stderr)
         return 2
     finally:
+        SERVERS.close()
         if args.keep:
             print(f"stores kept in {root}", file=sys.stderr)
         else:

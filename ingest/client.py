@@ -383,7 +383,7 @@ class Client:
                 )
             digest = logged[artifact].digest
         assert digest is not None
-        info = self.backend.artifacts.stored(digest)
+        info = self.backend.artifact(digest)
         self.flush()  # the run's buffered metrics belong in the snapshot
         return self.backend.tracking.register_model_version(
             name,

@@ -289,9 +289,9 @@ class HubConnection:
                 stream=False,
                 headers=headers,
             )
-            error = _graphql_error(response)
+            payload, error = _graphql_answer(response)
             if error is None:
-                return cast(dict[str, Any], response.json()["data"])
+                return cast(dict[str, Any], payload["data"])
             if isinstance(error, BackendUnavailable) and idempotent and attempt < self.retries:
                 self._sleep(attempt)
                 attempt += 1
@@ -303,21 +303,22 @@ class HubConnection:
             raise error
 
 
-def _graphql_error(response: httpx.Response) -> HubError | None:
-    """The error a GraphQL answer carries, if any (the first one)."""
+def _graphql_answer(response: httpx.Response) -> tuple[Any, HubError | None]:
+    """A GraphQL answer's JSON (decoded once), and the error it carries, if any (the first)."""
     try:
         payload = response.json()
     except ValueError:
-        return _response_error(response)
+        return None, _response_error(response)
     if not isinstance(payload, Mapping):
-        return _response_error(response)
+        return None, _response_error(response)
     errors = payload.get("errors")
     if errors:
         first = errors[0] if isinstance(errors, list) and errors else {}
-        return hub_error(first if isinstance(first, Mapping) else {}, status=response.status_code)
+        error = hub_error(first if isinstance(first, Mapping) else {}, status=response.status_code)
+        return payload, error
     if not isinstance(payload.get("data"), dict):
-        return _response_error(response)
-    return None
+        return payload, _response_error(response)
+    return payload, None
 
 
 def check_url(url: str) -> str:

@@ -1025,10 +1025,7 @@ class _RemoteBatch:
 
     def artifact(self, digest: str) -> ArtifactInfo:
         """The hub checks the content is there (and its size) when it writes the batch."""
-        from lineagehub.artifacts import validate_digest
-
-        validate_digest(digest)
-        return ArtifactInfo(digest=digest, size=0, uri="", created=False)
+        return _unchecked(digest)
 
     def value(self, answer: Any) -> Any:
         if isinstance(answer, _Deferred):
@@ -1161,6 +1158,15 @@ class RemoteMonitoring:
         )
 
 
+def _unchecked(digest: str) -> ArtifactInfo:
+    """Content named for a registration: the hub checks it is there (and its size) when it
+    registers, so the client does not ask first."""
+    from lineagehub.artifacts import validate_digest
+
+    validate_digest(digest)
+    return ArtifactInfo(digest=digest, size=0, uri="", created=False)
+
+
 class RemoteBackend:
     """A hub server as the SDK's :class:`~lineagehub.ingest.seam.Backend`: every call over
     one connection; the server applies its own policies."""
@@ -1179,6 +1185,9 @@ class RemoteBackend:
         wire = _RecordingWire(self.tracking.connection)
         yield _RemoteBatch(self.tracking, wire)
         wire.send()  # only when the block ended without an error
+
+    def artifact(self, digest: str) -> ArtifactInfo:
+        return _unchecked(digest)
 
     def close(self) -> None:
         self.tracking.close()

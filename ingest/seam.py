@@ -345,6 +345,10 @@ class Backend(Protocol):
         """Writes made through the target inside the block are written together, in one
         transaction, when the block ends without an error (else none of them)."""
 
+    def artifact(self, digest: str) -> ArtifactInfo:
+        """Content already in the artifact store, to register as a model version (a hub
+        server checks it when it registers: no request of its own)."""
+
     def close(self) -> None: ...
 
 
@@ -486,6 +490,9 @@ class LocalBackend:
     def batch(self) -> Iterator[_LocalBatch]:
         with self.store.transaction():
             yield _LocalBatch(self.tracking, self.registry, self.artifacts)
+
+    def artifact(self, digest: str) -> ArtifactInfo:
+        return self.artifacts.stored(digest)
 
     def close(self) -> None:
         if self._owns_store:

@@ -211,7 +211,8 @@ class BatchMutation:
         checked = principal is not None and not principal.can(Role.ADMIN, None)
         results: list[WriteResult] = []
         done: list[str | None] = []
-        async with ctx.transaction():
+
+        async def write() -> list[WriteResult]:
             for index, op in enumerate(operations):
                 try:
                     raw = _with_refs(_coerced(definitions[op.call], op.args), done, index)
@@ -228,4 +229,8 @@ class BatchMutation:
                 promotion = answer if op.call in _PROMOTIONS else None
                 results.append(WriteResult(call=op.call, node=node, promotion=promotion))
                 done.append(str(node.id) if node is not None else None)
-        return results
+            return results
+
+        async with ctx.transaction():
+            # the whole batch on the transaction's thread: one hand-off, not two or three a write
+            return await ctx.inline(write)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import queue
+import threading
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -57,7 +59,25 @@ def _give_back(executor: ThreadPoolExecutor) -> None:
     if _IDLE.qsize() < _KEEP_IDLE:
         _IDLE.put(executor)
     else:
+        executor.submit(_close_loop)
         executor.shutdown(wait=False)
+
+
+#: The event loop of a transaction thread, for :meth:`Context.inline` (made on first use).
+_THREAD = threading.local()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop | None = getattr(_THREAD, "loop", None)
+    if loop is None:
+        loop = _THREAD.loop = asyncio.new_event_loop()
+    return loop
+
+
+def _close_loop() -> None:
+    loop = getattr(_THREAD, "loop", None)
+    if loop is not None:
+        loop.close()
 
 
 @dataclass
@@ -126,6 +146,8 @@ class Context:
     authz: dict[str, Any] = field(init=False, default_factory=dict)
     #: The worker thread holding this request's transaction (:meth:`transaction`), if any.
     _pinned: ThreadPoolExecutor | None = field(init=False, default=None, repr=False)
+    #: The id of that thread while it runs :meth:`inline` work (there :meth:`call` calls).
+    _inline: int | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.principal is None:
@@ -157,10 +179,31 @@ class Context:
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a synchronous hub call in a worker thread (inside :meth:`transaction`: on the
-        one thread that holds it)."""
+        one thread that holds it; from :meth:`inline` work on that thread: at once)."""
+        if self._inline is not None and self._inline == threading.get_ident():
+            return fn(*args, **kwargs)
         if self._pinned is not None:
             return await asyncio.wrap_future(self._pinned.submit(partial(fn, *args, **kwargs)))
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+    async def inline(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Await ``make()`` on the thread holding this request's :meth:`transaction`, in one
+        hand-off: the :meth:`call` s it makes run there at once. A batch of writes made two or
+        three hand-offs between the event loop and that thread for each write (each a wake-up
+        of both and a wait for the GIL); the event loop serves other requests meanwhile.
+        ``make`` must await nothing but :meth:`call` (no dataloaders, no sleeps)."""
+        if self._pinned is None:
+            raise RuntimeError("inline work runs inside a transaction")
+        context = contextvars.copy_context()  # the request's, as on the event loop
+
+        def work() -> T:
+            self._inline = threading.get_ident()
+            try:
+                return context.run(_thread_loop().run_until_complete, make())
+            finally:
+                self._inline = None
+
+        return await self.call(work)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:

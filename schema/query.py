@@ -276,21 +276,30 @@ def _labels(kinds: list[NodeKind] | None) -> list[str] | None:
     return [k.value for k in kinds] if kinds is not None else None
 
 
+def _referenced(services: Any, ref: str) -> Node | None:
+    """The node ``ref`` names (as :attr:`Context.nodes` loads it: never a user or a token);
+    ``None`` for an unknown one."""
+    from lineagehub.graph import NotFoundError
+    from lineagehub.services.identity import IDENTITY_LABELS
+
+    try:
+        node_id = services.lineage.resolve(ref)
+    except NotFoundError:  # an unknown ref is a null, not an error
+        return None
+    found: Node | None = services.store.get_nodes([node_id])[0]
+    return found if found is None or found.label not in IDENTITY_LABELS else None
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="One node by id or reference; null if there is none.")
     async def node(self, info: I, ref: str) -> NodeInterface | None:
         ctx = info.context
-        try:
-            node_id = await ctx.call(ctx.services.lineage.resolve, ref)
-        except Exception as e:  # an unknown ref is a null, not an error
-            from lineagehub.graph import NotFoundError
-
-            if isinstance(e, NotFoundError):
-                return None
-            raise
-        node = await ctx.nodes.load(node_id)
-        return wrap(node) if node is not None else None
+        node = await ctx.call(_referenced, ctx.services, ref)  # one hand-off to a thread
+        if node is None:
+            return None
+        ctx.nodes.prime(node.id, node)  # as if loaded: later fields of the request reuse it
+        return wrap(node)
 
     @strawberry.field(description="Nodes by id, in order; null where there is none.")
     async def nodes(self, info: I, ids: list[strawberry.ID]) -> list[NodeInterface | None]:

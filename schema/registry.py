@@ -13,6 +13,7 @@ meaningful as the deployment that sets it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from strawberry.scalars import JSON
 
 from lineagehub.graph import ConfigError
 from lineagehub.schema.authz import viewable
+from lineagehub.schema.mutation import written
 from lineagehub.schema.types import Deployment as DeploymentType
 from lineagehub.schema.types import I, wrap, wrap_as
 from lineagehub.schema.types import ModelVersion as ModelVersionType
@@ -144,29 +146,42 @@ PromoteResult = Annotated[
 ]
 
 
-async def _result(info: I, r: Any) -> Any:
+def _decided(store: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A promotion's outcome (``fn(*args, **kwargs)``) with the nodes it names, read back in
+    the same worker-thread call: (outcome, nodes by id)."""
+    r = fn(*args, **kwargs)
+    ids = [r.version_id, *getattr(r, "archived", ()), *getattr(r, "deployments", ())]
+    return r, {i: store.get_node(i) for i in dict.fromkeys(ids)}
+
+
+def _result(decided: tuple[Any, dict[str, Any]]) -> Any:
     from lineagehub.services import registry as reg
+
+    r, nodes = decided
+
+    def version(node_id: str) -> ModelVersionType:
+        return wrap_as(nodes[node_id], ModelVersionType)
 
     if isinstance(r, reg.ModelPromoted):
         return ModelPromoted(
-            version=await _version(info, r.version_id),
+            version=version(r.version_id),
             from_stage=r.from_stage,
             stage=r.to_stage,
-            archived=[await _version(info, a) for a in r.archived],
+            archived=[version(a) for a in r.archived],
             run_id=strawberry.ID(r.run_id),
             approvals=list(r.approvals),
-            deployments=[await _node(info, d) for d in r.deployments],
+            deployments=[wrap_as(nodes[d], DeploymentType) for d in r.deployments],
         )
     if isinstance(r, reg.PromotionPending):
         return PromotionPending(
             request_id=strawberry.ID(r.request_id),
-            version=await _version(info, r.version_id),
+            version=version(r.version_id),
             stage=r.to_stage,
             approvals=list(r.approvals),
             approvals_needed=r.needed,
         )
     return PolicyViolation(
-        version=await _version(info, r.version_id),
+        version=version(r.version_id),
         stage=r.to_stage,
         rules=[
             BrokenRule(rule=b.rule, message=b.message, expected=b.expected, actual=b.actual)
@@ -203,6 +218,8 @@ class RegistryMutation:
     ) -> PromoteResult:
         ctx = info.context
         r = await ctx.call(
+            _decided,
+            ctx.store,
             _registry(info).request_promotion,
             ref,
             to,
@@ -210,15 +227,17 @@ class RegistryMutation:
             reason,
             on_deployments=on_deployments,
         )
-        return await _result(info, r)
+        return _result(r)
 
     @strawberry.mutation(description="Approve a pending request; the last approval promotes.")
     async def approve_promotion(
         self, info: I, request_id: strawberry.ID, comment: str | None = None
     ) -> PromoteResult:
         ctx = info.context
-        r = await ctx.call(_registry(info).approve, str(request_id), _actor(info), comment)
-        return await _result(info, r)
+        r = await ctx.call(
+            _decided, ctx.store, _registry(info).approve, str(request_id), _actor(info), comment
+        )
+        return _result(r)
 
     @strawberry.mutation(description="Reject a pending promotion request.")
     async def reject_promotion(
@@ -249,6 +268,8 @@ class RegistryMutation:
     ) -> PromoteResult:
         ctx = info.context
         r = await ctx.call(
+            _decided,
+            ctx.store,
             _registry(info).promote,
             ref,
             to,
@@ -257,15 +278,17 @@ class RegistryMutation:
             archive_previous=archive_previous,
             on_deployments=on_deployments,
         )
-        return await _result(info, r)
+        return _result(r)
 
     @strawberry.mutation(description="Point an alias at a version (its previous holder loses it).")
     async def set_alias(
         self, info: I, ref: str, alias: str, reason: str | None = None
     ) -> ModelVersionType:
         ctx = info.context
-        node_id = await ctx.call(_registry(info).set_alias, ref, alias, _actor(info), reason)
-        return await _version(info, node_id)
+        node = await ctx.call(
+            written, ctx.store, _registry(info).set_alias, ref, alias, _actor(info), reason
+        )
+        return wrap_as(node, ModelVersionType)
 
     @strawberry.mutation(description="Remove an alias from a model.")
     async def remove_alias(

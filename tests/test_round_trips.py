@@ -1,0 +1,155 @@
+"""Round trips through a real server, counted where they arrive: each SDK call of the write
+path is one request (a registration does not ask for the content first: the hub checks it
+when it registers), a batch is one request, and a refusal still comes back; and the one
+hand-off to a worker thread a batch makes on the server. On both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import fresh_store_uri
+from http_server import HubServer
+
+from lineagehub import Client, Settings, open_store
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.graph import GraphStore, Node, NotFoundError, ValidationError
+from lineagehub.interfaces.server import create_app
+from lineagehub.schema.context import Context, Services
+from lineagehub.services.lineage import LineageService
+from lineagehub.services.registry import ModelPromoted
+
+GRAPHQL = ("POST", "/graphql")
+
+
+class Counted:
+    """The hub's ASGI app, noting each HTTP request's method and path as it arrives."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[tuple[str, str]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.seen.append((scope["method"], scope["path"]))
+        await self.app(scope, receive, send)
+
+    def during(self, call: Callable[[], Any]) -> tuple[list[tuple[str, str]], Any]:
+        """The requests ``call()`` made, and what it answered."""
+        before = len(self.seen)
+        answer = call()
+        return self.seen[before:], answer
+
+
+@pytest.fixture
+def served(store_backend: str, tmp_path: Path) -> Iterator[tuple[Client, Counted, GraphStore]]:
+    store = open_store(fresh_store_uri(store_backend, tmp_path))
+    settings = Settings(user="alice", data_dir=tmp_path)
+    artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
+    app = Counted(create_app(settings, store=store, artifacts=artifacts))
+    with HubServer(app) as server:
+        client = Client(server.url, settings=settings)
+        yield client, app, store
+        client.close()
+    store.close()
+
+
+def test_each_write_of_a_registration_is_one_request(
+    served: tuple[Client, Counted, GraphStore],
+) -> None:
+    client, app, store = served
+    weights = client.backend.artifacts.put_bytes(b"weights").digest
+    seen, run = app.during(lambda: client.start_run("train", project="p", capture=False))
+    assert seen == [GRAPHQL]
+    seen, _ = app.during(run.end)
+    assert seen == [GRAPHQL]
+
+    seen, mv = app.during(
+        lambda: client.register_model_version("churn", digest=weights, run_id=run.id)
+    )
+    assert seen == [GRAPHQL]  # no HEAD /artifacts/... first
+    assert (mv.model, mv.version, mv.artifact_digest) == ("churn", 1, weights)
+    assert store.get_node(mv.node_id).props["artifact_digest"] == weights
+
+    seen, aliased = app.during(lambda: client.set_alias(mv.node_id, "champion", reason="best"))
+    assert seen == [GRAPHQL] and aliased.aliases == ["champion"]
+    seen, promoted = app.during(lambda: client.promote(mv.node_id, "Staging", reason="ok"))
+    assert seen == [GRAPHQL] and isinstance(promoted, ModelPromoted)
+    seen, found = app.during(lambda: client.get_model_version("churn@champion"))
+    assert seen == [GRAPHQL] and found.stage == "Staging"
+
+    # content the hub does not hold is still refused, by the hub, in that one request
+    missing = "sha256:" + "0" * 64
+    before = len(app.seen)
+    with pytest.raises(NotFoundError):
+        client.register_model_version("churn", digest=missing, run_id=run.id)
+    assert app.seen[before:] == [GRAPHQL]
+    assert client.get_model_version("churn@latest").version == 1
+
+
+def test_a_batch_is_one_request(served: tuple[Client, Counted, GraphStore]) -> None:
+    client, app, store = served
+    weights = client.backend.artifacts.put_bytes(b"weights").digest
+
+    def register() -> Any:
+        with client.batch() as b:
+            run = b.start_run("train", project="p")
+            b.log_dataset_ref(run, "s3://lake/a.parquet", "sha256:" + "a" * 64)
+            b.end_run(run)
+            mv = b.register_model_version("churn", digest=weights, run=run)
+            b.set_alias(mv, "champion")
+            b.promote(mv, "Staging", reason="ok")
+        return mv
+
+    seen, mv = app.during(register)
+    assert seen == [GRAPHQL]
+    version = mv.result()  # as registered, before the alias and the stage
+    assert (version.model, version.version) == ("churn", 1)
+    now = store.get_node(version.node_id).props
+    assert now["aliases"] == ["champion"] and now["stage"] == "Staging"
+
+
+def test_inline_work_runs_on_the_transactions_thread_all_or_nothing(backend_uri: str) -> None:
+    """What writeBatch runs on: the calls of inline work run on the thread holding the
+    transaction, at once, seeing the request's context; an error rolls all of it back."""
+    store = open_store(backend_uri)
+    marker: contextvars.ContextVar[str | None] = contextvars.ContextVar("marker", default=None)
+    nodes = [Node(id=f"dataset:n{i}", label="Dataset", props={"name": f"n{i}"}) for i in (1, 2)]
+
+    async def main() -> tuple[int, list[int], str | None, int]:
+        ctx = Context(Services(store, None, LineageService(store), None))
+        marker.set("the request's")
+        with pytest.raises(RuntimeError, match="inside a transaction"):
+            await ctx.inline(lambda: asyncio.sleep(0))
+        async with ctx.transaction():
+            holder = await ctx.call(threading.get_ident)
+
+            async def work() -> tuple[list[int], str | None, int]:
+                seen = [await ctx.call(threading.get_ident) for _ in range(3)]
+                await ctx.call(store.upsert_nodes, nodes[:1])
+                return seen, marker.get(), threading.get_ident()
+
+            seen, mark, ran_on = await ctx.inline(work)
+
+        async def fails() -> None:
+            await ctx.call(store.upsert_nodes, nodes[1:])
+            raise ValidationError("the second write is refused")
+
+        with pytest.raises(ValidationError):
+            async with ctx.transaction():
+                await ctx.inline(fails)
+        return holder, seen, mark, ran_on
+
+    try:
+        holder, seen, mark, ran_on = asyncio.run(main())
+        assert seen == [holder] * 3 and ran_on == holder
+        assert mark == "the request's"
+        first, second = store.get_nodes([n.id for n in nodes])
+        assert first is not None and second is None  # committed; rolled back
+    finally:
+        store.close()
