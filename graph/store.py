@@ -615,11 +615,11 @@ class GraphStore(abc.ABC):
             by = edge.asserted_by
             if by is not None and (type(by) is not str or by not in checked):
                 checked.add(validate_id(by, "edge.asserted_by"))
-            props = edge.props
+            given = edge.props
             props = (
                 "{}"
-                if type(props) is dict and not props
-                else encode_props(props, f"edge {edge_id!r}")
+                if type(given) is dict and not given
+                else encode_props(given, f"edge {edge_id!r}")
             )
             when = edge.event_time
             if when is None:
