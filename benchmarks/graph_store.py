@@ -70,8 +70,11 @@ from lineagehub.graph import Direction, Edge, GraphStore, Node, open_store
 DEFAULT_SIZES = (100_000, 1_000_000)
 
 # Targets (on the 1M-node graph for the latency one).
-TARGET_THROUGHPUT = 100_000  # nodes + edges per second, batched upserts
-TARGET_UPSTREAM_P95_MS = 50.0  # depth-5 upstream trace, max_nodes 2,000
+# Targets (issue 16), on the 1M-node graph for the latency ones; throughput is the embedded
+# store's (Neo4j's is printed beside it, not held to it).
+TARGET_THROUGHPUT = 150_000  # nodes + edges per second, batched upserts
+TARGET_UPSTREAM_P95_MS = 10.0  # depth-5 upstream trace, max_nodes 2,000, embedded store
+TARGET_UPSTREAM_P95_MS_NEO4J = 20.0  # the same on Neo4j
 UPSTREAM_BUDGET = 2_000
 DOWNSTREAM_BUDGET = 5_000
 
@@ -754,6 +757,8 @@ def build(
         "edge_s": 0.0,
         "node_batches": 0,
         "edge_batches": 0,
+        "node_cpu_s": 0.0,
+        "edge_cpu_s": 0.0,
     }
     progress = Progress(label, gen.target, quiet)
     t0 = time.perf_counter()
@@ -762,7 +767,7 @@ def build(
 
     def write(upsert: Any, chunk: list, kind: str) -> None:
         nonlocal txn, txn_rows
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         if rows_per_txn and txn is None:
             txn = store.transaction()
             txn.__enter__()
@@ -772,6 +777,7 @@ def build(
             txn.__exit__(None, None, None)
             txn, txn_rows = None, 0
         stats[f"{kind}_s"] += time.perf_counter() - t
+        stats[f"{kind}_cpu_s"] += time.process_time() - c
         stats[f"{kind}s"] += len(chunk)
         stats[f"{kind}_batches"] += 1
 
@@ -825,6 +831,10 @@ def build(
     stats["nodes_per_s"] = stats["nodes"] / stats["node_s"] if stats["node_s"] else 0.0
     stats["edges_per_s"] = stats["edges"] / stats["edge_s"] if stats["edge_s"] else 0.0
     stats["combined_per_s"] = (stats["nodes"] + stats["edges"]) / store_s if store_s else 0.0
+    # On a shared machine wall time counts the waits for a core too: rows per second of this
+    # process's CPU time inside the store calls (SQLite runs in-process) compare runs fairly.
+    cpu_s = stats["node_cpu_s"] + stats["edge_cpu_s"]
+    stats["combined_per_cpu_s"] = (stats["nodes"] + stats["edges"]) / cpu_s if cpu_s else 0.0
     stats["wall_per_s"] = (stats["nodes"] + stats["edges"]) / stats["wall_s"]
     return stats
 
@@ -835,14 +845,16 @@ def time_traces(
     """Time one traversal per start id (one at a time, as a user's request would)."""
     samples = []
     for sid in starts:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         sub = store.traverse([sid], direction, depth, max_nodes=budget)
         ms = (time.perf_counter() - t) * 1000
+        cpu_ms = (time.process_time() - c) * 1000
         reason = sub.truncation_reason.value if sub.truncation_reason else None
         samples.append(
             {
                 "start": sid,
                 "ms": ms,
+                "cpu_ms": cpu_ms,
                 "nodes": len(sub.nodes),
                 "edges": len(sub.edges),
                 "truncated": reason if sub.truncated else None,
@@ -868,6 +880,10 @@ def summarize(
         "p50_ms": percentile(lat, 0.5),
         "p95_ms": percentile(lat, 0.95),
         "p99_ms": percentile(lat, 0.99),
+        # this process's CPU time per trace (fair on a shared machine; on Neo4j the server's
+        # time is not in it)
+        "cpu_p50_ms": percentile([x["cpu_ms"] for x in samples], 0.5),
+        "cpu_p95_ms": percentile([x["cpu_ms"] for x in samples], 0.95),
         "max_ms": max(lat),
         "mean_ms": sum(lat) / len(lat),
         "mean_nodes": sum(sizes) / len(sizes),
@@ -892,25 +908,65 @@ def run_size(n_nodes: int, uri: str | None, args: argparse.Namespace) -> dict[st
         store = _open(uri)
         if args.wipe and hasattr(store, "_wipe"):
             store._wipe()
-        if store.count_nodes() or store.count_edges():
+        sidecar = _sidecar(uri)
+        reused = bool(
+            args.reuse
+            and sidecar is not None
+            and os.path.exists(sidecar)
+            and (store.count_nodes() or store.count_edges())
+        )
+        if reused:
+            assert sidecar is not None
+            with open(sidecar) as f:
+                meta = json.load(f)
+            if (meta["nodes_target"], meta["seed"]) != (n_nodes, args.seed):
+                raise SystemExit(
+                    f"{store.uri} holds the graph of --nodes {meta['nodes_target']} "
+                    f"--seed {meta['seed']}, not of this run"
+                )
+        elif store.count_nodes() or store.count_edges():
             raise SystemExit(
                 f"{store.uri} is not empty; the benchmark needs an empty store (--wipe empties "
                 "a Neo4j store first)"
             )
         result["store"] = store.uri  # redacted
         gen = LineageGenerator(n_nodes, seed=args.seed)
-        profiler = cProfile.Profile() if args.profile == "build" else None
-        if profiler:
-            profiler.enable()
-        stats = build(
-            store, gen, args.batch, f"build {label}", args.quiet, args.rows_per_transaction
-        )
-        stats["rows_per_transaction"] = args.rows_per_transaction
-        if profiler:
-            profiler.disable()
-            _print_profile(profiler, "build")
-        stats["labels"] = {k: v for k, v in sorted(gen.counters.items())}
-        stats["edge_kinds"] = dict(sorted(gen.edge_kinds.items(), key=lambda kv: -kv[1]))
+        sidecar = _sidecar(uri)
+        if reused:
+            # The graph of an earlier run (--keep, --reuse): its build figures and what the
+            # traces start from, as that run recorded them.
+            assert sidecar is not None
+            with open(sidecar) as f:
+                saved = json.load(f)
+            stats = saved["build"]
+            stats["reused"] = True
+            gen.counters = saved["counters"]
+            gen.popular_raw_dvs = saved["popular_raw_dvs"]
+        else:
+            profiler = cProfile.Profile() if args.profile == "build" else None
+            if profiler:
+                profiler.enable()
+            stats = build(
+                store, gen, args.batch, f"build {label}", args.quiet, args.rows_per_transaction
+            )
+            stats["rows_per_transaction"] = args.rows_per_transaction
+            if profiler:
+                profiler.disable()
+                _print_profile(profiler, "build")
+            stats["labels"] = {k: v for k, v in sorted(gen.counters.items())}
+            stats["edge_kinds"] = dict(sorted(gen.edge_kinds.items(), key=lambda kv: -kv[1]))
+            if sidecar is not None and (args.keep or not tmpdir):
+                with open(sidecar, "w") as f:
+                    json.dump(
+                        {
+                            "nodes_target": n_nodes,
+                            "seed": args.seed,
+                            "build": stats,
+                            "counters": gen.counters,
+                            "popular_raw_dvs": gen.popular_raw_dvs,
+                        },
+                        f,
+                    )
         result["build"] = stats
         if uri.startswith("sqlite:///") and tmpdir:
             path = uri[len("sqlite:///") :]
@@ -960,16 +1016,19 @@ def run_size(n_nodes: int, uri: str | None, args: argparse.Namespace) -> dict[st
         elif tmpdir:
             print(f"kept {tmpdir}", file=sys.stderr)
     b = result["build"]
+    embedded = result["store"].startswith("sqlite")
+    p95_target = TARGET_UPSTREAM_P95_MS if embedded else TARGET_UPSTREAM_P95_MS_NEO4J
     result["targets"] = {
         "throughput": {
             "target": TARGET_THROUGHPUT,
             "value": b["combined_per_s"],
             "met": b["combined_per_s"] >= TARGET_THROUGHPUT,
+            "binding": embedded,
         },
         "upstream_p95_ms": {
-            "target": TARGET_UPSTREAM_P95_MS,
+            "target": p95_target,
             "value": result["upstream"]["p95_ms"],
-            "met": result["upstream"]["p95_ms"] < TARGET_UPSTREAM_P95_MS,
+            "met": result["upstream"]["p95_ms"] <= p95_target,
             "binding": n_nodes >= 1_000_000,
         },
         "upstream_mean_nodes": {
@@ -1042,6 +1101,13 @@ def neo4j_plans(store: Any, starts: list[str]) -> dict[str, Any]:
     return plans
 
 
+def _sidecar(uri: str) -> str | None:
+    """Where a kept SQLite graph's build figures and trace starts are recorded (--reuse)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return uri[len("sqlite:///") :] + ".bench.json"
+
+
 def _open(uri: str) -> GraphStore:
     if uri.split(":", 1)[0].lower().startswith(("neo4j", "bolt")) and "@" not in uri:
         return open_store(
@@ -1105,12 +1171,25 @@ def print_report(env: dict[str, Any], results: list[dict[str, Any]]) -> None:
         head = f"bulk upsert, {b.get('batch', 0):,}/call, " + (
             f"~{txn:,} rows/txn" if txn else "1 txn/call"
         )
-        p(f"{head:<38}{'rows':>12}{'store s':>10}{'rows/s':>12}")
-        p(f"{'  nodes':<38}{b['nodes']:>12,}{b['node_s']:>10.1f}{b['nodes_per_s']:>12,.0f}")
-        p(f"{'  edges':<38}{b['edges']:>12,}{b['edge_s']:>10.1f}{b['edges_per_s']:>12,.0f}")
+        if b.get("reused"):
+            head += " (figures of the run that built it)"
+        p(f"{head:<38}{'rows':>12}{'store s':>10}{'rows/s':>12}{'cpu s':>8}{'rows/cpu s':>12}")
+
+        def cpu(s: float | None, n: int) -> str:
+            return f"{s:>8.1f}{n / s:>12,.0f}" if s else ""
+
+        p(
+            f"{'  nodes':<38}{b['nodes']:>12,}{b['node_s']:>10.1f}{b['nodes_per_s']:>12,.0f}"
+            + cpu(b.get("node_cpu_s"), b["nodes"])
+        )
+        p(
+            f"{'  edges':<38}{b['edges']:>12,}{b['edge_s']:>10.1f}{b['edges_per_s']:>12,.0f}"
+            + cpu(b.get("edge_cpu_s"), b["edges"])
+        )
         p(
             f"{'  combined (store time)':<38}{b['nodes'] + b['edges']:>12,}"
             f"{b['node_s'] + b['edge_s']:>10.1f}{b['combined_per_s']:>12,.0f}"
+            + cpu(b.get("node_cpu_s", 0) + b.get("edge_cpu_s", 0), b["nodes"] + b["edges"])
         )
         p(
             f"{'  incl. generating the objects':<38}{b['nodes'] + b['edges']:>12,}"
@@ -1119,7 +1198,8 @@ def print_report(env: dict[str, Any], results: list[dict[str, Any]]) -> None:
         p("")
         p(
             f"{'trace (budget)':<34}{'n':>5}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}"
-            f"{'mean nodes':>11}{'max nodes':>10}{'mean edges':>11}  truncated"
+            f"{'mean nodes':>11}{'max nodes':>10}{'mean edges':>11}{'cpu p50':>8}{'cpu p95':>8}"
+            "  truncated"
         )
         rows = [
             (f"upstream d5 ({up['max_nodes']:,})", up),
@@ -1132,17 +1212,18 @@ def print_report(env: dict[str, Any], results: list[dict[str, Any]]) -> None:
             p(
                 f"{name:<34}{t['count']:>5}{t['p50_ms']:>8.1f}{t['p95_ms']:>8.1f}"
                 f"{t['max_ms']:>8.1f}{t['mean_nodes']:>11,.0f}{t['max_nodes_returned']:>10,}"
-                f"{t['mean_edges']:>11,.0f}  {trunc}"
+                f"{t['mean_edges']:>11,.0f}{t['cpu_p50_ms']:>8.1f}{t['cpu_p95_ms']:>8.1f}  {trunc}"
             )
         p("")
         tg = r["targets"]
         p(
-            f"target: bulk upsert >= {TARGET_THROUGHPUT:,} rows/s: "
-            f"{tg['throughput']['value']:,.0f} -> {_fmt_ok(tg['throughput']['met'])}"
+            f"target: bulk upsert >= {TARGET_THROUGHPUT:,} rows/s"
+            + ("" if tg["throughput"].get("binding", True) else " (embedded store's)")
+            + f": {tg['throughput']['value']:,.0f} -> {_fmt_ok(tg['throughput']['met'])}"
         )
         binding = "" if tg["upstream_p95_ms"]["binding"] else " (binding on the 1M graph only)"
         p(
-            f"target: upstream d5 p95 < {TARGET_UPSTREAM_P95_MS:.0f} ms{binding}: "
+            f"target: upstream d5 p95 <= {tg['upstream_p95_ms']['target']:.0f} ms{binding}: "
             f"{tg['upstream_p95_ms']['value']:.1f} ms -> {_fmt_ok(tg['upstream_p95_ms']['met'])}"
         )
         p(
@@ -1217,6 +1298,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=10, help="untimed traces first")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--keep", action="store_true", help="keep the temporary database")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the traces on the graph a --store SQLite file already holds (built by an "
+        "earlier run of the same --nodes and --seed) instead of building it; the build "
+        "figures reported are that run's",
+    )
     ap.add_argument(
         "--profile",
         choices=["build", "traverse"],

@@ -42,7 +42,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -71,6 +70,7 @@ from lineagehub.graph.errors import (
     ValidationError,
 )
 from lineagehub.graph.filters import Expr, SortKey, parse_where
+from lineagehub.graph.hydrate import stored_edge, stored_node, stored_time
 from lineagehub.graph.model import (
     EDGE_KIND_RE,
     Edge,
@@ -543,11 +543,7 @@ def summarize_chunks(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str],
 # --- reading rows -----------------------------------------------------------------------------
 
 
-def _dt(text: str | None) -> datetime | None:
-    # fromisoformat is implemented in C; strptime would dominate large traversals.
-    if text is None:
-        return None
-    return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
+_dt = stored_time  # each distinct text parsed once (graph.hydrate)
 
 
 def _audit_entry(row: Mapping[str, Any]) -> AuditEntry:
@@ -576,7 +572,7 @@ def _audit_record(entry: AuditEntry) -> dict[str, Any]:
 def _nodes(rows: Sequence[Mapping[str, Any]]) -> list[Node]:
     """The nodes of a statement that collects them (``cypher._NODE_RETURN``), in order."""
     return [
-        Node(node_id, label, json.loads(props), _dt(created_at), _dt(updated_at))
+        stored_node(node_id, label, props, created_at, updated_at)
         for node_id, label, props, created_at, updated_at in (rows[0]["rows"] if rows else ())
     ]
 
@@ -585,28 +581,19 @@ def _edge_of(values: Sequence[Any], source: str, target: str) -> Edge:
     """An edge from the ``id, kind, props, event_time, ingested_at, asserted_by`` values of
     an expansion row."""
     edge_id, kind, props, event_time, ingested_at, asserted_by = values
-    return Edge(
-        source=source,
-        target=target,
-        kind=kind,
-        props=json.loads(props),
-        event_time=_dt(event_time),
-        asserted_by=asserted_by,
-        id=edge_id,
-        ingested_at=_dt(ingested_at),
-    )
+    return stored_edge(edge_id, kind, source, target, props, event_time, ingested_at, asserted_by)
 
 
 def _edge(row: Mapping[str, Any], source: str, target: str) -> Edge:
-    return Edge(
-        source=source,
-        target=target,
-        kind=row["kind"],
-        props=json.loads(row["props"]),
-        event_time=_dt(row["event_time"]),
-        asserted_by=row["asserted_by"],
-        id=row["id"],
-        ingested_at=_dt(row["ingested_at"]),
+    return stored_edge(
+        row["id"],
+        row["kind"],
+        source,
+        target,
+        row["props"],
+        row["event_time"],
+        row["ingested_at"],
+        row["asserted_by"],
     )
 
 

@@ -21,7 +21,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from lineagehub.graph.errors import (
     NotFoundError,
 )
 from lineagehub.graph.filters import And, Cmp, Expr, IsNull, Not, Or, SortKey, parse_where
+from lineagehub.graph.hydrate import stored_edge, stored_node, stored_props, stored_time
 from lineagehub.graph.model import (
     Edge,
     Node,
@@ -192,35 +192,17 @@ _SYSTEM_COLUMNS = {
 _OPS = {"eq": "=", "ne": "!=", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 
-@functools.lru_cache(maxsize=65536)
-def _parse_dt(text: str) -> datetime:
-    # Many rows share a timestamp (one batch, one "now"): parse each text once.
-    return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
-
-
-def _dt(text: str | None) -> datetime | None:
-    return None if text is None else _parse_dt(text)
-
-
-def _props(text: str) -> dict[str, Any]:
-    return {} if text == "{}" else json.loads(text)  # most edges have no properties
+_dt = stored_time
+_props = stored_props
 
 
 def _node(row: Sequence[Any]) -> Node:
-    return Node(row[0], row[1], _props(row[2]), _dt(row[3]), _dt(row[4]))
+    return stored_node(row[0], row[1], row[2], row[3], row[4])
 
 
 def _edge(row: Sequence[Any]) -> Edge:
-    return Edge(
-        source=row[2],
-        target=row[3],
-        kind=row[1],
-        props=_props(row[4]),
-        event_time=_dt(row[5]),
-        asserted_by=row[7],
-        id=row[0],
-        ingested_at=_dt(row[6]),
-    )
+    """An edge from its row (:data:`_EDGE_COLS`)."""
+    return stored_edge(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
 
 
 class _SqlBuilder:
@@ -765,7 +747,8 @@ class SqliteStore(GraphStore):
             params.append(limit)
         with self._read() as conn:
             rows = conn.execute(" ".join(sql), params).fetchall()
-        return [(_edge(r), r[8], r[9]) for r in rows]
+        edge = stored_edge  # one call per row, not two: a trace reads thousands
+        return [(edge(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]), r[8], r[9]) for r in rows]
 
     def _read_series(self, node_id: str, key: str) -> list[SeriesPoint]:
         with self._read() as conn:

@@ -14,7 +14,7 @@ import abc
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from lineagehub.graph.audit import (
@@ -601,34 +601,55 @@ class GraphStore(abc.ABC):
     @staticmethod
     def _prepare_nodes(nodes: Iterable[Node]) -> list[tuple[str, str, str]]:
         rows = []
+        labels: set[str] = set()  # a batch holds few labels: each is checked once
         for node in nodes:
             if not isinstance(node, Node):
                 raise ValidationError(f"expected a Node, got {type(node).__name__}", field="nodes")
-            validate_id(node.id)
-            validate_label(node.label)
-            rows.append((node.id, node.label, encode_props(node.props, f"node {node.id!r}")))
+            node_id, label = node.id, node.label
+            validate_id(node_id)
+            if type(label) is not str or label not in labels:
+                labels.add(validate_label(label))
+            rows.append((node_id, label, encode_props(node.props, f"node {node_id!r}")))
         return rows
 
     @staticmethod
     def _prepare_edges(edges: Iterable[Edge], now: str) -> list[tuple[Any, ...]]:
         """(id, kind, source, target, props, event_time, ingested_at, asserted_by) rows."""
         rows = []
+        # A batch's ends, kinds, asserters and times repeat (a run's inputs, a popular
+        # dataset, one time per event): each distinct value is checked once per call. Only
+        # exact str and UTC datetimes are remembered (hashable, and equal means the same text).
+        checked: set[str] = set()
+        kinds: set[str] = set()
+        times: dict[datetime, str] = {}
         for edge in edges:
             if not isinstance(edge, Edge):
                 raise ValidationError(f"expected an Edge, got {type(edge).__name__}", field="edges")
-            validate_id(edge.id, "edge.id")
-            validate_id(edge.source, "edge.source")
-            validate_id(edge.target, "edge.target")
-            validate_edge_kind(edge.kind)
-            if edge.asserted_by is not None:
-                validate_id(edge.asserted_by, "edge.asserted_by")
-            props = encode_props(edge.props, f"edge {edge.id!r}")
-            event = (
-                to_iso(edge.event_time, "edge.event_time") if edge.event_time is not None else now
+            edge_id, kind, source, target = edge.id, edge.kind, edge.source, edge.target
+            validate_id(edge_id, "edge.id")
+            if type(source) is not str or source not in checked:
+                checked.add(validate_id(source, "edge.source"))
+            if type(target) is not str or target not in checked:
+                checked.add(validate_id(target, "edge.target"))
+            if type(kind) is not str or kind not in kinds:
+                kinds.add(validate_edge_kind(kind))
+            by = edge.asserted_by
+            if by is not None and (type(by) is not str or by not in checked):
+                checked.add(validate_id(by, "edge.asserted_by"))
+            given = edge.props
+            props = (
+                "{}"
+                if type(given) is dict and not given
+                else encode_props(given, f"edge {edge_id!r}")
             )
-            rows.append(
-                (edge.id, edge.kind, edge.source, edge.target, props, event, now, edge.asserted_by)
-            )
+            when = edge.event_time
+            if when is None:
+                event = now
+            elif type(when) is datetime and when.tzinfo is timezone.utc:
+                event = times.get(when) or times.setdefault(when, to_iso(when, "edge.event_time"))
+            else:
+                event = to_iso(when, "edge.event_time")
+            rows.append((edge_id, kind, source, target, props, event, now, by))
         return rows
 
     @staticmethod

@@ -193,7 +193,7 @@ def walk(
                     if causal_kinds and not _in_time(edge, bound[origin], forward, causal_kinds):
                         held.setdefault(origin, []).append(row)
                         continue
-                    reach = _bound_after(edge, forward, causal_kinds)
+                    reach = _bound_after(edge, forward, causal_kinds) if causal_kinds else None
                     if other in seen:
                         edges[edge.id] = edge
                         if causal_kinds:
