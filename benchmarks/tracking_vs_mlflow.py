@@ -789,6 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     # This machine has no network: MLflow's usage telemetry would only try and fail.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import mlflow  # configures its own loggers on import: quieten them after that
 
     for name in ("mlflow", "alembic"):
