@@ -27,6 +27,7 @@ import os
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
@@ -177,6 +178,14 @@ class HubConnection:
 
             token = Settings().bearer_token()
         auth = {"authorization": f"Bearer {token}"} if token else {}
+        # Small requests (every GraphQL call) go straight to the connection pool: the client's
+        # send adds nothing the hub uses (authentication is a header, redirects are not
+        # followed, the hub sets no cookies) and costs about as much CPU again as the pool
+        # itself. Not when the environment names a proxy for the hub: then every request goes
+        # through the client, which routes by those settings.
+        self._direct: httpx.BaseTransport | None = None
+        if transport is not None or not _proxied(self.url):
+            self._direct = transport = transport or httpx.HTTPTransport()
         self.http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
@@ -184,6 +193,9 @@ class HubConnection:
             transport=transport,
             follow_redirects=False,
         )
+        self._timeouts = {"timeout": self.http.timeout.as_dict()}
+        self._headers: dict[tuple[tuple[str, str], ...], httpx.Headers] = {}
+        self._urls: dict[str, httpx.URL] = {}
         self._closed = threading.Event()
 
     def close(self) -> None:
@@ -227,11 +239,14 @@ class HubConnection:
         while True:
             if self._closed.is_set():
                 raise ConfigError(f"the connection to {self.url} is closed")
-            request = self.http.build_request(
-                method, path, content=content() if content is not None else None, headers=headers
-            )
+            body = content() if content is not None else None
+            direct = self._direct is not None and not stream and type(body) in (bytes, type(None))
             try:
-                response = self.http.send(request, stream=stream)
+                if direct:
+                    response = self._direct_send(method, path, body, headers)
+                else:
+                    request = self.http.build_request(method, path, content=body, headers=headers)
+                    response = self.http.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
                 # The request never left: retrying is safe for every call.
                 error: HubError = _unreachable(self.url, e)
@@ -254,6 +269,33 @@ class HubConnection:
                 raise error
             self._sleep(attempt)
             attempt += 1
+
+    def _direct_send(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None
+    ) -> httpx.Response:
+        """One request through the pool, read whole (what ``Client.send`` would return)."""
+        key = tuple(headers.items()) if headers else ()
+        merged = self._headers.get(key)
+        if merged is None:  # the client's headers with the call's (a handful of kinds)
+            merged = self.http.headers.copy()
+            merged.update(dict(key))
+            if len(self._headers) < 16:
+                self._headers[key] = merged
+        url = self._urls.get(path)
+        if url is None:  # parsed once per path (/graphql, HEAD /artifacts/<digest> ...)
+            url = httpx.URL(self.url + path)
+            if len(self._urls) < 64:
+                self._urls[path] = url
+        request = httpx.Request(
+            method, url, content=body, headers=merged, extensions=self._timeouts
+        )
+        response = self._direct.handle_request(request)  # type: ignore[union-attr]
+        response.request = request
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response
 
     def _sleep(self, attempt: int) -> None:
         delay = min(MAX_BACKOFF, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
@@ -301,6 +343,16 @@ class HubConnection:
                 if data is not None:
                     return data
             raise error
+
+
+def _proxied(url: str) -> bool:
+    """Whether the environment names a proxy for ``url`` (as httpx reads it: the standard
+    ``*_PROXY`` variables, with ``NO_PROXY``)."""
+    proxies = urllib.request.getproxies()
+    if not any(k in proxies for k in ("http", "https", "all")):
+        return False
+    host = urlsplit(url).hostname or ""
+    return not urllib.request.proxy_bypass(host)
 
 
 def _graphql_answer(response: httpx.Response) -> tuple[Any, HubError | None]:

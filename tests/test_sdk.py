@@ -848,6 +848,28 @@ def test_a_lost_answer_is_reconciled_or_reported(remote_hub: Hub, operation: str
     tracking.close()
 
 
+def test_a_proxy_in_the_environment_carries_the_sdks_requests(
+    remote_hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GraphQL calls skip httpx's client machinery for speed, but never its proxy routing: a
+    proxy named in the environment (here one that is not listening) is where they go, and
+    NO_PROXY sends them to the hub again."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead}")
+    proxied = HubConnection(remote_hub.target, retries=0, token="")
+    with pytest.raises(BackendUnavailable):
+        proxied.graphql("{ __typename }", idempotent=True)
+    proxied.close()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    direct = HubConnection(remote_hub.target, retries=0, token="")
+    assert direct.graphql("{ __typename }", idempotent=True) == {"__typename": "Query"}
+    direct.close()
+
+
 def test_remote_artifacts_stream_and_are_verified(remote_hub: Hub, tmp_path: Path) -> None:
     store = RemoteArtifactStore(remote_hub.target, chunk_size=64 * 1024)
     big = tmp_path / "big.bin"
