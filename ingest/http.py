@@ -240,9 +240,8 @@ class HubConnection:
             if self._closed.is_set():
                 raise ConfigError(f"the connection to {self.url} is closed")
             body = content() if content is not None else None
-            direct = self._direct is not None and not stream and type(body) in (bytes, type(None))
             try:
-                if direct:
+                if not stream and self._direct is not None and isinstance(body, bytes | None):
                     response = self._direct_send(method, path, body, headers)
                 else:
                     request = self.http.build_request(method, path, content=body, headers=headers)
