@@ -443,6 +443,9 @@ class RemoteTracking:
         # Content this process already uploaded (package lists, code diffs): a sweep starts
         # thousands of runs from one checkout and one environment.
         self._uploaded: set[str] = set()
+        # Environments the hub holds (written by a run this process started there): later runs
+        # name them by id instead of sending the package list (hundreds of entries) each time.
+        self._environments: set[str] = set()
 
     def close(self) -> None:
         self.connection.close()
@@ -478,18 +481,43 @@ class RemoteTracking:
             if start.code.diff is not None:
                 self._upload_once(start.code.diff)
             fields["code"] = start.code.commit.model_dump(mode="json", exclude_none=True)
-        if start.environment is not None:
-            if start.environment.packages_text:
-                self._upload_once(start.environment.packages_text)
-            env = start.environment.environment
+        env = start.environment.environment if start.environment is not None else None
+        if start.environment is not None and start.environment.packages_text:
+            self._upload_once(start.environment.packages_text)
+        if env is not None and env.node_id in self._environments:
+            fields["environmentId"] = env.node_id  # the hub has it: not the package list again
+        elif env is not None:
             fields["environment"] = env.model_dump(mode="json", exclude_none=True)
-        return self.wire.call(
-            "startRun",
-            Run,
-            idempotent=True,
-            input={k: v for k, v in fields.items() if v is not None},
-            reconcile=self._reconcile("startRun", run.id, "name", run.name),
-        )
+        if start.environment_id is not None:  # named by the caller
+            if env is not None:
+                raise ValidationError(
+                    "give the environment or its id, not both", field="environment_id"
+                )
+            fields["environmentId"] = start.environment_id
+
+        def call() -> Any:
+            return self.wire.call(
+                "startRun",
+                Run,
+                idempotent=True,
+                input={k: v for k, v in fields.items() if v is not None},
+                reconcile=self._reconcile("startRun", run.id, "name", run.name),
+            )
+
+        started: Run
+        try:
+            started = call()
+        except NotFoundError as e:
+            if env is None or "environmentId" not in fields or env.node_id not in e.ids:
+                raise
+            # Not there any more (another store behind the same URL): sent whole once again.
+            self._environments.discard(env.node_id)
+            del fields["environmentId"]
+            fields["environment"] = env.model_dump(mode="json", exclude_none=True)
+            started = call()
+        if env is not None:
+            self._environments.add(env.node_id)
+        return started
 
     def _batch(self, run_id: str, metrics: Sequence[Metric] | None) -> list[dict[str, Any]] | None:
         """Sends all but the last request's worth of points; returns the last."""

@@ -68,6 +68,12 @@ class StartRunInput:
         description="The Environment (python, platform, packages_digest, packages); the package "
         "list bytes are uploaded to /artifacts first.",
     )
+    environment_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Instead of environment: the id of an Environment the hub already has (one "
+        "an earlier run's environment wrote), so the package list is not sent again; NOT_FOUND "
+        "if the hub has no such environment.",
+    )
 
 
 @strawberry.input
@@ -168,6 +174,12 @@ class Mutation:
             start = RunStart(
                 code=start.code,
                 environment=EnvironmentState(environment=env, packages_text=b""),
+            )
+        if input.environment_id is not None:
+            start = RunStart(
+                code=start.code,
+                environment=start.environment,
+                environment_id=str(input.environment_id),
             )
         node = await ctx.call(written, ctx.store, ctx.tracker.start_run, run, start)
         return wrap_as(node, Run)

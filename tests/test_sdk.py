@@ -39,6 +39,7 @@ from lineagehub.graph import (
     PermissionDenied,
     ValidationError,
 )
+from lineagehub.ingest.capture import capture_environment
 from lineagehub.ingest.client import Client
 from lineagehub.ingest.remote import HubConnection, RemoteArtifactStore, RemoteTracking
 from lineagehub.services.tracking import Metric, RunStart
@@ -846,6 +847,78 @@ def test_a_lost_answer_is_reconciled_or_reported(remote_hub: Hub, operation: str
     assert len(remote_hub.store.read_series(run.id, "loss")) == 1
     assert remote_hub.store.count_nodes("Run") == 1
     tracking.close()
+
+
+def _environment_of(store: GraphStore, run_id: str) -> list[str]:
+    found = store.neighbors([run_id], "UPSTREAM", edge_kinds=["RAN_IN"])[run_id]
+    return [a.node.id for a in found]
+
+
+def test_a_run_names_an_environment_the_hub_has(client: Client, hub: Hub) -> None:
+    """RunStart(environment_id=...): the run is RAN_IN that environment, with nothing sent but
+    its id; an unknown one is NOT_FOUND and a wrong kind of id or both forms are refused, with
+    no run written."""
+    tracking = client.backend.tracking
+    env = capture_environment()
+    first = tracking.start_run(Run(name="first"), RunStart(environment=env))
+    second = tracking.start_run(
+        Run(name="second"), RunStart(environment_id=env.environment.node_id)
+    )
+    assert _environment_of(hub.store, first.id) == [env.environment.node_id]
+    assert _environment_of(hub.store, second.id) == [env.environment.node_id]
+    runs = hub.store.count_nodes("Run")
+    with pytest.raises(NotFoundError) as missing:
+        tracking.start_run(Run(name="x"), RunStart(environment_id="env:" + "0" * 64))
+    assert missing.value.ids == ["env:" + "0" * 64]
+    with pytest.raises(ValidationError):
+        tracking.start_run(Run(name="x"), RunStart(environment_id=first.id))
+    with pytest.raises(ValidationError):
+        tracking.start_run(
+            Run(name="x"), RunStart(environment=env, environment_id=env.environment.node_id)
+        )
+    assert hub.store.count_nodes("Run") == runs
+
+
+class Recording(httpx.BaseTransport):
+    """The real transport, keeping each request's body."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.bodies: list[bytes] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(request.content)
+        return self.inner.handle_request(request)
+
+
+def test_a_remote_client_sends_its_package_list_once(remote_hub: Hub) -> None:
+    """The first run started through a server carries the environment; later ones name it.
+    A client that believes the hub has it when the hub does not (another store behind the
+    URL) sends it whole again, and the run is recorded all the same."""
+    env = capture_environment()
+    assert env.environment.packages  # this interpreter's packages: hundreds of entries
+    recording = Recording()
+    tracking = RemoteTracking(remote_hub.target, transport=recording)
+    runs = [tracking.start_run(Run(name=f"r{i}"), RunStart(environment=env)) for i in range(3)]
+    starts = [b for b in recording.bodies if b"startRun" in b]
+    assert len(starts) == 3
+    assert [b'"packages"' in b for b in starts] == [True, False, False]
+    assert all(_environment_of(remote_hub.store, r.id) == [env.environment.node_id] for r in runs)
+    tracking.close()
+
+    recording = Recording()
+    stale = RemoteTracking(remote_hub.target, transport=recording)
+    stale._environments.add("env:" + "1" * 64)  # as if sent to a store the hub no longer has
+    other = env.environment.model_copy(update={"python": "0.0.1"})  # not on the hub
+    assert other.node_id != env.environment.node_id
+    stale._environments.add(other.node_id)
+    run = stale.start_run(
+        Run(name="again"), RunStart(environment=type(env)(environment=other, packages_text=b""))
+    )
+    starts = [b for b in recording.bodies if b"startRun" in b]
+    assert [b'"packages"' in b for b in starts] == [False, True]
+    assert _environment_of(remote_hub.store, run.id) == [other.node_id]
+    stale.close()
 
 
 def test_a_proxy_in_the_environment_carries_the_sdks_requests(

@@ -51,7 +51,7 @@ from lineagehub.graph import (
     SeriesPoint,
     ValidationError,
 )
-from lineagehub.graph.model import to_iso
+from lineagehub.graph.model import to_iso, validate_id
 from lineagehub.services.headline import PRIMARY_METRIC_TAG, RUN_PRIMARY_METRIC_TAG
 from lineagehub.services.webhooks import AfterCommit, EventSink, WebhookEvent
 from lineagehub.vocabulary import (
@@ -77,6 +77,7 @@ from lineagehub.vocabulary import (
     check_scalar,
     check_text,
     from_node,
+    link,
     make_edge,
     member,
 )
@@ -148,6 +149,9 @@ class RunStart:
 
     code: CodeState | None = None
     environment: EnvironmentState | None = None
+    #: Instead of ``environment``: the id of an Environment the hub already has (a remote
+    #: client sends the package list once per connection, then names it).
+    environment_id: str | None = None
 
 
 class TrackingService:
@@ -223,8 +227,20 @@ class TrackingService:
                 self.artifacts.put_bytes(start.environment.packages_text)
             fixed.append(env)
             edges.append(make_edge(EdgeKind.RAN_IN, run, env))
+        env_ref = start.environment_id
+        if env_ref is not None:
+            if start.environment is not None:
+                raise ValidationError(
+                    "give the environment or its id, not both", field="environment_id"
+                )
+            env_ref = validate_id(env_ref, "environment_id")
+            edges.append(link(EdgeKind.RAN_IN, run.id, NodeKind.RUN, env_ref, NodeKind.ENVIRONMENT))
         new_fixed = [m.to_node() for m in fixed if m.node_id not in self._written]
         with self.store.transaction():
+            if env_ref is not None and env_ref not in self._written:
+                found = self.store.get_nodes([env_ref])[0]
+                if found is None or found.label != NodeKind.ENVIRONMENT.value:
+                    raise NotFoundError(f"no environment {env_ref!r}", ids=[env_ref])
             if run.parent is not None:
                 parent = self._get(run.parent, NodeKind.RUN, "parent")
                 edges.append(Edge(run.id, parent.id, EdgeKind.CHILD_OF.value))
@@ -243,7 +259,7 @@ class TrackingService:
                     "parent": run.parent,
                 },
             )
-        written = [n.id for n in new_fixed]
+        written = [n.id for n in new_fixed] + ([env_ref] if env_ref is not None else [])
         self.store.after_commit(lambda: self._written.update(written))  # not if rolled back
         return run
 
