@@ -181,6 +181,7 @@ def test_errors_are_coded_json(http: httpx.Client) -> None:
     )
 
 
+@needs_dot
 def test_the_lineage_query_exports_itself(http: httpx.Client) -> None:
     """`Lineage.export(format:)` in GraphQL: the same result as text, in each text format."""
     query = """query($f: ExportFormat!) {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -22,6 +23,8 @@ from lineagehub import Settings, open_store
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.ingest.client import Client
 from lineagehub.interfaces.cli import main
+
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz's `dot`")
 
 
 def _frame(rows: int) -> pd.DataFrame:
@@ -248,6 +251,7 @@ def test_lineage_tree_and_json(
     assert nodes[hub.ids["a"]]["reachedFrom"] == hub.ids["dv_a"]
 
 
+@needs_dot
 def test_lineage_pictures_and_files(
     capsys: pytest.CaptureFixture[str], hub: Hub, target: list[str], tmp_path: Path
 ) -> None:
@@ -266,6 +270,7 @@ def test_lineage_pictures_and_files(
     assert code == 0 and json.loads(out)
 
 
+@needs_dot
 def test_lineage_takes_every_option_of_the_lineage_query(
     capsys: pytest.CaptureFixture[str], hub: Hub, target: list[str], tmp_path: Path
 ) -> None:
@@ -305,7 +310,7 @@ def test_lineage_takes_every_option_of_the_lineage_query(
         ["-o", "picture.bogus"],
         ["-o", "picture.svg", "--format", "bogus"],
         ["-o", "-"],
-        ["-o", "no/such/dir/x.svg"],
+        ["-o", "no/such/dir/x.json"],
     ],
 )
 def test_lineage_bad_formats_and_paths(

@@ -181,6 +181,7 @@ def test_every_command_line_in_the_readme_runs(
         monkeypatch.delenv(name, raising=False)
     request = None
     ran = 0
+    unrun = 0  # lines that render SVG, where Graphviz's dot is missing
     for line in cli_lines():
         words = shlex.split(line)
         env = {}
@@ -189,6 +190,9 @@ def test_every_command_line_in_the_readme_runs(
             env[key] = value
         assert words[0] == "lineagehub", line
         if words[1] in ("serve", "demo"):
+            continue
+        if shutil.which("dot") is None and any(w.endswith(".svg") for w in words):
+            unrun += 1
             continue
         if request is not None:
             words = [request if w == "run:01a21da3-…" else w for w in words]
@@ -201,4 +205,7 @@ def test_every_command_line_in_the_readme_runs(
         if found:
             request = found[1]
     assert request is not None and ran >= 20
-    assert (work / "champion.svg").exists() and (work / "hub.jsonl").exists()
+    assert (work / "hub.jsonl").exists()
+    if unrun:
+        pytest.skip(f"the rest ran; {unrun} line(s) rendering SVG need Graphviz's `dot`")
+    assert (work / "champion.svg").exists()
