@@ -311,6 +311,7 @@ def test_lineage_takes_every_option_of_the_lineage_query(
         ["-o", "picture.svg", "--format", "bogus"],
         ["-o", "-"],
         ["-o", "no/such/dir/x.json"],
+        ["-o", "no/such/dir/x.svg"],  # said before drawing: no Graphviz needed to hear it
     ],
 )
 def test_lineage_bad_formats_and_paths(

@@ -7,6 +7,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from lineagehub.files import write_atomic
@@ -92,6 +93,12 @@ def _export_lineage(
 
 
 def _trace_and_export(args: argparse.Namespace, client: Client, path: str) -> int:
+    # A file that cannot be written, or a format not known, is said before the trace: on a
+    # large graph the trace and the drawing take a while.
+    _format(args, path)
+    folder = Path(path).parent
+    if path != "-" and not folder.is_dir():
+        raise ValidationError(f"cannot write {path}: no folder {str(folder)!r}", field="output")
     with working("tracing and drawing the lineage…", args.json or path == "-"):
         return _export_lineage(args, _trace(args, client), path, client.registry_policies)
 
