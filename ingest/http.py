@@ -242,7 +242,7 @@ class HubConnection:
             body = content() if content is not None else None
             try:
                 if not stream and self._direct is not None and isinstance(body, bytes | None):
-                    response = self._direct_send(method, path, body, headers)
+                    response = self._direct_send(self._direct, method, path, body, headers)
                 else:
                     request = self.http.build_request(method, path, content=body, headers=headers)
                     response = self.http.send(request, stream=stream)
@@ -270,7 +270,12 @@ class HubConnection:
             attempt += 1
 
     def _direct_send(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None
+        self,
+        transport: httpx.BaseTransport,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
     ) -> httpx.Response:
         """One request through the pool, read whole (what ``Client.send`` would return)."""
         key = tuple(headers.items()) if headers else ()
@@ -288,7 +293,7 @@ class HubConnection:
         request = httpx.Request(
             method, url, content=body, headers=merged, extensions=self._timeouts
         )
-        response = self._direct.handle_request(request)  # type: ignore[union-attr]
+        response = transport.handle_request(request)
         response.request = request
         try:
             response.read()

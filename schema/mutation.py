@@ -165,22 +165,15 @@ class Mutation:
         if input.started_at is not None:
             fields["started_at"] = input.started_at
         run = validate(RunModel, {k: v for k, v in fields.items() if v is not None})
-        start = RunStart()
+        code = environment = None
         if input.code is not None:
             commit = validate(CodeCommit, _mapping(input.code, "code"))
-            start = RunStart(code=CodeState(commit=commit, diff=None, toplevel=None))  # type: ignore[arg-type]
+            code = CodeState(commit=commit, diff=None, toplevel=None)  # type: ignore[arg-type]
         if input.environment is not None:
             env = validate(Environment, _mapping(input.environment, "environment"))
-            start = RunStart(
-                code=start.code,
-                environment=EnvironmentState(environment=env, packages_text=b""),
-            )
-        if input.environment_id is not None:
-            start = RunStart(
-                code=start.code,
-                environment=start.environment,
-                environment_id=str(input.environment_id),
-            )
+            environment = EnvironmentState(environment=env, packages_text=b"")
+        env_id = None if input.environment_id is None else str(input.environment_id)
+        start = RunStart(code=code, environment=environment, environment_id=env_id)
         node = await ctx.call(written, ctx.store, ctx.tracker.start_run, run, start)
         return wrap_as(node, Run)
 

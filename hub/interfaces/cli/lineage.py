@@ -96,9 +96,9 @@ def _trace_and_export(args: argparse.Namespace, client: Client, path: str) -> in
     # A file that cannot be written, or a format not known, is said before the trace: on a
     # large graph the trace and the drawing take a while.
     _format(args, path)
-    folder = Path(path).parent
-    if path != "-" and not folder.is_dir():
-        raise ValidationError(f"cannot write {path}: no folder {str(folder)!r}", field="output")
+    if path != "-" and not Path(path).parent.is_dir():
+        folder = str(Path(path).parent)
+        raise ValidationError(f"cannot write {path}: no folder {folder!r}", field="output")
     with working("tracing and drawing the lineage…", args.json or path == "-"):
         return _export_lineage(args, _trace(args, client), path, client.registry_policies)
 
