@@ -22,6 +22,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from lineagehub.graph.model import Edge, Node
 
 _TIMES: dict[str, datetime] = {}
@@ -45,6 +47,43 @@ def stored_time(text: str | None) -> datetime | None:
     return value
 
 
+# The fast decoder (orjson) reads an integer beyond 64 bits as a float; the standard one
+# keeps it whole. So a document with a float that large in magnitude is read again the
+# standard way (a float written so, 1e+20, reads the same both ways).
+_BIG = float(2**63)
+
+
+def _has_big_float(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        container = stack.pop()
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind is float:
+                if item >= _BIG or item <= -_BIG:
+                    return True
+            elif kind is dict or kind is list:
+                stack.append(item)
+    return False
+
+
+def load_json(text: str) -> Any:
+    """Stored JSON text, read as the standard decoder reads it in a third of the time
+    (orjson); texts orjson refuses (NaN, lone surrogates) or may read differently (see
+    :data:`_BIG`) take the standard decoder."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+    kind = type(value)
+    if kind is dict or kind is list:
+        if _has_big_float(value):
+            return json.loads(text)
+    elif kind is float and (value >= _BIG or value <= -_BIG):
+        return json.loads(text)
+    return value
+
+
 def stored_props(text: str) -> dict[str, Any]:
     """A fresh mapping of stored JSON properties (the caller may change it)."""
     if text == "{}":  # most edges have no properties
@@ -52,7 +91,7 @@ def stored_props(text: str) -> dict[str, Any]:
     cached = _FLAT.get(text)
     if cached is not None:
         return cached.copy()
-    value: dict[str, Any] = json.loads(text)
+    value: dict[str, Any] = load_json(text)
     if len(text) <= _FLAT_TEXT and all(type(v) in _SCALARS for v in value.values()):
         if len(_FLAT) >= _FLAT_SIZE:
             _FLAT.clear()

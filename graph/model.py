@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 from lineagehub.graph.errors import ValidationError
 
 # Labels are node kinds such as ``DatasetVersion``; edge kinds are relationship types such as
@@ -124,6 +126,55 @@ _ENCODE = json.JSONEncoder(
 ).encode
 
 
+# The fast encoder (orjson, in Rust) for property maps of JSON's own types only: it writes the
+# document the standard encoder writes (numbers may be spelt differently: 1e-05 as 0.00001).
+# Anything else takes the standard path, whose acceptance and errors stay the reference:
+# orjson would also take a UUID or an Enum, and write NaN as null.
+_PLAIN = frozenset((str, int, float, bool, type(None), _Delete))
+_PLAIN_CONTAINERS = 1000  # beyond this many nested containers (or a cycle): the standard path
+
+
+def _fast_default(value: Any) -> Any:
+    if value is DELETE:
+        return {_DELETE_KEY: True}
+    raise TypeError(type(value).__name__)  # pragma: no cover - _plain admits nothing else
+
+
+def _plain(props: dict[str, Any]) -> bool:
+    """Whether a mapping holds only str, int, finite float, bool, None and DELETE, in dicts,
+    lists and tuples (at most :data:`_PLAIN_CONTAINERS` of them)."""
+    stack: list[Any] = [props]
+    budget = _PLAIN_CONTAINERS
+    while stack:
+        container = stack.pop()
+        for value in container.values() if type(container) is dict else container:
+            kind = type(value)
+            if kind in _PLAIN:
+                if kind is float and value - value != 0.0:  # NaN or an infinity
+                    return False
+                continue
+            if kind is dict or kind is list or kind is tuple:
+                budget -= 1
+                if budget < 0:
+                    return False
+                stack.append(value)
+                continue
+            return False
+    return True
+
+
+def _encode(props: Mapping[str, Any]) -> str:
+    """Compact JSON of a property map: the fast encoder when :func:`_plain` says it may (and
+    it succeeds: integers beyond 64 bits, non-text keys and lone surrogates it refuses),
+    else the standard one."""
+    if type(props) is dict and _plain(props):
+        try:
+            return orjson.dumps(props, default=_fast_default).decode("utf-8")
+        except orjson.JSONEncodeError:
+            pass
+    return _ENCODE(props)
+
+
 def _is_delete(value: Any) -> bool:
     return isinstance(value, dict) and _DELETE_KEY in value
 
@@ -160,6 +211,12 @@ def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
     )
 
 
+# Top-level keys that passed the check (exact str only: a subclass could compare equal to
+# one and still be refused), so a batch checks each distinct key once.
+_GOOD_KEYS: set[str] = set()
+_GOOD_KEYS_SIZE = 4096
+
+
 def encode_props(props: Mapping[str, Any], owner: str) -> str:
     """Validate a property map and return it as compact JSON (a patch: :data:`DELETE`
     markers included, for :func:`merge_patch` to apply).
@@ -170,17 +227,23 @@ def encode_props(props: Mapping[str, Any], owner: str) -> str:
     if not isinstance(props, Mapping):
         raise ValidationError(f"{owner}: properties must be a mapping", field="props")
     for key in props:
+        if type(key) is str and key in _GOOD_KEYS:  # the same few keys, node after node
+            continue
         if not isinstance(key, str) or not PROPERTY_KEY_RE.match(key) or key in RESERVED_KEYS:
             raise ValidationError(
                 f"{owner}: invalid property key {key!r}: expected a letter followed by letters, "
                 "digits or '_' (and not 'id')",
                 field=f"props.{key}",
             )
+        if type(key) is str:
+            if len(_GOOD_KEYS) >= _GOOD_KEYS_SIZE:
+                _GOOD_KEYS.clear()
+            _GOOD_KEYS.add(key)
     if not props:
         return "{}"
     try:
-        text = _ENCODE(props)
-    except (TypeError, ValueError):
+        text = _encode(props)
+    except (TypeError, ValueError, RecursionError):
         # Slow path, only on failure: find the offending field to name it.
         for key, value in props.items():
             _check_json_value(value, f"props.{key}")

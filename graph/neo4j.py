@@ -70,7 +70,7 @@ from lineagehub.graph.errors import (
     ValidationError,
 )
 from lineagehub.graph.filters import Expr, SortKey, parse_where
-from lineagehub.graph.hydrate import stored_edge, stored_node, stored_time
+from lineagehub.graph.hydrate import load_json, stored_edge, stored_node, stored_time
 from lineagehub.graph.model import (
     EDGE_KIND_RE,
     Edge,
@@ -232,7 +232,7 @@ def plan_nodes(
     each node's state as it will be stored: ``(id, label, props)``."""
     state: dict[str, _NodeState] = {}
     for node_id, label, patch_text in rows:
-        patch = json.loads(patch_text)
+        patch = load_json(patch_text)
         cur = state.get(node_id)
         if cur is None and node_id in existing:
             old = existing[node_id]
@@ -291,7 +291,7 @@ def plan_edges(
     """
     state: dict[str, _EdgeState] = {}
     for edge_id, kind, source, target, patch_text, event_time, now, asserted_by in rows:
-        patch = json.loads(patch_text)
+        patch = load_json(patch_text)
         cur = state.get(edge_id)
         if cur is None and edge_id in existing:
             old = existing[edge_id]
