@@ -131,7 +131,7 @@ PROPERTY_KEYS = tuple(
 # Filter paths that name the store's own node properties rather than flattened ones.
 _SYSTEM_COLUMNS = {f: f for f in ("id", "_label", "_created_at", "_updated_at")}
 _OPS = {"eq": "=", "ne": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
-_INDEX_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
+_INDEX_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,12 @@ from lineagehub.graph.errors import ValidationError
 # Labels are node kinds such as ``DatasetVersion``; edge kinds are relationship types such as
 # ``GENERATED_BY``. Both end up in Cypher text (Neo4j cannot take them as parameters), so they
 # are restricted to plain ASCII identifiers; nothing that could close a backtick or a string.
-LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-EDGE_KIND_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+LABEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+EDGE_KIND_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}\Z")
 # Top-level property keys. Names starting with "_" and the name "id" are the stores' own.
-PROPERTY_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+PROPERTY_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 # Later segments of a property path (``params.learning_rate``, ``metrics.eval/loss``).
-PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-/]{0,127}$")
+PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-/]{0,127}\Z")
 RESERVED_KEYS = frozenset({"id"})
 # System fields that filters and orderings may name besides properties.
 SYSTEM_FIELDS = frozenset({"id", "_label", "_created_at", "_updated_at"})

@@ -431,14 +431,14 @@ class _translated:  # used as a function: ``with _translated(owner):``
 # C0 and C1 controls, and the bidirectional marks and overrides that make a name display as
 # something else ("invoice\u202efdp.exe" shows as "invoiceexe.pdf").
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_KEY_RE = re.compile(r"^[A-Za-z0-9_\-./]([A-Za-z0-9_\-./ ]{0,248}[A-Za-z0-9_\-./])?$")
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
-_IDENT_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}$")
-_ALIAS_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
-_MEDIA_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+\-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+\-]{0,126}$")
-_PYTHON_RE = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?[A-Za-z0-9.+\-]{0,32}$")
-_SUFFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+_KEY_RE = re.compile(r"^[A-Za-z0-9_\-./]([A-Za-z0-9_\-./ ]{0,248}[A-Za-z0-9_\-./])?\Z")
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+_SHA_RE = re.compile(r"^[0-9a-f]{7,64}\Z")
+_IDENT_RE = re.compile(r"^[a-z][a-z0-9_.\-]{0,63}\Z")
+_ALIAS_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,63}\Z")
+_MEDIA_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+\-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+\-]{0,126}\Z")
+_PYTHON_RE = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?[A-Za-z0-9.+\-]{0,32}\Z")
+_SUFFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}\Z")
 _SECRET_PARAM = re.compile(r"token|secret|passw|signature|sig$|credential|auth|key", re.I)
 _INT64 = (-(2**63), 2**63 - 1)
 _MAX_TEXT = 10_000
@@ -597,7 +597,7 @@ def _clean_url(value: Any) -> str:
     return urlunsplit((scheme, netloc, parts.path, query, ""))
 
 
-_SCP_RE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._\-]+)@)?(?P<host>[A-Za-z0-9.\-]+):(?P<path>.+)$")
+_SCP_RE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._\-]+)@)?(?P<host>[A-Za-z0-9.\-]+):(?P<path>.+)\Z")
 _REPO_SCHEMES = ("http", "https", "ssh", "git", "git+ssh", "file")
 
 
@@ -651,7 +651,7 @@ def _esc(component: str) -> str:
 
 
 # A namespace that is a URI's scheme and authority (``file://host``, ``s3://bucket``).
-_URI_NAMESPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/%]+$")
+_URI_NAMESPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/%]+\Z")
 
 
 def _dataset_key(namespace: str, name: str) -> str:
@@ -730,7 +730,7 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-_PREFIX_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,31}$")
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,31}\Z")
 
 
 def new_id(prefix: str) -> str:

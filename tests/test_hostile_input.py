@@ -12,11 +12,20 @@ from typing import Any
 import httpx
 import pytest
 from http_server import example_hub
+from pydantic import ValidationError as PydanticValidationError
 from test_sdk import Hub
 
-from lineagehub.graph import ValidationError, open_store
-from lineagehub.graph.model import check_time, parse_time, to_iso
-from lineagehub.vocabulary import Run, RunStatus
+from lineagehub.graph import Edge, Node, ValidationError, open_store
+from lineagehub.graph.model import (
+    check_time,
+    encode_props,
+    parse_time,
+    to_iso,
+    validate_edge_kind,
+    validate_label,
+    validate_path,
+)
+from lineagehub.vocabulary import Run, RunStatus, check_key
 
 # 9999-12-31 23:00 at UTC-14 is 10000-01-01 13:00 UTC: past what datetime holds
 TOO_LATE = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14)))
@@ -269,4 +278,45 @@ def test_large_batches_fit_the_request_limit_in_remote_mode(hub: Hub) -> None:
     run.end()
     for key in keys:
         assert [p.step for p in client.metric_history(run.id, key)] == list(range(501))
+    client.close()
+
+
+@pytest.mark.parametrize(
+    "refuse",
+    [
+        lambda: validate_label("Run\n"),
+        lambda: validate_edge_kind("USED\n"),
+        lambda: encode_props({"lr\n": 1}, "node 'x'"),
+        lambda: validate_path("params.lr\n"),
+        lambda: validate_path("status\n"),
+        lambda: check_key("lr\n", "params"),
+        lambda: Run(name="r", params={"lr\n": 1}),
+        lambda: Run(name="r", tags={"team\n": "x"}),
+    ],
+    ids=["label", "edge kind", "property key", "path segment", "path", "key", "param", "tag"],
+)
+def test_a_name_with_a_trailing_newline_is_refused(refuse: Any) -> None:
+    """A pattern's ``$`` also matches before a final newline: every name the graph puts into
+    query text, and every key, is checked to the very end of the string."""
+    with pytest.raises((ValidationError, PydanticValidationError)):
+        refuse()
+
+
+def test_trailing_newlines_are_refused_through_the_store_and_the_sdk(hub: Hub) -> None:
+    store = open_store("sqlite://")
+    with pytest.raises(ValidationError):
+        store.upsert_nodes([Node("x", "Run\n")])
+    store.upsert_nodes([Node("a", "Run"), Node("b", "Run")])
+    with pytest.raises(ValidationError):
+        store.upsert_edges([Edge("e", "USED\n", "a", "b")])
+    with pytest.raises(ValidationError):
+        store.find_nodes("Run", where={"lr\n": 1})
+    assert store.count_edges() == 0
+    client = hub.client()
+    run = client.start_run("newlines")
+    with pytest.raises(ValidationError):
+        run.log_params({"lr\n": 0.1})
+    run.log_params({"lr": 0.1})
+    run.end()
+    assert client.get_run(run.id).params == {"lr": 0.1}
     client.close()

@@ -168,7 +168,7 @@ def test_values_the_standard_library_takes_are_taken_as_it_takes_them(
 def test_a_bad_key_after_good_ones_is_still_refused() -> None:
     for i in range(50):
         encode_props({"alpha": i, "beta": i}, "node 'x'")
-    for bad in ("id", "bad key", "_x", 1):
+    for bad in ("id", "bad key", "_x", "abc\n", 1):
         with pytest.raises(ValidationError):
             encode_props({"alpha": 1, bad: 2}, "node 'x'")
 

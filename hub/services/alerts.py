@@ -80,7 +80,7 @@ _TERM = re.compile(
     r"^\s*(?P<metric>[A-Za-z0-9_.*\-/]+)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
     r"(?P<value>[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?)\s*$"
 )
-_DURATION = re.compile(r"^\s*(\d+(\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(\.\d+)?)\s*(ms|s|m|h|d|w)?\s*\Z")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -164,7 +164,7 @@ class AlertRule:
     terms: list[list[Term]] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not re.match(r"^[A-Za-z0-9_.:\-]{1,128}$", self.name):
+        if not isinstance(self.name, str) or not re.match(r"^[A-Za-z0-9_.:\-]{1,128}\Z", self.name):
             raise ValidationError(
                 f"rule name {self.name!r}: 1-128 letters, digits, '_', '.', ':' or '-'",
                 field="name",
@@ -625,11 +625,11 @@ class AlertService:
             "status": status,
             "starts": starts,
             "ends": ends,
-            "labels": {k: v for k, v in labels.items() if re.match(r"^[A-Za-z0-9_\-./]+$", k)},
+            "labels": {k: v for k, v in labels.items() if re.match(r"^[A-Za-z0-9_\-./]+\Z", k)},
             "annotations": {
                 str(k): str(v)
                 for k, v in annotations.items()
-                if re.match(r"^[A-Za-z0-9_\-./]+$", str(k))
+                if re.match(r"^[A-Za-z0-9_\-./]+\Z", str(k))
             },
             "severity": severity,
             "fingerprint": fp,

@@ -73,7 +73,7 @@ CARD_FIELDS = (
 )
 MAX_TEXT = 20_000
 MAX_ITEMS = 100
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,9 @@ TOKEN_PREFIX = "lh_"
 #: ``last_used_at`` is refreshed at most this often per token.
 LAST_USED_EVERY = timedelta(minutes=1)
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
-_TOKEN_ID_RE = re.compile(r"^[0-9a-f]{16}$")
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}\Z")
+_TOKEN_ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
