@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 after = data["runs"]["pageInfo"]["endCursor"]
                 if after is None:
                     break
-            runs = summary(lat, sizes)
+            runs: dict[str, Any] | None = summary(lat, sizes) if lat else None  # --pages 0
     finally:
         server.should_exit = True
     result = {"graph_nodes": total, "lineage_upstream_d5": lineage, "runs_page_100": runs}
@@ -334,10 +334,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"GraphQL over HTTP on a {total:,}-node graph (uvicorn, 127.0.0.1, one client)")
         print(f"{'query':<34}{'n':>6}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}{'mean size':>11}")
-        for name, r in (("lineage upstream d5 (MV, deploy)", lineage), ("runs page of 100", runs)):
+        rows: list[tuple[str, dict[str, Any] | None]] = [
+            ("lineage upstream d5 (MV, deploy)", lineage),
+            ("runs page of 100", runs),
+        ]
+        for name, row in rows:
+            if row is None:
+                continue
             print(
-                f"{name:<34}{r['n']:>6}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}"
-                f"{r['max_ms']:>10.1f}{r['mean_size']:>11.0f}"
+                f"{name:<34}{row['n']:>6}{row['p50_ms']:>10.1f}{row['p95_ms']:>10.1f}"
+                f"{row['max_ms']:>10.1f}{row['mean_size']:>11.0f}"
             )
     store.close()
     return 0

@@ -59,6 +59,7 @@ from lineagehub.graph.errors import (
     PolicyViolation,
     ValidationError,
 )
+from lineagehub.graph.hydrate import fast_load
 from lineagehub.services.registry import RuleBroken
 
 #: Seconds to wait: for a connection, and for each read or write on it.
@@ -361,10 +362,12 @@ def _proxied(url: str) -> bool:
 
 def _graphql_answer(response: httpx.Response) -> tuple[Any, HubError | None]:
     """A GraphQL answer's JSON (decoded once), and the error it carries, if any (the first)."""
-    try:
-        payload = response.json()
-    except ValueError:
-        return None, _response_error(response)
+    fast, payload = fast_load(response.content)  # orjson, where it reads as json.loads
+    if not fast:
+        try:
+            payload = response.json()
+        except ValueError:
+            return None, _response_error(response)
     if not isinstance(payload, Mapping):
         return None, _response_error(response)
     errors = payload.get("errors")

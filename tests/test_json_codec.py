@@ -9,17 +9,23 @@ import json
 import math
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from http_server import HubServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lineagehub.graph import DELETE, Node, ValidationError, open_store
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.graph import DELETE, GraphStore, Node, ValidationError, open_store
 from lineagehub.graph.hydrate import load_json, stored_props
 from lineagehub.graph.model import encode_props, merge_patch
+from lineagehub.ingest.http import HubConnection
+from lineagehub.interfaces.server import create_app
 
 
 def same(a: Any, b: Any) -> bool:
@@ -182,3 +188,60 @@ def test_a_sqlite_store_keeps_integers_beyond_64_bits(tmp_path: Path) -> None:
     assert got is not None
     assert same(got.props, {**props, "more": 2**80})
     assert same(stored_props(json.dumps(props)), props)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, GraphStore]]:
+    store = open_store(f"sqlite:///{tmp_path}/hub.db")
+    artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
+    server = HubServer(create_app(store=store, artifacts=artifacts)).start()
+    try:
+        yield server.url, store
+    finally:
+        server.stop()
+        store.close()
+
+
+def test_numbers_cross_the_wire_exactly_both_ways(served: tuple[str, GraphStore]) -> None:
+    """Responses are written by orjson and read by the SDK through :func:`fast_load`; an
+    integer beyond 64 bits (which orjson can neither write nor read as an integer) still
+    arrives whole, in a request's variables and in a response."""
+    url, store = served
+    huge = {"big": 2**70, "list": [2**64, -(2**65), 0.1, 1e-07], "small": 7}
+    store.upsert_nodes([Node("ds1", "Dataset", {"name": "ds", **huge})])
+    hub = HubConnection(url, token="")
+    try:
+        got = hub.graphql('{ node(ref: "ds1") { properties } }', idempotent=True)
+        assert same(got["node"]["properties"], {"name": "ds", **huge})
+        # a request's variables are read exactly too: the number is refused as itself
+        response = httpx.post(
+            f"{url}/graphql",
+            content=b'{"query": "query($n: Int) { runs(first: $n) { edges { node { id } } } }",'
+            b' "variables": {"n": 1180591620717411303424}}',
+            headers={"content-type": "application/json"},
+        )
+        message = response.json()["errors"][0]["message"]
+        assert "1180591620717411303424" in message, message
+    finally:
+        hub.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"query": "{ __typename }"', "not JSON"),
+        ('{"query": "{ __typename }"}'.encode("utf-16"), "not UTF-8"),
+        (b'{"query": "\xff"}', "not UTF-8"),
+        (b"[1, 2]", "batched requests"),
+        (b"null", "must be a JSON object"),
+    ],
+)
+def test_bad_request_bodies_are_refused_as_before(
+    served: tuple[str, GraphStore], body: bytes, message: str
+) -> None:
+    url, _ = served
+    response = httpx.post(
+        f"{url}/graphql", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert message in response.json()["errors"][0]["message"]
