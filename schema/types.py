@@ -367,9 +367,18 @@ class DatasetVersion(NodeInterface):
     name = prop("name", str)
     digest = prop("digest", str)
     uri = prop("uri", str | None)
-    columns = prop("columns", JSON, name="schema", description="Columns and their types.")
+    columns = prop(
+        "columns",
+        JSON | None,
+        name="schema",
+        description="Columns and their types (null when not recorded: data logged by reference).",
+    )
     row_count = prop("row_count", int | None)
-    profile = prop("profile", JSON, description="Column profile: the drift reference.")
+    profile = prop(
+        "profile",
+        JSON | None,
+        description="Column profile: the drift reference (null when not computed).",
+    )
 
     @strawberry.field
     async def dataset(self, info: I) -> Dataset | None:
@@ -414,7 +423,7 @@ class Environment(NodeInterface):
     python = prop("python", str)
     platform = prop("platform", str)
     packages_digest = prop("packages_digest", str)
-    packages = prop("packages", JSON)
+    packages = prop("packages", JSON | None, description="Installed packages (null: not captured).")
 
 
 @strawberry.type
@@ -464,7 +473,7 @@ class ModelVersion(NodeInterface):
 
     artifact_digest = prop("artifact_digest", str)
     flavor = prop("flavor", str | None)
-    signature = prop("signature", JSON)
+    signature = prop("signature", JSON | None, description="Inputs and outputs (null: none given).")
     metadata = prop(
         "metadata",
         JSON,

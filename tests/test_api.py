@@ -445,3 +445,28 @@ async def test_filters_typed_inline() -> None:
     )
     assert result.errors and result.errors[0].extensions["field"] == "where"  # type: ignore[index]
     store.close()
+
+
+def test_properties_the_vocabulary_leaves_optional_read_as_null(
+    hub: tuple[HubServer, GraphStore], http: httpx.Client, tmp_path: Path
+) -> None:
+    """A dataset logged by reference has no schema or profile, a version no signature: asking
+    for them answers null (they were non-null fields, and the whole answer was an error)."""
+    from lineagehub.ingest.client import Client
+
+    client = Client(hub[0].url)
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"\x00" * 64)
+    with client.start_run("optional-fields", capture=False) as run:
+        ref = run.log_dataset_ref("s3://lake/optional.parquet", "sha256:" + "c" * 64, name="opt")
+        version = run.log_model(weights, name="optional-fields-model")
+    client.close()
+    got = data(
+        http,
+        "query($d: String!, $v: String!) { d: node(ref: $d) { ... on DatasetVersion { name schema"
+        " profile } } v: node(ref: $v) { ... on ModelVersion { version signature } } }",
+        d=ref.node_id,
+        v=version.node_id,
+    )
+    assert got["d"] == {"name": "opt", "schema": None, "profile": None}
+    assert got["v"] == {"version": 1, "signature": None}
