@@ -54,7 +54,7 @@ LINEAGE = """query($root: String!) { lineage(input: {roots: [$root], upstreamDep
   edges { source target kind ingestedAt } truncated truncationReason } }"""
 
 RUNS = """query($after: String) { runs(first: 100, after: $after) {
-  edges { node { id name status params metrics { key last }
+  edges { node { id status params metrics { key last }
     inputs { node { id } edge { role } } code { id } environment { id } } }
   pageInfo { hasNextPage endCursor } } }"""
 
