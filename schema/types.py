@@ -437,9 +437,13 @@ class Artifact(NodeInterface):
     media_type = prop("media_type", str)
     artifact_kind = prop("kind", str, name="artifactKind")
 
-    @strawberry.field(description="Evaluation results as data (confusion matrix, curves...).")
-    def data(self) -> JSON:
-        return _json(self._p("data"))
+    @strawberry.field(
+        description="Evaluation results as data (confusion matrix, curves...); null for other "
+        "artifacts."
+    )
+    def data(self) -> JSON | None:
+        value = self._p("data")
+        return None if value is None else _json(value)
 
     @strawberry.field(description="Where to download it: GET this path on the server.")
     def download_path(self) -> str:
@@ -476,9 +480,10 @@ class ModelVersion(NodeInterface):
     signature = prop("signature", JSON | None, description="Inputs and outputs (null: none given).")
     metadata = prop(
         "metadata",
-        JSON,
+        JSON | None,
         description="How to load it back: the flavor's metadata (data), layout, training "
-        "environment (python, platform, framework package versions) and custom objects.",
+        "environment (python, platform, framework package versions) and custom objects; null "
+        "for a version stored as a file or a directory.",
     )
 
     @strawberry.field(
