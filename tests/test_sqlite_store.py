@@ -18,7 +18,12 @@ from lineagehub.graph import (
     SeriesPoint,
     open_store,
 )
-from lineagehub.graph.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStore
+from lineagehub.graph.sqlite import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    WAL_AUTOCHECKPOINT_PAGES,
+    SqliteStore,
+)
 
 
 def test_uri_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,6 +49,23 @@ def test_file_is_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "hub.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_small_commits_do_not_checkpoint_every_thousand_pages(tmp_path: Path) -> None:
+    """The WAL is copied back into the database every WAL_AUTOCHECKPOINT_PAGES frames, not
+    SQLite's default 1,000: small transactions leave more than that in it, and it is all
+    there after the store closes and opens again."""
+    uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    with open_store(uri) as store:
+        for i in range(400):
+            store.upsert_nodes([Node(f"n{i}", "Run", {"blob": "x" * 3000, "i": i})])
+        conn = sqlite3.connect(tmp_path / "hub.db")
+        busy, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        conn.close()
+        assert busy == 0 and 1000 < frames <= WAL_AUTOCHECKPOINT_PAGES, frames
+    with open_store(uri) as store:
+        assert store.count_nodes("Run") == 400
+        assert store.get_node("n399").props["i"] == 399
 
 
 def test_not_a_database_is_a_config_error(tmp_path: Path) -> None:
