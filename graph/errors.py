@@ -93,7 +93,8 @@ class ConfigError(HubError):
 
 
 class IntegrityError(HubError):
-    """Stored content does not match its digest: corruption or tampering."""
+    """Stored content is not what it must be: it does not match its digest (corruption or
+    tampering), or a node lacks a property the vocabulary requires (written around the hub)."""
 
     code = "INTEGRITY"
 

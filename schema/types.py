@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, cast, get_args
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from lineagehub.graph import Adjacent, Direction, Edge, Node
+from lineagehub.graph import Adjacent, Direction, Edge, IntegrityError, Node
 from lineagehub.graph.model import from_iso
 from lineagehub.schema.context import Context
 from lineagehub.schema.scalars import MetricValue
@@ -45,11 +45,22 @@ def prop(
     description: str | None = None,
     default: Any = None,
 ) -> Any:
-    """A field that reads one property of the node (``default`` when it is absent)."""
+    """A field that reads one property of the node (``default`` when it is absent). A
+    non-null field without a default whose property is missing (a node written around the
+    vocabulary, e.g. straight into the graph store) is an INTEGRITY error naming the node and
+    the property, not an unexplained INTERNAL one."""
+    required = default is None and type(None) not in get_args(typ)
 
     def resolver(root: NodeInterface) -> Any:
         value = root.raw.props.get(key)
-        return default if value is None else value
+        if value is None:
+            if required:
+                raise IntegrityError(
+                    f"{root.raw.label} {root.raw.id!r} has no {key!r} property, which the "
+                    "vocabulary requires (was it written around the hub?)"
+                )
+            return default
+        return value
 
     resolver.__annotations__ = {"root": NodeInterface, "return": typ}
     return strawberry.field(resolver=resolver, name=name, description=description)

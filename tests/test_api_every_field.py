@@ -25,7 +25,7 @@ from http_server import HubServer
 
 from lineagehub import vocabulary as v
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.graph import open_store
+from lineagehub.graph import Node, open_store
 from lineagehub.interfaces.server import create_app
 from lineagehub.schema import schema
 
@@ -100,3 +100,29 @@ def test_every_field_of_a_minimal_node_answers(served: tuple[str, dict[str, str]
             answer = body.json()
             assert "errors" not in answer, (label, answer.get("errors"))
             assert answer["data"]["nodes"][0]["__typename"] == label
+
+
+def test_a_node_written_around_the_vocabulary_is_an_integrity_error_not_internal(
+    tmp_path: Path,
+) -> None:
+    """A run without the name the vocabulary requires (written straight into the store): the
+    field's error names the node and the property, coded INTEGRITY; the rest still answers."""
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    store.upsert_nodes([Node("run:raw", "Run", {"status": "FINISHED"})])
+    artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
+    try:
+        with HubServer(create_app(store=store, artifacts=artifacts)) as server:
+            body = httpx.post(
+                f"{server.url}/graphql",
+                json={
+                    "query": '{ a: node(ref: "run:raw") { id ... on Run { status } } '
+                    'b: node(ref: "run:raw") { ... on Run { name } } }'
+                },
+                timeout=60,
+            ).json()
+    finally:
+        store.close()
+    assert body["data"]["a"] == {"id": "run:raw", "status": "FINISHED"}
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "INTEGRITY"
+    assert "run:raw" in error["message"] and "'name'" in error["message"]
