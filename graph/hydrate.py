@@ -18,13 +18,10 @@ values the public constructors make, only built for less:
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
-
-from lineagehub.graph.model import Edge, Node
+from lineagehub.graph.model import Edge, Node, load_json
 
 _TIMES: dict[str, datetime] = {}
 _TIMES_SIZE = 65536
@@ -45,50 +42,6 @@ def stored_time(text: str | None) -> datetime | None:
             _TIMES.clear()
         _TIMES[text] = value
     return value
-
-
-# The fast decoder (orjson) reads an integer beyond 64 bits as a float; the standard one
-# keeps it whole. So a document with a float that large in magnitude is read again the
-# standard way (a float written so, 1e+20, reads the same both ways).
-_BIG = float(2**63)
-
-
-def _has_big_float(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        container = stack.pop()
-        for item in container.values() if type(container) is dict else container:
-            kind = type(item)
-            if kind is float:
-                if item >= _BIG or item <= -_BIG:
-                    return True
-            elif kind is dict or kind is list:
-                stack.append(item)
-    return False
-
-
-def fast_load(text: str | bytes) -> tuple[bool, Any]:
-    """``(True, value)`` where orjson reads ``text`` (or UTF-8 bytes) as the standard decoder
-    does; ``(False, None)`` where only the standard decoder should answer: texts orjson
-    refuses (NaN, lone surrogates, bytes not UTF-8) or may read differently (see :data:`_BIG`)."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return False, None
-    kind = type(value)
-    if kind is dict or kind is list:
-        if _has_big_float(value):
-            return False, None
-    elif kind is float and (value >= _BIG or value <= -_BIG):
-        return False, None
-    return True, value
-
-
-def load_json(text: str) -> Any:
-    """Stored JSON text, read as the standard decoder reads it, in a third of the time where
-    :func:`fast_load` may, else by the standard decoder, errors and all."""
-    ok, value = fast_load(text)
-    return value if ok else json.loads(text)
 
 
 def stored_props(text: str) -> dict[str, Any]:

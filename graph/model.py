@@ -175,6 +175,50 @@ def _encode(props: Mapping[str, Any]) -> str:
     return _ENCODE(props)
 
 
+# The fast decoder (orjson) reads an integer beyond 64 bits as a float; the standard one
+# keeps it whole. So a document with a float that large in magnitude is read again the
+# standard way (a float written so, 1e+20, reads the same both ways).
+_BIG = float(2**63)
+
+
+def _has_big_float(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        container = stack.pop()
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind is float:
+                if item >= _BIG or item <= -_BIG:
+                    return True
+            elif kind is dict or kind is list:
+                stack.append(item)
+    return False
+
+
+def fast_load(text: str | bytes) -> tuple[bool, Any]:
+    """``(True, value)`` where orjson reads ``text`` (or UTF-8 bytes) as the standard decoder
+    does; ``(False, None)`` where only the standard decoder should answer: texts orjson
+    refuses (NaN, lone surrogates, bytes not UTF-8) or may read differently (see :data:`_BIG`)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False, None
+    kind = type(value)
+    if kind is dict or kind is list:
+        if _has_big_float(value):
+            return False, None
+    elif kind is float and (value >= _BIG or value <= -_BIG):
+        return False, None
+    return True, value
+
+
+def load_json(text: str) -> Any:
+    """Stored JSON text, read as the standard decoder reads it, in a third of the time where
+    :func:`fast_load` may, else by the standard decoder, errors and all."""
+    ok, value = fast_load(text)
+    return value if ok else json.loads(text)
+
+
 def _is_delete(value: Any) -> bool:
     return isinstance(value, dict) and _DELETE_KEY in value
 

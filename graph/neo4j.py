@@ -70,13 +70,14 @@ from lineagehub.graph.errors import (
     ValidationError,
 )
 from lineagehub.graph.filters import Expr, SortKey, parse_where
-from lineagehub.graph.hydrate import load_json, stored_edge, stored_node, stored_time
+from lineagehub.graph.hydrate import stored_edge, stored_node, stored_time
 from lineagehub.graph.model import (
     EDGE_KIND_RE,
     Edge,
     Node,
     SeriesPoint,
     SeriesSummary,
+    load_json,
     merge_patch,
     to_iso,
     utcnow,

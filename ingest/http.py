@@ -59,7 +59,7 @@ from lineagehub.graph.errors import (
     PolicyViolation,
     ValidationError,
 )
-from lineagehub.graph.hydrate import fast_load
+from lineagehub.graph.model import fast_load
 from lineagehub.services.registry import RuleBroken
 
 #: Seconds to wait: for a connection, and for each read or write on it.

@@ -453,8 +453,7 @@ class Artifact(NodeInterface):
         "artifacts."
     )
     def data(self) -> JSON | None:
-        value = self._p("data")
-        return None if value is None else _json(value)
+        return cast("JSON | None", self._p("data"))
 
     @strawberry.field(description="Where to download it: GET this path on the server.")
     def download_path(self) -> str:

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import DELETE, GraphStore, Node, ValidationError, open_store
-from lineagehub.graph.hydrate import load_json, stored_props
-from lineagehub.graph.model import encode_props, merge_patch
+from lineagehub.graph.hydrate import stored_props
+from lineagehub.graph.model import encode_props, load_json, merge_patch
 from lineagehub.ingest.http import HubConnection
 from lineagehub.interfaces.server import create_app
 

@@ -77,8 +77,7 @@ from lineagehub import __version__
 from lineagehub.artifacts import ArtifactStore, open_artifact_store, validate_digest
 from lineagehub.config import Settings
 from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
-from lineagehub.graph.hydrate import fast_load
-from lineagehub.graph.model import parse_time
+from lineagehub.graph.model import fast_load, parse_time
 from lineagehub.interfaces.auth import Authenticator, AuthMiddleware, SecurityAudit
 from lineagehub.interfaces.lineage_api import lineage_routes
 from lineagehub.interfaces.metrics import RequestMetrics, hub_metrics
