@@ -607,6 +607,7 @@ class _ThreadState(threading.local):
     depth: int = 0
     touched: dict[tuple[str, str], None] | None = None
     after_commit: list[Callable[[], None]] | None = None
+    audit_head: AuditEntry | None = None
     # Relationship types written inside the open transaction whose id index this store has
     # not created yet: created after it ends, never while it holds locks.
     pending_kinds: list[str] | None = None
@@ -795,6 +796,7 @@ class Neo4jStore(GraphStore):
                 yield
             except BaseException:
                 state.tx = None
+                self._checkpoint_state = None  # a head it wrote is undone: read it afresh
                 try:
                     tx.rollback()
                 except (DriverError, Neo4jError) as e:  # the original error matters more
@@ -1015,17 +1017,26 @@ class Neo4jStore(GraphStore):
     ) -> AuditEntry:
         actor, action, target, digest = prepare(actor, action, target, payload)
         records = self._take_records()
+        state = self._local
+        # Inside an open transaction that has appended already, the head's lock is held and
+        # the newest entry is the one it appended: no need to lock and read again.
+        noted = state.audit_head if state.depth else None
 
         def work(tx: _Tx) -> tuple[AuditEntry, TreeHead | None]:
-            # Lock the head first: the newest entry read after it cannot change until commit.
-            _run(tx, cypher.audit_lock())
-            rows = _run(tx, cypher.audit_head())
-            head = _audit_entry(rows[0]) if rows else None
+            head = noted
+            if head is None:
+                # Lock the head first: the newest entry read after it cannot change until
+                # commit.
+                _run(tx, cypher.audit_lock())
+                rows = _run(tx, cypher.audit_head())
+                head = _audit_entry(rows[0]) if rows else None
             entry = make_entry(head, to_iso(utcnow()), actor, action, target, digest, records)
             _run(tx, cypher.audit_create(_audit_record(entry)))
             return entry, self._checkpoint_in(tx, entry.seq)
 
         entry, tree_head = self._write(work, "appending an audit entry")
+        if state.depth:
+            state.audit_head = entry
         self._published(tree_head)
         return entry
 

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +261,7 @@ class _ThreadState(threading.local):
     depth: int = 0
     touched: dict[tuple[str, str], None] | None = None
     after_commit: list[Callable[[], None]] | None = None
+    audit_head: AuditEntry | None = None
 
 
 class SqliteStore(GraphStore):
@@ -338,19 +339,14 @@ class SqliteStore(GraphStore):
                 yield conn
                 return
             if self._local.depth:
-                conn.execute("SAVEPOINT lh_write")
-                try:
+                with _savepoint(conn):
                     yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK TO lh_write")
-                    conn.execute("RELEASE lh_write")
-                    raise
-                conn.execute("RELEASE lh_write")
                 return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
+                self._checkpoint_state = None
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
@@ -369,6 +365,7 @@ class SqliteStore(GraphStore):
             try:
                 yield
             except BaseException:
+                self._checkpoint_state = None  # a head it wrote is undone: read it afresh
                 with _translate():
                     conn.execute("ROLLBACK")
                 raise
@@ -539,29 +536,38 @@ class SqliteStore(GraphStore):
     ) -> AuditEntry:
         actor, action, target, digest = prepare(actor, action, target, payload)
         records = self._take_records()
+        state = self._local
         # The IMMEDIATE transaction (or the open one) holds the write lock: no other writer
-        # can append between reading the head and inserting after it.
-        with self._write() as conn:
-            row = conn.execute(
-                f"SELECT {_AUDIT_COLS} FROM audit ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            head = None if row is None else AuditEntry(*row)
+        # can append between reading the head and inserting after it. So inside an open
+        # transaction the head is the entry it appended last, when it has appended one, and
+        # the append is one INSERT (no savepoint), unless a tree head is due with it.
+        with self._write(1) as conn:
+            head = state.audit_head if state.depth else None
+            if head is None:
+                row = conn.execute(
+                    f"SELECT {_AUDIT_COLS} FROM audit ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                head = None if row is None else AuditEntry(*row)
             entry = make_entry(head, to_iso(utcnow()), actor, action, target, digest, records)
-            conn.execute(
-                f"INSERT INTO audit ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.seq,
-                    entry.time,
-                    entry.actor,
-                    entry.action,
-                    entry.target,
-                    entry.payload_digest,
-                    entry.prev_hash,
-                    entry.hash,
-                    entry.records,
-                ),
-            )
-            tree_head = self._checkpoint_in(conn, entry.seq)
+            due = self._checkpoint_due(entry.seq, lambda: _last_head(conn))
+            with _savepoint(conn) if due and state.depth else nullcontext():
+                conn.execute(
+                    f"INSERT INTO audit ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        entry.seq,
+                        entry.time,
+                        entry.actor,
+                        entry.action,
+                        entry.target,
+                        entry.payload_digest,
+                        entry.prev_hash,
+                        entry.hash,
+                        entry.records,
+                    ),
+                )
+                tree_head = self._checkpoint_in(conn, entry.seq) if due else None
+        if state.depth:
+            state.audit_head = entry
         self._published(tree_head)
         return entry
 
@@ -569,10 +575,7 @@ class SqliteStore(GraphStore):
         self, conn: sqlite3.Connection, seq: int, force: bool = False
     ) -> TreeHead | None:
         def load_last() -> TreeHead | None:
-            row = conn.execute(
-                f"SELECT {_HEAD_COLS} FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1"
-            ).fetchone()
-            return None if row is None else _tree_head(row)
+            return _last_head(conn)
 
         def load_after(size: int) -> Iterator[AuditEntry]:
             cur = conn.execute(
@@ -870,6 +873,26 @@ def _strip_new(conn: sqlite3.Connection, table: str, rows: list[Any], col: int) 
             "WHERE id IN (SELECT value FROM json_each(?)) AND instr(props, '\\u0000')",
             (json.dumps(marked),),
         )
+
+
+def _last_head(conn: sqlite3.Connection) -> TreeHead | None:
+    row = conn.execute(
+        f"SELECT {_HEAD_COLS} FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else _tree_head(row)
+
+
+@contextmanager
+def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    """Statements that stand or fall together inside an open transaction."""
+    conn.execute("SAVEPOINT lh_write")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK TO lh_write")
+        conn.execute("RELEASE lh_write")
+        raise
+    conn.execute("RELEASE lh_write")
 
 
 def _dumps(value: Any) -> str:

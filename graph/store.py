@@ -528,15 +528,8 @@ class GraphStore(abc.ABC):
         extra write per head, none per entry."""
         policy = self.audit_policy
         now = time.time()
-        if self._checkpoint_state is None and not force:
-            last = load_last()
-            self._checkpoint_state = (
-                (last.tree_size, _epoch(last.time)) if last is not None else (0, None)
-            )
-        if not force:
-            size, stamp = self._checkpoint_state or (0, None)
-            if not policy.due(seq, size, stamp, now):
-                return None
+        if not force and not self._checkpoint_due(seq, load_last, now):
+            return None
         last = load_last()
         stale = last is not None and (
             last.tree_size >= seq
@@ -550,6 +543,21 @@ class GraphStore(abc.ABC):
         insert(head)
         self._checkpoint_state = (head.tree_size, now)
         return head
+
+    def _checkpoint_due(
+        self, seq: int, load_last: Callable[[], TreeHead | None], now: float | None = None
+    ) -> bool:
+        """Whether the policy wants a tree head after entry ``seq``, from the in-memory note
+        of the last head (read once, with ``load_last``): what :meth:`_maybe_checkpoint`
+        decides before it writes, so a backend can know beforehand that an append will be
+        one statement."""
+        if self._checkpoint_state is None:
+            last = load_last()
+            self._checkpoint_state = (
+                (last.tree_size, _epoch(last.time)) if last is not None else (0, None)
+            )
+        size, stamp = self._checkpoint_state
+        return self.audit_policy.due(seq, size, stamp, time.time() if now is None else now)
 
     def _published(self, head: TreeHead | None) -> None:
         """Hand a new head to the policy's ``on_checkpoint`` once it is committed: now, or
@@ -731,6 +739,7 @@ class _Nesting(Protocol):
     depth: int
     touched: dict[tuple[str, str], None] | None
     after_commit: list[Callable[[], None]] | None
+    audit_head: AuditEntry | None
 
 
 @contextmanager
@@ -758,12 +767,14 @@ def nested_transaction(
         state.depth = 1
         state.touched = None  # records noted for the next audit entry (GraphStore._touch)
         state.after_commit = committed
+        state.audit_head = None  # the entry this transaction appended last, if a backend notes it
         try:
             yield
         finally:
             state.depth = 0
             state.touched = None
             state.after_commit = None
+            state.audit_head = None
     for hook in committed:  # only once the block has committed
         hook()
 

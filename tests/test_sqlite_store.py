@@ -281,3 +281,20 @@ def test_the_registry_seeks_a_models_versions_instead_of_reading_them_all(
         [last] = [s for s in seen if s.startswith("SELECT") and '$."params"."model"' in s]
         plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + last))
         assert "USING INDEX nodes_run_params_model" in plan and "TEMP" not in plan, plan
+
+
+def test_an_append_inside_a_transaction_is_one_insert_after_the_first(tmp_path: Path) -> None:
+    """Counted: the transaction holds the write lock, so the head it appended last is the
+    head, and one INSERT cannot be half-written (no savepoint needed)."""
+    store = SqliteStore(tmp_path / "a.db")
+    statements: list[str] = []
+    with store.transaction():
+        store.append_audit("ann", "x", "t", {})
+        conn = store._conn()
+        conn.set_trace_callback(statements.append)
+        store.append_audit("ann", "x", "t", {"i": 1})
+        conn.set_trace_callback(None)
+    assert [s.split()[0] for s in statements] == ["INSERT"]
+    assert [e.seq for e in store.read_audit()] == [1, 2]
+    assert store.verify_audit().ok
+    store.close()

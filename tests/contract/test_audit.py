@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from lineagehub.graph import GraphStore, Node, ValidationError
+from lineagehub.graph import GraphStore, Node, ValidationError, open_store
 from lineagehub.graph.audit import (
+    CheckpointPolicy,
     GENESIS,
     AuditEntry,
     canonical_json,
@@ -76,6 +77,49 @@ def test_entries_roll_back_with_their_transaction(store: GraphStore) -> None:
         assert store.audit_head() == entry  # visible inside its transaction
     assert entry.seq == 2  # no gap left by the rolled-back entry
     assert store.verify_audit().ok
+
+
+def test_appends_in_one_transaction_chain_onto_each_other_with_heads_due_among_them(
+    store: GraphStore,
+) -> None:
+    """Inside a transaction the head is the entry it appended last (not read again): the
+    chain and the tree heads come out as appended one at a time; a rolled-back transaction's
+    entries are forgotten, so the next transaction chains onto what was committed."""
+    store.configure_audit(CheckpointPolicy(every=3, key=b"k"))
+    with store.transaction():
+        store.upsert_nodes([Node("r", "Run")])
+        inside = _append(store, 5, "r")
+        assert store.audit_head() == inside[-1]
+    assert [e.seq for e in inside] == [1, 2, 3, 4, 5]
+    assert [e.prev_hash for e in inside[1:]] == [e.hash for e in inside[:-1]]
+    with pytest.raises(Boom), store.transaction():
+        _append(store, 2, "r")
+        raise Boom
+    with store.transaction():
+        after = _append(store, 2, "r")
+    assert [e.seq for e in after] == [6, 7]
+    assert after[0].prev_hash == inside[-1].hash
+    assert store.read_audit() == [*inside, *after]
+    assert [h.tree_size for h in store.iter_checkpoints()] == [3, 6]
+    assert store.verify_audit().ok
+
+
+def test_a_transaction_chains_onto_entries_another_store_appended_before_it(
+    backend_uri: str,
+) -> None:
+    first, second = open_store(backend_uri), open_store(backend_uri)
+    try:
+        with first.transaction():
+            _append(store=first, n=2, target="a")
+        second.append_audit("user:bob", "node.upsert", "b", {})
+        with first.transaction():
+            entry = first.append_audit("user:ann", "node.upsert", "a", {})
+            again = first.append_audit("user:ann", "node.upsert", "a", {})
+        assert (entry.seq, again.seq) == (4, 5)
+        assert second.verify_audit().ok
+    finally:
+        first.close()
+        second.close()
 
 
 def test_concurrent_appends_make_a_gap_free_chain(store: GraphStore) -> None:
