@@ -10,9 +10,9 @@ import pytest
 
 from lineagehub.graph import GraphStore, Node, ValidationError, open_store
 from lineagehub.graph.audit import (
-    CheckpointPolicy,
     GENESIS,
     AuditEntry,
+    CheckpointPolicy,
     canonical_json,
     entry_hash,
     payload_digest,
