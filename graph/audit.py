@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import orjson
+
 from lineagehub.graph.errors import ValidationError
 from lineagehub.graph.model import Edge, Node
 
@@ -85,11 +87,40 @@ _CANONICAL = json.JSONEncoder(
 _STRING: Callable[[str], str] = json.encoder.encode_basestring
 
 
+# orjson writes the same bytes as the standard encoder for text, integers, booleans and null
+# in dicts and lists, keys sorted (by code point both); not for floats (1e-05 is 0.00001
+# there), nor does it refuse what the standard encoder refuses (it takes an Enum, a UUID).
+_NO_FLOAT = frozenset((str, int, bool, type(None)))
+_SHORT_CONTAINERS = 200  # more nested containers than this: the standard encoder
+
+
+def _float_free(value: dict[str, Any] | list[Any]) -> bool:
+    """Whether ``value`` holds only str, int, bool and None (exact types) in dicts and lists,
+    at most :data:`_SHORT_CONTAINERS` of them (orjson refuses what nests deeper than 255)."""
+    stack: list[Any] = [value]
+    budget = _SHORT_CONTAINERS
+    while stack:
+        container = stack.pop()
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind in _NO_FLOAT:
+                continue
+            if kind is dict or kind is list:
+                budget -= 1
+                if budget < 0:
+                    return False
+                stack.append(item)
+                continue
+            return False
+    return True
+
+
 def canonical_json(obj: Any) -> bytes:
     """The one byte string of a JSON value: sorted keys, no whitespace, UTF-8 (not ASCII
     escapes). NaN and infinities are refused (``ValueError``), as are non-JSON types
-    (``TypeError``). Scalars of the exact built-in types take a short path that gives the
-    bytes ``json.dumps`` gives (``tests/test_audit_log.py`` compares them)."""
+    (``TypeError``). Scalars of the exact built-in types take a short path, and dicts and
+    lists of them without floats orjson, each giving the bytes ``json.dumps`` gives
+    (``tests/test_audit_log.py`` compares them); anything else is ``json.dumps``'s."""
     kind = type(obj)
     if kind is str:
         return _STRING(obj).encode("utf-8")
@@ -101,8 +132,14 @@ def canonical_json(obj: Any) -> bytes:
         return b"true"
     if obj is False:
         return b"false"
-    if not obj and (kind is dict or kind is list):
-        return b"{}" if kind is dict else b"[]"
+    if kind is dict or kind is list:
+        if not obj:
+            return b"{}" if kind is dict else b"[]"
+        if _float_free(obj):
+            try:
+                return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+            except orjson.JSONEncodeError:
+                pass  # an integer beyond 64 bits, a key not text, a lone surrogate
     return _CANONICAL(obj).encode("utf-8")
 
 

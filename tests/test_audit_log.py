@@ -395,3 +395,58 @@ def test_a_payload_nested_too_deeply_is_refused_and_one_within_the_limit_is_not(
         payload_digest(nest(MAX_PAYLOAD_DEPTH))
     # values of subclasses of the JSON types are JSON (checked the long way)
     assert payload_digest({"c": Color.RED}) == payload_digest({"c": "red"})
+
+
+_NO_FLOATS = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.text(st.characters(codec="utf-8")),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(st.characters(codec="utf-8")), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.dictionaries(st.text(), _NO_FLOATS, min_size=1) | st.lists(_NO_FLOATS, min_size=1))
+def test_canonical_json_of_containers_without_floats_is_json_dumps_byte_for_byte(
+    value: object,
+) -> None:
+    """Those take orjson: every character outside the surrogates (control characters, quotes,
+    U+2028, astral planes), keys sorted by code point, integers past 64 bits (the standard
+    path), as ``json.dumps`` writes them."""
+    import json
+
+    from lineagehub.graph.audit import canonical_json
+
+    expected = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+    assert canonical_json(value) == expected
+
+
+def test_canonical_json_of_every_character_and_of_mixed_keys_is_json_dumps() -> None:
+    import json
+
+    from lineagehub.graph.audit import canonical_json
+
+    every = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    cases: list[object] = [
+        every,
+        {c: i for i, c in enumerate(every[:5000:7] + every[-3000::11])},
+        {"b": [1, None, True], "a": {"é": "\u2028", "\U0001f600": "\x00\x1f\x7f"}},
+        {"x": {1: "an int key"}},  # the standard path: orjson refuses it, json.dumps writes "1"
+        [{"nested": [[[[["deep"]]]]]}] * 3,
+    ]
+    for value in cases:
+        expected = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
+        assert canonical_json(value) == expected
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate has no UTF-8, whichever path
+        canonical_json({"a": ["\udc80"]})
+    with pytest.raises(TypeError):  # orjson would write an Enum's value
+        import enum
+
+        canonical_json({"a": enum.Enum("E", "X").X})

@@ -32,6 +32,7 @@ Every state change also appends one entry to the store's audit log
 from __future__ import annotations
 
 import copy
+import functools
 import getpass
 import math
 import socket
@@ -737,10 +738,11 @@ class TrackingService:
     def _audit(self, action: str, target: str, payload: Mapping[str, Any]) -> None:
         """One audit entry, inside the caller's write transaction; the actor is an Agent node
         of the graph too (written once per service)."""
-        agent = Agent(name=self.actor[:256], kind=AgentKind.USER)
-        if agent.node_id not in self._written:
+        agent_id = _agent_id(self.actor)
+        if agent_id not in self._written:
+            agent = Agent(name=self.actor[:256], kind=AgentKind.USER)
             self.store.upsert_nodes([agent.to_node()])
-            self.store.after_commit(lambda: self._written.add(agent.node_id))
+            self.store.after_commit(lambda: self._written.add(agent_id))
         self.store.append_audit(self.actor, action, target, payload)
 
     def _get(self, node_id: str, kind: NodeKind, field: str) -> Node:
@@ -906,6 +908,13 @@ def default_actor() -> str:
 def _plain(value: Any) -> Any:
     """An enum's value, anything else as is (for audit payloads)."""
     return getattr(value, "value", value)
+
+
+@functools.lru_cache(maxsize=256)
+def _agent_id(actor: str) -> str:
+    """The id of the Agent node that stands for ``actor`` in the graph (a validated model
+    each time was a few per cent of a structure write)."""
+    return Agent(name=actor[:256], kind=AgentKind.USER).node_id
 
 
 def _run(node: Node) -> Run:
