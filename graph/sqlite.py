@@ -960,12 +960,18 @@ class _Translate:
             text = str(e)
             if "locked" in text or "busy" in text:
                 raise BackendUnavailable(f"SQLite database is busy: {text}") from e
+            if getattr(e, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in text:
+                raise BackendError(
+                    f"SQLite: the disk is full ({text}): nothing of this write was stored; "
+                    "free space and write again"
+                ) from e
             raise BackendError(f"SQLite: {text}") from e
         if issubclass(kind, sqlite3.IntegrityError):
             return
         raise BackendError(f"SQLite: {e}") from e
 
 
+_SQLITE_FULL = 13  # SQLITE_FULL: the disk (or a quota) is full
 _TRANSLATE = _Translate()
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -454,9 +455,14 @@ class ArtifactStore(abc.ABC):
                 # writes (their umask), or like the file it replaces.
                 os.chmod(tmp_name, _new_file_mode(dest))
                 os.replace(tmp_name, dest)
-            except BaseException:
+            except BaseException as e:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp_name)
+                if isinstance(e, OSError):  # the destination's file system (full, read-only)
+                    raise ValidationError(
+                        f"cannot write {str(dest)!r}: {e.strerror or e}; nothing was written",
+                        field="dest_path",
+                    ) from e
                 raise
         _fsync_dir(dest.parent)
         return dest
@@ -658,7 +664,7 @@ class FileArtifactStore(ArtifactStore):
 
 def _translate_os_error(e: Exception) -> HubError | None:
     if isinstance(e, OSError):
-        return BackendError(f"artifact store I/O error: {e}")
+        return _io_error(e)
     return None
 
 
@@ -666,7 +672,16 @@ def _os_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except OSError as e:
-        raise BackendError(f"artifact store I/O error: {e}") from e
+        raise _io_error(e) from e
+
+
+def _io_error(e: OSError) -> BackendError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return BackendError(
+            f"artifact store: the disk is full ({e}): nothing was stored; free space and "
+            "write again"
+        )
+    return BackendError(f"artifact store I/O error: {e}")
 
 
 # --------------------------------------------------------------------------- s3://
