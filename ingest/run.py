@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from lineagehub.artifacts import ArtifactInfo
 from lineagehub.graph import ConflictError, NotFoundError, ValidationError
-from lineagehub.graph.model import check_time
+from lineagehub.graph.model import MAX_PROPS_BYTES, check_time
 from lineagehub.ingest.datasets import fingerprint, reference_fingerprint, reference_name
 from lineagehub.ingest.flavors import PICKLE, Flavor, flavor_names, save_model, write_archive
 from lineagehub.services.tracking import Metric, check_metric
@@ -62,6 +62,7 @@ class ActiveRun:
         self._lock = threading.Lock()
         self._params: dict[str, Any] = {}
         self._logged: dict[str, Any] = dict(run.params)
+        self._params_size = _json_size(run.params) if run.params else 0
         self._tags: dict[str, str] = {}
         self._points: list[Metric] = []
         self._steps: dict[str, int] = {}
@@ -90,6 +91,18 @@ class ActiveRun:
                     raise ConflictError(
                         f"param {key!r} is already {self._logged[key]!r}; params are immutable"
                     )
+            # Refused now, when logged: in the buffer they would fail every later flush and
+            # the run's end (a run's properties are at most MAX_PROPS_BYTES as JSON).
+            new = {k: v for k, v in checked.items() if k not in self._logged}
+            size = self._params_size + (_json_size(new) if new else 0)
+            if size > MAX_PARAMS_SIZE:
+                raise ValidationError(
+                    f"params: with these {len(new)} the run's params would be {size:,} "
+                    f"characters of JSON; a run holds at most {MAX_PARAMS_SIZE:,} (half of "
+                    f"what a node's properties may take); none of them was logged",
+                    field="params",
+                )
+            self._params_size = size
             self._logged.update(checked)
             self._params.update(checked)
 
@@ -626,6 +639,15 @@ def _matrix(values: Any, field: str) -> list[list[Any]]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         raise ValidationError(f"{field}: expected a 2-D array", field=field)
     return [_floats(row, f"{field}[{i}]") for i, row in enumerate(values)]
+
+
+#: What a run's params may take as JSON, all together (the rest of the node's properties —
+#: metrics' latest values, tags, times — keep the other half of MAX_PROPS_BYTES).
+MAX_PARAMS_SIZE = MAX_PROPS_BYTES // 2
+
+
+def _json_size(params: Mapping[str, Any]) -> int:
+    return len(json.dumps(params, ensure_ascii=False, separators=(",", ":")))
 
 
 def _curve(columns: Mapping[str, Any]) -> dict[str, Any]:

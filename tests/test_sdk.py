@@ -230,6 +230,28 @@ def test_params_are_immutable(client: Client) -> None:
     assert client.get_run(run.id).params == {"lr": 0.1}
 
 
+def test_params_past_a_runs_room_are_refused_when_logged_and_the_run_still_ends(
+    client: Client,
+) -> None:
+    """A run's properties are at most 1 MB as JSON: params that would not fit are refused by
+    the call that logs them (not by a later flush, which would refuse every buffered value
+    and the run's end with them)."""
+    from lineagehub.ingest.run import MAX_PARAMS_SIZE
+
+    chunk = {f"k{i:05d}": "v" * 200 for i in range(1000)}  # ~213 kB of JSON
+    with client.start_run("big config") as run:
+        run.log_params(chunk)
+        run.log_params({k.replace("k", "m"): v for k, v in chunk.items()})
+        with pytest.raises(ValidationError, match="none of them was logged") as refused:
+            run.log_params({k.replace("k", "n"): v for k, v in chunk.items()})
+        assert refused.value.field == "params" and f"{MAX_PARAMS_SIZE:,}" in refused.value.message
+        run.log_params({"lr": 0.1})  # what still fits is taken
+    stored = client.get_run(run.id)
+    assert stored.status.value == "FINISHED"
+    assert len(stored.params) == 2001 and stored.params["lr"] == 0.1
+    assert not any(k.startswith("n") for k in stored.params)
+
+
 def test_nan_and_infinities_are_kept(client: Client) -> None:
     with client.start_run("diverged") as run:
         run.log_metrics({"loss": 0.5}, step=0)
