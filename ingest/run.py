@@ -63,6 +63,8 @@ class ActiveRun:
         self._params: dict[str, Any] = {}
         self._logged: dict[str, Any] = dict(run.params)
         self._params_size = _json_size(run.params) if run.params else 0
+        self._tag_sizes = {k: _json_size({k: v}) for k, v in run.tags.items()}
+        self._tags_size = sum(self._tag_sizes.values())
         self._tags: dict[str, str] = {}
         self._points: list[Metric] = []
         self._steps: dict[str, int] = {}
@@ -150,6 +152,17 @@ class ActiveRun:
         checked = {k: check_text(v, f"tags.{check_key(k, 'tags')}") for k, v in tags.items()}
         with self._lock:
             self._check_open()
+            sizes = {k: _json_size({k: v}) for k, v in checked.items()}
+            size = self._tags_size + sum(n - self._tag_sizes.get(k, 0) for k, n in sizes.items())
+            if size > MAX_TAGS_SIZE:  # as params: refused now, not by every later flush
+                raise ValidationError(
+                    f"tags: with these {len(checked)} the run's tags would be {size:,} "
+                    f"characters of JSON; a run holds at most {MAX_TAGS_SIZE:,} (a quarter of "
+                    f"what a node's properties may take); none of them was set",
+                    field="tags",
+                )
+            self._tags_size = size
+            self._tag_sizes.update(sizes)
             self._tags.update(checked)
 
     def flush(self, heartbeat: bool = False) -> None:
@@ -642,8 +655,10 @@ def _matrix(values: Any, field: str) -> list[list[Any]]:
 
 
 #: What a run's params may take as JSON, all together (the rest of the node's properties —
-#: metrics' latest values, tags, times — keep the other half of MAX_PROPS_BYTES).
+#: tags, metrics' latest values, times — keep the other half of MAX_PROPS_BYTES).
 MAX_PARAMS_SIZE = MAX_PROPS_BYTES // 2
+#: What its tags may take (each ``"key":"value"`` counted; a tag set again counts once).
+MAX_TAGS_SIZE = MAX_PROPS_BYTES // 4
 
 
 def _json_size(params: Mapping[str, Any]) -> int:

@@ -252,6 +252,29 @@ def test_params_past_a_runs_room_are_refused_when_logged_and_the_run_still_ends(
     assert not any(k.startswith("n") for k in stored.params)
 
 
+def test_tags_past_a_runs_room_are_refused_when_set_and_one_set_again_counts_once(
+    client: Client,
+) -> None:
+    from lineagehub.ingest.run import MAX_TAGS_SIZE
+
+    note = "n" * 9_000
+    with client.start_run("notes") as run:
+        for i in range(20):  # ~180 kB: within the room
+            run.set_tags({f"t{i}": note})
+        for _ in range(5):
+            run.set_tags({"t0": note})  # the same tag again takes no more room
+        more = {f"u{i}": note for i in range(8)}  # 180,190 + 72,072 characters: too many
+        with pytest.raises(ValidationError, match="none of them was set") as refused:
+            run.set_tags(more)
+        assert refused.value.field == "tags" and f"{MAX_TAGS_SIZE:,}" in refused.value.message
+        run.set_tags({"t1": "short now"})  # editing a tag frees its room: now they fit
+        run.set_tags(more)
+    stored = client.get_run(run.id)
+    assert stored.status.value == "FINISHED"
+    assert stored.tags["t1"] == "short now" and stored.tags["t19"] == note
+    assert all(stored.tags[k] == note for k in more)
+
+
 def test_nan_and_infinities_are_kept(client: Client) -> None:
     with client.start_run("diverged") as run:
         run.log_metrics({"loss": 0.5}, step=0)
