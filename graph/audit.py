@@ -28,7 +28,7 @@ from typing import Any, Literal
 import orjson
 
 from lineagehub.graph.errors import ValidationError
-from lineagehub.graph.model import Edge, Node
+from lineagehub.graph.model import Edge, Node, only_of
 
 HASH_PREFIX = "sha256:"
 GENESIS = HASH_PREFIX + "0" * 64
@@ -91,28 +91,8 @@ _STRING: Callable[[str], str] = json.encoder.encode_basestring
 # in dicts and lists, keys sorted (by code point both); not for floats (1e-05 is 0.00001
 # there), nor does it refuse what the standard encoder refuses (it takes an Enum, a UUID).
 _NO_FLOAT = frozenset((str, int, bool, type(None)))
-_SHORT_CONTAINERS = 200  # more nested containers than this: the standard encoder
-
-
-def _float_free(value: dict[str, Any] | list[Any]) -> bool:
-    """Whether ``value`` holds only str, int, bool and None (exact types) in dicts and lists,
-    at most :data:`_SHORT_CONTAINERS` of them (orjson refuses what nests deeper than 255)."""
-    stack: list[Any] = [value]
-    budget = _SHORT_CONTAINERS
-    while stack:
-        container = stack.pop()
-        for item in container.values() if type(container) is dict else container:
-            kind = type(item)
-            if kind in _NO_FLOAT:
-                continue
-            if kind is dict or kind is list:
-                budget -= 1
-                if budget < 0:
-                    return False
-                stack.append(item)
-                continue
-            return False
-    return True
+_SHORT_CONTAINERS = 200  # more nested containers than this: the standard encoder (orjson
+# refuses what nests deeper than 255)
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -135,7 +115,7 @@ def canonical_json(obj: Any) -> bytes:
     if kind is dict or kind is list:
         if not obj:
             return b"{}" if kind is dict else b"[]"
-        if _float_free(obj):
+        if only_of(obj, _NO_FLOAT, _SHORT_CONTAINERS):
             try:
                 return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
             except orjson.JSONEncodeError:

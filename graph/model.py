@@ -137,37 +137,37 @@ _PLAIN_CONTAINERS = 1000  # beyond this many nested containers (or a cycle): the
 def _fast_default(value: Any) -> Any:
     if value is DELETE:
         return {_DELETE_KEY: True}
-    raise TypeError(type(value).__name__)  # pragma: no cover - _plain admits nothing else
+    raise TypeError(type(value).__name__)  # pragma: no cover - only_of(_PLAIN) admits nothing else
 
 
-def _plain(props: dict[str, Any]) -> bool:
-    """Whether a mapping holds only str, int, finite float, bool, None and DELETE, in dicts,
-    lists and tuples (at most :data:`_PLAIN_CONTAINERS` of them)."""
-    stack: list[Any] = [props]
-    budget = _PLAIN_CONTAINERS
+def only_of(value: dict[Any, Any] | list[Any], kinds: frozenset[type], budget: int) -> bool:
+    """Whether a dict or list holds, at any depth, only values whose exact type is one of
+    ``kinds`` (a float also finite), in dicts, lists and tuples (at most ``budget`` of them:
+    beyond, or a cycle, False). What may take a fast JSON encoder, ahead of the standard."""
+    stack: list[Any] = [value]
     while stack:
         container = stack.pop()
-        for value in container.values() if type(container) is dict else container:
-            kind = type(value)
-            if kind in _PLAIN:
-                if kind is float and value - value != 0.0:  # NaN or an infinity
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind in kinds:
+                if kind is float and item - item != 0.0:  # NaN or an infinity
                     return False
                 continue
             if kind is dict or kind is list or kind is tuple:
                 budget -= 1
                 if budget < 0:
                     return False
-                stack.append(value)
+                stack.append(item)
                 continue
             return False
     return True
 
 
 def _encode(props: Mapping[str, Any]) -> str:
-    """Compact JSON of a property map: the fast encoder when :func:`_plain` says it may (and
+    """Compact JSON of a property map: the fast encoder when :func:`only_of` says it may (and
     it succeeds: integers beyond 64 bits, non-text keys and lone surrogates it refuses),
     else the standard one."""
-    if type(props) is dict and _plain(props):
+    if type(props) is dict and only_of(props, _PLAIN, _PLAIN_CONTAINERS):
         try:
             return orjson.dumps(props, default=_fast_default).decode("utf-8")
         except orjson.JSONEncodeError:

@@ -93,17 +93,9 @@ class ActiveRun:
                     raise ConflictError(
                         f"param {key!r} is already {self._logged[key]!r}; params are immutable"
                     )
-            # Refused now, when logged: in the buffer they would fail every later flush and
-            # the run's end (a run's properties are at most MAX_PROPS_BYTES as JSON).
             new = {k: v for k, v in checked.items() if k not in self._logged}
             size = self._params_size + (_json_size(new) if new else 0)
-            if size > MAX_PARAMS_SIZE:
-                raise ValidationError(
-                    f"params: with these {len(new)} the run's params would be {size:,} "
-                    f"characters of JSON; a run holds at most {MAX_PARAMS_SIZE:,} (half of "
-                    f"what a node's properties may take); none of them was logged",
-                    field="params",
-                )
+            _check_room("params", len(new), size, MAX_PARAMS_SIZE, "half", "logged")
             self._params_size = size
             self._logged.update(checked)
             self._params.update(checked)
@@ -154,13 +146,7 @@ class ActiveRun:
             self._check_open()
             sizes = {k: _json_size({k: v}) for k, v in checked.items()}
             size = self._tags_size + sum(n - self._tag_sizes.get(k, 0) for k, n in sizes.items())
-            if size > MAX_TAGS_SIZE:  # as params: refused now, not by every later flush
-                raise ValidationError(
-                    f"tags: with these {len(checked)} the run's tags would be {size:,} "
-                    f"characters of JSON; a run holds at most {MAX_TAGS_SIZE:,} (a quarter of "
-                    f"what a node's properties may take); none of them was set",
-                    field="tags",
-                )
+            _check_room("tags", len(checked), size, MAX_TAGS_SIZE, "a quarter", "set")
             self._tags_size = size
             self._tag_sizes.update(sizes)
             self._tags.update(checked)
@@ -663,6 +649,18 @@ MAX_TAGS_SIZE = MAX_PROPS_BYTES // 4
 
 def _json_size(params: Mapping[str, Any]) -> int:
     return len(json.dumps(params, ensure_ascii=False, separators=(",", ":")))
+
+
+def _check_room(what: str, count: int, size: int, limit: int, share: str, verb: str) -> None:
+    """Refuse values past a run's room when they are logged: in the buffer they would fail
+    every later flush and the run's end (a run's properties are at most MAX_PROPS_BYTES)."""
+    if size > limit:
+        raise ValidationError(
+            f"{what}: with these {count} the run's {what} would be {size:,} characters of "
+            f"JSON; a run holds at most {limit:,} ({share} of what a node's properties may "
+            f"take); none of them was {verb}",
+            field=what,
+        )
 
 
 def _curve(columns: Mapping[str, Any]) -> dict[str, Any]:
