@@ -90,7 +90,7 @@ _STRING: Callable[[str], str] = json.encoder.encode_basestring
 # orjson writes the same bytes as the standard encoder for text, integers, booleans and null
 # in dicts and lists, keys sorted (by code point both); not for floats (1e-05 is 0.00001
 # there), nor does it refuse what the standard encoder refuses (it takes an Enum, a UUID).
-_NO_FLOAT = frozenset((str, int, bool, type(None)))
+_NO_FLOAT: frozenset[type] = frozenset((str, int, bool, type(None)))
 _SHORT_CONTAINERS = 200  # more nested containers than this: the standard encoder (orjson
 # refuses what nests deeper than 255)
 

@@ -130,7 +130,7 @@ _ENCODE = json.JSONEncoder(
 # document the standard encoder writes (numbers may be spelt differently: 1e-05 as 0.00001).
 # Anything else takes the standard path, whose acceptance and errors stay the reference:
 # orjson would also take a UUID or an Enum, and write NaN as null.
-_PLAIN = frozenset((str, int, float, bool, type(None), _Delete))
+_PLAIN: frozenset[type] = frozenset((str, int, float, bool, type(None), _Delete))
 _PLAIN_CONTAINERS = 1000  # beyond this many nested containers (or a cycle): the standard path
 
 
