@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -302,6 +302,17 @@ def encode_props(props: Mapping[str, Any], owner: str) -> str:
             field="props",
         )
     return text
+
+
+def merged_too_large(kind: str, ids: Sequence[str]) -> ValidationError:
+    """The refusal of an upsert whose patch fits but would take what is stored past
+    :data:`MAX_PROPS_BYTES` once merged (both backends say it in these words)."""
+    shown = ", ".join(map(repr, ids[:5])) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    return ValidationError(
+        f"{kind} {shown}: merged with what is stored, the properties would be more than "
+        f"{MAX_PROPS_BYTES:,} characters of JSON; nothing of this write was stored",
+        field="props",
+    )
 
 
 def needs_merge(patch_json: str) -> bool:

@@ -73,12 +73,14 @@ from lineagehub.graph.filters import Expr, SortKey, parse_where
 from lineagehub.graph.hydrate import stored_edge, stored_node, stored_time
 from lineagehub.graph.model import (
     EDGE_KIND_RE,
+    MAX_PROPS_BYTES,
     Edge,
     Node,
     SeriesPoint,
     SeriesSummary,
     load_json,
     merge_patch,
+    merged_too_large,
     to_iso,
     utcnow,
     validate_id,
@@ -249,6 +251,7 @@ def plan_nodes(
         cur.props = merge_patch(cur.props, patch)
     creates: dict[str, list[dict[str, Any]]] = {}
     updates: list[dict[str, Any]] = []
+    too_large: list[str] = []
     for node_id, st in state.items():
         record = cypher.node_record(node_id, st.label, st.props, st.created_at, now)
         if st.exists:
@@ -258,6 +261,10 @@ def plan_nodes(
             creates.setdefault(st.label, []).append(record)
         if final is not None:
             final.append((node_id, st.label, st.props))
+        if len(record["_props"]) > MAX_PROPS_BYTES:
+            too_large.append(node_id)
+    if too_large:  # a patch fits, but merged with what is stored it would not
+        raise merged_too_large("node", too_large)
     return creates, updates
 
 
@@ -326,6 +333,7 @@ def plan_edges(
         cur.props = merge_patch(cur.props, patch)
     creates: dict[str, list[dict[str, Any]]] = {}
     updates: dict[str, list[dict[str, Any]]] = {}
+    too_large: list[str] = []
     for edge_id, st in state.items():
         record = cypher.edge_record(
             edge_id, st.props, st.event_time, st.ingested_at, st.asserted_by
@@ -338,6 +346,10 @@ def plan_edges(
             )
         if final is not None:
             final.append((edge_id, st.kind, st.source, st.target, st.props))
+        if len(record["_props"]) > MAX_PROPS_BYTES:
+            too_large.append(edge_id)
+    if too_large:
+        raise merged_too_large("edge", too_large)
     return creates, updates
 
 

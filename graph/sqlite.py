@@ -31,15 +31,18 @@ from lineagehub.graph.errors import (
     ConfigError,
     ConflictError,
     NotFoundError,
+    ValidationError,
 )
 from lineagehub.graph.filters import And, Cmp, Expr, IsNull, Not, Or, SortKey, parse_where
 from lineagehub.graph.hydrate import stored_edge, stored_node, stored_props, stored_time
 from lineagehub.graph.model import (
+    MAX_PROPS_BYTES,
     Edge,
     Node,
     SeriesPoint,
     SeriesSummary,
     merge_patch,
+    merged_too_large,
     strip_deletes,
     to_iso,
     utcnow,
@@ -174,6 +177,18 @@ MIGRATIONS: list[str] = [
         id DESC
     ) WHERE label = 'Run';
     DROP INDEX nodes_params_model;
+    """,
+    # 8: a node's or edge's properties stay within MAX_PROPS_BYTES (1,000,000 characters of
+    #    JSON) once a patch is merged into them too, not only as sent: a run whose params,
+    #    tags and metrics grew over many small writes would otherwise outgrow what the other
+    #    backend and every reader accept
+    """
+    CREATE TRIGGER nodes_props_size BEFORE UPDATE OF props ON nodes
+        WHEN length(new.props) > 1000000
+        BEGIN SELECT RAISE(ABORT, 'lineagehub: merged properties too large'); END;
+    CREATE TRIGGER edges_props_size BEFORE UPDATE OF props ON edges
+        WHEN length(new.props) > 1000000
+        BEGIN SELECT RAISE(ABORT, 'lineagehub: merged properties too large'); END;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -433,6 +448,8 @@ class SqliteStore(GraphStore):
         except sqlite3.IntegrityError as e:
             if "label is immutable" in str(e):
                 raise self._label_conflict(rows) from e
+            if "properties too large" in str(e):
+                raise self._too_large("nodes", rows, 2) from e
             raise BackendError(f"could not write nodes: {e}") from e
         if noting and len(stored) == len({r[0] for r in rows}):  # else an id twice: read back
             self._written("node", stored)
@@ -458,6 +475,23 @@ class SqliteStore(GraphStore):
                     f"node {node_id!r} is a {existing[node_id]}; cannot make it a {label}"
                 )
         return ConflictError("a node's label cannot change")
+
+    def _too_large(self, table: str, rows: list[Any], col: int) -> ValidationError:
+        """The refusal of a write whose merge would take a row's properties past the limit,
+        naming the rows it could be (what is stored and the patches, together, past it)."""
+        with self._read() as conn:
+            stored = dict(
+                conn.execute(
+                    f"SELECT id, length(props) FROM {table} "
+                    "WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps([r[0] for r in rows]),),
+                ).fetchall()
+            )
+        grown: dict[str, int] = {}
+        for row in rows:
+            grown[row[0]] = grown.get(row[0], stored.get(row[0], 0)) + len(row[col])
+        ids = [i for i, n in grown.items() if n > MAX_PROPS_BYTES] or list(grown)
+        return merged_too_large(table[:-1], ids)
 
     def upsert_edges(self, edges: Iterable[Edge]) -> int:
         now = to_iso(utcnow())
@@ -487,6 +521,8 @@ class SqliteStore(GraphStore):
                 raise ConflictError(
                     "an edge's kind, source and target cannot change; give the new edge another id"
                 ) from e
+            if "properties too large" in str(e):
+                raise self._too_large("edges", rows, 4) from e
             raise BackendError(f"could not write edges: {e}") from e
         if noting and len(stored) == len({r[0] for r in rows}):  # else an id twice: read back
             self._written("edge", stored)

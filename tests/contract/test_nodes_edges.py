@@ -254,3 +254,34 @@ def test_neighbors_batch_both_directions(store: GraphStore) -> None:
     assert [a.edge.kind for a in only_used] == ["USED"]
     only_models = store.neighbors(["r"], "BOTH", labels=["ModelVersion"])["r"]
     assert [a.node.id for a in only_models] == ["m"]
+
+
+def test_properties_stay_within_the_limit_once_merged(store: GraphStore) -> None:
+    """A patch within the limit that would take what is stored past it is refused, naming
+    the node or edge, and nothing of the write is kept (before, SQLite stored it and grew a
+    row past what Neo4j and every reader accept)."""
+    from lineagehub.graph.model import MAX_PROPS_BYTES
+
+    half = "x" * (MAX_PROPS_BYTES // 2)
+    store.upsert_nodes([Node("r", "Run", {"a": half}), Node("s", "Run")])
+    store.upsert_edges([Edge("r", "s", "CHILD_OF", {"a": half})])
+    before_node, before_edge = store.get_node("r"), store.get_edges([edge_id("CHILD_OF", "r", "s")])
+    for write in (
+        lambda: store.upsert_nodes([Node("s", "Run", {"k": 1}), Node("r", "Run", {"b": half})]),
+        lambda: store.upsert_edges([Edge("r", "s", "CHILD_OF", {"b": half})]),
+    ):
+        with pytest.raises(ValidationError) as err:
+            write()
+        assert err.value.field == "props"
+        assert "'r'" in str(err.value) or "CHILD_OF" in str(err.value)
+        assert f"more than {MAX_PROPS_BYTES:,} characters" in str(err.value)
+    assert store.get_node("r") == before_node and store.get_node("s").props == {}
+    assert store.get_edges([edge_id("CHILD_OF", "r", "s")]) == before_edge
+    # two patches of one new node in one call are merged too
+    with pytest.raises(ValidationError):
+        store.upsert_nodes([Node("t", "Run", {"a": half}), Node("t", "Run", {"b": half})])
+    assert store.get_nodes(["t"]) == [None]
+    # a merge that fits, and replacing a big value by a small one, still work
+    store.upsert_nodes([Node("r", "Run", {"b": "y" * 1000})])
+    store.upsert_nodes([Node("r", "Run", {"a": "small", "c": half})])
+    assert store.get_node("r").props == {"a": "small", "b": "y" * 1000, "c": half}
