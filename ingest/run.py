@@ -68,6 +68,9 @@ class ActiveRun:
         self._tags: dict[str, str] = {}
         self._points: list[Metric] = []
         self._steps: dict[str, int] = {}
+        # keys whose latest value the run holds (or will): their room is counted once
+        self._metric_keys: set[str] = set(run.metrics)
+        self._metrics_size = sum(map(_metric_size, run.metrics))
         self._ended = False
 
     def __repr__(self) -> str:
@@ -122,12 +125,21 @@ class ActiveRun:
             self._check_open()
             new = []
             steps = self._steps
+            known = self._metric_keys  # every key in steps is in it
+            added: set[str] = set()
             for key, value in metrics.items():
                 at = steps.get(key, -1) + 1 if step is None else step
                 if type(value) is float and key in steps and type(at) is int and -_I32 <= at < _I32:
                     new.append(Metric(key, value, at, ts))  # a known key and a plain float
                 else:
                     new.append(Metric(key, check_metric(key, value, at), at, ts))
+                    if key not in known:
+                        added.add(key)
+            if added:
+                size = self._metrics_size + sum(map(_metric_size, added))
+                _check_room("metrics", len(added), size, MAX_METRICS_SIZE, "a fifth", "logged")
+                self._metrics_size = size
+                known |= added
             for m in new:
                 if m.step > steps.get(m.key, -1):
                     steps[m.key] = m.step
@@ -645,6 +657,15 @@ def _matrix(values: Any, field: str) -> list[list[Any]]:
 MAX_PARAMS_SIZE = MAX_PROPS_BYTES // 2
 #: What its tags may take (each ``"key":"value"`` counted; a tag set again counts once).
 MAX_TAGS_SIZE = MAX_PROPS_BYTES // 4
+#: What its metrics' latest values may take (every key at the longest number's width):
+#: about 4,000 keys of 20 characters. A key's points beyond its first take no more room.
+MAX_METRICS_SIZE = MAX_PROPS_BYTES // 5
+
+
+def _metric_size(key: str) -> int:
+    """The room one metric key takes in the run's map of latest values: the key as JSON, a
+    colon, a comma and the longest number (``-1.2345678901234567e-308``: 24 characters)."""
+    return len(json.dumps(key, ensure_ascii=False)) + 26
 
 
 def _json_size(params: Mapping[str, Any]) -> int:

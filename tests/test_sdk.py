@@ -275,6 +275,36 @@ def test_tags_past_a_runs_room_are_refused_when_set_and_one_set_again_counts_onc
     assert all(stored.tags[k] == note for k in more)
 
 
+def test_metric_keys_past_a_runs_room_are_refused_when_logged_and_a_full_run_still_ends(
+    client: Client,
+) -> None:
+    """Params, tags and the metrics' latest values share a run's 1 MB: each has its room, so
+    a run filled to every room still ends with all of it in one write. Before, new metric
+    keys had no room of their own: with params and tags near theirs, the buffered keys made
+    the run's end too large, and it was refused (the run stayed RUNNING, its values unsaved)."""
+    from lineagehub.ingest.run import MAX_METRICS_SIZE
+
+    with client.start_run("per-layer statistics") as run:
+        run.log_params({f"p{i:04d}": "v" * 4_900 for i in range(99)})  # ~495 kB: nearly full
+        run.set_tags({f"t{i:03d}": "n" * 4_900 for i in range(49)})  # ~245 kB
+        key = "layer_{:04d}/attention/gradient_norm_mean_{:04d}"  # 47 characters
+        first = {key.format(i, 0): float(i) for i in range(2_000)}  # 2,000 x 75 = 150 kB
+        run.log_metrics(first, step=0)
+        more = {key.format(i, 1): 0.5 for i in range(4_000)}  # 4,000 x 75 more: past 200 kB
+        with pytest.raises(ValidationError, match="none of them was logged") as refused:
+            run.log_metrics(more)
+        assert refused.value.field == "metrics"
+        assert f"{MAX_METRICS_SIZE:,}" in refused.value.message
+        run.log_metrics({k: v + 1 for k, v in first.items()}, step=1)  # known keys: no room
+        run.log_metrics({"loss": 0.25})  # a new key that still fits
+    stored = client.get_run(run.id)
+    assert stored.status.value == "FINISHED"
+    assert len(stored.params) == 99 and len(stored.tags) == 49
+    assert len(stored.metrics) == 2_001 and stored.metrics[key.format(7, 0)] == 8.0
+    assert not any(k in stored.metrics for k in more)
+    assert [p.value for p in client.metric_history(run.id, key.format(7, 0))] == [7.0, 8.0]
+
+
 def test_nan_and_infinities_are_kept(client: Client) -> None:
     with client.start_run("diverged") as run:
         run.log_metrics({"loss": 0.5}, step=0)
