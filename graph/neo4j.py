@@ -261,11 +261,20 @@ def plan_nodes(
             creates.setdefault(st.label, []).append(record)
         if final is not None:
             final.append((node_id, st.label, st.props))
-        if len(record["_props"]) > MAX_PROPS_BYTES:
+        if _grows_past_limit(record["_props"], existing.get(node_id)):
             too_large.append(node_id)
     if too_large:  # a patch fits, but merged with what is stored it would not
         raise merged_too_large("node", too_large)
     return creates, updates
+
+
+def _grows_past_limit(text: str, stored: Mapping[str, Any] | None) -> bool:
+    """Whether properties about to be stored pass MAX_PROPS_BYTES and are larger than the
+    stored ones (as SQLite's schema 8: a row stored larger before stays writable as long as
+    a write does not make it larger)."""
+    return len(text) > MAX_PROPS_BYTES and (
+        stored is None or len(text) > len(stored["props"] or "")
+    )
 
 
 @dataclass(slots=True)
@@ -346,7 +355,7 @@ def plan_edges(
             )
         if final is not None:
             final.append((edge_id, st.kind, st.source, st.target, st.props))
-        if len(record["_props"]) > MAX_PROPS_BYTES:
+        if _grows_past_limit(record["_props"], existing.get(edge_id)):
             too_large.append(edge_id)
     if too_large:
         raise merged_too_large("edge", too_large)

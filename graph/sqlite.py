@@ -181,13 +181,14 @@ MIGRATIONS: list[str] = [
     # 8: a node's or edge's properties stay within MAX_PROPS_BYTES (1,000,000 characters of
     #    JSON) once a patch is merged into them too, not only as sent: a run whose params,
     #    tags and metrics grew over many small writes would otherwise outgrow what the other
-    #    backend and every reader accept
+    #    backend and every reader accept. A row stored larger before this stays writable as
+    #    long as a write does not make it larger (a heartbeat, removing keys)
     """
     CREATE TRIGGER nodes_props_size BEFORE UPDATE OF props ON nodes
-        WHEN length(new.props) > 1000000
+        WHEN length(new.props) > 1000000 AND length(new.props) > length(old.props)
         BEGIN SELECT RAISE(ABORT, 'lineagehub: merged properties too large'); END;
     CREATE TRIGGER edges_props_size BEFORE UPDATE OF props ON edges
-        WHEN length(new.props) > 1000000
+        WHEN length(new.props) > 1000000 AND length(new.props) > length(old.props)
         BEGIN SELECT RAISE(ABORT, 'lineagehub: merged properties too large'); END;
     """,
 ]

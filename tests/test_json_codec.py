@@ -106,6 +106,32 @@ def test_texts_the_fast_decoder_reads_otherwise_take_the_standard_one(text: str)
     assert same(load_json(text), json.loads(text))
 
 
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(max_size=4),
+        st.one_of(
+            st.integers(-(2**65), 2**65),
+            st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 10**18, 10**19]),
+            st.text(alphabet="0123456789e.-", max_size=25),  # digit runs inside strings
+            st.lists(st.integers(-(2**64), 2**64), max_size=3),
+        ),
+        max_size=4,
+    )
+)
+def test_integers_about_64_bits_are_read_exactly_from_text_and_bytes(doc: dict) -> None:
+    """The fast decoder's answer is taken only where it equals the standard one, for texts
+    and bodies (bytes) alike: integers at and beyond 64 bits, and digits inside strings."""
+    from lineagehub.graph.model import fast_load
+
+    text = json.dumps(doc, ensure_ascii=False)
+    for given_ in (text, text.encode()):
+        ok, value = fast_load(given_)
+        if ok:
+            assert same(value, json.loads(text)), text
+    assert same(load_json(text), json.loads(text))
+
+
 class Colour(enum.Enum):
     RED = "red"
 

@@ -360,6 +360,44 @@ def test_plan_edges_keeps_first_times_and_checks_ends() -> None:
     assert info.value.ids == ["m1", "m2"]
 
 
+def test_plans_refuse_growth_past_the_size_limit_and_let_an_oversized_row_shrink() -> None:
+    """As SQLite's schema 8: merged properties past 1,000,000 characters are refused when a
+    write makes them larger; a row stored larger before (no limit on merges then) still
+    takes writes that do not grow it."""
+    from lineagehub.graph.model import MAX_PROPS_BYTES
+
+    big = cypher.to_json({"at": "2024-01-01", "log": "x" * MAX_PROPS_BYTES})
+    half = encode_props({"b": "y" * (MAX_PROPS_BYTES // 2)}, "t")
+    nodes = {
+        "r": {"label": "Run", "props": big, "created_at": "T0"},
+        "s": {"label": "Run", "props": half, "created_at": "T0"},
+    }
+    plan_nodes([("r", "Run", encode_props({"at": "2024-01-02"}, "t"))], nodes, NOW)
+    plan_nodes([("r", "Run", encode_props({"log": DELETE, "done": True}, "t"))], nodes, NOW)
+    for rows in (
+        [("r", "Run", encode_props({"status": "FINISHED"}, "t"))],
+        [("s", "Run", half.replace('"b"', '"c"'))],
+        [("n", "Run", half), ("n", "Run", half.replace('"b"', '"c"'))],  # one new node, twice
+    ):
+        with pytest.raises(ValidationError, match="more than 1,000,000 characters") as info:
+            plan_nodes(rows, nodes, NOW)
+        assert info.value.field == "props" and repr(rows[0][0]) in str(info.value)
+    edges = {
+        "e": {
+            "kind": "USED",
+            "source": "r",
+            "target": "d",
+            "props": big,
+            "event_time": "T0",
+            "ingested_at": "T0",
+            "asserted_by": None,
+        }
+    }
+    plan_edges([("e", "USED", "r", "d", '{"at":"2024-01-02"}', "T", "T", None)], edges, {"r", "d"})
+    with pytest.raises(ValidationError, match="edge 'e'"):
+        plan_edges([("e", "USED", "r", "d", '{"more":1}', "T", "T", None)], edges, {"r", "d"})
+
+
 def test_series_plan_replaces_in_place_and_extends_the_tail() -> None:
     def pts(*steps: int, v: float = 1.0) -> dict[int, tuple[str, float]]:
         return {s: (NOW, v) for s in steps}

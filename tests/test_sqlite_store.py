@@ -3,6 +3,7 @@ processes and threads writing into one file, crashes mid-transaction."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import sqlite3
@@ -12,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from lineagehub.graph import (
+    DELETE,
     ConfigError,
     Edge,
     Node,
     SeriesPoint,
+    ValidationError,
     open_store,
 )
 from lineagehub.graph.sqlite import (
@@ -102,6 +105,38 @@ def test_migrates_an_old_database_forward_keeping_data(tmp_path: Path) -> None:
     # opening again changes nothing
     with open_store(f"sqlite:///{path}") as store:
         assert store.get_node("r").props == {"a": 1}
+
+
+def test_a_node_stored_past_the_size_limit_before_schema_8_may_shrink_not_grow(
+    tmp_path: Path,
+) -> None:
+    """Before schema 8 many merges could grow a node past 1,000,000 characters of JSON. After
+    the migration such a node still takes writes that do not make it larger (a heartbeat, a
+    key removed); a write that would grow it is refused, and any other node keeps the limit."""
+    from lineagehub.graph.model import MAX_PROPS_BYTES
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:7]:
+        conn.executescript(script)
+    big = json.dumps({"at": "2024-01-01", "log": "x" * MAX_PROPS_BYTES}, separators=(",", ":"))
+    conn.execute(
+        "INSERT INTO nodes VALUES ('r', 'Run', ?, "
+        "'2024-01-01T00:00:00.000000Z', '2024-01-01T00:00:00.000000Z')",
+        (big,),
+    )
+    conn.execute("PRAGMA user_version = 7")
+    conn.commit()
+    conn.close()
+    with open_store(f"sqlite:///{path}") as store:
+        assert store.schema_version == SCHEMA_VERSION
+        store.upsert_nodes([Node("r", "Run", {"at": "2024-01-02"})])  # same size: taken
+        with pytest.raises(ValidationError, match=r"'r'.*more than 1,000,000 characters"):
+            store.upsert_nodes([Node("r", "Run", {"status": "FINISHED"})])
+        assert store.get_node("r").props["at"] == "2024-01-02"
+        assert "status" not in store.get_node("r").props
+        store.upsert_nodes([Node("r", "Run", {"log": DELETE, "status": "FINISHED"})])
+        assert store.get_node("r").props == {"at": "2024-01-02", "status": "FINISHED"}
 
 
 def test_refuses_a_database_from_a_newer_version(tmp_path: Path) -> None:
