@@ -763,16 +763,16 @@ class SqliteStore(GraphStore):
         need_labels: bool = True,
     ) -> list[Expansion]:
         near, far = ("source", "target") if forward else ("target", "source")
-        if not need_labels and labels is None and as_of is None:
+        labelled = need_labels or labels is not None or as_of is not None
+        if not labelled:
             # The far end exists (foreign key); skipping the join to nodes saves a lookup per
             # edge on the hottest query of a trace.
             sql = [
-                f"SELECT {_EDGE_COLS}, e.{far}, '' FROM json_each(?) f "
-                f"CROSS JOIN edges e ON e.{near} = f.value"
+                f"SELECT {_EDGE_COLS} FROM json_each(?) f CROSS JOIN edges e ON e.{near} = f.value"
             ]
         else:
             sql = [
-                f"SELECT {_EDGE_COLS}, n.id, n.label FROM json_each(?) f "
+                f"SELECT {_EDGE_COLS}, n.label FROM json_each(?) f "
                 f"CROSS JOIN edges e ON e.{near} = f.value CROSS JOIN nodes n ON n.id = e.{far}"
             ]
         params: list[Any] = [json.dumps(list(frontier))]
@@ -794,7 +794,12 @@ class SqliteStore(GraphStore):
         with self._read() as conn:
             rows = conn.execute(" ".join(sql), params).fetchall()
         edge = stored_edge  # one call per row, not two: a trace reads thousands
-        return [(edge(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]), r[8], r[9]) for r in rows]
+        # The far end is a column of the edge: 3 (target) forward, 2 (source) backward; the
+        # label, when read, the ninth.
+        i = 3 if forward else 2
+        if not labelled:
+            return [(edge(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]), r[i], "") for r in rows]
+        return [(edge(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]), r[i], r[8]) for r in rows]
 
     def _read_series(self, node_id: str, key: str) -> list[SeriesPoint]:
         with self._read() as conn:
