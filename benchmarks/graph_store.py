@@ -839,6 +839,21 @@ def build(
     return stats
 
 
+def trace_starts(
+    rng: random.Random, counters: dict[str, int], samples: int, warmup: int
+) -> tuple[list[str], list[str]]:
+    """The upstream traces' start nodes (half model versions, half deployments, shuffled)
+    and the warm-up's, drawn from ``rng`` (the benchmark's is ``Random(seed + 1)``)."""
+    n_mv, n_dep = counters.get("mv", 0), counters.get("dep", 0)
+    half = samples // 2
+    mv_starts = [f"mv:{rng.randint(1, n_mv):06d}" for _ in range(samples - half)]
+    dep_starts = [f"dep:{rng.randint(1, n_dep):06d}" for _ in range(half)]
+    warm = [f"mv:{rng.randint(1, n_mv):06d}" for _ in range(warmup)]
+    starts = mv_starts + dep_starts
+    rng.shuffle(starts)
+    return starts, warm
+
+
 def time_traces(
     store: GraphStore, starts: list[str], direction: Direction, depth: int, budget: int
 ) -> list[dict[str, Any]]:
@@ -978,19 +993,13 @@ def run_size(n_nodes: int, uri: str | None, args: argparse.Namespace) -> dict[st
         # A fresh connection for the reads (the OS page cache stays warm, as on a server).
         store = _open(uri)
         rng = random.Random(args.seed + 1)
-        n_mv, n_dep = gen.counters.get("mv", 0), gen.counters.get("dep", 0)
-        half = args.samples // 2
-        mv_starts = [f"mv:{rng.randint(1, n_mv):06d}" for _ in range(args.samples - half)]
-        dep_starts = [f"dep:{rng.randint(1, n_dep):06d}" for _ in range(half)]
-        warm = [f"mv:{rng.randint(1, n_mv):06d}" for _ in range(args.warmup)]
+        starts, warm = trace_starts(rng, gen.counters, args.samples, args.warmup)
         up, down = Direction.UPSTREAM, Direction.DOWNSTREAM
         time_traces(store, warm, up, 5, UPSTREAM_BUDGET)
 
         profiler = cProfile.Profile() if args.profile == "traverse" else None
         if profiler:
             profiler.enable()
-        starts = mv_starts + dep_starts
-        rng.shuffle(starts)
         samples = time_traces(store, starts, up, 5, UPSTREAM_BUDGET)
         if profiler:
             profiler.disable()

@@ -88,21 +88,26 @@ def _once(seen: list[str]) -> list[str]:
     return out
 
 
-def instructions(workload: str, steps: int) -> int:
-    """CPU instructions one step executes (callgrind, ``steps`` steps minus none)."""
+def count_instructions(args: list[str]) -> int:
+    """The CPU instructions ``python args...`` executes, counted by callgrind (string hashes
+    seeded, so the same code counts the same)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
-    counts = []
-    for n in (0, steps):
-        argv = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-                __file__, "--run", workload, "--steps", str(n)]  # fmt: skip
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        found = re.search(r"Collected : (\d+)", done.stderr)
-        if done.returncode != 0 or found is None:
-            raise SystemExit(f"the run under callgrind failed:\n{done.stderr[-2000:]}")
-        counts.append(int(found.group(1)))
+    argv = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *args]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"the run under callgrind failed:\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def instructions(workload: str, steps: int) -> int:
+    """CPU instructions one step executes (callgrind, ``steps`` steps minus none)."""
+    counts = [
+        count_instructions([__file__, "--run", workload, "--steps", str(n)]) for n in (0, steps)
+    ]
     return (counts[1] - counts[0]) // steps
 
 
