@@ -772,7 +772,8 @@ class Client:
                 if client is None:
                     return
                 for run in list(client._live.values()):
-                    # A failed flush keeps its buffer and is retried at the next beat.
+                    # A flush that failed for now keeps its buffer and is retried at the next
+                    # beat; values the hub refused for good are dropped (see ActiveRun.flush).
                     with contextlib.suppress(HubError):
                         run.flush(heartbeat=True)
                 del client

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from lineagehub.artifacts import ArtifactInfo
-from lineagehub.graph import ConflictError, NotFoundError, ValidationError
+from lineagehub.graph import ConflictError, HubError, NotFoundError, ValidationError
 from lineagehub.graph.model import MAX_PROPS_BYTES, check_time
 from lineagehub.ingest.datasets import fingerprint, reference_fingerprint, reference_name
 from lineagehub.ingest.flavors import PICKLE, Flavor, flavor_names, save_model, write_archive
@@ -98,7 +98,8 @@ class ActiveRun:
                     )
             new = {k: v for k, v in checked.items() if k not in self._logged}
             size = self._params_size + (_json_size(new) if new else 0)
-            _check_room("params", len(new), size, MAX_PARAMS_SIZE, "half", "logged")
+            others = self._tags_size + self._metrics_size
+            _check_room("params", len(new), size, MAX_PARAMS_SIZE, "half", others, "logged")
             self._params_size = size
             self._logged.update(checked)
             self._params.update(checked)
@@ -137,7 +138,8 @@ class ActiveRun:
                         added.add(key)
             if added:
                 size = self._metrics_size + sum(map(_metric_size, added))
-                _check_room("metrics", len(added), size, MAX_METRICS_SIZE, "a fifth", "logged")
+                others = self._params_size + self._tags_size
+                _check_room("metrics", len(added), size, None, "", others, "logged")
                 self._metrics_size = size
                 known |= added
             for m in new:
@@ -158,7 +160,8 @@ class ActiveRun:
             self._check_open()
             sizes = {k: _json_size({k: v}) for k, v in checked.items()}
             size = self._tags_size + sum(n - self._tag_sizes.get(k, 0) for k, n in sizes.items())
-            _check_room("tags", len(checked), size, MAX_TAGS_SIZE, "a quarter", "set")
+            others = self._params_size + self._metrics_size
+            _check_room("tags", len(checked), size, MAX_TAGS_SIZE, "a quarter", others, "set")
             self._tags_size = size
             self._tag_sizes.update(sizes)
             self._tags.update(checked)
@@ -173,6 +176,16 @@ class ActiveRun:
                 return
             try:
                 self.client.tracking.log_batch(self.id, params=params, metrics=points, tags=tags)
+            except (ValidationError, ConflictError) as refusal:
+                # The hub refused a value it will never take (a param another writer logged
+                # with another value, a run grown past its size elsewhere): kept, it would
+                # refuse every later flush, the heartbeat and the run's end with it.
+                try:
+                    refused = self._log_apart(params, tags, points)
+                finally:
+                    if self._ended:  # ended elsewhere: this one is over too
+                        self.client._ended(self)
+                raise _partly_refused(self.id, refused, refusal) from refusal
             except BaseException:
                 self._put_back(params, tags, points)
                 raise
@@ -513,20 +526,34 @@ class ActiveRun:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def end(self, status: RunStatus | str = RunStatus.FINISHED, error: str | None = None) -> Run:
-        """End the run (flushing what is buffered in the same transaction)."""
-        with self._lock:
-            if self._ended:
-                return self.info
-            params, tags, points = self._take()
-            try:
-                self.info = self.client.tracking.end_run(
-                    self.id, status, error, params=params, metrics=points, tags=tags
-                )
-            except BaseException:
-                self._put_back(params, tags, points)
-                raise
-            self._ended = True
-        self.client._ended(self)
+        """End the run (flushing what is buffered in the same transaction). Should the hub
+        refuse a buffered value, the rest is logged, the run ends as asked, and then the
+        refusal is raised, naming what was not stored."""
+        refusal: HubError | None = None
+        try:
+            with self._lock:
+                if self._ended:
+                    return self.info
+                params, tags, points = self._take()
+                try:
+                    self.info = self.client.tracking.end_run(
+                        self.id, status, error, params=params, metrics=points, tags=tags
+                    )
+                except (ValidationError, ConflictError) as e:
+                    if not (params or tags or points):
+                        raise
+                    refused = self._log_apart(params, tags, points)  # see flush
+                    refusal = _partly_refused(self.id, refused, e)
+                    self.info = self.client.tracking.end_run(self.id, status, error)
+                except BaseException:
+                    self._put_back(params, tags, points)
+                    raise
+                self._ended = True
+        finally:
+            if self._ended:  # here, or found ended elsewhere on the way
+                self.client._ended(self)
+        if refusal is not None:
+            raise refusal
         return self.info
 
     def __enter__(self) -> ActiveRun:
@@ -558,6 +585,55 @@ class ActiveRun:
         taken = (self._params, self._tags, self._points)
         self._params, self._tags, self._points = {}, {}, []
         return taken
+
+    def _log_apart(
+        self, params: dict[str, Any], tags: dict[str, str], points: list[Metric]
+    ) -> dict[str, str]:
+        """After the hub refused a batch: log its metric points, tags and params apart (a
+        refused part key by key), so that only the values it refuses are dropped; returns
+        them (``"params.lr"``: why). A run ended elsewhere takes nothing: this ActiveRun is
+        then ended too, and that is raised. A transient failure puts back what was not
+        logged and is raised."""
+        tracking = self.client.tracking
+        series: dict[str, list[Metric]] = {}
+        for m in points:
+            series.setdefault(m.key, []).append(m)
+        todo: list[tuple[str, dict[str, Any]]] = [
+            ("metrics", series),
+            ("tags", tags),
+            ("params", params),
+        ]
+        refused: dict[str, str] = {}
+        try:
+            run = tracking.get_run(self.id)
+            if run.status is not RunStatus.RUNNING:
+                self.info, self._ended = run, True
+                raise ConflictError(
+                    f"run {self.id!r} was ended elsewhere ({run.status.value}): the "
+                    f"{len(params)} params, {len(tags)} tags and {len(points)} metric points "
+                    "logged here since the last flush were not stored"
+                )
+            while todo:
+                what, values = todo[0]
+                if values:
+                    try:
+                        tracking.log_batch(self.id, **{what: _part(what, values)})
+                        values.clear()
+                    except (ValidationError, ConflictError):
+                        for key in list(values):
+                            try:
+                                tracking.log_batch(self.id, **{what: _part(what, values, key)})
+                            except (ValidationError, ConflictError) as e:
+                                refused[f"{what}.{key}"] = e.message
+                            del values[key]
+                todo.pop(0)
+        except BaseException:
+            if not self._ended:
+                rest = dict(todo)
+                kept = [m for ms in rest.get("metrics", {}).values() for m in ms]
+                self._put_back(rest.get("params", {}), rest.get("tags", {}), kept)
+            raise
+        return refused
 
     def _put_back(self, params: dict[str, Any], tags: dict[str, str], points: list[Metric]) -> None:
         self._params = {**params, **self._params}
@@ -657,9 +733,11 @@ def _matrix(values: Any, field: str) -> list[list[Any]]:
 MAX_PARAMS_SIZE = MAX_PROPS_BYTES // 2
 #: What its tags may take (each ``"key":"value"`` counted; a tag set again counts once).
 MAX_TAGS_SIZE = MAX_PROPS_BYTES // 4
-#: What its metrics' latest values may take (every key at the longest number's width):
-#: about 4,000 keys of 20 characters. A key's points beyond its first take no more room.
-MAX_METRICS_SIZE = MAX_PROPS_BYTES // 5
+#: What its params, tags and metrics' latest values may take together (each metric key at
+#: the longest number's width; a key's points beyond its first take no more room): the rest
+#: of a node's properties is left for its name, times, status and an error message. A run
+#: without params or tags holds about 14,000 metric keys of 40 characters.
+MAX_RUN_DATA_SIZE = MAX_PROPS_BYTES - 50_000
 
 
 def _metric_size(key: str) -> int:
@@ -672,14 +750,50 @@ def _json_size(params: Mapping[str, Any]) -> int:
     return len(json.dumps(params, ensure_ascii=False, separators=(",", ":")))
 
 
-def _check_room(what: str, count: int, size: int, limit: int, share: str, verb: str) -> None:
+def _part(what: str, values: dict[str, Any], key: str | None = None) -> Any:
+    """A part of a batch for ``log_batch``: the metric points (of one key), the tags or the
+    params (one of them)."""
+    if what == "metrics":
+        return values[key] if key is not None else [m for ms in values.values() for m in ms]
+    return {key: values[key]} if key is not None else values
+
+
+def _partly_refused(run_id: str, refused: Mapping[str, str], refusal: HubError) -> HubError:
+    """The error a flush or an end raises when the hub refused some buffered values and took
+    the rest: of the refusal's kind, naming each refused value and why."""
+    if not refused:  # refused together, taken apart (e.g. too large only together)
+        return refusal
+    names = ", ".join(sorted(refused)[:10]) + (" and more" if len(refused) > 10 else "")
+    reasons = "; ".join(f"{k}: {v}" for k, v in sorted(refused.items())[:3])
+    message = (
+        f"run {run_id!r}: {len(refused)} buffered value(s) refused and not stored ({names}); "
+        f"every other buffered value was logged. {reasons}"
+    )
+    if isinstance(refusal, ValidationError):
+        return ValidationError(message, field=refusal.field)
+    return ConflictError(message)
+
+
+def _check_room(
+    what: str, count: int, size: int, limit: int | None, share: str, others: int, verb: str
+) -> None:
     """Refuse values past a run's room when they are logged: in the buffer they would fail
-    every later flush and the run's end (a run's properties are at most MAX_PROPS_BYTES)."""
-    if size > limit:
+    every later flush and the run's end (a run's properties are at most MAX_PROPS_BYTES).
+    ``size`` is what ``what`` would take, ``limit`` its own cap (``share`` of a node's
+    properties), ``others`` what the run's other data takes."""
+    if limit is not None and size > limit:
         raise ValidationError(
             f"{what}: with these {count} the run's {what} would be {size:,} characters of "
             f"JSON; a run holds at most {limit:,} ({share} of what a node's properties may "
             f"take); none of them was {verb}",
+            field=what,
+        )
+    if size + others > MAX_RUN_DATA_SIZE:
+        raise ValidationError(
+            f"{what}: with these {count} the run's params, tags and metrics' latest values "
+            f"would take {size + others:,} characters of JSON together; a run holds at most "
+            f"{MAX_RUN_DATA_SIZE:,} (what a node's properties may take, less room for its "
+            f"name, times and status); none of them was {verb}",
             field=what,
         )
 

@@ -278,11 +278,12 @@ def test_tags_past_a_runs_room_are_refused_when_set_and_one_set_again_counts_onc
 def test_metric_keys_past_a_runs_room_are_refused_when_logged_and_a_full_run_still_ends(
     client: Client,
 ) -> None:
-    """Params, tags and the metrics' latest values share a run's 1 MB: each has its room, so
-    a run filled to every room still ends with all of it in one write. Before, new metric
-    keys had no room of their own: with params and tags near theirs, the buffered keys made
-    the run's end too large, and it was refused (the run stayed RUNNING, its values unsaved)."""
-    from lineagehub.ingest.run import MAX_METRICS_SIZE
+    """Params, tags and the metrics' latest values share a run's 1 MB (950,000 characters of
+    it; params and tags have caps of their own), so a run filled to the room still ends with
+    all of it in one write. Before, new metric keys took any room: with params and tags near
+    theirs, the buffered keys made the run's end too large, and it was refused (the run
+    stayed RUNNING, its values unsaved)."""
+    from lineagehub.ingest.run import MAX_RUN_DATA_SIZE
 
     with client.start_run("per-layer statistics") as run:
         run.log_params({f"p{i:04d}": "v" * 4_900 for i in range(99)})  # ~495 kB: nearly full
@@ -290,11 +291,11 @@ def test_metric_keys_past_a_runs_room_are_refused_when_logged_and_a_full_run_sti
         key = "layer_{:04d}/attention/gradient_norm_mean_{:04d}"  # 47 characters
         first = {key.format(i, 0): float(i) for i in range(2_000)}  # 2,000 x 75 = 150 kB
         run.log_metrics(first, step=0)
-        more = {key.format(i, 1): 0.5 for i in range(4_000)}  # 4,000 x 75 more: past 200 kB
+        more = {key.format(i, 1): 0.5 for i in range(4_000)}  # 300 kB more: past the room
         with pytest.raises(ValidationError, match="none of them was logged") as refused:
             run.log_metrics(more)
         assert refused.value.field == "metrics"
-        assert f"{MAX_METRICS_SIZE:,}" in refused.value.message
+        assert f"{MAX_RUN_DATA_SIZE:,}" in refused.value.message
         run.log_metrics({k: v + 1 for k, v in first.items()}, step=1)  # known keys: no room
         run.log_metrics({"loss": 0.25})  # a new key that still fits
     stored = client.get_run(run.id)
@@ -303,6 +304,58 @@ def test_metric_keys_past_a_runs_room_are_refused_when_logged_and_a_full_run_sti
     assert len(stored.metrics) == 2_001 and stored.metrics[key.format(7, 0)] == 8.0
     assert not any(k in stored.metrics for k in more)
     assert [p.value for p in client.metric_history(run.id, key.format(7, 0))] == [7.0, 8.0]
+    with client.start_run("metrics only") as other:  # no params or tags: the keys fit
+        other.log_metrics(first, step=0)
+        other.log_metrics(more)
+    assert len(client.get_run(other.id).metrics) == 6_000
+
+
+def test_a_value_another_writer_made_impossible_is_dropped_and_named_not_kept_forever(
+    client: Client,
+) -> None:
+    """A param another writer logged first with another value is refused at flush. Only it
+    is dropped (and named in the error): the batch's other params, tags and points are
+    logged, and later flushes work. Before, the whole buffer was kept and refused at every
+    flush, heartbeat and end: the run's later metrics were never stored and it ended KILLED
+    by staleness."""
+    with client.start_run("shared") as run:
+        run.log_params({"lr": 0.1, "epochs": 3})
+        run.set_tags({"team": "a"})
+        run.log_metrics({"loss": 0.5}, step=0)
+        client.tracking.log_batch(run.id, params={"lr": 0.2})  # another writer, first
+        with pytest.raises(ConflictError, match=r"params\.lr") as refused:
+            run.flush()
+        assert "every other buffered value was logged" in refused.value.message
+        run.log_metrics({"loss": 0.4}, step=1)
+        run.flush()
+    stored = client.get_run(run.id)
+    assert stored.status is RunStatus.FINISHED
+    assert stored.params == {"lr": 0.2, "epochs": 3} and stored.tags["team"] == "a"
+    assert [p.value for p in client.metric_history(run.id, "loss")] == [0.5, 0.4]
+
+    # the same at the run's end: the run ends as asked with the rest, then it is raised
+    with (
+        pytest.raises(ConflictError, match=r"params\.lr"),
+        client.start_run("ends anyway") as run,
+    ):
+        run.log_params({"lr": 0.1, "epochs": 3})
+        run.log_metrics({"loss": 0.5})
+        client.tracking.log_batch(run.id, params={"lr": 0.2})
+    stored = client.get_run(run.id)
+    assert stored.status is RunStatus.FINISHED and stored.params == {"lr": 0.2, "epochs": 3}
+    assert stored.metrics == {"loss": 0.5}
+
+
+def test_a_run_ended_elsewhere_ends_here_at_the_next_flush(client: Client) -> None:
+    with client.start_run("stopped from outside") as run:
+        run.log_metrics({"loss": 0.5})
+        client.tracking.end_run(run.id, RunStatus.KILLED, "stopped by an operator")
+        with pytest.raises(ConflictError, match="ended elsewhere \\(KILLED\\)"):
+            run.flush()
+        with pytest.raises(ConflictError, match="has ended"):
+            run.log_metrics({"loss": 0.4})  # at the call, not at some later flush
+    assert client.get_run(run.id).status is RunStatus.KILLED
+    assert run.info.status is RunStatus.KILLED
 
 
 def test_nan_and_infinities_are_kept(client: Client) -> None:
