@@ -72,6 +72,8 @@ class ActiveRun:
         self._metric_keys: set[str] = set(run.metrics)
         self._metrics_size = sum(map(_metric_size, run.metrics))
         self._ended = False
+        # values refused for good by a flush nobody waited for (the heartbeat's): end raises
+        self._unseen: HubError | None = None
 
     def __repr__(self) -> str:
         return f"ActiveRun({self.id!r}, name={self.info.name!r})"
@@ -167,7 +169,10 @@ class ActiveRun:
             self._tags.update(checked)
 
     def flush(self, heartbeat: bool = False) -> None:
-        """Write the buffered params, metrics and tags now (and refresh the heartbeat)."""
+        """Write the buffered params, metrics and tags now (and refresh the heartbeat).
+
+        A value the hub refuses for good is dropped and named in the error raised, once the
+        rest has been logged (refused by a heartbeat's flush, the run's end raises it)."""
         with self._lock:
             if self._ended:
                 return
@@ -185,7 +190,10 @@ class ActiveRun:
                 finally:
                     if self._ended:  # ended elsewhere: this one is over too
                         self.client._ended(self)
-                raise _partly_refused(self.id, refused, refusal) from refusal
+                error = _partly_refused(self.id, refused, refusal)
+                if heartbeat:  # the heartbeat's caller drops it: the run's end raises it
+                    self._unseen = error
+                raise error from refusal
             except BaseException:
                 self._put_back(params, tags, points)
                 raise
@@ -552,6 +560,7 @@ class ActiveRun:
         finally:
             if self._ended:  # here, or found ended elsewhere on the way
                 self.client._ended(self)
+        refusal = refusal or self._unseen
         if refusal is not None:
             raise refusal
         return self.info

@@ -346,6 +346,22 @@ def test_a_value_another_writer_made_impossible_is_dropped_and_named_not_kept_fo
     assert stored.metrics == {"loss": 0.5}
 
 
+def test_a_value_refused_at_a_heartbeat_is_raised_by_the_runs_end(hub: Hub) -> None:
+    """The heartbeat's flush has no caller to tell: the run's end raises what it dropped."""
+    with hub.client(heartbeat_interval=0.05) as c:
+        run = c.start_run("beating")
+        run.log_params({"lr": 0.1})
+        c.tracking.log_batch(run.id, params={"lr": 0.2})  # another writer, first
+        run.log_metrics({"loss": 0.5})
+        deadline = time.monotonic() + 10
+        while not hub.store.series_summary([run.id])[run.id] and time.monotonic() < deadline:
+            time.sleep(0.02)  # until a heartbeat has flushed (what it could)
+        assert hub.store.series_summary([run.id])[run.id]["loss"].count == 1
+        with pytest.raises(ConflictError, match=r"params\.lr"):
+            run.end()
+        assert c.get_run(run.id).status is RunStatus.FINISHED
+
+
 def test_a_run_ended_elsewhere_ends_here_at_the_next_flush(client: Client) -> None:
     with client.start_run("stopped from outside") as run:
         run.log_metrics({"loss": 0.5})
