@@ -481,7 +481,7 @@ class SqliteStore(GraphStore):
         """The refusal of a write whose merge would take a row's properties past the limit,
         naming the rows it could be (what is stored and the patches, together, past it)."""
         with self._read() as conn:
-            stored = dict(
+            stored: dict[str, int] = dict(
                 conn.execute(
                     f"SELECT id, length(props) FROM {table} "
                     "WHERE id IN (SELECT value FROM json_each(?))",
