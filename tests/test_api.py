@@ -189,6 +189,35 @@ def test_bad_requests_get_codes_not_stack_traces(http: httpx.Client) -> None:
         assert "Traceback" not in str(body) and "File " not in str(body)
 
 
+def test_a_run_grown_past_its_size_by_many_batches_gets_a_coded_refusal(
+    http: httpx.Client,
+) -> None:
+    """Each batch fits the 1 MB a node's properties may take; the one that would take the
+    stored run past it is refused with a code and the field, nothing of it is stored, and
+    the run goes on taking what fits."""
+    run = data(http, 'mutation { startRun(input: {name: "wide"}) { id } }')["startRun"]["id"]
+    log = "mutation($run: ID!, $tags: JSON) { logBatch(runId: $run, tags: $tags) { tags } }"
+    for batch in range(3):  # 3 x 60 x 8,000 characters: the third passes 1,000,000
+        tags = {f"t{batch}_{i:02d}": "x" * 8_000 for i in range(60)}
+        body = gql(http, log, run=run, tags=tags)
+        if batch < 2:
+            assert body["data"]["logBatch"]["tags"] == 60, body
+    assert body["errors"][0]["extensions"] == {
+        "code": "VALIDATION",
+        "retryable": False,
+        "field": "props",
+    }
+    assert run in body["errors"][0]["message"]
+    assert "nothing of this write was stored" in body["errors"][0]["message"]
+    ended = data(
+        http,
+        'mutation($run: ID!) { endRun(runId: $run, tags: {done: "yes"}) { id status tags } }',
+        run=run,
+    )["endRun"]
+    assert ended["status"] == "FINISHED" and ended["tags"]["done"] == "yes"
+    assert len(ended["tags"]) == 121 and not any(k.startswith("t2_") for k in ended["tags"])
+
+
 def test_oversized_requests_are_refused(http: httpx.Client) -> None:
     big = '{ runs(where: {k: "' + "x" * (33 * 1024 * 1024) + '"}) { edges { cursor } } }'
     response = http.post("/graphql", json={"query": big})
