@@ -191,6 +191,8 @@ class ActiveRun:
                     if self._ended:  # ended elsewhere: this one is over too
                         self.client._ended(self)
                 error = _partly_refused(self.id, refused, refusal)
+                if error is None:
+                    return
                 if heartbeat:  # the heartbeat's caller drops it: the run's end raises it
                     self._unseen = error
                 raise error from refusal
@@ -767,11 +769,12 @@ def _part(what: str, values: dict[str, Any], key: str | None = None) -> Any:
     return {key: values[key]} if key is not None else values
 
 
-def _partly_refused(run_id: str, refused: Mapping[str, str], refusal: HubError) -> HubError:
+def _partly_refused(run_id: str, refused: Mapping[str, str], refusal: HubError) -> HubError | None:
     """The error a flush or an end raises when the hub refused some buffered values and took
-    the rest: of the refusal's kind, naming each refused value and why."""
-    if not refused:  # refused together, taken apart (e.g. too large only together)
-        return refusal
+    the rest: of the refusal's kind, naming each refused value and why; None when it took
+    every value apart (refused only together, e.g. too large as one write)."""
+    if not refused:
+        return None
     names = ", ".join(sorted(refused)[:10]) + (" and more" if len(refused) > 10 else "")
     reasons = "; ".join(f"{k}: {v}" for k, v in sorted(refused.items())[:3])
     message = (
