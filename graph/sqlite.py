@@ -695,7 +695,8 @@ class SqliteStore(GraphStore):
                     (json.dumps(ids),),
                 )
             found = {r[0]: r for r in rows}
-        return [_node(found[i]) if i in found else None for i in ids]
+        node = stored_node
+        return [None if (r := found.get(i)) is None else node(*r) for i in ids]
 
     def get_edges(self, ids: Sequence[str]) -> list[Edge | None]:
         ids = list(ids)

@@ -181,9 +181,10 @@ def walk(
                     )
                 order = {node_id: i for i, node_id in enumerate(wave)}
                 # Backends return rows in any order; sort so budgets cut deterministically.
-                rows.sort(
-                    key=lambda r: (order[r[0].source if forward else r[0].target], r[0].kind, r[1])
-                )
+                if forward:
+                    rows.sort(key=lambda r: (order[r[0].source], r[0].kind, r[1]))
+                else:
+                    rows.sort(key=lambda r: (order[r[0].target], r[0].kind, r[1]))
                 same: list[str] = []  # pass-through nodes found: expanded in this level
                 queue = deque(rows)
                 while queue:
