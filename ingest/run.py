@@ -550,9 +550,8 @@ class ActiveRun:
                         self.id, status, error, params=params, metrics=points, tags=tags
                     )
                 except (ValidationError, ConflictError) as e:
-                    if not (params or tags or points):
-                        raise
-                    refused = self._log_apart(params, tags, points)  # see flush
+                    # see flush; with nothing buffered this still tells a run ended elsewhere
+                    refused = self._log_apart(params, tags, points)
                     refusal = _partly_refused(self.id, refused, e)
                     self.info = self.client.tracking.end_run(self.id, status, error)
                 except BaseException:

@@ -372,6 +372,13 @@ def test_a_run_ended_elsewhere_ends_here_at_the_next_flush(client: Client) -> No
             run.log_metrics({"loss": 0.4})  # at the call, not at some later flush
     assert client.get_run(run.id).status is RunStatus.KILLED
     assert run.info.status is RunStatus.KILLED
+    # nothing buffered: the end says so, and the ActiveRun is over (no retry at exit)
+    idle = client.start_run("idle")
+    client.tracking.end_run(idle.id, RunStatus.KILLED, "stopped by an operator")
+    with pytest.raises(ConflictError, match="ended elsewhere \\(KILLED\\)"):
+        idle.end()
+    assert idle.info.status is RunStatus.KILLED and idle.end().status is RunStatus.KILLED
+    assert idle.id not in client._live
 
 
 def test_nan_and_infinities_are_kept(client: Client) -> None:
