@@ -780,19 +780,36 @@ class Neo4jStore(GraphStore):
     def _write(self, work: Callable[[_Tx], T], what: str) -> T:
         """Run ``work`` in the thread's open transaction, else in its own (the driver retries
         transient failures). A lost creation race on the unique id re-runs it: the next
-        attempt reads what the other writer committed and merges into it."""
+        attempt reads what the other writer committed and merges into it.
+
+        An attempt that does not commit may have written a tree head and noted it
+        (:meth:`_maybe_checkpoint`); the note is dropped before the next attempt and when the
+        write fails, so the head is read afresh rather than taken as written (as a rolled-back
+        transaction does in :meth:`_outermost`)."""
         tx = self._local.tx
         with self._translate(what):
             if tx is not None:
                 return work(tx)
-            attempt = 0
+            attempts = 0
+
+            def attempt(tx: _Tx) -> T:
+                nonlocal attempts
+                if attempts:
+                    self._checkpoint_state = None
+                attempts += 1
+                return work(tx)
+
+            races = 0
             while True:
                 try:
                     with self._session() as session:
-                        return session.execute_write(work)
-                except ConstraintError:
-                    attempt += 1
-                    if attempt > RACE_RETRIES:
+                        return session.execute_write(attempt)
+                except BaseException as e:
+                    self._checkpoint_state = None
+                    if not isinstance(e, ConstraintError):
+                        raise
+                    races += 1
+                    if races > RACE_RETRIES:
                         raise
 
     def transaction(self) -> AbstractContextManager[None]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import neo4j_test_store, neo4j_uri
+from neo4j.exceptions import TransientError
 
 from lineagehub.graph import (
     DELETE,
@@ -35,6 +36,7 @@ from lineagehub.graph import (
     cypher,
     open_store,
 )
+from lineagehub.graph.audit import CheckpointPolicy
 from lineagehub.graph.filters import Cmp, IsNull, SortKey, parse_order, parse_where
 from lineagehub.graph.model import encode_props
 from lineagehub.graph.neo4j import (
@@ -801,6 +803,52 @@ def test_creation_race_is_retried_and_merged(neo: Neo4jStore) -> None:
         for st in stores:
             st.close()
     assert neo.count_nodes("Run") == 5
+
+
+def test_a_write_the_driver_runs_again_forgets_the_tree_head_its_first_attempt_wrote(
+    neo: Neo4jStore,
+) -> None:
+    """The driver runs a write again after a transient failure, in a new transaction: a tree
+    head the failed attempt wrote was rolled back with it. The store must read the last head
+    afresh rather than take that one as written, or the next head due is skipped until the
+    interval after it."""
+    neo.configure_audit(CheckpointPolicy(every=2))
+    for i in range(3):
+        neo.append_audit("alice", "test", f"t{i}", {})
+    assert [h.tree_size for h in neo.iter_checkpoints()] == [2]
+    attempts = 0
+
+    def work(tx: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            # a head over entries 1-3, written in this attempt's transaction...
+            assert neo._checkpoint_in(tx, 3, force=True) is not None
+            # ...which the driver rolls back, then runs the work again
+            raise TransientError("the first attempt fails after writing its head")
+
+    neo._write(work, "a write the driver retries")
+    assert attempts == 2
+    assert [h.tree_size for h in neo.iter_checkpoints()] == [2]  # the head was rolled back
+    neo.append_audit("alice", "test", "t3", {})  # entry 4: two after the head at 2
+    assert [h.tree_size for h in neo.iter_checkpoints()] == [2, 4]
+    assert neo.verify_audit().ok
+
+
+def test_a_failed_write_forgets_the_tree_head_it_wrote(neo: Neo4jStore) -> None:
+    """The same for a write that fails for good (here: an error that is not retried)."""
+    neo.configure_audit(CheckpointPolicy(every=2))
+    for i in range(3):
+        neo.append_audit("alice", "test", f"t{i}", {})
+
+    def work(tx: Any) -> None:
+        neo._checkpoint_in(tx, 3, force=True)
+        raise ValidationError("refused after the head was written", field="x")
+
+    with pytest.raises(ValidationError):
+        neo._write(work, "a write that fails")
+    neo.append_audit("alice", "test", "t3", {})
+    assert [h.tree_size for h in neo.iter_checkpoints()] == [2, 4]
 
 
 def test_one_edge_id_with_different_ends_from_two_writers(neo: Neo4jStore) -> None:
