@@ -23,6 +23,7 @@ from lineagehub.schema.compare import CompareQuery
 from lineagehub.schema.context import Context, Services
 from lineagehub.schema.dossier import DossierMutation, DossierQuery
 from lineagehub.schema.errors import HubErrors
+from lineagehub.schema.inputs import install as install_input_plans
 from lineagehub.schema.interop import InteropQuery
 from lineagehub.schema.limits import (
     MAX_ALIASES,
@@ -90,13 +91,15 @@ def _root_cause(error: GraphQLError) -> BaseException | None:
 
 
 def build_schema() -> strawberry.Schema:
-    return _Schema(
+    built = _Schema(
         query=Query,
         mutation=Mutation,
         types=ALL_TYPES,
         config=StrawberryConfig(scalar_map=SCALARS),
         extensions=[Limits, HubErrors, Authorization],
     )
+    install_input_plans(built)  # input classes built from planned fields (schema/inputs.py)
+    return built
 
 
 schema = build_schema()

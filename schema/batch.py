@@ -31,9 +31,9 @@ import graphql.utilities
 import strawberry
 from graphql import GraphQLField, Undefined, coerce_input_value, is_non_null_type
 from strawberry.scalars import JSON
-from strawberry.types.arguments import convert_arguments
 
 from lineagehub.graph import HubError, ValidationError
+from lineagehub.schema.inputs import converter
 from lineagehub.schema.registry import PromoteResult
 from lineagehub.schema.types import I, NodeInterface
 
@@ -138,6 +138,12 @@ def _fields(schema: Any) -> dict[str, Any]:
     return {name: field for name, field in named.items() if name in BATCHABLE}
 
 
+@functools.cache
+def _converters(schema: Any) -> dict[str, Any]:
+    """Each batchable mutation's argument conversion, planned once (:mod:`.inputs`)."""
+    return {name: converter(f.arguments, schema) for name, f in _fields(schema).items()}
+
+
 def _coerce(name: str, value: Any, type_: Any) -> Any:
     """``value`` coerced to ``type_`` (argument ``name``), or the first problem, named."""
     problems: list[str] = []
@@ -206,7 +212,7 @@ class BatchMutation:
         mutation = info.schema._schema.mutation_type
         assert mutation is not None  # this field is one of its fields
         definitions = mutation.fields
-        scalars = info.schema.schema_converter.scalar_registry
+        converters = _converters(info.schema)
         principal = ctx.principal
         checked = principal is not None and not principal.can(Role.ADMIN, None)
         results: list[WriteResult] = []
@@ -219,7 +225,7 @@ class BatchMutation:
                     if checked:
                         await ctx.call(check, ctx.services, principal, f"Mutation.{op.call}", raw)
                     field = fields[op.call]
-                    kwargs = convert_arguments(raw, field.arguments, scalars, info.schema.config)
+                    kwargs = converters[op.call](raw, info)
                     answer = field.base_resolver.wrapped_func(None, info, **kwargs)
                     if inspect.isawaitable(answer):
                         answer = await answer

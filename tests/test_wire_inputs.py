@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,19 @@ from typing import Any
 import dateutil.parser
 import httpx
 import pytest
+from graphql import (
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLInputObjectType,
+    GraphQLList,
+    GraphQLNonNull,
+    Undefined,
+    coerce_input_value,
+)
 from http_server import HubServer
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from strawberry.types.arguments import convert_argument, convert_arguments
 
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import GraphStore, ValidationError, open_store
@@ -159,3 +170,140 @@ def test_a_bad_point_is_refused_with_nothing_written(hub: tuple[httpx.Client, Gr
     ).json()
     assert body["errors"] and "ISO 8601" in body["errors"][0]["message"]
     assert store.read_series(run, "a") == []
+
+
+# --- input classes and arguments built from planned fields (schema/inputs.py) -------------------
+
+
+def _raw(type_: Any, depth: int = 0) -> st.SearchStrategy[Any]:
+    """Values a client may send for the GraphQL input type ``type_`` (some of them refused by
+    graphql-core's coercion, and then left out)."""
+    if isinstance(type_, GraphQLNonNull):
+        return _raw_of(type_.of_type, depth)
+    inner = _raw_of(type_, depth)
+    return st.one_of(st.none(), inner)
+
+
+def _raw_of(type_: Any, depth: int) -> st.SearchStrategy[Any]:
+    if isinstance(type_, GraphQLList):
+        return st.lists(_raw(type_.of_type, depth + 1), max_size=3)
+    if isinstance(type_, GraphQLEnumType):
+        return st.sampled_from(sorted(type_.values))
+    if isinstance(type_, GraphQLInputObjectType):
+        if depth > 3:
+            return st.nothing()
+        fields = type_.fields
+        required = {n: _raw(f.type, depth + 1) for n, f in fields.items() if is_required(f)}
+        optional = {n: _raw(f.type, depth + 1) for n, f in fields.items() if not is_required(f)}
+        return st.fixed_dictionaries(required, optional=optional)
+    return _SCALARS[type_.name]
+
+
+def is_required(field: Any) -> bool:
+    return isinstance(field.type, GraphQLNonNull) and field.default_value is Undefined
+
+
+_SCALARS: dict[str, st.SearchStrategy[Any]] = {
+    "String": st.text(max_size=6),
+    "ID": st.text(max_size=6),
+    "Int": st.integers(min_value=-(2**31), max_value=2**31 - 1),
+    "Float": st.floats(allow_nan=False, allow_infinity=False),
+    "MetricValue": st.floats(allow_nan=False, allow_infinity=False),
+    "Boolean": st.booleans(),
+    "JSON": st.dictionaries(st.text(max_size=4), st.integers() | st.text(max_size=4), max_size=3),
+    "DateTime": _times.map(lambda t: t.isoformat() + "Z"),
+}
+
+
+@contextmanager
+def _strawberrys_own_conversion() -> Iterator[None]:
+    """Strawberry's general conversion for every input class the plans cover."""
+    from lineagehub.schema import schema
+
+    planned = {}
+    for name in schema._schema.type_map:
+        definition = schema.get_type_by_name(name)
+        hook = getattr(definition, "from_input", None)
+        if hook is not None and hook.__qualname__.startswith("_builder."):
+            planned[definition] = hook
+    assert planned, "no input class has a planned conversion"
+    for definition in planned:
+        definition.from_input = None
+    try:
+        yield
+    finally:
+        for definition, hook in planned.items():
+            definition.from_input = hook
+
+
+def _inputs() -> list[str]:
+    from lineagehub.schema import schema
+
+    return sorted(
+        n for n, t in schema._schema.type_map.items() if isinstance(t, GraphQLInputObjectType)
+    )
+
+
+def _coerced_or_none(raw: Any, type_: Any) -> Any:
+    """What graphql-core hands the resolvers for ``raw``; None where it refuses it."""
+    try:
+        coerced = coerce_input_value(raw, type_)
+    except GraphQLError:  # graphql-core 3.2 raises, 3.3 answers Undefined
+        return None
+    return None if coerced is Undefined else coerced
+
+
+@pytest.mark.parametrize("name", _inputs())
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_an_input_class_is_built_as_strawberry_builds_it(name: str, data: st.DataObject) -> None:
+    from lineagehub.schema import schema
+
+    graphql_type = schema._schema.type_map[name]
+    raw = data.draw(_raw_of(graphql_type, 0))
+    coerced = _coerced_or_none(raw, GraphQLNonNull(graphql_type))
+    assume(coerced is not None)
+    cls = schema.get_type_by_name(name).origin
+    scalars, config = schema.schema_converter.scalar_registry, schema.config
+    planned = convert_argument(coerced, cls, scalars, config)
+    with _strawberrys_own_conversion():
+        expected = convert_argument(coerced, cls, scalars, config)
+    assert planned == expected
+    assert type(planned) is type(expected)
+
+
+def _mutations() -> list[str]:
+    from lineagehub.schema import schema
+
+    return sorted(schema._schema.mutation_type.fields)
+
+
+@pytest.mark.parametrize("call", _mutations())
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_a_mutations_arguments_are_converted_as_strawberry_converts_them(
+    call: str, data: st.DataObject
+) -> None:
+    from lineagehub.schema import schema
+    from lineagehub.schema.inputs import converter
+
+    definition = schema._schema.mutation_type.fields[call]
+    raw = data.draw(
+        st.fixed_dictionaries(
+            {n: _raw(a.type) for n, a in definition.args.items() if is_required(a)},
+            optional={n: _raw(a.type) for n, a in definition.args.items() if not is_required(a)},
+        )
+    )
+    coerced = {n: _coerced_or_none(v, definition.args[n].type) for n, v in raw.items()}
+    assume(all(c is not None or raw[n] is None for n, c in coerced.items()))
+    field = next(
+        f
+        for f in schema.get_type_by_name("Mutation").fields
+        if schema.config.name_converter.get_graphql_name(f) == call
+    )
+    scalars, config = schema.schema_converter.scalar_registry, schema.config
+    planned = converter(field.arguments, schema)(coerced, None)
+    with _strawberrys_own_conversion():
+        expected = convert_arguments(coerced, field.arguments, scalars, config)
+    assert planned == expected
+    assert {k: type(v) for k, v in planned.items()} == {k: type(v) for k, v in expected.items()}
