@@ -28,14 +28,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from structure_vs_mlflow import LineageHub, free_port
+from structure_vs_mlflow import LineageHub, free_port, wait_for
 from write_cost import WARM, WORKLOADS, _stepper
 
 ALL = (*WORKLOADS, "typename")
@@ -47,22 +46,6 @@ def _tool(name: str) -> str:
     if found is None:
         raise SystemExit(f"{name} is needed (Valgrind: apt-get install valgrind)")
     return found
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
-    import httpx
-
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            if httpx.get(url, timeout=10).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"lineagehub serve did not start under callgrind (exit {proc.poll()})")
-        time.sleep(0.2)
 
 
 def _driver(workload: str, hub: LineageHub) -> Callable[[int], None]:
@@ -92,7 +75,7 @@ def instructions(workload: str, steps: int) -> int:
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait(f"{url}/health", proc)
+            wait_for(f"{url}/health", proc, "lineagehub serve under callgrind", START_TIMEOUT)
             hub = LineageHub(url, folder)
             run = _driver(workload, hub)
             for i in range(WARM):

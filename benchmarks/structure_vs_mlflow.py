@@ -76,8 +76,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 120
+def wait_for(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 120.0) -> None:
+    """Until ``url`` answers 200 (``proc`` killed if it exits or ``timeout`` s pass first)."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             if httpx.get(url, timeout=1).status_code == 200:
