@@ -68,11 +68,7 @@ def _take(plan: Plan, value: Mapping[str, Any], into: dict[str, Any], convert: A
         if graphql_name not in value:
             continue
         v = value[graphql_name]
-        if kind == AS_IS:
-            into[python_name] = v
-        elif kind == GENERAL:
-            into[python_name] = convert(v, type_, graphql_name)
-        elif v is None or v is UNSET:
+        if kind == AS_IS or (kind != GENERAL and (v is None or v is UNSET)):
             into[python_name] = v
         elif kind == LIST_COPY:
             into[python_name] = list(v)
@@ -80,12 +76,11 @@ def _take(plan: Plan, value: Mapping[str, Any], into: dict[str, Any], convert: A
             into[python_name] = convert(v, type_, graphql_name)
 
 
-def install(schema: Any) -> list[str]:
+def install(schema: Any) -> None:
     """Give every input class of ``schema`` (a ``strawberry.Schema``) without a ``from_input``
-    of its own a planned one; the names of the classes that got one."""
+    of its own a planned one."""
     config = schema.config
     scalars = schema.schema_converter.scalar_registry
-    done: list[str] = []
     for name in list(schema._schema.type_map):
         definition = schema.get_type_by_name(name)
         if not getattr(definition, "is_input", False) or definition.from_input is not None:
@@ -107,11 +102,17 @@ def install(schema: Any) -> list[str]:
                 if f.default_value is MISSING and f.default_factory is MISSING
             }
             definition.from_input = _builder(tuple(plan), nulls)
-            done.append(definition.name)
-    return done
 
 
 def _builder(plan: Plan, nulls: dict[str, None]) -> Callable[[type, Mapping[str, Any], Any], Any]:
+    if all(kind == AS_IS and g == p for g, p, kind, _ in plan):
+        # every field taken as it is, under its own name (a metric point: 10,000 of them in a
+        # logBatch): the coerced value, which holds the class's fields only, is the arguments
+        def as_is(cls: type, value: Mapping[str, Any], context: Any) -> Any:
+            return cls(**{**nulls, **value})
+
+        return as_is
+
     def from_input(cls: type, value: Mapping[str, Any], context: Any) -> Any:
         kwargs: dict[str, Any] = dict(nulls)
         _take(plan, value, kwargs, context.convert)
