@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lineagehub.graph import Direction, GraphStore, Node
 from lineagehub.graph.errors import ConflictError, NotFoundError, PolicyViolation
@@ -42,8 +46,8 @@ def _digest(text: str) -> str:
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = T0
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
 
     def __call__(self) -> datetime:
         self.now += timedelta(minutes=1)
@@ -362,14 +366,14 @@ def test_a_refusal_result_is_not_named_after_the_policy_error() -> None:
     assert error.code == "POLICY" and "mv:churn/1" in str(error)
 
 
-_LIST_PARAMS = ("approvals", "from_holders", "to_holders", "to_before")
+_HOLDER_LISTS = ("from_holders", "to_holders", "to_before")
 
 
 def _promote_runs(store: GraphStore) -> list[Node]:
     return list(store.iter_nodes("Run", {"kind": "promote"}, "started_at"))
 
 
-def test_approvals_and_holders_are_json_lists_and_names_with_commas_round_trip(
+def test_approvals_are_json_lists_and_names_with_commas_round_trip(
     store: GraphStore, registry: RegistryFactory, clock: Clock
 ) -> None:
     add_version(store, 1)
@@ -389,19 +393,51 @@ def test_approvals_and_holders_are_json_lists_and_names_with_commas_round_trip(
     assert entry.approvals == ("Doe, Jane", "Roe, Rick")
     assert reg.holders_at("churn", "Staging", clock.now) == [2]
     assert reg.holders_at("churn", "Production", clock.now) == [1]
-    # as stored: JSON lists (as text: run params are scalars), not comma-joined
+    # as stored: a JSON list (as text: run params are scalars), not comma-joined
     params = Run.from_node(store.get_node(req.request_id)).params
     assert json.loads(str(params["approvals"])) == ["Doe, Jane", "Roe, Rick"]
-    assert json.loads(str(params["from_holders"])) == [2]
-    assert json.loads(str(params["to_holders"])) == [1]
-    assert json.loads(str(params["to_before"])) == []
+
+
+def test_a_stage_change_records_the_move_alone(
+    store: GraphStore, registry: RegistryFactory, clock: Clock
+) -> None:
+    # The record of the 30th version entering Staging is the size of the first's: it does
+    # not list the versions the stages hold (a list that grew with every promotion made
+    # each one cost more, and would outgrow a run's properties).
+    reg = registry()
+    for v in range(1, 31):
+        add_version(store, v, lineage=False)
+        reg.promote(f"churn/{v}", "Staging", "ann", "ok")
+    runs = _promote_runs(store)
+    params = [Run.from_node(n).params for n in runs]
+    assert [p["version"] for p in params] == list(range(1, 31))
+    for p in params:
+        assert not set(_HOLDER_LISTS) & set(p)
+        assert (p["from_stage"], p["to_stage"], p["change"]) == ("None", "Staging", "stage")
+    first, last = (json.dumps(p, sort_keys=True) for p in (params[0], params[-1]))
+    assert len(last) - len(first) == len("30") - len("1")
+    assert reg.holders_at("churn", "Staging", clock.now) == list(range(1, 31))
+    assert reg.holders_at("churn", "None", clock.now) == []
+
+
+def _old_lists(store: GraphStore, lists: list[dict[str, str]]) -> None:
+    """Give the promote runs, in the order they started, the params a store written before
+    moves alone were recorded has (``lists``: the params to add, as that store wrote them)."""
+    runs = _promote_runs(store)
+    assert len(runs) == len(lists)
+    old = []
+    for node, extra in zip(runs, lists, strict=True):
+        params = {**node.props["params"], **extra}
+        old.append(Node(id=node.id, label=node.label, props={**node.props, "params": params}))
+    store.upsert_nodes(old)
 
 
 def test_a_store_with_comma_joined_lists_still_reads(
     store: GraphStore, registry: RegistryFactory, clock: Clock
 ) -> None:
-    # Stores written before the lists were JSON hold them comma-joined: rewrite every list
-    # param of every promote run to that form, then read and go on through the service.
+    # Stores written before the lists were JSON hold them comma-joined (and before moves
+    # alone were recorded, a stage change listed the holders): give the runs those params,
+    # then read and go on through the service.
     add_version(store, 1)
     add_version(store, 2)
     add_version(store, 3)
@@ -411,14 +447,14 @@ def test_a_store_with_comma_joined_lists_still_reads(
     req = reg.request_promotion("churn/3", "Production", "ann", "v3")
     assert isinstance(req, PromotionPending)
     assert isinstance(reg.approve(req.request_id, "carol", "ok"), PromotionPending)
-    old = []
-    for node in _promote_runs(store):
-        params = dict(node.props["params"])
-        for key in _LIST_PARAMS:
-            if key in params:
-                params[key] = ",".join(str(v) for v in json.loads(params[key]))
-        old.append(Node(id=node.id, label=node.label, props={**node.props, "params": params}))
-    store.upsert_nodes(old)
+    _old_lists(
+        store,
+        [
+            {"from_holders": "2,3", "to_holders": "1", "to_before": ""},
+            {"from_holders": "3", "to_holders": "1,2", "to_before": "1"},
+            {"approvals": "carol"},
+        ],
+    )
     stored = Run.from_node(store.get_node(req.request_id)).params
     assert stored["approvals"] == "carol"
     assert [n.props["params"].get("to_holders") for n in _promote_runs(store)][:2] == ["1", "1,2"]
@@ -435,3 +471,104 @@ def test_a_store_with_comma_joined_lists_still_reads(
     reg.rollback("churn", "Staging", "ann", "undo v2")
     assert reg.holders_at("churn", "Staging", clock.now) == [1]
     assert stage_of(store, "churn", 2) is Stage.NONE
+
+
+def test_holders_an_old_store_listed_are_what_the_stage_held_then(store: GraphStore) -> None:
+    # An old record's list is what was known then, even where this store's moves alone
+    # would say otherwise (an order from a history before it): later moves go onto it.
+    for v in (1, 2, 3):
+        add_version(store, v, lineage=False)
+    clock = Clock(datetime.now(timezone.utc) + timedelta(seconds=1))  # after the registrations
+    reg = RegistryService(store, clock=clock)
+    assert reg.holders_at("churn", "None", clock.now) == [1, 2, 3]
+    reg.promote("churn/1", "Staging", "ann", "v1")
+    reg.promote("churn/2", "Staging", "ann", "v2")
+    _old_lists(
+        store,
+        [
+            {"from_holders": "2,3", "to_holders": "1", "to_before": ""},
+            {"from_holders": "3", "to_holders": "2,1", "to_before": "2"},
+        ],
+    )
+    t_old = clock.now
+    assert reg.holders_at("churn", "Staging", t_old) == [2, 1]
+    reg.promote("churn/3", "Staging", "ann", "v3")
+    assert reg.holders_at("churn", "Staging", clock.now) == [2, 1, 3]
+    assert reg.holders_at("churn", "None", clock.now) == []
+    # a rollback of a new move replays up to it: Staging as it was before v3 entered
+    reg.rollback("churn", "Staging", "ann", "undo v3")
+    assert stage_of(store, "churn", 3) is Stage.NONE
+    assert reg.holders_at("churn", "Staging", clock.now) == [2, 1]
+    assert reg.holders_at("churn", "None", clock.now) == [3]
+    reg.promote("churn/2", "Production", "ann", "v2 live")
+    assert reg.holders_at("churn", "Staging", clock.now) == [1]
+    assert reg.holders_at("churn", "Production", clock.now) == [2]
+    assert reg.holders_at("churn", "Staging", t_old) == [2, 1]
+
+
+_STAGES = ("None", "Staging", "Production", "Archived")
+_MOVES = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("promote"), st.integers(1, 4), st.sampled_from(_STAGES[1:]), st.booleans()
+        ),
+        st.tuples(st.just("rollback"), st.sampled_from(_STAGES), st.just(0), st.just(False)),
+    ),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(moves=_MOVES)
+def test_the_holders_replayed_from_the_moves_are_the_holders_at_every_time(
+    store: GraphStore, moves: list[tuple[str, Any, Any, bool]]
+) -> None:
+    # A model of the registry's stages beside the service: after every promotion (with or
+    # without archiving the Production holders) and rollback, each stage's holders at that
+    # time, oldest entrant first, are what the model says, then and at the end.
+    model = f"m{uuid.uuid4().hex[:12]}"
+    for v in range(1, 5):
+        add_version(store, v, lineage=False, model=model)
+    clock = Clock(datetime.now(timezone.utc) + timedelta(seconds=1))  # after the registrations
+    reg = RegistryService(store, clock=clock)
+    held = {s: [1, 2, 3, 4] if s == "None" else [] for s in _STAGES}
+    where = dict.fromkeys(range(1, 5), "None")
+    events: list[tuple[int, str, str, list[int]]] = []  # version, from, to, `to` before
+
+    def move(v: int, to: str) -> None:
+        events.append((v, where[v], to, list(held[to])))
+        held[where[v]].remove(v)
+        held[to].append(v)
+        where[v] = to
+
+    seen: list[tuple[datetime, dict[str, list[int]]]] = []
+    for op, a, b, archive in moves:
+        if op == "promote":
+            if where[a] == b:
+                with pytest.raises(ConflictError):
+                    reg.promote(f"{model}/{a}", b, "ann", archive_previous=archive)
+                continue
+            previous = sorted(held["Production"]) if b == "Production" and archive else []
+            reg.promote(f"{model}/{a}", b, "ann", archive_previous=archive)
+            move(a, b)
+            for old in (v for v in previous if v != a):
+                move(old, "Archived")
+        else:
+            last = [e for e in events if e[2] == a]
+            if not last:
+                with pytest.raises(NotFoundError):
+                    reg.rollback(model, a, "ann")
+                continue
+            v, came_from, _, before = last[-1]
+            reg.rollback(model, a, "ann")
+            if where[v] == a:
+                move(v, came_from)
+            for w in before:
+                if where[w] != a:
+                    move(w, a)
+        assert {w: stage_of(store, model, w).value for w in where} == where
+        seen.append((clock.now, {s: list(h) for s, h in held.items()}))
+    for at, expected in seen:
+        assert {s: reg.holders_at(model, s, at) for s in _STAGES} == expected

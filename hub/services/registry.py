@@ -6,13 +6,16 @@ or a version id ``mv:churn/3`` (resolved by :class:`~lineagehub.services.lineage
 State lives on the :class:`~lineagehub.vocabulary.ModelVersion` node (``stage``,
 ``aliases``). Every change is also an *activity*: a ``Run`` of kind ``promote`` that USED the
 version (role ``input``) and is ASSOCIATED_WITH its requester (and approvers). Such a run's
-``params`` describe the change, so the history of a stage or alias is one filtered query and
-:meth:`RegistryService.holder_at` at most two:
+``params`` describe the change, so the history of a stage or alias is one filtered query;
+the holder of an alias at a time (:meth:`RegistryService.holder_at`) is one query too, and
+the holders of a stage are its moves up to that time, replayed (one query):
 
-- stage change: ``change="stage"``, ``model``, ``version``, ``from_stage``, ``to_stage``,
-  ``from_holders`` / ``to_holders`` (versions in those stages after the change, oldest
-  entrant first) and ``to_before`` (in ``to_stage`` before it), each a JSON list as text
-  (params are scalars; stores written before hold them comma-joined, which still reads);
+- stage change: ``change="stage"``, ``model``, ``version``, ``from_stage``, ``to_stage``
+  (the move alone, so a promotion costs the same however many versions a stage holds).
+  Stores written before this also list, as JSON text (or comma-joined, older still),
+  ``from_holders`` / ``to_holders`` (the versions in those stages after the change, oldest
+  entrant first) and ``to_before`` (in ``to_stage`` before it); those lists are read as
+  what the stages held then, and the moves after them replayed onto them;
 - alias change: ``change="alias"``, ``model``, ``alias``, ``version``, ``from_version`` (the
   previous holder, or null) and ``to_version`` (the new holder, null when removed);
 - promotion request: ``change="request"`` while pending (``RUNNING``) or rejected
@@ -474,6 +477,40 @@ def _holders(value: Any) -> list[int]:
     return [int(v) for v in _read_list(value)]
 
 
+def _moment(value: Any) -> datetime:
+    """A stored time (ISO 8601 text, as runs keep ``ended_at``) as an aware datetime."""
+    if isinstance(value, datetime):
+        return value
+    return check_time(datetime.fromisoformat(str(value)), "ended_at")
+
+
+def _replay(
+    stage: Stage, timeline: Sequence[tuple[Any, Node]], stop: str | None = None
+) -> list[int]:
+    """The versions in ``stage`` after ``timeline`` (see ``_stage_timeline``), oldest entrant
+    first; with ``stop``, just before the move whose run id it is. A version moved in goes
+    last; a record that lists the holders (``to_holders`` / ``from_holders``, written by
+    stores before moves alone were recorded) is taken as what the stage held then."""
+    holders: dict[int, None] = {}
+    for _, node in timeline:
+        if node.id == stop:
+            break
+        if node.label == NodeKind.MODEL_VERSION.value:  # a registration (stage None only)
+            holders.setdefault(int(node.props["version"]), None)
+            continue
+        p = node.props.get("params") or {}
+        version = int(p["version"])
+        entered = p.get("to_stage") == stage.value
+        listed = p.get("to_holders" if entered else "from_holders")
+        if listed is not None:
+            holders = dict.fromkeys(_holders(listed))
+            continue
+        holders.pop(version, None)
+        if entered:
+            holders[version] = None
+    return list(holders)
+
+
 def _done_run(
     name: str,
     kind: RunKind,
@@ -551,14 +588,6 @@ class RegistryService:
 
     def _in_stage(self, model: str, stage: Stage) -> list[ModelVersion]:
         return [ModelVersion.from_node(n) for n in self._stage_nodes(model, stage)]
-
-    def _stage_holders(self, model: str, stage: Stage) -> list[int]:
-        """The version numbers in ``stage``: only the numbers are read (a stage record lists
-        the holders, and Staging may hold every version)."""
-        values = self.store.node_values(
-            NodeKind.MODEL_VERSION.value, "version", _in(model, stage), "version"
-        )
-        return [int(v) for v in values]
 
     def _with_alias(self, model: str, alias: str) -> list[ModelVersion]:
         """The versions of ``model`` holding ``alias``, by version. The query returns only
@@ -738,8 +767,9 @@ class RegistryService:
         return page.items[0] if page.items else None
 
     def holders_at(self, model: str, alias_or_stage: str, time: datetime) -> list[int]:
-        """The versions holding an alias or stage at ``time`` (oldest entrant first); at most
-        two queries."""
+        """The versions holding an alias or stage at ``time`` (oldest entrant first). An
+        alias: one query (its last change). A stage: its moves up to ``time`` replayed (one
+        query; for ``None`` a second, the model's versions, registered in ``None``)."""
         time = check_time(time, "time")
         self._check_model(model)
         stage = _slot(alias_or_stage)
@@ -751,16 +781,42 @@ class RegistryService:
             if event is None or event.props["params"].get("to_version") is None:
                 return []
             return [int(event.props["params"]["to_version"])]
-        base = {"params.change": "stage", "params.model": model}
-        entered = self._last_event({**base, "params.to_stage": stage.value}, time)
-        left = self._last_event({**base, "params.from_stage": stage.value}, time)
-        candidates = [n for n in (entered, left) if n is not None]
-        if not candidates:
-            return []
-        last = max(candidates, key=lambda n: (str(n.props.get("ended_at", "")), n.id))
-        params = last.props["params"]
-        key = "to_holders" if params.get("to_stage") == stage.value else "from_holders"
-        return _holders(params.get(key))
+        return _replay(stage, self._stage_timeline(model, stage, time))
+
+    def _stage_timeline(
+        self, model: str, stage: Stage, until: datetime | None
+    ) -> list[tuple[tuple[datetime, int, str], Node]]:
+        """What changed what ``stage`` of ``model`` held, up to ``until``, in order: its
+        moves in and out (finished promote runs), and for ``None`` the registrations too (a
+        version is in ``None`` from its registration). Each item is (its sort key, its
+        node); a move's key is when it ended, then its run id, as :meth:`_last_event`
+        orders them."""
+        where: dict[str, Any] = {
+            "kind": RunKind.PROMOTE.value,
+            "status": RunStatus.FINISHED.value,
+            "params.change": "stage",
+            "params.model": model,
+            "$or": [{"params.from_stage": stage.value}, {"params.to_stage": stage.value}],
+        }
+        if until is not None:
+            where["ended_at"] = {"$lte": to_iso(until, "time")}
+        items = [
+            ((_moment(n.props.get("ended_at")), 1, n.id), n)
+            for n in self.store.iter_nodes(
+                NodeKind.RUN.value, where, ["ended_at", "id"], page_size=1000
+            )
+        ]
+        if stage is Stage.NONE:
+            versions = self.store.iter_nodes(
+                NodeKind.MODEL_VERSION.value, {"model": model}, "version", page_size=1000
+            )
+            items += [
+                ((n.created_at, 0, n.id), n)
+                for n in versions
+                if n.created_at is not None and (until is None or n.created_at <= until)
+            ]
+        items.sort(key=lambda item: item[0])
+        return items
 
     def holder_at(self, model: str, alias_or_stage: str, time: datetime) -> int | None:
         """The version holding an alias or stage at ``time`` (for a stage several versions
@@ -1387,21 +1443,11 @@ class RegistryService:
         parent: str | None = None,
         approvals: tuple[str, ...] = (),
     ) -> str:
-        """Put one version in a stage, recorded as a promote run; returns the run id."""
+        """Put one version in a stage, recorded as a promote run; returns the run id. The
+        record is the move itself (the version, the stage it left and the one it entered):
+        what a stage held at a time is replayed from the moves (:meth:`holders_at`), so a
+        move costs the same however many versions the stages hold."""
         from_stage = mv.stage
-        to_before = self._stage_holders(mv.model, stage)
-        from_after = [v for v in self._stage_holders(mv.model, from_stage) if v != mv.version]
-        to_after = [*to_before, mv.version]
-        # Oldest entrant first: keep the order of earlier holders from the latest record.
-        last = self._last_event(
-            {"params.change": "stage", "params.model": mv.model, "params.to_stage": stage.value},
-            None,
-        )
-        if last is not None:
-            order = _holders(last.props["params"].get("to_holders"))
-            rank = {v: i for i, v in enumerate(order)}
-            to_before.sort(key=lambda v: (rank.get(v, len(rank)), v))
-            to_after = [*to_before, mv.version]
         mv.stage = stage
         self.store.upsert_nodes([mv.to_node()])
         now = self._now()
@@ -1411,9 +1457,6 @@ class RegistryService:
             "version": mv.version,
             "from_stage": from_stage.value,
             "to_stage": stage.value,
-            "from_holders": _list_param(from_after),
-            "to_holders": _list_param(to_after),
-            "to_before": _list_param(to_before),
             "action": action,
         }
         if run is None:
@@ -1540,7 +1583,12 @@ class RegistryService:
             moves: list[tuple[ModelVersion, Stage]] = []
             if current.stage is stage:
                 moves.append((current, _stage(params["from_stage"], "from_stage")))
-            for v in _holders(params.get("to_before")):
+            if "to_before" in params:  # recorded by stores written before moves alone were
+                before = _holders(params["to_before"])
+            else:
+                timeline = self._stage_timeline(model, stage, Run.from_node(event).ended_at)
+                before = _replay(stage, timeline, stop=event.id)
+            for v in before:
                 mv = ModelVersion.from_node(self.store.get_node(model_version_id(model, v)))
                 if mv.stage is not stage:
                     moves.append((mv, stage))
