@@ -31,6 +31,7 @@ from lineagehub.vocabulary import (
     Model,
     ModelVersion,
     Run,
+    RunKind,
     RunStatus,
     Stage,
     UsedRole,
@@ -572,3 +573,30 @@ def test_the_holders_replayed_from_the_moves_are_the_holders_at_every_time(
         seen.append((clock.now, {s: list(h) for s, h in held.items()}))
     for at, expected in seen:
         assert {s: reg.holders_at(model, s, at) for s in _STAGES} == expected
+
+
+def test_a_run_that_only_looks_like_a_stage_change_does_not_stop_the_history(
+    store: GraphStore, registry: RegistryFactory, clock: Clock
+) -> None:
+    # Anyone may log a run of kind promote; one whose params name no version number is
+    # passed over by every read of the history, not an error for every reader after it.
+    add_version(store, 1, lineage=False)
+    reg = registry()
+    reg.promote("churn/1", "Staging", "ann", "ok")
+    for version in ("abc", None, 2.5, "9" * 30, True):
+        params = {"change": "stage", "model": "churn", "from_stage": "None"}
+        params.update(to_stage="Staging", version=version)
+        forged = Run(
+            name="not the registry's",
+            kind=RunKind.PROMOTE,
+            status=RunStatus.FINISHED,
+            started_at=clock(),
+            ended_at=clock(),
+            params=params,
+        )
+        store.upsert_nodes([forged.to_node()])
+    assert reg.holders_at("churn", "Staging", clock.now) == [1]
+    assert reg.holders_at("churn", "None", clock.now) == []
+    assert [(h.version, h.to) for h in reg.history("churn", stage="Staging")] == [(1, "Staging")]
+    reg.rollback("churn", "Staging", "ann", "undo")
+    assert stage_of(store, "churn", 1) is Stage.NONE

@@ -474,7 +474,25 @@ def _in(model: str, stage: Stage) -> dict[str, Any]:
 
 
 def _holders(value: Any) -> list[int]:
-    return [int(v) for v in _read_list(value)]
+    """A holders list param as version numbers (what is not one is left out)."""
+    return [v for v in map(_version_number, _read_list(value)) if v is not None]
+
+
+def _is_record(node: Node) -> bool:
+    """Whether a promote run states a change of one version (see :func:`_version_number`)."""
+    params = node.props.get("params")
+    return isinstance(params, dict) and _version_number(params.get("version")) is not None
+
+
+def _version_number(value: Any) -> int | None:
+    """A version number as a record states it (an int, or its digits as text), else ``None``:
+    a run that only looks like a registry record (anyone may log a run of kind ``promote``)
+    is passed over rather than stopping every read of the history."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
+        return int(value)
+    return None
 
 
 def _moment(value: Any) -> datetime:
@@ -498,7 +516,9 @@ def _replay(
         if node.label == NodeKind.MODEL_VERSION.value:  # a registration (stage None only)
             holders.setdefault(int(node.props["version"]), None)
             continue
-        p = node.props.get("params") or {}
+        if not _is_record(node):
+            continue
+        p = node.props["params"]
         version = int(p["version"])
         entered = p.get("to_stage") == stage.value
         listed = p.get("to_holders" if entered else "from_holders")
@@ -737,7 +757,7 @@ class RegistryService:
             where["params.change"] = {"$in": ["stage", "alias"]}
         where["status"] = RunStatus.FINISHED.value
         nodes = self.store.iter_nodes(NodeKind.RUN.value, where, ["ended_at"])
-        return [self._entry(n) for n in nodes]
+        return [self._entry(n) for n in nodes if _is_record(n)]
 
     @staticmethod
     def _entry(node: Node) -> HistoryEntry:
@@ -747,7 +767,7 @@ class RegistryService:
         approvals = tuple(_read_list(p.get("approvals")))
         assert run.ended_at is not None
         return HistoryEntry(
-            version=int(p["version"]),  # type: ignore[arg-type]
+            version=int(p["version"]),  # type: ignore[arg-type]  # checked by _is_record
             from_=p.get("from_version" if is_alias else "from_stage"),  # type: ignore[arg-type]
             to=p.get("to_version" if is_alias else "to_stage"),  # type: ignore[arg-type]
             actor=run.user or "",
@@ -763,8 +783,8 @@ class RegistryService:
         where = {"kind": RunKind.PROMOTE.value, "status": RunStatus.FINISHED.value, **where}
         if at is not None:
             where["ended_at"] = {"$lte": to_iso(at, "time")}
-        page = self.store.find_nodes(NodeKind.RUN.value, where, ["-ended_at", "-id"], limit=1)
-        return page.items[0] if page.items else None
+        nodes = self.store.iter_nodes(NodeKind.RUN.value, where, ["-ended_at", "-id"], page_size=4)
+        return next((n for n in nodes if _is_record(n)), None)
 
     def holders_at(self, model: str, alias_or_stage: str, time: datetime) -> list[int]:
         """The versions holding an alias or stage at ``time`` (oldest entrant first). An
