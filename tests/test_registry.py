@@ -595,6 +595,14 @@ def test_a_run_that_only_looks_like_a_stage_change_does_not_stop_the_history(
             params=params,
         )
         store.upsert_nodes([forged.to_node()])
+    # written straight to the store: a time no run would hold
+    node = forged.to_node()
+    bad_time = {
+        **node.props,
+        "ended_at": "2000-13-45T99:00:00Z",
+        "params": {**params, "version": 1},
+    }
+    store.upsert_nodes([Node(f"run:{uuid.uuid4()}", "Run", bad_time)])
     assert reg.holders_at("churn", "Staging", clock.now) == [1]
     assert reg.holders_at("churn", "None", clock.now) == []
     assert [(h.version, h.to) for h in reg.history("churn", stage="Staging")] == [(1, "Staging")]

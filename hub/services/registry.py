@@ -479,9 +479,14 @@ def _holders(value: Any) -> list[int]:
 
 
 def _is_record(node: Node) -> bool:
-    """Whether a promote run states a change of one version (see :func:`_version_number`)."""
+    """Whether a promote run states a change of one version (see :func:`_version_number`)
+    at a time it can be placed at."""
     params = node.props.get("params")
-    return isinstance(params, dict) and _version_number(params.get("version")) is not None
+    return (
+        isinstance(params, dict)
+        and _version_number(params.get("version")) is not None
+        and _moment(node.props.get("ended_at")) is not None
+    )
 
 
 def _version_number(value: Any) -> int | None:
@@ -495,11 +500,15 @@ def _version_number(value: Any) -> int | None:
     return None
 
 
-def _moment(value: Any) -> datetime:
-    """A stored time (ISO 8601 text, as runs keep ``ended_at``) as an aware datetime."""
+def _moment(value: Any) -> datetime | None:
+    """A stored time (ISO 8601 text, as runs keep ``ended_at``) as an aware datetime, or
+    ``None`` when it is not one."""
     if isinstance(value, datetime):
         return value
-    return check_time(datetime.fromisoformat(str(value)), "ended_at")
+    try:
+        return check_time(datetime.fromisoformat(str(value)), "ended_at")
+    except (ValueError, ValidationError):
+        return None
 
 
 def _replay(
@@ -821,10 +830,11 @@ class RegistryService:
         if until is not None:
             where["ended_at"] = {"$lte": to_iso(until, "time")}
         items = [
-            ((_moment(n.props.get("ended_at")), 1, n.id), n)
+            ((at, 1, n.id), n)
             for n in self.store.iter_nodes(
                 NodeKind.RUN.value, where, ["ended_at", "id"], page_size=1000
             )
+            if _is_record(n) and (at := _moment(n.props.get("ended_at"))) is not None
         ]
         if stage is Stage.NONE:
             versions = self.store.iter_nodes(
