@@ -481,12 +481,12 @@ def _holders(value: Any) -> list[int]:
 def _is_record(node: Node) -> bool:
     """Whether a promote run states a change of one version (see :func:`_version_number`)
     at a time it can be placed at."""
+    return _states_a_version(node) and _moment(node.props.get("ended_at")) is not None
+
+
+def _states_a_version(node: Node) -> bool:
     params = node.props.get("params")
-    return (
-        isinstance(params, dict)
-        and _version_number(params.get("version")) is not None
-        and _moment(node.props.get("ended_at")) is not None
-    )
+    return isinstance(params, dict) and _version_number(params.get("version")) is not None
 
 
 def _version_number(value: Any) -> int | None:
@@ -514,7 +514,7 @@ def _moment(value: Any) -> datetime | None:
 def _replay(
     stage: Stage, timeline: Sequence[tuple[Any, Node]], stop: str | None = None
 ) -> list[int]:
-    """The versions in ``stage`` after ``timeline`` (see ``_stage_timeline``), oldest entrant
+    """The versions in ``stage`` after ``timeline`` (``_stage_timeline``'s), oldest entrant
     first; with ``stop``, just before the move whose run id it is. A version moved in goes
     last; a record that lists the holders (``to_holders`` / ``from_holders``, written by
     stores before moves alone were recorded) is taken as what the stage held then."""
@@ -523,11 +523,11 @@ def _replay(
         if node.id == stop:
             break
         if node.label == NodeKind.MODEL_VERSION.value:  # a registration (stage None only)
-            holders.setdefault(int(node.props["version"]), None)
+            number = _version_number(node.props.get("version"))
+            if number is not None:
+                holders.setdefault(number, None)
             continue
-        if not _is_record(node):
-            continue
-        p = node.props["params"]
+        p = node.props["params"]  # a move: _stage_timeline keeps only records
         version = int(p["version"])
         entered = p.get("to_stage") == stage.value
         listed = p.get("to_holders" if entered else "from_holders")
@@ -834,7 +834,7 @@ class RegistryService:
             for n in self.store.iter_nodes(
                 NodeKind.RUN.value, where, ["ended_at", "id"], page_size=1000
             )
-            if _is_record(n) and (at := _moment(n.props.get("ended_at"))) is not None
+            if (at := _moment(n.props.get("ended_at"))) is not None and _states_a_version(n)
         ]
         if stage is Stage.NONE:
             versions = self.store.iter_nodes(
@@ -1613,7 +1613,7 @@ class RegistryService:
             moves: list[tuple[ModelVersion, Stage]] = []
             if current.stage is stage:
                 moves.append((current, _stage(params["from_stage"], "from_stage")))
-            if "to_before" in params:  # recorded by stores written before moves alone were
+            if "to_before" in params:  # an old store's record: the holders it listed
                 before = _holders(params["to_before"])
             else:
                 timeline = self._stage_timeline(model, stage, Run.from_node(event).ended_at)
