@@ -329,6 +329,52 @@ def test_the_registry_seeks_a_models_versions_instead_of_reading_them_all(
         assert "USING INDEX nodes_run_params_model" in plan and "SCAN" not in plan, plan
 
 
+def test_a_promotion_or_alias_reads_what_it_checks_once_in_the_transaction_that_writes(
+    tmp_path: Path,
+) -> None:
+    """Counted: the version, the Production version it archives and the deployments they
+    serve are read once, inside the write transaction (checked and changed in one: no state
+    can move between the check and the change); an alias's move likewise."""
+    from lineagehub.ingest.client import Client
+
+    uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    with Client(uri, artifacts=(tmp_path / "artifacts").as_uri()) as client:
+        weights = client.backend.artifacts.put_bytes(b"weights").digest
+        versions = []
+        for i in range(2):
+            with client.start_run(f"train-{i}", project="p", capture=False) as run:
+                pass
+            versions.append(client.register_model_version("m", digest=weights, run_id=run.id))
+        client.promote(versions[0].node_id, "Production", reason="first")
+        store = client.backend.store
+        assert isinstance(store, SqliteStore)
+        seen: list[str] = []
+        conn = store._conn()
+        conn.set_trace_callback(seen.append)
+        try:
+            client.promote(versions[1].node_id, "Production", reason="second")
+        finally:
+            conn.set_trace_callback(None)
+        assert seen[0] == "BEGIN IMMEDIATE" and seen[-1] == "COMMIT", seen
+        reads = [q for q in seen if q.startswith("SELECT")]
+        assert len(reads) == len(set(reads)), reads
+        assert client.get_model_version("m/1").stage.value == "Archived"
+        assert client.get_model_version("m/2").stage.value == "Production"
+        # an alias the same way (the SDK reads the version it returns after the commit)
+        client.set_alias(versions[0].node_id, "champion", reason="first")
+        seen.clear()
+        conn.set_trace_callback(seen.append)
+        try:
+            client.set_alias(versions[1].node_id, "champion", reason="second")
+        finally:
+            conn.set_trace_callback(None)
+        assert seen[0] == "BEGIN IMMEDIATE", seen
+        written = seen[: seen.index("COMMIT")]
+        reads = [q for q in written if q.startswith("SELECT")]
+        assert len(reads) == len(set(reads)), reads
+        assert client.get_model_version("m@champion").version == 2
+
+
 def test_an_append_inside_a_transaction_is_one_insert_after_the_first(tmp_path: Path) -> None:
     """Counted: the transaction holds the write lock, so the head it appended last is the
     head, and one INSERT cannot be half-written (no savepoint needed)."""

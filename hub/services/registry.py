@@ -540,6 +540,12 @@ def _replay(
     return list(holders)
 
 
+def _moves(mv: ModelVersion, stage: Stage, archived: Sequence[ModelVersion]) -> dict[str, Stage]:
+    """The stage changes a promotion makes: the version, and the Production versions it
+    archives (version id: its new stage)."""
+    return {mv.node_id: stage, **{v.node_id: Stage.ARCHIVED for v in archived}}
+
+
 def _done_run(
     name: str,
     kind: RunKind,
@@ -639,22 +645,17 @@ class RegistryService:
     def set_alias(self, ref: str, alias: str, actor: str, reason: str | None = None) -> str:
         """Point ``alias`` at the version; the previous holder loses it. Returns the id."""
         actor = _check_actor(actor)
-        found = self.resolve(ref)
-        found.aliases = [*found.aliases, alias]  # validates the alias
-        with self._events.transaction():
-            mv = ModelVersion.from_node(self.store.get_node(found.node_id))
-            if alias in mv.aliases:
-                already = True
-            else:
-                already = False
-                mv.aliases = [*mv.aliases, alias]
+        with self._events.transaction():  # read and written in one: the version read once
+            mv = self.resolve(ref)
+            already = alias in mv.aliases
+            if not already:
+                mv.aliases = [*mv.aliases, alias]  # validates the alias
             previous = [v for v in self._with_alias(mv.model, alias) if v.version != mv.version]
             if already and not previous:
                 return mv.node_id
             for old in previous:
                 old.aliases = [a for a in old.aliases if a != alias]
-                self.store.upsert_nodes([old.to_node()])
-            self.store.upsert_nodes([mv.to_node()])
+            self.store.upsert_nodes([*(old.to_node() for old in previous), mv.to_node()])
             prev_version = previous[-1].version if previous else None
             run_id = self._record_alias(mv, alias, prev_version, mv.version, actor, reason)
             self._alias_moved(mv.model, alias, prev_version, mv.version, actor, reason, run_id)
@@ -1180,7 +1181,8 @@ class RegistryService:
         policy = self.policy_for(mv.model, stage)
         broken = self._check_rules(mv, stage, policy)
         if policy.approvals == 0:
-            stranded = self._stranded(self._moves(mv, stage, archive_previous=True))
+            archived = self._archived(mv, stage, archive_previous=True)
+            stranded = self._stranded(_moves(mv, stage, archived))
             if choice is OnDeployments.REFUSE:
                 broken += self._stranded_rules(stranded)
         if broken:
@@ -1272,8 +1274,8 @@ class RegistryService:
             if done:
                 broken = self._check_rules(mv, stage, policy)
                 if choice is OnDeployments.REFUSE:
-                    moves = self._moves(mv, stage, archive_previous=True)
-                    broken += self._stranded_rules(self._stranded(moves))
+                    archived = self._archived(mv, stage, archive_previous=True)
+                    broken += self._stranded_rules(self._stranded(_moves(mv, stage, archived)))
                 if broken:
                     return self._refused(
                         mv,
@@ -1360,39 +1362,47 @@ class RegistryService:
         actor = _check_actor(actor)
         stage = _stage(to_stage)
         choice = _on_deployments(on_deployments)
-        mv = self.resolve(ref)
-        if mv.stage is stage:
-            raise ConflictError(f"{mv.node_id} is already in {stage.value}")
-        policy = self.policy_for(mv.model, stage)
-        broken = self._check_rules(mv, stage, policy)
-        if policy.approvals:
-            broken.append(
-                RuleBroken(
-                    "approvals",
-                    f"promotion to {stage.value} needs {policy.approvals} approval(s): "
-                    "use request_promotion",
-                    policy.approvals,
-                    0,
+        # One transaction from the first read: what is checked is what is changed (the
+        # version, the versions it archives, the deployments they serve are read once).
+        with self._events.transaction():
+            mv = self.resolve(ref)
+            if mv.stage is stage:
+                raise ConflictError(f"{mv.node_id} is already in {stage.value}")
+            policy = self.policy_for(mv.model, stage)
+            broken = self._check_rules(mv, stage, policy)
+            if policy.approvals:
+                broken.append(
+                    RuleBroken(
+                        "approvals",
+                        f"promotion to {stage.value} needs {policy.approvals} approval(s): "
+                        "use request_promotion",
+                        policy.approvals,
+                        0,
+                    )
                 )
+            previous = self._archived(mv, stage, archive_previous=archive_previous)
+            stranded = self._stranded(_moves(mv, stage, previous))
+            if choice is OnDeployments.REFUSE:
+                broken += self._stranded_rules(stranded)
+            if broken:
+                return self._refused(mv, stage, broken, actor, reason)
+            return self._promote(
+                mv,
+                stage,
+                actor,
+                reason,
+                archive_previous=archive_previous,
+                on_deployments=choice,
+                checked=(previous, stranded),
             )
-        if choice is OnDeployments.REFUSE:
-            moves = self._moves(mv, stage, archive_previous=archive_previous)
-            broken += self._stranded_rules(self._stranded(moves))
-        if broken:
-            return self._refused(mv, stage, broken, actor, reason)
-        return self._promote(
-            mv, stage, actor, reason, archive_previous=archive_previous, on_deployments=choice
-        )
 
-    def _moves(self, mv: ModelVersion, stage: Stage, *, archive_previous: bool) -> dict[str, Stage]:
-        """The stage changes a promotion makes: the version, and the Production versions it
-        archives."""
-        moves = {mv.node_id: stage}
-        if stage is Stage.PRODUCTION and archive_previous:
-            for v in self._in_stage(mv.model, Stage.PRODUCTION):
-                if v.version != mv.version:
-                    moves[v.node_id] = Stage.ARCHIVED
-        return moves
+    def _archived(
+        self, mv: ModelVersion, stage: Stage, *, archive_previous: bool
+    ) -> list[ModelVersion]:
+        """The Production versions a promotion of ``mv`` to ``stage`` archives."""
+        if stage is not Stage.PRODUCTION or not archive_previous:
+            return []
+        return [v for v in self._in_stage(mv.model, Stage.PRODUCTION) if v.version != mv.version]
 
     def _promote(
         self,
@@ -1405,23 +1415,26 @@ class RegistryService:
         run: Run | None = None,
         approvals: tuple[str, ...] = (),
         on_deployments: OnDeployments = OnDeployments.REFUSE,
+        checked: tuple[list[ModelVersion], list[Any]] | None = None,
     ) -> ModelPromoted:
+        """The promotion, in a transaction. ``checked``: the versions it archives and the
+        deployments it strands, read by the caller inside the same transaction (else read
+        and checked again here: the state may have moved since the caller's checks)."""
         with self._events.transaction():
-            mv = ModelVersion.from_node(self.store.get_node(mv.node_id))
-            if mv.stage is stage:
-                raise ConflictError(f"{mv.node_id} is already in {stage.value}")
-            stranded = self._stranded(self._moves(mv, stage, archive_previous=archive_previous))
-            if stranded and on_deployments is OnDeployments.REFUSE:
-                # checked by the callers before; here the state moved under them
-                raise PromotionRefused(
-                    mv.node_id, stage.value, tuple(self._stranded_rules(stranded))
-                ).to_error()
+            if checked is not None:
+                previous, stranded = checked
+            else:
+                mv = ModelVersion.from_node(self.store.get_node(mv.node_id))
+                if mv.stage is stage:
+                    raise ConflictError(f"{mv.node_id} is already in {stage.value}")
+                previous = self._archived(mv, stage, archive_previous=archive_previous)
+                stranded = self._stranded(_moves(mv, stage, previous))
+                if stranded and on_deployments is OnDeployments.REFUSE:
+                    # checked by the callers before; here the state moved under them
+                    raise PromotionRefused(
+                        mv.node_id, stage.value, tuple(self._stranded_rules(stranded))
+                    ).to_error()
             from_stage = mv.stage
-            previous = (
-                [v for v in self._in_stage(mv.model, Stage.PRODUCTION) if v.version != mv.version]
-                if stage is Stage.PRODUCTION and archive_previous
-                else []
-            )
             main = self._move(mv, stage, actor, reason, "promotion", run=run, approvals=approvals)
             archived: list[str] = []
             if stage is Stage.PRODUCTION and archive_previous:
