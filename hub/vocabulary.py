@@ -137,6 +137,7 @@ __all__ = [
     "ID_PREFIXES",
     "LINEAGE_EDGE_KINDS",
     "NODE_MODELS",
+    "REGISTRY_RUN_KINDS",
     "Agent",
     "AgentKind",
     "Alert",
@@ -233,6 +234,13 @@ class RunKind(str, enum.Enum):
     PROMOTE = "promote"
     DEPLOY = "deploy"
     MONITOR = "monitor"
+
+
+#: The kinds of run only the registry writes: its records of stage and alias changes,
+#: promotion requests and their approvals (``promote``), and of deployments (``deploy``).
+#: The registry's history is read back from these runs, so tracking calls refuse to start or
+#: change one and OpenLineage events to touch one.
+REGISTRY_RUN_KINDS: frozenset[str] = frozenset({RunKind.PROMOTE.value, RunKind.DEPLOY.value})
 
 
 class RunStatus(str, enum.Enum):

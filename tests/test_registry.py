@@ -578,8 +578,10 @@ def test_the_holders_replayed_from_the_moves_are_the_holders_at_every_time(
 def test_a_run_that_only_looks_like_a_stage_change_does_not_stop_the_history(
     store: GraphStore, registry: RegistryFactory, clock: Clock
 ) -> None:
-    # Anyone may log a run of kind promote; one whose params name no version number is
-    # passed over by every read of the history, not an error for every reader after it.
+    # A store may hold runs of kind promote the registry did not write (tracking calls could
+    # start them before they refused the registry's kinds; a raw store write still can): one
+    # whose params name no version number is passed over by every read of the history, not
+    # an error for every reader after it.
     add_version(store, 1, lineage=False)
     reg = registry()
     reg.promote("churn/1", "Staging", "ann", "ok")

@@ -16,7 +16,7 @@ from http_server import HubServer
 from lineagehub import Settings, open_store
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import GraphStore, NotFoundError
-from lineagehub.graph.errors import PolicyViolation
+from lineagehub.graph.errors import ConflictError, PolicyViolation, ValidationError
 from lineagehub.ingest.client import Client
 from lineagehub.services.registry import (
     HistoryEntry,
@@ -197,3 +197,44 @@ def test_deployments_in_both_modes(hub: RegistryHub) -> None:
         ann.deploy("churn/7", "production")
     sub = ann.lineage([first.id], "UPSTREAM", upstream_depth=1)
     assert {v1.node_id, v2.node_id} <= set(sub.nodes)
+
+
+def test_the_registrys_own_runs_are_written_by_the_registry_only(hub: RegistryHub) -> None:
+    """A promotion request, its approvals and every stage or alias change are runs the
+    registry reads its history back from: tracking calls may not start one, nor change one
+    (forging an approval, ending a request, registering from one), in either mode."""
+    ann, bob = hub.client("ann"), hub.client("bob")
+    v1 = _train(ann, 0.8)
+    for kind in ("promote", "deploy"):
+        with (
+            pytest.raises(ValidationError, match="registry's own records") as bad,
+            ann.start_run("forged", project="churn", kind=kind, capture=False),
+        ):
+            pass
+        assert bad.value.field == "kind"
+    assert ann.search_runs({"kind": {"$in": ["promote", "deploy"]}})[0] == []
+
+    pending = ann.request_promotion("churn/1", "Production", "ship it")
+    assert isinstance(pending, PromotionPending)
+    attempts = [
+        lambda: ann.tracking.log_batch(pending.request_id, params={"approvals": "carol"}),
+        lambda: ann.tracking.log_batch(pending.request_id, tags={"needed": "0"}),
+        lambda: ann.tracking.end_run(pending.request_id),
+        lambda: ann.register_model_version(
+            "churn", digest=v1.artifact_digest, run_id=pending.request_id
+        ),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ConflictError, match="registry's own records"):
+            attempt()
+    assert [p.request_id for p in ann.pending_promotions()] == [pending.request_id]
+    assert ann.pending_promotions()[0].approvals == ()
+
+    promoted = bob.approve_promotion(pending.request_id, "fine by me")
+    assert isinstance(promoted, ModelPromoted)
+    assert promoted.approvals == ("bob",)  # bob's alone: no approval was forged
+    with pytest.raises(ConflictError, match="registry's own records"):
+        ann.tracking.log_batch(promoted.run_id, params={"to_stage": "Archived"})
+    assert [(e.version, e.to) for e in ann.model_history("churn", stage="Production")] == [
+        (1, "Production")
+    ]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from lineagehub.graph import Direction, GraphStore, Node
 from lineagehub.graph.errors import PermissionDenied, ValidationError
+from lineagehub.vocabulary import REGISTRY_RUN_KINDS
 
 
 class Role(enum.IntEnum):
@@ -105,7 +106,7 @@ _HOPS: dict[str, tuple[Direction, str]] = {
 _MAX_HOPS = 5  # Alert -> Deployment -> ModelVersion -> Run is the longest chain
 #: The registry's own runs (a promotion, a deployment) carry no project: they belong to the
 #: project of the model version they used.
-_REGISTRY_RUNS = frozenset({"promote", "deploy"})
+_REGISTRY_RUNS = REGISTRY_RUN_KINDS
 
 
 def _hop(node: Node) -> tuple[Direction, str] | None:

@@ -491,8 +491,9 @@ def _states_a_version(node: Node) -> bool:
 
 def _version_number(value: Any) -> int | None:
     """A version number as a record states it (an int, or its digits as text), else ``None``:
-    a run that only looks like a registry record (anyone may log a run of kind ``promote``)
-    is passed over rather than stopping every read of the history."""
+    a run that only looks like a registry record (tracking calls refuse the registry's kinds
+    now, but a store written before, or a raw store write, may hold one) is passed over
+    rather than stopping every read of the history."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:

@@ -56,6 +56,7 @@ from lineagehub.graph.model import to_iso, validate_id
 from lineagehub.services.headline import PRIMARY_METRIC_TAG, RUN_PRIMARY_METRIC_TAG
 from lineagehub.services.webhooks import AfterCommit, EventSink, WebhookEvent
 from lineagehub.vocabulary import (
+    REGISTRY_RUN_KINDS,
     Agent,
     AgentKind,
     Artifact,
@@ -196,6 +197,16 @@ class TrackingService:
         start = start or RunStart()
         if run.status is not RunStatus.RUNNING:
             raise ValidationError("a run starts RUNNING", field="status")
+        if run.kind.value in REGISTRY_RUN_KINDS:
+            raise ValidationError(
+                f"runs of kind {run.kind.value!r} are the registry's own records: "
+                + (
+                    "promote, request_promotion and set_alias write them"
+                    if run.kind is RunKind.PROMOTE
+                    else "deploy writes them"
+                ),
+                field="kind",
+            )
         now = datetime.now(timezone.utc)
         run = run.model_copy(update={"heartbeat_at": now})
         fixed: list[NodeModel] = []  # nodes that never change once written
@@ -662,9 +673,7 @@ class TrackingService:
             run: Run | None = None
             if run_id is not None or not finished_ok:
                 run_node = (
-                    self._get(str(run_id), NodeKind.RUN, "run_id")
-                    if finished_ok
-                    else self._running(str(run_id))
+                    self._user_run(str(run_id)) if finished_ok else self._running(str(run_id))
                 )
                 run = _run(run_node)
             existing = self.store.get_nodes([model.node_id])[0]
@@ -755,8 +764,20 @@ class TrackingService:
             )
         return node
 
-    def _running(self, run_id: str) -> Node:
+    def _user_run(self, run_id: str) -> Node:
+        """The run ``run_id``, unless it is one of the registry's own records (a promotion, a
+        request, a deployment: :data:`REGISTRY_RUN_KINDS`), which only the registry writes."""
         node = self._get(run_id, NodeKind.RUN, "run_id")
+        kind = node.props.get("kind")
+        if kind in REGISTRY_RUN_KINDS:
+            raise ConflictError(
+                f"run {run_id!r} is one of the registry's own records (kind {kind!r}); "
+                "only the registry writes it"
+            )
+        return node
+
+    def _running(self, run_id: str) -> Node:
+        node = self._user_run(run_id)
         status = node.props.get("status")
         if status != RunStatus.RUNNING.value:
             raise ConflictError(
