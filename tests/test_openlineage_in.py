@@ -5,6 +5,7 @@ without loss; the kept events replayed into a fresh store."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -47,7 +48,8 @@ from lineagehub.graph import GraphStore, ValidationError, open_store
 from lineagehub.interfaces.server import create_app
 from lineagehub.services.identity import IdentityService
 from lineagehub.services.openlineage_in import AUDIT_ACTION, OpenLineageService
-from lineagehub.vocabulary import Dataset
+from lineagehub.services.registry import RegistryService
+from lineagehub.vocabulary import Dataset, EdgeKind, Model, ModelVersion, make_edge
 from tests.conftest import fresh_store_uri
 from tests.http_server import HubServer
 
@@ -541,3 +543,57 @@ def test_job_and_dataset_events_and_unknown_facets_are_kept(hub: Hub) -> None:
     assert orders.props["facets"]["dataSource"]["name"] == "warehouse"
     assert hub.store.get_nodes([Dataset(namespace=PG, name="marts.revenue").node_id])[0]
     assert hub.store.count_nodes("Run") == 0  # no run: nothing ran
+
+
+def test_an_event_changes_only_runs_of_its_own_project_and_never_the_registrys(
+    hub: Hub,
+) -> None:
+    """The editor role is checked in the event's job namespace alone, so an event naming a run
+    of another project (a guessed or leaked run id) must not move or rewrite it; nor may any
+    event touch the registry's own runs, whose history the registry reads back."""
+    identity = IdentityService(hub.store, actor="root")
+    identity.add_user("mallory", "editor", project="marketing")
+    mallory = identity.create_token("mallory", name="ol").secret
+    first = _event()  # airflow-prod's extract task starts
+    run_id = f"run:{first['run']['runId']}"
+    assert hub.service.ingest([first]).runs == [run_id]
+    before = hub.store.get_node(run_id).props
+
+    hijack = copy.deepcopy(first)
+    hijack["job"]["namespace"] = "marketing"
+    del hijack["run"]["facets"]["parent"]  # its namespace would need the role in airflow-prod
+    hijack.update(eventType="COMPLETE", eventTime=(T0 + timedelta(days=1)).isoformat())
+    for secret in (mallory, hub.secrets["airflow"]):  # an editor of both may not move it either
+        response = httpx.post(
+            f"{hub.url}/api/v1/lineage",
+            json=hijack,
+            headers={"authorization": f"Bearer {secret}"},
+            timeout=60,
+        )
+        assert response.status_code == 400, response.text
+        error = response.json()["errors"][0]
+        assert (error["extensions"]["code"], error["extensions"]["field"]) == (
+            "VALIDATION",
+            "run.runId",
+        )
+        assert "project 'airflow-prod'" in error["message"]
+    assert hub.store.get_node(run_id).props == before
+    assert hub.store.count_nodes("Run") == 2  # the task and its DAG run, nothing more
+
+    model = Model(name="churn")
+    version = ModelVersion(model="churn", version=1, artifact_digest="sha256:" + "0" * 64)
+    hub.store.upsert_nodes([model.to_node(), version.to_node()])
+    hub.store.upsert_edges([make_edge(EdgeKind.VERSION_OF, version, model)])
+    RegistryService(hub.store).set_alias("churn/1", "champion", "root")
+    record = next(iter(hub.store.iter_nodes("Run", {"kind": "promote"})))
+    recorded = record.props
+    as_run = _event()
+    as_run["run"]["runId"] = record.id.removeprefix("run:")
+    as_child = _event()
+    as_child["run"]["facets"]["parent"]["run"]["runId"] = record.id.removeprefix("run:")
+    for event, field in ((as_run, "run.runId"), (as_child, "run.facets.parent.run.runId")):
+        with pytest.raises(ValidationError, match="registry's own records") as refused:
+            hub.service.ingest([event])
+        assert refused.value.field == field
+    assert hub.store.get_node(record.id).props == recorded
+    assert hub.store.neighbors([record.id], "DOWNSTREAM", ["CHILD_OF"])[record.id] == []

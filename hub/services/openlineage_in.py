@@ -60,6 +60,7 @@ from lineagehub.graph import Direction, Edge, GraphStore, Node, NotFoundError, V
 from lineagehub.graph.model import edge_id, to_iso
 from lineagehub.services.tracking import default_actor
 from lineagehub.vocabulary import (
+    REGISTRY_RUN_KINDS,
     Agent,
     AgentKind,
     Artifact,
@@ -394,6 +395,31 @@ def _source_commit(facet: Any, job: Experiment) -> CodeCommit | None:
         return None
 
 
+def _registry_run(run: Node, field: str) -> ValidationError:
+    return ValidationError(
+        f"{field}: {run.id} is one of the registry's own records "
+        f"(kind {run.props.get('kind')!r}); events cannot change it or add to it",
+        field=field,
+    )
+
+
+def _own_run(run: Node, project: str, field: str) -> None:
+    """An event may change a run it names only when the run is of the event's job's project
+    (its namespace) and not one of the registry's own records: the editor role an event
+    needs is checked in that project alone, so a run of another project is not the event's
+    to move or rewrite."""
+    if run.props.get("kind") in REGISTRY_RUN_KINDS:
+        raise _registry_run(run, field)
+    if run.props.get("project") != project:
+        owner = run.props.get("project")
+        raise ValidationError(
+            f"{field}: {run.id} is a run of "
+            + (f"project {owner!r}" if owner else "no project")
+            + f"; an event of job namespace {project!r} cannot change it",
+            field=field,
+        )
+
+
 def _prefixed(e: ValidationError, where: str) -> ValidationError:
     name = f"{where}.{e.field}" if e.field else where
     return ValidationError(f"{where}: {e.message}", field=name)
@@ -682,6 +708,8 @@ class OpenLineageService:
         state = _STATES.get(str(event.get("eventType") or "OTHER"))
 
         existing = self._node(batch, run_id)
+        if existing is not None:
+            _own_run(existing, experiment.project, "run.runId")
         props: dict[str, Any] = dict(existing.props) if existing is not None else {}
         stamp = to_iso(when)
         started = props.get("started_at")
@@ -777,7 +805,10 @@ class OpenLineageService:
             raise ValidationError(
                 "run.facets.parent.run.runId: not a UUID", field="run.facets.parent.run.runId"
             ) from None
-        if self._node(batch, parent_id) is None:
+        known = self._node(batch, parent_id)
+        if known is not None and known.props.get("kind") in REGISTRY_RUN_KINDS:
+            raise _registry_run(known, "run.facets.parent.run.runId")
+        if known is None:
             try:
                 experiment = self._job(batch, job, False)
             except ValidationError as e:
