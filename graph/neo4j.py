@@ -632,6 +632,10 @@ class _ThreadState(threading.local):
     # Relationship types written inside the open transaction whose id index this store has
     # not created yet: created after it ends, never while it holds locks.
     pending_kinds: list[str] | None = None
+    # The relationship types read in the open transaction ``kinds_tx``: its later edge
+    # look-ups reuse them, with the types its own creations add (``_edge_kinds``).
+    kinds: list[str] | None = None
+    kinds_tx: Any = None
 
 
 class Neo4jStore(GraphStore):
@@ -846,6 +850,7 @@ class Neo4jStore(GraphStore):
         finally:
             kinds, state.pending_kinds = state.pending_kinds or [], None
             state.tx, state.session = None, None
+            state.kinds, state.kinds_tx = None, None
             session.close()
             if kinds:
                 self._ensure_kind_indexes(kinds)
@@ -870,7 +875,7 @@ class Neo4jStore(GraphStore):
         try:
             yield
         finally:
-            state.tx = None
+            state.tx, state.kinds, state.kinds_tx = None, None, None
             try:
                 tx.close()  # nothing to commit: a read transaction ends by closing
             except (DriverError, Neo4jError) as e:
@@ -919,11 +924,28 @@ class Neo4jStore(GraphStore):
                 self._indexed_kinds.add(kind)
 
     def _edge_kinds(self, tx: _Tx) -> list[str]:
-        return [
+        """The relationship types to look an edge id up in. Read once per explicit
+        transaction: its later look-ups reuse the list, with the types the transaction
+        created since (:meth:`_created_kinds`). A type first committed by another transaction
+        meanwhile is missed, as the read itself misses one committed just after it (Neo4j
+        locks no absent id): the ends' locks, not this list, order writers of one edge."""
+        state = self._local
+        if tx is state.kinds_tx and state.kinds is not None:
+            return state.kinds
+        kinds = [
             r["kind"]
             for r in _run(tx, cypher.relationship_types())
             if EDGE_KIND_RE.match(r["kind"])
         ]
+        if tx is state.tx:
+            state.kinds, state.kinds_tx = kinds, tx
+        return kinds
+
+    def _created_kinds(self, tx: _Tx, kinds: Iterable[str]) -> None:
+        """Note types the open transaction has written edges of, for its later look-ups."""
+        state = self._local
+        if tx is state.kinds_tx and state.kinds is not None:
+            state.kinds = list(dict.fromkeys([*state.kinds, *kinds]))
 
     def _lookup_edges(self, tx: _Tx, ids: Sequence[str]) -> list[dict[str, Any]]:
         stmt = cypher.lookup_edges(ids, self._edge_kinds(tx))
@@ -978,6 +1000,7 @@ class Neo4jStore(GraphStore):
                 _run(tx, cypher.update_edges(kind, records))
             for kind, records in creates.items():
                 _run(tx, cypher.create_edges(kind, records))
+            self._created_kinds(tx, creates)
 
         self._write(work, "writing edges")
         if self._noting():

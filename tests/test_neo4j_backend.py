@@ -12,6 +12,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from conftest import neo4j_test_store, neo4j_uri
 from neo4j.exceptions import TransientError
 
+import lineagehub.graph.neo4j as neo4j_module
 from lineagehub.graph import (
     DELETE,
     BackendUnavailable,
@@ -883,6 +885,45 @@ def test_one_edge_id_with_different_ends_from_two_writers(neo: Neo4jStore) -> No
     finally:
         for st in stores:
             st.close()
+
+
+def test_a_transaction_reads_the_relationship_types_once_and_looks_in_those_it_creates(
+    neo: Neo4jStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edge look-up searches every relationship type (an id is unique across them). The
+    types are read once per transaction, not once per look-up; a type the transaction
+    creates is searched by its later look-ups, so an id it wrote under that type is refused
+    under another; and the next transaction reads them afresh (a type another store created
+    since is searched)."""
+    neo.upsert_nodes([Node("a", "Run"), Node("b", "DatasetVersion")])
+    neo.upsert_edges([Edge("a", "b", "USED", id="used")])
+    sent: list[str] = []
+    real = neo4j_module._run
+
+    def counting(tx: Any, stmt: cypher.Statement, *args: Any, **kwargs: Any) -> Any:
+        sent.append(stmt.name)
+        return real(tx, stmt, *args, **kwargs)
+
+    monkeypatch.setattr(neo4j_module, "_run", counting)
+    new_kind = f"NEW_{uuid.uuid4().hex.upper()}"  # a type the server has never held
+    with neo.transaction():
+        neo.upsert_edges([Edge("a", "b", "USED", {"n": 1}, id="used")])
+        neo.upsert_edges([Edge("a", "b", new_kind, id="fresh")])
+        with pytest.raises(ConflictError):
+            neo.upsert_edges([Edge("b", "a", "OTHER_KIND", id="fresh")])
+        assert [e.kind for e in neo.get_edges(["fresh", "used"]) if e] == [new_kind, "USED"]
+    assert sent.count("edge.types") == 1
+    assert sent.count("edge.lookup") == 4
+
+    other = open_store(neo4j_uri())
+    try:
+        other.upsert_edges([Edge("b", "a", f"ELSEWHERE_{new_kind}", id="far")])
+    finally:
+        other.close()
+    sent.clear()
+    with neo.transaction(), pytest.raises(ConflictError):
+        neo.upsert_edges([Edge("a", "b", "USED", id="far")])
+    assert sent.count("edge.types") == 1
 
 
 def test_order_clause_puts_nulls_last_both_ways() -> None:
