@@ -580,6 +580,24 @@ def test_an_event_changes_only_runs_of_its_own_project_and_never_the_registrys(
     assert hub.store.get_node(run_id).props == before
     assert hub.store.count_nodes("Run") == 2  # the task and its DAG run, nothing more
 
+    # nor may an event link a run of its own to airflow-prod's DAG run by claiming the DAG
+    # run's job is in marketing
+    adopt = copy.deepcopy(first)
+    adopt["run"]["runId"] = str(uuid.uuid4())
+    adopt["job"]["namespace"] = "marketing"
+    adopt["run"]["facets"]["parent"]["job"]["namespace"] = "marketing"
+    response = httpx.post(
+        f"{hub.url}/api/v1/lineage",
+        json=adopt,
+        headers={"authorization": f"Bearer {mallory}"},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["errors"][0]
+    assert error["extensions"]["field"] == "run.facets.parent.run.runId"
+    assert "project 'airflow-prod'" in error["message"]
+    assert hub.store.count_nodes("Run") == 2
+
     model = Model(name="churn")
     version = ModelVersion(model="churn", version=1, artifact_digest="sha256:" + "0" * 64)
     hub.store.upsert_nodes([model.to_node(), version.to_node()])

@@ -403,11 +403,11 @@ def _registry_run(run: Node, field: str) -> ValidationError:
     )
 
 
-def _own_run(run: Node, project: str, field: str) -> None:
-    """An event may change a run it names only when the run is of the event's job's project
-    (its namespace) and not one of the registry's own records: the editor role an event
-    needs is checked in that project alone, so a run of another project is not the event's
-    to move or rewrite."""
+def _own_run(run: Node, project: str, field: str, doing: str = "change it") -> None:
+    """An event may change a run it names (or name it as its parent) only when the run is of
+    the project the event names for it (a job's namespace) and not one of the registry's own
+    records: the editor role an event needs is checked in that project alone, so a run of
+    another project is not the event's to move, rewrite or link to."""
     if run.props.get("kind") in REGISTRY_RUN_KINDS:
         raise _registry_run(run, field)
     if run.props.get("project") != project:
@@ -415,7 +415,7 @@ def _own_run(run: Node, project: str, field: str) -> None:
         raise ValidationError(
             f"{field}: {run.id} is a run of "
             + (f"project {owner!r}" if owner else "no project")
-            + f"; an event of job namespace {project!r} cannot change it",
+            + f"; an event naming job namespace {project!r} for it cannot {doing}",
             field=field,
         )
 
@@ -806,9 +806,15 @@ class OpenLineageService:
                 "run.facets.parent.run.runId: not a UUID", field="run.facets.parent.run.runId"
             ) from None
         known = self._node(batch, parent_id)
-        if known is not None and known.props.get("kind") in REGISTRY_RUN_KINDS:
-            raise _registry_run(known, "run.facets.parent.run.runId")
-        if known is None:
+        if known is not None:
+            # the editor role was checked in the namespace the facet names: the parent must
+            # be a run of that project for the link to be the event's to make
+            try:
+                project, _ = _job_models(job.get("namespace"), job.get("name"))
+            except ValidationError as e:
+                raise _prefixed(e, "run.facets.parent.job") from None
+            _own_run(known, project.name, "run.facets.parent.run.runId", "link to it")
+        else:
             try:
                 experiment = self._job(batch, job, False)
             except ValidationError as e:
