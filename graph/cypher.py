@@ -816,6 +816,32 @@ def audit_lock() -> Statement:
     )
 
 
+def audit_lock_head() -> Statement:
+    """:func:`audit_lock`, then :func:`audit_head` under the lock, in one round trip (no
+    rows when the log is empty). The aggregation (an ``EagerAggregation``) finishes the lock
+    before anything after it runs, and the subquery reads ``locked``, so it is planned as an
+    ``Apply`` run after it, not a ``CartesianProduct`` that could read first; the newest
+    entry is still found by the seq index (``NodeIndexScan`` under a ``Limit``)."""
+    return _statement(
+        "audit.lock_head",
+        [
+            f"MERGE (h:{ident(AUDIT_HEAD_LABEL, 'label')} {{name: $head}})",
+            "SET h._lock = true",
+            "REMOVE h._lock",
+            "WITH count(h) AS locked",
+            "CALL (locked) {",
+            f"  MATCH (a:{ident(AUDIT_LABEL, 'label')})",
+            "  WHERE a.seq IS NOT NULL AND locked > 0",
+            "  RETURN a",
+            "  ORDER BY a.seq DESC",
+            "  LIMIT 1",
+            "}",
+            _AUDIT_RETURN,
+        ],
+        head=AUDIT_HEAD_NAME,
+    )
+
+
 def audit_head() -> Statement:
     """The newest audit entry (the seq constraint's index serves the ordering)."""
     return _statement(
@@ -1121,6 +1147,7 @@ def statement_catalog() -> Iterator[tuple[str, str, dict[str, Any]]]:
     yield entry("all_keys", series_stats(["r1", "r2"], None))
     yield entry("some_keys", series_stats(["r1"], ["loss", "acc"]))
     yield entry("singleton", audit_lock())
+    yield entry("singleton", audit_lock_head())
     yield entry("last", audit_head())
     audit = {
         "seq": 1,

@@ -1088,8 +1088,7 @@ class Neo4jStore(GraphStore):
             if head is None:
                 # Lock the head first: the newest entry read after it cannot change until
                 # commit.
-                _run(tx, cypher.audit_lock())
-                rows = _run(tx, cypher.audit_head())
+                rows = _run(tx, cypher.audit_lock_head())
                 head = _audit_entry(rows[0]) if rows else None
             entry = make_entry(head, to_iso(utcnow()), actor, action, target, digest, records)
             _run(tx, cypher.audit_create(_audit_record(entry)))
