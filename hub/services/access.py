@@ -104,14 +104,13 @@ _HOPS: dict[str, tuple[Direction, str]] = {
     "Alert": (Direction.UPSTREAM, "ABOUT"),
 }
 _MAX_HOPS = 5  # Alert -> Deployment -> ModelVersion -> Run is the longest chain
-#: The registry's own runs (a promotion, a deployment) carry no project: they belong to the
-#: project of the model version they used.
-_REGISTRY_RUNS = REGISTRY_RUN_KINDS
 
 
 def _hop(node: Node) -> tuple[Direction, str] | None:
     if node.label == "Run" and not node.props.get("project"):
-        if node.props.get("kind") in _REGISTRY_RUNS:
+        # the registry's own runs (a promotion, a deployment) carry no project: they belong
+        # to the project of the model version they used
+        if node.props.get("kind") in REGISTRY_RUN_KINDS:
             return (Direction.UPSTREAM, "USED")
         return None
     return _HOPS.get(node.label)
