@@ -13,7 +13,7 @@ Builds (or reuses, with ``--store``) a synthetic lineage graph with the generato
 Prints p50 / p95 / max in milliseconds and the mean result sizes; ``--json`` for scripts.
 
 ``--overhead`` measures the server's per-request cost instead, against a real
-``lineagehub serve`` subprocess through the SDK's :class:`HubConnection` (httpx, keep-alive):
+``lineagehub serve`` subprocess through the SDK's :class:`HubConnection` (kept-alive HTTP/1.1):
 p50 / p95 at the client of ``{ __typename }``, a small read (one run by id) and a small
 mutation (``logBatch`` with one param); then throughput with ``--workers`` 1, 2 and 4 and 8
 concurrent clients (each its own process and connection), reads and writes. ``--store-uri`` serves another
