@@ -152,9 +152,10 @@ def _coerce(name: str, value: Any, type_: Any) -> Any:
         where = ".".join(str(p) for p in [name, *(path or ())])
         problems.append(f"{where}: {getattr(error, 'message', error)}")
 
-    if _validate is not None:  # graphql-core 3.3
-        _validate(value, type_, note)
-        coerced = Undefined if problems else coerce_input_value(value, type_)
+    if _validate is not None:  # graphql-core 3.3: as its variables are, the diagnosis
+        coerced = coerce_input_value(value, type_)  # only for a value that fails
+        if coerced is Undefined:
+            _validate(value, type_, note)
     else:  # graphql-core 3.2: on_error(path, invalid value, error)
         coerce: Any = coerce_input_value
         coerced = coerce(value, type_, lambda p, v, e: note(e, p))
