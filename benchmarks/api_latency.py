@@ -259,7 +259,7 @@ def overhead(
 def print_overhead(store_uri: str, r: dict[str, Any]) -> None:
     print(
         f"Server overhead: lineagehub serve over {store_uri.split(':')[0]}, SDK HubConnection "
-        "(httpx keep-alive), 127.0.0.1"
+        "(kept-alive HTTP/1.1), 127.0.0.1"
     )
     print(f"{'call':<22}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'server CPU ms':>15}")
     for name, x in r["latency"].items():
