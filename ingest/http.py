@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
@@ -404,6 +405,17 @@ class _PlainConnections:
         self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
+        _POOLS.add(self)
+
+    def _forked(self) -> None:
+        """In a child process just forked: the idle sockets are the parent's connections
+        (a request on one would mix with the parent's on the wire), and the lock may have been
+        held by a thread that does not exist here. The child's copies are closed (the parent's
+        stay open) and it opens its own."""
+        self._lock = threading.Lock()
+        idle, self._idle = self._idle, []
+        for sock in idle:
+            sock.close()
 
     def close(self) -> None:
         with self._lock:
@@ -471,6 +483,18 @@ class _PlainConnections:
                 self._idle.append(sock)
                 return
         sock.close()
+
+
+_POOLS: weakref.WeakSet[_PlainConnections] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for pool in list(_POOLS):
+        pool._forked()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _fields(fields: Mapping[str, str]) -> bytes:

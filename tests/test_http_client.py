@@ -10,6 +10,7 @@ healthy hub does not on demand: close an idle connection, drop a request, never 
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import socket
 import threading
@@ -22,7 +23,7 @@ import pytest
 from http_server import HubServer
 
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.graph import BackendUnavailable, ConfigError, open_store
+from lineagehub.graph import BackendUnavailable, ConfigError, ValidationError, open_store
 from lineagehub.ingest.http import MAX_IDLE_SOCKETS, HubConnection
 from lineagehub.interfaces.server import create_app
 
@@ -244,4 +245,41 @@ def test_many_threads_share_one_connection_to_a_real_hub(tmp_path: Path) -> None
         assert _idle(hub) == []
         with pytest.raises(ConfigError):  # closed: no new socket either
             hub.graphql("{ __typename }", idempotent=True)
+    store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_a_forked_child_opens_its_own_socket(peer_of: Callable[..., Peer]) -> None:
+    """A process that forks after calling the hub (a data loader's workers, a launcher) must
+    not send on the parent's kept-alive socket: both would talk on one connection."""
+    peer = peer_of(lambda n: (answer(), False))
+    hub = HubConnection(peer.url, token="", retries=0)
+    assert hub.graphql("{ __typename }", idempotent=True) == {"__typename": "Query"}
+    pid = os.fork()
+    if pid == 0:  # the child: one call, then out without running the parent's clean-up
+        try:
+            ok = hub.graphql("{ __typename }", idempotent=True) == {"__typename": "Query"}
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert hub.graphql("{ __typename }", idempotent=True) == {"__typename": "Query"}
+    assert peer.accepted == 2 and len(peer.requests) == 3  # the parent's socket, the child's
+    hub.close()
+
+
+def test_a_body_over_the_hubs_limit_is_refused_and_the_connection_still_works(
+    tmp_path: Path,
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/hub.db")
+    artifacts = open_artifact_store((tmp_path / "artifacts").as_uri())
+    app = create_app(store=store, artifacts=artifacts, max_body_bytes=10_000)
+    with HubServer(app) as server:
+        hub = HubConnection(server.url, token="", retries=0)
+        for size in (20_000, 5_000_000):
+            with pytest.raises(ValidationError, match="over 10000 bytes"):
+                hub.graphql("#" + "x" * size + "\n{ __typename }", idempotent=False)
+            assert hub.graphql("{ __typename }", idempotent=False) == {"__typename": "Query"}
+        hub.close()
     store.close()
