@@ -28,11 +28,15 @@ in a virtual environment of its own), ML Metadata's times for the same workloads
 Every store is new and empty; the model and the experiment are created before the clock
 starts, and each system does a throw-away warm-up. After each workload both sides are read
 back and checked (counts, the alias's holder, the lineage's length). Ratios are MLflow's time
-over LineageHub's: above 1, LineageHub is faster. Goal (issue 16): 10x on each line.
+over LineageHub's: above 1, LineageHub is faster. Goal (issue 16): 10x MLflow on each line,
+and 2x ML Metadata on the embedded ones; each line says PASS or MISS. With ``--repeat N`` every
+workload runs N times on fresh stores (ML Metadata's side between rounds) and the table gives
+each system's median.
 
     python benchmarks/structure_vs_mlflow.py                  # embedded and server
     python benchmarks/structure_vs_mlflow.py --mode embedded --versions 50 --steps 200
     python benchmarks/structure_vs_mlflow.py --json
+    python benchmarks/structure_vs_mlflow.py --repeat 3 --mlmd-python PATH   # medians of 3
 
 Needs the ``bench`` extra (mlflow-skinny) and, for ``--mode server``, MLflow's server
 dependencies (``pip install mlflow-skinny flask aiohttp huey``). Not part of the test run.
@@ -287,45 +291,70 @@ def sides(mode: str, root: Path, name: str) -> Iterator[tuple[LineageHub, Mlflow
         ml.close()
 
 
-def run_mode(mode: str, args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+#: The goals of issue 16: MLflow's time over LineageHub's, and ML Metadata's (embedded).
+GOAL_MLFLOW = 10.0
+GOAL_MLMD = 2.0
 
-    mlmd = mlmd_times(args) if mode == "embedded" else {}
 
-    def row(workload: str, lh_line: str, lh: float, ml: float, unit: str = "s") -> None:
-        md = mlmd.get("alias_ms" if workload == "alias" else workload)
-        rows.append({"mode": mode, "workload": workload, "lineagehub": lh_line, "unit": unit,
-                     "lineagehub_time": lh, "mlflow_time": ml, "ratio": ml / lh,
-                     "mlmd_time": md, "mlmd_ratio": md / lh if md else None})  # fmt: skip
-        print(f"  {mode:8} {workload:10} {lh_line:22} LH {lh:8.3f} {unit}  MLflow {ml:8.3f} "
-              f"{unit}  x{ml / lh:5.1f}" + (f"  MLMD {md:8.3f} {unit} x{md / lh:5.1f}" if md else ""),
-              file=sys.stderr, flush=True)  # fmt: skip
+def one_round(
+    mode: str, args: argparse.Namespace, root: Path, tag: str
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """Each workload once on fresh stores: ``{(workload, LineageHub's line): (LH, MLflow)}``
+    (seconds; the alias fetch in milliseconds)."""
+    times: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def note(workload: str, line: str, lh: float, ml: float, unit: str = "s") -> None:
+        times[(workload, line)] = (lh, ml)
+        print(f"  {mode:8} {workload:10} {line:22} LH {lh:8.3f} {unit}  MLflow {ml:8.3f} "
+              f"{unit}  x{ml / lh:5.1f}  ({tag})", file=sys.stderr, flush=True)  # fmt: skip
 
     n, steps = args.versions, args.steps
+    # (e) registration, one call each; (f) the alias, on that store
+    with sides(mode, root, f"{mode}-e-{tag}") as (lh, ml):
+        t_lh, t_ml = timed(lh.register_calls, n), timed(ml.register_calls, n)
+        lh.check(n, n), ml.check(n, n)
+        note("register", "one call each", t_lh, t_ml)
+        a_lh = statistics.median(timed(lambda _: lh.alias(), 1) for _ in range(args.fetches))
+        a_ml = statistics.median(timed(lambda _: ml.alias(), 1) for _ in range(args.fetches))
+        note("alias", "get_model_version", a_lh * 1e3, a_ml * 1e3, "ms")
+    with sides(mode, root, f"{mode}-e2-{tag}") as (lh, ml):
+        t_lh = timed(lh.register_batch, n)
+        lh.check(n, n)
+        note("register", "a batch per version", t_lh, t_ml)
+    # (g) lineage
+    with sides(mode, root, f"{mode}-g-{tag}") as (lh, ml):
+        (t_lh, last), (t_ml, _) = chain(lh.step_calls, steps), chain(ml.step_calls, steps)
+        check(lh.lineage_length(last) == min(steps, 7), "LineageHub lineage chain")
+        note("lineage", "one call each", t_lh, t_ml)
+    with sides(mode, root, f"{mode}-g2-{tag}") as (lh, ml):
+        t_lh, last = chain(lh.step_batch, steps)
+        check(lh.lineage_length(last) == min(steps, 7), "LineageHub lineage chain (batch)")
+        note("lineage", "a batch per step", t_lh, t_ml)
+    return times
+
+
+def run_mode(mode: str, args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
+    """Every workload ``--repeat`` times on fresh stores (ML Metadata's side run between
+    LineageHub's and MLflow's rounds, embedded), each time the median of the repetitions."""
     with sides(mode, root, f"{mode}-warm") as (lh, ml):  # imports and first-use caches
         lh.register_calls(0), lh.register_batch(1), ml.register_calls(0)
         lh.step_calls(0, None), lh.step_batch(1, None), ml.step_calls(0, None)
-    # (e) registration, one call each; (f) the alias, on that store
-    with sides(mode, root, f"{mode}-e") as (lh, ml):
-        t_lh, t_ml = timed(lh.register_calls, n), timed(ml.register_calls, n)
-        lh.check(n, n), ml.check(n, n)
-        row("register", "one call each", t_lh, t_ml)
-        a_lh = statistics.median(timed(lambda _: lh.alias(), 1) for _ in range(args.fetches))
-        a_ml = statistics.median(timed(lambda _: ml.alias(), 1) for _ in range(args.fetches))
-        row("alias", "get_model_version", a_lh * 1e3, a_ml * 1e3, "ms")
-    with sides(mode, root, f"{mode}-e2") as (lh, ml):
-        t_lh = timed(lh.register_batch, n)
-        lh.check(n, n)
-        row("register", "a batch per version", t_lh, t_ml)
-    # (g) lineage
-    with sides(mode, root, f"{mode}-g") as (lh, ml):
-        (t_lh, last), (t_ml, _) = chain(lh.step_calls, steps), chain(ml.step_calls, steps)
-        check(lh.lineage_length(last) == min(steps, 7), "LineageHub lineage chain")
-        row("lineage", "one call each", t_lh, t_ml)
-    with sides(mode, root, f"{mode}-g2") as (lh, ml):
-        t_lh, last = chain(lh.step_batch, steps)
-        check(lh.lineage_length(last) == min(steps, 7), "LineageHub lineage chain (batch)")
-        row("lineage", "a batch per step", t_lh, t_ml)
+    rounds, mlmd_rounds = [], []
+    for r in range(args.repeat):
+        if mode == "embedded" and args.mlmd_python:
+            mlmd_rounds.append(mlmd_times(args))
+        rounds.append(one_round(mode, args, root, f"{r + 1}/{args.repeat}"))
+    rows: list[dict[str, Any]] = []
+    for (workload, line), _ in rounds[0].items():
+        lh = statistics.median(x[(workload, line)][0] for x in rounds)
+        ml = statistics.median(x[(workload, line)][1] for x in rounds)
+        key = "alias_ms" if workload == "alias" else workload
+        md = statistics.median(m[key] for m in mlmd_rounds) if mlmd_rounds else None
+        rows.append({"mode": mode, "workload": workload, "lineagehub": line,
+                     "unit": "ms" if workload == "alias" else "s", "repeat": args.repeat,
+                     "lineagehub_time": lh, "mlflow_time": ml, "ratio": ml / lh,
+                     "mlmd_time": md, "mlmd_ratio": md / lh if md else None,
+                     "goal_met": ml / lh >= GOAL_MLFLOW and (md is None or md / lh >= GOAL_MLMD)})  # fmt: skip
     return rows
 
 
@@ -349,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--versions", type=int, default=200, help="versions registered, (e)")
     p.add_argument("--steps", type=int, default=1250, help="lineage steps, (g): ~4 nodes each")
     p.add_argument("--fetches", type=int, default=200, help="alias fetches, (f): the median")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="fresh-store repetitions; each time the median"
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument(
         "--mlmd-python",
@@ -356,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         help="a Python with ml-metadata installed: ML Metadata's times beside, embedded",
     )
     args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     root = Path(tempfile.mkdtemp(prefix="lh-structure-bench-"))
     rows: list[dict[str, Any]] = []
     try:
@@ -368,16 +402,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
+        print(f"Medians of {args.repeat} fresh-store repetition(s); goal: MLflow / LineageHub "
+              f">= {GOAL_MLFLOW:g}x, ML Metadata / LineageHub >= {GOAL_MLMD:g}x (embedded)")  # fmt: skip
         print("| mode | workload | LineageHub | LineageHub | MLflow | MLflow / LineageHub "
-              "| ML Metadata | MLMD / LineageHub |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|")
+              "| ML Metadata | MLMD / LineageHub | goal |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             u = r["unit"]
             md = (f"{r['mlmd_time']:.3f} {u} | {r['mlmd_ratio']:.1f}x" if r["mlmd_time"]
                   else "- | -")  # fmt: skip
             print(f"| {r['mode']} | {r['workload']} | {r['lineagehub']} | "
                   f"{r['lineagehub_time']:.3f} {u} | {r['mlflow_time']:.3f} {u} | "
-                  f"{r['ratio']:.1f}x | {md} |")  # fmt: skip
+                  f"{r['ratio']:.1f}x | {md} | {'PASS' if r['goal_met'] else 'MISS'} |")  # fmt: skip
+        met = sum(r["goal_met"] for r in rows)
+        print(f"{met}/{len(rows)} lines meet the goal")
     return 0
 
 
