@@ -191,7 +191,13 @@ class HubConnection:
         # environment names a proxy for the hub: then every request goes through the client,
         # which routes by those settings.
         proxied = transport is None and _proxied(self.url)
-        plain = transport is None and not proxied and urlsplit(self.url).scheme == "http"
+        parts = urlsplit(self.url)
+        plain = (  # a path httpx would have to percent-encode keeps httpx
+            transport is None
+            and not proxied
+            and parts.scheme == "http"
+            and bool(_TARGET.fullmatch(parts.path.rstrip("/") + "/"))
+        )
         self._direct: httpx.BaseTransport | None = None
         if not proxied:
             self._direct = transport = transport or httpx.HTTPTransport()

@@ -283,3 +283,18 @@ def test_a_body_over_the_hubs_limit_is_refused_and_the_connection_still_works(
             assert hub.graphql("{ __typename }", idempotent=False) == {"__typename": "Query"}
         hub.close()
     store.close()
+
+
+def test_a_hub_under_a_path_is_asked_there_and_one_with_an_unusual_path_keeps_httpx(
+    peer_of: Callable[..., Peer],
+) -> None:
+    peer = peer_of(lambda n: (answer(), False))
+    hub = HubConnection(peer.url + "/hub/", token="")
+    assert hub.graphql("{ __typename }", idempotent=True) == {"__typename": "Query"}
+    assert peer.requests[-1].startswith(b"POST /hub/graphql HTTP/1.1\r\n")
+    hub.close()
+    odd = HubConnection(peer.url + "/h\u00fcb", token="")
+    assert odd._plain is None  # httpx percent-encodes what a request line cannot hold
+    assert odd.graphql("{ __typename }", idempotent=True) == {"__typename": "Query"}
+    assert peer.requests[-1].startswith(b"POST /h%C3%BCb/graphql HTTP/1.1\r\n")
+    odd.close()
