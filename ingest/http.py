@@ -456,10 +456,13 @@ class _PlainConnections:
             content = answer.read()
         except TimeoutError as e:
             sock.close()
-            raise httpx.ReadTimeout(f"no answer within {self._read} s") from e
+            raise httpx.ReadTimeout(f"timed out sending or awaiting the answer: {e}") from e
         except (OSError, http.client.HTTPException) as e:
             sock.close()
             raise httpx.ReadError(f"{type(e).__name__}: {e}") from e
+        except BaseException:  # interrupted mid-exchange: the socket's state is unknown
+            sock.close()
+            raise
         if answer.will_close:
             sock.close()
         else:
