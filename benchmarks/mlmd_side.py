@@ -130,16 +130,18 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=1250)
     p.add_argument("--fetches", type=int, default=200)
     args = p.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="lh-mlmd-bench-"))
-    warm = open_store(root / "warm.db")  # imports and first use, untimed
-    wt = types(warm)
-    register(warm, wt, 2), lineage(warm, wt, 2)
-    store = open_store(root / "e.db")
-    t = types(store)
-    result = {"register": register(store, t, args.versions)}
-    result["alias_ms"] = alias(store, args.fetches)
-    store = open_store(root / "g.db")
-    result["lineage"] = lineage(store, types(store), args.steps)
+    with tempfile.TemporaryDirectory(prefix="lh-mlmd-bench-") as folder:  # removed after
+        root = Path(folder)
+        warm = open_store(root / "warm.db")  # imports and first use, untimed
+        wt = types(warm)
+        register(warm, wt, 2), lineage(warm, wt, 2)
+        store = open_store(root / "e.db")
+        t = types(store)
+        result = {"register": register(store, t, args.versions)}
+        result["alias_ms"] = alias(store, args.fetches)
+        store = open_store(root / "g.db")
+        result["lineage"] = lineage(store, types(store), args.steps)
+        del warm, store  # MLMD's connections closed before their files go
     json.dump(result, sys.stdout)
     return 0
 
