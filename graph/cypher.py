@@ -673,13 +673,19 @@ def expand(
     lines = ["UNWIND $ids AS id", f"MATCH (a:Node {{id: id}}){arrow}(b:Node)"]
     params: dict[str, Any] = {"ids": list(frontier)}
     conds: list[str] = []
+    # The far end's conditions name it through the edge (endNode(e) is b going forward): a
+    # condition on b itself (b._label, b._created_at) is one the planner may answer from an
+    # index of b's, and on some statistics it then starts there (every node of the labels,
+    # or every node created before as_of) and joins to the frontier with a cartesian product.
+    # Named through e, the frontier's seek is the only way in.
+    far = "endNode(e)" if forward else "startNode(e)"
     if labels is not None:
         for label in labels:
             validate_label(label, "labels")
-        conds.append("b._label IN $labels")
+        conds.append(f"{far}._label IN $labels")
         params["labels"] = list(labels)
     if as_of is not None:
-        conds.append("e._ingested_at <= $as_of AND b._created_at <= $as_of")
+        conds.append(f"e._ingested_at <= $as_of AND {far}._created_at <= $as_of")
         params["as_of"] = as_of
     if conds:
         lines.append("WHERE " + " AND ".join(conds))

@@ -1035,6 +1035,8 @@ def test_no_statement_scans_every_node_or_joins_a_cartesian_product(neo: Neo4jSt
         neo.upsert_edges([Edge("a", "b", kind)])  # the relationship id constraints exist
     bad: dict[str, set[str]] = {}
     with neo._driver.session() as session:
+        # index statistics sampled from this graph (not an earlier test's), caches cleared
+        session.run("CALL db.prepareForReplanning()").consume()
         for name, text, params in cypher.statement_catalog():
             if name.startswith("schema.") or name.startswith("store.wipe"):
                 continue
@@ -1046,3 +1048,42 @@ def test_no_statement_scans_every_node_or_joins_a_cartesian_product(neo: Neo4jSt
             if found and not (every_kind and found == {"AllNodesScan"}):
                 bad[name] = found
     assert bad == {}
+
+
+def _leaves(plan: Any) -> list[str]:
+    children = plan.get("children", [])
+    if not children:
+        return [str(plan["operatorType"]).split("@")[0]]
+    return [leaf for child in children for leaf in _leaves(child)]
+
+
+@pytest.mark.parametrize("nodes", [0, 2000])
+def test_a_traversal_level_starts_from_its_frontier_whatever_the_graph(
+    neo: Neo4jStore, nodes: int
+) -> None:
+    """Every shape of one traversal level (kinds, far labels, ``as_of``, a limit) is planned
+    from the frontier's ids (the unique id index), on a nearly empty graph and a fuller one.
+    A condition on the far end that an index of its could answer let the planner start there
+    on some statistics: every node of the labels (an index seek over all DatasetVersions), or
+    every node created before ``as_of`` joined to the frontier by a cartesian product."""
+    neo.upsert_nodes(
+        [Node("a", "Run"), Node("b", "DatasetVersion")]
+        + [Node(f"n{i}", "DatasetVersion" if i % 2 else "Run") for i in range(nodes)]
+    )
+    for kind in cypher.EXAMPLE_KINDS:
+        neo.upsert_edges([Edge("a", "b", kind)])
+    starts: dict[str, list[str]] = {}
+    with neo._driver.session() as session:
+        # index statistics sampled from this graph (not an earlier test's), caches cleared
+        session.run("CALL db.prepareForReplanning()").consume()
+        for name, text, params in cypher.statement_catalog():
+            if name.startswith("edge.expand"):
+                plan = session.run("EXPLAIN " + text, params).consume().plan
+                starts[name] = _leaves(plan)
+    assert len(starts) >= 30  # every variant of the catalog
+    # the frontier: its ids unwound, each node sought by the unique id index; nothing else read
+    frontier = {"Unwind", "Argument", "NodeUniqueIndexSeek"}
+    elsewhere = {
+        n: s for n, s in starts.items() if not set(s) <= frontier or "NodeUniqueIndexSeek" not in s
+    }
+    assert elsewhere == {}
