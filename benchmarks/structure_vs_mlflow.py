@@ -334,8 +334,8 @@ def one_round(
 
 
 def run_mode(mode: str, args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
-    """Every workload ``--repeat`` times on fresh stores (ML Metadata's side run between
-    LineageHub's and MLflow's rounds, embedded), each time the median of the repetitions."""
+    """Every workload ``--repeat`` times on fresh stores (embedded, ML Metadata's side before
+    each round), each time the median of the repetitions."""
     with sides(mode, root, f"{mode}-warm") as (lh, ml):  # imports and first-use caches
         lh.register_calls(0), lh.register_batch(1), ml.register_calls(0)
         lh.step_calls(0, None), lh.step_batch(1, None), ml.step_calls(0, None)
