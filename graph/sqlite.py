@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from pathlib import Path
 from typing import Any
 
+from lineagehub.graph import wal
 from lineagehub.graph.audit import AuditEntry, TreeHead, make_entry, prepare
 from lineagehub.graph.errors import (
     BackendError,
@@ -194,11 +195,9 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_S = 60.0
-# WAL frames written before a commit copies them back into the database file (SQLite's default
-# is 1,000, about 4 MB): a checkpoint copies each page once however often it changed since the
-# last, and fsyncs, all on the committing writer's time. At 10,000 (a WAL of about 40 MB) a
-# hub's small transactions pay a third less to commit (docs/benchmarks.md, 2026-12-03).
-WAL_AUTOCHECKPOINT_PAGES = 10_000
+# The WAL is copied back into the database file by a thread of the store's (graph/wal.py);
+# the writers' own checkpoint runs only past this many frames, if that thread falls behind.
+WAL_AUTOCHECKPOINT_PAGES = wal.AUTOCHECKPOINT_PAGES
 
 _NODE_COLS = "n.id, n.label, n.props, n.created_at, n.updated_at"
 _EDGE_COLS = "e.id, e.kind, e.source, e.target, e.props, e.event_time, e.ingested_at, e.asserted_by"
@@ -297,6 +296,7 @@ class SqliteStore(GraphStore):
         self._shared: sqlite3.Connection | None = None
         self._all: list[sqlite3.Connection] = []
         self._closed = False
+        self._checkpointer = None if self.memory else wal.Checkpointer(self.path)
         if not self.memory:
             parent = Path(self.path).expanduser().parent
             try:
@@ -366,6 +366,8 @@ class SqliteStore(GraphStore):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if self._checkpointer is not None:
+                self._checkpointer.committed(conn)
 
     def transaction(self) -> AbstractContextManager[None]:
         return nested_transaction(self._local, self._outermost)
@@ -387,9 +389,13 @@ class SqliteStore(GraphStore):
                 raise
             with _translate():
                 conn.execute("COMMIT")
+            if self._checkpointer is not None:
+                self._checkpointer.committed(conn)
 
     def close(self) -> None:
         self._closed = True
+        if self._checkpointer is not None:  # its connection closes before the last of ours
+            self._checkpointer.close()
         for conn in self._all:
             with suppress(sqlite3.Error):  # closing is best effort
                 conn.close()

@@ -3,10 +3,16 @@ processes and threads writing into one file, crashes mid-transaction."""
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing as mp
 import os
+import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,10 +23,12 @@ from lineagehub.graph import (
     DELETE,
     ConfigError,
     Edge,
+    GraphStore,
     Node,
     SeriesPoint,
     ValidationError,
     open_store,
+    wal,
 )
 from lineagehub.graph.sqlite import (
     MIGRATIONS,
@@ -55,14 +63,35 @@ def test_file_is_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
     conn.close()
 
 
+def _blobs(store: GraphStore, n: int) -> None:
+    for i in range(n):  # one commit each, a page or more of properties
+        store.upsert_nodes([Node(f"n{i}", "Run", {"blob": "x" * 3000, "i": i})])
+
+
+def _rows_in_the_file_alone(path: Path, tmp_path: Path) -> int:
+    """The Run rows the database file holds without its WAL (what checkpoints copied)."""
+    alone = tmp_path / "alone" / "hub.db"
+    alone.parent.mkdir()
+    shutil.copyfile(path, alone)
+    conn = sqlite3.connect(alone)
+    try:
+        return int(conn.execute("SELECT count(*) FROM nodes WHERE label = 'Run'").fetchone()[0])
+    finally:
+        conn.close()
+
+
 def test_small_commits_do_not_checkpoint_every_thousand_pages(tmp_path: Path) -> None:
-    """The WAL is copied back into the database every WAL_AUTOCHECKPOINT_PAGES frames, not
-    SQLite's default 1,000: small transactions leave more than that in it, and it is all
-    there after the store closes and opens again."""
+    """Writers copy the WAL back themselves only past WAL_AUTOCHECKPOINT_PAGES frames, not
+    SQLite's default 1,000 (the store's thread does it before): small transactions leave
+    more than that in it, and it is all there after the store closes and opens again."""
     uri = f"sqlite:///{tmp_path / 'hub.db'}"
     with open_store(uri) as store:
-        for i in range(400):
-            store.upsert_nodes([Node(f"n{i}", "Run", {"blob": "x" * 3000, "i": i})])
+        assert isinstance(store, SqliteStore)
+        with store._read() as conn:
+            assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+                WAL_AUTOCHECKPOINT_PAGES
+            )
+        _blobs(store, 400)
         conn = sqlite3.connect(tmp_path / "hub.db")
         busy, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         conn.close()
@@ -70,6 +99,105 @@ def test_small_commits_do_not_checkpoint_every_thousand_pages(tmp_path: Path) ->
     with open_store(uri) as store:
         assert store.count_nodes("Run") == 400
         assert store.get_node("n399").props["i"] == 399
+
+
+def _checkpoint_threads(path: Path) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"lineagehub-wal-checkpoint:{path}"]
+
+
+def test_a_thread_of_the_store_copies_the_wal_back_and_ends_with_it(tmp_path: Path) -> None:
+    """A commit starts the store's checkpoint thread, which copies commits back into
+    the database file on its own time; closing the store ends it, and so does dropping a
+    store that was never closed."""
+    path = tmp_path / "hub.db"
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SqliteStore) and store._checkpointer is not None
+    _blobs(store, 50)
+    assert len(_checkpoint_threads(path)) == 1  # one, whatever the commits
+    assert store._checkpointer.wait(1, timeout=60), "the checkpoint thread never ran"
+    store.close()
+    assert _checkpoint_threads(path) == []
+    assert _rows_in_the_file_alone(path, tmp_path) >= 1  # the writer never checkpointed
+
+    dropped = open_store(f"sqlite:///{path}")
+    dropped.upsert_nodes([Node("one-more", "Run")])
+    (thread,) = _checkpoint_threads(path)
+    del dropped
+    gc.collect()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+def test_a_long_wal_is_started_over_by_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round of checkpoints copies every frame back (the database file alone then holds
+    every row) and, the WAL being RESTART_PAGES long, the next commit copies what arrived
+    since and the one after writes the WAL from its start: it does not grow for ever under
+    a steady stream of commits, which a passive checkpoint alone never stops."""
+    monkeypatch.setattr(wal, "RESTART_PAGES", 100)
+    path = tmp_path / "hub.db"
+    with open_store(f"sqlite:///{path}") as store:
+        assert isinstance(store, SqliteStore) and store._checkpointer is not None
+        checkpointer = store._checkpointer
+        checkpointer.close()  # this test runs the rounds itself
+        _blobs(store, 300)
+        probe = sqlite3.connect(path)
+        frames, copied = checkpointer.run_once(probe)
+        assert frames == copied >= 300
+        assert _rows_in_the_file_alone(path, tmp_path) == 300
+        store.upsert_nodes([Node("after", "Run")])
+        assert checkpointer.restarts == 1
+        store.upsert_nodes([Node("after-2", "Run")])
+        _, frames, _ = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert 0 < frames < 50, frames  # the last commit only
+        probe.close()
+        assert store.count_nodes("Run") == 302
+
+
+CHECKPOINTED_WRITER = textwrap.dedent(
+    """
+    import sys
+    from lineagehub.graph import Node, open_store, wal
+    wal.RESTART_PAGES = 200  # many rounds and restarts before the kill
+    wal.INTERVAL_S = 0.0
+    store = open_store(sys.argv[1])
+    for i in range(30_000):
+        store.upsert_nodes([Node(f"n{i}", "Run", {"blob": "x" * 2000, "i": i})])
+        print(i, store._checkpointer.checkpoints, store._checkpointer.restarts, flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs kill -9 (POSIX signals)")
+def test_kill_9_while_the_wal_is_copied_back_loses_no_commit(tmp_path: Path) -> None:
+    """A writer killed (kill -9) while its store's thread copies the WAL back and its commits
+    start the WAL over: every commit it reported is there, and the file is sound."""
+    path = tmp_path / "hub.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHECKPOINTED_WRITER, f"sqlite:///{path}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        last = rounds = restarts = -1
+        for line in child.stdout:
+            last, rounds, restarts = map(int, line.split())
+            if (rounds >= 5 and restarts >= 3) or last >= 20_000:
+                break
+        assert rounds >= 5 and restarts >= 3, (last, rounds, restarts)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    with open_store(f"sqlite:///{path}") as store:
+        assert isinstance(store, SqliteStore)
+        assert store.count_nodes("Run") >= last + 1
+        assert store.get_node(f"n{last}").props["i"] == last
+        with store._read() as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_not_a_database_is_a_config_error(tmp_path: Path) -> None:
