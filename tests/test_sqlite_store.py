@@ -7,7 +7,6 @@ import gc
 import json
 import multiprocessing as mp
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -72,7 +71,10 @@ def _rows_in_the_file_alone(path: Path, tmp_path: Path) -> int:
     """The Run rows the database file holds without its WAL (what checkpoints copied)."""
     alone = tmp_path / "alone" / "hub.db"
     alone.parent.mkdir()
-    shutil.copyfile(path, alone)
+    # copied by another process: closing a descriptor of the file here would drop the POSIX
+    # locks this process's SQLite connections hold on it
+    copy = "import shutil, sys; shutil.copyfile(sys.argv[1], sys.argv[2])"
+    subprocess.run([sys.executable, "-c", copy, str(path), str(alone)], check=True)
     conn = sqlite3.connect(alone)
     try:
         return int(conn.execute("SELECT count(*) FROM nodes WHERE label = 'Run'").fetchone()[0])
