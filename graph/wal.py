@@ -113,13 +113,18 @@ class Checkpointer:
             thread = self._thread
             if thread is not None and thread.is_alive():
                 return
-            self._thread = threading.Thread(
+            thread = threading.Thread(
                 target=_follow,
                 args=(weakref.ref(self), self.path, self._wake, self._stop),
                 name=f"lineagehub-wal-checkpoint:{self.path}",
                 daemon=True,
             )
-            self._thread.start()
+            try:
+                thread.start()
+            except RuntimeError as e:  # no thread to be had: the commit stands, writers copy
+                log.warning("lineagehub: no thread for WAL checkpoints of %s: %s", self.path, e)
+                return
+            self._thread = thread
 
     def _idle_exit(self) -> bool:
         """Whether the thread may end now (no commit arrived while it decided)."""

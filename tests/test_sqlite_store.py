@@ -157,6 +157,27 @@ def test_a_long_wal_is_started_over_by_the_next_commit(
         assert store.count_nodes("Run") == 302
 
 
+def test_a_store_that_cannot_start_its_thread_still_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No thread to be had (a process at its limit): every commit stands and the writers
+    copy the WAL back themselves, as before the thread; the refusal is logged."""
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    path = tmp_path / "hub.db"
+    with open_store(f"sqlite:///{path}") as store:
+        for i in range(20):
+            store.upsert_nodes([Node(f"n{i}", "Run")])
+        assert store.count_nodes("Run") == 20
+    assert "no thread for WAL checkpoints" in caplog.text
+    monkeypatch.undo()
+    with open_store(f"sqlite:///{path}") as store:
+        assert store.count_nodes("Run") == 20
+
+
 CHECKPOINTED_WRITER = textwrap.dedent(
     """
     import sys
