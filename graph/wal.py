@@ -123,6 +123,7 @@ class Checkpointer:
                 thread.start()
             except RuntimeError as e:  # no thread to be had: the commit stands, writers copy
                 log.warning("lineagehub: no thread for WAL checkpoints of %s: %s", self.path, e)
+                self._stop.set()  # asked once, not at every commit
                 return
             self._thread = thread
 
