@@ -195,9 +195,6 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_S = 60.0
-# The WAL is copied back into the database file by a thread of the store's (graph/wal.py);
-# the writers' own checkpoint runs only past this many frames, if that thread falls behind.
-WAL_AUTOCHECKPOINT_PAGES = wal.AUTOCHECKPOINT_PAGES
 
 _NODE_COLS = "n.id, n.label, n.props, n.created_at, n.updated_at"
 _EDGE_COLS = "e.id, e.kind, e.source, e.target, e.props, e.event_time, e.ingested_at, e.asserted_by"
@@ -228,9 +225,7 @@ def _edge(row: Sequence[Any]) -> Edge:
 # The terms partial indexes are declared with (migration 7), written as they are there: a
 # parameter in their place is compared with the index's constant when SQLite plans, and the
 # statement is then prepared again at every execution (see SqliteStore._where).
-_INDEX_TERMS: dict[tuple[tuple[str, ...], str, str], str] = {
-    (("aliases",), "ne", "[]"): "json_extract(n.props, '$.\"aliases\"') != '[]'"
-}
+_INDEX_TERMS = {(("aliases",), "ne", "[]")}  # values without a quote
 
 
 class _SqlBuilder:
@@ -248,9 +243,9 @@ class _SqlBuilder:
 
     def render(self, expr: Expr) -> str:
         if isinstance(expr, Cmp):
-            if type(expr.value) is str and (expr.path, expr.op, expr.value) in _INDEX_TERMS:
-                return _INDEX_TERMS[expr.path, expr.op, expr.value]
             col = self.column(expr.path)
+            if type(expr.value) is str and (expr.path, expr.op, expr.value) in _INDEX_TERMS:
+                return f"{col} {_OPS[expr.op]} '{expr.value}'"
             if expr.op in ("in", "nin"):
                 self.params.append(json.dumps(list(expr.value)))
                 neg = "NOT " if expr.op == "nin" else ""
@@ -327,7 +322,8 @@ class SqliteStore(GraphStore):
             )
             if not self.memory:
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES:d}")
+                # the store's thread copies the WAL back (graph/wal.py); writers only past this
+                conn.execute(f"PRAGMA wal_autocheckpoint={wal.AUTOCHECKPOINT_PAGES:d}")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA cache_size=-65536")

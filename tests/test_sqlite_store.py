@@ -32,7 +32,6 @@ from lineagehub.graph import (
 from lineagehub.graph.sqlite import (
     MIGRATIONS,
     SCHEMA_VERSION,
-    WAL_AUTOCHECKPOINT_PAGES,
     SqliteStore,
 )
 
@@ -83,7 +82,7 @@ def _rows_in_the_file_alone(path: Path, tmp_path: Path) -> int:
 
 
 def test_small_commits_do_not_checkpoint_every_thousand_pages(tmp_path: Path) -> None:
-    """Writers copy the WAL back themselves only past WAL_AUTOCHECKPOINT_PAGES frames, not
+    """Writers copy the WAL back themselves only past wal.AUTOCHECKPOINT_PAGES frames, not
     SQLite's default 1,000 (the store's thread does it before): small transactions leave
     more than that in it, and it is all there after the store closes and opens again."""
     uri = f"sqlite:///{tmp_path / 'hub.db'}"
@@ -91,13 +90,13 @@ def test_small_commits_do_not_checkpoint_every_thousand_pages(tmp_path: Path) ->
         assert isinstance(store, SqliteStore)
         with store._read() as conn:
             assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
-                WAL_AUTOCHECKPOINT_PAGES
+                wal.AUTOCHECKPOINT_PAGES
             )
         _blobs(store, 400)
         conn = sqlite3.connect(tmp_path / "hub.db")
         busy, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         conn.close()
-        assert busy == 0 and 1000 < frames <= WAL_AUTOCHECKPOINT_PAGES, frames
+        assert busy == 0 and 1000 < frames <= wal.AUTOCHECKPOINT_PAGES, frames
     with open_store(uri) as store:
         assert store.count_nodes("Run") == 400
         assert store.get_node("n399").props["i"] == 399
