@@ -50,7 +50,13 @@ from lineagehub.graph.model import (
     validate_id,
     validate_label,
 )
-from lineagehub.graph.store import Expansion, GraphStore, _series_key, nested_transaction
+from lineagehub.graph.store import (
+    Expansion,
+    GraphStore,
+    WouldWait,
+    _series_key,
+    nested_transaction,
+)
 
 # Each entry moves the schema one version forward; never edit one that has shipped.
 MIGRATIONS: list[str] = [
@@ -282,6 +288,10 @@ class _ThreadState(threading.local):
     touched: dict[tuple[str, str], None] | None = None
     after_commit: list[Callable[[], None]] | None = None
     audit_head: AuditEntry | None = None
+    #: Inside :meth:`SqliteStore.without_waiting`: reads do not wait, writes are refused.
+    nowait: bool = False
+    #: The thread's connection for those reads (no busy timeout), opened on first use.
+    nowait_conn: sqlite3.Connection | None = None
 
 
 class SqliteStore(GraphStore):
@@ -312,11 +322,11 @@ class SqliteStore(GraphStore):
 
     # --- connections and transactions ------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
                 self.path,
-                timeout=BUSY_TIMEOUT_S,
+                timeout=timeout,
                 isolation_level=None,  # we issue BEGIN IMMEDIATE ourselves
                 check_same_thread=False,
             )
@@ -351,10 +361,56 @@ class SqliteStore(GraphStore):
         return _Reading(self)
 
     @contextmanager
+    def without_waiting(self) -> Iterator[None]:
+        """Reads that answer at once or raise :class:`WouldWait` (see ``GraphStore``). A
+        file: a second connection of this thread's, with no busy timeout (in WAL mode a
+        reader waits only in rare cases: another connection's recovery or cleanup); the in-memory
+        database: its lock taken only if free. A write in the block raises WouldWait before
+        it begins. Inside this thread's own transaction nothing waits and the block is
+        plain."""
+        local = self._local
+        if local.nowait or local.depth:
+            yield
+            return
+        if self.memory:
+            if not self._lock.acquire(blocking=False):
+                raise WouldWait("another thread is using the in-memory database")
+            local.nowait = True
+            try:
+                yield
+            finally:
+                local.nowait = False
+                self._lock.release()
+            return
+        own = local.conn
+        try:
+            if local.nowait_conn is None:
+                if self._closed:
+                    raise BackendError(f"{self!r} is closed")
+                try:
+                    local.nowait_conn = self._connect(timeout=0.0)
+                except ConfigError as e:  # busy while opening: another's recovery or cleanup
+                    if _busy(e.__cause__):
+                        raise WouldWait(str(e)) from e
+                    raise
+            local.conn = local.nowait_conn  # what this thread's reads use in the block
+            local.nowait = True
+            yield
+        except BackendUnavailable as e:
+            if _busy(e.__cause__):  # it would have waited
+                raise WouldWait(str(e)) from e
+            raise
+        finally:
+            local.nowait = False
+            local.conn = own
+
+    @contextmanager
     def _write(self, statements: int = 2) -> Iterator[sqlite3.Connection]:
         """One write: its own IMMEDIATE transaction, or a savepoint inside an open one, so a
         failed write never leaves half of itself behind. A write of one statement needs no
         savepoint: SQLite undoes a failed statement whole and the transaction goes on."""
+        if self._local.nowait:
+            raise WouldWait("a write, in a block of reads that must not wait")
         with self._lock if self.memory else _nolock, _translate():
             conn = self._conn()
             if self._local.depth and statements == 1:
@@ -382,6 +438,8 @@ class SqliteStore(GraphStore):
     def _outermost(self) -> Iterator[None]:
         """The thread's outermost transaction: IMMEDIATE (the write lock at once), holding
         the in-memory database's lock until it ends."""
+        if self._local.nowait:
+            raise WouldWait("a transaction, in a block of reads that must not wait")
         with self._lock if self.memory else _nolock:
             conn = self._conn()
             with _translate():
@@ -1015,7 +1073,7 @@ class _Translate:
             return
         if issubclass(kind, sqlite3.OperationalError):
             text = str(e)
-            if "locked" in text or "busy" in text:
+            if _busy(e):
                 raise BackendUnavailable(f"SQLite database is busy: {text}") from e
             if getattr(e, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in text:
                 raise BackendError(
@@ -1026,6 +1084,14 @@ class _Translate:
         if issubclass(kind, sqlite3.IntegrityError):
             return
         raise BackendError(f"SQLite: {e}") from e
+
+
+def _busy(e: BaseException | None) -> bool:
+    """Whether a driver error says the database is locked by another connection."""
+    if not isinstance(e, sqlite3.OperationalError):
+        return False
+    text = str(e)
+    return "locked" in text or "busy" in text
 
 
 _SQLITE_FULL = 13  # SQLITE_FULL: the disk (or a quota) is full

@@ -72,6 +72,12 @@ MAX_SERIES_KEY = 250
 Expansion = tuple[Edge, str, str]
 
 
+class WouldWait(Exception):
+    """A read in :meth:`GraphStore.without_waiting` could be answered only by waiting, or
+    a write was attempted there: make the call again where waiting is fine. Never reaches
+    a user (the server catches it)."""
+
+
 class GraphStore(abc.ABC):
     """A lineage graph: labelled nodes with JSON properties, typed directed edges with
     provenance (``event_time``, ``ingested_at``, ``asserted_by``), and metric series.
@@ -177,6 +183,15 @@ class GraphStore(abc.ABC):
     def transaction(self) -> AbstractContextManager[None]:
         """``with store.transaction():`` makes every write inside commit or roll back
         together. Nested blocks join the outer one."""
+
+    def without_waiting(self) -> AbstractContextManager[None]:
+        """``with store.without_waiting():`` reads made in the block by this thread answer
+        at once or raise :class:`WouldWait`; a write raises it too. The server answers short
+        reads this way on its event loop, where a wait (a lock, a busy database, the
+        network) would hold every other request, and makes the read again in a worker
+        thread on :class:`WouldWait`. The default: :class:`WouldWait` at once (a remote
+        store waits on the network); a local store answers when it can."""
+        raise WouldWait(f"{type(self).__name__} reads over the network")
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -812,4 +827,11 @@ def _labels(labels: Sequence[str] | None) -> list[str] | None:
     return [validate_label(x, "labels") for x in labels]
 
 
-__all__ = ["Expansion", "GraphStore", "TraversedNode", "downsample", "nested_transaction"]
+__all__ = [
+    "Expansion",
+    "GraphStore",
+    "TraversedNode",
+    "WouldWait",
+    "downsample",
+    "nested_transaction",
+]

@@ -283,11 +283,17 @@ def _referenced(services: Any, ref: str) -> Node | None:
     from lineagehub.services.identity import IDENTITY_LABELS
 
     try:
-        node_id = services.lineage.resolve(ref)
-    except NotFoundError:  # an unknown ref is a null, not an error
+        found = services.lineage.resolve_node(ref)  # a version found by alias: read once
+    except NotFoundError:  # an unknown ref (or one deleted meanwhile) is a null, not an error
         return None
-    found: Node | None = services.store.get_nodes([node_id])[0]
-    return found if found is None or found.label not in IDENTITY_LABELS else None
+    return found if found.label not in IDENTITY_LABELS else None
+
+
+def _run_node(services: Any, run_id: str) -> Node:
+    """The node of run ``run_id`` (a stale RUNNING run recorded as KILLED first: a write,
+    which makes :meth:`Context.read` take it to a thread); NOT_FOUND when there is none."""
+    run = services.tracker.get_run(run_id)
+    return services.store.get_node(run.id)
 
 
 @strawberry.type
@@ -295,7 +301,7 @@ class Query:
     @strawberry.field(description="One node by id or reference; null if there is none.")
     async def node(self, info: I, ref: str) -> NodeInterface | None:
         ctx = info.context
-        node = await ctx.call(_referenced, ctx.services, ref)  # one hand-off to a thread
+        node = await ctx.read(_referenced, ctx.services, ref)
         if node is None:
             return None
         ctx.nodes.prime(node.id, node)  # as if loaded: later fields of the request reuse it
@@ -314,8 +320,7 @@ class Query:
     )
     async def run(self, info: I, id: strawberry.ID) -> Run:
         ctx = info.context
-        run = await ctx.call(ctx.services.tracker.get_run, str(id))
-        return wrap_as(await ctx.call(ctx.store.get_node, run.id), Run)
+        return wrap_as(await ctx.read(_run_node, ctx.services, str(id)), Run)
 
     runs = _listing("Run", Run, "Runs, filtered and ordered, a page at a time.")
     datasets = _listing("Dataset", Dataset, "Logical datasets (namespace, name).")

@@ -153,3 +153,128 @@ def test_inline_work_runs_on_the_transactions_thread_all_or_nothing(backend_uri:
         assert first is not None and second is None  # committed; rolled back
     finally:
         store.close()
+
+
+def test_short_reads_are_answered_on_the_event_loop_where_the_store_can(backend_uri: str) -> None:
+    """``Context.read``: on a SQLite file the read runs at once on the event loop's thread
+    (no hand-off to a worker and back); on Neo4j (the network) in a worker thread; inside
+    the request's transaction on the thread holding it, seeing its writes."""
+    store = open_store(backend_uri)
+    store.upsert_nodes([Node("dataset:a", "Dataset", {"name": "a"})])
+
+    def where(ids: list[str]) -> tuple[int, list[Node | None]]:
+        return threading.get_ident(), store.get_nodes(ids)
+
+    async def main() -> tuple[int, int, list[Node | None], int, list[Node | None], int]:
+        ctx = Context(Services(store, None, LineageService(store), None))
+        loop_thread = threading.get_ident()
+        ran_on, found = await ctx.read(where, ["dataset:a"])
+        async with ctx.transaction():
+            holder = await ctx.call(threading.get_ident)
+            await ctx.call(store.upsert_nodes, [Node("dataset:b", "Dataset", {"name": "b"})])
+            in_tx_on, in_tx = await ctx.read(where, ["dataset:b"])
+        return loop_thread, ran_on, found, in_tx_on, in_tx, holder
+
+    try:
+        loop_thread, ran_on, found, in_tx_on, in_tx, holder = asyncio.run(main())
+        assert [n.id for n in found if n] == ["dataset:a"]
+        if backend_uri.startswith("sqlite:///"):
+            assert ran_on == loop_thread
+        else:
+            assert ran_on != loop_thread
+        assert in_tx_on == holder and [n.id for n in in_tx if n] == ["dataset:b"]
+    finally:
+        store.close()
+
+
+def test_a_read_that_writes_or_would_wait_is_made_in_a_thread() -> None:
+    """A stale run read through ``run(id:)`` is recorded as KILLED first: the write is
+    refused on the event loop and the whole call is made again in a worker thread (once:
+    one audit entry). An in-memory store held by another thread's transaction is not
+    waited for on the loop: the read waits in a thread while the loop serves on."""
+    from datetime import datetime, timedelta, timezone
+
+    from lineagehub.graph.model import to_iso
+    from lineagehub.schema.query import _run_node
+    from lineagehub.services.tracking import TrackingService
+    from lineagehub.vocabulary import Run
+
+    store = open_store("sqlite://")
+    tracking = TrackingService(store, None, stale_after=timedelta(seconds=60))
+    run = tracking.start_run(Run(name="stale"))
+    old = datetime.now(timezone.utc) - timedelta(hours=1)
+    beat = {"started_at": to_iso(old), "heartbeat_at": to_iso(old)}  # an hour ago
+    store.upsert_nodes([Node(run.id, "Run", beat)])
+    inside, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.transaction():
+            store.upsert_nodes([Node("dataset:held", "Dataset", {"name": "held"})])
+            inside.set()
+            done.wait(60)
+
+    async def main() -> tuple[str, list[int], bool]:
+        services = Services(store, tracking, LineageService(store), None)
+        ctx = Context(services)
+        attempts: list[int] = []
+
+        def stale_run() -> Node:
+            attempts.append(threading.get_ident())
+            return _run_node(services, run.id)
+
+        killed = await ctx.read(stale_run)
+        loop_thread = threading.get_ident()
+        assert attempts[0] == loop_thread and attempts[1:] != [loop_thread]
+        assert len(attempts) == 2  # refused on the loop, made once in a thread
+        holder = threading.Thread(target=hold)
+        holder.start()
+        await asyncio.to_thread(inside.wait, 60)
+        ran_on: list[int] = []
+
+        def read() -> list[Node | None]:
+            ran_on.append(threading.get_ident())
+            return store.get_nodes(["dataset:held"])
+
+        waiting = asyncio.ensure_future(ctx.read(read))
+        await asyncio.sleep(0)  # the read is in a thread now: the loop runs this
+        served = not waiting.done()
+        done.set()
+        found = await waiting
+        holder.join()
+        assert found[0] is not None  # committed by the holder, then read
+        return killed.props["status"], [t == loop_thread for t in ran_on], served
+
+    try:
+        status, on_loop, served = asyncio.run(main())
+        assert status == "KILLED"
+        assert on_loop == [False] and served
+        kills = [e for e in store.read_audit() if e.action == "run.killed"]
+        assert len(kills) == 1
+    finally:
+        done.set()
+        store.close()
+
+
+def test_a_large_batch_of_nodes_is_read_in_a_thread(tmp_path: Path) -> None:
+    """The request's node loader reads a few nodes on the event loop, but a lineage
+    answer's worth (more than ``INLINE_READ_IDS``) in a worker thread: SQLite's own work
+    on it would otherwise hold every other request."""
+    from lineagehub.graph.sqlite import SqliteStore
+    from lineagehub.schema.context import INLINE_READ_IDS
+
+    store = SqliteStore(tmp_path / "hub.db")
+    many = [Node(f"dataset:n{i}", "Dataset", {"name": f"n{i}"}) for i in range(INLINE_READ_IDS + 1)]
+    store.upsert_nodes(many)
+
+    async def load(ids: list[str]) -> tuple[list[Node | None], bool]:
+        ctx = Context(Services(store, None, LineageService(store), None))
+        found = await ctx.nodes.load_many(ids)
+        return found, store._local.nowait_conn is not None  # opened by a read on the loop
+
+    try:
+        found, on_loop = asyncio.run(load([n.id for n in many]))
+        assert [n.id for n in found if n] == [n.id for n in many] and not on_loop
+        found, on_loop = asyncio.run(load([n.id for n in many[:INLINE_READ_IDS]]))
+        assert len([n for n in found if n]) == INLINE_READ_IDS and on_loop
+    finally:
+        store.close()

@@ -582,3 +582,56 @@ def test_an_append_inside_a_transaction_is_one_insert_after_the_first(tmp_path: 
     assert [e.seq for e in store.read_audit()] == [1, 2]
     assert store.verify_audit().ok
     store.close()
+
+
+def test_reads_without_waiting_use_a_connection_that_never_waits(tmp_path: Path) -> None:
+    """A file's reads in ``without_waiting`` go through a second connection of the thread
+    with no busy timeout, so a lock held elsewhere is a WouldWait at once, never a wait (on
+    the server's event loop that would hold every request). Another process cannot make a
+    WAL reader of a process that has the file open wait on demand (SQLite shares locks
+    within a process; exclusive mode needs no other connection open), so the connections'
+    timeouts are what is checked; the in-memory store's lock is tested below for real."""
+    store = SqliteStore(tmp_path / "hub.db")
+    store.upsert_nodes([Node("r", "Run", {"v": 1})])
+
+    def timeout() -> int:
+        with store._read() as conn:
+            return int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+
+    assert timeout() == 60_000
+    with store.without_waiting():
+        assert timeout() == 0
+        assert store.get_node("r").props == {"v": 1}
+    assert timeout() == 60_000  # the thread's own connection, untouched
+    store.upsert_nodes([Node("r", "Run", {"v": 2})])
+    with store.without_waiting():  # the same connection again, seeing the latest commit
+        assert timeout() == 0
+        assert store.get_node("r").props == {"v": 2}
+    store.close()
+
+
+def test_an_in_memory_store_in_use_by_another_thread_is_not_waited_for() -> None:
+    from lineagehub.graph.store import WouldWait
+
+    store = SqliteStore(":memory:")
+    store.upsert_nodes([Node("r", "Run")])
+    inside, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.transaction():
+            store.upsert_nodes([Node("w", "Run")])
+            inside.set()
+            done.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert inside.wait(30)
+        with pytest.raises(WouldWait), store.without_waiting():
+            store.get_nodes(["r"])
+    finally:
+        done.set()
+        t.join()
+    with store.without_waiting():
+        assert [n.id for n in store.get_nodes(["r", "w"]) if n] == ["r", "w"]
+    store.close()

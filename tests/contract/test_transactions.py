@@ -84,3 +84,35 @@ def test_a_rollback_from_deep_inside_leaves_the_thread_outside_any_transaction(
     with store.transaction():
         store.upsert_nodes([Node("b", "Run")])
     assert store.get_nodes(["a", "b"])[0] is None and store.count_nodes() == 1
+
+
+def test_a_block_without_waiting_answers_reads_and_refuses_writes(store: GraphStore) -> None:
+    """``without_waiting`` (the server's reads on its event loop): a local store answers
+    reads at once and raises WouldWait for a write before anything is written; a store
+    over the network raises WouldWait at once. Afterwards the thread reads and writes as
+    before."""
+    from lineagehub.graph.sqlite import SqliteStore
+    from lineagehub.graph.store import WouldWait
+
+    local = isinstance(store, SqliteStore)
+    store.upsert_nodes([Node("r", "Run", {"v": 1})])
+    if local:
+        with store.without_waiting():
+            assert store.get_node("r").props == {"v": 1}
+            with pytest.raises(WouldWait):
+                store.upsert_nodes([Node("r", "Run", {"v": 2}), Node("new", "Run")])
+            with pytest.raises(WouldWait), store.transaction():
+                store.upsert_nodes([Node("t", "Run")])
+            assert store.get_node("r").props == {"v": 1}  # still readable after a refusal
+    else:
+        with pytest.raises(WouldWait), store.without_waiting():
+            raise AssertionError("a remote store entered the block")
+    assert store.get_node("r").props == {"v": 1}
+    assert store.get_nodes(["new", "t"]) == [None, None]
+    store.upsert_nodes([Node("after", "Run")])  # writes work again
+    with store.transaction():
+        store.upsert_nodes([Node("after2", "Run")])
+        if local:
+            with store.without_waiting():  # inside the thread's own transaction: plain
+                assert store.get_node("after2").label == "Run"
+    assert store.count_nodes() == 3
