@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
+import httptools
 import httpx
 
 from lineagehub import __version__
@@ -387,8 +388,9 @@ class _PlainConnections:
     """Kept-alive HTTP/1.1 sockets to a plain-http hub, for requests whose body is in hand
     (every GraphQL call, an artifact's ``HEAD``).
 
-    The request goes out in one write, with ``TCP_NODELAY``; the standard library's
-    :class:`http.client.HTTPResponse` reads the answer whole, which is handed on as an
+    The request goes out in one write, with ``TCP_NODELAY``; httptools' parser reads the
+    answer whole (the standard library's :class:`http.client.HTTPResponse` the answer to a
+    ``HEAD``, which has no body whatever its length says), which is handed on as an
     :class:`httpx.Response` to the code that reads answers. A socket is used again only when
     its answer allowed it and nothing arrived on it while it was idle (a server closing it
     after its keep-alive time): such a socket is dropped and another opened. Failures are
@@ -451,23 +453,24 @@ class _PlainConnections:
             sock.settimeout(self._write)
             sock.sendall(head + b"\r\n" + (body or b""))
             sock.settimeout(self._read)
-            answer = http.client.HTTPResponse(sock, method=method)
-            answer.begin()
-            content = answer.read()
+            if method == "HEAD":  # an answer without the body its length announces
+                status, fields, content, keep = _head_answer(sock)
+            else:
+                status, fields, content, keep = _read_answer(sock)
         except TimeoutError as e:
             sock.close()
             raise httpx.ReadTimeout(f"timed out sending or awaiting the answer: {e}") from e
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, http.client.HTTPException, httptools.HttpParserError) as e:
             sock.close()
             raise httpx.ReadError(f"{type(e).__name__}: {e}") from e
         except BaseException:  # interrupted mid-exchange: the socket's state is unknown
             sock.close()
             raise
-        if answer.will_close:
-            sock.close()
-        else:
+        if keep:
             self._give_back(sock)
-        return httpx.Response(answer.status, headers=answer.getheaders(), content=content)
+        else:
+            sock.close()
+        return httpx.Response(status, headers=fields, content=content)
 
     def _take(self) -> socket.socket:
         """An idle socket the server has not closed, or a new one."""
@@ -515,6 +518,66 @@ def _fields(fields: Mapping[str, str]) -> bytes:
             raise ConfigError(f"header {name!r} cannot be sent: a name or value out of range")
         lines.append(f"{name}: {value}\r\n")
     return "".join(lines).encode("ascii")
+
+
+class _Answer:
+    """What httptools' parser finds in an answer: its header fields and body. An interim
+    answer (``100 Continue``) is passed over, as :mod:`http.client` does."""
+
+    __slots__ = ("body", "complete", "fields", "keep", "parser")
+
+    def __init__(self) -> None:
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.complete = False
+        self.keep = False  # whether the connection may be used again (read at the end)
+        self.parser = httptools.HttpResponseParser(self)
+
+    def on_message_begin(self) -> None:
+        self.fields.clear()
+        self.body.clear()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.parser.get_status_code() >= 200:
+            self.complete = True
+            self.keep = self.parser.should_keep_alive()  # the parser forgets it afterwards
+
+
+def _read_answer(sock: socket.socket) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+    """One answer read whole from ``sock`` by httptools (llhttp, the parser uvicorn uses):
+    its status, header fields, body and whether the connection may be used again. A body
+    whose end only the connection's close marks ends there."""
+    answer = _Answer()
+    parser = answer.parser
+    while not answer.complete:
+        data = sock.recv(65536)
+        if not data:
+            if answer.fields or answer.body:  # the headers came: the close ends the body
+                with contextlib.suppress(httptools.HttpParserError):
+                    parser.feed_data(b"")  # llhttp's end of input
+                if parser.get_status_code() >= 200 and not _has_length(answer.fields):
+                    return parser.get_status_code(), answer.fields, b"".join(answer.body), False
+            raise http.client.RemoteDisconnected("the hub closed the connection mid-answer")
+        parser.feed_data(data)
+    return parser.get_status_code(), answer.fields, b"".join(answer.body), answer.keep
+
+
+def _has_length(fields: list[tuple[bytes, bytes]]) -> bool:
+    return any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in fields)
+
+
+def _head_answer(sock: socket.socket) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+    """The answer to a ``HEAD``, by :mod:`http.client` (which knows it has no body)."""
+    answer = http.client.HTTPResponse(sock, method="HEAD")
+    answer.begin()
+    content = answer.read()
+    return answer.status, answer.getheaders(), content, not answer.will_close
 
 
 def _dropped(sock: socket.socket) -> bool:

@@ -166,6 +166,47 @@ def test_an_answer_that_closes_the_connection_and_a_chunked_answer(
     hub.close()
 
 
+def test_answers_delimited_by_the_close_preceded_by_an_interim_one_or_malformed(
+    peer_of: Callable[..., Peer],
+) -> None:
+    """The answer reader (httptools): a body without a length ends with the connection
+    (HTTP/1.0 style); a ``100 Continue`` before the answer is passed over; an answer that
+    is not HTTP is a ReadError, never a result; an answer arriving a byte at a time is read
+    whole."""
+    unsized = b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n" + OK
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n" + answer()
+    replies: list[tuple[bytes | None, bool]] = [(unsized, True), (interim, False)]
+    peer = peer_of(lambda n: replies[n] if n < len(replies) else (b"SMTP ready\r\n\r\n", True))
+    hub = HubConnection(peer.url, token="", retries=0)
+    assert hub.graphql("{ __typename }", idempotent=False) == {"__typename": "Query"}
+    assert hub.graphql("{ __typename }", idempotent=False) == {"__typename": "Query"}
+    assert peer.accepted == 2  # the unsized answer's connection was not used again
+    with pytest.raises(BackendUnavailable, match="ReadError"):
+        hub.graphql("{ __typename }", idempotent=False)
+    hub.close()
+
+    class Dribble(Peer):  # sends its answer a byte at a time
+        def _talk(self, conn: socket.socket) -> None:
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    head += chunk
+                for i in range(len(body := answer(extra=b"x-a: 1\r\n"))):
+                    conn.sendall(body[i : i + 1])
+                self.stop.wait()
+
+    slow = Dribble(lambda n: (None, False))
+    try:
+        hub = HubConnection(slow.url, token="", retries=0)
+        assert hub.graphql("{ __typename }", idempotent=False) == {"__typename": "Query"}
+        hub.close()
+    finally:
+        slow.close()
+
+
 def test_an_answer_lost_on_the_way_is_retried_only_when_the_call_allows(
     peer_of: Callable[..., Peer],
 ) -> None:
