@@ -524,11 +524,12 @@ class _Answer:
     """What httptools' parser finds in an answer: its header fields and body. An interim
     answer (``100 Continue``) is passed over, as :mod:`http.client` does."""
 
-    __slots__ = ("body", "complete", "fields", "keep", "parser")
+    __slots__ = ("body", "complete", "fields", "headed", "keep", "parser")
 
     def __init__(self) -> None:
         self.fields: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
+        self.headed = False  # the final answer's header block has been read
         self.complete = False
         self.keep = False  # whether the connection may be used again (read at the end)
         self.parser = httptools.HttpResponseParser(self)
@@ -539,6 +540,9 @@ class _Answer:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.headed = self.parser.get_status_code() >= 200
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -558,11 +562,8 @@ def _read_answer(sock: socket.socket) -> tuple[int, list[tuple[bytes, bytes]], b
     while not answer.complete:
         data = sock.recv(65536)
         if not data:
-            if answer.fields or answer.body:  # the headers came: the close ends the body
-                with contextlib.suppress(httptools.HttpParserError):
-                    parser.feed_data(b"")  # llhttp's end of input
-                if parser.get_status_code() >= 200 and not _has_length(answer.fields):
-                    return parser.get_status_code(), answer.fields, b"".join(answer.body), False
+            if answer.headed and not _has_length(answer.fields):  # the close ends the body
+                return parser.get_status_code(), answer.fields, b"".join(answer.body), False
             raise http.client.RemoteDisconnected("the hub closed the connection mid-answer")
         parser.feed_data(data)
     return parser.get_status_code(), answer.fields, b"".join(answer.body), answer.keep

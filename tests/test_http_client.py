@@ -171,8 +171,8 @@ def test_answers_delimited_by_the_close_preceded_by_an_interim_one_or_malformed(
 ) -> None:
     """The answer reader (httptools): a body without a length ends with the connection
     (HTTP/1.0 style); a ``100 Continue`` before the answer is passed over; an answer that
-    is not HTTP is a ReadError, never a result; an answer arriving a byte at a time is read
-    whole."""
+    is not HTTP is a ReadError, never a result, as is one cut short of its length; an answer
+    arriving a byte at a time is read whole."""
     unsized = b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n" + OK
     interim = b"HTTP/1.1 100 Continue\r\n\r\n" + answer()
     replies: list[tuple[bytes | None, bool]] = [(unsized, True), (interim, False)]
@@ -181,6 +181,13 @@ def test_answers_delimited_by_the_close_preceded_by_an_interim_one_or_malformed(
     assert hub.graphql("{ __typename }", idempotent=False) == {"__typename": "Query"}
     assert hub.graphql("{ __typename }", idempotent=False) == {"__typename": "Query"}
     assert peer.accepted == 2  # the unsized answer's connection was not used again
+    with pytest.raises(BackendUnavailable, match="ReadError"):
+        hub.graphql("{ __typename }", idempotent=False)
+    hub.close()
+
+    cut = answer()[:-5]  # the connection closes five bytes short of the announced length
+    short = peer_of(lambda n: (cut, True))
+    hub = HubConnection(short.url, token="", retries=0)
     with pytest.raises(BackendUnavailable, match="ReadError"):
         hub.graphql("{ __typename }", idempotent=False)
     hub.close()
