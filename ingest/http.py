@@ -578,7 +578,8 @@ def _head_answer(sock: socket.socket) -> tuple[int, list[tuple[bytes, bytes]], b
     answer = http.client.HTTPResponse(sock, method="HEAD")
     answer.begin()
     content = answer.read()
-    return answer.status, answer.getheaders(), content, not answer.will_close
+    fields = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.getheaders()]
+    return answer.status, fields, content, not answer.will_close
 
 
 def _dropped(sock: socket.socket) -> bool:

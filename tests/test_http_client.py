@@ -214,6 +214,24 @@ def test_answers_delimited_by_the_close_preceded_by_an_interim_one_or_malformed(
         slow.close()
 
 
+def test_the_answer_to_a_head_has_no_body_whatever_its_length_says(
+    peer_of: Callable[..., Peer],
+) -> None:
+    """A ``HEAD`` is answered with the length of what a ``GET`` would send and no body: it is
+    read without waiting for one, and the next request on the socket gets its own answer."""
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\ncontent-type: application/octet-stream\r\n\r\n"
+    )
+    peer = peer_of(lambda n: (head if n == 0 else answer(), False))
+    hub = HubConnection(peer.url, token="", retries=0, timeout=httpx.Timeout(30))
+    sized = hub.request("HEAD", "/artifacts/sha256:" + "0" * 64, idempotent=True)
+    assert sized.status_code == 200 and sized.headers["content-length"] == "1234"
+    assert sized.content == b""
+    assert hub.graphql("{ __typename }", idempotent=False) == {"__typename": "Query"}
+    assert peer.accepted == 1 and peer.requests[0].startswith(b"HEAD /artifacts/")
+    hub.close()
+
+
 def test_an_answer_lost_on_the_way_is_retried_only_when_the_call_allows(
     peer_of: Callable[..., Peer],
 ) -> None:
