@@ -5,7 +5,8 @@ series downsampling and input validation are written once here so every backend 
 same thing by them. The contract suite in ``tests/contract`` holds every backend to it.
 
 All methods are synchronous and batch-friendly: training code, the SDK and the CLI are
-synchronous, and the GraphQL layer calls a store from a thread pool.
+synchronous, and the GraphQL layer calls a store from a thread pool (short reads of a local
+store on its event loop, through :meth:`GraphStore.without_waiting`).
 """
 
 from __future__ import annotations
