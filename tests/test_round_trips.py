@@ -278,3 +278,49 @@ def test_a_large_batch_of_nodes_is_read_in_a_thread(tmp_path: Path) -> None:
         assert len([n for n in found if n]) == INLINE_READ_IDS and on_loop
     finally:
         store.close()
+
+
+def test_reads_on_the_event_loop_race_writers_and_see_whole_states(
+    served: tuple[Client, Counted, GraphStore],
+) -> None:
+    """Through a real server, four threads move an alias between versions while four fetch
+    the version it names: every fetch answers (on SQLite, on the event loop, never waiting
+    on the writers), and names a version that held the alias then (a whole committed state,
+    never an error or a half-written one)."""
+    client, _, _ = served
+    weights = client.backend.artifacts.put_bytes(b"weights").digest
+    versions = [client.register_model_version("race", digest=weights) for _ in range(4)]
+    client.set_alias(versions[0].node_id, "champion", reason="start")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    seen: list[int] = []
+
+    def write(k: int) -> None:
+        try:
+            for i in range(15):
+                mv = versions[(k + i) % len(versions)]
+                client.set_alias(mv.node_id, "champion", reason=f"w{k}-{i}")
+        except BaseException as e:
+            errors.append(e)
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                found = client.get_model_version("race@champion")
+                assert "champion" in found.aliases
+                seen.append(found.version)
+        except BaseException as e:
+            errors.append(e)
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    writers = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors, errors[:3]
+    assert seen and set(seen) <= {1, 2, 3, 4}
+    assert client.get_model_version("race@champion").aliases == ["champion"]
