@@ -289,13 +289,6 @@ def _referenced(services: Any, ref: str) -> Node | None:
     return found if found.label not in IDENTITY_LABELS else None
 
 
-def _run_node(services: Any, run_id: str) -> Node:
-    """The node of run ``run_id`` (a stale RUNNING run recorded as KILLED first: a write,
-    which makes :meth:`Context.read` take it to a thread); NOT_FOUND when there is none."""
-    run = services.tracker.get_run(run_id)
-    return services.store.get_node(run.id)
-
-
 @strawberry.type
 class Query:
     @strawberry.field(description="One node by id or reference; null if there is none.")
@@ -320,7 +313,8 @@ class Query:
     )
     async def run(self, info: I, id: strawberry.ID) -> Run:
         ctx = info.context
-        return wrap_as(await ctx.read(_run_node, ctx.services, str(id)), Run)
+        # a stale RUNNING run is recorded as KILLED first: that write takes it to a thread
+        return wrap_as(await ctx.read(ctx.services.tracker.run_node, str(id)), Run)
 
     runs = _listing("Run", Run, "Runs, filtered and ordered, a page at a time.")
     datasets = _listing("Dataset", Dataset, "Logical datasets (namespace, name).")

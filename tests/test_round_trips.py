@@ -195,7 +195,6 @@ def test_a_read_that_writes_or_would_wait_is_made_in_a_thread() -> None:
     from datetime import datetime, timedelta, timezone
 
     from lineagehub.graph.model import to_iso
-    from lineagehub.schema.query import _run_node
     from lineagehub.services.tracking import TrackingService
     from lineagehub.vocabulary import Run
 
@@ -220,7 +219,7 @@ def test_a_read_that_writes_or_would_wait_is_made_in_a_thread() -> None:
 
         def stale_run() -> Node:
             attempts.append(threading.get_ident())
-            return _run_node(services, run.id)
+            return tracking.run_node(run.id)
 
         killed = await ctx.read(stale_run)
         loop_thread = threading.get_ident()

@@ -327,11 +327,15 @@ class TrackingService:
 
     def get_run(self, run_id: str) -> Run:
         """The run, with a stale RUNNING run recorded as KILLED first."""
+        return _run(self.run_node(run_id))
+
+    def run_node(self, run_id: str) -> Node:
+        """:meth:`get_run`'s node, as stored (what the GraphQL ``run`` field serves)."""
         node = self._get(run_id, NodeKind.RUN, "run_id")
         if self._is_stale(node):
             self._kill_stale([node])
             node = self.store.get_node(run_id)
-        return _run(node)
+        return node
 
     def mark_stale_runs(self) -> list[str]:
         """Record every RUNNING run whose heartbeat is older than ``stale_after`` as KILLED;
