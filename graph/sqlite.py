@@ -201,6 +201,7 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_S = 60.0
+_BUSY_TIMEOUT_PRAGMA = f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000):d}"
 
 _NODE_COLS = "n.id, n.label, n.props, n.created_at, n.updated_at"
 _EDGE_COLS = "e.id, e.kind, e.source, e.target, e.props, e.event_time, e.ingested_at, e.asserted_by"
@@ -403,6 +404,44 @@ class SqliteStore(GraphStore):
         finally:
             local.nowait = False
             local.conn = own
+
+    @contextmanager
+    def transaction_without_waiting(self) -> Iterator[None]:
+        """A transaction begun without waiting (see ``GraphStore``). A file: the thread's own
+        connection begins with no busy timeout (another connection holding the write lock is
+        :class:`WouldWait` at once) and has its timeout back as soon as the lock is held; the
+        in-memory database: its lock taken only if free."""
+        local = self._local
+        if local.depth:  # this thread's own transaction: joined, nothing waits
+            with self.transaction():
+                yield
+            return
+        if local.nowait:
+            raise WouldWait("a transaction, in a block of reads that must not wait")
+        if self.memory:
+            if not self._lock.acquire(blocking=False):
+                raise WouldWait("another thread is using the in-memory database")
+            try:
+                with self.transaction():
+                    yield
+            finally:
+                self._lock.release()
+            return
+        conn = self._conn()
+        conn.execute("PRAGMA busy_timeout=0")
+        began = False
+        try:
+            with self.transaction():
+                began = True
+                conn.execute(_BUSY_TIMEOUT_PRAGMA)
+                yield
+        except BackendUnavailable as e:
+            if not began and _busy(e.__cause__):  # BEGIN IMMEDIATE would have waited
+                raise WouldWait(str(e)) from e
+            raise
+        finally:
+            if not began:
+                conn.execute(_BUSY_TIMEOUT_PRAGMA)
 
     @contextmanager
     def _write(self, statements: int = 2) -> Iterator[sqlite3.Connection]:

@@ -74,9 +74,10 @@ Expansion = tuple[Edge, str, str]
 
 
 class WouldWait(Exception):
-    """A read in :meth:`GraphStore.without_waiting` could be answered only by waiting, or
-    a write was attempted there: make the call again where waiting is fine. Never reaches
-    a user (the server catches it)."""
+    """A read in :meth:`GraphStore.without_waiting` could be answered only by waiting, a
+    write was attempted there, or :meth:`GraphStore.transaction_without_waiting` could not
+    begin at once: make the call again where waiting is fine. Never reaches a user (the
+    server catches it)."""
 
 
 class GraphStore(abc.ABC):
@@ -193,6 +194,16 @@ class GraphStore(abc.ABC):
         thread on :class:`WouldWait`. The default: :class:`WouldWait` at once (a remote
         store waits on the network); a local store answers when it can."""
         raise WouldWait(f"{type(self).__name__} reads over the network")
+
+    def transaction_without_waiting(self) -> AbstractContextManager[None]:
+        """``with store.transaction_without_waiting():`` a :meth:`transaction` whose beginning
+        does not wait: it raises :class:`WouldWait` before anything is written when the
+        store would first have to wait (for another writer's lock, the network), and is
+        otherwise the thread's transaction, where nothing waits. The server makes a short
+        write on its event loop this way and, on :class:`WouldWait`, in a worker thread.
+        Inside this thread's own transaction the block joins it. The default:
+        :class:`WouldWait` at once (a remote store waits on the network)."""
+        raise WouldWait(f"{type(self).__name__} writes over the network")
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -216,10 +216,10 @@ class BatchMutation:
         converters = _converters(info.schema)
         principal = ctx.principal
         checked = principal is not None and not principal.can(Role.ADMIN, None)
-        results: list[WriteResult] = []
-        done: list[str | None] = []
 
         async def write() -> list[WriteResult]:
+            results: list[WriteResult] = []  # afresh each time: the batch may be made again
+            done: list[str | None] = []
             for index, op in enumerate(operations):
                 try:
                     raw = _with_refs(_coerced(definitions[op.call], op.args), done, index)
@@ -238,6 +238,6 @@ class BatchMutation:
                 done.append(str(node.id) if node is not None else None)
             return results
 
-        async with ctx.transaction():
-            # the whole batch on the transaction's thread: one hand-off, not two or three a write
-            return await ctx.inline(write)
+        # the whole batch in one transaction: a short one on the event loop where the store
+        # allows it, else on the transaction's thread (one hand-off, not two or three a write)
+        return await ctx.atomically(write, len(operations))

@@ -161,7 +161,7 @@ class Mutation:
             environment = EnvironmentState(environment=env, packages_text=b"")
         env_id = None if input.environment_id is None else str(input.environment_id)
         start = RunStart(code=code, environment=environment, environment_id=env_id)
-        node = await ctx.call(written, ctx.store, ctx.tracker.start_run, run, start)
+        node = await ctx.write(written, ctx.store, ctx.tracker.start_run, run, start)
         return wrap_as(node, Run)
 
     @strawberry.mutation(description="Log params, metric points and tags in one transaction.")
@@ -175,7 +175,14 @@ class Mutation:
     ) -> LogResult:
         ctx = info.context
         p, t, m = _mapping(params, "params"), _mapping(tags, "tags"), _metrics(metrics)
-        await ctx.call(ctx.tracker.log_batch, str(run_id), params=p, metrics=m, tags=t)
+        await ctx.write(
+            ctx.tracker.log_batch,
+            str(run_id),
+            params=p,
+            metrics=m,
+            tags=t,
+            size=len(p) + len(m) + len(t),
+        )
         return LogResult(run_id=run_id, params=len(p), metric_points=len(m), tags=len(t))
 
     @strawberry.mutation(description="End a run after a last batch, in one transaction.")
@@ -190,16 +197,18 @@ class Mutation:
         tags: JSON | None = None,
     ) -> Run:
         ctx = info.context
-        node = await ctx.call(
+        p, t, m = _mapping(params, "params"), _mapping(tags, "tags"), _metrics(metrics)
+        node = await ctx.write(
             written,
             ctx.store,
             ctx.tracker.end_run,
             str(run_id),
             status,
             error,
-            params=_mapping(params, "params"),
-            metrics=_metrics(metrics),
-            tags=_mapping(tags, "tags"),
+            params=p,
+            metrics=m,
+            tags=t,
+            size=len(p) + len(m) + len(t),
         )
         return wrap_as(node, Run)
 
@@ -225,7 +234,7 @@ class Mutation:
             )
         except (KeyError, TypeError) as e:
             raise ValidationError(f"fingerprint: {e}", field="fingerprint") from None
-        node = await ctx.call(
+        node = await ctx.write(
             written,
             ctx.store,
             ctx.tracker.log_dataset,
@@ -248,7 +257,7 @@ class Mutation:
         self, info: I, run_id: strawberry.ID, ref: str, role: str = "base-model"
     ) -> ModelVersion:
         ctx = info.context
-        node = await ctx.call(
+        node = await ctx.write(
             written, ctx.store, ctx.tracker.log_input_model, str(run_id), ref, role=role
         )
         return wrap_as(node, ModelVersion)
@@ -337,10 +346,11 @@ class Mutation:
         def register(**options: Any) -> Any:
             return tracker.register_model_version(name, stored(digest), **options)
 
-        node = await ctx.call(
+        node = await ctx.write(
             written,
             ctx.store,
             register,
+            size=1 + len(custom_objects or ()),
             run_id=None if run_id is None else str(run_id),
             flavor=flavor,
             signature=_mapping(signature, "signature") if signature is not None else None,

@@ -217,7 +217,7 @@ class RegistryMutation:
         self, info: I, ref: str, to: str, reason: str, on_deployments: OnDeployments = "refuse"
     ) -> PromoteResult:
         ctx = info.context
-        r = await ctx.call(
+        r = await ctx.write(
             _decided,
             ctx.store,
             _registry(info).request_promotion,
@@ -234,7 +234,7 @@ class RegistryMutation:
         self, info: I, request_id: strawberry.ID, comment: str | None = None
     ) -> PromoteResult:
         ctx = info.context
-        r = await ctx.call(
+        r = await ctx.write(
             _decided, ctx.store, _registry(info).approve, str(request_id), _actor(info), comment
         )
         return _result(r)
@@ -267,7 +267,7 @@ class RegistryMutation:
         on_deployments: OnDeployments = "refuse",
     ) -> PromoteResult:
         ctx = info.context
-        r = await ctx.call(
+        r = await ctx.write(
             _decided,
             ctx.store,
             _registry(info).promote,
@@ -285,7 +285,7 @@ class RegistryMutation:
         self, info: I, ref: str, alias: str, reason: str | None = None
     ) -> ModelVersionType:
         ctx = info.context
-        node = await ctx.call(
+        node = await ctx.write(
             written, ctx.store, _registry(info).set_alias, ref, alias, _actor(info), reason
         )
         return wrap_as(node, ModelVersionType)

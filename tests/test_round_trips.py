@@ -254,6 +254,144 @@ def test_a_read_that_writes_or_would_wait_is_made_in_a_thread() -> None:
         store.close()
 
 
+def test_short_writes_are_made_on_the_event_loop_where_the_store_can(backend_uri: str) -> None:
+    """``Context.write``: where the services allow it, a SQLite file's write runs at once on
+    the event loop's thread, in one transaction; on Neo4j (the network), when not allowed,
+    or when larger than ``INLINE_WRITE_SIZE``, in a worker thread."""
+    from lineagehub.schema.context import INLINE_WRITE_SIZE
+
+    store = open_store(backend_uri)
+
+    def upsert(name: str) -> int:
+        store.upsert_nodes([Node(f"dataset:{name}", "Dataset", {"name": name})])
+        store.upsert_nodes([Node(f"dataset:{name}", "Dataset", {"seen": True})])
+        return threading.get_ident()
+
+    async def main() -> tuple[int, list[int]]:
+        services = Services(store, None, LineageService(store), None, writes_on_loop=True)
+        ctx = Context(services)
+        ran = [await ctx.write(upsert, "a")]
+        ran.append(await ctx.write(upsert, "b", size=INLINE_WRITE_SIZE + 1))
+        services.writes_on_loop = False
+        ran.append(await ctx.write(upsert, "c"))
+        return threading.get_ident(), ran
+
+    try:
+        loop_thread, ran = asyncio.run(main())
+        on_loop = [t == loop_thread for t in ran]
+        assert on_loop == [backend_uri.startswith("sqlite:///"), False, False]
+        found = store.get_nodes(["dataset:a", "dataset:b", "dataset:c"])
+        assert [n.props for n in found if n] == [{"name": k, "seen": True} for k in "abc"]
+    finally:
+        store.close()
+
+
+def test_a_write_that_fails_or_would_wait_on_the_loop_is_made_in_a_thread(tmp_path: Path) -> None:
+    """A write that raises on the event loop is rolled back whole there and made again in a
+    worker thread, where it behaves exactly as it did before (here: its first transaction
+    commits, the error comes back); a write while another connection holds the file's write
+    lock is not waited for on the loop: it waits in a thread while the loop serves on. A
+    batch (``atomically``) that suspends is made again on a transaction's thread."""
+    from lineagehub.graph.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "hub.db")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.transaction():
+            store.upsert_nodes([Node("dataset:held", "Dataset", {"name": "held"})])
+            holding.set()
+            release.wait(60)
+
+    async def main() -> tuple[list[int], list[int], bool, list[int], list[int]]:
+        ctx = Context(Services(store, None, LineageService(store), None, writes_on_loop=True))
+        loop_thread = threading.get_ident()
+        failed: list[int] = []
+
+        def half_then_refused() -> None:
+            failed.append(threading.get_ident())
+            store.upsert_nodes([Node("dataset:half", "Dataset", {"name": "half"})])
+            raise ValidationError("refused after a first write")
+
+        with pytest.raises(ValidationError, match="refused after"):
+            await ctx.write(half_then_refused)
+        holder = threading.Thread(target=hold)
+        holder.start()
+        await asyncio.to_thread(holding.wait, 60)
+        waited: list[int] = []
+
+        def write() -> None:
+            waited.append(threading.get_ident())
+            store.upsert_nodes([Node("dataset:late", "Dataset", {"name": "late"})])
+
+        pending = asyncio.ensure_future(ctx.write(write))
+        await asyncio.sleep(0)  # the write waits in a thread: the loop runs this
+        served = not pending.done()
+        release.set()
+        await pending
+        holder.join()
+        suspended: list[int] = []
+
+        async def batch() -> None:
+            suspended.append(threading.get_ident())
+            await ctx.call(store.upsert_nodes, [Node("dataset:x", "Dataset", {"n": 1})])
+            await asyncio.sleep(0)  # not meant to run at once: rolled back, made again
+            await ctx.call(store.upsert_nodes, [Node("dataset:y", "Dataset", {"n": 1})])
+
+        await ctx.atomically(batch, 2)
+        atomic: list[int] = []
+
+        async def short() -> None:
+            atomic.append(threading.get_ident())
+            await ctx.call(store.upsert_nodes, [Node("dataset:z", "Dataset", {"n": 1})])
+
+        await ctx.atomically(short, 1)
+        return (
+            [t == loop_thread for t in failed],
+            [t == loop_thread for t in waited],
+            served,
+            [t == loop_thread for t in suspended],
+            [t == loop_thread for t in atomic],
+        )
+
+    try:
+        failed, waited, served, suspended, atomic = asyncio.run(main())
+        assert failed == [True, False]  # on the loop, rolled back; again in a thread
+        assert waited == [False] and served
+        assert suspended == [True, False] and atomic == [True]
+        ids = ["dataset:half", "dataset:late", "dataset:x", "dataset:y", "dataset:z"]
+        assert all(store.get_nodes(ids))
+        assert len(store.find_nodes("Dataset").items) == 6  # each once, and the held one
+    finally:
+        release.set()
+        store.close()
+
+
+def test_writes_go_on_the_event_loop_only_where_nothing_else_waits(tmp_path: Path) -> None:
+    """The server allows writes on its event loop for artifacts in a local folder and tree
+    heads copied nowhere or to a file; not for another artifact store, nor a head copy it
+    does not know to be local."""
+    from lineagehub.artifacts import S3ArtifactStore
+    from lineagehub.graph.audit import CheckpointPolicy
+    from lineagehub.interfaces.server import _writes_on_loop
+
+    store = open_store("sqlite://")
+    folder = open_artifact_store((tmp_path / "artifacts").as_uri())
+    settings = Settings(data_dir=tmp_path)
+    remote = S3ArtifactStore("bucket", endpoint_url="http://127.0.0.1:9")  # never sent to
+    try:
+        assert _writes_on_loop(store, folder, settings)
+        assert not _writes_on_loop(store, remote, settings)
+        store.audit_policy = CheckpointPolicy(every=2, on_checkpoint=lambda head: None)
+        assert not _writes_on_loop(store, folder, settings)
+        heads = Settings(data_dir=tmp_path, audit_heads=(tmp_path / "heads").as_uri())
+        assert _writes_on_loop(store, folder, heads)
+        app = create_app(settings, store=open_store("sqlite://"), artifacts=folder)
+        assert app.state.services.writes_on_loop
+    finally:
+        store.close()
+
+
 def test_a_large_batch_of_nodes_is_read_in_a_thread(tmp_path: Path) -> None:
     """The request's node loader reads a few nodes on the event loop, but a lineage
     answer's worth (more than ``INLINE_READ_IDS``) in a worker thread: SQLite's own work

@@ -74,7 +74,12 @@ from strawberry.asgi import HTTPException as StrawberryHTTPException
 from strawberry.http import GraphQLRequestData
 
 from lineagehub import __version__
-from lineagehub.artifacts import ArtifactStore, open_artifact_store, validate_digest
+from lineagehub.artifacts import (
+    ArtifactStore,
+    FileArtifactStore,
+    open_artifact_store,
+    validate_digest,
+)
 from lineagehub.config import Settings
 from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
 from lineagehub.graph.model import fast_load, parse_time
@@ -566,6 +571,17 @@ def monitoring_service(
     return service
 
 
+def _writes_on_loop(store: GraphStore, artifacts: ArtifactStore, settings: Settings) -> bool:
+    """Whether short writes may be made on the event loop (``Services.writes_on_loop``):
+    only where nothing a write does besides the store's own work can wait on the network or
+    another program: artifacts in a local folder (a registration checks its artifact there)
+    and tree heads copied nowhere or to a file (a head due with a write is copied at its
+    commit). The store itself says whether it can begin without waiting."""
+    hook = getattr(getattr(store, "audit_policy", None), "on_checkpoint", None)
+    heads_local = hook is None or (settings.audit_heads or "").startswith("file://")
+    return isinstance(artifacts, FileArtifactStore) and heads_local
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -626,6 +642,7 @@ def create_app(
             if settings.audit_key is not None and settings.audit_key.get_secret_value().strip()
             else None
         ),
+        writes_on_loop=_writes_on_loop(store, artifacts, settings),
     )
 
     async def health(request: Request) -> Response:

@@ -116,3 +116,53 @@ def test_a_block_without_waiting_answers_reads_and_refuses_writes(store: GraphSt
             with store.without_waiting():  # inside the thread's own transaction: plain
                 assert store.get_node("after2").label == "Run"
     assert store.count_nodes() == 3
+
+
+def test_a_transaction_without_waiting_begins_at_once_or_writes_nothing(store: GraphStore) -> None:
+    """``transaction_without_waiting`` (the server's short writes on its event loop): a local
+    store's transaction commits as any other, or, while another thread holds the write lock,
+    raises WouldWait before anything is written (and the thread waits as before afterwards);
+    inside the thread's own transaction it joins it. A store over the network: WouldWait at
+    once."""
+    import threading
+
+    from lineagehub.graph.sqlite import SqliteStore
+    from lineagehub.graph.store import WouldWait
+
+    if not isinstance(store, SqliteStore):
+        with pytest.raises(WouldWait), store.transaction_without_waiting():
+            raise AssertionError("a remote store began the transaction")
+        return
+    with store.transaction_without_waiting():
+        store.upsert_nodes([Node("a", "Run", {"v": 1})])
+        store.upsert_nodes([Node("b", "Run")])
+    with pytest.raises(Boom), store.transaction_without_waiting():
+        store.upsert_nodes([Node("gone", "Run")])
+        raise Boom
+    with store.transaction():  # joined: rolls back with the outer block
+        with store.transaction_without_waiting():
+            store.upsert_nodes([Node("joined", "Run")])
+        assert store.get_node("joined").label == "Run"
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.transaction():
+            store.upsert_nodes([Node("held", "Run")])
+            holding.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(60)
+        with pytest.raises(WouldWait), store.transaction_without_waiting():
+            store.upsert_nodes([Node("refused", "Run")])
+    finally:
+        release.set()
+        holder.join()
+    with store.transaction_without_waiting():  # free again: begins at once
+        store.upsert_nodes([Node("after", "Run")])
+    assert store.get_nodes(["gone", "refused"]) == [None, None]
+    assert {n.id for n in store.find_nodes("Run").items} == {"a", "b", "joined", "held", "after"}
+    if not store.memory:  # the thread's connection waits for others again
+        assert store._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 60_000
