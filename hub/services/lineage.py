@@ -430,15 +430,20 @@ class LineageService:
         # alias on one version), not every version of the model. In version order, which
         # SQLite's index of aliased versions is kept in; the newest holder wins.
         where = {"model": name, "aliases": {"$ne": "[]"}}
-        holders = [
-            node
-            for node in self.store.iter_nodes(
-                NodeKind.MODEL_VERSION.value, where, "version", page_size=1000
-            )
-            if isinstance(aliases := node.props.get("aliases"), list) and alias in aliases
-        ]
-        if holders:
-            return holders[-1]
+        for _ in range(_ALIAS_READS):
+            holders = [
+                node
+                for node in self.store.iter_nodes(
+                    NodeKind.MODEL_VERSION.value, where, "version", page_size=1000
+                )
+                if isinstance(aliases := node.props.get("aliases"), list) and alias in aliases
+            ]
+            if holders:
+                return holders[-1]
+            # None: on a store that reads each node as committed when it comes to it (Neo4j
+            # reads at read-committed) the read can pass over an alias moving meanwhile (the
+            # new holder read before the move, the old one after); read again before saying
+            # there is none. SQLite reads in one snapshot: the next read finds none either.
         stage = _STAGES.get(alias.lower())
         if stage is None:
             return None
@@ -1050,6 +1055,10 @@ class _Side:
         for edge, prev in parents:
             for head in self.chains(prev):
                 yield (*head, edge)
+
+
+#: Reads of an alias's holders before it is taken to name no version (see ``_resolve_alias``).
+_ALIAS_READS = 4
 
 
 def _check_ref(ref: Any, field: str) -> str:
