@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 import httptools
 import httpx
+import orjson
 
 from lineagehub import __version__
 from lineagehub.artifacts import (
@@ -64,7 +65,7 @@ from lineagehub.graph.errors import (
     PolicyViolation,
     ValidationError,
 )
-from lineagehub.graph.model import fast_load
+from lineagehub.graph.model import fast_load, only_of
 from lineagehub.services.registry import RuleBroken
 
 #: Seconds to wait: for a connection, and for each read or write on it.
@@ -344,12 +345,7 @@ class HubConnection:
         A ``BACKEND_UNAVAILABLE`` error is retried like a 503 when the call is idempotent.
         ``reconcile`` is asked about an error that answered a retry whose first attempt may
         have arrived (and done its work): data it returns is the result instead."""
-        try:
-            body = json.dumps(
-                {"query": query, "variables": dict(variables or {})}, default=_json_default
-            ).encode()
-        except (TypeError, ValueError) as e:
-            raise ValidationError(f"not JSON-serializable: {e}") from None
+        body = _request_body({"query": query, "variables": dict(variables or {})})
         headers = {"content-type": "application/json", "accept": "application/json"}
         attempt = 0
         while True:
@@ -884,6 +880,26 @@ class RemoteArtifactStore(ArtifactStore):
     def close(self) -> None:
         if self._owns_connection:
             self.connection.close()
+
+
+#: What a request body may hold for orjson to write it (the standard encoder takes the rest).
+_PLAIN_JSON: frozenset[type] = frozenset((str, int, float, bool, type(None)))
+
+
+def _request_body(payload: dict[str, Any]) -> bytes:
+    """A GraphQL request as JSON: by orjson (several times faster) when it holds JSON's own
+    types only (finite floats; no NaN, which orjson would write as null), else, or where orjson
+    refuses (an integer beyond 64 bits, a lone surrogate), by the standard encoder as before;
+    what neither takes is a :class:`ValidationError`."""
+    if only_of(payload, _PLAIN_JSON, 1000):
+        try:
+            return orjson.dumps(payload)
+        except orjson.JSONEncodeError:
+            pass
+    try:
+        return json.dumps(payload, default=_json_default).encode()
+    except (TypeError, ValueError) as e:
+        raise ValidationError(f"not JSON-serializable: {e}") from None
 
 
 def _json_default(value: Any) -> Any:

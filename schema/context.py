@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
@@ -167,9 +167,8 @@ class Context:
     #: Who is asking (set by the server's authentication; a hub that does not authenticate
     #: acts as its configured user, with every right).
     principal: Principal | None = None
-    nodes: DataLoader[str, Node | None] = field(init=False)
-    adjacent: DataLoader[AdjKey, list[Adjacent]] = field(init=False)
-    summaries: DataLoader[str, dict[str, SeriesSummary]] = field(init=False)
+    #: Nodes the request has read by now, for :attr:`nodes` once it is made (:meth:`remember`).
+    _known: dict[str, Node] | None = field(init=False, default=None, repr=False)
     #: The authorization's state for this request (lineagehub.schema.authz).
     authz: dict[str, Any] = field(init=False, default_factory=dict)
     #: The worker thread holding this request's transaction (:meth:`transaction`), if any.
@@ -180,9 +179,36 @@ class Context:
     def __post_init__(self) -> None:
         if self.principal is None:
             self.principal = open_principal(self.services.registry_actor)
-        self.nodes = DataLoader(load_fn=self._load_nodes)
-        self.adjacent = DataLoader(load_fn=self._load_adjacent)
-        self.summaries = DataLoader(load_fn=self._load_summaries)
+
+    # The request's loaders are made on first use: most requests need none of them.
+
+    @cached_property
+    def nodes(self) -> DataLoader[str, Node | None]:
+        """Nodes by id, batched and cached for the request."""
+        loader: DataLoader[str, Node | None] = DataLoader(load_fn=self._load_nodes)
+        for node_id, node in (self._known or {}).items():
+            loader.prime(node_id, node)
+        return loader
+
+    @cached_property
+    def adjacent(self) -> DataLoader[AdjKey, list[Adjacent]]:
+        """Nodes' neighbours by (id, direction, kinds), batched and cached for the request."""
+        return DataLoader(load_fn=self._load_adjacent)
+
+    @cached_property
+    def summaries(self) -> DataLoader[str, dict[str, SeriesSummary]]:
+        """Runs' metric summaries by run id, batched and cached for the request."""
+        return DataLoader(load_fn=self._load_summaries)
+
+    def remember(self, node: Node) -> None:
+        """Note a node the request read, as if :attr:`nodes` had loaded it: later fields of
+        the request reuse it."""
+        if "nodes" in self.__dict__:
+            self.nodes.prime(node.id, node)
+        else:
+            if self._known is None:
+                self._known = {}
+            self._known[node.id] = node
 
     @property
     def store(self) -> GraphStore:

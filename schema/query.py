@@ -297,7 +297,7 @@ class Query:
         node = await ctx.read(_referenced, ctx.services, ref)
         if node is None:
             return None
-        ctx.nodes.prime(node.id, node)  # as if loaded: later fields of the request reuse it
+        ctx.remember(node)  # as if loaded: later fields of the request reuse it
         return wrap(node)
 
     @strawberry.field(description="Nodes by id, in order; null where there is none.")

@@ -390,3 +390,26 @@ def test_concurrent_calls_share_sockets_and_at_most_the_cap_stay_idle(
         assert len(list(pool.map(call, range(100)))) == 100
     assert peer.accepted == wave  # the kept sockets served them all
     hub.close()
+
+
+def test_a_request_body_is_written_by_orjson_where_it_reads_back_the_same() -> None:
+    """The SDK writes a GraphQL request with orjson when it holds JSON's own types, and the
+    server reads the same values back as from the standard encoder's text; NaN (which orjson
+    would write as null), an integer beyond 64 bits and a lone surrogate take the standard
+    encoder, whose text is sent as it was before; what neither takes is refused, naming it."""
+    import json
+
+    from lineagehub.ingest.http import _request_body
+
+    plain = {
+        "query": "mutation($x: JSON) { f(x: $x) }",
+        "variables": {"x": {"é": [1, 2.5, -0.0, 1e-05, True, None, 'a"b'], "t": (1, 2)}},
+    }
+    body = _request_body(plain)
+    assert b'"variables":{' in body  # orjson's compact form
+    assert json.loads(body) == json.loads(json.dumps(plain))
+    for odd in (float("nan"), 2**70, "\ud800"):
+        payload = {"query": "q", "variables": {"x": [odd]}}
+        assert _request_body(payload) == json.dumps(payload).encode()
+    with pytest.raises(ValidationError, match="not JSON-serializable"):
+        _request_body({"query": "q", "variables": {"x": object()}})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -461,3 +462,55 @@ def test_reads_on_the_event_loop_race_writers_and_see_whole_states(
     assert not errors, errors[:3]
     assert seen and set(seen) <= {1, 2, 3, 4}
     assert client.get_model_version("race@champion").aliases == ["champion"]
+
+
+def test_a_request_makes_its_loaders_on_first_use_and_remembers_what_it_read(
+    tmp_path: Path,
+) -> None:
+    """A request's context makes no loader until one is used (most requests use none); a node
+    the request read (``remember``, as ``node(ref:)`` does) is what its node loader answers
+    later in the request, without reading the store again."""
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    node = Node("dataset:a", "Dataset", {"name": "a"})
+    store.upsert_nodes([node])
+
+    async def main() -> tuple[bool, Node | None, Node | None]:
+        ctx = Context(Services(store, None, LineageService(store), None))
+        made_early = any(k in ctx.__dict__ for k in ("nodes", "adjacent", "summaries"))
+        ctx.remember(store.get_node("dataset:a"))
+        store.delete_nodes(["dataset:a"])  # gone from the store: the request's read stands
+        remembered = await ctx.nodes.load("dataset:a")
+        fresh = await Context(Services(store, None, LineageService(store), None)).nodes.load(
+            "dataset:a"
+        )
+        return made_early, remembered, fresh
+
+    try:
+        made_early, remembered, fresh = asyncio.run(main())
+        assert not made_early
+        assert remembered is not None and remembered.props == {"name": "a"}
+        assert fresh is None
+    finally:
+        store.close()
+
+
+def test_the_server_process_moves_what_it_holds_at_start_out_of_the_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lineagehub serve``'s app factory freezes what the process holds once the app is
+    built (modules, the schema): the collector's full passes no longer walk it."""
+    import gc
+
+    from lineagehub.interfaces.server import app_from_env
+
+    monkeypatch.setenv("LINEAGEHUB_STORE", f"sqlite:///{tmp_path / 'hub.db'}")
+    monkeypatch.setenv("LINEAGEHUB_ARTIFACTS", (tmp_path / "artifacts").as_uri())
+    gc.unfreeze()
+    interval = sys.getswitchinterval()  # the factory sets the process's; this one's is kept
+    try:
+        app = app_from_env()
+        assert gc.get_freeze_count() > 0
+        app.state.services.store.close()
+    finally:
+        gc.unfreeze()
+        sys.setswitchinterval(interval)
