@@ -71,7 +71,7 @@ def _run_through(awaitable: Awaitable[T]) -> T:
     try:
         coroutine.send(None)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        return stop.value
     close = getattr(coroutine, "close", None)
     if close is not None:
         close()
@@ -154,9 +154,14 @@ class Services:
 #: (:meth:`Context.read`); more go to a worker thread.
 INLINE_READ_IDS = 64
 
-#: Writes of up to this many values (params, metric points, tags; a batch's operations)
-#: may be made on the event loop (:meth:`Context.write`, :meth:`Context.atomically`).
+#: Writes of up to this many values (params, metric points, tags) may be made on the event
+#: loop (:meth:`Context.write`)...
 INLINE_WRITE_SIZE = 64
+#: ... and batches of up to this many operations holding this many values in all (the JSON
+#: leaves of their arguments; :meth:`Context.atomically`): a few milliseconds of work at most,
+#: which the event loop does not hand over meanwhile.
+INLINE_BATCH_OPERATIONS = 16
+INLINE_BATCH_VALUES = 256
 
 
 @dataclass
@@ -282,17 +287,21 @@ class Context:
             # rolled back whole: made again where waiting holds nobody up
         return await self.call(fn, *args, **kwargs)
 
-    async def atomically(self, make: Callable[[], Awaitable[T]], size: int) -> T:
+    async def atomically(
+        self, make: Callable[[], Awaitable[T]], *, operations: int, values: int
+    ) -> T:
         """``await make()`` in one transaction (:meth:`transaction` and :meth:`inline`): for
-        ``size`` up to :data:`INLINE_WRITE_SIZE`, where :attr:`Services.writes_on_loop`
-        allows it, on the event loop as :meth:`write` makes a write (``make`` runs to its end
-        without suspending: the :meth:`call` s it makes run at once), else on a transaction's
-        thread. ``make`` must await nothing but :meth:`call` and be safe to run again (on a
-        failure it is rolled back and made again in a thread)."""
+        up to :data:`INLINE_BATCH_OPERATIONS` operations and :data:`INLINE_BATCH_VALUES`
+        values, where :attr:`Services.writes_on_loop` allows it, on the event loop as
+        :meth:`write` makes a write (``make`` runs to its end without suspending: the
+        :meth:`call` s it makes run at once), else on a transaction's thread. ``make`` must
+        await nothing but :meth:`call` and be safe to run again (on a failure it is rolled
+        back and made again in a thread)."""
         if (
             self._pinned is None
             and self._inline is None
-            and size <= INLINE_WRITE_SIZE
+            and operations <= INLINE_BATCH_OPERATIONS
+            and values <= INLINE_BATCH_VALUES
             and self.services.writes_on_loop
         ):
             done = False
