@@ -5,8 +5,9 @@ series downsampling and input validation are written once here so every backend 
 same thing by them. The contract suite in ``tests/contract`` holds every backend to it.
 
 All methods are synchronous and batch-friendly: training code, the SDK and the CLI are
-synchronous, and the GraphQL layer calls a store from a thread pool (short reads of a local
-store on its event loop, through :meth:`GraphStore.without_waiting`).
+synchronous, and the GraphQL layer calls a store from a thread pool (short reads and writes
+of a local store on its event loop, through :meth:`GraphStore.without_waiting` and
+:meth:`GraphStore.transaction_without_waiting`).
 """
 
 from __future__ import annotations
