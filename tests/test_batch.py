@@ -404,3 +404,71 @@ def test_a_server_killed_during_a_batch_writes_all_of_it_or_none(
         reopened.upsert_nodes([Run(name="after").to_node()])
     reopened.close()
     store.close()
+
+
+SERVE_AND_DIE = SERVE.replace(
+    "store = open_store(sys.argv[1])",
+    textwrap.dedent(
+        """
+        import os, signal, threading
+        from lineagehub.services.tracking import TrackingService
+        started = TrackingService.start_run
+        calls = []
+
+        def start_run(self, *args, **kwargs):  # the 8th run: the 3rd of the second batch
+            run = started(self, *args, **kwargs)
+            calls.append(1)
+            if len(calls) == 8:
+                where = "loop" if threading.current_thread() is threading.main_thread() else "thread"
+                print(where, flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+            return run
+
+        TrackingService.start_run = start_run
+        store = open_store(sys.argv[1])
+        """
+    ).strip(),
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs kill -9 (POSIX signals)")
+def test_a_server_killed_in_a_short_batch_on_its_event_loop_writes_none_of_it(
+    backend_uri: str, tmp_path: Path
+) -> None:
+    """A short batch (five runs: on a SQLite file, written on the server's event loop in one
+    transaction) whose server is killed (kill -9) after its third run: afterwards the store
+    holds the batch answered before it whole and none of this one, and the audit log
+    verifies. (The server's process kills itself there; what it runs is the hub's own code.)"""
+    store = open_store(backend_uri)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE_AND_DIE, backend_uri, (tmp_path / "a").as_uri()],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            for b in range(2):
+                ops = [
+                    {"call": "startRun", "args": {"input": {"name": f"b{b}-r{i}"}}}
+                    for i in range(5)
+                ]
+                try:
+                    r = client.post("/graphql", json={"query": WRITE, "variables": {"ops": ops}})
+                except httpx.HTTPError:
+                    assert b == 1  # the second batch's server is gone
+                    break
+                assert r.status_code == 200 and "errors" not in r.json(), r.text
+        where = server.stdout.readline().strip()
+        server.wait(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert where == ("loop" if backend_uri.startswith("sqlite:///") else "thread")
+    reopened = open_store(backend_uri)
+    names = sorted(str(n.props["name"]) for n in reopened.find_nodes("Run", limit=100).items)
+    assert names == [f"b0-r{i}" for i in range(5)]
+    assert reopened.verify_audit().ok
+    reopened.close()
+    store.close()
