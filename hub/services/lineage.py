@@ -430,6 +430,8 @@ class LineageService:
         # alias on one version), not every version of the model. In version order, which
         # SQLite's index of aliased versions is kept in; the newest holder wins.
         where = {"model": name, "aliases": {"$ne": "[]"}}
+        stage = _STAGES.get(alias.lower())  # a stage's name: its newest holder if no alias
+        spellings = sorted({stage, stage.lower(), stage.upper(), alias}) if stage else []
         for _ in range(_ALIAS_READS):
             holders = [
                 node
@@ -440,21 +442,20 @@ class LineageService:
             ]
             if holders:
                 return holders[-1]
+            if spellings:
+                page = self.store.find_nodes(
+                    NodeKind.MODEL_VERSION.value,
+                    {"model": name, "stage": {"$in": spellings}},
+                    "-version",
+                    limit=1,
+                )
+                if page.items:
+                    return page.items[0]
             # None: on a store that reads each node as committed when it comes to it (Neo4j
-            # reads at read-committed) the read can pass over an alias moving meanwhile (the
-            # new holder read before the move, the old one after); read again before saying
-            # there is none. SQLite reads in one snapshot: the next read finds none either.
-        stage = _STAGES.get(alias.lower())
-        if stage is None:
-            return None
-        spellings = sorted({stage, stage.lower(), stage.upper(), alias})
-        page = self.store.find_nodes(
-            NodeKind.MODEL_VERSION.value,
-            {"model": name, "stage": {"$in": spellings}},
-            "-version",
-            limit=1,
-        )
-        return page.items[0] if page.items else None
+            # reads at read-committed) the read can pass over an alias or a stage moving
+            # meanwhile (the new holder read before the move, the old one after); read again
+            # before saying there is none. SQLite reads in one snapshot: it finds none again.
+        return None
 
     def _resolve_dataset(self, ref: str, rest: str, field: str) -> str | None:
         key, selector = rest, None
