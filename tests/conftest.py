@@ -8,13 +8,14 @@ use it run one at a time (the suite is not run in parallel).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
 
-from lineagehub.graph import GraphStore, open_store
+from lineagehub.graph import GraphStore, Node, open_store
 
 # The deep-learning adapters' tests: Keras on PyTorch's backend (TensorFlow is not installed),
 # and Hugging Face libraries that never download (every model is built from a config). Set
@@ -102,3 +103,33 @@ def pytest_report_header(config: pytest.Config) -> str:
     if NEO4J_URI:
         return f"neo4j: the Neo4j cases run against {NEO4J_URI}"
     return f"neo4j: the Neo4j cases are skipped; they {NEO4J_SKIP}"
+
+
+class Held:
+    """Another thread holding a write transaction on ``store`` (in which it wrote ``node``)
+    until :meth:`release` (or the end of a ``with`` block), when it commits."""
+
+    def __init__(self, store: GraphStore, node: Node) -> None:
+        self._holding, self._release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with store.transaction():
+                store.upsert_nodes([node])
+                self._holding.set()
+                self._release.wait(60)
+
+        self._thread = threading.Thread(target=hold)
+        self._thread.start()
+        if not self._holding.wait(60):
+            self.release()
+            raise AssertionError("the other thread never began its transaction")
+
+    def release(self) -> None:
+        self._release.set()
+        self._thread.join(60)
+
+    def __enter__(self) -> Held:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -336,6 +336,17 @@ SERVE = textwrap.dedent(
 )
 
 
+def serving(script: str, backend_uri: str, tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    """A hub server process running ``script`` over the store, and the port it listens on."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", script, backend_uri, (tmp_path / "a").as_uri()],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    return server, int(server.stdout.readline())
+
+
 def assert_write_lock_taken(db: Path, deadline: float = 60.0) -> None:
     """Return once another connection holds the database's write lock (the batch's open
     transaction), polling; fail after ``deadline`` seconds."""
@@ -365,14 +376,8 @@ def test_a_server_killed_during_a_batch_writes_all_of_it_or_none(
 
     store = open_store(backend_uri)
     before = counts(store)[0]
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVE, backend_uri, (tmp_path / "a").as_uri()],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server, port = serving(SERVE, backend_uri, tmp_path)
     try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
         ops = [{"call": "startRun", "args": {"input": {"name": f"r{i}"}}} for i in range(3000)]
         body = httpx.Request(
             "POST",
@@ -440,14 +445,9 @@ def test_a_server_killed_in_a_short_batch_on_its_event_loop_writes_none_of_it(
     holds the batch answered before it whole and none of this one, and the audit log
     verifies. (The server's process kills itself there; what it runs is the hub's own code.)"""
     store = open_store(backend_uri)
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVE_AND_DIE, backend_uri, (tmp_path / "a").as_uri()],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server, port = serving(SERVE_AND_DIE, backend_uri, tmp_path)
     try:
         assert server.stdout is not None
-        port = int(server.stdout.readline())
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             for b in range(2):
                 ops = [

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import fresh_store_uri
+from conftest import Held, fresh_store_uri
 from http_server import HubServer
 
 from lineagehub import Client, Settings, open_store
@@ -205,13 +205,6 @@ def test_a_read_that_writes_or_would_wait_is_made_in_a_thread() -> None:
     old = datetime.now(timezone.utc) - timedelta(hours=1)
     beat = {"started_at": to_iso(old), "heartbeat_at": to_iso(old)}  # an hour ago
     store.upsert_nodes([Node(run.id, "Run", beat)])
-    inside, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store.transaction():
-            store.upsert_nodes([Node("dataset:held", "Dataset", {"name": "held"})])
-            inside.set()
-            done.wait(60)
 
     async def main() -> tuple[str, list[int], bool]:
         services = Services(store, tracking, LineageService(store), None)
@@ -226,9 +219,7 @@ def test_a_read_that_writes_or_would_wait_is_made_in_a_thread() -> None:
         loop_thread = threading.get_ident()
         assert attempts[0] == loop_thread and attempts[1:] != [loop_thread]
         assert len(attempts) == 2  # refused on the loop, made once in a thread
-        holder = threading.Thread(target=hold)
-        holder.start()
-        await asyncio.to_thread(inside.wait, 60)
+        held = Held(store, Node("dataset:held", "Dataset", {"name": "held"}))
         ran_on: list[int] = []
 
         def read() -> list[Node | None]:
@@ -238,9 +229,8 @@ def test_a_read_that_writes_or_would_wait_is_made_in_a_thread() -> None:
         waiting = asyncio.ensure_future(ctx.read(read))
         await asyncio.sleep(0)  # the read is in a thread now: the loop runs this
         served = not waiting.done()
-        done.set()
+        held.release()
         found = await waiting
-        holder.join()
         assert found[0] is not None  # committed by the holder, then read
         return killed.props["status"], [t == loop_thread for t in ran_on], served
 
@@ -251,7 +241,6 @@ def test_a_read_that_writes_or_would_wait_is_made_in_a_thread() -> None:
         kills = [e for e in store.read_audit() if e.action == "run.killed"]
         assert len(kills) == 1
     finally:
-        done.set()
         store.close()
 
 
@@ -297,13 +286,6 @@ def test_a_write_that_fails_or_would_wait_on_the_loop_is_made_in_a_thread(tmp_pa
     from lineagehub.schema.context import INLINE_BATCH_OPERATIONS, INLINE_BATCH_VALUES
 
     store = SqliteStore(tmp_path / "hub.db")
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store.transaction():
-            store.upsert_nodes([Node("dataset:held", "Dataset", {"name": "held"})])
-            holding.set()
-            release.wait(60)
 
     async def main() -> tuple[list[int], list[int], bool, list[int], list[int]]:
         ctx = Context(Services(store, None, LineageService(store), None, writes_on_loop=True))
@@ -317,9 +299,7 @@ def test_a_write_that_fails_or_would_wait_on_the_loop_is_made_in_a_thread(tmp_pa
 
         with pytest.raises(ValidationError, match="refused after"):
             await ctx.write(half_then_refused)
-        holder = threading.Thread(target=hold)
-        holder.start()
-        await asyncio.to_thread(holding.wait, 60)
+        held = Held(store, Node("dataset:held", "Dataset", {"name": "held"}))
         waited: list[int] = []
 
         def write() -> None:
@@ -329,9 +309,8 @@ def test_a_write_that_fails_or_would_wait_on_the_loop_is_made_in_a_thread(tmp_pa
         pending = asyncio.ensure_future(ctx.write(write))
         await asyncio.sleep(0)  # the write waits in a thread: the loop runs this
         served = not pending.done()
-        release.set()
+        held.release()
         await pending
-        holder.join()
         suspended: list[int] = []
 
         async def batch() -> None:
@@ -367,7 +346,6 @@ def test_a_write_that_fails_or_would_wait_on_the_loop_is_made_in_a_thread(tmp_pa
         assert all(store.get_nodes(ids))
         assert len(store.find_nodes("Dataset").items) == 6  # each once, and the held one
     finally:
-        release.set()
         store.close()
 
 

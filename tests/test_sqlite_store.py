@@ -611,27 +611,14 @@ def test_reads_without_waiting_use_a_connection_that_never_waits(tmp_path: Path)
 
 
 def test_an_in_memory_store_in_use_by_another_thread_is_not_waited_for() -> None:
+    from conftest import Held
+
     from lineagehub.graph.store import WouldWait
 
     store = SqliteStore(":memory:")
     store.upsert_nodes([Node("r", "Run")])
-    inside, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store.transaction():
-            store.upsert_nodes([Node("w", "Run")])
-            inside.set()
-            done.wait(30)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    try:
-        assert inside.wait(30)
-        with pytest.raises(WouldWait), store.without_waiting():
-            store.get_nodes(["r"])
-    finally:
-        done.set()
-        t.join()
+    with Held(store, Node("w", "Run")), pytest.raises(WouldWait), store.without_waiting():
+        store.get_nodes(["r"])
     with store.without_waiting():
         assert [n.id for n in store.get_nodes(["r", "w"]) if n] == ["r", "w"]
     store.close()

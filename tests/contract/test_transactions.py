@@ -124,7 +124,7 @@ def test_a_transaction_without_waiting_begins_at_once_or_writes_nothing(store: G
     raises WouldWait before anything is written (and the thread waits as before afterwards);
     inside the thread's own transaction it joins it. A store over the network: WouldWait at
     once."""
-    import threading
+    from conftest import Held
 
     from lineagehub.graph.sqlite import SqliteStore
     from lineagehub.graph.store import WouldWait
@@ -143,23 +143,12 @@ def test_a_transaction_without_waiting_begins_at_once_or_writes_nothing(store: G
         with store.transaction_without_waiting():
             store.upsert_nodes([Node("joined", "Run")])
         assert store.get_node("joined").label == "Run"
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store.transaction():
-            store.upsert_nodes([Node("held", "Run")])
-            holding.set()
-            release.wait(60)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert holding.wait(60)
-        with pytest.raises(WouldWait), store.transaction_without_waiting():
-            store.upsert_nodes([Node("refused", "Run")])
-    finally:
-        release.set()
-        holder.join()
+    with (
+        Held(store, Node("held", "Run")),
+        pytest.raises(WouldWait),
+        store.transaction_without_waiting(),
+    ):
+        store.upsert_nodes([Node("refused", "Run")])
     with store.transaction_without_waiting():  # free again: begins at once
         store.upsert_nodes([Node("after", "Run")])
     assert store.get_nodes(["gone", "refused"]) == [None, None]
