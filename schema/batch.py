@@ -33,7 +33,7 @@ from graphql import GraphQLField, Undefined, coerce_input_value, is_non_null_typ
 from strawberry.scalars import JSON
 
 from lineagehub.graph import HubError, ValidationError
-from lineagehub.schema.context import INLINE_BATCH_VALUES
+from lineagehub.schema.context import INLINE_BATCH_OPERATIONS, INLINE_BATCH_VALUES
 from lineagehub.schema.inputs import converter
 from lineagehub.schema.registry import PromoteResult
 from lineagehub.schema.types import I, NodeInterface
@@ -187,17 +187,17 @@ def _coerced(definition: GraphQLField, args: Any) -> dict[str, Any]:
     return out
 
 
-def _leaves(value: Any, most: int) -> int:
-    """How many JSON leaves (scalars) ``value`` holds, counted up to ``most``."""
+def _values(value: Any, most: int) -> int:
+    """How many JSON values (containers and scalars) ``value`` holds, counted up to ``most``
+    (so a hostile document of empty lists costs no more to count than any other)."""
     count, stack = 0, [value]
     while stack and count < most:
         item = stack.pop()
+        count += 1
         if isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-        else:
-            count += 1
     return count
 
 
@@ -255,5 +255,6 @@ class BatchMutation:
 
         # the whole batch in one transaction: a short one on the event loop where the store
         # allows it, else on the transaction's thread (one hand-off, not two or three a write)
-        values = _leaves([op.args for op in operations], INLINE_BATCH_VALUES + 1)
+        short = len(operations) <= INLINE_BATCH_OPERATIONS
+        values = _values([op.args for op in operations], INLINE_BATCH_VALUES + 1) if short else 0
         return await ctx.atomically(write, operations=len(operations), values=values)

@@ -158,8 +158,8 @@ INLINE_READ_IDS = 64
 #: loop (:meth:`Context.write`)...
 INLINE_WRITE_SIZE = 64
 #: ... and batches of up to this many operations holding this many values in all (the JSON
-#: leaves of their arguments; :meth:`Context.atomically`): a few milliseconds of work at most,
-#: which the event loop does not hand over meanwhile.
+#: values of their arguments, containers included; :meth:`Context.atomically`): a few
+#: milliseconds of work at most, which the event loop does not hand over meanwhile.
 INLINE_BATCH_OPERATIONS = 16
 INLINE_BATCH_VALUES = 256
 
