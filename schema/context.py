@@ -172,6 +172,10 @@ class Context:
     #: Who is asking (set by the server's authentication; a hub that does not authenticate
     #: acts as its configured user, with every right).
     principal: Principal | None = None
+    #: Whether the request is short (the server: a body of known length, at most 16 KiB):
+    #: only a short request's writes may be made on the event loop (:meth:`write`), so a
+    #: large value in one (a dataset's profile, a signature) is never encoded there.
+    short_request: bool = True
     #: Nodes the request has read by now, for :attr:`nodes` once it is made (:meth:`remember`).
     _known: dict[str, Node] | None = field(init=False, default=None, repr=False)
     #: The authorization's state for this request (lineagehub.schema.authz).
@@ -273,6 +277,7 @@ class Context:
             self._pinned is None
             and self._inline is None
             and size <= INLINE_WRITE_SIZE
+            and self.short_request
             and self.services.writes_on_loop
         ):
             done = False
@@ -302,6 +307,7 @@ class Context:
             and self._inline is None
             and operations <= INLINE_BATCH_OPERATIONS
             and values <= INLINE_BATCH_VALUES
+            and self.short_request
             and self.services.writes_on_loop
         ):
             done = False

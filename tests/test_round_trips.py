@@ -262,6 +262,8 @@ def test_short_writes_are_made_on_the_event_loop_where_the_store_can(backend_uri
         ctx = Context(services)
         ran = [await ctx.write(upsert, "a")]
         ran.append(await ctx.write(upsert, "b", size=INLINE_WRITE_SIZE + 1))
+        long = Context(services, short_request=False)  # a large request: never on the loop
+        ran.append(await long.write(upsert, "d"))
         services.writes_on_loop = False
         ran.append(await ctx.write(upsert, "c"))
         return threading.get_ident(), ran
@@ -269,9 +271,9 @@ def test_short_writes_are_made_on_the_event_loop_where_the_store_can(backend_uri
     try:
         loop_thread, ran = asyncio.run(main())
         on_loop = [t == loop_thread for t in ran]
-        assert on_loop == [backend_uri.startswith("sqlite:///"), False, False]
-        found = store.get_nodes(["dataset:a", "dataset:b", "dataset:c"])
-        assert [n.props for n in found if n] == [{"name": k, "seen": True} for k in "abc"]
+        assert on_loop == [backend_uri.startswith("sqlite:///"), False, False, False]
+        found = store.get_nodes(["dataset:a", "dataset:b", "dataset:c", "dataset:d"])
+        assert [n.props for n in found if n] == [{"name": k, "seen": True} for k in "abcd"]
     finally:
         store.close()
 
@@ -495,3 +497,27 @@ def test_the_server_process_moves_what_it_holds_at_start_out_of_the_collector(
     finally:
         gc.unfreeze()
         sys.setswitchinterval(interval)
+
+
+def test_only_a_short_request_may_write_on_the_event_loop(tmp_path: Path) -> None:
+    """The server marks a request short when its body has a known length of at most 16 KiB;
+    a longer one, or one sent in chunks, writes in a worker thread (a large profile or
+    signature is never encoded on the event loop)."""
+    from starlette.requests import Request
+
+    from lineagehub.interfaces.server import _GraphQL
+
+    store = open_store("sqlite://")
+    app = create_app(Settings(data_dir=tmp_path), store=store)
+    view = _GraphQL(app.state.services, 2.0)
+
+    def context(headers: list[tuple[bytes, bytes]]) -> Context:
+        scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": headers}
+        return asyncio.run(view.get_context(Request(scope), None))
+
+    try:
+        assert context([(b"content-length", b"2000")]).short_request
+        assert not context([(b"content-length", str(16 * 1024 + 1).encode())]).short_request
+        assert not context([(b"transfer-encoding", b"chunked")]).short_request
+    finally:
+        store.close()

@@ -298,7 +298,15 @@ class _GraphQL(GraphQL):
 
         # the principal the authentication put on the request, if any (else: open)
         principal = getattr(getattr(request, "state", None), "principal", None)
-        return Context(self.services, request=request, response=response, principal=principal)
+        length = request.headers.get("content-length", "")
+        short = request.method == "GET" or (length.isdigit() and int(length) <= _INLINE_BODY)
+        return Context(
+            self.services,
+            request=request,
+            response=response,
+            principal=principal,
+            short_request=short,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # pragma: no cover - the route is HTTP only
