@@ -187,6 +187,14 @@ def _coerced(definition: GraphQLField, args: Any) -> dict[str, Any]:
     return out
 
 
+def _short(args: list[Any]) -> bool:
+    """Whether a batch of operations with these arguments is short enough for the event
+    loop: at most :data:`INLINE_BATCH_OPERATIONS` of them, holding at most
+    :data:`INLINE_BATCH_VALUES` JSON values in all (counted no further)."""
+    most = INLINE_BATCH_VALUES
+    return len(args) <= INLINE_BATCH_OPERATIONS and _values(args, most + 1) <= most
+
+
 def _values(value: Any, most: int) -> int:
     """How many JSON values (containers and scalars) ``value`` holds, counted up to ``most``
     (so a hostile document of empty lists costs no more to count than any other)."""
@@ -255,6 +263,4 @@ class BatchMutation:
 
         # the whole batch in one transaction: a short one on the event loop where the store
         # allows it, else on the transaction's thread (one hand-off, not two or three a write)
-        short = len(operations) <= INLINE_BATCH_OPERATIONS
-        values = _values([op.args for op in operations], INLINE_BATCH_VALUES + 1) if short else 0
-        return await ctx.atomically(write, operations=len(operations), values=values)
+        return await ctx.atomically(write, short=_short([op.args for op in operations]))

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio.to_thread
 from strawberry.dataloader import DataLoader
@@ -265,66 +265,64 @@ class Context:
 
     async def write(self, fn: Callable[..., T], *args: Any, size: int = 1, **kwargs: Any) -> T:
         """A short write (one service call, bounded: ``size`` values at most
-        :data:`INLINE_WRITE_SIZE`) made at once on the event loop, in one transaction begun
-        without waiting (:meth:`GraphStore.transaction_without_waiting`: a local SQLite file),
-        when :attr:`Services.writes_on_loop` allows it; this spares the hand-off to a worker
-        thread and back (~0.3 ms a request). If the transaction cannot begin at once, or
-        ``fn`` raises, it is rolled back whole and the call made again as :meth:`call`, in a
-        thread: what a refusal writes (an audit entry of a denial) and what waits are then
-        exactly as they were. ``fn`` must be synchronous, bounded and not wait on anything
-        but the store (no network)."""
-        if (
-            self._pinned is None
-            and self._inline is None
-            and size <= INLINE_WRITE_SIZE
-            and self.short_request
-            and self.services.writes_on_loop
-        ):
-            done = False
-            try:
-                with self.store.transaction_without_waiting():
-                    result = fn(*args, **kwargs)
-                    done = True
-                return result
-            except Exception:
-                if done:  # committed (or failed while committing): as it would in a thread
-                    raise
-            # rolled back whole: made again where waiting holds nobody up
+        :data:`INLINE_WRITE_SIZE`) made at once on the event loop (:meth:`_commit_here`),
+        which spares the hand-off to a worker thread and back (~0.3 ms a request); otherwise,
+        or if it cannot be made there, as :meth:`call`, in a thread. ``fn`` must be
+        synchronous, bounded and not wait on anything but the store (no network)."""
+        if size <= INLINE_WRITE_SIZE:
+            made, result = self._commit_here(partial(fn, *args, **kwargs))
+            if made:
+                return cast(T, result)
         return await self.call(fn, *args, **kwargs)
 
-    async def atomically(
-        self, make: Callable[[], Awaitable[T]], *, operations: int, values: int
-    ) -> T:
-        """``await make()`` in one transaction (:meth:`transaction` and :meth:`inline`): for
-        up to :data:`INLINE_BATCH_OPERATIONS` operations and :data:`INLINE_BATCH_VALUES`
-        values, where :attr:`Services.writes_on_loop` allows it, on the event loop as
-        :meth:`write` makes a write (``make`` runs to its end without suspending: the
-        :meth:`call` s it makes run at once), else on a transaction's thread. ``make`` must
-        await nothing but :meth:`call` and be safe to run again (on a failure it is rolled
-        back and made again in a thread)."""
-        if (
+    async def atomically(self, make: Callable[[], Awaitable[T]], *, short: bool) -> T:
+        """``await make()`` in one transaction (:meth:`transaction` and :meth:`inline`): a
+        ``short`` one (at most :data:`INLINE_BATCH_OPERATIONS` operations and
+        :data:`INLINE_BATCH_VALUES` values) on the event loop as :meth:`write` makes a write
+        (``make`` runs to its end without suspending: the :meth:`call` s it makes run at
+        once), else on a transaction's thread. ``make`` must await nothing but :meth:`call`
+        and be safe to run again (on a failure it is rolled back and made again in a
+        thread)."""
+        if short:
+            made, result = self._commit_here(partial(self._through_here, make))
+            if made:
+                return cast(T, result)
+        async with self.transaction():
+            return await self.inline(make)
+
+    def _commit_here(self, work: Callable[[], T]) -> tuple[bool, T | None]:
+        """``work()`` on the event loop in one transaction begun without waiting
+        (:meth:`GraphStore.transaction_without_waiting`: a local SQLite file), where
+        :attr:`Services.writes_on_loop` and a :attr:`short_request` allow it, outside any
+        request transaction: ``(True, result)`` once committed. ``(False, None)`` when it
+        was not tried, could not begin at once, or raised before its commit (then rolled back
+        whole): the caller makes it again in a thread, where what a refusal writes (an audit
+        entry of a denial) and what waits are exactly as they were."""
+        if not (
             self._pinned is None
             and self._inline is None
-            and operations <= INLINE_BATCH_OPERATIONS
-            and values <= INLINE_BATCH_VALUES
             and self.short_request
             and self.services.writes_on_loop
         ):
-            done = False
-            try:
-                with self.store.transaction_without_waiting():
-                    self._inline = threading.get_ident()
-                    try:
-                        result = _run_through(make())
-                    finally:
-                        self._inline = None
-                    done = True
-                return result
-            except Exception:
-                if done:
-                    raise
-        async with self.transaction():
-            return await self.inline(make)
+            return False, None
+        done = False
+        try:
+            with self.store.transaction_without_waiting():
+                result = work()
+                done = True
+        except Exception:
+            if done:  # committed (or failed while committing): as it would in a thread
+                raise
+            return False, None
+        return True, result
+
+    def _through_here(self, make: Callable[[], Awaitable[T]]) -> T:
+        """``make()`` run to its end on this thread, its :meth:`call` s made at once."""
+        self._inline = threading.get_ident()
+        try:
+            return _run_through(make())
+        finally:
+            self._inline = None
 
     async def inline(self, make: Callable[[], Awaitable[T]]) -> T:
         """Await ``make()`` on the thread holding this request's :meth:`transaction`, in one

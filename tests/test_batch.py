@@ -475,14 +475,17 @@ def test_a_server_killed_in_a_short_batch_on_its_event_loop_writes_none_of_it(
 
 
 def test_a_batch_is_measured_for_the_event_loop_within_its_bound_whatever_its_shape() -> None:
-    """Whether a batch is short enough for the event loop is counted over its arguments'
-    JSON values, containers included, and the count stops at the bound: a document of many
+    """A batch is short enough for the event loop with at most 16 operations holding at most
+    256 JSON values (containers counted); the count stops at the bound, so a document of many
     empty lists costs no more to measure than a short batch."""
-    from lineagehub.schema.batch import _values
-    from lineagehub.schema.context import INLINE_BATCH_VALUES
+    from lineagehub.schema.batch import _short, _values
+    from lineagehub.schema.context import INLINE_BATCH_OPERATIONS, INLINE_BATCH_VALUES
 
+    one = {"input": {"name": "r", "tags": {}, "params": {"lr": 0.1}}}
+    assert _values([one], 1000) == 7  # the list, the arguments, the input, a name, two maps, 0.1
+    assert _short([one] * INLINE_BATCH_OPERATIONS)
+    assert not _short([one] * (INLINE_BATCH_OPERATIONS + 1))
+    assert not _short([{"x": list(range(INLINE_BATCH_VALUES))}])
     most = INLINE_BATCH_VALUES + 1
-    short = [{"input": {"name": "r", "tags": {}, "params": {"lr": 0.1}}}]
-    assert _values(short, most) == 7  # the list, the arguments, the input, a name, two maps, 0.1
     assert _values([[[]] * 100_000], most) == most
-    assert _values([{"x": list(range(100_000))}], most) == most
+    assert not _short([[[]] * 100_000])

@@ -285,7 +285,6 @@ def test_a_write_that_fails_or_would_wait_on_the_loop_is_made_in_a_thread(tmp_pa
     lock is not waited for on the loop: it waits in a thread while the loop serves on. A
     batch (``atomically``) that suspends is made again on a transaction's thread."""
     from lineagehub.graph.sqlite import SqliteStore
-    from lineagehub.schema.context import INLINE_BATCH_OPERATIONS, INLINE_BATCH_VALUES
 
     store = SqliteStore(tmp_path / "hub.db")
 
@@ -321,16 +320,15 @@ def test_a_write_that_fails_or_would_wait_on_the_loop_is_made_in_a_thread(tmp_pa
             await asyncio.sleep(0)  # not meant to run at once: rolled back, made again
             await ctx.call(store.upsert_nodes, [Node("dataset:y", "Dataset", {"n": 1})])
 
-        await ctx.atomically(batch, operations=2, values=2)
+        await ctx.atomically(batch, short=True)
         atomic: list[int] = []
 
         async def short() -> None:
             atomic.append(threading.get_ident())
             await ctx.call(store.upsert_nodes, [Node("dataset:z", "Dataset", {"n": 1})])
 
-        await ctx.atomically(short, operations=1, values=1)
-        for operations, values in ((INLINE_BATCH_OPERATIONS + 1, 1), (1, INLINE_BATCH_VALUES + 1)):
-            await ctx.atomically(short, operations=operations, values=values)  # in a thread
+        await ctx.atomically(short, short=True)
+        await ctx.atomically(short, short=False)  # a long batch: in a thread
         return (
             [t == loop_thread for t in failed],
             [t == loop_thread for t in waited],
@@ -343,7 +341,7 @@ def test_a_write_that_fails_or_would_wait_on_the_loop_is_made_in_a_thread(tmp_pa
         failed, waited, served, suspended, atomic = asyncio.run(main())
         assert failed == [True, False]  # on the loop, rolled back; again in a thread
         assert waited == [False] and served
-        assert suspended == [True, False] and atomic == [True, False, False]
+        assert suspended == [True, False] and atomic == [True, False]
         ids = ["dataset:half", "dataset:late", "dataset:x", "dataset:y", "dataset:z"]
         assert all(store.get_nodes(ids))
         assert len(store.find_nodes("Dataset").items) == 6  # each once, and the held one

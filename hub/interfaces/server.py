@@ -298,8 +298,8 @@ class _GraphQL(GraphQL):
 
         # the principal the authentication put on the request, if any (else: open)
         principal = getattr(getattr(request, "state", None), "principal", None)
-        length = request.headers.get("content-length", "")
-        short = request.method == "GET" or (length.isdigit() and int(length) <= _INLINE_BODY)
+        length = request.headers.get("content-length", "")  # none for a chunked body: long
+        short = length.isdigit() and int(length) <= _INLINE_BODY
         return Context(
             self.services,
             request=request,
