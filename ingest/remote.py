@@ -477,6 +477,8 @@ class RemoteTracking:
         if run.status is not RunStatus.RUNNING:
             raise ValidationError("a run starts RUNNING", field="status")
         fields = {_RUN_INPUT.get(k, k): _wire_value(getattr(run, k)) for k in _RUN_FIELDS}
+        if "started_at" in run.model_fields_set:  # given (a batch's): else the hub's clock
+            fields["startedAt"] = _wire_value(run.started_at)
         if start.code is not None:
             if start.code.diff is not None:
                 self._upload_once(start.code.diff)

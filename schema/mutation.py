@@ -43,7 +43,9 @@ class StartRunInput:
     entry_point: str | None = None
     description: str | None = None
     started_at: datetime | None = strawberry.field(
-        default=None, description="When the run started (default: now, on the server's clock)."
+        default=None,
+        description="When the run started (default: now, on the server's clock); at most 5 "
+        "minutes ahead of the server's clock.",
     )
     code: JSON | None = strawberry.field(
         default=None,

@@ -25,6 +25,7 @@ from lineagehub.graph.model import (
     validate_label,
     validate_path,
 )
+from lineagehub.services.tracking import START_AHEAD
 from lineagehub.vocabulary import Run, RunStatus, check_key
 
 # 9999-12-31 23:00 at UTC-14 is 10000-01-01 13:00 UTC: past what datetime holds
@@ -87,6 +88,54 @@ def test_times_out_of_range_are_validation_errors_in_both_modes(hub: Hub) -> Non
     ):
         with pytest.raises(ValidationError):
             call()
+    client.close()
+
+
+def test_a_run_given_its_start_keeps_it_and_one_in_the_future_is_refused(hub: Hub) -> None:
+    """A batch (an importer) may say when a run started, in both modes; a start ahead of the
+    hub's clock is refused before anything is written (its end, the hub's now, would come
+    before it, and the stored run could not be read back); a client clock a little fast is
+    taken, and the run's end is never recorded before its start."""
+    client = hub.client()
+    then = datetime(2020, 1, 1, 12, tzinfo=timezone.utc)
+    with client.batch() as batch:
+        imported = batch.start_run("imported", project="p", started_at=then)
+        batch.end_run(imported)
+    got = client.get_run(imported.result().id)
+    assert got.started_at == then and got.ended_at is not None and got.ended_at > then
+    ahead = datetime.now(timezone.utc) + START_AHEAD + timedelta(minutes=1)
+    with (
+        pytest.raises(ValidationError, match="ahead of the hub's clock") as e,
+        client.batch() as batch,
+    ):
+        batch.start_run("future", project="p", started_at=ahead)
+    assert (e.value.field or "").endswith("started_at")  # through a server: of operations[0]
+    assert [r.name for r in client.search_runs({"project": "p"})[0]] == ["imported"]
+    soon = datetime.now(timezone.utc) + START_AHEAD / 2  # a clock a little fast
+    with client.batch() as batch:
+        fast = batch.start_run("fast clock", project="p", started_at=soon)
+        batch.end_run(fast)
+    got = client.get_run(fast.result().id)
+    assert got.started_at == soon and got.ended_at == soon
+    client.close()
+
+
+def test_a_run_stored_with_a_start_ahead_is_still_readable_once_stale(tmp_path: Path) -> None:
+    """A run written with a start in the future (before the hub checked it), whose heartbeat
+    stopped: recorded KILLED when it is read, with its end at its start, never before it
+    (which would make the run, and every search that finds it, unreadable)."""
+    from lineagehub.ingest.client import Client
+
+    uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    client = Client(uri)
+    run = client.tracking.start_run(Run(name="from the future", project="p"))
+    future, long_ago = "2999-01-01T00:00:00.000000Z", "2001-01-01T00:00:00.000000Z"
+    with open_store(uri) as store:
+        store.upsert_nodes([Node(run.id, "Run", {"started_at": future, "heartbeat_at": long_ago})])
+    got = client.get_run(run.id)
+    assert got.status is RunStatus.KILLED
+    assert got.ended_at == got.started_at == datetime(2999, 1, 1, tzinfo=timezone.utc)
+    assert [r.id for r in client.search_runs({"project": "p"})[0]] == [run.id]
     client.close()
 
 

@@ -89,6 +89,10 @@ if TYPE_CHECKING:
     from lineagehub.vocabulary import CodeState, DatasetFingerprint, EnvironmentState
 
 DEFAULT_STALE_AFTER = timedelta(minutes=5)
+# A run's start may be given (an importer's record, a batch's ``started_at``); one ahead of
+# the hub's clock by more than this is refused: its end (the hub's now) would come before it.
+# Within it (a client's clock a little fast), an end is never recorded before the start.
+START_AHEAD = timedelta(minutes=5)
 UNKNOWN_ACTOR = "unknown"
 MAX_BATCH_POINTS = 1_000_000
 #: The longest source text of a model's custom object (one class or function) kept
@@ -208,6 +212,13 @@ class TrackingService:
                 field="kind",
             )
         now = datetime.now(timezone.utc)
+        if run.started_at > now + START_AHEAD:
+            raise ValidationError(
+                f"started_at {to_iso(run.started_at)} is ahead of the hub's clock"
+                f" ({to_iso(now)}) by more than {START_AHEAD.seconds // 60} minutes: a run cannot"
+                " start in the future (a local time sent as UTC?)",
+                field="started_at",
+            )
         run = run.model_copy(update={"heartbeat_at": now})
         fixed: list[NodeModel] = []  # nodes that never change once written
         edges: list[Edge] = []
@@ -316,7 +327,9 @@ class TrackingService:
             patch["error"] = check_text(error[:10_000], "error")
         batch = _Batch.check(run_id, params, metrics, tags)
         with self.store.transaction():
-            batch.apply(self.store, self._running(run_id), patch)
+            node = self._running(run_id)
+            patch["ended_at"] = _not_before_start(patch["ended_at"], node)
+            batch.apply(self.store, node, patch)
             self._audit(
                 "run.end",
                 run_id,
@@ -808,7 +821,11 @@ class TrackingService:
             still = [n for n in current if n is not None and self._is_stale(n)]
             self.store.upsert_nodes(
                 [
-                    Node(n.id, n.label, {**patch, "ended_at": n.props.get("heartbeat_at")})
+                    Node(
+                        n.id,
+                        n.label,
+                        {**patch, "ended_at": _not_before_start(n.props.get("heartbeat_at"), n)},
+                    )
                     for n in still
                 ]
             )
@@ -946,6 +963,15 @@ def _run(node: Node) -> Run:
     run = from_node(node)
     assert isinstance(run, Run)
     return run
+
+
+def _not_before_start(ended_at: Any, run: Node) -> Any:
+    """``ended_at`` (stored text), or the run's start where that is later: a start a little
+    ahead of the hub's clock (:data:`START_AHEAD`), or one stored before it was checked."""
+    started = run.props.get("started_at")
+    if isinstance(ended_at, str) and isinstance(started, str) and ended_at < started:
+        return started
+    return ended_at
 
 
 def dataset_name(
