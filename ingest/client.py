@@ -191,6 +191,18 @@ class Client:
         where = self.url if self.url is not None else getattr(self.store, "uri", None)
         return f"Client({where!r})"
 
+    def _same_hub(self, other: Client) -> bool:
+        """Whether ``other`` writes where this client does: the same server, or the same
+        store (an in-memory one only if it is this very store)."""
+        if other is self:
+            return True
+        if self.url is not None or other.url is not None:
+            return (self.url or "").rstrip("/") == (other.url or "").rstrip("/")
+        mine, theirs = self.store, other.store
+        if mine is None or theirs is None or mine is theirs:
+            return mine is theirs
+        return mine.uri == theirs.uri and not getattr(mine, "memory", False)
+
     # --- runs -------------------------------------------------------------------------------
 
     def start_run(
@@ -208,10 +220,11 @@ class Client:
     ) -> ActiveRun:
         """Start a run; use it as a context manager (``with client.start_run(...) as run``)
         or end it with ``run.end()``. Inside another active run of this thread it becomes
-        that run's child unless ``parent`` says otherwise."""
+        the child of the innermost one on the same hub, unless ``parent`` says otherwise (a
+        run on another hub is no parent here: this hub does not have it)."""
         if parent is None:
-            current = active_run()
-            parent_id = current.id if current is not None else None
+            here = (r for r in reversed(_stack()) if self._same_hub(r.client))
+            parent_id = next((r.id for r in here), None)
         else:
             parent_id = parent.id if isinstance(parent, ActiveRun) else parent
         run_kind = member(RunKind, kind, "kind")

@@ -192,6 +192,29 @@ def test_nested_runs_and_explicit_parents(client: Client, hub: Hub) -> None:
         client.start_run("orphan", parent="run:no-such-run")
 
 
+def test_a_run_on_another_hub_is_not_a_parent(client: Client, hub: Hub, tmp_path: Path) -> None:
+    """A run started inside an active run of another hub (another store, another server)
+    is not its child: this hub does not have that run. It is the child of the innermost
+    active run of its own hub, started by any client of it."""
+    elsewhere = Client(f"sqlite:///{tmp_path / 'other.db'}", artifacts=(tmp_path / "a").as_uri())
+    with elsewhere.start_run("outer elsewhere", capture=False) as outer:
+        with client.start_run("here", capture=False) as here:
+            assert lh.active_run() is here
+        second = hub.client()
+        with (
+            client.start_run("outer here", capture=False) as mine,
+            elsewhere.start_run("inner elsewhere", capture=False) as back,
+            second.start_run("inner here", capture=False) as inner,
+        ):
+            assert lh.active_run() is inner
+    assert client.get_run(here.id).parent is None
+    assert elsewhere.get_run(back.id).parent == outer.id  # its hub's innermost
+    assert client.get_run(inner.id).parent == mine.id
+    assert elsewhere.get_run(outer.id).status is RunStatus.FINISHED
+    second.close()
+    elsewhere.close()
+
+
 def test_a_failing_block_ends_failed_and_ctrl_c_killed(client: Client) -> None:
     with pytest.raises(ZeroDivisionError), client.start_run("boom") as run:
         run.log_metric("loss", 0.5)
