@@ -169,6 +169,7 @@ __all__ = [
     "Severity",
     "Stage",
     "UsedRole",
+    "check_alias",
     "check_key",
     "check_scalar",
     "check_text",
@@ -1526,6 +1527,25 @@ def check_key(key: Any, field: str) -> str:
             field=field,
         )
     return key
+
+
+def check_alias(value: Any, field: str = "alias") -> str:
+    """An alias as a version holds it (lower case, surrounding whitespace gone: ``Champion``
+    and ``champion `` are the alias ``champion``); else ValidationError naming ``field``."""
+    if not isinstance(value, str):
+        raise ValidationError(
+            f"{field}: expected an alias (a string), got {type(value).__name__}", field=field
+        )
+    alias = value.strip().lower()
+    if not _ALIAS_RE.match(alias):
+        raise ValidationError(
+            f"{field}: {alias[:80]!r} is not an alias (a-z, 0-9, '_', '-')", field=field
+        )
+    if alias == "latest":
+        raise ValidationError(
+            f"{field}: 'latest' is reserved (it names the highest version)", field=field
+        )
+    return alias
 
 
 def check_scalar(value: Any, field: str) -> str | bool | int | float | None:

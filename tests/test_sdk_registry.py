@@ -164,6 +164,52 @@ def test_aliases_history_holder_at_and_rollback(hub: RegistryHub) -> None:
     assert c.holder_at("churn", "Staging", datetime.now(timezone.utc)) is None
 
 
+def test_a_model_name_with_surrounding_whitespace_is_the_model_and_numbers_on(
+    hub: RegistryHub,
+) -> None:
+    """``churn\\n`` (a name read from a file) is the model ``churn``: its next version, not a
+    new version 1 written over the one in Production."""
+    c = hub.client("ann")
+    first = _train(c, 0.8)
+    c.promote("churn/1", "Staging", "go")
+    c.set_alias("churn/1", "champion", "first")
+    weights = c.backend.artifacts.put_bytes(b"other weights").digest
+    for i, name in enumerate(["churn\n", " churn", "churn\t "], start=2):
+        got = c.register_model_version(name, digest=weights)
+        assert (got.model, got.version, got.node_id) == ("churn", i, f"mv:churn/{i}")
+    one = c.get_model_version("churn/1")
+    assert one.artifact_digest == first.artifact_digest
+    assert (one.stage, one.aliases) == (Stage.STAGING, ["champion"])
+    assert [m.name for m in c.list_models({"name": "churn"})[0]] == ["churn"]
+
+
+def test_an_alias_is_one_alias_whatever_its_case(hub: RegistryHub) -> None:
+    """``Champion`` and ``champion `` are the alias ``champion``: setting it moves it (one
+    holder), and every read, history, rollback and removal finds it by either spelling."""
+    c = hub.client("ann")
+    _train(c, 0.8)
+    _train(c, 0.9)
+    c.set_alias("churn/1", "champion", "first")
+    moved = c.set_alias("churn/2", "Champion", "better")
+    assert moved.aliases == ["champion"]
+    held = {v.version: v.aliases for v in c.search_model_versions({"model": "churn"})[0]}
+    assert held == {1: [], 2: ["champion"]}
+    now = datetime.now(timezone.utc)
+    for spelling in ("champion", "Champion", "CHAMPION"):
+        assert c.get_model_version(f"churn@{spelling}").version == 2
+        got = c.holder_at("churn", spelling, now)
+        assert got is not None and got.version == 2
+    history = c.model_history("churn", alias="Champion ")
+    assert [(e.version, e.alias) for e in history] == [(1, "champion"), (2, "champion")]
+    c.rollback("churn", "CHAMPION", "undo")
+    held = {v.version: v.aliases for v in c.search_model_versions({"model": "churn"})[0]}
+    assert held == {1: ["champion"], 2: []}
+    c.remove_alias("churn", "Champion", "retired")
+    assert c.holder_at("churn", "champion", datetime.now(timezone.utc)) is None
+    with pytest.raises(ValidationError):
+        c.set_alias("churn/1", "Latest", "reserved")
+
+
 def test_unknown_references(hub: RegistryHub) -> None:
     c = hub.client("ann")
     _train(c, 0.8)

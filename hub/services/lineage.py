@@ -430,6 +430,7 @@ class LineageService:
         # alias on one version), not every version of the model. In version order, which
         # SQLite's index of aliased versions is kept in; the newest holder wins.
         where = {"model": name, "aliases": {"$ne": "[]"}}
+        wanted = alias.lower()  # aliases are held in lower case: 'Champion' is 'champion'
         stage = _STAGES.get(alias.lower())  # a stage's name: its newest holder if no alias
         spellings = sorted({stage, stage.lower(), stage.upper(), alias}) if stage else []
         for _ in range(_ALIAS_READS):
@@ -438,7 +439,7 @@ class LineageService:
                 for node in self.store.iter_nodes(
                     NodeKind.MODEL_VERSION.value, where, "version", page_size=1000
                 )
-                if isinstance(aliases := node.props.get("aliases"), list) and alias in aliases
+                if isinstance(aliases := node.props.get("aliases"), list) and wanted in aliases
             ]
             if holders:
                 return holders[-1]

@@ -69,6 +69,7 @@ from lineagehub.vocabulary import (
     RunStatus,
     Stage,
     UsedRole,
+    check_alias,
     link,
     make_edge,
     model_version_id,
@@ -646,6 +647,7 @@ class RegistryService:
     def set_alias(self, ref: str, alias: str, actor: str, reason: str | None = None) -> str:
         """Point ``alias`` at the version; the previous holder loses it. Returns the id."""
         actor = _check_actor(actor)
+        alias = check_alias(alias)  # one spelling: 'Champion' is 'champion'
         with self._events.transaction():  # read and written in one: the version read once
             mv = self.resolve(ref)
             already = alias in mv.aliases
@@ -664,6 +666,7 @@ class RegistryService:
 
     def remove_alias(self, model: str, alias: str, actor: str, reason: str | None = None) -> None:
         actor = _check_actor(actor)
+        alias = check_alias(alias)
         self._check_model(model)
         with self._events.transaction():
             holders = self._with_alias(model, alias)
@@ -755,7 +758,7 @@ class RegistryService:
         self._check_model(model)
         where: dict[str, Any] = {"kind": RunKind.PROMOTE.value, "params.model": model}
         if alias is not None:
-            where.update({"params.change": "alias", "params.alias": alias})
+            where.update({"params.change": "alias", "params.alias": check_alias(alias)})
         elif stage is not None:
             s = _stage(stage, "stage").value
             where.update(
@@ -805,9 +808,9 @@ class RegistryService:
         self._check_model(model)
         stage = _slot(alias_or_stage)
         if stage is None:
+            alias = check_alias(alias_or_stage, "alias_or_stage")
             event = self._last_event(
-                {"params.change": "alias", "params.model": model, "params.alias": alias_or_stage},
-                time,
+                {"params.change": "alias", "params.model": model, "params.alias": alias}, time
             )
             if event is None or event.props["params"].get("to_version") is None:
                 return []
@@ -1592,24 +1595,19 @@ class RegistryService:
         stage = _slot(stage_or_alias)
         with self._events.transaction():
             if stage is None:
+                alias = check_alias(stage_or_alias, "stage_or_alias")
                 event = self._last_event(
-                    {
-                        "params.change": "alias",
-                        "params.model": model,
-                        "params.alias": stage_or_alias,
-                    },
+                    {"params.change": "alias", "params.model": model, "params.alias": alias},
                     None,
                 )
                 if event is None:
-                    raise NotFoundError(
-                        f"alias {stage_or_alias!r} of {model!r} has no history", ids=[model]
-                    )
+                    raise NotFoundError(f"alias {alias!r} of {model!r} has no history", ids=[model])
                 prev = event.props["params"].get("from_version")
                 if prev is None:
-                    self.remove_alias(model, stage_or_alias, actor, reason or "rollback")
+                    self.remove_alias(model, alias, actor, reason or "rollback")
                 else:
                     self.set_alias(
-                        model_version_id(model, prev), stage_or_alias, actor, reason or "rollback"
+                        model_version_id(model, prev), alias, actor, reason or "rollback"
                     )
                 last = self._last_event({"params.change": "alias", "params.model": model}, None)
                 return RolledBack((last.id,) if last is not None else ())

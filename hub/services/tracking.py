@@ -685,6 +685,7 @@ class TrackingService:
                 f"artifact {info.digest} is not in the artifact store", ids=[info.digest]
             )
         model = Model(name=name)
+        name = model.name  # as validated (surrounding whitespace gone): the one name stored
         artifact = Artifact(digest=info.digest, size=info.size, kind=ArtifactKind.MODEL)
         with self._events.transaction():
             run: Run | None = None
