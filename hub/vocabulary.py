@@ -136,6 +136,7 @@ __all__ = [
     "EDGE_RULES",
     "ID_PREFIXES",
     "LINEAGE_EDGE_KINDS",
+    "MAX_NAME",
     "NODE_MODELS",
     "REGISTRY_RUN_KINDS",
     "Agent",
@@ -680,7 +681,8 @@ UtcDatetime = Annotated[
 """A timezone-aware datetime, kept in UTC, stored as fixed-width text (string order is time
 order)."""
 
-Name = Annotated[str, _text(256)]
+MAX_NAME = 256  # characters of a name (a run's, a model's, ...)
+Name = Annotated[str, _text(MAX_NAME)]
 Namespace = Annotated[str, _text(256, "a namespace"), pydantic.AfterValidator(_clean_url)]
 LongName = Annotated[str, _text(512)]
 Text = Annotated[str, PlainValidator(_long_text)]

@@ -374,6 +374,54 @@ def _promote_runs(store: GraphStore) -> list[Node]:
     return list(store.iter_nodes("Run", {"kind": "promote"}, "started_at"))
 
 
+def test_a_decided_request_is_a_conflict_and_pending_counts_the_stricter_policy(
+    store: GraphStore, registry: RegistryFactory
+) -> None:
+    """A reviewer approving (or rejecting) a request another reviewer already carried out
+    hears that it is decided (ConflictError), not that it is no request; a request whose
+    policy grew stricter since it was made says how many approvals it now needs."""
+    add_version(store, 1)
+    add_version(store, 2)
+    lenient = registry(churn__Production=Policy(approvals=1))
+    req = lenient.request_promotion("churn/1", "Production", "ann", "go live")
+    assert isinstance(lenient.approve(req.request_id, "bob", "ok"), ModelPromoted)
+    for late in (
+        lambda: lenient.approve(req.request_id, "carol", "me too"),
+        lambda: lenient.reject(req.request_id, "carol", "no"),
+    ):
+        with pytest.raises(ConflictError, match="approved and carried out"):
+            late()
+    with pytest.raises(NotFoundError, match="is not a promotion request"):
+        lenient.approve(lenient.promote("churn/2", "Staging", "ann", "x").run_id, "bob", "")
+
+    second = lenient.request_promotion("churn/2", "Production", "ann", "better")
+    assert isinstance(second, PromotionPending) and second.needed == 1
+    strict = registry(churn__Production=Policy(approvals=2))  # a server restarted with it
+    pending = strict.approve(second.request_id, "bob", "ok")
+    assert isinstance(pending, PromotionPending)
+    assert (pending.approvals, pending.needed) == (("bob",), 2)
+
+
+def test_registry_runs_of_a_model_with_a_name_of_the_longest_are_named_within_limits(
+    store: GraphStore, registry: RegistryFactory
+) -> None:
+    """A model name of 256 characters (the most a name may have) can be promoted, aliased,
+    requested, approved and deployed: the registry's runs name what they did within a run
+    name's 256 characters, the params keep the model whole."""
+    name = "m" * 256
+    add_version(store, 1, model=name)
+    reg = registry(**{f"{name}__Production": Policy(approvals=1)})
+    assert isinstance(reg.promote(f"{name}/1", "Staging", "ann", "x"), ModelPromoted)
+    reg.set_alias(f"{name}/1", "champion", "ann")
+    req = reg.request_promotion(f"{name}/1", "Production", "ann", "go")
+    assert isinstance(reg.approve(req.request_id, "bob", "ok"), ModelPromoted)
+    reg.deploy(f"{name}/1", "production", "ann")
+    history = reg.history(name)
+    assert [e.change for e in history] == ["stage", "alias", "stage"]
+    runs = [Run.from_node(store.get_node(e.run_id)) for e in history]
+    assert all(len(r.name) <= 256 and r.params["model"] == name for r in runs)
+
+
 def test_approvals_are_json_lists_and_names_with_commas_round_trip(
     store: GraphStore, registry: RegistryFactory, clock: Clock
 ) -> None:

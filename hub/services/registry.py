@@ -56,6 +56,7 @@ from lineagehub.graph.model import check_time, to_iso
 from lineagehub.services.lineage import LineageService
 from lineagehub.services.webhooks import AfterCommit, EventSink, WebhookEvent
 from lineagehub.vocabulary import (
+    MAX_NAME,
     Agent,
     AssociationRole,
     CodeCommit,
@@ -559,7 +560,7 @@ def _done_run(
 ) -> Run:
     """A registry change as a run that started and finished at ``now``, by ``actor``."""
     return Run(
-        name=name,
+        name=_run_name(name),
         kind=kind,
         status=RunStatus.FINISHED,
         started_at=now,
@@ -569,6 +570,12 @@ def _done_run(
         parent=parent,
         params=params,
     )
+
+
+def _run_name(text: str) -> str:
+    """A registry run's name from a model's (up to 256 characters itself): what it did, cut
+    to the 256 a run's name may hold (the params keep the model and version whole)."""
+    return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
 
 
 def _check_actor(actor: Any) -> str:
@@ -1201,7 +1208,7 @@ class RegistryService:
                 )
         now = self._now()
         run = Run(
-            name=f"promote {mv.model}/{mv.version} to {stage.value}",
+            name=_run_name(f"promote {mv.model}/{mv.version} to {stage.value}"),
             kind=RunKind.PROMOTE,
             status=RunStatus.RUNNING,
             started_at=now,
@@ -1241,7 +1248,14 @@ class RegistryService:
         if node is None or node.label != NodeKind.RUN.value:
             raise NotFoundError(f"no promotion request {request_id!r}", ids=[request_id])
         run = Run.from_node(node)
-        if run.kind is not RunKind.PROMOTE or run.params.get("change") != "request":
+        if run.kind is RunKind.PROMOTE and "needed" in run.params:  # a request (once decided,
+            if run.params.get("change") != "request":  # approved: the record of its move)
+                raise ConflictError(
+                    f"promotion request {request_id} was approved and carried out"
+                    f" ({run.params.get('model')}/{run.params.get('version')} to"
+                    f" {run.params.get('to_stage')}), not pending"
+                )
+        elif run.kind is not RunKind.PROMOTE or run.params.get("change") != "request":
             raise NotFoundError(f"{request_id!r} is not a promotion request", ids=[request_id])
         if run.status is not RunStatus.RUNNING:
             raise ConflictError(
@@ -1312,7 +1326,11 @@ class RegistryService:
             )
             if not done:
                 return PromotionPending(
-                    run.node_id, mv.node_id, stage.value, tuple(approvals), needed
+                    run.node_id,
+                    mv.node_id,
+                    stage.value,
+                    tuple(approvals),
+                    max(needed, policy.approvals),
                 )
             return self._promote(
                 mv,
