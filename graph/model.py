@@ -112,6 +112,8 @@ like any other (``{"max_depth": None}`` is stored as null)."""
 # key starts with NUL. Property keys containing NUL are refused, so no user data can look so.
 _DELETE_KEY = "\x00lineagehub.delete"
 _NUL_JSON = "\\u0000"
+# A code point of a surrogate pair on its own: not Unicode text (no UTF-8 for it).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _json_default(value: Any) -> Any:
@@ -172,7 +174,10 @@ def _encode(props: Mapping[str, Any]) -> str:
             return orjson.dumps(props, default=_fast_default).decode("utf-8")
         except orjson.JSONEncodeError:
             pass
-    return _ENCODE(props)
+    text = _ENCODE(props)
+    if not text.isascii() and _SURROGATE.search(text):
+        raise ValueError("a lone surrogate")  # no store writes it as UTF-8: name the field
+    return text
 
 
 # The fast decoder (orjson) reads an integer beyond 64 bits as a float; the standard one
@@ -226,7 +231,15 @@ def _is_delete(value: Any) -> bool:
 def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
     if depth > 32:
         raise ValidationError(f"{where}: nested deeper than 32 levels", field=where)
-    if value is None or value is DELETE or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        if not value.isascii() and _SURROGATE.search(value):
+            raise ValidationError(
+                f"{where}: text holds a lone surrogate {_SURROGATE.search(value)[0]!r}: it is"
+                " not Unicode text",
+                field=where,
+            )
+        return
+    if value is None or value is DELETE or isinstance(value, (bool, int)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -244,9 +257,10 @@ def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
         return
     if isinstance(value, Mapping):
         for k, v in value.items():
-            if not isinstance(k, str) or "\x00" in k:
+            if not isinstance(k, str) or "\x00" in k or _SURROGATE.search(k):
                 raise ValidationError(
-                    f"{where}: key {k!r} is not a string without NUL characters", field=where
+                    f"{where}: key {k!r} is not a string without NUL characters or lone surrogates",
+                    field=where,
                 )
             _check_json_value(v, f"{where}.{k}", depth + 1)
         return

@@ -440,7 +440,10 @@ class _translated:  # used as a function: ``with _translated(owner):``
 
 # C0 and C1 controls, and the bidirectional marks and overrides that make a name display as
 # something else ("invoice\u202efdp.exe" shows as "invoiceexe.pdf").
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# A code point of a surrogate pair on its own (text decoded with errors='surrogateescape',
+# say): not Unicode text, and no store can write it as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-./]([A-Za-z0-9_\-./ ]{0,248}[A-Za-z0-9_\-./])?\Z")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 _SHA_RE = re.compile(r"^[0-9a-f]{7,64}\Z")
@@ -465,7 +468,8 @@ def _text(max_length: int, what: str = "a name") -> Any:
             raise _FieldError(f"{what} is {len(value)} characters long; the limit is {max_length}")
         if _CONTROL.search(value):
             raise _FieldError(
-                f"{what} must not contain control characters or bidirectional overrides"
+                f"{what} must not contain control characters, bidirectional overrides or"
+                " lone surrogates"
             )
         return value
 
@@ -492,6 +496,8 @@ def _long_text(value: Any) -> str:
         raise _FieldError(f"text is {len(value)} characters long; the limit is {_MAX_TEXT}")
     if "\x00" in value:
         raise _FieldError("text must not contain NUL characters")
+    if not value.isascii() and _SURROGATE.search(value):
+        raise _FieldError("text must not contain lone surrogates (it is not Unicode text)")
     return value
 
 

@@ -78,6 +78,31 @@ def test_a_bad_timestamp_is_refused_when_logged_and_the_run_goes_on(hub: Hub) ->
     client.close()
 
 
+def test_a_lone_surrogate_is_refused_when_logged_and_the_run_goes_on(hub: Hub) -> None:
+    """Text with a lone surrogate (a file name decoded with surrogateescape) is not Unicode
+    text and no store can write it: refused at the call that gives it, naming the field,
+    and the run keeps everything else (before, it stayed in the buffer and every flush,
+    and the run's end, failed)."""
+    client = hub.client()
+    run = client.start_run("surrogates", capture=False)
+    run.log_params({"lr": 0.1})
+    run.log_metrics({"loss": 0.5}, step=0)
+    for call, field in (
+        (lambda: run.log_params({"note": "caf\udce9"}), "params.note"),
+        (lambda: run.set_tags({"path": "/data/\ud800"}), "tags.path"),
+    ):
+        with pytest.raises(ValidationError) as e:
+            call()
+        assert e.value.field == field
+    with pytest.raises(ValidationError):
+        client.start_run("caf\udce9", capture=False)
+    ended = run.end()
+    assert ended.status is RunStatus.FINISHED
+    got = client.get_run(run.id)
+    assert got.params == {"lr": 0.1} and got.metrics == {"loss": 0.5}
+    client.close()
+
+
 def test_times_out_of_range_are_validation_errors_in_both_modes(hub: Hub) -> None:
     client = hub.client()
     with client.start_run("r") as run:

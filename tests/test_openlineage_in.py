@@ -45,6 +45,7 @@ from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, H
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.config import Settings
 from lineagehub.graph import GraphStore, ValidationError, open_store
+from lineagehub.ingest.client import Client
 from lineagehub.interfaces.server import create_app
 from lineagehub.services.identity import IdentityService
 from lineagehub.services.openlineage_in import AUDIT_ACTION, OpenLineageService
@@ -403,6 +404,38 @@ def test_malformed_events_get_400_naming_the_field_and_nothing_is_written(
     assert error["extensions"]["field"] == field
     assert field in error["message"]
     assert hub.store.count_nodes("Run") == 0
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda e: e["run"].update(facets={"note": {"_producer": PRODUCER, "_schemaURL": PRODUCER, "text": "a\x00b"}}),
+        lambda e: e["run"].update(facets={"note": {"_producer": PRODUCER, "_schemaURL": PRODUCER, "text": "caf\udce9"}}),
+        lambda e: e["run"].update(facets={"note": {"_producer": PRODUCER, "_schemaURL": PRODUCER, "k\ud800": 1}}),
+        lambda e: e["job"].update(name="etl\udce9"),
+        lambda e: e["outputs"][0].update(name="t\ud800"),
+    ],
+)  # fmt: skip
+def test_text_the_hub_cannot_keep_is_refused_with_400_and_runs_still_list(
+    hub: Hub, mutate: Any
+) -> None:
+    """A NUL in a facet (a run's facets refuse it when read), or a lone surrogate anywhere
+    (not Unicode text: no store writes it), is a 400 before anything is written, not a run
+    stored that no listing can read back (or a 500)."""
+    event = _event()
+    mutate(event)
+    with hub.http("airflow") as http:
+        body = json.dumps(event)  # ASCII: a lone surrogate travels as its escape
+        response = http.post(
+            "/api/v1/lineage", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["errors"][0]["extensions"]["code"] == "VALIDATION"
+        assert hub.store.count_nodes("Run") == 0
+        assert http.post("/api/v1/lineage", json=_event()).status_code == 201
+    client = Client(hub.store)
+    assert len(client.search_runs({})[0]) == hub.store.count_nodes("Run") > 0
+    client.close()
 
 
 def test_a_batch_is_all_or_nothing_and_names_the_bad_event(hub: Hub) -> None:

@@ -805,6 +805,8 @@ def _script(hub: Hub, mode: str) -> tuple[str, int]:
         env=env,
         timeout=120,
     )
+    if done.returncode not in (0, 1, -9) or (mode == "killed") != (done.returncode == -9):
+        print(done.stderr, file=sys.stderr)  # what went wrong in the script, with the failure
     return done.stdout.strip(), done.returncode
 
 

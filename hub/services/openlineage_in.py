@@ -48,6 +48,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -267,6 +268,7 @@ def event_kind(event: Any, where: str = "") -> str:
 
 _MAX_DEPTH = 24  # an event's nesting: facets are kept as properties nested 32 deep at most
 _INT64 = (-(2**63), 2**63 - 1)
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a code point of a pair, alone
 
 
 def check_json(event: Any, where: str = "") -> None:
@@ -283,12 +285,16 @@ def check_json(event: Any, where: str = "") -> None:
             for k in value:
                 if type(k) is not str:
                     raise ValidationError(f"{name}: key {k!r:.40} is not a string", field=name)
+                _check_text(k, name)
             items: Iterable[Any] = value.values()
         else:
             items = value
         for v in items:
             t = type(v)
-            if t is str or t is bool or v is None:
+            if t is str:
+                _check_text(v, name)
+                continue
+            if t is bool or v is None:
                 continue
             if t is dict or t is list:
                 stack.append((v, depth + 1))
@@ -304,6 +310,17 @@ def check_json(event: Any, where: str = "") -> None:
                 stack.append((v, depth + 1))
             else:
                 raise ValidationError(f"{name}: {t.__name__} is not JSON", field=name)
+
+
+def _check_text(text: str, name: str) -> None:
+    """Text the hub can keep and read back: no NUL (a run's facets refuse it when read) and
+    no lone surrogate (not Unicode text; no store writes it as UTF-8)."""
+    if "\x00" in text:
+        raise ValidationError(f"{name}: {text[:40]!r} holds a NUL character", field=name)
+    if not text.isascii() and _SURROGATE.search(text):
+        raise ValidationError(
+            f"{name}: {text[:40]!r} holds a lone surrogate: it is not Unicode text", field=name
+        )
 
 
 def decode_events(body: bytes | str) -> list[dict[str, Any]]:

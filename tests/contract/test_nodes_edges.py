@@ -102,6 +102,10 @@ def test_unicode_and_nested_values_round_trip(store: GraphStore) -> None:
         ({"id": "other"}, "props.id"),
         ({1: "int key"}, "props.1"),
         ({"m": {"\x00lineagehub.delete": True}}, "props.m"),
+        # a lone surrogate (text decoded with surrogateescape): no UTF-8 for it
+        ({"note": "caf\udce9"}, "props.note"),
+        ({"m": ["ok", {"deep": "\ud800"}]}, "props.m[1].deep"),
+        ({"m": {"k\udce9": 1}}, "props.m"),
     ],
 )
 def test_bad_properties_are_rejected_naming_the_field(
