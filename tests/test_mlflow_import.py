@@ -323,6 +323,51 @@ def test_what_cannot_be_mapped_is_reported_and_the_rest_imported(
     assert store.get_node(f"run:mlflow-{run.info.run_id}").props["params"] == {"ok": "1"}
 
 
+def test_a_run_with_skewed_clocks_and_64_bit_steps_costs_nothing_else(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """A run MLflow recorded as ending before it started (clocks that disagreed), with a
+    registered version and metric steps beyond 32 bits (a time in ms as the step): imported,
+    its end at its start and those points reported; the other runs too. Before, the run was
+    skipped and the edge of its version to it failed the whole import."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("skew", artifact_location=(tmp_path / "art").as_uri())
+    good = client.create_run(exp, run_name="good").info.run_id
+    client.log_metric(good, "auc", 0.9)
+    client.set_terminated(good)
+    skew = client.create_run(exp, run_name="skew", start_time=2_000_000_000_000).info.run_id
+    client.log_batch(
+        skew,
+        metrics=[
+            Metric("loss", 0.5, 2_000_000_000_000, 1),
+            Metric("loss", 0.4, 2_000_000_000_000, 2**31 + 5),
+        ],
+    )
+    client.set_terminated(skew, "FINISHED", end_time=1_999_999_999_000)
+    client.create_registered_model("m")
+    client.create_model_version("m", f"runs:/{skew}/model", run_id=skew)
+
+    summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert summary.runs == 2
+    assert {(u["what"], u["ref"]) for u in summary.unmapped} >= {
+        ("end_time", skew),
+        ("metric", f"{skew}/loss"),
+    }
+    run = store.get_node(f"run:mlflow-{skew}")
+    assert run.props["ended_at"] == run.props["started_at"]
+    assert [p.step for p in store.read_series(f"run:mlflow-{skew}", "loss")] == [1]
+    assert store.get_node(f"run:mlflow-{good}") is not None
+    versions = store.find_nodes("ModelVersion", {"model": "m"}).items
+    assert len(versions) == 1
+    made = store.neighbors([versions[0].id], "UPSTREAM", ["GENERATED_BY"])[versions[0].id]
+    assert [a.node.id for a in made] == [f"run:mlflow-{skew}"]
+
+
 def test_the_cli_imports_with_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with warnings.catch_warnings():

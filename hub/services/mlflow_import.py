@@ -189,6 +189,9 @@ def _redacted(uri: str) -> str:
     return str(redact(uri))
 
 
+_STEPS = (-(2**31), 2**31 - 1)  # a metric step, as the hub keeps it
+
+
 def _time(ms: Any) -> datetime | None:
     if ms is None:
         return None
@@ -317,7 +320,11 @@ class MlflowImporter:
                     continue
                 self._run(client, summary, experiment, r, fetched, nodes, edges, points, copy_artifacts)  # fmt: skip
         tick("runs", len(runs), len(runs))
-        run_ids = {f"run:mlflow-{r.info.run_id}" for _, r in runs}
+        # the runs the hub will hold (written now, or there already): a run skipped as
+        # invalid is no end for a version's or a logged model's edge
+        run_ids = {
+            rid for _, r in runs if (rid := f"run:mlflow-{r.info.run_id}") in nodes or rid in known
+        }
         for exp in experiments:
             self._logged_models(client, summary, exp, run_ids, nodes, edges, copy_artifacts)
         self._registry(client, summary, run_ids, nodes, edges, copy_artifacts, tick)
@@ -327,21 +334,30 @@ class MlflowImporter:
             nodes.setdefault(agent.node_id, agent.to_node())
             # parents first: a run's CHILD_OF may name a run of another experiment
             self.store.upsert_nodes(list(nodes.values()))
+            # an edge to what neither this import nor the hub holds (a parent run not in
+            # the source; anything a skipped record would have been) is reported, not
+            # written: one such edge would otherwise cost the whole import
             missing = [
                 edge
                 for edge in edges.values()
-                if edge.kind == EdgeKind.CHILD_OF.value
-                and edge.target not in nodes
-                and edge.target not in known
+                if any(end not in nodes and end not in known for end in (edge.source, edge.target))
             ]
             if missing:
-                ids = [edge.target for edge in missing]
+                ids = sorted({end for e in missing for end in (e.source, e.target)} - nodes.keys())
                 present = {n.id for n in self.store.get_nodes(ids) if n is not None}
                 for edge in missing:
-                    if edge.target not in present:
+                    absent = [
+                        e for e in (edge.target, edge.source) if e not in nodes and e not in present
+                    ]
+                    if not absent:
+                        continue
+                    if edge.kind == EdgeKind.CHILD_OF.value:
                         reason = f"its parent {edge.target} is not in the source"
                         summary.skip("parent", edge.source, reason)
-                        del edges[edge.id]
+                    else:
+                        reason = f"{absent[0]} was not imported"
+                        summary.skip(edge.kind, f"{edge.source} -> {edge.target}", reason)
+                    del edges[edge.id]
             self.store.upsert_edges(list(edges.values()))
             if points:
                 self.store.append_series(points)
@@ -411,13 +427,17 @@ class MlflowImporter:
             if _key_ok(key):
                 last[key] = value if math.isfinite(value) else None
         parent = tags.get("mlflow.parentRunId")
+        started = _time(info.start_time) or datetime.now(timezone.utc)
+        if ended is not None and ended < started:  # clocks that disagreed
+            summary.skip("end_time", info.run_id, "before the run's start: recorded at its start")
+            ended = started
         try:
             run = Run(
                 id=run_id,
                 name=(info.run_name or tags.get("mlflow.runName") or info.run_id)[:256],
                 kind=RunKind.TRAIN,
                 status=status,
-                started_at=_time(info.start_time) or datetime.now(timezone.utc),
+                started_at=started,
                 ended_at=ended,
                 params=params,
                 metrics=last,
@@ -450,11 +470,21 @@ class MlflowImporter:
             nodes.setdefault(commit.node_id, commit.to_node())
             edges_add(edges, _edge(EdgeKind.RAN_CODE, run_id, commit.node_id))
         for key in last:
+            beyond = 0
             for m in fetched.history.get(key, ()):
+                if not _STEPS[0] <= int(m.step) <= _STEPS[1]:
+                    beyond += 1  # MLflow's steps are 64-bit (a time in ms, say); ours 32
+                    continue
                 points.append(
                     SeriesPoint(run_id, key, int(m.step), float(m.value), _time(m.timestamp))
                 )
                 summary.metric_points += 1
+            if beyond:
+                summary.skip(
+                    "metric",
+                    f"{info.run_id}/{key}",
+                    f"{beyond} point(s) with a step beyond 32 bits",
+                )
         for key in (data.metrics or {}).keys() - last.keys():
             summary.skip("metric", f"{info.run_id}/{key}", "not a key the hub takes")
         for item in getattr(r.inputs, "dataset_inputs", None) or ():
