@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +18,25 @@ def write_atomic(
 ) -> None:
     """Write a file whole or not at all: ``write(f)`` fills a temporary file beside ``path``,
     which is synced and renamed over it, so a failure (or Ctrl-C) never leaves half a file.
-    A folder that cannot be written is a :class:`ValidationError` naming ``field``."""
+    A folder that cannot be written is a :class:`ValidationError` naming ``field``, as is a
+    path that names a folder. A symbolic link is written through (the file it names is
+    replaced; the link stays); what is not a regular file (``/dev/stdout``, a named pipe, a
+    device) is written to as it is, never replaced by a file."""
     target = Path(path)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise ValidationError(f"cannot write {path}: {e.strerror or e}", field=field) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise ValidationError(f"cannot write {path}: it is a folder", field=field)
+    if mode is not None and not stat.S_ISREG(mode):
+        with open(target, "wb") as stream:  # a pipe or a device: nothing to replace
+            write(stream)
+        return
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     except OSError as e:

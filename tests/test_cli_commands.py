@@ -8,8 +8,10 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,6 +270,38 @@ def test_lineage_pictures_and_files(
     assert code == 0 and out.startswith(("flowchart", "graph")) and "churn" in out
     code, out, _ = cli(capsys, "lineage", "churn/2", *target, "-o", "-", "--format", "json")
     assert code == 0 and json.loads(out)
+
+
+def test_an_output_path_that_is_a_link_a_pipe_or_a_folder(
+    capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path
+) -> None:
+    """``-o`` through a symbolic link writes the file it names (the link stays); to a named
+    pipe (or a device, ``/dev/stdout``) it writes into it, never replacing it with a file;
+    a folder is a VALIDATION error (exit 2), not a traceback."""
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert ok_json(capsys, "lineage", "churn/2", "--store", hub.store, "-o", str(link))
+    assert link.is_symlink() and json.loads(real.read_text())["elements"]["nodes"]
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    code, _, err = cli(capsys, "lineage", "churn/2", "--store", hub.store, "-o", str(fifo),
+                       "--format", "json")  # fmt: skip
+    reader.join(timeout=60)  # bounds a failure only: the write ends the read
+    assert code == 0, err
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and json.loads(got[0])["elements"]["nodes"]
+
+    folder = tmp_path / "out.svg"
+    folder.mkdir()
+    code, _, err = cli(capsys, "lineage", "churn/2", "--store", hub.store, "-o", str(folder))
+    assert code == 2 and "is a folder" in err and "Traceback" not in err
+    code, _, err = cli(capsys, "export", "--all", "--store", hub.store, "-o", str(folder))
+    assert code == 2 and "is a folder" in err
 
 
 @needs_dot
