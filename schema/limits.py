@@ -7,7 +7,9 @@ rules, after :func:`limit_errors` has measured every operation with its fragment
 - depth: the longest chain of nested fields (at most :data:`MAX_DEPTH`);
 - cost: the number of fields the query would resolve per parent object, fragments counted
   every time they are spread (at most :data:`MAX_COST`);
-- aliases: the aliased fields, counted the same way (at most :data:`MAX_ALIASES`).
+- aliases: the aliased fields, counted the same way (at most :data:`MAX_ALIASES`);
+- walks: the root fields that walk the graph (:data:`WALKS`: traces, paths, diffs,
+  reports), counted the same way (at most :data:`MAX_WALKS`).
 
 Each fragment is measured once and its measure reused at every spread, so a fragment that
 spreads the next one twice, 30 levels deep, costs 30 steps to measure (and is refused: its
@@ -23,7 +25,7 @@ remembered is the outcome of the same deterministic checks on the same text; a r
 is checked anew each time.
 
 Refusals are GraphQL errors with code ``QUERY_TOO_COMPLEX`` and ``extensions.limit``
-(``length``, ``tokens``, ``depth``, ``cost``, ``aliases``, ``time``) and ``extensions.max``.
+(``length``, ``tokens``, ``depth``, ``cost``, ``aliases``, ``walks``, ``time``) and ``extensions.max``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,23 @@ MAX_QUERY_LENGTH = 100_000
 MAX_DEPTH = 12
 MAX_COST = 20_000
 MAX_ALIASES = 50
+#: Root fields that walk the graph: a trace of up to 100,000 nodes, a path search, a diff or a
+#: report each (seconds of work on a large graph, and an answer of megabytes). A query may
+#: ask for a few at once (a page's trace and path); fifty aliased traces would hold the
+#: server for as long as fifty requests, in one.
+WALKS = frozenset(
+    {
+        "lineage",
+        "impact",
+        "path",
+        "columnLineage",
+        "compareModelVersions",
+        "modelCard",
+        "complianceReport",
+        "verifyAuditLog",
+    }
+)
+MAX_WALKS = 4
 #: Seconds that parsing and validating one request may take.
 TIME_BUDGET = 2.0
 # Nesting of selection sets (fields, inline fragments, spreads) beyond which measuring stops:
@@ -126,6 +145,7 @@ class Measure:
     depth: int = 0
     cost: int = 0
     aliases: int = 0
+    walks: int = 0
 
 
 class _TooNested(Exception):
@@ -177,10 +197,37 @@ def measure_operations(
             aliases += inner.aliases
         return Measure(depth, cost, aliases)
 
+    walk_memo: dict[str, int] = {}
+
+    def walks(node: SelectionSetNode, nesting: int) -> int:
+        """The root fields in :data:`WALKS` (fragments on the root expanded, each counted
+        once and reused at every spread)."""
+        if nesting > _MAX_NESTING:
+            raise _TooNested
+        count = 0
+        for sel in node.selections:
+            if isinstance(sel, FieldNode):
+                count += sel.name.value in WALKS
+            elif isinstance(sel, InlineFragmentNode):
+                count += walks(sel.selection_set, nesting + 1)
+            elif isinstance(sel, FragmentSpreadNode):
+                name = sel.name.value
+                if name not in walk_memo:
+                    if name in visiting or name not in fragments:
+                        continue
+                    visiting.add(name)
+                    walk_memo[name] = walks(fragments[name].selection_set, nesting + 1)
+                    visiting.discard(name)
+                count += walk_memo[name]
+        return count
+
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
             try:
                 found = selections(definition.selection_set, 0)
+                found = Measure(
+                    found.depth, found.cost, found.aliases, walks(definition.selection_set, 0)
+                )
             except _TooNested:
                 found = Measure(depth=_MAX_NESTING, cost=MAX_COST + 1)
             yield definition, found
@@ -195,6 +242,7 @@ def limit_errors(document: DocumentNode, deadline: float | None = None) -> list[
             ("depth", found.depth, MAX_DEPTH, "fields deep"),
             ("cost", found.cost, MAX_COST, "fields with its fragments expanded"),
             ("aliases", found.aliases, MAX_ALIASES, "aliases with its fragments expanded"),
+            ("walks", found.walks, MAX_WALKS, "graph walks (lineage, impact, path, reports)"),
         ):
             if value > maximum:
                 verb = "is" if limit == "depth" else "resolves" if limit == "cost" else "has"

@@ -17,6 +17,7 @@ from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import GraphStore, open_store
 from lineagehub.interfaces.server import create_app
 from lineagehub.schema import MAX_ALIASES, MAX_COST, MAX_DEPTH, MAX_QUERY_LENGTH, MAX_TOKENS, schema
+from lineagehub.schema.limits import MAX_WALKS
 
 LIMIT = 1024 * 1024  # the default Settings.max_request_bytes
 JSON = {"content-type": "application/json"}
@@ -91,6 +92,22 @@ def test_in_process_execution_has_the_same_limits() -> None:
             "depth",
         ),
         ("{ " + " ".join(f"a{i}: __typename" for i in range(MAX_ALIASES + 1)) + " }", "aliases"),
+        # five graph walks: fifty aliased traces of 100,000 nodes held a server for 45 s
+        (
+            "{ "
+            + " ".join(
+                f'a{i}: lineage(input: {{roots: ["run:x"], maxNodes: 100000}}) {{ truncated }}'
+                for i in range(MAX_WALKS + 1)
+            )
+            + " }",
+            "walks",
+        ),
+        # ... also when fragments on the root spread them, each counted at every spread
+        (
+            "query { ...A ...A ...A } fragment A on Query { ...B ...B } "
+            'fragment B on Query { impact(ref: "run:x") { __typename } }',
+            "walks",
+        ),
         # nested far past the depth limit: refused, not a RecursionError
         ("{ " + "a { " * 2400 + "b" + " }" * 2400 + " }", "depth"),
         ("{ " + "a { " * 1200 + "b" + " }" * 1200 + " }", "depth"),
@@ -104,6 +121,21 @@ def test_limits_refuse_with_their_name(http: httpx.Client, query: str, limit: st
     assert error["extensions"]["limit"] == limit
     if limit == "depth":
         assert error["extensions"]["max"] == MAX_DEPTH
+
+
+def test_a_few_graph_walks_in_one_query_pass(http: httpx.Client) -> None:
+    """A page may ask a trace and a path at once: up to the limit they run."""
+    query = (
+        "{ "
+        + " ".join(
+            f'a{i}: lineage(input: {{roots: ["deployment:example-prod"]}}) {{ truncated }}'
+            for i in range(MAX_WALKS)
+        )
+        + " }"
+    )
+    response = http.post("/graphql", json={"query": query})
+    # they ran: the (empty) hub has no such node; no refusal of the query's shape
+    assert {e["extensions"]["code"] for e in response.json()["errors"]} == {"NOT_FOUND"}
 
 
 def test_health_answers_while_hostile_requests_run(hub: tuple[HubServer, GraphStore]) -> None:
