@@ -336,7 +336,9 @@ class Query:
             upstream_depth=input.upstream_depth,
             downstream_depth=input.downstream_depth,
             node_kinds=_labels(input.node_kinds),
-            edge_kinds=[k.value for k in input.edge_kinds] if input.edge_kinds else None,
+            edge_kinds=[k.value for k in input.edge_kinds]
+            if input.edge_kinds is not None
+            else None,
             stop_at=_labels(input.stop_at),
             pass_through=_labels(input.pass_through),
             as_of=input.as_of,

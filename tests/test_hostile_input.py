@@ -103,6 +103,19 @@ def test_a_lone_surrogate_is_refused_when_logged_and_the_run_goes_on(hub: Hub) -
     client.close()
 
 
+def test_empty_kind_filters_mean_the_same_in_both_modes(hub: Hub) -> None:
+    """``edge_kinds=[]`` walks no edge kind (the roots alone), as ``node_kinds=[]`` keeps
+    none but the roots: embedded and through a server alike (the server read an empty edge
+    filter as no filter)."""
+    client = hub.client()
+    with client.start_run("r", project="p", capture=False) as run:
+        run.log_dataset_ref("s3://lake/a.parquet", "sha256:" + "a" * 64)
+    assert len(client.lineage([run.id]).nodes) > 1
+    for empty in ({"edge_kinds": []}, {"node_kinds": []}):
+        assert list(client.lineage([run.id], **empty).nodes) == [run.id]
+    client.close()
+
+
 def test_times_out_of_range_are_validation_errors_in_both_modes(hub: Hub) -> None:
     client = hub.client()
     with client.start_run("r") as run:
