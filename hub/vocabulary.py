@@ -184,6 +184,7 @@ __all__ = [
     "monitoring_window_id",
     "new_id",
     "packages_digest",
+    "same_param",
     "uuid7",
     "validate",
 ]
@@ -1535,6 +1536,12 @@ def check_key(key: Any, field: str) -> str:
             field=field,
         )
     return key
+
+
+def same_param(a: Any, b: Any) -> bool:
+    """Whether two param values are the same JSON value: ``True``, ``1`` and ``1.0`` are
+    equal in Python but not the same param (logging one over another is a conflict)."""
+    return type(a) is type(b) and a == b
 
 
 def check_alias(value: Any, field: str = "alias") -> str:

@@ -40,6 +40,7 @@ from lineagehub.vocabulary import (
     check_scalar,
     check_text,
     member,
+    same_param,
 )
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class ActiveRun:
         with self._lock:
             self._check_open()
             for key, value in checked.items():
-                if key in self._logged and self._logged[key] != value:
+                if key in self._logged and not same_param(self._logged[key], value):
                     raise ConflictError(
                         f"param {key!r} is already {self._logged[key]!r}; params are immutable"
                     )

@@ -15,7 +15,7 @@ from http_server import example_hub
 from pydantic import ValidationError as PydanticValidationError
 from test_sdk import Hub
 
-from lineagehub.graph import Edge, Node, ValidationError, open_store
+from lineagehub.graph import ConflictError, Edge, Node, ValidationError, open_store
 from lineagehub.graph.model import (
     check_time,
     encode_props,
@@ -100,6 +100,27 @@ def test_a_lone_surrogate_is_refused_when_logged_and_the_run_goes_on(hub: Hub) -
     assert ended.status is RunStatus.FINISHED
     got = client.get_run(run.id)
     assert got.params == {"lr": 0.1} and got.metrics == {"loss": 0.5}
+    client.close()
+
+
+def test_a_param_is_immutable_in_its_type_too(hub: Hub) -> None:
+    """``True``, ``1`` and ``1.0`` are equal in Python and different params: logging one over
+    another is a conflict (in the run, and at the hub for a writer without the run's
+    buffer), and the value first logged stays, with its type."""
+    client = hub.client()
+    run = client.start_run("typed", capture=False)
+    run.log_params({"shuffle": True, "n": 1.0, "k": 2})
+    run.flush()
+    for again in ({"shuffle": 1}, {"n": 1}, {"k": 2.0}, {"k": True}):
+        with pytest.raises(ConflictError):
+            run.log_params(again)
+        with pytest.raises(ConflictError):
+            client.backend.tracking.log_batch(run.id, params=again)
+    run.log_params({"shuffle": True, "n": 1.0, "k": 2})  # the same values: fine
+    run.end()
+    params = client.get_run(run.id).params
+    assert params == {"shuffle": True, "n": 1.0, "k": 2}
+    assert [type(params[k]) for k in ("shuffle", "n", "k")] == [bool, float, int]
     client.close()
 
 

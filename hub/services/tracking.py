@@ -82,6 +82,7 @@ from lineagehub.vocabulary import (
     link,
     make_edge,
     member,
+    same_param,
 )
 
 if TYPE_CHECKING:
@@ -914,7 +915,7 @@ class _Batch:
         """Write the batch (and ``patch``) onto the run ``node``, inside a transaction."""
         logged = node.props.get("params", {})
         for key, value in self.params.items():
-            if key in logged and logged[key] != value:
+            if key in logged and not same_param(logged[key], value):
                 raise ConflictError(
                     f"param {key!r} of run {self.run_id!r} is {logged[key]!r}; params are "
                     f"immutable, cannot log {value!r}"
