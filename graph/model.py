@@ -232,10 +232,9 @@ def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
     if depth > 32:
         raise ValidationError(f"{where}: nested deeper than 32 levels", field=where)
     if isinstance(value, str):
-        if not value.isascii() and _SURROGATE.search(value):
+        if not value.isascii() and (found := _SURROGATE.search(value)):
             raise ValidationError(
-                f"{where}: text holds a lone surrogate {_SURROGATE.search(value)[0]!r}: it is"
-                " not Unicode text",
+                f"{where}: text holds a lone surrogate {found[0]!r}: it is not Unicode text",
                 field=where,
             )
         return

@@ -103,6 +103,12 @@ def hub_error(error: Mapping[str, Any], *, status: int | None = None) -> HubErro
     if code in ("VALIDATION", "PAYLOAD_TOO_LARGE"):
         field = info.get("field")
         return ValidationError(message, field=str(field) if field is not None else None)
+    if code == "GRAPHQL_VALIDATION":
+        # the request's own shape: a value of the wrong type for a variable (None for a
+        # name, say), which the embedded client refuses as a ValidationError too
+        variable = _VARIABLE.match(message)
+        name = (variable[1] or variable[2]) if variable else None
+        return ValidationError(message, field=_snake(name) if name else None)
     if code == "POLICY":
         return PolicyViolation(message, rules=[_rule(r) for r in info.get("rules") or ()])
     simple: dict[str, type[HubError]] = {
@@ -118,6 +124,15 @@ def hub_error(error: Mapping[str, Any], *, status: int | None = None) -> HubErro
     err = HubError(message)
     err.code = code  # INTERNAL, GRAPHQL_VALIDATION...: kept for the caller to see
     return err
+
+
+# graphql-core's words for the value at fault: a variable, or an argument left out
+_VARIABLE = re.compile(r"Variable '\$(\w+)'|Argument '[\w.]+\((\w+):\)'")
+
+
+def _snake(name: str) -> str:
+    """A variable's name as the SDK's argument is called (``runId``: ``run_id``)."""
+    return re.sub(r"(?<!^)([A-Z])", lambda m: "_" + m[1].lower(), name)
 
 
 _STATUS_CODES = {

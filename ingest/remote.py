@@ -859,8 +859,11 @@ _LINEAGE = (
 )
 _LISTINGS = {
     NodeKind.RUN: "runs",
+    NodeKind.DATASET: "datasets",
+    NodeKind.DATASET_VERSION: "datasetVersions",
     NodeKind.MODEL: "models",
     NodeKind.MODEL_VERSION: "modelVersions",
+    NodeKind.DEPLOYMENT: "deployments",
 }
 
 
@@ -898,7 +901,13 @@ class RemoteQueries:
         after: str | None = None,
         limit: int = 100,
     ) -> tuple[list[M], str | None]:
-        return self.wire.page(_LISTINGS[model.node_kind], model, where, order_by, after, limit)
+        listing = _LISTINGS.get(model.node_kind)
+        if listing is None:
+            kinds = ", ".join(sorted(k.value for k in _LISTINGS))
+            raise ValidationError(
+                f"a hub server lists {kinds}; not {model.node_kind.value}", field="model"
+            )
+        return self.wire.page(listing, model, where, order_by, after, limit)
 
     def model_version(self, ref: str) -> ModelVersion:
         if not isinstance(ref, str) or not ref:

@@ -245,6 +245,34 @@ def test_deployments_in_both_modes(hub: RegistryHub) -> None:
     assert {v1.node_id, v2.node_id} <= set(sub.nodes)
 
 
+def test_listings_and_wrong_types_answer_alike_in_both_modes(hub: RegistryHub) -> None:
+    """Deployments, datasets and their versions list through a server as embedded (a
+    KeyError before); a value of the wrong type for a call (None for an alias) is a
+    ValidationError naming it in both modes (through a server a bare HubError before)."""
+    from lineagehub.vocabulary import Dataset, DatasetVersion, Deployment
+
+    ann = hub.client("ann")
+    v1 = _train(ann, 0.8)
+    with ann.start_run("prep", project="churn", capture=False) as run:
+        run.log_dataset_ref("s3://lake/a.parquet", "sha256:" + "a" * 64)
+    deployed = ann.deploy(v1.node_id, "production")
+    found = {
+        model.__name__: [item.node_id for item in ann.backend.queries.find(model, {})[0]]
+        for model in (Deployment, Dataset, DatasetVersion)
+    }
+    assert found["Deployment"] == [deployed.id]
+    assert found["Dataset"] == ["dataset:s3:%2F%2Flake/a.parquet"]
+    assert len(found["DatasetVersion"]) == 1
+    for call, field in (
+        (lambda: ann.set_alias(v1.node_id, None), "alias"),  # type: ignore[arg-type]
+        (lambda: ann.promote(v1.node_id, None, "why"), None),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ValidationError) as e:
+            call()
+        if field is not None:
+            assert e.value.field == field
+
+
 def test_the_registrys_own_runs_are_written_by_the_registry_only(hub: RegistryHub) -> None:
     """A promotion request, its approvals and every stage or alias change are runs the
     registry reads its history back from: tracking calls may not start one, nor change one
