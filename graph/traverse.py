@@ -226,15 +226,27 @@ def walk(
             if reason is not None:
                 break
             if last:
-                # Stopped by depth: is there anything beyond? One bounded query says.
+                # Stopped by depth: is there anything beyond? One bounded query says. Its
+                # edges between nodes already found are returned too: the result holds every
+                # edge among its nodes that the walk's filters take.
                 probe = store._expand(
                     expanded, forward, edge_kinds, labels, as_of, limit=max_nodes, need_labels=False
                 )
-                if (
-                    nxt
-                    or any(other not in seen for _, other, _ in probe)
-                    or len(probe) >= max_nodes
-                ):
+                beyond = False
+                for edge, other, _ in probe:
+                    if other not in seen:
+                        beyond = True
+                    elif edge.id not in edges and (
+                        not causal_kinds
+                        or _in_time(
+                            edge,
+                            bound[edge.source if forward else edge.target],
+                            forward,
+                            causal_kinds,
+                        )
+                    ):
+                        edges[edge.id] = edge
+                if nxt or beyond or len(probe) >= max_nodes:
                     depth_cut = True
                 break
             frontier = nxt

@@ -147,6 +147,32 @@ def test_cycles_are_safe(store: GraphStore) -> None:
     assert set(both.nodes) == {"a", "b", "c"}
 
 
+def test_at_the_depth_limit_edges_back_into_the_result_are_returned(store: GraphStore) -> None:
+    """A run that registered a version and then used it (a model fine-tuned from itself, a
+    run reading its own output): at depth 1 from the version the result holds both nodes
+    and both edges between them, and is complete (nothing lies beyond)."""
+    store.upsert_nodes([Node("mv", "ModelVersion"), Node("run", "Run"), Node("m", "Model")])
+    store.upsert_edges(
+        [
+            Edge("mv", "run", "GENERATED_BY"),
+            Edge("mv", "m", "VERSION_OF"),
+            Edge("run", "mv", "USED", {"role": "base-model"}),
+        ]
+    )
+    sub = store.traverse(["mv"], "UPSTREAM", max_depth=1)
+    assert dist(sub) == {"mv": 0, "run": 1, "m": 1}
+    assert sorted((e.source, e.kind, e.target) for e in sub.edges) == [
+        ("mv", "GENERATED_BY", "run"),
+        ("mv", "VERSION_OF", "m"),
+        ("run", "USED", "mv"),
+    ]
+    assert not sub.truncated
+    deeper = store.traverse(["mv"], "UPSTREAM", max_depth=2)
+    assert sorted(e.id for e in deeper.edges) == sorted(e.id for e in sub.edges)
+    narrow = store.traverse(["mv"], "UPSTREAM", max_depth=1, edge_kinds=["GENERATED_BY"])
+    assert [e.kind for e in narrow.edges] == ["GENERATED_BY"]  # the filter holds there too
+
+
 def test_fan_in_is_walked_level_by_level(store: GraphStore) -> None:
     # 3 levels of 30 nodes, each node using every node of the level above: 27,000 paths
     # from the bottom to the top, but only 90 nodes; a path enumeration would explode.
