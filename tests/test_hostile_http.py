@@ -123,6 +123,18 @@ def test_limits_refuse_with_their_name(http: httpx.Client, query: str, limit: st
         assert error["extensions"]["max"] == MAX_DEPTH
 
 
+def test_several_operations_need_the_name_of_the_one_to_run(http: httpx.Client) -> None:
+    """The spec: a document of several operations runs the one operationName names; without
+    it the request is refused (it ran the first)."""
+    query = "query A { __typename } query B { runs { edges { cursor } } }"
+    response = http.post("/graphql", json={"query": query})
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST" and "operationName" in error["message"]
+    named = http.post("/graphql", json={"query": query, "operationName": "B"})
+    assert named.json() == {"data": {"runs": {"edges": []}}}
+
+
 def test_a_few_graph_walks_in_one_query_pass(http: httpx.Client) -> None:
     """A page may ask a trace and a path at once: up to the limit they run."""
     query = (

@@ -57,7 +57,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import orjson
-from graphql import GraphQLError, OperationType, get_operation_ast
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, get_operation_ast
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -376,6 +376,19 @@ class _GraphQL(GraphQL):
 
     @staticmethod
     def _request_data(data: dict[str, Any], document: Any) -> GraphQLRequestData:
+        if data.get("operationName") is None and document is not None:
+            operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+            if operations > 1:  # the spec: which one is the client's to say
+                raise _Refused(
+                    400,
+                    [
+                        _coded(
+                            f"the query holds {operations} operations: name the one to run"
+                            " (operationName)",
+                            "BAD_REQUEST",
+                        )
+                    ],
+                )
         PREPARED.set((data["query"], document))
         return GraphQLRequestData(
             query=data["query"],
