@@ -389,6 +389,11 @@ def _event(**changes: Any) -> dict[str, Any]:
         (lambda e: e["inputs"][0]["facets"]["schema"].pop("_producer"), "inputs[0].facets.schema._producer"),
         (lambda e: e["outputs"][0].update(name=""), "outputs[0].name"),
         (lambda e: e.pop("producer"), "producer"),
+        # a time the hub does not keep, or one from the future (a day ahead of its clock)
+        (lambda e: e.update(eventTime="9999-12-31T23:59:59Z"), "eventTime"),
+        (lambda e: e.update(eventTime=(datetime.now(timezone.utc) + timedelta(days=1)).isoformat()), "eventTime"),
+        # a run cannot be its own parent (a CHILD_OF loop on itself)
+        (lambda e: e["run"]["facets"].update(parent={**e["run"]["facets"].get("parent", {}), "_producer": PRODUCER, "_schemaURL": PRODUCER, "run": {"runId": e["run"]["runId"]}, "job": dict(e["job"])}), "run.facets.parent.run.runId"),
     ],
 )  # fmt: skip
 def test_malformed_events_get_400_naming_the_field_and_nothing_is_written(

@@ -52,14 +52,14 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from lineagehub.artifacts import FileArtifactStore
 from lineagehub.graph import Direction, Edge, GraphStore, Node, NotFoundError, ValidationError
-from lineagehub.graph.model import edge_id, to_iso
-from lineagehub.services.tracking import default_actor
+from lineagehub.graph.model import check_time, edge_id, to_iso
+from lineagehub.services.tracking import START_AHEAD, default_actor
 from lineagehub.vocabulary import (
     REGISTRY_RUN_KINDS,
     Agent,
@@ -182,6 +182,21 @@ def _parse_time(value: str) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None
+
+
+def _event_time(when: datetime) -> datetime:
+    """A run event's time, in the range the hub keeps and not ahead of its clock by more
+    than :data:`START_AHEAD` (a producer's clock a little fast): an event from the future
+    would end a run after anything later could, or start it after its own end."""
+    when = check_time(when, "eventTime")
+    now = datetime.now(timezone.utc)
+    if when > now + START_AHEAD:
+        raise ValidationError(
+            f"eventTime: {to_iso(when)} is ahead of the hub's clock ({to_iso(now)}) by more than"
+            f" {START_AHEAD.seconds // 60} minutes",
+            field="eventTime",
+        )
+    return when
 
 
 def _is_uuid(value: str) -> bool:
@@ -715,6 +730,7 @@ class OpenLineageService:
     def _run_event(self, batch: _Batch, event: Mapping[str, Any]) -> None:
         when = _parse_time(event["eventTime"])
         assert when is not None  # the schema checked it
+        when = _event_time(when)
         run_data = event["run"]
         job = event["job"]
         run_id = "run:" + str(uuid.UUID(run_data["runId"]))
@@ -776,6 +792,11 @@ class OpenLineageService:
                     f"{dataset.namespace}/{dataset.name}": item["inputFacets"],
                 }
         parent_id = self._parent(batch, run_facets.get("parent"), when)
+        if parent_id == run_id:
+            raise ValidationError(
+                "run.facets.parent.run.runId: a run cannot be its own parent",
+                field="run.facets.parent.run.runId",
+            )
         if parent_id is not None:
             props["parent"] = parent_id
         try:
