@@ -272,6 +272,23 @@ def test_lineage_pictures_and_files(
     assert code == 0 and json.loads(out)
 
 
+def test_a_mistyped_store_is_an_error_not_a_new_empty_hub(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Reading (or changing) what a hub holds from a ``--store`` file that is not there
+    makes no store and says so (exit 4), instead of answering from a new empty one."""
+    typo = tmp_path / "nowhere" / "hub.db"
+    for argv in (
+        ["lineage", "run:x"],
+        ["export", "--all", "-o", str(tmp_path / "all.jsonl")],
+        ["runs", "list"],
+        ["promote", "m/1", "--alias", "champion"],
+    ):
+        code, _, err = cli(capsys, *argv, "--store", f"sqlite:///{typo}")
+        assert code == 4 and "there is no store at" in err, (argv, err)
+    assert not typo.parent.exists() and not (tmp_path / "all.jsonl").exists()
+
+
 def test_an_output_path_that_is_a_link_a_pipe_or_a_folder(
     capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from lineagehub.files import write_atomic
 from lineagehub.graph import ConfigError, Node, Subgraph, ValidationError
@@ -304,6 +305,8 @@ def hub_client(args: argparse.Namespace) -> Iterator[Client]:
     if url is not None and not url.lower().startswith(("http://", "https://")):
         raise ConfigError(f"--url must be an http:// or https:// URL, got {url!r}")
     remote = url is not None or (args.store is None and bool(settings.url))
+    if not remote and args.store is not None:
+        _existing_file(args.store)
     policies = None
     if not remote and settings.policies is not None:
         from lineagehub.services.registry import load_policies
@@ -314,6 +317,19 @@ def hub_client(args: argparse.Namespace) -> Iterator[Client]:
         yield client
     finally:
         client.close()
+
+
+def _existing_file(uri: str) -> None:
+    """A ``--store`` SQLite file must be there: these commands read (or change) what a hub
+    holds, and a mistyped path would otherwise make a new, empty store and answer from it."""
+    if not uri.startswith("sqlite:///") or uri.split("?", 1)[0] in ("sqlite:///:memory:",):
+        return
+    path = unquote(uri[len("sqlite:///") :].split("?", 1)[0])
+    if path and not os.path.exists(path):
+        raise ConfigError(
+            f"--store {uri}: there is no store at {path} (a store is made by writing to it:"
+            " the SDK, lineagehub example, lineagehub import)"
+        )
 
 
 def parse_where(text: str | None) -> dict[str, Any] | None:
