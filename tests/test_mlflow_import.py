@@ -368,6 +368,38 @@ def test_a_run_with_skewed_clocks_and_64_bit_steps_costs_nothing_else(
     assert [a.node.id for a in made] == [f"run:mlflow-{skew}"]
 
 
+def test_what_mlflow_deleted_stays_out_and_is_reported(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """A run and an experiment in MLflow's trash are not imported as live ones: each is
+    reported (a version registered from the deleted run comes without its run)."""
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    kept = client.create_experiment("kept", artifact_location=(tmp_path / "a").as_uri())
+    gone = client.create_experiment("gone", artifact_location=(tmp_path / "b").as_uri())
+    live = client.create_run(kept).info.run_id
+    trashed = client.create_run(kept).info.run_id
+    in_gone = client.create_run(gone).info.run_id
+    for run in (live, trashed, in_gone):
+        client.set_terminated(run)
+    client.create_registered_model("m")
+    client.create_model_version("m", f"runs:/{trashed}/model", run_id=trashed)
+    client.delete_run(trashed)
+    client.delete_experiment(gone)
+
+    summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert summary.runs == 1 and summary.experiments == 2  # kept, and MLflow's Default
+    reported = {(u["what"], u["ref"], u["reason"]) for u in summary.unmapped}
+    assert ("run", trashed, "deleted in MLflow") in reported
+    assert ("experiment", gone, "deleted in MLflow") in reported
+    assert [n.id for n in store.find_nodes("Run").items] == [f"run:mlflow-{live}"]
+    (version,) = store.find_nodes("ModelVersion", {"model": "m"}).items
+    assert store.neighbors([version.id], "UPSTREAM", ["GENERATED_BY"])[version.id] == []
+
+
 def test_the_cli_imports_with_a_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with warnings.catch_warnings():

@@ -273,7 +273,11 @@ class MlflowImporter:
         project_node = Project(name=project)
         nodes[project_node.node_id] = project_node.to_node()
         runs = []
+        deleted = "deleted"  # MLflow's lifecycle stage of what is in its trash
         for exp in experiments:
+            if getattr(exp, "lifecycle_stage", None) == deleted:
+                summary.skip("experiment", str(exp.experiment_id), "deleted in MLflow")
+                continue
             try:
                 experiment = Experiment(
                     project=project,
@@ -292,6 +296,9 @@ class MlflowImporter:
                 experiment_ids=[exp.experiment_id],
                 run_view_type=ViewType.ALL,
             ):
+                if getattr(r.info, "lifecycle_stage", None) == deleted:
+                    summary.skip("run", r.info.run_id, "deleted in MLflow")
+                    continue
                 runs.append((experiment, r))
         known = {
             n.id: n
