@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from lineagehub.graph import ValidationError
 from lineagehub.ingest.datasets import reference_fingerprint, reference_name
-from lineagehub.services.tracking import Metric, RunStart, check_metric
+from lineagehub.services.tracking import Metric, RunStart, check_metric, metric_step
 from lineagehub.vocabulary import (
     DatasetVersion,
     Deployment,
@@ -191,9 +191,8 @@ class Batch:
                    for k, v in (params or {}).items()}  # fmt: skip
         labels = {k: check_text(v, f"tags.{check_key(k, 'tags')}") for k, v in (tags or {}).items()}
         now = datetime.now(timezone.utc)
-        points = [
-            Metric(k, check_metric(k, v, step), step, now) for k, v in (metrics or {}).items()
-        ]
+        at = metric_step(step)
+        points = [Metric(k, check_metric(k, v, at), at, now) for k, v in (metrics or {}).items()]
         self._t().tracking.log_batch(self._ref(run), params=checked, metrics=points, tags=labels)
 
     def end_run(

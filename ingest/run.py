@@ -27,7 +27,7 @@ from lineagehub.graph import ConflictError, HubError, NotFoundError, ValidationE
 from lineagehub.graph.model import MAX_PROPS_BYTES, check_time
 from lineagehub.ingest.datasets import fingerprint, reference_fingerprint, reference_name
 from lineagehub.ingest.flavors import PICKLE, Flavor, flavor_names, save_model, write_archive
-from lineagehub.services.tracking import Metric, check_metric
+from lineagehub.services.tracking import Metric, check_metric, metric_step
 from lineagehub.vocabulary import (
     Artifact,
     ArtifactKind,
@@ -125,6 +125,7 @@ class ActiveRun:
         # Checked here, when logged: a bad value is refused now and never reaches the buffer,
         # where it would fail every later flush.
         ts = datetime.now(timezone.utc) if timestamp is None else check_time(timestamp, "timestamp")
+        step = metric_step(step)
         with self._lock:
             self._check_open()
             new = []

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from http_server import example_hub
 from pydantic import ValidationError as PydanticValidationError
@@ -69,12 +70,17 @@ def test_a_bad_timestamp_is_refused_when_logged_and_the_run_goes_on(hub: Hub) ->
     with pytest.raises(ValidationError):
         run.log_metric("x", 3.0, step=1, timestamp=datetime(2026, 1, 1))  # naive
     run.log_metrics({"x": 3.0}, step=2)
+    run.log_metrics({"y": 1.0}, step=np.int64(4))  # a numpy loop's step is an integer too
+    with client.batch() as batch:
+        batch.log(run.id, metrics={"z": 2.0}, step=np.int32(5))
     run.flush()
     ended = run.end()
     assert ended.status is RunStatus.FINISHED
     got = client.get_run(run.id)
     assert got.status is RunStatus.FINISHED
     assert [(p.step, p.value) for p in client.metric_history(run.id, "x")] == [(0, 1.0), (2, 3.0)]
+    assert [p.step for p in client.metric_history(run.id, "y")] == [4]
+    assert [p.step for p in client.metric_history(run.id, "z")] == [5]
     client.close()
 
 

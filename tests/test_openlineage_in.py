@@ -583,6 +583,38 @@ def test_job_and_dataset_events_and_unknown_facets_are_kept(hub: Hub) -> None:
     assert hub.store.count_nodes("Run") == 0  # no run: nothing ran
 
 
+def test_a_later_end_clears_a_failures_error_and_a_count_is_no_boolean(hub: Hub) -> None:
+    """A run that FAILed and was then COMPLETEd (a retry of the task, with a later time) ends
+    FINISHED without the failure's error, whether the events come in one request or two; a
+    rowCount of true is no row count."""
+    for together in (True, False):
+        start = _event(eventType="START", eventTime=T0.isoformat())
+        start["run"]["runId"] = str(uuid.uuid4())
+        start["outputs"][0]["outputFacets"] = {
+            "outputStatistics": {"_producer": PRODUCER, "_schemaURL": PRODUCER, "rowCount": True}
+        }
+        fail = copy.deepcopy(start)
+        fail.update(eventType="FAIL", eventTime=(T0 + timedelta(minutes=1)).isoformat())
+        fail["run"]["facets"]["errorMessage"] = {
+            "_producer": PRODUCER,
+            "_schemaURL": PRODUCER,
+            "message": "duplicate key",
+            "programmingLanguage": "python",
+        }
+        done = copy.deepcopy(start)
+        done.update(eventType="COMPLETE", eventTime=(T0 + timedelta(minutes=2)).isoformat())
+        if together:
+            hub.service.ingest([start, fail, done])
+        else:
+            hub.service.ingest([start, fail])
+            assert hub.store.get_node(f"run:{start['run']['runId']}").props["error"]
+            hub.service.ingest([done])
+        run = hub.store.get_node(f"run:{start['run']['runId']}").props
+        assert run["status"] == "FINISHED" and "error" not in run, (together, run)
+    counts = [n.props.get("row_count") for n in hub.store.find_nodes("DatasetVersion").items]
+    assert True not in counts and 1 not in counts
+
+
 def test_an_event_changes_only_runs_of_its_own_project_and_never_the_registrys(
     hub: Hub,
 ) -> None:

@@ -57,7 +57,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from lineagehub.artifacts import FileArtifactStore
-from lineagehub.graph import Direction, Edge, GraphStore, Node, NotFoundError, ValidationError
+from lineagehub.graph import (
+    DELETE,
+    Direction,
+    Edge,
+    GraphStore,
+    Node,
+    NotFoundError,
+    ValidationError,
+)
 from lineagehub.graph.model import check_time, edge_id, to_iso
 from lineagehub.services.tracking import START_AHEAD, default_actor
 from lineagehub.vocabulary import (
@@ -744,6 +752,10 @@ class OpenLineageService:
         if existing is not None:
             _own_run(existing, experiment.project, "run.runId")
         props: dict[str, Any] = dict(existing.props) if existing is not None else {}
+        # an error cleared by an earlier event of this request stays cleared
+        cleared = props.get("error") is DELETE
+        if cleared:
+            del props["error"]
         stamp = to_iso(when)
         started = props.get("started_at")
         if not isinstance(started, str) or stamp < started:
@@ -754,6 +766,8 @@ class OpenLineageService:
             if status not in _TERMINAL or not isinstance(ended, str) or stamp >= ended:
                 props["status"] = state.value
                 props["ended_at"] = stamp
+                if state is not RunStatus.FAILED and props.pop("error", None) is not None:
+                    cleared = True  # a FAIL's error, overtaken by a later end
         else:
             props.setdefault("status", status)
         error = run_facets.get("errorMessage")
@@ -808,6 +822,8 @@ class OpenLineageService:
             raise _prefixed(e, "run") from None
         node = run.to_node()
         node.props["facets"] = facets  # JSON checked with the whole event (check_json)
+        if cleared and "error" not in node.props:
+            node.props["error"] = DELETE
         self._put(batch, node)
         batch.summary.runs.append(run_id)
         self._link(batch, _edge(EdgeKind.PART_OF, run_id, experiment.node_id))
@@ -987,8 +1003,9 @@ class OpenLineageService:
                 if isinstance(f, Mapping) and isinstance(f.get("name"), str)
             ]
         stats = out_facets.get("outputStatistics")
-        if isinstance(stats, Mapping) and isinstance(stats.get("rowCount"), int):
-            props["row_count"] = stats["rowCount"]
+        count = stats.get("rowCount") if isinstance(stats, Mapping) else None
+        if isinstance(count, int) and not isinstance(count, bool):  # true is no count
+            props["row_count"] = count
         if isinstance(props.get("row_count"), int) and props["row_count"] < 0:
             raise ValidationError(
                 "outputFacets.outputStatistics.rowCount: a count is not negative",

@@ -132,6 +132,14 @@ def check_metric(key: Any, value: Any, step: Any = 0) -> float:
         ) from None
 
 
+def metric_step(step: Any) -> Any:
+    """A step as given, a numpy integer as the int it holds (``np.arange`` loops); checked by
+    :func:`check_metric`."""
+    if type(step).__module__ == "numpy" and hasattr(step, "item"):
+        return step.item()
+    return step
+
+
 def mentions_status(value: Any) -> bool:
     """Whether a filter (or an ordering) refers to the ``status`` property anywhere."""
     if isinstance(value, Mapping):
