@@ -130,14 +130,21 @@ def walk(
     starts = list(dict.fromkeys(start_ids))
     start_nodes = store.get_nodes(starts)
     missing = [i for i, n in zip(starts, start_nodes) if n is None]
+    if missing:
+        raise NotFoundError(f"no node with id {', '.join(map(repr, missing))}", ids=missing)
     if as_of is not None:
-        missing += [
-            n.id
+        later = [
+            n
             for n in start_nodes
             if n is not None and n.created_at is not None and to_iso(n.created_at) > as_of
         ]
-    if missing:
-        raise NotFoundError(f"no node with id {', '.join(map(repr, missing))}", ids=missing)
+        if later:
+            raise NotFoundError(
+                f"{later[0].id!r} did not exist yet at {as_of} (created"
+                f" {to_iso(later[0].created_at)})"  # type: ignore[arg-type]
+                + (f", nor {len(later) - 1} other root(s)" if len(later) > 1 else ""),
+                ids=[n.id for n in later],
+            )
 
     # id -> (distance, reached_from, direction); discovery order is kept by the dict.
     info: dict[str, tuple[int, str | None, Direction | None]] = {i: (0, None, None) for i in starts}

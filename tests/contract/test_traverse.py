@@ -199,8 +199,9 @@ def test_as_of_sees_the_graph_as_it_was(lineage: GraphStore) -> None:
     then = lineage.traverse(["clean"], "DOWNSTREAM", 5, as_of=cut)
     assert not {"mv2", "retrain"} & set(then.nodes)
     assert {"train", "mv1", "deploy"} <= set(then.nodes)
-    with pytest.raises(NotFoundError):
-        lineage.traverse(["mv2"], "UPSTREAM", as_of=cut)
+    with pytest.raises(NotFoundError, match="'mv2' did not exist yet at") as e:
+        lineage.traverse(["mv2"], "UPSTREAM", as_of=cut)  # there, but not then: said so
+    assert e.value.ids == ["mv2"]
 
 
 def test_unknown_start_nodes_are_named(lineage: GraphStore) -> None:
