@@ -164,12 +164,15 @@ def measure_operations(
     memo: dict[str, Measure] = {}
     visiting: set[str] = set()
 
-    def selections(node: SelectionSetNode, nesting: int) -> Measure:
+    def selections(node: SelectionSetNode, nesting: int, root: bool = False) -> Measure:
+        """The measure of a selection set; ``root``: the operation's own (where the graph
+        walks of :data:`WALKS` are, and fragments spread there: a fragment on the root type
+        can be spread nowhere else)."""
         if nesting > _MAX_NESTING:
             raise _TooNested
         if deadline is not None and time.monotonic() > deadline:
             raise OverBudget
-        depth = cost = aliases = 0
+        depth = cost = aliases = walks = 0
         for sel in node.selections:
             if isinstance(sel, FieldNode):
                 inner = (
@@ -178,16 +181,17 @@ def measure_operations(
                 depth = max(depth, 1 + inner.depth)
                 cost += 1 + inner.cost
                 aliases += inner.aliases + (1 if sel.alias is not None else 0)
+                walks += root and sel.name.value in WALKS
                 continue
             if isinstance(sel, InlineFragmentNode):
-                inner = selections(sel.selection_set, nesting + 1)
+                inner = selections(sel.selection_set, nesting + 1, root)
             elif isinstance(sel, FragmentSpreadNode):
                 name = sel.name.value
                 if name not in memo:
                     if name in visiting or name not in fragments:
                         continue
                     visiting.add(name)
-                    memo[name] = selections(fragments[name].selection_set, nesting + 1)
+                    memo[name] = selections(fragments[name].selection_set, nesting + 1, root)
                     visiting.discard(name)
                 inner = memo[name]
             else:  # pragma: no cover - graphql-core has no other selection
@@ -195,39 +199,13 @@ def measure_operations(
             depth = max(depth, inner.depth)
             cost += inner.cost
             aliases += inner.aliases
-        return Measure(depth, cost, aliases)
-
-    walk_memo: dict[str, int] = {}
-
-    def walks(node: SelectionSetNode, nesting: int) -> int:
-        """The root fields in :data:`WALKS` (fragments on the root expanded, each counted
-        once and reused at every spread)."""
-        if nesting > _MAX_NESTING:
-            raise _TooNested
-        count = 0
-        for sel in node.selections:
-            if isinstance(sel, FieldNode):
-                count += sel.name.value in WALKS
-            elif isinstance(sel, InlineFragmentNode):
-                count += walks(sel.selection_set, nesting + 1)
-            elif isinstance(sel, FragmentSpreadNode):
-                name = sel.name.value
-                if name not in walk_memo:
-                    if name in visiting or name not in fragments:
-                        continue
-                    visiting.add(name)
-                    walk_memo[name] = walks(fragments[name].selection_set, nesting + 1)
-                    visiting.discard(name)
-                count += walk_memo[name]
-        return count
+            walks += inner.walks
+        return Measure(depth, cost, aliases, walks)
 
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
             try:
-                found = selections(definition.selection_set, 0)
-                found = Measure(
-                    found.depth, found.cost, found.aliases, walks(definition.selection_set, 0)
-                )
+                found = selections(definition.selection_set, 0, root=True)
             except _TooNested:
                 found = Measure(depth=_MAX_NESTING, cost=MAX_COST + 1)
             yield definition, found
