@@ -334,6 +334,24 @@ def test_rollback_stage_and_alias(
     assert actions.count("stage.rollback") == 2
 
 
+def test_a_rollback_with_nothing_left_to_undo_is_a_conflict(
+    store: GraphStore, registry: RegistryFactory
+) -> None:
+    """Rolling a stage back until its last change is already undone: the next rollback says
+    there is nothing to roll back (it answered an empty success, changing nothing)."""
+    add_version(store, 1)
+    add_version(store, 2)
+    reg = registry()
+    reg.promote("churn/1", "Production", "ann", "v1 live")
+    reg.promote("churn/2", "Production", "ann", "v2 live")
+    reg.rollback("churn", "Production", "ops", "v2 is broken")  # v1 back, v2 out
+    reg.rollback("churn", "Production", "ops", "undo")  # v1 back in: undone; nothing in
+    head = store.audit_head()
+    with pytest.raises(ConflictError, match="nothing to roll back"):
+        reg.rollback("churn", "Production", "ops", "again")
+    assert store.audit_head() == head
+
+
 def test_unknown_refs(store: GraphStore, registry: RegistryFactory) -> None:
     add_version(store, 1)
     reg = registry()
@@ -611,6 +629,10 @@ def test_the_holders_replayed_from_the_moves_are_the_holders_at_every_time(
                     reg.rollback(model, a, "ann")
                 continue
             v, came_from, _, before = last[-1]
+            if where[v] != a and all(where[w] == a for w in before):
+                with pytest.raises(ConflictError):  # undone already: nothing to roll back
+                    reg.rollback(model, a, "ann")
+                continue
             reg.rollback(model, a, "ann")
             if where[v] == a:
                 move(v, came_from)

@@ -1652,6 +1652,11 @@ class RegistryService:
                 mv = ModelVersion.from_node(self.store.get_node(model_version_id(model, v)))
                 if mv.stage is not stage:
                     moves.append((mv, stage))
+            if not moves:  # undone already: saying it was done would hide that
+                raise ConflictError(
+                    f"{stage.value} of {model!r} holds what it held before its last change"
+                    f" ({event.id}): nothing to roll back"
+                )
             stranded = self._stranded({mv.node_id: to for mv, to in moves})
             if stranded and choice is OnDeployments.REFUSE:
                 rules = self._stranded_rules(stranded)
