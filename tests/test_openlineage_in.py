@@ -615,6 +615,28 @@ def test_a_later_end_clears_a_failures_error_and_a_count_is_no_boolean(hub: Hub)
     assert True not in counts and 1 not in counts
 
 
+def test_a_run_keeps_the_job_and_the_parent_it_was_first_recorded_with(hub: Hub) -> None:
+    """A producer reusing a runId under another job of the project, or naming another parent
+    later, does not move the run: one PART_OF (its first job), one CHILD_OF (its first
+    parent), and what the run says agrees with its edges."""
+    first = _event(eventType="START", eventTime=T0.isoformat())
+    run_id = f"run:{first['run']['runId']}"
+    hub.service.ingest([first])
+    before = hub.store.get_node(run_id).props
+    other = copy.deepcopy(first)
+    other.update(eventType="COMPLETE", eventTime=(T0 + timedelta(minutes=1)).isoformat())
+    other["job"]["name"] = "another.task"
+    other["run"]["facets"]["parent"]["run"]["runId"] = str(uuid.uuid4())
+    hub.service.ingest([other])
+    after = hub.store.get_node(run_id).props
+    assert after["status"] == "FINISHED"  # the event itself is taken
+    assert (after["experiment"], after["parent"]) == (before["experiment"], before["parent"])
+    up = hub.store.neighbors([run_id], "UPSTREAM", ["PART_OF", "CHILD_OF"])[run_id]
+    kinds = sorted((a.edge.kind, a.node.id) for a in up)
+    assert [k for k, _ in kinds] == ["CHILD_OF", "PART_OF"]
+    assert (kinds[0][1], kinds[1][1].endswith(before["experiment"])) == (before["parent"], True)
+
+
 def test_an_event_changes_only_runs_of_its_own_project_and_never_the_registrys(
     hub: Hub,
 ) -> None:

@@ -780,9 +780,12 @@ class OpenLineageService:
             name=props.get("name") or job["name"],
             kind=props.get("kind") or RunKind.TRANSFORM.value,
             project=experiment.project,
-            experiment=experiment.name,
+            # a run's job is the one it was first recorded under: an event naming another
+            # job of the project for the same runId (a producer reusing ids) does not move it
+            experiment=props.get("experiment") or experiment.name,
             facets=facets,
         )
+        own_job = props["experiment"] == experiment.name
         used = batch.used.get(run_id)
         if used is None:
             used = batch.used[run_id] = self._used_by(run_id, existing is not None)
@@ -805,7 +808,8 @@ class OpenLineageService:
                     **(facets.get("inputs") or {}),
                     f"{dataset.namespace}/{dataset.name}": item["inputFacets"],
                 }
-        parent_id = self._parent(batch, run_facets.get("parent"), when)
+        # and its parent the first one named (a second parent would be a second CHILD_OF)
+        parent_id = props.get("parent") or self._parent(batch, run_facets.get("parent"), when)
         if parent_id == run_id:
             raise ValidationError(
                 "run.facets.parent.run.runId: a run cannot be its own parent",
@@ -826,7 +830,8 @@ class OpenLineageService:
             node.props["error"] = DELETE
         self._put(batch, node)
         batch.summary.runs.append(run_id)
-        self._link(batch, _edge(EdgeKind.PART_OF, run_id, experiment.node_id))
+        if own_job:
+            self._link(batch, _edge(EdgeKind.PART_OF, run_id, experiment.node_id))
         if parent_id is not None:
             self._link(batch, _edge(EdgeKind.CHILD_OF, run_id, parent_id))
         commit = self._commit(job_facets.get("sourceCodeLocation")) or _source_commit(
