@@ -158,3 +158,59 @@ def test_interop_is_authenticated_and_needs_roles(tmp_path: Path) -> None:
         refused = httpx.post(f"{server.url}/api/v1/alerts", json=body, headers=auth)
         assert refused.status_code == 403  # an editor's right, not a viewer's
     store.close()
+
+
+def test_two_scrapes_at_once_each_see_only_their_own_projects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each scrape renders in a worker thread; the caller it renders for was one attribute
+    of the shared registry, so two scrapes at once could each see the other's projects. Both
+    scrapes are held (a barrier) after the caller is set and before the collector reads it."""
+    import threading
+    from datetime import timedelta
+
+    from lineagehub.interfaces.metrics import HubMetrics
+    from lineagehub.services.access import Principal
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    artifacts = open_artifact_store(f"file://{tmp_path / 'artifacts'}")
+    client = Client(store, artifacts=artifacts)
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    sketch = {
+        "features": {"plan": {"kind": "categorical", "values": ["a"], "counts": [5, 0], "count": 5}}
+    }
+    for project in ("alpha", "beta"):
+        with client.start_run("fit", project=project, capture=False) as run:
+            version = run.log_model({"w": [1]}, name=f"m-{project}")
+        client.deploy(version.node_id, "production", name=f"{project}-prod")
+        client.backend.monitoring.report_window(
+            f"{project}-prod", start, start + timedelta(hours=1), sketch
+        )
+    app = create_app(Settings(), store=store, artifacts=artifacts)
+    services = app.state.services
+    metrics = HubMetrics(services)
+    barrier = threading.Barrier(2)
+    deployments = services.monitor.active_deployments
+
+    def both_scraping() -> Any:
+        barrier.wait(timeout=60)
+        return deployments()
+
+    monkeypatch.setattr(services.monitor, "active_deployments", both_scraping)
+    callers = [
+        Principal("a", {"alpha": Role.VIEWER}, via="token"),
+        Principal("b", {"beta": Role.VIEWER}, via="token"),
+    ]
+    seen: dict[str, str] = {}
+    threads = [
+        threading.Thread(target=lambda p=p: seen.__setitem__(p.name, metrics.render(p).decode()))
+        for p in callers
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert 'name="alpha-prod"' in seen["a"] and 'name="beta-prod"' not in seen["a"]
+    assert 'name="beta-prod"' in seen["b"] and 'name="alpha-prod"' not in seen["b"]
+    client.close()
+    store.close()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,9 @@ class HubMetrics:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.principal: Principal | None = None  # who scrapes (set per scrape)
+        # who scrapes: each scrape renders in a worker thread of its own, where the collector
+        # reads it back (a shared attribute would let two scrapes at once see each other's)
+        self._scraper = threading.local()
         pc = _prometheus()
         self.registry = pc.CollectorRegistry(auto_describe=True)
         self.requests = pc.Counter(
@@ -90,9 +93,17 @@ class HubMetrics:
 
     def render(self, principal: Principal | None) -> bytes:
         """The exposition text (synchronous: reads the store)."""
-        self.principal = principal
-        out: bytes = _prometheus().generate_latest(self.registry)
+        self._scraper.principal = principal
+        try:
+            out: bytes = _prometheus().generate_latest(self.registry)
+        finally:
+            self._scraper.principal = None
         return out
+
+    @property
+    def principal(self) -> Principal | None:
+        """The caller of the scrape this thread renders."""
+        return getattr(self._scraper, "principal", None)
 
 
 class _MonitoringCollector:
