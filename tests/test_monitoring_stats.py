@@ -15,10 +15,12 @@ import pytest
 from scipy import stats
 from sklearn import metrics
 
+from lineagehub.graph import ValidationError
 from lineagehub.services.monitoring import (
     auc_from_histograms,
     benjamini_hochberg,
     bin_centers,
+    check_sketch,
     chi_square,
     classification_metrics,
     drift_report,
@@ -256,3 +258,41 @@ def test_merged_sketches_add_up_and_categories_are_matched_by_name() -> None:
     assert merged["features"]["c"]["values"] == ["u", "v", "w"]
     assert merged["features"]["c"]["counts"] == [2, 2, 5, 3]
     assert merged["rejected"] == {"unknown_id": 3}
+
+
+_FEATURE = {"kind": "numeric", "count": 2, "edges": [0.0, 1.0], "counts": [0, 2, 0]}
+_LABELS = {"task": "classification", "count": 2, "confusion": {"1|1": 2}}
+
+
+@pytest.mark.parametrize(
+    ("sketch", "field"),
+    [
+        ({"features": {"x": {**_FEATURE, "edges": 5}}}, "sketch.features.x.edges"),
+        ({"latency": {"count": 5, "sum": 1.0, "edges": [], "counts": [5]}}, "sketch.latency.edges"),
+        ({"latency": {"count": 5, "sum": 1.0, "edges": 5, "counts": [5]}}, "sketch.latency.edges"),
+        ({"latency": {"count": 2, "sum": 1.0, "edges": [0.1], "counts": [2]}}, "sketch.latency.counts"),
+        ({"latency": {"count": 2, "sum": 1.0, "edges": [1.0, 0.1], "counts": [1, 1, 0]}}, "sketch.latency.edges"),
+        ({"labels": {**_LABELS, "scores": [1, 2]}}, "sketch.labels.scores"),
+        ({"labels": {**_LABELS, "scores": {"positive": [1, 2], "negative": [0] * 100}}}, "sketch.labels.scores"),
+    ],
+)  # fmt: skip
+def test_a_sketch_whose_bins_do_not_add_up_is_refused_naming_the_field(
+    sketch: dict, field: str
+) -> None:
+    """A sketch that would crash a report (an empty latency bucket list) or poison every
+    later merge (bins of another length) is refused when reported, naming the field."""
+    with pytest.raises(ValidationError) as e:
+        check_sketch(sketch)
+    assert e.value.field == field
+
+
+def test_an_alert_rules_duration_beyond_a_year_is_a_validation_error() -> None:
+    from datetime import timedelta
+
+    from lineagehub.services.alerts import parse_duration
+
+    assert parse_duration("52w", "for") == timedelta(weeks=52)
+    for bad in ("99999999999999w", float("inf"), 10**30):
+        with pytest.raises(ValidationError) as e:
+            parse_duration(bad, "for")
+        assert e.value.field == "for"

@@ -86,15 +86,26 @@ _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def parse_duration(value: Any, where: str) -> timedelta:
-    """``"90s"``, ``"5m"``, ``"2h"``, ``"1d"``, ``"1w"`` or a number of seconds."""
+    """``"90s"``, ``"5m"``, ``"2h"``, ``"1d"``, ``"1w"`` or a number of seconds, up to
+    :data:`MAX_DURATION`."""
+    seconds: float | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=float(value))
-    m = _DURATION.match(value) if isinstance(value, str) else None
-    if m is None:
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)) is not None:
+        seconds = float(m[1]) * _UNITS[m[3]]
+    if seconds is None or not math.isfinite(seconds):
         raise ValidationError(
             f"{where}: {value!r} is not a duration (30s, 5m, 2h, 1d or seconds)", field=where
         )
-    return timedelta(seconds=float(m[1]) * _UNITS[m[3]])
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValidationError(
+            f"{where}: {value!r} is longer than {MAX_DURATION.days} days", field=where
+        )
+    return timedelta(seconds=seconds)
+
+
+#: The longest duration a rule may name (a year): beyond it, a window would never close.
+MAX_DURATION = timedelta(days=366)
 
 
 @dataclass(frozen=True)

@@ -330,6 +330,14 @@ def _num(value: Any, where: str) -> float:
     return float(value)
 
 
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationError(f"{where} must be a list", field=where)
+    return value
+
+
 def _counts(value: Any, where: str, max_len: int = MAX_BINS + 2) -> list[int]:
     if not isinstance(value, list) or len(value) > max_len:
         raise ValidationError(f"{where} must be a list of at most {max_len} counts", field=where)
@@ -347,7 +355,7 @@ def _check_feature(f: Any, where: str) -> dict[str, Any]:
     }
     if kind == "numeric":
         if "edges" in f:
-            edges = [_num(v, f"{where}.edges") for v in f.get("edges") or []]
+            edges = [_num(v, f"{where}.edges") for v in _list(f.get("edges"), f"{where}.edges")]
             if len(edges) < 2 or len(edges) > MAX_BINS or edges != sorted(edges):
                 raise ValidationError(
                     f"{where}.edges must be 2 to {MAX_BINS} ascending numbers", field=where
@@ -405,11 +413,25 @@ def check_sketch(sketch: Any) -> dict[str, Any]:
         lat = sketch["latency"]
         if not isinstance(lat, Mapping):
             raise ValidationError("sketch.latency must be an object", field="sketch.latency")
+        edges = [
+            _num(v, "sketch.latency.edges") for v in _list(lat.get("edges"), "sketch.latency.edges")
+        ]
+        if not 1 <= len(edges) <= MAX_BINS or edges != sorted(edges):
+            raise ValidationError(
+                f"sketch.latency.edges must be 1 to {MAX_BINS} ascending numbers",
+                field="sketch.latency.edges",
+            )
+        counts = _counts(lat.get("counts") or [], "sketch.latency.counts")
+        if len(counts) != len(edges) + 1:
+            raise ValidationError(
+                "sketch.latency.counts must have len(edges) + 1 entries (the last: slower)",
+                field="sketch.latency.counts",
+            )
         out["latency"] = {
             "count": _count(lat.get("count", 0), "sketch.latency.count"),
             "sum": _num(lat.get("sum", 0.0), "sketch.latency.sum"),
-            "edges": [_num(v, "sketch.latency.edges") for v in lat.get("edges") or []],
-            "counts": _counts(lat.get("counts") or [], "sketch.latency.counts"),
+            "edges": edges,
+            "counts": counts,
         }
     if sketch.get("labels") is not None:
         out["labels"] = _check_labels(sketch["labels"])
@@ -448,10 +470,20 @@ def _check_labels(labels: Any) -> dict[str, Any]:
         }
         scores = labels.get("scores")
         if scores is not None:
+            if not isinstance(scores, Mapping):
+                raise ValidationError(
+                    f"{where}.scores must map positive and negative to counts",
+                    field=f"{where}.scores",
+                )
             out["scores"] = {
                 side: _counts(scores.get(side), f"{where}.scores.{side}", SCORE_BINS)
                 for side in ("positive", "negative")
             }
+            if any(len(c) != SCORE_BINS for c in out["scores"].values()):
+                raise ValidationError(
+                    f"{where}.scores: positive and negative must have {SCORE_BINS} counts each",
+                    field=f"{where}.scores",
+                )
     elif task == "regression":
         out["abs_err"] = _num(labels.get("abs_err", 0.0), f"{where}.abs_err")
         out["sq_err"] = _num(labels.get("sq_err", 0.0), f"{where}.sq_err")
