@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -231,6 +232,49 @@ def test_every_route_but_health_needs_a_credential(hub: Hub) -> None:
         assert data(alice, "{ runs(first: 5) { nodes { id } } }")["runs"]["nodes"]
         exported = alice.get("/export/lineage/model:churn@latest.json")
         assert exported.status_code == 200
+
+
+def test_a_query_dressed_as_the_graphiql_page_still_needs_a_credential(hub: Hub) -> None:
+    """The GraphiQL page alone passes without a credential: a GET that names a query in any
+    spelling the view decodes ('%71uery=', a repeated key, a stray parameter) is an API
+    request and needs one. (An encoded '%71uery=' ran as the open hub's admin: every
+    project's runs and the audit trail.)"""
+    html = {"accept": "text/html"}
+    query = "{ auditTrail(first: 2) { entries { action } } runs(first: 5) { nodes { id } } }"
+    with hub.client(None) as anonymous:
+        for raw in (
+            "%71uery=" + quote(query),
+            "qu%65ry=" + quote(query),
+            "x=1&%71uery=" + quote(query),
+            "query=" + quote(query),
+        ):
+            response = anonymous.get(f"/graphql?{raw}", headers=html)
+            assert_unauthenticated(response)
+            assert "auditTrail" not in response.text and "run:" not in response.text
+        page = anonymous.get("/graphql", headers=html)
+        assert page.status_code == 200 and "graphiql" in page.text.lower()
+
+
+def test_a_request_without_a_caller_on_an_authenticating_hub_may_do_nothing(
+    tmp_path: Path,
+) -> None:
+    """Behind the authentication, the GraphQL view itself: a request that reached it without
+    a caller (only the GraphiQL page should) acts as no one, with no role, never as the
+    open hub's admin."""
+    import anyio
+    from starlette.requests import Request
+
+    from lineagehub.interfaces.server import _GraphQL
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    app = create_app(Settings(auth="tokens"), store=store)
+    view = _GraphQL(app.state.services, 1.0, authenticating=True)
+    scope = {"type": "http", "method": "GET", "path": "/graphql", "headers": [], "state": {}}
+    context = anyio.run(view.get_context, Request(scope), None)
+    assert context.principal.grants == {} and not context.principal.sees_everything
+    open_view = _GraphQL(app.state.services, 1.0)
+    assert anyio.run(open_view.get_context, Request(scope), None).principal.sees_everything
+    store.close()
 
 
 def test_401_for_bad_credentials_and_403_for_a_user_without_a_role(hub: Hub) -> None:

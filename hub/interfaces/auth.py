@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
+from starlette.datastructures import QueryParams
 from starlette.responses import JSONResponse
 
 from lineagehub.config import Settings
@@ -349,7 +350,9 @@ def _graphiql_page(scope: Scope) -> bool:
     carry the header the user sets in it."""
     if scope.get("method") != "GET" or scope.get("path") != "/graphql":
         return False
-    if b"query=" in (scope.get("query_string") or b""):
+    # read as the GraphQL view reads it (decoded: '%71uery=' is a query), and any parameter
+    # at all is no page: the page is what is served for none of them
+    if QueryParams(scope.get("query_string") or b""):
         return False
     accept = dict(scope.get("headers") or []).get(b"accept", b"")
     return b"text/html" in accept

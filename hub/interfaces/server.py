@@ -84,7 +84,7 @@ from lineagehub.artifacts import (
 from lineagehub.config import Settings
 from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
 from lineagehub.graph.model import fast_load, parse_time
-from lineagehub.interfaces.auth import Authenticator, AuthMiddleware, SecurityAudit
+from lineagehub.interfaces.auth import ANONYMOUS, Authenticator, AuthMiddleware, SecurityAudit
 from lineagehub.interfaces.lineage_api import lineage_routes
 from lineagehub.interfaces.metrics import RequestMetrics, hub_metrics
 from lineagehub.interfaces.metrics import routes as metrics_routes
@@ -285,10 +285,13 @@ class _GraphQL(GraphQL):
     loop and within a time budget (a small request whose query passed before: on it, in
     microseconds), and every refusal a GraphQL error with a code."""
 
-    def __init__(self, services: Any, budget: float, **kwargs: Any) -> None:
+    def __init__(
+        self, services: Any, budget: float, authenticating: bool = False, **kwargs: Any
+    ) -> None:
         from lineagehub.schema import schema
 
         super().__init__(schema, **kwargs)
+        self.authenticating = authenticating
         self.graphql_schema = schema._schema
         self.services = services
         self.budget = budget
@@ -298,6 +301,10 @@ class _GraphQL(GraphQL):
 
         # the principal the authentication put on the request, if any (else: open)
         principal = getattr(getattr(request, "state", None), "principal", None)
+        if principal is None and self.authenticating:
+            # only the GraphiQL page passes authentication without a caller: anything that
+            # reaches a resolver without one may do nothing (never the open hub's rights)
+            principal = Principal(ANONYMOUS, {}, via="token")
         length = request.headers.get("content-length", "")  # none for a chunked body: long
         short = length.isdigit() and int(length) <= _INLINE_BODY
         return Context(
@@ -807,6 +814,7 @@ def create_app(
         _GraphQL(
             services,
             settings.request_time_budget,
+            authenticating=bool(settings.auth_methods()),
             graphql_ide="graphiql" if settings.graphiql else None,
         ),
         max_body_bytes or settings.max_request_bytes,
