@@ -68,6 +68,9 @@ class Rule:
     needs: Callable[[Services, dict[str, Any]], Role] | None = None
     #: Records the operation reads besides (a dataset version's sources): viewer needed there.
     reads: Where | None = None
+    #: Bytes the operation names by digest: the caller must be able to read them (a holder
+    #: it may view, or no holder yet), as a download would need, before it holds them too.
+    digest: str | None = None
 
 
 # --- where a field's project is found --------------------------------------------------------
@@ -294,15 +297,21 @@ RULES: dict[str, Rule] = {
     "Mutation.logDataset": Rule(
         E, refs("runId"), "log a dataset to this run", reads=refs("input.derivedFrom")
     ),
-    "Mutation.logArtifact": Rule(E, refs("runId"), "log an artifact to this run"),
+    "Mutation.logArtifact": Rule(E, refs("runId"), "log an artifact to this run", digest="digest"),
     "Mutation.logInputModel": Rule(
         E, refs("runId"), "log a model version this run used", reads=refs("ref")
     ),
     "Mutation.logModel": Rule(
-        E, all_of(refs("runId"), existing_models("name")), "register a model version"
+        E,
+        all_of(refs("runId"), existing_models("name")),
+        "register a model version",
+        digest="digest",
     ),
     "Mutation.registerModelVersion": Rule(
-        E, all_of(run_or_globally("runId"), existing_models("name")), "register a model version"
+        E,
+        all_of(run_or_globally("runId"), existing_models("name")),
+        "register a model version",
+        digest="digest",
     ),
     "Mutation.markStaleRuns": Rule(E, globally, "mark every project's stale runs"),
     # each operation is checked by its own mutation's rule when it runs (schema/batch.py)
@@ -361,6 +370,10 @@ def check(services: Services, principal: Principal, key: str, args: dict[str, An
     for scope in dict.fromkeys(rule.reads(services, args) if rule.reads is not None else ()):
         if not isinstance(scope, _Anywhere):
             require_in(principal, Role.VIEWER, scope, action=f"{rule.action}: read its sources")
+    digest = _arg(args, rule.digest) if rule.digest is not None else None
+    if isinstance(digest, str) and digest:
+        # before the write: the holders are the bytes' owners so far, not the caller's own
+        check_download(services, principal, digest, action=f"{rule.action} from these bytes")
 
 
 # --- the extension ------------------------------------------------------------------------
@@ -453,13 +466,14 @@ def check_upload(principal: Principal) -> None:
         )
 
 
-def check_download(services: Services, principal: Principal, digest: str) -> None:
+def check_download(
+    services: Services, principal: Principal, digest: str, action: str = "download this artifact"
+) -> None:
     """Downloading bytes needs the viewer role in the project of a node holding them (an
     artifact, a model version); bytes no such node holds (a diff, a package list) need it
-    anywhere."""
+    anywhere. Naming them in a write (logging or registering them) needs the same."""
     if principal.sees_everything:
         return
-    action = "download this artifact"
     holders = [n for n in services.store.get_nodes([f"artifact:{digest}"]) if n is not None]
     holders += services.store.find_nodes(
         "ModelVersion", {"artifact_digest": digest}, limit=100

@@ -88,3 +88,56 @@ def test_withheld_nodes_are_counted(team: Team) -> None:
             "/graphql", json={"query": "{ runs(first: 10) { withheld edges { node { id } } } }"}
         ).json()
     assert page["data"]["runs"] == {"withheld": 1, "edges": []}
+
+
+def test_bytes_of_another_project_cannot_be_taken_by_naming_their_digest(team: Team) -> None:
+    """An editor of another project who learns a digest may not register or log those bytes
+    (and so download them: a holder it may view would let it); and an editor who may view
+    them and logs them under a run of its own, however that run is named, does not take
+    them into its project: their first owner's viewers keep them."""
+    identity = IdentityService(team.store, actor="root")
+    identity.add_user("bob", "editor", project="beta")
+    identity.add_user("val", "viewer", project="alpha")
+    team.tokens["bob"] = identity.create_token("bob", name="t").secret
+    team.tokens["val"] = identity.create_token("val", name="t").secret
+    with team.client("eve") as eve, eve.start_run("train", project="alpha", capture=False) as run:
+        weights = run.log_model({"w": "alpha's weights"}, name="churn").artifact_digest
+        notes = run.log_text("alpha's private notes", "notes.md").digest
+
+    def as_(who: str) -> httpx.Client:
+        headers = {"authorization": f"Bearer {team.tokens[who]}"}
+        return httpx.Client(base_url=team.url, headers=headers, timeout=30)
+
+    def gql(http: httpx.Client, query: str, **variables: Any) -> Any:
+        return http.post("/graphql", json={"query": query, "variables": variables}).json()
+
+    low = "run:00000000-0000-7000-8000-000000000000"  # sorts before any run the hub names
+    with as_("bob") as bob:
+        started = gql(
+            bob,
+            'mutation($id: String!) { startRun(input: {name: "early", project: "beta", id: $id})'
+            " { id } }",
+            id=low,
+        )
+        assert started.get("data", {}).get("startRun", {}).get("id") == low, started
+        for mutation in (
+            'mutation($d: String!, $r: ID!) { registerModelVersion(name: "stolen", digest: $d,'
+            " runId: $r) { id } }",
+            'mutation($d: String!, $r: ID!) { logArtifact(runId: $r, digest: $d, name: "x") { id } }',
+        ):
+            for digest in (weights, notes):
+                answer = gql(bob, mutation, d=digest, r=low)
+                assert answer["errors"][0]["extensions"]["code"] == "FORBIDDEN", answer
+        assert bob.get(f"/artifacts/{weights}").status_code == 403
+        assert bob.get(f"/artifacts/{notes}").status_code == 403
+    identity.grant("bob", "viewer", project="alpha")  # now bob may read them
+    with as_("bob") as bob:
+        logged = gql(
+            bob,
+            'mutation($d: String!, $r: ID!) { logArtifact(runId: $r, digest: $d, name: "x") { id } }',
+            d=notes,
+            r=low,
+        )
+        assert "errors" not in logged, logged
+    with as_("val") as val:
+        assert val.get(f"/artifacts/{notes}").status_code == 200  # still alpha's

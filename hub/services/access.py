@@ -22,9 +22,11 @@ import enum
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from lineagehub.graph import Direction, GraphStore, Node
 from lineagehub.graph.errors import PermissionDenied, ValidationError
+from lineagehub.graph.model import to_iso
 from lineagehub.vocabulary import REGISTRY_RUN_KINDS
 
 
@@ -126,6 +128,12 @@ def _own_project(node: Node) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+def _recorded(adjacent: Any) -> tuple[str, str]:
+    """When an edge was recorded, then its far end's id: the order of a node's owners."""
+    at = adjacent.edge.ingested_at
+    return (to_iso(at) if at is not None else "", adjacent.node.id)
+
+
 def projects_of(store: GraphStore, nodes: Iterable[Node]) -> dict[str, str | None]:
     """The project of each node (``None``: it belongs to none), by id.
 
@@ -158,7 +166,10 @@ def projects_of(store: GraphStore, nodes: Iterable[Node]) -> dict[str, str | Non
                     for asking in waiting[node_id]:
                         found[asking] = None
                     continue
-                first = reached[0].node
+                # the first recorded (the store's own time: no caller chooses it, as a
+                # caller may choose a run's id): a later writer naming the same bytes or
+                # data does not take them into its project
+                first = min(reached, key=_recorded).node
                 next_frontier[first.id] = first
                 next_waiting[first.id].extend(waiting[node_id])
         frontier, waiting = next_frontier, next_waiting
