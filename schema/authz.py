@@ -38,6 +38,7 @@ from strawberry.extensions import SchemaExtension
 
 from lineagehub.graph import Edge, HubError, Node, NotFoundError, Subgraph
 from lineagehub.graph.errors import PermissionDenied
+from lineagehub.graph.model import TraversedNode
 from lineagehub.services.access import Principal, Role, may_view, projects_of, require_in
 
 if TYPE_CHECKING:
@@ -509,12 +510,28 @@ def withhold_subgraph(
     if ok is None:
         return sub, 0
     kept = Subgraph(
-        nodes={k: t for k, t in sub.nodes.items() if k in ok},
+        nodes={k: _reached_visibly(t, sub, ok) for k, t in sub.nodes.items() if k in ok},
         edges=[e for e in sub.edges if _edge_ok(e, ok)],
         truncated=sub.truncated,
         truncation_reason=sub.truncation_reason,
     )
     return kept, len(sub.nodes) - len(kept.nodes)
+
+
+def _reached_visibly(traced: TraversedNode, sub: Subgraph, ok: set[str]) -> TraversedNode:
+    """``traced``, reached from the nearest node on its way that is not withheld: the id of
+    a withheld node is withheld too."""
+    origin = traced.reached_from
+    seen: set[str] = set()
+    while origin is not None and origin not in ok and origin not in seen:
+        seen.add(origin)
+        before = sub.nodes.get(origin)
+        origin = before.reached_from if before is not None else None
+    if origin is not None and origin not in ok:
+        origin = None
+    if origin == traced.reached_from:
+        return traced
+    return TraversedNode(traced.node, traced.distance, origin, traced.direction)
 
 
 def _edge_ok(edge: Edge, ok: set[str]) -> bool:

@@ -141,3 +141,31 @@ def test_bytes_of_another_project_cannot_be_taken_by_naming_their_digest(team: T
         assert "errors" not in logged, logged
     with as_("val") as val:
         assert val.get(f"/artifacts/{notes}").status_code == 200  # still alpha's
+
+
+def test_a_trace_does_not_name_a_withheld_node_as_where_another_was_reached_from(
+    team: Team,
+) -> None:
+    """A shared dataset reached through another project's dataset version: the version is
+    withheld, and so is its id in the dataset's reachedFrom (now the nearest node on the way
+    the caller may see)."""
+    identity = IdentityService(team.store, actor="root")
+    identity.add_user("bob", "editor", project="beta")
+    team.tokens["bob"] = identity.create_token("bob", name="t").secret
+    digest = "sha256:" + "b" * 64
+    with team.client("bob") as bob, bob.start_run("make", project="beta", capture=False) as made:
+        made.log_dataset_ref("s3://lake/beta-out.parquet", digest, output=True)
+    with team.client("eve") as eve, eve.start_run("use", project="alpha", capture=False) as run:
+        run.log_dataset_ref("s3://lake/beta-out.parquet", digest)
+    headers = {"authorization": f"Bearer {team.tokens['eve']}"}
+    query = (
+        "query($r: String!) { lineage(input: {roots: [$r], upstreamDepth: 3}) { withheld"
+        " nodes { node { id } reachedFrom } } }"
+    )
+    with httpx.Client(base_url=team.url, headers=headers, timeout=30) as http:
+        answer = http.post("/graphql", json={"query": query, "variables": {"r": run.id}}).json()
+    lineage = answer["data"]["lineage"]
+    assert lineage["withheld"] >= 1
+    shown = {n["node"]["id"] for n in lineage["nodes"]}
+    assert all(n["reachedFrom"] in shown | {None} for n in lineage["nodes"]), lineage
+    assert not any(n.startswith("dsv:") for n in shown)
