@@ -4,6 +4,7 @@ and roles as for the rest of the API; on both stores."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -139,7 +140,18 @@ def test_alertmanager_alerts_land_in_the_graph_linked_to_the_deployment(
     assert "deployment" in bad.json()["error"]["message"]
     unknown = {"alerts": [{"labels": {"alertname": "x", "deployment": "nope"}}]}
     assert httpx.post(f"{url}/api/v1/alerts", json=unknown).status_code == 404
-    assert httpx.post(f"{url}/api/v1/alerts", content=b"{nope").status_code == 400
+    assert (
+        httpx.post(
+            f"{url}/api/v1/alerts", content=b"{nope", headers={"content-type": "application/json"}
+        ).status_code
+        == 400
+    )
+    # a web page's cross-origin "simple" POST is text/plain: refused, nothing recorded
+    before = len(client.alerts("churn-prod"))
+    simple = httpx.post(
+        f"{url}/api/v1/alerts", content=json.dumps(body), headers={"content-type": "text/plain"}
+    )
+    assert simple.status_code == 415 and len(client.alerts("churn-prod")) == before
 
 
 def test_interop_is_authenticated_and_needs_roles(tmp_path: Path) -> None:

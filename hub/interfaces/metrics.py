@@ -254,6 +254,14 @@ def routes(services: Services, metrics: HubMetrics | None) -> list[Any]:
 
     async def receive(request: Request) -> Response:
         who = caller(request)
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            # also what keeps a web page's cross-origin "simple" POST (text/plain) out
+            message = f"send alerts as application/json, not {media_type or 'nothing'}"
+            return JSONResponse(
+                {"error": {"code": "UNSUPPORTED_MEDIA_TYPE", "message": message}},
+                status_code=415,
+            )
         try:
             chunks, size = [], 0
             async for chunk in request.stream():
