@@ -1636,6 +1636,14 @@ class DatasetFingerprint:
     def version_fields(self) -> dict[str, Any]:
         """The :class:`~lineagehub.vocabulary.DatasetVersion` fields this fingerprint fills:
         ``DatasetVersion(namespace=..., name=..., **fp.version_fields())``."""
+        columns = self.columns
+        if columns is not None and (
+            not isinstance(columns, (list, tuple))
+            or not all(isinstance(c, Mapping) for c in columns)
+        ):
+            raise ValidationError(
+                'columns must be a list of {"name": ..., "dtype": ...} objects', field="columns"
+            )
         return {
             "digest": self.digest,
             "uri": self.uri,

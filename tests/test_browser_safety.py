@@ -146,6 +146,10 @@ def test_a_preflight_from_a_configured_origin_is_allowed(http: httpx.Client) -> 
     answer = http.post("/graphql", json={"query": "{ __typename }"}, headers={"origin": ALLOWED})
     assert answer.headers["access-control-allow-origin"] == ALLOWED
     assert answer.json() == {"data": {"__typename": "Query"}}
+    # and a page may read the headers the export route documents (the withheld count too)
+    export = http.get("/export/lineage/x.json", headers={"origin": ALLOWED})
+    exposed = export.headers["access-control-expose-headers"].lower()
+    assert {"x-lineage-truncated", "x-lineage-withheld"} <= set(exposed.replace(" ", "").split(","))
 
 
 def test_a_preflight_from_another_origin_is_refused(http: httpx.Client) -> None:

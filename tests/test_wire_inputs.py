@@ -172,6 +172,32 @@ def test_a_bad_point_is_refused_with_nothing_written(hub: tuple[httpx.Client, Gr
     assert store.read_series(run, "a") == []
 
 
+def test_a_fingerprint_of_the_wrong_shape_is_a_validation_error(
+    hub: tuple[httpx.Client, GraphStore],
+) -> None:
+    """columns given as an object, not a list of {name, dtype}: VALIDATION naming it, not
+    INTERNAL, and nothing written."""
+    http, store = hub
+    run = _data(http, 'mutation { startRun(input: {name: "shape"}) { id } }')["startRun"]["id"]
+    fingerprint = {
+        "digest": "sha256:" + "c" * 64,
+        "source": "memory",
+        "columns": {"a": "int64"},
+    }
+    body = http.post(
+        "/graphql",
+        json={
+            "query": "mutation($r: ID!, $f: JSON!) { logDataset(runId: $r, input: "
+            '{fingerprint: $f, name: "t", namespace: "n"}) { id } }',
+            "variables": {"r": run, "f": fingerprint},
+        },
+    ).json()
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "VALIDATION", body
+    assert "columns" in error["message"]
+    assert store.find_nodes("DatasetVersion").items == []
+
+
 # --- input classes and arguments built from planned fields (schema/inputs.py) -------------------
 
 

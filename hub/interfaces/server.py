@@ -863,7 +863,7 @@ def create_app(
             allow_origins=origins,
             allow_methods=["GET", "POST", "PUT", "HEAD"],
             allow_headers=["authorization", "content-type"],
-            expose_headers=["x-content-digest", "x-lineage-truncated"],
+            expose_headers=["x-content-digest", "x-lineage-truncated", "x-lineage-withheld"],
             max_age=600,
         )
     app.add_middleware(_Hosts, names=settings.allowed_host_names())
