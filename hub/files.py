@@ -54,3 +54,16 @@ def write_atomic(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def writable(path: str | os.PathLike[str], field: str = "path") -> None:
+    """What :func:`write_atomic` would refuse, told before the work that fills the file: a
+    folder, or a folder to write in that is not there. (A folder that cannot be written is
+    found when writing.)"""
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise ValidationError(f"cannot write {path}: it is a folder", field=field)
+    if not target.parent.is_dir():
+        raise ValidationError(
+            f"cannot write {path}: there is no folder {target.parent}", field=field
+        )

@@ -289,6 +289,20 @@ def test_a_mistyped_store_is_an_error_not_a_new_empty_hub(
     assert not typo.parent.exists() and not (tmp_path / "all.jsonl").exists()
 
 
+def test_a_report_to_a_folder_or_nowhere_is_refused_before_it_is_made(
+    capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path
+) -> None:
+    """-o naming a folder, or a file in a folder that is not there: VALIDATION (exit 2) at
+    once, for every format (a PDF was rendered for seconds, then a traceback, exit 1)."""
+    folder = tmp_path / "r.pdf"
+    folder.mkdir()
+    (tmp_path / "r.json").mkdir()
+    for out in (folder, tmp_path / "missing" / "r.pdf", tmp_path / "r.json"):
+        code, _, err = cli(capsys, "report", "churn/2", "--store", hub.store, "-o", str(out))
+        assert code == 2 and "Traceback" not in err, err
+        assert "is a folder" in err or "there is no folder" in err
+
+
 def test_an_output_path_that_is_a_link_a_pipe_or_a_folder(
     capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from lineagehub.files import write_atomic
 from lineagehub.graph import ConfigError
 from lineagehub.services.cards import CARD_FIELDS
 
@@ -361,7 +362,8 @@ def render_pdf(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
             f"'lineagehub[report]' (and e.g. apt-get install libpango-1.0-0 libpangoft2-1.0-0): {e}"
         ) from None
     doc = weasyprint.HTML(string=render_html(report), url_fetcher=_refuse)
-    doc.write_pdf(str(path))
+    pdf = doc.write_pdf()  # the bytes, then the file whole (a kill never leaves half a PDF)
+    write_atomic(path, lambda f: f.write(pdf), field="output")
 
 
 __all__ = ["SECTIONS", "render_html", "render_pdf"]

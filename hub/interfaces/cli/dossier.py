@@ -137,12 +137,13 @@ def cmd_report(args: argparse.Namespace, client: Client | None = None) -> int:
         raise ValidationError(f"unexpected argument {args.file!r}", field="file")
     if not args.output:
         raise ValidationError("give -o report.html, report.pdf or report.json", field="output")
-    from lineagehub.files import write_atomic
+    from lineagehub.files import writable, write_atomic
     from lineagehub.interfaces.cli.common import hub_client
     from lineagehub.services.dossier import report_json
     from lineagehub.services.report_render import render_html, render_pdf
 
     fmt = _format(args)
+    writable(args.output, field="output")  # before seconds of work, not after
     with hub_client(args) as c:
         report = c.compliance_report(args.ref, _as_of(args))
     if fmt == "pdf":
