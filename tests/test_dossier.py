@@ -190,6 +190,11 @@ def test_cards_reports_and_inventory(hub: Hub) -> None:
     assert past["reconstruction"]["not_reconstructed"]
     assert all(e["time"] <= past["as_of"] for e in past["audit"]["entries"])
     assert verify_report(past, KEY.encode())["ok"]
+    # a time that has not come: no report of what the hub "knew" then (a review it would
+    # call overdue, alerts it cannot have seen)
+    with pytest.raises(ValidationError) as future:
+        ann.compliance_report("onco/2", as_of=datetime.now(timezone.utc) + timedelta(days=400))
+    assert future.value.field == "as_of"
 
     [row] = ann.model_inventory()
     assert (row.version_id, row.owners, row.risk_tier) == (

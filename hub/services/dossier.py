@@ -42,6 +42,7 @@ from lineagehub.graph import (
     Node,
     NotFoundError,
     Subgraph,
+    ValidationError,
 )
 from lineagehub.graph.model import TruncationReason, check_time, to_iso
 from lineagehub.services.cards import CARD_FIELDS, CardService
@@ -451,6 +452,12 @@ def compliance_report(
     JSON-ready data."""
     if as_of is not None:
         as_of = check_time(as_of, "as_of")
+        if as_of > (now or datetime.now(timezone.utc)):  # a report tells what the hub knew
+            raise ValidationError(
+                f"as_of {to_iso(as_of)} is in the future: a report reconstructs what the hub"
+                " knew at a time that has come",
+                field="as_of",
+            )
     generated = now or datetime.now(timezone.utc)
     lineage = lineage or LineageService(store)
     registry = RegistryService(store)
