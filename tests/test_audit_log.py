@@ -252,6 +252,20 @@ def test_export_and_verify_the_copy(
     code, _, _ = cli(capsys, "audit", "verify-export", str(cut))
     assert code == 7
 
+    # one byte that is not UTF-8: tampering found (exit 7), not a traceback
+    raw = bytearray(out_file.read_bytes())
+    raw[raw.index(b'"actor"') + 10] = 0xFF
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(bytes(raw))
+    result = verify_export(broken, KEY.encode())
+    assert not result.ok and "UTF-8" in (result.problem or "")
+    code, _, err = cli(capsys, "audit", "verify-export", str(broken))
+    assert code == 7 and "Traceback" not in err
+    head = tmp_path / "head.json"
+    head.write_bytes(b"\xff")
+    code, _, err = cli(capsys, "audit", "verify", "--store", db, "--against", str(head))
+    assert code == 2 and "not UTF-8" in err
+
 
 def test_unsigned_export(store: GraphStore, tracking: TrackingService, tmp_path: Path) -> None:
     write_history(tracking)

@@ -181,6 +181,35 @@ def test_cards_reports_and_inventory(hub: Hub) -> None:
     assert ok["ok"], ok
     assert ok["checked"] == len(report["audit"]["entries"])
 
+    # an audit section or a card that is not this report's own: each caught, none a crash
+    other = ann.compliance_report("onco/1")
+
+    def tampered(change: Any) -> dict[str, Any]:
+        copy = json.loads(json.dumps(report))
+        change(copy)
+        return verify_report(copy, KEY.encode())
+
+    def without_cards(r: dict[str, Any]) -> None:
+        kept = [e for e in r["audit"]["entries"] if e["action"] != "card.set"]
+        seqs = {e["seq"] for e in kept}
+        r["audit"]["entries"] = kept
+        r["audit"]["proofs"] = [p for p in r["audit"]["proofs"] if p["entry"]["seq"] in seqs]
+        r["card"]["validation_status"] = "validated"
+
+    approved = next(i for i, e in enumerate(report["audit"]["entries"]) if "payload" not in e)
+    for change in (
+        lambda r: r.update(audit=json.loads(json.dumps(other["audit"]))),  # another version's
+        without_cards,  # the card's record dropped with its proofs, the card rewritten
+        lambda r: r["card"].update(revision=None, validation_status="validated"),
+        lambda r: r["audit"]["entries"][approved].update(payload="approved by the board"),
+        lambda r: r["audit"]["entries"].insert(0, dict(r["audit"]["entries"][0])),  # twice
+        lambda r: r["audit"]["proofs"].append(1),
+        lambda r: r.update(card=[1]),
+        lambda r: r["audit"]["entries"].append({"payload": {}}),
+    ):
+        result = tampered(change)
+        assert not result["ok"] and result["problems"], result
+
     # the report as it was before the second revision and the promotions
     past = ann.compliance_report("onco/2", as_of=between)
     assert past["as_of"] is not None

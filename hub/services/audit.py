@@ -179,8 +179,12 @@ def verify_export(path: str | os.PathLike[str], key: bytes | None) -> ExportVeri
         raise NotFoundError(f"no audit export at {str(p)!r}", ids=[str(p)])
     entries: list[AuditEntry] = []
     trailer: dict[str, Any] | None = None
-    with open(p, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    with open(p, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:  # an edited byte: the file is not what was written
+                return _malformed(number, len(entries))("not UTF-8 text")
             if not line.strip():
                 continue
             bad = _malformed(number, len(entries))
@@ -576,7 +580,13 @@ def read_head_file(path: str | os.PathLike[str]) -> list[TreeHead]:
     p = Path(path)
     if not p.is_file():
         raise NotFoundError(f"no audit head file at {str(p)!r}", ids=[str(p)])
-    return _parse_lines(p.read_text(encoding="utf-8"), str(p))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValidationError(
+            f"{str(p)!r} is not a head file: byte {e.start} is not UTF-8 text", field="against"
+        ) from None
+    return _parse_lines(text, str(p))
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,7 +207,41 @@ def verify_report(
             f"the report's tree head (size {head.tree_size}, root {head.root_hash}) is none of "
             "the trusted heads given"
         )
-    by_seq = {p.get("entry", {}).get("seq"): p for p in proofs if isinstance(p, dict)}
+    if not isinstance(entries, list) or not isinstance(proofs, list):
+        return {"ok": False, "checked": 0, "notes": [],
+                "problems": ["the report's audit entries or proofs are not lists"]}  # fmt: skip
+    if any(not isinstance(p, dict) or not isinstance(p.get("entry"), dict) for p in proofs):
+        problems.append("a proof is malformed (not an object with its entry)")
+        proofs = [p for p in proofs if isinstance(p, dict) and isinstance(p.get("entry"), dict)]
+    identity = report.get("identity") if isinstance(report.get("identity"), dict) else {}
+    deployments = report.get("deployments") if isinstance(report.get("deployments"), list) else []
+    # what the report is about: the entries it cites are those of these records (an audit
+    # section taken from another report names other targets)
+    subjects = {
+        identity.get("version_id"),
+        f"model:{identity.get('model')}",
+        *(d.get("id") for d in deployments if isinstance(d, dict)),
+    }
+    well_formed = []
+    seen: set[int] = set()
+    for e in entries:
+        if not isinstance(e, dict) or type(e.get("seq")) is not int:
+            problems.append("an audit entry is malformed (not an object with its seq)")
+            continue
+        if e["seq"] in seen:
+            problems.append(f"audit entry {e['seq']} is cited twice")
+            continue
+        seen.add(e["seq"])
+        if e.get("target") not in subjects:
+            problems.append(
+                f"audit entry {e['seq']} is about {e.get('target')!r}, not this version, its"
+                " model or its deployments"
+            )
+        if "payload" in e and not isinstance(e["payload"], dict):
+            problems.append(f"audit entry {e['seq']} shows a payload that is not an object")
+        well_formed.append(e)
+    entries = well_formed
+    by_seq = {p["entry"].get("seq"): p for p in proofs}
     payloads = {e["seq"]: e["payload"] for e in entries if isinstance(e.get("payload"), dict)}
     for e in entries:
         proof = by_seq.get(e.get("seq"))
@@ -229,12 +263,19 @@ def verify_report(
             if n not in notes:
                 notes.append(n)
     card = report.get("card") or {}
-    card_entries = [e for e in entries if e.get("action") == "card.set" and "payload" in e]
-    if card_entries and card.get("revision"):
+    if not isinstance(card, dict):
+        problems.append("the model card is malformed (not an object)")
+        card = {}
+    card_entries = [
+        e for e in entries if e.get("action") == "card.set" and isinstance(e.get("payload"), dict)
+    ]
+    shown_fields = {k: card.get(k) for k in CARD_FIELDS if card.get(k) is not None}
+    if card_entries:
         last = max(card_entries, key=lambda e: e["seq"])["payload"]
-        shown_fields = {k: card.get(k) for k in CARD_FIELDS if card.get(k) is not None}
         if last.get("revision") != card.get("revision") or last.get("fields") != shown_fields:
             problems.append("the model card shown is not the last revision the audit log recorded")
+    elif shown_fields or card.get("revision"):
+        problems.append("the model card shown has no revision the audit log recorded")
     return {"ok": not problems, "checked": len(proofs), "problems": problems, "notes": notes}
 
 
