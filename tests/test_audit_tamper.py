@@ -264,6 +264,44 @@ def test_a_replaced_head_is_caught(
     assert "head signatures not checked" in text
 
 
+def test_a_head_of_the_same_size_that_disagrees_names_the_entries_since_the_last_match(
+    sqlite_db: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a key: the auditor keeps the head at 9; entry 6 is rewritten, the chain and the
+    store's own head at 9 recomputed to match. The store's head at 9 now matches the log, the
+    auditor's does not: the entries since the last head the log matches below it are named
+    (it said 'entries 13..12': after the head of the same size that matched)."""
+    monkeypatch.delenv("LINEAGEHUB_AUDIT_KEY")
+    with open_store(sqlite_db) as store:
+        write_history(store, tmp_path)
+    assert main(["audit", "head", "--store", sqlite_db, "-o", str(tmp_path / "auditor.json")]) == 0
+    capsys.readouterr()
+    size = json.loads((tmp_path / "auditor.json").read_text())["tree_size"]
+    recompute_chain(sqlite_db, 6, "mallory")
+    with SqliteStore(sqlite_db.removeprefix("sqlite:///")) as raw:
+        entries = list(raw.iter_audit())
+        forged = [
+            next_head(None, entries[:n], "2026-01-01T00:00:00.000000Z", None) for n in (9, size)
+        ]
+    conn = sqlite3.connect(sqlite_db.removeprefix("sqlite:///"))
+    with conn:
+        for h in forged:
+            conn.execute(
+                "UPDATE audit_checkpoints SET root_hash = ?, head_hash = ?, mac = NULL "
+                "WHERE tree_size = ?",
+                (h.root_hash, h.head_hash, h.tree_size),
+            )
+    conn.close()
+    _, data, text = verify(capsys, sqlite_db, "--against", str(tmp_path / "auditor.json"))
+    # the store's own heads at 9 and at the end were recomputed too: the last head both
+    # agree on is 9's, so the entries after it are named
+    assert data["kind"] == "rewritten" and data["firstBadSeq"] == 10, text
+    assert f"entries 10..{size}" in text and f"{size + 1}..{size}" not in text
+
+
 def test_a_property_edited_in_the_store_is_named_with_its_field(
     store: GraphStore, db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

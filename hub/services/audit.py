@@ -700,8 +700,11 @@ def verify_log(
     if not chain.ok:
         return fail(chain.kind or "altered", chain.first_bad_seq, chain.problem or "")
     n = frontier.size
-    good = 0
+    good = 0  # the largest head size the log matches
+    below = 0  # ... of those smaller than the head at hand (a head of its size may match)
     for where, h in sorted(all_heads, key=lambda wh: wh[1].tree_size):
+        if h.tree_size > good:
+            below = good
         if h.tree_size > n:
             missing = (
                 f"entry {n + 1}" if h.tree_size == n + 1 else f"entries {n + 1}..{h.tree_size}"
@@ -716,10 +719,10 @@ def verify_log(
         if root != h.root_hash or head_hash != h.head_hash:
             return fail(
                 "rewritten",
-                good + 1,
-                f"entries {good + 1}..{h.tree_size} were changed and the chain recomputed: "
+                below + 1,
+                f"entries {below + 1}..{h.tree_size} were changed and the chain recomputed: "
                 f"their Merkle root differs from the tree head from {where} "
-                f"(the first bad entry is at seq {good + 1} or later)",
+                f"(the first bad entry is at seq {below + 1} or later)",
             )
         good = h.tree_size
     if n > good and all_heads:
