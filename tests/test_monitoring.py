@@ -381,3 +381,28 @@ def test_raw_rows_are_kept_only_when_asked(mode: str, tmp_path: Path) -> None:
         assert rows[1]["plan"] == frame["plan"][1] and rows[1]["prediction"] == 1
         with pytest.raises(ValidationError, match="keep_rows"):
             client.monitor("churn", flush_interval=None, keep_rows=10_000)
+
+
+def test_a_summary_merges_every_window_of_its_range_not_the_first_thousand(
+    tmp_path: Path,
+) -> None:
+    """Windows are read a page at a time (1,000): a range of 1,003 hourly windows is merged
+    whole, its newest windows too (the summary ended at the 1,000th oldest)."""
+    client = Client(f"sqlite:///{tmp_path / 'hub.db'}", artifacts=(tmp_path / "a").as_uri())
+    with client.start_run("fit", project="p", capture=False) as run:
+        version = run.log_model({"w": [1]}, name="m")
+    client.deploy(version.node_id, "production", name="m-prod")
+    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    hour = timedelta(hours=1)
+    sketch = {
+        "features": {
+            "plan": {"kind": "categorical", "values": ["a"], "counts": [10, 0], "count": 10}
+        }
+    }
+    monitoring = client.backend.monitoring
+    for i in range(1003):
+        monitoring.report_window("m-prod", start + i * hour, start + (i + 1) * hour, sketch)
+    summary = client.monitoring("m-prod")
+    assert len(summary.windows) == 1003 and summary.sample_count == 10 * 1003
+    assert summary.windows[-1].end == start + 1003 * hour
+    client.close()

@@ -1051,9 +1051,10 @@ class MonitoringService:
         deployment: str,
         start: datetime | None = None,
         end: datetime | None = None,
-        limit: int = 1000,
+        limit: int | None = 1000,
     ) -> list[MonitoringWindow]:
-        """The deployment's windows that start in ``[start, end)``, oldest first."""
+        """The deployment's windows that start in ``[start, end)``, oldest first (the first
+        ``limit``; ``None``: all of them, read a page at a time)."""
         dep = self.deployment(deployment)
         where: dict[str, Any] = {"deployment": dep.id}
         bounds: dict[str, str] = {}
@@ -1063,9 +1064,13 @@ class MonitoringService:
             bounds["$lt"] = to_iso(end, "to")
         if bounds:
             where["start"] = bounds
-        page = self.store.find_nodes(
-            NodeKind.MONITORING_WINDOW.value, where, ["start", "instance"], limit=limit
-        )
+        order = ["start", "instance"]
+        if limit is None:
+            nodes = self.store.iter_nodes(
+                NodeKind.MONITORING_WINDOW.value, where, order, page_size=1000
+            )
+            return [MonitoringWindow.from_node(n) for n in nodes]
+        page = self.store.find_nodes(NodeKind.MONITORING_WINDOW.value, where, order, limit=limit)
         return [MonitoringWindow.from_node(n) for n in page.items]
 
     def summary(
@@ -1073,7 +1078,7 @@ class MonitoringService:
     ) -> MonitoringSummary:
         """Drift and performance of the merged windows of ``[start, end)``."""
         dep = self.deployment(deployment)
-        windows = self.windows(dep.id, start, end)
+        windows = self.windows(dep.id, start, end, limit=None)  # every one the range holds
         # drift of the windows sketched on the latest reference (a new version may bring
         # other training data, and other bins)
         latest = windows[-1].reference if windows else None
