@@ -70,6 +70,8 @@ log = logging.getLogger("lineagehub.monitor")
 #: Distinct values a categorical feature without reference values (or a prediction) keeps
 #: before the rest count as "other".
 MAX_LEARNED_VALUES = 50
+#: Numbers beyond this magnitude count as missing: their squares, summed, would not be finite.
+MAX_MAGNITUDE = 1e150
 #: Raw rows a window may keep at most (``keep_rows``).
 MAX_KEPT_ROWS = 1000
 #: Batches of at most this many rows are counted value by value in Python (numpy and pandas
@@ -185,7 +187,9 @@ class _Numeric:
 
     def add(self, values: np.ndarray) -> None:
         np = _numpy()
-        finite = np.isfinite(values)
+        # finite, and small enough that sums of squares stay finite: a value beyond
+        # MAX_MAGNITUDE (1e200 in a float column) counts as missing, not as the window's end
+        finite = np.isfinite(values) & (np.abs(values) <= MAX_MAGNITUDE)
         present = values[finite]
         self.count += len(values)
         self.missing += int(len(values) - len(present))
@@ -218,7 +222,7 @@ class _Numeric:
         last = len(edges) - 1 if edges is not None else 0
         self.count += len(floats)
         for v in floats:
-            if not math.isfinite(v):
+            if not math.isfinite(v) or abs(v) > MAX_MAGNITUDE:
                 self.missing += 1
                 continue
             self.sum += v
@@ -298,20 +302,26 @@ class _Labels:
         self.scored = False
         self.abs_err = self.sq_err = 0.0
 
-    def add(self, prediction: Any, label: Any, score: float | None) -> None:
-        self.count += 1
+    def add(self, prediction: Any, label: Any, score: float | None) -> bool:
+        """Count a labelled prediction; False (nothing counted) for a regression whose error
+        is not a finite number (a NaN prediction, values beyond :data:`MAX_MAGNITUDE`)."""
         if self.task == "regression":
             err = float(prediction) - float(label)
+            if not math.isfinite(err) or abs(err) > MAX_MAGNITUDE:
+                return False
+            self.count += 1
             self.abs_err += abs(err)
             self.sq_err += err * err
-            return
+            return True
+        self.count += 1
         key = f"{prediction}|{label}"
         if key in self.confusion or len(self.confusion) < 10_000:
             self.confusion[key] = self.confusion.get(key, 0) + 1
-        if score is not None:
+        if score is not None and math.isfinite(score):  # a NaN score is no score
             self.scored = True
             b = min(max(int(score * SCORE_BINS), 0), SCORE_BINS - 1)
             (self.positive if label == "1" else self.negative)[b] += 1
+        return True
 
     def sketch(self) -> dict[str, Any]:
         if self.task == "regression":
@@ -737,7 +747,9 @@ class Monitor:
                         continue
                     if w.labels is None:
                         w.labels = _Labels(self.task or "classification")
-                    w.labels.add(found[1], label, found[2])
+                    if not w.labels.add(found[1], label, found[2]):
+                        self._reject(w, "nan_error", 1, f"the error of {i!r} is not finite")
+                        continue
                     w.dirty = True
                     matched += 1
             return matched

@@ -406,3 +406,32 @@ def test_a_summary_merges_every_window_of_its_range_not_the_first_thousand(
     assert len(summary.windows) == 1003 and summary.sample_count == 10 * 1003
     assert summary.windows[-1].end == start + 1003 * hour
     client.close()
+
+
+def test_values_a_sketch_cannot_hold_cost_the_window_nothing_else(tmp_path: Path) -> None:
+    """1e200 in a numeric column (its square is no float), a NaN regression prediction with
+    its label, a NaN score: counted as missing or rejected, and the window is reported with
+    everything else (before, every flush failed and the window's rows were lost)."""
+    client = Client(f"sqlite:///{tmp_path / 'hub.db'}", artifacts=(tmp_path / "a").as_uri())
+    train = pd.DataFrame({"tenure": np.arange(100.0), "plan": ["a", "b"] * 50})
+    with client.start_run("fit", project="p", capture=False) as run:
+        run.log_dataset(train, name="customers", namespace="warehouse")
+        version = run.log_model({"w": [1]}, name="m")
+    for task in ("classification", "regression"):
+        client.deploy(version.node_id, task, name=f"m-{task}")
+        mon = client.monitor(f"m-{task}", flush_interval=None, instance=task)
+        rows = pd.DataFrame({"tenure": np.r_[np.ones(19), 1e200], "plan": ["a"] * 20})
+        ids = [f"{task}-{i}" for i in range(20)]
+        if task == "classification":
+            scores = np.r_[np.full(19, 0.7), np.nan]
+            mon.log_predictions(rows, np.ones(20, int), ids=ids, scores=scores)
+            assert mon.log_labels(ids, np.ones(20, int)) == 20
+        else:
+            mon.log_predictions(rows, np.r_[np.full(19, 0.5), np.nan], ids=ids)
+            assert mon.log_labels(ids, np.ones(20)) == 19
+        assert mon.flush() == 1 and mon.last_error is None, mon.last_error
+        mon.close()
+    for task in ("classification", "regression"):
+        (window,) = client.monitoring(f"m-{task}").windows
+        assert window.instance == task and window.sample_count == 20
+    client.close()
