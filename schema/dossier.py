@@ -13,10 +13,12 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
+from lineagehub.graph import Direction, PermissionDenied
+from lineagehub.graph.model import check_time
 from lineagehub.schema.authz import viewable
 from lineagehub.schema.types import I
 from lineagehub.services.cards import CardService, InventoryRow, ModelCard
-from lineagehub.services.dossier import compliance_report
+from lineagehub.services.dossier import MAX_NODES, UPSTREAM_DEPTH, compliance_report
 
 
 @strawberry.type(description="A model version's card (one revision of it).")
@@ -93,6 +95,7 @@ class DossierQuery:
     )
     async def compliance_report(self, info: I, ref: str, as_of: datetime | None = None) -> JSON:
         ctx = info.context
+        await ctx.call(_may_read_report, ctx.services, ctx.principal, ref, as_of)
         report: Any = await ctx.call(
             compliance_report, ctx.store, ref, as_of, lineage=ctx.services.lineage
         )
@@ -129,3 +132,27 @@ class DossierMutation:
 
 
 __all__ = ["DossierMutation", "DossierQuery", "InventoryEntry", "ModelCardType"]
+
+
+def _may_read_report(services: Any, principal: Any, ref: str, as_of: datetime | None) -> None:
+    """A report is one document: who may not view every record it draws on (the version's
+    upstream lineage, which it shows in its data, code, training and lineage sections) may
+    not read it, rather than read one with parts of other projects in it, or with holes an
+    auditor could not see."""
+    if principal is None or principal.sees_everything or services.registry is None:
+        return
+    vid = services.registry.resolve(ref).node_id  # NotFoundError as the report's own
+    sub = services.store.traverse(
+        [vid],
+        Direction.UPSTREAM,
+        UPSTREAM_DEPTH,
+        max_nodes=MAX_NODES,
+        as_of=check_time(as_of, "as_of") if as_of is not None else None,
+    )
+    ok = viewable(services, principal, (t.node for t in sub.nodes.values()))
+    hidden = [i for i in sub.nodes if ok is not None and i not in ok]
+    if hidden:
+        raise PermissionDenied(
+            f"{principal.name!r} may not read the compliance report of {vid}: it draws on"
+            f" {len(hidden)} record(s) of projects it may not view"
+        )

@@ -169,3 +169,26 @@ def test_a_trace_does_not_name_a_withheld_node_as_where_another_was_reached_from
     shown = {n["node"]["id"] for n in lineage["nodes"]}
     assert all(n["reachedFrom"] in shown | {None} for n in lineage["nodes"]), lineage
     assert not any(n.startswith("dsv:") for n in shown)
+
+
+def test_a_compliance_report_drawing_on_records_the_caller_may_not_view_is_refused(
+    team: Team,
+) -> None:
+    """The report of an alpha version trained on beta's output data would show beta's run,
+    experiment and dataset profile to alpha's editor: refused (FORBIDDEN) rather than given
+    with them, or with holes; a version whose lineage is alpha's own is reported."""
+    identity = IdentityService(team.store, actor="root")
+    identity.add_user("bob", "editor", project="beta")
+    team.tokens["bob"] = identity.create_token("bob", name="t").secret
+    digest = "sha256:" + "d" * 64
+    with team.client("bob") as bob, bob.start_run("make", project="beta", capture=False) as made:
+        made.log_dataset_ref("s3://lake/beta-out.parquet", digest, output=True)
+    with team.client("eve") as eve:
+        with eve.start_run("own", project="alpha", capture=False) as run:
+            own = run.log_model({"w": 1}, name="own")
+        with eve.start_run("mixed", project="alpha", capture=False) as run:
+            run.log_dataset_ref("s3://lake/beta-out.parquet", digest)
+            mixed = run.log_model({"w": 2}, name="mixed")
+        assert eve.compliance_report(own.node_id)["identity"]["version_id"] == own.node_id
+        with pytest.raises(PermissionDenied, match="projects it may not view"):
+            eve.compliance_report(mixed.node_id)
