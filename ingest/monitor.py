@@ -845,7 +845,10 @@ class Monitor:
             end,
             whole,
             instance=self.instance,
-            reference=self.dataset,
+            # the reference this process sketches on (its bins), not whatever the deployment
+            # serves when the window arrives: a redeploy with other training data would
+            # otherwise tag an old process's window with bins it was not counted on
+            reference=self.dataset or self.reference.dataset_version,
         )
 
     def _run(self, interval: float) -> None:

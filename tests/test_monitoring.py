@@ -435,3 +435,50 @@ def test_values_a_sketch_cannot_hold_cost_the_window_nothing_else(tmp_path: Path
         (window,) = client.monitoring(f"m-{task}").windows
         assert window.instance == task and window.sample_count == 20
     client.close()
+
+
+def test_a_process_still_serving_after_a_redeploy_reports_on_its_own_reference(
+    tmp_path: Path,
+) -> None:
+    """The version is redeployed with other training data (other bins) while an old serving
+    process goes on: its windows keep the reference they were counted on, and the summary
+    (which merges the windows of one reference) still answers (it failed for good: 'sketches
+    on different bins cannot be merged'; the old window's drift said no_reference)."""
+    client = Client(f"sqlite:///{tmp_path / 'hub.db'}", artifacts=(tmp_path / "a").as_uri())
+    rng = np.random.default_rng(0)
+
+    def fit(scale: float) -> None:
+        data = pd.DataFrame({"tenure": rng.gamma(2, scale, 2000), "plan": ["pro"] * 2000})
+        with client.start_run("fit", project="p", capture=False) as run:
+            run.log_dataset(data, name="customers", namespace="warehouse")
+            run.log_model({"w": [scale]}, name="m")
+        client.deploy("m@latest", "production", name="m-prod")
+
+    def batch() -> pd.DataFrame:
+        return pd.DataFrame({"tenure": rng.gamma(2, 12, 300), "plan": ["pro"] * 300})
+
+    hour = 3600
+    t0 = (int(time.time()) // hour - 5) * hour
+    clock = [t0 + 10]
+    fit(12)
+    old = client.monitor("m-prod", flush_interval=None, clock=lambda: clock[0], instance="a")
+    old.log_predictions(batch(), np.ones(300, int))
+    old.flush()
+    fit(40)  # new training data, new bins; the old process keeps serving
+    clock[0] += hour
+    old.log_predictions(batch(), np.ones(300, int))
+    old.flush()
+    new = client.monitor(
+        "m-prod", flush_interval=None, clock=lambda: t0 + 2 * hour + 10, instance="b"
+    )
+    new.log_predictions(batch(), np.ones(300, int))
+    new.flush()
+    summary = client.monitoring("m-prod")  # answers
+    assert len(summary.windows) == 3
+    refs = [w.reference for w in summary.windows]
+    assert refs[0] == refs[1] != refs[2]  # each process on the reference it counted on
+    assert summary.drift["tenure"]["state"] != "no_reference"
+    assert all(w.drift["tenure"]["state"] != "no_reference" for w in summary.windows)
+    old.close()
+    new.close()
+    client.close()
