@@ -266,6 +266,37 @@ def test_alerts_in_embedded_mode_follow_the_same_rules(store_backend: str, tmp_p
     store.close()
 
 
+def test_a_window_reported_again_after_its_alert_resolved_reopens_nothing(
+    tmp_path: Path,
+) -> None:
+    """A window is re-reported (a retry, late labels) after a later window resolved the
+    alert it raised: nothing reopens (a new alert fired, and 'alert.firing' went out again,
+    on evidence older than the resolution)."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "busy"\nexpr = "sample_count >= 100"\n')
+    client = Client(
+        f"sqlite:///{tmp_path / 'hub.db'}",
+        artifacts=(tmp_path / "a").as_uri(),
+        settings=Settings(user="bob", alert_rules=rules),
+    )
+    with client.start_run("train", project="churn", capture=False) as run:
+        run.log_model({"w": 1}, name="churn")
+    client.deploy("churn/1", "prod")
+
+    def sketch(n: int) -> dict[str, Any]:
+        values = {"kind": "categorical", "values": ["a"], "counts": [n, 0], "count": n}
+        return {"features": {"plan": values}}
+
+    monitoring = client.backend.monitoring
+    monitoring.report_window("churn", T0, T0 + timedelta(hours=1), sketch(500))
+    (fired,) = client.alerts("churn", "firing")
+    monitoring.report_window("churn", T0 + timedelta(hours=1), T0 + timedelta(hours=2), sketch(10))
+    assert [a.state.value for a in client.alerts("churn")] == ["resolved"]
+    monitoring.report_window("churn", T0, T0 + timedelta(hours=1), sketch(500))  # again
+    assert [(a.id, a.state.value) for a in client.alerts("churn")] == [(fired.id, "resolved")]
+    client.close()
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"labels": 5}, {"labels": ["team"]}, {"annotations": {"summary": 3}}, {"labels": {"a": None}}],

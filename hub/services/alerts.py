@@ -334,6 +334,20 @@ class AlertService:
         )
         return Alert.from_node(page.items[0]) if page.items else None
 
+    def _resolved_since(self, fp: str, t: datetime) -> bool:
+        """Whether an alert of this fingerprint was resolved at or after ``t``: a window
+        ending by then is older evidence (a retry, late labels), which reopens nothing."""
+        page = self.store.find_nodes(
+            NodeKind.ALERT.value,
+            {
+                "fingerprint": fp,
+                "state": AlertState.RESOLVED.value,
+                "resolved_at": {"$gte": to_iso(t)},
+            },
+            limit=1,
+        )
+        return bool(page.items)
+
     def _applies(self, rule: AlertRule, dep: Deployment) -> bool:
         if rule.deployment is None:
             return True
@@ -383,6 +397,8 @@ class AlertService:
             k: (None if not math.isfinite(v) else v) for k, v in found.items()
         }
         if alert is None:
+            if self._resolved_since(fp, t):
+                return None
             held = t - window.start  # the window is the first evidence: it held throughout
             state = AlertState.FIRING if held >= rule.for_ else AlertState.PENDING
             alert = Alert(
