@@ -482,3 +482,30 @@ def test_a_process_still_serving_after_a_redeploy_reports_on_its_own_reference(
     old.close()
     new.close()
     client.close()
+
+
+def test_processes_that_took_the_model_for_different_tasks_do_not_break_the_summary(
+    tmp_path: Path,
+) -> None:
+    """One process reports labels of a classification, another of a regression (it read the
+    probabilities as values): the summary answers, its performance from the latest task's
+    windows (it failed for good: 'labels of a classification and a regression')."""
+    client = Client(f"sqlite:///{tmp_path / 'hub.db'}", artifacts=(tmp_path / "a").as_uri())
+    with client.start_run("fit", project="p", capture=False) as run:
+        version = run.log_model({"w": [1]}, name="m")
+    client.deploy(version.node_id, "production", name="m-prod")
+    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    hour = timedelta(hours=1)
+    features = {"plan": {"kind": "categorical", "values": ["a"], "counts": [10, 0], "count": 10}}
+    classification = {"task": "classification", "count": 10, "confusion": {"1|1": 10}}
+    regression = {"task": "regression", "count": 10, "abs_err": 3.0, "sq_err": 1.0}
+    monitoring = client.backend.monitoring
+    for i, labels in enumerate((regression, classification)):
+        sketch = {"features": features, "labels": labels}
+        monitoring.report_window(
+            "m-prod", start + i * hour, start + (i + 1) * hour, sketch, instance=str(i)
+        )
+    summary = client.monitoring("m-prod")
+    assert len(summary.windows) == 2 and summary.sample_count == 20
+    assert summary.performance["accuracy"] == 1.0 and "mae" not in summary.performance
+    client.close()

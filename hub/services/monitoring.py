@@ -1083,7 +1083,14 @@ class MonitoringService:
         # other training data, and other bins)
         latest = windows[-1].reference if windows else None
         same = [w for w in windows if w.reference == latest]
-        merged = merge_sketches(w.feature_stats for w in same)
+        # labels of one task: processes that took the model for another (a classifier's
+        # probabilities read as a regression) are left out of the performance, not fatal
+        tasks = [_task(w.feature_stats) for w in same]
+        task = next((t for t in reversed(tasks) if t is not None), None)
+        merged = merge_sketches(
+            w.feature_stats if t in (None, task) else _without_labels(w.feature_stats)
+            for w, t in zip(same, tasks)
+        )
         ref = self.reference(dep.id, latest)
         drift = (
             drift_report(ref.features, merged, alpha=self.alpha, min_count=self.min_count)
@@ -1131,6 +1138,15 @@ class MonitoringService:
             NodeKind.DEPLOYMENT.value, {"status": DeploymentStatus.ACTIVE.value}, limit=1000
         )
         return [Deployment.from_node(n) for n in page.items]
+
+
+def _task(sketch: Mapping[str, Any] | None) -> str | None:
+    labels = (sketch or {}).get("labels")
+    return labels.get("task") if isinstance(labels, Mapping) else None
+
+
+def _without_labels(sketch: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in sketch.items() if k != "labels"}
 
 
 def _has_scipy() -> bool:
