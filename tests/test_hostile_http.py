@@ -262,6 +262,18 @@ def test_unknown_host_names_are_refused(http: httpx.Client) -> None:
         assert response.status_code == 400 and codes(response) == ["HOST_NOT_ALLOWED"], host
     for host in ("localhost", "LOCALHOST:8000", "127.0.0.1:1234", "[::1]:8000"):
         assert http.get("/health", headers={"host": host}).status_code == 200, host
+    # two Host headers, one not allowed, in either order (the last one was read): refused
+    import socket
+
+    for pair in (["evil.example", "localhost"], ["localhost", "evil.example"]):
+        request = "GET /health HTTP/1.1\r\n" + "".join(f"Host: {h}\r\n" for h in pair)
+        with socket.create_connection((http.base_url.host, http.base_url.port), 30) as raw:
+            raw.sendall((request + "Connection: close\r\n\r\n").encode())
+            answer = b""
+            while chunk := raw.recv(65536):
+                answer += chunk
+        status = answer.split(b"\r\n", 1)[0]
+        assert b" 400 " in status and b"HOST_NOT_ALLOWED" in answer, (pair, answer[:200])
 
 
 def test_allowed_hosts_are_configurable(tmp_path: Any) -> None:

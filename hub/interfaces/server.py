@@ -484,8 +484,10 @@ class _Hosts:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
-            if not self.allowed(host):
+            hosts = [v for k, v in scope.get("headers") or [] if k == b"host"]
+            host = hosts[0].decode("latin-1") if hosts else ""
+            # every Host must be allowed: servers and proxies differ on which of two they read
+            if not all(self.allowed(h.decode("latin-1")) for h in hosts or [b""]):
                 response = _refusal(
                     400,
                     f"host {host[:100]!r} is not one this hub answers to "
