@@ -192,3 +192,21 @@ def test_a_compliance_report_drawing_on_records_the_caller_may_not_view_is_refus
         assert eve.compliance_report(own.node_id)["identity"]["version_id"] == own.node_id
         with pytest.raises(PermissionDenied, match="projects it may not view"):
             eve.compliance_report(mixed.node_id)
+
+
+def test_an_openlineage_denial_is_recorded_once(team: Team) -> None:
+    """The OpenLineage route records its own denials, with what was refused; the
+    authentication's record of the 403 wrote each a second time."""
+    event = {
+        "eventType": "START",
+        "eventTime": "2026-03-01T06:00:00Z",
+        "producer": "https://example.com/p",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": "0190e5a0-0000-7000-8000-000000000001"},
+        "job": {"namespace": "beta", "name": "task"},
+    }
+    before = team.audit().count(("vic", "access.denied"))
+    headers = {"authorization": f"Bearer {team.tokens['vic']}"}
+    response = httpx.post(f"{team.url}/api/v1/lineage", json=event, headers=headers, timeout=30)
+    assert response.status_code == 403
+    assert team.audit().count(("vic", "access.denied")) == before + 1
