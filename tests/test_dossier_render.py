@@ -77,6 +77,11 @@ def test_report_files_cards_inventory_and_proofs_on_the_command_line(
     assert main(["inventory", "--store", hub, "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("model,version,version_id,") and lines[1].startswith("onco,1,")
+    # an owner whose name a spreadsheet would run as a formula is written as text
+    _cli(capsys, "models", "card", "set", "onco/1", "--store", hub, "--owner", "=HYPERLINK(1)")
+    assert main(["inventory", "--store", hub, "--format", "csv"]) == 0
+    row = capsys.readouterr().out.splitlines()[1]
+    assert "'=HYPERLINK(1)" in row and ",=HYPERLINK" not in row
 
     files = {fmt: tmp_path / f"report.{fmt}" for fmt in ("json", "html", "pdf")}
     for fmt, path in files.items():

@@ -170,6 +170,14 @@ def cmd_report(args: argparse.Namespace, client: Client | None = None) -> int:
     return 0
 
 
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet reads as text: one that starts like a formula (an owner named
+    '=HYPERLINK(...)') gets a leading apostrophe, as OWASP advises for CSV injection."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def verify_report(
     report: Any,
     key: bytes | None = None,
@@ -323,7 +331,9 @@ def cmd_inventory(args: argparse.Namespace, client: Client) -> int:
         writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: ";".join(v) if isinstance(v, list) else v for k, v in r.items()})
+            writer.writerow(
+                {k: _cell(";".join(v) if isinstance(v, list) else v) for k, v in r.items()}
+            )
         sys.stdout.write(out.getvalue())
         return 0
     table = _table(
