@@ -115,6 +115,8 @@ def test_cards_reports_and_inventory(hub: Hub) -> None:
         ({"next_review_date": "soon"}, "next_review_date"),
         ({"colour": "red"}, "colour"),
         ({"owners": [""]}, "owners"),
+        # the most a text of the store holds: named as the field, not a revision's path
+        ({"intended_use": "x" * 10_001}, "intended_use"),
     ):
         with pytest.raises(ValidationError) as refused:
             ann.set_model_card("onco/2", bad)

@@ -71,7 +71,7 @@ CARD_FIELDS = (
     "validation_status",
     "next_review_date",
 )
-MAX_TEXT = 20_000
+MAX_TEXT = 10_000  # what a text value of a stored record may hold (vocabulary's limit)
 MAX_ITEMS = 100
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 
