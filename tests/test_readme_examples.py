@@ -151,6 +151,13 @@ def test_every_graphql_query_in_the_readme_runs(hub: tuple[Path, dict[str, Any]]
                 for placeholder, real in ids.items():
                     op = op.replace(f'"{placeholder}"', json.dumps(real))
                 body = http.post("/graphql", json={"query": op}).json()
+                if "rollback(" in op and body.get("errors"):
+                    # the examples run in order on one hub: a second rollback finds the
+                    # first undone already, which the README says is a conflict
+                    (error,) = body["errors"]
+                    assert error["extensions"]["code"] == "CONFLICT", (op, error)
+                    assert "nothing to roll back" in error["message"]
+                    continue
                 assert "errors" not in body, (op, body.get("errors"))
                 # ids a reader would copy from these answers into the next examples
                 found = body["data"] or {}

@@ -221,8 +221,9 @@ def verify_report(
     if any(not isinstance(p, dict) or not isinstance(p.get("entry"), dict) for p in proofs):
         problems.append("a proof is malformed (not an object with its entry)")
         proofs = [p for p in proofs if isinstance(p, dict) and isinstance(p.get("entry"), dict)]
-    identity = report.get("identity") if isinstance(report.get("identity"), dict) else {}
-    deployments = report.get("deployments") if isinstance(report.get("deployments"), list) else []
+    found_identity, found_deployments = report.get("identity"), report.get("deployments")
+    identity: dict[str, Any] = found_identity if isinstance(found_identity, dict) else {}
+    deployments: list[Any] = found_deployments if isinstance(found_deployments, list) else []
     # what the report is about: the entries it cites are those of these records (an audit
     # section taken from another report names other targets)
     subjects = {
