@@ -198,6 +198,24 @@ def recompute_chain(db: str, seq: int, actor: str) -> None:
     conn.close()
 
 
+def forge_heads(db: str, sizes: tuple[int, ...], key: bytes | None) -> list[Any]:
+    """The store's heads of these sizes recomputed over the log as it is now (a forger's,
+    signed with ``key``: not the hub's)."""
+    with SqliteStore(db.removeprefix("sqlite:///")) as raw:
+        entries = list(raw.iter_audit())
+    forged = [next_head(None, entries[:n], "2026-01-01T00:00:00.000000Z", key) for n in sizes]
+    conn = sqlite3.connect(db.removeprefix("sqlite:///"))
+    with conn:
+        for h in forged:
+            conn.execute(
+                "UPDATE audit_checkpoints SET root_hash = ?, head_hash = ?, mac = ? "
+                "WHERE tree_size = ?",
+                (h.root_hash, h.head_hash, h.mac, h.tree_size),
+            )
+    conn.close()
+    return forged
+
+
 @pytest.fixture
 def sqlite_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("LINEAGEHUB_AUDIT_KEY", KEY)
@@ -230,20 +248,7 @@ def test_a_replaced_head_is_caught(
     export_head(capsys, sqlite_db, tmp_path / "head.json")
     recompute_chain(sqlite_db, 6, "mallory")
     # The stored heads recomputed over the forged log, without the key (signed with another).
-    with SqliteStore(sqlite_db.removeprefix("sqlite:///")) as raw:
-        entries = list(raw.iter_audit())
-        forged = [
-            next_head(None, entries[:n], "2026-01-01T00:00:00.000000Z", b"guess") for n in (1, 5, 9)
-        ]
-    conn = sqlite3.connect(sqlite_db.removeprefix("sqlite:///"))
-    with conn:
-        for h in forged:
-            conn.execute(
-                "UPDATE audit_checkpoints SET root_hash = ?, head_hash = ?, mac = ? "
-                "WHERE tree_size = ?",
-                (h.root_hash, h.head_hash, h.mac, h.tree_size),
-            )
-    conn.close()
+    forged = forge_heads(sqlite_db, (1, 5, 9), b"guess")
     code, data, text = verify(capsys, sqlite_db, "--no-records")
     assert code == 11 and data["kind"] == "head" and data["firstBadSeq"] == 1
     assert "signature that does not match" in text and "the store" in text
@@ -281,20 +286,7 @@ def test_a_head_of_the_same_size_that_disagrees_names_the_entries_since_the_last
     capsys.readouterr()
     size = json.loads((tmp_path / "auditor.json").read_text())["tree_size"]
     recompute_chain(sqlite_db, 6, "mallory")
-    with SqliteStore(sqlite_db.removeprefix("sqlite:///")) as raw:
-        entries = list(raw.iter_audit())
-        forged = [
-            next_head(None, entries[:n], "2026-01-01T00:00:00.000000Z", None) for n in (9, size)
-        ]
-    conn = sqlite3.connect(sqlite_db.removeprefix("sqlite:///"))
-    with conn:
-        for h in forged:
-            conn.execute(
-                "UPDATE audit_checkpoints SET root_hash = ?, head_hash = ?, mac = NULL "
-                "WHERE tree_size = ?",
-                (h.root_hash, h.head_hash, h.tree_size),
-            )
-    conn.close()
+    forge_heads(sqlite_db, (9, size), None)
     _, data, text = verify(capsys, sqlite_db, "--against", str(tmp_path / "auditor.json"))
     # the store's own heads at 9 and at the end were recomputed too: the last head both
     # agree on is 9's, so the entries after it are named

@@ -383,17 +383,22 @@ def test_raw_rows_are_kept_only_when_asked(mode: str, tmp_path: Path) -> None:
             client.monitor("churn", flush_interval=None, keep_rows=10_000)
 
 
+def deployed_hub(folder: Path) -> Client:
+    """An embedded hub with a version of model m deployed as m-prod (no reference data)."""
+    client = Client(f"sqlite:///{folder / 'hub.db'}", artifacts=(folder / "a").as_uri())
+    with client.start_run("fit", project="p", capture=False) as run:
+        version = run.log_model({"w": [1]}, name="m")
+    client.deploy(version.node_id, "production", name="m-prod")
+    return client
+
+
 def test_a_summary_merges_every_window_of_its_range_not_the_first_thousand(
     tmp_path: Path,
 ) -> None:
     """Windows are read a page at a time (1,000): a range of 1,003 hourly windows is merged
     whole, its newest windows too (the summary ended at the 1,000th oldest)."""
-    client = Client(f"sqlite:///{tmp_path / 'hub.db'}", artifacts=(tmp_path / "a").as_uri())
-    with client.start_run("fit", project="p", capture=False) as run:
-        version = run.log_model({"w": [1]}, name="m")
-    client.deploy(version.node_id, "production", name="m-prod")
-    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
-    hour = timedelta(hours=1)
+    client = deployed_hub(tmp_path)
+    start, hour = datetime(2025, 1, 1, tzinfo=timezone.utc), timedelta(hours=1)
     sketch = {
         "features": {
             "plan": {"kind": "categorical", "values": ["a"], "counts": [10, 0], "count": 10}
@@ -490,12 +495,8 @@ def test_processes_that_took_the_model_for_different_tasks_do_not_break_the_summ
     """One process reports labels of a classification, another of a regression (it read the
     probabilities as values): the summary answers, its performance from the latest task's
     windows (it failed for good: 'labels of a classification and a regression')."""
-    client = Client(f"sqlite:///{tmp_path / 'hub.db'}", artifacts=(tmp_path / "a").as_uri())
-    with client.start_run("fit", project="p", capture=False) as run:
-        version = run.log_model({"w": [1]}, name="m")
-    client.deploy(version.node_id, "production", name="m-prod")
-    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
-    hour = timedelta(hours=1)
+    client = deployed_hub(tmp_path)
+    start, hour = datetime(2025, 1, 1, tzinfo=timezone.utc), timedelta(hours=1)
     features = {"plan": {"kind": "categorical", "values": ["a"], "counts": [10, 0], "count": 10}}
     classification = {"task": "classification", "count": 10, "confusion": {"1|1": 10}}
     regression = {"task": "regression", "count": 10, "abs_err": 3.0, "sq_err": 1.0}

@@ -143,18 +143,23 @@ def test_bytes_of_another_project_cannot_be_taken_by_naming_their_digest(team: T
         assert val.get(f"/artifacts/{notes}").status_code == 200  # still alpha's
 
 
+def beta_output(team: Team, digest: str) -> str:
+    """bob, an editor of beta, writes s3://lake/beta-out.parquet as the output of a beta run."""
+    identity = IdentityService(team.store, actor="root")
+    identity.add_user("bob", "editor", project="beta")
+    team.tokens["bob"] = identity.create_token("bob", name="t").secret
+    with team.client("bob") as bob, bob.start_run("make", project="beta", capture=False) as made:
+        made.log_dataset_ref("s3://lake/beta-out.parquet", digest, output=True)
+    return digest
+
+
 def test_a_trace_does_not_name_a_withheld_node_as_where_another_was_reached_from(
     team: Team,
 ) -> None:
     """A shared dataset reached through another project's dataset version: the version is
     withheld, and so is its id in the dataset's reachedFrom (now the nearest node on the way
     the caller may see)."""
-    identity = IdentityService(team.store, actor="root")
-    identity.add_user("bob", "editor", project="beta")
-    team.tokens["bob"] = identity.create_token("bob", name="t").secret
-    digest = "sha256:" + "b" * 64
-    with team.client("bob") as bob, bob.start_run("make", project="beta", capture=False) as made:
-        made.log_dataset_ref("s3://lake/beta-out.parquet", digest, output=True)
+    digest = beta_output(team, "sha256:" + "b" * 64)
     with team.client("eve") as eve, eve.start_run("use", project="alpha", capture=False) as run:
         run.log_dataset_ref("s3://lake/beta-out.parquet", digest)
     headers = {"authorization": f"Bearer {team.tokens['eve']}"}
@@ -177,12 +182,7 @@ def test_a_compliance_report_drawing_on_records_the_caller_may_not_view_is_refus
     """The report of an alpha version trained on beta's output data would show beta's run,
     experiment and dataset profile to alpha's editor: refused (FORBIDDEN) rather than given
     with them, or with holes; a version whose lineage is alpha's own is reported."""
-    identity = IdentityService(team.store, actor="root")
-    identity.add_user("bob", "editor", project="beta")
-    team.tokens["bob"] = identity.create_token("bob", name="t").secret
-    digest = "sha256:" + "d" * 64
-    with team.client("bob") as bob, bob.start_run("make", project="beta", capture=False) as made:
-        made.log_dataset_ref("s3://lake/beta-out.parquet", digest, output=True)
+    digest = beta_output(team, "sha256:" + "d" * 64)
     with team.client("eve") as eve:
         with eve.start_run("own", project="alpha", capture=False) as run:
             own = run.log_model({"w": 1}, name="own")
