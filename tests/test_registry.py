@@ -420,6 +420,28 @@ def test_a_decided_request_is_a_conflict_and_pending_counts_the_stricter_policy(
     assert (pending.approvals, pending.needed) == (("bob",), 2)
 
 
+def test_a_second_request_for_the_same_move_is_a_conflict_until_the_first_is_decided(
+    store: GraphStore, registry: RegistryFactory
+) -> None:
+    """Two pending requests to move one version to one stage: once one was approved the
+    other waited for ever (approving it a conflict: already there). The second is refused;
+    after a rejection a new request may be made."""
+    add_version(store, 1)
+    reg = registry(churn__Production=Policy(approvals=1))
+    first = reg.request_promotion("churn/1", "Production", "ann", "go")
+    assert isinstance(first, PromotionPending)
+    with pytest.raises(ConflictError, match="already pending") as e:
+        reg.request_promotion("churn/1", "Production", "bob", "me too")
+    assert first.request_id in str(e.value)
+    assert len(reg.pending_promotions("churn")) == 1
+    assert isinstance(
+        reg.request_promotion("churn/1", "Staging", "ann", "other stage"), ModelPromoted
+    )
+    reg.reject(first.request_id, "carol", "not yet")
+    again = reg.request_promotion("churn/1", "Production", "ann", "now?")
+    assert isinstance(again, PromotionPending)
+
+
 def test_registry_runs_of_a_model_with_a_name_of_the_longest_are_named_within_limits(
     store: GraphStore, registry: RegistryFactory
 ) -> None:

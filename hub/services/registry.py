@@ -1225,6 +1225,23 @@ class RegistryService:
             },
         )
         with self._events.transaction():
+            waiting = self.store.find_nodes(
+                NodeKind.RUN.value,
+                {
+                    "kind": RunKind.PROMOTE.value,
+                    "status": RunStatus.RUNNING.value,
+                    "params.change": "request",
+                    "params.model": mv.model,
+                    "params.version": mv.version,
+                    "params.to_stage": stage.value,
+                },
+                limit=1,
+            ).items
+            if waiting:  # a second would wait for ever once the first is approved
+                raise ConflictError(
+                    f"a request to move {mv.node_id} to {stage.value} is already pending"
+                    f" ({waiting[0].id}): approve or reject it"
+                )
             self._write_run(run, mv, actor, AssociationRole.REQUESTER)
             self.store.append_audit(
                 actor,
