@@ -386,6 +386,7 @@ def _event(**changes: Any) -> dict[str, Any]:
         (lambda e: e.update(eventTime="yesterday"), "eventTime"),
         (lambda e: e.update(eventType="DONE"), "eventType"),
         (lambda e: e["job"].pop("namespace"), "job.namespace"),
+        (lambda e: e["job"].update(namespace="etl\x07"), "job.namespace"),  # a control char
         (lambda e: e["inputs"][0]["facets"]["schema"].pop("_producer"), "inputs[0].facets.schema._producer"),
         (lambda e: e["outputs"][0].update(name=""), "outputs[0].name"),
         (lambda e: e.pop("producer"), "producer"),

@@ -462,7 +462,10 @@ def _own_run(run: Node, project: str, field: str, doing: str = "change it") -> N
 
 def _prefixed(e: ValidationError, where: str) -> ValidationError:
     name = f"{where}.{e.field}" if e.field else where
-    return ValidationError(f"{where}: {e.message}", field=name)
+    message = e.message
+    if e.field and message.startswith(f"{e.field}: "):  # 'namespace: ...': 'job.namespace: ...'
+        return ValidationError(f"{where}.{message}", field=name)
+    return ValidationError(f"{where}: {message}", field=name)
 
 
 class _Batch:
@@ -487,7 +490,12 @@ def _dataset_model(namespace: str, name: str) -> Dataset:
 
 @functools.lru_cache(maxsize=4096)
 def _job_models(namespace: str, name: str) -> tuple[Project, Experiment]:
-    project = Project(name=namespace)
+    try:
+        project = Project(name=namespace)
+    except ValidationError as e:  # the namespace is the project's name: say "namespace"
+        raise ValidationError(
+            e.message.replace("invalid Project: name", "namespace", 1), field="namespace"
+        ) from None
     return project, Experiment(project=project.name, name=name)
 
 
