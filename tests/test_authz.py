@@ -43,6 +43,8 @@ PRINCIPALS = {
 POLICIES = {
     ("churn", "Production"): Policy(approvals=1),
     ("churn", "Staging"): Policy(approvals=0),
+    # a stage with approvals and no request pending in the hub (one pending request a stage)
+    ("churn", "Archived"): Policy(approvals=1),
 }
 
 
@@ -243,7 +245,7 @@ WRITES: dict[str, Op] = {
         "alpha",
     ),
     "requestPromotion": Op(
-        'mutation { requestPromotion(ref: "churn@1", to: "Production", reason: "r") '
+        'mutation { requestPromotion(ref: "churn@1", to: "Archived", reason: "r") '
         "{ __typename } }",
         E,
         "alpha",
