@@ -245,8 +245,7 @@ WRITES: dict[str, Op] = {
         "alpha",
     ),
     "requestPromotion": Op(
-        'mutation { requestPromotion(ref: "churn@1", to: "Archived", reason: "r") '
-        "{ __typename } }",
+        'mutation { requestPromotion(ref: "churn@1", to: "Archived", reason: "r") { __typename } }',
         E,
         "alpha",
     ),
