@@ -113,6 +113,7 @@ AUDIT_PROPS = (
 )
 AUDIT_HEAD_PROPS = ("name",)
 CHECKPOINT_LABEL = "AuditCheckpoint"
+SECRET_LABEL = "StoreSecret"
 CHECKPOINT_PROPS = ("tree_size", "root_hash", "head_hash", "time", "mac", "frontier", "signature")
 PROPERTY_KEYS = tuple(
     dict.fromkeys(
@@ -384,6 +385,7 @@ def schema_statements() -> list[Statement]:
     audit = ident(AUDIT_LABEL, "label")
     head = ident(AUDIT_HEAD_LABEL, "label")
     checkpoint = ident(CHECKPOINT_LABEL, "label")
+    secret = ident(SECRET_LABEL, "label")
     return [
         _statement(
             "schema.node_id",
@@ -444,6 +446,13 @@ def schema_statements() -> list[Statement]:
             [
                 f"CREATE CONSTRAINT lh_audit_checkpoint IF NOT EXISTS FOR (c:{checkpoint}) "
                 "REQUIRE c.tree_size IS UNIQUE"
+            ],
+        ),
+        _statement(
+            "schema.store_secret",
+            [
+                f"CREATE CONSTRAINT lh_store_secret IF NOT EXISTS FOR (s:{secret}) "
+                "REQUIRE s.name IS UNIQUE"
             ],
         ),
     ]
@@ -957,6 +966,21 @@ def audit_max_seq() -> Statement:
 # --- maintenance --------------------------------------------------------------------------
 
 
+def store_secret(name: str, value: str) -> Statement:
+    """The secret named ``name``, made with ``value`` by the first caller (a node of its own
+    label, outside the graph's ``Node`` label: no listing, trace or export reaches it)."""
+    return _statement(
+        "store.secret",
+        [
+            f"MERGE (s:{ident(SECRET_LABEL, 'label')} {{name: $key}})",
+            "ON CREATE SET s.value = $value",
+            "RETURN s.value AS value",
+        ],
+        key=name,
+        value=value,
+    )
+
+
 def wipe(batch: int = 10_000) -> Statement:
     """Delete up to ``batch`` nodes (with their relationships): run until it deletes none.
     Batches keep each transaction's memory bounded, on every Neo4j 5 version."""
@@ -1183,6 +1207,7 @@ def statement_catalog() -> Iterator[tuple[str, str, dict[str, Any]]]:
         "signature": "6" * 128,
     }
     yield entry("head", checkpoint_create(head))
+    yield entry("cursor", store_secret("cursor", "00" * 32))
     yield entry("batch", wipe())
 
 
@@ -1191,6 +1216,7 @@ __all__ = [
     "AUDIT_LABEL",
     "CHECKPOINT_LABEL",
     "CHUNK_POINTS",
+    "SECRET_LABEL",
     "FilterRenderer",
     "Statement",
     "edge_record",

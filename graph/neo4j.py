@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -86,7 +87,13 @@ from lineagehub.graph.model import (
     validate_id,
     validate_label,
 )
-from lineagehub.graph.store import Expansion, GraphStore, _series_key, nested_transaction
+from lineagehub.graph.store import (
+    Expansion,
+    GraphStore,
+    _series_key,
+    check_secret_name,
+    nested_transaction,
+)
 from lineagehub.graph.uri import NEO4J_SCHEMES, redact
 
 log = logging.getLogger(__name__)
@@ -1124,6 +1131,12 @@ class Neo4jStore(GraphStore):
         assert head is not None  # forced: the newest head, or a new one
         self._published(head)
         return head
+
+    def secret(self, name: str) -> bytes:
+        stmt = cypher.store_secret(check_secret_name(name), secrets.token_hex(32))
+        # MERGE on a unique constraint: concurrent first callers meet on one node
+        rows = self._write(lambda tx: _run(tx, stmt), "reading a store secret")
+        return bytes.fromhex(rows[0]["value"])
 
     def audit_checkpoints(self, after_size: int = -1, limit: int = 1000) -> list[TreeHead]:
         self._audit_query(after_size + 1, limit, None)

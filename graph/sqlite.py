@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import secrets
 import sqlite3
 import threading
 import uuid
@@ -55,6 +56,7 @@ from lineagehub.graph.store import (
     GraphStore,
     WouldWait,
     _series_key,
+    check_secret_name,
     nested_transaction,
 )
 
@@ -528,6 +530,18 @@ class SqliteStore(GraphStore):
                         (uuid.uuid4().hex,),
                     )
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+
+    def secret(self, name: str) -> bytes:
+        key = "secret:" + check_secret_name(name)
+        select = "SELECT value FROM store_meta WHERE key = ?"
+        with self._read() as conn:
+            row = conn.execute(select, (key,)).fetchone()
+        if row is None:
+            with self._write() as conn:  # the first writer's value is everyone's
+                made = secrets.token_hex(32)
+                conn.execute("INSERT OR IGNORE INTO store_meta VALUES (?, ?)", (key, made))
+                row = conn.execute(select, (key,)).fetchone()
+        return bytes.fromhex(row[0])
 
     @property
     def schema_version(self) -> int:

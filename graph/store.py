@@ -13,6 +13,7 @@ of a local store on its event loop, through :meth:`GraphStore.without_waiting` a
 from __future__ import annotations
 
 import abc
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -79,6 +80,16 @@ class WouldWait(Exception):
     write was attempted there, or :meth:`GraphStore.transaction_without_waiting` could not
     begin at once: make the call again where waiting is fine. Never reaches a user (the
     server catches it)."""
+
+
+_SECRET_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def check_secret_name(name: str) -> str:
+    """``name`` when it may name a store secret (:meth:`GraphStore.secret`)."""
+    if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
+        raise ValidationError(f"a secret's name: letters, digits and _, got {name!r:.40}")
+    return name
 
 
 class GraphStore(abc.ABC):
@@ -176,6 +187,12 @@ class GraphStore(abc.ABC):
         """Up to ``limit`` stored tree heads (:class:`~lineagehub.graph.audit.TreeHead`) with
         ``tree_size > after_size`` (the default ``-1``: from the head of the empty log), by
         size."""
+
+    @abc.abstractmethod
+    def secret(self, name: str) -> bytes:
+        """32 random bytes kept in the store under ``name`` (letters, digits, ``_``): made by
+        the first caller, then the same for every process using the store (the server's
+        workers seal listing cursors with one). Never in a node, an export or the audit log."""
 
     @abc.abstractmethod
     def checkpoint_audit(self) -> TreeHead:

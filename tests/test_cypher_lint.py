@@ -222,6 +222,7 @@ def _workload() -> Sent:
     store.series_summary(["r0", "r1"])
     store.series_summary(["r0"], ["loss"])
     store.count_edges()
+    store.secret("cursor")
     store.delete_edges([Edge("d1", "d0", "DERIVED_FROM").id])
     store.delete_nodes(["r5"])
     store._wipe()

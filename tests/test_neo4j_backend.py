@@ -226,6 +226,15 @@ def test_a_closed_store_refuses_work(neo: Neo4jStore) -> None:
         neo.get_nodes(["a"])
 
 
+CONSTRAINTS = (
+    "lh_node_id",
+    "lh_audit_seq",
+    "lh_audit_head",
+    "lh_audit_checkpoint",
+    "lh_store_secret",
+)
+
+
 def test_schema_is_created_idempotently_by_concurrent_openers(neo: Neo4jStore) -> None:
     """Constraints and indexes exist after open; stores opening at once on a database without
     them all succeed, and each rule exists once; a relationship type gets its id constraint
@@ -233,18 +242,14 @@ def test_schema_is_created_idempotently_by_concurrent_openers(neo: Neo4jStore) -
     expected = {
         "lh_node_id", "lh_node_label", "lh_node_created", "lh_node_updated",
         "lh_series_chunk", "lh_audit_seq", "lh_audit_target", "lh_audit_head",
-        "lh_audit_checkpoint",
+        "lh_audit_checkpoint", "lh_store_secret",
     }  # fmt: skip
     assert expected <= set(schema_names(neo))
     with neo._driver.session() as session:
         for name in schema_names(neo):
             kind = (
-                "CONSTRAINT"
-                if name in ("lh_node_id", "lh_audit_seq", "lh_audit_head", "lh_audit_checkpoint")
-                else "INDEX"
+                "CONSTRAINT" if name.startswith("lh_rel_uid_") or name in CONSTRAINTS else "INDEX"
             )
-            if name.startswith("lh_rel_uid_"):
-                kind = "CONSTRAINT"
             session.run(f"DROP {kind} {name} IF EXISTS").consume()
     assert not expected & set(schema_names(neo))
     errors: list[BaseException] = []
