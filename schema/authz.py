@@ -27,7 +27,9 @@ skip such neighbours (:meth:`lineagehub.schema.context.Context.neighbours`).
 
 from __future__ import annotations
 
+import base64
 import inspect
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,7 +39,7 @@ from graphql.execution.values import VariableValues, get_argument_values
 from strawberry.extensions import SchemaExtension
 
 from lineagehub.graph import Edge, HubError, Node, NotFoundError, Subgraph
-from lineagehub.graph.errors import PermissionDenied
+from lineagehub.graph.errors import PermissionDenied, ValidationError
 from lineagehub.graph.model import TraversedNode
 from lineagehub.services.access import Principal, Role, may_view, projects_of, require_in
 
@@ -499,6 +501,70 @@ def viewable(
         return None
     projects = projects_of(services.store, nodes)
     return {i for i, p in projects.items() if may_view(principal, p)}
+
+
+#: Listed labels whose project is a property of their own (``access._own_project``): a
+#: listing of them by a caller who may not view every project asks the store for those it
+#: may view only, so that neither its ``withheld`` count nor its cursors depend on the other
+#: projects' records (a count of matches would answer a filter on fields it may not see).
+_OWN_PROJECT = {"Run": "project"}
+_MAX_PROJECTS = 1000  # the filter language's MAX_IN: more grants than that are checked after
+
+
+def visible_filter(
+    principal: Principal | None, label: str, where: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """``where``, narrowed for ``principal`` to the projects it may view when ``label``
+    carries its project itself; unchanged otherwise (the rows are checked after)."""
+    key = _OWN_PROJECT.get(label)
+    if key is None or principal is None or principal.sees_everything:
+        return where
+    projects = sorted(p for p in principal.grants if p is not None)
+    if len(projects) > _MAX_PROJECTS:
+        return where
+    mine: dict[str, Any] = {key: {"$in": projects}}
+    if principal.can_anywhere(Role.VIEWER):
+        # records of no project are shared data (and the registry's own runs are found
+        # their project by their version: still checked one by one after)
+        mine = {"$or": [mine, {key: None}]}
+    return mine if where is None else {"$and": [where, mine]}
+
+
+SEALED = "sealed:"
+_FERNETS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _fernet(services: Services) -> Any:
+    from cryptography.fernet import Fernet
+
+    made = _FERNETS.get(services.store)
+    if made is None:
+        made = _FERNETS[services.store] = Fernet(
+            base64.urlsafe_b64encode(services.store.secret("cursor"))
+        )
+    return made
+
+
+def seal_cursor(services: Services, cursor: str) -> str:
+    """``cursor`` encrypted under the store's cursor key: the end cursor of a page whose last
+    row was withheld would otherwise carry that row's sort values and id. Every worker of a
+    hub shares the key (it is kept in the store), so any of them takes the cursor back."""
+    return SEALED + _fernet(services).encrypt(cursor.encode("utf-8")).decode("ascii")
+
+
+def open_cursor(services: Services, after: str) -> str:
+    """The keyset cursor in ``after`` (sealed by :func:`seal_cursor`, or plain)."""
+    if not after.startswith(SEALED):
+        return after
+    from cryptography.fernet import InvalidToken
+
+    try:
+        return _fernet(services).decrypt(after[len(SEALED) :].encode("ascii")).decode("utf-8")
+    except (InvalidToken, UnicodeError, ValueError):
+        raise ValidationError(
+            "after: not a cursor this hub gave (a listing's endCursor or an edge's cursor)",
+            field="after",
+        ) from None
 
 
 def withhold_subgraph(

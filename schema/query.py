@@ -12,7 +12,14 @@ from strawberry.scalars import JSON
 from lineagehub.graph import Node, Subgraph, ValidationError
 from lineagehub.graph import TruncationReason as GraphTruncation
 from lineagehub.graph.filters import encode_cursor, node_value, parse_order
-from lineagehub.schema.authz import viewable, withhold_subgraph
+from lineagehub.schema.authz import (
+    SEALED,
+    open_cursor,
+    seal_cursor,
+    viewable,
+    visible_filter,
+    withhold_subgraph,
+)
 from lineagehub.schema.types import (
     ALL_TYPES,
     Connection,
@@ -95,7 +102,9 @@ async def _page(
     ctx = info.context
     if not 1 <= first <= ctx.services.max_page:
         raise ValidationError(f"first must be between 1 and {ctx.services.max_page}", field="first")
-    condition = _filter(where, conditions)
+    condition = visible_filter(ctx.principal, label, _filter(where, conditions))
+    if after is not None and after.startswith(SEALED):
+        after = await ctx.call(open_cursor, ctx.services, after)
     if (
         label == "Run"
         and ctx.services.tracking is not None
@@ -118,9 +127,13 @@ async def _page(
     shown = items if ok is None else [n for n in items if n.id in ok]
     for node in shown:  # prime the loader: relationship fields often come back to them
         ctx.nodes.prime(node.id, node)
+    end = page.next_cursor
+    if end is not None and ok is not None and items[-1].id not in ok:
+        # the store's cursor is the last row's sort values and id: that row is withheld
+        end = await ctx.call(seal_cursor, ctx.services, end)
     return Connection(
         edges=[ConnectionEdge(cursor=cursor(n), node=wrap(n)) for n in shown],
-        page_info=PageInfo(has_next_page=page.next_cursor is not None, end_cursor=page.next_cursor),
+        page_info=PageInfo(has_next_page=page.next_cursor is not None, end_cursor=end),
         withheld=len(items) - len(shown),
     )
 

@@ -9,6 +9,7 @@ authentication puts it).
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 from collections.abc import Callable, Iterator
@@ -427,11 +428,65 @@ async def test_listings_and_relationships_withhold(read_hub: Hub) -> None:
     seen = (await read_hub.ok(query, PRINCIPALS["viewer"]))["runs"]
     ids = {n["id"] for n in seen["nodes"]}
     assert read_hub.ids["run_b"] not in ids and read_hub.ids["run_a"] in ids
-    assert seen["withheld"] == len(full["nodes"]) - len(ids) > 0
+    # other projects' runs are not asked for (not counted); model versions are checked after
+    assert seen["withheld"] == 0 and len(full["nodes"]) > len(ids)
+    query = "{ modelVersions(first: 50) { withheld nodes { id } } }"
+    seen = (await read_hub.ok(query, PRINCIPALS["viewer"]))["modelVersions"]
+    assert [n["id"] for n in seen["nodes"]] == ["mv:churn/1"] and seen["withheld"] == 1
     used_by = """query($r: String!) { node(ref: $r) { ... on DatasetVersion {
         usedBy { node { id } } } } }"""
     links = (await read_hub.ok(used_by, PRINCIPALS["viewer"], r=read_hub.ids["dsv"]))["node"]
     assert {x["node"]["id"] for x in links["usedBy"]} == {read_hub.ids["run_a"]}
+
+
+@pytest.mark.anyio
+async def test_a_listing_filter_tells_nothing_of_other_projects_runs(tmp_path: Path) -> None:
+    hub = await build_hub(tmp_path)
+    params = "mutation($r: ID!) { logBatch(runId: $r, params: {secret: 42}) { params } }"
+    await hub.ok(params, open_principal("setup"), r=hub.ids["run_b"])
+    query = "query($w: JSON) { runs(where: $w) { withheld nodes { id } } }"
+    answers = []
+    for guess in (41, 42):
+        for who in ("viewer", "editor"):
+            got = await hub.ok(query, PRINCIPALS[who], w={"params.secret": guess})
+            answers.append(got["runs"])
+    # the same answer whether the guess is right or not (it was withheld 1 for 42)
+    assert answers == [{"withheld": 0, "nodes": []}] * 4
+    admin = await hub.ok(query, PRINCIPALS["admin"], w={"params.secret": 42})
+    assert [n["id"] for n in admin["runs"]["nodes"]] == [hub.ids["run_b"]]
+    beta = await hub.ok(query, PRINCIPALS["other-project"], w={"params.secret": 42})
+    assert [n["id"] for n in beta["runs"]["nodes"]] == [hub.ids["run_b"]]
+
+
+@pytest.mark.anyio
+async def test_a_page_ending_on_a_withheld_row_seals_its_cursor(read_hub: Hub) -> None:
+    query = """query($a: String) { modelVersions(first: 1, after: $a, orderBy: ["-model"]) {
+        withheld nodes { id } pageInfo { hasNextPage endCursor } } }"""
+    full = (await read_hub.ok(query, PRINCIPALS["admin"]))["modelVersions"]
+    assert [n["id"] for n in full["nodes"]] == ["mv:other/1"]
+    plain = full["pageInfo"]["endCursor"]
+    assert "other" in base64.urlsafe_b64decode(plain + "=" * (-len(plain) % 4)).decode()
+    first = (await read_hub.ok(query, PRINCIPALS["viewer"]))["modelVersions"]
+    assert first["nodes"] == [] and first["withheld"] == 1
+    sealed = first["pageInfo"]["endCursor"]
+    assert first["pageInfo"]["hasNextPage"] and sealed.startswith("sealed:")
+    assert plain not in sealed and "other" not in sealed
+    body = sealed.removeprefix("sealed:")
+    assert b"other" not in base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    # the sealed cursor goes on where the page ended, for any caller
+    for who in ("viewer", "admin"):
+        page = (await read_hub.ok(query, PRINCIPALS[who], a=sealed))["modelVersions"]
+        assert [n["id"] for n in page["nodes"]] == ["mv:churn/1"]
+    # a page ending on a row the caller may view keeps the plain cursor
+    second = (await read_hub.ok(query, PRINCIPALS["viewer"], a=sealed))["modelVersions"]
+    assert not second["pageInfo"]["endCursor"] or not second["pageInfo"]["endCursor"].startswith(
+        "sealed:"
+    )
+    forged = sealed[:-6] + ("A" if sealed[-6] != "A" else "B") + sealed[-5:]
+    for bad in (forged, "sealed:", "sealed:not-a-token"):
+        result = await read_hub.run(query, PRINCIPALS["viewer"], a=bad)
+        assert codes(result) == ["VALIDATION"], result.errors
+        assert "not a cursor this hub gave" in result.errors[0].message
 
 
 @pytest.mark.anyio

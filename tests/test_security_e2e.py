@@ -80,14 +80,18 @@ def test_a_team_server_through_the_sdk(team: Team) -> None:
 
 
 def test_withheld_nodes_are_counted(team: Team) -> None:
-    with team.client("eve") as eve, eve.start_run("train", project="alpha", capture=False):
-        pass
+    with team.client("eve") as eve, eve.start_run("train", project="alpha", capture=False) as run:
+        run.log_model({"w": 1}, name="churn")
     headers = {"authorization": f"Bearer {team.tokens['vic']}"}
     with httpx.Client(base_url=team.url, headers=headers, timeout=30) as http:
-        page = http.post(
-            "/graphql", json={"query": "{ runs(first: 10) { withheld edges { node { id } } } }"}
-        ).json()
-    assert page["data"]["runs"] == {"withheld": 1, "edges": []}
+
+        def page(field: str) -> Any:
+            query = f"{{ {field}(first: 10) {{ withheld edges {{ node {{ id }} }} }} }}"
+            return http.post("/graphql", json={"query": query}).json()["data"][field]
+
+        assert page("modelVersions") == {"withheld": 1, "edges": []}
+        # other projects' runs are not asked for at all (a count would answer filters)
+        assert page("runs") == {"withheld": 0, "edges": []}
 
 
 def test_bytes_of_another_project_cannot_be_taken_by_naming_their_digest(team: Team) -> None:
