@@ -116,6 +116,15 @@ _NUL_JSON = "\\u0000"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in ``text`` (text decoded with ``errors='surrogateescape'``,
+    say), or ``None``: such text is not Unicode and no store can write it as UTF-8."""
+    if text.isascii():
+        return None
+    found = _SURROGATE.search(text)
+    return found[0] if found else None
+
+
 def _json_default(value: Any) -> Any:
     if value is DELETE:
         return {_DELETE_KEY: True}
@@ -175,7 +184,7 @@ def _encode(props: Mapping[str, Any]) -> str:
         except orjson.JSONEncodeError:
             pass
     text = _ENCODE(props)
-    if not text.isascii() and _SURROGATE.search(text):
+    if lone_surrogate(text):
         raise ValueError("a lone surrogate")  # no store writes it as UTF-8: name the field
     return text
 
@@ -232,9 +241,9 @@ def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
     if depth > 32:
         raise ValidationError(f"{where}: nested deeper than 32 levels", field=where)
     if isinstance(value, str):
-        if not value.isascii() and (found := _SURROGATE.search(value)):
+        if found := lone_surrogate(value):
             raise ValidationError(
-                f"{where}: text holds a lone surrogate {found[0]!r}: it is not Unicode text",
+                f"{where}: text holds a lone surrogate {found!r}: it is not Unicode text",
                 field=where,
             )
         return
@@ -256,7 +265,7 @@ def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
         return
     if isinstance(value, Mapping):
         for k, v in value.items():
-            if not isinstance(k, str) or "\x00" in k or _SURROGATE.search(k):
+            if not isinstance(k, str) or "\x00" in k or lone_surrogate(k):
                 raise ValidationError(
                     f"{where}: key {k!r} is not a string without NUL characters or lone surrogates",
                     field=where,

@@ -28,20 +28,27 @@ Factory = Callable[..., GraphStore]
 NEO4J_SCHEMES = ("neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc")
 
 
-def _open_sqlite(uri: str, **options: Any) -> GraphStore:
-    from lineagehub.graph.sqlite import SqliteStore
-
-    if options:
-        raise ConfigError(f"sqlite stores take no options, got {sorted(options)}")
+def sqlite_path(uri: str) -> str | None:
+    """The file of a ``sqlite:`` store URI; ``None`` for the in-memory store."""
     rest = uri[len("sqlite:") :]
     if rest in ("", "//", "///:memory:", "//:memory:"):
-        return SqliteStore(":memory:", uri="sqlite://")
+        return None
     if not rest.startswith("///") or len(rest) == 3:
         raise ConfigError(
             f"bad SQLite URI {uri!r}: use sqlite:///relative.db, sqlite:////absolute.db "
             "or sqlite:// (memory)"
         )
-    path = unquote(rest[3:].split("?", 1)[0])
+    return unquote(rest[3:].split("?", 1)[0])
+
+
+def _open_sqlite(uri: str, **options: Any) -> GraphStore:
+    from lineagehub.graph.sqlite import SqliteStore
+
+    if options:
+        raise ConfigError(f"sqlite stores take no options, got {sorted(options)}")
+    path = sqlite_path(uri)
+    if path is None:
+        return SqliteStore(":memory:", uri="sqlite://")
     return SqliteStore(path, uri=uri)
 
 

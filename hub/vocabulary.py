@@ -129,7 +129,15 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
 
 from lineagehub.graph.errors import ValidationError
-from lineagehub.graph.model import MAX_ID_LENGTH, Edge, Node, check_time, edge_id, to_iso
+from lineagehub.graph.model import (
+    MAX_ID_LENGTH,
+    Edge,
+    Node,
+    check_time,
+    edge_id,
+    lone_surrogate,
+    to_iso,
+)
 
 __all__ = [
     "EDGE_PROPS",
@@ -442,9 +450,6 @@ class _translated:  # used as a function: ``with _translated(owner):``
 # C0 and C1 controls, and the bidirectional marks and overrides that make a name display as
 # something else ("invoice\u202efdp.exe" shows as "invoiceexe.pdf").
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-# A code point of a surrogate pair on its own (text decoded with errors='surrogateescape',
-# say): not Unicode text, and no store can write it as UTF-8.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-./]([A-Za-z0-9_\-./ ]{0,248}[A-Za-z0-9_\-./])?\Z")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 _SHA_RE = re.compile(r"^[0-9a-f]{7,64}\Z")
@@ -497,7 +502,7 @@ def _long_text(value: Any) -> str:
         raise _FieldError(f"text is {len(value)} characters long; the limit is {_MAX_TEXT}")
     if "\x00" in value:
         raise _FieldError("text must not contain NUL characters")
-    if not value.isascii() and _SURROGATE.search(value):
+    if lone_surrogate(value):
         raise _FieldError("text must not contain lone surrogates (it is not Unicode text)")
     return value
 
@@ -1176,10 +1181,14 @@ class Model(NodeModel):
         return f"model:{self.name}"
 
 
+_NOT_AN_ALIAS = "an alias (a-z, 0-9, '_', '-')"
+_LATEST_RESERVED = "'latest' is reserved (it names the highest version)"
+
+
 def _aliases(value: list[str]) -> list[str]:
     for i, alias in enumerate(value):
         if alias == "latest":
-            raise _FieldError("'latest' is reserved (it names the highest version)", (i,))
+            raise _FieldError(_LATEST_RESERVED, (i,))
     return sorted(set(value))
 
 
@@ -1198,7 +1207,7 @@ class ModelVersion(NodeModel):
     metrics: dict[Key, Number] = Field(default_factory=dict)
     stage: Stage = Stage.NONE
     aliases: Annotated[
-        list[Annotated[str, _pattern(_ALIAS_RE, "an alias (a-z, 0-9, '_', '-')")]],
+        list[Annotated[str, _pattern(_ALIAS_RE, _NOT_AN_ALIAS)]],
         pydantic.AfterValidator(_aliases),
     ] = Field(default_factory=list)
     description: Text | None = None
@@ -1553,13 +1562,9 @@ def check_alias(value: Any, field: str = "alias") -> str:
         )
     alias = value.strip().lower()
     if not _ALIAS_RE.match(alias):
-        raise ValidationError(
-            f"{field}: {alias[:80]!r} is not an alias (a-z, 0-9, '_', '-')", field=field
-        )
+        raise ValidationError(f"{field}: {alias[:80]!r} is not {_NOT_AN_ALIAS}", field=field)
     if alias == "latest":
-        raise ValidationError(
-            f"{field}: 'latest' is reserved (it names the highest version)", field=field
-        )
+        raise ValidationError(f"{field}: {_LATEST_RESERVED}", field=field)
     return alias
 
 

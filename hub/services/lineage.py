@@ -418,7 +418,8 @@ class LineageService:
         return None
 
     def _resolve_alias(self, ref: str, name: str, alias: str, field: str) -> Node | None:
-        if not _ALIAS_RE.match(alias.lower()):
+        wanted = alias.lower()  # aliases are held in lower case: 'Champion' is 'champion'
+        if not _ALIAS_RE.match(wanted):
             raise ValidationError(
                 f"{field}: {ref!r}: {alias!r} is neither a version number, 'latest' nor an "
                 "alias (a-z, 0-9, '_', '-')",
@@ -430,8 +431,7 @@ class LineageService:
         # alias on one version), not every version of the model. In version order, which
         # SQLite's index of aliased versions is kept in; the newest holder wins.
         where = {"model": name, "aliases": {"$ne": "[]"}}
-        wanted = alias.lower()  # aliases are held in lower case: 'Champion' is 'champion'
-        stage = _STAGES.get(alias.lower())  # a stage's name: its newest holder if no alias
+        stage = _STAGES.get(wanted)  # a stage's name: its newest holder if no alias
         spellings = sorted({stage, stage.lower(), stage.upper(), alias}) if stage else []
         for _ in range(_ALIAS_READS):
             holders = [

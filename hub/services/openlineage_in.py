@@ -48,7 +48,6 @@ import functools
 import hashlib
 import json
 import math
-import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +65,7 @@ from lineagehub.graph import (
     NotFoundError,
     ValidationError,
 )
-from lineagehub.graph.model import check_time, edge_id, to_iso
+from lineagehub.graph.model import check_time, edge_id, lone_surrogate, to_iso
 from lineagehub.services.tracking import START_AHEAD, default_actor
 from lineagehub.vocabulary import (
     REGISTRY_RUN_KINDS,
@@ -291,7 +290,6 @@ def event_kind(event: Any, where: str = "") -> str:
 
 _MAX_DEPTH = 24  # an event's nesting: facets are kept as properties nested 32 deep at most
 _INT64 = (-(2**63), 2**63 - 1)
-_SURROGATE = re.compile("[\ud800-\udfff]")  # a code point of a pair, alone
 
 
 def check_json(event: Any, where: str = "") -> None:
@@ -340,7 +338,7 @@ def _check_text(text: str, name: str) -> None:
     no lone surrogate (not Unicode text; no store writes it as UTF-8)."""
     if "\x00" in text:
         raise ValidationError(f"{name}: {text[:40]!r} holds a NUL character", field=name)
-    if not text.isascii() and _SURROGATE.search(text):
+    if lone_surrogate(text):
         raise ValidationError(
             f"{name}: {text[:40]!r} holds a lone surrogate: it is not Unicode text", field=name
         )

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from lineagehub.files import write_atomic
 from lineagehub.graph import ConfigError, Node, Subgraph, ValidationError
+from lineagehub.graph.uri import sqlite_path
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -322,10 +322,10 @@ def hub_client(args: argparse.Namespace) -> Iterator[Client]:
 def _existing_file(uri: str) -> None:
     """A ``--store`` SQLite file must be there: these commands read (or change) what a hub
     holds, and a mistyped path would otherwise make a new, empty store and answer from it."""
-    if not uri.startswith("sqlite:///") or uri.split("?", 1)[0] in ("sqlite:///:memory:",):
+    if not uri.startswith("sqlite:"):
         return
-    path = unquote(uri[len("sqlite:///") :].split("?", 1)[0])
-    if path and not os.path.exists(path):
+    path = sqlite_path(uri)
+    if path is not None and not os.path.exists(path):
         raise ConfigError(
             f"--store {uri}: there is no store at {path} (a store is made by writing to it:"
             " the SDK, lineagehub example, lineagehub import)"
