@@ -639,6 +639,50 @@ def test_a_run_keeps_the_job_and_the_parent_it_was_first_recorded_with(hub: Hub)
     assert (kinds[0][1], kinds[1][1].endswith(before["experiment"])) == (before["parent"], True)
 
 
+def test_a_parent_link_that_would_close_a_cycle_is_refused(hub: Hub) -> None:
+    """A run's parents never lead back to it: a DAG run named as the child of its own task
+    (or of the task's child) is refused whole, and the chain stays as it was."""
+    task = _event(eventType="START", eventTime=T0.isoformat())  # a task whose parent is a DAG
+    dag = task["run"]["facets"]["parent"]
+    hub.service.ingest([task])
+    grandchild = copy.deepcopy(task)
+    grandchild["run"]["runId"] = str(uuid.uuid4())
+    grandchild["job"]["name"] = "daily_sales.check"
+    grandchild["run"]["facets"]["parent"] = {
+        **dag,
+        "run": {"runId": task["run"]["runId"]},
+        "job": dict(task["job"]),
+    }
+    hub.service.ingest([grandchild])
+
+    def dag_event(parent: dict[str, Any]) -> dict[str, Any]:
+        event = copy.deepcopy(task)
+        event["run"]["runId"] = dag["run"]["runId"]
+        event["job"] = {**event["job"], **dag["job"]}
+        event["run"]["facets"]["parent"] = {
+            **dag,
+            "run": {"runId": parent["run"]["runId"]},
+            "job": dict(parent["job"]),
+        }
+        event["inputs"], event["outputs"] = [], []
+        return event
+
+    field = "run.facets.parent.run.runId"
+    dag_id = f"run:{dag['run']['runId']}"
+    for child in (task, grandchild):
+        with hub.http("airflow") as http:
+            response = http.post("/api/v1/lineage", json=dag_event(child))
+        assert response.status_code == 400, response.text
+        error = response.json()["errors"][0]
+        assert error["extensions"]["field"] == field and "own ancestor" in error["message"]
+        assert "parent" not in hub.store.get_node(dag_id).props
+        assert hub.store.neighbors([dag_id], "UPSTREAM", ["CHILD_OF"])[dag_id] == []
+    # a parent elsewhere is still taken
+    elsewhere = {"run": {"runId": str(uuid.uuid4())}, "job": {**dag["job"], "name": "weekly"}}
+    hub.service.ingest([dag_event(elsewhere)])
+    assert hub.store.get_node(dag_id).props["parent"] == f"run:{elsewhere['run']['runId']}"
+
+
 def test_an_event_changes_only_runs_of_its_own_project_and_never_the_registrys(
     hub: Hub,
 ) -> None:

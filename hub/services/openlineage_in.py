@@ -288,6 +288,7 @@ def event_kind(event: Any, where: str = "") -> str:
     return kind
 
 
+_MAX_PARENTS = 256  # how far up a run's parents a new parent link looks for a cycle
 _MAX_DEPTH = 24  # an event's nesting: facets are kept as properties nested 32 deep at most
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -821,6 +822,12 @@ class OpenLineageService:
                 "run.facets.parent.run.runId: a run cannot be its own parent",
                 field="run.facets.parent.run.runId",
             )
+        if parent_id is not None and self._descends(batch, parent_id, run_id):
+            raise ValidationError(
+                f"run.facets.parent.run.runId: {parent_id} is a child of {run_id} (or further"
+                " down): a run cannot be its own ancestor",
+                field="run.facets.parent.run.runId",
+            )
         if parent_id is not None:
             props["parent"] = parent_id
         try:
@@ -852,6 +859,21 @@ class OpenLineageService:
                 self._output(batch, item, run_id, when, producer, inputs, used)
             except ValidationError as e:
                 raise _prefixed(e, f"outputs[{i}]") from None
+
+    def _descends(self, batch: _Batch, run_id: str, ancestor: str) -> bool:
+        """Whether ``ancestor`` is up ``run_id``'s chain of parents (followed as far as
+        :data:`_MAX_PARENTS`: a chain that long is not a cycle this event makes)."""
+        seen = {run_id}
+        for _ in range(_MAX_PARENTS):
+            node = self._node(batch, run_id)
+            parent = node.props.get("parent") if node is not None else None
+            if not isinstance(parent, str) or parent in seen:
+                return False
+            if parent == ancestor:
+                return True
+            seen.add(parent)
+            run_id = parent
+        return False
 
     def _parent(self, batch: _Batch, facet: Any, when: datetime) -> str | None:
         """The parent run's id; a placeholder run is written for a parent not seen yet."""
