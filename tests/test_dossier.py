@@ -21,8 +21,10 @@ from lineagehub.artifacts import open_artifact_store
 from lineagehub.graph import GraphStore, NotFoundError, ValidationError
 from lineagehub.graph.audit import Frontier, TreeHead, leaf_hash
 from lineagehub.graph.merkle import MerkleTree, verify_consistency, verify_inclusion
+from lineagehub.graph.model import to_iso
 from lineagehub.ingest.client import Client
 from lineagehub.interfaces.cli.dossier import verify_report
+from lineagehub.services.cards import CardService
 from lineagehub.services.proofs import check_consistency, check_inclusion, consistency, prove
 
 pytest.importorskip("sklearn", reason="per-slice evaluation trains scikit-learn models")
@@ -243,6 +245,27 @@ def signed(store_backend: str, tmp_path: Path) -> Iterator[tuple[Client, GraphSt
     settings = Settings(user="ann", artifacts=str(tmp_path / "artifacts"), audit_key=KEY)
     with Client(uri, settings=settings) as client, open_store(uri, settings) as store:
         yield client, store
+
+
+def test_a_report_as_of_a_card_change_shows_the_card_its_audit_section_backs(
+    signed: tuple[Client, GraphStore],
+) -> None:
+    """A card revision's ``at`` is read before its audit entry is appended: a report as of an
+    instant between the two showed the revision without the entry, and failed verification.
+    The card as of a time is the one the audit log had recorded by then."""
+    client, store = signed
+    train(client, 1.0)
+    registered = store.get_node("mv:onco/1").created_at
+    assert registered is not None
+    CardService(store, clock=lambda: registered).set_card("onco/1", CARD, "ann")
+    [entry] = [e for e in store.read_audit(0, 1000, "mv:onco/1") if e.action == "card.set"]
+    assert entry.time > to_iso(registered)  # the instant in between: at < as_of < entry
+    report = client.compliance_report("onco/1", as_of=registered)
+    assert report["card"]["revision"] == 0
+    assert "card.set" not in [e["action"] for e in report["audit"]["entries"]]
+    assert verify_report(report, KEY.encode())["ok"]
+    later = client.compliance_report("onco/1", as_of=datetime.now(timezone.utc))
+    assert later["card"]["revision"] == 1 and verify_report(later, KEY.encode())["ok"]
 
 
 def test_tampered_reports_fail_verification(signed: tuple[Client, GraphStore]) -> None:

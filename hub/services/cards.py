@@ -259,10 +259,29 @@ class CardService:
         card (``revision`` 0) when it has none."""
         mv = self.registry.resolve(ref)
         revisions = _revisions(mv)
-        if as_of is not None:
+        if as_of is not None and revisions:
+            # when the audit log recorded it (a revision's ``at`` is read a moment before its
+            # entry is appended): the card a report as of a time shows is one its audit
+            # section holds the entry of
             limit = to_iso(check_time(as_of, "as_of"))
-            revisions = [r for r in revisions if str(r.get("at")) <= limit]
+            recorded = self._recorded(mv.node_id)
+            revisions = [
+                r for r in revisions if recorded.get(payload_digest(r), str(r.get("at"))) <= limit
+            ]
         return _card_of(mv.node_id, revisions[-1] if revisions else None)
+
+    def _recorded(self, version_id: str) -> dict[str, str]:
+        """The time of each ``card.set`` entry of the version, by payload digest."""
+        found: dict[str, str] = {}
+        after = 0
+        while True:
+            page = self.store.read_audit(after, 1000, version_id)
+            for e in page:
+                if e.action == "card.set":
+                    found.setdefault(e.payload_digest, e.time)
+            if len(page) < 1000:
+                return found
+            after = page[-1].seq
 
     def revisions(self, ref: str) -> list[dict[str, Any]]:
         """Every revision of the version's card, oldest first, each with the digest its
