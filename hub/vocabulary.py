@@ -117,6 +117,7 @@ import os
 import re
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -1545,6 +1546,21 @@ def check_key(key: Any, field: str) -> str:
             field=field,
         )
     return key
+
+
+_NOT_KEY_CHAR = re.compile(r"[^A-Za-z0-9_\-./ ]")
+
+
+def loggable_key(name: str) -> str | None:
+    """``name`` as a key the hub takes, for names a framework makes (``valid-ndcg@3``,
+    ``précision``, ``f1(macro)``): accents dropped, ``@`` as ``_at_``, other characters as
+    ``_``, cut at 250; ``None`` when nothing usable is left."""
+    if _KEY_RE.match(name):
+        return name
+    text = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    text = _NOT_KEY_CHAR.sub("_", text.replace("@", "_at_")).strip()[:250].rstrip()
+    usable = _KEY_RE.match(text) and any(c.isascii() and c.isalnum() for c in text)
+    return text if usable else None
 
 
 def same_param(a: Any, b: Any) -> bool:

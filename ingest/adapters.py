@@ -20,15 +20,16 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from lineagehub.graph import ConflictError, ValidationError
-from lineagehub.ingest.client import ActiveRun, Client, active_run
+from lineagehub.graph import BackendUnavailable, ConflictError, ValidationError
+from lineagehub.ingest.client import LEFT_BY_TRAINING, ActiveRun, Client, adapter_active_run
 from lineagehub.ingest.client import client as default_client
 from lineagehub.ingest.sklearn import AutologWarning
-from lineagehub.vocabulary import RunStatus, check_key
+from lineagehub.vocabulary import RunStatus, check_key, loggable_key
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_PARAM_CHARS = 1000
+_INT64 = (-(2**63), 2**63 - 1)
 #: Training data above this many cells (rows x columns) is not densified to be fingerprinted
 MAX_DATASET_CELLS = 20_000_000
 
@@ -64,7 +65,7 @@ class GuardedRun:
             return None
         if self.run is None and not self._opened:
             self._opened = True
-            current = active_run()
+            current = adapter_active_run(self)
             if current is not None and (self.client is None or current.client is self.client):
                 self.run = current
             else:
@@ -77,19 +78,25 @@ class GuardedRun:
                 )
                 if started is not None:
                     self.run, self.owned = started, True
+                    # ended FAILED should training raise past the callback's end
+                    started.left_open, started.owner = LEFT_BY_TRAINING, self
         return self.run
 
     def call(self, what: str, fn: Callable[[], T]) -> T | None:
-        """``fn()``, or ``None`` if logging is off or it fails (reported once; logging off)."""
+        """``fn()``, or ``None`` if logging is off or it fails (reported; a hub that cannot
+        be reached turns logging off, a refused value costs only its own call)."""
         if self.broken:
             return None
         try:
             return fn()
         except Exception as e:
-            self.broken = True
+            if isinstance(e, BackendUnavailable):
+                self.broken = True
+                outcome = "logging stopped, training goes on"
+            else:
+                outcome = "skipped, logging goes on"
             message = (
-                f"lineagehub: {self.framework} logging stopped, training goes on: could not "
-                f"{what}: {type(e).__name__}: {e}"
+                f"lineagehub: {self.framework} {outcome}: could not {what}: {type(e).__name__}: {e}"
             )
             if self.silent:
                 logger.debug(message, exc_info=e)
@@ -175,6 +182,16 @@ def log_data(frame: Any, name: str, role: str, namespace: str) -> Callable[[Acti
     return log
 
 
+def metric_key(name: str) -> str | None:
+    """A framework's metric name as a key the hub takes (``valid-ndcg@3`` as
+    ``valid-ndcg_at_3``, said once in a warning); ``None`` when none can be made."""
+    key = loggable_key(name)
+    if key != name:
+        logged = f"is logged as {key!r}" if key else "is not logged (no key can be made of it)"
+        warnings.warn(f"lineagehub: metric {name[:80]!r} {logged}", AutologWarning, stacklevel=3)
+    return key
+
+
 def log_params(run: ActiveRun, params: Mapping[str, Any], prefix: str = "") -> None:
     """Log ``params`` as JSON scalars (others as a short text); keys already logged with
     another value (several trainings in one run) keep their first value."""
@@ -200,6 +217,12 @@ def param_value(value: Any) -> Any:
     if hasattr(value, "item") and type(value).__module__ == "numpy":
         with contextlib.suppress(Exception):
             value = value.item()
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not _INT64[0] <= value <= _INT64[1]
+    ):
+        return str(value)  # beyond what JSON numbers keep exactly: as its digits
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
@@ -252,6 +275,7 @@ __all__ = [
     "TrainPatch",
     "log_data",
     "log_params",
+    "metric_key",
     "param_value",
     "table",
 ]

@@ -310,7 +310,7 @@ class Client:
         self._stop.set()
         try:
             for run in list(self._live.values()):
-                run.end(_exit_status())
+                run.end(*_exit_status(run))
         finally:
             # A run that could not be ended (the hub refused or was unreachable) must not
             # stay the thread's active run after its client is gone.
@@ -927,8 +927,41 @@ def flush() -> None:
         c.flush()
 
 
-def _exit_status() -> RunStatus:
-    return RunStatus.FAILED if _uncaught else RunStatus.FINISHED
+def _exit_status(run: ActiveRun) -> tuple[RunStatus, str | None]:
+    """How a run still open at exit (or when its client closes) ends: FAILED with the
+    exception that escaped the script; a run its adapter left open (its training raised)
+    as the adapter asked; else FINISHED."""
+    if _uncaught:
+        return RunStatus.FAILED, f"{type(_uncaught[0]).__name__}: {_uncaught[0]}"
+    return run.left_open or (RunStatus.FINISHED, None)
+
+
+#: How a framework adapter's own run ends when its training stops before the adapter's end
+#: of training (Keras, transformers and XGBoost call no hook when training raises)
+LEFT_BY_TRAINING = (
+    RunStatus.FAILED,
+    "training stopped before its end (an exception in the training loop?): the adapter "
+    "that started the run could not end it",
+)
+
+
+def adapter_active_run(owner: object) -> ActiveRun | None:
+    """The thread's active run for an adapter (``owner``) to log into. A run another adapter
+    started and left open (its training raised) is ended first, as it asked
+    (:attr:`ActiveRun.left_open`), so a later training never logs into a failed one."""
+    while True:
+        run = active_run()
+        if run is None or run.left_open is None or run.owner is owner:
+            return run
+        status, error = run.left_open
+        try:
+            run.end(status, error)
+        except HubError:
+            pass
+        finally:
+            stack = _stack()
+            if run in stack:  # not ended (the hub unreachable): no longer anyone's parent
+                stack.remove(run)
 
 
 def _excepthook(
@@ -946,19 +979,20 @@ sys.excepthook = _excepthook
 def _at_exit() -> None:
     # Runs still open at exit end FINISHED, or FAILED when an exception escaped the script;
     # nothing buffered is lost.
-    error = f"{type(_uncaught[0]).__name__}: {_uncaught[0]}" if _uncaught else None
     for c in list(_clients):
         for run in list(c._live.values()):
             try:
-                run.end(_exit_status(), error)
+                run.end(*_exit_status(run))
             except HubError as e:  # pragma: no cover - reported, the process is ending
                 print(f"lineagehub: could not end run {run.id}: {e}", file=sys.stderr)
 
 
 __all__ = [
+    "LEFT_BY_TRAINING",
     "ActiveRun",
     "Client",
     "active_run",
+    "adapter_active_run",
     "client",
     "connect",
     "download",

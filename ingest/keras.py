@@ -105,6 +105,7 @@ class LineageHubCallback(keras.callbacks.Callback):
         self._validation_data = validation_data
         self._every = log_every_n_steps
         self._global_step = 0
+        self._epoch = 0
         if log_every_n_steps is not None:
             self.on_train_batch_end = self._on_train_batch_end
         self.model_version: ModelVersion | None = None
@@ -116,7 +117,7 @@ class LineageHubCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         self._global_step = 0
-        if self._hub.start(self.model.name or "keras") is None:
+        if self._hub.begin(self.model.name or "keras") is None:
             return
         params = {**fit_params(self.model, self.params)}
         summary = model_summary(self.model)
@@ -134,12 +135,20 @@ class LineageHubCallback(keras.callbacks.Callback):
     def _on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         # Bound as on_train_batch_end only with log_every_n_steps: Keras skips the hook (and
         # turning every batch's logs into numbers) for a callback that does not define it
-        self._global_step += 1
+        # the step across epochs: a fit resumed with initial_epoch goes on from its epoch
+        steps = (self.params or {}).get("steps")
+        if isinstance(steps, int) and steps > 0:
+            self._global_step = self._epoch * steps + batch + 1
+        else:
+            self._global_step += 1
         if self._every is None or self._global_step % self._every or not logs:
             return
         values = {f"batch_{k}": v for k, v in metric_values(logs).items()}
         step = self._global_step
         self._hub.do("could not log metrics", lambda run: run.log_metrics(values, step=step))
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._epoch = epoch
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         values = metric_values(logs or {})

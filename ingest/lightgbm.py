@@ -40,7 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from lineagehub.graph import ValidationError
-from lineagehub.ingest.adapters import GuardedRun, TrainPatch, log_data, log_params, table
+from lineagehub.ingest.adapters import (
+    GuardedRun,
+    TrainPatch,
+    log_data,
+    log_params,
+    metric_key,
+    table,
+)
 from lineagehub.ingest.client import ActiveRun, Client
 from lineagehub.ingest.flavors import Flavor, has_module_root
 
@@ -197,7 +204,9 @@ class LineageCallback:
         if (step - env.begin_iteration) % self.log_every == 0:
             values = {}
             for item in env.evaluation_result_list or ():
-                values[f"{item[0]}-{item[1]}"] = float(item[2])
+                key = metric_key(f"{item[0]}-{item[1]}")
+                if key is not None:
+                    values[key] = float(item[2])
             if values:
                 self.guard.call("log metrics", lambda: run.log_metrics(values, step=step))
         if step == env.end_iteration - 1 and self.finish_at_end:
@@ -224,7 +233,9 @@ class LineageCallback:
             best["best_iteration"] = float(booster.best_iteration)
             for data, metrics in (getattr(booster, "best_score", None) or {}).items():
                 for metric, value in metrics.items():
-                    best[f"best_{data}-{metric}"] = float(value)
+                    key = metric_key(f"best_{data}-{metric}")
+                    if key is not None:
+                        best[key] = float(value)
         if best:
             self.guard.log("log the best iteration", lambda r: r.log_metrics(best))
         try:

@@ -33,6 +33,7 @@ training goes on; once the hub is unreachable nothing more is attempted.
 from __future__ import annotations
 
 import shutil
+import sys
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
@@ -185,6 +186,13 @@ class LineageHubLogger(Logger):
         if outcome is RunStatus.FINISHED and self._log_model and self.model_version is None:
             self._register_best()
         error = None if outcome is RunStatus.FINISHED else f"training {status}"
+        # Lightning finalizes a failed training inside its ``except`` block: the exception
+        # is the one being handled (Ctrl-C arrives as "failed" too)
+        raised = sys.exc_info()[1]
+        if outcome is not RunStatus.FINISHED and isinstance(raised, KeyboardInterrupt):
+            outcome, error = RunStatus.KILLED, "KeyboardInterrupt"
+        elif outcome is not RunStatus.FINISHED and raised is not None:
+            error = f"{type(raised).__name__}: {raised}"
         self._hub.end(outcome, error)
 
     # --- internals --------------------------------------------------------------------------

@@ -75,6 +75,11 @@ class ActiveRun:
         self._ended = False
         # values refused for good by a flush nobody waited for (the heartbeat's): end raises
         self._unseen: HubError | None = None
+        #: How the run ends if it is still open when its client closes or the process exits,
+        #: and who set it: a framework adapter's own run (a training that raised never
+        #: reaches the adapter's end of training, so the run did not finish)
+        self.left_open: tuple[RunStatus, str] | None = None
+        self.owner: object | None = None
 
     def __repr__(self) -> str:
         return f"ActiveRun({self.id!r}, name={self.info.name!r})"

@@ -717,6 +717,8 @@ def _param_value(value: Any) -> Any:
         and getattr(value, "ndim", 1) == 0
     ):
         value = value.item()
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return str(value)  # beyond what JSON numbers keep exactly: as its digits
     if value is None or isinstance(value, (bool, int, str)):
         return value if not isinstance(value, str) else _cut(value)
     if isinstance(value, float):

@@ -30,10 +30,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from lineagehub.graph import BackendUnavailable, ValidationError
-from lineagehub.ingest.client import ActiveRun, Client, active_run
+from lineagehub.ingest.client import LEFT_BY_TRAINING, ActiveRun, Client, adapter_active_run
 from lineagehub.ingest.client import client as default_client
 from lineagehub.ingest.sklearn import AutologWarning
-from lineagehub.vocabulary import RunStatus, check_key, check_scalar
+from lineagehub.vocabulary import RunStatus, check_key, check_scalar, loggable_key
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 #: cost training time); they are named in a tag and can be logged by reference.
 MAX_DATA_ROWS = 1_000_000
 MAX_PARAM_CHARS = 1000
+#: A sparse tensor larger than this (dense) is named, not fingerprinted
+MAX_DENSE_CELLS = 20_000_000
+_INT64 = (-(2**63), 2**63 - 1)
 
 T = TypeVar("T")
 
@@ -74,12 +77,26 @@ class AdapterRun:
         self._lock = threading.Lock()
         self._logged_data: set[tuple[str, str]] = set()
 
+    def begin(self, default_name: str) -> ActiveRun | None:
+        """A training begins: its run (see :meth:`start`). A run this adapter started for an
+        earlier training that never reached its end (it raised) is ended FAILED first, and
+        the new training gets a run of its own, as it does after a training that ended."""
+        with self._lock:
+            run = self.run
+            if run is not None and self.owned and not run._ended and not self.unreachable:
+                status, error = LEFT_BY_TRAINING
+                self._guarded(f"could not end run {run.id}", lambda: run.end(status, error))
+            self._forget()
+        return self.start(default_name)
+
     def start(self, default_name: str) -> ActiveRun | None:
         """The run to log into (started on first use); ``None`` when the hub cannot be used."""
         with self._lock:
+            if self.run is not None and self.run._ended:
+                self._forget()  # a later training (or test) with this adapter: its own run
             if self.run is not None or self.unreachable:
                 return self.run
-            current = active_run()
+            current = adapter_active_run(self)
             if current is not None and (self.client is None or current.client is self.client):
                 self.run = current
                 return current
@@ -95,7 +112,15 @@ class AdapterRun:
 
             self.run = self._guarded("could not start a run", begin)
             self.owned = self.run is not None
+            if self.run is not None:
+                # ended FAILED should its training raise (no hook of the framework's is
+                # called then): at exit, or when another adapter's training begins
+                self.run.left_open, self.run.owner = LEFT_BY_TRAINING, self
             return self.run
+
+    def _forget(self) -> None:
+        self.run, self.owned, self.unreachable = None, False, False
+        self._logged_data.clear()
 
     def do(self, what: str, write: Callable[[ActiveRun], T]) -> T | None:
         """``write(run)``, or ``None`` (with a warning) if it fails or there is no run."""
@@ -123,7 +148,11 @@ class AdapterRun:
         if data is None or key in self._logged_data or self.run is None:
             return
         self._logged_data.add(key)
-        content = as_data(data)
+        try:
+            content = as_data(data)
+        except Exception as e:  # data the conversions do not know: named, not fingerprinted
+            logger.debug("could not read the %s data to fingerprint it", role, exc_info=e)
+            content = None
         if content is None:
             described = describe_data(data)
             self.do(
@@ -181,6 +210,12 @@ def param_value(value: Any) -> Any:
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
         with contextlib.suppress(Exception):
             value = value.item()
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not _INT64[0] <= value <= _INT64[1]
+    ):
+        return str(value)  # beyond what JSON numbers keep exactly: as its digits
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
@@ -209,8 +244,23 @@ def metric_values(values: Mapping[str, Any]) -> dict[str, float]:
                 continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        if _valid_key(str(key)):
-            out[str(key)] = float(value)
+        name = loggable_key(str(key))
+        if name is None:
+            warnings.warn(
+                f"lineagehub: metric {str(key)[:80]!r} is not logged: no key the hub takes "
+                "can be made of its name",
+                AutologWarning,
+                stacklevel=3,
+            )
+            continue
+        if name != key:
+            warnings.warn(
+                f"lineagehub: metric {str(key)[:80]!r} is logged as {name!r} (keys: letters, "
+                "digits, '_', '-', '.', '/' and inner spaces)",
+                AutologWarning,
+                stacklevel=3,
+            )
+        out[name] = float(value)
     return out
 
 
@@ -235,9 +285,9 @@ def as_data(data: Any) -> Any | None:
         return as_data(data.dataset)
     module = type(data).__module__
     if module.startswith("torch") and hasattr(data, "detach"):  # a tensor
-        return _rows_ok(data.detach().cpu().numpy())
+        return _rows_ok(_numpy(data))
     if type(data).__name__ == "TensorDataset" and module.startswith("torch"):
-        return _table(tuple(t.detach().cpu().numpy() for t in data.tensors))
+        return _table(tuple(_numpy(t) for t in data.tensors))
     if module.startswith(("numpy", "pandas")):
         return _rows_ok(data)
     if module.startswith("datasets.") and hasattr(data, "to_pandas"):  # Hugging Face datasets
@@ -281,8 +331,18 @@ def _array_like(x: Any) -> bool:
 
 
 def _numpy(x: Any) -> Any:
+    """An array or a tensor as a numpy array: a sparse tensor made dense, a dtype numpy has
+    not (bfloat16, float8) widened to float32."""
     if hasattr(x, "detach"):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if getattr(x, "layout", None) is not None and "sparse" in str(x.layout):
+            if x.numel() > MAX_DENSE_CELLS:
+                raise ValueError(f"a sparse tensor of {x.numel()} cells is not made dense")
+            x = x.to_dense()
+        try:
+            return x.numpy()
+        except TypeError:  # a dtype numpy has not
+            return x.float().numpy()
     import numpy as np
 
     return np.asarray(x)
@@ -305,6 +365,8 @@ def _table(arrays: tuple[Any, ...]) -> Any | None:
 
     if not arrays or len({len(a) for a in arrays}) != 1 or len(arrays[0]) > MAX_DATA_ROWS:
         return None
+    if not len(arrays[0]):
+        return None  # no rows: nothing to fingerprint (the data is named in a tag)
     if len(arrays) == 1:
         return arrays[0]
     columns: dict[str, Any] = {}
@@ -322,7 +384,7 @@ def _table(arrays: tuple[Any, ...]) -> Any | None:
 
 def _plain(value: Any) -> Any:
     if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
+        value = _numpy(value)
     if hasattr(value, "tolist") and type(value).__module__ == "numpy":
         return value.tolist()
     return value

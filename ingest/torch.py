@@ -137,6 +137,14 @@ def log_optimizer(
     return _guard("could not log the optimizer", write)
 
 
+#: What a scheduler holds that is not a setting: its place in training, which changes as it
+#: steps (a param logged from it would depend on when it was logged)
+_SCHEDULER_STATE = frozenset(
+    ("optimizer", "last_epoch", "base_lrs", "verbose", "best", "num_bad_epochs",
+     "cooldown_counter", "mode_worse", "T_cur", "T_i", "last_lr", "min_lrs")
+)  # fmt: skip
+
+
 def optimizer_params(optimizer: Any, scheduler: Any | None = None) -> dict[str, Any]:
     """The params :func:`log_optimizer` logs."""
     out: dict[str, Any] = {"optimizer": type(optimizer).__name__}
@@ -152,7 +160,7 @@ def optimizer_params(optimizer: Any, scheduler: Any | None = None) -> dict[str, 
             k: v
             for k, v in vars(scheduler).items()
             if not k.startswith("_")
-            and k not in ("optimizer", "last_epoch", "base_lrs", "verbose")
+            and k not in _SCHEDULER_STATE
             and (v is None or isinstance(v, (bool, int, float, str)))
         }
         out.update(flat_params(settings, "scheduler."))

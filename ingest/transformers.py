@@ -138,7 +138,7 @@ class LineageHubCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         name = type(model).__name__ if model is not None else "transformers"
-        if self._hub.start(name) is None:
+        if self._hub.begin(name) is None:
             return
         params = training_params(args, model)
         self._hub.do("could not log the params", lambda run: run.log_params(params))

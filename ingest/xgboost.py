@@ -39,7 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from lineagehub.graph import ValidationError
-from lineagehub.ingest.adapters import GuardedRun, TrainPatch, log_data, log_params, table
+from lineagehub.ingest.adapters import (
+    GuardedRun,
+    TrainPatch,
+    log_data,
+    log_params,
+    metric_key,
+    table,
+)
 from lineagehub.ingest.client import ActiveRun, Client
 from lineagehub.ingest.flavors import Flavor, has_module_root
 
@@ -179,7 +186,9 @@ class LineageCallback(xgb.callback.TrainingCallback):
         for data, metrics in evals_log.items():
             for metric, history in metrics.items():
                 last = history[-1]
-                values[f"{data}-{metric}"] = float(last[0] if isinstance(last, tuple) else last)
+                key = metric_key(f"{data}-{metric}")
+                if key is not None:
+                    values[key] = float(last[0] if isinstance(last, tuple) else last)
         if values:
             self.guard.call("log metrics", lambda: run.log_metrics(values, step=epoch))
         return False

@@ -147,6 +147,48 @@ def test_xgboost_sklearn_api_and_the_callback_in_a_run(hub: Hub, mode: str) -> N
     assert (wrapper.predict(X) == clf.predict(X)).all()
 
 
+def test_odd_metric_names_and_params_cost_only_themselves(hub: Hub) -> None:
+    """``error@0.7`` (a built-in XGBoost metric) is not a key the hub takes: it stopped all
+    logging of the training (no metrics, no model); a param beyond 64 bits lost every param."""
+    client = hub.client("embedded")
+    X, y = _data()
+    dtrain = xgb.DMatrix(X, label=y)
+    lh_xgb.autolog(client=client, model_name="odd")
+    params = {"objective": "binary:logistic", "max_depth": 2, "seed_hash": np.iinfo(np.uint64).max}
+    params["eval_metric"] = ["logloss", "error@0.7"]
+    with pytest.warns(AutologWarning, match=r"'train-error@0.7' is logged as 'train-error_at_0.7'"):
+        xgb.train(params, dtrain, 3, evals=[(dtrain, "train")], verbose_eval=False)
+    run = _only_run(client, "xgboost")
+    assert {"train-logloss", "train-error_at_0.7"} <= set(run.metrics)
+    assert run.params["max_depth"] == 2
+    assert run.params["seed_hash"] == str(np.iinfo(np.uint64).max)  # its digits, as text
+    assert client.get_model_version("odd@latest").flavor == "xgboost"
+
+
+class _Diverges(xgb.callback.TrainingCallback):
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+        raise FloatingPointError("diverged")
+
+
+def test_an_explicit_callback_whose_training_raises_leaves_no_open_run(hub: Hub) -> None:
+    """XGBoost calls no after_training when training raises: the callback's run must not
+    stay the thread's active run (the next training logged into it) nor end FINISHED."""
+    client = hub.client("embedded")
+    X, y = _data()
+    dtrain = xgb.DMatrix(X, label=y)
+    failing = lh_xgb.LineageCallback(client=client, model_name="first")
+    with pytest.raises(FloatingPointError):
+        xgb.train({"max_depth": 2}, dtrain, 3, callbacks=[failing, _Diverges()])
+    assert failing.guard.run is not None
+    left = failing.guard.run.id
+    after = lh_xgb.LineageCallback(client=client, model_name="second")
+    xgb.train({"max_depth": 2}, dtrain, 3, evals=[(dtrain, "train")], callbacks=[after])
+    assert after.guard.run is not None and after.guard.run.id != left
+    first = client.get_run(left)
+    assert first.status is RunStatus.FAILED and "before its end" in (first.error or "")
+    assert client.get_run(after.guard.run.id).status is RunStatus.FINISHED
+
+
 # --- LightGBM -----------------------------------------------------------------------------------
 
 

@@ -141,3 +141,84 @@ def test_an_unreachable_hub_warns_and_training_goes_on(tmp_path: Path) -> None:
     assert len(history.history["loss"]) == 2
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     assert callback.run is None and callback.model_version is None
+
+
+class Diverges(keras.callbacks.Callback):
+    """Raises at the end of the first epoch, as a training loop that hits a NaN loss might."""
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        raise FloatingPointError("loss diverged")
+
+
+def test_a_training_that_raises_leaves_no_open_run_behind(tmp_path: Path) -> None:
+    """Keras calls no hook when fit raises: the callback's run must not stay the active run
+    (the next training, or a run started after it, logged into it) nor end FINISHED."""
+    x, y = data()
+    with open_hub("embedded", "sqlite", tmp_path) as hub:
+        failed = LineageHubCallback(client=hub, model_name="trial1")
+        with pytest.raises(FloatingPointError):
+            tiny_model().fit(x, y, epochs=3, verbose=0, callbacks=[failed, Diverges()])
+        second = LineageHubCallback(client=hub, model_name="trial2")
+        tiny_model().fit(x, y, epochs=2, verbose=0, callbacks=[second])
+        assert failed.run is not None and second.run is not None
+        assert second.run.id != failed.run.id
+        first = hub.get_run(failed.run.id)
+        assert first.status is RunStatus.FAILED and "before its end" in (first.error or "")
+        assert hub.get_run(second.run.id).status is RunStatus.FINISHED
+        assert second.model_version is not None
+        mv = second.model_version.node_id
+        trained_by = hub.store.neighbors([mv], "UPSTREAM", ["GENERATED_BY"])[mv]
+        assert [a.node.id for a in trained_by] == [second.run.id]
+        # the same callback given to another fit after a failure: a run of its own too
+        with pytest.raises(FloatingPointError):
+            tiny_model().fit(x, y, epochs=3, verbose=0, callbacks=[failed, Diverges()])
+        abandoned = failed.run
+        tiny_model().fit(x, y, epochs=2, verbose=0, callbacks=[failed])
+        assert failed.run.id != abandoned.id
+        assert hub.get_run(abandoned.id).status is RunStatus.FAILED
+        assert hub.get_run(failed.run.id).status is RunStatus.FINISHED
+        # a run whose training raised and that nothing came after ends FAILED at close
+        last = LineageHubCallback(client=hub, log_model=False)
+        with pytest.raises(FloatingPointError):
+            tiny_model().fit(x, y, epochs=3, verbose=0, callbacks=[last, Diverges()])
+        left = last.run
+    assert left is not None
+    with open_hub("embedded", "sqlite", tmp_path) as again:
+        assert again.get_run(left.id).status is RunStatus.FAILED
+
+
+def test_one_callback_for_two_fits_gives_two_runs_and_resumed_steps_go_on(
+    tmp_path: Path,
+) -> None:
+    x, y = data()
+    with open_hub("embedded", "sqlite", tmp_path) as hub:
+        callback = LineageHubCallback(client=hub, model_name="twice", log_every_n_steps=1)
+        model = tiny_model()
+        model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[callback])
+        first, version = callback.run, callback.model_version
+        model.fit(x, y, epochs=4, initial_epoch=2, batch_size=32, verbose=0, callbacks=[callback])
+        assert callback.run is not None and first is not None and callback.run.id != first.id
+        assert version is not None and callback.model_version is not None
+        assert (version.version, callback.model_version.version) == (1, 2)
+        steps = [p.step for p in hub.metric_history(callback.run.id, "batch_loss")]
+        assert steps == [5, 6, 7, 8]  # epochs 2 and 3 of 2 batches each: after epochs 0-1
+        assert [p.step for p in hub.metric_history(callback.run.id, "loss")] == [2, 3]
+
+
+class OddNames(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if logs is not None:
+            logs.update({"recall@5": 0.5, "précision": 0.25, "f1(macro)": 0.75})
+
+
+def test_metric_names_the_hub_does_not_take_are_logged_under_a_key_it_does(
+    tmp_path: Path,
+) -> None:
+    x, y = data()
+    with open_hub("embedded", "sqlite", tmp_path) as hub:
+        callback = LineageHubCallback(client=hub, log_model=False)
+        with pytest.warns(AutologWarning, match=r"'recall@5' is logged as 'recall_at_5'"):
+            tiny_model().fit(x, y, epochs=1, verbose=0, callbacks=[OddNames(), callback])
+        assert callback.run is not None
+        metrics = hub.get_run(callback.run.id).metrics
+        assert {"recall_at_5": 0.5, "precision": 0.25, "f1_macro_": 0.75}.items() <= metrics.items()

@@ -146,7 +146,49 @@ def test_training_that_fails_ends_the_run_failed(tmp_path: Path) -> None:
             trainer(logger, tmp_path / "pl").fit(TinyModule(fail_at_epoch=1), train, val)
         run = hub.get_run(logger.version)
         assert run.status is RunStatus.FAILED
+        assert run.error == "RuntimeError: diverged"  # the training's own error, not a word
         assert logger.model_version is None
+
+
+class Interrupted(pl.Callback):
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_ends_the_run_killed(tmp_path: Path) -> None:
+    train, val, _ = loaders()
+    with open_hub("embedded", "sqlite", tmp_path) as hub:
+        logger = LineageHubLogger(client=hub, model_name="never")
+        fit = trainer(logger, tmp_path / "pl")
+        fit.callbacks.append(Interrupted())
+        with pytest.raises(SystemExit):  # Lightning's graceful shutdown on Ctrl-C
+            fit.fit(TinyModule(), train, val)
+        run = hub.get_run(logger.version)
+        assert (run.status, run.error) == (RunStatus.KILLED, "KeyboardInterrupt")
+
+
+def test_data_numpy_cannot_hold_never_stops_training(tmp_path: Path) -> None:
+    """bfloat16 features, and a validation loader with no rows: training goes on, the data is
+    fingerprinted (widened to float32) or named in a tag."""
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(32, 4, generator=generator)
+    y = (X[:, 0] > 0).long()
+    train = DataLoader(TensorDataset(X.to(torch.bfloat16), y), batch_size=16)
+    empty = DataLoader(TensorDataset(X[:0], y[:0]), batch_size=16)
+
+    class Widening(TinyModule):
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            return super().training_step((batch[0].float(), batch[1]), batch_idx)
+
+    with open_hub("embedded", "sqlite", tmp_path) as hub:
+        logger = LineageHubLogger(client=hub, log_model=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AutologWarning)
+            trainer(logger, tmp_path / "pl", epochs=1).fit(Widening(), train, empty)
+        run = hub.get_run(logger.version)
+        assert run.status is RunStatus.FINISHED and "train_loss_step" in run.metrics
+        assert "train" in used(hub, run.id)
+        assert "not fingerprinted" in run.tags["data.validation"]
 
 
 def test_an_unreachable_hub_warns_and_training_goes_on(tmp_path: Path) -> None:

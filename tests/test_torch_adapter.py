@@ -211,3 +211,36 @@ def test_when_the_hub_goes_away_the_helpers_warn_and_training_goes_on(tmp_path: 
     with pytest.raises(BackendUnavailable):
         dead.start_run("never")
     store.close()
+
+
+def test_a_schedulers_state_is_not_a_hyper_parameter(tmp_path: Path) -> None:
+    """What a scheduler holds about where training is (ReduceLROnPlateau's best loss and bad
+    epochs, a warm-restart schedule's T_cur) changes as it steps: logged as a param, it
+    depended on when, and a second log_optimizer call conflicted with the first."""
+    net = TinyNet()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=2)
+    restarts = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=10)
+    with open_hub("embedded", "sqlite", tmp_path) as hub, hub.start_run("s") as run:
+        first = lh_torch.log_optimizer(optimizer, plateau, run=run)
+        for loss in (1.0, 0.5, 0.7):
+            plateau.step(loss)
+            restarts.step()
+        again = lh_torch.log_optimizer(optimizer, plateau, run=run)  # no ConflictError
+        cosine = lh_torch.optimizer_params(optimizer, restarts)
+    assert first is not None and first == again
+    assert first["scheduler.patience"] == 2 and "scheduler.mode" in first
+    for state in ("scheduler.best", "scheduler.num_bad_epochs", "scheduler.cooldown_counter"):
+        assert state not in first
+    assert cosine["scheduler.T_0"] == 10 and "scheduler.T_cur" not in cosine
+
+
+def test_data_numpy_cannot_hold_is_fingerprinted_widened(tmp_path: Path) -> None:
+    X, y = data()
+    with open_hub("embedded", "sqlite", tmp_path) as hub, hub.start_run("bf16") as run:
+        dataset = lh_torch.log_data(
+            TensorDataset(X.to(torch.bfloat16), y), role="train", name="half", run=run
+        )
+        sparse = lh_torch.log_data(X.to_sparse(), role="validation", name="sparse", run=run)
+    assert dataset is not None and dataset.row_count == len(X)
+    assert sparse is not None and sparse.row_count == len(X)
