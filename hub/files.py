@@ -22,21 +22,21 @@ def write_atomic(
     path that names a folder. A symbolic link is written through (the file it names is
     replaced; the link stays); what is not a regular file (``/dev/stdout``, a named pipe, a
     device) is written to as it is, never replaced by a file."""
-    target = Path(path)
-    if target.is_symlink():
-        target = Path(os.path.realpath(target))
     try:
-        mode = target.stat().st_mode
+        mode = os.stat(path).st_mode  # through every link, /proc's too (/dev/stdout: a pipe)
     except FileNotFoundError:
         mode = None
     except OSError as e:
         raise ValidationError(f"cannot write {path}: {e.strerror or e}", field=field) from None
     if mode is not None and stat.S_ISDIR(mode):
         raise ValidationError(f"cannot write {path}: it is a folder", field=field)
-    if mode is not None and not stat.S_ISREG(mode):
-        with open(target, "wb") as stream:  # a pipe or a device: nothing to replace
+    if mode is not None and (not stat.S_ISREG(mode) or _descriptor(path)):
+        # a pipe, a device, or an open descriptor (/dev/stdout redirected to a file): written
+        # into where the shell left it (appended: `>>` keeps what was there), never replaced
+        with open(path, "ab") as stream:
             write(stream)
         return
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     except OSError as e:
@@ -54,6 +54,14 @@ def write_atomic(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _descriptor(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names an open file descriptor (``/dev/stdout``, ``/dev/fd/3``,
+    ``/proc/self/fd/1``) rather than a file of its own."""
+    system = ("/dev/", "/proc/")  # a file kept there (/dev/shm) resolves to itself
+    given = os.path.abspath(path)
+    return given.startswith(system) and not os.path.realpath(given).startswith(system)
 
 
 def writable(path: str | os.PathLike[str], field: str = "path") -> None:

@@ -335,6 +335,24 @@ def test_an_output_path_that_is_a_link_a_pipe_or_a_folder(
     assert code == 2 and "is a folder" in err
 
 
+def test_dev_stdout_is_written_into_a_pipe_or_after_what_a_file_held(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """``-o /dev/stdout`` is the shell's descriptor: into a pipe it was "no such file"
+    (0 bytes), and under ``>> file`` the file was replaced, losing what it held."""
+    command = [sys.executable, "-m", "lineagehub", "lineage", "churn/2", "--store", hub.store,
+               "--format", "mmd", "-o", "/dev/stdout"]  # fmt: skip
+    piped = subprocess.run(command, capture_output=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.startswith(b"flowchart") or b"-->" in piped.stdout
+    kept = tmp_path / "acc.txt"
+    kept.write_bytes(b"earlier lines\n")
+    with open(kept, "ab") as appended:
+        done = subprocess.run(command, stdout=appended, stderr=subprocess.PIPE, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert kept.read_bytes() == b"earlier lines\n" + piped.stdout
+
+
 @needs_dot
 def test_lineage_takes_every_option_of_the_lineage_query(
     capsys: pytest.CaptureFixture[str], hub: Hub, target: list[str], tmp_path: Path
