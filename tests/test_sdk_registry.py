@@ -312,3 +312,29 @@ def test_the_registrys_own_runs_are_written_by_the_registry_only(hub: RegistryHu
     assert [(e.version, e.to) for e in ann.model_history("churn", stage="Production")] == [
         (1, "Production")
     ]
+
+
+def test_a_lineage_as_of_a_time_resolves_aliases_and_latest_as_they_were_then(
+    hub: RegistryHub,
+) -> None:
+    """``churn@champion`` (or ``@latest``, ``@production``) with ``as_of``: the version that
+    held it then, not today's holder (which was "not registered yet" at that time)."""
+    c = hub.client("ann")
+    _train(c, 0.8)
+    c.set_alias("churn/1", "champion", "first")
+    c.promote("churn/1", Stage.STAGING.value, "try")
+    between = datetime.now(timezone.utc)
+    _train(c, 0.9)
+    c.set_alias("churn/2", "champion", "better")
+    c.promote("churn/2", Stage.STAGING.value, "try")
+
+    def root(ref: str, as_of: datetime | None) -> set[str]:
+        graph = c.lineage([ref], upstream_depth=0, as_of=as_of)
+        return {k for k, n in graph.nodes.items() if n.distance == 0}
+
+    for ref in ("churn@champion", "churn@latest", "churn@staging", "model:churn@Champion"):
+        assert root(ref, between) == {"mv:churn/1"}, ref
+        assert root(ref, None) == {"mv:churn/2"}, ref
+    assert root("churn/2", None) == {"mv:churn/2"}
+    with pytest.raises(NotFoundError, match="held 'production'"):
+        c.lineage(["churn@production"], as_of=between)

@@ -350,6 +350,63 @@ class LineageService:
         ids); unknown ones are named together in one :class:`NotFoundError`."""
         return [r.id if isinstance(r, Node) else r for r in self._resolve(refs, field)]
 
+    def resolve_at(self, refs: Sequence[str], as_of: datetime, field: str = "ref") -> list[str]:
+        """:meth:`resolve_many` as the hub knew the names at ``as_of``: a model's
+        ``@latest``, ``@<alias>`` and ``@<stage>`` name the version that was latest, held the
+        alias or was in the stage then (ids and version numbers name the same node at any
+        time). Nothing held the name then: :class:`NotFoundError`."""
+        if isinstance(refs, str) or not isinstance(refs, Sequence):
+            raise ValidationError(f"{field} must be a list of references", field=field)
+        then: dict[int, str] = {}
+        for i, ref in enumerate(refs):
+            _check_ref(ref, field)
+            found = self._model_at(ref, as_of, field)
+            if found is not None:
+                then[i] = found
+        rest = [r for i, r in enumerate(refs) if i not in then]
+        now = iter(self.resolve_many(rest, field) if rest else [])
+        return [then[i] if i in then else next(now) for i in range(len(refs))]
+
+    def _model_at(self, ref: str, as_of: datetime, field: str) -> str | None:
+        """The version ``ref`` named at ``as_of`` when it names one by a selector that
+        moves (``@latest``, an alias, a stage); ``None`` for any other reference."""
+        if ":" in ref:
+            prefix, _, rest = ref.partition(":")
+            if prefix not in ("model", "mv") or self.store.get_nodes([ref])[0] is not None:
+                return None
+        else:
+            rest = ref
+        name, at, selector = rest.rpartition("@")
+        if not at or not name or "@" in name or _VERSION_RE.match(selector):
+            return None
+        from lineagehub.services.registry import RegistryService  # the registry's history
+
+        when = to_iso(as_of)
+        if selector == "latest":
+            page = self.store.find_nodes(
+                NodeKind.MODEL_VERSION.value,
+                {"model": name, "_created_at": {"$lte": when}},
+                "-version",
+                limit=1,
+            )
+            if page.items:
+                return page.items[0].id
+            raise NotFoundError(f"{ref!r}: model {name!r} had no version at {when}", ids=[ref])
+        wanted = selector.lower()
+        if not _ALIAS_RE.match(wanted):
+            self._resolve_alias(ref, name, selector, field)  # says what is wrong with it
+        # the registry's own record of who held it (its promote runs, as holder_at reads
+        # them); a stage's name: the highest version in that stage then, as now
+        registry = RegistryService(self.store)
+        held = registry.holders_at(name, wanted, as_of)
+        if not held and wanted in _STAGES:
+            held = registry.holders_at(name, _STAGES[wanted], as_of)
+        if not held:
+            raise NotFoundError(
+                f"{ref!r}: no version of {name!r} held {selector!r} at {when}", ids=[ref]
+            )
+        return model_version_id(name, max(held))
+
     def _resolve(self, refs: Sequence[str], field: str) -> list[Node | str]:
         """What each reference names: its node where it was read, else its id."""
         if isinstance(refs, str) or not isinstance(refs, Sequence):
@@ -597,7 +654,9 @@ class LineageService:
             _check_timeout(timeout)
         if as_of is not None:
             as_of = check_time(as_of, "as_of")
-        ids = self.resolve_many(list(roots), "roots")
+            ids = self.resolve_at(list(roots), as_of, "roots")
+        else:
+            ids = self.resolve_many(list(roots), "roots")
         return self.store.traverse(
             ids,
             way,
