@@ -155,7 +155,7 @@ class _Parser:
             values = tuple(_scalar(v, field) for v in value)
             return Cmp(path, op[1:], values)
         if op == "$contains":
-            # a substring of a text property, case-insensitive (ASCII letters): search boxes
+            # a substring of a text property, case-insensitive (every letter, both backends): search boxes
             if not isinstance(value, str) or not value or len(value) > MAX_CONTAINS:
                 raise ValidationError(
                     f"{field}: $contains takes a text of 1 to {MAX_CONTAINS} characters",

@@ -263,10 +263,14 @@ class _SqlBuilder:
             if expr.op == "contains":
                 # in text, or in a list's or mapping's compact JSON text (as Neo4j keeps
                 # them), never in a number or a boolean's rendering
+                # case-insensitive as Neo4j's toLower is, beyond ASCII (SQLite's lower()
+                # folds ASCII letters only: 'Ärzte' did not contain 'ärzte'); an ASCII
+                # needle keeps the built-in function
+                lower = "lower" if expr.value.isascii() else "lh_lower"
                 if expr.path[0] in _SYSTEM_COLUMNS:
-                    return f"instr(lower({col}), ?) > 0"
+                    return f"instr({lower}({col}), ?) > 0"
                 typed = col.replace("json_extract(", "json_type(", 1)
-                return f"({typed} IN ('text', 'array', 'object') AND instr(lower({col}), ?) > 0)"
+                return f"({typed} IN ('text', 'array', 'object') AND instr({lower}({col}), ?) > 0)"
             return f"{col} {_OPS[expr.op]} ?"
         if isinstance(expr, IsNull):
             return f"{self.column(expr.path)} IS {'NOT ' if expr.negate else ''}NULL"
@@ -343,6 +347,7 @@ class SqliteStore(GraphStore):
             conn.execute("PRAGMA temp_store=MEMORY")
             conn.create_function("lh_merge", 2, _sql_merge, deterministic=True)
             conn.create_function("lh_strip", 1, _sql_strip, deterministic=True)
+            conn.create_function("lh_lower", 1, _sql_lower, deterministic=True)
         except sqlite3.DatabaseError as e:
             raise ConfigError(f"cannot open SQLite database {self.path}: {e}") from e
         self._all.append(conn)
@@ -1076,6 +1081,10 @@ def _stored(props: str) -> dict[str, Any]:
 
 def _sql_merge(old: str, patch: str) -> str:
     return _dumps(merge_patch(json.loads(old), json.loads(patch)))
+
+
+def _sql_lower(text: Any) -> Any:
+    return text.lower() if isinstance(text, str) else text
 
 
 def _sql_strip(props: str) -> str:

@@ -190,3 +190,21 @@ def test_node_values_are_one_property_of_the_matches_in_order(runs: GraphStore) 
 def test_node_values_refuse_bad_names(runs: GraphStore, label: str, field: str) -> None:
     with pytest.raises(ValidationError):
         runs.node_values(label, field)
+
+
+def test_contains_is_case_insensitive_beyond_ascii(store: GraphStore) -> None:
+    """A name with capitals outside ASCII is found however it is typed, exactly as written
+    too (SQLite's lower() folds ASCII only, while the needle was folded in full)."""
+    store.upsert_nodes(
+        [
+            Node("u1", "Run", {"name": "Überprüfung-Ärzte", "tags": {"Ort": "Zürich"}}),
+            Node("u2", "Run", {"name": "CAFÉ crème"}),
+            Node("u3", "Run", {"name": "plain"}),
+        ]
+    )
+    for needle in ("Überprüfung-Ärzte", "ÜBERPRÜFUNG", "ärzte", "prüf", "Ärz"):
+        assert ids(store, {"name": {"$contains": needle}}) == ["u1"], needle
+    for needle in ("café", "CAFÉ CRÈME", "Crème"):
+        assert ids(store, {"name": {"$contains": needle}}) == ["u2"], needle
+    assert ids(store, {"tags": {"$contains": "ZÜRICH"}}) == ["u1"]
+    assert ids(store, {"name": {"$contains": "PLAIN"}}) == ["u3"]
