@@ -211,7 +211,7 @@ class Lineage:
 
     @strawberry.field(
         description="This result as a file's text: a picture (DOT, SVG, Mermaid; the roots "
-        "highlighted, sibling runs collapsed above collapseAbove nodes, null: never; agents, "
+        "highlighted, sibling runs collapsed above collapseAbove nodes, null or 0: never; agents, "
         "environments and commits folded into the runs' labels unless contextNodes) or data "
         "(GraphML, Cytoscape JSON, PROV-JSON, OpenLineage events as JSON lines)."
     )

@@ -173,6 +173,10 @@ def test_errors_are_coded_json(http: httpx.Client) -> None:
     assert kind["field"] == "nodeKinds" and "DatasetVersion" in str(kind["message"])
     assert error(http.get("/export/lineage/mv:churn/2.svg?colour=red"), 400)["field"] == "colour"
     assert error(http.get("/export/lineage/mv:churn/2.svg?asOf=yesterday"), 400)["field"] == "asOf"
+    # a digit int() does not read ('²' is a digit to str.isdigit): 400, not a 500
+    superscript = error(http.get("/export/lineage/mv:churn/2.dot?collapseAbove=²"), 400)
+    assert superscript["field"] == "collapseAbove"
+
     assert (
         error(http.get("/export/lineage/mv:churn/2.svg?cluster=maybe"), 400)["field"] == "cluster"
     )

@@ -275,6 +275,9 @@ def test_large_sweeps_collapse_into_group_nodes(tmp_path: Path) -> None:
     # below the threshold, or with collapsing off: every node
     assert len(dot_nodes(export_lineage(sub, "dot", collapse_above=None).decode())) == 241
     assert len(dot_nodes(export_lineage(sub, "dot", collapse_above=500).decode())) == 241
+    # 0 is never, as the CLI's --collapse-above 0 and the HTTP export's collapseAbove=0 mean
+    assert len(dot_nodes(export_lineage(sub, "dot", collapse_above=0).decode())) == 241
+    assert len(dot_nodes(export_lineage(sub, "dot", collapse_above=1).decode())) < 241
     # the picture of the collapsed graph is clustered too, on demand
     source = export_lineage(sub, "dot", cluster=True).decode()
     assert 'label="Experiment churn/tuning"' in source
@@ -416,6 +419,23 @@ def test_cytoscape_json(whole: Subgraph) -> None:
     for e in edges:
         assert {"id", "source", "target", "kind"} <= set(e["data"])
         assert e["data"]["source"] in ids and e["data"]["target"] in ids
+
+
+def test_cytoscape_json_never_makes_a_child_run_a_compound_node() -> None:
+    """``parent`` in a node's data is Cytoscape.js's compound parent: a child run's own
+    ``parent`` property drew it inside its parent run's node. It stays in ``props``."""
+    store = open_store("sqlite://")
+    store.upsert_nodes(
+        [Node("run:p", "Run", {"name": "sweep"}), Node("run:c", "Run", {"parent": "run:p"})]
+    )
+    store.upsert_edges([Edge("run:c", "run:p", "CHILD_OF")])
+    sub = LineageService(store).lineage(["run:c"], "UPSTREAM", 2, 2, edge_kinds=["CHILD_OF"])
+    doc = json.loads(export_lineage(sub, "json"))
+    child = next(n["data"] for n in doc["elements"]["nodes"] if n["data"]["id"] == "run:c")
+    assert "parent" not in child and child["props"]["parent"] == "run:p"
+    assert [(e["data"]["source"], e["data"]["target"]) for e in doc["elements"]["edges"]] == [
+        ("run:c", "run:p")
+    ]
 
 
 def test_prov_json_round_trips(whole: Subgraph) -> None:

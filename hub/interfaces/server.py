@@ -977,7 +977,7 @@ def _export_options(items: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[
             text = value.strip().lower()
             if text in ("never", "none", "off"):
                 render["collapse_above"] = None
-            elif text.isdigit():
+            elif text.isascii() and text.isdigit():  # not '²', which int() refuses
                 render["collapse_above"] = int(text)
             else:
                 raise ValidationError(

@@ -175,7 +175,7 @@ def export_lineage(
     ``focus``: ids of nodes to highlight (ids not in the result are ignored). For pictures
     (``dot``, ``svg``, ``png``, ``pdf``, ``mmd``): ``cluster`` groups the runs of each
     experiment, with what they generated, in a labelled box; results of more than
-    ``collapse_above`` nodes (``None``: never) collapse sibling runs into group nodes;
+    ``collapse_above`` nodes (``None`` or 0: never) collapse sibling runs into group nodes;
     ``title`` heads the picture. A truncated result says so in the picture and in every
     data format that can hold it. Each node's label shows its headline metric
     (:mod:`lineagehub.services.headline`); ``policies`` (the registry's promotion policies) let the
@@ -430,7 +430,7 @@ def _build_view(
     rep: dict[str, str] = {node_id: keys[node_id] for node_id in sub.nodes}
     groups: dict[str, list[str]] = {}  # group key -> member ids
     group_label: dict[str, tuple[str, str | None]] = {}  # group key -> (kind, experiment)
-    collapsed = collapse_above is not None and len(sub.nodes) > collapse_above
+    collapsed = bool(collapse_above) and len(sub.nodes) > (collapse_above or 0)
     if collapsed:
         _collapse(sub, focused, experiment_of, rep, groups, group_label)
 
@@ -878,7 +878,9 @@ def _graphml(sub: Subgraph, focus: Sequence[str], title: str | None) -> bytes:
     return "\n".join(nx.generate_graphml(graph, encoding="utf-8")).encode() + b"\n"
 
 
-_CY_OWN = frozenset({"id", "label", "kind", "distance", "reachedFrom", "focus", "props"})
+# ours, and Cytoscape.js's reserved "parent" (a compound node's parent: a child run's own
+# ``parent`` property would draw it inside its parent run); every property stays in ``props``
+_CY_OWN = frozenset({"id", "label", "kind", "distance", "reachedFrom", "focus", "props", "parent"})
 
 
 def _cytoscape(sub: Subgraph, focus: Sequence[str], title: str | None) -> bytes:
