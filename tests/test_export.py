@@ -221,6 +221,33 @@ def _sweep(store: GraphStore, runs: int, experiments: tuple[str, ...] = ("tuning
     return data.node_id
 
 
+def test_a_cut_picture_keeps_the_group_standing_for_its_runs(tmp_path: Path) -> None:
+    """Runs that each read a dataset and write an output derived from it: the outputs are as
+    near the root as the runs (one DERIVED_FROM hop) and were found first, so the 300-node
+    cut kept 299 outputs and dropped the group of runs the caption said was collapsed."""
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    data = DatasetVersion(namespace="lake", name="shared", digest="sha256:" + "ab" * 32)
+    nodes: list = [data]
+    edges = []
+    for i in range(320):
+        out = DatasetVersion(namespace="lake", name=f"out-{i}", digest="sha256:" + f"{i:064x}")
+        run = Run(id=f"run:fan-{i}", name=f"fan-{i}", project="big", experiment="fan")
+        nodes += [out, run]
+        edges += [
+            make_edge(EdgeKind.DERIVED_FROM, out, data),
+            make_edge(EdgeKind.GENERATED_BY, out, run),
+            make_edge(EdgeKind.USED, run, data, role=UsedRole.TRAIN),
+        ]
+    store.upsert_nodes([n.to_node() for n in nodes])
+    store.upsert_edges(edges)
+    sub = LineageService(store).lineage([data.node_id], "DOWNSTREAM", 2, 2, max_nodes=10_000)
+    source = export_lineage(sub, "dot").decode()
+    drawn = dot_nodes(source)
+    assert len(drawn) == 300
+    assert any("Experiment big/fan: 320 runs" in attrs for attrs in drawn.values()), source[:400]
+    store.close()
+
+
 @needs_dot
 def test_clusters_group_runs_of_an_experiment(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")

@@ -500,7 +500,8 @@ def _build_view(
 
 def _keep_nearest(sub: Subgraph, view: _View, rep: Mapping[str, str], focused: set[str]) -> None:
     """Cut the view to :data:`MAX_PICTURE_NODES` nodes: the focus nodes and those nearest the
-    roots (a group node is as near as its nearest member), in discovery order among equals."""
+    roots (a group node is as near as its nearest member, and comes before single nodes as
+    near: it stands for many), in discovery order among equals."""
     distance: dict[str, int] = {}
     order: dict[str, int] = {}
     for i, (node_id, t) in enumerate(sub.nodes.items()):
@@ -509,7 +510,12 @@ def _keep_nearest(sub: Subgraph, view: _View, rep: Mapping[str, str], focused: s
         order.setdefault(key, i)
     ranked = sorted(
         view.nodes,
-        key=lambda k: (not view.nodes[k].focus, distance.get(k, 0), order.get(k, 0)),
+        key=lambda k: (
+            not view.nodes[k].focus,
+            distance.get(k, 0),
+            view.nodes[k].members <= 1,
+            order.get(k, 0),
+        ),
     )
     keep = set(ranked[:MAX_PICTURE_NODES])
     view.nodes = {k: n for k, n in view.nodes.items() if k in keep}
