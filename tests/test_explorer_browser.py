@@ -109,7 +109,9 @@ def served(store_backend: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
                 url = found.group(1)
                 break
         assert url, "lineagehub serve did not start"
-        assert any("the lineage explorer at http://127.0.0.1:0/" in line for line in said), said
+        # port 0: the banner names no port it cannot know (":0" is no address to open)
+        assert any("the lineage explorer at http://127.0.0.1:PORT/" in line for line in said), said
+        assert not any("127.0.0.1:0/" in line for line in said), said
         yield {"url": url, "tokens": tokens, "demo": demo, "folder": folder}
     finally:
         server.terminate()
@@ -152,7 +154,13 @@ def test_explorer_walk_in_a_real_browser(
     assert {"/", "/explorer/explorer.js", "/explorer/explorer.css"} <= set(report["served"])
 
     # search: the model's versions and the demo's runs by name; "/" then keys alone open a hit
-    assert steps["signInShown"] and steps["slashFocusesSearch"]
+    assert steps["signInShown"] and steps["slashFocusesSearch"] and steps["lineageAsksSignIn"]
+    assert steps["signOutHidden"]
+    # a reference's root is the version it names; a zoned time in a link; links to nothing
+    assert steps["refRoots"] == ["mv:tumor-classifier/3"]
+    assert steps["asOfZoned"].startswith("2100-01-01T00:00")  # the picker drops :00
+    assert "No registered model" in steps["unknownModel"]
+    assert "not a valid link" in steps["brokenLink"]
     assert any(h.startswith("tumor-classifier v") for h in steps["searchHits"]), steps
     assert "tumor-classifier" in steps["searchHits"]
     assert steps["keyboardOpened"].startswith("#/node/")

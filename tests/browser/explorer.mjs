@@ -60,7 +60,11 @@ try {
   page.on("console", (m) => { if (m.type() === "error") report.consoleErrors.push(m.text()); });
   page.on("pageerror", (e) => report.pageErrors.push(String(e)));
 
-  // 1. the page asks for a token; a viewer's is refused an approval later, an approver's is not
+  // 1. the page asks for a token (a link straight to a lineage graph too); a viewer's is
+  // refused an approval later, an approver's is not
+  await page.goto(`${baseUrl}#/lineage/${encodeURIComponent("mv:tumor-classifier/3")}`, { waitUntil: "load", ...T });
+  await page.locator("#token").waitFor({ state: "visible", ...T });
+  report.steps.lineageAsksSignIn = true;
   await page.goto(baseUrl, { waitUntil: "load", ...T });
   report.timings.firstContentfulPaintMs = await page.evaluate(
     () => performance.getEntriesByName("first-contentful-paint")[0]?.startTime ?? null,
@@ -116,6 +120,26 @@ try {
   report.steps.neighbours = await page.locator("#nb ~ table tbody tr").allTextContents();
   report.unlabeled.node = await unlabeled(page);
   await shot(page, "node");
+
+  // a graph opened by a reference marks the version it names as its root; a time with its
+  // zone in the link; links to nothing say so in the page's own words
+  await page.goto(`${baseUrl}#/lineage/${encodeURIComponent("tumor-classifier@champion")}`);
+  await page.locator("#graph[data-ready]").waitFor(T);
+  report.steps.refRoots = await page.evaluate(() => window.__lineage.$("node.root").map((n) => n.id()));
+  await page.goto(`${baseUrl}#/lineage/${encodeURIComponent("mv:tumor-classifier/3")}?asOf=2100-01-01T00:00:00Z`);
+  await page.locator("#graph[data-ready]").waitFor(T);
+  report.steps.asOfZoned = await page.locator("#asof").inputValue();
+  await page.goto(`${baseUrl}#/models/no-such-model`);
+  await page.locator("h1", { hasText: "Not found" }).waitFor(T);
+  report.steps.unknownModel = await page.locator("main").innerText();
+  await page.goto(`${baseUrl}#/node/%E0%A4%A`);
+  await page.locator("h1", { hasText: "No such page" }).waitFor(T);
+  report.steps.brokenLink = await page.locator("main").innerText();
+  await page.goBack();
+  await page.goto(`${baseUrl}#/?q=${encodeURIComponent("tumor-classifier@champion")}`);
+  await page.locator("#g-exact").waitFor(T);
+  await page.locator("section[aria-labelledby=g-exact] a").first().click();
+  await page.locator("#nb + table, #nb ~ table").first().waitFor(T);
 
   // 4. its lineage: upstream 3, then deeper; expand a node; highlight a path; export PNG
   await page.getByRole("link", { name: "Lineage graph" }).click();
@@ -227,6 +251,9 @@ try {
     await page.locator("#pending article .error").first().waitFor(T);
     report.steps.viewerRefused = await page.locator("#pending article .error").first().textContent();
     await page.locator("#signout").click();
+    await page.locator("#token").waitFor({ state: "visible", ...T });
+    // signed out: the button is gone (its own display rule showed it, hidden or not)
+    report.steps.signOutHidden = await page.evaluate(() => getComputedStyle(document.getElementById("signout")).display === "none");
     await page.locator("#token").fill(secret);
     await page.locator("#token").press("Enter");
     await page.goto(`${baseUrl}#/models/tumor-classifier`);

@@ -43,6 +43,8 @@ export async function gql<T = any>(query: string, variables: Record<string, unkn
   const first = body?.errors?.[0];
   if (first) {
     const code = first.extensions?.code ?? (response.status === 401 ? "UNAUTHENTICATED" : "ERROR");
+    // the shell asks for a token, whichever view (or button in it) made the call
+    if (code === "UNAUTHENTICATED") window.dispatchEvent(new CustomEvent("unauthenticated", { detail: first.message }));
     throw new ApiError(first.message ?? "error", code, response.status);
   }
   if (!response.ok) throw new ApiError(`the hub answered ${response.status}`, "HTTP", response.status);

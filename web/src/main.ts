@@ -36,10 +36,17 @@ async function route(): Promise<void> {
     }
     const current = stillCurrent();
     try {
-      await r.render(m.slice(1).map(decodeURIComponent), query);
+      let args: string[];
+      try {
+        args = m.slice(1).map(decodeURIComponent);
+      } catch {
+        show("Not found", h("h1", {}, "No such page"), h("p", {}, "The address is not a valid link (a broken % escape)."), h("p", {}, h("a", { href: "#/" }, "Back to search")));
+        return;
+      }
+      await r.render(args, query);
     } catch (e) {
       if (current !== undefined && !current()) return; // an old page's failure
-      if (e instanceof ApiError && e.code === "UNAUTHENTICATED") signIn(e.message);
+      if (e instanceof ApiError && e.code === "UNAUTHENTICATED") return; // asked already
       else {
         console.error(e);
         show("Error", h("h1", {}, "Something went wrong"), errorBox(e));
@@ -131,6 +138,10 @@ document.addEventListener("keydown", (ev) => {
   }
 });
 window.addEventListener("hashchange", () => void route());
+// any call without a valid token (a view's, a button's in it): the sign-in form
+window.addEventListener("unauthenticated", (ev) => {
+  if (!document.getElementById("token")) signIn(String((ev as CustomEvent).detail ?? "Sign in."));
+});
 theme();
 void whoami();
 void route();

@@ -94,14 +94,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with open_store(settings=settings) as store:  # fail fast, with a clear error
         uri = redact(store.uri)
     scheme = "https" if tls else "http"
+    # --port 0: the OS chooses when uvicorn binds, and uvicorn's "running on" line names it
+    port = "PORT" if args.port == 0 else str(args.port)
     print(
-        f"lineagehub {__version__}: GraphQL and GraphiQL at {scheme}://{args.host}:{args.port}"
+        f"lineagehub {__version__}: GraphQL and GraphiQL at {scheme}://{args.host}:{port}"
         f"/graphql (store {uri}, artifacts {redact(settings.artifact_uri)})",
         file=sys.stderr,
     )
     if settings.explorer:
         print(
-            f"lineagehub: the lineage explorer at {scheme}://{args.host}:{args.port}/",
+            f"lineagehub: the lineage explorer at {scheme}://{args.host}:{port}/", file=sys.stderr
+        )
+    if args.port == 0:
+        print(
+            "lineagehub: PORT is the one the system chooses: see 'Uvicorn running on' below",
             file=sys.stderr,
         )
     if notice:

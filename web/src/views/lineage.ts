@@ -42,13 +42,17 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
     kinds: (q.get("kinds") ?? "").split(",").filter((k) => KINDS.includes(k)),
     asOf: q.get("asOf") ?? "",
   };
+  // a time in the link: the picker's local form (UTC), or a full ISO time with its zone
+  const zoned = /(?:[zZ]|[+-]\d\d:?\d\d)$/.test(opts.asOf);
+  const asOfTime = opts.asOf ? new Date(zoned ? opts.asOf : opts.asOf + "Z") : null;
   const direction = h(
     "select",
     { id: "direction", name: "direction" },
     ...["UPSTREAM", "DOWNSTREAM", "BOTH"].map((d) => h("option", { value: d, selected: d === opts.direction }, d.toLowerCase())),
   );
   const depth = h("input", { id: "depth", name: "depth", type: "number", min: 1, max: 10, value: opts.depth });
-  const asOf = h("input", { id: "asof", name: "asOf", type: "datetime-local", step: 1, value: opts.asOf });
+  const asOfValue = asOfTime && !isNaN(asOfTime.getTime()) ? asOfTime.toISOString().slice(0, 19) : "";
+  const asOf = h("input", { id: "asof", name: "asOf", type: "datetime-local", step: 1, value: asOfValue });
   const kindBoxes = KINDS.map((k) =>
     h("label", { class: "check" }, h("input", { type: "checkbox", name: "kind", value: k, checked: opts.kinds.includes(k) }), kindName(k)),
   );
@@ -101,9 +105,10 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
     maxNodes: 2000,
   };
   if (opts.kinds.length) input.nodeKinds = opts.kinds;
-  if (opts.asOf) input.asOf = new Date(opts.asOf + "Z").toISOString();
   let result: any;
   try {
+    if (asOfTime && isNaN(asOfTime.getTime())) throw new Error(`asOf: ${JSON.stringify(opts.asOf)} is not a time`);
+    if (asOfTime) input.asOf = asOfTime.toISOString();
     result = (await gql(QUERY, { input })).lineage;
   } catch (e) {
     info.replaceChildren(errorBox(e));
@@ -113,6 +118,8 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
   const started = performance.now();
   const column = new Map<string, number>();
   const nodes = new Map<string, any>();
+  // the roots as the hub resolved them (a reference such as churn@champion names a version)
+  const roots = new Set<string>(result.nodes.filter((n: any) => n.distance === 0).map((n: any) => n.node.id));
   live?.destroy(); // the previous view's graph: its animations and listeners end with it
   const cy = cytoscape({
     container: canvas,
@@ -167,7 +174,7 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
       ids.sort((a, b) => (key.get(a)! < key.get(b)! ? -1 : key.get(a)! > key.get(b)! ? 1 : 0));
       ids.forEach((id, i) => cy.getElementById(id).position({ x: c * 240, y: (i - (ids.length - 1) / 2) * 64 }));
     }
-    cy.getElementById(root).addClass("root");
+    for (const id of roots) cy.getElementById(id).addClass("root");
   }
 
   function renderList(): void {
@@ -265,7 +272,8 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
       const more = (await gql(QUERY, { input })).lineage;
       const added = add(more, id);
       fit();
-      info.textContent = `${nodes.size} nodes, ${cy.edges().length} edges (${added} added).`;
+      const cut = more.truncated ? `; it has more neighbours than the ${more.nodes.length - 1} drawn (${more.truncationReason})` : "";
+      info.textContent = `${nodes.size} nodes, ${cy.edges().length} edges (${added} added${cut}).`;
       announce(info.textContent);
       document.querySelector<HTMLButtonElement>(`#nodelist button[data-id="${CSS.escape(id)}"]`)?.focus();
     } catch (e) {
@@ -281,7 +289,7 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
   canvas.dataset.ready = "true";
   cy.on("tap", "node", (ev) => select(ev.target.id()));
   canvas.addEventListener("keydown", (ev) => {
-    const current = cy.$("node:selected").first().id() || root;
+    const current = cy.$("node:selected").first().id() || [...roots][0] || root;
     const here = cy.getElementById(current);
     const col = column.get(current) ?? 0;
     const step: Record<string, number> = { ArrowLeft: -1, ArrowRight: 1 };
@@ -321,7 +329,16 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
   });
   exportButton.addEventListener("click", () => {
     const dark = document.documentElement.dataset.theme === "dark";
-    const uri = cy.png({ full: true, scale: 2, bg: dark ? "#14171c" : "#ffffff", output: "base64uri" }) as string;
+    // within what a browser canvas can hold (16,384 px a side, 268M px): a larger one is empty
+    const box = cy.elements().boundingBox();
+    const w = Math.max(box.w, 1), hgt = Math.max(box.h, 1);
+    const scale = Math.min(2, 16000 / w, 16000 / hgt, Math.sqrt(2.6e8 / (w * hgt)));
+    const uri = cy.png({ full: true, scale, bg: dark ? "#14171c" : "#ffffff", output: "base64uri" }) as string;
+    if (!uri || uri.length < 100) {
+      info.textContent = "The graph is too large for a PNG in the browser: export it as SVG or PDF (lineagehub lineage -o, or /export/lineage).";
+      announce(info.textContent);
+      return;
+    }
     const a = h("a", { href: uri, download: `lineage-${root.replace(/[^\w.-]+/g, "_")}.png` });
     document.body.append(a);
     a.click();

@@ -1,7 +1,7 @@
 // The model registry: models, then one model's versions (stages, aliases, metrics), its
 // history of stage and alias changes, and the promotion requests waiting for approval, with
 // Approve and Reject (the hub refuses them to anyone who is not an approver, and says so).
-import { gql } from "../api";
+import { ApiError, gql } from "../api";
 import { announce, errorBox, fmt, h, stillCurrent, nodeLink, show, table, when } from "../dom";
 
 const MODELS = `{
@@ -53,7 +53,14 @@ export async function modelsView(): Promise<void> {
 
 export async function modelView(name: string): Promise<void> {
   const current = stillCurrent();
-  const data = await gql(MODEL + PENDING, { name, ref: `model:${name}` });
+  let data: any;
+  try {
+    data = await gql(MODEL + PENDING, { name, ref: `model:${name}` });
+  } catch (e) {
+    // the history and pending requests of a model the hub does not hold: NOT_FOUND
+    if (!(e instanceof ApiError && e.code === "NOT_FOUND")) throw e;
+    data = { node: null };
+  }
   if (!current()) return;
   const model = data.node;
   if (!model || model.kind !== "MODEL") {

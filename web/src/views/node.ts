@@ -11,7 +11,7 @@ const DEPLOYMENT = `query Deployment($ref: String!) {
   node(ref: $ref) { ... on Deployment { environment endpoint status requireStage
     serves { node { id kind properties } edge { eventTime properties } }
     windows { id start end metrics }
-    alerts { id kind properties rule severity state message createdAt } } }
+    alerts { id kind properties rule severity state message firedAt createdAt } } }
 }`;
 const NEIGHBOURS = `query Neighbours($id: String!) {
   lineage(input: {roots: [$id], direction: BOTH, upstreamDepth: 1, downstreamDepth: 1, maxNodes: 500}) {
@@ -56,6 +56,7 @@ export async function nodeView(ref: string): Promise<void> {
   const byId = new Map<string, any>(lin.nodes.map((n: any) => [n.node.id, n.node]));
   const rows: any[][] = [];
   for (const e of lin.edges) {
+    if (e.source !== node.id && e.target !== node.id) continue; // an edge between two neighbours
     const up = e.source === node.id; // edges point to what a thing came from
     const other = byId.get(up ? e.target : e.source);
     if (!other || other.id === node.id) continue;
@@ -67,6 +68,10 @@ export async function nodeView(ref: string): Promise<void> {
       ? table(["direction", "edge", "role", "node", "kind", "when"], rows)
       : h("p", { class: "muted" }, "No lineage neighbours."),
   );
+  if (lin.truncated) {
+    neighbours.append(h("p", { class: "muted", id: "nb-truncated" },
+      `The first ${rows.length} neighbours: the node has more. The lineage graph, or an export, shows the rest.`));
+  }
 }
 
 /** A deployment: the versions it served, its monitoring windows' metrics over time, alerts. */
@@ -97,7 +102,7 @@ async function deploymentSection(id: string): Promise<HTMLElement> {
   }
   section.append(h("h3", {}, `Alerts (${d.alerts.length})`));
   section.append(d.alerts.length
-    ? table(["alert", "severity", "state", "message", "raised"], d.alerts.map((a: any) => [nodeLink(a), a.severity, a.state, a.message ?? "", when(a.createdAt)]))
+    ? table(["alert", "severity", "state", "message", "raised"], d.alerts.map((a: any) => [nodeLink(a), a.severity, a.state, a.message ?? "", when(a.firedAt ?? a.createdAt)]))
     : h("p", { class: "muted" }, "No alerts."));
   return section;
 }
