@@ -639,6 +639,31 @@ def test_a_run_keeps_the_job_and_the_parent_it_was_first_recorded_with(hub: Hub)
     assert (kinds[0][1], kinds[1][1].endswith(before["experiment"])) == (before["parent"], True)
 
 
+def test_two_ends_at_the_same_time_end_the_same_whatever_arrives_last(hub: Hub) -> None:
+    """COMPLETE and FAIL with one eventTime (a retried or reordered delivery): the run ends
+    FAILED, with the failure's message, in either order."""
+    at = (T0 + timedelta(minutes=5)).isoformat()
+    ends = []
+    for kind in ("COMPLETE", "FAIL"):
+        event = _event(eventType=kind, eventTime=at)
+        if kind == "FAIL":
+            event["run"]["facets"]["errorMessage"] = {
+                "_producer": PRODUCER, "_schemaURL": PRODUCER,
+                "message": "disk full", "programmingLanguage": "python",
+            }  # fmt: skip
+        ends.append(event)
+    outcomes = []
+    for order in (ends, ends[::-1]):
+        run_id = str(uuid.uuid4())
+        for event in order:
+            sent = copy.deepcopy(event)
+            sent["run"]["runId"] = run_id
+            hub.service.ingest([sent])
+        props = hub.store.get_node(f"run:{run_id}").props
+        outcomes.append((props["status"], props.get("error")))
+    assert outcomes == [("FAILED", "disk full")] * 2
+
+
 def test_a_parent_link_that_would_close_a_cycle_is_refused(hub: Hub) -> None:
     """A run's parents never lead back to it: a DAG run named as the child of its own task
     (or of the task's child) is refused whole, and the chain stays as it was."""

@@ -105,6 +105,7 @@ _STATES = {
     "ABORT": RunStatus.KILLED,
 }
 _TERMINAL = {RunStatus.FINISHED.value, RunStatus.FAILED.value, RunStatus.KILLED.value}
+_GRAVITY = {RunStatus.FINISHED.value: 0, RunStatus.KILLED.value: 1, RunStatus.FAILED.value: 2}
 
 # --- the spec's JSON Schema (OpenLineage 2-0-2: the event shapes and their required fields) ---
 
@@ -770,7 +771,11 @@ class OpenLineageService:
         status = props.get("status") or RunStatus.RUNNING.value
         if state is not None and state.value in _TERMINAL:
             ended = props.get("ended_at")
-            if status not in _TERMINAL or not isinstance(ended, str) or stamp >= ended:
+            later = not isinstance(ended, str) or stamp > ended
+            # at the same eventTime the graver end wins, whichever arrived last (a producer's
+            # retries and a transport's reordering must not decide how a run ended)
+            graver = stamp == ended and _GRAVITY[state.value] >= _GRAVITY.get(status, -1)
+            if status not in _TERMINAL or later or graver:
                 props["status"] = state.value
                 props["ended_at"] = stamp
                 if state is not RunStatus.FAILED and props.pop("error", None) is not None:
