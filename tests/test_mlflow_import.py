@@ -427,3 +427,37 @@ def test_the_cli_imports_with_a_summary(tmp_path: Path, monkeypatch: pytest.Monk
     with contextlib.redirect_stderr(err):
         assert main(["import", "mlflow", "--from", str(tmp_path / "nowhere"), "--store", store_uri]) == 2  # fmt: skip
     assert "from" in err.getvalue()
+
+
+def test_an_alias_deleted_in_mlflow_is_removed_by_the_next_import(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """Importing again mirrors MLflow's aliases both ways: one MLflow deleted goes (audited,
+    as the registry's own change); one set in the hub since is the hub's own and stays."""
+    from mlflow import MlflowClient
+
+    from lineagehub.services.registry import RegistryService
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    run = client.create_run(exp).info.run_id
+    client.set_terminated(run)
+    client.create_registered_model("m")
+    client.create_model_version("m", f"runs:/{run}/model", run_id=run)
+    client.set_registered_model_alias("m", "champion", "1")
+    client.set_registered_model_alias("m", "shadow", "1")
+    importer = MlflowImporter(store, artifacts)
+    assert importer.run(uri, copy_artifacts=False).aliases == 2
+    RegistryService(store).set_alias("m/1", "mine", "ann", "the hub's own")
+    client.delete_registered_model_alias("m", "champion")
+
+    again = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert again.aliases_removed == 1 and again.to_dict()["aliasesRemoved"] == 1
+    (version,) = store.find_nodes("ModelVersion", {"model": "m"}).items
+    assert sorted(version.props["aliases"]) == ["mine", "shadow"]
+    removed = RegistryService(store).history("m", alias="champion")[-1]
+    assert (removed.to, removed.reason) == (None, f"removed in MLflow ({uri})")
+    # and once more: nothing left to remove
+    assert MlflowImporter(store, artifacts).run(uri, copy_artifacts=False).aliases_removed == 0

@@ -128,6 +128,7 @@ class ImportSummary:
     models: int = 0
     versions: int = 0
     aliases: int = 0
+    aliases_removed: int = 0
     artifacts_copied: int = 0
     artifacts_referenced: int = 0
     unmapped: list[dict[str, str]] = field(default_factory=list)
@@ -148,6 +149,7 @@ class ImportSummary:
             "models": self.models,
             "versions": self.versions,
             "aliases": self.aliases,
+            "aliasesRemoved": self.aliases_removed,
             "artifactsCopied": self.artifacts_copied,
             "artifactsReferenced": self.artifacts_referenced,
             "unmapped": self.unmapped,
@@ -227,6 +229,8 @@ class MlflowImporter:
         self._registry_uri: str | None = None
         #: (version id, MLflow's stage, MLflow's aliases) to apply through the registry
         self._registry_state: list[tuple[str, Stage, list[str]]] = []
+        #: each imported model's aliases in MLflow now (one it lost is removed here too)
+        self._mlflow_aliases: dict[str, set[str]] = {}
 
     def acting_as(self, actor: str) -> MlflowImporter:
         clone = copy.copy(self)
@@ -258,6 +262,7 @@ class MlflowImporter:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         client = client_cls(tracking_uri=uri, registry_uri=registry_uri or uri)
         self._registry_state = []
+        self._mlflow_aliases = {}
         self._tracking_uri, self._registry_uri = uri, registry_uri or uri
         summary = ImportSummary(source=_redacted(uri))
         tick = progress or (lambda what, done, total: None)
@@ -400,6 +405,23 @@ class MlflowImporter:
                 if isinstance(result, PromotionRefused):
                     rules = ", ".join(result.rule_ids)
                     summary.skip("stage", version_id, f"{stage.value} refused: {rules}")
+        # an alias an earlier import set that MLflow no longer has: removed as it was set (one
+        # set or moved here since, by someone, is the hub's own: kept)
+        for model, kept in self._mlflow_aliases.items():
+            held = {
+                a
+                for n in self.store.iter_nodes(
+                    "ModelVersion", {"model": model, "aliases": {"$ne": "[]"}}
+                )
+                for a in n.props.get("aliases") or []
+            }
+            for alias in sorted(held - kept):
+                history = registry.history(model, alias=alias)
+                if history and (history[-1].reason or "").startswith("imported from MLflow"):
+                    registry.remove_alias(
+                        model, alias, self.actor, f"removed in MLflow ({summary.source})"
+                    )
+                    summary.aliases_removed += 1
 
     # --- runs -----------------------------------------------------------------------------
 
@@ -687,6 +709,7 @@ class MlflowImporter:
             aliases: dict[int, list[str]] = {}
             for alias, number in (rm.aliases or {}).items():
                 aliases.setdefault(int(number), []).append(alias)
+            self._mlflow_aliases[model.name] = {a.lower() for a in rm.aliases or {}}
             versions = list(_paged(client.search_model_versions, filter_string=f"name = '{_quote(rm.name)}'"))  # fmt: skip
             existing = {
                 n.id: n

@@ -43,7 +43,8 @@ def cmd_import_mlflow(args: argparse.Namespace, store: GraphStore) -> int:
         f"({summary.runs_unchanged} runs unchanged), {summary.params} params, "
         f"{summary.metric_points} metric points, {summary.datasets} dataset versions",
         f"  {summary.logged_models} logged models, {summary.models} registered models, "
-        f"{summary.versions} versions, {summary.aliases} aliases",
+        f"{summary.versions} versions, {summary.aliases} aliases"
+        + (f" ({summary.aliases_removed} removed)" if summary.aliases_removed else ""),
         f"  artifacts: {summary.artifacts_copied} copied, "
         f"{summary.artifacts_referenced} referenced",
     ]
