@@ -318,6 +318,12 @@ class SqliteStore(GraphStore):
         self._shared: sqlite3.Connection | None = None
         self._all: list[sqlite3.Connection] = []
         self._closed = False
+        # Connections inside a block of sqlite calls (how deep), and those close() found so:
+        # closed by their own thread when the block ends, never under a running statement
+        # (closing a connection another thread is using crashes the process).
+        self._use_lock = threading.Lock()
+        self._in_use: dict[sqlite3.Connection, int] = {}
+        self._doomed: set[sqlite3.Connection] = set()
         self._checkpointer = None if self.memory else wal.Checkpointer(self.path)
         if not self.memory:
             parent = Path(self.path).expanduser().parent
@@ -364,6 +370,26 @@ class SqliteStore(GraphStore):
         if conn is None:
             conn = self._local.conn = self._connect()
         return conn
+
+    @contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """The thread's connection, marked in use for the block (see :meth:`close`)."""
+        with self._use_lock:
+            conn = self._conn()
+            self._in_use[conn] = self._in_use.get(conn, 0) + 1
+        try:
+            yield conn
+        finally:
+            with self._use_lock:
+                left = self._in_use.pop(conn) - 1
+                if left:
+                    self._in_use[conn] = left
+                last = not left and conn in self._doomed
+                if last:
+                    self._doomed.discard(conn)
+            if last:
+                with suppress(sqlite3.Error):
+                    conn.close()
 
     def _read(self) -> _Reading:
         return _Reading(self)
@@ -434,21 +460,21 @@ class SqliteStore(GraphStore):
             finally:
                 self._lock.release()
             return
-        conn = self._conn()
-        conn.execute("PRAGMA busy_timeout=0")
-        began = False
-        try:
-            with self.transaction():
-                began = True
-                conn.execute(_BUSY_TIMEOUT_PRAGMA)
-                yield
-        except BackendUnavailable as e:
-            if not began and _busy(e.__cause__):  # BEGIN IMMEDIATE would have waited
-                raise WouldWait(str(e)) from e
-            raise
-        finally:
-            if not began:
-                conn.execute(_BUSY_TIMEOUT_PRAGMA)
+        with self._using() as conn:
+            conn.execute("PRAGMA busy_timeout=0")
+            began = False
+            try:
+                with self.transaction():
+                    began = True
+                    conn.execute(_BUSY_TIMEOUT_PRAGMA)
+                    yield
+            except BackendUnavailable as e:
+                if not began and _busy(e.__cause__):  # BEGIN IMMEDIATE would have waited
+                    raise WouldWait(str(e)) from e
+                raise
+            finally:
+                if not began:
+                    conn.execute(_BUSY_TIMEOUT_PRAGMA)
 
     @contextmanager
     def _write(self, statements: int = 2) -> Iterator[sqlite3.Connection]:
@@ -457,8 +483,7 @@ class SqliteStore(GraphStore):
         savepoint: SQLite undoes a failed statement whole and the transaction goes on."""
         if self._local.nowait:
             raise WouldWait("a write, in a block of reads that must not wait")
-        with self._lock if self.memory else _nolock, _translate():
-            conn = self._conn()
+        with self._lock if self.memory else _nolock, _translate(), self._using() as conn:
             if self._local.depth and statements == 1:
                 yield conn
                 return
@@ -486,8 +511,7 @@ class SqliteStore(GraphStore):
         the in-memory database's lock until it ends."""
         if self._local.nowait:
             raise WouldWait("a transaction, in a block of reads that must not wait")
-        with self._lock if self.memory else _nolock:
-            conn = self._conn()
+        with self._lock if self.memory else _nolock, self._using() as conn:
             with _translate():
                 conn.execute("BEGIN IMMEDIATE")
             try:
@@ -503,14 +527,25 @@ class SqliteStore(GraphStore):
                 self._checkpointer.committed(conn)
 
     def close(self) -> None:
-        self._closed = True
+        """Close every connection. One another thread is using now (a statement running, a
+        transaction open) is interrupted and closed by that thread when it is done with it:
+        closing it under a running statement would crash the process."""
+        with self._use_lock:
+            self._closed = True  # no new use from here: _using() refuses
         if self._checkpointer is not None:  # its connection closes before the last of ours
             self._checkpointer.close()
-        for conn in self._all:
+        with self._use_lock:
+            busy = [c for c in self._all if c in self._in_use]
+            idle = [c for c in self._all if c not in self._in_use]
+            self._doomed.update(busy)
+            self._all.clear()
+            self._shared = None
+        for conn in busy:
+            with suppress(sqlite3.Error):
+                conn.interrupt()  # thread-safe: the statement stops, its block ends
+        for conn in idle:
             with suppress(sqlite3.Error):  # closing is best effort
                 conn.close()
-        self._all.clear()
-        self._shared = None
 
     def _migrate(self) -> None:
         with self._read() as conn:
@@ -1168,16 +1203,18 @@ class _Reading:
     """``with store._read() as conn``: the thread's connection (under the lock of an
     in-memory database), driver errors translated."""
 
-    __slots__ = ("lock", "store")
+    __slots__ = ("lock", "store", "use")
 
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
         self.lock: Any = store._lock if store.memory else _nolock
+        self.use: Any = None
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.__enter__()
         try:
-            return self.store._conn()
+            self.use = self.store._using()
+            return self.use.__enter__()  # type: ignore[no-any-return]
         except BaseException:
             self.lock.__exit__(None, None, None)
             raise
@@ -1186,7 +1223,10 @@ class _Reading:
         try:
             _TRANSLATE.__exit__(kind, e, tb)
         finally:
-            self.lock.__exit__(None, None, None)
+            try:
+                self.use.__exit__(None, None, None)
+            finally:
+                self.lock.__exit__(None, None, None)
 
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SqliteStore"]

@@ -622,3 +622,50 @@ def test_an_in_memory_store_in_use_by_another_thread_is_not_waited_for() -> None
     with store.without_waiting():
         assert [n.id for n in store.get_nodes(["r", "w"]) if n] == ["r", "w"]
     store.close()
+
+
+def test_closing_a_store_another_thread_is_using_never_crashes(tmp_path: Path) -> None:
+    """A server shutting down closes its store while a worker thread may be inside a
+    statement: closing a connection under a running statement crashed the process
+    (SIGSEGV). The statement is interrupted, and its thread closes the connection when it is
+    done; nothing it was writing is kept. Run in a child process: a crash is its exit code."""
+    script = textwrap.dedent(
+        f"""
+        import sqlite3, sys, threading
+        from lineagehub.graph import BackendError, Node, open_store
+        store = open_store("sqlite:///{tmp_path / "hub.db"}")
+        store.upsert_nodes([Node("kept", "Run")])
+        inside, outcome = threading.Event(), []
+
+        def busy():
+            try:
+                with store.transaction():
+                    store.upsert_nodes([Node("half", "Run")])
+                    with store._read() as conn:
+                        conn.set_progress_handler(lambda: inside.set() and 0, 1000)
+                        conn.execute(
+                            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c"
+                            " WHERE x < 200000000) SELECT count(*) FROM c"
+                        ).fetchone()
+                outcome.append("finished")
+            except (BackendError, sqlite3.Error) as e:
+                outcome.append(type(e).__name__)
+
+        worker = threading.Thread(target=busy)
+        worker.start()
+        inside.wait(60)
+        store.close()
+        worker.join(60)
+        print(outcome, store._in_use, store._doomed)
+        again = open_store("sqlite:///{tmp_path / "hub.db"}")
+        print(sorted(n.id for n in again.find_nodes("Run").items))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("[") and "finished" not in lines[0], lines  # interrupted
+    assert lines[0].endswith("{} set()"), lines  # its thread closed its connection
+    assert lines[1] == "['kept']", lines  # the interrupted transaction left nothing
