@@ -336,3 +336,73 @@ def test_a_remembered_query_passes_every_check_again(http: httpx.Client, tmp_pat
         response = client.post("/graphql", json={"query": mutation})
         assert response.json()["errors"][0]["extensions"]["limit"] == "time"
     store.close()
+
+
+@pytest.mark.anyio
+async def test_a_request_stopped_by_a_shutdown_is_answered_503_in_json() -> None:
+    """uvicorn cancels the requests still running when its graceful shutdown time is up,
+    and answered them a plain-text 500: the hub's JSON error says it may be sent again."""
+    import asyncio
+    import json
+
+    from lineagehub.interfaces.server import _Unfinished
+
+    async def stopped(scope: Any, receive: Any, send: Any) -> None:
+        raise asyncio.CancelledError  # what uvicorn's shutdown does to a running request
+
+    async def answered_then_stopped(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise asyncio.CancelledError
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": []}
+    await _Unfinished(stopped)(scope, receive, send)
+    assert sent[0]["status"] == 503
+    assert (b"content-type", b"application/json") in sent[0]["headers"]
+    (error,) = json.loads(sent[1]["body"])["errors"]
+    assert error["extensions"] == {"code": "BACKEND_UNAVAILABLE", "retryable": True}
+    # a response already under way cannot be replaced: the cancellation goes on
+    with pytest.raises(asyncio.CancelledError):
+        await _Unfinished(answered_then_stopped)(scope, receive, send)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_health_answers_while_every_shared_worker_thread_is_busy(tmp_path: Any) -> None:
+    """Forty long requests fill the thread pool requests share: /health waited for one of
+    them to finish (a load balancer polling it takes the hub out). It has threads of its own."""
+    import anyio
+    import anyio.to_thread
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    app = create_app(store=store, artifacts=open_artifact_store((tmp_path / "a").as_uri()))
+    release = threading.Event()
+    shared = anyio.to_thread.current_default_thread_limiter()
+    try:
+        async with anyio.create_task_group() as busy:
+            for _ in range(int(shared.total_tokens)):
+                busy.start_soon(lambda: anyio.to_thread.run_sync(release.wait))
+            try:
+                while shared.borrowed_tokens < shared.total_tokens:
+                    await anyio.sleep(0)  # until every shared thread is taken (no clock)
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+                    with anyio.fail_after(60):  # bounds a failure only: it answers at once
+                        response = await c.get("/health")
+            finally:
+                release.set()  # the busy threads end (also when the check failed)
+        assert response.status_code == 200 and response.json()["status"] == "ok"
+    finally:
+        release.set()
+        store.close()

@@ -40,6 +40,7 @@ unless ``Settings.cors_origins`` names origins (a refused preflight gets 400 ``C
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import gc
@@ -462,6 +463,41 @@ class _TooLarge(Exception):
     pass
 
 
+class _Unfinished:
+    """A request still running when the server stops (uvicorn cancels it once its graceful
+    shutdown time is up) is answered 503 ``BACKEND_UNAVAILABLE`` (retryable) with the hub's
+    JSON error, not uvicorn's plain-text 500: the client can tell it may send it again (a
+    write stopped so was rolled back whole)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            response = _refusal(
+                503,
+                "the hub is shutting down: this request was stopped before it finished, and "
+                "nothing of a write it made was kept; send it again",
+                "BACKEND_UNAVAILABLE",
+                retryable=True,
+            )
+            await response(scope, receive, send)
+
+
 class _Hosts:
     """Answer only requests whose ``Host`` is one of the configured names (DNS rebinding
     would otherwise let any web page reach the API through a browser)."""
@@ -679,19 +715,30 @@ def create_app(
         writes_on_loop=_writes_on_loop(store, artifacts, settings),
     )
 
+    health_threads: list[anyio.CapacityLimiter] = []
+
     async def health(request: Request) -> Response:
         # Both stores must answer: a hub whose artifact store is down cannot take uploads.
+        # Threads of its own: requests filling the shared pool (forty long queries) must not
+        # make the health check wait for them (a load balancer would take the hub out).
+        if not health_threads:
+            health_threads.append(anyio.CapacityLimiter(4))
+        threads = health_threads[0]
+        probing = "the store"
         try:
-            await anyio.to_thread.run_sync(lambda: store.find_nodes(limit=1))
             with anyio.fail_after(HEALTH_TIMEOUT):
                 await anyio.to_thread.run_sync(
-                    artifacts.exists, _PROBE_DIGEST, abandon_on_cancel=True
+                    lambda: store.find_nodes(limit=1), abandon_on_cancel=True, limiter=threads
+                )
+                probing = "the artifact store"
+                await anyio.to_thread.run_sync(
+                    artifacts.exists, _PROBE_DIGEST, abandon_on_cancel=True, limiter=threads
                 )
         except HubError as e:
             return _unavailable(e)
         except TimeoutError:
             return _unavailable(
-                BackendUnavailable(f"the artifact store did not answer within {HEALTH_TIMEOUT} s")
+                BackendUnavailable(f"{probing} did not answer within {HEALTH_TIMEOUT} s")
             )
         return JSONResponse(
             {
@@ -869,6 +916,7 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(_Hosts, names=settings.allowed_host_names())
+    app.add_middleware(_Unfinished)
     return app
 
 
