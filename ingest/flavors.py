@@ -489,6 +489,31 @@ def write_archive(folder: Path, out: BinaryIO, field: str = "path") -> None:
                 tar.addfile(info)
 
 
+def _make_links(links: list[tuple[str, str, str]]) -> None:
+    """The archive's symbolic links, after its files and folders (nothing is ever written
+    through one), each refused unless it resolves inside the folder by its text alone: no
+    absolute target, and no ``..`` out of the folder or after another link of the archive
+    (``a -> b/..`` with ``b -> .`` reaches the folder's parent, whatever order they come in)."""
+    named = {PurePosixPath(name) for name, _, _ in links}
+    for name, out, link in links:
+        here: list[str] = list(PurePosixPath(name).parent.parts)
+        safe = bool(link) and not link.startswith(("/", "\\")) and "\\" not in link
+        for part in PurePosixPath(link).parts if safe else ():
+            if part == "..":
+                if not here or PurePosixPath(*here) in named:
+                    safe = False
+                    break
+                here.pop()
+            elif part != ".":
+                here.append(part)
+        if not safe:
+            raise ValidationError(
+                f"archive: link {name!r} -> {link!r} points outside the folder", field="archive"
+            )
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        os.symlink(link, out)
+
+
 def extract_archive(
     source: str | os.PathLike[str] | BinaryIO,
     dest: str | os.PathLike[str],
@@ -510,6 +535,7 @@ def extract_archive(
     try:
         with _open_tar(source) as tar:
             total = 0
+            links: list[tuple[str, str, str]] = []  # made last, once every one is known
             for count, member in enumerate(tar, start=1):
                 if count > max_members:
                     raise ValidationError(
@@ -540,25 +566,14 @@ def extract_archive(
                     mode = member.mode & (stat.S_IRWXU | stat.S_IRWXG | stat.S_IRWXO)
                     os.chmod(out, mode | stat.S_IRUSR | stat.S_IWUSR)
                 elif member.issym():
-                    link = member.linkname
-                    resolved = os.path.realpath(
-                        os.path.join(os.path.dirname(out), *PurePosixPath(link).parts)
-                    )
-                    if link.startswith("/") or not (
-                        resolved == root or resolved.startswith(root + os.sep)
-                    ):
-                        raise ValidationError(
-                            f"archive: link {name!r} -> {link!r} points outside the folder",
-                            field="archive",
-                        )
-                    os.makedirs(os.path.dirname(out), exist_ok=True)
-                    os.symlink(link, out)
+                    links.append((name, out, member.linkname))
                 else:
                     raise ValidationError(
                         f"archive: member {name!r} is not a file, folder or link "
                         "(hard links, devices and FIFOs are refused)",
                         field="archive",
                     )
+            _make_links(links)
     except tarfile.TarError as e:
         _remove(target, created)
         raise ValidationError(f"archive: not a readable tar: {e}", field="archive") from None

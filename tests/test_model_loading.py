@@ -307,6 +307,17 @@ HOSTILE = {
         (_member("d", tarfile.SYMTYPE, "."), None),
         (_member("d/../../escaped.txt"), b"x"),
     ),
+    # each link inside when checked alone, in the order they come: together a -> the parent
+    "links-that-combine": _tar(
+        (_member("a", tarfile.SYMTYPE, "b/.."), None), (_member("b", tarfile.SYMTYPE, "."), None)
+    ),
+    "links-that-combine-reversed": _tar(
+        (_member("b", tarfile.SYMTYPE, "."), None), (_member("a", tarfile.SYMTYPE, "b/.."), None)
+    ),
+    "a-link-beside-a-link": _tar(
+        (_member("x", tarfile.SYMTYPE, "."), None),
+        (_member("x/y", tarfile.SYMTYPE, "../z"), None),
+    ),
     "hardlink": _tar((_member("a"), b"x"), (_member("b", tarfile.LNKTYPE, "/etc/passwd"), None)),
     "fifo": _tar((_member("pipe", tarfile.FIFOTYPE), None)),
     "twice": _tar((_member("a"), b"x"), (_member("a"), b"y")),
@@ -328,6 +339,21 @@ def test_hostile_archives_are_refused(case: str, tmp_path: Path) -> None:
         not (tmp_path / "escaped.txt").exists()
         and not (tmp_path / "work").joinpath("escaped.txt").exists()
     )
+
+
+def test_links_inside_the_folder_are_kept(tmp_path: Path) -> None:
+    source = tmp_path / "archive.tar"
+    source.write_bytes(
+        _tar(
+            (_member("weights/model.bin"), b"w"),
+            (_member("sub/config.json"), b"{}"),
+            (_member("sub/model.bin", tarfile.SYMTYPE, "../weights/model.bin"), None),
+            (_member("latest", tarfile.SYMTYPE, "weights"), None),
+        )
+    )
+    out = extract_archive(source, tmp_path / "out")
+    assert (out / "sub" / "model.bin").read_bytes() == b"w"
+    assert (out / "latest" / "model.bin").read_bytes() == b"w"
 
 
 def test_archive_size_and_member_limits(tmp_path: Path) -> None:
