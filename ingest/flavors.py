@@ -465,9 +465,13 @@ def capture_custom_objects(objects: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 def write_archive(folder: Path, out: BinaryIO, field: str = "path") -> None:
-    """Write ``folder`` as a deterministic tar to ``out``: sorted members, no times or
-    owners, so the same content always gives the same bytes (and digest). Links are kept as
-    links; sockets, FIFOs and devices are refused."""
+    """Write ``folder`` as a deterministic tar to ``out``: sorted members, no times, owners
+    or umask-dependent modes (files 0644, or 0755 when executable; folders 0755), so the same
+    content always gives the same bytes (and digest). Links to something in the folder are
+    kept as links; a link to a file outside it (a Hugging Face cache's snapshot) is stored as
+    that file, and hard links as the files they are; a link to a folder outside it, sockets,
+    FIFOs and devices are refused."""
+    root = os.path.realpath(folder)
     with tarfile.open(fileobj=out, mode="w") as tar:
         for path in sorted(folder.rglob("*")):
             rel = path.relative_to(folder).as_posix()
@@ -478,13 +482,38 @@ def write_archive(folder: Path, out: BinaryIO, field: str = "path") -> None:
                     f"{folder / rel} is not a file, folder or link: only those can be stored",
                     field=field,
                 )
-            info = tar.gettarinfo(str(path), arcname=rel)
+            if any(p.is_symlink() for p in path.relative_to(folder).parents if p.parts):
+                continue  # under a linked folder: the link is stored, not what it leads to
+            link = path.is_symlink()
+            resolved = os.path.realpath(path)
+            inside = resolved == root or resolved.startswith(root + os.sep)
+            if link and not inside:
+                if not os.path.isfile(resolved):
+                    raise ValidationError(
+                        f"{folder / rel} links to {resolved}, outside the folder and not a "
+                        "file: copy it in, or log it on its own",
+                        field=field,
+                    )
+                link = False  # stored as the file it names
+            tar.inodes.clear()  # a file linked twice (hard links) is stored twice, whole
+            info = tar.gettarinfo(resolved if not link else str(path), arcname=rel)
             info.mtime = 0
             info.uid = info.gid = 0
             info.uname = info.gname = ""
-            if path.is_file() and not path.is_symlink():
-                with path.open("rb") as f:
-                    tar.addfile(info, f)
+            if info.isdir():
+                info.mode = 0o755
+            elif info.isfile():
+                info.mode = 0o755 if info.mode & 0o111 else 0o644
+            if info.isfile():
+                try:
+                    with open(resolved, "rb") as f:
+                        tar.addfile(info, f)
+                except OSError as e:  # it shrank while being read ("unexpected end of data")
+                    raise ValidationError(
+                        f"cannot store {folder / rel}: {e.strerror or e} (did it change while "
+                        "the folder was being logged?)",
+                        field=field,
+                    ) from None
             else:
                 tar.addfile(info)
 

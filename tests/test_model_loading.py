@@ -278,6 +278,46 @@ def test_a_directory_artifact_round_trips(hub: Hub, mode: str, tmp_path: Path) -
     assert client.download(single.digest, tmp_path / "s.json").read_text() == '{"rows": 3}'
 
 
+def test_a_folder_of_cache_links_hard_links_and_any_umask_logs_and_downloads(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """A Hugging Face cache snapshot (links to blobs outside the folder) was logged as bare
+    links no download could unpack; hard links (a DVC cache) were a tar hard link every
+    download refused; the same content under another umask had another digest."""
+    client = hub.client("embedded")
+    blobs = tmp_path / "cache" / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / "b1").write_text('{"hidden": 8}')
+    snapshot = tmp_path / "cache" / "snapshot"
+    snapshot.mkdir()
+    os.symlink("../blobs/b1", snapshot / "config.json")
+    (snapshot / "train.csv").write_text("x\n1\n")
+    os.link(snapshot / "train.csv", snapshot / "copy.csv")
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    (twin / "config.json").write_text('{"hidden": 8}')
+    (twin / "train.csv").write_text("x\n1\n")
+    (twin / "copy.csv").write_text("x\n1\n")
+    for path in twin.iterdir():
+        path.chmod(0o664)  # as a umask of 002 leaves them
+    with client.start_run("cache", capture=False) as run:
+        logged = run.log_artifact(snapshot)
+        same = run.log_artifact(twin)
+    assert logged.digest == same.digest  # the content, whatever links and modes it came in
+    out = client.download(logged.digest, tmp_path / "out")
+    assert _tree(out) == {
+        "config.json": b'{"hidden": 8}',
+        "copy.csv": b"x\n1\n",
+        "train.csv": b"x\n1\n",
+    }
+    os.symlink(str(tmp_path / "cache"), snapshot / "elsewhere")
+    with (
+        pytest.raises(ValidationError, match="outside the folder and not a file"),
+        client.start_run("refused", capture=False) as run,
+    ):
+        run.log_artifact(snapshot)
+
+
 def _tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
