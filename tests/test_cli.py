@@ -38,6 +38,29 @@ def test_example_writes_a_graph_and_traces_it(capsys: pytest.CaptureFixture[str]
     assert first["nodes"]["ModelVersion"] == 3 and first["totalNodes"] == 21
 
 
+def test_example_never_writes_over_a_users_own_records(
+    capsys: pytest.CaptureFixture[str], uri: str, tmp_path: Path
+) -> None:
+    """The example writes fixed ids (model churn, mv:churn/2): run on a hub whose own model is
+    called churn it replaced the user's version 2 (its artifact, alias and metrics). Refused,
+    naming what it would write over; nothing is written."""
+    from lineagehub.ingest.client import Client
+
+    with Client(uri, artifacts=(tmp_path / "artifacts").as_uri()) as client:
+        for auc in (0.8, 0.9):
+            with client.start_run("train", capture=False) as r:
+                r.log_metrics({"auc": auc})
+                r.log_model({"w": auc}, name="churn")
+        client.set_alias("churn/2", "champion", "best")
+        before = client.get_model_version("churn/2")
+    code, _, err = run(capsys, "example", "--store", uri)
+    assert code == 6 and "mv:churn/" in err and "store of its own" in err, err  # CONFLICT
+    with Client(uri, artifacts=(tmp_path / "artifacts").as_uri()) as client:
+        assert client.get_model_version("churn/2") == before
+        runs, _ = client.search_runs({"name": "gbm-depth5"})
+        assert runs == []  # nothing of the example was written
+
+
 def test_example_json(capsys: pytest.CaptureFixture[str], uri: str) -> None:
     code, out, _ = run(capsys, "example", "--store", uri, "--json")
     data = json.loads(out)

@@ -13,7 +13,7 @@ import hashlib
 import math
 from datetime import datetime, timedelta, timezone
 
-from lineagehub.graph import GraphStore, SeriesPoint
+from lineagehub.graph import ConflictError, GraphStore, SeriesPoint
 from lineagehub.vocabulary import (
     Agent,
     AgentKind,
@@ -148,8 +148,24 @@ def build_example(store: GraphStore) -> dict[str, str]:
         make_edge(EdgeKind.OBSERVED, window, deployment),
         make_edge(EdgeKind.ABOUT, alert, deployment),
     ]
+    written = [n.to_node() for n in nodes]
     with store.transaction():
-        store.upsert_nodes([n.to_node() for n in nodes])
+        # fixed ids (model churn, project churn): never written over records of the user's
+        # own that happen to have them (writing again over the example's is idempotent)
+        held = store.get_nodes([n.id for n in written])
+        others = [
+            n.id
+            for n, old in zip(written, held)
+            if old is not None
+            and (old.label != n.label or any(old.props.get(k) != v for k, v in n.props.items()))
+        ]
+        if others:
+            raise ConflictError(
+                f"this store holds records the example would write over ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}), not the example's: give the example a "
+                "store of its own (lineagehub example --store sqlite:///example.db)"
+            )
+        store.upsert_nodes(written)
         store.upsert_edges(edges)
         store.append_series(points)
     return {
