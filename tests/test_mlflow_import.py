@@ -461,3 +461,43 @@ def test_an_alias_deleted_in_mlflow_is_removed_by_the_next_import(
     assert (removed.to, removed.reason) == (None, f"removed in MLflow ({uri})")
     # and once more: nothing left to remove
     assert MlflowImporter(store, artifacts).run(uri, copy_artifacts=False).aliases_removed == 0
+
+
+def test_a_source_that_is_not_an_mlflow_store_is_refused_untouched(tmp_path: Path) -> None:
+    """--from a LineageHub store (an easy mix-up with --store), a mistyped path or any folder:
+    MLflow made its tables or its layout in it, and the import said it worked (exit 0).
+    Exit 2 naming --from; the source as it was. An MLflow server that does not answer: one
+    line, exit 5, after a few retries (not minutes of them)."""
+    store_uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    assert main(["example", "--store", store_uri, "--json"]) == 0
+    hub_file = tmp_path / "hub.db"
+    tables = _tables(hub_file)
+    folder = tmp_path / "papers"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    sources = [
+        store_uri,
+        f"sqlite:///{tmp_path / 'typo' / 'mlfow.db'}",
+        str(folder),
+        folder.as_uri(),
+    ]
+    for source in sources:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(["import", "mlflow", "--from", source, "--store", store_uri])
+        assert code == 2 and "from" in err.getvalue() and "Traceback" not in err.getvalue(), source
+    assert _tables(hub_file) == tables  # no MLflow table made in the hub's own store
+    assert not (tmp_path / "typo").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["import", "mlflow", "--from", "http://127.0.0.1:1", "--store", store_uri])
+    assert code == 5 and "could not be read" in err.getvalue(), err.getvalue()
+    assert "Traceback" not in err.getvalue()
+
+
+def _tables(path: Path) -> set[str]:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

@@ -41,6 +41,7 @@ summary, never silently dropped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -49,6 +50,7 @@ import math
 import os
 import tarfile
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -173,6 +175,12 @@ def tracking_uri(source: str) -> str:
     if not isinstance(source, str) or not source.strip():
         raise ValidationError("from: give an MLflow tracking URI or an mlruns folder", "from")
     source = source.strip()
+    if source.startswith("file:"):
+        _check_mlruns(Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path)), source)
+        return source
+    if source.startswith("sqlite:"):
+        _check_mlflow_db(source)
+        return source
     if "://" in source or source.startswith("databricks"):
         return source
     path = Path(source).expanduser()
@@ -182,7 +190,48 @@ def tracking_uri(source: str) -> str:
             "folder (an mlruns folder)",
             "from",
         )
+    _check_mlruns(path, source)
     return path.resolve().as_uri()
+
+
+def _check_mlruns(path: Path, source: str) -> None:
+    """``path`` must be an MLflow folder store (experiments' ``meta.yaml`` in it): MLflow
+    opening any other folder writes its own layout into it (``.trash``, ``models``)."""
+    if not path.is_dir() or not any(path.glob("*/meta.yaml")):
+        raise ValidationError(
+            f"from: {source!r} is not an MLflow folder store (no experiment's meta.yaml in "
+            "it); nothing was read or written",
+            "from",
+        )
+
+
+def _check_mlflow_db(source: str) -> None:
+    """``source`` must name an existing MLflow SQLite database, read here read-only: MLflow
+    opening a missing file, or another database (a LineageHub store given as --from), makes
+    its tables in it."""
+    import sqlite3
+
+    from lineagehub.graph.uri import sqlite_path
+
+    try:
+        path = sqlite_path(source)
+    except ConfigError as e:
+        raise ValidationError(f"from: {e}", "from") from None
+    if path is None or not Path(path).is_file():
+        raise ValidationError(f"from: there is no MLflow database at {source!r}", "from")
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        ) as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error as e:
+        raise ValidationError(f"from: {source!r} is not a readable database: {e}", "from") from None
+    if not {"experiments", "runs", "alembic_version"} <= tables:
+        raise ValidationError(
+            f"from: {source!r} is not an MLflow database (no experiments and runs tables); "
+            "--store names the hub, --from the MLflow store. Nothing was written to it",
+            "from",
+        )
 
 
 def _redacted(uri: str) -> str:
@@ -260,6 +309,8 @@ class MlflowImporter:
             # MLflow 3 refuses its own folder store unless allowed: reading an old ./mlruns is
             # what an import is for (the variable only lifts that refusal)
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        if registry_uri is not None:
+            registry_uri = tracking_uri(registry_uri)  # checked as --from is
         client = client_cls(tracking_uri=uri, registry_uri=registry_uri or uri)
         self._registry_state = []
         self._mlflow_aliases = {}

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from lineagehub.graph import GraphStore, redact
+from lineagehub.graph import BackendUnavailable, GraphStore, redact
 from lineagehub.interfaces.cli.common import _emit, progress_bar
+
+#: Where MLflow's own errors come from (its client, its database and HTTP layers)
+_MLFLOW_SIDE = frozenset({"mlflow", "sqlalchemy", "alembic", "requests", "urllib3"})
 
 
 def cmd_import_mlflow(args: argparse.Namespace, store: GraphStore) -> int:
@@ -27,15 +31,28 @@ def cmd_import_mlflow(args: argparse.Namespace, store: GraphStore) -> int:
         settings = settings.model_copy(update={"artifacts": args.artifacts})
     artifacts = open_artifact_store(settings.artifact_uri, **settings.artifact_options())
     importer = MlflowImporter(store, artifacts, actor=settings.user or default_actor())
+    # an MLflow server that does not answer: a few retries, not MLflow's minutes of them
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     with _progress(args.quiet or args.json) as progress:
-        summary = importer.run(
-            args.source,
-            registry_uri=args.registry_uri,
-            project=args.project,
-            copy_artifacts=not args.reference_artifacts,
-            incremental=not args.full,
-            progress=progress,
-        )
+        try:
+            summary = importer.run(
+                args.source,
+                registry_uri=args.registry_uri,
+                project=args.project,
+                copy_artifacts=not args.reference_artifacts,
+                incremental=not args.full,
+                progress=progress,
+            )
+        except Exception as e:
+            # MLflow's own failures (a server that does not answer, a database it cannot
+            # read): one line, not its traceback; nothing was written (one transaction)
+            if type(e).__module__.split(".")[0] not in _MLFLOW_SIDE:
+                raise
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise BackendUnavailable(
+                f"MLflow at {redact(args.source)} could not be read: {reason}"
+            ) from None
     data = summary.to_dict()
     lines = [
         f"imported from {data['source']} into {redact(store.uri)}",
