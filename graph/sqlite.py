@@ -583,6 +583,16 @@ class SqliteStore(GraphStore):
                 row = conn.execute(select, (key,)).fetchone()
         return bytes.fromhex(row[0])
 
+    def integrity_problems(self) -> list[str]:
+        try:
+            with self._read() as conn:
+                found = [str(r[0]) for r in conn.execute("PRAGMA quick_check(20)")]
+        except BackendUnavailable:
+            raise  # busy, not damaged
+        except BackendError as e:  # too damaged for the check to run ("malformed")
+            return [e.message]
+        return [] if found == ["ok"] else found
+
     @property
     def schema_version(self) -> int:
         with self._read() as conn:

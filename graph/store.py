@@ -204,6 +204,12 @@ class GraphStore(abc.ABC):
         """``with store.transaction():`` makes every write inside commit or roll back
         together. Nested blocks join the outer one."""
 
+    def integrity_problems(self) -> list[str]:
+        """What the backend's own check finds wrong with the stored data (SQLite's
+        ``quick_check``: a damaged page, an index out of step); empty when it finds nothing
+        or has no such check."""
+        return []
+
     def without_waiting(self) -> AbstractContextManager[None]:
         """``with store.without_waiting():`` reads made in the block by this thread answer
         at once or raise :class:`WouldWait`; a write raises it too. The server answers short

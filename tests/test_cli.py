@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -120,11 +121,13 @@ def test_installed_entry_point(uri: str) -> None:
     exe = Path(sys.executable).parent / "lineagehub"
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("lineagehub ")
-    done = subprocess.run(
-        [sys.executable, "-m", "lineagehub", "doctor", "--store", uri],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert done.returncode == 0 and "ok" in done.stdout
+    for argv in (["example"], ["doctor"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "lineagehub", *argv, "--store", uri],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert "ok" in done.stdout
 
 
 def test_serve_starts_answers_and_shuts_down_gracefully(tmp_path: Path) -> None:
@@ -175,3 +178,32 @@ def test_serve_with_a_bad_store_fails_fast(tmp_path: Path) -> None:
         [str(exe), "serve", "--store", "postgres://nowhere/db"], capture_output=True, text=True
     )
     assert done.returncode == 4 and "supported schemes" in done.stderr
+
+
+def test_doctor_says_when_sqlite_finds_the_file_damaged(
+    capsys: pytest.CaptureFixture[str], uri: str, tmp_path: Path
+) -> None:
+    """doctor counted nodes and said "ok" on a file SQLite calls malformed (a later export
+    then failed): it runs SQLite's own check, and says what it found (exit 5)."""
+    import sqlite3
+
+    assert run(capsys, "example", "--store", uri)[0] == 0
+    with contextlib.closing(sqlite3.connect(tmp_path / "hub.db")) as conn, conn:
+        for i in range(300):  # pages enough that most hold neither the header nor the schema
+            conn.execute("INSERT INTO store_meta VALUES (?, ?)", (f"pad{i}", "x" * 2000))
+    with contextlib.closing(sqlite3.connect(tmp_path / "hub.db")) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file itself
+    code, out, _ = run(capsys, "doctor", "--store", uri, "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+    data = (tmp_path / "hub.db").read_bytes()
+    damaged = bytearray(data)
+    page = 4096
+    for at in range(len(data) // page // 2 * page, len(data) - page, page * 7):
+        damaged[at : at + 8] = b"\xff" * 8  # a page's header, or its overflow chain's link
+    (tmp_path / "hub.db").write_bytes(bytes(damaged))
+    for extra in (tmp_path / "hub.db-wal", tmp_path / "hub.db-shm"):
+        extra.unlink(missing_ok=True)
+    code, out, err = run(capsys, "doctor", "--store", uri, "--json")
+    assert code == 5, (out, err)
+    report = json.loads(out)
+    assert report["ok"] is False and report["problems"]

@@ -283,10 +283,20 @@ def test_a_mistyped_store_is_an_error_not_a_new_empty_hub(
         ["export", "--all", "-o", str(tmp_path / "all.jsonl")],
         ["runs", "list"],
         ["promote", "m/1", "--alias", "champion"],
+        # the store commands too: an auditor was told "audit log intact: 0 entries"
+        ["audit", "verify"],
+        ["audit", "head", "-o", str(tmp_path / "head.json")],
+        ["doctor"],
+        ["user", "list"],
+        ["token", "list"],
     ):
         code, _, err = cli(capsys, *argv, "--store", f"sqlite:///{typo}")
         assert code == 4 and "there is no store at" in err, (argv, err)
     assert not typo.parent.exists() and not (tmp_path / "all.jsonl").exists()
+    # an empty --store (an unset variable) is not "the default store"
+    for argv in (["runs", "list"], ["audit", "verify"], ["example"]):
+        code, _, err = cli(capsys, *argv, "--store", "")
+        assert code == 4 and "--store is empty" in err, (argv, err)
 
 
 def test_a_report_to_a_folder_or_nowhere_is_refused_before_it_is_made(

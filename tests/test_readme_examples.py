@@ -182,6 +182,12 @@ def test_every_command_line_in_the_readme_runs(
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
+    # the MLflow store `lineagehub import mlflow --from sqlite:///mlflow.db` reads
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri="sqlite:///mlflow.db").create_experiment(
+        "readme", artifact_location=(work / "mlruns").as_uri()
+    )
     monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(data))
     monkeypatch.setenv("LINEAGEHUB_POLICIES", str(policies))
     for name in ("LINEAGEHUB_STORE", "LINEAGEHUB_URL", "LINEAGEHUB_ARTIFACTS", "NO_COLOR"):

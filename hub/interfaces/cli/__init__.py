@@ -37,7 +37,7 @@ from lineagehub.interfaces.cli.admin import (
     cmd_serve,
 )
 from lineagehub.interfaces.cli.alerts import register as register_alerts
-from lineagehub.interfaces.cli.common import EXIT_CODES, hub_client
+from lineagehub.interfaces.cli.common import EXIT_CODES, existing_store, hub_client
 from lineagehub.interfaces.cli.demo import cmd_demo
 from lineagehub.interfaces.cli.dossier import register as register_dossier
 from lineagehub.interfaces.cli.dossier import register_audit_prove, register_cards
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "example", parents=[common], help="write a small example lineage graph and trace it"
     )
-    p.set_defaults(func=cmd_example)
+    p.set_defaults(func=cmd_example, creates_store=True)
 
     p = sub.add_parser(
         "demo",
@@ -383,6 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return int(args.func(args, client))
         if not getattr(args, "needs_store", True):
             return int(args.func(args))
+        creates = getattr(args, "creates_store", False) and bool((args.store or "").strip())
+        if args.store is not None and not creates:
+            # a command reading (or changing) a hub never makes a new, empty one at a
+            # mistyped path ("audit log intact: 0 entries")
+            existing_store(args.store)
         with open_store(args.store) as store:
             return int(args.func(args, store))
     except HubError as e:

@@ -122,7 +122,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("name", metavar="NAME")
     a.add_argument("--role", choices=ROLES, help="grant this role (globally, or --project)")
     a.add_argument("--project", metavar="P", help="with --role: in this project only")
-    a.set_defaults(func=cmd_user_add)
+    a.set_defaults(func=cmd_user_add, creates_store=True)  # the first admin of a new hub
     a = users.add_parser("list", parents=[common], help="users, their roles and state")
     a.set_defaults(func=cmd_user_list)
     a = users.add_parser("grant", parents=[common], help="give a user a role")

@@ -12,6 +12,7 @@ from typing import Any
 from lineagehub import __version__, open_store
 from lineagehub.graph import ConfigError, Direction, GraphStore, redact
 from lineagehub.interfaces.cli.common import (
+    EXIT_CODES,
     EXIT_TAMPERED,
     _emit,
     lineage_edge_kinds,
@@ -24,14 +25,17 @@ from lineagehub.interfaces.cli.common import (
 def cmd_doctor(args: argparse.Namespace, store: GraphStore) -> int:
     from lineagehub.vocabulary import NodeKind
 
-    counts = {k.value: n for k in NodeKind if (n := store.count_nodes(k.value))}
+    problems = store.integrity_problems()  # first: a damaged file may fail the counts
+    counts = {} if problems else {k.value: n for k in NodeKind if (n := store.count_nodes(k.value))}
     data: dict[str, Any] = {
         "version": __version__,
         "store": redact(store.uri),
         "backend": type(store).__name__,
         "schemaVersion": getattr(store, "schema_version", None),
         "nodes": counts,
-        "totalNodes": store.count_nodes(),
+        "totalNodes": None if problems else store.count_nodes(),
+        "problems": problems,
+        "ok": not problems,
     }
     text = "\n".join(
         [
@@ -39,11 +43,12 @@ def cmd_doctor(args: argparse.Namespace, store: GraphStore) -> int:
             f"store    {data['store']} ({data['backend']}, schema {data['schemaVersion']})",
             f"nodes    {data['totalNodes']}",
             *(f"  {k:<18} {v}" for k, v in counts.items()),
-            "ok",
+            *(f"PROBLEM  {p}" for p in problems),
+            "ok" if not problems else "the store is damaged: restore it from a backup",
         ]
     )
     _emit(args, data, text)
-    return 0
+    return 0 if not problems else EXIT_CODES["BACKEND"]
 
 
 def cmd_example(args: argparse.Namespace, store: GraphStore) -> int:

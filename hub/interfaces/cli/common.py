@@ -305,8 +305,10 @@ def hub_client(args: argparse.Namespace) -> Iterator[Client]:
     if url is not None and not url.lower().startswith(("http://", "https://")):
         raise ConfigError(f"--url must be an http:// or https:// URL, got {url!r}")
     remote = url is not None or (args.store is None and bool(settings.url))
+    if args.store is not None and not args.store.strip():
+        existing_store(args.store)  # refused: an empty --store is no store
     if not remote and args.store is not None:
-        _existing_file(args.store)
+        existing_store(args.store)
     policies = None
     if not remote and settings.policies is not None:
         from lineagehub.services.registry import load_policies
@@ -319,16 +321,18 @@ def hub_client(args: argparse.Namespace) -> Iterator[Client]:
         client.close()
 
 
-def _existing_file(uri: str) -> None:
+def existing_store(uri: str) -> None:
     """A ``--store`` SQLite file must be there: these commands read (or change) what a hub
     holds, and a mistyped path would otherwise make a new, empty store and answer from it."""
+    if not uri.strip():
+        raise ConfigError("--store is empty (an unset variable?): name a store, or leave it out")
     if not uri.startswith("sqlite:"):
         return
     path = sqlite_path(uri)
     if path is not None and not os.path.exists(path):
         raise ConfigError(
             f"--store {uri}: there is no store at {path} (a store is made by writing to it:"
-            " the SDK, lineagehub example, lineagehub import)"
+            " the SDK, lineagehub example, import or user add)"
         )
 
 

@@ -128,4 +128,4 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="read every run again (default: skip runs imported finished and unchanged)",
     )
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    a.set_defaults(func=cmd_import_mlflow)
+    a.set_defaults(func=cmd_import_mlflow, creates_store=True)
