@@ -12,11 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from lineagehub.services.webhooks import WebhookConfig
+
+
+def _variable(loc: tuple[Any, ...], given: dict[str, Any]) -> str:
+    """The environment variable (or keyword) a pydantic error's location names."""
+    field = str(loc[0]) if loc else "?"
+    return field if field in given else f"LINEAGEHUB_{field.upper()}"
 
 
 def default_data_dir() -> Path:
@@ -29,6 +35,19 @@ class Settings(BaseSettings):
     with the ``LINEAGEHUB_`` prefix (``LINEAGEHUB_STORE``, ``LINEAGEHUB_NEO4J_PASSWORD``)."""
 
     model_config = SettingsConfigDict(env_prefix="LINEAGEHUB_", extra="ignore", frozen=True)
+
+    def __init__(self, **values: Any) -> None:
+        # a bad value (LINEAGEHUB_STALE_AFTER=abc) is a ConfigError naming the variable, not
+        # pydantic's report of a field (a traceback from every command and every client)
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            from lineagehub.graph.errors import ConfigError
+
+            problems = "; ".join(
+                f"{_variable(err['loc'], values)}: {err['msg']}" for err in e.errors()[:5]
+            )
+            raise ConfigError(f"bad setting: {problems}") from None
 
     data_dir: Path = Field(
         default_factory=default_data_dir,

@@ -94,3 +94,22 @@ def test_neo4j_credentials_come_from_settings(monkeypatch: pytest.MonkeyPatch) -
     }
     assert "s3cret" not in repr(settings)
     assert Settings(store="sqlite://").store_options() == {}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("LINEAGEHUB_STALE_AFTER", "abc"), ("LINEAGEHUB_STALE_AFTER", "-5"),
+     ("LINEAGEHUB_HEARTBEAT_INTERVAL", "0"), ("LINEAGEHUB_AUDIT_CHECKPOINT_EVERY", "0")],
+)  # fmt: skip
+def test_a_bad_setting_is_a_config_error_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pydantic traceback naming a field (``stale_after``) came from every command and
+    every client; it is a ConfigError naming the variable, exit 4 from the CLI."""
+    from lineagehub.interfaces.cli import main
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=variable):
+        Settings()
+    assert main(["doctor"]) == 4
+    assert variable in capsys.readouterr().err
