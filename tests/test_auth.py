@@ -656,6 +656,11 @@ def test_user_and_token_commands(
     assert run("token", "revoke", created["id"])[0] == 6
     assert run("token", "create", "--user", "ghost")[0] == 3
     assert run("token", "create", "--user", "bob", "--expires", "soon")[0] == 2
+    # beyond a date's range (an OverflowError traceback), and empty ("never" before)
+    for lifetime in ("3000000d", "99999999999d", ""):
+        assert run("token", "create", "--user", "bob", "--expires", lifetime)[0] == 2, lifetime
+    code, out = run("token", "list", "--user", "bob", "--json")
+    assert [t["state"] for t in json.loads(out)] == ["revoked"]  # none of them was made
     assert run("user", "revoke", "bob", "--project", "churn")[0] == 0
     assert run("user", "disable", "bob")[0] == 0
     code, out = run("user", "list")

@@ -76,6 +76,10 @@ class AuthenticationError(HubError):
         self.token_id = token_id
 
 
+#: The longest lifetime a token may be given (longer: leave the expiry out, "never")
+MAX_LIFETIME = timedelta(days=100 * 366)
+
+
 def parse_duration(text: str) -> timedelta:
     """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` as a timedelta (ValidationError otherwise)."""
     m = _DURATION_RE.match(text) if isinstance(text, str) else None
@@ -83,7 +87,17 @@ def parse_duration(text: str) -> timedelta:
         raise ValidationError(
             f"expected a duration such as 30d, 12h, 90m or 2w, got {text!r:.40}", field="expires"
         )
-    return timedelta(**{_UNITS[m[2]]: int(m[1])})
+    try:
+        duration = timedelta(**{_UNITS[m[2]]: int(m[1])})
+    except OverflowError:
+        duration = timedelta.max
+    if duration > MAX_LIFETIME:
+        raise ValidationError(
+            f"a token lives at most {MAX_LIFETIME.days} days, not {text!r:.40} (leave --expires "
+            "out for one that never expires)",
+            field="expires",
+        )
+    return duration
 
 
 def check_name(name: Any) -> str:
@@ -296,8 +310,11 @@ class IdentityService:
         self, user: str, name: str | None = None, expires_in: timedelta | None = None
     ) -> NewToken:
         """A new token for ``user`` (which must exist); the secret is in the result only."""
-        if expires_in is not None and expires_in <= timedelta(0):
-            raise ValidationError("a token's lifetime must be positive", field="expires")
+        if expires_in is not None and not timedelta(0) < expires_in <= MAX_LIFETIME:
+            raise ValidationError(
+                f"a token's lifetime must be positive and at most {MAX_LIFETIME.days} days",
+                field="expires",
+            )
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         digest = token_hash(secret)
         token_id = digest[:16]

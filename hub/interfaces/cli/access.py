@@ -79,7 +79,7 @@ def cmd_user_disable(args: argparse.Namespace, store: GraphStore) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace, store: GraphStore) -> int:
-    expires = parse_duration(args.expires) if args.expires else None
+    expires = parse_duration(args.expires) if args.expires is not None else None  # "" refused
     new = _identity(store).create_token(args.user, args.name, expires)
     info = new.token.to_dict()
     if args.json:
