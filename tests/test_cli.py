@@ -207,3 +207,37 @@ def test_doctor_says_when_sqlite_finds_the_file_damaged(
     assert code == 5, (out, err)
     report = json.loads(out)
     assert report["ok"] is False and report["problems"]
+
+
+def test_numbers_out_of_range_and_a_port_in_use_are_clear_errors(
+    capsys: pytest.CaptureFixture[str], uri: str, tmp_path: Path
+) -> None:
+    """--port 99999 served on port 34463 (modulo 65536), --workers 0 and --metrics -3 were
+    taken, a port in use was exit 3 ("not found"), demo --out naming a file a traceback."""
+    import socket
+
+    for argv in (
+        ["serve", "--port", "99999"],
+        ["serve", "--port", "-1"],
+        ["serve", "--workers", "0"],
+        ["runs", "list", "--metrics", "-3", "--store", uri],
+    ):
+        with pytest.raises(SystemExit) as usage:
+            main(argv)
+        assert usage.value.code == 2, argv
+        assert "is not from" in capsys.readouterr().err
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "lineagehub", "serve", "--port", str(taken.getsockname()[1]),
+             "--store", uri],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        taken.close()
+    assert done.returncode == 4 and "could not start" in done.stderr, done.stderr[-500:]
+    (tmp_path / "a-file").write_text("x")
+    code, _, err = run(capsys, "demo", "--out", str(tmp_path / "a-file"), "--store", uri)
+    assert code == 2 and "not a folder" in err and "Traceback" not in err

@@ -22,7 +22,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lineagehub import __version__, open_store
 from lineagehub.graph import HubError
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--serve", action="store_true", help="then serve the API, with the demo's policies"
     )
     p.add_argument("--host", default="127.0.0.1", help="with --serve: address (127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="with --serve: port (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="with --serve: port (default 8000)")
     p.set_defaults(func=cmd_demo, needs_store=False)
 
     p = sub.add_parser("runs", help="list runs or show one")
@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         help='property path, "-" for descending (repeat; default -started_at)',
     )  # fmt: skip
     r.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    r.add_argument("--metrics", type=int, default=4, help="metric columns shown (default 4)")
+    r.add_argument(
+        "--metrics", type=_bounded(0, 1000), default=4, help="metric columns shown (default 4)"
+    )
     r.set_defaults(func=cmd_runs_list, needs_client=True)
     r = runs.add_parser("show", parents=[hub], help="one run: params, metrics, inputs, outputs")
     r.add_argument("run", metavar="RUN", help="the run id")
@@ -145,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ref", metavar="MODEL_OR_VERSION",
         help="churn or model:churn (a model); churn/3, churn@champion, mv:churn/3 (a version)",
     )  # fmt: skip
-    m.add_argument("--metrics", type=int, default=4, help="metric columns shown (default 4)")
+    m.add_argument(
+        "--metrics", type=_bounded(0, 1000), default=4, help="metric columns shown (default 4)"
+    )
     m.set_defaults(func=cmd_models_show, needs_client=True)
     register_cards(models, hub)  # models card set|show
 
@@ -326,10 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve the GraphQL API (GraphiQL at /graphql)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0: any free one)")
     p.add_argument("--store", metavar="URI", help="graph store URI (default: configured)")
     p.add_argument("--artifacts", metavar="URI", help="artifact store URI (default: configured)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--workers", type=_bounded(1, 256), default=1, help="worker processes (default 1)"
+    )
     p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
@@ -372,6 +378,24 @@ def _join_dash_values(argv: Sequence[str]) -> list[str]:
         out.append(token)
         i += 1
     return out
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high`` (a usage error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not from {low} to {high}")
+        return value
+
+    return parse
+
+
+_port = _bounded(0, 65535)  # 99999 bound port 34463 (taken modulo 65536)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

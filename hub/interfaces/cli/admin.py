@@ -117,6 +117,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     if notice:
         print(f"lineagehub: {notice}", file=sys.stderr)
+    try:
+        _serve(uvicorn, args, tls)
+    except SystemExit as e:  # uvicorn's own exit: 3 when it could not start
+        if e.code in (None, 0):
+            return 0
+        raise ConfigError(
+            "the server could not start (uvicorn says why above: the port in use, an address "
+            "this machine does not have)"
+        ) from None
+    return 0
+
+
+def _serve(uvicorn: Any, args: argparse.Namespace, tls: dict[str, Any]) -> None:
     uvicorn.run(
         "lineagehub.interfaces.server:app_from_env",
         factory=True,
@@ -127,7 +140,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
         **tls,
     )
-    return 0
 
 
 def _tls_options(cert: str | None, key: str | None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from lineagehub.graph import redact
+from lineagehub.graph import ValidationError, redact
 from lineagehub.interfaces.cli.admin import cmd_serve
 from lineagehub.interfaces.cli.common import _jsonable, _print_json, make_console, progress_bar
 
@@ -27,6 +27,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
     out = Path(args.out) if args.out else Settings().data_dir / "demo"
+    if out.exists() and not out.is_dir():
+        raise ValidationError(f"--out {out}: a file, not a folder", field="out")
     silent = args.json or args.quiet
     policy_file = write_policies(out)
     rules_file = write_alert_rules(out)
