@@ -136,8 +136,18 @@ def test_alertmanager_alerts_land_in_the_graph_linked_to_the_deployment(
     (closed,) = client.alerts("churn-prod")
     assert closed.id == alert.id and closed.state.value == "resolved"
     bad = httpx.post(f"{url}/api/v1/alerts", json={"alerts": [{"labels": {"alertname": "x"}}]})
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "VALIDATION"
-    assert "deployment" in bad.json()["error"]["message"]
+    assert bad.status_code == 400
+    (error,) = bad.json()["errors"]  # shaped as on every route
+    assert error["extensions"]["code"] == "VALIDATION" and "deployment" in error["message"]
+    # JSON nested a hundred thousand deep, in the body or in an alert: 400, not a 500
+    for deep in (
+        "[" * 100_000 + "]" * 100_000,
+        '{"alerts": [{"labels": {"deployment": ' + "[" * 50_000 + "]" * 50_000 + "}}]}",
+    ):
+        nested = httpx.post(f"{url}/api/v1/alerts", content=deep,
+                            headers={"content-type": "application/json"})  # fmt: skip
+        assert nested.status_code == 400, nested.text[:200]
+        assert nested.json()["errors"][0]["extensions"]["code"] == "VALIDATION"
     unknown = {"alerts": [{"labels": {"alertname": "x", "deployment": "nope"}}]}
     assert httpx.post(f"{url}/api/v1/alerts", json=unknown).status_code == 404
     assert (

@@ -226,7 +226,13 @@ def _error(e: HubError) -> JSONResponse:
         "CONFIG": 501,
         "CONFLICT": 409,
     }.get(e.code, 503 if e.retryable else 500)
-    return JSONResponse({"error": {"code": e.code, "message": e.message}}, status_code=status)
+    return _refused(status, e.message, e.code, retryable=e.retryable)
+
+
+def _refused(status: int, message: str, code: str, **extensions: Any) -> JSONResponse:
+    """A refusal shaped as on every route: ``{"errors": [{message, extensions: {code}}]}``."""
+    body = {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
+    return JSONResponse(body, status_code=status)
 
 
 def routes(services: Services, metrics: HubMetrics | None) -> list[Any]:
@@ -258,10 +264,7 @@ def routes(services: Services, metrics: HubMetrics | None) -> list[Any]:
         if media_type != "application/json":
             # also what keeps a web page's cross-origin "simple" POST (text/plain) out
             message = f"send alerts as application/json, not {media_type or 'nothing'}"
-            return JSONResponse(
-                {"error": {"code": "UNSUPPORTED_MEDIA_TYPE", "message": message}},
-                status_code=415,
-            )
+            return _refused(415, message, "UNSUPPORTED_MEDIA_TYPE")
         try:
             chunks, size = [], 0
             async for chunk in request.stream():
@@ -274,6 +277,8 @@ def routes(services: Services, metrics: HubMetrics | None) -> list[Any]:
                 payload = json.loads(raw)
             except ValueError as e:
                 raise ValidationError(f"the body is not JSON: {e}", field="body") from None
+            except RecursionError:  # [[[[... a hundred thousand deep
+                raise ValidationError("the body is JSON nested too deep", field="body") from None
 
             def work() -> list[str]:
                 service = services.monitor._alert_service()
@@ -283,7 +288,12 @@ def routes(services: Services, metrics: HubMetrics | None) -> list[Any]:
                     if isinstance(dep, str):
                         args = {"input": {"deployment": dep}}
                         check(services, who, "Mutation.reportMonitoringWindow", args)
-                return [x.id for x in service.receive_alertmanager(payload, who.name)]
+                try:
+                    return [x.id for x in service.receive_alertmanager(payload, who.name)]
+                except RecursionError:  # a value nested deeper than any alert's
+                    raise ValidationError(
+                        "an alert holds a value nested too deep", field="alerts"
+                    ) from None
 
             ids = await anyio.to_thread.run_sync(work)
         except HubError as e:
