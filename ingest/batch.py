@@ -214,7 +214,7 @@ class Batch:
         size_bytes: int | None = None,
         role: UsedRole | str = UsedRole.TRAIN,
         output: bool = False,
-        derived_from: Iterable[NodeRef] = (),
+        derived_from: Iterable[NodeRef] | None = (),
     ) -> Pending[DatasetVersion]:
         """Data the run used (``role``) or, with ``output=True``, generated, by reference: as
         :meth:`~lineagehub.ingest.run.ActiveRun.log_dataset_ref` (no data read)."""
@@ -230,7 +230,7 @@ class Batch:
             namespace=namespace,
             role=UsedRole.INPUT if output else role,
             output=output,
-            derived_from=[self._ref(d) for d in derived_from],
+            derived_from=[self._ref(d) for d in derived_from or ()],
         )
         return Pending(self, answer)
 

@@ -275,7 +275,9 @@ class ActiveRun:
         fp = reference_fingerprint(uri, digest, schema=schema, row_count=row_count,
                                    size_bytes=size_bytes)  # fmt: skip
         namespace, name = reference_name(uri, name, namespace)
-        sources = [d.node_id if isinstance(d, DatasetVersion) else str(d) for d in derived_from]
+        sources = [
+            d.node_id if isinstance(d, DatasetVersion) else str(d) for d in derived_from or ()
+        ]
         return self.client.tracking.log_dataset(
             self.id,
             fp,
@@ -669,7 +671,9 @@ class ActiveRun:
     ) -> DatasetVersion:
         self._check_open()
         fp = fingerprint(data, profile=profile)
-        sources = [d.node_id if isinstance(d, DatasetVersion) else str(d) for d in derived_from]
+        sources = [
+            d.node_id if isinstance(d, DatasetVersion) else str(d) for d in derived_from or ()
+        ]
         return self.client.tracking.log_dataset(
             self.id,
             fp,

@@ -150,6 +150,18 @@ def test_references_name_only_earlier_writes(hub: tuple[Client, GraphStore]) -> 
     assert client.get_run(run.id).status is RunStatus.FINISHED
 
 
+def test_derived_from_none_is_no_sources(hub: tuple[Client, GraphStore]) -> None:
+    """``derived_from=None`` (a variable that held nothing) was a TypeError."""
+    client, store = hub
+    with client.batch() as batch:
+        run = batch.start_run("refs")
+        batch.log_dataset_ref(run, "s3://lake/x", "sha256:" + "a" * 64, derived_from=None)
+        batch.end_run(run)
+    with client.start_run("one", capture=False) as one:
+        one.log_dataset_ref("s3://lake/y", "sha256:" + "b" * 64, derived_from=None)
+    assert store.count_nodes("DatasetVersion") == 2
+
+
 def test_an_empty_batch_writes_nothing(hub: tuple[Client, GraphStore]) -> None:
     client, store = hub
     before = counts(store)
