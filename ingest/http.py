@@ -100,7 +100,13 @@ def hub_error(error: Mapping[str, Any], *, status: int | None = None) -> HubErro
     code = str(info.get("code") or _STATUS_CODES.get(status or 0, "INTERNAL"))
     if code == "NOT_FOUND":
         return NotFoundError(message, ids=[str(i) for i in info.get("ids") or ()])
-    if code in ("VALIDATION", "PAYLOAD_TOO_LARGE"):
+    if code == "PAYLOAD_TOO_LARGE":
+        return ValidationError(
+            f"{message}: the server's limit (LINEAGEHUB_MAX_REQUEST_BYTES on the server); send "
+            "less at once (a batch: split it into several)",
+            field="body",
+        )
+    if code == "VALIDATION":
         field = info.get("field")
         return ValidationError(message, field=str(field) if field is not None else None)
     if code == "GRAPHQL_VALIDATION":

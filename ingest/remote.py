@@ -1020,9 +1020,20 @@ class _RecordingWire(_Wire):
         """Write the recorded calls in one request (one transaction on the hub)."""
         if not self.operations:
             return
-        answers = self.connection.graphql(
-            _WRITE_BATCH, {"operations": self.operations}, idempotent=False
-        )["writeBatch"]
+        try:
+            answers = self.connection.graphql(
+                _WRITE_BATCH, {"operations": self.operations}, idempotent=False
+            )["writeBatch"]
+        except ValidationError as e:
+            if e.field != "body":
+                raise
+            raise ValidationError(
+                f"this batch of {len(self.operations)} operations is too large for one request "
+                f"to the server ({e.message}); nothing of it was written: split it into smaller "
+                "batches (each one all or nothing), or raise the server's "
+                "LINEAGEHUB_MAX_REQUEST_BYTES",
+                field="batch",
+            ) from None
         if not isinstance(answers, list) or len(answers) != len(self.deferred):
             raise BackendError("the hub's answer to writeBatch does not match the batch")
         for deferred, answer in zip(self.deferred, answers):

@@ -150,6 +150,30 @@ def test_references_name_only_earlier_writes(hub: tuple[Client, GraphStore]) -> 
     assert client.get_run(run.id).status is RunStatus.FINISHED
 
 
+def test_a_batch_over_the_servers_request_limit_says_so_and_writes_nothing(
+    hub: tuple[Client, GraphStore],
+) -> None:
+    """Well under 10,000 operations, a batch can be over the server's 1 MiB request body: it
+    was "request body over 1048576 bytes" with no field, nothing saying what to do."""
+    client, store = hub
+    before = counts(store)
+
+    def send() -> None:
+        with client.batch() as batch:
+            for _ in range(4000):
+                batch.start_run("n" * 250)
+
+    if type(client.backend).__name__ == "LocalBackend":
+        send()  # embedded: no request, no such limit
+        assert store.count_nodes("Run") == before[0] + 4000
+        return
+    with pytest.raises(ValidationError) as caught:
+        send()
+    assert caught.value.field == "batch" and "4000 operations" in caught.value.message
+    assert "split it into smaller batches" in caught.value.message
+    assert counts(store) == before
+
+
 def test_derived_from_none_is_no_sources(hub: tuple[Client, GraphStore]) -> None:
     """``derived_from=None`` (a variable that held nothing) was a TypeError."""
     client, store = hub
