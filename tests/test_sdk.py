@@ -732,6 +732,15 @@ def test_versions_registered_from_stored_artifacts(
         e.target for e in hub.store.read_audit(0, 1000) if e.action == "model_version.create"
     ]
     assert created == ["mv:churn/1", "mv:churn/2", "mv:imported/1"]
+    # a logged folder registered as a version stays a folder: it downloads unpacked
+    folder = tmp_path / "stats"
+    (folder / "per-class").mkdir(parents=True)
+    (folder / "per-class" / "a.csv").write_text("x\n1\n")
+    with client.start_run("profile") as profile:
+        logged = profile.log_artifact(folder)
+    client.register_model_version("stats-model", run_id=profile.id, artifact="stats")
+    unpacked = client.download(logged.digest, tmp_path / "again")
+    assert unpacked.is_dir() and (unpacked / "per-class" / "a.csv").read_text() == "x\n1\n"
     missing = "sha256:" + "0" * 64
     for call, error in (
         (lambda: client.register_model_version("x", digest=missing), NotFoundError),

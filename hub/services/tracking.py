@@ -703,7 +703,7 @@ class TrackingService:
                     self._user_run(str(run_id)) if finished_ok else self._running(str(run_id))
                 )
                 run = _run(run_node)
-            existing = self.store.get_nodes([model.node_id])[0]
+            existing, stored = self.store.get_nodes([model.node_id, artifact.node_id])
             # Writing the model node first takes its write lock (SQLite: the transaction's;
             # Neo4j: the node's) before the latest version is read.
             self.store.upsert_nodes([Node(model.node_id, NodeKind.MODEL.value, {"name": name})])
@@ -730,9 +730,10 @@ class TrackingService:
                 description=description,
                 tags=tags,
             )
-            self.store.upsert_nodes(
-                [artifact.to_node(), version.to_node(), *(a.to_node() for a in sources)]
-            )
+            # an artifact already logged (a folder: its media type says it unpacks) keeps what
+            # it was recorded as; registering it as a version adds the version, not a new kind
+            fresh = [artifact.to_node()] if stored is None else []
+            self.store.upsert_nodes([*fresh, version.to_node(), *(a.to_node() for a in sources)])
             edges = [make_edge(EdgeKind.VERSION_OF, version, model)]
             edges += [make_edge(EdgeKind.DERIVED_FROM, version, a) for a in sources]
             if run is not None:
