@@ -131,3 +131,33 @@ def test_a_download_to_a_full_disk_names_the_destination_and_leaves_no_part_file
     assert caught.value.field == "dest_path" and str(dest) in caught.value.message
     assert not dest.exists()
     assert list(dest.parent.iterdir()) == []
+
+
+def test_an_upload_whose_spool_fills_the_disk_says_so(
+    small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server spools an upload in the system's temporary folder: that disk full was
+    "500 INTERNAL: Unexpected error." and a traceback in the server's log."""
+    import tempfile
+
+    import httpx
+    from http_server import HubServer
+
+    from lineagehub.artifacts import open_artifact_store
+    from lineagehub.graph import open_store
+    from lineagehub.interfaces.server import create_app
+
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk))
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    app = create_app(store=store, artifacts=open_artifact_store((tmp_path / "a").as_uri()))
+    filler = fill(small_disk, leave=64 * 1024)
+    with HubServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+        body = os.urandom(1024 * 1024)
+        headers = {"content-type": "application/octet-stream"}
+        refused = http.put("/artifacts", content=body, headers=headers)
+        (error,) = refused.json()["errors"]
+        assert error["extensions"]["code"] == "BACKEND", refused.text
+        assert "temporary folder is full" in error["message"]
+        filler.unlink()
+        assert http.put("/artifacts", content=body, headers=headers).status_code == 200
+    store.close()

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import gc
 import getpass
@@ -83,7 +84,14 @@ from lineagehub.artifacts import (
     validate_digest,
 )
 from lineagehub.config import Settings
-from lineagehub.graph import BackendUnavailable, GraphStore, HubError, ValidationError, redact
+from lineagehub.graph import (
+    BackendError,
+    BackendUnavailable,
+    GraphStore,
+    HubError,
+    ValidationError,
+    redact,
+)
 from lineagehub.graph.model import fast_load, parse_time
 from lineagehub.interfaces.auth import ANONYMOUS, Authenticator, AuthMiddleware, SecurityAudit
 from lineagehub.interfaces.lineage_api import lineage_routes
@@ -777,6 +785,16 @@ def create_app(
                         await f.write(chunk)
             except ClientDisconnect:  # the client went away mid-upload: nothing is stored
                 return Response(status_code=400)
+            except OSError as e:  # the spool's disk (the system's temporary folder) full
+                full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+                return _error(
+                    BackendError(
+                        f"the server's temporary folder is full ({e.strerror}): nothing was "
+                        "stored; free space there (or set TMPDIR) and send it again"
+                        if full
+                        else f"the upload could not be spooled: {e.strerror or e}"
+                    )
+                )
             try:
                 info = await anyio.to_thread.run_sync(artifacts.put_file, path)
             except HubError as e:
