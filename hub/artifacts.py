@@ -51,6 +51,7 @@ import re
 import stat
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -524,6 +525,10 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+#: How old a leftover of a killed put (or upload spool) must be to be removed: a day
+LEFTOVER_AGE_S = 24 * 3600
+
+
 class FileArtifactStore(ArtifactStore):
     """Artifacts in a local or mounted folder.
 
@@ -609,6 +614,7 @@ class FileArtifactStore(ArtifactStore):
             # In the store's folder, not the system's: the final rename must not cross file
             # systems.
             (self.root / "tmp").mkdir(exist_ok=True)
+            self._sweep()
             fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp", prefix="put-", suffix=".part")
         except OSError as e:
             raise BackendError(f"cannot write to {self.uri}: {e.strerror}") from e
@@ -632,6 +638,18 @@ class FileArtifactStore(ArtifactStore):
             with contextlib.suppress(OSError):
                 tmp.unlink()
         return ArtifactInfo(digest=digest, size=reader.size, uri=final.as_uri(), created=created)
+
+    def _sweep(self) -> None:
+        """Remove puts left in ``tmp/`` by a process killed mid-put, once they are a day old
+        (a put in flight is younger), at most once an hour per store object."""
+        now = time.time()
+        if now - getattr(self, "_swept_at", 0.0) < 3600:
+            return
+        self._swept_at = now
+        for left in (self.root / "tmp").glob("put-*.part"):
+            with contextlib.suppress(OSError):  # another process's sweep got there first
+                if now - left.stat().st_mtime > LEFTOVER_AGE_S:
+                    left.unlink()
 
     def _publish(self, tmp: Path, final: Path, size: int) -> bool:
         """Move a complete temporary file to its content path; False if already there."""

@@ -683,3 +683,36 @@ def test_register_artifact_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     store = open_artifact_store("vault://x/y", tier="cold")
     assert isinstance(store, FileArtifactStore)
     assert seen == [("vault://x/y", {"tier": "cold"})]
+
+
+def test_leftovers_of_killed_puts_and_uploads_expire_after_a_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A put or an upload killed midway left its temporary file for ever (the module said
+    they expire after a day): the next put removes its store's old ones, a server starting
+    the old upload spools. Younger ones (another process's, in flight) stay."""
+    import tempfile
+    import time
+
+    from lineagehub.interfaces.server import _sweep_upload_spools
+
+    store = FileArtifactStore(tmp_path / "store")
+    store.put_bytes(b"first")  # makes tmp/
+    day_ago = time.time() - 25 * 3600
+    old, young = store.root / "tmp" / "put-old.part", store.root / "tmp" / "put-young.part"
+    for left in (old, young):
+        left.write_bytes(b"x" * 100)
+    os.utime(old, (day_ago, day_ago))
+    fresh = FileArtifactStore(tmp_path / "store")  # another process's store object
+    fresh.put_bytes(b"second")
+    assert not old.exists() and young.exists()
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-tmp"))
+    (tmp_path / "system-tmp").mkdir()
+    spools = [tmp_path / "system-tmp" / f"lineagehub-upload-{n}" for n in ("old", "young")]
+    for spool in spools:
+        spool.mkdir()
+        (spool / "body").write_bytes(b"y" * 100)
+    os.utime(spools[0], (day_ago, day_ago))
+    _sweep_upload_spools()
+    assert not spools[0].exists() and spools[1].exists()

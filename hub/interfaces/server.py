@@ -78,6 +78,7 @@ from strawberry.http import GraphQLRequestData
 
 from lineagehub import __version__
 from lineagehub.artifacts import (
+    LEFTOVER_AGE_S,
     ArtifactStore,
     FileArtifactStore,
     open_artifact_store,
@@ -469,6 +470,18 @@ class _BodyLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+def _sweep_upload_spools() -> None:
+    """Remove upload spools a server killed mid-upload left in the temporary folder, once
+    they are a day old (one in flight, another worker's, is younger)."""
+    import shutil
+
+    now = time.time()
+    for left in Path(tempfile.gettempdir()).glob("lineagehub-upload-*"):
+        with contextlib.suppress(OSError):
+            if now - left.stat().st_mtime > LEFTOVER_AGE_S:
+                shutil.rmtree(left, ignore_errors=True)
 
 
 class _Unfinished:
@@ -866,6 +879,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("lineagehub %s serving %s", __version__, redact(store.uri))
+        await anyio.to_thread.run_sync(_sweep_upload_spools)
         try:
             yield
         finally:
