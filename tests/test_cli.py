@@ -241,3 +241,32 @@ def test_numbers_out_of_range_and_a_port_in_use_are_clear_errors(
     (tmp_path / "a-file").write_text("x")
     code, _, err = run(capsys, "demo", "--out", str(tmp_path / "a-file"), "--store", uri)
     assert code == 2 and "not a folder" in err and "Traceback" not in err
+
+
+def test_output_that_cannot_be_written_is_one_line_not_a_traceback(uri: str) -> None:
+    """stdout closed (`>&-`) was an AttributeError, /dev/full an OSError traceback, and a
+    table piped into `head` exit 1 (rich's answer to a closed pipe), a failure under pipefail."""
+    import shlex
+
+    from lineagehub.ingest.client import Client
+
+    with Client(uri) as client, client.batch() as batch:
+        for i in range(600):  # a table well over a pipe's 64 KiB buffer
+            batch.end_run(batch.start_run(f"run-{i:04d}-" + "x" * 120))
+    cli = f"{shlex.quote(sys.executable)} -m lineagehub runs list --store {shlex.quote(uri)}"
+    cli += " --limit 500"
+    for redirect, code, said in (
+        (">&-", 4, "standard output is closed"),
+        ("> /dev/full", 1, "No space left on device"),
+        ("--json > /dev/full", 1, "No space left on device"),
+    ):
+        done = subprocess.run(
+            ["bash", "-c", f"{cli} {redirect}"], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == code and said in done.stderr, (redirect, done.stderr[-600:])
+        assert "Traceback" not in done.stderr
+    piped = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {cli} --metrics 8 | head -c 10 > /dev/null"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr[-600:]

@@ -19,6 +19,7 @@ Errors are one line on stderr (``--json``: a JSON object with ``code`` and ``mes
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -398,22 +399,29 @@ def _bounded(low: int, high: int) -> Callable[[str], int]:
 _port = _bounded(0, 65535)  # 99999 bound port 34463 (taken modulo 65536)
 
 
+def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "needs_client", False):
+        with hub_client(args) as client:
+            return int(args.func(args, client))
+    if not getattr(args, "needs_store", True):
+        return int(args.func(args))
+    creates = getattr(args, "creates_store", False) and bool((args.store or "").strip())
+    if args.store is not None and not creates:
+        # a command reading (or changing) a hub never makes a new, empty one at a mistyped
+        # path ("audit log intact: 0 entries")
+        existing_store(args.store)
+    with open_store(args.store) as store:
+        return int(args.func(args, store))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(_join_dash_values(argv))
     try:
-        if getattr(args, "needs_client", False):
-            with hub_client(args) as client:
-                return int(args.func(args, client))
-        if not getattr(args, "needs_store", True):
-            return int(args.func(args))
-        creates = getattr(args, "creates_store", False) and bool((args.store or "").strip())
-        if args.store is not None and not creates:
-            # a command reading (or changing) a hub never makes a new, empty one at a
-            # mistyped path ("audit log intact: 0 entries")
-            existing_store(args.store)
-        with open_store(args.store) as store:
-            return int(args.func(args, store))
+        code = _run(args)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a write error (a full disk) is reported here, not at exit
+        return code
     except HubError as e:
         if args.json:
             print(json.dumps({"error": e.to_dict()}, default=str), file=sys.stderr)
@@ -426,6 +434,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `lineagehub ... | head`: the reader left; that is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # the output itself cannot be written (/dev/full, a closed pipe end)
+        if e.errno not in (errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT):
+            raise
+        print(f"lineagehub: error: cannot write the output: {e.strerror}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -188,9 +188,18 @@ def make_console(stderr: bool = False) -> Console:
     when piped, no wrapping and no ellipses."""
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # the reader left (`| head`): main() ends with 0, as on every other path (rich's
+            # own answer is exit 1, a failure under `set -o pipefail`)
+            self.quiet = True
+            raise BrokenPipeError
+
     file = sys.stderr if stderr else sys.stdout
+    if file is None:  # started with the descriptor closed (`>&-`)
+        raise ConfigError(f"standard {'error' if stderr else 'output'} is closed: nowhere to write")
     tty = file.isatty()
-    return Console(
+    return _Console(
         file=file,
         width=None if tty else PIPE_WIDTH,
         no_color=bool(os.environ.get("NO_COLOR")) or None,
