@@ -299,6 +299,25 @@ def test_a_mistyped_store_is_an_error_not_a_new_empty_hub(
         assert code == 4 and "--store is empty" in err, (argv, err)
 
 
+def test_dash_is_stdout_for_every_output_option(
+    capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-o -` wrote a file named "-" for audit export, audit head, audit prove and report
+    (lineage and export took it for stdout); the summary goes to stderr beside it."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "audit", "export", "-o", "-", "--store", hub.store)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(lines) > 1 and "checkpoint" in lines[-1], err
+    assert "exported" in err
+    code, out, _ = cli(capsys, "audit", "head", "-o", "-", "--store", hub.store)
+    assert code == 0 and json.loads(out.splitlines()[-1])["tree_size"] == len(lines) - 1
+    code, out, _ = cli(capsys, "audit", "prove", "1", "-o", "-", "--store", hub.store)
+    assert code == 0 and json.loads(out)["leaf_index"] == 0
+    code, out, err = cli(capsys, "report", "churn/2", "-o", "-", "--format", "json", "--store", hub.store)  # fmt: skip
+    assert code == 0 and json.loads(out)["identity"]["version_id"] == "mv:churn/2", err
+    assert not (tmp_path / "-").exists()
+
+
 def test_a_report_to_a_folder_or_nowhere_is_refused_before_it_is_made(
     capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path
 ) -> None:

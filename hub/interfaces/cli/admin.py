@@ -16,6 +16,7 @@ from lineagehub.interfaces.cli.common import (
     EXIT_TAMPERED,
     _emit,
     lineage_edge_kinds,
+    output_path,
     progress_bar,
     render_tree,
     subgraph_json,
@@ -268,6 +269,8 @@ def cmd_audit_head(args: argparse.Namespace, store: GraphStore) -> int:
         copy = head_copy(settings.audit_heads, settings.s3_endpoint_url)
         copied = copy_heads(store, copy)
     body = json.dumps(head.to_dict(), sort_keys=True) + "\n"
+    if args.output == "-":  # stdout: the head, as without -o
+        args.output = None
     if args.output:
         write_atomic(args.output, lambda f: f.write(body.encode("utf-8")), field="output")
     data = {**head.to_dict(), "file": args.output, "copied": copied}
@@ -286,8 +289,12 @@ def cmd_audit_export(args: argparse.Namespace, store: GraphStore) -> int:
     from lineagehub.services.audit import export_jsonl
 
     head = store.audit_head()
-    with progress_bar("exporting the audit log", head.seq if head else 0, args.json) as advance:
-        result = export_jsonl(store, args.output, _audit_key(), advance)
+    total = head.seq if head else 0
+    with (
+        progress_bar("exporting the audit log", total, args.json) as advance,
+        output_path(args.output) as target,
+    ):
+        result = export_jsonl(store, target, _audit_key(), advance)
     data = {"file": args.output, **result.to_dict()}
     signed = "signed" if result.signed else "unsigned (set LINEAGEHUB_AUDIT_KEY to sign)"
     _emit(

@@ -9,6 +9,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -133,10 +134,26 @@ def subgraph_json(sub: Subgraph) -> dict[str, Any]:
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    # with `-o -` the file is what stdout carries: the summary goes beside it, to stderr
+    to = sys.stderr if getattr(args, "output", None) == "-" else sys.stdout
     if args.json:
-        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str), file=to)
     else:
-        print("\n".join(safe_text(line) for line in text.split("\n")))
+        print("\n".join(safe_text(line) for line in text.split("\n")), file=to)
+
+
+@contextmanager
+def output_path(path: str) -> Iterator[str]:
+    """Where to write ``-o path``: the path, or for ``-`` a temporary file whose bytes go to
+    stdout once written (every ``-o`` takes ``-`` for stdout)."""
+    if path != "-":
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="lineagehub-out-") as folder:
+        target = os.path.join(folder, "out")
+        yield target
+        with open(target, "rb") as written:
+            _write_output("-", written.read())
 
 
 # Characters that must never reach a terminal as they are: C0 and C1 controls (ESC starts

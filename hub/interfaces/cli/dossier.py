@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from lineagehub.graph import GraphStore, ValidationError
 from lineagehub.graph.model import parse_time
-from lineagehub.interfaces.cli.common import _jsonable, _print_json, _table, _text, make_console
+from lineagehub.interfaces.cli.common import (
+    _emit,
+    _jsonable,
+    _print_json,
+    _table,
+    _text,
+    make_console,
+    output_path,
+)
 
 if TYPE_CHECKING:
     from lineagehub.ingest.client import Client
@@ -143,14 +151,16 @@ def cmd_report(args: argparse.Namespace, client: Client | None = None) -> int:
     from lineagehub.services.report_render import render_html, render_pdf
 
     fmt = _format(args)
-    writable(args.output, field="output")  # before seconds of work, not after
+    if args.output != "-":
+        writable(args.output, field="output")  # before seconds of work, not after
     with hub_client(args) as c:
         report = c.compliance_report(args.ref, _as_of(args))
-    if fmt == "pdf":
-        render_pdf(report, args.output)
-    else:
-        body = report_json(report) if fmt == "json" else render_html(report)
-        write_atomic(args.output, lambda f: f.write(body.encode("utf-8")), field="output")
+    with output_path(args.output) as target:
+        if fmt == "pdf":
+            render_pdf(report, target)
+        else:
+            body = report_json(report) if fmt == "json" else render_html(report)
+            write_atomic(target, lambda f: f.write(body.encode("utf-8")), field="output")
     missing = sum(1 for c in report["checklist"] if not c["complete"])
     data = {
         "file": args.output,
@@ -160,13 +170,12 @@ def cmd_report(args: argparse.Namespace, client: Client | None = None) -> int:
         "audit_entries": len(report["audit"]["entries"]),
         "checklist_gaps": missing,
     }
-    if args.json:
-        _print_json(data)
-    else:
-        print(
-            f"{report['identity']['version_id']}: {fmt.upper()} report written to {args.output} "
-            f"({data['audit_entries']} audit entries proven, {missing} checklist rows with gaps)"
-        )
+    _emit(
+        args,
+        data,
+        f"{report['identity']['version_id']}: {fmt.upper()} report written to {args.output} "
+        f"({data['audit_entries']} audit entries proven, {missing} checklist rows with gaps)",
+    )
     return 0
 
 
@@ -381,6 +390,8 @@ def cmd_audit_prove(args: argparse.Namespace, store: GraphStore) -> int:
             f"{len(data['path'])} hashes"
         )
     body = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    if args.output == "-":  # stdout: the proof, as without -o
+        args.output = None
     if args.output:
         write_atomic(args.output, lambda f: f.write(body.encode("utf-8")), field="output")
     if args.json or not args.output:
