@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lineagehub.graph import Direction, GraphStore, Node
-from lineagehub.graph.errors import ConflictError, NotFoundError, PolicyViolation
+from lineagehub.graph.errors import ConflictError, NotFoundError, PolicyViolation, ValidationError
 from lineagehub.services.registry import (
     ModelPromoted,
     Policy,
@@ -287,6 +287,10 @@ def test_reject(store: GraphStore, registry: RegistryFactory) -> None:
     reg = registry(churn=Policy(approvals=1))
     req = reg.request_promotion("churn/1", "Staging", "ann", "please")
     assert isinstance(req, PromotionPending)
+    for empty in ("", "   "):  # a rejection's reason is what the requester reads
+        with pytest.raises(ValidationError) as caught:
+            reg.reject(req.request_id, "carol", empty)
+        assert caught.value.field == "reason"
     out = reg.reject(req.request_id, "carol", "missing evaluation")
     assert isinstance(out, PromotionRejected) and out.by == "carol"
     run = Run.from_node(store.get_node(req.request_id))

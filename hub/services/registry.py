@@ -1362,6 +1362,10 @@ class RegistryService:
 
     def reject(self, request_id: str, actor: str, reason: str) -> PromotionRejected:
         actor = _check_actor(actor)
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValidationError(
+                "a rejection needs a reason (it is kept in the history)", field="reason"
+            )
         with self._events.transaction():
             run, mv = self._pending(request_id)
             now = self._now()

@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reject", parents=[hub], help="reject a pending promotion request")
     p.add_argument("request_id", metavar="REQUEST_ID")
-    p.add_argument("--reason", required=True, help="why")
+    p.add_argument("--reason", required=True, type=_text, help="why")
     p.set_defaults(func=cmd_reject, needs_client=True)
 
     p = sub.add_parser("approvals", help="promotion requests waiting for approvals")
@@ -243,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
         "stage_or_alias", metavar="STAGE_OR_ALIAS",
         help="a stage by its exact name (Production, Staging) or an alias (champion)",
     )  # fmt: skip
-    p.add_argument("--reason", required=True, help="why (kept in the history and the audit log)")
+    p.add_argument(
+        "--reason", required=True, type=_text, help="why (kept in the history and the audit log)"
+    )
     p.add_argument(
         "--deployments", choices=["refuse", "retire", "repoint"], default="refuse",
         help="live deployments requiring the stage a version leaves: refuse the rollback "
@@ -394,6 +396,13 @@ def _bounded(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _text(value: str) -> str:
+    """An argparse type: text that is not empty (a required reason given as "")."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
 
 
 _port = _bounded(0, 65535)  # 99999 bound port 34463 (taken modulo 65536)
