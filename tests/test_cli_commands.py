@@ -360,7 +360,8 @@ def test_an_output_path_that_is_a_link_a_pipe_or_a_folder(
     folder.mkdir()
     code, _, err = cli(capsys, "lineage", "churn/2", "--store", hub.store, "-o", str(folder))
     assert code == 2 and "is a folder" in err and "Traceback" not in err
-    code, _, err = cli(capsys, "export", "--all", "--store", hub.store, "-o", str(folder))
+    (tmp_path / "all.jsonl").mkdir()
+    code, _, err = cli(capsys, "export", "--all", "--store", hub.store, "-o", str(tmp_path / "all.jsonl"))  # fmt: skip
     assert code == 2 and "is a folder" in err
 
 
@@ -450,6 +451,11 @@ def test_export_refs(capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Pat
 
 
 def test_export_all(capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path) -> None:
+    # JSON lines only: all.svg holding JSON lines was exit 0
+    for argv in (["-o", str(tmp_path / "all.svg")], ["-o", "x.jsonl", "--format", "svg"]):
+        code, _, err = cli(capsys, "export", "--all", "--store", hub.store, *argv)
+        assert code == 2 and "JSON lines" in err, (argv, err)
+    assert not (tmp_path / "all.svg").exists()
     path = tmp_path / "all.jsonl"
     data = ok_json(capsys, "export", "--all", "--store", hub.store, "-o", str(path))
     lines = [json.loads(line) for line in path.read_text().splitlines()]

@@ -118,6 +118,18 @@ def cmd_export(args: argparse.Namespace, client: Client) -> int:
     if args.all:
         if args.refs:
             raise ValidationError("export --all takes no references", field="refs")
+        suffix = Path(args.output or "").suffix.lower()
+        if getattr(args, "format", None) not in (None, "jsonl") or suffix not in (
+            "",
+            ".jsonl",
+            ".json",
+        ):
+            # it writes JSON lines only: all.svg holding JSON lines was exit 0
+            raise ValidationError(
+                "export --all writes the whole store as JSON lines: -o FILE.jsonl, no other "
+                "--format (a picture or data of part of it: give references instead of --all)",
+                field="format",
+            )
         if client.store is None:
             raise ConfigError(
                 "export --all reads the store itself: give --store (the embedded store), not --url"
