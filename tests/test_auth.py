@@ -638,6 +638,10 @@ def test_user_and_token_commands(
     assert users["bob"]["grants"] == [{"project": "churn", "role": "editor"}]
     assert users["alice"]["grants"] == [{"project": None, "role": "admin"}]
     assert run("user", "add", "alice")[0] == 6  # exists: conflict
+    # a project no record can have ("", control characters a terminal acts on): refused
+    for project in ("", "p\x1b[2Jq"):
+        assert run("user", "grant", "bob", "editor", "--project", project)[0] == 2
+        assert run("user", "add", "carl", "--role", "editor", "--project", project)[0] == 2
 
     code, out = run(
         "token", "create", "--user", "bob", "--name", "ci", "--expires", "30d", "--json"

@@ -100,6 +100,19 @@ def parse_duration(text: str) -> timedelta:
     return duration
 
 
+def _project(project: Any) -> str | None:
+    """A grant's project: ``None`` (global) or a name a project can have (not "", nor
+    control characters a terminal would act on)."""
+    if project is None:
+        return None
+    from lineagehub.vocabulary import Project
+
+    try:
+        return Project(name=project).name
+    except ValidationError as e:
+        raise ValidationError(f"project: {e.message}", field="project") from None
+
+
 def check_name(name: Any) -> str:
     """A user name: letters, digits and ``._@+-``, up to 128 characters."""
     if not isinstance(name, str) or not _NAME_RE.match(name):
@@ -251,6 +264,7 @@ class IdentityService:
     ) -> User:
         """A new user (ConflictError if the name is taken), with one grant if ``role``."""
         check_name(name)
+        project = _project(project)
         grants = {project: Role.parse(role)} if role is not None else {}
         if role is None and project is not None:
             raise ValidationError("give --role with --project", field="project")
@@ -264,6 +278,7 @@ class IdentityService:
     def grant(self, name: str, role: Role | str, project: str | None = None) -> User:
         """Give ``name`` ``role`` globally or in ``project`` (replacing that scope's grant)."""
         parsed = Role.parse(role)
+        project = _project(project)
         with self.store.transaction():
             user = self.get_user(name)
             grants = {**user.grants, project: parsed}
