@@ -221,7 +221,9 @@ def sqlite_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("LINEAGEHUB_AUDIT_KEY", KEY)
     monkeypatch.setenv("LINEAGEHUB_AUDIT_CHECKPOINT_EVERY", "4")
     monkeypatch.delenv("LINEAGEHUB_AUDIT_HEADS", raising=False)
-    return f"sqlite:///{tmp_path / 'hub.db'}"
+    uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    open_store(uri).close()  # a hub, empty (the audit commands never make one)
+    return uri
 
 
 def test_an_entry_edited_and_the_chain_recomputed_is_caught(
@@ -410,6 +412,11 @@ def test_an_empty_log_head_and_a_log_that_grew_since(
         capsys, sqlite_db, "--against", str(tmp_path / "empty.json"), "--heads", copy.uri
     )
     assert code == 0
+    # a mistyped --heads read as a copy holding nothing, and "intact" checked nothing against it
+    typo = f"file://{tmp_path / 'c.jsonl.typo'}"
+    code = main(["audit", "verify", "--store", sqlite_db, "--heads", typo])
+    _, err = capsys.readouterr()
+    assert code == 4 and "holds no tree head" in err, err
 
 
 def test_a_head_file_that_is_not_one_is_a_clear_error(

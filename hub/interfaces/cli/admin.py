@@ -201,9 +201,20 @@ def cmd_audit_verify(args: argparse.Namespace, store: GraphStore) -> int:
     settings = Settings()
     heads = [(f"head file {f}", h) for f in args.against or () for h in read_head_file(f)]
     copies = [*([settings.audit_heads] if settings.audit_heads else []), *(args.heads or ())]
+    stored = bool(store.audit_checkpoints(-1, 1))
+    empty: list[str] = []
     for uri in copies:
         copy = head_copy(uri, settings.s3_endpoint_url)
-        heads += [(f"copy {copy.uri}", h) for h in copy.read()]
+        found = copy.read()
+        if not found and stored:
+            # a mistyped --heads read as "no head there" and verified nothing against it
+            if uri in (args.heads or ()):
+                raise ConfigError(
+                    f"--heads {uri}: the copy holds no tree head (is it there?), while the "
+                    "store holds some: nothing could be checked against it"
+                )
+            empty.append(copy.uri)
+        heads += [(f"copy {copy.uri}", h) for h in found]
     public = args.public_key or settings.audit_signing_key
     result = verify_log(
         store,
@@ -220,6 +231,11 @@ def cmd_audit_verify(args: argparse.Namespace, store: GraphStore) -> int:
         "entry": None,
     }
     notes = [f"note: {n}" for n in result.notes]
+    notes += [
+        f"note: the copy {uri} (LINEAGEHUB_AUDIT_HEADS) holds no tree head: nothing was "
+        "checked against it"
+        for uri in empty
+    ]
     if result.ok:
         where = f"head seq {head.seq} {head.hash}" if head is not None else "empty log"
         records = (
