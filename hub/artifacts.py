@@ -102,6 +102,8 @@ class ArtifactInfo:
     size: int
     uri: str
     created: bool
+    #: A hub server's proof that this caller uploaded the bytes (see ``PUT /artifacts``)
+    receipt: str | None = None
 
 
 # --------------------------------------------------------------------------- digests

@@ -841,11 +841,33 @@ class RemoteArtifactStore(ArtifactStore):
         try:
             answer = response.json()
             digest, size, created = answer["digest"], int(answer["size"]), bool(answer["created"])
+            receipt = answer.get("receipt")
         except (ValueError, KeyError, TypeError):
             raise BackendError(
                 f"the hub's upload answer is malformed: {response.text[:200]}"
             ) from None
-        return ArtifactInfo(digest=digest, size=size, uri=self.uri_for(digest), created=created)
+        return ArtifactInfo(
+            digest=digest,
+            size=size,
+            uri=self.uri_for(digest),
+            created=created,
+            receipt=receipt if isinstance(receipt, str) else None,
+        )
+
+    def _have(self, digest: str) -> int | None:
+        """The size of these bytes on the hub when the caller may read them there; ``None``
+        when they are not there or belong to a project it may not view (uploaded anyway:
+        the upload's receipt lets it log them)."""
+        response = self.connection.request("HEAD", self._path(digest), idempotent=True)
+        response.close()
+        if response.status_code in (403, 404):
+            return None
+        if response.status_code != 200:
+            raise _response_error(response)
+        try:
+            return int(response.headers["content-length"])
+        except (KeyError, ValueError):
+            raise BackendError(f"the hub sent no size for artifact {digest}") from None
 
     @staticmethod
     def _check_arrived(info: ArtifactInfo, digest: str, size: int) -> ArtifactInfo:
@@ -866,7 +888,7 @@ class RemoteArtifactStore(ArtifactStore):
         digest = digest_bytes(raw)
         # Large content the hub already has (a model pickled again) is not sent again; for
         # small content the question costs as much as the upload.
-        if len(raw) > HEAD_FIRST_BYTES and self._head(digest) == len(raw):
+        if len(raw) > HEAD_FIRST_BYTES and self._have(digest) == len(raw):
             return ArtifactInfo(
                 digest=digest, size=len(raw), uri=self.uri_for(digest), created=False
             )
@@ -884,7 +906,7 @@ class RemoteArtifactStore(ArtifactStore):
         """Upload a local file, streamed; content the hub already has is not sent again."""
         p = _local_file(path)
         digest, size = hash_file(p, self.chunk_size)
-        if self._head(digest) == size:
+        if self._have(digest) == size:
             return ArtifactInfo(digest=digest, size=size, uri=self.uri_for(digest), created=False)
         sent: list[_StreamBody] = []
 

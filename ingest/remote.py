@@ -655,6 +655,7 @@ class RemoteTracking:
             digest=info.digest,
             name=name,
             artifact_kind=member(ArtifactKind, kind, "kind"),
+            **_receipt(info),
             **options,
         )
 
@@ -682,6 +683,7 @@ class RemoteTracking:
             run_id=run_id,
             digest=info.digest,
             name=name,
+            **_receipt(info),
             **options,
         )
 
@@ -696,8 +698,14 @@ class RemoteTracking:
             name=name,
             digest=info.digest,
             run_id=run_id,
+            **_receipt(info),
             **options,
         )
+
+
+def _receipt(info: ArtifactInfo) -> dict[str, str]:
+    """The upload's receipt, when this client uploaded the bytes (see ``PUT /artifacts``)."""
+    return {"receipt": info.receipt} if info.receipt else {}
 
 
 # --------------------------------------------------------------------------- registry

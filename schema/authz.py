@@ -28,6 +28,7 @@ skip such neighbours (:meth:`lineagehub.schema.context.Context.neighbours`).
 from __future__ import annotations
 
 import base64
+import hmac
 import inspect
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -375,8 +376,11 @@ def check(services: Services, principal: Principal, key: str, args: dict[str, An
             require_in(principal, Role.VIEWER, scope, action=f"{rule.action}: read its sources")
     digest = _arg(args, rule.digest) if rule.digest is not None else None
     if isinstance(digest, str) and digest:
-        # before the write: the holders are the bytes' owners so far, not the caller's own
-        check_download(services, principal, digest, action=f"{rule.action} from these bytes")
+        # before the write: the holders are the bytes' owners so far, not the caller's own;
+        # the caller who uploaded them holds them (its upload's receipt says so)
+        receipt = _arg(args, "receipt")
+        if not (isinstance(receipt, str) and _receipt_ok(services, principal, digest, receipt)):
+            check_download(services, principal, digest, action=f"{rule.action} from these bytes")
 
 
 # --- the extension ------------------------------------------------------------------------
@@ -469,6 +473,18 @@ def check_upload(principal: Principal) -> None:
         )
 
 
+def upload_receipt(services: Services, principal: Principal, digest: str) -> str:
+    """What ``PUT /artifacts`` answers the uploader: an HMAC (the store's ``upload`` secret,
+    the same for every worker) of who uploaded which bytes. Naming the digest in a write with
+    it shows the caller holds the bytes, whoever else does."""
+    key = services.store.secret("upload")
+    return hmac.new(key, f"{principal.name}\n{digest}".encode(), "sha256").hexdigest()
+
+
+def _receipt_ok(services: Services, principal: Principal, digest: str, receipt: str) -> bool:
+    return hmac.compare_digest(upload_receipt(services, principal, digest), receipt)
+
+
 def check_download(
     services: Services, principal: Principal, digest: str, action: str = "download this artifact"
 ) -> None:
@@ -485,8 +501,11 @@ def check_download(
         require_in(principal, Role.VIEWER, None, action=action)
         return
     if not viewable(services, principal, holders):
-        projects = sorted({p or "" for p in projects_of(services.store, holders).values()})
-        require_in(principal, Role.VIEWER, projects[0] or None, action=action)
+        # the project that holds them is not named: its name is not the caller's to learn
+        raise PermissionDenied(
+            f"{principal.name!r} may not {action}: they belong to a project it may not view "
+            "(upload the bytes themselves: the upload's receipt lets a writer log them)"
+        )
 
 
 # --- withholding what the caller may not view ------------------------------------------------

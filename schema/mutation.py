@@ -120,6 +120,12 @@ def _mapping(value: Any, field: str) -> dict[str, Any]:
     return value
 
 
+_RECEIPT = strawberry.argument(
+    description="The receipt PUT /artifacts answered for these bytes: proof the caller holds "
+    "them, for bytes a project it may not view holds too (two teams logging one public file)."
+)
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Start a run (RUNNING).")
@@ -274,6 +280,7 @@ class Mutation:
         artifact_kind: str = "other",
         media_type: str = "application/octet-stream",
         data: JSON | None = None,
+        receipt: Annotated[str | None, _RECEIPT] = None,
     ) -> Artifact:
         ctx = info.context
         info_ = await ctx.call(ctx.services.stored, digest)
@@ -306,6 +313,7 @@ class Mutation:
         custom_objects: Annotated[
             list[JSON] | None, strawberry.argument(description=_CUSTOM_OBJECTS)
         ] = None,
+        receipt: Annotated[str | None, _RECEIPT] = None,
     ) -> ModelVersion:
         ctx = info.context
         info_ = await ctx.call(ctx.services.stored, digest)
@@ -341,6 +349,7 @@ class Mutation:
         custom_objects: Annotated[
             list[JSON] | None, strawberry.argument(description=_CUSTOM_OBJECTS)
         ] = None,
+        receipt: Annotated[str | None, _RECEIPT] = None,
     ) -> ModelVersion:
         ctx = info.context
         tracker, stored = ctx.tracker, ctx.services.stored

@@ -214,3 +214,47 @@ def test_an_openlineage_denial_is_recorded_once(team: Team) -> None:
     response = httpx.post(f"{team.url}/api/v1/lineage", json=event, headers=headers, timeout=30)
     assert response.status_code == 403
     assert team.audit().count(("vic", "access.denied")) == before + 1
+
+
+def test_a_team_logs_bytes_another_project_holds_by_uploading_them(
+    team: Team, tmp_path: Path
+) -> None:
+    """Two teams logging one public file: the second was refused (403, naming the first's
+    project) though it had the bytes. Uploading them answers a receipt that proves it holds
+    them; the SDK sends it with the write. A digest alone (or another's receipt) still is not."""
+    identity = IdentityService(team.store, actor="root")
+    identity.add_user("bob", "editor", project="beta")
+    team.tokens["bob"] = identity.create_token("bob", name="t").secret
+    public = b"a public dataset file, byte for byte the same for both teams" * 100
+    path = tmp_path / "public.csv"
+    path.write_bytes(public)
+    with team.client("eve") as eve, eve.start_run("a", project="alpha", capture=False) as run:
+        digest = run.log_artifact(path).digest
+    headers = {"authorization": f"Bearer {team.tokens['bob']}"}
+    with httpx.Client(base_url=team.url, headers=headers, timeout=30) as http:
+        upload = http.put(
+            "/artifacts", content=public, headers={"content-type": "application/octet-stream"}
+        ).json()
+        assert upload["created"] is False and upload["digest"] == digest
+        assert "'alpha'" not in http.head(f"/artifacts/{digest}").text  # no project named
+        run_id = http.post(
+            "/graphql",
+            json={"query": 'mutation { startRun(input: {name: "c", project: "beta"}) { id } }'},
+        ).json()["data"]["startRun"]["id"]
+        log = 'mutation($d: String!, $r: ID!, $k: String) { logArtifact(runId: $r, digest: $d, name: "y", receipt: $k) { id } }'
+        for receipt in (None, "0" * 64, upload["receipt"][::-1]):
+            refused = http.post(
+                "/graphql",
+                json={"query": log, "variables": {"d": digest, "r": run_id, "k": receipt}},
+            ).json()
+            assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN", refused
+            assert "alpha" not in refused["errors"][0]["message"]  # the other project unnamed
+        taken = http.post(
+            "/graphql",
+            json={"query": log, "variables": {"d": digest, "r": run_id, "k": upload["receipt"]}},
+        ).json()
+        assert "errors" not in taken, taken
+    # through the SDK, which uploads and sends the receipt with the write
+    with team.client("bob") as bob, bob.start_run("b", project="beta", capture=False) as mine:
+        assert mine.log_artifact(path).digest == digest
+        assert mine.log_model(path, name="beta-model").artifact_digest == digest

@@ -98,7 +98,13 @@ from lineagehub.interfaces.auth import ANONYMOUS, Authenticator, AuthMiddleware,
 from lineagehub.interfaces.lineage_api import lineage_routes
 from lineagehub.interfaces.metrics import RequestMetrics, hub_metrics
 from lineagehub.interfaces.metrics import routes as metrics_routes
-from lineagehub.schema.authz import check, check_download, check_upload, withhold_subgraph
+from lineagehub.schema.authz import (
+    check,
+    check_download,
+    check_upload,
+    upload_receipt,
+    withhold_subgraph,
+)
 from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.limits import PREPARED, check_query, checked_document, over_budget
 from lineagehub.services.access import Principal, open_principal
@@ -812,7 +818,12 @@ def create_app(
                 info = await anyio.to_thread.run_sync(artifacts.put_file, path)
             except HubError as e:
                 return _error(e)
-        return JSONResponse({"digest": info.digest, "size": info.size, "created": info.created})
+        receipt = await anyio.to_thread.run_sync(
+            upload_receipt, services, principal(request), info.digest
+        )
+        return JSONResponse(
+            {"digest": info.digest, "size": info.size, "created": info.created, "receipt": receipt}
+        )
 
     async def download(request: Request) -> Response:
         try:
