@@ -760,10 +760,10 @@ class RemoteArtifactStore(ArtifactStore):
         validate_digest(digest)
         return f"/artifacts/{digest}"
 
-    def _head(self, digest: str) -> int | None:
+    def _head(self, digest: str, absent: tuple[int, ...] = (404,)) -> int | None:
         response = self.connection.request("HEAD", self._path(digest), idempotent=True)
         response.close()
-        if response.status_code == 404:
+        if response.status_code in absent:
             return None
         if response.status_code != 200:
             raise _response_error(response)
@@ -858,16 +858,7 @@ class RemoteArtifactStore(ArtifactStore):
         """The size of these bytes on the hub when the caller may read them there; ``None``
         when they are not there or belong to a project it may not view (uploaded anyway:
         the upload's receipt lets it log them)."""
-        response = self.connection.request("HEAD", self._path(digest), idempotent=True)
-        response.close()
-        if response.status_code in (403, 404):
-            return None
-        if response.status_code != 200:
-            raise _response_error(response)
-        try:
-            return int(response.headers["content-length"])
-        except (KeyError, ValueError):
-            raise BackendError(f"the hub sent no size for artifact {digest}") from None
+        return self._head(digest, absent=(403, 404))
 
     @staticmethod
     def _check_arrived(info: ArtifactInfo, digest: str, size: int) -> ArtifactInfo:

@@ -383,14 +383,9 @@ class LineageService:
 
         when = to_iso(as_of)
         if selector == "latest":
-            page = self.store.find_nodes(
-                NodeKind.MODEL_VERSION.value,
-                {"model": name, "_created_at": {"$lte": when}},
-                "-version",
-                limit=1,
-            )
-            if page.items:
-                return page.items[0].id
+            newest = self._newest({"model": name, "_created_at": {"$lte": when}})
+            if newest is not None:
+                return newest.id
             raise NotFoundError(f"{ref!r}: model {name!r} had no version at {when}", ids=[ref])
         wanted = selector.lower()
         if not _ALIAS_RE.match(wanted):
@@ -462,10 +457,7 @@ class LineageService:
             if _VERSION_RE.match(selector):
                 return self._existing(model_version_id(name, int(selector)))
             if selector == "latest":
-                page = self.store.find_nodes(
-                    NodeKind.MODEL_VERSION.value, {"model": name}, "-version", limit=1
-                )
-                return page.items[0] if page.items else None
+                return self._newest({"model": name})
             return self._resolve_alias(ref, name, selector, field)
         name, _, number = rest.rpartition("/")
         if name and _VERSION_RE.match(number):
@@ -473,6 +465,11 @@ class LineageService:
         if not rest:
             raise ValidationError(f"{field}: {ref!r}: no model name", field=field)
         return None
+
+    def _newest(self, where: dict[str, Any]) -> Node | None:
+        """The highest-numbered model version matching ``where``."""
+        page = self.store.find_nodes(NodeKind.MODEL_VERSION.value, where, "-version", limit=1)
+        return page.items[0] if page.items else None
 
     def _resolve_alias(self, ref: str, name: str, alias: str, field: str) -> Node | None:
         wanted = alias.lower()  # aliases are held in lower case: 'Champion' is 'champion'
@@ -501,14 +498,9 @@ class LineageService:
             if holders:
                 return holders[-1]
             if spellings:
-                page = self.store.find_nodes(
-                    NodeKind.MODEL_VERSION.value,
-                    {"model": name, "stage": {"$in": spellings}},
-                    "-version",
-                    limit=1,
-                )
-                if page.items:
-                    return page.items[0]
+                newest = self._newest({"model": name, "stage": {"$in": spellings}})
+                if newest is not None:
+                    return newest
             # None: on a store that reads each node as committed when it comes to it (Neo4j
             # reads at read-committed) the read can pass over an alias or a stage moving
             # meanwhile (the new holder read before the move, the old one after); read again
