@@ -1224,7 +1224,7 @@ class _Reading:
         self.lock.__enter__()
         try:
             self.use = self.store._using()
-            return self.use.__enter__()  # type: ignore[no-any-return]
+            return self.use.__enter__()
         except BaseException:
             self.lock.__exit__(None, None, None)
             raise

@@ -495,7 +495,9 @@ def write_archive(folder: Path, out: BinaryIO, field: str = "path") -> None:
                         field=field,
                     )
                 link = False  # stored as the file it names
-            tar.inodes.clear()  # a file linked twice (hard links) is stored twice, whole
+            # a file linked twice (hard links) is stored twice, whole (tarfile's own record of
+            # the inodes it has written, not in the type stubs)
+            tar.inodes.clear()  # type: ignore[attr-defined]
             info = tar.gettarinfo(resolved if not link else str(path), arcname=rel)
             info.mtime = 0
             info.uid = info.gid = 0

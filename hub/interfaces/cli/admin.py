@@ -205,8 +205,8 @@ def cmd_audit_verify(args: argparse.Namespace, store: GraphStore) -> int:
     empty: list[str] = []
     for uri in copies:
         copy = head_copy(uri, settings.s3_endpoint_url)
-        found = copy.read()
-        if not found and stored:
+        held = copy.read()
+        if not held and stored:
             # a mistyped --heads read as "no head there" and verified nothing against it
             if uri in (args.heads or ()):
                 raise ConfigError(
@@ -214,7 +214,7 @@ def cmd_audit_verify(args: argparse.Namespace, store: GraphStore) -> int:
                     "store holds some: nothing could be checked against it"
                 )
             empty.append(copy.uri)
-        heads += [(f"copy {copy.uri}", h) for h in found]
+        heads += [(f"copy {copy.uri}", h) for h in held]
     public = args.public_key or settings.audit_signing_key
     result = verify_log(
         store,
