@@ -270,3 +270,17 @@ def test_output_that_cannot_be_written_is_one_line_not_a_traceback(uri: str) -> 
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert piped.returncode == 0, piped.stderr[-600:]
+
+
+def test_usage_errors_asked_for_json_are_json(capsys: pytest.CaptureFixture[str], uri: str) -> None:
+    """The README: errors with --json are {"error": {...}} on stderr; argparse's usage errors
+    were its multi-line usage text."""
+    for argv in (["runs", "list", "--limit", "abc", "--json"], ["bogus", "--json"]):
+        with pytest.raises(SystemExit) as usage:
+            main(argv)
+        assert usage.value.code == 2
+        error = json.loads(capsys.readouterr().err)["error"]
+        assert error["code"] == "USAGE" and error["message"], argv
+    with pytest.raises(SystemExit):
+        main(["runs", "list", "--limit", "abc"])
+    assert capsys.readouterr().err.startswith("usage:")  # without --json, argparse's own

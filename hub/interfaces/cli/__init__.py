@@ -24,6 +24,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from lineagehub import __version__, open_store
 from lineagehub.graph import HubError
@@ -58,6 +59,20 @@ from lineagehub.interfaces.cli.registry import (
 from lineagehub.interfaces.cli.runs import cmd_compare, cmd_runs_list, cmd_runs_show
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (subcommands' too: they are made of the parent's class) whose usage
+    errors, asked for ``--json``, are the one JSON error every other error is."""
+
+    wants_json = False
+
+    def error(self, message: str) -> NoReturn:
+        if _Parser.wants_json:
+            error = {"code": "USAGE", "message": f"{self.prog}: {message}", "retryable": False}
+            print(json.dumps({"error": error}), file=sys.stderr)
+            sys.exit(2)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     json_opt = argparse.ArgumentParser(add_help=False)
     json_opt.add_argument("--json", action="store_true", help="machine-readable output")
@@ -77,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a hub server, http(s)://host:port (default: LINEAGEHUB_URL when --store is absent)",
     )
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lineagehub", description="LineageHub: model-management metadata as lineage."
     )
     parser.add_argument("--version", action="version", version=f"lineagehub {__version__}")
@@ -425,6 +440,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _Parser.wants_json = "--json" in argv
     args = build_parser().parse_args(_join_dash_values(argv))
     try:
         code = _run(args)
