@@ -154,6 +154,21 @@ class Settings(BaseSettings):
         "the SDK sends metric points in requests of up to 512 KiB); larger ones get 413. "
         "Artifact uploads stream and are not bounded by it.",
     )
+    body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Seconds the server waits for the next part of a request body (an upload "
+        "too) before answering 408: a client sending half a body and waiting held a connection "
+        "for ever.",
+    )
+    max_connections: int = Field(
+        default=512,
+        ge=8,
+        description="Connections (and requests in flight) one server process holds at most; "
+        "beyond, 503 at once (one client opening thousands would otherwise use up the "
+        "process's file descriptors).",
+    )
     request_time_budget: float = Field(
         default=2.0,
         gt=0,

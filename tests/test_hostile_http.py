@@ -406,3 +406,44 @@ async def test_health_answers_while_every_shared_worker_thread_is_busy(tmp_path:
     finally:
         release.set()
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "media_type"),
+    [("POST", "/graphql", "application/json"), ("PUT", "/artifacts", "application/octet-stream")],
+)
+def test_a_body_that_stops_coming_is_answered_408(
+    tmp_path: Any, method: str, path: str, media_type: str
+) -> None:
+    """Half a body, then nothing: the request was held open for ever (a few thousand such
+    used up the server's file descriptors). The next part must come within
+    LINEAGEHUB_BODY_TIMEOUT (a small one here, so the test waits little)."""
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    settings = Settings(body_timeout=0.3)
+    app = create_app(
+        settings, store=store, artifacts=open_artifact_store((tmp_path / "a").as_uri())
+    )
+    with HubServer(app) as server:
+        where = urlsplit(server.url)
+        with socket.create_connection((where.hostname, where.port), timeout=60) as sock:
+            sock.sendall(
+                f"{method} {path} HTTP/1.1\r\nHost: {where.hostname}:{where.port}\r\n"
+                f"Content-Type: {media_type}\r\nContent-Length: 1000\r\n\r\n".encode()
+                + b'{"query": "'
+            )
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                chunk = sock.recv(65536)  # the server answers, or the 60 s bound fails it
+                if not chunk:
+                    break
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), answer[:300]
+        assert json.loads(body)["errors"][0]["extensions"]["code"] == "REQUEST_TIMEOUT"
+        with httpx.Client(base_url=server.url, timeout=60) as client:  # and it still serves
+            assert client.post("/graphql", json={"query": "{ __typename }"}).status_code == 200
+    store.close()

@@ -490,6 +490,57 @@ def _sweep_upload_spools() -> None:
                 shutil.rmtree(left, ignore_errors=True)
 
 
+class _Stalled(Exception):
+    pass
+
+
+class _SlowBodies:
+    """A request body must keep coming: each part within ``timeout`` seconds of the one
+    before, else 408 ``REQUEST_TIMEOUT`` (a client sending half a body and waiting held a
+    connection, a task and a spool file for ever; a few thousand took the server down). Once
+    the body is complete nothing is timed (a download's wait for the client to leave)."""
+
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        complete = False
+        started = False
+
+        async def timed() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            try:
+                with anyio.fail_after(self.timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise _Stalled from None
+            complete = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, timed, tracked)
+        except _Stalled:
+            if started:
+                raise
+            response = _refusal(
+                408,
+                f"the request body stalled: no part of it came for {self.timeout:g} s",
+                "REQUEST_TIMEOUT",
+            )
+            await response(scope, receive, send)
+
+
 class _Unfinished:
     """A request still running when the server stops (uvicorn cancels it once its graceful
     shutdown time is up) is answered 503 ``BACKEND_UNAVAILABLE`` (retryable) with the hub's
@@ -959,6 +1010,7 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(_Hosts, names=settings.allowed_host_names())
+    app.add_middleware(_SlowBodies, timeout=settings.body_timeout)
     app.add_middleware(_Unfinished)
     return app
 

@@ -118,6 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     if notice:
         print(f"lineagehub: {notice}", file=sys.stderr)
+    args.max_connections = settings.max_connections
     try:
         _serve(uvicorn, args, tls)
     except SystemExit as e:  # uvicorn's own exit: 3 when it could not start
@@ -139,6 +140,7 @@ def _serve(uvicorn: Any, args: argparse.Namespace, tls: dict[str, Any]) -> None:
         workers=args.workers,
         log_level=args.log_level,
         timeout_graceful_shutdown=10,
+        limit_concurrency=args.max_connections,
         **tls,
     )
 
