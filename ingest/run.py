@@ -516,6 +516,8 @@ class ActiveRun:
                 signature=signature,
                 description=description,
                 primary_metric=primary_metric,
+                # how it downloads: a file that is itself a tar (model.nemo) came back a folder
+                metadata={"layout": "directory" if path.is_dir() else "file"},
             )
         label = flavor
         chosen: str | Flavor | None = flavor

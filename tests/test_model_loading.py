@@ -250,6 +250,27 @@ def _tree(root: Path) -> dict[str, bytes | None]:
     }
 
 
+def test_a_model_file_that_is_a_tar_downloads_as_the_file(
+    hub: Hub, mode: str, tmp_path: Path
+) -> None:
+    """A model logged from one file that happens to be a tar (NeMo's .nemo) downloaded as a
+    folder of its members: a version logged from a path says how it was given."""
+    client = hub.client(mode)
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "weights.bin").write_bytes(b"w" * 100)
+    packed = tmp_path / "model.nemo"
+    with tarfile.open(packed, "w") as tar:
+        tar.add(inner / "weights.bin", arcname="weights.bin")
+    with client.start_run("asr", capture=False) as run:
+        run.log_model(packed, name="asr")
+        run.log_model(inner, name="asr-folder")
+    copy = client.download("asr/1", tmp_path / "copy.nemo")
+    assert copy.is_file() and copy.read_bytes() == packed.read_bytes()
+    folder = client.download("asr-folder/1", tmp_path / "copy-folder")
+    assert (folder / "weights.bin").read_bytes() == b"w" * 100
+
+
 def test_a_directory_artifact_round_trips(hub: Hub, mode: str, tmp_path: Path) -> None:
     client = hub.client(mode)
     stats = tmp_path / "stats"
