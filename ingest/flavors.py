@@ -689,9 +689,20 @@ def load_from(
         folder = path.parent / "model"
         folder.mkdir()
         os.replace(path, folder / name)
+    else:
+        folder = extract_archive(path, path.parent / "model")
+    try:
         return flavor.load(folder, data)
-    folder = extract_archive(path, path.parent / "model")
-    return flavor.load(folder, data)
+    except (AttributeError, ImportError, pickle.UnpicklingError, EOFError) as e:
+        # a class the pickle names that this process has not (defined in the training
+        # script's __main__, a module not installed) or bytes that are not the flavor's
+        raise ValidationError(
+            f"{where} could not be loaded by its flavor {metadata['flavor']!r}: "
+            f"{type(e).__name__}: {e}. The classes it was saved with must be importable here "
+            "(one defined in the training script's __main__ is not: define it in a module); "
+            "client.download() gives the files as they are",
+            field="ref",
+        ) from e
 
 
 def _type_name(model: Any) -> str:

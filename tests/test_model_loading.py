@@ -250,6 +250,15 @@ def _tree(root: Path) -> dict[str, bytes | None]:
     }
 
 
+def test_bytes_their_flavor_cannot_load_are_a_validation_error(hub: Hub, tmp_path: Path) -> None:
+    """A README registered with flavor sklearn was pickle's raw UnpicklingError."""
+    client = hub.client("embedded")
+    digest = client.artifacts.put_bytes(b"this is a README, not a model").digest
+    client.register_model_version("junk", digest=digest, flavor="sklearn")
+    with pytest.raises(ValidationError, match="could not be loaded by its flavor 'sklearn'"):
+        client.load_model("junk/1")
+
+
 def test_a_model_file_that_is_a_tar_downloads_as_the_file(
     hub: Hub, mode: str, tmp_path: Path
 ) -> None:
