@@ -59,6 +59,7 @@ import tarfile
 import tempfile
 import threading
 import types
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -555,14 +556,17 @@ def extract_archive(
     """Unpack a directory archive into ``dest`` (created; must not exist or be empty),
     refusing anything unsafe with :class:`ValidationError` before writing it: absolute
     paths, ``..``, links pointing outside ``dest`` (or hard links), devices and FIFOs,
-    more than ``max_members`` members or ``max_bytes`` bytes in all. On error ``dest`` is
-    removed again (nothing half-extracted is left)."""
+    more than ``max_members`` members or ``max_bytes`` bytes in all. It is unpacked into a
+    folder of its own beside ``dest`` and renamed into place once whole: nothing half-extracted
+    is ever at ``dest``, and two unpacking into one ``dest`` at once never mix (one gets it,
+    the other an error)."""
     target = Path(dest)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ValidationError(f"{str(target)!r} exists and is not empty", field="path")
-    created = not target.exists()
-    target.mkdir(parents=True, exist_ok=True)
-    root = os.path.realpath(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
+    stage.mkdir()
+    root = os.path.realpath(stage)
     try:
         with _open_tar(source) as tar:
             total = 0
@@ -606,16 +610,25 @@ def extract_archive(
                     )
             _make_links(links)
     except tarfile.TarError as e:
-        _remove(target, created)
+        shutil.rmtree(stage, ignore_errors=True)
         raise ValidationError(f"archive: not a readable tar: {e}", field="archive") from None
     except OSError as e:  # a member twice, a file where a folder is needed...
-        _remove(target, created)
+        shutil.rmtree(stage, ignore_errors=True)
         raise ValidationError(
             f"archive: cannot unpack into {str(target)!r}: {e}", field="archive"
         ) from None
     except BaseException:
-        _remove(target, created)
+        shutil.rmtree(stage, ignore_errors=True)
         raise
+    try:
+        if target.is_dir() and not target.is_symlink():
+            target.rmdir()  # empty (checked above): fails if another filled it meanwhile
+        os.rename(stage, target)  # fails if another put its own there meanwhile
+    except OSError:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise ValidationError(
+            f"{str(target)!r} exists and is not empty (written meanwhile)", field="path"
+        ) from None
     return target
 
 
@@ -627,17 +640,6 @@ def _open_tar(source: str | os.PathLike[str] | BinaryIO) -> Iterator[tarfile.Tar
     else:
         with tarfile.open(fileobj=source, mode="r|") as tar:
             yield tar
-
-
-def _remove(target: Path, created: bool) -> None:
-    if created:
-        shutil.rmtree(target, ignore_errors=True)
-    else:
-        for child in target.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child, ignore_errors=True)
-            else:
-                child.unlink(missing_ok=True)
 
 
 def is_archive(path: Path) -> bool:

@@ -411,6 +411,37 @@ def test_hostile_archives_are_refused(case: str, tmp_path: Path) -> None:
     )
 
 
+def test_two_unpacking_into_one_folder_never_mix(tmp_path: Path) -> None:
+    """Two downloads into one folder at once: the loser's clean-up removed the winner's
+    files (a folder of 242 of 300 files, reported "ok"). Each unpacks beside the folder and
+    renames it into place: one gets it whole, the other an error, nothing is left beside."""
+    import threading
+
+    archive = tmp_path / "archive.tar"
+    archive.write_bytes(_tar(*((_member(f"f{i:03d}"), b"x" * 64) for i in range(300))))
+    for round_ in range(30):
+        dest = tmp_path / f"dest{round_}"
+        outcomes: list[str] = []
+        start = threading.Barrier(2)
+
+        def unpack(dest: Path = dest, outcomes: list[str] = outcomes, start: Any = start) -> None:
+            start.wait()
+            try:
+                extract_archive(archive, dest)
+                outcomes.append("ok")
+            except ValidationError:
+                outcomes.append("refused")
+
+        workers = [threading.Thread(target=unpack) for _ in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert "ok" in outcomes, outcomes
+        assert len(list(dest.iterdir())) == 300, (round_, outcomes)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
 def test_links_inside_the_folder_are_kept(tmp_path: Path) -> None:
     source = tmp_path / "archive.tar"
     source.write_bytes(
