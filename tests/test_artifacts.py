@@ -716,3 +716,29 @@ def test_leftovers_of_killed_puts_and_uploads_expire_after_a_day(
     os.utime(spools[0], (day_ago, day_ago))
     _sweep_upload_spools()
     assert not spools[0].exists() and spools[1].exists()
+
+
+def test_a_damaged_artifact_of_some_megabytes_downloads_as_an_integrity_error(
+    tmp_path: Path,
+) -> None:
+    """Over the first chunk (1 MiB), a damaged artifact was answered 200 and cut off midway:
+    the SDK said BackendUnavailable (retryable, though no retry can succeed). Verified before
+    answering now (up to 64 MiB): a 500 INTEGRITY the SDK raises as IntegrityError."""
+    from http_server import HubServer
+
+    from lineagehub.graph import open_store
+    from lineagehub.ingest.client import Client
+    from lineagehub.interfaces.server import create_app
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    artifacts = FileArtifactStore(tmp_path / "artifacts")
+    data = os.urandom(3 * 1024 * 1024)
+    info = artifacts.put_bytes(data)
+    damaged = bytearray(data)
+    damaged[-10] ^= 0xFF  # past the first chunk
+    overwrite_stored(artifacts, info.digest, bytes(damaged))
+    with HubServer(create_app(store=store, artifacts=artifacts)) as server:
+        with Client(server.url) as client, pytest.raises(IntegrityError):
+            client.download(info.digest, tmp_path / "copy.bin")
+        assert not (tmp_path / "copy.bin").exists()
+    store.close()

@@ -478,6 +478,17 @@ class _TooLarge(Exception):
     pass
 
 
+#: Artifacts up to this size are verified whole before a download is answered
+VERIFY_FIRST_BYTES = 64 * 1024 * 1024
+
+
+def _read_through(artifacts: ArtifactStore, digest: str) -> None:
+    """Read ``digest``'s bytes to the end (the store's reader checks the digest there)."""
+    with artifacts.open(digest) as reader:
+        while reader.read(CHUNK):
+            pass
+
+
 def _sweep_upload_spools() -> None:
     """Remove upload spools a server killed mid-upload left in the temporary folder, once
     they are a day old (one in flight, another worker's, is younger)."""
@@ -888,9 +899,13 @@ def create_app(
         if request.method == "HEAD":
             return Response(status_code=200, headers=headers)
 
-        # Read the first chunk before answering: an artifact that fits in it is verified
-        # whole, so a corrupt one gets a proper 500 INTEGRITY instead of a cut-off body.
+        # Checked before answering: an artifact up to VERIFY_FIRST_BYTES is read through once
+        # (its digest checked, nothing held) and then sent; a larger one's first chunk is read.
+        # A corrupt one then gets a proper 500 INTEGRITY, not a body cut off midway (which a
+        # client takes for a network failure worth retrying).
         try:
+            if size <= VERIFY_FIRST_BYTES:
+                await anyio.to_thread.run_sync(_read_through, artifacts, digest)
             reader = await anyio.to_thread.run_sync(artifacts.open, digest)
             first = await anyio.to_thread.run_sync(reader.read, CHUNK)
         except HubError as e:
