@@ -473,7 +473,12 @@ def test_export_all(capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path
     gen = next(e for e in edges if e["source"] == "mv:churn/1" and e["kind"] == "GENERATED_BY")
     assert gen["target"] == hub.ids["a"] and gen["ingested_at"]
     code, _, err = cli(capsys, "export", "--all", "--url", hub.url(), "-o", str(path))
-    assert code == 4 and "--store" in err
+    assert code == 4 and "--store" in err and "--url" in err
+    # the server named by the environment, not by a flag this command was given
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LINEAGEHUB_URL", hub.url())
+        code, _, err = cli(capsys, "export", "--all", "-o", str(path))
+    assert code == 4 and "LINEAGEHUB_URL" in err and "--store" in err
 
 
 # --- compare ----------------------------------------------------------------------------------

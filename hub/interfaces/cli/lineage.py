@@ -131,8 +131,10 @@ def cmd_export(args: argparse.Namespace, client: Client) -> int:
                 field="format",
             )
         if client.store is None:
+            through = "--url" if getattr(args, "url", None) else "LINEAGEHUB_URL (set here)"
             raise ConfigError(
-                "export --all reads the store itself: give --store (the embedded store), not --url"
+                f"export --all reads the store itself, and {through} points this command at a "
+                "server: give --store (the embedded store)"
             )
         return _export_all(args, client.store)
     if not args.refs:
