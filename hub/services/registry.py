@@ -1124,7 +1124,7 @@ class RegistryService:
                 "deployment.stage",
                 f"{d.id} ({d.name} in {d.environment}) serves {version_id} and requires "
                 f"{required.value}, which it would leave for {new.value}; retire or re-point "
-                "it (on_deployments: retire, repoint)",
+                "it (on_deployments=, or --deployments in the CLI: retire or repoint)",
                 required.value,
                 new.value,
             )
@@ -1685,7 +1685,7 @@ class RegistryService:
                 raise _errors.PolicyViolation(
                     f"rollback of {model} {stage.value} refused: it would leave {names} serving "
                     "a version outside the stage it requires; retire or re-point them "
-                    "(on_deployments: retire, repoint)",
+                    "(on_deployments=, or --deployments in the CLI: retire or repoint)",
                     rules=rules,
                 )
             runs = [self._move(mv, to, actor, why, "rollback") for mv, to in moves]
