@@ -201,6 +201,7 @@ def test_an_archive_that_would_strand_a_deployment_is_refused(store: GraphStore)
     assert isinstance(refused, PromotionRefused)
     assert refused.rule_ids == ["deployment.stage"]
     assert dep in refused.rules[0].message and "mv:churn/1" in refused.rules[0].message
+    assert "--deployments" in refused.rules[0].message  # what a CLI user types, too
     assert (refused.rules[0].expected, refused.rules[0].actual) == ("Production", "Archived")
     assert snapshot(store) == before
     assert store.audit_head().action == "promotion.refused:Production:deployment.stage"  # type: ignore[union-attr]
