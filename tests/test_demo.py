@@ -3,6 +3,8 @@ real SQLite file; then the queries it prints, asked of a real server on that fil
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -194,7 +196,13 @@ def test_a_second_demo_run_adds_a_round_and_moves_production(
     store_uri = hub_copy(demo, tmp_path)
     monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "copy"))
     monkeypatch.setenv("LINEAGEHUB_USER", "ann")
-    assert main(["demo", "--store", store_uri, "--out", str(tmp_path / "out"), "--json"]) == 0
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["demo", "--store", store_uri, "--out", str(tmp_path / "out"), "--json"])
+    assert code == 0
+    second = json.loads(out.getvalue())["result"]
+    # its own week: 7 windows (not the first run's 7 too), and an alert of its own or none
+    assert len(second["windows"]) == 7 and second["alert"] != demo[0]["result"]["alert"]
     with open_store(store_uri) as s:
         assert s.count_nodes("ModelVersion", {"model": MODEL}) == 2 * len(CONFIGS)
         assert s.count_nodes("Deployment") == 1

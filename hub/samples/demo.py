@@ -274,11 +274,13 @@ def replay_week(
     today = int(time.time()) // DAY * DAY
     start = today - 7 * DAY
     # one instance per served version: a second demo run replays its own week
+    instance = f"replay-{version.removeprefix('mv:').replace('/', '-')}"
+    already = {a.id for a in client.alerts(deployment, "open")}
     mon = client.monitor(
         deployment,
         window=DAY,
         flush_interval=None,
-        instance=f"replay-{version.removeprefix('mv:').replace('/', '-')}",
+        instance=instance,
         prediction_column="target",
     )
     for day in range(7):
@@ -295,8 +297,9 @@ def replay_week(
         mon.flush()  # each day as it ends, so the rules see the days in order
     mon.close()
     summary = client.monitoring(deployment, datetime.fromtimestamp(start, tz=timezone.utc))
-    result.windows = [w.id for w in summary.windows]
-    fired = client.alerts(deployment, "open")
+    # this replay's own (a second demo on the hub replays another week beside the first's)
+    result.windows = [w.id for w in summary.windows if w.instance == instance]
+    fired = [a for a in client.alerts(deployment, "open") if a.id not in already]
     result.alert = fired[0].id if fired else ""
 
 
