@@ -74,14 +74,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    json_opt = argparse.ArgumentParser(add_help=False)
+    json_opt = _Parser(add_help=False)
     json_opt.add_argument("--json", action="store_true", help="machine-readable output")
-    common = argparse.ArgumentParser(add_help=False, parents=[json_opt])
+    common = _Parser(add_help=False, parents=[json_opt])
     common.add_argument(
         "--store", metavar="URI", help="graph store URI (default: LINEAGEHUB_STORE or embedded)"
     )
     # Commands that go through the SDK: an embedded store or a hub server.
-    hub = argparse.ArgumentParser(add_help=False, parents=[json_opt])
+    hub = _Parser(add_help=False, parents=[json_opt])
     where = hub.add_mutually_exclusive_group()
     where.add_argument(
         "--store", metavar="URI", help="graph store URI (default: LINEAGEHUB_STORE or embedded)"
