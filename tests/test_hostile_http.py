@@ -345,7 +345,7 @@ async def test_a_request_stopped_by_a_shutdown_is_answered_503_in_json() -> None
     import asyncio
     import json
 
-    from lineagehub.interfaces.server import _Unfinished
+    from lineagehub.interfaces.server import _Unanswered
 
     async def stopped(scope: Any, receive: Any, send: Any) -> None:
         raise asyncio.CancelledError  # what uvicorn's shutdown does to a running request
@@ -363,14 +363,14 @@ async def test_a_request_stopped_by_a_shutdown_is_answered_503_in_json() -> None
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": []}
-    await _Unfinished(stopped)(scope, receive, send)
+    await _Unanswered(stopped, body_timeout=60)(scope, receive, send)
     assert sent[0]["status"] == 503
     assert (b"content-type", b"application/json") in sent[0]["headers"]
     (error,) = json.loads(sent[1]["body"])["errors"]
     assert error["extensions"] == {"code": "BACKEND_UNAVAILABLE", "retryable": True}
     # a response already under way cannot be replaced: the cancellation goes on
     with pytest.raises(asyncio.CancelledError):
-        await _Unfinished(answered_then_stopped)(scope, receive, send)
+        await _Unanswered(answered_then_stopped, body_timeout=60)(scope, receive, send)
 
 
 @pytest.fixture

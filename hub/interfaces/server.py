@@ -505,15 +505,20 @@ class _Stalled(Exception):
     pass
 
 
-class _SlowBodies:
-    """A request body must keep coming: each part within ``timeout`` seconds of the one
-    before, else 408 ``REQUEST_TIMEOUT`` (a client sending half a body and waiting held a
-    connection, a task and a spool file for ever; a few thousand took the server down). Once
-    the body is complete nothing is timed (a download's wait for the client to leave)."""
+class _Unanswered:
+    """A request that ends before its answer has started gets the hub's JSON error, never
+    uvicorn's plain-text 500 nor an open connection for ever:
 
-    def __init__(self, app: ASGIApp, timeout: float) -> None:
+    - its body stopped coming: each part must come within ``body_timeout`` seconds of the
+      one before, else 408 ``REQUEST_TIMEOUT`` (half a body and then nothing held a
+      connection, a task and a spool file; a few thousand took the server down). Once the
+      body is complete nothing is timed (a download's wait for the client to leave);
+    - the server stopped it (uvicorn cancels what still runs once its graceful shutdown time
+      is up): 503 ``BACKEND_UNAVAILABLE``, retryable (a write stopped so was rolled back)."""
+
+    def __init__(self, app: ASGIApp, body_timeout: float) -> None:
         self.app = app
-        self.timeout = timeout
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -527,7 +532,7 @@ class _SlowBodies:
             if complete:
                 return await receive()
             try:
-                with anyio.fail_after(self.timeout):
+                with anyio.fail_after(self.body_timeout):
                     message = await receive()
             except TimeoutError:
                 raise _Stalled from None
@@ -541,49 +546,23 @@ class _SlowBodies:
 
         try:
             await self.app(scope, timed, tracked)
-        except _Stalled:
+        except (_Stalled, asyncio.CancelledError) as e:
             if started:
                 raise
-            response = _refusal(
-                408,
-                f"the request body stalled: no part of it came for {self.timeout:g} s",
-                "REQUEST_TIMEOUT",
-            )
-            await response(scope, receive, send)
-
-
-class _Unfinished:
-    """A request still running when the server stops (uvicorn cancels it once its graceful
-    shutdown time is up) is answered 503 ``BACKEND_UNAVAILABLE`` (retryable) with the hub's
-    JSON error, not uvicorn's plain-text 500: the client can tell it may send it again (a
-    write stopped so was rolled back whole)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracked)
-        except asyncio.CancelledError:
-            if started:
-                raise
-            response = _refusal(
-                503,
-                "the hub is shutting down: this request was stopped before it finished, and "
-                "nothing of a write it made was kept; send it again",
-                "BACKEND_UNAVAILABLE",
-                retryable=True,
-            )
+            if isinstance(e, _Stalled):
+                response = _refusal(
+                    408,
+                    f"the request body stalled: no part of it came for {self.body_timeout:g} s",
+                    "REQUEST_TIMEOUT",
+                )
+            else:
+                response = _refusal(
+                    503,
+                    "the hub is shutting down: this request was stopped before it finished, "
+                    "and nothing of a write it made was kept; send it again",
+                    "BACKEND_UNAVAILABLE",
+                    retryable=True,
+                )
             await response(scope, receive, send)
 
 
@@ -1025,8 +1004,7 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(_Hosts, names=settings.allowed_host_names())
-    app.add_middleware(_SlowBodies, timeout=settings.body_timeout)
-    app.add_middleware(_Unfinished)
+    app.add_middleware(_Unanswered, body_timeout=settings.body_timeout)
     return app
 
 
