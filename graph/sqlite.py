@@ -320,8 +320,9 @@ class SqliteStore(GraphStore):
         self._closed = False
         # Connections inside a block of sqlite calls (how deep), and those close() found so:
         # closed by their own thread when the block ends, never under a running statement
-        # (closing a connection another thread is using crashes the process).
-        self._use_lock = threading.Lock()
+        # (closing a connection another thread is using crashes the process). No lock: a
+        # connection is used by one thread at a time, so each count has one writer, and the
+        # order of the steps (see _mark, _unmark and close) does the rest.
         self._in_use: dict[sqlite3.Connection, int] = {}
         self._doomed: set[sqlite3.Connection] = set()
         self._checkpointer = None if self.memory else wal.Checkpointer(self.path)
@@ -371,25 +372,38 @@ class SqliteStore(GraphStore):
             conn = self._local.conn = self._connect()
         return conn
 
+    def _mark(self) -> sqlite3.Connection:
+        """The thread's connection, marked in use until :meth:`_unmark` (see :meth:`close`).
+        Marked first, then the store checked open: close() either sees the mark or this
+        thread sees the store closed."""
+        conn = self._conn()
+        in_use = self._in_use
+        in_use[conn] = in_use.get(conn, 0) + 1
+        if self._closed:
+            self._unmark(conn)
+            raise BackendError(f"{self!r} is closed")
+        return conn
+
+    def _unmark(self, conn: sqlite3.Connection) -> None:
+        in_use = self._in_use
+        left = in_use[conn] - 1
+        if left:
+            in_use[conn] = left
+            return
+        del in_use[conn]
+        if self._doomed and conn in self._doomed:
+            self._doomed.discard(conn)
+            with suppress(sqlite3.Error):
+                conn.close()
+
     @contextmanager
     def _using(self) -> Iterator[sqlite3.Connection]:
         """The thread's connection, marked in use for the block (see :meth:`close`)."""
-        with self._use_lock:
-            conn = self._conn()
-            self._in_use[conn] = self._in_use.get(conn, 0) + 1
+        conn = self._mark()
         try:
             yield conn
         finally:
-            with self._use_lock:
-                left = self._in_use.pop(conn) - 1
-                if left:
-                    self._in_use[conn] = left
-                last = not left and conn in self._doomed
-                if last:
-                    self._doomed.discard(conn)
-            if last:
-                with suppress(sqlite3.Error):
-                    conn.close()
+            self._unmark(conn)
 
     def _read(self) -> _Reading:
         return _Reading(self)
@@ -483,24 +497,28 @@ class SqliteStore(GraphStore):
         savepoint: SQLite undoes a failed statement whole and the transaction goes on."""
         if self._local.nowait:
             raise WouldWait("a write, in a block of reads that must not wait")
-        with self._lock if self.memory else _nolock, _translate(), self._using() as conn:
-            if self._local.depth and statements == 1:
-                yield conn
-                return
-            if self._local.depth:
-                with _savepoint(conn):
-                    yield conn
-                return
-            conn.execute("BEGIN IMMEDIATE")
+        with self._lock if self.memory else _nolock, _translate():
+            conn = self._mark()
             try:
-                yield conn
-            except BaseException:
-                self._checkpoint_state = None
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            if self._checkpointer is not None:
-                self._checkpointer.committed(conn)
+                if self._local.depth and statements == 1:
+                    yield conn
+                    return
+                if self._local.depth:
+                    with _savepoint(conn):
+                        yield conn
+                    return
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    self._checkpoint_state = None
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                if self._checkpointer is not None:
+                    self._checkpointer.committed(conn)
+            finally:
+                self._unmark(conn)
 
     def transaction(self) -> AbstractContextManager[None]:
         return nested_transaction(self._local, self._outermost)
@@ -530,22 +548,24 @@ class SqliteStore(GraphStore):
         """Close every connection. One another thread is using now (a statement running, a
         transaction open) is interrupted and closed by that thread when it is done with it:
         closing it under a running statement would crash the process."""
-        with self._use_lock:
-            self._closed = True  # no new use from here: _using() refuses
+        self._closed = True  # no new use from here: _mark() refuses
         if self._checkpointer is not None:  # its connection closes before the last of ours
             self._checkpointer.close()
-        with self._use_lock:
-            busy = [c for c in self._all if c in self._in_use]
-            idle = [c for c in self._all if c not in self._in_use]
-            self._doomed.update(busy)
-            self._all.clear()
-            self._shared = None
+        in_use = self._in_use
+        connections, self._all = self._all, []
+        self._shared = None
+        busy = [c for c in connections if in_use.get(c)]
+        self._doomed.update(busy)
         for conn in busy:
             with suppress(sqlite3.Error):
                 conn.interrupt()  # thread-safe: the statement stops, its block ends
-        for conn in idle:
-            with suppress(sqlite3.Error):  # closing is best effort
-                conn.close()
+        for conn in connections:
+            # idle, or its block ended between the look above and the doom (its thread then
+            # found nothing to close): closing is best effort, and twice is harmless
+            if not in_use.get(conn):
+                self._doomed.discard(conn)
+                with suppress(sqlite3.Error):
+                    conn.close()
 
     def _migrate(self) -> None:
         with self._read() as conn:
@@ -1211,30 +1231,29 @@ def _translate() -> _Translate:
 
 class _Reading:
     """``with store._read() as conn``: the thread's connection (under the lock of an
-    in-memory database), driver errors translated."""
+    in-memory database), marked in use, driver errors translated."""
 
-    __slots__ = ("lock", "store", "use")
+    __slots__ = ("conn", "lock", "store")
 
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
         self.lock: Any = store._lock if store.memory else _nolock
-        self.use: Any = None
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.__enter__()
         try:
-            self.use = self.store._using()
-            return self.use.__enter__()
+            self.conn = conn = self.store._mark()
         except BaseException:
             self.lock.__exit__(None, None, None)
             raise
+        return conn
 
     def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
         try:
             _TRANSLATE.__exit__(kind, e, tb)
         finally:
             try:
-                self.use.__exit__(None, None, None)
+                self.store._unmark(self.conn)
             finally:
                 self.lock.__exit__(None, None, None)
 

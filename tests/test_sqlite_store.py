@@ -669,3 +669,60 @@ def test_closing_a_store_another_thread_is_using_never_crashes(tmp_path: Path) -
     assert lines[0].startswith("[") and "finished" not in lines[0], lines  # interrupted
     assert lines[0].endswith("{} set()"), lines  # its thread closed its connection
     assert lines[1] == "['kept']", lines  # the interrupted transaction left nothing
+
+
+def test_closing_a_store_under_many_short_calls_closes_every_connection(tmp_path: Path) -> None:
+    """The in-use marks take no lock (they are on every read and write): a store closed
+    while eight threads read and write ends with every connection closed, by close() or by
+    the thread whose call ended as it looked, none left open and none closed under a call.
+    In a child process, twenty times over: a crash is its exit code."""
+    script = textwrap.dedent(
+        f"""
+        import sqlite3, threading
+        from lineagehub.graph import BackendError, Node, open_store
+        for round in range(20):
+            store = open_store("sqlite:///{tmp_path}/hub-" + str(round) + ".db")
+            store.upsert_nodes([Node("r", "Run")])
+            started, errors = threading.Barrier(9), []
+
+            def calls(k):
+                started.wait()
+                try:
+                    for i in range(10_000):
+                        if i % 4:
+                            store.get_nodes(["r"])
+                        else:
+                            store.upsert_nodes([Node(f"n{{k}}-{{i}}", "Run")])
+                except BackendError:
+                    pass  # closed under it, as expected
+                except sqlite3.Error as e:
+                    errors.append(repr(e))
+
+            threads = [threading.Thread(target=calls, args=(k,)) for k in range(8)]
+            for t in threads:
+                t.start()
+            started.wait()
+            while len(store._all) < 8:  # every thread has its connection, and is calling
+                store.get_nodes(["r"])
+            connections = list(store._all)
+            store.close()
+            for t in threads:
+                t.join(120)
+            still_open = 0
+            for conn in connections:
+                try:
+                    conn.execute("SELECT 1")
+                    still_open += 1
+                except sqlite3.ProgrammingError:
+                    pass
+            assert not errors, errors
+            assert still_open == 0 and not store._in_use and not store._doomed, (
+                round, still_open, store._in_use, store._doomed)
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip() == "ok", done.stdout
