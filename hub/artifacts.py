@@ -121,6 +121,13 @@ def validate_digest(digest: object) -> str:
     return match.group(1)
 
 
+def absent_artifact(digest: str) -> NotFoundError:
+    """The answer to a hub's caller for bytes the hub does not have (the store itself names
+    where it looked; a caller is not told that); a server gives it too for bytes only
+    projects the caller may not view hold, so that the one does not tell the other."""
+    return NotFoundError(f"artifact {digest} is not in the artifact store", ids=[digest])
+
+
 def digest_bytes(data: bytes | bytearray | memoryview) -> str:
     """The digest (``"sha256:<hex>"``) an artifact of these bytes is stored under."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -1199,6 +1206,7 @@ __all__ = [
     "ArtifactStoreFactory",
     "FileArtifactStore",
     "S3ArtifactStore",
+    "absent_artifact",
     "digest_bytes",
     "digest_file",
     "hash_file",

@@ -39,6 +39,7 @@ from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, Operation
 from graphql.execution.values import VariableValues, get_argument_values
 from strawberry.extensions import SchemaExtension
 
+from lineagehub.artifacts import absent_artifact
 from lineagehub.graph import Edge, HubError, Node, NotFoundError, Subgraph
 from lineagehub.graph.errors import PermissionDenied, ValidationError
 from lineagehub.graph.model import TraversedNode
@@ -490,22 +491,30 @@ def check_download(
 ) -> None:
     """Downloading bytes needs the viewer role in the project of a node holding them (an
     artifact, a model version); bytes no such node holds (a diff, a package list) need it
-    anywhere. Naming them in a write (logging or registering them) needs the same."""
+    anywhere. Naming them in a write (logging or registering them) needs the same. Bytes
+    only other projects hold are answered as bytes the hub does not have (``absent_artifact``)."""
     if principal.sees_everything:
         return
+    # first, whatever the bytes: a caller who may read nothing anywhere learns nothing below
+    require_in(principal, Role.VIEWER, None, action=action)
     holders = [n for n in services.store.get_nodes([f"artifact:{digest}"]) if n is not None]
     holders += services.store.find_nodes(
         "ModelVersion", {"artifact_digest": digest}, limit=100
     ).items
-    if not holders:
-        require_in(principal, Role.VIEWER, None, action=action)
-        return
-    if not viewable(services, principal, holders):
-        # the project that holds them is not named: its name is not the caller's to learn
-        raise PermissionDenied(
-            f"{principal.name!r} may not {action}: they belong to a project it may not view "
-            "(upload the bytes themselves: the upload's receipt lets a writer log them)"
-        )
+    if holders and not viewable(services, principal, holders):
+        # answered as bytes the hub does not have: neither the project holding them nor
+        # that they are here at all is the caller's to learn (a refusal would confirm that
+        # someone holds a file whose digest the caller computed)
+        raise absent_artifact(digest)
+
+
+def may_download(services: Services, principal: Principal, digest: str) -> bool:
+    """Whether :func:`check_download` lets ``principal`` read these bytes."""
+    try:
+        check_download(services, principal, digest)
+    except (NotFoundError, PermissionDenied):
+        return False
+    return True
 
 
 # --- withholding what the caller may not view ------------------------------------------------
@@ -631,6 +640,7 @@ __all__ = [
     "check",
     "check_download",
     "check_upload",
+    "may_download",
     "viewable",
     "withhold_subgraph",
 ]

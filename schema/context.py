@@ -24,13 +24,22 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import anyio.to_thread
 from strawberry.dataloader import DataLoader
 
-from lineagehub.graph import Adjacent, ConfigError, Direction, GraphStore, Node, SeriesSummary
+from lineagehub.artifacts import absent_artifact
+from lineagehub.graph import (
+    Adjacent,
+    ConfigError,
+    Direction,
+    GraphStore,
+    Node,
+    NotFoundError,
+    SeriesSummary,
+)
 from lineagehub.graph.store import WouldWait
 from lineagehub.services.access import Principal, open_principal
 from lineagehub.services.identity import IDENTITY_LABELS
 
 if TYPE_CHECKING:
-    from lineagehub.artifacts import ArtifactStore
+    from lineagehub.artifacts import ArtifactInfo, ArtifactStore
     from lineagehub.services.lineage import LineageService
     from lineagehub.services.monitoring import MonitoringService
     from lineagehub.services.registry import RegistryService
@@ -136,11 +145,12 @@ class Services:
 
     @property
     def stored(self) -> Callable[[str], Any]:
-        """The artifact store's :meth:`~lineagehub.artifacts.ArtifactStore.stored` (a
-        :class:`ConfigError` for a schema served without a store)."""
+        """The artifact store's :meth:`~lineagehub.artifacts.ArtifactStore.stored`, bytes it
+        does not have answered in the words of ``absent_artifact`` (a :class:`ConfigError`
+        for a schema served without a store)."""
         if self.artifacts is None:
             raise ConfigError("this hub serves no artifact store")
-        return self.artifacts.stored
+        return partial(_stored, self.artifacts)
 
     @property
     def tracker(self) -> TrackingService:
@@ -426,3 +436,10 @@ class Context:
             tuple(labels) if labels is not None else None,
         )
         return await self.adjacent.load(key)
+
+
+def _stored(artifacts: ArtifactStore, digest: str) -> ArtifactInfo:
+    try:
+        return artifacts.stored(digest)
+    except NotFoundError:
+        raise absent_artifact(digest) from None

@@ -613,10 +613,17 @@ def test_downloads_need_the_viewer_role_in_the_holders_project(
     http, hub = rest
     url = f"/artifacts/{hub.ids['digest_a']}"
     assert http.get(url, headers=_as("viewer")).content == b"model a"
-    for who in ("other-project", "no-grant"):
-        refused = http.get(url, headers=_as(who))
-        assert refused.status_code == 403, who
-        assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    refused = http.get(url, headers=_as("no-grant"))  # may read nothing anywhere
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    # another project's bytes are answered as bytes the hub does not have
+    hidden = http.get(url, headers=_as("other-project"))
+    absent = http.get(f"/artifacts/sha256:{'0' * 64}", headers=_as("other-project"))
+    assert hidden.status_code == absent.status_code == 404
+    assert hidden.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    assert hidden.text.replace(hub.ids["digest_a"], "D") == absent.text.replace(
+        f"sha256:{'0' * 64}", "D"
+    )
     assert http.get(url).content == b"model a"  # no principal: an open hub
 
 

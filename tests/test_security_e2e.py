@@ -4,6 +4,7 @@ store backends: who may do what in which project, what is withheld, and what is 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,16 +125,30 @@ def test_bytes_of_another_project_cannot_be_taken_by_naming_their_digest(team: T
             id=low,
         )
         assert started.get("data", {}).get("startRun", {}).get("id") == low, started
+        # answered exactly as bytes the hub does not have: neither that alpha holds them
+        # nor that they are here at all is bob's to learn
+        nowhere = "sha256:" + "0" * 64
+
+        def same(answer: Any, digest: str) -> str:
+            return json.dumps(answer).replace(digest, "DIGEST")
+
         for mutation in (
             'mutation($d: String!, $r: ID!) { registerModelVersion(name: "stolen", digest: $d,'
             " runId: $r) { id } }",
             'mutation($d: String!, $r: ID!) { logArtifact(runId: $r, digest: $d, name: "x") { id } }',
         ):
+            absent = gql(bob, mutation, d=nowhere, r=low)
+            assert absent["errors"][0]["extensions"]["code"] == "NOT_FOUND", absent
             for digest in (weights, notes):
                 answer = gql(bob, mutation, d=digest, r=low)
-                assert answer["errors"][0]["extensions"]["code"] == "FORBIDDEN", answer
-        assert bob.get(f"/artifacts/{weights}").status_code == 403
-        assert bob.get(f"/artifacts/{notes}").status_code == 403
+                assert same(answer, digest) == same(absent, nowhere), (answer, absent)
+        for method in ("GET", "HEAD"):
+            absent = bob.request(method, f"/artifacts/{nowhere}")
+            assert absent.status_code == 404, absent.text
+            for digest in (weights, notes):
+                answer = bob.request(method, f"/artifacts/{digest}")
+                assert answer.status_code == 404, answer.text
+                assert answer.text.replace(digest, "D") == absent.text.replace(nowhere, "D")
     identity.grant("bob", "viewer", project="alpha")  # now bob may read them
     with as_("bob") as bob:
         logged = gql(
@@ -221,7 +236,9 @@ def test_a_team_logs_bytes_another_project_holds_by_uploading_them(
 ) -> None:
     """Two teams logging one public file: the second was refused (403, naming the first's
     project) though it had the bytes. Uploading them answers a receipt that proves it holds
-    them; the SDK sends it with the write. A digest alone (or another's receipt) still is not."""
+    them; the SDK sends it with the write. A digest alone (or another's receipt) still is not,
+    and the hub answers bob as if it had never seen the bytes: not there for a HEAD or a
+    write without a receipt, "created" by his upload."""
     identity = IdentityService(team.store, actor="root")
     identity.add_user("bob", "editor", project="beta")
     team.tokens["bob"] = identity.create_token("bob", name="t").secret
@@ -235,8 +252,8 @@ def test_a_team_logs_bytes_another_project_holds_by_uploading_them(
         upload = http.put(
             "/artifacts", content=public, headers={"content-type": "application/octet-stream"}
         ).json()
-        assert upload["created"] is False and upload["digest"] == digest
-        assert "'alpha'" not in http.head(f"/artifacts/{digest}").text  # no project named
+        assert upload["created"] is True and upload["digest"] == digest
+        assert http.head(f"/artifacts/{digest}").status_code == 404
         run_id = http.post(
             "/graphql",
             json={"query": 'mutation { startRun(input: {name: "c", project: "beta"}) { id } }'},
@@ -247,7 +264,7 @@ def test_a_team_logs_bytes_another_project_holds_by_uploading_them(
                 "/graphql",
                 json={"query": log, "variables": {"d": digest, "r": run_id, "k": receipt}},
             ).json()
-            assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN", refused
+            assert refused["errors"][0]["extensions"]["code"] == "NOT_FOUND", refused
             assert "alpha" not in refused["errors"][0]["message"]  # the other project unnamed
         taken = http.post(
             "/graphql",

@@ -81,6 +81,7 @@ from lineagehub.artifacts import (
     LEFTOVER_AGE_S,
     ArtifactStore,
     FileArtifactStore,
+    absent_artifact,
     open_artifact_store,
     validate_digest,
 )
@@ -90,6 +91,7 @@ from lineagehub.graph import (
     BackendUnavailable,
     GraphStore,
     HubError,
+    NotFoundError,
     ValidationError,
     redact,
 )
@@ -102,6 +104,7 @@ from lineagehub.schema.authz import (
     check,
     check_download,
     check_upload,
+    may_download,
     upload_receipt,
     withhold_subgraph,
 )
@@ -859,11 +862,17 @@ def create_app(
                 info = await anyio.to_thread.run_sync(artifacts.put_file, path)
             except HubError as e:
                 return _error(e)
-        receipt = await anyio.to_thread.run_sync(
-            upload_receipt, services, principal(request), info.digest
-        )
+        caller = principal(request)
+
+        def answer() -> tuple[str, bool]:
+            # bytes the hub had already are "created" for a caller who may not read them
+            # there: that another project holds this very file is not the caller's to learn
+            new = info.created or not may_download(services, caller, info.digest)
+            return upload_receipt(services, caller, info.digest), new
+
+        receipt, created = await anyio.to_thread.run_sync(answer)
         return JSONResponse(
-            {"digest": info.digest, "size": info.size, "created": info.created, "receipt": receipt}
+            {"digest": info.digest, "size": info.size, "created": created, "receipt": receipt}
         )
 
     async def download(request: Request) -> Response:
@@ -872,6 +881,9 @@ def create_app(
             validate_digest(digest)
             await anyio.to_thread.run_sync(check_download, services, principal(request), digest)
             size = await anyio.to_thread.run_sync(artifacts.size, digest)
+        except NotFoundError:
+            # in the words bytes of another project are answered with (check_download)
+            return _error(absent_artifact(digest))
         except HubError as e:
             return _error(e)
         headers = {"content-length": str(size), "x-content-digest": digest}

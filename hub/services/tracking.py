@@ -42,6 +42,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
+from lineagehub.artifacts import absent_artifact
 from lineagehub.graph import (
     ConflictError,
     Direction,
@@ -528,9 +529,7 @@ class TrackingService:
     ) -> Artifact:
         """Record that the run generated an artifact already in the artifact store."""
         if not self.artifacts.exists(info.digest):
-            raise NotFoundError(
-                f"artifact {info.digest} is not in the artifact store", ids=[info.digest]
-            )
+            raise absent_artifact(info.digest)
         artifact = Artifact(
             digest=info.digest,
             size=info.size,
@@ -690,9 +689,7 @@ class TrackingService:
             check_key(primary_metric, "primary_metric")
         sources = self._custom_objects(custom_objects or ())
         if not self.artifacts.exists(info.digest):
-            raise NotFoundError(
-                f"artifact {info.digest} is not in the artifact store", ids=[info.digest]
-            )
+            raise absent_artifact(info.digest)
         model = Model(name=name)
         name = model.name  # as validated (surrounding whitespace gone): the one name stored
         artifact = Artifact(digest=info.digest, size=info.size, kind=ArtifactKind.MODEL)
