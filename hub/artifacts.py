@@ -82,10 +82,18 @@ DEFAULT_MULTIPART_THRESHOLD = 8 * MiB
 DEFAULT_MULTIPART_CHUNKSIZE = 8 * MiB
 #: Parallel part uploads. Upload memory is about ``(max_concurrency + 1) * chunksize``.
 DEFAULT_MAX_CONCURRENCY = 4
+#: Each S3 request: attempts in all (botocore's standard retry mode), seconds to connect, and seconds
+#: without a byte once connected (not a bound on a whole transfer); a call on an endpoint
+#: that stalls ends within about ``S3_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S)``.
+#: ``client_config`` overrides them.
+S3_ATTEMPTS = 3
+S3_CONNECT_TIMEOUT_S = 10.0
+S3_READ_TIMEOUT_S = 30.0
 #: The largest object S3's single CopyObject call accepts; beyond it, a multipart copy.
 COPY_OBJECT_LIMIT = 5 * 1024 * MiB
 
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}")
 
 
 @dataclass(frozen=True)
@@ -745,6 +753,25 @@ _S3_TRANSIENT = frozenset(
 )
 
 
+def _check_endpoint(url: str) -> None:
+    """:class:`ConfigError` unless ``url`` is an http(s) URL with a host; the message shows
+    no password, even of a URL without a scheme (``user:secret@host``)."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        ok = False
+    if not ok:
+        shown = redact(url) if "://" in url else url.rsplit("@", 1)[-1]
+        if "@" in url and "://" not in url:
+            shown = "***@" + shown
+        raise ConfigError(
+            f"the S3 endpoint {shown!r} is not an http:// or https:// URL with a host "
+            "(LINEAGEHUB_S3_ENDPOINT_URL, e.g. http://minio.internal:9000)"
+        )
+
+
 class S3ArtifactStore(ArtifactStore):
     """Artifacts in an S3 bucket (AWS S3, or an S3 API such as MinIO via ``endpoint_url``).
 
@@ -797,15 +824,21 @@ class S3ArtifactStore(ArtifactStore):
         ``endpoint_url``: an S3 API other than AWS (MinIO, Ceph, a test server); path-style
         addressing is then the default. ``region_name``: else boto3's configured region.
         ``client_config``: a ``botocore.config.Config`` or a dict of its arguments, merged
-        over ours (standard retry mode, 5 attempts). ``profile_name``: a named profile of the
+        over ours (standard retry mode, :data:`S3_ATTEMPTS` attempts, connect and read
+        timeouts :data:`S3_CONNECT_TIMEOUT_S` and :data:`S3_READ_TIMEOUT_S`). ``profile_name``: a named profile of the
         shared AWS config. ``multipart_threshold`` / ``multipart_chunksize`` /
         ``max_concurrency``: boto3 ``TransferConfig`` for uploads. ``copy_threshold``: size
         from which the server-side copy is multipart (at most 5 GiB, S3's CopyObject limit).
         ``client``: a ready boto3 S3 client to use instead (the caller closes it).
         """
         super().__init__(chunk_size=chunk_size)
-        if not bucket or any(c.isspace() or c == "/" for c in bucket):
-            raise ConfigError(f"bad S3 bucket name {bucket!r}")
+        if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket):
+            # botocore's own rule (new buckets are stricter: 3-63 lowercase characters), at
+            # open, not as a failure of the first call
+            raise ConfigError(
+                f"{bucket!r} is not a valid S3 bucket name: 3 to 63 lowercase letters, "
+                "digits, dots and hyphens"
+            )
         for name, value, minimum in (
             ("multipart_threshold", multipart_threshold, 1),
             ("multipart_chunksize", multipart_chunksize, 1),
@@ -835,14 +868,25 @@ class S3ArtifactStore(ArtifactStore):
 
         self._owns_client = client is None
         if client is None:
-            defaults: dict[str, Any] = {"retries": {"mode": "standard", "max_attempts": 5}}
+            if endpoint_url is not None:
+                _check_endpoint(endpoint_url)
+            defaults: dict[str, Any] = {
+                "retries": {"mode": "standard", "total_max_attempts": S3_ATTEMPTS},
+                # botocore's 60 s to connect, over five attempts, held a call for six minutes
+                # on an endpoint that accepted and never answered
+                "connect_timeout": S3_CONNECT_TIMEOUT_S,
+                "read_timeout": S3_READ_TIMEOUT_S,
+            }
             if endpoint_url:
                 # Virtual-hosted addressing needs wildcard DNS that S3-compatible servers
                 # seldom have; every one of them speaks path-style.
                 defaults["s3"] = {"addressing_style": "path"}
             config = botocore.config.Config(**defaults)
-            if isinstance(client_config, dict):
-                client_config = botocore.config.Config(**client_config)
+            try:
+                if isinstance(client_config, dict):
+                    client_config = botocore.config.Config(**client_config)
+            except TypeError as e:
+                raise ConfigError(f"bad S3 client_config: {e}") from None
             if client_config is not None:
                 config = config.merge(client_config)
             try:
@@ -855,7 +899,12 @@ class S3ArtifactStore(ArtifactStore):
             except Exception as e:
                 mapped = self._translate(e, op="connect")
                 if mapped is None:
-                    raise
+                    # botocore's ValueError quotes the endpoint it built, as given
+                    raise ConfigError(
+                        f"cannot make an S3 client for {self._where()}: "
+                        f"{scrub_credentials(str(e))} (check LINEAGEHUB_S3_ENDPOINT_URL and "
+                        "the region: AWS_REGION, AWS_DEFAULT_REGION)"
+                    ) from None
                 raise mapped from e
         self._client = client
 
@@ -939,6 +988,13 @@ class S3ArtifactStore(ArtifactStore):
                 bx.NoRegionError,
             ),
         ):
+            return ConfigError(f"cannot use {self._where()}: {detail}")
+        if isinstance(e, bx.ParamValidationError) and "Bucket" in str(e):
+            return ConfigError(
+                f"{self.bucket!r} is not a valid S3 bucket name: 3 to 63 lowercase letters, "
+                "digits, dots and hyphens"
+            )
+        if isinstance(e, bx.InvalidRegionError):
             return ConfigError(f"cannot use {self._where()}: {detail}")
         if isinstance(e, bx.FlexibleChecksumError):
             return IntegrityError(

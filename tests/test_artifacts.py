@@ -620,6 +620,55 @@ def test_s3_unreachable_endpoint_is_retryable(aws_env: None) -> None:
     assert caught.value.retryable
 
 
+def test_s3_settings_that_cannot_work_are_config_errors_at_open(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint without a scheme (a password in it never shown), a bucket name S3 refuses,
+    client options botocore does not know, an empty region: a ConfigError when the store is
+    opened. They were Python tracebacks (ValueError, TypeError) or, for the bucket, a
+    BackendError at the first call quoting botocore's pattern."""
+    for endpoint in ("minio:SECRET@127.0.0.1:9000", "127.0.0.1:9000", "http://", "http//h:9000"):
+        with pytest.raises(ConfigError, match="LINEAGEHUB_S3_ENDPOINT_URL") as caught:
+            open_artifact_store("s3://bucket/p", endpoint_url=endpoint)
+        assert "SECRET" not in str(caught.value), caught.value
+    for bucket in ("bad:bucket", "bad%20bucket", "a" * 300):
+        with pytest.raises(ConfigError, match="not a valid S3 bucket name"):
+            S3ArtifactStore(bucket, endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(ConfigError, match="client_config"):
+        open_artifact_store(
+            "s3://bucket", endpoint_url="http://127.0.0.1:9", client_config={"bogus": 1}
+        )
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "")  # set, but empty
+    with pytest.raises(ConfigError, match="region"):
+        open_artifact_store("s3://bucket")
+
+
+def test_s3_calls_to_an_endpoint_that_never_answers_end(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint that accepts connections and never answers held one call for six minutes
+    (botocore's 60 s timeouts over five attempts): calls are bounded by the store's own
+    attempts and timeouts (here made short), and end BackendUnavailable."""
+    import lineagehub.artifacts as artifacts_module
+
+    with open_artifact_store("s3://bucket", endpoint_url="http://127.0.0.1:9") as store:
+        config = store.client.meta.config  # the defaults, not botocore's 60 s
+        assert config.read_timeout == artifacts_module.S3_READ_TIMEOUT_S == 30.0
+        assert config.connect_timeout == artifacts_module.S3_CONNECT_TIMEOUT_S == 10.0
+    monkeypatch.setattr(artifacts_module, "S3_READ_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(artifacts_module, "S3_CONNECT_TIMEOUT_S", 0.2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # accepts (the kernel does), never reads nor answers
+        port = silent.getsockname()[1]
+        with open_artifact_store("s3://bucket", endpoint_url=f"http://127.0.0.1:{port}") as store:
+            config = store.client.meta.config
+            assert (config.read_timeout, config.connect_timeout) == (0.2, 0.2)
+            assert config.retries["total_max_attempts"] == artifacts_module.S3_ATTEMPTS == 3
+            with pytest.raises(BackendUnavailable):
+                store.exists(digest_bytes(b"x"))
+
+
 def test_s3_error_translation(aws_env: None) -> None:
     # The codes a real S3 answers that the test server cannot be made to: the table only.
     from botocore.exceptions import ClientError
