@@ -293,6 +293,10 @@ class _VerifyingReader(io.RawIOBase):
         self._position = 0
         self._verified = False
         self._error: IntegrityError | None = None
+        #: Set by :func:`passed_on`: bytes that do not match are delivered all the same, and
+        #: the mismatch kept here instead of raised.
+        self.passing_on = False
+        self.mismatch: IntegrityError | None = None
 
     def readable(self) -> bool:
         return True
@@ -338,11 +342,16 @@ class _VerifyingReader(io.RawIOBase):
         if size_ok and "sha256:" + actual == self._digest:
             self._verified = True
             return
-        self._error = IntegrityError(
+        error = IntegrityError(
             f"artifact {self._digest} is corrupt: its stored {self._position} bytes at "
             f"{self._uri} hash to sha256:{actual}"
         )
-        raise self._error
+        if self.passing_on:
+            self.mismatch = error
+            self._verified = True  # nothing more to read: the source is at its end
+            return
+        self._error = error
+        raise error
 
     def close(self) -> None:
         if not self.closed:
@@ -351,6 +360,20 @@ class _VerifyingReader(io.RawIOBase):
                     self._on_close()
             finally:
                 super().close()
+
+
+def passed_on(reader: BinaryIO) -> Callable[[], IntegrityError | None]:
+    """For a server sending a stored artifact on to a client that checks the bytes itself:
+    ``reader`` (from :meth:`ArtifactStore.open`) then delivers every byte, damaged or not, and
+    the function returned says, once it is read to the end, whether they were. The client
+    learns that the bytes are damaged (its own check fails: an ``IntegrityError``), not that
+    the network cut the answer off (retryable, for ever). A reader of a store of another
+    kind is left as it is: it raises on damage, the answer is cut off."""
+    raw = getattr(reader, "raw", reader)
+    if not isinstance(raw, _VerifyingReader):
+        return lambda: None
+    raw.passing_on = True
+    return lambda: raw.mismatch
 
 
 # --------------------------------------------------------------------------- the interface
@@ -1267,6 +1290,7 @@ __all__ = [
     "digest_file",
     "hash_file",
     "open_artifact_store",
+    "passed_on",
     "register_artifact_store",
     "supported_artifact_schemes",
     "validate_digest",

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+import httpx
 import pytest
 
 from lineagehub import artifacts
@@ -765,6 +766,41 @@ def test_leftovers_of_killed_puts_and_uploads_expire_after_a_day(
     os.utime(spools[0], (day_ago, day_ago))
     _sweep_upload_spools()
     assert not spools[0].exists() and spools[1].exists()
+
+
+def test_a_damaged_artifact_too_large_to_check_first_downloads_as_an_integrity_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over the size a server checks before answering (64 MiB; 1 MiB here), a damaged
+    artifact was cut off at its last chunk: the SDK said BackendUnavailable (retryable, for
+    ever) and the server logged two tracebacks. It is sent whole now: the client's own check
+    fails, an IntegrityError, no file left; the server logs one line."""
+    from http_server import HubServer
+
+    import lineagehub.interfaces.server as server_module
+    from lineagehub.graph import open_store
+    from lineagehub.ingest.client import Client
+
+    monkeypatch.setattr(server_module, "VERIFY_FIRST_BYTES", 1024 * 1024)
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    artifacts = FileArtifactStore(tmp_path / "artifacts")
+    data = os.urandom(3 * 1024 * 1024)
+    info = artifacts.put_bytes(data)
+    damaged = bytearray(data)
+    damaged[-10] ^= 0xFF  # in the last chunk
+    overwrite_stored(artifacts, info.digest, bytes(damaged))
+    with HubServer(server_module.create_app(store=store, artifacts=artifacts)) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            got = http.get(f"/artifacts/{info.digest}")
+            assert got.status_code == 200 and got.content == bytes(damaged)  # whole
+        with Client(server.url) as client, pytest.raises(IntegrityError):
+            client.download(info.digest, tmp_path / "copy.bin")
+        assert not (tmp_path / "copy.bin").exists()
+        with Client(server.url) as client:  # intact bytes still stream as before
+            good = client.backend.artifacts.put_bytes(os.urandom(2 * 1024 * 1024))
+            client.download(good.digest, tmp_path / "good.bin")
+            assert digest_file(tmp_path / "good.bin") == good.digest
+    store.close()
 
 
 def test_a_damaged_artifact_of_some_megabytes_downloads_as_an_integrity_error(

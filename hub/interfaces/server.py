@@ -83,6 +83,7 @@ from lineagehub.artifacts import (
     FileArtifactStore,
     absent_artifact,
     open_artifact_store,
+    passed_on,
     validate_digest,
 )
 from lineagehub.config import Settings
@@ -898,6 +899,9 @@ def create_app(
             if size <= VERIFY_FIRST_BYTES:
                 await anyio.to_thread.run_sync(_read_through, artifacts, digest)
             reader = await anyio.to_thread.run_sync(artifacts.open, digest)
+            # a larger one is checked as it streams: damaged, it is sent whole all the same
+            # and the client's own check fails (cut off, it would look like the network)
+            damage = passed_on(reader)
             first = await anyio.to_thread.run_sync(reader.read, CHUNK)
         except HubError as e:
             return _error(e)
@@ -908,6 +912,9 @@ def create_app(
                 while chunk:
                     yield chunk
                     chunk = await anyio.to_thread.run_sync(reader.read, CHUNK)
+                found = damage()
+                if found is not None:
+                    log.error("sent a damaged artifact (the client's check fails): %s", found)
             finally:
                 await anyio.to_thread.run_sync(reader.close)
 
