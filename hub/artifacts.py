@@ -692,31 +692,55 @@ class FileArtifactStore(ArtifactStore):
                     left.unlink()
 
     def _publish(self, tmp: Path, final: Path, size: int) -> bool:
-        """Move a complete temporary file to its content path; False if already there."""
+        """Move a complete temporary file to its content path; False if already there.
+
+        Already there, it is replaced all the same: the new file is complete, synced and
+        named by its own hash, so the swap costs a rename where deleting it cost an unlink,
+        and a stored copy that was damaged (on disk, or by hand) is repaired by the next put
+        of its bytes. Readers holding the old file open read it to its end."""
         _os_call(final.parent.mkdir, parents=True, exist_ok=True)
         try:
             # link, unlike rename, refuses to overwrite: the one winner among concurrent puts
             # learns it created the content, the others that it was already there.
             os.link(tmp, final)
-        except FileExistsError:
-            if self._intact_size(final, size):
-                return False
-            # A stored copy of the wrong size is damaged (its digest is its name): replace it.
-            _os_call(os.replace, tmp, final)
         except OSError:
-            # No hard links here (some network and FUSE file systems): rename atomically.
-            if self._intact_size(final, size):
-                return False
+            # There already; or no hard links here (some network and FUSE file systems):
+            # rename atomically. A stored copy of the wrong size was damaged: created anew.
+            there = self._stored_size(final) == size
             _os_call(os.replace, tmp, final)
+            if there:
+                return False
+            if self._fsync:
+                _fsync_dir(final.parent)
+            return True
         if self._fsync:
             _fsync_dir(final.parent)
         return True
 
     @staticmethod
-    def _intact_size(path: Path, size: int) -> bool:
+    def _stored_size(path: Path) -> int | None:
         try:
-            return path.stat().st_size == size
+            return path.stat().st_size
         except FileNotFoundError:
+            return None
+
+    def put_bytes(self, data: bytes | bytearray | memoryview) -> ArtifactInfo:
+        """Store these bytes; when a copy is stored already (checked whole: a read, where a
+        put costs a write and a sync), nothing is written, and a damaged copy is replaced."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            return super().put_bytes(data)  # the base class's error
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        path = self._path(digest)
+        if self._intact(path, digest, len(data)):
+            return ArtifactInfo(digest=digest, size=len(data), uri=path.as_uri(), created=False)
+        return self.put_stream(cast(BinaryIO, io.BytesIO(data)))
+
+    def _intact(self, path: Path, digest: str, size: int) -> bool:
+        try:
+            if path.stat().st_size != size:
+                return False
+            return hash_file(path, self.chunk_size) == (digest, size)
+        except (OSError, ValidationError):
             return False
 
 

@@ -768,6 +768,42 @@ def test_leftovers_of_killed_puts_and_uploads_expire_after_a_day(
     assert not spools[0].exists() and spools[1].exists()
 
 
+def test_a_put_of_the_right_bytes_repairs_a_damaged_stored_copy(tmp_path: Path) -> None:
+    """A stored copy damaged in place (the same size: a disk error, a hand) stayed damaged
+    whatever was put again: puts answered "already stored" by its size, and a model logged
+    from the good file was registered on the bad copy. Every kind of put into a folder now
+    leaves the good bytes in place, and a model logged again loads."""
+    from lineagehub.ingest.client import Client
+
+    store = FileArtifactStore(tmp_path / "artifacts")
+    good = os.urandom(4096)
+    source = tmp_path / "weights.bin"
+    source.write_bytes(good)
+    digest = store.put_bytes(good).digest
+    puts = {
+        "put_bytes": lambda: store.put_bytes(good),
+        "put_file": lambda: store.put_file(source),
+        "put_stream": lambda: store.put_stream(io.BytesIO(good)),
+    }
+    for name, put in puts.items():
+        overwrite_stored(store, digest, bytes(reversed(good)))
+        with pytest.raises(IntegrityError):
+            store.get_bytes(digest)
+        info = put()
+        assert (info.digest, info.created) == (digest, False), name
+        assert store.get_bytes(digest) == good, name  # repaired
+        assert store.put_bytes(good).created is False  # and found intact, not rewritten
+    with Client(f"sqlite:///{tmp_path / 'hub.db'}", artifacts=store.uri) as client:
+        with client.start_run("train", capture=False) as run:
+            version = run.log_model(source, name="m", flavor="path")
+        overwrite_stored(store, digest, bytes(reversed(good)))
+        with client.start_run("again", capture=False) as run:
+            again = run.log_model(source, name="m", flavor="path")
+        assert again.artifact_digest == version.artifact_digest == digest
+        loaded = client.download(f"m/{again.version}", tmp_path / "loaded.bin")
+        assert loaded.read_bytes() == good
+
+
 def test_a_damaged_artifact_too_large_to_check_first_downloads_as_an_integrity_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
