@@ -40,6 +40,7 @@ import logging
 import math
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -636,6 +637,8 @@ class _ThreadState(threading.local):
     touched: dict[tuple[str, str], None] | None = None
     after_commit: list[Callable[[], None]] | None = None
     audit_head: AuditEntry | None = None
+    #: The newest audit entry when the open transaction began, read under the head's lock.
+    begun_head: AuditEntry | None = None
     # Relationship types written inside the open transaction whose id index this store has
     # not created yet: created after it ends, never while it holds locks.
     pending_kinds: list[str] | None = None
@@ -693,6 +696,7 @@ class Neo4jStore(GraphStore):
                 f"cannot configure the Neo4j driver for {self.uri!r}: {self._scrub(str(e))}"
             ) from e
         self._setup(driver, target.database, owns_driver=True)
+        self._retry_time = max_transaction_retry_time
 
     @classmethod
     def from_driver(
@@ -713,6 +717,7 @@ class Neo4jStore(GraphStore):
         self._owns_driver = owns_driver
         self._local = _ThreadState()
         self._closed = False
+        self._retry_time = DEFAULT_RETRY_TIME_S
         self._kinds_lock = threading.Lock()
         self._indexed_kinds: set[str] = set()
         # One bookmark chain for the whole store: in a cluster, a read after a write (from
@@ -833,15 +838,20 @@ class Neo4jStore(GraphStore):
         once it has ended."""
         state = self._local
         with self._translate("beginning a transaction"):
-            session = self._session()
-            try:
-                tx = session.begin_transaction()
-            except BaseException:
-                session.close()
-                raise
+            session, tx = self._begin()
         state.session, state.tx, state.pending_kinds = session, tx, []
         try:
             try:
+                # The audit head's lock first, as SQLite's BEGIN IMMEDIATE takes the write
+                # lock first: transactions take their locks in one order (no deadlock between
+                # one that appended an entry and then locked a model, and one that locked the
+                # model and then appended), and what one reads after this (an alias's holders,
+                # a stage's) no other transaction changes before it commits. Every
+                # transaction appends an entry anyway, holding this lock to its commit; the
+                # head read here spares its first append the round trip.
+                with self._translate("beginning a transaction"):
+                    rows = _run(tx, cypher.audit_lock_head())
+                state.begun_head = _audit_entry(rows[0]) if rows else None
                 yield
             except BaseException:
                 state.tx = None
@@ -856,11 +866,32 @@ class Neo4jStore(GraphStore):
                 tx.commit()
         finally:
             kinds, state.pending_kinds = state.pending_kinds or [], None
-            state.tx, state.session = None, None
+            state.tx, state.session, state.begun_head = None, None, None
             state.kinds, state.kinds_tx = None, None
             session.close()
             if kinds:
                 self._ensure_kind_indexes(kinds)
+
+    def _begin(self) -> tuple[Any, Any]:
+        """A session and an explicit transaction begun in it. While the server cannot be
+        reached (restarting, a leader being elected) beginning is tried again, with back-off,
+        for up to ``max_transaction_retry_time``, as the driver retries its own transactions:
+        nothing has run yet, so trying again is always safe."""
+        deadline = time.monotonic() + self._retry_time
+        delay = 0.1
+        while True:
+            session = self._session()
+            try:
+                return session, session.begin_transaction()
+            except (ServiceUnavailable, SessionExpired):
+                session.close()
+                if time.monotonic() + delay > deadline:
+                    raise
+            except BaseException:
+                session.close()
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -1086,9 +1117,10 @@ class Neo4jStore(GraphStore):
         actor, action, target, digest = prepare(actor, action, target, payload)
         records = self._take_records()
         state = self._local
-        # Inside an open transaction that has appended already, the head's lock is held and
-        # the newest entry is the one it appended: no need to lock and read again.
-        noted = state.audit_head if state.depth else None
+        # Inside an open transaction the head's lock is held (taken as it began) and the
+        # newest entry is the one it appended, or the one it read then: no need to lock and
+        # read again.
+        noted = (state.audit_head or state.begun_head) if state.depth else None
 
         def work(tx: _Tx) -> tuple[AuditEntry, TreeHead | None]:
             head = noted

@@ -5,6 +5,8 @@ alias names, and several versions in Production at once."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from lineagehub.graph import GraphStore
@@ -107,4 +109,53 @@ def test_several_production_holders_then_one_archives_them(
     reg.roll_back("churn", "Production", "ann")
     assert stage_holders(store, "churn", Stage.PRODUCTION) == [3, 4, 9, 21]
     assert stage_holders(store, "churn", Stage.STAGING) == [12]
+    assert store.verify_audit().ok
+
+
+@pytest.mark.parametrize("change", ["alias", "stage", "both"])
+def test_writers_racing_for_one_alias_or_stage_leave_one_holder(
+    store: GraphStore, reg: RegistryService, change: str
+) -> None:
+    """Three writers at once, round after round: each points ``champion`` at its own
+    version, or promotes its own version to Production, or (both) one sets an alias on a
+    version while another moves that version's stage. On Neo4j each read the holders before
+    any lock and wrote its stale copy of the versions whole: three holders of the alias,
+    three versions in Production, one of the two changes lost, every round (the audit log
+    recording them all). On SQLite the write lock comes first; on Neo4j now too."""
+    writers, rounds = 3, 8
+    start = threading.Barrier(writers)
+    failures: list[BaseException] = []
+
+    def write(k: int) -> None:
+        try:
+            for r in range(rounds):
+                start.wait(60)
+                version = f"churn/{r * writers + k + 1}"
+                if change == "alias":
+                    reg.set_alias(version, "champion", f"w{k}")
+                elif change == "stage":
+                    reg.promote(version, Stage.PRODUCTION, f"w{k}", reason="race")
+                elif k == 0:
+                    reg.set_alias(f"churn/{r + 1}", f"a{r}", "w0")
+                elif k == 1:
+                    reg.promote(f"churn/{r + 1}", Stage.STAGING, "w1", reason="race")
+                start.wait(60)  # every writer of the round is done
+                if k == 0 and change == "alias":
+                    assert len(alias_holders(store, "churn", "champion")) == 1, r
+                elif k == 0 and change == "stage":
+                    assert len(stage_holders(store, "churn", Stage.PRODUCTION)) == 1, r
+                elif k == 0:
+                    assert alias_holders(store, "churn", f"a{r}") == [r + 1], r
+                    assert r + 1 in stage_holders(store, "churn", Stage.STAGING), r
+        except BaseException as e:  # reported below, with the others'
+            failures.append(e)
+            start.abort()
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    real = [e for e in failures if not isinstance(e, threading.BrokenBarrierError)]
+    assert not real, real
     assert store.verify_audit().ok
