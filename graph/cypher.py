@@ -320,7 +320,16 @@ class FilterRenderer:
                 # Only keyset cursors carry containers (the value a page ended on); the
                 # flattened copy of a container is its JSON text, so compare with that.
                 value = to_json(value)
-            return f"{col} {_OPS[expr.op]} {self.param(native(value))}"
+            compared = f"{col} {_OPS[expr.op]} {self.param(native(value))}"
+            if expr.keyset and expr.op in ("gt", "lt"):
+                # ORDER BY sorts texts, then booleans, then numbers, but a comparison of two
+                # of them is null: after a text come the booleans and numbers too (a page
+                # ending on "sqrt" dropped every 0.5 after it)
+                rank = _TYPE_RANK.index(_type_of(value))
+                later = _TYPE_RANK[rank + 1 :] if expr.op == "gt" else _TYPE_RANK[:rank]
+                if later:
+                    compared = f"({compared} OR {col} IS :: {' | '.join(later)})"
+            return compared
         if isinstance(expr, IsNull):
             return f"{self.column(expr.path)} IS {'NOT ' if expr.negate else ''}NULL"
         if isinstance(expr, And):
@@ -334,6 +343,18 @@ class FilterRenderer:
         if isinstance(expr, Not):
             return f"NOT coalesce({self.render(expr.item)}, true)"
         raise ValidationError(f"not a filter expression: {expr!r}", field="where")
+
+
+#: The kinds of stored values, in the order Cypher's ORDER BY puts them (ascending).
+_TYPE_RANK = ("STRING", "BOOLEAN", "INTEGER | FLOAT")
+
+
+def _type_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "BOOLEAN"
+    if isinstance(value, (int, float)):
+        return "INTEGER | FLOAT"
+    return "STRING"
 
 
 def order_clause(order: Sequence[SortKey], var: str = "n") -> str:

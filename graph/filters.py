@@ -49,6 +49,10 @@ class Cmp:
     path: tuple[str, ...]
     op: str
     value: Any
+    #: A keyset cursor's "after this value" (gt or lt): in a backend whose ordering of
+    #: values of different types is not its comparison's (Cypher: a text and a number do not
+    #: compare), the rows of the types sorted after it are after it too.
+    keyset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +232,8 @@ def keyset_after(order: Sequence[SortKey], values: Sequence[Any]) -> Expr:
         ]
         if value is None:
             continue  # nothing sorts after a null except other rows with equal earlier keys
-        after = Or((Cmp(key.path, "lt" if key.descending else "gt", value), IsNull(key.path)))
+        op = "lt" if key.descending else "gt"
+        after = Or((Cmp(key.path, op, value, keyset=True), IsNull(key.path)))
         disjuncts.append(And((*prefix, after)) if prefix else after)
     return Or(tuple(disjuncts))
 

@@ -165,6 +165,32 @@ def test_paging_by_a_path_holding_lists_and_objects(store: GraphStore) -> None:
     assert sorted(seen) == ["n0", "n1", "n2", "n3", "n4", "n9"] and seen[-1] == "n9"
 
 
+@pytest.mark.parametrize("order_by", ["v", "-v", ["v", "-id"], ["-v", "id"]])
+def test_paging_by_a_path_holding_texts_numbers_and_booleans(
+    store: GraphStore, order_by: object
+) -> None:
+    """A param that is "sqrt" in some runs and 0.5 in others: on Neo4j a page ending on a
+    text dropped every number and boolean after it (a text and a number do not compare in
+    Cypher), 11 of 19 rows ascending, 8 descending. Every row comes once, in the order of
+    one query for all of them, on every backend."""
+    values: list[object] = ["sqrt", "log2", 0.5, 3, -1, True, False, "", 2**40, 0, "0"]
+    values += [0.5, "sqrt", True]  # ties, broken by id
+    store.upsert_nodes(
+        [Node(f"n{i:02d}", "Run", {"v": v}) for i, v in enumerate(values)] + [Node("n99", "Run")]
+    )
+    everything = [n.id for n in store.find_nodes("Run", order_by=order_by, limit=100).items]
+    assert sorted(everything) == sorted([f"n{i:02d}" for i in range(len(values))] + ["n99"])
+    for size in (1, 2, 3):
+        seen, after = [], None
+        while True:
+            page = store.find_nodes("Run", order_by=order_by, after=after, limit=size)  # type: ignore[arg-type]
+            seen += [n.id for n in page.items]
+            if not page.next_cursor:
+                break
+            after = page.next_cursor
+        assert seen == everything, (size, seen)
+
+
 def test_node_values_are_one_property_of_the_matches_in_order(runs: GraphStore) -> None:
     """A projection answers as find_nodes would, property by property: the same filter and
     order (nulls last), ``None`` for a node without the property, nothing of other labels."""
