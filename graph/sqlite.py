@@ -259,7 +259,12 @@ class _SqlBuilder:
                 self.params.append(json.dumps(list(expr.value)))
                 neg = "NOT " if expr.op == "nin" else ""
                 return f"{col} {neg}IN (SELECT value FROM json_each(?))"
-            self.params.append(expr.value)
+            value = expr.value
+            if type(value) is int and not -(2**63) <= value < 2**63:
+                # a keyset cursor's value (filters refuse these): json_extract reads an
+                # integer beyond 64 bits as a REAL, and sqlite3 cannot bind it as an integer
+                value = float(value)
+            self.params.append(value)
             if expr.op == "contains":
                 # in text, or in a list's or mapping's compact JSON text (as Neo4j keeps
                 # them), never in a number or a boolean's rendering

@@ -171,9 +171,11 @@ def test_paging_by_a_path_holding_texts_numbers_and_booleans(
 ) -> None:
     """A param that is "sqrt" in some runs and 0.5 in others: on Neo4j a page ending on a
     text dropped every number and boolean after it (a text and a number do not compare in
-    Cypher), 11 of 19 rows ascending, 8 descending. Every row comes once, in the order of
-    one query for all of them, on every backend."""
+    Cypher), 11 of 19 rows ascending, 8 descending; on SQLite a page ending on an integer
+    beyond 64 bits was an OverflowError. Every row comes once, in the order of one query for
+    all of them, on every backend."""
     values: list[object] = ["sqrt", "log2", 0.5, 3, -1, True, False, "", 2**40, 0, "0"]
+    values += [2**64, -(2**70)]  # beyond 64 bits: a cursor on them was an OverflowError
     values += [0.5, "sqrt", True]  # ties, broken by id
     store.upsert_nodes(
         [Node(f"n{i:02d}", "Run", {"v": v}) for i, v in enumerate(values)] + [Node("n99", "Run")]
