@@ -184,6 +184,9 @@ def test_explorer_walk_in_a_real_browser(
     assert "tumor-classifier v3" in steps["deployment"]
     assert steps["monitoringCharts"] >= 1  # the demo's monitoring windows, drawn
     assert "No alerts." not in steps["deployment"] and "firing" in steps["deployment"]
+    assert steps["alertEdges"] and set(steps["alertEdges"]) == {"ABOUT"}, steps["alertEdges"]
+    assert steps["finishedSelect"] == "FINISHED" and steps["finishedStatuses"], steps
+    assert set(steps["finishedStatuses"]) == {"FINISHED"}, steps["finishedStatuses"]
     before, after = steps["expanded"]
     assert after > before
     assert steps["pathElements"] == 5  # version -> run -> clean data: 3 nodes, 2 edges

@@ -197,6 +197,17 @@ try {
   await page.locator("#deployment table").first().waitFor(T);
   report.steps.deployment = await page.locator("#deployment").textContent();
   report.steps.monitoringCharts = await page.locator("#monitoring figure canvas").count();
+  // an alert's page lists its own edges only (an edge between two of its neighbours, the
+  // deployment SERVES a version, was listed as the alert's)
+  await page.locator('#deployment a[href^="#/node/alert"]').first().click();
+  await page.locator("h1 .badge", { hasText: /^alert$/i }).waitFor(T);
+  await page.locator("#nb ~ table").first().waitFor(T);
+  report.steps.alertEdges = await page.locator("#nb ~ table tbody tr td:nth-child(2)").allTextContents();
+  // a link with the status in lower case filters as the select does
+  await page.goto(`${baseUrl}#/runs?status=finished`);
+  await page.locator("#runs-table").waitFor(T);
+  report.steps.finishedStatuses = await page.locator("#runs-table tbody tr td:nth-child(3)").allTextContents();
+  report.steps.finishedSelect = await page.locator("#status-filter").inputValue();
   // expand: back to depth 1, then expand the training run from the node list
   await page.goto(`${baseUrl}#/lineage/${encodeURIComponent("tumor-classifier@champion")}?direction=UPSTREAM&depth=1`);
   await page.locator("#graph[data-ready]").waitFor(T);
