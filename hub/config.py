@@ -169,6 +169,15 @@ class Settings(BaseSettings):
         "beyond, 503 at once (one client opening thousands would otherwise use up the "
         "process's file descriptors).",
     )
+    caller_threads: int = Field(
+        default=16,
+        ge=0,
+        le=10_000,
+        description="Worker threads the requests of one caller (a token's or OIDC user; a client "
+        "address on an open hub) may hold at once, of the process's 40; its other requests "
+        "wait their turn (0: no cap). Forty slow queries from one caller held every thread, "
+        "and every other caller's requests waited behind them.",
+    )
     request_time_budget: float = Field(
         default=2.0,
         gt=0,

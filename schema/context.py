@@ -174,6 +174,37 @@ INLINE_BATCH_OPERATIONS = 16
 INLINE_BATCH_VALUES = 256
 
 
+class CallerThreads:
+    """How many worker threads each caller's requests hold at once, at most ``per_caller``
+    of the process's (anyio's 40): a caller sending forty slow queries held them all, and
+    every other caller waited. A caller's requests past its share wait for one of its own to
+    finish, holding no thread. Callers with nothing held or waiting are forgotten once more
+    than ``keep`` are known."""
+
+    def __init__(self, per_caller: int, keep: int = 10_000) -> None:
+        self.per_caller = per_caller
+        self.keep = keep
+        self._limiters: dict[str, anyio.CapacityLimiter] = {}
+
+    def of(self, caller: str) -> anyio.CapacityLimiter:
+        limiter = self._limiters.get(caller)
+        if limiter is None:
+            if len(self._limiters) >= self.keep:
+                self._forget_idle()
+            limiter = self._limiters[caller] = anyio.CapacityLimiter(self.per_caller)
+        return limiter
+
+    def waiting(self) -> int:
+        """Calls waiting for their caller's share now (all callers)."""
+        return sum(lim.statistics().tasks_waiting for lim in list(self._limiters.values()))
+
+    def _forget_idle(self) -> None:
+        for caller, limiter in list(self._limiters.items()):
+            stats = limiter.statistics()
+            if not stats.borrowed_tokens and not stats.tasks_waiting:
+                del self._limiters[caller]
+
+
 @dataclass
 class Context:
     services: Services
@@ -186,6 +217,9 @@ class Context:
     #: only a short request's writes may be made on the event loop (:meth:`write`), so a
     #: large value in one (a dataset's profile, a signature) is never encoded there.
     short_request: bool = True
+    #: The worker threads this request's caller may hold at once (:class:`CallerThreads`),
+    #: shared by all of its requests; ``None``: no cap.
+    threads: anyio.CapacityLimiter | None = None
     #: Nodes the request has read by now, for :attr:`nodes` once it is made (:meth:`remember`).
     _known: dict[str, Node] | None = field(init=False, default=None, repr=False)
     #: The authorization's state for this request (lineagehub.schema.authz).
@@ -257,7 +291,10 @@ class Context:
             return fn(*args, **kwargs)
         if self._pinned is not None:
             return await asyncio.wrap_future(self._pinned.submit(partial(fn, *args, **kwargs)))
-        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+        if self.threads is None:
+            return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+        async with self.threads:  # the caller's share first, then one of the process's
+            return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A short read (nodes by id or reference): made at once, on the event loop, when

@@ -699,3 +699,39 @@ def test_no_secret_in_any_log_line_or_error(
         assert secret not in text
         assert secret[3:20] not in text
     assert os.environ.get("LINEAGEHUB_TOKEN") is None
+
+
+def test_a_token_s_last_use_is_written_by_one_request_at_a_time(tmp_path: Path) -> None:
+    """Requests of one token at once, while another program held the database's write lock:
+    each wrote the token's last use, each waiting for the lock in a worker thread of its own
+    (forty of them held every thread). One writes it; the others go on without."""
+    from conftest import Held
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    identity = IdentityService(store, actor="root")
+    identity.add_user("ann", "editor")
+    secret = identity.create_token("ann", name="t").secret
+    results: list[str] = []
+    done = threading.Semaphore(0)
+
+    def authenticate() -> None:
+        principal, _ = identity.authenticate(secret)
+        results.append(principal.name)
+        done.release()
+
+    held = Held(store, Node("held", "Run"))
+    try:
+        callers = [threading.Thread(target=authenticate) for _ in range(5)]
+        for t in callers:
+            t.start()
+        for _ in range(4):  # four are answered while the lock is held
+            assert done.acquire(timeout=60)
+        assert results == ["ann"] * 4
+        held.release()  # the fifth wrote the last use; it goes through now
+        for t in callers:
+            t.join(60)
+        assert results == ["ann"] * 5
+        assert identity.list_tokens("ann")[0].last_used_at is not None
+    finally:
+        held.release()
+        store.close()

@@ -408,6 +408,75 @@ async def test_health_answers_while_every_shared_worker_thread_is_busy(tmp_path:
         store.close()
 
 
+@pytest.mark.anyio
+async def test_one_caller_s_slow_requests_leave_threads_for_the_others(tmp_path: Any) -> None:
+    """Forty-five writes of one caller waiting for the database (another program holds its
+    write lock) took all forty worker threads, and another caller's listing waited behind
+    them until they gave up (a minute). One caller holds at most LINEAGEHUB_CALLER_THREADS
+    (4 here) at once; its others wait for its own, holding none; the other caller is answered
+    while the lock is still held, and every write goes through once it is released."""
+    import anyio
+    import anyio.to_thread
+    from conftest import Held
+
+    from lineagehub.graph import Node
+    from lineagehub.services.identity import IdentityService
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    identity = IdentityService(store, actor="root")
+    tokens = {}
+    for user in ("ann", "bob"):
+        identity.add_user(user, "editor")
+        tokens[user] = identity.create_token(user, name="t").secret
+    settings = Settings(auth="tokens", caller_threads=4, data_dir=tmp_path)
+    app = create_app(
+        settings, store=store, artifacts=open_artifact_store((tmp_path / "a").as_uri())
+    )
+    shared = anyio.to_thread.current_default_thread_limiter()
+    transport = httpx.ASGITransport(app=app)
+    start = 'mutation($n: String!) { startRun(input: {name: $n, project: "p"}) { id } }'
+    listing = "{ runs(first: 5) { edges { node { id } } } }"
+    writes: list[httpx.Response] = []
+
+    def client(user: str) -> httpx.AsyncClient:
+        headers = {"authorization": f"Bearer {tokens[user]}"}
+        return httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", headers=headers, timeout=120
+        )
+
+    for user in tokens:  # each token's last use written now, not under the lock below
+        async with client(user) as warm:
+            assert (await warm.post("/graphql", json={"query": listing})).status_code == 200
+    held = Held(store, Node("held", "Run"))
+    try:
+        with held:
+            async with client("ann") as ann, client("bob") as bob, anyio.create_task_group() as tg:
+
+                async def write(i: int) -> None:
+                    answer = await ann.post(
+                        "/graphql", json={"query": start, "variables": {"n": f"w{i}"}}
+                    )
+                    writes.append(answer)
+
+                for i in range(45):
+                    tg.start_soon(write, i)
+                threads = app.state.caller_threads
+                with anyio.fail_after(60):  # bounds a failure only (no clock in the check)
+                    while threads is None or threads.waiting() < 45 - 4:
+                        await anyio.sleep(0)
+                assert shared.borrowed_tokens == 4  # ann's share, no more
+                with anyio.fail_after(60):  # bounds a failure only: it answers at once
+                    other = await bob.post("/graphql", json={"query": listing})
+                assert other.status_code == 200 and "errors" not in other.json(), other.text
+                assert not writes  # every one of ann's still waits for the lock
+                held.release()
+    finally:
+        held.release()
+        store.close()
+    assert len(writes) == 45
+    assert all(w.status_code == 200 and "errors" not in w.json() for w in writes)
+
+
 @pytest.mark.parametrize(
     ("method", "path", "media_type"),
     [("POST", "/graphql", "application/json"), ("PUT", "/artifacts", "application/octet-stream")],

@@ -306,15 +306,22 @@ class _GraphQL(GraphQL):
     microseconds), and every refusal a GraphQL error with a code."""
 
     def __init__(
-        self, services: Any, budget: float, authenticating: bool = False, **kwargs: Any
+        self,
+        services: Any,
+        budget: float,
+        authenticating: bool = False,
+        caller_threads: int = 0,
+        **kwargs: Any,
     ) -> None:
         from lineagehub.schema import schema
+        from lineagehub.schema.context import CallerThreads
 
         super().__init__(schema, **kwargs)
         self.authenticating = authenticating
         self.graphql_schema = schema._schema
         self.services = services
         self.budget = budget
+        self.threads = CallerThreads(caller_threads) if caller_threads else None
 
     async def get_context(self, request: Any, response: Any) -> Any:
         from lineagehub.schema import Context
@@ -327,12 +334,22 @@ class _GraphQL(GraphQL):
             principal = Principal(ANONYMOUS, {}, via="token")
         length = request.headers.get("content-length", "")  # none for a chunked body: long
         short = length.isdigit() and int(length) <= _INLINE_BODY
+        threads = None
+        if self.threads is not None:
+            # who: the name a credential proved; on an open hub, every local caller is the
+            # hub's user: the client's address then
+            if principal is not None and principal.via != "open":
+                caller = f"{principal.via}:{principal.name}"
+            else:
+                caller = f"address:{request.client.host if request.client else ''}"
+            threads = self.threads.of(caller)
         return Context(
             self.services,
             request=request,
             response=response,
             principal=principal,
             short_request=short,
+            threads=threads,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -966,15 +983,14 @@ def create_app(
             if owned:
                 store.close()
 
-    graphql = _BodyLimit(
-        _GraphQL(
-            services,
-            settings.request_time_budget,
-            authenticating=bool(settings.auth_methods()),
-            graphql_ide="graphiql" if settings.graphiql else None,
-        ),
-        max_body_bytes or settings.max_request_bytes,
+    view = _GraphQL(
+        services,
+        settings.request_time_budget,
+        authenticating=bool(settings.auth_methods()),
+        caller_threads=settings.caller_threads,
+        graphql_ide="graphiql" if settings.graphiql else None,
     )
+    graphql = _BodyLimit(view, max_body_bytes or settings.max_request_bytes)
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),  # first: most requests come here
         Route("/health", health, methods=["GET"]),
@@ -1003,6 +1019,7 @@ def create_app(
     )
     app.state.services = services
     app.state.webhooks = dispatcher
+    app.state.caller_threads = view.threads  # worker threads per caller (tests look)
     # authentication (LINEAGEHUB_AUTH), rate limits, refusals in the audit log: interfaces/auth.py
     security = SecurityAudit(store)
     services.on_denied = security.denied

@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -243,6 +244,11 @@ class IdentityService:
     def __init__(self, store: GraphStore, *, actor: str = "unknown") -> None:
         self.store = store
         self.actor = actor
+        # tokens whose last use is being written now: a token's other requests meanwhile do
+        # not write it too (forty at once, while another program held the database's write
+        # lock, each waited for it in a worker thread of its own)
+        self._refreshing: set[str] = set()
+        self._refreshing_lock = threading.Lock()
 
     # --- users -----------------------------------------------------------------------------
 
@@ -403,9 +409,17 @@ class IdentityService:
             )
         principal = Principal(name=user.name, grants=dict(user.grants), via="token")
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
-            props = {**node.props, "last_used_at": to_iso(now)}
-            self.store.upsert_nodes([Node(node.id, TOKEN_LABEL, props)])
-            token = ApiToken.from_node(Node(node.id, TOKEN_LABEL, props, node.created_at))
+            with self._refreshing_lock:
+                mine = token_id not in self._refreshing
+                self._refreshing.add(token_id)
+            if mine:
+                try:
+                    props = {**node.props, "last_used_at": to_iso(now)}
+                    self.store.upsert_nodes([Node(node.id, TOKEN_LABEL, props)])
+                    token = ApiToken.from_node(Node(node.id, TOKEN_LABEL, props, node.created_at))
+                finally:
+                    with self._refreshing_lock:
+                        self._refreshing.discard(token_id)
         return principal, token
 
     def _token(self, token_id: str) -> Node:
