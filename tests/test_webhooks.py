@@ -8,7 +8,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,9 @@ from lineagehub.services.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
+    DeliveryAttempt,
     DeliveryOutcome,
+    DeliveryRecorder,
     InMemoryRecorder,
     WebhookConfig,
     WebhookDispatcher,
@@ -48,12 +51,15 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Records every request; answers with the next scripted behaviour, then 200."""
+    """Records every request; answers with the next scripted behaviour, then 200. A path in
+    ``by_path`` always gets its behaviour; "block" answers 200 once ``release`` is set."""
 
     url: str = ""
     requests: list[Received] = field(default_factory=list)
     script: list[str] = field(default_factory=list)  # "500" | "429" | "400" | "hang"
+    by_path: dict[str, str] = field(default_factory=dict)  # + "block"
     hang_s: float = 1.0
+    release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, *behaviours: str) -> None:
@@ -64,6 +70,18 @@ class Receiver:
         with self.lock:
             return [json.loads(r.body) for r in self.requests]
 
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Blocked answers wait until the block ends (set ``release`` to end them sooner)."""
+        try:
+            yield
+        finally:
+            self.release.set()
+
+    async def released(self) -> None:
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+
     def app(self) -> Starlette:
         async def hook(request: Request) -> Response:
             body = await request.body()
@@ -71,10 +89,15 @@ class Receiver:
                 self.requests.append(
                     Received(request.url.path, dict(request.headers), body, time.monotonic())
                 )
-                behaviour = self.script.pop(0) if self.script else "200"
+                behaviour = self.by_path.get(request.url.path) or (
+                    self.script.pop(0) if self.script else "200"
+                )
             if behaviour == "hang":
                 await asyncio.sleep(self.hang_s)
                 return JSONResponse({"late": True})
+            if behaviour == "block":
+                await self.released()
+                return Response(status_code=200)
             if behaviour == "429":
                 return Response(status_code=429, headers={"Retry-After": "0"})
             return Response(status_code=int(behaviour))
@@ -96,13 +119,36 @@ def receiver(server: tuple[HubServer, Receiver]) -> Receiver:
     with recv.lock:
         recv.requests.clear()
         recv.script.clear()
+        recv.by_path.clear()
         recv.hang_s = 1.0
+        recv.release = threading.Event()
     return recv
 
 
+class WaitingRecorder(InMemoryRecorder):
+    """Attempts in memory, and a way to wait for them (handed on to ``also`` if given)."""
+
+    def __init__(self, also: DeliveryRecorder | None = None) -> None:
+        super().__init__()
+        self.also = also
+        self.recorded = threading.Condition()
+
+    def record(self, attempt: DeliveryAttempt) -> None:
+        if self.also is not None:
+            self.also.record(attempt)
+        super().record(attempt)
+        with self.recorded:
+            self.recorded.notify_all()
+
+    def wait_for(self, done: Callable[[], object], timeout: float = 30.0) -> bool:
+        """Whether ``done()`` came true before ``timeout`` (a guard, not a pace)."""
+        with self.recorded:
+            return bool(self.recorded.wait_for(done, timeout))
+
+
 @pytest.fixture
-def recorder() -> InMemoryRecorder:
-    return InMemoryRecorder()
+def recorder() -> WaitingRecorder:
+    return WaitingRecorder()
 
 
 def _dispatcher(
@@ -344,6 +390,41 @@ def test_bounded_queue_drops_instead_of_blocking(
     assert "queue full" in (recorder.attempts(event_id=ids[2])[0].error or "")
 
 
+def test_a_stuck_endpoint_neither_delays_nor_drops_another_endpoints_events(
+    receiver: Receiver, recorder: WaitingRecorder
+) -> None:
+    receiver.by_path["/stuck"] = "block"
+    stuck = WebhookConfig(url=f"{receiver.url}/stuck", secret=SECRET, timeout=120, max_attempts=1)
+    healthy = WebhookConfig(url=f"{receiver.url}/ok", secret=SECRET, timeout=30)
+
+    def delivered(url: str) -> list[DeliveryAttempt]:
+        return [a for a in recorder.attempts(url=url) if a.outcome is DeliveryOutcome.DELIVERED]
+
+    with _dispatcher(recorder, stuck, healthy, max_pending=2) as dispatcher, receiver.holding():
+        ids = []
+        for i in range(4):
+            ids.append(dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {"i": i}))
+            # /stuck holds its first event all along: /ok's arrive regardless
+            assert recorder.wait_for(lambda: len(delivered(healthy.url)) == len(ids)), i
+        assert not receiver.release.is_set()
+        receiver.release.set()
+        assert dispatcher.flush(30)
+    for event_id in ids:
+        (attempt,) = recorder.attempts(event_id=event_id, url=healthy.url)
+        assert attempt.outcome is DeliveryOutcome.DELIVERED
+    # /stuck's own bound (2: one in flight, one waiting) drops only its later events
+    stuck_outcomes = [
+        [(a.outcome.value, a.error) for a in recorder.attempts(event_id=i, url=stuck.url)]
+        for i in ids
+    ]
+    assert stuck_outcomes == [
+        [("delivered", None)],
+        [("delivered", None)],
+        [("failed", "dropped: queue full")],
+        [("failed", "dropped: queue full")],
+    ]
+
+
 def test_secret_never_recorded_or_logged(
     receiver: Receiver, recorder: InMemoryRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -379,7 +460,7 @@ def test_close_stops_worker_and_rejects_new_events(recorder: InMemoryRecorder) -
     started = time.perf_counter()
     dispatcher.close(timeout=0.3)  # the retry is seconds away: give up on it
     assert time.perf_counter() - started < 3
-    assert not dispatcher._thread.is_alive()
+    assert not any(lane.thread and lane.thread.is_alive() for lane in dispatcher._lanes)
     attempts = recorder.attempts(event_id=event_id)
     assert attempts[-1].outcome is DeliveryOutcome.FAILED
     assert "closed" in (attempts[-1].error or "")

@@ -21,8 +21,9 @@ HMAC-SHA256 with the endpoint's secret over ``f"{t}."`` followed by the raw body
 check it with :func:`verify_signature`, which also rejects timestamps older than a tolerance
 (replays). The timestamp is fresh on every attempt.
 
-Delivery happens on one background thread: :meth:`WebhookDispatcher.dispatch` only enqueues
-(it never blocks, never raises for a slow or broken receiver) and returns the event id. A 2xx
+Each endpoint has its own queue and background thread, so a slow or broken receiver delays
+and fills only its own: :meth:`WebhookDispatcher.dispatch` only enqueues (it never blocks,
+never raises for a slow or broken receiver) and returns the event id. A 2xx
 answer is success. Connection errors, timeouts, 429 and 5xx are retried up to
 ``max_attempts`` with exponential back-off and full jitter (a ``Retry-After`` in seconds or as
 an HTTP date is honoured, capped at ``backoff_max``); other answers fail at once. Every attempt
@@ -306,8 +307,8 @@ class DeliveryAttempt:
 
 @runtime_checkable
 class DeliveryRecorder(Protocol):
-    """Where attempts go (a graph-store-backed recorder comes later). Called from the
-    dispatcher's worker thread."""
+    """Where attempts go (:class:`GraphRecorder`: the graph store). Called from the
+    dispatcher's worker threads (one per endpoint) at once: it must be thread-safe."""
 
     def record(self, attempt: DeliveryAttempt) -> None: ...
 
@@ -372,12 +373,24 @@ def _retryable_status(status: int) -> bool:
     return status == 429 or 500 <= status <= 599
 
 
-class WebhookDispatcher:
-    """Delivers events to every matching :class:`WebhookConfig` from one background thread.
+class _Lane:
+    """One endpoint's queue and worker thread: a slow or broken endpoint holds up, and fills
+    the queue of, only its own deliveries."""
 
-    ``max_pending`` bounds the deliveries (event x endpoint) waiting or being retried; when it
-    is reached, new deliveries are dropped (logged, and recorded as a ``failed`` attempt 0)
-    rather than blocking the caller.
+    def __init__(self, config: WebhookConfig) -> None:
+        self.config = config
+        self.heap: list[tuple[float, int, _Delivery]] = []
+        self.pending = 0  # queued + in flight
+        self.thread: threading.Thread | None = None
+
+
+class WebhookDispatcher:
+    """Delivers events to every matching :class:`WebhookConfig`, each endpoint from its own
+    background thread.
+
+    ``max_pending`` bounds the deliveries (events) waiting or being retried for one endpoint;
+    when it is reached, that endpoint's new deliveries are dropped (logged, and recorded as a
+    ``failed`` attempt 0) rather than blocking the caller. Other endpoints are not affected.
     """
 
     def __init__(
@@ -399,16 +412,21 @@ class WebhookDispatcher:
         _redact_httpx_log()
         self._rng = rng or random.Random()
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Delivery]] = []
+        self._lanes = [_Lane(config) for config in self.configs]
         self._seq = itertools.count()
-        self._pending = 0  # queued + in flight
         self._closed = False
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="lineagehub-webhooks", daemon=True)
-        self._thread.start()
+        for i, lane in enumerate(self._lanes):
+            lane.thread = threading.Thread(
+                target=self._run, args=(lane,), name=f"lineagehub-webhooks-{i}", daemon=True
+            )
+            lane.thread.start()
 
     def __repr__(self) -> str:
-        return f"WebhookDispatcher(configs={list(self.configs)!r}, pending={self._pending})"
+        return f"WebhookDispatcher(configs={list(self.configs)!r}, pending={self._pending()})"
+
+    def _pending(self) -> int:
+        return sum(lane.pending for lane in self._lanes)
 
     # -- public API
 
@@ -437,15 +455,15 @@ class WebhookDispatcher:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the webhook dispatcher is closed")
-            for config in self.configs:
-                if not config.matches(name):
+            for lane in self._lanes:
+                if not lane.config.matches(name):
                     continue
-                delivery = _Delivery(str(uuid.uuid4()), event_id, name, body, config)
-                if self._pending >= self.max_pending:
+                delivery = _Delivery(str(uuid.uuid4()), event_id, name, body, lane.config)
+                if lane.pending >= self.max_pending:
                     dropped.append(delivery)
                     continue
-                self._pending += 1
-                heapq.heappush(self._heap, (time.monotonic(), next(self._seq), delivery))
+                lane.pending += 1
+                heapq.heappush(lane.heap, (time.monotonic(), next(self._seq), delivery))
             self._cond.notify_all()
         for delivery in dropped:
             log.warning(
@@ -459,7 +477,7 @@ class WebhookDispatcher:
         ``timeout`` seconds passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._pending:
+            while self._pending():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -468,20 +486,25 @@ class WebhookDispatcher:
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Stop accepting events, finish what is queued for up to ``timeout`` seconds, then
-        stop the worker (deliveries still waiting are recorded as ``failed``)."""
+        stop the workers (deliveries still waiting are recorded as ``failed``)."""
+        threads = [lane.thread for lane in self._lanes if lane.thread is not None]
         with self._cond:
-            if self._closed and not self._thread.is_alive():
+            if self._closed and not any(t.is_alive() for t in threads):
                 return
             self._closed = True
         self.flush(timeout)
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join(timeout=max(5.0, max((c.timeout for c in self.configs), default=0)))
+        grace = time.monotonic() + max(5.0, max((c.timeout for c in self.configs), default=0))
+        for thread in threads:
+            thread.join(timeout=max(0.0, grace - time.monotonic()))
+        abandoned: list[_Delivery] = []
         with self._cond:
-            abandoned = [d for _, _, d in self._heap]
-            self._heap.clear()
-            self._pending -= len(abandoned)
+            for lane in self._lanes:
+                abandoned += [d for _, _, d in lane.heap]
+                lane.pending -= len(lane.heap)
+                lane.heap.clear()
             self._cond.notify_all()
         for delivery in abandoned:
             self._record(
@@ -501,19 +524,19 @@ class WebhookDispatcher:
     ) -> None:
         self.close()
 
-    # -- worker
+    # -- workers
 
-    def _run(self) -> None:
+    def _run(self, lane: _Lane) -> None:
         while True:
             with self._cond:
                 while True:
                     if self._stop:
                         return
                     now = time.monotonic()
-                    if self._heap and self._heap[0][0] <= now:
-                        _, _, delivery = heapq.heappop(self._heap)
+                    if lane.heap and lane.heap[0][0] <= now:
+                        _, _, delivery = heapq.heappop(lane.heap)
                         break
-                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+                    self._cond.wait(lane.heap[0][0] - now if lane.heap else None)
             retry_in: float | None = None
             try:
                 retry_in = self._attempt(delivery)
@@ -522,9 +545,9 @@ class WebhookDispatcher:
             with self._cond:
                 if retry_in is not None and not self._stop:
                     due = time.monotonic() + retry_in
-                    heapq.heappush(self._heap, (due, next(self._seq), delivery))
+                    heapq.heappush(lane.heap, (due, next(self._seq), delivery))
                 else:
-                    self._pending -= 1
+                    lane.pending -= 1
                 self._cond.notify_all()
 
     def _attempt(self, delivery: _Delivery) -> float | None:
