@@ -8,7 +8,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +17,7 @@ import pytest
 from http_server import HubServer
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from lineagehub.graph.errors import ConfigError
@@ -52,12 +52,14 @@ class Received:
 @dataclass
 class Receiver:
     """Records every request; answers with the next scripted behaviour, then 200. A path in
-    ``by_path`` always gets its behaviour; "block" answers 200 once ``release`` is set."""
+    ``by_path`` always gets its behaviour; "block" answers 200 once ``release`` is set, "drip"
+    answers 200 and then a byte at a time until it is, "big" 200 and 1 MiB of body, and the
+    rest once it is."""
 
     url: str = ""
     requests: list[Received] = field(default_factory=list)
     script: list[str] = field(default_factory=list)  # "500" | "429" | "400" | "hang"
-    by_path: dict[str, str] = field(default_factory=dict)  # + "block"
+    by_path: dict[str, str] = field(default_factory=dict)  # + "block" | "drip" | "big"
     hang_s: float = 1.0
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,6 +84,18 @@ class Receiver:
         while not self.release.is_set():
             await asyncio.sleep(0.01)
 
+    async def drip(self) -> AsyncIterator[bytes]:
+        # far more often than any read timeout: only a deadline on the whole answer ends it
+        while not self.release.is_set():
+            yield b"."
+            await asyncio.sleep(0.05)
+
+    async def big(self) -> AsyncIterator[bytes]:
+        for _ in range(16):
+            yield b"x" * 65536
+        await self.released()
+        yield b"x" * 65536
+
     def app(self) -> Starlette:
         async def hook(request: Request) -> Response:
             body = await request.body()
@@ -98,6 +112,10 @@ class Receiver:
             if behaviour == "block":
                 await self.released()
                 return Response(status_code=200)
+            if behaviour == "drip":
+                return StreamingResponse(self.drip())
+            if behaviour == "big":
+                return StreamingResponse(self.big())
             if behaviour == "429":
                 return Response(status_code=429, headers={"Retry-After": "0"})
             return Response(status_code=int(behaviour))
@@ -289,8 +307,8 @@ def test_event_filtering(receiver: Receiver, recorder: InMemoryRecorder) -> None
     for request in receiver.requests:
         key = {"/promotions": SECRET, "/aliases": "other", "/all": "k3"}[request.path]
         assert verify_signature(key, request.body, request.headers[SIGNATURE_HEADER.lower()])
-    with pytest.raises(ConfigError):
-        WebhookDispatcher([everything], recorder=recorder).dispatch("nope", {})
+    with WebhookDispatcher([everything], recorder=recorder) as other, pytest.raises(ConfigError):
+        other.dispatch("nope", {})
 
 
 def test_retries_with_backoff_until_success(receiver: Receiver, recorder: InMemoryRecorder) -> None:
@@ -345,7 +363,7 @@ def test_connection_refused_is_retried_then_fails(recorder: InMemoryRecorder) ->
         assert dispatcher.flush(5)
     attempts = recorder.attempts(event_id=event_id)
     assert [a.outcome.value for a in attempts] == ["retrying", "failed"]
-    assert all(a.status_code is None and a.error for a in attempts)
+    assert all(a.status_code is None and "refused" in (a.error or "").lower() for a in attempts)
 
 
 def test_timeout_is_retried_and_dispatch_never_blocks(
@@ -423,6 +441,36 @@ def test_a_stuck_endpoint_neither_delays_nor_drops_another_endpoints_events(
         [("failed", "dropped: queue full")],
         [("failed", "dropped: queue full")],
     ]
+
+
+def test_the_timeout_bounds_the_whole_attempt(
+    receiver: Receiver, recorder: WaitingRecorder
+) -> None:
+    # 200 at once, then a byte every 50 ms for ever: every read is quick, the answer never ends
+    receiver.by_path["/drip"] = "drip"
+    config = WebhookConfig(url=f"{receiver.url}/drip", secret=SECRET, timeout=1.0, max_attempts=1)
+    with _dispatcher(recorder, config) as dispatcher, receiver.holding():
+        event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
+        assert dispatcher.flush(60)  # a guard: the attempt ends after its 1 s
+        assert not receiver.release.is_set()  # while the answer still trickles
+    (attempt,) = recorder.attempts(event_id=event_id)
+    assert attempt.outcome is DeliveryOutcome.FAILED
+    assert attempt.status_code == 200 and "timeout" in (attempt.error or "")
+
+
+def test_only_the_start_of_a_large_answer_is_read(
+    receiver: Receiver, recorder: WaitingRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 200 and 1 MiB of body, then nothing until released: only reading it all would wait
+    receiver.by_path["/big"] = "big"
+    config = WebhookConfig(url=f"{receiver.url}/big", secret=SECRET, timeout=60, max_attempts=1)
+    with _dispatcher(recorder, config) as dispatcher, receiver.holding():
+        event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
+        assert recorder.wait_for(lambda: recorder.attempts(event_id=event_id))
+        assert not receiver.release.is_set()
+    (attempt,) = recorder.attempts(event_id=event_id)
+    assert attempt.outcome is DeliveryOutcome.DELIVERED and attempt.status_code == 200
+    assert "Task was destroyed" not in caplog.text  # the part-read answer's stream is closed
 
 
 def test_secret_never_recorded_or_logged(

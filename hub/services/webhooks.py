@@ -23,17 +23,21 @@ check it with :func:`verify_signature`, which also rejects timestamps older than
 
 Each endpoint has its own queue and background thread, so a slow or broken receiver delays
 and fills only its own: :meth:`WebhookDispatcher.dispatch` only enqueues (it never blocks,
-never raises for a slow or broken receiver) and returns the event id. A 2xx
-answer is success. Connection errors, timeouts, 429 and 5xx are retried up to
-``max_attempts`` with exponential back-off and full jitter (a ``Retry-After`` in seconds or as
-an HTTP date is honoured, capped at ``backoff_max``); other answers fail at once. Every attempt
-is handed to a :class:`DeliveryRecorder` as a :class:`DeliveryAttempt` (outcome ``delivered``,
-``retrying`` or ``failed``). URLs in attempts and logs carry no user info and no query values;
-secrets never appear in reprs, logs or attempts.
+never raises for a slow or broken receiver) and returns the event id. A 2xx answer is
+success; only the first :data:`ANSWER_READ_LIMIT` bytes of its body are read. An endpoint's
+``timeout`` bounds each whole attempt (connecting, sending, the answer and that much of its
+body): an answer still arriving then is a timeout. Connection errors, timeouts, 429 and 5xx
+are retried up to ``max_attempts`` with exponential back-off and full jitter (a
+``Retry-After`` in seconds or as an HTTP date is honoured, capped at ``backoff_max``); other
+answers fail at once. Every attempt is handed to a :class:`DeliveryRecorder` as a
+:class:`DeliveryAttempt` (outcome ``delivered``, ``retrying`` or ``failed``). URLs in attempts
+and logs carry no user info and no query values; secrets never appear in reprs, logs or
+attempts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import hashlib
@@ -46,13 +50,13 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -69,6 +73,9 @@ EVENT_HEADER = "X-LineageHub-Event"
 DELIVERY_HEADER = "X-LineageHub-Delivery"
 DEFAULT_TOLERANCE_S = 300
 DEFAULT_QUEUE_SIZE = 1000
+#: How much of an answer's body is read: only its status counts, so the rest is left unread
+#: (the connection is closed) and a receiver answering gigabytes costs nothing.
+ANSWER_READ_LIMIT = 64 * 1024
 
 
 class WebhookEvent(str, enum.Enum):
@@ -158,6 +165,7 @@ class WebhookConfig:
 
     ``events`` is a set of event names (or :class:`WebhookEvent`) or ``"*"`` for all.
     ``secret`` is kept as bytes; ``repr`` shows neither it nor the URL's credentials.
+    ``timeout`` is in seconds, for the whole of one attempt.
     """
 
     url: str
@@ -382,6 +390,11 @@ class _Lane:
         self.heap: list[tuple[float, int, _Delivery]] = []
         self.pending = 0  # queued + in flight
         self.thread: threading.Thread | None = None
+        # The sender's attempts run on an event loop of its own, so a deadline can end one
+        # wherever it is: httpx's timeouts are per read, and an answer sent a byte at a time
+        # never trips them. Only the sender's thread runs it.
+        self.loop = asyncio.new_event_loop()
+        self.client = httpx.AsyncClient(follow_redirects=False)
 
 
 class WebhookDispatcher:
@@ -399,7 +412,6 @@ class WebhookDispatcher:
         *,
         recorder: DeliveryRecorder,
         max_pending: int = DEFAULT_QUEUE_SIZE,
-        client: httpx.Client | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if max_pending < 1:
@@ -407,8 +419,6 @@ class WebhookDispatcher:
         self.configs: tuple[WebhookConfig, ...] = tuple(configs)
         self.recorder = recorder
         self.max_pending = max_pending
-        self._client = client or httpx.Client(follow_redirects=False)
-        self._owns_client = client is None
         _redact_httpx_log()
         self._rng = rng or random.Random()
         self._cond = threading.Condition()
@@ -510,8 +520,6 @@ class WebhookDispatcher:
             self._record(
                 delivery, datetime.now(timezone.utc), None, "abandoned: dispatcher closed", 0.0
             )
-        if self._owns_client:
-            self._client.close()
 
     def __enter__(self) -> WebhookDispatcher:
         return self
@@ -527,6 +535,18 @@ class WebhookDispatcher:
     # -- workers
 
     def _run(self, lane: _Lane) -> None:
+        try:
+            self._serve(lane)
+        finally:
+            loop = lane.loop
+            loop.run_until_complete(lane.client.aclose())
+            # An answer left part-read leaves httpx's chain of stream generators for the loop
+            # to close, one after another: they finish before the loop closes.
+            while pending := asyncio.all_tasks(loop):
+                loop.run_until_complete(asyncio.wait(pending))
+            loop.close()
+
+    def _serve(self, lane: _Lane) -> None:
         while True:
             with self._cond:
                 while True:
@@ -539,7 +559,7 @@ class WebhookDispatcher:
                     self._cond.wait(lane.heap[0][0] - now if lane.heap else None)
             retry_in: float | None = None
             try:
-                retry_in = self._attempt(delivery)
+                retry_in = self._attempt(lane, delivery)
             except Exception:  # pragma: no cover - a bug; keep the worker alive
                 log.exception("webhook delivery to %s crashed", delivery.config.safe_url)
             with self._cond:
@@ -550,8 +570,9 @@ class WebhookDispatcher:
                     lane.pending -= 1
                 self._cond.notify_all()
 
-    def _attempt(self, delivery: _Delivery) -> float | None:
-        """POST once; record the attempt; return seconds until the retry, or ``None``."""
+    def _attempt(self, lane: _Lane, delivery: _Delivery) -> float | None:
+        """POST once, all of it within the endpoint's timeout; record the attempt; return
+        seconds until the retry, or ``None``."""
         config = delivery.config
         delivery.attempt += 1
         headers = {
@@ -566,15 +587,18 @@ class WebhookDispatcher:
         status: int | None = None
         error: str | None = None
         retry_after: float | None = None
+        answers: list[httpx.Response] = []
         try:
-            response = self._client.post(
-                config.url, content=delivery.body, headers=headers, timeout=config.timeout
-            )
-            status = response.status_code
+            post = self._post(lane.client, config, delivery.body, headers, answers)
+            lane.loop.run_until_complete(asyncio.wait_for(post, config.timeout))
+            status = answers[0].status_code
             if not 200 <= status <= 299:
                 error = f"HTTP {status}"
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = _retry_after(answers[0].headers.get("Retry-After"))
             retryable = _retryable_status(status)
+        except asyncio.TimeoutError:
+            status = answers[0].status_code if answers else None
+            error, retryable = f"timeout: no whole answer within {config.timeout:g} s", True
         except httpx.TimeoutException as e:
             error, retryable = f"timeout: {type(e).__name__}", True
         except httpx.TransportError as e:
@@ -602,8 +626,41 @@ class WebhookDispatcher:
         return delay
 
     @staticmethod
+    async def _post(
+        client: httpx.AsyncClient,
+        config: WebhookConfig,
+        body: bytes,
+        headers: dict[str, str],
+        answers: list[httpx.Response],
+    ) -> None:
+        """POST ``body``; the answer (its status and headers) goes into ``answers`` as soon as
+        it starts, then at most :data:`ANSWER_READ_LIMIT` bytes of its body are read."""
+        async with client.stream(
+            "POST", config.url, content=body, headers=headers, timeout=config.timeout
+        ) as response:
+            answers.append(response)
+            read = 0
+            chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+            try:
+                async for chunk in chunks:
+                    read += len(chunk)
+                    if read >= ANSWER_READ_LIMIT:
+                        break
+            finally:
+                await chunks.aclose()
+
+    @staticmethod
     def _error_text(exc: Exception, config: WebhookConfig) -> str:
         text = f"{type(exc).__name__}: {exc}"
+        # anyio says "All connection attempts failed": the reason is the first cause
+        root: BaseException = exc
+        for _ in range(10):  # bounded: a chain built by hand may loop
+            cause = root.__cause__ or root.__context__
+            if cause is None:
+                break
+            root = cause
+        if root is not exc and str(root) not in text:
+            text += f" ({type(root).__name__}: {root})"
         if config.url in text:
             text = text.replace(config.url, config.safe_url)
         secret = config.secret
