@@ -19,7 +19,11 @@ class WebhookDelivery:
     event_id: str
     event: str = strawberry.field(description='The event name, e.g. "alias.moved".')
     url: str = strawberry.field(description="The endpoint, without credentials or query values.")
-    attempt: int = strawberry.field(description="1-based (0: dropped before any attempt).")
+    attempt: int = strawberry.field(
+        description="1-based (0: dropped before any attempt). A delivery given up on as the "
+        'server stopped has a record of its own (error "abandoned: dispatcher closed"), with '
+        "the number of attempts made."
+    )
     at: datetime | None
     status_code: int | None
     error: str | None

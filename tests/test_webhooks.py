@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from lineagehub.graph import open_store
 from lineagehub.graph.errors import ConfigError
 from lineagehub.services.webhooks import (
     DELIVERY_HEADER,
@@ -28,6 +29,7 @@ from lineagehub.services.webhooks import (
     DeliveryAttempt,
     DeliveryOutcome,
     DeliveryRecorder,
+    GraphRecorder,
     InMemoryRecorder,
     WebhookConfig,
     WebhookDispatcher,
@@ -52,7 +54,8 @@ class Received:
 @dataclass
 class Receiver:
     """Records every request; answers with the next scripted behaviour, then 200. A path in
-    ``by_path`` always gets its behaviour; "block" answers 200 once ``release`` is set, "drip"
+    ``by_path`` always gets its behaviour; "block" answers 200 ("block:503": 503) once
+    ``release`` is set, "drip"
     answers 200 and then a byte at a time until it is, "big" 200 and 1 MiB of body, and the
     rest once it is."""
 
@@ -109,9 +112,9 @@ class Receiver:
             if behaviour == "hang":
                 await asyncio.sleep(self.hang_s)
                 return JSONResponse({"late": True})
-            if behaviour == "block":
+            if behaviour.startswith("block"):  # "block" or "block:<status>"
                 await self.released()
-                return Response(status_code=200)
+                return Response(status_code=int(behaviour.partition(":")[2] or 200))
             if behaviour == "drip":
                 return StreamingResponse(self.drip())
             if behaviour == "big":
@@ -167,6 +170,21 @@ class WaitingRecorder(InMemoryRecorder):
 @pytest.fixture
 def recorder() -> WaitingRecorder:
     return WaitingRecorder()
+
+
+def eventually(done: Callable[[], object], timeout: float = 30.0) -> bool:
+    """Whether ``done()`` came true before ``timeout`` (a guard, not a pace)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class NoJitter(random.Random):
+    def uniform(self, a: float, b: float) -> float:
+        return b
 
 
 def _dispatcher(
@@ -498,10 +516,6 @@ def test_secret_never_recorded_or_logged(
 
 
 def test_close_stops_worker_and_rejects_new_events(recorder: InMemoryRecorder) -> None:
-    class NoJitter(random.Random):
-        def uniform(self, a: float, b: float) -> float:
-            return b
-
     config = WebhookConfig(url="http://127.0.0.1:9/x", secret=SECRET, backoff_base=5.0)
     dispatcher = _dispatcher(recorder, config, rng=NoJitter())
     event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
@@ -515,3 +529,47 @@ def test_close_stops_worker_and_rejects_new_events(recorder: InMemoryRecorder) -
     with pytest.raises(RuntimeError):
         dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
     dispatcher.close()  # idempotent
+
+
+def test_abandoning_a_delivery_keeps_the_record_of_its_last_attempt() -> None:
+    store = open_store("sqlite://")
+    graph = GraphRecorder(store)
+    recorder = WaitingRecorder(also=graph)
+    config = WebhookConfig(url="http://127.0.0.1:9/x", secret=SECRET, backoff_base=60.0)
+    dispatcher = _dispatcher(recorder, config, rng=NoJitter())
+    event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
+    assert recorder.wait_for(lambda: recorder.attempts(event_id=event_id))
+    dispatcher.close(timeout=0)  # the retry is a minute away: given up on
+    rows = graph.attempts(event_id=event_id)
+    store.close()
+    assert [(r["attempt"], r["outcome"], r["status_code"]) for r in rows] == [
+        (1, "failed", None),
+        (1, "retrying", None),
+    ]
+    abandoned, attempt = rows
+    assert abandoned["error"] == "abandoned: dispatcher closed" and abandoned["abandoned"]
+    assert attempt["error"].startswith("ConnectError") and attempt["duration_ms"] > 0
+    assert attempt["at"] < abandoned["at"]
+
+
+def test_a_delivery_in_flight_as_the_dispatcher_stops_gets_a_final_record(
+    receiver: Receiver, recorder: WaitingRecorder
+) -> None:
+    receiver.by_path["/busy"] = "block:503"
+    config = WebhookConfig(url=f"{receiver.url}/busy", secret=SECRET, **{**FAST, "timeout": 60})
+    dispatcher = _dispatcher(recorder, config)
+    with receiver.holding():
+        event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
+        assert eventually(lambda: receiver.requests)  # the attempt is in flight
+        closing = threading.Thread(target=dispatcher.close, kwargs={"timeout": 0})
+        closing.start()
+        assert eventually(lambda: dispatcher._stop)  # the sender is told to stop
+        receiver.release.set()  # then the attempt ends, in a 503 it would retry
+        closing.join(30)
+        assert not closing.is_alive()
+    attempts = recorder.attempts(event_id=event_id)
+    assert [(a.attempt, a.outcome.value, a.status_code, a.error) for a in attempts] == [
+        (1, "retrying", 503, "HTTP 503"),
+        (1, "failed", None, "abandoned: dispatcher closed"),
+    ]
+    assert len(receiver.requests) == 1

@@ -297,6 +297,9 @@ class DeliveryAttempt:
     error: str | None
     duration_ms: float
     outcome: DeliveryOutcome
+    #: Not an attempt: the delivery given up on as the dispatcher closed, after ``attempt``
+    #: attempts (a record of its own, beside theirs).
+    abandoned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -310,6 +313,7 @@ class DeliveryAttempt:
             "error": self.error,
             "duration_ms": self.duration_ms,
             "outcome": self.outcome.value,
+            "abandoned": self.abandoned,
         }
 
 
@@ -389,6 +393,7 @@ class _Lane:
         self.config = config
         self.heap: list[tuple[float, int, _Delivery]] = []
         self.pending = 0  # queued + in flight
+        self.in_flight: _Delivery | None = None
         self.thread: threading.Thread | None = None
         # The sender's attempts run on an event loop of its own, so a deadline can end one
         # wherever it is: httpx's timeouts are per read, and an answer sent a byte at a time
@@ -496,7 +501,9 @@ class WebhookDispatcher:
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Stop accepting events, finish what is queued for up to ``timeout`` seconds, then
-        stop the workers (deliveries still waiting are recorded as ``failed``)."""
+        stop the workers: an attempt in flight may take its endpoint's timeout to end.
+        Deliveries not done then (waiting, or whose attempt in flight fails) get a ``failed``
+        record of their own, ``abandoned: dispatcher closed``; they are not sent again."""
         threads = [lane.thread for lane in self._lanes if lane.thread is not None]
         with self._cond:
             if self._closed and not any(t.is_alive() for t in threads):
@@ -506,20 +513,23 @@ class WebhookDispatcher:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        grace = time.monotonic() + max(5.0, max((c.timeout for c in self.configs), default=0))
+        # An attempt ends by its endpoint's timeout; then it is recorded.
+        grace = time.monotonic() + max((c.timeout for c in self.configs), default=0) + 5.0
         for thread in threads:
             thread.join(timeout=max(0.0, grace - time.monotonic()))
         abandoned: list[_Delivery] = []
         with self._cond:
             for lane in self._lanes:
+                if lane.in_flight is not None:  # stuck past its timeout (its recorder?)
+                    abandoned.append(lane.in_flight)
+                    lane.in_flight = None
+                    lane.pending -= 1
                 abandoned += [d for _, _, d in lane.heap]
                 lane.pending -= len(lane.heap)
                 lane.heap.clear()
             self._cond.notify_all()
         for delivery in abandoned:
-            self._record(
-                delivery, datetime.now(timezone.utc), None, "abandoned: dispatcher closed", 0.0
-            )
+            self._abandon(delivery)
 
     def __enter__(self) -> WebhookDispatcher:
         return self
@@ -555,6 +565,7 @@ class WebhookDispatcher:
                     now = time.monotonic()
                     if lane.heap and lane.heap[0][0] <= now:
                         _, _, delivery = heapq.heappop(lane.heap)
+                        lane.in_flight = delivery
                         break
                     self._cond.wait(lane.heap[0][0] - now if lane.heap else None)
             retry_in: float | None = None
@@ -562,13 +573,19 @@ class WebhookDispatcher:
                 retry_in = self._attempt(lane, delivery)
             except Exception:  # pragma: no cover - a bug; keep the worker alive
                 log.exception("webhook delivery to %s crashed", delivery.config.safe_url)
+            abandon = False
             with self._cond:
-                if retry_in is not None and not self._stop:
-                    due = time.monotonic() + retry_in
-                    heapq.heappush(lane.heap, (due, next(self._seq), delivery))
-                else:
-                    lane.pending -= 1
+                if lane.in_flight is delivery:  # else close() gave up on it already
+                    lane.in_flight = None
+                    if retry_in is not None and not self._stop:
+                        due = time.monotonic() + retry_in
+                        heapq.heappush(lane.heap, (due, next(self._seq), delivery))
+                    else:
+                        lane.pending -= 1
+                        abandon = retry_in is not None
                 self._cond.notify_all()
+            if abandon:  # the dispatcher stopped while the attempt was in flight
+                self._abandon(delivery)
 
     def _attempt(self, lane: _Lane, delivery: _Delivery) -> float | None:
         """POST once, all of it within the endpoint's timeout; record the attempt; return
@@ -671,6 +688,16 @@ class WebhookDispatcher:
                     text = text.replace(decoded, "***")
         return text
 
+    def _abandon(self, delivery: _Delivery) -> None:
+        self._record(
+            delivery,
+            datetime.now(timezone.utc),
+            None,
+            "abandoned: dispatcher closed",
+            0.0,
+            abandoned=True,
+        )
+
     def _record(
         self,
         delivery: _Delivery,
@@ -680,6 +707,7 @@ class WebhookDispatcher:
         duration_ms: float,
         *,
         retrying: bool = False,
+        abandoned: bool = False,
     ) -> None:
         if error is None:
             outcome = DeliveryOutcome.DELIVERED
@@ -698,6 +726,7 @@ class WebhookDispatcher:
             error=error,
             duration_ms=round(duration_ms, 3),
             outcome=outcome,
+            abandoned=abandoned,
         )
         try:
             self.recorder.record(attempt)
@@ -776,14 +805,16 @@ class AfterCommit:
 
 class GraphRecorder:
     """Records attempts as ``WebhookDelivery`` nodes in the graph store (id
-    ``delivery:<delivery id>:<attempt>``), so they outlive the process and the API lists
-    them (:meth:`attempts`)."""
+    ``delivery:<delivery id>:<attempt>``, and ``delivery:<delivery id>:abandoned`` for a
+    delivery given up on), so they outlive the process and the API lists them
+    (:meth:`attempts`)."""
 
     def __init__(self, store: GraphStore) -> None:
         self.store = store
 
     def record(self, attempt: DeliveryAttempt) -> None:
-        node_id = f"delivery:{attempt.delivery_id}:{attempt.attempt}"
+        number = "abandoned" if attempt.abandoned else attempt.attempt
+        node_id = f"delivery:{attempt.delivery_id}:{number}"
         props = {**attempt.to_dict(), "at": to_iso(attempt.at, "at")}  # sortable text
         self.store.upsert_nodes([Node(node_id, DELIVERY_LABEL, props)])
 
