@@ -128,8 +128,8 @@ class Settings(BaseSettings):
     webhook_queue_size: int = Field(
         default=1000,
         ge=1,
-        description="Webhook deliveries that may wait or be retried at once; beyond it new "
-        "ones are dropped (and recorded as failed).",
+        description="Webhook deliveries that may wait or be retried at once for one endpoint; "
+        "beyond it that endpoint's new ones are dropped (and recorded as failed).",
     )
 
     policies: Path | None = Field(

@@ -8,7 +8,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,15 +17,19 @@ import pytest
 from http_server import HubServer
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from lineagehub.graph import open_store
 from lineagehub.graph.errors import ConfigError
 from lineagehub.services.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
+    DeliveryAttempt,
     DeliveryOutcome,
+    DeliveryRecorder,
+    GraphRecorder,
     InMemoryRecorder,
     WebhookConfig,
     WebhookDispatcher,
@@ -48,12 +53,18 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Records every request; answers with the next scripted behaviour, then 200."""
+    """Records every request; answers with the next scripted behaviour, then 200. A path in
+    ``by_path`` always gets its behaviour; "block" answers 200 ("block:503": 503) once
+    ``release`` is set, "drip"
+    answers 200 and then a byte at a time until it is, "big" 200 and 1 MiB of body, and the
+    rest once it is."""
 
     url: str = ""
     requests: list[Received] = field(default_factory=list)
     script: list[str] = field(default_factory=list)  # "500" | "429" | "400" | "hang"
+    by_path: dict[str, str] = field(default_factory=dict)  # + "block" | "drip" | "big"
     hang_s: float = 1.0
+    release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, *behaviours: str) -> None:
@@ -64,6 +75,30 @@ class Receiver:
         with self.lock:
             return [json.loads(r.body) for r in self.requests]
 
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Blocked answers wait until the block ends (set ``release`` to end them sooner)."""
+        try:
+            yield
+        finally:
+            self.release.set()
+
+    async def released(self) -> None:
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+
+    async def drip(self) -> AsyncIterator[bytes]:
+        # far more often than any read timeout: only a deadline on the whole answer ends it
+        while not self.release.is_set():
+            yield b"."
+            await asyncio.sleep(0.05)
+
+    async def big(self) -> AsyncIterator[bytes]:
+        for _ in range(16):
+            yield b"x" * 65536
+        await self.released()
+        yield b"x" * 65536
+
     def app(self) -> Starlette:
         async def hook(request: Request) -> Response:
             body = await request.body()
@@ -71,10 +106,19 @@ class Receiver:
                 self.requests.append(
                     Received(request.url.path, dict(request.headers), body, time.monotonic())
                 )
-                behaviour = self.script.pop(0) if self.script else "200"
+                behaviour = self.by_path.get(request.url.path) or (
+                    self.script.pop(0) if self.script else "200"
+                )
             if behaviour == "hang":
                 await asyncio.sleep(self.hang_s)
                 return JSONResponse({"late": True})
+            if behaviour.startswith("block"):  # "block" or "block:<status>"
+                await self.released()
+                return Response(status_code=int(behaviour.partition(":")[2] or 200))
+            if behaviour == "drip":
+                return StreamingResponse(self.drip())
+            if behaviour == "big":
+                return StreamingResponse(self.big())
             if behaviour == "429":
                 return Response(status_code=429, headers={"Retry-After": "0"})
             return Response(status_code=int(behaviour))
@@ -96,13 +140,51 @@ def receiver(server: tuple[HubServer, Receiver]) -> Receiver:
     with recv.lock:
         recv.requests.clear()
         recv.script.clear()
+        recv.by_path.clear()
         recv.hang_s = 1.0
+        recv.release = threading.Event()
     return recv
 
 
+class WaitingRecorder(InMemoryRecorder):
+    """Attempts in memory, and a way to wait for them (handed on to ``also`` if given)."""
+
+    def __init__(self, also: DeliveryRecorder | None = None) -> None:
+        super().__init__()
+        self.also = also
+        self.recorded = threading.Condition()
+
+    def record(self, attempt: DeliveryAttempt) -> None:
+        if self.also is not None:
+            self.also.record(attempt)
+        super().record(attempt)
+        with self.recorded:
+            self.recorded.notify_all()
+
+    def wait_for(self, done: Callable[[], object], timeout: float = 30.0) -> bool:
+        """Whether ``done()`` came true before ``timeout`` (a guard, not a pace)."""
+        with self.recorded:
+            return bool(self.recorded.wait_for(done, timeout))
+
+
 @pytest.fixture
-def recorder() -> InMemoryRecorder:
-    return InMemoryRecorder()
+def recorder() -> WaitingRecorder:
+    return WaitingRecorder()
+
+
+def eventually(done: Callable[[], object], timeout: float = 30.0) -> bool:
+    """Whether ``done()`` came true before ``timeout`` (a guard, not a pace)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class NoJitter(random.Random):
+    def uniform(self, a: float, b: float) -> float:
+        return b
 
 
 def _dispatcher(
@@ -243,8 +325,8 @@ def test_event_filtering(receiver: Receiver, recorder: InMemoryRecorder) -> None
     for request in receiver.requests:
         key = {"/promotions": SECRET, "/aliases": "other", "/all": "k3"}[request.path]
         assert verify_signature(key, request.body, request.headers[SIGNATURE_HEADER.lower()])
-    with pytest.raises(ConfigError):
-        WebhookDispatcher([everything], recorder=recorder).dispatch("nope", {})
+    with WebhookDispatcher([everything], recorder=recorder) as other, pytest.raises(ConfigError):
+        other.dispatch("nope", {})
 
 
 def test_retries_with_backoff_until_success(receiver: Receiver, recorder: InMemoryRecorder) -> None:
@@ -299,7 +381,7 @@ def test_connection_refused_is_retried_then_fails(recorder: InMemoryRecorder) ->
         assert dispatcher.flush(5)
     attempts = recorder.attempts(event_id=event_id)
     assert [a.outcome.value for a in attempts] == ["retrying", "failed"]
-    assert all(a.status_code is None and a.error for a in attempts)
+    assert all(a.status_code is None and "refused" in (a.error or "").lower() for a in attempts)
 
 
 def test_timeout_is_retried_and_dispatch_never_blocks(
@@ -344,6 +426,71 @@ def test_bounded_queue_drops_instead_of_blocking(
     assert "queue full" in (recorder.attempts(event_id=ids[2])[0].error or "")
 
 
+def test_a_stuck_endpoint_neither_delays_nor_drops_another_endpoints_events(
+    receiver: Receiver, recorder: WaitingRecorder
+) -> None:
+    receiver.by_path["/stuck"] = "block"
+    stuck = WebhookConfig(url=f"{receiver.url}/stuck", secret=SECRET, timeout=120, max_attempts=1)
+    healthy = WebhookConfig(url=f"{receiver.url}/ok", secret=SECRET, timeout=30)
+
+    def delivered(url: str) -> list[DeliveryAttempt]:
+        return [a for a in recorder.attempts(url=url) if a.outcome is DeliveryOutcome.DELIVERED]
+
+    with _dispatcher(recorder, stuck, healthy, max_pending=2) as dispatcher, receiver.holding():
+        ids = []
+        for i in range(4):
+            ids.append(dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {"i": i}))
+            # /stuck holds its first event all along: /ok's arrive regardless
+            assert recorder.wait_for(lambda: len(delivered(healthy.url)) == len(ids)), i
+        assert not receiver.release.is_set()
+        receiver.release.set()
+        assert dispatcher.flush(30)
+    for event_id in ids:
+        (attempt,) = recorder.attempts(event_id=event_id, url=healthy.url)
+        assert attempt.outcome is DeliveryOutcome.DELIVERED
+    # /stuck's own bound (2: one in flight, one waiting) drops only its later events
+    stuck_outcomes = [
+        [(a.outcome.value, a.error) for a in recorder.attempts(event_id=i, url=stuck.url)]
+        for i in ids
+    ]
+    assert stuck_outcomes == [
+        [("delivered", None)],
+        [("delivered", None)],
+        [("failed", "dropped: queue full")],
+        [("failed", "dropped: queue full")],
+    ]
+
+
+def test_the_timeout_bounds_the_whole_attempt(
+    receiver: Receiver, recorder: WaitingRecorder
+) -> None:
+    # 200 at once, then a byte every 50 ms for ever: every read is quick, the answer never ends
+    receiver.by_path["/drip"] = "drip"
+    config = WebhookConfig(url=f"{receiver.url}/drip", secret=SECRET, timeout=1.0, max_attempts=1)
+    with _dispatcher(recorder, config) as dispatcher, receiver.holding():
+        event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
+        assert dispatcher.flush(60)  # a guard: the attempt ends after its 1 s
+        assert not receiver.release.is_set()  # while the answer still trickles
+    (attempt,) = recorder.attempts(event_id=event_id)
+    assert attempt.outcome is DeliveryOutcome.FAILED
+    assert attempt.status_code == 200 and "timeout" in (attempt.error or "")
+
+
+def test_only_the_start_of_a_large_answer_is_read(
+    receiver: Receiver, recorder: WaitingRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 200 and 1 MiB of body, then nothing until released: only reading it all would wait
+    receiver.by_path["/big"] = "big"
+    config = WebhookConfig(url=f"{receiver.url}/big", secret=SECRET, timeout=60, max_attempts=1)
+    with _dispatcher(recorder, config) as dispatcher, receiver.holding():
+        event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
+        assert recorder.wait_for(lambda: recorder.attempts(event_id=event_id))
+        assert not receiver.release.is_set()
+    (attempt,) = recorder.attempts(event_id=event_id)
+    assert attempt.outcome is DeliveryOutcome.DELIVERED and attempt.status_code == 200
+    assert "Task was destroyed" not in caplog.text  # the part-read answer's stream is closed
+
+
 def test_secret_never_recorded_or_logged(
     receiver: Receiver, recorder: InMemoryRecorder, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -369,20 +516,92 @@ def test_secret_never_recorded_or_logged(
 
 
 def test_close_stops_worker_and_rejects_new_events(recorder: InMemoryRecorder) -> None:
-    class NoJitter(random.Random):
-        def uniform(self, a: float, b: float) -> float:
-            return b
-
     config = WebhookConfig(url="http://127.0.0.1:9/x", secret=SECRET, backoff_base=5.0)
     dispatcher = _dispatcher(recorder, config, rng=NoJitter())
     event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
     started = time.perf_counter()
     dispatcher.close(timeout=0.3)  # the retry is seconds away: give up on it
     assert time.perf_counter() - started < 3
-    assert not dispatcher._thread.is_alive()
+    assert not any(lane.thread and lane.thread.is_alive() for lane in dispatcher._lanes)
     attempts = recorder.attempts(event_id=event_id)
     assert attempts[-1].outcome is DeliveryOutcome.FAILED
     assert "closed" in (attempts[-1].error or "")
     with pytest.raises(RuntimeError):
         dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
     dispatcher.close()  # idempotent
+
+
+def test_abandoning_a_delivery_keeps_the_record_of_its_last_attempt() -> None:
+    store = open_store("sqlite://")
+    graph = GraphRecorder(store)
+    recorder = WaitingRecorder(also=graph)
+    config = WebhookConfig(url="http://127.0.0.1:9/x", secret=SECRET, backoff_base=60.0)
+    dispatcher = _dispatcher(recorder, config, rng=NoJitter())
+    event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
+    assert recorder.wait_for(lambda: recorder.attempts(event_id=event_id))
+    dispatcher.close(timeout=0)  # the retry is a minute away: given up on
+    rows = graph.attempts(event_id=event_id)
+    store.close()
+    assert [(r["attempt"], r["outcome"], r["status_code"]) for r in rows] == [
+        (1, "failed", None),
+        (1, "retrying", None),
+    ]
+    abandoned, attempt = rows
+    assert abandoned["error"] == "abandoned: dispatcher closed" and abandoned["abandoned"]
+    assert attempt["error"].startswith("ConnectError") and attempt["duration_ms"] > 0
+    assert attempt["at"] < abandoned["at"]
+
+
+def test_a_delivery_in_flight_as_the_dispatcher_stops_gets_a_final_record(
+    receiver: Receiver, recorder: WaitingRecorder
+) -> None:
+    receiver.by_path["/busy"] = "block:503"
+    config = WebhookConfig(url=f"{receiver.url}/busy", secret=SECRET, **{**FAST, "timeout": 60})
+    dispatcher = _dispatcher(recorder, config)
+    with receiver.holding():
+        event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
+        assert eventually(lambda: receiver.requests)  # the attempt is in flight
+        closing = threading.Thread(target=dispatcher.close, kwargs={"timeout": 0})
+        closing.start()
+        assert eventually(lambda: dispatcher._stop)  # the sender is told to stop
+        receiver.release.set()  # then the attempt ends, in a 503 it would retry
+        closing.join(30)
+        assert not closing.is_alive()
+    attempts = recorder.attempts(event_id=event_id)
+    assert [(a.attempt, a.outcome.value, a.status_code, a.error) for a in attempts] == [
+        (1, "retrying", 503, "HTTP 503"),
+        (1, "failed", None, "abandoned: dispatcher closed"),
+    ]
+    assert len(receiver.requests) == 1
+
+
+def test_secret_looking_path_segments_are_not_recorded(
+    receiver: Receiver, recorder: WaitingRecorder
+) -> None:
+    slack = "https://hooks.slack.com/services/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"
+    shown = "https://hooks.slack.com/services/T0AB12CDE/B0FG34HIJ/***"
+    assert redact_url(slack) == shown and redact_url(shown) == shown
+    guid = "0b5e3c2a-1f4d-4e6a-9b8c-7d6e5f4a3b2c"
+    assert redact_url(f"https://x.example/webhookb2/{guid}/IncomingWebhook/a") == (
+        "https://x.example/webhookb2/***/IncomingWebhook/a"
+    )
+    for kept in ("http://h/hooks/ci", "http://h/generic-webhook-trigger/invoke", "http://h/"):
+        assert redact_url(kept) == kept
+
+    token = "Zq8xW2vB7nM4kL9pR3tY6uI1"
+    url = f"{receiver.url}/services/T000/B000/{token}"
+    store = open_store("sqlite://")
+    graph = GraphRecorder(store)
+    recorder.also = graph
+    with _dispatcher(recorder, WebhookConfig(url=url, secret=SECRET, timeout=30)) as dispatcher:
+        event_id = dispatcher.dispatch(WebhookEvent.ALIAS_MOVED, {})
+        assert dispatcher.flush(30)
+    (attempt,) = recorder.attempts(event_id=event_id)
+    assert attempt.outcome is DeliveryOutcome.DELIVERED
+    assert attempt.url == f"{receiver.url}/services/T000/B000/***"
+    # the receiver got the whole path; the configured URL and the URL shown both filter
+    assert receiver.requests[0].path == f"/services/T000/B000/{token}"
+    assert recorder.attempts(url=url) == recorder.attempts(url=attempt.url) == [attempt]
+    assert [r["event_id"] for r in graph.attempts(url=url)] == [event_id]
+    assert [r["event_id"] for r in graph.attempts(url=attempt.url)] == [event_id]
+    store.close()

@@ -21,18 +21,23 @@ HMAC-SHA256 with the endpoint's secret over ``f"{t}."`` followed by the raw body
 check it with :func:`verify_signature`, which also rejects timestamps older than a tolerance
 (replays). The timestamp is fresh on every attempt.
 
-Delivery happens on one background thread: :meth:`WebhookDispatcher.dispatch` only enqueues
-(it never blocks, never raises for a slow or broken receiver) and returns the event id. A 2xx
-answer is success. Connection errors, timeouts, 429 and 5xx are retried up to
-``max_attempts`` with exponential back-off and full jitter (a ``Retry-After`` in seconds or as
-an HTTP date is honoured, capped at ``backoff_max``); other answers fail at once. Every attempt
-is handed to a :class:`DeliveryRecorder` as a :class:`DeliveryAttempt` (outcome ``delivered``,
-``retrying`` or ``failed``). URLs in attempts and logs carry no user info and no query values;
-secrets never appear in reprs, logs or attempts.
+Each endpoint has its own queue and background thread, so a slow or broken receiver delays
+and fills only its own: :meth:`WebhookDispatcher.dispatch` only enqueues (it never blocks,
+never raises for a slow or broken receiver) and returns the event id. A 2xx answer is
+success; only the first :data:`ANSWER_READ_LIMIT` bytes of its body are read. An endpoint's
+``timeout`` bounds each whole attempt (connecting, sending, the answer and that much of its
+body): an answer still arriving then is a timeout. Connection errors, timeouts, 429 and 5xx
+are retried up to ``max_attempts`` with exponential back-off and full jitter (a
+``Retry-After`` in seconds or as an HTTP date is honoured, capped at ``backoff_max``); other
+answers fail at once. Every attempt is handed to a :class:`DeliveryRecorder` as a
+:class:`DeliveryAttempt` (outcome ``delivered``, ``retrying`` or ``failed``). URLs in attempts
+and logs carry no user info, no query values and no secret-looking path segments (see
+:func:`redact_url`); secrets never appear in reprs, logs or attempts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import hashlib
@@ -45,13 +50,13 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -68,6 +73,9 @@ EVENT_HEADER = "X-LineageHub-Event"
 DELIVERY_HEADER = "X-LineageHub-Delivery"
 DEFAULT_TOLERANCE_S = 300
 DEFAULT_QUEUE_SIZE = 1000
+#: How much of an answer's body is read: only its status counts, so the rest is left unread
+#: (the connection is closed) and a receiver answering gigabytes costs nothing.
+ANSWER_READ_LIMIT = 64 * 1024
 
 
 class WebhookEvent(str, enum.Enum):
@@ -133,8 +141,24 @@ def _redact_httpx_log() -> None:
         logger.addFilter(_HTTPX_LOG_FILTER)
 
 
+def _secret_looking(segment: str) -> bool:
+    # Slack's /services/T.../B.../<24 characters>, Discord's and Teams' tokens, UUIDs: long,
+    # and mixing digits with letters or upper with lower case, as names people write seldom do
+    if len(segment) < 16:
+        return False
+    kinds = (
+        any(c.isdigit() for c in segment),
+        any(c.islower() for c in segment),
+        any(c.isupper() for c in segment),
+    )
+    return sum(kinds) >= 2
+
+
 def redact_url(url: str) -> str:
-    """``url`` without user info, fragment or query values (query keys are kept)."""
+    """``url`` without user info, fragment or query values (query keys are kept), and with
+    path segments that look like secrets (16 characters or more, mixing digits and letters or
+    upper and lower case) shown as ``***``. Applied to its own result it changes nothing, so
+    a URL as shown finds the same records as the URL configured."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -144,7 +168,8 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "<invalid url>"
     query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    path = "/".join("***" if _secret_looking(s) else s for s in parts.path.split("/"))
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
 def _secret_bytes(secret: bytes | str) -> bytes:
@@ -157,6 +182,7 @@ class WebhookConfig:
 
     ``events`` is a set of event names (or :class:`WebhookEvent`) or ``"*"`` for all.
     ``secret`` is kept as bytes; ``repr`` shows neither it nor the URL's credentials.
+    ``timeout`` is in seconds, for the whole of one attempt.
     """
 
     url: str
@@ -281,13 +307,16 @@ class DeliveryAttempt:
     delivery_id: str
     event_id: str
     event: WebhookEvent
-    url: str  # redacted: no user info, no query values
+    url: str  # redacted (redact_url): no user info, query values or secret-looking segments
     attempt: int  # 1-based
     at: datetime  # when the attempt started (UTC)
     status_code: int | None
     error: str | None
     duration_ms: float
     outcome: DeliveryOutcome
+    #: Not an attempt: the delivery given up on as the dispatcher closed, after ``attempt``
+    #: attempts (a record of its own, beside theirs).
+    abandoned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -301,13 +330,14 @@ class DeliveryAttempt:
             "error": self.error,
             "duration_ms": self.duration_ms,
             "outcome": self.outcome.value,
+            "abandoned": self.abandoned,
         }
 
 
 @runtime_checkable
 class DeliveryRecorder(Protocol):
-    """Where attempts go (a graph-store-backed recorder comes later). Called from the
-    dispatcher's worker thread."""
+    """Where attempts go (:class:`GraphRecorder`: the graph store). Called from the
+    dispatcher's worker threads (one per endpoint) at once: it must be thread-safe."""
 
     def record(self, attempt: DeliveryAttempt) -> None: ...
 
@@ -327,7 +357,7 @@ class InMemoryRecorder:
         self, event_id: str | None = None, url: str | None = None
     ) -> list[DeliveryAttempt]:
         """Recorded attempts, optionally for one event and/or one endpoint (``url`` is
-        compared in its redacted form, so the configured URL works)."""
+        compared in its redacted form, so the configured URL and the URL as shown both work)."""
         wanted_url = redact_url(url) if url is not None else None
         with self._lock:
             return [
@@ -372,12 +402,30 @@ def _retryable_status(status: int) -> bool:
     return status == 429 or 500 <= status <= 599
 
 
-class WebhookDispatcher:
-    """Delivers events to every matching :class:`WebhookConfig` from one background thread.
+class _Lane:
+    """One endpoint's queue and worker thread: a slow or broken endpoint holds up, and fills
+    the queue of, only its own deliveries."""
 
-    ``max_pending`` bounds the deliveries (event x endpoint) waiting or being retried; when it
-    is reached, new deliveries are dropped (logged, and recorded as a ``failed`` attempt 0)
-    rather than blocking the caller.
+    def __init__(self, config: WebhookConfig) -> None:
+        self.config = config
+        self.heap: list[tuple[float, int, _Delivery]] = []
+        self.pending = 0  # queued + in flight
+        self.in_flight: _Delivery | None = None
+        self.thread: threading.Thread | None = None
+        # The sender's attempts run on an event loop of its own, so a deadline can end one
+        # wherever it is: httpx's timeouts are per read, and an answer sent a byte at a time
+        # never trips them. Only the sender's thread runs it.
+        self.loop = asyncio.new_event_loop()
+        self.client = httpx.AsyncClient(follow_redirects=False)
+
+
+class WebhookDispatcher:
+    """Delivers events to every matching :class:`WebhookConfig`, each endpoint from its own
+    background thread.
+
+    ``max_pending`` bounds the deliveries (events) waiting or being retried for one endpoint;
+    when it is reached, that endpoint's new deliveries are dropped (logged, and recorded as a
+    ``failed`` attempt 0) rather than blocking the caller. Other endpoints are not affected.
     """
 
     def __init__(
@@ -386,7 +434,6 @@ class WebhookDispatcher:
         *,
         recorder: DeliveryRecorder,
         max_pending: int = DEFAULT_QUEUE_SIZE,
-        client: httpx.Client | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if max_pending < 1:
@@ -394,21 +441,24 @@ class WebhookDispatcher:
         self.configs: tuple[WebhookConfig, ...] = tuple(configs)
         self.recorder = recorder
         self.max_pending = max_pending
-        self._client = client or httpx.Client(follow_redirects=False)
-        self._owns_client = client is None
         _redact_httpx_log()
         self._rng = rng or random.Random()
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Delivery]] = []
+        self._lanes = [_Lane(config) for config in self.configs]
         self._seq = itertools.count()
-        self._pending = 0  # queued + in flight
         self._closed = False
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="lineagehub-webhooks", daemon=True)
-        self._thread.start()
+        for i, lane in enumerate(self._lanes):
+            lane.thread = threading.Thread(
+                target=self._run, args=(lane,), name=f"lineagehub-webhooks-{i}", daemon=True
+            )
+            lane.thread.start()
 
     def __repr__(self) -> str:
-        return f"WebhookDispatcher(configs={list(self.configs)!r}, pending={self._pending})"
+        return f"WebhookDispatcher(configs={list(self.configs)!r}, pending={self._pending()})"
+
+    def _pending(self) -> int:
+        return sum(lane.pending for lane in self._lanes)
 
     # -- public API
 
@@ -437,15 +487,15 @@ class WebhookDispatcher:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the webhook dispatcher is closed")
-            for config in self.configs:
-                if not config.matches(name):
+            for lane in self._lanes:
+                if not lane.config.matches(name):
                     continue
-                delivery = _Delivery(str(uuid.uuid4()), event_id, name, body, config)
-                if self._pending >= self.max_pending:
+                delivery = _Delivery(str(uuid.uuid4()), event_id, name, body, lane.config)
+                if lane.pending >= self.max_pending:
                     dropped.append(delivery)
                     continue
-                self._pending += 1
-                heapq.heappush(self._heap, (time.monotonic(), next(self._seq), delivery))
+                lane.pending += 1
+                heapq.heappush(lane.heap, (time.monotonic(), next(self._seq), delivery))
             self._cond.notify_all()
         for delivery in dropped:
             log.warning(
@@ -459,7 +509,7 @@ class WebhookDispatcher:
         ``timeout`` seconds passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._pending:
+            while self._pending():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -468,27 +518,35 @@ class WebhookDispatcher:
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Stop accepting events, finish what is queued for up to ``timeout`` seconds, then
-        stop the worker (deliveries still waiting are recorded as ``failed``)."""
+        stop the workers: an attempt in flight may take its endpoint's timeout to end.
+        Deliveries not done then (waiting, or whose attempt in flight fails) get a ``failed``
+        record of their own, ``abandoned: dispatcher closed``; they are not sent again."""
+        threads = [lane.thread for lane in self._lanes if lane.thread is not None]
         with self._cond:
-            if self._closed and not self._thread.is_alive():
+            if self._closed and not any(t.is_alive() for t in threads):
                 return
             self._closed = True
         self.flush(timeout)
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._thread.join(timeout=max(5.0, max((c.timeout for c in self.configs), default=0)))
+        # An attempt ends by its endpoint's timeout; then it is recorded.
+        grace = time.monotonic() + max((c.timeout for c in self.configs), default=0) + 5.0
+        for thread in threads:
+            thread.join(timeout=max(0.0, grace - time.monotonic()))
+        abandoned: list[_Delivery] = []
         with self._cond:
-            abandoned = [d for _, _, d in self._heap]
-            self._heap.clear()
-            self._pending -= len(abandoned)
+            for lane in self._lanes:
+                if lane.in_flight is not None:  # stuck past its timeout (its recorder?)
+                    abandoned.append(lane.in_flight)
+                    lane.in_flight = None
+                    lane.pending -= 1
+                abandoned += [d for _, _, d in lane.heap]
+                lane.pending -= len(lane.heap)
+                lane.heap.clear()
             self._cond.notify_all()
         for delivery in abandoned:
-            self._record(
-                delivery, datetime.now(timezone.utc), None, "abandoned: dispatcher closed", 0.0
-            )
-        if self._owns_client:
-            self._client.close()
+            self._abandon(delivery)
 
     def __enter__(self) -> WebhookDispatcher:
         return self
@@ -501,34 +559,54 @@ class WebhookDispatcher:
     ) -> None:
         self.close()
 
-    # -- worker
+    # -- workers
 
-    def _run(self) -> None:
+    def _run(self, lane: _Lane) -> None:
+        try:
+            self._serve(lane)
+        finally:
+            loop = lane.loop
+            loop.run_until_complete(lane.client.aclose())
+            # An answer left part-read leaves httpx's chain of stream generators for the loop
+            # to close, one after another: they finish before the loop closes.
+            while pending := asyncio.all_tasks(loop):
+                loop.run_until_complete(asyncio.wait(pending))
+            loop.close()
+
+    def _serve(self, lane: _Lane) -> None:
         while True:
             with self._cond:
                 while True:
                     if self._stop:
                         return
                     now = time.monotonic()
-                    if self._heap and self._heap[0][0] <= now:
-                        _, _, delivery = heapq.heappop(self._heap)
+                    if lane.heap and lane.heap[0][0] <= now:
+                        _, _, delivery = heapq.heappop(lane.heap)
+                        lane.in_flight = delivery
                         break
-                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+                    self._cond.wait(lane.heap[0][0] - now if lane.heap else None)
             retry_in: float | None = None
             try:
-                retry_in = self._attempt(delivery)
+                retry_in = self._attempt(lane, delivery)
             except Exception:  # pragma: no cover - a bug; keep the worker alive
                 log.exception("webhook delivery to %s crashed", delivery.config.safe_url)
+            abandon = False
             with self._cond:
-                if retry_in is not None and not self._stop:
-                    due = time.monotonic() + retry_in
-                    heapq.heappush(self._heap, (due, next(self._seq), delivery))
-                else:
-                    self._pending -= 1
+                if lane.in_flight is delivery:  # else close() gave up on it already
+                    lane.in_flight = None
+                    if retry_in is not None and not self._stop:
+                        due = time.monotonic() + retry_in
+                        heapq.heappush(lane.heap, (due, next(self._seq), delivery))
+                    else:
+                        lane.pending -= 1
+                        abandon = retry_in is not None
                 self._cond.notify_all()
+            if abandon:  # the dispatcher stopped while the attempt was in flight
+                self._abandon(delivery)
 
-    def _attempt(self, delivery: _Delivery) -> float | None:
-        """POST once; record the attempt; return seconds until the retry, or ``None``."""
+    def _attempt(self, lane: _Lane, delivery: _Delivery) -> float | None:
+        """POST once, all of it within the endpoint's timeout; record the attempt; return
+        seconds until the retry, or ``None``."""
         config = delivery.config
         delivery.attempt += 1
         headers = {
@@ -543,15 +621,18 @@ class WebhookDispatcher:
         status: int | None = None
         error: str | None = None
         retry_after: float | None = None
+        answers: list[httpx.Response] = []
         try:
-            response = self._client.post(
-                config.url, content=delivery.body, headers=headers, timeout=config.timeout
-            )
-            status = response.status_code
+            post = self._post(lane.client, config, delivery.body, headers, answers)
+            lane.loop.run_until_complete(asyncio.wait_for(post, config.timeout))
+            status = answers[0].status_code
             if not 200 <= status <= 299:
                 error = f"HTTP {status}"
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = _retry_after(answers[0].headers.get("Retry-After"))
             retryable = _retryable_status(status)
+        except asyncio.TimeoutError:
+            status = answers[0].status_code if answers else None
+            error, retryable = f"timeout: no whole answer within {config.timeout:g} s", True
         except httpx.TimeoutException as e:
             error, retryable = f"timeout: {type(e).__name__}", True
         except httpx.TransportError as e:
@@ -579,8 +660,41 @@ class WebhookDispatcher:
         return delay
 
     @staticmethod
+    async def _post(
+        client: httpx.AsyncClient,
+        config: WebhookConfig,
+        body: bytes,
+        headers: dict[str, str],
+        answers: list[httpx.Response],
+    ) -> None:
+        """POST ``body``; the answer (its status and headers) goes into ``answers`` as soon as
+        it starts, then at most :data:`ANSWER_READ_LIMIT` bytes of its body are read."""
+        async with client.stream(
+            "POST", config.url, content=body, headers=headers, timeout=config.timeout
+        ) as response:
+            answers.append(response)
+            read = 0
+            chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+            try:
+                async for chunk in chunks:
+                    read += len(chunk)
+                    if read >= ANSWER_READ_LIMIT:
+                        break
+            finally:
+                await chunks.aclose()
+
+    @staticmethod
     def _error_text(exc: Exception, config: WebhookConfig) -> str:
         text = f"{type(exc).__name__}: {exc}"
+        # anyio says "All connection attempts failed": the reason is the first cause
+        root: BaseException = exc
+        for _ in range(10):  # bounded: a chain built by hand may loop
+            cause = root.__cause__ or root.__context__
+            if cause is None:
+                break
+            root = cause
+        if root is not exc and str(root) not in text:
+            text += f" ({type(root).__name__}: {root})"
         if config.url in text:
             text = text.replace(config.url, config.safe_url)
         secret = config.secret
@@ -591,6 +705,16 @@ class WebhookDispatcher:
                     text = text.replace(decoded, "***")
         return text
 
+    def _abandon(self, delivery: _Delivery) -> None:
+        self._record(
+            delivery,
+            datetime.now(timezone.utc),
+            None,
+            "abandoned: dispatcher closed",
+            0.0,
+            abandoned=True,
+        )
+
     def _record(
         self,
         delivery: _Delivery,
@@ -600,6 +724,7 @@ class WebhookDispatcher:
         duration_ms: float,
         *,
         retrying: bool = False,
+        abandoned: bool = False,
     ) -> None:
         if error is None:
             outcome = DeliveryOutcome.DELIVERED
@@ -618,6 +743,7 @@ class WebhookDispatcher:
             error=error,
             duration_ms=round(duration_ms, 3),
             outcome=outcome,
+            abandoned=abandoned,
         )
         try:
             self.recorder.record(attempt)
@@ -696,21 +822,24 @@ class AfterCommit:
 
 class GraphRecorder:
     """Records attempts as ``WebhookDelivery`` nodes in the graph store (id
-    ``delivery:<delivery id>:<attempt>``), so they outlive the process and the API lists
-    them (:meth:`attempts`)."""
+    ``delivery:<delivery id>:<attempt>``, and ``delivery:<delivery id>:abandoned`` for a
+    delivery given up on), so they outlive the process and the API lists them
+    (:meth:`attempts`)."""
 
     def __init__(self, store: GraphStore) -> None:
         self.store = store
 
     def record(self, attempt: DeliveryAttempt) -> None:
-        node_id = f"delivery:{attempt.delivery_id}:{attempt.attempt}"
+        number = "abandoned" if attempt.abandoned else attempt.attempt
+        node_id = f"delivery:{attempt.delivery_id}:{number}"
         props = {**attempt.to_dict(), "at": to_iso(attempt.at, "at")}  # sortable text
         self.store.upsert_nodes([Node(node_id, DELIVERY_LABEL, props)])
 
     def attempts(
         self, event_id: str | None = None, url: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
-        """Recorded attempts (as :meth:`DeliveryAttempt.to_dict`), newest first."""
+        """Recorded attempts (as :meth:`DeliveryAttempt.to_dict`), newest first; ``url`` as
+        configured or as shown (compared in its redacted form)."""
         where: dict[str, Any] = {}
         if event_id is not None:
             where["event_id"] = event_id
