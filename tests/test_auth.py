@@ -595,6 +595,44 @@ def test_oidc_bearer_tokens_verified_against_the_jwks(
         assert call(_jwt(key, sub="stranger")).status_code == 403
 
 
+def test_an_oidc_user_name_is_taken_as_given_or_refused(
+    tmp_path: Path, store: GraphStore, jwks: tuple[Any, str]
+) -> None:
+    """The name claim is the hub user's name as it stands: one with spaces or control
+    characters around or in it is refused (it was trimmed: " alice " and "alice\\n" were
+    alice), and so is one no user can have, with only its first characters in the answer (a
+    100,000-character or NUL-holding name was a 500 echoing it whole)."""
+    key, url = jwks
+    IdentityService(store).add_user("alice", "editor")
+    app = _serve(
+        tmp_path,
+        store,
+        auth="oidc",
+        oidc_issuer="https://idp.test",
+        oidc_audience="lineagehub",
+        oidc_jwks_url=url,
+    )
+    with HubServer(app) as server:
+
+        def call(**claims: Any) -> httpx.Response:
+            return httpx.post(
+                server.url + "/graphql",
+                json={"query": "{ __typename }"},
+                headers={"authorization": f"Bearer {_jwt(key, **claims)}"},
+            )
+
+        assert call(preferred_username="alice").status_code == 200
+        assert call(preferred_username="", sub="alice").status_code == 200  # empty: the next
+        for name in (" alice ", "alice\n", "\talice", "al\x00ice", "alice\u200b", "\uff41lice"):
+            message = assert_unauthenticated(call(preferred_username=name, sub="alice"))
+            assert "preferred_username claim is not a user name" in message, name
+        long = call(preferred_username="x" * 100_000)
+        assert "not a user name" in assert_unauthenticated(long)
+        assert len(long.content) < 500
+    with pytest.raises(AuthenticationError):
+        IdentityService(store).principal(" alice ", via="oidc")
+
+
 def test_oidc_needs_its_settings() -> None:
     with pytest.raises(ConfigError, match="LINEAGEHUB_OIDC_ISSUER"):
         Settings(auth="oidc").auth_methods()

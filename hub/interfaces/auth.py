@@ -38,9 +38,14 @@ from starlette.datastructures import QueryParams
 from starlette.responses import JSONResponse
 
 from lineagehub.config import Settings
-from lineagehub.graph import ConfigError, GraphStore, HubError
+from lineagehub.graph import ConfigError, GraphStore, HubError, ValidationError
 from lineagehub.services.access import Principal
-from lineagehub.services.identity import TOKEN_PREFIX, AuthenticationError, IdentityService
+from lineagehub.services.identity import (
+    TOKEN_PREFIX,
+    AuthenticationError,
+    IdentityService,
+    check_name,
+)
 
 log = logging.getLogger("lineagehub.auth")
 
@@ -166,7 +171,8 @@ class Authenticated:
 class OidcVerifier:
     """Verifies OIDC bearer JWTs: signature (a key of the JWKS, by ``kid``), expiry, issuer
     and audience; the user is the configured claim (default ``preferred_username``, else
-    ``sub``)."""
+    ``sub``), as given: one that is no user name the hub can have (:func:`check_name`:
+    spaces, control characters, too long) is refused, never trimmed into one."""
 
     def __init__(
         self, issuer: str, audience: str, jwks_url: str, username_claim: str | None
@@ -206,8 +212,17 @@ class OidcVerifier:
         )
         for claim in claims_tried:
             value = claims.get(claim)
-            if isinstance(value, str) and value.strip():
-                return value.strip()
+            if not isinstance(value, str) or not value:
+                continue
+            try:
+                # as given, never trimmed: " alice " or "alice\n" is not alice
+                return check_name(value)
+            except ValidationError:
+                raise AuthenticationError(
+                    f"the OIDC token's {claim} claim is not a user name the hub can have "
+                    f"(letters, digits and ._@+-, up to 128): {value!r:.40}",
+                    reason="invalid",
+                ) from None
         raise AuthenticationError(
             f"the OIDC token has no {' or '.join(claims_tried)} claim", reason="invalid"
         )
