@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from http_server import HubServer
 
 from lineagehub.artifacts import open_artifact_store
@@ -761,6 +761,30 @@ def test_a_key_removed_from_the_jwks_is_refused_once_the_jwks_is_fetched_again(
     assert idp.fetches == 3
     assert verifier.username(_token(old, "newer", sub="alice")) == "alice"
     assert idp.fetches == 3
+
+
+def test_a_token_whose_algorithm_does_not_fit_its_key_is_refused(idp: Idp) -> None:
+    """An algorithm for another type of key than its ``kid`` names, or other than the one the
+    key declares, is a bad token (RS256 or PS256 against an EC key, ES256 against an RSA key
+    raised TypeError: 500 with a traceback; PS256 was verified against a key declaring
+    RS256). A key declaring no algorithm takes any for its type."""
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    idp.keys = {"r": rsa_key, "e": ec_key, "any": rsa_key}
+    idp.algs = {"r": "RS256", "e": "ES256"}
+    verifier = _verifier(idp)
+    for key, kid, algorithm in [
+        (rsa_key, "e", "RS256"),
+        (rsa_key, "e", "PS256"),
+        (ec_key, "r", "ES256"),
+        (rsa_key, "r", "PS256"),
+        (ec_key, "any", "ES256"),
+    ]:
+        with pytest.raises(AuthenticationError):
+            verifier.username(_token(key, kid, algorithm, sub="alice"))
+    assert verifier.username(_token(rsa_key, "r", "RS256", sub="alice")) == "alice"
+    assert verifier.username(_token(ec_key, "e", "ES256", sub="alice")) == "alice"
+    assert verifier.username(_token(rsa_key, "any", "PS256", sub="alice")) == "alice"
 
 
 def test_keys_that_cannot_be_fetched_are_503_and_not_fetched_again_at_once(

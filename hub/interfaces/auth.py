@@ -381,17 +381,25 @@ class OidcVerifier:
             )
         jwk = self.keys.get(kid)
         try:
-            key = jwt.PyJWK(jwk)
+            # a key declaring its algorithm takes only that one; one that does not, any
+            # algorithm for its type (PyJWK refuses an EC key for RS256, and so on)
+            key = jwt.PyJWK(jwk, None if "alg" in jwk else alg)
         except (jwt.PyJWTError, TypeError, ValueError):
             raise AuthenticationError(
-                f"invalid OIDC token: the signing key {kid!r:.40} cannot be read",
+                f"invalid OIDC token: the signing key {kid!r:.40} is not one for {alg}",
                 reason="invalid",
             ) from None
+        if key.algorithm_name != alg:
+            raise AuthenticationError(
+                f"invalid OIDC token: signed with {alg}, but its key {kid!r:.40} is for "
+                f"{key.algorithm_name:.20}",
+                reason="invalid",
+            )
         try:
             claims = jwt.decode(
                 credential,
-                key.key,
-                algorithms=JWT_ALGORITHMS,
+                key,
+                algorithms=[alg],
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": ["exp", "iss", "aud"]},
