@@ -883,6 +883,75 @@ def test_a_jwks_that_never_ends_holds_no_request_past_the_deadline(
     assert idp.fetches == 3
 
 
+def test_oidc_logins_waiting_for_the_keys_leave_the_shared_threads_to_the_rest(
+    store: GraphStore, idp: Idp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OIDC logins run in threads of their own: however many wait for the issuer's keys, an
+    API token is answered at once (they filled the thread pool every request shares, and
+    the hub stopped answering anyone until the fetch gave up)."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from lineagehub.interfaces.auth import Authenticator, AuthMiddleware, SigningKeys
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    idp.keys = {"k1": key}
+    idp.hold = threading.Event()
+    identity = IdentityService(store)
+    identity.add_user("alice", "viewer")
+    api_token = identity.create_token("alice").secret
+    settings = Settings(
+        auth="tokens,oidc",
+        oidc_issuer="https://idp.test",
+        oidc_audience="lineagehub",
+        oidc_jwks_url=idp.url,
+    )
+    authenticator = Authenticator(settings, store)
+    assert authenticator.oidc is not None
+    authenticator.oidc.keys = SigningKeys(idp.url, timeout=300)  # held until the test lets go
+    entered = threading.Semaphore(0)
+    authenticate = authenticator.authenticate
+
+    def counted(header: str | None) -> Any:
+        entered.release()
+        return authenticate(header)
+
+    monkeypatch.setattr(authenticator, "authenticate", counted)
+    audit = SecurityAudit(store)
+
+    def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[Route("/ok", ok)],
+        middleware=[Middleware(AuthMiddleware, authenticator=authenticator, audit=audit)],
+    )
+    oidc = {"authorization": f"Bearer {_token(key, 'k1', sub='alice')}"}
+    pool = ThreadPoolExecutor(48)
+    with HubServer(app) as server:
+        try:
+            logins = [
+                pool.submit(httpx.get, server.url + "/ok", headers=oidc, timeout=300)
+                for _ in range(48)
+            ]
+            for _ in range(8):
+                assert entered.acquire(timeout=30)
+            with_token = httpx.get(
+                server.url + "/ok", headers={"authorization": f"Bearer {api_token}"}, timeout=20
+            )
+            assert with_token.status_code == 200
+            assert not any(login.done() for login in logins)  # all still waiting
+        finally:
+            idp.hold.set()
+            pool.shutdown(wait=True)
+    assert {login.result().status_code for login in logins} == {503}
+    assert idp.fetches == 1
+    audit.close()
+
+
 def test_oidc_needs_its_settings() -> None:
     with pytest.raises(ConfigError, match="LINEAGEHUB_OIDC_ISSUER"):
         Settings(auth="oidc").auth_methods()

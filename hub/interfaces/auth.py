@@ -183,6 +183,8 @@ JWKS_TIMEOUT = 5.0
 JWKS_BACKOFF = 10.0
 #: The largest JWKS read (bytes): real ones are a few KiB.
 JWKS_MAX_BYTES = 1024 * 1024
+#: Threads OIDC logins take at most, apart from the pool the other requests share.
+OIDC_THREADS = 8
 
 
 class SigningKeysUnavailable(BackendUnavailable):
@@ -473,6 +475,14 @@ class Authenticator:
         name = self.oidc.username(credential)
         return Authenticated(self.identity.principal(name, via="oidc"), f"oidc:{name}")
 
+    def checks_oidc(self, header: str | None) -> bool:
+        """Whether :meth:`authenticate` would check ``header`` against the OIDC issuer's keys
+        (and may wait for them)."""
+        credential = (header or "").strip().partition(" ")[2].strip()
+        return (
+            self.oidc is not None and bool(credential) and not credential.startswith(TOKEN_PREFIX)
+        )
+
 
 # --------------------------------------------------------------------------- the middleware
 
@@ -493,6 +503,7 @@ class AuthMiddleware:
         self.authenticator = authenticator
         self.audit = audit
         self.limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
+        self._oidc_threads: list[anyio.CapacityLimiter] = []  # made in the event loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and self.authenticator is not None:
@@ -507,8 +518,17 @@ class AuthMiddleware:
         if self.authenticator is not None and not _graphiql_page(scope):
             headers = dict(scope.get("headers") or [])
             header = headers.get(b"authorization", b"").decode("latin-1")
+            # OIDC logins in threads of their own: those waiting for the issuer's keys must
+            # not fill the pool every other request works in
+            threads = None
+            if self.authenticator.checks_oidc(header):
+                if not self._oidc_threads:
+                    self._oidc_threads.append(anyio.CapacityLimiter(OIDC_THREADS))
+                threads = self._oidc_threads[0]
             try:
-                found = await anyio.to_thread.run_sync(self.authenticator.authenticate, header)
+                found = await anyio.to_thread.run_sync(
+                    self.authenticator.authenticate, header, limiter=threads
+                )
             except AuthenticationError as e:
                 if e.reason != "missing":
                     self.audit.record(
