@@ -10,7 +10,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +22,7 @@ from urllib.parse import quote
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from http_server import HubServer
 
 from lineagehub.artifacts import open_artifact_store
@@ -29,7 +30,7 @@ from lineagehub.config import Settings
 from lineagehub.graph import ConfigError, GraphStore, HubError, Node, open_store
 from lineagehub.graph.model import to_iso
 from lineagehub.ingest.http import HubConnection
-from lineagehub.interfaces.auth import SecurityAudit, check_serve
+from lineagehub.interfaces.auth import OidcVerifier, SecurityAudit, check_serve
 from lineagehub.interfaces.cli import main
 from lineagehub.interfaces.server import create_app
 from lineagehub.samples.example import build_example
@@ -593,6 +594,362 @@ def test_oidc_bearer_tokens_verified_against_the_jwks(
         assert_unauthenticated(call(unsigned))
         # known to the IdP but not to the hub: authenticated, no role
         assert call(_jwt(key, sub="stranger")).status_code == 403
+
+
+def test_an_oidc_user_name_is_taken_as_given_or_refused(
+    tmp_path: Path, store: GraphStore, jwks: tuple[Any, str]
+) -> None:
+    """The name claim is the hub user's name as it stands: one with spaces or control
+    characters around or in it is refused (it was trimmed: " alice " and "alice\\n" were
+    alice), and so is one no user can have, with only its first characters in the answer (a
+    100,000-character or NUL-holding name was a 500 echoing it whole)."""
+    key, url = jwks
+    IdentityService(store).add_user("alice", "editor")
+    app = _serve(
+        tmp_path,
+        store,
+        auth="oidc",
+        oidc_issuer="https://idp.test",
+        oidc_audience="lineagehub",
+        oidc_jwks_url=url,
+    )
+    with HubServer(app) as server:
+
+        def call(**claims: Any) -> httpx.Response:
+            return httpx.post(
+                server.url + "/graphql",
+                json={"query": "{ __typename }"},
+                headers={"authorization": f"Bearer {_jwt(key, **claims)}"},
+            )
+
+        assert call(preferred_username="alice").status_code == 200
+        assert call(preferred_username="", sub="alice").status_code == 200  # empty: the next
+        for name in (" alice ", "alice\n", "\talice", "al\x00ice", "alice\u200b", "\uff41lice"):
+            message = assert_unauthenticated(call(preferred_username=name, sub="alice"))
+            assert "preferred_username claim is not a user name" in message, name
+        long = call(preferred_username="x" * 100_000)
+        assert "not a user name" in assert_unauthenticated(long)
+        assert len(long.content) < 500
+    with pytest.raises(AuthenticationError):
+        IdentityService(store).principal(" alice ", via="oidc")
+
+
+class Idp:
+    """An OIDC issuer's JWKS on a local port: the public halves of ``keys`` (kid -> private
+    key; ``algs`` gives a key's declared ``alg``), or ``status`` or ``body`` instead. While
+    ``hold`` is set to an unset event, an answer starts and then drips a byte at a time until
+    the event is set. ``fetches`` counts the requests, and ``asked`` is set at each."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, Any] = {}
+        self.algs: dict[str, str] = {}
+        self.status = 200
+        self.body: bytes | None = None
+        self.hold: threading.Event | None = None
+        self.fetches = 0
+        self.asked = threading.Event()
+        idp = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                idp.fetches += 1
+                idp.asked.set()
+                idp.answer(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
+
+    def jwks(self) -> bytes:
+        keys = []
+        for kid, private in self.keys.items():
+            algorithm = jwt.algorithms.get_default_algorithms()[
+                "RS256" if isinstance(private, rsa.RSAPrivateKey) else "ES256"
+            ]
+            public = json.loads(algorithm.to_jwk(private.public_key()))
+            keys.append(
+                {**public, "kid": kid, **({"alg": self.algs[kid]} if kid in self.algs else {})}
+            )
+        return json.dumps({"keys": keys}).encode()
+
+    def answer(self, request: BaseHTTPRequestHandler) -> None:
+        body = self.body if self.body is not None else self.jwks()
+        hold = self.hold
+        request.send_response(self.status)
+        request.send_header("content-type", "application/json")
+        request.send_header("content-length", str(len(body) if hold is None else 10**9))
+        request.end_headers()
+        try:
+            if hold is None:
+                request.wfile.write(body)
+                return
+            while not hold.wait(0.05):
+                request.wfile.write(b" ")
+                request.wfile.flush()
+        except OSError:  # the hub gave up on it
+            pass
+
+    def close(self) -> None:
+        if self.hold is not None:
+            self.hold.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def idp() -> Iterator[Idp]:
+    served = Idp()
+    yield served
+    served.close()
+
+
+@pytest.fixture
+def later(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Moves time.monotonic (the age of the keys, the pause after a failed fetch) forward
+    without waiting; a verifier made after this fixture sees it."""
+    real = time.monotonic
+    offset = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: real() + offset[0])
+
+    def advance(seconds: float) -> None:
+        offset[0] += seconds
+
+    return advance
+
+
+def _token(key: Any, kid: str, algorithm: str = "RS256", **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"iss": "https://idp.test", "aud": "lineagehub", "iat": now, "exp": now + 300}
+    return jwt.encode({**payload, **claims}, key, algorithm=algorithm, headers={"kid": kid})
+
+
+def _verifier(idp: Idp) -> OidcVerifier:
+    return OidcVerifier("https://idp.test", "lineagehub", idp.url, None)
+
+
+def _unavailable(error: BaseException | None) -> bool:
+    return isinstance(error, HubError) and error.code == "BACKEND_UNAVAILABLE" and error.retryable
+
+
+def test_a_key_removed_from_the_jwks_is_refused_once_the_jwks_is_fetched_again(
+    idp: Idp, later: Callable[[float], None]
+) -> None:
+    """The keys follow the JWKS: kept five minutes, then fetched again, and a key no longer
+    listed is refused (each key was cached for the life of the process, so a key the issuer
+    withdrew, say a leaked one, stayed good)."""
+    old, new = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in "ab")
+    idp.keys = {"old": old}
+    verifier = _verifier(idp)
+    assert verifier.username(_token(old, "old", sub="alice")) == "alice"
+    idp.keys = {"new": new}  # the issuer rotates: "old" is withdrawn
+    assert verifier.username(_token(old, "old", sub="alice")) == "alice"  # until the next fetch
+    later(301)
+    with pytest.raises(AuthenticationError, match="no signing key 'old'"):
+        verifier.username(_token(old, "old", sub="alice"))
+    assert verifier.username(_token(new, "new", sub="alice")) == "alice"
+    assert idp.fetches == 2
+    # a key added since: fetched for at once, at most every 30 s whatever kids are sent
+    idp.keys = {"new": new, "newer": old}
+    later(31)
+    for kid in ("x1", "x2", "x3"):
+        with pytest.raises(AuthenticationError):
+            verifier.username(_token(old, kid, sub="alice"))
+    assert idp.fetches == 3
+    assert verifier.username(_token(old, "newer", sub="alice")) == "alice"
+    assert idp.fetches == 3
+
+
+def test_a_token_whose_algorithm_does_not_fit_its_key_is_refused(idp: Idp) -> None:
+    """An algorithm for another type of key than its ``kid`` names, or other than the one the
+    key declares, is a bad token (RS256 or PS256 against an EC key, ES256 against an RSA key
+    raised TypeError: 500 with a traceback; PS256 was verified against a key declaring
+    RS256). A key declaring no algorithm takes any for its type."""
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    idp.keys = {"r": rsa_key, "e": ec_key, "any": rsa_key}
+    idp.algs = {"r": "RS256", "e": "ES256"}
+    verifier = _verifier(idp)
+    for key, kid, algorithm in [
+        (rsa_key, "e", "RS256"),
+        (rsa_key, "e", "PS256"),
+        (ec_key, "r", "ES256"),
+        (rsa_key, "r", "PS256"),
+        (ec_key, "any", "ES256"),
+    ]:
+        with pytest.raises(AuthenticationError):
+            verifier.username(_token(key, kid, algorithm, sub="alice"))
+    assert verifier.username(_token(rsa_key, "r", "RS256", sub="alice")) == "alice"
+    assert verifier.username(_token(ec_key, "e", "ES256", sub="alice")) == "alice"
+    assert verifier.username(_token(rsa_key, "any", "PS256", sub="alice")) == "alice"
+
+
+def test_keys_that_cannot_be_fetched_are_503_and_not_fetched_again_at_once(
+    tmp_path: Path, store: GraphStore, idp: Idp
+) -> None:
+    """An issuer that cannot give its keys is the server's trouble, not the caller's: 503
+    BACKEND_UNAVAILABLE with Retry-After (it was 401, telling the caller its credential was
+    bad), and the JWKS is not fetched again for a while (it was, for every request)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    idp.keys = {"k1": key}
+    idp.status = 500
+    identity = IdentityService(store)
+    identity.add_user("alice", "editor")
+    api_token = identity.create_token("alice").secret
+    app = _serve(
+        tmp_path,
+        store,
+        auth="tokens,oidc",
+        oidc_issuer="https://idp.test",
+        oidc_audience="lineagehub",
+        oidc_jwks_url=idp.url,
+    )
+    with HubServer(app) as server:
+
+        def call(credential: str) -> httpx.Response:
+            return httpx.post(
+                server.url + "/graphql",
+                json={"query": "{ __typename }"},
+                headers={"authorization": f"Bearer {credential}"},
+            )
+
+        for _ in range(3):
+            response = call(_token(key, "k1", sub="alice"))
+            assert response.status_code == 503, response.text
+            assert response.json()["errors"][0]["extensions"]["code"] == "BACKEND_UNAVAILABLE"
+            assert int(response.headers["retry-after"]) >= 1
+        assert idp.fetches == 1
+        assert call(api_token).status_code == 200
+        app.state.security_audit.flush()
+    assert not [e for e in store.iter_audit() if e.action == "auth.failed"]  # no bad login
+
+
+def test_a_jwks_that_is_no_jwks_is_503(idp: Idp, later: Callable[[float], None]) -> None:
+    """Not JSON, JSON but no key set, too large: the keys cannot be had (503); JSON that
+    was not JSON was a JSONDecodeError, a 500."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    idp.keys = {"k1": key}
+    verifier = _verifier(idp)
+    for body in (b"<html>sign in</html>", b"[1, 2]", b'{"keys": 1}', b" " * (2 << 20)):
+        idp.body = body
+        with pytest.raises(HubError) as e:
+            verifier.username(_token(key, "k1", sub="alice"))
+        assert _unavailable(e.value), e.value
+        later(11)
+    idp.body = None
+    assert verifier.username(_token(key, "k1", sub="alice")) == "alice"
+    assert idp.fetches == 5
+
+
+def test_a_jwks_that_never_ends_holds_no_request_past_the_deadline(
+    idp: Idp, later: Callable[[float], None]
+) -> None:
+    """One fetch at a time, given up at its deadline (5 s) however slowly the issuer drips
+    its answer: the requests waiting for it are answered then, those that come after get 503
+    at once until a pause has passed, and keys already held keep serving meanwhile (a
+    dripping JWKS held every OIDC request, one after another, for as long as it dripped)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    idp.keys = {"k1": key}
+    verifier = _verifier(idp)
+    assert verifier.username(_token(key, "k1", sub="alice")) == "alice"
+    later(31)  # an unknown kid may now fetch the JWKS again
+    idp.hold = threading.Event()
+    idp.asked.clear()
+    pool = ThreadPoolExecutor(3)
+    try:
+        calls = [pool.submit(verifier.username, _token(key, "k2", sub="alice"))]
+        assert idp.asked.wait(30)
+        calls += [pool.submit(verifier.username, _token(key, "k2", sub="alice")) for _ in "ab"]
+        # the key held is not waiting for the fetch
+        assert verifier.username(_token(key, "k1", sub="alice")) == "alice"
+        _, waiting = wait(calls, timeout=30)
+        assert not waiting, "requests still held by the dripping JWKS"
+    finally:
+        pool.shutdown(wait=False)
+    assert all(_unavailable(c.exception()) for c in calls)
+    assert idp.fetches == 2
+    with pytest.raises(HubError) as e:  # the pause: no fetch, at once
+        verifier.username(_token(key, "k2", sub="alice"))
+    assert _unavailable(e.value) and "retry in" in str(e.value)
+    assert idp.fetches == 2
+    idp.hold.set()
+    idp.hold = None
+    idp.keys = {"k1": key, "k2": key}
+    later(11)
+    assert verifier.username(_token(key, "k2", sub="alice")) == "alice"
+    assert idp.fetches == 3
+
+
+def test_oidc_logins_waiting_for_the_keys_leave_the_shared_threads_to_the_rest(
+    store: GraphStore, idp: Idp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OIDC logins run in threads of their own: however many wait for the issuer's keys, an
+    API token is answered at once (they filled the thread pool every request shares, and
+    the hub stopped answering anyone until the fetch gave up)."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from lineagehub.interfaces.auth import Authenticator, AuthMiddleware, SigningKeys
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    idp.keys = {"k1": key}
+    idp.hold = threading.Event()
+    identity = IdentityService(store)
+    identity.add_user("alice", "viewer")
+    api_token = identity.create_token("alice").secret
+    settings = Settings(
+        auth="tokens,oidc",
+        oidc_issuer="https://idp.test",
+        oidc_audience="lineagehub",
+        oidc_jwks_url=idp.url,
+    )
+    authenticator = Authenticator(settings, store)
+    assert authenticator.oidc is not None
+    authenticator.oidc.keys = SigningKeys(idp.url, timeout=300)  # held until the test lets go
+    entered = threading.Semaphore(0)
+    authenticate = authenticator.authenticate
+
+    def counted(header: str | None) -> Any:
+        entered.release()
+        return authenticate(header)
+
+    monkeypatch.setattr(authenticator, "authenticate", counted)
+    audit = SecurityAudit(store)
+
+    def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[Route("/ok", ok)],
+        middleware=[Middleware(AuthMiddleware, authenticator=authenticator, audit=audit)],
+    )
+    oidc = {"authorization": f"Bearer {_token(key, 'k1', sub='alice')}"}
+    pool = ThreadPoolExecutor(48)
+    with HubServer(app) as server:
+        try:
+            logins = [
+                pool.submit(httpx.get, server.url + "/ok", headers=oidc, timeout=300)
+                for _ in range(48)
+            ]
+            for _ in range(8):
+                assert entered.acquire(timeout=30)
+            with_token = httpx.get(
+                server.url + "/ok", headers={"authorization": f"Bearer {api_token}"}, timeout=20
+            )
+            assert with_token.status_code == 200
+            assert not any(login.done() for login in logins)  # all still waiting
+        finally:
+            idp.hold.set()
+            pool.shutdown(wait=True)
+    assert {login.result().status_code for login in logins} == {503}
+    assert idp.fetches == 1
+    audit.close()
 
 
 def test_oidc_needs_its_settings() -> None:

@@ -12,7 +12,9 @@ caller as the configured user, with every right (for a loopback address only: se
 unknown, expired or revoked credential, or a disabled user, gets 401 with
 ``WWW-Authenticate: Bearer`` and the error shaped as GraphQL errors are (code
 ``UNAUTHENTICATED``); a caller over ``LINEAGEHUB_RATE_LIMIT`` requests a minute gets 429 with
-``Retry-After`` (code ``RATE_LIMITED``).
+``Retry-After`` (code ``RATE_LIMITED``). When the OIDC issuer's signing keys cannot be had
+(:class:`SigningKeys`), an OIDC token can be told neither good nor bad: 503 with
+``Retry-After`` (code ``BACKEND_UNAVAILABLE``).
 
 Failed logins and permission denials (any ``FORBIDDEN``) are appended to the audit log
 (:class:`SecurityAudit`) without secrets (a token appears by its public id), at most
@@ -23,6 +25,7 @@ next one written.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import math
 import threading
@@ -30,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +42,14 @@ from starlette.datastructures import QueryParams
 from starlette.responses import JSONResponse
 
 from lineagehub.config import Settings
-from lineagehub.graph import ConfigError, GraphStore, HubError
+from lineagehub.graph import BackendUnavailable, ConfigError, GraphStore, HubError, ValidationError
 from lineagehub.services.access import Principal
-from lineagehub.services.identity import TOKEN_PREFIX, AuthenticationError, IdentityService
+from lineagehub.services.identity import (
+    TOKEN_PREFIX,
+    AuthenticationError,
+    IdentityService,
+    check_name,
+)
 
 log = logging.getLogger("lineagehub.auth")
 
@@ -163,30 +172,236 @@ class Authenticated:
     key: str
 
 
-class OidcVerifier:
-    """Verifies OIDC bearer JWTs: signature (a key of the JWKS, by ``kid``), expiry, issuer
-    and audience; the user is the configured claim (default ``preferred_username``, else
-    ``sub``)."""
+#: The OIDC signing keys (the issuer's JWKS) are trusted this long after they were fetched: a
+#: key the issuer removes is refused at most this many seconds later.
+JWKS_LIFESPAN = 300.0
+#: A token naming a key the hub has not seen fetches the JWKS again, at most this often.
+JWKS_REFRESH_EVERY = 30.0
+#: Seconds a fetch of the JWKS may take in all; no request waits longer for one.
+JWKS_TIMEOUT = 5.0
+#: After a failed fetch, no other for this long: requests needing the keys get 503 meanwhile.
+JWKS_BACKOFF = 10.0
+#: The largest JWKS read (bytes): real ones are a few KiB.
+JWKS_MAX_BYTES = 1024 * 1024
+#: Threads OIDC logins take at most, apart from the pool the other requests share.
+OIDC_THREADS = 8
+
+
+class SigningKeysUnavailable(BackendUnavailable):
+    """The issuer's signing keys could not be fetched: 503, retry after ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+class _Unusable(Exception):
+    """A JWKS fetch that failed, with a reason fit for the log (no URL, no body)."""
+
+
+class SigningKeys:
+    """The issuer's signing keys, by ``kid``, as its JWKS last listed them.
+
+    Fetched in a thread of its own, one fetch at a time: requests that need the keys wait
+    for that one fetch, never longer than ``timeout`` from its start; the fetch itself is
+    abandoned at that deadline, however the server drips its answer. Keys are kept for
+    ``lifespan`` seconds, then fetched again (a key the issuer removed is then refused); an
+    unknown ``kid`` fetches again at most every ``refresh_every`` seconds (a rotated-in key).
+    After a failed fetch none is tried for ``backoff`` seconds, and requests needing the keys
+    get :class:`SigningKeysUnavailable` at once."""
 
     def __init__(
-        self, issuer: str, audience: str, jwks_url: str, username_claim: str | None
+        self,
+        url: str,
+        *,
+        lifespan: float = JWKS_LIFESPAN,
+        refresh_every: float = JWKS_REFRESH_EVERY,
+        timeout: float = JWKS_TIMEOUT,
+        backoff: float = JWKS_BACKOFF,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        import jwt
+        self.url = url
+        self.lifespan = lifespan
+        self.refresh_every = refresh_every
+        self.timeout = timeout
+        self.backoff = backoff
+        self.clock = clock or time.monotonic  # the keys' ages and the back-off
+        self._lock = threading.Lock()
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._fetched_at = -math.inf
+        self._retry_at = -math.inf
+        self._fetch: Future[dict[str, dict[str, Any]]] | None = None
+        self._fetch_deadline = 0.0  # time.monotonic(), as the fetch's own deadline
 
+    def get(self, kid: str) -> dict[str, Any]:
+        """The JWK named ``kid``: :class:`AuthenticationError` if the JWKS has none,
+        :class:`SigningKeysUnavailable` if it cannot be fetched."""
+        with self._lock:
+            now = self.clock()
+            age = now - self._fetched_at
+            if age < self.lifespan and (kid in self._keys or age < self.refresh_every):
+                keys: dict[str, dict[str, Any]] | None = self._keys
+            elif now < self._retry_at:
+                raise SigningKeysUnavailable(
+                    "the OIDC signing keys could not be fetched: retry in "
+                    f"{math.ceil(self._retry_at - now)} s",
+                    self._retry_at - now,
+                )
+            else:
+                keys = None
+                if self._fetch is None:  # one at a time: the others wait for it
+                    self._fetch = Future()
+                    self._fetch_deadline = time.monotonic() + self.timeout
+                    threading.Thread(
+                        target=self._run,
+                        args=(self._fetch, self._fetch_deadline),
+                        name="lineagehub-jwks",
+                        daemon=True,
+                    ).start()
+                fetch, deadline = self._fetch, self._fetch_deadline
+        if keys is None:
+            try:
+                keys = fetch.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                with self._lock:
+                    if self._fetch is fetch:  # given up: whatever it brings is ignored
+                        self._fetch = None
+                        self._retry_at = self.clock() + self.backoff
+                raise SigningKeysUnavailable(
+                    f"the OIDC signing keys did not arrive within {self.timeout:g} s: retry in "
+                    f"{math.ceil(self.backoff)} s",
+                    self.backoff,
+                ) from None
+            except SigningKeysUnavailable as e:  # a new one: each request raises its own
+                raise SigningKeysUnavailable(e.message, e.retry_after) from None
+        jwk = keys.get(kid)
+        if jwk is None:
+            raise AuthenticationError(
+                f"invalid OIDC token: the issuer has no signing key {kid!r:.40}", reason="invalid"
+            )
+        return jwk
+
+    def _run(self, fetch: Future[dict[str, dict[str, Any]]], deadline: float) -> None:
+        try:
+            keys = self._download(deadline)
+        except Exception as e:
+            reason = str(e) if isinstance(e, _Unusable) else type(e).__name__
+            log.warning(
+                "could not fetch the OIDC signing keys (%s): trying again in %g s",
+                reason,
+                self.backoff,
+            )
+            with self._lock:
+                if self._fetch is fetch:
+                    self._retry_at = self.clock() + self.backoff
+                    self._fetch = None
+            fetch.set_exception(
+                SigningKeysUnavailable(
+                    f"the OIDC signing keys could not be fetched ({reason}): retry in "
+                    f"{math.ceil(self.backoff)} s",
+                    self.backoff,
+                )
+            )
+            return
+        with self._lock:
+            if self._fetch is fetch:
+                self._keys, self._fetched_at = keys, self.clock()
+                self._retry_at, self._fetch = -math.inf, None
+        fetch.set_result(keys)
+
+    def _download(self, deadline: float) -> dict[str, dict[str, Any]]:
+        import httpx
+
+        body = bytearray()
+        try:
+            with httpx.stream("GET", self.url, timeout=self.timeout) as response:
+                if response.status_code != 200:
+                    raise _Unusable(f"HTTP {response.status_code}")
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > JWKS_MAX_BYTES:
+                        raise _Unusable(f"over {JWKS_MAX_BYTES} bytes")
+                    if time.monotonic() > deadline:
+                        raise _Unusable(f"not all there after {self.timeout:g} s")
+        except httpx.TimeoutException:
+            raise _Unusable(f"no answer within {self.timeout:g} s") from None
+        except httpx.HTTPError as e:
+            raise _Unusable(type(e).__name__) from None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise _Unusable("not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+            raise _Unusable("not a JWK set")
+        keys: dict[str, dict[str, Any]] = {}
+        for jwk in data["keys"]:
+            if (
+                isinstance(jwk, dict)
+                and isinstance(jwk.get("kid"), str)
+                and jwk.get("use") in (None, "sig")
+                and isinstance(jwk.get("alg", ""), str)
+            ):
+                keys.setdefault(jwk["kid"], jwk)
+        return keys
+
+
+class OidcVerifier:
+    """Verifies OIDC bearer JWTs: signature (a key of the JWKS, by ``kid``: see
+    :class:`SigningKeys`), expiry, issuer and audience; the user is the configured claim
+    (default ``preferred_username``, else ``sub``), as given: one that is no user name the hub
+    can have (:func:`check_name`: spaces, control characters, too long) is refused, never
+    trimmed into one."""
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        jwks_url: str,
+        username_claim: str | None,
+        keys: SigningKeys | None = None,
+    ) -> None:
         self.issuer = issuer
         self.audience = audience
         self.username_claim = username_claim
-        self.jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=10)
+        self.keys = keys or SigningKeys(jwks_url)
 
     def username(self, credential: str) -> str:
+        """The user a bearer JWT names: :class:`AuthenticationError` for a bad token,
+        :class:`SigningKeysUnavailable` when the keys cannot be had to tell."""
         import jwt
 
         try:
-            key = self.jwks.get_signing_key_from_jwt(credential)
+            header = jwt.get_unverified_header(credential)
+        except jwt.PyJWTError as e:
+            raise AuthenticationError(f"invalid OIDC token: {e}", reason="invalid") from None
+        kid, alg = header.get("kid"), header.get("alg")
+        if not isinstance(kid, str) or alg not in JWT_ALGORITHMS:
+            raise AuthenticationError(
+                "invalid OIDC token: it must name its signing key (kid) and an asymmetric "
+                "algorithm",
+                reason="invalid",
+            )
+        jwk = self.keys.get(kid)
+        try:
+            # a key declaring its algorithm takes only that one; one that does not, any
+            # algorithm for its type (PyJWK refuses an EC key for RS256, and so on)
+            key = jwt.PyJWK(jwk, None if "alg" in jwk else alg)
+        except (jwt.PyJWTError, TypeError, ValueError):
+            raise AuthenticationError(
+                f"invalid OIDC token: the signing key {kid!r:.40} is not one for {alg}",
+                reason="invalid",
+            ) from None
+        if key.algorithm_name != alg:
+            raise AuthenticationError(
+                f"invalid OIDC token: signed with {alg}, but its key {kid!r:.40} is for "
+                f"{key.algorithm_name:.20}",
+                reason="invalid",
+            )
+        try:
             claims = jwt.decode(
                 credential,
-                key.key,
-                algorithms=JWT_ALGORITHMS,
+                key,
+                algorithms=[alg],
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": ["exp", "iss", "aud"]},
@@ -194,10 +409,6 @@ class OidcVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise AuthenticationError("the OIDC token has expired", reason="expired") from None
-        except jwt.PyJWKClientConnectionError:
-            raise AuthenticationError(
-                "the OIDC signing keys could not be fetched", reason="jwks"
-            ) from None
         except jwt.PyJWTError as e:
             # PyJWT's messages name the failed check (audience, issuer, signature), not the token
             raise AuthenticationError(f"invalid OIDC token: {e}", reason="invalid") from None
@@ -206,8 +417,17 @@ class OidcVerifier:
         )
         for claim in claims_tried:
             value = claims.get(claim)
-            if isinstance(value, str) and value.strip():
-                return value.strip()
+            if not isinstance(value, str) or not value:
+                continue
+            try:
+                # as given, never trimmed: " alice " or "alice\n" is not alice
+                return check_name(value)
+            except ValidationError:
+                raise AuthenticationError(
+                    f"the OIDC token's {claim} claim is not a user name the hub can have "
+                    f"(letters, digits and ._@+-, up to 128): {value!r:.40}",
+                    reason="invalid",
+                ) from None
         raise AuthenticationError(
             f"the OIDC token has no {' or '.join(claims_tried)} claim", reason="invalid"
         )
@@ -255,6 +475,14 @@ class Authenticator:
         name = self.oidc.username(credential)
         return Authenticated(self.identity.principal(name, via="oidc"), f"oidc:{name}")
 
+    def checks_oidc(self, header: str | None) -> bool:
+        """Whether :meth:`authenticate` would check ``header`` against the OIDC issuer's keys
+        (and may wait for them)."""
+        credential = (header or "").strip().partition(" ")[2].strip()
+        return (
+            self.oidc is not None and bool(credential) and not credential.startswith(TOKEN_PREFIX)
+        )
+
 
 # --------------------------------------------------------------------------- the middleware
 
@@ -275,6 +503,7 @@ class AuthMiddleware:
         self.authenticator = authenticator
         self.audit = audit
         self.limiter = RateLimiter(rate_limit) if rate_limit > 0 else None
+        self._oidc_threads: list[anyio.CapacityLimiter] = []  # made in the event loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and self.authenticator is not None:
@@ -289,8 +518,17 @@ class AuthMiddleware:
         if self.authenticator is not None and not _graphiql_page(scope):
             headers = dict(scope.get("headers") or [])
             header = headers.get(b"authorization", b"").decode("latin-1")
+            # OIDC logins in threads of their own: those waiting for the issuer's keys must
+            # not fill the pool every other request works in
+            threads = None
+            if self.authenticator.checks_oidc(header):
+                if not self._oidc_threads:
+                    self._oidc_threads.append(anyio.CapacityLimiter(OIDC_THREADS))
+                threads = self._oidc_threads[0]
             try:
-                found = await anyio.to_thread.run_sync(self.authenticator.authenticate, header)
+                found = await anyio.to_thread.run_sync(
+                    self.authenticator.authenticate, header, limiter=threads
+                )
             except AuthenticationError as e:
                 if e.reason != "missing":
                     self.audit.record(
@@ -306,9 +544,11 @@ class AuthMiddleware:
                     {"www-authenticate": 'Bearer realm="lineagehub"'},
                 )(scope, receive, send)
                 return
-            except HubError as e:  # the store failed while checking
+            except HubError as e:  # the store failed while checking, or the issuer's keys
                 status = 503 if e.retryable else 500
-                await _refusal(status, e.message, e.code, {})(scope, receive, send)
+                retry = getattr(e, "retry_after", None)
+                headers = {"retry-after": str(retry)} if retry is not None else {}
+                await _refusal(status, e.message, e.code, headers)(scope, receive, send)
                 return
             principal, key = found.principal, found.key
             scope.setdefault("state", {})["principal"] = principal
@@ -403,6 +643,8 @@ __all__ = [
     "OidcVerifier",
     "RateLimiter",
     "SecurityAudit",
+    "SigningKeys",
+    "SigningKeysUnavailable",
     "check_serve",
     "is_loopback",
 ]

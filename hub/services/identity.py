@@ -319,7 +319,10 @@ class IdentityService:
 
     def principal(self, name: str, via: str) -> Principal:
         """The principal ``name`` authenticates as: its grants (none for a user the hub does
-        not know); :class:`AuthenticationError` for a disabled user."""
+        not know); :class:`AuthenticationError` for a disabled user, or a name no user can
+        have."""
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise AuthenticationError(f"no user can be named {name!r:.40}", reason="invalid")
         user = self.find_user(name)
         if user is not None and user.disabled:
             raise AuthenticationError(f"user {name!r:.130} is disabled", reason="disabled")
