@@ -1043,6 +1043,19 @@ class SqliteStore(GraphStore):
             )
         return result
 
+    def last_steps(self, node_id: str, keys: Sequence[str]) -> dict[str, int]:
+        node_id = validate_id(node_id, "node_id")
+        found: dict[str, int] = {}
+        with self._read() as conn:
+            for key in keys:  # one seek each (min/max on the key's index): never a scan
+                row = conn.execute(
+                    "SELECT max(step) FROM series WHERE node_id = ? AND key = ?",
+                    (node_id, _series_key(key)),
+                ).fetchone()
+                if row[0] is not None:
+                    found[key] = row[0]
+        return found
+
 
 def _order_sql(order: Sequence[SortKey]) -> str:
     return ", ".join(

@@ -158,6 +158,13 @@ class GraphStore(abc.ABC):
     ) -> dict[str, dict[str, SeriesSummary]]:
         """Per node and key: count, last value (at the highest step), min and max."""
 
+    def last_steps(self, node_id: str, keys: Sequence[str]) -> dict[str, int]:
+        """The highest step stored of each of ``keys`` on one node (keys without points left
+        out). The default asks :meth:`series_summary`; a backend that would read every point
+        for it answers from an index instead."""
+        summary = self.series_summary([node_id], keys)[node_id]
+        return {k: s.last_step for k, s in summary.items()}
+
     @abc.abstractmethod
     def append_audit(
         self, actor: str, action: str, target: str, payload: Mapping[str, Any]

@@ -770,6 +770,30 @@ def test_metrics_are_buffered_and_flushed(client: Client, hub: Hub) -> None:
     run.end()
 
 
+def test_a_runs_latest_metric_is_the_one_at_its_highest_step_however_flushed(
+    client: Client,
+) -> None:
+    """Step 10, then step 5: a run's latest value was step 10's when both were sent in one
+    flush and step 5's when a flush fell between them (comparisons, from the series, said
+    step 10's either way, and a search for runs said step 5's)."""
+    apart, together = client.start_run("apart"), client.start_run("together")
+    apart.log_metric("loss", 10.0, step=10)
+    apart.flush()
+    apart.log_metric("loss", 5.0, step=5)
+    apart.flush()
+    together.log_metric("loss", 10.0, step=10)
+    together.log_metric("loss", 5.0, step=5)
+    together.flush()
+    for run in (apart, together):
+        assert client.get_run(run.id).metrics["loss"] == 10.0, run.name
+        run.log_metric("loss", 11.0, step=10)  # the same step again: the newer value
+        run.flush()
+        assert client.get_run(run.id).metrics["loss"] == 11.0, run.name
+        run.end()
+    found, _ = client.search_runs({"metrics.loss": {"$gte": 11.0}})
+    assert sorted(r.name for r in found) == ["apart", "together"]
+
+
 def test_the_heartbeat_flushes_and_search_finds_runs(hub: Hub) -> None:
     with hub.client(heartbeat_interval=0.05) as c:
         runs = []

@@ -865,6 +865,7 @@ class _Batch:
     points: list[SeriesPoint]
     last: dict[str, float | None]
     counts: dict[str, int]
+    steps: dict[str, int]  # the step of each value in ``last``: the batch's highest
 
     @classmethod
     def check(
@@ -901,7 +902,7 @@ class _Batch:
             if m.key not in steps or m.step >= steps[m.key]:
                 steps[m.key] = m.step
                 last[m.key] = value if math.isfinite(value) else None
-        return cls(run_id, checked_params, checked_tags, points, last, counts)
+        return cls(run_id, checked_params, checked_tags, points, last, counts, steps)
 
     def summary(self) -> dict[str, Any]:
         """What the audit log records of the batch: the params and tags themselves, and per
@@ -932,7 +933,16 @@ class _Batch:
         if self.tags:
             patch["tags"] = self.tags
         if self.last:
-            patch["metrics"] = self.last
+            # the latest value of a key is the one at its highest step: a batch whose points
+            # all lie below a step stored before (steps logged out of order, flushed apart)
+            # leaves it (read only for keys the run holds a value of: not on a first log)
+            held = [k for k in self.last if k in (node.props.get("metrics") or {})]
+            stored = store.last_steps(self.run_id, held) if held else {}
+            newer = {
+                k: v for k, v in self.last.items() if k not in stored or self.steps[k] >= stored[k]
+            }
+            if newer:
+                patch["metrics"] = newer
         store.upsert_nodes([Node(self.run_id, NodeKind.RUN.value, patch)])
         if self.points:
             store.append_series(self.points)

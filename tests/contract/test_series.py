@@ -67,6 +67,16 @@ def test_downsampling_keeps_ends_and_extremes(run: GraphStore) -> None:
     assert run.read_series("run", "loss", max_points=20_000) == full
 
 
+def test_last_steps_are_the_highest_stored_whatever_the_order(run: GraphStore) -> None:
+    def pt(key: str, step: int, value: float) -> SeriesPoint:
+        return SeriesPoint("run", key, step, value)
+
+    run.append_series([pt("loss", 10, 1.0), pt("loss", 5, 2.0), pt("acc", -3, 0.5)])
+    run.append_series([pt("loss", 7, 3.0), pt("acc", -1, float("nan"))])
+    assert run.last_steps("run", ["loss", "acc", "never"]) == {"loss": 10, "acc": -1}
+    assert run.last_steps("run", []) == {}
+
+
 def test_summary_per_node_and_key(run: GraphStore) -> None:
     run.append_series(
         [SeriesPoint("run", "loss", s, v) for s, v in enumerate([3.0, 1.0, 2.0])]
