@@ -508,15 +508,19 @@ def _long_text(value: Any) -> str:
     return value
 
 
-def _unwrap_numpy(value: Any) -> Any:
-    # Training code hands over numpy scalars (np.float32(0.91), np.int64(3)) all the time.
+def numpy_scalar(value: Any) -> Any:
+    """The Python number a numpy scalar (or one-element array) holds; anything else as it
+    is, an array of several values too (refused then as not a number, not a ValueError from
+    ``.item()``). Training code hands over ``np.float32(0.91)``, ``np.int64(3)`` all the time."""
     if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        if getattr(value, "size", 1) != 1:
+            return value
         return value.item()
     return value
 
 
 def _json_scalar(value: Any) -> str | bool | int | float | None:
-    value = _unwrap_numpy(value)
+    value = numpy_scalar(value)
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -535,7 +539,7 @@ def _json_scalar(value: Any) -> str | bool | int | float | None:
 
 
 def _number(value: Any) -> float:
-    value = _unwrap_numpy(value)
+    value = numpy_scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _FieldError(f"expected a number, got {type(value).__name__}")
     value = float(value)
@@ -547,7 +551,7 @@ def _number(value: Any) -> float:
 def _json_value(value: Any, path: tuple[str | int, ...] = (), depth: int = 0) -> Any:
     if depth > 32:
         raise _FieldError("nested deeper than 32 levels", path)
-    value = _unwrap_numpy(value)
+    value = numpy_scalar(value)
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from conftest import fresh_store_uri
 from http_server import HubServer
@@ -421,6 +422,10 @@ def test_nan_and_infinities_are_kept(client: Client) -> None:
         (lambda r: r.log_metric("acc", "high"), "metrics.acc"),
         (lambda r: r.log_metric("acc", True), "metrics.acc"),
         (lambda r: r.log_metric("acc", 0.5, step=1.5), "metrics.acc.step"),
+        # numpy arrays of several values were a raw ValueError from .item()
+        (lambda r: r.log_metric("acc", np.array([0.1, 0.2])), "metrics.acc"),
+        (lambda r: r.log_metric("acc", 0.5, step=np.array([1, 2])), "metrics.acc.step"),
+        (lambda r: r.log_params({"arr": np.array([1, 2])}), "params.arr"),
         (lambda r: r.log_metric("bad key!", 0.5), "metrics.bad key!"),
         (lambda r: r.log_params({"model": object()}), "params.model"),
         (lambda r: r.log_params({"lr": math.nan}), "params.lr"),

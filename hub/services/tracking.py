@@ -83,6 +83,7 @@ from lineagehub.vocabulary import (
     link,
     make_edge,
     member,
+    numpy_scalar,
     same_param,
 )
 
@@ -114,8 +115,7 @@ def check_metric(key: Any, value: Any, step: Any = 0) -> float:
     """A metric value: a real number (numpy scalars too; NaN and infinities are kept)."""
     field = f"metrics.{key}"
     check_key(key, field)
-    if hasattr(value, "item") and type(value).__module__ == "numpy":
-        value = value.item()
+    value = numpy_scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(
             f"{field}: a metric is a number, got {type(value).__name__}", field=field
@@ -136,9 +136,7 @@ def check_metric(key: Any, value: Any, step: Any = 0) -> float:
 def metric_step(step: Any) -> Any:
     """A step as given, a numpy integer as the int it holds (``np.arange`` loops); checked by
     :func:`check_metric`."""
-    if type(step).__module__ == "numpy" and hasattr(step, "item"):
-        return step.item()
-    return step
+    return numpy_scalar(step)
 
 
 def mentions_status(value: Any) -> bool:
