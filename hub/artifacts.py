@@ -1015,10 +1015,12 @@ class S3ArtifactStore(ArtifactStore):
             if code == "NoSuchBucket":
                 return ConfigError(f"S3 bucket {self.bucket!r} does not exist ({self._where()})")
             if code in _S3_ACCESS:
+                # an answer to HEAD has no body, so no code: a bad key looks the same there
+                unsure = " (or the credentials are not valid at all)" if code == "403" else ""
                 return ConfigError(
                     f"access denied to {self._where()} ({op}): check the credentials' "
-                    "permissions and the bucket policy (without s3:ListBucket, S3 also "
-                    "answers 'access denied' for keys that do not exist)"
+                    f"permissions and the bucket policy{unsure} (without s3:ListBucket, S3 "
+                    "also answers 'access denied' for keys that do not exist)"
                 )
             if code in _S3_CREDENTIALS:
                 return ConfigError(f"S3 rejected the credentials for {self._where()}: {code}")

@@ -701,6 +701,13 @@ def test_s3_error_translation(aws_env: None) -> None:
         assert isinstance(mapped, HubError)
         assert "s3://models/p" in str(mapped) and SECRET_KEY not in str(mapped)
         assert mapped.retryable is (expected is BackendUnavailable)
+    # a HEAD's 403 has no code: it cannot tell a bad key from a missing permission, and
+    # says both (a GET on the same bad key said "rejected the credentials")
+    head = ClientError(
+        {"Error": {"Code": "403"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "HeadObject"
+    )
+    said = str(store._translate(head, op="head", digest=digest))
+    assert "permissions" in said and "credentials are not valid" in said, said
     store.close()
 
 
