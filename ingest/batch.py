@@ -20,7 +20,8 @@ them written. Each write is checked, audited and authorized as the single call i
 go out once the batch has committed. A write answers a :class:`Pending`: its
 :meth:`~Pending.result` is there once the block has ended, and until then it can be passed to
 a later write of the batch wherever that write names a run, a version or a dataset. A run's
-id is known at once (``run.id``): the SDK makes it.
+id is known at once (``run.id``): the SDK makes it. Once its block has ended a batch takes no
+more writes.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class Pending(Generic[T]):
 
     def result(self) -> T:
         """The written run, version, dataset, deployment or promotion outcome."""
+        if self._batch.failed:
+            raise ValidationError("the batch failed: nothing of it was written", field="batch")
         if not self._batch.written:
             raise ValidationError(
                 "the batch is not written yet: read results after its with block", field="batch"
@@ -71,7 +74,8 @@ class Pending(Generic[T]):
         return self._batch._target.value(self._answer)  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
-        state = "written" if self._batch.written else "pending"
+        batch = self._batch
+        state = "failed" if batch.failed else "written" if batch.written else "pending"
         return f"<Pending {state}>"
 
 
@@ -103,9 +107,15 @@ class Batch:
         self._user = user
         self._target: BatchTarget | None = None
         self._block: Any = None
+        self._ended = False
         self.written = False
         #: How many writes the batch holds.
         self.size = 0
+
+    @property
+    def failed(self) -> bool:
+        """Whether the block has ended and the batch was not written (none of it)."""
+        return self._ended and not self.written
 
     def __enter__(self) -> Batch:
         if self._block is not None:
@@ -120,13 +130,16 @@ class Batch:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._block.__exit__(kind, error, traceback)
-        self.written = kind is None
+        try:
+            self._block.__exit__(kind, error, traceback)
+            self.written = kind is None
+        finally:
+            self._ended = True
 
     # --- what a batch writes ------------------------------------------------------------
 
     def _t(self) -> BatchTarget:
-        if self._target is None or self.written:
+        if self._target is None or self._ended:
             raise ValidationError("write inside the batch's with block", field="batch")
         self.size += 1
         return self._target

@@ -150,6 +150,27 @@ def test_references_name_only_earlier_writes(hub: tuple[Client, GraphStore]) -> 
     assert client.get_run(run.id).status is RunStatus.FINISHED
 
 
+def test_a_batch_that_failed_takes_no_more_writes_and_says_it_failed(
+    hub: tuple[Client, GraphStore],
+) -> None:
+    """A write after the block of a batch that failed was written at once, outside any
+    transaction (embedded), or taken and never sent (through a server); the results of its
+    writes said it was "not written yet"."""
+    client, store = hub
+    before = counts(store)
+    with pytest.raises(RuntimeError), client.batch() as batch:
+        run = batch.start_run("train")
+        raise RuntimeError("the pipeline failed")
+    with pytest.raises(ValidationError, match="write inside the batch's with block"):
+        batch.start_run("late")
+    with pytest.raises(ValidationError, match="write inside the batch's with block"):
+        batch.end_run(run)
+    assert counts(store) == before
+    assert batch.failed and not batch.written and batch.size == 1
+    with pytest.raises(ValidationError, match="the batch failed: nothing of it was written"):
+        run.result()
+
+
 def test_a_batch_over_the_servers_request_limit_says_so_and_writes_nothing(
     hub: tuple[Client, GraphStore],
 ) -> None:
