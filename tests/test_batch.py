@@ -5,6 +5,7 @@ its refusals, and a client killed in the middle of one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from http_server import HubServer
 
 from lineagehub import Client, Settings, open_store
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.graph import GraphStore, NotFoundError, ValidationError
+from lineagehub.graph import ConflictError, GraphStore, NotFoundError, ValidationError
 from lineagehub.interfaces.server import create_app
 from lineagehub.services.registry import ModelPromoted
 from lineagehub.vocabulary import DatasetVersion, ModelVersion, Run, RunStatus
@@ -169,6 +170,32 @@ def test_a_batch_that_failed_takes_no_more_writes_and_says_it_failed(
     assert batch.failed and not batch.written and batch.size == 1
     with pytest.raises(ValidationError, match="the batch failed: nothing of it was written"):
         run.result()
+
+
+def test_a_write_the_hub_refused_fails_the_batch_even_if_the_block_caught_it(
+    hub: tuple[Client, GraphStore],
+) -> None:
+    """Embedded, a refused write raises at its line: a block that caught its error and went on
+    had the rest of the batch committed (through a server the whole batch was refused)."""
+    client, store = hub
+    before = counts(store)
+    with pytest.raises(ConflictError, match="FINISHED") as caught, client.batch() as batch:
+        run = batch.start_run("train")
+        batch.end_run(run)
+        with contextlib.suppress(ConflictError):  # refused here embedded, at the end remotely
+            batch.end_run(run)  # ended twice
+        batch.start_run("other")
+    assert counts(store) == before and batch.failed
+    if type(client.backend).__name__ == "LocalBackend":
+        assert "the batch was not written" in caught.value.message
+    # a value the SDK checks itself is refused before anything is written: the batch goes on
+    with client.batch() as batch:
+        run = batch.start_run("train")
+        with pytest.raises(ValidationError, match="params"):
+            batch.log(run, params={"lr": object()})
+        batch.end_run(run)
+    assert batch.written and batch.size == 2
+    assert client.get_run(run.id).status is RunStatus.FINISHED
 
 
 def test_a_batch_over_the_servers_request_limit_says_so_and_writes_nothing(
