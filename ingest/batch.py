@@ -21,13 +21,16 @@ Each write is checked, audited and authorized as the single call is; webhooks go
 the batch has committed. A write answers a :class:`Pending`: its :meth:`~Pending.result` is
 there once the block has ended, and until then it can be passed to a later write of the batch
 wherever that write names a run, a version or a dataset. A run's id is known at once
-(``run.id``): the SDK makes it. Once its block has ended a batch takes no more writes.
+(``run.id``): the SDK makes it. Once its block has ended a batch takes no more writes, and a
+batch inside another (in the same thread) is refused: it would be written or undone with
+neither.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
@@ -55,6 +58,9 @@ if TYPE_CHECKING:
     from lineagehub.ingest.seam import Backend, BatchTarget, PromoteResult
 
 T = TypeVar("T")
+
+#: The batch open in this thread, if any: a batch inside it is refused.
+_open = threading.local()
 
 
 class Pending(Generic[T]):
@@ -123,8 +129,16 @@ class Batch:
     def __enter__(self) -> Batch:
         if self._block is not None:
             raise ValidationError("a batch is used once", field="batch")
+        if getattr(_open, "batch", None) is not None:
+            # Embedded it would join the open batch's transaction, through a server it would
+            # be a request of its own: written or undone with neither, refused in both.
+            raise ValidationError(
+                "a batch inside a batch: write through the open one, or after its with block",
+                field="batch",
+            )
         self._block = self._backend.batch()
         self._target = self._block.__enter__()
+        _open.batch = self
         return self
 
     def __exit__(
@@ -143,6 +157,8 @@ class Batch:
             self.written = kind is None
         finally:
             self._ended = True
+            if getattr(_open, "batch", None) is self:
+                _open.batch = None
         if refusal is not None:
             raise refusal from (self._refused if refusal is not self._refused else None)
 

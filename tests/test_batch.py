@@ -198,6 +198,31 @@ def test_a_write_the_hub_refused_fails_the_batch_even_if_the_block_caught_it(
     assert client.get_run(run.id).status is RunStatus.FINISHED
 
 
+def test_a_batch_inside_a_batch_is_refused(hub: tuple[Client, GraphStore]) -> None:
+    """Embedded, a batch inside a batch joined its transaction: it said it was written, and
+    its results named a version the outer batch's failure then undid; through a server it was
+    a request of its own, written though the outer batch failed."""
+    client, store = hub
+    before = counts(store)
+    weights = client.backend.artifacts.put_bytes(b"weights").digest
+    with pytest.raises(RuntimeError), client.batch() as outer:
+        outer.start_run("outer")
+        with pytest.raises(ValidationError, match="a batch inside a batch"), client.batch():
+            pass
+        raise RuntimeError("the pipeline failed")
+    assert counts(store) == before
+    # the outer batch still writes what it holds; a batch after it is a batch of its own
+    with client.batch() as outer:
+        run = outer.start_run("outer")
+        with pytest.raises(ValidationError, match="a batch inside a batch"), client.batch():
+            pass
+        outer.end_run(run)
+    with client.batch() as after:
+        version = after.register_model_version("churn", digest=weights, run=run.id)
+    assert outer.written and after.written
+    assert client.get_model_version("churn@latest").node_id == version.result().node_id
+
+
 def test_a_batch_over_the_servers_request_limit_says_so_and_writes_nothing(
     hub: tuple[Client, GraphStore],
 ) -> None:
