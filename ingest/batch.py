@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -110,9 +110,16 @@ NodeRef = Pending[Any] | ModelVersion | DatasetVersion | str
 class Batch:
     """Writes collected and written together (see the module docstring)."""
 
-    def __init__(self, backend: Backend, *, user: str | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        user: str | None = None,
+        undone: Callable[[], None] | None = None,
+    ) -> None:
         self._backend = backend
         self._user = user
+        self._undone = undone  # told when the batch was not written
         self._target: BatchTarget | None = None
         self._block: Any = None
         self._ended = False
@@ -159,6 +166,8 @@ class Batch:
             self._ended = True
             if getattr(_open, "batch", None) is self:
                 _open.batch = None
+            if not self.written and self._undone is not None:
+                self._undone()
         if refusal is not None:
             raise refusal from (self._refused if refusal is not self._refused else None)
 

@@ -223,6 +223,32 @@ def test_a_batch_inside_a_batch_is_refused(hub: tuple[Client, GraphStore]) -> No
     assert client.get_model_version("churn@latest").node_id == version.result().node_id
 
 
+def test_a_run_started_by_a_single_call_in_a_failed_batchs_block_does_not_stay_live(
+    hub: tuple[Client, GraphStore],
+) -> None:
+    """Embedded, ``client.start_run`` in a batch's block is written in the batch's transaction
+    and undone with it: the client held the run live, and every later flush, search and
+    close failed on it (NotFoundError). Through a server it is written at once."""
+    client, _store = hub
+    with pytest.raises(RuntimeError), client.batch() as batch:
+        batch.start_run("batched")
+        single = client.start_run("single", capture=False)
+        raise RuntimeError("the pipeline failed")
+    single.log_metric("loss", 0.5)
+    names = [r.name for r in client.search_runs()[0]]  # flushes every live run
+    if type(client.backend).__name__ == "LocalBackend":
+        assert names == [] and single.id not in client._live
+        with pytest.raises(NotFoundError):
+            single.end()
+    else:
+        assert names == ["single"]
+        single.end()
+    assert client._live == {}
+    with client.start_run("next", capture=False) as after:  # its parent is not the lost run
+        pass
+    assert client.get_run(after.id).parent is None
+
+
 def test_a_batch_over_the_servers_request_limit_says_so_and_writes_nothing(
     hub: tuple[Client, GraphStore],
 ) -> None:
