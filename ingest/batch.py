@@ -103,7 +103,7 @@ class BatchRun:
         return f"<BatchRun {self.id}>"
 
 
-RunRef = BatchRun | Run | str
+RunRef = BatchRun | Pending[Run] | Run | str
 NodeRef = Pending[Any] | ModelVersion | DatasetVersion | str
 
 

@@ -249,6 +249,22 @@ def test_a_run_started_by_a_single_call_in_a_failed_batchs_block_does_not_stay_l
     assert client.get_run(after.id).parent is None
 
 
+def test_a_runs_pending_names_the_run(hub: tuple[Client, GraphStore]) -> None:
+    """A run's Pending (``run.pending``, what ``end_run`` answers) names it wherever a run is
+    named; through a server it was "name a batched run by its id"."""
+    client, _store = hub
+    with client.batch() as batch:
+        prep = batch.start_run("prepare")
+        ended = batch.end_run(prep.pending)
+        train = batch.start_run("train", parent=ended)
+        batch.log(train.pending, metrics={"auc": 0.9})
+        batch.end_run(train.pending)
+    assert client.get_run(prep.id).status is RunStatus.FINISHED
+    run = client.get_run(train.id)
+    assert run.parent == prep.id and run.status is RunStatus.FINISHED
+    assert run.metrics["auc"] == pytest.approx(0.9)
+
+
 def test_a_batch_over_the_servers_request_limit_says_so_and_writes_nothing(
     hub: tuple[Client, GraphStore],
 ) -> None:
