@@ -194,6 +194,8 @@ class Batch:
         if isinstance(value, BatchRun):
             return value.id
         if isinstance(value, Pending):
+            if value._batch is not self:  # another batch's: what it wrote, once it has
+                return self._target.ref(value.result())
             return self._target.ref(value._answer)
         return self._target.ref(value)
 

@@ -265,6 +265,29 @@ def test_a_runs_pending_names_the_run(hub: tuple[Client, GraphStore]) -> None:
     assert run.metrics["auc"] == pytest.approx(0.9)
 
 
+def test_a_pending_of_an_earlier_batch_names_what_it_wrote(
+    hub: tuple[Client, GraphStore],
+) -> None:
+    """Through a server, another batch's Pending was sent as "$i", naming operation i of the
+    batch it was passed to: another node, or none."""
+    client, _store = hub
+    weights = client.backend.artifacts.put_bytes(b"weights").digest
+    with client.batch() as first:
+        run = first.start_run("train")
+        first.end_run(run)
+        version = first.register_model_version("churn", digest=weights, run=run)
+    with client.batch() as second:
+        second.start_run("other")
+        second.set_alias(version, "champion")
+    assert client.get_model_version("churn@champion").node_id == version.result().node_id
+    with pytest.raises(RuntimeError), client.batch() as failed:
+        lost = failed.register_model_version("churn", digest=weights)
+        raise RuntimeError("the pipeline failed")
+    with pytest.raises(ValidationError, match="the batch failed"), client.batch() as third:
+        third.set_alias(lost, "candidate")
+    assert third.failed
+
+
 def test_a_batch_over_the_servers_request_limit_says_so_and_writes_nothing(
     hub: tuple[Client, GraphStore],
 ) -> None:
