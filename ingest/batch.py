@@ -16,21 +16,27 @@ execution with its artifacts and events::
     version.result()          # ModelVersion churn@4, once the block has ended
 
 All or nothing: an error in the block, or one the hub raises for any write, leaves none of
-them written. Each write is checked, audited and authorized as the single call is; webhooks
-go out once the batch has committed. A write answers a :class:`Pending`: its
-:meth:`~Pending.result` is there once the block has ended, and until then it can be passed to
-a later write of the batch wherever that write names a run, a version or a dataset. A run's
-id is known at once (``run.id``): the SDK makes it.
+them written, in both modes, even if the block caught it (the batch then ends raising it).
+Each write is checked, audited and authorized as the single call is; webhooks go out once
+the batch has committed. A write answers a :class:`Pending`: its :meth:`~Pending.result` is
+there once the block has ended, and until then it can be passed to a later write of the batch
+wherever that write names a run, a version or a dataset. A run's id is known at once
+(``run.id``): the SDK makes it. Once its block has ended a batch takes no more writes, and a
+batch inside another (in the same thread) is refused: it would be written or undone with
+neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+import copy
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from lineagehub.graph import ValidationError
+from lineagehub.graph import HubError, ValidationError
 from lineagehub.ingest.datasets import reference_fingerprint, reference_name
 from lineagehub.services.tracking import Metric, RunStart, check_metric, metric_step
 from lineagehub.vocabulary import (
@@ -53,6 +59,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: The batch open in this thread, if any: a batch inside it is refused.
+_open = threading.local()
+
 
 class Pending(Generic[T]):
     """What one write of a batch answers, once the batch is written."""
@@ -64,6 +73,8 @@ class Pending(Generic[T]):
 
     def result(self) -> T:
         """The written run, version, dataset, deployment or promotion outcome."""
+        if self._batch.failed:
+            raise ValidationError("the batch failed: nothing of it was written", field="batch")
         if not self._batch.written:
             raise ValidationError(
                 "the batch is not written yet: read results after its with block", field="batch"
@@ -71,7 +82,8 @@ class Pending(Generic[T]):
         return self._batch._target.value(self._answer)  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
-        state = "written" if self._batch.written else "pending"
+        batch = self._batch
+        state = "failed" if batch.failed else "written" if batch.written else "pending"
         return f"<Pending {state}>"
 
 
@@ -91,27 +103,49 @@ class BatchRun:
         return f"<BatchRun {self.id}>"
 
 
-RunRef = BatchRun | Run | str
+RunRef = BatchRun | Pending[Run] | Run | str
 NodeRef = Pending[Any] | ModelVersion | DatasetVersion | str
 
 
 class Batch:
     """Writes collected and written together (see the module docstring)."""
 
-    def __init__(self, backend: Backend, *, user: str | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        user: str | None = None,
+        undone: Callable[[], None] | None = None,
+    ) -> None:
         self._backend = backend
         self._user = user
+        self._undone = undone  # told when the batch was not written
         self._target: BatchTarget | None = None
         self._block: Any = None
+        self._ended = False
+        self._refused: BaseException | None = None  # the first write the hub refused
         self.written = False
         #: How many writes the batch holds.
         self.size = 0
 
+    @property
+    def failed(self) -> bool:
+        """Whether the block has ended and the batch was not written (none of it)."""
+        return self._ended and not self.written
+
     def __enter__(self) -> Batch:
         if self._block is not None:
             raise ValidationError("a batch is used once", field="batch")
+        if getattr(_open, "batch", None) is not None:
+            # Embedded it would join the open batch's transaction, through a server it would
+            # be a request of its own: written or undone with neither, refused in both.
+            raise ValidationError(
+                "a batch inside a batch: write through the open one, or after its with block",
+                field="batch",
+            )
         self._block = self._backend.batch()
         self._target = self._block.__enter__()
+        _open.batch = self
         return self
 
     def __exit__(
@@ -120,22 +154,48 @@ class Batch:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._block.__exit__(kind, error, traceback)
-        self.written = kind is None
+        refusal = None
+        if kind is None and self._refused is not None:
+            # a write failed and its error was caught in the block: all or nothing still
+            refusal = _not_written(self._refused)
+            kind, error, traceback = type(refusal), refusal, None
+        try:
+            self._block.__exit__(kind, error, traceback)
+            self.written = kind is None
+        finally:
+            self._ended = True
+            if getattr(_open, "batch", None) is self:
+                _open.batch = None
+            if not self.written and self._undone is not None:
+                self._undone()
+        if refusal is not None:
+            raise refusal from (self._refused if refusal is not self._refused else None)
 
     # --- what a batch writes ------------------------------------------------------------
 
     def _t(self) -> BatchTarget:
-        if self._target is None or self.written:
+        if self._target is None or self._ended:
             raise ValidationError("write inside the batch's with block", field="batch")
-        self.size += 1
         return self._target
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around one write: one the hub refuses fails the whole batch, even if its error is
+        caught in the block (embedded it is raised at once, through a server at the end)."""
+        try:
+            yield
+        except BaseException as e:
+            self._refused = self._refused or e
+            raise
+        self.size += 1
 
     def _ref(self, value: Any) -> str:
         assert self._target is not None
         if isinstance(value, BatchRun):
             return value.id
         if isinstance(value, Pending):
+            if value._batch is not self:  # another batch's: what it wrote, once it has
+                return self._target.ref(value.result())
             return self._target.ref(value._answer)
         return self._target.ref(value)
 
@@ -169,7 +229,8 @@ class Batch:
         if started_at is not None:
             fields["started_at"] = started_at
         run = Run(**{k: v for k, v in fields.items() if v is not None})
-        answer = target.tracking.start_run(run, RunStart())
+        with self._writing():
+            answer = target.tracking.start_run(run, RunStart())
         return BatchRun(run.id, Pending(self, answer))
 
     def log(
@@ -193,13 +254,17 @@ class Batch:
         now = datetime.now(timezone.utc)
         at = metric_step(step)
         points = [Metric(k, check_metric(k, v, at), at, now) for k, v in (metrics or {}).items()]
-        self._t().tracking.log_batch(self._ref(run), params=checked, metrics=points, tags=labels)
+        target, run_id = self._t(), self._ref(run)
+        with self._writing():
+            target.tracking.log_batch(run_id, params=checked, metrics=points, tags=labels)
 
     def end_run(
         self, run: RunRef, status: RunStatus | str = RunStatus.FINISHED, error: str | None = None
     ) -> Pending[Run]:
         """End a run (FINISHED unless ``status`` says otherwise)."""
-        return Pending(self, self._t().tracking.end_run(self._ref(run), status, error))
+        target, run_id = self._t(), self._ref(run)
+        with self._writing():
+            return Pending(self, target.tracking.end_run(run_id, status, error))
 
     def log_dataset_ref(
         self,
@@ -223,25 +288,26 @@ class Batch:
             uri, digest, schema=schema, row_count=row_count, size_bytes=size_bytes
         )
         namespace, name = reference_name(uri, name, namespace)
-        answer = target.tracking.log_dataset(
-            self._ref(run),
-            fp,
-            name=name,
-            namespace=namespace,
-            role=UsedRole.INPUT if output else role,
-            output=output,
-            derived_from=[self._ref(d) for d in derived_from or ()],
-        )
+        run_id, sources = self._ref(run), [self._ref(d) for d in derived_from or ()]
+        with self._writing():
+            answer = target.tracking.log_dataset(
+                run_id,
+                fp,
+                name=name,
+                namespace=namespace,
+                role=UsedRole.INPUT if output else role,
+                output=output,
+                derived_from=sources,
+            )
         return Pending(self, answer)
 
     def log_input_model(
         self, run: RunRef, ref: NodeRef, *, role: UsedRole | str = UsedRole.BASE_MODEL
     ) -> Pending[ModelVersion]:
         """The run used a registered model version (a base model, one it evaluates)."""
-        target = self._t()
-        return Pending(
-            self, target.tracking.log_input_model(self._ref(run), self._ref(ref), role=role)
-        )
+        target, run_id, version = self._t(), self._ref(run), self._ref(ref)
+        with self._writing():
+            return Pending(self, target.tracking.log_input_model(run_id, version, role=role))
 
     def register_model_version(
         self,
@@ -257,23 +323,26 @@ class Batch:
         """The next version of model ``name`` from content already in the artifact store
         (``digest``), generated by ``run`` (one of the batch, or any other) or by none."""
         target = self._t()
-        answer = target.tracking.register_model_version(
-            name,
-            target.artifact(digest),
-            run_id=self._ref(run) if run is not None else None,
-            flavor=flavor,
-            signature=signature,
-            description=description,
-            primary_metric=primary_metric,
-        )
+        run_id = self._ref(run) if run is not None else None
+        with self._writing():
+            answer = target.tracking.register_model_version(
+                name,
+                target.artifact(digest),
+                run_id=run_id,
+                flavor=flavor,
+                signature=signature,
+                description=description,
+                primary_metric=primary_metric,
+            )
         return Pending(self, answer)
 
     def set_alias(
         self, ref: NodeRef, alias: str, reason: str | None = None
     ) -> Pending[ModelVersion]:
         """Point ``alias`` at a version (one of the batch, or ``churn@3``)."""
-        target = self._t()
-        return Pending(self, target.registry.set_alias(self._ref(ref), alias, reason))
+        target, version = self._t(), self._ref(ref)
+        with self._writing():
+            return Pending(self, target.registry.set_alias(version, alias, reason))
 
     def promote(
         self,
@@ -286,11 +355,12 @@ class Batch:
     ) -> Pending[PromoteResult]:
         """Move a version to a stage where its policy needs no approvals; a refusal is an
         answer (:class:`~lineagehub.services.registry.PromotionRefused`), as the single call's."""
-        target = self._t()
-        answer = target.registry.promote(
-            self._ref(ref), to, reason, archive_previous=archive_previous,
-            on_deployments=on_deployments,
-        )  # fmt: skip
+        target, version = self._t(), self._ref(ref)
+        with self._writing():
+            answer = target.registry.promote(
+                version, to, reason, archive_previous=archive_previous,
+                on_deployments=on_deployments,
+            )  # fmt: skip
         return Pending(self, answer)
 
     def deploy(
@@ -305,12 +375,26 @@ class Batch:
         reason: str | None = None,
     ) -> Pending[Deployment]:
         """Record that a version is served in ``environment``."""
-        target = self._t()
-        answer = target.registry.deploy(
-            self._ref(ref), environment, name=name, endpoint=endpoint, status=status,
-            require_stage=require_stage, reason=reason,
-        )  # fmt: skip
+        target, version = self._t(), self._ref(ref)
+        with self._writing():
+            answer = target.registry.deploy(
+                version, environment, name=name, endpoint=endpoint, status=status,
+                require_stage=require_stage, reason=reason,
+            )  # fmt: skip
         return Pending(self, answer)
+
+
+def _not_written(refused: BaseException) -> BaseException:
+    """The error a batch ends with when one of its writes failed in a block that went on:
+    that write's (same class and code), saying the batch was not written."""
+    if not isinstance(refused, HubError):
+        return refused
+    error = copy.copy(refused)
+    error.message = (
+        f"the batch was not written (none of it): one of its writes failed: {refused.message}"
+    )
+    error.args = (error.message,)
+    return error
 
 
 __all__ = ["Batch", "BatchRun", "Pending"]

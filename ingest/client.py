@@ -272,7 +272,8 @@ class Client:
                 batch.log_dataset_ref(run, "s3://lake/raw.parquet", digest)
                 batch.end_run(run)
         """
-        return Batch(self.backend, user=self._user)
+        before = set(self._live)
+        return Batch(self.backend, user=self._user, undone=lambda: self._forget_undone(before))
 
     def get_run(self, run_id: str) -> Run:
         """The run as the hub has it (a stale RUNNING run is reported KILLED)."""
@@ -793,6 +794,19 @@ class Client:
 
         self._heartbeat = threading.Thread(target=beat, name="lineagehub-heartbeat", daemon=True)
         self._heartbeat.start()
+
+    def _forget_undone(self, before: set[str]) -> None:
+        """After a batch that was not written: forget the runs started since ``before`` that
+        the hub does not have. Embedded, a run started with a single call in the batch's block
+        was written in its transaction, and is undone with it; a client still holding it
+        live would fail every later flush, search and exit on it."""
+        for run in [r for r in list(self._live.values()) if r.id not in before]:
+            try:
+                self.tracking.get_run(run.id)
+            except NotFoundError:
+                self._ended(run)
+            except HubError:  # unreachable for now: kept, as any live run is
+                pass
 
     def _ended(self, run: ActiveRun) -> None:
         with self._lock:

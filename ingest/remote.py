@@ -1076,8 +1076,9 @@ class _RemoteBatch:
 
     def ref(self, answer: Any) -> str:
         if isinstance(answer, _Deferred):
-            if answer.returns is Run:  # a run's id is made here, not on the hub
-                raise ValidationError("name a batched run by its id", field="ref")
+            if answer.returns is Run:  # by its id, made here: a parent must be a run id
+                args = self.wire.operations[answer.index]["args"]
+                return str(args["runId"] if "runId" in args else args["input"]["id"])
             return f"${answer.index}"
         return node_ref(answer)
 

@@ -5,6 +5,7 @@ its refusals, and a client killed in the middle of one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from http_server import HubServer
 
 from lineagehub import Client, Settings, open_store
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.graph import GraphStore, NotFoundError, ValidationError
+from lineagehub.graph import ConflictError, GraphStore, NotFoundError, ValidationError
 from lineagehub.interfaces.server import create_app
 from lineagehub.services.registry import ModelPromoted
 from lineagehub.vocabulary import DatasetVersion, ModelVersion, Run, RunStatus
@@ -148,6 +149,143 @@ def test_references_name_only_earlier_writes(hub: tuple[Client, GraphStore]) -> 
     with pytest.raises(ValidationError, match="used once"), batch:
         pass
     assert client.get_run(run.id).status is RunStatus.FINISHED
+
+
+def test_a_batch_that_failed_takes_no_more_writes_and_says_it_failed(
+    hub: tuple[Client, GraphStore],
+) -> None:
+    """A write after the block of a batch that failed was written at once, outside any
+    transaction (embedded), or taken and never sent (through a server); the results of its
+    writes said it was "not written yet"."""
+    client, store = hub
+    before = counts(store)
+    with pytest.raises(RuntimeError), client.batch() as batch:
+        run = batch.start_run("train")
+        raise RuntimeError("the pipeline failed")
+    with pytest.raises(ValidationError, match="write inside the batch's with block"):
+        batch.start_run("late")
+    with pytest.raises(ValidationError, match="write inside the batch's with block"):
+        batch.end_run(run)
+    assert counts(store) == before
+    assert batch.failed and not batch.written and batch.size == 1
+    with pytest.raises(ValidationError, match="the batch failed: nothing of it was written"):
+        run.result()
+
+
+def test_a_write_the_hub_refused_fails_the_batch_even_if_the_block_caught_it(
+    hub: tuple[Client, GraphStore],
+) -> None:
+    """Embedded, a refused write raises at its line: a block that caught its error and went on
+    had the rest of the batch committed (through a server the whole batch was refused)."""
+    client, store = hub
+    before = counts(store)
+    with pytest.raises(ConflictError, match="FINISHED") as caught, client.batch() as batch:
+        run = batch.start_run("train")
+        batch.end_run(run)
+        with contextlib.suppress(ConflictError):  # refused here embedded, at the end remotely
+            batch.end_run(run)  # ended twice
+        batch.start_run("other")
+    assert counts(store) == before and batch.failed
+    if type(client.backend).__name__ == "LocalBackend":
+        assert "the batch was not written" in caught.value.message
+    # a value the SDK checks itself is refused before anything is written: the batch goes on
+    with client.batch() as batch:
+        run = batch.start_run("train")
+        with pytest.raises(ValidationError, match="params"):
+            batch.log(run, params={"lr": object()})
+        batch.end_run(run)
+    assert batch.written and batch.size == 2
+    assert client.get_run(run.id).status is RunStatus.FINISHED
+
+
+def test_a_batch_inside_a_batch_is_refused(hub: tuple[Client, GraphStore]) -> None:
+    """Embedded, a batch inside a batch joined its transaction: it said it was written, and
+    its results named a version the outer batch's failure then undid; through a server it was
+    a request of its own, written though the outer batch failed."""
+    client, store = hub
+    before = counts(store)
+    weights = client.backend.artifacts.put_bytes(b"weights").digest
+    with pytest.raises(RuntimeError), client.batch() as outer:
+        outer.start_run("outer")
+        with pytest.raises(ValidationError, match="a batch inside a batch"), client.batch():
+            pass
+        raise RuntimeError("the pipeline failed")
+    assert counts(store) == before
+    # the outer batch still writes what it holds; a batch after it is a batch of its own
+    with client.batch() as outer:
+        run = outer.start_run("outer")
+        with pytest.raises(ValidationError, match="a batch inside a batch"), client.batch():
+            pass
+        outer.end_run(run)
+    with client.batch() as after:
+        version = after.register_model_version("churn", digest=weights, run=run.id)
+    assert outer.written and after.written
+    assert client.get_model_version("churn@latest").node_id == version.result().node_id
+
+
+def test_a_run_started_by_a_single_call_in_a_failed_batchs_block_does_not_stay_live(
+    hub: tuple[Client, GraphStore],
+) -> None:
+    """Embedded, ``client.start_run`` in a batch's block is written in the batch's transaction
+    and undone with it: the client held the run live, and every later flush, search and
+    close failed on it (NotFoundError). Through a server it is written at once."""
+    client, _store = hub
+    with pytest.raises(RuntimeError), client.batch() as batch:
+        batch.start_run("batched")
+        single = client.start_run("single", capture=False)
+        raise RuntimeError("the pipeline failed")
+    single.log_metric("loss", 0.5)
+    names = [r.name for r in client.search_runs()[0]]  # flushes every live run
+    if type(client.backend).__name__ == "LocalBackend":
+        assert names == [] and single.id not in client._live
+        with pytest.raises(NotFoundError):
+            single.end()
+    else:
+        assert names == ["single"]
+        single.end()
+    assert client._live == {}
+    with client.start_run("next", capture=False) as after:  # its parent is not the lost run
+        pass
+    assert client.get_run(after.id).parent is None
+
+
+def test_a_runs_pending_names_the_run(hub: tuple[Client, GraphStore]) -> None:
+    """A run's Pending (``run.pending``, what ``end_run`` answers) names it wherever a run is
+    named; through a server it was "name a batched run by its id"."""
+    client, _store = hub
+    with client.batch() as batch:
+        prep = batch.start_run("prepare")
+        ended = batch.end_run(prep.pending)
+        train = batch.start_run("train", parent=ended)
+        batch.log(train.pending, metrics={"auc": 0.9})
+        batch.end_run(train.pending)
+    assert client.get_run(prep.id).status is RunStatus.FINISHED
+    run = client.get_run(train.id)
+    assert run.parent == prep.id and run.status is RunStatus.FINISHED
+    assert run.metrics["auc"] == pytest.approx(0.9)
+
+
+def test_a_pending_of_an_earlier_batch_names_what_it_wrote(
+    hub: tuple[Client, GraphStore],
+) -> None:
+    """Through a server, another batch's Pending was sent as "$i", naming operation i of the
+    batch it was passed to: another node, or none."""
+    client, _store = hub
+    weights = client.backend.artifacts.put_bytes(b"weights").digest
+    with client.batch() as first:
+        run = first.start_run("train")
+        first.end_run(run)
+        version = first.register_model_version("churn", digest=weights, run=run)
+    with client.batch() as second:
+        second.start_run("other")
+        second.set_alias(version, "champion")
+    assert client.get_model_version("churn@champion").node_id == version.result().node_id
+    with pytest.raises(RuntimeError), client.batch() as failed:
+        lost = failed.register_model_version("churn", digest=weights)
+        raise RuntimeError("the pipeline failed")
+    with pytest.raises(ValidationError, match="the batch failed"), client.batch() as third:
+        third.set_alias(lost, "candidate")
+    assert third.failed
 
 
 def test_a_batch_over_the_servers_request_limit_says_so_and_writes_nothing(
