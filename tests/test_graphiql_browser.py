@@ -65,7 +65,7 @@ def test_graphiql_renders_and_runs_a_query_offline(tmp_path: Path) -> None:
         )
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
-    assert "error" not in report, report
+    assert "error" not in report, (report.get("error"), report)
     assert report["blocked"] == [], "the page asked for something outside the hub"
     assert report["pageErrors"] == [] and report["consoleErrors"] == [], report
     assert report["rendered"]

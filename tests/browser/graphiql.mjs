@@ -12,6 +12,7 @@ const browser = await chromium.launch({
   headless: true,
   args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
 });
+let page = null;
 try {
   const context = await browser.newContext();
   await context.route("**/*", (route) => {
@@ -24,7 +25,7 @@ try {
     report.blocked.push(url.href);
     return route.abort("blockedbyclient");
   });
-  const page = await context.newPage();
+  page = await context.newPage();
   page.on("console", (m) => { if (m.type() === "error") report.consoleErrors.push(m.text()); });
   page.on("pageerror", (e) => report.pageErrors.push(String(e)));
   await page.goto(pageUrl, { waitUntil: "load", timeout: 30000 });
@@ -33,6 +34,7 @@ try {
   await run.waitFor({ state: "visible", timeout: 30000 });
   report.rendered = true;
   await run.click();
+  report.clicked = true;
   const result = page.locator(".graphiql-response .CodeMirror");
   await page.waitForFunction(
     () => (document.querySelector(".graphiql-response .CodeMirror")?.CodeMirror?.getValue() ?? "").includes("\"data\""),
@@ -43,6 +45,10 @@ try {
   await page.screenshot({ path: process.env.SCREENSHOT || "/dev/null" }).catch(() => {});
 } catch (e) {
   report.error = String(e);
+  // what the response pane held when it failed (an error answer, or nothing yet)
+  report.response = await page?.evaluate(
+    () => document.querySelector(".graphiql-response .CodeMirror")?.CodeMirror?.getValue() ?? null,
+  ).catch(() => null);
 } finally {
   await browser.close();
 }
