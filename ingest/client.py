@@ -25,6 +25,11 @@ pass ``parent=``). A ``with`` block that raises ends the run FAILED with the err
 it KILLED; a process that dies without ending its runs leaves them RUNNING with a heartbeat
 that goes stale, and they are reported KILLED after ``stale_after`` seconds.
 
+A forked process (``os.fork``, a ``multiprocessing`` "fork" worker) starts with no active run:
+the runs it inherited are its parent's, which writes and ends them. Logging to one of them
+there raises :class:`ConflictError` (the module-level calls a :class:`ValidationError`, no
+active run); a run the child starts is its own, ended like any other.
+
 Two modes, one behaviour: embedded (a store URI, no server: the client opens the graph store
 and the artifact store itself) and remote (``Client("http://hub:8000")``, ``lh.connect(url)``
 or ``LINEAGEHUB_URL``: the client talks to a hub server over HTTP, see
@@ -801,6 +806,17 @@ class Client:
         if run in stack:
             stack.remove(run)
 
+    def _forked(self) -> None:
+        """In a child process just forked: the live runs are the parent's (it flushes and
+        ends them), so this client holds none; locks and the heartbeat are made anew (the
+        heartbeat thread does not exist here, and may have held them at the fork)."""
+        runs, self._live = list(self._live.values()), {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heartbeat = None
+        for run in runs:
+            run._forked()
+
 
 # --- the module-level API -----------------------------------------------------------------------
 
@@ -809,6 +825,8 @@ _default_lock = threading.Lock()
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 _local = threading.local()
 _uncaught: list[BaseException] = []
+#: In a forked child: the parent's id and the runs it had open at the fork
+_forked_from: tuple[int, list[str]] | None = None
 
 
 def _alert_rules(settings: Settings) -> list[Any]:
@@ -902,9 +920,17 @@ def active_run() -> ActiveRun | None:
 
 def _require_active() -> ActiveRun:
     run = active_run()
-    if run is None:
-        raise ValidationError("no active run: start one with lh.start_run()", field="run")
-    return run
+    if run is not None:
+        return run
+    if _forked_from is not None:
+        pid, ids = _forked_from
+        raise ValidationError(
+            f"no active run in this process, forked from process {pid}: the runs open there "
+            f"({', '.join(ids)}) are that process's; start one here with lh.start_run() "
+            "(parent=<run id> makes it a child of one of them)",
+            field="run",
+        )
+    raise ValidationError("no active run: start one with lh.start_run()", field="run")
 
 
 def log_params(params: Mapping[str, Any]) -> None:
@@ -978,13 +1004,33 @@ sys.excepthook = _excepthook
 @atexit.register
 def _at_exit() -> None:
     # Runs still open at exit end FINISHED, or FAILED when an exception escaped the script;
-    # nothing buffered is lost.
+    # nothing buffered is lost. A forked child's clients hold only the runs it started (see
+    # _after_fork).
     for c in list(_clients):
         for run in list(c._live.values()):
             try:
                 run.end(*_exit_status(run))
             except HubError as e:  # pragma: no cover - reported, the process is ending
                 print(f"lineagehub: could not end run {run.id}: {e}", file=sys.stderr)
+
+
+def _after_fork() -> None:
+    """In a child process just forked: it starts with no active run and no live run (those
+    are its parent's, which writes and ends them), and with fresh locks (a thread of the
+    parent's may have held one at the fork: none of its threads exists here)."""
+    global _local, _default_lock, _forked_from
+    clients = list(_clients)
+    inherited = [run_id for c in clients for run_id in c._live]
+    _forked_from = (os.getppid(), inherited) if inherited else None
+    _local = threading.local()
+    _default_lock = threading.Lock()
+    _uncaught.clear()
+    for c in clients:
+        c._forked()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 __all__ = [

@@ -833,6 +833,140 @@ def test_runs_left_open_end_at_exit(hub: Hub) -> None:
         assert len(c.metric_history(crash_id, "loss")) == 50
 
 
+FORKED = """
+import json, os, signal, sys, threading
+import lineagehub as lh
+from lineagehub.graph import ConflictError, ValidationError
+
+client = lh.connect(sys.argv[1])
+held = lh.start_run("held", capture=False)
+parent = lh.start_run("parent", capture=False)
+tracking, inside, release, here = client.tracking, threading.Event(), threading.Event(), os.getpid()
+
+
+class Held:  # the heartbeat stopped in the middle of a flush of run "held", holding its lock
+    def __getattr__(self, name):
+        return getattr(tracking, name)
+
+    def log_batch(self, *args, **kwargs):
+        if os.getpid() == here and threading.current_thread().name == "lineagehub-heartbeat":
+            inside.set()
+            release.wait()
+        return tracking.log_batch(*args, **kwargs)
+
+
+client.tracking = Held()
+assert inside.wait(30), "no heartbeat"
+parent.log_metrics({"loss": 0.5}, step=0)  # buffered: the parent's to write, once
+pid = os.fork()
+if pid == 0:
+    signal.alarm(10)  # stuck on a lock a thread of the parent held: killed, and reported
+    seen = {"active": repr(lh.active_run())}
+    for name, call in [
+        ("module", lambda: lh.log_metrics({"loss": 1.0})),
+        ("held", lambda: held.log_metrics({"loss": 1.0})),
+        ("parent", lambda: parent.log_metrics({"loss": 1.0})),
+        ("end", parent.end),
+    ]:
+        try:
+            call()
+            seen[name] = "accepted"
+        except (ConflictError, ValidationError) as e:
+            seen[name] = f"{type(e).__name__}: {e}"
+    own = lh.start_run("own", capture=False)
+    own.log_metrics({"x": 1.0})
+    seen["own"] = own.id
+    print(json.dumps(seen), flush=True)
+    sys.exit(0)  # a normal exit (atexit runs): the child's own run ends, the parent's do not
+_, status = os.waitpid(pid, 0)
+after = tracking.get_run(parent.id).status.value
+release.set()
+held.end()
+parent.end()
+print(json.dumps({"status": status, "after": after, "parent": parent.id}), flush=True)
+"""
+
+
+def test_a_forked_child_starts_with_none_of_its_parents_runs(hub: Hub) -> None:
+    """A child forked while the heartbeat held a run's lock mid-flush: it does not wait on
+    that lock; it has no active run; the runs it inherited refuse its writes and its end;
+    a run it starts is its own (no parent) and ends when it exits, and its exit leaves the
+    parent's runs and their buffers alone."""
+    env = {**os.environ, "LINEAGEHUB_HEARTBEAT_INTERVAL": "0.01"}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FORKED), hub.target],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and len(lines) == 2, done.stderr
+    child, parent = lines
+    assert parent["status"] == 0  # the child exited (not killed, stuck on a lock)
+    assert child["active"] == "None"
+    assert child["module"].startswith("ValidationError: no active run in this process, forked")
+    for name in ("held", "parent", "end"):
+        assert child[name].startswith("ConflictError: "), name
+        assert "forked" in child[name] and "lh.start_run" in child[name]
+    assert parent["after"] == "RUNNING"  # the child's exit did not end it
+    with hub.client() as c:
+        points = c.metric_history(parent["parent"], "loss")
+        assert [(p.step, p.value) for p in points] == [(0, 0.5)]  # once, by the parent
+        own = c.get_run(child["own"])
+        assert own.status is RunStatus.FINISHED and own.parent is None
+        assert own.metrics == {"x": 1.0}
+
+
+WORKERS = """
+import json, multiprocessing, sys
+import lineagehub as lh
+from lineagehub.graph import ValidationError
+
+lh.connect(sys.argv[1])
+parent = lh.start_run("parent", capture=False)
+
+
+def work(i):
+    try:
+        lh.log_metrics({"from_worker": float(i)})
+        logged = "accepted"
+    except ValidationError as e:
+        logged = str(e)
+    with lh.start_run(f"worker-{i}", capture=False) as run:
+        run.log_metrics({"m": float(i)})
+    return logged, run.id
+
+
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    results = pool.map(work, range(2))
+parent.end()
+print(json.dumps({"parent": parent.id, "results": results}), flush=True)
+"""
+
+
+def test_multiprocessing_fork_workers_log_into_runs_of_their_own(hub: Hub) -> None:
+    """The module-level calls of a worker do not reach the parent's run (they raise: no
+    active run here), and the runs workers start are not its children."""
+    env = {**os.environ, "LINEAGEHUB_HEARTBEAT_INTERVAL": "60"}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(WORKERS), hub.target],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    for logged, _ in out["results"]:
+        assert logged.startswith("no active run in this process, forked from process"), logged
+    with hub.client() as c:
+        assert c.metric_history(out["parent"], "from_worker") == []
+        for _, run_id in out["results"]:
+            run = c.get_run(run_id)
+            assert run.status is RunStatus.FINISHED and run.parent is None
+
+
 def test_a_killed_process_leaves_a_run_that_turns_killed(hub: Hub) -> None:
     run_id, code = _script(hub, "killed")
     assert code == -9
