@@ -311,11 +311,16 @@ class Client:
 
     def close(self) -> None:
         """Flush, end live runs FINISHED, stop the heartbeat, release the stores (or the
-        connection to the server)."""
+        connection to the server). Every live run is ended even when one cannot be (the hub
+        refused, or was unreachable); then the first such error is raised."""
         self._stop.set()
+        first: Exception | None = None
         try:
             for run in list(self._live.values()):
-                run.end(*_exit_status(run))
+                try:
+                    run.end(*_exit_status(run))
+                except Exception as e:
+                    first = first or e
         finally:
             # A run that could not be ended (the hub refused or was unreachable) must not
             # stay the thread's active run after its client is gone.
@@ -323,6 +328,8 @@ class Client:
             stack[:] = [r for r in stack if r.client is not self]
             self.backend.close()
             _clients.discard(self)
+        if first is not None:
+            raise first
 
     def __enter__(self) -> Client:
         return self
@@ -1010,7 +1017,7 @@ def _at_exit() -> None:
         for run in list(c._live.values()):
             try:
                 run.end(*_exit_status(run))
-            except HubError as e:  # pragma: no cover - reported, the process is ending
+            except Exception as e:  # pragma: no cover - reported, the process is ending
                 print(f"lineagehub: could not end run {run.id}: {e}", file=sys.stderr)
 
 

@@ -833,6 +833,25 @@ def test_runs_left_open_end_at_exit(hub: Hub) -> None:
         assert len(c.metric_history(crash_id, "loss")) == 50
 
 
+def test_closing_a_client_ends_every_run_even_if_one_cannot_end(hub: Hub) -> None:
+    """A run that cannot be ended (here: ended elsewhere, its last points refused) does not
+    keep the others open: close ends them all, then raises that run's error."""
+    c = hub.client()
+    gone = c.start_run("ended elsewhere", capture=False)
+    kept = c.start_run("kept", capture=False)
+    gone.log_metrics({"loss": 1.0})
+    kept.log_metrics({"loss": 0.5})
+    kept.log_metrics({"loss": 0.25})
+    with hub.client() as other:
+        other.tracking.end_run(gone.id, "KILLED", "by an operator")
+    with pytest.raises(ConflictError, match="ended elsewhere"):
+        c.close()
+    assert lh.active_run() is None
+    with hub.client() as other:
+        assert other.get_run(kept.id).status is RunStatus.FINISHED
+        assert [p.value for p in other.metric_history(kept.id, "loss")] == [0.5, 0.25]
+
+
 FORKED = """
 import json, os, signal, sys, threading
 import lineagehub as lh
