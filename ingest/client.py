@@ -228,7 +228,7 @@ class Client:
         the child of the innermost one on the same hub, unless ``parent`` says otherwise (a
         run on another hub is no parent here: this hub does not have it)."""
         if parent is None:
-            here = (r for r in reversed(_stack()) if self._same_hub(r.client))
+            here = (r for r in reversed(_stack()) if not r._ended and self._same_hub(r.client))
             parent_id = next((r.id for r in here), None)
         else:
             parent_id = parent.id if isinstance(parent, ActiveRun) else parent
@@ -264,6 +264,7 @@ class Client:
         with self._lock:
             self._live[run.id] = active
         _stack().append(active)
+        _local.ended = None
         self._ensure_heartbeat()
         return active
 
@@ -809,6 +810,7 @@ class Client:
     def _ended(self, run: ActiveRun) -> None:
         with self._lock:
             self._live.pop(run.id, None)
+        # Other threads' stacks drop it when next read (see active_run).
         stack = _stack()
         if run in stack:
             stack.remove(run)
@@ -922,6 +924,10 @@ def download(ref: str | ModelVersion, path: str | os.PathLike[str]) -> Path:
 def active_run() -> ActiveRun | None:
     """The innermost run started (and not ended) in this thread, if any."""
     stack = _stack()
+    while stack and stack[-1]._ended:
+        # ended by another thread, or found ended elsewhere: no longer active, nor a parent;
+        # logging through the module-level calls still names it (see _require_active)
+        _local.ended = stack.pop()
     return stack[-1] if stack else None
 
 
@@ -929,6 +935,9 @@ def _require_active() -> ActiveRun:
     run = active_run()
     if run is not None:
         return run
+    ended: ActiveRun | None = getattr(_local, "ended", None)
+    if ended is not None:
+        ended._check_open()  # raises: it has ended (another thread ended it, or the hub)
     if _forked_from is not None:
         pid, ids = _forked_from
         raise ValidationError(

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -850,6 +851,42 @@ def test_closing_a_client_ends_every_run_even_if_one_cannot_end(hub: Hub) -> Non
     with hub.client() as other:
         assert other.get_run(kept.id).status is RunStatus.FINISHED
         assert [p.value for p in other.metric_history(kept.id, "loss")] == [0.5, 0.25]
+
+
+def test_a_run_ended_by_another_thread_is_no_longer_active_in_its_own(client: Client) -> None:
+    """Ended by a watchdog thread, or found ended elsewhere by another thread's flush (the
+    heartbeat's): it is no longer the thread's active run nor the parent of its next run,
+    and the module-level calls name it."""
+    watched = client.start_run("watched", capture=False)
+    watchdog = threading.Thread(target=watched.end, args=("KILLED", "watchdog"))
+    watchdog.start()
+    watchdog.join()
+    assert lh.active_run() is None
+    with pytest.raises(ConflictError, match="has ended"):
+        lh.log_metrics({"loss": 1.0})
+    with client.start_run("next", capture=False) as after:
+        assert lh.active_run() is after
+    assert client.get_run(after.id).parent is None
+    with pytest.raises(ValidationError, match="no active run"):
+        lh.log_metrics({"loss": 1.0})
+
+    outer = client.start_run("outer", capture=False)
+    inner = client.start_run("inner", capture=False)
+    inner.log_metrics({"loss": 1.0})
+    client.tracking.end_run(inner.id, "KILLED", "stale")  # as an operator would, elsewhere
+
+    def heartbeat() -> None:
+        with contextlib.suppress(ConflictError):
+            inner.flush(heartbeat=True)
+
+    beat = threading.Thread(target=heartbeat)
+    beat.start()
+    beat.join()
+    assert lh.active_run() is outer
+    with client.start_run("sibling", capture=False) as sibling:
+        pass
+    assert client.get_run(sibling.id).parent == outer.id
+    outer.end()
 
 
 FORKED = """
