@@ -54,7 +54,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lineagehub.artifacts import ArtifactStore, open_artifact_store, validate_digest
 from lineagehub.config import Settings
@@ -71,7 +71,7 @@ from lineagehub.graph import (
 from lineagehub.ingest.batch import Batch
 from lineagehub.ingest.capture import CodeState, capture_code, capture_context, capture_environment
 from lineagehub.ingest.flavors import extract_archive, load_from
-from lineagehub.ingest.run import DIRECTORY_MEDIA_TYPE, ActiveRun
+from lineagehub.ingest.run import DIRECTORY_MEDIA_TYPE, ActiveRun, status_for
 from lineagehub.ingest.seam import Backend, LocalBackend, PromoteResult
 from lineagehub.services.cards import InventoryRow, ModelCard
 from lineagehub.services.registry import (
@@ -834,6 +834,8 @@ _default_lock = threading.Lock()
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 _local = threading.local()
 _uncaught: list[BaseException] = []
+#: The last ``sys.exit`` of the main thread (the interpreter tells atexit nothing of it)
+_exiting: list[SystemExit] = []
 #: In a forked child: the parent's id and the runs it had open at the fork
 _forked_from: tuple[int, list[str]] | None = None
 
@@ -969,13 +971,17 @@ def flush() -> None:
         c.flush()
 
 
-def _exit_status(run: ActiveRun) -> tuple[RunStatus, str | None]:
-    """How a run still open at exit (or when its client closes) ends: FAILED with the
-    exception that escaped the script; a run its adapter left open (its training raised)
-    as the adapter asked; else FINISHED."""
-    if _uncaught:
-        return RunStatus.FAILED, f"{type(_uncaught[0]).__name__}: {_uncaught[0]}"
-    return run.left_open or (RunStatus.FINISHED, None)
+def _exit_status(run: ActiveRun, exc: BaseException | None = None) -> tuple[RunStatus, str | None]:
+    """How a run still open at exit (or when its client closes) ends: as ``exc`` (what ended
+    the client's ``with`` block, or the script), else as an exception that escaped the
+    script: FAILED with the error, KILLED by Ctrl-C (see :func:`status_for`); a run its
+    adapter left open (its training raised) as the adapter asked; else FINISHED."""
+    if exc is None and _uncaught:
+        exc = _uncaught[0]
+    status, error = status_for(exc)
+    if status is RunStatus.FINISHED and run.left_open is not None:
+        return run.left_open
+    return status, error
 
 
 #: How a framework adapter's own run ends when its training stops before the adapter's end
@@ -1017,15 +1023,28 @@ _previous_hook = sys.excepthook
 sys.excepthook = _excepthook
 
 
+def _exit(status: Any = None) -> NoReturn:
+    # Only the main thread's: elsewhere sys.exit ends a thread, not the process.
+    if threading.current_thread() is threading.main_thread():
+        _exiting[:] = [SystemExit(status)]
+    _previous_exit(status)
+
+
+_previous_exit = sys.exit
+sys.exit = _exit
+
+
 @atexit.register
 def _at_exit() -> None:
-    # Runs still open at exit end FINISHED, or FAILED when an exception escaped the script;
-    # nothing buffered is lost. A forked child's clients hold only the runs it started (see
-    # _after_fork).
+    # Runs still open at exit end as the script did (see _exit_status); nothing buffered is
+    # lost. A forked child's clients hold only the runs it started (see _after_fork).
+    # The last sys.exit is read here only: one a caller caught (a notebook, a CLI test
+    # runner) must not end the runs a client closes later.
+    exc = _uncaught[0] if _uncaught else _exiting[-1] if _exiting else None
     for c in list(_clients):
         for run in list(c._live.values()):
             try:
-                run.end(*_exit_status(run))
+                run.end(*_exit_status(run, exc))
             except Exception as e:  # pragma: no cover - reported, the process is ending
                 print(f"lineagehub: could not end run {run.id}: {e}", file=sys.stderr)
 
@@ -1041,6 +1060,7 @@ def _after_fork() -> None:
     _local = threading.local()
     _default_lock = threading.Lock()
     _uncaught.clear()
+    _exiting.clear()
     for c in clients:
         c._forked()
 

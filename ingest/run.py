@@ -593,12 +593,7 @@ class ActiveRun:
     ) -> None:
         if self._inherited:
             return  # a forked child leaving its parent's block: the parent's run goes on
-        if exc_type is None:
-            self.end(RunStatus.FINISHED)
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.end(RunStatus.KILLED, "KeyboardInterrupt")
-        else:
-            self.end(RunStatus.FAILED, f"{exc_type.__name__}: {exc}")
+        self.end(*status_for(exc))
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -742,6 +737,17 @@ class ActiveRun:
             write_archive(folder, tmp, field=field)
             tmp.seek(0)
             return self.client.artifacts.put_stream(tmp)
+
+
+def status_for(exc: BaseException | None) -> tuple[RunStatus, str | None]:
+    """How a run ends when ``exc`` ends its ``with`` block, its client's, or the script:
+    FINISHED with none, or a clean exit (``sys.exit()``, ``sys.exit(0)``); KILLED by Ctrl-C;
+    else FAILED with the error (``sys.exit(2)`` too: ``"SystemExit: 2"``)."""
+    if exc is None or (isinstance(exc, SystemExit) and exc.code in (None, 0)):
+        return RunStatus.FINISHED, None
+    if isinstance(exc, KeyboardInterrupt):
+        return RunStatus.KILLED, "KeyboardInterrupt"
+    return RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
 
 
 # --- numbers to JSON ----------------------------------------------------------------------------

@@ -834,6 +834,52 @@ def test_runs_left_open_end_at_exit(hub: Hub) -> None:
         assert len(c.metric_history(crash_id, "loss")) == 50
 
 
+ENDINGS = """
+import sys, lineagehub as lh
+lh.connect(sys.argv[1])
+case = sys.argv[2]
+if case == "sys.exit(0) in a block":
+    with lh.start_run(case, capture=False) as run:
+        print(run.id, flush=True)
+        sys.exit(0)
+run = lh.start_run(case, capture=False)
+run.log_metrics({"loss": 0.5})
+print(run.id, flush=True)
+if case == "sys.exit(2), left open":
+    sys.exit(2)
+if case == "Ctrl-C, left open":
+    raise KeyboardInterrupt
+"""
+
+
+def test_a_script_ends_its_runs_as_it_ends(hub: Hub) -> None:
+    """``sys.exit(0)`` is a clean end, in a block or not; ``sys.exit(2)`` a failure; Ctrl-C
+    KILLED, in a block or not."""
+    expected = {
+        "sys.exit(0) in a block": (0, RunStatus.FINISHED, None),
+        "sys.exit(2), left open": (2, RunStatus.FAILED, "SystemExit: 2"),
+        "Ctrl-C, left open": (-2, RunStatus.KILLED, "KeyboardInterrupt"),
+    }
+    env = {**os.environ, "LINEAGEHUB_HEARTBEAT_INTERVAL": "60"}
+    ended = {}
+    for case in expected:
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(ENDINGS), hub.target, case],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        ended[case] = done.returncode, done.stdout.strip()
+    with hub.client() as c:
+        got = {case: (code, *_status(c.get_run(run_id))) for case, (code, run_id) in ended.items()}
+    assert got == expected
+
+
+def _status(run: Run) -> tuple[RunStatus, str | None]:
+    return run.status, run.error
+
+
 def test_closing_a_client_ends_every_run_even_if_one_cannot_end(hub: Hub) -> None:
     """A run that cannot be ended (here: ended elsewhere, its last points refused) does not
     keep the others open: close ends them all, then raises that run's error."""
