@@ -314,12 +314,15 @@ class Client:
         """Flush, end live runs FINISHED, stop the heartbeat, release the stores (or the
         connection to the server). Every live run is ended even when one cannot be (the hub
         refused, or was unreachable); then the first such error is raised."""
+        self._close(None)
+
+    def _close(self, exc: BaseException | None) -> None:
         self._stop.set()
         first: Exception | None = None
         try:
             for run in list(self._live.values()):
                 try:
-                    run.end(*_exit_status(run))
+                    run.end(*_exit_status(run, exc))
                 except Exception as e:
                     first = first or e
         finally:
@@ -335,8 +338,14 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Runs left open end as the block did: FAILED with its error, KILLED by Ctrl-C.
+        self._close(exc)
 
     # --- model registry -----------------------------------------------------------------------
 

@@ -880,6 +880,22 @@ def _status(run: Run) -> tuple[RunStatus, str | None]:
     return run.status, run.error
 
 
+def test_a_client_block_ended_by_an_error_ends_its_open_runs_so(hub: Hub) -> None:
+    """Runs left open in a ``with Client(...)`` block end as the block did: FAILED with the
+    error that ended it, KILLED by Ctrl-C."""
+    with pytest.raises(RuntimeError), hub.client() as c:
+        failed = c.start_run("open at an error", capture=False)
+        failed.log_metrics({"loss": 0.5})
+        raise RuntimeError("diverged")
+    with pytest.raises(KeyboardInterrupt), hub.client() as c:
+        killed = c.start_run("open at Ctrl-C", capture=False)
+        raise KeyboardInterrupt
+    with hub.client() as c:
+        assert _status(c.get_run(failed.id)) == (RunStatus.FAILED, "RuntimeError: diverged")
+        assert c.get_run(failed.id).metrics == {"loss": 0.5}
+        assert _status(c.get_run(killed.id)) == (RunStatus.KILLED, "KeyboardInterrupt")
+
+
 def test_closing_a_client_ends_every_run_even_if_one_cannot_end(hub: Hub) -> None:
     """A run that cannot be ended (here: ended elsewhere, its last points refused) does not
     keep the others open: close ends them all, then raises that run's error."""
