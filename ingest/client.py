@@ -25,6 +25,11 @@ pass ``parent=``). A ``with`` block that raises ends the run FAILED with the err
 it KILLED; a process that dies without ending its runs leaves them RUNNING with a heartbeat
 that goes stale, and they are reported KILLED after ``stale_after`` seconds.
 
+A forked process (``os.fork``, a ``multiprocessing`` "fork" worker) starts with no active run:
+the runs it inherited are its parent's, which writes and ends them. Logging to one of them
+there raises :class:`ConflictError` (the module-level calls a :class:`ValidationError`, no
+active run); a run the child starts is its own, ended like any other.
+
 Two modes, one behaviour: embedded (a store URI, no server: the client opens the graph store
 and the artifact store itself) and remote (``Client("http://hub:8000")``, ``lh.connect(url)``
 or ``LINEAGEHUB_URL``: the client talks to a hub server over HTTP, see
@@ -49,7 +54,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lineagehub.artifacts import ArtifactStore, open_artifact_store, validate_digest
 from lineagehub.config import Settings
@@ -66,7 +71,7 @@ from lineagehub.graph import (
 from lineagehub.ingest.batch import Batch
 from lineagehub.ingest.capture import CodeState, capture_code, capture_context, capture_environment
 from lineagehub.ingest.flavors import extract_archive, load_from
-from lineagehub.ingest.run import DIRECTORY_MEDIA_TYPE, ActiveRun
+from lineagehub.ingest.run import DIRECTORY_MEDIA_TYPE, ActiveRun, status_for
 from lineagehub.ingest.seam import Backend, LocalBackend, PromoteResult
 from lineagehub.services.cards import InventoryRow, ModelCard
 from lineagehub.services.registry import (
@@ -223,7 +228,7 @@ class Client:
         the child of the innermost one on the same hub, unless ``parent`` says otherwise (a
         run on another hub is no parent here: this hub does not have it)."""
         if parent is None:
-            here = (r for r in reversed(_stack()) if self._same_hub(r.client))
+            here = (r for r in reversed(_stack()) if not r._ended and self._same_hub(r.client))
             parent_id = next((r.id for r in here), None)
         else:
             parent_id = parent.id if isinstance(parent, ActiveRun) else parent
@@ -259,6 +264,7 @@ class Client:
         with self._lock:
             self._live[run.id] = active
         _stack().append(active)
+        _local.ended = None
         self._ensure_heartbeat()
         return active
 
@@ -307,11 +313,19 @@ class Client:
 
     def close(self) -> None:
         """Flush, end live runs FINISHED, stop the heartbeat, release the stores (or the
-        connection to the server)."""
+        connection to the server). Every live run is ended even when one cannot be (the hub
+        refused, or was unreachable); then the first such error is raised."""
+        self._close(None)
+
+    def _close(self, exc: BaseException | None) -> None:
         self._stop.set()
+        first: Exception | None = None
         try:
             for run in list(self._live.values()):
-                run.end(*_exit_status(run))
+                try:
+                    run.end(*_exit_status(run, exc))
+                except Exception as e:
+                    first = first or e
         finally:
             # A run that could not be ended (the hub refused or was unreachable) must not
             # stay the thread's active run after its client is gone.
@@ -319,12 +333,20 @@ class Client:
             stack[:] = [r for r in stack if r.client is not self]
             self.backend.close()
             _clients.discard(self)
+        if first is not None:
+            raise first
 
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Runs left open end as the block did: FAILED with its error, KILLED by Ctrl-C.
+        self._close(exc)
 
     # --- model registry -----------------------------------------------------------------------
 
@@ -811,9 +833,21 @@ class Client:
     def _ended(self, run: ActiveRun) -> None:
         with self._lock:
             self._live.pop(run.id, None)
+        # Other threads' stacks drop it when next read (see active_run).
         stack = _stack()
         if run in stack:
             stack.remove(run)
+
+    def _forked(self) -> None:
+        """In a child process just forked: the live runs are the parent's (it flushes and
+        ends them), so this client holds none; locks and the heartbeat are made anew (the
+        heartbeat thread does not exist here, and may have held them at the fork)."""
+        runs, self._live = list(self._live.values()), {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heartbeat = None
+        for run in runs:
+            run._forked()
 
 
 # --- the module-level API -----------------------------------------------------------------------
@@ -823,6 +857,10 @@ _default_lock = threading.Lock()
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 _local = threading.local()
 _uncaught: list[BaseException] = []
+#: The last ``sys.exit`` of the main thread (the interpreter tells atexit nothing of it)
+_exiting: list[SystemExit] = []
+#: In a forked child: the parent's id and the runs it had open at the fork
+_forked_from: tuple[int, list[str]] | None = None
 
 
 def _alert_rules(settings: Settings) -> list[Any]:
@@ -911,14 +949,29 @@ def download(ref: str | ModelVersion, path: str | os.PathLike[str]) -> Path:
 def active_run() -> ActiveRun | None:
     """The innermost run started (and not ended) in this thread, if any."""
     stack = _stack()
+    while stack and stack[-1]._ended:
+        # ended by another thread, or found ended elsewhere: no longer active, nor a parent;
+        # logging through the module-level calls still names it (see _require_active)
+        _local.ended = stack.pop()
     return stack[-1] if stack else None
 
 
 def _require_active() -> ActiveRun:
     run = active_run()
-    if run is None:
-        raise ValidationError("no active run: start one with lh.start_run()", field="run")
-    return run
+    if run is not None:
+        return run
+    ended: ActiveRun | None = getattr(_local, "ended", None)
+    if ended is not None:
+        ended._check_open()  # raises: it has ended (another thread ended it, or the hub)
+    if _forked_from is not None:
+        pid, ids = _forked_from
+        raise ValidationError(
+            f"no active run in this process, forked from process {pid}: the runs open there "
+            f"({', '.join(ids)}) are that process's; start one here with lh.start_run() "
+            "(parent=<run id> makes it a child of one of them)",
+            field="run",
+        )
+    raise ValidationError("no active run: start one with lh.start_run()", field="run")
 
 
 def log_params(params: Mapping[str, Any]) -> None:
@@ -941,13 +994,17 @@ def flush() -> None:
         c.flush()
 
 
-def _exit_status(run: ActiveRun) -> tuple[RunStatus, str | None]:
-    """How a run still open at exit (or when its client closes) ends: FAILED with the
-    exception that escaped the script; a run its adapter left open (its training raised)
-    as the adapter asked; else FINISHED."""
-    if _uncaught:
-        return RunStatus.FAILED, f"{type(_uncaught[0]).__name__}: {_uncaught[0]}"
-    return run.left_open or (RunStatus.FINISHED, None)
+def _exit_status(run: ActiveRun, exc: BaseException | None = None) -> tuple[RunStatus, str | None]:
+    """How a run still open at exit (or when its client closes) ends: as ``exc`` (what ended
+    the client's ``with`` block, or the script), else as an exception that escaped the
+    script: FAILED with the error, KILLED by Ctrl-C (see :func:`status_for`); a run its
+    adapter left open (its training raised) as the adapter asked; else FINISHED."""
+    if exc is None and _uncaught:
+        exc = _uncaught[0]
+    status, error = status_for(exc)
+    if status is RunStatus.FINISHED and run.left_open is not None:
+        return run.left_open
+    return status, error
 
 
 #: How a framework adapter's own run ends when its training stops before the adapter's end
@@ -989,16 +1046,50 @@ _previous_hook = sys.excepthook
 sys.excepthook = _excepthook
 
 
+def _exit(status: Any = None) -> NoReturn:
+    # Only the main thread's: elsewhere sys.exit ends a thread, not the process.
+    if threading.current_thread() is threading.main_thread():
+        _exiting[:] = [SystemExit(status)]
+    _previous_exit(status)
+
+
+_previous_exit = sys.exit
+sys.exit = _exit
+
+
 @atexit.register
 def _at_exit() -> None:
-    # Runs still open at exit end FINISHED, or FAILED when an exception escaped the script;
-    # nothing buffered is lost.
+    # Runs still open at exit end as the script did (see _exit_status); nothing buffered is
+    # lost. A forked child's clients hold only the runs it started (see _after_fork).
+    # The last sys.exit is read here only: one a caller caught (a notebook, a CLI test
+    # runner) must not end the runs a client closes later.
+    exc = _uncaught[0] if _uncaught else _exiting[-1] if _exiting else None
     for c in list(_clients):
         for run in list(c._live.values()):
             try:
-                run.end(*_exit_status(run))
-            except HubError as e:  # pragma: no cover - reported, the process is ending
+                run.end(*_exit_status(run, exc))
+            except Exception as e:  # pragma: no cover - reported, the process is ending
                 print(f"lineagehub: could not end run {run.id}: {e}", file=sys.stderr)
+
+
+def _after_fork() -> None:
+    """In a child process just forked: it starts with no active run and no live run (those
+    are its parent's, which writes and ends them), and with fresh locks (a thread of the
+    parent's may have held one at the fork: none of its threads exists here)."""
+    global _local, _default_lock, _forked_from
+    clients = list(_clients)
+    inherited = [run_id for c in clients for run_id in c._live]
+    _forked_from = (os.getppid(), inherited) if inherited else None
+    _local = threading.local()
+    _default_lock = threading.Lock()
+    _uncaught.clear()
+    _exiting.clear()
+    for c in clients:
+        c._forked()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 __all__ = [

@@ -73,6 +73,9 @@ class ActiveRun:
         self._metric_keys: set[str] = set(run.metrics)
         self._metrics_size = sum(map(_metric_size, run.metrics))
         self._ended = False
+        # A copy a forked child inherited: the run is its parent's, which writes and ends it
+        self._inherited = False
+        self._pid = os.getpid()
         # values refused for good by a flush nobody waited for (the heartbeat's): end raises
         self._unseen: HubError | None = None
         #: How the run ends if it is still open when its client closes or the process exits,
@@ -550,6 +553,8 @@ class ActiveRun:
         """End the run (flushing what is buffered in the same transaction). Should the hub
         refuse a buffered value, the rest is logged, the run ends as asked, and then the
         refusal is raised, naming what was not stored."""
+        if self._inherited:
+            self._check_open()  # raises: a forked child never ends its parent's run
         refusal: HubError | None = None
         try:
             with self._lock:
@@ -586,12 +591,9 @@ class ActiveRun:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self.end(RunStatus.FINISHED)
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self.end(RunStatus.KILLED, "KeyboardInterrupt")
-        else:
-            self.end(RunStatus.FAILED, f"{exc_type.__name__}: {exc}")
+        if self._inherited:
+            return  # a forked child leaving its parent's block: the parent's run goes on
+        self.end(*status_for(exc))
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -601,6 +603,22 @@ class ActiveRun:
                 f"run {self.id!r} has ended ({self.info.status.value}); writes to a finished "
                 "run are rejected"
             )
+        if self._inherited:
+            raise ConflictError(
+                f"run {self.id!r} belongs to process {self._pid}, which this process was "
+                "forked from: a forked process does not log into, or end, its parent's runs. "
+                f"Start a run here (lh.start_run(..., parent={self.id!r}) makes it a child "
+                "of that one)"
+            )
+
+    def _forked(self) -> None:
+        """In a child process just forked: this copy is the parent's run, which the parent
+        flushes and ends. Its buffer (the parent's to write) is dropped, writes to it raise,
+        and its lock is made anew (a thread of the parent's, the heartbeat mid-flush, may
+        have held it: it does not exist here to release it)."""
+        self._lock = threading.Lock()
+        self._take()
+        self._inherited = True
 
     def _take(self) -> tuple[dict[str, Any], dict[str, str], list[Metric]]:
         taken = (self._params, self._tags, self._points)
@@ -719,6 +737,17 @@ class ActiveRun:
             write_archive(folder, tmp, field=field)
             tmp.seek(0)
             return self.client.artifacts.put_stream(tmp)
+
+
+def status_for(exc: BaseException | None) -> tuple[RunStatus, str | None]:
+    """How a run ends when ``exc`` ends its ``with`` block, its client's, or the script:
+    FINISHED with none, or a clean exit (``sys.exit()``, ``sys.exit(0)``); KILLED by Ctrl-C;
+    else FAILED with the error (``sys.exit(2)`` too: ``"SystemExit: 2"``)."""
+    if exc is None or (isinstance(exc, SystemExit) and exc.code in (None, 0)):
+        return RunStatus.FINISHED, None
+    if isinstance(exc, KeyboardInterrupt):
+        return RunStatus.KILLED, "KeyboardInterrupt"
+    return RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
 
 
 # --- numbers to JSON ----------------------------------------------------------------------------

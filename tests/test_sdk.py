@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -860,6 +861,257 @@ def test_runs_left_open_end_at_exit(hub: Hub) -> None:
         crashed = c.get_run(crash_id)
         assert crashed.status is RunStatus.FAILED and "diverged" in (crashed.error or "")
         assert len(c.metric_history(crash_id, "loss")) == 50
+
+
+ENDINGS = """
+import sys, lineagehub as lh
+lh.connect(sys.argv[1])
+case = sys.argv[2]
+if case == "sys.exit(0) in a block":
+    with lh.start_run(case, capture=False) as run:
+        print(run.id, flush=True)
+        sys.exit(0)
+run = lh.start_run(case, capture=False)
+run.log_metrics({"loss": 0.5})
+print(run.id, flush=True)
+if case == "sys.exit(2), left open":
+    sys.exit(2)
+if case == "Ctrl-C, left open":
+    raise KeyboardInterrupt
+"""
+
+
+def test_a_script_ends_its_runs_as_it_ends(hub: Hub) -> None:
+    """``sys.exit(0)`` is a clean end, in a block or not; ``sys.exit(2)`` a failure; Ctrl-C
+    KILLED, in a block or not."""
+    expected = {
+        "sys.exit(0) in a block": (0, RunStatus.FINISHED, None),
+        "sys.exit(2), left open": (2, RunStatus.FAILED, "SystemExit: 2"),
+        "Ctrl-C, left open": (-2, RunStatus.KILLED, "KeyboardInterrupt"),
+    }
+    env = {**os.environ, "LINEAGEHUB_HEARTBEAT_INTERVAL": "60"}
+    ended = {}
+    for case in expected:
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(ENDINGS), hub.target, case],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        ended[case] = done.returncode, done.stdout.strip()
+    with hub.client() as c:
+        got = {case: (code, *_status(c.get_run(run_id))) for case, (code, run_id) in ended.items()}
+    assert got == expected
+
+
+def _status(run: Run) -> tuple[RunStatus, str | None]:
+    return run.status, run.error
+
+
+def test_a_client_block_ended_by_an_error_ends_its_open_runs_so(hub: Hub) -> None:
+    """Runs left open in a ``with Client(...)`` block end as the block did: FAILED with the
+    error that ended it, KILLED by Ctrl-C."""
+    with pytest.raises(RuntimeError), hub.client() as c:
+        failed = c.start_run("open at an error", capture=False)
+        failed.log_metrics({"loss": 0.5})
+        raise RuntimeError("diverged")
+    with pytest.raises(KeyboardInterrupt), hub.client() as c:
+        killed = c.start_run("open at Ctrl-C", capture=False)
+        raise KeyboardInterrupt
+    with hub.client() as c:
+        assert _status(c.get_run(failed.id)) == (RunStatus.FAILED, "RuntimeError: diverged")
+        assert c.get_run(failed.id).metrics == {"loss": 0.5}
+        assert _status(c.get_run(killed.id)) == (RunStatus.KILLED, "KeyboardInterrupt")
+
+
+def test_closing_a_client_ends_every_run_even_if_one_cannot_end(hub: Hub) -> None:
+    """A run that cannot be ended (here: ended elsewhere, its last points refused) does not
+    keep the others open: close ends them all, then raises that run's error."""
+    c = hub.client()
+    gone = c.start_run("ended elsewhere", capture=False)
+    kept = c.start_run("kept", capture=False)
+    gone.log_metrics({"loss": 1.0})
+    kept.log_metrics({"loss": 0.5})
+    kept.log_metrics({"loss": 0.25})
+    with hub.client() as other:
+        other.tracking.end_run(gone.id, "KILLED", "by an operator")
+    with pytest.raises(ConflictError, match="ended elsewhere"):
+        c.close()
+    assert lh.active_run() is None
+    with hub.client() as other:
+        assert other.get_run(kept.id).status is RunStatus.FINISHED
+        assert [p.value for p in other.metric_history(kept.id, "loss")] == [0.5, 0.25]
+
+
+def test_a_run_ended_by_another_thread_is_no_longer_active_in_its_own(client: Client) -> None:
+    """Ended by a watchdog thread, or found ended elsewhere by another thread's flush (the
+    heartbeat's): it is no longer the thread's active run nor the parent of its next run,
+    and the module-level calls name it."""
+    watched = client.start_run("watched", capture=False)
+    watchdog = threading.Thread(target=watched.end, args=("KILLED", "watchdog"))
+    watchdog.start()
+    watchdog.join()
+    assert lh.active_run() is None
+    with pytest.raises(ConflictError, match="has ended"):
+        lh.log_metrics({"loss": 1.0})
+    with client.start_run("next", capture=False) as after:
+        assert lh.active_run() is after
+    assert client.get_run(after.id).parent is None
+    with pytest.raises(ValidationError, match="no active run"):
+        lh.log_metrics({"loss": 1.0})
+
+    outer = client.start_run("outer", capture=False)
+    inner = client.start_run("inner", capture=False)
+    inner.log_metrics({"loss": 1.0})
+    client.tracking.end_run(inner.id, "KILLED", "stale")  # as an operator would, elsewhere
+
+    def heartbeat() -> None:
+        with contextlib.suppress(ConflictError):
+            inner.flush(heartbeat=True)
+
+    beat = threading.Thread(target=heartbeat)
+    beat.start()
+    beat.join()
+    assert lh.active_run() is outer
+    with client.start_run("sibling", capture=False) as sibling:
+        pass
+    assert client.get_run(sibling.id).parent == outer.id
+    outer.end()
+
+
+FORKED = """
+import json, os, signal, sys, threading
+import lineagehub as lh
+from lineagehub.graph import ConflictError, ValidationError
+
+client = lh.connect(sys.argv[1])
+held = lh.start_run("held", capture=False)
+parent = lh.start_run("parent", capture=False)
+tracking, inside, release, here = client.tracking, threading.Event(), threading.Event(), os.getpid()
+
+
+class Held:  # the heartbeat stopped in the middle of a flush of run "held", holding its lock
+    def __getattr__(self, name):
+        return getattr(tracking, name)
+
+    def log_batch(self, *args, **kwargs):
+        if os.getpid() == here and threading.current_thread().name == "lineagehub-heartbeat":
+            inside.set()
+            release.wait()
+        return tracking.log_batch(*args, **kwargs)
+
+
+client.tracking = Held()
+assert inside.wait(30), "no heartbeat"
+parent.log_metrics({"loss": 0.5}, step=0)  # buffered: the parent's to write, once
+pid = os.fork()
+if pid == 0:
+    signal.alarm(10)  # stuck on a lock a thread of the parent held: killed, and reported
+    seen = {"active": repr(lh.active_run())}
+    for name, call in [
+        ("module", lambda: lh.log_metrics({"loss": 1.0})),
+        ("held", lambda: held.log_metrics({"loss": 1.0})),
+        ("parent", lambda: parent.log_metrics({"loss": 1.0})),
+        ("end", parent.end),
+    ]:
+        try:
+            call()
+            seen[name] = "accepted"
+        except (ConflictError, ValidationError) as e:
+            seen[name] = f"{type(e).__name__}: {e}"
+    own = lh.start_run("own", capture=False)
+    own.log_metrics({"x": 1.0})
+    seen["own"] = own.id
+    print(json.dumps(seen), flush=True)
+    sys.exit(0)  # a normal exit (atexit runs): the child's own run ends, the parent's do not
+_, status = os.waitpid(pid, 0)
+after = tracking.get_run(parent.id).status.value
+release.set()
+held.end()
+parent.end()
+print(json.dumps({"status": status, "after": after, "parent": parent.id}), flush=True)
+"""
+
+
+def test_a_forked_child_starts_with_none_of_its_parents_runs(hub: Hub) -> None:
+    """A child forked while the heartbeat held a run's lock mid-flush: it does not wait on
+    that lock; it has no active run; the runs it inherited refuse its writes and its end;
+    a run it starts is its own (no parent) and ends when it exits, and its exit leaves the
+    parent's runs and their buffers alone."""
+    env = {**os.environ, "LINEAGEHUB_HEARTBEAT_INTERVAL": "0.01"}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FORKED), hub.target],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and len(lines) == 2, done.stderr
+    child, parent = lines
+    assert parent["status"] == 0  # the child exited (not killed, stuck on a lock)
+    assert child["active"] == "None"
+    assert child["module"].startswith("ValidationError: no active run in this process, forked")
+    for name in ("held", "parent", "end"):
+        assert child[name].startswith("ConflictError: "), name
+        assert "forked" in child[name] and "lh.start_run" in child[name]
+    assert parent["after"] == "RUNNING"  # the child's exit did not end it
+    with hub.client() as c:
+        points = c.metric_history(parent["parent"], "loss")
+        assert [(p.step, p.value) for p in points] == [(0, 0.5)]  # once, by the parent
+        own = c.get_run(child["own"])
+        assert own.status is RunStatus.FINISHED and own.parent is None
+        assert own.metrics == {"x": 1.0}
+
+
+WORKERS = """
+import json, multiprocessing, sys
+import lineagehub as lh
+from lineagehub.graph import ValidationError
+
+lh.connect(sys.argv[1])
+parent = lh.start_run("parent", capture=False)
+
+
+def work(i):
+    try:
+        lh.log_metrics({"from_worker": float(i)})
+        logged = "accepted"
+    except ValidationError as e:
+        logged = str(e)
+    with lh.start_run(f"worker-{i}", capture=False) as run:
+        run.log_metrics({"m": float(i)})
+    return logged, run.id
+
+
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    results = pool.map(work, range(2))
+parent.end()
+print(json.dumps({"parent": parent.id, "results": results}), flush=True)
+"""
+
+
+def test_multiprocessing_fork_workers_log_into_runs_of_their_own(hub: Hub) -> None:
+    """The module-level calls of a worker do not reach the parent's run (they raise: no
+    active run here), and the runs workers start are not its children."""
+    env = {**os.environ, "LINEAGEHUB_HEARTBEAT_INTERVAL": "60"}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(WORKERS), hub.target],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    for logged, _ in out["results"]:
+        assert logged.startswith("no active run in this process, forked from process"), logged
+    with hub.client() as c:
+        assert c.metric_history(out["parent"], "from_worker") == []
+        for _, run_id in out["results"]:
+            run = c.get_run(run_id)
+            assert run.status is RunStatus.FINISHED and run.parent is None
 
 
 def test_a_killed_process_leaves_a_run_that_turns_killed(hub: Hub) -> None:
