@@ -89,10 +89,12 @@ from lineagehub.graph.model import (
     validate_label,
 )
 from lineagehub.graph.store import (
+    INHERITED,
     Expansion,
     GraphStore,
     _series_key,
     check_secret_name,
+    forks_open,
     nested_transaction,
 )
 from lineagehub.graph.uri import NEO4J_SCHEMES, redact
@@ -630,6 +632,23 @@ def _edge(row: Mapping[str, Any], source: str, target: str) -> Edge:
 # --- the store ----------------------------------------------------------------------------------
 
 
+class _NotInAFork:
+    """The driver of a store over a driver it did not create (:meth:`Neo4jStore.from_driver`),
+    in a forked child: it cannot be made again there, and the parent's must not be used."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def session(self, **_: Any) -> Any:
+        raise BackendError(
+            f"a store over a Neo4j driver given to it ({self.uri!r}) cannot be used in a "
+            "forked process: open a store in the child (open_store) instead"
+        )
+
+    def close(self) -> None:
+        pass
+
+
 class _ThreadState(threading.local):
     session: Any = None
     tx: Any = None
@@ -682,8 +701,9 @@ class Neo4jStore(GraphStore):
         # property no node has yet (a new database): noise in every log, not a problem.
         if "notifications_min_severity" not in driver_options:
             driver_options.setdefault("notifications_disabled_classifications", ["UNRECOGNIZED"])
-        try:
-            driver = GraphDatabase.driver(
+
+        def make_driver() -> Any:
+            return GraphDatabase.driver(
                 target.driver_uri,
                 auth=auth,
                 connection_timeout=connection_timeout,
@@ -691,12 +711,16 @@ class Neo4jStore(GraphStore):
                 user_agent=USER_AGENT,
                 **driver_options,
             )
+
+        try:
+            driver = make_driver()
         except (ConfigurationError, ValueError, TypeError) as e:
             raise ConfigError(
                 f"cannot configure the Neo4j driver for {self.uri!r}: {self._scrub(str(e))}"
             ) from e
         self._setup(driver, target.database, owns_driver=True)
         self._retry_time = max_transaction_retry_time
+        self._make_driver: Callable[[], Any] | None = make_driver
 
     @classmethod
     def from_driver(
@@ -709,6 +733,7 @@ class Neo4jStore(GraphStore):
         self._secret = ""
         self._user = None
         self._setup(driver, database, owns_driver=False)
+        self._make_driver = None  # not ours to remake in a forked child
         return self
 
     def _setup(self, driver: Any, database: str | None, *, owns_driver: bool) -> None:
@@ -731,6 +756,18 @@ class Neo4jStore(GraphStore):
             if owns_driver:
                 driver.close()
             raise
+        forks_open(self)
+
+    def _after_fork(self) -> None:
+        # the driver's pooled connections are the parent's sockets: a child using them
+        # interleaved its messages with the parent's ("Expected structure, found marker")
+        INHERITED.append(self._driver)
+        self._local = _ThreadState()
+        self._kinds_lock = threading.Lock()
+        if self._make_driver is not None:
+            self._driver, self._owns_driver = self._make_driver(), True
+        else:
+            self._driver, self._owns_driver = _NotInAFork(self.uri), False
 
     # --- errors -----------------------------------------------------------------------------
 

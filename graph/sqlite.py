@@ -52,11 +52,13 @@ from lineagehub.graph.model import (
     validate_label,
 )
 from lineagehub.graph.store import (
+    INHERITED,
     Expansion,
     GraphStore,
     WouldWait,
     _series_key,
     check_secret_name,
+    forks_open,
     nested_transaction,
 )
 
@@ -331,6 +333,7 @@ class SqliteStore(GraphStore):
         self._in_use: dict[sqlite3.Connection, int] = {}
         self._doomed: set[sqlite3.Connection] = set()
         self._checkpointer = None if self.memory else wal.Checkpointer(self.path)
+        forks_open(self)
         if not self.memory:
             parent = Path(self.path).expanduser().parent
             try:
@@ -571,6 +574,17 @@ class SqliteStore(GraphStore):
                 self._doomed.discard(conn)
                 with suppress(sqlite3.Error):
                     conn.close()
+
+    def _after_fork(self) -> None:
+        # SQLite: "do not carry an open database connection across a fork"; the in-memory
+        # database lives in its connection, so the child keeps its copy of that one
+        INHERITED.append((self._all, self._local, self._checkpointer))
+        self._local = _ThreadState()
+        self._lock = threading.RLock()
+        self._all = [self._shared] if self._shared is not None else []
+        self._in_use = {}
+        self._doomed = set()
+        self._checkpointer = None if self.memory else wal.Checkpointer(self.path)
 
     def _migrate(self) -> None:
         with self._read() as conn:

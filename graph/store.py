@@ -13,8 +13,10 @@ of a local store on its event loop, through :meth:`GraphStore.without_waiting` a
 from __future__ import annotations
 
 import abc
+import os
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timezone
@@ -90,6 +92,28 @@ def check_secret_name(name: str) -> str:
     if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
         raise ValidationError(f"a secret's name: letters, digits and _, got {name!r:.40}")
     return name
+
+
+#: Stores open in this process that a forked child must give a fresh start (_after_fork).
+_FORKABLE: weakref.WeakSet[GraphStore] = weakref.WeakSet()
+#: What a forked child inherited and neither uses nor closes, kept for its whole life (a
+#: driver or connection collected there would close the parent's sockets or files).
+INHERITED: list[Any] = []
+
+
+def forks_open(store: GraphStore) -> None:
+    """Have ``store`` start afresh in a forked child (a multiprocessing worker, a data loader
+    worker): see :meth:`GraphStore._after_fork`."""
+    _FORKABLE.add(store)
+
+
+def _forked() -> None:
+    for store in list(_FORKABLE):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_forked)
 
 
 class GraphStore(abc.ABC):
@@ -239,6 +263,14 @@ class GraphStore(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections. The store is unusable afterwards."""
+
+    def _after_fork(self) -> None:
+        """In a forked child, before anything runs there: let go of the parent's connections
+        (never used, never closed: a database connection is not shared across a fork, and
+        closing one in the child can disturb the parent's) so the child opens its own. Called
+        for stores that :func:`forks_open` was told of; a store holding no connection of its
+        own needs nothing."""
+        return
 
     @abc.abstractmethod
     def _find(

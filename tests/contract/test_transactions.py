@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import pytest
 
 from lineagehub.graph import Edge, GraphStore, Node, NotFoundError, SeriesPoint
@@ -155,3 +158,48 @@ def test_a_transaction_without_waiting_begins_at_once_or_writes_nothing(store: G
     assert {n.id for n in store.find_nodes("Run").items} == {"a", "b", "joined", "held", "after"}
     if not store.memory:  # the thread's connection waits for others again
         assert store._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 60_000
+
+
+def _child_writes(store: GraphStore, queue: Any) -> None:
+    try:
+        for i in range(30):
+            with store.transaction():
+                store.upsert_nodes([Node(f"from-child-{i:02d}", "Run", {"n": i})])
+                store.append_audit("child", "run.create", f"from-child-{i:02d}", {"n": i})
+        queue.put(len(store.find_nodes("Run", limit=100).items))
+    except BaseException as e:  # reported to the parent
+        queue.put(repr(e))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the platform has no fork")
+def test_a_store_opened_before_a_fork_works_in_the_child_and_the_parent(
+    store: GraphStore, request: pytest.FixtureRequest
+) -> None:
+    """A multiprocessing worker (fork) using the store its parent opened: on Neo4j it wrote
+    into the parent's pooled connections ("Failed to read from defunct connection", "Expected
+    structure, found marker"), breaking both; SQLite's rule is that a connection does not
+    cross a fork. The child opens its own; the parent's go on untouched."""
+    if "sqlite-memory" in request.node.name:
+        pytest.skip("an in-memory database is its process's own: a child writes to its copy")
+    import multiprocessing
+
+    with store.transaction():  # the parent's connection (and Neo4j's pool) in use before
+        store.upsert_nodes([Node("from-parent", "Run", {"n": 1})])
+        store.append_audit("parent", "run.create", "from-parent", {"n": 1})
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_writes, args=(store, queue))
+    child.start()
+    reads = 0
+    seen: Any = None
+    while seen is None and reads < 100_000:  # the parent reads all the while
+        assert store.get_node("from-parent") is not None
+        reads += 1
+        if not queue.empty():
+            seen = queue.get()
+    child.join(120)
+    assert seen == 31, seen
+    assert child.exitcode == 0
+    store.upsert_nodes([Node("after", "Run")])  # the parent's connections still work
+    assert len(store.find_nodes("Run", limit=100).items) == 32
+    assert store.verify_audit().ok
