@@ -18,10 +18,7 @@ class WebhookDelivery:
     )
     event_id: str
     event: str = strawberry.field(description='The event name, e.g. "alias.moved".')
-    url: str = strawberry.field(
-        description="The endpoint, without credentials, query values or path segments that "
-        "look like secrets (shown as ***)."
-    )
+    url: str = strawberry.field(description="The endpoint, without credentials or query values.")
     attempt: int = strawberry.field(
         description="1-based (0: dropped before any attempt). A delivery given up on as the "
         'server stopped has a record of its own (error "abandoned: dispatcher closed"), with '
@@ -38,7 +35,7 @@ class WebhookDelivery:
 class WebhookQuery:
     @strawberry.field(
         description="Recorded webhook delivery attempts, newest first: of one event and/or "
-        "one endpoint URL (as configured, or as a delivery shows it)."
+        "one endpoint URL."
     )
     async def webhook_deliveries(
         self,

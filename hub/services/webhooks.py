@@ -31,8 +31,8 @@ are retried up to ``max_attempts`` with exponential back-off and full jitter (a
 ``Retry-After`` in seconds or as an HTTP date is honoured, capped at ``backoff_max``); other
 answers fail at once. Every attempt is handed to a :class:`DeliveryRecorder` as a
 :class:`DeliveryAttempt` (outcome ``delivered``, ``retrying`` or ``failed``). URLs in attempts
-and logs carry no user info, no query values and no secret-looking path segments (see
-:func:`redact_url`); secrets never appear in reprs, logs or attempts.
+and logs carry no user info and no query values; secrets never appear in reprs, logs or
+attempts.
 """
 
 from __future__ import annotations
@@ -141,24 +141,8 @@ def _redact_httpx_log() -> None:
         logger.addFilter(_HTTPX_LOG_FILTER)
 
 
-def _secret_looking(segment: str) -> bool:
-    # Slack's /services/T.../B.../<24 characters>, Discord's and Teams' tokens, UUIDs: long,
-    # and mixing digits with letters or upper with lower case, as names people write seldom do
-    if len(segment) < 16:
-        return False
-    kinds = (
-        any(c.isdigit() for c in segment),
-        any(c.islower() for c in segment),
-        any(c.isupper() for c in segment),
-    )
-    return sum(kinds) >= 2
-
-
 def redact_url(url: str) -> str:
-    """``url`` without user info, fragment or query values (query keys are kept), and with
-    path segments that look like secrets (16 characters or more, mixing digits and letters or
-    upper and lower case) shown as ``***``. Applied to its own result it changes nothing, so
-    a URL as shown finds the same records as the URL configured."""
+    """``url`` without user info, fragment or query values (query keys are kept)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -168,8 +152,7 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "<invalid url>"
     query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
-    path = "/".join("***" if _secret_looking(s) else s for s in parts.path.split("/"))
-    return urlunsplit((parts.scheme, netloc, path, query, ""))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _secret_bytes(secret: bytes | str) -> bytes:
@@ -307,7 +290,7 @@ class DeliveryAttempt:
     delivery_id: str
     event_id: str
     event: WebhookEvent
-    url: str  # redacted (redact_url): no user info, query values or secret-looking segments
+    url: str  # redacted: no user info, no query values
     attempt: int  # 1-based
     at: datetime  # when the attempt started (UTC)
     status_code: int | None
@@ -357,7 +340,7 @@ class InMemoryRecorder:
         self, event_id: str | None = None, url: str | None = None
     ) -> list[DeliveryAttempt]:
         """Recorded attempts, optionally for one event and/or one endpoint (``url`` is
-        compared in its redacted form, so the configured URL and the URL as shown both work)."""
+        compared in its redacted form, so the configured URL works)."""
         wanted_url = redact_url(url) if url is not None else None
         with self._lock:
             return [
@@ -838,8 +821,7 @@ class GraphRecorder:
     def attempts(
         self, event_id: str | None = None, url: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
-        """Recorded attempts (as :meth:`DeliveryAttempt.to_dict`), newest first; ``url`` as
-        configured or as shown (compared in its redacted form)."""
+        """Recorded attempts (as :meth:`DeliveryAttempt.to_dict`), newest first."""
         where: dict[str, Any] = {}
         if event_id is not None:
             where["event_id"] = event_id
