@@ -389,6 +389,15 @@ class SqliteStore(GraphStore):
         in_use[conn] = in_use.get(conn, 0) + 1
         if self._closed:
             self._unmark(conn)
+            if not in_use.get(conn):
+                # opened (or last used) as close() looked: it may have missed it, so this
+                # thread, the only one using it now, closes it
+                with suppress(ValueError):
+                    self._all.remove(conn)
+                if self._local.conn is conn:
+                    self._local.conn = None
+                with suppress(sqlite3.Error):
+                    conn.close()
             raise BackendError(f"{self!r} is closed")
         return conn
 

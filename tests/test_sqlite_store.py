@@ -20,6 +20,7 @@ import pytest
 
 from lineagehub.graph import (
     DELETE,
+    BackendError,
     ConfigError,
     Edge,
     GraphStore,
@@ -669,6 +670,53 @@ def test_closing_a_store_another_thread_is_using_never_crashes(tmp_path: Path) -
     assert lines[0].startswith("[") and "finished" not in lines[0], lines  # interrupted
     assert lines[0].endswith("{} set()"), lines  # its thread closed its connection
     assert lines[1] == "['kept']", lines  # the interrupted transaction left nothing
+
+
+def test_a_connection_opened_as_the_store_closes_is_closed_too(tmp_path: Path) -> None:
+    """A thread opening its first connection while close() ran: close() had already taken
+    the list of connections, and the new one, refused, was never closed (its database, WAL
+    and shared-memory files stayed open). The thread that opened it closes it."""
+    path = tmp_path / "hub.db"
+    store = SqliteStore(path)
+    store.get_nodes(["x"])
+    opening, closed, errors = threading.Event(), threading.Event(), []
+    connect = store._connect
+
+    def held_connect(*args: object, **kwargs: object) -> sqlite3.Connection:
+        opening.set()
+        closed.wait(60)  # close() runs meanwhile
+        return connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    store._connect = held_connect  # type: ignore[method-assign]
+
+    def read() -> None:
+        try:
+            store.get_nodes(["x"])
+        except BackendError as e:
+            errors.append(e)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert opening.wait(60)
+    store.close()
+    closed.set()
+    reader.join(60)
+    assert len(errors) == 1 and "closed" in str(errors[0])
+    assert store._all == []
+    open_files = [
+        target
+        for fd in os.listdir("/proc/self/fd")
+        for target in [_fd_target(fd)]
+        if target is not None and target.startswith(str(path))
+    ]
+    assert open_files == [], open_files
+
+
+def _fd_target(fd: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
 def test_closing_a_store_under_many_short_calls_closes_every_connection(tmp_path: Path) -> None:
