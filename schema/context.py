@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import queue
 import threading
+import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -178,31 +179,25 @@ class CallerThreads:
     """How many worker threads each caller's requests hold at once, at most ``per_caller``
     of the process's (anyio's 40): a caller sending forty slow queries held them all, and
     every other caller waited. A caller's requests past its share wait for one of its own to
-    finish, holding no thread. Callers with nothing held or waiting are forgotten once more
-    than ``keep`` are known."""
+    finish, holding no thread. A caller's limiter lives as long as a request of its holds it
+    (weakly kept here): callers with no request in flight cost nothing, and two requests in
+    flight at once always share one."""
 
-    def __init__(self, per_caller: int, keep: int = 10_000) -> None:
+    def __init__(self, per_caller: int) -> None:
         self.per_caller = per_caller
-        self.keep = keep
-        self._limiters: dict[str, anyio.CapacityLimiter] = {}
+        self._limiters: weakref.WeakValueDictionary[str, anyio.CapacityLimiter] = (
+            weakref.WeakValueDictionary()
+        )
 
     def of(self, caller: str) -> anyio.CapacityLimiter:
         limiter = self._limiters.get(caller)
         if limiter is None:
-            if len(self._limiters) >= self.keep:
-                self._forget_idle()
             limiter = self._limiters[caller] = anyio.CapacityLimiter(self.per_caller)
         return limiter
 
     def waiting(self) -> int:
         """Calls waiting for their caller's share now (all callers)."""
         return sum(lim.statistics().tasks_waiting for lim in list(self._limiters.values()))
-
-    def _forget_idle(self) -> None:
-        for caller, limiter in list(self._limiters.items()):
-            stats = limiter.statistics()
-            if not stats.borrowed_tokens and not stats.tasks_waiting:
-                del self._limiters[caller]
 
 
 @dataclass

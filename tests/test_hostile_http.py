@@ -518,3 +518,22 @@ def test_a_body_that_stops_coming_is_answered_408(
         with httpx.Client(base_url=server.url, timeout=60) as client:  # and it still serves
             assert client.post("/graphql", json={"query": "{ __typename }"}).status_code == 200
     store.close()
+
+
+@pytest.mark.anyio
+async def test_a_caller_s_share_is_one_while_its_requests_run_and_nothing_after() -> None:
+    """The caller's limiter was forgotten (past 10,000 callers) while a request still held
+    it, so the caller's next request got a second share. Kept while a request holds it now,
+    and not kept at all once none does (however many callers have come and gone)."""
+    import gc
+
+    from lineagehub.schema.context import CallerThreads
+
+    threads = CallerThreads(4)
+    held = threads.of("token:ann")
+    for i in range(20_000):
+        threads.of(f"address:10.0.{i // 256}.{i % 256}")  # callers that came and went
+    assert threads.of("token:ann") is held
+    del held
+    gc.collect()
+    assert len(threads._limiters) == 0
