@@ -222,18 +222,37 @@ class HubConnection:
             and bool(_TARGET.fullmatch(parts.path.rstrip("/") + "/"))
         )
         self._direct: httpx.BaseTransport | None = None
+        ours = transport is None  # a pool this connection made: remade in a forked child
         if not proxied:
             self._direct = transport = transport or httpx.HTTPTransport()
+        client_headers = {"user-agent": f"lineagehub-sdk/{__version__}", **auth, **(headers or {})}
         try:
             self.http = httpx.Client(
                 base_url=self.url,
                 timeout=timeout,
-                headers={"user-agent": f"lineagehub-sdk/{__version__}", **auth, **(headers or {})},
+                headers=client_headers,
                 transport=transport,
                 follow_redirects=False,
             )
         except UnicodeEncodeError:
             raise ConfigError("a header (or the token) holds a character outside ASCII") from None
+
+        def remake() -> None:
+            # the pooled connections are the parent's sockets (TLS sessions too): the child's
+            # requests would mix with the parent's on the wire, and closing them here would
+            # end the parent's sessions; the old client is kept, unused, never closed
+            _INHERITED.append(self.http)
+            direct = None if proxied else httpx.HTTPTransport()
+            self._direct = direct
+            self.http = httpx.Client(
+                base_url=self.url,
+                timeout=timeout,
+                headers=client_headers,
+                transport=direct,
+                follow_redirects=False,
+            )
+
+        self._remake: Callable[[], None] | None = remake if ours else None
         self._timeouts = {"timeout": self.http.timeout.as_dict()}
         self._plain = (
             _PlainConnections(self.url, self.http.headers, self.http.timeout) if plain else None
@@ -241,6 +260,7 @@ class HubConnection:
         self._headers: dict[tuple[tuple[str, str], ...], httpx.Headers] = {}
         self._urls: dict[str, httpx.URL] = {}
         self._closed = threading.Event()
+        _CONNECTIONS.add(self)
 
     def close(self) -> None:
         self._closed.set()
@@ -515,11 +535,17 @@ class _PlainConnections:
 
 
 _POOLS: weakref.WeakSet[_PlainConnections] = weakref.WeakSet()
+_CONNECTIONS: weakref.WeakSet[HubConnection] = weakref.WeakSet()
+#: A forked child's inherited httpx clients: kept, unused and unclosed, for its whole life.
+_INHERITED: list[Any] = []
 
 
 def _after_fork() -> None:
     for pool in list(_POOLS):
         pool._forked()
+    for connection in list(_CONNECTIONS):
+        if connection._remake is not None and not connection._closed.is_set():
+            connection._remake()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork

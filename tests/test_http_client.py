@@ -335,6 +335,31 @@ def test_a_forked_child_opens_its_own_socket(peer_of: Callable[..., Peer]) -> No
     hub.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_a_forked_child_opens_its_own_connection_through_httpx_too(
+    peer_of: Callable[..., Peer],
+) -> None:
+    """The same for the requests httpx's pool carries (an https hub, uploads and downloads,
+    a path httpx must encode): the child sent on the parent's pooled connection (over TLS,
+    inside the parent's session)."""
+    peer = peer_of(lambda n: (answer(), False))
+    hub = HubConnection(peer.url + "/h\u00fcb", token="", retries=0)
+    assert hub._plain is None  # every request through httpx's pool
+    assert hub.graphql("{ __typename }", idempotent=True) == {"__typename": "Query"}
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = hub.graphql("{ __typename }", idempotent=True) == {"__typename": "Query"}
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert hub.graphql("{ __typename }", idempotent=True) == {"__typename": "Query"}
+    assert peer.accepted == 2 and len(peer.requests) == 3  # the parent's socket, the child's
+    hub.close()
+
+
 def test_a_body_over_the_hubs_limit_is_refused_and_the_connection_still_works(
     tmp_path: Path,
 ) -> None:
