@@ -174,7 +174,8 @@ class Settings(BaseSettings):
         ge=0,
         le=10_000,
         description="Worker threads the requests of one caller (a token's or OIDC user; a client "
-        "address on an open hub) may hold at once, of the process's 40; its other requests "
+        "address on an open hub) may hold at once, of the process's 40 (GraphQL, exports, "
+        "uploads, OpenLineage events); its other requests "
         "wait their turn (0: no cap). Forty slow queries from one caller held every thread, "
         "and every other caller's requests waited behind them.",
     )

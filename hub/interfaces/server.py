@@ -54,7 +54,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -122,6 +122,7 @@ from lineagehub.services.webhooks import GraphRecorder, WebhookDispatcher
 from lineagehub.vocabulary import EdgeKind, NodeKind
 
 log = logging.getLogger("lineagehub.server")
+T = TypeVar("T")
 
 CHUNK = 1024 * 1024
 HEALTH_TIMEOUT = 5.0
@@ -300,6 +301,16 @@ def _method_allowed(document: Any, data: dict[str, Any], params: Mapping[str, st
             )
 
 
+def caller_key(principal: Principal | None, request: Any) -> str:
+    """Whose share of the worker threads a request takes (``Settings.caller_threads``): the
+    name a credential proved; on an open hub every local caller is the hub's user, so the
+    client's address."""
+    if principal is not None and principal.via != "open":
+        return f"{principal.via}:{principal.name}"
+    client = getattr(request, "client", None)
+    return f"address:{client.host if client else ''}"
+
+
 class _GraphQL(GraphQL):
     """strawberry's ASGI view, with the request decoded, parsed and validated off the event
     loop and within a time budget (a small request whose query passed before: on it, in
@@ -336,13 +347,7 @@ class _GraphQL(GraphQL):
         short = length.isdigit() and int(length) <= _INLINE_BODY
         threads = None
         if self.threads is not None:
-            # who: the name a credential proved; on an open hub, every local caller is the
-            # hub's user: the client's address then
-            if principal is not None and principal.via != "open":
-                caller = f"{principal.via}:{principal.name}"
-            else:
-                caller = f"address:{request.client.host if request.client else ''}"
-            threads = self.threads.of(caller)
+            threads = self.threads.of(caller_key(principal, request))
         return Context(
             self.services,
             request=request,
@@ -877,7 +882,7 @@ def create_app(
                     )
                 )
             try:
-                info = await anyio.to_thread.run_sync(artifacts.put_file, path)
+                info = await in_share(request, functools.partial(artifacts.put_file, path))
             except HubError as e:
                 return _error(e)
         caller = principal(request)
@@ -957,7 +962,7 @@ def create_app(
             return data, sub.truncated, withheld
 
         try:
-            body, truncated, withheld = await anyio.to_thread.run_sync(work)
+            body, truncated, withheld = await in_share(request, work)
         except HubError as e:
             return _error(e)
         filename = "lineage-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", ref).strip("_.")[:100] or "x")
@@ -991,6 +996,14 @@ def create_app(
         graphql_ide="graphiql" if settings.graphiql else None,
     )
     graphql = _BodyLimit(view, max_body_bytes or settings.max_request_bytes)
+
+    async def in_share(request: Request, work: Callable[[], T]) -> T:
+        """``work`` in a worker thread, within the caller's share of them (as GraphQL's)."""
+        if view.threads is None:
+            return await anyio.to_thread.run_sync(work)
+        async with view.threads.of(caller_key(principal(request), request)):
+            return await anyio.to_thread.run_sync(work)
+
     routes = [
         Route("/graphql", graphql, methods=["GET", "POST"]),  # first: most requests come here
         Route("/health", health, methods=["GET"]),
@@ -1002,6 +1015,7 @@ def create_app(
         OpenLineageService(store, artifacts, actor=services.registry_actor),
         principal=principal,
         error=_error,
+        run=in_share,
         max_bytes=max_body_bytes or settings.max_request_bytes,
         on_denied=lambda *args: services.on_denied(*args) if services.on_denied else None,
     )
