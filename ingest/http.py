@@ -226,14 +226,18 @@ class HubConnection:
         if not proxied:
             self._direct = transport = transport or httpx.HTTPTransport()
         client_headers = {"user-agent": f"lineagehub-sdk/{__version__}", **auth, **(headers or {})}
-        try:
-            self.http = httpx.Client(
+
+        def client(transport: httpx.BaseTransport | None) -> httpx.Client:
+            return httpx.Client(
                 base_url=self.url,
                 timeout=timeout,
                 headers=client_headers,
                 transport=transport,
                 follow_redirects=False,
             )
+
+        try:
+            self.http = client(transport)
         except UnicodeEncodeError:
             raise ConfigError("a header (or the token) holds a character outside ASCII") from None
 
@@ -242,15 +246,8 @@ class HubConnection:
             # requests would mix with the parent's on the wire, and closing them here would
             # end the parent's sessions; the old client is kept, unused, never closed
             _INHERITED.append(self.http)
-            direct = None if proxied else httpx.HTTPTransport()
-            self._direct = direct
-            self.http = httpx.Client(
-                base_url=self.url,
-                timeout=timeout,
-                headers=client_headers,
-                transport=direct,
-                follow_redirects=False,
-            )
+            self._direct = None if proxied else httpx.HTTPTransport()
+            self.http = client(self._direct)
 
         self._remake: Callable[[], None] | None = remake if ours else None
         self._timeouts = {"timeout": self.http.timeout.as_dict()}
