@@ -82,10 +82,11 @@ DEFAULT_MULTIPART_THRESHOLD = 8 * MiB
 DEFAULT_MULTIPART_CHUNKSIZE = 8 * MiB
 #: Parallel part uploads. Upload memory is about ``(max_concurrency + 1) * chunksize``.
 DEFAULT_MAX_CONCURRENCY = 4
-#: Each S3 request: attempts in all (botocore's standard retry mode), seconds to connect, and seconds
-#: without a byte once connected (not a bound on a whole transfer); a call on an endpoint
-#: that stalls ends within about ``S3_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S)``.
-#: ``client_config`` overrides them.
+#: Each S3 request: attempts in all (botocore's standard retry mode), seconds to connect,
+#: and seconds without a byte once connected (not a bound on a whole transfer); a call on an
+#: endpoint that stalls ends within about
+#: ``S3_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S)``. ``client_config`` overrides
+#: them.
 S3_ATTEMPTS = 3
 S3_CONNECT_TIMEOUT_S = 10.0
 S3_READ_TIMEOUT_S = 30.0
@@ -729,7 +730,7 @@ class FileArtifactStore(ArtifactStore):
         put costs a write and a sync), nothing is written, and a damaged copy is replaced."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             return super().put_bytes(data)  # the base class's error
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = digest_bytes(data)
         path = self._path(digest)
         if self._intact(path, digest, len(data)):
             return ArtifactInfo(digest=digest, size=len(data), uri=path.as_uri(), created=False)
@@ -872,8 +873,8 @@ class S3ArtifactStore(ArtifactStore):
         addressing is then the default. ``region_name``: else boto3's configured region.
         ``client_config``: a ``botocore.config.Config`` or a dict of its arguments, merged
         over ours (standard retry mode, :data:`S3_ATTEMPTS` attempts, connect and read
-        timeouts :data:`S3_CONNECT_TIMEOUT_S` and :data:`S3_READ_TIMEOUT_S`). ``profile_name``: a named profile of the
-        shared AWS config. ``multipart_threshold`` / ``multipart_chunksize`` /
+        timeouts :data:`S3_CONNECT_TIMEOUT_S` and :data:`S3_READ_TIMEOUT_S`).
+        ``profile_name``: a named profile of the shared AWS config. ``multipart_threshold`` / ``multipart_chunksize`` /
         ``max_concurrency``: boto3 ``TransferConfig`` for uploads. ``copy_threshold``: size
         from which the server-side copy is multipart (at most 5 GiB, S3's CopyObject limit).
         ``client``: a ready boto3 S3 client to use instead (the caller closes it).
@@ -1038,11 +1039,6 @@ class S3ArtifactStore(ArtifactStore):
             ),
         ):
             return ConfigError(f"cannot use {self._where()}: {detail}")
-        if isinstance(e, bx.ParamValidationError) and "Bucket" in str(e):
-            return ConfigError(
-                f"{self.bucket!r} is not a valid S3 bucket name: 3 to 63 lowercase letters, "
-                "digits, dots and hyphens"
-            )
         if isinstance(e, bx.InvalidRegionError):
             return ConfigError(f"cannot use {self._where()}: {detail}")
         if isinstance(e, bx.FlexibleChecksumError):

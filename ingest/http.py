@@ -66,6 +66,7 @@ from lineagehub.graph.errors import (
     ValidationError,
 )
 from lineagehub.graph.model import fast_load, only_of
+from lineagehub.graph.store import INHERITED
 from lineagehub.services.registry import RuleBroken
 
 #: Seconds to wait: for a connection, and for each read or write on it.
@@ -245,7 +246,7 @@ class HubConnection:
             # the pooled connections are the parent's sockets (TLS sessions too): the child's
             # requests would mix with the parent's on the wire, and closing them here would
             # end the parent's sessions; the old client is kept, unused, never closed
-            _INHERITED.append(self.http)
+            INHERITED.append(self.http)  # the graph stores' list of such leftovers
             self._direct = None if proxied else httpx.HTTPTransport()
             self.http = client(self._direct)
 
@@ -533,8 +534,6 @@ class _PlainConnections:
 
 _POOLS: weakref.WeakSet[_PlainConnections] = weakref.WeakSet()
 _CONNECTIONS: weakref.WeakSet[HubConnection] = weakref.WeakSet()
-#: A forked child's inherited httpx clients: kept, unused and unclosed, for its whole life.
-_INHERITED: list[Any] = []
 
 
 def _after_fork() -> None:
