@@ -1180,6 +1180,9 @@ class Model(NodeModel):
     description: Text | None = None
     task: Name | None = None  # e.g. binary-classification, regression, ranking
     tags: Tags = Field(default_factory=dict)
+    #: Its project, recorded when it is created (:func:`lineagehub.services.access.projects_of`
+    #: is the authority; listings filter by this copy)
+    project: Name | None = None
 
     @property
     def node_id(self) -> str:
@@ -1219,6 +1222,9 @@ class ModelVersion(NodeModel):
     tags: Tags = Field(default_factory=dict)
     #: The model card's revisions, oldest first (:mod:`lineagehub.services.cards`).
     card: JsonObject | None = None
+    #: Its project, recorded when it is created (:func:`lineagehub.services.access.projects_of`
+    #: is the authority; listings filter by this copy)
+    project: Name | None = None
 
     @property
     def node_id(self) -> str:
@@ -1244,6 +1250,9 @@ class Deployment(NodeModel):
     #: it so (a stage change that would break it is refused, or retires or re-points it).
     require_stage: Stage | None = None
     tags: Tags = Field(default_factory=dict)
+    #: Its project, recorded when it is created (:func:`lineagehub.services.access.projects_of`
+    #: is the authority; listings filter by this copy)
+    project: Name | None = None
 
     @property
     def node_id(self) -> str:
@@ -1316,6 +1325,9 @@ class Alert(NodeModel):
     acknowledged_by: Name | None = None
     acknowledged_at: UtcDatetime | None = None
     silenced_until: UtcDatetime | None = None
+    #: Its project, recorded when it is created (:func:`lineagehub.services.access.projects_of`
+    #: is the authority; listings filter by this copy)
+    project: Name | None = None
 
     @property
     def node_id(self) -> str:

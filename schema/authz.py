@@ -43,7 +43,14 @@ from lineagehub.artifacts import absent_artifact
 from lineagehub.graph import Edge, HubError, Node, NotFoundError, Subgraph
 from lineagehub.graph.errors import PermissionDenied, ValidationError
 from lineagehub.graph.model import TraversedNode
-from lineagehub.services.access import Principal, Role, may_view, projects_of, require_in
+from lineagehub.services.access import (
+    RECORDED,
+    Principal,
+    Role,
+    may_view,
+    projects_of,
+    require_in,
+)
 
 if TYPE_CHECKING:
     from lineagehub.schema.context import Context, Services
@@ -531,11 +538,12 @@ def viewable(
     return {i for i, p in projects.items() if may_view(principal, p)}
 
 
-#: Listed labels whose project is a property of their own (``access._own_project``): a
-#: listing of them by a caller who may not view every project asks the store for those it
-#: may view only, so that neither its ``withheld`` count nor its cursors depend on the other
-#: projects' records (a count of matches would answer a filter on fields it may not see).
-_OWN_PROJECT = {"Run": "project"}
+#: Listed labels whose project is a property of their own (a run's, and the copy
+#: :data:`~lineagehub.services.access.RECORDED` labels keep): a listing of them by a caller
+#: who may not view every project asks the store for those it may view only, so that neither
+#: its ``withheld`` count nor its cursors depend on the other projects' records (a count of
+#: matches would answer a filter on fields it may not see).
+_OWN_PROJECT = {"Run": "project", **{label: "project" for label in RECORDED}}
 _MAX_PROJECTS = 1000  # the filter language's MAX_IN: more grants than that are checked after
 
 
@@ -552,8 +560,9 @@ def visible_filter(
         return where
     mine: dict[str, Any] = {key: {"$in": projects}}
     if principal.can_anywhere(Role.VIEWER):
-        # records of no project are shared data (and the registry's own runs are found
-        # their project by their version: still checked one by one after)
+        # records of no project are shared data (still checked one by one after: the
+        # registry's own runs are found their project by their version, and a node written
+        # before projects were recorded has none until a server's start records it)
         mine = {"$or": [mine, {key: None}]}
     return mine if where is None else {"$and": [where, mine]}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,11 @@ import pytest
 from http_server import HubServer
 
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.graph import open_store
+from lineagehub.graph import DELETE, GraphStore, Node, open_store
 from lineagehub.interfaces.server import create_app
 from lineagehub.schema import Context, schema
 from lineagehub.schema.authz import RULES
-from lineagehub.services.access import Principal, Role, open_principal
+from lineagehub.services.access import RECORDED, Principal, Role, open_principal
 from lineagehub.services.registry import Policy
 
 V, E, A, ADMIN = Role.VIEWER, Role.EDITOR, Role.APPROVER, Role.ADMIN
@@ -72,10 +73,12 @@ def codes(result: Any) -> list[str]:
     return [(e.extensions or {}).get("code", "?") for e in result.errors or []]
 
 
-async def build_hub(folder: Path, policies: dict[Any, Policy] | None = None) -> Hub:
+async def build_hub(
+    folder: Path, policies: dict[Any, Policy] | None = None, store: GraphStore | None = None
+) -> Hub:
     """Two projects: alpha (run A, model churn) and beta (run B, model other), sharing an
     input dataset; a pending promotion request and a deployment in alpha."""
-    store = open_store("sqlite://")
+    store = store if store is not None else open_store("sqlite://")
     artifacts = open_artifact_store((folder / "artifacts").as_uri())
     app = create_app(store=store, artifacts=artifacts, registry_policies=policies or POLICIES)
     hub = Hub(app.state.services, {})
@@ -428,11 +431,12 @@ async def test_listings_and_relationships_withhold(read_hub: Hub) -> None:
     seen = (await read_hub.ok(query, PRINCIPALS["viewer"]))["runs"]
     ids = {n["id"] for n in seen["nodes"]}
     assert read_hub.ids["run_b"] not in ids and read_hub.ids["run_a"] in ids
-    # other projects' runs are not asked for (not counted); model versions are checked after
+    # other projects' runs are not asked for (not counted), nor their models, versions,
+    # deployments or alerts (each records its project)
     assert seen["withheld"] == 0 and len(full["nodes"]) > len(ids)
     query = "{ modelVersions(first: 50) { withheld nodes { id } } }"
     seen = (await read_hub.ok(query, PRINCIPALS["viewer"]))["modelVersions"]
-    assert [n["id"] for n in seen["nodes"]] == ["mv:churn/1"] and seen["withheld"] == 1
+    assert [n["id"] for n in seen["nodes"]] == ["mv:churn/1"] and seen["withheld"] == 0
     used_by = """query($r: String!) { node(ref: $r) { ... on DatasetVersion {
         usedBy { node { id } } } } }"""
     links = (await read_hub.ok(used_by, PRINCIPALS["viewer"], r=read_hub.ids["dsv"]))["node"]
@@ -458,15 +462,103 @@ async def test_a_listing_filter_tells_nothing_of_other_projects_runs(tmp_path: P
     assert [n["id"] for n in beta["runs"]["nodes"]] == [hub.ids["run_b"]]
 
 
+async def _beta_deployment_and_alert(hub: Hub) -> None:
+    """A deployment of beta's model, named ``other``, and an alert about it."""
+    deploy = 'mutation { recordDeployment(ref: "other@1", environment: "prod") { id } }'
+    hub.ids["deployment_b"] = (await hub.ok(deploy, open_principal("setup")))["recordDeployment"][
+        "id"
+    ]
+    received = hub.services.monitor._alert_service().receive_alertmanager(
+        {"alerts": [{"labels": {"alertname": "b", "deployment": hub.ids["deployment_b"]}}]},
+        "setup",
+    )
+    hub.ids["alert_b"] = received[0].id
+
+
+#: A listing, and a filter matching beta's record only (by the guess ``{g}``)
+GUESSES = {
+    "modelVersions": ('{"model": "{g}"}', "other"),
+    "models": ('{"name": "{g}"}', "other"),
+    "deployments": ('{"name": "{g}"}', "other"),
+    "alerts": ('{"rule": "{g}"}', "b"),
+}
+
+
 @pytest.mark.anyio
-async def test_a_page_ending_on_a_withheld_row_seals_its_cursor(read_hub: Hub) -> None:
-    query = """query($a: String) { modelVersions(first: 1, after: $a, orderBy: ["-model"]) {
+@pytest.mark.parametrize("listing", sorted(GUESSES))
+async def test_a_listing_filter_tells_nothing_of_other_projects_registry(
+    tmp_path: Path, listing: str
+) -> None:
+    hub = await build_hub(tmp_path)
+    await _beta_deployment_and_alert(hub)
+    where, right = GUESSES[listing]
+    query = f"query($w: JSON) {{ {listing}(where: $w) {{ withheld nodes {{ id }} }} }}"
+    answers = []
+    for guess in (right, "no-such-name"):
+        w = json.loads(where.replace("{g}", guess))
+        for who in ("viewer", "editor"):
+            answers.append((await hub.ok(query, PRINCIPALS[who], w=w))[listing])
+        admin = (await hub.ok(query, PRINCIPALS["admin"], w=w))[listing]
+        beta = (await hub.ok(query, PRINCIPALS["other-project"], w=w))[listing]
+        assert len(admin["nodes"]) == len(beta["nodes"]) == (guess == right)
+    # the same answer whether the guess is right or not (it was withheld 1 when right)
+    assert answers == [{"withheld": 0, "nodes": []}] * 4
+
+
+@pytest.mark.anyio
+async def test_a_servers_start_records_the_projects_of_older_records(
+    store: GraphStore, tmp_path: Path
+) -> None:
+    hub = await build_hub(tmp_path, store=store)
+    await _beta_deployment_and_alert(hub)
+    recorded = {n.id: n.props.get("project") for label in RECORDED for n in store.iter_nodes(label)}
+    assert recorded == {
+        "model:churn": "alpha",
+        "model:other": "beta",
+        "mv:churn/1": "alpha",
+        "mv:other/1": "beta",
+        hub.ids["deployment"]: "alpha",
+        hub.ids["deployment_b"]: "beta",
+        hub.ids["alert"]: "alpha",
+        hub.ids["alert_b"]: "beta",
+    }
+    # records written before projects were recorded have none: the listing checks each
+    # row after the store, and says how many it withheld
+    store.upsert_nodes([Node(i, store.get_node(i).label, {"project": DELETE}) for i in recorded])
+    query = "{ modelVersions { withheld nodes { id } } }"
+    seen = (await hub.ok(query, PRINCIPALS["viewer"]))["modelVersions"]
+    assert seen == {"withheld": 1, "nodes": [{"id": "mv:churn/1"}]}
+    with HubServer(create_app(store=store, artifacts=hub.services.artifacts)):
+        pass
+    again = {n.id: n.props.get("project") for label in RECORDED for n in store.iter_nodes(label)}
+    assert again == recorded
+    seen = (await hub.ok(query, PRINCIPALS["viewer"]))["modelVersions"]
+    assert seen == {"withheld": 0, "nodes": [{"id": "mv:churn/1"}]}
+    # each change is covered by an audit entry of its own (the log verifies)
+    entries = [e for e in store.iter_audit() if e.action == "project.record"]
+    assert {e.target for e in entries} == {f"label:{label}" for label in RECORDED}
+    assert store.verify_audit().ok
+    # a second start finds nothing left to record
+    with HubServer(create_app(store=store, artifacts=hub.services.artifacts)):
+        pass
+    assert len([e for e in store.iter_audit() if e.action == "project.record"]) == len(entries)
+
+
+@pytest.mark.anyio
+async def test_a_page_ending_on_a_withheld_row_seals_its_cursor(tmp_path: Path) -> None:
+    # dataset versions are found their project over their edges, so checked after the store
+    read_hub = await build_hub(tmp_path)
+    output = """mutation($run: ID!, $fp: JSON!) { logDataset(runId: $run, input: {fingerprint: $fp,
+        name: "other", namespace: "warehouse", output: true}) { id } }"""
+    fp = {"digest": _digest("other"), "uri": "s3://lake/other"}
+    await read_hub.ok(output, open_principal("setup"), run=read_hub.ids["run_b"], fp=fp)
+    query = """query($a: String) { datasetVersions(first: 1, after: $a, orderBy: ["-name"]) {
         withheld nodes { id } pageInfo { hasNextPage endCursor } } }"""
-    full = (await read_hub.ok(query, PRINCIPALS["admin"]))["modelVersions"]
-    assert [n["id"] for n in full["nodes"]] == ["mv:other/1"]
+    full = (await read_hub.ok(query, PRINCIPALS["admin"]))["datasetVersions"]
+    assert full["nodes"][0]["id"] != read_hub.ids["dsv"]
     plain = full["pageInfo"]["endCursor"]
     assert "other" in base64.urlsafe_b64decode(plain + "=" * (-len(plain) % 4)).decode()
-    first = (await read_hub.ok(query, PRINCIPALS["viewer"]))["modelVersions"]
+    first = (await read_hub.ok(query, PRINCIPALS["viewer"]))["datasetVersions"]
     assert first["nodes"] == [] and first["withheld"] == 1
     sealed = first["pageInfo"]["endCursor"]
     assert first["pageInfo"]["hasNextPage"] and sealed.startswith("sealed:")
@@ -475,10 +567,10 @@ async def test_a_page_ending_on_a_withheld_row_seals_its_cursor(read_hub: Hub) -
     assert b"other" not in base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     # the sealed cursor goes on where the page ended, for any caller
     for who in ("viewer", "admin"):
-        page = (await read_hub.ok(query, PRINCIPALS[who], a=sealed))["modelVersions"]
-        assert [n["id"] for n in page["nodes"]] == ["mv:churn/1"]
+        page = (await read_hub.ok(query, PRINCIPALS[who], a=sealed))["datasetVersions"]
+        assert [n["id"] for n in page["nodes"]] == [read_hub.ids["dsv"]]
     # a page ending on a row the caller may view keeps the plain cursor
-    second = (await read_hub.ok(query, PRINCIPALS["viewer"], a=sealed))["modelVersions"]
+    second = (await read_hub.ok(query, PRINCIPALS["viewer"], a=sealed))["datasetVersions"]
     assert not second["pageInfo"]["endCursor"] or not second["pageInfo"]["endCursor"].startswith(
         "sealed:"
     )

@@ -111,7 +111,7 @@ from lineagehub.schema.authz import (
 )
 from lineagehub.schema.errors import HubErrors
 from lineagehub.schema.limits import PREPARED, check_query, checked_document, over_budget
-from lineagehub.services.access import Principal, open_principal
+from lineagehub.services.access import Principal, open_principal, record_missing_projects
 from lineagehub.services.export import DEFAULT_COLLAPSE_ABOVE, FORMATS, SUFFIXES, export_lineage
 from lineagehub.services.lineage import LineageService
 from lineagehub.services.monitoring import MonitoringService
@@ -977,6 +977,13 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("lineagehub %s serving %s", __version__, redact(store.uri))
         await anyio.to_thread.run_sync(_sweep_upload_spools)
+        try:
+            recorded = await anyio.to_thread.run_sync(record_missing_projects, store)
+        except HubError as e:  # listings check each row still; the next start records them
+            log.warning("could not record the projects of older records: %s", e)
+        else:
+            if recorded:
+                log.info("recorded the projects of %d older records", recorded)
         try:
             yield
         finally:

@@ -179,6 +179,55 @@ def projects_of(store: GraphStore, nodes: Iterable[Node]) -> dict[str, str | Non
     return found
 
 
+#: Labels that keep a copy of their project in their own ``project`` property (a run's is
+#: its own): written when the node is created, so that a listing for a caller who may view
+#: some projects only asks the store for those (:func:`lineagehub.schema.authz.visible_filter`)
+#: and neither its length, its ``withheld`` count nor its cursors answer a filter on other
+#: projects' records. :func:`projects_of` stays the authority: a listing checks each row too.
+RECORDED = ("Model", "ModelVersion", "Deployment", "Alert")
+_RECORD_PAGE = 500
+
+
+def record_projects(store: GraphStore, nodes: Iterable[Node]) -> int:
+    """Write the project of each node of a :data:`RECORDED` label that has none recorded
+    (inside the caller's transaction, after the edges its project is found over); the
+    number written. A node of no project is left without the property."""
+    todo = [n for n in nodes if n.label in RECORDED and "project" not in n.props]
+    found = projects_of(store, todo) if todo else {}
+    patch = [Node(n.id, n.label, {"project": p}) for n in todo if (p := found[n.id]) is not None]
+    if patch:
+        store.upsert_nodes(patch)
+    return len(patch)
+
+
+def record_missing_projects(store: GraphStore) -> int:
+    """Record the project of every node written before projects were recorded (at a server's
+    start), a page at a time, each page one transaction with an audit entry
+    (``project.record``, by ``system``) covering the nodes it changed; the number written.
+    Nodes of no project are looked at again on each call: they have nothing to record."""
+    written = 0
+    for label in RECORDED:
+        after: str | None = None
+        while True:
+            with store.transaction():
+                page = store.find_nodes(
+                    label, {"project": {"$exists": False}}, ["id"], after, _RECORD_PAGE
+                )
+                count = record_projects(store, page.items)
+                if count:
+                    store.append_audit(
+                        "system",
+                        "project.record",
+                        f"label:{label}",
+                        {"label": label, "count": count},
+                    )
+            written += count
+            if page.next_cursor is None:
+                break
+            after = page.next_cursor
+    return written
+
+
 def may_view(principal: Principal, project: str | None) -> bool:
     """Whether ``principal`` may see a node of ``project``: the viewer role there, or, for a
     node of no project (shared data), the viewer role anywhere."""
@@ -204,4 +253,14 @@ def require_in(principal: Principal, needed: Role, project: str | None, *, actio
     principal.require(needed, project, action=action)
 
 
-__all__ = ["Principal", "Role", "may_view", "open_principal", "projects_of", "require_in"]
+__all__ = [
+    "RECORDED",
+    "Principal",
+    "Role",
+    "may_view",
+    "open_principal",
+    "projects_of",
+    "record_missing_projects",
+    "record_projects",
+    "require_in",
+]

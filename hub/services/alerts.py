@@ -52,6 +52,7 @@ from typing import Any
 
 from lineagehub.graph import ConfigError, Direction, NotFoundError, ValidationError
 from lineagehub.graph.model import to_iso
+from lineagehub.services.access import projects_of
 from lineagehub.services.monitoring import MonitoringService
 from lineagehub.services.webhooks import AfterCommit, EventSink, WebhookEvent
 from lineagehub.vocabulary import (
@@ -443,6 +444,10 @@ class AlertService:
             self.store.upsert_nodes([alert.to_node()])
             if new:
                 self._link(alert)
+                # an alert is in the project of what it is about (found over its new edges)
+                alert.project = projects_of(self.store, [alert.to_node()])[alert.id]
+                if alert.project is not None:
+                    self.store.upsert_nodes([alert.to_node()])
             self.store.append_audit(
                 actor,
                 action,

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 from lineagehub.graph import ConfigError, Edge, GraphStore, Node, SeriesPoint, ValidationError
 from lineagehub.graph.model import edge_id, to_iso
+from lineagehub.services.access import record_projects
 from lineagehub.services.tracking import default_actor
 from lineagehub.vocabulary import (
     Agent,
@@ -422,6 +423,7 @@ class MlflowImporter:
                         summary.skip(edge.kind, f"{edge.source} -> {edge.target}", reason)
                     del edges[edge.id]
             self.store.upsert_edges(list(edges.values()))
+            record_projects(self.store, nodes.values())
             if points:
                 self.store.append_series(points)
             self.store.append_audit(

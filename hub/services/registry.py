@@ -53,6 +53,7 @@ from lineagehub.graph import Direction, Edge, GraphStore, Node
 from lineagehub.graph import errors as _errors
 from lineagehub.graph.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from lineagehub.graph.model import check_time, to_iso
+from lineagehub.services.access import projects_of
 from lineagehub.services.lineage import LineageService
 from lineagehub.services.webhooks import AfterCommit, EventSink, WebhookEvent
 from lineagehub.vocabulary import (
@@ -1752,6 +1753,8 @@ class RegistryService:
                 if endpoint is None:
                     fields["endpoint"] = current.endpoint
                 fields["tags"] = {**current.tags, **fields["tags"]}
+            else:  # a deployment is in the project of the version it first served
+                fields["project"] = projects_of(self.store, [mv.to_node()])[mv.node_id]
             deployment = validate(Deployment, fields)
             ended = self._end_serving(deployment.id, now) if found else []
             self.store.upsert_nodes([deployment.to_node()])

@@ -698,6 +698,7 @@ class TrackingService:
                     self._user_run(str(run_id)) if finished_ok else self._running(str(run_id))
                 )
                 run = _run(run_node)
+            project = run.project if run is not None else None
             existing, stored = self.store.get_nodes([model.node_id, artifact.node_id])
             # Writing the model node first takes its write lock (SQLite: the transaction's;
             # Neo4j: the node's) before the latest version is read.
@@ -708,6 +709,10 @@ class TrackingService:
                 NodeKind.MODEL_VERSION.value, {"model": name}, order_by="-version", limit=1
             ).items
             number = int(latest[0].props["version"]) + 1 if latest else 1
+            if number == 1 and project is not None:  # a model is in its first version's project
+                self.store.upsert_nodes(
+                    [Node(model.node_id, model.node_kind.value, {"project": project})]
+                )
             tags = {}
             if primary_metric is not None:
                 tags[PRIMARY_METRIC_TAG] = primary_metric
@@ -724,6 +729,7 @@ class TrackingService:
                 metrics={k: v for k, v in metrics.items() if v is not None},
                 description=description,
                 tags=tags,
+                project=project,
             )
             # an artifact already logged (a folder: its media type says it unpacks) keeps what
             # it was recorded as; registering it as a version adds the version, not a new kind
