@@ -1075,6 +1075,9 @@ class DatasetVersion(NodeModel):
     description: Text | None = None
     tags: Tags = Field(default_factory=dict)
     facets: JsonObject | None = None  # OpenLineage facets of the write, as data
+    #: Its project (that of the run that first generated it), recorded when that run is
+    #: (:func:`lineagehub.services.access.projects_of` is the authority)
+    project: Name | None = None
 
     @property
     def node_id(self) -> str:

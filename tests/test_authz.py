@@ -463,7 +463,14 @@ async def test_a_listing_filter_tells_nothing_of_other_projects_runs(tmp_path: P
 
 
 async def _beta_deployment_and_alert(hub: Hub) -> None:
-    """A deployment of beta's model, named ``other``, and an alert about it."""
+    """A deployment of beta's model, named ``other``, an alert about it, and a dataset
+    version ``other`` beta's run generated."""
+    output = """mutation($run: ID!, $fp: JSON!) { logDataset(runId: $run, input: {fingerprint: $fp,
+        name: "other", namespace: "warehouse", output: true}) { id } }"""
+    fp = {"digest": _digest("other"), "uri": "s3://lake/other"}
+    hub.ids["dsv_b"] = (await hub.ok(output, open_principal("setup"), run=hub.ids["run_b"], fp=fp))[
+        "logDataset"
+    ]["id"]
     deploy = 'mutation { recordDeployment(ref: "other@1", environment: "prod") { id } }'
     hub.ids["deployment_b"] = (await hub.ok(deploy, open_principal("setup")))["recordDeployment"][
         "id"
@@ -481,6 +488,7 @@ GUESSES = {
     "models": ('{"name": "{g}"}', "other"),
     "deployments": ('{"name": "{g}"}', "other"),
     "alerts": ('{"rule": "{g}"}', "b"),
+    "datasetVersions": ('{"name": "{g}"}', "other"),
 }
 
 
@@ -506,6 +514,25 @@ async def test_a_listing_filter_tells_nothing_of_other_projects_registry(
 
 
 @pytest.mark.anyio
+async def test_a_dataset_version_joins_the_project_of_the_run_that_first_generates_it(
+    tmp_path: Path,
+) -> None:
+    hub = await build_hub(tmp_path)  # "customers": an input of alpha's and beta's runs
+    output = """mutation($run: ID!, $fp: JSON!) { logDataset(runId: $run, input: {fingerprint: $fp,
+        name: "customers", namespace: "warehouse", output: true}) { id } }"""
+    shared = {"digest": _digest("customers"), "uri": "s3://lake/customers"}
+    query = '{ datasetVersions(where: {name: "customers"}) { withheld nodes { id } } }'
+    beta = PRINCIPALS["other-project"]
+    assert (await hub.ok(query, beta))["datasetVersions"]["nodes"] == [{"id": hub.ids["dsv"]}]
+    for run in ("run_a2", "run_b"):  # alpha's run generates it first: alpha's from then on
+        await hub.ok(output, open_principal("setup"), run=hub.ids[run], fp=shared)
+    assert hub.services.store.get_node(hub.ids["dsv"]).props["project"] == "alpha"
+    assert (await hub.ok(query, beta))["datasetVersions"] == {"withheld": 0, "nodes": []}
+    seen = (await hub.ok(query, PRINCIPALS["viewer"]))["datasetVersions"]
+    assert seen == {"withheld": 0, "nodes": [{"id": hub.ids["dsv"]}]}
+
+
+@pytest.mark.anyio
 async def test_a_servers_start_records_the_projects_of_older_records(
     store: GraphStore, tmp_path: Path
 ) -> None:
@@ -521,6 +548,8 @@ async def test_a_servers_start_records_the_projects_of_older_records(
         hub.ids["deployment_b"]: "beta",
         hub.ids["alert"]: "alpha",
         hub.ids["alert_b"]: "beta",
+        hub.ids["dsv"]: None,  # an input of both: shared data
+        hub.ids["dsv_b"]: "beta",
     }
     # records written before projects were recorded have none: the listing checks each
     # row after the store, and says how many it withheld
@@ -546,19 +575,16 @@ async def test_a_servers_start_records_the_projects_of_older_records(
 
 @pytest.mark.anyio
 async def test_a_page_ending_on_a_withheld_row_seals_its_cursor(tmp_path: Path) -> None:
-    # dataset versions are found their project over their edges, so checked after the store
+    # the registry's own runs are found their project by their version: checked after
     read_hub = await build_hub(tmp_path)
-    output = """mutation($run: ID!, $fp: JSON!) { logDataset(runId: $run, input: {fingerprint: $fp,
-        name: "other", namespace: "warehouse", output: true}) { id } }"""
-    fp = {"digest": _digest("other"), "uri": "s3://lake/other"}
-    await read_hub.ok(output, open_principal("setup"), run=read_hub.ids["run_b"], fp=fp)
-    query = """query($a: String) { datasetVersions(first: 1, after: $a, orderBy: ["-name"]) {
-        withheld nodes { id } pageInfo { hasNextPage endCursor } } }"""
-    full = (await read_hub.ok(query, PRINCIPALS["admin"]))["datasetVersions"]
-    assert full["nodes"][0]["id"] != read_hub.ids["dsv"]
+    await _beta_deployment_and_alert(read_hub)
+    query = """query($a: String) { runs(first: 1, after: $a, where: {kind: "deploy"},
+        orderBy: ["-name"]) { withheld nodes { id name } pageInfo { hasNextPage endCursor } } }"""
+    full = (await read_hub.ok(query, PRINCIPALS["admin"]))["runs"]
+    assert [n["name"] for n in full["nodes"]] == ["deploy other/1 to prod"]
     plain = full["pageInfo"]["endCursor"]
     assert "other" in base64.urlsafe_b64decode(plain + "=" * (-len(plain) % 4)).decode()
-    first = (await read_hub.ok(query, PRINCIPALS["viewer"]))["datasetVersions"]
+    first = (await read_hub.ok(query, PRINCIPALS["viewer"]))["runs"]
     assert first["nodes"] == [] and first["withheld"] == 1
     sealed = first["pageInfo"]["endCursor"]
     assert first["pageInfo"]["hasNextPage"] and sealed.startswith("sealed:")
@@ -567,10 +593,10 @@ async def test_a_page_ending_on_a_withheld_row_seals_its_cursor(tmp_path: Path) 
     assert b"other" not in base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     # the sealed cursor goes on where the page ended, for any caller
     for who in ("viewer", "admin"):
-        page = (await read_hub.ok(query, PRINCIPALS[who], a=sealed))["datasetVersions"]
-        assert [n["id"] for n in page["nodes"]] == [read_hub.ids["dsv"]]
+        page = (await read_hub.ok(query, PRINCIPALS[who], a=sealed))["runs"]
+        assert [n["name"] for n in page["nodes"]] == ["deploy churn/1 to prod"]
     # a page ending on a row the caller may view keeps the plain cursor
-    second = (await read_hub.ok(query, PRINCIPALS["viewer"], a=sealed))["datasetVersions"]
+    second = (await read_hub.ok(query, PRINCIPALS["viewer"], a=sealed))["runs"]
     assert not second["pageInfo"]["endCursor"] or not second["pageInfo"]["endCursor"].startswith(
         "sealed:"
     )

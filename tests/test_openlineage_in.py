@@ -770,3 +770,18 @@ def test_an_event_changes_only_runs_of_its_own_project_and_never_the_registrys(
         assert refused.value.field == field
     assert hub.store.get_node(record.id).props == recorded
     assert hub.store.neighbors([record.id], "DOWNSTREAM", ["CHILD_OF"])[record.id] == []
+
+
+def test_an_output_dataset_version_is_in_the_project_of_the_run_that_generated_it(
+    hub: Hub,
+) -> None:
+    event = _event()
+    hub.service.ingest([event])
+    run = hub.store.get_node(f"run:{event['run']['runId']}")
+    output = event["outputs"][0]
+    (version,) = hub.store.get_nodes(dsv(hub, output["namespace"], output["name"]))
+    assert version is not None and run.props["project"]
+    assert version.props["project"] == run.props["project"]  # listings filter by it
+    for given in event["inputs"]:  # what no run generated is shared data: no project
+        for node in hub.store.get_nodes(dsv(hub, given["namespace"], given["name"])):
+            assert node is not None and "project" not in node.props

@@ -180,11 +180,11 @@ def projects_of(store: GraphStore, nodes: Iterable[Node]) -> dict[str, str | Non
 
 
 #: Labels that keep a copy of their project in their own ``project`` property (a run's is
-#: its own): written when the node is created, so that a listing for a caller who may view
-#: some projects only asks the store for those (:func:`lineagehub.schema.authz.visible_filter`)
+#: its own): written when the node is created (a dataset version: when a run first generates
+#: it), so that a listing for a caller who may view some projects only asks the store for those (:func:`lineagehub.schema.authz.visible_filter`)
 #: and neither its length, its ``withheld`` count nor its cursors answer a filter on other
 #: projects' records. :func:`projects_of` stays the authority: a listing checks each row too.
-RECORDED = ("Model", "ModelVersion", "Deployment", "Alert")
+RECORDED = ("Model", "ModelVersion", "Deployment", "Alert", "DatasetVersion")
 _RECORD_PAGE = 500
 
 

@@ -66,6 +66,7 @@ from lineagehub.graph import (
     ValidationError,
 )
 from lineagehub.graph.model import check_time, edge_id, lone_surrogate, to_iso
+from lineagehub.services.access import record_projects
 from lineagehub.services.tracking import START_AHEAD, default_actor
 from lineagehub.vocabulary import (
     REGISTRY_RUN_KINDS,
@@ -715,12 +716,14 @@ class OpenLineageService:
         batch.edges[edge.id] = edge
 
     def _flush(self, batch: _Batch) -> None:
+        written = list(batch.nodes.values())
         if batch.nodes:
-            self.store.upsert_nodes(list(batch.nodes.values()))
+            self.store.upsert_nodes(written)
             batch.nodes.clear()
         if batch.edges:
             self.store.upsert_edges(list(batch.edges.values()))
             batch.edges.clear()
+        record_projects(self.store, written)  # a dataset version an event's run generated
 
     def _job(self, batch: _Batch, job: Mapping[str, Any], write_facets: bool) -> Experiment:
         try:

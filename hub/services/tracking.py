@@ -54,6 +54,7 @@ from lineagehub.graph import (
     ValidationError,
 )
 from lineagehub.graph.model import to_iso, validate_id
+from lineagehub.services.access import record_projects
 from lineagehub.services.headline import PRIMARY_METRIC_TAG, RUN_PRIMARY_METRIC_TAG
 from lineagehub.services.webhooks import AfterCommit, EventSink, WebhookEvent
 from lineagehub.vocabulary import (
@@ -437,6 +438,8 @@ class TrackingService:
                 self._get(source, NodeKind.DATASET_VERSION, f"derived_from[{i}]")
             existing = self.store.get_nodes([version.node_id])[0]
             if existing is None:
+                if output and run.props.get("project") is not None:  # its first run's project
+                    version = version.model_copy(update={"project": run.props["project"]})
                 self.store.upsert_nodes([dataset.to_node(), version.to_node()])
             else:
                 if existing.props.get("profile") is None:
@@ -469,6 +472,8 @@ class TrackingService:
                     for s in dict.fromkeys(sources)
                 ]
             self.store.upsert_edges(edges)
+            if output and existing is not None and version.project is None:
+                record_projects(self.store, [version.to_node()])  # first generated now?
             self._audit(
                 "dataset.log",
                 run.id,
