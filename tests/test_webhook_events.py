@@ -4,6 +4,9 @@ receiver once each change commits, and lists the delivery attempts in GraphQL.""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from http_server import HubServer
@@ -25,7 +29,7 @@ from lineagehub.graph import GraphStore, open_store
 from lineagehub.interfaces.server import create_app
 from lineagehub.samples.example import build_example
 from lineagehub.services.registry import Policy
-from lineagehub.services.webhooks import SIGNATURE_HEADER, verify_signature
+from lineagehub.services.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify_signature
 
 SECRET = "w3bh00k-s3cret"
 POLICIES = {("churn", "Production"): Policy(approvals=1)}
@@ -278,3 +282,89 @@ def test_a_batch_sends_its_events_once_it_has_committed_and_a_failed_one_none(hu
     ]
     assert hub.app.state.webhooks.flush(10)
     assert len(hub.receiver.events()) == 2
+
+
+HOLD_SERVE = """
+import json, sys
+import uvicorn
+from lineagehub import Settings, open_store
+from lineagehub.artifacts import open_artifact_store
+from lineagehub.interfaces.server import create_app
+store = open_store(sys.argv[1])
+settings = Settings(user="alice", webhooks=json.loads(sys.argv[3]))
+app = create_app(settings, store=store, artifacts=open_artifact_store(sys.argv[2]))
+server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+original = server.startup
+async def startup(sockets=None):
+    await original(sockets)
+    print(server.servers[0].sockets[0].getsockname()[1], flush=True)
+server.startup = startup
+server.run()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs kill -9 (POSIX signals)")
+def test_an_event_committed_before_a_crash_is_delivered_by_the_next_start(
+    backend_uri: str, tmp_path: Path
+) -> None:
+    """A hub killed (kill -9) while its receiver holds the first attempt of an event: the
+    next start sends that delivery again, under its own id; a start after that sends
+    nothing (it was delivered)."""
+    store = open_store(backend_uri)
+    build_example(store)
+    gate = threading.Event()
+    seen: list[tuple[str, dict[str, Any]]] = []
+    first_held, second = threading.Event(), threading.Event()
+
+    async def hook(request: Request) -> Response:
+        seen.append((request.headers[DELIVERY_HEADER], json.loads(await request.body())))
+        if len(seen) == 2:
+            second.set()
+        if len(seen) == 1:  # the first attempt is held until the hub is gone
+            first_held.set()
+            await anyio.to_thread.run_sync(gate.wait, 60)
+        return Response(status_code=204)
+
+    receiver = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    artifacts = (tmp_path / "artifacts").as_uri()
+    with HubServer(receiver) as rx:
+        hooks = json.dumps([{"url": f"{rx.url}/hook", "secret": SECRET, "events": "*"}])
+        argv = [sys.executable, "-c", HOLD_SERVE, backend_uri, artifacts, hooks]
+        server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout is not None
+            url = f"http://127.0.0.1:{int(server.stdout.readline())}"
+            with httpx.Client(base_url=url, timeout=30) as http:
+                data(http, SET_ALIAS, ref="churn/2")
+            assert first_held.wait(60), "the hub never sent the event"
+            server.send_signal(signal.SIGKILL)
+            server.wait(60)
+        finally:
+            if server.poll() is None:
+                server.kill()
+        delivery, body = seen[0]
+        assert body["event"] == "alias.moved"
+        # the next start: the same delivery again, now answered
+        again = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        try:
+            assert again.stdout is not None
+            int(again.stdout.readline())
+            assert second.wait(60), "the next start did not send it again"
+        finally:
+            again.terminate()
+            again.wait(60)
+        gate.set()
+        assert len(seen) == 2 and seen[1] == (delivery, body)
+        reopened = open_store(backend_uri)
+        records = [n.props for n in reopened.iter_nodes("WebhookDelivery")]
+        assert [(r["delivery_id"], r["attempt"], r["outcome"]) for r in records] == [
+            (delivery, 1, "delivered")
+        ]
+        # and a start after that finds nothing left to send
+        settings = Settings(user="alice", data_dir=tmp_path, webhooks=json.loads(hooks))
+        app = create_app(settings, store=reopened, artifacts=open_artifact_store(artifacts))
+        with HubServer(app):
+            assert app.state.webhooks.flush(0)
+        assert len(seen) == 2
+        reopened.close()
+    store.close()

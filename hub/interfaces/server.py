@@ -118,7 +118,7 @@ from lineagehub.services.monitoring import MonitoringService
 from lineagehub.services.openlineage_in import OpenLineageService
 from lineagehub.services.registry import Policy, RegistryService, load_policies
 from lineagehub.services.tracking import UNKNOWN_ACTOR, TrackingService
-from lineagehub.services.webhooks import GraphRecorder, WebhookDispatcher
+from lineagehub.services.webhooks import GraphRecorder, Outbox, WebhookDispatcher
 from lineagehub.vocabulary import EdgeKind, NodeKind
 
 log = logging.getLogger("lineagehub.server")
@@ -786,7 +786,9 @@ def create_app(
             recorder=GraphRecorder(store),
             max_pending=settings.webhook_queue_size,
         )
-    on_event = dispatcher.dispatch if dispatcher is not None else None
+    # events kept with the changes that raise them, queued once those commit
+    outbox = Outbox(store, dispatcher) if dispatcher is not None else None
+    on_event = outbox
     services = Services(
         store=store,
         tracking=TrackingService(
@@ -977,6 +979,14 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("lineagehub %s serving %s", __version__, redact(store.uri))
         await anyio.to_thread.run_sync(_sweep_upload_spools)
+        if outbox is not None:
+            try:  # what a crash or the last shutdown left undelivered
+                again = await anyio.to_thread.run_sync(outbox.redeliver)
+            except HubError as e:
+                log.warning("could not look for undelivered webhook events: %s", e)
+            else:
+                if again:
+                    log.info("queued %d webhook deliveries left undelivered", again)
         try:
             recorded = await anyio.to_thread.run_sync(record_missing_projects, store)
         except HubError as e:  # listings check each row still; the next start records them

@@ -53,7 +53,7 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Protocol, cast, runtime_checkable
@@ -385,6 +385,46 @@ def _retryable_status(status: int) -> bool:
     return status == 429 or 500 <= status <= 599
 
 
+def endpoint_key(url: str) -> str:
+    """What the outbox keeps of an endpoint: a digest of its whole URL (which may hold a
+    token: Slack's, Teams')."""
+    return "sha256:" + hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class PreparedEvent:
+    """An event's body and its deliveries (delivery id, :func:`endpoint_key`)."""
+
+    event_id: str
+    event: WebhookEvent
+    body: bytes
+    created_at: datetime
+    deliveries: tuple[tuple[str, str], ...]
+
+    def to_node(self) -> Node:
+        return Node(
+            f"webhook-event:{self.event_id}",
+            OUTBOX_LABEL,
+            {
+                "event": self.event.value,
+                "created_at": to_iso(self.created_at),
+                "body": self.body.decode("utf-8"),
+                "deliveries": [{"id": d, "endpoint": e} for d, e in self.deliveries],
+            },
+        )
+
+    @classmethod
+    def from_node(cls, node: Node) -> PreparedEvent:
+        props = node.props
+        return cls(
+            node.id.removeprefix("webhook-event:"),
+            WebhookEvent(props["event"]),
+            str(props["body"]).encode("utf-8"),
+            datetime.fromisoformat(str(props["created_at"])),
+            tuple((str(d["id"]), str(d["endpoint"])) for d in props.get("deliveries") or ()),
+        )
+
+
 class _Lane:
     """One endpoint's queue and worker thread: a slow or broken endpoint holds up, and fills
     the queue of, only its own deliveries."""
@@ -448,13 +488,20 @@ class WebhookDispatcher:
     def dispatch(self, event: WebhookEvent | str, payload: Mapping[str, Any]) -> str:
         """Queue ``event`` with ``payload`` (JSON-serialisable; other values become strings)
         for every matching endpoint; returns the event id at once."""
+        prepared = self.prepare(event, payload)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the webhook dispatcher is closed")
+        self.enqueue(prepared)
+        return prepared.event_id
+
+    def prepare(self, event: WebhookEvent | str, payload: Mapping[str, Any]) -> PreparedEvent:
+        """The body of ``event`` and a delivery id for each matching endpoint, queued by
+        :meth:`enqueue` (after they are kept: :class:`Outbox`)."""
         name = _event(event)
         event_id = str(uuid.uuid4())
-        envelope = {
-            "id": event_id,
-            "event": name.value,
-            "created_at": datetime.now(timezone.utc).isoformat(),
-        }
+        created_at = datetime.now(timezone.utc)
+        envelope = {"id": event_id, "event": name.value, "created_at": created_at.isoformat()}
         # Alert events are Alertmanager-shaped, so its receivers take them as they are.
         content = (
             {**payload, **envelope}
@@ -466,26 +513,52 @@ class WebhookDispatcher:
             default=str,
             separators=(",", ":"),
         ).encode("utf-8")
+        deliveries = tuple(
+            (str(uuid.uuid4()), endpoint_key(c.url)) for c in self.configs if c.matches(name)
+        )
+        return PreparedEvent(event_id, name, body, created_at, deliveries)
+
+    def enqueue(self, prepared: PreparedEvent, attempts: Mapping[str, int] | None = None) -> int:
+        """Queue the deliveries of ``prepared`` whose endpoint is configured (``attempts``:
+        how many each made before, for a delivery taken up again); the number queued. After
+        :meth:`close`, nothing: an event kept in the outbox goes at the next start."""
         dropped: list[_Delivery] = []
+        queued = 0
         with self._cond:
             if self._closed:
-                raise RuntimeError("the webhook dispatcher is closed")
-            for lane in self._lanes:
-                if not lane.config.matches(name):
+                log.warning("webhook dispatcher closed: %s not queued", prepared.event.value)
+                return 0
+            lanes: dict[str, list[_Lane]] = {}
+            for lane in self._lanes:  # one URL configured twice: its lanes in order
+                if lane.config.matches(prepared.event):
+                    lanes.setdefault(endpoint_key(lane.config.url), []).append(lane)
+            for delivery_id, endpoint in prepared.deliveries:
+                if not lanes.get(endpoint):  # an endpoint configured no more
                     continue
-                delivery = _Delivery(str(uuid.uuid4()), event_id, name, body, lane.config)
+                lane = lanes[endpoint].pop(0)
+                delivery = _Delivery(
+                    delivery_id,
+                    prepared.event_id,
+                    prepared.event,
+                    prepared.body,
+                    lane.config,
+                    (attempts or {}).get(delivery_id, 0),
+                )
                 if lane.pending >= self.max_pending:
                     dropped.append(delivery)
                     continue
                 lane.pending += 1
+                queued += 1
                 heapq.heappush(lane.heap, (time.monotonic(), next(self._seq), delivery))
             self._cond.notify_all()
         for delivery in dropped:
             log.warning(
-                "webhook queue full: dropped %s for %s", name.value, delivery.config.safe_url
+                "webhook queue full: dropped %s for %s",
+                delivery.event.value,
+                delivery.config.safe_url,
             )
             self._record(delivery, datetime.now(timezone.utc), None, "dropped: queue full", 0.0)
-        return event_id
+        return queued
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued delivery (retries included) is finished; ``False`` if
@@ -503,7 +576,8 @@ class WebhookDispatcher:
         """Stop accepting events, finish what is queued for up to ``timeout`` seconds, then
         stop the workers: an attempt in flight may take its endpoint's timeout to end.
         Deliveries not done then (waiting, or whose attempt in flight fails) get a ``failed``
-        record of their own, ``abandoned: dispatcher closed``; they are not sent again."""
+        record of their own, ``abandoned: dispatcher closed``; a hub's :class:`Outbox` sends
+        them again at its next start."""
         threads = [lane.thread for lane in self._lanes if lane.thread is not None]
         with self._cond:
             if self._closed and not any(t.is_alive() for t in threads):
@@ -771,19 +845,34 @@ class AfterCommit:
     def _outermost(self) -> Iterator[None]:
         local = self._local
         local.events = []
+        kept: list[PreparedEvent] = []
         try:
             with self.store.transaction():
                 yield
+                events, local.events = local.events, []
+                if events and isinstance(self.sink, Outbox):  # kept with the change
+                    kept = [self.sink.keep(event, payload) for event, payload in events]
         except BaseException:
             local.events = []
             raise
-        events, local.events = local.events, []
-        if events:  # now, or when a caller's own transaction around the call commits
+        # now, or when a caller's own transaction around the call commits
+        if kept:
+            outbox = self.sink
+            assert isinstance(outbox, Outbox)
+            self.store.after_commit(lambda: self._guarded("queueing", outbox.send, kept))
+        elif events:
             self.store.after_commit(lambda: self._send_all(events))
 
     def _send_all(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         for event, payload in events:
             self._send(event, payload)
+
+    @staticmethod
+    def _guarded(what: str, fn: Callable[[Any], object], arg: Any) -> None:
+        try:
+            fn(arg)
+        except Exception:
+            log.exception("%s webhook events failed", what)
 
     def emit(self, event: WebhookEvent | str, payload: Mapping[str, Any]) -> None:
         """Send ``event`` after the current transaction commits (at once outside one)."""
@@ -801,6 +890,87 @@ class AfterCommit:
             self.sink(event, payload)
         except Exception:
             log.exception("handing the %s event to its sink failed", event)
+
+
+#: The graph label of events kept for delivery (:class:`Outbox`), outside the vocabulary.
+OUTBOX_LABEL = "WebhookOutbox"
+#: How far back a hub's start looks for deliveries a crash or a shutdown left unfinished.
+REDELIVER_WITHIN = timedelta(hours=24)
+
+
+class Outbox:
+    """The event sink of a hub with webhooks: each event is kept in the graph store (a
+    ``WebhookOutbox`` node holding its body and its deliveries' ids) in the same transaction
+    as the change that raised it, and queued once that commits. A process killed between the
+    commit and the delivery, or stopped with deliveries waiting, loses none of them:
+    :meth:`redeliver` (at a server's start) queues again every delivery of the last
+    :data:`REDELIVER_WITHIN` that has no final record (``delivered``, or ``failed`` other
+    than abandoned), under its own delivery id and attempt count. At least once: a receiver
+    deduplicates on ``X-LineageHub-Delivery`` (several workers starting at once each take
+    them up)."""
+
+    def __init__(self, store: GraphStore, dispatcher: WebhookDispatcher) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+
+    def __call__(self, event: str, payload: dict[str, Any]) -> str:
+        """An event raised outside a transaction: kept, then queued."""
+        with self.store.transaction():
+            prepared = self.keep(event, payload)
+        self.send([prepared])
+        return prepared.event_id
+
+    def keep(self, event: WebhookEvent | str, payload: Mapping[str, Any]) -> PreparedEvent:
+        """Write the event (inside the caller's transaction) when some endpoint takes it."""
+        prepared = self.dispatcher.prepare(event, payload)
+        if prepared.deliveries:
+            self.store.upsert_nodes([prepared.to_node()])
+        return prepared
+
+    def send(self, events: Iterable[PreparedEvent]) -> None:
+        for prepared in events:
+            self.dispatcher.enqueue(prepared)
+
+    def redeliver(self, now: datetime | None = None) -> int:
+        """Queue what the last :data:`REDELIVER_WITHIN` left undelivered; the number queued."""
+        since = to_iso((now or datetime.now(timezone.utc)) - REDELIVER_WITHIN)
+        queued = 0
+        where = {"_created_at": {"$gte": since}}
+        after: str | None = None
+        while True:
+            page = self.store.find_nodes(OUTBOX_LABEL, where, ["_created_at"], after, 500)
+            events = [PreparedEvent.from_node(n) for n in page.items]
+            ids = [d for e in events for d, _ in e.deliveries]
+            attempts: dict[str, int] = {}
+            done: set[str] = set()
+            for chunk in (ids[i : i + 1000] for i in range(0, len(ids), 1000)):
+                asked = {"delivery_id": {"$in": chunk}, "_created_at": {"$gte": since}}
+                for node in self.store.iter_nodes(DELIVERY_LABEL, asked):
+                    props = node.props
+                    delivery = str(props.get("delivery_id"))
+                    attempt = props.get("attempt")
+                    if isinstance(attempt, int):
+                        attempts[delivery] = max(attempts.get(delivery, 0), attempt)
+                    final = props.get("outcome") == DeliveryOutcome.DELIVERED.value or (
+                        props.get("outcome") == DeliveryOutcome.FAILED.value
+                        and not props.get("abandoned")
+                    )
+                    if final:
+                        done.add(delivery)
+            for prepared in events:
+                left = tuple(d for d in prepared.deliveries if d[0] not in done)
+                if left:
+                    again = PreparedEvent(
+                        prepared.event_id,
+                        prepared.event,
+                        prepared.body,
+                        prepared.created_at,
+                        left,
+                    )
+                    queued += self.dispatcher.enqueue(again, attempts)
+            if page.next_cursor is None:
+                return queued
+            after = page.next_cursor
 
 
 class GraphRecorder:
