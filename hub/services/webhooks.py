@@ -33,6 +33,10 @@ answers fail at once. Every attempt is handed to a :class:`DeliveryRecorder` as 
 :class:`DeliveryAttempt` (outcome ``delivered``, ``retrying`` or ``failed``). URLs in attempts
 and logs carry no user info and no query values; secrets never appear in reprs, logs or
 attempts.
+
+A hub hands its services an :class:`Outbox`: each event is kept in the graph store with the
+change that raised it, and a hub's start sends again what a crash or a shutdown left
+undelivered.
 """
 
 from __future__ import annotations
