@@ -820,6 +820,10 @@ def _check_endpoint(url: str) -> None:
         )
 
 
+#: The user metadata key an S3 object's digest is kept under (``x-amz-meta-sha256``).
+_SHA256_META = "sha256"
+
+
 class S3ArtifactStore(ArtifactStore):
     """Artifacts in an S3 bucket (AWS S3, or an S3 API such as MinIO via ``endpoint_url``).
 
@@ -1063,18 +1067,34 @@ class S3ArtifactStore(ArtifactStore):
 
     def _head(self, key: str) -> int | None:
         """The size of the object at ``key``, or None if there is none."""
+        response = self._head_object(key)
+        return None if response is None else int(response["ContentLength"])
+
+    def _head_object(self, key: str) -> dict[str, Any] | None:
+        """The HEAD answer of the object at ``key``, or None if there is none."""
         from botocore.exceptions import ClientError
 
         with self._errors("head"):
             try:
-                response = self._client.head_object(Bucket=self.bucket, Key=key)
+                response: dict[str, Any] = self._client.head_object(Bucket=self.bucket, Key=key)
             except ClientError as e:
                 if e.response.get("Error", {}).get("Code") not in _S3_NOT_FOUND:
                     raise
                 # HEAD answers have no body, so a missing bucket looks like a missing key.
                 self._check_bucket()
                 return None
-        return int(response["ContentLength"])
+        return response
+
+    def _intact(self, key: str, digest: str, size: int) -> bool:
+        """Whether the object at ``key`` is one this store put there whole: its size, and the
+        digest it was copied into place with (``x-amz-meta-sha256``). An object written there
+        otherwise (by hand, a tool, an older release) is put again: only a download could
+        tell a damaged copy of the same size."""
+        response = self._head_object(key)
+        if response is None or int(response["ContentLength"]) != size:
+            return False
+        metadata = response.get("Metadata") or {}
+        return bool(metadata.get(_SHA256_META) == digest.removeprefix("sha256:"))
 
     def _check_bucket(self) -> None:
         """Tell a missing bucket from a missing key, once per store."""
@@ -1141,7 +1161,7 @@ class S3ArtifactStore(ArtifactStore):
                 self._client.upload_fileobj(reader, self.bucket, tmp_key, Config=self._transfer)
             digest = "sha256:" + reader.hex_digest
             key = self._key(digest)
-            created = self._publish(tmp_key, key, reader.size)
+            created = self._publish(tmp_key, key, reader.size, digest)
         finally:
             # Best effort: a leftover temporary object is garbage the lifecycle rule expires,
             # not an error for a put whose content is safely stored.
@@ -1151,12 +1171,24 @@ class S3ArtifactStore(ArtifactStore):
             digest=digest, size=reader.size, uri=f"s3://{self.bucket}/{key}", created=created
         )
 
+    def put_bytes(self, data: bytes | bytearray | memoryview) -> ArtifactInfo:
+        """Store these bytes; nothing is uploaded when an intact copy is stored (one HEAD)."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            digest = digest_bytes(data)
+            key = self._key(digest)
+            if self._intact(key, digest, len(data)):
+                return ArtifactInfo(
+                    digest=digest, size=len(data), uri=f"s3://{self.bucket}/{key}", created=False
+                )
+            return self.put_stream(cast(BinaryIO, io.BytesIO(data)))
+        return super().put_bytes(data)  # its refusal
+
     def put_file(self, path: str | os.PathLike[str]) -> ArtifactInfo:
         """Store a local file; hashes it first and uploads nothing if already stored."""
         p = _local_file(path)
         digest, size = hash_file(p, self.chunk_size)
         key = self._key(digest)
-        if self._head(key) == size:
+        if self._intact(key, digest, size):
             return ArtifactInfo(
                 digest=digest, size=size, uri=f"s3://{self.bucket}/{key}", created=False
             )
@@ -1164,17 +1196,23 @@ class S3ArtifactStore(ArtifactStore):
         # passes, what is stored is still named by what was uploaded.
         return super().put_file(p)
 
-    def _publish(self, tmp_key: str, key: str, size: int) -> bool:
-        existing = self._head(key)
-        if existing == size:
+    def _publish(self, tmp_key: str, key: str, size: int, digest: str) -> bool:
+        if self._intact(key, digest, size):
             return False
-        # Missing, or damaged (a wrong size cannot match its name): copy ours into place.
+        # Missing, or not known whole (a wrong size, or no digest of ours on it): copy ours
+        # into place, with the digest it was checked against.
         source = {"Bucket": self.bucket, "Key": tmp_key}
+        extra = {
+            "Metadata": {_SHA256_META: digest.removeprefix("sha256:")},
+            "MetadataDirective": "REPLACE",
+        }
         with self._errors("copy"):
             if size < self._copy_threshold:
-                self._client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)
+                self._client.copy_object(Bucket=self.bucket, Key=key, CopySource=source, **extra)
             else:
-                self._client.copy(source, self.bucket, key, Config=self._copy_config(size))
+                self._client.copy(
+                    source, self.bucket, key, ExtraArgs=extra, Config=self._copy_config(size)
+                )
         return True
 
     def _copy_config(self, size: int) -> Any:

@@ -811,6 +811,33 @@ def test_a_put_of_the_right_bytes_repairs_a_damaged_stored_copy(tmp_path: Path) 
         assert loaded.read_bytes() == good
 
 
+def test_every_put_repairs_a_same_size_damaged_copy_in_every_store(
+    artifact_store: ArtifactStore, tmp_path: Path
+) -> None:
+    """An S3 object overwritten with other bytes of the same size stayed damaged: puts of
+    the right bytes answered "already stored" by its size. Now each kind of put leaves the
+    right bytes in place, and a put of an intact copy copies nothing."""
+    good = os.urandom(4096)
+    source = tmp_path / "weights.bin"
+    source.write_bytes(good)
+    digest = artifact_store.put_bytes(good).digest
+    puts = {
+        "put_bytes": lambda: artifact_store.put_bytes(good),
+        "put_file": lambda: artifact_store.put_file(source),
+        "put_stream": lambda: artifact_store.put_stream(io.BytesIO(good)),
+    }
+    for name, put in puts.items():
+        overwrite_stored(artifact_store, digest, bytes(reversed(good)))
+        with pytest.raises(IntegrityError):
+            artifact_store.get_bytes(digest)
+        assert put().digest == digest, name
+        assert artifact_store.get_bytes(digest) == good, name  # repaired
+        calls = count_s3_calls(artifact_store)
+        assert artifact_store.put_file(source).created is False  # found intact
+        assert artifact_store.put_bytes(good).created is False
+        assert "CopyObject" not in calls and "PutObject" not in calls, calls
+
+
 def test_a_damaged_artifact_too_large_to_check_first_downloads_as_an_integrity_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
