@@ -787,6 +787,25 @@ def test_a_token_whose_algorithm_does_not_fit_its_key_is_refused(idp: Idp) -> No
     assert verifier.username(_token(rsa_key, "any", "PS256", sub="alice")) == "alice"
 
 
+def test_a_token_whose_times_are_not_numbers_is_refused(idp: Idp) -> None:
+    """``exp``, ``nbf`` and ``iat`` are numbers of seconds (RFC 7519's NumericDate): a text
+    was taken by its int() (``"exp": "99999999999"``, a token that never expires)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    idp.keys = {"k": key}
+    verifier = _verifier(idp)
+    for claims in (
+        {"exp": "99999999999"},
+        {"exp": str(int(time.time()) + 300)},
+        {"iat": str(int(time.time()))},
+        {"nbf": "0"},
+        {"nbf": True},
+    ):
+        with pytest.raises(AuthenticationError, match="must be a number of seconds"):
+            verifier.username(_token(key, "k", sub="alice", **claims))
+    later = int(time.time()) + 300
+    assert verifier.username(_token(key, "k", sub="alice", exp=later + 0.5, nbf=0)) == "alice"
+
+
 def test_keys_that_cannot_be_fetched_are_503_and_not_fetched_again_at_once(
     tmp_path: Path, store: GraphStore, idp: Idp
 ) -> None:

@@ -412,6 +412,20 @@ class OidcVerifier:
         except jwt.PyJWTError as e:
             # PyJWT's messages name the failed check (audience, issuer, signature), not the token
             raise AuthenticationError(f"invalid OIDC token: {e}", reason="invalid") from None
+        for claim in ("exp", "nbf", "iat"):
+            # a NumericDate (RFC 7519): PyJWT checks int() of it, so a text "exp":
+            # "99999999999" made a token that never expired
+            value = claims.get(claim)
+            if claim in claims and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                raise AuthenticationError(
+                    f"invalid OIDC token: its {claim} claim must be a number of seconds, "
+                    f"not {value!r:.40}",
+                    reason="invalid",
+                )
         claims_tried = (
             [self.username_claim] if self.username_claim else ["preferred_username", "sub"]
         )
