@@ -145,6 +145,27 @@ def refs(*paths: str) -> Where:
     return where
 
 
+def refs_at(path: str, time: str) -> Where:
+    """:func:`refs`, the references resolved as the field resolves them: at the time the
+    argument ``time`` gives when it gives one (a lineage as of March starts from March's
+    ``churn@champion``, which may be a version of another project than today's)."""
+    now = refs(path)
+
+    def where(services: Services, args: dict[str, Any]) -> list[Scope]:
+        when = _arg(args, time)
+        if when is None:
+            return now(services, args)
+        ids: list[str | None] = []
+        for ref in _values(args, (path,)):
+            try:
+                ids += services.lineage.resolve_at([ref], when)
+            except HubError:
+                ids.append(None)
+        return _scopes(services, ids) if ids else [ANYWHERE]
+
+    return where
+
+
 def versions(*paths: str) -> Where:
     """The projects of the models of the versions named (``churn@3``,
     ``model:churn@production``): the registry works per model, so a version's promotion,
@@ -287,7 +308,9 @@ RULES: dict[str, Rule] = {
     "Query.modelVersions": Rule(V, anywhere, "list model versions"),
     "Query.deployments": Rule(V, anywhere, "list deployments"),
     "Query.alerts": Rule(V, anywhere, "list alerts"),
-    "Query.lineage": Rule(V, refs("input.roots"), "read the lineage of these roots"),
+    "Query.lineage": Rule(
+        V, refs_at("input.roots", "input.asOf"), "read the lineage of these roots"
+    ),
     "Query.impact": Rule(V, refs("ref"), "read the impact of this node"),
     "Query.path": Rule(V, refs("from", "to"), "read paths between these nodes"),
     "Query.columnLineage": Rule(V, refs("dataset"), "read the column lineage of this dataset"),

@@ -141,7 +141,8 @@ def _may_read_report(services: Any, principal: Any, ref: str, as_of: datetime | 
     auditor could not see."""
     if principal is None or principal.sees_everything or services.registry is None:
         return
-    vid = services.registry.resolve(ref).node_id  # NotFoundError as the report's own
+    # the version the report is of (NotFoundError as the report's own)
+    vid = services.registry.resolve_at(ref, as_of).node_id
     sub = services.store.traverse(
         [vid],
         Direction.UPSTREAM,

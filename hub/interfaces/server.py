@@ -954,11 +954,16 @@ def create_app(
         caller = principal(request)
 
         def work() -> tuple[bytes, bool, int]:
-            check(services, caller, "Query.lineage", {"input": {"roots": [ref]}})
+            as_of = options.get("as_of")
+            check(services, caller, "Query.lineage", {"input": {"roots": [ref], "asOf": as_of}})
             sub = services.lineage.lineage([ref], **options)
             sub, withheld = withhold_subgraph(services, caller, sub)
             asked = render.pop("focus", None)
-            focus = services.lineage.resolve_many(asked, "focus") if asked else sub.roots
+            focus = sub.roots
+            if asked and as_of is not None:  # the versions the names had then, as the roots
+                focus = services.lineage.resolve_at(asked, as_of, "focus")
+            elif asked:
+                focus = services.lineage.resolve_many(asked, "focus")
             policies = services.registry.policies if services.registry is not None else None
             data = export_lineage(sub, fmt, focus=focus, policies=policies, **render)
             return data, sub.truncated, withheld

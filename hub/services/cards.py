@@ -255,9 +255,9 @@ class CardService:
         return _card_of(mv.node_id, revision)
 
     def card(self, ref: str, as_of: datetime | None = None) -> ModelCard:
-        """The version's card (now, or the newest revision made by ``as_of``); an empty
-        card (``revision`` 0) when it has none."""
-        mv = self.registry.resolve(ref)
+        """The version's card (now, or the newest revision made by ``as_of``, of the version
+        ``ref`` named then); an empty card (``revision`` 0) when it has none."""
+        mv = self.registry.resolve_at(ref, as_of)
         revisions = _revisions(mv)
         if as_of is not None and revisions:
             # when the audit log recorded it (a revision's ``at`` is read a moment before its

@@ -462,7 +462,7 @@ def compliance_report(
     lineage = lineage or LineageService(store)
     registry = RegistryService(store)
     cards = CardService(store)
-    mv = registry.resolve(ref)
+    mv = registry.resolve_at(ref, as_of)  # churn@production as of March: March's version
     vid = mv.node_id
     notes: list[str] = []
     node = store.get_node(vid)

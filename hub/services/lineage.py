@@ -100,6 +100,8 @@ _ALIAS_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,63}\Z")
 _VERSION_RE = re.compile(r"^[0-9]{1,19}\Z")
 _DIGEST_SEL_RE = re.compile(r"^(?:sha256:)?([0-9a-f]+)\Z", re.IGNORECASE)
 _KNOWN_PREFIXES = frozenset(ID_PREFIXES.values())
+#: References whose selectors move (``@latest``, an alias, a stage): resolved at a time.
+_MOVING_PREFIXES = ("model", "mv", "dataset", "dsv")
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -353,27 +355,35 @@ class LineageService:
     def resolve_at(self, refs: Sequence[str], as_of: datetime, field: str = "ref") -> list[str]:
         """:meth:`resolve_many` as the hub knew the names at ``as_of``: a model's
         ``@latest``, ``@<alias>`` and ``@<stage>`` name the version that was latest, held the
-        alias or was in the stage then (ids and version numbers name the same node at any
-        time). Nothing held the name then: :class:`NotFoundError`."""
+        alias or was in the stage then, a dataset's ``@latest`` (or no selector) its newest
+        version then (ids, version numbers and digests name the same node at any time).
+        Nothing held the name then: :class:`NotFoundError`."""
         if isinstance(refs, str) or not isinstance(refs, Sequence):
             raise ValidationError(f"{field} must be a list of references", field=field)
         then: dict[int, str] = {}
         for i, ref in enumerate(refs):
             _check_ref(ref, field)
-            found = self._model_at(ref, as_of, field)
+            found = self._moving_at(ref, as_of, field)
             if found is not None:
                 then[i] = found
         rest = [r for i, r in enumerate(refs) if i not in then]
         now = iter(self.resolve_many(rest, field) if rest else [])
         return [then[i] if i in then else next(now) for i in range(len(refs))]
 
-    def _model_at(self, ref: str, as_of: datetime, field: str) -> str | None:
+    def _moving_at(self, ref: str, as_of: datetime, field: str) -> str | None:
         """The version ``ref`` named at ``as_of`` when it names one by a selector that
-        moves (``@latest``, an alias, a stage); ``None`` for any other reference."""
+        moves (a model's ``@latest``, alias or stage, a dataset's ``@latest``); ``None`` for
+        any other reference."""
+        when = to_iso(as_of)
         if ":" in ref:
             prefix, _, rest = ref.partition(":")
-            if prefix not in ("model", "mv") or self.store.get_nodes([ref])[0] is not None:
+            if prefix not in _MOVING_PREFIXES or self.store.get_nodes([ref])[0] is not None:
                 return None
+            if prefix in ("dataset", "dsv"):
+                found = self._resolve_dataset(ref, rest, field, created_by=when)
+                if found is None:
+                    raise NotFoundError(f"{ref!r}: no version of it existed at {when}", ids=[ref])
+                return found
         else:
             rest = ref
         name, at, selector = rest.rpartition("@")
@@ -381,7 +391,6 @@ class LineageService:
             return None
         from lineagehub.services.registry import RegistryService  # the registry's history
 
-        when = to_iso(as_of)
         if selector == "latest":
             newest = self._newest({"model": name, "_created_at": {"$lte": when}})
             if newest is not None:
@@ -507,7 +516,11 @@ class LineageService:
             # before saying there is none. SQLite reads in one snapshot: it finds none again.
         return None
 
-    def _resolve_dataset(self, ref: str, rest: str, field: str) -> str | None:
+    def _resolve_dataset(
+        self, ref: str, rest: str, field: str, created_by: str | None = None
+    ) -> str | None:
+        """The dataset version ``rest`` names; for ``@latest`` (or no selector) the newest
+        one, or with ``created_by`` (ISO text) the newest created by then."""
         key, selector = rest, None
         if "@" in rest:
             head, _, tail = rest.rpartition("@")
@@ -550,11 +563,13 @@ class LineageService:
             )
             return self._one([n.id for n in page.items], ref, field)
         candidates = self._known_datasets(candidates, ref, field)
+        where: dict[str, Any] = {
+            "$or": [{"namespace": ns, "name": name} for ns, name in candidates]
+        }
+        if created_by is not None:
+            where["_created_at"] = {"$lte": created_by}
         page = self.store.find_nodes(
-            NodeKind.DATASET_VERSION.value,
-            {"$or": [{"namespace": ns, "name": name} for ns, name in candidates]},
-            ["-_created_at"],
-            limit=1,
+            NodeKind.DATASET_VERSION.value, where, ["-_created_at"], limit=1
         )
         return page.items[0].id if page.items else None
 

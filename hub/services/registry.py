@@ -626,6 +626,17 @@ class RegistryService:
             raise NotFoundError(f"{ref!r} does not name a model version", ids=[ref])
         return ModelVersion.from_node(node)
 
+    def resolve_at(self, ref: str, as_of: datetime | None) -> ModelVersion:
+        """:meth:`resolve` as the hub knew the names at ``as_of`` (now when ``None``):
+        ``churn@champion`` as of March is the version that held the alias in March, and so
+        for a stage's name and ``@latest`` (:meth:`LineageService.resolve_at`)."""
+        if as_of is None:
+            return self.resolve(ref)
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError("ref must be a model version reference", field="ref")
+        key = ref if ":" in ref else f"model:{ref}"
+        return self.resolve(self.lineage.resolve_at([key], as_of)[0])
+
     def _stage_nodes(self, model: str, stage: Stage) -> Iterator[Node]:
         """The nodes of the versions of ``model`` in ``stage``, by version: one filtered
         query (the store indexes ``model``), not a read of every version."""
