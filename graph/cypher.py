@@ -5,7 +5,11 @@ The backend (:mod:`lineagehub.graph.neo4j`) runs only :class:`Statement` objects
 suite runs them all through Neo4j's own Cypher front end (``tests/test_cypher_lint.py``) where
 no server can run.
 
-Values always travel as parameters. Labels, relationship types and property keys cannot be
+Values always travel as parameters, but for one kind: a text compared by order (``<``,
+``>``...) that holds a character from U+D800 on is written into the statement as a literal
+(:func:`text_literal`: its backslashes and quotes escaped): Neo4j compares a text parameter by
+UTF-16 code units, yet a literal, as ORDER BY sorts and SQLite compares, by code points.
+Labels, relationship types and property keys cannot be
 parameters in Neo4j 5, so the few that go into the text pass :func:`ident`, which checks them
 against the strict patterns of :mod:`lineagehub.graph.model` *again*, right where the text is
 built, and backtick-quotes them: a key such as ``x}) DETACH DELETE n //`` is a
@@ -299,6 +303,16 @@ class FilterRenderer:
         self.params[name] = value
         return f"${name}"
 
+    def ordered(self, value: Any) -> str:
+        """A value an order comparison is made with: a parameter, or the literal of a text
+        that holds a character from U+D800 on. Neo4j compares a text parameter by UTF-16 code
+        units (U+1F600 before U+FF21) and a literal by code points, as ORDER BY sorts (U+FF21
+        first): a page of a listing ordered by name ending on a fullwidth letter skipped every
+        name with an emoji after it."""
+        if isinstance(value, str) and any(c >= "\ud800" for c in value):
+            return text_literal(value)
+        return self.param(native(value))
+
     def column(self, path: tuple[str, ...]) -> str:
         if len(path) == 1 and path[0] in _SYSTEM_COLUMNS:
             return f"{self.var}.{_SYSTEM_COLUMNS[path[0]]}"
@@ -320,7 +334,8 @@ class FilterRenderer:
                 # Only keyset cursors carry containers (the value a page ended on); the
                 # flattened copy of a container is its JSON text, so compare with that.
                 value = to_json(value)
-            compared = f"{col} {_OPS[expr.op]} {self.param(native(value))}"
+            operand = self.param(native(value)) if expr.op in ("eq", "ne") else self.ordered(value)
+            compared = f"{col} {_OPS[expr.op]} {operand}"
             if expr.keyset and expr.op in ("gt", "lt"):
                 # ORDER BY sorts texts, then booleans, then numbers, but a comparison of two
                 # of them is null: after a text come the booleans and numbers too (a page
@@ -343,6 +358,14 @@ class FilterRenderer:
         if isinstance(expr, Not):
             return f"NOT coalesce({self.render(expr.item)}, true)"
         raise ValidationError(f"not a filter expression: {expr!r}", field="where")
+
+
+def text_literal(text: str) -> str:
+    """A Cypher string literal of ``text``: its characters as they are, but for a backslash
+    and a quote, escaped with a backslash. Neo4j reads ``\\uXXXX`` before it reads literals (as
+    Java does: ``\\u0027`` would close the quote); a backslash of ours is always doubled, so
+    none can start one."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 #: The kinds of stored values, in the order Cypher's ORDER BY puts them (ascending).
@@ -1130,6 +1153,8 @@ def statement_catalog() -> Iterator[tuple[str, str, dict[str, Any]]]:
         "cursor:desc": (["-metrics.auc"], [0.9, "r7"]),
         "cursor:null": (["-metrics.auc"], [None, "r7"]),
         "cursor:multi": (["-metrics.auc", "params.lr", "_created_at"], [0.9, None, now, "r7"]),
+        # a text past U+D800 is a literal (FilterRenderer.ordered)
+        "cursor:literal": (["name"], ["it's \\ \U0001f680 \uff21\n", "r7"]),
     }
     for name, (order_by, values) in cursors.items():
         expr = And((parse_where({"status": "FINISHED"}), _cursor_example(order_by, values)))
