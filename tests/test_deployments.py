@@ -3,6 +3,8 @@ GraphQL API."""
 
 from __future__ import annotations
 
+import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -93,6 +95,51 @@ def test_retire_ends_serving_and_unknowns_are_errors(store: GraphStore) -> None:
         registry.deploy("churn/9", "production", "ops")
     with pytest.raises(NotFoundError):
         registry.retire_deployment("deployment:0190a0a0-0000-7000-8000-000000000000", "ops")
+
+
+def test_a_deploy_that_waited_for_another_ends_its_interval_after_it_began(
+    store: GraphStore,
+) -> None:
+    """Two deploys under one name at once: the one that commits second read its time before
+    it waited for the first (74 of 240 such deploys on Neo4j, 8 on SQLite, failed with
+    "valid_to must be after valid_from"). Its time is read in its transaction now."""
+    add_version(store, 1)
+    add_version(store, 2)
+    base, ticks, lock = (
+        datetime(2026, 3, 1, tzinfo=timezone.utc),
+        iter(range(1, 100)),
+        threading.Lock(),
+    )
+    reading, other_done = threading.Event(), threading.Event()
+
+    def clock() -> datetime:
+        with lock:
+            now = base + timedelta(seconds=next(ticks))
+        if threading.current_thread().name == "late":
+            reading.set()
+            other_done.wait(1)  # the other deploy commits meanwhile, if it can
+        return now
+
+    registry = RegistryService(store, clock=clock)
+    failed: list[Exception] = []
+
+    def late() -> None:
+        try:
+            registry.deploy("churn/2", "production", "ops")
+        except Exception as e:  # reported below
+            failed.append(e)
+
+    thread = threading.Thread(target=late, name="late")
+    thread.start()
+    assert reading.wait(30)
+    deployment = registry.deploy("churn/1", "production", "ops")
+    other_done.set()
+    thread.join(30)
+    assert failed == []
+    adj = store.neighbors([deployment.id], Direction.UPSTREAM, ["SERVES"])[deployment.id]
+    intervals = sorted((a.edge.props["valid_from"], a.edge.props.get("valid_to")) for a in adj)
+    assert len(intervals) == 2 and intervals[-1][1] is None
+    assert intervals[0][0] < intervals[0][1] == intervals[1][0]
 
 
 def test_record_and_retire_over_graphql(tmp_path: Path, store: GraphStore) -> None:

@@ -1744,9 +1744,12 @@ class RegistryService:
                     mv.stage.value,
                 )
                 raise PromotionRefused(mv.node_id, stage.value, (broken,)).to_error()
-        now = self._now()
         name = name or mv.model
         with self._events.transaction():
+            # read once the transaction holds the store (as the alias and stage records
+            # are): read before, a deploy that waited for another one to commit ended that
+            # one's serving interval before it began ("valid_to must be after valid_from")
+            now = self._now()
             found = self.store.find_nodes(
                 NodeKind.DEPLOYMENT.value, {"name": name, "environment": environment}, limit=1
             ).items
