@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,7 @@ def served(store_backend: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     demo = _cli(env, "demo", "--out", str(folder / "demo"), "-q")
     env["LINEAGEHUB_POLICIES"] = str(folder / "demo" / "policies.toml")
     _sweep(env)
+    asof = datetime.now(timezone.utc).isoformat()  # before the requests: a time with microseconds
     # versions 1 and 2 asked for Production: each waits for one approval by someone else
     for version in ("1", "2"):
         pending = _cli(env, "promote", f"tumor-classifier/{version}", "--stage", "Production",
@@ -112,7 +114,7 @@ def served(store_backend: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
         # port 0: the banner names no port it cannot know (":0" is no address to open)
         assert any("the lineage explorer at http://127.0.0.1:PORT/" in line for line in said), said
         assert not any("127.0.0.1:0/" in line for line in said), said
-        yield {"url": url, "tokens": tokens, "demo": demo, "folder": folder}
+        yield {"url": url, "tokens": tokens, "demo": demo, "folder": folder, "asof": asof}
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -137,6 +139,7 @@ def test_explorer_walk_in_a_real_browser(
             "VIEWER_TOKEN": served["tokens"]["visitor"],
             "RUNS": ",".join(SWEEP),
             "DEPLOYMENT": served["demo"]["result"]["deployment"],
+            "ASOF": served["asof"],
         },
     )
     assert done.returncode == 0, done.stderr
@@ -191,6 +194,12 @@ def test_explorer_walk_in_a_real_browser(
     assert after > before
     assert steps["pathElements"] == 5  # version -> run -> clean data: 3 nodes, 2 edges
     assert "tumor-classifier v3 is downstream of demo/breast_cancer_clean" in steps["pathInfo"]
+    # as of before version 1's promotion request: expanding it adds nothing that came later
+    # (the request run is there now), and the path is found in the graph drawn as of then
+    then, expanded = steps["asOfExpanded"]
+    assert then == expanded and set(then) < set(steps["nowIds"]), steps["asOfExpanded"]
+    assert steps["asOfPath"][0] == 3, steps["asOfPath"]  # version -> run: 2 nodes, 1 edge
+    assert "tumor-classifier v1 is downstream of rf-" in steps["asOfPath"][1], steps["asOfPath"]
     assert steps["exported"].endswith(".png")
     exported = (shots / "lineage-export.png").read_bytes()
     assert exported.startswith(b"\x89PNG") and len(exported) > 5_000

@@ -226,6 +226,26 @@ try {
   report.steps.pathInfo = await page.locator("#lineage-info").textContent();
   report.unlabeled.lineage = await unlabeled(page);
   await shot(page, "lineage-path");
+  // as of a time before the promotion requests (ASOF, after the demo and the sweep): the
+  // graph, a node's expansion and a path are all of then (version 1's request came later)
+  const asOfUrl = `${baseUrl}#/lineage/${encodeURIComponent("mv:tumor-classifier/1")}?direction=BOTH&depth=1`;
+  await page.goto(`${asOfUrl}&asOf=${encodeURIComponent(process.env.ASOF)}`);
+  await page.locator("#graph[data-ready]").waitFor(T);
+  const drawnIds = () => page.evaluate(() => window.__lineage.nodes().map((n) => n.id()).sort());
+  const thenIds = await drawnIds();
+  await page.locator("#nodelist button").filter({ hasText: "tumor-classifier v1" }).first().click();
+  await page.locator("#expand").click();
+  await page.waitForFunction(() => /added/.test(document.querySelector("#lineage-info").textContent), null, T);
+  report.steps.asOfExpanded = [thenIds, await drawnIds()];
+  await page.locator("#path-from").click();
+  await page.locator("#nodelist button", { hasText: /^rf-/ }).first().click();
+  await page.waitForFunction(() => window.__lineage.$(".path").length > 0, null, T);
+  report.steps.asOfPath = [await page.evaluate(() => window.__lineage.$(".path").length), await page.locator("#lineage-info").textContent()];
+  await page.goto(asOfUrl);
+  await page.locator("#graph[data-ready]").waitFor(T);
+  report.steps.nowIds = await drawnIds();
+  await page.goto(lineageUrl);
+  await page.locator("#graph[data-ready]").waitFor(T);
   const [download] = await Promise.all([page.waitForEvent("download", T), page.locator("#export-png").click()]);
   await download.saveAs(join(shots, "lineage-export.png"));
   report.steps.exported = download.suggestedFilename();

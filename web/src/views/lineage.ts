@@ -45,6 +45,10 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
   // a time in the link: the picker's local form (UTC), or a full ISO time with its zone
   const zoned = /(?:[zZ]|[+-]\d\d:?\d\d)$/.test(opts.asOf);
   const asOfTime = opts.asOf ? new Date(zoned ? opts.asOf : opts.asOf + "Z") : null;
+  // what the hub is asked: an ISO time as the link has it (a Date keeps milliseconds only,
+  // and an edge recorded at .123456 is not in the graph as of .123), else the Date's
+  const iso = /^\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d{1,9})?)?(?:[zZ]|[+-]\d\d:?\d\d)?$/.test(opts.asOf);
+  const asOfSent = !asOfTime || isNaN(asOfTime.getTime()) ? null : iso ? (zoned ? opts.asOf : opts.asOf + "Z") : asOfTime.toISOString();
   const direction = h(
     "select",
     { id: "direction", name: "direction" },
@@ -70,7 +74,8 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
     const p = new URLSearchParams({ direction: direction.value, depth: depth.value });
     const kinds = kindBoxes.map((l) => l.querySelector("input")!).filter((i) => i.checked).map((i) => i.value);
     if (kinds.length) p.set("kinds", kinds.join(","));
-    if (asOf.value) p.set("asOf", asOf.value);
+    // the picker shows whole seconds: a time it was given and the user left alone stays whole
+    if (asOf.value) p.set("asOf", asOf.value === asOfValue ? opts.asOf : asOf.value);
     location.hash = `#/lineage/${encodeURIComponent(root)}?${p}`;
   });
   const canvas = h("div", {
@@ -108,7 +113,7 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
   let result: any;
   try {
     if (asOfTime && isNaN(asOfTime.getTime())) throw new Error(`asOf: ${JSON.stringify(opts.asOf)} is not a time`);
-    if (asOfTime) input.asOf = asOfTime.toISOString();
+    if (asOfSent) input.asOf = asOfSent;
     result = (await gql(QUERY, { input })).lineage;
   } catch (e) {
     info.replaceChildren(errorBox(e));
@@ -220,6 +225,12 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
    *  when the hub knows none, the shortest undirected path in the drawn graph. */
   async function highlight(a: string, b: string): Promise<void> {
     cy.elements().removeClass("path");
+    if (asOfSent) {
+      // the hub's paths are of the graph now; the one drawn is the graph as of then
+      highlightDrawn(a, b);
+      announce(info.textContent ?? "");
+      return;
+    }
     let found: any = null;
     try {
       found = (await gql(PATH, { from: a, to: b })).path;
@@ -266,8 +277,33 @@ export async function lineageView(root: string, q: URLSearchParams): Promise<voi
     announce(info.textContent ?? "");
   }
 
+  /** The shortest path between a and b in the drawn graph: along the edges (one is upstream
+   *  of the other) if there is one, else either way. */
+  function highlightDrawn(a: string, b: string): void {
+    const [na, nb] = [cy.getElementById(a), cy.getElementById(b)];
+    const [la, lb] = [label(nodes.get(a)), label(nodes.get(b))];
+    // edges point from what came later to what it came from: b reaches a when a is upstream
+    const tries: [any, any, string][] = [[nb, na, "upstream"], [na, nb, "downstream"]];
+    for (const [from, to, relation] of tries) {
+      const found = cy.elements().aStar({ root: from, goal: to, directed: true });
+      if (found.found) {
+        found.path.addClass("path");
+        info.textContent = `${la} is ${relation} of ${lb}: a path of ${found.distance} hop(s) highlighted.`;
+        return;
+      }
+    }
+    const drawn = cy.elements().aStar({ root: na, goal: nb, directed: false });
+    if (drawn.found) {
+      drawn.path.addClass("path");
+      info.textContent = `${la} and ${lb} are connected: a path of ${drawn.distance} hop(s) highlighted.`;
+    } else {
+      info.textContent = "No path between them.";
+    }
+  }
+
   async function expandNode(id: string): Promise<void> {
-    const input = { roots: [id], direction: "BOTH", upstreamDepth: 1, downstreamDepth: 1, maxNodes: 500 };
+    const input: Record<string, unknown> = { roots: [id], direction: "BOTH", upstreamDepth: 1, downstreamDepth: 1, maxNodes: 500 };
+    if (asOfSent) input.asOf = asOfSent; // the neighbours it had then
     try {
       const more = (await gql(QUERY, { input })).lineage;
       const added = add(more, id);
