@@ -409,7 +409,7 @@ async def test_health_answers_while_every_shared_worker_thread_is_busy(tmp_path:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("route", ["graphql", "openlineage"])
+@pytest.mark.parametrize("route", ["graphql", "openlineage", "alerts"])
 async def test_one_caller_s_slow_requests_leave_threads_for_the_others(
     tmp_path: Any, route: str
 ) -> None:
@@ -426,6 +426,11 @@ async def test_one_caller_s_slow_requests_leave_threads_for_the_others(
     from lineagehub.services.identity import IdentityService
 
     store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    if route == "alerts":  # alerts about a deployment
+        from lineagehub.samples.example import build_example
+
+        build_example(store)
+    deployment = next(iter(store.iter_nodes("Deployment")), Node("none", "Deployment")).id
     identity = IdentityService(store, actor="root")
     tokens = {}
     for user in ("ann", "bob"):
@@ -461,8 +466,12 @@ async def test_one_caller_s_slow_requests_leave_threads_for_the_others(
                         answer = await ann.post(
                             "/graphql", json={"query": start, "variables": variables}
                         )
-                    else:  # the REST routes' work takes the caller's share too
+                    elif route == "openlineage":  # the REST routes' work takes it too
                         answer = await ann.post("/api/v1/lineage", json=_ol_start(i))
+                    else:
+                        labels = {"alertname": f"a{i}", "deployment": deployment}
+                        alert = {"labels": labels, "status": "firing"}
+                        answer = await ann.post("/api/v1/alerts", json={"alerts": [alert]})
                     writes.append(answer)
 
                 for i in range(45):

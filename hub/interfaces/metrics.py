@@ -30,7 +30,7 @@ import importlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -235,9 +235,19 @@ def _refused(status: int, message: str, code: str, **extensions: Any) -> JSONRes
     return JSONResponse(body, status_code=status)
 
 
-def routes(services: Services, metrics: HubMetrics | None) -> list[Any]:
-    """The two routes, for the app's route table."""
+def routes(
+    services: Services,
+    metrics: HubMetrics | None,
+    run: Callable[[Request, Callable[[], Any]], Awaitable[Any]] | None = None,
+) -> list[Any]:
+    """The two routes, for the app's route table. ``run(request, work)`` runs their work in a
+    worker thread (the server's: within the caller's share of them)."""
     from starlette.routing import Route
+
+    async def in_thread(request: Request, work: Callable[[], Any]) -> Any:
+        if run is not None:
+            return await run(request, work)
+        return await anyio.to_thread.run_sync(work)
 
     from lineagehub.schema.authz import check
     from lineagehub.services.access import open_principal
@@ -252,8 +262,9 @@ def routes(services: Services, metrics: HubMetrics | None) -> list[Any]:
             if metrics is None:
                 _prometheus()  # the ConfigError naming the extra
                 raise ConfigError("metrics are off")  # pragma: no cover
-            await anyio.to_thread.run_sync(check, services, who, "Query.deployments", {})
-            body = await anyio.to_thread.run_sync(metrics.render, who)
+            render = metrics.render
+            await in_thread(request, lambda: check(services, who, "Query.deployments", {}))
+            body = await in_thread(request, lambda: render(who))
         except HubError as e:
             return _error(e)
         return Response(body, media_type=CONTENT_TYPE)
@@ -295,7 +306,7 @@ def routes(services: Services, metrics: HubMetrics | None) -> list[Any]:
                         "an alert holds a value nested too deep", field="alerts"
                     ) from None
 
-            ids = await anyio.to_thread.run_sync(work)
+            ids = await in_thread(request, work)
         except HubError as e:
             return _error(e)
         return JSONResponse({"status": "success", "alerts": ids})

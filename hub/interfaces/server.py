@@ -904,8 +904,9 @@ def create_app(
         try:
             digest = request.path_params["digest"]
             validate_digest(digest)
-            await anyio.to_thread.run_sync(check_download, services, principal(request), digest)
-            size = await anyio.to_thread.run_sync(artifacts.size, digest)
+            caller = principal(request)
+            await in_share(request, lambda: check_download(services, caller, digest))
+            size = await in_share(request, lambda: artifacts.size(digest))
         except NotFoundError:
             # in the words bytes of another project are answered with (check_download)
             return _error(absent_artifact(digest))
@@ -921,12 +922,12 @@ def create_app(
         # client takes for a network failure worth retrying).
         try:
             if size <= VERIFY_FIRST_BYTES:
-                await anyio.to_thread.run_sync(_read_through, artifacts, digest)
-            reader = await anyio.to_thread.run_sync(artifacts.open, digest)
+                await in_share(request, lambda: _read_through(artifacts, digest))
+            reader = await in_share(request, lambda: artifacts.open(digest))
             # a larger one is checked as it streams: damaged, it is sent whole all the same
             # and the client's own check fails (cut off, it would look like the network)
             damage = passed_on(reader)
-            first = await anyio.to_thread.run_sync(reader.read, CHUNK)
+            first = await in_share(request, lambda: reader.read(CHUNK))
         except HubError as e:
             return _error(e)
 
@@ -935,7 +936,7 @@ def create_app(
                 chunk = first
                 while chunk:
                     yield chunk
-                    chunk = await anyio.to_thread.run_sync(reader.read, CHUNK)
+                    chunk = await in_share(request, lambda: reader.read(CHUNK))
                 found = damage()
                 if found is not None:
                     log.error("sent a damaged artifact (the client's check fails): %s", found)
@@ -1042,7 +1043,7 @@ def create_app(
         on_denied=lambda *args: services.on_denied(*args) if services.on_denied else None,
     )
     metrics = hub_metrics(services)  # GET /metrics, POST /api/v1/alerts: interfaces/metrics.py
-    routes += metrics_routes(services, metrics)
+    routes += metrics_routes(services, metrics, run=in_share)
     if settings.graphiql:  # the page's scripts and styles, from the package (no CDN)
         routes.append(Route("/graphiql/{name}", _graphiql_asset, methods=["GET", "HEAD"]))
     if settings.explorer:  # the lineage explorer's page and files, from the package
