@@ -28,6 +28,7 @@ from lineagehub.interfaces.server import create_app
 from lineagehub.schema import Context, schema
 from lineagehub.schema.authz import RULES
 from lineagehub.services.access import RECORDED, Principal, Role, open_principal
+from lineagehub.services.cards import revision_id
 from lineagehub.services.registry import Policy
 
 V, E, A, ADMIN = Role.VIEWER, Role.EDITOR, Role.APPROVER, Role.ADMIN
@@ -628,6 +629,25 @@ async def test_a_node_of_another_project_is_forbidden_not_null(read_hub: Hub) ->
         "query($r: String!) { node(ref: $r) { id } }", PRINCIPALS["viewer"], r="mv:other/1"
     )
     assert codes(result) == ["FORBIDDEN"]
+
+
+@pytest.mark.anyio
+async def test_a_card_revision_is_read_in_its_versions_project(tmp_path: Path) -> None:
+    hub = await build_hub(tmp_path)
+    set_card = """mutation($r: String!) { setModelCard(ref: $r, card: {intended_use: "secret"}) {
+        revision } }"""
+    for ref in ("churn@1", "other@1"):
+        await hub.ok(set_card, open_principal("setup"), r=ref)
+    query = "query($r: String!) { node(ref: $r) { id properties } }"
+    for version, allowed in (("mv:churn/1", True), ("mv:other/1", False)):
+        ref = revision_id(version, 1)
+        result = await hub.run(query, PRINCIPALS["viewer"], r=ref)
+        if allowed:
+            assert result.errors is None and result.data["node"]["properties"]["revision"] == 1
+        else:
+            assert codes(result) == ["FORBIDDEN"]
+            beta = await hub.ok(query, PRINCIPALS["other-project"], r=ref)
+            assert beta["node"]["properties"]["fields"] == {"intended_use": "secret"}
 
 
 # --- mutations: checked before anything is written ------------------------------------------

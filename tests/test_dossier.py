@@ -18,7 +18,7 @@ from http_server import HubServer
 
 from lineagehub import Settings, open_store
 from lineagehub.artifacts import open_artifact_store
-from lineagehub.graph import GraphStore, NotFoundError, ValidationError
+from lineagehub.graph import GraphStore, Node, NotFoundError, ValidationError
 from lineagehub.graph.audit import Frontier, TreeHead, leaf_hash
 from lineagehub.graph.merkle import MerkleTree, verify_consistency, verify_inclusion
 from lineagehub.graph.model import to_iso
@@ -353,3 +353,41 @@ def test_merkle_tree_matches_the_checkpoints_and_rfc_verification() -> None:
             assert verify_consistency(m, n, tree.root(m), tree.root(n), proof) is None
             if m < n:
                 assert verify_consistency(m, n, tree.root(m), bytes(32), proof)
+
+
+def test_a_card_takes_revisions_past_a_versions_size_and_older_ones_still_read(
+    signed: tuple[Client, GraphStore],
+) -> None:
+    """Every revision was kept on the version: a card with long texts refused its 56th
+    revision (the version's properties passed 1 MB), and every change rewrote all of them.
+    Each revision is a record of its own now; a card written the old way reads as before
+    and takes new revisions."""
+    client, store = signed
+    train(client, 1.0)
+    long = "x" * 9_000
+    times = []
+    for i in range(1, 71):
+        card = client.set_model_card(
+            "onco/1", {"intended_use": f"{i} {long}", "limitations": [long]}
+        )
+        assert card.revision == i
+        times.append(datetime.now(timezone.utc))
+    assert len(store.get_node("mv:onco/1").props["card"]["latest"]["fields"]["limitations"]) == 1
+    assert client.model_card("onco/1").fields["intended_use"].startswith("70 ")
+    assert client.model_card("onco/1", as_of=times[29]).fields["intended_use"].startswith("30 ")
+    revisions = CardService(store).revisions("onco/1")
+    assert [r["revision"] for r in revisions] == list(range(1, 71))
+    assert store.verify_audit().ok  # each revision's record is covered by its entry
+    # a version whose revisions are on it (an older release's), read and continued
+    train(client, 2.0)
+    old = [
+        {"revision": n, "at": to_iso(datetime.now(timezone.utc)), "actor": "ann", "reason": None,
+         "fields": {"intended_use": f"old {n}"}}
+        for n in (1, 2)
+    ]  # fmt: skip
+    store.upsert_nodes([Node("mv:onco/2", "ModelVersion", {"card": {"revisions": old}})])
+    assert client.model_card("onco/2").fields == {"intended_use": "old 2"}
+    card = client.set_model_card("onco/2", {"risk_tier": "high"})
+    assert (card.revision, card.fields) == (3, {"intended_use": "old 2", "risk_tier": "high"})
+    assert [r["revision"] for r in CardService(store).revisions("onco/2")] == [1, 2, 3]
+    assert client.model_card("onco/2", as_of=datetime.now(timezone.utc)).revision == 3

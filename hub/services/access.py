@@ -106,6 +106,7 @@ _HOPS: dict[str, tuple[Direction, str]] = {
     "Alert": (Direction.UPSTREAM, "ABOUT"),
 }
 _MAX_HOPS = 5  # Alert -> Deployment -> ModelVersion -> Run is the longest chain
+_CARD_REVISION, _CARD_REVISION_PREFIX = "CardRevision", "card-revision:"  # services.cards
 
 
 def _hop(node: Node) -> tuple[Direction, str] | None:
@@ -142,9 +143,21 @@ def projects_of(store: GraphStore, nodes: Iterable[Node]) -> dict[str, str | Non
     found: dict[str, str | None] = {}
     frontier: dict[str, Node] = {}
     waiting: dict[str, list[str]] = defaultdict(list)  # node reached -> the ids asking
+    owned: dict[str, str] = {}  # a record outside the vocabulary -> the node it belongs to
     for node in nodes:
+        if node.label == _CARD_REVISION:  # a model card's revision: its version's
+            owned[node.id] = node.id.removeprefix(_CARD_REVISION_PREFIX).rpartition("/")[0]
+            continue
         frontier[node.id] = node
         waiting[node.id].append(node.id)
+    if owned:
+        owners = {n.id: n for n in store.get_nodes(sorted(set(owned.values()))) if n is not None}
+        for asking, owner in owned.items():
+            if owner in owners:
+                frontier[owner] = owners[owner]
+                waiting[owner].append(asking)
+            else:
+                found[asking] = None
     for _ in range(_MAX_HOPS):
         if not frontier:
             break

@@ -1,13 +1,17 @@
 """Model cards as data, and the inventory of models in production.
 
-A model version's card (Mitchell et al., "Model Cards for Model Reporting") is kept on the
-version itself (``ModelVersion.card``) as its list of revisions, oldest first::
+A model version's card (Mitchell et al., "Model Cards for Model Reporting") is a list of
+revisions, each a record of its own (label ``CardRevision``, id
+``card-revision:<version id>/<revision, 10 digits>``)::
 
-    {"revisions": [{"revision": 1, "at": "…", "actor": "ann", "reason": "…",
-                    "fields": {"intended_use": "…", "risk_tier": "high", …}}, …]}
+    {"revision": 1, "at": "…", "actor": "ann", "reason": "…",
+     "fields": {"intended_use": "…", "risk_tier": "high", …}}
 
-so the card as it was at any past time is the newest revision made by then
-(:meth:`CardService.card`, ``as_of``). Every change appends an audit entry (action
+and the version keeps its newest (``ModelVersion.card``: ``{"latest": {...}}``), so the card
+as it was at any past time is the newest revision made by then (:meth:`CardService.card`,
+``as_of``) and a card takes any number of revisions (kept on the version, they stopped a
+card at its node's 1 MB; versions written so that still hold theirs, ``{"revisions": [...]}``,
+read as before). Every change appends an audit entry (action
 ``card.set``, target the version) in the same transaction, whose payload is the revision
 itself: anyone holding the revision can show it is the one the log recorded (its digest is
 the entry's ``payload_digest``).
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
-from lineagehub.graph import Direction, GraphStore, ValidationError
+from lineagehub.graph import DELETE, Direction, GraphStore, Node, ValidationError
 from lineagehub.graph.audit import payload_digest
 from lineagehub.graph.model import check_time, to_iso
 from lineagehub.services.registry import RegistryService
@@ -177,8 +181,33 @@ def check_card(card: Any) -> dict[str, Any]:
     return out
 
 
-def _revisions(mv: ModelVersion) -> list[dict[str, Any]]:
-    return list((mv.card or {}).get("revisions") or [])
+#: The graph label of a card's revisions (outside the lineage vocabulary: no edges; a
+#: revision belongs to its version's project, :func:`lineagehub.services.access.projects_of`).
+REVISION_LABEL = "CardRevision"
+REVISION_PREFIX = "card-revision:"
+
+
+def revision_id(version_id: str, revision: int) -> str:
+    return f"{REVISION_PREFIX}{version_id}/{revision:010d}"
+
+
+def _latest(mv: ModelVersion) -> dict[str, Any] | None:
+    card = mv.card or {}
+    latest = card.get("latest")
+    if isinstance(latest, dict):
+        return latest
+    kept = card.get("revisions") or []  # written before revisions were records of their own
+    return dict(kept[-1]) if kept else None
+
+
+def _revisions(store: GraphStore, mv: ModelVersion) -> list[dict[str, Any]]:
+    """Every revision of the version's card, oldest first."""
+    found = {int(r["revision"]): dict(r) for r in (mv.card or {}).get("revisions") or []}
+    prefix = f"{REVISION_PREFIX}{mv.node_id}/"
+    where = {"id": {"$gte": prefix, "$lt": prefix + ":"}}  # the digits sort before ":"
+    for node in store.iter_nodes(REVISION_LABEL, where, ["id"]):
+        found[int(node.props["revision"])] = dict(node.props)
+    return [found[n] for n in sorted(found)]
 
 
 def _card_of(version_id: str, revision: Mapping[str, Any] | None) -> ModelCard:
@@ -235,22 +264,25 @@ class CardService:
         found = self.registry.resolve(ref)
         with self.store.transaction():
             mv = ModelVersion.from_node(self.store.get_node(found.node_id))
-            revisions = _revisions(mv)
-            current = dict((revisions[-1]["fields"] if revisions else {}) or {})
+            latest = _latest(mv)
+            current = dict((latest["fields"] if latest else {}) or {})
             for k, v in changes.items():
                 if v is None:
                     current.pop(k, None)
                 else:
                     current[k] = v
             revision = {
-                "revision": len(revisions) + 1,
+                "revision": (int(latest["revision"]) if latest else 0) + 1,
                 "at": to_iso(self.clock()),
                 "actor": actor.strip(),
                 "reason": reason,
                 "fields": current,
             }
-            mv.card = {"revisions": [*revisions, revision]}
-            self.store.upsert_nodes([mv.to_node()])
+            # properties merge key by key: a field the revision removed is deleted outright
+            gone = {k: DELETE for k in (latest["fields"] if latest else {}) if k not in current}
+            patch = {"card": {"latest": {**revision, "fields": {**current, **gone}}}}
+            record = Node(revision_id(mv.node_id, revision["revision"]), REVISION_LABEL, revision)
+            self.store.upsert_nodes([Node(mv.node_id, mv.node_kind.value, patch), record])
             self.store.append_audit(actor.strip(), "card.set", mv.node_id, revision)
         return _card_of(mv.node_id, revision)
 
@@ -258,8 +290,10 @@ class CardService:
         """The version's card (now, or the newest revision made by ``as_of``, of the version
         ``ref`` named then); an empty card (``revision`` 0) when it has none."""
         mv = self.registry.resolve_at(ref, as_of)
-        revisions = _revisions(mv)
-        if as_of is not None and revisions:
+        if as_of is None:
+            return _card_of(mv.node_id, _latest(mv))
+        revisions = _revisions(self.store, mv)
+        if revisions:
             # when the audit log recorded it (a revision's ``at`` is read a moment before its
             # entry is appended): the card a report as of a time shows is one its audit
             # section holds the entry of
@@ -287,7 +321,7 @@ class CardService:
         """Every revision of the version's card, oldest first, each with the digest its
         audit entry's payload has (``payload_digest``)."""
         mv = self.registry.resolve(ref)
-        return [{**r, "payload_digest": payload_digest(r)} for r in _revisions(mv)]
+        return [{**r, "payload_digest": payload_digest(r)} for r in _revisions(self.store, mv)]
 
     # --- the inventory ------------------------------------------------------------------------
 
@@ -331,8 +365,8 @@ class CardService:
                     open_alerts.setdefault(key, set()).add(node.id)
         rows = []
         for vid, mv in sorted(versions.items(), key=lambda kv: (kv[1].model, kv[1].version)):
-            revs = _revisions(mv)
-            fields = (revs[-1]["fields"] if revs else {}) or {}
+            latest = _latest(mv)
+            fields = (latest["fields"] if latest else {}) or {}
             review = fields.get("next_review_date")
             deps = sorted(serving.get(vid, []))
             # an alert about the version and its deployment is one alert
