@@ -27,7 +27,7 @@ from lineagehub.graph import DELETE, GraphStore, Node, open_store
 from lineagehub.interfaces.server import create_app
 from lineagehub.schema import Context, schema
 from lineagehub.schema.authz import RULES
-from lineagehub.services.access import RECORDED, Principal, Role, open_principal
+from lineagehub.services.access import RECORDED, RECORDED_MARK, Principal, Role, open_principal
 from lineagehub.services.cards import revision_id
 from lineagehub.services.registry import Policy
 
@@ -568,7 +568,9 @@ async def test_a_servers_start_records_the_projects_of_older_records(
     entries = [e for e in store.iter_audit() if e.action == "project.record"]
     assert {e.target for e in entries} == {f"label:{label}" for label in RECORDED}
     assert store.verify_audit().ok
-    # a second start finds nothing left to record
+    # once done, it is marked done: a later start does not look again (it would read every
+    # dataset version of no project each time)
+    assert store.get_nodes([RECORDED_MARK])[0] is not None
     with HubServer(create_app(store=store, artifacts=hub.services.artifacts)):
         pass
     assert len([e for e in store.iter_audit() if e.action == "project.record"]) == len(entries)

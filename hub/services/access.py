@@ -201,43 +201,57 @@ RECORDED = ("Model", "ModelVersion", "Deployment", "Alert", "DatasetVersion")
 _RECORD_PAGE = 500
 
 
+def _project_patches(store: GraphStore, nodes: Iterable[Node]) -> list[Node]:
+    """The ``project`` to write on each node of a :data:`RECORDED` label that has none."""
+    todo = [n for n in nodes if n.label in RECORDED and "project" not in n.props]
+    found = projects_of(store, todo) if todo else {}
+    return [Node(n.id, n.label, {"project": p}) for n in todo if (p := found[n.id]) is not None]
+
+
 def record_projects(store: GraphStore, nodes: Iterable[Node]) -> int:
     """Write the project of each node of a :data:`RECORDED` label that has none recorded
     (inside the caller's transaction, after the edges its project is found over); the
     number written. A node of no project is left without the property."""
-    todo = [n for n in nodes if n.label in RECORDED and "project" not in n.props]
-    found = projects_of(store, todo) if todo else {}
-    patch = [Node(n.id, n.label, {"project": p}) for n in todo if (p := found[n.id]) is not None]
+    patch = _project_patches(store, nodes)
     if patch:
         store.upsert_nodes(patch)
     return len(patch)
 
 
+#: Written once the nodes of older releases have their projects recorded: later starts skip
+#: the look (it reads every dataset version of no project: shared data is most of them).
+RECORDED_MARK = "hub:projects-recorded"
+
+
 def record_missing_projects(store: GraphStore) -> int:
     """Record the project of every node written before projects were recorded (at a server's
-    start), a page at a time, each page one transaction with an audit entry
-    (``project.record``, by ``system``) covering the nodes it changed; the number written.
-    Nodes of no project are looked at again on each call: they have nothing to record."""
+    start, until it has been done once), each page of changes one transaction with an audit
+    entry (``project.record``, by ``system``) covering the nodes it changed; the number
+    written."""
+    if store.get_nodes([RECORDED_MARK])[0] is not None:
+        return 0
     written = 0
     for label in RECORDED:
         after: str | None = None
         while True:
-            with store.transaction():
-                page = store.find_nodes(
-                    label, {"project": {"$exists": False}}, ["id"], after, _RECORD_PAGE
-                )
-                count = record_projects(store, page.items)
-                if count:
+            page = store.find_nodes(
+                label, {"project": {"$exists": False}}, ["id"], after, _RECORD_PAGE
+            )
+            patch = _project_patches(store, page.items)
+            if patch:
+                with store.transaction():
+                    store.upsert_nodes(patch)
                     store.append_audit(
                         "system",
                         "project.record",
                         f"label:{label}",
-                        {"label": label, "count": count},
+                        {"label": label, "count": len(patch)},
                     )
-            written += count
+            written += len(patch)
             if page.next_cursor is None:
                 break
             after = page.next_cursor
+    store.upsert_nodes([Node(RECORDED_MARK, "HubState", {"projects_recorded": True})])
     return written
 
 
@@ -268,6 +282,7 @@ def require_in(principal: Principal, needed: Role, project: str | None, *, actio
 
 __all__ = [
     "RECORDED",
+    "RECORDED_MARK",
     "Principal",
     "Role",
     "may_view",
