@@ -8,6 +8,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -78,6 +82,43 @@ class HubServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+#: A hub server in a process of its own: ``python -c SERVE STORE_URI ARTIFACTS_URI
+#: [SETTINGS_JSON]`` prints the port it listens on (127.0.0.1, picked by the OS) once it does.
+SERVE = textwrap.dedent(
+    """
+    import json, sys
+    import uvicorn
+    from lineagehub import Settings, open_store
+    from lineagehub.artifacts import open_artifact_store
+    from lineagehub.interfaces.server import create_app
+    store = open_store(sys.argv[1])
+    settings = Settings(**{"user": "ci", **json.loads(sys.argv[3] if len(sys.argv) > 3 else "{}")})
+    app = create_app(settings, store=store, artifacts=open_artifact_store(sys.argv[2]))
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    original = server.startup
+
+    async def startup(sockets=None):
+        await original(sockets)
+        print(server.servers[0].sockets[0].getsockname()[1], flush=True)
+
+    server.startup = startup
+    server.run()
+    """
+)
+
+
+def serving(
+    script: str, store_uri: str, artifacts_uri: str, settings: dict[str, Any] | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    """A hub server process running ``script`` (:data:`SERVE`, or a variant of it) over the
+    stores, and the port it listens on."""
+    argv = [sys.executable, "-c", script, store_uri, artifacts_uri, json.dumps(settings or {})]
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    return server, int(server.stdout.readline())
 
 
 @contextmanager

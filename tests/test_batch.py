@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import fresh_store_uri
-from http_server import HubServer
+from http_server import SERVE, HubServer, serving
 
 from lineagehub import Client, Settings, open_store
 from lineagehub.artifacts import open_artifact_store
@@ -486,41 +486,6 @@ def test_a_client_killed_mid_batch_leaves_nothing(backend_uri: str, tmp_path: Pa
     store.close()
 
 
-SERVE = textwrap.dedent(
-    """
-    import sys
-    import uvicorn
-    from lineagehub import Settings, open_store
-    from lineagehub.artifacts import open_artifact_store
-    from lineagehub.interfaces.server import create_app
-    store = open_store(sys.argv[1])
-    app = create_app(Settings(user="ci"), store=store,
-                     artifacts=open_artifact_store(sys.argv[2]))
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    original = server.startup
-
-    async def startup(sockets=None):
-        await original(sockets)
-        print(server.servers[0].sockets[0].getsockname()[1], flush=True)
-
-    server.startup = startup
-    server.run()
-    """
-)
-
-
-def serving(script: str, backend_uri: str, tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
-    """A hub server process running ``script`` over the store, and the port it listens on."""
-    server = subprocess.Popen(
-        [sys.executable, "-c", script, backend_uri, (tmp_path / "a").as_uri()],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    return server, int(server.stdout.readline())
-
-
 def assert_write_lock_taken(db: Path, deadline: float = 60.0) -> None:
     """Return once another connection holds the database's write lock (the batch's open
     transaction), polling; fail after ``deadline`` seconds."""
@@ -550,7 +515,7 @@ def test_a_server_killed_during_a_batch_writes_all_of_it_or_none(
 
     store = open_store(backend_uri)
     before = counts(store)[0]
-    server, port = serving(SERVE, backend_uri, tmp_path)
+    server, port = serving(SERVE, backend_uri, (tmp_path / "a").as_uri())
     try:
         ops = [{"call": "startRun", "args": {"input": {"name": f"r{i}"}}} for i in range(3000)]
         body = httpx.Request(
@@ -619,7 +584,7 @@ def test_a_server_killed_in_a_short_batch_on_its_event_loop_writes_none_of_it(
     holds the batch answered before it whole and none of this one, and the audit log
     verifies. (The server's process kills itself there; what it runs is the hub's own code.)"""
     store = open_store(backend_uri)
-    server, port = serving(SERVE_AND_DIE, backend_uri, tmp_path)
+    server, port = serving(SERVE_AND_DIE, backend_uri, (tmp_path / "a").as_uri())
     try:
         assert server.stdout is not None
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from http_server import HubServer
+from http_server import SERVE, HubServer, serving
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -284,25 +283,6 @@ def test_a_batch_sends_its_events_once_it_has_committed_and_a_failed_one_none(hu
     assert len(hub.receiver.events()) == 2
 
 
-HOLD_SERVE = """
-import json, sys
-import uvicorn
-from lineagehub import Settings, open_store
-from lineagehub.artifacts import open_artifact_store
-from lineagehub.interfaces.server import create_app
-store = open_store(sys.argv[1])
-settings = Settings(user="alice", webhooks=json.loads(sys.argv[3]))
-app = create_app(settings, store=store, artifacts=open_artifact_store(sys.argv[2]))
-server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-original = server.startup
-async def startup(sockets=None):
-    await original(sockets)
-    print(server.servers[0].sockets[0].getsockname()[1], flush=True)
-server.startup = startup
-server.run()
-"""
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="needs kill -9 (POSIX signals)")
 def test_an_event_committed_before_a_crash_is_delivered_by_the_next_start(
     backend_uri: str, tmp_path: Path
@@ -328,13 +308,11 @@ def test_an_event_committed_before_a_crash_is_delivered_by_the_next_start(
     receiver = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
     artifacts = (tmp_path / "artifacts").as_uri()
     with HubServer(receiver) as rx:
-        hooks = json.dumps([{"url": f"{rx.url}/hook", "secret": SECRET, "events": "*"}])
-        argv = [sys.executable, "-c", HOLD_SERVE, backend_uri, artifacts, hooks]
-        server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        hooks = [{"url": f"{rx.url}/hook", "secret": SECRET, "events": "*"}]
+        settings = {"user": "alice", "webhooks": hooks}
+        server, port = serving(SERVE, backend_uri, artifacts, settings)
         try:
-            assert server.stdout is not None
-            url = f"http://127.0.0.1:{int(server.stdout.readline())}"
-            with httpx.Client(base_url=url, timeout=30) as http:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
                 data(http, SET_ALIAS, ref="churn/2")
             assert first_held.wait(60), "the hub never sent the event"
             server.send_signal(signal.SIGKILL)
@@ -345,10 +323,8 @@ def test_an_event_committed_before_a_crash_is_delivered_by_the_next_start(
         delivery, body = seen[0]
         assert body["event"] == "alias.moved"
         # the next start: the same delivery again, now answered
-        again = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        again, _ = serving(SERVE, backend_uri, artifacts, settings)
         try:
-            assert again.stdout is not None
-            int(again.stdout.readline())
             assert second.wait(60), "the next start did not send it again"
         finally:
             again.terminate()
@@ -361,8 +337,8 @@ def test_an_event_committed_before_a_crash_is_delivered_by_the_next_start(
             (delivery, 1, "delivered")
         ]
         # and a start after that finds nothing left to send
-        settings = Settings(user="alice", data_dir=tmp_path, webhooks=json.loads(hooks))
-        app = create_app(settings, store=reopened, artifacts=open_artifact_store(artifacts))
+        config = Settings(data_dir=tmp_path, **settings)
+        app = create_app(config, store=reopened, artifacts=open_artifact_store(artifacts))
         with HubServer(app):
             assert app.state.webhooks.flush(0)
         assert len(seen) == 2
