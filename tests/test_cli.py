@@ -237,6 +237,52 @@ def test_serve_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
         proc.wait()
 
 
+def test_serve_workers_scrapes_count_every_worker_s_requests(tmp_path: Path) -> None:
+    """With `serve --workers 2` each worker counted its own requests and a scrape showed
+    the counts of whichever worker answered it: successive scrapes went up and down (which
+    Prometheus takes for counter resets). Every scrape now shows every worker's requests."""
+    import re
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lineagehub", "serve", "--port", str(port), "--workers", "2",
+         "--store", f"sqlite:///{tmp_path / 'hub.db'}", "--artifacts",
+         (tmp_path / "artifacts").as_uri(), "--log-level", "info"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        # until both workers have started (the deadline only guards against a hang)
+        deadline = time.monotonic() + 300
+        started = 0
+        assert proc.stderr is not None
+        while started < 2 and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line, f"the server exited: {proc.poll()=}"
+            started += "Application startup complete" in line
+        for _ in range(40):  # new connections: the workers share them
+            with httpx.Client() as c:
+                c.post(f"{url}/graphql", json={"query": "{ __typename }"}).raise_for_status()
+        for _ in range(8):
+            with httpx.Client() as c:
+                text = c.get(f"{url}/metrics").text
+            counted = re.findall(
+                r'lineagehub_http_requests_total\{[^}]*route="/graphql"[^}]*\} (\S+)', text
+            )
+            assert sum(float(n) for n in counted) == 40
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
