@@ -297,6 +297,44 @@ def test_a_window_reported_again_after_its_alert_resolved_reopens_nothing(
     client.close()
 
 
+def test_windows_reported_at_once_open_one_alert(store_backend: str, tmp_path: Path) -> None:
+    """Replicas of a model server report their windows of one deployment at once (through a
+    server: its threads, or its processes with --workers). Each looked for the open alert
+    before the transaction that wrote it, found none, and opened its own: one rule fired two
+    to eight times, with as many notifications (on Neo4j nearly every time)."""
+    uri = fresh_store_uri(store_backend, tmp_path)
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "busy"\nexpr = "sample_count >= 100"\n')
+    settings = Settings(user="bob", alert_rules=rules)
+    artifacts = (tmp_path / "a").as_uri()
+    clients = [Client(uri, artifacts=artifacts, settings=settings) for _ in range(8)]
+    with clients[0].start_run("train", project="churn", capture=False) as run:
+        run.log_model({"w": 1}, name="churn")
+    sketch = {"features": {"plan": {"kind": "categorical", "values": ["a"], "counts": [500, 0],
+                                    "count": 500}}}  # fmt: skip
+
+    def report(client: Client, deployment: str, instance: str, start: threading.Barrier) -> None:
+        start.wait()
+        client.backend.monitoring.report_window(
+            deployment, T0, T0 + timedelta(hours=1), sketch, instance=instance
+        )
+
+    for round_ in range(4):
+        deployment = clients[0].deploy("churn/1", f"prod-{round_}").id
+        start = threading.Barrier(len(clients))
+        threads = [
+            threading.Thread(target=report, args=(c, deployment, f"pod-{i}", start))
+            for i, c in enumerate(clients)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [a.state.value for a in clients[0].alerts(deployment)] == ["firing"]
+    for c in clients:
+        c.close()
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"labels": 5}, {"labels": ["team"]}, {"annotations": {"summary": 3}}, {"labels": {"a": None}}],

@@ -165,6 +165,31 @@ def test_last_used_is_written_at_most_once_a_minute(store: GraphStore) -> None:
     assert later.last_used_at == t0 + timedelta(seconds=61)
 
 
+def test_using_a_token_leaves_the_audit_log_verifying(backend_uri: str) -> None:
+    """last_used_at was written on the token's record with no audit entry, so `audit verify`
+    reported every token used since its last change as a record changed outside the hub
+    (exit 7) on any server with tokens. It is kept on a record no entry covers; listing, look-up
+    and the record after a revocation are as before."""
+    from lineagehub.services.audit import verify_log
+
+    with open_store(backend_uri) as store:
+        identity = IdentityService(store, actor="root")
+        identity.add_user("alice", "viewer")
+        new = identity.create_token("alice")
+        t0 = datetime.now(timezone.utc)
+        identity.authenticate(new.secret, now=t0)
+        result = verify_log(store, None)
+        assert result.ok, result.problem
+        assert identity.get_token(new.token.id).last_used_at == t0
+        assert [t.last_used_at for t in identity.list_tokens("alice")] == [t0]
+        identity.revoke_token(new.token.id)
+        identity.authenticate(identity.create_token("alice").secret, now=t0)
+        result = verify_log(store, None)
+        assert result.ok, result.problem
+        assert identity.get_token(new.token.id).last_used_at == t0
+        assert identity.get_token(new.token.id).revoked_at is not None
+
+
 def test_expired_revoked_unknown_and_disabled_are_refused(store: GraphStore) -> None:
     identity = IdentityService(store)
     identity.add_user("alice", "viewer")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,124 @@ def test_serve_starts_answers_and_shuts_down_gracefully(tmp_path: Path) -> None:
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Application shutdown complete" in err
     assert f"http://127.0.0.1:{port}/graphql" in err
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_serve_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """A parent of `serve --workers 2` killed with kill -9 left both workers serving on its
+    port for ever: the next `serve` on that port failed with "address already in use". The
+    workers now shut down once their parent is gone, and the port is free again."""
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lineagehub", "serve", "--port", str(port), "--workers", "2",
+         "--store", f"sqlite:///{tmp_path / 'hub.db'}", "--artifacts",
+         (tmp_path / "artifacts").as_uri()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    workers: list[int] = []
+    try:
+        # the deadlines only guard against a hang, on a busy machine
+        deadline = time.monotonic() + 300
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                children = [int(p) for p in f.read().split()]
+            workers = [p for p in children if "spawn_main" in _cmdline(p)]
+            try:
+                if len(workers) == 2:
+                    httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).raise_for_status()
+                else:
+                    time.sleep(0.1)
+            except httpx.TransportError:
+                workers = []
+                time.sleep(0.1)
+        assert len(workers) == 2, f"no two workers serving: {proc.poll()=}"
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 120
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers), "workers still serving without their parent"
+        with socket.socket() as s:  # as uvicorn binds
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+            s.listen()
+    finally:
+        for pid in [proc.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_serve_workers_scrapes_count_every_worker_s_requests(tmp_path: Path) -> None:
+    """With `serve --workers 2` each worker counted its own requests and a scrape showed
+    the counts of whichever worker answered it: successive scrapes went up and down (which
+    Prometheus takes for counter resets). Every scrape now shows every worker's requests."""
+    import re
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lineagehub", "serve", "--port", str(port), "--workers", "2",
+         "--store", f"sqlite:///{tmp_path / 'hub.db'}", "--artifacts",
+         (tmp_path / "artifacts").as_uri(), "--log-level", "info"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        # until both workers have started (the deadline only guards against a hang)
+        deadline = time.monotonic() + 300
+        started = 0
+        assert proc.stderr is not None
+        while started < 2 and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line, f"the server exited: {proc.poll()=}"
+            started += "Application startup complete" in line
+        for _ in range(40):  # new connections: the workers share them
+            with httpx.Client() as c:
+                c.post(f"{url}/graphql", json={"query": "{ __typename }"}).raise_for_status()
+        for _ in range(8):
+            with httpx.Client() as c:
+                text = c.get(f"{url}/metrics").text
+            counted = re.findall(
+                r'lineagehub_http_requests_total\{[^}]*route="/graphql"[^}]*\} (\S+)', text
+            )
+            assert sum(float(n) for n in counted) == 40
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def test_serve_with_a_bad_store_fails_fast(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -89,13 +90,22 @@ class HubMetrics:
             ["method", "route"],
             registry=self.registry,
         )
-        self.registry.register(_MonitoringCollector(self))
+        # What a scrape shows: this registry, or with `serve --workers N` (prometheus_client's
+        # multiprocess mode, which the environment switches on) every worker's counts summed,
+        # so a scrape answered by any worker sees them all.
+        self.scraped = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            self.scraped = pc.CollectorRegistry(auto_describe=True)
+            multiprocess.MultiProcessCollector(self.scraped)
+        self.scraped.register(_MonitoringCollector(self))
 
     def render(self, principal: Principal | None) -> bytes:
         """The exposition text (synchronous: reads the store)."""
         self._scraper.principal = principal
         try:
-            out: bytes = _prometheus().generate_latest(self.registry)
+            out: bytes = _prometheus().generate_latest(self.scraped)
         finally:
             self._scraper.principal = None
         return out

@@ -1223,8 +1223,36 @@ def app_from_env() -> Starlette:
     every 5) keeps ``/health`` and small requests answering quickly meanwhile."""
     sys.setswitchinterval(0.001)
     app = create_app()
+    _stop_with_parent()
     # What the process holds now (modules, the schema, the app) lives as long as it does:
     # moved out of the collector's generations, a full collection no longer walks it.
     gc.collect()
     gc.freeze()
     return app
+
+
+def _stop_with_parent() -> None:
+    """In a worker of ``serve --workers N``: shut down (gracefully, as on SIGTERM) once the
+    parent process is gone.
+
+    uvicorn's parent restarts dead workers and stops them when it stops, but a parent killed
+    outright (``kill -9``, the OOM killer) left its workers serving on the port it had bound,
+    for ever: a restart then failed with "address already in use", and nothing restarted
+    workers that died. A worker started by a multiprocessing parent watches that parent's
+    sentinel, which becomes ready when the parent exits for any reason."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None:  # one process serving (--workers 1): nothing to watch
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        log.warning("the parent process %s is gone: shutting down", parent.pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="lineagehub-parent-watch", daemon=True).start()

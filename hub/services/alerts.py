@@ -375,6 +375,19 @@ class AlertService:
         window: MonitoringWindow,
         found: dict[str, float] | None,
     ) -> Alert | None:
+        # One transaction from reading the open alert to writing it: windows of one deployment
+        # reported at once (replicas, a server's threads or processes) each found no open
+        # alert and opened one of their own, one fingerprint firing (and notified) twice.
+        with self._events.transaction():
+            return self._step_within(rule, dep, window, found)
+
+    def _step_within(
+        self,
+        rule: AlertRule,
+        dep: Deployment,
+        window: MonitoringWindow,
+        found: dict[str, float] | None,
+    ) -> Alert | None:
         labels = {**rule.labels}
         fp = fingerprint(rule.name, dep.id, labels)
         alert = self._open(fp)

@@ -4,14 +4,15 @@ Both are kept in the graph store (any backend) as nodes whose labels are outside
 vocabulary, so no GraphQL query, listing, lineage walk or export can reach them
 (:data:`IDENTITY_LABELS`; the lineage service and the schema's loaders treat them as absent):
 
-=========  ===================  ============================================================
-label      id                   properties
-=========  ===================  ============================================================
-HubUser    ``user:<name>``      name, grants (``[{project, role}]``; project null: global),
-                                disabled
-ApiToken   ``token:<id>``       name, user, hash (sha256 of the secret), created_at,
-                                expires_at, revoked_at, last_used_at
-=========  ===================  ============================================================
+===========  ===================  ==========================================================
+label        id                   properties
+===========  ===================  ==========================================================
+HubUser      ``user:<name>``      name, grants (``[{project, role}]``; project null: global),
+                                  disabled
+ApiToken     ``token:<id>``       name, user, hash (sha256 of the secret), created_at,
+                                  expires_at, revoked_at
+ApiTokenUse  ``tokenuse:<id>``    token, last_used_at
+===========  ===================  ==========================================================
 
 A user is the lineage's Agent of the same name (``agent:<name>``): runs it launches and
 changes it makes are recorded under that name.
@@ -20,7 +21,11 @@ A token's secret is ``lh_`` + 32 random bytes (URL-safe base64), shown once when
 never stored: the store keeps its sha256. The public id is the first 16 hex digits of that
 hash, so a secret finds its token with one read by id (the full hash is then compared in
 constant time) and an id may be shown, logged and audited without giving anything away.
-``last_used_at`` is written at most once a minute per token, so requests do not each write.
+``last_used_at`` is written at most once a minute per token, so requests do not each write,
+and on a record of its own (``ApiTokenUse``), which no audit entry covers: written on the
+token's record, with no entry, it made ``audit verify`` report every token used since its last
+change as a record changed outside the hub. Stores written before keep a ``last_used_at`` on
+the token's record too; the later of the two counts.
 
 Every change (users, grants, tokens) appends an audit entry in the same transaction.
 """
@@ -33,7 +38,7 @@ import re
 import secrets
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -50,8 +55,9 @@ from lineagehub.services.access import Principal, Role
 
 USER_LABEL = "HubUser"
 TOKEN_LABEL = "ApiToken"
+TOKEN_USE_LABEL = "ApiTokenUse"
 #: Labels of identity records: never served by the API.
-IDENTITY_LABELS = frozenset({USER_LABEL, TOKEN_LABEL})
+IDENTITY_LABELS = frozenset({USER_LABEL, TOKEN_LABEL, TOKEN_USE_LABEL})
 TOKEN_PREFIX = "lh_"
 #: ``last_used_at`` is refreshed at most this often per token.
 LAST_USED_EVERY = timedelta(minutes=1)
@@ -211,12 +217,14 @@ class ApiToken:
         }
 
     @classmethod
-    def from_node(cls, node: Node) -> ApiToken:
+    def from_node(cls, node: Node, use: Node | None = None) -> ApiToken:
+        """The token of its record and, when given, its ``ApiTokenUse`` record."""
         p = node.props
 
         def t(key: str) -> datetime | None:
             return parse_time(p[key], key) if p.get(key) else None
 
+        used = [x for x in (t("last_used_at"), _used_at(use)) if x is not None]
         created = t("created_at")
         assert created is not None  # always written
         return cls(
@@ -226,8 +234,18 @@ class ApiToken:
             created_at=created,
             expires_at=t("expires_at"),
             revoked_at=t("revoked_at"),
-            last_used_at=t("last_used_at"),
+            last_used_at=max(used) if used else None,
         )
+
+
+def _use_id(token_id: str) -> str:
+    return f"tokenuse:{token_id}"
+
+
+def _used_at(use: Node | None) -> datetime | None:
+    if use is None or use.label != TOKEN_USE_LABEL or not use.props.get("last_used_at"):
+        return None
+    return parse_time(use.props["last_used_at"], "last_used_at")
 
 
 @dataclass(frozen=True)
@@ -362,13 +380,17 @@ class IdentityService:
         return NewToken(token=token, secret=secret)
 
     def list_tokens(self, user: str | None = None) -> list[ApiToken]:
-        tokens = [ApiToken.from_node(n) for n in self.store.iter_nodes(TOKEN_LABEL)]
+        uses = {n.id: n for n in self.store.iter_nodes(TOKEN_USE_LABEL)}
+        tokens = [
+            ApiToken.from_node(n, uses.get(_use_id(n.id.removeprefix("token:"))))
+            for n in self.store.iter_nodes(TOKEN_LABEL)
+        ]
         tokens = [t for t in tokens if user is None or t.user == user]
         return sorted(tokens, key=lambda t: (t.user, t.created_at, t.id))
 
     def get_token(self, token_id: str) -> ApiToken:
         node = self._token(token_id)
-        return ApiToken.from_node(node)
+        return ApiToken.from_node(node, self.store.get_nodes([_use_id(token_id)])[0])
 
     def revoke_token(self, token_id: str) -> ApiToken:
         """Revoke a token by its public id (revoking twice is a ConflictError)."""
@@ -392,14 +414,14 @@ class IdentityService:
             raise AuthenticationError("not an API token", reason="malformed")
         digest = token_hash(secret)
         token_id = digest[:16]
-        node = self.store.get_nodes([f"token:{token_id}"])[0]
+        node, use = self.store.get_nodes([f"token:{token_id}", _use_id(token_id)])
         if (
             node is None
             or node.label != TOKEN_LABEL
             or not hmac.compare_digest(str(node.props.get("hash", "")), digest)
         ):
             raise AuthenticationError("unknown API token", reason="unknown")
-        token = ApiToken.from_node(node)
+        token = ApiToken.from_node(node, use)
         state = token.state(now)
         if state != "active":
             raise AuthenticationError(f"the API token is {state}", reason=state, token_id=token_id)
@@ -417,9 +439,10 @@ class IdentityService:
                 self._refreshing.add(token_id)
             if mine:
                 try:
-                    props = {**node.props, "last_used_at": to_iso(now)}
-                    self.store.upsert_nodes([Node(node.id, TOKEN_LABEL, props)])
-                    token = ApiToken.from_node(Node(node.id, TOKEN_LABEL, props, node.created_at))
+                    # its own record, not the token's (see the module's docstring)
+                    used = {"token": token_id, "last_used_at": to_iso(now)}
+                    self.store.upsert_nodes([Node(_use_id(token_id), TOKEN_USE_LABEL, used)])
+                    token = replace(token, last_used_at=now)
                 finally:
                     with self._refreshing_lock:
                         self._refreshing.discard(token_id)

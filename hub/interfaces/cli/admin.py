@@ -119,6 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if notice:
         print(f"lineagehub: {notice}", file=sys.stderr)
     args.max_connections = settings.max_connections
+    metrics_dir = _shared_metrics(args.workers)
     try:
         _serve(uvicorn, args, tls)
     except SystemExit as e:  # uvicorn's own exit: 3 when it could not start
@@ -128,7 +129,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "the server could not start (uvicorn says why above: the port in use, an address "
             "this machine does not have)"
         ) from None
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _shared_metrics(workers: int) -> str | None:
+    """With several workers, a folder where each counts its requests for ``/metrics``
+    (prometheus_client's multiprocess mode, switched on by the environment the workers
+    inherit); ``None`` with one, or when the environment names a folder already.
+
+    A scrape is answered by whichever worker takes it: each counting its own, successive
+    scrapes went up and down, and Prometheus took every fall for a counter reset."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="lineagehub-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
 
 
 def _serve(uvicorn: Any, args: argparse.Namespace, tls: dict[str, Any]) -> None:
