@@ -265,3 +265,27 @@ def test_contains_is_case_insensitive_beyond_ascii(store: GraphStore) -> None:
         assert ids(store, {"name": {"$contains": needle}}) == ["u2"], needle
     assert ids(store, {"tags": {"$contains": "ZÜRICH"}}) == ["u1"]
     assert ids(store, {"name": {"$contains": "PLAIN"}}) == ["u3"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\U0001f680' }) DETACH DELETE n //",
+        "\U0001f680\\' }) DETACH DELETE n //",
+        "\U0001f680\\u0027 }) DETACH DELETE n //",
+        "\U0001f680\\\\u0027 }) DETACH DELETE n //",
+        "\U0001f680\\U00000027 }) DETACH DELETE n //",
+        "\U0001f680\\\\\\' }) DETACH DELETE n //",
+        "\U0001f680\n' RETURN 1 //\r\n",
+    ],
+)
+def test_a_text_written_into_a_statement_is_one_value(store: GraphStore, text: str) -> None:
+    """A text compared by order that a backend writes into its statement (Neo4j's literals of
+    texts past U+D800) is that text and nothing else: quotes, backslashes and escapes in it
+    compare as characters, and nothing of it runs."""
+    names = [text, text + "x", "a", "\U0001f600"]
+    store.upsert_nodes([Node(f"n{i}", "Run", {"name": v}) for i, v in enumerate(names)])
+    for op, holds in (("$gt", str.__gt__), ("$lte", str.__le__), ("$lt", str.__lt__)):
+        got = {n.id for n in store.find_nodes("Run", {"name": {op: text}}, limit=100).items}
+        assert got == {f"n{i}" for i, v in enumerate(names) if holds(v, text)}, op
+    assert store.count_nodes("Run") == len(names)
