@@ -271,8 +271,9 @@ class CardService:
                     current.pop(k, None)
                 else:
                     current[k] = v
+            number = (int(latest["revision"]) if latest else 0) + 1
             revision = {
-                "revision": (int(latest["revision"]) if latest else 0) + 1,
+                "revision": number,
                 "at": to_iso(self.clock()),
                 "actor": actor.strip(),
                 "reason": reason,
@@ -281,7 +282,7 @@ class CardService:
             # properties merge key by key: a field the revision removed is deleted outright
             gone = {k: DELETE for k in (latest["fields"] if latest else {}) if k not in current}
             patch = {"card": {"latest": {**revision, "fields": {**current, **gone}}}}
-            record = Node(revision_id(mv.node_id, revision["revision"]), REVISION_LABEL, revision)
+            record = Node(revision_id(mv.node_id, number), REVISION_LABEL, revision)
             self.store.upsert_nodes([Node(mv.node_id, mv.node_kind.value, patch), record])
             self.store.append_audit(actor.strip(), "card.set", mv.node_id, revision)
         return _card_of(mv.node_id, revision)
