@@ -501,3 +501,45 @@ def _tables(path: Path) -> set[str]:
 
     with contextlib.closing(sqlite3.connect(path)) as conn:
         return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_a_logged_model_registered_from_its_run_arrives_and_nothing_is_written_beside(
+    hub: tuple[GraphStore, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow 3's usual flow: ``log_model`` makes a logged model, ``register_model`` names it
+    ``runs:/<run>/<name>``. MLflow resolves that through its default tracking URI, not the
+    one the import gives it: the version was reported unreadable and left out (with its
+    stage and aliases), and MLflow made an ``mlflow.db`` in the working directory."""
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(exp).info.run_id
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "MLmodel").write_text("flavors: {}\n")
+    lm = client.create_logged_model(experiment_id=exp, name="clf", source_run_id=run)
+    client.log_model_artifacts(lm.model_id, str(model_dir))
+    client.finalize_logged_model(lm.model_id, "READY")
+    client.set_terminated(run)
+    client.create_registered_model("m")
+    client.create_model_version("m", f"runs:/{run}/clf", run_id=run)
+    client.set_registered_model_alias("m", "champion", "1")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    summary = MlflowImporter(store, artifacts).run(uri)
+    assert summary.unmapped == [] and summary.versions == 1
+    version = store.get_node("mv:m/1")
+    assert version.props["aliases"] == ["champion"]
+    import tarfile
+
+    tar = io.BytesIO(artifacts.get_bytes(version.props["artifact_digest"]))
+    with tarfile.open(fileobj=tar) as t:
+        assert t.getnames() == ["MLmodel"]
+    assert list(elsewhere.iterdir()) == []
+    assert "MLFLOW_TRACKING_URI" not in os.environ

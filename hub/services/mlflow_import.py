@@ -51,7 +51,7 @@ import os
 import tarfile
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -255,6 +255,24 @@ def _edge(kind: EdgeKind, source: str, target: str, discriminator: str = "", **p
     )
 
 
+@contextlib.contextmanager
+def _tracking_default(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking URI set to ``uri`` while an import reads it: MLflow 3
+    resolves a ``runs:/<run>/<name>`` URI naming a logged model through a client of its
+    default tracking URI, not the one it is given (so such a model version's files were not
+    found, and MLflow made an empty ``mlflow.db`` in the working directory). Restored after,
+    with the ``MLFLOW_TRACKING_URI`` variable MLflow sets for it."""
+    from mlflow.tracking._tracking_service import utils
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with utils._use_tracking_uri(uri):
+            yield
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
 def _paged(call: Callable[..., Any], **kwargs: Any) -> Iterable[Any]:
     token = None
     while True:
@@ -311,13 +329,35 @@ class MlflowImporter:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         if registry_uri is not None:
             registry_uri = tracking_uri(registry_uri)  # checked as --from is
-        client = client_cls(tracking_uri=uri, registry_uri=registry_uri or uri)
+        Project(name=project)  # checked before anything is read
+        with _tracking_default(uri):
+            return self._import(
+                client_cls(tracking_uri=uri, registry_uri=registry_uri or uri),
+                uri,
+                registry_uri or uri,
+                project,
+                copy_artifacts,
+                incremental,
+                progress,
+                workers,
+            )
+
+    def _import(
+        self,
+        client: Any,
+        uri: str,
+        registry_uri: str,
+        project: str,
+        copy_artifacts: bool,
+        incremental: bool,
+        progress: Progress | None,
+        workers: int,
+    ) -> ImportSummary:
         self._registry_state = []
         self._mlflow_aliases = {}
-        self._tracking_uri, self._registry_uri = uri, registry_uri or uri
+        self._tracking_uri, self._registry_uri = uri, registry_uri
         summary = ImportSummary(source=_redacted(uri))
         tick = progress or (lambda what, done, total: None)
-        Project(name=project)  # checked before anything is read
 
         # Read everything first (MLflow calls, artifact copies), then write in one transaction.
         from mlflow.entities import ViewType
