@@ -543,3 +543,34 @@ def test_a_logged_model_registered_from_its_run_arrives_and_nothing_is_written_b
         assert t.getnames() == ["MLmodel"]
     assert list(elsewhere.iterdir()) == []
     assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
+def test_versions_of_models_named_with_quotes_and_backslashes_arrive(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """MLflow takes quotes and backslashes in a registered model's name. The import searched
+    each model's versions with a filter quoting the name its own way, which MLflow's filter
+    does not read: such a model arrived with no versions (its stage and aliases neither),
+    and nothing was reported."""
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    run = client.create_run(exp).info.run_id
+    client.set_terminated(run)
+    names = ["it's", 'say "hi"', "both ' and \"", "back\\slash", "plain"]
+    for name in names:
+        client.create_registered_model(name)
+        client.create_model_version(name, f"runs:/{run}/model", run_id=run)
+        client.create_model_version(name, f"runs:/{run}/model", run_id=run)
+        client.set_registered_model_alias(name, "champion", "2")
+
+    summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert summary.unmapped == []
+    assert (summary.models, summary.versions, summary.aliases) == (5, 10, 5)
+    for name in names:
+        versions = store.find_nodes("ModelVersion", {"model": name}).items
+        assert sorted(v.props["version"] for v in versions) == [1, 2], name
+        assert store.get_node(f"mv:{name}/2").props["aliases"] == ["champion"]

@@ -785,6 +785,12 @@ class MlflowImporter:
     ) -> None:
         try:
             registered = list(_paged(client.search_registered_models))
+            # every version in one listing, not one search per model: MLflow's filter has no
+            # way to say a name holding both quotes, and takes a backslash as it is (a name
+            # with a quote found no versions: they were left out, unreported)
+            by_model: dict[str, list[Any]] = {}
+            for mv in _paged(client.search_model_versions) if registered else ():
+                by_model.setdefault(mv.name, []).append(mv)
         except Exception as e:
             summary.skip("registry", summary.source, f"{type(e).__name__}: {e}"[:300])
             return
@@ -801,7 +807,7 @@ class MlflowImporter:
             for alias, number in (rm.aliases or {}).items():
                 aliases.setdefault(int(number), []).append(alias)
             self._mlflow_aliases[model.name] = {a.lower() for a in rm.aliases or {}}
-            versions = list(_paged(client.search_model_versions, filter_string=f"name = '{_quote(rm.name)}'"))  # fmt: skip
+            versions = by_model.get(rm.name, [])
             existing = {
                 n.id: n
                 for n in self.store.get_nodes([f"mv:{rm.name}/{v.version}" for v in versions])
@@ -938,10 +944,6 @@ def _alias_ok(alias: str) -> bool:
     import re
 
     return re.fullmatch(r"[a-z][a-z0-9_\-]{0,63}", alias.lower()) is not None
-
-
-def _quote(name: str) -> str:
-    return name.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _finite(value: Any) -> float | None:
