@@ -574,3 +574,62 @@ def test_versions_of_models_named_with_quotes_and_backslashes_arrive(
         versions = store.find_nodes("ModelVersion", {"model": name}).items
         assert sorted(v.props["version"] for v in versions) == [1, 2], name
         assert store.get_node(f"mv:{name}/2").props["aliases"] == ["champion"]
+
+
+def test_a_version_whose_files_cannot_be_read_arrives_with_its_stage_and_aliases(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """A version whose files MLflow lost (or never had) was left out whole: its stage, its
+    aliases, its run. It arrives now, its artifact a reference naming the MLflow URI, and is
+    reported; one whose files went after an import keeps the files it was imported with."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from lineagehub.services.registry import RegistryService
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(exp).info.run_id
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text("flavors: {}\n")
+    client.log_artifacts(run, str(tmp_path / "model"), "model")
+    client.set_terminated(run)
+    client.create_registered_model("m")
+    missing = (tmp_path / "nowhere" / "model").as_uri()
+    client.create_model_version("m", missing, run_id=run)  # v1: files never there
+    client.create_model_version("m", f"runs:/{run}/model", run_id=run)  # v2: there, for now
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client.transition_model_version_stage("m", "1", "Production")
+    client.set_registered_model_alias("m", "champion", "1")
+
+    summary = MlflowImporter(store, artifacts).run(uri)
+    assert summary.versions == 2 and summary.aliases == 1
+    assert ("model version", "m/1") in {(u["what"], u["ref"]) for u in summary.unmapped}
+    v1 = store.get_node("mv:m/1")
+    assert (v1.props["stage"], v1.props["aliases"]) == ("Production", ["champion"])
+    made = store.neighbors([v1.id], "UPSTREAM", ["GENERATED_BY"])[v1.id]
+    assert [a.node.id for a in made] == [f"run:mlflow-{run}"]
+    reference = json.loads(artifacts.get_bytes(v1.props["artifact_digest"]))
+    assert reference == {"mlflow_artifact_uri": missing}
+    v2_digest = store.get_node("mv:m/2").props["artifact_digest"]
+
+    # v2's files gone from MLflow since, v2 promoted there: the version keeps its files and
+    # takes the stage
+    shutil.rmtree(tmp_path / "art")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client.transition_model_version_stage("m", "2", "Staging")
+    again = MlflowImporter(store, artifacts).run(uri)
+    assert again.versions == 2
+    v2 = store.get_node("mv:m/2")
+    assert (v2.props["artifact_digest"], v2.props["stage"]) == (v2_digest, "Staging")
+    history = RegistryService(store).history("m")
+    assert sorted((h.change, h.to) for h in history) == [
+        ("alias", 1),
+        ("stage", "Production"),
+        ("stage", "Staging"),
+    ]

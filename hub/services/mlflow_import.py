@@ -837,11 +837,25 @@ class MlflowImporter:
         except Exception:
             uri = mv.source
         found = self._fetch(summary, uri, copy_artifacts)
-        if found is None:
-            summary.skip("model version", ref, "its artifacts could not be read")
-            return
-        digest, size, media = found
         before = existing.get(f"mv:{ref}")
+        artifact: Node | None = None
+        if found is None and before is not None:
+            # imported when its files could be read: those stay its artifacts
+            digest = str(before.props.get("artifact_digest"))
+        else:
+            if found is None:
+                # files MLflow lost (or never had): the version, its stage, aliases and run
+                # still arrive, its artifact a reference naming the MLflow URI
+                summary.skip(
+                    "model version", ref, "its artifacts could not be read: it refers to them"
+                )
+                summary.artifacts_referenced += 1
+                found = self._reference(uri)
+            digest, size, media = found
+            model_file = Artifact(
+                digest=digest, size=size, media_type=media, kind=ArtifactKind.MODEL
+            )
+            artifact = model_file.to_node()
         if before is not None and before.props.get("artifact_digest") != digest:
             summary.skip(
                 "model version",
@@ -872,8 +886,9 @@ class MlflowImporter:
         except ValidationError as e:
             summary.skip("model version", ref, e.message)
             return
-        artifact = Artifact(digest=digest, size=size, media_type=media, kind=ArtifactKind.MODEL)
-        nodes.setdefault(artifact.node_id, artifact.to_node())
+        artifact_id = f"artifact:{digest}"
+        if artifact is not None:
+            nodes.setdefault(artifact_id, artifact)
         nodes[version.node_id] = version.to_node()
         self._registry_state.append((version.node_id, Stage(stage), [a.lower() for a in good]))
         summary.versions += 1
@@ -883,7 +898,7 @@ class MlflowImporter:
         if run_id in run_ids:
             assert run_id is not None
             edges_add(edges, _edge(EdgeKind.GENERATED_BY, version.node_id, run_id))
-            edges_add(edges, _edge(EdgeKind.GENERATED_BY, artifact.node_id, run_id, f"model:{model.name}", name=f"model:{model.name}"))  # fmt: skip
+            edges_add(edges, _edge(EdgeKind.GENERATED_BY, artifact_id, run_id, f"model:{model.name}", name=f"model:{model.name}"))  # fmt: skip
 
 
 @dataclass
