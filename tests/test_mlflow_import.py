@@ -633,3 +633,25 @@ def test_a_version_whose_files_cannot_be_read_arrives_with_its_stage_and_aliases
         ("stage", "Production"),
         ("stage", "Staging"),
     ]
+
+
+def test_the_cli_shows_no_progress_bar_of_mlflow_s_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow draws a progress bar for every artifact it downloads: an import of a real
+    store wrote thousands of them to stderr, under ``--quiet`` and ``--json`` too."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_mlflow_store(uri, tmp_path)
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    store_uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["import", "mlflow", "--from", uri, "--store", store_uri, "--json"])
+    assert code == 0
+    summary = json.loads(out.getvalue())
+    assert summary["artifactsCopied"] > 5 and summary["unmapped"] == []
+    assert "Downloading artifacts" not in err.getvalue()
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ

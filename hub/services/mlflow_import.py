@@ -261,16 +261,23 @@ def _tracking_default(uri: str) -> Iterator[None]:
     resolves a ``runs:/<run>/<name>`` URI naming a logged model through a client of its
     default tracking URI, not the one it is given (so such a model version's files were not
     found, and MLflow made an empty ``mlflow.db`` in the working directory). Restored after,
-    with the ``MLFLOW_TRACKING_URI`` variable MLflow sets for it."""
+    with the ``MLFLOW_TRACKING_URI`` variable MLflow sets for it. MLflow's own progress bar
+    per artifact download is off meanwhile: thousands of them on stderr buried the summary
+    and the import's own bar, under ``--quiet`` and ``--json`` too."""
     from mlflow.tracking._tracking_service import utils
 
-    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     try:
         with utils._use_tracking_uri(uri):
             yield
     finally:
-        if saved is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _paged(call: Callable[..., Any], **kwargs: Any) -> Iterable[Any]:
