@@ -655,3 +655,26 @@ def test_the_cli_shows_no_progress_bar_of_mlflow_s_own(
     assert summary["artifactsCopied"] > 5 and summary["unmapped"] == []
     assert "Downloading artifacts" not in err.getvalue()
     assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ
+
+
+def test_a_registry_that_does_not_answer_fails_the_import_writing_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--registry-uri`` naming an MLflow server that does not answer: the import said it had
+    worked (exit 0) with no registered model, the failure one line among what was not mapped.
+    It is exit 5, as for a tracking server that does not answer, and nothing is written."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    client.set_terminated(client.create_run(exp).info.run_id)
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    store_uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["import", "mlflow", "--from", uri, "--registry-uri", "http://127.0.0.1:1", "--store", store_uri])  # fmt: skip
+    assert code == 5 and "could not be read" in err.getvalue(), err.getvalue()
+    with open_store(store_uri) as store:
+        assert store.count_nodes("Run") == 0 and list(store.iter_audit()) == []

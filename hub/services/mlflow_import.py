@@ -799,7 +799,13 @@ class MlflowImporter:
             for mv in _paged(client.search_model_versions) if registered else ():
                 by_model.setdefault(mv.name, []).append(mv)
         except Exception as e:
-            summary.skip("registry", summary.source, f"{type(e).__name__}: {e}"[:300])
+            if not _no_registry(e):
+                # a registry that does not answer fails the import as a tracking store that
+                # does not answer does (the CLI's exit 5), writing nothing: it was one line
+                # of the summary, and the import said it had worked
+                raise
+            reason = f"{type(e).__name__}: {e}"[:300]
+            summary.skip("registry", _redacted(self._registry_uri or ""), reason)
             return
         for i, rm in enumerate(registered):
             tick("registered models", i, len(registered))
@@ -946,6 +952,18 @@ def _list_files(client: Any, run_id: str) -> tuple[list[Any], str | None]:
             else:
                 files.append(f)
     return files, None
+
+
+def _no_registry(error: Exception) -> bool:
+    """Whether ``error`` says the source keeps no model registry (an import without one), not
+    that the registry could not be read."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
+
+    if isinstance(error, UnsupportedModelRegistryStoreURIException):
+        return True
+    unsupported = {"ENDPOINT_NOT_FOUND", "FEATURE_DISABLED", "NOT_IMPLEMENTED"}
+    return isinstance(error, MlflowException) and error.error_code in unsupported
 
 
 def edges_add(edges: dict[str, Edge], edge: Edge) -> None:
