@@ -678,3 +678,44 @@ def test_a_registry_that_does_not_answer_fails_the_import_writing_nothing(
     assert code == 5 and "could not be read" in err.getvalue(), err.getvalue()
     with open_store(store_uri) as store:
         assert store.count_nodes("Run") == 0 and list(store.iter_audit()) == []
+
+
+def test_times_no_calendar_holds_cost_nothing_else(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """MLflow takes any non-negative 64-bit count of milliseconds: nanoseconds logged as
+    milliseconds (``time.time_ns()``) are the year 56 million. One such metric point or run
+    end failed the whole import with a ValueError traceback. Now the point is kept at the
+    import's time and the end recorded at the start, each reported; the rest imported, and
+    importing again reads none of it again."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("t", artifact_location=(tmp_path / "a").as_uri())
+    good = client.create_run(exp).info.run_id
+    client.log_metric(good, "auc", 0.9, timestamp=1_700_000_000_000)
+    client.set_terminated(good)
+    nanos = 1_764_900_000_000_000_000
+    points = client.create_run(exp).info.run_id
+    client.log_batch(
+        points, metrics=[Metric("loss", 0.5, nanos, 0), Metric("loss", 0.4, 1_700_000_000_000, 1)]
+    )
+    client.set_terminated(points)
+    ended = client.create_run(exp, start_time=1_700_000_000_000).info.run_id
+    client.set_terminated(ended, end_time=nanos)
+
+    summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert summary.runs == 3 and summary.metric_points == 3
+    assert {(u["what"], u["ref"]) for u in summary.unmapped} == {
+        ("metric", f"{points}/loss"),
+        ("end_time", ended),
+    }
+    series = store.read_series(f"run:mlflow-{points}", "loss")
+    assert [(p.step, p.value) for p in series] == [(0, 0.5), (1, 0.4)]
+    run = store.get_node(f"run:mlflow-{ended}").props
+    assert run["ended_at"] == run["started_at"] and run["status"] == "FINISHED"
+    again = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert (again.runs, again.runs_unchanged, again.unmapped) == (0, 3, [])

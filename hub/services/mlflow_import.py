@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lineagehub.graph import ConfigError, Edge, GraphStore, Node, SeriesPoint, ValidationError
-from lineagehub.graph.model import edge_id, to_iso
+from lineagehub.graph.model import MAX_TIME, MIN_TIME, edge_id, to_iso
 from lineagehub.services.tracking import default_actor
 from lineagehub.vocabulary import (
     Agent,
@@ -244,9 +244,38 @@ _STEPS = (-(2**31), 2**31 - 1)  # a metric step, as the hub keeps it
 
 
 def _time(ms: Any) -> datetime | None:
+    """MLflow's time (ms since the epoch); ``None`` when it has none, or one the hub cannot
+    keep (MLflow takes any 64-bit count: nanoseconds logged as milliseconds are the year
+    56 million, and one such point failed the whole import with a ValueError)."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
+    try:
+        when = datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return when if MIN_TIME <= when <= MAX_TIME else None
+
+
+def _run_times(info: Any) -> tuple[datetime, datetime | None, list[tuple[str, str]]]:
+    """A run's start and end as the hub keeps them, and what was changed to get there (as
+    ``(field, reason)``): an end before the start (clocks that disagreed) or one the hub
+    cannot keep is recorded at the start; a start it cannot keep at the end, else now."""
+    notes = []
+    ended = _time(info.end_time)
+    if ended is None and info.end_time is not None:
+        notes.append(("end_time", f"{info.end_time} ms is no time the hub keeps"))
+    started = _time(info.start_time)
+    if started is None:
+        if info.start_time is not None:
+            notes.append(("start_time", f"{info.start_time} ms is no time the hub keeps: recorded at the run's end, else now"))  # fmt: skip
+        started = ended or datetime.now(timezone.utc)
+    if ended is None and info.end_time is not None:
+        ended = started
+        notes[0] = ("end_time", f"{notes[0][1]}: recorded at the run's start")
+    elif ended is not None and ended < started:  # clocks that disagreed
+        notes.append(("end_time", "before the run's start: recorded at its start"))
+        ended = started
+    return started, ended, notes
 
 
 def _edge(kind: EdgeKind, source: str, target: str, discriminator: str = "", **props: Any) -> Edge:
@@ -538,7 +567,9 @@ class MlflowImporter:
         info, data = r.info, r.data
         run_id = f"run:mlflow-{info.run_id}"
         status = _STATUS.get(str(info.status), RunStatus.KILLED)
-        ended = _time(info.end_time)
+        started, ended, notes = _run_times(info)
+        for what, reason in notes:
+            summary.skip(what, info.run_id, reason)
         tags = dict(data.tags or {})
         params: dict[str, Any] = {}
         for key, value in (data.params or {}).items():
@@ -554,10 +585,6 @@ class MlflowImporter:
             if _key_ok(key):
                 last[key] = value if math.isfinite(value) else None
         parent = tags.get("mlflow.parentRunId")
-        started = _time(info.start_time) or datetime.now(timezone.utc)
-        if ended is not None and ended < started:  # clocks that disagreed
-            summary.skip("end_time", info.run_id, "before the run's start: recorded at its start")
-            ended = started
         try:
             run = Run(
                 id=run_id,
@@ -597,20 +624,27 @@ class MlflowImporter:
             nodes.setdefault(commit.node_id, commit.to_node())
             edges_add(edges, _edge(EdgeKind.RAN_CODE, run_id, commit.node_id))
         for key in last:
-            beyond = 0
+            beyond = untimed = 0
             for m in fetched.history.get(key, ()):
                 if not _STEPS[0] <= int(m.step) <= _STEPS[1]:
                     beyond += 1  # MLflow's steps are 64-bit (a time in ms, say); ours 32
                     continue
-                points.append(
-                    SeriesPoint(run_id, key, int(m.step), float(m.value), _time(m.timestamp))
-                )
+                when = _time(m.timestamp)
+                if when is None and m.timestamp is not None:
+                    untimed += 1  # kept: the hub records it at the import's time
+                points.append(SeriesPoint(run_id, key, int(m.step), float(m.value), when))
                 summary.metric_points += 1
             if beyond:
                 summary.skip(
                     "metric",
                     f"{info.run_id}/{key}",
                     f"{beyond} point(s) with a step beyond 32 bits",
+                )
+            if untimed:
+                summary.skip(
+                    "metric",
+                    f"{info.run_id}/{key}",
+                    f"{untimed} point(s) with a time the hub cannot keep: kept at the import's time",
                 )
         for key in (data.metrics or {}).keys() - last.keys():
             summary.skip("metric", f"{info.run_id}/{key}", "not a key the hub takes")
@@ -928,7 +962,7 @@ def _unchanged(before: Node | None, r: Any) -> bool:
     if before is None:
         return False
     status = _STATUS.get(str(r.info.status), RunStatus.KILLED)
-    ended = _time(r.info.end_time)
+    ended = _run_times(r.info)[1]
     return before.props.get(
         "status"
     ) == status.value != RunStatus.RUNNING.value and before.props.get("ended_at") == (
