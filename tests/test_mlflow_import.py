@@ -719,3 +719,55 @@ def test_times_no_calendar_holds_cost_nothing_else(
     assert run["ended_at"] == run["started_at"] and run["status"] == "FINISHED"
     again = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
     assert (again.runs, again.runs_unchanged, again.unmapped) == (0, 3, [])
+
+
+def test_a_value_the_hub_refuses_costs_that_value_not_its_run(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """Values MLflow's database holds but the hub refuses (written by an older MLflow or
+    another writer): a user name with a newline, a NUL in a param, an entry point longer
+    than 512 characters, a bell in a run's name. Each cost its whole run, metric histories
+    and all; now each is left out and reported, and the run with everything else arrives."""
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    runs = []
+    for i in range(4):
+        rid = client.create_run(exp, run_name=f"fit-{i}").info.run_id
+        client.log_param(rid, "lr", "0.1")
+        client.log_param(rid, "seed", "7")
+        client.log_metric(rid, "loss", 0.5, step=0)
+        client.set_terminated(rid)
+        runs.append(rid)
+    with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as db:
+        db.execute("UPDATE runs SET user_id = ? WHERE run_uuid = ?", ("ann\nbob", runs[0]))
+        db.execute("UPDATE params SET value = ? WHERE run_uuid = ? AND key = 'seed'", ("a\x00b", runs[1]))  # fmt: skip
+        db.execute(
+            "INSERT INTO tags (key, value, run_uuid) VALUES ('mlflow.source.name', ?, ?)",
+            ("s" * 600, runs[2]),
+        )
+        db.execute("UPDATE runs SET name = ? WHERE run_uuid = ?", ("fit\x07", runs[3]))
+        db.commit()
+
+    summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert summary.runs == 4 and summary.metric_points == 4
+    assert {(u["what"], u["ref"]) for u in summary.unmapped} == {
+        ("user", runs[0]),
+        ("param", f"{runs[1]}/seed"),
+        ("entry_point", runs[2]),
+        ("name", runs[3]),
+    }
+    reasons = {u["what"]: u["reason"] for u in summary.unmapped}
+    assert reasons["entry_point"] == "a name is 600 characters long; the limit is 512: left out"
+    first, second, third, fourth = (store.get_node(f"run:mlflow-{r}").props for r in runs)
+    assert first["params"] == {"lr": "0.1", "seed": "7"} and "user" not in first
+    assert second["params"] == {"lr": "0.1"}
+    assert "entry_point" not in third and third["tags"]["mlflow.source.name"] == "s" * 600
+    assert fourth["name"] == runs[3]
+    for rid in runs:
+        assert [p.value for p in store.read_series(f"run:mlflow-{rid}", "loss")] == [0.5]

@@ -585,30 +585,39 @@ class MlflowImporter:
             if _key_ok(key):
                 last[key] = value if math.isfinite(value) else None
         parent = tags.get("mlflow.parentRunId")
-        try:
-            run = Run(
-                id=run_id,
-                name=(info.run_name or tags.get("mlflow.runName") or info.run_id)[:256],
-                kind=RunKind.TRAIN,
-                status=status,
-                started_at=started,
-                ended_at=ended,
-                params=params,
-                metrics=last,
-                user=(info.user_id or tags.get("mlflow.user") or None),
-                entry_point=tags.get("mlflow.source.name") or None,
-                description=tags.get("mlflow.note.content") or None,
-                tags=keep_tags,
-                project=experiment.project,
-                experiment=experiment.name,
-                parent=f"run:mlflow-{parent}" if parent else None,
-            )
-        except ValidationError as e:
-            summary.skip("run", info.run_id, e.message)
-            return
+        facts: dict[str, Any] = {
+            "name": (info.run_name or tags.get("mlflow.runName") or info.run_id)[:256],
+            "params": params,
+            "tags": keep_tags,
+            "user": info.user_id or tags.get("mlflow.user") or None,
+            "entry_point": tags.get("mlflow.source.name") or None,
+            "description": tags.get("mlflow.note.content") or None,
+            "parent": f"run:mlflow-{parent}" if parent else None,
+        }
+        while True:
+            try:
+                run = Run(
+                    id=run_id,
+                    kind=RunKind.TRAIN,
+                    status=status,
+                    started_at=started,
+                    ended_at=ended,
+                    metrics=last,
+                    project=experiment.project,
+                    experiment=experiment.name,
+                    **facts,
+                )
+                break
+            except ValidationError as e:
+                # one value the hub refuses (a control character in the user's name, a NUL
+                # in a param, an entry point over 512 characters) costs that value, reported,
+                # not the run with its metric histories
+                if not _leave_out(summary, info.run_id, facts, e):
+                    summary.skip("run", info.run_id, e.message)
+                    return
         nodes[run_id] = run.to_node()
         summary.runs += 1
-        summary.params += len(params)
+        summary.params += len(run.params)
         edges_add(edges, _edge(EdgeKind.PART_OF, run_id, experiment.node_id))
         if run.parent:
             edges_add(edges, _edge(EdgeKind.CHILD_OF, run_id, run.parent))
@@ -998,6 +1007,31 @@ def _no_registry(error: Exception) -> bool:
         return True
     unsupported = {"ENDPOINT_NOT_FOUND", "FEATURE_DISABLED", "NOT_IMPLEMENTED"}
     return isinstance(error, MlflowException) and error.error_code in unsupported
+
+
+def _leave_out(
+    summary: ImportSummary, run_id: str, facts: dict[str, Any], e: ValidationError
+) -> bool:
+    """Leave the value ``e`` names out of a run's ``facts`` (a run's id for its name), reported;
+    ``False`` when it names nothing that can be left out."""
+    name = e.field or ""
+    import re
+
+    found = e.message.split(f"{name}: ", 1)[-1] if name else e.message
+    reason = re.split(r"; (?=[\w.\-]+: )", found)[0]  # the next field's, after "; "
+    group, _, key = name.partition(".")
+    if group in ("params", "tags") and key in facts[group]:
+        facts[group] = {k: v for k, v in facts[group].items() if k != key}
+        summary.skip(group[:-1] if group == "params" else "tag", f"{run_id}/{key}", reason)
+        return True
+    if name in ("user", "entry_point", "description", "parent") and facts[name] is not None:
+        facts[name] = None
+    elif name == "name" and facts["name"] != run_id:
+        facts["name"] = run_id
+    else:
+        return False
+    summary.skip(name, run_id, f"{reason}: left out")
+    return True
 
 
 def edges_add(edges: dict[str, Edge], edge: Edge) -> None:
