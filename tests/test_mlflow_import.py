@@ -771,3 +771,39 @@ def test_a_value_the_hub_refuses_costs_that_value_not_its_run(
     assert fourth["name"] == runs[3]
     for rid in runs:
         assert [p.value for p in store.read_series(f"run:mlflow-{rid}", "loss")] == [0.5]
+
+
+def test_a_registry_change_made_while_an_import_reads_is_kept(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """An import reads MLflow first (minutes, for a big store) and writes after. A version's
+    stage and aliases were written back as they were when read: an alias set in the hub
+    meanwhile was gone from the version while its history said it held, and two imports at
+    once recorded every stage and alias twice. The hub's state at the write is kept now."""
+    from mlflow import MlflowClient
+
+    from lineagehub.services.registry import RegistryService
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    run = client.create_run(exp).info.run_id
+    client.set_terminated(run)
+    client.create_registered_model("m")
+    client.create_model_version("m", f"runs:/{run}/model", run_id=run)
+    client.set_registered_model_alias("m", "champion", "1")
+    MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    registry = RegistryService(store)
+
+    def meanwhile(what: str, done: int, total: int) -> None:
+        if what == "registered models" and done == total:  # read, not yet written
+            registry.set_alias("m/1", "mine", "ann", "the hub's own")
+
+    MlflowImporter(store, artifacts).run(uri, copy_artifacts=False, progress=meanwhile)
+    assert sorted(store.get_node("mv:m/1").props["aliases"]) == ["champion", "mine"]
+    assert [(h.change, h.alias) for h in registry.history("m")] == [
+        ("alias", "champion"),
+        ("alias", "mine"),
+    ]
+    assert store.verify_audit().ok

@@ -471,6 +471,14 @@ class MlflowImporter:
         with self.store.transaction():
             agent = Agent(name=self.actor[:256], kind=AgentKind.USER)
             nodes.setdefault(agent.node_id, agent.to_node())
+            # a version's stage and aliases as the hub has them now, not as they were read
+            # before: a promotion or an alias set meanwhile (another import's too) was undone
+            # behind the registry's history, which then set MLflow's again
+            versions = [n.id for n in nodes.values() if n.label == "ModelVersion"]
+            for now in self.store.get_nodes(versions):
+                if now is not None:
+                    for prop in ("stage", "aliases"):
+                        nodes[now.id].props[prop] = now.props.get(prop)
             # parents first: a run's CHILD_OF may name a run of another experiment
             self.store.upsert_nodes(list(nodes.values()))
             # an edge to what neither this import nor the hub holds (a parent run not in
