@@ -807,3 +807,35 @@ def test_a_registry_change_made_while_an_import_reads_is_kept(
         ("alias", "mine"),
     ]
     assert store.verify_audit().ok
+
+
+def test_a_parent_link_that_makes_a_loop_is_left_out(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """``mlflow.parentRunId`` is a tag MLflow does not check: a run naming itself, or two
+    runs naming each other. The import wrote those loops (``CHILD_OF`` a run's own self),
+    which nothing else lets into the hub. Each loop is broken at one link, reported."""
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    own, a, b, parent, child = (client.create_run(exp).info.run_id for _ in range(5))
+    for run, its_parent in ((own, own), (a, b), (b, a), (child, parent)):
+        client.set_tag(run, "mlflow.parentRunId", its_parent)
+    for run in (own, a, b, parent, child):
+        client.set_terminated(run)
+
+    summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert summary.runs == 5
+    left_out = {u["ref"] for u in summary.unmapped if u["what"] == "parent"}
+    assert own in left_out and len(left_out & {a, b}) == 1 and len(left_out) == 2
+
+    def parents(run: str) -> list[str]:
+        rid = f"run:mlflow-{run}"
+        return [x.node.id for x in store.neighbors([rid], "UPSTREAM", ["CHILD_OF"])[rid]]
+
+    assert parents(own) == [] and "parent" not in store.get_node(f"run:mlflow-{own}").props
+    assert sorted(len(parents(r)) for r in (a, b)) == [0, 1]
+    assert parents(child) == [f"run:mlflow-{parent}"]

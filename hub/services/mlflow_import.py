@@ -459,6 +459,7 @@ class MlflowImporter:
                     continue
                 self._run(client, summary, experiment, r, fetched, nodes, edges, points, copy_artifacts)  # fmt: skip
         tick("runs", len(runs), len(runs))
+        _break_cycles(summary, nodes, edges, known)
         # the runs the hub will hold (written now, or there already): a run skipped as
         # invalid is no end for a version's or a logged model's edge
         run_ids = {
@@ -1015,6 +1016,33 @@ def _no_registry(error: Exception) -> bool:
         return True
     unsupported = {"ENDPOINT_NOT_FOUND", "FEATURE_DISABLED", "NOT_IMPLEMENTED"}
     return isinstance(error, MlflowException) and error.error_code in unsupported
+
+
+def _break_cycles(
+    summary: ImportSummary,
+    nodes: dict[str, Node],
+    edges: dict[str, Edge],
+    known: Mapping[str, Node],
+) -> None:
+    """Leave out, reported, each parent link that makes a run its own ancestor (MLflow's
+    ``mlflow.parentRunId`` is a tag: a run can name itself, or two runs each other). Nowhere
+    else can the hub get such a loop: the SDK's parent must exist first, and OpenLineage
+    events making one are refused."""
+
+    def parent_of(run_id: str) -> Any:
+        node = nodes.get(run_id) or known.get(run_id)
+        return node.props.get("parent") if node is not None else None
+
+    for run_id in sorted(i for i, n in nodes.items() if n.label == "Run" and n.props.get("parent")):
+        seen, up = {run_id}, parent_of(run_id)
+        while up is not None and up not in seen:
+            seen.add(up)
+            up = parent_of(up)
+        if up == run_id:
+            parent = nodes[run_id].props.pop("parent")
+            edges.pop(_edge(EdgeKind.CHILD_OF, run_id, parent).id, None)
+            reason = f"its parent {parent} would make it its own ancestor: left out"
+            summary.skip("parent", run_id.removeprefix("run:mlflow-"), reason)
 
 
 def _leave_out(
