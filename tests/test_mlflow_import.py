@@ -839,3 +839,30 @@ def test_a_parent_link_that_makes_a_loop_is_left_out(
     assert parents(own) == [] and "parent" not in store.get_node(f"run:mlflow-{own}").props
     assert sorted(len(parents(r)) for r in (a, b)) == [0, 1]
     assert parents(child) == [f"run:mlflow-{parent}"]
+
+
+def test_a_damaged_mlruns_folder_is_one_line_naming_the_file_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's ``meta.yaml`` damaged in an ``mlruns`` folder: MLflow's folder store cannot list
+    the experiment's runs, and the CLI printed a YAML parser's traceback. It is one line
+    naming the damaged file (exit 5, nothing written), as for any source MLflow cannot read."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlruns = tmp_path / "mlruns"
+    client = MlflowClient(tracking_uri=mlruns.as_uri())
+    exp = client.create_experiment("e")
+    run = client.create_run(exp).info.run_id
+    client.set_terminated(run)
+    (mlruns / exp / run / "meta.yaml").write_text("{{{ not yaml")
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "data"))
+    store_uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["import", "mlflow", "--from", str(mlruns), "--store", store_uri])
+    message = err.getvalue()
+    assert code == 5 and "Traceback" not in message, message
+    assert f"{run}/meta.yaml" in message and len(message.strip().splitlines()) == 1
+    with open_store(store_uri) as store:
+        assert store.count_nodes("Run") == 0
