@@ -866,3 +866,40 @@ def test_a_damaged_mlruns_folder_is_one_line_naming_the_file_not_a_traceback(
     assert f"{run}/meta.yaml" in message and len(message.strip().splitlines()) == 1
     with open_store(store_uri) as store:
         assert store.count_nodes("Run") == 0
+
+
+def test_a_run_whose_experiment_changed_moves_with_it(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """An experiment renamed in MLflow, or the store imported again to another ``project``:
+    finished runs were skipped as unchanged, left in the old experiment (the new one empty);
+    read again with ``--full``, each was ``PART_OF`` both experiments, in two projects. Each
+    run is read again and moved now, its old ``PART_OF`` gone."""
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("old", artifact_location=(tmp_path / "a").as_uri())
+    runs = [client.create_run(exp).info.run_id for _ in range(2)]
+    for run in runs:
+        client.set_terminated(run)
+
+    def groups(run: str) -> list[str]:
+        rid = f"run:mlflow-{run}"
+        return [a.node.id for a in store.neighbors([rid], "UPSTREAM", ["PART_OF"])[rid]]
+
+    MlflowImporter(store, artifacts).run(uri, project="alpha", copy_artifacts=False)
+    client.rename_experiment(exp, "new")
+    renamed = MlflowImporter(store, artifacts).run(uri, project="alpha", copy_artifacts=False)
+    assert (renamed.runs, renamed.runs_unchanged) == (2, 0)
+    assert all(groups(run) == ["experiment:alpha/new"] for run in runs)
+    moved = MlflowImporter(store, artifacts).run(uri, project="beta", copy_artifacts=False)
+    assert (moved.runs, moved.runs_unchanged) == (2, 0)
+    for run in runs:
+        assert groups(run) == ["experiment:beta/new"]
+        props = store.get_node(f"run:mlflow-{run}").props
+        assert (props["project"], props["experiment"]) == ("beta", "new")
+    again = MlflowImporter(store, artifacts).run(uri, project="beta", copy_artifacts=False)
+    assert (again.runs, again.runs_unchanged) == (0, 2)
+    assert store.verify_audit().ok

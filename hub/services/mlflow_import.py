@@ -443,7 +443,7 @@ class MlflowImporter:
             # artifact folder, made by several threads at once (a server's round trips
             # overlap; a database answers several readers)
             r = item[1]
-            if incremental and _unchanged(known.get(f"run:mlflow-{r.info.run_id}"), r):
+            if incremental and _unchanged(known.get(f"run:mlflow-{r.info.run_id}"), r, item[0]):
                 return None
             keys = [k for k in (r.data.metrics or {}) if _key_ok(k)]
             history = {k: client.get_metric_history(r.info.run_id, k) for k in keys}
@@ -507,6 +507,9 @@ class MlflowImporter:
                         summary.skip(edge.kind, f"{edge.source} -> {edge.target}", reason)
                     del edges[edge.id]
             self.store.upsert_edges(list(edges.values()))
+            # a run the hub has in another experiment (renamed in MLflow since, or imported to
+            # another project) is moved: it was PART_OF both, in two projects
+            self.store.delete_edges(_moved(nodes, known))
             if points:
                 self.store.append_series(points)
             self.store.append_audit(
@@ -975,9 +978,15 @@ class _Fetched:
     error: str | None
 
 
-def _unchanged(before: Node | None, r: Any) -> bool:
-    """Whether the hub has this run as it is: finished then, with the same end time."""
+def _unchanged(before: Node | None, r: Any, experiment: Experiment) -> bool:
+    """Whether the hub has this run as it is: finished then, with the same end time, in the
+    same experiment (one renamed in MLflow, or imported to another ``project``, moves it)."""
     if before is None:
+        return False
+    if (before.props.get("project"), before.props.get("experiment")) != (
+        experiment.project,
+        experiment.name,
+    ):
         return False
     status = _STATUS.get(str(r.info.status), RunStatus.KILLED)
     ended = _run_times(r.info)[1]
@@ -1016,6 +1025,22 @@ def _no_registry(error: Exception) -> bool:
         return True
     unsupported = {"ENDPOINT_NOT_FOUND", "FEATURE_DISABLED", "NOT_IMPLEMENTED"}
     return isinstance(error, MlflowException) and error.error_code in unsupported
+
+
+def _moved(nodes: Mapping[str, Node], known: Mapping[str, Node]) -> list[str]:
+    """The ``PART_OF`` edges of runs written now to the experiments they were in before."""
+    stale = []
+    for run_id, before in known.items():
+        now = nodes.get(run_id)
+        was = (before.props.get("project"), before.props.get("experiment"))
+        if now is None or None in was or was == (now.props.get("project"), now.props.get("experiment")):  # fmt: skip
+            continue
+        try:
+            old = Experiment(project=was[0], name=was[1]).node_id
+        except ValidationError:
+            continue
+        stale.append(_edge(EdgeKind.PART_OF, run_id, old).id)
+    return stale
 
 
 def _break_cycles(
