@@ -501,3 +501,405 @@ def _tables(path: Path) -> set[str]:
 
     with contextlib.closing(sqlite3.connect(path)) as conn:
         return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_a_logged_model_registered_from_its_run_arrives_and_nothing_is_written_beside(
+    hub: tuple[GraphStore, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow 3's usual flow: ``log_model`` makes a logged model, ``register_model`` names it
+    ``runs:/<run>/<name>``. MLflow resolves that through its default tracking URI, not the
+    one the import gives it: the version was reported unreadable and left out (with its
+    stage and aliases), and MLflow made an ``mlflow.db`` in the working directory."""
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(exp).info.run_id
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "MLmodel").write_text("flavors: {}\n")
+    lm = client.create_logged_model(experiment_id=exp, name="clf", source_run_id=run)
+    client.log_model_artifacts(lm.model_id, str(model_dir))
+    client.finalize_logged_model(lm.model_id, "READY")
+    client.set_terminated(run)
+    client.create_registered_model("m")
+    client.create_model_version("m", f"runs:/{run}/clf", run_id=run)
+    client.set_registered_model_alias("m", "champion", "1")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    summary = MlflowImporter(store, artifacts).run(uri)
+    assert summary.unmapped == [] and summary.versions == 1
+    version = store.get_node("mv:m/1")
+    assert version.props["aliases"] == ["champion"]
+    import tarfile
+
+    tar = io.BytesIO(artifacts.get_bytes(version.props["artifact_digest"]))
+    with tarfile.open(fileobj=tar) as t:
+        assert t.getnames() == ["MLmodel"]
+    assert list(elsewhere.iterdir()) == []
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
+def test_versions_of_models_named_with_quotes_and_backslashes_arrive(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """MLflow takes quotes and backslashes in a registered model's name. The import searched
+    each model's versions with a filter quoting the name its own way, which MLflow's filter
+    does not read: such a model arrived with no versions (its stage and aliases neither),
+    and nothing was reported."""
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    run = client.create_run(exp).info.run_id
+    client.set_terminated(run)
+    names = ["it's", 'say "hi"', "both ' and \"", "back\\slash", "plain"]
+    for name in names:
+        client.create_registered_model(name)
+        client.create_model_version(name, f"runs:/{run}/model", run_id=run)
+        client.create_model_version(name, f"runs:/{run}/model", run_id=run)
+        client.set_registered_model_alias(name, "champion", "2")
+
+    summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert summary.unmapped == []
+    assert (summary.models, summary.versions, summary.aliases) == (5, 10, 5)
+    for name in names:
+        versions = store.find_nodes("ModelVersion", {"model": name}).items
+        assert sorted(v.props["version"] for v in versions) == [1, 2], name
+        assert store.get_node(f"mv:{name}/2").props["aliases"] == ["champion"]
+
+
+def test_a_version_whose_files_cannot_be_read_arrives_with_its_stage_and_aliases(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """A version whose files MLflow lost (or never had) was left out whole: its stage, its
+    aliases, its run. It arrives now, its artifact a reference naming the MLflow URI, and is
+    reported; one whose files went after an import keeps the files it was imported with."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from lineagehub.services.registry import RegistryService
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(exp).info.run_id
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "MLmodel").write_text("flavors: {}\n")
+    client.log_artifacts(run, str(tmp_path / "model"), "model")
+    client.set_terminated(run)
+    client.create_registered_model("m")
+    missing = (tmp_path / "nowhere" / "model").as_uri()
+    client.create_model_version("m", missing, run_id=run)  # v1: files never there
+    client.create_model_version("m", f"runs:/{run}/model", run_id=run)  # v2: there, for now
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client.transition_model_version_stage("m", "1", "Production")
+    client.set_registered_model_alias("m", "champion", "1")
+
+    summary = MlflowImporter(store, artifacts).run(uri)
+    assert summary.versions == 2 and summary.aliases == 1
+    assert ("model version", "m/1") in {(u["what"], u["ref"]) for u in summary.unmapped}
+    v1 = store.get_node("mv:m/1")
+    assert (v1.props["stage"], v1.props["aliases"]) == ("Production", ["champion"])
+    made = store.neighbors([v1.id], "UPSTREAM", ["GENERATED_BY"])[v1.id]
+    assert [a.node.id for a in made] == [f"run:mlflow-{run}"]
+    reference = json.loads(artifacts.get_bytes(v1.props["artifact_digest"]))
+    assert reference == {"mlflow_artifact_uri": missing}
+    v2_digest = store.get_node("mv:m/2").props["artifact_digest"]
+
+    # v2's files gone from MLflow since, v2 promoted there: the version keeps its files and
+    # takes the stage
+    shutil.rmtree(tmp_path / "art")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client.transition_model_version_stage("m", "2", "Staging")
+    again = MlflowImporter(store, artifacts).run(uri)
+    assert again.versions == 2
+    v2 = store.get_node("mv:m/2")
+    assert (v2.props["artifact_digest"], v2.props["stage"]) == (v2_digest, "Staging")
+    history = RegistryService(store).history("m")
+    assert sorted((h.change, h.to) for h in history) == [
+        ("alias", 1),
+        ("stage", "Production"),
+        ("stage", "Staging"),
+    ]
+
+
+def test_the_cli_shows_no_progress_bar_of_mlflow_s_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow draws a progress bar for every artifact it downloads: an import of a real
+    store wrote thousands of them to stderr, under ``--quiet`` and ``--json`` too."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_mlflow_store(uri, tmp_path)
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    store_uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["import", "mlflow", "--from", uri, "--store", store_uri, "--json"])
+    assert code == 0
+    summary = json.loads(out.getvalue())
+    assert summary["artifactsCopied"] > 5 and summary["unmapped"] == []
+    assert "Downloading artifacts" not in err.getvalue()
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ
+
+
+def test_a_registry_that_does_not_answer_fails_the_import_writing_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--registry-uri`` naming an MLflow server that does not answer: the import said it had
+    worked (exit 0) with no registered model, the failure one line among what was not mapped.
+    It is exit 5, as for a tracking server that does not answer, and nothing is written."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    client.set_terminated(client.create_run(exp).info.run_id)
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    store_uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["import", "mlflow", "--from", uri, "--registry-uri", "http://127.0.0.1:1", "--store", store_uri])  # fmt: skip
+    assert code == 5 and "could not be read" in err.getvalue(), err.getvalue()
+    with open_store(store_uri) as store:
+        assert store.count_nodes("Run") == 0 and list(store.iter_audit()) == []
+
+
+def test_times_no_calendar_holds_cost_nothing_else(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """MLflow takes any non-negative 64-bit count of milliseconds: nanoseconds logged as
+    milliseconds (``time.time_ns()``) are the year 56 million. One such metric point or run
+    end failed the whole import with a ValueError traceback. Now the point is kept at the
+    import's time and the end recorded at the start, each reported; the rest imported, and
+    importing again reads none of it again."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("t", artifact_location=(tmp_path / "a").as_uri())
+    good = client.create_run(exp).info.run_id
+    client.log_metric(good, "auc", 0.9, timestamp=1_700_000_000_000)
+    client.set_terminated(good)
+    nanos = 1_764_900_000_000_000_000
+    points = client.create_run(exp).info.run_id
+    client.log_batch(
+        points, metrics=[Metric("loss", 0.5, nanos, 0), Metric("loss", 0.4, 1_700_000_000_000, 1)]
+    )
+    client.set_terminated(points)
+    ended = client.create_run(exp, start_time=1_700_000_000_000).info.run_id
+    client.set_terminated(ended, end_time=nanos)
+
+    summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert summary.runs == 3 and summary.metric_points == 3
+    assert {(u["what"], u["ref"]) for u in summary.unmapped} == {
+        ("metric", f"{points}/loss"),
+        ("end_time", ended),
+    }
+    series = store.read_series(f"run:mlflow-{points}", "loss")
+    assert [(p.step, p.value) for p in series] == [(0, 0.5), (1, 0.4)]
+    run = store.get_node(f"run:mlflow-{ended}").props
+    assert run["ended_at"] == run["started_at"] and run["status"] == "FINISHED"
+    again = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert (again.runs, again.runs_unchanged, again.unmapped) == (0, 3, [])
+
+
+def test_a_value_the_hub_refuses_costs_that_value_not_its_run(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """Values MLflow's database holds but the hub refuses (written by an older MLflow or
+    another writer): a user name with a newline, a NUL in a param, an entry point longer
+    than 512 characters, a bell in a run's name. Each cost its whole run, metric histories
+    and all; now each is left out and reported, and the run with everything else arrives."""
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    runs = []
+    for i in range(4):
+        rid = client.create_run(exp, run_name=f"fit-{i}").info.run_id
+        client.log_param(rid, "lr", "0.1")
+        client.log_param(rid, "seed", "7")
+        client.log_metric(rid, "loss", 0.5, step=0)
+        client.set_terminated(rid)
+        runs.append(rid)
+    with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as db:
+        db.execute("UPDATE runs SET user_id = ? WHERE run_uuid = ?", ("ann\nbob", runs[0]))
+        db.execute("UPDATE params SET value = ? WHERE run_uuid = ? AND key = 'seed'", ("a\x00b", runs[1]))  # fmt: skip
+        db.execute(
+            "INSERT INTO tags (key, value, run_uuid) VALUES ('mlflow.source.name', ?, ?)",
+            ("s" * 600, runs[2]),
+        )
+        db.execute("UPDATE runs SET name = ? WHERE run_uuid = ?", ("fit\x07", runs[3]))
+        db.commit()
+
+    summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert summary.runs == 4 and summary.metric_points == 4
+    assert {(u["what"], u["ref"]) for u in summary.unmapped} == {
+        ("user", runs[0]),
+        ("param", f"{runs[1]}/seed"),
+        ("entry_point", runs[2]),
+        ("name", runs[3]),
+    }
+    reasons = {u["what"]: u["reason"] for u in summary.unmapped}
+    assert reasons["entry_point"] == "a name is 600 characters long; the limit is 512: left out"
+    first, second, third, fourth = (store.get_node(f"run:mlflow-{r}").props for r in runs)
+    assert first["params"] == {"lr": "0.1", "seed": "7"} and "user" not in first
+    assert second["params"] == {"lr": "0.1"}
+    assert "entry_point" not in third and third["tags"]["mlflow.source.name"] == "s" * 600
+    assert fourth["name"] == runs[3]
+    for rid in runs:
+        assert [p.value for p in store.read_series(f"run:mlflow-{rid}", "loss")] == [0.5]
+
+
+def test_a_registry_change_made_while_an_import_reads_is_kept(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """An import reads MLflow first (minutes, for a big store) and writes after. A version's
+    stage and aliases were written back as they were when read: an alias set in the hub
+    meanwhile was gone from the version while its history said it held, and two imports at
+    once recorded every stage and alias twice. The hub's state at the write is kept now."""
+    from mlflow import MlflowClient
+
+    from lineagehub.services.registry import RegistryService
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    run = client.create_run(exp).info.run_id
+    client.set_terminated(run)
+    client.create_registered_model("m")
+    client.create_model_version("m", f"runs:/{run}/model", run_id=run)
+    client.set_registered_model_alias("m", "champion", "1")
+    MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    registry = RegistryService(store)
+
+    def meanwhile(what: str, done: int, total: int) -> None:
+        if what == "registered models" and done == total:  # read, not yet written
+            registry.set_alias("m/1", "mine", "ann", "the hub's own")
+
+    MlflowImporter(store, artifacts).run(uri, copy_artifacts=False, progress=meanwhile)
+    assert sorted(store.get_node("mv:m/1").props["aliases"]) == ["champion", "mine"]
+    assert [(h.change, h.alias) for h in registry.history("m")] == [
+        ("alias", "champion"),
+        ("alias", "mine"),
+    ]
+    assert store.verify_audit().ok
+
+
+def test_a_parent_link_that_makes_a_loop_is_left_out(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """``mlflow.parentRunId`` is a tag MLflow does not check: a run naming itself, or two
+    runs naming each other. The import wrote those loops (``CHILD_OF`` a run's own self),
+    which nothing else lets into the hub. Each loop is broken at one link, reported."""
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
+    own, a, b, parent, child = (client.create_run(exp).info.run_id for _ in range(5))
+    for run, its_parent in ((own, own), (a, b), (b, a), (child, parent)):
+        client.set_tag(run, "mlflow.parentRunId", its_parent)
+    for run in (own, a, b, parent, child):
+        client.set_terminated(run)
+
+    summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
+    assert summary.runs == 5
+    left_out = {u["ref"] for u in summary.unmapped if u["what"] == "parent"}
+    assert own in left_out and len(left_out & {a, b}) == 1 and len(left_out) == 2
+
+    def parents(run: str) -> list[str]:
+        rid = f"run:mlflow-{run}"
+        return [x.node.id for x in store.neighbors([rid], "UPSTREAM", ["CHILD_OF"])[rid]]
+
+    assert parents(own) == [] and "parent" not in store.get_node(f"run:mlflow-{own}").props
+    assert sorted(len(parents(r)) for r in (a, b)) == [0, 1]
+    assert parents(child) == [f"run:mlflow-{parent}"]
+
+
+def test_a_damaged_mlruns_folder_is_one_line_naming_the_file_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's ``meta.yaml`` damaged in an ``mlruns`` folder: MLflow's folder store cannot list
+    the experiment's runs, and the CLI printed a YAML parser's traceback. It is one line
+    naming the damaged file (exit 5, nothing written), as for any source MLflow cannot read."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlruns = tmp_path / "mlruns"
+    client = MlflowClient(tracking_uri=mlruns.as_uri())
+    exp = client.create_experiment("e")
+    run = client.create_run(exp).info.run_id
+    client.set_terminated(run)
+    (mlruns / exp / run / "meta.yaml").write_text("{{{ not yaml")
+    monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "data"))
+    store_uri = f"sqlite:///{tmp_path / 'hub.db'}"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["import", "mlflow", "--from", str(mlruns), "--store", store_uri])
+    message = err.getvalue()
+    assert code == 5 and "Traceback" not in message, message
+    assert f"{run}/meta.yaml" in message and len(message.strip().splitlines()) == 1
+    with open_store(store_uri) as store:
+        assert store.count_nodes("Run") == 0
+
+
+def test_a_run_whose_experiment_changed_moves_with_it(
+    hub: tuple[GraphStore, Any], tmp_path: Path
+) -> None:
+    """An experiment renamed in MLflow, or the store imported again to another ``project``:
+    finished runs were skipped as unchanged, left in the old experiment (the new one empty);
+    read again with ``--full``, each was ``PART_OF`` both experiments, in two projects. Each
+    run is read again and moved now, its old ``PART_OF`` gone."""
+    from mlflow import MlflowClient
+
+    store, artifacts = hub
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("old", artifact_location=(tmp_path / "a").as_uri())
+    runs = [client.create_run(exp).info.run_id for _ in range(2)]
+    for run in runs:
+        client.set_terminated(run)
+
+    def groups(run: str) -> list[str]:
+        rid = f"run:mlflow-{run}"
+        return [a.node.id for a in store.neighbors([rid], "UPSTREAM", ["PART_OF"])[rid]]
+
+    MlflowImporter(store, artifacts).run(uri, project="alpha", copy_artifacts=False)
+    client.rename_experiment(exp, "new")
+    renamed = MlflowImporter(store, artifacts).run(uri, project="alpha", copy_artifacts=False)
+    assert (renamed.runs, renamed.runs_unchanged) == (2, 0)
+    assert all(groups(run) == ["experiment:alpha/new"] for run in runs)
+    moved = MlflowImporter(store, artifacts).run(uri, project="beta", copy_artifacts=False)
+    assert (moved.runs, moved.runs_unchanged) == (2, 0)
+    for run in runs:
+        assert groups(run) == ["experiment:beta/new"]
+        props = store.get_node(f"run:mlflow-{run}").props
+        assert (props["project"], props["experiment"]) == ("beta", "new")
+    again = MlflowImporter(store, artifacts).run(uri, project="beta", copy_artifacts=False)
+    assert (again.runs, again.runs_unchanged) == (0, 2)
+    assert store.verify_audit().ok

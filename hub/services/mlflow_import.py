@@ -51,7 +51,7 @@ import os
 import tarfile
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lineagehub.graph import ConfigError, Edge, GraphStore, Node, SeriesPoint, ValidationError
-from lineagehub.graph.model import edge_id, to_iso
+from lineagehub.graph.model import MAX_TIME, MIN_TIME, edge_id, to_iso
 from lineagehub.services.access import record_projects
 from lineagehub.services.tracking import default_actor
 from lineagehub.vocabulary import (
@@ -245,15 +245,69 @@ _STEPS = (-(2**31), 2**31 - 1)  # a metric step, as the hub keeps it
 
 
 def _time(ms: Any) -> datetime | None:
+    """MLflow's time (ms since the epoch); ``None`` when it has none, or one the hub cannot
+    keep (MLflow takes any 64-bit count: nanoseconds logged as milliseconds are the year
+    56 million, and one such point failed the whole import with a ValueError)."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
+    try:
+        when = datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return when if MIN_TIME <= when <= MAX_TIME else None
+
+
+def _run_times(info: Any) -> tuple[datetime, datetime | None, list[tuple[str, str]]]:
+    """A run's start and end as the hub keeps them, and what was changed to get there (as
+    ``(field, reason)``): an end before the start (clocks that disagreed) or one the hub
+    cannot keep is recorded at the start; a start it cannot keep at the end, else now."""
+    notes = []
+    ended = _time(info.end_time)
+    if ended is None and info.end_time is not None:
+        notes.append(("end_time", f"{info.end_time} ms is no time the hub keeps"))
+    started = _time(info.start_time)
+    if started is None:
+        if info.start_time is not None:
+            notes.append(("start_time", f"{info.start_time} ms is no time the hub keeps: recorded at the run's end, else now"))  # fmt: skip
+        started = ended or datetime.now(timezone.utc)
+    if ended is None and info.end_time is not None:
+        ended = started
+        notes[0] = ("end_time", f"{notes[0][1]}: recorded at the run's start")
+    elif ended is not None and ended < started:  # clocks that disagreed
+        notes.append(("end_time", "before the run's start: recorded at its start"))
+        ended = started
+    return started, ended, notes
 
 
 def _edge(kind: EdgeKind, source: str, target: str, discriminator: str = "", **props: Any) -> Edge:
     return Edge(
         source, target, kind.value, props, id=edge_id(kind.value, source, target, discriminator)
     )
+
+
+@contextlib.contextmanager
+def _tracking_default(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking URI set to ``uri`` while an import reads it: MLflow 3
+    resolves a ``runs:/<run>/<name>`` URI naming a logged model through a client of its
+    default tracking URI, not the one it is given (so such a model version's files were not
+    found, and MLflow made an empty ``mlflow.db`` in the working directory). Restored after,
+    with the ``MLFLOW_TRACKING_URI`` variable MLflow sets for it. MLflow's own progress bar
+    per artifact download is off meanwhile: thousands of them on stderr buried the summary
+    and the import's own bar, under ``--quiet`` and ``--json`` too."""
+    from mlflow.tracking._tracking_service import utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        with utils._use_tracking_uri(uri):
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _paged(call: Callable[..., Any], **kwargs: Any) -> Iterable[Any]:
@@ -312,13 +366,35 @@ class MlflowImporter:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         if registry_uri is not None:
             registry_uri = tracking_uri(registry_uri)  # checked as --from is
-        client = client_cls(tracking_uri=uri, registry_uri=registry_uri or uri)
+        Project(name=project)  # checked before anything is read
+        with _tracking_default(uri):
+            return self._import(
+                client_cls(tracking_uri=uri, registry_uri=registry_uri or uri),
+                uri,
+                registry_uri or uri,
+                project,
+                copy_artifacts,
+                incremental,
+                progress,
+                workers,
+            )
+
+    def _import(
+        self,
+        client: Any,
+        uri: str,
+        registry_uri: str,
+        project: str,
+        copy_artifacts: bool,
+        incremental: bool,
+        progress: Progress | None,
+        workers: int,
+    ) -> ImportSummary:
         self._registry_state = []
         self._mlflow_aliases = {}
-        self._tracking_uri, self._registry_uri = uri, registry_uri or uri
+        self._tracking_uri, self._registry_uri = uri, registry_uri
         summary = ImportSummary(source=_redacted(uri))
         tick = progress or (lambda what, done, total: None)
-        Project(name=project)  # checked before anything is read
 
         # Read everything first (MLflow calls, artifact copies), then write in one transaction.
         from mlflow.entities import ViewType
@@ -368,7 +444,7 @@ class MlflowImporter:
             # artifact folder, made by several threads at once (a server's round trips
             # overlap; a database answers several readers)
             r = item[1]
-            if incremental and _unchanged(known.get(f"run:mlflow-{r.info.run_id}"), r):
+            if incremental and _unchanged(known.get(f"run:mlflow-{r.info.run_id}"), r, item[0]):
                 return None
             keys = [k for k in (r.data.metrics or {}) if _key_ok(k)]
             history = {k: client.get_metric_history(r.info.run_id, k) for k in keys}
@@ -384,6 +460,7 @@ class MlflowImporter:
                     continue
                 self._run(client, summary, experiment, r, fetched, nodes, edges, points, copy_artifacts)  # fmt: skip
         tick("runs", len(runs), len(runs))
+        _break_cycles(summary, nodes, edges, known)
         # the runs the hub will hold (written now, or there already): a run skipped as
         # invalid is no end for a version's or a logged model's edge
         run_ids = {
@@ -396,6 +473,14 @@ class MlflowImporter:
         with self.store.transaction():
             agent = Agent(name=self.actor[:256], kind=AgentKind.USER)
             nodes.setdefault(agent.node_id, agent.to_node())
+            # a version's stage and aliases as the hub has them now, not as they were read
+            # before: a promotion or an alias set meanwhile (another import's too) was undone
+            # behind the registry's history, which then set MLflow's again
+            versions = [n.id for n in nodes.values() if n.label == "ModelVersion"]
+            for now in self.store.get_nodes(versions):
+                if now is not None:
+                    for prop in ("stage", "aliases"):
+                        nodes[now.id].props[prop] = now.props.get(prop)
             # parents first: a run's CHILD_OF may name a run of another experiment
             self.store.upsert_nodes(list(nodes.values()))
             # an edge to what neither this import nor the hub holds (a parent run not in
@@ -423,6 +508,11 @@ class MlflowImporter:
                         summary.skip(edge.kind, f"{edge.source} -> {edge.target}", reason)
                     del edges[edge.id]
             self.store.upsert_edges(list(edges.values()))
+            # a run the hub has in another experiment (renamed in MLflow since, or imported to
+            # another project) is moved: it was PART_OF both, in two projects
+            self.store.delete_edges(_moved(nodes, known))
+            # versions and models as read from MLflow carry no project: theirs is recorded
+            # (a version of a moved run, its new one)
             record_projects(self.store, nodes.values())
             if points:
                 self.store.append_series(points)
@@ -493,7 +583,9 @@ class MlflowImporter:
         info, data = r.info, r.data
         run_id = f"run:mlflow-{info.run_id}"
         status = _STATUS.get(str(info.status), RunStatus.KILLED)
-        ended = _time(info.end_time)
+        started, ended, notes = _run_times(info)
+        for what, reason in notes:
+            summary.skip(what, info.run_id, reason)
         tags = dict(data.tags or {})
         params: dict[str, Any] = {}
         for key, value in (data.params or {}).items():
@@ -509,34 +601,39 @@ class MlflowImporter:
             if _key_ok(key):
                 last[key] = value if math.isfinite(value) else None
         parent = tags.get("mlflow.parentRunId")
-        started = _time(info.start_time) or datetime.now(timezone.utc)
-        if ended is not None and ended < started:  # clocks that disagreed
-            summary.skip("end_time", info.run_id, "before the run's start: recorded at its start")
-            ended = started
-        try:
-            run = Run(
-                id=run_id,
-                name=(info.run_name or tags.get("mlflow.runName") or info.run_id)[:256],
-                kind=RunKind.TRAIN,
-                status=status,
-                started_at=started,
-                ended_at=ended,
-                params=params,
-                metrics=last,
-                user=(info.user_id or tags.get("mlflow.user") or None),
-                entry_point=tags.get("mlflow.source.name") or None,
-                description=tags.get("mlflow.note.content") or None,
-                tags=keep_tags,
-                project=experiment.project,
-                experiment=experiment.name,
-                parent=f"run:mlflow-{parent}" if parent else None,
-            )
-        except ValidationError as e:
-            summary.skip("run", info.run_id, e.message)
-            return
+        facts: dict[str, Any] = {
+            "name": (info.run_name or tags.get("mlflow.runName") or info.run_id)[:256],
+            "params": params,
+            "tags": keep_tags,
+            "user": info.user_id or tags.get("mlflow.user") or None,
+            "entry_point": tags.get("mlflow.source.name") or None,
+            "description": tags.get("mlflow.note.content") or None,
+            "parent": f"run:mlflow-{parent}" if parent else None,
+        }
+        while True:
+            try:
+                run = Run(
+                    id=run_id,
+                    kind=RunKind.TRAIN,
+                    status=status,
+                    started_at=started,
+                    ended_at=ended,
+                    metrics=last,
+                    project=experiment.project,
+                    experiment=experiment.name,
+                    **facts,
+                )
+                break
+            except ValidationError as e:
+                # one value the hub refuses (a control character in the user's name, a NUL
+                # in a param, an entry point over 512 characters) costs that value, reported,
+                # not the run with its metric histories
+                if not _leave_out(summary, info.run_id, facts, e):
+                    summary.skip("run", info.run_id, e.message)
+                    return
         nodes[run_id] = run.to_node()
         summary.runs += 1
-        summary.params += len(params)
+        summary.params += len(run.params)
         edges_add(edges, _edge(EdgeKind.PART_OF, run_id, experiment.node_id))
         if run.parent:
             edges_add(edges, _edge(EdgeKind.CHILD_OF, run_id, run.parent))
@@ -552,20 +649,27 @@ class MlflowImporter:
             nodes.setdefault(commit.node_id, commit.to_node())
             edges_add(edges, _edge(EdgeKind.RAN_CODE, run_id, commit.node_id))
         for key in last:
-            beyond = 0
+            beyond = untimed = 0
             for m in fetched.history.get(key, ()):
                 if not _STEPS[0] <= int(m.step) <= _STEPS[1]:
                     beyond += 1  # MLflow's steps are 64-bit (a time in ms, say); ours 32
                     continue
-                points.append(
-                    SeriesPoint(run_id, key, int(m.step), float(m.value), _time(m.timestamp))
-                )
+                when = _time(m.timestamp)
+                if when is None and m.timestamp is not None:
+                    untimed += 1  # kept: the hub records it at the import's time
+                points.append(SeriesPoint(run_id, key, int(m.step), float(m.value), when))
                 summary.metric_points += 1
             if beyond:
                 summary.skip(
                     "metric",
                     f"{info.run_id}/{key}",
                     f"{beyond} point(s) with a step beyond 32 bits",
+                )
+            if untimed:
+                summary.skip(
+                    "metric",
+                    f"{info.run_id}/{key}",
+                    f"{untimed} point(s) with a time the hub cannot keep: kept at the import's time",
                 )
         for key in (data.metrics or {}).keys() - last.keys():
             summary.skip("metric", f"{info.run_id}/{key}", "not a key the hub takes")
@@ -747,8 +851,20 @@ class MlflowImporter:
     ) -> None:
         try:
             registered = list(_paged(client.search_registered_models))
+            # every version in one listing, not one search per model: MLflow's filter has no
+            # way to say a name holding both quotes, and takes a backslash as it is (a name
+            # with a quote found no versions: they were left out, unreported)
+            by_model: dict[str, list[Any]] = {}
+            for mv in _paged(client.search_model_versions) if registered else ():
+                by_model.setdefault(mv.name, []).append(mv)
         except Exception as e:
-            summary.skip("registry", summary.source, f"{type(e).__name__}: {e}"[:300])
+            if not _no_registry(e):
+                # a registry that does not answer fails the import as a tracking store that
+                # does not answer does (the CLI's exit 5), writing nothing: it was one line
+                # of the summary, and the import said it had worked
+                raise
+            reason = f"{type(e).__name__}: {e}"[:300]
+            summary.skip("registry", _redacted(self._registry_uri or ""), reason)
             return
         for i, rm in enumerate(registered):
             tick("registered models", i, len(registered))
@@ -763,7 +879,7 @@ class MlflowImporter:
             for alias, number in (rm.aliases or {}).items():
                 aliases.setdefault(int(number), []).append(alias)
             self._mlflow_aliases[model.name] = {a.lower() for a in rm.aliases or {}}
-            versions = list(_paged(client.search_model_versions, filter_string=f"name = '{_quote(rm.name)}'"))  # fmt: skip
+            versions = by_model.get(rm.name, [])
             existing = {
                 n.id: n
                 for n in self.store.get_nodes([f"mv:{rm.name}/{v.version}" for v in versions])
@@ -793,11 +909,25 @@ class MlflowImporter:
         except Exception:
             uri = mv.source
         found = self._fetch(summary, uri, copy_artifacts)
-        if found is None:
-            summary.skip("model version", ref, "its artifacts could not be read")
-            return
-        digest, size, media = found
         before = existing.get(f"mv:{ref}")
+        artifact: Node | None = None
+        if found is None and before is not None:
+            # imported when its files could be read: those stay its artifacts
+            digest = str(before.props.get("artifact_digest"))
+        else:
+            if found is None:
+                # files MLflow lost (or never had): the version, its stage, aliases and run
+                # still arrive, its artifact a reference naming the MLflow URI
+                summary.skip(
+                    "model version", ref, "its artifacts could not be read: it refers to them"
+                )
+                summary.artifacts_referenced += 1
+                found = self._reference(uri)
+            digest, size, media = found
+            model_file = Artifact(
+                digest=digest, size=size, media_type=media, kind=ArtifactKind.MODEL
+            )
+            artifact = model_file.to_node()
         if before is not None and before.props.get("artifact_digest") != digest:
             summary.skip(
                 "model version",
@@ -828,8 +958,9 @@ class MlflowImporter:
         except ValidationError as e:
             summary.skip("model version", ref, e.message)
             return
-        artifact = Artifact(digest=digest, size=size, media_type=media, kind=ArtifactKind.MODEL)
-        nodes.setdefault(artifact.node_id, artifact.to_node())
+        artifact_id = f"artifact:{digest}"
+        if artifact is not None:
+            nodes.setdefault(artifact_id, artifact)
         nodes[version.node_id] = version.to_node()
         self._registry_state.append((version.node_id, Stage(stage), [a.lower() for a in good]))
         summary.versions += 1
@@ -839,7 +970,7 @@ class MlflowImporter:
         if run_id in run_ids:
             assert run_id is not None
             edges_add(edges, _edge(EdgeKind.GENERATED_BY, version.node_id, run_id))
-            edges_add(edges, _edge(EdgeKind.GENERATED_BY, artifact.node_id, run_id, f"model:{model.name}", name=f"model:{model.name}"))  # fmt: skip
+            edges_add(edges, _edge(EdgeKind.GENERATED_BY, artifact_id, run_id, f"model:{model.name}", name=f"model:{model.name}"))  # fmt: skip
 
 
 @dataclass
@@ -851,12 +982,18 @@ class _Fetched:
     error: str | None
 
 
-def _unchanged(before: Node | None, r: Any) -> bool:
-    """Whether the hub has this run as it is: finished then, with the same end time."""
+def _unchanged(before: Node | None, r: Any, experiment: Experiment) -> bool:
+    """Whether the hub has this run as it is: finished then, with the same end time, in the
+    same experiment (one renamed in MLflow, or imported to another ``project``, moves it)."""
     if before is None:
         return False
+    if (before.props.get("project"), before.props.get("experiment")) != (
+        experiment.project,
+        experiment.name,
+    ):
+        return False
     status = _STATUS.get(str(r.info.status), RunStatus.KILLED)
-    ended = _time(r.info.end_time)
+    ended = _run_times(r.info)[1]
     return before.props.get(
         "status"
     ) == status.value != RunStatus.RUNNING.value and before.props.get("ended_at") == (
@@ -882,6 +1019,86 @@ def _list_files(client: Any, run_id: str) -> tuple[list[Any], str | None]:
     return files, None
 
 
+def _no_registry(error: Exception) -> bool:
+    """Whether ``error`` says the source keeps no model registry (an import without one), not
+    that the registry could not be read."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
+
+    if isinstance(error, UnsupportedModelRegistryStoreURIException):
+        return True
+    unsupported = {"ENDPOINT_NOT_FOUND", "FEATURE_DISABLED", "NOT_IMPLEMENTED"}
+    return isinstance(error, MlflowException) and error.error_code in unsupported
+
+
+def _moved(nodes: Mapping[str, Node], known: Mapping[str, Node]) -> list[str]:
+    """The ``PART_OF`` edges of runs written now to the experiments they were in before."""
+    stale = []
+    for run_id, before in known.items():
+        now = nodes.get(run_id)
+        was = (before.props.get("project"), before.props.get("experiment"))
+        if now is None or None in was or was == (now.props.get("project"), now.props.get("experiment")):  # fmt: skip
+            continue
+        try:
+            old = Experiment(project=was[0], name=was[1]).node_id
+        except ValidationError:
+            continue
+        stale.append(_edge(EdgeKind.PART_OF, run_id, old).id)
+    return stale
+
+
+def _break_cycles(
+    summary: ImportSummary,
+    nodes: dict[str, Node],
+    edges: dict[str, Edge],
+    known: Mapping[str, Node],
+) -> None:
+    """Leave out, reported, each parent link that makes a run its own ancestor (MLflow's
+    ``mlflow.parentRunId`` is a tag: a run can name itself, or two runs each other). Nowhere
+    else can the hub get such a loop: the SDK's parent must exist first, and OpenLineage
+    events making one are refused."""
+
+    def parent_of(run_id: str) -> Any:
+        node = nodes.get(run_id) or known.get(run_id)
+        return node.props.get("parent") if node is not None else None
+
+    for run_id in sorted(i for i, n in nodes.items() if n.label == "Run" and n.props.get("parent")):
+        seen, up = {run_id}, parent_of(run_id)
+        while up is not None and up not in seen:
+            seen.add(up)
+            up = parent_of(up)
+        if up == run_id:
+            parent = nodes[run_id].props.pop("parent")
+            edges.pop(_edge(EdgeKind.CHILD_OF, run_id, parent).id, None)
+            reason = f"its parent {parent} would make it its own ancestor: left out"
+            summary.skip("parent", run_id.removeprefix("run:mlflow-"), reason)
+
+
+def _leave_out(
+    summary: ImportSummary, run_id: str, facts: dict[str, Any], e: ValidationError
+) -> bool:
+    """Leave the value ``e`` names out of a run's ``facts`` (a run's id for its name), reported;
+    ``False`` when it names nothing that can be left out."""
+    name = e.field or ""
+    import re
+
+    found = e.message.split(f"{name}: ", 1)[-1] if name else e.message
+    reason = re.split(r"; (?=[\w.\-]+: )", found)[0]  # the next field's, after "; "
+    group, _, key = name.partition(".")
+    if group in ("params", "tags") and key in facts[group]:
+        facts[group] = {k: v for k, v in facts[group].items() if k != key}
+        summary.skip(group[:-1] if group == "params" else "tag", f"{run_id}/{key}", reason)
+        return True
+    if name in ("user", "entry_point", "description", "parent") and facts[name] is not None:
+        facts[name] = None
+    elif name == "name" and facts["name"] != run_id:
+        facts["name"] = run_id
+    else:
+        return False
+    summary.skip(name, run_id, f"{reason}: left out")
+    return True
+
+
 def edges_add(edges: dict[str, Edge], edge: Edge) -> None:
     edges[edge.id] = edge
 
@@ -900,10 +1117,6 @@ def _alias_ok(alias: str) -> bool:
     import re
 
     return re.fullmatch(r"[a-z][a-z0-9_\-]{0,63}", alias.lower()) is not None
-
-
-def _quote(name: str) -> str:
-    return name.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _finite(value: Any) -> float | None:

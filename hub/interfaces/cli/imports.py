@@ -16,8 +16,9 @@ from typing import Any
 from lineagehub.graph import BackendUnavailable, GraphStore, redact
 from lineagehub.interfaces.cli.common import _emit, progress_bar
 
-#: Where MLflow's own errors come from (its client, its database and HTTP layers)
-_MLFLOW_SIDE = frozenset({"mlflow", "sqlalchemy", "alembic", "requests", "urllib3"})
+#: Where MLflow's own errors come from (its client, its database and HTTP layers, the YAML
+#: of its folder store)
+_MLFLOW_SIDE = frozenset({"mlflow", "sqlalchemy", "alembic", "requests", "urllib3", "yaml"})
 
 
 def cmd_import_mlflow(args: argparse.Namespace, store: GraphStore) -> int:
@@ -49,7 +50,8 @@ def cmd_import_mlflow(args: argparse.Namespace, store: GraphStore) -> int:
             # read): one line, not its traceback; nothing was written (one transaction)
             if type(e).__module__.split(".")[0] not in _MLFLOW_SIDE:
                 raise
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            # on one line, all of it: a YAML error names the damaged file on its later lines
+            reason = (" ".join(str(e).split()) or type(e).__name__)[:500]
             raise BackendUnavailable(
                 f"MLflow at {redact(args.source)} could not be read: {reason}"
             ) from None
