@@ -884,12 +884,15 @@ def test_a_run_whose_experiment_changed_moves_with_it(
     runs = [client.create_run(exp).info.run_id for _ in range(2)]
     for run in runs:
         client.set_terminated(run)
+    client.create_registered_model("m")  # a version of the first run: in the run's project
+    client.create_model_version("m", (tmp_path / "a" / "m").as_uri(), run_id=runs[0])
 
     def groups(run: str) -> list[str]:
         rid = f"run:mlflow-{run}"
         return [a.node.id for a in store.neighbors([rid], "UPSTREAM", ["PART_OF"])[rid]]
 
     MlflowImporter(store, artifacts).run(uri, project="alpha", copy_artifacts=False)
+    assert store.get_node("mv:m/1").props["project"] == "alpha"
     client.rename_experiment(exp, "new")
     renamed = MlflowImporter(store, artifacts).run(uri, project="alpha", copy_artifacts=False)
     assert (renamed.runs, renamed.runs_unchanged) == (2, 0)
@@ -900,6 +903,7 @@ def test_a_run_whose_experiment_changed_moves_with_it(
         assert groups(run) == ["experiment:beta/new"]
         props = store.get_node(f"run:mlflow-{run}").props
         assert (props["project"], props["experiment"]) == ("beta", "new")
+    assert store.get_node("mv:m/1").props["project"] == "beta"  # listings find it in beta
     again = MlflowImporter(store, artifacts).run(uri, project="beta", copy_artifacts=False)
     assert (again.runs, again.runs_unchanged) == (0, 2)
     assert store.verify_audit().ok
