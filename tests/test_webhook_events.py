@@ -344,3 +344,52 @@ def test_an_event_committed_before_a_crash_is_delivered_by_the_next_start(
         assert len(seen) == 2
         reopened.close()
     store.close()
+
+
+def test_a_stopping_server_closes_the_requests_store_before_deliveries_drain(
+    tmp_path: Path,
+) -> None:
+    """A write the server stopped at shutdown is answered 503 "nothing of it was kept": its
+        store closing interrupts it. With webhooks, the store closed only after the deliveries
+        drained (up to an endpoint's timeout and more), and a write waiting for the database then
+        committed meanwhile: kept, though its caller was told to send it again. The requests'
+        store closes first now (the attempts are recorded through a handle of their own, and what
+    does not go out is sent again by the next start)."""
+    import socket
+
+    from lineagehub.graph import BackendError
+
+    hang = socket.socket()  # accepts, never answers: a delivery stays in flight
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)
+    hook = {"url": f"http://127.0.0.1:{hang.getsockname()[1]}/h", "secret": SECRET, "timeout": 5}
+    settings = Settings(
+        user="alice", data_dir=tmp_path, store=f"sqlite:///{tmp_path / 'hub.db'}", webhooks=[hook]
+    )
+    app = create_app(settings, artifacts=open_artifact_store((tmp_path / "a").as_uri()))
+    store, dispatcher = app.state.services.store, app.state.webhooks
+    server = HubServer(app).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            digest = http.put(
+                "/artifacts", content=b"w", headers={"content-type": "application/octet-stream"}
+            ).json()["digest"]
+            register = (
+                'mutation($d: String!) { registerModelVersion(name: "m", digest: $d) { id } }'
+            )
+            data(http, register, d=digest)  # its event's delivery hangs
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        deadline = time.monotonic() + 60  # bounds a failure only
+        while time.monotonic() < deadline:
+            try:
+                store.get_nodes(["x"])
+            except BackendError:
+                break  # closed
+        else:
+            pytest.fail("the store was never closed")
+        assert not dispatcher.flush(0)  # closed while the delivery was still in flight
+        stopping.join(60)
+    finally:
+        hang.close()
+        server.stop()

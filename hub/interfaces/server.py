@@ -780,10 +780,16 @@ def create_app(
     )
     webhook_configs = settings.webhook_configs()
     dispatcher: WebhookDispatcher | None = None
+    recorder_store: GraphStore | None = None
     if webhook_configs:
+        if owned and not getattr(store, "memory", False):
+            # attempts recorded through a handle of their own: at shutdown the requests'
+            # store closes first, so a write the server stopped is rolled back, not committed
+            # while the deliveries drain (its caller was told nothing of it was kept)
+            recorder_store = open_store(settings=settings)
         dispatcher = WebhookDispatcher(
             webhook_configs,
-            recorder=GraphRecorder(store),
+            recorder=GraphRecorder(recorder_store or store),
             max_pending=settings.webhook_queue_size,
         )
     # events kept with the changes that raise them, queued once those commit
@@ -1004,11 +1010,15 @@ def create_app(
             yield
         finally:
             await anyio.to_thread.run_sync(security.close)
+            if owned and (dispatcher is None or recorder_store is not None):
+                store.close()  # a request still running (stopped: answered 503) is interrupted
             if dispatcher is not None:
                 # waits (bounded) for queued deliveries, so they are recorded before the
-                # store closes
+                # store they are recorded in closes
                 await anyio.to_thread.run_sync(dispatcher.close)
-            if owned:
+            if recorder_store is not None:
+                recorder_store.close()
+            elif owned and dispatcher is not None:
                 store.close()
 
     view = _GraphQL(
