@@ -821,16 +821,19 @@ def test_a_parent_link_that_makes_a_loop_is_left_out(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     exp = client.create_experiment("e", artifact_location=(tmp_path / "a").as_uri())
-    own, a, b, parent, child = (client.create_run(exp).info.run_id for _ in range(5))
-    for run, its_parent in ((own, own), (a, b), (b, a), (child, parent)):
+    own, a, b, parent, child, orphan = (client.create_run(exp).info.run_id for _ in range(6))
+    for run, its_parent in ((own, own), (a, b), (b, a), (child, parent), (orphan, "f" * 32)):
         client.set_tag(run, "mlflow.parentRunId", its_parent)
-    for run in (own, a, b, parent, child):
+    for run in (own, a, b, parent, child, orphan):
         client.set_terminated(run)
 
     summary = MlflowImporter(store, artifacts).run(uri, copy_artifacts=False)
-    assert summary.runs == 5
+    assert summary.runs == 6
     left_out = {u["ref"] for u in summary.unmapped if u["what"] == "parent"}
-    assert own in left_out and len(left_out & {a, b}) == 1 and len(left_out) == 2
+    assert {own, f"run:mlflow-{orphan}"} <= left_out and len(left_out & {a, b}) == 1
+    assert len(left_out) == 3
+    # a parent not in the source: no link, and no property naming a run the hub has not
+    assert "parent" not in store.get_node(f"run:mlflow-{orphan}").props
 
     def parents(run: str) -> list[str]:
         rid = f"run:mlflow-{run}"

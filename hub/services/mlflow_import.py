@@ -58,7 +58,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lineagehub.graph import ConfigError, Edge, GraphStore, Node, SeriesPoint, ValidationError
+from lineagehub.graph import (
+    DELETE,
+    ConfigError,
+    Edge,
+    GraphStore,
+    Node,
+    SeriesPoint,
+    ValidationError,
+)
 from lineagehub.graph.model import MAX_TIME, MIN_TIME, edge_id, to_iso
 from lineagehub.services.access import record_projects
 from lineagehub.services.tracking import default_actor
@@ -503,6 +511,9 @@ class MlflowImporter:
                     if edge.kind == EdgeKind.CHILD_OF.value:
                         reason = f"its parent {edge.target} is not in the source"
                         summary.skip("parent", edge.source, reason)
+                        # nor does its property name it (it named a run the hub has not)
+                        orphan = Node(edge.source, "Run", {"parent": DELETE})
+                        self.store.upsert_nodes([orphan])
                     else:
                         reason = f"{absent[0]} was not imported"
                         summary.skip(edge.kind, f"{edge.source} -> {edge.target}", reason)
