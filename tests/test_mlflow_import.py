@@ -844,31 +844,35 @@ def test_a_parent_link_that_makes_a_loop_is_left_out(
     assert parents(child) == [f"run:mlflow-{parent}"]
 
 
-def test_a_damaged_mlruns_folder_is_one_line_naming_the_file_not_a_traceback(
+def test_a_damaged_run_in_an_mlruns_folder_costs_that_run_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run's ``meta.yaml`` damaged in an ``mlruns`` folder: MLflow's folder store cannot list
-    the experiment's runs, and the CLI printed a YAML parser's traceback. It is one line
-    naming the damaged file (exit 5, nothing written), as for any source MLflow cannot read."""
+    the experiment's runs, and the CLI printed a YAML parser's traceback (then: refused the
+    whole source). Each run folder is read on its own then: the damaged run is reported,
+    naming its file, and the experiment's other runs arrive."""
     from mlflow import MlflowClient
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     mlruns = tmp_path / "mlruns"
     client = MlflowClient(tracking_uri=mlruns.as_uri())
     exp = client.create_experiment("e")
-    run = client.create_run(exp).info.run_id
-    client.set_terminated(run)
-    (mlruns / exp / run / "meta.yaml").write_text("{{{ not yaml")
+    damaged, good = (client.create_run(exp).info.run_id for _ in range(2))
+    for run in (damaged, good):
+        client.set_terminated(run)
+    (mlruns / exp / damaged / "meta.yaml").write_text("{{{ not yaml")
     monkeypatch.setenv("LINEAGEHUB_DATA_DIR", str(tmp_path / "data"))
     store_uri = f"sqlite:///{tmp_path / 'hub.db'}"
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(["import", "mlflow", "--from", str(mlruns), "--store", store_uri])
-    message = err.getvalue()
-    assert code == 5 and "Traceback" not in message, message
-    assert f"{run}/meta.yaml" in message and len(message.strip().splitlines()) == 1
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        argv = ["import", "mlflow", "--from", str(mlruns), "--store", store_uri, "--json"]
+        code = main(argv)
+    assert code == 0 and "Traceback" not in err.getvalue(), err.getvalue()
+    summary = json.loads(out.getvalue())
+    [skipped] = [u for u in summary["unmapped"] if u["what"] == "run"]
+    assert skipped["ref"] == damaged and "meta.yaml" in skipped["reason"]
     with open_store(store_uri) as store:
-        assert store.count_nodes("Run") == 0
+        assert [n.id for n in store.iter_nodes("Run")] == [f"run:mlflow-{good}"]
 
 
 def test_a_run_whose_experiment_changed_moves_with_it(

@@ -51,6 +51,7 @@ import os
 import tarfile
 import tempfile
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -432,11 +433,7 @@ class MlflowImporter:
             nodes[experiment.node_id] = experiment.to_node()
             edges_add(edges, _edge(EdgeKind.PART_OF, experiment.node_id, project_node.node_id))
             summary.experiments += 1
-            for r in _paged(
-                client.search_runs,
-                experiment_ids=[exp.experiment_id],
-                run_view_type=ViewType.ALL,
-            ):
+            for r in self._experiment_runs(client, summary, uri, exp.experiment_id):
                 if getattr(r.info, "lifecycle_stage", None) == deleted:
                     summary.skip("run", r.info.run_id, "deleted in MLflow")
                     continue
@@ -805,6 +802,37 @@ class MlflowImporter:
             edges_add(
                 edges, _edge(EdgeKind.GENERATED_BY, artifact.node_id, run_id, f.path, name=f.path)
             )
+
+    @staticmethod
+    def _experiment_runs(
+        client: Any, summary: ImportSummary, uri: str, experiment_id: str
+    ) -> list[Any]:
+        """The runs of an experiment. In a folder store (``mlruns``), MLflow cannot list an
+        experiment one of whose runs is damaged (its ``meta.yaml``): then each run folder is
+        read on its own, and a run that cannot be is reported, not the whole experiment."""
+        from mlflow.entities import ViewType
+
+        try:
+            return list(
+                _paged(
+                    client.search_runs, experiment_ids=[experiment_id], run_view_type=ViewType.ALL
+                )
+            )
+        except Exception:
+            if not uri.startswith("file:"):
+                raise
+            folder = Path(urllib.request.url2pathname(urllib.parse.urlsplit(uri).path))
+            folder = folder / experiment_id
+            if not folder.is_dir():
+                raise
+        runs = []
+        for run_dir in sorted(p for p in folder.iterdir() if (p / "meta.yaml").is_file()):
+            try:
+                runs.append(client.get_run(run_dir.name))
+            except Exception as e:  # MLflow's YAML, its own errors: this run only
+                reason = " ".join(f"could not be read: {type(e).__name__}: {e}".split())
+                summary.skip("run", run_dir.name, reason[:300])
+        return runs
 
     # --- models ---------------------------------------------------------------------------
 
