@@ -936,45 +936,34 @@ class Outbox:
             self.dispatcher.enqueue(prepared)
 
     def redeliver(self, now: datetime | None = None) -> int:
-        """Queue what the last :data:`REDELIVER_WITHIN` left undelivered; the number queued."""
+        """Queue what the last :data:`REDELIVER_WITHIN` left undelivered; the number queued.
+        Two passes over that window, one of the attempts recorded (to find the deliveries
+        done, and the attempts each made), one of the events kept."""
         since = to_iso((now or datetime.now(timezone.utc)) - REDELIVER_WITHIN)
+        recent = {"_created_at": {"$gte": since}}
+        attempts: dict[str, int] = {}
+        done: set[str] = set()
+        for node in self.store.iter_nodes(DELIVERY_LABEL, recent, ["_created_at"]):
+            props = node.props
+            delivery = str(props.get("delivery_id"))
+            attempt = props.get("attempt")
+            if isinstance(attempt, int):
+                attempts[delivery] = max(attempts.get(delivery, 0), attempt)
+            final = props.get("outcome") == DeliveryOutcome.DELIVERED.value or (
+                props.get("outcome") == DeliveryOutcome.FAILED.value and not props.get("abandoned")
+            )
+            if final:
+                done.add(delivery)
         queued = 0
-        where = {"_created_at": {"$gte": since}}
-        after: str | None = None
-        while True:
-            page = self.store.find_nodes(OUTBOX_LABEL, where, ["_created_at"], after, 500)
-            events = [PreparedEvent.from_node(n) for n in page.items]
-            ids = [d for e in events for d, _ in e.deliveries]
-            attempts: dict[str, int] = {}
-            done: set[str] = set()
-            for chunk in (ids[i : i + 1000] for i in range(0, len(ids), 1000)):
-                asked = {"delivery_id": {"$in": chunk}, "_created_at": {"$gte": since}}
-                for node in self.store.iter_nodes(DELIVERY_LABEL, asked):
-                    props = node.props
-                    delivery = str(props.get("delivery_id"))
-                    attempt = props.get("attempt")
-                    if isinstance(attempt, int):
-                        attempts[delivery] = max(attempts.get(delivery, 0), attempt)
-                    final = props.get("outcome") == DeliveryOutcome.DELIVERED.value or (
-                        props.get("outcome") == DeliveryOutcome.FAILED.value
-                        and not props.get("abandoned")
-                    )
-                    if final:
-                        done.add(delivery)
-            for prepared in events:
-                left = tuple(d for d in prepared.deliveries if d[0] not in done)
-                if left:
-                    again = PreparedEvent(
-                        prepared.event_id,
-                        prepared.event,
-                        prepared.body,
-                        prepared.created_at,
-                        left,
-                    )
-                    queued += self.dispatcher.enqueue(again, attempts)
-            if page.next_cursor is None:
-                return queued
-            after = page.next_cursor
+        for node in self.store.iter_nodes(OUTBOX_LABEL, recent, ["_created_at"]):
+            prepared = PreparedEvent.from_node(node)
+            left = tuple(d for d in prepared.deliveries if d[0] not in done)
+            if left:
+                again = PreparedEvent(
+                    prepared.event_id, prepared.event, prepared.body, prepared.created_at, left
+                )
+                queued += self.dispatcher.enqueue(again, attempts)
+        return queued
 
 
 class GraphRecorder:
