@@ -28,7 +28,15 @@ from lineagehub.graph import GraphStore, open_store
 from lineagehub.interfaces.server import create_app
 from lineagehub.samples.example import build_example
 from lineagehub.services.registry import Policy
-from lineagehub.services.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify_signature
+from lineagehub.services.webhooks import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    GraphRecorder,
+    Outbox,
+    WebhookConfig,
+    WebhookDispatcher,
+    verify_signature,
+)
 
 SECRET = "w3bh00k-s3cret"
 POLICIES = {("churn", "Production"): Policy(approvals=1)}
@@ -393,3 +401,57 @@ def test_a_stopping_server_closes_the_requests_store_before_deliveries_drain(
     finally:
         hang.close()
         server.stop()
+
+
+def test_deliveries_a_stop_abandoned_are_sent_by_the_next_start_counting_on(
+    tmp_path: Path,
+) -> None:
+    """A stop gives up on deliveries still retrying (an ``abandoned`` record each): the next
+    start sends them again under their own delivery id, their attempts numbered on from the
+    ones recorded, and a delivered one is not sent again."""
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    answers = {"status": 503}
+    seen: list[tuple[str, str]] = []
+    arrived = threading.Event()
+
+    async def hook(request: Request) -> Response:
+        seen.append((request.headers[DELIVERY_HEADER], json.loads(await request.body())["event"]))
+        arrived.set()
+        return Response(status_code=answers["status"])
+
+    receiver = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    with HubServer(receiver) as rx:
+        config = WebhookConfig(f"{rx.url}/hook", SECRET, backoff_base=60, backoff_max=60)
+
+        def hub() -> tuple[WebhookDispatcher, Outbox]:
+            dispatcher = WebhookDispatcher([config], recorder=GraphRecorder(store))
+            return dispatcher, Outbox(store, dispatcher)
+
+        dispatcher, outbox = hub()
+        outbox("alias.moved", {"alias": "a"})  # refused (503): retried in a minute
+        outbox("model_version.created", {"version": 1})
+        assert arrived.wait(30)
+        dispatcher.close(timeout=0)  # both abandoned: one after its first attempt
+        first = {d for d, _ in seen}
+        assert len(first) in (1, 2)  # the second may not have been tried before the stop
+        answers["status"] = 204
+        dispatcher, outbox = hub()
+        assert outbox.redeliver() == 2
+        assert dispatcher.flush(30)
+        dispatcher.close()
+        tried = [n.props for n in store.iter_nodes("WebhookDelivery")]
+        for delivery in {d for d, _ in seen}:
+            mine = sorted(
+                (r["attempt"], r["outcome"], r["abandoned"])
+                for r in tried
+                if r["delivery_id"] == delivery
+            )
+            assert mine[-1][1] == "delivered" and mine[-1][0] == len(
+                [d for d, _ in seen if d == delivery]
+            )
+        assert first <= {d for d, _ in seen} and len({d for d, _ in seen}) == 2
+        # delivered: a later start sends nothing
+        dispatcher, outbox = hub()
+        assert outbox.redeliver() == 0
+        dispatcher.close()
+    store.close()
