@@ -311,7 +311,7 @@ RULES: dict[str, Rule] = {
     "Query.lineage": Rule(
         V, refs_at("input.roots", "input.asOf"), "read the lineage of these roots"
     ),
-    "Query.impact": Rule(V, refs("ref"), "read the impact of this node"),
+    "Query.impact": Rule(V, refs_at("ref", "asOf"), "read the impact of this node"),
     "Query.path": Rule(V, refs("from", "to"), "read paths between these nodes"),
     "Query.columnLineage": Rule(V, refs("dataset"), "read the column lineage of this dataset"),
     "Query.compareRuns": Rule(V, refs("ids"), "compare these runs"),

@@ -6,6 +6,8 @@ number of store queries.
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -183,11 +185,16 @@ def _params(rows: Any) -> list[ParamChange]:
 class CompareQuery:
     @strawberry.field(
         description="The model versions, deployments, open alerts, runs and owners downstream "
-        "of a dataset version, commit or any node."
+        "of a dataset version, commit or any node. asOf: as the hub knew it then (the "
+        "deployments serving then, the alerts open then; ref read as its name was then)."
     )
-    async def impact(self, info: I, ref: str, depth: int = 10) -> Impact:
+    async def impact(
+        self, info: I, ref: str, depth: int = 10, as_of: datetime | None = None
+    ) -> Impact:
         ctx = info.context
-        result = await ctx.call(ctx.services.lineage.impact, ref, depth)
+        result = await ctx.call(
+            functools.partial(ctx.services.lineage.impact, ref, depth, as_of=as_of)
+        )
         lists = (
             result.model_versions,
             result.deployments,

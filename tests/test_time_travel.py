@@ -186,3 +186,53 @@ async def test_a_card_and_a_report_as_of_a_time_are_of_the_version_named_then(
     answered = await history.gql(query, VIEWER, at=alpha.isoformat())
     assert answered.errors is None, answered.errors
     assert answered.data["modelCard"] == {"versionId": "mv:churn/1", "intendedUse": "version 1"}
+
+
+IMPACT = """query($ref: String!, $at: DateTime) { impact(ref: $ref, asOf: $at) {
+    modelVersions { id } deployments { id } openAlerts { id } runs { ... on Run { name } } } }"""
+
+
+@pytest.mark.anyio
+async def test_the_impact_of_a_dataset_as_of_a_time_is_what_had_come_from_it_then(
+    history: History,
+) -> None:
+    """What a bad input affected as of a time: the versions and runs that had come from it,
+    the deployments serving them then and the alerts open then (without ``asOf``: now)."""
+    client, store = history.client, history.store
+    deployment = client.deploy("churn/1", "prod", name="churn")  # served from now on
+    served = _moment()
+    alert = history.app.state.services.monitor._alert_service().receive_alertmanager(
+        {"alerts": [{"labels": {"alertname": "drift", "deployment": deployment.id}}]}, "ops"
+    )[0]
+    firing = _moment()
+    client.deploy("churn/3", "prod", name="churn")  # the deployment serves 3 (no raw data)
+    history.app.state.services.monitor._alert_service().receive_alertmanager(
+        {"alerts": [{"labels": {"alertname": "drift", "deployment": deployment.id},
+                     "status": "resolved"}]}, "ops"
+    )  # fmt: skip
+    raw = "dataset:lake/raw@latest"
+
+    async def impact(at: datetime | None) -> dict[str, Any]:
+        result = await history.gql(IMPACT, None, ref=raw, at=at.isoformat() if at else None)
+        assert result.errors is None, result.errors
+        got = result.data["impact"]
+        return {k: sorted(x.get("id") or x.get("name") for x in v) for k, v in got.items()}
+
+    trained = {"alpha-1", "beta-2"}  # (the registry's own runs are downstream too)
+    before = await impact(history.times["alpha"])
+    assert (before["modelVersions"], before["deployments"], before["openAlerts"]) == (
+        ["mv:churn/1"],
+        [],
+        [],
+    )
+    assert trained & set(before["runs"]) == {"alpha-1"}
+    then = await impact(served)
+    assert (then["modelVersions"], then["deployments"]) == (
+        ["mv:churn/1", "mv:churn/2"],
+        [deployment.id],
+    )
+    assert then["openAlerts"] == [] and (await impact(firing))["openAlerts"] == [alert.id]
+    now = await impact(None)  # it serves a version the raw data did not make; alert resolved
+    assert (now["deployments"], now["openAlerts"]) == ([], [])
+    assert trained <= set(now["runs"])
+    assert store.verify_audit().ok

@@ -682,11 +682,22 @@ class LineageService:
 
     # --- impact ----------------------------------------------------------------------------
 
-    def impact(self, ref: str, depth: int = 10, *, max_nodes: int = 10_000) -> Impact:
+    def impact(
+        self,
+        ref: str,
+        depth: int = 10,
+        *,
+        max_nodes: int = 10_000,
+        as_of: datetime | None = None,
+    ) -> Impact:
         """Everything downstream of ``ref`` (a dataset version, a code commit, any node):
         the model versions, dataset versions and runs that came from it within ``depth``
         hops, the deployments serving an affected version now, the open alerts about any of
         them, and the owners to notify (see :class:`Impact`).
+
+        ``as_of``: as the hub knew it then (``ref`` read as its name was then, as
+        :meth:`lineage` reads roots): what had come from it by then, the deployments serving
+        then and the alerts open then, with their properties as they are now.
 
         From a code commit (or an environment), downstream means the runs that ran it, then
         onward. A bounded number of queries: one walk (one query per level) and three
@@ -694,7 +705,11 @@ class LineageService:
         """
         depth = _check_int(depth, "depth", 1, self.max_depth)
         budget = _check_int(max_nodes, "max_nodes", 1, self.max_nodes)
-        root = self.resolve(ref)
+        if as_of is not None:
+            as_of = check_time(as_of, "as_of")
+            root = self.resolve_at([ref], as_of, "ref")[0]
+        else:
+            root = self.resolve(ref)
         sub = self.store.traverse(
             [root],
             Direction.DOWNSTREAM,
@@ -703,7 +718,13 @@ class LineageService:
             max_nodes=budget,
             timeout=self.timeout,
             causal=CAUSAL_EDGE_KINDS,
+            as_of=as_of,
         )
+
+        def known(adj: Any) -> bool:  # an edge the hub had recorded by then
+            at = adj.edge.ingested_at
+            return as_of is None or (at is not None and at <= as_of)
+
         by_label: dict[str, list[Node]] = {}
         for t in sub.nodes.values():
             by_label.setdefault(t.node.label, []).append(t.node)
@@ -711,10 +732,10 @@ class LineageService:
         datasets = by_label.get(NodeKind.DATASET_VERSION.value, [])
         runs = by_label.get(NodeKind.RUN.value, [])
 
-        now = to_iso(datetime.now(timezone.utc))
+        now = to_iso(as_of if as_of is not None else datetime.now(timezone.utc))
         deployments: dict[str, Node] = {}
         for d in by_label.get(NodeKind.DEPLOYMENT.value, []):  # the root itself
-            if d.props.get("status") != DeploymentStatus.RETIRED.value:
+            if as_of is not None or d.props.get("status") != DeploymentStatus.RETIRED.value:
                 deployments[d.id] = d
         serving = self.store.neighbors(
             [v.id for v in versions],
@@ -724,10 +745,17 @@ class LineageService:
         )
         for adjacent in serving.values():
             for adj in adjacent:
-                valid_to = adj.edge.props.get("valid_to")
+                valid_from, valid_to = (
+                    adj.edge.props.get("valid_from"),
+                    adj.edge.props.get("valid_to"),
+                )
                 current = valid_to is None or (isinstance(valid_to, str) and valid_to > now)
-                retired = adj.node.props.get("status") == DeploymentStatus.RETIRED.value
-                if current and not retired:
+                if as_of is not None:  # serving then: its interval holds the time
+                    current = current and known(adj)
+                    current = current and not (isinstance(valid_from, str) and valid_from > now)
+                elif adj.node.props.get("status") == DeploymentStatus.RETIRED.value:
+                    current = False
+                if current:
                     deployments[adj.node.id] = adj.node
 
         targets = [n.id for n in (*versions, *datasets, *deployments.values())]
@@ -738,7 +766,8 @@ class LineageService:
             adj.node.id: adj.node
             for adjacent in about.values()
             for adj in adjacent
-            if adj.node.props.get("state") != "resolved"
+            if (adj.node.props.get("state") != "resolved" if as_of is None else _open_at(adj, now))
+            and known(adj)
         }
 
         owned = [n.id for n in (*versions, *datasets)]
@@ -756,6 +785,8 @@ class LineageService:
         )
         for node_id, adjacent in found.items():
             for adj in adjacent:
+                if not known(adj):
+                    continue
                 if adj.edge.kind == EdgeKind.ATTRIBUTED_TO.value or (
                     node_id in run_ids
                     and adj.edge.props.get("role") == AssociationRole.LAUNCHER.value
@@ -1224,6 +1255,15 @@ def _dataset_id(version: Node) -> str | None:
         return Dataset(namespace=ns, name=name).node_id
     except ValidationError:
         return None
+
+
+def _open_at(adj: Any, when: str) -> bool:
+    """Whether the alert of ``adj`` was open at ``when`` (ISO text): fired by then, and not
+    resolved by then."""
+    fired, resolved = adj.node.props.get("fired_at"), adj.node.props.get("resolved_at")
+    if isinstance(fired, str) and fired > when:
+        return False
+    return not (isinstance(resolved, str) and resolved <= when)
 
 
 def _sorted(nodes: Iterable[Node]) -> tuple[Node, ...]:
