@@ -361,6 +361,38 @@ def test_user_text_cannot_inject_into_pictures(tmp_path: Path) -> None:
     store.close()
 
 
+ENTITIES = "&#1; &nbsp; &lt;b&gt; &amp;"
+
+
+@needs_dot
+def test_entity_lookalikes_in_names_stay_text_in_pictures(tmp_path: Path) -> None:
+    """Graphviz decodes HTML entities in labels: a name holding ``&#1;`` made an SVG that XML
+    refuses (browsers drew nothing), and ``&lt;`` was drawn as ``<``."""
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    store.upsert_nodes([Node("run:amp", "Run", {"name": ENTITIES})])
+    sub = LineageService(store).lineage(["run:amp"], "UPSTREAM", 1, 0)
+    for title in (ENTITIES, "plain"):
+        root = svg_of(export_lineage(sub, "svg", title=title))  # parses
+        assert ENTITIES in texts(root)
+        tips = [a.get("{http://www.w3.org/1999/xlink}title") for a in root.iter(f"{SVG}a")]
+        assert f"Run\n{ENTITIES}" in tips
+    store.close()
+
+
+def test_mermaid_labels_cannot_hold_a_directive(tmp_path: Path) -> None:
+    """Mermaid takes ``%%{init: ...}%%`` anywhere in the text as configuration, even inside a
+    quoted label: a dataset's name could restyle (or hide) the whole picture."""
+    directive = "%%{init: {'theme':'dark','themeCSS':'.node{display:none}'}}%%"
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    store.upsert_nodes([Node("run:pct", "Run", {"name": directive})])
+    sub = LineageService(store).lineage(["run:pct"], "UPSTREAM", 1, 0)
+    text = export_lineage(sub, "mmd", title=directive).decode()
+    assert "%" not in text
+    assert "#37;#37;{init: {'theme':'dark'" in text  # drawn as the name, by Mermaid's entities
+    assert "\\u0025\\u0025{init" in text.splitlines()[1]  # the title: YAML's escape
+    store.close()
+
+
 def test_user_text_survives_the_data_formats(tmp_path: Path) -> None:
     store, sub = _evil_graph(tmp_path)
     graph = nx.read_graphml(io.BytesIO(export_lineage(sub, "graphml")))

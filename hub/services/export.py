@@ -636,11 +636,16 @@ def _assign_clusters(
 def _dot_text(lines: Iterable[str]) -> str:
     """A label's lines as a DOT escString, every character literal but our line breaks.
 
-    Backslashes are doubled (``\\N`` or ``\\G`` in a name stay text) and the result is marked
-    not-HTML (a name like ``<b>`` stays text); the ``graphviz`` package quotes it."""
+    Backslashes are doubled (``\\N`` or ``\\G`` in a name stay text), ``&`` is written
+    ``&amp;`` (Graphviz decodes HTML entities in every label: ``&lt;`` in a name would be
+    drawn as ``<``, and ``&#1;`` was copied into the SVG as a character XML refuses, so the
+    picture did not open) and the result is marked not-HTML (a name like ``<b>`` stays text);
+    the ``graphviz`` package quotes it."""
     import graphviz
 
-    return graphviz.nohtml("\\n".join(line.replace("\\", "\\\\") for line in lines))
+    return graphviz.nohtml(
+        "\\n".join(line.replace("\\", "\\\\").replace("&", "&amp;") for line in lines)
+    )
 
 
 MAX_ASPECT = 3.0
@@ -760,10 +765,12 @@ def _graphviz(view: _View, fmt: str) -> bytes:
 # --- Mermaid -----------------------------------------------------------------------------------
 
 # Inside a quoted Mermaid label: entity codes for what would end the string, start a markdown
-# string, an entity, or HTML.
+# string, an entity, or HTML, and ``%`` (Mermaid reads ``%%{init: ...}%%`` anywhere in the
+# text as a directive, even inside a quoted label: a name could restyle the whole picture).
 _MERMAID_ESCAPES = str.maketrans(
     {
         '"': "#quot;",
+        "%": "#37;",
         "#": "#35;",
         "&": "#amp;",
         "<": "#lt;",
@@ -782,7 +789,9 @@ def _mermaid_text(lines: Iterable[str]) -> str:
 def _mermaid(view: _View) -> str:
     out: list[str] = []
     if view.caption:
-        out += ["---", "title: " + json.dumps(" · ".join(view.caption)), "---"]
+        # JSON is YAML; "%" as \u0025, as in labels (never the start of a directive)
+        caption = json.dumps(" · ".join(view.caption)).replace("%", "\\u0025")
+        out += ["---", "title: " + caption, "---"]
     out.append("flowchart LR")
 
     def declare(node: _VNode, indent: str) -> None:
