@@ -628,3 +628,42 @@ def test_pictures_keep_the_nodes_nearest_the_roots_within_the_budget(tmp_path: P
     graph = nx.read_graphml(io.BytesIO(export_lineage(sub, "graphml")))
     assert graph.number_of_nodes() == 401
     store.close()
+
+
+@needs_dot
+def test_pictures_keep_within_the_edge_budget(tmp_path: Path) -> None:
+    """300 nodes can hold 11,400 edges (150 runs each using a different half of 150 dataset
+    versions): ``dot`` took a minute and a half on that. The picture keeps the nodes nearest
+    the roots up to MAX_PICTURE_EDGES edges and says so; the data formats keep every edge."""
+    import random
+
+    from lineagehub.services.export import MAX_PICTURE_EDGES
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    pick = random.Random(7)
+    nodes = [Node("dsv:src", "DatasetVersion", {"name": "src"})]
+    nodes += [Node(f"dsv:{i}", "DatasetVersion", {"name": f"d{i}"}) for i in range(150)]
+    nodes += [Node(f"run:{j}", "Run", {"name": f"r{j}"}) for j in range(150)]
+    edges = [Edge(f"dsv:{i}", "dsv:src", "DERIVED_FROM") for i in range(150)]
+    edges += [
+        Edge(f"run:{j}", f"dsv:{i}", "USED")
+        for j in range(150)
+        for i in pick.sample(range(150), 75)
+    ]
+    store.upsert_nodes(nodes)
+    store.upsert_edges(edges)
+    sub = LineageService(store).lineage(["dsv:src"], "DOWNSTREAM", 2, 2, max_nodes=1000)
+    assert len(sub.nodes) == 301 and len(sub.edges) == 150 + 150 * 75
+    source = export_lineage(sub, "dot").decode()
+    drawn = re.findall(r"^\s*(?:n|g)\d+ -> (?:n|g)\d+", source, flags=re.MULTILINE)
+    assert 0 < len(drawn) <= MAX_PICTURE_EDGES
+    kept = dot_nodes(source)
+    assert (
+        'DatasetVersion\\nsrc"' in " ".join(kept.values()) and len(kept) >= 151
+    )  # the root, its versions
+    assert "nodes nearest the roots of 301" in source
+    root = svg_of(export_lineage(sub, "svg"))
+    assert len(groups(root, "edge")) == len(drawn)
+    graph = nx.read_graphml(io.BytesIO(export_lineage(sub, "graphml")))
+    assert graph.number_of_edges() == len(sub.edges)
+    store.close()

@@ -88,7 +88,10 @@ DEFAULT_COLLAPSE_ABOVE = 60
 #: drawings are neither readable nor quick to lay out (Graphviz takes about a minute for 1,500
 #: nodes with 8,000 edges); the data formats always hold everything.
 MAX_PICTURE_NODES = 300
-"""Pictures of more nodes than this collapse sibling runs into group nodes."""
+#: ... and at most this many edges (after merging those between the same two nodes): 300 nodes
+#: where many runs each used many of the same 150 datasets made 11,400 edges, which ``dot``
+#: took a minute and a half to lay out (an HTTP request held as long); 1,000 take a second.
+MAX_PICTURE_EDGES = 1000
 
 _PICTURES = frozenset({"dot", "svg", "png", "pdf"})
 
@@ -476,7 +479,7 @@ def _build_view(
 
     view = _View(nodes, edges)
     shown_all = len(view.nodes)
-    if shown_all > MAX_PICTURE_NODES:
+    if shown_all > MAX_PICTURE_NODES or len(view.edges) > MAX_PICTURE_EDGES:
         _keep_nearest(sub, view, rep, focused)
     if cluster:
         _assign_clusters(sub, view, rep, experiment_of, groups, group_label)
@@ -499,9 +502,11 @@ def _build_view(
 
 
 def _keep_nearest(sub: Subgraph, view: _View, rep: Mapping[str, str], focused: set[str]) -> None:
-    """Cut the view to :data:`MAX_PICTURE_NODES` nodes: the focus nodes and those nearest the
-    roots (a group node is as near as its nearest member, and comes before single nodes as
-    near: it stands for many), in discovery order among equals."""
+    """Cut the view to :data:`MAX_PICTURE_NODES` nodes and :data:`MAX_PICTURE_EDGES` edges:
+    the focus nodes and those nearest the roots (a group node is as near as its nearest
+    member, and comes before single nodes as near: it stands for many), in discovery order
+    among equals, up to the first node whose edges to those kept would pass the edge budget
+    (the focus nodes are kept whatever their edges)."""
     distance: dict[str, int] = {}
     order: dict[str, int] = {}
     for i, (node_id, t) in enumerate(sub.nodes.items()):
@@ -517,7 +522,19 @@ def _keep_nearest(sub: Subgraph, view: _View, rep: Mapping[str, str], focused: s
             order.get(k, 0),
         ),
     )
-    keep = set(ranked[:MAX_PICTURE_NODES])
+    touching: dict[str, list[_VEdge]] = {}
+    for e in view.edges:
+        touching.setdefault(e.tail, []).append(e)
+        if e.head != e.tail:
+            touching.setdefault(e.head, []).append(e)
+    keep: set[str] = set()
+    edges = 0
+    for k in ranked[:MAX_PICTURE_NODES]:
+        more = sum(1 for e in touching.get(k, ()) if {e.tail, e.head} <= keep | {k})
+        if keep and edges + more > MAX_PICTURE_EDGES and not view.nodes[k].focus:
+            break
+        keep.add(k)
+        edges += more
     view.nodes = {k: n for k, n in view.nodes.items() if k in keep}
     view.edges = [e for e in view.edges if e.tail in keep and e.head in keep]
 
