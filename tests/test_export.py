@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import re
 import shutil
 import uuid
@@ -635,7 +636,6 @@ def test_pictures_keep_within_the_edge_budget(tmp_path: Path) -> None:
     """300 nodes can hold 11,400 edges (150 runs each using a different half of 150 dataset
     versions): ``dot`` took a minute and a half on that. The picture keeps the nodes nearest
     the roots up to MAX_PICTURE_EDGES edges and says so; the data formats keep every edge."""
-    import random
 
     from lineagehub.services.export import MAX_PICTURE_EDGES
 
@@ -666,4 +666,38 @@ def test_pictures_keep_within_the_edge_budget(tmp_path: Path) -> None:
     assert len(groups(root, "edge")) == len(drawn)
     graph = nx.read_graphml(io.BytesIO(export_lineage(sub, "graphml")))
     assert graph.number_of_edges() == len(sub.edges)
+    store.close()
+
+
+def test_mermaid_keeps_within_mermaid_s_own_limits(tmp_path: Path) -> None:
+    """Mermaid refuses a diagram of more than 500 edges or 50,000 characters (its maxEdges
+    and maxTextSize defaults): GitHub and wikis showed an error instead of the picture."""
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    pick = random.Random(3)
+    quoted = '"' * 60  # each one written as #quot;: a label six times its name's length
+    nodes = [Node("dsv:src", "DatasetVersion", {"name": "src"})]
+    nodes += [Node(f"dsv:{i}", "DatasetVersion", {"name": f"d{i}"}) for i in range(150)]
+    nodes += [Node(f"run:{j}", "Run", {"name": quoted}) for j in range(150)]
+    edges = [Edge(f"dsv:{i}", "dsv:src", "DERIVED_FROM") for i in range(150)]
+    edges += [
+        Edge(f"run:{j}", f"dsv:{i}", "USED") for j in range(150) for i in pick.sample(range(150), 2)
+    ]
+    store.upsert_nodes(nodes)
+    store.upsert_edges(edges)
+    sub = LineageService(store).lineage(["dsv:src"], "DOWNSTREAM", 2, 2, max_nodes=1000)
+    assert len(sub.nodes) == 301 and len(sub.edges) == 150 + 150 * 2
+    text = export_lineage(sub, "mmd", focus=["dsv:src"]).decode()
+    arrows = [line for line in text.splitlines() if "-->" in line or "==>" in line]
+    assert 0 < len(arrows) <= 500  # Mermaid's maxEdges
+    assert len(text) <= 50_000  # Mermaid's maxTextSize
+    assert re.search(r"showing the \d+ nodes nearest the roots of", text)
+    assert re.search(r"^\s+n0\[\(\"DatasetVersion<br/>src", text, flags=re.MULTILINE)  # the root
+    # 450 edges, but 150 labels of 60 quotes: 60,000 characters; Graphviz draws them all
+    assert "nodes nearest the roots" not in export_lineage(sub, "dot").decode()
+    many = sub.edges + [
+        Edge(f"run:{j}", f"dsv:{i}", "USED") for j in range(150) for i in range(150)
+    ]  # and 22,800 edges: still within both
+    text = export_lineage(Subgraph(sub.nodes, many), "mmd").decode()
+    assert len(text) <= 50_000
+    assert sum(1 for line in text.splitlines() if "-->" in line or "==>" in line) <= 500
     store.close()

@@ -92,6 +92,11 @@ MAX_PICTURE_NODES = 300
 #: where many runs each used many of the same 150 datasets made 11,400 edges, which ``dot``
 #: took a minute and a half to lay out (an HTTP request held as long); 1,000 take a second.
 MAX_PICTURE_EDGES = 1000
+#: Mermaid's own defaults refuse a diagram of more than 500 edges (``maxEdges``) or 50,000
+#: characters (``maxTextSize``): GitHub, GitLab and wikis then show an error, not the
+#: picture. A Mermaid export keeps within both.
+MERMAID_MAX_EDGES = 500
+MERMAID_MAX_TEXT = 50_000
 
 _PICTURES = frozenset({"dot", "svg", "png", "pdf"})
 
@@ -206,10 +211,10 @@ def export_lineage(
         )
     focus_ids = [f for f in dict.fromkeys(focus) if f in sub.nodes]
     if fmt in _PICTURES or fmt == "mmd":
-        view = _build_view(sub, focus_ids, cluster, collapse_above, title, policies, context_nodes)
+        args = (sub, focus_ids, cluster, collapse_above, title, policies, context_nodes)
         if fmt == "mmd":
-            return _mermaid(view).encode()
-        return _graphviz(view, fmt)
+            return _mermaid_within_limits(*args).encode()
+        return _graphviz(_build_view(*args), fmt)
     if fmt == "graphml":
         return _graphml(sub, focus_ids, title)
     if fmt == "json":
@@ -425,6 +430,8 @@ def _build_view(
     title: str | None,
     policies: Mapping[Any, Any] | None = None,
     context_nodes: bool = False,
+    max_nodes: int = MAX_PICTURE_NODES,
+    max_edges: int = MAX_PICTURE_EDGES,
 ) -> _View:
     keys = {node_id: f"n{i}" for i, node_id in enumerate(sub.nodes)}
     focused = set(focus)
@@ -479,8 +486,8 @@ def _build_view(
 
     view = _View(nodes, edges)
     shown_all = len(view.nodes)
-    if shown_all > MAX_PICTURE_NODES or len(view.edges) > MAX_PICTURE_EDGES:
-        _keep_nearest(sub, view, rep, focused)
+    if shown_all > max_nodes or len(view.edges) > max_edges:
+        _keep_nearest(sub, view, rep, focused, max_nodes, max_edges)
     if cluster:
         _assign_clusters(sub, view, rep, experiment_of, groups, group_label)
     if title:
@@ -501,8 +508,15 @@ def _build_view(
     return view
 
 
-def _keep_nearest(sub: Subgraph, view: _View, rep: Mapping[str, str], focused: set[str]) -> None:
-    """Cut the view to :data:`MAX_PICTURE_NODES` nodes and :data:`MAX_PICTURE_EDGES` edges:
+def _keep_nearest(
+    sub: Subgraph,
+    view: _View,
+    rep: Mapping[str, str],
+    focused: set[str],
+    max_nodes: int,
+    max_edges: int,
+) -> None:
+    """Cut the view to ``max_nodes`` nodes and ``max_edges`` edges:
     the focus nodes and those nearest the roots (a group node is as near as its nearest
     member, and comes before single nodes as near: it stands for many), in discovery order
     among equals, up to the first node whose edges to those kept would pass the edge budget
@@ -529,9 +543,9 @@ def _keep_nearest(sub: Subgraph, view: _View, rep: Mapping[str, str], focused: s
             touching.setdefault(e.head, []).append(e)
     keep: set[str] = set()
     edges = 0
-    for k in ranked[:MAX_PICTURE_NODES]:
+    for k in ranked[:max_nodes]:
         more = sum(1 for e in touching.get(k, ()) if {e.tail, e.head} <= keep | {k})
-        if keep and edges + more > MAX_PICTURE_EDGES and not view.nodes[k].focus:
+        if keep and edges + more > max_edges and not view.nodes[k].focus:
             break
         keep.add(k)
         edges += more
@@ -801,6 +815,30 @@ _MERMAID_ESCAPES = str.maketrans(
 
 def _mermaid_text(lines: Iterable[str]) -> str:
     return '"' + "<br/>".join(line.translate(_MERMAID_ESCAPES) for line in lines) + '"'
+
+
+def _mermaid_within_limits(
+    sub: Subgraph,
+    focus: Sequence[str],
+    cluster: bool,
+    collapse_above: int | None,
+    title: str | None,
+    policies: Mapping[Any, Any] | None,
+    context_nodes: bool,
+) -> str:
+    """The Mermaid text of the picture, cut (nearest the roots kept, as for Graphviz) until it
+    is within :data:`MERMAID_MAX_EDGES` and :data:`MERMAID_MAX_TEXT` (UTF-16 code units, as
+    Mermaid counts)."""
+    max_nodes = MAX_PICTURE_NODES
+    while True:
+        view = _build_view(
+            sub, focus, cluster, collapse_above, title, policies, context_nodes,
+            max_nodes=max_nodes, max_edges=MERMAID_MAX_EDGES,
+        )  # fmt: skip
+        text = _mermaid(view)
+        if len(text.encode("utf-16-le")) // 2 <= MERMAID_MAX_TEXT or len(view.nodes) <= 1:
+            return text
+        max_nodes = max(1, len(view.nodes) * 3 // 4)
 
 
 def _mermaid(view: _View) -> str:
