@@ -9,7 +9,8 @@ rules, after :func:`limit_errors` has measured every operation with its fragment
   every time they are spread (at most :data:`MAX_COST`);
 - aliases: the aliased fields, counted the same way (at most :data:`MAX_ALIASES`);
 - walks: the root fields that walk the graph (:data:`WALKS`: traces, paths, diffs,
-  reports), counted the same way (at most :data:`MAX_WALKS`).
+  reports) and the exports of lineage results (:data:`EXPORTS`, at any depth), counted the
+  same way (at most :data:`MAX_WALKS`).
 
 Each fragment is measured once and its measure reused at every spread, so a fragment that
 spreads the next one twice, 30 levels deep, costs 30 steps to measure (and is refused: its
@@ -78,6 +79,10 @@ WALKS = frozenset(
         "verifyAuditLog",
     }
 )
+#: Fields, wherever they are, that are as much work as a walk: a lineage result's ``export``
+#: lays a picture out with Graphviz (a second or more for a large one); fifty aliased exports
+#: of one result held the server for fifty of them, in one request.
+EXPORTS = frozenset({"export"})
 MAX_WALKS = 4
 #: Seconds that parsing and validating one request may take.
 TIME_BUDGET = 2.0
@@ -181,7 +186,8 @@ def measure_operations(
                 depth = max(depth, 1 + inner.depth)
                 cost += 1 + inner.cost
                 aliases += inner.aliases + (1 if sel.alias is not None else 0)
-                walks += root and sel.name.value in WALKS
+                walks += inner.walks + (root and sel.name.value in WALKS)
+                walks += sel.name.value in EXPORTS
                 continue
             if isinstance(sel, InlineFragmentNode):
                 inner = selections(sel.selection_set, nesting + 1, root)
@@ -220,7 +226,12 @@ def limit_errors(document: DocumentNode, deadline: float | None = None) -> list[
             ("depth", found.depth, MAX_DEPTH, "fields deep"),
             ("cost", found.cost, MAX_COST, "fields with its fragments expanded"),
             ("aliases", found.aliases, MAX_ALIASES, "aliases with its fragments expanded"),
-            ("walks", found.walks, MAX_WALKS, "graph walks (lineage, impact, path, reports)"),
+            (
+                "walks",
+                found.walks,
+                MAX_WALKS,
+                "graph walks (lineage, impact, path, reports, exports)",
+            ),
         ):
             if value > maximum:
                 verb = "is" if limit == "depth" else "resolves" if limit == "cost" else "has"

@@ -89,6 +89,24 @@ def test_every_format_with_its_media_type(http: httpx.Client) -> None:
     assert [json.loads(e)["job"]["name"] for e in events] == ["gbm-depth5", "clean-customers"]
 
 
+def test_exports_opened_in_a_browser_run_nothing_and_are_never_sniffed(
+    http: httpx.Client,
+) -> None:
+    """An export holds text from the graph and comes from the API's origin: an SVG opened in
+    a browser tab is a document, so every export says it may run no script, fetch nothing,
+    not be framed, and has exactly the type it names."""
+    for ext in ("svg", "png", "pdf", "dot", "mmd", "graphml", "json", "prov", "jsonl"):
+        if ext in ("svg", "png", "pdf") and shutil.which("dot") is None:
+            continue
+        response = http.get(f"/export/lineage/model:churn/2.{ext}")
+        assert response.status_code == 200, (ext, response.text)
+        assert response.headers["x-content-type-options"] == "nosniff"
+        policy = response.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        assert "script-src" not in policy
+        assert ("sandbox" in policy) == (ext != "pdf")
+
+
 def test_query_options_change_the_graph(http: httpx.Client) -> None:
     clean = "dataset:warehouse/customers_clean@latest"
     up = node_ids(http, f"/export/lineage/{clean}.json")

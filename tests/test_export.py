@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import re
 import shutil
 import uuid
@@ -361,6 +362,38 @@ def test_user_text_cannot_inject_into_pictures(tmp_path: Path) -> None:
     store.close()
 
 
+ENTITIES = "&#1; &nbsp; &lt;b&gt; &amp;"
+
+
+@needs_dot
+def test_entity_lookalikes_in_names_stay_text_in_pictures(tmp_path: Path) -> None:
+    """Graphviz decodes HTML entities in labels: a name holding ``&#1;`` made an SVG that XML
+    refuses (browsers drew nothing), and ``&lt;`` was drawn as ``<``."""
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    store.upsert_nodes([Node("run:amp", "Run", {"name": ENTITIES})])
+    sub = LineageService(store).lineage(["run:amp"], "UPSTREAM", 1, 0)
+    for title in (ENTITIES, "plain"):
+        root = svg_of(export_lineage(sub, "svg", title=title))  # parses
+        assert ENTITIES in texts(root)
+        tips = [a.get("{http://www.w3.org/1999/xlink}title") for a in root.iter(f"{SVG}a")]
+        assert f"Run\n{ENTITIES}" in tips
+    store.close()
+
+
+def test_mermaid_labels_cannot_hold_a_directive(tmp_path: Path) -> None:
+    """Mermaid takes ``%%{init: ...}%%`` anywhere in the text as configuration, even inside a
+    quoted label: a dataset's name could restyle (or hide) the whole picture."""
+    directive = "%%{init: {'theme':'dark','themeCSS':'.node{display:none}'}}%%"
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    store.upsert_nodes([Node("run:pct", "Run", {"name": directive})])
+    sub = LineageService(store).lineage(["run:pct"], "UPSTREAM", 1, 0)
+    text = export_lineage(sub, "mmd", title=directive).decode()
+    assert "%" not in text
+    assert "#37;#37;{init: {'theme':'dark'" in text  # drawn as the name, by Mermaid's entities
+    assert "\\u0025\\u0025{init" in text.splitlines()[1]  # the title: YAML's escape
+    store.close()
+
+
 def test_user_text_survives_the_data_formats(tmp_path: Path) -> None:
     store, sub = _evil_graph(tmp_path)
     graph = nx.read_graphml(io.BytesIO(export_lineage(sub, "graphml")))
@@ -595,4 +628,76 @@ def test_pictures_keep_the_nodes_nearest_the_roots_within_the_budget(tmp_path: P
     assert len(export_lineage(sub, "svg", focus=[root], collapse_above=None)) > 0
     graph = nx.read_graphml(io.BytesIO(export_lineage(sub, "graphml")))
     assert graph.number_of_nodes() == 401
+    store.close()
+
+
+@needs_dot
+def test_pictures_keep_within_the_edge_budget(tmp_path: Path) -> None:
+    """300 nodes can hold 11,400 edges (150 runs each using a different half of 150 dataset
+    versions): ``dot`` took a minute and a half on that. The picture keeps the nodes nearest
+    the roots up to MAX_PICTURE_EDGES edges and says so; the data formats keep every edge."""
+
+    from lineagehub.services.export import MAX_PICTURE_EDGES
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    pick = random.Random(7)
+    nodes = [Node("dsv:src", "DatasetVersion", {"name": "src"})]
+    nodes += [Node(f"dsv:{i}", "DatasetVersion", {"name": f"d{i}"}) for i in range(150)]
+    nodes += [Node(f"run:{j}", "Run", {"name": f"r{j}"}) for j in range(150)]
+    edges = [Edge(f"dsv:{i}", "dsv:src", "DERIVED_FROM") for i in range(150)]
+    edges += [
+        Edge(f"run:{j}", f"dsv:{i}", "USED")
+        for j in range(150)
+        for i in pick.sample(range(150), 75)
+    ]
+    store.upsert_nodes(nodes)
+    store.upsert_edges(edges)
+    sub = LineageService(store).lineage(["dsv:src"], "DOWNSTREAM", 2, 2, max_nodes=1000)
+    assert len(sub.nodes) == 301 and len(sub.edges) == 150 + 150 * 75
+    source = export_lineage(sub, "dot").decode()
+    drawn = re.findall(r"^\s*(?:n|g)\d+ -> (?:n|g)\d+", source, flags=re.MULTILINE)
+    assert 0 < len(drawn) <= MAX_PICTURE_EDGES
+    kept = dot_nodes(source)
+    assert (
+        'DatasetVersion\\nsrc"' in " ".join(kept.values()) and len(kept) >= 151
+    )  # the root, its versions
+    assert "nodes nearest the roots of 301" in source
+    root = svg_of(export_lineage(sub, "svg"))
+    assert len(groups(root, "edge")) == len(drawn)
+    graph = nx.read_graphml(io.BytesIO(export_lineage(sub, "graphml")))
+    assert graph.number_of_edges() == len(sub.edges)
+    store.close()
+
+
+def test_mermaid_keeps_within_mermaid_s_own_limits(tmp_path: Path) -> None:
+    """Mermaid refuses a diagram of more than 500 edges or 50,000 characters (its maxEdges
+    and maxTextSize defaults): GitHub and wikis showed an error instead of the picture."""
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}")
+    pick = random.Random(3)
+    quoted = '"' * 60  # each one written as #quot;: a label six times its name's length
+    nodes = [Node("dsv:src", "DatasetVersion", {"name": "src"})]
+    nodes += [Node(f"dsv:{i}", "DatasetVersion", {"name": f"d{i}"}) for i in range(150)]
+    nodes += [Node(f"run:{j}", "Run", {"name": quoted}) for j in range(150)]
+    edges = [Edge(f"dsv:{i}", "dsv:src", "DERIVED_FROM") for i in range(150)]
+    edges += [
+        Edge(f"run:{j}", f"dsv:{i}", "USED") for j in range(150) for i in pick.sample(range(150), 2)
+    ]
+    store.upsert_nodes(nodes)
+    store.upsert_edges(edges)
+    sub = LineageService(store).lineage(["dsv:src"], "DOWNSTREAM", 2, 2, max_nodes=1000)
+    assert len(sub.nodes) == 301 and len(sub.edges) == 150 + 150 * 2
+    text = export_lineage(sub, "mmd", focus=["dsv:src"]).decode()
+    arrows = [line for line in text.splitlines() if "-->" in line or "==>" in line]
+    assert 0 < len(arrows) <= 500  # Mermaid's maxEdges
+    assert len(text) <= 50_000  # Mermaid's maxTextSize
+    assert re.search(r"showing the \d+ nodes nearest the roots of", text)
+    assert re.search(r"^\s+n0\[\(\"DatasetVersion<br/>src", text, flags=re.MULTILINE)  # the root
+    # 450 edges, but 150 labels of 60 quotes: 60,000 characters; Graphviz draws them all
+    assert "nodes nearest the roots" not in export_lineage(sub, "dot").decode()
+    many = sub.edges + [
+        Edge(f"run:{j}", f"dsv:{i}", "USED") for j in range(150) for i in range(150)
+    ]  # and 22,800 edges: still within both
+    text = export_lineage(Subgraph(sub.nodes, many), "mmd").decode()
+    assert len(text) <= 50_000
+    assert sum(1 for line in text.splitlines() if "-->" in line or "==>" in line) <= 500
     store.close()

@@ -108,6 +108,19 @@ def test_in_process_execution_has_the_same_limits() -> None:
             'fragment B on Query { impact(ref: "run:x") { __typename } }',
             "walks",
         ),
+        # a lineage result's exports count as walks: forty-six aliased SVG exports of a
+        # 300-node result held a server for 21 s in one request (dot laid each out anew)
+        (
+            '{ lineage(input: {roots: ["run:x"]}) { '
+            + " ".join(f"e{i}: export(format: SVG)" for i in range(MAX_WALKS))
+            + " } }",
+            "walks",
+        ),
+        (
+            '{ lineage(input: {roots: ["run:x"]}) { ...E ...E } } '
+            "fragment E on Lineage { a: export(format: DOT) b: export(format: SVG) }",
+            "walks",
+        ),
         # nested far past the depth limit: refused, not a RecursionError
         ("{ " + "a { " * 2400 + "b" + " }" * 2400 + " }", "depth"),
         ("{ " + "a { " * 1200 + "b" + " }" * 1200 + " }", "depth"),

@@ -671,6 +671,22 @@ async def _graphiql_asset(request: Request) -> Response:
     )
 
 
+#: Exports hold text from the graph and are served from the API's own origin: a browser opening
+#: one (an SVG is a document that could hold script) runs nothing, loads nothing, is framed by
+#: nobody and never guesses another type. Keyed by "is it a PDF": Chrome's PDF viewer does not
+#: open in a CSP sandbox.
+EXPORT_HEADERS = {
+    False: {
+        "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
+        "img-src data:; frame-ancestors 'none'; sandbox",
+        "x-content-type-options": "nosniff",
+    },
+    True: {
+        "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+        "x-content-type-options": "nosniff",
+    },
+}
+
 #: The lineage explorer's build (``npm run build`` in ``web/`` writes it; see web/README.md).
 EXPLORER_DIR = Path(__file__).parent / "static" / "explorer"
 #: The files under ``/explorer/`` (nothing else of the folder is served).
@@ -984,6 +1000,7 @@ def create_app(
             "content-disposition": f'inline; filename="{filename}.{_EXPORT_EXT[fmt]}"',
             "x-lineage-truncated": "true" if truncated else "false",
             "x-lineage-withheld": str(withheld),
+            **EXPORT_HEADERS[fmt == "pdf"],
         }
         return Response(body, media_type=FORMATS[fmt], headers=headers)
 

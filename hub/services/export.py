@@ -88,7 +88,15 @@ DEFAULT_COLLAPSE_ABOVE = 60
 #: drawings are neither readable nor quick to lay out (Graphviz takes about a minute for 1,500
 #: nodes with 8,000 edges); the data formats always hold everything.
 MAX_PICTURE_NODES = 300
-"""Pictures of more nodes than this collapse sibling runs into group nodes."""
+#: ... and at most this many edges (after merging those between the same two nodes): 300 nodes
+#: where many runs each used many of the same 150 datasets made 11,400 edges, which ``dot``
+#: took a minute and a half to lay out (an HTTP request held as long); 1,000 take a second.
+MAX_PICTURE_EDGES = 1000
+#: Mermaid's own defaults refuse a diagram of more than 500 edges (``maxEdges``) or 50,000
+#: characters (``maxTextSize``): GitHub, GitLab and wikis then show an error, not the
+#: picture. A Mermaid export keeps within both.
+MERMAID_MAX_EDGES = 500
+MERMAID_MAX_TEXT = 50_000
 
 _PICTURES = frozenset({"dot", "svg", "png", "pdf"})
 
@@ -203,10 +211,10 @@ def export_lineage(
         )
     focus_ids = [f for f in dict.fromkeys(focus) if f in sub.nodes]
     if fmt in _PICTURES or fmt == "mmd":
-        view = _build_view(sub, focus_ids, cluster, collapse_above, title, policies, context_nodes)
+        args = (sub, focus_ids, cluster, collapse_above, title, policies, context_nodes)
         if fmt == "mmd":
-            return _mermaid(view).encode()
-        return _graphviz(view, fmt)
+            return _mermaid_within_limits(*args).encode()
+        return _graphviz(_build_view(*args), fmt)
     if fmt == "graphml":
         return _graphml(sub, focus_ids, title)
     if fmt == "json":
@@ -422,6 +430,8 @@ def _build_view(
     title: str | None,
     policies: Mapping[Any, Any] | None = None,
     context_nodes: bool = False,
+    max_nodes: int = MAX_PICTURE_NODES,
+    max_edges: int = MAX_PICTURE_EDGES,
 ) -> _View:
     keys = {node_id: f"n{i}" for i, node_id in enumerate(sub.nodes)}
     focused = set(focus)
@@ -476,8 +486,8 @@ def _build_view(
 
     view = _View(nodes, edges)
     shown_all = len(view.nodes)
-    if shown_all > MAX_PICTURE_NODES:
-        _keep_nearest(sub, view, rep, focused)
+    if shown_all > max_nodes or len(view.edges) > max_edges:
+        _keep_nearest(sub, view, rep, focused, max_nodes, max_edges)
     if cluster:
         _assign_clusters(sub, view, rep, experiment_of, groups, group_label)
     if title:
@@ -498,10 +508,19 @@ def _build_view(
     return view
 
 
-def _keep_nearest(sub: Subgraph, view: _View, rep: Mapping[str, str], focused: set[str]) -> None:
-    """Cut the view to :data:`MAX_PICTURE_NODES` nodes: the focus nodes and those nearest the
-    roots (a group node is as near as its nearest member, and comes before single nodes as
-    near: it stands for many), in discovery order among equals."""
+def _keep_nearest(
+    sub: Subgraph,
+    view: _View,
+    rep: Mapping[str, str],
+    focused: set[str],
+    max_nodes: int,
+    max_edges: int,
+) -> None:
+    """Cut the view to ``max_nodes`` nodes and ``max_edges`` edges:
+    the focus nodes and those nearest the roots (a group node is as near as its nearest
+    member, and comes before single nodes as near: it stands for many), in discovery order
+    among equals, up to the first node whose edges to those kept would pass the edge budget
+    (the focus nodes are kept whatever their edges)."""
     distance: dict[str, int] = {}
     order: dict[str, int] = {}
     for i, (node_id, t) in enumerate(sub.nodes.items()):
@@ -517,7 +536,19 @@ def _keep_nearest(sub: Subgraph, view: _View, rep: Mapping[str, str], focused: s
             order.get(k, 0),
         ),
     )
-    keep = set(ranked[:MAX_PICTURE_NODES])
+    touching: dict[str, list[_VEdge]] = {}
+    for e in view.edges:
+        touching.setdefault(e.tail, []).append(e)
+        if e.head != e.tail:
+            touching.setdefault(e.head, []).append(e)
+    keep: set[str] = set()
+    edges = 0
+    for k in ranked[:max_nodes]:
+        more = sum(1 for e in touching.get(k, ()) if {e.tail, e.head} <= keep | {k})
+        if keep and edges + more > max_edges and not view.nodes[k].focus:
+            break
+        keep.add(k)
+        edges += more
     view.nodes = {k: n for k, n in view.nodes.items() if k in keep}
     view.edges = [e for e in view.edges if e.tail in keep and e.head in keep]
 
@@ -636,11 +667,16 @@ def _assign_clusters(
 def _dot_text(lines: Iterable[str]) -> str:
     """A label's lines as a DOT escString, every character literal but our line breaks.
 
-    Backslashes are doubled (``\\N`` or ``\\G`` in a name stay text) and the result is marked
-    not-HTML (a name like ``<b>`` stays text); the ``graphviz`` package quotes it."""
+    Backslashes are doubled (``\\N`` or ``\\G`` in a name stay text), ``&`` is written
+    ``&amp;`` (Graphviz decodes HTML entities in every label: ``&lt;`` in a name would be
+    drawn as ``<``, and ``&#1;`` was copied into the SVG as a character XML refuses, so the
+    picture did not open) and the result is marked not-HTML (a name like ``<b>`` stays text);
+    the ``graphviz`` package quotes it."""
     import graphviz
 
-    return graphviz.nohtml("\\n".join(line.replace("\\", "\\\\") for line in lines))
+    return graphviz.nohtml(
+        "\\n".join(line.replace("\\", "\\\\").replace("&", "&amp;") for line in lines)
+    )
 
 
 MAX_ASPECT = 3.0
@@ -760,10 +796,12 @@ def _graphviz(view: _View, fmt: str) -> bytes:
 # --- Mermaid -----------------------------------------------------------------------------------
 
 # Inside a quoted Mermaid label: entity codes for what would end the string, start a markdown
-# string, an entity, or HTML.
+# string, an entity, or HTML, and ``%`` (Mermaid reads ``%%{init: ...}%%`` anywhere in the
+# text as a directive, even inside a quoted label: a name could restyle the whole picture).
 _MERMAID_ESCAPES = str.maketrans(
     {
         '"': "#quot;",
+        "%": "#37;",
         "#": "#35;",
         "&": "#amp;",
         "<": "#lt;",
@@ -779,10 +817,36 @@ def _mermaid_text(lines: Iterable[str]) -> str:
     return '"' + "<br/>".join(line.translate(_MERMAID_ESCAPES) for line in lines) + '"'
 
 
+def _mermaid_within_limits(
+    sub: Subgraph,
+    focus: Sequence[str],
+    cluster: bool,
+    collapse_above: int | None,
+    title: str | None,
+    policies: Mapping[Any, Any] | None,
+    context_nodes: bool,
+) -> str:
+    """The Mermaid text of the picture, cut (nearest the roots kept, as for Graphviz) until it
+    is within :data:`MERMAID_MAX_EDGES` and :data:`MERMAID_MAX_TEXT` (UTF-16 code units, as
+    Mermaid counts)."""
+    max_nodes = MAX_PICTURE_NODES
+    while True:
+        view = _build_view(
+            sub, focus, cluster, collapse_above, title, policies, context_nodes,
+            max_nodes=max_nodes, max_edges=MERMAID_MAX_EDGES,
+        )  # fmt: skip
+        text = _mermaid(view)
+        if len(text.encode("utf-16-le")) // 2 <= MERMAID_MAX_TEXT or len(view.nodes) <= 1:
+            return text
+        max_nodes = max(1, len(view.nodes) * 3 // 4)
+
+
 def _mermaid(view: _View) -> str:
     out: list[str] = []
     if view.caption:
-        out += ["---", "title: " + json.dumps(" · ".join(view.caption)), "---"]
+        # JSON is YAML; "%" as \u0025, as in labels (never the start of a directive)
+        caption = json.dumps(" · ".join(view.caption)).replace("%", "\\u0025")
+        out += ["---", "title: " + caption, "---"]
     out.append("flowchart LR")
 
     def declare(node: _VNode, indent: str) -> None:
