@@ -701,3 +701,15 @@ def test_mermaid_keeps_within_mermaid_s_own_limits(tmp_path: Path) -> None:
     assert len(text) <= 50_000
     assert sum(1 for line in text.splitlines() if "-->" in line or "==>" in line) <= 500
     store.close()
+
+
+@needs_dot
+def test_a_picture_dot_cannot_draw_in_time_is_refused_and_dot_stopped(whole: Subgraph) -> None:
+    """``dot`` ran without a time limit (graphviz's ``pipe()`` takes none): whatever it could
+    not draw held its request and its process. Past ``render_timeout`` (60 s; a millionth of
+    a second here, which no process starts within) the picture is refused, naming what to
+    draw less of, and the process is killed; in time, it is drawn."""
+    with pytest.raises(ValidationError, match="did not draw the picture within") as refused:
+        export_lineage(whole, "svg", render_timeout=1e-6)
+    assert refused.value.field == "format"
+    assert export_lineage(whole, "svg").startswith(b"<?xml")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,8 @@ SUFFIXES: dict[str, str] = {
 """File suffix -> format (the longest matching suffix wins: ``x.prov.json`` is PROV)."""
 
 DEFAULT_COLLAPSE_ABOVE = 60
+#: Seconds Graphviz's ``dot`` may take to draw one picture.
+RENDER_TIMEOUT = 60.0
 #: Pictures show at most this many nodes (after collapsing): those nearest the roots. Larger
 #: drawings are neither readable nor quick to lay out (Graphviz takes about a minute for 1,500
 #: nodes with 8,000 edges); the data formats always hold everything.
@@ -176,6 +179,7 @@ def export_lineage(
     title: str | None = None,
     policies: Mapping[Any, Any] | None = None,
     context_nodes: bool = False,
+    render_timeout: float = RENDER_TIMEOUT,
 ) -> bytes:
     """A lineage result (:meth:`LineageService.lineage`) in format ``fmt`` (a key of
     :data:`FORMATS`), as bytes.
@@ -194,7 +198,8 @@ def export_lineage(
 
     An unknown format is a :class:`ValidationError` (``field="format"``); ``svg``, ``png``
     and ``pdf`` without Graphviz's ``dot`` program, and ``openlineage`` without
-    openlineage-python, are a :class:`ConfigError` saying what to install.
+    openlineage-python, are a :class:`ConfigError` saying what to install. ``dot`` drawing
+    for longer than ``render_timeout`` seconds is stopped: a :class:`ValidationError`.
     """
     if fmt not in FORMATS:
         raise ValidationError(
@@ -214,7 +219,7 @@ def export_lineage(
         args = (sub, focus_ids, cluster, collapse_above, title, policies, context_nodes)
         if fmt == "mmd":
             return _mermaid_within_limits(*args).encode()
-        return _graphviz(_build_view(*args), fmt)
+        return _graphviz(_build_view(*args), fmt, render_timeout)
     if fmt == "graphml":
         return _graphml(sub, focus_ids, title)
     if fmt == "json":
@@ -719,7 +724,7 @@ def _rankdir(view: _View) -> str:
     return "TB" if ranks * 190 > MAX_ASPECT * widest * 70 else "LR"
 
 
-def _graphviz(view: _View, fmt: str) -> bytes:
+def _graphviz(view: _View, fmt: str, timeout: float = RENDER_TIMEOUT) -> bytes:
     import graphviz
 
     font = "Helvetica"
@@ -781,16 +786,32 @@ def _graphviz(view: _View, fmt: str) -> bytes:
         graph.edge(edge.tail, edge.head, _dot_text([label]), **attrs)
     if fmt == "dot":
         return graph.source.encode()
+    # `dot` itself, not graphviz's pipe(), which has no time limit: a picture it cannot draw
+    # in time is refused, and the process killed (a dense graph held a request for minutes)
     try:
-        return graph.pipe(format=fmt)
-    except graphviz.ExecutableNotFound:
+        done = subprocess.run(
+            ["dot", f"-T{fmt}"],
+            input=graph.source.encode("utf-8"),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
         raise ConfigError(
             f"rendering {fmt} needs Graphviz's `dot` program: install graphviz (apt install "
             "graphviz, brew install graphviz, conda install graphviz), or export dot, mmd, "
             "graphml, json, prov or openlineage"
         ) from None
-    except graphviz.CalledProcessError as e:
-        raise HubError(f"Graphviz could not render the picture: {_clean(e.stderr, 300)}") from e
+    except subprocess.TimeoutExpired:
+        raise ValidationError(
+            f"Graphviz did not draw the picture within {timeout:g} s: draw less (maxNodes, "
+            "depth, collapseAbove) or export dot, mmd or json",
+            field="format",
+        ) from None
+    if done.returncode != 0:
+        stderr = done.stderr.decode("utf-8", "replace")
+        raise HubError(f"Graphviz could not render the picture: {_clean(stderr, 300)}")
+    return done.stdout
 
 
 # --- Mermaid -----------------------------------------------------------------------------------
