@@ -312,7 +312,11 @@ RULES: dict[str, Rule] = {
         V, refs_at("input.roots", "input.asOf"), "read the lineage of these roots"
     ),
     "Query.impact": Rule(V, refs_at("ref", "asOf"), "read the impact of this node"),
-    "Query.path": Rule(V, refs("from", "to"), "read paths between these nodes"),
+    "Query.path": Rule(
+        V,
+        all_of(refs_at("from", "asOf"), refs_at("to", "asOf")),
+        "read paths between these nodes",
+    ),
     "Query.columnLineage": Rule(V, refs("dataset"), "read the column lineage of this dataset"),
     "Query.compareRuns": Rule(V, refs("ids"), "compare these runs"),
     "Query.compareModelVersions": Rule(V, refs("a", "b"), "compare these model versions"),

@@ -222,16 +222,22 @@ class CompareQuery:
             withheld=0 if ok is None else len(every.keys() - ok),
         )
 
-    @strawberry.field(description="Why is `from` upstream of `to`: the shortest paths.")
+    @strawberry.field(
+        description="Why is `from` upstream of `to`: the shortest paths. asOf: in the graph "
+        "as the hub knew it then (names read as they were then)."
+    )
     async def path(
         self,
         info: I,
         from_: Annotated[str, strawberry.argument(name="from")],
         to: str,
         max_depth: int = 8,
+        as_of: datetime | None = None,
     ) -> Paths:
         ctx = info.context
-        result = await ctx.call(ctx.services.lineage.find_paths, from_, to, max_depth)
+        result = await ctx.call(
+            functools.partial(ctx.services.lineage.find_paths, from_, to, max_depth, as_of=as_of)
+        )
         paths = list(result.paths)
         if ctx.principal is not None and not ctx.principal.sees_everything:
             ids = list(dict.fromkeys(i for p in paths for e in p for i in (e.source, e.target)))

@@ -236,3 +236,30 @@ async def test_the_impact_of_a_dataset_as_of_a_time_is_what_had_come_from_it_the
     assert (now["deployments"], now["openAlerts"]) == ([], [])
     assert trained <= set(now["runs"])
     assert store.verify_audit().ok
+
+
+PATH = """query($a: String!, $b: String!, $at: DateTime) { path(from: $a, to: $b, asOf: $at) {
+    relation length paths { edges { source target } } } }"""
+
+
+@pytest.mark.anyio
+async def test_a_path_as_of_a_time_is_one_of_the_graph_then(history: History) -> None:
+    """Why the raw data is upstream of a version, asked as of a time: in the graph as it was
+    (a version trained since has no path then), its names read as they were then."""
+    raw = "dataset:lake/raw@latest"
+
+    async def path(to: str, at: datetime | None) -> Any:
+        result = await history.gql(PATH, None, a=raw, b=to, at=at.isoformat() if at else None)
+        assert result.errors is None, result.errors
+        return result.data["path"]
+
+    before = await path("mv:churn/2", history.times["alpha"])  # beta's training came later
+    assert (before["relation"], before["paths"]) == (None, [])
+    then = await path("mv:churn/2", history.times["beta"])
+    assert (then["relation"], then["length"]) == ("upstream", 2)  # beta-2 used it, made 2
+    champion = await path("churn@champion", history.times["alpha"])  # churn/1 then
+    ends = {e["target"] for p in champion["paths"] for e in p["edges"]}
+    ends |= {e["source"] for p in champion["paths"] for e in p["edges"]}
+    assert champion["relation"] == "upstream" and "mv:churn/1" in ends
+    now = await path("churn@champion", None)  # churn/3: trained on no raw data
+    assert now["relation"] != "upstream"

@@ -722,8 +722,7 @@ class LineageService:
         )
 
         def known(adj: Any) -> bool:  # an edge the hub had recorded by then
-            at = adj.edge.ingested_at
-            return as_of is None or (at is not None and at <= as_of)
+            return as_of is None or _known_then(adj, as_of)
 
         by_label: dict[str, list[Node]] = {}
         for t in sub.nodes.values():
@@ -840,8 +839,10 @@ class LineageService:
         edge_kinds: Sequence[EdgeKind | str] | None = None,
         connected: bool = True,
         max_nodes: int = 10_000,
+        as_of: datetime | None = None,
     ) -> Paths:
-        """The shortest paths between two nodes along lineage edges (``edge_kinds``).
+        """The shortest paths between two nodes along lineage edges (``edge_kinds``); with
+        ``as_of``, in the graph as the hub knew it then (names read as they were then).
 
         First the directed answers: ``from`` upstream of ``to`` (following edges forward
         from ``to`` reaches ``from``), else ``to`` upstream of ``from``; then, with
@@ -853,7 +854,11 @@ class LineageService:
         depth = _check_int(max_depth, "max_depth", 1, self.max_depth)
         budget = _check_int(max_nodes, "max_nodes", 2, self.max_nodes)
         kinds = _edge_kinds(edge_kinds, "edge_kinds")
-        source, target = self.resolve_many([from_ref, to_ref])
+        if as_of is not None:
+            as_of = check_time(as_of, "as_of")
+            source, target = self.resolve_at([from_ref, to_ref], as_of)
+        else:
+            source, target = self.resolve_many([from_ref, to_ref])
         if source == target:
             raise ValidationError("from and to are the same node", field="to")
         searches = [
@@ -864,7 +869,7 @@ class LineageService:
             searches.append(("connected", Direction.BOTH, Direction.BOTH))
         truncated = False
         for relation, from_dir, to_dir in searches:
-            paths, cut = self._search(source, target, from_dir, to_dir, kinds, depth, budget)
+            paths, cut = self._search(source, target, from_dir, to_dir, kinds, depth, budget, as_of)
             truncated = truncated or cut
             if paths:
                 return Paths(
@@ -895,6 +900,7 @@ class LineageService:
         kinds: list[str] | None,
         max_depth: int,
         max_nodes: int,
+        as_of: datetime | None = None,
     ) -> tuple[tuple[tuple[Edge, ...], ...], bool]:
         """All shortest paths source ... target where the source side walks ``from_dir``
         and the target side ``to_dir`` (a bidirectional BFS; one batched neighbour query per
@@ -908,6 +914,8 @@ class LineageService:
             new: list[str] = []
             for origin in side.frontier:
                 for adj in found.get(origin, []):
+                    if as_of is not None and not _known_then(adj, as_of):
+                        continue
                     n = adj.node.id
                     known = side.dist.get(n)
                     if known is None:
@@ -1255,6 +1263,12 @@ def _dataset_id(version: Node) -> str | None:
         return Dataset(namespace=ns, name=name).node_id
     except ValidationError:
         return None
+
+
+def _known_then(adj: Any, as_of: datetime) -> bool:
+    """Whether the hub had recorded the edge of ``adj`` and created its far node by ``as_of``."""
+    recorded, created = adj.edge.ingested_at, adj.node.created_at
+    return (recorded is None or recorded <= as_of) and (created is None or created <= as_of)
 
 
 def _open_at(adj: Any, when: str) -> bool:
