@@ -332,6 +332,20 @@ def test_a_report_to_a_folder_or_nowhere_is_refused_before_it_is_made(
         assert "is a folder" in err or "there is no folder" in err
 
 
+def test_a_report_named_for_another_format_is_refused(
+    capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path
+) -> None:
+    """``--format html -o r.pdf`` wrote HTML into a .pdf (exit 0), a file no viewer opens."""
+    for fmt, name in (("html", "r.pdf"), ("json", "r.html"), ("pdf", "r.json")):
+        out = tmp_path / name
+        code, _, err = cli(capsys, "report", "churn/2", "--store", hub.store, "--format", fmt, "-o", str(out))  # fmt: skip
+        assert code == 2 and "[VALIDATION]" in err and f"names a {name[2:]} file" in err, err
+        assert not out.exists()
+    data = tmp_path / "r.data"  # a suffix of no report format: the format says
+    code, _, err = cli(capsys, "report", "churn/2", "--store", hub.store, "--format", "json", "-o", str(data))  # fmt: skip
+    assert code == 0 and json.loads(data.read_text())["identity"]["version_id"] == "mv:churn/2"
+
+
 def test_an_output_path_that_is_a_link_a_pipe_or_a_folder(
     capsys: pytest.CaptureFixture[str], hub: Hub, tmp_path: Path
 ) -> None:
@@ -425,6 +439,10 @@ def test_lineage_takes_every_option_of_the_lineage_query(
         ["-o", "-"],
         ["-o", "no/such/dir/x.json"],
         ["-o", "no/such/dir/x.svg"],  # said before drawing: no Graphviz needed to hear it
+        # a file named for a picture format written in another: no viewer opens it
+        ["-o", "picture.png", "--format", "svg"],
+        ["-o", "picture.svg", "--format", "dot"],
+        ["-o", "picture.json", "--format", "pdf"],
     ],
 )
 def test_lineage_bad_formats_and_paths(

@@ -126,7 +126,15 @@ def register_cards(models: Any, hub: argparse.ArgumentParser) -> None:
 
 
 def _format(args: argparse.Namespace) -> str:
-    fmt = args.format or Path(args.output).suffix.lstrip(".").lower()
+    named = Path(args.output).suffix.lstrip(".").lower() if args.output != "-" else ""
+    fmt = args.format or named
+    if args.format and named in REPORT_FORMATS and named != args.format:
+        # report.pdf holding HTML opens in no viewer
+        raise ValidationError(
+            f"-o {args.output!r:.200} names a {named} file, but --format is {args.format}: "
+            f"name the file .{args.format} or leave --format out",
+            field="output",
+        )
     if fmt not in REPORT_FORMATS:
         raise ValidationError(
             f"report format {fmt or args.output!r}: give -o report.html, .pdf or .json "

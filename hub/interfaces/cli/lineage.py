@@ -48,10 +48,26 @@ def _trace(args: argparse.Namespace, client: Client) -> Subgraph:
     )
 
 
+_IMAGES = ("svg", "png", "pdf")
+
+
 def _format(args: argparse.Namespace, path: str) -> str:
-    """The export format: --format (checked by the export), else the file's suffix."""
+    """The export format: --format (checked by the export), else the file's suffix. A file
+    named for a picture format written in another (``--format svg -o x.png``) is refused: a
+    viewer would not open it; ``--format prov -o x.json`` is fine (PROV is JSON)."""
     if args.format is not None:
-        return str(args.format)
+        fmt = str(args.format)
+        try:
+            named = format_for_path(path) if path != "-" else None
+        except ValidationError:
+            named = None  # a suffix of no format: the user's own
+        if named is not None and named != fmt and (named in _IMAGES or fmt in _IMAGES):
+            raise ValidationError(
+                f"-o {path!r:.200} names a {named} file, but --format is {fmt}: name the "
+                f"file for its format (.{fmt}) or leave --format out",
+                field="output",
+            )
+        return fmt
     if path == "-":
         raise ValidationError("give --format when writing to stdout", field="format")
     return format_for_path(path)
