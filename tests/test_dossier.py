@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -25,6 +26,7 @@ from lineagehub.graph.model import to_iso
 from lineagehub.ingest.client import Client
 from lineagehub.interfaces.cli.dossier import verify_report
 from lineagehub.services.cards import CardService
+from lineagehub.services.dossier import report_json, sealed_digest
 from lineagehub.services.proofs import check_consistency, check_inclusion, consistency, prove
 
 pytest.importorskip("sklearn", reason="per-slice evaluation trains scikit-learn models")
@@ -308,6 +310,66 @@ def test_tampered_reports_fail_verification(signed: tuple[Client, GraphStore]) -
     [cited] = [e for e in r["audit"]["entries"] if e["action"] == "card.set"]
     cited["payload"]["fields"]["risk_tier"] = "minimal"
     assert "payload digest mismatch" in problems(r)
+
+
+def test_a_report_edited_anywhere_fails_verification(
+    signed: tuple[Client, GraphStore], tmp_path: Path
+) -> None:
+    """Only the audit section and the card were checked: a report whose metrics, stage,
+    parameters, checklist or picture were edited passed ``report verify``. The report is
+    sealed whole (a digest of all of it, with the audit key's MAC): any edit fails, and a
+    seal made with another key too."""
+    client, _ = signed
+    train(client, 1.0)
+    client.set_model_card("onco/1", CARD)
+    report = client.compliance_report("onco/1")
+    # as the CLI writes it and reads it back
+    path = tmp_path / "report.json"
+    path.write_text(report_json(report))
+    report = json.loads(path.read_text())
+    assert report["seal"]["digest"].startswith("sha256:") and report["seal"]["mac"]
+    assert verify_report(report, KEY.encode())["ok"]
+    assert not all(c["complete"] for c in report["checklist"])  # monitoring: no windows
+    edits = {
+        "a metric": lambda r: r["evaluation"]["metrics"].update(accuracy=0.999),
+        "the stage": lambda r: r["identity"].update(stage="Production"),
+        "a parameter": lambda r: r["parameters"].update(C=9),
+        "the checklist": lambda r: [c.update(complete=True, missing=[]) for c in r["checklist"]],
+        "the picture": lambda r: r["lineage"].update(svg="<svg/>"),
+        "an added field": lambda r: r.update(approved_by="the board"),
+    }
+    for what, edit in edits.items():
+        changed = copy.deepcopy(report)
+        edit(changed)
+        result = verify_report(changed, KEY.encode())
+        assert not result["ok"], what
+        assert any("changed after it was made" in p for p in result["problems"]), what
+    # resealed by whoever edited it, without the hub's key: the MAC gives it away
+    forged = copy.deepcopy(report)
+    forged["evaluation"]["metrics"]["accuracy"] = 0.999
+    forged["seal"] = {"digest": sealed_digest(forged), "mac": "00" * 32}
+    problems = " ".join(verify_report(forged, KEY.encode())["problems"])
+    assert "not made with this audit key" in problems
+    # a report of an older release, with no seal: checked as before, and told so
+    unsealed = {k: v for k, v in report.items() if k != "seal"}
+    result = verify_report(unsealed, KEY.encode())
+    assert result["ok"] and any("has no seal" in n for n in result["notes"])
+    # a hub that signs its heads signs the seal: checked with the public key alone
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from lineagehub.services.dossier import compliance_report
+
+    private, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    store = signed[1]
+    store.configure_audit(
+        dataclasses.replace(store.audit_policy, signer=lambda b: private.sign(b).hex())
+    )
+    CardService(store).set_card("onco/1", {"risk_tier": "high"}, "ann")  # a signed head next
+    signed_report = json.loads(report_json(compliance_report(store, "onco/1")))
+    verified = verify_report(signed_report, None, private.public_key())
+    assert verified["ok"], verified["problems"]
+    problems = " ".join(verify_report(signed_report, None, other.public_key())["problems"])
+    assert "not signed with this public key" in problems
 
 
 def test_inclusion_and_consistency_proofs_from_the_store(signed: tuple[Client, GraphStore]) -> None:

@@ -29,6 +29,8 @@ their current values).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
@@ -44,6 +46,7 @@ from lineagehub.graph import (
     Subgraph,
     ValidationError,
 )
+from lineagehub.graph.audit import canonical_json
 from lineagehub.graph.model import TruncationReason, check_time, to_iso
 from lineagehub.services.cards import CARD_FIELDS, CardService
 from lineagehub.services.lineage import LineageService
@@ -666,7 +669,34 @@ def compliance_report(
             "deployment status: only its serving interval is reconstructed",
         ]
     report["reconstruction"] = {"as_of": _iso(as_of), "not_reconstructed": notes}
+    report["seal"] = seal(store, report)
     return report
+
+
+def sealed_digest(report: Mapping[str, Any]) -> str:
+    """The digest a report's seal covers: of its canonical JSON as written (``default=str``,
+    as :func:`report_json` writes it), without the seal."""
+    body = json.loads(report_json({k: v for k, v in report.items() if k != "seal"}))
+    return "sha256:" + hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def seal_mac(digest: str, key: bytes) -> str:
+    return hmac.new(key, digest.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def seal(store: GraphStore, report: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes the whole report checkable: the digest of everything in it, with the MAC
+    of the audit key and the hub's Ed25519 signature when it signs its tree heads (so an
+    edited metric, stage or picture fails ``report verify``, not only an edited audit
+    section or card)."""
+    digest = sealed_digest(report)
+    out: dict[str, Any] = {"digest": digest}
+    policy = store.audit_policy
+    if policy.key:
+        out["mac"] = seal_mac(digest, policy.key)
+    if policy.signer is not None:
+        out["signature"] = policy.signer(digest.encode("ascii"))
+    return out
 
 
 def _audit(
@@ -722,4 +752,13 @@ def report_json(report: Mapping[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
-__all__ = ["CARD_FIELDS", "CHECKLIST", "FORMAT", "checklist", "compliance_report", "report_json"]
+__all__ = [
+    "CARD_FIELDS",
+    "CHECKLIST",
+    "FORMAT",
+    "checklist",
+    "compliance_report",
+    "report_json",
+    "seal",
+    "sealed_digest",
+]

@@ -201,10 +201,66 @@ def verify_report(
     public_key: Any | None = None,
     trusted: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """Check a report's audit section offline: every cited entry has a proof, each proof
-    leads to the report's tree head, the head is signed (with ``key`` / ``public_key``) and,
-    with ``trusted`` heads, is one of them; and the card shown is the last revision the log
+    """Check a report offline: its seal (nothing in it changed since it was made; with
+    ``key`` / ``public_key``, made by the hub holding them); every cited audit entry has a
+    proof, each proof leads to the report's tree head, the head is signed and, with
+    ``trusted`` heads, is one of them; and the card shown is the last revision the log
     recorded. ``{"ok", "checked", "problems", "notes"}``."""
+    found = _verify_audit_section(report, key, public_key, trusted)
+    if found["checked"] == 0 and found["problems"] == ["not a compliance report"]:
+        return found
+    problems, notes = _check_seal(report, key, public_key)
+    return {
+        **found,
+        "ok": found["ok"] and not problems,
+        "problems": [*problems, *found["problems"]],
+        "notes": [*notes, *found["notes"]],
+    }
+
+
+def _check_seal(
+    report: dict[str, Any], key: bytes | None, public_key: Any | None
+) -> tuple[list[str], list[str]]:
+    import hmac
+
+    from lineagehub.services.dossier import seal_mac, sealed_digest
+
+    seal = report.get("seal")
+    if seal is None:
+        note = "the report has no seal (made by an older release): only its audit section "
+        return [], [note + "and card were checked"]
+    if not isinstance(seal, dict) or not isinstance(seal.get("digest"), str):
+        return ["the report's seal is malformed"], []
+    problems: list[str] = []
+    digest = seal["digest"]
+    if sealed_digest(report) != digest:
+        problems.append(
+            "the report was changed after it was made: its contents do not match its seal"
+        )
+    mac, signature = seal.get("mac"), seal.get("signature")
+    if key is not None:
+        if not isinstance(mac, str):
+            problems.append("the report's seal has no MAC: it was not made with the audit key")
+        elif not hmac.compare_digest(mac, seal_mac(digest, key)):
+            problems.append("the report's seal was not made with this audit key")
+    if public_key is not None:
+        from cryptography.exceptions import InvalidSignature
+
+        try:
+            if not isinstance(signature, str):
+                raise ValueError
+            public_key.verify(bytes.fromhex(signature), digest.encode("ascii"))
+        except (InvalidSignature, ValueError):
+            problems.append("the report's seal is not signed with this public key")
+    return problems, []
+
+
+def _verify_audit_section(
+    report: Any,
+    key: bytes | None = None,
+    public_key: Any | None = None,
+    trusted: list[Any] | None = None,
+) -> dict[str, Any]:
     from lineagehub.graph.audit import TreeHead
     from lineagehub.services.cards import CARD_FIELDS
     from lineagehub.services.dossier import FORMAT
