@@ -338,21 +338,46 @@ def test_rollback_stage_and_alias(
     assert actions.count("stage.rollback") == 2
 
 
-def test_a_rollback_with_nothing_left_to_undo_is_a_conflict(
-    store: GraphStore, registry: RegistryFactory
+def test_a_rollback_of_a_rollback_puts_back_what_the_first_one_undid(
+    store: GraphStore, registry: RegistryFactory, clock: Clock
 ) -> None:
-    """Rolling a stage back until its last change is already undone: the next rollback says
-    there is nothing to roll back (it answered an empty success, changing nothing)."""
+    """A rollback is one change, however many versions it moves: rolling it back puts the
+    stage back as it was before it (v2 in Production again), as for an alias. It undid only
+    the rollback's last move (v1's return), and left Production empty."""
     add_version(store, 1)
     add_version(store, 2)
     reg = registry()
     reg.promote("churn/1", "Production", "ann", "v1 live")
     reg.promote("churn/2", "Production", "ann", "v2 live")
     reg.rollback("churn", "Production", "ops", "v2 is broken")  # v1 back, v2 out
-    reg.rollback("churn", "Production", "ops", "undo")  # v1 back in: undone; nothing in
+    assert reg.holders_at("churn", "Production", clock.now) == [1]
+    runs = reg.rollback("churn", "Production", "ops", "v2 was fine")
+    assert len(runs) == 2
+    assert stage_of(store, "churn", 2) is Stage.PRODUCTION
+    assert stage_of(store, "churn", 1) is Stage.ARCHIVED
+    assert reg.holders_at("churn", "Production", clock.now) == [2]
+    reg.rollback("churn", "Production", "ops", "no, it was not")
+    assert reg.holders_at("churn", "Production", clock.now) == [1]
+    assert reg.holders_at("churn", "Archived", clock.now) == []
+    assert [(h.version, h.from_, h.to) for h in reg.history("churn", stage="Production")][-2:] == [
+        (2, "Production", "None"),
+        (1, "Archived", "Production"),
+    ]
+    assert store.verify_audit().ok
+
+
+def test_a_rollback_with_nothing_left_to_undo_is_a_conflict(
+    store: GraphStore, registry: RegistryFactory
+) -> None:
+    """Rolling a stage back until its last change is already undone: the next rollback says
+    there is nothing to roll back (it answered an empty success, changing nothing)."""
+    add_version(store, 1)
+    reg = registry()
+    reg.promote("churn/1", "Staging", "ann", "v1 to test")
+    reg.rollback("churn", "Staging", "ops", "not yet")  # v1 out; Staging held nothing
     head = store.audit_head()
     with pytest.raises(ConflictError, match="nothing to roll back"):
-        reg.rollback("churn", "Production", "ops", "again")
+        reg.rollback("churn", "Staging", "ops", "again")
     assert store.audit_head() == head
 
 
@@ -628,10 +653,14 @@ def test_the_holders_replayed_from_the_moves_are_the_holders_at_every_time(
     reg = RegistryService(store, clock=clock)
     held = {s: [1, 2, 3, 4] if s == "None" else [] for s in _STAGES}
     where = dict.fromkeys(range(1, 5), "None")
-    events: list[tuple[int, str, str, list[int]]] = []  # version, from, to, `to` before
+    events: list[tuple[int, str, str, int]] = []  # version, from, to, the change it was in
+    began: list[dict[str, list[int]]] = []  # each change: what the stages held before it
+
+    def change() -> None:
+        began.append({s: list(h) for s, h in held.items()})
 
     def move(v: int, to: str) -> None:
-        events.append((v, where[v], to, list(held[to])))
+        events.append((v, where[v], to, len(began) - 1))
         held[where[v]].remove(v)
         held[to].append(v)
         where[v] = to
@@ -645,26 +674,37 @@ def test_the_holders_replayed_from_the_moves_are_the_holders_at_every_time(
                 continue
             previous = sorted(held["Production"]) if b == "Production" and archive else []
             reg.promote(f"{model}/{a}", b, "ann", archive_previous=archive)
+            change()
             move(a, b)
             for old in (v for v in previous if v != a):
                 move(old, "Archived")
         else:
+            # a rollback undoes the whole change that last moved a version into the stage
+            # (a promotion with its archiving, a rollback with all its moves): the stage
+            # holds again what it held before that change
             last = [e for e in events if e[2] == a]
             if not last:
                 with pytest.raises(NotFoundError):
                     reg.rollback(model, a, "ann")
                 continue
-            v, came_from, _, before = last[-1]
-            if where[v] != a and all(where[w] == a for w in before):
+            undone = last[-1][3]
+            before = began[undone][a]
+            came_from: dict[int, str] = {}
+            for v, source, _, c in events:
+                if c == undone:
+                    came_from.setdefault(v, source)
+            out = [v for v in came_from if where[v] == a and v not in before]
+            back = [w for w in before if where[w] != a]
+            if not out and not back:
                 with pytest.raises(ConflictError):  # undone already: nothing to roll back
                     reg.rollback(model, a, "ann")
                 continue
             reg.rollback(model, a, "ann")
-            if where[v] == a:
-                move(v, came_from)
-            for w in before:
-                if where[w] != a:
-                    move(w, a)
+            change()
+            for v in out:
+                move(v, came_from[v])
+            for w in back:
+                move(w, a)
         assert {w: stage_of(store, model, w).value for w in where} == where
         seen.append((clock.now, {s: list(h) for s, h in held.items()}))
     for at, expected in seen:

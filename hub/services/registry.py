@@ -515,17 +515,13 @@ def _moment(value: Any) -> datetime | None:
         return None
 
 
-def _replay(
-    stage: Stage, timeline: Sequence[tuple[Any, Node]], stop: str | None = None
-) -> list[int]:
+def _replay(stage: Stage, timeline: Sequence[tuple[Any, Node]]) -> list[int]:
     """The versions in ``stage`` after ``timeline`` (``_stage_timeline``'s), oldest entrant
-    first; with ``stop``, just before the move whose run id it is. A version moved in goes
+    first. A version moved in goes
     last; a record that lists the holders (``to_holders`` / ``from_holders``, written by
     stores before moves alone were recorded) is taken as what the stage held then."""
     holders: dict[int, None] = {}
     for _, node in timeline:
-        if node.id == stop:
-            break
         if node.label == NodeKind.MODEL_VERSION.value:  # a registration (stage None only)
             number = _version_number(node.props.get("version"))
             if number is not None:
@@ -1668,19 +1664,33 @@ class RegistryService:
             )
             if event is None:
                 raise NotFoundError(f"stage {stage.value} of {model!r} has no history", ids=[model])
-            params = event.props["params"]
-            current = ModelVersion.from_node(
-                self.store.get_node(model_version_id(model, params["version"]))
-            )
-            why = reason or f"rollback of {event.id}"
-            moves: list[tuple[ModelVersion, Stage]] = []
-            if current.stage is stage:
-                moves.append((current, _stage(params["from_stage"], "from_stage")))
-            if "to_before" in params:  # an old store's record: the holders it listed
-                before = _holders(params["to_before"])
+            # The change to undo is the whole of the one that made this move: a promotion
+            # with the archiving it did, or a rollback with every move it made. Undoing only
+            # its last move (a rollback's last restored version) would leave the stage as it
+            # never was between changes (a rollback of a rollback emptied Production).
+            change = self._change_of(model, event)
+            root = change[0]
+            why = reason or f"rollback of {root.id}"
+            came_from: dict[int, Stage] = {}
+            for node in change:
+                p = node.props["params"]
+                came_from.setdefault(int(p["version"]), _stage(p["from_stage"], "from_stage"))
+            params = root.props["params"]
+            if "to_before" in params and params.get("to_stage") == stage.value:
+                before = _holders(params["to_before"])  # an old store's record: its list
             else:
+                # what the stage held before the change's first move (which need not be a
+                # move of this stage: a promotion to Production, for Archived)
+                began = Run.from_node(root).ended_at
+                assert began is not None  # a record (_change_of)
+                first = (began, 1, root.id)
                 timeline = self._stage_timeline(model, stage, Run.from_node(event).ended_at)
-                before = _replay(stage, timeline, stop=event.id)
+                before = _replay(stage, [item for item in timeline if item[0] < first])
+            moves: list[tuple[ModelVersion, Stage]] = []
+            for v, stage_before in came_from.items():
+                mv = ModelVersion.from_node(self.store.get_node(model_version_id(model, v)))
+                if mv.stage is stage and v not in before:
+                    moves.append((mv, stage_before))
             for v in before:
                 mv = ModelVersion.from_node(self.store.get_node(model_version_id(model, v)))
                 if mv.stage is not stage:
@@ -1700,11 +1710,41 @@ class RegistryService:
                     "(on_deployments=, or --deployments in the CLI: retire or repoint)",
                     rules=rules,
                 )
-            runs = [self._move(mv, to, actor, why, "rollback") for mv, to in moves]
+            # one change: its first move is the parent of the others (as a promotion is of
+            # the versions it archives), so a rollback of it undoes all of it
+            runs = [self._move(moves[0][0], moves[0][1], actor, why, "rollback")]
+            runs += [
+                self._move(mv, to, actor, why, "rollback", parent=runs[0]) for mv, to in moves[1:]
+            ]
             changed = self._settle(
                 stranded, choice, actor, f"the rollback of {model} {stage.value}"
             )
             return RolledBack(tuple(runs), tuple(changed))
+
+    def _change_of(self, model: str, event: Node) -> list[Node]:
+        """The moves of the change a stage move was part of, first move first: its first
+        move (a promotion, a rollback's first move: the move itself or its parent) and that
+        move's children (the versions a promotion archived, a rollback's other moves)."""
+        parent_id = event.props.get("parent")
+        parent = self.store.get_nodes([parent_id])[0] if isinstance(parent_id, str) else None
+        if (
+            parent is None
+            or parent.label != NodeKind.RUN.value
+            or parent.props.get("kind") != RunKind.PROMOTE.value
+            or not _is_record(parent)
+            or parent.props["params"].get("change") != "stage"
+            or parent.props["params"].get("model") != model
+        ):
+            parent = event
+        where = {
+            "kind": RunKind.PROMOTE.value,
+            "status": RunStatus.FINISHED.value,
+            "params.change": "stage",
+            "params.model": model,
+            "parent": parent.id,
+        }
+        children = self.store.iter_nodes(NodeKind.RUN.value, where, ["ended_at", "id"])
+        return [parent, *(n for n in children if _is_record(n))]
 
     # --- deployments ------------------------------------------------------------------------
 
