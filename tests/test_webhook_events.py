@@ -344,3 +344,38 @@ def test_an_event_committed_before_a_crash_is_delivered_by_the_next_start(
         assert len(seen) == 2
         reopened.close()
     store.close()
+
+
+def test_a_stage_rollback_sends_one_event_naming_every_move(hub: Hub) -> None:
+    # A rollback of a stage changes stages as a promotion does: one stage.rolled_back event
+    # with each move (it sent none, so a receiver kept the rolled-back version in Staging).
+    # One that is refused (nothing to roll back) sends nothing.
+    promote = """mutation($ref: String!) { promoteModelVersion(ref: $ref, to: "Staging",
+      reason: "try") { __typename } }"""
+    data(hub.http, promote, ref="churn/1")
+    data(hub.http, promote, ref="churn/2")
+    rollback = """mutation { rollback(model: "churn", stageOrAlias: "Staging", reason: "v2 bad")
+      { runIds holders { id } } }"""
+    done = data(hub.http, rollback)["rollback"]
+    assert [h["id"] for h in done["holders"]] == ["mv:churn/1"]
+    got = hub.receiver.wait_for(3)
+    assert [r.event for r in got] == ["promotion.done", "promotion.done", "stage.rolled_back"]
+    event = got[-1].body["data"]
+    assert event["model"] == "churn" and event["stage"] == "Staging"
+    assert event["actor"] == "alice" and event["reason"] == "v2 bad"
+    assert event["run_ids"] == done["runIds"]
+    assert event["moves"] == [
+        {
+            "version_id": "mv:churn/2",
+            "version": 2,
+            "from_stage": "Staging",
+            "to_stage": "None",
+            "run_id": done["runIds"][0],
+        }
+    ]
+    assert event["undone"] == got[1].body["data"]["run_id"]
+
+    assert errors(hub.http, rollback.replace("Staging", "Archived"))  # no history: refused
+    data(hub.http, SET_ALIAS, ref="churn/1")  # the next change's event comes next
+    got = hub.receiver.wait_for(4)
+    assert [r.event for r in got[3:]] == ["alias.moved"]

@@ -1710,6 +1710,7 @@ class RegistryService:
                     "(on_deployments=, or --deployments in the CLI: retire or repoint)",
                     rules=rules,
                 )
+            moved = [(mv.node_id, mv.version, mv.stage.value, to.value) for mv, to in moves]
             # one change: its first move is the parent of the others (as a promotion is of
             # the versions it archives), so a rollback of it undoes all of it
             runs = [self._move(moves[0][0], moves[0][1], actor, why, "rollback")]
@@ -1718,6 +1719,30 @@ class RegistryService:
             ]
             changed = self._settle(
                 stranded, choice, actor, f"the rollback of {model} {stage.value}"
+            )
+            self._events.emit(
+                WebhookEvent.STAGE_ROLLED_BACK,
+                {
+                    "model": model,
+                    "stage": stage.value,
+                    "undone": root.id,
+                    "moves": [
+                        {
+                            "version_id": version_id,
+                            "version": version,
+                            "from_stage": from_stage,
+                            "to_stage": to_stage,
+                            "run_id": run_id,
+                        }
+                        for (version_id, version, from_stage, to_stage), run_id in zip(
+                            moved, runs, strict=True
+                        )
+                    ],
+                    "deployments": changed,
+                    "actor": actor,
+                    "reason": why,
+                    "run_ids": runs,
+                },
             )
             return RolledBack(tuple(runs), tuple(changed))
 

@@ -93,6 +93,8 @@ class WebhookEvent(str, enum.Enum):
     #: A promotion or approval refused by policy (nothing changed; the audit log has it).
     PROMOTION_REFUSED = "promotion.refused"
     ALIAS_MOVED = "alias.moved"
+    #: A stage rolled back: every version it moved (an alias's rollback is ``alias.moved``).
+    STAGE_ROLLED_BACK = "stage.rolled_back"
     DEPLOYMENT_RECORDED = "deployment.recorded"
     #: A monitoring alert fired or resolved: the body is Alertmanager's webhook body
     #: (version 4) with a ``lineage`` block, and this envelope's id, event and created_at.
