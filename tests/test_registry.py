@@ -306,6 +306,29 @@ def test_reject(store: GraphStore, registry: RegistryFactory) -> None:
     assert store.verify_audit().ok
 
 
+def test_only_an_approver_or_the_requester_may_reject(
+    store: GraphStore, registry: RegistryFactory
+) -> None:
+    """Where a policy names its approvers, a rejection is theirs to make, as an approval is
+    (and the requester's, withdrawing the request): anyone else could reject every request."""
+    add_version(store, 1)
+    add_version(store, 2)
+    reg = registry(churn__Production=Policy(approvals=1, approvers=frozenset({"carol"})))
+    first = reg.request_promotion("churn/1", "Production", "ann", "please")
+    assert isinstance(first, PromotionPending)
+    head = store.audit_head()
+    with pytest.raises(PolicyViolation, match="approver role") as caught:
+        reg.reject(first.request_id, "mallory", "no")
+    assert [r.rule for r in caught.value.rules] == ["approver.role"]
+    assert store.audit_head() == head
+    assert [p.request_id for p in reg.pending_promotions("churn")] == [first.request_id]
+    assert reg.reject(first.request_id, "carol", "missing evaluation").by == "carol"
+    second = reg.request_promotion("churn/2", "Production", "ann", "please")
+    assert isinstance(second, PromotionPending)
+    assert reg.reject(second.request_id, "ann", "withdrawn").by == "ann"
+    assert reg.pending_promotions("churn") == []
+
+
 def test_rollback_stage_and_alias(
     store: GraphStore, registry: RegistryFactory, clock: Clock
 ) -> None:

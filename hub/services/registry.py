@@ -1376,6 +1376,21 @@ class RegistryService:
             )
         with self._events.transaction():
             run, mv = self._pending(request_id)
+            stage = _stage(run.params["to_stage"])
+            approvers = self.policy_for(mv.model, stage).approvers
+            # a rejection decides a request as an approval does: only an approver (or the
+            # requester, withdrawing it) may; anyone else could stop every promotion
+            if approvers is not None and actor not in approvers and actor != run.user:
+                rule = RuleBroken(
+                    "approver.role",
+                    f"{actor!r} does not hold the approver role and did not request"
+                    f" {request_id}, so may not reject it",
+                    sorted(approvers),
+                    actor,
+                )
+                raise _errors.PolicyViolation(
+                    f"rejection of {request_id} refused: {rule.message}", rules=[rule]
+                )
             now = self._now()
             run.status = RunStatus.FAILED
             run.ended_at = now
@@ -1388,7 +1403,7 @@ class RegistryService:
             self._promotion_event(
                 WebhookEvent.PROMOTION_REJECTED,
                 mv,
-                _stage(run.params["to_stage"]),
+                stage,
                 actor,
                 reason,
                 run.node_id,
