@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lineagehub.graph import Direction, Edge, GraphStore, Node
+from lineagehub.graph import DELETE, Direction, Edge, GraphStore, Node
 from lineagehub.graph import errors as _errors
 from lineagehub.graph.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from lineagehub.graph.model import check_time, to_iso
@@ -1851,7 +1851,12 @@ class RegistryService:
                 fields["project"] = projects_of(self.store, [mv.to_node()])[mv.node_id]
             deployment = validate(Deployment, fields)
             ended = self._end_serving(deployment.id, now) if found else []
-            self.store.upsert_nodes([deployment.to_node()])
+            node = deployment.to_node()
+            if found and stage is None and "require_stage" in found[0].props:
+                # a deploy states its own requirement: none removes the one before (a merge
+                # kept it, and refused stage changes this deploy said nothing against)
+                node.props["require_stage"] = DELETE
+            self.store.upsert_nodes([node])
             self.store.upsert_edges([make_edge(EdgeKind.SERVES, deployment, mv, valid_from=now)])
             run = _done_run(
                 f"deploy {mv.model}/{mv.version} to {deployment.environment}",
