@@ -113,10 +113,28 @@ class Threshold:
     value: float
 
     def __post_init__(self) -> None:
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ValidationError(
+                f"threshold metric must be a metric's name, not {self.metric!r}", field="metric"
+            )
         if self.op not in _OPS:
             raise ValidationError(
                 f"threshold op {self.op!r} is not one of {', '.join(_OPS)}", field="op"
             )
+        # as a policy file's thresholds are checked: a text compared with a metric failed
+        # every promotion with a TypeError, NaN refused every promotion whatever its metric
+        value = self.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError(
+                f"threshold value for {self.metric!r} must be a number, not {value!r}",
+                field="value",
+            )
+        if not math.isfinite(value):
+            raise ValidationError(
+                f"threshold value for {self.metric!r} must be finite, not {value!r}",
+                field="value",
+            )
+        object.__setattr__(self, "value", float(value))
 
 
 @dataclass(frozen=True)
@@ -142,8 +160,16 @@ class Policy:
         rules = tuple(t if isinstance(t, Threshold) else Threshold(*t) for t in self.thresholds)
         object.__setattr__(self, "thresholds", rules)
         if self.approvers is not None:
-            object.__setattr__(self, "approvers", frozenset(self.approvers))
-        if not isinstance(self.approvals, int) or self.approvals < 0:
+            # a name given alone is not a list of names (frozenset("carol") is its letters)
+            names = self.approvers
+            if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+                raise ValidationError(
+                    f"approvers must be a collection of agent names, not {names!r}",
+                    field="approvers",
+                )
+            object.__setattr__(self, "approvers", frozenset(names))
+        approvals = self.approvals
+        if isinstance(approvals, bool) or not isinstance(approvals, int) or approvals < 0:
             raise ValidationError("approvals must be a non-negative integer", field="approvals")
 
     @property
