@@ -379,3 +379,45 @@ def test_a_stage_rollback_sends_one_event_naming_every_move(hub: Hub) -> None:
     data(hub.http, SET_ALIAS, ref="churn/1")  # the next change's event comes next
     got = hub.receiver.wait_for(4)
     assert [r.event for r in got[3:]] == ["alias.moved"]
+
+
+def test_a_retired_deployment_sends_its_event(hub: Hub) -> None:
+    # Recording a deployment sent deployment.recorded; retiring it (by retireDeployment, or
+    # by a stage change told to retire what it would strand) sent nothing.
+    data(
+        hub.http,
+        """mutation { promoteModelVersion(ref: "churn/1", to: "Staging", reason: "try") {
+          __typename } }""",
+    )
+    record = """mutation($name: String!) { recordDeployment(ref: "churn/1", environment: "qa",
+      name: $name, requireStage: "Staging") { id } }"""
+    first = data(hub.http, record, name="a")["recordDeployment"]["id"]
+    second = data(hub.http, record, name="b")["recordDeployment"]["id"]
+    data(
+        hub.http,
+        """mutation($id: ID!) { retireDeployment(id: $id, reason: "done") { status } }""",
+        id=first,
+    )
+    done = data(
+        hub.http,
+        """mutation { promoteModelVersion(ref: "churn/1", to: "Archived", reason: "old",
+          onDeployments: "retire") { ... on ModelPromoted { deployments { id } } } }""",
+    )["promoteModelVersion"]
+    assert done["deployments"] == [{"id": second}]
+    got = hub.receiver.wait_for(6)
+    assert [r.event for r in got] == [
+        "promotion.done",
+        "deployment.recorded",
+        "deployment.recorded",
+        "deployment.retired",
+        "deployment.retired",
+        "promotion.done",
+    ]
+    retired = [r.body["data"] for r in got[3:5]]
+    assert [(d["deployment_id"], d["name"], d["environment"]) for d in retired] == [
+        (first, "a", "qa"),
+        (second, "b", "qa"),
+    ]
+    assert [d["ended"] for d in retired] == [["mv:churn/1"], ["mv:churn/1"]]
+    assert retired[0]["actor"] == "alice" and retired[0]["reason"] == "done"
+    assert retired[1]["reason"].startswith("retired by the promotion of mv:churn/1")

@@ -1955,6 +1955,17 @@ class RegistryService:
             deployment.id,
             {"ended": ended, "reason": reason},
         )
+        self._events.emit(
+            WebhookEvent.DEPLOYMENT_RETIRED,
+            {
+                "deployment_id": deployment.id,
+                "name": deployment.name,
+                "environment": deployment.environment,
+                "ended": ended,
+                "actor": actor,
+                "reason": reason,
+            },
+        )
         return deployment
 
     def _end_serving(self, deployment_id: str, now: datetime) -> list[str]:
