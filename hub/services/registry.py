@@ -1838,6 +1838,13 @@ class RegistryService:
         Each record is a ``deploy`` run that USED the version, associated with ``actor``, and
         an audit entry."""
         actor = _check_actor(actor)
+        if status == DeploymentStatus.RETIRED:  # a str enum: "retired" too
+            # recorded as retired, it served on (an open interval) and could not be retired
+            raise ValidationError(
+                "a deployment is recorded serving (active, pending or failed); retire it "
+                "with retire_deployment (retireDeployment), which ends its serving interval",
+                field="status",
+            )
         mv = self.resolve(ref)
         stage: Stage | None = None
         if require_stage is not None:
