@@ -306,6 +306,41 @@ def test_reject(store: GraphStore, registry: RegistryFactory) -> None:
     assert store.verify_audit().ok
 
 
+def test_a_reason_too_long_is_an_error_naming_the_reason(
+    store: GraphStore, registry: RegistryFactory
+) -> None:
+    """A reason over the limit of a text was refused naming the run's field ("description",
+    or "error" for a rejection whose reason fitted), not the argument given; a comment of
+    any length was kept. Now each names its argument, and nothing is written."""
+    add_version(store, 1)
+    add_version(store, 2)
+    reg = registry(churn__Staging=Policy(approvals=1))
+    req = reg.request_promotion("churn/2", "Staging", "ann", "please")
+    assert isinstance(req, PromotionPending)
+    deployed = reg.deploy("churn/1", "prod", "ops")
+    long = "r" * 10_001
+    calls = {
+        "promote": lambda: reg.promote("churn/1", "Production", "ann", long),
+        "request": lambda: reg.request_promotion("churn/1", "Staging", "ann", long),
+        "alias": lambda: reg.set_alias("churn/1", "champion", "ann", long),
+        "deploy": lambda: reg.deploy("churn/1", "prod", "ops", reason=long),
+        "retire": lambda: reg.retire_deployment(deployed.id, "ops", long),
+        "rollback": lambda: reg.rollback("churn", "Staging", "ann", long),
+        "reject": lambda: reg.reject(req.request_id, "carol", long),
+        "comment": lambda: reg.approve(req.request_id, "carol", long),
+    }
+    head = store.audit_head()
+    for name, call in calls.items():
+        with pytest.raises(ValidationError, match="the limit is 10000") as caught:
+            call()
+        assert caught.value.field == ("comment" if name == "comment" else "reason"), name
+    assert store.audit_head() == head
+    # a reason that fits is kept whole in the audit log, the run's error holding what it can
+    out = reg.reject(req.request_id, "carol", "r" * 10_000)
+    assert out.reason == "r" * 10_000
+    assert len(Run.from_node(store.get_node(req.request_id)).error or "") == 10_000
+
+
 def test_only_an_approver_or_the_requester_may_reject(
     store: GraphStore, registry: RegistryFactory
 ) -> None:

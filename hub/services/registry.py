@@ -58,6 +58,7 @@ from lineagehub.services.lineage import LineageService
 from lineagehub.services.webhooks import AfterCommit, EventSink, WebhookEvent
 from lineagehub.vocabulary import (
     MAX_NAME,
+    MAX_TEXT,
     Agent,
     AssociationRole,
     CodeCommit,
@@ -601,6 +602,21 @@ def _run_name(text: str) -> str:
     return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
 
 
+def _check_reason(value: Any, name: str = "reason") -> str | None:
+    """A reason or comment as the registry keeps it (a run's description holds up to
+    ``MAX_TEXT`` characters), checked first: a long one was refused naming the run's field
+    (``description``, ``error``), which the caller never gave, or (a comment) kept whole."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be text", field=name)
+    if len(value) > MAX_TEXT:
+        raise ValidationError(
+            f"{name} is {len(value)} characters long; the limit is {MAX_TEXT}", field=name
+        )
+    return value
+
+
 def _check_actor(actor: Any) -> str:
     if not isinstance(actor, str) or not actor.strip():
         raise ValidationError("actor must be a non-empty name", field="actor")
@@ -688,6 +704,7 @@ class RegistryService:
     def set_alias(self, ref: str, alias: str, actor: str, reason: str | None = None) -> str:
         """Point ``alias`` at the version; the previous holder loses it. Returns the id."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         alias = check_alias(alias)  # one spelling: 'Champion' is 'champion'
         with self._events.transaction():  # read and written in one: the version read once
             mv = self.resolve(ref)
@@ -707,6 +724,7 @@ class RegistryService:
 
     def remove_alias(self, model: str, alias: str, actor: str, reason: str | None = None) -> None:
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         alias = check_alias(alias)
         self._check_model(model)
         with self._events.transaction():
@@ -1218,6 +1236,7 @@ class RegistryService:
         audit log), pending (the policy wants approvals) or done at once (it wants none).
         ``on_deployments`` is kept with a pending request and applies at its last approval."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         stage = _stage(to_stage)
         choice = _on_deployments(on_deployments)
         mv = self.resolve(ref)
@@ -1324,6 +1343,7 @@ class RegistryService:
     ) -> PromotionPending | ModelPromoted | PromotionRefused:
         """Approve a pending request; the last approval needed performs the promotion."""
         actor = _check_actor(actor)
+        comment = _check_reason(comment, "comment")
         with self._events.transaction():
             run, mv = self._pending(request_id)
             stage = _stage(run.params["to_stage"])
@@ -1400,6 +1420,7 @@ class RegistryService:
             raise ValidationError(
                 "a rejection needs a reason (it is kept in the history)", field="reason"
             )
+        _check_reason(reason)
         with self._events.transaction():
             run, mv = self._pending(request_id)
             stage = _stage(run.params["to_stage"])
@@ -1420,7 +1441,8 @@ class RegistryService:
             now = self._now()
             run.status = RunStatus.FAILED
             run.ended_at = now
-            run.error = f"rejected by {actor}: {reason}"
+            error = f"rejected by {actor}: {reason}"  # whole in the audit entry and event
+            run.error = error if len(error) <= MAX_TEXT else error[: MAX_TEXT - 1] + "…"
             self.store.upsert_nodes([run.to_node()])
             self._associate(run.node_id, actor, AssociationRole.APPROVER)
             self.store.append_audit(
@@ -1452,6 +1474,7 @@ class RegistryService:
         """Move a version to a stage at once, where its policy needs no approvals (a refusal
         is recorded in the audit log)."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         stage = _stage(to_stage)
         choice = _on_deployments(on_deployments)
         # One transaction from the first read: what is checked is what is changed (the
@@ -1678,6 +1701,7 @@ class RegistryService:
         requires is refused (``PolicyViolation`` naming the deployments, nothing written)
         unless ``on_deployments`` is ``retire`` or ``repoint``."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         choice = _on_deployments(on_deployments)
         self._check_model(model)
         stage = _slot(stage_or_alias)
@@ -1838,6 +1862,7 @@ class RegistryService:
         Each record is a ``deploy`` run that USED the version, associated with ``actor``, and
         an audit entry."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         if status == DeploymentStatus.RETIRED:  # a str enum: "retired" too
             # recorded as retired, it served on (an open interval) and could not be retired
             raise ValidationError(
@@ -1944,6 +1969,7 @@ class RegistryService:
     ) -> Deployment:
         """Mark a deployment RETIRED and end its serving interval."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         if not isinstance(deployment_id, str) or not deployment_id.startswith("deployment:"):
             raise ValidationError("give a deployment id (deployment:...)", field="deployment_id")
         with self._events.transaction():
