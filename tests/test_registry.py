@@ -341,6 +341,33 @@ def test_a_reason_too_long_is_an_error_naming_the_reason(
     assert len(Run.from_node(store.get_node(req.request_id)).error or "") == 10_000
 
 
+def test_a_request_whose_version_moved_since_is_not_approved(
+    store: GraphStore, registry: RegistryFactory, clock: Clock
+) -> None:
+    """A request to Staging made while the version was in None, approved after it reached
+    Production, moved it out of Production (leaving it empty): the approvers approved a move
+    from None. Such an approval is a conflict now, writing nothing; the request is rejected
+    and asked again."""
+    add_version(store, 1)
+    reg = registry(churn__Staging=Policy(approvals=1))
+    req = reg.request_promotion("churn/1", "Staging", "ann", "for QA")
+    assert isinstance(req, PromotionPending)
+    reg.promote("churn/1", "Production", "ops", "hotfix")
+    head = store.audit_head()
+    with pytest.raises(ConflictError, match="from None to Staging, but it is in Production"):
+        reg.approve(req.request_id, "carol", "QA ok")
+    assert store.audit_head() == head
+    assert stage_of(store, "churn", 1) is Stage.PRODUCTION
+    assert reg.holders_at("churn", "Production", clock.now) == [1]
+    reg.reject(req.request_id, "carol", "it moved: ask again")
+    # a request whose version is where it was asked from still goes through
+    reg.promote("churn/1", "None", "ops", "back")
+    again = reg.request_promotion("churn/1", "Staging", "ann", "for QA")
+    assert isinstance(again, PromotionPending)
+    assert isinstance(reg.approve(again.request_id, "carol", "ok"), ModelPromoted)
+    assert stage_of(store, "churn", 1) is Stage.STAGING
+
+
 def test_only_an_approver_or_the_requester_may_reject(
     store: GraphStore, registry: RegistryFactory
 ) -> None:

@@ -1271,6 +1271,7 @@ class RegistryService:
                 "change": "request",
                 "model": mv.model,
                 "version": mv.version,
+                "from_stage": mv.stage.value,  # what its approvers look at (see approve)
                 "to_stage": stage.value,
                 "needed": policy.approvals,
                 "approvals": _list_param([]),
@@ -1351,6 +1352,15 @@ class RegistryService:
             approvals = _read_list(run.params.get("approvals"))
             if actor in approvals:
                 raise ConflictError(f"{actor!r} already approved {request_id}")
+            asked_from = run.params.get("from_stage")  # (requests made before: not kept)
+            if asked_from is not None and asked_from != mv.stage.value:
+                # approved, it would move the version from where it is now, not from where it
+                # was asked to move (out of Production, when it got there since)
+                raise ConflictError(
+                    f"promotion request {request_id} asked to move {mv.node_id} from"
+                    f" {asked_from} to {stage.value}, but it is in {mv.stage.value} now:"
+                    " reject it and ask again"
+                )
             choice = _on_deployments(run.params.get("on_deployments") or "refuse")
             broken = self._approval_rules(mv, policy, actor, run.user or "")
             if broken:
