@@ -146,6 +146,7 @@ __all__ = [
     "ID_PREFIXES",
     "LINEAGE_EDGE_KINDS",
     "MAX_NAME",
+    "MAX_TEXT",
     "NODE_MODELS",
     "REGISTRY_RUN_KINDS",
     "Agent",
@@ -462,6 +463,7 @@ _SUFFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}\Z")
 _SECRET_PARAM = re.compile(r"token|secret|passw|signature|sig$|credential|auth|key", re.I)
 _INT64 = (-(2**63), 2**63 - 1)
 _MAX_TEXT = 10_000
+MAX_TEXT = _MAX_TEXT  # characters of a text field (a description, an error, ...)
 
 
 def _text(max_length: int, what: str = "a name") -> Any:

@@ -15,7 +15,7 @@ from test_registry import Clock, add_version
 from lineagehub.artifacts import open_artifact_store
 from lineagehub.config import Settings
 from lineagehub.graph import Direction, GraphStore, open_store
-from lineagehub.graph.errors import ConflictError, NotFoundError, PolicyViolation
+from lineagehub.graph.errors import ConflictError, NotFoundError, PolicyViolation, ValidationError
 from lineagehub.interfaces.server import create_app
 from lineagehub.services.registry import RegistryService
 from lineagehub.vocabulary import DeploymentStatus, Stage
@@ -95,6 +95,22 @@ def test_retire_ends_serving_and_unknowns_are_errors(store: GraphStore) -> None:
         registry.deploy("churn/9", "production", "ops")
     with pytest.raises(NotFoundError):
         registry.retire_deployment("deployment:0190a0a0-0000-7000-8000-000000000000", "ops")
+
+
+def test_a_deployment_is_not_recorded_retired(store: GraphStore) -> None:
+    # Recorded with status retired, it served on (its interval open), and retiring it to
+    # end that interval was a conflict ("already retired").
+    add_version(store, 1)
+    registry = RegistryService(store, clock=Clock())
+    head = store.audit_head()
+    for status in ("retired", DeploymentStatus.RETIRED):
+        with pytest.raises(ValidationError) as caught:
+            registry.deploy("churn/1", "production", "ops", status=status)
+        assert caught.value.field == "status"
+    assert store.audit_head() == head
+    d = registry.deploy("churn/1", "production", "ops", status="failed")
+    assert registry.retire_deployment(d.id, "ops").status is DeploymentStatus.RETIRED
+    assert serves(store, d.id)[0][1] is not None
 
 
 def test_a_deploy_that_waited_for_another_ends_its_interval_after_it_began(

@@ -11,7 +11,7 @@ import pytest
 from http_server import HubServer
 
 from lineagehub.config import Settings
-from lineagehub.graph.errors import ConfigError
+from lineagehub.graph.errors import ConfigError, ValidationError
 from lineagehub.interfaces.server import create_app
 from lineagehub.samples.example import build_example
 from lineagehub.services.registry import Policy, RegistryService, Threshold, load_policies
@@ -194,3 +194,26 @@ def test_every_model_at_one_stage(tmp_path: Path) -> None:
     service = RegistryService(open_store("sqlite://"), policies=policies)
     assert service.policy_for("churn", "Production").approvals == 2
     assert service.policy_for("churn", "Staging").approvals == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: Policy(approvals=1, approvers="carol"), "approvers"),  # not {'c', 'a', ...}
+        (lambda: Policy(approvers=["carol", ""]), "approvers"),
+        (lambda: Policy(approvals=True), "approvals"),
+        (lambda: Threshold("auc", ">=", float("nan")), "value"),  # refused every promotion
+        (lambda: Threshold("auc", "<", float("inf")), "value"),
+        (lambda: Threshold("auc", ">=", "0.9"), "value"),  # a TypeError at every promotion
+        (lambda: Policy(thresholds=[("auc", ">=", None)]), "value"),
+        (lambda: Threshold("", ">=", 0.9), "metric"),
+    ],
+)
+def test_policies_given_in_code_are_checked_as_a_file_is(make: Any, field: str) -> None:
+    # What the policies file refuses (a bad value, a name where a list belongs), a Policy
+    # made in code (Client(registry_policies=...), create_app) took, to misbehave later.
+    with pytest.raises(ValidationError) as caught:
+        make()
+    assert caught.value.field == field
+    assert Threshold("auc", ">=", 1).value == 1.0
+    assert Policy(approvers=("carol",)).approvers == frozenset({"carol"})

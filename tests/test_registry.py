@@ -306,6 +306,91 @@ def test_reject(store: GraphStore, registry: RegistryFactory) -> None:
     assert store.verify_audit().ok
 
 
+def test_a_reason_too_long_is_an_error_naming_the_reason(
+    store: GraphStore, registry: RegistryFactory
+) -> None:
+    """A reason over the limit of a text was refused naming the run's field ("description",
+    or "error" for a rejection whose reason fitted), not the argument given; a comment of
+    any length was kept. Now each names its argument, and nothing is written."""
+    add_version(store, 1)
+    add_version(store, 2)
+    reg = registry(churn__Staging=Policy(approvals=1))
+    req = reg.request_promotion("churn/2", "Staging", "ann", "please")
+    assert isinstance(req, PromotionPending)
+    deployed = reg.deploy("churn/1", "prod", "ops")
+    long = "r" * 10_001
+    calls = {
+        "promote": lambda: reg.promote("churn/1", "Production", "ann", long),
+        "request": lambda: reg.request_promotion("churn/1", "Staging", "ann", long),
+        "alias": lambda: reg.set_alias("churn/1", "champion", "ann", long),
+        "deploy": lambda: reg.deploy("churn/1", "prod", "ops", reason=long),
+        "retire": lambda: reg.retire_deployment(deployed.id, "ops", long),
+        "rollback": lambda: reg.rollback("churn", "Staging", "ann", long),
+        "reject": lambda: reg.reject(req.request_id, "carol", long),
+        "comment": lambda: reg.approve(req.request_id, "carol", long),
+    }
+    head = store.audit_head()
+    for name, call in calls.items():
+        with pytest.raises(ValidationError, match="the limit is 10000") as caught:
+            call()
+        assert caught.value.field == ("comment" if name == "comment" else "reason"), name
+    assert store.audit_head() == head
+    # a reason that fits is kept whole in the audit log, the run's error holding what it can
+    out = reg.reject(req.request_id, "carol", "r" * 10_000)
+    assert out.reason == "r" * 10_000
+    assert len(Run.from_node(store.get_node(req.request_id)).error or "") == 10_000
+
+
+def test_a_request_whose_version_moved_since_is_not_approved(
+    store: GraphStore, registry: RegistryFactory, clock: Clock
+) -> None:
+    """A request to Staging made while the version was in None, approved after it reached
+    Production, moved it out of Production (leaving it empty): the approvers approved a move
+    from None. Such an approval is a conflict now, writing nothing; the request is rejected
+    and asked again."""
+    add_version(store, 1)
+    reg = registry(churn__Staging=Policy(approvals=1))
+    req = reg.request_promotion("churn/1", "Staging", "ann", "for QA")
+    assert isinstance(req, PromotionPending)
+    reg.promote("churn/1", "Production", "ops", "hotfix")
+    head = store.audit_head()
+    with pytest.raises(ConflictError, match="from None to Staging, but it is in Production"):
+        reg.approve(req.request_id, "carol", "QA ok")
+    assert store.audit_head() == head
+    assert stage_of(store, "churn", 1) is Stage.PRODUCTION
+    assert reg.holders_at("churn", "Production", clock.now) == [1]
+    reg.reject(req.request_id, "carol", "it moved: ask again")
+    # a request whose version is where it was asked from still goes through
+    reg.promote("churn/1", "None", "ops", "back")
+    again = reg.request_promotion("churn/1", "Staging", "ann", "for QA")
+    assert isinstance(again, PromotionPending)
+    assert isinstance(reg.approve(again.request_id, "carol", "ok"), ModelPromoted)
+    assert stage_of(store, "churn", 1) is Stage.STAGING
+
+
+def test_only_an_approver_or_the_requester_may_reject(
+    store: GraphStore, registry: RegistryFactory
+) -> None:
+    """Where a policy names its approvers, a rejection is theirs to make, as an approval is
+    (and the requester's, withdrawing the request): anyone else could reject every request."""
+    add_version(store, 1)
+    add_version(store, 2)
+    reg = registry(churn__Production=Policy(approvals=1, approvers=frozenset({"carol"})))
+    first = reg.request_promotion("churn/1", "Production", "ann", "please")
+    assert isinstance(first, PromotionPending)
+    head = store.audit_head()
+    with pytest.raises(PolicyViolation, match="approver role") as caught:
+        reg.reject(first.request_id, "mallory", "no")
+    assert [r.rule for r in caught.value.rules] == ["approver.role"]
+    assert store.audit_head() == head
+    assert [p.request_id for p in reg.pending_promotions("churn")] == [first.request_id]
+    assert reg.reject(first.request_id, "carol", "missing evaluation").by == "carol"
+    second = reg.request_promotion("churn/2", "Production", "ann", "please")
+    assert isinstance(second, PromotionPending)
+    assert reg.reject(second.request_id, "ann", "withdrawn").by == "ann"
+    assert reg.pending_promotions("churn") == []
+
+
 def test_rollback_stage_and_alias(
     store: GraphStore, registry: RegistryFactory, clock: Clock
 ) -> None:
@@ -338,21 +423,46 @@ def test_rollback_stage_and_alias(
     assert actions.count("stage.rollback") == 2
 
 
-def test_a_rollback_with_nothing_left_to_undo_is_a_conflict(
-    store: GraphStore, registry: RegistryFactory
+def test_a_rollback_of_a_rollback_puts_back_what_the_first_one_undid(
+    store: GraphStore, registry: RegistryFactory, clock: Clock
 ) -> None:
-    """Rolling a stage back until its last change is already undone: the next rollback says
-    there is nothing to roll back (it answered an empty success, changing nothing)."""
+    """A rollback is one change, however many versions it moves: rolling it back puts the
+    stage back as it was before it (v2 in Production again), as for an alias. It undid only
+    the rollback's last move (v1's return), and left Production empty."""
     add_version(store, 1)
     add_version(store, 2)
     reg = registry()
     reg.promote("churn/1", "Production", "ann", "v1 live")
     reg.promote("churn/2", "Production", "ann", "v2 live")
     reg.rollback("churn", "Production", "ops", "v2 is broken")  # v1 back, v2 out
-    reg.rollback("churn", "Production", "ops", "undo")  # v1 back in: undone; nothing in
+    assert reg.holders_at("churn", "Production", clock.now) == [1]
+    runs = reg.rollback("churn", "Production", "ops", "v2 was fine")
+    assert len(runs) == 2
+    assert stage_of(store, "churn", 2) is Stage.PRODUCTION
+    assert stage_of(store, "churn", 1) is Stage.ARCHIVED
+    assert reg.holders_at("churn", "Production", clock.now) == [2]
+    reg.rollback("churn", "Production", "ops", "no, it was not")
+    assert reg.holders_at("churn", "Production", clock.now) == [1]
+    assert reg.holders_at("churn", "Archived", clock.now) == []
+    assert [(h.version, h.from_, h.to) for h in reg.history("churn", stage="Production")][-2:] == [
+        (2, "Production", "None"),
+        (1, "Archived", "Production"),
+    ]
+    assert store.verify_audit().ok
+
+
+def test_a_rollback_with_nothing_left_to_undo_is_a_conflict(
+    store: GraphStore, registry: RegistryFactory
+) -> None:
+    """Rolling a stage back until its last change is already undone: the next rollback says
+    there is nothing to roll back (it answered an empty success, changing nothing)."""
+    add_version(store, 1)
+    reg = registry()
+    reg.promote("churn/1", "Staging", "ann", "v1 to test")
+    reg.rollback("churn", "Staging", "ops", "not yet")  # v1 out; Staging held nothing
     head = store.audit_head()
     with pytest.raises(ConflictError, match="nothing to roll back"):
-        reg.rollback("churn", "Production", "ops", "again")
+        reg.rollback("churn", "Staging", "ops", "again")
     assert store.audit_head() == head
 
 
@@ -628,10 +738,14 @@ def test_the_holders_replayed_from_the_moves_are_the_holders_at_every_time(
     reg = RegistryService(store, clock=clock)
     held = {s: [1, 2, 3, 4] if s == "None" else [] for s in _STAGES}
     where = dict.fromkeys(range(1, 5), "None")
-    events: list[tuple[int, str, str, list[int]]] = []  # version, from, to, `to` before
+    events: list[tuple[int, str, str, int]] = []  # version, from, to, the change it was in
+    began: list[dict[str, list[int]]] = []  # each change: what the stages held before it
+
+    def change() -> None:
+        began.append({s: list(h) for s, h in held.items()})
 
     def move(v: int, to: str) -> None:
-        events.append((v, where[v], to, list(held[to])))
+        events.append((v, where[v], to, len(began) - 1))
         held[where[v]].remove(v)
         held[to].append(v)
         where[v] = to
@@ -645,26 +759,37 @@ def test_the_holders_replayed_from_the_moves_are_the_holders_at_every_time(
                 continue
             previous = sorted(held["Production"]) if b == "Production" and archive else []
             reg.promote(f"{model}/{a}", b, "ann", archive_previous=archive)
+            change()
             move(a, b)
             for old in (v for v in previous if v != a):
                 move(old, "Archived")
         else:
+            # a rollback undoes the whole change that last moved a version into the stage
+            # (a promotion with its archiving, a rollback with all its moves): the stage
+            # holds again what it held before that change
             last = [e for e in events if e[2] == a]
             if not last:
                 with pytest.raises(NotFoundError):
                     reg.rollback(model, a, "ann")
                 continue
-            v, came_from, _, before = last[-1]
-            if where[v] != a and all(where[w] == a for w in before):
+            undone = last[-1][3]
+            before = began[undone][a]
+            came_from: dict[int, str] = {}
+            for v, source, _, c in events:
+                if c == undone:
+                    came_from.setdefault(v, source)
+            out = [v for v in came_from if where[v] == a and v not in before]
+            back = [w for w in before if where[w] != a]
+            if not out and not back:
                 with pytest.raises(ConflictError):  # undone already: nothing to roll back
                     reg.rollback(model, a, "ann")
                 continue
             reg.rollback(model, a, "ann")
-            if where[v] == a:
-                move(v, came_from)
-            for w in before:
-                if where[w] != a:
-                    move(w, a)
+            change()
+            for v in out:
+                move(v, came_from[v])
+            for w in back:
+                move(w, a)
         assert {w: stage_of(store, model, w).value for w in where} == where
         seen.append((clock.now, {s: list(h) for s, h in held.items()}))
     for at, expected in seen:

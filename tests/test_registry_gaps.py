@@ -237,6 +237,27 @@ def test_an_archive_can_repoint_or_retire_the_deployment(store: GraphStore) -> N
     assert bad.value.field == "on_deployments"
 
 
+def test_a_deploy_without_a_requirement_drops_the_one_before(store: GraphStore) -> None:
+    # A deploy under the same name states its own requirement: none is none. The stored
+    # deployment kept the first deploy's Production (while the deploy's answer and its audit
+    # entry said none), and refused moving the version it now served out of Production.
+    add_version(store, 1)
+    add_version(store, 2)
+    reg = make(store)
+    reg.promote("churn/1", "Production", "ann", "live")
+    dep = reg.deploy("churn/1", "prod", "ann", require_stage="Production").id
+    again = reg.deploy("churn/2", "prod", "ann", reason="a canary: no stage needed")
+    assert again.id == dep and again.require_stage is None
+    assert deployment(store, dep).require_stage is None
+    assert isinstance(reg.promote("churn/2", "Staging", "ann", "tested"), ModelPromoted)
+    assert isinstance(reg.promote("churn/1", "Archived", "ann", "gone"), ModelPromoted)
+    assert serving(store, dep) == ["mv:churn/2"]
+    # and stated again, it is kept again
+    reg.deploy("churn/2", "prod", "ann", require_stage="Staging")
+    assert deployment(store, dep).require_stage is Stage.STAGING
+    assert store.verify_audit().ok
+
+
 def test_a_governed_promotion_applies_the_choice_at_its_last_approval(
     store: GraphStore,
 ) -> None:

@@ -455,3 +455,80 @@ def test_deliveries_a_stop_abandoned_are_sent_by_the_next_start_counting_on(
         assert outbox.redeliver() == 0
         dispatcher.close()
     store.close()
+
+
+def test_a_stage_rollback_sends_one_event_naming_every_move(hub: Hub) -> None:
+    # A rollback of a stage changes stages as a promotion does: one stage.rolled_back event
+    # with each move (it sent none, so a receiver kept the rolled-back version in Staging).
+    # One that is refused (nothing to roll back) sends nothing.
+    promote = """mutation($ref: String!) { promoteModelVersion(ref: $ref, to: "Staging",
+      reason: "try") { __typename } }"""
+    data(hub.http, promote, ref="churn/1")
+    data(hub.http, promote, ref="churn/2")
+    rollback = """mutation { rollback(model: "churn", stageOrAlias: "Staging", reason: "v2 bad")
+      { runIds holders { id } } }"""
+    done = data(hub.http, rollback)["rollback"]
+    assert [h["id"] for h in done["holders"]] == ["mv:churn/1"]
+    got = hub.receiver.wait_for(3)
+    assert [r.event for r in got] == ["promotion.done", "promotion.done", "stage.rolled_back"]
+    event = got[-1].body["data"]
+    assert event["model"] == "churn" and event["stage"] == "Staging"
+    assert event["actor"] == "alice" and event["reason"] == "v2 bad"
+    assert event["run_ids"] == done["runIds"]
+    assert event["moves"] == [
+        {
+            "version_id": "mv:churn/2",
+            "version": 2,
+            "from_stage": "Staging",
+            "to_stage": "None",
+            "run_id": done["runIds"][0],
+        }
+    ]
+    assert event["undone"] == got[1].body["data"]["run_id"]
+
+    assert errors(hub.http, rollback.replace("Staging", "Archived"))  # no history: refused
+    data(hub.http, SET_ALIAS, ref="churn/1")  # the next change's event comes next
+    got = hub.receiver.wait_for(4)
+    assert [r.event for r in got[3:]] == ["alias.moved"]
+
+
+def test_a_retired_deployment_sends_its_event(hub: Hub) -> None:
+    # Recording a deployment sent deployment.recorded; retiring it (by retireDeployment, or
+    # by a stage change told to retire what it would strand) sent nothing.
+    data(
+        hub.http,
+        """mutation { promoteModelVersion(ref: "churn/1", to: "Staging", reason: "try") {
+          __typename } }""",
+    )
+    record = """mutation($name: String!) { recordDeployment(ref: "churn/1", environment: "qa",
+      name: $name, requireStage: "Staging") { id } }"""
+    first = data(hub.http, record, name="a")["recordDeployment"]["id"]
+    second = data(hub.http, record, name="b")["recordDeployment"]["id"]
+    data(
+        hub.http,
+        """mutation($id: ID!) { retireDeployment(id: $id, reason: "done") { status } }""",
+        id=first,
+    )
+    done = data(
+        hub.http,
+        """mutation { promoteModelVersion(ref: "churn/1", to: "Archived", reason: "old",
+          onDeployments: "retire") { ... on ModelPromoted { deployments { id } } } }""",
+    )["promoteModelVersion"]
+    assert done["deployments"] == [{"id": second}]
+    got = hub.receiver.wait_for(6)
+    assert [r.event for r in got] == [
+        "promotion.done",
+        "deployment.recorded",
+        "deployment.recorded",
+        "deployment.retired",
+        "deployment.retired",
+        "promotion.done",
+    ]
+    retired = [r.body["data"] for r in got[3:5]]
+    assert [(d["deployment_id"], d["name"], d["environment"]) for d in retired] == [
+        (first, "a", "qa"),
+        (second, "b", "qa"),
+    ]
+    assert [d["ended"] for d in retired] == [["mv:churn/1"], ["mv:churn/1"]]
+    assert retired[0]["actor"] == "alice" and retired[0]["reason"] == "done"
+    assert retired[1]["reason"].startswith("retired by the promotion of mv:churn/1")

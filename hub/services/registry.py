@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lineagehub.graph import Direction, Edge, GraphStore, Node
+from lineagehub.graph import DELETE, Direction, Edge, GraphStore, Node
 from lineagehub.graph import errors as _errors
 from lineagehub.graph.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from lineagehub.graph.model import check_time, to_iso
@@ -58,6 +58,7 @@ from lineagehub.services.lineage import LineageService
 from lineagehub.services.webhooks import AfterCommit, EventSink, WebhookEvent
 from lineagehub.vocabulary import (
     MAX_NAME,
+    MAX_TEXT,
     Agent,
     AssociationRole,
     CodeCommit,
@@ -113,10 +114,28 @@ class Threshold:
     value: float
 
     def __post_init__(self) -> None:
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ValidationError(
+                f"threshold metric must be a metric's name, not {self.metric!r}", field="metric"
+            )
         if self.op not in _OPS:
             raise ValidationError(
                 f"threshold op {self.op!r} is not one of {', '.join(_OPS)}", field="op"
             )
+        # as a policy file's thresholds are checked: a text compared with a metric failed
+        # every promotion with a TypeError, NaN refused every promotion whatever its metric
+        value = self.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError(
+                f"threshold value for {self.metric!r} must be a number, not {value!r}",
+                field="value",
+            )
+        if not math.isfinite(value):
+            raise ValidationError(
+                f"threshold value for {self.metric!r} must be finite, not {value!r}",
+                field="value",
+            )
+        object.__setattr__(self, "value", float(value))
 
 
 @dataclass(frozen=True)
@@ -142,8 +161,16 @@ class Policy:
         rules = tuple(t if isinstance(t, Threshold) else Threshold(*t) for t in self.thresholds)
         object.__setattr__(self, "thresholds", rules)
         if self.approvers is not None:
-            object.__setattr__(self, "approvers", frozenset(self.approvers))
-        if not isinstance(self.approvals, int) or self.approvals < 0:
+            # a name given alone is not a list of names (frozenset("carol") is its letters)
+            names = self.approvers
+            if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+                raise ValidationError(
+                    f"approvers must be a collection of agent names, not {names!r}",
+                    field="approvers",
+                )
+            object.__setattr__(self, "approvers", frozenset(names))
+        approvals = self.approvals
+        if isinstance(approvals, bool) or not isinstance(approvals, int) or approvals < 0:
             raise ValidationError("approvals must be a non-negative integer", field="approvals")
 
     @property
@@ -515,17 +542,13 @@ def _moment(value: Any) -> datetime | None:
         return None
 
 
-def _replay(
-    stage: Stage, timeline: Sequence[tuple[Any, Node]], stop: str | None = None
-) -> list[int]:
+def _replay(stage: Stage, timeline: Sequence[tuple[Any, Node]]) -> list[int]:
     """The versions in ``stage`` after ``timeline`` (``_stage_timeline``'s), oldest entrant
-    first; with ``stop``, just before the move whose run id it is. A version moved in goes
+    first. A version moved in goes
     last; a record that lists the holders (``to_holders`` / ``from_holders``, written by
     stores before moves alone were recorded) is taken as what the stage held then."""
     holders: dict[int, None] = {}
     for _, node in timeline:
-        if node.id == stop:
-            break
         if node.label == NodeKind.MODEL_VERSION.value:  # a registration (stage None only)
             number = _version_number(node.props.get("version"))
             if number is not None:
@@ -577,6 +600,21 @@ def _run_name(text: str) -> str:
     """A registry run's name from a model's (up to 256 characters itself): what it did, cut
     to the 256 a run's name may hold (the params keep the model and version whole)."""
     return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
+
+
+def _check_reason(value: Any, name: str = "reason") -> str | None:
+    """A reason or comment as the registry keeps it (a run's description holds up to
+    ``MAX_TEXT`` characters), checked first: a long one was refused naming the run's field
+    (``description``, ``error``), which the caller never gave, or (a comment) kept whole."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be text", field=name)
+    if len(value) > MAX_TEXT:
+        raise ValidationError(
+            f"{name} is {len(value)} characters long; the limit is {MAX_TEXT}", field=name
+        )
+    return value
 
 
 def _check_actor(actor: Any) -> str:
@@ -666,6 +704,7 @@ class RegistryService:
     def set_alias(self, ref: str, alias: str, actor: str, reason: str | None = None) -> str:
         """Point ``alias`` at the version; the previous holder loses it. Returns the id."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         alias = check_alias(alias)  # one spelling: 'Champion' is 'champion'
         with self._events.transaction():  # read and written in one: the version read once
             mv = self.resolve(ref)
@@ -685,6 +724,7 @@ class RegistryService:
 
     def remove_alias(self, model: str, alias: str, actor: str, reason: str | None = None) -> None:
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         alias = check_alias(alias)
         self._check_model(model)
         with self._events.transaction():
@@ -1196,6 +1236,7 @@ class RegistryService:
         audit log), pending (the policy wants approvals) or done at once (it wants none).
         ``on_deployments`` is kept with a pending request and applies at its last approval."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         stage = _stage(to_stage)
         choice = _on_deployments(on_deployments)
         mv = self.resolve(ref)
@@ -1230,6 +1271,7 @@ class RegistryService:
                 "change": "request",
                 "model": mv.model,
                 "version": mv.version,
+                "from_stage": mv.stage.value,  # what its approvers look at (see approve)
                 "to_stage": stage.value,
                 "needed": policy.approvals,
                 "approvals": _list_param([]),
@@ -1302,6 +1344,7 @@ class RegistryService:
     ) -> PromotionPending | ModelPromoted | PromotionRefused:
         """Approve a pending request; the last approval needed performs the promotion."""
         actor = _check_actor(actor)
+        comment = _check_reason(comment, "comment")
         with self._events.transaction():
             run, mv = self._pending(request_id)
             stage = _stage(run.params["to_stage"])
@@ -1309,6 +1352,15 @@ class RegistryService:
             approvals = _read_list(run.params.get("approvals"))
             if actor in approvals:
                 raise ConflictError(f"{actor!r} already approved {request_id}")
+            asked_from = run.params.get("from_stage")  # (requests made before: not kept)
+            if asked_from is not None and asked_from != mv.stage.value:
+                # approved, it would move the version from where it is now, not from where it
+                # was asked to move (out of Production, when it got there since)
+                raise ConflictError(
+                    f"promotion request {request_id} asked to move {mv.node_id} from"
+                    f" {asked_from} to {stage.value}, but it is in {mv.stage.value} now:"
+                    " reject it and ask again"
+                )
             choice = _on_deployments(run.params.get("on_deployments") or "refuse")
             broken = self._approval_rules(mv, policy, actor, run.user or "")
             if broken:
@@ -1378,12 +1430,29 @@ class RegistryService:
             raise ValidationError(
                 "a rejection needs a reason (it is kept in the history)", field="reason"
             )
+        _check_reason(reason)
         with self._events.transaction():
             run, mv = self._pending(request_id)
+            stage = _stage(run.params["to_stage"])
+            approvers = self.policy_for(mv.model, stage).approvers
+            # a rejection decides a request as an approval does: only an approver (or the
+            # requester, withdrawing it) may; anyone else could stop every promotion
+            if approvers is not None and actor not in approvers and actor != run.user:
+                rule = RuleBroken(
+                    "approver.role",
+                    f"{actor!r} does not hold the approver role and did not request"
+                    f" {request_id}, so may not reject it",
+                    sorted(approvers),
+                    actor,
+                )
+                raise _errors.PolicyViolation(
+                    f"rejection of {request_id} refused: {rule.message}", rules=[rule]
+                )
             now = self._now()
             run.status = RunStatus.FAILED
             run.ended_at = now
-            run.error = f"rejected by {actor}: {reason}"
+            error = f"rejected by {actor}: {reason}"  # whole in the audit entry and event
+            run.error = error if len(error) <= MAX_TEXT else error[: MAX_TEXT - 1] + "…"
             self.store.upsert_nodes([run.to_node()])
             self._associate(run.node_id, actor, AssociationRole.APPROVER)
             self.store.append_audit(
@@ -1392,7 +1461,7 @@ class RegistryService:
             self._promotion_event(
                 WebhookEvent.PROMOTION_REJECTED,
                 mv,
-                _stage(run.params["to_stage"]),
+                stage,
                 actor,
                 reason,
                 run.node_id,
@@ -1415,6 +1484,7 @@ class RegistryService:
         """Move a version to a stage at once, where its policy needs no approvals (a refusal
         is recorded in the audit log)."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         stage = _stage(to_stage)
         choice = _on_deployments(on_deployments)
         # One transaction from the first read: what is checked is what is changed (the
@@ -1641,6 +1711,7 @@ class RegistryService:
         requires is refused (``PolicyViolation`` naming the deployments, nothing written)
         unless ``on_deployments`` is ``retire`` or ``repoint``."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         choice = _on_deployments(on_deployments)
         self._check_model(model)
         stage = _slot(stage_or_alias)
@@ -1668,19 +1739,33 @@ class RegistryService:
             )
             if event is None:
                 raise NotFoundError(f"stage {stage.value} of {model!r} has no history", ids=[model])
-            params = event.props["params"]
-            current = ModelVersion.from_node(
-                self.store.get_node(model_version_id(model, params["version"]))
-            )
-            why = reason or f"rollback of {event.id}"
-            moves: list[tuple[ModelVersion, Stage]] = []
-            if current.stage is stage:
-                moves.append((current, _stage(params["from_stage"], "from_stage")))
-            if "to_before" in params:  # an old store's record: the holders it listed
-                before = _holders(params["to_before"])
+            # The change to undo is the whole of the one that made this move: a promotion
+            # with the archiving it did, or a rollback with every move it made. Undoing only
+            # its last move (a rollback's last restored version) would leave the stage as it
+            # never was between changes (a rollback of a rollback emptied Production).
+            change = self._change_of(model, event)
+            root = change[0]
+            why = reason or f"rollback of {root.id}"
+            came_from: dict[int, Stage] = {}
+            for node in change:
+                p = node.props["params"]
+                came_from.setdefault(int(p["version"]), _stage(p["from_stage"], "from_stage"))
+            params = root.props["params"]
+            if "to_before" in params and params.get("to_stage") == stage.value:
+                before = _holders(params["to_before"])  # an old store's record: its list
             else:
+                # what the stage held before the change's first move (which need not be a
+                # move of this stage: a promotion to Production, for Archived)
+                began = Run.from_node(root).ended_at
+                assert began is not None  # a record (_change_of)
+                first = (began, 1, root.id)
                 timeline = self._stage_timeline(model, stage, Run.from_node(event).ended_at)
-                before = _replay(stage, timeline, stop=event.id)
+                before = _replay(stage, [item for item in timeline if item[0] < first])
+            moves: list[tuple[ModelVersion, Stage]] = []
+            for v, stage_before in came_from.items():
+                mv = ModelVersion.from_node(self.store.get_node(model_version_id(model, v)))
+                if mv.stage is stage and v not in before:
+                    moves.append((mv, stage_before))
             for v in before:
                 mv = ModelVersion.from_node(self.store.get_node(model_version_id(model, v)))
                 if mv.stage is not stage:
@@ -1700,11 +1785,66 @@ class RegistryService:
                     "(on_deployments=, or --deployments in the CLI: retire or repoint)",
                     rules=rules,
                 )
-            runs = [self._move(mv, to, actor, why, "rollback") for mv, to in moves]
+            moved = [(mv.node_id, mv.version, mv.stage.value, to.value) for mv, to in moves]
+            # one change: its first move is the parent of the others (as a promotion is of
+            # the versions it archives), so a rollback of it undoes all of it
+            runs = [self._move(moves[0][0], moves[0][1], actor, why, "rollback")]
+            runs += [
+                self._move(mv, to, actor, why, "rollback", parent=runs[0]) for mv, to in moves[1:]
+            ]
             changed = self._settle(
                 stranded, choice, actor, f"the rollback of {model} {stage.value}"
             )
+            self._events.emit(
+                WebhookEvent.STAGE_ROLLED_BACK,
+                {
+                    "model": model,
+                    "stage": stage.value,
+                    "undone": root.id,
+                    "moves": [
+                        {
+                            "version_id": version_id,
+                            "version": version,
+                            "from_stage": from_stage,
+                            "to_stage": to_stage,
+                            "run_id": run_id,
+                        }
+                        for (version_id, version, from_stage, to_stage), run_id in zip(
+                            moved, runs, strict=True
+                        )
+                    ],
+                    "deployments": changed,
+                    "actor": actor,
+                    "reason": why,
+                    "run_ids": runs,
+                },
+            )
             return RolledBack(tuple(runs), tuple(changed))
+
+    def _change_of(self, model: str, event: Node) -> list[Node]:
+        """The moves of the change a stage move was part of, first move first: its first
+        move (a promotion, a rollback's first move: the move itself or its parent) and that
+        move's children (the versions a promotion archived, a rollback's other moves)."""
+        parent_id = event.props.get("parent")
+        parent = self.store.get_nodes([parent_id])[0] if isinstance(parent_id, str) else None
+        if (
+            parent is None
+            or parent.label != NodeKind.RUN.value
+            or parent.props.get("kind") != RunKind.PROMOTE.value
+            or not _is_record(parent)
+            or parent.props["params"].get("change") != "stage"
+            or parent.props["params"].get("model") != model
+        ):
+            parent = event
+        where = {
+            "kind": RunKind.PROMOTE.value,
+            "status": RunStatus.FINISHED.value,
+            "params.change": "stage",
+            "params.model": model,
+            "parent": parent.id,
+        }
+        children = self.store.iter_nodes(NodeKind.RUN.value, where, ["ended_at", "id"])
+        return [parent, *(n for n in children if _is_record(n))]
 
     # --- deployments ------------------------------------------------------------------------
 
@@ -1732,6 +1872,14 @@ class RegistryService:
         Each record is a ``deploy`` run that USED the version, associated with ``actor``, and
         an audit entry."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
+        if status == DeploymentStatus.RETIRED:  # a str enum: "retired" too
+            # recorded as retired, it served on (an open interval) and could not be retired
+            raise ValidationError(
+                "a deployment is recorded serving (active, pending or failed); retire it "
+                "with retire_deployment (retireDeployment), which ends its serving interval",
+                field="status",
+            )
         mv = self.resolve(ref)
         stage: Stage | None = None
         if require_stage is not None:
@@ -1771,7 +1919,12 @@ class RegistryService:
                 fields["project"] = projects_of(self.store, [mv.to_node()])[mv.node_id]
             deployment = validate(Deployment, fields)
             ended = self._end_serving(deployment.id, now) if found else []
-            self.store.upsert_nodes([deployment.to_node()])
+            node = deployment.to_node()
+            if found and stage is None and "require_stage" in found[0].props:
+                # a deploy states its own requirement: none removes the one before (a merge
+                # kept it, and refused stage changes this deploy said nothing against)
+                node.props["require_stage"] = DELETE
+            self.store.upsert_nodes([node])
             self.store.upsert_edges([make_edge(EdgeKind.SERVES, deployment, mv, valid_from=now)])
             run = _done_run(
                 f"deploy {mv.model}/{mv.version} to {deployment.environment}",
@@ -1826,6 +1979,7 @@ class RegistryService:
     ) -> Deployment:
         """Mark a deployment RETIRED and end its serving interval."""
         actor = _check_actor(actor)
+        reason = _check_reason(reason)
         if not isinstance(deployment_id, str) or not deployment_id.startswith("deployment:"):
             raise ValidationError("give a deployment id (deployment:...)", field="deployment_id")
         with self._events.transaction():
@@ -1843,6 +1997,17 @@ class RegistryService:
             "deployment.retire",
             deployment.id,
             {"ended": ended, "reason": reason},
+        )
+        self._events.emit(
+            WebhookEvent.DEPLOYMENT_RETIRED,
+            {
+                "deployment_id": deployment.id,
+                "name": deployment.name,
+                "environment": deployment.environment,
+                "ended": ended,
+                "actor": actor,
+                "reason": reason,
+            },
         )
         return deployment
 
