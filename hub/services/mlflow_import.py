@@ -1075,11 +1075,13 @@ def _moved(nodes: Mapping[str, Node], known: Mapping[str, Node]) -> list[str]:
     stale = []
     for run_id, before in known.items():
         now = nodes.get(run_id)
-        was = (before.props.get("project"), before.props.get("experiment"))
-        if now is None or None in was or was == (now.props.get("project"), now.props.get("experiment")):  # fmt: skip
+        project, experiment = before.props.get("project"), before.props.get("experiment")
+        if now is None or not isinstance(project, str) or not isinstance(experiment, str):
+            continue
+        if (project, experiment) == (now.props.get("project"), now.props.get("experiment")):
             continue
         try:
-            old = Experiment(project=was[0], name=was[1]).node_id
+            old = Experiment(project=project, name=experiment).node_id
         except ValidationError:
             continue
         stale.append(_edge(EdgeKind.PART_OF, run_id, old).id)
