@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,17 +193,7 @@ def test_serve_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
 
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lineagehub", "serve", "--port", str(port), "--workers", "2",
-         "--store", f"sqlite:///{tmp_path / 'hub.db'}", "--artifacts",
-         (tmp_path / "artifacts").as_uri()],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
+    proc, port = _serve_two_workers(tmp_path, stderr=subprocess.DEVNULL, start_new_session=True)
     workers: list[int] = []
     try:
         # the deadlines only guard against a hang, on a busy machine
@@ -242,22 +233,11 @@ def test_serve_workers_scrapes_count_every_worker_s_requests(tmp_path: Path) -> 
     the counts of whichever worker answered it: successive scrapes went up and down (which
     Prometheus takes for counter resets). Every scrape now shows every worker's requests."""
     import re
-    import socket
     import time
 
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lineagehub", "serve", "--port", str(port), "--workers", "2",
-         "--store", f"sqlite:///{tmp_path / 'hub.db'}", "--artifacts",
-         (tmp_path / "artifacts").as_uri(), "--log-level", "info"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    proc, port = _serve_two_workers(tmp_path, "--log-level", "info", stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         # until both workers have started (the deadline only guards against a hang)
@@ -281,6 +261,22 @@ def test_serve_workers_scrapes_count_every_worker_s_requests(tmp_path: Path) -> 
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
+
+
+def _serve_two_workers(
+    tmp_path: Path, *options: str, **popen: Any
+) -> tuple[subprocess.Popen[str], int]:
+    """`lineagehub serve --workers 2` on a port free a moment ago (uvicorn's workers need
+    a port number, not a socket), and that port."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, "-m", "lineagehub", "serve", "--port", str(port), "--workers", "2",
+            "--store", f"sqlite:///{tmp_path / 'hub.db'}", "--artifacts",
+            (tmp_path / "artifacts").as_uri(), *options]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, text=True, **popen), port
 
 
 def _cmdline(pid: int) -> str:
