@@ -341,6 +341,27 @@ def test_a_reason_too_long_is_an_error_naming_the_reason(
     assert len(Run.from_node(store.get_node(req.request_id)).error or "") == 10_000
 
 
+def test_a_request_that_needs_no_approval_is_audited_as_its_event_says(
+    store: GraphStore, registry: RegistryFactory
+) -> None:
+    """A request whose policy needs no approvals is done at once: its webhook said
+    ``promotion.requested`` but the audit log held only the promotion. Both are entries,
+    by the requester, the request first."""
+    add_version(store, 1)
+    events: list[str] = []
+    reg = RegistryService(
+        store,
+        policies={("churn", "Staging"): Policy(approvals=0)},
+        on_event=lambda event, payload: events.append(event),
+    )
+    done = reg.request_promotion("churn/1", "Staging", "ann", "for QA")
+    assert isinstance(done, ModelPromoted)
+    audited = [(e.actor, e.action) for e in store.read_audit(0, 100, "mv:churn/1")]
+    assert audited[-2:] == [("ann", "promotion.requested"), ("ann", "stage.promotion")]
+    assert events[:1] == ["promotion.requested"] and "promotion.done" in events
+    assert store.verify_audit().ok
+
+
 def test_a_request_whose_version_moved_since_is_not_approved(
     store: GraphStore, registry: RegistryFactory, clock: Clock
 ) -> None:

@@ -1253,6 +1253,13 @@ class RegistryService:
             return self._refused(mv, stage, broken, actor, reason)
         if policy.approvals == 0:
             with self._events.transaction():
+                # the request is audited as its event says, then done at once (no approvals)
+                self.store.append_audit(
+                    actor,
+                    "promotion.requested",
+                    mv.node_id,
+                    {"to_stage": stage.value, "reason": reason, "run": None},
+                )
                 self._promotion_event(
                     WebhookEvent.PROMOTION_REQUESTED, mv, stage, actor, reason, None, needed=0
                 )
