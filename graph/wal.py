@@ -20,6 +20,7 @@ checkpoint is crash-safe whichever connection runs it.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import weakref
@@ -39,6 +40,18 @@ SETTLED_PAGES = 128
 PASSES = 4
 # A thread with no commit to follow for this long ends; the next commit starts another.
 IDLE_EXIT_S = 30.0
+
+#: Held by a checkpoint thread while it is inside SQLite, and by a fork while it forks: a
+#: child forked as a checkpoint ran inherited SQLite's own mutexes held by a thread it does
+#: not have, and its first statement waited for ever (SQLite's rule: no fork with SQLite in
+#: use in another thread). A checkpoint is a short passive copy: a fork waits for it.
+_IN_SQLITE = threading.Lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_IN_SQLITE.acquire,
+        after_in_parent=_IN_SQLITE.release,
+        after_in_child=_IN_SQLITE.release,
+    )
 
 
 class Checkpointer:
@@ -154,7 +167,8 @@ def _follow(
     its store's checkpointer weakly, so a store dropped without ``close`` lets it end."""
     conn: sqlite3.Connection | None = None
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        with _IN_SQLITE:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         while not stop.is_set():
             if not wake.wait(IDLE_EXIT_S):
                 me = owner()
@@ -168,7 +182,8 @@ def _follow(
             if me is None:
                 return
             try:
-                me.run_once(conn)
+                with _IN_SQLITE:
+                    me.run_once(conn)
             except sqlite3.Error as e:  # a full disk, a file gone: the writers' own remain
                 log.warning("lineagehub: background WAL checkpoint of %s failed: %s", path, e)
             del me
@@ -178,4 +193,5 @@ def _follow(
         log.warning("lineagehub: cannot open %s for WAL checkpoints: %s", path, e)
     finally:
         if conn is not None:
-            conn.close()
+            with _IN_SQLITE:
+                conn.close()
