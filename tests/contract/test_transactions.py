@@ -192,14 +192,19 @@ def test_a_store_opened_before_a_fork_works_in_the_child_and_the_parent(
     child.start()
     reads = 0
     seen: Any = None
-    while seen is None and reads < 100_000:  # the parent reads all the while
-        assert store.get_node("from-parent") is not None
-        reads += 1
-        if not queue.empty():
-            seen = queue.get()
-    if seen is None:  # a slow child on a busy machine: its answer is waited for
-        seen = queue.get(timeout=120)
-    child.join(120)
+    try:
+        while seen is None and reads < 100_000:  # the parent reads all the while
+            assert store.get_node("from-parent") is not None
+            reads += 1
+            if not queue.empty():
+                seen = queue.get()
+        if seen is None:  # a slow child on a busy machine: its answer is waited for
+            seen = queue.get(timeout=120)
+        child.join(120)
+    finally:  # a child that hangs fails the test, not the whole run (exit joins children)
+        if child.is_alive():
+            child.kill()
+            child.join()
     assert seen == 31, seen
     assert child.exitcode == 0
     store.upsert_nodes([Node("after", "Run")])  # the parent's connections still work
