@@ -106,7 +106,9 @@ _HOPS: dict[str, tuple[Direction, str]] = {
     "Alert": (Direction.UPSTREAM, "ABOUT"),
 }
 _MAX_HOPS = 5  # Alert -> Deployment -> ModelVersion -> Run is the longest chain
-_CARD_REVISION, _CARD_REVISION_PREFIX = "CardRevision", "card-revision:"  # services.cards
+#: A model card's revision (:mod:`lineagehub.services.cards`): a record of its own, in its
+#: version's project, id ``card-revision:<version id>/<revision>``.
+CARD_REVISION, CARD_REVISION_PREFIX = "CardRevision", "card-revision:"
 
 
 def _hop(node: Node) -> tuple[Direction, str] | None:
@@ -145,8 +147,8 @@ def projects_of(store: GraphStore, nodes: Iterable[Node]) -> dict[str, str | Non
     waiting: dict[str, list[str]] = defaultdict(list)  # node reached -> the ids asking
     owned: dict[str, str] = {}  # a record outside the vocabulary -> the node it belongs to
     for node in nodes:
-        if node.label == _CARD_REVISION:  # a model card's revision: its version's
-            owned[node.id] = node.id.removeprefix(_CARD_REVISION_PREFIX).rpartition("/")[0]
+        if node.label == CARD_REVISION:  # a model card's revision: its version's
+            owned[node.id] = node.id.removeprefix(CARD_REVISION_PREFIX).rpartition("/")[0]
             continue
         frontier[node.id] = node
         waiting[node.id].append(node.id)
@@ -281,6 +283,8 @@ def require_in(principal: Principal, needed: Role, project: str | None, *, actio
 
 
 __all__ = [
+    "CARD_REVISION",
+    "CARD_REVISION_PREFIX",
     "RECORDED",
     "RECORDED_MARK",
     "Principal",

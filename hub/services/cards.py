@@ -32,6 +32,7 @@ from typing import Any
 from lineagehub.graph import DELETE, Direction, GraphStore, Node, ValidationError
 from lineagehub.graph.audit import payload_digest
 from lineagehub.graph.model import check_time, to_iso
+from lineagehub.services.access import CARD_REVISION, CARD_REVISION_PREFIX
 from lineagehub.services.registry import RegistryService
 from lineagehub.vocabulary import (
     AlertState,
@@ -183,8 +184,7 @@ def check_card(card: Any) -> dict[str, Any]:
 
 #: The graph label of a card's revisions (outside the lineage vocabulary: no edges; a
 #: revision belongs to its version's project, :func:`lineagehub.services.access.projects_of`).
-REVISION_LABEL = "CardRevision"
-REVISION_PREFIX = "card-revision:"
+REVISION_LABEL, REVISION_PREFIX = CARD_REVISION, CARD_REVISION_PREFIX
 
 
 def revision_id(version_id: str, revision: int) -> str:

@@ -717,13 +717,17 @@ class OpenLineageService:
 
     def _flush(self, batch: _Batch) -> None:
         written = list(batch.nodes.values())
+        # the dataset versions these events' runs generated: their project is recorded
+        generated = {
+            e.source for e in batch.edges.values() if e.kind == EdgeKind.GENERATED_BY.value
+        }
         if batch.nodes:
             self.store.upsert_nodes(written)
             batch.nodes.clear()
         if batch.edges:
             self.store.upsert_edges(list(batch.edges.values()))
             batch.edges.clear()
-        record_projects(self.store, written)  # a dataset version an event's run generated
+        record_projects(self.store, [n for n in written if n.id in generated])
 
     def _job(self, batch: _Batch, job: Mapping[str, Any], write_facets: bool) -> Experiment:
         try:
